@@ -1,0 +1,23 @@
+"""The ``servesim`` command. Thin: every command calls the library and formats the result.
+
+Commands are grouped in modules by job; importing them registers them on ``app``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from servesim.cli.app import app
+from servesim.errors import ServesimError
+
+# NOTE: imported for their side effect of registering commands, in the order shown in --help.
+from servesim.cli import catalog_cmds, cost_cmds, simulate_cmd, trace_cmds  # noqa: E402,F401,I001
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI; a user mistake is one line on stderr and exit code 2."""
+    try:
+        app(args=argv, prog_name="servesim", standalone_mode=True)
+    except ServesimError as err:
+        sys.stderr.write(f"error: {err}\n")
+        sys.exit(2)

@@ -1,0 +1,13 @@
+"""The typer application object shared by every command module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="servesim",
+    help="Predict and explain the performance of LLM inference serving.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
