@@ -1,0 +1,262 @@
+"""One serving instance: a scheduler, a paged KV cache and an executor (the cost model).
+
+An instance runs one step at a time. ``start_step`` schedules a batch and returns when it will
+end; ``complete_step`` commits its tokens and returns the requests that finished.
+
+Fast-forward: when a step is pure decode and nothing can change the batch before some request
+finishes or the KV cache would need a preemption (no waiting request can be admitted: the
+budget, the sequence slots or the KV cache say no, and that only gets worse while decoding),
+the next steps differ only in context length. The instance then times many steps in one
+vectorised call and completes them together. An arrival during such a span truncates it at the
+first step boundary after the arrival, exactly where a step-by-step run would first see it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from servesim.engine.kv_cache import KVBlockManager
+from servesim.engine.records import StepRecord
+from servesim.engine.request import Request
+from servesim.engine.running import RunningTable
+from servesim.engine.scheduler import (
+    ScheduledBatch,
+    SchedulerConfig,
+    SchedulerState,
+    schedule,
+)
+
+
+class StepCost:
+    """What the instance needs from the cost model (``servesim.cost.StepCostModel``)."""
+
+    def step_seconds(self, new_tokens: np.ndarray, context_lens: np.ndarray) -> float: ...
+
+    def decode_span_seconds(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray: ...
+
+
+@dataclass
+class InFlight:
+    """The step (or decode span) an instance is executing."""
+
+    batch: ScheduledBatch
+    start_s: float
+    ends_s: np.ndarray
+    """End time of each step of the span (one entry for an ordinary step)."""
+    context_tokens: int
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.ends_s)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What completing a step produced."""
+
+    finished: list[Request]
+    first_tokens: list[Request]
+    record: StepRecord
+    itl_values: np.ndarray
+    itl_weights: np.ndarray
+
+
+class Instance:
+    """A model replica with its own scheduler and KV cache."""
+
+    def __init__(
+        self,
+        instance_id: int,
+        config: SchedulerConfig,
+        kv: KVBlockManager,
+        cost: StepCost,
+        fast_forward: bool = True,
+    ):
+        self.instance_id = instance_id
+        self.config = config
+        self.kv = kv
+        self.cost = cost
+        self.fast_forward = fast_forward
+        self.waiting: deque[Request] = deque()
+        self.running = RunningTable()
+        self.state = SchedulerState(self.waiting, self.running, kv)
+        self.in_flight: InFlight | None = None
+        self.version = 0
+        """Bumped whenever the end time of the in-flight step changes (stale events are ignored)."""
+        self.wake_pending = False
+        self.num_outstanding = 0
+        """Requests routed here and not finished (routers read it)."""
+
+    @property
+    def busy(self) -> bool:
+        return self.in_flight is not None
+
+    # --- arrivals -----------------------------------------------------------------------
+
+    def enqueue(self, req: Request, now: float) -> float | None:
+        """Queue ``req``. Returns a new end time for the in-flight step if it was truncated."""
+        req.instance_id = self.instance_id
+        self.waiting.append(req)
+        self.num_outstanding += 1
+        span = self.in_flight
+        if span is None or span.num_steps == 1:
+            return None
+        starts = np.concatenate(([span.start_s], span.ends_s[:-1]))
+        keep = int(np.searchsorted(starts, now, side="left"))
+        if keep >= span.num_steps:
+            return None
+        span.ends_s = span.ends_s[:keep]
+        self.version += 1
+        return float(span.ends_s[-1])
+
+    # --- stepping -----------------------------------------------------------------------
+
+    def start_step(self, now: float) -> float | None:
+        """Schedule the next step at ``now``; return its end time, or None when idle."""
+        self.wake_pending = False
+        batch = schedule(self.state, self.config, now)
+        if batch.is_empty and batch.num_preempted:
+            # Everything runnable was preempted this step; the queue head goes next.
+            batch = schedule(self.state, self.config, now)
+        if batch.is_empty:
+            self.in_flight = None
+            return None
+        run = self.running
+        rows = batch.rows
+        new_tokens = batch.alloc[rows]
+        context = run.computed[rows]
+        num_steps = self._span_length(batch) if self.fast_forward else 1
+        if num_steps > 1:
+            durations = self.cost.decode_span_seconds(context, num_steps)
+            context_tokens = int(context.sum()) * num_steps + len(rows) * (
+                num_steps * (num_steps - 1) // 2
+            )
+        else:
+            durations = np.array([self.cost.step_seconds(new_tokens, context)])
+            context_tokens = int(context.sum())
+        self.in_flight = InFlight(batch, now, now + np.cumsum(durations), context_tokens)
+        self.version += 1
+        return float(self.in_flight.ends_s[-1])
+
+    def _span_length(self, batch: ScheduledBatch) -> int:
+        """Steps the current pure-decode batch can run unchanged (1 = no fast-forward)."""
+        run = self.running
+        alloc = batch.alloc
+        if batch.num_admitted or batch.num_preempted or len(alloc) == 0:
+            return 1
+        if not (alloc == 1).all() or not (run.tokens - run.computed == 1).all():
+            return 1
+        # Until the first request finishes (its finishing step is the span's last).
+        longest = int((run.max_out - (run.tokens - run.prompt)).min())
+        if longest <= 1:
+            return 1
+        # Until the KV cache would run out: blocks needed to hold computed + m tokens.
+        bs = self.kv.block_size
+        free = self.kv.num_free_blocks
+        computed, nblocks = run.computed, run.nblocks
+
+        def extra_blocks(m: int) -> int:
+            return int(np.maximum(-(-(computed + m) // bs) - nblocks, 0).sum())
+
+        if extra_blocks(longest) <= free:
+            return longest
+        lo, hi = 1, longest  # extra_blocks(lo) == 0 <= free; extra_blocks(hi) > free
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if extra_blocks(mid) <= free:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def complete_step(self) -> StepOutcome:
+        """Commit the in-flight step's tokens; free and return the finished requests."""
+        span = self.in_flight
+        assert span is not None
+        self.in_flight = None
+        run, kv = self.running, self.kv
+        n = len(run)
+        # NOTE: local views of the table's columns; in-place updates write through.
+        computed, tokens, prompt = run.computed, run.tokens, run.prompt
+        last_token = run.last_token
+        alloc = span.batch.alloc
+        m = span.num_steps
+        end = float(span.ends_s[-1])
+        bs = kv.block_size
+        old_blocks_full = computed // bs
+        had_output = tokens > prompt
+
+        if m == 1:
+            is_decode = (alloc == 1) & had_output & (tokens - computed == 1)
+            computed += alloc
+            emit = (alloc > 0) & (computed == tokens)
+            gaps = end - last_token[emit & had_output]
+            itl_values, itl_weights = _fold_gaps(gaps, end - span.start_s)
+            decode_tokens = int(np.count_nonzero(is_decode))
+            prefill_tokens = int(alloc.sum()) - decode_tokens
+            tokens += emit
+        else:
+            # A decode span: every row emits one token per step.
+            computed += m
+            emit = had_output  # all True
+            durations = np.diff(span.ends_s, prepend=span.start_s)
+            itl_values = np.concatenate((float(span.ends_s[0]) - last_token, durations[1:]))
+            itl_weights = np.concatenate((np.ones(n, np.int64), np.full(m - 1, n, np.int64)))
+            prefill_tokens = 0
+            decode_tokens = n * m
+            tokens += m
+            for i in np.flatnonzero(-(-computed // bs) > run.nblocks).tolist():
+                grown = kv.allocate(run.reqs[i], int(computed[i]))
+                assert grown, "fast-forward span outgrew the KV cache"
+                run.refresh_blocks(i)
+
+        last_token[emit] = end
+        first_tokens = []
+        for i in np.flatnonzero(emit & ~had_output).tolist():
+            req = run.reqs[i]
+            req.first_token_s = end
+            first_tokens.append(req)
+        if kv.enable_prefix_caching:
+            for i in np.flatnonzero(computed // bs > old_blocks_full).tolist():
+                kv.register_full_blocks(run.sync(i))
+
+        done = (tokens - prompt) >= run.max_out
+        finished = run.remove(done) if done.any() else []
+        for req in finished:
+            req.finish_s = end
+            kv.free(req)
+        self.num_outstanding -= len(finished)
+
+        record = StepRecord(
+            instance=self.instance_id,
+            start_s=span.start_s,
+            duration_s=end - span.start_s,
+            num_steps=m,
+            batch_size=int(np.count_nonzero(alloc)),
+            prefill_tokens=prefill_tokens,
+            decode_tokens=decode_tokens,
+            context_tokens=span.context_tokens,
+            num_preempted=span.batch.num_preempted,
+            num_waiting=len(self.waiting),
+            kv_usage=kv.usage,
+        )
+        return StepOutcome(finished, first_tokens, record, itl_values, itl_weights)
+
+
+def _fold_gaps(gaps: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Inter-token gaps as (value, weight) pairs; gaps equal to the step itself share one entry.
+
+    Requests that also emitted in the previous step see a gap of exactly one step, which is
+    most of them; folding keeps memory proportional to steps, not tokens.
+    """
+    same = gaps == step_s
+    n_same = int(same.sum())
+    if n_same == 0:
+        return gaps, np.ones(len(gaps), dtype=np.int64)
+    others = gaps[~same]
+    values = np.concatenate(([step_s], others))
+    weights = np.concatenate(([n_same], np.ones(len(others), dtype=np.int64)))
+    return values, weights

@@ -1,0 +1,170 @@
+"""The discrete-event loop. Read this file top to bottom to see how a simulation runs.
+
+Events sit on a heap keyed ``(time, priority, seq)``: time in simulated seconds, then a fixed
+priority (arrivals before wake-ups before step completions, so every request that arrives at
+time t is queued before a step that starts at t is scheduled), then the order events were
+pushed. That key makes same-time ordering explicit and runs reproducible.
+
+Each handler takes the event and returns the events it causes; the loop pushes them. The loop
+emits records (requests, steps, inter-token gaps) to a :class:`RunRecords`; everything users see
+is computed from those records afterwards.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from servesim.engine.instance import Instance
+from servesim.engine.records import RunRecords
+from servesim.engine.request import Request
+from servesim.engine.router import Router
+
+if TYPE_CHECKING:
+    from servesim.workload import Session
+
+ARRIVAL, WAKEUP, STEP_DONE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float
+    priority: int
+    kind: str
+    payload: object = None
+    version: int = 0
+
+
+AdmissionCheck = Callable[[Request], str | None]
+"""Returns why a request can never be served (too long for the context or the KV cache)."""
+
+
+class Simulation:
+    """Runs sessions through instances behind a router, to completion."""
+
+    def __init__(
+        self,
+        instances: Sequence[Instance],
+        router: Router,
+        sessions: Iterator[Session],
+        records: RunRecords,
+        admission_check: AdmissionCheck | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ):
+        self.instances = list(instances)
+        self.router = router
+        self.sessions = sessions
+        self.records = records
+        self.admission_check = admission_check
+        self.on_progress = on_progress
+        self.now = 0.0
+        self._heap: list[tuple[float, int, int, Event]] = []
+        self._seq = 0
+        self._next_request_id = 0
+        self.num_events = 0
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run(self) -> RunRecords:
+        """Process events until none are left; return the records."""
+        self._push_all(self._next_session())
+        while self._heap:
+            time, _, _, event = heapq.heappop(self._heap)
+            assert time >= self.now, "simulated time went backwards"
+            self.now = time
+            self.num_events += 1
+            self._push_all(self._handle(event))
+        return self.records
+
+    def _handle(self, event: Event) -> list[Event]:
+        if event.kind == "session":
+            return self._on_session(event.payload)
+        if event.kind == "arrival":
+            return self._on_arrival(event.payload)
+        if event.kind == "wakeup":
+            return self._on_wakeup(event.payload)
+        if event.kind == "step_done":
+            return self._on_step_done(event.payload, event.version)
+        raise AssertionError(event.kind)
+
+    def _push_all(self, events: list[Event]) -> None:
+        for ev in events:
+            heapq.heappush(self._heap, (ev.time, ev.priority, self._seq, ev))
+            self._seq += 1
+
+    # --- handlers -----------------------------------------------------------------------
+
+    def _next_session(self) -> list[Event]:
+        """Pull the next session from the (lazy) workload; its start is an event."""
+        session = next(self.sessions, None)
+        if session is None:
+            return []
+        return [Event(session.start_s, ARRIVAL, "session", session)]
+
+    def _on_session(self, session: Session) -> list[Event]:
+        # The next session is pulled only now, so the workload streams in bounded memory.
+        events = self._next_session()
+        events.append(Event(self.now, ARRIVAL, "arrival", (session, 0)))
+        return events
+
+    def _on_arrival(self, payload: tuple[Session, int]) -> list[Event]:
+        session, turn_index = payload
+        turn = session.turns[turn_index]
+        req = Request(
+            request_id=self._next_request_id,
+            session_id=session.session_id,
+            turn=turn_index,
+            arrival_s=self.now,
+            prompt_tokens=turn.input_tokens,
+            max_output_tokens=turn.output_tokens,
+            hash_ids=tuple(turn.hash_ids),
+            hash_block_size=turn.hash_block_size,
+            session=session,
+        )
+        self._next_request_id += 1
+        reason = self.admission_check(req) if self.admission_check else None
+        if reason is not None:
+            # The rest of the session depended on this turn's answer; it is dropped too.
+            self.records.request_skipped(reason)
+            return []
+        instance = self.router(req, self.instances)
+        new_end = instance.enqueue(req, self.now)
+        if new_end is not None:
+            return [Event(new_end, STEP_DONE, "step_done", instance, instance.version)]
+        if not instance.busy and not instance.wake_pending:
+            instance.wake_pending = True
+            return [Event(self.now, WAKEUP, "wakeup", instance)]
+        return []
+
+    def _on_wakeup(self, instance: Instance) -> list[Event]:
+        if instance.busy:
+            return []
+        return self._start_step(instance)
+
+    def _on_step_done(self, instance: Instance, version: int) -> list[Event]:
+        if version != instance.version or not instance.busy:
+            return []  # superseded: the span was truncated and rescheduled
+        outcome = instance.complete_step()
+        self.records.step_done(outcome.record)
+        if len(outcome.itl_values):
+            self.records.itl(outcome.itl_values, outcome.itl_weights)
+        events: list[Event] = []
+        for req in outcome.finished:
+            self.records.request_done(req)
+            session = req.session
+            nxt = req.turn + 1
+            if nxt < len(session.turns):
+                think = session.think_times_s[req.turn] if session.think_times_s else 0.0
+                events.append(Event(self.now + think, ARRIVAL, "arrival", (session, nxt)))
+        if outcome.finished and self.on_progress is not None:
+            self.on_progress(len(outcome.finished))
+        events.extend(self._start_step(instance))
+        return events
+
+    def _start_step(self, instance: Instance) -> list[Event]:
+        end = instance.start_step(self.now)
+        if end is None:
+            return []
+        return [Event(end, STEP_DONE, "step_done", instance, instance.version)]

@@ -1,0 +1,120 @@
+"""Summary metrics of a run, with vLLM ``bench serve`` names and definitions.
+
+- TTFT: first token time − arrival.
+- TPOT: per request, (E2EL − TTFT) / (output tokens − 1); requests with one output token are
+  left out; then aggregated over requests.
+- ITL: every gap between consecutive tokens of a request, pooled over all requests. The engine
+  records gaps as (value, weight) pairs; percentiles here equal ``np.percentile`` over the
+  expanded list of gaps exactly.
+- E2EL: finish − arrival.
+- goodput: requests meeting every given SLO, per second of run duration.
+- duration: from the first arrival to the last finish.
+
+All latencies are reported in milliseconds (``*_ms``), throughputs per second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class SLO:
+    """Latency targets, milliseconds; None = no target on that metric."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2el_ms: float | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2el_ms))
+
+
+def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """``np.percentile(np.repeat(values, weights), q)`` (linear method) without expanding."""
+    if len(values) == 0:
+        return float("nan")
+    order = np.argsort(values, kind="stable")
+    v = np.asarray(values, dtype=np.float64)[order]
+    cum = np.cumsum(np.asarray(weights, dtype=np.int64)[order])
+    n = int(cum[-1])
+    pos = q / 100.0 * (n - 1)
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, n - 1)
+    # Sorted expanded index k holds v[first j with cum[j] > k].
+    v_lo = v[np.searchsorted(cum, lo, side="right")]
+    v_hi = v[np.searchsorted(cum, hi, side="right")]
+    return float(v_lo + (v_hi - v_lo) * (pos - lo))
+
+
+def _stats(prefix: str, values_s: np.ndarray, weights: np.ndarray | None = None) -> dict:
+    """mean/median/std/p90/p99 of ``values_s`` (seconds) as ``{stat}_{prefix}_ms``."""
+    out: dict[str, float] = {}
+    if weights is None:
+        weights = np.ones(len(values_s), dtype=np.int64)
+    total = int(weights.sum()) if len(weights) else 0
+    ms = np.asarray(values_s, dtype=np.float64) * 1000.0
+    if total == 0:
+        mean = std = float("nan")
+    else:
+        mean = float((ms * weights).sum() / total)
+        std = float(np.sqrt(((ms - mean) ** 2 * weights).sum() / total))
+    out[f"mean_{prefix}_ms"] = mean
+    out[f"median_{prefix}_ms"] = weighted_percentile(ms, weights, 50)
+    out[f"std_{prefix}_ms"] = std
+    for p in PERCENTILES[1:]:
+        out[f"p{p}_{prefix}_ms"] = weighted_percentile(ms, weights, p)
+    return out
+
+
+def summarize(
+    requests: dict[str, np.ndarray],
+    itl_values: np.ndarray,
+    itl_weights: np.ndarray,
+    slo: SLO = SLO(),
+) -> dict[str, float | int]:
+    """Metrics from per-request columns (see ``RunRecords.request_columns``) and pooled ITLs."""
+    arrival = requests["arrival_s"]
+    first = requests["first_token_s"]
+    finish = requests["finish_s"]
+    n_in = requests["input_tokens"]
+    n_out = requests["output_tokens"]
+    completed = len(arrival)
+    duration = float(finish.max() - arrival.min()) if completed else 0.0
+    ttft = first - arrival
+    e2el = finish - arrival
+    multi = n_out > 1
+    tpot = (e2el[multi] - ttft[multi]) / (n_out[multi] - 1)
+
+    out: dict[str, float | int] = {
+        "completed": completed,
+        "duration": duration,
+        "total_input_tokens": int(n_in.sum()),
+        "total_output_tokens": int(n_out.sum()),
+        "request_throughput": completed / duration if duration > 0 else float("nan"),
+        "output_throughput": float(n_out.sum()) / duration if duration > 0 else float("nan"),
+        "total_token_throughput": (
+            float(n_in.sum() + n_out.sum()) / duration if duration > 0 else float("nan")
+        ),
+    }
+    if slo.any:
+        good = np.ones(completed, dtype=bool)
+        if slo.ttft_ms is not None:
+            good &= ttft * 1000.0 <= slo.ttft_ms
+        if slo.tpot_ms is not None:
+            tpot_all = np.where(multi, (e2el - ttft) / np.maximum(n_out - 1, 1), 0.0)
+            good &= tpot_all * 1000.0 <= slo.tpot_ms
+        if slo.e2el_ms is not None:
+            good &= e2el * 1000.0 <= slo.e2el_ms
+        out["goodput"] = int(good.sum()) / duration if duration > 0 else float("nan")
+        out["good_requests"] = int(good.sum())
+    out.update(_stats("ttft", ttft))
+    out.update(_stats("tpot", tpot))
+    out.update(_stats("itl", itl_values, itl_weights))
+    out.update(_stats("e2el", e2el))
+    return out

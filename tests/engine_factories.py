@@ -1,0 +1,80 @@
+"""Factories for driving engine components alone, with a simple linear step-cost model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from servesim.engine.instance import Instance
+from servesim.engine.kv_cache import KVBlockManager
+from servesim.engine.loop import Simulation
+from servesim.engine.records import RunRecords
+from servesim.engine.request import Request
+from servesim.engine.router import make_router
+from servesim.engine.scheduler import SchedulerConfig
+from servesim.workload.session import RequestSpec, Session
+
+
+class LinearCost:
+    """step = base + per_token × new tokens + per_context × context tokens (seconds)."""
+
+    def __init__(self, base=0.01, per_token=1e-5, per_context=1e-7):
+        self.base, self.per_token, self.per_context = base, per_token, per_context
+
+    def step_seconds(self, new_tokens, context_lens):
+        return (
+            self.base
+            + self.per_token * float(np.sum(new_tokens))
+            + self.per_context * float(np.sum(context_lens))
+        )
+
+    def decode_span_seconds(self, context_lens, num_steps):
+        j = np.arange(num_steps)
+        b = len(context_lens)
+        return (
+            self.base
+            + self.per_token * b
+            + self.per_context * (float(np.sum(context_lens)) + b * j)
+        )
+
+
+def make_request(rid=0, prompt=32, output=4, hash_ids=(), hbs=16, **kw) -> Request:
+    return Request(
+        request_id=rid, session_id=rid, turn=0, arrival_s=0.0, prompt_tokens=prompt,
+        max_output_tokens=output, hash_ids=tuple(hash_ids), hash_block_size=hbs, **kw,
+    )
+
+
+def make_session(sid, start, input_tokens, output_tokens, hash_ids=(), hbs=16) -> Session:
+    return Session(sid, start, (RequestSpec(input_tokens, output_tokens, tuple(hash_ids), hbs),))
+
+
+def run_sessions(
+    sessions,
+    *,
+    num_blocks=10_000,
+    block_size=16,
+    cost=None,
+    fast_forward=True,
+    num_instances=1,
+    router="round_robin",
+    **sched,
+):
+    """Run ``sessions`` to completion; returns (records, instances, simulation)."""
+    cfg = SchedulerConfig(block_size=block_size, **sched)
+    cost = cost or LinearCost()
+    instances = [
+        Instance(i, cfg, KVBlockManager(num_blocks, block_size, cfg.enable_prefix_caching), cost,
+                 fast_forward=fast_forward)
+        for i in range(num_instances)
+    ]
+    records = RunRecords()
+    rng = np.random.default_rng(0)
+    sim = Simulation(instances, make_router(router, rng), iter(sessions), records)
+    sim.run()
+    return records, instances, sim
+
+
+def by_request(records: RunRecords) -> dict[str, np.ndarray]:
+    cols = records.request_columns()
+    order = np.argsort(cols["request_id"])
+    return {k: v[order] for k, v in cols.items()}

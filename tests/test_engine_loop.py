@@ -1,0 +1,168 @@
+"""The event loop end to end with a linear cost model: hand-checked cases, ordering,
+fast-forward equivalence, determinism, and invariants under random workloads."""
+
+import numpy as np
+import pytest
+from engine_factories import LinearCost, by_request, make_session, run_sessions
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from servesim.metrics import summarize
+from servesim.workload.session import RequestSpec, Session
+
+
+def test_single_request_ttft_is_one_prefill_step_and_each_itl_one_decode_step():
+    cost = LinearCost(base=0.01, per_token=1e-5, per_context=1e-6)
+    recs, _, _ = run_sessions([make_session(0, 1.0, 100, 5)], cost=cost)
+    r = by_request(recs)
+    prefill = 0.01 + 100 * 1e-5
+    assert r["first_token_s"][0] - r["arrival_s"][0] == pytest.approx(prefill, rel=1e-12)
+    values, weights = recs.itl_pairs()
+    gaps = np.repeat(values, weights)
+    # Decode step k reads a context of 100 + k tokens (k = 0..3).
+    expected = [0.01 + 1e-5 + (100 + k) * 1e-6 for k in range(4)]
+    assert sorted(gaps) == pytest.approx(expected, rel=1e-12)
+    assert r["finish_s"][0] == pytest.approx(1.0 + prefill + sum(expected), rel=1e-12)
+    assert r["output_tokens"][0] == 5
+
+
+def test_requests_arriving_together_share_the_first_step():
+    sessions = [make_session(i, 0.0, 10, 2) for i in range(5)]
+    recs, _, _ = run_sessions(sessions, cost=LinearCost(base=0.01, per_token=0, per_context=0))
+    steps = recs.step_columns()
+    assert steps["batch_size"][0] == 5
+    assert np.all(by_request(recs)["first_token_s"] == pytest.approx(0.01))
+
+
+def test_arrival_at_a_step_boundary_joins_the_step_that_starts_then():
+    cost = LinearCost(base=0.01, per_token=0, per_context=0)
+    # The second arrives exactly when the first request's prefill step ends.
+    sessions = [make_session(0, 0.0, 10, 3), make_session(1, 0.01, 10, 1)]
+    recs, _, _ = run_sessions(sessions, cost=cost, fast_forward=False)
+    r = by_request(recs)
+    assert r["first_token_s"][1] == pytest.approx(0.02)
+    steps = recs.step_columns()
+    assert steps["batch_size"][1] == 2
+
+
+def _random_sessions(seed, n=300, rate=50.0, multi_turn=False, shared=False):
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.exponential(1 / rate, n))
+    out = []
+    for i in range(n):
+        lin, lout = int(rng.integers(1, 600)), int(rng.integers(1, 120))
+        hashes = (1000 + (i % 3),) if shared and lin >= 64 else ()
+        turns = [RequestSpec(lin, lout, hashes, 64 if shared else 16)]
+        if multi_turn and i % 4 == 0:
+            turns.append(RequestSpec(lin + lout + 20, int(rng.integers(1, 50))))
+        out.append(Session(i, float(t[i]), tuple(turns), (0.05,) * (len(turns) - 1)))
+    return out
+
+
+@pytest.mark.parametrize("policy", ["vllm", "sarathi", "orca", "static"])
+@pytest.mark.parametrize("num_blocks", [20_000, 300])  # roomy, and tight enough to preempt
+def test_fast_forward_gives_the_same_results_as_step_by_step(policy, num_blocks):
+    sessions = _random_sessions(1, multi_turn=True, shared=True)
+    kw = dict(policy=policy, num_blocks=num_blocks, max_num_batched_tokens=1024)
+    a, _, sim_a = run_sessions(sessions, fast_forward=True, **kw)
+    b, _, sim_b = run_sessions(sessions, fast_forward=False, **kw)
+    ra, rb = by_request(a), by_request(b)
+    assert len(ra["request_id"]) == len(rb["request_id"])
+    for col in ("first_token_s", "finish_s", "first_scheduled_s"):
+        np.testing.assert_allclose(ra[col], rb[col], rtol=1e-9, atol=1e-9)
+    for col in ("output_tokens", "cached_tokens", "preemptions", "instance"):
+        np.testing.assert_array_equal(ra[col], rb[col])
+    sa = summarize(ra, *a.itl_pairs())
+    sb = summarize(rb, *b.itl_pairs())
+    for key in ("p99_itl_ms", "median_itl_ms", "mean_itl_ms", "p90_tpot_ms"):
+        assert sa[key] == pytest.approx(sb[key], rel=1e-9)
+    assert a.step_columns()["num_steps"].sum() == b.step_columns()["num_steps"].sum()
+    if num_blocks == 20_000:
+        assert sim_a.num_events < sim_b.num_events  # it did fast-forward
+
+
+def test_preemption_happens_under_kv_pressure_and_everything_still_finishes():
+    sessions = _random_sessions(2, n=200, rate=500.0)
+    recs, insts, _ = run_sessions(sessions, num_blocks=150, max_num_batched_tokens=2048)
+    r = by_request(recs)
+    assert r["preemptions"].sum() > 0
+    assert len(r["request_id"]) == 200
+
+
+def test_same_seed_same_results():
+    sessions = _random_sessions(3)
+    a, _, _ = run_sessions(sessions)
+    b, _, _ = run_sessions(sessions)
+    for col, values in by_request(a).items():
+        np.testing.assert_array_equal(values, by_request(b)[col])
+
+
+def test_prefix_caching_reuses_shared_prompts_and_can_be_switched_off():
+    sessions = [make_session(i, i * 1.0, 512, 4, hash_ids=(42,), hbs=512) for i in range(3)]
+    on, _, _ = run_sessions(sessions)
+    off, _, _ = run_sessions(sessions, enable_prefix_caching=False)
+    assert by_request(on)["cached_tokens"].tolist() == [0, 496, 496]
+    assert by_request(off)["cached_tokens"].tolist() == [0, 0, 0]
+
+
+def test_multi_turn_follow_up_arrives_think_time_after_finish_and_hits_the_cache():
+    t1 = RequestSpec(64, 16, tuple(range(5)), 16)  # prompt + output = 80 tokens = 5 blocks
+    t2 = RequestSpec(100, 8, tuple(range(5)) + (77, 78), 16)
+    recs, _, _ = run_sessions([Session(0, 0.0, (t1, t2), (2.5,))])
+    r = by_request(recs)
+    assert r["arrival_s"][1] == pytest.approx(r["finish_s"][0] + 2.5)
+    # turn 1 held 79 tokens of KV → 4 full blocks cached; turn 2 reuses them.
+    assert r["cached_tokens"][1] == 64
+
+
+def test_multiple_instances_share_the_load():
+    sessions = _random_sessions(4, n=100)
+    recs, insts, _ = run_sessions(sessions, num_instances=3, router="round_robin")
+    counts = np.bincount(by_request(recs)["instance"], minlength=3)
+    assert counts.tolist() == [34, 33, 33]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 40),
+    seed=st.integers(0, 10_000),
+    num_blocks=st.integers(70, 400),
+    block_size=st.sampled_from([1, 4, 16]),
+    policy=st.sampled_from(["vllm", "sarathi", "orca", "static"]),
+    budget=st.integers(64, 2048),
+    ff=st.booleans(),
+)
+def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff):
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
+    max_len = num_blocks * block_size // 2  # every request fits the cache on its own
+    sessions = []
+    for i in range(n):
+        lin = int(rng.integers(1, max(2, min(600, max_len - 60))))
+        lout = int(rng.integers(1, 60))
+        hashes = (int(rng.integers(0, 3)),) if rng.random() < 0.5 else ()
+        sessions.append(make_session(i, float(t[i]), lin, lout, hashes, hbs=32))
+    recs, insts, _ = run_sessions(
+        sessions, num_blocks=num_blocks, block_size=block_size, policy=policy,
+        max_num_batched_tokens=budget, fast_forward=ff,
+    )
+    r = by_request(recs)
+    # Every request finishes exactly once, with exactly the tokens it asked for.
+    assert r["request_id"].tolist() == list(range(n))
+    assert r["output_tokens"].tolist() == [s.turns[0].output_tokens for s in sessions]
+    # Causality: arrival <= scheduled < first token <= finish.
+    assert np.all(r["first_scheduled_s"] >= r["arrival_s"])
+    assert np.all(r["first_token_s"] > r["first_scheduled_s"])
+    assert np.all(r["finish_s"] >= r["first_token_s"])
+    # KV never over capacity; all blocks back at the end.
+    steps = recs.step_columns()
+    assert np.all(steps["kv_usage"] <= 1.0)
+    kv = insts[0].kv
+    kv.check_invariants()
+    assert kv.num_free_blocks == kv.num_blocks
+    # Time never goes backwards: steps of an instance are sequential.
+    ends = steps["start_s"] + steps["duration_s"]
+    assert np.all(np.diff(steps["start_s"]) > 0)
+    assert np.all(steps["start_s"][1:] >= ends[:-1] - 1e-12)
+    # Tokens are conserved: decode tokens + first tokens = output tokens.
+    assert steps["decode_tokens"].sum() <= r["output_tokens"].sum()
