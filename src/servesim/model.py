@@ -5,11 +5,32 @@ matrix, attention layout (MHA/GQA/MQA, MLA), MoE layout and sliding-window layer
 
 NOTE: the dataclasses below are the interface the cost model is written against; the parsing
 (``ModelSpec.from_hf_config``, ``load_model``) and the parameter counts live in this module too.
+
+Parameter counts are exact, weight by weight, for the families the catalog ships (Llama,
+Mistral, Mixtral, Qwen2/2.5/3 and their MoE variants, DeepSeek-V2/V3, gpt-oss). Other configs
+parse by the same conventions; architectures with extras those families lack (LayerNorm biases,
+learned position embeddings, per-layer extra norms) are counted without those extras.
+
+The catalog of shipped architectures lives in ``servesim/catalog/models/``: one HF
+``config.json`` per model (``<org>--<name>.json``) and ``index.yaml`` with aliases and the
+published parameter counts the tests hold our counts to.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import json
+import re
 from dataclasses import dataclass
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from servesim.errors import ServesimError
 
 
 @dataclass(frozen=True)
@@ -34,6 +55,10 @@ class MoESpec:
     """Expert projections carry biases (gpt-oss)."""
     router_bias: bool = False
     """The router (gate) has a bias vector."""
+    mlp_only_layers: tuple[int, ...] = ()
+    """Layers (0-based) forced to a dense MLP although the pattern makes them MoE (Qwen)."""
+    shared_expert_gate: bool = False
+    """A learned sigmoid gate (hidden -> 1) scales the shared expert's output (Qwen2-MoE)."""
 
 
 @dataclass(frozen=True)
@@ -81,12 +106,28 @@ class ModelSpec:
     """How many layers use ``sliding_window``; the others attend to the full context."""
     attention_sinks: bool = False
     """Learned per-head attention sink logits (gpt-oss)."""
+    model_type: str = ""
+    """The config's ``model_type`` (llama, qwen2, deepseek_v3, gpt_oss...)."""
+    mlp_bias: bool = False
+    """Dense MLP projections carry biases (Llama ``mlp_bias``)."""
+    base_dtype: str = "bf16"
+    """Dtype of the weights a quantization leaves alone (embeddings, norms, router; all
+    weights when ``quant_scope`` is ``"none"``)."""
+    quant_scope: str = "none"
+    """Which weights are stored in ``dtype`` when it is a quantized format: ``"none"`` (not
+    quantized: everything is ``dtype``), ``"linear"`` (every linear layer but the router and the
+    LM head, e.g. DeepSeek-V3 fp8) or ``"experts"`` (only routed-expert weights, gpt-oss mxfp4)."""
+    num_mtp_layers: int = 0
+    """Multi-token-prediction modules shipped with the checkpoint (DeepSeek-V3: 1). They are
+    not part of the serving model and are NOT counted in the parameter counts."""
 
     # --- layer layout -------------------------------------------------------------------
 
     def is_moe_layer(self, layer: int) -> bool:
         """Whether layer ``layer`` (0-based) has a routed-expert FFN."""
         if self.moe is None or layer < self.moe.first_dense_layers:
+            return False
+        if layer in self.moe.mlp_only_layers:
             return False
         return (layer - self.moe.first_dense_layers) % self.moe.layer_freq == 0
 
@@ -112,3 +153,636 @@ class ModelSpec:
         if self.mla is not None:
             return self.mla.kv_lora_rank + self.mla.qk_rope_head_dim
         return 2 * self.num_kv_heads * self.head_dim
+
+    @property
+    def attention_type(self) -> str:
+        """``"MLA"``, ``"MHA"`` (one KV head per query head), ``"MQA"`` (one KV head) or
+        ``"GQA"``; sliding-window layers are reported separately (``num_sliding_layers``)."""
+        if self.mla is not None:
+            return "MLA"
+        if self.num_kv_heads == self.num_attention_heads:
+            return "MHA"
+        if self.num_kv_heads == 1:
+            return "MQA"
+        return "GQA"
+
+    # --- parameter counts ---------------------------------------------------------------
+
+    def params_breakdown(self, active: bool = False) -> dict[str, int]:
+        """Parameters (elements) by component, every weight and bias counted once.
+
+        Keys: ``embedding``, ``attention`` (projections, biases, sinks), ``mlp`` (dense layers),
+        ``moe_experts`` (routed experts plus shared experts), ``router`` (gates, their biases,
+        the shared-expert gate), ``norms`` (every norm weight: per layer, q/k norms, MLA latent
+        norms, the final norm) and ``lm_head`` (0 when tied to the embedding).
+
+        With ``active=True`` a routed-expert layer counts only the ``experts_per_token`` experts
+        one token runs through: the per-token ("activated") parameters. The router counts in
+        full (every token scores every expert) and so does the input embedding table, although
+        a token only reads one row of it; some publishers leave it out of their active figure
+        (see ``CatalogEntry.active_excludes_embedding``).
+        """
+        moe_layers = self.num_moe_layers
+        dense_layers = self.num_layers - moe_layers
+        embedding = self.vocab_size * self.hidden_size
+        experts = 0
+        router = 0
+        if self.moe is not None:
+            moe = self.moe
+            routed = moe.experts_per_token if active else moe.num_experts
+            shared = moe.num_shared_experts * _ffn_params(
+                self.hidden_size, moe.shared_expert_intermediate_size, self.gated_mlp, False
+            )
+            expert = _ffn_params(
+                self.hidden_size, moe.expert_intermediate_size, self.gated_mlp, moe.expert_bias
+            )
+            experts = moe_layers * (routed * expert + shared)
+            gate = moe.num_experts * self.hidden_size + (moe.num_experts if moe.router_bias else 0)
+            shared_gate = self.hidden_size if moe.shared_expert_gate else 0
+            router = moe_layers * (gate + shared_gate)
+        return {
+            "embedding": embedding,
+            "attention": self.num_layers * _attention_params(self),
+            "mlp": dense_layers
+            * _ffn_params(self.hidden_size, self.intermediate_size, self.gated_mlp, self.mlp_bias),
+            "moe_experts": experts,
+            "router": router,
+            "norms": self.num_layers * _layer_norm_params(self) + self.hidden_size,
+            "lm_head": 0 if self.tie_word_embeddings else embedding,
+        }
+
+    @property
+    def params_total(self) -> int:
+        """Every parameter of the checkpoint's serving model (MTP modules excluded), elements."""
+        return sum(self.params_breakdown().values())
+
+    @property
+    def params_active(self) -> int:
+        """Parameters one token runs through: routed experts count only the top-k (elements).
+
+        Includes the input embedding table (once when tied to the LM head).
+        """
+        return sum(self.params_breakdown(active=True).values())
+
+    # --- parsing ------------------------------------------------------------------------
+
+    @classmethod
+    def from_hf_config(cls, cfg: dict, name: str, *, source: str = "config.json") -> ModelSpec:
+        """Build a spec from a parsed Hugging Face ``config.json``.
+
+        ``source`` names the file in error messages. A missing required field or a value of the
+        wrong type raises :class:`ServesimError` naming the field (``config.json: hidden_size is
+        missing``).
+        """
+        if not isinstance(cfg, dict):
+            raise ServesimError(
+                f"{source}: expected a JSON object, got {type(cfg).__name__}",
+                field=source,
+                fix="pass the model's config.json",
+            )
+        cfg = _text_config(cfg)
+        read = _Reader(cfg, source)
+        model_type = read.text("model_type", default="")
+        hidden = read.integer("hidden_size", aliases=("n_embd", "d_model"))
+        layers = read.integer("num_hidden_layers", aliases=("n_layer", "num_layers"))
+        heads = read.integer("num_attention_heads", aliases=("n_head", "num_heads"))
+        kv_heads = read.integer(
+            "num_key_value_heads", aliases=("num_kv_heads", "n_head_kv"), default=heads
+        )
+        if heads % kv_heads:
+            raise read.error(
+                "num_key_value_heads",
+                f"({kv_heads}) must divide num_attention_heads ({heads})",
+            )
+        mla = _parse_mla(read)
+        if mla is not None:
+            # NOTE: for MLA the q·k width is nope + rope; V has its own width in the MLASpec.
+            head_dim = mla.qk_nope_head_dim + mla.qk_rope_head_dim
+        else:
+            explicit = read.integer("head_dim", default=0, minimum=0)
+            head_dim = explicit or _even_split(read, hidden, heads)
+        moe = _parse_moe(read, model_type, layers)
+        all_moe = moe is not None and moe.first_dense_layers == 0 and moe.layer_freq == 1
+        all_moe = all_moe and not moe.mlp_only_layers
+        intermediate = read.integer(
+            "intermediate_size",
+            aliases=("ffn_hidden_size", "n_inner"),
+            # an all-MoE model may omit the dense width: no layer uses it
+            default=0 if all_moe else None,
+            minimum=0 if all_moe else 1,
+        )
+        context = read.integer(
+            "max_position_embeddings", aliases=("n_positions", "max_sequence_length", "seq_length")
+        )
+        window, sliding_layers = _parse_sliding(read, layers, context)
+        dtype, base_dtype, scope = _parse_dtype(read)
+        attention_bias = read.flag("attention_bias", default=False)
+        return cls(
+            name=name,
+            architecture=_architecture(read, model_type),
+            hidden_size=hidden,
+            num_layers=layers,
+            num_attention_heads=heads,
+            num_kv_heads=kv_heads,
+            head_dim=head_dim,
+            intermediate_size=intermediate,
+            vocab_size=read.integer("vocab_size"),
+            max_position_embeddings=context,
+            tie_word_embeddings=read.flag("tie_word_embeddings", default=False),
+            dtype=dtype,
+            gated_mlp=model_type not in _UNGATED_MLP_TYPES,
+            # Qwen2's q/k/v projections always carry a bias; its config has no flag for it
+            qkv_bias=attention_bias
+            or read.flag("qkv_bias", default=False)
+            or model_type in _QKV_BIAS_TYPES,
+            o_bias=attention_bias,
+            qk_norm=model_type in _QK_NORM_TYPES or read.flag("use_qk_norm", default=False),
+            moe=moe,
+            mla=mla,
+            sliding_window=window,
+            num_sliding_layers=sliding_layers,
+            attention_sinks=model_type in _SINK_TYPES,
+            model_type=model_type,
+            mlp_bias=read.flag("mlp_bias", default=False),
+            base_dtype=base_dtype,
+            quant_scope=scope,
+            num_mtp_layers=read.integer("num_nextn_predict_layers", default=0, minimum=0),
+        )
+
+
+# --- architecture facts not spelled out in configs -----------------------------------------
+
+_QKV_BIAS_TYPES = frozenset({"qwen2", "qwen2_moe"})
+_QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe"})
+_SINK_TYPES = frozenset({"gpt_oss"})
+_UNGATED_MLP_TYPES = frozenset({"gpt2", "gpt_neox", "gptj", "opt", "falcon", "phi", "starcoder2"})
+
+_TORCH_DTYPES = {
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "half": "fp16",
+    "float32": "fp32",
+    "float": "fp32",
+}
+
+
+# --- parameter counting helpers (pure) -----------------------------------------------------
+
+
+def _ffn_params(hidden: int, width: int, gated: bool, bias: bool) -> int:
+    """Weights (+ biases) of one feed-forward block: gate/up/down (gated) or up/down."""
+    if width == 0:
+        return 0
+    in_proj = (2 if gated else 1) * width
+    weights = hidden * in_proj + width * hidden
+    return weights + (in_proj + hidden if bias else 0)
+
+
+def _attention_params(spec: ModelSpec) -> int:
+    """Projection weights, biases and sinks of one attention block (norms not included)."""
+    h = spec.hidden_size
+    sinks = spec.num_attention_heads if spec.attention_sinks else 0
+    o_bias = h if spec.o_bias else 0
+    mla = spec.mla
+    if mla is None:
+        q = spec.num_attention_heads * spec.head_dim
+        kv = spec.num_kv_heads * spec.head_dim
+        qkv_bias = q + 2 * kv if spec.qkv_bias else 0
+        return h * (q + 2 * kv) + qkv_bias + q * h + o_bias + sinks
+    heads = spec.num_attention_heads
+    q_out = heads * (mla.qk_nope_head_dim + mla.qk_rope_head_dim)
+    in_bias = spec.qkv_bias
+    if mla.q_lora_rank is None:
+        q = h * q_out + (q_out if in_bias else 0)
+    else:
+        # q_a (hidden -> rank), q_a_layernorm (in norms), q_b (rank -> heads x qk dim)
+        q = h * mla.q_lora_rank + (mla.q_lora_rank if in_bias else 0) + mla.q_lora_rank * q_out
+    kv_a_out = mla.kv_lora_rank + mla.qk_rope_head_dim
+    kv_a = h * kv_a_out + (kv_a_out if in_bias else 0)
+    kv_b = mla.kv_lora_rank * heads * (mla.qk_nope_head_dim + mla.v_head_dim)
+    o = heads * mla.v_head_dim * h
+    return q + kv_a + kv_b + o + o_bias + sinks
+
+
+def _layer_norm_params(spec: ModelSpec) -> int:
+    """Norm weights in one decoder layer: input and post-attention norms, q/k or MLA norms."""
+    total = 2 * spec.hidden_size
+    if spec.qk_norm:
+        total += 2 * spec.head_dim
+    if spec.mla is not None:
+        total += spec.mla.kv_lora_rank + (spec.mla.q_lora_rank or 0)
+    return total
+
+
+# --- config parsing helpers -----------------------------------------------------------------
+
+
+class _Reader:
+    """Typed access to one config dict; every error names the config file and field."""
+
+    def __init__(self, cfg: dict, source: str):
+        self.cfg = cfg
+        self.source = source
+
+    def error(self, key: str, problem: str) -> ServesimError:
+        field = f"{self.source}: {key}"
+        return ServesimError(
+            f"{field} {problem}",
+            field=field,
+            fix="check the model's config.json against the one on the Hugging Face Hub",
+        )
+
+    def has(self, key: str) -> bool:
+        return self.cfg.get(key) is not None
+
+    def _find(self, key: str, aliases: tuple[str, ...]) -> tuple[str, Any]:
+        for k in (key, *aliases):
+            if self.cfg.get(k) is not None:
+                return k, self.cfg[k]
+        return key, None
+
+    def integer(
+        self,
+        key: str,
+        *,
+        aliases: tuple[str, ...] = (),
+        default: int | None = None,
+        minimum: int = 1,
+    ) -> int:
+        found, value = self._find(key, aliases)
+        if value is None:
+            if default is None:
+                raise self.error(key, "is missing")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(found, f"must be an integer, got {value!r}")
+        if value < minimum:
+            raise self.error(found, f"must be >= {minimum}, got {value}")
+        return value
+
+    def flag(self, key: str, *, default: bool) -> bool:
+        value = self.cfg.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
+        return value
+
+    def text(self, key: str, *, default: str) -> str:
+        value = self.cfg.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, got {value!r}")
+        return value
+
+
+def _text_config(cfg: dict) -> dict:
+    """The language-model part of a config: multimodal configs nest it under ``text_config``."""
+    text = cfg.get("text_config")
+    if "hidden_size" in cfg or not isinstance(text, dict):
+        return cfg
+    inherited = ("quantization_config", "torch_dtype", "dtype", "tie_word_embeddings")
+    return {**{k: cfg[k] for k in inherited if k in cfg}, **text}
+
+
+def _architecture(read: _Reader, model_type: str) -> str:
+    archs = read.cfg.get("architectures")
+    if archs is None:
+        return model_type or "unknown"
+    if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
+        raise read.error("architectures", f"must be a list of class names, got {archs!r}")
+    return archs[0]
+
+
+def _even_split(read: _Reader, hidden: int, heads: int) -> int:
+    if hidden % heads:
+        raise read.error(
+            "head_dim",
+            f"is missing and hidden_size ({hidden}) is not a multiple of the {heads} heads",
+        )
+    return hidden // heads
+
+
+def _parse_mla(read: _Reader) -> MLASpec | None:
+    if not read.has("kv_lora_rank"):
+        return None
+    q_rank = read.integer("q_lora_rank", default=0, minimum=0)
+    return MLASpec(
+        q_lora_rank=q_rank or None,
+        kv_lora_rank=read.integer("kv_lora_rank"),
+        qk_nope_head_dim=read.integer("qk_nope_head_dim"),
+        qk_rope_head_dim=read.integer("qk_rope_head_dim"),
+        v_head_dim=read.integer("v_head_dim"),
+    )
+
+
+def _parse_moe(read: _Reader, model_type: str, layers: int) -> MoESpec | None:
+    num_experts = 0
+    for key in ("num_local_experts", "num_experts", "n_routed_experts"):
+        num_experts = read.integer(key, default=0, minimum=0)
+        if num_experts:
+            break
+    if not num_experts:
+        return None
+    top_k = read.integer("num_experts_per_tok", aliases=("experts_per_token", "moe_topk"))
+    if top_k > num_experts:
+        raise read.error("num_experts_per_tok", f"({top_k}) exceeds the {num_experts} experts")
+    width = read.integer("moe_intermediate_size", default=0, minimum=0) or read.integer(
+        "intermediate_size"
+    )
+    num_shared, shared_width, shared_gate = 0, 0, False
+    if read.has("n_shared_experts"):
+        # DeepSeek: n shared experts, each as wide as a routed one
+        num_shared = read.integer("n_shared_experts", minimum=0)
+        shared_width = width if num_shared else 0
+    elif read.integer("shared_expert_intermediate_size", default=0, minimum=0):
+        # Qwen-MoE: one shared expert of its own width, scaled by a sigmoid gate
+        num_shared, shared_gate = 1, True
+        shared_width = read.integer("shared_expert_intermediate_size")
+    first_dense, freq = _moe_layer_pattern(read)
+    only_dense = read.cfg.get("mlp_only_layers") or []
+    if not isinstance(only_dense, list) or not all(
+        isinstance(i, int) and 0 <= i < layers for i in only_dense
+    ):
+        raise read.error("mlp_only_layers", f"must list layer indices below {layers}")
+    gpt_oss = model_type == "gpt_oss"
+    return MoESpec(
+        num_experts=num_experts,
+        experts_per_token=top_k,
+        expert_intermediate_size=width,
+        num_shared_experts=num_shared,
+        shared_expert_intermediate_size=shared_width,
+        first_dense_layers=first_dense,
+        layer_freq=freq,
+        expert_bias=gpt_oss,
+        # DeepSeek-V3's aux-loss-free balancing keeps a per-expert score bias in the checkpoint
+        router_bias=gpt_oss or read.cfg.get("topk_method") == "noaux_tc",
+        mlp_only_layers=tuple(sorted(only_dense)),
+        shared_expert_gate=shared_gate,
+    )
+
+
+def _moe_layer_pattern(read: _Reader) -> tuple[int, int]:
+    """``(first_dense_layers, layer_freq)`` reproducing the config's MoE layer pattern."""
+    if read.has("decoder_sparse_step"):
+        # Qwen-MoE: layer i is MoE when (i + 1) % step == 0, i.e. layers step-1, 2*step-1, ...
+        step = read.integer("decoder_sparse_step")
+        return step - 1, step
+    # DeepSeek: layer i is MoE when i >= first_k_dense_replace and i % moe_layer_freq == 0
+    first_k = read.integer("first_k_dense_replace", default=0, minimum=0)
+    freq = read.integer("moe_layer_freq", default=1)
+    return -(-first_k // freq) * freq, freq
+
+
+def _parse_sliding(read: _Reader, layers: int, context: int) -> tuple[int | None, int]:
+    """``(sliding_window, num_sliding_layers)`` from whichever convention the config uses."""
+    window = read.integer("sliding_window", default=0, minimum=0) or None
+    layer_types = read.cfg.get("layer_types")
+    if layer_types is not None:
+        if not isinstance(layer_types, list) or len(layer_types) != layers:
+            raise read.error("layer_types", f"must list one attention type per layer ({layers})")
+        count = sum(t == "sliding_attention" for t in layer_types)
+        if count and window is None:
+            raise read.error("sliding_window", "is missing but layer_types has sliding layers")
+        sliding = count
+    elif window is None:
+        sliding = 0
+    elif "use_sliding_window" in read.cfg:
+        # Qwen2/3: the window applies only when enabled, and then from max_window_layers on
+        if read.flag("use_sliding_window", default=False):
+            sliding = max(0, layers - read.integer("max_window_layers", default=0, minimum=0))
+        else:
+            sliding = 0
+    else:
+        # Mistral style: a window in the config applies to every layer
+        sliding = layers
+    # NOTE: a window as long as the context never drops a token: it is full attention
+    if window is None or window >= context or sliding == 0:
+        return None, 0
+    return window, sliding
+
+
+def _parse_dtype(read: _Reader) -> tuple[str, str, str]:
+    """``(dtype, base_dtype, quant_scope)``: the stored weight format and what it covers."""
+    raw = read.cfg.get("torch_dtype") or read.cfg.get("dtype") or "bfloat16"
+    if not isinstance(raw, str) or raw.removeprefix("torch.") not in _TORCH_DTYPES:
+        raise read.error("torch_dtype", f"is not a floating-point dtype: {raw!r}")
+    base = _TORCH_DTYPES[raw.removeprefix("torch.")]
+    quant = read.cfg.get("quantization_config")
+    if quant is None:
+        return base, base, "none"
+    if not isinstance(quant, dict):
+        raise read.error("quantization_config", "must be an object")
+    dtype = _quant_dtype(read, quant)
+    skipped = quant.get("modules_to_not_convert") or []
+    attention_skipped = any("attn" in str(m) for m in skipped)
+    return dtype, base, "experts" if attention_skipped else "linear"
+
+
+def _quant_dtype(read: _Reader, quant: dict) -> str:
+    """The stored weight format, as a name the cost model sizes (fp8, int4, mxfp4...)."""
+    method = str(quant.get("quant_method", "")).lower()
+    bits = quant.get("bits") or quant.get("w_bit")
+    if method in ("fp8", "fbgemm_fp8"):
+        return "fp8"
+    if method == "mxfp4":
+        return "mxfp4"
+    if method in ("awq", "gptq", "awq_marlin", "gptq_marlin") and bits in (4, 8):
+        return f"int{bits}"
+    if method == "bitsandbytes":
+        # nf4/fp4 storage is half a byte per weight, like int4 (block scales aside)
+        return "int4" if quant.get("load_in_4bit") else "int8"
+    if method == "modelopt":
+        algo = str(quant.get("quant_algo", "")).upper()
+        if algo in ("FP8", "NVFP4"):
+            return algo.lower()
+    if method == "compressed-tensors":
+        for group in (quant.get("config_groups") or {}).values():
+            weights = group.get("weights") or {}
+            kind, width = weights.get("type"), weights.get("num_bits")
+            if kind == "float" and width in (4, 8):
+                return "fp8" if width == 8 else "nvfp4"
+            if kind == "int" and width in (4, 8):
+                return f"int{width}"
+    raise read.error(
+        "quantization_config",
+        f"uses a format servesim cannot size ({method or 'no quant_method'})",
+    )
+
+
+# --- catalog ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One shipped architecture: where its config is and what its publisher says it weighs."""
+
+    id: str
+    """Hugging Face Hub id, e.g. ``meta-llama/Llama-3.1-8B``."""
+    aliases: tuple[str, ...]
+    """Other names that resolve to it (older Hub names, common short names)."""
+    path: Path
+    """The shipped ``config.json`` copy."""
+    published_total: int
+    """Total parameters as published (elements)."""
+    published_active: int
+    """Parameters active per token as published (elements); equals the total for dense models."""
+    source: str
+    """Where the published figures come from."""
+    active_excludes_embedding: bool = False
+    """The publisher's active figure leaves out the input embedding table (DeepSeek, OpenAI)."""
+    tolerance: float = 0.01
+    """Relative gap allowed between our exact counts and the published (rounded) figures."""
+    note: str = ""
+
+
+_CATALOG_PACKAGE = "servesim.catalog"
+_UNITS = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+_VARIANT_SUFFIX = re.compile(r"-(instruct|chat|base)(?=-|$)")
+
+
+def parse_param_count(text: str | float | int) -> int:
+    """``"8.03B"`` -> ``8_030_000_000``; ``"494M"`` -> ``494_000_000``; numbers pass through."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return round(text)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMBT])\s*", str(text))
+    if not match:
+        raise ServesimError(
+            f"cannot read parameter count {text!r}",
+            field="index.yaml",
+            fix="write it like 8.03B or 494M",
+        )
+    # Decimal keeps 8.03 x 1e9 from becoming 8029999999.999999
+    return int(Decimal(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _models_dir() -> Path:
+    return Path(str(resources.files(_CATALOG_PACKAGE).joinpath("models")))
+
+
+@functools.lru_cache(maxsize=1)
+def _catalog() -> tuple[CatalogEntry, ...]:
+    directory = _models_dir()
+    index = yaml.safe_load((directory / "index.yaml").read_text(encoding="utf-8"))
+    entries = []
+    for row in index["models"]:
+        total = parse_param_count(row["published_total"])
+        entries.append(
+            CatalogEntry(
+                id=row["id"],
+                aliases=tuple(row.get("aliases") or ()),
+                path=directory / row["file"],
+                published_total=total,
+                published_active=parse_param_count(row.get("published_active", total)),
+                source=row["source"],
+                active_excludes_embedding=bool(row.get("active_excludes_embedding", False)),
+                tolerance=float(row.get("tolerance", 0.01)),
+                note=row.get("note", ""),
+            )
+        )
+    return tuple(entries)
+
+
+def list_models() -> list[CatalogEntry]:
+    """The shipped architectures, in catalog order."""
+    return list(_catalog())
+
+
+@functools.cache
+def _load_entry(entry_id: str) -> ModelSpec:
+    entry = next(e for e in _catalog() if e.id == entry_id)
+    return ModelSpec.from_hf_config(_read_json(entry.path), entry.id, source=entry.path.name)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ServesimError(
+            f"{path} is not valid JSON ({err.msg}, line {err.lineno})",
+            field="model",
+            fix="pass a Hugging Face config.json",
+        ) from err
+    except OSError as err:
+        raise ServesimError(
+            f"cannot read {path}: {err.strerror}", field="model", fix="check the path"
+        ) from err
+
+
+def _name_index() -> dict[str, set[str]]:
+    """Lower-cased name -> catalog ids it names (ids, short names after the org, aliases)."""
+    names: dict[str, set[str]] = {}
+    for entry in _catalog():
+        for name in (entry.id, entry.id.split("/")[-1], *entry.aliases):
+            names.setdefault(name.lower(), set()).add(entry.id)
+    return names
+
+
+def _resolve_name(name: str) -> str:
+    """The catalog id ``name`` designates, or a ServesimError saying why there is none."""
+    names = _name_index()
+    query = name.strip().lower()
+    forms = [query]
+    base = _VARIANT_SUFFIX.sub("", query)
+    if base != query:
+        forms.append(base)  # an -Instruct/-Chat/-Base variant shares its base's architecture
+    for form in forms:
+        if form in names:
+            return _unique(name, names[form])
+    for form in forms:
+        # a unique prefix ending at a hyphen: "mixtral-8x7b" for "mixtral-8x7b-v0.1"
+        hits = {i for key, ids in names.items() if key.startswith(form + "-") for i in ids}
+        if hits:
+            return _unique(name, hits)
+    ids = {key: sorted(v)[0] for key, v in names.items()}
+    close = difflib.get_close_matches(forms[-1], list(ids), n=8, cutoff=0.5)
+    suggestions = list(dict.fromkeys(ids[c] for c in close))[:4]
+    hint = f"did you mean {', '.join(suggestions)}? " if suggestions else ""
+    raise ServesimError(
+        f"unknown model {name!r}",
+        field="model",
+        fix=f"{hint}`servesim models` lists the catalog; a path to a config.json works too",
+    )
+
+
+def _unique(name: str, ids: set[str]) -> str:
+    if len(ids) == 1:
+        return next(iter(ids))
+    raise ServesimError(
+        f"{name!r} is ambiguous: it matches {', '.join(sorted(ids))}",
+        field="model",
+        fix="give the full id",
+    )
+
+
+def load_model(name_or_path: str) -> ModelSpec:
+    """The :class:`ModelSpec` for a catalog name or a ``config.json`` path.
+
+    Accepts, in this order: an existing file (a ``config.json``) or directory holding one; a
+    catalog id as on the Hub, case-insensitive (``meta-llama/Llama-3.1-8B``); the same with an
+    ``-Instruct``/``-Chat``/``-Base`` suffix, which shares the base model's architecture (the
+    base config is used, including its context length); a short name or alias
+    (``llama-3.1-8b``); a unique hyphen-bounded prefix (``mixtral-8x7b``). Anything else raises
+    :class:`ServesimError` with the closest catalog ids, or the candidates when ambiguous.
+
+    Catalog entries are parsed once per process (cached); paths are read on every call.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            raise ServesimError(
+                f"{path} has no config.json",
+                field="model",
+                fix="point at the model's folder or at its config.json",
+            )
+        return ModelSpec.from_hf_config(_read_json(config), path.resolve().name, source=str(config))
+    if path.is_file():
+        label = path.parent.resolve().name if path.name == "config.json" else path.stem
+        return ModelSpec.from_hf_config(_read_json(path), label or path.stem, source=str(path))
+    if name_or_path.strip().endswith(".json"):
+        raise ServesimError(
+            f"no such file: {name_or_path}", field="model", fix="check the path to config.json"
+        )
+    return _load_entry(_resolve_name(name_or_path))

@@ -1,0 +1,436 @@
+"""ModelSpec parsing, parameter counts against published figures, and catalog resolution."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from servesim.errors import ServesimError
+from servesim.model import (
+    CatalogEntry,
+    ModelSpec,
+    MoESpec,
+    list_models,
+    load_model,
+    parse_param_count,
+)
+
+CATALOG_DIR = Path(__file__).parents[1] / "src" / "servesim" / "catalog" / "models"
+ENTRIES = list_models()
+IDS = [e.id for e in ENTRIES]
+
+
+def llama_like(**overrides) -> dict:
+    """A small Llama-style config.json; overrides replace or add fields."""
+    cfg = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 2,
+        "vocab_size": 1000,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+    }
+    cfg.update(overrides)
+    return {k: v for k, v in cfg.items() if v is not ...}
+
+
+def parse(**overrides) -> ModelSpec:
+    return ModelSpec.from_hf_config(llama_like(**overrides), "test")
+
+
+# --- the shipped catalog -------------------------------------------------------------------
+
+
+def test_index_and_files_agree():
+    index = yaml.safe_load((CATALOG_DIR / "index.yaml").read_text())
+    listed = {row["file"] for row in index["models"]}
+    shipped = {p.name for p in CATALOG_DIR.glob("*.json")}
+    assert listed == shipped
+    assert len(IDS) == len(set(IDS)) == 19
+    for entry in ENTRIES:
+        org, name = entry.id.split("/")
+        assert entry.path.name == f"{org}--{name}.json"
+        assert entry.source
+
+
+@pytest.mark.parametrize("model_id", IDS)
+def test_every_shipped_model_parses(model_id):
+    spec = load_model(model_id)
+    assert spec.name == model_id
+    assert spec.num_attention_heads % spec.num_kv_heads == 0
+    assert 0 < spec.params_active <= spec.params_total
+    assert sum(spec.params_breakdown().values()) == spec.params_total
+    assert sum(spec.params_breakdown(active=True).values()) == spec.params_active
+
+
+def _published_active_convention(entry: CatalogEntry, spec: ModelSpec) -> int:
+    """Our active count under the publisher's convention for the input embedding."""
+    if entry.active_excludes_embedding and not spec.tie_word_embeddings:
+        return spec.params_active - spec.params_breakdown(active=True)["embedding"]
+    return spec.params_active
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_total_params_match_published(entry):
+    spec = load_model(entry.id)
+    assert spec.params_total == pytest.approx(entry.published_total, rel=entry.tolerance)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_active_params_match_published(entry):
+    spec = load_model(entry.id)
+    ours = _published_active_convention(entry, spec)
+    assert ours == pytest.approx(entry.published_active, rel=entry.tolerance)
+
+
+def test_only_a_documented_entry_relaxes_the_one_percent_rule():
+    relaxed = [e for e in ENTRIES if e.tolerance != 0.01]
+    assert [e.id for e in relaxed] == ["Qwen/Qwen3-30B-A3B"]
+    assert relaxed[0].tolerance <= 0.02 and "3.353B" in relaxed[0].note
+
+
+def test_llama_3_1_8b_counted_by_hand():
+    h, vocab, kv_dim, ffn, layers = 4096, 128256, 8 * 128, 14336, 32
+    embed = vocab * h
+    per_layer = (
+        h * h  # q_proj
+        + 2 * h * kv_dim  # k_proj, v_proj
+        + h * h  # o_proj
+        + 3 * h * ffn  # gate, up, down
+        + 2 * h  # input and post-attention RMSNorm
+    )
+    expected = embed + layers * per_layer + h + vocab * h  # + final norm + untied lm_head
+    assert expected == 8_030_261_248
+    assert load_model("meta-llama/Llama-3.1-8B").params_total == expected
+
+
+def test_deepseek_v3_mla_attention_counted_by_hand():
+    spec = load_model("deepseek-ai/DeepSeek-V3")
+    h, heads = 7168, 128
+    attention = (
+        h * 1536  # q_a_proj
+        + 1536 * heads * (128 + 64)  # q_b_proj
+        + h * (512 + 64)  # kv_a_proj_with_mqa
+        + 512 * heads * (128 + 128)  # kv_b_proj
+        + heads * 128 * h  # o_proj
+    )
+    assert spec.params_breakdown()["attention"] == 61 * attention
+    norms = 61 * (2 * h + 1536 + 512) + h  # layer norms, q_a/kv_a layernorms, final norm
+    assert spec.params_breakdown()["norms"] == norms
+    # 256 routed + 1 shared expert per MoE layer, each gate/up/down at width 2048
+    expert = 3 * h * 2048
+    assert spec.params_breakdown()["moe_experts"] == 58 * (256 + 1) * expert
+    assert spec.params_breakdown(active=True)["moe_experts"] == 58 * (8 + 1) * expert
+    # router weight plus the per-expert score-correction bias
+    assert spec.params_breakdown()["router"] == 58 * (256 * h + 256)
+    assert spec.params_breakdown()["mlp"] == 3 * 3 * h * 18432
+
+
+def test_gpt_oss_counts_biases_and_sinks():
+    spec = load_model("openai/gpt-oss-120b")
+    h, heads, kv, hd, width = 2880, 64, 8, 64, 2880
+    attention = h * (heads + 2 * kv) * hd + (heads + 2 * kv) * hd + heads * hd * h + h + heads
+    assert spec.params_breakdown()["attention"] == 36 * attention
+    expert = h * 2 * width + 2 * width + width * h + h  # gate_up (+bias), down (+bias)
+    assert spec.params_breakdown()["moe_experts"] == 36 * 128 * expert
+    assert spec.params_breakdown()["router"] == 36 * (128 * h + 128)
+
+
+def test_qwen2_has_qkv_bias_and_qwen3_has_qk_norm():
+    q2 = load_model("Qwen/Qwen2.5-0.5B")
+    assert q2.qkv_bias and not q2.o_bias and q2.tie_word_embeddings
+    h, q, kv = 896, 14 * 64, 2 * 64
+    assert q2.params_breakdown()["attention"] == 24 * (h * (q + 2 * kv) + q + 2 * kv + q * h)
+    assert q2.params_breakdown()["lm_head"] == 0
+    q3 = load_model("Qwen/Qwen3-8B")
+    assert q3.qk_norm and not q3.qkv_bias
+    assert q3.params_breakdown()["norms"] == 36 * (2 * 4096 + 2 * 128) + 4096
+
+
+def test_layer_layout_facts():
+    ds = load_model("deepseek-v3")
+    assert (ds.num_dense_layers, ds.num_moe_layers) == (3, 58)
+    assert [ds.is_moe_layer(i) for i in (0, 2, 3, 60)] == [False, False, True, True]
+    assert ds.attention_type == "MLA" and ds.kv_elements_per_token_per_layer == 512 + 64
+    assert ds.dtype == "fp8" and ds.base_dtype == "bf16" and ds.quant_scope == "linear"
+    assert ds.num_mtp_layers == 1
+    oss = load_model("gpt-oss-120b")
+    assert (oss.sliding_window, oss.num_sliding_layers, oss.num_full_attention_layers) == (
+        128,
+        18,
+        18,
+    )
+    assert oss.attention_sinks and oss.moe.expert_bias and oss.moe.router_bias
+    assert (oss.dtype, oss.quant_scope) == ("mxfp4", "experts")
+    llama = load_model("llama-3.1-8b")
+    assert llama.kv_elements_per_token_per_layer == 2 * 8 * 128
+    assert llama.attention_type == "GQA" and llama.moe is None and llama.sliding_window is None
+    mixtral = load_model("mixtral-8x7b")
+    assert (mixtral.moe.num_experts, mixtral.moe.experts_per_token) == (8, 2)
+    assert mixtral.num_moe_layers == 32 and mixtral.moe.expert_intermediate_size == 14336
+    qwen_moe = load_model("Qwen/Qwen3-30B-A3B")
+    assert qwen_moe.moe.expert_intermediate_size == 768 and qwen_moe.num_dense_layers == 0
+
+
+def test_qwen_use_sliding_window_false_means_no_sliding_layers():
+    # every Qwen2.5 config names a window but disables it
+    for model_id in IDS:
+        if model_id.startswith("Qwen/Qwen2.5"):
+            raw = json.loads(next(e for e in ENTRIES if e.id == model_id).path.read_text())
+            assert raw["sliding_window"] and raw["use_sliding_window"] is False
+            assert load_model(model_id).num_sliding_layers == 0
+
+
+# --- parsing conventions (synthetic configs) -----------------------------------------------
+
+
+def test_defaults_kv_heads_and_head_dim():
+    spec = parse(num_key_value_heads=...)
+    assert spec.num_kv_heads == 8 and spec.head_dim == 8 and spec.attention_type == "MHA"
+    assert parse(num_key_value_heads=1).attention_type == "MQA"
+    assert parse(head_dim=32).head_dim == 32
+
+
+def test_sliding_window_conventions():
+    mistral = parse(model_type="mistral", sliding_window=1024)
+    assert (mistral.sliding_window, mistral.num_sliding_layers) == (1024, 4)
+    qwen_on = parse(
+        model_type="qwen2", sliding_window=1024, use_sliding_window=True, max_window_layers=1
+    )
+    assert qwen_on.num_sliding_layers == 3
+    qwen_off = parse(model_type="qwen2", sliding_window=1024, use_sliding_window=False)
+    assert (qwen_off.sliding_window, qwen_off.num_sliding_layers) == (None, 0)
+    types = ["sliding_attention", "full_attention"] * 2
+    assert parse(sliding_window=128, layer_types=types).num_sliding_layers == 2
+    # a window no shorter than the context never drops a token
+    assert parse(sliding_window=4096).num_sliding_layers == 0
+
+
+def test_moe_layer_patterns():
+    qwen2_moe = parse(
+        model_type="qwen2_moe",
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=16,
+        decoder_sparse_step=2,
+        shared_expert_intermediate_size=32,
+    )
+    assert [qwen2_moe.is_moe_layer(i) for i in range(4)] == [False, True, False, True]
+    assert qwen2_moe.moe.shared_expert_gate and qwen2_moe.moe.num_shared_experts == 1
+    # two MoE layers: 4 routers of 64 plus a 64-wide shared gate; shared expert 3 x 64 x 32
+    assert qwen2_moe.params_breakdown()["router"] == 2 * (4 * 64 + 64)
+    assert qwen2_moe.params_breakdown()["moe_experts"] == 2 * (4 * 3 * 64 * 16 + 3 * 64 * 32)
+    only = parse(num_experts=4, num_experts_per_tok=1, mlp_only_layers=[0, 2])
+    assert [only.is_moe_layer(i) for i in range(4)] == [False, True, False, True]
+    deepseek = parse(
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=16,
+        n_shared_experts=2,
+        first_k_dense_replace=1,
+        moe_layer_freq=2,
+        num_hidden_layers=6,
+    )
+    # HF DeepSeek: MoE when layer >= first_k_dense_replace and layer % moe_layer_freq == 0
+    assert [deepseek.is_moe_layer(i) for i in range(6)] == [False, False, True, False, True, False]
+
+
+def test_dtypes():
+    assert parse(torch_dtype="float16").dtype == "fp16"
+    assert parse(torch_dtype=..., dtype="float32").dtype == "fp32"
+    assert parse(torch_dtype="torch.bfloat16").dtype == "bf16"
+    awq = parse(quantization_config={"quant_method": "awq", "bits": 4})
+    assert (awq.dtype, awq.base_dtype, awq.quant_scope) == ("int4", "bf16", "linear")
+    assert (
+        parse(quantization_config={"quant_method": "bitsandbytes", "load_in_4bit": True}).dtype
+        == "int4"
+    )
+    ct = {
+        "quant_method": "compressed-tensors",
+        "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float"}}},
+    }
+    assert parse(quantization_config=ct).dtype == "fp8"
+    with pytest.raises(ServesimError, match="quantization_config"):
+        parse(quantization_config={"quant_method": "mystery"})
+    with pytest.raises(ServesimError, match="quantization_config"):
+        parse(quantization_config={"quant_method": "gptq", "bits": 3})
+
+
+def test_multimodal_configs_use_their_text_config():
+    outer = {"architectures": ["SomeVLM"], "torch_dtype": "float16", "text_config": llama_like()}
+    spec = ModelSpec.from_hf_config(outer, "vlm")
+    assert (spec.num_layers, spec.dtype) == (4, "bf16")  # the text config's own dtype wins
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"hidden_size": ...}, "config.json: hidden_size is missing"),
+        ({"hidden_size": "4096"}, "config.json: hidden_size must be an integer"),
+        ({"num_hidden_layers": True}, "num_hidden_layers must be an integer"),
+        ({"vocab_size": 0}, "vocab_size must be >= 1"),
+        ({"num_key_value_heads": 3}, "num_key_value_heads"),
+        ({"tie_word_embeddings": "yes"}, "tie_word_embeddings must be true or false"),
+        ({"num_local_experts": 8}, "num_experts_per_tok is missing"),
+        ({"layer_types": ["full_attention"]}, "layer_types"),
+        ({"torch_dtype": "int8"}, "torch_dtype"),
+    ],
+)
+def test_malformed_config_names_the_field(overrides, message):
+    with pytest.raises(ServesimError, match=message):
+        parse(**overrides)
+
+
+def test_non_object_config_is_rejected():
+    with pytest.raises(ServesimError, match="expected a JSON object"):
+        ModelSpec.from_hf_config([1, 2], "x")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hidden=st.integers(1, 64).map(lambda n: 8 * n),
+    kv_heads=st.sampled_from([1, 2, 4, 8]),
+    layers=st.integers(1, 6),
+    ffn=st.integers(1, 500),
+    vocab=st.integers(1, 5000),
+    tied=st.booleans(),
+    family=st.sampled_from(["llama", "qwen2", "qwen3"]),
+)
+def test_counts_equal_a_tensor_by_tensor_manifest(
+    hidden, kv_heads, layers, ffn, vocab, tied, family
+):
+    """An independent count: list every tensor a HF checkpoint of that family holds."""
+    heads = 8
+    cfg = llama_like(
+        model_type=family,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        num_hidden_layers=layers,
+        intermediate_size=ffn,
+        vocab_size=vocab,
+        tie_word_embeddings=tied,
+    )
+    hd = hidden // heads
+    tensors = [(vocab, hidden)] + ([] if tied else [(vocab, hidden)]) + [(hidden,)]
+    for _ in range(layers):
+        tensors += [(heads * hd, hidden), (kv_heads * hd, hidden), (kv_heads * hd, hidden)]
+        tensors += [(hidden, heads * hd), (ffn, hidden), (ffn, hidden), (hidden, ffn)]
+        tensors += [(hidden,), (hidden,)]
+        if family == "qwen2":
+            tensors += [(heads * hd,), (kv_heads * hd,), (kv_heads * hd,)]
+        if family == "qwen3":
+            tensors += [(hd,), (hd,)]
+    expected = 0
+    for shape in tensors:
+        size = 1
+        for dim in shape:
+            size *= dim
+        expected += size
+    spec = ModelSpec.from_hf_config(cfg, "x")
+    assert spec.params_total == spec.params_active == expected
+
+
+def test_moe_active_counts_only_top_k():
+    spec = parse(num_local_experts=8, num_experts_per_tok=2)
+    total, active = spec.params_breakdown(), spec.params_breakdown(active=True)
+    assert total["moe_experts"] == 4 * 8 * 3 * 64 * 128
+    assert active["moe_experts"] == 4 * 2 * 3 * 64 * 128
+    assert {k for k in total if total[k] != active[k]} == {"moe_experts"}
+    no_moe = replace(spec, moe=None)
+    assert no_moe.params_breakdown()["router"] == 0 and no_moe.num_moe_layers == 0
+    assert MoESpec(8, 2, 128).layer_freq == 1
+
+
+# --- resolution ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "model_id"),
+    [
+        ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B"),
+        ("META-LLAMA/llama-3.1-8b", "meta-llama/Llama-3.1-8B"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B"),
+        ("meta-llama/Meta-Llama-3.1-70B-Instruct", "meta-llama/Llama-3.1-70B"),
+        ("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B"),
+        ("mistralai/Mistral-7B-Instruct-v0.3", "mistralai/Mistral-7B-v0.3"),
+        ("mistralai/Mixtral-8x7B-Instruct-v0.1", "mistralai/Mixtral-8x7B-v0.1"),
+        ("llama-3.1-8b", "meta-llama/Llama-3.1-8B"),
+        ("qwen3-8b", "Qwen/Qwen3-8B"),
+        ("deepseek-v3", "deepseek-ai/DeepSeek-V3"),
+        ("gpt-oss-120b", "openai/gpt-oss-120b"),
+        ("mixtral-8x7b", "mistralai/Mixtral-8x7B-v0.1"),
+        ("  Qwen3-30B  ", "Qwen/Qwen3-30B-A3B"),
+    ],
+)
+def test_names_resolve(name, model_id):
+    assert load_model(name).name == model_id
+
+
+def test_catalog_entries_are_cached():
+    assert load_model("llama-3.1-8b") is load_model("meta-llama/Llama-3.1-8B")
+
+
+def test_unknown_name_suggests_close_ids():
+    with pytest.raises(ServesimError, match="unknown model 'llama-3.1-9b'") as err:
+        load_model("llama-3.1-9b")
+    assert "did you mean meta-llama/Llama-3.1-8B" in str(err.value)
+    assert err.value.field == "model"
+
+
+def test_ambiguous_name_lists_candidates():
+    with pytest.raises(ServesimError, match="ambiguous") as err:
+        load_model("llama-3.1")
+    for size in ("8B", "70B", "405B"):
+        assert f"meta-llama/Llama-3.1-{size}" in str(err.value)
+
+
+def test_prefix_must_end_at_a_hyphen():
+    with pytest.raises(ServesimError, match="unknown model"):
+        load_model("qwen2.5-1")  # not a prefix of 1.5B or 14B at a hyphen
+
+
+def test_config_file_and_directory(tmp_path):
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(llama_like()))
+    by_dir = load_model(str(folder))
+    by_file = load_model(str(folder / "config.json"))
+    assert by_dir == by_file
+    assert by_dir.name == "my-model" and by_dir.num_layers == 4
+    other = tmp_path / "tiny.json"
+    other.write_text(json.dumps(llama_like(num_hidden_layers=2)))
+    assert load_model(str(other)).name == "tiny"
+
+
+def test_path_errors(tmp_path):
+    with pytest.raises(ServesimError, match="has no config.json"):
+        load_model(str(tmp_path))
+    with pytest.raises(ServesimError, match="no such file"):
+        load_model(str(tmp_path / "missing.json"))
+    broken = tmp_path / "config.json"
+    broken.write_text("{not json")
+    with pytest.raises(ServesimError, match="not valid JSON"):
+        load_model(str(broken))
+    broken.write_text(json.dumps(llama_like(hidden_size=...)))
+    with pytest.raises(ServesimError, match=r"config\.json: hidden_size is missing"):
+        load_model(str(tmp_path))
+
+
+def test_parse_param_count():
+    assert parse_param_count("8.03B") == 8_030_000_000
+    assert parse_param_count("494M") == 494_000_000
+    assert parse_param_count(12) == 12
+    with pytest.raises(ServesimError):
+        parse_param_count("eight billion")
