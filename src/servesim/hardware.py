@@ -2,11 +2,34 @@
 
 Units everywhere: FLOP/s, bytes, bytes/s (10^9 bytes/s = 1 GB/s, never GiB/s), seconds, watts,
 US dollars per GPU-hour. Peak FLOP/s figures are **dense** (no 2:4 sparsity).
+
+The shipped catalog is one YAML file per accelerator under ``servesim/catalog/hardware/``; every
+figure there carries its source and a confidence grade (``datasheet``, ``measured`` or
+``estimated``). ``load_hardware`` reads a shipped id or alias (case-insensitive) or the path of a
+user's own YAML with the same fields; the file is validated once, here, at the boundary.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
+import re
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from servesim.errors import ServesimError
+
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
+"""Dtypes a ``peak_flops`` table may list (int8 in OP/s)."""
+
+CONFIDENCE_GRADES = ("datasheet", "measured", "estimated")
+"""How a figure was obtained: read from a vendor document, measured publicly, or estimated."""
 
 
 @dataclass(frozen=True)
@@ -18,6 +41,22 @@ class Link:
     """Unidirectional bandwidth per GPU, bytes/s."""
     latency_s: float
     """One-way latency of a small message, seconds."""
+    peer_bandwidth: float | None = None
+    """Unidirectional bandwidth of one direct GPU-to-GPU link in a full mesh (AMD Infinity
+    Fabric), bytes/s; ``None`` on a switched fabric (NVSwitch, PCIe switch, a NIC) where a pair
+    of GPUs can use the whole ``bandwidth``."""
+
+    def bandwidth_among(self, n_gpus: int) -> float:
+        """Unidirectional bandwidth per GPU, bytes/s, for a collective over ``n_gpus`` GPUs.
+
+        On a full mesh a GPU reaches its ``n_gpus - 1`` peers over that many direct links, so a
+        TP=2 group on MI300X gets one 64 GB/s link, not the 448 GB/s of all seven.
+        """
+        if n_gpus < 1:
+            raise ServesimError(f"must be >= 1, got {n_gpus}", field="n_gpus")
+        if self.peer_bandwidth is None or n_gpus == 1:
+            return self.bandwidth
+        return min(self.bandwidth, (n_gpus - 1) * self.peer_bandwidth)
 
 
 @dataclass(frozen=True)
@@ -49,11 +88,14 @@ class Hardware:
     """How trustworthy the figures are: datasheet, measured, estimated."""
     sources: dict[str, str] = field(default_factory=dict)
     """Where each figure comes from (field name -> citation)."""
+    description: str = ""
+    """Full product name, e.g. "NVIDIA H100 SXM5 80GB HBM3"."""
+    confidence_by_field: dict[str, str] = field(default_factory=dict)
+    """Grade of one figure (field name -> datasheet/measured/estimated) where it differs from
+    ``confidence``."""
 
     def peak_for(self, dtype: str) -> float:
         """Dense peak FLOP/s for ``dtype``; raises ServesimError when the GPU cannot run it."""
-        from servesim.errors import ServesimError
-
         if dtype not in self.peak_flops:
             have = ", ".join(sorted(self.peak_flops))
             raise ServesimError(
@@ -62,3 +104,321 @@ class Hardware:
                 fix=f"use one of: {have}",
             )
         return self.peak_flops[dtype]
+
+    def ridge_point(self, dtype: str = "bf16") -> float:
+        """Arithmetic intensity, FLOP/byte, above which a kernel is compute-bound (peak / BW)."""
+        return self.peak_for(dtype) / self.hbm_bandwidth
+
+    def confidence_for(self, name: str) -> str:
+        """Confidence grade of one figure (a field name), falling back to the file's grade."""
+        return self.confidence_by_field.get(name, self.confidence)
+
+    def with_overrides(self, **fields: Any) -> Hardware:
+        """A copy with some fields replaced, validated like a YAML file (e.g. a negotiated
+        ``price_per_gpu_hour`` or a calibrated ``compute_efficiency``)."""
+        known = [f.name for f in dataclasses.fields(self)]
+        for key in fields:
+            if key not in known:
+                raise ServesimError(
+                    f"{key} is not a hardware field", field=key, fix=_did_you_mean(key, known)
+                )
+        merged = {**self.to_dict(), **_plain(fields)}
+        return _build(merged, where=f"overrides of {self.name}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field (links as nested dicts, aliases as a list)."""
+        return _plain(dataclasses.asdict(self))
+
+
+# --- YAML schema (the validation boundary) ---------------------------------------------------
+
+_EXAMPLE = "see `servesim hardware H100 --yaml` for a complete example"
+
+# A user file may omit the fields ``Hardware`` has defaults for; one source of truth for them.
+_DEFAULT = {f.name: f.default for f in dataclasses.fields(Hardware)}
+
+Grade = Literal["datasheet", "measured", "estimated"]
+DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
+
+
+class _Strict(BaseModel):
+    # NOTE: strict, so `hbm_bandwidth: "fast"` or `true` is an error rather than a coerced number.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _LinkFile(_Strict):
+    name: str = Field(min_length=1)
+    bandwidth: float = Field(gt=0)
+    latency_s: float = Field(ge=0)
+    peer_bandwidth: float | None = Field(default=None, gt=0)
+
+
+class _SourceFile(_Strict):
+    cite: str = Field(min_length=1)
+    confidence: Grade | None = None
+    """Grade of this figure; absent means the file's ``confidence``."""
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class _HardwareFile(_Strict):
+    name: str = Field(min_length=1, pattern=r"^\S+$")
+    vendor: str = Field(min_length=1)
+    description: str = ""
+    aliases: list[str] = []
+    peak_flops: dict[DType, PositiveFloat] = Field(min_length=1)
+    hbm_bytes: float = Field(gt=0)
+    hbm_bandwidth: float = Field(gt=0)
+    intra_node: _LinkFile
+    inter_node: _LinkFile
+    gpus_per_node: int = Field(default=_DEFAULT["gpus_per_node"], ge=1)
+    compute_efficiency: float = Field(default=_DEFAULT["compute_efficiency"], gt=0, le=1)
+    memory_efficiency: float = Field(default=_DEFAULT["memory_efficiency"], gt=0, le=1)
+    kernel_launch_s: float = Field(default=_DEFAULT["kernel_launch_s"], ge=0)
+    tdp_w: float = Field(default=_DEFAULT["tdp_w"], gt=0)
+    idle_w: float = Field(default=_DEFAULT["idle_w"], ge=0)
+    price_per_gpu_hour: float = Field(default=_DEFAULT["price_per_gpu_hour"], ge=0)
+    confidence: Grade = "datasheet"
+    sources: dict[str, _SourceFile] = {}
+    confidence_by_field: dict[str, Grade] = {}
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _plain_citations(cls, value: Any) -> Any:
+        # A bare string is a citation graded like the rest of the file.
+        if isinstance(value, dict):
+            return {k: {"cite": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+
+def _check_consistency(spec: _HardwareFile, where: str) -> None:
+    """Rules that span fields, each reported against the field a user would edit."""
+    if spec.idle_w > spec.tdp_w:
+        raise ServesimError(
+            f"idle_w must not exceed tdp_w, got {spec.idle_w:g} > {spec.tdp_w:g} (in {where})",
+            field="idle_w",
+        )
+    known = sorted(_HardwareFile.model_fields)
+    for group in ("sources", "confidence_by_field"):
+        for key in getattr(spec, group):
+            if key not in known:
+                raise ServesimError(
+                    f"{group} names unknown field {key!r} (in {where})",
+                    field=group,
+                    fix=_did_you_mean(key, known),
+                )
+
+
+def _build(data: Any, where: str) -> Hardware:
+    """Validate one parsed YAML document (or a merged dict) and build the frozen ``Hardware``."""
+    if not isinstance(data, dict):
+        raise ServesimError(
+            f"{where} must be a YAML mapping of hardware fields, got {type(data).__name__}",
+            field="hardware",
+            fix=_EXAMPLE,
+        )
+    try:
+        spec = _HardwareFile.model_validate(data)
+    except ValidationError as err:
+        raise _as_servesim_error(err, where) from None
+    _check_consistency(spec, where)
+    grades = dict(spec.confidence_by_field)
+    for key, src in spec.sources.items():
+        if src.confidence is not None:
+            grades.setdefault(key, src.confidence)
+    return Hardware(
+        name=spec.name,
+        vendor=spec.vendor,
+        description=spec.description,
+        aliases=tuple(spec.aliases),
+        peak_flops=dict(spec.peak_flops),
+        hbm_bytes=spec.hbm_bytes,
+        hbm_bandwidth=spec.hbm_bandwidth,
+        intra_node=Link(**spec.intra_node.model_dump()),
+        inter_node=Link(**spec.inter_node.model_dump()),
+        gpus_per_node=spec.gpus_per_node,
+        compute_efficiency=spec.compute_efficiency,
+        memory_efficiency=spec.memory_efficiency,
+        kernel_launch_s=spec.kernel_launch_s,
+        tdp_w=spec.tdp_w,
+        idle_w=spec.idle_w,
+        price_per_gpu_hour=spec.price_per_gpu_hour,
+        confidence=spec.confidence,
+        sources={key: src.cite for key, src in spec.sources.items()},
+        confidence_by_field=grades,
+    )
+
+
+def _as_servesim_error(err: ValidationError, where: str) -> ServesimError:
+    """One line naming every bad field, first field first (so ``ServesimError.field`` is it)."""
+    problems = [_describe(e) for e in err.errors()]
+    first_field = problems[0][0]
+    text = "; ".join(f"{name} {what}" if name else what for name, what in problems)
+    return ServesimError(f"{text} (in {where}; {_EXAMPLE})", field=first_field or None)
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    """(dotted field name, what is wrong with it) for one pydantic error."""
+    loc = [str(p) for p in error["loc"]]
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    got = error.get("input")
+    shown = f"{got:g}" if isinstance(got, float) else repr(got)
+    if loc and loc[-1] == "[key]":
+        loc = loc[:-1]
+        dotted = ".".join(loc[:-1])
+        return dotted, f"has unknown key {got!r} (expected one of: {', '.join(DTYPES)})"
+    dotted = ".".join(loc)
+    if kind == "missing":
+        return dotted, "is required"
+    if kind == "extra_forbidden":
+        model = {"intra_node": _LinkFile, "inter_node": _LinkFile, "sources": _SourceFile}
+        owner = model.get(loc[0], _HardwareFile) if len(loc) > 1 else _HardwareFile
+        known = sorted(owner.model_fields)
+        return dotted, f"is not a known field; {_did_you_mean(loc[-1], known)}"
+    if kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}.get(kind, "<=")
+        bound = next(iter(ctx.values()))
+        return dotted, f"must be {op} {bound:g}, got {shown}"
+    if kind in ("float_type", "int_type", "string_type", "bool_type"):
+        want = {"float_type": "a number", "int_type": "an integer", "string_type": "a string"}
+        return dotted, f"must be {want.get(kind, 'true or false')}, got {shown}"
+    if kind == "literal_error":
+        return dotted, f"must be {ctx.get('expected')}, got {got!r}"
+    if kind == "string_pattern_mismatch":
+        return dotted, f"must be one word without spaces, got {got!r}"
+    if kind in ("dict_type", "model_type"):
+        return dotted, f"must be a mapping, got {type(got).__name__}"
+    if kind == "list_type":
+        return dotted, f"must be a list, got {type(got).__name__}"
+    return dotted, str(error["msg"]).lower()
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
+    if close:
+        return "did you mean " + " or ".join(close) + "?"
+    return "known: " + ", ".join(choices)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses, tuples and nested dicts as plain dicts and lists (YAML/JSON shaped)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads ``3.35e12`` as a float.
+
+    NOTE: YAML 1.1 (PyYAML) only treats scientific notation as a float when it has a dot and a
+    signed exponent (``3.35e+12``); the catalog is written in the YAML 1.2 style people expect.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ServesimError(
+            f"{where} is not valid YAML{at}: {getattr(err, 'problem', err)}",
+            field="hardware",
+            fix="check indentation and quoting",
+        ) from None
+
+
+# --- the catalog ------------------------------------------------------------------------------
+
+
+def _key(name: str) -> str:
+    """Lookup key: case-insensitive; `_` and spaces read as `-` (h100_sxm finds H100-SXM)."""
+    return re.sub(r"[\s_]+", "-", name.strip()).lower()
+
+
+def _catalog_dir() -> Any:
+    return resources.files("servesim.catalog").joinpath("hardware")
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped() -> dict[str, tuple[Hardware, str]]:
+    """Every shipped accelerator by lookup key (id and aliases) -> (spec, YAML text)."""
+    index: dict[str, tuple[Hardware, str]] = {}
+    for entry in sorted(_catalog_dir().iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        text = entry.read_text(encoding="utf-8")
+        hw = _build(_parse_yaml(text, entry.name), where=entry.name)
+        for name in (hw.name, *hw.aliases):
+            if _key(name) in index:
+                # A packaging bug, not a user mistake: two files claim one name.
+                raise RuntimeError(f"hardware catalog: {name!r} is claimed twice ({entry.name})")
+            index[_key(name)] = (hw, text)
+    return index
+
+
+def list_hardware() -> list[Hardware]:
+    """Every shipped accelerator, sorted by id."""
+    unique = {hw.name: hw for hw, _ in _shipped().values()}
+    return [unique[name] for name in sorted(unique)]
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text
+
+
+def _lookup(name: str) -> tuple[Hardware, str]:
+    found = _shipped().get(_key(name))
+    if found is not None:
+        return found
+    close = difflib.get_close_matches(_key(name), list(_shipped()), n=5, cutoff=0.5)
+    suggestions = list(dict.fromkeys(_shipped()[c][0].name for c in close))
+    hint = f"did you mean {' or '.join(suggestions)}? " if suggestions else ""
+    ids = ", ".join(hw.name for hw in list_hardware())
+    raise ServesimError(
+        f"unknown GPU {name!r}",
+        field="hardware",
+        fix=f"{hint}shipped: {ids}; or give the path of your own YAML file",
+    )
+
+
+def load_hardware(name_or_path: str) -> Hardware:
+    """A shipped accelerator by id or alias (case-insensitive), or a user's YAML file by path.
+
+    Shipped entries are parsed once and cached; a user's file is read on every call so edits
+    show up. Any problem (unknown name, missing file, a missing/negative/mistyped field) raises
+    :class:`ServesimError` naming the field and the file.
+    """
+    text = str(name_or_path).strip()
+    if not text:
+        raise ServesimError("hardware is empty", field="hardware", fix="give a GPU id such as H100")
+    if not _looks_like_path(text) and _key(text) in _shipped():
+        return _shipped()[_key(text)][0]
+    path = Path(text).expanduser()
+    if path.is_file():
+        return _build(_parse_yaml(path.read_text(encoding="utf-8"), text), where=text)
+    if _looks_like_path(text):
+        raise ServesimError(
+            f"hardware file {text} not found",
+            field="hardware",
+            fix="check the path; `servesim hardware` lists the shipped ids",
+        )
+    return _lookup(text)[0]
+
+
+def shipped_yaml(name: str) -> str:
+    """The YAML text of a shipped accelerator (id or alias): a template for your own file."""
+    return _lookup(name)[1]

@@ -1,0 +1,335 @@
+"""The hardware catalog: shipped figures, lookup, user YAML files and their validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from servesim.errors import ServesimError
+from servesim.hardware import (
+    CONFIDENCE_GRADES,
+    DTYPES,
+    Hardware,
+    Link,
+    list_hardware,
+    load_hardware,
+    shipped_yaml,
+)
+
+CATALOG = Path(__file__).resolve().parents[1] / "src" / "servesim" / "catalog" / "hardware"
+SHIPPED_IDS = "H100 H100-PCIe H200 B200 A100-80GB A100-40GB L40S L4 MI300X".split()
+MIB = 2**20
+
+# Every figure a shipped file must cite (the brief: "every figure's source").
+CITED_FIELDS = {
+    "peak_flops", "hbm_bytes", "hbm_bandwidth", "intra_node", "inter_node", "gpus_per_node",
+    "compute_efficiency", "memory_efficiency", "kernel_launch_s", "tdp_w", "idle_w",
+    "price_per_gpu_hour",
+}  # fmt: skip
+
+
+def minimal_spec(**changes: object) -> dict:
+    """The smallest valid user YAML document, with some fields changed or removed (None)."""
+    spec = {
+        "name": "MyGPU",
+        "vendor": "Acme",
+        "peak_flops": {"bf16": 500e12, "fp8": 1000e12},
+        "hbm_bytes": 64e9,
+        "hbm_bandwidth": 2e12,
+        "intra_node": {"name": "PCIe Gen5 x16", "bandwidth": 63e9, "latency_s": 5e-6},
+        "inter_node": {"name": "Ethernet 100G", "bandwidth": 12.5e9, "latency_s": 2e-5},
+    }
+    for key, value in changes.items():
+        if value is None:
+            spec.pop(key, None)
+        else:
+            spec[key] = value
+    return spec
+
+
+def write_yaml(tmp_path: Path, doc: object, name: str = "my_gpu.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
+    return path
+
+
+def load_error(tmp_path: Path, doc: object) -> ServesimError:
+    with pytest.raises(ServesimError) as info:
+        load_hardware(str(write_yaml(tmp_path, doc)))
+    return info.value
+
+
+# --- the shipped catalog ----------------------------------------------------------------------
+
+
+def test_every_shipped_yaml_loads_and_is_listed():
+    files = sorted(CATALOG.glob("*.yaml"))
+    assert len(files) == len(SHIPPED_IDS)
+    listed = [hw.name for hw in list_hardware()]
+    assert sorted(listed) == sorted(SHIPPED_IDS)
+    for path in files:
+        hw = load_hardware(str(path))  # by path too, not only by id
+        assert hw == load_hardware(hw.name)
+
+
+@pytest.mark.parametrize("hw", list_hardware(), ids=lambda hw: hw.name)
+def test_every_figure_is_cited_and_graded(hw: Hardware):
+    assert CITED_FIELDS <= set(hw.sources), CITED_FIELDS - set(hw.sources)
+    assert all(len(cite) > 20 for cite in hw.sources.values())
+    for name in CITED_FIELDS:
+        assert hw.confidence_for(name) in CONFIDENCE_GRADES
+    # Prices move every month: never claim more than an estimate for them.
+    assert hw.confidence_for("price_per_gpu_hour") == "estimated"
+    assert set(hw.peak_flops) <= set(DTYPES)
+
+
+@pytest.mark.parametrize("hw", list_hardware(), ids=lambda hw: hw.name)
+def test_dense_figures_keep_the_usual_ratios(hw: Hardware):
+    peak = hw.peak_flops
+    assert peak["fp16"] == pytest.approx(peak["bf16"])
+    # Tensor-core TF32 is half of BF16, BF16 -> FP8 -> FP4 double; a 2x slip (a sparse figure
+    # stored as dense, or half a dense one) breaks one of these.
+    # rel=2%: the L40S datasheet itself prints TF32 183, BF16 362.05, FP8 733.
+    assert peak["tf32"] == pytest.approx(peak["bf16"] / 2, rel=0.02)
+    for low, high in (("bf16", "fp8"), ("fp8", "fp4")):
+        if high in peak:
+            assert peak[high] == pytest.approx(2 * peak[low], rel=0.02)
+    assert peak["fp32"] < peak["bf16"] / 2
+
+
+def test_h100_sxm_is_dense_and_in_decimal_units():
+    h100 = load_hardware("H100")
+    assert h100.peak_for("bf16") == pytest.approx(989.4e12, rel=0.01)  # not the 1979 sparse one
+    assert h100.peak_for("fp8") == pytest.approx(2 * h100.peak_for("bf16"), rel=1e-3)
+    assert h100.hbm_bandwidth == pytest.approx(3.35e12)  # 10^9 units, not GiB/s (3.60e12)
+    assert h100.hbm_bytes == 81559 * MIB  # what nvidia-smi reports
+    assert h100.intra_node.bandwidth == pytest.approx(450e9)  # 900 GB/s is both directions
+    assert h100.inter_node.bandwidth == pytest.approx(50e9)  # 400 Gb/s NDR per GPU
+
+
+@pytest.mark.parametrize(
+    ("name", "bf16", "bandwidth", "mib"),
+    [
+        ("H100-PCIe", 756.5e12, 2.0e12, 81559),
+        ("H200", 989.4e12, 4.8e12, 143771),
+        ("B200", 2.25e15, 8.0e12, 183359),
+        ("A100-80GB", 312e12, 2.039e12, 81920),
+        ("A100-40GB", 312e12, 1.555e12, 40960),
+        ("L40S", 362.05e12, 864e9, 46068),
+        ("L4", 121e12, 300e9, 23034),
+    ],
+)
+def test_headline_figures(name: str, bf16: float, bandwidth: float, mib: int):
+    hw = load_hardware(name)
+    assert hw.peak_for("bf16") == pytest.approx(bf16, rel=0.01)
+    assert hw.hbm_bandwidth == pytest.approx(bandwidth)
+    assert hw.hbm_bytes == mib * MIB
+
+
+def test_mi300x_figures_and_its_mesh():
+    mi = load_hardware("mi300x")
+    assert mi.peak_for("bf16") == pytest.approx(1307.4e12)
+    assert mi.hbm_bytes == 205822885888  # rocm-smi VRAM Total Memory (B)
+    assert mi.hbm_bandwidth == pytest.approx(5.3e12)
+    # Full mesh: a TP=2 pair has one 64 GB/s link, eight GPUs use all seven.
+    assert mi.intra_node.bandwidth_among(2) == pytest.approx(64e9)
+    assert mi.intra_node.bandwidth_among(8) == pytest.approx(448e9)
+    assert load_hardware("H100").intra_node.bandwidth_among(2) == pytest.approx(450e9)
+
+
+def test_fp8_and_fp4_only_where_the_silicon_has_them():
+    with_fp8 = {hw.name for hw in list_hardware() if "fp8" in hw.peak_flops}
+    assert with_fp8 == {"H100", "H100-PCIe", "H200", "B200", "L40S", "L4", "MI300X"}
+    assert [hw.name for hw in list_hardware() if "fp4" in hw.peak_flops] == ["B200"]
+
+
+@pytest.mark.parametrize("hw", list_hardware(), ids=lambda hw: hw.name)
+def test_ridge_point_is_plausible(hw: Hardware):
+    # Dense bf16 FLOP per byte of HBM: ~150 (A100) to ~420 (L40S) for this generation.
+    assert 100 < hw.ridge_point("bf16") < 500
+    assert hw.ridge_point() == pytest.approx(hw.peak_for("bf16") / hw.hbm_bandwidth)
+
+
+@pytest.mark.parametrize("hw", list_hardware(), ids=lambda hw: hw.name)
+def test_operational_figures_are_in_range(hw: Hardware):
+    assert 0.4 <= hw.compute_efficiency <= 0.9
+    assert 0.6 <= hw.memory_efficiency <= 0.95
+    assert 1e-6 <= hw.kernel_launch_s <= 1e-5
+    assert 0 < hw.idle_w < hw.tdp_w <= 1000
+    assert 0 < hw.price_per_gpu_hour < 10
+    assert hw.gpus_per_node == 8
+    assert hw.inter_node.bandwidth < hw.intra_node.bandwidth
+
+
+def test_peak_for_a_missing_dtype_names_the_alternatives():
+    with pytest.raises(ServesimError) as info:
+        load_hardware("H100").peak_for("fp4")
+    assert info.value.field == "dtype"
+    assert "fp8" in str(info.value) and "fp4" in str(info.value)
+    with pytest.raises(ServesimError):
+        load_hardware("A100").peak_for("fp8")
+
+
+# --- lookup ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("H100", "H100"),
+        ("h100-sxm", "H100"),
+        ("H100_SXM5", "H100"),
+        ("NVIDIA H100 80GB HBM3", "H100"),  # the nvidia-smi name
+        ("h100-pcie", "H100-PCIe"),
+        ("a100", "A100-80GB"),
+        ("A100-SXM4-40GB", "A100-40GB"),
+        ("  l40s ", "L40S"),
+        ("Mi300X", "MI300X"),
+    ],
+)
+def test_ids_and_aliases_resolve_case_insensitively(query: str, expected: str):
+    assert load_hardware(query).name == expected
+
+
+def test_no_two_shipped_files_claim_one_name():
+    seen: dict[str, str] = {}
+    for hw in list_hardware():
+        for name in (hw.name, *hw.aliases):
+            assert name.lower() not in seen, (name, seen.get(name.lower()))
+            seen[name.lower()] = hw.name
+
+
+def test_shipped_entries_are_cached():
+    assert load_hardware("H100") is load_hardware("h100-sxm")
+
+
+def test_unknown_gpu_suggests_close_matches():
+    with pytest.raises(ServesimError) as info:
+        load_hardware("H1OO")
+    assert info.value.field == "hardware"
+    assert "did you mean H100" in str(info.value)
+    with pytest.raises(ServesimError, match="did you mean MI300X"):
+        load_hardware("mi300")
+
+
+def test_shipped_yaml_is_a_template_that_round_trips(tmp_path: Path):
+    text = shipped_yaml("h200")
+    assert "name: H200" in text
+    copy = write_yaml(tmp_path, text.replace("name: H200", "name: MyH200"), "copy.yaml")
+    assert dataclasses.replace(load_hardware(str(copy)), name="H200") == load_hardware("H200")
+
+
+# --- user YAML files -------------------------------------------------------------------------
+
+
+def test_a_user_yaml_by_path_works_with_defaults(tmp_path: Path):
+    hw = load_hardware(str(write_yaml(tmp_path, minimal_spec())))
+    assert hw.name == "MyGPU"
+    assert hw.peak_for("fp8") == 1000e12
+    assert hw.intra_node == Link("PCIe Gen5 x16", 63e9, 5e-6)
+    assert hw.gpus_per_node == 8 and hw.price_per_gpu_hour == 0.0  # dataclass defaults
+
+
+def test_scientific_notation_without_a_dot_is_a_number(tmp_path: Path):
+    # PyYAML (YAML 1.1) would read these as strings; the loader reads them as floats.
+    text = yaml.safe_dump(minimal_spec()).replace("2000000000000.0", "2e12")
+    assert "hbm_bandwidth: 2e12" in text
+    assert load_hardware(str(write_yaml(tmp_path, text))).hbm_bandwidth == 2e12
+
+
+def test_a_user_file_is_reread_after_an_edit(tmp_path: Path):
+    path = write_yaml(tmp_path, minimal_spec(price_per_gpu_hour=1.0))
+    assert load_hardware(str(path)).price_per_gpu_hour == 1.0
+    write_yaml(tmp_path, minimal_spec(price_per_gpu_hour=2.0))
+    assert load_hardware(str(path)).price_per_gpu_hour == 2.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"hbm_bandwidth": None}, "hbm_bandwidth", "is required"),
+        ({"hbm_bandwidth": -1.0}, "hbm_bandwidth", "must be > 0"),
+        ({"hbm_bandwidth": "fast"}, "hbm_bandwidth", "must be a number"),
+        ({"hbm_bandwidth": True}, "hbm_bandwidth", "must be a number"),
+        ({"gpus_per_node": 0}, "gpus_per_node", "must be >= 1"),
+        ({"compute_efficiency": 1.5}, "compute_efficiency", "must be <= 1"),
+        ({"peak_flops": {"bf16": -5.0}}, "peak_flops.bf16", "must be > 0"),
+        ({"peak_flops": {"bf61": 1e12}}, "peak_flops", "unknown key 'bf61'"),
+        ({"peak_flops": {}}, "peak_flops", ""),
+        ({"intra_node": {"name": "x", "bandwidth": 1e9}}, "intra_node.latency_s", "is required"),
+        ({"intra_node": 5}, "intra_node", "must be a mapping"),
+        ({"hbm_bandwith": 1e12}, "hbm_bandwith", "did you mean hbm_bandwidth"),
+        ({"confidence": "vibes"}, "confidence", "must be 'datasheet', 'measured' or 'estimated'"),
+        ({"name": "My GPU"}, "name", "without spaces"),
+        ({"idle_w": 800.0, "tdp_w": 300.0}, "idle_w", "must not exceed tdp_w"),
+        ({"sources": {"hbm_bandwith": "x"}}, "sources", "did you mean hbm_bandwidth"),
+    ],
+)
+def test_bad_user_yaml_names_the_field_and_the_file(
+    tmp_path: Path, changes: dict, field: str, words: str
+):
+    err = load_error(tmp_path, minimal_spec(**changes))
+    assert err.field == field
+    assert words in str(err)
+    assert "my_gpu.yaml" in str(err)
+    assert "\n" not in str(err)
+
+
+def test_every_bad_field_is_reported_at_once(tmp_path: Path):
+    err = load_error(tmp_path, minimal_spec(vendor=None, hbm_bytes=-1.0))
+    assert "vendor is required" in str(err) and "hbm_bytes must be > 0" in str(err)
+
+
+@pytest.mark.parametrize("doc", [["H100"], "just text\n", ""], ids=["list", "scalar", "empty"])
+def test_a_yaml_that_is_not_a_mapping_is_refused(tmp_path: Path, doc: object):
+    err = load_error(tmp_path, doc)
+    assert "must be a YAML mapping" in str(err) and "my_gpu.yaml" in str(err)
+
+
+def test_broken_yaml_syntax_names_the_line(tmp_path: Path):
+    err = load_error(tmp_path, "name: X\nvendor: [unclosed\n")
+    assert "my_gpu.yaml is not valid YAML at line" in str(err)
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(ServesimError, match="not found"):
+        load_hardware(str(tmp_path / "nope.yaml"))
+
+
+# --- overrides ---------------------------------------------------------------------------------
+
+
+def test_with_overrides_replaces_and_keeps_the_rest():
+    h100 = load_hardware("H100")
+    cheap = h100.with_overrides(price_per_gpu_hour=1.25, compute_efficiency=0.65)
+    assert cheap.price_per_gpu_hour == 1.25 and cheap.compute_efficiency == 0.65
+    assert dataclasses.replace(cheap, price_per_gpu_hour=2.99, compute_efficiency=0.80) == h100
+    assert h100.price_per_gpu_hour == 2.99  # the cached original is untouched
+    assert cheap.confidence_for("peak_flops") == "datasheet"
+    faster = h100.with_overrides(intra_node=Link("NVLink4", 400e9, 3e-6))
+    assert faster.intra_node.bandwidth == 400e9
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"price_per_gpu_hour": -1.0}, "price_per_gpu_hour"),
+        ({"memory_efficiency": 0.0}, "memory_efficiency"),
+        ({"idle_w": 5000.0}, "idle_w"),
+        ({"pricee": 1.0}, "pricee"),
+    ],
+)
+def test_with_overrides_validates(changes: dict, field: str):
+    with pytest.raises(ServesimError) as info:
+        load_hardware("H100").with_overrides(**changes)
+    assert info.value.field == field
+
+
+def test_to_dict_is_json_shaped():
+    data = load_hardware("MI300X").to_dict()
+    assert data["intra_node"]["peer_bandwidth"] == 64e9
+    assert data["aliases"] == list(load_hardware("MI300X").aliases)
+    assert data["sources"]["peak_flops"].startswith("AMD")
