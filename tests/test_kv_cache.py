@@ -1,20 +1,25 @@
-"""KV block manager: exact allocation, free-queue (LRU) order, prefix hits, invariants."""
+"""KV block manager: exact accounting, LRU eviction, prefix hits, preemption segments."""
 
 from engine_factories import make_request
 
 from servesim.engine.kv_cache import KVBlockManager
 
 
-def test_allocate_takes_blocks_from_queue_head_in_order():
+def registered(kv, req, computed):
+    req.num_computed_tokens = computed
+    kv.register_full_blocks(req)
+
+
+def test_unique_content_is_counted_not_named():
     kv = KVBlockManager(8, 4)
     r = make_request(prompt=10)
     assert kv.allocate(r, 10)
-    assert r.block_ids == [0, 1, 2]
+    assert r.block_ids == [] and r.num_private_blocks == 3
     assert kv.num_free_blocks == 5
     assert kv.allocate(r, 12)  # still fits in 3 blocks
-    assert r.block_ids == [0, 1, 2]
+    assert r.num_blocks == 3
     assert kv.allocate(r, 13)
-    assert r.block_ids == [0, 1, 2, 3]
+    assert r.num_blocks == 4 and kv.num_held == 4
     kv.check_invariants()
 
 
@@ -22,69 +27,63 @@ def test_allocate_fails_without_change_when_full():
     kv = KVBlockManager(2, 4)
     r = make_request(prompt=12)
     assert not kv.allocate(r, 12)
-    assert r.block_ids == [] and kv.num_free_blocks == 2
+    assert r.num_blocks == 0 and kv.num_free_blocks == 2
 
 
-def test_free_queues_tail_blocks_first_so_they_are_evicted_first():
-    kv = KVBlockManager(4, 4)
-    a = make_request(rid=1, prompt=8)
-    b = make_request(rid=2, prompt=8)
-    kv.allocate(a, 8)
-    kv.allocate(b, 8)
-    kv.free(a)
-    kv.free(b)
-    assert list(kv.free_queue) == [1, 0, 3, 2]
-    kv.check_invariants()
+def test_named_blocks_get_ids_and_private_tail_follows():
+    kv = KVBlockManager(16, 4)
+    r = make_request(prompt=14, hash_ids=(7, 8), hbs=4)  # 8 named tokens, then unique
+    kv.allocate(r, 14)
+    assert r.block_ids == [0, 1] and r.num_private_blocks == 2
 
 
 def test_prefix_hit_shares_blocks_and_counts_references():
     kv = KVBlockManager(16, 4)
-    ids = (7, 8, 9)  # 3 hash blocks of 4 tokens
+    ids = (7, 8, 9)
     a = make_request(rid=1, prompt=12, hash_ids=ids, hbs=4)
     kv.allocate(a, 12)
-    a.num_computed_tokens = 12
-    kv.register_full_blocks(a)
+    registered(kv, a, 12)
     b = make_request(rid=2, prompt=12, hash_ids=ids, hbs=4)
     hits = kv.find_cached_prefix(b)
     # At least one token must be computed: 12 tokens → only 2 of 3 full blocks are hits.
-    assert hits == a.block_ids[:2]
+    assert hits.block_ids == a.block_ids[:2] and hits.num_private == 0
     kv.take_cached(b, hits)
     assert [kv.ref_counts[x] for x in a.block_ids] == [2, 2, 1]
+    assert kv.num_held == 3  # shared blocks are held once
     kv.check_invariants()
 
 
-def test_freed_cached_blocks_are_revived_and_evicted_in_lru_order():
+def test_freed_named_blocks_stay_cached_and_are_revived():
     kv = KVBlockManager(4, 4)
-    a = make_request(rid=1, prompt=9, hash_ids=(1, 2, 3), hbs=4)
+    a = make_request(rid=1, prompt=9, hash_ids=(1, 2), hbs=4)
     kv.allocate(a, 9)
-    a.num_computed_tokens = 9
-    kv.register_full_blocks(a)
+    registered(kv, a, 9)
     assert len(kv.cached) == 2
     kv.free(a)
-    b = make_request(rid=2, prompt=9, hash_ids=(1, 2, 3), hbs=4)
+    assert kv.num_cached == 2 and kv.num_held == 0
+    assert list(kv.lru) == [(0, 1), (0, 0)]  # tail block first: evicted first
+    b = make_request(rid=2, prompt=9, hash_ids=(1, 2), hbs=4)
     hits = kv.find_cached_prefix(b)
-    assert hits == [0, 1]
+    assert hits.block_ids == [0, 1]
     assert kv.can_admit(b, hits, 9)
     kv.take_cached(b, hits)
-    assert 0 not in kv.free_queue and 1 not in kv.free_queue
-    # A request with other content evicts free blocks from the queue head.
-    c = make_request(rid=3, prompt=8)
-    kv.allocate(c, 8)
-    assert c.block_ids == [3, 2]  # never-used block 3 first, then the freed tail block 2
+    assert kv.num_cached == 0 and kv.num_held == 2
     kv.check_invariants()
 
 
-def test_eviction_drops_cached_hash():
-    kv = KVBlockManager(2, 4)
+def test_clean_blocks_are_used_before_cached_ones_are_evicted_lru_first():
+    kv = KVBlockManager(4, 4)
     a = make_request(rid=1, prompt=8, hash_ids=(5, 6), hbs=4)
     kv.allocate(a, 8)
-    a.num_computed_tokens = 8
-    kv.register_full_blocks(a)
+    registered(kv, a, 8)
     kv.free(a)
     c = make_request(rid=2, prompt=8)
-    kv.allocate(c, 8)
-    assert kv.cached == {}
-    assert kv.num_evictions == 2
+    kv.allocate(c, 8)  # the 2 clean blocks: no eviction
+    assert kv.num_evictions == 0 and len(kv.cached) == 2
+    d = make_request(rid=3, prompt=4)
+    kv.allocate(d, 4)  # must evict one: the least recently freed, a's tail block (id 1)
+    assert kv.num_evictions == 1
+    assert list(kv.block_hash) == [0]
     kv.check_invariants()
 
 
@@ -94,29 +93,61 @@ def test_hash_block_size_larger_than_block_size_maps_sub_blocks():
     a = make_request(rid=1, prompt=1024, hash_ids=(11, 12), hbs=512)
     b = make_request(rid=2, prompt=1024, hash_ids=(11, 99), hbs=512)
     kv.allocate(a, 1024)
-    a.num_computed_tokens = 1024
-    kv.register_full_blocks(a)
-    hits = kv.find_cached_prefix(b)
-    assert len(hits) == 32  # exactly the first 512 tokens match
+    registered(kv, a, 1024)
+    assert len(kv.find_cached_prefix(b).block_ids) == 32  # exactly the first 512 tokens
 
 
 def test_unique_content_never_matches_other_requests():
     kv = KVBlockManager(64, 4)
     a = make_request(rid=1, prompt=16)
     kv.allocate(a, 16)
+    registered(kv, a, 16)
+    assert kv.find_cached_prefix(make_request(rid=2, prompt=16)).num_blocks == 0
+
+
+def test_preempted_request_finds_its_own_private_blocks_again():
+    kv = KVBlockManager(64, 4)
+    a = make_request(rid=1, prompt=18, output=5)
+    kv.allocate(a, 18)
+    a.num_computed_tokens = 18  # 4 full blocks + a partial one
+    kv.free(a, preempted=True)
+    assert kv.num_cached == 4 and kv.num_held == 0
+    a.num_computed_tokens = 0
+    hits = kv.find_cached_prefix(a)
+    assert hits.num_private == 4
+    kv.take_cached(a, hits)
+    assert a.num_private_blocks == 4 and kv.num_cached == 0 and kv.num_held == 4
+    kv.check_invariants()
+
+
+def test_eviction_trims_a_segment_from_its_tail():
+    kv = KVBlockManager(6, 4)
+    a = make_request(rid=1, prompt=16, output=5)
+    kv.allocate(a, 16)
     a.num_computed_tokens = 16
-    kv.register_full_blocks(a)
-    assert kv.find_cached_prefix(make_request(rid=2, prompt=16)) == []
-    # ...but a request finds its own blocks again after a preemption.
+    kv.free(a, preempted=True)  # segment of 4
+    b = make_request(rid=2, prompt=16)
+    kv.allocate(b, 16)  # 2 clean + evict 2 from the segment
+    assert kv.lru[(1, 1)] == 2
+    a.num_computed_tokens = 0
+    assert kv.find_cached_prefix(a).num_private == 2
+    kv.check_invariants()
+
+
+def test_finished_request_private_blocks_become_clean():
+    kv = KVBlockManager(8, 4)
+    a = make_request(rid=1, prompt=16)
+    kv.allocate(a, 16)
+    a.num_computed_tokens = 16
     kv.free(a)
-    assert len(kv.find_cached_prefix(a)) == 3
+    assert kv.num_cached == 0 and kv.num_held == 0
 
 
-def test_prefix_caching_off_finds_nothing():
+def test_prefix_caching_off_finds_nothing_and_names_nothing():
     kv = KVBlockManager(16, 4, enable_prefix_caching=False)
     a = make_request(rid=1, prompt=12, hash_ids=(1, 2, 3), hbs=4)
     kv.allocate(a, 12)
-    a.num_computed_tokens = 12
-    kv.register_full_blocks(a)
-    assert kv.cached == {}
-    assert kv.find_cached_prefix(make_request(rid=2, prompt=12, hash_ids=(1, 2, 3), hbs=4)) == []
+    registered(kv, a, 12)
+    assert kv.cached == {} and a.block_ids == []
+    b = make_request(rid=2, prompt=12, hash_ids=(1, 2, 3), hbs=4)
+    assert kv.find_cached_prefix(b).num_blocks == 0

@@ -1,5 +1,308 @@
-"""Commands: simulate_cmd."""
+"""Command: ``servesim simulate``."""
 
 from __future__ import annotations
 
-from servesim.cli.app import app  # noqa: F401
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from servesim.cli.app import app
+from servesim.errors import ServesimError
+
+LENGTH_HELP = (
+    "tokens: an integer (fixed), a preset (conversation, code), or KIND:key=value,... e.g. "
+    "lognormal:median=800,sigma=1.0 | uniform:lo=100,hi=2000 | normal:mean=500,std=100 | "
+    "zipf:a=1.2,max=4096 | empirical:path=lengths.txt"
+)
+
+
+def parse_length(text: str, flag: str) -> Any:
+    """A length flag's value as the workload spec expects it."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    if ":" not in text:
+        return text  # a preset name; the workload spec validates it
+    kind, _, rest = text.partition(":")
+    spec: dict[str, Any] = {"kind": kind}
+    for part in filter(None, rest.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise ServesimError(f"{part!r} is not key=value", field=flag, fix=LENGTH_HELP)
+        spec[key.strip()] = _number(value.strip())
+    return spec
+
+
+def _number(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def parse_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise ServesimError(f"{text!r} is not a number", field="--rate", fix="e.g. 10 or inf") from None
+    if math.isnan(rate) or rate <= 0:
+        raise ServesimError(f"is {text}; must be > 0 requests/s", field="--rate",
+                            fix="use inf to send every request at t=0")  # fmt: skip
+    return rate
+
+
+def workload_overrides(
+    *, workload: str | None, num_requests: int | None, input_len: str | None,
+    output_len: str | None, rate: str | None, burstiness: float | None, concurrency: int | None,
+    replay: Path | None, trace_format: str | None, rate_scale: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Workload fields set by CLI flags (None = not given)."""
+    w: dict[str, Any] = {}
+    if replay is not None:
+        if not replay.is_file():
+            raise ServesimError(f"trace file {replay} does not exist", field="--replay")
+        w["trace"] = str(replay)
+        if trace_format:
+            w["trace_format"] = trace_format
+        if rate_scale is not None:
+            w["rate_scale"] = rate_scale
+        if num_requests is not None:
+            w["max_requests"] = num_requests
+    else:
+        if workload is not None:
+            w["preset"] = workload
+        if num_requests is not None:
+            w["num_requests"] = num_requests
+    if input_len is not None:
+        w["input_len"] = parse_length(input_len, "--input-len")
+    if output_len is not None:
+        w["output_len"] = parse_length(output_len, "--output-len")
+    if concurrency is not None:
+        w["arrival"] = {"kind": "closed", "concurrency": concurrency}
+    elif rate is not None:
+        r = parse_rate(rate)
+        if math.isinf(r):
+            w["arrival"] = {"kind": "burst"}
+        elif burstiness is not None and burstiness != 1.0:
+            w["arrival"] = {"kind": "gamma", "rate": r, "burstiness": burstiness}
+        else:
+            w["arrival"] = {"kind": "poisson", "rate": r}
+    return w
+
+
+class _LazyProgress:
+    """A progress bar that appears only once a run has taken longer than a second."""
+
+    def __init__(self, total: int | None, console: Console):
+        self.total = total
+        self.console = console
+        self.done = 0
+        self.started = time.perf_counter()
+        self.progress: Progress | None = None
+        self.task = None
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.progress is None:
+            if time.perf_counter() - self.started < 1.0:
+                return
+            self.progress = Progress(
+                TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=self.console, transient=True,
+            )  # fmt: skip
+            self.progress.start()
+            self.task = self.progress.add_task("run", total=self.total)
+        self.progress.update(self.task, completed=self.done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}"
+
+
+def summary_tables(result) -> list[Table]:
+    """Rich tables of a run: scenario, throughput, latency percentiles, engine."""
+    s = result.summary
+    sc = result.scenario
+    t1 = Table(title="Scenario", show_header=False, title_justify="left")
+    t1.add_column(style="bold")
+    t1.add_column()
+    t1.add_row("model", f"{result.model.name}")
+    t1.add_row("hardware", f"{sc.replicas} × {sc.tp} × {result.hardware.name}"
+               f" (replicas × TP), router {sc.router}" if sc.replicas > 1 else
+               f"{sc.tp} × {result.hardware.name} (TP={sc.tp})")  # fmt: skip
+    t1.add_row("scheduler", f"{sc.scheduler.policy}, max_num_batched_tokens "
+               f"{sc.scheduler.max_num_batched_tokens}, max_num_seqs {sc.scheduler.max_num_seqs}, "
+               f"prefix caching {'on' if sc.scheduler.enable_prefix_caching else 'off'}")  # fmt: skip
+    t1.add_row("workload", result.workload_description)
+    t1.add_row("KV cache", f"{result.memory.kv_capacity_tokens:,} tokens "
+               f"({result.memory.num_kv_blocks:,} blocks of {sc.scheduler.block_size})")  # fmt: skip
+
+    t2 = Table(title="Throughput", show_header=False, title_justify="left")
+    t2.add_column(style="bold")
+    t2.add_column(justify="right")
+    t2.add_row("completed requests", _fmt(s["completed"]))
+    if s.get("num_skipped"):
+        t2.add_row("skipped requests", _fmt(s["num_skipped"]))
+    t2.add_row("duration (s)", _fmt(s["duration"]))
+    t2.add_row("request throughput (req/s)", _fmt(s["request_throughput"]))
+    t2.add_row("output throughput (tok/s)", _fmt(s["output_throughput"], 1))
+    t2.add_row("total token throughput (tok/s)", _fmt(s["total_token_throughput"], 1))
+    if "goodput" in s:
+        t2.add_row("goodput (req/s)", _fmt(s["goodput"]))
+
+    t3 = Table(title="Latency (ms)", title_justify="left")
+    t3.add_column("metric", style="bold")
+    for col in ("mean", "median", "p90", "p99"):
+        t3.add_column(col, justify="right")
+    names = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2el": "E2EL"}
+    for key, label in names.items():
+        t3.add_row(label, *(_fmt(s[f"{c}_{key}_ms"]) for c in ("mean", "median", "p90", "p99")))
+
+    t4 = Table(title="Engine", show_header=False, title_justify="left")
+    t4.add_column(style="bold")
+    t4.add_column(justify="right")
+    t4.add_row("steps", _fmt(s["num_steps"]))
+    t4.add_row("preemptions", _fmt(s["num_preemptions"]))
+    t4.add_row("KV cache peak usage", f"{s['kv_cache_peak_usage']:.1%}")
+    t4.add_row("prefix cache hit rate", f"{s['prefix_cache_hit_rate']:.1%}")
+    for key, label in (("mfu", "MFU"), ("mbu", "MBU")):
+        if key in s:
+            t4.add_row(label, f"{s[key]:.1%}")
+    t4.add_row("simulation wall time (s)", _fmt(s["sim_wall_s"], 3))
+    return [t1, t2, t3, t4]
+
+
+@app.command("simulate")
+def simulate_command(
+    model: str = typer.Option(None, "--model", "-m", help="model id, short name or config.json path"),
+    hardware: str = typer.Option(None, "--hardware", "-g", help="GPU id (H100, H200, ...) or YAML path"),
+    tp: int = typer.Option(None, "--tp", help="tensor-parallel GPUs per instance"),
+    replicas: int = typer.Option(None, "--replicas", help="data-parallel instances"),
+    router: str = typer.Option(None, "--router", help="round_robin | least_outstanding | power_of_two | prefix_affinity"),
+    scheduler: str = typer.Option(None, "--scheduler", help="vllm | sarathi | orca | static"),
+    max_num_batched_tokens: int = typer.Option(None, "--max-num-batched-tokens", help="token budget per step"),
+    max_num_seqs: int = typer.Option(None, "--max-num-seqs", help="most running requests"),
+    block_size: int = typer.Option(None, "--block-size", help="tokens per KV block"),
+    prefix_caching: bool = typer.Option(None, "--prefix-caching/--no-prefix-caching", help="prefix caching (default on)"),
+    chunked_prefill: bool = typer.Option(None, "--chunked-prefill/--no-chunked-prefill", help="chunked prefill (vllm policy; default on)"),
+    gpu_memory_utilization: float = typer.Option(None, "--gpu-memory-utilization", help="fraction of HBM for weights + KV (default 0.9)"),
+    workload: str = typer.Option(None, "--workload", "-w", help="built-in workload: conversation | code"),
+    num_requests: int = typer.Option(None, "--num-requests", "-n", help="requests to send (a cap for --replay)"),
+    input_len: str = typer.Option(None, "--input-len", help=LENGTH_HELP),
+    output_len: str = typer.Option(None, "--output-len", help=LENGTH_HELP),
+    rate: str = typer.Option(None, "--rate", "-r", help="requests/s (Poisson); inf = all at t=0"),
+    burstiness: float = typer.Option(None, "--burstiness", help="gamma shape of inter-arrivals (1 = Poisson)"),
+    concurrency: int = typer.Option(None, "--concurrency", help="closed loop: this many users, each sending its next request when the last finished"),
+    replay: Path = typer.Option(None, "--replay", help="replay a trace file (Azure, BurstGPT, Mooncake, CSV, JSONL)"),
+    trace_format: str = typer.Option(None, "--trace-format", help="auto | azure | burstgpt | mooncake | csv | jsonl | sessions"),
+    rate_scale: float = typer.Option(None, "--rate-scale", help="replay k× faster"),
+    seed: int = typer.Option(None, "--seed", help="random seed (default 0)"),
+    slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target for goodput, ms"),
+    slo_tpot_ms: float = typer.Option(None, "--slo-tpot-ms", help="TPOT target for goodput, ms"),
+    slo_e2el_ms: float = typer.Option(None, "--slo-e2el-ms", help="E2EL target for goodput, ms"),
+    max_model_len: int = typer.Option(None, "--max-model-len", help="context window (default: the model's)"),
+    on_oversized: str = typer.Option(None, "--on-oversized", help="skip | error: a request longer than the context window or KV cache"),
+    fast_forward: bool = typer.Option(None, "--fast-forward/--no-fast-forward", help="jump over stable decode spans (same results, faster)"),
+    config: Path = typer.Option(None, "--config", "-c", help="scenario YAML; flags override its fields"),
+    out: Path = typer.Option(None, "--out", "-o", help="write summary.json, requests.csv, steps.csv here"),
+    as_json: bool = typer.Option(False, "--json", help="print summary.json to stdout instead of tables"),
+) -> None:  # fmt: skip
+    """Simulate a serving deployment and report vLLM-benchmark metrics.
+
+    With no options: Llama-3.1-8B on one H100, vLLM scheduler, 1,000 conversation requests
+    at 20 req/s.
+    """
+    from servesim.output import summary_document, write_run
+    from servesim.run import simulate
+    from servesim.scenario import build_scenario, load_scenario_file, merge
+
+    base = load_scenario_file(config) if config else {}
+    flags: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "model": model, "hardware": hardware, "tp": tp, "replicas": replicas,
+            "router": router, "seed": seed, "max_model_len": max_model_len,
+            "on_oversized": on_oversized, "fast_forward": fast_forward,
+        }.items()
+        if v is not None
+    }  # fmt: skip
+    sched = {
+        k: v
+        for k, v in {
+            "policy": scheduler, "max_num_batched_tokens": max_num_batched_tokens,
+            "max_num_seqs": max_num_seqs, "block_size": block_size,
+            "enable_prefix_caching": prefix_caching, "enable_chunked_prefill": chunked_prefill,
+            "gpu_memory_utilization": gpu_memory_utilization,
+        }.items()
+        if v is not None
+    }  # fmt: skip
+    if sched:
+        flags["scheduler"] = sched
+    slo = {k: v for k, v in {"ttft_ms": slo_ttft_ms, "tpot_ms": slo_tpot_ms,
+                             "e2el_ms": slo_e2el_ms}.items() if v is not None}  # fmt: skip
+    if slo:
+        flags["slo"] = slo
+    w = workload_overrides(
+        workload=workload, num_requests=num_requests, input_len=input_len, output_len=output_len,
+        rate=rate, burstiness=burstiness, concurrency=concurrency, replay=replay,
+        trace_format=trace_format, rate_scale=rate_scale,
+    )  # fmt: skip
+    data = merge(base, flags)
+    if w:
+        data["workload"] = _merge_workload(data.get("workload"), w)
+    scenario = build_scenario(data, source=str(config) if config else "options")
+
+    err = Console(stderr=True)
+    progress = _LazyProgress(_expected_requests(scenario), err)
+    try:
+        result = simulate(scenario, on_progress=progress)
+    finally:
+        progress.close()
+    if out is not None:
+        write_run(result, out)
+    if as_json:
+        sys.stdout.write(json.dumps(summary_document(result), indent=2) + "\n")
+        return
+    console = Console()
+    for table in summary_tables(result):
+        console.print(table)
+    if out is not None:
+        console.print(f"wrote {out}/summary.json, requests.csv, steps.csv")
+
+
+def _merge_workload(base: dict[str, Any] | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """Workload flags over a file's workload; a replay flag replaces a synthetic base."""
+    if base is None:
+        from servesim.scenario import default_workload
+
+        base = default_workload().model_dump(exclude_defaults=True, mode="json")
+    if "trace" in flags:
+        base = {k: v for k, v in base.items() if k in ("name",)}
+    elif flags.get("input_len") is not None and flags.get("output_len") is not None:
+        base = {k: v for k, v in base.items() if k != "preset"}
+    merged = dict(base)
+    merged.update(flags)
+    return merged
+
+
+def _expected_requests(scenario) -> int | None:
+    w = scenario.workload
+    return w.num_requests if w.trace is None else w.max_requests

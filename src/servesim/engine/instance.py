@@ -220,7 +220,9 @@ class Instance:
             req.first_token_s = end
             first_tokens.append(req)
         if kv.enable_prefix_caching:
-            for i in np.flatnonzero(computed // bs > old_blocks_full).tolist():
+            # Only shared blocks are published; rows with none skip the Python work.
+            fills = (computed // bs > old_blocks_full) & (old_blocks_full < run.nshared)
+            for i in np.flatnonzero(fills).tolist():
                 kv.register_full_blocks(run.sync(i))
 
         done = (tokens - prompt) >= run.max_out

@@ -1,37 +1,48 @@
 """Paged KV cache with prefix caching by chained block hashes.
 
-Blocks are integers ``0..num_blocks-1``. A block held by a request has a reference count; a
-block whose count drops to zero goes to the tail of the free queue but keeps its content hash,
-so a later request with the same prefix can take it back (a prefix-cache hit). Allocating a
-fresh block pops the head of the free queue, evicting whatever content it held: the free queue
-is therefore the LRU order of cached blocks.
+Capacity is ``num_blocks`` blocks of ``block_size`` tokens. Every block is in one of three
+states: **held** by running requests, **cached** (free, but its content is kept and can be
+taken back by a request with the same prefix), or **clean** (free, no reusable content).
+Allocating a fresh block uses a clean one if there is one, otherwise it evicts the least
+recently freed cached block.
 
-Content hashes are chained: a block's hash covers its own tokens and every token before it, so
-equal hashes mean equal prefixes. Token content comes from the request's ``hash_ids`` (ids of
-``hash_block_size``-token chunks, e.g. Mooncake's 512-token ``hash_ids``); tokens beyond them
-are unique to the request.
+Which content can be shared: a request's tokens are named by its ``hash_ids`` (ids of
+``hash_block_size``-token chunks, e.g. Mooncake's 512-token ``hash_ids``; synthetic shared
+prefixes and multi-turn histories use them too). Full blocks inside that named range get a
+chained hash (covering the block and everything before it, so equal hashes mean equal
+prefixes), an id and a reference count, and can be shared. Tokens beyond the named range are
+unique to the request: its blocks there are *private* and only counted, which keeps the cost of
+a request independent of its length. When a request is preempted, its full private blocks stay
+cached as one *segment* in the LRU order, so it finds them again when it resumes (as vLLM does
+with its own blocks); a finished request's private blocks become clean, since nobody else can
+ever match them.
+
+NOTE: vLLM keeps one free queue in which never-used, content-less and cached blocks mix in
+free order. Here clean blocks are always used before any cached block is evicted; cached blocks
+are evicted in LRU order. The difference only lets cached prefixes live slightly longer.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
+from itertools import count
 
 from servesim.engine.request import Request
 
 # NOTE: only ints and tuples of ints are hashed: Python randomises str hashes per process, which
 # would make runs irreproducible.
-_UNIQUE = -1
 
 
-def block_content_key(req: Request, block_index: int, block_size: int) -> tuple:
-    """A key naming the tokens of block ``block_index`` of ``req`` (not yet chained)."""
+def block_content_key(req: Request, block_index: int, block_size: int) -> tuple | None:
+    """A key naming the tokens of block ``block_index`` of ``req``; None if they are unnamed."""
     start = block_index * block_size
     end = start + block_size
     hbs = req.hash_block_size
     ids = req.hash_ids
     last_chunk = (end - 1) // hbs
     if last_chunk >= len(ids):
-        return (_UNIQUE, req.request_id, block_index)
+        return None
     first_chunk = start // hbs
     if first_chunk == last_chunk:
         return (ids[first_chunk], start - first_chunk * hbs, end - first_chunk * hbs)
@@ -41,12 +52,35 @@ def block_content_key(req: Request, block_index: int, block_size: int) -> tuple:
     )
 
 
+def shareable_blocks(req: Request, block_size: int) -> int:
+    """Leading blocks of ``req`` whose full content is named by its hash ids."""
+    if not req.hash_ids:
+        return 0
+    named = len(req.hash_ids) * req.hash_block_size
+    return min(named, req.prompt_tokens + req.max_output_tokens) // block_size
+
+
+@dataclass(frozen=True)
+class CachedPrefix:
+    """Prefix-cache hits for one request: shared block ids, then own private blocks."""
+
+    block_ids: list[int] = field(default_factory=list)
+    num_private: int = 0
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.block_ids) + self.num_private
+
+
+_NO_HITS = CachedPrefix()
+
+
 class KVBlockManager:
     """Allocates KV blocks to requests and keeps the prefix cache.
 
-    Invariants (checked by :meth:`check_invariants`): every block is either referenced
-    (ref count > 0) or in the free queue, never both; every cached hash maps to a block that
-    carries that hash.
+    Invariants (:meth:`check_invariants`): held + cached + clean = num_blocks, each ≥ 0;
+    a shared block is held iff its reference count is positive, and cached iff it is in the
+    LRU queue; every cached hash names a block carrying that hash.
     """
 
     def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True):
@@ -57,30 +91,33 @@ class KVBlockManager:
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.enable_prefix_caching = enable_prefix_caching
-        self.ref_counts = [0] * num_blocks
-        self.block_hash: list[int | None] = [None] * num_blocks
+        self.num_held = 0
+        self.num_cached = 0
+        self.ref_counts: dict[int, int] = {}
+        self.block_hash: dict[int, int] = {}
         self.cached: dict[int, int] = {}
-        self.free_queue: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
+        """hash → id of the block holding that content."""
+        self.lru: OrderedDict[tuple[int, int], int] = OrderedDict()
+        """Cached free content, least recently freed first: (0, block id) → 1 for a shared
+        block, (1, request id) → block count for a preempted request's private segment."""
         self.num_evictions = 0
+        self._ids = count()
 
     # --- queries ------------------------------------------------------------------------
 
     @property
     def num_free_blocks(self) -> int:
-        return len(self.free_queue)
+        """Blocks a request could get now (clean, plus cached ones that would be evicted)."""
+        return self.num_blocks - self.num_held
 
     @property
     def num_used_blocks(self) -> int:
-        return self.num_blocks - len(self.free_queue)
+        return self.num_held
 
     @property
     def usage(self) -> float:
-        """Fraction of blocks referenced by running requests."""
-        return self.num_used_blocks / self.num_blocks
-
-    def blocks_needed(self, req: Request, num_tokens: int) -> int:
-        """Fresh blocks ``req`` needs to hold ``num_tokens`` tokens of KV."""
-        return max(0, -(-num_tokens // self.block_size) - len(req.block_ids))
+        """Fraction of blocks held by running requests."""
+        return self.num_held / self.num_blocks
 
     def _block_hash(self, req: Request, index: int) -> int:
         hashes = req.block_hashes
@@ -90,63 +127,95 @@ class KVBlockManager:
             hashes.append(hash((parent, block_content_key(req, i, self.block_size))))
         return hashes[index]
 
-    def find_cached_prefix(self, req: Request) -> list[int]:
-        """Blocks holding the longest cached prefix of ``req``'s tokens.
+    def find_cached_prefix(self, req: Request) -> CachedPrefix:
+        """The longest cached prefix of ``req``'s tokens.
 
         At least one token is always left to compute, because the step that computes the last
-        prompt token is the one that produces the first output logits.
+        prompt token is the one that produces the next token's logits.
         """
         if not self.enable_prefix_caching:
-            return []
+            return _NO_HITS
         max_blocks = (req.num_tokens - 1) // self.block_size
+        shareable = min(shareable_blocks(req, self.block_size), max_blocks)
         hits: list[int] = []
-        for i in range(max_blocks):
+        for i in range(shareable):
             block = self.cached.get(self._block_hash(req, i))
             if block is None:
-                break
+                return CachedPrefix(hits)
             hits.append(block)
-        return hits
+        segment = self.lru.get((1, req.request_id), 0)
+        return CachedPrefix(hits, min(segment, max_blocks - shareable))
 
-    def can_admit(self, req: Request, cached_blocks: list[int], num_tokens: int) -> bool:
-        """Whether ``req`` can take ``cached_blocks`` and fresh blocks up to ``num_tokens``."""
-        revived = sum(1 for b in cached_blocks if self.ref_counts[b] == 0)
-        fresh = max(0, -(-num_tokens // self.block_size) - len(cached_blocks))
-        return fresh + revived <= len(self.free_queue)
+    def can_admit(self, req: Request, prefix: CachedPrefix, num_tokens: int) -> bool:
+        """Whether ``req`` can take ``prefix`` and fresh blocks up to ``num_tokens`` tokens."""
+        revived = sum(1 for b in prefix.block_ids if self.ref_counts[b] == 0) + prefix.num_private
+        fresh = max(0, -(-num_tokens // self.block_size) - prefix.num_blocks)
+        return fresh + revived <= self.num_blocks - self.num_held
 
     # --- mutations ----------------------------------------------------------------------
 
-    def take_cached(self, req: Request, cached_blocks: list[int]) -> None:
-        """Give ``req`` the prefix-cache hits found by :meth:`find_cached_prefix`."""
-        assert not req.block_ids, "cached prefix is taken only by a request holding no blocks"
-        for b in cached_blocks:
+    def take_cached(self, req: Request, prefix: CachedPrefix) -> None:
+        """Give ``req`` (holding no blocks) the hits found by :meth:`find_cached_prefix`."""
+        assert req.num_blocks == 0, "a cached prefix is taken only by a request holding nothing"
+        for b in prefix.block_ids:
             if self.ref_counts[b] == 0:
-                del self.free_queue[b]
+                del self.lru[(0, b)]
+                self.num_cached -= 1
+                self.num_held += 1
             self.ref_counts[b] += 1
-        req.block_ids.extend(cached_blocks)
-        req.num_registered_blocks = len(cached_blocks)
+        req.block_ids.extend(prefix.block_ids)
+        req.num_registered_blocks = len(prefix.block_ids)
+        segment = self.lru.pop((1, req.request_id), 0)
+        if segment:
+            # The part of the segment beyond the hit is stale: it becomes clean.
+            self.num_cached -= segment
+            self.num_held += prefix.num_private
+            req.num_private_blocks = prefix.num_private
 
     def allocate(self, req: Request, num_tokens: int) -> bool:
         """Grow ``req``'s blocks to hold ``num_tokens`` tokens; False (and no change) if full."""
-        needed = -(-num_tokens // self.block_size) - len(req.block_ids)
+        held = req.num_blocks
+        needed = -(-num_tokens // self.block_size) - held
         if needed <= 0:
             return True
-        if needed > len(self.free_queue):
+        if needed > self.num_blocks - self.num_held:
             return False
-        for _ in range(needed):
-            block, _ = self.free_queue.popitem(last=False)
-            old = self.block_hash[block]
-            if old is not None:
-                # Evict: the block's old content is gone from the cache.
-                if self.cached.get(old) == block:
-                    del self.cached[old]
-                self.block_hash[block] = None
-                self.num_evictions += 1
+        clean = self.num_blocks - self.num_held - self.num_cached
+        if needed > clean:
+            self._evict(needed - clean)
+        self.num_held += needed
+        shared = 0
+        if self.enable_prefix_caching:
+            shared = max(0, min(needed, shareable_blocks(req, self.block_size) - held))
+        for _ in range(shared):
+            block = next(self._ids)
             self.ref_counts[block] = 1
             req.block_ids.append(block)
+        req.num_private_blocks += needed - shared
         return True
 
+    def _evict(self, n: int) -> None:
+        """Drop ``n`` cached blocks, least recently freed first."""
+        while n > 0:
+            (kind, key), size = next(iter(self.lru.items()))
+            if kind == 0:
+                del self.lru[(kind, key)]
+                del self.cached[self.block_hash.pop(key)]
+                del self.ref_counts[key]
+                taken = 1
+            else:
+                # A private segment loses its tail blocks first, so a prefix survives.
+                taken = min(size, n)
+                if taken == size:
+                    del self.lru[(kind, key)]
+                else:
+                    self.lru[(kind, key)] = size - taken
+            self.num_cached -= taken
+            self.num_evictions += taken
+            n -= taken
+
     def register_full_blocks(self, req: Request) -> None:
-        """Publish ``req``'s newly filled blocks in the prefix cache."""
+        """Publish ``req``'s newly filled shared blocks in the prefix cache."""
         if not self.enable_prefix_caching:
             return
         full = min(req.num_computed_tokens // self.block_size, len(req.block_ids))
@@ -154,26 +223,52 @@ class KVBlockManager:
             h = self._block_hash(req, i)
             block = req.block_ids[i]
             # NOTE: if two requests computed the same content concurrently, the first copy stays
-            # the cached one; the duplicate block is freed normally (as vLLM does).
-            if h not in self.cached and self.block_hash[block] is None:
+            # the cached one; the duplicate is freed as content-less (as vLLM does).
+            if h not in self.cached and block not in self.block_hash:
                 self.cached[h] = block
                 self.block_hash[block] = h
         req.num_registered_blocks = max(req.num_registered_blocks, full)
 
-    def free(self, req: Request) -> None:
-        """Release ``req``'s blocks. Tail blocks are queued first so they are evicted first."""
+    def free(self, req: Request, preempted: bool = False) -> None:
+        """Release ``req``'s blocks (tail first in LRU order, so tails are evicted first).
+
+        A preempted request keeps its full private blocks cached as a segment.
+        """
+        private = req.num_private_blocks
+        if private:
+            self.num_held -= private
+            if preempted and self.enable_prefix_caching:
+                full = req.num_computed_tokens // self.block_size - len(req.block_ids)
+                keep = max(0, min(private, full))
+                if keep:
+                    self.lru[(1, req.request_id)] = keep
+                    self.num_cached += keep
+            req.num_private_blocks = 0
         for block in reversed(req.block_ids):
-            self.ref_counts[block] -= 1
-            if self.ref_counts[block] == 0:
-                self.free_queue[block] = None
+            rc = self.ref_counts[block] - 1
+            self.ref_counts[block] = rc
+            if rc == 0:
+                self.num_held -= 1
+                if block in self.block_hash:
+                    self.lru[(0, block)] = 1
+                    self.num_cached += 1
+                else:
+                    del self.ref_counts[block]
         req.block_ids = []
         req.num_registered_blocks = 0
 
     def check_invariants(self) -> None:
-        """Assert the manager's invariants (used by tests; O(num_blocks))."""
-        for b in range(self.num_blocks):
-            rc = self.ref_counts[b]
-            assert rc >= 0, f"block {b} has negative ref count"
-            assert (rc == 0) == (b in self.free_queue), f"block {b}: ref {rc} vs free queue"
+        """Assert the manager's invariants (used by tests)."""
+        assert 0 <= self.num_held <= self.num_blocks
+        assert 0 <= self.num_cached <= self.num_blocks - self.num_held
+        assert self.num_cached == sum(self.lru.values()), "cached count out of sync with LRU"
+        for (kind, key), size in self.lru.items():
+            assert size > 0
+            if kind == 0:
+                assert self.ref_counts[key] == 0, f"cached block {key} is referenced"
+                assert key in self.block_hash
+        for b, rc in self.ref_counts.items():
+            assert rc >= 0
+            assert (rc == 0) == ((0, b) in self.lru), f"block {b}: ref {rc} vs LRU"
         for h, b in self.cached.items():
             assert self.block_hash[b] == h, f"cached hash of block {b} mismatched"

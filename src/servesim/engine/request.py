@@ -35,6 +35,9 @@ class Request:
     """Prompt tokens found in the prefix cache when the request was first scheduled."""
     num_preemptions: int = 0
     block_ids: list[int] = field(default_factory=list)
+    """Shared (content-named) KV blocks held, in order; they come before private ones."""
+    num_private_blocks: int = 0
+    """KV blocks held whose content is unique to this request (counted, not named)."""
     block_hashes: list[int] = field(default_factory=list)
     """Chained content hashes of this request's leading blocks, computed lazily."""
     num_registered_blocks: int = 0
@@ -46,6 +49,11 @@ class Request:
     def num_tokens(self) -> int:
         """Tokens that exist for this request: prompt plus sampled outputs."""
         return self.prompt_tokens + self.num_output_tokens
+
+    @property
+    def num_blocks(self) -> int:
+        """KV blocks this request holds."""
+        return len(self.block_ids) + self.num_private_blocks
 
     @property
     def max_tokens(self) -> int:

@@ -14,6 +14,9 @@ import numpy as np
 from servesim.engine.request import Request
 
 
+_COLUMNS = ("_computed", "_tokens", "_prompt", "_max_out", "_nblocks", "_last_token", "_nshared")
+
+
 class RunningTable:
     """Running requests in scheduling order, oldest first."""
 
@@ -26,6 +29,7 @@ class RunningTable:
         self._max_out = np.zeros(capacity, dtype=np.int64)
         self._nblocks = np.zeros(capacity, dtype=np.int64)
         self._last_token = np.zeros(capacity, dtype=np.float64)
+        self._nshared = np.zeros(capacity, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.reqs)
@@ -72,6 +76,11 @@ class RunningTable:
         self._nblocks[: len(self.reqs)] = values
 
     @property
+    def nshared(self) -> np.ndarray:
+        """Shared (content-named) blocks held by each row."""
+        return self._nshared[: len(self.reqs)]
+
+    @property
     def last_token(self) -> np.ndarray:
         return self._last_token[: len(self.reqs)]
 
@@ -81,7 +90,7 @@ class RunningTable:
 
     def _grow(self) -> None:
         self._cap *= 2
-        for name in ("_computed", "_tokens", "_prompt", "_max_out", "_nblocks", "_last_token"):
+        for name in _COLUMNS:
             old = getattr(self, name)
             new = np.zeros(self._cap, dtype=old.dtype)
             new[: len(old)] = old
@@ -97,7 +106,8 @@ class RunningTable:
         self._tokens[i] = req.num_tokens
         self._prompt[i] = req.prompt_tokens
         self._max_out[i] = req.max_output_tokens
-        self._nblocks[i] = len(req.block_ids)
+        self._nblocks[i] = req.num_blocks
+        self._nshared[i] = len(req.block_ids)
         self._last_token[i] = req.last_token_s if req.last_token_s is not None else np.nan
 
     def sync(self, i: int) -> Request:
@@ -111,7 +121,9 @@ class RunningTable:
 
     def refresh_blocks(self, i: int) -> None:
         """Re-read row ``i``'s block count after its Request's block list changed."""
-        self._nblocks[i] = len(self.reqs[i].block_ids)
+        req = self.reqs[i]
+        self._nblocks[i] = req.num_blocks
+        self._nshared[i] = len(req.block_ids)
 
     def remove(self, drop: np.ndarray) -> list[Request]:
         """Remove the rows where ``drop`` is True (synced) and return their Requests in order."""
@@ -122,7 +134,7 @@ class RunningTable:
         removed = [self.sync(int(i)) for i in idx]
         keep = ~drop
         m = n - idx.size
-        for name in ("_computed", "_tokens", "_prompt", "_max_out", "_nblocks", "_last_token"):
+        for name in _COLUMNS:
             arr = getattr(self, name)
             arr[:m] = arr[:n][keep]
         self.reqs = [r for r, k in zip(self.reqs, keep.tolist()) if k]

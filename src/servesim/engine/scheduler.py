@@ -190,7 +190,7 @@ def _reserve_blocks(
 
 def _preempt(state: SchedulerState, req: Request) -> None:
     """Free ``req``'s blocks and put it back at the head of the queue, to be recomputed."""
-    state.kv.free(req)
+    state.kv.free(req, preempted=True)
     req.num_computed_tokens = 0
     req.num_preemptions += 1
     state.waiting.appendleft(req)
@@ -209,8 +209,8 @@ def _admit(
     granted: list[int] = []
     while waiting and budget > 0 and len(run) < cfg.max_num_seqs:
         req = waiting[0]
-        hits = kv.find_cached_prefix(req) if not req.block_ids else []
-        computed = len(hits) * kv.block_size
+        hits = kv.find_cached_prefix(req)
+        computed = hits.num_blocks * kv.block_size
         n = req.num_tokens - computed
         if knobs.chunked:
             n = int(min(n, budget))

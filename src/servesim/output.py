@@ -1,0 +1,92 @@
+"""Writing a run to disk: ``summary.json``, ``requests.csv``, ``steps.csv`` (and, from other
+modules, ``trace.json`` and ``report.html``), all or nothing.
+
+Files are first written into a temporary folder beside the target, then moved into place, so a
+run that fails leaves the output folder as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from servesim import __version__
+from servesim.engine.records import REQUEST_COLUMNS, STEP_COLUMNS
+from servesim.errors import ServesimError
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def summary_document(result) -> dict[str, Any]:
+    """The content of ``summary.json``: vLLM-named metrics at the top level, plus context."""
+    mem = result.memory
+    doc: dict[str, Any] = {"servesim_version": __version__}
+    doc.update(result.summary)
+    doc["scenario"] = result.scenario.model_dump(mode="json")
+    doc["workload_description"] = result.workload_description
+    doc["model_info"] = {
+        "name": result.model.name,
+        "params_total": result.model.params_total,
+        "params_active": result.model.params_active,
+    }
+    doc["hardware_info"] = {"name": result.hardware.name}
+    doc["memory"] = {
+        "weights_bytes_per_gpu": mem.weights_bytes_per_gpu,
+        "kv_bytes_per_token": mem.kv_bytes_per_token,
+        "num_kv_blocks": mem.num_kv_blocks,
+        "kv_capacity_tokens": mem.kv_capacity_tokens,
+    }
+    return _clean(doc)
+
+
+def _write_columns(path: Path, columns: dict[str, np.ndarray], names: tuple[str, ...]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(names)
+        # Floats as repr (shortest round-trip form): exact, and compact.
+        writer.writerows(zip(*(columns[n].tolist() for n in names)))
+
+
+def write_run(result, out_dir: str | Path, extra: dict[str, Callable[[Path], None]] | None = None) -> Path:
+    """Write a run's files into ``out_dir`` atomically; ``extra`` maps file names to writers."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ServesimError(f"{out} exists and is not a folder", field="--out")
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        (tmp / "summary.json").write_text(json.dumps(summary_document(result), indent=2) + "\n")
+        _write_columns(tmp / "requests.csv", result.records.request_columns(), REQUEST_COLUMNS)
+        _write_columns(tmp / "steps.csv", result.records.step_columns(), STEP_COLUMNS)
+        for name, writer in (extra or {}).items():
+            writer(tmp / name)
+        if not out.exists():
+            tmp.rename(out)
+        else:
+            for f in tmp.iterdir():
+                f.replace(out / f.name)
+            tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

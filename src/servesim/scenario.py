@@ -1,0 +1,121 @@
+"""The scenario: everything that defines one simulated deployment run, validated at the boundary.
+
+A scenario is a pydantic model (``extra="forbid"``, frozen): the CLI builds one from flags
+and/or a YAML file, the Python API takes one directly, and ``summary.json`` echoes it back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from servesim.engine.router import ROUTERS
+from servesim.engine.scheduler import POLICIES
+from servesim.errors import ServesimError
+from servesim.workload import WorkloadSpec
+
+DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"
+DEFAULT_HARDWARE = "H100"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SchedulerSpec(_Strict):
+    """Scheduler and KV-cache knobs (vLLM names; defaults follow vLLM v1 on an H100)."""
+
+    policy: str = Field(default="vllm", description=f"one of {', '.join(POLICIES)}")
+    max_num_batched_tokens: int = Field(default=8192, ge=1, description="token budget per step")
+    max_num_seqs: int = Field(default=256, ge=1, description="most running requests")
+    block_size: int = Field(default=16, ge=1, description="tokens per KV block")
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = True
+    long_prefill_token_threshold: int | None = Field(default=None, ge=1)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+
+
+class SLOSpec(_Strict):
+    """Latency targets for goodput, milliseconds."""
+
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
+    e2el_ms: float | None = Field(default=None, gt=0)
+
+
+def default_workload() -> WorkloadSpec:
+    """1,000 requests of the conversation preset, Poisson at 20 req/s (near saturation of
+    Llama-3.1-8B on one H100)."""
+    return WorkloadSpec.model_validate(
+        {"preset": "conversation", "num_requests": 1000, "arrival": {"kind": "poisson", "rate": 20.0}}
+    )
+
+
+class Scenario(_Strict):
+    """One simulated deployment: model × hardware × parallelism × scheduler × workload."""
+
+    model: str = DEFAULT_MODEL
+    hardware: str = DEFAULT_HARDWARE
+    tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    replicas: int = Field(default=1, ge=1, description="data-parallel instances")
+    router: str = Field(default="round_robin", description=f"one of {', '.join(ROUTERS)}")
+    scheduler: SchedulerSpec = SchedulerSpec()
+    workload: WorkloadSpec = Field(default_factory=default_workload)
+    slo: SLOSpec = SLOSpec()
+    seed: int = 0
+    fast_forward: bool = True
+    max_model_len: int | None = Field(
+        default=None, ge=1, description="context window; default the model's"
+    )
+    on_oversized: Literal["skip", "error"] = Field(
+        default="skip",
+        description="a request longer than the context window or the KV cache: skip it "
+        "(counted in summary.json) or stop the run",
+    )
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line naming the first bad field, e.g. ``scenario.yaml: scheduler.block_size: ...``."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, int) or True)
+    return f"{source}: {loc}: {first['msg']}" + (
+        f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    )
+
+
+def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
+    """Validate ``data`` into a Scenario; a bad field raises ServesimError naming it."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ServesimError(format_validation_error(err, source)) from None
+
+
+def load_scenario_file(path: str | Path) -> dict[str, Any]:
+    """Read a scenario YAML (or JSON) file as a plain dict (validated later, with overrides)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ServesimError(f"scenario file {p} does not exist", field="--config")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ServesimError(f"{p}: not valid YAML ({err.__class__.__name__})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ServesimError(f"{p}: a scenario file must be a mapping of fields")
+    return data
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into ``base`` (CLI flags override the scenario file)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
