@@ -45,7 +45,7 @@ def test_arrival_at_a_step_boundary_joins_the_step_that_starts_then():
     assert steps["batch_size"][1] == 2
 
 
-def _random_sessions(seed, n=300, rate=50.0, multi_turn=False, shared=False):
+def _random_sessions(seed, n=300, rate=50.0, multi_turn=False, shared=False, think=0.05):
     rng = np.random.default_rng(seed)
     t = np.cumsum(rng.exponential(1 / rate, n))
     out = []
@@ -55,7 +55,7 @@ def _random_sessions(seed, n=300, rate=50.0, multi_turn=False, shared=False):
         turns = [RequestSpec(lin, lout, hashes, 64 if shared else 16)]
         if multi_turn and i % 4 == 0:
             turns.append(RequestSpec(lin + lout + 20, int(rng.integers(1, 50))))
-        out.append(Session(i, float(t[i]), tuple(turns), (0.05,) * (len(turns) - 1)))
+        out.append(Session(i, float(t[i]), tuple(turns), (think,) * (len(turns) - 1)))
     return out
 
 
@@ -166,3 +166,14 @@ def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff):
     assert np.all(steps["start_s"][1:] >= ends[:-1] - 1e-12)
     # Tokens are conserved: decode tokens + first tokens = output tokens.
     assert steps["decode_tokens"].sum() <= r["output_tokens"].sum()
+
+
+@pytest.mark.parametrize("policy", ["vllm", "static"])
+def test_follow_up_turns_with_zero_think_time_match_step_by_step(policy):
+    # A follow-up arriving at the instant a fast-forward span starts must not break the span.
+    sessions = _random_sessions(5, n=120, multi_turn=True, think=0.0)
+    a, _, _ = run_sessions(sessions, fast_forward=True, policy=policy)
+    b, _, _ = run_sessions(sessions, fast_forward=False, policy=policy)
+    ra, rb = by_request(a), by_request(b)
+    np.testing.assert_allclose(ra["finish_s"], rb["finish_s"], rtol=1e-9, atol=1e-9)
+    assert len(ra["finish_s"]) == 150

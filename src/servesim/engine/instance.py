@@ -105,7 +105,10 @@ class Instance:
         if span is None or span.num_steps == 1:
             return None
         starts = np.concatenate(([span.start_s], span.ends_s[:-1]))
-        keep = int(np.searchsorted(starts, now, side="left"))
+        # Steps that started before ``now`` run as planned. A request arriving at the very
+        # instant the span started (a follow-up turn with no think time, pushed after the
+        # span was scheduled) is seen after the first step, as step-by-step would see it.
+        keep = max(1, int(np.searchsorted(starts, now, side="left")))
         if keep >= span.num_steps:
             return None
         span.ends_s = span.ends_s[:keep]

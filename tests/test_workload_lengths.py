@@ -1,0 +1,179 @@
+"""Length and duration samplers: bounds, means, determinism; the Azure-fitted presets."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter
+
+from servesim.errors import ServesimError
+from servesim.workload.lengths import duration_sampler, length_sampler
+from servesim.workload.presets import PRESET_TABLES, QUANTILE_PROBS, fit_quantile_table
+from servesim.workload.spec import DurationDist, LengthDist
+
+TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+N = 200_000
+
+_length = TypeAdapter(LengthDist)
+_duration = TypeAdapter(DurationDist)
+
+
+def draw(dist: dict | int | str, n: int = N, seed: int = 0) -> np.ndarray:
+    return length_sampler(_length.validate_python(dist))(np.random.default_rng(seed), n)
+
+
+def test_fixed():
+    assert (draw(7, 100) == 7).all()
+
+
+def test_uniform_is_inclusive_and_flat():
+    x = draw({"kind": "uniform", "lo": 10, "hi": 13})
+    assert set(np.unique(x)) == {10, 11, 12, 13}
+    assert x.mean() == pytest.approx(11.5, abs=0.02)
+
+
+def test_normal_mean_and_clipping():
+    x = draw({"kind": "normal", "mean": 500, "std": 50})
+    assert x.mean() == pytest.approx(500, rel=0.01)
+    assert x.std() == pytest.approx(50, rel=0.03)
+    clipped = draw({"kind": "normal", "mean": 5, "std": 20, "max": 30})
+    assert clipped.min() == 1 and clipped.max() == 30
+
+
+def test_lognormal_median_mean_and_max():
+    x = draw({"kind": "lognormal", "median": 400, "sigma": 0.5})
+    assert np.median(x) == pytest.approx(400, rel=0.02)
+    assert x.mean() == pytest.approx(400 * np.exp(0.5**2 / 2), rel=0.02)
+    capped = draw({"kind": "lognormal", "median": 400, "sigma": 2, "max": 1000})
+    assert capped.max() == 1000 and capped.min() >= 1
+
+
+def test_zipf_bounds_and_ratio():
+    x = draw({"kind": "zipf", "a": 1.5, "max": 50})
+    assert x.min() == 1 and x.max() <= 50
+    # P(1) / P(2) = 2 ** a
+    ratio = (x == 1).sum() / (x == 2).sum()
+    assert ratio == pytest.approx(2**1.5, rel=0.05)
+
+
+def test_zipf_with_small_exponent_stays_in_range():
+    x = draw({"kind": "zipf", "a": 0.5, "max": 1000}, 10_000)
+    assert 1 <= x.min() and x.max() <= 1000
+
+
+def test_empirical_inline_values():
+    x = draw({"kind": "empirical", "values": [3, 300]})
+    assert set(np.unique(x)) == {3, 300}
+    assert (x == 3).mean() == pytest.approx(0.5, abs=0.01)
+
+
+def test_empirical_from_plain_file(tmp_path):
+    path = tmp_path / "lengths.txt"
+    path.write_text("10\n20\n\n30\n")
+    x = draw({"kind": "empirical", "path": str(path)})
+    assert set(np.unique(x)) == {10, 20, 30}
+
+
+def test_empirical_from_csv_column(tmp_path):
+    path = tmp_path / "lengths.csv"
+    path.write_text("prompt,completion\n100,7\n200,9\n")
+    x = draw({"kind": "empirical", "path": str(path), "column": "completion"})
+    assert set(np.unique(x)) == {7, 9}
+
+
+def test_empirical_example_file():
+    path = Path(__file__).resolve().parents[1] / "examples" / "workloads" / "prompt_lengths.txt"
+    x = draw({"kind": "empirical", "path": str(path)}, 1000)
+    assert x.min() >= 128 and x.max() <= 4096
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "words"),
+    [
+        ("10\n-4\n", None, "line 2: length is -4"),
+        ("10\n0\n", None, "line 2: length is 0"),
+        ("10\nabc\n", None, "line 2: length is 'abc', not a number"),
+        ("a,b\n1,2\n", None, "set column"),
+        ("a,b\n1,2\n", "c", "no column 'c'"),
+        ("a\n5\n2.5\n", None, "row 2: a is 2.5, not a whole number"),
+    ],
+)
+def test_bad_lengths_files(tmp_path, text, column, words):
+    path = tmp_path / "l.csv"
+    path.write_text(text)
+    with pytest.raises(ServesimError, match=words):
+        draw({"kind": "empirical", "path": str(path), "column": column}, 10)
+
+
+def test_missing_lengths_file_names_the_path(tmp_path):
+    missing = tmp_path / "nope.txt"
+    with pytest.raises(ServesimError, match=str(missing)):
+        draw({"kind": "empirical", "path": str(missing)}, 10)
+
+
+def test_quantile_table_respects_its_range():
+    x = draw({"kind": "quantiles", "probs": [0, 0.5, 1], "values": [10, 100, 1000]})
+    assert x.min() >= 10 and x.max() <= 1000
+    assert np.median(x) == pytest.approx(100, rel=0.03)
+
+
+def test_same_seed_same_draws_and_different_seed_differs():
+    dist = {"kind": "lognormal", "median": 100, "sigma": 1}
+    assert np.array_equal(draw(dist, 1000, seed=3), draw(dist, 1000, seed=3))
+    assert not np.array_equal(draw(dist, 1000, seed=3), draw(dist, 1000, seed=4))
+
+
+@pytest.mark.parametrize(
+    ("dist", "mean"),
+    [
+        (2.5, 2.5),
+        ({"kind": "exponential", "mean_s": 4.0}, 4.0),
+        ({"kind": "uniform", "lo_s": 1.0, "hi_s": 3.0}, 2.0),
+        ({"kind": "lognormal", "median_s": 2.0, "sigma": 0.5}, 2.0 * np.exp(0.125)),
+    ],
+)
+def test_durations(dist, mean):
+    x = duration_sampler(_duration.validate_python(dist))(np.random.default_rng(0), N)
+    assert x.min() >= 0
+    assert x.mean() == pytest.approx(mean, rel=0.02)
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def _azure_column(name: str, column: str) -> np.ndarray:
+    path = TRACES / f"azure_llm_2023_{name}.csv"
+    if not path.is_file():
+        pytest.skip(f"public trace {path} not present")
+    with path.open(newline="") as f:
+        return np.array([int(row[column]) for row in csv.DictReader(f)])
+
+
+@pytest.mark.parametrize(
+    ("preset", "trace", "role", "column"),
+    [
+        ("conversation", "conv", "input", "ContextTokens"),
+        ("conversation", "conv", "output", "GeneratedTokens"),
+        ("code", "code", "input", "ContextTokens"),
+        ("code", "code", "output", "GeneratedTokens"),
+    ],
+)
+def test_preset_matches_the_azure_trace(preset, trace, role, column):
+    real = _azure_column(trace, column)
+    x = draw(f"{preset}.{role}")
+    for q in (50, 90):
+        assert np.percentile(x, q) == pytest.approx(np.percentile(real, q), rel=0.10), q
+    assert x.mean() == pytest.approx(real.mean(), rel=0.10)
+    assert real.min() <= x.min() and x.max() <= real.max()
+
+
+@pytest.mark.parametrize(("preset", "trace"), [("conversation", "conv"), ("code", "code")])
+def test_preset_tables_are_the_fit_of_the_trace(preset, trace):
+    # The hard-coded numbers are exactly what the documented fitting command produces.
+    for role, column in (("input", "ContextTokens"), ("output", "GeneratedTokens")):
+        fitted = fit_quantile_table(_azure_column(trace, column))
+        assert PRESET_TABLES[(preset, role)].values == fitted
+        assert PRESET_TABLES[(preset, role)].probs == QUANTILE_PROBS
