@@ -26,6 +26,7 @@ from servesim.engine.scheduler import (
     ScheduledBatch,
     SchedulerConfig,
     SchedulerState,
+    grow_blocks,
     schedule,
 )
 
@@ -211,10 +212,7 @@ class Instance:
             prefill_tokens = 0
             decode_tokens = n * m
             tokens += m
-            for i in np.flatnonzero(-(-computed // bs) > run.nblocks).tolist():
-                grown = kv.allocate(run.reqs[i], int(computed[i]))
-                assert grown, "fast-forward span outgrew the KV cache"
-                run.refresh_blocks(i)
+            grow_blocks(run, kv, np.maximum(-(-computed // bs) - run.nblocks, 0), computed)
 
         last_token[emit] = end
         first_tokens = []

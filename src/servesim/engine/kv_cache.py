@@ -194,6 +194,17 @@ class KVBlockManager:
         req.num_private_blocks += needed - shared
         return True
 
+    def allocate_private(self, n: int) -> bool:
+        """Reserve ``n`` private blocks in bulk (the caller records which request holds them)."""
+        free = self.num_blocks - self.num_held
+        if n > free:
+            return False
+        clean = free - self.num_cached
+        if n > clean:
+            self._evict(n - clean)
+        self.num_held += n
+        return True
+
     def _evict(self, n: int) -> None:
         """Drop ``n`` cached blocks, least recently freed first."""
         while n > 0:

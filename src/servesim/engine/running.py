@@ -14,7 +14,10 @@ import numpy as np
 from servesim.engine.request import Request
 
 
-_COLUMNS = ("_computed", "_tokens", "_prompt", "_max_out", "_nblocks", "_last_token", "_nshared")
+_COLUMNS = (
+    "_computed", "_tokens", "_prompt", "_max_out", "_nblocks", "_last_token", "_nshared",
+    "_shareable",
+)  # fmt: skip
 
 
 class RunningTable:
@@ -30,6 +33,7 @@ class RunningTable:
         self._nblocks = np.zeros(capacity, dtype=np.int64)
         self._last_token = np.zeros(capacity, dtype=np.float64)
         self._nshared = np.zeros(capacity, dtype=np.int64)
+        self._shareable = np.zeros(capacity, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.reqs)
@@ -81,6 +85,10 @@ class RunningTable:
         return self._nshared[: len(self.reqs)]
 
     @property
+    def shareable(self) -> np.ndarray:
+        return self._shareable[: len(self.reqs)]
+
+    @property
     def last_token(self) -> np.ndarray:
         return self._last_token[: len(self.reqs)]
 
@@ -96,8 +104,12 @@ class RunningTable:
             new[: len(old)] = old
             setattr(self, name, new)
 
-    def append(self, req: Request) -> None:
-        """Add ``req`` at the end (the newest request, first to be preempted)."""
+    def append(self, req: Request, shareable: int = 0) -> None:
+        """Add ``req`` at the end (the newest request, first to be preempted).
+
+        ``shareable``: how many of its leading blocks can be shared (the rest are private,
+        and growing into them is pure counting, done here in bulk).
+        """
         i = len(self.reqs)
         if i == self._cap:
             self._grow()
@@ -108,6 +120,7 @@ class RunningTable:
         self._max_out[i] = req.max_output_tokens
         self._nblocks[i] = req.num_blocks
         self._nshared[i] = len(req.block_ids)
+        self._shareable[i] = shareable
         self._last_token[i] = req.last_token_s if req.last_token_s is not None else np.nan
 
     def sync(self, i: int) -> Request:
@@ -115,6 +128,7 @@ class RunningTable:
         req = self.reqs[i]
         req.num_computed_tokens = int(self._computed[i])
         req.num_output_tokens = int(self._tokens[i] - self._prompt[i])
+        req.num_private_blocks = int(self._nblocks[i] - self._nshared[i])
         last = float(self._last_token[i])
         req.last_token_s = None if np.isnan(last) else last
         return req

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from servesim.engine.kv_cache import KVBlockManager
+from servesim.engine.kv_cache import KVBlockManager, shareable_blocks
 from servesim.engine.request import Request
 from servesim.engine.running import RunningTable
 
@@ -163,9 +163,7 @@ def _reserve_blocks(
     target = run.computed + alloc
     extra = np.where(alloc > 0, np.maximum(-(-target // bs) - run.nblocks, 0), 0)
     if int(extra.sum()) <= kv.num_free_blocks:
-        for i in np.flatnonzero(extra).tolist():
-            kv.allocate(run.reqs[i], int(target[i]))
-            run.refresh_blocks(i)
+        grow_blocks(run, kv, extra, target)
         return alloc, 0
 
     # Shortage: walk rows in scheduling order; while a row cannot grow, preempt the newest.
@@ -175,7 +173,7 @@ def _reserve_blocks(
             continue
         if alloc[i] == 0:
             continue
-        req = run.reqs[i]
+        req = run.sync(i)
         while not kv.allocate(req, int(run.computed[i] + alloc[i])):
             victim = run.pop_last()
             alloc = alloc[: len(run)]
@@ -186,6 +184,24 @@ def _reserve_blocks(
         else:
             run.refresh_blocks(i)
     return alloc, num_preempted
+
+
+def grow_blocks(run: RunningTable, kv: KVBlockManager, extra: np.ndarray, target: np.ndarray) -> None:
+    """Give each running row ``extra[i]`` more blocks (known to fit) to hold ``target[i]`` tokens.
+
+    Rows growing only into private blocks are counted in bulk; rows that still need shared
+    (content-named) blocks go through the block manager one by one.
+    """
+    named = (extra > 0) & (run.nblocks < run.shareable)
+    for i in np.flatnonzero(named).tolist():
+        kv.allocate(run.sync(i), int(target[i]))
+        run.refresh_blocks(i)
+    private = np.where(named, 0, extra)
+    total = int(private.sum())
+    if total:
+        grown = kv.allocate_private(total)
+        assert grown, "blocks were checked to fit"
+        run.nblocks = run.nblocks + private
 
 
 def _preempt(state: SchedulerState, req: Request) -> None:
@@ -229,7 +245,7 @@ def _admit(
         if req.first_scheduled_s is None:
             req.first_scheduled_s = now
             req.num_cached_tokens = computed
-        run.append(req)
+        run.append(req, shareable_blocks(req, kv.block_size) if kv.enable_prefix_caching else 0)
         granted.append(n)
         budget -= n
     return granted
