@@ -27,8 +27,10 @@ LENGTH_HELP = (
 def parse_length(text: str, flag: str) -> Any:
     """A length flag's value as the workload spec expects it."""
     text = text.strip()
-    if text.isdigit():
-        return int(text)
+    try:
+        return int(text)  # negative values too: the workload spec says what is wrong
+    except ValueError:
+        pass
     if ":" not in text:
         return text  # a preset name; the workload spec validates it
     kind, _, rest = text.partition(":")
@@ -227,8 +229,7 @@ def simulate_command(
 ) -> None:  # fmt: skip
     """Simulate a serving deployment and report vLLM-benchmark metrics.
 
-    With no options: Llama-3.1-8B on one H100, vLLM scheduler, 1,000 conversation requests
-    at 20 req/s.
+    With no options: Llama-3.1-8B on one H100, vLLM scheduler, 1,000 conversation requests at 20 req/s.
     """
     from servesim.output import summary_document, write_run
     from servesim.run import simulate
@@ -268,7 +269,7 @@ def simulate_command(
     data = merge(base, flags)
     if w:
         data["workload"] = _merge_workload(data.get("workload"), w)
-    scenario = build_scenario(data, source=str(config) if config else "options")
+    scenario = build_scenario(data, source=str(config) if config else "")
 
     err = Console(stderr=True)
     progress = _LazyProgress(_expected_requests(scenario), err)
@@ -291,9 +292,9 @@ def simulate_command(
 def _merge_workload(base: dict[str, Any] | None, flags: dict[str, Any]) -> dict[str, Any]:
     """Workload flags over a file's workload; a replay flag replaces a synthetic base."""
     if base is None:
-        from servesim.scenario import default_workload
+        from servesim.scenario import DEFAULT_WORKLOAD
 
-        base = default_workload().model_dump(exclude_defaults=True, mode="json")
+        base = DEFAULT_WORKLOAD
     if "trace" in flags:
         base = {k: v for k, v in base.items() if k in ("name",)}
     elif flags.get("input_len") is not None and flags.get("output_len") is not None:

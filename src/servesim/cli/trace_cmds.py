@@ -1,5 +1,36 @@
-"""Commands: trace_cmds."""
+"""Commands: ``servesim trace ...`` (Chrome traces: merge the profiler's fragments)."""
 
 from __future__ import annotations
 
-from servesim.cli.app import app  # noqa: F401
+from pathlib import Path
+
+import typer
+
+from servesim.cli.app import app
+
+trace_app = typer.Typer(
+    help="Chrome traces for Perfetto: merge the profiler's per-process fragments.",
+    no_args_is_help=True,
+)
+app.add_typer(trace_app, name="trace")
+
+
+@trace_app.command("merge")
+def merge(
+    directory: Path = typer.Argument(
+        ..., metavar="DIR", help="Folder of fragments written with SERVESIM_PROFILE=1."
+    ),
+    out: Path = typer.Option(
+        Path("trace.json"), "--out", "-o", help="Chrome trace to write (open in Perfetto)."
+    ),
+    steps: Path | None = typer.Option(
+        None, "--steps", help="Also write the logged engine steps here (JSON lines)."
+    ),
+) -> None:
+    """Join every process's fragment into one trace; truncated last lines are skipped."""
+    from servesim.trace.merge import merge_fragments
+
+    report = merge_fragments(directory, out, steps_path=steps)
+    typer.echo(report.summary())
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)

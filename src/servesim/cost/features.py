@@ -1,0 +1,137 @@
+"""Reduce a batch to the step features of ``operators.FEATURES`` (a handful of sums).
+
+All features are sums of integers carried in float64, so they are exact up to 2^53 and the
+vectorised decode span reproduces step-by-step features bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from servesim.cost import operators as op
+from servesim.cost.operators import NUM_FEATURES, expected_distinct_experts, sliding_layers
+from servesim.cost.params import CostParams, Parallelism
+from servesim.model import ModelSpec
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """What the features of a model depend on besides the batch."""
+
+    window: float = 0.0
+    """Sliding window in tokens; 0 when the model has no sliding-window layers."""
+    absorb_max: float = -1.0
+    """MLA rows with at most this many new tokens take the absorbed path; < 1: none do."""
+    moe: tuple[float, float, float] | None = None
+    """(routed experts, top-k, ep) when the model has MoE layers."""
+
+    @classmethod
+    def for_model(cls, model: ModelSpec, par: Parallelism, params: CostParams) -> FeatureMap:
+        moe = model.moe if model.num_moe_layers else None
+        return cls(
+            window=float(model.sliding_window) if sliding_layers(model) else 0.0,
+            absorb_max=float(params.mla_absorb_max_new_tokens) if model.mla is not None else -1.0,
+            moe=(float(moe.num_experts), float(moe.experts_per_token), float(par.ep))
+            if moe
+            else None,
+        )
+
+    def moe_features(self, tokens):
+        """(distinct experts hit per GPU, tokens per hit expert) for ``tokens`` tokens."""
+        assert self.moe is not None
+        experts, k, ep = self.moe
+        hit = expected_distinct_experts(tokens, experts, k)
+        if hit <= 0.0:
+            return 0.0, 0.0
+        return hit / ep, tokens * k / hit
+
+    def step(self, new_tokens: np.ndarray, context_lens: np.ndarray) -> np.ndarray:
+        """Features of one step (1-D float array of ``NUM_FEATURES``); rows must be non-empty.
+
+        Every feature is a sum over rows of a product of per-row columns, so the columns are
+        stacked and one Gram product ``M @ M.T`` yields all the sums at once.
+        """
+        rows = len(new_tokens)
+        window, absorb = self.window, self.absorb_max >= 1.0
+        # Columns: n, c, 1, [min(c+n, w), min(c, w), min(c+n, w+n−1)], [absorbed, n·absorbed]
+        m = np.empty((3 + (3 if window else 0) + (2 if absorb else 0), rows))
+        n, c = m[0], m[1]
+        n[:] = new_tokens
+        c[:] = context_lens
+        m[2] = 1.0
+        if window:
+            x = c + n
+            np.minimum(x, window, out=m[3])
+            np.minimum(c, window, out=m[4])
+            np.minimum(x, n + (window - 1.0), out=m[5])
+        if absorb:
+            np.less_equal(n, self.absorb_max, out=m[-2])
+            np.multiply(n, m[-2], out=m[-1])
+        g = (m @ m.T).tolist()
+        nn, nc, tokens = g[0][0], g[0][1], g[0][2]
+        sum_c = g[1][2]
+        f = np.zeros(NUM_FEATURES)
+        f[op.ONE] = 1.0
+        f[op.B] = rows
+        f[op.T] = tokens
+        f[op.I_B] = 1.0
+        f[op.I_T] = 1.0 if tokens > 0 else 0.0
+        # Every new token attends to the context and, causally, to the chunk up to itself:
+        # pairs = Σ n·c + n(n+1)/2; the kernel reads each row's c + n cached tokens.
+        pairs, kv = nc + 0.5 * (nn + tokens), sum_c + tokens
+        if absorb:
+            ga, gna = g[-2], g[-1]  # Σ over absorbed rows of (·) and of n·(·)
+            t_a = gna[2]
+            f[op.T_A], f[op.P_A], f[op.K_A] = t_a, gna[1] + 0.5 * (gna[0] + t_a), ga[1] + t_a
+            f[op.T_R], f[op.P], f[op.K] = tokens - t_a, pairs - f[op.P_A], kv - f[op.K_A]
+        else:
+            f[op.T_R], f[op.P], f[op.K] = tokens, pairs, kv
+        f[op.I_TA] = 1.0 if f[op.T_A] > 0 else 0.0
+        f[op.I_TR] = 1.0 if f[op.T_R] > 0 else 0.0
+        if window:
+            # Pairs of a row = S(c+n) − S(c), with S(x) = Σ_{q<=x} min(q, w) = m(m+1)/2 + (x−m)w
+            # and m = min(x, w): query q attends to the last min(q, w) positions.
+            (mx2, smx), (mc2, smc) = (g[3][3], g[3][2]), (g[4][4], g[4][2])
+            f[op.P_SW] = (
+                0.5 * (mx2 + smx)
+                + window * (sum_c + tokens - smx)
+                - 0.5 * (mc2 + smc)
+                - window * (sum_c - smc)
+            )
+            # The chunk's first query reaches back w − 1 keys, its other n − 1 queries add one.
+            f[op.K_SW] = g[5][2]
+        if self.moe is not None:
+            f[op.D_EXP], f[op.M_EXP] = self.moe_features(tokens)
+        return f
+
+    def decode(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
+        """Features of ``num_steps`` decode steps, shape (num_steps, NUM_FEATURES): in step ``j``
+        every row decodes one token with context ``context_lens + j``; rows must be non-empty."""
+        c = np.asarray(context_lens, dtype=np.float64)
+        rows = float(c.shape[0])
+        j1 = np.arange(1, num_steps + 1, dtype=np.float64)  # j + 1
+        f = np.zeros((num_steps, NUM_FEATURES))
+        f[:, op.ONE] = 1.0
+        f[:, op.B] = rows
+        f[:, op.T] = rows
+        f[:, op.I_B] = f[:, op.I_T] = 1.0
+        # A decode row attends to (and reads) its c + j + 1 keys.
+        span = c.sum() + rows * j1
+        if self.absorb_max >= 1.0:
+            f[:, op.T_A], f[:, op.P_A], f[:, op.K_A], f[:, op.I_TA] = rows, span, span, 1.0
+        else:
+            f[:, op.T_R], f[:, op.P], f[:, op.K], f[:, op.I_TR] = rows, span, span, 1.0
+        if self.window:
+            w = self.window
+            cs = np.sort(c)
+            prefix = np.concatenate(([0.0], np.cumsum(cs)))
+            # Rows with c + j + 1 <= w attend to all of it, the others to w keys.
+            below = np.searchsorted(cs, w - j1, side="right")
+            windowed = prefix[below] + below * j1 + (rows - below) * w
+            f[:, op.P_SW] = windowed
+            f[:, op.K_SW] = windowed
+        if self.moe is not None:
+            f[:, op.D_EXP], f[:, op.M_EXP] = self.moe_features(rows)
+        return f

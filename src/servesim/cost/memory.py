@@ -1,0 +1,300 @@
+"""GPU memory of one replica: weights, KV cache per token, reserves, and the KV blocks left.
+
+The budget follows vLLM: of ``hbm_bytes × gpu_memory_utilization``, the weights, the peak
+activation memory of a ``max_num_batched_tokens`` forward step and the runtime's own memory are
+taken out; the rest is paged KV cache in blocks of ``block_size`` tokens.
+
+    num_kv_blocks = floor((hbm × util − weights − activation_reserve − runtime_reserve)
+                          / (block_size × kv_bytes_per_token))
+
+With pipeline parallelism each stage is budgeted separately and the plan reports the stage with
+the fewest KV blocks (usually the first or last: they hold the embedding or LM head).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from servesim.cost.dtypes import dtype_bytes
+from servesim.cost.operators import (
+    attention_matrices,
+    dense_mlp_matrices,
+    expert_matrices,
+    norm_elements_per_layer,
+    router_matrix,
+    shared_expert_matrices,
+)
+from servesim.cost.params import CostParams, Parallelism, valid_tps
+from servesim.cost.step import ResolvedParams, resolve_params
+from servesim.errors import ServesimError
+from servesim.hardware import Hardware
+from servesim.model import ModelSpec
+
+GiB = float(2**30)
+
+RUNTIME_RESERVE_BASE_BYTES = 1.5 * GiB
+"""CUDA context (~0.5 GiB), cuBLAS/attention workspaces (~0.3 GiB) and captured CUDA graphs
+(~0.5–0.7 GiB) on every GPU."""
+RUNTIME_RESERVE_MULTI_GPU_BYTES = 0.5 * GiB
+"""Extra on every GPU of a multi-GPU replica: NCCL communicators and custom all-reduce buffers."""
+LOGITS_BYTES_PER_VOCAB_ENTRY = 8.0
+"""Sampler peak per sequence and vocabulary entry: fp32 logits plus an fp32 probability copy."""
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Memory budget of one GPU (of the binding pipeline stage). Bytes unless said otherwise."""
+
+    weights_bytes_per_gpu: float
+    kv_bytes_per_token: float
+    """KV cache one token takes on this GPU, over all of this GPU's layers."""
+    activation_reserve_bytes: float
+    runtime_reserve_bytes: float
+    kv_cache_bytes: float
+    num_kv_blocks: int
+    kv_capacity_tokens: int
+    """``num_kv_blocks × block_size``: tokens of KV the replica can hold at once."""
+    usable_bytes: float
+    """``hbm_bytes × gpu_memory_utilization``."""
+    block_size: int
+    gpu_memory_utilization: float
+
+    def max_concurrent_seqs(self, seq_len: int) -> int:
+        """Sequences of ``seq_len`` tokens whose KV fits at once (block-granular; ignores the
+        scheduler's ``max_num_seqs``)."""
+        if seq_len < 1:
+            raise ServesimError(
+                f"must be >= 1, got {seq_len}", field="seq_len", fix="use a positive length"
+            )
+        return self.num_kv_blocks // math.ceil(seq_len / self.block_size)
+
+
+def default_runtime_reserve(par: Parallelism) -> float:
+    """Bytes the runtime keeps per GPU: 1.5 GiB, plus 0.5 GiB when the replica spans GPUs."""
+    extra = RUNTIME_RESERVE_MULTI_GPU_BYTES if par.gpus > 1 else 0.0
+    return RUNTIME_RESERVE_BASE_BYTES + extra
+
+
+def stage_layers(num_layers: int, pp: int) -> list[range]:
+    """Layers of each pipeline stage: even split, the first ``num_layers % pp`` take one more."""
+    base, extra = divmod(num_layers, pp)
+    out, start = [], 0
+    for s in range(pp):
+        size = base + (1 if s < extra else 0)
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
+def layer_weight_bytes(
+    model: ModelSpec,
+    par: Parallelism,
+    layer: int,
+    w_bytes: float,
+    act_bytes: float,
+    expert_bytes: float | None = None,
+) -> float:
+    """Bytes of weights of layer ``layer`` held by one GPU: block weights in ``w_bytes``, routed
+    experts in ``expert_bytes`` (default ``w_bytes``), router and norms in ``act_bytes``."""
+    expert_bytes = w_bytes if expert_bytes is None else expert_bytes
+    total = sum(m.elements for m in attention_matrices(model, par)) * w_bytes
+    total += norm_elements_per_layer(model, par) * act_bytes
+    if model.is_moe_layer(layer):
+        moe = model.moe
+        assert moe is not None
+        total += router_matrix(model).elements * act_bytes
+        local_experts = moe.num_experts / par.ep
+        total += local_experts * sum(m.elements for m in expert_matrices(model, par)) * expert_bytes
+        total += sum(m.elements for m in shared_expert_matrices(model, par)) * w_bytes
+    else:
+        total += sum(m.elements for m in dense_mlp_matrices(model, par)) * w_bytes
+    return total
+
+
+def kv_bytes_per_token_per_layer(model: ModelSpec, par: Parallelism, kv_bytes: float) -> float:
+    """KV bytes one token takes in one layer on one GPU.
+
+    GQA/MHA: K and V of the GPU's KV heads (split by TP, one replicated head per GPU when TP
+    exceeds the KV heads). MLA: the latent plus the rope key, the same on every TP rank.
+    NOTE: sliding-window layers are counted in full (vLLM without the hybrid allocator), which
+    is conservative for models such as gpt-oss.
+    """
+    if model.mla is not None:
+        return (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * kv_bytes
+    return 2.0 * par.kv_heads_per_gpu(model) * model.head_dim * kv_bytes
+
+
+def activation_reserve(
+    model: ModelSpec,
+    par: Parallelism,
+    act_bytes: float,
+    max_num_batched_tokens: int,
+    max_num_seqs: int,
+    *,
+    last_stage: bool = True,
+    head: str = "lm",
+) -> float:
+    """Peak activation bytes of a ``max_num_batched_tokens`` step (what vLLM's profiling run sees).
+
+    ``tokens × act_bytes × (4·d + widest)`` where ``4·d`` covers hidden states and residual in
+    and out, and ``widest`` is the widest per-token intermediate per GPU: the QKV+attention
+    output, the dense MLP (gate+up and activation output: 3·I/tp gated, 2·I/tp otherwise), or the
+    fused MoE caches (k·(3·I_e/expert_tp + d)) plus the shared experts. The last stage adds the
+    sampler: ``max_num_seqs × vocab × 8`` (fp32 logits and probabilities).
+    """
+    d, tp = model.hidden_size, par.tp
+    gated = 3.0 if model.gated_mlp else 2.0
+    widest = sum(m.n for m in attention_matrices(model, par)[:-1]) + model.hidden_size / tp
+    if model.num_dense_layers:
+        widest = max(widest, gated * model.intermediate_size / tp)
+    if model.num_moe_layers:
+        moe = model.moe
+        assert moe is not None
+        experts = moe.experts_per_token * (gated * moe.expert_intermediate_size / par.expert_tp + d)
+        shared = gated * moe.num_shared_experts * moe.shared_expert_intermediate_size / tp
+        widest = max(widest, experts + shared)
+    reserve = max_num_batched_tokens * act_bytes * (4.0 * d + widest)
+    if last_stage and head == "lm":
+        reserve += max_num_seqs * model.vocab_size * LOGITS_BYTES_PER_VOCAB_ENTRY
+    return reserve
+
+
+def _stage_plans(
+    model: ModelSpec,
+    hw: Hardware,
+    par: Parallelism,
+    params: CostParams,
+    res: ResolvedParams,
+    util: float,
+    block_size: int,
+    max_num_batched_tokens: int,
+    max_num_seqs: int,
+) -> MemoryPlan:
+    w_bytes = dtype_bytes(res.weight_dtype)
+    e_bytes = dtype_bytes(res.expert_dtype)
+    act_bytes = dtype_bytes(res.act_dtype)
+    kv_layer = kv_bytes_per_token_per_layer(model, par, dtype_bytes(res.kv_dtype))
+    d, vocab_rows = model.hidden_size, model.vocab_size / par.tp
+    usable = hw.hbm_bytes * util
+    runtime = (
+        default_runtime_reserve(par)
+        if params.runtime_reserve_bytes is None
+        else params.runtime_reserve_bytes
+    )
+    stages = stage_layers(model.num_layers, par.pp)
+    best: MemoryPlan | None = None
+    for s, layers in enumerate(stages):
+        first, last = s == 0, s == len(stages) - 1
+        weights = sum(
+            layer_weight_bytes(model, par, i, w_bytes, act_bytes, e_bytes) for i in layers
+        )
+        if first:
+            weights += vocab_rows * d * act_bytes  # embedding, split by vocabulary rows
+        if last:
+            weights += d * act_bytes  # final norm
+            if params.head == "value":
+                weights += (d * d + 2 * d + 1) * act_bytes
+            elif not (model.tie_word_embeddings and first):
+                # A tied head shares the embedding only when both sit on the same GPU.
+                weights += vocab_rows * d * act_bytes
+        act = activation_reserve(
+            model,
+            par,
+            act_bytes,
+            max_num_batched_tokens,
+            max_num_seqs,
+            last_stage=last,
+            head=params.head,
+        )
+        kv_token = kv_layer * len(layers)
+        kv_cache = usable - weights - act - runtime
+        blocks = max(0, math.floor(kv_cache / (block_size * kv_token))) if kv_token else 0
+        plan = MemoryPlan(
+            weights_bytes_per_gpu=weights,
+            kv_bytes_per_token=kv_token,
+            activation_reserve_bytes=act,
+            runtime_reserve_bytes=runtime,
+            kv_cache_bytes=kv_cache,
+            num_kv_blocks=blocks,
+            kv_capacity_tokens=blocks * block_size,
+            usable_bytes=usable,
+            block_size=block_size,
+            gpu_memory_utilization=util,
+        )
+        if best is None or (plan.num_kv_blocks, -plan.weights_bytes_per_gpu) < (
+            best.num_kv_blocks,
+            -best.weights_bytes_per_gpu,
+        ):
+            best = plan
+    assert best is not None
+    return best
+
+
+def plan_memory(
+    model: ModelSpec,
+    hw: Hardware,
+    par: Parallelism | None = None,
+    params: CostParams | None = None,
+    gpu_memory_utilization: float = 0.9,
+    block_size: int = 16,
+    max_num_batched_tokens: int = 8192,
+    max_num_seqs: int = 256,
+) -> MemoryPlan:
+    """Memory budget of ``model`` on ``hw`` split as ``par`` (pure arithmetic, no I/O).
+
+    Raises ServesimError when not even one KV block fits, naming the smallest TP that fits.
+    """
+    par = par or Parallelism()
+    params = params or CostParams()
+    if not 0.0 < gpu_memory_utilization <= 1.0:
+        raise ServesimError(
+            f"must be in (0, 1], got {gpu_memory_utilization}",
+            field="gpu_memory_utilization",
+            fix="use e.g. 0.9",
+        )
+    for name, value in (
+        ("block_size", block_size),
+        ("max_num_batched_tokens", max_num_batched_tokens),
+        ("max_num_seqs", max_num_seqs),
+    ):
+        if int(value) != value or value < 1:
+            raise ServesimError(
+                f"must be a positive integer, got {value}", field=name, fix="use a positive integer"
+            )
+    par.check(model)
+    res = resolve_params(model, hw, params)
+    args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs)
+    plan = _stage_plans(model, hw, par, params, res, *args)
+    if plan.num_kv_blocks >= 1:
+        return plan
+    fix = _suggest_fit(model, hw, par, params, res, args)
+    reserves = plan.activation_reserve_bytes + plan.runtime_reserve_bytes
+    raise ServesimError(
+        f"{model.name} needs {plan.weights_bytes_per_gpu / GiB:.1f} GiB of weights per GPU "
+        f"(tp={par.tp}, pp={par.pp}, {_dtypes(res)}), {hw.name} has "
+        f"{(plan.usable_bytes - reserves) / GiB:.1f} GiB usable at "
+        f"gpu_memory_utilization={gpu_memory_utilization} "
+        f"({plan.usable_bytes / GiB:.1f} GiB less {reserves / GiB:.1f} GiB of activation and "
+        "runtime reserves)",
+        field="model",
+        fix=fix,
+    )
+
+
+def _dtypes(res: ResolvedParams) -> str:
+    if res.expert_dtype == res.weight_dtype:
+        return res.weight_dtype
+    return f"{res.weight_dtype}, experts {res.expert_dtype}"
+
+
+def _suggest_fit(model, hw, par, params, res, args) -> str:
+    """The smallest TP (at the same PP) with room for at least one KV block, as a CLI hint."""
+    for tp in valid_tps(model, limit=64):
+        if tp <= par.tp:
+            continue
+        ep = par.ep if tp % par.ep == 0 else 1
+        candidate = Parallelism(tp=tp, pp=par.pp, ep=ep)
+        if _stage_plans(model, hw, candidate, params, res, *args).num_kv_blocks >= 1:
+            return f"use --tp {tp}" if par.pp == 1 else f"use --tp {tp} --pp {par.pp}"
+    return "use more pipeline stages (--pp) or a smaller --weight-dtype"
