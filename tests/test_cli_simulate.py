@@ -1,0 +1,146 @@
+"""`servesim simulate` through the installed console script."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SERVESIM = str(Path(sys.executable).parent / "servesim")
+TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+
+
+def run(*args, cwd=None):
+    return subprocess.run([SERVESIM, "simulate", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_default_scenario_prints_a_summary_table():
+    p = run()
+    assert p.returncode == 0, p.stderr
+    for text in ("Llama-3.1-8B", "H100", "TTFT", "TPOT", "ITL", "E2EL", "completed requests",
+                 "1,000"):
+        assert text in p.stdout
+
+
+def test_json_summary_uses_vllm_metric_names():
+    p = run("-n", "50", "--json", "--slo-ttft-ms", "500", "--slo-tpot-ms", "50")
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    for key in ("completed", "duration", "request_throughput", "output_throughput",
+                "total_token_throughput", "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms",
+                "mean_tpot_ms", "p90_tpot_ms", "mean_itl_ms", "p99_itl_ms", "median_e2el_ms",
+                "goodput", "num_steps", "num_preemptions", "kv_cache_peak_usage", "sim_wall_s"):
+        assert key in s, key
+    assert s["completed"] == 50
+    assert s["scenario"]["slo"]["ttft_ms"] == 500
+    assert 0 <= s["goodput"] <= s["request_throughput"] + 1e-9
+
+
+def test_same_seed_same_output_and_seed_changes_it():
+    a = json.loads(run("-n", "40", "--json", "--seed", "7").stdout)
+    b = json.loads(run("-n", "40", "--json", "--seed", "7").stdout)
+    c = json.loads(run("-n", "40", "--json", "--seed", "8").stdout)
+    for key in ("median_ttft_ms", "p99_itl_ms", "duration"):
+        assert a[key] == b[key]
+    assert a["duration"] != c["duration"]
+
+
+def test_out_dir_has_summary_requests_and_steps(tmp_path):
+    out = tmp_path / "run"
+    p = run("-n", "30", "--input-len", "256", "--output-len", "16", "--rate", "5", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    rows = list(csv.DictReader((out / "requests.csv").open()))
+    assert len(rows) == summary["completed"] == 30
+    assert {r["output_tokens"] for r in rows} == {"16"}
+    steps = list(csv.DictReader((out / "steps.csv").open()))
+    assert sum(int(s["num_steps"]) for s in steps) == summary["num_steps"]
+
+
+def test_fixed_lengths_single_request_ttft_equals_the_prefill_estimate():
+    s = json.loads(run("-n", "1", "--input-len", "1024", "--output-len", "2", "--json").stdout)
+    from servesim.cost import CostParams, Parallelism, build_step_cost
+    from servesim.hardware import load_hardware
+    from servesim.model import load_model
+
+    import numpy as np
+
+    cost = build_step_cost(load_model("llama-3.1-8b"), load_hardware("H100"), Parallelism(),
+                           CostParams())
+    prefill = cost.step_seconds(np.array([1024]), np.array([0]))
+    decode = cost.step_seconds(np.array([1]), np.array([1024]))
+    assert s["mean_ttft_ms"] == pytest.approx(prefill * 1000, rel=1e-9)
+    assert s["mean_itl_ms"] == pytest.approx(decode * 1000, rel=1e-9)
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces not present")
+def test_replay_of_the_azure_trace(tmp_path):
+    p = run("--replay", str(TRACES / "azure_llm_2023_conv.csv"), "-n", "200", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["completed"] == 200
+
+
+def test_config_file_and_flag_override(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(
+        "model: qwen2.5-0.5b\nhardware: L4\nscheduler: {policy: sarathi, max_num_batched_tokens: 512}\n"
+        "workload: {num_requests: 20, input_len: 300, output_len: 8, arrival: {kind: burst}}\n"
+    )
+    p = run("--config", str(cfg), "--json", "--scheduler", "orca")
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["scenario"]["hardware"] == "L4"
+    assert s["scenario"]["scheduler"]["policy"] == "orca"
+    assert s["scenario"]["scheduler"]["max_num_batched_tokens"] == 512
+    assert s["completed"] == 20
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--model", "llama-9b"], "unknown model"),
+        (["--hardware", "H999"], "unknown GPU"),
+        (["--scheduler", "fifo"], "unknown scheduler"),
+        (["--rate", "0"], "--rate"),
+        (["--rate", "-2"], "--rate"),
+        (["--block-size", "0"], "block_size"),
+        (["--replay", "/nonexistent/trace.csv"], "does not exist"),
+        (["--config", "/nonexistent/s.yaml"], "does not exist"),
+        (["--model", "llama-3.1-405b"], "--tp"),
+        (["--tp", "3"], "does not divide"),
+        (["--input-len", "-5", "--output-len", "3"], "input_len"),
+        (["--input-len", "200000", "--output-len", "8", "-n", "2", "--on-oversized", "error"],
+         "context window"),
+        (["--input-len", "200000", "--output-len", "8", "-n", "2"], "skipped"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
+    out = tmp_path / "out"
+    p = run(*args, "-n", "5", "--out", str(out)) if "-n" not in args else run(*args, "--out", str(out))
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in p.stderr
+    assert not out.exists()  # nothing half-written
+
+
+def test_malformed_trace_row_names_the_row(tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                     "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:47.0,12,-3\n")
+    p = run("--replay", str(trace))
+    assert p.returncode == 2
+    assert "row" in p.stderr and "-3" in p.stderr
+
+
+def test_failed_run_leaves_an_existing_out_dir_untouched(tmp_path):
+    out = tmp_path / "run"
+    assert run("-n", "5", "--out", str(out)).returncode == 0
+    before = (out / "summary.json").read_text()
+    p = run("-n", "5", "--out", str(out), "--model", "nope-model")
+    assert p.returncode == 2
+    assert (out / "summary.json").read_text() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["run"]
