@@ -4,8 +4,8 @@ Each operator takes ``max(FLOPs / (peak × efficiency), bytes / (bandwidth × ef
 plus a fixed ``kernel_launch_s`` per kernel it launches (or link latency per ring step for
 communication); the step adds them up (kernels run one after another) and adds a per-step host
 overhead. ``build_step_cost`` folds all of that into a few small arrays once, so that timing a
-step is: reduce the batch to the features of ``operators.py`` (four dot products / sums), one
-small matrix product, one ``max``.
+step is: reduce the batch to the features of ``operators.py`` (one Gram product of the
+per-row columns), one small matrix product, one elementwise ``max`` and a sum.
 
 Units: seconds, FLOPs, bytes. FLOPs and bytes reported by ``StepTime`` are per GPU (one TP
 rank) summed over all pipeline stages; with ``tp = pp = 1`` they are the whole model's.

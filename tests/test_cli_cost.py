@@ -1,0 +1,160 @@
+"""``servesim flops`` and ``servesim estimate`` through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import servesim.cli  # noqa: F401  (registers every command on the app)
+from servesim.cli.app import app
+from servesim.cost import build_step_cost, flops_breakdown, plan_memory
+from servesim.errors import ServesimError
+from servesim.hardware import load_hardware
+from servesim.model import load_model
+
+runner = CliRunner()
+
+
+def _json(args: list[str]) -> dict:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_flops_json_matches_the_library():
+    out = _json(["flops", "llama-3.1-8b", "--input-len", "1024", "--output-len", "256", "--json"])
+    assert out["params_total"] == 8_030_261_248
+    assert out["params_active"] == 8_030_261_248
+    ref = flops_breakdown(load_model("llama-3.1-8b"), 1024, 256)
+    for key in ("prefill_flops", "decode_flops_per_token", "total_flops"):
+        assert out[key] == ref[key]
+    assert set(out["by_component"]) == {"qkv_o", "attention", "mlp", "head", "norm_other"}
+    assert out["by_component"]["attention"]["prefill"] == 275_146_342_400
+
+
+def test_flops_value_head_and_table():
+    out = _json(
+        [
+            "flops",
+            "llama-3.1-8b",
+            "--input-len",
+            "10",
+            "--output-len",
+            "1",
+            "--head",
+            "value",
+            "--json",
+        ]
+    )
+    assert out["by_component"]["head"]["prefill"] == 2 * (4096 * 4096 + 4096 + 4096 + 1)
+    table = runner.invoke(
+        app, ["flops", "mixtral-8x7b", "--input-len", "100", "--output-len", "10"]
+    )
+    assert table.exit_code == 0, table.output
+    assert "moe" in table.output and "attention" in table.output and "TFLOP" in table.output
+
+
+def test_estimate_json_matches_the_library():
+    out = _json(
+        [
+            "estimate",
+            "llama-3.1-8b",
+            "--hardware",
+            "h100",
+            "--batch",
+            "4",
+            "--input-len",
+            "2048",
+            "--output-len",
+            "128",
+            "--json",
+        ]
+    )
+    model, hw = load_model("llama-3.1-8b"), load_hardware("h100")
+    cost = build_step_cost(model, hw)
+    assert out["prefill_s"] == pytest.approx(
+        cost.step_seconds(np.full(4, 2048), np.zeros(4)), rel=1e-12
+    )
+    # First decode step: context 2048; last (127th): 2048 + 126.
+    assert out["decode_step_s"]["start"] == pytest.approx(
+        cost.step_seconds(np.ones(4), np.full(4, 2048)), rel=1e-12
+    )
+    assert out["decode_step_s"]["end"] == pytest.approx(
+        cost.step_seconds(np.ones(4), np.full(4, 2048 + 126)), rel=1e-12
+    )
+    plan = plan_memory(model, hw)
+    assert out["weights_bytes_per_gpu"] == plan.weights_bytes_per_gpu
+    assert out["kv_bytes_per_token"] == 131072
+    assert out["max_concurrent_seqs"] == plan.max_concurrent_seqs(2048 + 128)
+    assert out["batch_fits"] is True
+    assert out["fidelity"] == "roofline"
+
+
+def test_estimate_table_with_tp():
+    result = runner.invoke(
+        app,
+        [
+            "estimate",
+            "llama-3.1-70b",
+            "--hardware",
+            "h100",
+            "--tp",
+            "4",
+            "--batch",
+            "8",
+            "--input-len",
+            "1000",
+            "--output-len",
+            "100",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "4× H100" in result.output and "comm" in result.output
+
+
+def test_estimate_of_a_model_that_does_not_fit_raises():
+    result = runner.invoke(
+        app,
+        [
+            "estimate",
+            "llama-3.1-405b",
+            "--hardware",
+            "h100",
+            "--input-len",
+            "10",
+            "--output-len",
+            "10",
+        ],
+    )
+    assert isinstance(result.exception, ServesimError)
+    assert result.exception.fix == "use --tp 16"
+
+
+def test_installed_script_exits_2_with_the_size_and_a_tp_that_fits():
+    script = Path(sys.executable).parent / "servesim"
+    proc = subprocess.run(
+        [
+            str(script),
+            "estimate",
+            "llama-3.1-405b",
+            "--hardware",
+            "h100",
+            "--input-len",
+            "128",
+            "--output-len",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "756.0 GiB of weights per GPU" in proc.stderr
+    assert "use --tp 16" in proc.stderr
+    assert proc.stdout == ""

@@ -1,0 +1,141 @@
+"""FLOP accounting: the 2 × parameters rule, attention pairs, MLA forms, value head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_cost_specs import deepseek_v3, gpt_oss_20b, h100, llama_3_1_8b
+
+from servesim.cost import CostParams, build_step_cost, flops_breakdown
+from servesim.errors import ServesimError
+
+LINEAR = ("qkv_o", "mlp", "moe", "head")
+
+
+def _linear_flops(step) -> float:
+    return sum(v for g, v in step.flops_by_group.items() if g in LINEAR)
+
+
+def test_decode_linear_flops_are_twice_the_linear_parameters_of_llama_8b():
+    cost = build_step_cost(llama_3_1_8b(), h100())
+    step = cost.step_time(np.array([1]), np.array([0]))
+    # Per layer: q,k,v = 4096 × (32 + 2·8)·128 = 25,165,824; o = 4096·4096 = 16,777,216;
+    # gate, up, down = 3 · 4096 · 14336 = 176,160,768  → 218,103,808 per layer.
+    # 32 layers = 6,979,321,856; LM head 128256 · 4096 = 525,336,576.
+    linear_params = 32 * 218_103_808 + 525_336_576
+    assert linear_params == 7_504_658_432
+    assert _linear_flops(step) == 2 * linear_params
+    # Attention at zero context: 1 pair × 4 · 32 heads · 128 · 32 layers.
+    assert step.flops_by_group["attention"] == 4 * 32 * 128 * 32
+
+
+def test_linear_flops_match_the_model_parameter_count():
+    # params_active = linear params + embedding + norms (+ attention sinks, none here).
+    m = llama_3_1_8b()
+    step = build_step_cost(m, h100()).step_time(np.array([1]), np.array([0]))
+    norms = 32 * 2 * 4096 + 4096
+    embedding = 128256 * 4096
+    assert _linear_flops(step) == 2 * (m.params_active - embedding - norms)
+
+
+@pytest.mark.parametrize("factory", [deepseek_v3, gpt_oss_20b])
+def test_moe_and_mla_decode_follow_the_two_n_rule(factory):
+    """At batch 1 and zero context: 2 × active non-embedding linear parameters, with the
+    router in full and only the top-k experts (MLA's absorbed form included)."""
+    m = factory()
+    step = build_step_cost(m, h100()).step_time(np.array([1]), np.array([0]))
+    b = m.params_breakdown(active=True)
+    sinks = m.num_layers * m.num_attention_heads if m.attention_sinks else 0
+    linear = b["attention"] - sinks + b["mlp"] + b["moe_experts"] + b["router"] + b["lm_head"]
+    assert _linear_flops(step) == pytest.approx(2 * linear, rel=1e-12)
+
+
+def test_prefill_attention_flops_of_one_1024_token_prompt():
+    cost = build_step_cost(llama_3_1_8b(), h100())
+    step = cost.step_time(np.array([1024]), np.array([0]))
+    # Causal pairs: 1024 · 1025 / 2 = 524,800. Per pair and head: QKᵀ 2·128 + PV 2·128 FLOPs.
+    pairs = 1024 * 1025 // 2
+    assert step.flops_by_group["attention"] == 4 * 128 * 32 * pairs * 32 == 275_146_342_400
+
+
+def test_chunk_attention_counts_the_context():
+    cost = build_step_cost(llama_3_1_8b(), h100())
+    # A 256-token chunk after 1000 cached tokens: 256·1000 + 256·257/2 pairs.
+    step = cost.step_time(np.array([256]), np.array([1000]))
+    assert step.flops_by_group["attention"] == 4 * 128 * 32 * 32 * (256 * 1000 + 256 * 257 // 2)
+
+
+def _window_pairs(c: int, n: int, w: int) -> int:
+    return sum(min(q, w) for q in range(c + 1, c + n + 1))
+
+
+@pytest.mark.parametrize("c,n", [(0, 1), (0, 100), (0, 300), (50, 100), (127, 1), (500, 7)])
+def test_sliding_window_caps_the_attended_span(c, n):
+    m = gpt_oss_20b()
+    step = build_step_cost(m, h100()).step_time(np.array([n]), np.array([c]))
+    per_pair = 4 * 64 * 64  # 4 × heads × head_dim
+    full = n * c + n * (n + 1) // 2
+    expected = per_pair * (12 * full + 12 * _window_pairs(c, n, 128))
+    assert step.flops_by_group["attention"] == expected
+
+
+def test_mla_uses_its_own_widths_absorbed_for_decode_and_regular_for_prefill():
+    m = deepseek_v3()
+    cost = build_step_cost(m, h100())
+    decode = cost.step_time(np.array([1]), np.array([999]))
+    # Absorbed: MQA over the latent; per pair and head 2·(512 + 64) for QKᵀ and 2·512 for PV.
+    assert decode.flops_by_group["attention"] == 61 * 128 * 1000 * 2 * (576 + 512)
+    prefill = cost.step_time(np.array([1000]), np.array([0]))
+    # Regular: per pair and head 2·(128 + 64) for QKᵀ and 2·128 for PV.
+    assert prefill.flops_by_group["attention"] == 61 * 128 * (1000 * 1001 // 2) * 2 * (192 + 128)
+
+
+def test_flops_breakdown_of_a_request():
+    m = llama_3_1_8b()
+    r = flops_breakdown(m, 1024, 257)
+    per_token_linear = 2 * 7_504_658_432
+    # Prefill: 1024 tokens through the linear layers, one LM-head row, causal attention.
+    linear_prefill = 2 * (32 * 218_103_808) * 1024 + 2 * 525_336_576
+    prefill = r["by_component"]
+    assert prefill["qkv_o"]["prefill"] + prefill["mlp"]["prefill"] + prefill["head"][
+        "prefill"
+    ] == pytest.approx(linear_prefill, rel=1e-15)
+    assert prefill["attention"]["prefill"] == 275_146_342_400
+    # 256 decode steps at contexts 1024..1279: mean pairs per step = 1024 + 127.5 + 1.
+    assert r["decode_context_mean"] == 1024 + 127.5
+    attn = 4 * 128 * 32 * 32 * (1024 + 127.5 + 1)
+    assert r["by_component"]["attention"]["decode_per_token"] == pytest.approx(attn, rel=1e-12)
+    linear_decode = sum(r["by_component"][g]["decode_per_token"] for g in ("qkv_o", "mlp", "head"))
+    assert linear_decode == pytest.approx(per_token_linear, rel=1e-12)
+    assert r["total_flops"] == pytest.approx(
+        r["prefill_flops"] + 256 * r["decode_flops_per_token"], rel=1e-12
+    )
+
+
+def test_value_head_replaces_the_vocabulary_projection():
+    m = llama_3_1_8b()
+    lm = flops_breakdown(m, 100, 1, head="lm")
+    value = flops_breakdown(m, 100, 1, head="value")
+    # One scored position: d×d + d bias, then d×1 + 1 bias.
+    assert value["by_component"]["head"]["prefill"] == 2 * (4096 * 4096 + 4096 + 4096 + 1)
+    assert lm["by_component"]["head"]["prefill"] == 2 * 4096 * 128256
+
+
+def test_value_head_step_has_no_sampler():
+    cost = build_step_cost(llama_3_1_8b(), h100(), params=CostParams(head="value"))
+    assert "sampler" not in [op.name for op in cost.operators]
+    assert "lm_head" not in [op.name for op in cost.operators]
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(input_len=0, output_len=1), "input_len"),
+        (dict(input_len=1, output_len=0), "output_len"),
+        (dict(input_len=1, output_len=1, head="reward"), "head"),
+    ],
+)
+def test_flops_breakdown_rejects_bad_input(kwargs, field):
+    with pytest.raises(ServesimError) as err:
+        flops_breakdown(llama_3_1_8b(), **kwargs)
+    assert err.value.field == field

@@ -1,0 +1,132 @@
+"""Memory plan: weights per GPU, KV per token, reserves, blocks, and models that do not fit."""
+
+from __future__ import annotations
+
+import pytest
+from test_cost_specs import (
+    GiB,
+    deepseek_v3,
+    gpt_oss_20b,
+    h100,
+    llama_3_1_8b,
+    llama_3_1_70b,
+    llama_3_1_405b,
+)
+
+from servesim.cost import CostParams, Parallelism, plan_memory
+from servesim.cost.memory import stage_layers
+from servesim.errors import ServesimError
+
+
+def test_gqa_kv_bytes_per_token_of_llama_8b():
+    plan = plan_memory(llama_3_1_8b(), h100())
+    # K and V × 8 KV heads × 128 dims × 2 bytes × 32 layers.
+    assert plan.kv_bytes_per_token == 2 * 8 * 128 * 2 * 32 == 131072
+
+
+def test_kv_heads_split_by_tp_then_replicated():
+    m, hw = llama_3_1_70b(), h100()
+    # 8 KV heads: tp=4 holds 2 per GPU, tp=8 one, tp=16 still one (replicated).
+    per_head = 2 * 128 * 2 * 80
+    assert plan_memory(m, hw, Parallelism(tp=4)).kv_bytes_per_token == 2 * per_head
+    assert plan_memory(m, hw, Parallelism(tp=8)).kv_bytes_per_token == per_head
+    hw16 = h100(gpus_per_node=16)
+    assert plan_memory(m, hw16, Parallelism(tp=16)).kv_bytes_per_token == per_head
+
+
+def test_mla_kv_bytes_per_token_of_deepseek_v3_is_not_split_by_tp():
+    big = h100(hbm_bytes=141 * GiB)
+    for tp in (8, 16):
+        plan = plan_memory(deepseek_v3(), big, Parallelism(tp=tp))
+        # Latent 512 + rope key 64, bf16, 61 layers — the same on every TP rank.
+        assert plan.kv_bytes_per_token == (512 + 64) * 2 * 61 == 70272
+    fp8 = plan_memory(deepseek_v3(), big, Parallelism(tp=8), CostParams(kv_dtype="fp8"))
+    assert fp8.kv_bytes_per_token == 35136
+
+
+def test_plan_capacity_arithmetic_for_llama_8b_on_h100():
+    plan = plan_memory(llama_3_1_8b(), h100(), gpu_memory_utilization=0.9)
+    usable = 0.9 * 80 * GiB
+    weights = 2 * 8_030_261_248  # every parameter in bf16
+    # Activations: 8192 tokens × 2 B × (4·4096 + 3·14336) + sampler 256 × 128256 × 8 B.
+    activations = 8192 * 2 * (4 * 4096 + 3 * 14336) + 256 * 128256 * 8
+    runtime = 1.5 * GiB
+    kv = usable - weights - activations - runtime
+    assert plan.weights_bytes_per_gpu == weights
+    assert plan.activation_reserve_bytes == activations == 1_235_746_816
+    assert plan.runtime_reserve_bytes == runtime
+    assert plan.kv_cache_bytes == pytest.approx(kv, rel=1e-15)
+    assert plan.num_kv_blocks == int(kv // (16 * 131072)) == 27848
+    assert plan.kv_capacity_tokens == 27848 * 16
+    # A 2048 + 256 token sequence needs 144 blocks.
+    assert plan.max_concurrent_seqs(2304) == 27848 // 144 == 193
+    assert plan.max_concurrent_seqs(1) == 27848
+
+
+def test_tp2_halves_the_weights_but_not_the_norms():
+    m, hw = llama_3_1_8b(), h100()
+    one = plan_memory(m, hw, Parallelism(tp=1))
+    two = plan_memory(m, hw, Parallelism(tp=2))
+    norms = (32 * 2 * 4096 + 4096) * 2  # replicated on every rank
+    assert two.weights_bytes_per_gpu == (one.weights_bytes_per_gpu - norms) / 2 + norms
+    assert two.kv_bytes_per_token == one.kv_bytes_per_token / 2
+    assert two.runtime_reserve_bytes == 2.0 * GiB  # NCCL buffers on a multi-GPU replica
+
+
+def test_pipeline_stages_split_layers_and_report_the_tightest_stage():
+    assert [len(r) for r in stage_layers(32, 3)] == [11, 11, 10]
+    m = llama_3_1_8b()
+    plan = plan_memory(m, h100(), Parallelism(pp=2))
+    # 16 layers per stage; the last stage holds the LM head, the first the embedding (equal
+    # size), the last also the final norm and the sampler's reserve: it binds.
+    layer = 2 * (4096 * 6144 + 4096 * 4096 + 3 * 4096 * 14336 + 2 * 4096)
+    assert plan.weights_bytes_per_gpu == 16 * layer + 2 * 128256 * 4096 + 2 * 4096
+    assert plan.kv_bytes_per_token == 131072 / 2
+
+
+def test_moe_weights_per_gpu_follow_ep():
+    m = gpt_oss_20b()
+    tp2 = plan_memory(m, h100(), Parallelism(tp=2))
+    ep2 = plan_memory(m, h100(), Parallelism(tp=2, ep=2))
+    # Experts split by TP or by EP hold the same bytes per GPU (biases aside).
+    assert ep2.weights_bytes_per_gpu == pytest.approx(tp2.weights_bytes_per_gpu, rel=1e-3)
+    # mxfp4 experts (0.5 B) and bf16 attention (gpt-oss quantises only the experts).
+    expert = 3 * 2880 * 2880 * 0.5
+    assert tp2.weights_bytes_per_gpu > 24 * 16 * expert
+
+
+def test_405b_on_one_h100_names_a_tp_that_fits():
+    with pytest.raises(ServesimError) as err:
+        plan_memory(llama_3_1_405b(), h100())
+    # 405,853,388,800 parameters × 2 bytes = 756.0 GiB; 16 GPUs give 47 GiB each.
+    assert "756.0 GiB of weights per GPU" in str(err.value)
+    assert "gpu_memory_utilization=0.9" in str(err.value)
+    assert err.value.fix == "use --tp 16"
+    plan = plan_memory(llama_3_1_405b(), h100(), Parallelism(tp=16))
+    assert plan.num_kv_blocks > 0
+
+
+def test_suggestion_keeps_the_pipeline_degree():
+    with pytest.raises(ServesimError) as err:
+        plan_memory(llama_3_1_405b(), h100(), Parallelism(tp=2, pp=2))
+    assert err.value.fix == "use --tp 8 --pp 2"
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(gpu_memory_utilization=0.0), "gpu_memory_utilization"),
+        (dict(gpu_memory_utilization=1.5), "gpu_memory_utilization"),
+        (dict(block_size=0), "block_size"),
+        (dict(max_num_seqs=0), "max_num_seqs"),
+    ],
+)
+def test_plan_rejects_bad_knobs(kwargs, field):
+    with pytest.raises(ServesimError) as err:
+        plan_memory(llama_3_1_8b(), h100(), **kwargs)
+    assert err.value.field == field
+
+
+def test_max_concurrent_seqs_needs_a_positive_length():
+    with pytest.raises(ServesimError):
+        plan_memory(llama_3_1_8b(), h100()).max_concurrent_seqs(0)
