@@ -39,11 +39,17 @@ def main() -> None:
     wall = min(walls)
     s = result.summary
     print(f"requests            {s['completed']:,} (skipped {s['num_skipped']})")
-    print(f"simulated duration  {s['duration']:.1f} s; output {s['output_throughput']:,.0f} tok/s; "
-          f"mean batch KV peak {s['kv_cache_peak_usage']:.0%}; preemptions {s['num_preemptions']}")
-    print(f"steps               {s['num_steps']:,} in {s['num_step_records']:,} records "
-          f"({s['num_events']:,} events)")
-    print(f"wall (best of {args.repeats})     {wall:.3f} s  (event loop alone {s['sim_wall_s']:.3f} s)")
+    print(
+        f"simulated duration  {s['duration']:.1f} s; output {s['output_throughput']:,.0f} tok/s; "
+        f"mean batch KV peak {s['kv_cache_peak_usage']:.0%}; preemptions {s['num_preemptions']}"
+    )
+    print(
+        f"steps               {s['num_steps']:,} in {s['num_step_records']:,} records "
+        f"({s['num_events']:,} events)"
+    )
+    print(
+        f"wall (best of {args.repeats})     {wall:.3f} s  (event loop alone {s['sim_wall_s']:.3f} s)"
+    )
     print(f"simulated steps/s   {s['num_steps'] / wall:,.0f}")
     print(f"requests/s          {s['completed'] / wall:,.0f}")
 

@@ -31,11 +31,26 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     cmd = servesim_command()
-    print(f"{'workload':<14} {'servesim median s':>18} {'min s':>8} {'LLMServingSim s':>16} {'speed-up':>9}")
+    print(
+        f"{'workload':<14} {'servesim median s':>18} {'min s':>8} {'LLMServingSim s':>16} {'speed-up':>9}"
+    )
     for name, (n, lin, lout, theirs) in WORKLOADS.items():
-        argv = cmd + ["simulate", "--model", "llama-3.1-8b", "--hardware", "H100",
-                      "--num-requests", str(n), "--input-len", str(lin), "--output-len", str(lout),
-                      "--rate", "inf", "--json"]  # fmt: skip
+        argv = cmd + [
+            "simulate",
+            "--model",
+            "llama-3.1-8b",
+            "--hardware",
+            "H100",
+            "--num-requests",
+            str(n),
+            "--input-len",
+            str(lin),
+            "--output-len",
+            str(lout),
+            "--rate",
+            "inf",
+            "--json",
+        ]
         subprocess.run(argv, check=True, capture_output=True)  # warm the file cache
         times = []
         for _ in range(args.repeats):

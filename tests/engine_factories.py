@@ -27,6 +27,20 @@ class LinearCost:
             + self.per_context * float(np.sum(context_lens))
         )
 
+    def step_with_features(self, new_tokens, context_lens):
+        seconds = self.step_seconds(new_tokens, context_lens)
+        return seconds, np.array([1.0, float(np.sum(new_tokens)), float(np.sum(context_lens))])
+
+    def decode_span_with_features(self, context_lens, num_steps):
+        b = len(context_lens)
+        total_context = (
+            num_steps * float(np.sum(context_lens)) + b * num_steps * (num_steps - 1) / 2
+        )
+        return (
+            self.decode_span_seconds(context_lens, num_steps),
+            np.array([float(num_steps), float(b * num_steps), total_context]),
+        )
+
     def decode_span_seconds(self, context_lens, num_steps):
         j = np.arange(num_steps)
         b = len(context_lens)
@@ -39,8 +53,15 @@ class LinearCost:
 
 def make_request(rid=0, prompt=32, output=4, hash_ids=(), hbs=16, **kw) -> Request:
     return Request(
-        request_id=rid, session_id=rid, turn=0, arrival_s=0.0, prompt_tokens=prompt,
-        max_output_tokens=output, hash_ids=tuple(hash_ids), hash_block_size=hbs, **kw,
+        request_id=rid,
+        session_id=rid,
+        turn=0,
+        arrival_s=0.0,
+        prompt_tokens=prompt,
+        max_output_tokens=output,
+        hash_ids=tuple(hash_ids),
+        hash_block_size=hbs,
+        **kw,
     )
 
 
@@ -63,8 +84,13 @@ def run_sessions(
     cfg = SchedulerConfig(block_size=block_size, **sched)
     cost = cost or LinearCost()
     instances = [
-        Instance(i, cfg, KVBlockManager(num_blocks, block_size, cfg.enable_prefix_caching), cost,
-                 fast_forward=fast_forward)
+        Instance(
+            i,
+            cfg,
+            KVBlockManager(num_blocks, block_size, cfg.enable_prefix_caching),
+            cost,
+            fast_forward=fast_forward,
+        )
         for i in range(num_instances)
     ]
     records = RunRecords()

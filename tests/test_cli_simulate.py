@@ -19,8 +19,16 @@ def run(*args, cwd=None):
 def test_default_scenario_prints_a_summary_table():
     p = run()
     assert p.returncode == 0, p.stderr
-    for text in ("Llama-3.1-8B", "H100", "TTFT", "TPOT", "ITL", "E2EL", "completed requests",
-                 "1,000"):
+    for text in (
+        "Llama-3.1-8B",
+        "H100",
+        "TTFT",
+        "TPOT",
+        "ITL",
+        "E2EL",
+        "completed requests",
+        "1,000",
+    ):
         assert text in p.stdout
 
 
@@ -28,10 +36,26 @@ def test_json_summary_uses_vllm_metric_names():
     p = run("-n", "50", "--json", "--slo-ttft-ms", "500", "--slo-tpot-ms", "50")
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
-    for key in ("completed", "duration", "request_throughput", "output_throughput",
-                "total_token_throughput", "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms",
-                "mean_tpot_ms", "p90_tpot_ms", "mean_itl_ms", "p99_itl_ms", "median_e2el_ms",
-                "goodput", "num_steps", "num_preemptions", "kv_cache_peak_usage", "sim_wall_s"):
+    for key in (
+        "completed",
+        "duration",
+        "request_throughput",
+        "output_throughput",
+        "total_token_throughput",
+        "mean_ttft_ms",
+        "median_ttft_ms",
+        "p99_ttft_ms",
+        "mean_tpot_ms",
+        "p90_tpot_ms",
+        "mean_itl_ms",
+        "p99_itl_ms",
+        "median_e2el_ms",
+        "goodput",
+        "num_steps",
+        "num_preemptions",
+        "kv_cache_peak_usage",
+        "sim_wall_s",
+    ):
         assert key in s, key
     assert s["completed"] == 50
     assert s["scenario"]["slo"]["ttft_ms"] == 500
@@ -49,7 +73,9 @@ def test_same_seed_same_output_and_seed_changes_it():
 
 def test_out_dir_has_summary_requests_and_steps(tmp_path):
     out = tmp_path / "run"
-    p = run("-n", "30", "--input-len", "256", "--output-len", "16", "--rate", "5", "--out", str(out))
+    p = run(
+        "-n", "30", "--input-len", "256", "--output-len", "16", "--rate", "5", "--out", str(out)
+    )
     assert p.returncode == 0, p.stderr
     summary = json.loads((out / "summary.json").read_text())
     rows = list(csv.DictReader((out / "requests.csv").open()))
@@ -61,14 +87,15 @@ def test_out_dir_has_summary_requests_and_steps(tmp_path):
 
 def test_fixed_lengths_single_request_ttft_equals_the_prefill_estimate():
     s = json.loads(run("-n", "1", "--input-len", "1024", "--output-len", "2", "--json").stdout)
+    import numpy as np
+
     from servesim.cost import CostParams, Parallelism, build_step_cost
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 
-    import numpy as np
-
-    cost = build_step_cost(load_model("llama-3.1-8b"), load_hardware("H100"), Parallelism(),
-                           CostParams())
+    cost = build_step_cost(
+        load_model("llama-3.1-8b"), load_hardware("H100"), Parallelism(), CostParams()
+    )
     prefill = cost.step_seconds(np.array([1024]), np.array([0]))
     decode = cost.step_seconds(np.array([1]), np.array([1024]))
     assert s["mean_ttft_ms"] == pytest.approx(prefill * 1000, rel=1e-9)
@@ -111,14 +138,20 @@ def test_config_file_and_flag_override(tmp_path):
         (["--model", "llama-3.1-405b"], "--tp"),
         (["--tp", "3"], "does not divide"),
         (["--input-len", "-5", "--output-len", "3"], "input_len"),
-        (["--input-len", "200000", "--output-len", "8", "-n", "2", "--on-oversized", "error"],
-         "context window"),
+        (
+            ["--input-len", "200000", "--output-len", "8", "-n", "2", "--on-oversized", "error"],
+            "context window",
+        ),
         (["--input-len", "200000", "--output-len", "8", "-n", "2"], "skipped"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
     out = tmp_path / "out"
-    p = run(*args, "-n", "5", "--out", str(out)) if "-n" not in args else run(*args, "--out", str(out))
+    p = (
+        run(*args, "-n", "5", "--out", str(out))
+        if "-n" not in args
+        else run(*args, "--out", str(out))
+    )
     assert p.returncode == 2, (p.stdout, p.stderr)
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
@@ -129,8 +162,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
 
 def test_malformed_trace_row_names_the_row(tmp_path):
     trace = tmp_path / "t.csv"
-    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
-                     "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:47.0,12,-3\n")
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:47.0,12,-3\n"
+    )
     p = run("--replay", str(trace))
     assert p.returncode == 2
     assert "row" in p.stderr and "-3" in p.stderr

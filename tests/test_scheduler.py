@@ -79,8 +79,11 @@ def test_sarathi_order_puts_decode_rows_first():
     st.running.refresh_blocks(1)
     batch = schedule(st, cfg, 0.0)
     assert batch.alloc.tolist() == [9, 1]
-    vllm = schedule(make_state_with([make_request(rid=0, prompt=100)]), SchedulerConfig(
-        max_num_batched_tokens=10), 0.0)
+    vllm = schedule(
+        make_state_with([make_request(rid=0, prompt=100)]),
+        SchedulerConfig(max_num_batched_tokens=10),
+        0.0,
+    )
     assert vllm.alloc.tolist() == [10]
 
 
@@ -127,7 +130,9 @@ def test_max_num_seqs_caps_the_batch():
 def test_kv_shortage_preempts_the_newest_request_and_requeues_it_first():
     st = make_state(num_blocks=4, block_size=4)
     cfg = SchedulerConfig(block_size=4)
-    st.waiting.extend([make_request(rid=0, prompt=8, output=10), make_request(rid=1, prompt=8, output=10)])
+    st.waiting.extend(
+        [make_request(rid=0, prompt=8, output=10), make_request(rid=1, prompt=8, output=10)]
+    )
     b = schedule(st, cfg, 0.0)
     assert b.alloc.tolist() == [8, 8] and st.kv.num_free_blocks == 0
     commit(st, b)
@@ -145,7 +150,9 @@ def test_kv_shortage_preempts_the_newest_request_and_requeues_it_first():
 def test_no_admission_in_a_step_with_preemption():
     st = make_state(num_blocks=4, block_size=4)
     cfg = SchedulerConfig(block_size=4)
-    st.waiting.extend([make_request(rid=0, prompt=8, output=10), make_request(rid=1, prompt=8, output=10)])
+    st.waiting.extend(
+        [make_request(rid=0, prompt=8, output=10), make_request(rid=1, prompt=8, output=10)]
+    )
     commit(st, schedule(st, cfg, 0.0))
     st.waiting.append(make_request(rid=2, prompt=1))
     b = schedule(st, cfg, 1.0)
@@ -168,8 +175,13 @@ def test_prefix_cache_hit_reduces_prefill_tokens_and_is_recorded():
 
 @pytest.mark.parametrize(
     "kw",
-    [{"policy": "fifo"}, {"block_size": 0}, {"max_num_seqs": -1}, {"max_num_batched_tokens": 0},
-     {"long_prefill_token_threshold": 0}],
+    [
+        {"policy": "fifo"},
+        {"block_size": 0},
+        {"max_num_seqs": -1},
+        {"max_num_batched_tokens": 0},
+        {"long_prefill_token_threshold": 0},
+    ],
 )
 def test_bad_knobs_raise_user_errors(kw):
     with pytest.raises(ServesimError):

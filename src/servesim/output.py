@@ -63,10 +63,12 @@ def _write_columns(path: Path, columns: dict[str, np.ndarray], names: tuple[str,
         writer = csv.writer(f)
         writer.writerow(names)
         # Floats as repr (shortest round-trip form): exact, and compact.
-        writer.writerows(zip(*(columns[n].tolist() for n in names)))
+        writer.writerows(zip(*(columns[n].tolist() for n in names), strict=True))
 
 
-def write_run(result, out_dir: str | Path, extra: dict[str, Callable[[Path], None]] | None = None) -> Path:
+def write_run(
+    result, out_dir: str | Path, extra: dict[str, Callable[[Path], None]] | None = None
+) -> Path:
     """Write a run's files into ``out_dir`` atomically; ``extra`` maps file names to writers."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -77,7 +79,9 @@ def write_run(result, out_dir: str | Path, extra: dict[str, Callable[[Path], Non
     try:
         (tmp / "summary.json").write_text(json.dumps(summary_document(result), indent=2) + "\n")
         _write_columns(tmp / "requests.csv", result.records.request_columns(), REQUEST_COLUMNS)
-        _write_columns(tmp / "steps.csv", result.records.step_columns(), STEP_COLUMNS)
+        steps = result.records.step_columns()
+        steps.update(result.step_extra)
+        _write_columns(tmp / "steps.csv", steps, STEP_COLUMNS + tuple(result.step_extra))
         for name, writer in (extra or {}).items():
             writer(tmp / name)
         if not out.exists():

@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from servesim.cost import CostParams, MemoryPlan, Parallelism, build_step_cost, plan_memory
+from servesim.cost import (
+    CostParams,
+    MemoryPlan,
+    Parallelism,
+    StepCostModel,
+    build_step_cost,
+    plan_memory,
+)
+from servesim.cost.dtypes import tensor_core_peak
 from servesim.engine.instance import Instance
 from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.loop import Simulation
@@ -40,6 +48,9 @@ class Result:
     hardware: Hardware
     memory: MemoryPlan
     workload_description: str
+    step_extra: dict[str, np.ndarray]
+    """Per step record, derived from the cost model: ``flops``, ``hbm_bytes`` (per GPU) and
+    ``t_<group>`` predicted seconds per operator group (summing to the step's duration)."""
 
 
 def _oversized_check(
@@ -69,9 +80,7 @@ def _oversized_check(
     return check
 
 
-def simulate(
-    scenario: Scenario, on_progress: Callable[[int], None] | None = None
-) -> Result:
+def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = None) -> Result:
     """Run ``scenario`` to completion. Same scenario (seed included) → identical results."""
     model = load_model(scenario.model)
     hardware = load_hardware(scenario.hardware)
@@ -79,12 +88,15 @@ def simulate(
     params = CostParams()
     sched = scenario.scheduler
     memory = plan_memory(
-        model, hardware, par, params,
+        model,
+        hardware,
+        par,
+        params,
         gpu_memory_utilization=sched.gpu_memory_utilization,
         block_size=sched.block_size,
         max_num_batched_tokens=sched.max_num_batched_tokens,
         max_num_seqs=sched.max_num_seqs,
-    )  # fmt: skip
+    )
     cost = build_step_cost(model, hardware, par, params)
     config = SchedulerConfig(
         policy=sched.policy,
@@ -97,10 +109,12 @@ def simulate(
     )
     instances = [
         Instance(
-            i, config,
+            i,
+            config,
             KVBlockManager(memory.num_kv_blocks, sched.block_size, sched.enable_prefix_caching),
-            cost, fast_forward=scenario.fast_forward,
-        )  # fmt: skip
+            cost,
+            fast_forward=scenario.fast_forward,
+        )
         for i in range(scenario.replicas)
     ]
     workload_rng, router_rng = np.random.default_rng(scenario.seed).spawn(2)
@@ -141,11 +155,17 @@ def simulate(
             "prefix_cache_hit_rate": float(
                 requests["cached_tokens"].sum() / max(1, requests["input_tokens"].sum())
             ),
-            "kv_cache_peak_usage": float(steps["kv_usage"].max()) if len(steps["kv_usage"]) else 0.0,
+            "kv_cache_peak_usage": float(steps["kv_usage"].max())
+            if len(steps["kv_usage"])
+            else 0.0,
             "num_events": sim.num_events,
             "sim_wall_s": wall,
         }
     )
+    step_extra, utilisation = _step_work(
+        cost, hardware, records, steps, summary["duration"], scenario.replicas
+    )
+    summary.update(utilisation)
     if records.skipped_reasons:
         summary["skipped_reasons"] = dict(records.skipped_reasons)
     return Result(
@@ -156,4 +176,38 @@ def simulate(
         hardware=hardware,
         memory=memory,
         workload_description=describe(scenario.workload),
+        step_extra=step_extra,
     )
+
+
+def _step_work(
+    cost: StepCostModel,
+    hardware: Hardware,
+    records: RunRecords,
+    steps: dict[str, np.ndarray],
+    duration: float,
+    replicas: int,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per-step FLOPs, bytes and group times from the recorded features; run MFU and MBU.
+
+    MFU = FLOPs executed per GPU / (duration × dense peak of the compute dtype), averaged over
+    replicas; MBU the same with HBM bytes and bandwidth. Both count the whole run duration,
+    idle gaps included, as a fleet operator would.
+    """
+    features = records.step_features()
+    flops, hbm = cost.work_from_features(features)
+    groups = cost.group_seconds_from_features(features)
+    total = sum(groups.values())
+    # NOTE: exact for single steps; a span's groups are rescaled to its exact duration.
+    scale = np.divide(steps["duration_s"], total, out=np.zeros_like(total), where=total > 0)
+    extra = {"flops": flops, "hbm_bytes": hbm}
+    extra.update({f"t_{g}": v * scale for g, v in groups.items()})
+    res = cost.resolved
+    peak = tensor_core_peak(hardware.peak_flops, res.weight_dtype, res.act_dtype)
+    denom = duration * replicas
+    util = {
+        "mfu": float(flops.sum() / (denom * peak)) if denom > 0 else float("nan"),
+        "mbu": float(hbm.sum() / (denom * hardware.hbm_bandwidth)) if denom > 0 else float("nan"),
+        "fidelity": cost.params.fidelity,
+    }
+    return extra, util

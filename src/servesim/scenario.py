@@ -91,7 +91,11 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     loc = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
-    shown = f" (got {got!r})" if isinstance(got, (int, float, str)) and not isinstance(got, bool) else ""
+    shown = (
+        f" (got {got!r})"
+        if isinstance(got, (int, float, str)) and not isinstance(got, bool)
+        else ""
+    )
     prefix = f"{source}: " if source else ""
     return f"{prefix}{loc}: {msg}{shown}"
 

@@ -56,18 +56,31 @@ def parse_rate(text: str) -> float:
     try:
         rate = float(text)
     except ValueError:
-        raise ServesimError(f"{text!r} is not a number", field="--rate", fix="e.g. 10 or inf") from None
+        raise ServesimError(
+            f"{text!r} is not a number", field="--rate", fix="e.g. 10 or inf"
+        ) from None
     if math.isnan(rate) or rate <= 0:
-        raise ServesimError(f"is {text}; must be > 0 requests/s", field="--rate",
-                            fix="use inf to send every request at t=0")  # fmt: skip
+        raise ServesimError(
+            f"is {text}; must be > 0 requests/s",
+            field="--rate",
+            fix="use inf to send every request at t=0",
+        )
     return rate
 
 
 def workload_overrides(
-    *, workload: str | None, num_requests: int | None, input_len: str | None,
-    output_len: str | None, rate: str | None, burstiness: float | None, concurrency: int | None,
-    replay: Path | None, trace_format: str | None, rate_scale: float | None,
-) -> dict[str, Any]:  # fmt: skip
+    *,
+    workload: str | None,
+    num_requests: int | None,
+    input_len: str | None,
+    output_len: str | None,
+    rate: str | None,
+    burstiness: float | None,
+    concurrency: int | None,
+    replay: Path | None,
+    trace_format: str | None,
+    rate_scale: float | None,
+) -> dict[str, Any]:
     """Workload fields set by CLI flags (None = not given)."""
     w: dict[str, Any] = {}
     if replay is not None:
@@ -119,9 +132,13 @@ class _LazyProgress:
             if time.perf_counter() - self.started < 1.0:
                 return
             self.progress = Progress(
-                TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=self.console, transient=True,
-            )  # fmt: skip
+                TextColumn("simulating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
             self.progress.start()
             self.task = self.progress.add_task("run", total=self.total)
         self.progress.update(self.task, completed=self.done)
@@ -147,15 +164,24 @@ def summary_tables(result) -> list[Table]:
     t1.add_column(style="bold")
     t1.add_column()
     t1.add_row("model", f"{result.model.name}")
-    t1.add_row("hardware", f"{sc.replicas} × {sc.tp} × {result.hardware.name}"
-               f" (replicas × TP), router {sc.router}" if sc.replicas > 1 else
-               f"{sc.tp} × {result.hardware.name} (TP={sc.tp})")  # fmt: skip
-    t1.add_row("scheduler", f"{sc.scheduler.policy}, max_num_batched_tokens "
-               f"{sc.scheduler.max_num_batched_tokens}, max_num_seqs {sc.scheduler.max_num_seqs}, "
-               f"prefix caching {'on' if sc.scheduler.enable_prefix_caching else 'off'}")  # fmt: skip
+    t1.add_row(
+        "hardware",
+        f"{sc.replicas} × {sc.tp} × {result.hardware.name} (replicas × TP), router {sc.router}"
+        if sc.replicas > 1
+        else f"{sc.tp} × {result.hardware.name} (TP={sc.tp})",
+    )
+    t1.add_row(
+        "scheduler",
+        f"{sc.scheduler.policy}, max_num_batched_tokens "
+        f"{sc.scheduler.max_num_batched_tokens}, max_num_seqs {sc.scheduler.max_num_seqs}, "
+        f"prefix caching {'on' if sc.scheduler.enable_prefix_caching else 'off'}",
+    )
     t1.add_row("workload", result.workload_description)
-    t1.add_row("KV cache", f"{result.memory.kv_capacity_tokens:,} tokens "
-               f"({result.memory.num_kv_blocks:,} blocks of {sc.scheduler.block_size})")  # fmt: skip
+    t1.add_row(
+        "KV cache",
+        f"{result.memory.kv_capacity_tokens:,} tokens "
+        f"({result.memory.num_kv_blocks:,} blocks of {sc.scheduler.block_size})",
+    )
 
     t2 = Table(title="Throughput", show_header=False, title_justify="left")
     t2.add_column(style="bold")
@@ -194,39 +220,85 @@ def summary_tables(result) -> list[Table]:
 
 @app.command("simulate")
 def simulate_command(
-    model: str = typer.Option(None, "--model", "-m", help="model id, short name or config.json path"),
-    hardware: str = typer.Option(None, "--hardware", "-g", help="GPU id (H100, H200, ...) or YAML path"),
+    model: str = typer.Option(
+        None, "--model", "-m", help="model id, short name or config.json path"
+    ),
+    hardware: str = typer.Option(
+        None, "--hardware", "-g", help="GPU id (H100, H200, ...) or YAML path"
+    ),
     tp: int = typer.Option(None, "--tp", help="tensor-parallel GPUs per instance"),
     replicas: int = typer.Option(None, "--replicas", help="data-parallel instances"),
-    router: str = typer.Option(None, "--router", help="round_robin | least_outstanding | power_of_two | prefix_affinity"),
+    router: str = typer.Option(
+        None, "--router", help="round_robin | least_outstanding | power_of_two | prefix_affinity"
+    ),
     scheduler: str = typer.Option(None, "--scheduler", help="vllm | sarathi | orca | static"),
-    max_num_batched_tokens: int = typer.Option(None, "--max-num-batched-tokens", help="token budget per step"),
+    max_num_batched_tokens: int = typer.Option(
+        None, "--max-num-batched-tokens", help="token budget per step"
+    ),
     max_num_seqs: int = typer.Option(None, "--max-num-seqs", help="most running requests"),
     block_size: int = typer.Option(None, "--block-size", help="tokens per KV block"),
-    prefix_caching: bool = typer.Option(None, "--prefix-caching/--no-prefix-caching", help="prefix caching (default on)"),
-    chunked_prefill: bool = typer.Option(None, "--chunked-prefill/--no-chunked-prefill", help="chunked prefill (vllm policy; default on)"),
-    gpu_memory_utilization: float = typer.Option(None, "--gpu-memory-utilization", help="fraction of HBM for weights + KV (default 0.9)"),
-    workload: str = typer.Option(None, "--workload", "-w", help="built-in workload: conversation | code"),
-    num_requests: int = typer.Option(None, "--num-requests", "-n", help="requests to send (a cap for --replay)"),
+    prefix_caching: bool = typer.Option(
+        None, "--prefix-caching/--no-prefix-caching", help="prefix caching (default on)"
+    ),
+    chunked_prefill: bool = typer.Option(
+        None,
+        "--chunked-prefill/--no-chunked-prefill",
+        help="chunked prefill (vllm policy; default on)",
+    ),
+    gpu_memory_utilization: float = typer.Option(
+        None, "--gpu-memory-utilization", help="fraction of HBM for weights + KV (default 0.9)"
+    ),
+    workload: str = typer.Option(
+        None, "--workload", "-w", help="built-in workload: conversation | code"
+    ),
+    num_requests: int = typer.Option(
+        None, "--num-requests", "-n", help="requests to send (a cap for --replay)"
+    ),
     input_len: str = typer.Option(None, "--input-len", help=LENGTH_HELP),
     output_len: str = typer.Option(None, "--output-len", help=LENGTH_HELP),
     rate: str = typer.Option(None, "--rate", "-r", help="requests/s (Poisson); inf = all at t=0"),
-    burstiness: float = typer.Option(None, "--burstiness", help="gamma shape of inter-arrivals (1 = Poisson)"),
-    concurrency: int = typer.Option(None, "--concurrency", help="closed loop: this many users, each sending its next request when the last finished"),
-    replay: Path = typer.Option(None, "--replay", help="replay a trace file (Azure, BurstGPT, Mooncake, CSV, JSONL)"),
-    trace_format: str = typer.Option(None, "--trace-format", help="auto | azure | burstgpt | mooncake | csv | jsonl | sessions"),
+    burstiness: float = typer.Option(
+        None, "--burstiness", help="gamma shape of inter-arrivals (1 = Poisson)"
+    ),
+    concurrency: int = typer.Option(
+        None,
+        "--concurrency",
+        help="closed loop: this many users, each sending its next request when the last finished",
+    ),
+    replay: Path = typer.Option(
+        None, "--replay", help="replay a trace file (Azure, BurstGPT, Mooncake, CSV, JSONL)"
+    ),
+    trace_format: str = typer.Option(
+        None, "--trace-format", help="auto | azure | burstgpt | mooncake | csv | jsonl | sessions"
+    ),
     rate_scale: float = typer.Option(None, "--rate-scale", help="replay k× faster"),
     seed: int = typer.Option(None, "--seed", help="random seed (default 0)"),
     slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target for goodput, ms"),
     slo_tpot_ms: float = typer.Option(None, "--slo-tpot-ms", help="TPOT target for goodput, ms"),
     slo_e2el_ms: float = typer.Option(None, "--slo-e2el-ms", help="E2EL target for goodput, ms"),
-    max_model_len: int = typer.Option(None, "--max-model-len", help="context window (default: the model's)"),
-    on_oversized: str = typer.Option(None, "--on-oversized", help="skip | error: a request longer than the context window or KV cache"),
-    fast_forward: bool = typer.Option(None, "--fast-forward/--no-fast-forward", help="jump over stable decode spans (same results, faster)"),
-    config: Path = typer.Option(None, "--config", "-c", help="scenario YAML; flags override its fields"),
-    out: Path = typer.Option(None, "--out", "-o", help="write summary.json, requests.csv, steps.csv here"),
-    as_json: bool = typer.Option(False, "--json", help="print summary.json to stdout instead of tables"),
-) -> None:  # fmt: skip
+    max_model_len: int = typer.Option(
+        None, "--max-model-len", help="context window (default: the model's)"
+    ),
+    on_oversized: str = typer.Option(
+        None,
+        "--on-oversized",
+        help="skip | error: a request longer than the context window or KV cache",
+    ),
+    fast_forward: bool = typer.Option(
+        None,
+        "--fast-forward/--no-fast-forward",
+        help="jump over stable decode spans (same results, faster)",
+    ),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="scenario YAML; flags override its fields"
+    ),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="write summary.json, requests.csv, steps.csv here"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="print summary.json to stdout instead of tables"
+    ),
+) -> None:
     """Simulate a serving deployment and report vLLM-benchmark metrics.
 
     With no options: Llama-3.1-8B on one H100, vLLM scheduler, 1,000 conversation requests at 20 req/s.
@@ -239,33 +311,52 @@ def simulate_command(
     flags: dict[str, Any] = {
         k: v
         for k, v in {
-            "model": model, "hardware": hardware, "tp": tp, "replicas": replicas,
-            "router": router, "seed": seed, "max_model_len": max_model_len,
-            "on_oversized": on_oversized, "fast_forward": fast_forward,
+            "model": model,
+            "hardware": hardware,
+            "tp": tp,
+            "replicas": replicas,
+            "router": router,
+            "seed": seed,
+            "max_model_len": max_model_len,
+            "on_oversized": on_oversized,
+            "fast_forward": fast_forward,
         }.items()
         if v is not None
-    }  # fmt: skip
+    }
     sched = {
         k: v
         for k, v in {
-            "policy": scheduler, "max_num_batched_tokens": max_num_batched_tokens,
-            "max_num_seqs": max_num_seqs, "block_size": block_size,
-            "enable_prefix_caching": prefix_caching, "enable_chunked_prefill": chunked_prefill,
+            "policy": scheduler,
+            "max_num_batched_tokens": max_num_batched_tokens,
+            "max_num_seqs": max_num_seqs,
+            "block_size": block_size,
+            "enable_prefix_caching": prefix_caching,
+            "enable_chunked_prefill": chunked_prefill,
             "gpu_memory_utilization": gpu_memory_utilization,
         }.items()
         if v is not None
-    }  # fmt: skip
+    }
     if sched:
         flags["scheduler"] = sched
-    slo = {k: v for k, v in {"ttft_ms": slo_ttft_ms, "tpot_ms": slo_tpot_ms,
-                             "e2el_ms": slo_e2el_ms}.items() if v is not None}  # fmt: skip
+    slo = {
+        k: v
+        for k, v in {"ttft_ms": slo_ttft_ms, "tpot_ms": slo_tpot_ms, "e2el_ms": slo_e2el_ms}.items()
+        if v is not None
+    }
     if slo:
         flags["slo"] = slo
     w = workload_overrides(
-        workload=workload, num_requests=num_requests, input_len=input_len, output_len=output_len,
-        rate=rate, burstiness=burstiness, concurrency=concurrency, replay=replay,
-        trace_format=trace_format, rate_scale=rate_scale,
-    )  # fmt: skip
+        workload=workload,
+        num_requests=num_requests,
+        input_len=input_len,
+        output_len=output_len,
+        rate=rate,
+        burstiness=burstiness,
+        concurrency=concurrency,
+        replay=replay,
+        trace_format=trace_format,
+        rate_scale=rate_scale,
+    )
     data = merge(base, flags)
     if w:
         data["workload"] = _merge_workload(data.get("workload"), w)

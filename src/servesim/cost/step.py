@@ -229,10 +229,53 @@ class StepCostModel:
         """Seconds of one forward step of the batch (hot path: a few µs for 256 rows)."""
         if len(new_tokens) == 0:
             return 0.0
+        return float(self.seconds_from_features(self.feature_map.step(new_tokens, context_lens)))
+
+    # --- features: what the engine records, so work and breakdowns come later, in bulk -----
+
+    def seconds_from_features(self, features: np.ndarray) -> np.ndarray | float:
+        """Step seconds of one feature vector (a float) or of rows of them (an array)."""
+        x = features @ self._coef_t
+        half = x.shape[-1] // 2
+        return np.maximum(x[..., :half], x[..., half:]).sum(axis=-1)
+
+    def step_with_features(
+        self, new_tokens: np.ndarray, context_lens: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        """(seconds, features) of one step; seconds equal :meth:`step_seconds`."""
         f = self.feature_map.step(new_tokens, context_lens)
-        x = f @ self._coef_t
-        half = x.shape[0] // 2
-        return float(np.maximum(x[:half], x[half:]).sum())
+        return float(self.seconds_from_features(f)), f
+
+    def decode_span_with_features(
+        self, context_lens: np.ndarray, num_steps: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds of each step, features summed over the steps) of a decode span; the
+        seconds equal :meth:`decode_span_seconds`."""
+        f = self.feature_map.decode(context_lens, num_steps)
+        return self.seconds_from_features(f), f.sum(axis=0)
+
+    def work_from_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(FLOPs, HBM bytes) per GPU for rows of (possibly summed) step features.
+
+        Both are linear in the features, so a span's summed features give its exact totals.
+        """
+        hbm = np.where(self._is_link[:, None], 0.0, self._bytes)
+        return features @ self._flops.sum(axis=0), features @ hbm.sum(axis=0)
+
+    def group_seconds_from_features(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Seconds per operator group for rows of step features, shape (rows,) per group.
+
+        Exact for a single step's features. For a decode span's *summed* features the per-
+        operator max() is taken once over the sum, which differs from summing per step only
+        where an operator flips between compute- and memory-bound inside the span.
+        """
+        x = np.atleast_2d(features) @ self._coef_t
+        half = x.shape[-1] // 2
+        row_secs = np.maximum(x[:, :half], x[:, half:])
+        out = {}
+        for g in self._groups:
+            out[g] = row_secs[:, self._group_idx == GROUPS.index(g)].sum(axis=1)
+        return out
 
     def decode_span_seconds(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
         """Seconds of ``num_steps`` consecutive decode steps, shape (num_steps,).

@@ -32,11 +32,20 @@ from servesim.engine.scheduler import (
 
 
 class StepCost:
-    """What the instance needs from the cost model (``servesim.cost.StepCostModel``)."""
+    """What the instance needs from the cost model (``servesim.cost.StepCostModel``).
 
-    def step_seconds(self, new_tokens: np.ndarray, context_lens: np.ndarray) -> float: ...
+    Besides seconds, each call returns the step's *features* (a small vector the cost model
+    is linear in); the engine records them so FLOPs, bytes and per-operator-group times can be
+    computed for every step afterwards, in bulk, without slowing the loop.
+    """
 
-    def decode_span_seconds(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray: ...
+    def step_with_features(
+        self, new_tokens: np.ndarray, context_lens: np.ndarray
+    ) -> tuple[float, np.ndarray]: ...
+
+    def decode_span_with_features(
+        self, context_lens: np.ndarray, num_steps: int
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
@@ -48,6 +57,8 @@ class InFlight:
     ends_s: np.ndarray
     """End time of each step of the span (one entry for an ordinary step)."""
     context_tokens: int
+    features: np.ndarray
+    """Cost-model features of the step (summed over a span's steps)."""
 
     @property
     def num_steps(self) -> int:
@@ -63,6 +74,7 @@ class StepOutcome:
     record: StepRecord
     itl_values: np.ndarray
     itl_weights: np.ndarray
+    features: np.ndarray
 
 
 class Instance:
@@ -134,14 +146,15 @@ class Instance:
         context = run.computed[rows]
         num_steps = self._span_length(batch) if self.fast_forward else 1
         if num_steps > 1:
-            durations = self.cost.decode_span_seconds(context, num_steps)
+            durations, features = self.cost.decode_span_with_features(context, num_steps)
             context_tokens = int(context.sum()) * num_steps + len(rows) * (
                 num_steps * (num_steps - 1) // 2
             )
         else:
-            durations = np.array([self.cost.step_seconds(new_tokens, context)])
+            seconds, features = self.cost.step_with_features(new_tokens, context)
+            durations = np.array([seconds])
             context_tokens = int(context.sum())
-        self.in_flight = InFlight(batch, now, now + np.cumsum(durations), context_tokens)
+        self.in_flight = InFlight(batch, now, now + np.cumsum(durations), context_tokens, features)
         self.version += 1
         return float(self.in_flight.ends_s[-1])
 
@@ -246,7 +259,7 @@ class Instance:
             num_waiting=len(self.waiting),
             kv_usage=kv.usage,
         )
-        return StepOutcome(finished, first_tokens, record, itl_values, itl_weights)
+        return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, span.features)
 
 
 def _fold_gaps(gaps: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray]:

@@ -147,7 +147,7 @@ class Simulation:
         if version != instance.version or not instance.busy:
             return []  # superseded: the span was truncated and rescheduled
         outcome = instance.complete_step()
-        self.records.step_done(outcome.record)
+        self.records.step_done(outcome.record, outcome.features)
         if len(outcome.itl_values):
             self.records.itl(outcome.itl_values, outcome.itl_weights)
         events: list[Event] = []

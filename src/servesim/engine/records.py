@@ -15,18 +15,53 @@ import numpy as np
 from servesim.engine.request import Request
 
 REQUEST_COLUMNS = (
-    "request_id", "session_id", "turn", "instance", "arrival_s", "first_scheduled_s",
-    "first_token_s", "finish_s", "input_tokens", "output_tokens", "cached_tokens", "preemptions",
-)  # fmt: skip
-_REQUEST_INT = {"request_id", "session_id", "turn", "instance", "input_tokens", "output_tokens",
-                "cached_tokens", "preemptions"}  # fmt: skip
+    "request_id",
+    "session_id",
+    "turn",
+    "instance",
+    "arrival_s",
+    "first_scheduled_s",
+    "first_token_s",
+    "finish_s",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "preemptions",
+)
+_REQUEST_INT = {
+    "request_id",
+    "session_id",
+    "turn",
+    "instance",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "preemptions",
+}
 
 STEP_COLUMNS = (
-    "instance", "start_s", "duration_s", "num_steps", "batch_size", "prefill_tokens",
-    "decode_tokens", "context_tokens", "num_preempted", "num_waiting", "kv_usage",
-)  # fmt: skip
-_STEP_INT = {"instance", "num_steps", "batch_size", "prefill_tokens", "decode_tokens",
-             "context_tokens", "num_preempted", "num_waiting"}  # fmt: skip
+    "instance",
+    "start_s",
+    "duration_s",
+    "num_steps",
+    "batch_size",
+    "prefill_tokens",
+    "decode_tokens",
+    "context_tokens",
+    "num_preempted",
+    "num_waiting",
+    "kv_usage",
+)
+_STEP_INT = {
+    "instance",
+    "num_steps",
+    "batch_size",
+    "prefill_tokens",
+    "decode_tokens",
+    "context_tokens",
+    "num_preempted",
+    "num_waiting",
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +94,9 @@ class RunRecords:
         self.steps = {c: array("q" if c in _STEP_INT else "d") for c in STEP_COLUMNS}
         # Pooled inter-token gaps as (value, weight) pairs: every token gap of every request,
         # with identical gaps of one step folded into one weighted entry.
+        # Cost-model features of every step record, flattened (see StepCost).
+        self.step_feature_values = array("d")
+        self.num_step_features = 0
         self.itl_values = array("d")
         self.itl_weights = array("q")
         self.num_skipped = 0
@@ -83,7 +121,10 @@ class RunRecords:
         self.num_skipped += 1
         self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
 
-    def step_done(self, rec: StepRecord) -> None:
+    def step_done(self, rec: StepRecord, features: np.ndarray | None = None) -> None:
+        if features is not None:
+            self.num_step_features = len(features)
+            self.step_feature_values.extend(features.tolist())
         s = self.steps
         s["instance"].append(rec.instance)
         s["start_s"].append(rec.start_s)
@@ -108,6 +149,11 @@ class RunRecords:
 
     def step_columns(self) -> dict[str, np.ndarray]:
         return {c: _as_numpy(a) for c, a in self.steps.items()}
+
+    def step_features(self) -> np.ndarray:
+        """Features of every step record, shape (records, features)."""
+        values = _as_numpy(self.step_feature_values)
+        return values.reshape(-1, max(self.num_step_features, 1))
 
     def itl_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         return _as_numpy(self.itl_values), _as_numpy(self.itl_weights)

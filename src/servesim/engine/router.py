@@ -42,4 +42,6 @@ def make_router(name: str, rng: np.random.Generator) -> Router:
         return prefix_affinity
     from servesim.errors import ServesimError
 
-    raise ServesimError(f"unknown router {name!r}", field="router", fix=f"use one of: {', '.join(ROUTERS)}")
+    raise ServesimError(
+        f"unknown router {name!r}", field="router", fix=f"use one of: {', '.join(ROUTERS)}"
+    )

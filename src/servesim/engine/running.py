@@ -13,7 +13,6 @@ import numpy as np
 
 from servesim.engine.request import Request
 
-
 _COLUMNS = (
     "_computed", "_tokens", "_prompt", "_max_out", "_nblocks", "_last_token", "_nshared",
     "_shareable",
@@ -151,7 +150,7 @@ class RunningTable:
         for name in _COLUMNS:
             arr = getattr(self, name)
             arr[:m] = arr[:n][keep]
-        self.reqs = [r for r, k in zip(self.reqs, keep.tolist()) if k]
+        self.reqs = [r for r, k in zip(self.reqs, keep.tolist(), strict=True) if k]
         return removed
 
     def pop_last(self) -> Request:

@@ -186,7 +186,9 @@ def _reserve_blocks(
     return alloc, num_preempted
 
 
-def grow_blocks(run: RunningTable, kv: KVBlockManager, extra: np.ndarray, target: np.ndarray) -> None:
+def grow_blocks(
+    run: RunningTable, kv: KVBlockManager, extra: np.ndarray, target: np.ndarray
+) -> None:
     """Give each running row ``extra[i]`` more blocks (known to fit) to hold ``target[i]`` tokens.
 
     Rows growing only into private blocks are counted in bulk; rows that still need shared

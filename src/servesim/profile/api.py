@@ -392,6 +392,7 @@ def _after_fork_in_child() -> None:
     _process_name = None
     parent = _rec
     if parent is None:
+        _last = None
         return
     _rec = _last = _new_recorder(_settings, forked_from=parent.pid)
     util = sys.modules.get("multiprocessing.util")

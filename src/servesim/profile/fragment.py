@@ -164,13 +164,20 @@ def _valid_event(obj: dict[str, Any]) -> bool:
     ph = obj.get("ph")
     if not isinstance(obj.get("name"), str) or not _is_int(obj.get("ts_ns")):
         return False
+    if not isinstance(obj.get("cat", ""), str) or not isinstance(obj.get("args", {}), dict):
+        return False
     if ph == "X":
         return _is_int(obj.get("dur_ns")) and obj["dur_ns"] >= 0 and _is_int(obj.get("tid"))
     if ph == "i":
         return _is_int(obj.get("tid"))
     if ph == "C":
-        return isinstance(obj.get("args"), dict)
+        values = obj.get("args", {}).values()
+        return bool(values) and all(_is_finite_number(v) for v in values)
     return False
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _valid_step(obj: dict[str, Any]) -> bool:

@@ -274,8 +274,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _cat_args(cat: str, args: dict[str, Any] | None) -> str:
+def _cat_args(cat: str, args: Any) -> str:
     extra = f',"cat":{quote(str(cat))}' if cat else ""
     if args:
-        extra += f',"args":{dumps_flat(args) if type(args) is dict else dumps(args)}'
+        if type(args) is dict:
+            extra += f',"args":{dumps_flat(args)}'
+        else:  # the format wants an object; keep whatever was passed under one key
+            extra += f',"args":{dumps(dict(args) if isinstance(args, dict) else {"value": args})}'
     return extra
