@@ -48,7 +48,8 @@ def main() -> None:
         f"({s['num_events']:,} events)"
     )
     print(
-        f"wall (best of {args.repeats})     {wall:.3f} s  (event loop alone {s['sim_wall_s']:.3f} s)"
+        f"wall (best of {args.repeats})     {wall:.3f} s  "
+        f"(event loop alone {s['sim_wall_s']:.3f} s)"
     )
     print(f"simulated steps/s   {s['num_steps'] / wall:,.0f}")
     print(f"requests/s          {s['completed'] / wall:,.0f}")

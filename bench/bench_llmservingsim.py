@@ -32,7 +32,8 @@ def main() -> None:
     args = ap.parse_args()
     cmd = servesim_command()
     print(
-        f"{'workload':<14} {'servesim median s':>18} {'min s':>8} {'LLMServingSim s':>16} {'speed-up':>9}"
+        f"{'workload':<14} {'servesim median s':>18} {'min s':>8} "
+        f"{'LLMServingSim s':>16} {'speed-up':>9}"
     )
     for name, (n, lin, lout, theirs) in WORKLOADS.items():
         argv = cmd + [

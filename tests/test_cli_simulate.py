@@ -112,7 +112,8 @@ def test_replay_of_the_azure_trace(tmp_path):
 def test_config_file_and_flag_override(tmp_path):
     cfg = tmp_path / "s.yaml"
     cfg.write_text(
-        "model: qwen2.5-0.5b\nhardware: L4\nscheduler: {policy: sarathi, max_num_batched_tokens: 512}\n"
+        "model: qwen2.5-0.5b\nhardware: L4\n"
+        "scheduler: {policy: sarathi, max_num_batched_tokens: 512}\n"
         "workload: {num_requests: 20, input_len: 300, output_len: 8, arrival: {kind: burst}}\n"
     )
     p = run("--config", str(cfg), "--json", "--scheduler", "orca")
