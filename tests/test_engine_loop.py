@@ -143,8 +143,12 @@ def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff):
         hashes = (int(rng.integers(0, 3)),) if rng.random() < 0.5 else ()
         sessions.append(make_session(i, float(t[i]), lin, lout, hashes, hbs=32))
     recs, insts, _ = run_sessions(
-        sessions, num_blocks=num_blocks, block_size=block_size, policy=policy,
-        max_num_batched_tokens=budget, fast_forward=ff,
+        sessions,
+        num_blocks=num_blocks,
+        block_size=block_size,
+        policy=policy,
+        max_num_batched_tokens=budget,
+        fast_forward=ff,
     )
     r = by_request(recs)
     # Every request finishes exactly once, with exactly the tokens it asked for.

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import sys
 
+# NOTE: imported for their side effect of registering commands, in the order shown in --help.
+from servesim.cli import catalog_cmds, cost_cmds, hardware_cmds, simulate_cmd, trace_cmds  # noqa: E402,F401,I001
 from servesim.cli.app import app
 from servesim.errors import ServesimError
-
-# NOTE: imported for their side effect of registering commands, in the order shown in --help.
-from servesim.cli import catalog_cmds, hardware_cmds, cost_cmds, simulate_cmd, trace_cmds  # noqa: E402,F401,I001
 
 
 def main(argv: list[str] | None = None) -> None:
