@@ -33,13 +33,12 @@ class LinearCost:
 
     def decode_span_with_features(self, context_lens, num_steps):
         b = len(context_lens)
-        total_context = (
-            num_steps * float(np.sum(context_lens)) + b * num_steps * (num_steps - 1) / 2
+        j = np.arange(num_steps)
+        features = np.stack(
+            [np.ones(num_steps), np.full(num_steps, float(b)), float(np.sum(context_lens)) + b * j],
+            axis=1,
         )
-        return (
-            self.decode_span_seconds(context_lens, num_steps),
-            np.array([float(num_steps), float(b * num_steps), total_context]),
-        )
+        return self.decode_span_seconds(context_lens, num_steps), features
 
     def decode_span_seconds(self, context_lens, num_steps):
         j = np.arange(num_steps)

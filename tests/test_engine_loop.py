@@ -77,6 +77,11 @@ def test_fast_forward_gives_the_same_results_as_step_by_step(policy, num_blocks)
     for key in ("p99_itl_ms", "median_itl_ms", "mean_itl_ms", "p90_tpot_ms"):
         assert sa[key] == pytest.approx(sb[key], rel=1e-9)
     assert a.step_columns()["num_steps"].sum() == b.step_columns()["num_steps"].sum()
+    # The work recorded (features, context read) is the same, spans cut short by arrivals too.
+    assert a.step_columns()["context_tokens"].sum() == b.step_columns()["context_tokens"].sum()
+    np.testing.assert_allclose(
+        a.step_features().sum(axis=0), b.step_features().sum(axis=0), rtol=1e-12
+    )
     if num_blocks == 20_000:
         assert sim_a.num_events < sim_b.num_events  # it did fast-forward
 

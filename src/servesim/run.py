@@ -21,10 +21,10 @@ from servesim.cost import (
     build_step_cost,
     plan_memory,
 )
-from servesim.cost.dtypes import tensor_core_peak
+from servesim.cost.dtypes import dtype_bytes, tensor_core_peak
 from servesim.engine.instance import Instance
 from servesim.engine.kv_cache import KVBlockManager
-from servesim.engine.loop import Simulation
+from servesim.engine.loop import Handoff, Simulation
 from servesim.engine.records import RunRecords
 from servesim.engine.request import Request
 from servesim.engine.router import make_router
@@ -33,8 +33,26 @@ from servesim.errors import ServesimError
 from servesim.hardware import Hardware, load_hardware
 from servesim.metrics import SLO, summarize
 from servesim.model import ModelSpec, load_model
-from servesim.scenario import Scenario
+from servesim.scenario import InstanceGroup, Scenario, instance_groups
+from servesim.speculative import build_speculation
 from servesim.workload import build_workload, describe
+
+
+@dataclass
+class InstanceGroupRuntime:
+    """One group of identical instances as built for a run."""
+
+    group: InstanceGroup
+    hardware: Hardware
+    parallelism: Parallelism
+    params: CostParams
+    memory: MemoryPlan
+    cost: StepCostModel
+    instances: list[Instance]
+
+    @property
+    def gpus_per_instance(self) -> int:
+        return self.parallelism.tp * self.parallelism.pp
 
 
 @dataclass
@@ -46,11 +64,14 @@ class Result:
     records: RunRecords
     model: ModelSpec
     hardware: Hardware
+    """The first group's hardware (the only one unless the fleet is heterogeneous)."""
     memory: MemoryPlan
+    """The first group's memory plan."""
     workload_description: str
     step_extra: dict[str, np.ndarray]
     """Per step record, derived from the cost model: ``flops``, ``hbm_bytes`` (per GPU) and
     ``t_<group>`` predicted seconds per operator group (summing to the step's duration)."""
+    groups: list[InstanceGroupRuntime]
 
 
 def _oversized_check(
@@ -80,24 +101,70 @@ def _oversized_check(
     return check
 
 
+def _build_groups(
+    scenario: Scenario, model: ModelSpec, config: SchedulerConfig, rng: np.random.Generator
+) -> list[InstanceGroupRuntime]:
+    sched = scenario.scheduler
+    runtimes: list[InstanceGroupRuntime] = []
+    next_id = 0
+    for group in instance_groups(scenario):
+        hardware = load_hardware(group.hardware or scenario.hardware)
+        par = Parallelism(tp=group.tp, pp=group.pp, ep=group.ep)
+        params = CostParams(weight_dtype=group.weight_dtype, kv_dtype=group.kv_dtype)
+        memory = plan_memory(
+            model, hardware, par, params,
+            gpu_memory_utilization=sched.gpu_memory_utilization,
+            block_size=sched.block_size,
+            max_num_batched_tokens=sched.max_num_batched_tokens,
+            max_num_seqs=sched.max_num_seqs,
+        )  # fmt: skip
+        cost = build_step_cost(model, hardware, par, params)
+        speculation = None
+        if scenario.speculative is not None and group.role != "prefill":
+            speculation = build_speculation(scenario.speculative, model, hardware, par, params)
+        instances = []
+        for _ in range(group.count):
+            kv = KVBlockManager(memory.num_kv_blocks, sched.block_size, sched.enable_prefix_caching)
+            label = f"{group.role} {hardware.name} TP{par.tp}" + (f" PP{par.pp}" if par.pp > 1 else "")
+            instances.append(
+                Instance(
+                    next_id, config, kv, cost, fast_forward=scenario.fast_forward,
+                    role=group.role, speculation=speculation, rng=rng.spawn(1)[0], label=label,
+                )  # fmt: skip
+            )
+            next_id += 1
+        runtimes.append(InstanceGroupRuntime(group, hardware, par, params, memory, cost, instances))
+    roles = {g.group.role for g in runtimes}
+    if roles not in ({"mixed"}, {"prefill", "decode"}):
+        raise ServesimError(
+            f"instance roles {sorted(roles)} do not make a deployment",
+            field="instances",
+            fix="use only mixed instances, or prefill and decode instances together",
+        )
+    return runtimes
+
+
+def _kv_transfer(scenario: Scenario, model: ModelSpec, runtimes: list[InstanceGroupRuntime]):
+    """Seconds to move a request's prompt KV from a prefill to a decode instance."""
+    group_of = {i.instance_id: g for g in runtimes for i in g.instances}
+
+    def seconds(req: Request, source: Instance, target: Instance) -> float:
+        src, dst = group_of[source.instance_id], group_of[target.instance_id]
+        kv_bytes = dtype_bytes(src.cost.resolved.kv_dtype)
+        per_token = model.num_layers * model.kv_elements_per_token_per_layer * kv_bytes
+        hw = src.hardware
+        link = hw.inter_node if scenario.kv_transfer_link == "inter_node" else hw.intra_node
+        # Each GPU of the smaller side moves its shard over its own link, in parallel.
+        lanes = min(src.gpus_per_instance, dst.gpus_per_instance)
+        return req.prompt_tokens * per_token / (link.bandwidth * lanes) + link.latency_s
+
+    return seconds
+
+
 def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = None) -> Result:
     """Run ``scenario`` to completion. Same scenario (seed included) → identical results."""
     model = load_model(scenario.model)
-    hardware = load_hardware(scenario.hardware)
-    par = Parallelism(tp=scenario.tp)
-    params = CostParams()
     sched = scenario.scheduler
-    memory = plan_memory(
-        model,
-        hardware,
-        par,
-        params,
-        gpu_memory_utilization=sched.gpu_memory_utilization,
-        block_size=sched.block_size,
-        max_num_batched_tokens=sched.max_num_batched_tokens,
-        max_num_seqs=sched.max_num_seqs,
-    )
-    cost = build_step_cost(model, hardware, par, params)
     config = SchedulerConfig(
         policy=sched.policy,
         max_num_batched_tokens=sched.max_num_batched_tokens,
@@ -107,29 +174,28 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
         enable_chunked_prefill=sched.enable_chunked_prefill,
         long_prefill_token_threshold=sched.long_prefill_token_threshold,
     )
-    instances = [
-        Instance(
-            i,
-            config,
-            KVBlockManager(memory.num_kv_blocks, sched.block_size, sched.enable_prefix_caching),
-            cost,
-            fast_forward=scenario.fast_forward,
-        )
-        for i in range(scenario.replicas)
-    ]
-    workload_rng, router_rng = np.random.default_rng(scenario.seed).spawn(2)
+    workload_rng, router_rng, engine_rng = np.random.default_rng(scenario.seed).spawn(3)
+    runtimes = _build_groups(scenario, model, config, engine_rng)
+    entry = [i for g in runtimes for i in g.instances if i.role != "decode"]
+    decode = [i for g in runtimes for i in g.instances if i.role == "decode"]
+    handoff = None
+    if decode:
+        handoff = Handoff(
+            decode, make_router("least_outstanding", router_rng),
+            _kv_transfer(scenario, model, runtimes),
+        )  # fmt: skip
     sessions = build_workload(scenario.workload, workload_rng)
     max_model_len = scenario.max_model_len or model.max_position_embeddings
+    kv_tokens = min(g.memory.num_kv_blocks for g in runtimes) * sched.block_size
     records = RunRecords()
     sim = Simulation(
-        instances,
+        entry,
         make_router(scenario.router, router_rng),
         sessions,
         records,
-        admission_check=_oversized_check(
-            scenario, max_model_len, memory.num_kv_blocks * sched.block_size
-        ),
+        admission_check=_oversized_check(scenario, max_model_len, kv_tokens),
         on_progress=on_progress,
+        handoff=handoff,
     )
     started = time.perf_counter()
     sim.run()
@@ -155,17 +221,20 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
             "prefix_cache_hit_rate": float(
                 requests["cached_tokens"].sum() / max(1, requests["input_tokens"].sum())
             ),
-            "kv_cache_peak_usage": float(steps["kv_usage"].max())
-            if len(steps["kv_usage"])
-            else 0.0,
+            "kv_cache_peak_usage": float(steps["kv_usage"].max()) if len(steps["kv_usage"]) else 0.0,
+            "num_gpus": sum(g.gpus_per_instance * len(g.instances) for g in runtimes),
             "num_events": sim.num_events,
             "sim_wall_s": wall,
         }
     )
-    step_extra, utilisation = _step_work(
-        cost, hardware, records, steps, summary["duration"], scenario.replicas
-    )
+    step_extra, utilisation = _step_work(runtimes, records, steps, summary["duration"])
     summary.update(utilisation)
+    summary["per_instance"] = _per_instance(runtimes, requests, steps, summary["duration"])
+    if records.num_kv_transfers:
+        summary["num_kv_transfers"] = records.num_kv_transfers
+        summary["mean_kv_transfer_ms"] = 1000 * records.kv_transfer_seconds / records.num_kv_transfers
+    if scenario.speculative is not None:
+        summary.update(_speculation_summary(scenario, steps, summary))
     if records.skipped_reasons:
         summary["skipped_reasons"] = dict(records.skipped_reasons)
     return Result(
@@ -173,41 +242,106 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
         summary=summary,
         records=records,
         model=model,
-        hardware=hardware,
-        memory=memory,
+        hardware=runtimes[0].hardware,
+        memory=runtimes[0].memory,
         workload_description=describe(scenario.workload),
         step_extra=step_extra,
+        groups=runtimes,
     )
 
 
+def _per_instance(runtimes, requests, steps, duration) -> list[dict[str, Any]]:
+    """A few headline numbers per instance (requests finish on decode/mixed instances)."""
+    out = []
+    for g in runtimes:
+        for inst in g.instances:
+            mine = requests["instance"] == inst.instance_id
+            its_steps = steps["instance"] == inst.instance_id
+            ttft = (requests["first_token_s"] - requests["arrival_s"])[mine]
+            out.append(
+                {
+                    "instance": inst.instance_id,
+                    "label": inst.label,
+                    "role": inst.role,
+                    "hardware": g.hardware.name,
+                    "tp": g.parallelism.tp,
+                    "pp": g.parallelism.pp,
+                    "completed": int(mine.sum()),
+                    "output_throughput": (
+                        float(requests["output_tokens"][mine].sum()) / duration if duration else 0.0
+                    ),
+                    "mean_ttft_ms": float(ttft.mean() * 1000) if len(ttft) else float("nan"),
+                    "num_steps": int(steps["num_steps"][its_steps].sum()),
+                    "busy_fraction": (
+                        float(steps["duration_s"][its_steps].sum()) / duration if duration else 0.0
+                    ),
+                    "kv_cache_peak_usage": (
+                        float(steps["kv_usage"][its_steps].max()) if its_steps.any() else 0.0
+                    ),
+                }
+            )
+    return out
+
+
+def _speculation_summary(scenario: Scenario, steps, summary) -> dict[str, Any]:
+    """Acceptance, tokens per verification, and the speed-up against the same run without it."""
+    proposed = int(steps["spec_proposed"].sum())
+    accepted = int(steps["spec_accepted"].sum())
+    rows = int(steps["spec_rows"].sum())
+    out: dict[str, Any] = {
+        "spec_acceptance_rate": accepted / proposed if proposed else float("nan"),
+        "spec_mean_accepted_tokens": accepted / rows if rows else float("nan"),
+        "spec_tokens_per_verify_step": (accepted + rows) / rows if rows else float("nan"),
+    }
+    if not scenario.speculative or scenario.speculative.mode == "baseline":
+        return out
+    baseline = simulate(scenario.model_copy(update={"speculative": None})).summary
+    out["baseline_mean_tpot_ms"] = baseline["mean_tpot_ms"]
+    out["baseline_output_throughput"] = baseline["output_throughput"]
+    out["spec_speedup_tpot"] = baseline["mean_tpot_ms"] / summary["mean_tpot_ms"]
+    out["spec_speedup_e2el"] = baseline["mean_e2el_ms"] / summary["mean_e2el_ms"]
+    return out
+
+
 def _step_work(
-    cost: StepCostModel,
-    hardware: Hardware,
+    runtimes: list[InstanceGroupRuntime],
     records: RunRecords,
     steps: dict[str, np.ndarray],
     duration: float,
-    replicas: int,
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-step FLOPs, bytes and group times from the recorded features; run MFU and MBU.
 
-    MFU = FLOPs executed per GPU / (duration × dense peak of the compute dtype), averaged over
-    replicas; MBU the same with HBM bytes and bandwidth. Both count the whole run duration,
-    idle gaps included, as a fleet operator would.
+    MFU = FLOPs executed ÷ (duration × dense peak FLOP/s of the compute dtype), over all GPUs
+    of the fleet; MBU the same with HBM bytes and bandwidth. Both count the whole run
+    duration, idle gaps included, as a fleet operator would.
     """
     features = records.step_features()
-    flops, hbm = cost.work_from_features(features)
-    groups = cost.group_seconds_from_features(features)
-    total = sum(groups.values())
-    # NOTE: exact for single steps; a span's groups are rescaled to its exact duration.
-    scale = np.divide(steps["duration_s"], total, out=np.zeros_like(total), where=total > 0)
-    extra = {"flops": flops, "hbm_bytes": hbm}
-    extra.update({f"t_{g}": v * scale for g, v in groups.items()})
-    res = cost.resolved
-    peak = tensor_core_peak(hardware.peak_flops, res.weight_dtype, res.act_dtype)
-    denom = duration * replicas
+    n = len(steps["instance"])
+    extra: dict[str, np.ndarray] = {"flops": np.zeros(n), "hbm_bytes": np.zeros(n)}
+    total_flops = total_bytes = peak_flops = peak_bytes = 0.0
+    for g in runtimes:
+        ids = [i.instance_id for i in g.instances]
+        rows = np.isin(steps["instance"], ids)
+        flops, hbm = g.cost.work_from_features(features[rows])
+        extra["flops"][rows] = flops
+        extra["hbm_bytes"][rows] = hbm
+        groups = g.cost.group_seconds_from_features(features[rows])
+        total = sum(groups.values())
+        # NOTE: exact for single steps; a span's groups are rescaled to its exact duration.
+        dur = steps["duration_s"][rows]
+        scale = np.divide(dur, total, out=np.zeros_like(total), where=total > 0)
+        for name, secs in groups.items():
+            extra.setdefault(f"t_{name}", np.zeros(n))[rows] = secs * scale
+        gpus = g.gpus_per_instance
+        res = g.cost.resolved
+        peak = tensor_core_peak(g.hardware.peak_flops, res.weight_dtype, res.act_dtype)
+        total_flops += float(flops.sum()) * gpus
+        total_bytes += float(hbm.sum()) * gpus
+        peak_flops += peak * gpus * len(ids)
+        peak_bytes += g.hardware.hbm_bandwidth * gpus * len(ids)
     util = {
-        "mfu": float(flops.sum() / (denom * peak)) if denom > 0 else float("nan"),
-        "mbu": float(hbm.sum() / (denom * hardware.hbm_bandwidth)) if denom > 0 else float("nan"),
-        "fidelity": cost.params.fidelity,
+        "mfu": total_flops / (duration * peak_flops) if duration > 0 else float("nan"),
+        "mbu": total_bytes / (duration * peak_bytes) if duration > 0 else float("nan"),
+        "fidelity": runtimes[0].cost.params.fidelity,
     }
     return extra, util

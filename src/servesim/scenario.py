@@ -38,6 +38,39 @@ class SchedulerSpec(_Strict):
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
 
 
+class InstanceGroup(_Strict):
+    """Identical instances sharing hardware, parallelism and dtypes (heterogeneous fleets are
+    lists of groups behind one router)."""
+
+    hardware: str | None = Field(default=None, description="GPU id; default the scenario's")
+    tp: int = Field(default=1, ge=1)
+    pp: int = Field(default=1, ge=1)
+    ep: int = Field(default=1, ge=1)
+    count: int = Field(default=1, ge=1, description="instances in the group")
+    role: Literal["mixed", "prefill", "decode"] = "mixed"
+    weight_dtype: str | None = None
+    kv_dtype: str | None = None
+
+
+class SpeculativeSpec(_Strict):
+    """Speculative decoding (vLLM ``--speculative-config``)."""
+
+    method: str = Field(description="draft:MODEL | ngram | eagle")
+    num_speculative_tokens: int = Field(default=3, ge=1, le=16, description="k, drafts per step")
+    acceptance_rate: float = Field(
+        default=0.7, ge=0, le=1, description="per-position acceptance probability"
+    )
+    acceptance_per_position: tuple[float, ...] | None = Field(
+        default=None, description="acceptance probability of draft i given drafts < i accepted"
+    )
+    mode: Literal["self_verify", "cpu_verify", "baseline"] | None = Field(
+        default=None,
+        description="self_verify: drafts proposed on the GPU before the verify step; "
+        "cpu_verify: drafts proposed on the host beside the verify step; baseline: off. "
+        "Default: cpu_verify for ngram, else self_verify",
+    )
+
+
 class SLOSpec(_Strict):
     """Latency targets for goodput, milliseconds."""
 
@@ -66,7 +99,26 @@ class Scenario(_Strict):
     model: str = DEFAULT_MODEL
     hardware: str = DEFAULT_HARDWARE
     tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
+    pp: int = Field(default=1, ge=1, description="pipeline stages per instance")
+    ep: int = Field(default=1, ge=1, description="expert-parallel groups inside the TP group")
     replicas: int = Field(default=1, ge=1, description="data-parallel instances")
+    weight_dtype: str | None = Field(default=None, description="bf16 | fp8 | int8 | int4 | fp4")
+    kv_dtype: str | None = Field(default=None, description="bf16 | fp8")
+    cuda_graphs: bool = Field(
+        default=True, description="CUDA graphs / async scheduling hide host time behind the GPU"
+    )
+    instances: list[InstanceGroup] | None = Field(
+        default=None, description="heterogeneous fleet; replaces hardware/tp/pp/ep/replicas"
+    )
+    disaggregate: str | None = Field(
+        default=None, description="P:D prefill and decode instances (prefill/decode disaggregation)"
+    )
+    prefill_tp: int | None = Field(default=None, ge=1)
+    decode_tp: int | None = Field(default=None, ge=1)
+    kv_transfer_link: Literal["intra_node", "inter_node"] = Field(
+        default="inter_node", description="link the KV cache crosses from prefill to decode"
+    )
+    speculative: SpeculativeSpec | None = None
     router: str = Field(default="round_robin", description=f"one of {', '.join(ROUTERS)}")
     scheduler: SchedulerSpec = SchedulerSpec()
     workload: WorkloadSpec = Field(default_factory=default_workload)
@@ -81,6 +133,40 @@ class Scenario(_Strict):
         description="a request longer than the context window or the KV cache: skip it "
         "(counted in summary.json) or stop the run",
     )
+
+
+def parse_disaggregate(text: str) -> tuple[int, int]:
+    """``"P:D"`` → (prefill instances, decode instances)."""
+    p, sep, d = text.partition(":")
+    try:
+        counts = (int(p), int(d))
+    except ValueError:
+        counts = (0, 0)
+    if not sep or min(counts) < 1:
+        raise ServesimError(
+            f"{text!r} is not P:D", field="disaggregate", fix="e.g. 1:1 or 2:3 (instances)"
+        )
+    return counts
+
+
+def instance_groups(sc: Scenario) -> list[InstanceGroup]:
+    """The fleet a scenario describes, as groups of identical instances."""
+    if sc.instances:
+        if sc.disaggregate:
+            raise ServesimError(
+                "use either instances (with roles) or disaggregate", field="disaggregate"
+            )
+        return [g if g.hardware else g.model_copy(update={"hardware": sc.hardware})
+                for g in sc.instances]  # fmt: skip
+    common = {"hardware": sc.hardware, "pp": sc.pp, "ep": sc.ep,
+              "weight_dtype": sc.weight_dtype, "kv_dtype": sc.kv_dtype}  # fmt: skip
+    if sc.disaggregate:
+        p, d = parse_disaggregate(sc.disaggregate)
+        return [
+            InstanceGroup(role="prefill", count=p, tp=sc.prefill_tp or sc.tp, **common),
+            InstanceGroup(role="decode", count=d, tp=sc.decode_tp or sc.tp, **common),
+        ]
+    return [InstanceGroup(role="mixed", count=sc.replicas, tp=sc.tp, **common)]
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:

@@ -156,6 +156,23 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return f"{v:,}"
 
 
+def fleet_description(result) -> str:
+    """E.g. "1 × H100 (TP1)" or "2 × prefill H100 (TP2) + 4 × decode H100 (TP1)"."""
+    parts = []
+    for g in result.groups:
+        role = "" if g.group.role == "mixed" else f"{g.group.role} "
+        par = g.parallelism
+        shape = f"TP{par.tp}" + (f" PP{par.pp}" if par.pp > 1 else "") + (
+            f" EP{par.ep}" if par.ep > 1 else ""
+        )
+        dtype = g.cost.resolved.weight_dtype
+        parts.append(f"{len(g.instances)} × {role}{g.hardware.name} ({shape}, {dtype})")
+    text = " + ".join(parts)
+    if len(result.groups) > 1 or len(result.groups[0].instances) > 1:
+        text += f", router {result.scenario.router}"
+    return text
+
+
 def summary_tables(result) -> list[Table]:
     """Rich tables of a run: scenario, throughput, latency percentiles, engine."""
     s = result.summary
@@ -164,12 +181,7 @@ def summary_tables(result) -> list[Table]:
     t1.add_column(style="bold")
     t1.add_column()
     t1.add_row("model", f"{result.model.name}")
-    t1.add_row(
-        "hardware",
-        f"{sc.replicas} × {sc.tp} × {result.hardware.name} (replicas × TP), router {sc.router}"
-        if sc.replicas > 1
-        else f"{sc.tp} × {result.hardware.name} (TP={sc.tp})",
-    )
+    t1.add_row("deployment", fleet_description(result))
     t1.add_row(
         "scheduler",
         f"{sc.scheduler.policy}, max_num_batched_tokens "
@@ -214,6 +226,14 @@ def summary_tables(result) -> list[Table]:
     for key, label in (("mfu", "MFU"), ("mbu", "MBU")):
         if key in s:
             t4.add_row(label, f"{s[key]:.1%}")
+    if "num_kv_transfers" in s:
+        t4.add_row("KV transfers (P→D)", f"{s['num_kv_transfers']:,}, mean {s['mean_kv_transfer_ms']:.2f} ms")
+    if "spec_acceptance_rate" in s:
+        t4.add_row("draft acceptance rate", f"{s['spec_acceptance_rate']:.1%}")
+        t4.add_row("tokens per verify step", _fmt(s["spec_tokens_per_verify_step"]))
+        if "spec_speedup_tpot" in s:
+            t4.add_row("TPOT speed-up vs no speculation", f"{s['spec_speedup_tpot']:.2f}×")
+    t4.add_row("GPUs", _fmt(s["num_gpus"]))
     t4.add_row("simulation wall time (s)", _fmt(s["sim_wall_s"], 3))
     return [t1, t2, t3, t4]
 
@@ -227,7 +247,19 @@ def simulate_command(
         None, "--hardware", "-g", help="GPU id (H100, H200, ...) or YAML path"
     ),
     tp: int = typer.Option(None, "--tp", help="tensor-parallel GPUs per instance"),
+    pp: int = typer.Option(None, "--pp", help="pipeline-parallel stages per instance"),
+    ep: int = typer.Option(None, "--ep", help="expert-parallel groups inside the TP group (MoE)"),
     replicas: int = typer.Option(None, "--replicas", help="data-parallel instances"),
+    disaggregate: str = typer.Option(None, "--disaggregate", help="P:D prefill and decode instances (prefill/decode disaggregation)"),
+    prefill_tp: int = typer.Option(None, "--prefill-tp", help="TP of each prefill instance (with --disaggregate)"),
+    decode_tp: int = typer.Option(None, "--decode-tp", help="TP of each decode instance (with --disaggregate)"),
+    weight_dtype: str = typer.Option(None, "--weight-dtype", help="bf16 | fp8 | int8 | int4 | fp4 (default: the checkpoint's)"),
+    kv_dtype: str = typer.Option(None, "--kv-dtype", help="bf16 | fp8"),
+    cuda_graphs: bool = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="host time hidden behind the GPU (default on)"),
+    speculative: str = typer.Option(None, "--speculative", help="draft:MODEL | ngram | eagle"),
+    num_speculative_tokens: int = typer.Option(None, "--num-speculative-tokens", help="k drafts per step (default 3)"),
+    acceptance_rate: float = typer.Option(None, "--acceptance-rate", help="per-position draft acceptance probability (default 0.7)"),
+    spec_mode: str = typer.Option(None, "--spec-mode", help="self_verify | cpu_verify | baseline"),
     router: str = typer.Option(
         None, "--router", help="round_robin | least_outstanding | power_of_two | prefix_affinity"
     ),
@@ -314,7 +346,15 @@ def simulate_command(
             "model": model,
             "hardware": hardware,
             "tp": tp,
+            "pp": pp,
+            "ep": ep,
             "replicas": replicas,
+            "disaggregate": disaggregate,
+            "prefill_tp": prefill_tp,
+            "decode_tp": decode_tp,
+            "weight_dtype": weight_dtype,
+            "kv_dtype": kv_dtype,
+            "cuda_graphs": cuda_graphs,
             "router": router,
             "seed": seed,
             "max_model_len": max_model_len,
@@ -345,6 +385,18 @@ def simulate_command(
     }
     if slo:
         flags["slo"] = slo
+    spec = {
+        k: v
+        for k, v in {
+            "method": speculative,
+            "num_speculative_tokens": num_speculative_tokens,
+            "acceptance_rate": acceptance_rate,
+            "mode": spec_mode,
+        }.items()
+        if v is not None
+    }
+    if spec:
+        flags["speculative"] = spec
     w = workload_overrides(
         workload=workload,
         num_requests=num_requests,

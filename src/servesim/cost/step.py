@@ -249,10 +249,21 @@ class StepCostModel:
     def decode_span_with_features(
         self, context_lens: np.ndarray, num_steps: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(seconds of each step, features summed over the steps) of a decode span; the
-        seconds equal :meth:`decode_span_seconds`."""
+        """(seconds of each step, features of each step, shape (num_steps, features)) of a
+        decode span; the seconds equal :meth:`decode_span_seconds`."""
         f = self.feature_map.decode(context_lens, num_steps)
-        return self.seconds_from_features(f), f.sum(axis=0)
+        return self.seconds_from_features(f), f
+
+    def operator_sides_from_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(compute, memory) seconds of every operator for rows of step features.
+
+        Both have shape (rows, operators + 1): column ``i`` is ``operators[i]``, the last column
+        the host overhead. Launch/latency seconds are in both sides, so a step takes
+        ``np.maximum(compute, memory).sum(axis=1)`` (what calibration refits, side by side).
+        """
+        x = np.atleast_2d(features) @ self._coef_t
+        half = x.shape[-1] // 2
+        return x[:, :half], x[:, half:]
 
     def work_from_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(FLOPs, HBM bytes) per GPU for rows of (possibly summed) step features.
@@ -407,6 +418,7 @@ def build_step_cost(
         ops_mod.RATE_LINK_PP: pp_link.bandwidth_among(2),
     }
 
+    attn_mem = params.attention_memory_efficiency or res.memory_efficiency
     nops = len(operators)
     sec_per_flop = np.zeros(nops)
     sec_per_byte = np.zeros(nops)
@@ -419,10 +431,12 @@ def build_step_cost(
             launch[i, on] = op.count * op.hops * link.latency_s
         else:
             sec_per_flop[i] = 1.0 / flop_rate[op.rate]
-            sec_per_byte[i] = 1.0 / (hw.hbm_bandwidth * res.memory_efficiency)
+            mem_eff = attn_mem if op.rate == ops_mod.RATE_ATTENTION else res.memory_efficiency
+            sec_per_byte[i] = 1.0 / (hw.hbm_bandwidth * mem_eff)
             launch[i, on] = op.count * op.kernels * res.kernel_launch_s
     launch[nops, _F.ONE] = params.step_overhead_s
     launch[nops, _F.B] = params.overhead_per_seq_s
+    launch[nops, _F.T] = params.overhead_per_token_s
     no_row = np.zeros((1, NUM_FEATURES))
     compute = np.concatenate([(flops + pad) * sec_per_flop[:, None], no_row]) + launch
     memory = np.concatenate([nbytes * sec_per_byte[:, None], no_row]) + launch

@@ -14,6 +14,7 @@ first step boundary after the arrival, exactly where a step-by-step run would fi
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,27 @@ class StepCost:
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+@dataclass(frozen=True)
+class Speculation:
+    """Speculative decoding on an instance: ``num_tokens`` drafts per decoding request, each
+    accepted with ``acceptance[i]`` given the previous ones were (i.i.d. when all equal).
+
+    A step verifies every decoding row's drafts in one target forward pass over k+1 tokens; the
+    accepted prefix plus one token from the target are emitted. ``draft_seconds(context_lens,
+    drafts)`` prices proposing the drafts of the decoding rows; with ``overlap`` the drafting
+    runs beside the target step (on the host), else before it.
+    """
+
+    num_tokens: int
+    acceptance: tuple[float, ...]
+    draft_seconds: Callable[[np.ndarray, np.ndarray], float]
+    overlap: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.acceptance) != self.num_tokens:
+            raise ValueError("one acceptance probability per speculative position")
+
+
 @dataclass
 class InFlight:
     """The step (or decode span) an instance is executing."""
@@ -56,9 +78,10 @@ class InFlight:
     start_s: float
     ends_s: np.ndarray
     """End time of each step of the span (one entry for an ordinary step)."""
-    context_tokens: int
+    context_tokens: np.ndarray
+    """KV context read by each step (summed over the batch)."""
     features: np.ndarray
-    """Cost-model features of the step (summed over a span's steps)."""
+    """Cost-model features of each step, shape (steps, features)."""
 
     @property
     def num_steps(self) -> int:
@@ -87,15 +110,32 @@ class Instance:
         kv: KVBlockManager,
         cost: StepCost,
         fast_forward: bool = True,
+        role: str = "mixed",
+        speculation: Speculation | None = None,
+        rng: np.random.Generator | None = None,
+        label: str = "",
     ):
+        if role not in ("mixed", "prefill", "decode"):
+            raise ValueError(f"unknown instance role {role!r}")
+        self.role = role
+        self.label = label
+        self.speculation = speculation
+        self.rng = rng if rng is not None else np.random.default_rng(instance_id)
         self.instance_id = instance_id
         self.config = config
         self.kv = kv
         self.cost = cost
-        self.fast_forward = fast_forward
+        # NOTE: speculative steps emit a random number of tokens, so spans are not fast-forwarded.
+        self.fast_forward = fast_forward and speculation is None
         self.waiting: deque[Request] = deque()
         self.running = RunningTable()
-        self.state = SchedulerState(self.waiting, self.running, kv)
+        self.state = SchedulerState(
+            self.waiting,
+            self.running,
+            kv,
+            prefill_only=role == "prefill",
+            num_speculative_tokens=speculation.num_tokens if speculation else 0,
+        )
         self.in_flight: InFlight | None = None
         self.version = 0
         """Bumped whenever the end time of the in-flight step changes (stale events are ignored)."""
@@ -147,13 +187,17 @@ class Instance:
         num_steps = self._span_length(batch) if self.fast_forward else 1
         if num_steps > 1:
             durations, features = self.cost.decode_span_with_features(context, num_steps)
-            context_tokens = int(context.sum()) * num_steps + len(rows) * (
-                num_steps * (num_steps - 1) // 2
-            )
+            context_tokens = int(context.sum()) + len(rows) * np.arange(num_steps)
         else:
             seconds, features = self.cost.step_with_features(new_tokens, context)
+            spec = self.speculation
+            if spec is not None and batch.spec is not None and batch.spec.any():
+                drafting = batch.spec[rows] > 0
+                draft = spec.draft_seconds(context[drafting], batch.spec[rows][drafting])
+                seconds = max(seconds, draft) if spec.overlap else seconds + draft
             durations = np.array([seconds])
-            context_tokens = int(context.sum())
+            context_tokens = np.array([int(context.sum())])
+            features = features[None, :]
         self.in_flight = InFlight(batch, now, now + np.cumsum(durations), context_tokens, features)
         self.version += 1
         return float(self.in_flight.ends_s[-1])
@@ -189,6 +233,13 @@ class Instance:
                 hi = mid
         return lo
 
+    def _accepted_drafts(self, drafts: np.ndarray) -> np.ndarray:
+        """Accepted draft tokens for rows that verified ``drafts`` tokens each."""
+        spec = self.speculation
+        assert spec is not None
+        u = self.rng.random((len(drafts), spec.num_tokens))
+        return _leading_successes(u, np.asarray(spec.acceptance), drafts)
+
     def complete_step(self) -> StepOutcome:
         """Commit the in-flight step's tokens; free and return the finished requests."""
         span = self.in_flight
@@ -206,15 +257,27 @@ class Instance:
         old_blocks_full = computed // bs
         had_output = tokens > prompt
 
+        spec_proposed = spec_accepted = spec_rows = 0
         if m == 1:
-            is_decode = (alloc == 1) & had_output & (tokens - computed == 1)
-            computed += alloc
+            spec = span.batch.spec if span.batch.spec is not None else np.zeros_like(alloc)
+            base = alloc - spec
+            is_decode = (base == 1) & had_output & (tokens - computed == 1)
+            computed += base
             emit = (alloc > 0) & (computed == tokens)
             gaps = end - last_token[emit & had_output]
             itl_values, itl_weights = _fold_gaps(gaps, end - span.start_s)
-            decode_tokens = int(np.count_nonzero(is_decode))
-            prefill_tokens = int(alloc.sum()) - decode_tokens
-            tokens += emit
+            emitted = emit.astype(np.int64)
+            verified = emit & (spec > 0)
+            if verified.any():
+                accepted = self._accepted_drafts(spec[verified])
+                computed[verified] += accepted
+                emitted[verified] += accepted
+                spec_proposed = int(spec[verified].sum())
+                spec_accepted = int(accepted.sum())
+                spec_rows = int(np.count_nonzero(verified))
+            decode_tokens = int(emitted[is_decode].sum())
+            prefill_tokens = int(base.sum()) - int(np.count_nonzero(is_decode))
+            tokens += emitted
         else:
             # A decode span: every row emits one token per step.
             computed += m
@@ -254,12 +317,22 @@ class Instance:
             batch_size=int(np.count_nonzero(alloc)),
             prefill_tokens=prefill_tokens,
             decode_tokens=decode_tokens,
-            context_tokens=span.context_tokens,
+            context_tokens=int(span.context_tokens[:m].sum()),
             num_preempted=span.batch.num_preempted,
             num_waiting=len(self.waiting),
             kv_usage=kv.usage,
+            spec_proposed=spec_proposed,
+            spec_accepted=spec_accepted,
+            spec_rows=spec_rows,
         )
-        return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, span.features)
+        features = span.features[:m].sum(axis=0)
+        return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, features)
+
+
+def _leading_successes(u: np.ndarray, p: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Per row, how many leading draws succeed (u < p), capped at ``limit``."""
+    ok = u < p[None, :]
+    return np.minimum(np.cumprod(ok, axis=1).sum(axis=1), limit)
 
 
 def _fold_gaps(gaps: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray]:

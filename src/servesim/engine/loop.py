@@ -29,6 +29,20 @@ ARRIVAL, WAKEUP, STEP_DONE = 0, 1, 2
 
 
 @dataclass(frozen=True)
+class Handoff:
+    """Prefill/decode disaggregation: where a request goes after its prefill instance.
+
+    When a request's prompt is done on a prefill instance, ``router`` picks a decode instance
+    and its KV cache travels there for ``transfer_seconds(request, source, target)``; on arrival
+    it joins the decode instance's queue with the prompt's KV already present.
+    """
+
+    decode_instances: Sequence[Instance]
+    router: Router
+    transfer_seconds: Callable[[Request, Instance, Instance], float]
+
+
+@dataclass(frozen=True)
 class Event:
     time: float
     priority: int
@@ -52,8 +66,11 @@ class Simulation:
         records: RunRecords,
         admission_check: AdmissionCheck | None = None,
         on_progress: Callable[[int], None] | None = None,
+        handoff: Handoff | None = None,
     ):
         self.instances = list(instances)
+        """Where new requests are routed (mixed or prefill instances)."""
+        self.handoff = handoff
         self.router = router
         self.sessions = sessions
         self.records = records
@@ -87,6 +104,8 @@ class Simulation:
             return self._on_wakeup(event.payload)
         if event.kind == "step_done":
             return self._on_step_done(event.payload, event.version)
+        if event.kind == "kv_arrival":
+            return self._on_kv_arrival(*event.payload)
         raise AssertionError(event.kind)
 
     def _push_all(self, events: list[Event]) -> None:
@@ -129,7 +148,10 @@ class Simulation:
             # The rest of the session depended on this turn's answer; it is dropped too.
             self.records.request_skipped(reason)
             return []
-        instance = self.router(req, self.instances)
+        return self._deliver(req, self.router(req, self.instances))
+
+    def _deliver(self, req: Request, instance: Instance) -> list[Event]:
+        """Queue ``req`` on ``instance``: wake it if idle, or cut its decode span short."""
         new_end = instance.enqueue(req, self.now)
         if new_end is not None:
             return [Event(new_end, STEP_DONE, "step_done", instance, instance.version)]
@@ -152,6 +174,9 @@ class Simulation:
             self.records.itl(outcome.itl_values, outcome.itl_weights)
         events: list[Event] = []
         for req in outcome.finished:
+            if instance.role == "prefill" and self.handoff is not None:
+                events.append(self._start_transfer(req, instance))
+                continue
             self.records.request_done(req)
             session = req.session
             nxt = req.turn + 1
@@ -162,6 +187,23 @@ class Simulation:
             self.on_progress(len(outcome.finished))
         events.extend(self._start_step(instance))
         return events
+
+    def _start_transfer(self, req: Request, source: Instance) -> Event:
+        handoff = self.handoff
+        assert handoff is not None
+        target = handoff.router(req, handoff.decode_instances)
+        seconds = handoff.transfer_seconds(req, source, target)
+        self.records.kv_transfer(seconds)
+        return Event(self.now + seconds, ARRIVAL, "kv_arrival", (req, target))
+
+    def _on_kv_arrival(self, req: Request, target: Instance) -> list[Event]:
+        # The decode instance holds the prompt's KV except the last token, which it recomputes
+        # to produce the first output token (as vLLM's disaggregated connectors do).
+        req.num_output_tokens = 0
+        req.num_computed_tokens = 0
+        req.num_external_tokens = req.prompt_tokens - 1
+        req.first_token_s = req.last_token_s = None
+        return self._deliver(req, target)
 
     def _start_step(self, instance: Instance) -> list[Event]:
         end = instance.start_step(self.now)

@@ -51,6 +51,9 @@ STEP_COLUMNS = (
     "num_preempted",
     "num_waiting",
     "kv_usage",
+    "spec_proposed",
+    "spec_accepted",
+    "spec_rows",
 )
 _STEP_INT = {
     "instance",
@@ -61,6 +64,9 @@ _STEP_INT = {
     "context_tokens",
     "num_preempted",
     "num_waiting",
+    "spec_proposed",
+    "spec_accepted",
+    "spec_rows",
 }
 
 
@@ -84,6 +90,12 @@ class StepRecord:
     num_preempted: int
     num_waiting: int
     kv_usage: float
+    spec_proposed: int = 0
+    """Draft tokens verified (speculative decoding)."""
+    spec_accepted: int = 0
+    """Draft tokens accepted."""
+    spec_rows: int = 0
+    """Requests that verified drafts."""
 
 
 class RunRecords:
@@ -99,6 +111,8 @@ class RunRecords:
         self.num_step_features = 0
         self.itl_values = array("d")
         self.itl_weights = array("q")
+        self.num_kv_transfers = 0
+        self.kv_transfer_seconds = 0.0
         self.num_skipped = 0
         self.skipped_reasons: dict[str, int] = {}
 
@@ -116,6 +130,10 @@ class RunRecords:
         r["output_tokens"].append(req.num_output_tokens)
         r["cached_tokens"].append(req.num_cached_tokens)
         r["preemptions"].append(req.num_preemptions)
+
+    def kv_transfer(self, seconds: float) -> None:
+        self.num_kv_transfers += 1
+        self.kv_transfer_seconds += seconds
 
     def request_skipped(self, reason: str) -> None:
         self.num_skipped += 1
@@ -137,6 +155,9 @@ class RunRecords:
         s["num_preempted"].append(rec.num_preempted)
         s["num_waiting"].append(rec.num_waiting)
         s["kv_usage"].append(rec.kv_usage)
+        s["spec_proposed"].append(rec.spec_proposed)
+        s["spec_accepted"].append(rec.spec_accepted)
+        s["spec_rows"].append(rec.spec_rows)
 
     def itl(self, values: np.ndarray, weights: np.ndarray) -> None:
         self.itl_values.extend(values.tolist())

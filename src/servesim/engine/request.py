@@ -34,6 +34,9 @@ class Request:
     num_cached_tokens: int = 0
     """Prompt tokens found in the prefix cache when the request was first scheduled."""
     num_preemptions: int = 0
+    num_external_tokens: int = 0
+    """Tokens whose KV arrives from elsewhere (a prefill instance, under P/D disaggregation):
+    on admission they count as computed without being computed here."""
     block_ids: list[int] = field(default_factory=list)
     """Shared (content-named) KV blocks held, in order; they come before private ones."""
     num_private_blocks: int = 0

@@ -103,11 +103,12 @@ class RunningTable:
             new[: len(old)] = old
             setattr(self, name, new)
 
-    def append(self, req: Request, shareable: int = 0) -> None:
+    def append(self, req: Request, shareable: int = 0, max_out: int | None = None) -> None:
         """Add ``req`` at the end (the newest request, first to be preempted).
 
         ``shareable``: how many of its leading blocks can be shared (the rest are private,
-        and growing into them is pure counting, done here in bulk).
+        and growing into them is pure counting, done here in bulk). ``max_out`` overrides the
+        request's output length here (a prefill instance stops after the first token).
         """
         i = len(self.reqs)
         if i == self._cap:
@@ -116,7 +117,7 @@ class RunningTable:
         self._computed[i] = req.num_computed_tokens
         self._tokens[i] = req.num_tokens
         self._prompt[i] = req.prompt_tokens
-        self._max_out[i] = req.max_output_tokens
+        self._max_out[i] = req.max_output_tokens if max_out is None else max_out
         self._nblocks[i] = req.num_blocks
         self._nshared[i] = len(req.block_ids)
         self._shareable[i] = shareable

@@ -99,6 +99,8 @@ class ScheduledBatch:
     """New tokens per running row this step (0 = not scheduled)."""
     num_preempted: int
     num_admitted: int
+    spec: np.ndarray | None = None
+    """Draft tokens verified per row (included in ``alloc``); None = no speculation."""
 
     @property
     def rows(self) -> np.ndarray:
@@ -120,6 +122,10 @@ class SchedulerState:
     waiting: deque[Request]
     running: RunningTable
     kv: KVBlockManager
+    prefill_only: bool = False
+    """A prefill instance (P/D disaggregation): a request is done here after its first token."""
+    num_speculative_tokens: int = 0
+    """Draft tokens proposed per decoding request per step (0 = no speculative decoding)."""
 
 
 def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> ScheduledBatch:
@@ -127,6 +133,8 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     knobs = policy_knobs(cfg)
     run = state.running
     need = run.tokens - run.computed
+    spec = speculative_tokens(state, need)
+    need = need + spec
     if cfg.long_prefill_token_threshold is not None:
         need = np.minimum(need, cfg.long_prefill_token_threshold)
     order = np.argsort(need > 1, kind="stable") if knobs.decodes_first else None
@@ -139,7 +147,25 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
         num_admitted = len(extra)
         if extra:
             alloc = np.concatenate([alloc, np.asarray(extra, dtype=np.int64)])
-    return ScheduledBatch(alloc=alloc, num_preempted=num_preempted, num_admitted=num_admitted)
+    # Preemption drops rows from the end; admission appends rows that verify no drafts.
+    kept = len(alloc) - num_admitted
+    spec = np.concatenate([spec[:kept], np.zeros(num_admitted, dtype=np.int64)])
+    # A decode row squeezed by the budget verifies fewer draft tokens.
+    spec = np.minimum(spec, np.maximum(alloc - 1, 0))
+    return ScheduledBatch(
+        alloc=alloc, num_preempted=num_preempted, num_admitted=num_admitted, spec=spec
+    )
+
+
+def speculative_tokens(state: SchedulerState, need: np.ndarray) -> np.ndarray:
+    """Draft tokens each running row verifies this step: k for a decoding row, fewer near its
+    last output token (no drafts past max tokens), none for rows still prefilling."""
+    k = state.num_speculative_tokens
+    run = state.running
+    if k == 0:
+        return np.zeros(len(need), dtype=np.int64)
+    left = run.max_out - (run.tokens - run.prompt) - 1
+    return np.where(need == 1, np.clip(left, 0, k), 0)
 
 
 def _share_budget(need: np.ndarray, budget: float, order: np.ndarray | None) -> np.ndarray:
@@ -228,7 +254,8 @@ def _admit(
     while waiting and budget > 0 and len(run) < cfg.max_num_seqs:
         req = waiting[0]
         hits = kv.find_cached_prefix(req)
-        computed = hits.num_blocks * kv.block_size
+        cached = hits.num_blocks * kv.block_size
+        computed = max(cached, req.num_external_tokens)
         n = req.num_tokens - computed
         if knobs.chunked:
             n = int(min(n, budget))
@@ -244,10 +271,12 @@ def _admit(
         kv.take_cached(req, hits)
         kv.allocate(req, computed + n)
         req.num_computed_tokens = computed
+        req.num_external_tokens = 0  # the KV is here now; a preemption recomputes it
         if req.first_scheduled_s is None:
             req.first_scheduled_s = now
-            req.num_cached_tokens = computed
-        run.append(req, shareable_blocks(req, kv.block_size) if kv.enable_prefix_caching else 0)
+            req.num_cached_tokens = cached
+        shareable = shareable_blocks(req, kv.block_size) if kv.enable_prefix_caching else 0
+        run.append(req, shareable, max_out=1 if state.prefill_only else None)
         granted.append(n)
         budget -= n
     return granted
