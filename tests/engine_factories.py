@@ -77,6 +77,8 @@ def run_sessions(
     fast_forward=True,
     num_instances=1,
     router="round_robin",
+    cpu_blocks=0,
+    load_seconds=0.0,
     **sched,
 ):
     """Run ``sessions`` to completion; returns (records, instances, simulation)."""
@@ -86,9 +88,10 @@ def run_sessions(
         Instance(
             i,
             cfg,
-            KVBlockManager(num_blocks, block_size, cfg.enable_prefix_caching),
+            KVBlockManager(num_blocks, block_size, cfg.enable_prefix_caching, cpu_blocks),
             cost,
             fast_forward=fast_forward,
+            kv_load_seconds_per_block=load_seconds,
         )
         for i in range(num_instances)
     ]

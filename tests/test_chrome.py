@@ -34,18 +34,37 @@ def good_events() -> list[dict]:
 
 def test_constructors_spell_the_format():
     x = chrome.complete("a", 1.5, 2.0, 3, 4, cat="c", args={"k": 1})
-    assert x == {"name": "a", "ph": "X", "ts": 1.5, "dur": 2.0, "pid": 3, "tid": 4, "cat": "c",
-                 "args": {"k": 1}}
+    assert x == {
+        "name": "a",
+        "ph": "X",
+        "ts": 1.5,
+        "dur": 2.0,
+        "pid": 3,
+        "tid": 4,
+        "cat": "c",
+        "args": {"k": 1},
+    }
     assert "cat" not in chrome.complete("a", 0, 0, 1, 1)
     assert "args" not in chrome.begin("a", 0, 1, 1)
     b = chrome.async_begin("r", 9, 1.0, 2, cat="request")
     e = chrome.async_end("r", 9, 2.0, 2, cat="request", tid=5)
     assert (b["ph"], b["id"], b["cat"], "tid" in b) == ("b", 9, "request", False)
     assert (e["ph"], e["tid"]) == ("e", 5)
-    assert chrome.counter("kv", 1.0, 2, {"used": 3}) == {"name": "kv", "ph": "C", "ts": 1.0,
-                                                        "pid": 2, "args": {"used": 3}}
-    assert chrome.thread_name(1, 2, "t") == {"name": "thread_name", "ph": "M", "ts": 0, "pid": 1,
-                                             "tid": 2, "args": {"name": "t"}}
+    assert chrome.counter("kv", 1.0, 2, {"used": 3}) == {
+        "name": "kv",
+        "ph": "C",
+        "ts": 1.0,
+        "pid": 2,
+        "args": {"used": 3},
+    }
+    assert chrome.thread_name(1, 2, "t") == {
+        "name": "thread_name",
+        "ph": "M",
+        "ts": 0,
+        "pid": 1,
+        "tid": 2,
+        "args": {"name": "t"},
+    }
     assert chrome.end(3.0, 1, 2)["ph"] == "E" and "name" not in chrome.end(3.0, 1, 2)
     assert chrome.instant("i", 1.0, 1, 2)["s"] == "t"
 
@@ -95,8 +114,13 @@ def test_load_trace_accepts_both_forms(tmp_path):
         ([chrome.begin("a", 0, 1, 1), chrome.end(1, 1, 1, name="b")], "different name"),
         ([chrome.async_begin("r", 1, 0, 1, cat="req")], "b never closed"),
         ([chrome.async_end("r", 1, 0, 1, cat="req")], "e with no open b"),
-        ([chrome.async_begin("r", 1, 0, 1, cat="req"),
-          chrome.async_end("r", 1, 1, 1, cat="other")], "e with no open b"),
+        (
+            [
+                chrome.async_begin("r", 1, 0, 1, cat="req"),
+                chrome.async_end("r", 1, 1, 1, cat="other"),
+            ],
+            "e with no open b",
+        ),
         ([{"name": "r", "ph": "b", "id": 1, "ts": 0, "pid": 1}], "need a cat"),
         ([{"name": "r", "ph": "b", "cat": "c", "ts": 0, "pid": 1}], "need an integer or string id"),
         ([chrome.counter("c", 0, 1, {})], "at least one series"),
@@ -123,10 +147,13 @@ def test_validator_rejects_display_time_unit_and_array_form():
 
 
 def test_overlaps_on_different_rows_and_rounding_slack_are_fine():
-    events = [chrome.complete("a", 0, 10, 1, 1), chrome.complete("b", 5, 10, 1, 2),
-              chrome.complete("c", 5, 10, 2, 1),
-              chrome.complete("parent", 100.0, 0.3, 1, 1),
-              chrome.complete("child", 100.1, 0.2000001, 1, 1)]
+    events = [
+        chrome.complete("a", 0, 10, 1, 1),
+        chrome.complete("b", 5, 10, 1, 2),
+        chrome.complete("c", 5, 10, 2, 1),
+        chrome.complete("parent", 100.0, 0.3, 1, 1),
+        chrome.complete("child", 100.1, 0.2000001, 1, 1),
+    ]
     assert chrome.validate_trace(trace(*events)) == []
 
 

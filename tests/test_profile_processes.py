@@ -20,8 +20,9 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.fixture
 def prof_dir(tmp_path):
     directory = tmp_path / "prof"
-    profile.configure(enabled=True, directory=directory, sample=1.0, flush_every=100_000,
-                      flush_interval_s=3600)
+    profile.configure(
+        enabled=True, directory=directory, sample=1.0, flush_every=100_000, flush_interval_s=3600
+    )
     yield directory
     profile.configure(enabled=False, flush_every=4096, flush_interval_s=1.0)
 
@@ -81,8 +82,10 @@ def test_multiprocessing_fork_worker_flushes_at_exit(prof_dir):
         assert p.exitcode == 0
     by_pid = fragments(prof_dir)
     assert set(by_pid) == {p.pid for p in procs}
-    assert sorted(r["args"]["k"] for p in procs for r in by_pid[p.pid] if r["type"] == "event") \
-        == [0, 1]
+    assert sorted(r["args"]["k"] for p in procs for r in by_pid[p.pid] if r["type"] == "event") == [
+        0,
+        1,
+    ]
 
 
 def test_spawned_program_follows_the_environment(tmp_path):
@@ -102,6 +105,11 @@ def test_spawned_program_follows_the_environment(tmp_path):
 
 def test_program_without_the_variable_leaves_no_files(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVESIM_PROFILE")}
-    subprocess.run([sys.executable, "-c", "from servesim.profile import span\n"
-                    "with span('x'):\n    pass"], env=env, cwd=tmp_path, check=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", "from servesim.profile import span\nwith span('x'):\n    pass"],
+        env=env,
+        cwd=tmp_path,
+        check=True,
+        timeout=60,
+    )
     assert list(tmp_path.iterdir()) == []

@@ -12,8 +12,14 @@ from servesim.scenario import build_scenario
 
 
 def run(**fields):
-    base = {"workload": {"num_requests": 200, "input_len": 1024, "output_len": 64,
-                         "arrival": {"kind": "poisson", "rate": 10}}}
+    base = {
+        "workload": {
+            "num_requests": 200,
+            "input_len": 1024,
+            "output_len": 64,
+            "arrival": {"kind": "poisson", "rate": 10},
+        }
+    }
     base.update(fields)
     return simulate(build_scenario(base))
 
@@ -21,8 +27,12 @@ def run(**fields):
 def test_disaggregation_removes_prefill_interference_from_tpot():
     # Same GPUs (2): colocated replicas vs one prefill + one decode instance, prompts long
     # enough that prefill chunks stall co-running decodes.
-    wl = {"num_requests": 300, "input_len": 4000, "output_len": 128,
-          "arrival": {"kind": "poisson", "rate": 6}}
+    wl = {
+        "num_requests": 300,
+        "input_len": 4000,
+        "output_len": 128,
+        "arrival": {"kind": "poisson", "rate": 6},
+    }
     colocated = simulate(build_scenario({"replicas": 2, "workload": wl})).summary
     disagg = simulate(build_scenario({"disaggregate": "1:1", "workload": wl})).summary
     assert disagg["num_gpus"] == colocated["num_gpus"] == 2
@@ -31,11 +41,19 @@ def test_disaggregation_removes_prefill_interference_from_tpot():
 
 
 def test_disaggregated_ttft_is_prefill_plus_transfer_plus_one_decode_step():
-    s = simulate(build_scenario({
-        "disaggregate": "1:1",
-        "workload": {"num_requests": 1, "input_len": 2048, "output_len": 4,
-                     "arrival": {"kind": "burst"}},
-    }))
+    s = simulate(
+        build_scenario(
+            {
+                "disaggregate": "1:1",
+                "workload": {
+                    "num_requests": 1,
+                    "input_len": 2048,
+                    "output_len": 4,
+                    "arrival": {"kind": "burst"},
+                },
+            }
+        )
+    )
     model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
     cost = build_step_cost(model, hw, Parallelism(), CostParams())
     prefill = cost.step_seconds(np.array([2048]), np.array([0]))
@@ -57,8 +75,9 @@ def test_speculation_at_zero_acceptance_is_slower_and_at_high_acceptance_faster(
 
 def test_speculation_emits_the_expected_tokens_per_verify_step():
     alpha, k = 0.6, 4
-    s = run(speculative={"method": "ngram", "acceptance_rate": alpha,
-                         "num_speculative_tokens": k}).summary
+    s = run(
+        speculative={"method": "ngram", "acceptance_rate": alpha, "num_speculative_tokens": k}
+    ).summary
     expected = (1 - alpha ** (k + 1)) / (1 - alpha)  # accepted prefix + the target's token
     # Requests near their last token verify fewer drafts, so slightly fewer tokens per step.
     assert s["spec_tokens_per_verify_step"] == pytest.approx(expected, rel=0.06)
@@ -87,27 +106,42 @@ def test_cpu_verify_overlaps_drafting_with_the_target_step():
 def test_replicas_share_load_and_cut_latency_under_pressure():
     wl = {"num_requests": 400, "preset": "conversation", "arrival": {"kind": "poisson", "rate": 30}}
     one = simulate(build_scenario({"workload": wl})).summary
-    two = simulate(build_scenario({"workload": wl, "replicas": 2,
-                                   "router": "least_outstanding"})).summary
+    two = simulate(
+        build_scenario({"workload": wl, "replicas": 2, "router": "least_outstanding"})
+    ).summary
     assert two["median_ttft_ms"] < one["median_ttft_ms"]
     assert [p["completed"] for p in two["per_instance"]] == pytest.approx([200, 200], abs=30)
 
 
 def test_prefix_affinity_router_keeps_shared_prefixes_on_one_replica():
-    wl = {"num_requests": 300, "input_len": 200, "output_len": 16, "prefix_groups": 4,
-          "prefix_len": 2048, "arrival": {"kind": "poisson", "rate": 20}}
+    wl = {
+        "num_requests": 300,
+        "input_len": 200,
+        "output_len": 16,
+        "prefix_groups": 4,
+        "prefix_len": 2048,
+        "arrival": {"kind": "poisson", "rate": 20},
+    }
     rr = simulate(build_scenario({"workload": wl, "replicas": 4, "router": "round_robin"}))
     pa = simulate(build_scenario({"workload": wl, "replicas": 4, "router": "prefix_affinity"}))
     assert pa.summary["prefix_cache_hit_rate"] > rr.summary["prefix_cache_hit_rate"]
 
 
 def test_heterogeneous_fleet_reports_each_instance():
-    s = simulate(build_scenario({
-        "instances": [{"hardware": "H100", "count": 1}, {"hardware": "A100", "count": 1}],
-        "router": "round_robin",
-        "workload": {"num_requests": 200, "input_len": 1024, "output_len": 64,
-                     "arrival": {"kind": "poisson", "rate": 8}},
-    })).summary
+    s = simulate(
+        build_scenario(
+            {
+                "instances": [{"hardware": "H100", "count": 1}, {"hardware": "A100", "count": 1}],
+                "router": "round_robin",
+                "workload": {
+                    "num_requests": 200,
+                    "input_len": 1024,
+                    "output_len": 64,
+                    "arrival": {"kind": "poisson", "rate": 8},
+                },
+            }
+        )
+    ).summary
     h100, a100 = s["per_instance"]
     assert (h100["hardware"], a100["hardware"]) == ("H100", "A100-80GB")
     assert h100["completed"] == a100["completed"] == 100
@@ -127,8 +161,9 @@ def test_fp8_weights_decode_faster_and_fp8_kv_doubles_capacity():
     fp8 = run(weight_dtype="fp8")
     assert fp8.summary["mean_tpot_ms"] < bf16.summary["mean_tpot_ms"]
     kv8 = run(kv_dtype="fp8")
-    assert kv8.memory.kv_capacity_tokens == pytest.approx(2 * bf16.memory.kv_capacity_tokens,
-                                                          rel=0.01)
+    assert kv8.memory.kv_capacity_tokens == pytest.approx(
+        2 * bf16.memory.kv_capacity_tokens, rel=0.01
+    )
 
 
 def test_a_dtype_the_gpu_cannot_run_is_refused():
@@ -151,3 +186,20 @@ def test_roles_must_form_a_deployment():
         run(instances=[{"role": "decode"}])
     with pytest.raises(ServesimError, match="P:D"):
         run(disaggregate="2")
+
+
+def test_kv_offload_keeps_evicted_prefixes_in_cpu_memory():
+    wl = {
+        "num_requests": 400,
+        "input_len": 200,
+        "output_len": 32,
+        "prefix_groups": 40,
+        "prefix_len": 3000,
+        "arrival": {"kind": "poisson", "rate": 25},
+    }
+    small = {"gpu_memory_utilization": 0.25}
+    off = simulate(build_scenario({"workload": wl, "scheduler": small})).summary
+    on = simulate(build_scenario({"workload": wl, "scheduler": small, "kv_offload": True})).summary
+    assert on["prefix_cache_hit_rate"] > off["prefix_cache_hit_rate"] + 0.3
+    assert on["median_ttft_ms"] < off["median_ttft_ms"]
+    assert on["kv_offload_loaded_blocks"] > 0

@@ -24,20 +24,31 @@ SERVESIM = Path(sys.executable).parent / "servesim"
 @pytest.fixture
 def prof_dir(tmp_path):
     directory = tmp_path / "prof"
-    profile.configure(enabled=True, directory=directory, sample=1.0, flush_every=100_000,
-                      flush_interval_s=3600)
+    profile.configure(
+        enabled=True, directory=directory, sample=1.0, flush_every=100_000, flush_interval_s=3600
+    )
     yield directory
     profile.configure(enabled=False, flush_every=4096, flush_interval_s=1.0)
 
 
-def write_fragment(directory: Path, pid: int, lines: list, *, host="h", start=1000,
-                   key=None, tail: str = "") -> Path:
+def write_fragment(
+    directory: Path, pid: int, lines: list, *, host="h", start=1000, key=None, tail: str = ""
+) -> Path:
     """A hand-written fragment: header first, then ``lines`` (dicts or raw strings)."""
     directory.mkdir(parents=True, exist_ok=True)
-    header = {"type": "fragment", "version": 1, "host": host, "pid": pid, "ppid": 1,
-              "process": key or f"{host}:{pid}:{start}", "start_unix_ns": start,
-              "clock_unix_ns": 10_000_000_000, "clock_perf_ns": 5_000_000_000,
-              "argv0": "server.py", "forked_from": None}
+    header = {
+        "type": "fragment",
+        "version": 1,
+        "host": host,
+        "pid": pid,
+        "ppid": 1,
+        "process": key or f"{host}:{pid}:{start}",
+        "start_unix_ns": start,
+        "clock_unix_ns": 10_000_000_000,
+        "clock_perf_ns": 5_000_000_000,
+        "argv0": "server.py",
+        "forked_from": None,
+    }
     text = "\n".join(json.dumps(x) if isinstance(x, dict) else x for x in [header, *lines])
     path = directory / f"{host}-{pid}-{start}.jsonl"
     path.write_text(text + "\n" + tail)
@@ -45,8 +56,15 @@ def write_fragment(directory: Path, pid: int, lines: list, *, host="h", start=10
 
 
 def x_event(name, ts_ns, dur_ns, tid=1, **extra):
-    return {"type": "event", "ph": "X", "name": name, "ts_ns": ts_ns, "dur_ns": dur_ns,
-            "tid": tid, **extra}
+    return {
+        "type": "event",
+        "ph": "X",
+        "name": name,
+        "ts_ns": ts_ns,
+        "dur_ns": dur_ns,
+        "tid": tid,
+        **extra,
+    }
 
 
 def load(path: Path) -> dict:
@@ -56,8 +74,11 @@ def load(path: Path) -> dict:
 
 
 def metadata(obj: dict, name: str) -> dict:
-    return {(e["pid"], e["tid"]): e["args"]["name"] for e in obj["traceEvents"]
-            if e["ph"] == "M" and e["name"] == name}
+    return {
+        (e["pid"], e["tid"]): e["args"]["name"]
+        for e in obj["traceEvents"]
+        if e["ph"] == "M" and e["name"] == name
+    }
 
 
 def slices(obj: dict) -> list[dict]:
@@ -90,8 +111,9 @@ def test_profiled_run_merges_into_a_valid_trace(prof_dir, tmp_path):
     asyncio.run(main())
     start = time.perf_counter()
     time.sleep(0.003)
-    profile.step(0, start, time.perf_counter() - start, 2, 64, 0, 64,
-                 {"schedule": 0.0005, "forward": 0.002})
+    profile.step(
+        0, start, time.perf_counter() - start, 2, 64, 0, 64, {"schedule": 0.0005, "forward": 0.002}
+    )
     profile.counter("kv_cache", used=0.1)
     profile.set_process_name("engine-0")  # after the first events: still wins
     profile.flush()
@@ -102,7 +124,8 @@ def test_profiled_run_merges_into_a_valid_trace(prof_dir, tmp_path):
     obj = load(out)
     assert (report.files, report.processes, report.steps, report.skipped_lines) == (1, 1, 1, 0)
     assert report.bytes == out.stat().st_size and report.events == sum(
-        1 for e in obj["traceEvents"] if e["ph"] != "M")
+        1 for e in obj["traceEvents"] if e["ph"] != "M"
+    )
     pid = os.getpid()
     assert metadata(obj, "process_name") == {(pid, 0): "engine-0"}
     threads = metadata(obj, "thread_name")
@@ -128,8 +151,12 @@ def test_profiled_run_merges_into_a_valid_trace(prof_dir, tmp_path):
 
 def test_truncated_last_line_is_skipped_and_counted(tmp_path):
     frag = tmp_path / "frag"
-    write_fragment(frag, 11, [x_event("a", 10_000_000_000, 5_000)],
-                   tail='{"type":"event","ph":"X","name":"cut sh')
+    write_fragment(
+        frag,
+        11,
+        [x_event("a", 10_000_000_000, 5_000)],
+        tail='{"type":"event","ph":"X","name":"cut sh',
+    )
     report = merge_fragments(frag, tmp_path / "t.json")
     obj = load(tmp_path / "t.json")
     assert report.skipped_lines == 1
@@ -139,19 +166,30 @@ def test_truncated_last_line_is_skipped_and_counted(tmp_path):
 
 def test_malformed_lines_anywhere_are_skipped(tmp_path):
     frag = tmp_path / "frag"
-    write_fragment(frag, 11, [
-        "not json",
-        "[1, 2]",
-        {"type": "mystery"},
-        {"type": "event", "ph": "X", "name": "no dur", "ts_ns": 1, "tid": 1},
-        {"type": "event", "ph": "X", "name": "neg", "ts_ns": 1, "dur_ns": -5, "tid": 1},
-        {"type": "step", "step": 1},
-        {"type": "event", "ph": "C", "name": "c", "ts_ns": 1, "args": {"v": "high"}},
-        {"type": "event", "ph": "X", "name": "x", "ts_ns": 1, "dur_ns": 1, "tid": 1,
-         "args": [1]},
-        x_event("ok", 10_000_000_000, 1_000),
-        "",
-    ])
+    write_fragment(
+        frag,
+        11,
+        [
+            "not json",
+            "[1, 2]",
+            {"type": "mystery"},
+            {"type": "event", "ph": "X", "name": "no dur", "ts_ns": 1, "tid": 1},
+            {"type": "event", "ph": "X", "name": "neg", "ts_ns": 1, "dur_ns": -5, "tid": 1},
+            {"type": "step", "step": 1},
+            {"type": "event", "ph": "C", "name": "c", "ts_ns": 1, "args": {"v": "high"}},
+            {
+                "type": "event",
+                "ph": "X",
+                "name": "x",
+                "ts_ns": 1,
+                "dur_ns": 1,
+                "tid": 1,
+                "args": [1],
+            },
+            x_event("ok", 10_000_000_000, 1_000),
+            "",
+        ],
+    )
     report = merge_fragments(frag, tmp_path / "t.json")
     assert report.skipped_lines == 8
     assert [e["name"] for e in slices(load(tmp_path / "t.json"))] == ["ok"]
@@ -172,12 +210,28 @@ def test_processes_with_the_same_pid_stay_apart(tmp_path):
 
 def test_fragments_of_one_process_join_and_last_name_wins(tmp_path):
     frag = tmp_path / "frag"
-    write_fragment(frag, 5, [{"type": "process", "name": "first"},
-                             {"type": "thread", "tid": 1, "name": "old"},
-                             x_event("a", 10_000_000_000, 10)], start=1, key="k")
-    write_fragment(frag, 5, [{"type": "thread", "tid": 1, "name": "new"},
-                             x_event("b", 10_000_001_000, 10),
-                             {"type": "process", "name": "second"}], start=2, key="k")
+    write_fragment(
+        frag,
+        5,
+        [
+            {"type": "process", "name": "first"},
+            {"type": "thread", "tid": 1, "name": "old"},
+            x_event("a", 10_000_000_000, 10),
+        ],
+        start=1,
+        key="k",
+    )
+    write_fragment(
+        frag,
+        5,
+        [
+            {"type": "thread", "tid": 1, "name": "new"},
+            x_event("b", 10_000_001_000, 10),
+            {"type": "process", "name": "second"},
+        ],
+        start=2,
+        key="k",
+    )
     report = merge_fragments(frag, tmp_path / "t.json")
     obj = load(tmp_path / "t.json")
     assert (report.files, report.processes) == (2, 1)
@@ -187,17 +241,28 @@ def test_fragments_of_one_process_join_and_last_name_wins(tmp_path):
 
 def test_steps_become_slices_phases_and_counters(tmp_path):
     frag = tmp_path / "frag"
-    step = {"type": "step", "step": 3, "start_s": 5.0, "duration_s": 0.01, "batch_size": 4,
-            "prefill_tokens": 100, "decode_tokens": 3, "context_tokens": 900,
-            "phases": {"schedule": 0.001, "forward": 0.008}}
+    step = {
+        "type": "step",
+        "step": 3,
+        "start_s": 5.0,
+        "duration_s": 0.01,
+        "batch_size": 4,
+        "prefill_tokens": 100,
+        "decode_tokens": 3,
+        "context_tokens": 900,
+        "phases": {"schedule": 0.001, "forward": 0.008},
+    }
     too_long = {**step, "step": 4, "start_s": 5.02, "phases": {"a": 0.02}}
     write_fragment(frag, 9, [x_event("span", 10_000_000_000, 10), too_long, step])
     merge_fragments(frag, tmp_path / "t.json", steps_path=tmp_path / "steps.jsonl")
     obj = load(tmp_path / "t.json")
     on_steps = [e for e in slices(obj) if e["tid"] == STEPS_TID]
     assert [(e["name"], e["ts"], e["dur"]) for e in on_steps] == [
-        ("step 3", 0.0, 10_000.0), ("schedule", 0.0, 1000.0), ("forward", 1000.0, 8000.0),
-        ("step 4", 20_000.0, 10_000.0)]  # phases that do not fit stay in args only
+        ("step 3", 0.0, 10_000.0),
+        ("schedule", 0.0, 1000.0),
+        ("forward", 1000.0, 8000.0),
+        ("step 4", 20_000.0, 10_000.0),
+    ]  # phases that do not fit stay in args only
     assert on_steps[-1]["args"]["phases_s"] == {"a": 0.02}
     counters = [(e["name"], e["args"]) for e in obj["traceEvents"] if e["ph"] == "C"]
     assert ("batch_size", {"sequences": 4}) in counters
@@ -208,9 +273,17 @@ def test_steps_become_slices_phases_and_counters(tmp_path):
 
 def test_unix_second_step_starts_are_understood(tmp_path):
     frag = tmp_path / "frag"
-    step = {"type": "step", "step": 0, "start_s": 1_700_000_000.5, "duration_s": 0.01,
-            "batch_size": 1, "prefill_tokens": 1, "decode_tokens": 0, "context_tokens": 1,
-            "phases": {}}
+    step = {
+        "type": "step",
+        "step": 0,
+        "start_s": 1_700_000_000.5,
+        "duration_s": 0.01,
+        "batch_size": 1,
+        "prefill_tokens": 1,
+        "decode_tokens": 0,
+        "context_tokens": 1,
+        "phases": {},
+    }
     write_fragment(frag, 9, [x_event("span", 1_700_000_000_000_000_000, 10), step])
     merge_fragments(frag, tmp_path / "t.json")
     by_name = {e["name"]: e for e in slices(load(tmp_path / "t.json"))}

@@ -30,7 +30,7 @@ from servesim.engine.request import Request
 from servesim.engine.router import make_router
 from servesim.engine.scheduler import SchedulerConfig
 from servesim.errors import ServesimError
-from servesim.hardware import Hardware, load_hardware
+from servesim.hardware import Hardware, Link, load_hardware
 from servesim.metrics import SLO, summarize
 from servesim.model import ModelSpec, load_model
 from servesim.scenario import InstanceGroup, Scenario, instance_groups
@@ -122,14 +122,27 @@ def _build_groups(
         speculation = None
         if scenario.speculative is not None and group.role != "prefill":
             speculation = build_speculation(scenario.speculative, model, hardware, par, params)
+        cpu_blocks, load_s = _offload_tier(scenario, hardware, memory, par)
         instances = []
         for _ in range(group.count):
-            kv = KVBlockManager(memory.num_kv_blocks, sched.block_size, sched.enable_prefix_caching)
-            label = f"{group.role} {hardware.name} TP{par.tp}" + (f" PP{par.pp}" if par.pp > 1 else "")
+            kv = KVBlockManager(
+                memory.num_kv_blocks, sched.block_size, sched.enable_prefix_caching, cpu_blocks
+            )
+            label = f"{group.role} {hardware.name} TP{par.tp}" + (
+                f" PP{par.pp}" if par.pp > 1 else ""
+            )
             instances.append(
                 Instance(
-                    next_id, config, kv, cost, fast_forward=scenario.fast_forward,
-                    role=group.role, speculation=speculation, rng=rng.spawn(1)[0], label=label,
+                    next_id,
+                    config,
+                    kv,
+                    cost,
+                    fast_forward=scenario.fast_forward,
+                    role=group.role,
+                    speculation=speculation,
+                    rng=rng.spawn(1)[0],
+                    label=label,
+                    kv_load_seconds_per_block=load_s,
                 )  # fmt: skip
             )
             next_id += 1
@@ -142,6 +155,27 @@ def _build_groups(
             fix="use only mixed instances, or prefill and decode instances together",
         )
     return runtimes
+
+
+DEFAULT_HOST_LINK = Link("PCIe Gen5 x16 (default)", 50e9, 10e-6)
+"""Used when a hardware spec names no host link: ~50 GB/s achievable per direction."""
+
+
+def _offload_tier(
+    scenario: Scenario, hardware: Hardware, memory: MemoryPlan, par: Parallelism
+) -> tuple[int, float]:
+    """(CPU-tier blocks, seconds to load one block back) for KV offload; (0, 0) when off.
+
+    Each GPU keeps its shard of a block in host memory and loads it over its own host link,
+    so a block comes back in the time one shard takes.
+    """
+    if not scenario.kv_offload:
+        return 0, 0.0
+    shard = scenario.scheduler.block_size * memory.kv_bytes_per_token
+    gpus = par.tp * par.pp
+    blocks = int(scenario.cpu_kv_cache_gib * 2**30 // (shard * gpus))
+    link = getattr(hardware, "host_link", None) or DEFAULT_HOST_LINK
+    return blocks, shard / link.bandwidth
 
 
 def _kv_transfer(scenario: Scenario, model: ModelSpec, runtimes: list[InstanceGroupRuntime]):
@@ -221,7 +255,9 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
             "prefix_cache_hit_rate": float(
                 requests["cached_tokens"].sum() / max(1, requests["input_tokens"].sum())
             ),
-            "kv_cache_peak_usage": float(steps["kv_usage"].max()) if len(steps["kv_usage"]) else 0.0,
+            "kv_cache_peak_usage": float(steps["kv_usage"].max())
+            if len(steps["kv_usage"])
+            else 0.0,
             "num_gpus": sum(g.gpus_per_instance * len(g.instances) for g in runtimes),
             "num_events": sim.num_events,
             "sim_wall_s": wall,
@@ -230,9 +266,16 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
     step_extra, utilisation = _step_work(runtimes, records, steps, summary["duration"])
     summary.update(utilisation)
     summary["per_instance"] = _per_instance(runtimes, requests, steps, summary["duration"])
+    loaded = sum(i.kv.num_loaded_blocks for g in runtimes for i in g.instances)
+    spilled = sum(i.kv.num_spilled_blocks for g in runtimes for i in g.instances)
+    if scenario.kv_offload:
+        summary["kv_offload_spilled_blocks"] = spilled
+        summary["kv_offload_loaded_blocks"] = loaded
     if records.num_kv_transfers:
         summary["num_kv_transfers"] = records.num_kv_transfers
-        summary["mean_kv_transfer_ms"] = 1000 * records.kv_transfer_seconds / records.num_kv_transfers
+        summary["mean_kv_transfer_ms"] = (
+            1000 * records.kv_transfer_seconds / records.num_kv_transfers
+        )
     if scenario.speculative is not None:
         summary.update(_speculation_summary(scenario, steps, summary))
     if records.skipped_reasons:

@@ -119,6 +119,13 @@ class Scenario(_Strict):
         default="inter_node", description="link the KV cache crosses from prefill to decode"
     )
     speculative: SpeculativeSpec | None = None
+    kv_offload: bool = Field(
+        default=False,
+        description="spill evicted KV blocks (cached prefixes, preempted requests) to CPU memory",
+    )
+    cpu_kv_cache_gib: float = Field(
+        default=64.0, gt=0, description="CPU memory for offloaded KV per instance, GiB"
+    )
     router: str = Field(default="round_robin", description=f"one of {', '.join(ROUTERS)}")
     scheduler: SchedulerSpec = SchedulerSpec()
     workload: WorkloadSpec = Field(default_factory=default_workload)

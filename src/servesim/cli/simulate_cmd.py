@@ -233,6 +233,9 @@ def summary_tables(result) -> list[Table]:
         t4.add_row("tokens per verify step", _fmt(s["spec_tokens_per_verify_step"]))
         if "spec_speedup_tpot" in s:
             t4.add_row("TPOT speed-up vs no speculation", f"{s['spec_speedup_tpot']:.2f}×")
+    if "kv_offload_loaded_blocks" in s:
+        t4.add_row("KV blocks spilled / loaded (CPU tier)",
+                   f"{s['kv_offload_spilled_blocks']:,} / {s['kv_offload_loaded_blocks']:,}")
     t4.add_row("GPUs", _fmt(s["num_gpus"]))
     t4.add_row("simulation wall time (s)", _fmt(s["sim_wall_s"], 3))
     return [t1, t2, t3, t4]
@@ -260,6 +263,8 @@ def simulate_command(
     num_speculative_tokens: int = typer.Option(None, "--num-speculative-tokens", help="k drafts per step (default 3)"),
     acceptance_rate: float = typer.Option(None, "--acceptance-rate", help="per-position draft acceptance probability (default 0.7)"),
     spec_mode: str = typer.Option(None, "--spec-mode", help="self_verify | cpu_verify | baseline"),
+    kv_offload: bool = typer.Option(None, "--kv-offload/--no-kv-offload", help="spill evicted KV blocks to CPU memory instead of recomputing them"),
+    cpu_kv_cache_gib: float = typer.Option(None, "--cpu-kv-cache-gib", help="CPU memory for offloaded KV per instance, GiB (default 64)"),
     router: str = typer.Option(
         None, "--router", help="round_robin | least_outstanding | power_of_two | prefix_affinity"
     ),
@@ -355,6 +360,8 @@ def simulate_command(
             "weight_dtype": weight_dtype,
             "kv_dtype": kv_dtype,
             "cuda_graphs": cuda_graphs,
+            "kv_offload": kv_offload,
+            "cpu_kv_cache_gib": cpu_kv_cache_gib,
             "router": router,
             "seed": seed,
             "max_model_len": max_model_len,

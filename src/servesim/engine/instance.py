@@ -114,11 +114,14 @@ class Instance:
         speculation: Speculation | None = None,
         rng: np.random.Generator | None = None,
         label: str = "",
+        kv_load_seconds_per_block: float = 0.0,
     ):
         if role not in ("mixed", "prefill", "decode"):
             raise ValueError(f"unknown instance role {role!r}")
         self.role = role
         self.label = label
+        self.kv_load_seconds_per_block = kv_load_seconds_per_block
+        """Host-link time to bring one block back from the CPU tier (KV offload)."""
         self.speculation = speculation
         self.rng = rng if rng is not None else np.random.default_rng(instance_id)
         self.instance_id = instance_id
@@ -195,6 +198,8 @@ class Instance:
                 drafting = batch.spec[rows] > 0
                 draft = spec.draft_seconds(context[drafting], batch.spec[rows][drafting])
                 seconds = max(seconds, draft) if spec.overlap else seconds + draft
+            # Blocks coming back from the CPU tier must land before the step can use them.
+            seconds += self.kv.take_pending_loads() * self.kv_load_seconds_per_block
             durations = np.array([seconds])
             context_tokens = np.array([int(context.sum())])
             features = features[None, :]

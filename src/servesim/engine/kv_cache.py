@@ -17,6 +17,13 @@ cached as one *segment* in the LRU order, so it finds them again when it resumes
 with its own blocks); a finished request's private blocks become clean, since nobody else can
 ever match them.
 
+CPU tier (KV offload): with ``cpu_blocks`` > 0, whatever is evicted from the GPU cache — a
+cached shared block, or the tail of a preempted request's segment — spills to a CPU LRU of that
+many blocks instead of vanishing. Lookups continue there after the GPU: a hit must be loaded
+back over the host link, and the blocks loaded are counted in ``pending_load_blocks`` for the
+instance to charge to the step that needs them. Spilling itself runs in the background and is
+only counted.
+
 NOTE: vLLM keeps one free queue in which never-used, content-less and cached blocks mix in
 free order. Here clean blocks are always used before any cached block is evicted; cached blocks
 are evicted in LRU order. The difference only lets cached prefixes live slightly longer.
@@ -62,14 +69,27 @@ def shareable_blocks(req: Request, block_size: int) -> int:
 
 @dataclass(frozen=True)
 class CachedPrefix:
-    """Prefix-cache hits for one request: shared block ids, then own private blocks."""
+    """Prefix-cache hits for one request, in token order: shared blocks (on the GPU: a block
+    id; on the CPU tier: the content hash to load), then its own private blocks (on the GPU,
+    then on the CPU tier)."""
 
-    block_ids: list[int] = field(default_factory=list)
+    shared: list[tuple[bool, int]] = field(default_factory=list)
+    """(on_gpu, block id if on the GPU else content hash) per shared block hit."""
     num_private: int = 0
+    num_private_cpu: int = 0
+
+    @property
+    def block_ids(self) -> list[int]:
+        return [key for on_gpu, key in self.shared if on_gpu]
+
+    @property
+    def num_to_load(self) -> int:
+        """Blocks that come back from the CPU tier."""
+        return sum(1 for on_gpu, _ in self.shared if not on_gpu) + self.num_private_cpu
 
     @property
     def num_blocks(self) -> int:
-        return len(self.block_ids) + self.num_private
+        return len(self.shared) + self.num_private + self.num_private_cpu
 
 
 _NO_HITS = CachedPrefix()
@@ -83,7 +103,13 @@ class KVBlockManager:
     LRU queue; every cached hash names a block carrying that hash.
     """
 
-    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True):
+    def __init__(
+        self,
+        num_blocks: int,
+        block_size: int,
+        enable_prefix_caching: bool = True,
+        cpu_blocks: int = 0,
+    ):
         if num_blocks <= 0:
             raise ValueError("num_blocks must be positive")
         if block_size <= 0:
@@ -102,6 +128,14 @@ class KVBlockManager:
         block, (1, request id) → block count for a preempted request's private segment."""
         self.num_evictions = 0
         self._ids = count()
+        self.cpu_blocks = cpu_blocks if enable_prefix_caching else 0
+        self.cpu_lru: OrderedDict[tuple[int, int], int] = OrderedDict()
+        """The CPU tier, least recently spilled first: (0, hash) → 1, (1, request id) → the
+        blocks of that request's segment that follow its part still on the GPU."""
+        self.num_cpu_used = 0
+        self.num_spilled_blocks = 0
+        self.num_loaded_blocks = 0
+        self.pending_load_blocks = 0
 
     # --- queries ------------------------------------------------------------------------
 
@@ -137,18 +171,30 @@ class KVBlockManager:
             return _NO_HITS
         max_blocks = (req.num_tokens - 1) // self.block_size
         shareable = min(shareable_blocks(req, self.block_size), max_blocks)
-        hits: list[int] = []
+        hits: list[tuple[bool, int]] = []
         for i in range(shareable):
-            block = self.cached.get(self._block_hash(req, i))
-            if block is None:
+            h = self._block_hash(req, i)
+            block = self.cached.get(h)
+            if block is not None:
+                hits.append((True, block))
+            elif (0, h) in self.cpu_lru:
+                hits.append((False, h))
+            else:
                 return CachedPrefix(hits)
-            hits.append(block)
-        segment = self.lru.get((1, req.request_id), 0)
-        return CachedPrefix(hits, min(segment, max_blocks - shareable))
+        room = max_blocks - shareable
+        on_gpu = min(self.lru.get((1, req.request_id), 0), room)
+        on_cpu = 0
+        if on_gpu == self.lru.get((1, req.request_id), 0):
+            on_cpu = min(self.cpu_lru.get((1, req.request_id), 0), room - on_gpu)
+        return CachedPrefix(hits, on_gpu, on_cpu)
 
     def can_admit(self, req: Request, prefix: CachedPrefix, num_tokens: int) -> bool:
         """Whether ``req`` can take ``prefix`` and fresh blocks up to ``num_tokens`` tokens."""
-        revived = sum(1 for b in prefix.block_ids if self.ref_counts[b] == 0) + prefix.num_private
+        revived = (
+            sum(1 for b in prefix.block_ids if self.ref_counts[b] == 0)
+            + prefix.num_private
+            + prefix.num_to_load
+        )
         fresh = max(0, -(-num_tokens // self.block_size) - prefix.num_blocks)
         return fresh + revived <= self.num_blocks - self.num_held
 
@@ -157,20 +203,44 @@ class KVBlockManager:
     def take_cached(self, req: Request, prefix: CachedPrefix) -> None:
         """Give ``req`` (holding no blocks) the hits found by :meth:`find_cached_prefix`."""
         assert req.num_blocks == 0, "a cached prefix is taken only by a request holding nothing"
-        for b in prefix.block_ids:
-            if self.ref_counts[b] == 0:
-                del self.lru[(0, b)]
-                self.num_cached -= 1
-                self.num_held += 1
-            self.ref_counts[b] += 1
-        req.block_ids.extend(prefix.block_ids)
-        req.num_registered_blocks = len(prefix.block_ids)
+        # Pin the GPU hits and detach the CPU-tier entries first, so that making room for the
+        # loads below can neither evict the one nor drop the other.
+        for on_gpu, key in prefix.shared:
+            if on_gpu:
+                if self.ref_counts[key] == 0:
+                    del self.lru[(0, key)]
+                    self.num_cached -= 1
+                    self.num_held += 1
+                self.ref_counts[key] += 1
+            else:
+                del self.cpu_lru[(0, key)]
+                self.num_cpu_used -= 1
         segment = self.lru.pop((1, req.request_id), 0)
-        if segment:
-            # The part of the segment beyond the hit is stale: it becomes clean.
-            self.num_cached -= segment
-            self.num_held += prefix.num_private
-            req.num_private_blocks = prefix.num_private
+        spilled = self.cpu_lru.pop((1, req.request_id), 0)
+        # The parts of the segment beyond the hit are stale: they become clean.
+        self.num_cached -= segment
+        self.num_cpu_used -= spilled
+        self.num_held += prefix.num_private
+        loads = prefix.num_to_load
+        clean = self.num_blocks - self.num_held - self.num_cached
+        if loads > clean:
+            self._evict(loads - clean)
+        self.num_held += prefix.num_private_cpu
+        req.num_private_blocks = prefix.num_private + prefix.num_private_cpu
+        for on_gpu, key in prefix.shared:
+            if on_gpu:
+                req.block_ids.append(key)
+            else:
+                # Back from the CPU tier into a fresh GPU block, cached again.
+                block = next(self._ids)
+                self.ref_counts[block] = 1
+                self.cached[key] = block
+                self.block_hash[block] = key
+                self.num_held += 1
+                req.block_ids.append(block)
+        req.num_registered_blocks = len(prefix.shared)
+        self.pending_load_blocks += prefix.num_to_load
+        self.num_loaded_blocks += prefix.num_to_load
 
     def allocate(self, req: Request, num_tokens: int) -> bool:
         """Grow ``req``'s blocks to hold ``num_tokens`` tokens; False (and no change) if full."""
@@ -211,9 +281,11 @@ class KVBlockManager:
             (kind, key), size = next(iter(self.lru.items()))
             if kind == 0:
                 del self.lru[(kind, key)]
-                del self.cached[self.block_hash.pop(key)]
+                h = self.block_hash.pop(key)
+                del self.cached[h]
                 del self.ref_counts[key]
                 taken = 1
+                self._spill((0, h), 1)
             else:
                 # A private segment loses its tail blocks first, so a prefix survives.
                 taken = min(size, n)
@@ -221,9 +293,40 @@ class KVBlockManager:
                     del self.lru[(kind, key)]
                 else:
                     self.lru[(kind, key)] = size - taken
+                self._spill((1, key), taken)
             self.num_cached -= taken
             self.num_evictions += taken
             n -= taken
+
+    def _spill(self, key: tuple[int, int], n: int) -> None:
+        """Keep ``n`` evicted blocks in the CPU tier (dropping its least recent ones)."""
+        if self.cpu_blocks == 0:
+            return
+        if key[0] == 0 and key in self.cpu_lru:
+            # The same content was computed again and evicted again: one copy is enough.
+            self.cpu_lru.move_to_end(key)
+            return
+        n = min(n, self.cpu_blocks)
+        overflow = self.num_cpu_used + n - self.cpu_blocks
+        while overflow > 0:
+            (kind, k), size = next(iter(self.cpu_lru.items()))
+            dropped = min(size, overflow)
+            if dropped == size:
+                del self.cpu_lru[(kind, k)]
+            else:
+                self.cpu_lru[(kind, k)] = size - dropped  # a segment loses its tail
+            self.num_cpu_used -= dropped
+            overflow -= dropped
+        # A segment's spilled blocks sit just before those already on the CPU (the GPU part
+        # shrinks from its tail), so the CPU part stays contiguous after the GPU part.
+        self.cpu_lru[key] = self.cpu_lru.pop(key, 0) + n
+        self.num_cpu_used += n
+        self.num_spilled_blocks += n
+
+    def take_pending_loads(self) -> int:
+        """Blocks loaded from the CPU tier since the last call (the step pays for them)."""
+        n, self.pending_load_blocks = self.pending_load_blocks, 0
+        return n
 
     def register_full_blocks(self, req: Request) -> None:
         """Publish ``req``'s newly filled shared blocks in the prefix cache."""
@@ -283,3 +386,4 @@ class KVBlockManager:
             assert (rc == 0) == ((0, b) in self.lru), f"block {b}: ref {rc} vs LRU"
         for h, b in self.cached.items():
             assert self.block_hash[b] == h, f"cached hash of block {b} mismatched"
+        assert self.num_cpu_used == sum(self.cpu_lru.values()) <= max(self.cpu_blocks, 0)
