@@ -345,63 +345,47 @@ def simulate_command(
     from servesim.scenario import build_scenario, load_scenario_file, merge
 
     base = load_scenario_file(config) if config else {}
-    flags: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "model": model,
-            "hardware": hardware,
-            "tp": tp,
-            "pp": pp,
-            "ep": ep,
-            "replicas": replicas,
-            "disaggregate": disaggregate,
-            "prefill_tp": prefill_tp,
-            "decode_tp": decode_tp,
-            "weight_dtype": weight_dtype,
-            "kv_dtype": kv_dtype,
-            "cuda_graphs": cuda_graphs,
-            "kv_offload": kv_offload,
-            "cpu_kv_cache_gib": cpu_kv_cache_gib,
-            "router": router,
-            "seed": seed,
-            "max_model_len": max_model_len,
-            "on_oversized": on_oversized,
-            "fast_forward": fast_forward,
-        }.items()
-        if v is not None
-    }
-    sched = {
-        k: v
-        for k, v in {
-            "policy": scheduler,
-            "max_num_batched_tokens": max_num_batched_tokens,
-            "max_num_seqs": max_num_seqs,
-            "block_size": block_size,
-            "enable_prefix_caching": prefix_caching,
-            "enable_chunked_prefill": chunked_prefill,
-            "gpu_memory_utilization": gpu_memory_utilization,
-        }.items()
-        if v is not None
-    }
+    flags: dict[str, Any] = _given(
+        model=model,
+        hardware=hardware,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        replicas=replicas,
+        disaggregate=disaggregate,
+        prefill_tp=prefill_tp,
+        decode_tp=decode_tp,
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
+        cuda_graphs=cuda_graphs,
+        kv_offload=kv_offload,
+        cpu_kv_cache_gib=cpu_kv_cache_gib,
+        router=router,
+        seed=seed,
+        max_model_len=max_model_len,
+        on_oversized=on_oversized,
+        fast_forward=fast_forward,
+    )
+    sched = _given(
+        policy=scheduler,
+        max_num_batched_tokens=max_num_batched_tokens,
+        max_num_seqs=max_num_seqs,
+        block_size=block_size,
+        enable_prefix_caching=prefix_caching,
+        enable_chunked_prefill=chunked_prefill,
+        gpu_memory_utilization=gpu_memory_utilization,
+    )
     if sched:
         flags["scheduler"] = sched
-    slo = {
-        k: v
-        for k, v in {"ttft_ms": slo_ttft_ms, "tpot_ms": slo_tpot_ms, "e2el_ms": slo_e2el_ms}.items()
-        if v is not None
-    }
+    slo = _given(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms, e2el_ms=slo_e2el_ms)
     if slo:
         flags["slo"] = slo
-    spec = {
-        k: v
-        for k, v in {
-            "method": speculative,
-            "num_speculative_tokens": num_speculative_tokens,
-            "acceptance_rate": acceptance_rate,
-            "mode": spec_mode,
-        }.items()
-        if v is not None
-    }
+    spec = _given(
+        method=speculative,
+        num_speculative_tokens=num_speculative_tokens,
+        acceptance_rate=acceptance_rate,
+        mode=spec_mode,
+    )
     if spec:
         flags["speculative"] = spec
     w = workload_overrides(
@@ -437,6 +421,11 @@ def simulate_command(
         console.print(table)
     if out is not None:
         console.print(f"wrote {out}/summary.json, requests.csv, steps.csv")
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields the user set (flags left out are None)."""
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _merge_workload(base: dict[str, Any] | None, flags: dict[str, Any]) -> dict[str, Any]:
