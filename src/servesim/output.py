@@ -84,7 +84,10 @@ def write_run(
         _write_columns(tmp / "steps.csv", steps, STEP_COLUMNS + tuple(result.step_extra))
         for name, writer in (extra or {}).items():
             writer(tmp / name)
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # temporary files are private; results are not
         if not out.exists():
+            tmp.chmod(0o755)
             tmp.rename(out)
         else:
             for f in tmp.iterdir():

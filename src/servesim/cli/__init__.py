@@ -8,7 +8,14 @@ from __future__ import annotations
 import sys
 
 # NOTE: imported for their side effect of registering commands, in the order shown in --help.
-from servesim.cli import catalog_cmds, cost_cmds, hardware_cmds, simulate_cmd, trace_cmds  # noqa: E402,F401,I001
+from servesim.cli import (  # noqa: F401,I001
+    simulate_cmd,
+    catalog_cmds,
+    hardware_cmds,
+    cost_cmds,
+    trace_cmds,
+    report_cmd,
+)
 from servesim.cli.app import app
 from servesim.errors import ServesimError
 

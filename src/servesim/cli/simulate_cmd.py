@@ -329,6 +329,9 @@ def simulate_command(
     config: Path = typer.Option(
         None, "--config", "-c", help="scenario YAML; flags override its fields"
     ),
+    trace: bool = typer.Option(False, "--trace", help="also write trace.json (Chrome trace for Perfetto) into --out"),
+    trace_limit: int = typer.Option(None, "--trace-limit", help="cap trace.json at about N events (a window from the start)"),
+    report: bool = typer.Option(False, "--report", help="also write report.html into --out"),
     out: Path = typer.Option(
         None, "--out", "-o", help="write summary.json, requests.csv, steps.csv here"
     ),
@@ -344,6 +347,12 @@ def simulate_command(
     from servesim.run import simulate
     from servesim.scenario import build_scenario, load_scenario_file, merge
 
+    if (trace or report or trace_limit is not None) and out is None:
+        raise ServesimError("needs --out DIR to write into", field="--trace/--report")
+    if trace_limit is not None:
+        from servesim.trace.simulated import check_limit
+
+        check_limit(trace_limit)
     base = load_scenario_file(config) if config else {}
     flags: dict[str, Any] = _given(
         model=model,
@@ -411,8 +420,12 @@ def simulate_command(
         result = simulate(scenario, on_progress=progress)
     finally:
         progress.close()
+    written = ["summary.json", "requests.csv", "steps.csv"]
     if out is not None:
-        write_run(result, out)
+        write_run(result, out, extra=_extra_writers(trace or trace_limit is not None, trace_limit, report))
+        written += (["trace.json"] if trace or trace_limit is not None else []) + (
+            ["report.html"] if report else []
+        )
     if as_json:
         sys.stdout.write(json.dumps(summary_document(result), indent=2) + "\n")
         return
@@ -420,7 +433,26 @@ def simulate_command(
     for table in summary_tables(result):
         console.print(table)
     if out is not None:
-        console.print(f"wrote {out}/summary.json, requests.csv, steps.csv")
+        console.print(f"wrote {out}/: {', '.join(written)}")
+
+
+def _extra_writers(trace: bool, limit: int | None, report: bool) -> dict[str, Any]:
+    """Files written beside summary.json, from the run folder's own files (atomically with it)."""
+    extra: dict[str, Any] = {}
+    if trace:
+        from servesim.trace.simulated import write_simulated_trace
+
+        def write_trace(path: Path) -> None:
+            info = write_simulated_trace(path.parent, path, limit)
+            for warning in info.warnings:
+                Console(stderr=True).print(f"warning: {warning}")
+
+        extra["trace.json"] = write_trace
+    if report:
+        from servesim.report import write_report
+
+        extra["report.html"] = lambda path: write_report(path.parent, path)
+    return extra
 
 
 def _given(**fields: Any) -> dict[str, Any]:

@@ -1,0 +1,469 @@
+"""Commands: ``servesim sweep``, ``servesim capacity``, ``servesim plan``."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from servesim.cli.app import app
+from servesim.errors import ServesimError
+
+WORKERS_HELP = "processes on this machine (default: all cores)"
+RAY_HELP = (
+    "run on Ray: local (start Ray here), auto (the cluster this machine joined), "
+    "or HOST:PORT / ray://HOST:PORT"
+)
+SHOWN_METRICS = (
+    ("request_throughput", "req/s"),
+    ("p99_ttft_ms", "p99 TTFT ms"),
+    ("p99_tpot_ms", "p99 TPOT ms"),
+    ("goodput", "goodput"),
+    ("usd_per_hour", "$/h"),
+)
+MAX_ROWS_SHOWN = 20
+
+
+def _fmt(v: Any, digits: int | None = None) -> str:
+    """A cell: numbers with thousands separators (auto decimals: fewer as they grow)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        if digits is None:
+            digits = 0 if abs(v) >= 1000 else 1 if abs(v) >= 100 else 2
+        return f"{v:,.{digits}f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _csv_list(text: str, flag: str, cast: Callable[[str], Any] = str) -> list[Any]:
+    """``"a,b,c"`` → ``[cast(a), cast(b), cast(c)]``; a bad item names the flag."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ServesimError("is empty", field=flag, fix="give a comma-separated list")
+    try:
+        return [cast(t) for t in items]
+    except ValueError:
+        raise ServesimError(f"{text!r} is not a list of numbers", field=flag) from None
+
+
+def _progress(console: Console, label: str) -> Progress:
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+    )
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def _short_names(axes: list[str]) -> list[str]:
+    """Column headers: an axis's last path segment unless two axes share it."""
+    last = [a.rsplit(".", 1)[-1] for a in axes]
+    return [short if last.count(short) == 1 else a for a, short in zip(axes, last, strict=True)]
+
+
+def _rows_table(rows: list[dict[str, Any]], axes: list[str]) -> Table:
+    shown = min(len(rows), MAX_ROWS_SHOWN)
+    title = f"Results ({shown} of {len(rows)} rows)" if shown < len(rows) else "Results"
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    for name in _short_names(axes):
+        table.add_column(name, justify="right")
+    metrics = [(k, label) for k, label in SHOWN_METRICS if any(k in r for r in rows)]
+    for _, label in metrics:
+        table.add_column(label, justify="right")
+    table.add_column("status")
+    for r in rows[:MAX_ROWS_SHOWN]:
+        table.add_row(
+            str(r["index"]),
+            *(_fmt(r.get(a)) for a in axes),
+            *(_fmt(r.get(k)) for k, _ in metrics),
+            r["status"],
+        )
+    return table
+
+
+def _error_lines(rows: list[dict[str, Any]], limit: int = 3) -> list[str]:
+    bad = [r for r in rows if r["status"] != "ok"]
+    lines = [f"scenario {r['index']} ({r['status']}): {r['error']}" for r in bad[:limit]]
+    if len(bad) > limit:
+        lines.append(f"... and {len(bad) - limit} more (see the error column)")
+    return lines
+
+
+@app.command("sweep")
+def sweep_command(
+    sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="sweep file: base scenario + grid/cases of axes"),
+    out: Path = typer.Option(None, "--out", "-o", help="output folder (default: ./<sweep name>-results)"),
+    workers: int = typer.Option(None, "--workers", "-j", help=WORKERS_HELP),
+    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
+    fresh: bool = typer.Option(False, "--fresh", help="discard finished results and run everything again"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the scenarios; run nothing"),
+) -> None:
+    """Run every scenario of a sweep file; write results.parquet and results.csv.
+
+    Resumable: finished scenarios are journaled as they finish and skipped when the same
+    sweep runs again into the same folder.
+    """
+    from servesim.sweep.executors import make_executor
+    from servesim.sweep.results import JOURNAL, read_journal, table_rows, write_tables
+    from servesim.sweep.runner import run_sweep
+    from servesim.sweep.spec import axis_names, expand, load_sweep_file
+
+    spec, base = load_sweep_file(sweep_file)
+    points = expand(spec, base)
+    axes = axis_names(spec)
+    console = Console()
+    if dry_run:
+        rows = [{"index": p.index, **p.axes, "status": "ok"} for p in points]
+        console.print(_rows_table(rows, axes))
+        console.print(f"{len(points)} scenarios, all valid")
+        return
+    out = out or Path(f"{spec.name or sweep_file.stem}-results")
+    err = Console(stderr=True)
+    done_before = 0 if fresh else len(
+        {p.scenario_id for p in points} & set(read_journal(out / JOURNAL))
+    )
+    if done_before:
+        err.print(f"resuming: {done_before} of {len(points)} scenarios already in {out}")
+    progress = _progress(err, "sweep")
+    task = progress.add_task("", total=len(points), completed=done_before)
+    failures = 0
+
+    def on_result(point, record) -> None:
+        nonlocal failures
+        failures += record["status"] != "ok"
+        progress.update(task, advance=1, description=f"{failures} errors" if failures else "")
+
+    try:
+        with make_executor(workers, ray) as executor:
+            with progress:
+                outcome = run_sweep(points, out, executor, fresh=fresh, on_result=on_result)
+    except (ServesimError, KeyboardInterrupt) as exc:
+        # run_sweep wrote the tables on its way out; an executor that never started did not.
+        kept = table_rows(points, read_journal(out / JOURNAL))
+        if kept:
+            write_tables(kept, out)
+        note = (
+            f"{len(kept)} of {len(points)} finished scenarios are kept in {out} "
+            "(run again to resume)"
+        )
+        if isinstance(exc, KeyboardInterrupt):
+            err.print(f"interrupted: {note}")
+            raise typer.Exit(130) from None
+        raise ServesimError(f"{exc}; {note}") from None
+    console.print(_rows_table(outcome.rows, axes))
+    for line in _error_lines(outcome.rows):
+        err.print(line, highlight=False)
+    console.print(
+        f"wrote {outcome.parquet} and {outcome.csv}: {len(outcome.rows)} rows "
+        f"({outcome.ran} run now with {executor.name} ×{executor.workers}, "
+        f"{outcome.reused} from the journal, {outcome.errors} errors)",
+        highlight=False,
+    )
+    if outcome.crashes:
+        err.print(
+            f"{outcome.crashes} scenarios hit a servesim bug (status crash; not journaled, so "
+            "they run again on resume): please report it"
+        )
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+def _slo(ttft: float | None, tpot: float | None, e2el: float | None):
+    from servesim.metrics import SLO
+
+    for flag, v in (("--slo-ttft-ms", ttft), ("--slo-tpot-ms", tpot), ("--slo-e2el-ms", e2el)):
+        if v is not None and not v > 0:
+            raise ServesimError(f"must be > 0 ms, got {v}", field=flag)
+    return SLO(ttft, tpot, e2el)
+
+
+def _probe_cells(values: dict[str, float], slo) -> list[str]:
+    return [_fmt(values[m], 1) for m in ("ttft_ms", "tpot_ms", "e2el_ms") if getattr(slo, m)]
+
+
+@app.command("capacity")
+def capacity_command(
+    scenario_file: Path = typer.Argument(..., metavar="SCENARIO.yaml", help="the deployment and workload (its arrival rate is varied)"),
+    slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target, ms"),
+    slo_tpot_ms: float = typer.Option(None, "--slo-tpot-ms", help="TPOT target, ms"),
+    slo_e2el_ms: float = typer.Option(None, "--slo-e2el-ms", help="end-to-end latency target, ms"),
+    percentile: float = typer.Option(99.0, "--percentile", "-p", help="SLO percentile over requests"),
+    tolerance: float = typer.Option(0.05, "--tolerance", help="relative precision of the rate (0.05 = 5%)"),
+    model: str = typer.Option(None, "--model", "-m", help="override the scenario's model"),
+    hardware: str = typer.Option(None, "--hardware", "-g", help="override the scenario's GPU"),
+    tp: int = typer.Option(None, "--tp", help="override tensor-parallel GPUs per instance"),
+    replicas: int = typer.Option(None, "--replicas", help="override data-parallel instances"),
+    num_requests: int = typer.Option(None, "--num-requests", "-n", help="override the workload's request count"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Highest request rate (req/s) the deployment sustains within the SLOs.
+
+    Bisection over the Poisson arrival rate, to the stated tolerance; says which constraint
+    binds.
+    """
+    from servesim.scenario import build_scenario, load_scenario_file, merge
+    from servesim.sweep.capacity import METRIC_LABELS, describe_slo, find_capacity
+    from servesim.sweep.measure import run_point
+
+    data = load_scenario_file(scenario_file)
+    flags = {
+        k: v
+        for k, v in {"model": model, "hardware": hardware, "tp": tp, "replicas": replicas}.items()
+        if v is not None
+    }
+    data = merge(data, flags)
+    if num_requests is not None:
+        data = merge(data, {"workload": {"num_requests": num_requests}})
+    scenario = build_scenario(data, source=str(scenario_file))
+    slo = _slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms)
+    err = Console(stderr=True)
+
+    with err.status("finding capacity") as status:
+
+        def evaluate(sc):
+            status.update(f"simulating {sc.workload.arrival.rate:,.3g} req/s")
+            return run_point(sc, percentile)
+
+        cap = find_capacity(
+            scenario, slo, percentile=percentile, tolerance=tolerance, evaluate=evaluate
+        )
+    at, above = cap.at_capacity, cap.above_capacity
+    if as_json:
+        doc = {
+            "capacity_rps": cap.rate,
+            "failing_rps": cap.upper_rate,
+            "tolerance": cap.tolerance,
+            "percentile": cap.percentile,
+            "binding": cap.binding,
+            "slo": {k: getattr(slo, k) for k in ("ttft_ms", "tpot_ms", "e2el_ms")},
+            "at_capacity": {"values": at.values, "summary": at.metrics},
+            "probes": [
+                {"rate": p.rate, "values": p.values, "failing": list(p.failing)}
+                for p in cap.probes
+            ],
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    console = Console()
+    b = cap.binding
+    console.print(f"SLOs: {describe_slo(slo, percentile)}")
+    console.print(
+        f"[bold]capacity: {cap.rate:,.3g} req/s[/bold] "
+        f"(bisection tolerance {tolerance:.0%}: {cap.upper_rate:,.3g} req/s misses the SLOs)"
+    )
+    console.print(
+        f"binding constraint: {METRIC_LABELS[b]} (p{percentile:g} {above.values[b]:,.1f} ms > "
+        f"{getattr(slo, b):g} ms at {cap.upper_rate:,.3g} req/s; "
+        f"{at.values[b]:,.1f} ms at capacity)"
+    )
+    table = Table(title="Probes (in the order simulated)")
+    table.add_column("rate req/s", justify="right")
+    for m in ("ttft_ms", "tpot_ms", "e2el_ms"):
+        if getattr(slo, m):
+            table.add_column(f"p{percentile:g} {METRIC_LABELS[m]} ms", justify="right")
+    table.add_column("throughput req/s", justify="right")
+    table.add_column("meets SLOs")
+    for p in cap.probes:
+        ok = "yes" if p.ok else "no: " + ", ".join(METRIC_LABELS[m] for m in p.failing)
+        table.add_row(
+            f"{p.rate:,.4g}",
+            *_probe_cells(p.values, slo),
+            _fmt(p.metrics["request_throughput"]),
+            ok,
+        )
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def _plan_workload(text: str, num_requests: int | None) -> dict[str, Any]:
+    """``--workload``: a preset name, or a YAML file (a workload, or a scenario with one)."""
+    from servesim.scenario import DEFAULT_WORKLOAD, load_scenario_file
+
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
+        data = load_scenario_file(path)
+        workload = dict(data.get("workload", data))
+        if num_requests is not None:
+            key = "max_requests" if "trace" in workload else "num_requests"
+            workload[key] = num_requests
+        return workload
+    n = num_requests or DEFAULT_WORKLOAD["num_requests"]
+    return {"preset": text, "num_requests": n}
+
+
+def _plan_table(plan, metric: str) -> Table:
+    """The Pareto frontier (cost vs ``metric``), cheapest first; the cheapest is its first row."""
+    from servesim.sweep.capacity import METRIC_LABELS
+
+    spec = plan.spec
+    cheapest = plan.cheapest
+    several_seqs = len(spec.max_num_seqs) > 1
+    table = Table(title=f"Pareto frontier: cost vs p{spec.percentile:g} {METRIC_LABELS[metric]}")
+    table.add_column("deployment", no_wrap=True)
+    table.add_column("GPUs", justify="right")
+    table.add_column("batch tok", justify="right")
+    if several_seqs:
+        table.add_column("max seqs", justify="right")
+    for m in ("ttft_ms", "tpot_ms"):
+        table.add_column(f"p{spec.percentile:g} {METRIC_LABELS[m]} ms", justify="right")
+    table.add_column("$/hour", justify="right")
+    table.add_column("$/M out tok", justify="right")
+    for e in plan.frontier(metric):
+        d = e.deployment
+        table.add_row(
+            d.label + (" *" if e is cheapest else ""),
+            str(d.gpus),
+            f"{d.max_num_batched_tokens:,}",
+            *([f"{d.max_num_seqs:,}"] if several_seqs else []),
+            _fmt(e.values["ttft_ms"], 1),
+            _fmt(e.values["tpot_ms"], 1),
+            _fmt(e.usd_per_hour),
+            _fmt(e.usd_per_million_output_tokens),
+        )
+    return table
+
+
+def _evaluation_doc(e) -> dict[str, Any]:
+    d = e.deployment
+    return {
+        "hardware": d.hardware,
+        "tp": d.tp,
+        "replicas": d.replicas,
+        "gpus": d.gpus,
+        "max_num_batched_tokens": d.max_num_batched_tokens,
+        "max_num_seqs": d.max_num_seqs,
+        "values_ms": e.values,
+        "meets": e.meets,
+        "failing": list(e.failing),
+        "usd_per_hour": e.usd_per_hour,
+        "usd_per_million_output_tokens": e.usd_per_million_output_tokens,
+    }
+
+
+@app.command("plan")
+def plan_command(
+    model: str = typer.Option(..., "--model", "-m", help="model id, short name or config.json path"),
+    workload: str = typer.Option("conversation", "--workload", "-w", help="preset (conversation, code) or a workload/scenario YAML"),
+    rate: float = typer.Option(..., "--rate", "-r", help="offered load, requests/s (Poisson)"),
+    slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target, ms"),
+    slo_tpot_ms: float = typer.Option(None, "--slo-tpot-ms", help="TPOT target, ms"),
+    slo_e2el_ms: float = typer.Option(None, "--slo-e2el-ms", help="end-to-end latency target, ms"),
+    percentile: float = typer.Option(99.0, "--percentile", "-p", help="SLO percentile over requests"),
+    hardware: str = typer.Option("H100,H200", "--hardware", "-g", help="comma-separated GPU types to consider"),
+    max_gpus: int = typer.Option(8, "--max-gpus", help="most GPUs in a deployment"),
+    max_num_batched_tokens: str = typer.Option("2048,8192", "--max-num-batched-tokens", help="token budgets per step to try (comma-separated)"),
+    max_num_seqs: str = typer.Option("256", "--max-num-seqs", help="running-request caps to try (comma-separated)"),
+    extra_replicas: int = typer.Option(1, "--extra-replicas", help="replica counts tried past the first that meets the SLOs (frontier points)"),
+    num_requests: int = typer.Option(None, "--num-requests", "-n", help="requests per simulation (default 1000)"),
+    config: Path = typer.Option(None, "--config", "-c", help="scenario YAML for other fields (dtypes, router, seed, ...)"),
+    pareto: str = typer.Option("ttft", "--pareto", help="latency of the frontier: ttft | tpot | e2el"),
+    workers: int = typer.Option(None, "--workers", "-j", help=WORKERS_HELP),
+    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
+    out: Path = typer.Option(None, "--out", "-o", help="write the cost/latency plot here (PNG)"),
+    as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
+) -> None:
+    """Cheapest deployment (hardware × TP × replicas × scheduler knobs) meeting the SLOs.
+
+    Prints it and the Pareto frontier of cost against tail latency; costs from the hardware
+    catalog's price per GPU-hour.
+    """
+    from servesim.metrics import SLO
+    from servesim.scenario import load_scenario_file
+    from servesim.sweep.capacity import describe_slo
+    from servesim.sweep.executors import make_executor, run_ordered
+    from servesim.sweep.measure import run_point
+    from servesim.sweep.plan import parse_plan, require_feasible, search_plan
+
+    metric = f"{pareto}_ms"
+    if metric not in ("ttft_ms", "tpot_ms", "e2el_ms"):
+        raise ServesimError(f"{pareto!r} is not a latency", field="--pareto", fix="ttft, tpot or e2el")
+    spec = parse_plan(
+        {
+            "model": model,
+            "workload": _plan_workload(workload, num_requests),
+            "rate": rate,
+            "slo": {k: v for k, v in (("ttft_ms", slo_ttft_ms), ("tpot_ms", slo_tpot_ms), ("e2el_ms", slo_e2el_ms)) if v is not None},
+            "percentile": percentile,
+            "hardware": _csv_list(hardware, "--hardware"),
+            "max_gpus": max_gpus,
+            "max_num_batched_tokens": _csv_list(max_num_batched_tokens, "--max-num-batched-tokens", int),
+            "max_num_seqs": _csv_list(max_num_seqs, "--max-num-seqs", int),
+            "extra_replicas": extra_replicas,
+            "base": load_scenario_file(config) if config else {},
+        }
+    )
+    err = Console(stderr=True)
+    point = partial(run_point, percentile=spec.percentile)
+    with make_executor(workers, ray) as executor, err.status("planning") as status:
+        rounds = 0
+
+        def on_round(phase: str, n: int) -> None:
+            nonlocal rounds
+            rounds += 1
+            status.update(f"round {rounds}: simulating {n} deployments ({phase})")
+
+        plan = search_plan(spec, lambda scs: run_ordered(executor, point, scs), on_round)
+    if out is not None and plan.evaluations:
+        from servesim.sweep.plot import plot_plan
+
+        plot_plan(plan, out, metric)
+    best = require_feasible(plan)
+    if as_json:
+        doc = {
+            "cheapest": _evaluation_doc(best),
+            "frontier": [_evaluation_doc(e) for e in plan.frontier(metric)],
+            "evaluated": [_evaluation_doc(e) for e in plan.evaluations],
+            "notes": list(plan.notes),
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    console = Console()
+    d = best.deployment
+    slo = SLO(**spec.slo.model_dump())
+    console.print(f"{spec.model} at {spec.rate:g} req/s, {describe_slo(slo, spec.percentile)}")
+    console.print(
+        f"[bold]cheapest: {d.label} ({d.gpus} GPUs, max_num_batched_tokens "
+        f"{d.max_num_batched_tokens:,}) at ${best.usd_per_hour:,.2f}/hour, "
+        f"${best.usd_per_million_output_tokens:,.2f} per million output tokens[/bold]"
+    )
+    console.print(_plan_table(plan, metric))
+    console.print(
+        f"* cheapest. {len(plan.evaluations)} deployments simulated, {len(plan.feasible)} meet "
+        "the SLOs (--json lists them all)",
+        highlight=False,
+    )
+    for note in plan.notes:
+        console.print(f"  skipped {note}", style="dim", highlight=False)
+    if out is not None:
+        console.print(f"wrote {out}")

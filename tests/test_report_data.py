@@ -1,0 +1,117 @@
+"""Reading a run folder (servesim.report.data), and the run-folder factories that the trace
+and report tests share: hand-made folders with exact values, and real ones."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from servesim.engine.records import REQUEST_COLUMNS, STEP_COLUMNS
+from servesim.errors import ServesimError
+from servesim.report.data import prefill_rows, read_run, request_latencies
+
+SERVESIM = Path(sys.executable).parent / "servesim"
+
+STEP_DEFAULTS = {"num_steps": 1, "context_tokens": 0, "num_preempted": 0, "num_waiting": 0,
+                 "kv_usage": 0.0, "prefill_tokens": 0, "decode_tokens": 0}  # fmt: skip
+REQUEST_DEFAULTS = {"session_id": 0, "turn": 0, "cached_tokens": 0, "preemptions": 0}
+
+
+def make_run_dir(
+    path: Path, steps: list[dict], requests: list[dict], summary: dict | None = None,
+    extra_step_columns: tuple[str, ...] = (),
+) -> Path:  # fmt: skip
+    """Write a run folder with the given step and request rows (defaults fill the rest)."""
+    path.mkdir(parents=True, exist_ok=True)
+    scenario = {"model": "test/Model", "hardware": "H100", "tp": 1, "replicas": 1}
+    doc = {"servesim_version": "test", "completed": len(requests), "scenario": scenario}
+    doc.update(summary or {})
+    (path / "summary.json").write_text(json.dumps(doc))
+    step_cols = (*STEP_COLUMNS, *extra_step_columns)
+    for name, cols, rows, defaults in (("steps.csv", step_cols, steps, STEP_DEFAULTS),
+                                       ("requests.csv", REQUEST_COLUMNS, requests,
+                                        REQUEST_DEFAULTS)):  # fmt: skip
+        with (path / name).open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(cols)
+            for row in rows:
+                full = {**defaults, "session_id": row.get("request_id", 0), **row}
+                # Columns added to the records later default to 0.
+                writer.writerow([full.get(c, 0) for c in cols])
+    return path
+
+
+def simulate_run(out: Path, *args: str) -> Path:
+    """A real run folder, written through the installed ``servesim`` console script."""
+    done = subprocess.run(
+        [str(SERVESIM), "simulate", "--rate", "20", "--seed", "1", "--out", str(out), *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+# --- reading a run folder (servesim.report.data) ------------------------------------------------
+
+TWO_STEPS = [
+    {"instance": 0, "start_s": 0.0, "duration_s": 0.01, "batch_size": 2, "prefill_tokens": 300},
+    {"instance": 0, "start_s": 0.01, "duration_s": 0.03, "num_steps": 3, "batch_size": 2,
+     "decode_tokens": 6},
+]  # fmt: skip
+TWO_REQUESTS = [
+    {"request_id": 0, "instance": 0, "arrival_s": 0.0, "first_scheduled_s": 0.0,
+     "first_token_s": 0.01, "finish_s": 0.04, "input_tokens": 200, "output_tokens": 4},
+    {"request_id": 1, "instance": 0, "arrival_s": 0.0, "first_scheduled_s": 0.0,
+     "first_token_s": 0.01, "finish_s": 0.01, "input_tokens": 100, "output_tokens": 1},
+]  # fmt: skip
+
+
+def test_read_run_gives_float_columns_and_optional_op_columns(tmp_path):
+    run = read_run(make_run_dir(tmp_path / "r", TWO_STEPS, TWO_REQUESTS,
+                                extra_step_columns=("t_mlp",)))  # fmt: skip
+    assert run.steps["num_steps"].tolist() == [1.0, 3.0]
+    assert run.requests["request_id"].dtype == np.float64
+    assert run.op_columns == ["t_mlp"]
+    assert run.num_instances == 1
+    assert prefill_rows(run.steps).tolist() == [2.0, 0.0]
+
+
+def test_latencies_follow_vllm_definitions(tmp_path):
+    run = read_run(make_run_dir(tmp_path / "r", TWO_STEPS, TWO_REQUESTS))
+    lat = request_latencies(run.requests)
+    assert lat["ttft_ms"].tolist() == pytest.approx([10.0, 10.0])
+    assert lat["e2el_ms"].tolist() == pytest.approx([40.0, 10.0])
+    assert lat["tpot_ms"][0] == pytest.approx(10.0)  # (40 - 10) / (4 - 1)
+    assert np.isnan(lat["tpot_ms"][1])  # one output token: no TPOT, as in vLLM
+
+
+def test_a_header_only_steps_file_is_an_empty_run(tmp_path):
+    run = read_run(make_run_dir(tmp_path / "r", [], TWO_REQUESTS))
+    assert len(run.steps["start_s"]) == 0 and len(run.requests["arrival_s"]) == 2
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "summary.json").unlink(), "no summary.json"),
+    (lambda d: (d / "steps.csv").unlink(), "has no steps.csv"),
+    (lambda d: (d / "summary.json").write_text("{oops"), "not valid JSON"),
+    (lambda d: (d / "requests.csv").write_text("request_id,instance\n1,0\n"), "lacks the column"),
+    (lambda d: (d / "steps.csv").write_text(
+        (d / "steps.csv").read_text().replace("0.03", "abc")), "not a numeric table"),
+])  # fmt: skip
+def test_a_damaged_run_folder_is_a_user_error(tmp_path, damage, message):
+    run_dir = make_run_dir(tmp_path / "r", TWO_STEPS, TWO_REQUESTS)
+    damage(run_dir)
+    with pytest.raises(ServesimError, match=message) as err:
+        read_run(run_dir)
+    assert err.value.field == "RUN_DIR"
+
+
+def test_a_missing_folder_is_a_user_error(tmp_path):
+    with pytest.raises(ServesimError, match="not a folder"):
+        read_run(tmp_path / "nowhere")
