@@ -293,6 +293,15 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
     )
 
 
+def _group_seconds(cost: StepCostModel, features: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-group seconds of many step records, in chunks (the per-operator intermediate is
+    ~40 floats a record: a million records at once would need gigabytes)."""
+    chunk = 65536
+    parts = [cost.group_seconds_from_features(features[i : i + chunk])
+             for i in range(0, max(len(features), 1), chunk)]  # fmt: skip
+    return {g: np.concatenate([p[g] for p in parts]) for g in parts[0]}
+
+
 def _per_instance(runtimes, requests, steps, duration) -> list[dict[str, Any]]:
     """A few headline numbers per instance (requests finish on decode/mixed instances)."""
     out = []
@@ -368,7 +377,7 @@ def _step_work(
         flops, hbm = g.cost.work_from_features(features[rows])
         extra["flops"][rows] = flops
         extra["hbm_bytes"][rows] = hbm
-        groups = g.cost.group_seconds_from_features(features[rows])
+        groups = _group_seconds(g.cost, features[rows])
         total = sum(groups.values())
         # NOTE: exact for single steps; a span's groups are rescaled to its exact duration.
         dur = steps["duration_s"][rows]

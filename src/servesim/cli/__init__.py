@@ -8,7 +8,8 @@ from __future__ import annotations
 import sys
 
 # NOTE: imported for their side effect of registering commands, in the order shown in --help.
-from servesim.cli import (  # noqa: F401,I001
+# isort: off
+from servesim.cli import (  # noqa: F401
     simulate_cmd,
     catalog_cmds,
     hardware_cmds,
@@ -16,6 +17,7 @@ from servesim.cli import (  # noqa: F401,I001
     trace_cmds,
     report_cmd,
 )
+# isort: on
 from servesim.cli.app import app
 from servesim.errors import ServesimError
 
