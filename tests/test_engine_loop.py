@@ -196,3 +196,13 @@ def test_follow_up_turns_with_zero_think_time_match_step_by_step(policy):
     ra, rb = by_request(a), by_request(b)
     np.testing.assert_allclose(ra["finish_s"], rb["finish_s"], rtol=1e-9, atol=1e-9)
     assert len(ra["finish_s"]) == 150
+
+
+def test_a_prompt_with_one_token_left_is_not_fast_forwarded_as_a_decode():
+    # Chunked prefill leaves exactly 1 prompt token: that step emits the first token.
+    sessions = [make_session(0, 0.0, 65, 5)]
+    a, _, _ = run_sessions(sessions, max_num_batched_tokens=64, fast_forward=True)
+    b, _, _ = run_sessions(sessions, max_num_batched_tokens=64, fast_forward=False)
+    ra, rb = by_request(a), by_request(b)
+    assert ra["first_token_s"][0] == pytest.approx(rb["first_token_s"][0], rel=1e-12)
+    assert ra["finish_s"][0] == pytest.approx(rb["finish_s"][0], rel=1e-12)

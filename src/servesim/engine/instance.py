@@ -215,6 +215,10 @@ class Instance:
             return 1
         if not (alloc == 1).all() or not (run.tokens - run.computed == 1).all():
             return 1
+        # A prompt with one token left also needs exactly one token, but its step emits the
+        # request's first token: only rows already decoding make a span.
+        if not (run.tokens > run.prompt).all():
+            return 1
         # Until the first request finishes (its finishing step is the span's last).
         longest = int((run.max_out - (run.tokens - run.prompt)).min())
         if longest <= 1:

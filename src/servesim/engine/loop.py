@@ -93,6 +93,7 @@ class Simulation:
             self.now = time
             self.num_events += 1
             self._push_all(self._handle(event))
+        self.records.freeze()
         return self.records
 
     def _handle(self, event: Event) -> list[Event]:

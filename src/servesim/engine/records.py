@@ -165,19 +165,31 @@ class RunRecords:
 
     # --- columnar views -----------------------------------------------------------------
 
+    def freeze(self) -> None:
+        """End of the run: later column reads share memory with the buffers instead of copying
+        them (a million requests' records would otherwise be held twice)."""
+        self._frozen = True
+
+    def _np(self, buf: array) -> np.ndarray:
+        if getattr(self, "_frozen", False) and len(buf):
+            view = np.frombuffer(buf, dtype=buf.typecode)
+            view.flags.writeable = False
+            return view
+        return _as_numpy(buf)
+
     def request_columns(self) -> dict[str, np.ndarray]:
-        return {c: _as_numpy(a) for c, a in self.requests.items()}
+        return {c: self._np(a) for c, a in self.requests.items()}
 
     def step_columns(self) -> dict[str, np.ndarray]:
-        return {c: _as_numpy(a) for c, a in self.steps.items()}
+        return {c: self._np(a) for c, a in self.steps.items()}
 
     def step_features(self) -> np.ndarray:
         """Features of every step record, shape (records, features)."""
-        values = _as_numpy(self.step_feature_values)
+        values = self._np(self.step_feature_values)
         return values.reshape(-1, max(self.num_step_features, 1))
 
     def itl_pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        return _as_numpy(self.itl_values), _as_numpy(self.itl_weights)
+        return self._np(self.itl_values), self._np(self.itl_weights)
 
     @property
     def num_completed(self) -> int:
