@@ -11,6 +11,7 @@ import yaml
 from servesim.errors import ServesimError
 from servesim.hardware import (
     CONFIDENCE_GRADES,
+    DEFAULT_HOST_LINK,
     DTYPES,
     Hardware,
     Link,
@@ -333,3 +334,63 @@ def test_to_dict_is_json_shaped():
     assert data["intra_node"]["peer_bandwidth"] == 64e9
     assert data["aliases"] == list(load_hardware("MI300X").aliases)
     assert data["sources"]["peak_flops"].startswith("AMD")
+
+
+# --- memory tiers: host link and CPU memory (issue 5) -------------------------------------------
+
+TIER_FIELDS = ("host_link", "cpu_memory_bytes", "cpu_memory_bandwidth")
+
+
+@pytest.mark.parametrize("hw", list_hardware(), ids=lambda hw: hw.name)
+def test_memory_tiers_are_cited_and_plausible(hw: Hardware):
+    for name in TIER_FIELDS:
+        assert name in hw.sources and hw.confidence_for(name) in CONFIDENCE_GRADES
+    assert hw.host_link.name.startswith("PCIe Gen")
+    # PCIe Gen4 x16 31.5 GB/s or Gen5 x16 63 GB/s per direction: far below HBM and NVLink.
+    assert hw.host_link.bandwidth in (31.5e9, 63e9)
+    assert hw.host_link.bandwidth < hw.hbm_bandwidth / 5
+    assert 32 * 2**30 <= hw.cpu_memory_bytes <= 512 * 2**30
+    assert hw.cpu_memory_bandwidth > hw.host_link.bandwidth / 2
+
+
+def test_hopper_and_blackwell_hosts_are_pcie_gen5_and_ampere_gen4():
+    assert load_hardware("H100").host_link.bandwidth == 63e9
+    assert load_hardware("B200").host_link.bandwidth == 63e9
+    assert load_hardware("A100").host_link.bandwidth == 31.5e9
+    assert load_hardware("H100").cpu_memory_bytes == 256 * 2**30  # DGX H100: 2 TB / 8 GPUs
+
+
+def test_a_user_file_without_tiers_gets_the_defaults(tmp_path: Path):
+    hw = load_hardware(str(write_yaml(tmp_path, minimal_spec())))
+    assert hw.host_link == DEFAULT_HOST_LINK
+    assert hw.cpu_memory_bytes == Hardware.__dataclass_fields__["cpu_memory_bytes"].default
+    tiered = minimal_spec(
+        host_link={"name": "CXL", "bandwidth": 64e9, "latency_s": 1e-6},
+        cpu_memory_bytes=1e12,
+    )
+    hw = load_hardware(str(write_yaml(tmp_path, tiered)))
+    assert hw.host_link == Link("CXL", 64e9, 1e-6)
+    assert hw.cpu_memory_bytes == 1e12
+    assert hw.to_dict()["host_link"]["bandwidth"] == 64e9
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"host_link": {"name": "x", "bandwidth": 0.0, "latency_s": 0.0}}, "host_link.bandwidth"),
+        (
+            {"host_link": {"name": "x", "bandwidth": 1e9, "latency_s": 0.0, "peer": 1}},
+            "host_link.peer",
+        ),
+        ({"cpu_memory_bytes": -1.0}, "cpu_memory_bytes"),
+    ],
+)
+def test_bad_tier_fields_name_the_field(tmp_path: Path, changes: dict, field: str):
+    err = load_error(tmp_path, minimal_spec(**changes))
+    assert err.field == field
+
+
+def test_tiers_can_be_overridden():
+    hw = load_hardware("H100").with_overrides(host_link=Link("PCIe Gen6 x16", 121e9, 1e-5))
+    assert hw.host_link.bandwidth == 121e9
+    assert hw.cpu_memory_bytes == load_hardware("H100").cpu_memory_bytes

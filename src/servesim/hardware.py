@@ -3,6 +3,9 @@
 Units everywhere: FLOP/s, bytes, bytes/s (10^9 bytes/s = 1 GB/s, never GiB/s), seconds, watts,
 US dollars per GPU-hour. Peak FLOP/s figures are **dense** (no 2:4 sparsity).
 
+Memory tiers: HBM (``hbm_bytes``, ``hbm_bandwidth``) and host DRAM (``cpu_memory_bytes``,
+``cpu_memory_bandwidth``, per GPU) reached over ``host_link`` (PCIe), the tier KV offload uses.
+
 The shipped catalog is one YAML file per accelerator under ``servesim/catalog/hardware/``; every
 figure there carries its source and a confidence grade (``datasheet``, ``measured`` or
 ``estimated``). ``load_hardware`` reads a shipped id or alias (case-insensitive) or the path of a
@@ -59,6 +62,13 @@ class Link:
         return min(self.bandwidth, (n_gpus - 1) * self.peer_bandwidth)
 
 
+DEFAULT_HOST_LINK = Link("PCIe Gen4 x16 (default)", 31.5e9, 1.0e-5)
+"""Host link of a spec that names none: PCIe Gen4 x16 (16 GT/s × 16 lanes, 128b/130b: 31.5e9
+bytes/s per direction), which every data-centre GPU since A100 has at least."""
+
+GiB = 2**30
+
+
 @dataclass(frozen=True)
 class Hardware:
     """One accelerator model."""
@@ -93,6 +103,15 @@ class Hardware:
     confidence_by_field: dict[str, str] = field(default_factory=dict)
     """Grade of one figure (field name -> datasheet/measured/estimated) where it differs from
     ``confidence``."""
+    host_link: Link = DEFAULT_HOST_LINK
+    """The GPU's link to host (CPU) memory, per direction: the path of KV offload and swap.
+    Raw link rate; ``servesim.cost.memory.kv_transfer_seconds`` applies the achievable share."""
+    cpu_memory_bytes: float = 128.0 * GiB
+    """Host DRAM per GPU (the server's memory divided by its GPUs): the capacity of a CPU KV
+    tier."""
+    cpu_memory_bandwidth: float = 50e9
+    """Host DRAM bandwidth per GPU (the server's share), bytes/s. KV offload is usually limited
+    by ``host_link`` rather than by this."""
 
     def peak_for(self, dtype: str) -> float:
         """Dense peak FLOP/s for ``dtype``; raises ServesimError when the GPU cannot run it."""
@@ -182,6 +201,9 @@ class _HardwareFile(_Strict):
     confidence: Grade = "datasheet"
     sources: dict[str, _SourceFile] = {}
     confidence_by_field: dict[str, Grade] = {}
+    host_link: _LinkFile | None = None
+    cpu_memory_bytes: float = Field(default=_DEFAULT["cpu_memory_bytes"], gt=0)
+    cpu_memory_bandwidth: float = Field(default=_DEFAULT["cpu_memory_bandwidth"], gt=0)
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -247,6 +269,9 @@ def _build(data: Any, where: str) -> Hardware:
         confidence=spec.confidence,
         sources={key: src.cite for key, src in spec.sources.items()},
         confidence_by_field=grades,
+        host_link=Link(**spec.host_link.model_dump()) if spec.host_link else DEFAULT_HOST_LINK,
+        cpu_memory_bytes=spec.cpu_memory_bytes,
+        cpu_memory_bandwidth=spec.cpu_memory_bandwidth,
     )
 
 
@@ -273,7 +298,12 @@ def _describe(error: Any) -> tuple[str, str]:
     if kind == "missing":
         return dotted, "is required"
     if kind == "extra_forbidden":
-        model = {"intra_node": _LinkFile, "inter_node": _LinkFile, "sources": _SourceFile}
+        model = {
+            "intra_node": _LinkFile,
+            "inter_node": _LinkFile,
+            "host_link": _LinkFile,
+            "sources": _SourceFile,
+        }
         owner = model.get(loc[0], _HardwareFile) if len(loc) > 1 else _HardwareFile
         known = sorted(owner.model_fields)
         return dotted, f"is not a known field; {_did_you_mean(loc[-1], known)}"

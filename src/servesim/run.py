@@ -22,6 +22,7 @@ from servesim.cost import (
     plan_memory,
 )
 from servesim.cost.dtypes import dtype_bytes, tensor_core_peak
+from servesim.cost.memory import kv_transfer_seconds
 from servesim.engine.instance import Instance
 from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.loop import Handoff, Simulation
@@ -52,7 +53,7 @@ class InstanceGroupRuntime:
 
     @property
     def gpus_per_instance(self) -> int:
-        return self.parallelism.tp * self.parallelism.pp
+        return self.parallelism.gpus
 
 
 @dataclass
@@ -109,8 +110,18 @@ def _build_groups(
     next_id = 0
     for group in instance_groups(scenario):
         hardware = load_hardware(group.hardware or scenario.hardware)
-        par = Parallelism(tp=group.tp, pp=group.pp, ep=group.ep)
-        params = CostParams(weight_dtype=group.weight_dtype, kv_dtype=group.kv_dtype)
+        par = parallelism_of(group)
+        params = CostParams(
+            weight_dtype=group.weight_dtype,
+            kv_dtype=group.kv_dtype,
+            cuda_graphs=scenario.cuda_graphs,
+        )
+        if scenario.calibration is not None:
+            # NOTE: a calibration names one GPU and TP; a group it does not fit is an error,
+            # not silently uncalibrated. Imported here: the fitting code is heavy to load.
+            from servesim.calibrate import load_calibration
+
+            params = load_calibration(scenario.calibration, model, hardware, par.tp, base=params)
         memory = plan_memory(
             model, hardware, par, params,
             gpu_memory_utilization=sched.gpu_memory_utilization,
@@ -171,11 +182,26 @@ def _offload_tier(
     """
     if not scenario.kv_offload:
         return 0, 0.0
-    shard = scenario.scheduler.block_size * memory.kv_bytes_per_token
-    gpus = par.tp * par.pp
-    blocks = int(scenario.cpu_kv_cache_gib * 2**30 // (shard * gpus))
+    bs = scenario.scheduler.block_size
+    shard = bs * memory.kv_bytes_per_token
+    blocks = int(scenario.cpu_kv_cache_gib * 2**30 // (shard * par.gpus))
     link = getattr(hardware, "host_link", None) or DEFAULT_HOST_LINK
-    return blocks, shard / link.bandwidth
+    # Per block, without the per-transfer latency (loads of one step travel together).
+    return blocks, float(kv_transfer_seconds(bs, memory.kv_bytes_per_token, link)) - link.latency_s
+
+
+def parallelism_of(group: InstanceGroup) -> Parallelism:
+    """The cost model's Parallelism for a group: ``ep`` beyond ``tp`` means attention
+    data-parallel ranks inside the replica (wide expert parallelism, as vLLM's DP+EP)."""
+    if group.ep > group.tp:
+        if group.ep % group.tp:
+            raise ServesimError(
+                f"ep={group.ep} is not a multiple of tp={group.tp}",
+                field="ep",
+                fix="use an ep dividing tp, or a multiple of it (ep = tp × data-parallel ranks)",
+            )
+        return Parallelism(tp=group.tp, pp=group.pp, ep=group.ep, dp=group.ep // group.tp)
+    return Parallelism(tp=group.tp, pp=group.pp, ep=group.ep)
 
 
 def _kv_transfer(scenario: Scenario, model: ModelSpec, runtimes: list[InstanceGroupRuntime]):
@@ -190,7 +216,7 @@ def _kv_transfer(scenario: Scenario, model: ModelSpec, runtimes: list[InstanceGr
         link = hw.inter_node if scenario.kv_transfer_link == "inter_node" else hw.intra_node
         # Each GPU of the smaller side moves its shard over its own link, in parallel.
         lanes = min(src.gpus_per_instance, dst.gpus_per_instance)
-        return req.prompt_tokens * per_token / (link.bandwidth * lanes) + link.latency_s
+        return float(kv_transfer_seconds(req.prompt_tokens, per_token, link, lanes=lanes))
 
     return seconds
 
@@ -265,6 +291,9 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
     )
     step_extra, utilisation = _step_work(runtimes, records, steps, summary["duration"])
     summary.update(utilisation)
+    summary["energy_per_request_j"] = summary["energy_j"] / summary["completed"]
+    tokens_out = max(1, summary["total_output_tokens"])
+    summary["energy_per_output_token_j"] = summary["energy_j"] / tokens_out
     summary["per_instance"] = _per_instance(runtimes, requests, steps, summary["duration"])
     loaded = sum(i.kv.num_loaded_blocks for g in runtimes for i in g.instances)
     spilled = sum(i.kv.num_spilled_blocks for g in runtimes for i in g.instances)
@@ -280,6 +309,12 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
         summary.update(_speculation_summary(scenario, steps, summary))
     if records.skipped_reasons:
         summary["skipped_reasons"] = dict(records.skipped_reasons)
+    if scenario.calibration is not None:
+        from servesim.calibrate import extrapolation_warning
+
+        warning = extrapolation_warning(scenario.calibration, steps)
+        if warning:
+            summary["calibration_warning"] = warning
     return Result(
         scenario=scenario,
         summary=summary,
@@ -370,7 +405,8 @@ def _step_work(
     features = records.step_features()
     n = len(steps["instance"])
     extra: dict[str, np.ndarray] = {"flops": np.zeros(n), "hbm_bytes": np.zeros(n)}
-    total_flops = total_bytes = peak_flops = peak_bytes = 0.0
+    total_flops = total_bytes = peak_flops = peak_bytes = energy = 0.0
+    host_bound_total = busy_total = 0.0
     for g in runtimes:
         ids = [i.instance_id for i in g.instances]
         rows = np.isin(steps["instance"], ids)
@@ -385,15 +421,31 @@ def _step_work(
         for name, secs in groups.items():
             extra.setdefault(f"t_{name}", np.zeros(n))[rows] = secs * scale
         gpus = g.gpus_per_instance
+        # NOTE: work_from_features is one TP rank's work summed over the pipeline stages, so a
+        # replica's work is that times tp·dp (not pp: stages split the layers).
+        ranks = g.parallelism.tp * g.parallelism.dp
         res = g.cost.resolved
         peak = tensor_core_peak(g.hardware.peak_flops, res.weight_dtype, res.act_dtype)
-        total_flops += float(flops.sum()) * gpus
-        total_bytes += float(hbm.sum()) * gpus
+        total_flops += float(flops.sum()) * ranks
+        total_bytes += float(hbm.sum()) * ranks
         peak_flops += peak * gpus * len(ids)
         peak_bytes += g.hardware.hbm_bandwidth * gpus * len(ids)
+        # Energy: each step at its modelled power, idle gaps at idle power, on every GPU.
+        power = g.cost.power_from_features(features[rows], dur)
+        extra.setdefault("power_w", np.zeros(n))[rows] = power
+        busy = float(dur.sum())
+        energy += float((power * dur).sum()) * gpus
+        energy += g.hardware.idle_w * gpus * max(0.0, duration * len(ids) - busy)
+        host_bound = g.cost.host_bound_seconds_from_features(features[rows])
+        extra.setdefault("t_host_bound", np.zeros(n))[rows] = host_bound
+        host_bound_total += float(host_bound.sum())
+        busy_total += busy
     util = {
         "mfu": total_flops / (duration * peak_flops) if duration > 0 else float("nan"),
         "mbu": total_bytes / (duration * peak_bytes) if duration > 0 else float("nan"),
         "fidelity": runtimes[0].cost.params.fidelity,
+        "energy_j": energy,
+        "avg_power_w": energy / duration if duration > 0 else float("nan"),
+        "host_bound_fraction": host_bound_total / busy_total if busy_total > 0 else 0.0,
     }
     return extra, util

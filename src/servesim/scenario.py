@@ -119,6 +119,9 @@ class Scenario(_Strict):
         default="inter_node", description="link the KV cache crosses from prefill to decode"
     )
     speculative: SpeculativeSpec | None = None
+    calibration: Path | None = Field(
+        default=None, description="calibration.yaml from `servesim calibrate` (fitted cost model)"
+    )
     kv_offload: bool = Field(
         default=False,
         description="spill evicted KV blocks (cached prefixes, preempted requests) to CPU memory",

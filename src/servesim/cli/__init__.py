@@ -16,6 +16,7 @@ from servesim.cli import (  # noqa: F401
     cost_cmds,
     trace_cmds,
     report_cmd,
+    calibrate_cmds,
 )
 # isort: on
 from servesim.cli.app import app

@@ -236,7 +236,10 @@ def summary_tables(result) -> list[Table]:
     if "kv_offload_loaded_blocks" in s:
         t4.add_row("KV blocks spilled / loaded (CPU tier)",
                    f"{s['kv_offload_spilled_blocks']:,} / {s['kv_offload_loaded_blocks']:,}")
+    t4.add_row("host-bound share of step time", f"{s['host_bound_fraction']:.1%}")
     t4.add_row("GPUs", _fmt(s["num_gpus"]))
+    t4.add_row("average power (W, all GPUs)", _fmt(s["avg_power_w"], 0))
+    t4.add_row("energy per output token (J)", _fmt(s["energy_per_output_token_j"], 3))
     t4.add_row("simulation wall time (s)", _fmt(s["sim_wall_s"], 3))
     return [t1, t2, t3, t4]
 
@@ -263,6 +266,7 @@ def simulate_command(
     num_speculative_tokens: int = typer.Option(None, "--num-speculative-tokens", help="k drafts per step (default 3)"),
     acceptance_rate: float = typer.Option(None, "--acceptance-rate", help="per-position draft acceptance probability (default 0.7)"),
     spec_mode: str = typer.Option(None, "--spec-mode", help="self_verify | cpu_verify | baseline"),
+    calibration: Path = typer.Option(None, "--calibration", help="calibration.yaml from `servesim calibrate`"),
     kv_offload: bool = typer.Option(None, "--kv-offload/--no-kv-offload", help="spill evicted KV blocks to CPU memory instead of recomputing them"),
     cpu_kv_cache_gib: float = typer.Option(None, "--cpu-kv-cache-gib", help="CPU memory for offloaded KV per instance, GiB (default 64)"),
     router: str = typer.Option(
@@ -368,6 +372,7 @@ def simulate_command(
         kv_dtype=kv_dtype,
         cuda_graphs=cuda_graphs,
         kv_offload=kv_offload,
+        calibration=str(calibration) if calibration else None,
         cpu_kv_cache_gib=cpu_kv_cache_gib,
         router=router,
         seed=seed,
@@ -426,6 +431,8 @@ def simulate_command(
         written += (["trace.json"] if trace or trace_limit is not None else []) + (
             ["report.html"] if report else []
         )
+    if "calibration_warning" in result.summary:
+        err.print(f"warning: {result.summary['calibration_warning']}")
     if as_json:
         sys.stdout.write(json.dumps(summary_document(result), indent=2) + "\n")
         return

@@ -96,3 +96,40 @@ def vector_peak(peak_flops: dict[str, float], act_dtype: str) -> float:
         if key in peak_flops:
             return peak_flops[key]
     return tensor_core_peak(peak_flops, act_dtype, act_dtype)
+
+
+KV_DTYPES = ("fp32", "bf16", "fp16", "fp8")
+"""Formats a KV cache can be stored in (vLLM ``--kv-cache-dtype`` auto/fp8). fp8 KV is a
+storage format: kernels dequantise it, so it runs on GPUs without fp8 tensor cores too."""
+
+_WEIGHT_CHOICES = ("bf16", "fp16", "fp8", "int8", "fp4")
+
+
+def check_weight_dtype(hw_name: str, peak_flops: dict[str, float], weight_dtype: str) -> None:
+    """Raise ServesimError when ``weight_dtype``, asked for explicitly, needs tensor cores the
+    GPU lacks (fp8 on A100, fp4 before Blackwell).
+
+    W8A8 / W4A4 formats compute at their own tensor-core rate, so they need it; int4 is
+    weight-only (dequantised into bf16 GEMMs) and runs anywhere. A checkpoint's own format is
+    not checked here: vLLM runs it weight-only where the GPU has no matching tensor cores.
+    """
+    dtype = normalize_dtype(weight_dtype, field="weight_dtype")
+    wanted = _TENSOR_CORE_DTYPE[dtype]
+    if wanted in peak_flops:
+        return
+    runnable = [d for d in _WEIGHT_CHOICES if _TENSOR_CORE_DTYPE[d] in peak_flops]
+    raise ServesimError(
+        f"{hw_name} has no {wanted} tensor cores for {dtype} weights; use "
+        + " or ".join([*runnable, "int4"]),
+        field="weight_dtype",
+        fix="use --weight-dtype " + ", ".join(runnable) + " or int4 (weight-only, runs anywhere)",
+    )
+
+
+def check_kv_dtype(kv_dtype: str) -> None:
+    """Raise ServesimError when ``kv_dtype`` is not a KV-cache format (bf16, fp16, fp8)."""
+    dtype = normalize_dtype(kv_dtype, field="kv_dtype")
+    if dtype not in KV_DTYPES:
+        raise ServesimError(
+            f"{dtype} is not a KV-cache format", field="kv_dtype", fix="use --kv-dtype bf16 or fp8"
+        )

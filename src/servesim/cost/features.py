@@ -15,6 +15,9 @@ from servesim.cost.operators import NUM_FEATURES, expected_distinct_experts, sli
 from servesim.cost.params import CostParams, Parallelism
 from servesim.model import ModelSpec
 
+_COUNTS = [op.B, op.T, op.T_A, op.T_R, op.P, op.K, op.P_A, op.K_A, op.P_SW, op.K_SW]
+"""Features that are sums over the batch's rows (they split with the rows)."""
+
 
 @dataclass(frozen=True)
 class FeatureMap:
@@ -26,6 +29,9 @@ class FeatureMap:
     """MLA rows with at most this many new tokens take the absorbed path; < 1: none do."""
     moe: tuple[float, float, float] | None = None
     """(routed experts, top-k, ep) when the model has MoE layers."""
+    moe_load: float = 1.0
+    """Pairs the busiest EP rank receives relative to the mean (``1 + moe_skew`` when
+    ``ep > 1``): its experts are hit as if it saw ``moe_load × tokens`` tokens."""
 
     @classmethod
     def for_model(cls, model: ModelSpec, par: Parallelism, params: CostParams) -> FeatureMap:
@@ -36,16 +42,37 @@ class FeatureMap:
             moe=(float(moe.num_experts), float(moe.experts_per_token), float(par.ep))
             if moe
             else None,
+            moe_load=1.0 + params.moe_skew if par.ep > 1 else 1.0,
         )
 
     def moe_features(self, tokens):
-        """(distinct experts hit per GPU, tokens per hit expert) for ``tokens`` tokens."""
+        """(distinct experts hit per GPU, tokens per hit expert) for ``tokens`` tokens (a float
+        or an array): on the busiest GPU, which receives ``moe_load`` × its share of pairs."""
         assert self.moe is not None
         experts, k, ep = self.moe
-        hit = expected_distinct_experts(tokens, experts, k)
-        if hit <= 0.0:
-            return 0.0, 0.0
-        return hit / ep, tokens * k / hit
+        if np.ndim(tokens) == 0:  # the hot path: plain floats
+            load = float(tokens) * self.moe_load
+            hit = expected_distinct_experts(load, experts, k)
+            return (0.0, 0.0) if hit <= 0.0 else (hit / ep, load * k / hit)
+        load = np.asarray(tokens, dtype=np.float64) * self.moe_load
+        hit = expected_distinct_experts(load, experts, k)
+        safe = np.where(hit > 0.0, hit, 1.0)
+        return hit / ep, np.where(hit > 0.0, load * k / safe, 0.0)
+
+    def split(self, features: np.ndarray, parts: np.ndarray | float) -> np.ndarray:
+        """Features of one of ``parts`` equal shares of a batch (a micro-batch, a DP rank).
+
+        ``features`` has shape (..., NUM_FEATURES) with one step per row; ``parts`` >= 1 is a
+        scalar or one value per row. Sums over rows (sequences, tokens, pairs, KV tokens) divide
+        by ``parts``; the constant and the 0/1 indicators stay (each share runs every kernel and
+        reads every weight); the expert features follow the share's tokens.
+        """
+        out = np.array(features, dtype=np.float64)
+        parts = np.asarray(parts, dtype=np.float64)
+        out[..., _COUNTS] /= parts[..., None] if parts.ndim else parts
+        if self.moe is not None:
+            out[..., op.D_EXP], out[..., op.M_EXP] = self.moe_features(out[..., op.T])
+        return out
 
     def step(self, new_tokens: np.ndarray, context_lens: np.ndarray) -> np.ndarray:
         """Features of one step (1-D float array of ``NUM_FEATURES``); rows must be non-empty.

@@ -8,13 +8,20 @@ taken out; the rest is paged KV cache in blocks of ``block_size`` tokens.
                           / (block_size × kv_bytes_per_token))
 
 With pipeline parallelism each stage is budgeted separately and the plan reports the stage with
-the fewest KV blocks (usually the first or last: they hold the embedding or LM head).
+the fewest KV blocks (usually the first or last: they hold the embedding or LM head). With
+attention data parallelism (``dp > 1``) every rank has its own KV cache and its share of the
+step's tokens; the plan reports one GPU's budget and the blocks of all ``dp`` ranks together.
+
+KV offload: :func:`kv_transfer_seconds` prices moving KV over a link (the host's PCIe link to
+CPU memory, ``Hardware.host_link``; or a NIC for disaggregation).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from servesim.cost.dtypes import dtype_bytes
 from servesim.cost.operators import (
@@ -24,11 +31,12 @@ from servesim.cost.operators import (
     norm_elements_per_layer,
     router_matrix,
     shared_expert_matrices,
+    stage_layers,
 )
 from servesim.cost.params import CostParams, Parallelism, valid_tps
 from servesim.cost.step import ResolvedParams, resolve_params
 from servesim.errors import ServesimError
-from servesim.hardware import Hardware
+from servesim.hardware import Hardware, Link
 from servesim.model import ModelSpec
 
 GiB = float(2**30)
@@ -54,7 +62,8 @@ class MemoryPlan:
     kv_cache_bytes: float
     num_kv_blocks: int
     kv_capacity_tokens: int
-    """``num_kv_blocks × block_size``: tokens of KV the replica can hold at once."""
+    """``num_kv_blocks × block_size``: tokens of KV the replica can hold at once (all ``dp``
+    ranks together)."""
     usable_bytes: float
     """``hbm_bytes × gpu_memory_utilization``."""
     block_size: int
@@ -74,17 +83,6 @@ def default_runtime_reserve(par: Parallelism) -> float:
     """Bytes the runtime keeps per GPU: 1.5 GiB, plus 0.5 GiB when the replica spans GPUs."""
     extra = RUNTIME_RESERVE_MULTI_GPU_BYTES if par.gpus > 1 else 0.0
     return RUNTIME_RESERVE_BASE_BYTES + extra
-
-
-def stage_layers(num_layers: int, pp: int) -> list[range]:
-    """Layers of each pipeline stage: even split, the first ``num_layers % pp`` take one more."""
-    base, extra = divmod(num_layers, pp)
-    out, start = [], 0
-    for s in range(pp):
-        size = base + (1 if s < extra else 0)
-        out.append(range(start, start + size))
-        start += size
-    return out
 
 
 def layer_weight_bytes(
@@ -171,11 +169,8 @@ def _stage_plans(
     max_num_batched_tokens: int,
     max_num_seqs: int,
 ) -> MemoryPlan:
-    w_bytes = dtype_bytes(res.weight_dtype)
-    e_bytes = dtype_bytes(res.expert_dtype)
     act_bytes = dtype_bytes(res.act_dtype)
     kv_layer = kv_bytes_per_token_per_layer(model, par, dtype_bytes(res.kv_dtype))
-    d, vocab_rows = model.hidden_size, model.vocab_size / par.tp
     usable = hw.hbm_bytes * util
     runtime = (
         default_runtime_reserve(par)
@@ -184,32 +179,25 @@ def _stage_plans(
     )
     stages = stage_layers(model.num_layers, par.pp)
     best: MemoryPlan | None = None
+    # NOTE: with dp > 1 the scheduler's budgets are the replica's; each rank gets its share.
+    rank_tokens = math.ceil(max_num_batched_tokens / par.dp)
+    rank_seqs = math.ceil(max_num_seqs / par.dp)
     for s, layers in enumerate(stages):
         first, last = s == 0, s == len(stages) - 1
-        weights = sum(
-            layer_weight_bytes(model, par, i, w_bytes, act_bytes, e_bytes) for i in layers
-        )
-        if first:
-            weights += vocab_rows * d * act_bytes  # embedding, split by vocabulary rows
-        if last:
-            weights += d * act_bytes  # final norm
-            if params.head == "value":
-                weights += (d * d + 2 * d + 1) * act_bytes
-            elif not (model.tie_word_embeddings and first):
-                # A tied head shares the embedding only when both sit on the same GPU.
-                weights += vocab_rows * d * act_bytes
+        weights = stage_weight_bytes(model, par, res, layers, first, last, params.head)
         act = activation_reserve(
             model,
             par,
             act_bytes,
-            max_num_batched_tokens,
-            max_num_seqs,
+            rank_tokens,
+            rank_seqs,
             last_stage=last,
             head=params.head,
         )
         kv_token = kv_layer * len(layers)
         kv_cache = usable - weights - act - runtime
         blocks = max(0, math.floor(kv_cache / (block_size * kv_token))) if kv_token else 0
+        blocks *= par.dp  # every rank holds its own cache
         plan = MemoryPlan(
             weights_bytes_per_gpu=weights,
             kv_bytes_per_token=kv_token,
@@ -229,6 +217,83 @@ def _stage_plans(
             best = plan
     assert best is not None
     return best
+
+
+def stage_weight_bytes(
+    model: ModelSpec,
+    par: Parallelism,
+    res: ResolvedParams,
+    layers: range,
+    first: bool,
+    last: bool,
+    head: str = "lm",
+) -> float:
+    """Weight bytes one GPU of a pipeline stage holds: its ``layers``, the embedding on the
+    first stage, the final norm and head on the last (the vocabulary split ``tp`` ways)."""
+    w_bytes, e_bytes = dtype_bytes(res.weight_dtype), dtype_bytes(res.expert_dtype)
+    act_bytes = dtype_bytes(res.act_dtype)
+    d, vocab_rows = model.hidden_size, model.vocab_size / par.tp
+    weights = sum(layer_weight_bytes(model, par, i, w_bytes, act_bytes, e_bytes) for i in layers)
+    if first:
+        weights += vocab_rows * d * act_bytes  # embedding, split by vocabulary rows
+    if last:
+        weights += d * act_bytes  # final norm
+        if head == "value":
+            weights += (d * d + 2 * d + 1) * act_bytes
+        elif not (model.tie_word_embeddings and first):
+            # A tied head shares the embedding only when both sit on the same GPU.
+            weights += vocab_rows * d * act_bytes
+    return weights
+
+
+def weights_bytes_per_gpu(
+    model: ModelSpec,
+    hw: Hardware,
+    par: Parallelism | None = None,
+    params: CostParams | None = None,
+) -> float:
+    """Weight bytes on the most loaded GPU of a replica (no KV or reserves; never raises for
+    lack of room). Useful to budget a draft model or an EAGLE head next to the target."""
+    par = par or Parallelism()
+    params = params or CostParams()
+    par.check(model)
+    res = resolve_params(model, hw, params)
+    stages = stage_layers(model.num_layers, par.pp)
+    return max(
+        stage_weight_bytes(model, par, res, layers, s == 0, s == len(stages) - 1, params.head)
+        for s, layers in enumerate(stages)
+    )
+
+
+HOST_LINK_EFFICIENCY = 0.85
+"""Achievable fraction of a link's bandwidth for large DMA copies of KV blocks: pinned host
+memory reaches ~53–55 GB/s of PCIe Gen5 x16's 63 GB/s on H100 (nvbandwidth / bandwidthTest
+host-to-device; estimate for other links)."""
+
+
+def kv_transfer_seconds(
+    tokens: np.ndarray | float,
+    kv_bytes_per_token: float,
+    link: Link,
+    *,
+    efficiency: float = HOST_LINK_EFFICIENCY,
+    lanes: int = 1,
+) -> np.ndarray | float:
+    """Seconds to move the KV of ``tokens`` tokens over ``link``: one latency plus
+    ``tokens × kv_bytes_per_token / (bandwidth × efficiency × lanes)``.
+
+    ``kv_bytes_per_token`` is what one GPU holds (``MemoryPlan.kv_bytes_per_token``); ``lanes``
+    GPUs move their shards in parallel over their own links (each GPU of a TP group has its own
+    PCIe link and NIC). Vectorised over ``tokens``; 0 tokens cost nothing.
+    """
+    if not 0.0 < efficiency <= 1.0:
+        raise ServesimError(
+            f"must be in (0, 1], got {efficiency}", field="efficiency", fix="use e.g. 0.85"
+        )
+    n = np.asarray(tokens, dtype=np.float64)
+    secs = n * kv_bytes_per_token / (link.bandwidth * efficiency * max(lanes, 1))
+    out = np.where(n > 0, secs + link.latency_s, 0.0)
+    return float(out) if out.ndim == 0 else out
 
 
 def plan_memory(
@@ -293,8 +358,11 @@ def _suggest_fit(model, hw, par, params, res, args) -> str:
     for tp in valid_tps(model, limit=64):
         if tp <= par.tp:
             continue
-        ep = par.ep if tp % par.ep == 0 else 1
-        candidate = Parallelism(tp=tp, pp=par.pp, ep=ep)
+        if par.dp > 1:
+            ep = tp * par.dp if par.ep > 1 else 1
+        else:
+            ep = par.ep if tp % par.ep == 0 else 1
+        candidate = Parallelism(tp=tp, pp=par.pp, ep=ep, dp=par.dp)
         if _stage_plans(model, hw, candidate, params, res, *args).num_kv_blocks >= 1:
             return f"use --tp {tp}" if par.pp == 1 else f"use --tp {tp} --pp {par.pp}"
     return "use more pipeline stages (--pp) or a smaller --weight-dtype"

@@ -31,6 +31,15 @@ Both forms apply each weight once per new token, except that the regular form al
 up-projects the latents of the context tokens; at zero context the linear layers follow the
 2 × parameters rule exactly either way.
 
+Scopes: with attention data parallelism (``Parallelism.dp > 1``) an operator either runs on
+one rank's share of the batch (``rank``: attention, dense layers, shared experts, head) or on the
+tokens of every rank (``global``: the routed experts under wide EP, fed by an all-to-all). The
+step cost model evaluates the two scopes on different feature vectors.
+
+Pipeline stages: ``build_operators(..., stage=...)`` lists the operators of one stage (its
+layers; the embedding on the first stage; the final norm, head and sampler on the last; one
+activation hand-off to the next stage); without ``stage`` the list covers every stage.
+
 Groups: ``qkv_o`` (attention projections), ``attention`` (the attention kernel and KV-cache
 write), ``mlp`` / ``moe`` (GEMMs only; the router counts as moe), ``head`` (the LM or value head
 GEMMs), ``norm_other`` (norms, rope, activation functions, MoE routing glue, embedding gather,
@@ -41,6 +50,7 @@ element (and bias element) per token; elementwise FLOPs live in ``norm_other`` o
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from servesim.cost.params import Parallelism
@@ -84,6 +94,10 @@ RATE_ATTENTION = "attention"  # tensor cores at the activation dtype, attention 
 RATE_VECTOR = "vector"  # elementwise: CUDA cores
 RATE_LINK_TP = "link_tp"  # the TP group's link
 RATE_LINK_PP = "link_pp"  # the link between pipeline stages
+RATE_LINK_EP = "link_ep"  # the expert-parallel group's link (all-to-all)
+
+SCOPE_RANK = "rank"
+SCOPE_GLOBAL = "global"
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,71 @@ class Operator:
     """The operator only runs (and pays its launches) when this feature is > 0."""
     hops: float = 0.0
     """Link latencies paid per occurrence (ring steps) for link operators."""
+    scope: str = SCOPE_RANK
+    """``rank``: runs on one data-parallel rank's tokens; ``global``: on every rank's tokens
+    (routed experts under wide EP). The same thing when ``dp = 1``."""
+
+
+@dataclass(frozen=True)
+class StageLayers:
+    """The layers one pipeline stage runs (or, with ``first`` and ``last`` both set and
+    ``sends = pp − 1``, the whole model)."""
+
+    layers: int
+    sliding: int
+    """Of ``layers``, how many use a sliding window."""
+    moe: int
+    """Of ``layers``, how many are MoE layers."""
+    first: bool
+    """Holds the embedding."""
+    last: bool
+    """Holds the final norm, the head and the sampler."""
+    sends: int
+    """Activation hand-offs to a next stage (1 on every stage but the last)."""
+
+
+def stage_layers(num_layers: int, pp: int) -> list[range]:
+    """Layers of each pipeline stage: even split, the first ``num_layers % pp`` take one more."""
+    base, extra = divmod(num_layers, pp)
+    out, start = [], 0
+    for s in range(pp):
+        size = base + (1 if s < extra else 0)
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
+def whole_model(model: ModelSpec, pp: int = 1) -> StageLayers:
+    """Every layer of ``model``, with the ``pp − 1`` hand-offs of a ``pp``-stage pipeline."""
+    return StageLayers(
+        layers=model.num_layers,
+        sliding=sliding_layers(model),
+        moe=model.num_moe_layers,
+        first=True,
+        last=True,
+        sends=pp - 1,
+    )
+
+
+def pipeline_stages(model: ModelSpec, pp: int) -> tuple[StageLayers, ...]:
+    """The ``pp`` stages of ``model``: layers as :func:`stage_layers`, MoE layers where the model
+    puts them, sliding-window layers spread in proportion (gpt-oss alternates them)."""
+    n_sw, total = sliding_layers(model), model.num_layers
+    out = []
+    for s, layers in enumerate(stage_layers(total, pp)):
+        # Rounded cumulative shares, so the stages' sliding layers add up to the model's.
+        sliding = round(n_sw * layers.stop / total) - round(n_sw * layers.start / total)
+        out.append(
+            StageLayers(
+                layers=len(layers),
+                sliding=sliding,
+                moe=sum(model.is_moe_layer(i) for i in layers),
+                first=s == 0,
+                last=s == pp - 1,
+                sends=0 if s == pp - 1 else 1,
+            )
+        )
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -283,17 +362,21 @@ def build_operators(
     kv_bytes: float,
     act_bytes: float,
     head: str = "lm",
+    stage: StageLayers | None = None,
+    moe_load: float = 1.0,
 ) -> tuple[Operator, ...]:
     """All operators of one forward step of ``model`` split as ``par``, per GPU.
 
-    Counts cover every layer of every pipeline stage (a step's latency crosses all stages).
+    Counts cover every layer of every pipeline stage (a step's latency crosses all stages),
+    or only ``stage``'s layers when given (see :func:`pipeline_stages`).
     ``weight_bytes``/``expert_bytes``/``kv_bytes``/``act_bytes``: bytes per element of the
     block weights (attention, dense MLP, shared experts), the routed experts (default: as the
     block weights), the KV cache and activations (also the embedding, LM head, router and norm
-    weights).
+    weights). ``moe_load``: token-expert pairs the busiest EP rank receives, relative to the
+    mean (``1 + CostParams.moe_skew`` when ``ep > 1``).
     """
-    d, L, tp = model.hidden_size, model.num_layers, par.tp
-    vocab = model.vocab_size
+    st = stage or whole_model(model, par.pp)
+    d, L, tp = model.hidden_size, st.layers, par.tp
     expert_bytes = weight_bytes if expert_bytes is None else expert_bytes
     hq = model.num_attention_heads / tp
     ops: list[Operator] = []
@@ -323,7 +406,7 @@ def build_operators(
         kv_tok = 2.0 * hkv * hd * kv_bytes  # one token's K and V in one layer on one GPU
         # Per token: write its K,V into the cache; read Q, write O. Per KV token: read K,V.
         per_token = kv_tok + 2.0 * hq * hd * act_bytes
-        n_sw = sliding_layers(model)
+        n_sw = st.sliding
         if L - n_sw:
             ops.append(
                 Operator(
@@ -432,7 +515,7 @@ def build_operators(
         )
 
     # --- feed-forward ---
-    n_moe = model.num_moe_layers
+    n_moe = st.moe
     n_dense = L - n_moe
     gated = 3.0 if model.gated_mlp else 2.0  # activation: read gate+up (or up), write
     if n_dense:
@@ -465,7 +548,28 @@ def build_operators(
                 kernels=3.0,
             )
         )
-        pairs = k / ep  # token-expert pairs per token that land on one GPU
+        # Token-expert pairs per token that land on one GPU; the busiest EP rank gets
+        # ``moe_load`` times its share. Under wide EP (dp > 1) T counts every rank's tokens.
+        pairs = k / ep * (moe_load if ep > 1 else 1.0)
+        expert_scope = SCOPE_GLOBAL if par.all_to_all else SCOPE_RANK
+        if par.all_to_all:
+            # Dispatch: each GPU sends its share of its rank's tokens (the rank's tp GPUs split
+            # them), k copies each, (ep − 1)/ep of them to other GPUs; combine brings the
+            # outputs back. The busiest receiver sees ``moe_load`` × the mean.
+            a2a = k * d * act_bytes * (ep - 1) / ep / tp * moe_load
+            for name in ("moe_dispatch", "moe_combine"):
+                ops.append(
+                    Operator(
+                        name,
+                        "comm",
+                        n_moe,
+                        (),
+                        ((T, a2a),),
+                        RATE_LINK_EP,
+                        kernels=0.0,
+                        hops=ep - 1.0,
+                    )
+                )
         for mat in expert_matrices(model, par):
             ops.append(
                 Operator(
@@ -479,12 +583,14 @@ def build_operators(
                     ),
                     RATE_GEMM_EXPERT,
                     m_feature=M_EXP,
+                    scope=expert_scope,
                 )
             )
         width = moe.expert_intermediate_size / par.expert_tp
-        ops.append(
-            _vector("experts_act_fn", n_moe, pairs * 4.0 * width, pairs * gated * width * act_bytes)
+        act_fn = _vector(
+            "experts_act_fn", n_moe, pairs * 4.0 * width, pairs * gated * width * act_bytes
         )
+        ops.append(dataclasses.replace(act_fn, scope=expert_scope))
         shared = shared_expert_matrices(model, par)
         for mat in shared:
             ops.append(_gemm(mat, "moe", n_moe, T, weight_bytes, act_bytes))
@@ -494,8 +600,22 @@ def build_operators(
             )
 
     # --- once per step ---
-    ops.append(Operator("embedding", "norm_other", 1, (), ((T, d * 2.0 * act_bytes),), RATE_VECTOR))
-    ops.append(_vector("final_norm", 1, 5.0 * d, 4.0 * d * act_bytes, const_bytes=d * act_bytes))
+    if st.first:
+        ops.append(
+            Operator("embedding", "norm_other", 1, (), ((T, d * 2.0 * act_bytes),), RATE_VECTOR)
+        )
+    if st.last:
+        ops.extend(_head_operators(model, par, head, act_bytes))
+    ops.extend(_communication(model, par, st, head, act_bytes))
+    return tuple(op for op in ops if op.count > 0)
+
+
+def _head_operators(
+    model: ModelSpec, par: Parallelism, head: str, act_bytes: float
+) -> list[Operator]:
+    """Final norm, LM head and sampler (or the value head) of the last stage."""
+    d, tp, vocab = model.hidden_size, par.tp, model.vocab_size
+    ops = [_vector("final_norm", 1, 5.0 * d, 4.0 * d * act_bytes, const_bytes=d * act_bytes)]
     if head == "lm":
         lm = Matrix("lm_head", d, vocab / tp)
         ops.append(_gemm(lm, "head", 1, B, act_bytes, act_bytes, rate=RATE_GEMM_ACT))
@@ -529,15 +649,26 @@ def build_operators(
                 Matrix("value_out", d, 1, 1), "head", 1, B, act_bytes, act_bytes, rate=RATE_GEMM_ACT
             )
         )
+    return ops
 
-    # --- communication ---
+
+def _communication(
+    model: ModelSpec, par: Parallelism, st: StageLayers, head: str, act_bytes: float
+) -> list[Operator]:
+    """TP all-reduces, the logits gather and pipeline hand-offs of ``st``."""
+    d, tp, vocab = model.hidden_size, par.tp, model.vocab_size
+    ops: list[Operator] = []
     if tp > 1:
         ring = 2.0 * (tp - 1) / tp  # ring all-reduce: each GPU sends 2(tp-1)/tp of the message
+        # One after attention and one after each FFN, plus one after the vocab-split embedding.
+        # Under wide EP the all-to-all combine replaces the post-MoE all-reduce; the rank's tp
+        # GPUs then all-gather their slices of the combined tokens.
+        moe_a2a = st.moe if par.all_to_all else 0
         ops.append(
             Operator(
                 "all_reduce",
                 "comm",
-                2 * L + 1,
+                2 * st.layers - moe_a2a + (1 if st.first else 0),
                 (),
                 ((T, ring * d * act_bytes),),
                 RATE_LINK_TP,
@@ -545,7 +676,20 @@ def build_operators(
                 hops=2.0 * (tp - 1),
             )
         )
-        if head == "lm":
+        if moe_a2a:
+            ops.append(
+                Operator(
+                    "all_gather",
+                    "comm",
+                    moe_a2a,
+                    (),
+                    ((T, (tp - 1) / tp * d * act_bytes),),
+                    RATE_LINK_TP,
+                    kernels=0.0,
+                    hops=tp - 1.0,
+                )
+            )
+        if head == "lm" and st.last:
             ops.append(
                 Operator(
                     "logits_gather",
@@ -559,13 +703,13 @@ def build_operators(
                     hops=tp - 1.0,
                 )
             )
-    if par.pp > 1:
+    if st.sends:
         # vLLM sends hidden states and the residual to the next stage.
         ops.append(
             Operator(
                 "pp_send",
                 "comm",
-                par.pp - 1,
+                st.sends,
                 (),
                 ((T, 2.0 * d * act_bytes),),
                 RATE_LINK_PP,
@@ -573,4 +717,4 @@ def build_operators(
                 hops=1.0,
             )
         )
-    return tuple(ops)
+    return ops

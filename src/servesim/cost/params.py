@@ -19,40 +19,66 @@ class Parallelism:
       split ``tp`` ways; two all-reduces per layer (plus one after the embedding) join the parts.
       When ``tp`` exceeds the KV heads, each KV head is replicated so every GPU holds one (vLLM).
     - ``pp``: pipeline stages; layers are split evenly, earlier stages take the remainder.
-    - ``ep``: expert parallelism *inside the TP group* (vLLM ``--enable-expert-parallel`` with
-      one data-parallel rank): the routed experts are spread over ``ep`` groups and each expert is
-      tensor-split over the ``tp // ep`` GPUs of its group. Tokens are already on every GPU after
-      attention, so EP changes which expert weights a GPU holds and reads, not the
-      communication (the post-MoE all-reduce stays).
+    - ``ep``: with ``dp = 1``, expert parallelism *inside the TP group* (vLLM
+      ``--enable-expert-parallel`` with one data-parallel rank): the routed experts are spread
+      over ``ep`` groups and each expert is tensor-split over the ``tp // ep`` GPUs of its group.
+      Tokens are already on every GPU after attention, so EP changes which expert weights a GPU
+      holds and reads, not the communication (the post-MoE all-reduce stays).
+    - ``dp``: attention data parallelism inside the replica (vLLM ``--data-parallel-size`` with
+      expert parallelism, SGLang ``--enable-dp-attention``; MoE models only). Each of the ``dp``
+      ranks (``tp`` GPUs each) runs attention, dense layers and shared experts on its own share
+      of the batch with its own KV cache. ``ep`` is then 1 (every rank holds all experts,
+      tensor-split ``tp`` ways) or ``tp·dp`` (wide EP: ``E / ep`` whole experts per GPU; tokens
+      reach their experts by an all-to-all *dispatch* and come back by an all-to-all *combine*).
     """
 
     tp: int = 1
     pp: int = 1
     ep: int = 1
+    dp: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "ep"):
+        for name in ("tp", "pp", "ep", "dp"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ServesimError(
                     f"must be a positive integer, got {value!r}", field=name, fix=f"use --{name} 1"
                 )
-        if self.tp % self.ep:
+        if self.dp == 1 and self.tp % self.ep:
             raise ServesimError(
                 f"ep={self.ep} must divide tp={self.tp} (experts are spread inside the TP group)",
                 field="ep",
-                fix=f"use --ep {self.tp} or --ep 1",
+                fix=f"use --ep {self.tp} or --ep 1"
+                + (
+                    f", or --dp {self.ep // self.tp} for wide expert parallelism (ep = tp·dp)"
+                    if self.ep % self.tp == 0
+                    else ""
+                ),
+            )
+        if self.dp > 1 and self.ep not in (1, self.tp * self.dp):
+            raise ServesimError(
+                f"with dp={self.dp}, ep={self.ep} must be 1 or tp·dp={self.tp * self.dp} "
+                "(wide expert parallelism spans every rank)",
+                field="ep",
+                fix=f"use --ep {self.tp * self.dp} or --ep 1",
             )
 
     @property
     def gpus(self) -> int:
-        """GPUs in one replica."""
-        return self.tp * self.pp
+        """GPUs in one replica: ``tp × pp × dp``."""
+        return self.tp * self.pp * self.dp
 
     @property
     def expert_tp(self) -> int:
         """GPUs each routed expert is tensor-split over."""
-        return self.tp // self.ep
+        if self.dp == 1:
+            return self.tp // self.ep
+        return self.tp if self.ep == 1 else 1
+
+    @property
+    def all_to_all(self) -> bool:
+        """Whether tokens travel to their experts by all-to-all (wide EP over DP ranks)."""
+        return self.dp > 1 and self.ep > 1
 
     def kv_heads_per_gpu(self, model: ModelSpec) -> int:
         """KV heads each GPU holds (1 when ``tp`` exceeds the KV heads: replicated)."""
@@ -72,6 +98,12 @@ class Parallelism:
                 f"pp={self.pp} exceeds the {model.num_layers} layers of {model.name}",
                 field="pp",
                 fix=f"use --pp {model.num_layers} or fewer",
+            )
+        if self.dp > 1 and model.moe is None:
+            raise ServesimError(
+                f"dp={self.dp} (attention data parallelism) needs an MoE model",
+                field="dp",
+                fix=f"use --replicas {self.dp} (independent replicas) and --dp 1",
             )
         if self.ep > 1:
             if model.moe is None:
@@ -121,6 +153,9 @@ class CostParams:
     """Achievable fraction of HBM bandwidth; ``None``: the hardware's."""
     attention_efficiency: float | None = None
     """Fraction of peak FLOP/s the attention kernel reaches; ``None``: ``compute_efficiency``."""
+    attention_memory_efficiency: float | None = None
+    """Fraction of HBM bandwidth the attention kernel reaches reading the KV cache; ``None``:
+    ``memory_efficiency``. Calibration fits it apart: paged KV reads are not weight streams."""
     kernel_launch_s: float | None = None
     """Fixed seconds per kernel (launch gap + ramp/tail); ``None``: the hardware's."""
     step_overhead_s: float = 1e-4
@@ -128,6 +163,9 @@ class CostParams:
     bookkeeping) that the GPU does not hide. A documented guess; calibration replaces it."""
     overhead_per_seq_s: float = 0.0
     """Extra host seconds per sequence in the step (input preparation growing with batch)."""
+    overhead_per_token_s: float = 0.0
+    """Extra host seconds per token computed in the step (input ids, positions, slot mapping
+    growing with the tokens); calibration fits it."""
     comm_efficiency: float = 0.8
     """Fraction of link bandwidth collectives reach (NCCL all-reduce bus bandwidth on 8×H100
     NVLink is about 360 of 450 GB/s)."""
@@ -143,8 +181,52 @@ class CostParams:
     fidelity: str = "roofline"
     """Which rung of the fidelity ladder these numbers stand on."""
 
+    # --- scale-out and serving features (issue 5) ---------------------------------------
+    pp_microbatches: int | None = None
+    """Micro-batches a step is split into under pipeline parallelism; ``None``: ``pp`` (vLLM
+    keeps one micro-batch in flight per stage). Never more than the step's sequences."""
+    pp_overlap_steps: bool = False
+    """``False``: every step fills and drains the pipeline, ``T = Σ_s t_s + (m − 1)·max_s t_s``
+    (GPipe). ``True``: consecutive steps overlap (vLLM's batch queue keeps the stages busy
+    across steps), ``T = max(m·max_s t_s, Σ_s t_s)``: no fill/drain bubble per step."""
+    moe_skew: float = 0.0
+    """Routing imbalance under expert parallelism: the busiest EP rank receives
+    ``(1 + moe_skew)`` × the mean token-expert pairs (EPLB's max/mean load − 1), and the MoE
+    layer waits for it. 0 = balanced routing. No effect at ``ep = 1`` (one GPU computes every
+    pair: a grouped GEMM's time follows the total, not the busiest expert)."""
+    cuda_graphs: bool = True
+    """``True``: CUDA graphs and async scheduling: the host prepares step n+1 while the GPU runs
+    step n, so a step takes ``max(gpu, host) + overhead``. ``False`` (eager, synchronous):
+    ``gpu + host + overhead``, and every kernel waits for the CPU to issue it
+    (``eager_launch_s``), which slows small decode batches most."""
+    host_step_s: float = 5e-4
+    """Host seconds per step that overlap the GPU under ``cuda_graphs``: scheduler pass, batch
+    bookkeeping, output processing and engine IPC (estimate for vLLM V1: a public V1 run of
+    Llama-3.2-1B decodes at 2.7 ms TPOT where the kernels take ~1.2 ms, vllm-project/vllm#17866)."""
+    host_per_seq_s: float = 2e-5
+    """Host seconds per sequence per step: scheduling (a public profile of vLLM's step loop
+    measured 12.7 µs per running request in ``Scheduler.schedule``), per-request sampling
+    parameters, output objects and incremental detokenisation (estimate)."""
+    host_per_token_s: float = 5e-8
+    """Host seconds per token computed: input ids, positions and slot mapping, and the
+    per-element conversion of prompt token ids, O(prompt tokens) (estimate: ~50 ns/element)."""
+    eager_launch_s: float = 3e-5
+    """Without CUDA graphs, CPU seconds to issue one kernel (PyTorch dispatch + the layer's
+    Python): a kernel cannot finish before the CPU has issued it. Estimate from public
+    eager-vs-graph decode comparisons on vLLM (≈1.7× TPOT on a 7B at batch 1,
+    vllm-project/vllm-omni#7960)."""
+    memory_power_weight: float = 0.6
+    """Power drawn by memory-bound work relative to compute-bound work (see
+    ``servesim.cost.power``): a busy HBM with idle tensor cores draws about 60% of the dynamic
+    power of a busy tensor core (estimate, fitted to public H100/H200 vLLM power readings)."""
+
     def __post_init__(self) -> None:
-        for name in ("compute_efficiency", "memory_efficiency", "attention_efficiency"):
+        for name in (
+            "compute_efficiency",
+            "memory_efficiency",
+            "attention_efficiency",
+            "attention_memory_efficiency",
+        ):
             value = getattr(self, name)
             if value is not None and not 0.0 < value <= 1.0:
                 raise ServesimError(
@@ -160,7 +242,12 @@ class CostParams:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ServesimError(f"must be >= 0, got {value}", field=name, fix="use 0 or more")
-        for name in ("step_overhead_s", "overhead_per_seq_s", "gemm_half_tokens"):
+        for name in (
+            "step_overhead_s",
+            "overhead_per_seq_s",
+            "overhead_per_token_s",
+            "gemm_half_tokens",
+        ):
             if getattr(self, name) < 0:
                 raise ServesimError(
                     f"must be >= 0, got {getattr(self, name)}", field=name, fix="use 0 or more"
@@ -178,6 +265,34 @@ class CostParams:
                 f"unknown fidelity {self.fidelity!r}",
                 field="fidelity",
                 fix="use one of: " + ", ".join(FIDELITIES),
+            )
+        self._check_serving_fields()
+
+    def _check_serving_fields(self) -> None:
+        """Validate the issue-5 fields (pipeline, MoE skew, host overhead, power)."""
+        mb = self.pp_microbatches
+        if mb is not None and (not isinstance(mb, int) or isinstance(mb, bool) or mb < 1):
+            raise ServesimError(
+                f"must be a positive integer, got {mb!r}",
+                field="pp_microbatches",
+                fix="use e.g. the number of pipeline stages",
+            )
+        for name in (
+            "moe_skew",
+            "host_step_s",
+            "host_per_seq_s",
+            "host_per_token_s",
+            "eager_launch_s",
+        ):
+            if getattr(self, name) < 0:
+                raise ServesimError(
+                    f"must be >= 0, got {getattr(self, name)}", field=name, fix="use 0 or more"
+                )
+        if not 0.0 <= self.memory_power_weight <= 1.0:
+            raise ServesimError(
+                f"must be in [0, 1], got {self.memory_power_weight}",
+                field="memory_power_weight",
+                fix="use e.g. 0.6",
             )
 
 

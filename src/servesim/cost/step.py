@@ -2,15 +2,36 @@
 
 Each operator takes ``max(FLOPs / (peak × efficiency), bytes / (bandwidth × efficiency))``
 plus a fixed ``kernel_launch_s`` per kernel it launches (or link latency per ring step for
-communication); the step adds them up (kernels run one after another) and adds a per-step host
-overhead. ``build_step_cost`` folds all of that into a few small arrays once, so that timing a
-step is: reduce the batch to the features of ``operators.py`` (one Gram product of the
-per-row columns), one small matrix product, one elementwise ``max`` and a sum.
+communication); the GPU part of a step adds them up (kernels run one after another).
+``build_step_cost`` folds all of that into a few small arrays once, so that timing a step is:
+reduce the batch to the features of ``operators.py`` (one Gram product of the per-row
+columns), one small matrix product, one elementwise ``max`` and a sum.
+
+Around the GPU part (``gpu``) sit two host terms:
+
+- ``host``: CPU time of the serving loop (scheduling, input preparation, sampling bookkeeping,
+  detokenisation; ``CostParams.host_*``). With CUDA graphs and async scheduling
+  (``cuda_graphs=True``) it overlaps the GPU; without, it adds, and each kernel also waits for
+  the CPU to issue it (``eager_launch_s``).
+- ``overhead``: per-step time nothing hides (``step_overhead_s``, ``overhead_per_seq_s``,
+  ``overhead_per_token_s``; what calibration fits).
+
+    step = max(gpu, host) + overhead          (cuda_graphs)
+    step = gpu_eager + host + overhead        (no CUDA graphs)
+
+Pipeline parallelism: a step of ``B`` sequences is split into ``m = min(pp_microbatches, B)``
+equal micro-batches that flow through the ``pp`` stages. With ``t_s`` the time of one
+micro-batch in stage ``s`` (its hand-off to the next stage included),
+
+    gpu = Σ_s t_s + (m − 1) · max_s t_s       (every step fills and drains the pipeline)
+    gpu = max(m · max_s t_s, Σ_s t_s)         (pp_overlap_steps: steps overlap, no drain)
+
+and the bubble — the share of stage-time the stages sit idle — is ``1 − m Σ_s t_s / (pp · gpu)``,
+``(pp − 1)/(m + pp − 1)`` for equal stages. Attention data parallelism (``dp > 1``) times one
+rank's equal share of the batch, and the routed experts on the tokens of every rank.
 
 Units: seconds, FLOPs, bytes. FLOPs and bytes reported by ``StepTime`` are per GPU (one TP
-rank) summed over all pipeline stages; with ``tp = pp = 1`` they are the whole model's.
-With ``pp > 1`` the step time is the latency of one batch through every stage in turn (how
-stages overlap across micro-batches is the engine's business).
+rank) summed over all pipeline stages; with ``tp = pp = dp = 1`` they are the whole model's.
 """
 
 from __future__ import annotations
@@ -22,6 +43,8 @@ import numpy as np
 from servesim.cost import operators as ops_mod
 from servesim.cost.dtypes import (
     activation_dtype,
+    check_kv_dtype,
+    check_weight_dtype,
     dtype_bytes,
     normalize_dtype,
     tensor_core_peak,
@@ -34,14 +57,18 @@ from servesim.cost.operators import (
     INDICATOR,
     NUM_FEATURES,
     Operator,
+    StageLayers,
     build_operators,
+    pipeline_stages,
 )
 from servesim.cost.params import CostParams, Parallelism
+from servesim.cost.power import active_seconds, gpu_power_watts, utilisation
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
 
 _F = ops_mod  # feature indices: _F.T, _F.P, ...
+_NF = NUM_FEATURES
 
 
 @dataclass(frozen=True)
@@ -51,17 +78,26 @@ class StepTime:
     total_s: float
     """Seconds for the whole step (equals ``StepCostModel.step_seconds``)."""
     by_group: dict[str, float]
-    """Seconds per operator group (see ``operators.GROUPS``); they sum to ``total_s``."""
+    """Seconds per operator group (see ``operators.GROUPS``); they sum to ``total_s``. Under
+    pipeline parallelism each GPU group is scaled to its share of the pipelined time; the
+    host time the GPU does not hide counts as ``overhead``."""
     flops: float
     """FLOPs executed per GPU, summed over pipeline stages."""
     bytes: float
     """HBM bytes moved per GPU (weights, activations, KV), summed over pipeline stages."""
     comm_bytes: float
-    """Bytes each GPU sends over links (all-reduce ring traffic, logits gather, stage sends)."""
+    """Bytes each GPU sends over links (all-reduce ring traffic, logits gather, stage sends,
+    all-to-all)."""
     flops_by_group: dict[str, float]
     bytes_by_group: dict[str, float]
     fidelity: str
     """``roofline`` | ``calibrated`` | ``profiled``: the rung of the ladder the numbers stand on."""
+    gpu_s: float = 0.0
+    """Seconds of GPU work (pipelined under PP; with eager kernel issue without CUDA graphs)."""
+    host_s: float = 0.0
+    """Host seconds of the serving loop (overlapped with ``gpu_s`` under CUDA graphs)."""
+    bubble_fraction: float = 0.0
+    """Share of stage-time the pipeline stages sit idle (0 without PP)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +112,22 @@ class OperatorCost:
     """HBM bytes per GPU, or bytes each GPU sends for link operators."""
     seconds: float
     bound: str
-    """``compute``, ``memory`` or ``link``: which side of the roofline set its time."""
+    """``compute``, ``memory``, ``link`` or ``launch`` (the CPU issuing kernels without CUDA
+    graphs): which limit set its time."""
+
+
+@dataclass(frozen=True)
+class PipelineTime:
+    """How a step's GPU work flows through the pipeline (arrays: one entry per feature row)."""
+
+    stage_s: np.ndarray
+    """Shape (..., pp): seconds one micro-batch spends in each stage, its hand-off included."""
+    microbatches: np.ndarray
+    """Micro-batches the step is split into: ``min(pp_microbatches, sequences)``."""
+    gpu_s: np.ndarray
+    """GPU seconds of the step under the pipelined schedule."""
+    bubble_fraction: np.ndarray
+    """``1 − m·Σ_s t_s / (pp · gpu_s)``: the share of stage-time the stages sit idle."""
 
 
 @dataclass(frozen=True)
@@ -103,22 +154,29 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     Which weights a quantised checkpoint stores in ``model.dtype`` follows
     ``model.quant_scope``: ``experts`` (gpt-oss mxfp4) leaves attention and dense MLPs in
     ``model.base_dtype``; ``linear`` and ``none`` put every block weight in ``model.dtype``. An
-    explicit ``params.weight_dtype`` quantises every block weight (vLLM ``--quantization``).
+    explicit ``params.weight_dtype`` quantises every block weight (vLLM ``--quantization``) and
+    must have tensor cores on ``hw`` (int4 is weight-only and runs anywhere); a checkpoint's own
+    format runs weight-only where the GPU lacks its tensor cores (fp8 on A100, as vLLM's Marlin
+    kernels do). Raises ServesimError for a format the GPU cannot run or a KV dtype that is no
+    KV-cache format.
     """
     quantized = model.quant_scope != "none"
     act = activation_dtype(model.base_dtype if quantized else model.dtype)
     if params.weight_dtype is not None:
         block = expert = normalize_dtype(params.weight_dtype, field="weight_dtype")
+        check_weight_dtype(hw.name, hw.peak_flops, block)
     else:
         expert = normalize_dtype(model.dtype, field="dtype")
         # NOTE: fp32 checkpoints are served in bf16, as vLLM's dtype="auto" does.
         expert = act if expert in ("fp32", "tf32") else expert
         block = act if model.quant_scope == "experts" else expert
+    kv = normalize_dtype(params.kv_dtype or act, field="kv_dtype")
+    check_kv_dtype(kv)
     ce = hw.compute_efficiency if params.compute_efficiency is None else params.compute_efficiency
     return ResolvedParams(
         weight_dtype=block,
         expert_dtype=expert,
-        kv_dtype=normalize_dtype(params.kv_dtype or act, field="kv_dtype"),
+        kv_dtype=kv,
         act_dtype=act,
         compute_efficiency=ce,
         memory_efficiency=(
@@ -134,9 +192,14 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
 
 
 def model_operators(
-    model: ModelSpec, par: Parallelism, resolved: ResolvedParams, head: str
+    model: ModelSpec,
+    par: Parallelism,
+    resolved: ResolvedParams,
+    head: str,
+    stage: StageLayers | None = None,
+    moe_load: float = 1.0,
 ) -> tuple[Operator, ...]:
-    """The operator list for ``model`` with the resolved dtypes."""
+    """The operator list for ``model`` with the resolved dtypes (one ``stage`` or all)."""
     return build_operators(
         model,
         par,
@@ -145,6 +208,8 @@ def model_operators(
         kv_bytes=dtype_bytes(resolved.kv_dtype),
         act_bytes=dtype_bytes(resolved.act_dtype),
         head=head,
+        stage=stage,
+        moe_load=moe_load,
     )
 
 
@@ -169,6 +234,7 @@ def padding_flops(
     flops: np.ndarray,
     half_tokens: float,
     moe: tuple[float, float, float] | None,
+    moe_load: float = 1.0,
 ) -> np.ndarray:
     """Extra FLOP-equivalents the GEMM efficiency curve adds, as feature coefficients.
 
@@ -184,11 +250,70 @@ def padding_flops(
         if op.m_feature == _F.M_EXP:
             assert moe is not None
             _, top_k, ep = moe
-            # FLOPs = c·T with m = T·k/hit and D = hit/ep:  c·T·h/m = c·h·D·ep/k.
-            pad[i, _F.D_EXP] = flops[i, _F.T] * half_tokens * ep / top_k
+            # FLOPs = c·L·T (L = moe_load) with m = L·T·k/hit and D = hit/ep:
+            # c·L·T·h/m = c·h·D·ep/k.
+            pad[i, _F.D_EXP] = flops[i, _F.T] / moe_load * half_tokens * ep / top_k
         else:
             pad[i, INDICATOR[op.active]] = flops[i, op.m_feature] * half_tokens
     return pad
+
+
+def pipeline_seconds(
+    stage_s: np.ndarray, microbatches: np.ndarray | float, overlap_steps: bool = False
+) -> np.ndarray:
+    """GPU seconds of a step of ``microbatches`` micro-batches over stages taking ``stage_s``.
+
+    ``stage_s`` has shape (..., pp): seconds of one micro-batch in each stage. Without overlap
+    the first micro-batch crosses every stage and the slowest stage paces the others:
+    ``Σ_s t_s + (m − 1)·max_s t_s`` (``(m + pp − 1)·t`` for equal stages). With
+    ``overlap_steps`` the next step's micro-batches fill the drain, so a step takes
+    ``max(m·max_s t_s, Σ_s t_s)``: the slowest stage is busy all the time, or a micro-batch
+    cannot come round sooner than its trip through every stage.
+    """
+    stage_s = np.asarray(stage_s, dtype=np.float64)
+    m = np.asarray(microbatches, dtype=np.float64)
+    total, slowest = stage_s.sum(axis=-1), stage_s.max(axis=-1)
+    if overlap_steps:
+        return np.maximum(m * slowest, total)
+    return total + (m - 1.0) * slowest
+
+
+def bubble_fraction(
+    stage_s: np.ndarray, microbatches: np.ndarray | float, gpu_s: np.ndarray | float
+) -> np.ndarray:
+    """Share of stage-time idle in a pipelined step: ``1 − m·Σ_s t_s / (pp · gpu_s)``."""
+    stage_s = np.asarray(stage_s, dtype=np.float64)
+    busy = np.asarray(microbatches, dtype=np.float64) * stage_s.sum(axis=-1)
+    span = stage_s.shape[-1] * np.asarray(gpu_s, dtype=np.float64)
+    return np.where(span > 0, 1.0 - busy / np.where(span > 0, span, 1.0), 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class _Sides:
+    """Per-operator coefficient matrices of one operator list, shape (features', operators)
+    where ``features'`` is ``NUM_FEATURES`` (or twice that with ``dp > 1``: rank block, then
+    global block)."""
+
+    compute: np.ndarray
+    """Seconds of the compute side (FLOPs and GEMM padding), launches included."""
+    memory: np.ndarray
+    """Seconds of the memory (or link) side, launches/latencies included."""
+    eager: np.ndarray | None
+    """CPU seconds to issue the operator's kernels without CUDA graphs; None with graphs."""
+    busy_compute: np.ndarray
+    """Compute-side seconds without launches (0 for link operators): power model."""
+    busy_memory: np.ndarray
+    """HBM-side seconds without launches (0 for link operators): power model."""
+    flops: np.ndarray
+    nbytes: np.ndarray
+    is_link: np.ndarray
+
+    def seconds(self, a: np.ndarray) -> np.ndarray:
+        """Per-operator seconds for feature rows ``a`` (n, features'): shape (n, operators)."""
+        sec = np.maximum(a @ self.compute, a @ self.memory)
+        if self.eager is not None:
+            np.maximum(sec, a @ self.eager, out=sec)
+        return sec
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,8 +328,12 @@ class StepCostModel:
     Every operator's time is ``max(compute · f, memory · f)`` for the step's feature vector
     ``f`` (see ``operators.py``): compute and memory seconds are linear in the features (the GEMM
     efficiency curve included, see :func:`padding_flops`), and the fixed launch/latency seconds
-    are added to both sides (``max(a + L, b + L) = max(a, b) + L``). The host overhead is one
-    more row whose two sides are equal. A step's time is the sum over the rows.
+    are added to both sides (``max(a + L, b + L) = max(a, b) + L``). The GPU part of a step is
+    the sum over the operators (pipelined under PP); host and overhead are combined with it as
+    the module docstring says.
+
+    ``*_from_features`` methods take one feature vector or rows of them; a row may also be the
+    sum of a decode span's per-step features (``ONE`` = steps), as the engine records them.
     """
 
     model: ModelSpec
@@ -214,12 +343,17 @@ class StepCostModel:
     resolved: ResolvedParams
     operators: tuple[Operator, ...]
     feature_map: FeatureMap
-    _flops: np.ndarray  # (ops, features) FLOPs per feature unit, all occurrences
-    _bytes: np.ndarray  # (ops, features) bytes (HBM or link) per feature unit
-    _coef_t: np.ndarray  # (features, 2·rows): [compute seconds | memory seconds] per unit
-    _group_idx: np.ndarray  # (rows,) index into GROUPS; rows = operators + the overhead row
-    _is_link: np.ndarray  # (ops,) bool: bytes are link bytes, not HBM bytes
+    _ops: _Sides  # the whole-model operators (every stage)
+    _stages: _Sides | None  # every stage's operators, rows grouped by stage (pp > 1)
+    _stage_of: np.ndarray | None  # (stage rows, pp) 0/1
+    _fixed: np.ndarray  # (features, 2): [overhead, host] seconds per feature unit
+    _group_idx: np.ndarray  # (operators,) index into GROUPS
     _groups: tuple[str, ...]  # groups reported in by_group
+    _microbatches: int  # pp_microbatches resolved (1 without PP)
+    _simple: bool  # pp == dp == 1: features are used as they come
+    _hot: np.ndarray | None  # simple and with CUDA graphs: [compute | memory | fixed] at once
+
+    # --- the hot path -------------------------------------------------------------------------
 
     def features(self, new_tokens: np.ndarray, context_lens: np.ndarray) -> np.ndarray:
         """The batch reduced to the step features (see ``FeatureMap.step``)."""
@@ -231,13 +365,19 @@ class StepCostModel:
             return 0.0
         return float(self.seconds_from_features(self.feature_map.step(new_tokens, context_lens)))
 
-    # --- features: what the engine records, so work and breakdowns come later, in bulk -----
-
     def seconds_from_features(self, features: np.ndarray) -> np.ndarray | float:
         """Step seconds of one feature vector (a float) or of rows of them (an array)."""
-        x = features @ self._coef_t
-        half = x.shape[-1] // 2
-        return np.maximum(x[..., :half], x[..., half:]).sum(axis=-1)
+        f = np.asarray(features, dtype=np.float64)
+        if self._hot is not None and f.ndim == 1:  # the hot path: one small product
+            x = f @ self._hot
+            k = self._hot.shape[1] // 2 - 1
+            gpu = float(np.maximum(x[:k], x[k : 2 * k]).sum())
+            return self._combine(gpu, float(x[-2]), float(x[-1]))
+        rows = np.atleast_2d(f)
+        gpu = self._gpu(rows, per_operator=False)[0]
+        over, host = (rows @ self._fixed).T
+        out = self._combine(gpu, over, host)
+        return float(out[0]) if f.ndim == 1 else out
 
     def step_with_features(
         self, new_tokens: np.ndarray, context_lens: np.ndarray
@@ -254,40 +394,6 @@ class StepCostModel:
         f = self.feature_map.decode(context_lens, num_steps)
         return self.seconds_from_features(f), f
 
-    def operator_sides_from_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(compute, memory) seconds of every operator for rows of step features.
-
-        Both have shape (rows, operators + 1): column ``i`` is ``operators[i]``, the last column
-        the host overhead. Launch/latency seconds are in both sides, so a step takes
-        ``np.maximum(compute, memory).sum(axis=1)`` (what calibration refits, side by side).
-        """
-        x = np.atleast_2d(features) @ self._coef_t
-        half = x.shape[-1] // 2
-        return x[:, :half], x[:, half:]
-
-    def work_from_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(FLOPs, HBM bytes) per GPU for rows of (possibly summed) step features.
-
-        Both are linear in the features, so a span's summed features give its exact totals.
-        """
-        hbm = np.where(self._is_link[:, None], 0.0, self._bytes)
-        return features @ self._flops.sum(axis=0), features @ hbm.sum(axis=0)
-
-    def group_seconds_from_features(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """Seconds per operator group for rows of step features, shape (rows,) per group.
-
-        Exact for a single step's features. For a decode span's *summed* features the per-
-        operator max() is taken once over the sum, which differs from summing per step only
-        where an operator flips between compute- and memory-bound inside the span.
-        """
-        x = np.atleast_2d(features) @ self._coef_t
-        half = x.shape[-1] // 2
-        row_secs = np.maximum(x[:, :half], x[:, half:])
-        out = {}
-        for g in self._groups:
-            out[g] = row_secs[:, self._group_idx == GROUPS.index(g)].sum(axis=1)
-        return out
-
     def decode_span_seconds(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
         """Seconds of ``num_steps`` consecutive decode steps, shape (num_steps,).
 
@@ -296,10 +402,184 @@ class StepCostModel:
         """
         if num_steps <= 0 or len(context_lens) == 0:
             return np.zeros(max(int(num_steps), 0))
-        f = self.feature_map.decode(context_lens, num_steps)
-        x = f @ self._coef_t
-        half = x.shape[1] // 2
-        return np.maximum(x[:, :half], x[:, half:]).sum(axis=1)
+        return self.seconds_from_features(self.feature_map.decode(context_lens, num_steps))
+
+    # --- the pieces of a step -----------------------------------------------------------------
+
+    def _combine(self, gpu, over, host):
+        if self.params.cuda_graphs:
+            return np.maximum(gpu, host) + over
+        return gpu + host + over
+
+    def _split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features of one micro-batch on one rank, micro-batches, steps) of feature rows.
+
+        Rows may be span sums: the per-step average is split. With ``dp > 1`` the result has
+        two blocks: one rank's share (attention, dense layers) and the micro-batch's tokens of
+        every rank (the routed experts under wide EP).
+        """
+        if self._simple:
+            ones = np.ones(len(rows))
+            return rows, ones, ones
+        steps = rows[:, _F.ONE]
+        a = rows / np.where(steps > 0, steps, 1.0)[:, None]
+        seqs = a[:, _F.B]
+        # Micro-batches and busy ranks hold whole sequences: never more parts than sequences.
+        m = np.clip(seqs, 1.0, float(self._microbatches))
+        dp = float(self.parallelism.dp)
+        ranks = np.clip(seqs / m, 1.0, dp)
+        rank = self.feature_map.split(a, m * ranks)
+        if dp > 1:
+            rank = np.concatenate([rank, self.feature_map.split(a, m)], axis=1)
+        return rank, m, steps
+
+    def _gpu(self, rows: np.ndarray, per_operator: bool = True):
+        """(GPU seconds, micro-batch features, micro-batches, steps, per-operator seconds of one
+        micro-batch (None unless ``per_operator`` under PP), stage seconds or None) for
+        feature rows (n, features)."""
+        a, m, steps = self._split(rows)
+        if self._stages is None:
+            sec = self._ops.seconds(a)
+            return sec.sum(axis=1) * steps, a, m, steps, sec, None
+        stage = self._stages.seconds(a) @ self._stage_of
+        gpu = pipeline_seconds(stage, m, self.params.pp_overlap_steps) * steps
+        sec = self._ops.seconds(a) if per_operator else None
+        return gpu, a, m, steps, sec, stage
+
+    def gpu_seconds_from_features(self, features: np.ndarray) -> np.ndarray:
+        """GPU seconds of each feature row (pipelined under PP), shape (rows,)."""
+        rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        return self._gpu(rows, per_operator=False)[0]
+
+    def host_seconds_from_features(self, features: np.ndarray) -> np.ndarray | float:
+        """Host seconds of the serving loop for each feature row (a float for one vector):
+        ``host_step_s + host_per_seq_s·sequences + host_per_token_s·tokens``. Under CUDA
+        graphs it overlaps the GPU; :meth:`host_bound_seconds_from_features` is what shows."""
+        f = np.asarray(features, dtype=np.float64)
+        host = f @ self._fixed[:, 1]
+        return float(host) if f.ndim == 1 else host
+
+    def host_bound_seconds_from_features(self, features: np.ndarray) -> np.ndarray:
+        """Seconds of each step the GPU waits for the host, shape (rows,): ``max(0, host −
+        gpu)`` under CUDA graphs, all of ``host`` without them (plus, then, the kernel-issue
+        stalls already inside the GPU time)."""
+        rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        host = rows @ self._fixed[:, 1]
+        if not self.params.cuda_graphs:
+            return host
+        return np.maximum(host - self._gpu(rows, per_operator=False)[0], 0.0)
+
+    def pp_stage_seconds(self, features: np.ndarray) -> np.ndarray:
+        """Seconds one micro-batch spends in each pipeline stage (its hand-off to the next
+        stage included), shape (pp,) for one feature vector or (rows, pp)."""
+        f = np.asarray(features, dtype=np.float64)
+        out = self.pipeline_from_features(np.atleast_2d(f)).stage_s
+        return out[0] if f.ndim == 1 else out
+
+    def pipeline_from_features(self, features: np.ndarray) -> PipelineTime:
+        """Stage times, micro-batches, pipelined GPU time and bubble of feature rows (arrays
+        of one entry per row; a single stage without PP)."""
+        rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        gpu, _, m, steps, sec, stage = self._gpu(rows)
+        if stage is None:
+            stage = sec.sum(axis=1, keepdims=True)
+        per_step = gpu / np.where(steps > 0, steps, 1.0)
+        return PipelineTime(stage, m, gpu, bubble_fraction(stage, m, per_step))
+
+    # --- features: what the engine records, so work and breakdowns come later, in bulk -----
+
+    def operator_sides_from_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(compute, memory) seconds of every operator for rows of step features.
+
+        Both have shape (rows, operators + 1): column ``i`` is ``operators[i]``, the last column
+        the per-step overhead (``step_overhead_s`` and the ``overhead_per_*`` terms). Launch/
+        latency seconds are in both sides, so the GPU part and the overhead of a step take
+        ``np.maximum(compute, memory).sum(axis=1)`` (what calibration refits, side by side);
+        the host time (:meth:`host_seconds_from_features`) is apart. Without CUDA graphs each
+        side is raised to the kernel-issue time; under PP the sides are scaled to the pipelined
+        GPU time.
+        """
+        rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        a, m, steps = self._split(rows)
+        comp, mem = a @ self._ops.compute, a @ self._ops.memory
+        if self._ops.eager is not None:
+            issue = a @ self._ops.eager
+            comp, mem = np.maximum(comp, issue), np.maximum(mem, issue)
+        if not self._simple:
+            gpu, *_, sec, _ = self._gpu(rows)
+            scale = _ratio(gpu, sec.sum(axis=1))[:, None]
+            comp, mem = comp * scale, mem * scale
+        over = (rows @ self._fixed[:, 0])[:, None]
+        return np.concatenate([comp, over], axis=1), np.concatenate([mem, over], axis=1)
+
+    def _work_features(self, rows: np.ndarray) -> np.ndarray:
+        """Features whose linear FLOPs/bytes are a step's work on one GPU: every micro-batch
+        reads the weights again."""
+        a, m, steps = self._split(rows)
+        return a if self._simple else a * (m * steps)[:, None]
+
+    def work_from_features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(FLOPs, HBM bytes) per GPU for rows of (possibly summed) step features.
+
+        Both are linear in the features without PP or DP, so a span's summed features give its
+        exact totals; with micro-batches the weights count once per micro-batch.
+        """
+        f = np.asarray(features, dtype=np.float64)
+        w = self._work_features(np.atleast_2d(f))
+        hbm = np.where(self._ops.is_link, 0.0, self._ops.nbytes)
+        flops, nbytes = w @ self._ops.flops.sum(axis=1), w @ hbm.sum(axis=1)
+        if f.ndim == 1:
+            return flops[0], nbytes[0]
+        return flops, nbytes
+
+    def group_seconds_from_features(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Seconds per operator group for rows of step features, shape (rows,) per group.
+
+        They sum to the step time: GPU groups (scaled to the pipelined time under PP) plus
+        ``overhead``, which also holds the host time the GPU does not hide. Exact for a single
+        step's features. For a decode span's *summed* features the per-operator max() is taken
+        once over the sum, which differs from summing per step only where an operator flips
+        between compute- and memory-bound inside the span.
+        """
+        rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        gpu, _, _, steps, sec, _ = self._gpu(rows)
+        scale = _ratio(gpu, sec.sum(axis=1)) if not self._simple else np.ones(len(rows))
+        over, host = (rows @ self._fixed).T
+        exposed = np.maximum(host - gpu, 0.0) if self.params.cuda_graphs else host
+        out = {}
+        for g in self._groups:
+            if g == "overhead":
+                out[g] = over + exposed
+            else:
+                out[g] = sec[:, self._group_idx == GROUPS.index(g)].sum(axis=1) * scale
+        return out
+
+    # --- energy ---------------------------------------------------------------------------------
+
+    def utilisation_from_features(self, features: np.ndarray, durations: np.ndarray) -> np.ndarray:
+        """Power-weighted busy fraction ``u`` in [0, 1] of each step on one GPU (see
+        :func:`servesim.cost.power.utilisation`): compute- and memory-side seconds of every
+        operator (launch gaps, link waits and pipeline bubbles are idle time), over the step's
+        ``durations`` (seconds; the engine's, which may include drafting or KV loads)."""
+        rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        w = self._work_features(rows)
+        comp, mem = w @ self._ops.busy_compute, w @ self._ops.busy_memory
+        active = active_seconds(comp, mem, self.params.memory_power_weight).sum(axis=1)
+        # The whole-model operators are summed over the pp stages' GPUs: average over them.
+        return utilisation(active, np.asarray(durations, dtype=np.float64) * self.parallelism.pp)
+
+    def power_from_features(self, features: np.ndarray, durations: np.ndarray) -> np.ndarray:
+        """Average watts per GPU over each step: ``idle_w + (tdp_w − idle_w) · u``."""
+        u = self.utilisation_from_features(features, durations)
+        return gpu_power_watts(self.hardware.tdp_w, self.hardware.idle_w, u)
+
+    def energy_from_features(self, features: np.ndarray, durations: np.ndarray) -> np.ndarray:
+        """Joules per GPU of each step (or span): average power × duration, shape (rows,).
+        A replica's energy is this times ``parallelism.gpus``; idle gaps between steps draw
+        ``hardware.idle_w`` per GPU."""
+        return self.power_from_features(features, durations) * np.asarray(durations, float)
+
+    # --- one step, explained ------------------------------------------------------------------
 
     def step_time(self, new_tokens: np.ndarray, context_lens: np.ndarray) -> StepTime:
         """Same number as :meth:`step_seconds`, with the breakdown by operator group."""
@@ -312,58 +592,71 @@ class StepCostModel:
                 0.0, zeros, 0.0, 0.0, 0.0, dict(zeros), dict(zeros), self.params.fidelity
             )
         f = self.feature_map.step(new_tokens, context_lens)
-        x = f @ self._coef_t
-        half = x.shape[0] // 2
-        row_secs = np.maximum(x[:half], x[half:])
-        op_flops = self._flops @ f
-        op_bytes = self._bytes @ f
+        rows = f[None, :]
+        groups = self.group_seconds_from_features(rows)
+        w = self._work_features(rows)[0]
+        op_flops = self._ops.flops.T @ w
+        op_bytes = self._ops.nbytes.T @ w
         ngroups = len(GROUPS)
-        ops = self._group_idx[: len(self.operators)]
-        secs = np.bincount(self._group_idx, weights=row_secs, minlength=ngroups)
-        flops = np.bincount(ops, weights=op_flops, minlength=ngroups)
-        hbm = np.bincount(ops, weights=np.where(self._is_link, 0.0, op_bytes), minlength=ngroups)
+        link = self._ops.is_link
+        flops = np.bincount(self._group_idx, weights=op_flops, minlength=ngroups)
+        hbm = np.bincount(self._group_idx, weights=np.where(link, 0.0, op_bytes), minlength=ngroups)
+        pipe = self.pipeline_from_features(rows)
         return StepTime(
-            total_s=float(row_secs.sum()),
-            by_group={g: float(secs[GROUPS.index(g)]) for g in self._groups},
+            total_s=float(self.seconds_from_features(f)),
+            by_group={g: float(groups[g][0]) for g in self._groups},
             flops=float(op_flops.sum()),
             bytes=float(hbm.sum()),
-            comm_bytes=float(op_bytes[self._is_link].sum()),
+            comm_bytes=float(op_bytes[link].sum()),
             flops_by_group={g: float(flops[GROUPS.index(g)]) for g in self._groups},
             bytes_by_group={g: float(hbm[GROUPS.index(g)]) for g in self._groups},
             fidelity=self.params.fidelity,
+            gpu_s=float(pipe.gpu_s[0]),
+            host_s=float(self.host_seconds_from_features(f)),
+            bubble_fraction=float(pipe.bubble_fraction[0]),
         )
 
     def operator_breakdown(
         self, new_tokens: np.ndarray, context_lens: np.ndarray
     ) -> list[OperatorCost]:
         """Per-operator FLOPs, bytes, seconds and bound of one step (seconds sum to the step
-        time less the host overhead)."""
+        time less the ``overhead`` group; scaled to the pipelined time under PP)."""
         new_tokens = np.asarray(new_tokens)
         context_lens = np.asarray(context_lens)
         _check_batch(new_tokens, context_lens)
         if new_tokens.shape[0] == 0:
             return []
-        f = self.feature_map.step(new_tokens, context_lens)
-        x = f @ self._coef_t
-        half = x.shape[0] // 2
-        flops, nbytes = self._flops @ f, self._bytes @ f
+        rows = self.feature_map.step(new_tokens, context_lens)[None, :]
+        gpu, a, _, _, sec, _ = self._gpu(rows)
+        scale = float(_ratio(gpu, sec.sum(axis=1))[0]) if not self._simple else 1.0
+        ops = self._ops
+        comp, mem = (a @ ops.compute)[0], (a @ ops.memory)[0]
+        issue = (a @ ops.eager)[0] if ops.eager is not None else np.zeros_like(comp)
+        w = self._work_features(rows)[0]
+        flops, nbytes = ops.flops.T @ w, ops.nbytes.T @ w
         out = []
         for i, op in enumerate(self.operators):
-            if self._is_link[i]:
+            if issue[i] > max(comp[i], mem[i]):
+                bound = "launch"
+            elif ops.is_link[i]:
                 bound = "link"
             else:
-                bound = "compute" if x[i] > x[half + i] else "memory"
+                bound = "compute" if comp[i] > mem[i] else "memory"
             out.append(
                 OperatorCost(
                     op.name,
                     op.group,
                     float(flops[i]),
                     float(nbytes[i]),
-                    float(max(x[i], x[half + i])),
+                    float(sec[0, i] * scale),
                     bound,
                 )
             )
         return out
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
 def _check_batch(new_tokens: np.ndarray, context_lens: np.ndarray) -> None:
@@ -380,6 +673,122 @@ def _check_batch(new_tokens: np.ndarray, context_lens: np.ndarray) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Rates:
+    """What an operator's rate resolves to on the hardware."""
+
+    flop_rate: dict[str, float]
+    """FLOP/s (peak × efficiency) per compute rate."""
+    link_bw: dict[str, float]
+    """Achievable bytes/s per link rate (comm efficiency included)."""
+    link_latency: dict[str, float]
+    sec_per_byte_hbm: float
+    sec_per_byte_attention: float
+    kernel_launch_s: float
+    eager_launch_s: float | None
+    """CPU seconds per kernel issue without CUDA graphs; None with graphs."""
+
+
+def _rates(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams) -> _Rates:
+    peak_gemm = tensor_core_peak(hw.peak_flops, res.weight_dtype, res.act_dtype)
+    peak_expert = tensor_core_peak(hw.peak_flops, res.expert_dtype, res.act_dtype)
+    peak_act = tensor_core_peak(hw.peak_flops, res.act_dtype, res.act_dtype)
+    node = hw.gpus_per_node
+    tp_link = hw.inter_node if par.tp > node else hw.intra_node
+    pp_link = hw.inter_node if par.gpus > node else hw.intra_node
+    ep_link = hw.inter_node if par.tp * par.dp > node else hw.intra_node
+    # On a full mesh (MI300X) a collective over few GPUs uses only that many direct links.
+    bandwidth = {
+        ops_mod.RATE_LINK_TP: tp_link.bandwidth_among(min(par.tp, node)),
+        ops_mod.RATE_LINK_PP: pp_link.bandwidth_among(2),
+        ops_mod.RATE_LINK_EP: ep_link.bandwidth_among(min(par.ep, node)),
+    }
+    attn_mem = params.attention_memory_efficiency or res.memory_efficiency
+    return _Rates(
+        flop_rate={
+            ops_mod.RATE_GEMM: peak_gemm * res.compute_efficiency,
+            ops_mod.RATE_GEMM_EXPERT: peak_expert * res.compute_efficiency,
+            ops_mod.RATE_GEMM_ACT: peak_act * res.compute_efficiency,
+            ops_mod.RATE_ATTENTION: peak_act * res.attention_efficiency,
+            ops_mod.RATE_VECTOR: vector_peak(hw.peak_flops, res.act_dtype) * res.compute_efficiency,
+        },
+        link_bw={k: v * params.comm_efficiency for k, v in bandwidth.items()},
+        link_latency={
+            ops_mod.RATE_LINK_TP: tp_link.latency_s,
+            ops_mod.RATE_LINK_PP: pp_link.latency_s,
+            ops_mod.RATE_LINK_EP: ep_link.latency_s,
+        },
+        sec_per_byte_hbm=1.0 / (hw.hbm_bandwidth * res.memory_efficiency),
+        sec_per_byte_attention=1.0 / (hw.hbm_bandwidth * attn_mem),
+        kernel_launch_s=res.kernel_launch_s,
+        eager_launch_s=None if params.cuda_graphs else params.eager_launch_s,
+    )
+
+
+def _sides(
+    operators: tuple[Operator, ...],
+    rates: _Rates,
+    half_tokens: float,
+    feature_map: FeatureMap,
+    dp: int,
+) -> _Sides:
+    """Coefficient matrices of ``operators`` (transposed: features' × operators)."""
+    flops, nbytes = coefficient_matrices(operators)
+    pad = padding_flops(operators, flops, half_tokens, feature_map.moe, feature_map.moe_load)
+    nops = len(operators)
+    sec_per_flop = np.zeros(nops)
+    sec_per_byte = np.zeros(nops)
+    launch = np.zeros((nops, NUM_FEATURES))
+    issue = np.zeros((nops, NUM_FEATURES))
+    is_link = np.zeros(nops, dtype=bool)
+    for i, op in enumerate(operators):
+        on = INDICATOR[op.active]
+        if op.rate in rates.link_bw:
+            is_link[i] = True
+            sec_per_byte[i] = 1.0 / rates.link_bw[op.rate]
+            launch[i, on] = op.count * op.hops * rates.link_latency[op.rate]
+            kernels = 1.0  # a collective is one call for the CPU to issue
+        else:
+            sec_per_flop[i] = 1.0 / rates.flop_rate[op.rate]
+            per_byte = (
+                rates.sec_per_byte_attention
+                if op.rate == ops_mod.RATE_ATTENTION
+                else rates.sec_per_byte_hbm
+            )
+            sec_per_byte[i] = per_byte
+            launch[i, on] = op.count * op.kernels * rates.kernel_launch_s
+            kernels = op.kernels
+        if rates.eager_launch_s is not None:
+            issue[i, on] = op.count * kernels * rates.eager_launch_s
+    busy_c = (flops + pad) * sec_per_flop[:, None]
+    busy_m = np.where(is_link[:, None], 0.0, nbytes * sec_per_byte[:, None])
+    compute = busy_c + launch
+    memory = nbytes * sec_per_byte[:, None] + launch
+    scopes = [op.scope for op in operators]
+
+    def widen(mat: np.ndarray) -> np.ndarray:
+        """(operators, features) -> (features', operators); global-scope operators read the
+        second block of the features when dp > 1."""
+        if dp == 1:
+            return np.ascontiguousarray(mat.T)
+        out = np.zeros((2 * NUM_FEATURES, nops))
+        for i, scope in enumerate(scopes):
+            block = NUM_FEATURES if scope == ops_mod.SCOPE_GLOBAL else 0
+            out[block : block + NUM_FEATURES, i] = mat[i]
+        return out
+
+    return _Sides(
+        compute=widen(compute),
+        memory=widen(memory),
+        eager=widen(issue) if rates.eager_launch_s is not None else None,
+        busy_compute=widen(busy_c),
+        busy_memory=widen(busy_m),
+        flops=widen(flops),
+        nbytes=widen(nbytes),
+        is_link=is_link,
+    )
+
+
 def build_step_cost(
     model: ModelSpec,
     hw: Hardware,
@@ -394,54 +803,32 @@ def build_step_cost(
     params = params or CostParams()
     par.check(model)
     res = resolve_params(model, hw, params)
-    operators = model_operators(model, par, res, params.head)
     feature_map = FeatureMap.for_model(model, par, params)
-    flops, nbytes = coefficient_matrices(operators)
-    pad = padding_flops(operators, flops, params.gemm_half_tokens, feature_map.moe)
+    load = feature_map.moe_load
+    operators = model_operators(model, par, res, params.head, moe_load=load)
+    rates = _rates(hw, par, params, res)
+    half = params.gemm_half_tokens
+    whole = _sides(operators, rates, half, feature_map, par.dp)
 
-    peak_gemm = tensor_core_peak(hw.peak_flops, res.weight_dtype, res.act_dtype)
-    peak_expert = tensor_core_peak(hw.peak_flops, res.expert_dtype, res.act_dtype)
-    peak_act = tensor_core_peak(hw.peak_flops, res.act_dtype, res.act_dtype)
-    tp_link = hw.inter_node if par.tp > hw.gpus_per_node else hw.intra_node
-    pp_link = hw.inter_node if par.gpus > hw.gpus_per_node else hw.intra_node
-    flop_rate = {
-        ops_mod.RATE_GEMM: peak_gemm * res.compute_efficiency,
-        ops_mod.RATE_GEMM_EXPERT: peak_expert * res.compute_efficiency,
-        ops_mod.RATE_GEMM_ACT: peak_act * res.compute_efficiency,
-        ops_mod.RATE_ATTENTION: peak_act * res.attention_efficiency,
-        ops_mod.RATE_VECTOR: vector_peak(hw.peak_flops, res.act_dtype) * res.compute_efficiency,
-    }
-    links = {ops_mod.RATE_LINK_TP: tp_link, ops_mod.RATE_LINK_PP: pp_link}
-    # On a full mesh (MI300X) a collective over few GPUs uses only that many direct links.
-    link_bw = {
-        ops_mod.RATE_LINK_TP: tp_link.bandwidth_among(min(par.tp, hw.gpus_per_node)),
-        ops_mod.RATE_LINK_PP: pp_link.bandwidth_among(2),
-    }
+    stages = stage_of = None
+    if par.pp > 1:
+        stage_ops = [
+            model_operators(model, par, res, params.head, stage=st, moe_load=load)
+            for st in pipeline_stages(model, par.pp)
+        ]
+        stages = _sides(tuple(o for s in stage_ops for o in s), rates, half, feature_map, par.dp)
+        stage_of = np.zeros((sum(len(s) for s in stage_ops), par.pp))
+        start = 0
+        for s, ops_s in enumerate(stage_ops):
+            stage_of[start : start + len(ops_s), s] = 1.0
+            start += len(ops_s)
 
-    attn_mem = params.attention_memory_efficiency or res.memory_efficiency
-    nops = len(operators)
-    sec_per_flop = np.zeros(nops)
-    sec_per_byte = np.zeros(nops)
-    launch = np.zeros((nops + 1, NUM_FEATURES))  # last row: the per-step host overhead
-    for i, op in enumerate(operators):
-        on = INDICATOR[op.active]
-        if op.rate in links:
-            link = links[op.rate]
-            sec_per_byte[i] = 1.0 / (link_bw[op.rate] * params.comm_efficiency)
-            launch[i, on] = op.count * op.hops * link.latency_s
-        else:
-            sec_per_flop[i] = 1.0 / flop_rate[op.rate]
-            mem_eff = attn_mem if op.rate == ops_mod.RATE_ATTENTION else res.memory_efficiency
-            sec_per_byte[i] = 1.0 / (hw.hbm_bandwidth * mem_eff)
-            launch[i, on] = op.count * op.kernels * res.kernel_launch_s
-    launch[nops, _F.ONE] = params.step_overhead_s
-    launch[nops, _F.B] = params.overhead_per_seq_s
-    launch[nops, _F.T] = params.overhead_per_token_s
-    no_row = np.zeros((1, NUM_FEATURES))
-    compute = np.concatenate([(flops + pad) * sec_per_flop[:, None], no_row]) + launch
-    memory = np.concatenate([nbytes * sec_per_byte[:, None], no_row]) + launch
-    coef = np.concatenate([compute, memory])
+    fixed = np.zeros((NUM_FEATURES, 2))  # [overhead, host] seconds per feature unit
+    fixed[_F.ONE] = params.step_overhead_s, params.host_step_s
+    fixed[_F.B] = params.overhead_per_seq_s, params.host_per_seq_s
+    fixed[_F.T] = params.overhead_per_token_s, params.host_per_token_s
     present = {op.group for op in operators} | {"comm", "overhead"}
+    simple = par.pp == 1 and par.dp == 1
     return StepCostModel(
         model=model,
         hardware=hw,
@@ -450,23 +837,28 @@ def build_step_cost(
         resolved=res,
         operators=operators,
         feature_map=feature_map,
-        _flops=flops,
-        _bytes=nbytes,
-        _coef_t=np.ascontiguousarray(coef.T),
-        _group_idx=np.array(
-            [GROUPS.index(op.group) for op in operators] + [GROUPS.index("overhead")],
-            dtype=np.intp,
-        ),
-        _is_link=np.array([op.rate in links for op in operators]),
+        _ops=whole,
+        _stages=stages,
+        _stage_of=stage_of,
+        _fixed=fixed,
+        _group_idx=np.array([GROUPS.index(op.group) for op in operators], dtype=np.intp),
         _groups=tuple(g for g in GROUPS if g in present),
+        _microbatches=(params.pp_microbatches or par.pp) if par.pp > 1 else 1,
+        _simple=simple,
+        _hot=np.concatenate([whole.compute, whole.memory, fixed], axis=1)
+        if simple and whole.eager is None
+        else None,
     )
 
 
 __all__ = [
     "FEATURES",
     "OperatorCost",
+    "PipelineTime",
     "StepCostModel",
     "StepTime",
+    "bubble_fraction",
     "build_step_cost",
+    "pipeline_seconds",
     "resolve_params",
 ]

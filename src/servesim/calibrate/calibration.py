@@ -1,0 +1,225 @@
+"""The calibration file: fitted cost-model parameters and where they came from.
+
+A calibration names the model, hardware, tensor parallelism and software it was measured on,
+the parameters (fitted and assumed), which of them the data identified, the fit quality and
+the measured range — so a simulation can refuse a mismatched file and warn when it steps
+outside what was measured. YAML, validated at the boundary (pydantic, ``extra="forbid"``)::
+
+    servesim_calibration: 1
+    model: meta-llama/Llama-3.1-8B
+    hardware: H100
+    tp: 1
+    software: vllm 0.11.0
+    params: {compute_efficiency: 0.61, memory_efficiency: 0.69, ...}
+    measured_range: {tokens: [1, 4096], batch: [1, 256], context: [0, 2097152]}
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from servesim.calibrate.fit import FIT_PARAMS, FIXED_PARAMS, NO_HOST_MODEL
+from servesim.calibrate.readers import Measurements
+from servesim.cost import CostParams
+from servesim.errors import ServesimError
+from servesim.hardware import Hardware
+from servesim.model import ModelSpec
+from servesim.scenario import format_validation_error
+
+FORMAT_VERSION = 1
+PARAM_NAMES = FIT_PARAMS + FIXED_PARAMS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MeasuredRange(_Strict):
+    """Per-step extremes of the measured steps; a simulated step outside them is extrapolated."""
+
+    tokens: tuple[int, int] = Field(description="tokens computed per step (min, max)")
+    batch: tuple[int, int] = Field(description="sequences per step (min, max)")
+    context: tuple[int, int] = Field(description="Σ cached tokens per step (min, max)")
+
+    @classmethod
+    def of(cls, m: Measurements) -> MeasuredRange:
+        def span(a: np.ndarray) -> tuple[int, int]:
+            return int(a.min()), int(a.max())
+
+        return cls(tokens=span(m.tokens), batch=span(m.batch_size), context=span(m.context_tokens))
+
+
+class Calibration(_Strict):
+    """A calibration file's content."""
+
+    servesim_calibration: int = FORMAT_VERSION
+    model: str = Field(description="model name (ModelSpec.name) the steps were measured on")
+    hardware: str = Field(description="GPU name (Hardware.name)")
+    tp: int = Field(ge=1)
+    software: str | None = Field(default=None, description='e.g. "vllm 0.11.0"')
+    sources: tuple[str, ...] = ()
+    num_points: int = Field(ge=1)
+    params: dict[str, float]
+    status: dict[str, str] = Field(default_factory=dict)
+    measured_range: MeasuredRange
+    quality: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(PARAM_NAMES))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}")
+        CostParams(**value)  # range checks (efficiencies in (0, 1], seconds >= 0)
+        return value
+
+    def cost_params(self, base: CostParams | None = None) -> CostParams:
+        """``base`` (default ``CostParams()``) with these values, ``fidelity="calibrated"``."""
+        return replace(base or CostParams(), **self.params, **NO_HOST_MODEL, fidelity="calibrated")
+
+
+def _rounded(obj: Any) -> Any:
+    """Floats to 6 significant digits: the file is read by people too."""
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    if isinstance(obj, float):
+        return float(f"{obj:.6g}")
+    return obj
+
+
+def write_calibration(cal: Calibration, path: str | Path) -> Path:
+    """Write ``cal`` as YAML atomically (a temporary file beside it, then renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(
+        _rounded(cal.model_dump(mode="json")), sort_keys=False, width=100, allow_unicode=True
+    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_calibration(path: str | Path) -> Calibration:
+    """Read and validate a calibration file; ServesimError names the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ServesimError(
+            f"calibration file {path} does not exist",
+            field="calibration",
+            fix="write one with servesim calibrate LOGS ... -o FILE",
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ServesimError(
+            f"{path}: not valid YAML ({err.__class__.__name__})", field="calibration"
+        ) from None
+    if not isinstance(data, dict) or "servesim_calibration" not in data:
+        raise ServesimError(
+            f"{path} is not a servesim calibration (no servesim_calibration key)",
+            field="calibration",
+            fix="pass a file written by servesim calibrate",
+        )
+    if data["servesim_calibration"] != FORMAT_VERSION:
+        raise ServesimError(
+            f"{path}: calibration format {data['servesim_calibration']!r}, this servesim "
+            f"reads {FORMAT_VERSION}",
+            field="calibration",
+            fix="re-run servesim calibrate",
+        )
+    try:
+        return Calibration.model_validate(data)
+    except ValidationError as err:
+        raise ServesimError(format_validation_error(err, str(path))) from None
+
+
+def check_matches(
+    cal: Calibration, model: ModelSpec, hardware: Hardware, tp: int, src: str
+) -> None:
+    """Raise ServesimError when ``cal`` was not measured on this model, hardware and TP."""
+    wanted = {"model": model.name, "hardware": hardware.name, "tp": tp}
+    for key, value in wanted.items():
+        have = getattr(cal, key)
+        if str(have).lower() != str(value).lower():
+            raise ServesimError(
+                f"{src} was fitted for {key} {have!r}, this run uses {value!r}",
+                field="calibration",
+                fix=f"calibrate on steps measured with {key} {value!r}, or drop --calibration",
+            )
+
+
+def load_calibration(
+    path: str | Path,
+    model: ModelSpec,
+    hardware: Hardware,
+    tp: int,
+    base: CostParams | None = None,
+) -> CostParams:
+    """The ``CostParams`` of the calibration at ``path`` for a run of ``model`` on ``hardware``
+    at tensor parallelism ``tp``: ``base`` (default ``CostParams()``; e.g. the run's dtypes)
+    with the calibrated values and ``fidelity="calibrated"``.
+
+    Raises ServesimError when the file is missing or malformed, or was fitted for another
+    model, hardware or TP.
+    """
+    cal = read_calibration(path)
+    check_matches(cal, model, hardware, tp, Path(path).name)
+    return cal.cost_params(base)
+
+
+def extrapolation_warning(cal: Calibration | str | Path, steps: Mapping[str, Any]) -> str | None:
+    """A one-line warning when simulated steps fall outside the calibration's measured range.
+
+    ``cal``: a :class:`Calibration` or the path of a calibration file. ``steps``: step
+    columns as ``RunRecords.step_columns()`` gives them (``batch_size``, ``prefill_tokens``,
+    ``decode_tokens``, ``context_tokens`` and optionally ``num_steps``: a fast-forwarded span
+    counts as that many steps, its token and context sums are divided by it). Returns None
+    when every step lies inside the range (or there are no steps).
+    """
+    if not isinstance(cal, Calibration):
+        cal = read_calibration(cal)
+    n = np.asarray(steps.get("num_steps", np.ones(len(steps["batch_size"]))), dtype=float)
+    if n.size == 0:
+        return None
+    n = np.maximum(n, 1.0)
+    per_step = {
+        "tokens": (np.asarray(steps["prefill_tokens"]) + np.asarray(steps["decode_tokens"])) / n,
+        "batch": np.asarray(steps["batch_size"], dtype=float),
+        "context": np.asarray(steps["context_tokens"], dtype=float) / n,
+    }
+    rng = cal.measured_range
+    outside = np.zeros(len(n), dtype=bool)
+    details = []
+    for name, values in per_step.items():
+        lo, hi = getattr(rng, name)
+        bad = (values < lo) | (values > hi)
+        if bad.any():
+            outside |= bad
+            details.append(
+                f"{name} {values.min():.0f}–{values.max():.0f} simulated vs {lo}–{hi} measured"
+            )
+    if not outside.any():
+        return None
+    share = float(n[outside].sum() / n.sum())
+    return (
+        f"{share:.1%} of simulated steps lie outside the calibration's measured range "
+        f"({'; '.join(details)}): their times are extrapolated from {cal.model} on "
+        f"{cal.hardware} (tp={cal.tp})"
+    )

@@ -1,0 +1,214 @@
+"""``compare``: re-run a measured benchmark in the simulator and set the metrics side by side.
+
+The simulated run replays the benchmark's requests — each successful request's prompt and
+output tokens, in send order — with the benchmark's traffic:
+
+- ``request_rate: inf`` and ``max_concurrency: N``: a closed loop of N users (vLLM sends every
+  request at once behind a semaphore of N, so N are in flight until the queue drains; servesim
+  shares the requests out among the users up front, so the tail differs — noted);
+- ``request_rate: inf`` alone: a burst, every request at t = 0;
+- a finite rate: Poisson (``burstiness`` 1) or gamma inter-arrivals at that rate, with
+  servesim's seed — the benchmark's own arrival times are not saved, so the draws differ.
+
+A finite rate together with ``max_concurrency`` caps concurrency in the benchmark but not in
+the simulation (noted in the output). Without per-request lengths (vLLM without
+``--save-detailed``) every request gets the mean lengths (also noted).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from servesim.calibrate.bench_results import COMPARE_METRICS, BenchResult, measured_metrics
+from servesim.errors import ServesimError
+from servesim.scenario import Scenario, build_scenario
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    metric: str
+    measured: float
+    predicted: float
+
+    @property
+    def error_pct(self) -> float:
+        """(predicted − measured) / measured × 100; NaN when either is missing or 0."""
+        if not (math.isfinite(self.measured) and math.isfinite(self.predicted)):
+            return math.nan
+        if self.measured == 0:
+            return math.nan
+        return (self.predicted - self.measured) / self.measured * 100.0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    source: str
+    scenario: Scenario
+    model: str
+    """The simulated model's name (as the catalog spells it)."""
+    hardware: str
+    rows: tuple[MetricRow, ...]
+    notes: tuple[str, ...]
+    predicted: dict[str, Any]
+    """The simulated run's full summary (vLLM names)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        def clean(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
+        return {
+            "measured_file": self.source,
+            "model": self.model,
+            "hardware": self.hardware,
+            "tp": self.scenario.tp,
+            "fidelity": self.predicted.get("fidelity"),
+            "rows": [
+                {
+                    "metric": r.metric,
+                    "measured": clean(r.measured),
+                    "predicted": clean(r.predicted),
+                    "error_pct": clean(r.error_pct),
+                }
+                for r in self.rows
+            ],
+            "notes": list(self.notes),
+        }
+
+
+def _lengths(bench: BenchResult) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if bench.input_lens is not None and bench.output_lens is not None:
+        sent = bench.num_prompts or len(bench.input_lens)
+        failed = sent - len(bench.input_lens)
+        notes = [f"{failed} of the {sent} requests failed in the benchmark and are left out"]
+        return bench.input_lens, bench.output_lens, notes if failed > 0 else []
+    if bench.total_input_tokens is None or bench.total_output_tokens is None:
+        raise ServesimError(
+            f"{bench.source} has neither per-request lengths (input_lens, output_lens) nor "
+            "total_input_tokens / total_output_tokens",
+            field="MEASURED",
+            fix="re-run the benchmark with --save-result --save-detailed",
+        )
+    n = bench.completed
+    inp = max(1, round(bench.total_input_tokens / n))
+    out = max(1, round(bench.total_output_tokens / n))
+    note = (
+        f"no per-request lengths in {bench.source} (vLLM saves them with --save-detailed): "
+        f"every request simulated at the mean, {inp} in / {out} out"
+    )
+    return np.full(n, inp), np.full(n, out), [note]
+
+
+def _arrival(bench: BenchResult) -> tuple[dict[str, Any], list[str]]:
+    if math.isinf(bench.request_rate):
+        if bench.max_concurrency:
+            note = (
+                f"servesim's closed loop gives each of the {bench.max_concurrency} users an "
+                "equal share of the requests up front, where the benchmark hands the next "
+                "request to whichever slot frees first: the tail of the run differs, more so "
+                "with few requests per user"
+            )
+            return {"kind": "closed", "concurrency": bench.max_concurrency}, [note]
+        return {"kind": "burst"}, []
+    notes = [
+        "arrival times are drawn anew with the simulation's seed (benchmarks do not save "
+        "theirs), so queueing differs run to run"
+    ]
+    if bench.max_concurrency:
+        notes.append(
+            f"the benchmark also capped concurrency at {bench.max_concurrency}; the simulation "
+            "sends at the rate without a cap"
+        )
+    if bench.burstiness == 1.0:
+        return {"kind": "poisson", "rate": bench.request_rate}, notes
+    return {"kind": "gamma", "rate": bench.request_rate, "burstiness": bench.burstiness}, notes
+
+
+def benchmark_workload(bench: BenchResult, trace_path: Path) -> tuple[dict[str, Any], list[str]]:
+    """Write the benchmark's requests to ``trace_path`` (CSV) and return the workload mapping
+    that replays them with the benchmark's traffic, plus notes on what differs."""
+    inputs, outputs, notes = _lengths(bench)
+    with trace_path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "input_tokens", "output_tokens"])
+        w.writerows((0, int(i), int(o)) for i, o in zip(inputs, outputs, strict=True))
+    arrival, more = _arrival(bench)
+    workload = {
+        "name": bench.source,
+        "trace": str(trace_path),
+        "trace_format": "csv",
+        "arrival": arrival,
+    }
+    return workload, notes + more
+
+
+def compare(
+    bench: BenchResult,
+    scenario: dict[str, Any],
+    calibration: str | Path | None = None,
+) -> Comparison:
+    """Simulate ``bench``'s requests on the deployment of ``scenario`` (a scenario mapping:
+    model, hardware, tp, scheduler...; its workload is replaced) and compare the metrics.
+
+    ``calibration``: a calibration file for the simulation (needs a servesim whose
+    ``Scenario`` has a ``calibration`` field).
+    """
+    from servesim.run import simulate  # NOTE: the engine is only needed here
+
+    data = dict(scenario)
+    notes: list[str] = []
+    if "workload" in data:
+        notes.append("the scenario's workload is replaced by the benchmark's requests")
+    if calibration is not None:
+        if "calibration" not in Scenario.model_fields:
+            raise ServesimError(
+                "this servesim's simulate cannot take a calibration yet",
+                field="--calibration",
+                fix="drop --calibration",
+            )
+        data["calibration"] = str(calibration)
+    with tempfile.TemporaryDirectory(prefix="servesim-compare-") as tmp:
+        workload, more = benchmark_workload(bench, Path(tmp) / "requests.csv")
+        notes.extend(more)
+        data["workload"] = workload
+        result = simulate(build_scenario(data, source="scenario"))
+    predicted = result.summary
+    measured = measured_metrics(bench)
+    if predicted["completed"] != bench.completed:
+        notes.append(
+            f"the simulation completed {predicted['completed']} of the {bench.completed} "
+            f"requests ({predicted.get('num_skipped', 0)} skipped as too long for it)"
+        )
+    rows = tuple(
+        MetricRow(k, float(measured[k]), float(predicted.get(k, math.nan))) for k in COMPARE_METRICS
+    )
+    return Comparison(
+        source=bench.source,
+        scenario=result.scenario,
+        model=result.model.name,
+        hardware=result.hardware.name,
+        rows=rows,
+        notes=tuple(notes),
+        predicted=predicted,
+    )
+
+
+def write_comparison_csv(cmp: Comparison, path: str | Path) -> Path:
+    """``metric,measured,predicted,error_pct`` rows (empty cells where a value is missing)."""
+    path = Path(path)
+
+    def cell(x: float) -> str:
+        return repr(x) if math.isfinite(x) else ""
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["metric", "measured", "predicted", "error_pct"])
+        for r in cmp.rows:
+            w.writerow([r.metric, cell(r.measured), cell(r.predicted), cell(r.error_pct)])
+    return path

@@ -1,0 +1,217 @@
+"""``compare``: benchmark results in, the same requests simulated, metrics side by side."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from servesim.calibrate import (
+    COMPARE_METRICS,
+    compare,
+    extrapolation_warning,
+    measured_metrics,
+    read_bench_result,
+    write_comparison_csv,
+)
+from servesim.calibrate.synthetic import vllm_result_from_run
+from servesim.cost import CostParams
+from servesim.errors import ServesimError
+from servesim.run import simulate
+from servesim.scenario import Scenario, build_scenario
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "measured"
+DEPLOY = {"model": "llama-3.1-8b", "hardware": "h100"}
+LENGTHS = {
+    "input_len": {"kind": "uniform", "lo": 100, "hi": 1500},
+    "output_len": {"kind": "uniform", "lo": 8, "hi": 120},
+}
+
+
+@functools.cache
+def simulated(arrival: str) -> object:
+    arrivals = {"poisson": {"kind": "poisson", "rate": 5.0}, "burst": {"kind": "burst"}}
+    workload = {**LENGTHS, "num_requests": 30, "arrival": arrivals[arrival]}
+    return simulate(build_scenario({**DEPLOY, "seed": 3, "workload": workload}))
+
+
+def write(tmp_path: Path, doc: dict, name: str = "bench.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize(("arrival", "rate"), [("poisson", 5.0), ("burst", math.inf)])
+def test_a_simulated_benchmark_is_reproduced_exactly(tmp_path, arrival, rate):
+    """Same requests, same traffic, same seed: every metric matches (error 0)."""
+    doc = vllm_result_from_run(simulated(arrival), request_rate=rate)
+    bench = read_bench_result(write(tmp_path, doc))
+    cmp = compare(bench, {**DEPLOY, "seed": 3})
+    assert [r.metric for r in cmp.rows] == list(COMPARE_METRICS)
+    for row in cmp.rows:
+        assert row.error_pct == pytest.approx(0.0, abs=1e-9), row
+    assert cmp.model == "meta-llama/Llama-3.1-8B" and cmp.hardware == "H100"
+    assert cmp.scenario.workload.arrival.kind == arrival
+
+
+def test_metrics_from_per_request_arrays_match_the_file(tmp_path):
+    """Without the summary keys, the arrays give the same TTFT, TPOT and E2EL as vLLM."""
+    doc = vllm_result_from_run(simulated("poisson"), request_rate=5.0)
+    full = measured_metrics(read_bench_result(write(tmp_path, doc)))
+    stripped = {k: v for k, v in doc.items() if not k.endswith("_ms")}
+    derived = measured_metrics(read_bench_result(write(tmp_path, stripped, "s.json")))
+    for key in (
+        "mean_ttft_ms",
+        "median_ttft_ms",
+        "p99_ttft_ms",
+        "mean_tpot_ms",
+        "median_tpot_ms",
+        "mean_e2el_ms",
+        "median_e2el_ms",
+        "p99_e2el_ms",
+    ):
+        assert derived[key] == pytest.approx(full[key], rel=1e-4, abs=1e-3), key
+    # ITLs in the arrays are per-request averages, so only their mean is exact.
+    assert derived["mean_itl_ms"] == pytest.approx(full["mean_itl_ms"], rel=0.02)
+
+
+def test_failed_requests_are_dropped(tmp_path):
+    doc = vllm_result_from_run(simulated("burst"), request_rate=math.inf)
+    doc["input_lens"].append(500)
+    doc["output_lens"].append(0)
+    doc["ttfts"].append(0.0)
+    doc["itls"].append([])
+    doc["errors"].append("Internal Server Error")
+    doc["num_prompts"] += 1
+    bench = read_bench_result(write(tmp_path, doc))
+    assert len(bench.input_lens) == doc["completed"] == len(doc["errors"]) - 1
+    cmp = compare(bench, DEPLOY)
+    assert "1 of the 31 requests failed in the benchmark" in " ".join(cmp.notes)
+
+
+def test_traffic_mapping_and_notes(tmp_path):
+    base = vllm_result_from_run(simulated("burst"), request_rate=math.inf)
+    closed = read_bench_result(write(tmp_path, {**base, "max_concurrency": 4}, "c.json"))
+    cmp = compare(closed, DEPLOY)
+    assert cmp.scenario.workload.arrival.kind == "closed"
+    assert cmp.scenario.workload.arrival.concurrency == 4
+    assert any("closed loop" in n for n in cmp.notes)
+
+    gamma = {**base, "request_rate": 3.0, "burstiness": 0.5, "max_concurrency": 8}
+    for key in ("input_lens", "output_lens", "ttfts", "itls", "errors"):
+        gamma.pop(key)
+    cmp = compare(read_bench_result(write(tmp_path, gamma, "g.json")), DEPLOY)
+    arrival = cmp.scenario.workload.arrival
+    assert (arrival.kind, arrival.rate, arrival.burstiness) == ("gamma", 3.0, 0.5)
+    text = " ".join(cmp.notes)
+    assert "mean" in text and "--save-detailed" in text and "capped concurrency at 8" in text
+
+
+def test_sglang_names(tmp_path):
+    line = {
+        "backend": "sglang",
+        "request_rate": float("inf"),
+        "max_concurrency": None,
+        "duration": 10.0,
+        "completed": 20,
+        "total_input_tokens": 20_000,
+        "total_output_tokens": 2_000,
+        "request_throughput": 2.0,
+        "output_throughput": 200.0,
+        "total_throughput": 2200.0,
+        "mean_e2e_latency_ms": 900.0,
+        "median_e2e_latency_ms": 850.0,
+        "p99_e2e_latency_ms": 1500.0,
+        "mean_ttft_ms": 50.0,
+    }
+    path = tmp_path / "sg.jsonl"
+    path.write_text(json.dumps({**line, "duration": 1.0}) + "\n" + json.dumps(line) + "\n")
+    bench = read_bench_result(path)  # the last run by default
+    assert bench.tool == "sglang" and bench.duration_s == 10.0 and math.isinf(bench.request_rate)
+    got = measured_metrics(bench)
+    assert got["mean_e2el_ms"] == 900.0 and got["total_token_throughput"] == 2200.0
+    assert math.isnan(got["p99_itl_ms"])
+    assert read_bench_result(path, run=0).duration_s == 1.0
+    with pytest.raises(ServesimError, match="holds 2 run"):
+        read_bench_result(path, run=5)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("duration"), "missing duration"),
+        (lambda d: d.update(completed=0), "nothing to compare"),
+        (lambda d: d.update(ttfts=[0.1]), "ttfts must be a list of"),
+        (lambda d: d["input_lens"].__setitem__(0, -3), "input_lens\\[0\\] is -3"),
+        (lambda d: d.update(request_rate="fast"), "request_rate is 'fast'"),
+        (lambda d: d.pop("output_lens"), "input_lens and output_lens go together"),
+    ],
+)
+def test_bad_benchmark_files(tmp_path, edit, message):
+    doc = vllm_result_from_run(simulated("burst"), request_rate=math.inf)
+    edit(doc)
+    with pytest.raises(ServesimError, match=message):
+        read_bench_result(write(tmp_path, doc))
+
+
+def test_no_lengths_at_all(tmp_path):
+    doc = {"duration": 5.0, "completed": 3}
+    with pytest.raises(ServesimError, match="neither per-request lengths"):
+        compare(read_bench_result(write(tmp_path, doc)), DEPLOY)
+
+
+def test_csv(tmp_path):
+    doc = vllm_result_from_run(simulated("burst"), request_rate=math.inf)
+    cmp = compare(read_bench_result(write(tmp_path, doc)), {**DEPLOY, "seed": 3})
+    lines = write_comparison_csv(cmp, tmp_path / "c.csv").read_text().splitlines()
+    assert lines[0] == "metric,measured,predicted,error_pct"
+    assert len(lines) == 1 + len(COMPARE_METRICS)
+    assert lines[1].startswith("request_throughput,") and lines[1].endswith(",0.0")
+
+
+def test_extrapolation_warning_takes_the_run_step_columns():
+    from servesim.calibrate import Calibration, MeasuredRange
+
+    cal = Calibration(
+        model="meta-llama/Llama-3.1-8B",
+        hardware="H100",
+        tp=1,
+        num_points=20,
+        params={},
+        measured_range=MeasuredRange(tokens=(1, 256), batch=(1, 8), context=(0, 10_000)),
+    )
+    steps = simulated("burst").records.step_columns()
+    text = extrapolation_warning(cal, steps)
+    assert text is not None and "batch" in text and "tokens" in text
+
+
+def test_calibrated_compare_closes_the_gap(tmp_path):
+    """The example benchmark was timed with the true parameters of the example step log:
+    the defaults miss it by tens of percent, a calibration from the step log by little."""
+    from servesim.calibrate import calibrate, write_calibration
+    from servesim.hardware import load_hardware
+    from servesim.model import load_model
+
+    bench = read_bench_result(EXAMPLES / "vllm_bench_serve.json")
+    scenario = {**DEPLOY, "seed": 7}  # the seed make_examples.py simulated with
+    before = {r.metric: r.error_pct for r in compare(bench, scenario).rows}
+    run = calibrate(
+        [EXAMPLES / "steps.jsonl"], load_model(DEPLOY["model"]), load_hardware(DEPLOY["hardware"])
+    )
+    path = write_calibration(run.calibration, tmp_path / "cal.yaml")
+    if "calibration" in Scenario.model_fields:
+        cmp = compare(bench, scenario, calibration=path)
+    else:  # NOTE: until simulate takes a calibration, give it the calibrated parameters
+        cal = run.calibration
+        with mock.patch("servesim.run.CostParams", lambda **kw: cal.cost_params(CostParams(**kw))):
+            cmp = compare(bench, scenario)
+    after = {r.metric: r.error_pct for r in cmp.rows}
+    assert cmp.predicted["fidelity"] == "calibrated"
+    assert abs(before["mean_tpot_ms"]) > 10 and abs(after["mean_tpot_ms"]) < 2
+    assert abs(before["mean_e2el_ms"]) > 10 and abs(after["mean_e2el_ms"]) < 3
+    assert np.nanmax(np.abs([after[k] for k in after if "ttft" not in k])) < 3
