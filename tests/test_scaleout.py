@@ -204,3 +204,28 @@ def test_kv_offload_keeps_evicted_prefixes_in_cpu_memory():
     assert on["prefix_cache_hit_rate"] > off["prefix_cache_hit_rate"] + 0.3
     assert on["median_ttft_ms"] < off["median_ttft_ms"]
     assert on["kv_offload_loaded_blocks"] > 0
+
+
+def test_a_slower_offload_tier_costs_more_load_time():
+    wl = {
+        "num_requests": 300,
+        "input_len": 200,
+        "output_len": 32,
+        "prefix_groups": 40,
+        "prefix_len": 3000,
+        "arrival": {"kind": "poisson", "rate": 25},
+    }
+    small = {"gpu_memory_utilization": 0.25}
+    pcie = simulate(build_scenario({"workload": wl, "scheduler": small, "kv_offload": True}))
+    slow = simulate(
+        build_scenario(
+            {"workload": wl, "scheduler": small, "kv_offload": True, "kv_offload_gbps": 2.0}
+        )
+    )
+    assert slow.summary["mean_ttft_ms"] > pcie.summary["mean_ttft_ms"]
+
+
+def test_a_draft_model_takes_memory_from_the_kv_cache():
+    base = run()
+    draft = run(speculative={"method": "draft:llama-3.2-1b"})
+    assert draft.groups[0].memory.kv_capacity_tokens < base.memory.kv_capacity_tokens

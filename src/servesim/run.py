@@ -6,6 +6,7 @@ Builds the model, hardware, cost model, KV caches, instances, router and workloa
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,7 +133,10 @@ def _build_groups(
         cost = build_step_cost(model, hardware, par, params)
         speculation = None
         if scenario.speculative is not None and group.role != "prefill":
-            speculation = build_speculation(scenario.speculative, model, hardware, par, params)
+            built = build_speculation(scenario.speculative, model, hardware, par, params)
+            if built is not None:
+                speculation, drafter = built
+                memory = _with_drafter(memory, drafter, sched.block_size)
         cpu_blocks, load_s = _offload_tier(scenario, hardware, memory, par)
         instances = []
         for _ in range(group.count):
@@ -168,6 +172,26 @@ def _build_groups(
     return runtimes
 
 
+def _with_drafter(memory: MemoryPlan, drafter, block_size: int) -> MemoryPlan:
+    """The KV budget left once a drafter's weights are loaded and its KV cache grows beside
+    the target's (a draft model caches every token too)."""
+    extra_kv = drafter.kv_bytes_per_token
+    if drafter.weights_bytes_per_gpu == 0 and extra_kv == 0:
+        return memory
+    cache = memory.kv_cache_bytes - drafter.weights_bytes_per_gpu
+    per_block = block_size * (memory.kv_bytes_per_token + extra_kv)
+    blocks = int(cache // per_block)
+    if blocks < 1:
+        raise ServesimError(
+            "the draft model leaves no room for the KV cache",
+            field="speculative.method",
+            fix="use a smaller draft model, eagle or ngram, or more GPUs",
+        )
+    return dataclasses.replace(
+        memory, kv_cache_bytes=cache, num_kv_blocks=blocks, kv_capacity_tokens=blocks * block_size
+    )
+
+
 DEFAULT_HOST_LINK = Link("PCIe Gen5 x16 (default)", 50e9, 10e-6)
 """Used when a hardware spec names no host link: ~50 GB/s achievable per direction."""
 
@@ -186,6 +210,8 @@ def _offload_tier(
     shard = bs * memory.kv_bytes_per_token
     blocks = int(scenario.cpu_kv_cache_gib * 2**30 // (shard * par.gpus))
     link = getattr(hardware, "host_link", None) or DEFAULT_HOST_LINK
+    if scenario.kv_offload_gbps is not None:
+        link = Link("offload tier", scenario.kv_offload_gbps * 1e9, link.latency_s)
     # Per block, without the per-transfer latency (loads of one step travel together).
     return blocks, float(kv_transfer_seconds(bs, memory.kv_bytes_per_token, link)) - link.latency_s
 

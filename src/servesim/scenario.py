@@ -127,7 +127,13 @@ class Scenario(_Strict):
         description="spill evicted KV blocks (cached prefixes, preempted requests) to CPU memory",
     )
     cpu_kv_cache_gib: float = Field(
-        default=64.0, gt=0, description="CPU memory for offloaded KV per instance, GiB"
+        default=64.0, gt=0, description="memory of the offload tier per instance, GiB"
+    )
+    kv_offload_gbps: float | None = Field(
+        default=None,
+        gt=0,
+        description="GB/s per GPU to and from the offload tier; default the GPU's host link "
+        "(set it, with cpu_kv_cache_gib, to model e.g. a CXL memory expander)",
     )
     router: str = Field(default="round_robin", description=f"one of {', '.join(ROUTERS)}")
     scheduler: SchedulerSpec = SchedulerSpec()

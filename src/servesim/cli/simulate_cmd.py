@@ -268,7 +268,8 @@ def simulate_command(
     spec_mode: str = typer.Option(None, "--spec-mode", help="self_verify | cpu_verify | baseline"),
     calibration: Path = typer.Option(None, "--calibration", help="calibration.yaml from `servesim calibrate`"),
     kv_offload: bool = typer.Option(None, "--kv-offload/--no-kv-offload", help="spill evicted KV blocks to CPU memory instead of recomputing them"),
-    cpu_kv_cache_gib: float = typer.Option(None, "--cpu-kv-cache-gib", help="CPU memory for offloaded KV per instance, GiB (default 64)"),
+    cpu_kv_cache_gib: float = typer.Option(None, "--cpu-kv-cache-gib", help="offload-tier memory per instance, GiB (default 64)"),
+    kv_offload_gbps: float = typer.Option(None, "--kv-offload-gbps", help="offload-tier GB/s per GPU (default: the GPU's host link; e.g. CXL)"),
     router: str = typer.Option(
         None, "--router", help="round_robin | least_outstanding | power_of_two | prefix_affinity"
     ),
@@ -374,6 +375,7 @@ def simulate_command(
         kv_offload=kv_offload,
         calibration=str(calibration) if calibration else None,
         cpu_kv_cache_gib=cpu_kv_cache_gib,
+        kv_offload_gbps=kv_offload_gbps,
         router=router,
         seed=seed,
         max_model_len=max_model_len,
