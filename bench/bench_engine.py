@@ -41,7 +41,7 @@ def main() -> None:
     print(f"requests            {s['completed']:,} (skipped {s['num_skipped']})")
     print(
         f"simulated duration  {s['duration']:.1f} s; output {s['output_throughput']:,.0f} tok/s; "
-        f"mean batch KV peak {s['kv_cache_peak_usage']:.0%}; preemptions {s['num_preemptions']}"
+        f"KV cache peak {s['kv_cache_peak_usage']:.0%}; preemptions {s['num_preemptions']}"
     )
     print(
         f"steps               {s['num_steps']:,} in {s['num_step_records']:,} records "
