@@ -17,6 +17,7 @@ from servesim.cli import (  # noqa: F401
     trace_cmds,
     report_cmd,
     calibrate_cmds,
+    sweep_cmds,
 )
 # isort: on
 from servesim.cli.app import app

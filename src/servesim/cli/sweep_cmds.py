@@ -75,6 +75,7 @@ def _progress(console: Console, label: str) -> Progress:
         TextColumn("{task.description}"),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # no stray blank line in logs and pipes
     )
 
 
@@ -130,7 +131,7 @@ def sweep_command(
     Resumable: finished scenarios are journaled as they finish and skipped when the same
     sweep runs again into the same folder.
     """
-    from servesim.sweep.executors import make_executor
+    from servesim.sweep.executors import SerialExecutor, make_executor
     from servesim.sweep.results import JOURNAL, read_journal, table_rows, write_tables
     from servesim.sweep.runner import run_sweep
     from servesim.sweep.spec import axis_names, expand, load_sweep_file
@@ -138,19 +139,22 @@ def sweep_command(
     spec, base = load_sweep_file(sweep_file)
     points = expand(spec, base)
     axes = axis_names(spec)
-    console = Console()
+    console = Console(soft_wrap=True)
     if dry_run:
         rows = [{"index": p.index, **p.axes, "status": "ok"} for p in points]
         console.print(_rows_table(rows, axes))
         console.print(f"{len(points)} scenarios, all valid")
         return
     out = out or Path(f"{spec.name or sweep_file.stem}-results")
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     done_before = 0 if fresh else len(
         {p.scenario_id for p in points} & set(read_journal(out / JOURNAL))
     )
     if done_before:
-        err.print(f"resuming: {done_before} of {len(points)} scenarios already in {out}")
+        err.print(
+            f"resuming: {done_before} of {len(points)} scenarios already in {out}",
+            soft_wrap=True,
+        )
     progress = _progress(err, "sweep")
     task = progress.add_task("", total=len(points), completed=done_before)
     failures = 0
@@ -161,7 +165,9 @@ def sweep_command(
         progress.update(task, advance=1, description=f"{failures} errors" if failures else "")
 
     try:
-        with make_executor(workers, ray) as executor:
+        # Nothing left to run: no pool to start, no cluster to join.
+        nothing_to_run = done_before == len(points)
+        with SerialExecutor() if nothing_to_run else make_executor(workers, ray) as executor:
             with progress:
                 outcome = run_sweep(points, out, executor, fresh=fresh, on_result=on_result)
     except (ServesimError, KeyboardInterrupt) as exc:
@@ -172,19 +178,23 @@ def sweep_command(
         note = (
             f"{len(kept)} of {len(points)} finished scenarios are kept in {out} "
             "(run again to resume)"
+            if kept
+            else "no scenario had finished"
         )
         if isinstance(exc, KeyboardInterrupt):
-            err.print(f"interrupted: {note}")
+            err.print(f"interrupted: {note}", soft_wrap=True)
             raise typer.Exit(130) from None
         raise ServesimError(f"{exc}; {note}") from None
     console.print(_rows_table(outcome.rows, axes))
     for line in _error_lines(outcome.rows):
         err.print(line, highlight=False)
+    where = f" with {executor.name} ×{executor.workers}" if outcome.ran else ""
     console.print(
         f"wrote {outcome.parquet} and {outcome.csv}: {len(outcome.rows)} rows "
-        f"({outcome.ran} run now with {executor.name} ×{executor.workers}, "
-        f"{outcome.reused} from the journal, {outcome.errors} errors)",
+        f"({outcome.ran} run now{where}, {outcome.reused} from the journal, "
+        f"{outcome.errors} errors)",
         highlight=False,
+        soft_wrap=True,
     )
     if outcome.crashes:
         err.print(
@@ -204,6 +214,14 @@ def _slo(ttft: float | None, tpot: float | None, e2el: float | None):
         if v is not None and not v > 0:
             raise ServesimError(f"must be > 0 ms, got {v}", field=flag)
     return SLO(ttft, tpot, e2el)
+
+
+def _deployment(sc) -> str:
+    """E.g. ``meta-llama/Llama-3.1-8B on 2 × H100 TP1``."""
+    if sc.instances or sc.disaggregate:
+        return f"{sc.model} on its instance groups"
+    pp = f" PP{sc.pp}" if sc.pp > 1 else ""
+    return f"{sc.model} on {sc.replicas} × {sc.hardware} TP{sc.tp}{pp}"
 
 
 def _probe_cells(values: dict[str, float], slo) -> list[str]:
@@ -231,7 +249,12 @@ def capacity_command(
     binds.
     """
     from servesim.scenario import build_scenario, load_scenario_file, merge
-    from servesim.sweep.capacity import METRIC_LABELS, describe_slo, find_capacity
+    from servesim.sweep.capacity import (
+        METRIC_LABELS,
+        describe_slo,
+        find_capacity,
+        steady_state_warning,
+    )
     from servesim.sweep.measure import run_point
 
     data = load_scenario_file(scenario_file)
@@ -245,7 +268,7 @@ def capacity_command(
         data = merge(data, {"workload": {"num_requests": num_requests}})
     scenario = build_scenario(data, source=str(scenario_file))
     slo = _slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
 
     with err.status("finding capacity") as status:
 
@@ -264,6 +287,7 @@ def capacity_command(
             "tolerance": cap.tolerance,
             "percentile": cap.percentile,
             "binding": cap.binding,
+            "warning": steady_state_warning(cap),
             "slo": {k: getattr(slo, k) for k in ("ttft_ms", "tpot_ms", "e2el_ms")},
             "at_capacity": {"values": at.values, "summary": at.metrics},
             "probes": [
@@ -273,9 +297,12 @@ def capacity_command(
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    console = Console()
+    console = Console(soft_wrap=True)
     b = cap.binding
-    console.print(f"SLOs: {describe_slo(slo, percentile)}")
+    from servesim.workload import describe
+
+    console.print(f"{_deployment(scenario)}; {describe(scenario.workload)}", highlight=False)
+    console.print(f"SLOs: {describe_slo(slo, percentile)}", highlight=False)
     console.print(
         f"[bold]capacity: {cap.rate:,.3g} req/s[/bold] "
         f"(bisection tolerance {tolerance:.0%}: {cap.upper_rate:,.3g} req/s misses the SLOs)"
@@ -285,6 +312,15 @@ def capacity_command(
         f"{getattr(slo, b):g} ms at {cap.upper_rate:,.3g} req/s; "
         f"{at.values[b]:,.1f} ms at capacity)"
     )
+    warning = steady_state_warning(cap)
+    if warning:
+        err.print(f"warning: {warning}")
+    skipped = at.metrics.get("num_skipped", 0)
+    if skipped:
+        err.print(
+            f"warning: {skipped} requests were skipped (longer than the context window or the "
+            "KV cache) and are left out of the percentiles"
+        )
     table = Table(title="Probes (in the order simulated)")
     table.add_column("rate req/s", justify="right")
     for m in ("ttft_ms", "tpot_ms", "e2el_ms"):
@@ -312,6 +348,8 @@ def _plan_workload(text: str, num_requests: int | None) -> dict[str, Any]:
 
     path = Path(text)
     if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
+        if not path.is_file():
+            raise ServesimError(f"workload file {path} does not exist", field="--workload")
         data = load_scenario_file(path)
         workload = dict(data.get("workload", data))
         if num_requests is not None:
@@ -423,7 +461,7 @@ def plan_command(
             "base": load_scenario_file(config) if config else {},
         }
     )
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     point = partial(run_point, percentile=spec.percentile)
     with make_executor(workers, ray) as executor, err.status("planning") as status:
         rounds = 0
@@ -448,7 +486,7 @@ def plan_command(
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    console = Console()
+    console = Console(soft_wrap=True)
     d = best.deployment
     slo = SLO(**spec.slo.model_dump())
     console.print(f"{spec.model} at {spec.rate:g} req/s, {describe_slo(slo, spec.percentile)}")

@@ -1,0 +1,159 @@
+"""`servesim sweep`, `capacity` and `plan` as a user runs them (a separate process each)."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "sweeps"
+# NOTE: imports the command module itself, so these tests do not depend on its registration
+# in servesim.cli.__init__ (the same `main` the console script runs).
+RUN = "import sys, servesim.cli.sweep_cmds; from servesim.cli import main; main(sys.argv[1:])"
+
+SMALL = """
+base:
+  workload: {preset: conversation, num_requests: 40}
+grid:
+  scheduler.max_num_batched_tokens: [512, 8192]
+  workload.arrival.rate: %s
+"""
+
+
+def servesim(*args, cwd=None):
+    env = {**os.environ, "COLUMNS": "200"}  # tables on one line each
+    return subprocess.run([sys.executable, "-c", RUN, *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env)  # fmt: skip
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sweep_writes_tables_and_resumes(tmp_path):
+    sweep = tmp_path / "small.yaml"
+    sweep.write_text(SMALL % "[4, 30]")
+    p = servesim("sweep", sweep, "--workers", 2, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "small-results"
+    table = rows(out / "results.csv")
+    assert [r["index"] for r in table] == ["0", "1", "2", "3"]
+    assert {"scheduler.max_num_batched_tokens", "workload.arrival.rate", "p99_ttft_ms",
+            "request_throughput", "usd_per_hour"} <= set(table[0])  # fmt: skip
+    assert (out / "results.parquet").is_file() and (out / "journal.jsonl").is_file()
+    assert "4 run now with local ×2" in p.stdout
+
+    # Nothing left to run: not even a (dead) Ray cluster is needed.
+    again = servesim("sweep", sweep, "-o", out, "--ray", f"127.0.0.1:{closed_port()}")
+    assert again.returncode == 0, again.stderr
+    assert "resuming: 4 of 4" in again.stderr and "0 run now, 4 from the journal" in again.stdout
+
+
+def test_dry_run_lists_scenarios_without_running(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SMALL % "[4, 8, 16]")
+    p = servesim("sweep", sweep, "--dry-run", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "6 scenarios, all valid" in p.stdout
+    assert not (tmp_path / "s-results").exists()
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ("{tpp: [1, 2]}", "unknown axis 'tpp'"),
+        ("{scheduler.max_batch: [1]}", "scheduler has no field 'max_batch'"),
+        ("{}", "the sweep is empty"),
+        ("{tp: []}", "axis 'tp' has no values"),
+        ("{tp: [1, -1]}", "sweep scenario 1 (tp=-1)"),
+    ],
+)
+def test_bad_sweeps_are_one_line_and_exit_2(tmp_path, grid, message):
+    sweep = tmp_path / "bad.yaml"
+    sweep.write_text(f"grid: {grid}\n")
+    p = servesim("sweep", sweep, cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1
+    assert message in p.stderr
+    if "unknown axis 'tpp'" in message:
+        assert "valid top-level fields: model, hardware, tp" in p.stderr
+
+
+def test_dead_ray_address_is_exit_2_and_keeps_partial_results(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SMALL % "[4]")
+    out = tmp_path / "out"
+    assert servesim("sweep", sweep, "-o", out, "--workers", 1).returncode == 0
+    sweep.write_text(SMALL % "[4, 30]")  # two more scenarios, for a cluster that is down
+    port = closed_port()
+    p = servesim("sweep", sweep, "-o", out, "--ray", f"127.0.0.1:{port}")
+    assert p.returncode == 2
+    assert f"the Ray cluster at 127.0.0.1:{port} does not answer" in p.stderr
+    assert "2 of 4 finished scenarios are kept" in p.stderr
+    assert len(rows(out / "results.csv")) == 2
+
+
+def test_capacity_reports_rate_tolerance_and_binding_constraint(tmp_path):
+    scenario = tmp_path / "sc.yaml"
+    scenario.write_text("workload: {preset: conversation, num_requests: 200,"
+                        " arrival: {kind: poisson, rate: 10}}\n")  # fmt: skip
+    p = servesim("capacity", scenario, "--slo-ttft-ms", 300, "--slo-tpot-ms", 40,
+                 "--tolerance", 0.1, "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["capacity_rps"] < doc["failing_rps"] <= doc["capacity_rps"] * 1.1
+    assert doc["binding"] in ("ttft_ms", "tpot_ms") and doc["tolerance"] == 0.1
+    text = servesim("capacity", scenario, "--slo-ttft-ms", 300, "--slo-tpot-ms", 40,
+                    "--tolerance", 0.1).stdout  # fmt: skip
+    assert "capacity:" in text and "bisection tolerance 10%" in text
+    assert "binding constraint:" in text
+
+
+def test_capacity_unreachable_names_the_constraint(tmp_path):
+    scenario = tmp_path / "sc.yaml"
+    scenario.write_text("workload: {preset: conversation, num_requests: 100}\n")
+    p = servesim("capacity", scenario, "--slo-ttft-ms", 5)
+    assert p.returncode == 2
+    assert "out of reach" in p.stderr and "p99 TTFT > 5 ms (best found" in p.stderr
+
+
+def test_plan_prints_cheapest_and_frontier_and_plots(tmp_path):
+    png = tmp_path / "plan.png"
+    args = ("plan", "-m", "llama3.1-8b", "-r", 30, "--slo-ttft-ms", 500, "--slo-tpot-ms", 40,
+            "-g", "H100,H200", "--max-gpus", 2, "-n", 150, "--max-num-batched-tokens", 8192)
+    p = servesim(*args, "-o", png, "--workers", 2)
+    assert p.returncode == 0, p.stderr
+    assert "cheapest:" in p.stdout and "Pareto frontier" in p.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = json.loads(servesim(*args, "--json", "--workers", 1).stdout)
+    best = doc["cheapest"]
+    assert best["meets"] and best["gpus"] <= 2
+    assert best["usd_per_hour"] == min(e["usd_per_hour"] for e in doc["evaluated"] if e["meets"])
+    assert doc["frontier"][0]["usd_per_hour"] == best["usd_per_hour"]
+
+
+def test_plan_unreachable_is_exit_2_with_best_found():
+    p = servesim("plan", "-m", "llama3.1-8b", "-r", 30, "--slo-tpot-ms", 2, "-g", "H100",
+                 "--max-gpus", 1, "-n", 100, "--max-num-batched-tokens", 8192)  # fmt: skip
+    assert p.returncode == 2
+    assert "no deployment of at most 1 GPUs meets p99 TPOT <= 2 ms" in p.stderr
+    assert "best found: 1 × H100 TP1" in p.stderr
+
+
+def test_example_sweeps_are_valid():
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        if "grid" not in path.read_text() and "cases" not in path.read_text():
+            continue  # a scenario the sweeps use as their base
+        p = servesim("sweep", path, "--dry-run")
+        assert p.returncode == 0, (path, p.stderr)
