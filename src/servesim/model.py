@@ -664,7 +664,8 @@ def _models_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def _catalog() -> tuple[CatalogEntry, ...]:
     directory = _models_dir()
-    index = yaml.safe_load((directory / "index.yaml").read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: faster
+    index = yaml.load((directory / "index.yaml").read_text(encoding="utf-8"), Loader=loader)
     entries = []
     for row in index["models"]:
         total = parse_param_count(row["published_total"])
