@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import servesim.cli  # noqa: F401  (registers every command on the app)
+import servesim.cli.commands  # noqa: F401  (registers every command on the app)
 from servesim.cli.app import app
 from servesim.cost import build_step_cost, flops_breakdown, plan_memory
 from servesim.errors import ServesimError

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import servesim.cli  # noqa: F401  (registers every command on the app)
+import servesim.cli.commands  # noqa: F401  (registers every command on the app)
 from servesim.cli.app import app
 from servesim.errors import ServesimError
 from servesim.hardware import list_hardware, load_hardware

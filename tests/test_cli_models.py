@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import servesim.cli  # noqa: F401  (registers every command on the app)
+import servesim.cli.commands  # noqa: F401  (registers every command on the app)
 from servesim.cli.app import app
 from servesim.errors import ServesimError
 from servesim.model import list_models

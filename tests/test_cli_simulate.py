@@ -180,3 +180,44 @@ def test_failed_run_leaves_an_existing_out_dir_untouched(tmp_path):
     assert p.returncode == 2
     assert (out / "summary.json").read_text() == before
     assert sorted(x.name for x in tmp_path.iterdir()) == ["run"]
+
+
+def test_every_registered_command_is_dispatched_to_its_module():
+    import servesim.cli.commands  # noqa: F401
+    from servesim.cli import COMMAND_MODULES
+    from servesim.cli.app import app
+
+    registered = {c.name or c.callback.__name__ for c in app.registered_commands}
+    registered |= {g.name for g in app.registered_groups}
+    assert registered - {"version"} == set(COMMAND_MODULES)
+    for command, module in COMMAND_MODULES.items():
+        callbacks = [
+            c.callback
+            for c in app.registered_commands
+            if (c.name or c.callback.__name__) == command
+        ]
+        groups = [g for g in app.registered_groups if g.name == command]
+        owner = callbacks[0].__module__ if callbacks else "servesim.cli.trace_cmds"
+        assert owner == f"servesim.cli.{module}" or groups, command
+
+
+def test_help_lists_every_command():
+    p = subprocess.run([SERVESIM, "--help"], capture_output=True, text=True)
+    assert p.returncode == 0
+    for command in (
+        "simulate",
+        "models",
+        "hardware",
+        "flops",
+        "estimate",
+        "report",
+        "trace",
+        "calibrate",
+        "compare",
+        "analyze",
+        "sweep",
+        "capacity",
+        "plan",
+        "version",
+    ):
+        assert command in p.stdout, command

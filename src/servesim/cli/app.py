@@ -11,3 +11,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.command("version")
+def version() -> None:
+    """Print servesim's version."""
+    from servesim import __version__
+
+    typer.echo(f"servesim {__version__}")

@@ -85,13 +85,31 @@ def _quality_table(quality: dict[str, Any]) -> Table:
 
 @app.command("calibrate")
 def calibrate_cmd(
-    logs: list[Path] = typer.Argument(..., metavar="LOGS...", help="Step logs (JSON lines) or op,tokens,context,batch,seconds CSVs."),
-    model: str = typer.Option(..., "--model", help="Model the steps ran (id, alias or config.json)."),
-    hardware: str = typer.Option(..., "--hardware", help="GPU the steps ran on (id, alias or YAML)."),
+    logs: list[Path] = typer.Argument(
+        ...,
+        metavar="LOGS...",
+        help="Step logs (JSON lines) or op,tokens,context,batch,seconds CSVs.",
+    ),
+    model: str = typer.Option(
+        ..., "--model", help="Model the steps ran (id, alias or config.json)."
+    ),
+    hardware: str = typer.Option(
+        ..., "--hardware", help="GPU the steps ran on (id, alias or YAML)."
+    ),
     tp: int = typer.Option(1, "--tp", min=1, help="Tensor-parallel GPUs of the measured server."),
-    software: str | None = typer.Option(None, "--software", help='Recorded in the file, e.g. "vllm 0.11.0".'),
-    out: Path = typer.Option(Path("calibration.yaml"), "--out", "-o", help="Calibration file to write."),
-    holdout: float = typer.Option(0.0, "--holdout", min=0.0, max=0.9, help="Fraction of steps kept out of the fit to report its error on."),
+    software: str | None = typer.Option(
+        None, "--software", help='Recorded in the file, e.g. "vllm 0.11.0".'
+    ),
+    out: Path = typer.Option(
+        Path("calibration.yaml"), "--out", "-o", help="Calibration file to write."
+    ),
+    holdout: float = typer.Option(
+        0.0,
+        "--holdout",
+        min=0.0,
+        max=0.9,
+        help="Fraction of steps kept out of the fit to report its error on.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Fit the cost model's efficiencies and host overheads to measured step times.
@@ -104,9 +122,7 @@ def calibrate_cmd(
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 
-    run = calibrate(
-        list(logs), load_model(model), load_hardware(hardware), tp, software, holdout
-    )
+    run = calibrate(list(logs), load_model(model), load_hardware(hardware), tp, software, holdout)
     cal = run.calibration
     write_calibration(cal, out)
     if as_json:
@@ -148,16 +164,37 @@ def _fmt_metric(name: str, value: float) -> str:
 
 @app.command("compare")
 def compare_cmd(
-    measured: Path = typer.Argument(..., metavar="MEASURED", help="vLLM bench serve --save-result JSON, or SGLang bench_serving JSONL."),
-    scenario: Path | None = typer.Option(None, "--scenario", help="Scenario YAML of the deployment (model, hardware, tp, scheduler); its workload is replaced."),
-    model: str | None = typer.Option(None, "--model", help="Model; default: the scenario's, else the benchmark's model_id."),
+    measured: Path = typer.Argument(
+        ...,
+        metavar="MEASURED",
+        help="vLLM bench serve --save-result JSON, or SGLang bench_serving JSONL.",
+    ),
+    scenario: Path | None = typer.Option(
+        None,
+        "--scenario",
+        help="Scenario YAML of the deployment (model, hardware, tp, scheduler); its workload is replaced.",
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Model; default: the scenario's, else the benchmark's model_id."
+    ),
     hardware: str | None = typer.Option(None, "--hardware", help="GPU; default: the scenario's."),
-    tp: int | None = typer.Option(None, "--tp", min=1, help="Tensor-parallel GPUs; default: the scenario's, else 1."),
-    run: int | None = typer.Option(None, "--run", min=0, help="Which run of a multi-run JSONL file (0-based; default: the last)."),
-    calibration: Path | None = typer.Option(None, "--calibration", help="Calibration file for the simulation."),
+    tp: int | None = typer.Option(
+        None, "--tp", min=1, help="Tensor-parallel GPUs; default: the scenario's, else 1."
+    ),
+    run: int | None = typer.Option(
+        None,
+        "--run",
+        min=0,
+        help="Which run of a multi-run JSONL file (0-based; default: the last).",
+    ),
+    calibration: Path | None = typer.Option(
+        None, "--calibration", help="Calibration file for the simulation."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Simulation seed (arrival draws)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    csv_path: Path | None = typer.Option(None, "--csv", help="Also write metric,measured,predicted,error_pct rows here."),
+    csv_path: Path | None = typer.Option(
+        None, "--csv", help="Also write metric,measured,predicted,error_pct rows here."
+    ),
 ) -> None:
     """Re-run a measured benchmark in the simulator: metric, measured, predicted, error %."""
     from servesim.calibrate import compare, read_bench_result, write_comparison_csv
@@ -220,12 +257,20 @@ def _num(value: float, fmt: str) -> str:
 
 @app.command("analyze")
 def analyze_cmd(
-    logs: list[Path] = typer.Argument(..., metavar="STEP_LOGS...", help="Step logs (JSON lines) or op CSVs; several give a sweep table."),
+    logs: list[Path] = typer.Argument(
+        ...,
+        metavar="STEP_LOGS...",
+        help="Step logs (JSON lines) or op CSVs; several give a sweep table.",
+    ),
     model: str = typer.Option(..., "--model", help="Model the steps ran."),
     hardware: str = typer.Option(..., "--hardware", help="GPU the steps ran on."),
     tp: int = typer.Option(1, "--tp", min=1, help="Tensor-parallel GPUs."),
-    calibration: Path | None = typer.Option(None, "--calibration", help="Predict with this calibration instead of the defaults."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for analysis_steps.csv, analysis_sweep.csv and PNG plots."),
+    calibration: Path | None = typer.Option(
+        None, "--calibration", help="Predict with this calibration instead of the defaults."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder for analysis_steps.csv, analysis_sweep.csv and PNG plots."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the sweep table as JSON."),
 ) -> None:
     """Measured steps against the theory: FLOPs, bytes, % of peak, utilisation gap."""
@@ -248,7 +293,9 @@ def analyze_cmd(
 
         written = write_analysis(analysis, out)
     if as_json:
-        typer.echo(json.dumps(_finite({"sources": rows, "written": [str(p) for p in written]}), indent=2))
+        typer.echo(
+            json.dumps(_finite({"sources": rows, "written": [str(p) for p in written]}), indent=2)
+        )
         return
     console = Console()
     table = Table(

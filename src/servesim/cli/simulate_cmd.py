@@ -162,8 +162,10 @@ def fleet_description(result) -> str:
     for g in result.groups:
         role = "" if g.group.role == "mixed" else f"{g.group.role} "
         par = g.parallelism
-        shape = f"TP{par.tp}" + (f" PP{par.pp}" if par.pp > 1 else "") + (
-            f" EP{par.ep}" if par.ep > 1 else ""
+        shape = (
+            f"TP{par.tp}"
+            + (f" PP{par.pp}" if par.pp > 1 else "")
+            + (f" EP{par.ep}" if par.ep > 1 else "")
         )
         dtype = g.cost.resolved.weight_dtype
         parts.append(f"{len(g.instances)} × {role}{g.hardware.name} ({shape}, {dtype})")
@@ -227,15 +229,20 @@ def summary_tables(result) -> list[Table]:
         if key in s:
             t4.add_row(label, f"{s[key]:.1%}")
     if "num_kv_transfers" in s:
-        t4.add_row("KV transfers (P→D)", f"{s['num_kv_transfers']:,}, mean {s['mean_kv_transfer_ms']:.2f} ms")
+        t4.add_row(
+            "KV transfers (P→D)",
+            f"{s['num_kv_transfers']:,}, mean {s['mean_kv_transfer_ms']:.2f} ms",
+        )
     if "spec_acceptance_rate" in s:
         t4.add_row("draft acceptance rate", f"{s['spec_acceptance_rate']:.1%}")
         t4.add_row("tokens per verify step", _fmt(s["spec_tokens_per_verify_step"]))
         if "spec_speedup_tpot" in s:
             t4.add_row("TPOT speed-up vs no speculation", f"{s['spec_speedup_tpot']:.2f}×")
     if "kv_offload_loaded_blocks" in s:
-        t4.add_row("KV blocks spilled / loaded (CPU tier)",
-                   f"{s['kv_offload_spilled_blocks']:,} / {s['kv_offload_loaded_blocks']:,}")
+        t4.add_row(
+            "KV blocks spilled / loaded (CPU tier)",
+            f"{s['kv_offload_spilled_blocks']:,} / {s['kv_offload_loaded_blocks']:,}",
+        )
     t4.add_row("host-bound share of step time", f"{s['host_bound_fraction']:.1%}")
     t4.add_row("GPUs", _fmt(s["num_gpus"]))
     t4.add_row("average power (W, all GPUs)", _fmt(s["avg_power_w"], 0))
@@ -256,20 +263,48 @@ def simulate_command(
     pp: int = typer.Option(None, "--pp", help="pipeline-parallel stages per instance"),
     ep: int = typer.Option(None, "--ep", help="expert-parallel groups inside the TP group (MoE)"),
     replicas: int = typer.Option(None, "--replicas", help="data-parallel instances"),
-    disaggregate: str = typer.Option(None, "--disaggregate", help="P:D prefill and decode instances (prefill/decode disaggregation)"),
-    prefill_tp: int = typer.Option(None, "--prefill-tp", help="TP of each prefill instance (with --disaggregate)"),
-    decode_tp: int = typer.Option(None, "--decode-tp", help="TP of each decode instance (with --disaggregate)"),
-    weight_dtype: str = typer.Option(None, "--weight-dtype", help="bf16 | fp8 | int8 | int4 | fp4 (default: the checkpoint's)"),
+    disaggregate: str = typer.Option(
+        None,
+        "--disaggregate",
+        help="P:D prefill and decode instances (prefill/decode disaggregation)",
+    ),
+    prefill_tp: int = typer.Option(
+        None, "--prefill-tp", help="TP of each prefill instance (with --disaggregate)"
+    ),
+    decode_tp: int = typer.Option(
+        None, "--decode-tp", help="TP of each decode instance (with --disaggregate)"
+    ),
+    weight_dtype: str = typer.Option(
+        None, "--weight-dtype", help="bf16 | fp8 | int8 | int4 | fp4 (default: the checkpoint's)"
+    ),
     kv_dtype: str = typer.Option(None, "--kv-dtype", help="bf16 | fp8"),
-    cuda_graphs: bool = typer.Option(None, "--cuda-graphs/--no-cuda-graphs", help="host time hidden behind the GPU (default on)"),
+    cuda_graphs: bool = typer.Option(
+        None, "--cuda-graphs/--no-cuda-graphs", help="host time hidden behind the GPU (default on)"
+    ),
     speculative: str = typer.Option(None, "--speculative", help="draft:MODEL | ngram | eagle"),
-    num_speculative_tokens: int = typer.Option(None, "--num-speculative-tokens", help="k drafts per step (default 3)"),
-    acceptance_rate: float = typer.Option(None, "--acceptance-rate", help="per-position draft acceptance probability (default 0.7)"),
+    num_speculative_tokens: int = typer.Option(
+        None, "--num-speculative-tokens", help="k drafts per step (default 3)"
+    ),
+    acceptance_rate: float = typer.Option(
+        None, "--acceptance-rate", help="per-position draft acceptance probability (default 0.7)"
+    ),
     spec_mode: str = typer.Option(None, "--spec-mode", help="self_verify | cpu_verify | baseline"),
-    calibration: Path = typer.Option(None, "--calibration", help="calibration.yaml from `servesim calibrate`"),
-    kv_offload: bool = typer.Option(None, "--kv-offload/--no-kv-offload", help="spill evicted KV blocks to CPU memory instead of recomputing them"),
-    cpu_kv_cache_gib: float = typer.Option(None, "--cpu-kv-cache-gib", help="offload-tier memory per instance, GiB (default 64)"),
-    kv_offload_gbps: float = typer.Option(None, "--kv-offload-gbps", help="offload-tier GB/s per GPU (default: the GPU's host link; e.g. CXL)"),
+    calibration: Path = typer.Option(
+        None, "--calibration", help="calibration.yaml from `servesim calibrate`"
+    ),
+    kv_offload: bool = typer.Option(
+        None,
+        "--kv-offload/--no-kv-offload",
+        help="spill evicted KV blocks to CPU memory instead of recomputing them",
+    ),
+    cpu_kv_cache_gib: float = typer.Option(
+        None, "--cpu-kv-cache-gib", help="offload-tier memory per instance, GiB (default 64)"
+    ),
+    kv_offload_gbps: float = typer.Option(
+        None,
+        "--kv-offload-gbps",
+        help="offload-tier GB/s per GPU (default: the GPU's host link; e.g. CXL)",
+    ),
     router: str = typer.Option(
         None, "--router", help="round_robin | least_outstanding | power_of_two | prefix_affinity"
     ),
@@ -334,8 +369,12 @@ def simulate_command(
     config: Path = typer.Option(
         None, "--config", "-c", help="scenario YAML; flags override its fields"
     ),
-    trace: bool = typer.Option(False, "--trace", help="also write trace.json (Chrome trace for Perfetto) into --out"),
-    trace_limit: int = typer.Option(None, "--trace-limit", help="cap trace.json at about N events (a window from the start)"),
+    trace: bool = typer.Option(
+        False, "--trace", help="also write trace.json (Chrome trace for Perfetto) into --out"
+    ),
+    trace_limit: int = typer.Option(
+        None, "--trace-limit", help="cap trace.json at about N events (a window from the start)"
+    ),
     report: bool = typer.Option(False, "--report", help="also write report.html into --out"),
     out: Path = typer.Option(
         None, "--out", "-o", help="write summary.json, requests.csv, steps.csv here"
@@ -429,7 +468,9 @@ def simulate_command(
         progress.close()
     written = ["summary.json", "requests.csv", "steps.csv"]
     if out is not None:
-        write_run(result, out, extra=_extra_writers(trace or trace_limit is not None, trace_limit, report))
+        write_run(
+            result, out, extra=_extra_writers(trace or trace_limit is not None, trace_limit, report)
+        )
         written += (["trace.json"] if trace or trace_limit is not None else []) + (
             ["report.html"] if report else []
         )

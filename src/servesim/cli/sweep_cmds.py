@@ -119,12 +119,20 @@ def _error_lines(rows: list[dict[str, Any]], limit: int = 3) -> list[str]:
 
 @app.command("sweep")
 def sweep_command(
-    sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="sweep file: base scenario + grid/cases of axes"),
-    out: Path = typer.Option(None, "--out", "-o", help="output folder (default: ./<sweep name>-results)"),
+    sweep_file: Path = typer.Argument(
+        ..., metavar="SWEEP.yaml", help="sweep file: base scenario + grid/cases of axes"
+    ),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="output folder (default: ./<sweep name>-results)"
+    ),
     workers: int = typer.Option(None, "--workers", "-j", help=WORKERS_HELP),
     ray: str = typer.Option(None, "--ray", help=RAY_HELP),
-    fresh: bool = typer.Option(False, "--fresh", help="discard finished results and run everything again"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="validate and list the scenarios; run nothing"),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="discard finished results and run everything again"
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="validate and list the scenarios; run nothing"
+    ),
 ) -> None:
     """Run every scenario of a sweep file; write results.parquet and results.csv.
 
@@ -147,8 +155,8 @@ def sweep_command(
         return
     out = out or Path(f"{spec.name or sweep_file.stem}-results")
     err = Console(stderr=True, soft_wrap=True)
-    done_before = 0 if fresh else len(
-        {p.scenario_id for p in points} & set(read_journal(out / JOURNAL))
+    done_before = (
+        0 if fresh else len({p.scenario_id for p in points} & set(read_journal(out / JOURNAL)))
     )
     if done_before:
         err.print(
@@ -230,17 +238,27 @@ def _probe_cells(values: dict[str, float], slo) -> list[str]:
 
 @app.command("capacity")
 def capacity_command(
-    scenario_file: Path = typer.Argument(..., metavar="SCENARIO.yaml", help="the deployment and workload (its arrival rate is varied)"),
+    scenario_file: Path = typer.Argument(
+        ...,
+        metavar="SCENARIO.yaml",
+        help="the deployment and workload (its arrival rate is varied)",
+    ),
     slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target, ms"),
     slo_tpot_ms: float = typer.Option(None, "--slo-tpot-ms", help="TPOT target, ms"),
     slo_e2el_ms: float = typer.Option(None, "--slo-e2el-ms", help="end-to-end latency target, ms"),
-    percentile: float = typer.Option(99.0, "--percentile", "-p", help="SLO percentile over requests"),
-    tolerance: float = typer.Option(0.05, "--tolerance", help="relative precision of the rate (0.05 = 5%)"),
+    percentile: float = typer.Option(
+        99.0, "--percentile", "-p", help="SLO percentile over requests"
+    ),
+    tolerance: float = typer.Option(
+        0.05, "--tolerance", help="relative precision of the rate (0.05 = 5%)"
+    ),
     model: str = typer.Option(None, "--model", "-m", help="override the scenario's model"),
     hardware: str = typer.Option(None, "--hardware", "-g", help="override the scenario's GPU"),
     tp: int = typer.Option(None, "--tp", help="override tensor-parallel GPUs per instance"),
     replicas: int = typer.Option(None, "--replicas", help="override data-parallel instances"),
-    num_requests: int = typer.Option(None, "--num-requests", "-n", help="override the workload's request count"),
+    num_requests: int = typer.Option(
+        None, "--num-requests", "-n", help="override the workload's request count"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Highest request rate (req/s) the deployment sustains within the SLOs.
@@ -291,8 +309,7 @@ def capacity_command(
             "slo": {k: getattr(slo, k) for k in ("ttft_ms", "tpot_ms", "e2el_ms")},
             "at_capacity": {"values": at.values, "summary": at.metrics},
             "probes": [
-                {"rate": p.rate, "values": p.values, "failing": list(p.failing)}
-                for p in cap.probes
+                {"rate": p.rate, "values": p.values, "failing": list(p.failing)} for p in cap.probes
             ],
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
@@ -411,21 +428,48 @@ def _evaluation_doc(e) -> dict[str, Any]:
 
 @app.command("plan")
 def plan_command(
-    model: str = typer.Option(..., "--model", "-m", help="model id, short name or config.json path"),
-    workload: str = typer.Option("conversation", "--workload", "-w", help="preset (conversation, code) or a workload/scenario YAML"),
+    model: str = typer.Option(
+        ..., "--model", "-m", help="model id, short name or config.json path"
+    ),
+    workload: str = typer.Option(
+        "conversation",
+        "--workload",
+        "-w",
+        help="preset (conversation, code) or a workload/scenario YAML",
+    ),
     rate: float = typer.Option(..., "--rate", "-r", help="offered load, requests/s (Poisson)"),
     slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target, ms"),
     slo_tpot_ms: float = typer.Option(None, "--slo-tpot-ms", help="TPOT target, ms"),
     slo_e2el_ms: float = typer.Option(None, "--slo-e2el-ms", help="end-to-end latency target, ms"),
-    percentile: float = typer.Option(99.0, "--percentile", "-p", help="SLO percentile over requests"),
-    hardware: str = typer.Option("H100,H200", "--hardware", "-g", help="comma-separated GPU types to consider"),
+    percentile: float = typer.Option(
+        99.0, "--percentile", "-p", help="SLO percentile over requests"
+    ),
+    hardware: str = typer.Option(
+        "H100,H200", "--hardware", "-g", help="comma-separated GPU types to consider"
+    ),
     max_gpus: int = typer.Option(8, "--max-gpus", help="most GPUs in a deployment"),
-    max_num_batched_tokens: str = typer.Option("2048,8192", "--max-num-batched-tokens", help="token budgets per step to try (comma-separated)"),
-    max_num_seqs: str = typer.Option("256", "--max-num-seqs", help="running-request caps to try (comma-separated)"),
-    extra_replicas: int = typer.Option(1, "--extra-replicas", help="replica counts tried past the first that meets the SLOs (frontier points)"),
-    num_requests: int = typer.Option(None, "--num-requests", "-n", help="requests per simulation (default 1000)"),
-    config: Path = typer.Option(None, "--config", "-c", help="scenario YAML for other fields (dtypes, router, seed, ...)"),
-    pareto: str = typer.Option("ttft", "--pareto", help="latency of the frontier: ttft | tpot | e2el"),
+    max_num_batched_tokens: str = typer.Option(
+        "2048,8192",
+        "--max-num-batched-tokens",
+        help="token budgets per step to try (comma-separated)",
+    ),
+    max_num_seqs: str = typer.Option(
+        "256", "--max-num-seqs", help="running-request caps to try (comma-separated)"
+    ),
+    extra_replicas: int = typer.Option(
+        1,
+        "--extra-replicas",
+        help="replica counts tried past the first that meets the SLOs (frontier points)",
+    ),
+    num_requests: int = typer.Option(
+        None, "--num-requests", "-n", help="requests per simulation (default 1000)"
+    ),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="scenario YAML for other fields (dtypes, router, seed, ...)"
+    ),
+    pareto: str = typer.Option(
+        "ttft", "--pareto", help="latency of the frontier: ttft | tpot | e2el"
+    ),
     workers: int = typer.Option(None, "--workers", "-j", help=WORKERS_HELP),
     ray: str = typer.Option(None, "--ray", help=RAY_HELP),
     out: Path = typer.Option(None, "--out", "-o", help="write the cost/latency plot here (PNG)"),
@@ -445,17 +489,29 @@ def plan_command(
 
     metric = f"{pareto}_ms"
     if metric not in ("ttft_ms", "tpot_ms", "e2el_ms"):
-        raise ServesimError(f"{pareto!r} is not a latency", field="--pareto", fix="ttft, tpot or e2el")
+        raise ServesimError(
+            f"{pareto!r} is not a latency", field="--pareto", fix="ttft, tpot or e2el"
+        )
     spec = parse_plan(
         {
             "model": model,
             "workload": _plan_workload(workload, num_requests),
             "rate": rate,
-            "slo": {k: v for k, v in (("ttft_ms", slo_ttft_ms), ("tpot_ms", slo_tpot_ms), ("e2el_ms", slo_e2el_ms)) if v is not None},
+            "slo": {
+                k: v
+                for k, v in (
+                    ("ttft_ms", slo_ttft_ms),
+                    ("tpot_ms", slo_tpot_ms),
+                    ("e2el_ms", slo_e2el_ms),
+                )
+                if v is not None
+            },
             "percentile": percentile,
             "hardware": _csv_list(hardware, "--hardware"),
             "max_gpus": max_gpus,
-            "max_num_batched_tokens": _csv_list(max_num_batched_tokens, "--max-num-batched-tokens", int),
+            "max_num_batched_tokens": _csv_list(
+                max_num_batched_tokens, "--max-num-batched-tokens", int
+            ),
             "max_num_seqs": _csv_list(max_num_seqs, "--max-num-seqs", int),
             "extra_replicas": extra_replicas,
             "base": load_scenario_file(config) if config else {},
