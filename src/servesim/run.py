@@ -251,15 +251,8 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
     """Run ``scenario`` to completion. Same scenario (seed included) → identical results."""
     model = load_model(scenario.model)
     sched = scenario.scheduler
-    config = SchedulerConfig(
-        policy=sched.policy,
-        max_num_batched_tokens=sched.max_num_batched_tokens,
-        max_num_seqs=sched.max_num_seqs,
-        block_size=sched.block_size,
-        enable_prefix_caching=sched.enable_prefix_caching,
-        enable_chunked_prefill=sched.enable_chunked_prefill,
-        long_prefill_token_threshold=sched.long_prefill_token_threshold,
-    )
+    # The engine's config is the scenario's scheduler section minus the memory knob.
+    config = SchedulerConfig(**sched.model_dump(exclude={"gpu_memory_utilization"}))
     workload_rng, router_rng, engine_rng = np.random.default_rng(scenario.seed).spawn(3)
     runtimes = _build_groups(scenario, model, config, engine_rng)
     entry = [i for g in runtimes for i in g.instances if i.role != "decode"]

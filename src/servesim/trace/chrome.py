@@ -94,6 +94,18 @@ def end(
     return _with(event, "", args)
 
 
+def _async(
+    ph: str, name: str, id: int, ts_us: float, pid: int,  # noqa: A002 - the format's own key
+    cat: str, tid: int | None, args: Mapping[str, Any] | None,
+) -> dict[str, Any]:  # fmt: skip
+    event: dict[str, Any] = {"name": name, "ph": ph, "cat": cat, "id": id, "ts": ts_us, "pid": pid}
+    if tid is not None:
+        event["tid"] = tid
+    if args:
+        event["args"] = dict(args)
+    return event
+
+
 def async_begin(
     name: str,
     id: int,  # noqa: A002 - the format's own key
@@ -109,12 +121,7 @@ def async_begin(
     ``id`` is an integer unique among the async slices of ``cat`` that are open at one time
     (a request id, for example). Perfetto draws each ``(cat, id)`` as its own row.
     """
-    event: dict[str, Any] = {"name": name, "ph": "b", "cat": cat, "id": id, "ts": ts_us, "pid": pid}
-    if tid is not None:
-        event["tid"] = tid
-    if args:
-        event["args"] = dict(args)
-    return event
+    return _async("b", name, id, ts_us, pid, cat, tid, args)
 
 
 def async_end(
@@ -128,9 +135,7 @@ def async_end(
     args: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """End (``e``) of the async slice opened by :func:`async_begin` with the same cat and id."""
-    event = async_begin(name, id, ts_us, pid, cat=cat, tid=tid, args=args)
-    event["ph"] = "e"
-    return event
+    return _async("e", name, id, ts_us, pid, cat, tid, args)
 
 
 def counter(
@@ -303,20 +308,24 @@ def _check_pairs(events: list[tuple[int, dict[str, Any]]]) -> list[str]:
         elif ph == "E":
             stack = stacks.get((ev["pid"], ev["tid"]))
             if not stack:
-                problems.append(f"{_label(i, ev)}: E with no open B on pid {ev['pid']} "
-                                f"tid {ev['tid']}")
+                problems.append(
+                    f"{_label(i, ev)}: E with no open B on pid {ev['pid']} tid {ev['tid']}"
+                )
                 continue
             j, opened = stack.pop()
             if "name" in ev and ev["name"] != opened.get("name"):
-                problems.append(f"{_label(i, ev)}: E closes {opened.get('name')!r} "
-                                f"(traceEvents[{j}]), a different name")
+                problems.append(
+                    f"{_label(i, ev)}: E closes {opened.get('name')!r} "
+                    f"(traceEvents[{j}]), a different name"
+                )
         elif ph == "b":
             open_async.setdefault((ev["cat"], ev["id"]), []).append(i)
         elif ph == "e":
             stack = open_async.get((ev["cat"], ev["id"]))
             if not stack:
-                problems.append(f"{_label(i, ev)}: e with no open b for cat {ev['cat']!r} "
-                                f"id {ev['id']!r}")
+                problems.append(
+                    f"{_label(i, ev)}: e with no open b for cat {ev['cat']!r} id {ev['id']!r}"
+                )
             else:
                 stack.pop()
     for (pid, tid), stack in stacks.items():
@@ -362,8 +371,9 @@ def validate_trace(obj: Any) -> list[str]:
     are listed, then a count of the rest.
     """
     if not isinstance(obj, dict):
-        return ["trace must be a JSON object with traceEvents (object form), not "
-                f"{type(obj).__name__}"]
+        return [
+            f"trace must be a JSON object with traceEvents (object form), not {type(obj).__name__}"
+        ]
     problems: list[str] = []
     if "displayTimeUnit" in obj:
         problems.append("displayTimeUnit is present: Perfetto would rescale every ts by it")
