@@ -368,11 +368,14 @@ class StepCostModel:
     def seconds_from_features(self, features: np.ndarray) -> np.ndarray | float:
         """Step seconds of one feature vector (a float) or of rows of them (an array)."""
         f = np.asarray(features, dtype=np.float64)
-        if self._hot is not None and f.ndim == 1:  # the hot path: one small product
+        if self._hot is not None:  # the hot path: one small product
             x = f @ self._hot
             k = self._hot.shape[1] // 2 - 1
-            gpu = float(np.maximum(x[:k], x[k : 2 * k]).sum())
-            return self._combine(gpu, float(x[-2]), float(x[-1]))
+            if f.ndim == 1:
+                gpu = float(np.maximum(x[:k], x[k : 2 * k]).sum())
+                return self._combine(gpu, float(x[-2]), float(x[-1]))
+            gpu = np.maximum(x[:, :k], x[:, k : 2 * k]).sum(axis=1)
+            return self._combine(gpu, x[:, -2], x[:, -1])
         rows = np.atleast_2d(f)
         gpu = self._gpu(rows, per_operator=False)[0]
         over, host = (rows @ self._fixed).T

@@ -78,7 +78,9 @@ class InFlight:
     start_s: float
     ends_s: np.ndarray
     """End time of each step of the span (one entry for an ordinary step)."""
-    context_tokens: np.ndarray
+    durations: np.ndarray
+    """Seconds of each step (``ends_s`` may be truncated; this keeps its planned length)."""
+    context_tokens: np.ndarray | list[int]
     """KV context read by each step (summed over the batch)."""
     features: np.ndarray
     """Cost-model features of each step, shape (steps, features)."""
@@ -201,9 +203,11 @@ class Instance:
             # Blocks coming back from the CPU tier must land before the step can use them.
             seconds += self.kv.take_pending_loads() * self.kv_load_seconds_per_block
             durations = np.array([seconds])
-            context_tokens = np.array([int(context.sum())])
+            context_tokens = [int(context.sum())]
             features = features[None, :]
-        self.in_flight = InFlight(batch, now, now + np.cumsum(durations), context_tokens, features)
+        self.in_flight = InFlight(
+            batch, now, now + np.cumsum(durations), durations, context_tokens, features
+        )
         self.version += 1
         return float(self.in_flight.ends_s[-1])
 
@@ -263,21 +267,22 @@ class Instance:
         m = span.num_steps
         end = float(span.ends_s[-1])
         bs = kv.block_size
-        old_blocks_full = computed // bs
-        had_output = tokens > prompt
+        old_blocks_full = computed // bs if kv.enable_prefix_caching else None
+        first_tokens = []
 
         spec_proposed = spec_accepted = spec_rows = 0
         if m == 1:
-            spec = span.batch.spec if span.batch.spec is not None else np.zeros_like(alloc)
-            base = alloc - spec
+            had_output = tokens > prompt
+            spec = span.batch.spec
+            base = alloc if spec is None else alloc - spec
             is_decode = (base == 1) & had_output & (tokens - computed == 1)
             computed += base
             emit = (alloc > 0) & (computed == tokens)
             gaps = end - last_token[emit & had_output]
             itl_values, itl_weights = _fold_gaps(gaps, end - span.start_s)
             emitted = emit.astype(np.int64)
-            verified = emit & (spec > 0)
-            if verified.any():
+            verified = None if spec is None else emit & (spec > 0)
+            if verified is not None and verified.any():
                 accepted = self._accepted_drafts(spec[verified])
                 computed[verified] += accepted
                 emitted[verified] += accepted
@@ -287,25 +292,25 @@ class Instance:
             decode_tokens = int(emitted[is_decode].sum())
             prefill_tokens = int(base.sum()) - int(np.count_nonzero(is_decode))
             tokens += emitted
+            last_token[emit] = end
+            for i in np.flatnonzero(emit & ~had_output).tolist():
+                req = run.reqs[i]
+                req.first_token_s = end
+                first_tokens.append(req)
         else:
-            # A decode span: every row emits one token per step.
+            # A decode span: every row (all already decoding) emits one token per step.
             computed += m
-            emit = had_output  # all True
-            durations = np.diff(span.ends_s, prepend=span.start_s)
-            itl_values = np.concatenate((float(span.ends_s[0]) - last_token, durations[1:]))
-            itl_weights = np.concatenate((np.ones(n, np.int64), np.full(m - 1, n, np.int64)))
+            # Each row's gap to its previous token, then one entry per later step for all rows.
+            itl_values = np.concatenate((float(span.ends_s[0]) - last_token, span.durations[1:m]))
+            itl_weights = np.full(n + m - 1, n, dtype=np.int64)
+            itl_weights[:n] = 1
             prefill_tokens = 0
             decode_tokens = n * m
             tokens += m
             grow_blocks(run, kv, np.maximum(-(-computed // bs) - run.nblocks, 0), computed)
+            last_token[:] = end
 
-        last_token[emit] = end
-        first_tokens = []
-        for i in np.flatnonzero(emit & ~had_output).tolist():
-            req = run.reqs[i]
-            req.first_token_s = end
-            first_tokens.append(req)
-        if kv.enable_prefix_caching:
+        if old_blocks_full is not None:
             # Only shared blocks are published; rows with none skip the Python work.
             fills = (computed // bs > old_blocks_full) & (old_blocks_full < run.nshared)
             for i in np.flatnonzero(fills).tolist():
@@ -326,7 +331,7 @@ class Instance:
             batch_size=int(np.count_nonzero(alloc)),
             prefill_tokens=prefill_tokens,
             decode_tokens=decode_tokens,
-            context_tokens=int(span.context_tokens[:m].sum()),
+            context_tokens=int(span.context_tokens[:m].sum()) if m > 1 else span.context_tokens[0],
             num_preempted=span.batch.num_preempted,
             num_waiting=len(self.waiting),
             kv_usage=kv.usage,
@@ -334,7 +339,7 @@ class Instance:
             spec_accepted=spec_accepted,
             spec_rows=spec_rows,
         )
-        features = span.features[:m].sum(axis=0)
+        features = span.features[:m].sum(axis=0) if m > 1 else span.features[0]
         return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, features)
 
 

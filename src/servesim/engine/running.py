@@ -13,10 +13,9 @@ import numpy as np
 
 from servesim.engine.request import Request
 
-_COLUMNS = (
-    "_computed", "_tokens", "_prompt", "_max_out", "_nblocks", "_last_token", "_nshared",
-    "_shareable",
-)  # fmt: skip
+# Rows of the integer table (one array, so removing finished rows is one fancy-index copy).
+COMPUTED, TOKENS, PROMPT, MAX_OUT, NBLOCKS, NSHARED, SHAREABLE = range(7)
+_NUM_INT_COLUMNS = 7
 
 
 class RunningTable:
@@ -25,14 +24,8 @@ class RunningTable:
     def __init__(self, capacity: int = 64):
         self.reqs: list[Request] = []
         self._cap = capacity
-        self._computed = np.zeros(capacity, dtype=np.int64)
-        self._tokens = np.zeros(capacity, dtype=np.int64)
-        self._prompt = np.zeros(capacity, dtype=np.int64)
-        self._max_out = np.zeros(capacity, dtype=np.int64)
-        self._nblocks = np.zeros(capacity, dtype=np.int64)
+        self._ints = np.zeros((_NUM_INT_COLUMNS, capacity), dtype=np.int64)
         self._last_token = np.zeros(capacity, dtype=np.float64)
-        self._nshared = np.zeros(capacity, dtype=np.int64)
-        self._shareable = np.zeros(capacity, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.reqs)
@@ -40,52 +33,52 @@ class RunningTable:
     # Views of the live rows; writes through them update the table.
     @property
     def computed(self) -> np.ndarray:
-        return self._computed[: len(self.reqs)]
+        return self._ints[COMPUTED, : len(self.reqs)]
 
     @computed.setter
     def computed(self, values: np.ndarray) -> None:
-        self._computed[: len(self.reqs)] = values
+        self._ints[COMPUTED, : len(self.reqs)] = values
 
     @property
     def tokens(self) -> np.ndarray:
-        return self._tokens[: len(self.reqs)]
+        return self._ints[TOKENS, : len(self.reqs)]
 
     @tokens.setter
     def tokens(self, values: np.ndarray) -> None:
-        self._tokens[: len(self.reqs)] = values
+        self._ints[TOKENS, : len(self.reqs)] = values
 
     @property
     def prompt(self) -> np.ndarray:
-        return self._prompt[: len(self.reqs)]
+        return self._ints[PROMPT, : len(self.reqs)]
 
     @prompt.setter
     def prompt(self, values: np.ndarray) -> None:
-        self._prompt[: len(self.reqs)] = values
+        self._ints[PROMPT, : len(self.reqs)] = values
 
     @property
     def max_out(self) -> np.ndarray:
-        return self._max_out[: len(self.reqs)]
+        return self._ints[MAX_OUT, : len(self.reqs)]
 
     @max_out.setter
     def max_out(self, values: np.ndarray) -> None:
-        self._max_out[: len(self.reqs)] = values
+        self._ints[MAX_OUT, : len(self.reqs)] = values
 
     @property
     def nblocks(self) -> np.ndarray:
-        return self._nblocks[: len(self.reqs)]
+        return self._ints[NBLOCKS, : len(self.reqs)]
 
     @nblocks.setter
     def nblocks(self, values: np.ndarray) -> None:
-        self._nblocks[: len(self.reqs)] = values
+        self._ints[NBLOCKS, : len(self.reqs)] = values
 
     @property
     def nshared(self) -> np.ndarray:
         """Shared (content-named) blocks held by each row."""
-        return self._nshared[: len(self.reqs)]
+        return self._ints[NSHARED, : len(self.reqs)]
 
     @property
     def shareable(self) -> np.ndarray:
-        return self._shareable[: len(self.reqs)]
+        return self._ints[SHAREABLE, : len(self.reqs)]
 
     @property
     def last_token(self) -> np.ndarray:
@@ -96,12 +89,13 @@ class RunningTable:
         self._last_token[: len(self.reqs)] = values
 
     def _grow(self) -> None:
+        n = self._cap
         self._cap *= 2
-        for name in _COLUMNS:
-            old = getattr(self, name)
-            new = np.zeros(self._cap, dtype=old.dtype)
-            new[: len(old)] = old
-            setattr(self, name, new)
+        ints = np.zeros((_NUM_INT_COLUMNS, self._cap), dtype=np.int64)
+        ints[:, :n] = self._ints
+        last = np.zeros(self._cap, dtype=np.float64)
+        last[:n] = self._last_token
+        self._ints, self._last_token = ints, last
 
     def append(self, req: Request, shareable: int = 0, max_out: int | None = None) -> None:
         """Add ``req`` at the end (the newest request, first to be preempted).
@@ -114,21 +108,24 @@ class RunningTable:
         if i == self._cap:
             self._grow()
         self.reqs.append(req)
-        self._computed[i] = req.num_computed_tokens
-        self._tokens[i] = req.num_tokens
-        self._prompt[i] = req.prompt_tokens
-        self._max_out[i] = req.max_output_tokens if max_out is None else max_out
-        self._nblocks[i] = req.num_blocks
-        self._nshared[i] = len(req.block_ids)
-        self._shareable[i] = shareable
+        self._ints[:, i] = (
+            req.num_computed_tokens,
+            req.num_tokens,
+            req.prompt_tokens,
+            req.max_output_tokens if max_out is None else max_out,
+            req.num_blocks,
+            len(req.block_ids),
+            shareable,
+        )
         self._last_token[i] = req.last_token_s if req.last_token_s is not None else np.nan
 
     def sync(self, i: int) -> Request:
         """Write row ``i``'s counters back into its Request and return it."""
         req = self.reqs[i]
-        req.num_computed_tokens = int(self._computed[i])
-        req.num_output_tokens = int(self._tokens[i] - self._prompt[i])
-        req.num_private_blocks = int(self._nblocks[i] - self._nshared[i])
+        computed, tokens, prompt, _, nblocks, nshared, _ = self._ints[:, i].tolist()
+        req.num_computed_tokens = computed
+        req.num_output_tokens = tokens - prompt
+        req.num_private_blocks = nblocks - nshared
         last = float(self._last_token[i])
         req.last_token_s = None if np.isnan(last) else last
         return req
@@ -136,8 +133,8 @@ class RunningTable:
     def refresh_blocks(self, i: int) -> None:
         """Re-read row ``i``'s block count after its Request's block list changed."""
         req = self.reqs[i]
-        self._nblocks[i] = req.num_blocks
-        self._nshared[i] = len(req.block_ids)
+        self._ints[NBLOCKS, i] = req.num_blocks
+        self._ints[NSHARED, i] = len(req.block_ids)
 
     def remove(self, drop: np.ndarray) -> list[Request]:
         """Remove the rows where ``drop`` is True (synced) and return their Requests in order."""
@@ -145,13 +142,14 @@ class RunningTable:
         idx = np.flatnonzero(drop)
         if idx.size == 0:
             return []
-        removed = [self.sync(int(i)) for i in idx]
+        removed = [self.sync(i) for i in idx.tolist()]
         keep = ~drop
         m = n - idx.size
-        for name in _COLUMNS:
-            arr = getattr(self, name)
-            arr[:m] = arr[:n][keep]
-        self.reqs = [r for r, k in zip(self.reqs, keep.tolist(), strict=True) if k]
+        self._ints[:, :m] = self._ints[:, :n][:, keep]
+        self._last_token[:m] = self._last_token[:n][keep]
+        reqs = self.reqs
+        for i in reversed(idx.tolist()):  # a few rows leave a long list: delete in place
+            del reqs[i]
         return removed
 
     def pop_last(self) -> Request:

@@ -22,6 +22,7 @@ static      unlimited                       no          no            only when 
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass
 
@@ -78,6 +79,7 @@ class PolicyKnobs:
     admit_only_when_idle: bool
 
 
+@functools.cache
 def policy_knobs(cfg: SchedulerConfig) -> PolicyKnobs:
     """The handful of switches that make up each policy."""
     if cfg.policy == "vllm":
@@ -133,8 +135,10 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     knobs = policy_knobs(cfg)
     run = state.running
     need = run.tokens - run.computed
-    spec = speculative_tokens(state, need)
-    need = need + spec
+    speculating = state.num_speculative_tokens > 0
+    if speculating:
+        spec = speculative_tokens(state, need)
+        need = need + spec
     if cfg.long_prefill_token_threshold is not None:
         need = np.minimum(need, cfg.long_prefill_token_threshold)
     order = np.argsort(need > 1, kind="stable") if knobs.decodes_first else None
@@ -147,6 +151,8 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
         num_admitted = len(extra)
         if extra:
             alloc = np.concatenate([alloc, np.asarray(extra, dtype=np.int64)])
+    if not speculating:
+        return ScheduledBatch(alloc, num_preempted, num_admitted)
     # Preemption drops rows from the end; admission appends rows that verify no drafts.
     kept = len(alloc) - num_admitted
     spec = np.concatenate([spec[:kept], np.zeros(num_admitted, dtype=np.int64)])
@@ -170,9 +176,11 @@ def speculative_tokens(state: SchedulerState, need: np.ndarray) -> np.ndarray:
 
 def _share_budget(need: np.ndarray, budget: float, order: np.ndarray | None) -> np.ndarray:
     """Give each row, in ``order``, as many of its needed tokens as the budget still allows."""
+    if need.sum() <= budget:  # the common case: everyone gets all it needs
+        return need.astype(np.int64, copy=False)
     ordered = need if order is None else need[order]
     start = np.cumsum(ordered) - ordered
-    got = np.clip(budget - start, 0, ordered).astype(np.int64)
+    got = np.minimum(np.maximum(budget - start, 0), ordered).astype(np.int64)
     if order is None:
         return got
     alloc = np.empty_like(got)
@@ -187,7 +195,8 @@ def _reserve_blocks(
     run, kv = state.running, state.kv
     bs = kv.block_size
     target = run.computed + alloc
-    extra = np.where(alloc > 0, np.maximum(-(-target // bs) - run.nblocks, 0), 0)
+    # Unscheduled rows (alloc 0) need nothing: their blocks already hold every computed token.
+    extra = np.maximum(-(-target // bs) - run.nblocks, 0)
     if int(extra.sum()) <= kv.num_free_blocks:
         grow_blocks(run, kv, extra, target)
         return alloc, 0
@@ -220,11 +229,13 @@ def grow_blocks(
     Rows growing only into private blocks are counted in bulk; rows that still need shared
     (content-named) blocks go through the block manager one by one.
     """
-    named = (extra > 0) & (run.nblocks < run.shareable)
-    for i in np.flatnonzero(named).tolist():
-        kv.allocate(run.sync(i), int(target[i]))
-        run.refresh_blocks(i)
-    private = np.where(named, 0, extra)
+    private = extra
+    if kv.enable_prefix_caching:  # (without it no row has shareable blocks)
+        named = (extra > 0) & (run.nblocks < run.shareable)
+        for i in np.flatnonzero(named).tolist():
+            kv.allocate(run.sync(i), int(target[i]))
+            run.refresh_blocks(i)
+        private = np.where(named, 0, extra)
     total = int(private.sum())
     if total:
         grown = kv.allocate_private(total)
