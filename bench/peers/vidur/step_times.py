@@ -1,6 +1,8 @@
 """One forward step, Vidur's tables against servesim's cost model (Llama-3-8B, A100-80GB).
 
     python bench/peers/vidur/step_times.py      # prints and writes results/step_times.md
+    python bench/peers/vidur/step_times.py --gemm-efficiency   # the A100 catalog figure
+
 
 Vidur's step is its per-layer sum over 32 layers: the linear/norm/rope/add operators of the
 MLP table at the step's token count, plus attention (decode: +10% for a GQA batch, Vidur's
@@ -46,7 +48,43 @@ def vidur_linear_ms(tokens: float) -> float:
     return LAYERS * total
 
 
+# Weight elements of each projection of Llama-3-8B (hidden 4096, 8 KV heads of 128, FFN 14336).
+GEMM_WEIGHTS = {
+    "attn_pre_proj": 4096 * (4096 + 2 * 8 * 128),
+    "attn_post_proj": 4096 * 4096,
+    "mlp_up_proj": 4096 * 2 * 14336,
+    "mlp_down_proj": 14336 * 4096,
+}
+A100_BF16_PEAK = 312e12
+
+
+def gemm_efficiency() -> None:
+    """Achieved fraction of the A100's dense bf16 peak in Vidur's measured projections (2·M·K·N
+    FLOPs over the summed median times), per token count: the catalog's ``compute_efficiency``."""
+    header, rows = profiles.mlp_rows()
+    col = {h: i for i, h in enumerate(header)}
+    print("tokens  " + "  ".join(f"{op:>14}" for op in GEMM_WEIGHTS) + "  all projections")
+    large = []
+    for r in rows:
+        m = int(float(r[col["num_tokens"]]))
+        if m < 64 or m & (m - 1) and m % 4096:
+            continue  # powers of two from 64, and multiples of 4,096
+        effs, flops, seconds = [], 0.0, 0.0
+        for op, weights in GEMM_WEIGHTS.items():
+            t = float(r[col[f"time_stats.{op}.median"]]) * 1e-3
+            effs.append(2 * m * weights / t / A100_BF16_PEAK)
+            flops, seconds = flops + 2 * m * weights, seconds + t
+        eff = flops / seconds / A100_BF16_PEAK
+        if m >= 512:
+            large.append(eff)
+        print(f"{m:>6}  " + "  ".join(f"{e:>14.3f}" for e in effs) + f"  {eff:>15.3f}")
+    print(f"median at >= 512 tokens: {np.median(large):.3f} (catalog: compute_efficiency)")
+
+
 def main() -> None:
+    if "--gemm-efficiency" in sys.argv[1:]:
+        gemm_efficiency()
+        return
     from servesim.cost.step import build_step_cost
     from servesim.hardware import load_hardware
     from servesim.model import load_model
