@@ -2,6 +2,10 @@
 (Llama-3.1-8B; 2 requests of 64 in / 32 out: 0.58 s there; 4 requests of 128 / 128: 1.36 s).
 Target: < 0.3 s each, Python start-up included. Runs the real `servesim` command.
 
+Also prints the floor under it: a bare interpreter, and one that only imports the third-party
+libraries `servesim simulate` is built on (numpy, PyYAML, pydantic, typer — which itself
+imports pydantic to coerce options — and rich).
+
     python bench/bench_llmservingsim.py [--repeats 5]
 """
 
@@ -24,6 +28,26 @@ WORKLOADS = {
 def servesim_command() -> list[str]:
     script = Path(sys.executable).parent / "servesim"
     return [str(script)] if script.exists() else [shutil.which("servesim") or "servesim"]
+
+
+FLOOR = {
+    "python -c pass": "pass",
+    "numpy": "import numpy",
+    "numpy + yaml + pydantic + typer + rich": (
+        "import numpy, yaml, typer, typer.main, rich.console; from pydantic import BaseModel"
+    ),
+}
+
+
+def median_wall(argv: list[str], repeats: int) -> tuple[float, float]:
+    """(median, min) wall seconds of running ``argv`` to completion."""
+    subprocess.run(argv, check=True, capture_output=True)  # warm the file cache
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), min(times)
 
 
 def main() -> None:
@@ -52,14 +76,12 @@ def main() -> None:
             "inf",
             "--json",
         ]
-        subprocess.run(argv, check=True, capture_output=True)  # warm the file cache
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            subprocess.run(argv, check=True, capture_output=True)
-            times.append(time.perf_counter() - t0)
-        med = statistics.median(times)
-        print(f"{name:<14} {med:>18.3f} {min(times):>8.3f} {theirs:>16.2f} {theirs / med:>8.1f}x")
+        med, low = median_wall(argv, args.repeats)
+        print(f"{name:<14} {med:>18.3f} {low:>8.3f} {theirs:>16.2f} {theirs / med:>8.1f}x")
+    print("\nthe floor (same interpreter, no servesim code):")
+    for name, code in FLOOR.items():
+        med, low = median_wall([sys.executable, "-c", code], args.repeats)
+        print(f"{name:<40} median {med:.3f} s, min {low:.3f} s")
 
 
 if __name__ == "__main__":

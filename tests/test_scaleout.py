@@ -229,3 +229,27 @@ def test_a_draft_model_takes_memory_from_the_kv_cache():
     base = run()
     draft = run(speculative={"method": "draft:llama-3.2-1b"})
     assert draft.groups[0].memory.kv_capacity_tokens < base.memory.kv_capacity_tokens
+
+
+def test_a_draft_model_prefills_the_prompt_too():
+    # One request alone: its first step is the target's prefill, then the draft model's own
+    # forward over the same prompt (it keeps a KV cache), on the same GPU.
+    from servesim.cost.speculative import draft_cost
+
+    wl = {"num_requests": 1, "input_len": 2048, "output_len": 8, "arrival": {"kind": "burst"}}
+    s = simulate(build_scenario({"speculative": {"method": "draft:llama-3.2-1b"}, "workload": wl}))
+    model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
+    target = build_step_cost(model, hw, Parallelism(), CostParams())
+    drafter = draft_cost(
+        "draft", model, hw, Parallelism(), CostParams(), draft_model=load_model("llama-3.2-1b")
+    )
+    prompt, empty = np.array([2048]), np.array([0])
+    draft_prefill = drafter.prefill_seconds(prompt, empty)
+    assert draft_prefill > 0.05 * target.step_seconds(prompt, empty)
+    expected = target.step_seconds(prompt, empty) + draft_prefill
+    assert s.summary["mean_ttft_ms"] == pytest.approx(expected * 1000, rel=1e-9)
+    # n-gram drafting has no model to prefill: TTFT is the target's prefill alone.
+    ngram = simulate(build_scenario({"speculative": {"method": "ngram"}, "workload": wl}))
+    assert ngram.summary["mean_ttft_ms"] == pytest.approx(
+        target.step_seconds(prompt, empty) * 1000, rel=1e-9
+    )

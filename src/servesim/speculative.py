@@ -54,6 +54,10 @@ def build_speculation(
             fix="use draft:MODEL, ngram or eagle",
         )
     speculation = Speculation(
-        k, tuple(acceptance), drafter.propose_seconds, overlap=mode == "cpu_verify"
+        k,
+        tuple(acceptance),
+        drafter.propose_seconds,
+        overlap=mode == "cpu_verify",
+        prefill_seconds=None if drafter.on_host else drafter.prefill_seconds,
     )
     return speculation, drafter

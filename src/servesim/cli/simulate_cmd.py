@@ -7,15 +7,25 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from servesim.cli.app import app
 from servesim.errors import ServesimError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
+# NOTE: rich is imported where it is used: a --json run never loads it (start-up time).
+
+
+def _stderr_print(text: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(text)
+
 
 LENGTH_HELP = (
     "tokens: an integer (fixed), a preset (conversation, code), or KIND:key=value,... e.g. "
@@ -118,9 +128,8 @@ def workload_overrides(
 class _LazyProgress:
     """A progress bar that appears only once a run has taken longer than a second."""
 
-    def __init__(self, total: int | None, console: Console):
+    def __init__(self, total: int | None):
         self.total = total
-        self.console = console
         self.done = 0
         self.started = time.perf_counter()
         self.progress: Progress | None = None
@@ -131,12 +140,21 @@ class _LazyProgress:
         if self.progress is None:
             if time.perf_counter() - self.started < 1.0:
                 return
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             self.progress = Progress(
                 TextColumn("simulating"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                console=self.console,
+                console=Console(stderr=True),
                 transient=True,
             )
             self.progress.start()
@@ -177,6 +195,8 @@ def fleet_description(result) -> str:
 
 def summary_tables(result) -> list[Table]:
     """Rich tables of a run: scenario, throughput, latency percentiles, engine."""
+    from rich.table import Table
+
     s = result.summary
     sc = result.scenario
     t1 = Table(title="Scenario", show_header=False, title_justify="left")
@@ -460,8 +480,7 @@ def simulate_command(
         data["workload"] = _merge_workload(data.get("workload"), w)
     scenario = build_scenario(data, source=str(config) if config else "")
 
-    err = Console(stderr=True)
-    progress = _LazyProgress(_expected_requests(scenario), err)
+    progress = _LazyProgress(_expected_requests(scenario))
     try:
         result = simulate(scenario, on_progress=progress)
     finally:
@@ -475,10 +494,12 @@ def simulate_command(
             ["report.html"] if report else []
         )
     if "calibration_warning" in result.summary:
-        err.print(f"warning: {result.summary['calibration_warning']}")
+        _stderr_print(f"warning: {result.summary['calibration_warning']}")
     if as_json:
         sys.stdout.write(json.dumps(summary_document(result), indent=2) + "\n")
         return
+    from rich.console import Console
+
     console = Console()
     for table in summary_tables(result):
         console.print(table)
@@ -495,7 +516,7 @@ def _extra_writers(trace: bool, limit: int | None, report: bool) -> dict[str, An
         def write_trace(path: Path) -> None:
             info = write_simulated_trace(path.parent, path, limit)
             for warning in info.warnings:
-                Console(stderr=True).print(f"warning: {warning}")
+                _stderr_print(f"warning: {warning}")
 
         extra["trace.json"] = write_trace
     if report:

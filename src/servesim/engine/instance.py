@@ -57,13 +57,16 @@ class Speculation:
     A step verifies every decoding row's drafts in one target forward pass over k+1 tokens; the
     accepted prefix plus one token from the target are emitted. ``draft_seconds(context_lens,
     drafts)`` prices proposing the drafts of the decoding rows; with ``overlap`` the drafting
-    runs beside the target step (on the host), else before it.
+    runs beside the target step (on the host), else before it. ``prefill_seconds(new_tokens,
+    context_lens)`` prices the drafter's own forward over the step's prompt chunks (a draft
+    model fills its KV cache too), run on the GPU after the target's.
     """
 
     num_tokens: int
     acceptance: tuple[float, ...]
     draft_seconds: Callable[[np.ndarray, np.ndarray], float]
     overlap: bool = False
+    prefill_seconds: Callable[[np.ndarray, np.ndarray], float] | None = None
 
     def __post_init__(self) -> None:
         if len(self.acceptance) != self.num_tokens:
@@ -196,10 +199,19 @@ class Instance:
         else:
             seconds, features = self.cost.step_with_features(new_tokens, context)
             spec = self.speculation
-            if spec is not None and batch.spec is not None and batch.spec.any():
-                drafting = batch.spec[rows] > 0
-                draft = spec.draft_seconds(context[drafting], batch.spec[rows][drafting])
-                seconds = max(seconds, draft) if spec.overlap else seconds + draft
+            if spec is not None and batch.spec is not None:
+                drafts = batch.spec[rows]
+                if drafts.any():
+                    drafting = drafts > 0
+                    draft = spec.draft_seconds(context[drafting], drafts[drafting])
+                    seconds = max(seconds, draft) if spec.overlap else seconds + draft
+                if spec.prefill_seconds is not None:
+                    # Rows computing prompt (or recomputed) tokens: more than one token without
+                    # drafts, or the last prompt token.
+                    base = new_tokens - drafts
+                    filling = (base > 1) | (context < run.prompt[rows])
+                    if filling.any():
+                        seconds += spec.prefill_seconds(base[filling], context[filling])
             # Blocks coming back from the CPU tier must land before the step can use them.
             seconds += self.kv.take_pending_loads() * self.kv_load_seconds_per_block
             durations = np.array([seconds])
