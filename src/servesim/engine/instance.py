@@ -229,14 +229,16 @@ class Instance:
         alloc = batch.alloc
         if batch.num_admitted or batch.num_preempted or len(alloc) == 0:
             return 1
-        if not (alloc == 1).all() or not (run.tokens - run.computed == 1).all():
+        # Every row got exactly one token and needed only that (alloc <= need).
+        if alloc.min() != 1 or (run.tokens - run.computed).max() != 1:
             return 1
         # A prompt with one token left also needs exactly one token, but its step emits the
         # request's first token: only rows already decoding make a span.
-        if not (run.tokens > run.prompt).all():
+        outputs = run.tokens - run.prompt
+        if outputs.min() <= 0:
             return 1
         # Until the first request finishes (its finishing step is the span's last).
-        longest = int((run.max_out - (run.tokens - run.prompt)).min())
+        longest = int((run.max_out - outputs).min())
         if longest <= 1:
             return 1
         # Until the KV cache would run out: blocks needed to hold computed + m tokens.
@@ -368,9 +370,11 @@ def _fold_gaps(gaps: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray]
     most of them; folding keeps memory proportional to steps, not tokens.
     """
     same = gaps == step_s
-    n_same = int(same.sum())
+    n_same = int(np.count_nonzero(same))
     if n_same == 0:
         return gaps, np.ones(len(gaps), dtype=np.int64)
+    if n_same == len(gaps):
+        return np.array([step_s]), np.array([n_same], dtype=np.int64)
     others = gaps[~same]
     values = np.concatenate(([step_s], others))
     weights = np.concatenate(([n_same], np.ones(len(others), dtype=np.int64)))

@@ -145,7 +145,7 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     alloc = _share_budget(need, knobs.budget, order)
     alloc, num_preempted = _reserve_blocks(state, alloc, order)
     num_admitted = 0
-    if num_preempted == 0 and (not knobs.admit_only_when_idle or len(run) == 0):
+    if state.waiting and num_preempted == 0 and (not knobs.admit_only_when_idle or len(run) == 0):
         budget = knobs.budget - int(alloc.sum())
         extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool((alloc > 1).any()))
         num_admitted = len(extra)
