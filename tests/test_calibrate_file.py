@@ -65,10 +65,11 @@ def test_round_trip_and_load(tmp_path):
     assert again.model == cal.model and again.status == cal.status
     for k, v in cal.params.items():
         assert again.params[k] == pytest.approx(v, rel=1e-5)
+    assert (again.weight_dtype, again.kv_dtype) == ("bf16", "bf16")
     params = load_calibration(
-        path, load_model("llama-3.1-8b"), load_hardware("h100"), 1, CostParams(kv_dtype="fp8")
+        path, load_model("llama-3.1-8b"), load_hardware("h100"), 1, CostParams(kv_dtype="bf16")
     )
-    assert params.fidelity == "calibrated" and params.kv_dtype == "fp8"
+    assert params.fidelity == "calibrated" and params.kv_dtype == "bf16"
     assert params.compute_efficiency == again.params["compute_efficiency"]
     cost = build_step_cost(load_model("llama-3.1-8b"), load_hardware("h100"), params=params)
     assert cost.step_time(np.array([1]), np.array([100])).fidelity == "calibrated"
@@ -87,6 +88,43 @@ def test_mismatch_is_refused(tmp_path, model, hardware, tp, message):
     path = write_calibration(example_run().calibration, tmp_path / "cal.yaml")
     with pytest.raises(ServesimError, match=message):
         load_calibration(path, load_model(model), load_hardware(hardware), tp)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (CostParams(weight_dtype="fp8"), "fitted for weight_dtype 'bf16', this run uses 'fp8'"),
+        (CostParams(kv_dtype="fp8"), "fitted for kv_dtype 'bf16', this run uses 'fp8'"),
+    ],
+)
+def test_a_calibration_in_other_formats_is_refused(tmp_path, params, message):
+    # Steps measured in bf16 say nothing about fp8 GEMMs or fp8 KV reads.
+    path = write_calibration(example_run().calibration, tmp_path / "cal.yaml")
+    with pytest.raises(ServesimError, match=message):
+        load_calibration(path, load_model("llama-3.1-8b"), load_hardware("h100"), 1, params)
+    # A file from before formats were recorded is applied as it is.
+    data = yaml.safe_load(path.read_text())
+    del data["weight_dtype"], data["kv_dtype"]
+    path.write_text(yaml.safe_dump(data))
+    loaded = load_calibration(path, load_model("llama-3.1-8b"), load_hardware("h100"), 1, params)
+    assert loaded.fidelity == "calibrated"
+
+
+def test_calibrating_fp8_kv_steps_records_the_format(tmp_path):
+    run = calibrate(
+        [EXAMPLES / "steps.jsonl"],
+        load_model("llama-3.1-8b"),
+        load_hardware("h100"),
+        tp=1,
+        kv_dtype="fp8",
+    )
+    assert (run.calibration.weight_dtype, run.calibration.kv_dtype) == ("bf16", "fp8")
+    path = write_calibration(run.calibration, tmp_path / "cal.yaml")
+    fp8 = CostParams(kv_dtype="fp8")
+    params = load_calibration(path, load_model("llama-3.1-8b"), load_hardware("h100"), 1, fp8)
+    assert params.kv_dtype == "fp8"
+    with pytest.raises(ServesimError, match="kv_dtype"):
+        load_calibration(path, load_model("llama-3.1-8b"), load_hardware("h100"), 1)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ outside what was measured. YAML, validated at the boundary (pydantic, ``extra="f
     model: meta-llama/Llama-3.1-8B
     hardware: H100
     tp: 1
+    weight_dtype: bf16
+    kv_dtype: bf16
     software: vllm 0.11.0
     params: {compute_efficiency: 0.61, memory_efficiency: 0.69, ...}
     measured_range: {tokens: [1, 4096], batch: [1, 256], context: [0, 2097152]}
@@ -30,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from servesim.calibrate.fit import FIT_PARAMS, FIXED_PARAMS, NO_HOST_MODEL
 from servesim.calibrate.readers import Measurements
 from servesim.cost import CostParams
+from servesim.cost.step import resolve_params
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
@@ -65,6 +68,12 @@ class Calibration(_Strict):
     model: str = Field(description="model name (ModelSpec.name) the steps were measured on")
     hardware: str = Field(description="GPU name (Hardware.name)")
     tp: int = Field(ge=1)
+    weight_dtype: str | None = Field(
+        default=None, description="weight format the steps ran (resolved; None: not recorded)"
+    )
+    kv_dtype: str | None = Field(
+        default=None, description="KV-cache format the steps ran (resolved; None: not recorded)"
+    )
     software: str | None = Field(default=None, description='e.g. "vllm 0.11.0"')
     sources: tuple[str, ...] = ()
     num_points: int = Field(ge=1)
@@ -151,12 +160,24 @@ def read_calibration(path: str | Path) -> Calibration:
 
 
 def check_matches(
-    cal: Calibration, model: ModelSpec, hardware: Hardware, tp: int, src: str
+    cal: Calibration,
+    model: ModelSpec,
+    hardware: Hardware,
+    tp: int,
+    src: str,
+    params: CostParams | None = None,
 ) -> None:
-    """Raise ServesimError when ``cal`` was not measured on this model, hardware and TP."""
-    wanted = {"model": model.name, "hardware": hardware.name, "tp": tp}
+    """Raise ServesimError when ``cal`` was not measured on this model, hardware and TP, or
+    (when the file records them) in the weight and KV formats ``params`` resolve to."""
+    wanted: dict[str, Any] = {"model": model.name, "hardware": hardware.name, "tp": tp}
+    if cal.weight_dtype is not None or cal.kv_dtype is not None:
+        resolved = resolve_params(model, hardware, params or CostParams())
+        wanted["weight_dtype"] = resolved.weight_dtype
+        wanted["kv_dtype"] = resolved.kv_dtype
     for key, value in wanted.items():
         have = getattr(cal, key)
+        if have is None:
+            continue
         if str(have).lower() != str(value).lower():
             raise ServesimError(
                 f"{src} was fitted for {key} {have!r}, this run uses {value!r}",
@@ -177,10 +198,10 @@ def load_calibration(
     with the calibrated values and ``fidelity="calibrated"``.
 
     Raises ServesimError when the file is missing or malformed, or was fitted for another
-    model, hardware or TP.
+    model, hardware, TP or (when recorded) weight or KV format.
     """
     cal = read_calibration(path)
-    check_matches(cal, model, hardware, tp, Path(path).name)
+    check_matches(cal, model, hardware, tp, Path(path).name, base)
     return cal.cost_params(base)
 
 

@@ -12,6 +12,7 @@ from servesim.calibrate.calibration import Calibration, MeasuredRange
 from servesim.calibrate.fit import FitResult, error_stats, fit_params, predict_seconds
 from servesim.calibrate.readers import Measurements, read_measurements
 from servesim.cost import CostParams, Parallelism
+from servesim.cost.step import resolve_params
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
@@ -51,18 +52,24 @@ def calibrate(
     tp: int = 1,
     software: str | None = None,
     holdout: float = 0.0,
+    weight_dtype: str | None = None,
+    kv_dtype: str | None = None,
 ) -> CalibrationRun:
     """Read the measured files, fit the cost model, and describe the result.
 
     ``holdout``: fraction of rows kept out of the fit and used only to report its error.
+    ``weight_dtype`` / ``kv_dtype``: what the measured server ran (default: the checkpoint's
+    own formats); the file records them resolved, and a run in other formats refuses it.
     Raises ServesimError on bad input or too few rows to fit.
     """
     par = Parallelism(tp=tp)
     par.check(model)
+    base = CostParams(weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+    resolved = resolve_params(model, hardware, base)
     data = read_measurements(paths)
     test = holdout_mask(len(data), holdout)
     train = data.select(~test)
-    fit = fit_params(train, model, hardware, par)
+    fit = fit_params(train, model, hardware, par, base=base)
     quality = {
         "before": error_stats(fit.before_s, train.seconds, regimes(train)),
         "after": error_stats(fit.after_s, train.seconds, regimes(train)),
@@ -70,14 +77,16 @@ def calibrate(
     if test.any():
         held = data.select(test)
         reg = regimes(held)
-        before = predict_seconds(held, model, hardware, par, CostParams())
-        after = predict_seconds(held, model, hardware, par, fit.cost_params())
+        before = predict_seconds(held, model, hardware, par, base)
+        after = predict_seconds(held, model, hardware, par, fit.cost_params(base))
         quality["holdout_before"] = error_stats(before, held.seconds, reg)
         quality["holdout_after"] = error_stats(after, held.seconds, reg)
     cal = Calibration(
         model=model.name,
         hardware=hardware.name,
         tp=tp,
+        weight_dtype=resolved.weight_dtype,
+        kv_dtype=resolved.kv_dtype,
         software=software,
         sources=tuple(dict.fromkeys(Path(p).name for p in paths)),
         num_points=len(train),

@@ -97,6 +97,14 @@ def calibrate_cmd(
         ..., "--hardware", help="GPU the steps ran on (id, alias or YAML)."
     ),
     tp: int = typer.Option(1, "--tp", min=1, help="Tensor-parallel GPUs of the measured server."),
+    weight_dtype: str | None = typer.Option(
+        None, "--weight-dtype", help="Weight format the server ran (default: the checkpoint's)."
+    ),
+    kv_dtype: str | None = typer.Option(
+        None,
+        "--kv-dtype",
+        help="KV-cache format the server ran (default: the activations', bf16 for most).",
+    ),
     software: str | None = typer.Option(
         None, "--software", help='Recorded in the file, e.g. "vllm 0.11.0".'
     ),
@@ -122,7 +130,16 @@ def calibrate_cmd(
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 
-    run = calibrate(list(logs), load_model(model), load_hardware(hardware), tp, software, holdout)
+    run = calibrate(
+        list(logs),
+        load_model(model),
+        load_hardware(hardware),
+        tp,
+        software,
+        holdout,
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
+    )
     cal = run.calibration
     write_calibration(cal, out)
     if as_json:
