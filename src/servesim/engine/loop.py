@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from servesim.engine.instance import Instance
 from servesim.engine.records import RunRecords
@@ -42,8 +42,12 @@ class Handoff:
     transfer_seconds: Callable[[Request, Instance, Instance], float]
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    """Something that happens at ``time``; ``priority`` orders events at the same instant.
+
+    (A named tuple: built for every step and arrival, cheaper than a frozen dataclass.)
+    """
+
     time: float
     priority: int
     kind: str

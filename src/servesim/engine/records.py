@@ -8,7 +8,7 @@ requests and their steps fit in a few hundred MB.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -70,13 +70,12 @@ _STEP_INT = {
 }
 
 
-@dataclass(frozen=True)
-class StepRecord:
+class StepRecord(NamedTuple):
     """One step, or a fast-forwarded span of ``num_steps`` identical-shape decode steps.
 
     ``context_tokens`` is the KV context the step's attention read, summed over the batch
     (for a span: summed over all its steps). ``kv_usage`` is the fraction of KV blocks in use
-    at the end of the step.
+    at the end of the step. (A named tuple: one is built per step record.)
     """
 
     instance: int
