@@ -67,7 +67,8 @@ def gemm_efficiency() -> None:
     large = []
     for r in rows:
         m = int(float(r[col["num_tokens"]]))
-        if m < 64 or m & (m - 1) and m % 4096:
+        power_of_two = m & (m - 1) == 0
+        if m < 64 or not (power_of_two or m % 4096 == 0):
             continue  # powers of two from 64, and multiples of 4,096
         effs, flops, seconds = [], 0.0, 0.0
         for op, weights in GEMM_WEIGHTS.items():

@@ -83,8 +83,10 @@ class InFlight:
     """End time of each step of the span (one entry for an ordinary step)."""
     durations: np.ndarray
     """Seconds of each step (``ends_s`` may be truncated; this keeps its planned length)."""
-    context_tokens: np.ndarray | list[int]
-    """KV context read by each step (summed over the batch)."""
+    context_tokens: int
+    """KV context the first step reads, summed over the batch; each later step of a span
+    reads ``batch_rows`` more (every row grew by one token)."""
+    batch_rows: int
     features: np.ndarray
     """Cost-model features of each step, shape (steps, features)."""
 
@@ -195,7 +197,6 @@ class Instance:
         num_steps = self._span_length(batch) if self.fast_forward else 1
         if num_steps > 1:
             durations, features = self.cost.decode_span_with_features(context, num_steps)
-            context_tokens = int(context.sum()) + len(rows) * np.arange(num_steps)
         else:
             seconds, features = self.cost.step_with_features(new_tokens, context)
             spec = self.speculation
@@ -215,10 +216,15 @@ class Instance:
             # Blocks coming back from the CPU tier must land before the step can use them.
             seconds += self.kv.take_pending_loads() * self.kv_load_seconds_per_block
             durations = np.array([seconds])
-            context_tokens = [int(context.sum())]
             features = features[None, :]
         self.in_flight = InFlight(
-            batch, now, now + np.cumsum(durations), durations, context_tokens, features
+            batch,
+            now,
+            now + np.cumsum(durations),
+            durations,
+            int(context.sum()),
+            len(rows),
+            features,
         )
         self.version += 1
         return float(self.in_flight.ends_s[-1])
@@ -345,7 +351,7 @@ class Instance:
             batch_size=int(np.count_nonzero(alloc)),
             prefill_tokens=prefill_tokens,
             decode_tokens=decode_tokens,
-            context_tokens=int(span.context_tokens[:m].sum()) if m > 1 else span.context_tokens[0],
+            context_tokens=m * span.context_tokens + span.batch_rows * (m * (m - 1) // 2),
             num_preempted=span.batch.num_preempted,
             num_waiting=len(self.waiting),
             kv_usage=kv.usage,

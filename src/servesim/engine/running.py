@@ -15,7 +15,7 @@ from servesim.engine.request import Request
 
 # Rows of the integer table (one array, so removing finished rows is one fancy-index copy).
 COMPUTED, TOKENS, PROMPT, MAX_OUT, NBLOCKS, NSHARED, SHAREABLE = range(7)
-_NUM_INT_COLUMNS = 7
+_NUM_INT_COLUMNS = SHAREABLE + 1
 
 
 class RunningTable:
