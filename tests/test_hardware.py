@@ -203,6 +203,18 @@ def test_no_two_shipped_files_claim_one_name():
             seen[name.lower()] = hw.name
 
 
+def test_the_name_index_agrees_with_the_full_specs():
+    """The catalog is indexed from each file's `name:`/`aliases:` lines; the parsed spec must say
+    the same, or a lookup would return a GPU under a name it does not have."""
+    from servesim.hardware import _key, _load_shipped, _shipped_files
+
+    index = _shipped_files()
+    from_specs = {_key(n): hw.name for hw in list_hardware() for n in (hw.name, *hw.aliases)}
+    assert set(index) == set(from_specs)
+    for key, path in index.items():
+        assert _load_shipped(path)[0].name == from_specs[key]
+
+
 def test_shipped_entries_are_cached():
     assert load_hardware("H100") is load_hardware("h100-sxm")
 

@@ -19,7 +19,6 @@ import difflib
 import functools
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -384,31 +383,45 @@ def _key(name: str) -> str:
     return re.sub(r"[\s_]+", "-", name.strip()).lower()
 
 
-def _catalog_dir() -> Any:
-    return resources.files("servesim.catalog").joinpath("hardware")
+_CATALOG_DIR = Path(__file__).parent / "catalog" / "hardware"
+
+# A shipped file's top-level `name:` and `aliases:` lines: enough to index the catalog without
+# parsing and validating every spec (start-up time: only the requested GPU's file is read whole).
+_NAME_LINES = re.compile(r"^(?:name|aliases):.*$", re.MULTILINE)
 
 
 @functools.lru_cache(maxsize=1)
-def _shipped() -> dict[str, tuple[Hardware, str]]:
-    """Every shipped accelerator by lookup key (id and aliases) -> (spec, YAML text)."""
-    index: dict[str, tuple[Hardware, str]] = {}
-    for entry in sorted(_catalog_dir().iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".yaml"):
-            continue
-        text = entry.read_text(encoding="utf-8")
-        hw = _build(_parse_yaml(text, entry.name), where=entry.name)
-        for name in (hw.name, *hw.aliases):
+def _shipped_files() -> dict[str, Path]:
+    """Lookup key (id and every alias) -> the shipped YAML file that defines it."""
+    index: dict[str, Path] = {}
+    for path in sorted(_CATALOG_DIR.glob("*.yaml")):
+        header = _parse_yaml("\n".join(_NAME_LINES.findall(path.read_text("utf-8"))), path.name)
+        if not isinstance(header, dict) or not isinstance(header.get("name"), str):
+            # A packaging bug, not a user mistake: every shipped file starts with its names.
+            raise RuntimeError(f"hardware catalog: {path.name} has no one-line `name:`")
+        for name in (header["name"], *(header.get("aliases") or ())):
             if _key(name) in index:
-                # A packaging bug, not a user mistake: two files claim one name.
-                raise RuntimeError(f"hardware catalog: {name!r} is claimed twice ({entry.name})")
-            index[_key(name)] = (hw, text)
+                raise RuntimeError(f"hardware catalog: {name!r} is claimed twice ({path.name})")
+            index[_key(name)] = path
     return index
+
+
+@functools.cache
+def _load_shipped(path: Path) -> tuple[Hardware, str]:
+    """One shipped file, parsed and validated once: (spec, YAML text)."""
+    text = path.read_text(encoding="utf-8")
+    return _build(_parse_yaml(text, path.name), where=path.name), text
+
+
+def _shipped(key: str) -> tuple[Hardware, str] | None:
+    path = _shipped_files().get(key)
+    return None if path is None else _load_shipped(path)
 
 
 def list_hardware() -> list[Hardware]:
     """Every shipped accelerator, sorted by id."""
-    unique = {hw.name: hw for hw, _ in _shipped().values()}
-    return [unique[name] for name in sorted(unique)]
+    specs = [_load_shipped(path)[0] for path in set(_shipped_files().values())]
+    return sorted(specs, key=lambda hw: hw.name)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -416,11 +429,11 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _lookup(name: str) -> tuple[Hardware, str]:
-    found = _shipped().get(_key(name))
+    found = _shipped(_key(name))
     if found is not None:
         return found
-    close = difflib.get_close_matches(_key(name), list(_shipped()), n=5, cutoff=0.5)
-    suggestions = list(dict.fromkeys(_shipped()[c][0].name for c in close))
+    close = difflib.get_close_matches(_key(name), list(_shipped_files()), n=5, cutoff=0.5)
+    suggestions = list(dict.fromkeys(_load_shipped(_shipped_files()[c])[0].name for c in close))
     hint = f"did you mean {' or '.join(suggestions)}? " if suggestions else ""
     ids = ", ".join(hw.name for hw in list_hardware())
     raise ServesimError(
@@ -440,8 +453,9 @@ def load_hardware(name_or_path: str) -> Hardware:
     text = str(name_or_path).strip()
     if not text:
         raise ServesimError("hardware is empty", field="hardware", fix="give a GPU id such as H100")
-    if not _looks_like_path(text) and _key(text) in _shipped():
-        return _shipped()[_key(text)][0]
+    found = None if _looks_like_path(text) else _shipped(_key(text))
+    if found is not None:
+        return found[0]
     path = Path(text).expanduser()
     if path.is_file():
         return _build(_parse_yaml(path.read_text(encoding="utf-8"), text), where=text)

@@ -24,7 +24,6 @@ import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -637,7 +636,6 @@ class CatalogEntry:
     note: str = ""
 
 
-_CATALOG_PACKAGE = "servesim.catalog"
 _UNITS = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
 _VARIANT_SUFFIX = re.compile(r"-(instruct|chat|base)(?=-|$)")
 
@@ -658,7 +656,7 @@ def parse_param_count(text: str | float | int) -> int:
 
 
 def _models_dir() -> Path:
-    return Path(str(resources.files(_CATALOG_PACKAGE).joinpath("models")))
+    return Path(__file__).parent / "catalog" / "models"
 
 
 @functools.lru_cache(maxsize=1)

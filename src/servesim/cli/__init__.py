@@ -8,10 +8,17 @@ simulation's wall time); ``--help`` and unknown names load them all (``servesim.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
-from servesim.cli.app import app
-from servesim.errors import ServesimError
+# servesim's numpy work is element-wise on small arrays; nothing hot calls BLAS. OpenBLAS's thread
+# pool only costs start-up (its threads spin while the interpreter imports the rest: ~10 ms of
+# wall and 60 ms of CPU on a 2-core machine) and oversubscribes cores under parallel sweeps.
+# Set before anything imports numpy; a user's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from servesim.cli.app import app  # noqa: E402
+from servesim.errors import ServesimError  # noqa: E402
 
 COMMAND_MODULES = {
     "simulate": "simulate_cmd",

@@ -1,0 +1,64 @@
+"""The package-level Python API: ``servesim.simulate`` and the lazily exported names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import servesim
+from servesim.errors import ServesimError
+from servesim.run import simulate as run_simulate
+from servesim.scenario import build_scenario
+
+FIELDS = {
+    "model": "llama-3.1-8b",
+    "hardware": "H100",
+    "workload": {
+        "num_requests": 20,
+        "input_len": 256,
+        "output_len": 32,
+        "arrival": {"kind": "burst"},
+    },
+    "seed": 3,
+}
+
+
+def test_simulate_takes_a_dict_and_matches_the_run_module():
+    via_package = servesim.simulate(FIELDS)
+    direct = run_simulate(build_scenario(FIELDS))
+    assert via_package.summary["completed"] == 20
+    for key in ("mean_ttft_ms", "p99_itl_ms", "duration", "total_output_tokens"):
+        assert via_package.summary[key] == direct.summary[key]
+
+
+def test_simulate_takes_a_scenario_object_and_a_file(tmp_path: Path):
+    scenario = servesim.build_scenario(FIELDS)
+    assert isinstance(scenario, servesim.Scenario)
+    from_object = servesim.simulate(scenario)
+    assert isinstance(from_object, servesim.Result)
+    path = tmp_path / "scenario.yaml"
+    path.write_text(
+        "model: llama-3.1-8b\nhardware: H100\nseed: 3\n"
+        "workload: {num_requests: 20, input_len: 256, output_len: 32, arrival: {kind: burst}}\n"
+    )
+    from_file = servesim.simulate(path)
+    assert from_file.summary["mean_e2el_ms"] == from_object.summary["mean_e2el_ms"]
+    assert servesim.simulate(str(path)).summary["duration"] == from_object.summary["duration"]
+
+
+def test_bad_input_names_the_field():
+    with pytest.raises(ServesimError, match="scheduler"):
+        servesim.simulate({**FIELDS, "scheduler": {"policy": "fifo-magic"}})
+    with pytest.raises(ServesimError, match="cannot simulate a list"):
+        servesim.simulate([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        servesim.no_such_name  # noqa: B018
+
+
+def test_importing_the_package_loads_no_heavy_dependency():
+    code = "import sys, servesim; print(sorted({'numpy', 'pydantic', 'yaml'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
