@@ -19,3 +19,4 @@ def version() -> None:
     from servesim import __version__
 
     typer.echo(f"servesim {__version__}")
+

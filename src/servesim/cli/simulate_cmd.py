@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from servesim.cli import importing
 from servesim.cli.app import app
 from servesim.errors import ServesimError
 
@@ -407,9 +408,10 @@ def simulate_command(
 
     With no options: Llama-3.1-8B on one H100, vLLM scheduler, 1,000 conversation requests at 20 req/s.
     """
-    from servesim.output import summary_document, write_run
-    from servesim.run import simulate
-    from servesim.scenario import build_scenario, load_scenario_file, merge
+    with importing():
+        from servesim.output import summary_document, write_run
+        from servesim.run import simulate
+        from servesim.scenario import build_scenario, load_scenario_file, merge
 
     if (trace or report or trace_limit is not None) and out is None:
         raise ServesimError("needs --out DIR to write into", field="--trace/--report")
