@@ -19,6 +19,10 @@ from contextlib import contextmanager
 # wall and 60 ms of CPU on a 2-core machine) and oversubscribes cores under parallel sweeps.
 # Set before anything imports numpy; a user's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Pydantic plugins (observability hooks) have nothing to observe in servesim's own specs, and
+# discovering them scans every installed distribution's metadata (~5 ms); typer 0.29 does the
+# same while it builds its option adapters.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from servesim.errors import ServesimError  # noqa: E402
 
