@@ -109,6 +109,18 @@ def test_replay_of_the_azure_trace(tmp_path):
     assert json.loads(p.stdout)["completed"] == 200
 
 
+def test_replay_time_window_and_rate_scale(tmp_path):
+    trace = tmp_path / "t.csv"
+    rows = "".join(f"{t}.0,100,4\n" for t in range(100))  # one request per second for 100 s
+    trace.write_text("timestamp,input_tokens,output_tokens\n" + rows)
+    p = run("--replay", str(trace), "--time-window", "20:60", "--rate-scale", "2", "--json")
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["completed"] == 40  # requests at t = 20..59 s
+    assert s["scenario"]["workload"]["time_window"] == [20.0, 60.0]
+    assert s["duration"] == pytest.approx(39 / 2, abs=0.5)  # 40 s of trace replayed 2x faster
+
+
 def test_config_file_and_flag_override(tmp_path):
     cfg = tmp_path / "s.yaml"
     cfg.write_text(
@@ -144,6 +156,8 @@ def test_config_file_and_flag_override(tmp_path):
             "context window",
         ),
         (["--input-len", "200000", "--output-len", "8", "-n", "2"], "skipped"),
+        (["--time-window", "30:10"], "--time-window"),
+        (["--time-window", "10:20"], "time_window applies only with trace"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):

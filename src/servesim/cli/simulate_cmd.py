@@ -79,6 +79,22 @@ def parse_rate(text: str) -> float:
     return rate
 
 
+def parse_time_window(text: str) -> tuple[float, float]:
+    """``"START:END"`` (trace seconds from its first request) -> (start, end)."""
+    start, sep, end = text.partition(":")
+    try:
+        window = (float(start), float(end))
+    except ValueError:
+        sep = ""
+    if not sep or not 0 <= window[0] < window[1]:
+        raise ServesimError(
+            f"{text!r} is not START:END with 0 <= START < END",
+            field="--time-window",
+            fix="seconds from the trace's first request, e.g. 600:1200",
+        )
+    return window
+
+
 def workload_overrides(
     *,
     workload: str | None,
@@ -91,6 +107,7 @@ def workload_overrides(
     replay: Path | None,
     trace_format: str | None,
     rate_scale: float | None,
+    time_window: str | None = None,
 ) -> dict[str, Any]:
     """Workload fields set by CLI flags (None = not given)."""
     w: dict[str, Any] = {}
@@ -100,8 +117,6 @@ def workload_overrides(
         w["trace"] = str(replay)
         if trace_format:
             w["trace_format"] = trace_format
-        if rate_scale is not None:
-            w["rate_scale"] = rate_scale
         if num_requests is not None:
             w["max_requests"] = num_requests
     else:
@@ -109,6 +124,12 @@ def workload_overrides(
             w["preset"] = workload
         if num_requests is not None:
             w["num_requests"] = num_requests
+    # Not tied to --replay: a --config file may name the trace (without one, the scenario's
+    # validation says these apply only with a trace).
+    if rate_scale is not None:
+        w["rate_scale"] = rate_scale
+    if time_window is not None:
+        w["time_window"] = parse_time_window(time_window)
     if input_len is not None:
         w["input_len"] = parse_length(input_len, "--input-len")
     if output_len is not None:
@@ -370,6 +391,9 @@ def simulate_command(
         None, "--trace-format", help="auto | azure | burstgpt | mooncake | csv | jsonl | sessions"
     ),
     rate_scale: float = typer.Option(None, "--rate-scale", help="replay k× faster"),
+    time_window: str = typer.Option(
+        None, "--time-window", help="replay only START:END (trace seconds from its first request)"
+    ),
     seed: int = typer.Option(None, "--seed", help="random seed (default 0)"),
     slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target for goodput, ms"),
     slo_tpot_ms: float = typer.Option(None, "--slo-tpot-ms", help="TPOT target for goodput, ms"),
@@ -476,6 +500,7 @@ def simulate_command(
         replay=replay,
         trace_format=trace_format,
         rate_scale=rate_scale,
+        time_window=time_window,
     )
     data = merge(base, flags)
     if w:
