@@ -2,9 +2,10 @@
 (Llama-3.1-8B; 2 requests of 64 in / 32 out: 0.58 s there; 4 requests of 128 / 128: 1.36 s).
 Target: < 0.3 s each, Python start-up included. Runs the real `servesim` command.
 
-Also prints the floor under it: a bare interpreter, and one that only imports the third-party
-libraries `servesim simulate` is built on (numpy, PyYAML, pydantic, typer — which itself
-imports pydantic to coerce options — and rich).
+Also prints the floor under it: a bare interpreter, and one that only loads the third-party
+libraries `servesim simulate --json` is built on (numpy, PyYAML, typer, and pydantic up to its
+first model class, whose construction imports the rest of pydantic), with the same environment
+the servesim CLI sets for itself (one OpenBLAS thread, no pydantic plugin discovery).
 
     python bench/bench_llmservingsim.py [--repeats 5]
 """
@@ -12,6 +13,7 @@ imports pydantic to coerce options — and rich).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -33,19 +35,25 @@ def servesim_command() -> list[str]:
 FLOOR = {
     "python -c pass": "pass",
     "numpy": "import numpy",
-    "numpy + yaml + pydantic + typer + rich": (
-        "import numpy, yaml, typer, typer.main, rich.console; from pydantic import BaseModel"
+    "numpy + yaml + typer + pydantic": (
+        "import numpy, yaml, typer, typer.main\n"
+        "from pydantic import BaseModel, Field\n"
+        "class Spec(BaseModel):\n    rate: float = Field(gt=0)"
     ),
 }
+FLOOR_ENV = {"OPENBLAS_NUM_THREADS": "1", "PYDANTIC_DISABLE_PLUGINS": "__all__"}
 
 
-def median_wall(argv: list[str], repeats: int) -> tuple[float, float]:
+def median_wall(
+    argv: list[str], repeats: int, env: dict[str, str] | None = None
+) -> tuple[float, float]:
     """(median, min) wall seconds of running ``argv`` to completion."""
-    subprocess.run(argv, check=True, capture_output=True)  # warm the file cache
+    env = {**os.environ, **(env or {})}
+    subprocess.run(argv, check=True, capture_output=True, env=env)  # warm the file cache
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True)
+        subprocess.run(argv, check=True, capture_output=True, env=env)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), min(times)
 
@@ -80,7 +88,7 @@ def main() -> None:
         print(f"{name:<14} {med:>18.3f} {low:>8.3f} {theirs:>16.2f} {theirs / med:>8.1f}x")
     print("\nthe floor (same interpreter, no servesim code):")
     for name, code in FLOOR.items():
-        med, low = median_wall([sys.executable, "-c", code], args.repeats)
+        med, low = median_wall([sys.executable, "-c", code], args.repeats, FLOOR_ENV)
         print(f"{name:<40} median {med:.3f} s, min {low:.3f} s")
 
 
