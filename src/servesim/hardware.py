@@ -161,7 +161,7 @@ DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
 
 class _Strict(BaseModel):
     # NOTE: strict, so `hbm_bandwidth: "fast"` or `true` is an error rather than a coerced number.
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 class _LinkFile(_Strict):

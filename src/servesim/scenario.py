@@ -22,7 +22,7 @@ DEFAULT_HARDWARE = "H100"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SchedulerSpec(_Strict):

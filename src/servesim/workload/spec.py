@@ -39,7 +39,7 @@ TRACE_FORMATS = ("auto", "azure", "burstgpt", "mooncake", "csv", "jsonl", "sessi
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------- lengths (tokens)

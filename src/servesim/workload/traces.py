@@ -535,7 +535,7 @@ def select_rows(
 class SessionTurnLine(BaseModel):
     """One turn of a sessions-file line."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     input_tokens: int = Field(ge=1, description="the whole prompt, history included")
     output_tokens: int = Field(ge=1)
@@ -551,7 +551,7 @@ class SessionTurnLine(BaseModel):
 class SessionLine(BaseModel):
     """One line of a sessions file: a session and its turns."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     session_id: int | None = None
     start_s: float = Field(ge=0, allow_inf_nan=False, description="first turn's arrival, s")
