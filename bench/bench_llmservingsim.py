@@ -7,7 +7,7 @@ libraries `servesim simulate --json` is built on (numpy, PyYAML, typer, and pyda
 first model class, whose construction imports the rest of pydantic), with the same environment
 the servesim CLI sets for itself (one OpenBLAS thread, no pydantic plugin discovery).
 
-    python bench/bench_llmservingsim.py [--repeats 5]
+    python bench/bench_llmservingsim.py [--repeats 15]
 """
 
 from __future__ import annotations
@@ -44,52 +44,53 @@ FLOOR = {
 FLOOR_ENV = {"OPENBLAS_NUM_THREADS": "1", "PYDANTIC_DISABLE_PLUGINS": "__all__"}
 
 
-def median_wall(
-    argv: list[str], repeats: int, env: dict[str, str] | None = None
-) -> tuple[float, float]:
-    """(median, min) wall seconds of running ``argv`` to completion."""
-    env = {**os.environ, **(env or {})}
-    subprocess.run(argv, check=True, capture_output=True, env=env)  # warm the file cache
-    times = []
+def wall_times(commands: dict[str, tuple[list[str], dict[str, str]]], repeats: int) -> dict:
+    """Wall seconds of each command, ``repeats`` rounds run round-robin.
+
+    Round-robin, so that a slow spell of a shared machine (this VM drifts by ±30% within
+    minutes) hits every command alike and the comparison with the floor stays fair.
+    """
+    envs = {name: {**os.environ, **extra} for name, (_, extra) in commands.items()}
+    for name, (argv, _) in commands.items():  # warm the file cache
+        subprocess.run(argv, check=True, capture_output=True, env=envs[name])
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True, env=env)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times)
+        for name, (argv, _) in commands.items():
+            t0 = time.perf_counter()
+            subprocess.run(argv, check=True, capture_output=True, env=envs[name])
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
     cmd = servesim_command()
-    print(
-        f"{'workload':<14} {'servesim median s':>18} {'min s':>8} "
-        f"{'LLMServingSim s':>16} {'speed-up':>9}"
-    )
-    for name, (n, lin, lout, theirs) in WORKLOADS.items():
-        argv = cmd + [
-            "simulate",
-            "--model",
-            "llama-3.1-8b",
-            "--hardware",
-            "H100",
-            "--num-requests",
-            str(n),
-            "--input-len",
-            str(lin),
-            "--output-len",
-            str(lout),
-            "--rate",
-            "inf",
-            "--json",
-        ]
-        med, low = median_wall(argv, args.repeats)
-        print(f"{name:<14} {med:>18.3f} {low:>8.3f} {theirs:>16.2f} {theirs / med:>8.1f}x")
-    print("\nthe floor (same interpreter, no servesim code):")
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+    for name, (n, lin, lout, _) in WORKLOADS.items():
+        argv = [*cmd, "simulate", "--model", "llama-3.1-8b", "--hardware", "H100"]
+        argv += ["--num-requests", str(n), "--input-len", str(lin), "--output-len", str(lout)]
+        commands[name] = ([*argv, "--rate", "inf", "--json"], {})
     for name, code in FLOOR.items():
-        med, low = median_wall([sys.executable, "-c", code], args.repeats, FLOOR_ENV)
-        print(f"{name:<40} median {med:.3f} s, min {low:.3f} s")
+        commands[name] = ([sys.executable, "-c", code], FLOOR_ENV)
+    times = wall_times(commands, args.repeats)
+
+    def stats(name: str) -> tuple[float, float, float]:
+        ts = sorted(times[name])
+        return statistics.median(ts), ts[len(ts) // 4], ts[0]
+
+    print(f"{args.repeats} rounds, round-robin; wall seconds of the whole process")
+    header = ("workload", "median", "p25", "min", "LLMServingSim", "speed-up")
+    print("{:<14} {:>8} {:>7} {:>7} {:>14} {:>9}".format(*header))
+    for name, (*_, theirs) in WORKLOADS.items():
+        med, p25, low = stats(name)
+        speed_up = f"{theirs / med:.1f}x"
+        print(f"{name:<14} {med:>8.3f} {p25:>7.3f} {low:>7.3f} {theirs:>14.2f} {speed_up:>9}")
+    print("\nthe floor (same interpreter and rounds, no servesim code):")
+    for name in FLOOR:
+        med, p25, low = stats(name)
+        print(f"{name:<32} median {med:.3f}  p25 {p25:.3f}  min {low:.3f}")
 
 
 if __name__ == "__main__":
