@@ -157,6 +157,8 @@ def test_config_file_and_flag_override(tmp_path):
         ),
         (["--input-len", "200000", "--output-len", "8", "-n", "2"], "skipped"),
         (["--time-window", "30:10"], "--time-window"),
+        (["--seed", "-1"], "seed"),
+        (["--input-len", "abc", "--output-len", "3"], "'abc' is not a length"),
         (["--time-window", "10:20"], "time_window applies only with trace"),
     ],
 )
@@ -173,6 +175,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
     assert needle in lines[0]
     assert "Traceback" not in p.stderr
     assert not out.exists()  # nothing half-written
+
+
+def test_unwritable_out_is_refused_before_the_run(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    # A run of 10^6 requests would take minutes: the refusal must come before it.
+    p = run("-n", "1000000", "--out", str(blocker / "run"))
+    assert p.returncode == 2, p.stderr
+    target = blocker / "run"
+    expected = f"error: --out: cannot write {target}: {blocker} is a file (choose a folder)"
+    assert p.stderr.strip() == expected
 
 
 def test_malformed_trace_row_names_the_row(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -70,12 +71,11 @@ def write_run(
     result, out_dir: str | Path, extra: dict[str, Callable[[Path], None]] | None = None
 ) -> Path:
     """Write a run's files into ``out_dir`` atomically; ``extra`` maps file names to writers."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ServesimError(f"{out} exists and is not a folder", field="--out")
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    out = check_writable(out_dir)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
+    except OSError as err:
+        raise _cannot_write(out, err) from None
     try:
         (tmp / "summary.json").write_text(json.dumps(summary_document(result), indent=2) + "\n")
         _write_columns(tmp / "requests.csv", result.records.request_columns(), REQUEST_COLUMNS)
@@ -93,7 +93,43 @@ def write_run(
             for f in tmp.iterdir():
                 f.replace(out / f.name)
             tmp.rmdir()
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _cannot_write(out, err) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def check_writable(out_dir: str | Path) -> Path:
+    """``out_dir`` as a Path, once it is known that a run's folder can be written there.
+
+    Called before a run starts (so a long simulation does not end in a write error) and again
+    by :func:`write_run`. Creates missing parent folders; raises ServesimError naming ``--out``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ServesimError(f"{out} exists and is not a folder", field="--out")
+    parent = out.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise ServesimError(
+            f"cannot write {out}: {parent} is a file", field="--out", fix="choose a folder"
+        )
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent)
+        os.rmdir(probe)
+        if out.exists() and not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied", str(out))
+    except OSError as err:
+        raise _cannot_write(out, err) from None
+    return out
+
+
+def _cannot_write(out: Path, err: OSError) -> ServesimError:
+    return ServesimError(
+        f"cannot write {out}: {err.strerror or err}",
+        field="--out",
+        fix="choose a folder you can write to",
+    )

@@ -139,7 +139,7 @@ class Scenario(_Strict):
     scheduler: SchedulerSpec = SchedulerSpec()
     workload: WorkloadSpec = Field(default_factory=default_workload)
     slo: SLOSpec = SLOSpec()
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, description="random seed (numpy accepts only >= 0)")
     fast_forward: bool = True
     max_model_len: int | None = Field(
         default=None, ge=1, description="context window; default the model's"

@@ -157,9 +157,15 @@ def _length_shorthand(value: Any) -> Any:
         return value  # let pydantic reject it; True is not a length
     if isinstance(value, int):
         return {"kind": "fixed", "value": value}
-    if isinstance(value, str) and "." in value:
-        name, _, role = value.partition(".")
-        return {"kind": "preset", "name": name, "role": role}
+    if isinstance(value, str):
+        if "." in value:
+            name, _, role = value.partition(".")
+            return {"kind": "preset", "name": name, "role": role}
+        raise ValueError(
+            f"{value!r} is not a length: give tokens (an integer), a preset (conversation, "
+            "code, code.output, ...) or a distribution such as {kind: lognormal, median: 500, "
+            "sigma: 0.8}"
+        )
     return value
 
 
