@@ -158,3 +158,17 @@ def test_installed_script_exits_2_with_the_size_and_a_tp_that_fits():
     assert "756.0 GiB of weights per GPU" in proc.stderr
     assert "use --tp 16" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_estimate_warns_past_the_context_window():
+    args = ["estimate", "llama-3.1-8b", "--hardware", "h100", "--output-len", "10"]
+    inside = runner.invoke(app, [*args, "--input-len", "131062"])
+    assert inside.exit_code == 0, inside.output
+    assert "context window" not in inside.output
+    past = runner.invoke(app, [*args, "--input-len", "131063"])
+    assert past.exit_code == 0, past.output
+    assert "131,073 tokens per sequence exceed the model's context window (131,072)" in " ".join(
+        past.output.split()
+    )
+    doc = _json([*args, "--input-len", "131063", "--json"])
+    assert doc["context_window"] == 131072 and doc["fits_context"] is False

@@ -166,6 +166,8 @@ def estimate_cmd(
         "kv_capacity_tokens": plan.kv_capacity_tokens,
         "max_concurrent_seqs": max_seqs,
         "batch_fits": batch <= max_seqs,
+        "context_window": spec.max_position_embeddings,
+        "fits_context": seq_len <= spec.max_position_embeddings,
     }
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -218,6 +220,13 @@ def _print_estimate(r: dict, gpu: str) -> None:
     for name, value in rows:
         head.add_row(name, value)
     console.print(head)
+    if not r["fits_context"]:
+        console.print(
+            f"[yellow]warning:[/yellow] {r['input_len'] + r['output_len']:,} tokens per sequence "
+            f"exceed the model's context window ({r['context_window']:,}); a server would "
+            "refuse these requests.",
+            highlight=False,
+        )
     if not r["batch_fits"]:
         console.print(
             f"[yellow]warning:[/yellow] a batch of {r['batch']} does not fit in the KV cache "
