@@ -248,3 +248,19 @@ def test_help_lists_every_command():
         "version",
     ):
         assert command in p.stdout, command
+
+
+@pytest.mark.parametrize(
+    "yaml_text, expected",
+    [
+        ("schedular: {policy: vllm}\n", "schedular: unknown field (did you mean scheduler?)"),
+        ("instances: [{cont: 2}]\n", "instances.0.cont: unknown field (did you mean count?)"),
+        ("slo: {zzz: 1}\n", "slo.zzz: unknown field (valid here: ttft_ms, tpot_ms, e2el_ms)"),
+    ],
+)
+def test_unknown_config_field_suggests_the_close_one(tmp_path, yaml_text, expected):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(yaml_text)
+    p = run("--config", str(cfg))
+    assert p.returncode == 2
+    assert p.stderr.strip() == f"error: {cfg}: {expected}"

@@ -6,6 +6,8 @@ and/or a YAML file, the Python API takes one directly, and ``summary.json`` echo
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -185,8 +187,47 @@ def instance_groups(sc: Scenario) -> list[InstanceGroup]:
     return [InstanceGroup(role="mixed", count=sc.replicas, tp=sc.tp, **common)]
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line naming the first bad field, e.g. ``scenario.yaml: scheduler.block_size: ...``."""
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, unions, lists)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (sub)model at ``loc`` below ``model``; [] when it cannot be told."""
+    current = model
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if isinstance(part, int):
+            continue  # a list index
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        candidates = _models_in(field.annotation)
+        if len(candidates) > 1 and parts:
+            # A tagged union puts the tag next in the location ("arrival.poisson.rate").
+            tag = parts.pop(0)
+            candidates = [m for m in candidates if _tag_of(m) == tag]
+        if len(candidates) != 1:
+            return []
+        current = candidates[0]
+    return list(current.model_fields)
+
+
+def _tag_of(model: type[BaseModel]) -> Any:
+    kind = model.model_fields.get("kind")
+    return None if kind is None else kind.default
+
+
+def format_validation_error(
+    err: ValidationError, source: str, model: type[BaseModel] | None = None
+) -> str:
+    """One line naming the first bad field, e.g. ``scenario.yaml: scheduler.block_size: ...``.
+
+    With ``model`` (the class that was validated), an unknown field gets a "did you mean".
+    """
     first = err.errors()[0]
     # Tagged unions add the tag to the location (e.g. "arrival.poisson.rate"): keep it, it
     # names the variant the user wrote.
@@ -198,6 +239,14 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         if isinstance(got, (int, float, str)) and not isinstance(got, bool)
         else ""
     )
+    if first["type"] == "extra_forbidden":
+        known = _fields_at(model, tuple(first["loc"][:-1])) if model is not None else []
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1, cutoff=0.6)
+        if close:
+            hint = f"did you mean {close[0]}?"
+        else:
+            hint = f"valid here: {', '.join(known)}" if known else "check the spelling"
+        msg, shown = f"unknown field ({hint})", ""
     prefix = f"{source}: " if source else ""
     return f"{prefix}{loc}: {msg}{shown}"
 
@@ -207,7 +256,7 @@ def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
-        raise ServesimError(format_validation_error(err, source)) from None
+        raise ServesimError(format_validation_error(err, source, Scenario)) from None
 
 
 def load_scenario_file(path: str | Path) -> dict[str, Any]:

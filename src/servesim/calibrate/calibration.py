@@ -156,7 +156,7 @@ def read_calibration(path: str | Path) -> Calibration:
     try:
         return Calibration.model_validate(data)
     except ValidationError as err:
-        raise ServesimError(format_validation_error(err, str(path))) from None
+        raise ServesimError(format_validation_error(err, str(path), Calibration)) from None
 
 
 def check_matches(

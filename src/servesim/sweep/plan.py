@@ -99,7 +99,7 @@ def parse_plan(data: dict[str, Any]) -> PlanSpec:
     try:
         spec = PlanSpec.model_validate(data)
     except ValidationError as err:
-        raise ServesimError(format_validation_error(err, "plan")) from None
+        raise ServesimError(format_validation_error(err, "plan", PlanSpec)) from None
     if not SLO(**spec.slo.model_dump()).any:
         raise ServesimError(
             "no SLO given", field="--slo-ttft-ms", fix="give --slo-ttft-ms and/or --slo-tpot-ms"

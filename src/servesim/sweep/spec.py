@@ -91,7 +91,7 @@ def parse_sweep(data: Any, source: str = "sweep") -> SweepSpec:
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as err:
-        raise ServesimError(format_validation_error(err, source)) from None
+        raise ServesimError(format_validation_error(err, source, SweepSpec)) from None
 
 
 def load_sweep_file(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
