@@ -184,7 +184,7 @@ def test_unwritable_out_is_refused_before_the_run(tmp_path):
     p = run("-n", "1000000", "--out", str(blocker / "run"))
     assert p.returncode == 2, p.stderr
     target = blocker / "run"
-    expected = f"error: --out: cannot write {target}: {blocker} is a file (choose a folder)"
+    expected = f"error: --out: cannot write {target}: {blocker} is a file"
     assert p.stderr.strip() == expected
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import numpy as np
 
 from servesim import __version__
 from servesim.engine.records import REQUEST_COLUMNS, STEP_COLUMNS
-from servesim.errors import ServesimError
+from servesim.paths import cannot_write, writable_dir
 
 
 def _clean(value: Any) -> Any:
@@ -75,7 +74,7 @@ def write_run(
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
     except OSError as err:
-        raise _cannot_write(out, err) from None
+        raise cannot_write(out, err) from None
     try:
         (tmp / "summary.json").write_text(json.dumps(summary_document(result), indent=2) + "\n")
         _write_columns(tmp / "requests.csv", result.records.request_columns(), REQUEST_COLUMNS)
@@ -95,7 +94,7 @@ def write_run(
             tmp.rmdir()
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _cannot_write(out, err) from None
+        raise cannot_write(out, err) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -103,33 +102,6 @@ def write_run(
 
 
 def check_writable(out_dir: str | Path) -> Path:
-    """``out_dir`` as a Path, once it is known that a run's folder can be written there.
-
-    Called before a run starts (so a long simulation does not end in a write error) and again
-    by :func:`write_run`. Creates missing parent folders; raises ServesimError naming ``--out``.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ServesimError(f"{out} exists and is not a folder", field="--out")
-    parent = out.resolve().parent
-    if parent.exists() and not parent.is_dir():
-        raise ServesimError(
-            f"cannot write {out}: {parent} is a file", field="--out", fix="choose a folder"
-        )
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent)
-        os.rmdir(probe)
-        if out.exists() and not os.access(out, os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied", str(out))
-    except OSError as err:
-        raise _cannot_write(out, err) from None
-    return out
-
-
-def _cannot_write(out: Path, err: OSError) -> ServesimError:
-    return ServesimError(
-        f"cannot write {out}: {err.strerror or err}",
-        field="--out",
-        fix="choose a folder you can write to",
-    )
+    """``out_dir`` as a Path, once a run's folder can be written there (checked before the run
+    and again by :func:`write_run`; raises ServesimError naming ``--out``)."""
+    return writable_dir(out_dir, "--out")

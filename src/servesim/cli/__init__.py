@@ -86,3 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     except ServesimError as err:
         sys.stderr.write(f"error: {err}\n")
         sys.exit(2)
+    except OSError as err:
+        if err.filename is None:
+            raise
+        # The system refused a path the user gave (full disk, permissions, a folder that
+        # vanished): a mistake in the environment, not a bug, so one line, not a traceback.
+        sys.stderr.write(f"error: {err.filename}: {err.strerror or err}\n")
+        sys.exit(2)

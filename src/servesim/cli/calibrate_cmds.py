@@ -15,6 +15,7 @@ from rich.table import Table
 
 from servesim.cli.app import app
 from servesim.errors import ServesimError
+from servesim.paths import writable_dir, writable_file
 
 _PARAM_UNITS = {
     "compute_efficiency": "of peak FLOP/s (GEMMs, elementwise)",
@@ -130,6 +131,7 @@ def calibrate_cmd(
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 
+    writable_file(out)
     run = calibrate(
         list(logs),
         load_model(model),
@@ -297,6 +299,8 @@ def analyze_cmd(
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 
+    if out is not None:
+        writable_dir(out)
     spec, hw = load_model(model), load_hardware(hardware)
     par = Parallelism(tp=tp)
     par.check(spec)

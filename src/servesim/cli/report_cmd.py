@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from servesim.cli.app import app
+from servesim.paths import writable_file
 
 
 @app.command("report")
@@ -26,5 +27,7 @@ def report_command(
 
     out_path = out if out is not None else run_dir / "report.html"
     png_dir = out_path.parent / "plots" if png else None
+    if run_dir.is_dir():  # (a missing RUN_DIR is reported by write_report, not created here)
+        writable_file(out_path)
     write_report(run_dir, out_path, png_dir=png_dir)
     typer.echo(f"wrote {out_path}" + (f" and {png_dir}/*.png" if png_dir else ""))

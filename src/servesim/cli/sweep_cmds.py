@@ -24,6 +24,7 @@ from rich.table import Table
 
 from servesim.cli.app import app
 from servesim.errors import ServesimError
+from servesim.paths import writable_dir, writable_file
 
 WORKERS_HELP = "processes on this machine (default: all cores)"
 RAY_HELP = (
@@ -153,7 +154,7 @@ def sweep_command(
         console.print(_rows_table(rows, axes))
         console.print(f"{len(points)} scenarios, all valid")
         return
-    out = out or Path(f"{spec.name or sweep_file.stem}-results")
+    out = writable_dir(out or Path(f"{spec.name or sweep_file.stem}-results"))
     err = Console(stderr=True, soft_wrap=True)
     done_before = (
         0 if fresh else len({p.scenario_id for p in points} & set(read_journal(out / JOURNAL)))
@@ -517,6 +518,8 @@ def plan_command(
             "base": load_scenario_file(config) if config else {},
         }
     )
+    if out is not None:
+        writable_file(out)  # before the search, not after it
     err = Console(stderr=True, soft_wrap=True)
     point = partial(run_point, percentile=spec.percentile)
     with make_executor(workers, ray) as executor, err.status("planning") as status:

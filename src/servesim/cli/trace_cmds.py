@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from servesim.cli.app import app
+from servesim.paths import writable_file
 
 trace_app = typer.Typer(
     help="Chrome traces for Perfetto: merge the profiler's per-process fragments.",
@@ -30,6 +31,10 @@ def merge(
     """Join every process's fragment into one trace; truncated last lines are skipped."""
     from servesim.trace.merge import merge_fragments
 
+    if directory.is_dir():  # (a missing DIR is reported by merge_fragments)
+        writable_file(out)
+        if steps is not None:
+            writable_file(steps, "--steps")
     report = merge_fragments(directory, out, steps_path=steps)
     typer.echo(report.summary())
     for warning in report.warnings:
