@@ -158,6 +158,7 @@ def test_config_file_and_flag_override(tmp_path):
         (["--input-len", "200000", "--output-len", "8", "-n", "2"], "skipped"),
         (["--time-window", "30:10"], "--time-window"),
         (["--seed", "-1"], "seed"),
+        (["--concurrency", "2", "--rate", "5"], "exclude each other"),
         (["--input-len", "abc", "--output-len", "3"], "'abc' is not a length"),
         (["--time-window", "10:20"], "time_window applies only with trace"),
     ],

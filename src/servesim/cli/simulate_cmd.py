@@ -134,6 +134,13 @@ def workload_overrides(
         w["input_len"] = parse_length(input_len, "--input-len")
     if output_len is not None:
         w["output_len"] = parse_length(output_len, "--output-len")
+    if concurrency is not None and rate is not None:
+        raise ServesimError(
+            "--concurrency (a closed loop of users) and --rate (open-loop arrivals) exclude "
+            "each other",
+            field="--concurrency",
+            fix="give one of them",
+        )
     if concurrency is not None:
         w["arrival"] = {"kind": "closed", "concurrency": concurrency}
     elif rate is not None:
