@@ -159,6 +159,8 @@ def test_config_file_and_flag_override(tmp_path):
         (["--time-window", "30:10"], "--time-window"),
         (["--seed", "-1"], "seed"),
         (["--concurrency", "2", "--rate", "5"], "exclude each other"),
+        (["--burstiness", "0.5"], "--burstiness needs --rate"),
+        (["--burstiness", "0.5", "--rate", "inf"], "--rate inf has none"),
         (["--input-len", "abc", "--output-len", "3"], "'abc' is not a length"),
         (["--time-window", "10:20"], "time_window applies only with trace"),
     ],

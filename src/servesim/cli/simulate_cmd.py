@@ -141,10 +141,18 @@ def workload_overrides(
             field="--concurrency",
             fix="give one of them",
         )
+    if burstiness is not None and rate is None:
+        raise ServesimError("--burstiness needs --rate", field="--burstiness", fix="e.g. --rate 10")
     if concurrency is not None:
         w["arrival"] = {"kind": "closed", "concurrency": concurrency}
     elif rate is not None:
         r = parse_rate(rate)
+        if math.isinf(r) and burstiness is not None:
+            raise ServesimError(
+                "--burstiness shapes the gaps between arrivals; --rate inf has none",
+                field="--burstiness",
+                fix="give a finite --rate",
+            )
         if math.isinf(r):
             w["arrival"] = {"kind": "burst"}
         elif burstiness is not None and burstiness != 1.0:
