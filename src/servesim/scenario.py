@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from servesim.engine.router import ROUTERS
 from servesim.engine.scheduler import POLICIES
@@ -152,6 +152,20 @@ class Scenario(_Strict):
         "(counted in summary.json) or stop the run",
     )
 
+    @model_validator(mode="after")
+    def _no_orphan_knobs(self) -> Scenario:
+        # A knob of a feature that is off would be silently ignored; say so instead. (Compared
+        # with the default, not "was it given": a scenario dumped and re-read gives them all.)
+        needs = {
+            "disaggregate": (("prefill_tp", "decode_tp"), self.disaggregate is not None),
+            "kv_offload": (("cpu_kv_cache_gib", "kv_offload_gbps"), self.kv_offload),
+        }
+        for feature, (knobs, on) in needs.items():
+            for knob in knobs:
+                if not on and getattr(self, knob) != type(self).model_fields[knob].default:
+                    raise ValueError(f"{knob} applies only with {feature}")
+        return self
+
 
 def parse_disaggregate(text: str) -> tuple[int, int]:
     """``"P:D"`` → (prefill instances, decode instances)."""
@@ -248,7 +262,8 @@ def format_validation_error(
             hint = f"valid here: {', '.join(known)}" if known else "check the spelling"
         msg, shown = f"unknown field ({hint})", ""
     prefix = f"{source}: " if source else ""
-    return f"{prefix}{loc}: {msg}{shown}"
+    where = f"{loc}: " if loc else ""
+    return f"{prefix}{where}{msg}{shown}"
 
 
 def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:

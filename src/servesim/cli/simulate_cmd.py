@@ -115,8 +115,12 @@ def workload_overrides(
         if not replay.is_file():
             raise ServesimError(f"trace file {replay} does not exist", field="--replay")
         w["trace"] = str(replay)
-        if trace_format:
-            w["trace_format"] = trace_format
+        if workload is not None:
+            raise ServesimError(
+                "--workload names a synthetic workload; a replay brings its own",
+                field="--workload",
+                fix="drop --workload or --replay",
+            )
         if num_requests is not None:
             w["max_requests"] = num_requests
     else:
@@ -126,6 +130,8 @@ def workload_overrides(
             w["num_requests"] = num_requests
     # Not tied to --replay: a --config file may name the trace (without one, the scenario's
     # validation says these apply only with a trace).
+    if trace_format:
+        w["trace_format"] = trace_format
     if rate_scale is not None:
         w["rate_scale"] = rate_scale
     if time_window is not None:

@@ -436,6 +436,8 @@ class WorkloadSpec(_Model):
         for name in replay_only:
             if getattr(self, name) is not None:
                 raise ValueError(f"{name} applies only with trace")
+        if self.trace_format != "auto":
+            raise ValueError("trace_format applies only with trace")
         if self.rate_scale != 1.0:
             raise ValueError("rate_scale applies only with trace; set arrival.rate instead")
 
