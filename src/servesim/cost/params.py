@@ -99,12 +99,6 @@ class Parallelism:
                 field="pp",
                 fix=f"use --pp {model.num_layers} or fewer",
             )
-        if self.dp > 1 and model.moe is None:
-            raise ServesimError(
-                f"dp={self.dp} (attention data parallelism) needs an MoE model",
-                field="dp",
-                fix=f"use --replicas {self.dp} (independent replicas) and --dp 1",
-            )
         if self.ep > 1:
             if model.moe is None:
                 raise ServesimError(
@@ -116,6 +110,13 @@ class Parallelism:
                     field="ep",
                     fix="use --ep 1",
                 )
+        # (Checked after ep: on the command line dp comes from --ep larger than --tp.)
+        if self.dp > 1 and model.moe is None:
+            raise ServesimError(
+                f"dp={self.dp} (attention data parallelism) needs an MoE model",
+                field="dp",
+                fix=f"use {self.dp} independent replicas (--replicas {self.dp}) instead",
+            )
 
 
 def _tp_problem(model: ModelSpec, tp: int) -> str | None:
