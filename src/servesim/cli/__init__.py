@@ -27,6 +27,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from servesim.errors import ServesimError  # noqa: E402
 
 COMMAND_MODULES = {
+    "version": "app",
     "simulate": "simulate_cmd",
     "models": "catalog_cmds",
     "model": "catalog_cmds",

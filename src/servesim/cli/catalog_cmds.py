@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from servesim.cli.app import app
-from servesim.model import CatalogEntry, ModelSpec, list_models, load_model
+
+if TYPE_CHECKING:  # the catalog loads when a command runs, not for --help
+    from servesim.model import CatalogEntry, ModelSpec
 
 
 def format_params(count: float) -> str:
@@ -85,6 +88,8 @@ def models(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
     """List the shipped model architectures (any other HF config.json works by path)."""
+    from servesim.model import list_models, load_model
+
     rows = [(entry, load_model(entry.id)) for entry in list_models()]
     if as_json:
         typer.echo(json.dumps([_entry_json(e, s) for e, s in rows], indent=2))
@@ -121,6 +126,8 @@ def model(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Show one model's layout and parameter breakdown."""
+    from servesim.model import load_model
+
     spec = load_model(name)
     breakdown = spec.params_breakdown()
     active = spec.params_breakdown(active=True)

@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from servesim.cli.app import app
-from servesim.cost import (
-    CostParams,
-    GiB,
-    Parallelism,
-    build_step_cost,
-    flops_breakdown,
-    plan_memory,
-)
-from servesim.hardware import load_hardware
-from servesim.model import load_model
+
+# NOTE: numpy and the cost model are imported inside the commands: `servesim --help` loads
+# every command module, and should not pay for them.
+GiB = 2**30
 
 _PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
@@ -51,6 +44,9 @@ def flops_cmd(
     Linear layers count 2 FLOPs per parameter per token; attention is counted separately
     (causal, GQA/MLA-aware, window-capped). Decode is averaged over the generated tokens.
     """
+    from servesim.cost import flops_breakdown
+    from servesim.model import load_model
+
     spec = load_model(model)
     result = flops_breakdown(spec, input_len, output_len, head=head)
     result = {
@@ -114,6 +110,12 @@ def estimate_cmd(
 
     The batch's prompts run as one prefill step, then every sequence decodes together.
     """
+    import numpy as np
+
+    from servesim.cost import CostParams, Parallelism, build_step_cost, plan_memory
+    from servesim.hardware import load_hardware
+    from servesim.model import load_model
+
     spec = load_model(model)
     hw = load_hardware(hardware)
     par = Parallelism(tp=tp, pp=pp, ep=ep)

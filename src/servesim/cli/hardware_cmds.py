@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
@@ -10,7 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from servesim.cli.app import app
-from servesim.hardware import Hardware, Link, list_hardware, load_hardware, shipped_yaml
+
+if TYPE_CHECKING:  # the catalog (pydantic, YAML) loads when a command runs, not for --help
+    from servesim.hardware import Hardware, Link
 
 _NONE = "-"
 
@@ -109,6 +112,8 @@ def hardware_cmd(
     ),
 ) -> None:
     """List the accelerator catalog, or show one GPU's full spec with its sources."""
+    from servesim.hardware import list_hardware, load_hardware, shipped_yaml
+
     console = Console()
     if as_yaml:
         if name is None:
