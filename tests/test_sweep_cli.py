@@ -104,6 +104,14 @@ def test_dead_ray_address_is_exit_2_and_keeps_partial_results(tmp_path):
     assert len(rows(out / "results.csv")) == 2
 
 
+def test_a_sweep_that_never_started_says_only_why(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SMALL % "[4]")
+    p = servesim("sweep", sweep, "--workers", 0, cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip() == "error: --workers: must be >= 1, got 0"
+
+
 def test_capacity_reports_rate_tolerance_and_binding_constraint(tmp_path):
     scenario = tmp_path / "sc.yaml"
     scenario.write_text("workload: {preset: conversation, num_requests: 200,"

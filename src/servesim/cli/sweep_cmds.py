@@ -193,6 +193,8 @@ def sweep_command(
         if isinstance(exc, KeyboardInterrupt):
             err.print(f"interrupted: {note}", soft_wrap=True)
             raise typer.Exit(130) from None
+        if not kept:
+            raise  # nothing ran (a bad --workers, an unreachable cluster): the error says it all
         raise ServesimError(f"{exc}; {note}") from None
     console.print(_rows_table(outcome.rows, axes))
     for line in _error_lines(outcome.rows):
