@@ -70,7 +70,7 @@ def write_run(
     result, out_dir: str | Path, extra: dict[str, Callable[[Path], None]] | None = None
 ) -> Path:
     """Write a run's files into ``out_dir`` atomically; ``extra`` maps file names to writers."""
-    out = check_writable(out_dir)
+    out = writable_dir(out_dir)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
     except OSError as err:
@@ -100,8 +100,3 @@ def write_run(
         raise
     return out
 
-
-def check_writable(out_dir: str | Path) -> Path:
-    """``out_dir`` as a Path, once a run's folder can be written there (checked before the run
-    and again by :func:`write_run`; raises ServesimError naming ``--out``)."""
-    return writable_dir(out_dir, "--out")

@@ -274,15 +274,22 @@ def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
         raise ServesimError(format_validation_error(err, source, Scenario)) from None
 
 
+def read_yaml_file(path: str | Path, what: str, field: str) -> Any:
+    """The parsed YAML (or JSON) document at ``path``; ``what`` and ``field`` name it in the
+    error a missing file or bad YAML raises."""
+    p = Path(path)
+    if not p.is_file():
+        raise ServesimError(f"{what} {p} does not exist", field=field)
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ServesimError(f"{p}: not valid YAML ({err.__class__.__name__})") from None
+
+
 def load_scenario_file(path: str | Path) -> dict[str, Any]:
     """Read a scenario YAML (or JSON) file as a plain dict (validated later, with overrides)."""
     p = Path(path)
-    if not p.is_file():
-        raise ServesimError(f"scenario file {p} does not exist", field="--config")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise ServesimError(f"{p}: not valid YAML ({err.__class__.__name__})") from None
+    data = read_yaml_file(p, "scenario file", "--config")
     if data is None:
         return {}
     if not isinstance(data, dict):

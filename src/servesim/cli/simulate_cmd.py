@@ -14,6 +14,7 @@ import typer
 from servesim.cli import importing
 from servesim.cli.app import app
 from servesim.errors import ServesimError
+from servesim.paths import writable_dir
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -454,7 +455,7 @@ def simulate_command(
     With no options: Llama-3.1-8B on one H100, vLLM scheduler, 1,000 conversation requests at 20 req/s.
     """
     with importing():
-        from servesim.output import check_writable, summary_document, write_run
+        from servesim.output import summary_document, write_run
         from servesim.run import simulate
         from servesim.scenario import build_scenario, load_scenario_file, merge
 
@@ -528,7 +529,7 @@ def simulate_command(
         data["workload"] = _merge_workload(data.get("workload"), w)
     scenario = build_scenario(data, source=str(config) if config else "")
     if out is not None:
-        check_writable(out)  # before the run, not after it
+        writable_dir(out)  # before the run, not after it
 
     progress = _LazyProgress(_expected_requests(scenario))
     try:

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from servesim.errors import ServesimError
@@ -39,6 +38,7 @@ from servesim.scenario import (
     build_scenario,
     format_validation_error,
     load_scenario_file,
+    read_yaml_file,
 )
 
 
@@ -100,12 +100,7 @@ def load_sweep_file(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
     A ``base`` path is resolved relative to the sweep file's folder.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ServesimError(f"sweep file {p} does not exist", field="SWEEP")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise ServesimError(f"{p}: not valid YAML ({err.__class__.__name__})") from None
+    data = read_yaml_file(p, "sweep file", "SWEEP")
     spec = parse_sweep(data if data is not None else {}, source=str(p))
     base = spec.base
     if isinstance(base, str):
