@@ -3,9 +3,8 @@
 Target: < 0.3 s each, Python start-up included. Runs the real `servesim` command.
 
 Also prints the floor under it: a bare interpreter, and one that only loads the third-party
-libraries `servesim simulate --json` is built on (numpy, PyYAML, typer, and pydantic up to its
-first model class, whose construction imports the rest of pydantic), with the same environment
-the servesim CLI sets for itself (one OpenBLAS thread, no pydantic plugin discovery).
+libraries `servesim simulate --json` is built on (numpy, PyYAML, typer, msgspec with one spec
+class), with the same environment the servesim CLI sets for itself (one OpenBLAS thread).
 
     python bench/bench_llmservingsim.py [--repeats 15]
 """
@@ -35,13 +34,14 @@ def servesim_command() -> list[str]:
 FLOOR = {
     "python -c pass": "pass",
     "numpy": "import numpy",
-    "numpy + yaml + typer + pydantic": (
-        "import numpy, yaml, typer, typer.main\n"
-        "from pydantic import BaseModel, Field\n"
-        "class Spec(BaseModel):\n    rate: float = Field(gt=0)"
+    "numpy + yaml + typer + msgspec": (
+        "import numpy, yaml, typer, typer.main, msgspec\n"
+        "from typing import Annotated\n"
+        "class Spec(msgspec.Struct, frozen=True):\n    rate: Annotated[float, msgspec.Meta(gt=0)]\n"
+        "msgspec.convert({'rate': 1.0}, Spec)"
     ),
 }
-FLOOR_ENV = {"OPENBLAS_NUM_THREADS": "1", "PYDANTIC_DISABLE_PLUGINS": "__all__"}
+FLOOR_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
 
 def wall_times(commands: dict[str, tuple[list[str], dict[str, str]]], repeats: int) -> dict:

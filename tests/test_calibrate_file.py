@@ -134,7 +134,7 @@ def test_calibrating_fp8_kv_steps_records_the_format(tmp_path):
         (lambda d: d.update(servesim_calibration=9), "calibration format 9"),
         (lambda d: d["params"].update(warp_factor=9.0), "unknown parameter.*warp_factor"),
         (lambda d: d["params"].update(memory_efficiency=1.5), "must be in \\(0, 1\\]"),
-        (lambda d: d.pop("model"), "model: Field required"),
+        (lambda d: d.pop("model"), "model: is required"),
     ],
 )
 def test_bad_files(tmp_path, edit, message):

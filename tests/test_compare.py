@@ -204,7 +204,7 @@ def test_calibrated_compare_closes_the_gap(tmp_path):
         [EXAMPLES / "steps.jsonl"], load_model(DEPLOY["model"]), load_hardware(DEPLOY["hardware"])
     )
     path = write_calibration(run.calibration, tmp_path / "cal.yaml")
-    if "calibration" in Scenario.model_fields:
+    if "calibration" in Scenario.__struct_fields__:
         cmp = compare(bench, scenario, calibration=path)
     else:  # NOTE: until simulate takes a calibration, give it the calibrated parameters
         cal = run.calibration

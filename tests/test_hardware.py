@@ -275,7 +275,7 @@ def test_a_user_file_is_reread_after_an_edit(tmp_path: Path):
         ({"intra_node": {"name": "x", "bandwidth": 1e9}}, "intra_node.latency_s", "is required"),
         ({"intra_node": 5}, "intra_node", "must be a mapping"),
         ({"hbm_bandwith": 1e12}, "hbm_bandwith", "did you mean hbm_bandwidth"),
-        ({"confidence": "vibes"}, "confidence", "must be 'datasheet', 'measured' or 'estimated'"),
+        ({"confidence": "vibes"}, "confidence", "must be 'datasheet', 'estimated' or 'measured'"),
         ({"name": "My GPU"}, "name", "without spaces"),
         ({"idle_w": 800.0, "tdp_w": 300.0}, "idle_w", "must not exceed tdp_w"),
         ({"sources": {"hbm_bandwith": "x"}}, "sources", "did you mean hbm_bandwidth"),

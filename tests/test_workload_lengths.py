@@ -7,22 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic import TypeAdapter
 
 from servesim.errors import ServesimError
 from servesim.workload.lengths import duration_sampler, length_sampler
 from servesim.workload.presets import PRESET_TABLES, QUANTILE_PROBS, fit_quantile_table
-from servesim.workload.spec import DurationDist, LengthDist
+from servesim.workload.spec import parse_duration, parse_length
 
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 N = 200_000
 
-_length = TypeAdapter(LengthDist)
-_duration = TypeAdapter(DurationDist)
-
 
 def draw(dist: dict | int | str, n: int = N, seed: int = 0) -> np.ndarray:
-    return length_sampler(_length.validate_python(dist))(np.random.default_rng(seed), n)
+    return length_sampler(parse_length(dist))(np.random.default_rng(seed), n)
 
 
 def test_fixed():
@@ -136,7 +132,7 @@ def test_same_seed_same_draws_and_different_seed_differs():
     ],
 )
 def test_durations(dist, mean):
-    x = duration_sampler(_duration.validate_python(dist))(np.random.default_rng(0), N)
+    x = duration_sampler(parse_duration(dist))(np.random.default_rng(0), N)
     assert x.min() >= 0
     assert x.mean() == pytest.approx(mean, rel=0.02)
 

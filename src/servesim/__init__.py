@@ -7,7 +7,7 @@ The Python API in one call::
                                 "workload": {"num_requests": 200}})
     result.summary["p99_ttft_ms"]
 
-``import servesim`` stays light (no numpy, no pydantic): the engine is imported on first use,
+``import servesim`` stays light (no numpy, no msgspec): the engine is imported on first use,
 so ``servesim --help`` and small runs start fast.
 """
 

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import msgspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from msgspec import Meta
 
 from servesim.errors import ServesimError
+from servesim.validation import Problem, Spec, all_problems
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
 """Dtypes a ``peak_flops`` table may list (int8 in OP/s)."""
@@ -159,58 +161,57 @@ Grade = Literal["datasheet", "measured", "estimated"]
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
 
 
-class _Strict(BaseModel):
-    # NOTE: strict, so `hbm_bandwidth: "fast"` or `true` is an error rather than a coerced number.
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+class _LinkFile(Spec):
+    name: Annotated[str, Meta(min_length=1)]
+    bandwidth: Annotated[float, Meta(gt=0)]
+    latency_s: Annotated[float, Meta(ge=0)]
+    peer_bandwidth: Annotated[float, Meta(gt=0)] | None = None
 
 
-class _LinkFile(_Strict):
-    name: str = Field(min_length=1)
-    bandwidth: float = Field(gt=0)
-    latency_s: float = Field(ge=0)
-    peer_bandwidth: float | None = Field(default=None, gt=0)
-
-
-class _SourceFile(_Strict):
-    cite: str = Field(min_length=1)
+class _SourceFile(Spec):
+    cite: Annotated[str, Meta(min_length=1)]
     confidence: Grade | None = None
     """Grade of this figure; absent means the file's ``confidence``."""
 
 
-PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+Fraction = Annotated[float, Meta(gt=0, le=1)]
+NonNegative = Annotated[float, Meta(ge=0)]
 
 
-class _HardwareFile(_Strict):
-    name: str = Field(min_length=1, pattern=r"^\S+$")
-    vendor: str = Field(min_length=1)
+class _HardwareFile(Spec, kw_only=True):
+    # NOTE: msgspec is strict: `hbm_bandwidth: "fast"` or `true` is an error, not a number.
+    name: Annotated[str, Meta(min_length=1, pattern=r"^\S+$")]
+    vendor: Annotated[str, Meta(min_length=1)]
     description: str = ""
     aliases: list[str] = []
-    peak_flops: dict[DType, PositiveFloat] = Field(min_length=1)
-    hbm_bytes: float = Field(gt=0)
-    hbm_bandwidth: float = Field(gt=0)
+    peak_flops: Annotated[dict[DType, PositiveFloat], Meta(min_length=1)]
+    hbm_bytes: PositiveFloat
+    hbm_bandwidth: PositiveFloat
     intra_node: _LinkFile
     inter_node: _LinkFile
-    gpus_per_node: int = Field(default=_DEFAULT["gpus_per_node"], ge=1)
-    compute_efficiency: float = Field(default=_DEFAULT["compute_efficiency"], gt=0, le=1)
-    memory_efficiency: float = Field(default=_DEFAULT["memory_efficiency"], gt=0, le=1)
-    kernel_launch_s: float = Field(default=_DEFAULT["kernel_launch_s"], ge=0)
-    tdp_w: float = Field(default=_DEFAULT["tdp_w"], gt=0)
-    idle_w: float = Field(default=_DEFAULT["idle_w"], ge=0)
-    price_per_gpu_hour: float = Field(default=_DEFAULT["price_per_gpu_hour"], ge=0)
+    gpus_per_node: Annotated[int, Meta(ge=1)] = _DEFAULT["gpus_per_node"]
+    compute_efficiency: Fraction = _DEFAULT["compute_efficiency"]
+    memory_efficiency: Fraction = _DEFAULT["memory_efficiency"]
+    kernel_launch_s: NonNegative = _DEFAULT["kernel_launch_s"]
+    tdp_w: PositiveFloat = _DEFAULT["tdp_w"]
+    idle_w: NonNegative = _DEFAULT["idle_w"]
+    price_per_gpu_hour: NonNegative = _DEFAULT["price_per_gpu_hour"]
     confidence: Grade = "datasheet"
     sources: dict[str, _SourceFile] = {}
     confidence_by_field: dict[str, Grade] = {}
     host_link: _LinkFile | None = None
-    cpu_memory_bytes: float = Field(default=_DEFAULT["cpu_memory_bytes"], gt=0)
-    cpu_memory_bandwidth: float = Field(default=_DEFAULT["cpu_memory_bandwidth"], gt=0)
+    cpu_memory_bytes: PositiveFloat = _DEFAULT["cpu_memory_bytes"]
+    cpu_memory_bandwidth: PositiveFloat = _DEFAULT["cpu_memory_bandwidth"]
 
-    @field_validator("sources", mode="before")
-    @classmethod
-    def _plain_citations(cls, value: Any) -> Any:
-        # A bare string is a citation graded like the rest of the file.
-        if isinstance(value, dict):
-            return {k: {"cite": v} if isinstance(v, str) else v for k, v in value.items()}
-        return value
+
+def _plain_citations(data: dict[str, Any]) -> dict[str, Any]:
+    # A bare string in ``sources`` is a citation graded like the rest of the file.
+    sources = data.get("sources")
+    if isinstance(sources, dict):
+        cites = {k: {"cite": v} if isinstance(v, str) else v for k, v in sources.items()}
+        data = {**data, "sources": cites}
+    return data
 
 
 def _check_consistency(spec: _HardwareFile, where: str) -> None:
@@ -220,7 +221,7 @@ def _check_consistency(spec: _HardwareFile, where: str) -> None:
             f"idle_w must not exceed tdp_w, got {spec.idle_w:g} > {spec.tdp_w:g} (in {where})",
             field="idle_w",
         )
-    known = sorted(_HardwareFile.model_fields)
+    known = sorted(_HardwareFile.__struct_fields__)
     for group in ("sources", "confidence_by_field"):
         for key in getattr(spec, group):
             if key not in known:
@@ -239,10 +240,11 @@ def _build(data: Any, where: str) -> Hardware:
             field="hardware",
             fix=_EXAMPLE,
         )
-    try:
-        spec = _HardwareFile.model_validate(data)
-    except ValidationError as err:
-        raise _as_servesim_error(err, where) from None
+    data = _plain_citations(data)
+    problems = all_problems(data, _HardwareFile)
+    if problems:
+        raise _as_servesim_error(problems, where)
+    spec = msgspec.convert(data, _HardwareFile)
     _check_consistency(spec, where)
     grades = dict(spec.confidence_by_field)
     for key, src in spec.sources.items():
@@ -256,8 +258,8 @@ def _build(data: Any, where: str) -> Hardware:
         peak_flops=dict(spec.peak_flops),
         hbm_bytes=spec.hbm_bytes,
         hbm_bandwidth=spec.hbm_bandwidth,
-        intra_node=Link(**spec.intra_node.model_dump()),
-        inter_node=Link(**spec.inter_node.model_dump()),
+        intra_node=_link(spec.intra_node),
+        inter_node=_link(spec.inter_node),
         gpus_per_node=spec.gpus_per_node,
         compute_efficiency=spec.compute_efficiency,
         memory_efficiency=spec.memory_efficiency,
@@ -268,60 +270,28 @@ def _build(data: Any, where: str) -> Hardware:
         confidence=spec.confidence,
         sources={key: src.cite for key, src in spec.sources.items()},
         confidence_by_field=grades,
-        host_link=Link(**spec.host_link.model_dump()) if spec.host_link else DEFAULT_HOST_LINK,
+        host_link=_link(spec.host_link) if spec.host_link else DEFAULT_HOST_LINK,
         cpu_memory_bytes=spec.cpu_memory_bytes,
         cpu_memory_bandwidth=spec.cpu_memory_bandwidth,
     )
 
 
-def _as_servesim_error(err: ValidationError, where: str) -> ServesimError:
+def _link(spec: _LinkFile) -> Link:
+    return Link(spec.name, spec.bandwidth, spec.latency_s, spec.peer_bandwidth)
+
+
+def _as_servesim_error(problems: list[Problem], where: str) -> ServesimError:
     """One line naming every bad field, first field first (so ``ServesimError.field`` is it)."""
-    problems = [_describe(e) for e in err.errors()]
-    first_field = problems[0][0]
-    text = "; ".join(f"{name} {what}" if name else what for name, what in problems)
-    return ServesimError(f"{text} (in {where}; {_EXAMPLE})", field=first_field or None)
+    text = "; ".join(f"{p.dotted} {_hardware_words(p)}" if p.path else p.message for p in problems)
+    return ServesimError(f"{text} (in {where}; {_EXAMPLE})", field=problems[0].dotted or None)
 
 
-def _describe(error: Any) -> tuple[str, str]:
-    """(dotted field name, what is wrong with it) for one pydantic error."""
-    loc = [str(p) for p in error["loc"]]
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    got = error.get("input")
-    shown = f"{got:g}" if isinstance(got, float) else repr(got)
-    if loc and loc[-1] == "[key]":
-        loc = loc[:-1]
-        dotted = ".".join(loc[:-1])
-        return dotted, f"has unknown key {got!r} (expected one of: {', '.join(DTYPES)})"
-    dotted = ".".join(loc)
-    if kind == "missing":
-        return dotted, "is required"
-    if kind == "extra_forbidden":
-        model = {
-            "intra_node": _LinkFile,
-            "inter_node": _LinkFile,
-            "host_link": _LinkFile,
-            "sources": _SourceFile,
-        }
-        owner = model.get(loc[0], _HardwareFile) if len(loc) > 1 else _HardwareFile
-        known = sorted(owner.model_fields)
-        return dotted, f"is not a known field; {_did_you_mean(loc[-1], known)}"
-    if kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
-        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}.get(kind, "<=")
-        bound = next(iter(ctx.values()))
-        return dotted, f"must be {op} {bound:g}, got {shown}"
-    if kind in ("float_type", "int_type", "string_type", "bool_type"):
-        want = {"float_type": "a number", "int_type": "an integer", "string_type": "a string"}
-        return dotted, f"must be {want.get(kind, 'true or false')}, got {shown}"
-    if kind == "literal_error":
-        return dotted, f"must be {ctx.get('expected')}, got {got!r}"
-    if kind == "string_pattern_mismatch":
-        return dotted, f"must be one word without spaces, got {got!r}"
-    if kind in ("dict_type", "model_type"):
-        return dotted, f"must be a mapping, got {type(got).__name__}"
-    if kind == "list_type":
-        return dotted, f"must be a list, got {type(got).__name__}"
-    return dotted, str(error["msg"]).lower()
+def _hardware_words(problem: Problem) -> str:
+    if problem.message.startswith("unknown field"):
+        return "is not a known field; " + problem.message.removeprefix("unknown field (")[:-1]
+    if problem.path == ("name",) and problem.message.startswith("must match"):
+        return "must be one word without spaces"
+    return problem.message
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from servesim import __version__
 from servesim.engine.records import REQUEST_COLUMNS, STEP_COLUMNS
 from servesim.paths import cannot_write, writable_dir
+from servesim.validation import to_data
 
 
 def _clean(value: Any) -> Any:
@@ -41,7 +42,7 @@ def summary_document(result) -> dict[str, Any]:
     mem = result.memory
     doc: dict[str, Any] = {"servesim_version": __version__}
     doc.update(result.summary)
-    doc["scenario"] = result.scenario.model_dump(mode="json")
+    doc["scenario"] = to_data(result.scenario)
     doc["workload_description"] = result.workload_description
     doc["model_info"] = {
         "name": result.model.name,

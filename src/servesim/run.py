@@ -37,6 +37,7 @@ from servesim.metrics import SLO, summarize
 from servesim.model import ModelSpec, load_model
 from servesim.scenario import InstanceGroup, Scenario, instance_groups
 from servesim.speculative import build_speculation
+from servesim.validation import replace, to_data
 from servesim.workload import build_workload, describe
 
 
@@ -252,7 +253,9 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
     model = load_model(scenario.model)
     sched = scenario.scheduler
     # The engine's config is the scenario's scheduler section minus the memory knob.
-    config = SchedulerConfig(**sched.model_dump(exclude={"gpu_memory_utilization"}))
+    knobs = to_data(sched)
+    del knobs["gpu_memory_utilization"]
+    config = SchedulerConfig(**knobs)
     workload_rng, router_rng, engine_rng = np.random.default_rng(scenario.seed).spawn(3)
     runtimes = _build_groups(scenario, model, config, engine_rng)
     entry = [i for g in runtimes for i in g.instances if i.role != "decode"]
@@ -401,7 +404,7 @@ def _speculation_summary(scenario: Scenario, steps, summary) -> dict[str, Any]:
     }
     if not scenario.speculative or scenario.speculative.mode == "baseline":
         return out
-    baseline = simulate(scenario.model_copy(update={"speculative": None})).summary
+    baseline = simulate(replace(scenario, speculative=None)).summary
     out["baseline_mean_tpot_ms"] = baseline["mean_tpot_ms"]
     out["baseline_output_throughput"] = baseline["output_throughput"]
     out["spec_speedup_tpot"] = baseline["mean_tpot_ms"] / summary["mean_tpot_ms"]

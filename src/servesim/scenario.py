@@ -1,84 +1,89 @@
 """The scenario: everything that defines one simulated deployment run, validated at the boundary.
 
-A scenario is a pydantic model (``extra="forbid"``, frozen): the CLI builds one from flags
-and/or a YAML file, the Python API takes one directly, and ``summary.json`` echoes it back.
+A scenario is a frozen :class:`~servesim.validation.Spec` (unknown fields refused): the CLI
+builds one from flags and/or a YAML file, the Python API takes one directly, and
+``summary.json`` echoes it back.
 """
 
 from __future__ import annotations
 
-import difflib
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from msgspec import Meta
 
 from servesim.engine.router import ROUTERS
 from servesim.engine.scheduler import POLICIES
 from servesim.errors import ServesimError
+from servesim.validation import FieldError, Spec, convert, field_default, replace
 from servesim.workload import WorkloadSpec
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"
 DEFAULT_HARDWARE = "H100"
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+AtLeastOne = Annotated[int, Meta(ge=1)]
 
 
-class SchedulerSpec(_Strict):
+class SchedulerSpec(Spec):
     """Scheduler and KV-cache knobs (vLLM names; defaults follow vLLM v1 on an H100)."""
 
-    policy: str = Field(default="vllm", description=f"one of {', '.join(POLICIES)}")
-    max_num_batched_tokens: int = Field(default=8192, ge=1, description="token budget per step")
-    max_num_seqs: int = Field(default=256, ge=1, description="most running requests")
-    block_size: int = Field(default=16, ge=1, description="tokens per KV block")
+    policy: Annotated[str, Meta(description=f"one of {', '.join(POLICIES)}")] = "vllm"
+    max_num_batched_tokens: Annotated[int, Meta(ge=1, description="token budget per step")] = 8192
+    max_num_seqs: Annotated[int, Meta(ge=1, description="most running requests")] = 256
+    block_size: Annotated[int, Meta(ge=1, description="tokens per KV block")] = 16
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool = True
-    long_prefill_token_threshold: int | None = Field(default=None, ge=1)
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    long_prefill_token_threshold: AtLeastOne | None = None
+    gpu_memory_utilization: Annotated[float, Meta(gt=0, le=1)] = 0.9
 
 
-class InstanceGroup(_Strict):
+class InstanceGroup(Spec):
     """Identical instances sharing hardware, parallelism and dtypes (heterogeneous fleets are
     lists of groups behind one router)."""
 
-    hardware: str | None = Field(default=None, description="GPU id; default the scenario's")
-    tp: int = Field(default=1, ge=1)
-    pp: int = Field(default=1, ge=1)
-    ep: int = Field(default=1, ge=1)
-    count: int = Field(default=1, ge=1, description="instances in the group")
+    hardware: Annotated[str, Meta(description="GPU id; default the scenario's")] | None = None
+    tp: AtLeastOne = 1
+    pp: AtLeastOne = 1
+    ep: AtLeastOne = 1
+    count: Annotated[int, Meta(ge=1, description="instances in the group")] = 1
     role: Literal["mixed", "prefill", "decode"] = "mixed"
     weight_dtype: str | None = None
     kv_dtype: str | None = None
 
 
-class SpeculativeSpec(_Strict):
+class SpeculativeSpec(Spec):
     """Speculative decoding (vLLM ``--speculative-config``)."""
 
-    method: str = Field(description="draft:MODEL | ngram | eagle")
-    num_speculative_tokens: int = Field(default=3, ge=1, le=16, description="k, drafts per step")
-    acceptance_rate: float = Field(
-        default=0.7, ge=0, le=1, description="per-position acceptance probability"
-    )
-    acceptance_per_position: tuple[float, ...] | None = Field(
-        default=None, description="acceptance probability of draft i given drafts < i accepted"
-    )
-    mode: Literal["self_verify", "cpu_verify", "baseline"] | None = Field(
-        default=None,
-        description="self_verify: drafts proposed on the GPU before the verify step; "
-        "cpu_verify: drafts proposed on the host beside the verify step; baseline: off. "
-        "Default: cpu_verify for ngram, else self_verify",
-    )
+    method: Annotated[str, Meta(description="draft:MODEL | ngram | eagle")]
+    num_speculative_tokens: Annotated[int, Meta(ge=1, le=16, description="k, drafts per step")] = 3
+    acceptance_rate: Annotated[
+        float, Meta(ge=0, le=1, description="per-position acceptance probability")
+    ] = 0.7
+    acceptance_per_position: Annotated[
+        tuple[float, ...] | None,
+        Meta(description="acceptance probability of draft i given drafts < i accepted"),
+    ] = None
+    mode: Annotated[
+        Literal["self_verify", "cpu_verify", "baseline"] | None,
+        Meta(
+            description="self_verify: drafts proposed on the GPU before the verify step; "
+            "cpu_verify: drafts proposed on the host beside the verify step; baseline: off. "
+            "Default: cpu_verify for ngram, else self_verify"
+        ),
+    ] = None
 
 
-class SLOSpec(_Strict):
+PositiveMs = Annotated[float, Meta(gt=0, description="milliseconds")]
+
+
+class SLOSpec(Spec):
     """Latency targets for goodput, milliseconds."""
 
-    ttft_ms: float | None = Field(default=None, gt=0)
-    tpot_ms: float | None = Field(default=None, gt=0)
-    e2el_ms: float | None = Field(default=None, gt=0)
+    ttft_ms: PositiveMs | None = None
+    tpot_ms: PositiveMs | None = None
+    e2el_ms: PositiveMs | None = None
 
 
 DEFAULT_WORKLOAD: dict[str, Any] = {
@@ -92,68 +97,78 @@ on one H100 sustains before queues grow (simulated: 18.4 req/s completed, TTFT p
 
 def default_workload() -> WorkloadSpec:
     """The default workload (:data:`DEFAULT_WORKLOAD`) as a validated spec."""
-    return WorkloadSpec.model_validate(DEFAULT_WORKLOAD)
+    return convert(DEFAULT_WORKLOAD, WorkloadSpec)
 
 
-class Scenario(_Strict):
+class Scenario(Spec):
     """One simulated deployment: model × hardware × parallelism × scheduler × workload."""
 
     model: str = DEFAULT_MODEL
     hardware: str = DEFAULT_HARDWARE
-    tp: int = Field(default=1, ge=1, description="tensor-parallel GPUs per instance")
-    pp: int = Field(default=1, ge=1, description="pipeline stages per instance")
-    ep: int = Field(default=1, ge=1, description="expert-parallel groups inside the TP group")
-    replicas: int = Field(default=1, ge=1, description="data-parallel instances")
-    weight_dtype: str | None = Field(default=None, description="bf16 | fp8 | int8 | int4 | fp4")
-    kv_dtype: str | None = Field(default=None, description="bf16 | fp8")
-    cuda_graphs: bool = Field(
-        default=True, description="CUDA graphs / async scheduling hide host time behind the GPU"
-    )
-    instances: list[InstanceGroup] | None = Field(
-        default=None, description="heterogeneous fleet; replaces hardware/tp/pp/ep/replicas"
-    )
-    disaggregate: str | None = Field(
-        default=None, description="P:D prefill and decode instances (prefill/decode disaggregation)"
-    )
-    prefill_tp: int | None = Field(default=None, ge=1)
-    decode_tp: int | None = Field(default=None, ge=1)
-    kv_transfer_link: Literal["intra_node", "inter_node"] = Field(
-        default="inter_node", description="link the KV cache crosses from prefill to decode"
-    )
+    tp: Annotated[int, Meta(ge=1, description="tensor-parallel GPUs per instance")] = 1
+    pp: Annotated[int, Meta(ge=1, description="pipeline stages per instance")] = 1
+    ep: Annotated[int, Meta(ge=1, description="expert-parallel groups inside the TP group")] = 1
+    replicas: Annotated[int, Meta(ge=1, description="data-parallel instances")] = 1
+    weight_dtype: Annotated[str, Meta(description="bf16 | fp8 | int8 | int4 | fp4")] | None = None
+    kv_dtype: Annotated[str, Meta(description="bf16 | fp8")] | None = None
+    cuda_graphs: Annotated[
+        bool, Meta(description="CUDA graphs / async scheduling hide host time behind the GPU")
+    ] = True
+    instances: Annotated[
+        list[InstanceGroup] | None,
+        Meta(description="heterogeneous fleet; replaces hardware/tp/pp/ep/replicas"),
+    ] = None
+    disaggregate: Annotated[
+        str | None,
+        Meta(description="P:D prefill and decode instances (prefill/decode disaggregation)"),
+    ] = None
+    prefill_tp: AtLeastOne | None = None
+    decode_tp: AtLeastOne | None = None
+    kv_transfer_link: Annotated[
+        Literal["intra_node", "inter_node"],
+        Meta(description="link the KV cache crosses from prefill to decode"),
+    ] = "inter_node"
     speculative: SpeculativeSpec | None = None
-    calibration: Path | None = Field(
-        default=None, description="calibration.yaml from `servesim calibrate` (fitted cost model)"
-    )
-    kv_offload: bool = Field(
-        default=False,
-        description="spill evicted KV blocks (cached prefixes, preempted requests) to CPU memory",
-    )
-    cpu_kv_cache_gib: float = Field(
-        default=64.0, gt=0, description="memory of the offload tier per instance, GiB"
-    )
-    kv_offload_gbps: float | None = Field(
-        default=None,
-        gt=0,
-        description="GB/s per GPU to and from the offload tier; default the GPU's host link "
-        "(set it, with cpu_kv_cache_gib, to model e.g. a CXL memory expander)",
-    )
-    router: str = Field(default="round_robin", description=f"one of {', '.join(ROUTERS)}")
+    calibration: Annotated[
+        Path | None,
+        Meta(description="calibration.yaml from `servesim calibrate` (fitted cost model)"),
+    ] = None
+    kv_offload: Annotated[
+        bool,
+        Meta(description="spill evicted KV blocks (cached prefixes, preempted requests) to CPU"),
+    ] = False
+    cpu_kv_cache_gib: Annotated[
+        float, Meta(gt=0, description="memory of the offload tier per instance, GiB")
+    ] = 64.0
+    kv_offload_gbps: (
+        Annotated[
+            float,
+            Meta(
+                gt=0,
+                description="GB/s per GPU to and from the offload tier; default the GPU's host "
+                "link (set it, with cpu_kv_cache_gib, to model e.g. a CXL memory expander)",
+            ),
+        ]
+        | None
+    ) = None
+    router: Annotated[str, Meta(description=f"one of {', '.join(ROUTERS)}")] = "round_robin"
     scheduler: SchedulerSpec = SchedulerSpec()
-    workload: WorkloadSpec = Field(default_factory=default_workload)
+    workload: WorkloadSpec = msgspec.field(default_factory=default_workload)
     slo: SLOSpec = SLOSpec()
-    seed: int = Field(default=0, ge=0, description="random seed (numpy accepts only >= 0)")
+    seed: Annotated[int, Meta(ge=0, description="random seed (numpy accepts only >= 0)")] = 0
     fast_forward: bool = True
-    max_model_len: int | None = Field(
-        default=None, ge=1, description="context window; default the model's"
-    )
-    on_oversized: Literal["skip", "error"] = Field(
-        default="skip",
-        description="a request longer than the context window or the KV cache: skip it "
-        "(counted in summary.json) or stop the run",
-    )
+    max_model_len: (
+        Annotated[int, Meta(ge=1, description="context window; default the model's")] | None
+    ) = None
+    on_oversized: Annotated[
+        Literal["skip", "error"],
+        Meta(
+            description="a request longer than the context window or the KV cache: skip it "
+            "(counted in summary.json) or stop the run"
+        ),
+    ] = "skip"
 
-    @model_validator(mode="after")
-    def _no_orphan_knobs(self) -> Scenario:
+    def __post_init__(self) -> None:
         # A knob of a feature that is off would be silently ignored; say so instead. (Compared
         # with the default, not "was it given": a scenario dumped and re-read gives them all.)
         needs = {
@@ -162,9 +177,8 @@ class Scenario(_Strict):
         }
         for feature, (knobs, on) in needs.items():
             for knob in knobs:
-                if not on and getattr(self, knob) != type(self).model_fields[knob].default:
-                    raise ValueError(f"{knob} applies only with {feature}")
-        return self
+                if not on and getattr(self, knob) != field_default(Scenario, knob):
+                    raise FieldError(knob, f"applies only with {feature}")
 
 
 def parse_disaggregate(text: str) -> tuple[int, int]:
@@ -188,7 +202,7 @@ def instance_groups(sc: Scenario) -> list[InstanceGroup]:
             raise ServesimError(
                 "use either instances (with roles) or disaggregate", field="disaggregate"
             )
-        return [g if g.hardware else g.model_copy(update={"hardware": sc.hardware})
+        return [g if g.hardware else replace(g, hardware=sc.hardware)
                 for g in sc.instances]  # fmt: skip
     common = {"hardware": sc.hardware, "pp": sc.pp, "ep": sc.ep,
               "weight_dtype": sc.weight_dtype, "kv_dtype": sc.kv_dtype}  # fmt: skip
@@ -201,77 +215,9 @@ def instance_groups(sc: Scenario) -> list[InstanceGroup]:
     return [InstanceGroup(role="mixed", count=sc.replicas, tp=sc.tp, **common)]
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models an annotation can hold (through Optional, unions, lists)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
-
-
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the (sub)model at ``loc`` below ``model``; [] when it cannot be told."""
-    current = model
-    parts = list(loc)
-    while parts:
-        part = parts.pop(0)
-        if isinstance(part, int):
-            continue  # a list index
-        field = current.model_fields.get(part)
-        if field is None:
-            return []
-        candidates = _models_in(field.annotation)
-        if len(candidates) > 1 and parts:
-            # A tagged union puts the tag next in the location ("arrival.poisson.rate").
-            tag = parts.pop(0)
-            candidates = [m for m in candidates if _tag_of(m) == tag]
-        if len(candidates) != 1:
-            return []
-        current = candidates[0]
-    return list(current.model_fields)
-
-
-def _tag_of(model: type[BaseModel]) -> Any:
-    kind = model.model_fields.get("kind")
-    return None if kind is None else kind.default
-
-
-def format_validation_error(
-    err: ValidationError, source: str, model: type[BaseModel] | None = None
-) -> str:
-    """One line naming the first bad field, e.g. ``scenario.yaml: scheduler.block_size: ...``.
-
-    With ``model`` (the class that was validated), an unknown field gets a "did you mean".
-    """
-    first = err.errors()[0]
-    # Tagged unions add the tag to the location (e.g. "arrival.poisson.rate"): keep it, it
-    # names the variant the user wrote.
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    got = first.get("input")
-    shown = (
-        f" (got {got!r})"
-        if isinstance(got, (int, float, str)) and not isinstance(got, bool)
-        else ""
-    )
-    if first["type"] == "extra_forbidden":
-        known = _fields_at(model, tuple(first["loc"][:-1])) if model is not None else []
-        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1, cutoff=0.6)
-        if close:
-            hint = f"did you mean {close[0]}?"
-        else:
-            hint = f"valid here: {', '.join(known)}" if known else "check the spelling"
-        msg, shown = f"unknown field ({hint})", ""
-    prefix = f"{source}: " if source else ""
-    where = f"{loc}: " if loc else ""
-    return f"{prefix}{where}{msg}{shown}"
-
-
 def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
     """Validate ``data`` into a Scenario; a bad field raises ServesimError naming it."""
-    try:
-        return Scenario.model_validate(data)
-    except ValidationError as err:
-        raise ServesimError(format_validation_error(err, source, Scenario)) from None
+    return convert(data, Scenario, source)
 
 
 def read_yaml_file(path: str | Path, what: str, field: str) -> Any:

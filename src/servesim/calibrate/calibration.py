@@ -3,7 +3,8 @@
 A calibration names the model, hardware, tensor parallelism and software it was measured on,
 the parameters (fitted and assumed), which of them the data identified, the fit quality and
 the measured range — so a simulation can refuse a mismatched file and warn when it steps
-outside what was measured. YAML, validated at the boundary (pydantic, ``extra="forbid"``)::
+outside what was measured. YAML, validated at the boundary (a
+:class:`~servesim.validation.Spec`: unknown keys refused)::
 
     servesim_calibration: 1
     model: meta-llama/Llama-3.1-8B
@@ -23,11 +24,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from msgspec import Meta
 
 from servesim.calibrate.fit import FIT_PARAMS, FIXED_PARAMS, NO_HOST_MODEL
 from servesim.calibrate.readers import Measurements
@@ -36,22 +38,18 @@ from servesim.cost.step import resolve_params
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
-from servesim.scenario import format_validation_error
+from servesim.validation import FieldError, Spec, convert, to_data
 
 FORMAT_VERSION = 1
 PARAM_NAMES = FIT_PARAMS + FIXED_PARAMS
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MeasuredRange(_Strict):
+class MeasuredRange(Spec):
     """Per-step extremes of the measured steps; a simulated step outside them is extrapolated."""
 
-    tokens: tuple[int, int] = Field(description="tokens computed per step (min, max)")
-    batch: tuple[int, int] = Field(description="sequences per step (min, max)")
-    context: tuple[int, int] = Field(description="Σ cached tokens per step (min, max)")
+    tokens: Annotated[tuple[int, int], Meta(description="tokens computed per step (min, max)")]
+    batch: Annotated[tuple[int, int], Meta(description="sequences per step (min, max)")]
+    context: Annotated[tuple[int, int], Meta(description="Σ cached tokens per step (min, max)")]
 
     @classmethod
     def of(cls, m: Measurements) -> MeasuredRange:
@@ -61,35 +59,38 @@ class MeasuredRange(_Strict):
         return cls(tokens=span(m.tokens), batch=span(m.batch_size), context=span(m.context_tokens))
 
 
-class Calibration(_Strict):
+class Calibration(Spec, kw_only=True):
     """A calibration file's content."""
 
     servesim_calibration: int = FORMAT_VERSION
-    model: str = Field(description="model name (ModelSpec.name) the steps were measured on")
-    hardware: str = Field(description="GPU name (Hardware.name)")
-    tp: int = Field(ge=1)
-    weight_dtype: str | None = Field(
-        default=None, description="weight format the steps ran (resolved; None: not recorded)"
-    )
-    kv_dtype: str | None = Field(
-        default=None, description="KV-cache format the steps ran (resolved; None: not recorded)"
-    )
-    software: str | None = Field(default=None, description='e.g. "vllm 0.11.0"')
+    model: Annotated[
+        str, Meta(description="model name (ModelSpec.name) the steps were measured on")
+    ]
+    hardware: Annotated[str, Meta(description="GPU name (Hardware.name)")]
+    tp: Annotated[int, Meta(ge=1)]
+    weight_dtype: Annotated[
+        str | None, Meta(description="weight format the steps ran (resolved; None: not recorded)")
+    ] = None
+    kv_dtype: Annotated[
+        str | None,
+        Meta(description="KV-cache format the steps ran (resolved; None: not recorded)"),
+    ] = None
+    software: Annotated[str | None, Meta(description='e.g. "vllm 0.11.0"')] = None
     sources: tuple[str, ...] = ()
-    num_points: int = Field(ge=1)
+    num_points: Annotated[int, Meta(ge=1)]
     params: dict[str, float]
-    status: dict[str, str] = Field(default_factory=dict)
+    status: dict[str, str] = msgspec.field(default_factory=dict)
     measured_range: MeasuredRange
-    quality: dict[str, Any] = Field(default_factory=dict)
+    quality: dict[str, Any] = msgspec.field(default_factory=dict)
 
-    @field_validator("params")
-    @classmethod
-    def _known_params(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(PARAM_NAMES))
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.params) - set(PARAM_NAMES))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(unknown)}")
-        CostParams(**value)  # range checks (efficiencies in (0, 1], seconds >= 0)
-        return value
+            raise FieldError("params", f"unknown parameter(s) {', '.join(unknown)}")
+        try:
+            CostParams(**self.params)  # range checks (efficiencies in (0, 1], seconds >= 0)
+        except ValueError as err:
+            raise FieldError("params", str(err)) from None
 
     def cost_params(self, base: CostParams | None = None) -> CostParams:
         """``base`` (default ``CostParams()``) with these values, ``fidelity="calibrated"``."""
@@ -111,9 +112,7 @@ def write_calibration(cal: Calibration, path: str | Path) -> Path:
     """Write ``cal`` as YAML atomically (a temporary file beside it, then renamed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(
-        _rounded(cal.model_dump(mode="json")), sort_keys=False, width=100, allow_unicode=True
-    )
+    text = yaml.safe_dump(_rounded(to_data(cal)), sort_keys=False, width=100, allow_unicode=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
@@ -153,10 +152,7 @@ def read_calibration(path: str | Path) -> Calibration:
             field="calibration",
             fix="re-run servesim calibrate",
         )
-    try:
-        return Calibration.model_validate(data)
-    except ValidationError as err:
-        raise ServesimError(format_validation_error(err, str(path), Calibration)) from None
+    return convert(data, Calibration, str(path))
 
 
 def check_matches(

@@ -166,7 +166,7 @@ def compare(
     if "workload" in data:
         notes.append("the scenario's workload is replaced by the benchmark's requests")
     if calibration is not None:
-        if "calibration" not in Scenario.model_fields:
+        if "calibration" not in Scenario.__struct_fields__:
             raise ServesimError(
                 "this servesim's simulate cannot take a calibration yet",
                 field="--calibration",

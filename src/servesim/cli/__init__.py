@@ -19,10 +19,6 @@ from contextlib import contextmanager
 # wall and 60 ms of CPU on a 2-core machine) and oversubscribes cores under parallel sweeps.
 # Set before anything imports numpy; a user's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-# Pydantic plugins (observability hooks) have nothing to observe in servesim's own specs, and
-# discovering them scans every installed distribution's metadata (~5 ms); typer 0.29 does the
-# same while it builds its option adapters.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from servesim.errors import ServesimError  # noqa: E402
 
@@ -50,7 +46,7 @@ COMMAND_MODULES = {
 def importing() -> Iterator[None]:
     """Pause the cyclic garbage collector while the CLI imports what a command needs.
 
-    Importing typer, numpy, pydantic and servesim creates ~10^5 objects that live for the whole
+    Importing typer, numpy, msgspec and servesim creates ~10^5 objects that live for the whole
     process (modules, classes, validators) and no garbage; the collector would traverse them
     ~100 times while they load (~20-30 ms, a tenth of a small `simulate`). Afterwards they are
     frozen out of later collections too, which also shortens full collections in long runs.

@@ -130,6 +130,7 @@ def calibrate_cmd(
     from servesim.calibrate import calibrate, write_calibration
     from servesim.hardware import load_hardware
     from servesim.model import load_model
+    from servesim.validation import to_data
 
     writable_file(out)
     run = calibrate(
@@ -145,7 +146,7 @@ def calibrate_cmd(
     cal = run.calibration
     write_calibration(cal, out)
     if as_json:
-        doc = cal.model_dump(mode="json")
+        doc = to_data(cal)
         doc["written_to"] = str(out)
         typer.echo(json.dumps(_finite(doc), indent=2))
         return

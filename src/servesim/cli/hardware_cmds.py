@@ -12,7 +12,7 @@ from rich.table import Table
 
 from servesim.cli.app import app
 
-if TYPE_CHECKING:  # the catalog (pydantic, YAML) loads when a command runs, not for --help
+if TYPE_CHECKING:  # the catalog (YAML, validation) loads when a command runs, not for --help
     from servesim.hardware import Hardware, Link
 
 _NONE = "-"

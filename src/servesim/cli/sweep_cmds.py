@@ -489,6 +489,7 @@ def plan_command(
     from servesim.sweep.executors import make_executor, run_ordered
     from servesim.sweep.measure import run_point
     from servesim.sweep.plan import parse_plan, require_feasible, search_plan
+    from servesim.validation import to_data
 
     metric = f"{pareto}_ms"
     if metric not in ("ttft_ms", "tpot_ms", "e2el_ms"):
@@ -549,7 +550,7 @@ def plan_command(
         return
     console = Console(soft_wrap=True)
     d = best.deployment
-    slo = SLO(**spec.slo.model_dump())
+    slo = SLO(**to_data(spec.slo))
     console.print(f"{spec.model} at {spec.rate:g} req/s, {describe_slo(slo, spec.percentile)}")
     console.print(
         f"[bold]cheapest: {d.label} ({d.gpus} GPUs, max_num_batched_tokens "

@@ -28,6 +28,7 @@ from servesim.errors import ServesimError
 from servesim.metrics import SLO
 from servesim.scenario import Scenario, build_scenario
 from servesim.sweep.measure import SLO_METRICS, failing_constraints, run_point
+from servesim.validation import to_data
 
 METRIC_LABELS = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "e2el_ms": "E2EL"}
 
@@ -121,7 +122,7 @@ def worst_constraint(values: dict[str, float], failing: tuple[str, ...], slo: SL
 
 def with_rate(scenario: Scenario, rate: float) -> Scenario:
     """``scenario`` with its arrival rate set to ``rate`` requests/s (validated)."""
-    data = scenario.model_dump(mode="json")
+    data = to_data(scenario)
     arrival = data["workload"].get("arrival")
     if arrival is None:
         # A synthetic workload without arrival means Poisson; a replay gets re-timed as Poisson.

@@ -28,9 +28,10 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import msgspec
+from msgspec import Meta
 
 from servesim.cost import CostParams, Parallelism, plan_memory, valid_tps
 from servesim.errors import ServesimError
@@ -41,7 +42,6 @@ from servesim.scenario import (
     Scenario,
     SLOSpec,
     build_scenario,
-    format_validation_error,
     merge,
 )
 from servesim.sweep.capacity import (
@@ -53,6 +53,7 @@ from servesim.sweep.capacity import (
 )
 from servesim.sweep.measure import SLO_METRICS, failing_constraints
 from servesim.sweep.spec import scenario_id
+from servesim.validation import FieldError, Spec, convert, to_data
 
 PLAN_TOLERANCE = 0.1
 """Relative precision of the per-replica capacity searches: they only bound replica counts."""
@@ -72,35 +73,40 @@ RunBatch = Callable[[list[Scenario]], list[dict[str, Any]]]
 """Runs scenarios (``run_point`` with the plan's percentile) and returns records in order."""
 
 
-class PlanSpec(BaseModel):
+class PlanSpec(Spec, kw_only=True):
     """What to plan for (validated at the boundary)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     model: str
-    workload: dict[str, Any] = Field(description="workload mapping; its arrival rate is `rate`")
-    rate: float = Field(gt=0, allow_inf_nan=False, description="offered load, requests/s")
+    workload: Annotated[
+        dict[str, Any], Meta(description="workload mapping; its arrival rate is `rate`")
+    ]
+    rate: Annotated[float, Meta(gt=0, description="offered load, requests/s")]
     slo: SLOSpec
-    percentile: float = Field(default=99.0, gt=0, le=100)
-    hardware: list[str] = Field(min_length=1, description="GPU types to consider")
-    max_gpus: int = Field(default=8, ge=1, description="most GPUs in a deployment")
-    max_num_batched_tokens: list[int] = Field(default=[2048, 8192], min_length=1)
-    max_num_seqs: list[int] = Field(default=[256], min_length=1)
-    extra_replicas: int = Field(
-        default=1, ge=0, description="replica counts tried past the first that meets the SLOs"
+    percentile: Annotated[float, Meta(gt=0, le=100)] = 99.0
+    hardware: Annotated[list[str], Meta(min_length=1, description="GPU types to consider")]
+    max_gpus: Annotated[int, Meta(ge=1, description="most GPUs in a deployment")] = 8
+    max_num_batched_tokens: Annotated[list[int], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: [2048, 8192]
     )
-    base: dict[str, Any] = Field(
-        default_factory=dict, description="other scenario fields (dtypes, router, seed...)"
+    max_num_seqs: Annotated[list[int], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: [256]
     )
+    extra_replicas: Annotated[
+        int, Meta(ge=0, description="replica counts tried past the first that meets the SLOs")
+    ] = 1
+    base: Annotated[
+        dict[str, Any], Meta(description="other scenario fields (dtypes, router, seed...)")
+    ] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.rate):
+            raise FieldError("rate", f"must be a finite number of requests/s (got {self.rate})")
 
 
 def parse_plan(data: dict[str, Any]) -> PlanSpec:
     """Validate plan inputs; a bad field raises ServesimError naming it."""
-    try:
-        spec = PlanSpec.model_validate(data)
-    except ValidationError as err:
-        raise ServesimError(format_validation_error(err, "plan", PlanSpec)) from None
-    if not SLO(**spec.slo.model_dump()).any:
+    spec = convert(data, PlanSpec, "plan")
+    if not SLO(**to_data(spec.slo)).any:
         raise ServesimError(
             "no SLO given", field="--slo-ttft-ms", fix="give --slo-ttft-ms and/or --slo-tpot-ms"
         )
@@ -217,7 +223,7 @@ def scenario_for(spec: PlanSpec, dep: Deployment, rate: float) -> Scenario:
                 "max_num_seqs": dep.max_num_seqs,
             },
             "workload": spec.workload,
-            "slo": spec.slo.model_dump(exclude_none=True),
+            "slo": {k: v for k, v in to_data(spec.slo).items() if v is not None},
         },
     )
     return with_rate(build_scenario(data, source=f"plan {dep.label}"), rate)
@@ -311,7 +317,7 @@ def _replica_capacities(
     Each search's first probe is one replica at the plan's rate: a deployment in its own
     right, added to ``evaluations`` (so a plan that no shape can meet still has a best).
     """
-    slo = SLO(**spec.slo.model_dump())
+    slo = SLO(**to_data(spec.slo))
     searches = {
         dep: capacity_search(
             scenario_for(spec, dep, spec.rate),
@@ -357,7 +363,7 @@ def search_plan(
     ``run_batch`` runs scenarios (e.g. on a process pool or Ray); ``on_round(phase, n)`` is told
     before each batch of ``n`` simulations.
     """
-    slo = SLO(**spec.slo.model_dump())
+    slo = SLO(**to_data(spec.slo))
     run = _cached(run_batch, on_round)
     candidates, notes = _shapes(spec)
     evaluations: dict[Deployment, Evaluation] = {}
@@ -442,7 +448,7 @@ def require_feasible(plan: Plan) -> Evaluation:
     spec = plan.spec
     target = (
         f"no deployment of at most {spec.max_gpus} GPUs meets "
-        f"{describe_slo(SLO(**spec.slo.model_dump()), spec.percentile)} at {spec.rate:g} req/s"
+        f"{describe_slo(SLO(**to_data(spec.slo)), spec.percentile)} at {spec.rate:g} req/s"
     )
     fix = "raise --max-gpus, add --hardware types, relax the SLOs or lower --rate"
     if not plan.evaluations:

@@ -28,36 +28,31 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import msgspec
+from msgspec import Meta
 
 from servesim.errors import ServesimError
-from servesim.scenario import (
-    Scenario,
-    build_scenario,
-    format_validation_error,
-    load_scenario_file,
-    read_yaml_file,
-)
+from servesim.scenario import Scenario, build_scenario, load_scenario_file, read_yaml_file
+from servesim.validation import Spec, convert, field_default, field_type, to_data
 
 
-class SweepSpec(BaseModel):
+class SweepSpec(Spec):
     """What a sweep file holds (validated at the boundary, never mutated)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str | None = Field(default=None, description="label for reports")
-    base: dict[str, Any] | str = Field(
-        default_factory=dict,
-        description="the scenario every point starts from: a mapping, or a scenario file path",
-    )
-    grid: dict[str, list[Any]] = Field(
-        default_factory=dict, description="axis (dotted path) -> values; cartesian product"
-    )
-    cases: list[dict[str, Any]] = Field(
-        default_factory=list, description="explicit overrides ({axis: value}), crossed with grid"
-    )
+    name: Annotated[str, Meta(description="label for reports")] | None = None
+    base: Annotated[
+        dict[str, Any] | str,
+        Meta(description="the scenario every point starts from: a mapping, or a scenario file"),
+    ] = msgspec.field(default_factory=dict)
+    grid: Annotated[
+        dict[str, list[Any]], Meta(description="axis (dotted path) -> values; cartesian product")
+    ] = msgspec.field(default_factory=dict)
+    cases: Annotated[
+        list[dict[str, Any]],
+        Meta(description="explicit overrides ({axis: value}), crossed with grid"),
+    ] = msgspec.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ def scenario_id(scenario: Scenario) -> str:
     ``rate: 20.0``, or a field left at its default and the same value written out, are the
     same scenario; it does not depend on dict order, the process or the Python hash seed.
     """
-    text = json.dumps(scenario.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(to_data(scenario), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -88,10 +83,7 @@ def parse_sweep(data: Any, source: str = "sweep") -> SweepSpec:
     """Validate a sweep mapping; a bad field raises ServesimError naming it."""
     if not isinstance(data, dict):
         raise ServesimError(f"{source}: a sweep file must be a mapping (base, grid, cases)")
-    try:
-        return SweepSpec.model_validate(data)
-    except ValidationError as err:
-        raise ServesimError(format_validation_error(err, source, SweepSpec)) from None
+    return convert(data, SweepSpec, source)
 
 
 def load_sweep_file(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
@@ -112,14 +104,17 @@ def load_sweep_file(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
 # --------------------------------------------------------------------------- axes
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model an annotation holds (``X`` or ``X | None``), else None."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _submodel(annotation: Any) -> type | None:
+    """The spec class a field holds (``X`` or ``X | None``), else None (a union of kinds, a
+    list, plain data)."""
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
         return annotation
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        models = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(models) == 1:
-            return _submodel(models[0])
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return _submodel(members[0])
     return None
 
 
@@ -130,11 +125,11 @@ def check_axis(path: str) -> None:
     kinds of ``workload.arrival``) the generated scenario's validation checks the rest.
     """
     parts = path.split(".")
-    model: type[BaseModel] | None = Scenario
+    model: type | None = Scenario
     for i, part in enumerate(parts):
         if model is None:
             return
-        fields = model.model_fields
+        fields = model.__struct_fields__
         if part not in fields:
             where = ".".join(parts[:i])
             scope = "top-level fields" if not where else f"fields of {where}"
@@ -143,13 +138,12 @@ def check_axis(path: str) -> None:
                 field="grid",
                 fix=f"valid {scope}: {', '.join(fields)}",
             )
-        model = _submodel(fields[part].annotation)
+        model = _submodel(field_type(model, part))
 
 
 def _default_of(top: str) -> Any:
     """A scenario field's default as plain data (what a base without that key means)."""
-    value = Scenario.model_fields[top].get_default(call_default_factory=True)
-    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    return to_data(field_default(Scenario, top))
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -247,7 +241,7 @@ def expand(spec: SweepSpec, base: dict[str, Any]) -> list[SweepPoint]:
                 fix="remove the duplicate case or axis value",
             )
         seen[sid] = index
-        dump = scenario.model_dump(mode="json")
+        dump = to_data(scenario)
         axes = {name: get_path(dump, name) for name in names}
         points.append(SweepPoint(index, sid, axes, scenario))
     return points

@@ -1,12 +1,12 @@
 """The workload specification: what the user writes in a scenario file.
 
-Every model here is pydantic v2 with ``extra="forbid"`` and ``frozen=True``: a typo is an error,
-and a validated spec is never mutated. Distributions are tagged unions on ``kind``; a bare number
-is shorthand for ``fixed``, and for ``input_len`` / ``output_len`` a preset name (``conversation``,
-``code``) is shorthand for that preset's length table.
+Every spec here is a frozen :class:`~servesim.validation.Spec` (unknown fields refused): a
+typo is an error, and a validated spec is never mutated. Distributions are tagged unions on
+``kind``; a bare number is shorthand for ``fixed``, and for ``input_len`` / ``output_len`` a
+preset name (``conversation``, ``code``) is shorthand for that preset's length table.
 
-Use :func:`parse_workload_spec` at the boundary: it turns pydantic's ``ValidationError`` into a
-:class:`~servesim.errors.ServesimError` that names the field and the fix.
+Use :func:`parse_workload_spec` at the boundary: it turns a mapping into a validated spec, or
+raises a :class:`~servesim.errors.ServesimError` that names the field and the fix.
 """
 
 from __future__ import annotations
@@ -16,18 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from msgspec import Meta
+from msgspec.structs import force_setattr
 
 from servesim.errors import ServesimError
+from servesim.validation import FieldError, Spec, convert
 
 PRESET_NAMES: tuple[str, ...] = ("conversation", "code")
 PresetName = Literal["conversation", "code"]
@@ -37,45 +30,55 @@ DEFAULT_RATE_RPS = 1.0
 
 TRACE_FORMATS = ("auto", "azure", "burstgpt", "mooncake", "csv", "jsonl", "sessions")
 
+Tokens = Annotated[int, Meta(ge=1, description="tokens")]
+Seconds = Annotated[float, Meta(ge=0, description="seconds")]
+PositiveSeconds = Annotated[float, Meta(gt=0, description="seconds")]
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+def _finite(spec: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(spec, name)
+        if not math.isfinite(value):
+            raise FieldError(name, f"must be a finite number (got {value})")
+
+
+class _Kind(Spec, tag_field="kind"):
+    """A member of a tagged union: ``kind`` (the tag) names the variant."""
+
+    @property
+    def kind(self) -> str:
+        return type(self).__struct_config__.tag
 
 
 # --------------------------------------------------------------------------- lengths (tokens)
 
 
-class FixedLength(_Model):
+class FixedLength(_Kind, tag="fixed"):
     """Every request has exactly ``value`` tokens."""
 
-    kind: Literal["fixed"] = "fixed"
-    value: int = Field(ge=1, description="tokens")
+    value: Tokens
 
 
-class UniformLength(_Model):
+class UniformLength(_Kind, tag="uniform"):
     """Integers uniform on ``[lo, hi]`` tokens, both ends included."""
 
-    kind: Literal["uniform"] = "uniform"
-    lo: int = Field(ge=1, description="tokens, smallest value")
-    hi: int = Field(ge=1, description="tokens, largest value")
+    lo: Tokens
+    hi: Tokens
 
-    @model_validator(mode="after")
-    def _ordered(self) -> UniformLength:
+    def __post_init__(self) -> None:
         if self.hi < self.lo:
-            raise ValueError(f"hi ({self.hi}) is below lo ({self.lo})")
-        return self
+            raise FieldError("hi", f"{self.hi} is below lo ({self.lo})")
 
 
-class NormalLength(_Model):
+class NormalLength(_Kind, tag="normal"):
     """Normal with ``mean`` and ``std`` tokens, rounded, clipped to ``[1, max]``."""
 
-    kind: Literal["normal"] = "normal"
-    mean: float = Field(gt=0, description="tokens")
-    std: float = Field(ge=0, description="tokens")
-    max: int | None = Field(default=None, ge=1, description="tokens; clip above")
+    mean: Annotated[float, Meta(gt=0, description="tokens")]
+    std: Annotated[float, Meta(ge=0, description="tokens")]
+    max: Annotated[int, Meta(ge=1, description="tokens; clip above")] | None = None
 
 
-class LognormalLength(_Model):
+class LognormalLength(_Kind, tag="lognormal"):
     """Lognormal given by its ``median`` (tokens) and ``sigma`` (std of the log).
 
     ``mu = ln(median)``; the mean is ``median * exp(sigma**2 / 2)``. The median is what a
@@ -83,93 +86,67 @@ class LognormalLength(_Model):
     Samples are rounded and clipped to ``[1, max]``.
     """
 
-    kind: Literal["lognormal"] = "lognormal"
-    median: float = Field(gt=0, description="tokens")
-    sigma: float = Field(ge=0, description="standard deviation of ln(length)")
-    max: int | None = Field(default=None, ge=1, description="tokens; clip above")
+    median: Annotated[float, Meta(gt=0, description="tokens")]
+    sigma: Annotated[float, Meta(ge=0, description="standard deviation of ln(length)")]
+    max: Annotated[int, Meta(ge=1, description="tokens; clip above")] | None = None
 
 
-class ZipfLength(_Model):
+class ZipfLength(_Kind, tag="zipf"):
     """Truncated Zipf on ``1..max`` tokens: P(k) proportional to ``k ** -a``."""
 
-    kind: Literal["zipf"] = "zipf"
-    a: float = Field(gt=0, description="exponent")
-    max: int = Field(ge=1, description="tokens, largest value")
+    a: Annotated[float, Meta(gt=0, description="exponent")]
+    max: Annotated[int, Meta(ge=1, description="tokens, largest value")]
 
 
-class EmpiricalLength(_Model):
+class EmpiricalLength(_Kind, tag="empirical"):
     """Resample (with replacement) observed lengths: inline ``values`` or a file at ``path``.
 
     The file holds one length per line, or is a CSV with a header; ``column`` picks the column
     (needed when there is more than one).
     """
 
-    kind: Literal["empirical"] = "empirical"
     values: tuple[int, ...] | None = None
     path: Path | None = None
     column: str | None = None
 
-    @model_validator(mode="after")
-    def _one_source(self) -> EmpiricalLength:
+    def __post_init__(self) -> None:
         if (self.values is None) == (self.path is None):
             raise ValueError("give exactly one of values or path")
         if self.values is not None:
             if not self.values:
-                raise ValueError("values is empty")
+                raise FieldError("values", "is empty")
             if min(self.values) < 1:
-                raise ValueError(f"values has {min(self.values)}; lengths must be >= 1")
-        return self
+                raise FieldError("values", f"has {min(self.values)}; lengths must be >= 1")
 
 
-class QuantileLength(_Model):
+class QuantileLength(_Kind, tag="quantiles"):
     """A piecewise quantile table: ``values[i]`` is the ``probs[i]`` quantile, in tokens.
 
     Sampling draws ``u ~ U(0, 1)`` and interpolates ``ln(value)`` linearly in ``u`` (geometric
     interpolation suits long-tailed lengths), then rounds. ``probs`` runs from 0 to 1.
     """
 
-    kind: Literal["quantiles"] = "quantiles"
     probs: tuple[float, ...]
     values: tuple[float, ...]
 
-    @model_validator(mode="after")
-    def _table(self) -> QuantileLength:
+    def __post_init__(self) -> None:
         p, v = self.probs, self.values
         if len(p) != len(v) or len(p) < 2:
             raise ValueError("probs and values need the same length, at least 2")
         if p[0] != 0.0 or p[-1] != 1.0 or any(b <= a for a, b in zip(p[:-1], p[1:], strict=True)):
-            raise ValueError("probs must increase strictly from 0 to 1")
+            raise FieldError("probs", "must increase strictly from 0 to 1")
         if v[0] < 1 or any(b < a for a, b in zip(v[:-1], v[1:], strict=True)):
-            raise ValueError("values must be >= 1 and non-decreasing")
-        return self
+            raise FieldError("values", "must be >= 1 and non-decreasing")
 
 
-class PresetLength(_Model):
+class PresetLength(_Kind, tag="preset"):
     """A built-in length table (see :mod:`servesim.workload.presets`)."""
 
-    kind: Literal["preset"] = "preset"
     name: PresetName
     role: Literal["input", "output"]
 
 
-def _length_shorthand(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value  # let pydantic reject it; True is not a length
-    if isinstance(value, int):
-        return {"kind": "fixed", "value": value}
-    if isinstance(value, str):
-        if "." in value:
-            name, _, role = value.partition(".")
-            return {"kind": "preset", "name": name, "role": role}
-        raise ValueError(
-            f"{value!r} is not a length: give tokens (an integer), a preset (conversation, "
-            "code, code.output, ...) or a distribution such as {kind: lognormal, median: 500, "
-            "sigma: 0.8}"
-        )
-    return value
-
-
-LengthDist = Annotated[
+LengthDist = (
     FixedLength
     | UniformLength
     | NormalLength
@@ -177,136 +154,200 @@ LengthDist = Annotated[
     | ZipfLength
     | EmpiricalLength
     | QuantileLength
-    | PresetLength,
-    Field(discriminator="kind"),
-    BeforeValidator(_length_shorthand),
-]
-"""A distribution of token counts (>= 1). An int means ``fixed``; ``"code.output"`` a preset."""
+    | PresetLength
+)
+"""A distribution of token counts (>= 1)."""
+
+LengthField = Tokens | str | LengthDist
+"""What a length field accepts: tokens (``fixed``), a preset name or a distribution."""
+
+
+def expand_length(value: Any, field: str, role: str | None = None) -> Any:
+    """A length shorthand as its distribution: ``500`` → fixed; ``"code.output"`` → preset;
+    with ``role``, a bare preset name (``"code"``) → that preset's ``role`` lengths."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return FixedLength(value=value)
+    if isinstance(value, str):
+        name, dot, part = value.partition(".")
+        if not dot and role is not None:
+            part = role
+        if name in PRESET_NAMES and part in ("input", "output"):
+            return PresetLength(name=name, role=part)  # type: ignore[arg-type]
+        raise FieldError(
+            field,
+            f"{value!r} is not a length: give tokens (an integer), a preset (conversation, "
+            "code, code.output, ...) or a distribution such as {kind: lognormal, median: 500, "
+            "sigma: 0.8}",
+        )
+    return value
 
 
 # --------------------------------------------------------------------------- durations (seconds)
 
 
-class FixedDuration(_Model):
-    kind: Literal["fixed"] = "fixed"
-    value_s: float = Field(ge=0, allow_inf_nan=False, description="seconds")
+class FixedDuration(_Kind, tag="fixed"):
+    value_s: Seconds
+
+    def __post_init__(self) -> None:
+        _finite(self, "value_s")
 
 
-class ExponentialDuration(_Model):
-    kind: Literal["exponential"] = "exponential"
-    mean_s: float = Field(gt=0, allow_inf_nan=False, description="seconds")
+class ExponentialDuration(_Kind, tag="exponential"):
+    mean_s: PositiveSeconds
+
+    def __post_init__(self) -> None:
+        _finite(self, "mean_s")
 
 
-class UniformDuration(_Model):
-    kind: Literal["uniform"] = "uniform"
-    lo_s: float = Field(ge=0, allow_inf_nan=False, description="seconds")
-    hi_s: float = Field(ge=0, allow_inf_nan=False, description="seconds")
+class UniformDuration(_Kind, tag="uniform"):
+    lo_s: Seconds
+    hi_s: Seconds
 
-    @model_validator(mode="after")
-    def _ordered(self) -> UniformDuration:
+    def __post_init__(self) -> None:
+        _finite(self, "lo_s", "hi_s")
         if self.hi_s < self.lo_s:
-            raise ValueError(f"hi_s ({self.hi_s}) is below lo_s ({self.lo_s})")
-        return self
+            raise FieldError("hi_s", f"{self.hi_s} is below lo_s ({self.lo_s})")
 
 
-class LognormalDuration(_Model):
+class LognormalDuration(_Kind, tag="lognormal"):
     """Lognormal by ``median_s`` and ``sigma`` (std of the log), like :class:`LognormalLength`."""
 
-    kind: Literal["lognormal"] = "lognormal"
-    median_s: float = Field(gt=0, allow_inf_nan=False, description="seconds")
-    sigma: float = Field(ge=0, allow_inf_nan=False)
+    median_s: PositiveSeconds
+    sigma: Annotated[float, Meta(ge=0)]
+
+    def __post_init__(self) -> None:
+        _finite(self, "median_s", "sigma")
 
 
-def _duration_shorthand(value: Any) -> Any:
+DurationDist = FixedDuration | ExponentialDuration | UniformDuration | LognormalDuration
+"""A distribution of durations in seconds (>= 0)."""
+
+DurationField = float | DurationDist
+"""What a duration field accepts: seconds (``fixed``) or a distribution."""
+
+
+def expand_duration(value: Any) -> Any:
+    """A duration shorthand as its distribution: a number of seconds → fixed."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return {"kind": "fixed", "value_s": value}
+        return FixedDuration(value_s=float(value))
     return value
 
 
-DurationDist = Annotated[
-    FixedDuration | ExponentialDuration | UniformDuration | LognormalDuration,
-    Field(discriminator="kind"),
-    BeforeValidator(_duration_shorthand),
-]
-"""A distribution of durations in seconds (>= 0). A number means ``fixed``."""
+def _expand_fields(spec: Any, lengths: tuple[str, ...] = (), durations: tuple[str, ...] = ()):
+    # Shorthands are accepted by the field types and replaced by their distribution here, so
+    # consumers always see a distribution. (force_setattr: the spec is frozen once built.)
+    for name in lengths:
+        value = getattr(spec, name)
+        role = {"input_len": "input", "output_len": "output"}.get(name)
+        expanded = expand_length(value, name, role)
+        if expanded is not value:
+            force_setattr(spec, name, expanded)
+    for name in durations:
+        value = getattr(spec, name)
+        expanded = expand_duration(value)
+        if expanded is not value:
+            _finite(expanded, "value_s")
+            if expanded.value_s < 0:
+                raise FieldError(name, f"must be >= 0 seconds (got {expanded.value_s:g})")
+            force_setattr(spec, name, expanded)
+
+
+class _OneLength(Spec):
+    length: LengthField
+
+    def __post_init__(self) -> None:
+        _expand_fields(self, lengths=("length",))
+
+
+class _OneDuration(Spec):
+    duration: DurationField
+
+    def __post_init__(self) -> None:
+        _expand_fields(self, durations=("duration",))
+
+
+def parse_length(value: Any) -> LengthDist:
+    """Validate one length (shorthands allowed) into its distribution."""
+    return convert({"length": value}, _OneLength).length  # type: ignore[return-value]
+
+
+def parse_duration(value: Any) -> DurationDist:
+    """Validate one duration (a number of seconds means fixed) into its distribution."""
+    return convert({"duration": value}, _OneDuration).duration  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- arrivals
 
 
-def _positive_rate(value: float) -> float:
-    if not value > 0:  # also catches NaN
-        raise ValueError(f"rate is {value}; must be > 0 requests/s (kind: burst sends all at t=0)")
-    return value
+def _positive_rate(rate: float) -> None:
+    if not rate > 0:  # also catches NaN
+        raise FieldError(
+            "rate", f"is {rate}; must be > 0 requests/s (kind: burst sends all at t=0)"
+        )
 
 
-class PoissonArrival(_Model):
+class PoissonArrival(_Kind, tag="poisson"):
     """Exponential inter-arrival times at ``rate`` requests/s; ``rate: inf`` is a burst."""
 
-    kind: Literal["poisson"] = "poisson"
-    rate: float = Field(description="requests/s")
+    rate: Annotated[float, Meta(description="requests/s")]
 
-    _check_rate = field_validator("rate")(_positive_rate)
+    def __post_init__(self) -> None:
+        _positive_rate(self.rate)
 
 
-class GammaArrival(_Model):
+class GammaArrival(_Kind, tag="gamma"):
     """Gamma inter-arrivals with mean ``1/rate`` and shape ``burstiness`` (1 = Poisson).
 
     The coefficient of variation of the gaps is ``1/sqrt(burstiness)``: below 1 is burstier than
     Poisson, above 1 more regular (vLLM's ``benchmark_serving --burstiness`` convention).
     """
 
-    kind: Literal["gamma"] = "gamma"
-    rate: float = Field(description="requests/s")
-    burstiness: float = Field(description="gamma shape; 1 = Poisson")
+    rate: Annotated[float, Meta(description="requests/s")]
+    burstiness: Annotated[float, Meta(description="gamma shape; 1 = Poisson")]
 
-    _check_rate = field_validator("rate")(_positive_rate)
-
-    @field_validator("burstiness")
-    @classmethod
-    def _positive_shape(cls, value: float) -> float:
-        if not (value > 0 and math.isfinite(value)):
-            raise ValueError(f"burstiness is {value}; must be a finite number > 0 (1 = Poisson)")
-        return value
+    def __post_init__(self) -> None:
+        _positive_rate(self.rate)
+        if not (self.burstiness > 0 and math.isfinite(self.burstiness)):
+            raise FieldError(
+                "burstiness",
+                f"is {self.burstiness}; must be a finite number > 0 (1 = Poisson)",
+            )
 
 
-class ConstantArrival(_Model):
+class ConstantArrival(_Kind, tag="constant"):
     """Evenly spaced arrivals, ``1/rate`` seconds apart."""
 
-    kind: Literal["constant"] = "constant"
-    rate: float = Field(description="requests/s")
+    rate: Annotated[float, Meta(description="requests/s")]
 
-    _check_rate = field_validator("rate")(_positive_rate)
+    def __post_init__(self) -> None:
+        _positive_rate(self.rate)
 
 
-class BurstArrival(_Model):
+class BurstArrival(_Kind, tag="burst"):
     """Every request (or session) arrives at t = 0."""
 
-    kind: Literal["burst"] = "burst"
 
-
-class ClosedLoop(_Model):
+class ClosedLoop(_Kind, tag="closed"):
     """``concurrency`` users, each sending its next request when its previous one finished.
 
     Built as ``concurrency`` sessions starting at t = 0; the requests are shared out evenly.
     ``think_time_s`` is the pause between a user's consecutive requests (conversations).
     """
 
-    kind: Literal["closed"] = "closed"
-    concurrency: int = Field(ge=1, description="simultaneous users")
-    think_time_s: DurationDist = FixedDuration(value_s=0.0)
+    concurrency: Annotated[int, Meta(ge=1, description="simultaneous users")]
+    think_time_s: DurationField = FixedDuration(value_s=0.0)
+
+    def __post_init__(self) -> None:
+        _expand_fields(self, durations=("think_time_s",))
 
 
-ArrivalSpec = Annotated[
-    PoissonArrival | GammaArrival | ConstantArrival | BurstArrival | ClosedLoop,
-    Field(discriminator="kind"),
-]
+ArrivalSpec = PoissonArrival | GammaArrival | ConstantArrival | BurstArrival | ClosedLoop
 
 
 # --------------------------------------------------------------------------- multi-turn
 
 
-class MultiTurnSpec(_Model):
+class MultiTurnSpec(Spec):
     """Synthetic conversations: each session has several turns that grow one context.
 
     Turn ``k + 1``'s prompt is turn ``k``'s prompt + turn ``k``'s output + a new user message of
@@ -314,15 +355,19 @@ class MultiTurnSpec(_Model):
     finish from the next turn's arrival. The arrival process then times session *starts*.
     """
 
-    turns: LengthDist = Field(description="turns per session")
-    think_time_s: DurationDist = FixedDuration(value_s=0.0)
-    new_message_len: LengthDist | None = None
+    turns: Annotated[LengthField, Meta(description="turns per session")]
+    think_time_s: DurationField = FixedDuration(value_s=0.0)
+    new_message_len: LengthField | None = None
+
+    def __post_init__(self) -> None:
+        lengths = ("turns",) if self.new_message_len is None else ("turns", "new_message_len")
+        _expand_fields(self, lengths=lengths, durations=("think_time_s",))
 
 
 # --------------------------------------------------------------------------- the workload
 
 
-class WorkloadSpec(_Model):
+class WorkloadSpec(Spec):
     """A synthetic workload, a trace replay or a sessions replay.
 
     Synthetic: ``num_requests`` plus lengths (``preset`` and/or ``input_len``/``output_len``),
@@ -334,20 +379,21 @@ class WorkloadSpec(_Model):
     the trace's requests with that process instead of the recorded timestamps.
     """
 
-    name: str | None = Field(default=None, description="label for reports")
-    num_requests: int | None = Field(default=None, ge=1, description="requests (turns)")
+    name: Annotated[str, Meta(description="label for reports")] | None = None
+    num_requests: Annotated[int, Meta(ge=1, description="requests (turns)")] | None = None
     preset: PresetName | None = None
-    input_len: LengthDist | None = Field(default=None, description="prompt tokens")
-    output_len: LengthDist | None = Field(default=None, description="generated tokens")
+    input_len: Annotated[LengthField, Meta(description="prompt tokens")] | None = None
+    output_len: Annotated[LengthField, Meta(description="generated tokens")] | None = None
     arrival: ArrivalSpec | None = None
 
-    prefix_groups: int = Field(default=0, ge=0, description="distinct shared prompt prefixes")
-    prefix_len: int = Field(default=0, ge=0, description="tokens in each shared prefix")
-    prefix_fraction: float = Field(default=1.0, ge=0, le=1, description="requests using one")
+    prefix_groups: Annotated[int, Meta(ge=0, description="distinct shared prompt prefixes")] = 0
+    prefix_len: Annotated[int, Meta(ge=0, description="tokens in each shared prefix")] = 0
+    prefix_fraction: Annotated[float, Meta(ge=0, le=1, description="requests using one")] = 1.0
     multi_turn: MultiTurnSpec | None = None
-    hash_block_size: int | None = Field(
-        default=None, ge=1, description="tokens per hash id; default 16 (Mooncake: 512)"
-    )
+    hash_block_size: (
+        Annotated[int, Meta(ge=1, description="tokens per hash id; default 16 (Mooncake: 512)")]
+        | None
+    ) = None
 
     trace: Path | None = None
     trace_format: Literal["auto", "azure", "burstgpt", "mooncake", "csv", "jsonl", "sessions"] = (
@@ -357,49 +403,44 @@ class WorkloadSpec(_Model):
     input_col: str | None = None
     output_col: str | None = None
     hash_ids_col: str | None = None
-    timestamp_unit: Literal["s", "ms", "us", "datetime"] | None = Field(
-        default=None, description="None: the format's own (Azure datetime, Mooncake ms, else s)"
-    )
-    rate_scale: float = Field(default=1.0, gt=0, allow_inf_nan=False, description="replay ×k")
-    time_window: tuple[float, float] | None = Field(
-        default=None, description="(start_s, end_s) in trace seconds from its first request"
-    )
-    max_requests: int | None = Field(default=None, ge=1)
-    zero_tokens: Literal["clamp", "drop", "error"] = Field(
-        default="clamp", description="trace rows with 0 input or output tokens"
-    )
-    sessions_extend_context: bool = Field(
-        default=True,
-        description="sessions file turns without hash_ids extend the previous turn's context "
-        "when their prompt is at least the previous prompt + output",
-    )
+    timestamp_unit: Annotated[
+        Literal["s", "ms", "us", "datetime"] | None,
+        Meta(description="None: the format's own (Azure datetime, Mooncake ms, else s)"),
+    ] = None
+    rate_scale: Annotated[float, Meta(gt=0, description="replay ×k")] = 1.0
+    time_window: Annotated[
+        tuple[float, float] | None,
+        Meta(description="(start_s, end_s) in trace seconds from its first request"),
+    ] = None
+    max_requests: Annotated[int, Meta(ge=1)] | None = None
+    zero_tokens: Annotated[
+        Literal["clamp", "drop", "error"],
+        Meta(description="trace rows with 0 input or output tokens"),
+    ] = "clamp"
+    sessions_extend_context: Annotated[
+        bool,
+        Meta(
+            description="sessions file turns without hash_ids extend the previous turn's "
+            "context when their prompt is at least the previous prompt + output"
+        ),
+    ] = True
 
-    @field_validator("input_len", "output_len", mode="before")
-    @classmethod
-    def _bare_preset(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, str) and value in PRESET_NAMES:
-            role = "input" if info.field_name == "input_len" else "output"
-            return {"kind": "preset", "name": value, "role": role}
-        return value
-
-    @field_validator("time_window")
-    @classmethod
-    def _window(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None:
-            start, end = value
+    def __post_init__(self) -> None:
+        lengths = tuple(n for n in ("input_len", "output_len") if getattr(self, n) is not None)
+        _expand_fields(self, lengths=lengths)
+        _finite(self, "rate_scale")
+        if self.time_window is not None:
+            start, end = self.time_window
             if not (math.isfinite(start) and start >= 0 and end > start):
-                raise ValueError(f"time_window {value} must satisfy 0 <= start_s < end_s")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> WorkloadSpec:
+                raise FieldError(
+                    "time_window", f"{list(self.time_window)} must satisfy 0 <= start_s < end_s"
+                )
         if self.trace is not None:
             self._check_replay()
         else:
             self._check_synthetic()
         if (self.prefix_groups > 0) != (self.prefix_len > 0):
             raise ValueError("prefix_groups and prefix_len go together: set both > 0, or neither")
-        return self
 
     def _check_replay(self) -> None:
         synthetic_only = {
@@ -446,14 +487,14 @@ class WorkloadSpec(_Model):
     @property
     def effective_input_len(self) -> LengthDist:
         if self.input_len is not None:
-            return self.input_len
+            return self.input_len  # type: ignore[return-value]  # expanded in __post_init__
         assert self.preset is not None  # guaranteed by _check_synthetic
         return PresetLength(name=self.preset, role="input")
 
     @property
     def effective_output_len(self) -> LengthDist:
         if self.output_len is not None:
-            return self.output_len
+            return self.output_len  # type: ignore[return-value]
         assert self.preset is not None
         return PresetLength(name=self.preset, role="output")
 
@@ -467,57 +508,13 @@ class WorkloadSpec(_Model):
 
 # --------------------------------------------------------------------------- the boundary
 
-_KIND_TAGS = frozenset(
-    {
-        "fixed",
-        "uniform",
-        "normal",
-        "lognormal",
-        "zipf",
-        "empirical",
-        "quantiles",
-        "preset",
-        "exponential",
-        "poisson",
-        "gamma",
-        "constant",
-        "burst",
-        "closed",
-    }
-)
-
-
-def _error_path(loc: tuple[Any, ...]) -> str:
-    # pydantic puts the union tag into the location ("input_len.lognormal.sigma"); users wrote
-    # "input_len: {kind: lognormal, sigma: ...}", so drop the tag.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in _KIND_TAGS)]
-    return ".".join(parts)
-
-
-def validation_error_to_servesim(err: ValidationError, prefix: str = "workload") -> ServesimError:
-    """The first problem of a pydantic ``ValidationError`` as one clear ServesimError."""
-    first = err.errors()[0]
-    path = _error_path(first["loc"])
-    field = f"{prefix}.{path}" if path else prefix
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
-        fix = "check the spelling; see the workload section of the README"
-    elif first["type"] == "union_tag_invalid":
-        fix = "set kind to one of the listed names"
-    else:
-        fix = None
-    more = len(err.errors()) - 1
-    if more:
-        message = f"{message} (and {more} more problem{'s' if more > 1 else ''})"
-    return ServesimError(message, field=field, fix=fix)
-
 
 def parse_workload_spec(data: Mapping[str, Any] | WorkloadSpec) -> WorkloadSpec:
     """Validate a workload mapping (e.g. from YAML); raise ServesimError on the first problem."""
     if isinstance(data, WorkloadSpec):
         return data
-    try:
-        return WorkloadSpec.model_validate(data)
-    except ValidationError as err:
-        raise validation_error_to_servesim(err) from None
+    if not isinstance(data, Mapping):
+        raise ServesimError(
+            f"must be a mapping of workload fields, got {type(data).__name__}", field="workload"
+        )
+    return convert(dict(data), WorkloadSpec, prefix="workload")

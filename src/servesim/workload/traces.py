@@ -28,12 +28,15 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from msgspec import Meta
 
 from servesim.errors import ServesimError
+from servesim.validation import FieldError, Spec, problem_of
+from servesim.validation import replace as replace_spec
 
 # --------------------------------------------------------------------------- formats
 
@@ -532,31 +535,32 @@ def select_rows(
 # --------------------------------------------------------------------------- sessions files
 
 
-class SessionTurnLine(BaseModel):
+class SessionTurnLine(Spec):
     """One turn of a sessions-file line."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-    input_tokens: int = Field(ge=1, description="the whole prompt, history included")
-    output_tokens: int = Field(ge=1)
-    think_time_s: float = Field(
-        default=0.0,
-        ge=0,
-        allow_inf_nan=False,
-        description="seconds from the previous turn finishing to this one arriving",
-    )
+    input_tokens: Annotated[int, Meta(ge=1, description="the whole prompt, history included")]
+    output_tokens: Annotated[int, Meta(ge=1)]
+    think_time_s: Annotated[
+        float, Meta(ge=0, description="seconds from the previous turn finishing to this one")
+    ] = 0.0
     hash_ids: tuple[int, ...] | None = None
 
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.think_time_s):
+            raise FieldError("think_time_s", f"must be a finite number (got {self.think_time_s})")
 
-class SessionLine(BaseModel):
+
+class SessionLine(Spec, kw_only=True):
     """One line of a sessions file: a session and its turns."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
     session_id: int | None = None
-    start_s: float = Field(ge=0, allow_inf_nan=False, description="first turn's arrival, s")
-    turns: tuple[SessionTurnLine, ...] = Field(min_length=1)
-    hash_block_size: int | None = Field(default=None, ge=1)
+    start_s: Annotated[float, Meta(ge=0, description="first turn's arrival, s")]
+    turns: Annotated[tuple[SessionTurnLine, ...], Meta(min_length=1)]
+    hash_block_size: Annotated[int, Meta(ge=1)] | None = None
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.start_s):
+            raise FieldError("start_s", f"must be a finite number (got {self.start_s})")
 
 
 def read_sessions(path: str | Path, hash_block_size: int = 16) -> list[SessionLine]:
@@ -575,12 +579,12 @@ def read_sessions(path: str | Path, hash_block_size: int = 16) -> list[SessionLi
     lines = []
     for record, lineno in zip(records, linenos, strict=True):
         try:
-            line = SessionLine.model_validate(record)
-        except ValidationError as err:
-            first = err.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
+            line = msgspec.convert(record, SessionLine)
+        except msgspec.ValidationError as err:
+            problem = problem_of(err, SessionLine, record)
+            where = f"{problem.dotted}: " if problem.dotted else ""
             raise ServesimError(
-                f"{path.name} line {lineno}: {loc}: {first['msg']}", field="trace"
+                f"{path.name} line {lineno}: {where}{problem.message}", field="trace"
             ) from None
         if line.turns[0].think_time_s:
             raise ServesimError(
@@ -599,7 +603,7 @@ def read_sessions(path: str | Path, hash_block_size: int = 16) -> list[SessionLi
         )
     lines.sort(key=lambda line: line.start_s)
     first = lines[0].start_s
-    return [line.model_copy(update={"start_s": line.start_s - first}) for line in lines]
+    return [replace_spec(line, start_s=line.start_s - first) for line in lines]
 
 
 def _check_turn_ids(line: SessionLine, default_block: int, where: str) -> None:
@@ -641,13 +645,11 @@ def select_sessions(
         for line in lines:
             if left <= 0:
                 break
-            capped.append(line.model_copy(update={"turns": line.turns[:left]}))
+            capped.append(replace_spec(line, turns=line.turns[:left]))
             left -= len(line.turns)
         lines = capped
     first = lines[0].start_s
-    return [
-        line.model_copy(update={"start_s": (line.start_s - first) / rate_scale}) for line in lines
-    ]
+    return [replace_spec(line, start_s=(line.start_s - first) / rate_scale) for line in lines]
 
 
 # --------------------------------------------------------------------------- lengths files
