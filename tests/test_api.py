@@ -58,7 +58,18 @@ def test_bad_input_names_the_field():
         servesim.no_such_name  # noqa: B018
 
 
+def test_a_scenario_built_in_code_is_range_checked_before_it_runs():
+    from servesim.scenario import SchedulerSpec
+
+    # A spec's constructor runs its cross-field rules but not the range checks: simulate does.
+    scenario = servesim.Scenario(scheduler=SchedulerSpec(block_size=0))
+    with pytest.raises(ServesimError, match=r"scheduler.block_size: must be >= 1 \(got 0\)"):
+        servesim.simulate(scenario)
+    with pytest.raises(ServesimError, match="prefill_tp: applies only with disaggregate"):
+        servesim.Scenario(prefill_tp=2)
+
+
 def test_importing_the_package_loads_no_heavy_dependency():
-    code = "import sys, servesim; print(sorted({'numpy', 'pydantic', 'yaml'} & set(sys.modules)))"
+    code = "import sys, servesim; print(sorted({'numpy', 'msgspec', 'yaml'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

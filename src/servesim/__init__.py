@@ -32,10 +32,12 @@ def simulate(
 ) -> Result:
     """Run one scenario to completion and return its :class:`~servesim.run.Result`.
 
-    ``scenario`` is a validated :class:`~servesim.scenario.Scenario`, a dict of its fields
-    (the same fields as a ``--config`` file; omitted ones take the CLI's defaults), or the path
-    of a scenario YAML/JSON file. Invalid input raises :class:`~servesim.errors.ServesimError`
-    naming the field. ``on_progress`` is called with the number of finished requests.
+    ``scenario`` is a :class:`~servesim.scenario.Scenario`, a dict of its fields (the same
+    fields as a ``--config`` file; omitted ones take the CLI's defaults), or the path of a
+    scenario YAML/JSON file. Each is validated (a Scenario built in code too: its constructor
+    checks cross-field rules, not ranges); invalid input raises
+    :class:`~servesim.errors.ServesimError` naming the field. ``on_progress`` is called with
+    the number of finished requests.
     """
     from servesim.run import simulate as run_scenario
     from servesim.scenario import Scenario, build_scenario, load_scenario_file
@@ -44,7 +46,11 @@ def simulate(
         scenario = build_scenario(load_scenario_file(scenario), source=str(scenario))
     elif isinstance(scenario, dict):
         scenario = build_scenario(scenario)
-    elif not isinstance(scenario, Scenario):
+    elif isinstance(scenario, Scenario):
+        from servesim.validation import revalidate
+
+        scenario = revalidate(scenario)
+    else:
         from servesim.errors import ServesimError
 
         raise ServesimError(

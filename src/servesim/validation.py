@@ -38,12 +38,14 @@ class Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     """
 
 
-class FieldError(ValueError):
+class FieldError(ServesimError):
     """A rule broken by one field, raised in a spec's ``__post_init__``: the error the user
-    sees names that field (``workload.input_len: ...``) rather than the whole spec."""
+    sees names that field (``workload.input_len: ...``) rather than the whole spec.
+
+    (A ValueError, so conversion reports it with the spec's path in front.)"""
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
+        super().__init__(message, field=field)
 
 
 # --------------------------------------------------------------------------- to and from data
