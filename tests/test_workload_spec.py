@@ -87,6 +87,11 @@ def test_infinite_rate_is_accepted():
             "workload.arrival.kind",
             "'teleport' is not a kind here (valid: poisson, gamma, constant, burst, closed)",
         ),
+        (
+            {"input_len": {"kind": "foo"}},
+            "workload.input_len.kind",
+            "(valid: fixed, uniform, normal, lognormal, zipf, empirical, quantiles, preset)",
+        ),
         ({"input_len": -5}, "workload.input_len", "must be >= 1 (got -5)"),
         ({"output_len": 0}, "workload.output_len", "must be >= 1 (got 0)"),
         ({"input_len": {"kind": "uniform", "lo": 10, "hi": 5}}, "workload.input_len.hi", "below"),

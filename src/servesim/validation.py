@@ -254,6 +254,17 @@ def _type_at(cls: type, path: tuple[str | int, ...], data: Any, union: bool = Fa
     return node
 
 
+def _union_members(node: Any) -> list[Any]:
+    """The alternatives of a union, through nested unions and ``Annotated`` wrappers."""
+    import msgspec.inspect as mi
+
+    if isinstance(node, mi.Metadata):
+        return _union_members(node.type)
+    if isinstance(node, mi.UnionType):
+        return [m for t in node.types for m in _union_members(t)]
+    return [] if node is None else [node]
+
+
 def _fields_of(cls: type, path: tuple[str | int, ...], data: Any) -> list[str]:
     import msgspec.inspect as mi
 
@@ -335,8 +346,7 @@ def problem_of(
     if text.startswith("Invalid value") and path and path[-1] == "kind":
         import msgspec.inspect as mi
 
-        node = _type_at(cls, path[:-1], data, union=True)
-        members = node.types if isinstance(node, mi.UnionType) else ()
+        members = _union_members(_type_at(cls, path[:-1], data, union=True))
         tags = [t.tag for t in members if isinstance(t, mi.StructType) and t.tag is not None]
         got = _value_at(data, path)
         return Problem(path, f"{got!r} is not a kind here (valid: {', '.join(tags)})")
