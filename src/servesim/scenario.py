@@ -5,8 +5,6 @@ builds one from flags and/or a YAML file, the Python API takes one directly, and
 ``summary.json`` echoes it back.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any, Literal
 

@@ -22,8 +22,6 @@ rate is both a capacity probe and the first count of a round).
 Cost: GPUs × catalog price per GPU-hour; per million output tokens at the offered rate.
 """
 
-from __future__ import annotations
-
 import itertools
 import math
 from collections.abc import Callable

@@ -18,8 +18,6 @@ Every generated scenario is validated with :func:`~servesim.scenario.build_scena
 anything runs, so a typo stops the sweep at once rather than after hours.
 """
 
-from __future__ import annotations
-
 import copy
 import hashlib
 import itertools

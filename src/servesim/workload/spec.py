@@ -9,8 +9,6 @@ Use :func:`parse_workload_spec` at the boundary: it turns a mapping into a valid
 raises a :class:`~servesim.errors.ServesimError` that names the field and the fix.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping
 from pathlib import Path

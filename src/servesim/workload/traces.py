@@ -18,8 +18,6 @@ read with the file, row and column named. Rows with 0 input or output tokens fol
 and a served request produces at least one token), ``drop`` or ``error``.
 """
 
-from __future__ import annotations
-
 import csv
 import json
 import math
