@@ -85,6 +85,20 @@ def test_out_dir_has_summary_requests_and_steps(tmp_path):
     assert sum(int(s["num_steps"]) for s in steps) == summary["num_steps"]
 
 
+def test_the_scenario_echoed_in_summary_json_reruns_the_same_scenario(tmp_path):
+    # rate: inf is JSON-unsafe; the echo spells it "inf" so the block is a working config.
+    out = tmp_path / "run"
+    p = run("-n", "4", "--input-len", "64", "--output-len", "8", "--rate", "inf", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    echoed = json.loads((out / "summary.json").read_text())["scenario"]
+    config = tmp_path / "again.json"
+    config.write_text(json.dumps(echoed))
+    again = json.loads(run("--config", str(config), "--json").stdout)
+    first = json.loads((out / "summary.json").read_text())
+    assert again["scenario"] == echoed
+    assert again["mean_e2el_ms"] == first["mean_e2el_ms"]
+
+
 def test_fixed_lengths_single_request_ttft_equals_the_prefill_estimate():
     s = json.loads(run("-n", "1", "--input-len", "1024", "--output-len", "2", "--json").stdout)
     import numpy as np

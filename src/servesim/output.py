@@ -37,12 +37,24 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _spelled_out(value: Any) -> Any:
+    """Non-finite floats as the strings "inf", "-inf", "nan" (which the scenario reads back)."""
+    if isinstance(value, dict):
+        return {k: _spelled_out(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_spelled_out(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
 def summary_document(result) -> dict[str, Any]:
     """The content of ``summary.json``: vLLM-named metrics at the top level, plus context."""
     mem = result.memory
     doc: dict[str, Any] = {"servesim_version": __version__}
     doc.update(result.summary)
-    doc["scenario"] = to_data(result.scenario)
+    # The scenario echo is a config that reproduces the run (`rate: inf` stays "inf", not null).
+    doc["scenario"] = _spelled_out(to_data(result.scenario))
     doc["workload_description"] = result.workload_description
     doc["model_info"] = {
         "name": result.model.name,
