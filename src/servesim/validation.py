@@ -85,7 +85,8 @@ def to_data(spec: Any) -> Any:
 
 
 def replace(spec: T, **changes: Any) -> T:
-    """A copy of ``spec`` with ``changes`` (no re-validation: for values the code computed)."""
+    """A copy of ``spec`` with ``changes``, for values the code computed: types and ranges are
+    not re-checked (msgspec >= 0.21 re-runs ``__post_init__`` rules)."""
     return msgspec.structs.replace(spec, **changes)
 
 
