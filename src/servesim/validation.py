@@ -24,7 +24,6 @@ import difflib
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -120,8 +119,7 @@ def field_type(cls: type, name: str) -> Any:
 # --------------------------------------------------------------------------- problems
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(msgspec.Struct, frozen=True):
     """One thing wrong with user data: where (field path) and what, in plain words."""
 
     path: tuple[str | int, ...]
