@@ -6,6 +6,7 @@ import gc
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from servesim.cli import importing
 
@@ -77,3 +78,14 @@ def test_a_simulate_run_does_not_import_pydantic():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stderr.strip() == "[]"
+
+
+def test_version_runs_when_it_is_the_only_command_loaded():
+    # `servesim version` loads no command module: the app then has one command, which typer
+    # would run as the app itself ("unexpected extra argument (version)") without a callback.
+    from servesim import __version__
+
+    script = Path(sys.executable).parent / "servesim"
+    out = subprocess.run([str(script), "version"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"servesim {__version__}"

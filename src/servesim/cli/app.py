@@ -13,6 +13,14 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _group() -> None:
+    # NOTE: the CLI registers only the invoked command's module; typer runs an app with a
+    # single command *as* that command ("servesim version" would be an extra argument), but
+    # never an app with a callback, which stays a group of subcommands.
+    pass
+
+
 @app.command("version")
 def version() -> None:
     """Print servesim's version."""
