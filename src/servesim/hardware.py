@@ -27,7 +27,7 @@ import yaml
 from msgspec import Meta
 
 from servesim.errors import ServesimError
-from servesim.validation import Problem, Spec, all_problems
+from servesim.validation import Problem, Spec, all_problems, field_names
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
 """Dtypes a ``peak_flops`` table may list (int8 in OP/s)."""
@@ -221,7 +221,7 @@ def _check_consistency(spec: _HardwareFile, where: str) -> None:
             f"idle_w must not exceed tdp_w, got {spec.idle_w:g} > {spec.tdp_w:g} (in {where})",
             field="idle_w",
         )
-    known = sorted(_HardwareFile.__struct_fields__)
+    known = sorted(field_names(_HardwareFile))
     for group in ("sources", "confidence_by_field"):
         for key in getattr(spec, group):
             if key not in known:
@@ -241,10 +241,11 @@ def _build(data: Any, where: str) -> Hardware:
             fix=_EXAMPLE,
         )
     data = _plain_citations(data)
-    problems = all_problems(data, _HardwareFile)
-    if problems:
-        raise _as_servesim_error(problems, where)
-    spec = msgspec.convert(data, _HardwareFile)
+    try:
+        spec = msgspec.convert(data, _HardwareFile)
+    except msgspec.ValidationError:
+        # Only a bad file pays for checking field by field, to report every mistake at once.
+        raise _as_servesim_error(all_problems(data, _HardwareFile), where) from None
     _check_consistency(spec, where)
     grades = dict(spec.confidence_by_field)
     for key, src in spec.sources.items():

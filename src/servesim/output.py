@@ -24,27 +24,17 @@ from servesim.paths import cannot_write, writable_dir
 from servesim.validation import to_data
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become null, numpy scalars become Python numbers."""
+def _clean(value: Any, non_finite: Callable[[float], Any] = lambda _: None) -> Any:
+    """JSON-safe: NaN/inf become ``non_finite(value)`` (null by default), numpy scalars become
+    Python numbers."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: _clean(v, non_finite) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [_clean(v, non_finite) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _spelled_out(value: Any) -> Any:
-    """Non-finite floats as the strings "inf", "-inf", "nan" (which the scenario reads back)."""
-    if isinstance(value, dict):
-        return {k: _spelled_out(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_spelled_out(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+        return non_finite(value)
     return value
 
 
@@ -54,7 +44,7 @@ def summary_document(result) -> dict[str, Any]:
     doc: dict[str, Any] = {"servesim_version": __version__}
     doc.update(result.summary)
     # The scenario echo is a config that reproduces the run (`rate: inf` stays "inf", not null).
-    doc["scenario"] = _spelled_out(to_data(result.scenario))
+    doc["scenario"] = _clean(to_data(result.scenario), non_finite=str)
     doc["workload_description"] = result.workload_description
     doc["model_info"] = {
         "name": result.model.name,

@@ -29,6 +29,7 @@ import numpy as np
 from servesim.calibrate.bench_results import COMPARE_METRICS, BenchResult, measured_metrics
 from servesim.errors import ServesimError
 from servesim.scenario import Scenario, build_scenario
+from servesim.validation import field_names
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def compare(
     if "workload" in data:
         notes.append("the scenario's workload is replaced by the benchmark's requests")
     if calibration is not None:
-        if "calibration" not in Scenario.__struct_fields__:
+        if "calibration" not in field_names(Scenario):
             raise ServesimError(
                 "this servesim's simulate cannot take a calibration yet",
                 field="--calibration",

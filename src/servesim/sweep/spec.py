@@ -33,7 +33,7 @@ from msgspec import Meta
 
 from servesim.errors import ServesimError
 from servesim.scenario import Scenario, build_scenario, load_scenario_file, read_yaml_file
-from servesim.validation import Spec, convert, field_default, field_type, to_data
+from servesim.validation import Spec, convert, field_default, field_names, field_type, to_data
 
 
 class SweepSpec(Spec):
@@ -127,7 +127,7 @@ def check_axis(path: str) -> None:
     for i, part in enumerate(parts):
         if model is None:
             return
-        fields = model.__struct_fields__
+        fields = field_names(model)
         if part not in fields:
             where = ".".join(parts[:i])
             scope = "top-level fields" if not where else f"fields of {where}"

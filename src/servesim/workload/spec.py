@@ -243,8 +243,7 @@ def _expand_fields(spec: Any, lengths: tuple[str, ...] = (), durations: tuple[st
     for name in durations:
         value = getattr(spec, name)
         expanded = expand_duration(value)
-        if expanded is not value:
-            _finite(expanded, "value_s")
+        if expanded is not value:  # (FixedDuration's own rule has checked it is finite)
             if expanded.value_s < 0:
                 raise FieldError(name, f"must be >= 0 seconds (got {expanded.value_s:g})")
             force_setattr(spec, name, expanded)
