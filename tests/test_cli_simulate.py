@@ -112,7 +112,15 @@ def test_fixed_lengths_single_request_ttft_equals_the_prefill_estimate():
     )
     prefill = cost.step_seconds(np.array([1024]), np.array([0]))
     decode = cost.step_seconds(np.array([1]), np.array([1024]))
-    assert s["mean_ttft_ms"] == pytest.approx(prefill * 1000, rel=1e-9)
+    # The API server's time (vllm profile): before scheduling, and after the token's step.
+    from servesim.engines import PROFILES
+
+    v = PROFILES["vllm"]
+    api = v.api_request_s + 1024 * v.api_per_input_token_s + v.api_stream_s
+    assert s["mean_ttft_ms"] == pytest.approx((prefill + api) * 1000, rel=1e-9)
+    assert s["mean_api_ttft_ms"] == pytest.approx(api * 1000, rel=1e-9)
+    assert s["mean_e2el_ms"] == pytest.approx((prefill + decode + api) * 1000, rel=1e-9)
+    # Every token is delayed alike: the gap between them is the decode step alone.
     assert s["mean_itl_ms"] == pytest.approx(decode * 1000, rel=1e-9)
 
 

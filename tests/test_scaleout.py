@@ -45,6 +45,7 @@ def test_disaggregated_ttft_is_prefill_plus_transfer_plus_one_decode_step():
         build_scenario(
             {
                 "disaggregate": "1:1",
+                "api_server": False,
                 "workload": {
                     "num_requests": 1,
                     "input_len": 2048,
@@ -237,7 +238,11 @@ def test_a_draft_model_prefills_the_prompt_too():
     from servesim.cost.speculative import draft_cost
 
     wl = {"num_requests": 1, "input_len": 2048, "output_len": 8, "arrival": {"kind": "burst"}}
-    s = simulate(build_scenario({"speculative": {"method": "draft:llama-3.2-1b"}, "workload": wl}))
+    s = simulate(
+        build_scenario(
+            {"speculative": {"method": "draft:llama-3.2-1b"}, "workload": wl, "api_server": False}
+        )
+    )
     model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
     target = build_step_cost(model, hw, Parallelism(), CostParams())
     drafter = draft_cost(
@@ -249,7 +254,9 @@ def test_a_draft_model_prefills_the_prompt_too():
     expected = target.step_seconds(prompt, empty) + draft_prefill
     assert s.summary["mean_ttft_ms"] == pytest.approx(expected * 1000, rel=1e-9)
     # n-gram drafting has no model to prefill: TTFT is the target's prefill alone.
-    ngram = simulate(build_scenario({"speculative": {"method": "ngram"}, "workload": wl}))
+    ngram = simulate(
+        build_scenario({"speculative": {"method": "ngram"}, "workload": wl, "api_server": False})
+    )
     assert ngram.summary["mean_ttft_ms"] == pytest.approx(
         target.step_seconds(prompt, empty) * 1000, rel=1e-9
     )

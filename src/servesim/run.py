@@ -26,7 +26,7 @@ from servesim.cost.dtypes import dtype_bytes, tensor_core_peak
 from servesim.cost.memory import kv_transfer_seconds
 from servesim.engine.instance import Instance
 from servesim.engine.kv_cache import KVBlockManager
-from servesim.engine.loop import Handoff, Simulation
+from servesim.engine.loop import ApiLatency, Handoff, Simulation
 from servesim.engine.records import RunRecords
 from servesim.engine.request import Request
 from servesim.engine.router import make_router
@@ -35,7 +35,14 @@ from servesim.errors import ServesimError
 from servesim.hardware import Hardware, Link, load_hardware
 from servesim.metrics import SLO, summarize
 from servesim.model import ModelSpec, load_model
-from servesim.scenario import InstanceGroup, Scenario, instance_groups
+from servesim.engines import EngineProfile
+from servesim.scenario import (
+    InstanceGroup,
+    Scenario,
+    engine_profile_of,
+    instance_groups,
+    scheduler_steps,
+)
 from servesim.speculative import build_speculation
 from servesim.validation import replace, to_data
 from servesim.workload import build_workload, describe
@@ -108,6 +115,9 @@ def _build_groups(
     scenario: Scenario, model: ModelSpec, config: SchedulerConfig, rng: np.random.Generator
 ) -> list[InstanceGroupRuntime]:
     sched = scenario.scheduler
+    profile = engine_profile_of(scenario)
+    steps_per_round = scheduler_steps(scenario)
+    graph_batch = profile.graph_batch if scenario.cuda_graphs and profile.cuda_graph_sizes else None
     runtimes: list[InstanceGroupRuntime] = []
     next_id = 0
     for group in instance_groups(scenario):
@@ -117,6 +127,10 @@ def _build_groups(
             weight_dtype=group.weight_dtype,
             kv_dtype=group.kv_dtype,
             cuda_graphs=scenario.cuda_graphs,
+            host_overlap=profile.host_overlap,
+            host_step_s=profile.host_step_s,
+            host_per_seq_s=profile.host_per_seq_s,
+            host_per_token_s=profile.host_per_token_s,
         )
         if scenario.calibration is not None:
             # NOTE: a calibration names one GPU and TP; a group it does not fit is an error,
@@ -159,6 +173,8 @@ def _build_groups(
                     rng=rng.spawn(1)[0],
                     label=label,
                     kv_load_seconds_per_block=load_s,
+                    num_scheduler_steps=steps_per_round,
+                    graph_batch=graph_batch,
                 )  # fmt: skip
             )
             next_id += 1
@@ -270,6 +286,8 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
     max_model_len = scenario.max_model_len or model.max_position_embeddings
     kv_tokens = min(g.memory.num_kv_blocks for g in runtimes) * sched.block_size
     records = RunRecords()
+    profile = engine_profile_of(scenario)
+    api = api_latency(profile) if scenario.api_server else None
     sim = Simulation(
         entry,
         make_router(scenario.router, router_rng),
@@ -278,6 +296,7 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
         admission_check=_oversized_check(scenario, max_model_len, kv_tokens),
         on_progress=on_progress,
         handoff=handoff,
+        api=api,
     )
     started = time.perf_counter()
     sim.run()
@@ -311,6 +330,8 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
             "sim_wall_s": wall,
         }
     )
+    summary.update(_api_summary(api, requests, summary))
+    summary["engine"] = profile.name
     step_extra, utilisation = _step_work(runtimes, records, steps, summary["duration"])
     summary.update(utilisation)
     summary["energy_per_request_j"] = summary["energy_j"] / summary["completed"]
@@ -348,6 +369,22 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
         step_extra=step_extra,
         groups=runtimes,
     )
+
+
+def api_latency(profile: EngineProfile) -> ApiLatency:
+    """The latency an engine's API server adds outside the GPU step."""
+    return ApiLatency(profile.api_request_s, profile.api_per_input_token_s, profile.api_stream_s)
+
+
+def _api_summary(api: ApiLatency | None, requests, summary) -> dict[str, float]:
+    """Where TTFT goes outside the engine: the API server's mean share, ms and fraction."""
+    if api is None:
+        return {"mean_api_ttft_ms": 0.0, "api_ttft_fraction": 0.0}
+    before = api.request_s + api.per_input_token_s * requests["input_tokens"].astype(float)
+    per_request = 1000.0 * (before + api.stream_s)
+    mean = float(per_request.mean())
+    ttft = summary["mean_ttft_ms"]
+    return {"mean_api_ttft_ms": mean, "api_ttft_fraction": mean / ttft if ttft > 0 else 0.0}
 
 
 def _group_seconds(cost: StepCostModel, features: np.ndarray) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ import yaml
 from msgspec import Meta
 
 from servesim.engine.router import ROUTERS
+from servesim.engines import DEFAULT_ENGINE, ENGINES, engine_profile, scheduler_defaults
 from servesim.engine.scheduler import POLICIES
 from servesim.errors import ServesimError
 from servesim.validation import FieldError, Spec, convert, field_default, replace
@@ -25,7 +26,11 @@ AtLeastOne = Annotated[int, Meta(ge=1)]
 
 
 class SchedulerSpec(Spec):
-    """Scheduler and KV-cache knobs (vLLM names; defaults follow vLLM v1 on an H100)."""
+    """Scheduler and KV-cache knobs (vLLM names; defaults follow vLLM v1 on an H100).
+
+    Built from fields (:func:`build_scenario`, the CLI, a YAML file), the fields left out take
+    the scenario's engine profile's defaults (``servesim.engines``), which for ``vllm`` are the
+    defaults below."""
 
     policy: Annotated[str, Meta(description=f"one of {', '.join(POLICIES)}")] = "vllm"
     max_num_batched_tokens: Annotated[int, Meta(ge=1, description="token budget per step")] = 8192
@@ -107,6 +112,22 @@ class Scenario(Spec):
     pp: Annotated[int, Meta(ge=1, description="pipeline stages per instance")] = 1
     ep: Annotated[int, Meta(ge=1, description="expert-parallel groups inside the TP group")] = 1
     replicas: Annotated[int, Meta(ge=1, description="data-parallel instances")] = 1
+    engine: Annotated[
+        str,
+        Meta(description=f"serving engine profile: {', '.join(ENGINES)} (see servesim.engines)"),
+    ] = DEFAULT_ENGINE
+    num_scheduler_steps: Annotated[
+        int,
+        Meta(ge=1, description="decode steps per scheduling round (vLLM V0 multi-step)"),
+    ] | None = None
+    api_server: Annotated[
+        bool,
+        Meta(
+            description="requests come through the engine's API server: TTFT and E2EL include "
+            "its request handling, tokenisation and streaming (false: in-process, as offline "
+            "benchmarks and the LLM class run)"
+        ),
+    ] = True
     weight_dtype: Annotated[str, Meta(description="bf16 | fp8 | int8 | int4 | fp4")] | None = None
     kv_dtype: Annotated[str, Meta(description="bf16 | fp8")] | None = None
     cuda_graphs: Annotated[
@@ -167,6 +188,13 @@ class Scenario(Spec):
     ] = "skip"
 
     def __post_init__(self) -> None:
+        profile = engine_profile_of(self)
+        if (self.num_scheduler_steps or 1) > 1 and profile.name != "vllm-v0":
+            raise FieldError(
+                "num_scheduler_steps",
+                f"multi-step scheduling is a vLLM V0 feature (engine is {profile.name}); "
+                "use engine vllm-v0",
+            )
         # A knob of a feature that is off would be silently ignored; say so instead. (Compared
         # with the default, not "was it given": a scenario dumped and re-read gives them all.)
         needs = {
@@ -177,6 +205,19 @@ class Scenario(Spec):
             for knob in knobs:
                 if not on and getattr(self, knob) != field_default(Scenario, knob):
                     raise FieldError(knob, f"applies only with {feature}")
+
+
+def engine_profile_of(sc: "Scenario"):
+    """The scenario's :class:`~servesim.engines.EngineProfile` (FieldError for an unknown
+    name)."""
+    if sc.engine not in ENGINES:
+        raise FieldError("engine", f"unknown engine {sc.engine!r} (use one of: {', '.join(ENGINES)})")
+    return engine_profile(sc.engine)
+
+
+def scheduler_steps(sc: "Scenario") -> int:
+    """Decode steps per scheduling round: the scenario's, else its engine's."""
+    return sc.num_scheduler_steps or engine_profile_of(sc).num_scheduler_steps
 
 
 def parse_disaggregate(text: str) -> tuple[int, int]:
@@ -214,7 +255,13 @@ def instance_groups(sc: Scenario) -> list[InstanceGroup]:
 
 
 def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
-    """Validate ``data`` into a Scenario; a bad field raises ServesimError naming it."""
+    """Validate ``data`` into a Scenario; a bad field raises ServesimError naming it.
+
+    Scheduler fields ``data`` leaves out take the engine profile's defaults."""
+    engine = data.get("engine", DEFAULT_ENGINE) if isinstance(data, dict) else None
+    sched = data.get("scheduler", {}) if isinstance(data, dict) else None
+    if isinstance(engine, str) and engine in ENGINES and isinstance(sched, dict):
+        data = {**data, "scheduler": scheduler_defaults(engine_profile(engine), sched)}
     return convert(data, Scenario, source)
 
 

@@ -248,6 +248,13 @@ def summary_tables(result) -> list[Table]:
     t1.add_column()
     t1.add_row("model", f"{result.model.name}")
     t1.add_row("deployment", fleet_description(result))
+    steps = sc.num_scheduler_steps or 1
+    t1.add_row(
+        "engine",
+        f"{sc.engine}"
+        + (f", {steps} scheduler steps" if steps > 1 else "")
+        + (", API server" if sc.api_server else ", in-process (no API server)"),
+    )
     t1.add_row(
         "scheduler",
         f"{sc.scheduler.policy}, max_num_batched_tokens "
@@ -287,6 +294,11 @@ def summary_tables(result) -> list[Table]:
     t4.add_column(justify="right")
     t4.add_row("steps", _fmt(s["num_steps"]))
     t4.add_row("preemptions", _fmt(s["num_preemptions"]))
+    if s.get("mean_api_ttft_ms"):
+        t4.add_row(
+            "API server share of TTFT",
+            f"{s['api_ttft_fraction']:.1%} ({s['mean_api_ttft_ms']:.2f} ms)",
+        )
     t4.add_row("KV cache peak usage", f"{s['kv_cache_peak_usage']:.1%}")
     t4.add_row("prefix cache hit rate", f"{s['prefix_cache_hit_rate']:.1%}")
     for key, label in (("mfu", "MFU"), ("mbu", "MBU")):
@@ -372,7 +384,22 @@ def simulate_command(
     router: str = typer.Option(
         None, "--router", help="round_robin | least_outstanding | power_of_two | prefix_affinity"
     ),
-    scheduler: str = typer.Option(None, "--scheduler", help="vllm | sarathi | orca | static"),
+    engine: str = typer.Option(
+        None,
+        "--engine",
+        help="engine profile: vllm (V1, default) | vllm-v0 | sglang | trtllm | lmdeploy",
+    ),
+    num_scheduler_steps: int = typer.Option(
+        None, "--num-scheduler-steps", help="decode steps per scheduling round (vllm-v0)"
+    ),
+    api_server: bool = typer.Option(
+        None,
+        "--api-server/--no-api-server",
+        help="TTFT/E2EL include the API server (default on; off = offline, in-process)",
+    ),
+    scheduler: str = typer.Option(
+        None, "--scheduler", help="vllm | sarathi | orca | static | prefill_first"
+    ),
     max_num_batched_tokens: int = typer.Option(
         None, "--max-num-batched-tokens", help="token budget per step"
     ),
@@ -484,6 +511,9 @@ def simulate_command(
         cpu_kv_cache_gib=cpu_kv_cache_gib,
         kv_offload_gbps=kv_offload_gbps,
         router=router,
+        engine=engine,
+        num_scheduler_steps=num_scheduler_steps,
+        api_server=api_server,
         seed=seed,
         max_model_len=max_model_len,
         on_oversized=on_oversized,

@@ -200,6 +200,10 @@ class CostParams:
     step n, so a step takes ``max(gpu, host) + overhead``. ``False`` (eager, synchronous):
     ``gpu + host + overhead``, and every kernel waits for the CPU to issue it
     (``eager_launch_s``), which slows small decode batches most."""
+    host_overlap: bool = True
+    """With ``cuda_graphs``: whether the host's per-step work overlaps the GPU step (async
+    scheduling, an overlap scheduler, a C++ runtime) or runs between steps (vLLM V0:
+    ``gpu + host + overhead`` even with CUDA graphs). Without CUDA graphs it never overlaps."""
     host_step_s: float = 5e-4
     """Host seconds per step that overlap the GPU under ``cuda_graphs``: scheduler pass, batch
     bookkeeping, output processing and engine IPC (estimate for vLLM V1: a public V1 run of

@@ -16,7 +16,8 @@ Around the GPU part (``gpu``) sit two host terms:
 - ``overhead``: per-step time nothing hides (``step_overhead_s``, ``overhead_per_seq_s``,
   ``overhead_per_token_s``; what calibration fits).
 
-    step = max(gpu, host) + overhead          (cuda_graphs)
+    step = max(gpu, host) + overhead          (cuda_graphs and host_overlap)
+    step = gpu + host + overhead              (cuda_graphs, host work between steps: vLLM V0)
     step = gpu_eager + host + overhead        (no CUDA graphs)
 
 Pipeline parallelism: a step of ``B`` sequences is split into ``m = min(pp_microbatches, B)``
@@ -409,8 +410,13 @@ class StepCostModel:
 
     # --- the pieces of a step -----------------------------------------------------------------
 
+    @property
+    def host_overlaps(self) -> bool:
+        """Whether the host's per-step work hides behind the GPU step."""
+        return self.params.cuda_graphs and self.params.host_overlap
+
     def _combine(self, gpu, over, host):
-        if self.params.cuda_graphs:
+        if self.host_overlaps:
             return np.maximum(gpu, host) + over
         return gpu + host + over
 
@@ -464,11 +470,11 @@ class StepCostModel:
 
     def host_bound_seconds_from_features(self, features: np.ndarray) -> np.ndarray:
         """Seconds of each step the GPU waits for the host, shape (rows,): ``max(0, host −
-        gpu)`` under CUDA graphs, all of ``host`` without them (plus, then, the kernel-issue
+        gpu)`` when it overlaps, all of ``host`` when it does not (plus, then, the kernel-issue
         stalls already inside the GPU time)."""
         rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
         host = rows @ self._fixed[:, 1]
-        if not self.params.cuda_graphs:
+        if not self.host_overlaps:
             return host
         return np.maximum(host - self._gpu(rows, per_operator=False)[0], 0.0)
 
@@ -548,7 +554,7 @@ class StepCostModel:
         gpu, _, _, steps, sec, _ = self._gpu(rows)
         scale = _ratio(gpu, sec.sum(axis=1)) if not self._simple else np.ones(len(rows))
         over, host = (rows @ self._fixed).T
-        exposed = np.maximum(host - gpu, 0.0) if self.params.cuda_graphs else host
+        exposed = np.maximum(host - gpu, 0.0) if self.host_overlaps else host
         out = {}
         for g in self._groups:
             if g == "overhead":

@@ -3,6 +3,15 @@
 An instance runs one step at a time. ``start_step`` schedules a batch and returns when it will
 end; ``complete_step`` commits its tokens and returns the requests that finished.
 
+Multi-step scheduling (``num_scheduler_steps`` N > 1, vLLM 0.6): a pure-decode batch runs a
+*round* of N decode steps back to back, every row for every step (a row that reaches its last
+token mid-round still occupies its slot until the round ends). The round's tokens reach the
+client together at its end (one long inter-token gap, then gaps of zero), and a request that
+arrives mid-round waits for the round to end.
+
+CUDA-graph padding (``graph_batch``): a pure-decode step of b sequences runs the graph
+captured for the next size up, and pays for the padded rows.
+
 Fast-forward: when a step is pure decode and nothing can change the batch before some request
 finishes or the KV cache would need a preemption (no waiting request can be admitted: the
 budget, the sequence slots or the KV cache say no, and that only gets worse while decoding),
@@ -89,6 +98,9 @@ class InFlight:
     batch_rows: int
     features: np.ndarray
     """Cost-model features of each step, shape (steps, features)."""
+    is_round: bool = False
+    """A multi-step scheduling round: not cut by arrivals; rows emit up to one token a step,
+    delivered together at the end."""
 
     @property
     def num_steps(self) -> int:
@@ -122,6 +134,8 @@ class Instance:
         rng: np.random.Generator | None = None,
         label: str = "",
         kv_load_seconds_per_block: float = 0.0,
+        num_scheduler_steps: int = 1,
+        graph_batch: Callable[[int], int] | None = None,
     ):
         if role not in ("mixed", "prefill", "decode"):
             raise ValueError(f"unknown instance role {role!r}")
@@ -130,6 +144,10 @@ class Instance:
         self.kv_load_seconds_per_block = kv_load_seconds_per_block
         """Host-link time to bring one block back from the CPU tier (KV offload)."""
         self.speculation = speculation
+        self.num_scheduler_steps = num_scheduler_steps
+        """Decode steps per scheduling round (1 = a scheduling decision every step)."""
+        self.graph_batch = graph_batch
+        """Decode batch size a CUDA graph runs for b sequences; None = no padding."""
         self.rng = rng if rng is not None else np.random.default_rng(instance_id)
         self.instance_id = instance_id
         self.config = config
@@ -165,7 +183,7 @@ class Instance:
         self.waiting.append(req)
         self.num_outstanding += 1
         span = self.in_flight
-        if span is None or span.num_steps == 1:
+        if span is None or span.num_steps == 1 or span.is_round:
             return None
         starts = np.concatenate(([span.start_s], span.ends_s[:-1]))
         # Steps that started before ``now`` run as planned. A request arriving at the very
@@ -194,7 +212,17 @@ class Instance:
         rows = batch.rows
         new_tokens = batch.alloc[rows]
         context = run.computed[rows]
-        num_steps = self._span_length(batch) if self.fast_forward else 1
+        is_round = self.num_scheduler_steps > 1 and self._pure_decode(batch)
+        if is_round:
+            num_steps = self._kv_steps(self.num_scheduler_steps)
+        else:
+            num_steps = self._span_length(batch) if self.fast_forward else 1
+        if self.graph_batch is not None and batch.spec is None and new_tokens.max() == 1:
+            pad = self.graph_batch(len(rows)) - len(rows)
+            if pad > 0:
+                # Padded rows: one token over an empty context (what the captured graph runs).
+                new_tokens = np.concatenate((new_tokens, np.ones(pad, dtype=new_tokens.dtype)))
+                context = np.concatenate((context, np.zeros(pad, dtype=context.dtype)))
         if num_steps > 1:
             durations, features = self.cost.decode_span_with_features(context, num_steps)
         else:
@@ -225,28 +253,40 @@ class Instance:
             int(context.sum()),
             len(rows),
             features,
+            is_round=is_round and num_steps > 1,
         )
         self.version += 1
         return float(self.in_flight.ends_s[-1])
 
-    def _span_length(self, batch: ScheduledBatch) -> int:
-        """Steps the current pure-decode batch can run unchanged (1 = no fast-forward)."""
+    def _pure_decode(self, batch: ScheduledBatch) -> bool:
+        """Whether every running row decodes exactly one token this step, nothing joins or
+        leaves, and every row has emitted its first token already."""
         run = self.running
         alloc = batch.alloc
         if batch.num_admitted or batch.num_preempted or len(alloc) == 0:
-            return 1
+            return False
         # Every row got exactly one token and needed only that (alloc <= need).
         if alloc.min() != 1 or (run.tokens - run.computed).max() != 1:
-            return 1
+            return False
         # A prompt with one token left also needs exactly one token, but its step emits the
         # request's first token: only rows already decoding make a span.
-        outputs = run.tokens - run.prompt
-        if outputs.min() <= 0:
+        return bool((run.tokens - run.prompt).min() > 0)
+
+    def _span_length(self, batch: ScheduledBatch) -> int:
+        """Steps the current pure-decode batch can run unchanged (1 = no fast-forward)."""
+        if not self._pure_decode(batch):
             return 1
+        run = self.running
         # Until the first request finishes (its finishing step is the span's last).
-        longest = int((run.max_out - outputs).min())
+        longest = int((run.max_out - (run.tokens - run.prompt)).min())
         if longest <= 1:
             return 1
+        return self._kv_steps(longest)
+
+    def _kv_steps(self, longest: int) -> int:
+        """The most decode steps, up to ``longest``, for which every running row's KV blocks
+        fit (at least 1: the scheduler already reserved the first step's)."""
+        run = self.running
         # Until the KV cache would run out: blocks needed to hold computed + m tokens.
         bs = self.kv.block_size
         free = self.kv.num_free_blocks
@@ -317,6 +357,22 @@ class Instance:
                 req = run.reqs[i]
                 req.first_token_s = end
                 first_tokens.append(req)
+        elif span.is_round:
+            # A multi-step round: every row computed m steps; each emits until its last token,
+            # and the client receives a row's tokens together at the round's end.
+            emitted = np.minimum(m, run.max_out - (tokens - prompt))
+            computed += emitted
+            tokens += emitted
+            bursts = int((emitted - 1).sum())
+            itl_values = end - last_token
+            itl_weights = np.ones(n, dtype=np.int64)
+            if bursts:
+                itl_values = np.concatenate((itl_values, [0.0]))
+                itl_weights = np.concatenate((itl_weights, [bursts]))
+            prefill_tokens = 0
+            decode_tokens = int(emitted.sum())
+            grow_blocks(run, kv, np.maximum(-(-computed // bs) - run.nblocks, 0), computed)
+            last_token[:] = end
         else:
             # A decode span: every row (all already decoding) emits one token per step.
             computed += m

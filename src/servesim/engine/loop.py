@@ -8,6 +8,10 @@ pushed. That key makes same-time ordering explicit and runs reproducible.
 Each handler takes the event and returns the events it causes; the loop pushes them. The loop
 emits records (requests, steps, inter-token gaps) to a :class:`RunRecords`; everything users see
 is computed from those records afterwards.
+
+Times in the records are what the benchmark client sees: with an API server in front of the
+engine (:class:`ApiLatency`), a request reaches the scheduler ``ApiLatency.request_seconds``
+after the client sent it, and every token reaches the client ``stream_s`` after its step ends.
 """
 
 from __future__ import annotations
@@ -55,6 +59,22 @@ class Event(NamedTuple):
     version: int = 0
 
 
+@dataclass(frozen=True)
+class ApiLatency:
+    """Latency outside the GPU step (an engine's API server), seconds.
+
+    ``request_s + per_input_token_s × prompt tokens`` from the client's send to the scheduler
+    (HTTP handling, tokenisation, hand-off to the engine); ``stream_s`` from a token's step end
+    to the client (detokenisation, streaming)."""
+
+    request_s: float = 0.0
+    per_input_token_s: float = 0.0
+    stream_s: float = 0.0
+
+    def request_seconds(self, prompt_tokens: int) -> float:
+        return self.request_s + self.per_input_token_s * prompt_tokens
+
+
 AdmissionCheck = Callable[[Request], str | None]
 """Returns why a request can never be served (too long for the context or the KV cache)."""
 
@@ -71,10 +91,12 @@ class Simulation:
         admission_check: AdmissionCheck | None = None,
         on_progress: Callable[[int], None] | None = None,
         handoff: Handoff | None = None,
+        api: ApiLatency | None = None,
     ):
         self.instances = list(instances)
         """Where new requests are routed (mixed or prefill instances)."""
         self.handoff = handoff
+        self.api = api
         self.router = router
         self.sessions = sessions
         self.records = records
@@ -105,6 +127,8 @@ class Simulation:
             return self._on_session(event.payload)
         if event.kind == "arrival":
             return self._on_arrival(event.payload)
+        if event.kind == "api_done":
+            return self._deliver(event.payload, self.router(event.payload, self.instances))
         if event.kind == "wakeup":
             return self._on_wakeup(event.payload)
         if event.kind == "step_done":
@@ -153,6 +177,9 @@ class Simulation:
             # The rest of the session depended on this turn's answer; it is dropped too.
             self.records.request_skipped(reason)
             return []
+        if self.api is not None:
+            ready = self.now + self.api.request_seconds(req.prompt_tokens)
+            return [Event(ready, ARRIVAL, "api_done", req)]
         return self._deliver(req, self.router(req, self.instances))
 
     def _deliver(self, req: Request, instance: Instance) -> list[Event]:
@@ -182,12 +209,16 @@ class Simulation:
             if instance.role == "prefill" and self.handoff is not None:
                 events.append(self._start_transfer(req, instance))
                 continue
+            if self.api is not None:
+                # The client receives every token stream_s after its step: record what it sees.
+                req.first_token_s += self.api.stream_s
+                req.finish_s += self.api.stream_s
             self.records.request_done(req)
             session = req.session
             nxt = req.turn + 1
             if nxt < len(session.turns):
                 think = session.think_times_s[req.turn] if session.think_times_s else 0.0
-                events.append(Event(self.now + think, ARRIVAL, "arrival", (session, nxt)))
+                events.append(Event(req.finish_s + think, ARRIVAL, "arrival", (session, nxt)))
         if outcome.finished and self.on_progress is not None:
             self.on_progress(len(outcome.finished))
         events.extend(self._start_step(instance))

@@ -8,16 +8,22 @@ order: running requests first, then waiting ones admitted while budget, sequence
 blocks last. When a running request cannot get a KV block, the newest running request is
 preempted (its blocks freed, recomputed later) and nothing new is admitted that step.
 
-The four policies differ only in a few knobs, set in :func:`policy_knobs`:
+The five policies differ only in a few knobs, set in :func:`policy_knobs`:
 
-==========  ==============================  ==========  ============  ==========================
-policy      token budget                    chunking    decodes first admits new requests
-==========  ==============================  ==========  ============  ==========================
-vllm        max_num_batched_tokens          yes (opt.)  no (FCFS)     every step
-sarathi     max_num_batched_tokens (chunk)  yes         yes           every step
-orca        max_num_batched_tokens          no          no            every step, whole prompts
-static      unlimited                       no          no            only when the batch is empty
-==========  ==============================  ==========  ============  ==========================
+=============  ==============================  ==========  ============  ==========================
+policy         token budget                    chunking    decodes first admits new requests
+=============  ==============================  ==========  ============  ==========================
+vllm           max_num_batched_tokens          yes (opt.)  no (FCFS)     every step
+sarathi        max_num_batched_tokens (chunk)  yes         yes           every step
+orca           max_num_batched_tokens          no          no            every step, whole prompts
+static         unlimited                       no          no            only when the batch is empty
+prefill_first  max_num_batched_tokens          yes (opt.)  no: prompts   every step; a step with
+                                                           exclude them  prompt work has no decodes
+=============  ==============================  ==========  ============  ==========================
+
+``prefill_first`` is the vLLM V0 default scheduler and SGLang's: whenever a prompt (or the
+next chunk of one) can run, the step runs prompts only and the running decodes wait for it;
+otherwise it is a decode step.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from servesim.engine.kv_cache import KVBlockManager, shareable_blocks
 from servesim.engine.request import Request
 from servesim.engine.running import RunningTable
 
-POLICIES = ("vllm", "sarathi", "orca", "static")
+POLICIES = ("vllm", "sarathi", "orca", "static", "prefill_first")
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class PolicyKnobs:
     chunked: bool
     decodes_first: bool
     admit_only_when_idle: bool
+    prefill_first: bool = False
 
 
 @functools.cache
@@ -90,6 +97,9 @@ def policy_knobs(cfg: SchedulerConfig) -> PolicyKnobs:
         return PolicyKnobs(cfg.max_num_batched_tokens, False, False, False)
     if cfg.policy == "static":
         return PolicyKnobs(float("inf"), False, False, True)
+    if cfg.policy == "prefill_first":
+        budget = cfg.max_num_batched_tokens
+        return PolicyKnobs(budget, cfg.enable_chunked_prefill, False, False, prefill_first=True)
     raise AssertionError(cfg.policy)
 
 
@@ -141,11 +151,18 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
         need = need + spec
     if cfg.long_prefill_token_threshold is not None:
         need = np.minimum(need, cfg.long_prefill_token_threshold)
+    if knobs.prefill_first and not speculating:
+        batch = _prompt_step(state, cfg, knobs, need, now)
+        if batch is not None:
+            return batch
     order = np.argsort(need > 1, kind="stable") if knobs.decodes_first else None
     alloc = _share_budget(need, knobs.budget, order)
     alloc, num_preempted = _reserve_blocks(state, alloc, order)
     num_admitted = 0
-    if state.waiting and num_preempted == 0 and (not knobs.admit_only_when_idle or len(run) == 0):
+    # (prefill_first admits only in its prompt step, which just found nothing to admit.)
+    admits = not knobs.admit_only_when_idle or len(run) == 0
+    admits = admits and not (knobs.prefill_first and not speculating)
+    if state.waiting and num_preempted == 0 and admits:
         budget = knobs.budget - int(alloc.sum())
         extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool((alloc > 1).any()))
         num_admitted = len(extra)
@@ -161,6 +178,33 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     return ScheduledBatch(
         alloc=alloc, num_preempted=num_preempted, num_admitted=num_admitted, spec=spec
     )
+
+
+def _prompt_step(
+    state: SchedulerState, cfg: SchedulerConfig, knobs: PolicyKnobs, need: np.ndarray, now: float
+) -> ScheduledBatch | None:
+    """A prompts-only step (prefill_first policy), or None when no prompt work can run.
+
+    Running rows still in their prompt (a chunked prompt's next chunk) go first, then waiting
+    requests are admitted with the budget left; running decodes get nothing this step.
+    """
+    run = state.running
+    in_prompt = run.computed < run.prompt
+    alloc = np.zeros(len(need), dtype=np.int64)
+    num_preempted = 0
+    if in_prompt.any():
+        alloc = _share_budget(np.where(in_prompt, need, 0), knobs.budget, None)
+        alloc, num_preempted = _reserve_blocks(state, alloc, None)
+    num_admitted = 0
+    if state.waiting and num_preempted == 0:
+        budget = knobs.budget - int(alloc.sum())
+        extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool(alloc.any()))
+        num_admitted = len(extra)
+        if extra:
+            alloc = np.concatenate([alloc, np.asarray(extra, dtype=np.int64)])
+    if not alloc.any():
+        return None
+    return ScheduledBatch(alloc, num_preempted, num_admitted)
 
 
 def speculative_tokens(state: SchedulerState, need: np.ndarray) -> np.ndarray:

@@ -1,0 +1,276 @@
+"""Named engine profiles: how vLLM, SGLang, TensorRT-LLM, LMDeploy... run the same model.
+
+The same model on the same GPU runs at different speeds under different serving engines, and
+most of the difference is not in the kernels but around them: how the scheduler forms batches,
+whether the host's work (scheduling, input preparation, sampling, output processing) runs
+beside the GPU step or between steps, how many decode steps one scheduling round runs, which
+batch sizes CUDA graphs were captured for, and what the API server costs a request before the
+scheduler sees it and after a token leaves the GPU. A profile fixes those; the cost model's
+GPU roofline is shared.
+
+A profile sets *defaults*: an explicit scenario field or flag always wins (see
+:func:`scheduler_defaults`). Every coefficient names where it comes from in ``sources``;
+"estimate" means no public measurement pins it (the fidelity suite, ``bench/fidelity/``,
+scores the profiles against published measurements).
+
+This module is data and two small functions; it imports nothing heavy (the CLI loads it at
+start-up through the scenario).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_ENGINE = "vllm"
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """Scheduling semantics and host/API latency coefficients of one serving engine.
+
+    Units: seconds, tokens. ``api_*`` terms are outside the GPU step: ``api_request_s +
+    api_per_input_token_s × prompt tokens`` elapse between the client sending a request and the
+    scheduler seeing it (HTTP handling, chat template, tokenisation, hand-off to the engine
+    process); ``api_stream_s`` between a token leaving the GPU step and the client receiving it
+    (detokenisation, SSE framing, the hop back through the API process). A benchmark client
+    (``vllm bench serve``) measures TTFT and E2EL over both; ITL and TPOT see neither (every
+    token is delayed alike).
+    """
+
+    name: str
+    description: str
+    versions: str
+    """The engine versions the profile describes."""
+    policy: str
+    """Scheduler policy (``servesim.engine.scheduler.POLICIES``) the engine's default
+    scheduler corresponds to."""
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    enable_chunked_prefill: bool
+    enable_prefix_caching: bool
+    host_overlap: bool
+    """The host prepares step n+1 while the GPU runs step n (async scheduling / overlap
+    scheduler / a C++ runtime): step = max(gpu, host) + overhead. False: host work runs
+    between GPU steps: step = gpu + host + overhead."""
+    host_step_s: float
+    host_per_seq_s: float
+    host_per_token_s: float
+    api_request_s: float
+    api_per_input_token_s: float
+    api_stream_s: float
+    num_scheduler_steps: int = 1
+    """Decode steps one scheduling round runs back to back (vLLM 0.6 ``--num-scheduler-steps``);
+    a round's tokens reach the client together at its end, and new requests wait for it."""
+    cuda_graph_sizes: tuple[int, ...] = ()
+    """Batch sizes CUDA graphs are captured for (ascending); a pure-decode step of b sequences
+    runs the graph of the smallest captured size >= b (padded rows cost GEMM rows). Empty: no
+    padding. Batches above the largest size run eagerly, unpadded."""
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def graph_batch(self, batch: int) -> int:
+        """The decode batch a CUDA graph runs for ``batch`` sequences (``batch`` when none
+        was captured at or above it)."""
+        for size in self.cuda_graph_sizes:
+            if size >= batch:
+                return size
+        return batch
+
+
+def _vllm_graph_sizes(max_size: int) -> tuple[int, ...]:
+    # vLLM captures 1, 2, 4 and multiples of 8 (v0: up to 256; v1: then multiples of 16 to 512).
+    sizes = [1, 2, 4, *range(8, min(max_size, 256) + 1, 8)]
+    sizes += range(272, max_size + 1, 16)
+    return tuple(sizes)
+
+
+def _sglang_graph_sizes() -> tuple[int, ...]:
+    # SGLang's default cuda_graph_bs: 1, 2, 4, 8, 12, 16, 24, then multiples of 8 up to 160.
+    return (1, 2, 4, 8, 12, 16, 24, *range(32, 161, 8))
+
+
+_API_SOURCE = (
+    "estimate: an OpenAI-compatible Python API server (FastAPI/uvicorn request handling, chat "
+    "template and HF fast-tokenizer encoding at ~1 µs/token, one IPC hop to the engine "
+    "process) costs a few ms per request before scheduling and ~1 ms per streamed token "
+    "after it; scored on the TTFT cases of bench/fidelity (leave-one-source-out)"
+)
+
+PROFILES: dict[str, EngineProfile] = {
+    "vllm": EngineProfile(
+        name="vllm",
+        description="vLLM V1 engine: continuous batching with chunked prefill, engine core "
+        "in its own process, host work overlapped with the GPU",
+        versions=">= 0.8 (V1 engine)",
+        policy="vllm",
+        max_num_seqs=256,
+        max_num_batched_tokens=8192,
+        enable_chunked_prefill=True,
+        enable_prefix_caching=True,
+        host_overlap=True,
+        host_step_s=5e-4,
+        host_per_seq_s=2e-5,
+        host_per_token_s=5e-8,
+        api_request_s=3e-3,
+        api_per_input_token_s=1e-6,
+        api_stream_s=1e-3,
+        cuda_graph_sizes=_vllm_graph_sizes(512),
+        sources={
+            "scheduler": "vLLM docs, engine arguments (V1): max_num_seqs 256, "
+            "max_num_batched_tokens 8192 on H100-class GPUs, chunked prefill and prefix "
+            "caching on",
+            "host": "see CostParams.host_step_s / host_per_seq_s / host_per_token_s "
+            "(vllm-project/vllm#17866; a public profile of Scheduler.schedule)",
+            "cuda_graph_sizes": "vLLM CompilationConfig.cudagraph_capture_sizes default "
+            "(1, 2, 4, multiples of 8 to 256, of 16 to 512)",
+            "api": _API_SOURCE,
+        },
+    ),
+    "vllm-v0": EngineProfile(
+        name="vllm-v0",
+        description="vLLM 0.5/0.6 (V0 engine): prompts run in their own steps (decodes "
+        "wait), host work synchronous with the GPU step; --num-scheduler-steps N runs N "
+        "decode steps per scheduling round",
+        versions="0.2 - 0.7 (V0 engine)",
+        policy="prefill_first",
+        max_num_seqs=256,
+        max_num_batched_tokens=8192,
+        enable_chunked_prefill=False,
+        enable_prefix_caching=False,
+        host_overlap=False,
+        host_step_s=2.5e-3,
+        host_per_seq_s=4e-5,
+        host_per_token_s=1e-7,
+        api_request_s=4e-3,
+        api_per_input_token_s=1e-6,
+        api_stream_s=1e-3,
+        cuda_graph_sizes=_vllm_graph_sizes(256),
+        sources={
+            "scheduler": "vLLM 0.5/0.6 docs, engine arguments: max_num_seqs 256, chunked "
+            "prefill and prefix caching off by default; the V0 scheduler runs a prefill "
+            "batch whenever a waiting request fits (vllm/core/scheduler.py _schedule_default)",
+            "host": "estimate: V0 ran scheduling, input preparation, sampling and output "
+            "processing between GPU steps; the multi-step scheduling PR "
+            "(vllm-project/vllm#7000) reports ~1.3x throughput at 8 steps for 8B models on "
+            "H100, which a few ms of synchronous host work per step explains",
+            "cuda_graph_sizes": "vLLM 0.6 _BATCH_SIZES_TO_CAPTURE (1, 2, 4, multiples of 8 "
+            "to 256)",
+            "api": _API_SOURCE,
+        },
+    ),
+    "sglang": EngineProfile(
+        name="sglang",
+        description="SGLang: prefill batches before decode batches (prompts chunked at "
+        "8192 tokens), overlap scheduler (host work beside the GPU), radix prefix cache",
+        versions=">= 0.4",
+        policy="prefill_first",
+        max_num_seqs=1024,
+        max_num_batched_tokens=8192,
+        enable_chunked_prefill=True,
+        enable_prefix_caching=True,
+        host_overlap=True,
+        host_step_s=3e-4,
+        host_per_seq_s=1e-5,
+        host_per_token_s=5e-8,
+        api_request_s=3e-3,
+        api_per_input_token_s=1e-6,
+        api_stream_s=1e-3,
+        cuda_graph_sizes=_sglang_graph_sizes(),
+        sources={
+            "scheduler": "SGLang server arguments: chunked_prefill_size 8192, prefill "
+            "prioritised over decode (schedule_policy / scheduler.get_next_batch_to_run), "
+            "max_running_requests bounded by KV memory (1024 here)",
+            "host": "estimate: SGLang 0.4's overlap ('zero-overhead') scheduler runs CPU "
+            "scheduling of batch n+1 beside the GPU step of batch n",
+            "cuda_graph_sizes": "SGLang ServerArgs default cuda_graph_bs (1, 2, 4, 8, 12, "
+            "16, 24, multiples of 8 to 160)",
+            "api": _API_SOURCE,
+        },
+    ),
+    "trtllm": EngineProfile(
+        name="trtllm",
+        description="TensorRT-LLM: C++ runtime with in-flight batching (context and "
+        "generation in one batch), negligible host overhead per step",
+        versions=">= 0.6",
+        policy="vllm",
+        max_num_seqs=2048,
+        max_num_batched_tokens=8192,
+        enable_chunked_prefill=False,
+        enable_prefix_caching=False,
+        host_overlap=True,
+        host_step_s=1e-4,
+        host_per_seq_s=2e-6,
+        host_per_token_s=1e-8,
+        api_request_s=1.5e-3,
+        api_per_input_token_s=5e-7,
+        api_stream_s=5e-4,
+        sources={
+            "scheduler": "TensorRT-LLM build/runtime defaults: max_batch_size 2048 "
+            "(trtllm-bench), max_num_tokens 8192, in-flight batching mixes context and "
+            "generation requests, chunked context off by default",
+            "host": "estimate: the C++ batch manager and a whole-model CUDA graph/engine "
+            "leave ~0.1 ms of host time per iteration",
+            "api": "estimate: C++ executor behind a thin server (Triton / trtllm-serve); "
+            "about half the Python API server's cost",
+        },
+    ),
+    "lmdeploy": EngineProfile(
+        name="lmdeploy",
+        description="LMDeploy TurboMind: C++ engine with persistent batching (prefill and "
+        "decode in one iteration), low host overhead",
+        versions=">= 0.1",
+        policy="vllm",
+        max_num_seqs=256,
+        max_num_batched_tokens=8192,
+        enable_chunked_prefill=True,
+        enable_prefix_caching=False,
+        host_overlap=True,
+        host_step_s=2e-4,
+        host_per_seq_s=5e-6,
+        host_per_token_s=2e-8,
+        api_request_s=2e-3,
+        api_per_input_token_s=1e-6,
+        api_stream_s=1e-3,
+        sources={
+            "scheduler": "LMDeploy TurbomindEngineConfig defaults: max_batch_size 256 (A100 "
+            "class), max_prefill_token_num 8192 (long prompts split across iterations)",
+            "host": "estimate: TurboMind's C++ request loop runs beside the GPU",
+            "api": _API_SOURCE,
+        },
+    ),
+}
+"""The named profiles (choose with ``engine:`` / ``--engine``)."""
+
+ENGINES = tuple(PROFILES)
+
+
+def engine_profile(name: str) -> EngineProfile:
+    """The profile called ``name``; ServesimError naming the valid ones otherwise."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        from servesim.errors import ServesimError
+
+        raise ServesimError(
+            f"unknown engine {name!r}", field="engine", fix=f"use one of: {', '.join(ENGINES)}"
+        ) from None
+
+
+def scheduler_defaults(profile: EngineProfile, given: dict[str, Any]) -> dict[str, Any]:
+    """The scheduler section ``given`` (fields the user set) completed with the profile's
+    defaults. An explicit field always wins; turning chunked prefill on under a
+    prefill-first engine (vLLM V0) without naming a policy selects ``sarathi``, V0's
+    chunked-prefill scheduler (decodes first, then prompt chunks)."""
+    out = {
+        "policy": profile.policy,
+        "max_num_seqs": profile.max_num_seqs,
+        "max_num_batched_tokens": profile.max_num_batched_tokens,
+        "enable_chunked_prefill": profile.enable_chunked_prefill,
+        "enable_prefix_caching": profile.enable_prefix_caching,
+    }
+    if (
+        "policy" not in given
+        and profile.name == "vllm-v0"
+        and given.get("enable_chunked_prefill") is True
+    ):
+        out["policy"] = "sarathi"
+    out.update(given)
+    return out
