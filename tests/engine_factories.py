@@ -40,6 +40,9 @@ class LinearCost:
         )
         return self.decode_span_seconds(context_lens, num_steps), features
 
+    def decode_round_with_features(self, context_lens, num_steps):
+        return self.decode_span_with_features(context_lens, num_steps)
+
     def decode_span_seconds(self, context_lens, num_steps):
         j = np.arange(num_steps)
         b = len(context_lens)
@@ -79,6 +82,9 @@ def run_sessions(
     router="round_robin",
     cpu_blocks=0,
     load_seconds=0.0,
+    num_scheduler_steps=1,
+    graph_batch=None,
+    api=None,
     **sched,
 ):
     """Run ``sessions`` to completion; returns (records, instances, simulation)."""
@@ -92,12 +98,14 @@ def run_sessions(
             cost,
             fast_forward=fast_forward,
             kv_load_seconds_per_block=load_seconds,
+            num_scheduler_steps=num_scheduler_steps,
+            graph_batch=graph_batch,
         )
         for i in range(num_instances)
     ]
     records = RunRecords()
     rng = np.random.default_rng(0)
-    sim = Simulation(instances, make_router(router, rng), iter(sessions), records)
+    sim = Simulation(instances, make_router(router, rng), iter(sessions), records, api=api)
     sim.run()
     return records, instances, sim
 

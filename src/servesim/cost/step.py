@@ -398,6 +398,18 @@ class StepCostModel:
         f = self.feature_map.decode(context_lens, num_steps)
         return self.seconds_from_features(f), f
 
+    def decode_round_with_features(
+        self, context_lens: np.ndarray, num_steps: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`decode_span_with_features` for a multi-step scheduling round: the host
+        schedules and prepares inputs once for the whole round, so the host time a step
+        exposes (:meth:`host_bound_seconds_from_features`) is paid by its first step only."""
+        seconds, f = self.decode_span_with_features(context_lens, num_steps)
+        if num_steps > 1:
+            seconds = np.array(seconds, dtype=np.float64)
+            seconds[1:] -= self.host_bound_seconds_from_features(f[1:])
+        return seconds, f
+
     def decode_span_seconds(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
         """Seconds of ``num_steps`` consecutive decode steps, shape (num_steps,).
 

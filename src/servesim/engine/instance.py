@@ -57,6 +57,10 @@ class StepCost:
         self, context_lens: np.ndarray, num_steps: int
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def decode_round_with_features(
+        self, context_lens: np.ndarray, num_steps: int
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
 
 @dataclass(frozen=True)
 class Speculation:
@@ -223,7 +227,9 @@ class Instance:
                 # Padded rows: one token over an empty context (what the captured graph runs).
                 new_tokens = np.concatenate((new_tokens, np.ones(pad, dtype=new_tokens.dtype)))
                 context = np.concatenate((context, np.zeros(pad, dtype=context.dtype)))
-        if num_steps > 1:
+        if num_steps > 1 and is_round:
+            durations, features = self.cost.decode_round_with_features(context, num_steps)
+        elif num_steps > 1:
             durations, features = self.cost.decode_span_with_features(context, num_steps)
         else:
             seconds, features = self.cost.step_with_features(new_tokens, context)

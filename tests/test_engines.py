@@ -1,0 +1,234 @@
+"""Engine profiles: multi-step rounds, prefill-first steps, synchronous host work, CUDA-graph
+padding, API-server latency, and each named profile's effect through the real simulator."""
+
+import numpy as np
+import pytest
+from engine_factories import LinearCost, by_request, make_session, run_sessions
+
+from servesim.cost import CostParams, Parallelism, build_step_cost
+from servesim.engine.loop import ApiLatency
+from servesim.engines import ENGINES, PROFILES, engine_profile, scheduler_defaults
+from servesim.errors import ServesimError
+from servesim.hardware import load_hardware
+from servesim.model import load_model
+from servesim.run import simulate
+from servesim.scenario import build_scenario
+
+BASE = 0.01  # LinearCost: a decode step of a few rows takes ~10 ms
+
+
+# --- multi-step scheduling -------------------------------------------------------------------
+
+
+def test_a_round_runs_n_decode_steps_and_delivers_its_tokens_together():
+    records, _, _ = run_sessions(
+        [make_session(0, 0.0, 32, 9)], num_scheduler_steps=4, fast_forward=False
+    )
+    steps = records.step_columns()
+    # prefill (first token), then rounds of 4 decode steps: 8 more tokens = 2 rounds.
+    assert steps["num_steps"].tolist() == [1, 4, 4]
+    values, weights = records.itl_pairs()
+    gaps = np.repeat(values, weights)
+    # Per round: one gap of the whole round, then three tokens arriving with it (gap 0).
+    assert np.count_nonzero(gaps == 0.0) == 6
+    assert len(gaps) == 8
+    assert np.median(gaps) == 0.0
+    assert gaps.max() == pytest.approx(steps["duration_s"][1:].max(), rel=1e-12)
+
+
+def test_a_request_arriving_mid_round_waits_for_the_round_to_end():
+    sessions = [make_session(0, 0.0, 32, 40), make_session(1, 0.015, 32, 2)]
+    records, _, _ = run_sessions(sessions, num_scheduler_steps=8)
+    steps = records.step_columns()
+    round_end = steps["start_s"][1] + steps["duration_s"][1]
+    assert steps["num_steps"][1] == 8
+    r = by_request(records)
+    # The second request is scheduled only when the 8-step round ends, not at its arrival.
+    assert r["first_scheduled_s"][1] == pytest.approx(round_end, rel=1e-12)
+    # With single-step scheduling it is scheduled at the first step boundary after arrival.
+    single, _, _ = run_sessions(sessions, num_scheduler_steps=1)
+    assert by_request(single)["first_scheduled_s"][1] < round_end - 5 * BASE
+
+
+def test_a_row_finishing_mid_round_keeps_its_slot_until_the_round_ends():
+    sessions = [make_session(0, 0.0, 32, 3), make_session(1, 0.0, 32, 20)]
+    records, _, _ = run_sessions(sessions, num_scheduler_steps=8)
+    r = by_request(records)
+    assert r["output_tokens"].tolist() == [3, 20]
+    steps = records.step_columns()
+    # Request 0 needs 2 more tokens after its first, but the round computes 8 steps for both.
+    assert steps["num_steps"][1] == 8
+    assert r["finish_s"][0] == pytest.approx(steps["start_s"][1] + steps["duration_s"][1])
+    assert steps["decode_tokens"][1] == 2 + 8
+
+
+def test_rounds_conserve_tokens_and_kv_blocks():
+    sessions = [make_session(i, 0.003 * i, 20 + 7 * i, 5 + 3 * i) for i in range(12)]
+    records, instances, _ = run_sessions(sessions, num_scheduler_steps=6, num_blocks=400)
+    r = by_request(records)
+    assert r["output_tokens"].tolist() == [5 + 3 * i for i in range(12)]
+    assert instances[0].kv.num_free_blocks == 400
+
+
+# --- prefill-first scheduling ----------------------------------------------------------------
+
+
+def test_prefill_first_runs_prompt_steps_without_decodes():
+    sessions = [make_session(0, 0.0, 64, 30), make_session(1, 0.05, 64, 5)]
+    records, _, _ = run_sessions(sessions, policy="prefill_first", fast_forward=False)
+    steps = records.step_columns()
+    prompt_steps = steps["prefill_tokens"] > 0
+    assert prompt_steps.sum() == 2
+    # The second prompt's step carries no decode of the first request.
+    assert (steps["decode_tokens"][prompt_steps] == 0).all()
+    mixed, _, _ = run_sessions(sessions, policy="vllm", fast_forward=False)
+    m = mixed.step_columns()
+    assert ((m["prefill_tokens"] > 0) & (m["decode_tokens"] > 0)).any()
+
+
+def test_prefill_first_continues_a_chunked_prompt_before_decoding():
+    sessions = [make_session(0, 0.0, 16, 20), make_session(1, 0.02, 300, 3)]
+    records, _, _ = run_sessions(
+        sessions, policy="prefill_first", max_num_batched_tokens=128, fast_forward=False
+    )
+    steps = records.step_columns()
+    chunks = steps["prefill_tokens"][steps["prefill_tokens"] > 0].tolist()
+    assert chunks[1:] == [128, 128, 44]
+    assert (steps["decode_tokens"][steps["prefill_tokens"] > 0] == 0).all()
+
+
+# --- CUDA-graph padding ----------------------------------------------------------------------
+
+
+def test_a_decode_batch_pays_for_the_captured_graph_size():
+    def pad(b):
+        return 8 if b <= 8 else b
+
+    sessions = [make_session(i, 0.0, 16, 4) for i in range(3)]
+    cost = LinearCost(per_token=1e-3, per_context=0)
+    padded, _, _ = run_sessions(sessions, graph_batch=pad, cost=cost)
+    plain, _, _ = run_sessions(sessions, cost=cost)
+    decode_padded = padded.step_columns()["duration_s"][1:]
+    decode_plain = plain.step_columns()["duration_s"][1:]
+    # 8 rows instead of 3 at 1 ms a row per step.
+    assert (decode_padded - decode_plain).sum() == pytest.approx(5e-3 * 3, rel=1e-9)
+
+
+def test_graph_batch_rounds_up_to_the_captured_sizes():
+    v = PROFILES["vllm"]
+    assert [v.graph_batch(b) for b in (1, 3, 5, 9, 256, 257, 512, 600)] == [
+        1, 4, 8, 16, 256, 272, 512, 600,
+    ]  # fmt: skip
+    assert PROFILES["sglang"].graph_batch(10) == 12
+    assert PROFILES["trtllm"].graph_batch(37) == 37
+
+
+# --- API-server latency ----------------------------------------------------------------------
+
+
+def test_api_latency_delays_scheduling_and_every_token_alike():
+    api = ApiLatency(request_s=0.004, per_input_token_s=1e-5, stream_s=0.002)
+    sessions = [make_session(0, 1.0, 100, 5)]
+    with_api, _, _ = run_sessions(sessions, api=api)
+    without, _, _ = run_sessions(sessions)
+    a, b = by_request(with_api), by_request(without)
+    before = 0.004 + 100 * 1e-5
+    assert a["first_scheduled_s"][0] == pytest.approx(b["first_scheduled_s"][0] + before)
+    ttft = lambda r: r["first_token_s"][0] - r["arrival_s"][0]  # noqa: E731
+    assert ttft(a) == pytest.approx(ttft(b) + before + 0.002, rel=1e-12)
+    assert a["finish_s"][0] - b["finish_s"][0] == pytest.approx(before + 0.002, rel=1e-9)
+    assert np.allclose(with_api.itl_pairs()[0], without.itl_pairs()[0])
+
+
+def test_a_follow_up_turn_starts_after_the_client_received_the_answer():
+    from servesim.workload.session import RequestSpec, Session
+
+    turns = (RequestSpec(50, 3, (), 16), RequestSpec(60, 3, (), 16))
+    session = Session(0, 0.0, turns, think_times_s=(0.5,))
+    api = ApiLatency(stream_s=0.01)
+    records, _, _ = run_sessions([session], api=api)
+    r = by_request(records)
+    assert r["arrival_s"][1] == pytest.approx(r["finish_s"][0] + 0.5, rel=1e-12)
+
+
+# --- synchronous host work -------------------------------------------------------------------
+
+
+def test_synchronous_host_work_adds_to_the_step():
+    model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
+    overlap = build_step_cost(model, hw, Parallelism(), CostParams())
+    serial = build_step_cost(model, hw, Parallelism(), CostParams(host_overlap=False))
+    new, ctx = np.ones(64), np.full(64, 1000)
+    host = overlap.host_seconds_from_features(overlap.features(new, ctx))
+    gpu = overlap.gpu_seconds_from_features(overlap.features(new, ctx))[0]
+    over = CostParams().step_overhead_s
+    assert overlap.step_seconds(new, ctx) == pytest.approx(max(gpu, host) + over, rel=1e-9)
+    assert serial.step_seconds(new, ctx) == pytest.approx(gpu + host + over, rel=1e-9)
+
+
+# --- profiles through the simulator ----------------------------------------------------------
+
+
+def _run(engine, **fields):
+    wl = {"num_requests": 64, "input_len": 512, "output_len": 128,
+          "arrival": {"kind": "poisson", "rate": 8}}  # fmt: skip
+    return simulate(build_scenario({"engine": engine, "workload": wl, **fields})).summary
+
+
+def test_every_profile_runs_and_summary_echoes_the_engine():
+    for name in ENGINES:
+        s = _run(name)
+        assert s["engine"] == name
+        assert s["completed"] == 64
+
+
+def test_vllm_v0_is_slower_per_token_than_v1_and_multi_step_recovers_most_of_it():
+    v1, v0 = _run("vllm"), _run("vllm-v0")
+    v0_steps = _run("vllm-v0", num_scheduler_steps=8)
+    # V0's synchronous host work (~3 ms a step) adds to every decode step of an 8B on H100.
+    assert v0["mean_tpot_ms"] > 1.2 * v1["mean_tpot_ms"]
+    assert v0_steps["mean_tpot_ms"] < v0["mean_tpot_ms"]
+    # Tokens arrive in bursts: the median gap is zero, the p99 gap a whole round.
+    assert v0_steps["median_itl_ms"] == 0.0
+    assert v0_steps["p99_itl_ms"] > 4 * v0_steps["mean_tpot_ms"]
+
+
+def test_cpp_runtimes_have_less_host_overhead_than_python_engines():
+    trt, v1 = _run("trtllm"), _run("vllm")
+    assert trt["mean_tpot_ms"] < v1["mean_tpot_ms"]
+    assert trt["mean_api_ttft_ms"] < v1["mean_api_ttft_ms"]
+
+
+def test_no_api_server_reports_engine_time_only():
+    on, off = _run("vllm"), _run("vllm", api_server=False)
+    assert off["mean_api_ttft_ms"] == 0.0
+    assert on["mean_ttft_ms"] - off["mean_ttft_ms"] == pytest.approx(
+        on["mean_api_ttft_ms"], rel=0.05
+    )
+    assert 0 < on["api_ttft_fraction"] < 1
+
+
+def test_profile_defaults_fill_only_the_scheduler_fields_left_out():
+    sc = build_scenario({"engine": "sglang"})
+    assert sc.scheduler.policy == "prefill_first"
+    assert sc.scheduler.max_num_seqs == PROFILES["sglang"].max_num_seqs
+    sc = build_scenario({"engine": "sglang", "scheduler": {"max_num_seqs": 7, "policy": "vllm"}})
+    assert (sc.scheduler.max_num_seqs, sc.scheduler.policy) == (7, "vllm")
+    # V0 with chunked prefill turned on is V0's chunked scheduler (decodes first).
+    chunked = scheduler_defaults(PROFILES["vllm-v0"], {"enable_chunked_prefill": True})
+    assert chunked["policy"] == "sarathi"
+
+
+def test_bad_engine_fields_are_one_line_errors():
+    with pytest.raises(ServesimError, match="engine: unknown engine 'vlm'"):
+        build_scenario({"engine": "vlm"})
+    with pytest.raises(ServesimError, match="num_scheduler_steps: multi-step .* vllm-v0"):
+        build_scenario({"engine": "vllm", "num_scheduler_steps": 4})
+    with pytest.raises(ServesimError, match="unknown engine"):
+        engine_profile("tgi")
+
+
+def test_every_profile_cites_its_coefficients():
+    for p in PROFILES.values():
+        assert {"scheduler", "host", "api"} <= set(p.sources), p.name
+        assert all(len(text) > 30 for text in p.sources.values())
