@@ -99,8 +99,15 @@ def test_with_rate_keeps_the_arrival_kind_and_refuses_a_closed_loop():
                                                      "burstiness": 0.5}}})  # fmt: skip
     out = with_rate(gamma, 7.0).workload.arrival
     assert (out.kind, out.rate, out.burstiness) == ("gamma", 7.0, 0.5)
-    closed = build_scenario({"workload": {"preset": "code", "num_requests": 10,
-                                          "arrival": {"kind": "closed", "concurrency": 4}}})
+    closed = build_scenario(
+        {
+            "workload": {
+                "preset": "code",
+                "num_requests": 10,
+                "arrival": {"kind": "closed", "concurrency": 4},
+            }
+        }
+    )
     with pytest.raises(ServesimError, match="capacity varies a request rate"):
         with_rate(closed, 1.0)
 

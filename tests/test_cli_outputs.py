@@ -27,8 +27,7 @@ def _prepare(name: str, tmp_path: Path) -> list[str]:
     """The arguments (before the output option) of a command that gets as far as writing."""
     if name == "sweep":
         (tmp_path / "s.yaml").write_text(
-            "base: {workload: {num_requests: 5, input_len: 10, output_len: 2}}\n"
-            "grid: {tp: [1]}\n"
+            "base: {workload: {num_requests: 5, input_len: 10, output_len: 2}}\ngrid: {tp: [1]}\n"
         )
         return ["sweep", "s.yaml"]
     if name == "plan":
@@ -48,9 +47,7 @@ def _prepare(name: str, tmp_path: Path) -> list[str]:
     raise AssertionError(name)
 
 
-@pytest.mark.parametrize(
-    "name", ["sweep", "plan", "calibrate", "analyze", "report", "trace merge"]
-)
+@pytest.mark.parametrize("name", ["sweep", "plan", "calibrate", "analyze", "report", "trace merge"])
 def test_an_unwritable_output_is_one_line_and_exit_2(name, tmp_path, blocker):
     args = _prepare(name, tmp_path)
     p = servesim(*args, "--out", str(blocker / "out"), cwd=tmp_path)

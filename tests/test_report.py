@@ -143,7 +143,8 @@ def test_report_shows_the_summary_numbers(real_run, real_report):
             assert float(cells[key].replace(",", "")) == pytest.approx(summary[key], abs=0.006)
     assert cells["completed"] == "60"
     assert float(cells["output_throughput"].replace(",", "")) == pytest.approx(
-        summary["output_throughput"], abs=0.06)
+        summary["output_throughput"], abs=0.06
+    )
     assert summary["scenario"]["model"] in text and summary["workload_description"] in text
 
 
@@ -188,7 +189,8 @@ def test_op_groups_appear_when_steps_have_them(tmp_path, real_run):
     s = run.steps
     mean_ms = s["duration_s"].sum() / s["num_steps"].sum() * 1000
     assert series.op_breakdown(run)["all steps"] == pytest.approx(
-        {"mlp": 0.6 * mean_ms, "attention": 0.4 * mean_ms})
+        {"mlp": 0.6 * mean_ms, "attention": 0.4 * mean_ms}
+    )
     plain = build_report(_rewrite_steps(real_run, tmp_path / "plain", {}))
     assert "no per-operator-group columns" in plain and "<code>t_mlp</code>" not in plain
 

@@ -138,8 +138,25 @@ def test_capacity_unreachable_names_the_constraint(tmp_path):
 
 def test_plan_prints_cheapest_and_frontier_and_plots(tmp_path):
     png = tmp_path / "plan.png"
-    args = ("plan", "-m", "llama3.1-8b", "-r", 30, "--slo-ttft-ms", 500, "--slo-tpot-ms", 40,
-            "-g", "H100,H200", "--max-gpus", 2, "-n", 150, "--max-num-batched-tokens", 8192)
+    args = (
+        "plan",
+        "-m",
+        "llama3.1-8b",
+        "-r",
+        30,
+        "--slo-ttft-ms",
+        500,
+        "--slo-tpot-ms",
+        40,
+        "-g",
+        "H100,H200",
+        "--max-gpus",
+        2,
+        "-n",
+        150,
+        "--max-num-batched-tokens",
+        8192,
+    )
     p = servesim(*args, "-o", png, "--workers", 2)
     assert p.returncode == 0, p.stderr
     assert "cheapest:" in p.stdout and "Pareto frontier" in p.stdout

@@ -151,8 +151,7 @@ PROFILES: dict[str, EngineProfile] = {
             "processing between GPU steps; the multi-step scheduling PR "
             "(vllm-project/vllm#7000) reports ~1.3x throughput at 8 steps for 8B models on "
             "H100, which a few ms of synchronous host work per step explains",
-            "cuda_graph_sizes": "vLLM 0.6 _BATCH_SIZES_TO_CAPTURE (1, 2, 4, multiples of 8 "
-            "to 256)",
+            "cuda_graph_sizes": "vLLM 0.6 _BATCH_SIZES_TO_CAPTURE (1, 2, 4, multiples of 8 to 256)",
             "api": _API_SOURCE,
         },
     ),

@@ -102,4 +102,3 @@ def write_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-

@@ -31,11 +31,11 @@ from servesim.engine.records import RunRecords
 from servesim.engine.request import Request
 from servesim.engine.router import make_router
 from servesim.engine.scheduler import SchedulerConfig
+from servesim.engines import EngineProfile
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware, Link, load_hardware
 from servesim.metrics import SLO, summarize
 from servesim.model import ModelSpec, load_model
-from servesim.engines import EngineProfile
 from servesim.scenario import (
     InstanceGroup,
     Scenario,

@@ -13,8 +13,8 @@ import yaml
 from msgspec import Meta
 
 from servesim.engine.router import ROUTERS
-from servesim.engines import DEFAULT_ENGINE, ENGINES, engine_profile, scheduler_defaults
 from servesim.engine.scheduler import POLICIES
+from servesim.engines import DEFAULT_ENGINE, ENGINES, engine_profile, scheduler_defaults
 from servesim.errors import ServesimError
 from servesim.validation import FieldError, Spec, convert, field_default, replace
 from servesim.workload import WorkloadSpec
@@ -116,10 +116,13 @@ class Scenario(Spec):
         str,
         Meta(description=f"serving engine profile: {', '.join(ENGINES)} (see servesim.engines)"),
     ] = DEFAULT_ENGINE
-    num_scheduler_steps: Annotated[
-        int,
-        Meta(ge=1, description="decode steps per scheduling round (vLLM V0 multi-step)"),
-    ] | None = None
+    num_scheduler_steps: (
+        Annotated[
+            int,
+            Meta(ge=1, description="decode steps per scheduling round (vLLM V0 multi-step)"),
+        ]
+        | None
+    ) = None
     api_server: Annotated[
         bool,
         Meta(
@@ -211,7 +214,8 @@ def engine_profile_of(sc: "Scenario"):
     """The scenario's :class:`~servesim.engines.EngineProfile` (FieldError for an unknown
     name)."""
     if sc.engine not in ENGINES:
-        raise FieldError("engine", f"unknown engine {sc.engine!r} (use one of: {', '.join(ENGINES)})")
+        valid = ", ".join(ENGINES)
+        raise FieldError("engine", f"unknown engine {sc.engine!r} (use one of: {valid})")
     return engine_profile(sc.engine)
 
 

@@ -27,4 +27,3 @@ def version() -> None:
     from servesim import __version__
 
     typer.echo(f"servesim {__version__}")
-

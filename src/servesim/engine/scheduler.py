@@ -10,16 +10,16 @@ preempted (its blocks freed, recomputed later) and nothing new is admitted that 
 
 The five policies differ only in a few knobs, set in :func:`policy_knobs`:
 
-=============  ==============================  ==========  ============  ==========================
-policy         token budget                    chunking    decodes first admits new requests
-=============  ==============================  ==========  ============  ==========================
-vllm           max_num_batched_tokens          yes (opt.)  no (FCFS)     every step
-sarathi        max_num_batched_tokens (chunk)  yes         yes           every step
-orca           max_num_batched_tokens          no          no            every step, whole prompts
-static         unlimited                       no          no            only when the batch is empty
-prefill_first  max_num_batched_tokens          yes (opt.)  no: prompts   every step; a step with
-                                                           exclude them  prompt work has no decodes
-=============  ==============================  ==========  ============  ==========================
+=============  ======================  ==========  =============  ============================
+policy         token budget            chunking    decodes first  admits new requests
+=============  ======================  ==========  =============  ============================
+vllm           max_num_batched_tokens  yes (opt.)  no (FCFS)      every step
+sarathi        max_num_batched_tokens  yes         yes            every step
+orca           max_num_batched_tokens  no          no             every step, whole prompts
+static         unlimited               no          no             when the batch is empty
+prefill_first  max_num_batched_tokens  yes (opt.)  no: excluded   every step; a step with
+                                                                  prompts has no decodes
+=============  ======================  ==========  =============  ============================
 
 ``prefill_first`` is the vLLM V0 default scheduler and SGLang's: whenever a prompt (or the
 next chunk of one) can run, the step runs prompts only and the running decodes wait for it;

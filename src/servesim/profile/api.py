@@ -57,8 +57,11 @@ def settings_from_env(environ: Mapping[str, str]) -> Settings:
     """
     flag = environ.get("SERVESIM_PROFILE", "").strip().lower()
     if flag not in _TRUE | _FALSE:
-        warnings.warn(f"SERVESIM_PROFILE={flag!r} is not 1/0/true/false; profiling stays off",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"SERVESIM_PROFILE={flag!r} is not 1/0/true/false; profiling stays off",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     directory = Path(environ.get("SERVESIM_PROFILE_DIR") or "servesim-profile")
     sample = 1.0
     raw = environ.get("SERVESIM_PROFILE_SAMPLE")
@@ -68,11 +71,15 @@ def settings_from_env(environ: Mapping[str, str]) -> Settings:
             if not 0.0 <= sample <= 1.0:
                 raise ValueError(raw)
         except ValueError:
-            warnings.warn(f"SERVESIM_PROFILE_SAMPLE={raw!r} is not a fraction in [0, 1]; "
-                          "keeping every span", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"SERVESIM_PROFILE_SAMPLE={raw!r} is not a fraction in [0, 1]; keeping every span",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             sample = 1.0
-    return Settings(enabled=flag in _TRUE, directory=directory.expanduser().absolute(),
-                    sample=sample)
+    return Settings(
+        enabled=flag in _TRUE, directory=directory.expanduser().absolute(), sample=sample
+    )
 
 
 def _new_process_key() -> str:
@@ -255,8 +262,17 @@ def step(
     if rec is None:
         return
     try:
-        record = ("step", index, start_s, duration_s, batch_size, prefill_tokens, decode_tokens,
-                  context_tokens, dict(phases) if phases else None)
+        record = (
+            "step",
+            index,
+            start_s,
+            duration_s,
+            batch_size,
+            prefill_tokens,
+            decode_tokens,
+            context_tokens,
+            dict(phases) if phases else None,
+        )
         rec.add(record, _perf_ns())
     except Exception:  # noqa: BLE001 - never break the host program
         pass
@@ -306,18 +322,27 @@ def configure(
         changes["directory"] = Path(directory).expanduser().absolute()
     if sample is not None:
         if not isinstance(sample, (int, float)) or not 0.0 <= sample <= 1.0:
-            raise ServesimError(f"sample must be a fraction in [0, 1], got {sample!r}",
-                                field="sample", fix="1 keeps every span, 0.1 one in ten")
+            raise ServesimError(
+                f"sample must be a fraction in [0, 1], got {sample!r}",
+                field="sample",
+                fix="1 keeps every span, 0.1 one in ten",
+            )
         changes["sample"] = float(sample)
     if flush_every is not None:
         if not isinstance(flush_every, int) or flush_every < 1:
-            raise ServesimError(f"flush_every must be a positive integer, got {flush_every!r}",
-                                field="flush_every", fix="e.g. 4096 records per write")
+            raise ServesimError(
+                f"flush_every must be a positive integer, got {flush_every!r}",
+                field="flush_every",
+                fix="e.g. 4096 records per write",
+            )
         changes["flush_every"] = flush_every
     if flush_interval_s is not None:
         if not isinstance(flush_interval_s, (int, float)) or not flush_interval_s > 0:
-            raise ServesimError(f"flush_interval_s must be > 0, got {flush_interval_s!r}",
-                                field="flush_interval_s", fix="seconds between writes, e.g. 1")
+            raise ServesimError(
+                f"flush_interval_s must be > 0, got {flush_interval_s!r}",
+                field="flush_interval_s",
+                fix="seconds between writes, e.g. 1",
+            )
         changes["flush_interval_s"] = float(flush_interval_s)
     with _config_lock:
         old, _rec = _rec, None

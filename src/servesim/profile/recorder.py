@@ -213,13 +213,17 @@ class Recorder:
                 if kind == "i":
                     _, _, cat, t0, tid, args = record
                     extra = _cat_args(cat, args) if cat or args else ""
-                    lines.append(f'{{"type":"event","ph":"i","name":{name},"ts_ns":{t0 + offset}'
-                                 f',"tid":{tid}{extra}}}')
+                    lines.append(
+                        f'{{"type":"event","ph":"i","name":{name},"ts_ns":{t0 + offset}'
+                        f',"tid":{tid}{extra}}}'
+                    )
                 else:
                     _, _, t0, values = record
                     series = dumps_flat({str(k): v for k, v in values.items() if _is_number(v)})
-                    lines.append(f'{{"type":"event","ph":"C","name":{name},"ts_ns":{t0 + offset}'
-                                 f',"args":{series}}}')
+                    lines.append(
+                        f'{{"type":"event","ph":"C","name":{name},"ts_ns":{t0 + offset}'
+                        f',"args":{series}}}'
+                    )
             except Exception:  # noqa: BLE001 - one bad record must not lose the batch
                 self._dropped += 1
         return len(lines) - before
@@ -238,19 +242,21 @@ class Recorder:
         return head
 
     def _header(self) -> str:
-        return dumps({
-            "type": "fragment",
-            "version": FORMAT_VERSION,
-            "host": _HOST,
-            "pid": self.pid,
-            "ppid": os.getppid(),
-            "process": self.process_key,
-            "start_unix_ns": self.start_unix_ns,
-            "clock_unix_ns": self.start_unix_ns,
-            "clock_perf_ns": self.start_unix_ns - self.perf_to_unix_ns,
-            "argv0": os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
-            "forked_from": self.forked_from,
-        })
+        return dumps(
+            {
+                "type": "fragment",
+                "version": FORMAT_VERSION,
+                "host": _HOST,
+                "pid": self.pid,
+                "ppid": os.getppid(),
+                "process": self.process_key,
+                "start_unix_ns": self.start_unix_ns,
+                "clock_unix_ns": self.start_unix_ns,
+                "clock_perf_ns": self.start_unix_ns - self.perf_to_unix_ns,
+                "argv0": os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python",
+                "forked_from": self.forked_from,
+            }
+        )
 
     def stats(self) -> ProfileStats:
         with self._io_lock:  # so a flush in progress is not counted twice or not at all

@@ -99,7 +99,7 @@ def _metric_table(title: str, rows: tuple, summary: dict[str, Any]) -> str:
         if key not in summary:
             continue
         body.append(
-            f'<tr><td>{_e(label)}</td><td><code>{_e(key)}</code></td>'
+            f"<tr><td>{_e(label)}</td><td><code>{_e(key)}</code></td>"
             f'<td class="num" data-key="{_e(key)}">{fmt(summary[key], digits, unit)}</td>'
             f"<td>{_e(unit)}</td></tr>"
         )
@@ -130,8 +130,10 @@ def _scenario_section(run: RunData) -> str:
     replicas = sc.get("replicas", 1)
     rows = [
         ("model", model),
-        ("hardware", f"{replicas} × {hardware}" + (f", router {sc.get('router')}"
-                                                   if replicas > 1 else "")),  # fmt: skip
+        (
+            "hardware",
+            f"{replicas} × {hardware}" + (f", router {sc.get('router')}" if replicas > 1 else ""),
+        ),  # fmt: skip
         ("scheduler", ", ".join(f"{k} {v}" for k, v in sched.items())),
         ("workload", s.get("workload_description", "")),
         ("KV cache", f"{fmt((s.get('memory') or {}).get('kv_capacity_tokens'), 0)} tokens"),
@@ -170,7 +172,8 @@ def _slowest_table(run: RunData) -> str:
     rows = series.slowest_requests(run, 10)
     head = "".join(f"<th class=num>{_e(label)}</th>" for _, label, _ in _SLOWEST_COLUMNS)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{fmt(r[k], d)}</td>' for k, _, d in _SLOWEST_COLUMNS)
+        "<tr>"
+        + "".join(f'<td class="num">{fmt(r[k], d)}</td>' for k, _, d in _SLOWEST_COLUMNS)
         + "</tr>"
         for r in rows
     )

@@ -131,7 +131,7 @@ def cdf(values: np.ndarray, max_points: int = MAX_CDF_POINTS) -> tuple[np.ndarra
 
 def op_group_name(column: str) -> str:
     """``t_qkv_o`` → ``qkv_o``: the operator group a ``t_*`` column times."""
-    return column[len(OP_PREFIX):]
+    return column[len(OP_PREFIX) :]
 
 
 def op_breakdown(run: RunData) -> dict[str, dict[str, float]]:

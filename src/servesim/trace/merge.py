@@ -45,9 +45,11 @@ class MergeReport:
 
     def summary(self) -> str:
         """One line for the CLI."""
-        text = (f"merged {self.files} fragment file(s) from {self.processes} process(es): "
-                f"{self.events} events, {self.steps} steps, {self.skipped_lines} skipped "
-                f"line(s) -> {self.out_path} ({self.bytes / 1e6:.1f} MB)")
+        text = (
+            f"merged {self.files} fragment file(s) from {self.processes} process(es): "
+            f"{self.events} events, {self.steps} steps, {self.skipped_lines} skipped "
+            f"line(s) -> {self.out_path} ({self.bytes / 1e6:.1f} MB)"
+        )
         if self.steps_path is not None:
             text += f"; steps -> {self.steps_path}"
         return text
@@ -128,8 +130,11 @@ def _trace_events(frag: Fragment, pid: int, origin: int) -> list[dict[str, Any]]
         ts = (ev["ts_ns"] - origin) / 1000
         cat, args = ev.get("cat", ""), ev.get("args")
         if ev["ph"] == "X":
-            out.append(chrome.complete(ev["name"], ts, ev["dur_ns"] / 1000, pid, ev["tid"],
-                                       cat=cat, args=args))
+            out.append(
+                chrome.complete(
+                    ev["name"], ts, ev["dur_ns"] / 1000, pid, ev["tid"], cat=cat, args=args
+                )
+            )
         elif ev["ph"] == "i":
             out.append(chrome.instant(ev["name"], ts, pid, ev["tid"], cat=cat, args=args))
         else:
@@ -143,19 +148,36 @@ def _step_events(
     ts = (start_ns - origin) / 1000
     dur = max(step["duration_s"], 0.0) * 1e6
     phases = {k: v for k, v in step.get("phases", {}).items() if isinstance(v, (int, float))}
-    args = {k: step[k] for k in ("batch_size", "prefill_tokens", "decode_tokens",
-                                 "context_tokens")}
-    out = [chrome.complete(f"step {step['step']}", ts, dur, pid, STEPS_TID, cat="step",
-                           args={**args, "phases_s": phases} if phases else args)]
-    if phases and all(v >= 0 for v in phases.values()) and \
-            sum(phases.values()) * 1e6 <= dur * _PHASE_FIT:
+    args = {k: step[k] for k in ("batch_size", "prefill_tokens", "decode_tokens", "context_tokens")}
+    out = [
+        chrome.complete(
+            f"step {step['step']}",
+            ts,
+            dur,
+            pid,
+            STEPS_TID,
+            cat="step",
+            args={**args, "phases_s": phases} if phases else args,
+        )
+    ]
+    if (
+        phases
+        and all(v >= 0 for v in phases.values())
+        and sum(phases.values()) * 1e6 <= dur * _PHASE_FIT
+    ):
         at = ts
         for name, seconds in phases.items():
             out.append(chrome.complete(name, at, seconds * 1e6, pid, STEPS_TID, cat="step"))
             at += seconds * 1e6
     out.append(chrome.counter("batch_size", ts, pid, {"sequences": step["batch_size"]}))
-    out.append(chrome.counter("step_tokens", ts, pid, {"prefill": step["prefill_tokens"],
-                                                       "decode": step["decode_tokens"]}))
+    out.append(
+        chrome.counter(
+            "step_tokens",
+            ts,
+            pid,
+            {"prefill": step["prefill_tokens"], "decode": step["decode_tokens"]},
+        )
+    )
     return out
 
 
@@ -167,11 +189,17 @@ def _sort_key(event: dict[str, Any]) -> tuple[float, float]:
 
 def _check_paths(directory: Path, out_path: Path, steps_path: Path | None) -> list[Path]:
     if not directory.exists():
-        raise ServesimError(f"{directory} does not exist", field="DIR",
-                            fix="pass the SERVESIM_PROFILE_DIR the profiled processes wrote to")
+        raise ServesimError(
+            f"{directory} does not exist",
+            field="DIR",
+            fix="pass the SERVESIM_PROFILE_DIR the profiled processes wrote to",
+        )
     if not directory.is_dir():
-        raise ServesimError(f"{directory} is not a directory", field="DIR",
-                            fix="pass the folder that holds the *.jsonl fragments")
+        raise ServesimError(
+            f"{directory} is not a directory",
+            field="DIR",
+            fix="pass the folder that holds the *.jsonl fragments",
+        )
     paths = find_fragments(directory)
     if not paths:
         raise ServesimError(
@@ -181,8 +209,11 @@ def _check_paths(directory: Path, out_path: Path, steps_path: Path | None) -> li
         )
     for label, path in (("--out", out_path), ("--steps", steps_path)):
         if path is not None and not path.parent.is_dir():
-            raise ServesimError(f"folder {path.parent} does not exist", field=label,
-                                fix="create it first or write elsewhere")
+            raise ServesimError(
+                f"folder {path.parent} does not exist",
+                field=label,
+                fix="create it first or write elsewhere",
+            )
     return paths
 
 
@@ -225,8 +256,11 @@ def merge_fragments(
             metadata.append(chrome.thread_name(proc.pid, STEPS_TID, "steps"))
     events.sort(key=_sort_key)
 
-    other = {"generator": "servesim trace merge", "ts_origin_unix_ns": origin,
-             "fragments": [p.name for p in paths]}
+    other = {
+        "generator": "servesim trace merge",
+        "ts_origin_unix_ns": origin,
+        "fragments": [p.name for p in paths],
+    }
     size = chrome.write_trace(out_path, [*metadata, *events], other)
     if steps_out is not None:
         step_lines.sort(key=lambda item: item[0])
@@ -234,9 +268,11 @@ def merge_fragments(
 
     warnings = []
     if size > chrome.PERFETTO_COMFORT_BYTES:
-        warnings.append(f"{out_path} is {size / 1e6:.0f} MB; Perfetto's UI struggles past "
-                        f"{chrome.PERFETTO_COMFORT_BYTES / 1e6:.0f} MB: record less "
-                        "(SERVESIM_PROFILE_SAMPLE) or merge fewer fragments")
+        warnings.append(
+            f"{out_path} is {size / 1e6:.0f} MB; Perfetto's UI struggles past "
+            f"{chrome.PERFETTO_COMFORT_BYTES / 1e6:.0f} MB: record less "
+            "(SERVESIM_PROFILE_SAMPLE) or merge fewer fragments"
+        )
     return MergeReport(
         out_path=out_path,
         files=len(paths),
