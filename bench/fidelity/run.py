@@ -1,0 +1,418 @@
+"""Score servesim against published real measurements: ``python bench/fidelity/run.py``.
+
+Each case in ``bench/fidelity/cases/*.json`` (schema: ``SCHEMA.md``) is a published measurement
+of a real serving stack with its setup. This script rebuilds each case as a servesim scenario
+(model, GPU, TP/PP, dtypes, engine profile, lengths, request count, rate / concurrency / static
+batch), simulates it, and compares every published metric with the prediction:
+
+    error = (predicted − measured) / measured        (signed)
+
+A prediction is *too fast* when it promises more than the GPUs delivered: a higher throughput or
+a lower latency. Results are printed (per case, then median and mean absolute error by metric
+family, GPU and engine, with the share of predictions that are too fast) and written to
+``bench/fidelity/results/results.json`` and ``results.md``.
+
+Nothing here is fitted to the cases: the engine profiles and the cost model run as shipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CASES = HERE / "cases"
+RESULTS = HERE / "results"
+
+HELD_OUT = (
+    "perf-overview.md",
+    "H200launch.md",
+    "benchmark_vllm_060",
+    "2024-09-05",
+    "mlperf inference v4.1",
+)
+"""Sources the project's accuracy is checked on independently: never in this dataset."""
+
+ENGINE_OF = {
+    "vllm": "vllm",
+    "vllm-v0": "vllm-v0",
+    "sglang": "sglang",
+    "trtllm": "trtllm",
+    "lmdeploy": "lmdeploy",
+    # Engines without a profile of their own run the closest one (README, "Accuracy"):
+    "tgi": "vllm",  # Rust router, continuous batching with chunked prefill (TGI v3)
+    "deepspeed-fastgen": "vllm",  # Dynamic SplitFuse = chunked prefill under a token budget
+    "gpt-fast": "trtllm",  # torch.compile'd decode in one CUDA graph: no scheduler on the host
+    "mlc-llm": "trtllm",  # compiled model, C++ runtime
+}
+
+FAMILY_OF = {
+    "output_throughput": "throughput",
+    "total_token_throughput": "throughput",
+    "request_throughput": "throughput",
+    "decode_tok_per_s": "throughput",
+    "ttft_ms": "TTFT",
+    "tpot_ms": "TPOT/ITL",
+    "itl_ms": "TPOT/ITL",
+    "e2el_ms": "E2E",
+    "duration": "E2E",
+    "tflops": "kernel",
+}
+FAMILIES = ("throughput", "TTFT", "TPOT/ITL", "E2E")
+
+
+def family(metric: str) -> str | None:
+    if metric in FAMILY_OF:
+        return FAMILY_OF[metric]
+    for suffix, fam in FAMILY_OF.items():
+        if metric.endswith("_" + suffix):
+            return fam
+    return None
+
+
+def higher_is_faster(metric: str) -> bool:
+    return family(metric) in ("throughput", "kernel")
+
+
+def load_cases(folder: Path = CASES) -> list[dict[str, Any]]:
+    """Every case of every ``*.json`` file in ``folder``, in file then list order."""
+    cases: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.json")):
+        for case in json.loads(path.read_text()):
+            case["_file"] = path.name
+            cases.append(case)
+    return cases
+
+
+def source_key(case: dict[str, Any]) -> str:
+    """The publication a case comes from (leave-one-source-out groups): repository + file, or
+    the URL, without the commit and the table."""
+    src = case.get("source", "")
+    head = src.split(" @")[0].split(" (")[0]
+    return head.strip() or case["id"]
+
+
+# --- case → scenario --------------------------------------------------------------------------
+
+
+class Unmappable(Exception):
+    """The case cannot be rebuilt as a servesim scenario (the reason is reported)."""
+
+
+SHAREGPT_SIGMA = 0.9
+"""Spread (std of ln tokens) of ShareGPT prompt and answer lengths when a case states only
+their totals: the lengths are then lognormal with the stated mean, clipped as vLLM's sampler
+clips them (prompt <= 1024, prompt + answer <= 2048)."""
+
+
+def _from_totals(w: dict[str, Any], ilen: Any) -> tuple[Any, Any] | None:
+    """Length distributions matching a case's stated token totals (the benchmark's printed
+    "Total input tokens" / "Total generated tokens"), or None without them."""
+    n = w.get("num_prompts")
+    tin, tout = w.get("total_input_tokens"), w.get("total_output_tokens")
+    if not (isinstance(n, int) and isinstance(tin, (int, float)) and isinstance(tout, (int, float))):
+        return None
+    mean_in, mean_out = tin / n, tout / n
+    if isinstance(ilen, (int, float)) and isinstance(w.get("output_len"), (int, float)):
+        # A random dataset: uniform up to the given length (SGLang's and older vLLM's
+        # range_ratio semantics, [ratio·len, len]); the totals give the lower bound.
+        def uniform(mean: float, top: float) -> Any:
+            if abs(mean - top) <= 0.03 * top:
+                return int(top)
+            return {"kind": "uniform", "lo": max(1, int(2 * mean - top)), "hi": int(top)}
+
+        return uniform(mean_in, ilen), uniform(mean_out, w["output_len"])
+
+    def lognormal(mean: float, cap: int) -> Any:
+        median = mean / math.exp(SHAREGPT_SIGMA**2 / 2)
+        return {"kind": "lognormal", "median": median, "sigma": SHAREGPT_SIGMA, "max": cap}
+
+    return lognormal(mean_in, 1024), lognormal(mean_out, 1024)
+
+
+def _fixed_lengths(w: dict[str, Any]) -> tuple[Any, Any]:
+    ilen, olen = w.get("input_len"), w.get("output_len")
+    totals = _from_totals(w, ilen)
+    if totals is not None:
+        return totals
+    if w.get("dataset") in ("sharegpt", "ShareGPT") and not isinstance(ilen, int):
+        return "sharegpt", "sharegpt"
+    if not isinstance(ilen, (int, float)) or not isinstance(olen, (int, float)):
+        raise Unmappable(f"lengths not stated as numbers ({ilen!r}, {olen!r})")
+    ratio = w.get("range_ratio")
+    if ratio and 0 < ratio < 1:
+        # vLLM's random dataset: uniform in [len·(1 − r), len·(1 + r)] (older: [len·r, len]).
+        lo, hi = int(ilen * (1 - ratio)), int(ilen * (1 + ratio))
+        olo, ohi = int(olen * (1 - ratio)), int(olen * (1 + ratio))
+        return (
+            {"kind": "uniform", "lo": max(1, lo), "hi": max(1, hi)},
+            {"kind": "uniform", "lo": max(1, olo), "hi": max(1, ohi)},
+        )
+    return int(ilen), max(1, int(olen))
+
+
+def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
+    """The servesim scenario fields that rebuild ``case`` (Unmappable when they cannot)."""
+    mode = case.get("mode")
+    engine = ENGINE_OF.get(case.get("engine", ""))
+    if engine is None:
+        raise Unmappable(f"no engine profile for {case.get('engine')!r}")
+    load = case.get("load") or {}
+    args = case.get("engine_args") or {}
+    w = case.get("workload") or {}
+    sc: dict[str, Any] = {
+        "model": case["model"],
+        "hardware": case["gpu"],
+        "tp": int(case.get("tp") or 1),
+        "pp": int(case.get("pp") or 1),
+        "replicas": int(case.get("replicas") or 1),
+        "engine": engine,
+        "seed": 0,
+    }
+    wd = case.get("weight_dtype")
+    if wd and wd not in ("fp16", "bf16"):
+        sc["weight_dtype"] = wd
+    elif wd == "fp16":
+        sc["weight_dtype"] = "fp16"
+    kv = case.get("kv_dtype")
+    if kv:
+        sc["kv_dtype"] = "fp8" if kv in ("fp8", "int8") else kv
+    sched: dict[str, Any] = {"enable_prefix_caching": bool(args.get("enable_prefix_caching"))}
+    for key in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization"):
+        if isinstance(args.get(key), (int, float)):
+            sched[key] = args[key]
+    if isinstance(args.get("enable_chunked_prefill"), bool):
+        sched["enable_chunked_prefill"] = args["enable_chunked_prefill"]
+    steps = args.get("num_scheduler_steps")
+    if isinstance(steps, int) and steps > 1 and engine == "vllm-v0":
+        sc["num_scheduler_steps"] = steps
+    ilen, olen = _fixed_lengths(w)
+    workload: dict[str, Any] = {"input_len": ilen, "output_len": olen}
+    if mode in ("static", "latency"):
+        batch = int(load.get("batch_size") or 1)
+        # One batch of B prompts prefilled together, then decoded in lock step.
+        # (The static policy has no token budget; this sizes the activation reserve, as a
+        # static engine sizes its activation buffers for the whole batch's prompts.)
+        prompt = ilen if isinstance(ilen, int) else 2048
+        budget = max(2048, batch * prompt)
+        sched.update(policy="static", max_num_seqs=batch, max_num_batched_tokens=budget)
+        workload.update(num_requests=batch, arrival={"kind": "burst"})
+        sc["api_server"] = False
+    elif mode == "offline":
+        n = int(w.get("num_prompts") or 1000)
+        workload["num_requests"] = n
+        cap = load.get("max_concurrency") or load.get("concurrency")
+        if cap:
+            workload["arrival"] = {"kind": "closed", "concurrency": int(cap)}
+        else:
+            workload["arrival"] = {"kind": "burst"}
+        sc["api_server"] = False
+    elif mode == "online":
+        n = int(w.get("num_prompts") or 1000)
+        workload["num_requests"] = n
+        rate, conc = load.get("request_rate"), load.get("concurrency")
+        if isinstance(conc, (int, float)) and not isinstance(rate, (int, float)):
+            workload["arrival"] = {"kind": "closed", "concurrency": int(conc)}
+        elif isinstance(rate, (int, float)) and math.isfinite(rate):
+            workload["arrival"] = {"kind": "poisson", "rate": float(rate)}
+            if isinstance(load.get("max_concurrency"), int):
+                raise Unmappable("rate with a concurrency cap (not modelled)")
+        else:
+            workload["arrival"] = {"kind": "burst"}
+    else:
+        raise Unmappable(f"mode {mode!r} is not an end-to-end run")
+    sc["scheduler"] = sched
+    sc["workload"] = workload
+    return sc
+
+
+def predicted(summary: dict[str, Any], metric: str) -> float | None:
+    if metric in summary:
+        return float(summary[metric])
+    if metric == "decode_tok_per_s":
+        return 1000.0 / summary["mean_tpot_ms"]
+    return None
+
+
+def score_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Simulate one case; per metric the measured and predicted values and the error."""
+    out: dict[str, Any] = {
+        "id": case["id"],
+        "engine": case.get("engine"),
+        "gpu": case.get("gpu"),
+        "mode": case.get("mode"),
+        "source": source_key(case),
+        "metrics": [],
+    }
+    if case.get("skip"):
+        out["skipped"] = str(case["skip"])
+        return out
+    try:
+        fields = scenario_of(case)
+        from servesim.errors import ServesimError
+        from servesim.run import simulate
+        from servesim.scenario import build_scenario
+
+        started = time.perf_counter()
+        summary = simulate(build_scenario(fields)).summary
+        out["sim_s"] = time.perf_counter() - started
+    except Unmappable as err:
+        out["skipped"] = str(err)
+        return out
+    except ServesimError as err:
+        out["skipped"] = f"servesim: {err}"
+        return out
+    out["scenario"] = fields
+    for metric, measured in (case.get("metrics") or {}).items():
+        if family(metric) not in FAMILIES or not isinstance(measured, (int, float)):
+            continue
+        pred = predicted(summary, metric)
+        if pred is None or not math.isfinite(pred) or measured <= 0:
+            continue
+        err = (pred - measured) / measured
+        too_fast = err > 0 if higher_is_faster(metric) else err < 0
+        out["metrics"].append(
+            {
+                "metric": metric,
+                "family": family(metric),
+                "measured": measured,
+                "predicted": pred,
+                "error": err,
+                "too_fast": too_fast,
+            }
+        )
+    return out
+
+
+# --- summaries ---------------------------------------------------------------------------------
+
+
+def aggregate(rows: list[dict[str, Any]], key) -> dict[str, dict[str, float]]:
+    """Median / mean absolute error, count and share too fast, grouped by ``key(row, metric)``."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        for m in row["metrics"]:
+            groups[key(row, m)].append(m)
+    out = {}
+    for name, ms in sorted(groups.items()):
+        errs = [abs(m["error"]) for m in ms]
+        out[name] = {
+            "n": len(ms),
+            "median_abs_error": statistics.median(errs),
+            "mean_abs_error": statistics.fmean(errs),
+            "median_signed_error": statistics.median(m["error"] for m in ms),
+            "too_fast_share": sum(m["too_fast"] for m in ms) / len(ms),
+        }
+    return out
+
+
+def tables(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    return {
+        "family": aggregate(rows, lambda r, m: m["family"]),
+        "gpu": aggregate(rows, lambda r, m: r["gpu"]),
+        "engine": aggregate(rows, lambda r, m: r["engine"]),
+        "mode": aggregate(rows, lambda r, m: r["mode"]),
+        "all": aggregate(rows, lambda r, m: "all"),
+    }
+
+
+def markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "# servesim against published measurements",
+        "",
+        f"{summary['cases_scored']} cases scored ({summary['metrics_scored']} metrics), "
+        f"{summary['cases_skipped']} skipped; servesim {summary['servesim_version']}.",
+        "Error = (predicted − measured) / measured; *too fast* = a higher throughput or lower "
+        "latency than measured.",
+        "",
+    ]
+    for title, group in summary["tables"].items():
+        lines += [
+            f"## By {title}",
+            "",
+            f"| {title} | metrics | median abs. error | mean abs. error | median signed | too fast |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, t in group.items():
+            lines.append(
+                f"| {name} | {t['n']} | {t['median_abs_error']:.1%} | {t['mean_abs_error']:.1%} "
+                f"| {t['median_signed_error']:+.1%} | {t['too_fast_share']:.0%} |"
+            )
+        lines.append("")
+    lines += ["## Every case", "", "| case | metric | measured | predicted | error |", "|---|---|---:|---:|---:|"]
+    for row in rows:
+        for m in row["metrics"]:
+            lines.append(
+                f"| {row['id']} | {m['metric']} | {m['measured']:.4g} | {m['predicted']:.4g} "
+                f"| {m['error']:+.1%} |"
+            )
+    skipped = [r for r in rows if "skipped" in r]
+    if skipped:
+        lines += ["", "## Skipped", "", "| case | why |", "|---|---|"]
+        lines += [f"| {r['id']} | {r['skipped']} |" for r in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
+    parser.add_argument("--only", default=None, help="substring of the case ids to run")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--quiet", action="store_true", help="print the summary tables only")
+    args = parser.parse_args(argv)
+
+    cases = load_cases()
+    leaked = [c["id"] for c in cases if any(h.lower() in c.get("source", "").lower()
+                                            for h in HELD_OUT)]  # fmt: skip
+    if leaked:
+        print(f"held-out sources in the dataset: {leaked}", file=sys.stderr)
+        return 2
+    if args.only:
+        cases = [c for c in cases if args.only in c["id"]]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        rows = list(pool.map(score_case, cases, chunksize=1))
+    wall = time.perf_counter() - started
+
+    from servesim import __version__
+
+    scored = [r for r in rows if r["metrics"]]
+    summary = {
+        "servesim_version": __version__,
+        "cases_total": len(rows),
+        "cases_scored": len(scored),
+        "cases_skipped": sum("skipped" in r for r in rows),
+        "metrics_scored": sum(len(r["metrics"]) for r in rows),
+        "wall_s": wall,
+        "tables": tables(rows),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=1))
+    (args.out / "results.md").write_text(markdown(summary, rows))
+
+    if not args.quiet:
+        for row in rows:
+            for m in row["metrics"]:
+                print(f"{row['id'][:60]:60s} {m['metric']:24s} {m['measured']:>10.4g} "
+                      f"{m['predicted']:>10.4g} {m['error']:+7.1%}")  # fmt: skip
+    for title, group in summary["tables"].items():
+        print(f"\nby {title}:  n  median|err|  mean|err|  median signed  too fast")
+        for name, t in group.items():
+            print(f"  {name:22s} {t['n']:4d}  {t['median_abs_error']:8.1%}  "
+                  f"{t['mean_abs_error']:8.1%}  {t['median_signed_error']:+8.1%}  "
+                  f"{t['too_fast_share']:6.0%}")  # fmt: skip
+    print(f"\n{summary['cases_scored']} cases scored, {summary['cases_skipped']} skipped, "
+          f"{wall:.0f} s; wrote {args.out}/results.json and results.md")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
