@@ -242,7 +242,7 @@ def predicted(summary: dict[str, Any], metric: str) -> float | None:
     return None
 
 
-def score_case(case: dict[str, Any]) -> dict[str, Any]:
+def score_case(case: dict[str, Any], baseline: bool = False) -> dict[str, Any]:
     """Simulate one case; per metric the measured and predicted values and the error."""
     out: dict[str, Any] = {
         "id": case["id"],
@@ -257,6 +257,11 @@ def score_case(case: dict[str, Any]) -> dict[str, Any]:
         return out
     try:
         fields = scenario_of(case)
+        if baseline:
+            fields = {**fields, "engine": "vllm", "api_server": False}
+            fields.pop("num_scheduler_steps", None)
+            if fields["scheduler"].get("policy") != "static":
+                fields["scheduler"] = {**fields["scheduler"], "policy": "vllm"}
         from servesim.errors import ServesimError
         from servesim.run import simulate
         from servesim.scenario import build_scenario
@@ -367,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="substring of the case ids to run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--quiet", action="store_true", help="print the summary tables only")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="every case on the vllm profile without API-server time (before engine profiles)",
+    )
     args = parser.parse_args(argv)
 
     cases = load_cases()
@@ -379,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in cases if args.only in c["id"]]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        rows = list(pool.map(score_case, cases, chunksize=1))
+        rows = list(pool.map(score_case, cases, [args.baseline] * len(cases), chunksize=1))
     wall = time.perf_counter() - started
 
     from servesim import __version__

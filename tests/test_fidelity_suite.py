@@ -1,0 +1,97 @@
+"""The accuracy suite's dataset and its mapping of cases to scenarios (bench/fidelity)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("fidelity_run", ROOT / "bench/fidelity/run.py")
+fid = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fid)
+
+CASES = fid.load_cases()
+REQUIRED = ("id", "source", "engine", "model", "gpu", "tp", "mode", "workload", "metrics")
+
+
+def test_the_dataset_is_large_and_varied():
+    live = [c for c in CASES if not c.get("skip")]
+    assert len(live) >= 150
+    assert len({c["engine"] for c in live}) >= 5
+    assert len({c["gpu"] for c in live}) >= 6
+    assert {"static", "offline", "online", "latency"} <= {c["mode"] for c in live}
+
+
+def test_every_case_has_an_id_a_source_and_its_setup():
+    ids = [c["id"] for c in CASES]
+    assert len(ids) == len(set(ids))
+    for c in CASES:
+        if c.get("skip"):
+            continue
+        missing = [k for k in REQUIRED if c.get(k) in (None, "", {})]
+        assert not missing, (c["id"], missing)
+        assert c["engine"] in fid.ENGINE_OF or c["engine"] == "kernel", c["id"]
+
+
+def test_no_case_comes_from_a_held_out_source():
+    for c in CASES:
+        text = json.dumps(c).lower()
+        for held in fid.HELD_OUT:
+            assert held.lower() not in c["source"].lower(), (c["id"], held)
+        assert "perf-overview.md" not in text or "not" in text, c["id"]
+
+
+def test_every_metric_belongs_to_a_family():
+    for c in CASES:
+        for metric in c["metrics"]:
+            assert fid.family(metric) is not None, (c["id"], metric)
+
+
+def test_a_static_batch_case_is_one_burst_of_the_batch_in_process():
+    case = {"id": "x", "engine": "trtllm", "model": "meta-llama/Llama-3.1-8B", "gpu": "H100",
+            "tp": 1, "mode": "static", "weight_dtype": "fp8",
+            "workload": {"input_len": 128, "output_len": 128}, "load": {"batch_size": 64},
+            "metrics": {"output_throughput": 1.0}}  # fmt: skip
+    sc = fid.scenario_of(case)
+    assert sc["scheduler"]["policy"] == "static"
+    assert sc["scheduler"]["max_num_seqs"] == 64
+    assert sc["workload"]["num_requests"] == 64
+    assert sc["workload"]["arrival"] == {"kind": "burst"}
+    assert sc["api_server"] is False
+    assert sc["engine"] == "trtllm" and sc["weight_dtype"] == "fp8"
+
+
+def test_stated_token_totals_set_the_mean_lengths():
+    w = {"dataset": "random", "input_len": 1024, "output_len": 1024, "num_prompts": 100,
+         "total_input_tokens": 51200, "total_output_tokens": 102400}  # fmt: skip
+    ilen, olen = fid._fixed_lengths(w)
+    assert ilen == {"kind": "uniform", "lo": 0 + 1, "hi": 1024}  # mean 512: uniform [0, 1024]
+    assert olen == 1024
+    case = {"mode": "online", "engine": "vllm", "model": "m", "gpu": "H100", "workload": w,
+            "load": {"request_rate": 4.0}}  # fmt: skip
+    sc = fid.scenario_of(case)
+    assert sc["workload"]["arrival"] == {"kind": "poisson", "rate": 4.0}
+    assert "api_server" not in sc  # online runs go through the API server (the default)
+
+
+def test_scoring_a_case_gives_signed_errors_and_the_too_fast_direction():
+    case = {"id": "t", "engine": "gpt-fast", "model": "meta-llama/Llama-3.1-8B", "gpu": "H100",
+            "tp": 1, "mode": "latency", "weight_dtype": "bf16", "source": "test",
+            "workload": {"input_len": 16, "output_len": 32}, "load": {"batch_size": 1},
+            "metrics": {"decode_tok_per_s": 1.0, "mean_ttft_ms": 1000.0}}  # fmt: skip
+    row = fid.score_case(case)
+    by_metric = {m["metric"]: m for m in row["metrics"]}
+    # Far more tokens/s than 1 and far less than 1 s to the first token: too fast both ways.
+    assert by_metric["decode_tok_per_s"]["error"] > 10 and by_metric["decode_tok_per_s"]["too_fast"]
+    assert by_metric["mean_ttft_ms"]["error"] < -0.9 and by_metric["mean_ttft_ms"]["too_fast"]
+    table = fid.aggregate([row], lambda r, m: m["family"])
+    assert table["throughput"]["too_fast_share"] == 1.0
+
+
+@pytest.mark.parametrize("mode", ["kernel", "unknown"])
+def test_cases_that_are_not_end_to_end_runs_are_skipped_with_a_reason(mode):
+    case = {"id": "k", "engine": "vllm", "model": "m", "gpu": "H100", "mode": mode,
+            "workload": {"input_len": 1, "output_len": 1}, "metrics": {}}  # fmt: skip
+    with pytest.raises(fid.Unmappable):
+        fid.scenario_of(case)
