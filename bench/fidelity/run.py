@@ -118,7 +118,9 @@ def _from_totals(w: dict[str, Any], ilen: Any) -> tuple[Any, Any] | None:
     "Total input tokens" / "Total generated tokens"), or None without them."""
     n = w.get("num_prompts")
     tin, tout = w.get("total_input_tokens"), w.get("total_output_tokens")
-    if not (isinstance(n, int) and isinstance(tin, (int, float)) and isinstance(tout, (int, float))):
+    if not (
+        isinstance(n, int) and isinstance(tin, (int, float)) and isinstance(tout, (int, float))
+    ):
         return None
     mean_in, mean_out = tin / n, tout / n
     if isinstance(ilen, (int, float)) and isinstance(w.get("output_len"), (int, float)):
@@ -343,7 +345,8 @@ def markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines += [
             f"## By {title}",
             "",
-            f"| {title} | metrics | median abs. error | mean abs. error | median signed | too fast |",
+            f"| {title} | metrics | median abs. error | mean abs. error | median signed "
+            "| too fast |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         for name, t in group.items():
@@ -352,7 +355,12 @@ def markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                 f"| {t['median_signed_error']:+.1%} | {t['too_fast_share']:.0%} |"
             )
         lines.append("")
-    lines += ["## Every case", "", "| case | metric | measured | predicted | error |", "|---|---|---:|---:|---:|"]
+    lines += [
+        "## Every case",
+        "",
+        "| case | metric | measured | predicted | error |",
+        "|---|---|---:|---:|---:|",
+    ]
     for row in rows:
         for m in row["metrics"]:
             lines.append(
@@ -405,7 +413,9 @@ def main(argv: list[str] | None = None) -> int:
         "tables": tables(rows),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=1))
+    (args.out / "results.json").write_text(
+        json.dumps({"summary": summary, "cases": rows}, indent=1)
+    )
     (args.out / "results.md").write_text(markdown(summary, rows))
 
     if not args.quiet:
