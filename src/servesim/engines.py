@@ -57,6 +57,9 @@ class EngineProfile:
     api_request_s: float
     api_per_input_token_s: float
     api_stream_s: float
+    custom_allreduce: bool = True
+    """TP all-reduces inside a node use the engine's custom peer-memory kernel (two link
+    latencies) rather than NCCL's ring (see ``CostParams.custom_allreduce``)."""
     num_scheduler_steps: int = 1
     """Decode steps one scheduling round runs back to back (vLLM 0.6 ``--num-scheduler-steps``);
     a round's tokens reach the client together at its end, and new requests wait for it."""
@@ -114,6 +117,8 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=1e-3,
         cuda_graph_sizes=_vllm_graph_sizes(512),
         sources={
+            "custom_allreduce": "vLLM's custom all-reduce (csrc/custom_all_reduce.cu, on by "
+            "default for TP 2-8 over NVLink or XGMI; disable_custom_all_reduce=False)",
             "scheduler": "vLLM docs, engine arguments (V1): max_num_seqs 256, "
             "max_num_batched_tokens 8192 on H100-class GPUs, chunked prefill and prefix "
             "caching on",
@@ -144,6 +149,7 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=1e-3,
         cuda_graph_sizes=_vllm_graph_sizes(256),
         sources={
+            "custom_allreduce": "vLLM custom all-reduce, default since 0.3",
             "scheduler": "vLLM 0.5/0.6 docs, engine arguments: max_num_seqs 256, chunked "
             "prefill and prefix caching off by default; the V0 scheduler runs a prefill "
             "batch whenever a waiting request fits (vllm/core/scheduler.py _schedule_default)",
@@ -174,6 +180,7 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=1e-3,
         cuda_graph_sizes=_sglang_graph_sizes(),
         sources={
+            "custom_allreduce": "SGLang reuses vLLM's custom all-reduce kernels (sgl-kernel)",
             "scheduler": "SGLang server arguments: chunked_prefill_size 8192, prefill "
             "prioritised over decode (schedule_policy / scheduler.get_next_batch_to_run), "
             "max_running_requests bounded by KV memory (1024 here)",
@@ -202,6 +209,8 @@ PROFILES: dict[str, EngineProfile] = {
         api_per_input_token_s=5e-7,
         api_stream_s=5e-4,
         sources={
+            "custom_allreduce": "TensorRT-LLM AllReduce plugin (one-shot / two-shot custom "
+            "kernels for NVLink, use_custom_all_reduce)",
             "scheduler": "TensorRT-LLM build/runtime defaults: max_batch_size 2048 "
             "(trtllm-bench), max_num_tokens 8192, in-flight batching mixes context and "
             "generation requests, chunked context off by default",
@@ -229,10 +238,38 @@ PROFILES: dict[str, EngineProfile] = {
         api_per_input_token_s=1e-6,
         api_stream_s=1e-3,
         sources={
+            "custom_allreduce": "LMDeploy TurboMind custom all-reduce (src/turbomind/comm, "
+            "custom kernels over NVLink)",
             "scheduler": "LMDeploy TurbomindEngineConfig defaults: max_batch_size 256 (A100 "
             "class), max_prefill_token_num 8192 (long prompts split across iterations)",
             "host": "estimate: TurboMind's C++ request loop runs beside the GPU",
             "api": _API_SOURCE,
+        },
+    ),
+    "gpt-fast": EngineProfile(
+        name="gpt-fast",
+        description="gpt-fast / plain PyTorch: torch.compile'd decode in one CUDA graph, one "
+        "static batch, NCCL all-reduce, no serving loop",
+        versions="pytorch-labs/gpt-fast (2023-2024)",
+        policy="static",
+        max_num_seqs=256,
+        max_num_batched_tokens=8192,
+        enable_chunked_prefill=False,
+        enable_prefix_caching=False,
+        host_overlap=True,
+        host_step_s=2e-5,
+        host_per_seq_s=0.0,
+        host_per_token_s=0.0,
+        api_request_s=0.0,
+        api_per_input_token_s=0.0,
+        api_stream_s=0.0,
+        custom_allreduce=False,
+        sources={
+            "scheduler": "gpt-fast generate.py: one batch, prefill then a decode loop",
+            "host": "estimate: the whole decode step is one compiled CUDA graph (mode "
+            "'reduce-overhead'); the Python loop costs ~20 µs a token",
+            "custom_allreduce": "gpt-fast tp.py: torch.distributed functional all_reduce (NCCL)",
+            "api": "none: generate.py runs in-process, no server",
         },
     ),
 }

@@ -131,6 +131,8 @@ def _build_groups(
             host_step_s=profile.host_step_s,
             host_per_seq_s=profile.host_per_seq_s,
             host_per_token_s=profile.host_per_token_s,
+            # Custom all-reduce kernels work through peer memory inside one node only.
+            custom_allreduce=profile.custom_allreduce and par.tp <= hardware.gpus_per_node,
         )
         if scenario.calibration is not None:
             # NOTE: a calibration names one GPU and TP; a group it does not fit is an error,

@@ -364,6 +364,7 @@ def build_operators(
     head: str = "lm",
     stage: StageLayers | None = None,
     moe_load: float = 1.0,
+    custom_allreduce: bool = False,
 ) -> tuple[Operator, ...]:
     """All operators of one forward step of ``model`` split as ``par``, per GPU.
 
@@ -373,7 +374,8 @@ def build_operators(
     block weights (attention, dense MLP, shared experts), the routed experts (default: as the
     block weights), the KV cache and activations (also the embedding, LM head, router and norm
     weights). ``moe_load``: token-expert pairs the busiest EP rank receives, relative to the
-    mean (``1 + CostParams.moe_skew`` when ``ep > 1``).
+    mean (``1 + CostParams.moe_skew`` when ``ep > 1``). ``custom_allreduce``: see
+    ``CostParams.custom_allreduce``.
     """
     st = stage or whole_model(model, par.pp)
     d, L, tp = model.hidden_size, st.layers, par.tp
@@ -606,7 +608,7 @@ def build_operators(
         )
     if st.last:
         ops.extend(_head_operators(model, par, head, act_bytes))
-    ops.extend(_communication(model, par, st, head, act_bytes))
+    ops.extend(_communication(model, par, st, head, act_bytes, custom_allreduce))
     return tuple(op for op in ops if op.count > 0)
 
 
@@ -653,7 +655,12 @@ def _head_operators(
 
 
 def _communication(
-    model: ModelSpec, par: Parallelism, st: StageLayers, head: str, act_bytes: float
+    model: ModelSpec,
+    par: Parallelism,
+    st: StageLayers,
+    head: str,
+    act_bytes: float,
+    custom_allreduce: bool = False,
 ) -> list[Operator]:
     """TP all-reduces, the logits gather and pipeline hand-offs of ``st``."""
     d, tp, vocab = model.hidden_size, par.tp, model.vocab_size
@@ -673,7 +680,9 @@ def _communication(
                 ((T, ring * d * act_bytes),),
                 RATE_LINK_TP,
                 kernels=0.0,
-                hops=2.0 * (tp - 1),
+                # A custom all-reduce crosses the link twice (peer writes, then a barrier);
+                # NCCL's ring takes 2(tp - 1) steps. Same bytes either way (two-shot = ring).
+                hops=2.0 if custom_allreduce else 2.0 * (tp - 1),
             )
         )
         if moe_a2a:

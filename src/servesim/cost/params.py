@@ -167,6 +167,12 @@ class CostParams:
     overhead_per_token_s: float = 0.0
     """Extra host seconds per token computed in the step (input ids, positions, slot mapping
     growing with the tokens); calibration fits it."""
+    custom_allreduce: bool = False
+    """TP all-reduces run a custom one-shot/two-shot kernel through peer memory (vLLM's and
+    SGLang's custom all-reduce, TensorRT-LLM's AllReduce plugin; NVLink or XGMI inside a node):
+    two link latencies each, instead of the 2(tp − 1) steps of NCCL's ring. Bytes are the same
+    (the two-shot form is a reduce-scatter and an all-gather). Small-message all-reduces of
+    decode steps are latency-bound, so this matters most at TP 4–8 and small batches."""
     comm_efficiency: float = 0.8
     """Fraction of link bandwidth collectives reach (NCCL all-reduce bus bandwidth on 8×H100
     NVLink is about 360 of 450 GB/s)."""

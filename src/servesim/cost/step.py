@@ -199,6 +199,7 @@ def model_operators(
     head: str,
     stage: StageLayers | None = None,
     moe_load: float = 1.0,
+    custom_allreduce: bool = False,
 ) -> tuple[Operator, ...]:
     """The operator list for ``model`` with the resolved dtypes (one ``stage`` or all)."""
     return build_operators(
@@ -211,6 +212,7 @@ def model_operators(
         head=head,
         stage=stage,
         moe_load=moe_load,
+        custom_allreduce=custom_allreduce,
     )
 
 
@@ -826,7 +828,10 @@ def build_step_cost(
     res = resolve_params(model, hw, params)
     feature_map = FeatureMap.for_model(model, par, params)
     load = feature_map.moe_load
-    operators = model_operators(model, par, res, params.head, moe_load=load)
+    custom = params.custom_allreduce
+    operators = model_operators(
+        model, par, res, params.head, moe_load=load, custom_allreduce=custom
+    )
     rates = _rates(hw, par, params, res)
     half = params.gemm_half_tokens
     whole = _sides(operators, rates, half, feature_map, par.dp)
@@ -834,7 +839,9 @@ def build_step_cost(
     stages = stage_of = None
     if par.pp > 1:
         stage_ops = [
-            model_operators(model, par, res, params.head, stage=st, moe_load=load)
+            model_operators(
+                model, par, res, params.head, stage=st, moe_load=load, custom_allreduce=custom
+            )
             for st in pipeline_stages(model, par.pp)
         ]
         stages = _sides(tuple(o for s in stage_ops for o in s), rates, half, feature_map, par.dp)

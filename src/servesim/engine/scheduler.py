@@ -202,8 +202,9 @@ def _prompt_step(
         num_admitted = len(extra)
         if extra:
             alloc = np.concatenate([alloc, np.asarray(extra, dtype=np.int64)])
-    if not alloc.any():
+    if not alloc.any() and num_preempted == 0:
         return None
+    # (A preemption changed the running table: the step stands as it is, even if empty.)
     return ScheduledBatch(alloc, num_preempted, num_admitted)
 
 
