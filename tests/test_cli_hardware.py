@@ -35,6 +35,33 @@ def test_the_table_lists_every_gpu_with_dense_figures():
                                 "700", "2.99"]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "row",
+    [
+        # id, vendor, HBM GB, HBM TB/s, bf16, fp8, fp4, link GB/s (one direction), TDP, $/GPU-h
+        "H800 NVIDIA 85.5 3.35 989 1979 - 200 700 2.50",
+        "H20 NVIDIA 102.6 4.00 148 296 - 450 400 1.50",
+        "L40 NVIDIA 48.3 0.86 181 362 - 32 300 0.70",
+        "A10G NVIDIA 24.1 0.60 70 - - 32 300 1.01",
+    ],
+    ids=lambda row: row.split()[0],
+)
+def test_the_table_shows_the_export_and_cloud_variants(row: str):
+    result = run()
+    assert result.exit_code == 0, result.output
+    name = row.split()[0]
+    line = next(line for line in result.output.splitlines() if line.split()[:1] == [name])
+    assert line.split() == row.split()
+
+
+@pytest.mark.parametrize("name", ["H800", "H20", "L40", "A10G"])
+def test_each_new_gpu_shows_its_sources(name: str):
+    result = run(name)
+    assert result.exit_code == 0, result.output
+    for text in ("Sources", "peak_flops (", "intra_node (", "price_per_gpu_hour (estimated)"):
+        assert text in result.output, text
+
+
 def test_json_lists_every_gpu():
     result = run("--json")
     assert result.exit_code == 0, result.output

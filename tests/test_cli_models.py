@@ -48,7 +48,10 @@ def test_models_table_shows_layout_and_counts():
         assert cell in row
     oss = next(line for line in lines if "openai/gpt-oss-120b" in line)
     assert "GQA+SWA" in oss and "128/4" in oss and "mxfp4" in oss
-    assert sum("meta-llama/" in line for line in lines) == 5
+    assert sum("meta-llama/" in line for line in lines) == 10
+    gptj = next(line for line in lines if "EleutherAI/gpt-j-6b" in line)
+    for cell in ("GPTJ", "28", "4096", "16/16", "MHA", "6.05B", "2K"):
+        assert cell in gptj, cell
 
 
 def test_model_shows_breakdown_by_path(tmp_path):

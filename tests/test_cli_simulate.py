@@ -124,6 +124,32 @@ def test_fixed_lengths_single_request_ttft_equals_the_prefill_estimate():
     assert s["mean_itl_ms"] == pytest.approx(decode * 1000, rel=1e-9)
 
 
+def test_sharegpt_workload_through_the_cli():
+    p = run("--workload", "sharegpt", "-n", "1000", "--rate", "inf", "--json")
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["scenario"]["workload"]["preset"] == "sharegpt"
+    assert s["completed"] == 1000
+    # vLLM's 1,000-prompt ShareGPT sample has 215,196 input tokens (Llama 3 tokenizer)
+    assert s["total_input_tokens"] == pytest.approx(215_196, rel=0.10)
+    assert "sharegpt" in run("--help").stdout
+
+
+def test_fp16_weights_from_the_flag_and_from_a_scenario_file(tmp_path):
+    flag = run("-n", "20", "--weight-dtype", "fp16", "--json")
+    assert flag.returncode == 0, flag.stderr
+    assert json.loads(flag.stdout)["scenario"]["weight_dtype"] == "fp16"
+    config = tmp_path / "fp16.yaml"
+    config.write_text(
+        "hardware: A100\nweight_dtype: fp16\nworkload: {preset: code, num_requests: 20}\n"
+    )
+    from_file = run("--config", str(config), "--json")
+    assert from_file.returncode == 0, from_file.stderr
+    assert json.loads(from_file.stdout)["scenario"]["weight_dtype"] == "fp16"
+    help_text = run("--help").stdout
+    assert "fp16" in help_text
+
+
 @pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces not present")
 def test_replay_of_the_azure_trace(tmp_path):
     p = run("--replay", str(TRACES / "azure_llm_2023_conv.csv"), "-n", "200", "--json")

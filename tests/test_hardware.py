@@ -21,7 +21,9 @@ from servesim.hardware import (
 )
 
 CATALOG = Path(__file__).resolve().parents[1] / "src" / "servesim" / "catalog" / "hardware"
-SHIPPED_IDS = "H100 H100-PCIe H200 B200 A100-80GB A100-40GB L40S L4 MI300X".split()
+SHIPPED_IDS = (
+    "H100 H100-PCIe H200 H800 H20 B200 A100-80GB A100-40GB A10G L40S L40 L4 MI300X".split()
+)
 MIB = 2**20
 
 # Every figure a shipped file must cite (the brief: "every figure's source").
@@ -98,7 +100,9 @@ def test_dense_figures_keep_the_usual_ratios(hw: Hardware):
     for low, high in (("bf16", "fp8"), ("fp8", "fp4")):
         if high in peak:
             assert peak[high] == pytest.approx(2 * peak[low], rel=0.02)
-    assert peak["fp32"] < peak["bf16"] / 2
+    # <=: cards whose FP16/BF16 tensor rate is halved for FP32 accumulation (L40, A10G) run
+    # TF32 tensor ops at their FP32 CUDA-core rate.
+    assert peak["fp32"] <= peak["bf16"] / 2
 
 
 def test_h100_sxm_is_dense_and_in_decimal_units():
@@ -121,6 +125,10 @@ def test_h100_sxm_is_dense_and_in_decimal_units():
         ("A100-40GB", 312e12, 1.555e12, 40960),
         ("L40S", 362.05e12, 864e9, 46068),
         ("L4", 121e12, 300e9, 23034),
+        ("H800", 989.4e12, 3.35e12, 81559),
+        ("H20", 148e12, 4.0e12, 97871),
+        ("L40", 181.05e12, 864e9, 46068),
+        ("A10G", 70e12, 600e9, 23028),
     ],
 )
 def test_headline_figures(name: str, bf16: float, bandwidth: float, mib: int):
@@ -143,14 +151,18 @@ def test_mi300x_figures_and_its_mesh():
 
 def test_fp8_and_fp4_only_where_the_silicon_has_them():
     with_fp8 = {hw.name for hw in list_hardware() if "fp8" in hw.peak_flops}
-    assert with_fp8 == {"H100", "H100-PCIe", "H200", "B200", "L40S", "L4", "MI300X"}
+    assert with_fp8 == {
+        "H100", "H100-PCIe", "H200", "H800", "H20", "B200", "L40S", "L40", "L4", "MI300X"
+    }  # fmt: skip
     assert [hw.name for hw in list_hardware() if "fp4" in hw.peak_flops] == ["B200"]
 
 
 @pytest.mark.parametrize("hw", list_hardware(), ids=lambda hw: hw.name)
 def test_ridge_point_is_plausible(hw: Hardware):
-    # Dense bf16 FLOP per byte of HBM: ~150 (A100) to ~420 (L40S) for this generation.
-    assert 100 < hw.ridge_point("bf16") < 500
+    # Dense bf16 FLOP per byte of HBM: ~120 (A10G) to ~420 (L40S) for this generation; the H20,
+    # compute-capped for export, is the one deliberate outlier (148 TFLOPS on 4 TB/s: ~37).
+    low = 30 if hw.name == "H20" else 100
+    assert low < hw.ridge_point("bf16") < 500
     assert hw.ridge_point() == pytest.approx(hw.peak_for("bf16") / hw.hbm_bandwidth)
 
 
@@ -188,6 +200,13 @@ def test_peak_for_a_missing_dtype_names_the_alternatives():
         ("a100", "A100-80GB"),
         ("A100-SXM4-40GB", "A100-40GB"),
         ("  l40s ", "L40S"),
+        ("l40", "L40"),
+        ("NVIDIA L40", "L40"),
+        ("h800-sxm", "H800"),
+        ("NVIDIA H800", "H800"),
+        ("NVIDIA H20", "H20"),
+        ("a10g", "A10G"),
+        ("NVIDIA A10G", "A10G"),
         ("Mi300X", "MI300X"),
     ],
 )
@@ -363,6 +382,32 @@ def test_memory_tiers_are_cited_and_plausible(hw: Hardware):
     assert hw.host_link.bandwidth < hw.hbm_bandwidth / 5
     assert 32 * 2**30 <= hw.cpu_memory_bytes <= 512 * 2**30
     assert hw.cpu_memory_bandwidth > hw.host_link.bandwidth / 2
+
+
+def test_export_variants_differ_from_h100_only_where_published():
+    """H800 = H100 SXM with NVLink cut to 400 GB/s both ways; H20 = Hopper compute cut to ~15%
+    with 96 GB at 4.0 TB/s and NVLink kept at 900 GB/s both ways."""
+    h100, h800, h20 = load_hardware("H100"), load_hardware("H800"), load_hardware("H20")
+    assert h800.peak_flops == h100.peak_flops
+    assert (h800.hbm_bytes, h800.hbm_bandwidth) == (h100.hbm_bytes, h100.hbm_bandwidth)
+    assert h800.intra_node.bandwidth == pytest.approx(200e9)  # 400 GB/s is both directions
+    assert h800.intra_node.bandwidth_among(8) < h100.intra_node.bandwidth_among(8)
+    assert h20.peak_for("bf16") == pytest.approx(0.15 * h100.peak_for("bf16"), rel=0.01)
+    assert h20.peak_for("fp8") == pytest.approx(296e12)
+    assert h20.intra_node.bandwidth == pytest.approx(450e9)
+    assert h20.tdp_w == 400
+
+
+def test_ampere_and_ada_cut_downs_keep_their_memory():
+    """A10G: the A10's 24 GB at 600 GB/s with ~70 dense BF16 TFLOPS (not the A10's 125) and no
+    FP8; L40: the L40S's memory with half its tensor rate."""
+    a10g, l40, l40s = load_hardware("A10G"), load_hardware("L40"), load_hardware("L40S")
+    assert a10g.peak_for("bf16") == pytest.approx(70e12)
+    assert "fp8" not in a10g.peak_flops
+    assert a10g.confidence_for("peak_flops") == "estimated"  # no vendor datasheet exists
+    assert (l40.hbm_bytes, l40.hbm_bandwidth) == (l40s.hbm_bytes, l40s.hbm_bandwidth)
+    assert l40.peak_for("fp8") == pytest.approx(l40s.peak_for("fp8") / 2, rel=0.02)
+    assert l40.tdp_w == 300
 
 
 def test_hopper_and_blackwell_hosts_are_pcie_gen5_and_ampere_gen4():

@@ -57,7 +57,7 @@ def test_index_and_files_agree():
     listed = {row["file"] for row in index["models"]}
     shipped = {p.name for p in CATALOG_DIR.glob("*.json")}
     assert listed == shipped
-    assert len(IDS) == len(set(IDS)) == 19
+    assert len(IDS) == len(set(IDS)) == 30
     for entry in ENTRIES:
         org, name = entry.id.split("/")
         assert entry.path.name == f"{org}--{name}.json"
@@ -113,6 +113,53 @@ def test_llama_3_1_8b_counted_by_hand():
     expected = embed + layers * per_layer + h + vocab * h  # + final norm + untied lm_head
     assert expected == 8_030_261_248
     assert load_model("meta-llama/Llama-3.1-8B").params_total == expected
+
+
+def test_gpt_j_counted_by_hand():
+    """GPT-J: n_embd/n_layer/n_head/n_positions names, `n_inner: null` = 4 x n_embd, a
+    non-gated GELU MLP (fc_in, fc_out), untied LM head; one LayerNorm per layer (parallel
+    attention + MLP) with weight and bias counts as the two RMSNorm weights of a Llama layer."""
+    spec = load_model("EleutherAI/gpt-j-6b")
+    h, vocab, layers, ffn = 4096, 50400, 28, 16384
+    assert (spec.hidden_size, spec.num_layers, spec.num_attention_heads) == (h, layers, 16)
+    assert (spec.intermediate_size, spec.head_dim, spec.max_position_embeddings) == (ffn, 256, 2048)
+    assert not spec.gated_mlp and spec.attention_type == "MHA" and not spec.qkv_bias
+    per_layer = 4 * h * h + 2 * h * ffn + 2 * h
+    assert spec.params_total == 2 * vocab * h + layers * per_layer + h == 6_050_254_848
+    # the model card's 6,053,381,344 also counts biases servesim leaves out: 0.05% more
+    assert spec.params_total == pytest.approx(6_053_381_344, rel=0.001)
+
+
+def test_gpt2_style_names_and_null_width():
+    gpt2 = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "n_embd": 64,
+        "n_layer": 2,
+        "n_head": 4,
+        "n_inner": None,
+        "n_positions": 1024,
+        "vocab_size": 100,
+    }
+    spec = ModelSpec.from_hf_config(gpt2, "tiny-gpt2")
+    assert (spec.hidden_size, spec.num_layers, spec.num_attention_heads) == (64, 2, 4)
+    assert (spec.intermediate_size, spec.max_position_embeddings) == (256, 1024)
+    assert ModelSpec.from_hf_config({**gpt2, "n_inner": 96}, "x").intermediate_size == 96
+    # a null width means 4 x hidden only where transformers says so: a Llama still needs one
+    with pytest.raises(ServesimError, match="intermediate_size is missing"):
+        parse(intermediate_size=None)
+
+
+def test_older_families_layout():
+    llama2_70b, llama1 = load_model("llama2-70b"), load_model("llama-7b")
+    assert llama2_70b.attention_type == "GQA" and llama2_70b.num_kv_heads == 8
+    assert llama2_70b.max_position_embeddings == 4096 and llama2_70b.dtype == "fp16"
+    assert llama1.attention_type == "MHA" and llama1.max_position_embeddings == 2048
+    v01, v03 = load_model("mistralai/Mistral-7B-v0.1"), load_model("mistral-7b")
+    assert (v01.sliding_window, v01.num_sliding_layers) == (4096, 32)
+    assert v03.sliding_window is None
+    qwen2 = load_model("Qwen/Qwen2-7B")
+    assert qwen2.qkv_bias and qwen2.num_sliding_layers == 0 and qwen2.num_kv_heads == 4
 
 
 def test_deepseek_v3_mla_attention_counted_by_hand():
@@ -372,6 +419,25 @@ def test_moe_active_counts_only_top_k():
         ("gpt-oss-120b", "openai/gpt-oss-120b"),
         ("mixtral-8x7b", "mistralai/Mixtral-8x7B-v0.1"),
         ("  Qwen3-30B  ", "Qwen/Qwen3-30B-A3B"),
+        ("Llama-2-7B", "meta-llama/Llama-2-7b-hf"),
+        ("llama2-7b", "meta-llama/Llama-2-7b-hf"),
+        ("meta-llama/Llama-2-7b-chat-hf", "meta-llama/Llama-2-7b-hf"),
+        ("llama2-70b", "meta-llama/Llama-2-70b-hf"),
+        ("LLaMA-13B", "huggyllama/llama-13b"),
+        ("llama-7b", "huggyllama/llama-7b"),
+        ("gpt-j-6b", "EleutherAI/gpt-j-6b"),
+        ("GPT-J 6B", "EleutherAI/gpt-j-6b"),
+        ("EleutherAI/gpt-j-6B", "EleutherAI/gpt-j-6b"),
+        ("meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B"),
+        ("llama3-70b", "meta-llama/Meta-Llama-3-70B"),
+        # same architecture as Llama 3.1 70B (index.yaml says so next to the alias)
+        ("meta-llama/Llama-3.3-70B-Instruct", "meta-llama/Llama-3.1-70B"),
+        ("Llama-3.3-70B-Instruct", "meta-llama/Llama-3.1-70B"),
+        ("deepseek-ai/DeepSeek-R1", "deepseek-ai/DeepSeek-V3"),
+        ("mistral-7b", "mistralai/Mistral-7B-v0.3"),  # the short name keeps its meaning
+        ("mistralai/Mistral-7B-Instruct-v0.1", "mistralai/Mistral-7B-v0.1"),
+        ("Qwen/Qwen2-7B-Instruct", "Qwen/Qwen2-7B"),
+        ("qwen2-72b", "Qwen/Qwen2-72B"),
     ],
 )
 def test_names_resolve(name, model_id):

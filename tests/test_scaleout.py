@@ -168,6 +168,16 @@ def test_fp8_weights_decode_faster_and_fp8_kv_doubles_capacity():
     )
 
 
+def test_fp16_weights_run_at_the_fp16_peak_and_take_two_bytes():
+    # fp16 is an unquantised 2-byte format with its own tensor-core peak (equal to bf16's on
+    # every shipped GPU), so fp16 and bf16 deployments time the same.
+    bf16, fp16 = run(weight_dtype="bf16"), run(weight_dtype="fp16")
+    assert fp16.scenario.weight_dtype == "fp16"
+    assert fp16.summary["mean_tpot_ms"] == pytest.approx(bf16.summary["mean_tpot_ms"])
+    assert fp16.memory.kv_capacity_tokens == bf16.memory.kv_capacity_tokens
+    assert run(hardware="A100", weight_dtype="fp16").summary["completed"] == 200
+
+
 def test_a_dtype_the_gpu_cannot_run_is_refused():
     with pytest.raises(ServesimError):
         run(hardware="A100", weight_dtype="fp8")

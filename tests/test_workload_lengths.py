@@ -173,3 +173,58 @@ def test_preset_tables_are_the_fit_of_the_trace(preset, trace):
         fitted = fit_quantile_table(_azure_column(trace, column))
         assert PRESET_TABLES[(preset, role)].values == fitted
         assert PRESET_TABLES[(preset, role)].probs == QUANTILE_PROBS
+
+
+# ShareGPT as vLLM's benchmark samples it: published means (Llama 3 tokenizer, 1,000 prompts,
+# seed 0), cited in servesim.workload.presets.SHAREGPT_DOC.
+SHAREGPT_TOTAL_INPUT_TOKENS = 215_196  # vllm-project/vllm PR #17004 and #15720
+SHAREGPT_TOTAL_OUTPUT_TOKENS = 198_343  # cr7258/ai-infra-learning lesson/05 @a994424a
+
+
+@pytest.mark.parametrize(
+    ("role", "total", "lo", "hi"),
+    [
+        ("input", SHAREGPT_TOTAL_INPUT_TOKENS, 4, 1024),
+        ("output", SHAREGPT_TOTAL_OUTPUT_TOKENS, 4, 2044),
+    ],
+)
+def test_sharegpt_preset_matches_the_published_means_and_the_filter(role, total, lo, hi):
+    x = draw(f"sharegpt.{role}")
+    assert x.mean() == pytest.approx(total / 1000, rel=0.02)
+    assert x.min() >= lo and x.max() <= hi  # vLLM drops prompts over 1,024 and totals over 2,048
+    # a 1,000-request draw, as the benchmark sends, lands near the published total too
+    thousand = draw(f"sharegpt.{role}", 1000, seed=0)
+    assert thousand.sum() == pytest.approx(total, rel=0.10)
+    # heavy-tailed like the dataset: the median is well under the mean (assumed shape)
+    assert np.median(x) < 0.7 * x.mean()
+
+
+def test_sharegpt_tables_are_the_documented_fit():
+    from servesim.workload.presets import (
+        SHAREGPT_BOUNDS,
+        SHAREGPT_MEAN_TOKENS,
+        SHAREGPT_SIGMA,
+        fit_truncated_lognormal_table,
+        quantile_table_mean,
+    )
+
+    assert SHAREGPT_MEAN_TOKENS == {
+        "input": SHAREGPT_TOTAL_INPUT_TOKENS / 1000,
+        "output": SHAREGPT_TOTAL_OUTPUT_TOKENS / 1000,
+    }
+    for role in ("input", "output"):
+        fitted = fit_truncated_lognormal_table(
+            SHAREGPT_MEAN_TOKENS[role], SHAREGPT_SIGMA[role], *SHAREGPT_BOUNDS[role]
+        )
+        assert PRESET_TABLES[("sharegpt", role)].values == fitted
+        assert PRESET_TABLES[("sharegpt", role)].probs == QUANTILE_PROBS
+        assert quantile_table_mean(fitted) == pytest.approx(SHAREGPT_MEAN_TOKENS[role], rel=1e-3)
+
+
+def test_quantile_table_mean_is_the_sampled_mean():
+    from servesim.workload.presets import quantile_table_mean
+
+    values = PRESET_TABLES[("conversation", "output")].values
+    assert quantile_table_mean(values) == pytest.approx(
+        draw("conversation.output").mean(), rel=0.01
+    )

@@ -263,11 +263,12 @@ class ModelSpec:
         moe = _parse_moe(read, model_type, layers)
         all_moe = moe is not None and moe.first_dense_layers == 0 and moe.layer_freq == 1
         all_moe = all_moe and not moe.mlp_only_layers
+        default_width = 4 * hidden if model_type in _NULL_WIDTH_IS_4X_TYPES else None
         intermediate = read.integer(
             "intermediate_size",
             aliases=("ffn_hidden_size", "n_inner"),
             # an all-MoE model may omit the dense width: no layer uses it
-            default=0 if all_moe else None,
+            default=0 if all_moe else default_width,
             minimum=0 if all_moe else 1,
         )
         context = read.integer(
@@ -315,6 +316,9 @@ _QKV_BIAS_TYPES = frozenset({"qwen2", "qwen2_moe"})
 _QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe"})
 _SINK_TYPES = frozenset({"gpt_oss"})
 _UNGATED_MLP_TYPES = frozenset({"gpt2", "gpt_neox", "gptj", "opt", "falcon", "phi", "starcoder2"})
+# NOTE: GPT-2 and GPT-J configs write `n_inner: null` for their default MLP width, 4 x n_embd
+# (transformers GPT2Config / GPTJConfig).
+_NULL_WIDTH_IS_4X_TYPES = frozenset({"gpt2", "gptj"})
 
 _TORCH_DTYPES = {
     "bfloat16": "bf16",

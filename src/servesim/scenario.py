@@ -131,7 +131,9 @@ class Scenario(Spec):
             "benchmarks and the LLM class run)"
         ),
     ] = True
-    weight_dtype: Annotated[str, Meta(description="bf16 | fp8 | int8 | int4 | fp4")] | None = None
+    weight_dtype: (
+        Annotated[str, Meta(description="bf16 | fp16 | fp8 | int8 | int4 | fp4")] | None
+    ) = None
     kv_dtype: Annotated[str, Meta(description="bf16 | fp8")] | None = None
     cuda_graphs: Annotated[
         bool, Meta(description="CUDA graphs / async scheduling hide host time behind the GPU")

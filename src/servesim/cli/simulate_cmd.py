@@ -30,8 +30,8 @@ def _stderr_print(text: str) -> None:
 
 
 LENGTH_HELP = (
-    "tokens: an integer (fixed), a preset (conversation, code), or KIND:key=value,... e.g. "
-    "lognormal:median=800,sigma=1.0 | uniform:lo=100,hi=2000 | normal:mean=500,std=100 | "
+    "tokens: an integer (fixed), a preset (conversation, code, sharegpt), or KIND:key=value,... "
+    "e.g. lognormal:median=800,sigma=1.0 | uniform:lo=100,hi=2000 | normal:mean=500,std=100 | "
     "zipf:a=1.2,max=4096 | empirical:path=lengths.txt"
 )
 
@@ -351,7 +351,9 @@ def simulate_command(
         None, "--decode-tp", help="TP of each decode instance (with --disaggregate)"
     ),
     weight_dtype: str = typer.Option(
-        None, "--weight-dtype", help="bf16 | fp8 | int8 | int4 | fp4 (default: the checkpoint's)"
+        None,
+        "--weight-dtype",
+        help="bf16 | fp16 | fp8 | int8 | int4 | fp4 (default: the checkpoint's)",
     ),
     kv_dtype: str = typer.Option(None, "--kv-dtype", help="bf16 | fp8"),
     cuda_graphs: bool = typer.Option(
@@ -417,7 +419,7 @@ def simulate_command(
         None, "--gpu-memory-utilization", help="fraction of HBM for weights + KV (default 0.9)"
     ),
     workload: str = typer.Option(
-        None, "--workload", "-w", help="built-in workload: conversation | code"
+        None, "--workload", "-w", help="built-in workload: conversation | code | sharegpt"
     ),
     num_requests: int = typer.Option(
         None, "--num-requests", "-n", help="requests to send (a cap for --replay)"

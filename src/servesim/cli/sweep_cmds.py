@@ -438,7 +438,7 @@ def plan_command(
         "conversation",
         "--workload",
         "-w",
-        help="preset (conversation, code) or a workload/scenario YAML",
+        help="preset (conversation, code, sharegpt) or a workload/scenario YAML",
     ),
     rate: float = typer.Option(..., "--rate", "-r", help="offered load, requests/s (Poisson)"),
     slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target, ms"),

@@ -3,7 +3,8 @@
 Every spec here is a frozen :class:`~servesim.validation.Spec` (unknown fields refused): a
 typo is an error, and a validated spec is never mutated. Distributions are tagged unions on
 ``kind``; a bare number is shorthand for ``fixed``, and for ``input_len`` / ``output_len`` a
-preset name (``conversation``, ``code``) is shorthand for that preset's length table.
+preset name (``conversation``, ``code``, ``sharegpt``) is shorthand for that preset's length
+table.
 
 Use :func:`parse_workload_spec` at the boundary: it turns a mapping into a validated spec, or
 raises a :class:`~servesim.errors.ServesimError` that names the field and the fix.
@@ -20,8 +21,8 @@ from msgspec.structs import force_setattr
 from servesim.errors import ServesimError
 from servesim.validation import FieldError, Spec, convert
 
-PRESET_NAMES: tuple[str, ...] = ("conversation", "code")
-PresetName = Literal["conversation", "code"]
+PRESET_NAMES: tuple[str, ...] = ("conversation", "code", "sharegpt")
+PresetName = Literal["conversation", "code", "sharegpt"]
 
 DEFAULT_RATE_RPS = 1.0
 """Poisson arrival rate (requests/s) used when a synthetic workload names no ``arrival``."""
@@ -174,8 +175,8 @@ def expand_length(value: Any, field: str, role: str | None = None) -> Any:
         raise FieldError(
             field,
             f"{value!r} is not a length: give tokens (an integer), a preset (conversation, "
-            "code, code.output, ...) or a distribution such as {kind: lognormal, median: 500, "
-            "sigma: 0.8}",
+            "code, sharegpt, code.output, ...) or a distribution such as {kind: lognormal, "
+            "median: 500, sigma: 0.8}",
         )
     return value
 
@@ -461,7 +462,9 @@ class WorkloadSpec(Spec):
         if self.num_requests is None:
             raise ValueError("num_requests is required for a synthetic workload")
         if self.preset is None and (self.input_len is None or self.output_len is None):
-            raise ValueError("set input_len and output_len, or a preset (conversation, code)")
+            raise ValueError(
+                "set input_len and output_len, or a preset (conversation, code, sharegpt)"
+            )
         replay_only = (
             "time_window",
             "max_requests",
