@@ -56,7 +56,7 @@ def test_disaggregated_ttft_is_prefill_plus_transfer_plus_one_decode_step():
         )
     )
     model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
-    cost = build_step_cost(model, hw, Parallelism(), CostParams())
+    cost = build_step_cost(model, hw, Parallelism(), CostParams(kernel_tables=True))
     prefill = cost.step_seconds(np.array([2048]), np.array([0]))
     per_token = model.num_layers * model.kv_elements_per_token_per_layer * 2  # bf16
     # 85% of the NIC's rate is achievable, plus one latency.
@@ -254,9 +254,10 @@ def test_a_draft_model_prefills_the_prompt_too():
         )
     )
     model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
-    target = build_step_cost(model, hw, Parallelism(), CostParams())
+    params = CostParams(kernel_tables=True)  # as simulate prices them
+    target = build_step_cost(model, hw, Parallelism(), params)
     drafter = draft_cost(
-        "draft", model, hw, Parallelism(), CostParams(), draft_model=load_model("llama-3.2-1b")
+        "draft", model, hw, Parallelism(), params, draft_model=load_model("llama-3.2-1b")
     )
     prompt, empty = np.array([2048]), np.array([0])
     draft_prefill = drafter.prefill_seconds(prompt, empty)

@@ -127,6 +127,7 @@ def _build_groups(
             weight_dtype=group.weight_dtype,
             kv_dtype=group.kv_dtype,
             cuda_graphs=scenario.cuda_graphs,
+            kernel_tables=scenario.kernel_tables,
             host_overlap=profile.host_overlap,
             host_step_s=profile.host_step_s,
             host_per_seq_s=profile.host_per_seq_s,

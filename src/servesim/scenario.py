@@ -123,6 +123,13 @@ class Scenario(Spec):
         ]
         | None
     ) = None
+    kernel_tables: Annotated[
+        bool,
+        Meta(
+            description="price operators from measured kernel tables where the GPU has them "
+            "(catalog/kernels); false: the roofline rung"
+        ),
+    ] = True
     api_server: Annotated[
         bool,
         Meta(

@@ -124,6 +124,8 @@ class Operator:
     scope: str = SCOPE_RANK
     """``rank``: runs on one data-parallel rank's tokens; ``global``: on every rank's tokens
     (routed experts under wide EP). The same thing when ``dp = 1``."""
+    shape: tuple[int, int] | None = None
+    """GEMMs: (n, k) of the weight on one GPU, so a measured GEMM table can price it."""
 
 
 @dataclass(frozen=True)
@@ -331,6 +333,7 @@ def _gemm(
         rate=rate,
         m_feature=tokens,
         active=tokens if active is None else active,
+        shape=(mat.n, mat.k),
     )
 
 

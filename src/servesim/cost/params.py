@@ -156,7 +156,17 @@ class CostParams:
     """Fraction of peak FLOP/s the attention kernel reaches; ``None``: ``compute_efficiency``."""
     attention_memory_efficiency: float | None = None
     """Fraction of HBM bandwidth the attention kernel reaches reading the KV cache; ``None``:
+    fitted to the GPU's measured decode-attention table (``servesim.cost.kernels``), else
     ``memory_efficiency``. Calibration fits it apart: paged KV reads are not weight streams."""
+    attention_half_tokens: float | None = None
+    """Keys per query at which prefill attention reaches half its efficiency (the FlashAttention
+    kernels of the tables reach ~15% of peak at 512 tokens and ~50% at 8k); ``None``: fitted to
+    the GPU's measured prefill-attention table, 0 (flat) on the roofline rung."""
+    kernel_tables: bool = False
+    """Price operators from the GPU's measured kernel tables where they exist (``catalog/
+    kernels/``; see ``servesim.cost.kernels``). ``False`` (the library default): the roofline
+    rung throughout, as calibration and ``servesim analyze`` need. ``simulate`` and
+    ``estimate`` turn it on (scenario field ``kernel_tables``, default on)."""
     kernel_launch_s: float | None = None
     """Fixed seconds per kernel (launch gap + ramp/tail); ``None``: the hardware's."""
     step_overhead_s: float = 1e-4
@@ -249,7 +259,7 @@ class CostParams:
                 field="comm_efficiency",
                 fix="use e.g. 0.8",
             )
-        for name in ("kernel_launch_s", "runtime_reserve_bytes"):
+        for name in ("kernel_launch_s", "runtime_reserve_bytes", "attention_half_tokens"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ServesimError(f"must be >= 0, got {value}", field=name, fix="use 0 or more")

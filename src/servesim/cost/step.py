@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from servesim.cost import kernels as kernels_mod
 from servesim.cost import operators as ops_mod
 from servesim.cost.dtypes import (
     activation_dtype,
@@ -147,6 +148,14 @@ class ResolvedParams:
     memory_efficiency: float
     attention_efficiency: float
     kernel_launch_s: float
+    attention_memory_efficiency: float = 0.0
+    """Fraction of HBM bandwidth attention reaches reading the KV cache."""
+    attention_half_tokens: float = 0.0
+    """Keys per query at which prefill attention reaches half its efficiency (0: flat)."""
+    attention_source: str = "roofline"
+    """Where the attention efficiencies come from (``roofline``: the GEMM figures)."""
+    tables: kernels_mod.KernelTables | None = None
+    """The GPU's measured kernel tables (None: none shipped, or turned off)."""
 
 
 def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> ResolvedParams:
@@ -174,21 +183,36 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     kv = normalize_dtype(params.kv_dtype or act, field="kv_dtype")
     check_kv_dtype(kv)
     ce = hw.compute_efficiency if params.compute_efficiency is None else params.compute_efficiency
+    me = hw.memory_efficiency if params.memory_efficiency is None else params.memory_efficiency
+    # NOTE: a calibration fits the efficiencies to the user's own measurements; measured
+    # tables of other machines must not override it.
+    use_tables = params.kernel_tables and params.fidelity != "calibrated"
+    fit = kernels_mod.attention_fit_for(hw) if use_tables else None
+    attn, attn_mem, half, source = ce, me, 0.0, "roofline"
+    if fit is not None:
+        curve, source = fit
+        attn, attn_mem, half = curve.efficiency, curve.memory_efficiency, curve.half_tokens
+    if params.attention_efficiency is not None:
+        attn, source = params.attention_efficiency, "given"
+    if params.attention_memory_efficiency is not None:
+        attn_mem = params.attention_memory_efficiency
+    if params.attention_half_tokens is not None:
+        half = params.attention_half_tokens
     return ResolvedParams(
         weight_dtype=block,
         expert_dtype=expert,
         kv_dtype=kv,
         act_dtype=act,
         compute_efficiency=ce,
-        memory_efficiency=(
-            hw.memory_efficiency if params.memory_efficiency is None else params.memory_efficiency
-        ),
-        attention_efficiency=(
-            ce if params.attention_efficiency is None else params.attention_efficiency
-        ),
+        memory_efficiency=me,
+        attention_efficiency=attn,
         kernel_launch_s=(
             hw.kernel_launch_s if params.kernel_launch_s is None else params.kernel_launch_s
         ),
+        attention_memory_efficiency=attn_mem,
+        attention_half_tokens=half,
+        attention_source=source,
+        tables=kernels_mod.load_tables(hw.name) if use_tables else None,
     )
 
 
@@ -248,7 +272,7 @@ def padding_flops(
     """
     pad = np.zeros_like(flops)
     for i, op in enumerate(operators):
-        if op.m_feature == _F.ONE or half_tokens == 0.0:
+        if op.m_feature == _F.ONE or half_tokens == 0.0 or op.rate == ops_mod.RATE_ATTENTION:
             continue
         if op.m_feature == _F.M_EXP:
             assert moe is not None
@@ -310,10 +334,16 @@ class _Sides:
     flops: np.ndarray
     nbytes: np.ndarray
     is_link: np.ndarray
+    curves: kernels_mod.MeasuredCurves | None = None
+    """Operators priced from measured tables (their linear coefficients are zero)."""
+    rung: np.ndarray | None = None
+    """Index into ``RUNGS`` of each operator."""
 
     def seconds(self, a: np.ndarray) -> np.ndarray:
         """Per-operator seconds for feature rows ``a`` (n, features'): shape (n, operators)."""
         sec = np.maximum(a @ self.compute, a @ self.memory)
+        if self.curves is not None:
+            sec[:, self.curves.columns] = self.curves.seconds(a)
         if self.eager is not None:
             np.maximum(sec, a @ self.eager, out=sec)
         return sec
@@ -374,10 +404,15 @@ class StepCostModel:
         if self._hot is not None:  # the hot path: one small product
             x = f @ self._hot
             k = self._hot.shape[1] // 2 - 1
+            curves = self._ops.curves
             if f.ndim == 1:
                 gpu = float(np.maximum(x[:k], x[k : 2 * k]).sum())
+                if curves is not None:
+                    gpu += float(curves.seconds(f).sum())
                 return self._combine(gpu, float(x[-2]), float(x[-1]))
             gpu = np.maximum(x[:, :k], x[:, k : 2 * k]).sum(axis=1)
+            if curves is not None:
+                gpu = gpu + curves.seconds(f).sum(axis=1)
             return self._combine(gpu, x[:, -2], x[:, -1])
         rows = np.atleast_2d(f)
         gpu = self._gpu(rows, per_operator=False)[0]
@@ -555,6 +590,25 @@ class StepCostModel:
             return flops[0], nbytes[0]
         return flops, nbytes
 
+    def rung_seconds_from_features(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """GPU seconds per fidelity rung (``RUNGS``) for rows of step features, shape (rows,)
+        per rung: which share of each step's operator time stands on measured tables, fitted
+        curves, a calibration or the roofline (scaled to the pipelined time under PP)."""
+        rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        gpu, _, _, steps, sec, _ = self._gpu(rows)
+        scale = _ratio(gpu, sec.sum(axis=1))
+        rung = self._ops.rung
+        return {r: sec[:, rung == j].sum(axis=1) * scale for j, r in enumerate(RUNGS)}
+
+    def extrapolated_from_features(self, features: np.ndarray) -> np.ndarray:
+        """Whether each row has a measured operator outside its table's range (the achieved
+        throughput was clamped at the last measured point)."""
+        rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        curves = self._ops.curves
+        if curves is None:
+            return np.zeros(len(rows), dtype=bool)
+        return curves.outside(self._split(rows)[0])
+
     def group_seconds_from_features(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """Seconds per operator group for rows of step features, shape (rows,) per group.
 
@@ -726,7 +780,7 @@ def _rates(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedPara
         ops_mod.RATE_LINK_PP: pp_link.bandwidth_among(2),
         ops_mod.RATE_LINK_EP: ep_link.bandwidth_among(min(par.ep, node)),
     }
-    attn_mem = params.attention_memory_efficiency or res.memory_efficiency
+    attn_mem = res.attention_memory_efficiency or res.memory_efficiency
     return _Rates(
         flop_rate={
             ops_mod.RATE_GEMM: peak_gemm * res.compute_efficiency,
@@ -748,16 +802,97 @@ def _rates(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedPara
     )
 
 
+RUNGS = ("measured", "fitted", "calibrated", "roofline")
+"""The rungs of the fidelity ladder an operator's time can stand on, best first: priced from a
+measured kernel table; from an efficiency curve fitted to measured tables; from efficiencies
+fitted to the user's own measurements (``servesim calibrate``); from datasheet peaks."""
+
+
+def attention_padding(
+    operators: tuple[Operator, ...], flops: np.ndarray, half_tokens: float
+) -> np.ndarray:
+    """Extra FLOP-equivalents of prefill attention's length curve, as feature coefficients.
+
+    Attention over ``s`` keys per query reaches ``e·s/(s + h)`` of the peak, so it takes as
+    long as its FLOPs times ``1 + h/s`` at ``e``. A prompt of ``n`` new tokens has ``n²/2``
+    (query, key) pairs over ``s ≈ n`` keys: ``h·n/2`` extra pairs, a term in the row's tokens.
+    (A decode row gets ``h/2`` extra pairs; decode attention is memory-bound, so that
+    compute-side term does not show.)
+    """
+    pad = np.zeros_like(flops)
+    if half_tokens <= 0.0:
+        return pad
+    tokens_of = {_F.P: _F.T_R, _F.P_SW: _F.T, _F.P_A: _F.T_A}
+    for i, op in enumerate(operators):
+        if op.rate != ops_mod.RATE_ATTENTION or not op.flops:
+            continue
+        pair = op.flops[0][0]
+        pad[i, tokens_of[pair]] += flops[i, pair] * half_tokens / 2.0
+    return pad
+
+
+def _measured_curves(
+    operators: tuple[Operator, ...],
+    model: ModelSpec,
+    hw: Hardware,
+    par: Parallelism,
+    params: CostParams,
+    res: ResolvedParams,
+) -> kernels_mod.MeasuredCurves | None:
+    """Curves for the operators a measured table prices: dense GEMMs (by rows) and the TP
+    all-reduce (by tokens) when the engine runs a custom all-reduce inside one node."""
+    tables = res.tables
+    if tables is None:
+        return None
+    grid = kernels_mod.M_GRID
+    columns, features, curves, ranges = [], [], [], []
+    act = dtype_bytes(res.act_dtype)
+    for i, op in enumerate(operators):
+        got = None
+        if op.scope != ops_mod.SCOPE_RANK:
+            continue
+        if op.shape is not None and op.rate in (ops_mod.RATE_GEMM, ops_mod.RATE_GEMM_ACT):
+            dtype = res.weight_dtype if op.rate == ops_mod.RATE_GEMM else res.act_dtype
+            table = kernels_mod.table_dtype(dtype)
+            if table is not None:
+                got = kernels_mod.gemm_seconds(tables, table, op.shape[0], op.shape[1], grid)
+        elif op.name == "all_reduce" and params.custom_allreduce and par.tp <= hw.gpus_per_node:
+            per_token = model.hidden_size * act
+            got = kernels_mod.allreduce_seconds(tables, par.tp, grid * per_token)
+            if got is not None:
+                got = (got[0], (got[1][0] / per_token, got[1][1] / per_token))
+        if got is None:
+            continue
+        seconds, measured = got
+        columns.append(i)
+        features.append(op.m_feature if op.shape is not None else _F.T)
+        curves.append(seconds * op.count)
+        ranges.append(measured)
+    if not columns:
+        return None
+    return kernels_mod.MeasuredCurves(
+        columns=np.array(columns, dtype=np.intp),
+        features=np.array(features, dtype=np.intp),
+        table=np.stack(curves, axis=1),
+        measured_range=np.array(ranges, dtype=np.float64),
+    )
+
+
 def _sides(
     operators: tuple[Operator, ...],
     rates: _Rates,
     half_tokens: float,
     feature_map: FeatureMap,
     dp: int,
+    res: ResolvedParams | None = None,
+    curves: kernels_mod.MeasuredCurves | None = None,
+    calibrated: bool = False,
 ) -> _Sides:
     """Coefficient matrices of ``operators`` (transposed: features' × operators)."""
     flops, nbytes = coefficient_matrices(operators)
     pad = padding_flops(operators, flops, half_tokens, feature_map.moe, feature_map.moe_load)
+    if res is not None:
+        pad = pad + attention_padding(operators, flops, res.attention_half_tokens)
     nops = len(operators)
     sec_per_flop = np.zeros(nops)
     sec_per_byte = np.zeros(nops)
@@ -787,6 +922,14 @@ def _sides(
     busy_m = np.where(is_link[:, None], 0.0, nbytes * sec_per_byte[:, None])
     compute = busy_c + launch
     memory = nbytes * sec_per_byte[:, None] + launch
+    rung = np.full(nops, RUNGS.index("calibrated" if calibrated else "roofline"), dtype=np.intp)
+    if res is not None and res.attention_source not in ("roofline", "given") and not calibrated:
+        rung[[op.rate == ops_mod.RATE_ATTENTION for op in operators]] = RUNGS.index("fitted")
+    if curves is not None:
+        # Priced by their curves: the linear sides of these operators are zero.
+        compute[curves.columns] = 0.0
+        memory[curves.columns] = 0.0
+        rung[curves.columns] = RUNGS.index("measured")
     scopes = [op.scope for op in operators]
 
     def widen(mat: np.ndarray) -> np.ndarray:
@@ -809,6 +952,8 @@ def _sides(
         flops=widen(flops),
         nbytes=widen(nbytes),
         is_link=is_link,
+        curves=curves,
+        rung=rung,
     )
 
 
@@ -834,7 +979,13 @@ def build_step_cost(
     )
     rates = _rates(hw, par, params, res)
     half = params.gemm_half_tokens
-    whole = _sides(operators, rates, half, feature_map, par.dp)
+    calibrated = params.fidelity == "calibrated"
+
+    def sides(ops: tuple[Operator, ...]) -> _Sides:
+        curves = _measured_curves(ops, model, hw, par, params, res)
+        return _sides(ops, rates, half, feature_map, par.dp, res, curves, calibrated)
+
+    whole = sides(operators)
 
     stages = stage_of = None
     if par.pp > 1:
@@ -844,7 +995,7 @@ def build_step_cost(
             )
             for st in pipeline_stages(model, par.pp)
         ]
-        stages = _sides(tuple(o for s in stage_ops for o in s), rates, half, feature_map, par.dp)
+        stages = sides(tuple(o for s in stage_ops for o in s))
         stage_of = np.zeros((sum(len(s) for s in stage_ops), par.pp))
         start = 0
         for s, ops_s in enumerate(stage_ops):

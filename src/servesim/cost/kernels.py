@@ -1,0 +1,326 @@
+"""Measured kernel tables: the top rungs of the fidelity ladder.
+
+``catalog/kernels/<gpu>/`` holds kernel times measured on real GPUs (distilled from NVIDIA
+AIConfigurator's tables by ``bench/gpu/distil_kernels.py``; ``catalog/kernels/README.md`` says
+what each file holds and where it comes from). Two rungs stand on them:
+
+- **measured** — an operator whose time is a function of one step quantity is priced from its
+  table directly: a dense GEMM of weight ``n × k`` by its rows ``m`` (``gemm.csv``), the TP
+  all-reduce by its message size (``allreduce.csv``). Between measured points the *achieved
+  throughput* (FLOP/s, bus bandwidth) is interpolated linearly in log ``m`` (log bytes), so the
+  analytic work carries the shape; outside the measured range the throughput is clamped at its
+  last measured value (time then grows linearly with the work) and the step is flagged.
+  A weight shape between measured ones takes the nearest measured ``(n, k)`` in log space.
+- **fitted** — attention depends on every row's lengths, not on one number, so its table is
+  reduced to a curve the linear cost model can carry: prefill attention reaches ``e ·
+  s / (s + h)`` of the tensor-core peak at ``s`` keys per query (fitted ``e`` and ``h``, from
+  ``attention_prefill.csv``), and decode attention reads the KV cache at a fitted fraction of
+  HBM bandwidth (``attention_decode.csv``, rows with at least 1 GB of KV: smaller working sets
+  sit in L2 and read faster than HBM allows). GPUs without tables take the median fitted
+  fractions of the GPUs that have them, times their own datasheet peaks.
+
+Everything is loaded once per GPU (``functools.cache``) and reduced to small arrays when a cost
+model is built; the hot path only interpolates on a fixed grid.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+KERNELS_DIR = Path(__file__).resolve().parent.parent / "catalog" / "kernels"
+
+GRID_PER_OCTAVE = 8
+GRID_OCTAVES = 21
+M_GRID = 2.0 ** (np.arange(GRID_OCTAVES * GRID_PER_OCTAVE + 1) / GRID_PER_OCTAVE)
+"""Step quantities (rows, message elements) the measured curves are tabulated at: 1 … 2^21,
+eight points per octave."""
+LOG_M_GRID = np.log(M_GRID)
+
+DECODE_MIN_KV_BYTES = 1e9
+"""Decode-attention rows with less KV than this are left out of the bandwidth fit: repeated
+runs of one small shape read from L2, faster than HBM (see catalog/kernels/README.md)."""
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    """A CSV file as columns: numbers as float64, text as str arrays."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    cols: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        values = [r[j] for r in body]
+        try:
+            cols[name] = np.array(values, dtype=np.float64)
+        except ValueError:
+            cols[name] = np.array(values)
+    return cols
+
+
+@dataclass(frozen=True)
+class KernelTables:
+    """The measured tables of one GPU (columns as in catalog/kernels/README.md)."""
+
+    gpu: str
+    gemm: dict[str, np.ndarray] | None
+    attention_prefill: dict[str, np.ndarray] | None
+    attention_decode: dict[str, np.ndarray] | None
+    allreduce: dict[str, np.ndarray] | None
+
+
+def table_folder(gpu_name: str) -> Path:
+    return KERNELS_DIR / gpu_name.lower()
+
+
+@functools.cache
+def load_tables(gpu_name: str) -> KernelTables | None:
+    """The tables shipped for ``gpu_name`` (a hardware catalog name), or None."""
+    folder = table_folder(gpu_name)
+    if not folder.is_dir():
+        return None
+
+    def part(name: str) -> dict[str, np.ndarray] | None:
+        path = folder / f"{name}.csv"
+        return _read(path) if path.is_file() else None
+
+    return KernelTables(
+        gpu_name,
+        part("gemm"),
+        part("attention_prefill"),
+        part("attention_decode"),
+        part("allreduce"),
+    )
+
+
+def gpus_with_tables() -> list[str]:
+    """Names (lower case) of the GPUs that ship measured tables."""
+    if not KERNELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in KERNELS_DIR.iterdir() if (p / "gemm.csv").is_file())
+
+
+# --- measured curves -------------------------------------------------------------------------
+
+
+def _throughput_curve(x_measured, y_measured, x_grid) -> tuple[np.ndarray, float, float]:
+    """Achieved throughput at ``x_grid``: linear in log x between measured points, clamped
+    outside; returns (values, smallest x, largest x measured)."""
+    order = np.argsort(x_measured)
+    xs, ys = np.log(x_measured[order]), y_measured[order]
+    return np.interp(np.log(x_grid), xs, ys), float(x_measured.min()), float(x_measured.max())
+
+
+def table_dtype(weight_dtype: str) -> str | None:
+    """The GEMM table a weight dtype runs on (None: no table, e.g. weight-only int4)."""
+    if weight_dtype in ("bf16", "fp16"):
+        return "bf16"
+    if weight_dtype == "fp8":
+        return "fp8"
+    return None
+
+
+def gemm_seconds(
+    tables: KernelTables, dtype: str, n: float, k: float, m: np.ndarray
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """Seconds of one ``m × k`` by ``k × n`` GEMM for each ``m``, from the nearest measured
+    weight shape (log distance), or None when the table has no such dtype.
+
+    Returns (seconds, (smallest, largest) measured m)."""
+    g = tables.gemm
+    if g is None:
+        return None
+    rows = g["dtype"] == dtype
+    if not rows.any():
+        return None
+    ns, ks = g["n"][rows], g["k"][rows]
+    dist = (np.log(ns) - math.log(n)) ** 2 + (np.log(ks) - math.log(k)) ** 2
+    best = dist == dist.min()
+    pick = (ns == ns[best][0]) & (ks == ks[best][0])
+    tflops, lo, hi = _throughput_curve(g["m"][rows][pick], g["tflops"][rows][pick], m)
+    return 2.0 * m * n * k / (tflops * 1e12), (lo, hi)
+
+
+def allreduce_seconds(
+    tables: KernelTables, num_gpus: int, nbytes: np.ndarray
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """Seconds of one all-reduce of ``nbytes`` over ``num_gpus`` GPUs of one node (the
+    measured bus bandwidth interpolated in log bytes), or None without a table for them."""
+    a = tables.allreduce
+    if a is None:
+        return None
+    rows = a["num_gpus"] == num_gpus
+    if not rows.any():
+        return None
+    busbw, lo, hi = _throughput_curve(a["bytes"][rows], a["busbw_gbps"][rows], nbytes)
+    ring = 2.0 * (num_gpus - 1) / num_gpus
+    return ring * nbytes / (busbw * 1e9), (lo, hi)
+
+
+# --- fitted attention curves -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttentionFit:
+    """Attention efficiency fitted to a GPU's measured tables (fractions of its peaks)."""
+
+    efficiency: float
+    """Prefill: the fraction of tensor-core peak long prompts approach."""
+    half_tokens: float
+    """Prefill: keys per query at which half of ``efficiency`` is reached."""
+    memory_efficiency: float
+    """Decode: fraction of HBM bandwidth the KV-cache reads reach."""
+    prefill_error: float
+    """Median absolute relative error of the fitted prefill curve on the table's rows."""
+    decode_error: float
+    """The same for decode attention."""
+
+
+_FIT_EFFICIENCY = np.linspace(0.2, 1.0, 81)
+_FIT_HALF_TOKENS = np.geomspace(1.0, 1e6, 121)
+
+
+def fit_prefill(
+    p: dict[str, np.ndarray], peak: float, launch_s: float, rows: np.ndarray | None = None
+) -> tuple[float, float, float]:
+    """(efficiency, half_tokens, median abs. error) of ``time = launch + FLOPs / (peak · e) ·
+    (1 + h / s)`` over the bf16 rows with head_dim 128 (s >= 64 keys per query, every batch
+    and head count):
+    ``e`` and ``h`` on a grid, minimising the median absolute log error (robust to the few
+    rows a kernel launch dominates)."""
+    # head_dim 128: the head size of nearly every model in the catalog (64 runs differently).
+    use = (p["seq_len"] >= 64) & (p["dtype"] == "bf16") & (p["head_dim"] == 128)
+    if rows is not None:
+        use &= rows
+    s, t = p["seq_len"][use], p["seconds"][use]
+    flops = p["tflops"][use] * 1e12 * t
+    best = (math.inf, 1.0, 0.0)
+    for e in _FIT_EFFICIENCY:
+        pred = launch_s + (flops / (peak * e))[None, :] * (1.0 + _FIT_HALF_TOKENS[:, None] / s)
+        err = np.median(np.abs(np.log(pred / t)), axis=1)
+        i = int(err.argmin())
+        if err[i] < best[0]:
+            best = (float(err[i]), float(e), float(_FIT_HALF_TOKENS[i]))
+    _, e, h = best
+    return e, h, prefill_error(p, peak, launch_s, e, h, use)
+
+
+def prefill_error(p, peak: float, launch_s: float, e: float, h: float, rows: np.ndarray) -> float:
+    """Median absolute relative error of the prefill curve ``(e, h)`` on ``rows``."""
+    s, t = p["seq_len"][rows], p["seconds"][rows]
+    flops = p["tflops"][rows] * 1e12 * t
+    pred = launch_s + flops / (peak * e) * (1.0 + h / s)
+    return float(np.median(np.abs(pred / t - 1.0)))
+
+
+def fit_decode(d: dict[str, np.ndarray], bandwidth: float, launch_s: float) -> tuple[float, float]:
+    """(fraction of HBM bandwidth, median abs. error) of ``time = launch + KV bytes / (BW ·
+    e)`` over decode rows with at least ``DECODE_MIN_KV_BYTES`` of KV."""
+    kv_bytes = d["gbps"] * 1e9 * d["seconds"]
+    rows = kv_bytes >= DECODE_MIN_KV_BYTES
+    if not rows.any():
+        return float("nan"), float("nan")
+    # Least squares on relative error: e = Σ(b/t') / Σ(b/t')²·... solved in closed form for
+    # 1/e: minimise Σ ((launch + b·u/BW)/t − 1)², u = 1/e.
+    t, b = d["seconds"][rows], kv_bytes[rows]
+    x, y = b / (bandwidth * t), 1.0 - launch_s / t
+    u = float((x * y).sum() / (x * x).sum())
+    e = min(1.0, 1.0 / u)
+    pred = launch_s + b / (bandwidth * e)
+    return e, float(np.median(np.abs(pred / t - 1.0)))
+
+
+@functools.cache
+def attention_fit(
+    gpu_name: str, peak: float, bandwidth: float, launch_s: float
+) -> AttentionFit | None:
+    """The attention curves fitted to ``gpu_name``'s own tables, or None without them."""
+    t = load_tables(gpu_name)
+    if t is None or t.attention_prefill is None or t.attention_decode is None:
+        return None
+    e, h, perr = fit_prefill(t.attention_prefill, peak, launch_s)
+    em, derr = fit_decode(t.attention_decode, bandwidth, launch_s)
+    if not math.isfinite(em):
+        return None
+    return AttentionFit(e, h, em, perr, derr)
+
+
+@functools.cache
+def _all_fits() -> tuple[AttentionFit, ...]:
+    """The attention fits of every GPU that ships tables."""
+    from servesim.hardware import load_hardware
+
+    fits = []
+    for name in gpus_with_tables():
+        hw = load_hardware(name)
+        fit = attention_fit(hw.name, hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
+        if fit is not None:
+            fits.append(fit)
+    return tuple(fits)
+
+
+def attention_fit_for(hw) -> tuple[AttentionFit, str] | None:
+    """The attention curve for ``hw`` and where it comes from: its own tables, else the median
+    fractions of the GPUs with tables (None when no GPU ships any)."""
+    peak = hw.peak_flops.get("bf16") or hw.peak_flops.get("fp16")
+    if peak is None:
+        return None
+    own = attention_fit(hw.name, peak, hw.hbm_bandwidth, hw.kernel_launch_s)
+    if own is not None:
+        return own, f"fitted to catalog/kernels/{hw.name.lower()}"
+    fits = _all_fits()
+    if not fits:
+        return None
+    med = AttentionFit(
+        efficiency=float(np.median([f.efficiency for f in fits])),
+        half_tokens=float(np.median([f.half_tokens for f in fits])),
+        memory_efficiency=float(np.median([f.memory_efficiency for f in fits])),
+        prefill_error=float("nan"),
+        decode_error=float("nan"),
+    )
+    return med, "median of the fits of " + ", ".join(gpus_with_tables())
+
+
+# --- measured operator curves ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class MeasuredCurves:
+    """Operators priced from measured tables: per operator, its seconds per step (all its
+    occurrences) tabulated at ``M_GRID`` values of one step feature.
+
+    ``seconds(a)`` takes feature rows (one step each, or a decode span's summed features:
+    divided by the steps in ``ONE`` and multiplied back, exact for spans, whose rows and tokens
+    do not change) and returns (rows, curves) seconds.
+    """
+
+    columns: np.ndarray
+    """Index of each curve's operator in the operator list."""
+    features: np.ndarray
+    """Feature giving each curve's x (GEMM rows, or tokens for an all-reduce)."""
+    table: np.ndarray
+    """(len(M_GRID), curves) seconds."""
+    measured_range: np.ndarray
+    """(curves, 2): smallest and largest x measured; outside it the throughput is clamped."""
+
+    def seconds(self, a: np.ndarray) -> np.ndarray:
+        a = np.atleast_2d(a)
+        steps = np.maximum(a[:, 0:1], 1.0)  # feature ONE
+        x = a[:, self.features] / steps
+        pos = np.interp(np.log(np.maximum(x, 1.0)), LOG_M_GRID, np.arange(len(M_GRID)))
+        i = np.minimum(pos.astype(np.intp), len(M_GRID) - 2)
+        w = pos - i
+        cols = np.arange(len(self.columns))
+        out = self.table[i, cols] * (1.0 - w) + self.table[i + 1, cols] * w
+        return np.where(x > 0, out, 0.0) * steps
+
+    def outside(self, a: np.ndarray) -> np.ndarray:
+        """Whether each feature row has a curve outside its measured range (extrapolated)."""
+        a = np.atleast_2d(a)
+        x = a[:, self.features] / np.maximum(a[:, 0:1], 1.0)
+        lo, hi = self.measured_range[:, 0], self.measured_range[:, 1]
+        return ((x > 0) & ((x < lo) | (x > hi))).any(axis=1)
