@@ -1,7 +1,8 @@
 """Microbenchmark of the cost model's hot path.
 
 Prints µs per ``StepCostModel.step_seconds`` call for mixed batches of 1, 64 and 256 rows, and
-µs per step of ``decode_span_seconds``. Run: ``python bench/bench_cost.py``.
+µs per step of ``decode_span_seconds``, on the roofline rung and with the measured kernel tables
+(what ``simulate`` uses by default). Run: ``python bench/bench_cost.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import timeit
 
 import numpy as np
 
-from servesim.cost import Parallelism, build_step_cost
+from servesim.cost import CostParams, Parallelism, build_step_cost
 from servesim.hardware import load_hardware
 from servesim.model import load_model
 
@@ -35,12 +36,17 @@ def main() -> None:
         ("gpt-oss-120b tp1", load_model("gpt-oss-120b"), Parallelism()),
         ("deepseek-v3 tp8", load_model("deepseek-v3"), Parallelism(tp=8)),
     ]
-    for label, model, par in cases:
-        cost = build_step_cost(model, hw, par)
+    variants = [
+        (f"{label} {rung}", model, par, CostParams(kernel_tables=tables, custom_allreduce=True))
+        for label, model, par in cases
+        for rung, tables in (("roofline", False), ("tables", True))
+    ]
+    for label, model, par, params in variants:
+        cost = build_step_cost(model, hw, par, params)
         for rows in (1, 64, 256):
             new, ctx = _mixed_batch(rows, rng)
             us = _us_per_call(lambda cost=cost, new=new, ctx=ctx: cost.step_seconds(new, ctx), 2000)
-            print(f"{label:18s} step_seconds   batch {rows:3d}: {us:6.2f} µs/call")
+            print(f"{label:27s} step_seconds   batch {rows:3d}: {us:6.2f} µs/call")
         ctx = rng.integers(100, 4000, 256)
         steps = 1000
         us = (
@@ -49,7 +55,7 @@ def main() -> None:
             )
             / steps
         )
-        print(f"{label:18s} decode_span    batch 256, {steps} steps: {us:6.3f} µs/step")
+        print(f"{label:27s} decode_span    batch 256, {steps} steps: {us:6.3f} µs/step")
 
 
 if __name__ == "__main__":

@@ -391,12 +391,30 @@ def _api_summary(api: ApiLatency | None, requests, summary) -> dict[str, float]:
 
 
 def _group_seconds(cost: StepCostModel, features: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-group seconds of many step records, in chunks (the per-operator intermediate is
-    ~40 floats a record: a million records at once would need gigabytes)."""
+    """Per-group seconds of many step records."""
+    return _chunked(cost.group_seconds_from_features, features)
+
+
+def _chunked(per_rows, features: np.ndarray) -> dict[str, np.ndarray]:
+    """``per_rows(features)`` (a dict of per-row arrays) in chunks of rows (the per-operator
+    intermediate is ~40 floats a record: a million records at once would need gigabytes)."""
     chunk = 65536
-    parts = [cost.group_seconds_from_features(features[i : i + chunk])
+    parts = [per_rows(features[i : i + chunk])
              for i in range(0, max(len(features), 1), chunk)]  # fmt: skip
     return {g: np.concatenate([p[g] for p in parts]) for g in parts[0]}
+
+
+def _shares(seconds: dict[str, float]) -> dict[str, float]:
+    """Each rung's share of the run's operator time (they sum to 1)."""
+    total = sum(seconds.values())
+    return {k: (v / total if total > 0 else 0.0) for k, v in seconds.items()}
+
+
+def _best_rung(seconds: dict[str, float], base: str) -> str:
+    """The rung most of the operator time stands on (``base`` when nothing ran)."""
+    if not seconds or sum(seconds.values()) <= 0:
+        return base
+    return max(seconds, key=lambda k: seconds[k])
 
 
 def _per_instance(runtimes, requests, steps, duration) -> list[dict[str, Any]]:
@@ -469,6 +487,8 @@ def _step_work(
     extra: dict[str, np.ndarray] = {"flops": np.zeros(n), "hbm_bytes": np.zeros(n)}
     total_flops = total_bytes = peak_flops = peak_bytes = energy = 0.0
     host_bound_total = busy_total = 0.0
+    rung_total: dict[str, float] = {}
+    extrapolated = 0
     for g in runtimes:
         ids = [i.instance_id for i in g.instances]
         rows = np.isin(steps["instance"], ids)
@@ -502,10 +522,15 @@ def _step_work(
         extra.setdefault("t_host_bound", np.zeros(n))[rows] = host_bound
         host_bound_total += float(host_bound.sum())
         busy_total += busy
+        for name, secs in _chunked(g.cost.rung_seconds_from_features, features[rows]).items():
+            rung_total[name] = rung_total.get(name, 0.0) + float(secs.sum())
+        extrapolated += int(g.cost.extrapolated_from_features(features[rows]).sum())
     util = {
         "mfu": total_flops / (duration * peak_flops) if duration > 0 else float("nan"),
         "mbu": total_bytes / (duration * peak_bytes) if duration > 0 else float("nan"),
-        "fidelity": runtimes[0].cost.params.fidelity,
+        "fidelity": _best_rung(rung_total, runtimes[0].cost.params.fidelity),
+        "fidelity_shares": _shares(rung_total),
+        "kernel_extrapolated_steps": extrapolated,
         "energy_j": energy,
         "avg_power_w": energy / duration if duration > 0 else float("nan"),
         "host_bound_fraction": host_bound_total / busy_total if busy_total > 0 else 0.0,

@@ -104,6 +104,11 @@ def estimate_cmd(
     gpu_memory_utilization: float = typer.Option(
         0.9, "--gpu-memory-utilization", help="Fraction of HBM the server may use."
     ),
+    kernel_tables: bool = typer.Option(
+        True,
+        "--kernel-tables/--no-kernel-tables",
+        help="Price operators from measured kernel tables where the GPU has them.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Latency and memory of one batch from the analytical cost model (no queueing).
@@ -119,7 +124,13 @@ def estimate_cmd(
     spec = load_model(model)
     hw = load_hardware(hardware)
     par = Parallelism(tp=tp, pp=pp, ep=ep)
-    params = CostParams(weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+    # As `simulate` prices a step under its default engine (vLLM: custom all-reduce).
+    params = CostParams(
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
+        kernel_tables=kernel_tables,
+        custom_allreduce=tp <= hw.gpus_per_node,
+    )
     plan = plan_memory(spec, hw, par, params, gpu_memory_utilization=gpu_memory_utilization)
     cost = build_step_cost(spec, hw, par, params)
 
@@ -147,6 +158,10 @@ def estimate_cmd(
         "expert_dtype": cost.resolved.expert_dtype,
         "kv_dtype": cost.resolved.kv_dtype,
         "fidelity": prefill.fidelity,
+        "fidelity_shares": {
+            "prefill": _rung_shares(cost, prompts, np.zeros(batch, dtype=np.int64)),
+            "decode": _rung_shares(cost, np.ones(batch, dtype=np.int64), prompts),
+        },
         "prefill_s": prefill.total_s,
         "decode_step_s": {
             "start": float(span[0]),
@@ -177,6 +192,13 @@ def estimate_cmd(
     _print_estimate(result, cost.hardware.name)
 
 
+def _rung_shares(cost, new_tokens, context) -> dict[str, float]:
+    """Each fidelity rung's share of one step's operator time."""
+    secs = cost.rung_seconds_from_features(cost.features(new_tokens, context))
+    total = sum(float(v[0]) for v in secs.values())
+    return {k: float(v[0]) / total for k, v in secs.items() if total > 0 and v[0] > 0}
+
+
 def _print_estimate(r: dict, gpu: str) -> None:
     console = Console()
     split = f"tp={r['tp']}" + (f" pp={r['pp']}" if r["pp"] > 1 else "")
@@ -187,8 +209,12 @@ def _print_estimate(r: dict, gpu: str) -> None:
     head = Table(
         title=f"{r['model']} on {r['gpus']}× {gpu} ({split}, {dtypes}, KV {r['kv_dtype']}): "
         f"batch {r['batch']}, {r['input_len']} in / {r['output_len']} out",
-        caption=f"fidelity: {r['fidelity']} (analytical; `servesim calibrate` fits it to "
-        "measurements)",
+        caption="fidelity (share of operator time): "
+        + "; ".join(
+            f"{phase} " + ", ".join(f"{rung} {share:.0%}" for rung, share in shares.items())
+            for phase, shares in r["fidelity_shares"].items()
+        )
+        + " (`servesim calibrate` fits it to your measurements)",
         box=box.SIMPLE_HEAD,
         show_header=False,
     )

@@ -294,6 +294,11 @@ def summary_tables(result) -> list[Table]:
     t4.add_column(justify="right")
     t4.add_row("steps", _fmt(s["num_steps"]))
     t4.add_row("preemptions", _fmt(s["num_preemptions"]))
+    if "fidelity_shares" in s:
+        shares = " · ".join(
+            f"{name} {share:.0%}" for name, share in s["fidelity_shares"].items() if share >= 0.005
+        )
+        t4.add_row("fidelity (share of operator time)", shares)
     if s.get("mean_api_ttft_ms"):
         t4.add_row(
             "API server share of TTFT",

@@ -7,7 +7,7 @@ what each file holds and where it comes from). Two rungs stand on them:
 - **measured** — an operator whose time is a function of one step quantity is priced from its
   table directly: a dense GEMM of weight ``n × k`` by its rows ``m`` (``gemm.csv``), the TP
   all-reduce by its message size (``allreduce.csv``). Between measured points the *achieved
-  throughput* (FLOP/s, bus bandwidth) is interpolated linearly in log ``m`` (log bytes), so the
+  throughput* (FLOP/s, bus bandwidth) is interpolated log-log in ``m`` (bytes), so the
   analytic work carries the shape; outside the measured range the throughput is clamped at its
   last measured value (time then grows linearly with the work) and the step is flagged.
   A weight shape between measured ones takes the nearest measured ``(n, k)`` in log space.
@@ -107,12 +107,23 @@ def gpus_with_tables() -> list[str]:
 # --- measured curves -------------------------------------------------------------------------
 
 
+def _monotone_throughput(x: np.ndarray, work: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """Throughputs (work / time) of measured points after making time non-decreasing in ``x``:
+    more rows (bytes) never run faster on one kernel; a dip is measurement noise."""
+    order = np.argsort(x)
+    envelope = np.empty_like(seconds)
+    envelope[order] = np.maximum.accumulate(seconds[order])
+    return work / envelope
+
+
 def _throughput_curve(x_measured, y_measured, x_grid) -> tuple[np.ndarray, float, float]:
-    """Achieved throughput at ``x_grid``: linear in log x between measured points, clamped
-    outside; returns (values, smallest x, largest x measured)."""
+    """Achieved throughput at ``x_grid``: log-log linear between measured points (a power law
+    in x, so time stays monotone wherever the measured times are), clamped outside; returns
+    (values, smallest x, largest x measured)."""
     order = np.argsort(x_measured)
-    xs, ys = np.log(x_measured[order]), y_measured[order]
-    return np.interp(np.log(x_grid), xs, ys), float(x_measured.min()), float(x_measured.max())
+    xs, ys = np.log(x_measured[order]), np.log(y_measured[order])
+    values = np.exp(np.interp(np.log(x_grid), xs, ys))
+    return values, float(x_measured.min()), float(x_measured.max())
 
 
 def table_dtype(weight_dtype: str) -> str | None:
@@ -141,7 +152,9 @@ def gemm_seconds(
     dist = (np.log(ns) - math.log(n)) ** 2 + (np.log(ks) - math.log(k)) ** 2
     best = dist == dist.min()
     pick = (ns == ns[best][0]) & (ks == ks[best][0])
-    tflops, lo, hi = _throughput_curve(g["m"][rows][pick], g["tflops"][rows][pick], m)
+    ms, secs = g["m"][rows][pick], g["seconds"][rows][pick]
+    measured = _monotone_throughput(ms, 2e-12 * ms * ns[best][0] * ks[best][0], secs)
+    tflops, lo, hi = _throughput_curve(ms, measured, m)
     return 2.0 * m * n * k / (tflops * 1e12), (lo, hi)
 
 
@@ -156,8 +169,10 @@ def allreduce_seconds(
     rows = a["num_gpus"] == num_gpus
     if not rows.any():
         return None
-    busbw, lo, hi = _throughput_curve(a["bytes"][rows], a["busbw_gbps"][rows], nbytes)
     ring = 2.0 * (num_gpus - 1) / num_gpus
+    sizes, secs = a["bytes"][rows], a["seconds"][rows]
+    measured = _monotone_throughput(sizes, ring * sizes / 1e9, secs)
+    busbw, lo, hi = _throughput_curve(sizes, measured, nbytes)
     return ring * nbytes / (busbw * 1e9), (lo, hi)
 
 
@@ -307,7 +322,45 @@ class MeasuredCurves:
     measured_range: np.ndarray
     """(curves, 2): smallest and largest x measured; outside it the throughput is clamped."""
 
+    def __post_init__(self) -> None:
+        # The hot path needs only the sum over curves: one summed table per feature, kept as
+        # Python lists (a step is then a few float operations per feature, no numpy calls).
+        sums = []
+        for feat in np.unique(self.features):
+            table = self.table[:, self.features == feat].sum(axis=1)
+            sums.append((int(feat), table, table.tolist()))
+        object.__setattr__(self, "_sums", tuple(sums))
+
+    def total(self, f: np.ndarray) -> float:
+        """Seconds of every curve summed, for one step's feature vector (the hot path)."""
+        last = len(M_GRID) - 1
+        steps = max(float(f[0]), 1.0)
+        out = 0.0
+        for feat, _, table in self._sums:
+            x = float(f[feat]) / steps
+            if x <= 0.0:
+                continue
+            pos = min(max(math.log2(x) * GRID_PER_OCTAVE, 0.0), float(last))
+            i = min(int(pos), last - 1)
+            w = pos - i
+            out += table[i] * (1.0 - w) + table[i + 1] * w
+        return out * steps
+
+    def totals(self, a: np.ndarray) -> np.ndarray:
+        """:meth:`total` for rows of feature vectors, shape (rows,)."""
+        last = len(M_GRID) - 1
+        steps = np.maximum(a[:, 0], 1.0)
+        out = np.zeros(len(a))
+        for feat, table, _ in self._sums:
+            x = a[:, feat] / steps
+            pos = np.clip(np.log2(np.maximum(x, 1.0)) * GRID_PER_OCTAVE, 0.0, last)
+            i = np.minimum(pos.astype(np.intp), last - 1)
+            w = pos - i
+            out += np.where(x > 0, table[i] * (1.0 - w) + table[i + 1] * w, 0.0)
+        return out * steps
+
     def seconds(self, a: np.ndarray) -> np.ndarray:
+        """Seconds of each curve for rows of feature vectors, shape (rows, curves)."""
         a = np.atleast_2d(a)
         steps = np.maximum(a[:, 0:1], 1.0)  # feature ONE
         x = a[:, self.features] / steps

@@ -93,7 +93,8 @@ class StepTime:
     flops_by_group: dict[str, float]
     bytes_by_group: dict[str, float]
     fidelity: str
-    """``roofline`` | ``calibrated`` | ``profiled``: the rung of the ladder the numbers stand on."""
+    """``measured`` | ``fitted`` | ``calibrated`` | ``roofline``: the rung of the ladder most of
+    the step's operator time stands on (see ``RUNGS``)."""
     gpu_s: float = 0.0
     """Seconds of GPU work (pipelined under PP; with eager kernel issue without CUDA graphs)."""
     host_s: float = 0.0
@@ -408,11 +409,11 @@ class StepCostModel:
             if f.ndim == 1:
                 gpu = float(np.maximum(x[:k], x[k : 2 * k]).sum())
                 if curves is not None:
-                    gpu += float(curves.seconds(f).sum())
+                    gpu += curves.total(f)
                 return self._combine(gpu, float(x[-2]), float(x[-1]))
             gpu = np.maximum(x[:, :k], x[:, k : 2 * k]).sum(axis=1)
             if curves is not None:
-                gpu = gpu + curves.seconds(f).sum(axis=1)
+                gpu = gpu + curves.totals(f)
             return self._combine(gpu, x[:, -2], x[:, -1])
         rows = np.atleast_2d(f)
         gpu = self._gpu(rows, per_operator=False)[0]
@@ -600,6 +601,13 @@ class StepCostModel:
         rung = self._ops.rung
         return {r: sec[:, rung == j].sum(axis=1) * scale for j, r in enumerate(RUNGS)}
 
+    def _dominant_rung(self, rows: np.ndarray) -> str:
+        """The rung most of a step's operator time stands on."""
+        secs = {k: float(v.sum()) for k, v in self.rung_seconds_from_features(rows).items()}
+        if sum(secs.values()) <= 0:
+            return self.params.fidelity
+        return max(secs, key=lambda k: secs[k])
+
     def extrapolated_from_features(self, features: np.ndarray) -> np.ndarray:
         """Whether each row has a measured operator outside its table's range (the achieved
         throughput was clamped at the last measured point)."""
@@ -687,7 +695,7 @@ class StepCostModel:
             comm_bytes=float(op_bytes[link].sum()),
             flops_by_group={g: float(flops[GROUPS.index(g)]) for g in self._groups},
             bytes_by_group={g: float(hbm[GROUPS.index(g)]) for g in self._groups},
-            fidelity=self.params.fidelity,
+            fidelity=self._dominant_rung(rows),
             gpu_s=float(pipe.gpu_s[0]),
             host_s=float(self.host_seconds_from_features(f)),
             bubble_fraction=float(pipe.bubble_fraction[0]),

@@ -1,0 +1,168 @@
+"""Measured kernel tables: interpolation, clamping, fitted attention curves, rung shares."""
+
+import numpy as np
+import pytest
+
+from servesim.cost import CostParams, Parallelism, build_step_cost
+from servesim.cost import kernels as K
+from servesim.cost.step import RUNGS
+from servesim.hardware import load_hardware
+from servesim.model import load_model
+
+H100 = K.load_tables("H100")
+
+
+def test_tables_ship_for_the_main_gpus():
+    assert {"h100", "h200", "a100-80gb", "b200", "l40s"} <= set(K.gpus_with_tables())
+    assert K.load_tables("MI300X") is None
+
+
+def test_gemm_interpolation_is_exact_on_measured_points():
+    g = H100.gemm
+    rows = (g["dtype"] == "bf16") & (g["n"] == 8192) & (g["k"] == 8192)
+    m = g["m"][rows]
+    seconds, (lo, hi) = K.gemm_seconds(H100, "bf16", 8192, 8192, m)
+    measured = g["seconds"][rows]
+    # Exact wherever the measured times rise with m (a dip is noise: the envelope lifts it).
+    rising = measured == np.maximum.accumulate(measured[np.argsort(m)])[np.argsort(np.argsort(m))]
+    assert rising.sum() >= len(m) - 2
+    np.testing.assert_allclose(seconds[rising], measured[rising], rtol=1e-9)
+    assert (lo, hi) == (1.0, 16384.0)
+
+
+def test_gemm_time_grows_monotonically_between_measured_points():
+    m = np.geomspace(1, 16384, 400)
+    seconds, _ = K.gemm_seconds(H100, "bf16", 14336, 4096, m)
+    assert (np.diff(seconds) >= -1e-12).all()
+
+
+def test_gemm_outside_the_table_clamps_the_throughput_and_is_flagged():
+    m = np.array([16384.0, 65536.0])
+    seconds, (_, hi) = K.gemm_seconds(H100, "bf16", 8192, 8192, m)
+    # Same achieved TFLOP/s beyond the last measured row: time grows linearly with m.
+    assert seconds[1] == pytest.approx(4 * seconds[0], rel=1e-12)
+    cost = build_step_cost(
+        load_model("llama-3.1-8b"), load_hardware("H100"), params=CostParams(kernel_tables=True)
+    )
+    inside = cost.features(np.array([4096]), np.array([0]))
+    outside = cost.features(np.array([65536]), np.array([0]))
+    assert hi == 16384.0
+    assert cost.extrapolated_from_features(np.stack([inside, outside])).tolist() == [False, True]
+
+
+def test_a_layer_gemm_costs_its_measured_time_times_its_count():
+    model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
+    cost = build_step_cost(model, hw, params=CostParams(kernel_tables=True))
+    names = [op.name for op in cost.operators]
+    down = cost.operators[names.index("down_proj")]
+    # down_proj of Llama-3.1-8B: n = 4096 outputs, k = 14336 inputs; nearest table shape
+    # (4096, 16384); at a measured m the curve is the table's time scaled by n·k.
+    g = H100.gemm
+    row = (g["dtype"] == "bf16") & (g["n"] == 4096) & (g["k"] == 16384) & (g["m"] == 256)
+    by_hand = g["seconds"][row][0] * (4096 * 14336) / (4096 * 16384) * down.count
+    f = cost.features(np.ones(256), np.full(256, 100))
+    per_op = cost._ops.seconds(f[None, :])[0]
+    assert per_op[names.index("down_proj")] == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_a_tiny_hand_made_table_prices_a_step_exactly():
+    tiny = K.KernelTables(
+        "tiny",
+        gemm={
+            "dtype": np.array(["bf16"] * 2),
+            "m": np.array([1.0, 1024.0]),
+            "n": np.array([1000.0] * 2),
+            "k": np.array([500.0] * 2),
+            "seconds": np.array([1e-5, 2e-5]),
+            "tflops": np.array(
+                [2 * 1 * 1000 * 500 / 1e-5 / 1e12, 2 * 1024 * 1000 * 500 / 2e-5 / 1e12]
+            ),
+        },  # fmt: skip
+        attention_prefill=None,
+        attention_decode=None,
+        allreduce=None,
+    )
+    # At the measured points the times come back; halfway in log m the throughput is the
+    # geometric mean of the two measured throughputs (log-log interpolation).
+    m = np.array([1.0, 32.0, 1024.0])
+    seconds, _ = K.gemm_seconds(tiny, "bf16", 1000, 500, m)
+    t = tiny.gemm["tflops"]
+    assert seconds[0] == pytest.approx(1e-5) and seconds[2] == pytest.approx(2e-5)
+    assert seconds[1] == pytest.approx(2 * 32 * 1000 * 500 / (np.sqrt(t[0] * t[1]) * 1e12))
+
+
+def test_allreduce_curve_is_the_measured_bus_bandwidth():
+    a = H100.allreduce
+    row = (a["num_gpus"] == 8) & (a["bytes"] == 1048576)
+    seconds, _ = K.allreduce_seconds(H100, 8, np.array([1048576.0]))
+    assert seconds[0] == pytest.approx(a["seconds"][row][0], rel=2e-3)
+    assert K.allreduce_seconds(H100, 3, np.array([1e6])) is None
+
+
+@pytest.mark.parametrize("gpu", ["H100", "H200", "A100-80GB", "B200", "L40S"])
+def test_fitted_attention_curves_match_their_tables(gpu):
+    hw = load_hardware(gpu)
+    fit, source = K.attention_fit_for(hw)
+    assert "catalog/kernels" in source
+    assert 0.3 < fit.efficiency < 0.8 and 100 < fit.half_tokens < 10000
+    assert fit.prefill_error < 0.16 and fit.decode_error < 0.15
+
+
+def test_prefill_curve_holds_out_of_sample_leave_one_head_shape_out():
+    hw = load_hardware("H100")
+    p = H100.attention_prefill
+    shape = p["num_heads"] * 1000 + p["num_kv_heads"]
+    peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
+    errors = []
+    for held in np.unique(shape[p["head_dim"] == 128]):
+        e, h, _ = K.fit_prefill(p, peak, launch, rows=shape != held)
+        test = (shape == held) & (p["head_dim"] == 128) & (p["dtype"] == "bf16")
+        test &= p["seq_len"] >= 64
+        errors.append(K.prefill_error(p, peak, launch, e, h, test))
+    assert np.median(errors) < 0.2
+
+
+def test_a_gpu_without_tables_takes_the_median_fitted_attention_curve():
+    fit, source = K.attention_fit_for(load_hardware("MI300X"))
+    assert source.startswith("median of the fits")
+    fits = [K.attention_fit_for(load_hardware(g))[0] for g in K.gpus_with_tables()]
+    assert fit.efficiency == pytest.approx(np.median([f.efficiency for f in fits]))
+
+
+def test_short_prompts_run_attention_far_below_the_flat_roofline():
+    model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
+    flat = build_step_cost(model, hw)
+    measured = build_step_cost(model, hw, params=CostParams(kernel_tables=True))
+    for n in (512, 4096):
+        f = flat.step_time(np.array([n]), np.array([0])).by_group["attention"]
+        m = measured.step_time(np.array([n]), np.array([0])).by_group["attention"]
+        assert m > 1.5 * f  # ~55% of peak at most, and ~n/(n + 1259) of that
+
+
+def test_rung_shares_sum_to_the_step_and_name_each_operator():
+    model, hw = load_model("llama-3.1-70b"), load_hardware("H100")
+    params = CostParams(kernel_tables=True, custom_allreduce=True)
+    cost = build_step_cost(model, hw, Parallelism(tp=4), params)
+    f = cost.features(np.ones(64), np.full(64, 2048))
+    rungs = cost.rung_seconds_from_features(f)
+    assert set(rungs) == set(RUNGS)
+    gpu = cost.gpu_seconds_from_features(f)[0]
+    assert sum(float(v[0]) for v in rungs.values()) == pytest.approx(gpu, rel=1e-9)
+    assert rungs["measured"][0] > rungs["roofline"][0] > 0
+    roofline = build_step_cost(model, hw, Parallelism(tp=4))
+    assert roofline.rung_seconds_from_features(f)["roofline"][0] == pytest.approx(
+        roofline.gpu_seconds_from_features(f)[0]
+    )
+
+
+def test_simulate_reports_rung_shares_summing_to_one():
+    from servesim.run import simulate
+    from servesim.scenario import build_scenario
+
+    wl = {"num_requests": 20, "input_len": 512, "output_len": 16}
+    on = simulate(build_scenario({"workload": wl})).summary
+    assert sum(on["fidelity_shares"].values()) == pytest.approx(1.0)
+    assert on["fidelity"] == "measured"
+    off = simulate(build_scenario({"workload": wl, "kernel_tables": False})).summary
+    assert off["fidelity_shares"]["roofline"] == pytest.approx(1.0)
+    assert off["fidelity"] == "roofline"
