@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import servesim.cli.commands  # noqa: F401  (registers every command on the app)
 from servesim.cli.app import app
-from servesim.cost import build_step_cost, flops_breakdown, plan_memory
+from servesim.cost import CostParams, build_step_cost, flops_breakdown, plan_memory
 from servesim.errors import ServesimError
 from servesim.hardware import load_hardware
 from servesim.model import load_model
@@ -77,7 +77,11 @@ def test_estimate_json_matches_the_library():
         ]
     )
     model, hw = load_model("llama-3.1-8b"), load_hardware("h100")
-    cost = build_step_cost(model, hw)
+    # estimate prices operators from the measured kernel tables, as simulate does.
+    cost = build_step_cost(model, hw, params=CostParams(kernel_tables=True, custom_allreduce=True))
+    shares = out["fidelity_shares"]
+    assert sum(shares["prefill"].values()) == pytest.approx(1.0)
+    assert shares["decode"]["measured"] > 0.5
     assert out["prefill_s"] == pytest.approx(
         cost.step_seconds(np.full(4, 2048), np.zeros(4)), rel=1e-12
     )
