@@ -97,7 +97,7 @@ def test_estimate_json_matches_the_library():
     assert out["kv_bytes_per_token"] == 131072
     assert out["max_concurrent_seqs"] == plan.max_concurrent_seqs(2048 + 128)
     assert out["batch_fits"] is True
-    assert out["fidelity"] == "roofline"
+    assert out["fidelity"] == "measured"  # most of the prefill stands on measured GEMMs
 
 
 def test_estimate_table_with_tp():
