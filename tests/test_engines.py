@@ -1,6 +1,8 @@
 """Engine profiles: multi-step rounds, prefill-first steps, synchronous host work, CUDA-graph
 padding, API-server latency, and each named profile's effect through the real simulator."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from engine_factories import LinearCost, by_request, make_session, run_sessions
@@ -232,3 +234,34 @@ def test_every_profile_cites_its_coefficients():
     for p in PROFILES.values():
         assert {"scheduler", "host", "api"} <= set(p.sources), p.name
         assert all(len(text) > 30 for text in p.sources.values())
+
+
+def test_which_steps_run_under_cuda_graphs():
+    v1, v0, trt, fast = (PROFILES[n] for n in ("vllm", "vllm-v0", "trtllm", "gpt-fast"))
+    # V1: piecewise graphs for any step up to 512 tokens, decode batches up to 512 sequences.
+    assert v1.graphed(False, 512, 3) and not v1.graphed(False, 513, 3)
+    assert v1.graphed(True, 400, 400) and not v1.graphed(True, 600, 600)
+    # V0 / SGLang: a step with prompt tokens runs eagerly, however small.
+    assert not v0.graphed(False, 17, 2) and v0.graphed(True, 256, 256)
+    assert not v0.graphed(True, 300, 300)  # above the largest captured batch
+    # A C++ runtime never issues kernels from Python; gpt-fast compiles every decode batch.
+    assert trt.graphed(False, 100_000, 1) and fast.graphed(True, 4096, 4096)
+
+
+def test_prompt_steps_pay_the_cpu_kernel_issue_under_eager_engines():
+    from servesim.cost import CostParams as Params
+
+    wl = {"num_requests": 1, "input_len": 200, "output_len": 2, "arrival": {"kind": "burst"}}
+    model, hw = load_model("llama-3.1-70b"), load_hardware("H100")
+    fields = {"model": "llama-3.1-70b", "tp": 4, "workload": wl, "api_server": False}
+    v0 = simulate(build_scenario({**fields, "engine": "vllm-v0"})).summary
+    p = PROFILES["vllm-v0"]
+    params = Params(kernel_tables=True, custom_allreduce=True, host_overlap=False,
+                    host_step_s=p.host_step_s, host_per_seq_s=p.host_per_seq_s,
+                    host_per_token_s=p.host_per_token_s)  # fmt: skip
+    eager = build_step_cost(model, hw, Parallelism(tp=4), replace(params, cuda_graphs=False))
+    graph = build_step_cost(model, hw, Parallelism(tp=4), params)
+    prompt, empty = np.array([200]), np.array([0])
+    assert v0["mean_ttft_ms"] == pytest.approx(1000 * eager.step_seconds(prompt, empty), rel=1e-9)
+    # ~1,000 kernels issued 30 µs apart: the eager prefill of a short prompt is far slower.
+    assert eager.step_seconds(prompt, empty) > 1.3 * graph.step_seconds(prompt, empty)

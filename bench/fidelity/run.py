@@ -339,6 +339,48 @@ def tables(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]
     }
 
 
+PEERS = HERE / "peers" / "results.json"
+
+
+def peer_comparison(rows: list[dict[str, Any]], path: Path = PEERS) -> dict[str, dict[str, Any]]:
+    """Per peer tool, servesim's and the peer's errors on exactly the (case, metric) pairs the
+    peer could represent (``peers/run_peers.py`` wrote its predictions)."""
+    if not path.is_file():
+        return {}
+    peers = json.loads(path.read_text())
+    ours = {(r["id"], m["metric"]): m for r in rows for m in r["metrics"]}
+    out: dict[str, dict[str, Any]] = {}
+    for tool in peers.get("tool", {}):
+        pairs = []
+        for case_id, by_tool in peers["cases"].items():
+            for metric, value in (by_tool.get(tool) or {}).items():
+                m = ours.get((case_id, metric))
+                if m is None or not isinstance(value, (int, float)) or value <= 0:
+                    continue
+                err = (value - m["measured"]) / m["measured"]
+                faster = higher_is_faster(metric)
+                pairs.append((m, err, err > 0 if faster else err < 0, m["family"]))
+        if not pairs:
+            continue
+        by_family: dict[str, list] = defaultdict(list)
+        for p in pairs:
+            by_family[p[3]].append(p)
+        out[tool] = {
+            "version": peers["tool"][tool].get("version"),
+            "families": {
+                fam: {
+                    "n": len(ps),
+                    "servesim_median_abs_error": statistics.median(abs(p[0]["error"]) for p in ps),
+                    "peer_median_abs_error": statistics.median(abs(p[1]) for p in ps),
+                    "servesim_too_fast": sum(p[0]["too_fast"] for p in ps) / len(ps),
+                    "peer_too_fast": sum(p[2] for p in ps) / len(ps),
+                }
+                for fam, ps in sorted(by_family.items()) + [("all", pairs)]
+            },
+        }
+    return out
+
+
 def markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines = [
         "# servesim against published measurements",
@@ -362,6 +404,21 @@ def markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {name} | {t['n']} | {t['median_abs_error']:.1%} | {t['mean_abs_error']:.1%} "
                 f"| {t['median_speed_bias']:+.1%} | {t['too_fast_share']:.0%} |"
+            )
+        lines.append("")
+    for tool, cmp in summary.get("peers", {}).items():
+        lines += [
+            f"## Against {tool} {cmp['version']} on the rows it can represent",
+            "",
+            "| family | metrics | servesim median abs. error | "
+            f"{tool} median abs. error | servesim too fast | {tool} too fast |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for fam, t in cmp["families"].items():
+            lines.append(
+                f"| {fam} | {t['n']} | {t['servesim_median_abs_error']:.1%} "
+                f"| {t['peer_median_abs_error']:.1%} | {t['servesim_too_fast']:.0%} "
+                f"| {t['peer_too_fast']:.0%} |"
             )
         lines.append("")
     lines += [
@@ -421,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": wall,
         "tables": tables(rows),
     }
+    if not args.only:
+        summary["peers"] = peer_comparison(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(
         json.dumps({"summary": summary, "cases": rows}, indent=1)
@@ -438,6 +497,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:22s} {t['n']:4d}  {t['median_abs_error']:8.1%}  "
                   f"{t['mean_abs_error']:8.1%}  {t['median_speed_bias']:+8.1%}  "
                   f"{t['too_fast_share']:6.0%}")  # fmt: skip
+    for tool, cmp in summary.get("peers", {}).items():
+        print(f"\nagainst {tool} on its rows:  n  servesim  {tool}")
+        for fam, t in cmp["families"].items():
+            print(f"  {fam:12s} {t['n']:4d}  {t['servesim_median_abs_error']:7.1%}  "
+                  f"{t['peer_median_abs_error']:7.1%}")  # fmt: skip
     print(f"\n{summary['cases_scored']} cases scored, {summary['cases_skipped']} skipped, "
           f"{wall:.0f} s; wrote {args.out}/results.json and results.md")  # fmt: skip
     return 0

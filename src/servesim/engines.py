@@ -65,9 +65,25 @@ class EngineProfile:
     a round's tokens reach the client together at its end, and new requests wait for it."""
     cuda_graph_sizes: tuple[int, ...] = ()
     """Batch sizes CUDA graphs are captured for (ascending); a pure-decode step of b sequences
-    runs the graph of the smallest captured size >= b (padded rows cost GEMM rows). Empty: no
-    padding. Batches above the largest size run eagerly, unpadded."""
+    runs the graph of the smallest captured size >= b (padded rows cost GEMM rows). Batches
+    above the largest size run eagerly, unpadded. Empty: a graph for every decode batch as it
+    comes (no padding)."""
+    graph_max_tokens: int | None = 0
+    """Steps up to this many tokens, prompts included, run under CUDA graphs (vLLM V1's
+    piecewise graphs); 0: only pure-decode steps of a captured size do (vLLM V0, SGLang: a
+    step with prompt tokens runs eagerly, each kernel issued by the CPU); None: every step
+    runs without per-kernel CPU issue (a C++ runtime: TensorRT-LLM, TurboMind)."""
     sources: dict[str, str] = field(default_factory=dict)
+
+    def graphed(self, decode_only: bool, tokens: int, batch: int) -> bool:
+        """Whether a step of ``tokens`` tokens over ``batch`` sequences (``decode_only``: one
+        token each) runs without per-kernel CPU issue."""
+        if self.graph_max_tokens is None:
+            return True
+        sizes = self.cuda_graph_sizes
+        if decode_only and (not sizes or batch <= sizes[-1]):
+            return True  # (no sizes listed: a graph is recorded for every decode batch)
+        return tokens <= self.graph_max_tokens
 
     def graph_batch(self, batch: int) -> int:
         """The decode batch a CUDA graph runs for ``batch`` sequences (``batch`` when none
@@ -116,7 +132,11 @@ PROFILES: dict[str, EngineProfile] = {
         api_per_input_token_s=1e-6,
         api_stream_s=1e-3,
         cuda_graph_sizes=_vllm_graph_sizes(512),
+        graph_max_tokens=512,
         sources={
+            "graphs": "vLLM V1 piecewise CUDA graphs (CompilationConfig): captured for token "
+            "counts up to 512, mixed batches included; larger steps run the compiled model "
+            "without graphs",
             "custom_allreduce": "vLLM's custom all-reduce (csrc/custom_all_reduce.cu, on by "
             "default for TP 2-8 over NVLink or XGMI; disable_custom_all_reduce=False)",
             "scheduler": "vLLM docs, engine arguments (V1): max_num_seqs 256, "
@@ -149,6 +169,8 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=1e-3,
         cuda_graph_sizes=_vllm_graph_sizes(256),
         sources={
+            "graphs": "vLLM V0 model runner: CUDA graphs for decode batches only "
+            "(enforce_eager=False); prefill and chunked steps run eagerly",
             "custom_allreduce": "vLLM custom all-reduce, default since 0.3",
             "scheduler": "vLLM 0.5/0.6 docs, engine arguments: max_num_seqs 256, chunked "
             "prefill and prefix caching off by default; the V0 scheduler runs a prefill "
@@ -180,6 +202,8 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=1e-3,
         cuda_graph_sizes=_sglang_graph_sizes(),
         sources={
+            "graphs": "SGLang CudaGraphRunner: decode batches up to cuda_graph_max_bs; "
+            "prefill (extend) batches run eagerly",
             "custom_allreduce": "SGLang reuses vLLM's custom all-reduce kernels (sgl-kernel)",
             "scheduler": "SGLang server arguments: chunked_prefill_size 8192, prefill "
             "prioritised over decode (schedule_policy / scheduler.get_next_batch_to_run), "
@@ -205,10 +229,12 @@ PROFILES: dict[str, EngineProfile] = {
         host_step_s=1e-4,
         host_per_seq_s=2e-6,
         host_per_token_s=1e-8,
+        graph_max_tokens=None,
         api_request_s=1.5e-3,
         api_per_input_token_s=5e-7,
         api_stream_s=5e-4,
         sources={
+            "graphs": "TensorRT engines run from C++: no per-kernel Python issue in any step",
             "custom_allreduce": "TensorRT-LLM AllReduce plugin (one-shot / two-shot custom "
             "kernels for NVLink, use_custom_all_reduce)",
             "scheduler": "TensorRT-LLM build/runtime defaults: max_batch_size 2048 "
@@ -234,10 +260,12 @@ PROFILES: dict[str, EngineProfile] = {
         host_step_s=2e-4,
         host_per_seq_s=5e-6,
         host_per_token_s=2e-8,
+        graph_max_tokens=None,
         api_request_s=2e-3,
         api_per_input_token_s=1e-6,
         api_stream_s=1e-3,
         sources={
+            "graphs": "TurboMind runs its kernels from C++: no per-kernel Python issue",
             "custom_allreduce": "LMDeploy TurboMind custom all-reduce (src/turbomind/comm, "
             "custom kernels over NVLink)",
             "scheduler": "LMDeploy TurbomindEngineConfig defaults: max_batch_size 256 (A100 "
@@ -265,6 +293,8 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=0.0,
         custom_allreduce=False,
         sources={
+            "graphs": "gpt-fast compiles the decode step (mode 'reduce-overhead': CUDA graphs); "
+            "prefill runs eagerly unless --compile_prefill",
             "scheduler": "gpt-fast generate.py: one batch, prefill then a decode loop",
             "host": "estimate: the whole decode step is one compiled CUDA graph (mode "
             "'reduce-overhead'); the Python loop costs ~20 µs a token",

@@ -149,6 +149,11 @@ def _build_groups(
             max_num_seqs=sched.max_num_seqs,
         )  # fmt: skip
         cost = build_step_cost(model, hardware, par, params)
+        # Steps no CUDA graph covers (prompts under vLLM V0 / SGLang, big batches) run eagerly.
+        eager_cost = None
+        if scenario.cuda_graphs and profile.graph_max_tokens is not None:
+            eager_params = dataclasses.replace(params, cuda_graphs=False)
+            eager_cost = build_step_cost(model, hardware, par, eager_params)
         speculation = None
         if scenario.speculative is not None and group.role != "prefill":
             built = build_speculation(scenario.speculative, model, hardware, par, params)
@@ -178,6 +183,8 @@ def _build_groups(
                     kv_load_seconds_per_block=load_s,
                     num_scheduler_steps=steps_per_round,
                     graph_batch=graph_batch,
+                    eager_cost=eager_cost,
+                    graphed=profile.graphed if eager_cost is not None else None,
                 )  # fmt: skip
             )
             next_id += 1

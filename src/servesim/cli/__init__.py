@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "models": "catalog_cmds",
     "model": "catalog_cmds",
     "hardware": "hardware_cmds",
+    "kernels": "kernels_cmd",
     "flops": "cost_cmds",
     "estimate": "cost_cmds",
     "trace": "trace_cmds",

@@ -6,6 +6,7 @@ from servesim.cli import (  # noqa: F401
     simulate_cmd,
     catalog_cmds,
     hardware_cmds,
+    kernels_cmd,
     cost_cmds,
     trace_cmds,
     report_cmd,

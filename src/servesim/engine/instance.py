@@ -10,7 +10,9 @@ client together at its end (one long inter-token gap, then gaps of zero), and a 
 arrives mid-round waits for the round to end.
 
 CUDA-graph padding (``graph_batch``): a pure-decode step of b sequences runs the graph
-captured for the next size up, and pays for the padded rows.
+captured for the next size up, and pays for the padded rows. Steps no graph covers (``graphed``
+says which: prompts under vLLM V0 and SGLang, batches above the largest captured size) are
+timed by ``eager_cost``, where the CPU issues every kernel.
 
 Fast-forward: when a step is pure decode and nothing can change the batch before some request
 finishes or the KV cache would need a preemption (no waiting request can be admitted: the
@@ -140,6 +142,8 @@ class Instance:
         kv_load_seconds_per_block: float = 0.0,
         num_scheduler_steps: int = 1,
         graph_batch: Callable[[int], int] | None = None,
+        eager_cost: StepCost | None = None,
+        graphed: Callable[[bool, int, int], bool] | None = None,
     ):
         if role not in ("mixed", "prefill", "decode"):
             raise ValueError(f"unknown instance role {role!r}")
@@ -152,6 +156,10 @@ class Instance:
         """Decode steps per scheduling round (1 = a scheduling decision every step)."""
         self.graph_batch = graph_batch
         """Decode batch size a CUDA graph runs for b sequences; None = no padding."""
+        self.eager_cost = eager_cost
+        """Cost of the steps no CUDA graph covers (None: ``cost`` times every step)."""
+        self.graphed = graphed
+        """``graphed(decode_only, tokens, sequences)``: whether a step runs under a graph."""
         self.rng = rng if rng is not None else np.random.default_rng(instance_id)
         self.instance_id = instance_id
         self.config = config
@@ -221,18 +229,23 @@ class Instance:
             num_steps = self._kv_steps(self.num_scheduler_steps)
         else:
             num_steps = self._span_length(batch) if self.fast_forward else 1
-        if self.graph_batch is not None and batch.spec is None and new_tokens.max() == 1:
+        cost = self.cost
+        decode_only = batch.spec is None and new_tokens.max() == 1
+        if self.eager_cost is not None and self.graphed is not None:
+            if not self.graphed(decode_only, int(new_tokens.sum()), len(rows)):
+                cost = self.eager_cost
+        if self.graph_batch is not None and decode_only and cost is self.cost:
             pad = self.graph_batch(len(rows)) - len(rows)
             if pad > 0:
                 # Padded rows: one token over an empty context (what the captured graph runs).
                 new_tokens = np.concatenate((new_tokens, np.ones(pad, dtype=new_tokens.dtype)))
                 context = np.concatenate((context, np.zeros(pad, dtype=context.dtype)))
         if num_steps > 1 and is_round:
-            durations, features = self.cost.decode_round_with_features(context, num_steps)
+            durations, features = cost.decode_round_with_features(context, num_steps)
         elif num_steps > 1:
-            durations, features = self.cost.decode_span_with_features(context, num_steps)
+            durations, features = cost.decode_span_with_features(context, num_steps)
         else:
-            seconds, features = self.cost.step_with_features(new_tokens, context)
+            seconds, features = cost.step_with_features(new_tokens, context)
             spec = self.speculation
             if spec is not None and batch.spec is not None:
                 drafts = batch.spec[rows]
