@@ -30,6 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from packaging.version import Version
@@ -255,6 +256,42 @@ OUTPUTS = {
 }
 
 
+# MoE layers (routed experts: grouped GEMMs, activation and combine) of the catalog's MoE models:
+# (hidden_size, moe inter_size, top-k, routed experts).
+MOE_SHAPES = {
+    (7168, 2048, 8, 256),  # DeepSeek-V3 / R1
+    (2048, 768, 8, 128),  # Qwen3-30B-A3B
+    (4096, 1536, 8, 128),  # Qwen3-235B-A22B
+    (4096, 14336, 2, 8),  # Mixtral-8x7B
+    (2880, 2880, 4, 128),  # gpt-oss-120b
+}
+MOE_BACKENDS = ("vllm", "sglang")
+MOE_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block", "w4a16_mxfp4": "mxfp4"}
+MOE_MAX_GPUS = 8
+# Balanced routing where measured; A100's vLLM table has only skewed (power-law) routings.
+MOE_DISTRIBUTIONS = ("balanced", "power_law_1.01")
+
+
+def distil_moe(df: pd.DataFrame) -> pd.DataFrame:
+    """``dtype,num_tokens,hidden_size,inter_size,topk,num_experts,tp,ep,seconds`` for the
+    catalog's MoE shapes, up to 8 GPUs, the most balanced routing measured."""
+    shape = list(zip(df.hidden_size, df.inter_size, df.topk, df.num_experts, strict=True))
+    df = df[np.array([s in MOE_SHAPES for s in shape]) & df.moe_dtype.isin(MOE_DTYPES)]
+    df = df[df.moe_tp_size * df.moe_ep_size <= MOE_MAX_GPUS]
+    for dist in MOE_DISTRIBUTIONS:
+        if (df.distribution == dist).any():
+            df = df[df.distribution == dist]
+            break
+    keys = ["moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts"]
+    keys += ["moe_tp_size", "moe_ep_size"]
+    out = median_by(df, keys)
+    out["dtype"] = out.moe_dtype.map(MOE_DTYPES)
+    out["seconds"] = out.latency / 1000.0
+    out = out.rename(columns={"moe_tp_size": "tp", "moe_ep_size": "ep"})
+    cols = ["dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "tp", "ep"]
+    return out[[*cols, "seconds"]]
+
+
 def write_csv(df: pd.DataFrame, path: Path) -> None:
     """CSV with 4 significant digits for floats (seconds in e-notation), no index."""
     df.to_csv(path, index=False, float_format="%.4g", lineterminator="\n")
@@ -290,6 +327,22 @@ def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]
         device = str(df.device.iloc[0]) if "device" in df else ""
         sources.append(
             Source(gpu, name, system, table, backend, version, device, len(df), len(result))
+        )
+    for backend in MOE_BACKENDS:
+        name = f"moe_{backend}.csv"
+        found = read_table(root, system, "moe", backend, "moe_perf")
+        if found is None:
+            missing.append(f"{gpu}: no moe/{backend}/*/moe_perf.parquet in {system}")
+            continue
+        df, version = found
+        result = distil_moe(df)
+        if result.empty:
+            missing.append(f"{gpu}: moe_perf {backend} {version} has none of the catalog shapes")
+            continue
+        write_csv(result, out / gpu / name)
+        device = str(df.device.iloc[0]) if "device" in df else ""
+        sources.append(
+            Source(gpu, name, system, "moe_perf", backend, version, device, len(df), len(result))
         )
     return sources, missing
 
@@ -392,13 +445,24 @@ custom one-shot/two-shot kernels or NCCL, as it picks) of a bf16 tensor of `byte
 `busbw_gbps = 2·(num_gpus−1)/num_gpus · bytes / seconds / 1e9` (nccl-tests' bus bandwidth).
 All rows kept. NVLink systems only (L40S, PCIe-only, has none here).
 
+### `moe_vllm.csv`, `moe_sglang.csv`
+
+Columns `dtype,num_tokens,hidden_size,inter_size,topk,num_experts,tp,ep,seconds`.
+One MoE layer's routed experts (the fused MoE kernels: grouped up/gate and down GEMMs, the
+activation and the weighted combine) for `num_tokens` tokens, as run by vLLM's and SGLang's MoE
+kernels (`moe/<backend>/<version>/moe_perf`). `inter_size` is the whole expert width; the layer
+is split `tp` ways inside each expert and `ep` ways across experts. `dtype`: `bf16`, `fp8`
+(per-tensor), `fp8_block` (block-scaled, DeepSeek checkpoints), `mxfp4` (4-bit weights, bf16
+activations: gpt-oss). Kept: the MoE shapes of servesim's catalog models (DeepSeek-V3/R1,
+Qwen3-30B-A3B and -235B-A22B, Mixtral-8x7B, gpt-oss-120b), tp·ep <= 8, balanced routing
+(A100's vLLM table only has power-law routing 1.01, the mildest skew).
+
 ### Not distilled
 
 The same package also holds NCCL tables (`comm/nccl/<nccl version>/nccl_perf`: all_gather,
-all_reduce, alltoall, reduce_scatter; fp16/int8; 2-8 GPUs), MoE tables
-(`moe/trtllm/<version>/moe_perf`: num_tokens, hidden_size, inter_size, topk, num_experts,
-moe_tp_size, moe_ep_size, routing distribution), MLA, GDN/Mamba, FP8 block-scaled and NVFP4
-GEMMs, and sliding-window attention. None is copied here.
+all_reduce, alltoall, reduce_scatter; fp16/int8; 2-8 GPUs), TensorRT-LLM MoE tables, MLA,
+GDN/Mamba, FP8 block-scaled and NVFP4 GEMMs, and sliding-window attention. None is copied
+here.
 
 ## Sources
 """
