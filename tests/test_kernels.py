@@ -166,3 +166,30 @@ def test_simulate_reports_rung_shares_summing_to_one():
     off = simulate(build_scenario({"workload": wl, "kernel_tables": False})).summary
     assert off["fidelity_shares"]["roofline"] == pytest.approx(1.0)
     assert off["fidelity"] == "roofline"
+
+
+def test_moe_layers_of_catalog_models_are_priced_from_the_engines_moe_kernels():
+    model, hw = load_model("deepseek-v3"), load_hardware("H200")
+    par = Parallelism(tp=8)
+    t = K.load_tables("H200")
+    assert set(t.moe) == {"vllm", "sglang"}
+    shape = (7168, 2048, 8, 256)
+    tokens = np.array([64.0, 4096.0])
+    vllm, _ = K.moe_seconds(t, "vllm", ("fp8_block",), shape, 8, 1, tokens)
+    sglang, _ = K.moe_seconds(t, "sglang", ("fp8_block",), shape, 8, 1, tokens)
+    assert (vllm > 0).all() and not np.allclose(vllm, sglang)
+    for backend, layer in (("vllm", vllm), ("sglang", sglang)):
+        params = CostParams(kernel_tables=True, moe_backend=backend)
+        cost = build_step_cost(model, hw, par, params)
+        f = cost.features(np.array([4096]), np.array([0]))
+        per_op = cost._ops.seconds(f[None, :])[0]
+        experts = [i for i, op in enumerate(cost.operators) if op.group == "moe"
+                   and op.rate == "gemm_expert"]  # fmt: skip
+        # The first expert operator carries the measured layer times the MoE layers.
+        assert per_op[experts].sum() == pytest.approx(layer[1] * model.num_moe_layers, rel=1e-6)
+    # The measured fused-MoE kernels of a 4,096-token prefill run far below the roofline.
+    roofline = build_step_cost(model, hw, par).step_time(np.array([4096]), np.array([0]))
+    measured = build_step_cost(model, hw, par, CostParams(kernel_tables=True))
+    assert measured.step_time(np.array([4096]), np.array([0])).by_group["moe"] > (
+        1.5 * roofline.by_group["moe"]
+    )

@@ -68,6 +68,9 @@ class EngineProfile:
     runs the graph of the smallest captured size >= b (padded rows cost GEMM rows). Batches
     above the largest size run eagerly, unpadded. Empty: a graph for every decode batch as it
     comes (no padding)."""
+    moe_backend: str = "vllm"
+    """Whose measured MoE kernels price routed experts (``vllm`` or ``sglang``; the other
+    engines run the closest: vLLM's fused-MoE Triton/CUTLASS kernels)."""
     graph_max_tokens: int | None = 0
     """Steps up to this many tokens, prompts included, run under CUDA graphs (vLLM V1's
     piecewise graphs); 0: only pure-decode steps of a captured size do (vLLM V0, SGLang: a
@@ -201,6 +204,7 @@ PROFILES: dict[str, EngineProfile] = {
         api_per_input_token_s=1e-6,
         api_stream_s=1e-3,
         cuda_graph_sizes=_sglang_graph_sizes(),
+        moe_backend="sglang",
         sources={
             "graphs": "SGLang CudaGraphRunner: decode batches up to cuda_graph_max_bs; "
             "prefill (extend) batches run eagerly",

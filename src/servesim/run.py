@@ -129,6 +129,7 @@ def _build_groups(
             cuda_graphs=scenario.cuda_graphs,
             kernel_tables=scenario.kernel_tables,
             host_overlap=profile.host_overlap,
+            moe_backend=profile.moe_backend,
             host_step_s=profile.host_step_s,
             host_per_seq_s=profile.host_per_seq_s,
             host_per_token_s=profile.host_per_token_s,

@@ -301,9 +301,9 @@ def _coverage_table(doc: dict[str, Any]) -> Table:
             f"{', '.join(g['dtypes'])}; {g['weight_shapes']} weight shapes (n "
             f"{_range(g['n'])}, k {_range(g['k'])}); m {_range(g['m'])}",
         )
-    for name, part, length in (("attention_prefill", p, "seq_len"), ("attention_decode", d, "")):
+    parts = (("attention_prefill", p, "seq_len"), ("attention_decode", d, "context_len"))
+    for name, part, length in parts:
         if part:
-            length = length or "context_len"
             table.add_row(
                 f"{name}.csv",
                 str(part["rows"]),

@@ -71,6 +71,11 @@ class KernelTables:
     attention_prefill: dict[str, np.ndarray] | None
     attention_decode: dict[str, np.ndarray] | None
     allreduce: dict[str, np.ndarray] | None
+    moe: dict[str, dict[str, np.ndarray]] | None = None
+    """MoE layer tables by serving backend (``vllm``, ``sglang``)."""
+
+
+MOE_BACKENDS = ("vllm", "sglang")
 
 
 def table_folder(gpu_name: str) -> Path:
@@ -88,12 +93,14 @@ def load_tables(gpu_name: str) -> KernelTables | None:
         path = folder / f"{name}.csv"
         return _read(path) if path.is_file() else None
 
+    moe = {b: t for b in MOE_BACKENDS if (t := part(f"moe_{b}")) is not None}
     return KernelTables(
         gpu_name,
         part("gemm"),
         part("attention_prefill"),
         part("attention_decode"),
         part("allreduce"),
+        moe or None,
     )
 
 
@@ -174,6 +181,51 @@ def allreduce_seconds(
     measured = _monotone_throughput(sizes, ring * sizes / 1e9, secs)
     busbw, lo, hi = _throughput_curve(sizes, measured, nbytes)
     return ring * nbytes / (busbw * 1e9), (lo, hi)
+
+
+def moe_table_dtype(expert_dtype: str, checkpoint_block_fp8: bool) -> tuple[str, ...]:
+    """MoE table dtypes to try for an expert dtype, best match first."""
+    if expert_dtype in ("bf16", "fp16"):
+        return ("bf16",)
+    if expert_dtype == "fp8":
+        return ("fp8_block", "fp8") if checkpoint_block_fp8 else ("fp8", "fp8_block")
+    if expert_dtype == "fp4":
+        return ("mxfp4",)
+    return ()
+
+
+def moe_seconds(
+    tables: KernelTables,
+    backend: str,
+    dtypes: tuple[str, ...],
+    shape: tuple[int, int, int, int],
+    tp: int,
+    ep: int,
+    tokens: np.ndarray,
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """Seconds of one MoE layer's routed experts for each token count, from the backend's table
+    (``shape`` = hidden, expert width, top-k, experts; split ``tp`` inside and ``ep`` across
+    experts): tokens/s interpolated log-log, clamped outside; None without a matching table."""
+    by_backend = tables.moe or {}
+    t = by_backend.get(backend) or next(iter(by_backend.values()), None)
+    if t is None:
+        return None
+    hidden, inter, topk, experts = shape
+    base = (
+        (t["hidden_size"] == hidden)
+        & (t["inter_size"] == inter)
+        & (t["topk"] == topk)
+        & (t["num_experts"] == experts)
+        & (t["tp"] == tp)
+        & (t["ep"] == ep)
+    )
+    for dtype in dtypes:
+        rows = base & (t["dtype"] == dtype)
+        if rows.sum() >= 2:
+            n, secs = t["num_tokens"][rows], t["seconds"][rows]
+            rate, lo, hi = _throughput_curve(n, _monotone_throughput(n, n, secs), tokens)
+            return tokens / rate, (lo, hi)
+    return None
 
 
 # --- fitted attention curves -----------------------------------------------------------------

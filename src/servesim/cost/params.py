@@ -162,6 +162,9 @@ class CostParams:
     """Keys per query at which prefill attention reaches half its efficiency (the FlashAttention
     kernels of the tables reach ~15% of peak at 512 tokens and ~50% at 8k); ``None``: fitted to
     the GPU's measured prefill-attention table, 0 (flat) on the roofline rung."""
+    moe_backend: str = "vllm"
+    """Whose MoE kernels price the routed experts from the measured tables: ``vllm`` or
+    ``sglang`` (the engine profile's)."""
     kernel_tables: bool = False
     """Price operators from the GPU's measured kernel tables where they exist (``catalog/
     kernels/``; see ``servesim.cost.kernels``). ``False`` (the library default): the roofline

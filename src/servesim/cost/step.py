@@ -847,17 +847,28 @@ def _measured_curves(
     params: CostParams,
     res: ResolvedParams,
 ) -> kernels_mod.MeasuredCurves | None:
-    """Curves for the operators a measured table prices: dense GEMMs (by rows) and the TP
-    all-reduce (by tokens) when the engine runs a custom all-reduce inside one node."""
+    """Curves for the operators a measured table prices: dense GEMMs (by rows), the TP
+    all-reduce (by tokens) when the engine runs a custom all-reduce inside one node, and the
+    routed experts of an MoE layer (by tokens; the first expert operator carries the whole
+    measured layer, the others are part of it)."""
     tables = res.tables
     if tables is None:
         return None
     grid = kernels_mod.M_GRID
     columns, features, curves, ranges = [], [], [], []
     act = dtype_bytes(res.act_dtype)
+    moe_curve = _moe_curve(model, par, params, res) if par.dp == 1 else None
     for i, op in enumerate(operators):
         got = None
         if op.scope != ops_mod.SCOPE_RANK:
+            continue
+        if op.rate == ops_mod.RATE_GEMM_EXPERT and moe_curve is not None:
+            first = not any(operators[c].rate == ops_mod.RATE_GEMM_EXPERT for c in columns)
+            seconds, measured = moe_curve
+            columns.append(i)
+            features.append(_F.T)
+            curves.append(seconds * op.count if first else np.zeros_like(seconds))
+            ranges.append(measured)
             continue
         if op.shape is not None and op.rate in (ops_mod.RATE_GEMM, ops_mod.RATE_GEMM_ACT):
             dtype = res.weight_dtype if op.rate == ops_mod.RATE_GEMM else res.act_dtype
@@ -883,6 +894,25 @@ def _measured_curves(
         features=np.array(features, dtype=np.intp),
         table=np.stack(curves, axis=1),
         measured_range=np.array(ranges, dtype=np.float64),
+    )
+
+
+def _moe_curve(
+    model: ModelSpec, par: Parallelism, params: CostParams, res: ResolvedParams
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """Seconds of one MoE layer's routed experts on ``M_GRID`` tokens, from the measured table
+    of the engine's MoE kernels (None: no table for this shape, split or dtype)."""
+    moe = model.moe
+    if moe is None or res.tables is None or res.tables.moe is None:
+        return None
+    # NOTE: fp8 checkpoints in the catalog (DeepSeek) are block-scaled; fp8 chosen with
+    # --weight-dtype is per-tensor, as vLLM's on-the-fly quantisation is.
+    block = params.weight_dtype is None and normalize_dtype(model.dtype, field="dtype") == "fp8"
+    dtypes = kernels_mod.moe_table_dtype(res.expert_dtype, block)
+    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
+             moe.num_experts)  # fmt: skip
+    return kernels_mod.moe_seconds(
+        res.tables, params.moe_backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID
     )
 
 

@@ -1,0 +1,274 @@
+"""``servesim kernels`` through the CLI, and ``bench/gpu/measure_kernels.py`` without a GPU."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import servesim.cli.commands  # noqa: F401  (registers every command on the app)
+from servesim.cli.app import app
+from servesim.cost import CostParams, Parallelism, build_step_cost
+from servesim.cost.kernels import (
+    KERNELS_DIR,
+    attention_fit_for,
+    gemm_seconds,
+    gpus_with_tables,
+    load_tables,
+)
+from servesim.hardware import list_hardware, load_hardware
+from servesim.model import load_model
+
+runner = CliRunner()
+SERVESIM = Path(sys.executable).parent / "servesim"
+MEASURE = Path(__file__).parent.parent / "bench" / "gpu" / "measure_kernels.py"
+
+
+def _kernels(*args: str) -> str:
+    result = runner.invoke(app, ["kernels", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _roofline_s(hw, n: float, k: float, m: float) -> float:
+    """The brief's formula, written out apart from the command's."""
+    half = CostParams().gemm_half_tokens
+    rate = hw.peak_flops["bf16"] * hw.compute_efficiency * m / (m + half)
+    nbytes = 2.0 * (n * k + m * (n + k))
+    memory = nbytes / (hw.hbm_bandwidth * hw.memory_efficiency)
+    return max(2.0 * m * n * k / rate, memory) + hw.kernel_launch_s
+
+
+# --- the list ---------------------------------------------------------------------------------
+
+
+def test_list_names_every_gpu_with_its_tables_or_fallback():
+    out = _kernels()
+    for name in ("H100", "H200", "A100-80GB", "B200", "L40S", "MI300X", "A10G"):
+        assert name in out
+    assert "median fit" in out and "roofline" in out
+    assert "m 1–16k" in out and "1200 rows" in out  # H100's GEMM coverage
+    assert "median of the fits of a100-80gb, b200, h100, h200, l40s" in " ".join(out.split())
+
+
+def test_list_json_matches_the_tables():
+    docs = json.loads(_kernels("--json"))
+    assert {d["gpu"] for d in docs} == {hw.name for hw in list_hardware()}
+    with_tables = sorted(d["tables"].removeprefix("catalog/kernels/") for d in docs if d["tables"])
+    assert with_tables == gpus_with_tables()
+    by = {d["gpu"]: d for d in docs}
+    t = load_tables("h100")
+    h100 = by["H100"]
+    assert h100["gemm"]["rows"] == len(t.gemm["m"]) == 1200
+    assert h100["gemm"]["dtypes"] == ["bf16", "fp8"] and h100["gemm"]["m"] == [1, 16384]
+    assert h100["attention_prefill"]["rows"] == len(t.attention_prefill["batch"])
+    assert h100["attention_decode"]["context_len"] == [64, 131072]
+    assert h100["allreduce"]["num_gpus"] == [2, 4, 8]
+    assert h100["rungs"] == {"gemm": "measured", "allreduce": "measured", "attention": "fitted"}
+    assert h100["fallback"] is None
+    assert by["A100-80GB"]["gemm"]["dtypes"] == ["bf16"]
+    assert by["L40S"]["allreduce"] is None and by["L40S"]["rungs"]["allreduce"] == "roofline"
+    mi = by["MI300X"]
+    assert mi["tables"] is None and mi["gemm"] is None and mi["rungs"]["gemm"] == "roofline"
+    assert mi["attention_fit"]["prefill_error"] is None  # a median has no error of its own
+
+
+# --- one GPU ----------------------------------------------------------------------------------
+
+
+def test_h100_shows_its_fitted_attention_curve():
+    out = _kernels("H100")
+    fit, source = attention_fit_for(load_hardware("h100"))
+    assert source == "fitted to catalog/kernels/h100"
+    assert source in out
+    assert f"e = {fit.efficiency:.2f}," in out and f"h = {fit.half_tokens:.0f}" in out
+    assert f"{fit.memory_efficiency:.3f} of HBM bandwidth" in out
+    assert f"median error {fit.prefill_error:.1%}" in out
+    assert "gemm.csv" in out and "allreduce.csv" in out
+    assert "measured vs servesim's roofline" in out and "14336 × 4096" in out
+
+
+def test_json_numbers_are_the_librarys():
+    doc = json.loads(_kernels("h100", "--json"))
+    hw, tables = load_hardware("h100"), load_tables("h100")
+    fit, source = attention_fit_for(hw)
+    assert doc["attention_fit"] == {
+        "efficiency": fit.efficiency,
+        "half_tokens": fit.half_tokens,
+        "memory_efficiency": fit.memory_efficiency,
+        "prefill_error": fit.prefill_error,
+        "decode_error": fit.decode_error,
+        "source": source,
+    }
+    rows = doc["gemm_check"]["rows"]
+    assert [(r["n"], r["k"], r["m"]) for r in rows] == [
+        (n, k, m) for n, k in ((4096, 4096), (14336, 4096)) for m in (1, 16, 256, 4096)
+    ]
+    for r in rows:
+        measured, _ = gemm_seconds(tables, "bf16", r["n"], r["k"], np.array([float(r["m"])]))
+        assert r["measured_s"] == pytest.approx(float(measured[0]), rel=1e-12)
+        assert r["roofline_s"] == pytest.approx(_roofline_s(hw, r["n"], r["k"], r["m"]), rel=1e-12)
+        assert r["error"] == pytest.approx(r["roofline_s"] / r["measured_s"] - 1.0)
+    assert rows[4]["table_shape"] == [16384, 4096]  # 14336 × 4096 is priced from its neighbour
+
+
+def test_check_uses_the_cost_models_own_numbers():
+    # o_proj of Llama-3.1-8B is a 4096 × 4096 GEMM: the command's roofline and measured
+    # seconds are what the cost model charges it, on each rung.
+    doc = json.loads(_kernels("H100", "--json"))
+    model, hw = load_model("llama-3.1-8b"), load_hardware("h100")
+    for tables in (False, True):
+        cost = build_step_cost(model, hw, Parallelism(), CostParams(kernel_tables=tables))
+        (op,) = [o for o in cost.operators if o.name == "o_proj"]
+        for r in doc["gemm_check"]["rows"][:4]:
+            (got,) = [
+                o.seconds / op.count
+                for o in cost.operator_breakdown(np.array([r["m"]]), np.array([0]))
+                if o.name == "o_proj"
+            ]
+            want = r["measured_s"] if tables else r["roofline_s"]
+            assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_plot_writes_a_png(tmp_path):
+    out = tmp_path / "sub" / "h100.png"
+    text = _kernels("H100", "--plot", str(out))
+    assert "wrote" in text
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_a_gpu_without_tables_says_so_and_names_the_fallback():
+    out = " ".join(_kernels("MI300X").split())
+    assert "MI300X ships no measured kernel tables" in out
+    assert "roofline GEMMs" in out and "median of the fits of" in out
+    doc = json.loads(_kernels("mi300x", "--json"))
+    assert doc["tables"] is None and "gemm_check" not in doc
+    assert (
+        doc["attention_fit"]["efficiency"]
+        == attention_fit_for(load_hardware("mi300x"))[0].efficiency
+    )
+
+
+def test_unknown_gpu_and_plot_without_tables_are_one_line_errors(tmp_path):
+    for args in (["kernels", "nope-gpu"], ["kernels", "MI300X", "--plot", str(tmp_path / "x.png")]):
+        proc = subprocess.run([str(SERVESIM), *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == ""
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_subprocess_json():
+    proc = subprocess.run(
+        [str(SERVESIM), "kernels", "H100", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["gpu"] == "H100" and doc["tables"] == "catalog/kernels/h100"
+    assert (
+        doc["attention_fit"]["efficiency"] == attention_fit_for(load_hardware("h100"))[0].efficiency
+    )
+
+
+# --- bench/gpu/measure_kernels.py -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def measure():
+    spec = importlib.util.spec_from_file_location("measure_kernels", MEASURE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # needs neither torch nor a GPU
+    return module
+
+
+def test_measure_dry_run_prints_the_plan_without_torch(tmp_path):
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['measure_kernels.py', '--out', {str(tmp_path / 'k')!r}, '--dry-run']\n"
+        "try:\n"
+        f"    runpy.run_path({str(MEASURE)!r}, run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "gemm: 600 shapes per dtype" in out and "65536x16384" in out
+    assert "attention_prefill: 440 points" in out and "attention_decode: 670 points" in out
+    assert "allreduce: 23 sizes" in out
+    assert out.strip().endswith("torch imported: False")
+    assert not (tmp_path / "k").exists()  # a dry run writes nothing
+
+
+def test_measure_grids_are_the_shipped_tables(measure):
+    t = load_tables("h100")
+    g = t.gemm
+    shipped = set(
+        zip(
+            g["m"].astype(int).tolist(),
+            g["n"].astype(int).tolist(),
+            g["k"].astype(int).tolist(),
+            strict=True,
+        )
+    )
+    assert set(measure.gemm_points()) == shipped
+    p = t.attention_prefill
+    heads = set(
+        zip(
+            p["head_dim"].astype(int).tolist(),
+            p["num_heads"].astype(int).tolist(),
+            p["num_kv_heads"].astype(int).tolist(),
+            strict=True,
+        )
+    )
+    assert set(measure.HEAD_SHAPES) == heads
+    assert set(measure.PREFILL_SEQ) == set(p["seq_len"].astype(int).tolist())
+    d = t.attention_decode
+    assert set(measure.DECODE_CONTEXTS) == set(d["context_len"].astype(int).tolist())
+    a = t.allreduce
+    assert set(measure.ALLREDUCE_BYTES) == set(a["bytes"].astype(int).tolist())
+    assert measure.allreduce_gpu_counts(8) == [2, 4, 8]
+    assert measure.allreduce_gpu_counts(6) == [2, 4, 6]
+    assert measure.allreduce_gpu_counts(1) == []
+
+
+def test_measure_writes_the_catalogs_format(measure, tmp_path):
+    rows = {
+        "gemm": [measure.gemm_row("bf16", 16, 4096, 4096, 1.25e-5)],
+        "attention_prefill": [measure.prefill_row("bf16", 2, 1024, 32, 8, 128, 3.0e-4)],
+        "attention_decode": [measure.decode_row("bf16", 8, 4096, 32, 8, 128, 4.0e-5)],
+        "allreduce": [measure.allreduce_row(8, 2**20, 1.5e-5)],
+    }
+    for name, table in rows.items():
+        measure.write_csv(tmp_path / f"{name}.csv", name, table)
+        with (tmp_path / f"{name}.csv").open(newline="") as f:
+            written = list(csv.reader(f))
+        with (KERNELS_DIR / "h100" / f"{name}.csv").open(newline="") as f:
+            assert written[0] == next(csv.reader(f))  # the shipped header
+    text = (tmp_path / "gemm.csv").read_text()
+    assert text == "dtype,m,n,k,seconds,tflops\nbf16,16,4096,4096,1.25e-05,42.95\n"
+    # Derived columns follow catalog/kernels/README.md.
+    assert rows["attention_prefill"][0]["tflops"] == pytest.approx(
+        4 * 2 * 1024**2 * 32 * 128 / 2 / 3.0e-4 / 1e12
+    )
+    assert rows["attention_decode"][0]["gbps"] == pytest.approx(
+        2 * 8 * 4096 * 8 * 128 * 2 / 4.0e-5 / 1e9
+    )
+    assert rows["allreduce"][0]["busbw_gbps"] == pytest.approx(2 * 7 / 8 * 2**20 / 1.5e-5 / 1e9)
+
+
+def test_measure_without_torch_says_so(measure, tmp_path):
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed here")
+    with pytest.raises(SystemExit, match="needs torch"):
+        measure.main(["--out", str(tmp_path / "k")])
