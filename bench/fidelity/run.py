@@ -247,13 +247,16 @@ def predicted(summary: dict[str, Any], metric: str) -> float | None:
     return None
 
 
-def score_case(case: dict[str, Any], baseline: bool = False) -> dict[str, Any]:
+def score_case(
+    case: dict[str, Any], baseline: bool = False, roofline: bool = False
+) -> dict[str, Any]:
     """Simulate one case; per metric the measured and predicted values and the error."""
     out: dict[str, Any] = {
         "id": case["id"],
         "engine": case.get("engine"),
         "gpu": case.get("gpu"),
         "mode": case.get("mode"),
+        "model": case.get("model", ""),
         "source": source_key(case),
         "metrics": [],
     }
@@ -262,6 +265,8 @@ def score_case(case: dict[str, Any], baseline: bool = False) -> dict[str, Any]:
         return out
     try:
         fields = scenario_of(case)
+        if roofline:
+            fields = {**fields, "kernel_tables": False}
         if baseline:
             fields = {**fields, "engine": "vllm", "api_server": False}
             fields.pop("num_scheduler_steps", None)
@@ -329,12 +334,33 @@ def aggregate(rows: list[dict[str, Any]], key) -> dict[str, dict[str, float]]:
     return out
 
 
+MODEL_FAMILIES = (
+    ("deepseek", "DeepSeek-V3/R1 (MoE, MLA)"),
+    ("mixtral", "Mixtral (MoE)"),
+    ("qwen3-235b", "Qwen3 MoE"),
+    ("qwen3-30b", "Qwen3 MoE"),
+    ("405b", "dense >= 100B"),
+    ("70b", "dense 30-100B"),
+    ("72b", "dense 30-100B"),
+    ("34b", "dense 30-100B"),
+    ("20b", "dense 10-30B"),
+    ("13b", "dense 10-30B"),
+)
+
+
+def model_family(model: str) -> str:
+    """A short family name for grouping (dense by size, the MoE models by name)."""
+    m = model.lower()
+    return next((name for key, name in MODEL_FAMILIES if key in m), "dense < 10B")
+
+
 def tables(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     return {
         "family": aggregate(rows, lambda r, m: m["family"]),
         "gpu": aggregate(rows, lambda r, m: r["gpu"]),
         "engine": aggregate(rows, lambda r, m: r["engine"]),
         "mode": aggregate(rows, lambda r, m: r["mode"]),
+        "model": aggregate(rows, lambda r, m: model_family(r["model"])),
         "all": aggregate(rows, lambda r, m: "all"),
     }
 
@@ -451,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every case on the vllm profile without API-server time (before engine profiles)",
     )
+    parser.add_argument(
+        "--roofline", action="store_true", help="the roofline rung only (no kernel tables)"
+    )
     args = parser.parse_args(argv)
 
     cases = load_cases()
@@ -463,7 +492,10 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in cases if args.only in c["id"]]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        rows = list(pool.map(score_case, cases, [args.baseline] * len(cases), chunksize=1))
+        n = len(cases)
+        rows = list(
+            pool.map(score_case, cases, [args.baseline] * n, [args.roofline] * n, chunksize=1)
+        )
     wall = time.perf_counter() - started
 
     from servesim import __version__
