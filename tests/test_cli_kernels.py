@@ -56,6 +56,7 @@ def test_list_names_every_gpu_with_its_tables_or_fallback():
     assert "median fit" in out and "roofline" in out
     assert "m 1–16k" in out and "1200 rows" in out  # H100's GEMM coverage
     assert "median of the fits of a100-80gb, b200, h100, h200, l40s" in " ".join(out.split())
+    assert "from H100" in out and "same architecture" in " ".join(out.split())  # H800, H20
 
 
 def test_list_json_matches_the_tables():

@@ -193,3 +193,25 @@ def test_moe_layers_of_catalog_models_are_priced_from_the_engines_moe_kernels():
     assert measured.step_time(np.array([4096]), np.array([0])).by_group["moe"] > (
         1.5 * roofline.by_group["moe"]
     )
+
+
+def test_a_gpu_of_the_same_architecture_borrows_the_measured_utilisation():
+    model = load_model("llama-3.1-8b")
+    params = CostParams(kernel_tables=True)
+    f = None
+    steps = {}
+    for gpu in ("H100", "H800", "H20"):
+        cost = build_step_cost(model, load_hardware(gpu), params=params)
+        f = cost.features(np.ones(1), np.full(1, 1000))
+        names = [op.name for op in cost.operators]
+        steps[gpu] = cost._ops.seconds(f[None, :])[0][names.index("down_proj")]
+        if gpu != "H100":
+            assert cost.resolved.tables_from.name == "H100"
+            assert cost.rung_seconds_from_features(f)["fitted"][0] > 0
+            assert cost.rung_seconds_from_features(f)["measured"][0] == 0
+    # The H800 is the H100 die with a cut NVLink: its GEMMs take the H100's measured time.
+    assert steps["H800"] == pytest.approx(steps["H100"], rel=1e-12)
+    # The H20 (same die, ~15% of the tensor cores, more bandwidth) keeps the H100's utilisation
+    # on its own roofline: a memory-bound batch-1 decode GEMM is faster than on the H100.
+    assert steps["H20"] < steps["H100"]
+    assert K.transfer_source("H100") is None and K.transfer_source("MI300X") is None

@@ -103,9 +103,10 @@ def _attention(hw: Hardware) -> dict[str, Any] | None:
 
 def _gpu_doc(hw: Hardware) -> dict[str, Any]:
     """What ``servesim kernels`` knows of one GPU: coverage, rungs, attention curve."""
-    from servesim.cost.kernels import load_tables, table_folder
+    from servesim.cost.kernels import load_tables, table_folder, transfer_source
 
     tables = load_tables(hw.name)
+    borrowed = transfer_source(hw.name)
     attention = _attention(hw)
     doc: dict[str, Any] = {
         "gpu": hw.name,
@@ -118,17 +119,24 @@ def _gpu_doc(hw: Hardware) -> dict[str, Any]:
     if tables is not None:
         doc["tables"] = "catalog/kernels/" + table_folder(hw.name).name
         doc.update(_coverage(tables))
+    doc["borrows"] = borrowed
     doc["rungs"] = {
-        "gemm": "measured" if doc["gemm"] else "roofline",
+        "gemm": "measured" if doc["gemm"] else ("fitted" if borrowed else "roofline"),
         "allreduce": "measured" if doc["allreduce"] else "roofline",
         "attention": "fitted" if attention else "roofline",
     }
     doc["attention_fit"] = attention
-    doc["fallback"] = None if tables is not None else _fallback_text(attention)
+    doc["fallback"] = None if tables is not None else _fallback_text(attention, borrowed)
     return doc
 
 
-def _fallback_text(attention: dict[str, Any] | None) -> str:
+def _fallback_text(attention: dict[str, Any] | None, borrowed: str | None = None) -> str:
+    if borrowed is not None:
+        return (
+            f"GEMMs and attention borrow {borrowed}'s measured utilisation (same architecture: "
+            f"its measured time over its roofline, applied to this GPU's roofline); roofline "
+            f"all-reduce and MoE"
+        )
     if attention is None:
         return "roofline throughout (no bf16 peak to scale a fitted curve)"
     return (
@@ -248,6 +256,8 @@ def _cells(doc: dict[str, Any]) -> tuple[str, str, str, str]:
     g, p, d, a = (doc[k] for k in ("gemm", "attention_prefill", "attention_decode", "allreduce"))
     fitted = "median fit" if doc["tables"] is None else "-"
     gemm = "roofline"
+    if doc.get("borrows"):
+        fitted = gemm = f"from {doc['borrows']}"
     if g:
         gemm = "\n".join(
             (", ".join(g["dtypes"]), f"{g['weight_shapes']} shapes", f"m {_range(g['m'])}")
@@ -488,9 +498,13 @@ def kernels_cmd(
             "Source: NVIDIA AIConfigurator (catalog/kernels/README.md, NOTICE).",
             highlight=False,
         )
-        without = next((d for d in docs if d["tables"] is None), None)
+        borrowing = next((d for d in docs if d["tables"] is None and d["borrows"]), None)
+        if borrowing is not None:
+            text = borrowing["fallback"].replace(borrowing["borrows"], "that GPU")
+            console.print(f"'from GPU': {text}.", highlight=False)
+        without = next((d for d in docs if d["tables"] is None and not d["borrows"]), None)
         if without is not None:
-            console.print(f"GPUs without tables: {without['fallback']}.", highlight=False)
+            console.print(f"Other GPUs without tables: {without['fallback']}.", highlight=False)
         console.print("`servesim kernels GPU` shows one GPU in full.", highlight=False)
         return
 

@@ -104,6 +104,27 @@ def load_tables(gpu_name: str) -> KernelTables | None:
     )
 
 
+SAME_ARCHITECTURE = {
+    "h800": "H100",  # the H100 SXM die and HBM3; only NVLink is cut (all-reduce not transferred)
+    "h100-pcie": "H100",  # GH100, fewer SMs, lower clocks, HBM2e
+    "h20": "H100",  # GH100 with most tensor cores disabled, 4.0 TB/s HBM3
+    "a100-40gb": "A100-80GB",  # GA100, HBM2
+    "a10g": "A100-80GB",  # Ampere (GA102)
+    "l4": "L40S",  # Ada (AD104)
+    "l40": "L40S",  # Ada (AD102), lower clocks
+}
+"""GPUs without tables of their own → the GPU whose tables they borrow, as *utilisation* (the
+measured time ÷ that GPU's roofline, applied to this GPU's roofline): same architecture, same
+kernels, different peaks. GEMMs and attention curves transfer; all-reduce and MoE tables do not."""
+
+
+def transfer_source(gpu_name: str) -> str | None:
+    """The GPU whose tables ``gpu_name`` borrows (None: its own, or none)."""
+    if load_tables(gpu_name) is not None:
+        return None
+    return SAME_ARCHITECTURE.get(gpu_name.lower())
+
+
 def gpus_with_tables() -> list[str]:
     """Names (lower case) of the GPUs that ship measured tables."""
     if not KERNELS_DIR.is_dir():
@@ -339,6 +360,16 @@ def attention_fit_for(hw) -> tuple[AttentionFit, str] | None:
     own = attention_fit(hw.name, peak, hw.hbm_bandwidth, hw.kernel_launch_s)
     if own is not None:
         return own, f"fitted to catalog/kernels/{hw.name.lower()}"
+    source = transfer_source(hw.name)
+    if source is not None:
+        from servesim.hardware import load_hardware
+
+        src = load_hardware(source)
+        fit = attention_fit(
+            src.name, src.peak_flops["bf16"], src.hbm_bandwidth, src.kernel_launch_s
+        )
+        if fit is not None:
+            return fit, f"fitted to catalog/kernels/{source.lower()} (same architecture)"
     fits = _all_fits()
     if not fits:
         return None

@@ -157,6 +157,9 @@ class ResolvedParams:
     """Where the attention efficiencies come from (``roofline``: the GEMM figures)."""
     tables: kernels_mod.KernelTables | None = None
     """The GPU's measured kernel tables (None: none shipped, or turned off)."""
+    tables_from: Hardware | None = None
+    """When ``tables`` belong to another GPU of the same architecture: that GPU (its GEMM times
+    are rescaled by the two rooflines; see ``kernels.SAME_ARCHITECTURE``)."""
 
 
 def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> ResolvedParams:
@@ -190,6 +193,14 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     use_tables = params.kernel_tables and params.fidelity != "calibrated"
     fit = kernels_mod.attention_fit_for(hw) if use_tables else None
     attn, attn_mem, half, source = ce, me, 0.0, "roofline"
+    tables = kernels_mod.load_tables(hw.name) if use_tables else None
+    tables_from = None
+    borrowed = kernels_mod.transfer_source(hw.name) if use_tables else None
+    if borrowed is not None:
+        from servesim.hardware import load_hardware
+
+        tables_from = load_hardware(borrowed)
+        tables = kernels_mod.load_tables(tables_from.name)
     if fit is not None:
         curve, source = fit
         attn, attn_mem, half = curve.efficiency, curve.memory_efficiency, curve.half_tokens
@@ -213,7 +224,8 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         attention_memory_efficiency=attn_mem,
         attention_half_tokens=half,
         attention_source=source,
-        tables=kernels_mod.load_tables(hw.name) if use_tables else None,
+        tables=tables,
+        tables_from=tables_from,
     )
 
 
@@ -875,6 +887,14 @@ def _measured_curves(
             table = kernels_mod.table_dtype(dtype)
             if table is not None:
                 got = kernels_mod.gemm_seconds(tables, table, op.shape[0], op.shape[1], grid)
+            if got is not None and res.tables_from is not None:
+                # Another GPU's measured utilisation, applied to this GPU's roofline.
+                n, k = op.shape
+                mine = _roofline_gemm_seconds(hw, params, res, dtype, n, k, grid)
+                theirs = _roofline_gemm_seconds(res.tables_from, params, res, dtype, n, k, grid)
+                got = (got[0] * mine / theirs, got[1])
+        elif res.tables_from is not None:
+            continue  # all-reduce and MoE tables do not transfer between GPUs
         elif op.name == "all_reduce" and params.custom_allreduce and par.tp <= hw.gpus_per_node:
             per_token = model.hidden_size * act
             got = kernels_mod.allreduce_seconds(tables, par.tp, grid * per_token)
@@ -897,13 +917,25 @@ def _measured_curves(
     )
 
 
+def _roofline_gemm_seconds(
+    hw: Hardware, params: CostParams, res: ResolvedParams, dtype: str, n: float, k: float, m
+) -> np.ndarray:
+    """The roofline rung's seconds of one ``m × k`` by ``k × n`` GEMM on ``hw`` (its datasheet
+    peak and MAMF efficiency, the GEMM efficiency curve, one launch)."""
+    peak = tensor_core_peak(hw.peak_flops, dtype, res.act_dtype) * hw.compute_efficiency
+    flops = 2.0 * (m + params.gemm_half_tokens) * n * k
+    nbytes = n * k * dtype_bytes(dtype) + m * (n + k) * dtype_bytes(res.act_dtype)
+    memory = nbytes / (hw.hbm_bandwidth * hw.memory_efficiency)
+    return np.maximum(flops / peak, memory) + hw.kernel_launch_s
+
+
 def _moe_curve(
     model: ModelSpec, par: Parallelism, params: CostParams, res: ResolvedParams
 ) -> tuple[np.ndarray, tuple[float, float]] | None:
     """Seconds of one MoE layer's routed experts on ``M_GRID`` tokens, from the measured table
     of the engine's MoE kernels (None: no table for this shape, split or dtype)."""
     moe = model.moe
-    if moe is None or res.tables is None or res.tables.moe is None:
+    if moe is None or res.tables is None or res.tables.moe is None or res.tables_from is not None:
         return None
     # NOTE: fp8 checkpoints in the catalog (DeepSeek) are block-scaled; fp8 chosen with
     # --weight-dtype is per-tensor, as vLLM's on-the-fly quantisation is.
@@ -964,10 +996,12 @@ def _sides(
     if res is not None and res.attention_source not in ("roofline", "given") and not calibrated:
         rung[[op.rate == ops_mod.RATE_ATTENTION for op in operators]] = RUNGS.index("fitted")
     if curves is not None:
-        # Priced by their curves: the linear sides of these operators are zero.
+        # Priced by their curves: the linear sides of these operators are zero. Curves borrowed
+        # from another GPU of the same architecture are fitted, not measured, on this one.
         compute[curves.columns] = 0.0
         memory[curves.columns] = 0.0
-        rung[curves.columns] = RUNGS.index("measured")
+        borrowed = res is not None and res.tables_from is not None
+        rung[curves.columns] = RUNGS.index("fitted" if borrowed else "measured")
     scopes = [op.scope for op in operators]
 
     def widen(mat: np.ndarray) -> np.ndarray:
