@@ -162,6 +162,17 @@ def _fixed_lengths(w: dict[str, Any]) -> tuple[Any, Any]:
     return int(ilen), max(1, int(olen))
 
 
+def _before_cuda_graphs(case: dict[str, Any]) -> bool:
+    """Engines of 2023 that decoded without CUDA graphs: vLLM before 0.2.2 (CUDA graphs came in
+    vLLM 0.2.2, Nov 2023) and TGI before 1.3 (mid-2023 releases)."""
+    version = str(case.get("engine_version", "")).lower()
+    if case.get("engine") == "vllm-v0":
+        return any(v in version for v in ("v0.1", "~v0.1", "v0.2.0", "~v0.2.0"))
+    if case.get("engine") == "tgi":
+        return "2023" in version
+    return False
+
+
 def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     """The servesim scenario fields that rebuild ``case`` (Unmappable when they cannot)."""
     mode = case.get("mode")
@@ -180,7 +191,7 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
         "engine": engine,
         "seed": 0,
     }
-    if case.get("engine") == "deepspeed-fastgen":
+    if case.get("engine") == "deepspeed-fastgen" or _before_cuda_graphs(case):
         sc["cuda_graphs"] = False
     wd = case.get("weight_dtype")
     if wd and wd not in ("fp16", "bf16"):
