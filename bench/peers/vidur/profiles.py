@@ -12,13 +12,14 @@ Where the numbers come from (see ``profiles/SOURCES.md``):
 - ``mlp.csv``: Vidur's own A100 profile of Meta-Llama-3-8B (microsoft/vidur,
   ``data/profiling/compute/a100/meta-llama/Meta-Llama-3-8B/mlp.csv``), tensor-parallel 1 rows,
   unchanged.
-- ``attention.csv``: Vidur's A100 attention profile of the same model is a 9 MB Git-LFS file that
-  no package carries. 251 of its rows were read and are kept in
-  ``a100_llama3_8b_attention_samples_tp1.csv``; :func:`attention_rows` rebuilds the profiler's
-  full grid (Vidur's ``get_attention_input_combinations``) by interpolating those rows. The
-  full-prefill curve (the one Vidur's vLLM scheduler uses: prefills are never chunked there) is
-  sampled every 32 tokens from 224 to 3,648, so it is essentially the measured one; chunked
-  prefill and decode come from fits with a few parameters, printed by :func:`fit_report`.
+- ``attention.csv``: Vidur's A100 attention profile of the same model is a 9 MB file that no
+  package carries (and that this project's repository snapshots leave out). 637 of its rows were
+  read and are kept in ``a100_llama3_8b_attention_samples_tp1.csv``; :func:`attention_rows`
+  rebuilds the profiler's full grid (Vidur's ``get_attention_input_combinations``) by
+  interpolating those rows. The full-prefill curve (the one Vidur's vLLM scheduler uses:
+  prefills are never chunked there) is every measured length from 32 to 8,192 tokens, so it is
+  the measured one; chunked prefill and decode come from fits with a few parameters, printed by
+  :func:`fit_report`.
 
 Only numpy and the standard library are used, so the project's tests can check this module
 without Vidur's environment.
