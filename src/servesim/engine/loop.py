@@ -127,8 +127,6 @@ class Simulation:
             return self._on_session(event.payload)
         if event.kind == "arrival":
             return self._on_arrival(event.payload)
-        if event.kind == "api_done":
-            return self._deliver(event.payload, self.router(event.payload, self.instances))
         if event.kind == "wakeup":
             return self._on_wakeup(event.payload)
         if event.kind == "step_done":
@@ -154,17 +152,25 @@ class Simulation:
     def _on_session(self, session: Session) -> list[Event]:
         # The next session is pulled only now, so the workload streams in bounded memory.
         events = self._next_session()
-        events.append(Event(self.now, ARRIVAL, "arrival", (session, 0)))
+        events.append(self._arrival(session, 0, self.now))
         return events
 
-    def _on_arrival(self, payload: tuple[Session, int]) -> list[Event]:
-        session, turn_index = payload
+    def _arrival(self, session: Session, turn_index: int, sent_s: float) -> Event:
+        """The event of a turn the client sends at ``sent_s``: it reaches the scheduler after
+        the API server's request time (one event, not two: cost grows with events)."""
+        ready = sent_s
+        if self.api is not None:
+            ready += self.api.request_seconds(session.turns[turn_index].input_tokens)
+        return Event(ready, ARRIVAL, "arrival", (session, turn_index, sent_s))
+
+    def _on_arrival(self, payload: tuple[Session, int, float]) -> list[Event]:
+        session, turn_index, sent_s = payload
         turn = session.turns[turn_index]
         req = Request(
             request_id=self._next_request_id,
             session_id=session.session_id,
             turn=turn_index,
-            arrival_s=self.now,
+            arrival_s=sent_s,
             prompt_tokens=turn.input_tokens,
             max_output_tokens=turn.output_tokens,
             hash_ids=tuple(turn.hash_ids),
@@ -177,9 +183,6 @@ class Simulation:
             # The rest of the session depended on this turn's answer; it is dropped too.
             self.records.request_skipped(reason)
             return []
-        if self.api is not None:
-            ready = self.now + self.api.request_seconds(req.prompt_tokens)
-            return [Event(ready, ARRIVAL, "api_done", req)]
         return self._deliver(req, self.router(req, self.instances))
 
     def _deliver(self, req: Request, instance: Instance) -> list[Event]:
@@ -218,7 +221,7 @@ class Simulation:
             nxt = req.turn + 1
             if nxt < len(session.turns):
                 think = session.think_times_s[req.turn] if session.think_times_s else 0.0
-                events.append(Event(req.finish_s + think, ARRIVAL, "arrival", (session, nxt)))
+                events.append(self._arrival(session, nxt, req.finish_s + think))
         if outcome.finished and self.on_progress is not None:
             self.on_progress(len(outcome.finished))
         events.extend(self._start_step(instance))
