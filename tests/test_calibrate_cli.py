@@ -53,6 +53,8 @@ def test_calibrate_json(tmp_path, capsys):
         (["calibrate", str(EXAMPLES / "nope.jsonl"), *MODEL], "file not found"),
         (["calibrate", STEPS, "--model", "llama-3.1-8b", "--hardware", "tpu9"], "hardware"),
         (["calibrate", STEPS, *MODEL, "--tp", "3"], "tp=3"),
+        # A value typer checks itself: one line too, not its usage box.
+        (["calibrate", STEPS, *MODEL, "--holdout", "0.95"], "--holdout: 0.95 is not in the range"),
         (["compare", str(EXAMPLES / "vllm_bench_serve.json")], "--hardware"),
         (
             [

@@ -176,3 +176,27 @@ def test_estimate_warns_past_the_context_window():
     )
     doc = _json([*args, "--input-len", "131063", "--json"])
     assert doc["context_window"] == 131072 and doc["fits_context"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--input-len", "0", "--output-len", "4"], "--input-len: 0 is not in the range x>=1"),
+        (["--output-len", "4"], "error: Missing option '--input-len'"),
+        (
+            ["--input-len", "8", "--output-len", "4", "--gpu-memory-utilization", "0.01"],
+            "(raise --gpu-memory-utilization to 0.25 or more)",
+        ),
+    ],
+)
+def test_installed_script_bad_values_are_one_line(args, line):
+    script = Path(sys.executable).parent / "servesim"
+    proc = subprocess.run(
+        [str(script), "estimate", "llama-3.1-8b", "--hardware", "h100", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Usage" not in proc.stderr, proc.stderr
+    assert line in proc.stderr

@@ -218,6 +218,25 @@ def test_config_file_and_flag_override(tmp_path):
         (["--burstiness", "0.5", "--rate", "inf"], "--rate inf has none"),
         (["--input-len", "abc", "--output-len", "3"], "'abc' is not a length"),
         (["--time-window", "10:20"], "time_window applies only with trace"),
+        # Absurd counts: refused with the bound, not run for ever (issue 16).
+        (["-n", "99999999999999999999"], "workload.num_requests: must be <= 10,000,000"),
+        (["--concurrency", "99999999999999999999"], "concurrency: must be <= 10,000,000"),
+        (["--replicas", "99999999999999999999"], "replicas: must be <= 10,000 (got"),
+        (["--disaggregate", "99999999999999999999:1"], "more than 10,000 instances"),
+        (["--max-num-seqs", "99999999999999999999"], "max_num_seqs: must be <= 10,000,000"),
+        (["--input-len", "99999999999999999999", "--output-len", "3"], "<= 100,000,000"),
+        (
+            ["--engine", "vllm-v0", "--num-scheduler-steps", "99999999999999999999"],
+            "num_scheduler_steps: must be <= 1024",
+        ),
+        (
+            ["--max-model-len", "1000000"],
+            "max_model_len: 1,000,000 tokens is longer than the 131,072-token context window",
+        ),
+        # typer/click's own checks: one line too, not a usage box.
+        (["-n", "abc"], "error: --num-requests: 'abc' is not a valid int"),
+        (["--bogus"], "No such option: --bogus"),
+        (["--gpu-memory-utilization", "0.01"], "raise --gpu-memory-utilization to 0.25 or more"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
@@ -322,3 +341,16 @@ def test_unknown_config_field_suggests_the_close_one(tmp_path, yaml_text, expect
     p = run("--config", str(cfg))
     assert p.returncode == 2
     assert p.stderr.strip() == f"error: {cfg}: {expected}"
+
+
+def test_a_trace_in_another_format_shows_the_columns_wanted_and_a_short_header(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(json.dumps({"timestamp": 0, "note": "x" * 500}) + "\n")
+    p = run("--replay", str(trace), "--trace-format", "azure", "-n", "5")
+    assert p.returncode == 2, p.stderr
+    (line,) = p.stderr.strip().splitlines()
+    assert line.startswith("error: trace_format: t.jsonl has no column 'TIMESTAMP': the azure "
+                           "format reads columns TIMESTAMP, ContextTokens, GeneratedTokens; "
+                           """its header is '{"timestamp": 0,"note": "xx""")  # fmt: skip
+    assert line.endswith("…' (it is JSON lines: use --trace-format jsonl or auto)")
+    assert "x" * 100 not in line

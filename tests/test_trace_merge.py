@@ -336,3 +336,18 @@ def test_cli_merge_bad_directory_exits_2(tmp_path, make):
     assert result.stdout == ""
     assert result.stderr.startswith("error: DIR:") and result.stderr.count("\n") == 1
     assert not (tmp_path / "t.json").exists()
+
+
+def test_cli_merge_of_only_garbage_says_so_and_writes_nothing(tmp_path):
+    frag = tmp_path / "frag"
+    frag.mkdir()
+    (frag / "host-1-100.jsonl").write_bytes(bytes(range(256)) * 8)
+    (frag / "host-2-200.jsonl").write_text('garbage\n{"type": "nonsense"}\n[1, 2]\n')
+    out = tmp_path / "trace.json"
+    result = run_cli("trace", "merge", str(frag), "-o", str(out))
+    assert result.returncode == 2, result.stdout
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        f"error: DIR: none of the 2 fragment file(s) in {frag} holds a profiler record ("
+    )
+    assert not out.exists()

@@ -27,6 +27,7 @@ import yaml
 from msgspec import Meta
 
 from servesim.errors import ServesimError
+from servesim.textfile import PARSE_ERRORS, parse_problem, read_text
 from servesim.validation import Problem, Spec, all_problems, field_names
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
@@ -336,11 +337,12 @@ _Loader.add_implicit_resolver(
 def _parse_yaml(text: str, where: str) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, *PARSE_ERRORS) as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or parse_problem(err)
         raise ServesimError(
-            f"{where} is not valid YAML{at}: {getattr(err, 'problem', err)}",
+            f"{where} is not valid YAML{at}: {problem}",
             field="hardware",
             fix="check indentation and quoting",
         ) from None
@@ -429,7 +431,7 @@ def load_hardware(name_or_path: str) -> Hardware:
         return found[0]
     path = Path(text).expanduser()
     if path.is_file():
-        return _build(_parse_yaml(path.read_text(encoding="utf-8"), text), where=text)
+        return _build(_parse_yaml(read_text(path, field="hardware", name=text), text), where=text)
     if _looks_like_path(text):
         raise ServesimError(
             f"hardware file {text} not found",

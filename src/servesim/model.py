@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from servesim.errors import ServesimError
+from servesim.textfile import PARSE_ERRORS, parse_problem, read_text
 
 
 @dataclass(frozen=True)
@@ -700,16 +701,18 @@ def _load_entry(entry_id: str) -> ModelSpec:
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ServesimError(
-            f"{path} is not valid JSON ({err.msg}, line {err.lineno})",
-            field="model",
-            fix="pass a Hugging Face config.json",
-        ) from err
+        text = read_text(path, field="model")
     except OSError as err:
         raise ServesimError(
             f"cannot read {path}: {err.strerror}", field="model", fix="check the path"
+        ) from err
+    try:
+        return json.loads(text)
+    except PARSE_ERRORS as err:
+        raise ServesimError(
+            f"{path} is not valid JSON ({parse_problem(err)})",
+            field="model",
+            fix="pass a Hugging Face config.json",
         ) from err
 
 

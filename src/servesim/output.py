@@ -1,8 +1,11 @@
 """Writing a run to disk: ``summary.json``, ``requests.csv``, ``steps.csv`` (and, from other
 modules, ``trace.json`` and ``report.html``), all or nothing.
 
-Files are first written into a temporary folder beside the target, then moved into place, so a
-run that fails leaves the output folder as it was.
+Files are first written into a temporary folder (beside a new output folder, inside an existing
+one), then moved into place, so a run that fails, or is interrupted by Ctrl-C or SIGTERM,
+leaves the output folder as it was. A run written into the folder of an earlier run replaces
+every file servesim wrote there (:data:`RUN_FILES`), so the folder describes one run; files
+servesim did not write are kept.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +25,13 @@ import numpy as np
 
 from servesim import __version__
 from servesim.engine.records import REQUEST_COLUMNS, STEP_COLUMNS
+from servesim.interrupts import sigterm_raises
 from servesim.paths import cannot_write, writable_dir
 from servesim.validation import to_data
+
+RUN_FILES = ("summary.json", "requests.csv", "steps.csv", "trace.json", "report.html", "plots")
+"""What servesim writes into a run folder (``simulate --out``; ``report`` adds report.html and
+plots/): a new run written there replaces all of them. Other files there are left alone."""
 
 
 def _clean(value: Any, non_finite: Callable[[float], Any] = lambda _: None) -> Any:
@@ -72,13 +82,13 @@ def _write_columns(path: Path, columns: dict[str, np.ndarray], names: tuple[str,
 def write_run(
     result, out_dir: str | Path, extra: dict[str, Callable[[Path], None]] | None = None
 ) -> Path:
-    """Write a run's files into ``out_dir`` atomically; ``extra`` maps file names to writers."""
+    """Write a run's files into ``out_dir`` atomically; ``extra`` maps file names to writers.
+
+    An earlier run's files in ``out_dir`` (:data:`RUN_FILES`) are replaced, or removed when
+    this run does not write them (a report.html, a trace.json, plots/); other files stay.
+    """
     out = writable_dir(out_dir)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
-    except OSError as err:
-        raise cannot_write(out, err) from None
-    try:
+    with sigterm_raises(), staged_folder(out, RUN_FILES) as tmp:
         (tmp / "summary.json").write_text(json.dumps(summary_document(result), indent=2) + "\n")
         _write_columns(tmp / "requests.csv", result.records.request_columns(), REQUEST_COLUMNS)
         steps = result.records.step_columns()
@@ -86,19 +96,62 @@ def write_run(
         _write_columns(tmp / "steps.csv", steps, STEP_COLUMNS + tuple(result.step_extra))
         for name, writer in (extra or {}).items():
             writer(tmp / name)
+    return out
+
+
+@contextmanager
+def staged_folder(out: Path, owned: Collection[str]) -> Iterator[Path]:
+    """A temporary folder to write ``out``'s files into; they replace ``out``'s on success.
+
+    Afterwards ``out`` holds what the block wrote, plus its earlier files whose names are
+    not in ``owned``: an ``owned`` name the block did not write is removed. On an error or an
+    interrupt (Ctrl-C; SIGTERM inside :func:`~servesim.interrupts.sigterm_raises`) the
+    temporary folder is removed and ``out`` is left as it was.
+    """
+    existing = out.is_dir()
+    # NOTE: inside an existing folder, not beside it: the moves below stay on one filesystem
+    # (``out`` may be a mount point) and ``--out .`` works when the parent is read-only.
+    where = out if existing else out.resolve().parent
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.resolve().name}.", dir=where))
+    except OSError as err:
+        raise cannot_write(out, err) from None
+    try:
+        yield tmp
         for f in tmp.iterdir():
-            f.chmod(0o644)  # temporary files are private; results are not
-        if not out.exists():
+            f.chmod(0o755 if f.is_dir() else 0o644)  # temporary files are private; results not
+        if existing:
+            _move_in(tmp, out, owned)
+            shutil.rmtree(tmp)
+        else:
             tmp.chmod(0o755)
             tmp.rename(out)
-        else:
-            for f in tmp.iterdir():
-                f.replace(out / f.name)
-            tmp.rmdir()
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise cannot_write(out, err) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+
+
+def _move_in(tmp: Path, out: Path, owned: Collection[str]) -> None:
+    """Move ``tmp``'s entries into ``out``, first moving ``out``'s ``owned`` entries (and any
+    entry a new one replaces) into ``tmp``; undone if a move fails or is interrupted."""
+    new = sorted(p.name for p in tmp.iterdir())
+    previous = Path(tempfile.mkdtemp(prefix=".previous.", dir=tmp))
+    old = [n for n in dict.fromkeys([*owned, *new]) if os.path.lexists(out / n)]
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in old:
+            os.rename(out / name, previous / name)
+            moved_out.append(name)
+        for name in new:
+            os.rename(tmp / name, out / name)
+            moved_in.append(name)
+    except BaseException:
+        for name in reversed(moved_in):
+            os.rename(out / name, tmp / name)
+        for name in reversed(moved_out):
+            os.rename(previous / name, out / name)
+        raise

@@ -16,17 +16,24 @@ from servesim.errors import ServesimError
 
 def writable_dir(path: str | Path, option: str = "--out") -> Path:
     """``path`` as a Path, once a folder can be created (or written into) there."""
+    _refuse_empty(path, option)
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ServesimError(f"{out} exists and is not a folder", field=option)
-    _check_parent(out, option)
-    if out.exists() and not os.access(out, os.W_OK | os.X_OK):
-        raise cannot_write(out, PermissionError(13, "Permission denied"), option)
+    if out.is_dir():
+        # Files go into the folder itself (staged inside it): its parent may be read-only
+        # (``--out .`` in a home folder).
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise cannot_write(out, PermissionError(13, "Permission denied"), option)
+        _try_create(out, out, option)
+    else:
+        _check_parent(out, option)
     return out
 
 
 def writable_file(path: str | Path, option: str = "--out") -> Path:
     """``path`` as a Path, once a file can be written there."""
+    _refuse_empty(path, option)
     out = Path(path)
     if out.is_dir():
         raise ServesimError(f"{out} is a folder", field=option, fix="give a file name")
@@ -45,14 +52,30 @@ def cannot_write(out: Path, err: OSError, option: str = "--out") -> ServesimErro
     )
 
 
+def _refuse_empty(path: str | Path, option: str) -> None:
+    # NOTE: Path("") is Path("."): an empty path (an unset variable) would write into the
+    # current folder. The CLI refuses it while parsing (typer makes a Path of it at once).
+    if isinstance(path, str) and not path.strip():
+        raise ServesimError(
+            "is empty (an unset variable?)", field=option, fix="give the path to write to"
+        )
+
+
 def _check_parent(out: Path, option: str) -> None:
     parent = out.resolve().parent
     if parent.exists() and not parent.is_dir():
         raise ServesimError(f"cannot write {out}: {parent} is a file", field=option)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        # Creating something is the only test that holds on every filesystem (read-only
-        # mounts, ACLs, /proc); os.access on the parent is not.
-        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    except OSError as err:
+        raise cannot_write(out, err, option) from None
+    _try_create(out, parent, option)
+
+
+def _try_create(out: Path, where: Path, option: str) -> None:
+    """Create (and remove) a temporary folder in ``where``: the only test that holds on every
+    filesystem (read-only mounts, ACLs, /proc); os.access is not."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.resolve().name}.", dir=where))
     except OSError as err:
         raise cannot_write(out, err, option) from None

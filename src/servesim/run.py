@@ -84,6 +84,26 @@ class Result:
     groups: list[InstanceGroupRuntime]
 
 
+def _max_model_len(scenario: Scenario, model: ModelSpec) -> int:
+    """The context window: the scenario's ``max_model_len``, at most the model's.
+
+    NOTE: an error, not a warning, as in vLLM (which refuses a ``max_model_len`` past the
+    model's ``max_position_embeddings``): positions the model was not trained for would give
+    latencies for requests no server accepts.
+    """
+    context = model.max_position_embeddings
+    if scenario.max_model_len is None:
+        return context
+    if scenario.max_model_len > context:
+        raise ServesimError(
+            f"{scenario.max_model_len:,} tokens is longer than the {context:,}-token context "
+            f"window of {model.name}",
+            field="max_model_len",
+            fix="lower it, or leave it out to use the model's",
+        )
+    return scenario.max_model_len
+
+
 def _oversized_check(
     scenario: Scenario, max_model_len: int, kv_tokens: int
 ) -> Callable[[Request], str | None]:
@@ -278,6 +298,7 @@ def _kv_transfer(scenario: Scenario, model: ModelSpec, runtimes: list[InstanceGr
 def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = None) -> Result:
     """Run ``scenario`` to completion. Same scenario (seed included) → identical results."""
     model = load_model(scenario.model)
+    max_model_len = _max_model_len(scenario, model)
     sched = scenario.scheduler
     # The engine's config is the scenario's scheduler section minus the memory knob.
     knobs = to_data(sched)
@@ -294,7 +315,6 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
             _kv_transfer(scenario, model, runtimes),
         )  # fmt: skip
     sessions = build_workload(scenario.workload, workload_rng)
-    max_model_len = scenario.max_model_len or model.max_position_embeddings
     kv_tokens = min(g.memory.num_kv_blocks for g in runtimes) * sched.block_size
     records = RunRecords()
     profile = engine_profile_of(scenario)
@@ -319,7 +339,9 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
             f"no request could be served ({records.num_skipped} skipped: "
             f"{records.skipped_reasons})",
             field="workload",
-            fix="shorten the requests, raise --max-model-len, or use more GPUs",
+            fix="shorten the requests, "
+            + ("raise --max-model-len, " if max_model_len < model.max_position_embeddings else "")
+            + "or use more GPUs",
         )
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2el_ms)
     summary: dict[str, Any] = summarize(requests, *records.itl_pairs(), slo=slo)

@@ -16,13 +16,21 @@ from servesim.engine.router import ROUTERS
 from servesim.engine.scheduler import POLICIES
 from servesim.engines import DEFAULT_ENGINE, ENGINES, engine_profile, scheduler_defaults
 from servesim.errors import ServesimError
+from servesim.textfile import PARSE_ERRORS, parse_problem, read_text
 from servesim.validation import FieldError, Spec, convert, field_default, replace
 from servesim.workload import WorkloadSpec
+from servesim.workload.spec import MAX_REQUESTS, MAX_TOKENS
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"
 DEFAULT_HARDWARE = "H100"
 
 AtLeastOne = Annotated[int, Meta(ge=1)]
+
+MAX_INSTANCES = 10_000
+"""Most instances a fleet may have (each one is simulated; a larger count is a typo)."""
+
+MAX_SCHEDULER_STEPS = 1024
+"""Most decode steps per scheduling round (vLLM V0 multi-step used 8 to 16)."""
 
 
 class SchedulerSpec(Spec):
@@ -33,8 +41,12 @@ class SchedulerSpec(Spec):
     defaults below."""
 
     policy: Annotated[str, Meta(description=f"one of {', '.join(POLICIES)}")] = "vllm"
-    max_num_batched_tokens: Annotated[int, Meta(ge=1, description="token budget per step")] = 8192
-    max_num_seqs: Annotated[int, Meta(ge=1, description="most running requests")] = 256
+    max_num_batched_tokens: Annotated[
+        int, Meta(ge=1, le=MAX_TOKENS, description="token budget per step")
+    ] = 8192
+    max_num_seqs: Annotated[
+        int, Meta(ge=1, le=MAX_REQUESTS, description="most running requests")
+    ] = 256
     block_size: Annotated[int, Meta(ge=1, description="tokens per KV block")] = 16
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool = True
@@ -50,7 +62,7 @@ class InstanceGroup(Spec):
     tp: AtLeastOne = 1
     pp: AtLeastOne = 1
     ep: AtLeastOne = 1
-    count: Annotated[int, Meta(ge=1, description="instances in the group")] = 1
+    count: Annotated[int, Meta(ge=1, le=MAX_INSTANCES, description="instances in the group")] = 1
     role: Literal["mixed", "prefill", "decode"] = "mixed"
     weight_dtype: str | None = None
     kv_dtype: str | None = None
@@ -111,7 +123,9 @@ class Scenario(Spec):
     tp: Annotated[int, Meta(ge=1, description="tensor-parallel GPUs per instance")] = 1
     pp: Annotated[int, Meta(ge=1, description="pipeline stages per instance")] = 1
     ep: Annotated[int, Meta(ge=1, description="expert-parallel groups inside the TP group")] = 1
-    replicas: Annotated[int, Meta(ge=1, description="data-parallel instances")] = 1
+    replicas: Annotated[
+        int, Meta(ge=1, le=MAX_INSTANCES, description="data-parallel instances")
+    ] = 1
     engine: Annotated[
         str,
         Meta(description=f"serving engine profile: {', '.join(ENGINES)} (see servesim.engines)"),
@@ -119,7 +133,11 @@ class Scenario(Spec):
     num_scheduler_steps: (
         Annotated[
             int,
-            Meta(ge=1, description="decode steps per scheduling round (vLLM V0 multi-step)"),
+            Meta(
+                ge=1,
+                le=MAX_SCHEDULER_STEPS,
+                description="decode steps per scheduling round (vLLM V0 multi-step)",
+            ),
         ]
         | None
     ) = None
@@ -244,6 +262,12 @@ def parse_disaggregate(text: str) -> tuple[int, int]:
         raise ServesimError(
             f"{text!r} is not P:D", field="disaggregate", fix="e.g. 1:1 or 2:3 (instances)"
         )
+    if max(counts) > MAX_INSTANCES:
+        raise ServesimError(
+            f"{text!r} has more than {MAX_INSTANCES:,} instances on a side",
+            field="disaggregate",
+            fix="e.g. 1:1 or 2:3 (instances)",
+        )
     return counts
 
 
@@ -284,16 +308,18 @@ def read_yaml_file(path: str | Path, what: str, field: str) -> Any:
     p = Path(path)
     if not p.is_file():
         raise ServesimError(f"{what} {p} does not exist", field=field)
+    text = read_text(p, field=field)
     try:
-        return yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise ServesimError(f"{p}: not valid YAML ({err.__class__.__name__})") from None
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, *PARSE_ERRORS) as err:
+        raise ServesimError(f"{p}: not valid YAML ({parse_problem(err)})") from None
 
 
-def load_scenario_file(path: str | Path) -> dict[str, Any]:
-    """Read a scenario YAML (or JSON) file as a plain dict (validated later, with overrides)."""
+def load_scenario_file(path: str | Path, field: str = "--config") -> dict[str, Any]:
+    """Read a scenario YAML (or JSON) file as a plain dict (validated later, with overrides);
+    ``field`` names the option or field that gave the path, in errors."""
     p = Path(path)
-    data = read_yaml_file(p, "scenario file", "--config")
+    data = read_yaml_file(p, "scenario file", field)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -289,7 +289,8 @@ def _friendly(text: str, got: Any, node: Any) -> str:
     """msgspec's message in the words a user needs."""
     if m := re.fullmatch(r"Expected `(\w+)` (>=|>|<=|<) (\S+)", text):
         bound = float(m.group(3))
-        return f"must be {m.group(2)} {bound:g}{_shown(got)}"
+        shown = f"{int(bound):,}" if bound.is_integer() and abs(bound) >= 1e4 else f"{bound:g}"
+        return f"must be {m.group(2)} {shown}{_shown(got)}"
     if m := re.fullmatch(r"Expected `(\w+)` of length (>=|<=) (\d+)", text):
         what, op, n = m.group(1), m.group(2), int(m.group(3))
         if op == ">=" and n == 1:

@@ -19,6 +19,7 @@ outside what was measured. YAML, validated at the boundary (a
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ from servesim.cost.step import resolve_params
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
+from servesim.textfile import PARSE_ERRORS, parse_problem, read_text
 from servesim.validation import FieldError, Spec, convert, to_data
 
 FORMAT_VERSION = 1
@@ -87,6 +89,9 @@ class Calibration(Spec, kw_only=True):
         unknown = sorted(set(self.params) - set(PARAM_NAMES))
         if unknown:
             raise FieldError("params", f"unknown parameter(s) {', '.join(unknown)}")
+        for name, value in self.params.items():
+            if not math.isfinite(value):  # NaN passes every range check below
+                raise FieldError(f"params.{name}", f"must be a finite number (got {value})")
         try:
             CostParams(**self.params)  # range checks (efficiencies in (0, 1], seconds >= 0)
         except ValueError as err:
@@ -133,11 +138,12 @@ def read_calibration(path: str | Path) -> Calibration:
             field="calibration",
             fix="write one with servesim calibrate LOGS ... -o FILE",
         )
+    text = read_text(path, field="calibration")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, *PARSE_ERRORS) as err:
         raise ServesimError(
-            f"{path}: not valid YAML ({err.__class__.__name__})", field="calibration"
+            f"{path}: not valid YAML ({parse_problem(err)})", field="calibration"
         ) from None
     if not isinstance(data, dict) or "servesim_calibration" not in data:
         raise ServesimError(

@@ -25,7 +25,6 @@ sequences. Each sequence computes ``tokens / batch`` tokens (a decode when that 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from servesim.errors import ServesimError
+from servesim.textfile import PARSE_ERRORS, csv_rows, text_lines
 
 STEP_FIELDS = ("duration_s", "batch_size", "prefill_tokens", "decode_tokens", "context_tokens")
 CSV_FIELDS = ("op", "tokens", "context", "batch", "seconds")
@@ -120,27 +120,59 @@ def concat(parts: list[Measurements]) -> Measurements:
 # --------------------------------------------------------------------------- value checks
 
 
-def _count(value: Any, name: str, where: str) -> int:
-    """A non-negative integer (an integral float such as 3.0 is accepted)."""
+MAX_COUNT = 2**40
+"""Largest token, context or step count a row may hold (~10^12: far above any real batch,
+and far enough below int64 that sums of them stay exact)."""
+
+MAX_BATCH = 2**20
+"""Most sequences a measured batch may have (a row's per-sequence arrays are this long)."""
+
+
+def _shown(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _count(value: Any, name: str, where: str, most: int = MAX_COUNT) -> int:
+    """A whole number from 0 to ``most`` (an integral float such as 3.0 is accepted)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value != int(value) or value < 0:
+    if ok and isinstance(value, float):
+        ok = value.is_integer()  # False for inf and nan too
+    if not ok or value < 0:
         raise ServesimError(
-            f"{name} must be a whole number >= 0, got {value!r}",
+            f"{name} must be a whole number >= 0, got {_shown(value)}",
             field=where,
             fix="write token and sequence counts as integers",
+        )
+    if value > most:
+        raise ServesimError(
+            f"{name} is {_shown(value)}, out of range",
+            field=where,
+            fix=f"{name} is at most {most:,}",
         )
     return int(value)
 
 
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is a JSON number a float can hold (not a bool, inf, nan or 1e400)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def _seconds(value: Any, name: str, where: str) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value):
+    if not _finite(value):
         raise ServesimError(
-            f"{name} must be a number of seconds, got {value!r}", field=where, fix="log seconds"
+            f"{name} must be a number of seconds, got {_shown(value)}",
+            field=where,
+            fix="log seconds",
         )
     if value <= 0:
         raise ServesimError(
-            f"{name} is {value!r}; a measured step takes more than 0 seconds",
+            f"{name} is {_shown(value)}; a measured step takes more than 0 seconds",
             field=where,
             fix="drop the line, or check the timer: durations are seconds, not ms or ns",
         )
@@ -215,10 +247,9 @@ def _phases(rec: dict[str, Any], where: str) -> dict[str, float]:
         raise ServesimError("phases must be an object {name: seconds}", field=where)
     out = {}
     for name, value in raw.items():
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or not math.isfinite(value) or value < 0:
+        if not _finite(value) or value < 0:
             raise ServesimError(
-                f"phase {name!r} is {value!r}; phases are seconds >= 0", field=where
+                f"phase {_shown(name)} is {_shown(value)}; phases are seconds >= 0", field=where
             )
         out[str(name)] = float(value)
     return out
@@ -240,24 +271,21 @@ def read_step_log(path: str | Path) -> Measurements:
     """
     path = Path(path)
     _need_file(path, "LOGS")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     recs: list[tuple[int, dict[str, Any]]] = []
-    for i, line in enumerate(lines):
+    torn: int | None = None  # a line that did not parse: an error unless it is the last one
+    # NOTE: undecodable bytes read as U+FFFD: a writer killed mid-character leaves some.
+    for lineno, line in text_lines(path, "LOGS", path.name, errors="replace"):
         if not line.strip():
             continue
+        if torn is not None:
+            raise _not_json(path, torn)
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError:
-            if i == last:
-                continue  # NOTE: a killed writer leaves a truncated last line; not an error
-            raise ServesimError(
-                "not valid JSON",
-                field=f"{path.name} line {i + 1}",
-                fix="a step log has one JSON object per line",
-            ) from None
+        except PARSE_ERRORS:
+            torn = lineno  # NOTE: a killed writer leaves a truncated last line; not an error
+            continue
         if isinstance(obj, dict) and obj.get("type") == "step":
-            recs.append((i + 1, obj))
+            recs.append((lineno, obj))
     if not recs:
         raise ServesimError(
             f'{path.name} has no step records (lines with "type": "step")',
@@ -265,6 +293,14 @@ def read_step_log(path: str | Path) -> Measurements:
             fix="pass a step log written by servesim.profile.step or servesim trace merge --steps",
         )
     return _from_records(path.name, recs)
+
+
+def _not_json(path: Path, lineno: int) -> ServesimError:
+    return ServesimError(
+        "not valid JSON",
+        field=f"{path.name} line {lineno}",
+        fix="a step log has one JSON object per line",
+    )
 
 
 def _from_records(name: str, recs: list[tuple[int, dict[str, Any]]]) -> Measurements:
@@ -286,11 +322,11 @@ def _from_records(name: str, recs: list[tuple[int, dict[str, Any]]]) -> Measurem
             )
         seconds[k] = _seconds(rec["duration_s"], "duration_s", at)
         for f in STEP_FIELDS[1:]:
-            ints[f][k] = _count(rec[f], f, at)
+            ints[f][k] = _count(rec[f], f, at, MAX_BATCH if f == "batch_size" else MAX_COUNT)
         b, p, d, c = (int(ints[f][k]) for f in STEP_FIELDS[1:])
         check_batch(b, p, d, at)
         step[k] = _count(rec["step"], "step", at) if "step" in rec else k
-        if isinstance(rec.get("start_s"), (int, float)):
+        if _finite(rec.get("start_s")):
             start[k] = float(rec["start_s"])
         rows.append(_row_arrays(rec, b, p + d, c, at))
         phase_rows.append(_phases(rec, at))
@@ -317,9 +353,12 @@ def _from_records(name: str, recs: list[tuple[int, dict[str, Any]]]) -> Measurem
 
 def _csv_number(raw: str, name: str, where: str) -> float:
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ServesimError(f"{name} is {raw!r}, not a number", field=where) from None
+        raise ServesimError(f"{name} is {_shown(raw)}, not a number", field=where) from None
+    if math.isinf(value) and "inf" not in raw.lower():  # digits beyond a float's range
+        raise ServesimError(f"{name} is {_shown(raw)}, out of range", field=where)
+    return value
 
 
 def read_op_csv(path: str | Path) -> Measurements:
@@ -330,10 +369,9 @@ def read_op_csv(path: str | Path) -> Measurements:
     """
     path = Path(path)
     _need_file(path, "LOGS")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        body = [(i + 2, row) for i, row in enumerate(reader) if any(c.strip() for c in row)]
+    records = csv_rows(path, "LOGS", path.name)
+    header = [h.strip() for h in next(records, (0, []))[1]]
+    body = [(lineno, row) for lineno, row in records if any(c.strip() for c in row)]
     missing = [c for c in CSV_FIELDS if c not in header]
     if missing:
         raise ServesimError(
@@ -359,7 +397,7 @@ def read_op_csv(path: str | Path) -> Measurements:
         ops.append(op)
         tokens = _count(_csv_number(row[col["tokens"]], "tokens", at), "tokens", at)
         context = _count(_csv_number(row[col["context"]], "context", at), "context", at)
-        batch = _count(_csv_number(row[col["batch"]], "batch", at), "batch", at)
+        batch = _count(_csv_number(row[col["batch"]], "batch", at), "batch", at, MAX_BATCH)
         seconds[k] = _seconds(_csv_number(row[col["seconds"]], "seconds", at), "seconds", at)
         if batch < 1 or tokens < batch:
             raise ServesimError(

@@ -73,21 +73,88 @@ def load_commands(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; a user mistake is one line on stderr and exit code 2."""
+    """Entry point: run the CLI; a user mistake is one line on stderr and exit code 2.
+
+    SIGTERM is handled as Ctrl-C is (temporary folders removed, a sweep's finished results
+    written), then the process exits with status 143.
+    """
+    from servesim.interrupts import SIGTERM_EXIT_CODE, sigterm_raises
+
     args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        with sigterm_raises() as term:
+            code = _run(args)
+    except KeyboardInterrupt:  # outside the command (typer turns one inside it into 130)
+        code = 130
+    sys.exit(SIGTERM_EXIT_CODE if term.received else code)
+
+
+def _run(args: list[str]) -> int:
+    """Run the command ``args`` names; its exit status."""
     try:
         with importing():
             from servesim.cli.app import app
 
             load_commands(args)
-        app(args=args, prog_name="servesim", standalone_mode=True)
+        # NOTE: not standalone: click would print its usage errors (a bad --tp, an option
+        # out of range) as a boxed usage message; they are user mistakes like any other.
+        # Every command returns None, so an int is the status of a typer.Exit.
+        status = app(args=args, prog_name="servesim", standalone_mode=False)
+        return status if isinstance(status, int) else 0
     except ServesimError as err:
         sys.stderr.write(f"error: {err}\n")
-        sys.exit(2)
+        return 2
     except OSError as err:
         if err.filename is None:
             raise
         # The system refused a path the user gave (full disk, permissions, a folder that
         # vanished): a mistake in the environment, not a bug, so one line, not a traceback.
         sys.stderr.write(f"error: {err.filename}: {err.strerror or err}\n")
-        sys.exit(2)
+        return 2
+    except Exception as err:
+        import typer
+        from typer._click import exceptions as click_errors
+
+        if isinstance(err, click_errors.NoArgsIsHelpError):
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(err)  # a group named alone: its help
+            return err.exit_code
+        if isinstance(err, click_errors.ClickException):
+            sys.stderr.write(f"error: {click_error_line(err)}\n")
+            return err.exit_code
+        if isinstance(err, typer.Abort):
+            sys.stderr.write("Aborted!\n")
+            return 1
+        raise
+
+
+def click_error_line(err) -> str:
+    """A click/typer error as one line: ``--holdout: 0.95 is not in the range 0<=x<=0.9``.
+
+    A bad value names its option; other usage errors (an unknown option, a missing argument)
+    point to the command's ``--help``.
+    """
+    # NOTE: typer 0.26-0.28 (the versions servesim allows) vendor click as typer._click.
+    from typer._click import exceptions as click_errors
+
+    if isinstance(err, click_errors.BadParameter) and not isinstance(
+        err, click_errors.MissingParameter
+    ):
+        text = err.message.strip().rstrip(".")
+        if err.param is not None:
+            text = f"{_param_name(err.param)}: {text}"
+    else:
+        text = err.format_message().strip().rstrip(".")
+        ctx = getattr(err, "ctx", None)
+        if isinstance(err, click_errors.UsageError) and ctx is not None:
+            text += f" (see `{ctx.command_path} --help`)"
+    return " ".join(text.split())  # one line, whatever click's message held
+
+
+def _param_name(param) -> str:
+    """``--num-requests`` for an option (its longest spelling), ``MODEL`` for an argument."""
+    opts = [o for o in getattr(param, "opts", ()) if o.startswith("-")]
+    if opts:
+        return max(opts, key=len)
+    return param.human_readable_name

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.models import TyperPath
 
 app = typer.Typer(
     name="servesim",
@@ -27,3 +30,25 @@ def version() -> None:
     from servesim import __version__
 
     typer.echo(f"servesim {__version__}")
+
+
+class _OutputPath(TyperPath):
+    """A path to write to: an empty one is refused.
+
+    NOTE: ``Path("")`` is ``Path(".")``: without this check ``--out "$OUTDIR"`` with the
+    variable unset would write into (and replace files of) the current folder. The check has
+    to see the text the user typed, before it becomes a Path.
+    """
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail(
+                "is empty (an unset variable?): give the path to write to",
+                param,
+                ctx,
+            )
+        return super().convert(value, param, ctx)
+
+
+OUTPUT_PATH = _OutputPath()
+"""``click_type`` of every option that names where to write (``--out``, ``--steps``, ...)."""

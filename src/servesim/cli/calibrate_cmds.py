@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from servesim.cli.app import app
+from servesim.cli.app import OUTPUT_PATH, app
 from servesim.errors import ServesimError
 from servesim.paths import writable_dir, writable_file
 
@@ -110,7 +110,11 @@ def calibrate_cmd(
         None, "--software", help='Recorded in the file, e.g. "vllm 0.11.0".'
     ),
     out: Path = typer.Option(
-        Path("calibration.yaml"), "--out", "-o", help="Calibration file to write."
+        Path("calibration.yaml"),
+        "--out",
+        "-o",
+        click_type=OUTPUT_PATH,
+        help="Calibration file to write.",
     ),
     holdout: float = typer.Option(
         0.0,
@@ -213,7 +217,10 @@ def compare_cmd(
     seed: int | None = typer.Option(None, "--seed", help="Simulation seed (arrival draws)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     csv_path: Path | None = typer.Option(
-        None, "--csv", help="Also write metric,measured,predicted,error_pct rows here."
+        None,
+        "--csv",
+        click_type=OUTPUT_PATH,
+        help="Also write metric,measured,predicted,error_pct rows here.",
     ),
 ) -> None:
     """Re-run a measured benchmark in the simulator: metric, measured, predicted, error %."""
@@ -221,7 +228,7 @@ def compare_cmd(
     from servesim.scenario import load_scenario_file
 
     bench = read_bench_result(measured, run)
-    data: dict[str, Any] = load_scenario_file(scenario) if scenario else {}
+    data: dict[str, Any] = load_scenario_file(scenario, field="--scenario") if scenario else {}
     for key, value in (("model", model), ("hardware", hardware), ("tp", tp), ("seed", seed)):
         if value is not None:
             data[key] = value
@@ -237,6 +244,8 @@ def compare_cmd(
             field="--hardware",
             fix="pass --hardware (e.g. h100) or a --scenario that sets hardware",
         )
+    if csv_path is not None:
+        writable_file(csv_path, "--csv")  # before the simulation, not after it
     result = compare(bench, data, calibration)
     if csv_path is not None:
         write_comparison_csv(result, csv_path)
@@ -289,7 +298,11 @@ def analyze_cmd(
         None, "--calibration", help="Predict with this calibration instead of the defaults."
     ),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Folder for analysis_steps.csv, analysis_sweep.csv and PNG plots."
+        None,
+        "--out",
+        "-o",
+        click_type=OUTPUT_PATH,
+        help="Folder for analysis_steps.csv, analysis_sweep.csv and PNG plots.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the sweep table as JSON."),
 ) -> None:

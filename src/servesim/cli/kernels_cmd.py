@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from servesim.cli.app import app
+from servesim.cli.app import OUTPUT_PATH, app
 
 if TYPE_CHECKING:  # numpy and the tables load when the command runs, not for --help
     from servesim.cost.kernels import KernelTables
@@ -471,6 +471,7 @@ def kernels_cmd(
     plot: Path | None = typer.Option(
         None,
         "--plot",
+        click_type=OUTPUT_PATH,
         help="Write a PNG: GEMM and prefill-attention throughput, measured "
         "against servesim's curves (needs a GPU with tables).",
     ),

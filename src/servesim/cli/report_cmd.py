@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from servesim.cli.app import app
+from servesim.cli.app import OUTPUT_PATH, app
 from servesim.paths import writable_file
 
 
@@ -16,7 +16,11 @@ def report_command(
         ..., metavar="RUN_DIR", help="A run folder written by `servesim simulate --out`."
     ),
     out: Path = typer.Option(
-        None, "--out", "-o", help="HTML file to write (default: RUN_DIR/report.html)."
+        None,
+        "--out",
+        "-o",
+        click_type=OUTPUT_PATH,
+        help="HTML file to write (default: RUN_DIR/report.html).",
     ),
     png: bool = typer.Option(
         False, "--png", help="Also write the charts as PNG files into plots/ next to the report."

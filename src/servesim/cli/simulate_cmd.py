@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from servesim.cli import importing
-from servesim.cli.app import app
+from servesim.cli.app import OUTPUT_PATH, app
 from servesim.errors import ServesimError
 from servesim.paths import writable_dir
 
@@ -478,7 +478,11 @@ def simulate_command(
     ),
     report: bool = typer.Option(False, "--report", help="also write report.html into --out"),
     out: Path = typer.Option(
-        None, "--out", "-o", help="write summary.json, requests.csv, steps.csv here"
+        None,
+        "--out",
+        "-o",
+        click_type=OUTPUT_PATH,
+        help="write summary.json, requests.csv, steps.csv here",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="print summary.json to stdout instead of tables"
@@ -619,8 +623,13 @@ def _given(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _merge_workload(base: dict[str, Any] | None, flags: dict[str, Any]) -> dict[str, Any]:
-    """Workload flags over a file's workload; a replay flag replaces a synthetic base."""
+def _merge_workload(base: Any, flags: dict[str, Any]) -> Any:
+    """Workload flags over a file's workload; a replay flag replaces a synthetic base.
+
+    A file's ``workload`` that is not a mapping is kept as it is, for the scenario's
+    validation to name (flags cannot be merged into it)."""
+    if base is not None and not isinstance(base, dict):
+        return base
     if base is None:
         from servesim.scenario import DEFAULT_WORKLOAD
 

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from servesim.cli.app import app
+from servesim.cli.app import OUTPUT_PATH, app
 from servesim.errors import ServesimError
 from servesim.paths import writable_dir, writable_file
 
@@ -124,7 +124,11 @@ def sweep_command(
         ..., metavar="SWEEP.yaml", help="sweep file: base scenario + grid/cases of axes"
     ),
     out: Path = typer.Option(
-        None, "--out", "-o", help="output folder (default: ./<sweep name>-results)"
+        None,
+        "--out",
+        "-o",
+        click_type=OUTPUT_PATH,
+        help="output folder (default: ./<sweep name>-results)",
     ),
     workers: int = typer.Option(None, "--workers", "-j", help=WORKERS_HELP),
     ray: str = typer.Option(None, "--ray", help=RAY_HELP),
@@ -278,7 +282,7 @@ def capacity_command(
     )
     from servesim.sweep.measure import run_point
 
-    data = load_scenario_file(scenario_file)
+    data = load_scenario_file(scenario_file, field="SCENARIO")
     flags = {
         k: v
         for k, v in {"model": model, "hardware": hardware, "tp": tp, "replicas": replicas}.items()
@@ -370,8 +374,15 @@ def _plan_workload(text: str, num_requests: int | None) -> dict[str, Any]:
     if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
         if not path.is_file():
             raise ServesimError(f"workload file {path} does not exist", field="--workload")
-        data = load_scenario_file(path)
-        workload = dict(data.get("workload", data))
+        data = load_scenario_file(path, field="--workload")
+        workload = data.get("workload", data)
+        if not isinstance(workload, dict):
+            raise ServesimError(
+                f"{path}: workload must be a mapping (got {workload!r:.40})",
+                field="--workload",
+                fix="give a workload YAML (preset, num_requests, ...) or a scenario with one",
+            )
+        workload = dict(workload)
         if num_requests is not None:
             key = "max_requests" if "trace" in workload else "num_requests"
             workload[key] = num_requests
@@ -475,7 +486,9 @@ def plan_command(
     ),
     workers: int = typer.Option(None, "--workers", "-j", help=WORKERS_HELP),
     ray: str = typer.Option(None, "--ray", help=RAY_HELP),
-    out: Path = typer.Option(None, "--out", "-o", help="write the cost/latency plot here (PNG)"),
+    out: Path = typer.Option(
+        None, "--out", "-o", click_type=OUTPUT_PATH, help="write the cost/latency plot here (PNG)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
 ) -> None:
     """Cheapest deployment (hardware × TP × replicas × scheduler knobs) meeting the SLOs.

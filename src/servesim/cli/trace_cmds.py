@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from servesim.cli.app import app
+from servesim.cli.app import OUTPUT_PATH, app
 from servesim.paths import writable_file
 
 trace_app = typer.Typer(
@@ -22,10 +22,17 @@ def merge(
         ..., metavar="DIR", help="Folder of fragments written with SERVESIM_PROFILE=1."
     ),
     out: Path = typer.Option(
-        Path("trace.json"), "--out", "-o", help="Chrome trace to write (open in Perfetto)."
+        Path("trace.json"),
+        "--out",
+        "-o",
+        click_type=OUTPUT_PATH,
+        help="Chrome trace to write (open in Perfetto).",
     ),
     steps: Path | None = typer.Option(
-        None, "--steps", help="Also write the logged engine steps here (JSON lines)."
+        None,
+        "--steps",
+        click_type=OUTPUT_PATH,
+        help="Also write the logged engine steps here (JSON lines).",
     ),
 ) -> None:
     """Join every process's fragment into one trace; truncated last lines are skipped."""

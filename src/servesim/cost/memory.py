@@ -354,7 +354,16 @@ def _dtypes(res: ResolvedParams) -> str:
 
 
 def _suggest_fit(model, hw, par, params, res, args) -> str:
-    """The smallest TP (at the same PP) with room for at least one KV block, as a CLI hint."""
+    """A CLI hint: the smallest ``gpu_memory_utilization`` up to the default that makes room
+    for one KV block (when the user lowered it), else the smallest TP (at the same PP)."""
+    utilization, *rest = args
+    for step in range(1, 19):  # 0.05 .. 0.90
+        candidate_util = round(step * 0.05, 2)
+        if candidate_util <= utilization:
+            continue
+        plan = _stage_plans(model, hw, par, params, res, candidate_util, *rest)
+        if plan.num_kv_blocks >= 1:
+            return f"raise --gpu-memory-utilization to {candidate_util:g} or more"
     for tp in valid_tps(model, limit=64):
         if tp <= par.tp:
             continue

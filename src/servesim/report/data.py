@@ -8,7 +8,6 @@ exact in a double, and one dtype keeps the reader a single vectorised ``np.loadt
 
 from __future__ import annotations
 
-import csv
 import json
 import warnings
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from servesim.errors import ServesimError
+from servesim.textfile import PARSE_ERRORS, csv_rows, parse_problem, read_text, text_lines
 
 #: Columns the report and trace need from ``requests.csv`` (seconds and token counts).
 REQUEST_NEEDS = (
@@ -66,8 +66,7 @@ def read_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.ndarray]:
         raise ServesimError(
             f"{path.parent} has no {path.name}", field="RUN_DIR", fix=_NOT_A_RUN_FIX
         )
-    with path.open(newline="") as f:
-        header = next(csv.reader(f), [])
+    header = next(csv_rows(path, "RUN_DIR"), (0, []))[1]
     missing = [c for c in needs if c not in header]
     if missing:
         raise ServesimError(
@@ -81,6 +80,10 @@ def read_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.ndarray]:
             warnings.simplefilter("ignore", UserWarning)
             # ndmin=2 keeps the shape (rows, columns) for one row, and for none.
             table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+    except UnicodeDecodeError:
+        for _ in text_lines(path, "RUN_DIR"):
+            pass  # raises, naming the line that is not UTF-8
+        raise ServesimError(f"{path} is not UTF-8 text", field="RUN_DIR") from None
     except ValueError as err:
         raise ServesimError(f"{path} is not a numeric table: {err}", field="RUN_DIR") from None
     if table.size == 0:
@@ -100,10 +103,13 @@ def read_run(run_dir: str | Path) -> RunData:
             field="RUN_DIR",
             fix=_NOT_A_RUN_FIX,
         )
+    text = read_text(summary_path, "RUN_DIR")
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ServesimError(f"{summary_path} is not valid JSON: {err}", field="RUN_DIR") from None
+        summary = json.loads(text)
+    except PARSE_ERRORS as err:
+        raise ServesimError(
+            f"{summary_path} is not valid JSON: {parse_problem(err)}", field="RUN_DIR"
+        ) from None
     if not isinstance(summary, dict):
         raise ServesimError(f"{summary_path} is not a JSON object", field="RUN_DIR")
     return RunData(

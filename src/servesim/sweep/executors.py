@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -104,7 +105,9 @@ class LocalExecutor:
             # workers from it, so a worker starts in milliseconds with it already imported.
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["servesim.run", "servesim.sweep.measure"])
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_ignore_sigint
+            )
         return self._pool
 
     def map_unordered(self, fn, items):
@@ -125,11 +128,36 @@ class LocalExecutor:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def kill(self) -> None:
+        """Stop at once: kill the workers (their running calls are lost), then close."""
+        if self._pool is not None:
+            # NOTE: ProcessPoolExecutor.kill_workers() does this from Python 3.14.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()
+            self.close()
+
     def __enter__(self) -> LocalExecutor:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        # Interrupted (Ctrl-C, SIGTERM) or failed: waiting for the running scenarios could
+        # take minutes, and nobody would read their results.
+        if exc_type is not None:
+            self.kill()
+        else:
+            self.close()
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them when it stops.
+
+    NOTE: a terminal sends Ctrl-C's SIGINT to the whole process group. A worker that died of
+    it would fail the pool's futures (BrokenProcessPool) while the parent was still handling
+    its own KeyboardInterrupt: an error instead of an orderly stop (results written, workers
+    killed). SIGTERM keeps its default: sent to the group, it ends the workers too; sent to
+    the parent alone, the parent kills them on its way out.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from servesim.sweep.spec import SweepPoint
+from servesim.textfile import PARSE_ERRORS, raw_lines
 
 JOURNAL = "journal.jsonl"
 PARQUET = "results.parquet"
@@ -35,19 +36,24 @@ STATUS = ("status", "error")
 def read_journal(path: Path) -> dict[str, dict[str, Any]]:
     """Finished scenarios recorded in a journal: ``scenario_id -> record`` (later wins).
 
-    Unreadable lines (a torn last write) are skipped; a missing file is an empty journal.
+    Unreadable lines (a torn last write; bytes that are not UTF-8 or not JSON, or a line too
+    long to be a record, as a crash or a full disk can leave) are skipped, so their scenarios
+    run again; a missing file is an empty journal.
     """
     records: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return records
-    with path.open() as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("scenario_id"), str):
-                records[rec["scenario_id"]] = rec
+    for _, raw in raw_lines(path):
+        try:
+            rec = json.loads(raw) if raw is not None else None
+        except (UnicodeDecodeError, *PARSE_ERRORS):
+            continue
+        if (
+            isinstance(rec, dict)
+            and isinstance(rec.get("scenario_id"), str)
+            and isinstance(rec.get("metrics") or {}, dict)
+        ):
+            records[rec["scenario_id"]] = rec
     return records
 
 

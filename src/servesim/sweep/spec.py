@@ -95,7 +95,7 @@ def load_sweep_file(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
     base = spec.base
     if isinstance(base, str):
         base_path = Path(base) if Path(base).is_absolute() else p.parent / base
-        base = load_scenario_file(base_path)
+        base = load_scenario_file(base_path, field="base")
     return spec, base
 
 

@@ -217,6 +217,23 @@ def _check_paths(directory: Path, out_path: Path, steps_path: Path | None) -> li
     return paths
 
 
+def _check_readable(fragments: list[Fragment], directory: Path) -> None:
+    """Refuse a folder whose fragment files hold nothing but lines not understood: an empty
+    trace would hide that they are not the profiler's (or are corrupt)."""
+    skipped = sum(f.skipped for f in fragments)
+    understood = any(
+        f.header or f.events or f.steps or f.thread_names or f.process_name for f in fragments
+    )
+    if skipped and not understood:
+        raise ServesimError(
+            f"none of the {len(fragments)} fragment file(s) in {directory} holds a profiler "
+            f"record ({skipped} line(s) are not JSON records servesim wrote)",
+            field="DIR",
+            fix="pass the SERVESIM_PROFILE_DIR of a profiled run; these files are corrupt or "
+            "not servesim's",
+        )
+
+
 def merge_fragments(
     directory: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -233,7 +250,9 @@ def merge_fragments(
     directory, out_path = Path(directory), Path(out_path)
     steps_out = Path(steps_path) if steps_path is not None else None
     paths = _check_paths(directory, out_path, steps_out)
-    processes = _group(read_fragment(p) for p in paths)
+    fragments = [read_fragment(p) for p in paths]
+    _check_readable(fragments, directory)
+    processes = _group(fragments)
     origin = _origin(processes)
 
     metadata: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ import numpy as np
 
 from servesim.workload.presets import preset_table
 from servesim.workload.spec import (
+    MAX_TOKENS,
     DurationDist,
     EmpiricalLength,
     ExponentialDuration,
@@ -32,7 +33,8 @@ from servesim.workload.traces import read_lengths_file
 
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
-_NO_MAX = np.iinfo(np.int64).max
+# NOTE: a bound int64 holds as a float too (np.iinfo(np.int64).max rounds up and overflows).
+_NO_MAX = MAX_TOKENS
 
 
 def _to_tokens(x: np.ndarray, hi: int | None) -> np.ndarray:

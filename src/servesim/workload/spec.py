@@ -29,7 +29,15 @@ DEFAULT_RATE_RPS = 1.0
 
 TRACE_FORMATS = ("auto", "azure", "burstgpt", "mooncake", "csv", "jsonl", "sessions")
 
-Tokens = Annotated[int, Meta(ge=1, description="tokens")]
+MAX_REQUESTS = 10_000_000
+"""Most requests (or closed-loop users) a workload may have. Ten million takes about an hour
+and gigabytes of records to simulate; a larger count is a typo or an unset limit."""
+
+MAX_TOKENS = 100_000_000
+"""Most tokens a length may have: far past every model's context window (a larger value is a
+typo, and would overflow the int64 token arrays)."""
+
+Tokens = Annotated[int, Meta(ge=1, le=MAX_TOKENS, description="tokens")]
 Seconds = Annotated[float, Meta(ge=0, description="seconds")]
 PositiveSeconds = Annotated[float, Meta(gt=0, description="seconds")]
 
@@ -74,7 +82,7 @@ class NormalLength(_Kind, tag="normal"):
 
     mean: Annotated[float, Meta(gt=0, description="tokens")]
     std: Annotated[float, Meta(ge=0, description="tokens")]
-    max: Annotated[int, Meta(ge=1, description="tokens; clip above")] | None = None
+    max: Annotated[int, Meta(ge=1, le=MAX_TOKENS, description="tokens; clip above")] | None = None
 
 
 class LognormalLength(_Kind, tag="lognormal"):
@@ -87,14 +95,14 @@ class LognormalLength(_Kind, tag="lognormal"):
 
     median: Annotated[float, Meta(gt=0, description="tokens")]
     sigma: Annotated[float, Meta(ge=0, description="standard deviation of ln(length)")]
-    max: Annotated[int, Meta(ge=1, description="tokens; clip above")] | None = None
+    max: Annotated[int, Meta(ge=1, le=MAX_TOKENS, description="tokens; clip above")] | None = None
 
 
 class ZipfLength(_Kind, tag="zipf"):
     """Truncated Zipf on ``1..max`` tokens: P(k) proportional to ``k ** -a``."""
 
     a: Annotated[float, Meta(gt=0, description="exponent")]
-    max: Annotated[int, Meta(ge=1, description="tokens, largest value")]
+    max: Annotated[int, Meta(ge=1, le=MAX_TOKENS, description="tokens, largest value")]
 
 
 class EmpiricalLength(_Kind, tag="empirical"):
@@ -332,7 +340,7 @@ class ClosedLoop(_Kind, tag="closed"):
     ``think_time_s`` is the pause between a user's consecutive requests (conversations).
     """
 
-    concurrency: Annotated[int, Meta(ge=1, description="simultaneous users")]
+    concurrency: Annotated[int, Meta(ge=1, le=MAX_REQUESTS, description="simultaneous users")]
     think_time_s: DurationField = FixedDuration(value_s=0.0)
 
     def __post_init__(self) -> None:
@@ -378,14 +386,20 @@ class WorkloadSpec(Spec):
     """
 
     name: Annotated[str, Meta(description="label for reports")] | None = None
-    num_requests: Annotated[int, Meta(ge=1, description="requests (turns)")] | None = None
+    num_requests: (
+        Annotated[int, Meta(ge=1, le=MAX_REQUESTS, description="requests (turns)")] | None
+    ) = None
     preset: PresetName | None = None
     input_len: Annotated[LengthField, Meta(description="prompt tokens")] | None = None
     output_len: Annotated[LengthField, Meta(description="generated tokens")] | None = None
     arrival: ArrivalSpec | None = None
 
-    prefix_groups: Annotated[int, Meta(ge=0, description="distinct shared prompt prefixes")] = 0
-    prefix_len: Annotated[int, Meta(ge=0, description="tokens in each shared prefix")] = 0
+    prefix_groups: Annotated[
+        int, Meta(ge=0, le=MAX_REQUESTS, description="distinct shared prompt prefixes")
+    ] = 0
+    prefix_len: Annotated[
+        int, Meta(ge=0, le=MAX_TOKENS, description="tokens in each shared prefix")
+    ] = 0
     prefix_fraction: Annotated[float, Meta(ge=0, le=1, description="requests using one")] = 1.0
     multi_turn: MultiTurnSpec | None = None
     hash_block_size: (
@@ -410,7 +424,7 @@ class WorkloadSpec(Spec):
         tuple[float, float] | None,
         Meta(description="(start_s, end_s) in trace seconds from its first request"),
     ] = None
-    max_requests: Annotated[int, Meta(ge=1)] | None = None
+    max_requests: Annotated[int, Meta(ge=1, le=MAX_REQUESTS)] | None = None
     zero_tokens: Annotated[
         Literal["clamp", "drop", "error"],
         Meta(description="trace rows with 0 input or output tokens"),

@@ -18,12 +18,11 @@ read with the file, row and column named. Rows with 0 input or output tokens fol
 and a served request produces at least one token), ``drop`` or ``error``.
 """
 
-import csv
 import json
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,6 +32,7 @@ import numpy as np
 from msgspec import Meta
 
 from servesim.errors import ServesimError
+from servesim.textfile import PARSE_ERRORS, csv_rows, parse_problem, text_lines
 from servesim.validation import FieldError, Spec, problem_of
 from servesim.validation import replace as replace_spec
 
@@ -79,8 +79,7 @@ def detect_format(path: str | Path) -> str:
     _need_file(path)
     suffix = path.suffix.lower()
     if suffix in _CSV_SUFFIXES:
-        with path.open(newline="", encoding="utf-8") as f:
-            header = set(next(csv.reader(f), []))
+        header = set(_csv_header(path))
         if {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} <= header:
             return "azure"
         if {"Timestamp", "Request tokens", "Response tokens"} <= header:
@@ -103,12 +102,19 @@ def detect_format(path: str | Path) -> str:
 # --------------------------------------------------------------------------- raw rows
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = [h.strip() for h in next(reader, [])]
-        rows = [row for row in reader if row]  # csv yields [] for a blank line
+    return csv_rows(path, field="trace", name=path.name, delimiter=delimiter)
+
+
+def _csv_header(path: Path) -> list[str]:
+    return [h.strip() for h in next(_csv_records(path), (0, []))[1]]
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    records = _csv_records(path)
+    header = [h.strip() for h in next(records, (0, []))[1]]
+    rows = [row for _, row in records if row]  # csv yields [] for a blank line
     if not header:
         raise ServesimError(f"{path.name} is empty", field="trace")
     return header, rows
@@ -117,9 +123,10 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 def _parse_json_line(path: Path, lineno: int, line: str) -> dict[str, Any]:
     try:
         record = json.loads(line)
-    except json.JSONDecodeError as err:
+    except PARSE_ERRORS as err:
+        problem = getattr(err, "msg", None) or parse_problem(err)
         raise ServesimError(
-            f"{path.name} line {lineno}: not valid JSON ({err.msg})", field="trace"
+            f"{path.name} line {lineno}: not valid JSON ({problem})", field="trace"
         ) from None
     if not isinstance(record, dict):
         raise ServesimError(f"{path.name} line {lineno}: expected a JSON object", field="trace")
@@ -128,19 +135,17 @@ def _parse_json_line(path: Path, lineno: int, line: str) -> dict[str, Any]:
 
 def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     records, linenos = [], []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                records.append(_parse_json_line(path, lineno, line))
-                linenos.append(lineno)
+    for lineno, line in text_lines(path, field="trace", name=path.name):
+        if line.strip():
+            records.append(_parse_json_line(path, lineno, line))
+            linenos.append(lineno)
     return records, linenos
 
 
 def _first_json_record(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                return _parse_json_line(path, lineno, line)
+    for lineno, line in text_lines(path, field="trace", name=path.name):
+        if line.strip():
+            return _parse_json_line(path, lineno, line)
     raise ServesimError(f"{path.name} is empty", field="trace")
 
 
@@ -163,22 +168,43 @@ def _bad(where: _Where, i: int, column: str, problem: str, fix: str | None = Non
     return ServesimError(f"{where.at(i)}: {column} {problem}", field="trace", fix=fix)
 
 
+MAX_TOKENS = 2**31 - 1
+"""Most tokens a trace's request may have (a count beyond int32 is a corrupt cell, not a
+prompt; larger ones would also overflow the int64 columns)."""
+
+MAX_SECONDS = 1e10
+"""Largest timestamp, in seconds after its unit (~317 years: Unix seconds, ms or us of any
+real trace are far below; a larger one is a wrong ``timestamp_unit`` or a corrupt cell)."""
+
+_FIRST_DATETIME, _END_DATETIME = np.datetime64("1900-01-01"), np.datetime64("2170-01-01")
+"""Date-times must fall in these 270 years: nanosecond stamps wrap silently beyond ~1678 and
+~2262, and the span between two of them must fit in int64 nanoseconds."""
+
+
+def _short(value: Any, width: int = 40) -> str:
+    """``value`` for a message, cut to ``width`` characters (a cell can be megabytes)."""
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _shown(value: Any) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         return "missing"
-    return f"{value!r}, not a number" if isinstance(value, str) else f"{value}, not a number"
+    return f"{_short(repr(value) if isinstance(value, str) else value)}, not a number"
 
 
 def _numbers(raw: Sequence[Any], column: str, where: _Where) -> np.ndarray:
     """Float64 values of a column; a non-number, missing or infinite value names its row."""
     try:
         values = np.asarray(raw, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         values = None
     if values is None or values.ndim != 1:
         for i, v in enumerate(raw):
             try:
                 ok = not isinstance(v, (bool, list, dict)) and math.isfinite(float(v))
+            except OverflowError:  # an int too large for a float (JSON has no limit)
+                raise _bad(where, i, column, f"is {_short(v)}, out of range") from None
             except (ValueError, TypeError):
                 ok = False
             if not ok:
@@ -187,44 +213,79 @@ def _numbers(raw: Sequence[Any], column: str, where: _Where) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         i = int(bad[0])
-        shown = "missing" if np.isnan(values[i]) else str(raw[i])
+        shown = "missing" if np.isnan(values[i]) else f"{_short(raw[i])}, out of range"
         raise _bad(where, i, column, f"is {shown}")
     return values
 
 
 def _token_column(raw: Sequence[Any], column: str, where: _Where) -> np.ndarray:
-    """Whole, non-negative token counts (int64)."""
+    """Whole, non-negative token counts (int64, at most :data:`MAX_TOKENS`)."""
     values = _numbers(raw, column, where)
     negative = np.flatnonzero(values < 0)
     if negative.size:
         i = int(negative[0])
-        raise _bad(where, i, column, f"is {raw[i]}", fix="token counts must be >= 0")
+        raise _bad(where, i, column, f"is {_short(raw[i])}", fix="token counts must be >= 0")
+    too_many = np.flatnonzero(values > MAX_TOKENS)
+    if too_many.size:
+        i = int(too_many[0])
+        raise _bad(
+            where,
+            i,
+            column,
+            f"is {_short(raw[i])}, out of range",
+            fix=f"token counts are at most {MAX_TOKENS:,}",
+        )
     fractional = np.flatnonzero(values != np.floor(values))
     if fractional.size:
         i = int(fractional[0])
-        raise _bad(where, i, column, f"is {raw[i]}, not a whole number of tokens")
+        raise _bad(where, i, column, f"is {_short(raw[i])}, not a whole number of tokens")
     return values.astype(np.int64)
 
 
-def _datetimes_s(raw: Sequence[Any], column: str, where: _Where) -> np.ndarray:
+def _is_datetime(value: Any, unit: str) -> bool:
+    if isinstance(value, (bool, list, dict)):
+        return False
+    try:
+        np.datetime64(value, unit)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+def _parse_datetimes(raw: Sequence[Any], column: str, where: _Where, unit: str) -> np.ndarray:
     with warnings.catch_warnings():
         # numpy warns (and then ignores the offset) for "...Z" / "+00:00"; traces use one zone.
         warnings.simplefilter("ignore")
         try:
-            stamps = np.asarray(raw, dtype="datetime64[ns]")
-        except (ValueError, TypeError):
-            for i, v in enumerate(raw):
-                try:
-                    np.datetime64(v, "ns")
-                except (ValueError, TypeError):
-                    raise _bad(
-                        where,
-                        i,
-                        column,
-                        f"is {v!r}, not a date-time or a number",
-                        fix="use ISO date-times like 2023-11-16 18:15:46.68 or set timestamp_unit",
-                    ) from None
-            raise
+            return np.asarray(raw, dtype=f"datetime64[{unit}]")
+        except (ValueError, TypeError, OverflowError):
+            pass
+        i = next((i for i, v in enumerate(raw) if not _is_datetime(v, unit)), 0)
+        raise _bad(
+            where,
+            i,
+            column,
+            f"is {_short(repr(raw[i]))}, not a date-time or a number",
+            fix="use ISO date-times like 2023-11-16 18:15:46.68 or set timestamp_unit",
+        ) from None
+
+
+def _datetimes_s(raw: Sequence[Any], column: str, where: _Where) -> np.ndarray:
+    # NOTE: parsed once in whole seconds to check the range (nanosecond stamps wrap silently
+    # past 2262), then in nanoseconds for the values.
+    coarse = _parse_datetimes(raw, column, where, "s")
+    known = ~np.isnat(coarse)
+    outside = np.flatnonzero(known & ((coarse < _FIRST_DATETIME) | (coarse >= _END_DATETIME)))
+    if outside.size:
+        i = int(outside[0])
+        raise _bad(
+            where,
+            i,
+            column,
+            f"is {_short(raw[i])}, out of range",
+            fix="date-times must fall between 1900 and 2169",
+        )
+    stamps = _parse_datetimes(raw, column, where, "ns")
     nat = np.flatnonzero(np.isnat(stamps))
     if nat.size:
         raise _bad(where, int(nat[0]), column, "is missing")
@@ -237,13 +298,26 @@ def _timestamps_s(raw: Sequence[Any], column: str, unit: str, where: _Where) -> 
         unit = "s" if _looks_numeric(raw) else "datetime"
     if unit == "datetime":
         return _datetimes_s(raw, column, where)
-    return _numbers(raw, column, where) * _UNIT_SECONDS[unit]
+    seconds = _numbers(raw, column, where) * _UNIT_SECONDS[unit]
+    outside = np.flatnonzero(np.abs(seconds) > MAX_SECONDS)
+    if outside.size:
+        i = int(outside[0])
+        raise _bad(
+            where,
+            i,
+            column,
+            f"is {_short(raw[i])}, out of range",
+            fix=f"timestamps are at most {MAX_SECONDS:.0e} s; check timestamp_unit ({unit})",
+        )
+    return seconds
 
 
 def _looks_numeric(raw: Sequence[Any]) -> bool:
     """Whether a column holds numbers (judged by its first value; bad rows are found later)."""
     try:
         float(raw[0])
+    except OverflowError:
+        return True  # an int too large for a float: a number, refused as out of range later
     except (ValueError, TypeError):
         return False
     return True
@@ -252,7 +326,7 @@ def _looks_numeric(raw: Sequence[Any]) -> bool:
 def _all_numeric(raw: Sequence[Any]) -> bool:
     try:
         values = np.asarray(raw, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return False
     return values.ndim == 1 and bool(np.isfinite(values).all())
 
@@ -322,6 +396,28 @@ class TraceTable:
         return float(self.timestamps_s[-1]) if len(self) else 0.0
 
 
+def _no_column(
+    path: Path, fmt: str, role: str, name: str, header: list[str], wanted: dict[str, str | None]
+) -> ServesimError:
+    """A missing column: the columns the format needs, and the header found (shortened: the
+    first line of a file in another format can be a whole JSON record)."""
+    needed = ", ".join(n for n in wanted.values() if n is not None)
+    found = ",".join(header)
+    if len(found) > 60:
+        found = found[:59] + "…"
+    text = (
+        f"{path.name} has no column {name!r}: the {fmt} format reads columns {needed}; "
+        f"its header is {found!r}"
+    )
+    if found.lstrip().startswith(("{", "[")):
+        return ServesimError(
+            text, field="trace_format", fix="it is JSON lines: use --trace-format jsonl or auto"
+        )
+    return ServesimError(
+        text, field=f"{role}_col", fix=f"check --trace-format, or set {role}_col to its name"
+    )
+
+
 def _raw_columns(
     path: Path, fmt: str, wanted: dict[str, str | None]
 ) -> tuple[dict[str, list[Any]], _Where]:
@@ -334,11 +430,7 @@ def _raw_columns(
             if name is None:
                 continue
             if name not in header:
-                raise ServesimError(
-                    f"{path.name} has no column {name!r} (it has {', '.join(header)})",
-                    field=f"{role}_col",
-                    fix=f"set {role}_col to one of its columns",
-                )
+                raise _no_column(path, fmt, role, name, header, wanted)
             index[role] = header.index(name)
         short = [i for i, row in enumerate(rows) if len(row) <= max(index.values(), default=0)]
         if short:
@@ -444,8 +536,7 @@ def read_trace(
 
 def _has_column(path: Path, fmt: str, name: str) -> bool:
     if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            return name in [h.strip() for h in next(csv.reader(f), [])]
+        return name in _csv_header(path)
     return name in _first_json_record(path)
 
 
@@ -536,10 +627,15 @@ def select_rows(
 class SessionTurnLine(Spec):
     """One turn of a sessions-file line."""
 
-    input_tokens: Annotated[int, Meta(ge=1, description="the whole prompt, history included")]
-    output_tokens: Annotated[int, Meta(ge=1)]
+    input_tokens: Annotated[
+        int, Meta(ge=1, le=MAX_TOKENS, description="the whole prompt, history included")
+    ]
+    output_tokens: Annotated[int, Meta(ge=1, le=MAX_TOKENS)]
     think_time_s: Annotated[
-        float, Meta(ge=0, description="seconds from the previous turn finishing to this one")
+        float,
+        Meta(
+            ge=0, le=MAX_SECONDS, description="seconds from the previous turn finishing to this one"
+        ),
     ] = 0.0
     hash_ids: tuple[int, ...] | None = None
 
@@ -551,10 +647,10 @@ class SessionTurnLine(Spec):
 class SessionLine(Spec, kw_only=True):
     """One line of a sessions file: a session and its turns."""
 
-    session_id: int | None = None
-    start_s: Annotated[float, Meta(ge=0, description="first turn's arrival, s")]
+    session_id: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | None = None
+    start_s: Annotated[float, Meta(ge=0, le=MAX_SECONDS, description="first turn's arrival, s")]
     turns: Annotated[tuple[SessionTurnLine, ...], Meta(min_length=1)]
-    hash_block_size: Annotated[int, Meta(ge=1)] | None = None
+    hash_block_size: Annotated[int, Meta(ge=1, le=MAX_TOKENS)] | None = None
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.start_s):
@@ -662,8 +758,11 @@ def read_lengths_file(path: str | Path, column: str | None = None) -> np.ndarray
             field="empirical.path",
             fix="check the path of the lengths file",
         )
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    rows = [
+        row
+        for _, row in csv_rows(path, field="empirical.path", name=path.name)
+        if row and any(cell.strip() for cell in row)
+    ]
     if not rows:
         raise ServesimError(f"{path.name} has no lengths", field="empirical.path")
     if _all_numeric(rows[0]):  # no header: one number per line
