@@ -139,6 +139,13 @@ def test_a_workload_that_is_not_a_mapping_names_the_field(tmp_path, value, flags
     assert_one_line_error(p, "w.yaml: workload: must be a mapping")
 
 
+def test_capacity_names_it_too_rather_than_replacing_it_with_the_flag(tmp_path):
+    config = tmp_path / "w.yaml"
+    config.write_text("workload: 5\n")
+    p = servesim("capacity", config, "-n", "20", "--slo-ttft-ms", "100")
+    assert_one_line_error(p, "w.yaml: workload: must be a mapping (got 5)")
+
+
 def test_plan_names_a_workload_file_whose_workload_is_not_a_mapping(tmp_path):
     config = tmp_path / "w.yaml"
     config.write_text("workload: 5\n")

@@ -264,7 +264,10 @@ def _interrupt_mid_write(tmp_path: Path, out: Path, sig: int) -> tuple[int, Path
     return proc.returncode, staging, err
 
 
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+# SIGTERM ends the process by SIGTERM once it has cleaned up (a shell shows status 143).
+@pytest.mark.parametrize(
+    ("sig", "status"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 130)]
+)
 def test_a_signal_mid_write_leaves_no_temporary_folder_and_no_new_run(tmp_path, sig, status):
     out = tmp_path / "run"
     code, staging, err = _interrupt_mid_write(tmp_path, out, sig)
@@ -281,7 +284,7 @@ def test_sigterm_mid_write_leaves_an_earlier_run_as_it_was(tmp_path):
     assert first.returncode == 0, first.stderr
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     code, staging, err = _interrupt_mid_write(tmp_path, out, signal.SIGTERM)
-    assert code == 143, err
+    assert code == -signal.SIGTERM, err
     assert not staging.exists()
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
@@ -291,6 +294,8 @@ def test_sigterm_handling_restores_the_previous_handler():
     from servesim.interrupts import Terminated, sigterm_raises
 
     before = signal.getsignal(signal.SIGTERM)
+    if before is not signal.SIG_DFL:
+        pytest.skip("the test runner handles SIGTERM itself")  # the signal would reach it
     with pytest.raises(Terminated), sigterm_raises() as term:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises long before this ends

@@ -11,9 +11,10 @@ a KeyboardInterrupt, so every handler written for Ctrl-C handles it too.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
@@ -26,7 +27,7 @@ class Terminated(KeyboardInterrupt):
 
 @dataclass
 class TermState:
-    """Whether SIGTERM arrived inside the block (to exit with :data:`SIGTERM_EXIT_CODE`)."""
+    """Whether SIGTERM arrived inside the block (then :func:`end_by_sigterm` after cleanup)."""
 
     received: bool = False
 
@@ -62,3 +63,18 @@ def sigterm_raises() -> Iterator[TermState]:
         yield state
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def end_by_sigterm() -> None:
+    """End the process as an unhandled SIGTERM would, once its cleanup has run.
+
+    NOTE: re-raised rather than ``sys.exit(143)``: whoever sent the signal sees the process
+    ended by it (a shell's status 143, a parent's ``-15``), also when the CLI's ``main`` runs
+    inside another program (a test runner) that must stop too. Only called after a
+    :func:`sigterm_raises` block that received SIGTERM, so the default action is back.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
+    signal.raise_signal(signal.SIGTERM)
+    sys.exit(SIGTERM_EXIT_CODE)  # not reached where the default action ends the process

@@ -244,7 +244,9 @@ class ModelSpec:
         read = _Reader(cfg, source)
         model_type = read.text("model_type", default="")
         hidden = read.integer("hidden_size", aliases=("n_embd", "d_model"))
-        layers = read.integer("num_hidden_layers", aliases=("n_layer", "num_layers"))
+        layers = read.integer(
+            "num_hidden_layers", aliases=("n_layer", "num_layers"), maximum=MAX_LAYERS
+        )
         heads = read.integer("num_attention_heads", aliases=("n_head", "num_heads"))
         kv_heads = read.integer(
             "num_key_value_heads", aliases=("num_kv_heads", "n_head_kv"), default=heads
@@ -381,6 +383,20 @@ def _layer_norm_params(spec: ModelSpec) -> int:
 # --- config parsing helpers -----------------------------------------------------------------
 
 
+MAX_CONFIG_INT = 2**31 - 1
+"""Largest integer a config.json field may hold (configs are int32; a larger value is a
+corrupt file, and would overflow the cost model's int64 arithmetic)."""
+
+MAX_LAYERS = 10_000
+"""Most transformer layers a config may have (the largest published models have ~200; the
+cost model visits every layer, so an absurd count would run for hours)."""
+
+
+def _shown(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 class _Reader:
     """Typed access to one config dict; every error names the config file and field."""
 
@@ -412,6 +428,7 @@ class _Reader:
         aliases: tuple[str, ...] = (),
         default: int | None = None,
         minimum: int = 1,
+        maximum: int = MAX_CONFIG_INT,
     ) -> int:
         found, value = self._find(key, aliases)
         if value is None:
@@ -419,9 +436,11 @@ class _Reader:
                 raise self.error(key, "is missing")
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(found, f"must be an integer, got {value!r}")
+            raise self.error(found, f"must be an integer, got {_shown(value)}")
         if value < minimum:
-            raise self.error(found, f"must be >= {minimum}, got {value}")
+            raise self.error(found, f"must be >= {minimum}, got {_shown(value)}")
+        if value > maximum:
+            raise self.error(found, f"must be <= {maximum:,}, got {_shown(value)}")
         return value
 
     def flag(self, key: str, *, default: bool) -> bool:
@@ -429,7 +448,7 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, got {value!r}")
+            raise self.error(key, f"must be true or false, got {_shown(value)}")
         return value
 
     def text(self, key: str, *, default: str) -> str:
@@ -437,7 +456,7 @@ class _Reader:
         if value is None:
             return default
         if not isinstance(value, str):
-            raise self.error(key, f"must be a string, got {value!r}")
+            raise self.error(key, f"must be a string, got {_shown(value)}")
         return value
 
 
@@ -455,7 +474,7 @@ def _architecture(read: _Reader, model_type: str) -> str:
     if archs is None:
         return model_type or "unknown"
     if not isinstance(archs, list) or not archs or not all(isinstance(a, str) for a in archs):
-        raise read.error("architectures", f"must be a list of class names, got {archs!r}")
+        raise read.error("architectures", f"must be a list of class names, got {_shown(archs)}")
     return archs[0]
 
 
@@ -571,7 +590,7 @@ def _parse_dtype(read: _Reader) -> tuple[str, str, str]:
     """``(dtype, base_dtype, quant_scope)``: the stored weight format and what it covers."""
     raw = read.cfg.get("torch_dtype") or read.cfg.get("dtype") or "bfloat16"
     if not isinstance(raw, str) or raw.removeprefix("torch.") not in _TORCH_DTYPES:
-        raise read.error("torch_dtype", f"is not a floating-point dtype: {raw!r}")
+        raise read.error("torch_dtype", f"is not a floating-point dtype: {_shown(raw)}")
     base = _TORCH_DTYPES[raw.removeprefix("torch.")]
     quant = read.cfg.get("quantization_config")
     if quant is None:

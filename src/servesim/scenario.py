@@ -328,11 +328,15 @@ def load_scenario_file(path: str | Path, field: str = "--config") -> dict[str, A
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``overrides`` into ``base`` (CLI flags override the scenario file)."""
+    """Deep-merge ``overrides`` into ``base`` (CLI flags override the scenario file).
+
+    A value of ``base`` that is not a mapping where ``overrides`` adds fields to one (a file's
+    ``workload: 5`` under ``--num-requests``) is kept, for validation to name: replacing it
+    would run something the user did not write."""
     out = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value)
-        else:
+        elif not (isinstance(value, dict) and out.get(key) is not None):
             out[key] = value
     return out

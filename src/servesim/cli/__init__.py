@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; a user mistake is one line on stderr and exit code 2.
 
     SIGTERM is handled as Ctrl-C is (temporary folders removed, a sweep's finished results
-    written), then the process exits with status 143.
+    written), then ends the process as SIGTERM does (status 143 in a shell).
     """
-    from servesim.interrupts import SIGTERM_EXIT_CODE, sigterm_raises
+    from servesim.interrupts import end_by_sigterm, sigterm_raises
 
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
             code = _run(args)
     except KeyboardInterrupt:  # outside the command (typer turns one inside it into 130)
         code = 130
-    sys.exit(SIGTERM_EXIT_CODE if term.received else code)
+    if term.received:
+        end_by_sigterm()
+    sys.exit(code)
 
 
 def _run(args: list[str]) -> int:

@@ -35,6 +35,7 @@ from servesim.errors import ServesimError
 from servesim.textfile import PARSE_ERRORS, csv_rows, parse_problem, text_lines
 from servesim.validation import FieldError, Spec, problem_of
 from servesim.validation import replace as replace_spec
+from servesim.workload.spec import MAX_TOKENS
 
 # --------------------------------------------------------------------------- formats
 
@@ -167,10 +168,6 @@ class _Where:
 def _bad(where: _Where, i: int, column: str, problem: str, fix: str | None = None) -> ServesimError:
     return ServesimError(f"{where.at(i)}: {column} {problem}", field="trace", fix=fix)
 
-
-MAX_TOKENS = 2**31 - 1
-"""Most tokens a trace's request may have (a count beyond int32 is a corrupt cell, not a
-prompt; larger ones would also overflow the int64 columns)."""
 
 MAX_SECONDS = 1e10
 """Largest timestamp, in seconds after its unit (~317 years: Unix seconds, ms or us of any
