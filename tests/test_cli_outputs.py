@@ -231,7 +231,10 @@ write_columns = output._write_columns
 
 def stalled(path, *args):
     write_columns(path, *args)
-    ready.write_text(str(path.parent))
+    # Written whole, then renamed: the test never reads a half-written file.
+    part = ready.with_name(ready.name + ".part")
+    part.write_text(str(path.parent))
+    part.replace(ready)
     time.sleep(120)
 
 
