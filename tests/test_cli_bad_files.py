@@ -130,13 +130,21 @@ def test_a_sweep_resumes_past_a_binary_tail_of_its_journal(tmp_path):
 # --------------------------------------------------------------------------- workload: 5
 
 
-@pytest.mark.parametrize("value", ["5", "some.yaml"])
 @pytest.mark.parametrize("flags", [["-n", "50"], ["--rate", "3"], []])
-def test_a_workload_that_is_not_a_mapping_names_the_field(tmp_path, value, flags):
+def test_a_workload_that_is_not_a_mapping_names_the_field(tmp_path, flags):
     config = tmp_path / "w.yaml"
-    config.write_text(f"workload: {value}\n")
+    config.write_text("workload: 5\n")
     p = servesim("simulate", "--config", config, *flags)
     assert_one_line_error(p, "w.yaml: workload: must be a mapping")
+
+
+@pytest.mark.parametrize("flags", [["-n", "50"], ["--rate", "3"], []])
+def test_a_workload_named_by_a_missing_file_names_the_file(tmp_path, flags):
+    # A string is a preset or a workload file (relative to the scenario file), never ignored.
+    config = tmp_path / "w.yaml"
+    config.write_text("workload: some.yaml\n")
+    p = servesim("simulate", "--config", config, *flags)
+    assert_one_line_error(p, "w.yaml: workload", f"{tmp_path / 'some.yaml'} does not exist")
 
 
 def test_capacity_names_it_too_rather_than_replacing_it_with_the_flag(tmp_path):

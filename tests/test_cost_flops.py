@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_cost_specs import deepseek_v3, gpt_oss_20b, h100, llama_3_1_8b
+from cost_factories import deepseek_v3, gpt_oss_20b, h100, llama_3_1_8b
 
 from servesim.cost import CostParams, build_step_cost, flops_breakdown
 from servesim.errors import ServesimError

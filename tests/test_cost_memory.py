@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_cost_specs import (
+from cost_factories import (
     GiB,
     deepseek_v3,
     gpt_oss_20b,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from test_cost_specs import deepseek_v3, gpt_oss_20b, h100, llama_3_1_8b
+from cost_factories import deepseek_v3, gpt_oss_20b, h100, llama_3_1_8b
 
 from servesim.cost import CostParams, Parallelism, build_step_cost, valid_tps
 from servesim.cost.dtypes import dtype_bytes
-from servesim.cost.step import resolve_params
+from servesim.cost.resolve import resolve_params
 from servesim.errors import ServesimError
 
 

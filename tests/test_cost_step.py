@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cost_factories import deepseek_v3, gpt_oss_20b, h100, llama_3_1_8b, llama_3_1_70b
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_cost_specs import deepseek_v3, gpt_oss_20b, h100, llama_3_1_8b, llama_3_1_70b
 
 from servesim.cost import CostParams, Parallelism, build_step_cost, gemm_efficiency
-from servesim.cost import operators as ops
+from servesim.cost import features as ops
 from servesim.errors import ServesimError
 
 NO_FIXED = CostParams(kernel_launch_s=0.0, step_overhead_s=0.0)

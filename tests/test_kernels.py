@@ -5,7 +5,7 @@ import pytest
 
 from servesim.cost import CostParams, Parallelism, build_step_cost
 from servesim.cost import kernels as K
-from servesim.cost.step import RUNGS
+from servesim.cost.accounting import RUNGS
 from servesim.hardware import load_hardware
 from servesim.model import load_model
 

@@ -284,6 +284,7 @@ def profiled_trace(tmp_path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_perfetto_reads_the_merged_trace(profiled_trace, tmp_path):
     obj = json.loads(profiled_trace.read_text())
     complete = [e for e in obj["traceEvents"] if e["ph"] == "X"]
@@ -320,6 +321,7 @@ def test_perfetto_reads_the_merged_trace(profiled_trace, tmp_path):
     assert any(value == 0.25 for _, value in counters)
 
 
+@pytest.mark.slow
 def test_perfetto_reads_a_trace_written_with_chrome_helpers(tmp_path):
     """The shapes the simulator's trace uses: step slices, overlapping async requests, counters."""
     events = [chrome.process_name(1, "instance 0"), chrome.thread_name(1, 1, "steps")]
@@ -354,6 +356,7 @@ def test_perfetto_reads_a_trace_written_with_chrome_helpers(tmp_path):
     assert process == [["instance 0"]]
 
 
+@pytest.mark.slow
 def test_the_consumer_check_can_fail(tmp_path):
     """Overlapping slices on one row: Perfetto drops one and records an error in stats."""
     path = tmp_path / "bad.json"

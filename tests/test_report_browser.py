@@ -58,6 +58,7 @@ def report(tmp_path_factory) -> tuple[Path, dict]:
     return out, json.loads((run_dir / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_the_page_loads_clean_and_shows_the_summary(report, tmp_path):
     page, summary = report
     done = chromium(page, tmp_path / "profile", "--dump-dom")
@@ -70,6 +71,7 @@ def test_the_page_loads_clean_and_shows_the_summary(report, tmp_path):
     assert dom.cells["completed"] == str(summary["completed"])
 
 
+@pytest.mark.slow
 def test_the_charts_draw(report, tmp_path):
     page, _ = report
     shot = tmp_path / "page.png"
@@ -84,6 +86,7 @@ def test_the_charts_draw(report, tmp_path):
     assert drawn > 0.01, f"only {drawn:.2%} of the page is in colour: charts did not draw"
 
 
+@pytest.mark.slow
 def test_the_console_check_can_fail(tmp_path):
     """A page that fetches (blocked by the report's CSP) and runs a script is caught."""
     bad = tmp_path / "bad.html"

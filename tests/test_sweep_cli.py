@@ -67,8 +67,29 @@ def test_dry_run_lists_scenarios_without_running(tmp_path):
     sweep.write_text(SMALL % "[4, 8, 16]")
     p = servesim("sweep", sweep, "--dry-run", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    assert "6 scenarios, all valid" in p.stdout
+    assert "6 scenarios, all valid; none run" in p.stdout
+    # A plan, not results: titled so, every row "planned" (nothing ran, nothing is "ok").
+    assert "Plan (dry run: nothing simulated)" in p.stdout and "Results" not in p.stdout
+    assert p.stdout.count("planned") == 6 and " ok " not in p.stdout
     assert not (tmp_path / "s-results").exists()
+
+
+def test_num_requests_overrides_the_base_workload_of_every_scenario(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SMALL % "[4]")
+    p = servesim("sweep", sweep, "-n", 7, "-j", 1, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert {r["completed"] for r in rows(tmp_path / "s-results" / "results.csv")} == {"7"}
+
+
+def test_an_inline_base_may_name_a_workload_file_relative_to_the_sweep(tmp_path):
+    (tmp_path / "w.yaml").write_text("preset: code\nnum_requests: 6\n")
+    sweep = tmp_path / "sub" / "s.yaml"
+    sweep.parent.mkdir()
+    sweep.write_text("base:\n  workload: ../w.yaml\ngrid:\n  workload.arrival.rate: [4, 8]\n")
+    p = servesim("sweep", sweep, "-j", 1, "-o", tmp_path / "out")
+    assert p.returncode == 0, p.stderr
+    assert {r["completed"] for r in rows(tmp_path / "out" / "results.csv")} == {"6"}
 
 
 @pytest.mark.parametrize(
@@ -175,7 +196,7 @@ def test_plan_unreachable_is_exit_2_with_best_found():
                  "--max-gpus", 1, "-n", 100, "--max-num-batched-tokens", 8192)  # fmt: skip
     assert p.returncode == 2
     assert "no deployment of at most 1 GPUs meets p99 TPOT <= 2 ms" in p.stderr
-    assert "best found: 1 × H100 TP1" in p.stderr
+    assert "best found: 1 instance × TP1 = 1 × H100" in p.stderr
 
 
 def test_example_sweeps_are_valid():

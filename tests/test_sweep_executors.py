@@ -68,6 +68,7 @@ def test_local_pool_gives_the_same_rows_as_serial(points, serial_rows, tmp_path)
     assert len({r["p99_ttft_ms"] for r in rows}) == len(rows)
 
 
+@pytest.mark.slow
 def test_ray_gives_the_same_rows_as_serial(local_ray, points, serial_rows, tmp_path):
     with RayExecutor("local") as ex:  # joins the session the fixture started
         assert ex.workers == 2

@@ -224,6 +224,7 @@ def _perfetto():
     return perfetto_query, _PROBLEMS
 
 
+@pytest.mark.slow
 def test_perfetto_reads_the_trace_of_a_real_run(real_run, tmp_path):
     found = _perfetto()
     if found is None:

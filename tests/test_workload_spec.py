@@ -8,6 +8,8 @@ import pytest
 
 from servesim.errors import ServesimError
 from servesim.workload import (
+    DEFAULT_NUM_REQUESTS,
+    DEFAULT_PRESET,
     DEFAULT_RATE_RPS,
     PoissonArrival,
     RequestSpec,
@@ -37,6 +39,21 @@ def test_preset_fills_lengths_and_default_arrival_is_poisson():
     assert spec.effective_input_len == PresetLength(name="code", role="input")
     assert spec.effective_output_len == PresetLength(name="code", role="output")
     assert spec.effective_arrival == PoissonArrival(rate=DEFAULT_RATE_RPS)
+
+
+def test_what_a_synthetic_workload_leaves_out_takes_the_one_default():
+    # The same defaults as the CLI with no workload flags (issue 16): filled in, so the
+    # scenario echoed in summary.json says what ran.
+    empty = parse_workload_spec({})
+    assert empty.num_requests == DEFAULT_NUM_REQUESTS == 1000
+    assert empty.preset == DEFAULT_PRESET == "conversation"
+    assert empty.arrival == PoissonArrival(rate=DEFAULT_RATE_RPS) == PoissonArrival(rate=20.0)
+    only_input = parse_workload_spec({"num_requests": 3, "input_len": 100})
+    assert only_input.preset == "conversation" and only_input.input_len == FixedLength(100)
+    both = parse_workload_spec(make_spec())
+    assert both.preset is None  # both lengths given: no preset in it
+    replay = parse_workload_spec({"trace": "t.csv"})
+    assert replay.num_requests is None and replay.arrival is None  # keeps its timestamps
 
 
 def test_explicit_length_overrides_preset():
@@ -109,8 +126,12 @@ def test_infinite_rate_is_accepted():
             ">= 1",
         ),
         ({"num_requests": 0}, "workload.num_requests", ""),
-        ({"num_requests": None}, "workload", "num_requests is required"),
-        ({"input_len": None}, "workload", "set input_len and output_len"),
+        (
+            {"arrival": {"kind": "closed", "concurrency": 4}, "max_concurrency": 2},
+            "workload",
+            "a closed loop's concurrency is its cap",
+        ),
+        ({"max_concurrency": 0}, "workload.max_concurrency", ">= 1"),
         ({"prefix_groups": 4}, "workload", "prefix_groups and prefix_len"),
         (
             {"prefix_groups": 4, "prefix_len": 64, "prefix_fraction": 1.5},

@@ -11,12 +11,17 @@ writes compact CSVs:
     src/servesim/catalog/kernels/<gpu>/attention_prefill.csv
     src/servesim/catalog/kernels/<gpu>/attention_decode.csv
     src/servesim/catalog/kernels/<gpu>/allreduce.csv      (NVLink systems only)
+    src/servesim/catalog/kernels/<gpu>/moe_{vllm,sglang}.csv (vLLM's and SGLang's fused MoE)
     src/servesim/catalog/kernels/README.md                 (columns, formulas, sources)
 
-Run it in a virtual environment that has ``aiconfigurator-core`` (or ``aiconfigurator``),
-pandas and pyarrow; servesim itself is not imported:
+Run it with servesim's environment (numpy, pyarrow) and either the ``aiconfigurator-core``
+wheel installed (``pip install 'servesim[kernels]'``) or ``--data-root`` naming a
+``systems/data`` folder (e.g. another virtual environment's copy):
 
     python bench/gpu/distil_kernels.py [--data-root DIR] [--out DIR]
+
+The layout of the tables and their reduction (median per shape, seconds, TFLOP/s, GB/s) live
+in ``servesim.cost.aic_tables``, shared with the run-time reader of the extra.
 
 The output is deterministic for a given package version: re-running it rewrites the same files.
 """
@@ -24,30 +29,28 @@ The output is deterministic for a given package version: re-running it rewrites 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import importlib.resources
+import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import yaml
-from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "src"))
+
+# The layout of AIConfigurator's tables and their reduction to servesim's columns are defined
+# once, in servesim.cost.aic_tables (run-time reading with the servesim[kernels] extra uses them
+# too); this script only picks the grid and the backend kept in the catalog, and writes it.
+from servesim.cost import aic_tables as aic  # noqa: E402
+
 DEFAULT_OUT = REPO / "src" / "servesim" / "catalog" / "kernels"
 HARDWARE = REPO / "src" / "servesim" / "catalog" / "hardware"
 BACKEND = "trtllm"
 
 # servesim hardware id (lower-cased ``name`` of catalog/hardware/*.yaml) -> AIConfigurator system.
-GPUS = {
-    "h100": "h100_sxm",
-    "h200": "h200_sxm",
-    "a100-80gb": "a100_sxm",
-    "b200": "b200_sxm",
-    "l40s": "l40s",
-}
+GPUS = {gpu: aic.SYSTEMS[gpu] for gpu in ("h100", "h200", "a100-80gb", "b200", "l40s")}
 # NOTE: L40S has no NVLink (PCIe only); its all-reduce table exists but is left out on purpose.
 NVLINK_GPUS = {"h100", "h200", "a100-80gb", "b200"}
 # (gpu, output file) -> backend read instead of BACKEND.
@@ -55,38 +58,17 @@ NVLINK_GPUS = {"h100", "h200", "a100-80gb", "b200"}
 # reads at 2 GB working sets, 1.6x the A100's 2.04 TB/s HBM, and is faster than H100 on the
 # same shapes: not physical. Its vLLM table (flash-attn, ~1.7 TB/s at best) is used instead.
 BACKEND_OVERRIDES = {("a100-80gb", "attention_decode.csv"): "vllm"}
-# Decode rows reading at least this many KV bytes cannot be served from L2 (<= 126 MB on
-# these GPUs), so their bandwidth must stay under the HBM peak; a table that breaks it is dropped.
-DECODE_HBM_CHECK_BYTES = 1e9
 
-# --- the grid kept from each table -------------------------------------------------------------
-GEMM_DTYPES = {"bfloat16": "bf16", "fp8": "fp8"}  # fp8 = per-tensor scaled FP8
-GEMM_M = tuple(2**i for i in range(15))  # 1 .. 16384 tokens
-# A log-spaced rectangle of (n, k): 8 x 5 = 40 pairs covering LLM projections per GPU.
-GEMM_N = (1024, 2048, 4096, 6144, 8192, 12288, 16384, 65536)
-GEMM_K = (1024, 2048, 4096, 8192, 16384)
-
-# (attn_dtype, kv_cache_dtype) of the prefill table -> our dtype label.
-PREFILL_DTYPES = {("bfloat16", "bfloat16"): "bf16", ("fp8", "fp8"): "fp8"}
-# kv_cache_dtype of the decode table -> (our dtype label, bytes per KV element).
-DECODE_DTYPES = {"bfloat16": ("bf16", 2), "fp8": ("fp8", 1)}
-# (head_dim, num_heads, num_kv_heads) per GPU: MHA and GQA 4:1 / 8:1 shapes after tensor parallel.
-ATTN_HEADS = (
-    (128, 8, 1),
-    (128, 8, 8),
-    (128, 16, 2),
-    (128, 32, 4),
-    (128, 32, 8),
-    (128, 32, 32),
-    (128, 64, 8),
-    (64, 8, 1),
-    (64, 8, 8),
-    (64, 64, 8),
-)
-PREFILL_SEQ = tuple(2**i for i in range(4, 15))  # 16 .. 16384 tokens
-DECODE_CONTEXT = (64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
-
-ALLREDUCE_ELEMENT_BYTES = {"bfloat16": 2, "float16": 2}
+# MoE layers (routed experts: grouped GEMMs, activation and combine) of the catalog's MoE models:
+# (hidden_size, moe inter_size, top-k, routed experts).
+MOE_SHAPES = {
+    (7168, 2048, 8, 256),  # DeepSeek-V3 / R1
+    (2048, 768, 8, 128),  # Qwen3-30B-A3B
+    (4096, 1536, 8, 128),  # Qwen3-235B-A22B
+    (4096, 14336, 2, 8),  # Mixtral-8x7B
+    (2880, 2880, 4, 128),  # gpt-oss-120b
+}
+MOE_BACKENDS = ("vllm", "sglang")
 
 
 @dataclass(frozen=True)
@@ -104,21 +86,6 @@ class Source:
     rows_out: int
 
 
-def default_data_root() -> Path:
-    """The ``systems/data`` folder of the installed ``aiconfigurator_core`` package."""
-    return Path(str(importlib.resources.files("aiconfigurator_core"))) / "systems" / "data"
-
-
-def package_version() -> str:
-    """``aiconfigurator-core <version>`` (or the bundling ``aiconfigurator`` package)."""
-    for dist in ("aiconfigurator-core", "aiconfigurator"):
-        try:
-            return f"{dist} {importlib.metadata.version(dist)}"
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return "aiconfigurator (version unknown)"
-
-
 def hbm_bandwidth(gpu: str) -> float | None:
     """HBM peak (bytes/s) of the servesim catalog GPU whose lower-cased ``name`` is ``gpu``."""
     for path in sorted(HARDWARE.glob("*.yaml")):
@@ -128,173 +95,41 @@ def hbm_bandwidth(gpu: str) -> float | None:
     return None
 
 
-def newest_version_dir(root: Path, system: str, op: str, backend: str, table: str) -> Path | None:
-    """Newest ``<op>/<backend>/<version>`` folder of ``system`` that holds ``<table>.parquet``.
-
-    NOTE: a newer version folder may hold only a ``reuse.yaml`` that points back at an older
-    collection (e.g. b200 gemm 1.3.0rc23 -> 1.3.0rc20), so the file itself is what we look for.
-    """
-    base = root / system / op / backend
-    if not base.is_dir():
-        return None
-    found = [d for d in base.iterdir() if (d / f"{table}.parquet").is_file()]
-    return max(found, key=lambda d: Version(d.name), default=None)
-
-
-def read_table(
-    root: Path, system: str, op: str, backend: str, table: str
-) -> tuple[pd.DataFrame, str] | None:
-    """The table as a DataFrame plus the version folder it came from, or None if absent."""
-    folder = newest_version_dir(root, system, op, backend, table)
-    if folder is None:
-        return None
-    return pd.read_parquet(folder / f"{table}.parquet"), folder.name
-
-
-def median_by(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """One row per key: the median latency (ms) of repeated measurements of the same shape."""
-    return df.groupby(keys, as_index=False)["latency"].median().sort_values(keys)
-
-
-def distil_gemm(df: pd.DataFrame) -> pd.DataFrame:
-    """``dtype,m,n,k,seconds,tflops`` on the GEMM_M x GEMM_N x GEMM_K grid (pairs present)."""
-    df = df[df.gemm_dtype.isin(GEMM_DTYPES)]
-    df = df[df.m.isin(GEMM_M) & df.n.isin(GEMM_N) & df.k.isin(GEMM_K)]
-    df = df.assign(dtype=df.gemm_dtype.map(GEMM_DTYPES))
-    df = median_by(df, ["dtype", "m", "n", "k"])
-    seconds = df.latency / 1e3
-    flops = 2.0 * df.m * df.n * df.k
-    return df.assign(seconds=seconds, tflops=flops / seconds / 1e12)[
-        ["dtype", "m", "n", "k", "seconds", "tflops"]
-    ]
-
-
-def keep_heads(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of full (non-sliding-window) attention with a shape listed in ATTN_HEADS."""
-    if "window_size" in df:  # older tables have no sliding-window rows and no such column
-        df = df[df.window_size == 0]
-    shape = list(zip(df.head_dim, df.num_heads, df.num_key_value_heads, strict=True))
-    return df[pd.Series(shape, index=df.index).isin(ATTN_HEADS)]
-
-
-def distil_prefill(df: pd.DataFrame) -> pd.DataFrame:
-    """``dtype,batch,seq_len,num_heads,num_kv_heads,head_dim,seconds,tflops``.
-
-    FLOPs of causal attention over a fresh prompt: QK^T and PV are 2·s²·h·d each, halved by
-    the causal mask, so 4·b·s²·h·d / 2.
-    """
-    pair = list(zip(df.attn_dtype, df.kv_cache_dtype, strict=True))
-    df = df.assign(dtype=pd.Series(pair, index=df.index).map(PREFILL_DTYPES))
-    df = keep_heads(df[df.dtype.notna() & df.isl.isin(PREFILL_SEQ)])
-    df = df.rename(
-        columns={"batch_size": "batch", "isl": "seq_len", "num_key_value_heads": "num_kv_heads"}
-    )
-    keys = ["dtype", "batch", "seq_len", "num_heads", "num_kv_heads", "head_dim"]
-    df = median_by(df, keys)
-    seconds = df.latency / 1e3
-    flops = 4.0 * df.batch * df.seq_len**2 * df.num_heads * df.head_dim / 2
-    return df.assign(seconds=seconds, tflops=flops / seconds / 1e12)[keys + ["seconds", "tflops"]]
-
-
-def distil_decode(df: pd.DataFrame) -> pd.DataFrame:
-    """``dtype,batch,context_len,num_heads,num_kv_heads,head_dim,seconds,gbps``.
-
-    One new query token per sequence attends to ``context_len`` cached tokens. AIConfigurator
-    stores ``isl = 1`` and ``step`` = tokens already cached, so the KV length read is
-    ``isl + step``. ``dtype`` is the KV-cache dtype (queries are bf16). gbps = K and V bytes
-    read / seconds / 1e9.
-    """
-    df = df[df.kv_cache_dtype.isin(DECODE_DTYPES)]
-    df = df.assign(
-        context_len=df.isl + df.step,
-        dtype=df.kv_cache_dtype.map(lambda d: DECODE_DTYPES[d][0]),
-        kv_bytes=df.kv_cache_dtype.map(lambda d: DECODE_DTYPES[d][1]),
-    )
-    df = keep_heads(df[df.context_len.isin(DECODE_CONTEXT)])
-    df = df.rename(columns={"batch_size": "batch", "num_key_value_heads": "num_kv_heads"})
-    keys = ["dtype", "batch", "context_len", "num_heads", "num_kv_heads", "head_dim"]
-    df = df.groupby(keys, as_index=False).agg(latency=("latency", "median"), kv=("kv_bytes", "max"))
-    seconds = df.latency / 1e3
-    kv_read = 2.0 * df.batch * df.context_len * df.num_kv_heads * df.head_dim * df.kv
-    return df.assign(seconds=seconds, gbps=kv_read / seconds / 1e9)[keys + ["seconds", "gbps"]]
-
-
-def distil_allreduce(df: pd.DataFrame) -> pd.DataFrame:
-    """``num_gpus,bytes,seconds,busbw_gbps``; busbw = 2·(n−1)/n · bytes / seconds / 1e9.
-
-    AIConfigurator's ``message_size`` counts elements of ``allreduce_dtype``, not bytes.
-    """
-    unknown = set(df.allreduce_dtype) - set(ALLREDUCE_ELEMENT_BYTES)
-    if unknown:
-        raise ValueError(f"all-reduce dtype(s) of unknown size: {sorted(unknown)}")
-    df = df.assign(bytes=df.message_size * df.allreduce_dtype.map(ALLREDUCE_ELEMENT_BYTES))
-    df = median_by(df, ["num_gpus", "bytes"])
-    seconds = df.latency / 1e3
-    n = df.num_gpus
-    busbw = 2.0 * (n - 1) / n * df.bytes / seconds / 1e9
-    columns = ["num_gpus", "bytes", "seconds", "busbw_gbps"]
-    return df.assign(seconds=seconds, busbw_gbps=busbw)[columns]
-
-
-def check_decode(decode: pd.DataFrame, hbm_bytes_per_s: float) -> None:
-    """Raise ValueError if a decode row too large for L2 reads KV faster than HBM allows."""
-    kv_read = decode.gbps * 1e9 * decode.seconds
-    big = decode[kv_read >= DECODE_HBM_CHECK_BYTES]
-    if len(big) and big.gbps.max() * 1e9 > hbm_bytes_per_s:
-        raise ValueError(
-            f"decode reads {big.gbps.max():.0f} GB/s from HBM, above the "
-            f"{hbm_bytes_per_s / 1e9:.0f} GB/s peak"
-        )
-
-
-# output file -> (op folder, table name, distiller)
+# output file -> (op folder, table name, reduction onto the catalog grid)
 OUTPUTS = {
-    "gemm.csv": ("gemm", "gemm_perf", distil_gemm),
-    "attention_prefill.csv": ("attention", "context_attention_perf", distil_prefill),
-    "attention_decode.csv": ("attention", "generation_attention_perf", distil_decode),
-    "allreduce.csv": ("comm", "custom_allreduce_perf", distil_allreduce),
+    "gemm.csv": ("gemm", "gemm_perf", lambda t: aic.reduce_gemm(t, grid=True)),
+    "attention_prefill.csv": (
+        "attention",
+        "context_attention_perf",
+        lambda t: aic.reduce_prefill(t, grid=True),
+    ),
+    "attention_decode.csv": (
+        "attention",
+        "generation_attention_perf",
+        lambda t: aic.reduce_decode(t, grid=True),
+    ),
+    "allreduce.csv": ("comm", "custom_allreduce_perf", aic.reduce_allreduce),
 }
+MEASURED_COLUMNS = {"seconds", "tflops", "gbps", "busbw_gbps"}
 
 
-# MoE layers (routed experts: grouped GEMMs, activation and combine) of the catalog's MoE models:
-# (hidden_size, moe inter_size, top-k, routed experts).
-MOE_SHAPES = {
-    (7168, 2048, 8, 256),  # DeepSeek-V3 / R1
-    (2048, 768, 8, 128),  # Qwen3-30B-A3B
-    (4096, 1536, 8, 128),  # Qwen3-235B-A22B
-    (4096, 14336, 2, 8),  # Mixtral-8x7B
-    (2880, 2880, 4, 128),  # gpt-oss-120b
-}
-MOE_BACKENDS = ("vllm", "sglang")
-MOE_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block", "w4a16_mxfp4": "mxfp4"}
-MOE_MAX_GPUS = 8
-# Balanced routing where measured; A100's vLLM table has only skewed (power-law) routings.
-MOE_DISTRIBUTIONS = ("balanced", "power_law_1.01")
-
-
-def distil_moe(df: pd.DataFrame) -> pd.DataFrame:
-    """``dtype,num_tokens,hidden_size,inter_size,topk,num_experts,tp,ep,seconds`` for the
-    catalog's MoE shapes, up to 8 GPUs, the most balanced routing measured."""
-    shape = list(zip(df.hidden_size, df.inter_size, df.topk, df.num_experts, strict=True))
-    df = df[np.array([s in MOE_SHAPES for s in shape]) & df.moe_dtype.isin(MOE_DTYPES)]
-    df = df[df.moe_tp_size * df.moe_ep_size <= MOE_MAX_GPUS]
-    for dist in MOE_DISTRIBUTIONS:
-        if (df.distribution == dist).any():
-            df = df[df.distribution == dist]
-            break
-    keys = ["moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts"]
-    keys += ["moe_tp_size", "moe_ep_size"]
-    out = median_by(df, keys)
-    out["dtype"] = out.moe_dtype.map(MOE_DTYPES)
-    out["seconds"] = out.latency / 1000.0
-    out = out.rename(columns={"moe_tp_size": "tp", "moe_ep_size": "ep"})
-    cols = ["dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "tp", "ep"]
-    return out[[*cols, "seconds"]]
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """CSV with 4 significant digits for floats (seconds in e-notation), no index."""
-    df.to_csv(path, index=False, float_format="%.4g", lineterminator="\n")
+def write_csv(cols: aic.Columns, path: Path) -> None:
+    """CSV with a header, shape columns as integers, measured columns with 4 significant
+    digits (``%.4g``), no index."""
+    names = list(cols)
+    text = []
+    for name in names:
+        v = cols[name]
+        if v.dtype.kind in "US":
+            text.append(v.astype(str).tolist())
+        elif name in MEASURED_COLUMNS:
+            text.append([f"{x:.4g}" for x in v.tolist()])
+        else:
+            text.append([str(int(x)) for x in v.tolist()])
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(zip(*text, strict=True))
 
 
 def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]]:
@@ -304,77 +139,70 @@ def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]
     missing: list[str] = []
     (out / gpu).mkdir(parents=True, exist_ok=True)
     hbm = hbm_bandwidth(gpu)
-    for name, (op, table, distil) in OUTPUTS.items():
-        if name == "allreduce.csv" and gpu not in NVLINK_GPUS:
-            continue
-        backend = BACKEND_OVERRIDES.get((gpu, name), BACKEND)
-        found = read_table(root, system, op, backend, table)
-        if found is None:
+    jobs = [
+        (name, op, table, BACKEND_OVERRIDES.get((gpu, name), BACKEND), reduce)
+        for name, (op, table, reduce) in OUTPUTS.items()
+        if name != "allreduce.csv" or gpu in NVLINK_GPUS
+    ]
+    jobs += [
+        (f"moe_{b}.csv", "moe", "moe_perf", b, lambda t: aic.reduce_moe(t, MOE_SHAPES))
+        for b in MOE_BACKENDS
+    ]
+    for name, op, table, backend, reduce in jobs:
+        path = aic.newest_table(root, system, op, backend, table)
+        if path is None:
             missing.append(f"{gpu}: no {op}/{backend}/*/{table}.parquet in {system}")
             continue
-        df, version = found
-        result = distil(df)
-        if result.empty:
+        raw = aic.read_parquet(path)
+        version = path.parent.name
+        result = reduce(raw)
+        if len(result["seconds"]) == 0:
             missing.append(f"{gpu}: {table} {backend} {version} has no row on the kept grid")
             continue
         if name == "attention_decode.csv" and hbm is not None:
-            try:
-                check_decode(result, hbm)
-            except ValueError as err:
-                missing.append(f"{gpu}: {table} {backend} {version} dropped: {err}")
+            fast = aic.decode_beats_hbm(result, hbm)
+            if fast is not None:
+                missing.append(
+                    f"{gpu}: {table} {backend} {version} dropped: decode reads {fast:.0f} GB/s "
+                    f"from HBM, above the {hbm / 1e9:.0f} GB/s peak"
+                )
                 continue
         write_csv(result, out / gpu / name)
-        device = str(df.device.iloc[0]) if "device" in df else ""
-        sources.append(
-            Source(gpu, name, system, table, backend, version, device, len(df), len(result))
-        )
-    for backend in MOE_BACKENDS:
-        name = f"moe_{backend}.csv"
-        found = read_table(root, system, "moe", backend, "moe_perf")
-        if found is None:
-            missing.append(f"{gpu}: no moe/{backend}/*/moe_perf.parquet in {system}")
-            continue
-        df, version = found
-        result = distil_moe(df)
-        if result.empty:
-            missing.append(f"{gpu}: moe_perf {backend} {version} has none of the catalog shapes")
-            continue
-        write_csv(result, out / gpu / name)
-        device = str(df.device.iloc[0]) if "device" in df else ""
-        sources.append(
-            Source(gpu, name, system, "moe_perf", backend, version, device, len(df), len(result))
-        )
+        device = str(raw["device"][0]) if "device" in raw else ""
+        counts = (len(raw["latency"]), len(result["seconds"]))
+        sources.append(Source(gpu, name, system, table, backend, version, device, *counts))
     return sources, missing
 
 
 def summary(out: Path, gpu: str) -> str:
     """A few headline figures of one GPU's files, to compare with datasheets."""
+    from servesim.cost.kernels import read_tables
+
+    t = read_tables(out / gpu, gpu)
     lines = [gpu]
-    gemm_path = out / gpu / "gemm.csv"
-    if gemm_path.exists():
-        gemm = pd.read_csv(gemm_path)
-        for dtype, rows in gemm.groupby("dtype"):
-            cube = rows[(rows.m == 8192) & (rows.n == 8192) & (rows.k == 8192)]
-            at_cube = f"{cube.tflops.iloc[0]:.0f}" if len(cube) else "n/a"
-            lines.append(
-                f"  gemm {dtype}: 8192^3 {at_cube} TFLOP/s, best {rows.tflops.max():.0f} TFLOP/s"
-            )
-    prefill_path = out / gpu / "attention_prefill.csv"
-    if prefill_path.exists():
-        pre = pd.read_csv(prefill_path)
-        for dtype, rows in pre.groupby("dtype"):
-            lines.append(f"  prefill attention {dtype}: best {rows.tflops.max():.0f} TFLOP/s")
-    decode_path = out / gpu / "attention_decode.csv"
-    if decode_path.exists():
-        dec = pd.read_csv(decode_path)
-        for dtype, rows in dec.groupby("dtype"):
-            lines.append(f"  decode attention {dtype} KV: best {rows.gbps.max():.0f} GB/s")
-    ar_path = out / gpu / "allreduce.csv"
-    if ar_path.exists():
-        ar = pd.read_csv(ar_path)
-        for n, rows in ar.groupby("num_gpus"):
-            best = rows.busbw_gbps.max()
-            lines.append(f"  all-reduce {n} GPUs: best bus bandwidth {best:.0f} GB/s")
+    if t.gemm is not None:
+        g = t.gemm
+        for dtype in np.unique(g["dtype"]):
+            rows = g["dtype"] == dtype
+            cube = rows & (g["m"] == 8192) & (g["n"] == 8192) & (g["k"] == 8192)
+            at_cube = f"{g['tflops'][cube][0]:.0f}" if cube.any() else "n/a"
+            best = g["tflops"][rows].max()
+            lines.append(f"  gemm {dtype}: 8192^3 {at_cube} TFLOP/s, best {best:.0f} TFLOP/s")
+    if t.attention_prefill is not None:
+        p = t.attention_prefill
+        for dtype in np.unique(p["dtype"]):
+            best = p["tflops"][p["dtype"] == dtype].max()
+            lines.append(f"  prefill attention {dtype}: best {best:.0f} TFLOP/s")
+    if t.attention_decode is not None:
+        d = t.attention_decode
+        for dtype in np.unique(d["dtype"]):
+            best = d["gbps"][d["dtype"] == dtype].max()
+            lines.append(f"  decode attention {dtype} KV: best {best:.0f} GB/s")
+    if t.allreduce is not None:
+        a = t.allreduce
+        for n in np.unique(a["num_gpus"]):
+            best = a["busbw_gbps"][a["num_gpus"] == n].max()
+            lines.append(f"  all-reduce {int(n)} GPUs: best bus bandwidth {best:.0f} GB/s")
     return "\n".join(lines)
 
 
@@ -468,15 +296,15 @@ here.
 """
 
 
-def write_readme(out: Path, sources: list[Source], missing: list[str]) -> None:
+def write_readme(root: Path, out: Path, sources: list[Source], missing: list[str]) -> None:
     """README.md: what each file holds, and the exact table and version behind it."""
     text = README_HEAD.format(
-        package=package_version(),
+        package=aic.package_version(root),
         backend=BACKEND,
-        gemm_n=", ".join(map(str, GEMM_N)),
-        gemm_k=", ".join(map(str, GEMM_K)),
-        heads=", ".join(f"({d}, {h}, {kv})" for d, h, kv in ATTN_HEADS),
-        contexts=", ".join(map(str, DECODE_CONTEXT)),
+        gemm_n=", ".join(map(str, aic.GEMM_N)),
+        gemm_k=", ".join(map(str, aic.GEMM_K)),
+        heads=", ".join(f"({d}, {h}, {kv})" for d, h, kv in aic.ATTN_HEADS),
+        contexts=", ".join(map(str, aic.DECODE_CONTEXT)),
     )
     rows = [
         "| gpu | file | system | table | backend | version | device | rows kept / source |",
@@ -498,14 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=None, help="systems/data folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="catalog/kernels folder")
     args = parser.parse_args(argv)
-    root = args.data_root or default_data_root()
+    root = args.data_root or aic.data_root()
+    if root is None:
+        parser.error("aiconfigurator-core is not installed; pass --data-root")
     sources: list[Source] = []
     missing: list[str] = []
     for gpu in GPUS:
         got, lacking = distil_gpu(root, gpu, args.out)
         sources += got
         missing += lacking
-    write_readme(args.out, sources, missing)
+    write_readme(root, args.out, sources, missing)
     for gpu in GPUS:
         print(summary(args.out, gpu))
     for line in missing:

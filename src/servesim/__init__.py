@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from servesim.run import Result
     from servesim.scenario import Scenario
 
-__all__ = ["Result", "Scenario", "__version__", "build_scenario", "simulate"]
+__all__ = ["Result", "Scenario", "ServesimError", "__version__", "build_scenario", "simulate"]
 
 
 def simulate(
@@ -38,6 +38,12 @@ def simulate(
     checks cross-field rules, not ranges); invalid input raises
     :class:`~servesim.errors.ServesimError` naming the field. ``on_progress`` is called with
     the number of finished requests.
+
+    A workload that leaves fields out takes the same defaults as the CLI
+    (:data:`~servesim.workload.spec.DEFAULT_NUM_REQUESTS` requests of the
+    :data:`~servesim.workload.spec.DEFAULT_PRESET` preset, Poisson at
+    :data:`~servesim.workload.spec.DEFAULT_RATE_RPS` req/s): ``{"workload": {"num_requests":
+    20}}`` runs what ``servesim simulate -n 20`` runs.
     """
     from servesim.run import simulate as run_scenario
     from servesim.scenario import Scenario, build_scenario, load_scenario_file
@@ -63,6 +69,10 @@ def simulate(
 
 def __getattr__(name: str) -> Any:
     # PEP 562: the heavy names load on first access, keeping `import servesim` cheap.
+    if name == "ServesimError":
+        from servesim.errors import ServesimError
+
+        return ServesimError
     if name == "Result":
         from servesim.run import Result
 

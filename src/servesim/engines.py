@@ -71,6 +71,10 @@ class EngineProfile:
     moe_backend: str = "vllm"
     """Whose measured MoE kernels price routed experts (``vllm`` or ``sglang``; the other
     engines run the closest: vLLM's fused-MoE Triton/CUTLASS kernels)."""
+    kernel_backend: str | None = None
+    """Whose measured GEMM, attention, all-reduce (and MoE) kernels price the step when the
+    ``servesim[kernels]`` extra is installed: AIConfigurator's ``vllm``, ``sglang`` or
+    ``trtllm`` tables; None (and any default install): the catalog's TensorRT-LLM tables."""
     graph_max_tokens: int | None = 0
     """Steps up to this many tokens, prompts included, run under CUDA graphs (vLLM V1's
     piecewise graphs); 0: only pure-decode steps of a captured size do (vLLM V0, SGLang: a
@@ -119,6 +123,7 @@ _API_SOURCE = (
 PROFILES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm",
+        kernel_backend="vllm",
         description="vLLM V1 engine: continuous batching with chunked prefill, engine core "
         "in its own process, host work overlapped with the GPU",
         versions=">= 0.8 (V1 engine)",
@@ -154,6 +159,7 @@ PROFILES: dict[str, EngineProfile] = {
     ),
     "vllm-v0": EngineProfile(
         name="vllm-v0",
+        kernel_backend="vllm",
         description="vLLM 0.5/0.6 (V0 engine): prompts run in their own steps (decodes "
         "wait), host work synchronous with the GPU step; --num-scheduler-steps N runs N "
         "decode steps per scheduling round",
@@ -188,6 +194,7 @@ PROFILES: dict[str, EngineProfile] = {
     ),
     "sglang": EngineProfile(
         name="sglang",
+        kernel_backend="sglang",
         description="SGLang: prefill batches before decode batches (prompts chunked at "
         "8192 tokens), overlap scheduler (host work beside the GPU), radix prefix cache",
         versions=">= 0.4",
@@ -221,6 +228,7 @@ PROFILES: dict[str, EngineProfile] = {
     ),
     "trtllm": EngineProfile(
         name="trtllm",
+        kernel_backend="trtllm",
         description="TensorRT-LLM: C++ runtime with in-flight batching (context and "
         "generation in one batch), negligible host overhead per step",
         versions=">= 0.6",

@@ -2,7 +2,8 @@
 
 A command that runs for minutes and then fails to write its results wastes the run; these
 checks run first and turn the operating system's refusal into one ServesimError naming the
-option. Missing parent folders are created (as the writers would).
+option. Missing parent folders are created (as the writers would), and removed again by
+:func:`remove_created_parents` when the command fails before writing into them.
 """
 
 from __future__ import annotations
@@ -61,14 +62,36 @@ def _refuse_empty(path: str | Path, option: str) -> None:
         )
 
 
+_created: list[Path] = []
+"""Folders the checks created, deepest first, for :func:`remove_created_parents`.
+
+NOTE: module state, on purpose: the checks run in the CLI's commands and the cleanup in its
+entry point, one command per process; a check must create the folders to test them (write
+permission is only known by trying)."""
+
+
+def remove_created_parents() -> None:
+    """Remove the folders the checks created that are still empty: a command that failed
+    leaves no empty ``new/`` behind for ``-o new/cal.yaml``."""
+    while _created:
+        try:
+            os.rmdir(_created.pop(0))
+        except OSError:
+            pass  # not empty (written since, or someone else's), or gone
+
+
 def _check_parent(out: Path, option: str) -> None:
     parent = out.resolve().parent
-    if parent.exists() and not parent.is_dir():
-        raise ServesimError(f"cannot write {out}: {parent} is a file", field=option)
+    existing = next(p for p in (parent, *parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise ServesimError(f"cannot write {out}: {existing} is a file", field=option)
+    missing = [p for p in (parent, *parent.parents) if not p.exists()]
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise cannot_write(out, err, option) from None
+    finally:
+        _created.extend(p for p in missing if p.is_dir())
     _try_create(out, parent, option)
 
 

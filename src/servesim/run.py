@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,9 +25,10 @@ from servesim.cost import (
 )
 from servesim.cost.dtypes import dtype_bytes, tensor_core_peak
 from servesim.cost.memory import kv_transfer_seconds
+from servesim.engine.concurrency import CappedSimulation
 from servesim.engine.instance import Instance
 from servesim.engine.kv_cache import KVBlockManager
-from servesim.engine.loop import ApiLatency, Handoff, Simulation
+from servesim.engine.loop import ApiLatency, Handoff, Simulation, StepObserver
 from servesim.engine.records import RunRecords
 from servesim.engine.request import Request
 from servesim.engine.router import make_router
@@ -45,7 +47,7 @@ from servesim.scenario import (
 )
 from servesim.speculative import build_speculation
 from servesim.validation import replace, to_data
-from servesim.workload import build_workload, describe
+from servesim.workload import Session, build_workload, describe
 
 
 @dataclass
@@ -150,6 +152,7 @@ def _build_groups(
             kernel_tables=scenario.kernel_tables,
             host_overlap=profile.host_overlap,
             moe_backend=profile.moe_backend,
+            kernel_backend=profile.kernel_backend,
             host_step_s=profile.host_step_s,
             host_per_seq_s=profile.host_per_seq_s,
             host_per_token_s=profile.host_per_token_s,
@@ -295,8 +298,28 @@ def _kv_transfer(scenario: Scenario, model: ModelSpec, runtimes: list[InstanceGr
     return seconds
 
 
-def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = None) -> Result:
-    """Run ``scenario`` to completion. Same scenario (seed included) → identical results."""
+@dataclass
+class Prepared:
+    """A fleet built from a scenario and its event loop, ready to run (offline or online)."""
+
+    scenario: Scenario
+    model: ModelSpec
+    max_model_len: int
+    kv_tokens: int
+    """Tokens the smallest instance's KV cache holds."""
+    runtimes: list[InstanceGroupRuntime]
+    sim: Simulation
+    api: ApiLatency | None
+
+
+def prepare(
+    scenario: Scenario,
+    on_progress: Callable[[int], None] | None = None,
+    sessions: Iterator[Session] | None = None,
+    on_step: StepObserver | None = None,
+) -> Prepared:
+    """Build ``scenario``'s fleet and event loop. ``sessions`` replaces the scenario's workload
+    (online serving passes none and submits requests as clients send them)."""
     model = load_model(scenario.model)
     max_model_len = _max_model_len(scenario, model)
     sched = scenario.scheduler
@@ -314,24 +337,43 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
             decode, make_router("least_outstanding", router_rng),
             _kv_transfer(scenario, model, runtimes),
         )  # fmt: skip
-    sessions = build_workload(scenario.workload, workload_rng)
+    if sessions is None:
+        sessions = build_workload(scenario.workload, workload_rng)
     kv_tokens = min(g.memory.num_kv_blocks for g in runtimes) * sched.block_size
-    records = RunRecords()
     profile = engine_profile_of(scenario)
     api = api_latency(profile) if scenario.api_server else None
-    sim = Simulation(
+    cap = scenario.workload.max_concurrency
+    simulation = Simulation if cap is None else partial(CappedSimulation, max_concurrency=cap)
+    sim = simulation(
         entry,
         make_router(scenario.router, router_rng),
         sessions,
-        records,
+        RunRecords(),
         admission_check=_oversized_check(scenario, max_model_len, kv_tokens),
         on_progress=on_progress,
         handoff=handoff,
         api=api,
+        on_step=on_step,
     )
+    return Prepared(scenario, model, max_model_len, kv_tokens, runtimes, sim, api)
+
+
+def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = None) -> Result:
+    """Run ``scenario`` to completion. Same scenario (seed included) → identical results."""
+    run = prepare(scenario, on_progress)
     started = time.perf_counter()
-    sim.run()
-    wall = time.perf_counter() - started
+    run.sim.run()
+    return summarize_run(run, time.perf_counter() - started)
+
+
+def summarize_run(run: Prepared, wall: float, compare_speculation: bool = True) -> Result:
+    """The :class:`Result` of a finished (or stopped) run, ``wall`` seconds of it simulating.
+
+    ``compare_speculation``: with speculative decoding, also simulate the scenario without it
+    (offline only: a served run's workload is whatever the clients sent)."""
+    scenario, records, runtimes, api = run.scenario, run.sim.records, run.runtimes, run.api
+    model, max_model_len, sim = run.model, run.max_model_len, run.sim
+    profile = engine_profile_of(scenario)
 
     requests = records.request_columns()
     if len(requests["request_id"]) == 0:
@@ -381,7 +423,7 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
         summary["mean_kv_transfer_ms"] = (
             1000 * records.kv_transfer_seconds / records.num_kv_transfers
         )
-    if scenario.speculative is not None:
+    if scenario.speculative is not None and compare_speculation:
         summary.update(_speculation_summary(scenario, steps, summary))
     if records.skipped_reasons:
         summary["skipped_reasons"] = dict(records.skipped_reasons)
@@ -560,6 +602,7 @@ def _step_work(
         "mbu": total_bytes / (duration * peak_bytes) if duration > 0 else float("nan"),
         "fidelity": _best_rung(rung_total, runtimes[0].cost.params.fidelity),
         "fidelity_shares": _shares(rung_total),
+        "kernel_source": runtimes[0].cost.kernel_source,
         "kernel_extrapolated_steps": extrapolated,
         "energy_j": energy,
         "avg_power_w": energy / duration if duration > 0 else float("nan"),

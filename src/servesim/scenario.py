@@ -19,7 +19,7 @@ from servesim.errors import ServesimError
 from servesim.textfile import PARSE_ERRORS, parse_problem, read_text
 from servesim.validation import FieldError, Spec, convert, field_default, replace
 from servesim.workload import WorkloadSpec
-from servesim.workload.spec import MAX_REQUESTS, MAX_TOKENS
+from servesim.workload.spec import MAX_REQUESTS, MAX_TOKENS, PRESET_NAMES
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"
 DEFAULT_HARDWARE = "H100"
@@ -101,18 +101,11 @@ class SLOSpec(Spec):
     e2el_ms: PositiveMs | None = None
 
 
-DEFAULT_WORKLOAD: dict[str, Any] = {
-    "preset": "conversation",
-    "num_requests": 1000,
-    "arrival": {"kind": "poisson", "rate": 20.0},
-}
-"""1,000 requests of the conversation preset, Poisson at 20 req/s: about the most Llama-3.1-8B
-on one H100 sustains before queues grow (simulated: 18.4 req/s completed, TTFT p99 ~0.25 s)."""
-
-
 def default_workload() -> WorkloadSpec:
-    """The default workload (:data:`DEFAULT_WORKLOAD`) as a validated spec."""
-    return convert(DEFAULT_WORKLOAD, WorkloadSpec)
+    """The default workload: an empty one, every field filled by
+    :class:`~servesim.workload.WorkloadSpec`'s defaults (1,000 conversation requests, Poisson at
+    20 req/s)."""
+    return convert({}, WorkloadSpec)
 
 
 class Scenario(Spec):
@@ -271,6 +264,17 @@ def parse_disaggregate(text: str) -> tuple[int, int]:
     return counts
 
 
+def describe_instances(
+    count: int, hardware: str, tp: int, pp: int = 1, ep: int = 1, role: str = "mixed"
+) -> str:
+    """Instances and GPUs said plainly: ``1 instance × TP4 = 4 × H100``, ``2 prefill instances
+    × TP2 PP2 = 8 × H100`` (``1 × H100 (TP4)`` read as one GPU)."""
+    kind = "" if role == "mixed" else f"{role} "
+    noun = "instance" if count == 1 else "instances"
+    shape = f"TP{tp}" + (f" PP{pp}" if pp > 1 else "") + (f" EP{ep}" if ep > 1 else "")
+    return f"{count:,} {kind}{noun} × {shape} = {count * tp * pp:,} × {hardware}"
+
+
 def instance_groups(sc: Scenario) -> list[InstanceGroup]:
     """The fleet a scenario describes, as groups of identical instances."""
     if sc.instances:
@@ -294,7 +298,10 @@ def instance_groups(sc: Scenario) -> list[InstanceGroup]:
 def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
     """Validate ``data`` into a Scenario; a bad field raises ServesimError naming it.
 
-    Scheduler fields ``data`` leaves out take the engine profile's defaults."""
+    Scheduler fields ``data`` leaves out take the engine profile's defaults; a ``workload``
+    given as a string is a preset or a workload file (:func:`workload_fields`)."""
+    if isinstance(data, dict) and isinstance(data.get("workload"), str):
+        data = {**data, "workload": workload_fields(data["workload"], "workload")}
     engine = data.get("engine", DEFAULT_ENGINE) if isinstance(data, dict) else None
     sched = data.get("scheduler", {}) if isinstance(data, dict) else None
     if isinstance(engine, str) and engine in ENGINES and isinstance(sched, dict):
@@ -324,7 +331,40 @@ def load_scenario_file(path: str | Path, field: str = "--config") -> dict[str, A
         return {}
     if not isinstance(data, dict):
         raise ServesimError(f"{p}: a scenario file must be a mapping of fields")
+    if isinstance(data.get("workload"), str):
+        where = f"{p}: workload"
+        data = {**data, "workload": workload_fields(data["workload"], where, p.parent)}
     return data
+
+
+def workload_fields(text: str, field: str, relative_to: Path | None = None) -> dict[str, Any]:
+    """A workload named by one string: a preset (``conversation``, ``code``, ``sharegpt``) or
+    a workload file (YAML/JSON: a workload mapping, or a scenario whose ``workload`` is one).
+
+    A relative file path is taken from ``relative_to`` (the folder of the file naming it), else
+    from the current folder. Paths inside the workload file (``trace:``) are from the current
+    folder, as every path a scenario names.
+    """
+    if text in PRESET_NAMES:
+        return {"preset": text}
+    path = Path(text)
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    if not path.is_file():
+        raise ServesimError(
+            f"workload file {path} does not exist",
+            field=field,
+            fix=f"give a workload YAML or a preset ({', '.join(PRESET_NAMES)})",
+        )
+    data = read_yaml_file(path, "workload file", field)
+    workload = data.get("workload", data) if isinstance(data, dict) else data
+    if not isinstance(workload, dict):
+        raise ServesimError(
+            f"{path}: workload must be a mapping (got {workload!r:.40})",
+            field=field,
+            fix="give a workload YAML (preset, num_requests, ...) or a scenario with one",
+        )
+    return dict(workload)
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -136,8 +136,8 @@ def _sum(pairs: list[Pair]) -> Pair:
 
 
 def rung_costs(case: Case) -> dict:
+    from servesim.cost import build_step_cost
     from servesim.cost.params import CostParams, Parallelism
-    from servesim.cost.step import build_step_cost
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 

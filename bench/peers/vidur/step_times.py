@@ -196,8 +196,8 @@ def servesim_parts(cost, new_tokens: np.ndarray, context: np.ndarray, attention:
 
 
 def rung_costs(case: Case) -> dict:
+    from servesim.cost import build_step_cost
     from servesim.cost.params import CostParams
-    from servesim.cost.step import build_step_cost
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 
@@ -337,7 +337,7 @@ def case_tables(case: Case, rows: list[Row]) -> list[str]:
 
 def whole_step_tables() -> list[str]:
     """The first comparison (kept): servesim's whole step, roofline, against fitted Vidur rows."""
-    from servesim.cost.step import build_step_cost
+    from servesim.cost import build_step_cost
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from servesim.calibrate.readers import WHOLE_STEP, Measurements
 from servesim.cost import GROUPS, StepCostModel
-from servesim.cost.operators import NUM_FEATURES
+from servesim.cost.features import NUM_FEATURES
 from servesim.errors import ServesimError
 
 REGIMES = ("prefill-heavy", "decode-heavy", "mixed")

@@ -35,7 +35,7 @@ from msgspec import Meta
 from servesim.calibrate.fit import FIT_PARAMS, FIXED_PARAMS, NO_HOST_MODEL
 from servesim.calibrate.readers import Measurements
 from servesim.cost import CostParams
-from servesim.cost.step import resolve_params
+from servesim.cost.resolve import resolve_params
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec

@@ -39,7 +39,7 @@ import numpy as np
 from servesim.calibrate.batches import feature_matrix, op_masks, regimes
 from servesim.calibrate.readers import Measurements
 from servesim.cost import CostParams, Parallelism, build_step_cost
-from servesim.cost import operators as ops_mod
+from servesim.cost import operator as ops_mod
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec

@@ -12,7 +12,7 @@ from servesim.calibrate.calibration import Calibration, MeasuredRange
 from servesim.calibrate.fit import FitResult, error_stats, fit_params, predict_seconds
 from servesim.calibrate.readers import Measurements, read_measurements
 from servesim.cost import CostParams, Parallelism
-from servesim.cost.step import resolve_params
+from servesim.cost.resolve import resolve_params
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec

@@ -25,6 +25,7 @@ from servesim.errors import ServesimError  # noqa: E402
 COMMAND_MODULES = {
     "version": "app",
     "simulate": "simulate_cmd",
+    "serve": "serve_cmd",
     "models": "catalog_cmds",
     "model": "catalog_cmds",
     "hardware": "hardware_cmds",
@@ -79,20 +80,41 @@ def main(argv: list[str] | None = None) -> None:
     written), then ends the process as SIGTERM does (status 143 in a shell).
     """
     from servesim.interrupts import end_by_sigterm, sigterm_raises
+    from servesim.paths import remove_created_parents
 
     args = sys.argv[1:] if argv is None else list(argv)
+    code = 1
     try:
         with sigterm_raises() as term:
             code = _run(args)
     except KeyboardInterrupt:  # outside the command (typer turns one inside it into 130)
         code = 130
+    finally:
+        if code != 0:
+            remove_created_parents()  # output folders made for a command that failed
     if term.received:
         end_by_sigterm()
     sys.exit(code)
 
 
+def gather_goodput(args: list[str]) -> list[str]:
+    """vLLM's ``--goodput ttft:500 tpot:50`` (argparse ``nargs="+"``) as click reads it:
+    ``--goodput ttft:500 --goodput tpot:50``. The words after the option's value that are
+    ``NAME:VALUE`` pairs are more values of it."""
+    out: list[str] = []
+    after_value = False
+    for arg in args:
+        if after_value and ":" in arg and not arg.startswith("-"):
+            out += ["--goodput", arg]
+            continue
+        after_value = bool(out) and out[-1] == "--goodput"
+        out.append(arg)
+    return out
+
+
 def _run(args: list[str]) -> int:
     """Run the command ``args`` names; its exit status."""
+    args = gather_goodput(args)
     try:
         with importing():
             from servesim.cli.app import app

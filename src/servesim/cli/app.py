@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -52,3 +53,36 @@ class _OutputPath(TyperPath):
 
 OUTPUT_PATH = _OutputPath()
 """``click_type`` of every option that names where to write (``--out``, ``--steps``, ...)."""
+
+
+# --------------------------------------------------------------------------- conventions
+# One meaning per option in every command (README, "Commands"):
+#   --model/-m MODEL and --hardware/-g GPU name the model and the GPU; the commands about one
+#   model or GPU (flops, estimate, model, hardware, kernels) also take it as their first word.
+#   -o/--out DIR is the folder a command writes into; a command that writes one file names it
+#   DIR/<its file> (calibration.yaml, report.html, plan.png, trace.json). An -o ending in that
+#   file's suffix is the file itself: the spelling from before the convention, kept.
+
+
+def positional_or_option(
+    positional: str | None, option: str | None, flag: str, required: bool = True
+) -> str | None:
+    """A value given as the command's first word or as ``flag`` (both: they must agree)."""
+    from servesim.errors import ServesimError
+
+    if positional is not None and option is not None and positional != option:
+        raise ServesimError(
+            f"given twice ({positional!r} and {option!r})", field=flag, fix="give it once"
+        )
+    value = option if option is not None else positional
+    if value is None and required:
+        raise ServesimError("is missing", field=flag, fix=f"give {flag} NAME")
+    return value
+
+
+def output_file(out: Path | None, name: str, suffixes: tuple[str, ...], folder: Path) -> Path:
+    """Where a command that writes one file (``name``) writes it: ``out/name`` for a folder
+    ``out``, ``out`` itself when it ends in one of ``suffixes``, ``folder/name`` without ``-o``."""
+    if out is None:
+        return folder / name
+    return out if out.suffix.lower() in suffixes else out / name

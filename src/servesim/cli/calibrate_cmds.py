@@ -13,7 +13,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from servesim.cli.app import OUTPUT_PATH, app
+from servesim.cli.app import OUTPUT_PATH, app, output_file
+from servesim.cli.tables import print_table
 from servesim.errors import ServesimError
 from servesim.paths import writable_dir, writable_file
 
@@ -92,10 +93,10 @@ def calibrate_cmd(
         help="Step logs (JSON lines) or op,tokens,context,batch,seconds CSVs.",
     ),
     model: str = typer.Option(
-        ..., "--model", help="Model the steps ran (id, alias or config.json)."
+        ..., "--model", "-m", help="Model the steps ran (id, alias or config.json)."
     ),
     hardware: str = typer.Option(
-        ..., "--hardware", help="GPU the steps ran on (id, alias or YAML)."
+        ..., "--hardware", "-g", help="GPU the steps ran on (id, alias or YAML)."
     ),
     tp: int = typer.Option(1, "--tp", min=1, help="Tensor-parallel GPUs of the measured server."),
     weight_dtype: str | None = typer.Option(
@@ -110,11 +111,12 @@ def calibrate_cmd(
         None, "--software", help='Recorded in the file, e.g. "vllm 0.11.0".'
     ),
     out: Path = typer.Option(
-        Path("calibration.yaml"),
+        None,
         "--out",
         "-o",
         click_type=OUTPUT_PATH,
-        help="Calibration file to write.",
+        help="Folder to write calibration.yaml into (a path ending .yaml/.yml/.json: the file).",
+        show_default="the current folder",
     ),
     holdout: float = typer.Option(
         0.0,
@@ -136,7 +138,7 @@ def calibrate_cmd(
     from servesim.model import load_model
     from servesim.validation import to_data
 
-    writable_file(out)
+    out = writable_file(output_file(out, "calibration.yaml", (".yaml", ".yml", ".json"), Path(".")))
     run = calibrate(
         list(logs),
         load_model(model),
@@ -199,9 +201,14 @@ def compare_cmd(
         help="Scenario YAML of the deployment (model, hardware, tp, scheduler); its workload is replaced.",
     ),
     model: str | None = typer.Option(
-        None, "--model", help="Model; default: the scenario's, else the benchmark's model_id."
+        None,
+        "--model",
+        "-m",
+        help="Model; default: the scenario's, else the benchmark's model_id.",
     ),
-    hardware: str | None = typer.Option(None, "--hardware", help="GPU; default: the scenario's."),
+    hardware: str | None = typer.Option(
+        None, "--hardware", "-g", help="GPU; default: the scenario's."
+    ),
     tp: int | None = typer.Option(
         None, "--tp", min=1, help="Tensor-parallel GPUs; default: the scenario's, else 1."
     ),
@@ -291,8 +298,8 @@ def analyze_cmd(
         metavar="STEP_LOGS...",
         help="Step logs (JSON lines) or op CSVs; several give a sweep table.",
     ),
-    model: str = typer.Option(..., "--model", help="Model the steps ran."),
-    hardware: str = typer.Option(..., "--hardware", help="GPU the steps ran on."),
+    model: str = typer.Option(..., "--model", "-m", help="Model the steps ran."),
+    hardware: str = typer.Option(..., "--hardware", "-g", help="GPU the steps ran on."),
     tp: int = typer.Option(1, "--tp", min=1, help="Tensor-parallel GPUs."),
     calibration: Path | None = typer.Option(
         None, "--calibration", help="Predict with this calibration instead of the defaults."
@@ -356,7 +363,7 @@ def analyze_cmd(
             _pct(r["pct_peak_bw_decode"]),
             _pct(r["predicted_error_median_pct"]),
         )
-    console.print(table)
+    print_table(table, console)
     if analysis.phases:
         ph = Table(title="Share of step time per logged phase", box=box.SIMPLE_HEAD)
         ph.add_column("log", overflow="fold")
@@ -364,6 +371,6 @@ def analyze_cmd(
             ph.add_column(name, justify="right")
         for r in rows:
             ph.add_row(r["source"], *(_pct(r[f"phase_{n}_pct"]) for n in analysis.phases))
-        console.print(ph)
+        print_table(ph, console)
     for path in written:
         typer.echo(f"wrote {path}")

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from servesim.cli.app import app
+from servesim.cli.app import app, positional_or_option
+from servesim.cli.tables import print_table
 
 if TYPE_CHECKING:  # the catalog loads when a command runs, not for --help
     from servesim.model import CatalogEntry, ModelSpec
@@ -113,7 +114,7 @@ def models(
             _context(spec.max_position_embeddings),
             spec.dtype,
         )
-    Console().print(table)
+    print_table(table)
     Console().print(
         "MoE = routed experts/top-k (+shared). Active counts the input embedding. "
         "`servesim model NAME` shows one model; NAME may be a path to a config.json."
@@ -122,13 +123,18 @@ def models(
 
 @app.command("model")
 def model(
-    name: str = typer.Argument(..., help="Catalog id, short name, or path to a config.json."),
+    name: str | None = typer.Argument(
+        None, help="Catalog id, short name, or path to a config.json."
+    ),
+    model_option: str | None = typer.Option(
+        None, "--model", "-m", help="The model, as an option (the same as NAME)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Show one model's layout and parameter breakdown."""
     from servesim.model import load_model
 
-    spec = load_model(name)
+    spec = load_model(positional_or_option(name, model_option, "--model"))
     breakdown = spec.params_breakdown()
     active = spec.params_breakdown(active=True)
     if as_json:
@@ -154,4 +160,4 @@ def model(
     for component, count in breakdown.items():
         table.add_row(component, f"{count:,}", f"{active[component]:,}")
     table.add_row("[bold]sum[/bold]", f"{spec.params_total:,}", f"{spec.params_active:,}")
-    console.print(table)
+    print_table(table, console)

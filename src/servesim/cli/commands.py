@@ -4,6 +4,7 @@
 # isort: off
 from servesim.cli import (  # noqa: F401
     simulate_cmd,
+    serve_cmd,
     catalog_cmds,
     hardware_cmds,
     kernels_cmd,

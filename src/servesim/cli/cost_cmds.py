@@ -10,7 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from servesim.cli.app import app
+from servesim.cli.app import app, positional_or_option
 
 # NOTE: numpy and the cost model are imported inside the commands: `servesim --help` loads
 # every command module, and should not pay for them.
@@ -33,7 +33,10 @@ def _ms(seconds: float) -> str:
 
 @app.command("flops")
 def flops_cmd(
-    model: str = typer.Argument(..., help="Model id or alias, or a path to a config.json."),
+    model: str | None = typer.Argument(None, help="Model id or alias, or a path to a config.json."),
+    model_option: str | None = typer.Option(
+        None, "--model", "-m", help="The model, as an option (the same as MODEL)."
+    ),
     input_len: int = typer.Option(..., "--input-len", min=1, help="Prompt tokens."),
     output_len: int = typer.Option(..., "--output-len", min=1, help="Generated tokens."),
     head: str = typer.Option("lm", "--head", help="lm (vocabulary logits) or value (d×d + d×1)."),
@@ -47,7 +50,7 @@ def flops_cmd(
     from servesim.cost import flops_breakdown
     from servesim.model import load_model
 
-    spec = load_model(model)
+    spec = load_model(positional_or_option(model, model_option, "--model"))
     result = flops_breakdown(spec, input_len, output_len, head=head)
     result = {
         "params_total": spec.params_total,
@@ -89,8 +92,11 @@ def flops_cmd(
 
 @app.command("estimate")
 def estimate_cmd(
-    model: str = typer.Argument(..., help="Model id or alias, or a path to a config.json."),
-    hardware: str = typer.Option(..., "--hardware", help="GPU id or alias, or a YAML path."),
+    model: str | None = typer.Argument(None, help="Model id or alias, or a path to a config.json."),
+    model_option: str | None = typer.Option(
+        None, "--model", "-m", help="The model, as an option (the same as MODEL)."
+    ),
+    hardware: str = typer.Option(..., "--hardware", "-g", help="GPU id or alias, or a YAML path."),
     tp: int = typer.Option(1, "--tp", min=1, help="Tensor-parallel GPUs."),
     pp: int = typer.Option(1, "--pp", min=1, help="Pipeline stages."),
     ep: int = typer.Option(1, "--ep", min=1, help="Expert-parallel groups inside the TP group."),
@@ -121,7 +127,7 @@ def estimate_cmd(
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 
-    spec = load_model(model)
+    spec = load_model(positional_or_option(model, model_option, "--model"))
     hw = load_hardware(hardware)
     par = Parallelism(tp=tp, pp=pp, ep=ep)
     # As `simulate` prices a step under its default engine (vLLM: custom all-reduce).

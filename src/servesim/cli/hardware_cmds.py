@@ -10,7 +10,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from servesim.cli.app import app
+from servesim.cli.app import app, positional_or_option
+from servesim.cli.tables import print_table
 
 if TYPE_CHECKING:  # the catalog (YAML, validation) loads when a command runs, not for --help
     from servesim.hardware import Hardware, Link
@@ -106,6 +107,9 @@ def hardware_cmd(
     name: str | None = typer.Argument(
         None, help="GPU id or alias (case-insensitive), or a path to your own hardware YAML."
     ),
+    hardware_option: str | None = typer.Option(
+        None, "--hardware", "-g", help="The GPU, as an option (the same as NAME)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     as_yaml: bool = typer.Option(
         False, "--yaml", help="Print the shipped YAML of NAME (a template for your own file)."
@@ -114,6 +118,7 @@ def hardware_cmd(
     """List the accelerator catalog, or show one GPU's full spec with its sources."""
     from servesim.hardware import list_hardware, load_hardware, shipped_yaml
 
+    name = positional_or_option(name, hardware_option, "--hardware", required=False)
     console = Console()
     if as_yaml:
         if name is None:
@@ -125,7 +130,7 @@ def hardware_cmd(
         if as_json:
             typer.echo(json.dumps([hw.to_dict() for hw in gpus], indent=2))
         else:
-            console.print(_list_table(gpus))
+            print_table(_list_table(gpus), console)
         return
     hw = load_hardware(name)
     if as_json:

@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from servesim.cli.app import OUTPUT_PATH, app
+from servesim.cli.app import OUTPUT_PATH, app, positional_or_option
 
 if TYPE_CHECKING:  # numpy and the tables load when the command runs, not for --help
     from servesim.cost.kernels import KernelTables
@@ -84,10 +84,10 @@ def _number(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _attention(hw: Hardware) -> dict[str, Any] | None:
+def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | None:
     from servesim.cost.kernels import attention_fit_for
 
-    got = attention_fit_for(hw)
+    got = attention_fit_for(hw, backend)
     if got is None:
         return None
     fit, source = got
@@ -101,13 +101,14 @@ def _attention(hw: Hardware) -> dict[str, Any] | None:
     }
 
 
-def _gpu_doc(hw: Hardware) -> dict[str, Any]:
-    """What ``servesim kernels`` knows of one GPU: coverage, rungs, attention curve."""
-    from servesim.cost.kernels import load_tables, table_folder, transfer_source
+def _gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
+    """What ``servesim kernels`` knows of one GPU: coverage, rungs, attention curve (the
+    tables of ``backend`` when the ``servesim[kernels]`` extra is installed)."""
+    from servesim.cost.kernels import load_tables, transfer_source
 
-    tables = load_tables(hw.name)
+    tables = load_tables(hw.name, backend)
     borrowed = transfer_source(hw.name)
-    attention = _attention(hw)
+    attention = _attention(hw, backend)
     doc: dict[str, Any] = {
         "gpu": hw.name,
         "tables": None,
@@ -117,7 +118,7 @@ def _gpu_doc(hw: Hardware) -> dict[str, Any]:
         "allreduce": None,
     }
     if tables is not None:
-        doc["tables"] = "catalog/kernels/" + table_folder(hw.name).name
+        doc["tables"] = tables.source
         doc.update(_coverage(tables))
     doc["borrows"] = borrowed
     doc["rungs"] = {
@@ -467,6 +468,15 @@ def kernels_cmd(
     name: str | None = typer.Argument(
         None, help="GPU id or alias (case-insensitive); omit to list every GPU."
     ),
+    hardware_option: str | None = typer.Option(
+        None, "--hardware", "-g", help="The GPU, as an option (the same as NAME)."
+    ),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="Show the tables this engine profile prices with (its own AIConfigurator tables "
+        "with the servesim[kernels] extra; the catalog's otherwise).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     plot: Path | None = typer.Option(
         None,
@@ -478,17 +488,20 @@ def kernels_cmd(
 ) -> None:
     """Measured kernel tables: coverage per GPU, fitted attention curves, measured vs roofline."""
     from servesim.cost.kernels import load_tables
+    from servesim.engines import engine_profile
     from servesim.errors import ServesimError
     from servesim.hardware import list_hardware, load_hardware
     from servesim.paths import writable_file
 
+    name = positional_or_option(name, hardware_option, "--hardware", required=False)
+    backend = engine_profile(engine).kernel_backend if engine is not None else None
     console = Console()
     if name is None:
         if plot is not None:
             raise ServesimError(
                 "needs a GPU", field="--plot", fix="e.g. servesim kernels H100 --plot k.png"
             )
-        docs = [_gpu_doc(hw) for hw in list_hardware()]
+        docs = [_gpu_doc(hw, backend) for hw in list_hardware()]
         docs.sort(key=lambda d: d["tables"] is None)  # stable: catalog order within each part
         if as_json:
             typer.echo(json.dumps(docs, indent=2))
@@ -510,7 +523,7 @@ def kernels_cmd(
         return
 
     hw = load_hardware(name)
-    tables = load_tables(hw.name)
+    tables = load_tables(hw.name, backend)
     if plot is not None:
         if tables is None or tables.gemm is None or tables.attention_prefill is None:
             raise ServesimError(
@@ -519,7 +532,7 @@ def kernels_cmd(
                 fix="choose a GPU listed by `servesim kernels`",
             )
         writable_file(plot, "--plot")
-    doc = _gpu_doc(hw)
+    doc = _gpu_doc(hw, backend)
     if tables is not None:
         doc["gemm_check"] = _gemm_check(hw, tables)
     if plot is not None:

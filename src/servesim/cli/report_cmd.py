@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from servesim.cli.app import OUTPUT_PATH, app
+from servesim.cli.app import OUTPUT_PATH, app, output_file
 from servesim.paths import writable_file
 
 
@@ -20,7 +20,8 @@ def report_command(
         "--out",
         "-o",
         click_type=OUTPUT_PATH,
-        help="HTML file to write (default: RUN_DIR/report.html).",
+        help="Folder to write report.html (and plots/) into; a path ending .html: the file.",
+        show_default="RUN_DIR",
     ),
     png: bool = typer.Option(
         False, "--png", help="Also write the charts as PNG files into plots/ next to the report."
@@ -29,7 +30,7 @@ def report_command(
     """Write a self-contained HTML report of a run: summary, latency CDFs, time series."""
     from servesim.report import write_report
 
-    out_path = out if out is not None else run_dir / "report.html"
+    out_path = output_file(out, "report.html", (".html", ".htm"), run_dir)
     png_dir = out_path.parent / "plots" if png else None
     if run_dir.is_dir():  # (a missing RUN_DIR is reported by write_report, not created here)
         writable_file(out_path)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,11 +13,13 @@ import typer
 
 from servesim.cli import importing
 from servesim.cli.app import OUTPUT_PATH, app
+from servesim.cli.progress import LazyProgress
 from servesim.errors import ServesimError
+from servesim.metrics import LATENCY_METRICS
 from servesim.paths import writable_dir
+from servesim.workload.spec import DEFAULT_NUM_REQUESTS, DEFAULT_RATE_RPS
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
     from rich.table import Table
 
 # NOTE: rich is imported where it is used: a --json run never loads it (start-up time).
@@ -80,6 +82,73 @@ def parse_rate(text: str) -> float:
     return rate
 
 
+GOODPUT_FIELDS = ("ttft_ms", "tpot_ms", "e2el_ms")
+"""The SLO fields ``--goodput`` sets (vLLM's keys ttft, tpot, e2el)."""
+
+
+def parse_goodput(values: list[str]) -> dict[str, float]:
+    """vLLM's ``--goodput ttft:500 tpot:50`` (ms) as SLO fields ``{"ttft_ms": 500, ...}``."""
+    slo: dict[str, float] = {}
+    for item in (part for v in values for part in v.replace(",", " ").split()):
+        name, sep, value = item.partition(":")
+        key = f"{name.strip().lower()}_ms"
+        try:
+            ms = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or key not in GOODPUT_FIELDS or not math.isfinite(ms) or ms <= 0:
+            raise ServesimError(
+                f"{item!r} is not METRIC:MS",
+                field="--goodput",
+                fix="e.g. ttft:500 tpot:50 e2el:2000 (milliseconds > 0)",
+            )
+        slo[key] = ms
+    return slo
+
+
+def merge_goodput(slo: dict[str, float], goodput: list[str]) -> dict[str, float]:
+    """``--slo-*-ms`` and ``--goodput`` together; the same target given twice, differently, is
+    refused."""
+    for key, ms in parse_goodput(goodput).items():
+        if slo.get(key, ms) != ms:
+            raise ServesimError(
+                f"{key.removesuffix('_ms')} is {ms:g} ms here and {slo[key]:g} ms in "
+                f"--slo-{key.replace('_', '-')}",
+                field="--goodput",
+                fix="give each target once",
+            )
+        slo[key] = ms
+    return slo
+
+
+def parse_percentile_metrics(text: str) -> tuple[str, ...]:
+    """``--percentile-metrics ttft,tpot,itl,e2el`` (vLLM's names, any order, a subset)."""
+    names = tuple(dict.fromkeys(t.strip().lower() for t in text.split(",") if t.strip()))
+    bad = [n for n in names if n not in LATENCY_METRICS]
+    if bad or not names:
+        raise ServesimError(
+            f"{text!r} is not a list of latency metrics",
+            field="--percentile-metrics",
+            fix=f"a comma-separated subset of {','.join(LATENCY_METRICS)}",
+        )
+    return names
+
+
+def parse_metric_percentiles(text: str) -> tuple[float, ...]:
+    """``--metric-percentiles 50,95,99.9`` -> (50.0, 95.0, 99.9); each in [0, 100]."""
+    try:
+        qs = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        qs = ()
+    if not qs or not all(0 <= q <= 100 for q in qs):
+        raise ServesimError(
+            f"{text!r} is not a list of percentiles",
+            field="--metric-percentiles",
+            fix="comma-separated numbers from 0 to 100, e.g. 50,95,99.9",
+        )
+    return tuple(dict.fromkeys(qs))
+
+
 def parse_time_window(text: str) -> tuple[float, float]:
     """``"START:END"`` (trace seconds from its first request) -> (start, end)."""
     start, sep, end = text.partition(":")
@@ -106,6 +175,7 @@ def workload_overrides(
     burstiness: float | None,
     concurrency: int | None,
     replay: Path | None,
+    max_concurrency: int | None = None,
     trace_format: str | None,
     rate_scale: float | None,
     time_window: str | None = None,
@@ -141,13 +211,22 @@ def workload_overrides(
         w["input_len"] = parse_length(input_len, "--input-len")
     if output_len is not None:
         w["output_len"] = parse_length(output_len, "--output-len")
+    if concurrency is not None and max_concurrency is not None:
+        raise ServesimError(
+            "--concurrency is a closed loop of users, capped by its own count; "
+            "--max-concurrency caps open-loop arrivals",
+            field="--max-concurrency",
+            fix="give one of them: --rate R --max-concurrency N is vllm bench serve's",
+        )
     if concurrency is not None and rate is not None:
         raise ServesimError(
             "--concurrency (a closed loop of users) and --rate (open-loop arrivals) exclude "
             "each other",
             field="--concurrency",
-            fix="give one of them",
+            fix="for arrivals at --rate with at most N in flight, use --max-concurrency N",
         )
+    if max_concurrency is not None:
+        w["max_concurrency"] = max_concurrency
     if burstiness is not None and rate is None:
         raise ServesimError("--burstiness needs --rate", field="--burstiness", fix="e.g. --rate 10")
     if concurrency is not None:
@@ -169,47 +248,6 @@ def workload_overrides(
     return w
 
 
-class _LazyProgress:
-    """A progress bar that appears only once a run has taken longer than a second."""
-
-    def __init__(self, total: int | None):
-        self.total = total
-        self.done = 0
-        self.started = time.perf_counter()
-        self.progress: Progress | None = None
-        self.task = None
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        if self.progress is None:
-            if time.perf_counter() - self.started < 1.0:
-                return
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("simulating"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("run", total=self.total)
-        self.progress.update(self.task, completed=self.done)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -219,26 +257,32 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def fleet_description(result) -> str:
-    """E.g. "1 × H100 (TP1)" or "2 × prefill H100 (TP2) + 4 × decode H100 (TP1)"."""
+    """E.g. "1 instance × TP4 = 4 × H100 (bf16)" or "1 prefill instance × TP2 = 2 × H100
+    (bf16) + 2 decode instances × TP1 = 2 × H100 (bf16)"."""
+    from servesim.scenario import describe_instances
+
     parts = []
     for g in result.groups:
-        role = "" if g.group.role == "mixed" else f"{g.group.role} "
         par = g.parallelism
-        shape = (
-            f"TP{par.tp}"
-            + (f" PP{par.pp}" if par.pp > 1 else "")
-            + (f" EP{par.ep}" if par.ep > 1 else "")
+        fleet = describe_instances(
+            len(g.instances), g.hardware.name, par.tp, par.pp, par.ep, g.group.role
         )
-        dtype = g.cost.resolved.weight_dtype
-        parts.append(f"{len(g.instances)} × {role}{g.hardware.name} ({shape}, {dtype})")
+        parts.append(f"{fleet} ({g.cost.resolved.weight_dtype})")
     text = " + ".join(parts)
     if len(result.groups) > 1 or len(result.groups[0].instances) > 1:
         text += f", router {result.scenario.router}"
     return text
 
 
-def summary_tables(result) -> list[Table]:
-    """Rich tables of a run: scenario, throughput, latency percentiles, engine."""
+def summary_tables(
+    result,
+    metrics: tuple[str, ...] = LATENCY_METRICS,
+    percentiles: tuple[float, ...] | None = None,
+) -> list[Table]:
+    """Rich tables of a run: scenario, throughput, latency percentiles, engine.
+
+    The latency table has a row per metric of ``metrics`` and the columns mean, median, p90
+    and p99, or mean, median and ``percentiles`` (whose values the summary must hold)."""
     from rich.table import Table
 
     s = result.summary
@@ -281,13 +325,17 @@ def summary_tables(result) -> list[Table]:
     if "goodput" in s:
         t2.add_row("goodput (req/s)", _fmt(s["goodput"]))
 
+    from servesim.metrics import percentile_name
+
     t3 = Table(title="Latency (ms)", title_justify="left")
     t3.add_column("metric", style="bold")
-    for col in ("mean", "median", "p90", "p99"):
+    cols = ["mean", "median"]
+    cols += ["p90", "p99"] if percentiles is None else [percentile_name(q) for q in percentiles]
+    cols = list(dict.fromkeys(c for c in cols if c != "p50"))  # p50 is the median
+    for col in cols:
         t3.add_column(col, justify="right")
-    names = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2el": "E2EL"}
-    for key, label in names.items():
-        t3.add_row(label, *(_fmt(s[f"{c}_{key}_ms"]) for c in ("mean", "median", "p90", "p99")))
+    for key in metrics:
+        t3.add_row(key.upper(), *(_fmt(s[f"{c}_{key}_ms"]) for c in cols))
 
     t4 = Table(title="Engine", show_header=False, title_justify="left")
     t4.add_column(style="bold")
@@ -358,18 +406,18 @@ def simulate_command(
     weight_dtype: str = typer.Option(
         None,
         "--weight-dtype",
-        help="bf16 | fp16 | fp8 | int8 | int4 | fp4 (default: the checkpoint's)",
+        help="bf16 | fp16 | fp8 | int8 | int4 | fp4",
     ),
     kv_dtype: str = typer.Option(None, "--kv-dtype", help="bf16 | fp8"),
     cuda_graphs: bool = typer.Option(
-        None, "--cuda-graphs/--no-cuda-graphs", help="host time hidden behind the GPU (default on)"
+        None, "--cuda-graphs/--no-cuda-graphs", help="host time hidden behind the GPU"
     ),
     speculative: str = typer.Option(None, "--speculative", help="draft:MODEL | ngram | eagle"),
     num_speculative_tokens: int = typer.Option(
-        None, "--num-speculative-tokens", help="k drafts per step (default 3)"
+        None, "--num-speculative-tokens", help="k drafts per step"
     ),
     acceptance_rate: float = typer.Option(
-        None, "--acceptance-rate", help="per-position draft acceptance probability (default 0.7)"
+        None, "--acceptance-rate", help="per-position draft acceptance probability"
     ),
     spec_mode: str = typer.Option(None, "--spec-mode", help="self_verify | cpu_verify | baseline"),
     calibration: Path = typer.Option(
@@ -381,12 +429,12 @@ def simulate_command(
         help="spill evicted KV blocks to CPU memory instead of recomputing them",
     ),
     cpu_kv_cache_gib: float = typer.Option(
-        None, "--cpu-kv-cache-gib", help="offload-tier memory per instance, GiB (default 64)"
+        None, "--cpu-kv-cache-gib", help="offload-tier memory per instance, GiB"
     ),
     kv_offload_gbps: float = typer.Option(
         None,
         "--kv-offload-gbps",
-        help="offload-tier GB/s per GPU (default: the GPU's host link; e.g. CXL)",
+        help="offload-tier GB/s per GPU (e.g. of a CXL expander)",
     ),
     router: str = typer.Option(
         None, "--router", help="round_robin | least_outstanding | power_of_two | prefix_affinity"
@@ -402,7 +450,7 @@ def simulate_command(
     api_server: bool = typer.Option(
         None,
         "--api-server/--no-api-server",
-        help="TTFT/E2EL include the API server (default on; off = offline, in-process)",
+        help="TTFT/E2EL include the API server (off = offline, in-process)",
     ),
     scheduler: str = typer.Option(
         None, "--scheduler", help="vllm | sarathi | orca | static | prefill_first"
@@ -413,25 +461,40 @@ def simulate_command(
     max_num_seqs: int = typer.Option(None, "--max-num-seqs", help="most running requests"),
     block_size: int = typer.Option(None, "--block-size", help="tokens per KV block"),
     prefix_caching: bool = typer.Option(
-        None, "--prefix-caching/--no-prefix-caching", help="prefix caching (default on)"
+        None, "--prefix-caching/--no-prefix-caching", help="prefix caching"
     ),
     chunked_prefill: bool = typer.Option(
         None,
         "--chunked-prefill/--no-chunked-prefill",
-        help="chunked prefill (vllm policy; default on)",
+        help="chunked prefill (vllm policy)",
     ),
     gpu_memory_utilization: float = typer.Option(
-        None, "--gpu-memory-utilization", help="fraction of HBM for weights + KV (default 0.9)"
+        None, "--gpu-memory-utilization", help="fraction of HBM for weights + KV"
     ),
     workload: str = typer.Option(
-        None, "--workload", "-w", help="built-in workload: conversation | code | sharegpt"
+        None,
+        "--workload",
+        "-w",
+        help="workload: a preset (conversation | code | sharegpt) or a workload YAML file",
     ),
     num_requests: int = typer.Option(
-        None, "--num-requests", "-n", help="requests to send (a cap for --replay)"
+        None,
+        "--num-requests",
+        "-n",
+        "--num-prompts",
+        help="requests to send (a cap for --replay)",
+        show_default=str(DEFAULT_NUM_REQUESTS),
     ),
     input_len: str = typer.Option(None, "--input-len", help=LENGTH_HELP),
     output_len: str = typer.Option(None, "--output-len", help=LENGTH_HELP),
-    rate: str = typer.Option(None, "--rate", "-r", help="requests/s (Poisson); inf = all at t=0"),
+    rate: str = typer.Option(
+        None,
+        "--rate",
+        "-r",
+        "--request-rate",
+        help="requests/s (Poisson); inf = all at t=0",
+        show_default=f"{DEFAULT_RATE_RPS:g}",
+    ),
     burstiness: float = typer.Option(
         None, "--burstiness", help="gamma shape of inter-arrivals (1 = Poisson)"
     ),
@@ -439,6 +502,12 @@ def simulate_command(
         None,
         "--concurrency",
         help="closed loop: this many users, each sending its next request when the last finished",
+    ),
+    max_concurrency: int = typer.Option(
+        None,
+        "--max-concurrency",
+        help="at most N requests in flight: one due by the arrivals (--rate) while N are "
+        "outstanding waits for one to finish (as vllm bench serve)",
     ),
     replay: Path = typer.Option(
         None, "--replay", help="replay a trace file (Azure, BurstGPT, Mooncake, CSV, JSONL)"
@@ -450,13 +519,28 @@ def simulate_command(
     time_window: str = typer.Option(
         None, "--time-window", help="replay only START:END (trace seconds from its first request)"
     ),
-    seed: int = typer.Option(None, "--seed", help="random seed (default 0)"),
+    seed: int = typer.Option(None, "--seed", help="random seed"),
     slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target for goodput, ms"),
     slo_tpot_ms: float = typer.Option(None, "--slo-tpot-ms", help="TPOT target for goodput, ms"),
     slo_e2el_ms: float = typer.Option(None, "--slo-e2el-ms", help="E2EL target for goodput, ms"),
-    max_model_len: int = typer.Option(
-        None, "--max-model-len", help="context window (default: the model's)"
+    goodput: list[str] = typer.Option(
+        None,
+        "--goodput",
+        help="SLOs for goodput as vllm bench serve writes them: ttft:500 tpot:50 e2el:2000 (ms)",
     ),
+    percentile_metrics: str = typer.Option(
+        ",".join(LATENCY_METRICS),
+        "--percentile-metrics",
+        help="latency metrics in the table (and, with --metric-percentiles, the summary)",
+    ),
+    metric_percentiles: str = typer.Option(
+        None,
+        "--metric-percentiles",
+        help="percentiles to report, e.g. 50,95,99.9: the table's columns, and "
+        "p95_ttft_ms, p99.9_ttft_ms, ... in summary.json",
+        show_default="mean, median, p90, p99",
+    ),
+    max_model_len: int = typer.Option(None, "--max-model-len", help="context window"),
     on_oversized: str = typer.Option(
         None,
         "--on-oversized",
@@ -495,7 +579,8 @@ def simulate_command(
     with importing():
         from servesim.output import summary_document, write_run
         from servesim.run import simulate
-        from servesim.scenario import build_scenario, load_scenario_file, merge
+        from servesim.scenario import build_scenario, load_scenario_file, merge, workload_fields
+        from servesim.workload.spec import PRESET_NAMES
 
     if (trace or report or trace_limit is not None) and out is None:
         raise ServesimError("needs --out DIR to write into", field="--trace/--report")
@@ -541,7 +626,11 @@ def simulate_command(
     )
     if sched:
         flags["scheduler"] = sched
-    slo = _given(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms, e2el_ms=slo_e2el_ms)
+    slo = merge_goodput(
+        _given(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms, e2el_ms=slo_e2el_ms), goodput or []
+    )
+    metrics = parse_percentile_metrics(percentile_metrics)
+    percentiles = parse_metric_percentiles(metric_percentiles) if metric_percentiles else None
     if slo:
         flags["slo"] = slo
     spec = _given(
@@ -552,6 +641,10 @@ def simulate_command(
     )
     if spec:
         flags["speculative"] = spec
+    file_workload = None
+    if workload is not None and workload not in PRESET_NAMES and replay is None:
+        file_workload = workload_fields(workload, "--workload")
+        workload = None
     w = workload_overrides(
         workload=workload,
         num_requests=num_requests,
@@ -560,23 +653,35 @@ def simulate_command(
         rate=rate,
         burstiness=burstiness,
         concurrency=concurrency,
+        max_concurrency=max_concurrency,
         replay=replay,
         trace_format=trace_format,
         rate_scale=rate_scale,
         time_window=time_window,
     )
     data = merge(base, flags)
+    if file_workload is not None:
+        data["workload"] = file_workload
     if w:
         data["workload"] = _merge_workload(data.get("workload"), w)
     scenario = build_scenario(data, source=str(config) if config else "")
     if out is not None:
         writable_dir(out)  # before the run, not after it
 
-    progress = _LazyProgress(_expected_requests(scenario))
+    progress = LazyProgress(_expected_requests(scenario))
     try:
         result = simulate(scenario, on_progress=progress)
     finally:
         progress.close()
+    if percentiles is not None:
+        from servesim.metrics import latency_percentiles
+
+        records = result.records
+        result.summary.update(
+            latency_percentiles(
+                records.request_columns(), *records.itl_pairs(), metrics, percentiles
+            )
+        )
     written = ["summary.json", "requests.csv", "steps.csv"]
     if out is not None:
         write_run(
@@ -593,10 +698,61 @@ def simulate_command(
     from rich.console import Console
 
     console = Console()
-    for table in summary_tables(result):
+    for table in summary_tables(result, metrics, percentiles):
         console.print(table)
     if out is not None:
         console.print(f"wrote {out}/: {', '.join(written)}")
+
+
+def _shown_defaults() -> dict[str, str]:
+    """What ``simulate --help`` shows as each option's default: the scenario's own defaults.
+
+    NOTE: the options default to None (a flag left out must not override a --config file), so
+    typer has no default to show; these are read from the specs, where each is defined once."""
+    from servesim.engines import DEFAULT_ENGINE
+    from servesim.scenario import (
+        DEFAULT_HARDWARE,
+        DEFAULT_MODEL,
+        Scenario,
+        SchedulerSpec,
+        SpeculativeSpec,
+    )
+    from servesim.validation import field_default
+    from servesim.workload.spec import DEFAULT_PRESET
+
+    def text(value: Any) -> str:
+        return ("on" if value else "off") if isinstance(value, bool) else str(value)
+
+    shown = {name: text(field_default(Scenario, name)) for name in (
+        "tp", "pp", "ep", "replicas", "cuda_graphs", "kv_offload", "cpu_kv_cache_gib", "router",
+        "api_server", "seed", "on_oversized", "fast_forward")}  # fmt: skip
+    sched = {"scheduler": "policy", "prefix_caching": "enable_prefix_caching",
+             "chunked_prefill": "enable_chunked_prefill"}  # fmt: skip
+    for name in ("max_num_batched_tokens", "max_num_seqs", "block_size",
+                 "gpu_memory_utilization", "scheduler", "prefix_caching", "chunked_prefill"):  # fmt: skip
+        shown[name] = text(field_default(SchedulerSpec, sched.get(name, name)))
+    for name in ("num_speculative_tokens", "acceptance_rate"):
+        shown[name] = text(field_default(SpeculativeSpec, name))
+    shown.update(
+        model=DEFAULT_MODEL,
+        hardware=DEFAULT_HARDWARE,
+        engine=DEFAULT_ENGINE,
+        workload=DEFAULT_PRESET,
+        weight_dtype="the checkpoint's",
+        kv_dtype="the activations' (bf16 for most)",
+        kv_offload_gbps="the GPU's host link",
+        spec_mode="cpu_verify for ngram, else self_verify",
+        num_scheduler_steps="the engine's",
+        max_model_len="the model's",
+        burstiness="1 (Poisson)",
+    )
+    return shown
+
+
+_options = inspect.signature(simulate_command).parameters
+for _name, _shown in _shown_defaults().items():
+    _options[_name].default.show_default = _shown
+del _options, _name, _shown
 
 
 def _extra_writers(trace: bool, limit: int | None, report: bool) -> dict[str, Any]:
@@ -631,9 +787,9 @@ def _merge_workload(base: Any, flags: dict[str, Any]) -> Any:
     if base is not None and not isinstance(base, dict):
         return base
     if base is None:
-        from servesim.scenario import DEFAULT_WORKLOAD
-
-        base = DEFAULT_WORKLOAD
+        base = {}  # the workload spec fills in the default workload
+    if "trace" in base and "num_requests" in flags:
+        flags = {("max_requests" if k == "num_requests" else k): v for k, v in flags.items()}
     if "trace" in flags:
         base = {k: v for k, v in base.items() if k in ("name",)}
     elif flags.get("input_len") is not None and flags.get("output_len") is not None:

@@ -12,17 +12,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from servesim.cli.app import OUTPUT_PATH, app
+from servesim.cli.app import OUTPUT_PATH, app, output_file
+from servesim.cli.progress import ProgressLines, bar_columns
 from servesim.errors import ServesimError
 from servesim.paths import writable_dir, writable_file
 
@@ -67,12 +61,7 @@ def _csv_list(text: str, flag: str, cast: Callable[[str], Any] = str) -> list[An
 
 def _progress(console: Console, label: str) -> Progress:
     return Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
+        *bar_columns(label),
         TextColumn("{task.description}"),
         console=console,
         transient=True,
@@ -89,9 +78,10 @@ def _short_names(axes: list[str]) -> list[str]:
     return [short if last.count(short) == 1 else a for a, short in zip(axes, last, strict=True)]
 
 
-def _rows_table(rows: list[dict[str, Any]], axes: list[str]) -> Table:
+def _rows_table(rows: list[dict[str, Any]], axes: list[str], title: str = "Results") -> Table:
     shown = min(len(rows), MAX_ROWS_SHOWN)
-    title = f"Results ({shown} of {len(rows)} rows)" if shown < len(rows) else "Results"
+    if shown < len(rows):
+        title += f" ({shown} of {len(rows)} rows)"
     table = Table(title=title)
     table.add_column("#", justify="right")
     for name in _short_names(axes):
@@ -138,6 +128,12 @@ def sweep_command(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="validate and list the scenarios; run nothing"
     ),
+    num_requests: int = typer.Option(
+        None,
+        "--num-requests",
+        "-n",
+        help="override the base workload's request count (a trace's max_requests)",
+    ),
 ) -> None:
     """Run every scenario of a sweep file; write results.parquet and results.csv.
 
@@ -150,13 +146,16 @@ def sweep_command(
     from servesim.sweep.spec import axis_names, expand, load_sweep_file
 
     spec, base = load_sweep_file(sweep_file)
+    if num_requests is not None:
+        base = _with_num_requests(base, num_requests)
     points = expand(spec, base)
     axes = axis_names(spec)
     console = Console(soft_wrap=True)
     if dry_run:
-        rows = [{"index": p.index, **p.axes, "status": "ok"} for p in points]
-        console.print(_rows_table(rows, axes))
-        console.print(f"{len(points)} scenarios, all valid")
+        # Nothing ran: the table is the plan, each row a scenario that would run.
+        rows = [{"index": p.index, **p.axes, "status": "planned"} for p in points]
+        console.print(_rows_table(rows, axes, title="Plan (dry run: nothing simulated)"))
+        console.print(f"{len(points)} scenarios, all valid; none run (--dry-run)")
         return
     out = writable_dir(out or Path(f"{spec.name or sweep_file.stem}-results"))
     err = Console(stderr=True, soft_wrap=True)
@@ -170,12 +169,17 @@ def sweep_command(
         )
     progress = _progress(err, "sweep")
     task = progress.add_task("", total=len(points), completed=done_before)
+    lines = None if err.is_terminal else ProgressLines("sweep", len(points), "scenarios")
     failures = 0
+    finished = done_before
 
     def on_result(point, record) -> None:
-        nonlocal failures
+        nonlocal failures, finished
         failures += record["status"] != "ok"
+        finished += 1
         progress.update(task, advance=1, description=f"{failures} errors" if failures else "")
+        if lines is not None:
+            lines(finished)
 
     try:
         # Nothing left to run: no pool to start, no cluster to join.
@@ -219,6 +223,16 @@ def sweep_command(
         raise typer.Exit(1)
 
 
+def _with_num_requests(data: dict[str, Any], n: int) -> dict[str, Any]:
+    """``--num-requests`` over a scenario's workload (a trace's ``max_requests``); a workload
+    that is not a mapping is kept, for validation to name."""
+    from servesim.scenario import merge
+
+    workload = data.get("workload")
+    key = "max_requests" if isinstance(workload, dict) and "trace" in workload else "num_requests"
+    return merge(data, {"workload": {key: n}})
+
+
 # --------------------------------------------------------------------------- capacity
 
 
@@ -232,11 +246,12 @@ def _slo(ttft: float | None, tpot: float | None, e2el: float | None):
 
 
 def _deployment(sc) -> str:
-    """E.g. ``meta-llama/Llama-3.1-8B on 2 × H100 TP1``."""
+    """E.g. ``meta-llama/Llama-3.1-8B on 2 instances × TP1 = 2 × H100``."""
+    from servesim.scenario import describe_instances
+
     if sc.instances or sc.disaggregate:
         return f"{sc.model} on its instance groups"
-    pp = f" PP{sc.pp}" if sc.pp > 1 else ""
-    return f"{sc.model} on {sc.replicas} × {sc.hardware} TP{sc.tp}{pp}"
+    return f"{sc.model} on {describe_instances(sc.replicas, sc.hardware, sc.tp, sc.pp, sc.ep)}"
 
 
 def _probe_cells(values: dict[str, float], slo) -> list[str]:
@@ -266,6 +281,12 @@ def capacity_command(
     num_requests: int = typer.Option(
         None, "--num-requests", "-n", help="override the workload's request count"
     ),
+    workload: str = typer.Option(
+        None,
+        "--workload",
+        "-w",
+        help="replace the scenario's workload: a preset or a workload YAML",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Highest request rate (req/s) the deployment sustains within the SLOs.
@@ -289,16 +310,24 @@ def capacity_command(
         if v is not None
     }
     data = merge(data, flags)
-    if num_requests is not None:
-        data = merge(data, {"workload": {"num_requests": num_requests}})
+    if workload is not None:
+        data["workload"] = _workload_option(workload, num_requests)
+    elif num_requests is not None:
+        data = _with_num_requests(data, num_requests)
     scenario = build_scenario(data, source=str(scenario_file))
     slo = _slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms)
     err = Console(stderr=True, soft_wrap=True)
 
+    lines = None if err.is_terminal else ProgressLines("capacity", None, "probes simulated")
+    probes = 0
     with err.status("finding capacity") as status:
 
         def evaluate(sc):
+            nonlocal probes
             status.update(f"simulating {sc.workload.arrival.rate:,.3g} req/s")
+            if lines is not None:
+                lines(probes)
+            probes += 1
             return run_point(sc, percentile)
 
         cap = find_capacity(
@@ -366,29 +395,15 @@ def capacity_command(
 # --------------------------------------------------------------------------- plan
 
 
-def _plan_workload(text: str, num_requests: int | None) -> dict[str, Any]:
-    """``--workload``: a preset name, or a YAML file (a workload, or a scenario with one)."""
-    from servesim.scenario import DEFAULT_WORKLOAD, load_scenario_file
+def _workload_option(text: str, num_requests: int | None) -> dict[str, Any]:
+    """``--workload``: a preset name or a workload file (a workload, or a scenario with one),
+    with ``--num-requests`` over it (a trace's ``max_requests``)."""
+    from servesim.scenario import workload_fields
 
-    path = Path(text)
-    if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
-        if not path.is_file():
-            raise ServesimError(f"workload file {path} does not exist", field="--workload")
-        data = load_scenario_file(path, field="--workload")
-        workload = data.get("workload", data)
-        if not isinstance(workload, dict):
-            raise ServesimError(
-                f"{path}: workload must be a mapping (got {workload!r:.40})",
-                field="--workload",
-                fix="give a workload YAML (preset, num_requests, ...) or a scenario with one",
-            )
-        workload = dict(workload)
-        if num_requests is not None:
-            key = "max_requests" if "trace" in workload else "num_requests"
-            workload[key] = num_requests
-        return workload
-    n = num_requests or DEFAULT_WORKLOAD["num_requests"]
-    return {"preset": text, "num_requests": n}
+    workload = workload_fields(text, "--workload")
+    if num_requests is not None:
+        workload["max_requests" if "trace" in workload else "num_requests"] = num_requests
+    return workload
 
 
 def _plan_table(plan, metric: str) -> Table:
@@ -487,7 +502,12 @@ def plan_command(
     workers: int = typer.Option(None, "--workers", "-j", help=WORKERS_HELP),
     ray: str = typer.Option(None, "--ray", help=RAY_HELP),
     out: Path = typer.Option(
-        None, "--out", "-o", click_type=OUTPUT_PATH, help="write the cost/latency plot here (PNG)"
+        None,
+        "--out",
+        "-o",
+        click_type=OUTPUT_PATH,
+        help="folder to write plan.png (cost vs latency) into; a path ending .png/.svg/.pdf: "
+        "the file",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
 ) -> None:
@@ -512,7 +532,7 @@ def plan_command(
     spec = parse_plan(
         {
             "model": model,
-            "workload": _plan_workload(workload, num_requests),
+            "workload": _workload_option(workload, num_requests),
             "rate": rate,
             "slo": {
                 k: v
@@ -535,14 +555,17 @@ def plan_command(
         }
     )
     if out is not None:
-        writable_file(out)  # before the search, not after it
+        out = writable_file(output_file(out, "plan.png", (".png", ".svg", ".pdf"), Path(".")))
     err = Console(stderr=True, soft_wrap=True)
     point = partial(run_point, percentile=spec.percentile)
+    lines = None if err.is_terminal else ProgressLines("plan", None, "rounds of deployments")
     with make_executor(workers, ray) as executor, err.status("planning") as status:
         rounds = 0
 
         def on_round(phase: str, n: int) -> None:
             nonlocal rounds
+            if lines is not None:
+                lines(rounds)
             rounds += 1
             status.update(f"round {rounds}: simulating {n} deployments ({phase})")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from servesim.cli.app import OUTPUT_PATH, app
+from servesim.cli.app import OUTPUT_PATH, app, output_file
 from servesim.paths import writable_file
 
 trace_app = typer.Typer(
@@ -22,11 +22,13 @@ def merge(
         ..., metavar="DIR", help="Folder of fragments written with SERVESIM_PROFILE=1."
     ),
     out: Path = typer.Option(
-        Path("trace.json"),
+        None,
         "--out",
         "-o",
         click_type=OUTPUT_PATH,
-        help="Chrome trace to write (open in Perfetto).",
+        help="Folder to write trace.json (a Chrome trace for Perfetto) into; a path ending "
+        ".json: the file.",
+        show_default="the current folder",
     ),
     steps: Path | None = typer.Option(
         None,
@@ -38,6 +40,7 @@ def merge(
     """Join every process's fragment into one trace; truncated last lines are skipped."""
     from servesim.trace.merge import merge_fragments
 
+    out = output_file(out, "trace.json", (".json",), Path("."))
     if directory.is_dir():  # (a missing DIR is reported by merge_fragments)
         writable_file(out)
         if steps is not None:

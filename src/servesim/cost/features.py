@@ -1,4 +1,24 @@
-"""Reduce a batch to the step features of ``operators.FEATURES`` (a handful of sums).
+"""The step features: a batch reduced to a handful of sums, and how to compute them.
+
+Every operator's FLOPs and bytes (``operators.py``) are linear in these features, so a step is
+costed by reducing the batch to them once. They are sums over the batch rows (row i: ``n_i`` new
+tokens, ``c_i`` tokens already cached):
+
+==========  ==============================================================================
+ONE         1 (constant terms: weights)
+B           rows (sequences) in the step; the LM head and sampler run once per row
+T           Σ n_i, tokens computed this step
+T_A         tokens on MLA's weight-absorbed (decode) path (0 for non-MLA models)
+T_R         T − T_A, tokens on the regular path
+P           attention (query, key) pairs of full-attention layers on the regular path:
+            Σ n_i·c_i + n_i(n_i+1)/2 (causal inside the chunk)
+K           KV tokens read by a full-attention layer on the regular path: Σ c_i + n_i
+P_A, K_A    the same for the rows on MLA's absorbed path
+P_SW, K_SW  pairs and KV tokens of sliding-window layers (span capped at the window)
+D_EXP       expected distinct routed experts hit per GPU in one MoE layer (balanced routing)
+M_EXP       tokens each hit expert receives (the GEMM height of the expert kernels)
+I_*         1 when B, T, T_A, T_R (respectively) is positive, else 0
+==========  ==============================================================================
 
 All features are sums of integers carried in float64, so they are exact up to 2^53 and the
 vectorised decode span reproduces step-by-step features bit for bit.
@@ -10,12 +30,55 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from servesim.cost import operators as op
-from servesim.cost.operators import NUM_FEATURES, expected_distinct_experts, sliding_layers
 from servesim.cost.params import CostParams, Parallelism
 from servesim.model import ModelSpec
 
-_COUNTS = [op.B, op.T, op.T_A, op.T_R, op.P, op.K, op.P_A, op.K_A, op.P_SW, op.K_SW]
+FEATURES = (
+    "ONE",
+    "B",
+    "T",
+    "T_A",
+    "T_R",
+    "P",
+    "K",
+    "P_A",
+    "K_A",
+    "P_SW",
+    "K_SW",
+    "D_EXP",
+    "M_EXP",
+    "I_B",
+    "I_T",
+    "I_TA",
+    "I_TR",
+)
+ONE, B, T, T_A, T_R, P, K, P_A, K_A, P_SW, K_SW, D_EXP, M_EXP, I_B, I_T, I_TA, I_TR = range(
+    len(FEATURES)
+)
+NUM_FEATURES = len(FEATURES)
+INDICATOR = {B: I_B, T: I_T, T_A: I_TA, T_R: I_TR}
+"""The 0/1 feature saying whether a count feature is positive: an operator's constant costs
+(weight reads, kernel launches, tile padding) are charged on the indicator of its ``active``
+feature, so an operator that does not run this step costs nothing."""
+
+
+def sliding_layers(model: ModelSpec) -> int:
+    """Layers that use a sliding window (0 when the model has none, or uses MLA)."""
+    if model.sliding_window is None or model.mla is not None:
+        return 0
+    return min(model.num_sliding_layers, model.num_layers)
+
+
+def expected_distinct_experts(tokens, num_experts: int, top_k: int):
+    """Expected number of distinct experts hit when ``tokens`` tokens each pick ``top_k`` of
+    ``num_experts`` experts uniformly at random (balanced routing): ``E·(1 − (1 − k/E)^T)``.
+
+    Works on floats and numpy arrays.
+    """
+    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+
+
+_COUNTS = [B, T, T_A, T_R, P, K, P_A, K_A, P_SW, K_SW]
 """Features that are sums over the batch's rows (they split with the rows)."""
 
 
@@ -71,7 +134,7 @@ class FeatureMap:
         parts = np.asarray(parts, dtype=np.float64)
         out[..., _COUNTS] /= parts[..., None] if parts.ndim else parts
         if self.moe is not None:
-            out[..., op.D_EXP], out[..., op.M_EXP] = self.moe_features(out[..., op.T])
+            out[..., D_EXP], out[..., M_EXP] = self.moe_features(out[..., T])
         return out
 
     def step(self, new_tokens: np.ndarray, context_lens: np.ndarray) -> np.ndarray:
@@ -100,37 +163,37 @@ class FeatureMap:
         nn, nc, tokens = g[0][0], g[0][1], g[0][2]
         sum_c = g[1][2]
         f = np.zeros(NUM_FEATURES)
-        f[op.ONE] = 1.0
-        f[op.B] = rows
-        f[op.T] = tokens
-        f[op.I_B] = 1.0
-        f[op.I_T] = 1.0 if tokens > 0 else 0.0
+        f[ONE] = 1.0
+        f[B] = rows
+        f[T] = tokens
+        f[I_B] = 1.0
+        f[I_T] = 1.0 if tokens > 0 else 0.0
         # Every new token attends to the context and, causally, to the chunk up to itself:
         # pairs = Σ n·c + n(n+1)/2; the kernel reads each row's c + n cached tokens.
         pairs, kv = nc + 0.5 * (nn + tokens), sum_c + tokens
         if absorb:
             ga, gna = g[-2], g[-1]  # Σ over absorbed rows of (·) and of n·(·)
             t_a = gna[2]
-            f[op.T_A], f[op.P_A], f[op.K_A] = t_a, gna[1] + 0.5 * (gna[0] + t_a), ga[1] + t_a
-            f[op.T_R], f[op.P], f[op.K] = tokens - t_a, pairs - f[op.P_A], kv - f[op.K_A]
+            f[T_A], f[P_A], f[K_A] = t_a, gna[1] + 0.5 * (gna[0] + t_a), ga[1] + t_a
+            f[T_R], f[P], f[K] = tokens - t_a, pairs - f[P_A], kv - f[K_A]
         else:
-            f[op.T_R], f[op.P], f[op.K] = tokens, pairs, kv
-        f[op.I_TA] = 1.0 if f[op.T_A] > 0 else 0.0
-        f[op.I_TR] = 1.0 if f[op.T_R] > 0 else 0.0
+            f[T_R], f[P], f[K] = tokens, pairs, kv
+        f[I_TA] = 1.0 if f[T_A] > 0 else 0.0
+        f[I_TR] = 1.0 if f[T_R] > 0 else 0.0
         if window:
             # Pairs of a row = S(c+n) − S(c), with S(x) = Σ_{q<=x} min(q, w) = m(m+1)/2 + (x−m)w
             # and m = min(x, w): query q attends to the last min(q, w) positions.
             (mx2, smx), (mc2, smc) = (g[3][3], g[3][2]), (g[4][4], g[4][2])
-            f[op.P_SW] = (
+            f[P_SW] = (
                 0.5 * (mx2 + smx)
                 + window * (sum_c + tokens - smx)
                 - 0.5 * (mc2 + smc)
                 - window * (sum_c - smc)
             )
             # The chunk's first query reaches back w − 1 keys, its other n − 1 queries add one.
-            f[op.K_SW] = g[5][2]
+            f[K_SW] = g[5][2]
         if self.moe is not None:
-            f[op.D_EXP], f[op.M_EXP] = self.moe_features(tokens)
+            f[D_EXP], f[M_EXP] = self.moe_features(tokens)
         return f
 
     def decode(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
@@ -140,16 +203,16 @@ class FeatureMap:
         rows = float(c.shape[0])
         j1 = np.arange(1, num_steps + 1, dtype=np.float64)  # j + 1
         f = np.zeros((num_steps, NUM_FEATURES))
-        f[:, op.ONE] = 1.0
-        f[:, op.B] = rows
-        f[:, op.T] = rows
-        f[:, op.I_B] = f[:, op.I_T] = 1.0
+        f[:, ONE] = 1.0
+        f[:, B] = rows
+        f[:, T] = rows
+        f[:, I_B] = f[:, I_T] = 1.0
         # A decode row attends to (and reads) its c + j + 1 keys.
         span = c.sum() + rows * j1
         if self.absorb_max >= 1.0:
-            f[:, op.T_A], f[:, op.P_A], f[:, op.K_A], f[:, op.I_TA] = rows, span, span, 1.0
+            f[:, T_A], f[:, P_A], f[:, K_A], f[:, I_TA] = rows, span, span, 1.0
         else:
-            f[:, op.T_R], f[:, op.P], f[:, op.K], f[:, op.I_TR] = rows, span, span, 1.0
+            f[:, T_R], f[:, P], f[:, K], f[:, I_TR] = rows, span, span, 1.0
         if self.window:
             w = self.window
             cs = np.sort(c)
@@ -157,8 +220,8 @@ class FeatureMap:
             # Rows with c + j + 1 <= w attend to all of it, the others to w keys.
             below = np.searchsorted(cs, w - j1, side="right")
             windowed = prefix[below] + below * j1 + (rows - below) * w
-            f[:, op.P_SW] = windowed
-            f[:, op.K_SW] = windowed
+            f[:, P_SW] = windowed
+            f[:, K_SW] = windowed
         if self.moe is not None:
-            f[:, op.D_EXP], f[:, op.M_EXP] = self.moe_features(rows)
+            f[:, D_EXP], f[:, M_EXP] = self.moe_features(rows)
         return f

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from servesim.cost.build import coefficient_matrices
 from servesim.cost.dtypes import activation_dtype, dtype_bytes
 from servesim.cost.features import FeatureMap
-from servesim.cost.operators import GROUPS, build_operators
+from servesim.cost.operator import GROUPS
+from servesim.cost.operators import build_operators
 from servesim.cost.params import HEADS, CostParams, Parallelism
-from servesim.cost.step import coefficient_matrices
 from servesim.errors import ServesimError
 from servesim.model import ModelSpec
 

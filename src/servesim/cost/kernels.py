@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,20 +73,25 @@ class KernelTables:
     attention_decode: dict[str, np.ndarray] | None
     allreduce: dict[str, np.ndarray] | None
     moe: dict[str, dict[str, np.ndarray]] | None = None
-    """MoE layer tables by serving backend (``vllm``, ``sglang``)."""
+    """MoE layer tables by serving backend (``vllm``, ``sglang``, ``trtllm``)."""
+    source: str = ""
+    """Where the tables come from (the catalog folder, or the extra's package and versions)."""
 
 
 MOE_BACKENDS = ("vllm", "sglang")
+CATALOG_BACKEND = "trtllm"
+"""The serving backend whose kernels the catalog's GEMM, attention and all-reduce CSVs hold."""
+TABLE_SOURCE_ENV = "SERVESIM_KERNEL_TABLES"
+"""Set to ``catalog`` to price from the shipped CSVs even when the ``servesim[kernels]`` extra
+is installed (reproducing a default install's figures)."""
 
 
 def table_folder(gpu_name: str) -> Path:
     return KERNELS_DIR / gpu_name.lower()
 
 
-@functools.cache
-def load_tables(gpu_name: str) -> KernelTables | None:
-    """The tables shipped for ``gpu_name`` (a hardware catalog name), or None."""
-    folder = table_folder(gpu_name)
+def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
+    """The CSV tables in ``folder`` (catalog layout), or None when it has none."""
     if not folder.is_dir():
         return None
 
@@ -101,7 +107,56 @@ def load_tables(gpu_name: str) -> KernelTables | None:
         part("attention_decode"),
         part("allreduce"),
         moe or None,
+        source=f"catalog/kernels/{folder.name}",
     )
+
+
+@functools.cache
+def load_tables(gpu_name: str, backend: str | None = None) -> KernelTables | None:
+    """The measured tables of ``gpu_name`` (a hardware catalog name), or None.
+
+    With ``backend`` (``trtllm``, ``vllm``, ``sglang``: the engine profile's) and the
+    ``servesim[kernels]`` extra installed, the backend's full AIConfigurator tables are read
+    (every measured shape); a table the backend lacks falls back to the catalog's. Otherwise,
+    the catalog's CSVs (TensorRT-LLM kernels on a small grid; vLLM and SGLang fused MoE).
+    """
+    if backend is None:
+        return read_tables(table_folder(gpu_name), gpu_name)
+    catalog = load_tables(gpu_name)
+    if os.environ.get(TABLE_SOURCE_ENV, "").lower() == "catalog":
+        return catalog
+    from servesim.cost import aic_tables
+
+    hbm = _hbm_bandwidth(gpu_name)
+    full = aic_tables.load_backend_tables(gpu_name, backend, hbm)
+    if full is None:
+        return catalog
+
+    def pick(name: str):
+        got = getattr(full, name)
+        return got if got is not None or catalog is None else getattr(catalog, name)
+
+    moe = dict(catalog.moe or {}) if catalog is not None else {}
+    if full.moe is not None:
+        moe[backend] = full.moe
+    return KernelTables(
+        gpu_name,
+        pick("gemm"),
+        pick("attention_prefill"),
+        pick("attention_decode"),
+        pick("allreduce"),
+        moe or None,
+        source=full.source,
+    )
+
+
+def _hbm_bandwidth(gpu_name: str) -> float | None:
+    from servesim.hardware import load_hardware
+
+    try:
+        return load_hardware(gpu_name).hbm_bandwidth
+    except ValueError:
+        return None
 
 
 SAME_ARCHITECTURE = {
@@ -324,10 +379,11 @@ def fit_decode(d: dict[str, np.ndarray], bandwidth: float, launch_s: float) -> t
 
 @functools.cache
 def attention_fit(
-    gpu_name: str, peak: float, bandwidth: float, launch_s: float
+    gpu_name: str, peak: float, bandwidth: float, launch_s: float, backend: str | None = None
 ) -> AttentionFit | None:
-    """The attention curves fitted to ``gpu_name``'s own tables, or None without them."""
-    t = load_tables(gpu_name)
+    """The attention curves fitted to ``gpu_name``'s own tables (``backend``'s with the
+    extra, see :func:`load_tables`), or None without them."""
+    t = load_tables(gpu_name, backend)
     if t is None or t.attention_prefill is None or t.attention_decode is None:
         return None
     e, h, perr = fit_prefill(t.attention_prefill, peak, launch_s)
@@ -351,15 +407,17 @@ def _all_fits() -> tuple[AttentionFit, ...]:
     return tuple(fits)
 
 
-def attention_fit_for(hw) -> tuple[AttentionFit, str] | None:
-    """The attention curve for ``hw`` and where it comes from: its own tables, else the median
-    fractions of the GPUs with tables (None when no GPU ships any)."""
+def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str] | None:
+    """The attention curve for ``hw`` and where it comes from: its own tables (``backend``'s
+    with the extra), else the median fractions of the GPUs with tables (None when no GPU
+    ships any)."""
     peak = hw.peak_flops.get("bf16") or hw.peak_flops.get("fp16")
     if peak is None:
         return None
-    own = attention_fit(hw.name, peak, hw.hbm_bandwidth, hw.kernel_launch_s)
+    own = attention_fit(hw.name, peak, hw.hbm_bandwidth, hw.kernel_launch_s, backend)
     if own is not None:
-        return own, f"fitted to catalog/kernels/{hw.name.lower()}"
+        tables = load_tables(hw.name, backend)
+        return own, "fitted to " + (tables.source if tables else hw.name.lower())
     source = transfer_source(hw.name)
     if source is not None:
         from servesim.hardware import load_hardware

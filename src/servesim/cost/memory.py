@@ -24,17 +24,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from servesim.cost.dtypes import dtype_bytes
-from servesim.cost.operators import (
+from servesim.cost.params import CostParams, Parallelism, valid_tps
+from servesim.cost.resolve import ResolvedParams, resolve_params
+from servesim.cost.stages import stage_layers
+from servesim.cost.weights import (
     attention_matrices,
     dense_mlp_matrices,
     expert_matrices,
     norm_elements_per_layer,
     router_matrix,
     shared_expert_matrices,
-    stage_layers,
 )
-from servesim.cost.params import CostParams, Parallelism, valid_tps
-from servesim.cost.step import ResolvedParams, resolve_params
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware, Link
 from servesim.model import ModelSpec

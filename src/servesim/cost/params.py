@@ -11,6 +11,10 @@ FIDELITIES = ("roofline", "calibrated", "profiled")
 HEADS = ("lm", "value")
 
 
+KERNEL_BACKENDS = ("trtllm", "vllm", "sglang")
+"""Serving backends whose measured kernel tables the ``servesim[kernels]`` extra can read."""
+
+
 @dataclass(frozen=True)
 class Parallelism:
     """How one model replica is split over GPUs.
@@ -165,6 +169,11 @@ class CostParams:
     moe_backend: str = "vllm"
     """Whose MoE kernels price the routed experts from the measured tables: ``vllm`` or
     ``sglang`` (the engine profile's)."""
+    kernel_backend: str | None = None
+    """Whose measured GEMM, attention and all-reduce kernels price the step with
+    ``kernel_tables``: ``trtllm``, ``vllm`` or ``sglang`` (the engine profile's) read that
+    backend's full AIConfigurator tables when the ``servesim[kernels]`` extra is installed;
+    None, or without the extra: the catalog's CSVs (TensorRT-LLM kernels on a grid)."""
     kernel_tables: bool = False
     """Price operators from the GPU's measured kernel tables where they exist (``catalog/
     kernels/``; see ``servesim.cost.kernels``). ``False`` (the library default): the roofline
@@ -201,7 +210,7 @@ class CostParams:
     fidelity: str = "roofline"
     """Which rung of the fidelity ladder these numbers stand on."""
 
-    # --- scale-out and serving features (issue 5) ---------------------------------------
+    # --- scale-out and serving features -------------------------------------------------
     pp_microbatches: int | None = None
     """Micro-batches a step is split into under pipeline parallelism; ``None``: ``pp`` (vLLM
     keeps one micro-batch in flight per stage). Never more than the step's sequences."""
@@ -290,10 +299,16 @@ class CostParams:
                 field="fidelity",
                 fix="use one of: " + ", ".join(FIDELITIES),
             )
+        if self.kernel_backend not in (None, *KERNEL_BACKENDS):
+            raise ServesimError(
+                f"unknown kernel backend {self.kernel_backend!r}",
+                field="kernel_backend",
+                fix="use one of: " + ", ".join(KERNEL_BACKENDS),
+            )
         self._check_serving_fields()
 
     def _check_serving_fields(self) -> None:
-        """Validate the issue-5 fields (pipeline, MoE skew, host overhead, power)."""
+        """Validate the scale-out and serving fields (pipeline, MoE skew, host overhead, power)."""
         mb = self.pp_microbatches
         if mb is not None and (not isinstance(mb, int) or isinstance(mb, bool) or mb < 1):
             raise ServesimError(

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from servesim.cost.build import build_step_cost
 from servesim.cost.dtypes import dtype_bytes, tensor_core_peak
 from servesim.cost.memory import kv_bytes_per_token_per_layer, weights_bytes_per_gpu
 from servesim.cost.params import CostParams, Parallelism, valid_tps
-from servesim.cost.step import StepCostModel, build_step_cost
+from servesim.cost.step import StepCostModel
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec

@@ -27,13 +27,22 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.records import StepRecord
 from servesim.engine.request import Request
-from servesim.engine.running import RunningTable
+from servesim.engine.running import (
+    COMPUTED,
+    MAX_OUT,
+    NBLOCKS,
+    NSHARED,
+    PROMPT,
+    TOKENS,
+    RunningTable,
+)
 from servesim.engine.scheduler import (
     ScheduledBatch,
     SchedulerConfig,
@@ -41,6 +50,9 @@ from servesim.engine.scheduler import (
     grow_blocks,
     schedule,
 )
+
+_sum, _min, _max = np.add.reduce, np.minimum.reduce, np.maximum.reduce
+"""Reductions as the ufuncs themselves (``ndarray.sum`` adds a Python layer per call)."""
 
 
 class StepCost:
@@ -88,7 +100,7 @@ class Speculation:
             raise ValueError("one acceptance probability per speculative position")
 
 
-@dataclass
+@dataclass(slots=True)
 class InFlight:
     """The step (or decode span) an instance is executing."""
 
@@ -107,15 +119,19 @@ class InFlight:
     is_round: bool = False
     """A multi-step scheduling round: not cut by arrivals; rows emit up to one token a step,
     delivered together at the end."""
+    pure_decode: bool = False
+    """Every running row decodes one token a step and has emitted its first token."""
+    first_finish: int = 1
+    """A decode span: steps after which its first request finishes (no request finishes
+    before; the span may stop earlier). Other steps: 1."""
 
     @property
     def num_steps(self) -> int:
         return len(self.ends_s)
 
 
-@dataclass(frozen=True)
-class StepOutcome:
-    """What completing a step produced."""
+class StepOutcome(NamedTuple):
+    """What completing a step produced. (A named tuple: one is built every step.)"""
 
     finished: list[Request]
     first_tokens: list[Request]
@@ -197,11 +213,13 @@ class Instance:
         span = self.in_flight
         if span is None or span.num_steps == 1 or span.is_round:
             return None
-        starts = np.concatenate(([span.start_s], span.ends_s[:-1]))
-        # Steps that started before ``now`` run as planned. A request arriving at the very
-        # instant the span started (a follow-up turn with no think time, pushed after the
-        # span was scheduled) is seen after the first step, as step-by-step would see it.
-        keep = max(1, int(np.searchsorted(starts, now, side="left")))
+        # Steps that started before ``now`` run as planned (step k > 0 starts when step k − 1
+        # ends). A request arriving at the very instant the span started (a follow-up turn
+        # with no think time, pushed after the span was scheduled) is seen after the first
+        # step, as step-by-step would see it.
+        keep = 1
+        if now > span.start_s:
+            keep += int(np.searchsorted(span.ends_s[:-1], now, side="left"))
         if keep >= span.num_steps:
             return None
         span.ends_s = span.ends_s[:keep]
@@ -214,93 +232,121 @@ class Instance:
         """Schedule the next step at ``now``; return its end time, or None when idle."""
         self.wake_pending = False
         batch = schedule(self.state, self.config, now)
-        if batch.is_empty and batch.num_preempted:
+        num_tokens = int(_sum(batch.alloc))
+        if num_tokens == 0 and batch.num_preempted:
             # Everything runnable was preempted this step; the queue head goes next.
             batch = schedule(self.state, self.config, now)
-        if batch.is_empty:
+            num_tokens = int(_sum(batch.alloc))
+        alloc = batch.alloc
+        if num_tokens == 0:
             self.in_flight = None
             return None
         run = self.running
-        rows = batch.rows
-        new_tokens = batch.alloc[rows]
+        num_rows = int(np.count_nonzero(alloc))
+        # NOTE: most steps schedule every running row; they skip the gather.
+        rows = slice(None) if num_rows == len(alloc) else np.flatnonzero(alloc)
+        new_tokens = alloc[rows]
         context = run.computed[rows]
-        is_round = self.num_scheduler_steps > 1 and self._pure_decode(batch)
+        decode_only = batch.spec is None and num_tokens == num_rows
+        pure_decode = self._pure_decode(batch, num_tokens)
+        is_round = self.num_scheduler_steps > 1 and pure_decode
+        first_finish = 1
         if is_round:
             num_steps = self._kv_steps(self.num_scheduler_steps)
+        elif self.fast_forward and pure_decode:
+            num_steps, first_finish = self._span_length()
         else:
-            num_steps = self._span_length(batch) if self.fast_forward else 1
+            num_steps = 1
         cost = self.cost
-        decode_only = batch.spec is None and new_tokens.max() == 1
         if self.eager_cost is not None and self.graphed is not None:
-            if not self.graphed(decode_only, int(new_tokens.sum()), len(rows)):
+            if not self.graphed(decode_only, num_tokens, num_rows):
                 cost = self.eager_cost
         if self.graph_batch is not None and decode_only and cost is self.cost:
-            pad = self.graph_batch(len(rows)) - len(rows)
+            pad = self.graph_batch(num_rows) - num_rows
             if pad > 0:
                 # Padded rows: one token over an empty context (what the captured graph runs).
                 new_tokens = np.concatenate((new_tokens, np.ones(pad, dtype=new_tokens.dtype)))
                 context = np.concatenate((context, np.zeros(pad, dtype=context.dtype)))
-        if num_steps > 1 and is_round:
-            durations, features = cost.decode_round_with_features(context, num_steps)
-        elif num_steps > 1:
-            durations, features = cost.decode_span_with_features(context, num_steps)
+        if num_steps > 1:
+            if is_round:
+                durations, features = cost.decode_round_with_features(context, num_steps)
+            else:
+                durations, features = cost.decode_span_with_features(context, num_steps)
+            ends = now + np.add.accumulate(durations)
         else:
             seconds, features = cost.step_with_features(new_tokens, context)
             spec = self.speculation
             if spec is not None and batch.spec is not None:
-                drafts = batch.spec[rows]
-                if drafts.any():
-                    drafting = drafts > 0
-                    draft = spec.draft_seconds(context[drafting], drafts[drafting])
-                    seconds = max(seconds, draft) if spec.overlap else seconds + draft
-                if spec.prefill_seconds is not None:
-                    # Rows computing prompt (or recomputed) tokens: more than one token without
-                    # drafts, or the last prompt token.
-                    base = new_tokens - drafts
-                    filling = (base > 1) | (context < run.prompt[rows])
-                    if filling.any():
-                        seconds += spec.prefill_seconds(base[filling], context[filling])
+                seconds = self._with_speculation(seconds, batch, rows, new_tokens, context)
             # Blocks coming back from the CPU tier must land before the step can use them.
-            seconds += self.kv.take_pending_loads() * self.kv_load_seconds_per_block
+            if self.kv.pending_load_blocks:
+                seconds += self.kv.take_pending_loads() * self.kv_load_seconds_per_block
             durations = np.array([seconds])
+            ends = np.array([now + seconds])
             features = features[None, :]
         self.in_flight = InFlight(
             batch,
             now,
-            now + np.cumsum(durations),
+            ends,
             durations,
             int(context.sum()),
-            len(rows),
+            num_rows,
             features,
             is_round=is_round and num_steps > 1,
+            pure_decode=pure_decode,
+            first_finish=first_finish,
         )
         self.version += 1
-        return float(self.in_flight.ends_s[-1])
+        return float(ends[-1])
 
-    def _pure_decode(self, batch: ScheduledBatch) -> bool:
+    def _with_speculation(
+        self, seconds: float, batch: ScheduledBatch, rows, new_tokens, context
+    ) -> float:
+        """A verify step's seconds with the drafter's work added."""
+        spec = self.speculation
+        assert spec is not None and batch.spec is not None
+        drafts = batch.spec[rows]
+        if drafts.any():
+            drafting = drafts > 0
+            draft = spec.draft_seconds(context[drafting], drafts[drafting])
+            seconds = max(seconds, draft) if spec.overlap else seconds + draft
+        if spec.prefill_seconds is not None:
+            # Rows computing prompt (or recomputed) tokens: more than one token without
+            # drafts, or the last prompt token.
+            base = new_tokens - drafts
+            filling = (base > 1) | (context < self.running.prompt[rows])
+            if filling.any():
+                seconds += spec.prefill_seconds(base[filling], context[filling])
+        return seconds
+
+    def _pure_decode(self, batch: ScheduledBatch, num_tokens: int) -> bool:
         """Whether every running row decodes exactly one token this step, nothing joins or
         leaves, and every row has emitted its first token already."""
-        run = self.running
         alloc = batch.alloc
         if batch.num_admitted or batch.num_preempted or len(alloc) == 0:
             return False
-        # Every row got exactly one token and needed only that (alloc <= need).
-        if alloc.min() != 1 or (run.tokens - run.computed).max() != 1:
+        # Every row got exactly one token and needed only that.
+        if not batch.one_token_each:
+            return False
+        if batch.spec is None:
+            if num_tokens != len(alloc):
+                return False
+        elif alloc.min() != 1:
             return False
         # A prompt with one token left also needs exactly one token, but its step emits the
         # request's first token: only rows already decoding make a span.
-        return bool((run.tokens - run.prompt).min() > 0)
+        run = self.running
+        return bool(_min(run.tokens - run.prompt) > 0)
 
-    def _span_length(self, batch: ScheduledBatch) -> int:
-        """Steps the current pure-decode batch can run unchanged (1 = no fast-forward)."""
-        if not self._pure_decode(batch):
-            return 1
+    def _span_length(self) -> tuple[int, int]:
+        """(Steps the current pure-decode batch can run unchanged (1 = no fast-forward),
+        steps until its first request finishes)."""
         run = self.running
         # Until the first request finishes (its finishing step is the span's last).
-        longest = int((run.max_out - (run.tokens - run.prompt)).min())
+        longest = int(_min(run.max_out - (run.tokens - run.prompt)))
         if longest <= 1:
-            return 1
-        return self._kv_steps(longest)
+            return 1, longest
+        return self._kv_steps(longest), longest
 
     def _kv_steps(self, longest: int) -> int:
         """The most decode steps, up to ``longest``, for which every running row's KV blocks
@@ -312,7 +358,7 @@ class Instance:
         computed, nblocks = run.computed, run.nblocks
 
         def extra_blocks(m: int) -> int:
-            return int(np.maximum(-(-(computed + m) // bs) - nblocks, 0).sum())
+            return int(_sum(np.maximum((computed + (m + bs - 1)) // bs - nblocks, 0)))
 
         if extra_blocks(longest) <= free:
             return longest
@@ -340,17 +386,28 @@ class Instance:
         run, kv = self.running, self.kv
         n = len(run)
         # NOTE: local views of the table's columns; in-place updates write through.
-        computed, tokens, prompt = run.computed, run.tokens, run.prompt
+        ints = run.columns()
+        computed, tokens, prompt = ints[COMPUTED], ints[TOKENS], ints[PROMPT]
         last_token = run.last_token
         alloc = span.batch.alloc
         m = span.num_steps
         end = float(span.ends_s[-1])
         bs = kv.block_size
-        old_blocks_full = computed // bs if kv.enable_prefix_caching else None
+        # Rows holding shared blocks publish those that fill up (a row has some from its
+        # first block on if any, so a batch without any gets none during the step).
+        publishes = kv.enable_prefix_caching and _max(ints[NSHARED]) > 0
+        old_blocks_full = computed // bs if publishes else None
         first_tokens = []
 
         spec_proposed = spec_accepted = spec_rows = 0
-        if m == 1:
+        if m == 1 and span.pure_decode and span.batch.spec is None:
+            # One decode step of every row (the general case below, without its masks).
+            itl_values, itl_weights = _fold_gaps(end - last_token, end - span.start_s)
+            ints[COMPUTED : TOKENS + 1] += 1
+            last_token[:] = end
+            prefill_tokens = 0
+            decode_tokens = n
+        elif m == 1:
             had_output = tokens > prompt
             spec = span.batch.spec
             base = alloc if spec is None else alloc - spec
@@ -379,7 +436,7 @@ class Instance:
         elif span.is_round:
             # A multi-step round: every row computed m steps; each emits until its last token,
             # and the client receives a row's tokens together at the round's end.
-            emitted = np.minimum(m, run.max_out - (tokens - prompt))
+            emitted = np.minimum(m, ints[MAX_OUT] - (tokens - prompt))
             computed += emitted
             tokens += emitted
             bursts = int((emitted - 1).sum())
@@ -390,52 +447,60 @@ class Instance:
                 itl_weights = np.concatenate((itl_weights, [bursts]))
             prefill_tokens = 0
             decode_tokens = int(emitted.sum())
-            grow_blocks(run, kv, np.maximum(-(-computed // bs) - run.nblocks, 0), computed)
+            _grow_to_computed(run, kv, ints)
             last_token[:] = end
         else:
             # A decode span: every row (all already decoding) emits one token per step.
-            computed += m
             # Each row's gap to its previous token, then one entry per later step for all rows.
             itl_values = np.concatenate((float(span.ends_s[0]) - last_token, span.durations[1:m]))
             itl_weights = np.full(n + m - 1, n, dtype=np.int64)
             itl_weights[:n] = 1
+            ints[COMPUTED : TOKENS + 1] += m
             prefill_tokens = 0
             decode_tokens = n * m
-            tokens += m
-            grow_blocks(run, kv, np.maximum(-(-computed // bs) - run.nblocks, 0), computed)
+            _grow_to_computed(run, kv, ints)
             last_token[:] = end
 
         if old_blocks_full is not None:
             # Only shared blocks are published; rows with none skip the Python work.
-            fills = (computed // bs > old_blocks_full) & (old_blocks_full < run.nshared)
+            fills = (computed // bs > old_blocks_full) & (old_blocks_full < ints[NSHARED])
             for i in np.flatnonzero(fills).tolist():
                 kv.register_full_blocks(run.sync(i))
 
-        done = (tokens - prompt) >= run.max_out
-        finished = run.remove(done) if done.any() else []
+        finished = []
+        if m >= span.first_finish:  # (requests can finish in this step)
+            done = (tokens - prompt) >= ints[MAX_OUT]
+            if _max(done):
+                finished = run.remove(done)
         for req in finished:
             req.finish_s = end
             kv.free(req)
         self.num_outstanding -= len(finished)
 
         record = StepRecord(
-            instance=self.instance_id,
-            start_s=span.start_s,
-            duration_s=end - span.start_s,
-            num_steps=m,
-            batch_size=int(np.count_nonzero(alloc)),
-            prefill_tokens=prefill_tokens,
-            decode_tokens=decode_tokens,
-            context_tokens=m * span.context_tokens + span.batch_rows * (m * (m - 1) // 2),
-            num_preempted=span.batch.num_preempted,
-            num_waiting=len(self.waiting),
-            kv_usage=kv.usage,
-            spec_proposed=spec_proposed,
-            spec_accepted=spec_accepted,
-            spec_rows=spec_rows,
+            self.instance_id,
+            span.start_s,
+            end - span.start_s,
+            m,
+            span.batch_rows,
+            prefill_tokens,
+            decode_tokens,
+            m * span.context_tokens + span.batch_rows * (m * (m - 1) // 2),
+            span.batch.num_preempted,
+            len(self.waiting),
+            kv.num_held / kv.num_blocks,
+            spec_proposed,
+            spec_accepted,
+            spec_rows,
         )
-        features = span.features[:m].sum(axis=0) if m > 1 else span.features[0]
+        features = _sum(span.features[:m], axis=0) if m > 1 else span.features[0]
         return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, features)
+
+
+def _grow_to_computed(run: RunningTable, kv: KVBlockManager, ints: np.ndarray) -> None:
+    """Give every running row the KV blocks its computed tokens fill."""
+    computed, bs = ints[COMPUTED], kv.block_size
+    grow_blocks(run, kv, np.maximum((computed + (bs - 1)) // bs - ints[NBLOCKS], 0), computed)
 
 
 def _leading_successes(u: np.ndarray, p: np.ndarray, limit: np.ndarray) -> np.ndarray:

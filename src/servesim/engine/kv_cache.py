@@ -171,6 +171,9 @@ class KVBlockManager:
             return _NO_HITS
         max_blocks = (req.num_tokens - 1) // self.block_size
         shareable = min(shareable_blocks(req, self.block_size), max_blocks)
+        segment = (1, req.request_id)
+        if shareable <= 0 and segment not in self.lru and segment not in self.cpu_lru:
+            return _NO_HITS  # (the common case of a new prompt with no named content)
         hits: list[tuple[bool, int]] = []
         for i in range(shareable):
             h = self._block_hash(req, i)

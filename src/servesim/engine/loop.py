@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-from servesim.engine.instance import Instance
+from servesim.engine.instance import Instance, StepOutcome
 from servesim.engine.records import RunRecords
 from servesim.engine.request import Request
 from servesim.engine.router import Router
@@ -78,6 +78,9 @@ class ApiLatency:
 AdmissionCheck = Callable[[Request], str | None]
 """Returns why a request can never be served (too long for the context or the KV cache)."""
 
+StepObserver = Callable[[Instance, StepOutcome], None]
+"""Called after each completed step (online serving reads which tokens it produced)."""
+
 
 class Simulation:
     """Runs sessions through instances behind a router, to completion."""
@@ -92,6 +95,7 @@ class Simulation:
         on_progress: Callable[[int], None] | None = None,
         handoff: Handoff | None = None,
         api: ApiLatency | None = None,
+        on_step: StepObserver | None = None,
     ):
         self.instances = list(instances)
         """Where new requests are routed (mixed or prefill instances)."""
@@ -102,6 +106,7 @@ class Simulation:
         self.records = records
         self.admission_check = admission_check
         self.on_progress = on_progress
+        self.on_step = on_step
         self.now = 0.0
         self._heap: list[tuple[float, int, int, Event]] = []
         self._seq = 0
@@ -121,6 +126,28 @@ class Simulation:
             self._push_all(self._handle(event))
         self.records.freeze()
         return self.records
+
+    # --- online use: advance to a time, inject arrivals ----------------------------------
+    # NOTE: an online driver (``servesim serve``) interleaves these with the wall clock. The
+    # events processed are the same as in ``run``; only who decides when to stop differs.
+
+    def next_event_time(self) -> float | None:
+        """Simulated time of the next pending event (None when nothing is pending)."""
+        return self._heap[0][0] if self._heap else None
+
+    def advance_to(self, time: float) -> None:
+        """Process every event due at or before ``time``; then ``now`` is ``time``."""
+        heap = self._heap
+        while heap and heap[0][0] <= time:
+            event_time, _, _, event = heapq.heappop(heap)
+            self.now = event_time
+            self.num_events += 1
+            self._push_all(self._handle(event))
+        self.now = max(self.now, time)
+
+    def submit(self, session: Session) -> None:
+        """A client sends ``session``'s first turn now (``session.start_s`` is not read)."""
+        self._push_all([self._arrival(session, 0, self.now)])
 
     def _handle(self, event: Event) -> list[Event]:
         if event.kind == "session":
@@ -204,6 +231,8 @@ class Simulation:
         if version != instance.version or not instance.busy:
             return []  # superseded: the span was truncated and rescheduled
         outcome = instance.complete_step()
+        if self.on_step is not None:
+            self.on_step(instance, outcome)
         self.records.step_done(outcome.record, outcome.features)
         if len(outcome.itl_values):
             self.records.itl(outcome.itl_values, outcome.itl_weights)

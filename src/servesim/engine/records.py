@@ -97,38 +97,58 @@ class StepRecord(NamedTuple):
     """Requests that verified drafts."""
 
 
+assert StepRecord._fields == STEP_COLUMNS  # records are moved into columns by position
+
+
 class RunRecords:
-    """Collects request, step and inter-token-latency records of one run."""
+    """Collects request, step and inter-token-latency records of one run.
+
+    NOTE: records arrive as tuples and arrays and are moved into the column buffers a batch
+    at a time (:meth:`_flush`): one append per record instead of one per column. The arrays
+    passed in are kept until then, so callers must not change them afterwards.
+    """
+
+    _FLUSH_EVERY = 2048
 
     def __init__(self) -> None:
         self.requests = {c: array("q" if c in _REQUEST_INT else "d") for c in REQUEST_COLUMNS}
         self.steps = {c: array("q" if c in _STEP_INT else "d") for c in STEP_COLUMNS}
-        # Pooled inter-token gaps as (value, weight) pairs: every token gap of every request,
-        # with identical gaps of one step folded into one weighted entry.
         # Cost-model features of every step record, flattened (see StepCost).
         self.step_feature_values = array("d")
         self.num_step_features = 0
+        # Pooled inter-token gaps as (value, weight) pairs: every token gap of every request,
+        # with identical gaps of one step folded into one weighted entry.
         self.itl_values = array("d")
         self.itl_weights = array("q")
         self.num_kv_transfers = 0
         self.kv_transfer_seconds = 0.0
         self.num_skipped = 0
         self.skipped_reasons: dict[str, int] = {}
+        self._pending_requests: list[tuple] = []
+        self._pending_steps: list[StepRecord] = []
+        self._pending_features: list[np.ndarray] = []
+        self._pending_itl: list[tuple[np.ndarray, np.ndarray]] = []
 
     def request_done(self, req: Request) -> None:
-        r = self.requests
-        r["request_id"].append(req.request_id)
-        r["session_id"].append(req.session_id)
-        r["turn"].append(req.turn)
-        r["instance"].append(req.instance_id)
-        r["arrival_s"].append(req.arrival_s)
-        r["first_scheduled_s"].append(req.first_scheduled_s)
-        r["first_token_s"].append(req.first_token_s)
-        r["finish_s"].append(req.finish_s)
-        r["input_tokens"].append(req.prompt_tokens)
-        r["output_tokens"].append(req.num_output_tokens)
-        r["cached_tokens"].append(req.num_cached_tokens)
-        r["preemptions"].append(req.num_preemptions)
+        pending = self._pending_requests
+        pending.append(
+            (
+                req.request_id,
+                req.session_id,
+                req.turn,
+                req.instance_id,
+                req.arrival_s,
+                req.first_scheduled_s,
+                req.first_token_s,
+                req.finish_s,
+                req.prompt_tokens,
+                req.num_output_tokens,
+                req.num_cached_tokens,
+                req.num_preemptions,
+            )
+        )
+        if len(pending) >= self._FLUSH_EVERY:
+            self._flush()
 
     def kv_transfer(self, seconds: float) -> None:
         self.num_kv_transfers += 1
@@ -141,35 +161,50 @@ class RunRecords:
     def step_done(self, rec: StepRecord, features: np.ndarray | None = None) -> None:
         if features is not None:
             self.num_step_features = len(features)
-            self.step_feature_values.extend(features.tolist())
-        s = self.steps
-        s["instance"].append(rec.instance)
-        s["start_s"].append(rec.start_s)
-        s["duration_s"].append(rec.duration_s)
-        s["num_steps"].append(rec.num_steps)
-        s["batch_size"].append(rec.batch_size)
-        s["prefill_tokens"].append(rec.prefill_tokens)
-        s["decode_tokens"].append(rec.decode_tokens)
-        s["context_tokens"].append(rec.context_tokens)
-        s["num_preempted"].append(rec.num_preempted)
-        s["num_waiting"].append(rec.num_waiting)
-        s["kv_usage"].append(rec.kv_usage)
-        s["spec_proposed"].append(rec.spec_proposed)
-        s["spec_accepted"].append(rec.spec_accepted)
-        s["spec_rows"].append(rec.spec_rows)
+            self._pending_features.append(features)
+        pending = self._pending_steps
+        pending.append(rec)
+        if len(pending) >= self._FLUSH_EVERY:
+            self._flush()
 
     def itl(self, values: np.ndarray, weights: np.ndarray) -> None:
-        self.itl_values.extend(values.tolist())
-        self.itl_weights.extend(weights.tolist())
+        self._pending_itl.append((values, weights))
+        if len(self._pending_itl) >= self._FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Move the pending records into the column buffers."""
+        if self._pending_requests:
+            columns = zip(*self._pending_requests, strict=True)
+            for buf, column in zip(self.requests.values(), columns, strict=True):
+                buf.extend(column)
+            self._pending_requests = []
+        if self._pending_steps:
+            columns = zip(*self._pending_steps, strict=True)
+            for buf, column in zip(self.steps.values(), columns, strict=True):
+                buf.extend(column)
+            self._pending_steps = []
+        if self._pending_features:
+            rows = np.concatenate(self._pending_features, axis=None)
+            self.step_feature_values.frombytes(rows.astype(np.float64, copy=False).tobytes())
+            self._pending_features = []
+        if self._pending_itl:
+            values = np.concatenate([v for v, _ in self._pending_itl], axis=None)
+            weights = np.concatenate([w for _, w in self._pending_itl], axis=None)
+            self.itl_values.frombytes(values.astype(np.float64, copy=False).tobytes())
+            self.itl_weights.frombytes(weights.astype(np.int64, copy=False).tobytes())
+            self._pending_itl = []
 
     # --- columnar views -----------------------------------------------------------------
 
     def freeze(self) -> None:
         """End of the run: later column reads share memory with the buffers instead of copying
         them (a million requests' records would otherwise be held twice)."""
+        self._flush()
         self._frozen = True
 
     def _np(self, buf: array) -> np.ndarray:
+        self._flush()
         if getattr(self, "_frozen", False) and len(buf):
             view = np.frombuffer(buf, dtype=buf.typecode)
             view.flags.writeable = False
@@ -177,9 +212,11 @@ class RunRecords:
         return _as_numpy(buf)
 
     def request_columns(self) -> dict[str, np.ndarray]:
+        self._flush()
         return {c: self._np(a) for c, a in self.requests.items()}
 
     def step_columns(self) -> dict[str, np.ndarray]:
+        self._flush()
         return {c: self._np(a) for c, a in self.steps.items()}
 
     def step_features(self) -> np.ndarray:
@@ -192,7 +229,7 @@ class RunRecords:
 
     @property
     def num_completed(self) -> int:
-        return len(self.requests["request_id"])
+        return len(self.requests["request_id"]) + len(self._pending_requests)
 
 
 def _as_numpy(buf: array) -> np.ndarray:

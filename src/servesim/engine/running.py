@@ -30,6 +30,11 @@ class RunningTable:
     def __len__(self) -> int:
         return len(self.reqs)
 
+    def columns(self) -> np.ndarray:
+        """The integer columns of the live rows, shape (columns, rows), indexed by
+        ``COMPUTED`` … ``SHAREABLE``: one view for code that reads several columns."""
+        return self._ints[:, : len(self.reqs)]
+
     # Views of the live rows; writes through them update the table.
     @property
     def computed(self) -> np.ndarray:

@@ -31,12 +31,16 @@ from __future__ import annotations
 import functools
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from servesim.engine.kv_cache import KVBlockManager, shareable_blocks
 from servesim.engine.request import Request
-from servesim.engine.running import RunningTable
+from servesim.engine.running import NBLOCKS, SHAREABLE, RunningTable
+
+_sum, _max = np.add.reduce, np.maximum.reduce
+"""Reductions as the ufuncs themselves (``ndarray.sum`` adds a Python layer per call)."""
 
 POLICIES = ("vllm", "sarathi", "orca", "static", "prefill_first")
 
@@ -103,9 +107,11 @@ def policy_knobs(cfg: SchedulerConfig) -> PolicyKnobs:
     raise AssertionError(cfg.policy)
 
 
-@dataclass(frozen=True)
-class ScheduledBatch:
-    """What one step computes. ``alloc`` is aligned with the running table after scheduling."""
+class ScheduledBatch(NamedTuple):
+    """What one step computes. ``alloc`` is aligned with the running table after scheduling.
+
+    (A named tuple: one is built every step, cheaper than a frozen dataclass.)
+    """
 
     alloc: np.ndarray
     """New tokens per running row this step (0 = not scheduled)."""
@@ -113,6 +119,9 @@ class ScheduledBatch:
     num_admitted: int
     spec: np.ndarray | None = None
     """Draft tokens verified per row (included in ``alloc``); None = no speculation."""
+    one_token_each: bool = False
+    """Every running row needed exactly one token before this step (all were decoding or
+    had one prompt token left)."""
 
     @property
     def rows(self) -> np.ndarray:
@@ -145,18 +154,23 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     knobs = policy_knobs(cfg)
     run = state.running
     need = run.tokens - run.computed
+    # (Every running row needs at least one token: a step leaves computed = tokens − 1.)
+    need_total = int(_sum(need))
+    one_each = need_total == len(need)
     speculating = state.num_speculative_tokens > 0
     if speculating:
         spec = speculative_tokens(state, need)
         need = need + spec
+        need_total = None
     if cfg.long_prefill_token_threshold is not None:
         need = np.minimum(need, cfg.long_prefill_token_threshold)
+        need_total = None
     if knobs.prefill_first and not speculating:
         batch = _prompt_step(state, cfg, knobs, need, now)
         if batch is not None:
             return batch
     order = np.argsort(need > 1, kind="stable") if knobs.decodes_first else None
-    alloc = _share_budget(need, knobs.budget, order)
+    alloc = _share_budget(need, knobs.budget, order, need_total)
     alloc, num_preempted = _reserve_blocks(state, alloc, order)
     num_admitted = 0
     # (prefill_first admits only in its prompt step, which just found nothing to admit.)
@@ -169,15 +183,13 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
         if extra:
             alloc = np.concatenate([alloc, np.asarray(extra, dtype=np.int64)])
     if not speculating:
-        return ScheduledBatch(alloc, num_preempted, num_admitted)
+        return ScheduledBatch(alloc, num_preempted, num_admitted, one_token_each=one_each)
     # Preemption drops rows from the end; admission appends rows that verify no drafts.
     kept = len(alloc) - num_admitted
     spec = np.concatenate([spec[:kept], np.zeros(num_admitted, dtype=np.int64)])
     # A decode row squeezed by the budget verifies fewer draft tokens.
     spec = np.minimum(spec, np.maximum(alloc - 1, 0))
-    return ScheduledBatch(
-        alloc=alloc, num_preempted=num_preempted, num_admitted=num_admitted, spec=spec
-    )
+    return ScheduledBatch(alloc, num_preempted, num_admitted, spec, one_each)
 
 
 def _prompt_step(
@@ -219,9 +231,12 @@ def speculative_tokens(state: SchedulerState, need: np.ndarray) -> np.ndarray:
     return np.where(need == 1, np.clip(left, 0, k), 0)
 
 
-def _share_budget(need: np.ndarray, budget: float, order: np.ndarray | None) -> np.ndarray:
-    """Give each row, in ``order``, as many of its needed tokens as the budget still allows."""
-    if need.sum() <= budget:  # the common case: everyone gets all it needs
+def _share_budget(
+    need: np.ndarray, budget: float, order: np.ndarray | None, total: int | None = None
+) -> np.ndarray:
+    """Give each row, in ``order``, as many of its needed tokens as the budget still allows
+    (``total``: ``need``'s sum, if the caller has it)."""
+    if (_sum(need) if total is None else total) <= budget:  # the common case: all get all
         return need.astype(np.int64, copy=False)
     ordered = need if order is None else need[order]
     start = np.cumsum(ordered) - ordered
@@ -241,20 +256,34 @@ def _reserve_blocks(
     bs = kv.block_size
     target = run.computed + alloc
     # Unscheduled rows (alloc 0) need nothing: their blocks already hold every computed token.
-    extra = np.maximum(-(-target // bs) - run.nblocks, 0)
-    if int(extra.sum()) <= kv.num_free_blocks:
-        grow_blocks(run, kv, extra, target)
+    extra = np.maximum((target + (bs - 1)) // bs - run.nblocks, 0)
+    total = int(_sum(extra))
+    if total <= kv.num_free_blocks:
+        grow_blocks(run, kv, extra, target, total)
         return alloc, 0
 
     # Shortage: walk rows in scheduling order; while a row cannot grow, preempt the newest.
+    # NOTE: the leading rows that fit as they are grow in bulk, which leaves the cache as
+    # growing them one by one would (evictions take the same blocks in the same order).
+    walk = np.arange(len(run)) if order is None else order
     num_preempted = 0
-    for i in order.tolist() if order is not None else range(len(run)):
-        if i >= len(run):
+    pos = 0
+    while pos < len(walk):
+        fits = _leading_fit(walk[pos:], extra, kv) if kv.cpu_blocks == 0 else 0
+        if fits:
+            rows = walk[pos : pos + fits]
+            bulk = np.zeros_like(extra)
+            bulk[rows] = extra[rows]
+            grow_blocks(run, kv, bulk, target)
+            extra[rows] = 0
+            pos += fits
             continue
-        if alloc[i] == 0:
+        i = int(walk[pos])
+        pos += 1
+        if i >= len(run) or alloc[i] == 0:
             continue
         req = run.sync(i)
-        while not kv.allocate(req, int(run.computed[i] + alloc[i])):
+        while not kv.allocate(req, int(target[i])):
             victim = run.pop_last()
             alloc = alloc[: len(run)]
             _preempt(state, victim)
@@ -263,29 +292,55 @@ def _reserve_blocks(
                 break
         else:
             run.refresh_blocks(i)
+        extra[i] = 0
+        if len(run) < len(extra):  # the preempted rows are gone
+            n = len(run)
+            extra, target = extra[:n], target[:n]
+            walk = walk[pos:]
+            walk = walk[walk < n]
+            pos = 0
     return alloc, num_preempted
 
 
+def _leading_fit(walk: np.ndarray, extra: np.ndarray, kv: KVBlockManager) -> int:
+    """How many of the rows ``walk`` (in order) get their ``extra`` blocks from the free ones."""
+    need = np.cumsum(extra[walk])
+    return int(np.searchsorted(need, kv.num_free_blocks, side="right"))
+
+
 def grow_blocks(
-    run: RunningTable, kv: KVBlockManager, extra: np.ndarray, target: np.ndarray
+    run: RunningTable,
+    kv: KVBlockManager,
+    extra: np.ndarray,
+    target: np.ndarray,
+    total: int | None = None,
 ) -> None:
-    """Give each running row ``extra[i]`` more blocks (known to fit) to hold ``target[i]`` tokens.
+    """Give each running row ``extra[i]`` more blocks (known to fit) to hold ``target[i]`` tokens
+    (``total``: ``extra``'s sum, if the caller has it).
 
     Rows growing only into private blocks are counted in bulk; rows that still need shared
     (content-named) blocks go through the block manager one by one.
     """
-    private = extra
-    if kv.enable_prefix_caching:  # (without it no row has shareable blocks)
-        named = (extra > 0) & (run.nblocks < run.shareable)
-        for i in np.flatnonzero(named).tolist():
-            kv.allocate(run.sync(i), int(target[i]))
-            run.refresh_blocks(i)
-        private = np.where(named, 0, extra)
-    total = int(private.sum())
+    if total is None:
+        total = int(_sum(extra))
+    if not total:
+        return
+    cols = run.columns()
+    nblocks = cols[NBLOCKS]
+    # (Without prefix caching, or once every row holds its named blocks, none is named.)
+    if kv.enable_prefix_caching and _max(cols[SHAREABLE] - nblocks) > 0:
+        named = (extra > 0) & (nblocks < cols[SHAREABLE])
+        rows = np.flatnonzero(named).tolist()
+        if rows:
+            for i in rows:
+                kv.allocate(run.sync(i), int(target[i]))
+                run.refresh_blocks(i)
+            extra = np.where(named, 0, extra)
+            total = int(_sum(extra))
     if total:
         grown = kv.allocate_private(total)
         assert grown, "blocks were checked to fit"
-        run.nblocks = run.nblocks + private
+        nblocks += extra
 
 
 def _preempt(state: SchedulerState, req: Request) -> None:

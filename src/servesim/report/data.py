@@ -149,7 +149,9 @@ def prefill_rows(steps: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def scenario_label(summary: dict[str, Any]) -> tuple[str, str]:
-    """(model, hardware) names of a run, e.g. ("meta-llama/Llama-3.1-8B", "2× H100")."""
+    """(model, hardware) names of a run, e.g. ("meta-llama/Llama-3.1-8B", "2× H100") for one
+    instance of TP2 (the title's short form; the page's scenario table says instances and
+    GPUs)."""
     scenario = summary.get("scenario") or {}
     model = (summary.get("model_info") or {}).get("name") or scenario.get("model") or "model"
     hardware = (summary.get("hardware_info") or {}).get("name") or scenario.get("hardware") or "?"

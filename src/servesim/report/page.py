@@ -16,6 +16,7 @@ from typing import Any
 
 from servesim.report import figures, series
 from servesim.report.data import RunData, read_run, scenario_label
+from servesim.scenario import describe_instances
 
 # (vLLM name, label, unit, digits) of the throughput rows.
 THROUGHPUT_ROWS = (
@@ -126,14 +127,13 @@ def _scenario_section(run: RunData) -> str:
     sc = s.get("scenario") or {}
     sched = sc.get("scheduler") or {}
     slo = {k: v for k, v in (sc.get("slo") or {}).items() if v is not None}
-    model, hardware = scenario_label(s)
+    model, _ = scenario_label(s)
     replicas = sc.get("replicas", 1)
+    gpu = (s.get("hardware_info") or {}).get("name") or sc.get("hardware") or "?"
+    fleet = describe_instances(replicas, gpu, sc.get("tp") or 1, sc.get("pp") or 1)
     rows = [
         ("model", model),
-        (
-            "hardware",
-            f"{replicas} × {hardware}" + (f", router {sc.get('router')}" if replicas > 1 else ""),
-        ),  # fmt: skip
+        ("hardware", fleet + (f", router {sc.get('router')}" if replicas > 1 else "")),
         ("scheduler", ", ".join(f"{k} {v}" for k, v in sched.items())),
         ("workload", s.get("workload_description", "")),
         ("KV cache", f"{fmt((s.get('memory') or {}).get('kv_capacity_tokens'), 0)} tokens"),
@@ -244,9 +244,21 @@ def build_report(run_dir: str | Path, png_dir: str | Path | None = None) -> str:
 def write_report(
     run_dir: str | Path, out_path: str | Path, png_dir: str | Path | None = None
 ) -> Path:
-    """Write the report of ``run_dir`` to ``out_path`` atomically (and PNGs into ``png_dir``)."""
+    """Write the report of ``run_dir`` to ``out_path`` atomically (and PNGs into ``png_dir``).
+
+    The PNGs are staged (:func:`~servesim.output.staged_folder`): ``png_dir`` is replaced as a
+    whole once every chart and the page are built; a failure or an interrupt leaves it as it
+    was."""
     out_path = Path(out_path)
-    text = build_report(run_dir, png_dir)
+    if png_dir is None:
+        text = build_report(run_dir)
+    else:
+        from servesim.interrupts import sigterm_raises
+        from servesim.output import staged_folder
+
+        png_dir = Path(png_dir)
+        with sigterm_raises(), staged_folder(png_dir.parent, (png_dir.name,)) as tmp:
+            text = build_report(run_dir, tmp / png_dir.name)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # NOTE: not mkstemp, which makes the file private (0600); a report is meant to be shared.
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")

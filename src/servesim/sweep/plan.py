@@ -40,6 +40,7 @@ from servesim.scenario import (
     Scenario,
     SLOSpec,
     build_scenario,
+    describe_instances,
     merge,
 )
 from servesim.sweep.capacity import (
@@ -127,7 +128,7 @@ class Deployment:
 
     @property
     def label(self) -> str:
-        return f"{self.replicas} × {self.hardware} TP{self.tp}"
+        return describe_instances(self.replicas, self.hardware, self.tp)
 
 
 @dataclass(frozen=True)

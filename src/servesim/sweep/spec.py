@@ -32,7 +32,13 @@ import msgspec
 from msgspec import Meta
 
 from servesim.errors import ServesimError
-from servesim.scenario import Scenario, build_scenario, load_scenario_file, read_yaml_file
+from servesim.scenario import (
+    Scenario,
+    build_scenario,
+    load_scenario_file,
+    read_yaml_file,
+    workload_fields,
+)
 from servesim.validation import Spec, convert, field_default, field_names, field_type, to_data
 
 
@@ -87,7 +93,8 @@ def parse_sweep(data: Any, source: str = "sweep") -> SweepSpec:
 def load_sweep_file(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
     """Read a sweep YAML file: the spec and its base scenario as a plain dict.
 
-    A ``base`` path is resolved relative to the sweep file's folder.
+    A ``base`` path, and a ``workload`` file an inline base names, are resolved relative to
+    the sweep file's folder.
     """
     p = Path(path)
     data = read_yaml_file(p, "sweep file", "SWEEP")
@@ -96,6 +103,9 @@ def load_sweep_file(path: str | Path) -> tuple[SweepSpec, dict[str, Any]]:
     if isinstance(base, str):
         base_path = Path(base) if Path(base).is_absolute() else p.parent / base
         base = load_scenario_file(base_path, field="base")
+    elif isinstance(base.get("workload"), str):
+        workload = workload_fields(base["workload"], "base.workload", p.parent)
+        base = {**base, "workload": workload}
     return spec, base
 
 

@@ -10,6 +10,8 @@ from servesim.workload.build import build_workload, describe
 from servesim.workload.presets import PRESET_TABLES
 from servesim.workload.session import RequestSpec, Session
 from servesim.workload.spec import (
+    DEFAULT_NUM_REQUESTS,
+    DEFAULT_PRESET,
     DEFAULT_RATE_RPS,
     ArrivalSpec,
     BurstArrival,
@@ -26,6 +28,8 @@ from servesim.workload.spec import (
 from servesim.workload.traces import TraceTable, read_sessions, read_trace, select_rows
 
 __all__ = [
+    "DEFAULT_NUM_REQUESTS",
+    "DEFAULT_PRESET",
     "DEFAULT_RATE_RPS",
     "PRESET_TABLES",
     "ArrivalSpec",

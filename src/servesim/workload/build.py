@@ -433,6 +433,8 @@ def describe(spec: WorkloadSpec | Mapping[str, Any]) -> str:
             parts.append(f"×{spec.rate_scale:g} speed")
         if arrival is not None:
             parts.append(f"re-timed {describe_arrival(arrival)}")
+        if spec.max_concurrency is not None:
+            parts.append(f"at most {spec.max_concurrency} in flight")
         return ", ".join(parts)
     name = spec.name or spec.preset or "synthetic"
     text = f"{name}: {spec.num_requests} req, {_lengths_phrase(spec)}"
@@ -446,6 +448,8 @@ def describe(spec: WorkloadSpec | Mapping[str, Any]) -> str:
     text += describe_arrival(arrival)
     if mt is not None and not isinstance(arrival, ClosedLoop):
         text = text.replace(" req/s", " sessions/s")
+    if spec.max_concurrency is not None:
+        text += f", at most {spec.max_concurrency} in flight"
     if spec.prefix_groups:
         pct = f", {spec.prefix_fraction:.0%} of requests" if spec.prefix_fraction < 1 else ""
         text += f", {spec.prefix_groups} shared prefixes of {spec.prefix_len} tok{pct}"

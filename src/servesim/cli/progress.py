@@ -1,0 +1,113 @@
+"""Progress of a long command on stderr: a bar with an ETA on a terminal, a line now and then
+without one (a CI log, ``nohup``, a pipe), so a long run is never silent for long.
+
+NOTE: wall-clock time is read here, in the CLI, never in the model: it only decides when to
+tell the user, not what is simulated.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+LINE_EVERY_S = 10.0
+"""Seconds between progress lines when stderr is not a terminal (``SERVESIM_PROGRESS_EVERY_S``
+overrides it)."""
+
+
+def line_every_s() -> float:
+    value = os.environ.get("SERVESIM_PROGRESS_EVERY_S")
+    try:
+        return float(value) if value else LINE_EVERY_S
+    except ValueError:
+        return LINE_EVERY_S
+
+
+def bar_columns(label: str) -> tuple:
+    """The columns of every progress bar: label, bar, done/total, elapsed, eta, remaining."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+
+
+class ProgressLines:
+    """``label: 400/1,000 requests (40%), 12 s elapsed, about 18 s left`` on stderr, at most once
+    every :func:`line_every_s` seconds (the first after that long: short runs print none)."""
+
+    def __init__(self, label: str, total: int | None, unit: str):
+        self.label, self.total, self.unit = label, total, unit
+        self.every_s = line_every_s()
+        self.started = self.last = time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        elapsed = now - self.started
+        text = f"{self.label}: {done:,}"
+        if self.total:
+            text += f"/{self.total:,} {self.unit} ({done / self.total:.0%})"
+            if 0 < done < self.total:
+                text += f", {elapsed:,.0f} s elapsed, about {elapsed * (self.total - done) / done:,.0f} s left"
+        else:
+            text += f" {self.unit}, {elapsed:,.0f} s elapsed"
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+class LazyProgress:
+    """Progress of a simulation, called with the requests finished since the last call: a bar
+    that appears once the run has taken a second (on a terminal), else :class:`ProgressLines`."""
+
+    def __init__(self, total: int | None):
+        from rich.console import Console
+
+        self.total = total
+        self.done = 0
+        self.started = time.perf_counter()
+        self.console = Console(stderr=True)
+        self.lines = (
+            None if self.console.is_terminal else ProgressLines("simulating", total, "requests")
+        )
+        self.progress: Progress | None = None
+        self.task = None
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.lines is not None:
+            self.lines(self.done)
+            return
+        if self.progress is None:
+            if time.perf_counter() - self.started < 1.0:
+                return
+            from rich.progress import Progress
+
+            self.progress = Progress(
+                *bar_columns("simulating"), console=self.console, transient=True
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("run", total=self.total)
+        self.progress.update(self.task, completed=self.done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

@@ -1,0 +1,434 @@
+"""Building a step cost model: fold a model's operators on a GPU into coefficient tables.
+
+``build_step_cost`` resolves the params (``resolve.py``), lists the operators
+(``operators.py``), turns each operator's FLOPs and bytes into seconds per feature unit at the
+rates the hardware reaches (compute and memory sides, launch latencies, the GEMM and attention
+efficiency curves), swaps in measured-table curves where ``catalog/kernels`` has them, and
+hands the tables to :class:`servesim.cost.step.StepCostModel`, which evaluates them per step.
+All the work here happens once per (model, hardware, parallelism, params).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from servesim.cost import features as _F  # feature indices: _F.T, _F.P, ...
+from servesim.cost import kernels as kernels_mod
+from servesim.cost import operator as ops_mod
+from servesim.cost.accounting import RUNGS
+from servesim.cost.dtypes import dtype_bytes, normalize_dtype, tensor_core_peak, vector_peak
+from servesim.cost.features import INDICATOR, NUM_FEATURES, FeatureMap
+from servesim.cost.operator import GROUPS, Operator
+from servesim.cost.operators import build_operators
+from servesim.cost.params import CostParams, Parallelism
+from servesim.cost.resolve import ResolvedParams, resolve_params
+from servesim.cost.stages import StageLayers, pipeline_stages
+from servesim.cost.step import OperatorSides, StepCostModel
+from servesim.hardware import Hardware
+from servesim.model import ModelSpec
+
+
+def model_operators(
+    model: ModelSpec,
+    par: Parallelism,
+    resolved: ResolvedParams,
+    head: str,
+    stage: StageLayers | None = None,
+    moe_load: float = 1.0,
+    custom_allreduce: bool = False,
+) -> tuple[Operator, ...]:
+    """The operator list for ``model`` with the resolved dtypes (one ``stage`` or all)."""
+    return build_operators(
+        model,
+        par,
+        weight_bytes=dtype_bytes(resolved.weight_dtype),
+        expert_bytes=dtype_bytes(resolved.expert_dtype),
+        kv_bytes=dtype_bytes(resolved.kv_dtype),
+        act_bytes=dtype_bytes(resolved.act_dtype),
+        head=head,
+        stage=stage,
+        moe_load=moe_load,
+        custom_allreduce=custom_allreduce,
+    )
+
+
+def coefficient_matrices(operators: tuple[Operator, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(FLOPs, bytes) coefficient matrices, shape (operators, features), times each count.
+
+    Constant terms (weights) are charged on the indicator of the operator's ``active`` feature,
+    so an operator that does not run in a step moves nothing.
+    """
+    flops = np.zeros((len(operators), NUM_FEATURES))
+    nbytes = np.zeros((len(operators), NUM_FEATURES))
+    for i, op in enumerate(operators):
+        for feat, value in op.flops:
+            flops[i, INDICATOR[op.active] if feat == _F.ONE else feat] += value * op.count
+        for feat, value in op.bytes:
+            nbytes[i, INDICATOR[op.active] if feat == _F.ONE else feat] += value * op.count
+    return flops, nbytes
+
+
+def padding_flops(
+    operators: tuple[Operator, ...],
+    flops: np.ndarray,
+    half_tokens: float,
+    moe: tuple[float, float, float] | None,
+    moe_load: float = 1.0,
+) -> np.ndarray:
+    """Extra FLOP-equivalents the GEMM efficiency curve adds, as feature coefficients.
+
+    A GEMM over ``m`` rows at efficiency ``eff·m/(m + h)`` takes as long as one over ``m + h``
+    rows at ``eff``: the padding is ``h`` rows of that GEMM, paid once when it runs. For routed
+    experts ``m`` is the tokens per hit expert, so each hit expert's GEMM is padded: ``h`` rows
+    per hit expert, a term in ``D_EXP``.
+    """
+    pad = np.zeros_like(flops)
+    for i, op in enumerate(operators):
+        if op.m_feature == _F.ONE or half_tokens == 0.0 or op.rate == ops_mod.RATE_ATTENTION:
+            continue
+        if op.m_feature == _F.M_EXP:
+            assert moe is not None
+            _, top_k, ep = moe
+            # FLOPs = c·L·T (L = moe_load) with m = L·T·k/hit and D = hit/ep:
+            # c·L·T·h/m = c·h·D·ep/k.
+            pad[i, _F.D_EXP] = flops[i, _F.T] / moe_load * half_tokens * ep / top_k
+        else:
+            pad[i, INDICATOR[op.active]] = flops[i, op.m_feature] * half_tokens
+    return pad
+
+
+def attention_padding(
+    operators: tuple[Operator, ...], flops: np.ndarray, half_tokens: float
+) -> np.ndarray:
+    """Extra FLOP-equivalents of prefill attention's length curve, as feature coefficients.
+
+    Attention over ``s`` keys per query reaches ``e·s/(s + h)`` of the peak, so it takes as
+    long as its FLOPs times ``1 + h/s`` at ``e``. A prompt of ``n`` new tokens has ``n²/2``
+    (query, key) pairs over ``s ≈ n`` keys: ``h·n/2`` extra pairs, a term in the row's tokens.
+    (A decode row gets ``h/2`` extra pairs; decode attention is memory-bound, so that
+    compute-side term does not show.)
+    """
+    pad = np.zeros_like(flops)
+    if half_tokens <= 0.0:
+        return pad
+    tokens_of = {_F.P: _F.T_R, _F.P_SW: _F.T, _F.P_A: _F.T_A}
+    for i, op in enumerate(operators):
+        if op.rate != ops_mod.RATE_ATTENTION or not op.flops:
+            continue
+        pair = op.flops[0][0]
+        pad[i, tokens_of[pair]] += flops[i, pair] * half_tokens / 2.0
+    return pad
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """What an operator's rate resolves to on the hardware."""
+
+    flop_rate: dict[str, float]
+    """FLOP/s (peak × efficiency) per compute rate."""
+    link_bw: dict[str, float]
+    """Achievable bytes/s per link rate (comm efficiency included)."""
+    link_latency: dict[str, float]
+    sec_per_byte_hbm: float
+    sec_per_byte_attention: float
+    kernel_launch_s: float
+    eager_launch_s: float | None
+    """CPU seconds per kernel issue without CUDA graphs; None with graphs."""
+
+
+def _rates(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams) -> _Rates:
+    peak_gemm = tensor_core_peak(hw.peak_flops, res.weight_dtype, res.act_dtype)
+    peak_expert = tensor_core_peak(hw.peak_flops, res.expert_dtype, res.act_dtype)
+    peak_act = tensor_core_peak(hw.peak_flops, res.act_dtype, res.act_dtype)
+    node = hw.gpus_per_node
+    tp_link = hw.inter_node if par.tp > node else hw.intra_node
+    pp_link = hw.inter_node if par.gpus > node else hw.intra_node
+    ep_link = hw.inter_node if par.tp * par.dp > node else hw.intra_node
+    # On a full mesh (MI300X) a collective over few GPUs uses only that many direct links.
+    bandwidth = {
+        ops_mod.RATE_LINK_TP: tp_link.bandwidth_among(min(par.tp, node)),
+        ops_mod.RATE_LINK_PP: pp_link.bandwidth_among(2),
+        ops_mod.RATE_LINK_EP: ep_link.bandwidth_among(min(par.ep, node)),
+    }
+    attn_mem = res.attention_memory_efficiency or res.memory_efficiency
+    return _Rates(
+        flop_rate={
+            ops_mod.RATE_GEMM: peak_gemm * res.compute_efficiency,
+            ops_mod.RATE_GEMM_EXPERT: peak_expert * res.compute_efficiency,
+            ops_mod.RATE_GEMM_ACT: peak_act * res.compute_efficiency,
+            ops_mod.RATE_ATTENTION: peak_act * res.attention_efficiency,
+            ops_mod.RATE_VECTOR: vector_peak(hw.peak_flops, res.act_dtype) * res.compute_efficiency,
+        },
+        link_bw={k: v * params.comm_efficiency for k, v in bandwidth.items()},
+        link_latency={
+            ops_mod.RATE_LINK_TP: tp_link.latency_s,
+            ops_mod.RATE_LINK_PP: pp_link.latency_s,
+            ops_mod.RATE_LINK_EP: ep_link.latency_s,
+        },
+        sec_per_byte_hbm=1.0 / (hw.hbm_bandwidth * res.memory_efficiency),
+        sec_per_byte_attention=1.0 / (hw.hbm_bandwidth * attn_mem),
+        kernel_launch_s=res.kernel_launch_s,
+        eager_launch_s=None if params.cuda_graphs else params.eager_launch_s,
+    )
+
+
+def _measured_curves(
+    operators: tuple[Operator, ...],
+    model: ModelSpec,
+    hw: Hardware,
+    par: Parallelism,
+    params: CostParams,
+    res: ResolvedParams,
+) -> kernels_mod.MeasuredCurves | None:
+    """Curves for the operators a measured table prices: dense GEMMs (by rows), the TP
+    all-reduce (by tokens) when the engine runs a custom all-reduce inside one node, and the
+    routed experts of an MoE layer (by tokens; the first expert operator carries the whole
+    measured layer, the others are part of it)."""
+    tables = res.tables
+    if tables is None:
+        return None
+    grid = kernels_mod.M_GRID
+    columns, features, curves, ranges = [], [], [], []
+    act = dtype_bytes(res.act_dtype)
+    moe_curve = _moe_curve(model, par, params, res) if par.dp == 1 else None
+    for i, op in enumerate(operators):
+        got = None
+        if op.scope != ops_mod.SCOPE_RANK:
+            continue
+        if op.rate == ops_mod.RATE_GEMM_EXPERT and moe_curve is not None:
+            first = not any(operators[c].rate == ops_mod.RATE_GEMM_EXPERT for c in columns)
+            seconds, measured = moe_curve
+            columns.append(i)
+            features.append(_F.T)
+            curves.append(seconds * op.count if first else np.zeros_like(seconds))
+            ranges.append(measured)
+            continue
+        if op.shape is not None and op.rate in (ops_mod.RATE_GEMM, ops_mod.RATE_GEMM_ACT):
+            dtype = res.weight_dtype if op.rate == ops_mod.RATE_GEMM else res.act_dtype
+            table = kernels_mod.table_dtype(dtype)
+            if table is not None:
+                got = kernels_mod.gemm_seconds(tables, table, op.shape[0], op.shape[1], grid)
+            if got is not None and res.tables_from is not None:
+                # Another GPU's measured utilisation, applied to this GPU's roofline.
+                n, k = op.shape
+                mine = _roofline_gemm_seconds(hw, params, res, dtype, n, k, grid)
+                theirs = _roofline_gemm_seconds(res.tables_from, params, res, dtype, n, k, grid)
+                got = (got[0] * mine / theirs, got[1])
+        elif res.tables_from is not None:
+            continue  # all-reduce and MoE tables do not transfer between GPUs
+        elif op.name == "all_reduce" and params.custom_allreduce and par.tp <= hw.gpus_per_node:
+            per_token = model.hidden_size * act
+            got = kernels_mod.allreduce_seconds(tables, par.tp, grid * per_token)
+            if got is not None:
+                got = (got[0], (got[1][0] / per_token, got[1][1] / per_token))
+        if got is None:
+            continue
+        seconds, measured = got
+        columns.append(i)
+        features.append(op.m_feature if op.shape is not None else _F.T)
+        curves.append(seconds * op.count)
+        ranges.append(measured)
+    if not columns:
+        return None
+    return kernels_mod.MeasuredCurves(
+        columns=np.array(columns, dtype=np.intp),
+        features=np.array(features, dtype=np.intp),
+        table=np.stack(curves, axis=1),
+        measured_range=np.array(ranges, dtype=np.float64),
+    )
+
+
+def _roofline_gemm_seconds(
+    hw: Hardware, params: CostParams, res: ResolvedParams, dtype: str, n: float, k: float, m
+) -> np.ndarray:
+    """The roofline rung's seconds of one ``m × k`` by ``k × n`` GEMM on ``hw`` (its datasheet
+    peak and MAMF efficiency, the GEMM efficiency curve, one launch)."""
+    peak = tensor_core_peak(hw.peak_flops, dtype, res.act_dtype) * hw.compute_efficiency
+    flops = 2.0 * (m + params.gemm_half_tokens) * n * k
+    nbytes = n * k * dtype_bytes(dtype) + m * (n + k) * dtype_bytes(res.act_dtype)
+    memory = nbytes / (hw.hbm_bandwidth * hw.memory_efficiency)
+    return np.maximum(flops / peak, memory) + hw.kernel_launch_s
+
+
+def _moe_curve(
+    model: ModelSpec, par: Parallelism, params: CostParams, res: ResolvedParams
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """Seconds of one MoE layer's routed experts on ``M_GRID`` tokens, from the measured table
+    of the engine's MoE kernels (None: no table for this shape, split or dtype)."""
+    moe = model.moe
+    if moe is None or res.tables is None or res.tables.moe is None or res.tables_from is not None:
+        return None
+    # NOTE: fp8 checkpoints in the catalog (DeepSeek) are block-scaled; fp8 chosen with
+    # --weight-dtype is per-tensor, as vLLM's on-the-fly quantisation is.
+    block = params.weight_dtype is None and normalize_dtype(model.dtype, field="dtype") == "fp8"
+    dtypes = kernels_mod.moe_table_dtype(res.expert_dtype, block)
+    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
+             moe.num_experts)  # fmt: skip
+    return kernels_mod.moe_seconds(
+        res.tables, params.moe_backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID
+    )
+
+
+def _sides(
+    operators: tuple[Operator, ...],
+    rates: _Rates,
+    half_tokens: float,
+    feature_map: FeatureMap,
+    dp: int,
+    res: ResolvedParams | None = None,
+    curves: kernels_mod.MeasuredCurves | None = None,
+    calibrated: bool = False,
+) -> OperatorSides:
+    """Coefficient matrices of ``operators`` (transposed: features' × operators)."""
+    flops, nbytes = coefficient_matrices(operators)
+    pad = padding_flops(operators, flops, half_tokens, feature_map.moe, feature_map.moe_load)
+    if res is not None:
+        pad = pad + attention_padding(operators, flops, res.attention_half_tokens)
+    nops = len(operators)
+    sec_per_flop = np.zeros(nops)
+    sec_per_byte = np.zeros(nops)
+    launch = np.zeros((nops, NUM_FEATURES))
+    issue = np.zeros((nops, NUM_FEATURES))
+    is_link = np.zeros(nops, dtype=bool)
+    for i, op in enumerate(operators):
+        on = INDICATOR[op.active]
+        if op.rate in rates.link_bw:
+            is_link[i] = True
+            sec_per_byte[i] = 1.0 / rates.link_bw[op.rate]
+            launch[i, on] = op.count * op.hops * rates.link_latency[op.rate]
+            kernels = 1.0  # a collective is one call for the CPU to issue
+        else:
+            sec_per_flop[i] = 1.0 / rates.flop_rate[op.rate]
+            per_byte = (
+                rates.sec_per_byte_attention
+                if op.rate == ops_mod.RATE_ATTENTION
+                else rates.sec_per_byte_hbm
+            )
+            sec_per_byte[i] = per_byte
+            launch[i, on] = op.count * op.kernels * rates.kernel_launch_s
+            kernels = op.kernels
+        if rates.eager_launch_s is not None:
+            issue[i, on] = op.count * kernels * rates.eager_launch_s
+    busy_c = (flops + pad) * sec_per_flop[:, None]
+    busy_m = np.where(is_link[:, None], 0.0, nbytes * sec_per_byte[:, None])
+    compute = busy_c + launch
+    memory = nbytes * sec_per_byte[:, None] + launch
+    rung = np.full(nops, RUNGS.index("calibrated" if calibrated else "roofline"), dtype=np.intp)
+    if res is not None and res.attention_source not in ("roofline", "given") and not calibrated:
+        rung[[op.rate == ops_mod.RATE_ATTENTION for op in operators]] = RUNGS.index("fitted")
+    if curves is not None:
+        # Priced by their curves: the linear sides of these operators are zero. Curves borrowed
+        # from another GPU of the same architecture are fitted, not measured, on this one.
+        compute[curves.columns] = 0.0
+        memory[curves.columns] = 0.0
+        borrowed = res is not None and res.tables_from is not None
+        rung[curves.columns] = RUNGS.index("fitted" if borrowed else "measured")
+    scopes = [op.scope for op in operators]
+
+    def widen(mat: np.ndarray) -> np.ndarray:
+        """(operators, features) -> (features', operators); global-scope operators read the
+        second block of the features when dp > 1."""
+        if dp == 1:
+            return np.ascontiguousarray(mat.T)
+        out = np.zeros((2 * NUM_FEATURES, nops))
+        for i, scope in enumerate(scopes):
+            block = NUM_FEATURES if scope == ops_mod.SCOPE_GLOBAL else 0
+            out[block : block + NUM_FEATURES, i] = mat[i]
+        return out
+
+    return OperatorSides(
+        compute=widen(compute),
+        memory=widen(memory),
+        eager=widen(issue) if rates.eager_launch_s is not None else None,
+        busy_compute=widen(busy_c),
+        busy_memory=widen(busy_m),
+        flops=widen(flops),
+        nbytes=widen(nbytes),
+        is_link=is_link,
+        curves=curves,
+        rung=rung,
+    )
+
+
+def build_step_cost(
+    model: ModelSpec,
+    hw: Hardware,
+    par: Parallelism | None = None,
+    params: CostParams | None = None,
+) -> StepCostModel:
+    """Precompute the step-time coefficients of ``model`` on ``hw`` split as ``par``.
+
+    Raises ServesimError when the split is impossible or a dtype unknown or unsupported.
+    """
+    par = par or Parallelism()
+    params = params or CostParams()
+    par.check(model)
+    res = resolve_params(model, hw, params)
+    feature_map = FeatureMap.for_model(model, par, params)
+    load = feature_map.moe_load
+    custom = params.custom_allreduce
+    operators = model_operators(
+        model, par, res, params.head, moe_load=load, custom_allreduce=custom
+    )
+    rates = _rates(hw, par, params, res)
+    half = params.gemm_half_tokens
+    calibrated = params.fidelity == "calibrated"
+
+    def sides(ops: tuple[Operator, ...]) -> OperatorSides:
+        curves = _measured_curves(ops, model, hw, par, params, res)
+        return _sides(ops, rates, half, feature_map, par.dp, res, curves, calibrated)
+
+    whole = sides(operators)
+
+    stages = stage_of = None
+    if par.pp > 1:
+        stage_ops = [
+            model_operators(
+                model, par, res, params.head, stage=st, moe_load=load, custom_allreduce=custom
+            )
+            for st in pipeline_stages(model, par.pp)
+        ]
+        stages = sides(tuple(o for s in stage_ops for o in s))
+        stage_of = np.zeros((sum(len(s) for s in stage_ops), par.pp))
+        start = 0
+        for s, ops_s in enumerate(stage_ops):
+            stage_of[start : start + len(ops_s), s] = 1.0
+            start += len(ops_s)
+
+    fixed = np.zeros((NUM_FEATURES, 2))  # [overhead, host] seconds per feature unit
+    fixed[_F.ONE] = params.step_overhead_s, params.host_step_s
+    fixed[_F.B] = params.overhead_per_seq_s, params.host_per_seq_s
+    fixed[_F.T] = params.overhead_per_token_s, params.host_per_token_s
+    present = {op.group for op in operators} | {"comm", "overhead"}
+    simple = par.pp == 1 and par.dp == 1
+    return StepCostModel(
+        model=model,
+        hardware=hw,
+        parallelism=par,
+        params=params,
+        resolved=res,
+        operators=operators,
+        feature_map=feature_map,
+        _ops=whole,
+        _stages=stages,
+        _stage_of=stage_of,
+        _fixed=fixed,
+        _group_idx=np.array([GROUPS.index(op.group) for op in operators], dtype=np.intp),
+        _groups=tuple(g for g in GROUPS if g in present),
+        _microbatches=(params.pp_microbatches or par.pp) if par.pp > 1 else 1,
+        _simple=simple,
+        _hot=np.concatenate([whole.compute, whole.memory, fixed], axis=1)
+        if simple and whole.eager is None
+        else None,
+    )
+
+
+__all__ = [
+    "attention_padding",
+    "build_step_cost",
+    "coefficient_matrices",
+    "model_operators",
+    "padding_flops",
+]

@@ -1,0 +1,292 @@
+"""The operators of a stage's transformer layers: attention (MHA/GQA/MQA or MLA) and the
+feed-forward (dense MLP or MoE), each counted over the layers that have it.
+
+MLA convention (vLLM's MLA backends, FlashMLA for decode): rows with at most
+``CostParams.mla_absorb_max_new_tokens`` new tokens use the *absorbed* form — ``W_UK`` is
+applied to the queries and ``W_UV`` to the attention output, so attention is MQA over the
+cached latent (QK width ``kv_lora_rank + qk_rope_head_dim``, V width ``kv_lora_rank``). Other
+rows (prefill chunks) up-project the cached latent of every context and new token with
+``kv_b_proj`` and run ordinary attention (QK width ``qk_nope + qk_rope``, V width ``v_head_dim``).
+Both forms apply each weight once per new token, except that the regular form also
+up-projects the latents of the context tokens; at zero context the linear layers follow the
+2 × parameters rule exactly either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from servesim.cost.features import D_EXP, K_A, K_SW, M_EXP, ONE, P_A, P_SW, T_A, T_R, K, P, T
+from servesim.cost.operator import (
+    RATE_ATTENTION,
+    RATE_GEMM,
+    RATE_GEMM_ACT,
+    RATE_GEMM_EXPERT,
+    RATE_LINK_EP,
+    SCOPE_GLOBAL,
+    SCOPE_RANK,
+    ElementBytes,
+    Operator,
+    gemm,
+    vector,
+)
+from servesim.cost.params import Parallelism
+from servesim.cost.stages import StageLayers
+from servesim.cost.weights import (
+    attention_matrices,
+    dense_mlp_matrices,
+    expert_matrices,
+    router_matrix,
+    shared_expert_matrices,
+)
+from servesim.model import ModelSpec
+
+# --- attention -------------------------------------------------------------------------------
+
+
+def attention_operators(
+    model: ModelSpec, par: Parallelism, st: StageLayers, nb: ElementBytes
+) -> list[Operator]:
+    """Projections, rope, q/k norms and the attention kernels (full and sliding-window layers)
+    of MHA/GQA/MQA layers."""
+    L, hq = st.layers, model.num_attention_heads / par.tp
+    weight_bytes, kv_bytes, act_bytes = nb.weight, nb.kv, nb.act
+    ops: list[Operator] = []
+    qkv, o = attention_matrices(model, par)
+    hd, hkv = model.head_dim, par.kv_heads_per_gpu(model)
+    ops.append(gemm(qkv, "qkv_o", L, T, weight_bytes, act_bytes))
+    ops.append(gemm(o, "qkv_o", L, T, weight_bytes, act_bytes))
+    ops.append(vector("rope", L, 3.0 * (hq + hkv) * hd, 2.0 * (hq + hkv) * hd * act_bytes))
+    if model.qk_norm:
+        ops.append(
+            vector(
+                "qk_norm",
+                L,
+                4.0 * (hq + hkv) * hd,
+                2.0 * (hq + hkv) * hd * act_bytes,
+                kernels=2.0,
+            )
+        )
+    kv_tok = 2.0 * hkv * hd * kv_bytes  # one token's K and V in one layer on one GPU
+    # Per token: write its K,V into the cache; read Q, write O. Per KV token: read K,V.
+    per_token = kv_tok + 2.0 * hq * hd * act_bytes
+    n_sw = st.sliding
+    if L - n_sw:
+        ops.append(
+            Operator(
+                "attention",
+                "attention",
+                L - n_sw,
+                ((P, 4.0 * hq * hd),),
+                ((K, kv_tok), (T, per_token)),
+                RATE_ATTENTION,
+                kernels=2.0,
+            )
+        )
+    if n_sw:
+        ops.append(
+            Operator(
+                "attention_sliding",
+                "attention",
+                n_sw,
+                ((P_SW, 4.0 * hq * hd),),
+                ((K_SW, kv_tok), (T, per_token)),
+                RATE_ATTENTION,
+                kernels=2.0,
+            )
+        )
+    return ops
+
+
+def mla_attention_operators(
+    model: ModelSpec, par: Parallelism, st: StageLayers, nb: ElementBytes
+) -> list[Operator]:
+    """Projections, latent norms, rope and both attention paths of MLA layers (see the module
+    docstring: the regular path for prefill chunks, the absorbed path for decodes)."""
+    L, hq = st.layers, model.num_attention_heads / par.tp
+    weight_bytes, kv_bytes, act_bytes = nb.weight, nb.kv, nb.act
+    ops: list[Operator] = []
+    m = model.mla
+    r, rope, nope, v = m.kv_lora_rank, m.qk_rope_head_dim, m.qk_nope_head_dim, m.v_head_dim
+    mats = {x.name: x for x in attention_matrices(model, par)}
+    for name in ("q_a_proj", "q_b_proj", "q_proj", "kv_a_proj"):
+        if name in mats:
+            ops.append(gemm(mats[name], "qkv_o", L, T, weight_bytes, act_bytes))
+    ops.append(gemm(mats["o_proj"], "qkv_o", L, T, weight_bytes, act_bytes))
+    if m.q_lora_rank:
+        ops.append(vector("q_a_layernorm", L, 4.0 * m.q_lora_rank, 2.0 * m.q_lora_rank * act_bytes))
+    ops.append(vector("kv_a_layernorm", L, 4.0 * r, 2.0 * r * act_bytes))
+    ops.append(vector("rope", L, 3.0 * (hq + 1) * rope, 2.0 * (hq + 1) * rope * act_bytes))
+    latent = (r + rope) * kv_bytes  # one token's cache entry in one layer
+    # Regular path: up-project the latent of every context and new token, then MHA.
+    kv_b = mats["kv_b_proj"]
+    ops.append(
+        Operator(
+            "kv_b_proj",
+            "qkv_o",
+            L,
+            ((K, 2.0 * kv_b.elements),),
+            ((ONE, kv_b.elements * weight_bytes), (K, r * kv_bytes + kv_b.n * act_bytes)),
+            RATE_GEMM,
+            kernels=2.0,
+            m_feature=K,
+            active=T_R,
+        )
+    )
+    ops.append(
+        Operator(
+            "attention",
+            "attention",
+            L,
+            ((P, 2.0 * hq * (nope + rope + v)),),
+            (
+                (K, hq * (nope + v) * act_bytes + rope * kv_bytes),
+                (T_R, hq * (nope + rope + v) * act_bytes + latent),
+            ),
+            RATE_ATTENTION,
+            kernels=2.0,
+            active=T_R,
+        )
+    )
+    # Absorbed path: W_UK on the queries, MQA over the latent, W_UV on the output.
+    ops.append(
+        Operator(
+            "kv_b_absorbed_q",
+            "qkv_o",
+            L,
+            ((T_A, 2.0 * hq * nope * r),),
+            ((ONE, hq * nope * r * weight_bytes), (T_A, hq * (nope + r) * act_bytes)),
+            RATE_GEMM,
+            m_feature=T_A,
+            active=T_A,
+        )
+    )
+    ops.append(
+        Operator(
+            "attention_absorbed",
+            "attention",
+            L,
+            ((P_A, 2.0 * hq * (2 * r + rope)),),
+            ((K_A, latent), (T_A, hq * (2 * r + rope) * act_bytes + latent)),
+            RATE_ATTENTION,
+            kernels=2.0,
+            active=T_A,
+        )
+    )
+    ops.append(
+        Operator(
+            "kv_b_absorbed_o",
+            "qkv_o",
+            L,
+            ((T_A, 2.0 * hq * r * v),),
+            ((ONE, hq * r * v * weight_bytes), (T_A, hq * (r + v) * act_bytes)),
+            RATE_GEMM,
+            m_feature=T_A,
+            active=T_A,
+        )
+    )
+    return ops
+
+
+# --- feed-forward ----------------------------------------------------------------------------
+
+
+def feed_forward_operators(
+    model: ModelSpec, par: Parallelism, st: StageLayers, nb: ElementBytes, moe_load: float
+) -> list[Operator]:
+    """The dense MLPs of the stage's dense layers, then its MoE layers."""
+    ops: list[Operator] = []
+    n_dense = st.layers - st.moe
+    gated = 3.0 if model.gated_mlp else 2.0  # activation: read gate+up (or up), write
+    if n_dense:
+        weight_bytes, act_bytes = nb.weight, nb.act
+        up, down = dense_mlp_matrices(model, par)
+        ops.append(gemm(up, "mlp", n_dense, T, weight_bytes, act_bytes))
+        ops.append(gemm(down, "mlp", n_dense, T, weight_bytes, act_bytes))
+        ops.append(vector("act_fn", n_dense, 4.0 * down.k, gated * down.k * act_bytes))
+    if st.moe:
+        ops += _moe(model, par, st.moe, nb, moe_load, gated)
+    return ops
+
+
+def _moe(
+    model: ModelSpec, par: Parallelism, n_moe: int, nb: ElementBytes, moe_load: float, gated: float
+) -> list[Operator]:
+    """Router, routing glue, all-to-all (wide EP), routed and shared experts of ``n_moe``
+    MoE layers."""
+    d, tp = model.hidden_size, par.tp
+    weight_bytes, expert_bytes, act_bytes = nb.weight, nb.expert, nb.act
+    ops: list[Operator] = []
+    moe = model.moe
+    assert moe is not None
+    E, k, ep = moe.num_experts, moe.experts_per_token, par.ep
+    ops.append(
+        Operator(
+            "router",
+            "moe",
+            n_moe,
+            ((T, 2.0 * router_matrix(model).elements),),
+            ((ONE, router_matrix(model).elements * act_bytes), (T, d * act_bytes + 4.0 * E)),
+            RATE_GEMM_ACT,
+            m_feature=T,
+        )
+    )
+    # Routing glue: top-k softmax, sort tokens by expert, weighted sum of the k outputs.
+    ops.append(
+        vector(
+            "moe_routing",
+            n_moe,
+            5.0 * E + 2.0 * k * d,
+            8.0 * E + 8.0 * k + (k + 1) * d * act_bytes,
+            kernels=3.0,
+        )
+    )
+    # Token-expert pairs per token that land on one GPU; the busiest EP rank gets
+    # ``moe_load`` times its share. Under wide EP (dp > 1) T counts every rank's tokens.
+    pairs = k / ep * (moe_load if ep > 1 else 1.0)
+    expert_scope = SCOPE_GLOBAL if par.all_to_all else SCOPE_RANK
+    if par.all_to_all:
+        # Dispatch: each GPU sends its share of its rank's tokens (the rank's tp GPUs split
+        # them), k copies each, (ep − 1)/ep of them to other GPUs; combine brings the
+        # outputs back. The busiest receiver sees ``moe_load`` × the mean.
+        a2a = k * d * act_bytes * (ep - 1) / ep / tp * moe_load
+        for name in ("moe_dispatch", "moe_combine"):
+            ops.append(
+                Operator(
+                    name,
+                    "comm",
+                    n_moe,
+                    (),
+                    ((T, a2a),),
+                    RATE_LINK_EP,
+                    kernels=0.0,
+                    hops=ep - 1.0,
+                )
+            )
+    for mat in expert_matrices(model, par):
+        ops.append(
+            Operator(
+                mat.name,
+                "moe",
+                n_moe,
+                ((T, pairs * 2.0 * mat.elements),),
+                (
+                    (D_EXP, mat.elements * expert_bytes),
+                    (T, pairs * (mat.k + mat.n) * act_bytes),
+                ),
+                RATE_GEMM_EXPERT,
+                m_feature=M_EXP,
+                scope=expert_scope,
+            )
+        )
+    width = moe.expert_intermediate_size / par.expert_tp
+    act_fn = vector("experts_act_fn", n_moe, pairs * 4.0 * width, pairs * gated * width * act_bytes)
+    ops.append(dataclasses.replace(act_fn, scope=expert_scope))
+    shared = shared_expert_matrices(model, par)
+    for mat in shared:
+        ops.append(gemm(mat, "moe", n_moe, T, weight_bytes, act_bytes))
+    if shared:
+        ops.append(
+            vector("shared_act_fn", n_moe, 4.0 * shared[1].k, gated * shared[1].k * act_bytes)
+        )
+    return ops

@@ -1,0 +1,120 @@
+"""``CostParams`` resolved against a model and a GPU: dtypes, efficiencies, kernel tables.
+
+The first step of building a step cost model (``build.py``), and what the memory plan and
+calibration read to know which dtypes and efficiencies a run stands on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servesim.cost import kernels as kernels_mod
+from servesim.cost.dtypes import (
+    activation_dtype,
+    check_kv_dtype,
+    check_weight_dtype,
+    normalize_dtype,
+)
+from servesim.cost.params import CostParams
+from servesim.hardware import Hardware
+from servesim.model import ModelSpec
+
+
+@dataclass(frozen=True)
+class ResolvedParams:
+    """``CostParams`` with every ``None`` replaced by the model's or hardware's value."""
+
+    weight_dtype: str
+    """Dtype of the block weights: attention projections, dense MLP, shared experts."""
+    expert_dtype: str
+    """Dtype of the routed experts' weights."""
+    kv_dtype: str
+    act_dtype: str
+    """Activations, and the weights quantisation leaves alone: embedding, LM head, router,
+    norms."""
+    compute_efficiency: float
+    memory_efficiency: float
+    attention_efficiency: float
+    kernel_launch_s: float
+    attention_memory_efficiency: float = 0.0
+    """Fraction of HBM bandwidth attention reaches reading the KV cache."""
+    attention_half_tokens: float = 0.0
+    """Keys per query at which prefill attention reaches half its efficiency (0: flat)."""
+    attention_source: str = "roofline"
+    """Where the attention efficiencies come from (``roofline``: the GEMM figures)."""
+    tables: kernels_mod.KernelTables | None = None
+    """The GPU's measured kernel tables (None: none shipped, or turned off)."""
+    tables_from: Hardware | None = None
+    """When ``tables`` belong to another GPU of the same architecture: that GPU (its GEMM times
+    are rescaled by the two rooflines; see ``kernels.SAME_ARCHITECTURE``)."""
+
+
+def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> ResolvedParams:
+    """Fill the defaults of ``params`` from ``model`` and ``hw``.
+
+    Which weights a quantised checkpoint stores in ``model.dtype`` follows
+    ``model.quant_scope``: ``experts`` (gpt-oss mxfp4) leaves attention and dense MLPs in
+    ``model.base_dtype``; ``linear`` and ``none`` put every block weight in ``model.dtype``. An
+    explicit ``params.weight_dtype`` quantises every block weight (vLLM ``--quantization``) and
+    must have tensor cores on ``hw`` (int4 is weight-only and runs anywhere); a checkpoint's own
+    format runs weight-only where the GPU lacks its tensor cores (fp8 on A100, as vLLM's Marlin
+    kernels do). Raises ServesimError for a format the GPU cannot run or a KV dtype that is no
+    KV-cache format.
+    """
+    quantized = model.quant_scope != "none"
+    act = activation_dtype(model.base_dtype if quantized else model.dtype)
+    if params.weight_dtype is not None:
+        block = expert = normalize_dtype(params.weight_dtype, field="weight_dtype")
+        check_weight_dtype(hw.name, hw.peak_flops, block)
+    else:
+        expert = normalize_dtype(model.dtype, field="dtype")
+        # NOTE: fp32 checkpoints are served in bf16, as vLLM's dtype="auto" does.
+        expert = act if expert in ("fp32", "tf32") else expert
+        block = act if model.quant_scope == "experts" else expert
+    kv = normalize_dtype(params.kv_dtype or act, field="kv_dtype")
+    check_kv_dtype(kv)
+    ce = hw.compute_efficiency if params.compute_efficiency is None else params.compute_efficiency
+    me = hw.memory_efficiency if params.memory_efficiency is None else params.memory_efficiency
+    # NOTE: a calibration fits the efficiencies to the user's own measurements; measured
+    # tables of other machines must not override it.
+    use_tables = params.kernel_tables and params.fidelity != "calibrated"
+    backend = params.kernel_backend
+    fit = kernels_mod.attention_fit_for(hw, backend) if use_tables else None
+    attn, attn_mem, half, source = ce, me, 0.0, "roofline"
+    tables = kernels_mod.load_tables(hw.name, backend) if use_tables else None
+    tables_from = None
+    borrowed = kernels_mod.transfer_source(hw.name) if use_tables else None
+    if borrowed is not None:
+        from servesim.hardware import load_hardware
+
+        tables_from = load_hardware(borrowed)
+        tables = kernels_mod.load_tables(tables_from.name, backend)
+    if fit is not None:
+        curve, source = fit
+        attn, attn_mem, half = curve.efficiency, curve.memory_efficiency, curve.half_tokens
+    if params.attention_efficiency is not None:
+        attn, source = params.attention_efficiency, "given"
+    if params.attention_memory_efficiency is not None:
+        attn_mem = params.attention_memory_efficiency
+    if params.attention_half_tokens is not None:
+        half = params.attention_half_tokens
+    return ResolvedParams(
+        weight_dtype=block,
+        expert_dtype=expert,
+        kv_dtype=kv,
+        act_dtype=act,
+        compute_efficiency=ce,
+        memory_efficiency=me,
+        attention_efficiency=attn,
+        kernel_launch_s=(
+            hw.kernel_launch_s if params.kernel_launch_s is None else params.kernel_launch_s
+        ),
+        attention_memory_efficiency=attn_mem,
+        attention_half_tokens=half,
+        attention_source=source,
+        tables=tables,
+        tables_from=tables_from,
+    )
+
+
+__all__ = ["ResolvedParams", "resolve_params"]

@@ -1,0 +1,198 @@
+"""Reading NVIDIA AIConfigurator's tables (the ``servesim[kernels]`` extra) and reducing them.
+
+A tiny synthetic ``systems/data`` tree (parquet written here with pyarrow) stands in for the
+wheel, so these tests run on a default install; one test reads the real wheel when present.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from servesim.cost import aic_tables as A
+from servesim.cost import kernels as K
+
+
+def _write(root, system, op, backend, version, table, rows):
+    folder = root / system / op / backend / version
+    folder.mkdir(parents=True, exist_ok=True)
+    cols = {k: [r[k] for r in rows] for k in rows[0]}
+    pq.write_table(pa.table(cols), folder / f"{table}.parquet")
+
+
+def _gemm_rows(latency_of):
+    rows = []
+    for dtype in ("bfloat16", "fp8", "fp8_block"):
+        for m in (1, 16, 256, 4096):
+            for n, k in ((4096, 4096), (6144, 4096), (5120, 3000)):
+                for repeat in range(3):  # three repeats: the median is kept
+                    lat = latency_of(dtype, m, n, k) * (1.0, 1.1, 0.8)[repeat]
+                    rows.append(
+                        {"device": "NVIDIA H200", "gemm_dtype": dtype, "m": m, "n": n, "k": k,
+                         "latency": lat}
+                    )
+    return rows
+
+
+def _flat_rate(tflops):
+    return lambda dtype, m, n, k: 2 * m * n * k / (tflops * 1e12) * 1e3 + 0.005
+
+
+@pytest.fixture()
+def fake_root(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    # vLLM: two versions; the newest (0.24.0 > 0.9.1 > 0.14.0rc1 ordering checked below) wins.
+    _write(root, "h200_sxm", "gemm", "vllm", "0.9.1", "gemm_perf", _gemm_rows(_flat_rate(100)))
+    _write(root, "h200_sxm", "gemm", "vllm", "0.24.0", "gemm_perf", _gemm_rows(_flat_rate(500)))
+    (root / "h200_sxm" / "gemm" / "vllm" / "0.25.0").mkdir()  # reuse.yaml only: skipped
+    ar = []
+    for n in (2, 4):
+        for size in (1024, 1 << 20):
+            for backend, lat in (("vllm_graph", 0.01), ("vllm_eager", 0.05)):
+                ar.append(
+                    {"allreduce_dtype": "bfloat16", "num_gpus": n, "message_size": size,
+                     "latency": lat * (1 + size / 1e6), "backend": backend}
+                )
+    _write(root, "h200_sxm", "comm", "vllm", "0.24.0", "custom_allreduce_perf", ar)
+    monkeypatch.setenv(A.DATA_ROOT_ENV, str(root))
+    A.load_backend_tables.cache_clear()
+    K.load_tables.cache_clear()
+    K.attention_fit.cache_clear()
+    yield root
+    A.load_backend_tables.cache_clear()
+    K.load_tables.cache_clear()
+    K.attention_fit.cache_clear()
+
+
+def test_version_folders_sort_as_releases():
+    names = ["0.14.0rc1", "0.9.1", "0.24.0", "0.1.dev19262", "0.5.6.post2", "1.3.0rc20", "1.3.0"]
+    assert sorted(names, key=A.version_key) == [
+        "0.1.dev19262", "0.5.6.post2", "0.9.1", "0.14.0rc1", "0.24.0", "1.3.0rc20", "1.3.0",
+    ]
+
+
+def test_median_by_keeps_one_row_per_key_with_the_median():
+    keys = {"a": np.array(["x", "x", "x", "y", "y"]), "b": np.array([1.0, 1.0, 1.0, 2.0, 2.0])}
+    out, med = A.median_by(keys, np.array([3.0, 1.0, 2.0, 10.0, 20.0]))
+    assert out["a"].tolist() == ["x", "y"]
+    assert out["b"].tolist() == [1.0, 2.0]
+    assert med.tolist() == [2.0, 15.0]  # odd count: the middle one; even: mean of the two
+
+
+def test_gemm_reduction_keeps_bf16_and_fp8_with_hand_computed_throughput(fake_root):
+    path = A.newest_table(fake_root, "h200_sxm", "gemm", "vllm", "gemm_perf")
+    assert path.parent.name == "0.24.0"
+    g = A.reduce_gemm(A.read_parquet(path), grid=False)
+    assert set(g["dtype"].tolist()) == {"bf16", "fp8"}  # fp8_block is not a GEMM table dtype
+    row = (g["dtype"] == "bf16") & (g["m"] == 4096) & (g["n"] == 4096) & (g["k"] == 4096)
+    seconds = (2 * 4096**3 / 500e12 * 1e3 + 0.005) / 1e3  # the median repeat (×1.0)
+    assert g["seconds"][row][0] == pytest.approx(seconds)
+    assert g["tflops"][row][0] == pytest.approx(2 * 4096**3 / seconds / 1e12)
+    # The catalog grid drops off-grid shapes (5120 × 3000 is not on it).
+    grid = A.reduce_gemm(A.read_parquet(path), grid=True)
+    assert 5120 not in grid["n"].tolist() and 5120 in g["n"].tolist()
+
+
+def test_allreduce_keeps_the_cuda_graph_rows(fake_root):
+    path = A.newest_table(fake_root, "h200_sxm", "comm", "vllm", "custom_allreduce_perf")
+    a = A.reduce_allreduce(A.read_parquet(path))
+    row = (a["num_gpus"] == 2) & (a["bytes"] == 2048)
+    assert a["seconds"][row][0] == pytest.approx(0.01 * (1 + 1024 / 1e6) / 1e3)
+
+
+def test_backend_tables_replace_the_catalog_and_fall_back_per_table(fake_root):
+    catalog = K.load_tables("H200")
+    vllm = K.load_tables("H200", "vllm")
+    assert vllm.source.startswith(f"${A.DATA_ROOT_ENV}" ) or "h200_sxm" in vllm.source
+    assert "gemm/vllm/0.24.0" in vllm.source
+    # GEMMs now from the backend's table (the fake one runs at 500 TFLOP/s at most) ...
+    assert vllm.gemm["tflops"].max() < 500 < catalog.gemm["tflops"].max() * 2
+    assert len(vllm.gemm["m"]) != len(catalog.gemm["m"])
+    # ... tables the backend lacks (attention, MoE) stay the catalog's.
+    assert vllm.attention_prefill is catalog.attention_prefill
+    assert set(vllm.moe) == set(catalog.moe)
+    # A backend without tables, or the catalog forced by the environment, is the catalog.
+    assert K.load_tables("H200", "sglang").source == "catalog/kernels/h200"
+
+
+def test_catalog_can_be_forced_with_the_extra_installed(fake_root, monkeypatch):
+    monkeypatch.setenv(K.TABLE_SOURCE_ENV, "catalog")
+    K.load_tables.cache_clear()
+    assert K.load_tables("H200", "vllm").source == "catalog/kernels/h200"
+
+
+def test_a_step_is_priced_from_the_backend_tables(fake_root):
+    from servesim.cost import CostParams, Parallelism, build_step_cost
+    from servesim.hardware import load_hardware
+    from servesim.model import load_model
+
+    model, hw = load_model("meta-llama/Llama-3.1-8B-Instruct"), load_hardware("H200")
+    rows = np.array([2048])
+    ctx = np.array([2048])
+    base = build_step_cost(model, hw, Parallelism(), CostParams(kernel_tables=True))
+    vllm = build_step_cost(
+        model, hw, Parallelism(), CostParams(kernel_tables=True, kernel_backend="vllm")
+    )
+    # The fake vLLM GEMMs run at <= 500 TFLOP/s against the catalog's ~700 (bf16, large m):
+    # a 2k-token prefill must take longer on them.
+    assert vllm.step_seconds(rows, ctx) > base.step_seconds(rows, ctx)
+    assert vllm.kernel_source != base.kernel_source
+
+
+def test_without_the_wheel_there_are_no_backend_tables(monkeypatch):
+    monkeypatch.setenv(A.DATA_ROOT_ENV, "/nonexistent/servesim-aic")
+    A.load_backend_tables.cache_clear()
+    assert A.load_backend_tables("H200", "vllm") is None
+    A.load_backend_tables.cache_clear()
+
+
+def test_the_real_wheel_reproduces_the_catalog_csvs():
+    """The catalog's files are the real wheel's tables reduced onto the grid (when installed)."""
+    import os
+
+    if os.environ.get(A.DATA_ROOT_ENV) is None and A.data_root() is None:
+        pytest.skip("aiconfigurator-core is not installed (pip install 'servesim[kernels]')")
+    root = A.data_root()
+    path = A.newest_table(root, "h200_sxm", "gemm", "trtllm", "gemm_perf")
+    got = A.reduce_gemm(A.read_parquet(path), grid=True)
+    ref = K.load_tables("H200").gemm
+    assert len(got["m"]) == len(ref["m"])
+    assert np.allclose(got["seconds"], ref["seconds"], rtol=1e-3)
+
+
+def test_summary_names_the_tables_of_the_engine_profile(fake_root):
+    from servesim.run import simulate
+    from servesim.scenario import build_scenario
+
+    def source(engine: str) -> str:
+        fields = {
+            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "hardware": "H200",
+            "engine": engine,
+            "workload": {"num_requests": 8, "input_len": 256, "output_len": 16},
+        }
+        return simulate(build_scenario(fields)).summary["kernel_source"]
+
+    assert "gemm/vllm/0.24.0" in source("vllm")
+    assert source("sglang") == "catalog/kernels/h200"  # the fake tree has no SGLang tables
+
+
+def test_kernels_command_shows_the_engines_tables(fake_root):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "servesim", "kernels", "H200", "--json", *args],
+            capture_output=True, text=True, check=False,
+        )
+
+    import json
+
+    assert json.loads(run().stdout)["tables"] == "catalog/kernels/h200"
+    vllm = json.loads(run("--engine", "vllm").stdout)
+    assert "gemm/vllm/0.24.0" in vllm["tables"]
+    bad = run("--engine", "nope")
+    assert bad.returncode == 2 and "unknown engine" in bad.stderr

@@ -1,0 +1,125 @@
+"""The online engine alone (no HTTP): driven by a fake clock, it produces exactly the offline
+simulation's timings; the loop's online API (advance_to, submit) and the filler/prompt rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+
+from servesim.run import prepare, simulate  # noqa: E402
+from servesim.scenario import build_scenario  # noqa: E402
+from servesim.serve.online import OnlineEngine  # noqa: E402
+from servesim.serve.tokens import PromptCounter, filler_text  # noqa: E402
+
+RATE, N, ISL, OSL = 8.0, 12, 900, 40
+
+
+def _scenario(**extra):
+    data = {
+        "workload": {
+            "num_requests": N,
+            "input_len": ISL,
+            "output_len": OSL,
+            "arrival": {"kind": "constant", "rate": RATE},
+        },
+        "fast_forward": False,
+    }
+    data.update(extra)
+    return build_scenario(data)
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.mark.parametrize("extra", [{}, {"replicas": 2}, {"disaggregate": "1:1"}])
+def test_online_engine_reproduces_the_offline_run_exactly(extra):
+    scenario = _scenario(**extra)
+    offline = simulate(scenario).records.request_columns()
+    clock = FakeClock()
+    time_scale = 10.0
+    engine = OnlineEngine(prepare(scenario, sessions=iter(())), time_scale, clock=clock)
+    streams = []
+    for i in range(N):
+        clock.t = i / RATE / time_scale  # a client sends request i now (wall seconds)
+        streams.append(engine.submit(ISL, OSL))
+    engine._advance(1e9)
+    first, finish = [], []
+    for s in streams:
+        emissions = [s.emissions.get_nowait() for _ in range(s.emissions.qsize())]
+        assert sum(e.num_tokens for e in emissions) == OSL
+        assert emissions[-1].finished and not any(e.finished for e in emissions[:-1])
+        times = [e.time_s for e in emissions]
+        assert times == sorted(times)
+        first.append(times[0])
+        finish.append(times[-1])
+    order = np.argsort(offline["request_id"])
+    np.testing.assert_allclose(first, offline["first_token_s"][order], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(finish, offline["finish_s"][order], rtol=0, atol=1e-9)
+    assert engine.sim.records.num_completed == N
+
+
+def test_a_request_arrives_at_the_simulated_now_of_the_wall_clock():
+    clock = FakeClock()
+    engine = OnlineEngine(prepare(_scenario(), sessions=iter(())), 4.0, clock=clock)
+    clock.t = 0.5
+    stream = engine.submit(100, 3)
+    assert stream.arrival_s == pytest.approx(2.0)
+    assert engine.sim.next_event_time() >= 2.0
+    assert engine.wall_at(engine.sim_now()) == pytest.approx(clock.t)
+
+
+def test_advance_to_processes_only_due_events():
+    clock = FakeClock()
+    engine = OnlineEngine(prepare(_scenario(), sessions=iter(())), 1.0, clock=clock)
+    stream = engine.submit(ISL, OSL)
+    sim = engine.sim
+    first = sim.next_event_time()
+    sim.advance_to(first)
+    assert sim.now == first
+    later = sim.next_event_time()
+    assert later is not None and later >= first
+    sim.advance_to(later - 1e-9)
+    assert sim.next_event_time() == later
+    sim.advance_to(1e9)
+    assert sim.next_event_time() is None and stream.sent == OSL
+
+
+def test_prompts_count_token_ids_exactly_and_estimate_text():
+    counter = PromptCounter(block_size=16)
+    ids = list(range(40))
+    p = counter.token_ids(ids)
+    assert (p.num_tokens, len(p.hash_ids), p.exact) == (40, 2, True)
+    same_prefix = counter.token_ids(ids[:32] + [7] * 20)
+    assert same_prefix.hash_ids[:2] == p.hash_ids
+    other = counter.token_ids([1] + ids[1:])
+    assert other.hash_ids[0] != p.hash_ids[0] and other.hash_ids[1] != p.hash_ids[1]
+    text = counter.text("x" * 400)
+    assert (text.num_tokens, text.exact) == (100, False)
+    chat = counter.chat([{"role": "user", "content": "x" * 40}])
+    assert chat.num_tokens > 10
+
+
+def test_filler_text_is_deterministic_one_word_a_token():
+    assert filler_text(3, 0, 5) == filler_text(3, 0, 2) + filler_text(3, 2, 3)
+    assert len(filler_text(0, 0, 7).split()) == 7
+
+
+def test_every_simulate_option_is_served_or_named_as_not():
+    """A new `simulate` option must be mapped by `serve` or listed as meaningless for it (else
+    `serve` would accept it and silently ignore it)."""
+    import inspect
+
+    from servesim.cli import serve_cmd
+    from servesim.cli.simulate_cmd import simulate_command
+
+    handled = set(serve_cmd.SCENARIO_FIELDS) | set(serve_cmd.OTHER_OPTIONS)
+    handled |= {option for fields in serve_cmd.SECTIONS.values() for option in fields}
+    served = set(inspect.signature(simulate_command).parameters) - set(serve_cmd.NOT_SERVED)
+    assert served <= handled, sorted(served - handled)
