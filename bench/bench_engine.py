@@ -34,12 +34,13 @@ def main() -> None:
             "fast_forward": not args.no_fast_forward,
         }
     )
-    walls = []
+    walls, loops = [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         result = simulate(scenario)
         walls.append(time.perf_counter() - t0)
-    wall = min(walls)
+        loops.append(result.summary["sim_wall_s"])
+    wall, loop = min(walls), min(loops)
     s = result.summary
     print(f"requests            {s['completed']:,} (skipped {s['num_skipped']})")
     print(
@@ -50,12 +51,9 @@ def main() -> None:
         f"steps               {s['num_steps']:,} in {s['num_step_records']:,} records "
         f"({s['num_events']:,} events)"
     )
-    print(
-        f"wall (best of {args.repeats})     {wall:.3f} s  "
-        f"(event loop alone {s['sim_wall_s']:.3f} s)"
-    )
-    per_record = 1e6 * s["sim_wall_s"] / s["num_step_records"]
-    print(f"per step record     {per_record:.1f} µs (event loop ÷ records)")
+    print(f"wall (best of {args.repeats})     {wall:.3f} s  (event loop alone {loop:.3f} s)")
+    per_record = 1e6 * loop / s["num_step_records"]
+    print(f"per step record     {per_record:.1f} µs (best event loop ÷ records)")
     print(f"simulated steps/s   {s['num_steps'] / wall:,.0f}")
     print(f"requests/s          {s['completed'] / wall:,.0f}")
 

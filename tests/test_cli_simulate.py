@@ -305,6 +305,18 @@ def test_every_registered_command_is_dispatched_to_its_module():
         assert owner == f"servesim.cli.{module}" or groups, command
 
 
+def test_every_simulate_option_is_the_overlays_or_the_commands_own():
+    """A new option must be read by the flags-to-scenario overlay or listed as the command's
+    own (else `simulate` would accept it and silently ignore it)."""
+    import inspect
+
+    from servesim.cli.simulate_cmd import COMMAND_OPTIONS, simulate_command
+    from servesim.scenario_overlay import OPTIONS
+
+    options = set(inspect.signature(simulate_command).parameters)
+    assert options - set(COMMAND_OPTIONS) == OPTIONS
+
+
 def test_help_lists_every_command():
     p = subprocess.run([SERVESIM, "--help"], capture_output=True, text=True)
     assert p.returncode == 0

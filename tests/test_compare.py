@@ -208,7 +208,9 @@ def test_calibrated_compare_closes_the_gap(tmp_path):
         cmp = compare(bench, scenario, calibration=path)
     else:  # NOTE: until simulate takes a calibration, give it the calibrated parameters
         cal = run.calibration
-        with mock.patch("servesim.run.CostParams", lambda **kw: cal.cost_params(CostParams(**kw))):
+        with mock.patch(
+            "servesim.fleet.CostParams", lambda **kw: cal.cost_params(CostParams(**kw))
+        ):
             cmp = compare(bench, scenario)
     after = {r.metric: r.error_pct for r in cmp.rows}
     assert cmp.predicted["fidelity"] == "calibrated"

@@ -15,8 +15,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "servesim"
 
@@ -26,11 +24,15 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         # Lowest first. A module may import modules of its own layer and of the layers above it
         # in this list, never of the layers below it. Names are the top-level parts of the
         # package (``servesim.<part>``); "servesim" is the package's own ``__init__``.
-        ("base", "errors textfile validation paths interrupts profile"),
+        ("base", "errors textfile validation paths interrupts profile knobs formatting"),
         ("specs", "catalog model hf_config hardware engines workload"),
         ("cost", "cost"),
         ("engine", "engine"),
-        ("assembly", "scenario speculative fleet metrics run output trace report calibrate sweep"),
+        (
+            "assembly",
+            "scenario scenario_overlay fleet metrics summary run output trace report "
+            "calibrate sweep",
+        ),
         ("entry", "cli serve servesim __main__"),
     )
 )
@@ -43,14 +45,8 @@ ROOT_CONSTANTS = frozenset({"__version__"})
 """Names of ``servesim/__init__.py`` any module may import: plain constants it defines without
 importing anything (importing any ``servesim.*`` module runs that file anyway)."""
 
-KNOWN_CIRCLES: tuple[frozenset[str], ...] = (
-    # NOTE: known, to be broken (issue 17, item 2): run.py imports servesim.calibrate inside
-    # functions (load_calibration, extrapolation_warning); calibrate/__init__.py imports
-    # calibrate.compare, which imports servesim.run. Fix: ``compare`` receives ``simulate``
-    # or lives above ``run``. Remove this entry when it is gone: the strict xfail below then
-    # passes and fails the run until it is.
-    frozenset({"servesim.run", "servesim.calibrate", "servesim.calibrate.compare"}),
-)
+KNOWN_CIRCLES: tuple[frozenset[str], ...] = ()
+"""Circles known and yet to be broken (none now: a new one fails the tests below)."""
 
 
 def _module_name(path: Path) -> str:
@@ -198,7 +194,6 @@ def test_no_import_circles_but_the_known_ones():
     assert [sorted(c) for c in KNOWN_CIRCLES if c not in circles] == []
 
 
-@pytest.mark.xfail(strict=True, reason="known circle run → calibrate → compare → run (issue 17)")
 def test_no_import_circles_at_all():
     assert _circles(GRAPH) == []
 

@@ -46,9 +46,9 @@ NOTE = {"type": "note", "text": "SYNTHETIC: timed by servesim's cost model, see 
 
 
 def _simulate_true(data: dict) -> object:
-    # NOTE: simulate() builds CostParams() itself; until a scenario can carry a calibration,
-    # the generator swaps in the true parameters for this call only.
-    with mock.patch("servesim.run.CostParams", lambda **kw: replace(TRUE, **kw)):
+    # NOTE: simulate() builds CostParams() itself (servesim.fleet); until a scenario can carry a
+    # calibration, the generator swaps in the true parameters for this call only.
+    with mock.patch("servesim.fleet.CostParams", lambda **kw: replace(TRUE, **kw)):
         return simulate(build_scenario(data))
 
 

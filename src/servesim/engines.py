@@ -20,6 +20,8 @@ start-up through the scenario).
 from dataclasses import dataclass, field
 from typing import Any
 
+from servesim import knobs
+
 DEFAULT_ENGINE = "vllm"
 
 
@@ -41,7 +43,7 @@ class EngineProfile:
     versions: str
     """The engine versions the profile describes."""
     policy: str
-    """Scheduler policy (``servesim.engine.scheduler.POLICIES``) the engine's default
+    """Scheduler policy (``servesim.knobs.POLICIES``) the engine's default
     scheduler corresponds to."""
     max_num_seqs: int
     max_num_batched_tokens: int
@@ -127,11 +129,12 @@ PROFILES: dict[str, EngineProfile] = {
         description="vLLM V1 engine: continuous batching with chunked prefill, engine core "
         "in its own process, host work overlapped with the GPU",
         versions=">= 0.8 (V1 engine)",
-        policy="vllm",
-        max_num_seqs=256,
-        max_num_batched_tokens=8192,
-        enable_chunked_prefill=True,
-        enable_prefix_caching=True,
+        # NOTE: servesim's defaults are vLLM V1's (servesim.knobs): one definition.
+        policy=knobs.POLICY,
+        max_num_seqs=knobs.MAX_NUM_SEQS,
+        max_num_batched_tokens=knobs.MAX_NUM_BATCHED_TOKENS,
+        enable_chunked_prefill=knobs.ENABLE_CHUNKED_PREFILL,
+        enable_prefix_caching=knobs.ENABLE_PREFIX_CACHING,
         host_overlap=True,
         host_step_s=5e-4,
         host_per_seq_s=2e-5,
@@ -165,8 +168,8 @@ PROFILES: dict[str, EngineProfile] = {
         "decode steps per scheduling round",
         versions="0.2 - 0.7 (V0 engine)",
         policy="prefill_first",
-        max_num_seqs=256,
-        max_num_batched_tokens=8192,
+        max_num_seqs=knobs.MAX_NUM_SEQS,  # (the same engine argument and default as V1's)
+        max_num_batched_tokens=knobs.MAX_NUM_BATCHED_TOKENS,
         enable_chunked_prefill=False,
         enable_prefix_caching=False,
         host_overlap=False,
@@ -292,8 +295,8 @@ PROFILES: dict[str, EngineProfile] = {
         "static batch, NCCL all-reduce, no serving loop",
         versions="pytorch-labs/gpt-fast (2023-2024)",
         policy="static",
-        max_num_seqs=256,
-        max_num_batched_tokens=8192,
+        max_num_seqs=knobs.MAX_NUM_SEQS,  # (no such knob: one static batch; servesim's defaults)
+        max_num_batched_tokens=knobs.MAX_NUM_BATCHED_TOKENS,
         enable_chunked_prefill=False,
         enable_prefix_caching=False,
         host_overlap=True,

@@ -12,8 +12,7 @@ import msgspec
 import yaml
 from msgspec import Meta
 
-from servesim.engine.router import ROUTERS
-from servesim.engine.scheduler import POLICIES
+from servesim import knobs
 from servesim.engines import DEFAULT_ENGINE, ENGINES, engine_profile, scheduler_defaults
 from servesim.errors import ServesimError
 from servesim.textfile import PARSE_ERRORS, parse_problem, read_text
@@ -34,24 +33,25 @@ MAX_SCHEDULER_STEPS = 1024
 
 
 class SchedulerSpec(Spec):
-    """Scheduler and KV-cache knobs (vLLM names; defaults follow vLLM v1 on an H100).
+    """Scheduler and KV-cache knobs (vLLM names; defaults :mod:`servesim.knobs`'s, vLLM V1's on
+    an H100).
 
     Built from fields (:func:`build_scenario`, the CLI, a YAML file), the fields left out take
     the scenario's engine profile's defaults (``servesim.engines``), which for ``vllm`` are the
     defaults below."""
 
-    policy: Annotated[str, Meta(description=f"one of {', '.join(POLICIES)}")] = "vllm"
+    policy: Annotated[str, Meta(description=f"one of {', '.join(knobs.POLICIES)}")] = knobs.POLICY
     max_num_batched_tokens: Annotated[
         int, Meta(ge=1, le=MAX_TOKENS, description="token budget per step")
-    ] = 8192
+    ] = knobs.MAX_NUM_BATCHED_TOKENS
     max_num_seqs: Annotated[
         int, Meta(ge=1, le=MAX_REQUESTS, description="most running requests")
-    ] = 256
-    block_size: Annotated[int, Meta(ge=1, description="tokens per KV block")] = 16
-    enable_prefix_caching: bool = True
-    enable_chunked_prefill: bool = True
+    ] = knobs.MAX_NUM_SEQS
+    block_size: Annotated[int, Meta(ge=1, description="tokens per KV block")] = knobs.BLOCK_SIZE
+    enable_prefix_caching: bool = knobs.ENABLE_PREFIX_CACHING
+    enable_chunked_prefill: bool = knobs.ENABLE_CHUNKED_PREFILL
     long_prefill_token_threshold: AtLeastOne | None = None
-    gpu_memory_utilization: Annotated[float, Meta(gt=0, le=1)] = 0.9
+    gpu_memory_utilization: Annotated[float, Meta(gt=0, le=1)] = knobs.GPU_MEMORY_UTILIZATION
 
 
 class InstanceGroup(Spec):
@@ -193,7 +193,7 @@ class Scenario(Spec):
         ]
         | None
     ) = None
-    router: Annotated[str, Meta(description=f"one of {', '.join(ROUTERS)}")] = "round_robin"
+    router: Annotated[str, Meta(description=f"one of {', '.join(knobs.ROUTERS)}")] = "round_robin"
     scheduler: SchedulerSpec = SchedulerSpec()
     workload: WorkloadSpec = msgspec.field(default_factory=default_workload)
     slo: SLOSpec = SLOSpec()
@@ -224,8 +224,8 @@ class Scenario(Spec):
             "disaggregate": (("prefill_tp", "decode_tp"), self.disaggregate is not None),
             "kv_offload": (("cpu_kv_cache_gib", "kv_offload_gbps"), self.kv_offload),
         }
-        for feature, (knobs, on) in needs.items():
-            for knob in knobs:
+        for feature, (names, on) in needs.items():
+            for knob in names:
                 if not on and getattr(self, knob) != field_default(Scenario, knob):
                     raise FieldError(knob, f"applies only with {feature}")
 

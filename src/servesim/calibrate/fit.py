@@ -40,6 +40,7 @@ from servesim.calibrate.batches import feature_matrix, op_masks, regimes
 from servesim.calibrate.readers import Measurements
 from servesim.cost import CostParams, Parallelism, build_step_cost
 from servesim.cost import operator as ops_mod
+from servesim.cost.resolve import given_efficiencies
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
@@ -171,14 +172,13 @@ def decompose(
 
 def initial_theta(hw: Hardware, base: CostParams) -> np.ndarray:
     """θ of ``base`` (its defaults filled from the hardware)."""
-    ce = base.compute_efficiency or hw.compute_efficiency
-    me = base.memory_efficiency or hw.memory_efficiency
+    ce, me, attn, attn_mem = given_efficiencies(hw, base)
     return np.array(
         [
             1.0 / ce,
-            1.0 / (base.attention_efficiency or ce),
+            1.0 / attn,
             1.0 / me,
-            1.0 / (base.attention_memory_efficiency or me),
+            1.0 / attn_mem,
             base.step_overhead_s,
             base.overhead_per_token_s,
         ]

@@ -39,7 +39,7 @@ COMMAND_MODULES = {
     "analyze": "calibrate_cmds",
     "sweep": "sweep_cmds",
     "capacity": "sweep_cmds",
-    "plan": "sweep_cmds",
+    "plan": "plan_cmd",
 }
 """Which module registers each command (a test checks it against the registered commands)."""
 

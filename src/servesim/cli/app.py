@@ -62,6 +62,14 @@ OUTPUT_PATH = _OutputPath()
 #   -o/--out DIR is the folder a command writes into; a command that writes one file names it
 #   DIR/<its file> (calibration.yaml, report.html, plan.png, trace.json). An -o ending in that
 #   file's suffix is the file itself: the spelling from before the convention, kept.
+#   --workers/-j N and --ray ADDRESS choose where the commands that run many simulations (sweep,
+#   plan) run them.
+
+WORKERS_HELP = "processes on this machine (default: all cores)"
+RAY_HELP = (
+    "run on Ray: local (start Ray here), auto (the cluster this machine joined), "
+    "or HOST:PORT / ray://HOST:PORT"
+)
 
 
 def positional_or_option(

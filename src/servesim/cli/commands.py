@@ -13,5 +13,6 @@ from servesim.cli import (  # noqa: F401
     report_cmd,
     calibrate_cmds,
     sweep_cmds,
+    plan_cmd,
 )
 # isort: on

@@ -17,8 +17,9 @@ import typer
 
 from servesim.cli import importing
 from servesim.cli.app import app
-from servesim.cli.simulate_cmd import _given, _merge_workload, simulate_command, workload_overrides
+from servesim.cli.simulate_cmd import simulate_command
 from servesim.errors import ServesimError
+from servesim.scenario_overlay import SCENARIO_OPTIONS, SECTION_OPTIONS, overlay
 
 NOT_SERVED = (
     "num_requests", "rate", "burstiness", "concurrency", "replay", "trace_format", "rate_scale",
@@ -29,36 +30,14 @@ NOT_SERVED = (
 printed outputs, fast-forward (it runs step by step) and ``--on-oversized`` (a request too long
 for the context or the KV cache gets vLLM's 400)."""
 
+SCENARIO_FIELDS = SCENARIO_OPTIONS
+"""Options that set the scenario field of the same name (the overlay's, as ``simulate``)."""
+
+SECTIONS = SECTION_OPTIONS
+"""Options that set a field of a scenario section: section → {option → field}."""
+
 OTHER_OPTIONS = ("config", "out", "workload", "input_len", "output_len")
-"""``simulate`` options the server reads besides the scenario fields and sections below."""
-
-SCENARIO_FIELDS = (
-    "model", "hardware", "tp", "pp", "ep", "replicas", "disaggregate", "prefill_tp", "decode_tp",
-    "weight_dtype", "kv_dtype", "cuda_graphs", "kv_offload", "calibration", "cpu_kv_cache_gib",
-    "kv_offload_gbps", "router", "engine", "num_scheduler_steps", "api_server", "seed",
-    "max_model_len", "on_oversized", "fast_forward",
-)  # fmt: skip
-"""Options that set the scenario field of the same name."""
-
-SECTIONS = {
-    "scheduler": {
-        "scheduler": "policy",
-        "max_num_batched_tokens": "max_num_batched_tokens",
-        "max_num_seqs": "max_num_seqs",
-        "block_size": "block_size",
-        "prefix_caching": "enable_prefix_caching",
-        "chunked_prefill": "enable_chunked_prefill",
-        "gpu_memory_utilization": "gpu_memory_utilization",
-    },
-    "slo": {"slo_ttft_ms": "ttft_ms", "slo_tpot_ms": "tpot_ms", "slo_e2el_ms": "e2el_ms"},
-    "speculative": {
-        "speculative": "method",
-        "num_speculative_tokens": "num_speculative_tokens",
-        "acceptance_rate": "acceptance_rate",
-        "spec_mode": "mode",
-    },
-}
-"""Options that set a field of a scenario section: option → field."""
+"""``simulate`` options the server reads besides the scenario fields and sections above."""
 
 PIP_EXTRA = "pip install 'servesim[serve]'"
 
@@ -98,35 +77,12 @@ def _server_options(
 
 
 def scenario_from_options(options: dict[str, Any]):
-    """The scenario ``simulate``'s options describe: ``--config`` overlaid by the flags given.
-
-    NOTE: the same overlay as ``simulate``'s, written as tables; the two should become one
-    function in ``simulate_cmd`` once its concurrent hardening lands."""
-    from servesim.scenario import build_scenario, load_scenario_file, merge
+    """The scenario ``simulate``'s options describe: ``--config`` overlaid by the flags given
+    (the same overlay as ``simulate``'s)."""
+    from servesim.scenario import build_scenario, load_scenario_file
 
     config = options.get("config")
-    flags = _given(**{name: options.get(name) for name in SCENARIO_FIELDS})
-    if "calibration" in flags:
-        flags["calibration"] = str(flags["calibration"])
-    for section, fields in SECTIONS.items():
-        given = _given(**{field: options.get(opt) for opt, field in fields.items()})
-        if given:
-            flags[section] = given
-    workload = workload_overrides(
-        workload=options.get("workload"),
-        num_requests=None,
-        input_len=options.get("input_len"),
-        output_len=options.get("output_len"),
-        rate=None,
-        burstiness=None,
-        concurrency=None,
-        replay=None,
-        trace_format=None,
-        rate_scale=None,
-    )
-    data = merge(load_scenario_file(config) if config else {}, flags)
-    if workload:
-        data["workload"] = _merge_workload(data.get("workload"), workload)
+    data = overlay(load_scenario_file(config) if config else {}, options)
     return build_scenario(data, source=str(config) if config else "")
 
 

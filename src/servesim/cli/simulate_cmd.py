@@ -1,124 +1,43 @@
-"""Command: ``servesim simulate``."""
+"""Command: ``servesim simulate``.
+
+Its options are declared here; :mod:`servesim.scenario_overlay` turns the flags into scenario
+fields, and :mod:`servesim.cli.simulate_tables` draws the tables it prints.
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
-import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
 from servesim.cli import importing
 from servesim.cli.app import OUTPUT_PATH, app
 from servesim.cli.progress import LazyProgress
+from servesim.cli.simulate_tables import summary_tables
 from servesim.errors import ServesimError
 from servesim.metrics import LATENCY_METRICS
 from servesim.paths import writable_dir
+from servesim.scenario_overlay import LENGTH_HELP, overlay
 from servesim.workload.spec import DEFAULT_NUM_REQUESTS, DEFAULT_RATE_RPS
 
-if TYPE_CHECKING:
-    from rich.table import Table
-
 # NOTE: rich is imported where it is used: a --json run never loads it (start-up time).
+
+COMMAND_OPTIONS = (
+    "config", "percentile_metrics", "metric_percentiles", "trace", "trace_limit", "report", "out",
+    "as_json",
+)  # fmt: skip
+"""Options that are no scenario field: the file under the flags, and what to write and print.
+Every other option is the overlay's (:data:`servesim.scenario_overlay.OPTIONS`; a test checks)."""
 
 
 def _stderr_print(text: str) -> None:
     from rich.console import Console
 
     Console(stderr=True).print(text)
-
-
-LENGTH_HELP = (
-    "tokens: an integer (fixed), a preset (conversation, code, sharegpt), or KIND:key=value,... "
-    "e.g. lognormal:median=800,sigma=1.0 | uniform:lo=100,hi=2000 | normal:mean=500,std=100 | "
-    "zipf:a=1.2,max=4096 | empirical:path=lengths.txt"
-)
-
-
-def parse_length(text: str, flag: str) -> Any:
-    """A length flag's value as the workload spec expects it."""
-    text = text.strip()
-    try:
-        return int(text)  # negative values too: the workload spec says what is wrong
-    except ValueError:
-        pass
-    if ":" not in text:
-        return text  # a preset name; the workload spec validates it
-    kind, _, rest = text.partition(":")
-    spec: dict[str, Any] = {"kind": kind}
-    for part in filter(None, rest.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise ServesimError(f"{part!r} is not key=value", field=flag, fix=LENGTH_HELP)
-        spec[key.strip()] = _number(value.strip())
-    return spec
-
-
-def _number(value: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
-def parse_rate(text: str) -> float:
-    try:
-        rate = float(text)
-    except ValueError:
-        raise ServesimError(
-            f"{text!r} is not a number", field="--rate", fix="e.g. 10 or inf"
-        ) from None
-    if math.isnan(rate) or rate <= 0:
-        raise ServesimError(
-            f"is {text}; must be > 0 requests/s",
-            field="--rate",
-            fix="use inf to send every request at t=0",
-        )
-    return rate
-
-
-GOODPUT_FIELDS = ("ttft_ms", "tpot_ms", "e2el_ms")
-"""The SLO fields ``--goodput`` sets (vLLM's keys ttft, tpot, e2el)."""
-
-
-def parse_goodput(values: list[str]) -> dict[str, float]:
-    """vLLM's ``--goodput ttft:500 tpot:50`` (ms) as SLO fields ``{"ttft_ms": 500, ...}``."""
-    slo: dict[str, float] = {}
-    for item in (part for v in values for part in v.replace(",", " ").split()):
-        name, sep, value = item.partition(":")
-        key = f"{name.strip().lower()}_ms"
-        try:
-            ms = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or key not in GOODPUT_FIELDS or not math.isfinite(ms) or ms <= 0:
-            raise ServesimError(
-                f"{item!r} is not METRIC:MS",
-                field="--goodput",
-                fix="e.g. ttft:500 tpot:50 e2el:2000 (milliseconds > 0)",
-            )
-        slo[key] = ms
-    return slo
-
-
-def merge_goodput(slo: dict[str, float], goodput: list[str]) -> dict[str, float]:
-    """``--slo-*-ms`` and ``--goodput`` together; the same target given twice, differently, is
-    refused."""
-    for key, ms in parse_goodput(goodput).items():
-        if slo.get(key, ms) != ms:
-            raise ServesimError(
-                f"{key.removesuffix('_ms')} is {ms:g} ms here and {slo[key]:g} ms in "
-                f"--slo-{key.replace('_', '-')}",
-                field="--goodput",
-                fix="give each target once",
-            )
-        slo[key] = ms
-    return slo
 
 
 def parse_percentile_metrics(text: str) -> tuple[str, ...]:
@@ -147,237 +66,6 @@ def parse_metric_percentiles(text: str) -> tuple[float, ...]:
             fix="comma-separated numbers from 0 to 100, e.g. 50,95,99.9",
         )
     return tuple(dict.fromkeys(qs))
-
-
-def parse_time_window(text: str) -> tuple[float, float]:
-    """``"START:END"`` (trace seconds from its first request) -> (start, end)."""
-    start, sep, end = text.partition(":")
-    try:
-        window = (float(start), float(end))
-    except ValueError:
-        sep = ""
-    if not sep or not 0 <= window[0] < window[1]:
-        raise ServesimError(
-            f"{text!r} is not START:END with 0 <= START < END",
-            field="--time-window",
-            fix="seconds from the trace's first request, e.g. 600:1200",
-        )
-    return window
-
-
-def workload_overrides(
-    *,
-    workload: str | None,
-    num_requests: int | None,
-    input_len: str | None,
-    output_len: str | None,
-    rate: str | None,
-    burstiness: float | None,
-    concurrency: int | None,
-    replay: Path | None,
-    max_concurrency: int | None = None,
-    trace_format: str | None,
-    rate_scale: float | None,
-    time_window: str | None = None,
-) -> dict[str, Any]:
-    """Workload fields set by CLI flags (None = not given)."""
-    w: dict[str, Any] = {}
-    if replay is not None:
-        if not replay.is_file():
-            raise ServesimError(f"trace file {replay} does not exist", field="--replay")
-        w["trace"] = str(replay)
-        if workload is not None:
-            raise ServesimError(
-                "--workload names a synthetic workload; a replay brings its own",
-                field="--workload",
-                fix="drop --workload or --replay",
-            )
-        if num_requests is not None:
-            w["max_requests"] = num_requests
-    else:
-        if workload is not None:
-            w["preset"] = workload
-        if num_requests is not None:
-            w["num_requests"] = num_requests
-    # Not tied to --replay: a --config file may name the trace (without one, the scenario's
-    # validation says these apply only with a trace).
-    if trace_format:
-        w["trace_format"] = trace_format
-    if rate_scale is not None:
-        w["rate_scale"] = rate_scale
-    if time_window is not None:
-        w["time_window"] = parse_time_window(time_window)
-    if input_len is not None:
-        w["input_len"] = parse_length(input_len, "--input-len")
-    if output_len is not None:
-        w["output_len"] = parse_length(output_len, "--output-len")
-    if concurrency is not None and max_concurrency is not None:
-        raise ServesimError(
-            "--concurrency is a closed loop of users, capped by its own count; "
-            "--max-concurrency caps open-loop arrivals",
-            field="--max-concurrency",
-            fix="give one of them: --rate R --max-concurrency N is vllm bench serve's",
-        )
-    if concurrency is not None and rate is not None:
-        raise ServesimError(
-            "--concurrency (a closed loop of users) and --rate (open-loop arrivals) exclude "
-            "each other",
-            field="--concurrency",
-            fix="for arrivals at --rate with at most N in flight, use --max-concurrency N",
-        )
-    if max_concurrency is not None:
-        w["max_concurrency"] = max_concurrency
-    if burstiness is not None and rate is None:
-        raise ServesimError("--burstiness needs --rate", field="--burstiness", fix="e.g. --rate 10")
-    if concurrency is not None:
-        w["arrival"] = {"kind": "closed", "concurrency": concurrency}
-    elif rate is not None:
-        r = parse_rate(rate)
-        if math.isinf(r) and burstiness is not None:
-            raise ServesimError(
-                "--burstiness shapes the gaps between arrivals; --rate inf has none",
-                field="--burstiness",
-                fix="give a finite --rate",
-            )
-        if math.isinf(r):
-            w["arrival"] = {"kind": "burst"}
-        elif burstiness is not None and burstiness != 1.0:
-            w["arrival"] = {"kind": "gamma", "rate": r, "burstiness": burstiness}
-        else:
-            w["arrival"] = {"kind": "poisson", "rate": r}
-    return w
-
-
-def _fmt(v: Any, digits: int = 2) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:,.{digits}f}"
-    return f"{v:,}"
-
-
-def fleet_description(result) -> str:
-    """E.g. "1 instance × TP4 = 4 × H100 (bf16)" or "1 prefill instance × TP2 = 2 × H100
-    (bf16) + 2 decode instances × TP1 = 2 × H100 (bf16)"."""
-    from servesim.scenario import describe_instances
-
-    parts = []
-    for g in result.groups:
-        par = g.parallelism
-        fleet = describe_instances(
-            len(g.instances), g.hardware.name, par.tp, par.pp, par.ep, g.group.role
-        )
-        parts.append(f"{fleet} ({g.cost.resolved.weight_dtype})")
-    text = " + ".join(parts)
-    if len(result.groups) > 1 or len(result.groups[0].instances) > 1:
-        text += f", router {result.scenario.router}"
-    return text
-
-
-def summary_tables(
-    result,
-    metrics: tuple[str, ...] = LATENCY_METRICS,
-    percentiles: tuple[float, ...] | None = None,
-) -> list[Table]:
-    """Rich tables of a run: scenario, throughput, latency percentiles, engine.
-
-    The latency table has a row per metric of ``metrics`` and the columns mean, median, p90
-    and p99, or mean, median and ``percentiles`` (whose values the summary must hold)."""
-    from rich.table import Table
-
-    s = result.summary
-    sc = result.scenario
-    t1 = Table(title="Scenario", show_header=False, title_justify="left")
-    t1.add_column(style="bold")
-    t1.add_column()
-    t1.add_row("model", f"{result.model.name}")
-    t1.add_row("deployment", fleet_description(result))
-    steps = sc.num_scheduler_steps or 1
-    t1.add_row(
-        "engine",
-        f"{sc.engine}"
-        + (f", {steps} scheduler steps" if steps > 1 else "")
-        + (", API server" if sc.api_server else ", in-process (no API server)"),
-    )
-    t1.add_row(
-        "scheduler",
-        f"{sc.scheduler.policy}, max_num_batched_tokens "
-        f"{sc.scheduler.max_num_batched_tokens}, max_num_seqs {sc.scheduler.max_num_seqs}, "
-        f"prefix caching {'on' if sc.scheduler.enable_prefix_caching else 'off'}",
-    )
-    t1.add_row("workload", result.workload_description)
-    t1.add_row(
-        "KV cache",
-        f"{result.memory.kv_capacity_tokens:,} tokens "
-        f"({result.memory.num_kv_blocks:,} blocks of {sc.scheduler.block_size})",
-    )
-
-    t2 = Table(title="Throughput", show_header=False, title_justify="left")
-    t2.add_column(style="bold")
-    t2.add_column(justify="right")
-    t2.add_row("completed requests", _fmt(s["completed"]))
-    if s.get("num_skipped"):
-        t2.add_row("skipped requests", _fmt(s["num_skipped"]))
-    t2.add_row("duration (s)", _fmt(s["duration"]))
-    t2.add_row("request throughput (req/s)", _fmt(s["request_throughput"]))
-    t2.add_row("output throughput (tok/s)", _fmt(s["output_throughput"], 1))
-    t2.add_row("total token throughput (tok/s)", _fmt(s["total_token_throughput"], 1))
-    if "goodput" in s:
-        t2.add_row("goodput (req/s)", _fmt(s["goodput"]))
-
-    from servesim.metrics import percentile_name
-
-    t3 = Table(title="Latency (ms)", title_justify="left")
-    t3.add_column("metric", style="bold")
-    cols = ["mean", "median"]
-    cols += ["p90", "p99"] if percentiles is None else [percentile_name(q) for q in percentiles]
-    cols = list(dict.fromkeys(c for c in cols if c != "p50"))  # p50 is the median
-    for col in cols:
-        t3.add_column(col, justify="right")
-    for key in metrics:
-        t3.add_row(key.upper(), *(_fmt(s[f"{c}_{key}_ms"]) for c in cols))
-
-    t4 = Table(title="Engine", show_header=False, title_justify="left")
-    t4.add_column(style="bold")
-    t4.add_column(justify="right")
-    t4.add_row("steps", _fmt(s["num_steps"]))
-    t4.add_row("preemptions", _fmt(s["num_preemptions"]))
-    if "fidelity_shares" in s:
-        shares = " · ".join(
-            f"{name} {share:.0%}" for name, share in s["fidelity_shares"].items() if share >= 0.005
-        )
-        t4.add_row("fidelity (share of operator time)", shares)
-    if s.get("mean_api_ttft_ms"):
-        t4.add_row(
-            "API server share of TTFT",
-            f"{s['api_ttft_fraction']:.1%} ({s['mean_api_ttft_ms']:.2f} ms)",
-        )
-    t4.add_row("KV cache peak usage", f"{s['kv_cache_peak_usage']:.1%}")
-    t4.add_row("prefix cache hit rate", f"{s['prefix_cache_hit_rate']:.1%}")
-    for key, label in (("mfu", "MFU"), ("mbu", "MBU")):
-        if key in s:
-            t4.add_row(label, f"{s[key]:.1%}")
-    if "num_kv_transfers" in s:
-        t4.add_row(
-            "KV transfers (P→D)",
-            f"{s['num_kv_transfers']:,}, mean {s['mean_kv_transfer_ms']:.2f} ms",
-        )
-    if "spec_acceptance_rate" in s:
-        t4.add_row("draft acceptance rate", f"{s['spec_acceptance_rate']:.1%}")
-        t4.add_row("tokens per verify step", _fmt(s["spec_tokens_per_verify_step"]))
-        if "spec_speedup_tpot" in s:
-            t4.add_row("TPOT speed-up vs no speculation", f"{s['spec_speedup_tpot']:.2f}×")
-    if "kv_offload_loaded_blocks" in s:
-        t4.add_row(
-            "KV blocks spilled / loaded (CPU tier)",
-            f"{s['kv_offload_spilled_blocks']:,} / {s['kv_offload_loaded_blocks']:,}",
-        )
-    t4.add_row("host-bound share of step time", f"{s['host_bound_fraction']:.1%}")
-    t4.add_row("GPUs", _fmt(s["num_gpus"]))
-    t4.add_row("average power (W, all GPUs)", _fmt(s["avg_power_w"], 0))
-    t4.add_row("energy per output token (J)", _fmt(s["energy_per_output_token_j"], 3))
-    t4.add_row("simulation wall time (s)", _fmt(s["sim_wall_s"], 3))
-    return [t1, t2, t3, t4]
 
 
 @app.command("simulate")
@@ -576,11 +264,12 @@ def simulate_command(
 
     With no options: Llama-3.1-8B on one H100, vLLM scheduler, 1,000 conversation requests at 20 req/s.
     """
+    # NOTE: first, before any other local name: every option by name, None where left out.
+    options = dict(locals())
     with importing():
         from servesim.output import summary_document, write_run
         from servesim.run import simulate
-        from servesim.scenario import build_scenario, load_scenario_file, merge, workload_fields
-        from servesim.workload.spec import PRESET_NAMES
+        from servesim.scenario import build_scenario, load_scenario_file
 
     if (trace or report or trace_limit is not None) and out is None:
         raise ServesimError("needs --out DIR to write into", field="--trace/--report")
@@ -589,81 +278,9 @@ def simulate_command(
 
         check_limit(trace_limit)
     base = load_scenario_file(config) if config else {}
-    flags: dict[str, Any] = _given(
-        model=model,
-        hardware=hardware,
-        tp=tp,
-        pp=pp,
-        ep=ep,
-        replicas=replicas,
-        disaggregate=disaggregate,
-        prefill_tp=prefill_tp,
-        decode_tp=decode_tp,
-        weight_dtype=weight_dtype,
-        kv_dtype=kv_dtype,
-        cuda_graphs=cuda_graphs,
-        kv_offload=kv_offload,
-        calibration=str(calibration) if calibration else None,
-        cpu_kv_cache_gib=cpu_kv_cache_gib,
-        kv_offload_gbps=kv_offload_gbps,
-        router=router,
-        engine=engine,
-        num_scheduler_steps=num_scheduler_steps,
-        api_server=api_server,
-        seed=seed,
-        max_model_len=max_model_len,
-        on_oversized=on_oversized,
-        fast_forward=fast_forward,
-    )
-    sched = _given(
-        policy=scheduler,
-        max_num_batched_tokens=max_num_batched_tokens,
-        max_num_seqs=max_num_seqs,
-        block_size=block_size,
-        enable_prefix_caching=prefix_caching,
-        enable_chunked_prefill=chunked_prefill,
-        gpu_memory_utilization=gpu_memory_utilization,
-    )
-    if sched:
-        flags["scheduler"] = sched
-    slo = merge_goodput(
-        _given(ttft_ms=slo_ttft_ms, tpot_ms=slo_tpot_ms, e2el_ms=slo_e2el_ms), goodput or []
-    )
     metrics = parse_percentile_metrics(percentile_metrics)
     percentiles = parse_metric_percentiles(metric_percentiles) if metric_percentiles else None
-    if slo:
-        flags["slo"] = slo
-    spec = _given(
-        method=speculative,
-        num_speculative_tokens=num_speculative_tokens,
-        acceptance_rate=acceptance_rate,
-        mode=spec_mode,
-    )
-    if spec:
-        flags["speculative"] = spec
-    file_workload = None
-    if workload is not None and workload not in PRESET_NAMES and replay is None:
-        file_workload = workload_fields(workload, "--workload")
-        workload = None
-    w = workload_overrides(
-        workload=workload,
-        num_requests=num_requests,
-        input_len=input_len,
-        output_len=output_len,
-        rate=rate,
-        burstiness=burstiness,
-        concurrency=concurrency,
-        max_concurrency=max_concurrency,
-        replay=replay,
-        trace_format=trace_format,
-        rate_scale=rate_scale,
-        time_window=time_window,
-    )
-    data = merge(base, flags)
-    if file_workload is not None:
-        data["workload"] = file_workload
-    if w:
-        data["workload"] = _merge_workload(data.get("workload"), w)
+    data = overlay(base, options)
     scenario = build_scenario(data, source=str(config) if config else "")
     if out is not None:
         writable_dir(out)  # before the run, not after it
@@ -772,31 +389,6 @@ def _extra_writers(trace: bool, limit: int | None, report: bool) -> dict[str, An
 
         extra["report.html"] = lambda path: write_report(path.parent, path)
     return extra
-
-
-def _given(**fields: Any) -> dict[str, Any]:
-    """The fields the user set (flags left out are None)."""
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-def _merge_workload(base: Any, flags: dict[str, Any]) -> Any:
-    """Workload flags over a file's workload; a replay flag replaces a synthetic base.
-
-    A file's ``workload`` that is not a mapping is kept as it is, for the scenario's
-    validation to name (flags cannot be merged into it)."""
-    if base is not None and not isinstance(base, dict):
-        return base
-    if base is None:
-        base = {}  # the workload spec fills in the default workload
-    if "trace" in base and "num_requests" in flags:
-        flags = {("max_requests" if k == "num_requests" else k): v for k, v in flags.items()}
-    if "trace" in flags:
-        base = {k: v for k, v in base.items() if k in ("name",)}
-    elif flags.get("input_len") is not None and flags.get("output_len") is not None:
-        base = {k: v for k, v in base.items() if k != "preset"}
-    merged = dict(base)
-    merged.update(flags)
-    return merged
 
 
 def _expected_requests(scenario) -> int | None:

@@ -1,12 +1,9 @@
-"""Commands: ``servesim sweep``, ``servesim capacity``, ``servesim plan``."""
+"""Commands: ``servesim sweep`` and ``servesim capacity`` (``plan``: plan_cmd.py)."""
 
 from __future__ import annotations
 
 import json
-import math
 import sys
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +12,12 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn
 from rich.table import Table
 
-from servesim.cli.app import OUTPUT_PATH, app, output_file
+from servesim.cli.app import OUTPUT_PATH, RAY_HELP, WORKERS_HELP, app
 from servesim.cli.progress import ProgressLines, bar_columns
 from servesim.errors import ServesimError
-from servesim.paths import writable_dir, writable_file
+from servesim.formatting import cell, number
+from servesim.paths import writable_dir
 
-WORKERS_HELP = "processes on this machine (default: all cores)"
-RAY_HELP = (
-    "run on Ray: local (start Ray here), auto (the cluster this machine joined), "
-    "or HOST:PORT / ray://HOST:PORT"
-)
 SHOWN_METRICS = (
     ("request_throughput", "req/s"),
     ("p99_ttft_ms", "p99 TTFT ms"),
@@ -33,30 +26,6 @@ SHOWN_METRICS = (
     ("usd_per_hour", "$/h"),
 )
 MAX_ROWS_SHOWN = 20
-
-
-def _fmt(v: Any, digits: int | None = None) -> str:
-    """A cell: numbers with thousands separators (auto decimals: fewer as they grow)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, float):
-        if digits is None:
-            digits = 0 if abs(v) >= 1000 else 1 if abs(v) >= 100 else 2
-        return f"{v:,.{digits}f}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    return v if isinstance(v, str) else json.dumps(v)
-
-
-def _csv_list(text: str, flag: str, cast: Callable[[str], Any] = str) -> list[Any]:
-    """``"a,b,c"`` → ``[cast(a), cast(b), cast(c)]``; a bad item names the flag."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise ServesimError("is empty", field=flag, fix="give a comma-separated list")
-    try:
-        return [cast(t) for t in items]
-    except ValueError:
-        raise ServesimError(f"{text!r} is not a list of numbers", field=flag) from None
 
 
 def _progress(console: Console, label: str) -> Progress:
@@ -93,8 +62,8 @@ def _rows_table(rows: list[dict[str, Any]], axes: list[str], title: str = "Resul
     for r in rows[:MAX_ROWS_SHOWN]:
         table.add_row(
             str(r["index"]),
-            *(_fmt(r.get(a)) for a in axes),
-            *(_fmt(r.get(k)) for k, _ in metrics),
+            *(cell(r.get(a)) for a in axes),
+            *(cell(r.get(k)) for k, _ in metrics),
             r["status"],
         )
     return table
@@ -140,6 +109,7 @@ def sweep_command(
     Resumable: finished scenarios are journaled as they finish and skipped when the same
     sweep runs again into the same folder.
     """
+    from servesim.scenario_overlay import overlay
     from servesim.sweep.executors import SerialExecutor, make_executor
     from servesim.sweep.results import JOURNAL, read_journal, table_rows, write_tables
     from servesim.sweep.runner import run_sweep
@@ -147,7 +117,7 @@ def sweep_command(
 
     spec, base = load_sweep_file(sweep_file)
     if num_requests is not None:
-        base = _with_num_requests(base, num_requests)
+        base = overlay(base, {"num_requests": num_requests})
     points = expand(spec, base)
     axes = axis_names(spec)
     console = Console(soft_wrap=True)
@@ -223,16 +193,6 @@ def sweep_command(
         raise typer.Exit(1)
 
 
-def _with_num_requests(data: dict[str, Any], n: int) -> dict[str, Any]:
-    """``--num-requests`` over a scenario's workload (a trace's ``max_requests``); a workload
-    that is not a mapping is kept, for validation to name."""
-    from servesim.scenario import merge
-
-    workload = data.get("workload")
-    key = "max_requests" if isinstance(workload, dict) and "trace" in workload else "num_requests"
-    return merge(data, {"workload": {key: n}})
-
-
 # --------------------------------------------------------------------------- capacity
 
 
@@ -255,7 +215,7 @@ def _deployment(sc) -> str:
 
 
 def _probe_cells(values: dict[str, float], slo) -> list[str]:
-    return [_fmt(values[m], 1) for m in ("ttft_ms", "tpot_ms", "e2el_ms") if getattr(slo, m)]
+    return [number(values[m], 1) for m in ("ttft_ms", "tpot_ms", "e2el_ms") if getattr(slo, m)]
 
 
 @app.command("capacity")
@@ -294,26 +254,25 @@ def capacity_command(
     Bisection over the Poisson arrival rate, to the stated tolerance; says which constraint
     binds.
     """
-    from servesim.scenario import build_scenario, load_scenario_file, merge
+    from servesim.scenario import build_scenario, load_scenario_file
+    from servesim.scenario_overlay import named_workload, overlay
     from servesim.sweep.capacity import (
         METRIC_LABELS,
+        capacity_document,
         describe_slo,
         find_capacity,
         steady_state_warning,
     )
     from servesim.sweep.measure import run_point
 
-    data = load_scenario_file(scenario_file, field="SCENARIO")
-    flags = {
-        k: v
-        for k, v in {"model": model, "hardware": hardware, "tp": tp, "replicas": replicas}.items()
-        if v is not None
-    }
-    data = merge(data, flags)
+    # NOTE: --workload replaces the file's workload (a preset too), where simulate's merges
+    # into it; --num-requests then applies to the new one.
+    flags = {"model": model, "hardware": hardware, "tp": tp, "replicas": replicas}
+    if workload is None:
+        flags["num_requests"] = num_requests
+    data = overlay(load_scenario_file(scenario_file, field="SCENARIO"), flags)
     if workload is not None:
-        data["workload"] = _workload_option(workload, num_requests)
-    elif num_requests is not None:
-        data = _with_num_requests(data, num_requests)
+        data["workload"] = named_workload(workload, num_requests)
     scenario = build_scenario(data, source=str(scenario_file))
     slo = _slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms)
     err = Console(stderr=True, soft_wrap=True)
@@ -335,20 +294,7 @@ def capacity_command(
         )
     at, above = cap.at_capacity, cap.above_capacity
     if as_json:
-        doc = {
-            "capacity_rps": cap.rate,
-            "failing_rps": cap.upper_rate,
-            "tolerance": cap.tolerance,
-            "percentile": cap.percentile,
-            "binding": cap.binding,
-            "warning": steady_state_warning(cap),
-            "slo": {k: getattr(slo, k) for k in ("ttft_ms", "tpot_ms", "e2el_ms")},
-            "at_capacity": {"values": at.values, "summary": at.metrics},
-            "probes": [
-                {"rate": p.rate, "values": p.values, "failing": list(p.failing)} for p in cap.probes
-            ],
-        }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(json.dumps(capacity_document(cap), indent=2) + "\n")
         return
     console = Console(soft_wrap=True)
     b = cap.binding
@@ -386,220 +332,7 @@ def capacity_command(
         table.add_row(
             f"{p.rate:,.4g}",
             *_probe_cells(p.values, slo),
-            _fmt(p.metrics["request_throughput"]),
+            number(p.metrics["request_throughput"]),
             ok,
         )
     console.print(table)
-
-
-# --------------------------------------------------------------------------- plan
-
-
-def _workload_option(text: str, num_requests: int | None) -> dict[str, Any]:
-    """``--workload``: a preset name or a workload file (a workload, or a scenario with one),
-    with ``--num-requests`` over it (a trace's ``max_requests``)."""
-    from servesim.scenario import workload_fields
-
-    workload = workload_fields(text, "--workload")
-    if num_requests is not None:
-        workload["max_requests" if "trace" in workload else "num_requests"] = num_requests
-    return workload
-
-
-def _plan_table(plan, metric: str) -> Table:
-    """The Pareto frontier (cost vs ``metric``), cheapest first; the cheapest is its first row."""
-    from servesim.sweep.capacity import METRIC_LABELS
-
-    spec = plan.spec
-    cheapest = plan.cheapest
-    several_seqs = len(spec.max_num_seqs) > 1
-    table = Table(title=f"Pareto frontier: cost vs p{spec.percentile:g} {METRIC_LABELS[metric]}")
-    table.add_column("deployment", no_wrap=True)
-    table.add_column("GPUs", justify="right")
-    table.add_column("batch tok", justify="right")
-    if several_seqs:
-        table.add_column("max seqs", justify="right")
-    for m in ("ttft_ms", "tpot_ms"):
-        table.add_column(f"p{spec.percentile:g} {METRIC_LABELS[m]} ms", justify="right")
-    table.add_column("$/hour", justify="right")
-    table.add_column("$/M out tok", justify="right")
-    for e in plan.frontier(metric):
-        d = e.deployment
-        table.add_row(
-            d.label + (" *" if e is cheapest else ""),
-            str(d.gpus),
-            f"{d.max_num_batched_tokens:,}",
-            *([f"{d.max_num_seqs:,}"] if several_seqs else []),
-            _fmt(e.values["ttft_ms"], 1),
-            _fmt(e.values["tpot_ms"], 1),
-            _fmt(e.usd_per_hour),
-            _fmt(e.usd_per_million_output_tokens),
-        )
-    return table
-
-
-def _evaluation_doc(e) -> dict[str, Any]:
-    d = e.deployment
-    return {
-        "hardware": d.hardware,
-        "tp": d.tp,
-        "replicas": d.replicas,
-        "gpus": d.gpus,
-        "max_num_batched_tokens": d.max_num_batched_tokens,
-        "max_num_seqs": d.max_num_seqs,
-        "values_ms": e.values,
-        "meets": e.meets,
-        "failing": list(e.failing),
-        "usd_per_hour": e.usd_per_hour,
-        "usd_per_million_output_tokens": e.usd_per_million_output_tokens,
-    }
-
-
-@app.command("plan")
-def plan_command(
-    model: str = typer.Option(
-        ..., "--model", "-m", help="model id, short name or config.json path"
-    ),
-    workload: str = typer.Option(
-        "conversation",
-        "--workload",
-        "-w",
-        help="preset (conversation, code, sharegpt) or a workload/scenario YAML",
-    ),
-    rate: float = typer.Option(..., "--rate", "-r", help="offered load, requests/s (Poisson)"),
-    slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target, ms"),
-    slo_tpot_ms: float = typer.Option(None, "--slo-tpot-ms", help="TPOT target, ms"),
-    slo_e2el_ms: float = typer.Option(None, "--slo-e2el-ms", help="end-to-end latency target, ms"),
-    percentile: float = typer.Option(
-        99.0, "--percentile", "-p", help="SLO percentile over requests"
-    ),
-    hardware: str = typer.Option(
-        "H100,H200", "--hardware", "-g", help="comma-separated GPU types to consider"
-    ),
-    max_gpus: int = typer.Option(8, "--max-gpus", help="most GPUs in a deployment"),
-    max_num_batched_tokens: str = typer.Option(
-        "2048,8192",
-        "--max-num-batched-tokens",
-        help="token budgets per step to try (comma-separated)",
-    ),
-    max_num_seqs: str = typer.Option(
-        "256", "--max-num-seqs", help="running-request caps to try (comma-separated)"
-    ),
-    extra_replicas: int = typer.Option(
-        1,
-        "--extra-replicas",
-        help="replica counts tried past the first that meets the SLOs (frontier points)",
-    ),
-    num_requests: int = typer.Option(
-        None, "--num-requests", "-n", help="requests per simulation (default 1000)"
-    ),
-    config: Path = typer.Option(
-        None, "--config", "-c", help="scenario YAML for other fields (dtypes, router, seed, ...)"
-    ),
-    pareto: str = typer.Option(
-        "ttft", "--pareto", help="latency of the frontier: ttft | tpot | e2el"
-    ),
-    workers: int = typer.Option(None, "--workers", "-j", help=WORKERS_HELP),
-    ray: str = typer.Option(None, "--ray", help=RAY_HELP),
-    out: Path = typer.Option(
-        None,
-        "--out",
-        "-o",
-        click_type=OUTPUT_PATH,
-        help="folder to write plan.png (cost vs latency) into; a path ending .png/.svg/.pdf: "
-        "the file",
-    ),
-    as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
-) -> None:
-    """Cheapest deployment (hardware × TP × replicas × scheduler knobs) meeting the SLOs.
-
-    Prints it and the Pareto frontier of cost against tail latency; costs from the hardware
-    catalog's price per GPU-hour.
-    """
-    from servesim.metrics import SLO
-    from servesim.scenario import load_scenario_file
-    from servesim.sweep.capacity import describe_slo
-    from servesim.sweep.executors import make_executor, run_ordered
-    from servesim.sweep.measure import run_point
-    from servesim.sweep.plan import parse_plan, require_feasible, search_plan
-    from servesim.validation import to_data
-
-    metric = f"{pareto}_ms"
-    if metric not in ("ttft_ms", "tpot_ms", "e2el_ms"):
-        raise ServesimError(
-            f"{pareto!r} is not a latency", field="--pareto", fix="ttft, tpot or e2el"
-        )
-    spec = parse_plan(
-        {
-            "model": model,
-            "workload": _workload_option(workload, num_requests),
-            "rate": rate,
-            "slo": {
-                k: v
-                for k, v in (
-                    ("ttft_ms", slo_ttft_ms),
-                    ("tpot_ms", slo_tpot_ms),
-                    ("e2el_ms", slo_e2el_ms),
-                )
-                if v is not None
-            },
-            "percentile": percentile,
-            "hardware": _csv_list(hardware, "--hardware"),
-            "max_gpus": max_gpus,
-            "max_num_batched_tokens": _csv_list(
-                max_num_batched_tokens, "--max-num-batched-tokens", int
-            ),
-            "max_num_seqs": _csv_list(max_num_seqs, "--max-num-seqs", int),
-            "extra_replicas": extra_replicas,
-            "base": load_scenario_file(config) if config else {},
-        }
-    )
-    if out is not None:
-        out = writable_file(output_file(out, "plan.png", (".png", ".svg", ".pdf"), Path(".")))
-    err = Console(stderr=True, soft_wrap=True)
-    point = partial(run_point, percentile=spec.percentile)
-    lines = None if err.is_terminal else ProgressLines("plan", None, "rounds of deployments")
-    with make_executor(workers, ray) as executor, err.status("planning") as status:
-        rounds = 0
-
-        def on_round(phase: str, n: int) -> None:
-            nonlocal rounds
-            if lines is not None:
-                lines(rounds)
-            rounds += 1
-            status.update(f"round {rounds}: simulating {n} deployments ({phase})")
-
-        plan = search_plan(spec, lambda scs: run_ordered(executor, point, scs), on_round)
-    if out is not None and plan.evaluations:
-        from servesim.sweep.plot import plot_plan
-
-        plot_plan(plan, out, metric)
-    best = require_feasible(plan)
-    if as_json:
-        doc = {
-            "cheapest": _evaluation_doc(best),
-            "frontier": [_evaluation_doc(e) for e in plan.frontier(metric)],
-            "evaluated": [_evaluation_doc(e) for e in plan.evaluations],
-            "notes": list(plan.notes),
-        }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        return
-    console = Console(soft_wrap=True)
-    d = best.deployment
-    slo = SLO(**to_data(spec.slo))
-    console.print(f"{spec.model} at {spec.rate:g} req/s, {describe_slo(slo, spec.percentile)}")
-    console.print(
-        f"[bold]cheapest: {d.label} ({d.gpus} GPUs, max_num_batched_tokens "
-        f"{d.max_num_batched_tokens:,}) at ${best.usd_per_hour:,.2f}/hour, "
-        f"${best.usd_per_million_output_tokens:,.2f} per million output tokens[/bold]"
-    )
-    console.print(_plan_table(plan, metric))
-    console.print(
-        f"* cheapest. {len(plan.evaluations)} deployments simulated, {len(plan.feasible)} meet "
-        "the SLOs (--json lists them all)",
-        highlight=False,
-    )
-    for note in plan.notes:
-        console.print(f"  skipped {note}", style="dim", highlight=False)
-    if out is not None:
-        console.print(f"wrote {out}")

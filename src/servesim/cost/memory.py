@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from servesim import knobs
 from servesim.cost.dtypes import dtype_bytes
 from servesim.cost.params import CostParams, Parallelism, valid_tps
 from servesim.cost.resolve import ResolvedParams, resolve_params
@@ -301,12 +302,13 @@ def plan_memory(
     hw: Hardware,
     par: Parallelism | None = None,
     params: CostParams | None = None,
-    gpu_memory_utilization: float = 0.9,
-    block_size: int = 16,
-    max_num_batched_tokens: int = 8192,
-    max_num_seqs: int = 256,
+    gpu_memory_utilization: float = knobs.GPU_MEMORY_UTILIZATION,
+    block_size: int = knobs.BLOCK_SIZE,
+    max_num_batched_tokens: int = knobs.MAX_NUM_BATCHED_TOKENS,
+    max_num_seqs: int = knobs.MAX_NUM_SEQS,
 ) -> MemoryPlan:
-    """Memory budget of ``model`` on ``hw`` split as ``par`` (pure arithmetic, no I/O).
+    """Memory budget of ``model`` on ``hw`` split as ``par`` (pure arithmetic, no I/O); the
+    knobs' defaults are :mod:`servesim.knobs`'s.
 
     Raises ServesimError when not even one KV block fits, naming the smallest TP that fits.
     """
@@ -316,17 +318,13 @@ def plan_memory(
         raise ServesimError(
             f"must be in (0, 1], got {gpu_memory_utilization}",
             field="gpu_memory_utilization",
-            fix="use e.g. 0.9",
+            fix=f"use e.g. {knobs.GPU_MEMORY_UTILIZATION}",
         )
-    for name, value in (
-        ("block_size", block_size),
-        ("max_num_batched_tokens", max_num_batched_tokens),
-        ("max_num_seqs", max_num_seqs),
-    ):
-        if int(value) != value or value < 1:
-            raise ServesimError(
-                f"must be a positive integer, got {value}", field=name, fix="use a positive integer"
-            )
+    knobs.check_positive_ints(
+        block_size=block_size,
+        max_num_batched_tokens=max_num_batched_tokens,
+        max_num_seqs=max_num_seqs,
+    )
     par.check(model)
     res = resolve_params(model, hw, params)
     args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs)
@@ -357,7 +355,7 @@ def _suggest_fit(model, hw, par, params, res, args) -> str:
     """A CLI hint: the smallest ``gpu_memory_utilization`` up to the default that makes room
     for one KV block (when the user lowered it), else the smallest TP (at the same PP)."""
     utilization, *rest = args
-    for step in range(1, 19):  # 0.05 .. 0.90
+    for step in range(1, round(knobs.GPU_MEMORY_UTILIZATION / 0.05) + 1):  # 0.05 .. 0.90
         candidate_util = round(step * 0.05, 2)
         if candidate_util <= utilization:
             continue

@@ -49,6 +49,18 @@ class ResolvedParams:
     are rescaled by the two rooflines; see ``kernels.SAME_ARCHITECTURE``)."""
 
 
+def given_efficiencies(hw: Hardware, params: CostParams) -> tuple[float, float, float, float]:
+    """(GEMM compute, memory, attention compute, KV-read memory) efficiencies before any kernel
+    table: each from ``params`` where given, else the hardware's; attention falls back to the
+    GEMM and memory figures. (Calibration starts its fit from these.)"""
+    ce = hw.compute_efficiency if params.compute_efficiency is None else params.compute_efficiency
+    me = hw.memory_efficiency if params.memory_efficiency is None else params.memory_efficiency
+    attn = ce if params.attention_efficiency is None else params.attention_efficiency
+    attn_mem = params.attention_memory_efficiency
+    attn_mem = me if attn_mem is None else attn_mem
+    return ce, me, attn, attn_mem
+
+
 def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> ResolvedParams:
     """Fill the defaults of ``params`` from ``model`` and ``hw``.
 
@@ -73,8 +85,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         block = act if model.quant_scope == "experts" else expert
     kv = normalize_dtype(params.kv_dtype or act, field="kv_dtype")
     check_kv_dtype(kv)
-    ce = hw.compute_efficiency if params.compute_efficiency is None else params.compute_efficiency
-    me = hw.memory_efficiency if params.memory_efficiency is None else params.memory_efficiency
+    ce, me, _, _ = given_efficiencies(hw, params)
     # NOTE: a calibration fits the efficiencies to the user's own measurements; measured
     # tables of other machines must not override it.
     use_tables = params.kernel_tables and params.fidelity != "calibrated"
@@ -117,4 +128,4 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     )
 
 
-__all__ = ["ResolvedParams", "resolve_params"]
+__all__ = ["ResolvedParams", "given_efficiencies", "resolve_params"]

@@ -124,6 +124,8 @@ class InFlight:
     first_finish: int = 1
     """A decode span: steps after which its first request finishes (no request finishes
     before; the span may stop earlier). Other steps: 1."""
+    num_tokens: int = 0
+    """Tokens the first step computes, summed over the batch."""
 
     @property
     def num_steps(self) -> int:
@@ -295,6 +297,7 @@ class Instance:
             is_round=is_round and num_steps > 1,
             pure_decode=pure_decode,
             first_finish=first_finish,
+            num_tokens=num_tokens,
         )
         self.version += 1
         return float(ends[-1])
@@ -407,6 +410,23 @@ class Instance:
             last_token[:] = end
             prefill_tokens = 0
             decode_tokens = n
+        elif m == 1 and span.batch.spec is None:
+            # Rows that computed their last needed token emit one; those that had emitted
+            # before see a gap, and those that needed just that token were decoding.
+            need = tokens - computed
+            computed += alloc
+            emit = (alloc > 0) & (computed == tokens)
+            had_output = tokens > prompt
+            gaps_from = emit & had_output
+            itl_values, itl_weights = _fold_gaps(end - last_token[gaps_from], end - span.start_s)
+            decode_tokens = int(np.count_nonzero(gaps_from & (need == 1)))
+            prefill_tokens = span.num_tokens - decode_tokens
+            tokens += emit
+            last_token[emit] = end
+            for i in (emit > had_output).nonzero()[0].tolist():
+                req = run.reqs[i]
+                req.first_token_s = end
+                first_tokens.append(req)
         elif m == 1:
             had_output = tokens > prompt
             spec = span.batch.spec

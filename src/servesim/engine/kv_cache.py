@@ -193,6 +193,8 @@ class KVBlockManager:
 
     def can_admit(self, req: Request, prefix: CachedPrefix, num_tokens: int) -> bool:
         """Whether ``req`` can take ``prefix`` and fresh blocks up to ``num_tokens`` tokens."""
+        if prefix is _NO_HITS:
+            return -(-num_tokens // self.block_size) <= self.num_blocks - self.num_held
         revived = (
             sum(1 for b in prefix.block_ids if self.ref_counts[b] == 0)
             + prefix.num_private
@@ -206,6 +208,10 @@ class KVBlockManager:
     def take_cached(self, req: Request, prefix: CachedPrefix) -> None:
         """Give ``req`` (holding no blocks) the hits found by :meth:`find_cached_prefix`."""
         assert req.num_blocks == 0, "a cached prefix is taken only by a request holding nothing"
+        if prefix is _NO_HITS:  # (no segment of its own either: see find_cached_prefix)
+            req.num_private_blocks = 0
+            req.num_registered_blocks = 0
+            return
         # Pin the GPU hits and detach the CPU-tier entries first, so that making room for the
         # loads below can neither evict the one nor drop the other.
         for on_gpu, key in prefix.shared:

@@ -8,8 +8,7 @@ import numpy as np
 
 from servesim.engine.instance import Instance
 from servesim.engine.request import Request
-
-ROUTERS = ("round_robin", "least_outstanding", "power_of_two", "prefix_affinity")
+from servesim.knobs import ROUTERS  # (the names live below the spec layer: the scenario lists them)
 
 Router = Callable[[Request, Sequence[Instance]], Instance]
 

@@ -38,26 +38,42 @@ import numpy as np
 from servesim.engine.kv_cache import KVBlockManager, shareable_blocks
 from servesim.engine.request import Request
 from servesim.engine.running import NBLOCKS, SHAREABLE, RunningTable
+from servesim.knobs import (
+    BLOCK_SIZE,
+    ENABLE_CHUNKED_PREFILL,
+    ENABLE_PREFIX_CACHING,
+    MAX_NUM_BATCHED_TOKENS,
+    MAX_NUM_SEQS,
+    POLICIES,
+    POLICY,
+    check_positive_ints,
+)
 
 _sum, _max = np.add.reduce, np.maximum.reduce
 """Reductions as the ufuncs themselves (``ndarray.sum`` adds a Python layer per call)."""
 
-POLICIES = ("vllm", "sarathi", "orca", "static", "prefill_first")
-
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Knobs of one instance's scheduler (vLLM names and defaults where they exist)."""
+    """Knobs of one instance's scheduler and KV cache (vLLM names; the defaults and the names
+    of the policies are :mod:`servesim.knobs`'s, defined once for every layer).
 
-    policy: str = "vllm"
-    max_num_batched_tokens: int = 8192
+    The fleet (``servesim.fleet``) builds one from the scenario's ``SchedulerSpec``, field by
+    field, and builds each instance's :class:`~servesim.engine.kv_cache.KVBlockManager` from
+    its ``block_size`` and ``enable_prefix_caching``: the scheduler itself reads those from
+    the cache it is given."""
+
+    policy: str = POLICY
+    """One of :data:`~servesim.knobs.POLICIES`."""
+    max_num_batched_tokens: int = MAX_NUM_BATCHED_TOKENS
     """Token budget of one step (prefill chunks + decodes)."""
-    max_num_seqs: int = 256
+    max_num_seqs: int = MAX_NUM_SEQS
     """Most requests running at once."""
-    block_size: int = 16
-    """Tokens per KV block."""
-    enable_prefix_caching: bool = True
-    enable_chunked_prefill: bool = True
+    block_size: int = BLOCK_SIZE
+    """Tokens per KV block (the KV cache's)."""
+    enable_prefix_caching: bool = ENABLE_PREFIX_CACHING
+    """Share cached prompt blocks between requests (the KV cache's)."""
+    enable_chunked_prefill: bool = ENABLE_CHUNKED_PREFILL
     """vllm policy only: split long prompts across steps (sarathi always chunks)."""
     long_prefill_token_threshold: int | None = None
     """Cap on the tokens one prefilling request gets per step (vLLM's knob); None = no cap."""
@@ -71,11 +87,11 @@ class SchedulerConfig:
                 field="scheduler",
                 fix=f"use one of: {', '.join(POLICIES)}",
             )
-        for name in ("max_num_batched_tokens", "max_num_seqs", "block_size"):
-            if getattr(self, name) <= 0:
-                raise ServesimError(
-                    f"must be a positive integer, got {getattr(self, name)}", field=name
-                )
+        check_positive_ints(
+            max_num_batched_tokens=self.max_num_batched_tokens,
+            max_num_seqs=self.max_num_seqs,
+            block_size=self.block_size,
+        )
         thr = self.long_prefill_token_threshold
         if thr is not None and thr <= 0:
             raise ServesimError("must be positive (or unset)", field="long_prefill_token_threshold")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 import uuid
 from pathlib import Path
 from typing import Any
 
+from servesim.formatting import number
 from servesim.report import figures, series
 from servesim.report.data import RunData, read_run, scenario_label
 from servesim.scenario import describe_instances
@@ -75,19 +75,9 @@ details pre { background: #f6f7f9; padding: 0.8em; overflow-x: auto; }
 
 
 def fmt(value: Any, digits: int = 2, unit: str = "") -> str:
-    """A number for a table cell: thousands separators, ``digits`` decimals, ``–`` if missing.
-
-    ``unit == "%"`` shows a fraction (0.25) as a percentage (25.0).
-    """
-    if value is None or isinstance(value, bool):
-        return "–"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "–"
-    if unit == "%":
-        value = value * 100.0
-    if digits == 0:
-        return f"{round(value):,}"
-    return f"{value:,.{digits}f}"
+    """A number for a table cell (:func:`servesim.formatting.number`), ``digits`` decimals;
+    ``unit == "%"`` shows a fraction (0.25) as a percentage (25.0)."""
+    return number(value, digits, percent=unit == "%")
 
 
 def _e(text: Any) -> str:

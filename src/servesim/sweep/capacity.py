@@ -101,6 +101,24 @@ def steady_state_warning(cap: Capacity) -> str | None:
     return None
 
 
+def capacity_document(cap: Capacity) -> dict[str, Any]:
+    """``servesim capacity --json``: the capacity, the binding constraint and every probe."""
+    at = cap.at_capacity
+    return {
+        "capacity_rps": cap.rate,
+        "failing_rps": cap.upper_rate,
+        "tolerance": cap.tolerance,
+        "percentile": cap.percentile,
+        "binding": cap.binding,
+        "warning": steady_state_warning(cap),
+        "slo": {k: getattr(cap.slo, k) for k in ("ttft_ms", "tpot_ms", "e2el_ms")},
+        "at_capacity": {"values": at.values, "summary": at.metrics},
+        "probes": [
+            {"rate": p.rate, "values": p.values, "failing": list(p.failing)} for p in cap.probes
+        ],
+    }
+
+
 def describe_slo(slo: SLO, percentile: float) -> str:
     """E.g. ``p99 TTFT <= 2000 ms, p99 TPOT <= 50 ms``."""
     return ", ".join(

@@ -465,3 +465,34 @@ def require_feasible(plan: Plan) -> Evaluation:
         field="plan",
         fix=fix,
     )
+
+
+def evaluation_document(e: Evaluation) -> dict[str, Any]:
+    """One simulated deployment as ``servesim plan --json`` lists it."""
+    d = e.deployment
+    return {
+        "hardware": d.hardware,
+        "tp": d.tp,
+        "replicas": d.replicas,
+        "gpus": d.gpus,
+        "max_num_batched_tokens": d.max_num_batched_tokens,
+        "max_num_seqs": d.max_num_seqs,
+        "values_ms": e.values,
+        "meets": e.meets,
+        "failing": list(e.failing),
+        "usd_per_hour": e.usd_per_hour,
+        "usd_per_million_output_tokens": e.usd_per_million_output_tokens,
+    }
+
+
+def plan_document(plan: Plan, metric: str = "ttft_ms") -> dict[str, Any]:
+    """``servesim plan --json``: the cheapest deployment (None if none meets the SLOs), the
+    Pareto frontier of cost against ``metric``, every deployment simulated, and the shapes
+    ruled out without simulating them."""
+    cheapest = plan.cheapest
+    return {
+        "cheapest": None if cheapest is None else evaluation_document(cheapest),
+        "frontier": [evaluation_document(e) for e in plan.frontier(metric)],
+        "evaluated": [evaluation_document(e) for e in plan.evaluations],
+        "notes": list(plan.notes),
+    }

@@ -1,0 +1,358 @@
+"""The fleet: a :class:`~servesim.scenario.Scenario` turned into the instances an event loop runs.
+
+Between the spec and the engine: per group of identical instances, the hardware, parallelism
+and cost parameters (the engine profile's, or a calibration's), the memory plan, the step-cost
+model, the drafter of speculative decoding (whose weights and KV come out of the KV budget),
+the CPU offload tier, and each instance's scheduler and KV cache; across groups, the KV
+transfer from prefill to decode instances and the API server in front of them.
+
+Speculative decoding: the target's verification step is an ordinary step over k+1 tokens per
+decoding request (the engine schedules it); :func:`build_speculation` prices *proposing* the k
+drafts (:func:`servesim.cost.speculative.draft_cost`):
+
+- ``draft:MODEL``: k sequential decode steps of the draft model (any catalog model with the
+  target's vocabulary), on the target's GPUs;
+- ``eagle``: an EAGLE-like head — one decoder layer of the target's shape plus the LM head —
+  run k times on the GPU;
+- ``ngram``: prompt-lookup drafting on the host CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from servesim.cost import (
+    CostParams,
+    MemoryPlan,
+    Parallelism,
+    StepCostModel,
+    build_step_cost,
+    plan_memory,
+)
+from servesim.cost.dtypes import dtype_bytes
+from servesim.cost.memory import kv_transfer_seconds
+from servesim.cost.speculative import DraftCost, draft_cost
+from servesim.engine.instance import Instance, Speculation
+from servesim.engine.kv_cache import KVBlockManager
+from servesim.engine.loop import ApiLatency
+from servesim.engine.request import Request
+from servesim.engine.scheduler import SchedulerConfig
+from servesim.engines import EngineProfile
+from servesim.errors import ServesimError
+from servesim.hardware import Hardware, Link, load_hardware
+from servesim.model import ModelSpec, load_model
+from servesim.scenario import (
+    InstanceGroup,
+    Scenario,
+    SchedulerSpec,
+    SpeculativeSpec,
+    engine_profile_of,
+    instance_groups,
+    scheduler_steps,
+)
+
+
+@dataclass
+class InstanceGroupRuntime:
+    """One group of identical instances as built for a run."""
+
+    group: InstanceGroup
+    hardware: Hardware
+    parallelism: Parallelism
+    params: CostParams
+    memory: MemoryPlan
+    cost: StepCostModel
+    instances: list[Instance]
+
+    @property
+    def gpus_per_instance(self) -> int:
+        return self.parallelism.gpus
+
+
+@dataclass
+class Fleet:
+    """A scenario's instances, built: what the event loop runs and the summary reads."""
+
+    scenario: Scenario
+    model: ModelSpec
+    max_model_len: int
+    """The context window (the scenario's, at most the model's)."""
+    config: SchedulerConfig
+    """The scheduler and KV-cache knobs every instance runs with."""
+    groups: list[InstanceGroupRuntime]
+    api: ApiLatency | None
+    """The engine's API server in front of the fleet; None: requests arrive in-process."""
+
+    @property
+    def instances(self) -> list[Instance]:
+        return [i for g in self.groups for i in g.instances]
+
+    @property
+    def kv_tokens(self) -> int:
+        """Tokens the smallest instance's KV cache holds."""
+        return min(g.memory.num_kv_blocks for g in self.groups) * self.config.block_size
+
+
+def build_fleet(scenario: Scenario, rng: np.random.Generator) -> Fleet:
+    """``scenario``'s fleet; each instance draws its own generator from ``rng`` (in order)."""
+    model = load_model(scenario.model)
+    max_model_len = _max_model_len(scenario, model)
+    config = scheduler_config(scenario.scheduler)
+    groups = _build_groups(scenario, model, config, rng)
+    api = api_latency(engine_profile_of(scenario)) if scenario.api_server else None
+    return Fleet(scenario, model, max_model_len, config, groups, api)
+
+
+def scheduler_config(spec: SchedulerSpec) -> SchedulerConfig:
+    """The engine's scheduler config for the scenario's scheduler section, knob by knob
+    (``gpu_memory_utilization`` is the memory plan's, not the scheduler's)."""
+    return SchedulerConfig(
+        policy=spec.policy,
+        max_num_batched_tokens=spec.max_num_batched_tokens,
+        max_num_seqs=spec.max_num_seqs,
+        block_size=spec.block_size,
+        enable_prefix_caching=spec.enable_prefix_caching,
+        enable_chunked_prefill=spec.enable_chunked_prefill,
+        long_prefill_token_threshold=spec.long_prefill_token_threshold,
+    )
+
+
+def api_latency(profile: EngineProfile) -> ApiLatency:
+    """The latency an engine's API server adds outside the GPU step."""
+    return ApiLatency(profile.api_request_s, profile.api_per_input_token_s, profile.api_stream_s)
+
+
+def _max_model_len(scenario: Scenario, model: ModelSpec) -> int:
+    """The context window: the scenario's ``max_model_len``, at most the model's.
+
+    NOTE: an error, not a warning, as in vLLM (which refuses a ``max_model_len`` past the
+    model's ``max_position_embeddings``): positions the model was not trained for would give
+    latencies for requests no server accepts.
+    """
+    context = model.max_position_embeddings
+    if scenario.max_model_len is None:
+        return context
+    if scenario.max_model_len > context:
+        raise ServesimError(
+            f"{scenario.max_model_len:,} tokens is longer than the {context:,}-token context "
+            f"window of {model.name}",
+            field="max_model_len",
+            fix="lower it, or leave it out to use the model's",
+        )
+    return scenario.max_model_len
+
+
+def _cost_params(
+    scenario: Scenario, group: InstanceGroup, model: ModelSpec, hardware: Hardware,
+    par: Parallelism,
+) -> CostParams:  # fmt: skip
+    """The cost parameters of a group: its dtypes and the engine profile's host and kernel
+    terms, or the scenario's calibration fitted over them."""
+    profile = engine_profile_of(scenario)
+    params = CostParams(
+        weight_dtype=group.weight_dtype,
+        kv_dtype=group.kv_dtype,
+        cuda_graphs=scenario.cuda_graphs,
+        kernel_tables=scenario.kernel_tables,
+        host_overlap=profile.host_overlap,
+        moe_backend=profile.moe_backend,
+        kernel_backend=profile.kernel_backend,
+        host_step_s=profile.host_step_s,
+        host_per_seq_s=profile.host_per_seq_s,
+        host_per_token_s=profile.host_per_token_s,
+        # Custom all-reduce kernels work through peer memory inside one node only.
+        custom_allreduce=profile.custom_allreduce and par.tp <= hardware.gpus_per_node,
+    )
+    if scenario.calibration is None:
+        return params
+    # NOTE: a calibration names one GPU and TP; a group it does not fit is an error, not
+    # silently uncalibrated. Imported here: the fitting code is heavy to load.
+    from servesim.calibrate.calibration import load_calibration
+
+    return load_calibration(scenario.calibration, model, hardware, par.tp, base=params)
+
+
+def _build_groups(
+    scenario: Scenario, model: ModelSpec, config: SchedulerConfig, rng: np.random.Generator
+) -> list[InstanceGroupRuntime]:
+    sched = scenario.scheduler
+    profile = engine_profile_of(scenario)
+    steps_per_round = scheduler_steps(scenario)
+    graph_batch = profile.graph_batch if scenario.cuda_graphs and profile.cuda_graph_sizes else None
+    runtimes: list[InstanceGroupRuntime] = []
+    next_id = 0
+    for group in instance_groups(scenario):
+        hardware = load_hardware(group.hardware or scenario.hardware)
+        par = parallelism_of(group)
+        params = _cost_params(scenario, group, model, hardware, par)
+        memory = plan_memory(
+            model, hardware, par, params,
+            gpu_memory_utilization=sched.gpu_memory_utilization,
+            block_size=config.block_size,
+            max_num_batched_tokens=config.max_num_batched_tokens,
+            max_num_seqs=config.max_num_seqs,
+        )  # fmt: skip
+        cost = build_step_cost(model, hardware, par, params)
+        # Steps no CUDA graph covers (prompts under vLLM V0 / SGLang, big batches) run eagerly.
+        eager_cost = None
+        if scenario.cuda_graphs and profile.graph_max_tokens is not None:
+            eager_params = dataclasses.replace(params, cuda_graphs=False)
+            eager_cost = build_step_cost(model, hardware, par, eager_params)
+        speculation = None
+        if scenario.speculative is not None and group.role != "prefill":
+            built = build_speculation(scenario.speculative, model, hardware, par, params)
+            if built is not None:
+                speculation, drafter = built
+                memory = _with_drafter(memory, drafter, config.block_size)
+        cpu_blocks, load_s = _offload_tier(scenario, hardware, memory, par, config.block_size)
+        instances = []
+        for _ in range(group.count):
+            kv = KVBlockManager(
+                memory.num_kv_blocks, config.block_size, config.enable_prefix_caching, cpu_blocks
+            )
+            label = f"{group.role} {hardware.name} TP{par.tp}" + (
+                f" PP{par.pp}" if par.pp > 1 else ""
+            )
+            instances.append(
+                Instance(
+                    next_id,
+                    config,
+                    kv,
+                    cost,
+                    fast_forward=scenario.fast_forward,
+                    role=group.role,
+                    speculation=speculation,
+                    rng=rng.spawn(1)[0],
+                    label=label,
+                    kv_load_seconds_per_block=load_s,
+                    num_scheduler_steps=steps_per_round,
+                    graph_batch=graph_batch,
+                    eager_cost=eager_cost,
+                    graphed=profile.graphed if eager_cost is not None else None,
+                )  # fmt: skip
+            )
+            next_id += 1
+        runtimes.append(InstanceGroupRuntime(group, hardware, par, params, memory, cost, instances))
+    roles = {g.group.role for g in runtimes}
+    if roles not in ({"mixed"}, {"prefill", "decode"}):
+        raise ServesimError(
+            f"instance roles {sorted(roles)} do not make a deployment",
+            field="instances",
+            fix="use only mixed instances, or prefill and decode instances together",
+        )
+    return runtimes
+
+
+def parallelism_of(group: InstanceGroup) -> Parallelism:
+    """The cost model's Parallelism for a group: ``ep`` beyond ``tp`` means attention
+    data-parallel ranks inside the replica (wide expert parallelism, as vLLM's DP+EP)."""
+    if group.ep > group.tp:
+        if group.ep % group.tp:
+            raise ServesimError(
+                f"ep={group.ep} is not a multiple of tp={group.tp}",
+                field="ep",
+                fix="use an ep dividing tp, or a multiple of it (ep = tp × data-parallel ranks)",
+            )
+        return Parallelism(tp=group.tp, pp=group.pp, ep=group.ep, dp=group.ep // group.tp)
+    return Parallelism(tp=group.tp, pp=group.pp, ep=group.ep)
+
+
+def build_speculation(
+    spec: SpeculativeSpec, target: ModelSpec, hardware: Hardware, par: Parallelism,
+    params: CostParams,
+) -> tuple[Speculation, DraftCost] | None:  # fmt: skip
+    """The engine's :class:`Speculation` for ``spec`` on one instance and the drafter's cost
+    (its memory comes out of the KV budget); None for ``baseline``."""
+    method = spec.method
+    mode = spec.mode or ("cpu_verify" if method == "ngram" else "self_verify")
+    if mode == "baseline":
+        return None
+    k = spec.num_speculative_tokens
+    acceptance = spec.acceptance_per_position or (spec.acceptance_rate,) * k
+    if len(acceptance) != k:
+        raise ServesimError(
+            f"{len(acceptance)} probabilities for {k} speculative tokens",
+            field="speculative.acceptance_per_position",
+            fix="give one probability per position",
+        )
+    if method.startswith("draft:"):
+        drafter = draft_cost("draft", target, hardware, par, params,
+                             draft_model=load_model(method.removeprefix("draft:")))  # fmt: skip
+    elif method in ("eagle", "ngram"):
+        drafter = draft_cost(method, target, hardware, par, params)
+    else:
+        raise ServesimError(
+            f"unknown speculative method {method!r}",
+            field="speculative.method",
+            fix="use draft:MODEL, ngram or eagle",
+        )
+    speculation = Speculation(
+        k,
+        tuple(acceptance),
+        drafter.propose_seconds,
+        overlap=mode == "cpu_verify",
+        prefill_seconds=None if drafter.on_host else drafter.prefill_seconds,
+    )
+    return speculation, drafter
+
+
+def _with_drafter(memory: MemoryPlan, drafter: DraftCost, block_size: int) -> MemoryPlan:
+    """The KV budget left once a drafter's weights are loaded and its KV cache grows beside
+    the target's (a draft model caches every token too)."""
+    extra_kv = drafter.kv_bytes_per_token
+    if drafter.weights_bytes_per_gpu == 0 and extra_kv == 0:
+        return memory
+    cache = memory.kv_cache_bytes - drafter.weights_bytes_per_gpu
+    per_block = block_size * (memory.kv_bytes_per_token + extra_kv)
+    blocks = int(cache // per_block)
+    if blocks < 1:
+        raise ServesimError(
+            "the draft model leaves no room for the KV cache",
+            field="speculative.method",
+            fix="use a smaller draft model, eagle or ngram, or more GPUs",
+        )
+    return dataclasses.replace(
+        memory, kv_cache_bytes=cache, num_kv_blocks=blocks, kv_capacity_tokens=blocks * block_size
+    )
+
+
+def _offload_tier(
+    scenario: Scenario, hardware: Hardware, memory: MemoryPlan, par: Parallelism, block_size: int
+) -> tuple[int, float]:
+    """(CPU-tier blocks, seconds to load one block back) for KV offload; (0, 0) when off.
+
+    Each GPU keeps its shard of a block in host memory and loads it over its own host link
+    (``Hardware.host_link``: the spec's, else ``hardware.DEFAULT_HOST_LINK``), so a block comes
+    back in the time one shard takes.
+    """
+    if not scenario.kv_offload:
+        return 0, 0.0
+    shard = block_size * memory.kv_bytes_per_token
+    blocks = int(scenario.cpu_kv_cache_gib * 2**30 // (shard * par.gpus))
+    link = hardware.host_link
+    if scenario.kv_offload_gbps is not None:
+        link = Link("offload tier", scenario.kv_offload_gbps * 1e9, link.latency_s)
+    # Per block, without the per-transfer latency (loads of one step travel together).
+    seconds = kv_transfer_seconds(block_size, memory.kv_bytes_per_token, link)
+    return blocks, float(seconds) - link.latency_s
+
+
+def kv_transfer(fleet: Fleet) -> Callable[[Request, Instance, Instance], float]:
+    """Seconds to move a request's prompt KV from a prefill to a decode instance."""
+    group_of = {i.instance_id: g for g in fleet.groups for i in g.instances}
+    model, on_network = fleet.model, fleet.scenario.kv_transfer_link == "inter_node"
+
+    def seconds(req: Request, source: Instance, target: Instance) -> float:
+        src, dst = group_of[source.instance_id], group_of[target.instance_id]
+        kv_bytes = dtype_bytes(src.cost.resolved.kv_dtype)
+        per_token = model.num_layers * model.kv_elements_per_token_per_layer * kv_bytes
+        link = src.hardware.inter_node if on_network else src.hardware.intra_node
+        # Each GPU of the smaller side moves its shard over its own link, in parallel.
+        lanes = min(src.gpus_per_instance, dst.gpus_per_instance)
+        return float(kv_transfer_seconds(req.prompt_tokens, per_token, link, lanes=lanes))
+
+    return seconds

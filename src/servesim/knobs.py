@@ -1,0 +1,40 @@
+"""The scheduler and KV-cache knobs: their names, defaults and checks, defined once.
+
+Every layer that takes one of these knobs takes its default from here: the scenario's
+``SchedulerSpec`` (the boundary), the ``vllm`` engine profile (``servesim.engines``), the
+cost model's memory plan (``servesim.cost.memory.plan_memory``) and the engine's
+``SchedulerConfig``. The defaults are vLLM V1's on an H100-class GPU (vLLM docs, engine
+arguments); other engines' defaults are their profiles', each cited there.
+
+This module sits below all of them and imports nothing heavy (the CLI loads it at start-up).
+"""
+
+from servesim.errors import ServesimError
+
+POLICIES = ("vllm", "sarathi", "orca", "static", "prefill_first")
+"""Scheduler policies (``servesim.engine.scheduler`` implements them)."""
+
+ROUTERS = ("round_robin", "least_outstanding", "power_of_two", "prefix_affinity")
+"""Routers in front of the instances (``servesim.engine.router`` implements them)."""
+
+POLICY = "vllm"
+MAX_NUM_BATCHED_TOKENS = 8192
+"""Token budget of one step (prefill chunks + decodes)."""
+MAX_NUM_SEQS = 256
+"""Most requests running at once on one instance."""
+BLOCK_SIZE = 16
+"""Tokens per KV block."""
+ENABLE_PREFIX_CACHING = True
+ENABLE_CHUNKED_PREFILL = True
+GPU_MEMORY_UTILIZATION = 0.9
+"""Fraction of HBM the server may use (weights, activations, KV cache)."""
+
+
+def check_positive_ints(**knobs: int) -> None:
+    """ServesimError naming the first of ``knobs`` that is not a positive integer (for the
+    components built without a spec; a spec checks its fields at the boundary)."""
+    for name, value in knobs.items():
+        if int(value) != value or value < 1:
+            raise ServesimError(
+                f"must be a positive integer, got {value}", field=name, fix="use a positive integer"
+            )

@@ -1,0 +1,266 @@
+"""The summary of a finished run: ``summary.json``'s metrics, from the records and the fleet.
+
+:func:`servesim.metrics.summarize` computes the vLLM-named latency and throughput statistics
+from the request records; this module adds what needs the fleet as well: step and event
+counts, the API server's share of TTFT, MFU and MBU, energy, the fidelity rung the cost model
+stood on, per-instance figures, KV offload and transfer counts, speculative decoding against
+the same run without it, and the calibration's extrapolation warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from servesim.cost import StepCostModel
+from servesim.cost.dtypes import tensor_core_peak
+from servesim.engine.loop import ApiLatency
+from servesim.engine.records import RunRecords
+from servesim.errors import ServesimError
+from servesim.fleet import Fleet, InstanceGroupRuntime
+from servesim.metrics import SLO, summarize
+from servesim.scenario import Scenario, engine_profile_of
+
+
+def run_summary(
+    fleet: Fleet,
+    records: RunRecords,
+    num_events: int,
+    wall: float,
+    without_speculation: Callable[[], dict[str, Any]] | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(summary metrics, per-step extras) of a run of ``fleet`` that left ``records``, with
+    ``num_events`` events in ``wall`` seconds of simulating.
+
+    ``without_speculation``: the summary of the same run without speculative decoding, called
+    when the run has it (None: leave the speculation figures out, as a served run does). The
+    extras are per step record: ``flops``, ``hbm_bytes`` (per GPU), ``power_w``,
+    ``t_host_bound`` and ``t_<group>`` predicted seconds per operator group (summing to the
+    step's duration)."""
+    scenario, runtimes, api = fleet.scenario, fleet.groups, fleet.api
+    model, max_model_len = fleet.model, fleet.max_model_len
+    profile = engine_profile_of(scenario)
+
+    requests = records.request_columns()
+    if len(requests["request_id"]) == 0:
+        raise ServesimError(
+            f"no request could be served ({records.num_skipped} skipped: "
+            f"{records.skipped_reasons})",
+            field="workload",
+            fix="shorten the requests, "
+            + ("raise --max-model-len, " if max_model_len < model.max_position_embeddings else "")
+            + "or use more GPUs",
+        )
+    slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2el_ms)
+    summary: dict[str, Any] = summarize(requests, *records.itl_pairs(), slo=slo)
+    steps = records.step_columns()
+    summary.update(
+        {
+            "num_skipped": records.num_skipped,
+            "num_steps": int(steps["num_steps"].sum()),
+            "num_step_records": len(steps["num_steps"]),
+            "num_preemptions": int(requests["preemptions"].sum()),
+            "prefix_cache_hit_rate": float(
+                requests["cached_tokens"].sum() / max(1, requests["input_tokens"].sum())
+            ),
+            "kv_cache_peak_usage": float(steps["kv_usage"].max())
+            if len(steps["kv_usage"])
+            else 0.0,
+            "num_gpus": sum(g.gpus_per_instance * len(g.instances) for g in runtimes),
+            "num_events": num_events,
+            "sim_wall_s": wall,
+        }
+    )
+    summary.update(_api_summary(api, requests, summary))
+    summary["engine"] = profile.name
+    step_extra, utilisation = _step_work(runtimes, records, steps, summary["duration"])
+    summary.update(utilisation)
+    summary["energy_per_request_j"] = summary["energy_j"] / summary["completed"]
+    tokens_out = max(1, summary["total_output_tokens"])
+    summary["energy_per_output_token_j"] = summary["energy_j"] / tokens_out
+    summary["per_instance"] = _per_instance(runtimes, requests, steps, summary["duration"])
+    loaded = sum(i.kv.num_loaded_blocks for g in runtimes for i in g.instances)
+    spilled = sum(i.kv.num_spilled_blocks for g in runtimes for i in g.instances)
+    if scenario.kv_offload:
+        summary["kv_offload_spilled_blocks"] = spilled
+        summary["kv_offload_loaded_blocks"] = loaded
+    if records.num_kv_transfers:
+        summary["num_kv_transfers"] = records.num_kv_transfers
+        summary["mean_kv_transfer_ms"] = (
+            1000 * records.kv_transfer_seconds / records.num_kv_transfers
+        )
+    if scenario.speculative is not None and without_speculation is not None:
+        summary.update(_speculation_summary(scenario, steps, summary, without_speculation))
+    if records.skipped_reasons:
+        summary["skipped_reasons"] = dict(records.skipped_reasons)
+    if scenario.calibration is not None:
+        from servesim.calibrate.calibration import extrapolation_warning
+
+        warning = extrapolation_warning(scenario.calibration, steps)
+        if warning:
+            summary["calibration_warning"] = warning
+    return summary, step_extra
+
+
+def _api_summary(api: ApiLatency | None, requests, summary) -> dict[str, float]:
+    """Where TTFT goes outside the engine: the API server's mean share, ms and fraction."""
+    if api is None:
+        return {"mean_api_ttft_ms": 0.0, "api_ttft_fraction": 0.0}
+    before = api.request_s + api.per_input_token_s * requests["input_tokens"].astype(float)
+    per_request = 1000.0 * (before + api.stream_s)
+    mean = float(per_request.mean())
+    ttft = summary["mean_ttft_ms"]
+    return {"mean_api_ttft_ms": mean, "api_ttft_fraction": mean / ttft if ttft > 0 else 0.0}
+
+
+def _group_seconds(cost: StepCostModel, features: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-group seconds of many step records."""
+    return _chunked(cost.group_seconds_from_features, features)
+
+
+def _chunked(per_rows, features: np.ndarray) -> dict[str, np.ndarray]:
+    """``per_rows(features)`` (a dict of per-row arrays) in chunks of rows (the per-operator
+    intermediate is ~40 floats a record: a million records at once would need gigabytes)."""
+    chunk = 65536
+    parts = [per_rows(features[i : i + chunk])
+             for i in range(0, max(len(features), 1), chunk)]  # fmt: skip
+    return {g: np.concatenate([p[g] for p in parts]) for g in parts[0]}
+
+
+def _shares(seconds: dict[str, float]) -> dict[str, float]:
+    """Each rung's share of the run's operator time (they sum to 1)."""
+    total = sum(seconds.values())
+    return {k: (v / total if total > 0 else 0.0) for k, v in seconds.items()}
+
+
+def _best_rung(seconds: dict[str, float], base: str) -> str:
+    """The rung most of the operator time stands on (``base`` when nothing ran)."""
+    if not seconds or sum(seconds.values()) <= 0:
+        return base
+    return max(seconds, key=lambda k: seconds[k])
+
+
+def _per_instance(runtimes, requests, steps, duration) -> list[dict[str, Any]]:
+    """A few headline numbers per instance (requests finish on decode/mixed instances)."""
+    out = []
+    for g in runtimes:
+        for inst in g.instances:
+            mine = requests["instance"] == inst.instance_id
+            its_steps = steps["instance"] == inst.instance_id
+            ttft = (requests["first_token_s"] - requests["arrival_s"])[mine]
+            out.append(
+                {
+                    "instance": inst.instance_id,
+                    "label": inst.label,
+                    "role": inst.role,
+                    "hardware": g.hardware.name,
+                    "tp": g.parallelism.tp,
+                    "pp": g.parallelism.pp,
+                    "completed": int(mine.sum()),
+                    "output_throughput": (
+                        float(requests["output_tokens"][mine].sum()) / duration if duration else 0.0
+                    ),
+                    "mean_ttft_ms": float(ttft.mean() * 1000) if len(ttft) else float("nan"),
+                    "num_steps": int(steps["num_steps"][its_steps].sum()),
+                    "busy_fraction": (
+                        float(steps["duration_s"][its_steps].sum()) / duration if duration else 0.0
+                    ),
+                    "kv_cache_peak_usage": (
+                        float(steps["kv_usage"][its_steps].max()) if its_steps.any() else 0.0
+                    ),
+                }
+            )
+    return out
+
+
+def _speculation_summary(
+    scenario: Scenario, steps, summary, without_speculation: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """Acceptance, tokens per verification, and the speed-up against the same run without it."""
+    proposed = int(steps["spec_proposed"].sum())
+    accepted = int(steps["spec_accepted"].sum())
+    rows = int(steps["spec_rows"].sum())
+    out: dict[str, Any] = {
+        "spec_acceptance_rate": accepted / proposed if proposed else float("nan"),
+        "spec_mean_accepted_tokens": accepted / rows if rows else float("nan"),
+        "spec_tokens_per_verify_step": (accepted + rows) / rows if rows else float("nan"),
+    }
+    if not scenario.speculative or scenario.speculative.mode == "baseline":
+        return out
+    baseline = without_speculation()
+    out["baseline_mean_tpot_ms"] = baseline["mean_tpot_ms"]
+    out["baseline_output_throughput"] = baseline["output_throughput"]
+    out["spec_speedup_tpot"] = baseline["mean_tpot_ms"] / summary["mean_tpot_ms"]
+    out["spec_speedup_e2el"] = baseline["mean_e2el_ms"] / summary["mean_e2el_ms"]
+    return out
+
+
+def _step_work(
+    runtimes: list[InstanceGroupRuntime],
+    records: RunRecords,
+    steps: dict[str, np.ndarray],
+    duration: float,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-step FLOPs, bytes and group times from the recorded features; run MFU and MBU.
+
+    MFU = FLOPs executed ÷ (duration × dense peak FLOP/s of the compute dtype), over all GPUs
+    of the fleet; MBU the same with HBM bytes and bandwidth. Both count the whole run
+    duration, idle gaps included, as a fleet operator would.
+    """
+    features = records.step_features()
+    n = len(steps["instance"])
+    extra: dict[str, np.ndarray] = {"flops": np.zeros(n), "hbm_bytes": np.zeros(n)}
+    total_flops = total_bytes = peak_flops = peak_bytes = energy = 0.0
+    host_bound_total = busy_total = 0.0
+    rung_total: dict[str, float] = {}
+    extrapolated = 0
+    for g in runtimes:
+        ids = [i.instance_id for i in g.instances]
+        rows = np.isin(steps["instance"], ids)
+        flops, hbm = g.cost.work_from_features(features[rows])
+        extra["flops"][rows] = flops
+        extra["hbm_bytes"][rows] = hbm
+        groups = _group_seconds(g.cost, features[rows])
+        total = sum(groups.values())
+        # NOTE: exact for single steps; a span's groups are rescaled to its exact duration.
+        dur = steps["duration_s"][rows]
+        scale = np.divide(dur, total, out=np.zeros_like(total), where=total > 0)
+        for name, secs in groups.items():
+            extra.setdefault(f"t_{name}", np.zeros(n))[rows] = secs * scale
+        gpus = g.gpus_per_instance
+        # NOTE: work_from_features is one TP rank's work summed over the pipeline stages, so a
+        # replica's work is that times tp·dp (not pp: stages split the layers).
+        ranks = g.parallelism.tp * g.parallelism.dp
+        res = g.cost.resolved
+        peak = tensor_core_peak(g.hardware.peak_flops, res.weight_dtype, res.act_dtype)
+        total_flops += float(flops.sum()) * ranks
+        total_bytes += float(hbm.sum()) * ranks
+        peak_flops += peak * gpus * len(ids)
+        peak_bytes += g.hardware.hbm_bandwidth * gpus * len(ids)
+        # Energy: each step at its modelled power, idle gaps at idle power, on every GPU.
+        power = g.cost.power_from_features(features[rows], dur)
+        extra.setdefault("power_w", np.zeros(n))[rows] = power
+        busy = float(dur.sum())
+        energy += float((power * dur).sum()) * gpus
+        energy += g.hardware.idle_w * gpus * max(0.0, duration * len(ids) - busy)
+        host_bound = g.cost.host_bound_seconds_from_features(features[rows])
+        extra.setdefault("t_host_bound", np.zeros(n))[rows] = host_bound
+        host_bound_total += float(host_bound.sum())
+        busy_total += busy
+        for name, secs in _chunked(g.cost.rung_seconds_from_features, features[rows]).items():
+            rung_total[name] = rung_total.get(name, 0.0) + float(secs.sum())
+        extrapolated += int(g.cost.extrapolated_from_features(features[rows]).sum())
+    util = {
+        "mfu": total_flops / (duration * peak_flops) if duration > 0 else float("nan"),
+        "mbu": total_bytes / (duration * peak_bytes) if duration > 0 else float("nan"),
+        "fidelity": _best_rung(rung_total, runtimes[0].cost.params.fidelity),
+        "fidelity_shares": _shares(rung_total),
+        "kernel_source": runtimes[0].cost.kernel_source,
+        "kernel_extrapolated_steps": extrapolated,
+        "energy_j": energy,
+        "avg_power_w": energy / duration if duration > 0 else float("nan"),
+        "host_bound_fraction": host_bound_total / busy_total if busy_total > 0 else 0.0,
+    }
+    return extra, util

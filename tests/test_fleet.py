@@ -1,0 +1,60 @@
+"""The fleet: a scenario's instances, each scheduler and KV cache built from its knobs."""
+
+import msgspec
+import numpy as np
+import pytest
+
+from servesim.engine.scheduler import SchedulerConfig
+from servesim.errors import ServesimError
+from servesim.fleet import build_fleet, scheduler_config
+from servesim.scenario import SchedulerSpec, build_scenario
+
+SMALL = {"model": "llama-3.2-1b", "workload": {"num_requests": 4}}
+
+
+def test_the_scheduler_config_takes_every_scheduler_knob_but_the_memory_one():
+    spec = SchedulerSpec(
+        policy="sarathi",
+        max_num_batched_tokens=512,
+        max_num_seqs=7,
+        block_size=32,
+        enable_prefix_caching=False,
+        enable_chunked_prefill=False,
+        long_prefill_token_threshold=100,
+        gpu_memory_utilization=0.5,
+    )
+    config = scheduler_config(spec)
+    spec_fields = set(msgspec.structs.asdict(spec)) - {"gpu_memory_utilization"}
+    assert spec_fields == set(SchedulerConfig.__dataclass_fields__)
+    for name in spec_fields:
+        assert getattr(config, name) == getattr(spec, name), name
+
+
+def test_each_kv_cache_is_built_from_the_config():
+    scenario = build_scenario(
+        {**SMALL, "replicas": 2, "scheduler": {"block_size": 32, "enable_prefix_caching": False}}
+    )
+    fleet = build_fleet(scenario, np.random.default_rng(0))
+    assert fleet.config.block_size == 32 and not fleet.config.enable_prefix_caching
+    assert [i.instance_id for i in fleet.instances] == [0, 1]
+    for inst in fleet.instances:
+        assert inst.kv.block_size == 32 and not inst.kv.enable_prefix_caching
+    memory = fleet.groups[0].memory
+    assert memory.block_size == 32
+    assert fleet.kv_tokens == memory.num_kv_blocks * 32 == memory.kv_capacity_tokens
+
+
+def test_disaggregated_groups_and_the_api_server():
+    scenario = build_scenario({**SMALL, "disaggregate": "1:2", "api_server": False})
+    fleet = build_fleet(scenario, np.random.default_rng(0))
+    assert [g.group.role for g in fleet.groups] == ["prefill", "decode"]
+    assert [i.role for i in fleet.instances] == ["prefill", "decode", "decode"]
+    assert fleet.api is None
+    assert build_fleet(build_scenario(SMALL), np.random.default_rng(0)).api is not None
+
+
+def test_a_context_window_past_the_models_is_refused():
+    scenario = build_scenario({**SMALL, "max_model_len": 10**7})
+    with pytest.raises(ServesimError) as err:
+        build_fleet(scenario, np.random.default_rng(0))
+    assert err.value.field == "max_model_len"
