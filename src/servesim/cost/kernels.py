@@ -21,6 +21,10 @@ what each file holds and where it comes from). Two rungs stand on them:
 
 Everything is loaded once per GPU (``functools.cache``) and reduced to small arrays when a cost
 model is built; the hot path only interpolates on a fixed grid.
+
+(~520 lines, over the project's ~500: the tables, their interpolation and the attention fits
+are one rung of the ladder and change together; reading AIConfigurator's parquet files lives
+apart, in :mod:`servesim.cost.aic_tables`.)
 """
 
 from __future__ import annotations
