@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servesim.metrics import SLO, summarize, weighted_percentile
+from servesim.metrics import SLO, summarize, weighted_percentile, weighted_percentiles
 
 
 @settings(max_examples=200, deadline=None)
@@ -55,3 +55,17 @@ def test_hand_checked_summary():
 def test_no_slo_means_no_goodput_key():
     req = _requests([0.0], [0.1], [0.2], [10], [2])
     assert "goodput" not in summarize(req, np.array([0.1]), np.array([1]))
+
+
+def test_percentiles_of_scaled_values_equal_those_of_the_scaled_array():
+    # The summary sorts the seconds and scales the sorted copy (one array less than scaling
+    # first); values that become equal when scaled must not change any percentile's bits.
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 300))
+        v = np.round(rng.exponential(0.03, n), int(rng.integers(3, 12)))
+        w = rng.integers(1, 5, n)
+        qs = (0, 50, 90, 99, 99.9, 100)
+        assert weighted_percentiles(v, w, qs, scale=1000.0) == weighted_percentiles(
+            v * 1000.0, w, qs
+        )

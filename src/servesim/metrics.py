@@ -182,7 +182,6 @@ def latency_percentiles(
     for metric in metrics:
         v, w = values[metric]
         w = np.ones(len(v), dtype=np.int64) if w is None else w
-        ms = np.asarray(v, dtype=np.float64) * 1000.0
-        for q, value in zip(qs, weighted_percentiles(ms, w, qs), strict=True):
+        for q, value in zip(qs, weighted_percentiles(v, w, qs, scale=1000.0), strict=True):
             out[f"{percentile_name(q)}_{metric}_ms"] = value
     return out

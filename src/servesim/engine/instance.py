@@ -250,13 +250,14 @@ class Instance:
         new_tokens = alloc[rows]
         context = run.computed[rows]
         decode_only = batch.spec is None and num_tokens == num_rows
-        pure_decode = self._pure_decode(batch, num_tokens)
+        outputs = self._pure_decode(batch, num_tokens)
+        pure_decode = outputs is not None
         is_round = self.num_scheduler_steps > 1 and pure_decode
         first_finish = 1
         if is_round:
             num_steps = self._kv_steps(self.num_scheduler_steps)
-        elif self.fast_forward and pure_decode:
-            num_steps, first_finish = self._span_length()
+        elif self.fast_forward and outputs is not None:
+            num_steps, first_finish = self._span_length(outputs)
         else:
             num_steps = 1
         cost = self.cost
@@ -291,7 +292,7 @@ class Instance:
             now,
             ends,
             durations,
-            int(context.sum()),
+            int(_sum(context)),
             num_rows,
             features,
             is_round=is_round and num_steps > 1,
@@ -322,31 +323,32 @@ class Instance:
                 seconds += spec.prefill_seconds(base[filling], context[filling])
         return seconds
 
-    def _pure_decode(self, batch: ScheduledBatch, num_tokens: int) -> bool:
-        """Whether every running row decodes exactly one token this step, nothing joins or
-        leaves, and every row has emitted its first token already."""
+    def _pure_decode(self, batch: ScheduledBatch, num_tokens: int) -> np.ndarray | None:
+        """Every row's output tokens so far if every running row decodes exactly one token
+        this step, nothing joins or leaves, and every row has emitted its first token already;
+        otherwise None."""
         alloc = batch.alloc
         if batch.num_admitted or batch.num_preempted or len(alloc) == 0:
-            return False
+            return None
         # Every row got exactly one token and needed only that.
         if not batch.one_token_each:
-            return False
+            return None
         if batch.spec is None:
             if num_tokens != len(alloc):
-                return False
+                return None
         elif alloc.min() != 1:
-            return False
+            return None
         # A prompt with one token left also needs exactly one token, but its step emits the
         # request's first token: only rows already decoding make a span.
         run = self.running
-        return bool(_min(run.tokens - run.prompt) > 0)
+        outputs = run.tokens - run.prompt
+        return outputs if _min(outputs) > 0 else None
 
-    def _span_length(self) -> tuple[int, int]:
+    def _span_length(self, outputs: np.ndarray) -> tuple[int, int]:
         """(Steps the current pure-decode batch can run unchanged (1 = no fast-forward),
-        steps until its first request finishes)."""
-        run = self.running
+        steps until its first request finishes), given each row's ``outputs`` so far."""
         # Until the first request finishes (its finishing step is the span's last).
-        longest = int(_min(run.max_out - (run.tokens - run.prompt)))
+        longest = int(_min(self.running.max_out - outputs))
         if longest <= 1:
             return 1, longest
         return self._kv_steps(longest), longest
