@@ -153,6 +153,38 @@ def test_a_follow_up_turn_starts_after_the_client_received_the_answer():
     assert r["arrival_s"][1] == pytest.approx(r["finish_s"][0] + 0.5, rel=1e-12)
 
 
+def _tiny_cost():
+    # Steps far shorter than the API server's request time: a request is scheduled the moment
+    # it reaches the scheduler.
+    return LinearCost(base=1e-9, per_token=1e-12, per_context=0.0)
+
+
+def test_the_api_server_takes_a_burst_one_request_at_a_time():
+    api = ApiLatency(request_s=0.004)
+    burst = [make_session(i, 0.0, 16, 1) for i in range(4)]
+    records, _, _ = run_sessions(burst, api=api, cost=_tiny_cost())
+    reached = by_request(records)["first_scheduled_s"]
+    assert reached == pytest.approx([0.004, 0.008, 0.012, 0.016], abs=1e-9)
+    # One API server per instance taking requests: two instances halve the spread.
+    records, _, _ = run_sessions(burst, api=api, cost=_tiny_cost(), num_instances=2)
+    reached = np.sort(by_request(records)["first_scheduled_s"])
+    assert reached == pytest.approx([0.004, 0.004, 0.008, 0.008], abs=1e-9)
+
+
+def test_a_later_send_does_not_hold_up_an_earlier_one_at_the_api_server():
+    from servesim.workload.session import RequestSpec, Session
+
+    # A's follow-up is known at ~0.004 s but sent at 1.0 s; B, sent at 0.9 s, must not wait
+    # behind it.
+    a = Session(0, 0.0, (RequestSpec(16, 1, (), 16), RequestSpec(16, 1, (), 16)),
+                think_times_s=(1.0 - 0.004,))  # fmt: skip
+    b = make_session(1, 0.9, 16, 1)
+    records, _, _ = run_sessions([a, b], api=ApiLatency(request_s=0.004), cost=_tiny_cost())
+    r = by_request(records)
+    b_row = int(np.flatnonzero(r["session_id"] == 1)[0])
+    assert r["first_scheduled_s"][b_row] == pytest.approx(0.904, abs=1e-6)
+
+
 # --- synchronous host work -------------------------------------------------------------------
 
 

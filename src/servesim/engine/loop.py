@@ -63,9 +63,13 @@ class Event(NamedTuple):
 class ApiLatency:
     """Latency outside the GPU step (an engine's API server), seconds.
 
-    ``request_s + per_input_token_s × prompt tokens`` from the client's send to the scheduler
-    (HTTP handling, tokenisation, hand-off to the engine); ``stream_s`` from a token's step end
-    to the client (detokenisation, streaming)."""
+    ``request_s + per_input_token_s × prompt tokens`` of API-server work from the client's send
+    to the scheduler (HTTP handling, tokenisation, hand-off to the engine); ``stream_s`` from a
+    token's step end to the client (detokenisation, streaming).
+
+    The API server is one process per instance taking new requests, and does that work one
+    request at a time: a burst of N requests reaches the scheduler spread over N request times
+    (the loop keeps when each server is next free)."""
 
     request_s: float = 0.0
     per_input_token_s: float = 0.0
@@ -108,6 +112,8 @@ class Simulation:
         self.on_progress = on_progress
         self.on_step = on_step
         self.now = 0.0
+        self._api_free = [0.0] * len(self.instances) if api is not None else []
+        """When each API server (one per instance taking new requests) is next free (a heap)."""
         self._heap: list[tuple[float, int, int, Event]] = []
         self._seq = 0
         self._next_request_id = 0
@@ -160,6 +166,8 @@ class Simulation:
             return self._on_step_done(event.payload, event.version)
         if event.kind == "kv_arrival":
             return self._on_kv_arrival(*event.payload)
+        if event.kind == "send":
+            return [self._arrival(*event.payload)]
         raise AssertionError(event.kind)
 
     def _push_all(self, events: list[Event]) -> None:
@@ -183,11 +191,19 @@ class Simulation:
         return events
 
     def _arrival(self, session: Session, turn_index: int, sent_s: float) -> Event:
-        """The event of a turn the client sends at ``sent_s``: it reaches the scheduler after
-        the API server's request time (one event, not two: cost grows with events)."""
-        ready = sent_s
-        if self.api is not None:
-            ready += self.api.request_seconds(session.turns[turn_index].input_tokens)
+        """The event of a turn the client sends at ``sent_s``: it reaches the scheduler when
+        an API server has done its request work (one event, not two: cost grows with events).
+
+        API servers take requests in the order they are sent, so a turn sent later than now
+        (a follow-up after think time, a request held by a client-side cap) first becomes a
+        ``send`` event at its send time."""
+        if self.api is None:
+            return Event(sent_s, ARRIVAL, "arrival", (session, turn_index, sent_s))
+        if sent_s > self.now:
+            return Event(sent_s, ARRIVAL, "send", (session, turn_index, sent_s))
+        start = max(sent_s, heapq.heappop(self._api_free))
+        ready = start + self.api.request_seconds(session.turns[turn_index].input_tokens)
+        heapq.heappush(self._api_free, ready)
         return Event(ready, ARRIVAL, "arrival", (session, turn_index, sent_s))
 
     def _on_arrival(self, payload: tuple[Session, int, float]) -> list[Event]:
