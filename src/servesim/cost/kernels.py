@@ -475,6 +475,9 @@ class MeasuredCurves:
             table = self.table[:, self.features == feat].sum(axis=1)
             sums.append((int(feat), table, table.tolist()))
         object.__setattr__(self, "_sums", tuple(sums))
+        # The same tables stacked (features, grid), for rows of steps in one pass.
+        object.__setattr__(self, "_sum_features", np.array([f for f, _, _ in sums], np.intp))
+        object.__setattr__(self, "_sum_tables", np.array([t for _, t, _ in sums]))
 
     def total(self, f: np.ndarray) -> float:
         """Seconds of every curve summed, for one step's feature vector (the hot path)."""
@@ -495,13 +498,17 @@ class MeasuredCurves:
         """:meth:`total` for rows of feature vectors, shape (rows,)."""
         last = len(M_GRID) - 1
         steps = np.maximum(a[:, 0], 1.0)
-        out = np.zeros(len(a))
-        for feat, table, _ in self._sums:
-            x = a[:, feat] / steps
-            pos = np.clip(np.log2(np.maximum(x, 1.0)) * GRID_PER_OCTAVE, 0.0, last)
-            i = np.minimum(pos.astype(np.intp), last - 1)
-            w = pos - i
-            out += np.where(x > 0, table[i] * (1.0 - w) + table[i + 1] * w, 0.0)
+        x = a[:, self._sum_features] / steps[:, None]  # (rows, features)
+        pos = np.clip(np.log2(np.maximum(x, 1.0)) * GRID_PER_OCTAVE, 0.0, last)
+        i = np.minimum(pos.astype(np.intp), last - 1)
+        w = pos - i
+        rows = np.arange(len(self._sum_features))
+        tables = self._sum_tables
+        each = np.where(x > 0, tables[rows, i] * (1.0 - w) + tables[rows, i + 1] * w, 0.0)
+        # Summed feature by feature, in order (not pairwise), as :meth:`total` adds them.
+        out = each[:, 0].copy()
+        for k in range(1, each.shape[1]):
+            out += each[:, k]
         return out * steps
 
     def seconds(self, a: np.ndarray) -> np.ndarray:
