@@ -1,12 +1,15 @@
 """The event loop end to end with a linear cost model: hand-checked cases, ordering,
 fast-forward equivalence, determinism, and invariants under random workloads."""
 
+import heapq
+
 import numpy as np
 import pytest
 from engine_factories import LinearCost, by_request, make_session, run_sessions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from servesim.engine.loop import Event, EventKind, Simulation
 from servesim.metrics import summarize
 from servesim.workload.session import RequestSpec, Session
 
@@ -43,6 +46,21 @@ def test_arrival_at_a_step_boundary_joins_the_step_that_starts_then():
     assert r["first_token_s"][1] == pytest.approx(0.02)
     steps = recs.step_columns()
     assert steps["batch_size"][1] == 2
+
+
+def test_events_at_one_instant_run_arrivals_then_wakeups_then_step_ends():
+    # The heap key is (time, the kind's priority, push order).
+    sim = Simulation([], None, iter(()), None)
+    kinds = [EventKind.STEP_DONE, EventKind.WAKEUP, EventKind.ARRIVAL, EventKind.SESSION]
+    sim._push_all([Event(1.0, kind) for kind in kinds] + [Event(0.5, EventKind.STEP_DONE)])
+    popped = [heapq.heappop(sim._heap)[-1] for _ in range(5)]
+    assert [(e.time, e.kind) for e in popped] == [
+        (0.5, EventKind.STEP_DONE),
+        (1.0, EventKind.ARRIVAL),
+        (1.0, EventKind.SESSION),
+        (1.0, EventKind.WAKEUP),
+        (1.0, EventKind.STEP_DONE),
+    ]
 
 
 def _random_sessions(seed, n=300, rate=50.0, multi_turn=False, shared=False, think=0.05):

@@ -31,7 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from servesim.engine.kv_cache import KVBlockManager
+from servesim.engine.kv_cache import KVBlockManager, cdiv
+from servesim.engine.pricing import Speculation, StepCost
 from servesim.engine.records import StepRecord
 from servesim.engine.request import Request
 from servesim.engine.running import (
@@ -53,51 +54,6 @@ from servesim.engine.scheduler import (
 
 _sum, _min, _max = np.add.reduce, np.minimum.reduce, np.maximum.reduce
 """Reductions as the ufuncs themselves (``ndarray.sum`` adds a Python layer per call)."""
-
-
-class StepCost:
-    """What the instance needs from the cost model (``servesim.cost.StepCostModel``).
-
-    Besides seconds, each call returns the step's *features* (a small vector the cost model
-    is linear in); the engine records them so FLOPs, bytes and per-operator-group times can be
-    computed for every step afterwards, in bulk, without slowing the loop.
-    """
-
-    def step_with_features(
-        self, new_tokens: np.ndarray, context_lens: np.ndarray
-    ) -> tuple[float, np.ndarray]: ...
-
-    def decode_span_with_features(
-        self, context_lens: np.ndarray, num_steps: int
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def decode_round_with_features(
-        self, context_lens: np.ndarray, num_steps: int
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-@dataclass(frozen=True)
-class Speculation:
-    """Speculative decoding on an instance: ``num_tokens`` drafts per decoding request, each
-    accepted with ``acceptance[i]`` given the previous ones were (i.i.d. when all equal).
-
-    A step verifies every decoding row's drafts in one target forward pass over k+1 tokens; the
-    accepted prefix plus one token from the target are emitted. ``draft_seconds(context_lens,
-    drafts)`` prices proposing the drafts of the decoding rows; with ``overlap`` the drafting
-    runs beside the target step (on the host), else before it. ``prefill_seconds(new_tokens,
-    context_lens)`` prices the drafter's own forward over the step's prompt chunks (a draft
-    model fills its KV cache too), run on the GPU after the target's.
-    """
-
-    num_tokens: int
-    acceptance: tuple[float, ...]
-    draft_seconds: Callable[[np.ndarray, np.ndarray], float]
-    overlap: bool = False
-    prefill_seconds: Callable[[np.ndarray, np.ndarray], float] | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.acceptance) != self.num_tokens:
-            raise ValueError("one acceptance probability per speculative position")
 
 
 @dataclass(slots=True)
@@ -195,8 +151,9 @@ class Instance:
             num_speculative_tokens=speculation.num_tokens if speculation else 0,
         )
         self.in_flight: InFlight | None = None
-        self.version = 0
-        """Bumped whenever the end time of the in-flight step changes (stale events are ignored)."""
+        self.generation = 0
+        """Bumped whenever the end time of the in-flight step changes (events of an older
+        generation are stale and ignored)."""
         self.wake_pending = False
         self.num_outstanding = 0
         """Requests routed here and not finished (routers read it)."""
@@ -225,7 +182,7 @@ class Instance:
         if keep >= span.num_steps:
             return None
         span.ends_s = span.ends_s[:keep]
-        self.version += 1
+        self.generation += 1
         return float(span.ends_s[-1])
 
     # --- stepping -----------------------------------------------------------------------
@@ -234,22 +191,18 @@ class Instance:
         """Schedule the next step at ``now``; return its end time, or None when idle."""
         self.wake_pending = False
         batch = schedule(self.state, self.config, now)
-        num_tokens = int(_sum(batch.alloc))
+        num_tokens = int(_sum(batch.new_tokens))
         if num_tokens == 0 and batch.num_preempted:
             # Everything runnable was preempted this step; the queue head goes next.
             batch = schedule(self.state, self.config, now)
-            num_tokens = int(_sum(batch.alloc))
-        alloc = batch.alloc
+            num_tokens = int(_sum(batch.new_tokens))
         if num_tokens == 0:
             self.in_flight = None
             return None
-        run = self.running
-        num_rows = int(np.count_nonzero(alloc))
+        new_tokens = batch.new_tokens
+        num_rows = int(np.count_nonzero(new_tokens))
         # NOTE: most steps schedule every running row; they skip the gather.
-        rows = slice(None) if num_rows == len(alloc) else np.flatnonzero(alloc)
-        new_tokens = alloc[rows]
-        context = run.computed[rows]
-        decode_only = batch.spec is None and num_tokens == num_rows
+        rows = slice(None) if num_rows == len(new_tokens) else np.flatnonzero(new_tokens)
         outputs = self._pure_decode(batch, num_tokens)
         pure_decode = outputs is not None
         is_round = self.num_scheduler_steps > 1 and pure_decode
@@ -260,6 +213,44 @@ class Instance:
             num_steps, first_finish = self._span_length(outputs)
         else:
             num_steps = 1
+        context = self.running.computed[rows]
+        ends, durations, features = self._price(
+            batch, rows, context, num_tokens, num_steps, is_round, now
+        )
+        self.in_flight = InFlight(
+            batch,
+            now,
+            ends,
+            durations,
+            int(_sum(context)),
+            num_rows,
+            features,
+            is_round=is_round and num_steps > 1,
+            pure_decode=pure_decode,
+            first_finish=first_finish,
+            num_tokens=num_tokens,
+        )
+        self.generation += 1
+        return float(ends[-1])
+
+    def _price(
+        self,
+        batch: ScheduledBatch,
+        rows: slice | np.ndarray,
+        context: np.ndarray,
+        num_tokens: int,
+        num_steps: int,
+        is_round: bool,
+        now: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(End times, seconds, cost-model features) of each of the ``num_steps`` steps of
+        ``batch`` starting at ``now``; ``rows`` are its scheduled rows, reading ``context``.
+
+        The one place a step is priced: the cost model (the CUDA graph's, padded, or eager),
+        and for a single step the drafter's work and the blocks loaded from the CPU tier."""
+        new_tokens = batch.new_tokens[rows]
+        num_rows = len(new_tokens)
+        decode_only = batch.drafts is None and num_tokens == num_rows
         cost = self.cost
         if self.eager_cost is not None and self.graphed is not None:
             if not self.graphed(decode_only, num_tokens, num_rows):
@@ -275,73 +266,36 @@ class Instance:
                 durations, features = cost.decode_round_with_features(context, num_steps)
             else:
                 durations, features = cost.decode_span_with_features(context, num_steps)
-            ends = now + np.add.accumulate(durations)
-        else:
-            seconds, features = cost.step_with_features(new_tokens, context)
-            spec = self.speculation
-            if spec is not None and batch.spec is not None:
-                seconds = self._with_speculation(seconds, batch, rows, new_tokens, context)
-            # Blocks coming back from the CPU tier must land before the step can use them.
-            if self.kv.pending_load_blocks:
-                seconds += self.kv.take_pending_loads() * self.kv_load_seconds_per_block
-            durations = np.array([seconds])
-            ends = np.array([now + seconds])
-            features = features[None, :]
-        self.in_flight = InFlight(
-            batch,
-            now,
-            ends,
-            durations,
-            int(_sum(context)),
-            num_rows,
-            features,
-            is_round=is_round and num_steps > 1,
-            pure_decode=pure_decode,
-            first_finish=first_finish,
-            num_tokens=num_tokens,
-        )
-        self.version += 1
-        return float(ends[-1])
-
-    def _with_speculation(
-        self, seconds: float, batch: ScheduledBatch, rows, new_tokens, context
-    ) -> float:
-        """A verify step's seconds with the drafter's work added."""
-        spec = self.speculation
-        assert spec is not None and batch.spec is not None
-        drafts = batch.spec[rows]
-        if drafts.any():
-            drafting = drafts > 0
-            draft = spec.draft_seconds(context[drafting], drafts[drafting])
-            seconds = max(seconds, draft) if spec.overlap else seconds + draft
-        if spec.prefill_seconds is not None:
-            # Rows computing prompt (or recomputed) tokens: more than one token without
-            # drafts, or the last prompt token.
-            base = new_tokens - drafts
-            filling = (base > 1) | (context < self.running.prompt[rows])
-            if filling.any():
-                seconds += spec.prefill_seconds(base[filling], context[filling])
-        return seconds
+            return now + np.add.accumulate(durations), durations, features
+        seconds, features = cost.step_with_features(new_tokens, context)
+        if self.speculation is not None and batch.drafts is not None:
+            prompt = self.running.prompt[rows]
+            drafts = batch.drafts[rows]
+            seconds = self.speculation.step_seconds(seconds, drafts, new_tokens, context, prompt)
+        # Blocks coming back from the CPU tier must land before the step can use them.
+        if self.kv.pending_load_blocks:
+            seconds += self.kv.take_pending_loads() * self.kv_load_seconds_per_block
+        return np.array([now + seconds]), np.array([seconds]), features[None, :]
 
     def _pure_decode(self, batch: ScheduledBatch, num_tokens: int) -> np.ndarray | None:
         """Every row's output tokens so far if every running row decodes exactly one token
         this step, nothing joins or leaves, and every row has emitted its first token already;
         otherwise None."""
-        alloc = batch.alloc
-        if batch.num_admitted or batch.num_preempted or len(alloc) == 0:
+        new_tokens = batch.new_tokens
+        if batch.num_admitted or batch.num_preempted or len(new_tokens) == 0:
             return None
         # Every row got exactly one token and needed only that.
         if not batch.one_token_each:
             return None
-        if batch.spec is None:
-            if num_tokens != len(alloc):
+        if batch.drafts is None:
+            if num_tokens != len(new_tokens):
                 return None
-        elif alloc.min() != 1:
+        elif new_tokens.min() != 1:
             return None
         # A prompt with one token left also needs exactly one token, but its step emits the
         # request's first token: only rows already decoding make a span.
-        run = self.running
-        outputs = run.tokens - run.prompt
+        running = self.running
+        outputs = running.tokens - running.prompt
         return outputs if _min(outputs) > 0 else None
 
     def _span_length(self, outputs: np.ndarray) -> tuple[int, int]:
@@ -356,14 +310,14 @@ class Instance:
     def _kv_steps(self, longest: int) -> int:
         """The most decode steps, up to ``longest``, for which every running row's KV blocks
         fit (at least 1: the scheduler already reserved the first step's)."""
-        run = self.running
+        running = self.running
         # Until the KV cache would run out: blocks needed to hold computed + m tokens.
         bs = self.kv.block_size
         free = self.kv.num_free_blocks
-        computed, nblocks = run.computed, run.nblocks
+        computed, nblocks = running.computed, running.nblocks
 
         def extra_blocks(m: int) -> int:
-            return int(_sum(np.maximum((computed + (m + bs - 1)) // bs - nblocks, 0)))
+            return int(_sum(np.maximum(cdiv(computed + m, bs) - nblocks, 0)))
 
         if extra_blocks(longest) <= free:
             return longest
@@ -376,25 +330,18 @@ class Instance:
                 hi = mid
         return lo
 
-    def _accepted_drafts(self, drafts: np.ndarray) -> np.ndarray:
-        """Accepted draft tokens for rows that verified ``drafts`` tokens each."""
-        spec = self.speculation
-        assert spec is not None
-        u = self.rng.random((len(drafts), spec.num_tokens))
-        return _leading_successes(u, np.asarray(spec.acceptance), drafts)
-
     def complete_step(self) -> StepOutcome:
         """Commit the in-flight step's tokens; free and return the finished requests."""
         span = self.in_flight
         assert span is not None
         self.in_flight = None
-        run, kv = self.running, self.kv
-        n = len(run)
+        running, kv = self.running, self.kv
+        n = len(running)
         # NOTE: local views of the table's columns; in-place updates write through.
-        ints = run.columns()
+        ints = running.columns()
         computed, tokens, prompt = ints[COMPUTED], ints[TOKENS], ints[PROMPT]
-        last_token = run.last_token
-        alloc = span.batch.alloc
+        last_token = running.last_token
+        new_tokens = span.batch.new_tokens
         m = span.num_steps
         end = float(span.ends_s[-1])
         bs = kv.block_size
@@ -405,19 +352,19 @@ class Instance:
         first_tokens = []
 
         spec_proposed = spec_accepted = spec_rows = 0
-        if m == 1 and span.pure_decode and span.batch.spec is None:
+        if m == 1 and span.pure_decode and span.batch.drafts is None:
             # One decode step of every row (the general case below, without its masks).
             itl_values, itl_weights = _fold_gaps(end - last_token, end - span.start_s)
             ints[COMPUTED : TOKENS + 1] += 1
             last_token[:] = end
             prefill_tokens = 0
             decode_tokens = n
-        elif m == 1 and span.batch.spec is None:
+        elif m == 1 and span.batch.drafts is None:
             # Rows that computed their last needed token emit one; those that had emitted
             # before see a gap, and those that needed just that token were decoding.
             need = tokens - computed
-            computed += alloc
-            emit = (alloc > 0) & (computed == tokens)
+            computed += new_tokens
+            emit = (new_tokens > 0) & (computed == tokens)
             had_output = tokens > prompt
             gaps_from = emit & had_output
             itl_values, itl_weights = _fold_gaps(end - last_token[gaps_from], end - span.start_s)
@@ -426,25 +373,26 @@ class Instance:
             tokens += emit
             last_token[emit] = end
             for i in (emit > had_output).nonzero()[0].tolist():
-                req = run.reqs[i]
+                req = running.reqs[i]
                 req.first_token_s = end
                 first_tokens.append(req)
         elif m == 1:
             had_output = tokens > prompt
-            spec = span.batch.spec
-            base = alloc if spec is None else alloc - spec
+            drafts = span.batch.drafts
+            base = new_tokens if drafts is None else new_tokens - drafts
             is_decode = (base == 1) & had_output & (tokens - computed == 1)
             computed += base
-            emit = (alloc > 0) & (computed == tokens)
+            emit = (new_tokens > 0) & (computed == tokens)
             gaps = end - last_token[emit & had_output]
             itl_values, itl_weights = _fold_gaps(gaps, end - span.start_s)
             emitted = emit.astype(np.int64)
-            verified = None if spec is None else emit & (spec > 0)
+            verified = None if drafts is None else emit & (drafts > 0)
             if verified is not None and verified.any():
-                accepted = self._accepted_drafts(spec[verified])
+                assert self.speculation is not None
+                accepted = self.speculation.accepted(self.rng, drafts[verified])
                 computed[verified] += accepted
                 emitted[verified] += accepted
-                spec_proposed = int(spec[verified].sum())
+                spec_proposed = int(drafts[verified].sum())
                 spec_accepted = int(accepted.sum())
                 spec_rows = int(np.count_nonzero(verified))
             decode_tokens = int(emitted[is_decode].sum())
@@ -452,7 +400,7 @@ class Instance:
             tokens += emitted
             last_token[emit] = end
             for i in np.flatnonzero(emit & ~had_output).tolist():
-                req = run.reqs[i]
+                req = running.reqs[i]
                 req.first_token_s = end
                 first_tokens.append(req)
         elif span.is_round:
@@ -469,7 +417,7 @@ class Instance:
                 itl_weights = np.concatenate((itl_weights, [bursts]))
             prefill_tokens = 0
             decode_tokens = int(emitted.sum())
-            _grow_to_computed(run, kv, ints)
+            _grow_to_computed(running, kv, ints)
             last_token[:] = end
         else:
             # A decode span: every row (all already decoding) emits one token per step.
@@ -480,20 +428,20 @@ class Instance:
             ints[COMPUTED : TOKENS + 1] += m
             prefill_tokens = 0
             decode_tokens = n * m
-            _grow_to_computed(run, kv, ints)
+            _grow_to_computed(running, kv, ints)
             last_token[:] = end
 
         if old_blocks_full is not None:
             # Only shared blocks are published; rows with none skip the Python work.
             fills = (computed // bs > old_blocks_full) & (old_blocks_full < ints[NSHARED])
             for i in np.flatnonzero(fills).tolist():
-                kv.register_full_blocks(run.sync(i))
+                kv.register_full_blocks(running.sync(i))
 
         finished = []
         if m >= span.first_finish:  # (requests can finish in this step)
             done = (tokens - prompt) >= ints[MAX_OUT]
             if _max(done):
-                finished = run.remove(done)
+                finished = running.remove(done)
         for req in finished:
             req.finish_s = end
             kv.free(req)
@@ -519,16 +467,10 @@ class Instance:
         return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, features)
 
 
-def _grow_to_computed(run: RunningTable, kv: KVBlockManager, ints: np.ndarray) -> None:
+def _grow_to_computed(running: RunningTable, kv: KVBlockManager, ints: np.ndarray) -> None:
     """Give every running row the KV blocks its computed tokens fill."""
     computed, bs = ints[COMPUTED], kv.block_size
-    grow_blocks(run, kv, np.maximum((computed + (bs - 1)) // bs - ints[NBLOCKS], 0), computed)
-
-
-def _leading_successes(u: np.ndarray, p: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """Per row, how many leading draws succeed (u < p), capped at ``limit``."""
-    ok = u < p[None, :]
-    return np.minimum(np.cumprod(ok, axis=1).sum(axis=1), limit)
+    grow_blocks(running, kv, np.maximum(cdiv(computed, bs) - ints[NBLOCKS], 0), computed)
 
 
 def _fold_gaps(gaps: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray]:

@@ -34,8 +34,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import count
+from typing import TYPE_CHECKING, TypeVar
 
 from servesim.engine.request import Request
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_Count = TypeVar("_Count", int, "np.ndarray")
+
+
+def cdiv(a: _Count, b: int) -> _Count:
+    """``ceil(a / b)`` for positive ``b``: the blocks of ``b`` tokens that hold ``a`` tokens
+    (ints, or numpy arrays element-wise)."""
+    return (a + (b - 1)) // b
+
 
 # NOTE: only ints and tuples of ints are hashed: Python randomises str hashes per process, which
 # would make runs irreproducible.
@@ -194,13 +207,13 @@ class KVBlockManager:
     def can_admit(self, req: Request, prefix: CachedPrefix, num_tokens: int) -> bool:
         """Whether ``req`` can take ``prefix`` and fresh blocks up to ``num_tokens`` tokens."""
         if prefix is _NO_HITS:
-            return -(-num_tokens // self.block_size) <= self.num_blocks - self.num_held
+            return cdiv(num_tokens, self.block_size) <= self.num_blocks - self.num_held
         revived = (
             sum(1 for b in prefix.block_ids if self.ref_counts[b] == 0)
             + prefix.num_private
             + prefix.num_to_load
         )
-        fresh = max(0, -(-num_tokens // self.block_size) - prefix.num_blocks)
+        fresh = max(0, cdiv(num_tokens, self.block_size) - prefix.num_blocks)
         return fresh + revived <= self.num_blocks - self.num_held
 
     # --- mutations ----------------------------------------------------------------------
@@ -254,7 +267,7 @@ class KVBlockManager:
     def allocate(self, req: Request, num_tokens: int) -> bool:
         """Grow ``req``'s blocks to hold ``num_tokens`` tokens; False (and no change) if full."""
         held = req.num_blocks
-        needed = -(-num_tokens // self.block_size) - held
+        needed = cdiv(num_tokens, self.block_size) - held
         if needed <= 0:
             return True
         if needed > self.num_blocks - self.num_held:

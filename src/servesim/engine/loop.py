@@ -1,13 +1,14 @@
 """The discrete-event loop. Read this file top to bottom to see how a simulation runs.
 
-Events sit on a heap keyed ``(time, priority, seq)``: time in simulated seconds, then a fixed
-priority (arrivals before wake-ups before step completions, so every request that arrives at
-time t is queued before a step that starts at t is scheduled), then the order events were
-pushed. That key makes same-time ordering explicit and runs reproducible.
+Events sit on a heap keyed ``(time, priority, seq)``: time in simulated seconds, then the
+priority of the event's kind (:class:`EventKind`: arrivals before wake-ups before step
+completions, so every request that arrives at time t is queued before a step that starts at t
+is scheduled), then the order events were pushed. That key makes same-time ordering explicit
+and runs reproducible.
 
-Each handler takes the event and returns the events it causes; the loop pushes them. The loop
-emits records (requests, steps, inter-token gaps) to a :class:`RunRecords`; everything users see
-is computed from those records afterwards.
+Each kind has one handler (:data:`_HANDLERS`); it takes the event's payload and returns the
+events it causes; the loop pushes them. The loop emits records (requests, steps, inter-token
+gaps) to a :class:`RunRecords`; everything users see is computed from those records afterwards.
 
 Times in the records are what the benchmark client sees: with an API server in front of the
 engine (:class:`ApiLatency`), a request reaches the scheduler ``ApiLatency.request_seconds``
@@ -19,6 +20,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
 
 from servesim.engine.instance import Instance, StepOutcome
@@ -28,8 +30,6 @@ from servesim.engine.router import Router
 
 if TYPE_CHECKING:
     from servesim.workload import Session
-
-ARRIVAL, WAKEUP, STEP_DONE = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -46,17 +46,49 @@ class Handoff:
     transfer_seconds: Callable[[Request, Instance, Instance], float]
 
 
+class EventKind(Enum):
+    """What an event is. ``priority`` orders kinds at the same instant, lower first: requests
+    arrive, then idle instances wake up, then steps complete."""
+
+    SESSION = 0, "a session's first turn is due (the next session is pulled from the workload)"
+    SEND = 0, "a client sends a turn (with an API server: it queues for the server)"
+    ARRIVAL = 0, "a turn reaches the scheduler"
+    KV_ARRIVAL = 0, "a prefilled request's KV cache reaches its decode instance"
+    WAKEUP = 1, "an idle instance with queued work schedules a step"
+    STEP_DONE = 2, "an instance's step (or decode span) ends"
+
+    def __init__(self, priority: int, meaning: str):
+        self.priority = priority
+        self.meaning = meaning
+
+
 class Event(NamedTuple):
-    """Something that happens at ``time``; ``priority`` orders events at the same instant.
+    """Something that happens at ``time``; its kind's priority orders events at one instant.
 
     (A named tuple: built for every step and arrival, cheaper than a frozen dataclass.)
     """
 
     time: float
-    priority: int
-    kind: str
+    kind: EventKind
     payload: object = None
-    version: int = 0
+    generation: int = 0
+    """For ``STEP_DONE``: the instance's step generation it was scheduled for (a later one
+    means the step's end moved and this event is stale)."""
+
+    @property
+    def priority(self) -> int:
+        return self.kind.priority
+
+
+_HANDLERS: dict[EventKind, Callable[[Simulation, Event], list[Event]]] = {
+    EventKind.SESSION: lambda sim, ev: sim._on_session(ev.payload),
+    EventKind.SEND: lambda sim, ev: [sim._arrival(*ev.payload)],
+    EventKind.ARRIVAL: lambda sim, ev: sim._on_arrival(*ev.payload),
+    EventKind.KV_ARRIVAL: lambda sim, ev: sim._on_kv_arrival(*ev.payload),
+    EventKind.WAKEUP: lambda sim, ev: sim._on_wakeup(ev.payload),
+    EventKind.STEP_DONE: lambda sim, ev: sim._on_step_done(ev.payload, ev.generation),
+}
+"""Each kind's handler (through the simulation's methods, so subclasses can override them)."""
 
 
 @dataclass(frozen=True)
@@ -156,23 +188,11 @@ class Simulation:
         self._push_all([self._arrival(session, 0, self.now)])
 
     def _handle(self, event: Event) -> list[Event]:
-        if event.kind == "session":
-            return self._on_session(event.payload)
-        if event.kind == "arrival":
-            return self._on_arrival(event.payload)
-        if event.kind == "wakeup":
-            return self._on_wakeup(event.payload)
-        if event.kind == "step_done":
-            return self._on_step_done(event.payload, event.version)
-        if event.kind == "kv_arrival":
-            return self._on_kv_arrival(*event.payload)
-        if event.kind == "send":
-            return [self._arrival(*event.payload)]
-        raise AssertionError(event.kind)
+        return _HANDLERS[event.kind](self, event)
 
     def _push_all(self, events: list[Event]) -> None:
         for ev in events:
-            heapq.heappush(self._heap, (ev.time, ev.priority, self._seq, ev))
+            heapq.heappush(self._heap, (ev.time, ev.kind.priority, self._seq, ev))
             self._seq += 1
 
     # --- handlers -----------------------------------------------------------------------
@@ -182,7 +202,7 @@ class Simulation:
         session = next(self.sessions, None)
         if session is None:
             return []
-        return [Event(session.start_s, ARRIVAL, "session", session)]
+        return [Event(session.start_s, EventKind.SESSION, session)]
 
     def _on_session(self, session: Session) -> list[Event]:
         # The next session is pulled only now, so the workload streams in bounded memory.
@@ -196,18 +216,17 @@ class Simulation:
 
         API servers take requests in the order they are sent, so a turn sent later than now
         (a follow-up after think time, a request held by a client-side cap) first becomes a
-        ``send`` event at its send time."""
+        ``SEND`` event at its send time."""
         if self.api is None:
-            return Event(sent_s, ARRIVAL, "arrival", (session, turn_index, sent_s))
+            return Event(sent_s, EventKind.ARRIVAL, (session, turn_index, sent_s))
         if sent_s > self.now:
-            return Event(sent_s, ARRIVAL, "send", (session, turn_index, sent_s))
+            return Event(sent_s, EventKind.SEND, (session, turn_index, sent_s))
         start = max(sent_s, heapq.heappop(self._api_free))
         ready = start + self.api.request_seconds(session.turns[turn_index].input_tokens)
         heapq.heappush(self._api_free, ready)
-        return Event(ready, ARRIVAL, "arrival", (session, turn_index, sent_s))
+        return Event(ready, EventKind.ARRIVAL, (session, turn_index, sent_s))
 
-    def _on_arrival(self, payload: tuple[Session, int, float]) -> list[Event]:
-        session, turn_index, sent_s = payload
+    def _on_arrival(self, session: Session, turn_index: int, sent_s: float) -> list[Event]:
         turn = session.turns[turn_index]
         req = Request(
             request_id=self._next_request_id,
@@ -232,10 +251,10 @@ class Simulation:
         """Queue ``req`` on ``instance``: wake it if idle, or cut its decode span short."""
         new_end = instance.enqueue(req, self.now)
         if new_end is not None:
-            return [Event(new_end, STEP_DONE, "step_done", instance, instance.version)]
+            return [Event(new_end, EventKind.STEP_DONE, instance, instance.generation)]
         if not instance.busy and not instance.wake_pending:
             instance.wake_pending = True
-            return [Event(self.now, WAKEUP, "wakeup", instance)]
+            return [Event(self.now, EventKind.WAKEUP, instance)]
         return []
 
     def _on_wakeup(self, instance: Instance) -> list[Event]:
@@ -243,8 +262,8 @@ class Simulation:
             return []
         return self._start_step(instance)
 
-    def _on_step_done(self, instance: Instance, version: int) -> list[Event]:
-        if version != instance.version or not instance.busy:
+    def _on_step_done(self, instance: Instance, generation: int) -> list[Event]:
+        if generation != instance.generation or not instance.busy:
             return []  # superseded: the span was truncated and rescheduled
         outcome = instance.complete_step()
         if self.on_step is not None:
@@ -278,19 +297,14 @@ class Simulation:
         target = handoff.router(req, handoff.decode_instances)
         seconds = handoff.transfer_seconds(req, source, target)
         self.records.kv_transfer(seconds)
-        return Event(self.now + seconds, ARRIVAL, "kv_arrival", (req, target))
+        return Event(self.now + seconds, EventKind.KV_ARRIVAL, (req, target))
 
     def _on_kv_arrival(self, req: Request, target: Instance) -> list[Event]:
-        # The decode instance holds the prompt's KV except the last token, which it recomputes
-        # to produce the first output token (as vLLM's disaggregated connectors do).
-        req.num_output_tokens = 0
-        req.num_computed_tokens = 0
-        req.num_external_tokens = req.prompt_tokens - 1
-        req.first_token_s = req.last_token_s = None
+        req.receive_prompt_kv()
         return self._deliver(req, target)
 
     def _start_step(self, instance: Instance) -> list[Event]:
         end = instance.start_step(self.now)
         if end is None:
             return []
-        return [Event(end, STEP_DONE, "step_done", instance, instance.version)]
+        return [Event(end, EventKind.STEP_DONE, instance, instance.generation)]

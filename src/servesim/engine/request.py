@@ -66,3 +66,12 @@ class Request:
     @property
     def is_finished(self) -> bool:
         return self.num_output_tokens >= self.max_output_tokens
+
+    def receive_prompt_kv(self) -> None:
+        """Start over on a decode instance that receives the prompt's KV from its prefill
+        instance (P/D disaggregation): all of it but the last token, which the decode instance
+        recomputes to produce the first output token (as vLLM's disaggregated connectors do)."""
+        self.num_output_tokens = 0
+        self.num_computed_tokens = 0
+        self.num_external_tokens = self.prompt_tokens - 1
+        self.first_token_s = self.last_token_s = None

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from servesim.engine.kv_cache import KVBlockManager, shareable_blocks
+from servesim.engine.kv_cache import KVBlockManager, cdiv, shareable_blocks
 from servesim.engine.request import Request
 from servesim.engine.running import NBLOCKS, SHAREABLE, RunningTable
 from servesim.knobs import (
@@ -124,32 +124,32 @@ def policy_knobs(cfg: SchedulerConfig) -> PolicyKnobs:
 
 
 class ScheduledBatch(NamedTuple):
-    """What one step computes. ``alloc`` is aligned with the running table after scheduling.
+    """What one step computes, aligned with the running table after scheduling.
 
     (A named tuple: one is built every step, cheaper than a frozen dataclass.)
     """
 
-    alloc: np.ndarray
+    new_tokens: np.ndarray
     """New tokens per running row this step (0 = not scheduled)."""
     num_preempted: int
     num_admitted: int
-    spec: np.ndarray | None = None
-    """Draft tokens verified per row (included in ``alloc``); None = no speculation."""
+    drafts: np.ndarray | None = None
+    """Draft tokens verified per row (included in ``new_tokens``); None = no speculation."""
     one_token_each: bool = False
     """Every running row needed exactly one token before this step (all were decoding or
     had one prompt token left)."""
 
     @property
     def rows(self) -> np.ndarray:
-        return np.flatnonzero(self.alloc)
+        return np.flatnonzero(self.new_tokens)
 
     @property
     def num_scheduled_tokens(self) -> int:
-        return int(self.alloc.sum())
+        return int(self.new_tokens.sum())
 
     @property
     def is_empty(self) -> bool:
-        return not self.alloc.any()
+        return not self.new_tokens.any()
 
 
 @dataclass
@@ -168,15 +168,15 @@ class SchedulerState:
 def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> ScheduledBatch:
     """Pick this step's batch (see the module docstring for the rule)."""
     knobs = policy_knobs(cfg)
-    run = state.running
-    need = run.tokens - run.computed
+    running = state.running
+    need = running.tokens - running.computed
     # (Every running row needs at least one token: a step leaves computed = tokens − 1.)
     need_total = int(_sum(need))
     one_each = need_total == len(need)
     speculating = state.num_speculative_tokens > 0
     if speculating:
-        spec = speculative_tokens(state, need)
-        need = need + spec
+        drafts = speculative_tokens(state, need)
+        need = need + drafts
         need_total = None
     if cfg.long_prefill_token_threshold is not None:
         need = np.minimum(need, cfg.long_prefill_token_threshold)
@@ -186,26 +186,26 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
         if batch is not None:
             return batch
     order = np.argsort(need > 1, kind="stable") if knobs.decodes_first else None
-    alloc = _share_budget(need, knobs.budget, order, need_total)
-    alloc, num_preempted = _reserve_blocks(state, alloc, order)
+    new_tokens = _share_budget(need, knobs.budget, order, need_total)
+    new_tokens, num_preempted = _reserve_blocks(state, new_tokens, order)
     num_admitted = 0
     # (prefill_first admits only in its prompt step, which just found nothing to admit.)
-    admits = not knobs.admit_only_when_idle or len(run) == 0
+    admits = not knobs.admit_only_when_idle or len(running) == 0
     admits = admits and not (knobs.prefill_first and not speculating)
     if state.waiting and num_preempted == 0 and admits:
-        budget = knobs.budget - int(alloc.sum())
-        extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool((alloc > 1).any()))
+        budget = knobs.budget - int(new_tokens.sum())
+        extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool((new_tokens > 1).any()))
         num_admitted = len(extra)
         if extra:
-            alloc = np.concatenate([alloc, np.asarray(extra, dtype=np.int64)])
+            new_tokens = np.concatenate([new_tokens, np.asarray(extra, dtype=np.int64)])
     if not speculating:
-        return ScheduledBatch(alloc, num_preempted, num_admitted, one_token_each=one_each)
+        return ScheduledBatch(new_tokens, num_preempted, num_admitted, one_token_each=one_each)
     # Preemption drops rows from the end; admission appends rows that verify no drafts.
-    kept = len(alloc) - num_admitted
-    spec = np.concatenate([spec[:kept], np.zeros(num_admitted, dtype=np.int64)])
+    kept = len(new_tokens) - num_admitted
+    drafts = np.concatenate([drafts[:kept], np.zeros(num_admitted, dtype=np.int64)])
     # A decode row squeezed by the budget verifies fewer draft tokens.
-    spec = np.minimum(spec, np.maximum(alloc - 1, 0))
-    return ScheduledBatch(alloc, num_preempted, num_admitted, spec, one_each)
+    drafts = np.minimum(drafts, np.maximum(new_tokens - 1, 0))
+    return ScheduledBatch(new_tokens, num_preempted, num_admitted, drafts, one_each)
 
 
 def _prompt_step(
@@ -216,34 +216,34 @@ def _prompt_step(
     Running rows still in their prompt (a chunked prompt's next chunk) go first, then waiting
     requests are admitted with the budget left; running decodes get nothing this step.
     """
-    run = state.running
-    in_prompt = run.computed < run.prompt
-    alloc = np.zeros(len(need), dtype=np.int64)
+    running = state.running
+    in_prompt = running.computed < running.prompt
+    new_tokens = np.zeros(len(need), dtype=np.int64)
     num_preempted = 0
     if in_prompt.any():
-        alloc = _share_budget(np.where(in_prompt, need, 0), knobs.budget, None)
-        alloc, num_preempted = _reserve_blocks(state, alloc, None)
+        new_tokens = _share_budget(np.where(in_prompt, need, 0), knobs.budget, None)
+        new_tokens, num_preempted = _reserve_blocks(state, new_tokens, None)
     num_admitted = 0
     if state.waiting and num_preempted == 0:
-        budget = knobs.budget - int(alloc.sum())
-        extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool(alloc.any()))
+        budget = knobs.budget - int(new_tokens.sum())
+        extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool(new_tokens.any()))
         num_admitted = len(extra)
         if extra:
-            alloc = np.concatenate([alloc, np.asarray(extra, dtype=np.int64)])
-    if not alloc.any() and num_preempted == 0:
+            new_tokens = np.concatenate([new_tokens, np.asarray(extra, dtype=np.int64)])
+    if not new_tokens.any() and num_preempted == 0:
         return None
     # (A preemption changed the running table: the step stands as it is, even if empty.)
-    return ScheduledBatch(alloc, num_preempted, num_admitted)
+    return ScheduledBatch(new_tokens, num_preempted, num_admitted)
 
 
 def speculative_tokens(state: SchedulerState, need: np.ndarray) -> np.ndarray:
     """Draft tokens each running row verifies this step: k for a decoding row, fewer near its
     last output token (no drafts past max tokens), none for rows still prefilling."""
     k = state.num_speculative_tokens
-    run = state.running
+    running = state.running
     if k == 0:
         return np.zeros(len(need), dtype=np.int64)
-    left = run.max_out - (run.tokens - run.prompt) - 1
+    left = running.max_out - (running.tokens - running.prompt) - 1
     return np.where(need == 1, np.clip(left, 0, k), 0)
 
 
@@ -259,29 +259,29 @@ def _share_budget(
     got = np.minimum(np.maximum(budget - start, 0), ordered).astype(np.int64)
     if order is None:
         return got
-    alloc = np.empty_like(got)
-    alloc[order] = got
-    return alloc
+    new_tokens = np.empty_like(got)
+    new_tokens[order] = got
+    return new_tokens
 
 
 def _reserve_blocks(
-    state: SchedulerState, alloc: np.ndarray, order: np.ndarray | None
+    state: SchedulerState, new_tokens: np.ndarray, order: np.ndarray | None
 ) -> tuple[np.ndarray, int]:
     """Allocate KV blocks for the scheduled running rows, preempting the newest on shortage."""
-    run, kv = state.running, state.kv
+    running, kv = state.running, state.kv
     bs = kv.block_size
-    target = run.computed + alloc
-    # Unscheduled rows (alloc 0) need nothing: their blocks already hold every computed token.
-    extra = np.maximum((target + (bs - 1)) // bs - run.nblocks, 0)
+    target = running.computed + new_tokens
+    # Unscheduled rows (no new tokens) need nothing: their blocks already hold every computed token.
+    extra = np.maximum(cdiv(target, bs) - running.nblocks, 0)
     total = int(_sum(extra))
     if total <= kv.num_free_blocks:
-        grow_blocks(run, kv, extra, target, total)
-        return alloc, 0
+        grow_blocks(running, kv, extra, target, total)
+        return new_tokens, 0
 
     # Shortage: walk rows in scheduling order; while a row cannot grow, preempt the newest.
     # NOTE: the leading rows that fit as they are grow in bulk, which leaves the cache as
     # growing them one by one would (evictions take the same blocks in the same order).
-    walk = np.arange(len(run)) if order is None else order
+    walk = np.arange(len(running)) if order is None else order
     num_preempted = 0
     pos = 0
     while pos < len(walk):
@@ -290,32 +290,32 @@ def _reserve_blocks(
             rows = walk[pos : pos + fits]
             bulk = np.zeros_like(extra)
             bulk[rows] = extra[rows]
-            grow_blocks(run, kv, bulk, target)
+            grow_blocks(running, kv, bulk, target)
             extra[rows] = 0
             pos += fits
             continue
         i = int(walk[pos])
         pos += 1
-        if i >= len(run) or alloc[i] == 0:
+        if i >= len(running) or new_tokens[i] == 0:
             continue
-        req = run.sync(i)
+        req = running.sync(i)
         while not kv.allocate(req, int(target[i])):
-            victim = run.pop_last()
-            alloc = alloc[: len(run)]
+            victim = running.pop_last()
+            new_tokens = new_tokens[: len(running)]
             _preempt(state, victim)
             num_preempted += 1
             if victim is req:
                 break
         else:
-            run.refresh_blocks(i)
+            running.refresh_blocks(i)
         extra[i] = 0
-        if len(run) < len(extra):  # the preempted rows are gone
-            n = len(run)
+        if len(running) < len(extra):  # the preempted rows are gone
+            n = len(running)
             extra, target = extra[:n], target[:n]
             walk = walk[pos:]
             walk = walk[walk < n]
             pos = 0
-    return alloc, num_preempted
+    return new_tokens, num_preempted
 
 
 def _leading_fit(walk: np.ndarray, extra: np.ndarray, kv: KVBlockManager) -> int:
@@ -325,7 +325,7 @@ def _leading_fit(walk: np.ndarray, extra: np.ndarray, kv: KVBlockManager) -> int
 
 
 def grow_blocks(
-    run: RunningTable,
+    running: RunningTable,
     kv: KVBlockManager,
     extra: np.ndarray,
     target: np.ndarray,
@@ -341,7 +341,7 @@ def grow_blocks(
         total = int(_sum(extra))
     if not total:
         return
-    cols = run.columns()
+    cols = running.columns()
     nblocks = cols[NBLOCKS]
     # (Without prefix caching, or once every row holds its named blocks, none is named.)
     if kv.enable_prefix_caching and _max(cols[SHAREABLE] - nblocks) > 0:
@@ -349,8 +349,8 @@ def grow_blocks(
         rows = np.flatnonzero(named).tolist()
         if rows:
             for i in rows:
-                kv.allocate(run.sync(i), int(target[i]))
-                run.refresh_blocks(i)
+                kv.allocate(running.sync(i), int(target[i]))
+                running.refresh_blocks(i)
             extra = np.where(named, 0, extra)
             total = int(_sum(extra))
     if total:
@@ -376,9 +376,9 @@ def _admit(
     has_prefill: bool,
 ) -> list[int]:
     """Move waiting requests into the running table; return the tokens each gets this step."""
-    waiting, run, kv = state.waiting, state.running, state.kv
+    waiting, running, kv = state.waiting, state.running, state.kv
     granted: list[int] = []
-    while waiting and budget > 0 and len(run) < cfg.max_num_seqs:
+    while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
         req = waiting[0]
         hits = kv.find_cached_prefix(req)
         cached = hits.num_blocks * kv.block_size
@@ -403,7 +403,7 @@ def _admit(
             req.first_scheduled_s = now
             req.num_cached_tokens = cached
         shareable = shareable_blocks(req, kv.block_size) if kv.enable_prefix_caching else 0
-        run.append(req, shareable, max_out=1 if state.prefill_only else None)
+        running.append(req, shareable, max_out=1 if state.prefill_only else None)
         granted.append(n)
         budget -= n
     return granted

@@ -160,9 +160,9 @@ class OnlineEngine:
         if instance.role == "prefill":
             return
         at = self.sim.now + self.stream_delay_s
-        run = instance.running
-        outputs = (run.tokens - run.prompt).tolist()
-        for req, produced in zip(run.reqs, outputs, strict=True):
+        running = instance.running
+        outputs = (running.tokens - running.prompt).tolist()
+        for req, produced in zip(running.reqs, outputs, strict=True):
             self._emit(req, produced, at, finished=False)
         for req in outcome.finished:
             self._emit(req, req.num_output_tokens, at, finished=True)
