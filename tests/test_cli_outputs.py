@@ -223,8 +223,12 @@ def test_an_analysis_folder_reused_loses_the_stale_phases_plot(tmp_path):
 # requests.csv writer announces the temporary folder it is writing into and then stalls, so
 # the signal is sure to arrive mid-write (no timing guess).
 SLOW_WRITER = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+
+# As a terminal's foreground process: Ctrl-C raises KeyboardInterrupt. (A runner started in the
+# background of a non-interactive shell hands its children SIGINT ignored.)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import servesim.output as output
 from servesim.cli import main

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from servesim.cli.app import app, positional_or_option
+from servesim.knobs import GPU_MEMORY_UTILIZATION
 
 # NOTE: numpy and the cost model are imported inside the commands: `servesim --help` loads
 # every command module, and should not pay for them.
@@ -108,7 +109,7 @@ def estimate_cmd(
     ),
     kv_dtype: str | None = typer.Option(None, "--kv-dtype", help="KV-cache dtype (bf16, fp8)."),
     gpu_memory_utilization: float = typer.Option(
-        0.9, "--gpu-memory-utilization", help="Fraction of HBM the server may use."
+        GPU_MEMORY_UTILIZATION, "--gpu-memory-utilization", help="Fraction of HBM the server may use."
     ),
     kernel_tables: bool = typer.Option(
         True,
