@@ -219,10 +219,13 @@ def _step_work(
     for g in runtimes:
         ids = [i.instance_id for i in g.instances]
         rows = np.isin(steps["instance"], ids)
-        flops, hbm = g.cost.work_from_features(features[rows])
+        # One group (the usual case) reads the features in place: no copy of the largest
+        # per-step array; several groups gather their rows once.
+        sub = features if rows.all() else features[rows]
+        flops, hbm = g.cost.work_from_features(sub)
         extra["flops"][rows] = flops
         extra["hbm_bytes"][rows] = hbm
-        groups = _group_seconds(g.cost, features[rows])
+        groups = _group_seconds(g.cost, sub)
         total = sum(groups.values())
         # NOTE: exact for single steps; a span's groups are rescaled to its exact duration.
         dur = steps["duration_s"][rows]
@@ -240,18 +243,18 @@ def _step_work(
         peak_flops += peak * gpus * len(ids)
         peak_bytes += g.hardware.hbm_bandwidth * gpus * len(ids)
         # Energy: each step at its modelled power, idle gaps at idle power, on every GPU.
-        power = g.cost.power_from_features(features[rows], dur)
+        power = g.cost.power_from_features(sub, dur)
         extra.setdefault("power_w", np.zeros(n))[rows] = power
         busy = float(dur.sum())
         energy += float((power * dur).sum()) * gpus
         energy += g.hardware.idle_w * gpus * max(0.0, duration * len(ids) - busy)
-        host_bound = g.cost.host_bound_seconds_from_features(features[rows])
+        host_bound = g.cost.host_bound_seconds_from_features(sub)
         extra.setdefault("t_host_bound", np.zeros(n))[rows] = host_bound
         host_bound_total += float(host_bound.sum())
         busy_total += busy
-        for name, secs in _chunked(g.cost.rung_seconds_from_features, features[rows]).items():
+        for name, secs in _chunked(g.cost.rung_seconds_from_features, sub).items():
             rung_total[name] = rung_total.get(name, 0.0) + float(secs.sum())
-        extrapolated += int(g.cost.extrapolated_from_features(features[rows]).sum())
+        extrapolated += int(g.cost.extrapolated_from_features(sub).sum())
     util = {
         "mfu": total_flops / (duration * peak_flops) if duration > 0 else float("nan"),
         "mbu": total_bytes / (duration * peak_bytes) if duration > 0 else float("nan"),
