@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO / "src"))
 # once, in servesim.cost.aic_tables (run-time reading with the servesim[kernels] extra uses them
 # too); this script only picks the grid and the backend kept in the catalog, and writes it.
 from servesim.cost import aic_tables as aic  # noqa: E402
+from servesim.cost.kernels import MOE_BACKENDS  # noqa: E402
 
 DEFAULT_OUT = REPO / "src" / "servesim" / "catalog" / "kernels"
 HARDWARE = REPO / "src" / "servesim" / "catalog" / "hardware"
@@ -68,7 +69,6 @@ MOE_SHAPES = {
     (4096, 14336, 2, 8),  # Mixtral-8x7B
     (2880, 2880, 4, 128),  # gpt-oss-120b
 }
-MOE_BACKENDS = ("vllm", "sglang")
 
 
 @dataclass(frozen=True)

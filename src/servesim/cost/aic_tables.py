@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from servesim.cost.params import KERNEL_BACKENDS
+
 DATA_ROOT_ENV = "SERVESIM_AIC_DATA"
 """Environment variable naming a ``systems/data`` folder to read instead of the installed
 wheel's (tests, or a checkout of https://github.com/ai-dynamo/aiconfigurator)."""
@@ -48,7 +50,7 @@ SYSTEMS = {
 """servesim GPU id (lower-cased hardware ``name``) → AIConfigurator system folder: the same
 device only (a cut-down or different-memory part borrows through ``kernels.SAME_ARCHITECTURE``)."""
 
-BACKENDS = ("trtllm", "vllm", "sglang")
+BACKENDS = KERNEL_BACKENDS
 """AIConfigurator's serving backends, as servesim engine profiles name them."""
 
 # --- the grid the catalog keeps (bench/gpu/distil_kernels.py) -------------------------------

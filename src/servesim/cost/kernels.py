@@ -83,8 +83,6 @@ class KernelTables:
 
 
 MOE_BACKENDS = ("vllm", "sglang")
-CATALOG_BACKEND = "trtllm"
-"""The serving backend whose kernels the catalog's GEMM, attention and all-reduce CSVs hold."""
 TABLE_SOURCE_ENV = "SERVESIM_KERNEL_TABLES"
 """Set to ``catalog`` to price from the shipped CSVs even when the ``servesim[kernels]`` extra
 is installed (reproducing a default install's figures)."""
