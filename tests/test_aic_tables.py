@@ -30,8 +30,14 @@ def _gemm_rows(latency_of):
                 for repeat in range(3):  # three repeats: the median is kept
                     lat = latency_of(dtype, m, n, k) * (1.0, 1.1, 0.8)[repeat]
                     rows.append(
-                        {"device": "NVIDIA H200", "gemm_dtype": dtype, "m": m, "n": n, "k": k,
-                         "latency": lat}
+                        {
+                            "device": "NVIDIA H200",
+                            "gemm_dtype": dtype,
+                            "m": m,
+                            "n": n,
+                            "k": k,
+                            "latency": lat,
+                        }
                     )
     return rows
 
@@ -52,8 +58,13 @@ def fake_root(tmp_path, monkeypatch):
         for size in (1024, 1 << 20):
             for backend, lat in (("vllm_graph", 0.01), ("vllm_eager", 0.05)):
                 ar.append(
-                    {"allreduce_dtype": "bfloat16", "num_gpus": n, "message_size": size,
-                     "latency": lat * (1 + size / 1e6), "backend": backend}
+                    {
+                        "allreduce_dtype": "bfloat16",
+                        "num_gpus": n,
+                        "message_size": size,
+                        "latency": lat * (1 + size / 1e6),
+                        "backend": backend,
+                    }
                 )
     _write(root, "h200_sxm", "comm", "vllm", "0.24.0", "custom_allreduce_perf", ar)
     monkeypatch.setenv(A.DATA_ROOT_ENV, str(root))
@@ -69,7 +80,13 @@ def fake_root(tmp_path, monkeypatch):
 def test_version_folders_sort_as_releases():
     names = ["0.14.0rc1", "0.9.1", "0.24.0", "0.1.dev19262", "0.5.6.post2", "1.3.0rc20", "1.3.0"]
     assert sorted(names, key=A.version_key) == [
-        "0.1.dev19262", "0.5.6.post2", "0.9.1", "0.14.0rc1", "0.24.0", "1.3.0rc20", "1.3.0",
+        "0.1.dev19262",
+        "0.5.6.post2",
+        "0.9.1",
+        "0.14.0rc1",
+        "0.24.0",
+        "1.3.0rc20",
+        "1.3.0",
     ]
 
 
@@ -105,7 +122,7 @@ def test_allreduce_keeps_the_cuda_graph_rows(fake_root):
 def test_backend_tables_replace_the_catalog_and_fall_back_per_table(fake_root):
     catalog = K.load_tables("H200")
     vllm = K.load_tables("H200", "vllm")
-    assert vllm.source.startswith(f"${A.DATA_ROOT_ENV}" ) or "h200_sxm" in vllm.source
+    assert vllm.source.startswith(f"${A.DATA_ROOT_ENV}") or "h200_sxm" in vllm.source
     assert "gemm/vllm/0.24.0" in vllm.source
     # GEMMs now from the backend's table (the fake one runs at 500 TFLOP/s at most) ...
     assert vllm.gemm["tflops"].max() < 500 < catalog.gemm["tflops"].max() * 2
@@ -186,7 +203,9 @@ def test_kernels_command_shows_the_engines_tables(fake_root):
     def run(*args):
         return subprocess.run(
             [sys.executable, "-m", "servesim", "kernels", "H200", "--json", *args],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
 
     import json

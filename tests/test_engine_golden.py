@@ -261,7 +261,7 @@ GOLDEN: dict[str, dict[str, str]] = {
     },
     "sglang_prefill_first": {
         "requests": "986628153df72b14",
-        "steps": "d693581137ed27c6",
+        "steps": "c29a600bc080e7ec",
         "features": "a564c79ca24ae901",
         "itl": "349b9d685da52883",
         "summary": "d15566cbf84370c3",

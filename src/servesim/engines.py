@@ -59,6 +59,9 @@ class EngineProfile:
     api_request_s: float
     api_per_input_token_s: float
     api_stream_s: float
+    admission: str = knobs.ADMISSION
+    """When a waiting request's KV fits (``greedy``, ``reserve``, ``guaranteed``: see
+    ``servesim.engine.admission``)."""
     custom_allreduce: bool = True
     """TP all-reduces inside a node use the engine's custom peer-memory kernel (two link
     latencies) rather than NCCL's ring (see ``CostParams.custom_allreduce``)."""
@@ -202,10 +205,11 @@ PROFILES: dict[str, EngineProfile] = {
         "8192 tokens), overlap scheduler (host work beside the GPU), radix prefix cache",
         versions=">= 0.4",
         policy="prefill_first",
-        max_num_seqs=1024,
+        max_num_seqs=4096,
         max_num_batched_tokens=8192,
         enable_chunked_prefill=True,
         enable_prefix_caching=True,
+        admission="reserve",
         host_overlap=True,
         host_step_s=3e-4,
         host_per_seq_s=1e-5,
@@ -221,7 +225,10 @@ PROFILES: dict[str, EngineProfile] = {
             "custom_allreduce": "SGLang reuses vLLM's custom all-reduce kernels (sgl-kernel)",
             "scheduler": "SGLang server arguments: chunked_prefill_size 8192, prefill "
             "prioritised over decode (schedule_policy / scheduler.get_next_batch_to_run), "
-            "max_running_requests bounded by KV memory (1024 here)",
+            "max_running_requests from the KV pool: min(max(kv_tokens / context_len * 512, "
+            "2048), 4096) (model_runner; 4096 once the pool holds 8 context windows); "
+            "admission (PrefillAdder) reserves new_token_ratio of the running requests' "
+            "remaining outputs (schedule_policy.py, global_config.py)",
             "host": "estimate: SGLang 0.4's overlap ('zero-overhead') scheduler runs CPU "
             "scheduling of batch n+1 beside the GPU step of batch n",
             "cuda_graph_sizes": "SGLang ServerArgs default cuda_graph_bs (1, 2, 4, 8, 12, "
@@ -346,6 +353,7 @@ def scheduler_defaults(profile: EngineProfile, given: dict[str, Any]) -> dict[st
         "max_num_batched_tokens": profile.max_num_batched_tokens,
         "enable_chunked_prefill": profile.enable_chunked_prefill,
         "enable_prefix_caching": profile.enable_prefix_caching,
+        "admission": profile.admission,
     }
     if (
         "policy" not in given

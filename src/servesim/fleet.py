@@ -118,6 +118,7 @@ def scheduler_config(spec: SchedulerSpec) -> SchedulerConfig:
         enable_prefix_caching=spec.enable_prefix_caching,
         enable_chunked_prefill=spec.enable_chunked_prefill,
         long_prefill_token_threshold=spec.long_prefill_token_threshold,
+        admission=spec.admission,
     )
 
 

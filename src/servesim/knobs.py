@@ -17,7 +17,15 @@ POLICIES = ("vllm", "sarathi", "orca", "static", "prefill_first")
 ROUTERS = ("round_robin", "least_outstanding", "power_of_two", "prefix_affinity")
 """Routers in front of the instances (``servesim.engine.router`` implements them)."""
 
+ADMISSIONS = ("greedy", "reserve", "guaranteed")
+"""How a scheduler decides that a waiting request's KV fits (``servesim.engine.admission``):
+``greedy`` (vLLM: the prompt's blocks fit now; a shortage later preempts), ``reserve``
+(SGLang: the prompt plus an adaptive share of every running request's remaining output
+tokens fit), ``guaranteed`` (TensorRT-LLM ``GUARANTEED_NO_EVICT``: every request's whole
+remaining output fits)."""
+
 POLICY = "vllm"
+ADMISSION = "greedy"
 MAX_NUM_BATCHED_TOKENS = 8192
 """Token budget of one step (prefill chunks + decodes)."""
 MAX_NUM_SEQS = 256

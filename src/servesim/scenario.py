@@ -51,6 +51,10 @@ class SchedulerSpec(Spec):
     enable_prefix_caching: bool = knobs.ENABLE_PREFIX_CACHING
     enable_chunked_prefill: bool = knobs.ENABLE_CHUNKED_PREFILL
     long_prefill_token_threshold: AtLeastOne | None = None
+    admission: Annotated[
+        str,
+        Meta(description=f"when a waiting request's KV fits: one of {', '.join(knobs.ADMISSIONS)}"),
+    ] = knobs.ADMISSION
     gpu_memory_utilization: Annotated[float, Meta(gt=0, le=1)] = knobs.GPU_MEMORY_UTILIZATION
 
 

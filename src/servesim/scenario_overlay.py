@@ -36,6 +36,7 @@ SECTION_OPTIONS: dict[str, dict[str, str]] = {
         "scheduler": "policy",
         "max_num_batched_tokens": "max_num_batched_tokens",
         "max_num_seqs": "max_num_seqs",
+        "admission": "admission",
         "block_size": "block_size",
         "prefix_caching": "enable_prefix_caching",
         "chunked_prefill": "enable_chunked_prefill",

@@ -109,7 +109,9 @@ def estimate_cmd(
     ),
     kv_dtype: str | None = typer.Option(None, "--kv-dtype", help="KV-cache dtype (bf16, fp8)."),
     gpu_memory_utilization: float = typer.Option(
-        GPU_MEMORY_UTILIZATION, "--gpu-memory-utilization", help="Fraction of HBM the server may use."
+        GPU_MEMORY_UTILIZATION,
+        "--gpu-memory-utilization",
+        help="Fraction of HBM the server may use.",
     ),
     kernel_tables: bool = typer.Option(
         True,

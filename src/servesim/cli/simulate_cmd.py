@@ -147,6 +147,12 @@ def simulate_command(
         None, "--max-num-batched-tokens", help="token budget per step"
     ),
     max_num_seqs: int = typer.Option(None, "--max-num-seqs", help="most running requests"),
+    admission: str = typer.Option(
+        None,
+        "--admission",
+        help="when a waiting request's KV fits: greedy (vLLM) | reserve (SGLang) | guaranteed "
+        "(TensorRT-LLM GUARANTEED_NO_EVICT)",
+    ),
     block_size: int = typer.Option(None, "--block-size", help="tokens per KV block"),
     prefix_caching: bool = typer.Option(
         None, "--prefix-caching/--no-prefix-caching", help="prefix caching"
@@ -345,7 +351,7 @@ def _shown_defaults() -> dict[str, str]:
         "api_server", "seed", "on_oversized", "fast_forward")}  # fmt: skip
     sched = {"scheduler": "policy", "prefix_caching": "enable_prefix_caching",
              "chunked_prefill": "enable_chunked_prefill"}  # fmt: skip
-    for name in ("max_num_batched_tokens", "max_num_seqs", "block_size",
+    for name in ("max_num_batched_tokens", "max_num_seqs", "block_size", "admission",
                  "gpu_memory_utilization", "scheduler", "prefix_caching", "chunked_prefill"):  # fmt: skip
         shown[name] = text(field_default(SchedulerSpec, sched.get(name, name)))
     for name in ("num_speculative_tokens", "acceptance_rate"):

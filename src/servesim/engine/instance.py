@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from servesim.engine.admission import Admission
 from servesim.engine.kv_cache import KVBlockManager, cdiv
 from servesim.engine.pricing import Speculation, StepCost
 from servesim.engine.records import StepRecord
@@ -149,6 +150,7 @@ class Instance:
             kv,
             prefill_only=role == "prefill",
             num_speculative_tokens=speculation.num_tokens if speculation else 0,
+            admission=None if config.admission == "greedy" else Admission(config.admission),
         )
         self.in_flight: InFlight | None = None
         self.generation = 0
@@ -305,7 +307,19 @@ class Instance:
         longest = int(_min(self.running.max_out - outputs))
         if longest <= 1:
             return 1, longest
-        return self._kv_steps(longest), longest
+        span = self._kv_steps(longest)
+        look_ahead = self.state.admission
+        if look_ahead is not None and self.waiting and span > 1:
+            # The look-ahead test loosens as outputs are decoded and the ratio falls: stop
+            # where the queue's head would first pass it, and let the scheduler decide there.
+            head = self.waiting[0]
+            hits = self.kv.find_cached_prefix(head)
+            computed = max(hits.num_blocks * self.kv.block_size, head.num_external_tokens)
+            need = look_ahead.need(head.num_tokens - computed, head.max_output_tokens)
+            span = look_ahead.steps_until_fit(
+                self.running.columns(), self.kv.num_free_blocks, self.kv.block_size, need, span
+            )
+        return span, longest
 
     def _kv_steps(self, longest: int) -> int:
         """The most decode steps, up to ``longest``, for which every running row's KV blocks
@@ -345,6 +359,8 @@ class Instance:
         m = span.num_steps
         end = float(span.ends_s[-1])
         bs = kv.block_size
+        if m > 1 and self.state.admission is not None:
+            self.state.admission.decode_steps(m - 1)  # (the scheduler counted the first)
         # Rows holding shared blocks publish those that fill up (a row has some from its
         # first block on if any, so a batch without any gets none during the step).
         publishes = kv.enable_prefix_caching and _max(ints[NSHARED]) > 0

@@ -35,10 +35,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from servesim.engine.admission import Admission
 from servesim.engine.kv_cache import KVBlockManager, cdiv, shareable_blocks
 from servesim.engine.request import Request
 from servesim.engine.running import NBLOCKS, SHAREABLE, RunningTable
 from servesim.knobs import (
+    ADMISSION,
+    ADMISSIONS,
     BLOCK_SIZE,
     ENABLE_CHUNKED_PREFILL,
     ENABLE_PREFIX_CACHING,
@@ -77,6 +80,9 @@ class SchedulerConfig:
     """vllm policy only: split long prompts across steps (sarathi always chunks)."""
     long_prefill_token_threshold: int | None = None
     """Cap on the tokens one prefilling request gets per step (vLLM's knob); None = no cap."""
+    admission: str = ADMISSION
+    """When a waiting request's KV fits: one of :data:`~servesim.knobs.ADMISSIONS` (see
+    :mod:`servesim.engine.admission`)."""
 
     def __post_init__(self) -> None:
         from servesim.errors import ServesimError
@@ -86,6 +92,12 @@ class SchedulerConfig:
                 f"unknown scheduler {self.policy!r}",
                 field="scheduler",
                 fix=f"use one of: {', '.join(POLICIES)}",
+            )
+        if self.admission not in ADMISSIONS:
+            raise ServesimError(
+                f"unknown admission {self.admission!r}",
+                field="admission",
+                fix=f"use one of: {', '.join(ADMISSIONS)}",
             )
         check_positive_ints(
             max_num_batched_tokens=self.max_num_batched_tokens,
@@ -163,12 +175,16 @@ class SchedulerState:
     """A prefill instance (P/D disaggregation): a request is done here after its first token."""
     num_speculative_tokens: int = 0
     """Draft tokens proposed per decoding request per step (0 = no speculative decoding)."""
+    admission: Admission | None = None
+    """Look-ahead admission and its state (None: ``greedy``, the prompt's blocks only)."""
 
 
 def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> ScheduledBatch:
     """Pick this step's batch (see the module docstring for the rule)."""
     knobs = policy_knobs(cfg)
     running = state.running
+    if state.admission is not None and len(running) == 0:
+        state.admission.idle()
     need = running.tokens - running.computed
     # (Every running row needs at least one token: a step leaves computed = tokens − 1.)
     need_total = int(_sum(need))
@@ -198,6 +214,8 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
         num_admitted = len(extra)
         if extra:
             new_tokens = np.concatenate([new_tokens, np.asarray(extra, dtype=np.int64)])
+    if state.admission is not None and num_admitted == 0 and one_each:
+        state.admission.decode_steps(1)
     if not speculating:
         return ScheduledBatch(new_tokens, num_preempted, num_admitted, one_token_each=one_each)
     # Preemption drops rows from the end; admission appends rows that verify no drafts.
@@ -315,6 +333,8 @@ def _reserve_blocks(
             walk = walk[pos:]
             walk = walk[walk < n]
             pos = 0
+    if num_preempted and state.admission is not None:
+        state.admission.preempted(running.columns())
     return new_tokens, num_preempted
 
 
@@ -378,6 +398,10 @@ def _admit(
     """Move waiting requests into the running table; return the tokens each gets this step."""
     waiting, running, kv = state.waiting, state.running, state.kv
     granted: list[int] = []
+    look_ahead = state.admission
+    if look_ahead is not None and waiting:
+        # Tokens left once the running requests' future is held back (SGLang PrefillAdder).
+        room = kv.num_free_blocks * kv.block_size - look_ahead.reserved(running.columns())
     while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
         req = waiting[0]
         hits = kv.find_cached_prefix(req)
@@ -394,6 +418,11 @@ def _admit(
             break
         if not kv.can_admit(req, hits, computed + n):
             break
+        if look_ahead is not None:
+            need = look_ahead.need(req.num_tokens - computed, req.max_output_tokens)
+            if not look_ahead.fits(need, room):
+                break
+            room -= need
         waiting.popleft()
         kv.take_cached(req, hits)
         kv.allocate(req, computed + n)

@@ -1,0 +1,149 @@
+"""KV admission control: whether a waiting request may join beside the running ones' future.
+
+vLLM admits a request when its prompt's blocks fit now (``greedy``): the running requests'
+outputs then grow into the free blocks, and a shortage preempts the newest request. Two
+engines look ahead instead:
+
+- ``reserve`` (SGLang ``PrefillAdder``): a request joins only if its prompt plus its whole
+  output (clipped at 4,096 tokens) fit in what the running requests leave free after a share
+  ``r`` of each one's remaining output tokens. ``r`` (``new_token_ratio``) starts at 0.7,
+  falls by (0.7 − 0.098) / 600 every decode step to 0.098 (SGLang grows bolder while nothing
+  goes wrong), jumps back up after a preemption (``retract_decode``: the running requests'
+  decoded tokens plus 20 steps each, over their output budgets) and resets to 0.7 whenever
+  the instance is idle. Constants: SGLang ``global_config.py`` (``default_init_new_token_ratio``
+  0.7, ``default_min_new_token_ratio_factor`` 0.14, ``default_new_token_ratio_decay_steps``
+  600, ``retract_decode_steps`` 20) and ``CLIP_MAX_NEW_TOKENS_ESTIMATION`` 4096.
+- ``guaranteed`` (TensorRT-LLM's default capacity scheduler, ``GUARANTEED_NO_EVICT``): the
+  whole remaining output of every running request is reserved, so nothing is ever evicted.
+
+The simulator knows each request's output length (a benchmark client sends it as
+``max_tokens`` with ``ignore_eos``), so the output budget here is the request's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from servesim.engine.kv_cache import cdiv
+from servesim.engine.running import COMPUTED, MAX_OUT, NBLOCKS, PROMPT, TOKENS
+
+CLIP_MAX_NEW_TOKENS = 4096
+"""Output tokens SGLang counts at most per request when it estimates future KV."""
+INIT_NEW_TOKEN_RATIO = 0.7
+MIN_NEW_TOKEN_RATIO = INIT_NEW_TOKEN_RATIO * 0.14
+NEW_TOKEN_RATIO_DECAY = (INIT_NEW_TOKEN_RATIO - MIN_NEW_TOKEN_RATIO) / 600
+"""Fall of the ratio per decode step (600 steps from the initial to the floor)."""
+RETRACT_DECODE_STEPS = 20
+"""Decode steps of headroom SGLang assumes for each request kept after a retraction."""
+
+_STEPS_PER_PROBE = 256
+"""Span steps examined per vectorised probe in :meth:`Admission.steps_until_fit`."""
+
+
+@dataclass
+class Admission:
+    """One instance's look-ahead admission (``reserve`` or ``guaranteed``) and its ratio.
+
+    The ratio (the share of each running request's remaining output tokens held back) is
+    ``start`` less ``decayed`` decode steps' fall, never below the floor: kept as a step count
+    so that a fast-forwarded span and the same steps one by one give the same float.
+    ``clip`` is the most output tokens counted per request."""
+
+    mode: str
+    start: float = INIT_NEW_TOKEN_RATIO
+    decayed: int = 0
+    clip: float = CLIP_MAX_NEW_TOKENS
+
+    def __post_init__(self) -> None:
+        if self.mode == "guaranteed":
+            self.start, self.clip = 1.0, float("inf")
+        elif self.mode != "reserve":
+            raise ValueError(f"no look-ahead admission called {self.mode!r}")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.mode == "reserve"
+
+    # --- the ratio ---------------------------------------------------------------------
+
+    @property
+    def ratio(self) -> float:
+        """Share of the running requests' remaining outputs held back now."""
+        return self.ratio_after(0)
+
+    def ratio_after(self, steps: int | np.ndarray) -> float | np.ndarray:
+        """The ratio once ``steps`` more decode steps have run."""
+        if not self.adaptive:
+            return self.start
+        fallen = self.start - (self.decayed + steps) * NEW_TOKEN_RATIO_DECAY
+        return np.maximum(fallen, MIN_NEW_TOKEN_RATIO)
+
+    def idle(self) -> None:
+        """The instance has nothing running: SGLang starts cautious again."""
+        if self.adaptive:
+            self.start, self.decayed = INIT_NEW_TOKEN_RATIO, 0
+
+    def decode_steps(self, n: int) -> None:
+        """``n`` decode steps ran: the ratio falls towards its floor."""
+        if self.adaptive:
+            self.decayed += n
+
+    def preempted(self, cols: np.ndarray) -> None:
+        """Requests were preempted; ``cols`` are the running table's columns of those kept."""
+        if not self.adaptive or cols.shape[1] == 0:
+            return
+        outputs = cols[TOKENS] - cols[PROMPT]
+        budget = int(cols[MAX_OUT].sum())
+        decoded = int(np.maximum(outputs, 0).sum())
+        if budget > 0:
+            self.start = min(1.0, (decoded + RETRACT_DECODE_STEPS * cols.shape[1]) / budget)
+            self.decayed = 0
+
+    # --- the test ----------------------------------------------------------------------
+
+    def need(self, prompt_tokens: int, max_output_tokens: int) -> float:
+        """Tokens a joining request asks for: the prompt still to compute and its outputs."""
+        return prompt_tokens + min(max_output_tokens, self.clip)
+
+    def reserved(self, cols: np.ndarray) -> float:
+        """Tokens held back for the running requests (``cols``: the table's columns): the
+        uncomputed rest of their prompts and ``ratio`` of their remaining outputs."""
+        if cols.shape[1] == 0:
+            return 0.0
+        remaining = np.minimum(cols[MAX_OUT] - (cols[TOKENS] - cols[PROMPT]), self.clip)
+        prompt_left = np.maximum(cols[PROMPT] - cols[COMPUTED], 0)
+        return float(prompt_left.sum()) + float(self.ratio) * float(np.maximum(remaining, 0).sum())
+
+    def fits(self, need: float, room: float) -> bool:
+        """Whether ``need`` tokens fit in ``room`` (free tokens less the reserve)."""
+        return need <= room if self.mode == "guaranteed" else need < room
+
+    def steps_until_fit(
+        self, cols: np.ndarray, free_blocks: int, block_size: int, need: float, span: int
+    ) -> int:
+        """The first boundary k (1 ≤ k < ``span``) of a decode span at which a waiting request
+        asking ``need`` tokens would pass this test; ``span`` if none.
+
+        At boundary k every running row has decoded k more tokens: each row holds blocks for
+        ``computed + k`` tokens (the first step's are held already), its remaining outputs
+        shrink by k and the ratio has fallen k − 1 more steps. (The blocks' own test, the
+        budget and the slots are left to the scheduler at that boundary: they only tighten
+        while decoding.)"""
+        computed = cols[COMPUTED][:, None]
+        nblocks = cols[NBLOCKS][:, None]
+        remaining = (cols[MAX_OUT] - (cols[TOKENS] - cols[PROMPT]))[:, None]
+        start = 1
+        while start < span:
+            k = np.arange(start, min(span, start + _STEPS_PER_PROBE))
+            grown = np.maximum(cdiv(computed + k, block_size) - nblocks, 0).sum(axis=0)
+            room = (free_blocks - grown) * block_size
+            left = np.maximum(np.minimum(remaining - k, self.clip), 0).sum(axis=0)
+            room = room - self.ratio_after(k - 1) * left
+            ok = need <= room if self.mode == "guaranteed" else need < room
+            hit = np.flatnonzero(ok)
+            if len(hit):
+                return int(k[hit[0]])
+            start += _STEPS_PER_PROBE
+        return span
