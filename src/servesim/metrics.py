@@ -46,32 +46,116 @@ def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> fl
 def weighted_percentiles(
     values: np.ndarray, weights: np.ndarray, qs: tuple[float, ...], scale: float = 1.0
 ) -> list[float]:
-    """:func:`weighted_percentile` for several ``qs`` from one sort (the sort is the cost:
-    a million requests' inter-token gaps are tens of millions of pairs), of ``values × scale``.
+    """:func:`weighted_percentile` for several ``qs`` at once, of ``values × scale``.
 
-    NOTE: memory is the other cost: besides the inputs it holds the sort order, the sorted
-    values and the cumulative weights (24 bytes a pair), nothing more.
+    Up to :data:`_SORT_LIMIT` pairs: one stable argsort (24 bytes a pair of scratch: the order,
+    the sorted values, the cumulative weights). Above it (a million requests' inter-token gaps
+    are tens of millions of pairs) the expanded ranks are selected exactly, chunk by chunk, in
+    bounded memory (:func:`_values_at_ranks`); both give the same numbers.
     """
     if len(values) == 0:
         return [float("nan")] * len(qs)
-    order = np.argsort(values, kind="stable")
-    v = np.asarray(values, dtype=np.float64)[order]
-    if scale != 1.0:
-        np.multiply(v, scale, out=v)
-    cum = np.asarray(weights, dtype=np.int64)[order]
-    del order
-    np.cumsum(cum, out=cum)
-    n = int(cum[-1])
-    out = []
+    n = int(_sum_int(weights))
+    ranks = []
     for q in qs:
         pos = q / 100.0 * (n - 1)
         lo = int(np.floor(pos))
-        hi = min(lo + 1, n - 1)
-        # Sorted expanded index k holds v[first j with cum[j] > k].
-        v_lo = v[np.searchsorted(cum, lo, side="right")]
-        v_hi = v[np.searchsorted(cum, hi, side="right")]
+        ranks.append((pos, lo, min(lo + 1, n - 1)))
+    wanted = sorted({k for _, lo, hi in ranks for k in (lo, hi)})
+    if len(values) <= _SORT_LIMIT:
+        at = dict(zip(wanted, _sorted_ranks(values, weights, wanted), strict=True))
+    else:
+        at = _values_at_ranks(values, weights, wanted)
+    out = []
+    for pos, lo, hi in ranks:
+        v_lo, v_hi = at[lo] * scale, at[hi] * scale
         out.append(float(v_lo + (v_hi - v_lo) * (pos - lo)))
     return out
+
+
+_SORT_LIMIT = 1 << 22
+"""Pairs up to which percentiles sort everything at once (about 100 MB of scratch)."""
+
+_CHUNK = 1 << 20
+"""Pairs a streamed pass reads at a time."""
+
+
+def _sum_int(weights: np.ndarray) -> int:
+    return sum(int(np.add.reduce(weights[i : i + _CHUNK], dtype=np.int64))
+               for i in range(0, len(weights), _CHUNK))  # fmt: skip
+
+
+def _sorted_ranks(values: np.ndarray, weights: np.ndarray, ranks: list[int]) -> list[np.float64]:
+    """Values at expanded sorted ``ranks`` (ascending), from one stable sort."""
+    order = np.argsort(values, kind="stable")
+    v = np.asarray(values, dtype=np.float64)[order]
+    cum = np.asarray(weights, dtype=np.int64)[order]
+    del order
+    np.cumsum(cum, out=cum)
+    # Sorted expanded index k holds v[first j with cum[j] > k].
+    return list(v[np.searchsorted(cum, ranks, side="right")])
+
+
+_DIGIT = 16
+_SIGN = np.uint64(1 << 63)
+
+
+def _keys(values: np.ndarray) -> np.ndarray:
+    """Unsigned integers ordered as the float64 ``values`` (NaN last, as a sort puts it)."""
+    bits = np.asarray(values, dtype=np.float64).view(np.uint64)
+    return np.where(bits & _SIGN, ~bits, bits | _SIGN)
+
+
+def _values_at_ranks(values: np.ndarray, weights: np.ndarray, ranks: list[int]) -> dict:
+    """``{k: value at expanded sorted rank k}`` without sorting: a most-significant-digit radix
+    select over the values' ordered bit patterns, 16 bits a pass, each pass streaming the
+    pairs in chunks; once a rank's digit prefix holds few pairs they are gathered and sorted.
+    Exact (weights are summed as float64: exact below 2**53)."""
+    # Each open search: [rank within the prefix, prefix, digits fixed, pairs under the prefix].
+    open_ = {k: [k, 0, 0, len(values)] for k in ranks}
+    found: dict[int, np.float64] = {}
+    while open_:
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k, (_, prefix, depth, _) in open_.items():
+            groups.setdefault((prefix, depth), []).append(k)
+        hist = {g: (np.zeros(1 << _DIGIT), np.zeros(1 << _DIGIT, np.int64)) for g in groups
+                if open_[groups[g][0]][3] > _SORT_LIMIT // 4 and g[1] < 64 // _DIGIT}  # fmt: skip
+        gathered: dict[tuple[int, int], list] = {g: [] for g in groups if g not in hist}
+        for i in range(0, len(values), _CHUNK):
+            keys = _keys(values[i : i + _CHUNK])
+            w = weights[i : i + _CHUNK]
+            for prefix, depth in groups:
+                if depth:
+                    mask = (keys >> np.uint64(64 - _DIGIT * depth)) == np.uint64(prefix)
+                    k_in, w_in = keys[mask], w[mask]
+                else:
+                    mask, k_in, w_in = None, keys, w
+                if (prefix, depth) in hist:
+                    shift = np.uint64(64 - _DIGIT * (depth + 1))
+                    digit = ((k_in >> shift) & np.uint64((1 << _DIGIT) - 1)).astype(np.intp)
+                    by_weight, by_count = hist[prefix, depth]
+                    by_weight += np.bincount(digit, weights=w_in, minlength=1 << _DIGIT)
+                    by_count += np.bincount(digit, minlength=1 << _DIGIT)
+                else:
+                    v = values[i : i + _CHUNK]
+                    gathered[prefix, depth].append((v if mask is None else v[mask], w_in))
+        for g, ks in groups.items():
+            if g in hist:
+                by_weight, by_count = hist[g]
+                cum = np.cumsum(by_weight)
+                for k in ks:
+                    rank = open_[k][0]
+                    b = int(np.searchsorted(cum, rank, side="right"))
+                    below = float(cum[b - 1]) if b else 0.0
+                    open_[k] = [rank - below, (g[0] << _DIGIT) | b, g[1] + 1, int(by_count[b])]
+                continue
+            v = np.concatenate([p[0] for p in gathered[g]])
+            w = np.concatenate([p[1] for p in gathered[g]])
+            local = [int(open_[k][0]) for k in ks]
+            for k, value in zip(ks, _sorted_ranks(v, w, local), strict=True):
+                found[k] = value
+                del open_[k]
+    return found
 
 
 def _stats(prefix: str, values_s: np.ndarray, weights: np.ndarray | None = None) -> dict:
@@ -79,23 +163,30 @@ def _stats(prefix: str, values_s: np.ndarray, weights: np.ndarray | None = None)
     out: dict[str, float] = {}
     if weights is None:
         weights = np.ones(len(values_s), dtype=np.int64)
-    total = int(weights.sum()) if len(weights) else 0
+    total = _sum_int(weights) if len(weights) else 0
     if total == 0:
         mean = std = float("nan")
     else:
         # NOTE: the same arithmetic as ``(ms * w).sum()`` and ``((ms − mean)² · w).sum()``,
-        # in one scratch array (tens of millions of gaps: each temporary is hundreds of MB).
-        ms = np.asarray(values_s, dtype=np.float64) * 1000.0
-        scratch = np.multiply(ms, weights)
-        mean = float(scratch.sum() / total)
-        np.subtract(ms, mean, out=scratch)
-        del ms
-        np.square(scratch, out=scratch)
-        np.multiply(scratch, weights, out=scratch)
-        std = float(np.sqrt(scratch.sum() / total))
-        del scratch
-    # Sorting the seconds orders the milliseconds too (× 1000 keeps the order; values that
-    # become equal in ms sit together either way).
+        # a chunk at a time (tens of millions of gaps: each temporary is hundreds of MB),
+        # summed in numpy's own pairwise order, so the result is the whole-array one.
+        def ms(a: int, b: int) -> np.ndarray:
+            return np.asarray(values_s[a:b], dtype=np.float64) * 1000.0
+
+        def weighted(a: int, b: int) -> np.float64:
+            return np.add.reduce(np.multiply(ms(a, b), weights[a:b]))
+
+        mean = float(pairwise_sum(len(values_s), weighted) / total)
+
+        def squares(a: int, b: int) -> np.float64:
+            scratch = np.subtract(ms(a, b), mean)
+            np.square(scratch, out=scratch)
+            np.multiply(scratch, weights[a:b], out=scratch)
+            return np.add.reduce(scratch)
+
+        std = float(np.sqrt(pairwise_sum(len(values_s), squares) / total))
+    # Selecting in the seconds selects in the milliseconds too (× 1000 keeps the order; values
+    # that become equal in ms sit together either way).
     median, *tail = weighted_percentiles(values_s, weights, PERCENTILES, scale=1000.0)
     out[f"mean_{prefix}_ms"] = mean
     out[f"median_{prefix}_ms"] = median
@@ -103,6 +194,26 @@ def _stats(prefix: str, values_s: np.ndarray, weights: np.ndarray | None = None)
     for p, value in zip(PERCENTILES[1:], tail, strict=True):
         out[f"p{p}_{prefix}_ms"] = value
     return out
+
+
+def pairwise_sum(n: int, leaf_sum, leaf: int = 0, start: int = 0):
+    """``np.add.reduce`` of an ``n``-long float64 array, given ``leaf_sum(a, b)``, the reduce
+    of its items ``a:b`` (or an array of several such sums, added element by element).
+
+    numpy sums a contiguous array pairwise: it halves a range longer than 128 items, rounded
+    down to a multiple of 8, and adds the halves. Summing ranges of at most ``leaf`` items
+    (default :data:`_CHUNK`; more than 128) along the same split gives the whole array's sum
+    bit for bit, without the whole array.
+    """
+    leaf = leaf or _CHUNK
+    assert leaf > 128, "numpy sums up to 128 items in one unrolled loop"
+    if n <= leaf:
+        return leaf_sum(start, start + n)
+    half = n // 2
+    half -= half % 8
+    return pairwise_sum(half, leaf_sum, leaf, start) + pairwise_sum(
+        n - half, leaf_sum, leaf, start + half
+    )
 
 
 def summarize(

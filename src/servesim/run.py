@@ -9,7 +9,7 @@ loop driven from outside (``servesim serve``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -45,7 +45,7 @@ class Result:
     memory: MemoryPlan
     """The first group's memory plan."""
     workload_description: str
-    step_extra: dict[str, np.ndarray]
+    step_extra: Mapping[str, np.ndarray]
     """Per step record, derived from the cost model: ``flops``, ``hbm_bytes`` (per GPU) and
     ``t_<group>`` predicted seconds per operator group (summing to the step's duration)."""
     groups: list[InstanceGroupRuntime]

@@ -9,18 +9,17 @@ the same run without it, and the calibration's extrapolation warning.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from servesim.cost import StepCostModel
 from servesim.cost.dtypes import tensor_core_peak
 from servesim.engine.loop import ApiLatency
 from servesim.engine.records import RunRecords
 from servesim.errors import ServesimError
 from servesim.fleet import Fleet, InstanceGroupRuntime
-from servesim.metrics import SLO, summarize
+from servesim.metrics import SLO, pairwise_sum, summarize
 from servesim.scenario import Scenario, engine_profile_of
 
 
@@ -30,7 +29,7 @@ def run_summary(
     num_events: int,
     wall: float,
     without_speculation: Callable[[], dict[str, Any]] | None = None,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+) -> tuple[dict[str, Any], Mapping[str, np.ndarray]]:
     """(summary metrics, per-step extras) of a run of ``fleet`` that left ``records``, with
     ``num_events`` events in ``wall`` seconds of simulating.
 
@@ -115,20 +114,6 @@ def _api_summary(api: ApiLatency | None, requests, summary) -> dict[str, float]:
     return {"mean_api_ttft_ms": mean, "api_ttft_fraction": mean / ttft if ttft > 0 else 0.0}
 
 
-def _group_seconds(cost: StepCostModel, features: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-group seconds of many step records."""
-    return _chunked(cost.group_seconds_from_features, features)
-
-
-def _chunked(per_rows, features: np.ndarray) -> dict[str, np.ndarray]:
-    """``per_rows(features)`` (a dict of per-row arrays) in chunks of rows (the per-operator
-    intermediate is ~40 floats a record: a million records at once would need gigabytes)."""
-    chunk = 65536
-    parts = [per_rows(features[i : i + chunk])
-             for i in range(0, max(len(features), 1), chunk)]  # fmt: skip
-    return {g: np.concatenate([p[g] for p in parts]) for g in parts[0]}
-
-
 def _shares(seconds: dict[str, float]) -> dict[str, float]:
     """Each rung's share of the run's operator time (they sum to 1)."""
     total = sum(seconds.values())
@@ -202,59 +187,65 @@ def _step_work(
     records: RunRecords,
     steps: dict[str, np.ndarray],
     duration: float,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Per-step FLOPs, bytes and group times from the recorded features; run MFU and MBU.
+) -> tuple[Mapping[str, np.ndarray], dict[str, Any]]:
+    """(Per-step FLOPs, bytes and group times from the recorded features, computed when first
+    read; the run's MFU, MBU, energy, host-bound share and fidelity rungs).
 
     MFU = FLOPs executed ÷ (duration × dense peak FLOP/s of the compute dtype), over all GPUs
     of the fleet; MBU the same with HBM bytes and bandwidth. Both count the whole run
     duration, idle gaps included, as a fleet operator would.
+
+    NOTE: memory. The cost model's per-operator intermediate is ~40 floats a step record and
+    the per-step extras another ~12: a million records at once would need gigabytes. The run's
+    totals are summed a block of records at a time, in numpy's pairwise order
+    (:func:`~servesim.metrics.pairwise_sum`, so they equal whole-array sums bit for bit), and
+    the per-step extras are only computed if something reads them (steps.csv).
     """
     features = records.step_features()
-    n = len(steps["instance"])
-    extra: dict[str, np.ndarray] = {"flops": np.zeros(n), "hbm_bytes": np.zeros(n)}
+    instance, durations = steps["instance"], steps["duration_s"]
     total_flops = total_bytes = peak_flops = peak_bytes = energy = 0.0
     host_bound_total = busy_total = 0.0
     rung_total: dict[str, float] = {}
     extrapolated = 0
     for g in runtimes:
         ids = [i.instance_id for i in g.instances]
-        rows = np.isin(steps["instance"], ids)
-        # One group (the usual case) reads the features in place: no copy of the largest
-        # per-step array; several groups gather their rows once.
-        sub = features if rows.all() else features[rows]
-        flops, hbm = g.cost.work_from_features(sub)
-        extra["flops"][rows] = flops
-        extra["hbm_bytes"][rows] = hbm
-        groups = _group_seconds(g.cost, sub)
-        total = sum(groups.values())
-        # NOTE: exact for single steps; a span's groups are rescaled to its exact duration.
-        dur = steps["duration_s"][rows]
-        scale = np.divide(dur, total, out=np.zeros_like(total), where=total > 0)
-        for name, secs in groups.items():
-            extra.setdefault(f"t_{name}", np.zeros(n))[rows] = secs * scale
+        take = _group_rows(instance, ids)
+        cost = g.cost
+        rung_names: list[str] = []
+
+        def block_sums(a: int, b: int, cost=cost, take=take, rung_names=rung_names) -> np.ndarray:
+            rows = slice(a, b) if isinstance(take, slice) else take[a:b]
+            sub, dur = features[rows], durations[rows]
+            flops, hbm = cost.work_from_features(sub)
+            power = cost.power_from_features(sub, dur)
+            rungs = cost.rung_seconds_from_features(sub)
+            rung_names[:] = list(rungs)
+            sums = [flops, hbm, power * dur, dur, cost.host_bound_seconds_from_features(sub)]
+            sums += rungs.values()
+            out = [np.add.reduce(x) for x in sums]
+            return np.array([*out, float(np.count_nonzero(cost.extrapolated_from_features(sub)))])
+
+        n = len(instance) if isinstance(take, slice) else len(take)
+        sums = pairwise_sum(n, block_sums, leaf=_BLOCK).tolist()
+        flops, hbm, energy_per_gpu, busy, host_bound = sums[:5]
         gpus = g.gpus_per_instance
         # NOTE: work_from_features is one TP rank's work summed over the pipeline stages, so a
         # replica's work is that times tp·dp (not pp: stages split the layers).
         ranks = g.parallelism.tp * g.parallelism.dp
-        res = g.cost.resolved
+        res = cost.resolved
         peak = tensor_core_peak(g.hardware.peak_flops, res.weight_dtype, res.act_dtype)
-        total_flops += float(flops.sum()) * ranks
-        total_bytes += float(hbm.sum()) * ranks
+        total_flops += flops * ranks
+        total_bytes += hbm * ranks
         peak_flops += peak * gpus * len(ids)
         peak_bytes += g.hardware.hbm_bandwidth * gpus * len(ids)
         # Energy: each step at its modelled power, idle gaps at idle power, on every GPU.
-        power = g.cost.power_from_features(sub, dur)
-        extra.setdefault("power_w", np.zeros(n))[rows] = power
-        busy = float(dur.sum())
-        energy += float((power * dur).sum()) * gpus
+        energy += energy_per_gpu * gpus
         energy += g.hardware.idle_w * gpus * max(0.0, duration * len(ids) - busy)
-        host_bound = g.cost.host_bound_seconds_from_features(sub)
-        extra.setdefault("t_host_bound", np.zeros(n))[rows] = host_bound
-        host_bound_total += float(host_bound.sum())
+        host_bound_total += host_bound
         busy_total += busy
-        for name, secs in _chunked(g.cost.rung_seconds_from_features, sub).items():
-            rung_total[name] = rung_total.get(name, 0.0) + float(secs.sum())
-        extrapolated += int(g.cost.extrapolated_from_features(sub).sum())
+        for name, secs in zip(rung_names, sums[5:-1], strict=True):
+            rung_total[name] = rung_total.get(name, 0.0) + secs
+        extrapolated += int(sums[-1])
     util = {
         "mfu": total_flops / (duration * peak_flops) if duration > 0 else float("nan"),
         "mbu": total_bytes / (duration * peak_bytes) if duration > 0 else float("nan"),
@@ -266,4 +257,66 @@ def _step_work(
         "avg_power_w": energy / duration if duration > 0 else float("nan"),
         "host_bound_fraction": host_bound_total / busy_total if busy_total > 0 else 0.0,
     }
-    return extra, util
+    return StepExtra(runtimes, records, steps), util
+
+
+_BLOCK = 1 << 16
+"""Step records the cost model explains at a time (its intermediates are ~40 floats a row)."""
+
+
+def _group_rows(instance: np.ndarray, ids: list[int]) -> slice | np.ndarray:
+    """The step records of an instance group: all of them (the usual case: no gather) or
+    their indices."""
+    rows = np.isin(instance, ids)
+    return slice(None) if rows.all() else np.flatnonzero(rows)
+
+
+class StepExtra(Mapping[str, np.ndarray]):
+    """Per step record: ``flops``, ``hbm_bytes`` (per GPU), ``t_<group>`` predicted seconds per
+    operator group (summing to the step's duration), ``power_w`` and ``t_host_bound``;
+    computed from the recorded features when first read (a sweep never reads them)."""
+
+    def __init__(self, runtimes, records: RunRecords, steps: dict[str, np.ndarray]):
+        self._args: tuple | None = (runtimes, records, steps)
+        self._columns: dict[str, np.ndarray] = {}
+
+    def _get(self) -> dict[str, np.ndarray]:
+        if self._args is not None:
+            self._columns = _step_extra(*self._args)
+            self._args = None
+        return self._columns
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+def _step_extra(runtimes, records: RunRecords, steps) -> dict[str, np.ndarray]:
+    """The columns of :class:`StepExtra`, a block of records at a time."""
+    features = records.step_features()
+    instance, durations = steps["instance"], steps["duration_s"]
+    n = len(instance)
+    extra: dict[str, np.ndarray] = {"flops": np.zeros(n), "hbm_bytes": np.zeros(n)}
+    for g in runtimes:
+        take = _group_rows(instance, [i.instance_id for i in g.instances])
+        if isinstance(take, slice):
+            take = np.arange(n)
+        for a in range(0, max(len(take), 1), _BLOCK):
+            rows = take[a : a + _BLOCK]
+            sub, dur = features[rows], durations[rows]
+            extra["flops"][rows], extra["hbm_bytes"][rows] = g.cost.work_from_features(sub)
+            groups = g.cost.group_seconds_from_features(sub)
+            total = sum(groups.values())
+            # NOTE: exact for single steps; a span's groups are rescaled to its exact duration.
+            scale = np.divide(dur, total, out=np.zeros_like(total), where=total > 0)
+            for name, secs in groups.items():
+                extra.setdefault(f"t_{name}", np.zeros(n))[rows] = secs * scale
+            extra.setdefault("power_w", np.zeros(n))[rows] = g.cost.power_from_features(sub, dur)
+            host_bound = g.cost.host_bound_seconds_from_features(sub)
+            extra.setdefault("t_host_bound", np.zeros(n))[rows] = host_bound
+    return extra

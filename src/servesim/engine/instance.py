@@ -439,8 +439,9 @@ class Instance:
             # A decode span: every row (all already decoding) emits one token per step.
             # Each row's gap to its previous token, then one entry per later step for all rows.
             itl_values = np.concatenate((float(span.ends_s[0]) - last_token, span.durations[1:m]))
-            itl_weights = np.full(n + m - 1, n, dtype=np.int64)
+            itl_weights = np.empty(n + m - 1, dtype=np.int32)  # (as the records keep them)
             itl_weights[:n] = 1
+            itl_weights[n:] = n
             ints[COMPUTED : TOKENS + 1] += m
             prefill_tokens = 0
             decode_tokens = n * m

@@ -70,6 +70,10 @@ _STEP_INT = {
 }
 
 
+_INT32_MAX = np.iinfo(np.int32).max
+_max = np.maximum.reduce
+
+
 class StepRecord(NamedTuple):
     """One step, or a fast-forwarded span of ``num_steps`` identical-shape decode steps.
 
@@ -117,9 +121,11 @@ class RunRecords:
         self.step_feature_values = array("d")
         self.num_step_features = 0
         # Pooled inter-token gaps as (value, weight) pairs: every token gap of every request,
-        # with identical gaps of one step folded into one weighted entry.
+        # with identical gaps of one step folded into one weighted entry. The weights are
+        # 4-byte (the largest array of a long run: tens of millions of pairs), widened to 8
+        # bytes if one ever needs it.
         self.itl_values = array("d")
-        self.itl_weights = array("q")
+        self.itl_weights = array("i")
         self.num_kv_transfers = 0
         self.kv_transfer_seconds = 0.0
         self.num_skipped = 0
@@ -192,7 +198,10 @@ class RunRecords:
             values = np.concatenate([v for v, _ in self._pending_itl], axis=None)
             weights = np.concatenate([w for _, w in self._pending_itl], axis=None)
             self.itl_values.frombytes(values.astype(np.float64, copy=False).tobytes())
-            self.itl_weights.frombytes(weights.astype(np.int64, copy=False).tobytes())
+            if self.itl_weights.typecode == "i" and len(weights) and _max(weights) > _INT32_MAX:
+                self.itl_weights = array("q", self.itl_weights)
+            dtype = np.dtype(self.itl_weights.typecode)
+            self.itl_weights.frombytes(weights.astype(dtype, copy=False).tobytes())
             self._pending_itl = []
 
     # --- columnar views -----------------------------------------------------------------

@@ -132,7 +132,7 @@ class RunningTable:
         req.num_output_tokens = tokens - prompt
         req.num_private_blocks = nblocks - nshared
         last = float(self._last_token[i])
-        req.last_token_s = None if np.isnan(last) else last
+        req.last_token_s = None if last != last else last  # (NaN: no token yet)
         return req
 
     def refresh_blocks(self, i: int) -> None:
@@ -144,16 +144,22 @@ class RunningTable:
     def remove(self, drop: np.ndarray) -> list[Request]:
         """Remove the rows where ``drop`` is True (synced) and return their Requests in order."""
         n = len(self.reqs)
-        idx = np.flatnonzero(drop)
-        if idx.size == 0:
+        idx = drop.nonzero()[0].tolist()
+        if not idx:
             return []
-        removed = [self.sync(i) for i in idx.tolist()]
-        keep = ~drop
-        m = n - idx.size
-        self._ints[:, :m] = self._ints[:, :n][:, keep]
-        self._last_token[:m] = self._last_token[:n][keep]
+        removed = [self.sync(i) for i in idx]
+        if len(idx) == 1:
+            # One row leaves (the usual case): the rows after it move up one.
+            i = idx[0]
+            self._ints[:, i : n - 1] = self._ints[:, i + 1 : n]
+            self._last_token[i : n - 1] = self._last_token[i + 1 : n]
+        else:
+            keep = ~drop
+            m = n - len(idx)
+            self._ints[:, :m] = self._ints[:, :n][:, keep]
+            self._last_token[:m] = self._last_token[:n][keep]
         reqs = self.reqs
-        for i in reversed(idx.tolist()):  # a few rows leave a long list: delete in place
+        for i in reversed(idx):  # a few rows leave a long list: delete in place
             del reqs[i]
         return removed
 
