@@ -70,27 +70,37 @@ def main() -> None:
     parser.add_argument("--calls-on", type=int, default=50_000)
     opts = parser.parse_args()
 
-    bodies = {"span": _spans, "span+cat+args": _spans_args, "instant": _instants,
-              "counter": _counters}
+    bodies = {
+        "span": _spans,
+        "span+cat+args": _spans_args,
+        "instant": _instants,
+        "counter": _counters,
+    }
     profile.configure(enabled=False)
     base, _ = _per_call_ns(_empty, opts.calls_off, opts.repeats)
-    print(f"profiler off: ns per call, {opts.calls_off} calls x {opts.repeats} repeats "
-          f"(net = minus an empty loop, {base:.1f} ns)")
+    print(
+        f"profiler off: ns per call, {opts.calls_off} calls x {opts.repeats} repeats "
+        f"(net = minus an empty loop, {base:.1f} ns)"
+    )
     for label, body in bodies.items():
         median, best = _per_call_ns(body, opts.calls_off, opts.repeats)
         print(f"  {label:14s} median {median:6.1f} (net {median - base:6.1f})   min {best:6.1f}")
 
     with tempfile.TemporaryDirectory() as tmp:
         profile.configure(enabled=True, directory=tmp, sample=1.0)
-        print(f"profiler on: µs per call incl. encoding + writing, {opts.calls_on} calls x "
-              f"{opts.repeats} repeats")
+        print(
+            f"profiler on: µs per call incl. encoding + writing, {opts.calls_on} calls x "
+            f"{opts.repeats} repeats"
+        )
         for label, body in bodies.items():
             median, best = _per_call_ns(body, opts.calls_on, opts.repeats)
             print(f"  {label:14s} median {median / 1e3:6.3f}   min {best / 1e3:6.3f}")
         profile.configure(sample=0.1)
         median, best = _per_call_ns(_spans, opts.calls_on, opts.repeats)
-        print(f"  {'span @ 0.1':14s} median {median / 1e3:6.3f}   min {best / 1e3:6.3f}"
-              "   (SERVESIM_PROFILE_SAMPLE=0.1)")
+        print(
+            f"  {'span @ 0.1':14s} median {median / 1e3:6.3f}   min {best / 1e3:6.3f}"
+            "   (SERVESIM_PROFILE_SAMPLE=0.1)"
+        )
         stats = profile.stats()
         profile.disable()
     print(f"last recorder: {stats}")

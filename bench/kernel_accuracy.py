@@ -64,8 +64,8 @@ def prefill_errors(hw, t) -> tuple[float, float]:
     shape = p["num_heads"] * 1000 + p["num_kv_heads"]
     errors = []
     for held in np.unique(shape[base]):
-        e, h, _ = K.fit_prefill(p, peak, launch, rows=shape != held)
-        errors.append(K.prefill_error(p, peak, launch, e, h, base & (shape == held)))
+        e, h, fill, _ = K.fit_prefill(p, peak, launch, rows=shape != held)
+        errors.append(K.prefill_error(p, peak, launch, e, h, base & (shape == held), fill))
     return _median_abs(roof, secs), float(np.median(errors))
 
 

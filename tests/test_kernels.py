@@ -105,7 +105,10 @@ def test_fitted_attention_curves_match_their_tables(gpu):
     fit, source = K.attention_fit_for(hw)
     assert "catalog/kernels" in source
     assert 0.3 < fit.efficiency < 0.8 and 100 < fit.half_tokens < 10000
-    assert fit.prefill_error < 0.16 and fit.decode_error < 0.15
+    assert fit.prefill_error < 0.10 and fit.decode_error < 0.15
+    # About one to four thread blocks per SM fill the GPU (H100/H200 132 SMs, B200 148,
+    # A100 108, L40S 142).
+    assert 60 < fit.fill_ctas < 700
 
 
 def test_prefill_curve_holds_out_of_sample_leave_one_head_shape_out():
@@ -115,11 +118,11 @@ def test_prefill_curve_holds_out_of_sample_leave_one_head_shape_out():
     peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
     errors = []
     for held in np.unique(shape[p["head_dim"] == 128]):
-        e, h, _ = K.fit_prefill(p, peak, launch, rows=shape != held)
+        e, h, fill, _ = K.fit_prefill(p, peak, launch, rows=shape != held)
         test = (shape == held) & (p["head_dim"] == 128) & (p["dtype"] == "bf16")
         test &= p["seq_len"] >= 64
-        errors.append(K.prefill_error(p, peak, launch, e, h, test))
-    assert np.median(errors) < 0.2
+        errors.append(K.prefill_error(p, peak, launch, e, h, test, fill))
+    assert np.median(errors) < 0.10  # (14% without the occupancy term)
 
 
 def test_a_gpu_without_tables_takes_the_median_fitted_attention_curve():

@@ -122,6 +122,24 @@ def attention_padding(
     return pad
 
 
+def _occupancy(
+    operators: tuple[Operator, ...], res: ResolvedParams | None, heads_per_gpu: float
+) -> tuple[np.ndarray, float] | None:
+    """(columns of the attention operators on the regular and sliding-window paths, query tiles
+    per head that fill the GPU) when the fitted prefill curve has an occupancy limit. MLA's
+    absorbed path is a decode kernel: it splits the KV sequence and is left alone."""
+    if res is None or res.attention_fill_ctas <= 0.0:
+        return None
+    cols = [
+        i
+        for i, op in enumerate(operators)
+        if op.rate == ops_mod.RATE_ATTENTION and op.flops and op.flops[0][0] in (_F.P, _F.P_SW)
+    ]
+    if not cols:
+        return None
+    return np.array(cols, dtype=np.intp), res.attention_fill_ctas / max(heads_per_gpu, 1.0)
+
+
 @dataclass(frozen=True)
 class _Rates:
     """What an operator's rate resolves to on the hardware."""
@@ -280,6 +298,7 @@ def _sides(
     res: ResolvedParams | None = None,
     curves: kernels_mod.MeasuredCurves | None = None,
     calibrated: bool = False,
+    heads_per_gpu: float = 1.0,
 ) -> OperatorSides:
     """Coefficient matrices of ``operators`` (transposed: features' × operators)."""
     flops, nbytes = coefficient_matrices(operators)
@@ -339,6 +358,7 @@ def _sides(
         return out
 
     return OperatorSides(
+        occupancy=_occupancy(operators, res, heads_per_gpu),
         compute=widen(compute),
         memory=widen(memory),
         eager=widen(issue) if rates.eager_launch_s is not None else None,
@@ -378,7 +398,8 @@ def build_step_cost(
 
     def sides(ops: tuple[Operator, ...]) -> OperatorSides:
         curves = _measured_curves(ops, model, hw, par, params, res)
-        return _sides(ops, rates, half, feature_map, par.dp, res, curves, calibrated)
+        heads = model.num_attention_heads / par.tp
+        return _sides(ops, rates, half, feature_map, par.dp, res, curves, calibrated, heads)
 
     whole = sides(operators)
 
@@ -419,10 +440,17 @@ def build_step_cost(
         _groups=tuple(g for g in GROUPS if g in present),
         _microbatches=(params.pp_microbatches or par.pp) if par.pp > 1 else 1,
         _simple=simple,
-        _hot=np.concatenate([whole.compute, whole.memory, fixed], axis=1)
-        if simple and whole.eager is None
-        else None,
+        _hot=_hot_matrix(whole, fixed) if simple and whole.eager is None else None,
     )
+
+
+def _hot_matrix(whole: OperatorSides, fixed: np.ndarray) -> np.ndarray:
+    """[compute | memory | busy compute of the occupancy-limited operators | fixed]: the hot
+    path's one product (see ``StepCostModel.seconds_from_features``)."""
+    parts = [whole.compute, whole.memory]
+    if whole.occupancy is not None:
+        parts.append(whole.busy_compute[:, whole.occupancy[0]])
+    return np.concatenate([*parts, fixed], axis=1)
 
 
 __all__ = [

@@ -323,43 +323,78 @@ class AttentionFit:
     """Median absolute relative error of the fitted prefill curve on the table's rows."""
     decode_error: float
     """The same for decode attention."""
+    fill_ctas: float = 0.0
+    """Prefill: thread blocks (heads × 128-query tiles) that fill the GPU (0: no limit)."""
 
 
-_FIT_EFFICIENCY = np.linspace(0.2, 1.0, 81)
-_FIT_HALF_TOKENS = np.geomspace(1.0, 1e6, 121)
+PREFILL_QUERY_TILE = 128
+"""Queries per thread block of the measured prefill kernels (the step model's ``QUERY_TILE``)."""
+
+
+def prefill_seconds(
+    p: dict[str, np.ndarray], rows: np.ndarray, peak: float, launch_s: float,
+    e: float, h: float, fill: float,
+) -> np.ndarray:  # fmt: skip
+    """The fitted prefill curve at the table's ``rows``: ``launch + FLOPs / (peak · e) · (1 +
+    h / s) · max(1, fill / blocks)``, with ``blocks = heads · batch · (s / 128 + 1)`` (the step
+    model's estimate of the kernel's thread blocks, see ``step.occupancy_factor``)."""
+    s, t = p["seq_len"][rows], p["seconds"][rows]
+    flops = p["tflops"][rows] * 1e12 * t
+    blocks = p["num_heads"][rows] * p["batch"][rows] * (s / PREFILL_QUERY_TILE + 1.0)
+    return launch_s + flops / (peak * e) * (1.0 + h / s) * np.maximum(1.0, fill / blocks)
+
+
+_FIT_EFFICIENCY = np.linspace(0.2, 1.0, 17)
+_FIT_HALF_TOKENS = np.geomspace(1.0, 1e6, 31)
+_FIT_FILL = np.concatenate(([0.0], np.geomspace(16.0, 4096.0, 17)))
+"""Coarse grids of the prefill fit; a finer search follows around the best point."""
+_FIT_MEAN_WEIGHT = 0.25
+"""The prefill fit minimises the median absolute log error (robust to rows a launch
+dominates) plus this share of the mean (so that a minority of under-occupied rows still
+counts)."""
 
 
 def fit_prefill(
     p: dict[str, np.ndarray], peak: float, launch_s: float, rows: np.ndarray | None = None
-) -> tuple[float, float, float]:
-    """(efficiency, half_tokens, median abs. error) of ``time = launch + FLOPs / (peak · e) ·
-    (1 + h / s)`` over the bf16 rows with head_dim 128 (s >= 64 keys per query, every batch
-    and head count):
-    ``e`` and ``h`` on a grid, minimising the median absolute log error (robust to the few
-    rows a kernel launch dominates)."""
+) -> tuple[float, float, float, float]:
+    """(efficiency, half_tokens, fill_ctas, median abs. error) of :func:`prefill_seconds` over
+    the bf16 rows with head_dim 128 (s >= 64 keys per query, every batch and head count):
+    ``e``, ``h`` and ``fill`` searched on a coarse grid, then a fine one around its best,
+    minimising the median absolute log error (robust to the few rows a launch dominates)."""
     # head_dim 128: the head size of nearly every model in the catalog (64 runs differently).
     use = (p["seq_len"] >= 64) & (p["dtype"] == "bf16") & (p["head_dim"] == 128)
     if rows is not None:
         use &= rows
     s, t = p["seq_len"][use], p["seconds"][use]
     flops = p["tflops"][use] * 1e12 * t
-    best = (math.inf, 1.0, 0.0)
-    for e in _FIT_EFFICIENCY:
-        pred = launch_s + (flops / (peak * e))[None, :] * (1.0 + _FIT_HALF_TOKENS[:, None] / s)
-        err = np.median(np.abs(np.log(pred / t)), axis=1)
-        i = int(err.argmin())
-        if err[i] < best[0]:
-            best = (float(err[i]), float(e), float(_FIT_HALF_TOKENS[i]))
-    _, e, h = best
-    return e, h, prefill_error(p, peak, launch_s, e, h, use)
+    blocks = p["num_heads"][use] * p["batch"][use] * (s / PREFILL_QUERY_TILE + 1.0)
+
+    def search(effs, halves, fills, best):
+        stretch = 1.0 + halves[:, None] / s
+        for fill in fills:
+            work = flops * np.maximum(1.0, fill / blocks) / peak
+            for e in effs:
+                dev = np.abs(np.log((launch_s + (work / e) * stretch) / t))
+                err = np.median(dev, axis=1) + _FIT_MEAN_WEIGHT * dev.mean(axis=1)
+                i = int(err.argmin())
+                if err[i] < best[0]:
+                    best = (float(err[i]), float(e), float(halves[i]), float(fill))
+        return best
+
+    _, e, h, fill = search(_FIT_EFFICIENCY, _FIT_HALF_TOKENS, _FIT_FILL, (math.inf, 1.0, 0.0, 0.0))
+    fine_fill = [0.0] if fill == 0.0 else fill * np.geomspace(0.7, 1.4, 9)
+    effs = np.clip(e + np.arange(-0.05, 0.0501, 0.01), 0.05, 1.0)
+    best = search(effs, h * np.geomspace(0.5, 2.0, 21), fine_fill, (math.inf, e, h, fill))
+    _, e, h, fill = best
+    return e, h, fill, prefill_error(p, peak, launch_s, e, h, use, fill)
 
 
-def prefill_error(p, peak: float, launch_s: float, e: float, h: float, rows: np.ndarray) -> float:
-    """Median absolute relative error of the prefill curve ``(e, h)`` on ``rows``."""
-    s, t = p["seq_len"][rows], p["seconds"][rows]
-    flops = p["tflops"][rows] * 1e12 * t
-    pred = launch_s + flops / (peak * e) * (1.0 + h / s)
-    return float(np.median(np.abs(pred / t - 1.0)))
+def prefill_error(
+    p, peak: float, launch_s: float, e: float, h: float, rows: np.ndarray, fill: float = 0.0
+) -> float:
+    """Median absolute relative error of the prefill curve ``(e, h, fill)`` on ``rows``."""
+    pred = prefill_seconds(p, rows, peak, launch_s, e, h, fill)
+    return float(np.median(np.abs(pred / p["seconds"][rows] - 1.0)))
 
 
 def fit_decode(d: dict[str, np.ndarray], bandwidth: float, launch_s: float) -> tuple[float, float]:
@@ -388,11 +423,11 @@ def attention_fit(
     t = load_tables(gpu_name, backend)
     if t is None or t.attention_prefill is None or t.attention_decode is None:
         return None
-    e, h, perr = fit_prefill(t.attention_prefill, peak, launch_s)
+    e, h, fill, perr = fit_prefill(t.attention_prefill, peak, launch_s)
     em, derr = fit_decode(t.attention_decode, bandwidth, launch_s)
     if not math.isfinite(em):
         return None
-    return AttentionFit(e, h, em, perr, derr)
+    return AttentionFit(e, h, em, perr, derr, fill)
 
 
 @functools.cache
@@ -439,6 +474,7 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
         memory_efficiency=float(np.median([f.memory_efficiency for f in fits])),
         prefill_error=float("nan"),
         decode_error=float("nan"),
+        fill_ctas=float(np.median([f.fill_ctas for f in fits])),
     )
     return med, "median of the fits of " + ", ".join(gpus_with_tables())
 

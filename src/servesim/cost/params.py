@@ -166,6 +166,11 @@ class CostParams:
     """Keys per query at which prefill attention reaches half its efficiency (the FlashAttention
     kernels of the tables reach ~15% of peak at 512 tokens and ~50% at 8k); ``None``: fitted to
     the GPU's measured prefill-attention table, 0 (flat) on the roofline rung."""
+    attention_fill_ctas: float | None = None
+    """Thread blocks (heads × 128-query tiles) prefill attention needs to fill the GPU; with
+    fewer (a short prompt over few heads per GPU) it takes as long as this many would, one wave
+    of its longest tiles. ``None``: fitted to the GPU's measured prefill-attention table (about
+    3 blocks per SM on H100/H200/B200/A100), 0 (no limit) on the roofline rung."""
     moe_backend: str = "vllm"
     """Whose MoE kernels price the routed experts from the measured tables: ``vllm`` or
     ``sglang`` (the engine profile's)."""
@@ -271,7 +276,12 @@ class CostParams:
                 field="comm_efficiency",
                 fix="use e.g. 0.8",
             )
-        for name in ("kernel_launch_s", "runtime_reserve_bytes", "attention_half_tokens"):
+        for name in (
+            "kernel_launch_s",
+            "runtime_reserve_bytes",
+            "attention_half_tokens",
+            "attention_fill_ctas",
+        ):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ServesimError(f"must be >= 0, got {value}", field=name, fix="use 0 or more")

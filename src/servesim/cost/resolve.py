@@ -40,6 +40,8 @@ class ResolvedParams:
     """Fraction of HBM bandwidth attention reaches reading the KV cache."""
     attention_half_tokens: float = 0.0
     """Keys per query at which prefill attention reaches half its efficiency (0: flat)."""
+    attention_fill_ctas: float = 0.0
+    """Thread blocks prefill attention needs to fill the GPU (0: no occupancy limit)."""
     attention_source: str = "roofline"
     """Where the attention efficiencies come from (``roofline``: the GEMM figures)."""
     tables: kernels_mod.KernelTables | None = None
@@ -91,7 +93,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     use_tables = params.kernel_tables and params.fidelity != "calibrated"
     backend = params.kernel_backend
     fit = kernels_mod.attention_fit_for(hw, backend) if use_tables else None
-    attn, attn_mem, half, source = ce, me, 0.0, "roofline"
+    attn, attn_mem, half, fill, source = ce, me, 0.0, 0.0, "roofline"
     tables = kernels_mod.load_tables(hw.name, backend) if use_tables else None
     tables_from = None
     borrowed = kernels_mod.transfer_source(hw.name) if use_tables else None
@@ -103,12 +105,15 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     if fit is not None:
         curve, source = fit
         attn, attn_mem, half = curve.efficiency, curve.memory_efficiency, curve.half_tokens
+        fill = curve.fill_ctas
     if params.attention_efficiency is not None:
         attn, source = params.attention_efficiency, "given"
     if params.attention_memory_efficiency is not None:
         attn_mem = params.attention_memory_efficiency
     if params.attention_half_tokens is not None:
         half = params.attention_half_tokens
+    if params.attention_fill_ctas is not None:
+        fill = params.attention_fill_ctas
     return ResolvedParams(
         weight_dtype=block,
         expert_dtype=expert,
@@ -122,6 +127,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         ),
         attention_memory_efficiency=attn_mem,
         attention_half_tokens=half,
+        attention_fill_ctas=fill,
         attention_source=source,
         tables=tables,
         tables_from=tables_from,

@@ -54,6 +54,24 @@ from servesim.cost.resolve import ResolvedParams
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
 
+QUERY_TILE = 128
+"""Queries per thread block of the FlashAttention-style prefill kernels (FA2/FA3, FlashInfer)."""
+
+
+def occupancy_factor(a: np.ndarray, fill_tiles: float) -> np.ndarray:
+    """How much longer prefill attention runs than its FLOPs say because its thread blocks
+    cannot fill the GPU, for feature rows ``a`` (n, features'), shape (n,): ``max(1, fill /
+    tiles)`` with ``tiles ≈ T_R / 128 + B`` query tiles per head (each row adds one partial
+    tile) and ``fill`` the tiles per head that fill every SM (fitted to the measured prefill
+    table). Under that, the kernel takes as long as one wave of its longest tiles: the time
+    grows with the prompt, not its square. Steps without prompt work (every row one token)
+    are 1: decode kernels split the KV sequence instead."""
+    steps = np.maximum(a[:, _F.ONE], 1.0)
+    tokens, rows = a[:, _F.T_R] / steps, a[:, _F.B] / steps
+    tiles = tokens / QUERY_TILE + rows
+    out = np.maximum(fill_tiles / np.maximum(tiles, 1.0), 1.0)
+    return np.where(tokens > rows, out, 1.0)
+
 
 @dataclass(frozen=True, eq=False)
 class OperatorSides:
@@ -78,10 +96,25 @@ class OperatorSides:
     """Operators priced from measured tables (their linear coefficients are zero)."""
     rung: np.ndarray | None = None
     """Index into ``RUNGS`` of each operator."""
+    occupancy: tuple[np.ndarray, float] | None = None
+    """(columns of the prefill-attention operators, query tiles that fill the GPU): see
+    :func:`occupancy_factor`; None: no occupancy limit (roofline rung, or no such operator)."""
+
+    def compute_seconds(self, a: np.ndarray) -> np.ndarray:
+        """Compute-side seconds of every operator for feature rows ``a``, shape (n, operators):
+        the linear sides, with prefill attention's FLOP time stretched when its query tiles
+        cannot fill the GPU."""
+        comp = a @ self.compute
+        if self.occupancy is not None:
+            cols, fill = self.occupancy
+            stretch = occupancy_factor(a, fill) - 1.0
+            if stretch.any():
+                comp[:, cols] += (a @ self.busy_compute[:, cols]) * stretch[:, None]
+        return comp
 
     def seconds(self, a: np.ndarray) -> np.ndarray:
         """Per-operator seconds for feature rows ``a`` (n, features'): shape (n, operators)."""
-        sec = np.maximum(a @ self.compute, a @ self.memory)
+        sec = np.maximum(self.compute_seconds(a), a @ self.memory)
         if self.curves is not None:
             sec[:, self.curves.columns] = self.curves.seconds(a)
         if self.eager is not None:
@@ -124,7 +157,9 @@ class StepCostModel(StepAccounting):
     _groups: tuple[str, ...]  # groups reported in by_group
     _microbatches: int  # pp_microbatches resolved (1 without PP)
     _simple: bool  # pp == dp == 1: features are used as they come
-    _hot: np.ndarray | None  # simple and with CUDA graphs: [compute | memory | fixed] at once
+    _hot: np.ndarray | None
+    """Simple and with CUDA graphs: [compute | memory | busy compute of the ``occupancy``
+    columns | fixed] in one matrix, for the one product of the hot path."""
 
     # --- the hot path -------------------------------------------------------------------------
 
@@ -149,14 +184,28 @@ class StepCostModel(StepAccounting):
         f = np.asarray(features, dtype=np.float64)
         if self._hot is not None:  # the hot path: one small product
             x = f @ self._hot
-            k = self._hot.shape[1] // 2 - 1
-            curves = self._ops.curves
+            k = len(self.operators)
+            curves, occupancy = self._ops.curves, self._ops.occupancy
             if f.ndim == 1:
-                gpu = float(np.maximum(x[:k], x[k : 2 * k]).sum())
+                comp = x[:k]
+                if occupancy is not None and f[_F.T_R] > f[_F.B]:
+                    cols, fill = occupancy
+                    stretch = float(occupancy_factor(f[None, :], fill)[0]) - 1.0
+                    if stretch > 0.0:
+                        comp = comp.copy()
+                        comp[cols] += x[2 * k : 2 * k + len(cols)] * stretch
+                gpu = float(np.maximum(comp, x[k : 2 * k]).sum())
                 if curves is not None:
                     gpu += curves.total(f)
                 return self._combine(gpu, float(x[-2]), float(x[-1]))
-            gpu = np.maximum(x[:, :k], x[:, k : 2 * k]).sum(axis=1)
+            comp = x[:, :k]
+            if occupancy is not None:
+                cols, fill = occupancy
+                stretch = occupancy_factor(f, fill) - 1.0
+                if stretch.any():
+                    comp = comp.copy()
+                    comp[:, cols] += x[:, 2 * k : 2 * k + len(cols)] * stretch[:, None]
+            gpu = np.maximum(comp, x[:, k : 2 * k]).sum(axis=1)
             if curves is not None:
                 gpu = gpu + curves.totals(f)
             return self._combine(gpu, x[:, -2], x[:, -1])
