@@ -440,14 +440,17 @@ def build_step_cost(
         _groups=tuple(g for g in GROUPS if g in present),
         _microbatches=(params.pp_microbatches or par.pp) if par.pp > 1 else 1,
         _simple=simple,
-        _hot=_hot_matrix(whole, fixed) if simple and whole.eager is None else None,
+        _hot=_hot_matrix(whole, fixed) if simple else None,
     )
 
 
 def _hot_matrix(whole: OperatorSides, fixed: np.ndarray) -> np.ndarray:
-    """[compute | memory | busy compute of the occupancy-limited operators | fixed]: the hot
-    path's one product (see ``StepCostModel.seconds_from_features``)."""
+    """[compute | memory | kernel issue (no CUDA graphs) | busy compute of the
+    occupancy-limited operators | fixed]: the hot path's one product (see
+    ``StepCostModel.seconds_from_features``)."""
     parts = [whole.compute, whole.memory]
+    if whole.eager is not None:
+        parts.append(whole.eager)
     if whole.occupancy is not None:
         parts.append(whole.busy_compute[:, whole.occupancy[0]])
     return np.concatenate([*parts, fixed], axis=1)

@@ -105,11 +105,10 @@ class OperatorSides:
         the linear sides, with prefill attention's FLOP time stretched when its query tiles
         cannot fill the GPU."""
         comp = a @ self.compute
-        if self.occupancy is not None:
+        if self.occupancy is not None and (a[:, _F.T_R] > a[:, _F.B]).any():
             cols, fill = self.occupancy
             stretch = occupancy_factor(a, fill) - 1.0
-            if stretch.any():
-                comp[:, cols] += (a @ self.busy_compute[:, cols]) * stretch[:, None]
+            comp[:, cols] += (a @ self.busy_compute[:, cols]) * stretch[:, None]
         return comp
 
     def seconds(self, a: np.ndarray) -> np.ndarray:
@@ -158,8 +157,9 @@ class StepCostModel(StepAccounting):
     _microbatches: int  # pp_microbatches resolved (1 without PP)
     _simple: bool  # pp == dp == 1: features are used as they come
     _hot: np.ndarray | None
-    """Simple and with CUDA graphs: [compute | memory | busy compute of the ``occupancy``
-    columns | fixed] in one matrix, for the one product of the hot path."""
+    """Without PP or DP: [compute | memory | kernel issue (without CUDA graphs) | busy compute
+    of the ``occupancy`` columns | fixed] in one matrix, for the one product of the hot
+    path."""
 
     # --- the hot path -------------------------------------------------------------------------
 
@@ -179,35 +179,50 @@ class StepCostModel(StepAccounting):
             return 0.0
         return float(self.seconds_from_features(self.feature_map.step(new_tokens, context_lens)))
 
-    def seconds_from_features(self, features: np.ndarray) -> np.ndarray | float:
-        """Step seconds of one feature vector (a float) or of rows of them (an array)."""
+    def seconds_from_features(
+        self, features: np.ndarray, decode_span: bool = False
+    ) -> np.ndarray | float:
+        """Step seconds of one feature vector (a float) or of rows of them (an array).
+
+        ``decode_span``: the rows are the steps of one decode span, whose rows and tokens do
+        not change from step to step: the measured curves, which read only those, are
+        evaluated once (as for a single step) rather than per row."""
         f = np.asarray(features, dtype=np.float64)
         if self._hot is not None:  # the hot path: one small product
             x = f @ self._hot
             k = len(self.operators)
-            curves, occupancy = self._ops.curves, self._ops.occupancy
+            ops = self._ops
+            curves, occupancy = ops.curves, ops.occupancy
+            occ = 3 * k if ops.eager is not None else 2 * k  # first busy-compute column
             if f.ndim == 1:
                 comp = x[:k]
                 if occupancy is not None and f[_F.T_R] > f[_F.B]:
                     cols, fill = occupancy
-                    stretch = float(occupancy_factor(f[None, :], fill)[0]) - 1.0
+                    steps = max(f[_F.ONE], 1.0)
+                    tiles = f[_F.T_R] / steps / QUERY_TILE + f[_F.B] / steps
+                    stretch = max(fill / max(tiles, 1.0), 1.0) - 1.0
                     if stretch > 0.0:
                         comp = comp.copy()
-                        comp[cols] += x[2 * k : 2 * k + len(cols)] * stretch
-                gpu = float(np.maximum(comp, x[k : 2 * k]).sum())
+                        comp[cols] += x[occ : occ + len(cols)] * stretch
+                sec = np.maximum(comp, x[k : 2 * k])
+                if ops.eager is not None:
+                    np.maximum(sec, x[2 * k : 3 * k], out=sec)
+                gpu = float(sec.sum())
                 if curves is not None:
                     gpu += curves.total(f)
                 return self._combine(gpu, float(x[-2]), float(x[-1]))
             comp = x[:, :k]
-            if occupancy is not None:
+            if occupancy is not None and not decode_span and (f[:, _F.T_R] > f[:, _F.B]).any():
                 cols, fill = occupancy
                 stretch = occupancy_factor(f, fill) - 1.0
-                if stretch.any():
-                    comp = comp.copy()
-                    comp[:, cols] += x[:, 2 * k : 2 * k + len(cols)] * stretch[:, None]
-            gpu = np.maximum(comp, x[:, k : 2 * k]).sum(axis=1)
+                comp = comp.copy()
+                comp[:, cols] += x[:, occ : occ + len(cols)] * stretch[:, None]
+            sec = np.maximum(comp, x[:, k : 2 * k])
+            if ops.eager is not None:
+                np.maximum(sec, x[:, 2 * k : 3 * k], out=sec)
+            gpu = sec.sum(axis=1)
             if curves is not None:
-                gpu = gpu + curves.totals(f)
+                gpu = gpu + (curves.total(f[0]) if decode_span else curves.totals(f))
             return self._combine(gpu, x[:, -2], x[:, -1])
         rows = np.atleast_2d(f)
         gpu = self._gpu(rows, per_operator=False)[0]
@@ -228,7 +243,7 @@ class StepCostModel(StepAccounting):
         """(seconds of each step, features of each step, shape (num_steps, features)) of a
         decode span; the seconds equal :meth:`decode_span_seconds`."""
         f = self.feature_map.decode(context_lens, num_steps)
-        return self.seconds_from_features(f), f
+        return self.seconds_from_features(f, decode_span=True), f
 
     def decode_round_with_features(
         self, context_lens: np.ndarray, num_steps: int
@@ -250,7 +265,8 @@ class StepCostModel(StepAccounting):
         """
         if num_steps <= 0 or len(context_lens) == 0:
             return np.zeros(max(int(num_steps), 0))
-        return self.seconds_from_features(self.feature_map.decode(context_lens, num_steps))
+        f = self.feature_map.decode(context_lens, num_steps)
+        return self.seconds_from_features(f, decode_span=True)
 
     # --- the pieces of a step -----------------------------------------------------------------
 
