@@ -103,6 +103,7 @@ def test_json_numbers_are_the_librarys():
     assert doc["attention_fit"] == {
         "efficiency": fit.efficiency,
         "half_tokens": fit.half_tokens,
+        "fill_ctas": fit.fill_ctas,
         "memory_efficiency": fit.memory_efficiency,
         "prefill_error": fit.prefill_error,
         "decode_error": fit.decode_error,

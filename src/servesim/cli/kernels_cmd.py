@@ -129,7 +129,9 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
     return [
         f"attention curve (fitted rung): {fit['source']}",
         f"  prefill: e·s/(s + h) of bf16 peak at s keys per query, e = {fit['efficiency']:.2f}, "
-        f"h = {fit['half_tokens']:.0f}{err(fit['prefill_error'])}",
+        f"h = {fit['half_tokens']:.0f}; under C = {fit['fill_ctas']:.0f} thread blocks "
+        f"(heads × 128-query tiles) the GPU is not filled and the time stretches by "
+        f"C / blocks{err(fit['prefill_error'])}",
         f"  decode: KV-cache reads at {fit['memory_efficiency']:.3f} of HBM bandwidth"
         f"{err(fit['decode_error'])}",
     ]

@@ -79,6 +79,7 @@ def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | Non
     return {
         "efficiency": fit.efficiency,
         "half_tokens": fit.half_tokens,
+        "fill_ctas": fit.fill_ctas,
         "memory_efficiency": fit.memory_efficiency,
         "prefill_error": _number(fit.prefill_error),
         "decode_error": _number(fit.decode_error),

@@ -72,10 +72,12 @@ def plot_kernels(hw: Hardware, tables: KernelTables, doc: dict[str, Any], path: 
         c = colors[j % len(colors)]
         right.plot(p["seq_len"][sel], p["tflops"][sel], "o", color=c, ms=4, label=f"batch {batch}")
         flops = 2.0 * batch * ss**2 * heads * head_dim  # causal: half of 4·b·s²·H·d
-        e, h = fit["efficiency"], fit["half_tokens"]
-        t = r["kernel_launch_s"] + flops / (peak * e) * (1.0 + h / ss)
+        e, h, fill = fit["efficiency"], fit["half_tokens"], fit["fill_ctas"]
+        blocks = heads * batch * (ss / 128 + 1.0)  # (the step model's estimate)
+        stretch = np.maximum(1.0, fill / blocks)
+        t = r["kernel_launch_s"] + flops / (peak * e) * (1.0 + h / ss) * stretch
         right.plot(ss, flops / t / 1e12, "-", color=c, lw=1)
-    right.plot([], [], "-", color="grey", lw=1, label="fitted e·s/(s+h)")
+    right.plot([], [], "-", color="grey", lw=1, label="fitted e·s/(s+h), occupancy")
     right.axhline(
         peak * r["compute_efficiency"] / 1e12, color="black", ls="--", lw=1, label="roofline"
     )
