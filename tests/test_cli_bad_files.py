@@ -147,6 +147,13 @@ def test_a_workload_named_by_a_missing_file_names_the_file(tmp_path, flags):
     assert_one_line_error(p, "w.yaml: workload", f"{tmp_path / 'some.yaml'} does not exist")
 
 
+def test_a_trace_given_as_a_workload_points_to_replay(tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,10,10\n")
+    p = servesim("simulate", "--workload", trace, "-n", "5")
+    assert_one_line_error(p, "--workload", "looks like a request trace", f"--replay {trace}")
+
+
 def test_capacity_names_it_too_rather_than_replacing_it_with_the_flag(tmp_path):
     config = tmp_path / "w.yaml"
     config.write_text("workload: 5\n")

@@ -360,6 +360,12 @@ def workload_fields(text: str, field: str, relative_to: Path | None = None) -> d
             field=field,
             fix=f"give a workload YAML or a preset ({', '.join(PRESET_NAMES)})",
         )
+    if path.suffix.lower() in TRACE_SUFFIXES:
+        raise ServesimError(
+            f"{path} looks like a request trace, not a workload YAML",
+            field=field,
+            fix=f"replay it with --replay {text} (or `workload: {{trace: {text}}}` in a file)",
+        )
     data = read_yaml_file(path, "workload file", field)
     workload = data.get("workload", data) if isinstance(data, dict) else data
     if not isinstance(workload, dict):
@@ -369,6 +375,10 @@ def workload_fields(text: str, field: str, relative_to: Path | None = None) -> d
             fix="give a workload YAML (preset, num_requests, ...) or a scenario with one",
         )
     return dict(workload)
+
+
+TRACE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
+"""File kinds that are request traces (replayed), never workload YAML."""
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
