@@ -202,17 +202,24 @@ class FeatureMap:
         c = np.asarray(context_lens, dtype=np.float64)
         rows = float(c.shape[0])
         j1 = np.arange(1, num_steps + 1, dtype=np.float64)  # j + 1
-        f = np.zeros((num_steps, NUM_FEATURES))
-        f[:, ONE] = 1.0
-        f[:, B] = rows
-        f[:, T] = rows
-        f[:, I_B] = f[:, I_T] = 1.0
+        # The columns that do not change from step to step, as one row broadcast down.
+        absorbed = self.absorb_max >= 1.0
+        first = [0.0] * NUM_FEATURES
+        first[ONE] = first[I_B] = first[I_T] = 1.0
+        first[B] = first[T] = rows
+        if absorbed:
+            first[T_A], first[I_TA] = rows, 1.0
+        else:
+            first[T_R], first[I_TR] = rows, 1.0
+        if self.moe is not None:
+            first[D_EXP], first[M_EXP] = self.moe_features(rows)
+        f = np.empty((num_steps, NUM_FEATURES))
+        f[:] = first
         # A decode row attends to (and reads) its c + j + 1 keys.
         span = c.sum() + rows * j1
-        if self.absorb_max >= 1.0:
-            f[:, T_A], f[:, P_A], f[:, K_A], f[:, I_TA] = rows, span, span, 1.0
-        else:
-            f[:, T_R], f[:, P], f[:, K], f[:, I_TR] = rows, span, span, 1.0
+        pairs, keys = (P_A, K_A) if absorbed else (P, K)
+        f[:, pairs] = span
+        f[:, keys] = span
         if self.window:
             w = self.window
             cs = np.sort(c)
@@ -222,6 +229,4 @@ class FeatureMap:
             windowed = prefix[below] + below * j1 + (rows - below) * w
             f[:, P_SW] = windowed
             f[:, K_SW] = windowed
-        if self.moe is not None:
-            f[:, D_EXP], f[:, M_EXP] = self.moe_features(rows)
         return f
