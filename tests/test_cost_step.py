@@ -190,6 +190,28 @@ def test_step_time_breakdown_adds_up(factory):
     assert {"qkv_o", "attention", "head", "norm_other", "comm", "overhead"} <= set(step.by_group)
 
 
+@pytest.mark.parametrize("graphs", [True, False])
+def test_the_hot_path_equals_the_breakdown_with_measured_kernels(graphs):
+    # With tables, GEMMs are priced from measured curves; without CUDA graphs every operator
+    # (the measured ones too) takes at least its kernels' issue time: the one-product hot path
+    # must take the same max as the per-operator path, not add the two.
+    from servesim.hardware import load_hardware
+
+    hw = load_hardware("H100")
+    params = CostParams(cuda_graphs=graphs, kernel_tables=True)
+    cost = build_step_cost(llama_3_1_70b(), hw, Parallelism(tp=4), params)
+    assert cost.resolved.tables is not None
+    for new, ctx in (([512], [0]), ([1] * 64, [1500] * 64), ([1, 1, 300], [900, 20, 0])):
+        new, ctx = np.array(new), np.array(ctx)
+        f = cost.features(new, ctx)
+        by_group = cost.group_seconds_from_features(f[None, :])
+        slow = sum(float(v[0]) for v in by_group.values())
+        assert cost.step_seconds(new, ctx) == pytest.approx(slow, rel=1e-12)
+    span = cost.decode_span_seconds(np.array([1500] * 64), 4)
+    one_by_one = [cost.step_seconds(np.ones(64, int), np.full(64, 1500 + j)) for j in range(4)]
+    np.testing.assert_allclose(span, one_by_one, rtol=1e-12)
+
+
 def test_calibrated_params_are_reported_as_such():
     cost = build_step_cost(
         llama_3_1_8b(), h100(), params=CostParams(compute_efficiency=0.5, fidelity="calibrated")

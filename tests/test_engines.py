@@ -297,3 +297,26 @@ def test_prompt_steps_pay_the_cpu_kernel_issue_under_eager_engines():
     assert v0["mean_ttft_ms"] == pytest.approx(1000 * eager.step_seconds(prompt, empty), rel=1e-9)
     # ~1,000 kernels issued 30 µs apart: the eager prefill of a short prompt is far slower.
     assert eager.step_seconds(prompt, empty) > 1.3 * graph.step_seconds(prompt, empty)
+
+
+def test_vllm_v1_sizes_its_batch_by_the_gpu_and_the_usage_context():
+    from servesim.engines import vllm_v1_batch_defaults
+
+    gib = 2**30
+    # vLLM arg_utils: >= 70 GiB and not an A100 → 8192 (server) / 16384 (LLM class), 1024 seqs.
+    assert vllm_v1_batch_defaults(79.6 * gib, "H100", True) == (8192, 1024)
+    assert vllm_v1_batch_defaults(79.6 * gib, "H100", False) == (16384, 1024)
+    assert vllm_v1_batch_defaults(80 * gib, "A100-80GB", True) == (2048, 256)
+    assert vllm_v1_batch_defaults(80 * gib, "A100-80GB", False) == (8192, 256)
+    assert vllm_v1_batch_defaults(45 * gib, "L40S", True) == (2048, 256)
+    h100 = build_scenario({"hardware": "H100"}).scheduler
+    assert (h100.max_num_batched_tokens, h100.max_num_seqs) == (8192, 1024)
+    a100 = build_scenario({"hardware": "A100-80GB"}).scheduler
+    assert (a100.max_num_batched_tokens, a100.max_num_seqs) == (2048, 256)
+    offline = build_scenario({"hardware": "H200", "api_server": False}).scheduler
+    assert offline.max_num_batched_tokens == 16384
+    given = build_scenario({"hardware": "A100-80GB", "scheduler": {"max_num_seqs": 64}}).scheduler
+    assert (given.max_num_batched_tokens, given.max_num_seqs) == (2048, 64)
+    # Engines with fixed defaults keep them on any GPU.
+    v0 = build_scenario({"hardware": "A100-80GB", "engine": "vllm-v0"}).scheduler
+    assert (v0.max_num_batched_tokens, v0.max_num_seqs) == (8192, 256)

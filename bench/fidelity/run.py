@@ -201,7 +201,14 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     kv = case.get("kv_dtype")
     if kv:
         sc["kv_dtype"] = "fp8" if kv in ("fp8", "int8") else kv
-    sched: dict[str, Any] = {"enable_prefix_caching": bool(args.get("enable_prefix_caching"))}
+    # Prefix caching as the source states it; vLLM V1 has it on by default (a preempted
+    # request then finds its prompt's blocks again instead of recomputing them).
+    caching = args.get("enable_prefix_caching", case.get("engine") == "vllm")
+    sched: dict[str, Any] = {"enable_prefix_caching": bool(caching)}
+    if engine == "vllm" and case.get("engine") != "vllm":
+        # Engines run on the vLLM profile keep its fixed budget, not vLLM V1's GPU-dependent
+        # defaults (a TGI or FastGen server does not size its batch the way vLLM does).
+        sched.update(max_num_batched_tokens=8192, max_num_seqs=256)
     for key in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization"):
         if isinstance(args.get(key), (int, float)):
             sched[key] = args[key]
@@ -354,6 +361,8 @@ MODEL_FAMILIES = (
     ("70b", "dense 30-100B"),
     ("72b", "dense 30-100B"),
     ("34b", "dense 30-100B"),
+    ("32b", "dense 30-100B"),
+    ("14b", "dense 10-30B"),
     ("20b", "dense 10-30B"),
     ("13b", "dense 10-30B"),
 )

@@ -17,6 +17,7 @@ This module is data and two small functions; it imports nothing heavy (the CLI l
 start-up through the scenario).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,10 @@ class EngineProfile:
     piecewise graphs); 0: only pure-decode steps of a captured size do (vLLM V0, SGLang: a
     step with prompt tokens runs eagerly, each kernel issued by the CPU); None: every step
     runs without per-kernel CPU issue (a C++ runtime: TensorRT-LLM, TurboMind)."""
+    batch_defaults: Callable[[float, str, bool], tuple[int, int]] | None = None
+    """When the engine sizes its step by the GPU: ``(hbm_bytes, gpu name, api_server)`` →
+    ``(max_num_batched_tokens, max_num_seqs)`` for the fields the user leaves out (None: the
+    profile's ``max_num_batched_tokens`` and ``max_num_seqs`` everywhere)."""
     sources: dict[str, str] = field(default_factory=dict)
 
     def graphed(self, decode_only: bool, tokens: int, batch: int) -> bool:
@@ -118,6 +123,25 @@ def _sglang_graph_sizes() -> tuple[int, ...]:
     return (1, 2, 4, 8, 12, 16, 24, *range(32, 161, 8))
 
 
+LARGE_GPU_BYTES = 70 * 2**30
+"""vLLM V1's threshold for its larger batch defaults (``device_memory >= 70 * GiB_bytes``)."""
+
+
+def vllm_v1_batch_defaults(hbm_bytes: float, gpu_name: str, api_server: bool) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) vLLM V1 takes when neither is given.
+
+    GPUs with at least 70 GiB that are not an A100 (H100, H200, B200, MI300X, H20): 8,192
+    tokens a step behind the OpenAI server (16,384 for the offline ``LLM`` class) and 1,024
+    sequences; every other GPU (A100, L40S, A10G, L4): 2,048 (8,192 offline) and 256. Source:
+    vLLM ``engine/arg_utils.py`` (``_set_default_args_v1``, later ``get_batch_defaults``),
+    checked by ``tests/engine/test_arg_utils.py::test_defaults_with_usage_context``; vLLM 0.8-0.9
+    gave the larger values to the 80 GB A100 too (the A100 was excluded later)."""
+    large = hbm_bytes >= LARGE_GPU_BYTES and "a100" not in gpu_name.lower()
+    if large:
+        return (8192 if api_server else 16384), 1024
+    return (2048 if api_server else 8192), 256
+
+
 _API_SOURCE = (
     "estimate: an OpenAI-compatible Python API server (FastAPI/uvicorn request handling, chat "
     "template and HF fast-tokenizer encoding at ~1 µs/token, one IPC hop to the engine "
@@ -147,15 +171,16 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=1e-3,
         cuda_graph_sizes=_vllm_graph_sizes(512),
         graph_max_tokens=512,
+        batch_defaults=vllm_v1_batch_defaults,
         sources={
             "graphs": "vLLM V1 piecewise CUDA graphs (CompilationConfig): captured for token "
             "counts up to 512, mixed batches included; larger steps run the compiled model "
             "without graphs",
             "custom_allreduce": "vLLM's custom all-reduce (csrc/custom_all_reduce.cu, on by "
             "default for TP 2-8 over NVLink or XGMI; disable_custom_all_reduce=False)",
-            "scheduler": "vLLM docs, engine arguments (V1): max_num_seqs 256, "
-            "max_num_batched_tokens 8192 on H100-class GPUs, chunked prefill and prefix "
-            "caching on",
+            "scheduler": "vLLM engine/arg_utils.py (V1 defaults by GPU and usage context, "
+            "see vllm_v1_batch_defaults; the profile's 8192/256 are servesim's knobs for a GPU "
+            "the scenario does not name), chunked prefill and prefix caching on",
             "host": "see CostParams.host_step_s / host_per_seq_s / host_per_token_s "
             "(vllm-project/vllm#17866; a public profile of Scheduler.schedule)",
             "cuda_graph_sizes": "vLLM CompilationConfig.cudagraph_capture_sizes default "
@@ -342,15 +367,25 @@ def engine_profile(name: str) -> EngineProfile:
         ) from None
 
 
-def scheduler_defaults(profile: EngineProfile, given: dict[str, Any]) -> dict[str, Any]:
+def scheduler_defaults(
+    profile: EngineProfile,
+    given: dict[str, Any],
+    gpu: tuple[float, str] | None = None,
+    api_server: bool = True,
+) -> dict[str, Any]:
     """The scheduler section ``given`` (fields the user set) completed with the profile's
     defaults. An explicit field always wins; turning chunked prefill on under a
     prefill-first engine (vLLM V0) without naming a policy selects ``sarathi``, V0's
-    chunked-prefill scheduler (decodes first, then prompt chunks)."""
+    chunked-prefill scheduler (decodes first, then prompt chunks). ``gpu`` (HBM bytes, name)
+    and ``api_server`` pick the batch defaults of an engine that sizes them by the GPU
+    (``EngineProfile.batch_defaults``)."""
+    tokens, seqs = profile.max_num_batched_tokens, profile.max_num_seqs
+    if profile.batch_defaults is not None and gpu is not None:
+        tokens, seqs = profile.batch_defaults(gpu[0], gpu[1], api_server)
     out = {
         "policy": profile.policy,
-        "max_num_seqs": profile.max_num_seqs,
-        "max_num_batched_tokens": profile.max_num_batched_tokens,
+        "max_num_seqs": seqs,
+        "max_num_batched_tokens": tokens,
         "enable_chunked_prefill": profile.enable_chunked_prefill,
         "enable_prefix_caching": profile.enable_prefix_caching,
         "admission": profile.admission,

@@ -309,8 +309,24 @@ def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
     engine = data.get("engine", DEFAULT_ENGINE) if isinstance(data, dict) else None
     sched = data.get("scheduler", {}) if isinstance(data, dict) else None
     if isinstance(engine, str) and engine in ENGINES and isinstance(sched, dict):
-        data = {**data, "scheduler": scheduler_defaults(engine_profile(engine), sched)}
+        gpu = _gpu_of(data.get("hardware", DEFAULT_HARDWARE))
+        api = data.get("api_server", True) is not False
+        data = {**data, "scheduler": scheduler_defaults(engine_profile(engine), sched, gpu, api)}
     return convert(data, Scenario, source)
+
+
+def _gpu_of(hardware: Any) -> tuple[float, str] | None:
+    """(HBM bytes, name) of the scenario's GPU for the engine's batch defaults; None when the
+    name does not resolve (validation names that field later)."""
+    if not isinstance(hardware, str):
+        return None
+    from servesim.hardware import load_hardware
+
+    try:
+        hw = load_hardware(hardware)
+    except ServesimError:
+        return None
+    return float(hw.hbm_bytes), hw.name
 
 
 def read_yaml_file(path: str | Path, what: str, field: str) -> Any:

@@ -205,11 +205,16 @@ class StepCostModel(StepAccounting):
                         comp = comp.copy()
                         comp[cols] += x[occ : occ + len(cols)] * stretch
                 sec = np.maximum(comp, x[k : 2 * k])
-                if ops.eager is not None:
-                    np.maximum(sec, x[2 * k : 3 * k], out=sec)
-                gpu = float(sec.sum())
-                if curves is not None:
-                    gpu += curves.total(f)
+                if ops.eager is None:
+                    gpu = float(sec.sum())
+                    if curves is not None:
+                        gpu += curves.total(f)
+                else:
+                    # Without CUDA graphs each operator takes at least its kernels' issue
+                    # time, the measured ones too: their seconds go in before the max.
+                    if curves is not None:
+                        sec[curves.columns] = curves.seconds(f[None, :])[0]
+                    gpu = float(np.maximum(sec, x[2 * k : 3 * k], out=sec).sum())
                 return self._combine(gpu, float(x[-2]), float(x[-1]))
             comp = x[:, :k]
             if occupancy is not None and not decode_span and (f[:, _F.T_R] > f[:, _F.B]).any():
@@ -218,11 +223,14 @@ class StepCostModel(StepAccounting):
                 comp = comp.copy()
                 comp[:, cols] += x[:, occ : occ + len(cols)] * stretch[:, None]
             sec = np.maximum(comp, x[:, k : 2 * k])
-            if ops.eager is not None:
-                np.maximum(sec, x[:, 2 * k : 3 * k], out=sec)
-            gpu = sec.sum(axis=1)
-            if curves is not None:
-                gpu = gpu + (curves.total(f[0]) if decode_span else curves.totals(f))
+            if ops.eager is None:
+                gpu = sec.sum(axis=1)
+                if curves is not None:
+                    gpu = gpu + (curves.total(f[0]) if decode_span else curves.totals(f))
+            else:
+                if curves is not None:
+                    sec[:, curves.columns] = curves.seconds(f)
+                gpu = np.maximum(sec, x[:, 2 * k : 3 * k], out=sec).sum(axis=1)
             return self._combine(gpu, x[:, -2], x[:, -1])
         rows = np.atleast_2d(f)
         gpu = self._gpu(rows, per_operator=False)[0]
