@@ -3,8 +3,10 @@
 Every layer that takes one of these knobs takes its default from here: the scenario's
 ``SchedulerSpec`` (the boundary), the ``vllm`` engine profile (``servesim.engines``), the
 cost model's memory plan (``servesim.cost.memory.plan_memory``) and the engine's
-``SchedulerConfig``. The defaults are vLLM V1's on an H100-class GPU (vLLM docs, engine
-arguments); other engines' defaults are their profiles', each cited there.
+``SchedulerConfig``. They are vLLM's documented engine-argument defaults (8,192 batched tokens,
+256 sequences); vLLM V1 itself sizes the batch by the GPU when a scenario names one
+(``servesim.engines.vllm_v1_batch_defaults``), and other engines' defaults are their
+profiles', each cited there.
 
 This module sits below all of them and imports nothing heavy (the CLI loads it at start-up).
 """
