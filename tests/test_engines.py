@@ -320,3 +320,15 @@ def test_vllm_v1_sizes_its_batch_by_the_gpu_and_the_usage_context():
     # Engines with fixed defaults keep them on any GPU.
     v0 = build_scenario({"hardware": "A100-80GB", "engine": "vllm-v0"}).scheduler
     assert (v0.max_num_batched_tokens, v0.max_num_seqs) == (8192, 256)
+
+
+def test_sglang_chunks_prompts_by_gpu_memory():
+    from servesim.engines import sglang_batch_defaults
+
+    gib = 2**30
+    assert sglang_batch_defaults(22 * gib, "A10G", True) == (2048, 4096)
+    assert sglang_batch_defaults(80 * gib, "H100", True) == (8192, 4096)
+    assert sglang_batch_defaults(131 * gib, "H200", True) == (8192, 4096)
+    assert sglang_batch_defaults(178 * gib, "B200", True) == (16384, 4096)
+    s = build_scenario({"engine": "sglang", "hardware": "MI300X"}).scheduler
+    assert (s.max_num_batched_tokens, s.max_num_seqs) == (16384, 4096)

@@ -142,6 +142,18 @@ def vllm_v1_batch_defaults(hbm_bytes: float, gpu_name: str, api_server: bool) ->
     return (2048 if api_server else 8192), 256
 
 
+def sglang_batch_defaults(hbm_bytes: float, gpu_name: str, api_server: bool) -> tuple[int, int]:
+    """(chunked_prefill_size, max_running_requests) SGLang takes when neither is given: the
+    prefill chunk by GPU memory, 2,048 tokens under 35 GiB (A10G, L4, RTX 4090), 8,192 under
+    160 GiB (A100, H100, H200, H20, L40S), 16,384 above (B200, MI300X) — SGLang
+    ``server_args.py`` (``_handle_gpu_memory_settings`` / ``_handle_chunked_prefill_size``);
+    the requests stay the profile's 4,096 (the KV pool bounds them first)."""
+    mib = hbm_bytes / 2**20
+    if mib < 35 * 1024:
+        return 2048, 4096
+    return (8192 if mib < 160 * 1024 else 16384), 4096
+
+
 _API_SOURCE = (
     "estimate: an OpenAI-compatible Python API server (FastAPI/uvicorn request handling, chat "
     "template and HF fast-tokenizer encoding at ~1 µs/token, one IPC hop to the engine "
@@ -244,6 +256,7 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=1e-3,
         cuda_graph_sizes=_sglang_graph_sizes(),
         moe_backend="sglang",
+        batch_defaults=sglang_batch_defaults,
         sources={
             "graphs": "SGLang CudaGraphRunner: decode batches up to cuda_graph_max_bs; "
             "prefill (extend) batches run eagerly",
