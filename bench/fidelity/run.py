@@ -357,6 +357,7 @@ MODEL_FAMILIES = (
     ("mixtral", "Mixtral (MoE)"),
     ("qwen3-235b", "Qwen3 MoE"),
     ("qwen3-30b", "Qwen3 MoE"),
+    ("gpt-oss", "gpt-oss (MoE, MXFP4)"),
     ("405b", "dense >= 100B"),
     ("70b", "dense 30-100B"),
     ("72b", "dense 30-100B"),
