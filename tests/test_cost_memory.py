@@ -130,3 +130,30 @@ def test_plan_rejects_bad_knobs(kwargs, field):
 def test_max_concurrent_seqs_needs_a_positive_length():
     with pytest.raises(ServesimError):
         plan_memory(llama_3_1_8b(), h100()).max_concurrent_seqs(0)
+
+
+def test_tensorrt_llm_gives_the_kv_cache_a_share_of_the_free_memory():
+    # vLLM: KV = hbm × 0.9 − weights − reserves; TensorRT-LLM
+    # (kv_cache_free_gpu_mem_fraction 0.9): KV = 0.9 × (hbm − weights − reserves).
+    model, hw = llama_3_1_8b(), h100()
+    vllm = plan_memory(model, hw, gpu_memory_utilization=0.9)
+    trt = plan_memory(model, hw, gpu_memory_utilization=0.9, kv_of_free=True)
+    assert trt.weights_bytes_per_gpu == vllm.weights_bytes_per_gpu
+    reserves = vllm.activation_reserve_bytes + vllm.runtime_reserve_bytes
+    free = hw.hbm_bytes - vllm.weights_bytes_per_gpu - reserves
+    assert vllm.kv_cache_bytes == pytest.approx(
+        0.9 * hw.hbm_bytes - vllm.weights_bytes_per_gpu - reserves
+    )
+    assert trt.kv_cache_bytes == pytest.approx(0.9 * free)
+    # The difference is 0.1 × the weights and reserves: more KV under TensorRT-LLM's rule.
+    assert trt.kv_cache_bytes - vllm.kv_cache_bytes == pytest.approx(
+        0.1 * (vllm.weights_bytes_per_gpu + reserves)
+    )
+
+
+def test_the_trtllm_profile_uses_its_engine_defaults():
+    from servesim.engines import engine_profile
+
+    trt = engine_profile("trtllm")
+    assert trt.kv_of_free and trt.admission == "guaranteed"
+    assert not engine_profile("vllm").kv_of_free

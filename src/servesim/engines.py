@@ -86,6 +86,11 @@ class EngineProfile:
     piecewise graphs); 0: only pure-decode steps of a captured size do (vLLM V0, SGLang: a
     step with prompt tokens runs eagerly, each kernel issued by the CPU); None: every step
     runs without per-kernel CPU issue (a C++ runtime: TensorRT-LLM, TurboMind)."""
+    kv_of_free: bool = False
+    """``gpu_memory_utilization`` is the share of the memory the weights, activations and runtime
+    leave free that the KV cache takes (TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``);
+    False: the share of all HBM for everything (vLLM's ``gpu_memory_utilization``, SGLang's
+    ``mem_fraction_static``)."""
     batch_defaults: Callable[[float, str, bool], tuple[int, int]] | None = None
     """When the engine sizes its step by the GPU: ``(hbm_bytes, gpu name, api_server)`` →
     ``(max_num_batched_tokens, max_num_seqs)`` for the fields the user leaves out (None: the
@@ -283,6 +288,8 @@ PROFILES: dict[str, EngineProfile] = {
         policy="vllm",
         max_num_seqs=2048,
         max_num_batched_tokens=8192,
+        kv_of_free=True,
+        admission="guaranteed",
         enable_chunked_prefill=False,
         enable_prefix_caching=False,
         host_overlap=True,

@@ -196,6 +196,7 @@ def _build_groups(
             block_size=config.block_size,
             max_num_batched_tokens=config.max_num_batched_tokens,
             max_num_seqs=config.max_num_seqs,
+            kv_of_free=profile.kv_of_free,
         )  # fmt: skip
         cost = build_step_cost(model, hardware, par, params)
         # Steps no CUDA graph covers (prompts under vLLM V0 / SGLang, big batches) run eagerly.

@@ -169,10 +169,11 @@ def _stage_plans(
     block_size: int,
     max_num_batched_tokens: int,
     max_num_seqs: int,
+    kv_of_free: bool = False,
 ) -> MemoryPlan:
     act_bytes = dtype_bytes(res.act_dtype)
     kv_layer = kv_bytes_per_token_per_layer(model, par, dtype_bytes(res.kv_dtype))
-    usable = hw.hbm_bytes * util
+    usable = hw.hbm_bytes if kv_of_free else hw.hbm_bytes * util
     runtime = (
         default_runtime_reserve(par)
         if params.runtime_reserve_bytes is None
@@ -197,6 +198,8 @@ def _stage_plans(
         )
         kv_token = kv_layer * len(layers)
         kv_cache = usable - weights - act - runtime
+        if kv_of_free:
+            kv_cache *= util
         blocks = max(0, math.floor(kv_cache / (block_size * kv_token))) if kv_token else 0
         blocks *= par.dp  # every rank holds its own cache
         plan = MemoryPlan(
@@ -306,9 +309,15 @@ def plan_memory(
     block_size: int = knobs.BLOCK_SIZE,
     max_num_batched_tokens: int = knobs.MAX_NUM_BATCHED_TOKENS,
     max_num_seqs: int = knobs.MAX_NUM_SEQS,
+    kv_of_free: bool = False,
 ) -> MemoryPlan:
     """Memory budget of ``model`` on ``hw`` split as ``par`` (pure arithmetic, no I/O); the
     knobs' defaults are :mod:`servesim.knobs`'s.
+
+    ``gpu_memory_utilization`` is vLLM's (and SGLang's) fraction of all HBM for weights,
+    activations and KV; with ``kv_of_free`` it is TensorRT-LLM's
+    ``kv_cache_free_gpu_mem_fraction``: the KV cache takes that fraction of what the weights,
+    activations and runtime leave free.
 
     Raises ServesimError when not even one KV block fits, naming the smallest TP that fits.
     """
@@ -327,7 +336,7 @@ def plan_memory(
     )
     par.check(model)
     res = resolve_params(model, hw, params)
-    args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs)
+    args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, kv_of_free)
     plan = _stage_plans(model, hw, par, params, res, *args)
     if plan.num_kv_blocks >= 1:
         return plan

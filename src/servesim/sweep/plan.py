@@ -32,6 +32,7 @@ import msgspec
 from msgspec import Meta
 
 from servesim.cost import CostParams, Parallelism, plan_memory, valid_tps
+from servesim.engines import engine_profile
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware, load_hardware
 from servesim.metrics import SLO
@@ -250,6 +251,7 @@ def _shapes(spec: PlanSpec) -> tuple[list[Deployment], list[str]]:
                         gpu_memory_utilization=sc.scheduler.gpu_memory_utilization,
                         block_size=sc.scheduler.block_size,
                         max_num_batched_tokens=mnbt, max_num_seqs=mns,
+                        kv_of_free=engine_profile(sc.engine).kv_of_free,
                     )  # fmt: skip
                 except ServesimError as err:
                     if (display, tp) not in misfits:  # one note, whichever knobs
