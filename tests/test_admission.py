@@ -166,3 +166,14 @@ def test_sglang_profile_reserves_and_the_knob_is_validated():
     assert sc.scheduler.admission == "reserve"
     sc = servesim.build_scenario({"engine": "sglang", "scheduler": {"admission": "greedy"}})
     assert sc.scheduler.admission == "greedy"
+
+
+def test_the_summary_names_a_look_ahead_admission():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "servesim", "simulate", "--engine", "sglang", "-n", "20"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "admission reserve" in " ".join(out.split())

@@ -60,7 +60,8 @@ def summary_tables(
         "scheduler",
         f"{sc.scheduler.policy}, max_num_batched_tokens "
         f"{sc.scheduler.max_num_batched_tokens}, max_num_seqs {sc.scheduler.max_num_seqs}, "
-        f"prefix caching {'on' if sc.scheduler.enable_prefix_caching else 'off'}",
+        f"prefix caching {'on' if sc.scheduler.enable_prefix_caching else 'off'}"
+        + (f", admission {sc.scheduler.admission}" if sc.scheduler.admission != "greedy" else ""),
     )
     t1.add_row("workload", result.workload_description)
     t1.add_row(
