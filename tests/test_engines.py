@@ -332,3 +332,21 @@ def test_sglang_chunks_prompts_by_gpu_memory():
     assert sglang_batch_defaults(178 * gib, "B200", True) == (16384, 4096)
     s = build_scenario({"engine": "sglang", "hardware": "MI300X"}).scheduler
     assert (s.max_num_batched_tokens, s.max_num_seqs) == (16384, 4096)
+
+
+def test_sglang_captures_decode_graphs_by_gpu_memory_and_tp():
+    from servesim.engines import sglang_graph_sizes_by_gpu
+
+    gib = 2**30
+    h100_tp1 = sglang_graph_sizes_by_gpu(80 * gib, 1)
+    assert h100_tp1[:6] == (1, 2, 4, 8, 12, 16) and h100_tp1[-1] == 256
+    assert sglang_graph_sizes_by_gpu(80 * gib, 8)[-1] == 512
+    assert sglang_graph_sizes_by_gpu(180 * gib, 1)[-1] == 512
+    assert sglang_graph_sizes_by_gpu(22 * gib, 1)[-1] == 8
+    assert sglang_graph_sizes_by_gpu(22 * gib, 4)[-1] == 80
+    # The 0.4 profile keeps that release's sizes (up to 160) and 8192-token chunks everywhere.
+    old = engine_profile("sglang-0.4")
+    assert old.for_gpu(80 * gib, 8).cuda_graph_sizes[-1] == 160
+    assert engine_profile("sglang").for_gpu(80 * gib, 8).cuda_graph_sizes[-1] == 512
+    b200 = build_scenario({"engine": "sglang-0.4", "hardware": "B200"}).scheduler
+    assert b200.max_num_batched_tokens == 8192

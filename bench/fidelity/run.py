@@ -179,6 +179,8 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     engine = ENGINE_OF.get(case.get("engine", ""))
     if engine is None:
         raise Unmappable(f"no engine profile for {case.get('engine')!r}")
+    if engine == "sglang" and "0.4" in str(case.get("engine_version", "")):
+        engine = "sglang-0.4"  # (that release's fixed chunk and CUDA-graph sizes)
     load = case.get("load") or {}
     args = case.get("engine_args") or {}
     w = case.get("workload") or {}

@@ -18,7 +18,7 @@ start-up through the scenario).
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from servesim import knobs
@@ -95,7 +95,16 @@ class EngineProfile:
     """When the engine sizes its step by the GPU: ``(hbm_bytes, gpu name, api_server)`` →
     ``(max_num_batched_tokens, max_num_seqs)`` for the fields the user leaves out (None: the
     profile's ``max_num_batched_tokens`` and ``max_num_seqs`` everywhere)."""
+    graph_sizes_by_gpu: Callable[[float, int], tuple[int, ...]] | None = None
+    """When the engine picks its CUDA-graph batch sizes by the GPU: ``(hbm_bytes, tp)`` →
+    the sizes (None: ``cuda_graph_sizes`` everywhere)."""
     sources: dict[str, str] = field(default_factory=dict)
+
+    def for_gpu(self, hbm_bytes: float, tp: int) -> "EngineProfile":
+        """This profile as it runs on a GPU of ``hbm_bytes`` at tensor parallelism ``tp``."""
+        if self.graph_sizes_by_gpu is None:
+            return self
+        return replace(self, cuda_graph_sizes=self.graph_sizes_by_gpu(hbm_bytes, tp))
 
     def graphed(self, decode_only: bool, tokens: int, batch: int) -> bool:
         """Whether a step of ``tokens`` tokens over ``batch`` sequences (``decode_only``: one
@@ -126,6 +135,23 @@ def _vllm_graph_sizes(max_size: int) -> tuple[int, ...]:
 def _sglang_graph_sizes() -> tuple[int, ...]:
     # SGLang's default cuda_graph_bs: 1, 2, 4, 8, 12, 16, 24, then multiples of 8 up to 160.
     return (1, 2, 4, 8, 12, 16, 24, *range(32, 161, 8))
+
+
+def sglang_graph_sizes_by_gpu(hbm_bytes: float, tp: int) -> tuple[int, ...]:
+    """SGLang's decode CUDA-graph batch sizes by GPU memory and TP (``server_args.py``,
+    ``_handle_gpu_memory_settings`` and ``_generate_cuda_graph_batch_sizes``, SGLang 0.5):
+    ``cuda_graph_max_bs`` 8 (TP < 4) or 80 under 35 GiB, 256 (TP < 4) or 512 up to 160 GiB, 512
+    above; sizes 1, 2, 4, 8, 12, 16…256 by 8, 272…496 by 16, 512… by 32, up to that max.
+    (SGLang 0.4 captured up to 160 on every large GPU: ``_sglang_graph_sizes``.)"""
+    mib = hbm_bytes / 2**20
+    if mib < 35 * 1024:
+        max_bs = 8 if tp < 4 else 80
+    elif mib < 160 * 1024:
+        max_bs = 256 if tp < 4 else 512
+    else:
+        max_bs = 512
+    sizes = [1, 2, 4, 8, 12, *range(16, 257, 8), *range(272, 512, 16), *range(512, max_bs + 1, 32)]
+    return tuple(s for s in sizes if s <= max_bs)
 
 
 LARGE_GPU_BYTES = 70 * 2**30
@@ -243,9 +269,10 @@ PROFILES: dict[str, EngineProfile] = {
     "sglang": EngineProfile(
         name="sglang",
         kernel_backend="sglang",
-        description="SGLang: prefill batches before decode batches (prompts chunked at "
-        "8192 tokens), overlap scheduler (host work beside the GPU), radix prefix cache",
-        versions=">= 0.4",
+        description="SGLang: prefill batches before decode batches (prompts chunked by GPU "
+        "memory), overlap scheduler (host work beside the GPU), radix prefix cache, look-ahead "
+        "admission",
+        versions=">= 0.5 (0.4: `sglang-0.4`)",
         policy="prefill_first",
         max_num_seqs=4096,
         max_num_batched_tokens=8192,
@@ -262,6 +289,7 @@ PROFILES: dict[str, EngineProfile] = {
         cuda_graph_sizes=_sglang_graph_sizes(),
         moe_backend="sglang",
         batch_defaults=sglang_batch_defaults,
+        graph_sizes_by_gpu=sglang_graph_sizes_by_gpu,
         sources={
             "graphs": "SGLang CudaGraphRunner: decode batches up to cuda_graph_max_bs; "
             "prefill (extend) batches run eagerly",
@@ -371,6 +399,17 @@ PROFILES: dict[str, EngineProfile] = {
     ),
 }
 """The named profiles (choose with ``engine:`` / ``--engine``)."""
+
+PROFILES["sglang-0.4"] = replace(
+    PROFILES["sglang"],
+    name="sglang-0.4",
+    description="SGLang 0.4 (late 2024 - spring 2025): as `sglang`, with that release's fixed "
+    "defaults: prompts chunked at 8192 tokens and decode CUDA graphs up to 160 sequences on "
+    "every GPU",
+    versions="0.4.x",
+    batch_defaults=None,
+    graph_sizes_by_gpu=None,
+)
 
 ENGINES = tuple(PROFILES)
 

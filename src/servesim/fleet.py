@@ -183,12 +183,16 @@ def _build_groups(
     sched = scenario.scheduler
     profile = engine_profile_of(scenario)
     steps_per_round = scheduler_steps(scenario)
-    graph_batch = profile.graph_batch if scenario.cuda_graphs and profile.cuda_graph_sizes else None
+    base_profile = profile
     runtimes: list[InstanceGroupRuntime] = []
     next_id = 0
     for group in instance_groups(scenario):
         hardware = load_hardware(group.hardware or scenario.hardware)
         par = parallelism_of(group)
+        profile = base_profile.for_gpu(hardware.hbm_bytes, par.tp)
+        graph_batch = (
+            profile.graph_batch if scenario.cuda_graphs and profile.cuda_graph_sizes else None
+        )
         params = _cost_params(scenario, group, model, hardware, par)
         memory = plan_memory(
             model, hardware, par, params,
