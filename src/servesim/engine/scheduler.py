@@ -24,6 +24,11 @@ prefill_first  max_num_batched_tokens  yes (opt.)  no: excluded   every step; a 
 ``prefill_first`` is the vLLM V0 default scheduler and SGLang's: whenever a prompt (or the
 next chunk of one) can run, the step runs prompts only and the running decodes wait for it;
 otherwise it is a decode step.
+
+Independently of the policy, ``admission`` says when a waiting request's KV fits: ``greedy``
+(its prompt's blocks, vLLM), or a look-ahead that also holds back the running requests' future
+output tokens (``reserve``: SGLang; ``guaranteed``: TensorRT-LLM), see
+:mod:`servesim.engine.admission`.
 """
 
 from __future__ import annotations
@@ -214,8 +219,8 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
         num_admitted = len(extra)
         if extra:
             new_tokens = np.concatenate([new_tokens, np.asarray(extra, dtype=np.int64)])
-    if state.admission is not None and num_admitted == 0 and one_each:
-        state.admission.decode_steps(1)
+    if state.admission is not None and num_admitted == 0 and one_each and len(new_tokens):
+        state.admission.decode_steps(1)  # (a decode step: the look-ahead ratio falls)
     if not speculating:
         return ScheduledBatch(new_tokens, num_preempted, num_admitted, one_token_each=one_each)
     # Preemption drops rows from the end; admission appends rows that verify no drafts.
