@@ -137,16 +137,23 @@ def _sglang_graph_sizes() -> tuple[int, ...]:
     return (1, 2, 4, 8, 12, 16, 24, *range(32, 161, 8))
 
 
+def _sglang_memory_tier(hbm_bytes: float) -> int:
+    """SGLang's GPU-memory tiers for its defaults (``server_args.py``): 0 under 35 GiB (A10G,
+    L4), 1 under 160 GiB (A100, H100, H200, H20, L40S), 2 above (B200, MI300X)."""
+    mib = hbm_bytes / 2**20
+    return 0 if mib < 35 * 1024 else (1 if mib < 160 * 1024 else 2)
+
+
 def sglang_graph_sizes_by_gpu(hbm_bytes: float, tp: int) -> tuple[int, ...]:
     """SGLang's decode CUDA-graph batch sizes by GPU memory and TP (``server_args.py``,
     ``_handle_gpu_memory_settings`` and ``_generate_cuda_graph_batch_sizes``, SGLang 0.5):
     ``cuda_graph_max_bs`` 8 (TP < 4) or 80 under 35 GiB, 256 (TP < 4) or 512 up to 160 GiB, 512
     above; sizes 1, 2, 4, 8, 12, 16…256 by 8, 272…496 by 16, 512… by 32, up to that max.
     (SGLang 0.4 captured up to 160 on every large GPU: ``_sglang_graph_sizes``.)"""
-    mib = hbm_bytes / 2**20
-    if mib < 35 * 1024:
+    tier = _sglang_memory_tier(hbm_bytes)
+    if tier == 0:
         max_bs = 8 if tp < 4 else 80
-    elif mib < 160 * 1024:
+    elif tier == 1:
         max_bs = 256 if tp < 4 else 512
     else:
         max_bs = 512
@@ -179,10 +186,7 @@ def sglang_batch_defaults(hbm_bytes: float, gpu_name: str, api_server: bool) -> 
     160 GiB (A100, H100, H200, H20, L40S), 16,384 above (B200, MI300X) — SGLang
     ``server_args.py`` (``_handle_gpu_memory_settings`` / ``_handle_chunked_prefill_size``);
     the requests stay the profile's 4,096 (the KV pool bounds them first)."""
-    mib = hbm_bytes / 2**20
-    if mib < 35 * 1024:
-        return 2048, 4096
-    return (8192 if mib < 160 * 1024 else 16384), 4096
+    return (2048, 8192, 16384)[_sglang_memory_tier(hbm_bytes)], 4096
 
 
 _API_SOURCE = (

@@ -181,15 +181,14 @@ def _build_groups(
     scenario: Scenario, model: ModelSpec, config: SchedulerConfig, rng: np.random.Generator
 ) -> list[InstanceGroupRuntime]:
     sched = scenario.scheduler
-    profile = engine_profile_of(scenario)
+    base_profile = engine_profile_of(scenario)
     steps_per_round = scheduler_steps(scenario)
-    base_profile = profile
     runtimes: list[InstanceGroupRuntime] = []
     next_id = 0
     for group in instance_groups(scenario):
         hardware = load_hardware(group.hardware or scenario.hardware)
         par = parallelism_of(group)
-        profile = base_profile.for_gpu(hardware.hbm_bytes, par.tp)
+        profile = base_profile.for_gpu(hardware.hbm_bytes, par.tp)  # (its graph sizes)
         graph_batch = (
             profile.graph_batch if scenario.cuda_graphs and profile.cuda_graph_sizes else None
         )

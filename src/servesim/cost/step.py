@@ -198,6 +198,7 @@ class StepCostModel(StepAccounting):
                 comp = x[:k]
                 if occupancy is not None and f[_F.T_R] > f[_F.B]:
                     cols, fill = occupancy
+                    # (occupancy_factor for one row, in floats: no numpy calls on the hot path)
                     steps = max(f[_F.ONE], 1.0)
                     tiles = f[_F.T_R] / steps / QUERY_TILE + f[_F.B] / steps
                     stretch = max(fill / max(tiles, 1.0), 1.0) - 1.0
