@@ -366,3 +366,14 @@ def test_a_trace_in_another_format_shows_the_columns_wanted_and_a_short_header(t
                            """its header is '{"timestamp": 0,"note": "xx""")  # fmt: skip
     assert line.endswith("…' (it is JSON lines: use --trace-format jsonl or auto)")
     assert "x" * 100 not in line
+
+
+def test_attention_data_parallel_ranks_from_the_command_line():
+    p = run("--model", "deepseek-v3", "-g", "H200", "--tp", "1", "--dp", "8", "--engine",
+            "sglang", "-n", "40", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["num_gpus"] == 8 and s["completed"] == 40
+    assert s["scenario"]["dp"] == 8
+    bad = run("--dp", "2", "-n", "5")  # a dense model has no experts to gather to
+    assert bad.returncode == 2 and "dp" in bad.stderr and "Traceback" not in bad.stderr

@@ -58,3 +58,36 @@ def test_a_context_window_past_the_models_is_refused():
     with pytest.raises(ServesimError) as err:
         build_fleet(scenario, np.random.default_rng(0))
     assert err.value.field == "max_model_len"
+
+
+def test_attention_dp_ranks_step_under_per_rank_graphs_and_prompt_shares():
+    scenario = build_scenario(
+        {"model": "deepseek-v3", "hardware": "H200", "tp": 1, "dp": 8, "engine": "sglang",
+         "workload": {"num_requests": 4}}
+    )  # fmt: skip
+    fleet = build_fleet(scenario, np.random.default_rng(0))
+    (group,) = fleet.groups
+    assert (group.parallelism.tp, group.parallelism.dp, group.gpus_per_instance) == (1, 8, 8)
+    inst = group.instances[0]
+    sizes = group.instances[0].graph_batch
+    # 20 sequences: at most 3 per rank, each rank runs the graph captured for 4, 8 ranks.
+    assert sizes(20) == 32 and sizes(8) == 8 and sizes(1) == 8
+    # Each rank schedules its prompts within its share of SGLang's 8,192-token chunk.
+    budget = fleet.config.max_num_batched_tokens
+    assert inst.config.long_prefill_token_threshold == budget // 8
+    assert fleet.config.long_prefill_token_threshold is None  # (the scenario's, unchanged)
+
+
+def test_ep_beyond_tp_still_means_wide_ep_over_dp_ranks():
+    from servesim.fleet import parallelism_of
+    from servesim.scenario import InstanceGroup, describe_instances
+
+    par = parallelism_of(InstanceGroup(tp=2, ep=8))
+    assert (par.tp, par.dp, par.ep, par.all_to_all) == (2, 4, 8, True)
+    par = parallelism_of(InstanceGroup(tp=1, dp=8))
+    assert (par.dp, par.ep, par.moe_gather, par.expert_tp) == (8, 1, True, 8)
+    assert describe_instances(1, "H200", 1, dp=8) == "1 instance × TP1 DP8 = 8 × H200"
+    assert describe_instances(1, "H200", 2, ep=8) == "1 instance × TP2 DP4 EP8 = 8 × H200"
+    with pytest.raises(ServesimError) as err:
+        build_fleet(build_scenario({**SMALL, "dp": 2}), np.random.default_rng(0))
+    assert err.value.field == "dp"

@@ -193,6 +193,10 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
         "engine": engine,
         "seed": 0,
     }
+    if args.get("enable_dp_attention") or "--enable-dp-attention" in str(args.get("launch", "")):
+        # SGLang's DP attention: dp ranks (dp_size, default tp) of tp / dp GPUs each.
+        dp = int(args.get("dp_size") or sc["tp"])
+        sc.update(tp=sc["tp"] // dp, dp=dp)
     if case.get("engine") == "deepspeed-fastgen" or _before_cuda_graphs(case):
         sc["cuda_graphs"] = False
     wd = case.get("weight_dtype")

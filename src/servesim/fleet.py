@@ -192,6 +192,16 @@ def _build_groups(
         graph_batch = (
             profile.graph_batch if scenario.cuda_graphs and profile.cuda_graph_sizes else None
         )
+        graphed = profile.graphed
+        group_config = config
+        if par.dp > 1:
+            graph_batch, graphed = _per_rank_graphs(graph_batch, graphed, par.dp)
+            if config.long_prefill_token_threshold is None:
+                # Each rank schedules its own prompts within its share of the token budget
+                # (SGLang divides chunked_prefill_size by dp): one prompt's chunk fills one
+                # rank, and the step's prompt chunks spread over the ranks.
+                share = -(-config.max_num_batched_tokens // par.dp)
+                group_config = dataclasses.replace(config, long_prefill_token_threshold=share)
         params = _cost_params(scenario, group, model, hardware, par)
         memory = plan_memory(
             model, hardware, par, params,
@@ -225,7 +235,7 @@ def _build_groups(
             instances.append(
                 Instance(
                     next_id,
-                    config,
+                    group_config,
                     kv,
                     cost,
                     fast_forward=scenario.fast_forward,
@@ -237,7 +247,7 @@ def _build_groups(
                     num_scheduler_steps=steps_per_round,
                     graph_batch=graph_batch,
                     eager_cost=eager_cost,
-                    graphed=profile.graphed if eager_cost is not None else None,
+                    graphed=graphed if eager_cost is not None else None,
                 )  # fmt: skip
             )
             next_id += 1
@@ -252,9 +262,34 @@ def _build_groups(
     return runtimes
 
 
+def _per_rank_graphs(
+    graph_batch: Callable[[int], int] | None,
+    graphed: Callable[[bool, int, int], bool],
+    dp: int,
+) -> tuple[Callable[[int], int] | None, Callable[[bool, int, int], bool]]:
+    """CUDA-graph rules of an engine applied per attention-DP rank: each of the ``dp`` ranks
+    runs its share of the batch (at most ``ceil(B / dp)`` sequences) under the graph captured
+    for that size, and every rank pads to it (the ranks step together)."""
+
+    def per_rank(n: int) -> int:
+        return -(-n // dp)
+
+    def rank_graph_batch(batch: int) -> int:
+        assert graph_batch is not None
+        return graph_batch(per_rank(batch)) * dp
+
+    def rank_graphed(decode_only: bool, tokens: int, batch: int) -> bool:
+        return graphed(decode_only, per_rank(tokens), per_rank(batch))
+
+    return (rank_graph_batch if graph_batch is not None else None), rank_graphed
+
+
 def parallelism_of(group: InstanceGroup) -> Parallelism:
-    """The cost model's Parallelism for a group: ``ep`` beyond ``tp`` means attention
-    data-parallel ranks inside the replica (wide expert parallelism, as vLLM's DP+EP)."""
+    """The cost model's Parallelism for a group: ``dp`` attention data-parallel ranks, or,
+    with ``dp`` 1, ``ep`` beyond ``tp`` meaning ``ep / tp`` such ranks (wide expert
+    parallelism, as vLLM's DP+EP)."""
+    if group.dp > 1:
+        return Parallelism(tp=group.tp, pp=group.pp, ep=group.ep, dp=group.dp)
     if group.ep > group.tp:
         if group.ep % group.tp:
             raise ServesimError(

@@ -66,6 +66,7 @@ class InstanceGroup(Spec):
     tp: AtLeastOne = 1
     pp: AtLeastOne = 1
     ep: AtLeastOne = 1
+    dp: AtLeastOne = 1
     count: Annotated[int, Meta(ge=1, le=MAX_INSTANCES, description="instances in the group")] = 1
     role: Literal["mixed", "prefill", "decode"] = "mixed"
     weight_dtype: str | None = None
@@ -120,6 +121,15 @@ class Scenario(Spec):
     tp: Annotated[int, Meta(ge=1, description="tensor-parallel GPUs per instance")] = 1
     pp: Annotated[int, Meta(ge=1, description="pipeline stages per instance")] = 1
     ep: Annotated[int, Meta(ge=1, description="expert-parallel groups inside the TP group")] = 1
+    dp: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="attention data-parallel ranks per instance, tp GPUs each (SGLang "
+            "--enable-dp-attention, vLLM --data-parallel-size; MoE models): each rank runs "
+            "attention on its own requests, the experts see every rank's tokens",
+        ),
+    ] = 1
     replicas: Annotated[
         int, Meta(ge=1, le=MAX_INSTANCES, description="data-parallel instances")
     ] = 1
@@ -269,14 +279,26 @@ def parse_disaggregate(text: str) -> tuple[int, int]:
 
 
 def describe_instances(
-    count: int, hardware: str, tp: int, pp: int = 1, ep: int = 1, role: str = "mixed"
-) -> str:
+    count: int, hardware: str, tp: int, pp: int = 1, ep: int = 1, role: str = "mixed",
+    dp: int = 1,
+) -> str:  # fmt: skip
     """Instances and GPUs said plainly: ``1 instance × TP4 = 4 × H100``, ``2 prefill instances
-    × TP2 PP2 = 8 × H100`` (``1 × H100 (TP4)`` read as one GPU)."""
+    × TP2 PP2 = 8 × H100``, ``1 instance × TP1 DP8 = 8 × H200`` (``1 × H100 (TP4)`` read as
+    one GPU). ``ep`` beyond ``tp`` without ``dp`` implies ``dp = ep / tp`` (wide EP)."""
     kind = "" if role == "mixed" else f"{role} "
     noun = "instance" if count == 1 else "instances"
-    shape = f"TP{tp}" + (f" PP{pp}" if pp > 1 else "") + (f" EP{ep}" if ep > 1 else "")
-    return f"{count:,} {kind}{noun} × {shape} = {count * tp * pp:,} × {hardware}"
+    ranks = attention_dp_ranks(tp, ep, dp)
+    shape = f"TP{tp}" + (f" PP{pp}" if pp > 1 else "") + (f" DP{ranks}" if ranks > 1 else "")
+    shape += f" EP{ep}" if ep > 1 else ""
+    return f"{count:,} {kind}{noun} × {shape} = {count * tp * pp * ranks:,} × {hardware}"
+
+
+def attention_dp_ranks(tp: int, ep: int, dp: int) -> int:
+    """Attention data-parallel ranks of an instance: ``dp``, or ``ep / tp`` when ``ep`` exceeds
+    ``tp`` and ``dp`` is 1 (``--ep`` beyond ``--tp`` asks for wide EP over DP ranks)."""
+    if dp == 1 and ep > tp and ep % tp == 0:
+        return ep // tp
+    return dp
 
 
 def instance_groups(sc: Scenario) -> list[InstanceGroup]:
@@ -288,7 +310,7 @@ def instance_groups(sc: Scenario) -> list[InstanceGroup]:
             )
         return [g if g.hardware else replace(g, hardware=sc.hardware)
                 for g in sc.instances]  # fmt: skip
-    common = {"hardware": sc.hardware, "pp": sc.pp, "ep": sc.ep,
+    common = {"hardware": sc.hardware, "pp": sc.pp, "ep": sc.ep, "dp": sc.dp,
               "weight_dtype": sc.weight_dtype, "kv_dtype": sc.kv_dtype}  # fmt: skip
     if sc.disaggregate:
         p, d = parse_disaggregate(sc.disaggregate)

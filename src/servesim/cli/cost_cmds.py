@@ -101,6 +101,9 @@ def estimate_cmd(
     tp: int = typer.Option(1, "--tp", min=1, help="Tensor-parallel GPUs."),
     pp: int = typer.Option(1, "--pp", min=1, help="Pipeline stages."),
     ep: int = typer.Option(1, "--ep", min=1, help="Expert-parallel groups inside the TP group."),
+    dp: int = typer.Option(
+        1, "--dp", min=1, help="Attention data-parallel ranks, --tp GPUs each (MoE models)."
+    ),
     batch: int = typer.Option(1, "--batch", min=1, help="Sequences decoded together."),
     input_len: int = typer.Option(..., "--input-len", min=1, help="Prompt tokens per sequence."),
     output_len: int = typer.Option(..., "--output-len", min=1, help="Generated tokens per seq."),
@@ -132,7 +135,7 @@ def estimate_cmd(
 
     spec = load_model(positional_or_option(model, model_option, "--model"))
     hw = load_hardware(hardware)
-    par = Parallelism(tp=tp, pp=pp, ep=ep)
+    par = Parallelism(tp=tp, pp=pp, ep=ep, dp=dp)
     # As `simulate` prices a step under its default engine (vLLM: custom all-reduce).
     params = CostParams(
         weight_dtype=weight_dtype,
@@ -159,6 +162,7 @@ def estimate_cmd(
         "tp": tp,
         "pp": pp,
         "ep": ep,
+        "dp": dp,
         "gpus": par.gpus,
         "batch": batch,
         "input_len": input_len,
@@ -211,6 +215,7 @@ def _rung_shares(cost, new_tokens, context) -> dict[str, float]:
 def _print_estimate(r: dict, gpu: str) -> None:
     console = Console()
     split = f"tp={r['tp']}" + (f" pp={r['pp']}" if r["pp"] > 1 else "")
+    split += f" dp={r['dp']}" if r["dp"] > 1 else ""
     split += f" ep={r['ep']}" if r["ep"] > 1 else ""
     dtypes = r["weight_dtype"]
     if r["expert_dtype"] != r["weight_dtype"]:

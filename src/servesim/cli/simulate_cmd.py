@@ -79,6 +79,12 @@ def simulate_command(
     tp: int = typer.Option(None, "--tp", help="tensor-parallel GPUs per instance"),
     pp: int = typer.Option(None, "--pp", help="pipeline-parallel stages per instance"),
     ep: int = typer.Option(None, "--ep", help="expert-parallel groups inside the TP group (MoE)"),
+    dp: int = typer.Option(
+        None,
+        "--dp",
+        help="attention data-parallel ranks per instance, --tp GPUs each (MoE; SGLang "
+        "--enable-dp-attention is --tp 1 --dp N)",
+    ),
     replicas: int = typer.Option(None, "--replicas", help="data-parallel instances"),
     disaggregate: str = typer.Option(
         None,
@@ -347,7 +353,7 @@ def _shown_defaults() -> dict[str, str]:
         return ("on" if value else "off") if isinstance(value, bool) else str(value)
 
     shown = {name: text(field_default(Scenario, name)) for name in (
-        "tp", "pp", "ep", "replicas", "cuda_graphs", "kv_offload", "cpu_kv_cache_gib", "router",
+        "tp", "pp", "ep", "dp", "replicas", "cuda_graphs", "kv_offload", "cpu_kv_cache_gib", "router",
         "api_server", "seed", "on_oversized", "fast_forward")}  # fmt: skip
     sched = {"scheduler": "policy", "prefix_caching": "enable_prefix_caching",
              "chunked_prefill": "enable_chunked_prefill"}  # fmt: skip

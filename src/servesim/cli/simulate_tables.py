@@ -22,7 +22,7 @@ def fleet_description(result) -> str:
     for g in result.groups:
         par = g.parallelism
         fleet = describe_instances(
-            len(g.instances), g.hardware.name, par.tp, par.pp, par.ep, g.group.role
+            len(g.instances), g.hardware.name, par.tp, par.pp, par.ep, g.group.role, par.dp
         )
         parts.append(f"{fleet} ({g.cost.resolved.weight_dtype})")
     text = " + ".join(parts)

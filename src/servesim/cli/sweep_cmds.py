@@ -211,7 +211,7 @@ def _deployment(sc) -> str:
 
     if sc.instances or sc.disaggregate:
         return f"{sc.model} on its instance groups"
-    return f"{sc.model} on {describe_instances(sc.replicas, sc.hardware, sc.tp, sc.pp, sc.ep)}"
+    return f"{sc.model} on {describe_instances(sc.replicas, sc.hardware, sc.tp, sc.pp, sc.ep, dp=sc.dp)}"
 
 
 def _probe_cells(values: dict[str, float], slo) -> list[str]:

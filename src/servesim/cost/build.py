@@ -164,11 +164,13 @@ def _rates(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedPara
     tp_link = hw.inter_node if par.tp > node else hw.intra_node
     pp_link = hw.inter_node if par.gpus > node else hw.intra_node
     ep_link = hw.inter_node if par.tp * par.dp > node else hw.intra_node
+    # The GPUs the experts' collectives span: the EP group, or all tp·dp under attention DP.
+    ep_group = par.tp * par.dp if par.dp > 1 else par.ep
     # On a full mesh (MI300X) a collective over few GPUs uses only that many direct links.
     bandwidth = {
         ops_mod.RATE_LINK_TP: tp_link.bandwidth_among(min(par.tp, node)),
         ops_mod.RATE_LINK_PP: pp_link.bandwidth_among(2),
-        ops_mod.RATE_LINK_EP: ep_link.bandwidth_among(min(par.ep, node)),
+        ops_mod.RATE_LINK_EP: ep_link.bandwidth_among(min(ep_group, node)),
     }
     attn_mem = res.attention_memory_efficiency or res.memory_efficiency
     return _Rates(
@@ -210,16 +212,18 @@ def _measured_curves(
     grid = kernels_mod.M_GRID
     columns, features, curves, ranges = [], [], [], []
     act = dtype_bytes(res.act_dtype)
-    moe_curve = _moe_curve(model, par, params, res) if par.dp == 1 else None
+    # (Wide EP's all-to-all puts a skewed share of pairs on each GPU: no table row for that.)
+    moe_curve = _moe_curve(model, par, params, res) if not par.all_to_all else None
     for i, op in enumerate(operators):
         got = None
-        if op.scope != ops_mod.SCOPE_RANK:
-            continue
+        # Under attention DP a global-scope operator sees every rank's tokens: the features'
+        # second block.
+        block = NUM_FEATURES if op.scope == ops_mod.SCOPE_GLOBAL else 0
         if op.rate == ops_mod.RATE_GEMM_EXPERT and moe_curve is not None:
             first = not any(operators[c].rate == ops_mod.RATE_GEMM_EXPERT for c in columns)
             seconds, measured = moe_curve
             columns.append(i)
-            features.append(_F.T)
+            features.append(_F.T + block)
             curves.append(seconds * op.count if first else np.zeros_like(seconds))
             ranges.append(measured)
             continue
@@ -234,7 +238,7 @@ def _measured_curves(
                 mine = _roofline_gemm_seconds(hw, params, res, dtype, n, k, grid)
                 theirs = _roofline_gemm_seconds(res.tables_from, params, res, dtype, n, k, grid)
                 got = (got[0] * mine / theirs, got[1])
-        elif res.tables_from is not None:
+        elif res.tables_from is not None or block:
             continue  # all-reduce and MoE tables do not transfer between GPUs
         elif op.name == "all_reduce" and params.custom_allreduce and par.tp <= hw.gpus_per_node:
             per_token = model.hidden_size * act
@@ -245,7 +249,7 @@ def _measured_curves(
             continue
         seconds, measured = got
         columns.append(i)
-        features.append(op.m_feature if op.shape is not None else _F.T)
+        features.append((op.m_feature if op.shape is not None else _F.T) + block)
         curves.append(seconds * op.count)
         ranges.append(measured)
     if not columns:

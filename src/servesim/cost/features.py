@@ -18,6 +18,8 @@ P_SW, K_SW  pairs and KV tokens of sliding-window layers (span capped at the win
 D_EXP       expected distinct routed experts hit per GPU in one MoE layer (balanced routing)
 M_EXP       tokens each hit expert receives (the GEMM height of the expert kernels)
 I_*         1 when B, T, T_A, T_R (respectively) is positive, else 0
+T_MAX       tokens of the busiest attention-DP rank, ``max(T / dp, max_i n_i)`` (a row runs
+            whole on one rank, so a long prompt chunk cannot be shared); 0 when dp = 1
 ==========  ==============================================================================
 
 All features are sums of integers carried in float64, so they are exact up to 2^53 and the
@@ -51,10 +53,10 @@ FEATURES = (
     "I_T",
     "I_TA",
     "I_TR",
+    "T_MAX",
 )
-ONE, B, T, T_A, T_R, P, K, P_A, K_A, P_SW, K_SW, D_EXP, M_EXP, I_B, I_T, I_TA, I_TR = range(
-    len(FEATURES)
-)
+(ONE, B, T, T_A, T_R, P, K, P_A, K_A, P_SW, K_SW, D_EXP, M_EXP, I_B, I_T, I_TA, I_TR,
+ T_MAX) = range(len(FEATURES))  # fmt: skip
 NUM_FEATURES = len(FEATURES)
 INDICATOR = {B: I_B, T: I_T, T_A: I_TA, T_R: I_TR}
 """The 0/1 feature saying whether a count feature is positive: an operator's constant costs
@@ -78,7 +80,7 @@ def expected_distinct_experts(tokens, num_experts: int, top_k: int):
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
 
 
-_COUNTS = [B, T, T_A, T_R, P, K, P_A, K_A, P_SW, K_SW]
+_COUNTS = [B, T, T_A, T_R, P, K, P_A, K_A, P_SW, K_SW, T_MAX]
 """Features that are sums over the batch's rows (they split with the rows)."""
 
 
@@ -95,6 +97,8 @@ class FeatureMap:
     moe_load: float = 1.0
     """Pairs the busiest EP rank receives relative to the mean (``1 + moe_skew`` when
     ``ep > 1``): its experts are hit as if it saw ``moe_load × tokens`` tokens."""
+    dp: float = 1.0
+    """Attention data-parallel ranks: above 1, steps record ``T_MAX``."""
 
     @classmethod
     def for_model(cls, model: ModelSpec, par: Parallelism, params: CostParams) -> FeatureMap:
@@ -106,6 +110,7 @@ class FeatureMap:
             if moe
             else None,
             moe_load=1.0 + params.moe_skew if par.ep > 1 else 1.0,
+            dp=float(par.dp),
         )
 
     def moe_features(self, tokens):
@@ -194,6 +199,8 @@ class FeatureMap:
             f[K_SW] = g[5][2]
         if self.moe is not None:
             f[D_EXP], f[M_EXP] = self.moe_features(tokens)
+        if self.dp > 1.0:
+            f[T_MAX] = max(tokens / self.dp, float(new_tokens.max()))
         return f
 
     def decode(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
@@ -213,6 +220,8 @@ class FeatureMap:
             first[T_R], first[I_TR] = rows, 1.0
         if self.moe is not None:
             first[D_EXP], first[M_EXP] = self.moe_features(rows)
+        if self.dp > 1.0:
+            first[T_MAX] = max(rows / self.dp, 1.0)
         f = np.empty((num_steps, NUM_FEATURES))
         f[:] = first
         # A decode row attends to (and reads) its c + j + 1 keys.

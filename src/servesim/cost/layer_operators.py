@@ -194,10 +194,16 @@ def mla_attention_operators(
 def feed_forward_operators(
     model: ModelSpec, par: Parallelism, st: StageLayers, nb: ElementBytes, moe_load: float
 ) -> list[Operator]:
-    """The dense MLPs of the stage's dense layers, then its MoE layers."""
+    """The dense MLPs of the stage's dense layers, then its MoE layers.
+
+    When the ranks' tokens are gathered to the feed-forward (``par.moe_gather``: SGLang's DP
+    attention), every one of these runs on the tokens of all ranks (global scope), split over
+    all ``tp·dp`` GPUs, between a gather and a scatter of the hidden states."""
     ops: list[Operator] = []
     n_dense = st.layers - st.moe
     gated = 3.0 if model.gated_mlp else 2.0  # activation: read gate+up (or up), write
+    if par.moe_gather:
+        ops += _gather_scatter(model, par, st.layers, nb.act)
     if n_dense:
         weight_bytes, act_bytes = nb.weight, nb.act
         up, down = dense_mlp_matrices(model, par)
@@ -206,6 +212,40 @@ def feed_forward_operators(
         ops.append(vector("act_fn", n_dense, 4.0 * down.k, gated * down.k * act_bytes))
     if st.moe:
         ops += _moe(model, par, st.moe, nb, moe_load, gated)
+    if par.moe_gather:
+        ops = [dataclasses.replace(op, scope=SCOPE_GLOBAL) for op in ops]
+    return ops
+
+
+def _gather_scatter(
+    model: ModelSpec, par: Parallelism, layers: int, act_bytes: float
+) -> list[Operator]:
+    """SGLang's DP-attention collectives around each feed-forward, over all N = ``tp·dp`` GPUs.
+
+    A step with prompt tokens gathers by an all-reduce of a zero-filled buffer of every rank's
+    tokens (each rank's attention-TP partial sums in its slot) and all-reduces the feed-forward
+    output (each GPU then keeps its rank's rows): two ring all-reduces, 2(N − 1)/N of the global
+    hidden states each. A decode step (its batch padded to the same length on every rank, for
+    the CUDA graph) all-gathers and reduce-scatters instead: (N − 1)/N each. Priced per token on
+    the regular (prompt) path and on MLA's absorbed (decode) path; a model without MLA prices
+    every token as a prompt token. Source: SGLang ``layers/dp_attention.py`` (``_dp_gather``:
+    all-reduce under ``SUM_LEN`` padding, all-gather under ``MAX_LEN``)."""
+    gpus = par.tp * par.dp
+    ring = (gpus - 1) / gpus * model.hidden_size * act_bytes
+    ops = []
+    for name in ("ffn_gather", "ffn_scatter"):
+        ops.append(
+            Operator(
+                name,
+                "comm",
+                layers,
+                (),
+                ((T_R, 2.0 * ring), (T_A, ring)),
+                RATE_LINK_EP,
+                kernels=0.0,
+                hops=gpus - 1.0,
+            )
+        )
     return ops
 
 
@@ -242,9 +282,10 @@ def _moe(
         )
     )
     # Token-expert pairs per token that land on one GPU; the busiest EP rank gets
-    # ``moe_load`` times its share. Under wide EP (dp > 1) T counts every rank's tokens.
+    # ``moe_load`` times its share. Under attention DP (dp > 1) T counts every rank's tokens.
     pairs = k / ep * (moe_load if ep > 1 else 1.0)
-    expert_scope = SCOPE_GLOBAL if par.all_to_all else SCOPE_RANK
+    expert_scope = SCOPE_GLOBAL if par.dp > 1 else SCOPE_RANK
+
     if par.all_to_all:
         # Dispatch: each GPU sends its share of its rank's tokens (the rank's tp GPUs split
         # them), k copies each, (ep − 1)/ep of them to other GPUs; combine brings the

@@ -6,8 +6,9 @@ lists are built in ``operators.py`` (the step) and ``layer_operators.py`` (the l
 
 Scopes: with attention data parallelism (``Parallelism.dp > 1``) an operator either runs on
 one rank's share of the batch (``rank``: attention, dense layers, shared experts, head) or on the
-tokens of every rank (``global``: the routed experts under wide EP, fed by an all-to-all). The
-step cost model evaluates the two scopes on different feature vectors.
+tokens of every rank (``global``: the routed experts, fed by an all-to-all under wide EP or by an
+all-gather when every GPU holds a slice of every expert). The step cost model evaluates the two
+scopes on different feature vectors.
 
 Groups: ``qkv_o`` (attention projections), ``attention`` (the attention kernel and KV-cache
 write), ``mlp`` / ``moe`` (GEMMs only; the router counts as moe), ``head`` (the LM or value head

@@ -172,13 +172,16 @@ def _communication(
         ring = 2.0 * (tp - 1) / tp  # ring all-reduce: each GPU sends 2(tp-1)/tp of the message
         # One after attention and one after each FFN, plus one after the vocab-split embedding.
         # Under wide EP the all-to-all combine replaces the post-MoE all-reduce; the rank's tp
-        # GPUs then all-gather their slices of the combined tokens.
+        # GPUs then all-gather their slices of the combined tokens. When the ranks' tokens are
+        # gathered to the feed-forward, the gather and scatter (layer_operators) carry both:
+        # the attention output's TP partial sums go into the gather unreduced.
         moe_a2a = st.moe if par.all_to_all else 0
+        per_layer = 0 if par.moe_gather else 2 * st.layers - moe_a2a
         ops.append(
             Operator(
                 "all_reduce",
                 "comm",
-                2 * st.layers - moe_a2a + (1 if st.first else 0),
+                per_layer + (1 if st.first else 0),
                 (),
                 ((T, ring * d * act_bytes),),
                 RATE_LINK_TP,

@@ -31,9 +31,12 @@ class Parallelism:
     - ``dp``: attention data parallelism inside the replica (vLLM ``--data-parallel-size`` with
       expert parallelism, SGLang ``--enable-dp-attention``; MoE models only). Each of the ``dp``
       ranks (``tp`` GPUs each) runs attention, dense layers and shared experts on its own share
-      of the batch with its own KV cache. ``ep`` is then 1 (every rank holds all experts,
-      tensor-split ``tp`` ways) or ``tp·dp`` (wide EP: ``E / ep`` whole experts per GPU; tokens
-      reach their experts by an all-to-all *dispatch* and come back by an all-to-all *combine*).
+      of the batch with its own KV cache. ``ep`` is then 1 (every expert tensor-split over all
+      ``tp·dp`` GPUs, SGLang's default under DP attention and vLLM's DP without
+      ``--enable-expert-parallel``: every rank's tokens are all-gathered before the experts and
+      reduce-scattered back after them) or ``tp·dp`` (wide EP: ``E / ep`` whole experts per GPU;
+      tokens reach their experts by an all-to-all *dispatch* and come back by an all-to-all
+      *combine*).
     """
 
     tp: int = 1
@@ -77,12 +80,25 @@ class Parallelism:
         """GPUs each routed expert is tensor-split over."""
         if self.dp == 1:
             return self.tp // self.ep
-        return self.tp if self.ep == 1 else 1
+        return self.tp * self.dp if self.ep == 1 else 1
 
     @property
     def all_to_all(self) -> bool:
         """Whether tokens travel to their experts by all-to-all (wide EP over DP ranks)."""
         return self.dp > 1 and self.ep > 1
+
+    @property
+    def ffn_tp(self) -> int:
+        """GPUs a dense MLP or the shared experts are tensor-split over: all ``tp·dp`` when
+        every rank's tokens are gathered to the feed-forward (:attr:`moe_gather`), else ``tp``."""
+        return self.tp * self.dp if self.moe_gather else self.tp
+
+    @property
+    def moe_gather(self) -> bool:
+        """Whether every rank's tokens are gathered to the feed-forward layers (experts, shared
+        experts and dense MLPs tensor-split over all ``tp·dp`` GPUs) and scattered back:
+        attention DP without expert parallelism (SGLang's ``--enable-dp-attention``)."""
+        return self.dp > 1 and self.ep == 1
 
     def kv_heads_per_gpu(self, model: ModelSpec) -> int:
         """KV heads each GPU holds (1 when ``tp`` exceeds the KV heads: replicated)."""

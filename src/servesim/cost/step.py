@@ -305,7 +305,14 @@ class StepCostModel(StepAccounting):
         # Micro-batches and busy ranks hold whole sequences: never more parts than sequences.
         m = np.clip(seqs, 1.0, float(self._microbatches))
         dp = float(self.parallelism.dp)
-        ranks = np.clip(seqs / m, 1.0, dp)
+        ranks = seqs / m
+        if dp > 1:
+            # The step waits for its busiest rank: the step's work shared as its tokens are
+            # between the busiest rank and the rest (a long prompt chunk stays on one rank).
+            busiest = a[:, _F.T_MAX]
+            shares = a[:, _F.T] / np.where(busiest > 0, busiest, 1.0)
+            ranks = np.minimum(ranks, np.where(busiest > 0, shares, dp))
+        ranks = np.clip(ranks, 1.0, dp)
         rank = self.feature_map.split(a, m * ranks)
         if dp > 1:
             rank = np.concatenate([rank, self.feature_map.split(a, m)], axis=1)

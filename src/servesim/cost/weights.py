@@ -63,8 +63,9 @@ def attention_matrices(model: ModelSpec, par: Parallelism) -> list[Matrix]:
 
 
 def dense_mlp_matrices(model: ModelSpec, par: Parallelism) -> list[Matrix]:
-    """Dense MLP of one layer as held by one GPU (column/row split by TP)."""
-    d, width = model.hidden_size, model.intermediate_size / par.tp
+    """Dense MLP of one layer as held by one GPU (column/row split by TP; by all ``tp·dp``
+    GPUs when the ranks' tokens are gathered to it)."""
+    d, width = model.hidden_size, model.intermediate_size / par.ffn_tp
     up = 2 * width if model.gated_mlp else width
     bias = 1.0 if model.mlp_bias else 0.0
     return [Matrix("gate_up_proj", d, up, bias * up), Matrix("down_proj", width, d, bias * d)]
@@ -83,10 +84,11 @@ def expert_matrices(model: ModelSpec, par: Parallelism) -> list[Matrix]:
 
 
 def shared_expert_matrices(model: ModelSpec, par: Parallelism) -> list[Matrix]:
-    """All shared experts of one MoE layer, fused, as held by one GPU (split by TP)."""
+    """All shared experts of one MoE layer, fused, as held by one GPU (split by TP; by all
+    ``tp·dp`` GPUs when the ranks' tokens are gathered to them)."""
     moe = model.moe
     assert moe is not None
-    width = moe.num_shared_experts * moe.shared_expert_intermediate_size / par.tp
+    width = moe.num_shared_experts * moe.shared_expert_intermediate_size / par.ffn_tp
     if width == 0:
         return []
     d = model.hidden_size

@@ -120,7 +120,10 @@ def _scenario_section(run: RunData) -> str:
     model, _ = scenario_label(s)
     replicas = sc.get("replicas", 1)
     gpu = (s.get("hardware_info") or {}).get("name") or sc.get("hardware") or "?"
-    fleet = describe_instances(replicas, gpu, sc.get("tp") or 1, sc.get("pp") or 1)
+    fleet = describe_instances(
+        replicas, gpu, sc.get("tp") or 1, sc.get("pp") or 1, sc.get("ep") or 1,
+        dp=sc.get("dp") or 1,
+    )  # fmt: skip
     rows = [
         ("model", model),
         ("hardware", fleet + (f", router {sc.get('router')}" if replicas > 1 else "")),
