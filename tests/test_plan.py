@@ -83,7 +83,7 @@ def test_search_skips_replica_counts_that_certainly_fall_short_and_stops_after_e
                      extra_replicas=1)  # fmt: skip
     plan = search_plan(spec, fleet)
     # One TP1 replica meets TTFT <= 500 ms up to 8 req/s (load 0.8): the search brackets it.
-    cap = plan.replica_capacity[Deployment("H100", 1, 1, 8192, 256)]
+    cap = plan.replica_capacity[Deployment("H100", 1, 1, 8192, 1024)]
     assert cap.rate <= 8 < cap.upper_rate <= 8 * (1 + PLAN_TOLERANCE)
     n_min = math.ceil(35 / (cap.upper_rate * ROUTING_MARGIN))
     # 35 req/s needs 5 replicas (7 req/s each); counts from n_min up, one extra (6), no more.
@@ -149,11 +149,11 @@ def test_pruned_replica_counts_really_fall_short():
                      workload={**WORKLOAD, "num_requests": 400})  # fmt: skip
     plan = search_plan(spec, serial())
     cheapest = require_feasible(plan).deployment
-    cap = plan.replica_capacity[Deployment("H100", 1, 1, 8192, 256)]
+    cap = plan.replica_capacity[Deployment("H100", 1, 1, 8192, 1024)]
     n_min = math.ceil(40 / (cap.upper_rate * ROUTING_MARGIN))
     assert n_min >= 2
     # The count just below the search's start, simulated anyway: it misses the SLOs.
-    short = Deployment("H100", 1, n_min - 1, 8192, 256)
+    short = Deployment("H100", 1, n_min - 1, 8192, 1024)
     m = run_point(scenario_for(spec, short, 40), 99)["metrics"]
     assert m["slo_ttft_ms"] > 300 or m["slo_tpot_ms"] > 40
     assert cheapest.gpus >= n_min
@@ -185,3 +185,15 @@ def test_plan_inputs_are_validated():
         make_spec(hardware=[])
     with pytest.raises(ServesimError, match="hardware"):  # unknown GPU
         search_plan(make_spec(hardware=["H999"]), serial())
+
+
+def test_running_request_caps_default_to_the_engines_own_per_gpu():
+    from servesim.sweep.plan import _shapes
+
+    # vLLM V1: 1,024 running requests on GPUs of 70 GiB or more, 256 below (L4, 24 GB).
+    shapes, _ = _shapes(make_spec(hardware=["H100", "L4"]))
+    assert {(d.hardware, d.max_num_seqs) for d in shapes} == {("H100", 1024), ("L4", 256)}
+    shapes, _ = _shapes(make_spec(hardware=["H100"], max_num_seqs=[64, 128]))
+    assert {d.max_num_seqs for d in shapes} == {64, 128}
+    shapes, _ = _shapes(make_spec(hardware=["H100"], base={"engine": "sglang"}))
+    assert {d.max_num_seqs for d in shapes} == {4096}

@@ -37,7 +37,7 @@ def _plan_table(plan, metric: str) -> Table:
 
     spec = plan.spec
     cheapest = plan.cheapest
-    several_seqs = len(spec.max_num_seqs) > 1
+    several_seqs = len({e.deployment.max_num_seqs for e in plan.frontier(metric)}) > 1
     table = Table(title=f"Pareto frontier: cost vs p{spec.percentile:g} {METRIC_LABELS[metric]}")
     table.add_column("deployment", no_wrap=True)
     table.add_column("GPUs", justify="right")
@@ -91,7 +91,9 @@ def plan_command(
         help="token budgets per step to try (comma-separated)",
     ),
     max_num_seqs: str = typer.Option(
-        "256", "--max-num-seqs", help="running-request caps to try (comma-separated)"
+        None,
+        "--max-num-seqs",
+        help="running-request caps to try (comma-separated); default: the engine's own per GPU",
     ),
     extra_replicas: int = typer.Option(
         1,
@@ -158,7 +160,9 @@ def plan_command(
             "max_num_batched_tokens": _csv_list(
                 max_num_batched_tokens, "--max-num-batched-tokens", int
             ),
-            "max_num_seqs": _csv_list(max_num_seqs, "--max-num-seqs", int),
+            "max_num_seqs": (
+                _csv_list(max_num_seqs, "--max-num-seqs", int) if max_num_seqs else None
+            ),
             "extra_replicas": extra_replicas,
             "base": load_scenario_file(config) if config else {},
         }

@@ -88,9 +88,16 @@ class PlanSpec(Spec, kw_only=True):
     max_num_batched_tokens: Annotated[list[int], Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: [2048, 8192]
     )
-    max_num_seqs: Annotated[list[int], Meta(min_length=1)] = msgspec.field(
-        default_factory=lambda: [256]
-    )
+    max_num_seqs: (
+        Annotated[
+            list[int],
+            Meta(
+                min_length=1,
+                description="running-request caps to try; default: the engine's own on each GPU",
+            ),
+        ]
+        | None
+    ) = None
     extra_replicas: Annotated[
         int, Meta(ge=0, description="replica counts tried past the first that meets the SLOs")
     ] = 1
@@ -235,11 +242,12 @@ def _shapes(spec: PlanSpec) -> tuple[list[Deployment], list[str]]:
     shapes: list[Deployment] = []
     notes: list[str] = []
     misfits: set[tuple[str, int]] = set()
-    knobs = list(itertools.product(spec.max_num_batched_tokens, spec.max_num_seqs))
     for name in spec.hardware:
         hw = load_hardware(name)
         display = _display_name(name, hw)
         limit = min(spec.max_gpus, hw.gpus_per_node)
+        seqs = spec.max_num_seqs or [_engine_max_num_seqs(spec, display)]
+        knobs = list(itertools.product(spec.max_num_batched_tokens, seqs))
         for tp in valid_tps(model, limit=limit):
             for mnbt, mns in knobs:
                 dep = Deployment(display, tp, 1, mnbt, mns)
@@ -260,6 +268,16 @@ def _shapes(spec: PlanSpec) -> tuple[list[Deployment], list[str]]:
                     continue
                 shapes.append(dep)
     return shapes, notes
+
+
+def _engine_max_num_seqs(spec: PlanSpec, hardware: str) -> int:
+    """The running-request cap the plan's engine (or the base scenario's) sets itself on
+    ``hardware`` (vLLM V1: 1,024 on GPUs of 70 GiB or more, 256 below)."""
+    base_sched = spec.base.get("scheduler") if isinstance(spec.base, dict) else None
+    if isinstance(base_sched, dict) and "max_num_seqs" in base_sched:
+        return int(base_sched["max_num_seqs"])
+    data = merge(spec.base, {"model": spec.model, "hardware": hardware})
+    return build_scenario(data, source="plan").scheduler.max_num_seqs
 
 
 def _evaluate(dep: Deployment, record: dict[str, Any], slo: SLO) -> Evaluation:
