@@ -177,3 +177,17 @@ def test_the_summary_names_a_look_ahead_admission():
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "admission reserve" in " ".join(out.split())
+
+
+def test_conservativeness_scales_the_whole_ratio_course():
+    # SGLang under DP attention: schedule_conservativeness 0.3 -> init 0.21, floor 0.0294,
+    # still 600 decode steps from one to the other; an idle instance starts again at 0.21.
+    a = Admission("reserve", conservativeness=0.3)
+    assert a.ratio == pytest.approx(0.21)
+    assert a.ratio_after(300) == pytest.approx((0.21 + 0.0294) / 2)
+    assert a.ratio_after(600) == pytest.approx(0.0294)
+    assert a.ratio_after(10_000) == pytest.approx(0.0294)
+    a.decode_steps(1000)
+    a.idle()
+    assert a.ratio == pytest.approx(0.21)
+    assert Admission("reserve").ratio == INIT_NEW_TOKEN_RATIO  # (the default: unchanged)

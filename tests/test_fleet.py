@@ -91,3 +91,33 @@ def test_ep_beyond_tp_still_means_wide_ep_over_dp_ranks():
     with pytest.raises(ServesimError) as err:
         build_fleet(build_scenario({**SMALL, "dp": 2}), np.random.default_rng(0))
     assert err.value.field == "dp"
+
+
+@pytest.mark.parametrize(
+    "engine, budget, threshold, seqs, ratio, largest_graph, overlap",
+    [
+        # SGLang 0.5: chunked_prefill_size // dp per rank, schedule_conservativeness × 0.3.
+        ("sglang", 8192, 1024, 4096, 0.7 * 0.3, 512, True),
+        # SGLang 0.4: chunk // 2 per rank, graphs up to 96 per rank, no overlap scheduler.
+        ("sglang-0.4", 8 * 4096, 4096, 4096, 0.7 * 0.3, 96, False),
+        # vLLM: an engine per rank, each with vLLM V1's H200 server defaults (8192, 1024).
+        ("vllm", 8 * 8192, 8192, 8 * 1024, None, 512, True),
+    ],
+)
+def test_engines_run_attention_dp_ranks_their_own_way(
+    engine, budget, threshold, seqs, ratio, largest_graph, overlap
+):
+    scenario = build_scenario(
+        {"model": "deepseek-v3", "hardware": "H200", "tp": 1, "dp": 8, "engine": engine,
+         "workload": {"num_requests": 4}}
+    )  # fmt: skip
+    (group,) = build_fleet(scenario, np.random.default_rng(0)).groups
+    inst = group.instances[0]
+    cfg = inst.config
+    assert (cfg.max_num_batched_tokens, cfg.long_prefill_token_threshold) == (budget, threshold)
+    assert cfg.max_num_seqs == seqs
+    admission = inst.state.admission
+    assert (admission.ratio if admission else None) == pytest.approx(ratio)
+    assert inst.graph_batch(8 * largest_graph) == 8 * largest_graph
+    assert inst.graph_batch(8 * largest_graph + 8) == 8 * largest_graph + 8  # (no graph: eager)
+    assert group.params.host_overlap is overlap

@@ -27,6 +27,31 @@ DEFAULT_ENGINE = "vllm"
 
 
 @dataclass(frozen=True)
+class AttentionDP:
+    """How an engine runs attention data-parallel ranks (scenario ``dp`` > 1)."""
+
+    budget_divisor: int | None = None
+    """Each rank schedules prompts within the instance's token budget divided by this; the
+    instance's step then holds ``dp`` such shares. None: divided by ``dp`` (SGLang 0.5:
+    ``chunked_prefill_size // dp_size``); 1: every rank is an engine with the whole budget
+    (vLLM, TensorRT-LLM); 2: SGLang 0.4 (``chunked_prefill_size // 2``)."""
+    seqs_per_rank: bool = False
+    """Every rank runs ``max_num_seqs`` requests (an engine per rank); False: the instance's."""
+    conservativeness: float = 1.0
+    """Scale of the look-ahead admission's reserve (SGLang: ``schedule_conservativeness``
+    × 0.3 under DP attention)."""
+    graph_max_per_rank: int | None = None
+    """Largest decode CUDA graph per rank (SGLang 0.4: ``cuda_graph_max_bs`` capped at 96)."""
+    host_overlap: bool | None = None
+    """The host's work overlaps the GPU under DP attention (None: as without; SGLang 0.4 turns
+    its overlap scheduler off)."""
+
+    def rank_budget(self, budget: int, dp: int) -> int:
+        """Tokens one rank schedules per step out of the instance's ``budget``."""
+        return max(1, budget // (self.budget_divisor or dp))
+
+
+@dataclass(frozen=True)
 class EngineProfile:
     """Scheduling semantics and host/API latency coefficients of one serving engine.
 
@@ -98,13 +123,23 @@ class EngineProfile:
     graph_sizes_by_gpu: Callable[[float, int], tuple[int, ...]] | None = None
     """When the engine picks its CUDA-graph batch sizes by the GPU: ``(hbm_bytes, tp)`` →
     the sizes (None: ``cuda_graph_sizes`` everywhere)."""
+    attention_dp: AttentionDP = AttentionDP()
+    """How the engine runs attention data-parallel ranks."""
     sources: dict[str, str] = field(default_factory=dict)
 
-    def for_gpu(self, hbm_bytes: float, tp: int) -> "EngineProfile":
-        """This profile as it runs on a GPU of ``hbm_bytes`` at tensor parallelism ``tp``."""
-        if self.graph_sizes_by_gpu is None:
-            return self
-        return replace(self, cuda_graph_sizes=self.graph_sizes_by_gpu(hbm_bytes, tp))
+    def for_gpu(self, hbm_bytes: float, tp: int, dp: int = 1) -> "EngineProfile":
+        """This profile as it runs on a GPU of ``hbm_bytes`` at tensor parallelism ``tp``
+        (with ``dp`` attention data-parallel ranks: its CUDA graphs per rank, its host)."""
+        out = self
+        if self.graph_sizes_by_gpu is not None:
+            out = replace(out, cuda_graph_sizes=self.graph_sizes_by_gpu(hbm_bytes, tp))
+        rules = self.attention_dp
+        if dp > 1 and rules.graph_max_per_rank is not None:
+            sizes = tuple(s for s in out.cuda_graph_sizes if s <= rules.graph_max_per_rank)
+            out = replace(out, cuda_graph_sizes=sizes)
+        if dp > 1 and rules.host_overlap is not None:
+            out = replace(out, host_overlap=rules.host_overlap)
+        return out
 
     def graphed(self, decode_only: bool, tokens: int, batch: int) -> bool:
         """Whether a step of ``tokens`` tokens over ``batch`` sequences (``decode_only``: one
@@ -196,6 +231,11 @@ _API_SOURCE = (
     "after it; scored on the TTFT cases of bench/fidelity (leave-one-source-out)"
 )
 
+_ENGINE_PER_RANK = AttentionDP(budget_divisor=1, seqs_per_rank=True)
+"""vLLM's ``--data-parallel-size`` and TensorRT-LLM's attention DP: every rank is an engine
+with its own scheduler, token budget and running requests (vLLM docs, "Data Parallel
+Deployment"; TensorRT-LLM ``enable_attention_dp``)."""
+
 PROFILES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm",
@@ -219,6 +259,7 @@ PROFILES: dict[str, EngineProfile] = {
         cuda_graph_sizes=_vllm_graph_sizes(512),
         graph_max_tokens=512,
         batch_defaults=vllm_v1_batch_defaults,
+        attention_dp=_ENGINE_PER_RANK,
         sources={
             "graphs": "vLLM V1 piecewise CUDA graphs (CompilationConfig): captured for token "
             "counts up to 512, mixed batches included; larger steps run the compiled model "
@@ -255,6 +296,7 @@ PROFILES: dict[str, EngineProfile] = {
         api_per_input_token_s=1e-6,
         api_stream_s=1e-3,
         cuda_graph_sizes=_vllm_graph_sizes(256),
+        attention_dp=_ENGINE_PER_RANK,
         sources={
             "graphs": "vLLM V0 model runner: CUDA graphs for decode batches only "
             "(enforce_eager=False); prefill and chunked steps run eagerly",
@@ -294,6 +336,7 @@ PROFILES: dict[str, EngineProfile] = {
         moe_backend="sglang",
         batch_defaults=sglang_batch_defaults,
         graph_sizes_by_gpu=sglang_graph_sizes_by_gpu,
+        attention_dp=AttentionDP(conservativeness=0.3),
         sources={
             "graphs": "SGLang CudaGraphRunner: decode batches up to cuda_graph_max_bs; "
             "prefill (extend) batches run eagerly",
@@ -308,6 +351,10 @@ PROFILES: dict[str, EngineProfile] = {
             "scheduling of batch n+1 beside the GPU step of batch n",
             "cuda_graph_sizes": "SGLang ServerArgs default cuda_graph_bs (1, 2, 4, 8, 12, "
             "16, 24, multiples of 8 to 160)",
+            "attention_dp": "SGLang server_args.py, --enable-dp-attention: "
+            "chunked_prefill_size //= dp_size (each rank's share), schedule_conservativeness "
+            "*= 0.3 (0.5); 0.4: chunked_prefill_size //= 2, cuda_graph_max_bs = min(, 96), "
+            "overlap scheduler off",
             "api": _API_SOURCE,
         },
     ),
@@ -322,6 +369,7 @@ PROFILES: dict[str, EngineProfile] = {
         max_num_batched_tokens=8192,
         kv_of_free=True,
         admission="guaranteed",
+        attention_dp=_ENGINE_PER_RANK,
         enable_chunked_prefill=False,
         enable_prefix_caching=False,
         host_overlap=True,
@@ -413,6 +461,9 @@ PROFILES["sglang-0.4"] = replace(
     versions="0.4.x",
     batch_defaults=None,
     graph_sizes_by_gpu=None,
+    attention_dp=AttentionDP(
+        budget_divisor=2, conservativeness=0.3, graph_max_per_rank=96, host_overlap=False
+    ),
 )
 
 ENGINES = tuple(PROFILES)

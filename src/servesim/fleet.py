@@ -149,11 +149,12 @@ def _max_model_len(scenario: Scenario, model: ModelSpec) -> int:
 
 def _cost_params(
     scenario: Scenario, group: InstanceGroup, model: ModelSpec, hardware: Hardware,
-    par: Parallelism,
+    par: Parallelism, profile: EngineProfile | None = None,
 ) -> CostParams:  # fmt: skip
     """The cost parameters of a group: its dtypes and the engine profile's host and kernel
-    terms, or the scenario's calibration fitted over them."""
-    profile = engine_profile_of(scenario)
+    terms (``profile``: the engine as it runs this group), or the scenario's calibration fitted
+    over them."""
+    profile = profile or engine_profile_of(scenario)
     params = CostParams(
         weight_dtype=group.weight_dtype,
         kv_dtype=group.kv_dtype,
@@ -188,7 +189,8 @@ def _build_groups(
     for group in instance_groups(scenario):
         hardware = load_hardware(group.hardware or scenario.hardware)
         par = parallelism_of(group)
-        profile = base_profile.for_gpu(hardware.hbm_bytes, par.tp)  # (its graph sizes)
+        # (its graph sizes on this GPU; with attention DP, per rank, and its host)
+        profile = base_profile.for_gpu(hardware.hbm_bytes, par.tp, par.dp)
         graph_batch = (
             profile.graph_batch if scenario.cuda_graphs and profile.cuda_graph_sizes else None
         )
@@ -196,19 +198,14 @@ def _build_groups(
         group_config = config
         if par.dp > 1:
             graph_batch, graphed = _per_rank_graphs(graph_batch, graphed, par.dp)
-            if config.long_prefill_token_threshold is None:
-                # Each rank schedules its own prompts within its share of the token budget
-                # (SGLang divides chunked_prefill_size by dp): one prompt's chunk fills one
-                # rank, and the step's prompt chunks spread over the ranks.
-                share = -(-config.max_num_batched_tokens // par.dp)
-                group_config = dataclasses.replace(config, long_prefill_token_threshold=share)
-        params = _cost_params(scenario, group, model, hardware, par)
+            group_config = _attention_dp_config(config, profile, par.dp)
+        params = _cost_params(scenario, group, model, hardware, par, profile)
         memory = plan_memory(
             model, hardware, par, params,
             gpu_memory_utilization=sched.gpu_memory_utilization,
             block_size=config.block_size,
-            max_num_batched_tokens=config.max_num_batched_tokens,
-            max_num_seqs=config.max_num_seqs,
+            max_num_batched_tokens=group_config.max_num_batched_tokens,
+            max_num_seqs=group_config.max_num_seqs,
             kv_of_free=profile.kv_of_free,
         )  # fmt: skip
         cost = build_step_cost(model, hardware, par, params)
@@ -248,6 +245,9 @@ def _build_groups(
                     graph_batch=graph_batch,
                     eager_cost=eager_cost,
                     graphed=graphed if eager_cost is not None else None,
+                    admission_conservativeness=(
+                        profile.attention_dp.conservativeness if par.dp > 1 else 1.0
+                    ),
                 )  # fmt: skip
             )
             next_id += 1
@@ -260,6 +260,24 @@ def _build_groups(
             fix="use only mixed instances, or prefill and decode instances together",
         )
     return runtimes
+
+
+def _attention_dp_config(
+    config: SchedulerConfig, profile: EngineProfile, dp: int
+) -> SchedulerConfig:
+    """The instance's scheduler knobs with ``dp`` attention data-parallel ranks, as the engine
+    runs them (``EngineProfile.attention_dp``): each rank schedules prompts within its share of
+    the token budget (one prompt's chunk fills one rank, the step's chunks spread over the
+    ranks), so a step holds ``dp`` shares; an engine per rank runs ``max_num_seqs`` on each."""
+    rules = profile.attention_dp
+    share = rules.rank_budget(config.max_num_batched_tokens, dp)
+    threshold = config.long_prefill_token_threshold
+    return dataclasses.replace(
+        config,
+        max_num_batched_tokens=share * dp,
+        max_num_seqs=config.max_num_seqs * dp if rules.seqs_per_rank else config.max_num_seqs,
+        long_prefill_token_threshold=share if threshold is None else min(threshold, share),
+    )
 
 
 def _per_rank_graphs(

@@ -52,6 +52,9 @@ class Admission:
     ``clip`` is the most output tokens counted per request."""
 
     mode: str
+    conservativeness: float = 1.0
+    """SGLang's ``schedule_conservativeness``: scales the initial ratio (and with it the floor
+    and the fall per step); SGLang multiplies it by 0.3 under DP attention."""
     start: float = INIT_NEW_TOKEN_RATIO
     decayed: int = 0
     clip: float = CLIP_MAX_NEW_TOKENS
@@ -61,6 +64,21 @@ class Admission:
             self.start, self.clip = 1.0, float("inf")
         elif self.mode != "reserve":
             raise ValueError(f"no look-ahead admission called {self.mode!r}")
+        # (SGLang: init = min(0.7 · c, 1), floor = init · 0.14, 600 steps from one to the other)
+        scale = self.conservativeness
+        self._init, self._floor, self._decay = (
+            INIT_NEW_TOKEN_RATIO,
+            MIN_NEW_TOKEN_RATIO,
+            (NEW_TOKEN_RATIO_DECAY),
+        )
+        if scale != 1.0:
+            self._init = min(INIT_NEW_TOKEN_RATIO * scale, 1.0)
+            self._floor = self._init * (MIN_NEW_TOKEN_RATIO / INIT_NEW_TOKEN_RATIO)
+            self._decay = (self._init - self._floor) / (
+                (INIT_NEW_TOKEN_RATIO - MIN_NEW_TOKEN_RATIO) / NEW_TOKEN_RATIO_DECAY
+            )
+            if self.mode == "reserve":
+                self.start = self._init
 
     @property
     def adaptive(self) -> bool:
@@ -77,13 +95,13 @@ class Admission:
         """The ratio once ``steps`` more decode steps have run."""
         if not self.adaptive:
             return self.start
-        fallen = self.start - (self.decayed + steps) * NEW_TOKEN_RATIO_DECAY
-        return np.maximum(fallen, MIN_NEW_TOKEN_RATIO)
+        fallen = self.start - (self.decayed + steps) * self._decay
+        return np.maximum(fallen, self._floor)
 
     def idle(self) -> None:
         """The instance has nothing running: SGLang starts cautious again."""
         if self.adaptive:
-            self.start, self.decayed = INIT_NEW_TOKEN_RATIO, 0
+            self.start, self.decayed = self._init, 0
 
     def decode_steps(self, n: int) -> None:
         """``n`` decode steps ran: the ratio falls towards its floor."""

@@ -119,6 +119,7 @@ class Instance:
         graph_batch: Callable[[int], int] | None = None,
         eager_cost: StepCost | None = None,
         graphed: Callable[[bool, int, int], bool] | None = None,
+        admission_conservativeness: float = 1.0,
     ):
         if role not in ("mixed", "prefill", "decode"):
             raise ValueError(f"unknown instance role {role!r}")
@@ -150,7 +151,9 @@ class Instance:
             kv,
             prefill_only=role == "prefill",
             num_speculative_tokens=speculation.num_tokens if speculation else 0,
-            admission=None if config.admission == "greedy" else Admission(config.admission),
+            admission=None
+            if config.admission == "greedy"
+            else Admission(config.admission, admission_conservativeness),
         )
         self.in_flight: InFlight | None = None
         self.generation = 0
