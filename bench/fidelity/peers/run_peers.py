@@ -177,11 +177,16 @@ def length_spread(case: dict) -> str:
         # lengths in [ratio*len, len], 1.0 = fixed; vLLM's since 0.9 in [(1-ratio)*len,
         # (1+ratio)*len], 0.0 = fixed (vllm-project/vllm#16126, in the 0.8 series: ambiguous).
         notes = case.get("notes", "")
-        sglang_client = case.get("engine") == "sglang" or re.search(
-            r"sglang\.bench_serving|SGLang's bench_serving", notes, re.IGNORECASE
+        # `vllm bench serve` (the CLI, vLLM >= 0.9) is the client whatever the server.
+        vllm_cli = re.search(r"vllm bench serve", notes, re.IGNORECASE)
+        sglang_client = not vllm_cli and (
+            case.get("engine") == "sglang"
+            or re.search(r"sglang\.bench_serving|SGLang's bench_serving", notes, re.IGNORECASE)
         )
         version = _version(case.get("engine_version", ""))
-        if sglang_client or (version is not None and version < (0, 8)):
+        if vllm_cli:
+            fixed = 0
+        elif sglang_client or (version is not None and version < (0, 8)):
             fixed = 1
         elif version is not None and version >= (0, 9):
             fixed = 0
@@ -432,10 +437,14 @@ def map_aic(case: dict, shape: Shape, model: Model, site: Path | None, tmp: Path
     if backend == "sglang" and "--enable-dp-attention" in launch:
         found = re.search(r"--dp(?:-size)?[ =](\d+)", launch)
         dp = int(found.group(1)) if found else tp  # SGLang 0.4 set dp = tp for DP attention
-        if tp % dp or batch % dp:
-            return f"DP attention over {dp} ranks does not split tp {tp} / batch {batch}"
-        attn_tp, batch = tp // dp, batch // dp
-        notes.append(f"SGLang DP attention: attention tp {attn_tp} x dp {dp}, batch per rank")
+        if tp % dp:
+            return f"DP attention over {dp} ranks does not split tp {tp}"
+        attn_tp, per_rank = tp // dp, -(-batch // dp)
+        rounded = "" if batch % dp == 0 else f" ({batch} rounded up to {per_rank * dp})"
+        batch = per_rank
+        notes.append(
+            f"SGLang DP attention: attention tp {attn_tp} x dp {dp}, batch per rank{rounded}"
+        )
     kwargs = {
         "model_path": str(folder),
         "system_name": system,
