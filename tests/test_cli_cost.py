@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import servesim.cli.commands  # noqa: F401  (registers every command on the app)
 from servesim.cli.app import app
-from servesim.cost import CostParams, build_step_cost, flops_breakdown, plan_memory
+from servesim.cost import CostParams, Parallelism, build_step_cost, flops_breakdown, plan_memory
 from servesim.errors import ServesimError
 from servesim.hardware import load_hardware
 from servesim.model import load_model
@@ -120,6 +120,22 @@ def test_estimate_table_with_tp():
     )
     assert result.exit_code == 0, result.output
     assert "4× H100" in result.output and "comm" in result.output
+
+
+def test_estimate_with_attention_dp_ranks():
+    args = ["estimate", "deepseek-v3", "-g", "H200", "--tp", "1", "--dp", "8", "--batch", "64",
+            "--input-len", "1000", "--output-len", "100"]  # fmt: skip
+    table = runner.invoke(app, args, env={"COLUMNS": "160"})
+    assert table.exit_code == 0, table.output
+    assert "8× H200 (tp=1 dp=8" in table.output and "over 8 ranks" in table.output
+    out = json.loads(runner.invoke(app, [*args, "--json"]).output)
+    spec, hw = load_model("deepseek-v3"), load_hardware("H200")
+    par = Parallelism(tp=1, dp=8)
+    assert (out["dp"], out["gpus"]) == (8, 8)
+    assert out["kv_capacity_tokens"] == plan_memory(spec, hw, par).kv_capacity_tokens
+    bad = runner.invoke(app, ["estimate", "llama-3.1-8b", "-g", "H100", "--dp", "2",
+                              "--input-len", "10", "--output-len", "10"])  # fmt: skip
+    assert isinstance(bad.exception, ServesimError) and bad.exception.field == "dp"
 
 
 def test_estimate_of_a_model_that_does_not_fit_raises():

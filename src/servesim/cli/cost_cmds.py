@@ -253,7 +253,13 @@ def _print_estimate(r: dict, gpu: str) -> None:
             "activation + runtime reserve",
             _gib(r["activation_reserve_bytes"] + r["runtime_reserve_bytes"]),
         ),
-        ("KV cache", f"{_gib(r['kv_cache_bytes'])} = {r['kv_capacity_tokens']:,} tokens"),
+        (
+            "KV cache",
+            f"{_gib(r['kv_cache_bytes'])} = {r['kv_capacity_tokens']:,} tokens"
+            if r["dp"] == 1
+            else f"{_gib(r['kv_cache_bytes'])} per GPU = {r['kv_capacity_tokens']:,} tokens "
+            f"over {r['dp']} ranks",
+        ),
         (
             f"max concurrent seqs of {r['input_len'] + r['output_len']} tokens",
             f"{r['max_concurrent_seqs']:,}",
