@@ -157,3 +157,16 @@ def test_the_trtllm_profile_uses_its_engine_defaults():
     trt = engine_profile("trtllm")
     assert trt.kv_of_free and trt.admission == "guaranteed"
     assert not engine_profile("vllm").kv_of_free
+
+
+def test_sglang_static_fraction_holds_weights_and_kv_only():
+    # SGLang (mem_fraction_static f): KV = f × (hbm − runtime) − weights; activations and CUDA
+    # graphs live in the other 1 − f, so no activation reserve comes out of the KV.
+    model, hw = llama_3_1_8b(), h100()
+    vllm = plan_memory(model, hw, gpu_memory_utilization=0.835)
+    sgl = plan_memory(model, hw, gpu_memory_utilization=0.835, kv_of_static=True)
+    runtime, weights = sgl.runtime_reserve_bytes, sgl.weights_bytes_per_gpu
+    assert sgl.kv_cache_bytes == pytest.approx(0.835 * (hw.hbm_bytes - runtime) - weights)
+    assert sgl.kv_cache_bytes - vllm.kv_cache_bytes == pytest.approx(
+        vllm.activation_reserve_bytes + 0.165 * runtime
+    )

@@ -261,7 +261,7 @@ GOLDEN: dict[str, dict[str, str]] = {
     },
     "sglang_prefill_first": {
         "requests": "986628153df72b14",
-        "steps": "c29a600bc080e7ec",
+        "steps": "d65f0567ddb0dd7b",
         "features": "d9c6458ce40f2a17",
         "itl": "349b9d685da52883",
         "summary": "d15566cbf84370c3",

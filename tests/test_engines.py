@@ -350,3 +350,31 @@ def test_sglang_captures_decode_graphs_by_gpu_memory_and_tp():
     assert engine_profile("sglang").for_gpu(80 * gib, 8).cuda_graph_sizes[-1] == 512
     b200 = build_scenario({"engine": "sglang-0.4", "hardware": "B200"}).scheduler
     assert b200.max_num_batched_tokens == 8192
+
+
+def test_sglang_picks_its_memory_fraction_by_release_gpu_and_split():
+    from servesim.engines import sglang04_mem_fraction_static, sglang_mem_fraction_static
+    from servesim.scenario import build_scenario
+
+    h100, h200 = 81559 * 2**20, 143771 * 2**20  # torch's total memory, MiB
+    # 0.5.3+: reserve 512 + 1.5 × 8192 + 2 × 256 + 1024/8 = 13,440 MiB on one H100.
+    assert sglang_mem_fraction_static(h100, 8192, 256, 1, 1, 1) == round(1 - 13440 / 81559, 3)
+    # TP8 on H200: 512 + 12,288 + 1,024 + 1,024 = 14,848 MiB.
+    assert sglang_mem_fraction_static(h200, 8192, 512, 8, 1, 1) == round(1 - 14848 / 143771, 3)
+    # DP attention over 8 ranks adds 3 × 512 × 8 and, above 300 sequences, 1.5 × 512 × 8.
+    dp = 14848 + 12288 + 6144
+    assert sglang_mem_fraction_static(h200, 8192, 512, 8, 1, 8) == round(1 - dp / 143771, 3)
+    # A big GPU keeps at least 10 GiB back.
+    assert sglang_mem_fraction_static(h200, 2048, 8, 1, 1, 1) == round(1 - 10240 / 143771, 3)
+    assert [sglang04_mem_fraction_static(h200, 8192, 160, tp, 1, 1) for tp in (1, 2, 4, 8, 16)] == [
+        0.88, 0.87, 0.85, 0.81, 0.79
+    ]  # fmt: skip
+    # A scenario that leaves it out gets the engine's; one that gives it keeps it; vLLM 0.9.
+    sc = build_scenario({"model": "qwen3-8b", "hardware": "H100", "engine": "sglang"})
+    assert sc.scheduler.gpu_memory_utilization == 0.835
+    dp8 = {"model": "deepseek-v3", "hardware": "H200", "engine": "sglang", "tp": 1, "dp": 8}
+    assert build_scenario(dp8).scheduler.gpu_memory_utilization == round(1 - dp / 143771, 3)
+    given = {"engine": "sglang", "scheduler": {"gpu_memory_utilization": 0.7}}
+    assert build_scenario(given).scheduler.gpu_memory_utilization == 0.7
+    assert build_scenario({"engine": "vllm"}).scheduler.gpu_memory_utilization == 0.9
+    assert PROFILES["sglang"].kv_of_static and not PROFILES["vllm"].kv_of_static

@@ -285,7 +285,9 @@ def test_a_draft_model_prefills_the_prompt_too():
 
 def test_attention_dp_holds_more_requests_and_decodes_faster_at_high_concurrency():
     # DeepSeek-V3 on 8×H200: TP8 replicates MLA's latent on every GPU; eight DP ranks each
-    # cache only their own requests, so many more fit, and decode reads 1/8 of the KV per GPU.
+    # cache only their own requests, so many more fit (SGLang keeps back more memory under DP
+    # attention: mem_fraction_static 0.769 against 0.897), and decode reads 1/8 of the KV per
+    # GPU.
     workload = {
         "num_requests": 400,
         "input_len": 3000,
@@ -299,7 +301,7 @@ def test_attention_dp_holds_more_requests_and_decodes_faster_at_high_concurrency
     assert tp8["completed"] == dp8["completed"] == 400
     assert dp8["num_gpus"] == tp8["num_gpus"] == 8
     capacity = [r.groups[0].memory.kv_capacity_tokens for r in (tp8_run, dp8_run)]
-    assert capacity[1] > 5 * capacity[0]
+    assert capacity[1] > 2.5 * capacity[0]
     assert dp8["output_throughput"] > tp8["output_throughput"]
 
 

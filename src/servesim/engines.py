@@ -116,6 +116,14 @@ class EngineProfile:
     leave free that the KV cache takes (TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``);
     False: the share of all HBM for everything (vLLM's ``gpu_memory_utilization``, SGLang's
     ``mem_fraction_static``)."""
+    kv_of_static: bool = False
+    """``gpu_memory_utilization`` is SGLang's ``mem_fraction_static``: the share of the memory
+    the runtime leaves that holds the weights and the KV cache (activations and CUDA graphs
+    live in the rest)."""
+    memory_fraction: Callable[[float, int, int, int, int, int], float] | None = None
+    """When the engine picks its memory fraction itself: ``(hbm_bytes, prefill chunk, largest
+    decode CUDA graph, tp, pp, dp)`` → the ``gpu_memory_utilization`` a scenario that leaves it
+    out gets (None: the knob's default)."""
     batch_defaults: Callable[[float, str, bool], tuple[int, int]] | None = None
     """When the engine sizes its step by the GPU: ``(hbm_bytes, gpu name, api_server)`` →
     ``(max_num_batched_tokens, max_num_seqs)`` for the fields the user leaves out (None: the
@@ -128,8 +136,9 @@ class EngineProfile:
     sources: dict[str, str] = field(default_factory=dict)
 
     def for_gpu(self, hbm_bytes: float, tp: int, dp: int = 1) -> "EngineProfile":
-        """This profile as it runs on a GPU of ``hbm_bytes`` at tensor parallelism ``tp``
-        (with ``dp`` attention data-parallel ranks: its CUDA graphs per rank, its host)."""
+        """This profile as it runs on a GPU of ``hbm_bytes`` with ``tp`` GPUs in its TP group
+        (SGLang's ``--tp``: with DP attention, every rank's GPUs) and ``dp`` attention
+        data-parallel ranks (its CUDA graphs per rank, its host)."""
         out = self
         if self.graph_sizes_by_gpu is not None:
             out = replace(out, cuda_graph_sizes=self.graph_sizes_by_gpu(hbm_bytes, tp))
@@ -222,6 +231,37 @@ def sglang_batch_defaults(hbm_bytes: float, gpu_name: str, api_server: bool) -> 
     ``server_args.py`` (``_handle_gpu_memory_settings`` / ``_handle_chunked_prefill_size``);
     the requests stay the profile's 4,096 (the KV pool bounds them first)."""
     return (2048, 8192, 16384)[_sglang_memory_tier(hbm_bytes)], 4096
+
+
+def sglang_mem_fraction_static(
+    hbm_bytes: float, chunk: int, graph_max_bs: int, tp: int, pp: int, dp: int
+) -> float:
+    """SGLang's default ``mem_fraction_static`` from 0.5.3 on (``server_args.py``,
+    ``_handle_gpu_memory_settings``, sgl-project/sglang#10975): reserve (MiB) 512 + 1.5 ×
+    max(chunk, 2048) + 2 × cuda_graph_max_bs + 1024 × tp·pp / 8, under DP attention also
+    3 × cuda_graph_max_bs × dp (and 1.5 × more above 300), at least 10 GiB on GPUs over 60 GiB;
+    the fraction is (memory − reserve) / memory, rounded to 3 decimals. ``tp`` is SGLang's
+    ``--tp`` (every GPU of the replica's TP group, DP-attention ranks included)."""
+    mib = hbm_bytes / 2**20
+    reserved = 512 + 1.5 * max(chunk, 2048) + 2 * graph_max_bs + tp * pp / 8 * 1024
+    if dp > 1:
+        reserved += 3 * graph_max_bs * dp
+        if graph_max_bs > 300:
+            reserved += 1.5 * graph_max_bs * dp
+    if mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return round((mib - reserved) / mib, 3)
+
+
+def sglang04_mem_fraction_static(
+    hbm_bytes: float, chunk: int, graph_max_bs: int, tp: int, pp: int, dp: int
+) -> float:
+    """SGLang 0.4's default ``mem_fraction_static`` by ``--tp`` (``server_args.py``): 0.88 on
+    one GPU, 0.87 from 2, 0.85 from 4, 0.81 from 8, 0.79 from 16."""
+    for least, fraction in ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87)):
+        if tp >= least:
+            return fraction
+    return 0.88
 
 
 _API_SOURCE = (
@@ -336,6 +376,8 @@ PROFILES: dict[str, EngineProfile] = {
         moe_backend="sglang",
         batch_defaults=sglang_batch_defaults,
         graph_sizes_by_gpu=sglang_graph_sizes_by_gpu,
+        kv_of_static=True,
+        memory_fraction=sglang_mem_fraction_static,
         attention_dp=AttentionDP(conservativeness=0.3),
         sources={
             "graphs": "SGLang CudaGraphRunner: decode batches up to cuda_graph_max_bs; "
@@ -461,6 +503,7 @@ PROFILES["sglang-0.4"] = replace(
     versions="0.4.x",
     batch_defaults=None,
     graph_sizes_by_gpu=None,
+    memory_fraction=sglang04_mem_fraction_static,
     attention_dp=AttentionDP(
         budget_divisor=2, conservativeness=0.3, graph_max_per_rank=96, host_overlap=False
     ),
@@ -486,16 +529,27 @@ def scheduler_defaults(
     given: dict[str, Any],
     gpu: tuple[float, str] | None = None,
     api_server: bool = True,
+    split: tuple[int, int, int] = (1, 1, 1),
 ) -> dict[str, Any]:
     """The scheduler section ``given`` (fields the user set) completed with the profile's
     defaults. An explicit field always wins; turning chunked prefill on under a
     prefill-first engine (vLLM V0) without naming a policy selects ``sarathi``, V0's
     chunked-prefill scheduler (decodes first, then prompt chunks). ``gpu`` (HBM bytes, name)
     and ``api_server`` pick the batch defaults of an engine that sizes them by the GPU
-    (``EngineProfile.batch_defaults``)."""
+    (``EngineProfile.batch_defaults``); with ``split`` (tp, pp, dp) they also pick the memory
+    fraction of an engine that sizes it itself (``EngineProfile.memory_fraction``)."""
     tokens, seqs = profile.max_num_batched_tokens, profile.max_num_seqs
     if profile.batch_defaults is not None and gpu is not None:
         tokens, seqs = profile.batch_defaults(gpu[0], gpu[1], api_server)
+    extra: dict[str, Any] = {}
+    if profile.memory_fraction is not None and gpu is not None:
+        tp, pp, dp = split
+        chunk = given.get("max_num_batched_tokens", tokens)
+        sizes = profile.for_gpu(gpu[0], tp * dp).cuda_graph_sizes
+        if isinstance(chunk, int):
+            extra["gpu_memory_utilization"] = profile.memory_fraction(
+                gpu[0], chunk, sizes[-1] if sizes else 0, tp * dp, pp, dp
+            )
     out = {
         "policy": profile.policy,
         "max_num_seqs": seqs,
@@ -503,6 +557,7 @@ def scheduler_defaults(
         "enable_chunked_prefill": profile.enable_chunked_prefill,
         "enable_prefix_caching": profile.enable_prefix_caching,
         "admission": profile.admission,
+        **extra,
     }
     if (
         "policy" not in given

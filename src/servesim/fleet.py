@@ -190,7 +190,7 @@ def _build_groups(
         hardware = load_hardware(group.hardware or scenario.hardware)
         par = parallelism_of(group)
         # (its graph sizes on this GPU; with attention DP, per rank, and its host)
-        profile = base_profile.for_gpu(hardware.hbm_bytes, par.tp, par.dp)
+        profile = base_profile.for_gpu(hardware.hbm_bytes, par.tp * par.dp, par.dp)
         graph_batch = (
             profile.graph_batch if scenario.cuda_graphs and profile.cuda_graph_sizes else None
         )
@@ -207,6 +207,7 @@ def _build_groups(
             max_num_batched_tokens=group_config.max_num_batched_tokens,
             max_num_seqs=group_config.max_num_seqs,
             kv_of_free=profile.kv_of_free,
+            kv_of_static=profile.kv_of_static,
         )  # fmt: skip
         cost = build_step_cost(model, hardware, par, params)
         # Steps no CUDA graph covers (prompts under vLLM V0 / SGLang, big batches) run eagerly.

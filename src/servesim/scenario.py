@@ -333,7 +333,12 @@ def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
     if isinstance(engine, str) and engine in ENGINES and isinstance(sched, dict):
         gpu = _gpu_of(data.get("hardware", DEFAULT_HARDWARE))
         api = data.get("api_server", True) is not False
-        data = {**data, "scheduler": scheduler_defaults(engine_profile(engine), sched, gpu, api)}
+        split = tuple(data.get(k, 1) for k in ("tp", "pp", "dp"))
+        split = split if all(isinstance(v, int) and v >= 1 for v in split) else (1, 1, 1)
+        data = {
+            **data,
+            "scheduler": scheduler_defaults(engine_profile(engine), sched, gpu, api, split),
+        }
     return convert(data, Scenario, source)
 
 

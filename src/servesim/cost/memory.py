@@ -170,15 +170,23 @@ def _stage_plans(
     max_num_batched_tokens: int,
     max_num_seqs: int,
     kv_of_free: bool = False,
+    kv_of_static: bool = False,
 ) -> MemoryPlan:
     act_bytes = dtype_bytes(res.act_dtype)
     kv_layer = kv_bytes_per_token_per_layer(model, par, dtype_bytes(res.kv_dtype))
-    usable = hw.hbm_bytes if kv_of_free else hw.hbm_bytes * util
     runtime = (
         default_runtime_reserve(par)
         if params.runtime_reserve_bytes is None
         else params.runtime_reserve_bytes
     )
+    if kv_of_free:
+        usable = hw.hbm_bytes
+    elif kv_of_static:
+        # SGLang's mem_fraction_static: a share of what the runtime leaves, for weights and KV;
+        # activations and CUDA graphs live in the rest.
+        usable = (hw.hbm_bytes - runtime) * util
+    else:
+        usable = hw.hbm_bytes * util
     stages = stage_layers(model.num_layers, par.pp)
     best: MemoryPlan | None = None
     # NOTE: with dp > 1 the scheduler's budgets are the replica's; each rank gets its share.
@@ -197,7 +205,7 @@ def _stage_plans(
             head=params.head,
         )
         kv_token = kv_layer * len(layers)
-        kv_cache = usable - weights - act - runtime
+        kv_cache = usable - weights if kv_of_static else usable - weights - act - runtime
         if kv_of_free:
             kv_cache *= util
         blocks = max(0, math.floor(kv_cache / (block_size * kv_token))) if kv_token else 0
@@ -310,14 +318,17 @@ def plan_memory(
     max_num_batched_tokens: int = knobs.MAX_NUM_BATCHED_TOKENS,
     max_num_seqs: int = knobs.MAX_NUM_SEQS,
     kv_of_free: bool = False,
+    kv_of_static: bool = False,
 ) -> MemoryPlan:
     """Memory budget of ``model`` on ``hw`` split as ``par`` (pure arithmetic, no I/O); the
     knobs' defaults are :mod:`servesim.knobs`'s.
 
-    ``gpu_memory_utilization`` is vLLM's (and SGLang's) fraction of all HBM for weights,
-    activations and KV; with ``kv_of_free`` it is TensorRT-LLM's
-    ``kv_cache_free_gpu_mem_fraction``: the KV cache takes that fraction of what the weights,
-    activations and runtime leave free.
+    ``gpu_memory_utilization`` is vLLM's fraction of all HBM for weights, activations and KV;
+    with ``kv_of_free`` it is TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``: the KV cache
+    takes that fraction of what the weights, activations and runtime leave free; with
+    ``kv_of_static`` it is SGLang's ``mem_fraction_static``: the fraction of the memory the
+    runtime leaves that holds the weights and the KV cache (activations and CUDA graphs live
+    in the rest, so no activation reserve is taken from it).
 
     Raises ServesimError when not even one KV block fits, naming the smallest TP that fits.
     """
@@ -336,7 +347,10 @@ def plan_memory(
     )
     par.check(model)
     res = resolve_params(model, hw, params)
-    args = (gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, kv_of_free)
+    args = (
+        gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, kv_of_free,
+        kv_of_static,
+    )  # fmt: skip
     plan = _stage_plans(model, hw, par, params, res, *args)
     if plan.num_kv_blocks >= 1:
         return plan

@@ -260,6 +260,7 @@ def _shapes(spec: PlanSpec) -> tuple[list[Deployment], list[str]]:
                         block_size=sc.scheduler.block_size,
                         max_num_batched_tokens=mnbt, max_num_seqs=mns,
                         kv_of_free=engine_profile(sc.engine).kv_of_free,
+                        kv_of_static=engine_profile(sc.engine).kv_of_static,
                     )  # fmt: skip
                 except ServesimError as err:
                     if (display, tp) not in misfits:  # one note, whichever knobs
