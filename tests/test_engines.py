@@ -378,3 +378,27 @@ def test_sglang_picks_its_memory_fraction_by_release_gpu_and_split():
     assert build_scenario(given).scheduler.gpu_memory_utilization == 0.7
     assert build_scenario({"engine": "vllm"}).scheduler.gpu_memory_utilization == 0.9
     assert PROFILES["sglang"].kv_of_static and not PROFILES["vllm"].kv_of_static
+
+
+def test_tensorrt_llm_pytorch_backend_graphs_only_exact_decode_batches():
+    # TensorRT-LLM >= 1.0 (PyTorch backend): CUDA graphs for decode-only batches of 1-31, 32,
+    # 64 and 128 sequences, enable_padding off: a batch of 33 runs eagerly, unpadded; every
+    # step with a prompt runs eagerly. (SGLang pads 33 up to its graph of 40.)
+    trt = engine_profile("trtllm-pytorch")
+    assert trt.graphed(True, 32, 32) and trt.graphed(True, 64, 64)
+    assert not trt.graphed(True, 33, 33) and not trt.graphed(True, 200, 200)
+    assert not trt.graphed(False, 40, 8)  # a prompt in the step
+    assert trt.graph_batch(33) == 33
+    assert engine_profile("sglang").graph_batch(33) == 40
+    assert engine_profile("trtllm").graphed(False, 4096, 8)  # the C++ runtime: no issue
+    # The eager step of 33 costs more than the graphed one of 32 (Llama-3.1-8B, one H100).
+    sc = {"model": "llama-3.1-8b", "hardware": "H100", "engine": "trtllm-pytorch",
+          "workload": {"num_requests": 4}}  # fmt: skip
+    from servesim.fleet import build_fleet
+    from servesim.scenario import build_scenario
+
+    inst = build_fleet(build_scenario(sc), np.random.default_rng(0)).instances[0]
+    ctx = np.full(33, 500)
+    graphed = inst.cost.step_seconds(np.ones(32, dtype=int), ctx[:32])
+    eager = inst.eager_cost.step_seconds(np.ones(33, dtype=int), ctx)
+    assert eager > 1.5 * graphed

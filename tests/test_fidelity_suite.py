@@ -95,3 +95,26 @@ def test_cases_that_are_not_end_to_end_runs_are_skipped_with_a_reason(mode):
             "workload": {"input_len": 1, "output_len": 1}, "metrics": {}}  # fmt: skip
     with pytest.raises(fid.Unmappable):
         fid.scenario_of(case)
+
+
+def test_engine_releases_and_launch_flags_pick_their_profile_and_split():
+    base = {"id": "x", "model": "deepseek-ai/DeepSeek-R1", "gpu": "H200", "tp": 8,
+            "mode": "online", "workload": {"input_len": 1000, "output_len": 100,
+                                           "num_prompts": 10},
+            "load": {"request_rate": "inf"}, "metrics": {"output_throughput": 1.0}}  # fmt: skip
+    trt1 = fid.scenario_of({**base, "engine": "trtllm", "engine_version": "v1.0.0"})
+    assert trt1["engine"] == "trtllm-pytorch"
+    trt0 = fid.scenario_of({**base, "engine": "trtllm", "engine_version": "v0.8.0"})
+    assert trt0["engine"] == "trtllm"
+    nim = {**base, "engine": "trtllm", "engine_version": "NVIDIA NIM container 1.8.0"}
+    assert fid.scenario_of(nim)["engine"] == "trtllm"
+    engine_built = {**base, "engine": "trtllm", "engine_version": "v1.0.0",
+                    "engine_args": {"backend": "tensorrt"}}  # fmt: skip
+    assert fid.scenario_of(engine_built)["engine"] == "trtllm"
+    launch = "python3 -m sglang.launch_server --tp 8 --enable-dp-attention"
+    dp = {**base, "engine": "sglang", "engine_version": "v0.5.3",
+          "engine_args": {"launch": launch}}  # fmt: skip
+    sc = fid.scenario_of(dp)
+    assert (sc["engine"], sc["tp"], sc["dp"]) == ("sglang", 1, 8)
+    old = fid.scenario_of({**dp, "engine_version": "0.4.3.post2"})
+    assert old["engine"] == "sglang-0.4"

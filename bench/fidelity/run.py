@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -173,6 +174,17 @@ def _before_cuda_graphs(case: dict[str, Any]) -> bool:
     return False
 
 
+def _trtllm_pytorch(case: dict[str, Any]) -> bool:
+    """Whether a TensorRT-LLM case ran the PyTorch backend: 1.0 and later unless the case says
+    it served a TensorRT engine."""
+    text = json.dumps(case.get("engine_args") or {}) + " " + str(case.get("notes", ""))
+    if re.search(r"backend[ =:\"']+tensorrt|trtllm-build|TensorRT engine", text, re.IGNORECASE):
+        return False
+    # (A version that is not TensorRT-LLM's own, e.g. a NIM container's, says nothing.)
+    found = re.match(r"v?(\d+)\.(\d+)", str(case.get("engine_version", "")).strip())
+    return found is not None and int(found.group(1)) >= 1
+
+
 def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     """The servesim scenario fields that rebuild ``case`` (Unmappable when they cannot)."""
     mode = case.get("mode")
@@ -181,6 +193,8 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
         raise Unmappable(f"no engine profile for {case.get('engine')!r}")
     if engine == "sglang" and "0.4" in str(case.get("engine_version", "")):
         engine = "sglang-0.4"  # (that release's fixed chunk and CUDA-graph sizes)
+    if engine == "trtllm" and _trtllm_pytorch(case):
+        engine = "trtllm-pytorch"  # (1.x's default backend)
     load = case.get("load") or {}
     args = case.get("engine_args") or {}
     w = case.get("workload") or {}

@@ -106,6 +106,10 @@ class EngineProfile:
     """Whose measured GEMM, attention, all-reduce (and MoE) kernels price the step when the
     ``servesim[kernels]`` extra is installed: AIConfigurator's ``vllm``, ``sglang`` or
     ``trtllm`` tables; None (and any default install): the catalog's TensorRT-LLM tables."""
+    graph_padding: bool = True
+    """A decode batch runs the CUDA graph of the next captured size up, padded; False: only a
+    batch of exactly a captured size runs under a graph, the others eagerly (TensorRT-LLM's
+    PyTorch backend, ``cuda_graph_config.enable_padding`` off by default)."""
     graph_max_tokens: int | None = 0
     """Steps up to this many tokens, prompts included, run under CUDA graphs (vLLM V1's
     piecewise graphs); 0: only pure-decode steps of a captured size do (vLLM V0, SGLang: a
@@ -157,12 +161,15 @@ class EngineProfile:
             return True
         sizes = self.cuda_graph_sizes
         if decode_only and (not sizes or batch <= sizes[-1]):
-            return True  # (no sizes listed: a graph is recorded for every decode batch)
+            # (no sizes listed: a graph is recorded for every decode batch)
+            return self.graph_padding or not sizes or batch in sizes
         return tokens <= self.graph_max_tokens
 
     def graph_batch(self, batch: int) -> int:
         """The decode batch a CUDA graph runs for ``batch`` sequences (``batch`` when none
-        was captured at or above it)."""
+        was captured at or above it, or the engine does not pad)."""
+        if not self.graph_padding:
+            return batch
         for size in self.cuda_graph_sizes:
             if size >= batch:
                 return size
@@ -493,6 +500,34 @@ PROFILES: dict[str, EngineProfile] = {
     ),
 }
 """The named profiles (choose with ``engine:`` / ``--engine``)."""
+
+PROFILES["trtllm-pytorch"] = replace(
+    PROFILES["trtllm"],
+    name="trtllm-pytorch",
+    description="TensorRT-LLM's PyTorch backend (trtllm-serve's default from 1.0): a Python "
+    "executor with the overlap scheduler, CUDA graphs for decode-only batches of exactly a "
+    "captured size, every other step eager",
+    versions=">= 1.0 (PyTorch backend; the TensorRT engine backend: `trtllm`)",
+    graph_max_tokens=0,
+    cuda_graph_sizes=(*range(1, 32), 32, 64, 128),
+    graph_padding=False,
+    host_step_s=5e-4,
+    host_per_seq_s=1e-5,
+    host_per_token_s=5e-8,
+    api_request_s=3e-3,
+    api_per_input_token_s=1e-6,
+    api_stream_s=1e-3,
+    sources={
+        **PROFILES["trtllm"].sources,
+        "graphs": "TensorRT-LLM llm_args.py: cuda_graph_config defaults to CudaGraphConfig() "
+        "(decode-only batches), batch sizes 1-31, 32, 64, 128 (max_batch_size 128, "
+        "_generate_cuda_graph_batch_sizes without padding), enable_padding False: another "
+        "batch size runs eagerly, as every step with context requests does",
+        "host": "estimate: the Python PyExecutor loop (scheduling, resource management) with "
+        "the overlap scheduler on (disable_overlap_scheduler False), as vLLM V1's",
+        "api": _API_SOURCE,
+    },
+)
 
 PROFILES["sglang-0.4"] = replace(
     PROFILES["sglang"],

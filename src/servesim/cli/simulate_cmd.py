@@ -136,7 +136,8 @@ def simulate_command(
     engine: str = typer.Option(
         None,
         "--engine",
-        help="engine profile: vllm (V1, default) | vllm-v0 | sglang | sglang-0.4 | trtllm | lmdeploy | gpt-fast",
+        help="engine profile: vllm (V1, default) | vllm-v0 | sglang | sglang-0.4 | trtllm | "
+        "trtllm-pytorch | lmdeploy | gpt-fast",
     ),
     num_scheduler_steps: int = typer.Option(
         None, "--num-scheduler-steps", help="decode steps per scheduling round (vllm-v0)"
