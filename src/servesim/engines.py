@@ -278,6 +278,14 @@ _API_SOURCE = (
     "after it; scored on the TTFT cases of bench/fidelity (leave-one-source-out)"
 )
 
+_PYTHON_API_SERVER = dict(api_request_s=3e-3, api_per_input_token_s=1e-6, api_stream_s=1e-3)
+"""An OpenAI-compatible Python API server's costs (see ``_API_SOURCE``): vLLM V1, SGLang,
+trtllm-serve."""
+
+_PYTHON_EXECUTOR_HOST = dict(host_step_s=5e-4, host_per_seq_s=2e-5, host_per_token_s=5e-8)
+"""Host time of a Python engine loop per step (vLLM V1's engine core; TensorRT-LLM's
+PyExecutor): see ``CostParams.host_step_s``."""
+
 _ENGINE_PER_RANK = AttentionDP(budget_divisor=1, seqs_per_rank=True)
 """vLLM's ``--data-parallel-size`` and TensorRT-LLM's attention DP: every rank is an engine
 with its own scheduler, token budget and running requests (vLLM docs, "Data Parallel
@@ -297,12 +305,8 @@ PROFILES: dict[str, EngineProfile] = {
         enable_chunked_prefill=knobs.ENABLE_CHUNKED_PREFILL,
         enable_prefix_caching=knobs.ENABLE_PREFIX_CACHING,
         host_overlap=True,
-        host_step_s=5e-4,
-        host_per_seq_s=2e-5,
-        host_per_token_s=5e-8,
-        api_request_s=3e-3,
-        api_per_input_token_s=1e-6,
-        api_stream_s=1e-3,
+        **_PYTHON_EXECUTOR_HOST,
+        **_PYTHON_API_SERVER,
         cuda_graph_sizes=_vllm_graph_sizes(512),
         graph_max_tokens=512,
         batch_defaults=vllm_v1_batch_defaults,
@@ -376,9 +380,7 @@ PROFILES: dict[str, EngineProfile] = {
         host_step_s=3e-4,
         host_per_seq_s=1e-5,
         host_per_token_s=5e-8,
-        api_request_s=3e-3,
-        api_per_input_token_s=1e-6,
-        api_stream_s=1e-3,
+        **_PYTHON_API_SERVER,
         cuda_graph_sizes=_sglang_graph_sizes(),
         moe_backend="sglang",
         batch_defaults=sglang_batch_defaults,
@@ -511,12 +513,8 @@ PROFILES["trtllm-pytorch"] = replace(
     graph_max_tokens=0,
     cuda_graph_sizes=(*range(1, 32), 32, 64, 128),
     graph_padding=False,
-    host_step_s=5e-4,
-    host_per_seq_s=1e-5,
-    host_per_token_s=5e-8,
-    api_request_s=3e-3,
-    api_per_input_token_s=1e-6,
-    api_stream_s=1e-3,
+    **_PYTHON_EXECUTOR_HOST,
+    **_PYTHON_API_SERVER,
     sources={
         **PROFILES["trtllm"].sources,
         "graphs": "TensorRT-LLM llm_args.py: cuda_graph_config defaults to CudaGraphConfig() "
