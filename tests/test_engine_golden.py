@@ -131,6 +131,9 @@ SCENARIOS: dict[str, dict] = {
         },
         "engine": "vllm-v0",
         "num_scheduler_steps": 8,
+        # (a 32,000-token window keeps vLLM V0's long-context chunked prefill off: this
+        # scenario pins multi-step rounds)
+        "max_model_len": 32000,
     },
     "speculative": {
         "workload": {

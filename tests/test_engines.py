@@ -318,7 +318,8 @@ def test_vllm_v1_sizes_its_batch_by_the_gpu_and_the_usage_context():
     given = build_scenario({"hardware": "A100-80GB", "scheduler": {"max_num_seqs": 64}}).scheduler
     assert (given.max_num_batched_tokens, given.max_num_seqs) == (2048, 64)
     # Engines with fixed defaults keep them on any GPU.
-    v0 = build_scenario({"hardware": "A100-80GB", "engine": "vllm-v0"}).scheduler
+    v0 = build_scenario({"hardware": "A100-80GB", "engine": "vllm-v0", "max_model_len": 8192})
+    v0 = v0.scheduler  # (a short window: see the long-context rule below)
     assert (v0.max_num_batched_tokens, v0.max_num_seqs) == (8192, 256)
 
 
@@ -402,3 +403,26 @@ def test_tensorrt_llm_pytorch_backend_graphs_only_exact_decode_batches():
     graphed = inst.cost.step_seconds(np.ones(32, dtype=int), ctx[:32])
     eager = inst.eager_cost.step_seconds(np.ones(33, dtype=int), ctx)
     assert eager > 1.5 * graphed
+
+
+def test_vllm_v0_chunks_the_prompts_of_long_context_models_by_default():
+    # vLLM 0.5.4-0.7 (V0): max_model_len > 32,000 turns chunked prefill on with V0's
+    # 512-token budget, unless the scenario says otherwise.
+    from servesim.scenario import build_scenario
+
+    def sched(**fields):
+        return build_scenario({"engine": "vllm-v0", **fields}).scheduler
+
+    long = sched(model="llama-3.1-8b")  # 131,072-token context
+    assert (long.enable_chunked_prefill, long.policy, long.max_num_batched_tokens) == (
+        True, "sarathi", 512
+    )  # fmt: skip
+    short = sched(model="llama-3.1-8b", max_model_len=32000)
+    assert (short.enable_chunked_prefill, short.policy) == (False, "prefill_first")
+    assert sched(model="llama-2-7b").enable_chunked_prefill is False  # 4,096 tokens
+    off = sched(model="llama-3.1-8b", scheduler={"enable_chunked_prefill": False})
+    assert (off.enable_chunked_prefill, off.max_num_batched_tokens) == (False, 8192)
+    budget = sched(model="llama-3.1-8b", scheduler={"max_num_batched_tokens": 2048})
+    assert (budget.enable_chunked_prefill, budget.max_num_batched_tokens) == (True, 2048)
+    v1 = build_scenario({"engine": "vllm", "model": "llama-3.1-8b"}).scheduler
+    assert v1.policy == "vllm" and v1.max_num_batched_tokens == 8192

@@ -118,3 +118,16 @@ def test_engine_releases_and_launch_flags_pick_their_profile_and_split():
     assert (sc["engine"], sc["tp"], sc["dp"]) == ("sglang", 1, 8)
     old = fid.scenario_of({**dp, "engine_version": "0.4.3.post2"})
     assert old["engine"] == "sglang-0.4"
+
+
+def test_the_served_context_window_comes_from_the_launch():
+    base = {"id": "x", "engine": "vllm-v0", "engine_version": "0.6.6",
+            "model": "meta-llama/Llama-3.1-8B", "gpu": "H100", "tp": 1, "mode": "online",
+            "workload": {"input_len": 1000, "output_len": 100, "num_prompts": 10},
+            "load": {"request_rate": "inf"}, "metrics": {"output_throughput": 1.0}}  # fmt: skip
+    assert (
+        fid.scenario_of({**base, "engine_args": {"max_model_len": 2048}})["max_model_len"] == 2048
+    )
+    launch = {"launch": "vllm serve m --max-model-len 32768"}
+    assert fid.scenario_of({**base, "engine_args": launch})["max_model_len"] == 32768
+    assert "max_model_len" not in fid.scenario_of(base)

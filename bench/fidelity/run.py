@@ -229,6 +229,11 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
         # Engines run on the vLLM profile keep its fixed budget, not vLLM V1's GPU-dependent
         # defaults (a TGI or FastGen server does not size its batch the way vLLM does).
         sched.update(max_num_batched_tokens=8192, max_num_seqs=256)
+    window = args.get("max_model_len")
+    found = re.search(r"--max-model-len[ =](\d+)", str(args.get("launch", "")))
+    window = int(found.group(1)) if found and not isinstance(window, int) else window
+    if isinstance(window, int):
+        sc["max_model_len"] = window  # (the served context window, as the server was started)
     for key in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization"):
         if isinstance(args.get(key), (int, float)):
             sched[key] = args[key]
