@@ -131,9 +131,10 @@ SCENARIOS: dict[str, dict] = {
         },
         "engine": "vllm-v0",
         "num_scheduler_steps": 8,
-        # (a 32,000-token window keeps vLLM V0's long-context chunked prefill off: this
-        # scenario pins multi-step rounds)
+        # (a 32,000-token window keeps vLLM V0's long-context chunked prefill off, and the
+        # budget is pinned: this scenario pins multi-step rounds)
         "max_model_len": 32000,
+        "scheduler": {"max_num_batched_tokens": 8192},
     },
     "speculative": {
         "workload": {

@@ -407,7 +407,8 @@ def test_tensorrt_llm_pytorch_backend_graphs_only_exact_decode_batches():
 
 def test_vllm_v0_chunks_the_prompts_of_long_context_models_by_default():
     # vLLM 0.5.4-0.7 (V0): max_model_len > 32,000 turns chunked prefill on with V0's
-    # 512-token budget, unless the scenario says otherwise.
+    # chunked budget (2048 from 0.6.5), unless the scenario says otherwise; without chunked
+    # prefill a step holds one whole prompt: max(window, 2048) tokens.
     from servesim.scenario import build_scenario
 
     def sched(**fields):
@@ -415,13 +416,16 @@ def test_vllm_v0_chunks_the_prompts_of_long_context_models_by_default():
 
     long = sched(model="llama-3.1-8b")  # 131,072-token context
     assert (long.enable_chunked_prefill, long.policy, long.max_num_batched_tokens) == (
-        True, "sarathi", 512
+        True, "sarathi", 2048
     )  # fmt: skip
     short = sched(model="llama-3.1-8b", max_model_len=32000)
     assert (short.enable_chunked_prefill, short.policy) == (False, "prefill_first")
-    assert sched(model="llama-2-7b").enable_chunked_prefill is False  # 4,096 tokens
+    assert short.max_num_batched_tokens == 32000
+    llama2 = sched(model="llama-2-7b")  # 4,096 tokens
+    assert (llama2.enable_chunked_prefill, llama2.max_num_batched_tokens) == (False, 4096)
+    assert sched(model="llama-2-7b", max_model_len=1024).max_num_batched_tokens == 2048
     off = sched(model="llama-3.1-8b", scheduler={"enable_chunked_prefill": False})
-    assert (off.enable_chunked_prefill, off.max_num_batched_tokens) == (False, 8192)
+    assert (off.enable_chunked_prefill, off.max_num_batched_tokens) == (False, 131072)
     budget = sched(model="llama-3.1-8b", scheduler={"max_num_batched_tokens": 2048})
     assert (budget.enable_chunked_prefill, budget.max_num_batched_tokens) == (True, 2048)
     v1 = build_scenario({"engine": "vllm", "model": "llama-3.1-8b"}).scheduler

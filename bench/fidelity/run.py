@@ -174,6 +174,41 @@ def _before_cuda_graphs(case: dict[str, Any]) -> bool:
     return False
 
 
+def _version_before(case: dict[str, Any], version: tuple[int, ...]) -> bool:
+    """Whether the case's engine version (its first x.y[.z]) is older than ``version``; False
+    when it states none."""
+    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", str(case.get("engine_version", "")))
+    if found is None:
+        return False
+    return tuple(int(g or 0) for g in found.groups()) < version
+
+
+def _long_context(sc: dict[str, Any], args: dict[str, Any]) -> bool:
+    """Whether vLLM V0's long-context chunking applies: a served window over 32,000 tokens and
+    no chunked-prefill choice in the case."""
+    from servesim.errors import ServesimError
+    from servesim.model import load_model
+
+    if "enable_chunked_prefill" in args:
+        return False
+    try:
+        model = load_model(sc["model"])
+    except ServesimError:
+        return False  # (the case is reported unmappable when it is simulated)
+    window = min(model.max_position_embeddings, sc.get("max_model_len") or 10**9)
+    return model.sliding_window is None and window > 32000
+
+
+def _mla(sc: dict[str, Any]) -> bool:
+    from servesim.errors import ServesimError
+    from servesim.model import load_model
+
+    try:
+        return load_model(sc["model"]).mla is not None
+    except ServesimError:
+        return False
+
+
 def _trtllm_pytorch(case: dict[str, Any]) -> bool:
     """Whether a TensorRT-LLM case ran the PyTorch backend: 1.0 and later unless the case says
     it served a TensorRT engine."""
@@ -234,6 +269,14 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     window = int(found.group(1)) if found and not isinstance(window, int) else window
     if isinstance(window, int):
         sc["max_model_len"] = window  # (the served context window, as the server was started)
+    if engine == "vllm-v0" and _long_context(sc, args):
+        if _mla(sc) and _version_before(case, (0, 7, 3)):
+            # (MLA models ran without chunked prefill in V0 before 0.7.3, vllm#12639.)
+            sched["enable_chunked_prefill"] = False
+        elif _version_before(case, (0, 6, 5)):
+            # vLLM V0 before 0.6.5 chunked long-context prompts 512 tokens at a time (the
+            # profile's rule has 0.6.5's 2048, vllm#10544).
+            sched.update(enable_chunked_prefill=True, max_num_batched_tokens=512)
     for key in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization"):
         if isinstance(args.get(key), (int, float)):
             sched[key] = args[key]

@@ -120,6 +120,9 @@ class EngineProfile:
     leave free that the KV cache takes (TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``);
     False: the share of all HBM for everything (vLLM's ``gpu_memory_utilization``, SGLang's
     ``mem_fraction_static``)."""
+    window_budget: bool = False
+    """Without chunked prefill the token budget is ``max(context window, 2048)``, so that one
+    whole prompt fits a step (vLLM V0's ``SchedulerConfig`` default)."""
     long_context_chunking: tuple[int, int] | None = None
     """``(context, budget)``: a model whose context window exceeds ``context`` tokens gets
     chunked prefill with a ``budget``-token step unless the scenario says otherwise (vLLM V0
@@ -352,13 +355,15 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=1e-3,
         cuda_graph_sizes=_vllm_graph_sizes(256),
         attention_dp=_ENGINE_PER_RANK,
-        long_context_chunking=(32000, 512),
+        long_context_chunking=(32000, 2048),
+        window_budget=True,
         sources={
             "long_context": "vLLM EngineArgs.create_engine_config (0.5.4 - 0.7, "
             "vllm-project/vllm#6666): max_model_len > 32000 turns chunked prefill on by "
             "default (no sliding window, speculative decoding or LoRA), and V0's "
-            "SchedulerConfig then defaults max_num_batched_tokens to 512 (its log: 'Chunked "
-            "prefill is enabled with max_num_batched_tokens=512')",
+            "SchedulerConfig then defaults max_num_batched_tokens to 2048 from 0.6.5 "
+            "(vllm-project/vllm#10544; 512 before, its log: 'Chunked prefill is enabled with "
+            "max_num_batched_tokens=512')",
             "graphs": "vLLM V0 model runner: CUDA graphs for decode batches only "
             "(enforce_eager=False); prefill and chunked steps run eagerly",
             "custom_allreduce": "vLLM custom all-reduce, default since 0.3",
@@ -574,6 +579,7 @@ def scheduler_defaults(
     api_server: bool = True,
     split: tuple[int, int, int] = (1, 1, 1),
     context_window: int | None = None,
+    long_context_ok: bool = True,
 ) -> dict[str, Any]:
     """The scheduler section ``given`` (fields the user set) completed with the profile's
     defaults. An explicit field always wins; turning chunked prefill on under a
@@ -582,21 +588,26 @@ def scheduler_defaults(
     and ``api_server`` pick the batch defaults of an engine that sizes them by the GPU
     (``EngineProfile.batch_defaults``); with ``split`` (tp, pp, dp) they also pick the memory
     fraction of an engine that sizes it itself (``EngineProfile.memory_fraction``); with the
-    model's ``context_window`` (None: not known, or a model with a sliding window), the chunked
-    prefill of an engine that turns it on for long-context models
-    (``EngineProfile.long_context_chunking``)."""
+    model's ``context_window`` (None: not known), the chunked prefill of an engine that turns
+    it on for long-context models (``EngineProfile.long_context_chunking``; not for a model
+    with a sliding window or a speculative scenario: ``long_context_ok`` False) and the budget
+    of one that fits a whole prompt per step (``EngineProfile.window_budget``)."""
     tokens, seqs = profile.max_num_batched_tokens, profile.max_num_seqs
     if profile.batch_defaults is not None and gpu is not None:
         tokens, seqs = profile.batch_defaults(gpu[0], gpu[1], api_server)
     rule = profile.long_context_chunking
     if (
         rule is not None
+        and long_context_ok
         and context_window is not None
         and context_window > rule[0]
         and "enable_chunked_prefill" not in given
     ):
         given = {"enable_chunked_prefill": True, **given}
         tokens = rule[1]
+    chunked = given.get("enable_chunked_prefill", profile.enable_chunked_prefill)
+    if profile.window_budget and context_window is not None and chunked is False:
+        tokens = max(context_window, 2048)
     extra: dict[str, Any] = {}
     if profile.memory_fraction is not None and gpu is not None:
         tp, pp, dp = split

@@ -336,32 +336,34 @@ def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
         split = tuple(data.get(k, 1) for k in ("tp", "pp", "dp"))
         split = split if all(isinstance(v, int) and v >= 1 for v in split) else (1, 1, 1)
         profile = engine_profile(engine)
-        window = _context_window(data) if profile.long_context_chunking is not None else None
+        window, long_ok = None, True
+        if profile.long_context_chunking is not None or profile.window_budget:
+            window, long_ok = _context_window(data)
         data = {
             **data,
-            "scheduler": scheduler_defaults(profile, sched, gpu, api, split, window),
+            "scheduler": scheduler_defaults(profile, sched, gpu, api, split, window, long_ok),
         }
     return convert(data, Scenario, source)
 
 
-def _context_window(data: dict[str, Any]) -> int | None:
-    """The context window a scenario's model serves with (its own, or ``max_model_len`` when
-    smaller); None for a model with a sliding window, with speculative decoding, or when the
-    model does not load here (validation reports that later)."""
+def _context_window(data: dict[str, Any]) -> tuple[int | None, bool]:
+    """(The context window a scenario's model serves with: its own, or ``max_model_len`` when
+    smaller — None when the model does not load here, validation reports that later; whether
+    vLLM V0's long-context chunking may apply: not with a sliding window or speculative
+    decoding)."""
     from servesim.model import load_model
 
     name = data.get("model", DEFAULT_MODEL)
-    if data.get("speculative") or not isinstance(name, str):
-        return None
+    if not isinstance(name, str):
+        return None, False
     try:
         model = load_model(name)
     except ServesimError:
-        return None
-    if model.sliding_window is not None:
-        return None
+        return None, False
     window = model.max_position_embeddings
     given = data.get("max_model_len")
-    return min(window, given) if isinstance(given, int) and given > 0 else window
+    window = min(window, given) if isinstance(given, int) and given > 0 else window
+    return window, model.sliding_window is None and not data.get("speculative")
 
 
 def _gpu_of(hardware: Any) -> tuple[float, str] | None:
