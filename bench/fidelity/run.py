@@ -184,19 +184,16 @@ def _version_before(case: dict[str, Any], version: tuple[int, ...]) -> bool:
 
 
 def _long_context(sc: dict[str, Any], args: dict[str, Any]) -> bool:
-    """Whether vLLM V0's long-context chunking applies: a served window over 32,000 tokens and
-    no chunked-prefill choice in the case."""
-    from servesim.errors import ServesimError
-    from servesim.model import load_model
+    """Whether vLLM V0's long-context chunking applies: no chunked-prefill choice in the case
+    and a served window over the profile's threshold."""
+    from servesim.engines import engine_profile
+    from servesim.scenario import context_window_of
 
     if "enable_chunked_prefill" in args:
         return False
-    try:
-        model = load_model(sc["model"])
-    except ServesimError:
-        return False  # (the case is reported unmappable when it is simulated)
-    window = min(model.max_position_embeddings, sc.get("max_model_len") or 10**9)
-    return model.sliding_window is None and window > 32000
+    window, eligible = context_window_of(sc)
+    threshold, _ = engine_profile("vllm-v0").long_context_chunking
+    return eligible and window is not None and window > threshold
 
 
 def _mla(sc: dict[str, Any]) -> bool:

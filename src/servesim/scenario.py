@@ -338,7 +338,7 @@ def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
         profile = engine_profile(engine)
         window, long_ok = None, True
         if profile.long_context_chunking is not None or profile.window_budget:
-            window, long_ok = _context_window(data)
+            window, long_ok = context_window_of(data)
         data = {
             **data,
             "scheduler": scheduler_defaults(profile, sched, gpu, api, split, window, long_ok),
@@ -346,7 +346,7 @@ def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
     return convert(data, Scenario, source)
 
 
-def _context_window(data: dict[str, Any]) -> tuple[int | None, bool]:
+def context_window_of(data: dict[str, Any]) -> tuple[int | None, bool]:
     """(The context window a scenario's model serves with: its own, or ``max_model_len`` when
     smaller — None when the model does not load here, validation reports that later; whether
     vLLM V0's long-context chunking may apply: not with a sliding window or speculative
