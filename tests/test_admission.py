@@ -4,7 +4,7 @@ course, hand-checked admissions, fast-forward equivalence, and no eviction when 
 import numpy as np
 import pytest
 from engine_factories import LinearCost, by_request, make_session, run_sessions
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import servesim
@@ -67,10 +67,13 @@ def test_reserved_tokens_by_hand():
     cols = _table([(50, 30, 100), (80, 10, 5000)]).columns()
     # Remaining outputs 70 and 4990 → clipped at 4096; 0.7 × (70 + 4096).
     assert Admission("reserve").reserved(cols) == pytest.approx(0.7 * (70 + 4096))
-    # Guaranteed: every remaining output, unclipped.
-    assert Admission("guaranteed").reserved(cols) == pytest.approx(70 + 4990)
+    # Guaranteed: every block each request will hold when done and does not hold yet, unclipped
+    # (this hand-made table holds none): ⌈150/16⌉ + ⌈5,080/16⌉ = 10 + 318 blocks of 16.
+    assert Admission("guaranteed").reserved(cols, 16) == 328 * 16
     assert Admission("reserve").need(300, 9000) == 300 + 4096
     assert Admission("guaranteed").need(300, 9000) == 9300
+    # Whole blocks too, less the two a cached 32-token prefix already fills: ⌈9,332/16⌉ − 2.
+    assert Admission("guaranteed").need(300, 9000, 32, 16) == (584 - 2) * 16
 
 
 def test_reserve_holds_back_a_request_that_greedy_admits():
@@ -140,6 +143,7 @@ def test_fast_forward_gives_the_same_results_as_step_by_step(admission, policy, 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), blocks=st.integers(60, 400))
+@example(seed=4028, blocks=60)  # (counting tokens, not whole blocks, preempted once here)
 def test_guaranteed_admission_never_preempts(seed, blocks):
     recs, _, _ = run_sessions(_sessions(seed, 30), num_blocks=blocks, admission="guaranteed",
                               max_num_batched_tokens=512)  # fmt: skip

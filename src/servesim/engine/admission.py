@@ -32,9 +32,13 @@ from servesim.engine.running import COMPUTED, MAX_OUT, NBLOCKS, PROMPT, TOKENS
 CLIP_MAX_NEW_TOKENS = 4096
 """Output tokens SGLang counts at most per request when it estimates future KV."""
 INIT_NEW_TOKEN_RATIO = 0.7
-MIN_NEW_TOKEN_RATIO = INIT_NEW_TOKEN_RATIO * 0.14
-NEW_TOKEN_RATIO_DECAY = (INIT_NEW_TOKEN_RATIO - MIN_NEW_TOKEN_RATIO) / 600
-"""Fall of the ratio per decode step (600 steps from the initial to the floor)."""
+MIN_NEW_TOKEN_RATIO_FACTOR = 0.14
+"""The floor of the ratio as a share of its initial value."""
+NEW_TOKEN_RATIO_DECAY_STEPS = 600
+"""Decode steps from the initial ratio to the floor."""
+MIN_NEW_TOKEN_RATIO = INIT_NEW_TOKEN_RATIO * MIN_NEW_TOKEN_RATIO_FACTOR
+NEW_TOKEN_RATIO_DECAY = (INIT_NEW_TOKEN_RATIO - MIN_NEW_TOKEN_RATIO) / NEW_TOKEN_RATIO_DECAY_STEPS
+"""Fall of the ratio per decode step."""
 RETRACT_DECODE_STEPS = 20
 """Decode steps of headroom SGLang assumes for each request kept after a retraction."""
 
@@ -64,21 +68,13 @@ class Admission:
             self.start, self.clip = 1.0, float("inf")
         elif self.mode != "reserve":
             raise ValueError(f"no look-ahead admission called {self.mode!r}")
-        # (SGLang: init = min(0.7 · c, 1), floor = init · 0.14, 600 steps from one to the other)
-        scale = self.conservativeness
-        self._init, self._floor, self._decay = (
-            INIT_NEW_TOKEN_RATIO,
-            MIN_NEW_TOKEN_RATIO,
-            (NEW_TOKEN_RATIO_DECAY),
-        )
-        if scale != 1.0:
-            self._init = min(INIT_NEW_TOKEN_RATIO * scale, 1.0)
-            self._floor = self._init * (MIN_NEW_TOKEN_RATIO / INIT_NEW_TOKEN_RATIO)
-            self._decay = (self._init - self._floor) / (
-                (INIT_NEW_TOKEN_RATIO - MIN_NEW_TOKEN_RATIO) / NEW_TOKEN_RATIO_DECAY
-            )
-            if self.mode == "reserve":
-                self.start = self._init
+        # (SGLang: init = min(0.7 · c, 1), floor = init · 0.14, 600 steps from one to the
+        # other; at c = 1 these are the module's constants, float for float)
+        self._init = min(INIT_NEW_TOKEN_RATIO * self.conservativeness, 1.0)
+        self._floor = self._init * MIN_NEW_TOKEN_RATIO_FACTOR
+        self._decay = (self._init - self._floor) / NEW_TOKEN_RATIO_DECAY_STEPS
+        if self.mode == "reserve" and self.conservativeness != 1.0:
+            self.start = self._init
 
     @property
     def adaptive(self) -> bool:
@@ -121,15 +117,28 @@ class Admission:
 
     # --- the test ----------------------------------------------------------------------
 
-    def need(self, prompt_tokens: int, max_output_tokens: int) -> float:
-        """Tokens a joining request asks for: the prompt still to compute and its outputs."""
+    def need(
+        self, prompt_tokens: int, max_output_tokens: int, cached_tokens: int = 0,
+        block_size: int = 1,
+    ) -> float:  # fmt: skip
+        """Tokens a joining request asks for: the prompt still to compute and its outputs
+        (``guaranteed``: in whole blocks of ``block_size``, the blocks it will hold when done
+        less those of its ``cached_tokens``)."""
+        if self.mode == "guaranteed":
+            total = cached_tokens + prompt_tokens + max_output_tokens
+            return float((cdiv(total, block_size) - cached_tokens // block_size) * block_size)
         return prompt_tokens + min(max_output_tokens, self.clip)
 
-    def reserved(self, cols: np.ndarray) -> float:
+    def reserved(self, cols: np.ndarray, block_size: int = 1) -> float:
         """Tokens held back for the running requests (``cols``: the table's columns): the
-        uncomputed rest of their prompts and ``ratio`` of their remaining outputs."""
+        uncomputed rest of their prompts and ``ratio`` of their remaining outputs
+        (``guaranteed``: every block each will hold when done that it does not hold yet, so a
+        block-granular cache can never run out)."""
         if cols.shape[1] == 0:
             return 0.0
+        if self.mode == "guaranteed":
+            final = cdiv(cols[PROMPT] + cols[MAX_OUT], block_size)
+            return float(np.maximum(final - cols[NBLOCKS], 0).sum() * block_size)
         remaining = np.minimum(cols[MAX_OUT] - (cols[TOKENS] - cols[PROMPT]), self.clip)
         prompt_left = np.maximum(cols[PROMPT] - cols[COMPUTED], 0)
         return float(prompt_left.sum()) + float(self.ratio) * float(np.maximum(remaining, 0).sum())
@@ -149,6 +158,10 @@ class Admission:
         shrink by k and the ratio has fallen k − 1 more steps. (The blocks' own test, the
         budget and the slots are left to the scheduler at that boundary: they only tighten
         while decoding.)"""
+        if self.mode == "guaranteed":
+            # Every block a row grows into was reserved already: the room stays as it is.
+            room = free_blocks * block_size - self.reserved(cols, block_size)
+            return 1 if need <= room else span
         computed = cols[COMPUTED][:, None]
         nblocks = cols[NBLOCKS][:, None]
         remaining = (cols[MAX_OUT] - (cols[TOKENS] - cols[PROMPT]))[:, None]

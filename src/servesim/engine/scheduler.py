@@ -406,7 +406,8 @@ def _admit(
     look_ahead = state.admission
     if look_ahead is not None and waiting:
         # Tokens left once the running requests' future is held back (SGLang PrefillAdder).
-        room = kv.num_free_blocks * kv.block_size - look_ahead.reserved(running.columns())
+        bs = kv.block_size
+        room = kv.num_free_blocks * bs - look_ahead.reserved(running.columns(), bs)
     while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
         req = waiting[0]
         hits = kv.find_cached_prefix(req)
@@ -424,7 +425,9 @@ def _admit(
         if not kv.can_admit(req, hits, computed + n):
             break
         if look_ahead is not None:
-            need = look_ahead.need(req.num_tokens - computed, req.max_output_tokens)
+            need = look_ahead.need(
+                req.num_tokens - computed, req.max_output_tokens, computed, kv.block_size
+            )
             if not look_ahead.fits(need, room):
                 break
             room -= need
