@@ -198,6 +198,36 @@ def test_moe_layers_of_catalog_models_are_priced_from_the_engines_moe_kernels():
     )
 
 
+def test_gpt_oss_mxfp4_experts_are_priced_from_openais_triton_kernels_under_every_engine():
+    # (A regression: the model's expert dtype is "mxfp4", which once matched no table dtype,
+    # so GPT-OSS's experts fell to the roofline although the tables hold their shape.)
+    model, hw = load_model("openai/gpt-oss-120b"), load_hardware("H100")
+    assert K.moe_table_dtype("mxfp4", False) == ("mxfp4",)
+    t = K.load_tables("H100")
+    shape = (2880, 2880, 4, 128)
+    tokens = np.array([64.0])
+    triton_kernels, _ = K.moe_seconds(t, "vllm", ("mxfp4",), shape, 1, 1, tokens)
+    fused_moe_triton, _ = K.moe_seconds(t, "sglang", ("mxfp4",), shape, 1, 1, tokens)
+    assert fused_moe_triton[0] > 2 * triton_kernels[0]  # SGLang's generic path, not its default
+    assert K.moe_kernel_backend("sglang", ("mxfp4",)) == "vllm"
+    assert K.moe_kernel_backend("sglang", ("fp8_block", "fp8")) == "sglang"
+    decode = (np.ones(64), np.full(64, 500))
+    steps = {}
+    for backend in ("vllm", "sglang"):
+        cost = build_step_cost(
+            model, hw, params=CostParams(kernel_tables=True, moe_backend=backend)
+        )
+        f = cost.features(*decode)
+        assert (
+            cost.rung_seconds_from_features(f)["measured"][0]
+            > 0.8 * (cost.gpu_seconds_from_features(f)[0])
+        )
+        steps[backend] = cost.step_time(*decode).by_group["moe"]
+    assert steps["sglang"] == pytest.approx(steps["vllm"], rel=1e-12)
+    # 36 layers of the measured 64-token layer time.
+    assert steps["vllm"] == pytest.approx(36 * triton_kernels[0], rel=0.02)
+
+
 def test_a_gpu_of_the_same_architecture_borrows_the_measured_utilisation():
     model = load_model("llama-3.1-8b")
     params = CostParams(kernel_tables=True)

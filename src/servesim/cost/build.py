@@ -288,8 +288,9 @@ def _moe_curve(
     dtypes = kernels_mod.moe_table_dtype(res.expert_dtype, block)
     shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
              moe.num_experts)  # fmt: skip
+    backend = kernels_mod.moe_kernel_backend(params.moe_backend, dtypes)
     return kernels_mod.moe_seconds(
-        res.tables, params.moe_backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID
+        res.tables, backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID
     )
 
 

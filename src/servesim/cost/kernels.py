@@ -267,9 +267,21 @@ def moe_table_dtype(expert_dtype: str, checkpoint_block_fp8: bool) -> tuple[str,
         return ("bf16",)
     if expert_dtype == "fp8":
         return ("fp8_block", "fp8") if checkpoint_block_fp8 else ("fp8", "fp8_block")
-    if expert_dtype == "fp4":
+    if expert_dtype in ("fp4", "mxfp4"):
         return ("mxfp4",)
     return ()
+
+
+def moe_kernel_backend(backend: str, dtypes: tuple[str, ...]) -> str:
+    """Whose MoE table times an engine's routed experts (``backend``: the engine profile's).
+
+    GPT-OSS's MXFP4 experts run OpenAI's ``triton_kernels`` in vLLM (``OAITritonExperts``)
+    and, on GPUs before Blackwell, in SGLang too: its ``server_args`` sets
+    ``moe_runner_backend = "triton_kernel"`` for GPT-OSS whenever the runner is left on auto.
+    The sglang table's MXFP4 rows time SGLang's generic ``fused_moe_triton`` (about 3× slower
+    at decode batch sizes), which no default launch runs: the vllm table prices MXFP4 for both.
+    """
+    return "vllm" if "mxfp4" in dtypes else backend
 
 
 def moe_seconds(
