@@ -90,8 +90,9 @@ def test_moe_weights_per_gpu_follow_ep():
     ep2 = plan_memory(m, h100(), Parallelism(tp=2, ep=2))
     # Experts split by TP or by EP hold the same bytes per GPU (biases aside).
     assert ep2.weights_bytes_per_gpu == pytest.approx(tp2.weights_bytes_per_gpu, rel=1e-3)
-    # mxfp4 experts (0.5 B) and bf16 attention (gpt-oss quantises only the experts).
-    expert = 3 * 2880 * 2880 * 0.5
+    # mxfp4 experts (4.25 bits with their scales) and bf16 attention (gpt-oss quantises only
+    # the experts).
+    expert = 3 * 2880 * 2880 * 4.25 / 8
     assert tp2.weights_bytes_per_gpu > 24 * 16 * expert
 
 

@@ -69,14 +69,10 @@ def test_cost_params_are_validated(kwargs):
 
 
 def test_dtype_sizes():
-    assert [dtype_bytes(d) for d in ("bf16", "fp8", "int8", "int4", "fp4", "mxfp4")] == [
-        2,
-        1,
-        1,
-        0.5,
-        0.5,
-        0.5,
-    ]
+    assert [dtype_bytes(d) for d in ("bf16", "fp8", "int8", "int4", "fp4")] == [2, 1, 1, 0.5, 0.5]
+    # Block-scaled 4-bit formats: an 8-bit scale per 32 values (MX), per 16 (NVFP4).
+    assert dtype_bytes("mxfp4") == (32 * 4 + 8) / 8 / 32
+    assert dtype_bytes("nvfp4") == (16 * 4 + 8) / 8 / 16
     assert dtype_bytes("bfloat16") == 2
     with pytest.raises(ServesimError) as err:
         build_step_cost(llama_3_1_8b(), h100(), params=CostParams(weight_dtype="fp7"))

@@ -13,11 +13,14 @@ BYTES_PER_ELEMENT: dict[str, float] = {
     "int8": 1.0,
     "int4": 0.5,
     "fp4": 0.5,
-    "mxfp4": 0.5,
-    "nvfp4": 0.5,
+    "mxfp4": 0.53125,
+    "nvfp4": 0.5625,
 }
-"""Bytes one element occupies. NOTE: block scales of quantised formats (mxfp4: one byte per 32
-elements, fp8 block scales) are ignored; they add under 4% to the weight bytes."""
+"""Bytes one element occupies, block scales included where they are a visible share: MXFP4 (OCP
+Microscaling spec v1.0) stores one 8-bit E8M0 scale per 32 FP4 values (4.25 bits), NVFP4 one FP8
+E4M3 scale per 16 (4.5 bits; its per-tensor FP32 scale is negligible). NOTE: DeepSeek's fp8 block
+scales (one FP32 per 128 × 128 weights) and int4 group scales (one FP16 per 128 for AWQ/GPTQ's
+default group size, ~4%) are left out."""
 
 # NOTE: which tensor-core peak a weight format runs at. fp8/int8/fp4 checkpoints are served as
 # W8A8/W4A4 where the GPU has that peak (vLLM's fp8 and Blackwell fp4 paths); int4 (AWQ/GPTQ) is
@@ -61,7 +64,7 @@ def normalize_dtype(name: str, *, field: str) -> str:
 
 
 def dtype_bytes(name: str, *, field: str = "dtype") -> float:
-    """Bytes per element of ``name`` (bf16 2, fp8/int8 1, int4/fp4/mxfp4 0.5)."""
+    """Bytes per element of ``name`` (bf16 2, fp8/int8 1, int4/fp4 0.5, mxfp4 0.53125)."""
     return BYTES_PER_ELEMENT[normalize_dtype(name, field=field)]
 
 
