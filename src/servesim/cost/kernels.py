@@ -278,8 +278,10 @@ def moe_kernel_backend(backend: str, dtypes: tuple[str, ...]) -> str:
     GPT-OSS's MXFP4 experts run OpenAI's ``triton_kernels`` in vLLM (``OAITritonExperts``)
     and, on GPUs before Blackwell, in SGLang too: its ``server_args`` sets
     ``moe_runner_backend = "triton_kernel"`` for GPT-OSS whenever the runner is left on auto.
-    The sglang table's MXFP4 rows time SGLang's generic ``fused_moe_triton`` (about 3× slower
-    at decode batch sizes), which no default launch runs: the vllm table prices MXFP4 for both.
+    On Hopper the sglang table's MXFP4 rows time SGLang's generic ``fused_moe_triton`` (about
+    3× slower at decode batch sizes), which no default launch runs: the vllm table prices MXFP4
+    for both. (On Blackwell both tables time FlashInfer's TRT-LLM MXFP4 kernels, which both
+    engines pick there: the rows agree within 1%.)
     """
     return "vllm" if "mxfp4" in dtypes else backend
 
