@@ -215,3 +215,46 @@ def test_kernels_command_shows_the_engines_tables(fake_root):
     assert "gemm/vllm/0.24.0" in vllm["tables"]
     bad = run("--engine", "nope")
     assert bad.returncode == 2 and "unknown engine" in bad.stderr
+
+
+def _moe_rows(shapes, latency_ms):
+    rows = []
+    for dtype, hidden, experts, tp in shapes:
+        for tokens in (1, 64, 1024):
+            rows.append(
+                {
+                    "moe_dtype": dtype,
+                    "num_tokens": tokens,
+                    "hidden_size": hidden,
+                    "inter_size": 2048,
+                    "topk": 8,
+                    "num_experts": experts,
+                    "moe_tp_size": tp,
+                    "moe_ep_size": 1,
+                    "distribution": "balanced",
+                    "latency": latency_ms * (1 + tokens / 64),
+                }
+            )
+    return rows
+
+
+def test_moe_curves_come_from_the_newest_version_that_measured_each(fake_root):
+    # The newer collection re-measures one curve and drops another (as TensorRT-LLM 1.3.0rc23
+    # holds none of the shapes rc20 has): each curve is kept from its newest version.
+    old = [("fp8_block", 7168, 256, 8), ("bfloat16", 7168, 256, 8)]
+    new = [("fp8_block", 7168, 256, 8)]
+    _write(fake_root, "h200_sxm", "moe", "trtllm", "1.3.0rc10", "moe_perf", _moe_rows(old, 2.0))
+    _write(fake_root, "h200_sxm", "moe", "trtllm", "1.3.0rc20", "moe_perf", _moe_rows(new, 1.0))
+    other_model = [dict(row, hidden_size=1) for row in _moe_rows(new, 1.0)]
+    _write(fake_root, "h200_sxm", "moe", "trtllm", "1.3.0rc23", "moe_perf", other_model)
+    paths = A.tables_newest_first(fake_root, "h200_sxm", "moe", "trtllm", "moe_perf")
+    assert [p.parent.name for p in paths] == ["1.3.0rc23", "1.3.0rc20", "1.3.0rc10"]
+    merged, versions = A.newest_moe(fake_root, "h200_sxm", "trtllm", {(7168, 2048, 8, 256)})
+    assert versions == ["1.3.0rc20", "1.3.0rc10"]  # (rc23 holds no kept shape)
+    block = merged["dtype"] == "fp8_block"
+    bf16 = merged["dtype"] == "bf16"
+    assert block.sum() == bf16.sum() == 3
+    # fp8_block from rc20 (1 ms scale), bf16 only in rc10 (2 ms scale).
+    assert merged["seconds"][block & (merged["num_tokens"] == 64)][0] == pytest.approx(2e-3)
+    assert merged["seconds"][bf16 & (merged["num_tokens"] == 64)][0] == pytest.approx(4e-3)
+    assert A.newest_moe(fake_root, "h200_sxm", "sglang", None) is None

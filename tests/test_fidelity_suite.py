@@ -118,6 +118,12 @@ def test_engine_releases_and_launch_flags_pick_their_profile_and_split():
     assert (sc["engine"], sc["tp"], sc["dp"]) == ("sglang", 1, 8)
     old = fid.scenario_of({**dp, "engine_version": "0.4.3.post2"})
     assert old["engine"] == "sglang-0.4"
+    # TensorRT-LLM's --ep_size spreads the experts over the TP group.
+    launch = "trtllm-serve m --tp_size 8 --ep_size 8"
+    ep = {**base, "engine": "trtllm", "engine_version": "v1.0.0", "tp": 8,
+          "engine_args": {"launch": launch, "ep_size": 8}}  # fmt: skip
+    assert (fid.scenario_of(ep)["tp"], fid.scenario_of(ep)["ep"]) == (8, 8)
+    assert "ep" not in fid.scenario_of({**ep, "engine_args": {}})
 
 
 def test_the_served_context_window_comes_from_the_launch():

@@ -175,7 +175,7 @@ def test_moe_layers_of_catalog_models_are_priced_from_the_engines_moe_kernels():
     model, hw = load_model("deepseek-v3"), load_hardware("H200")
     par = Parallelism(tp=8)
     t = K.load_tables("H200")
-    assert set(t.moe) == {"vllm", "sglang"}
+    assert set(t.moe) == {"vllm", "sglang", "trtllm"}
     shape = (7168, 2048, 8, 256)
     tokens = np.array([64.0, 4096.0])
     vllm, _ = K.moe_seconds(t, "vllm", ("fp8_block",), shape, 8, 1, tokens)
@@ -248,3 +248,39 @@ def test_a_gpu_of_the_same_architecture_borrows_the_measured_utilisation():
     # on its own roofline: a memory-bound batch-1 decode GEMM is faster than on the H100.
     assert steps["H20"] < steps["H100"]
     assert K.transfer_source("H100") is None and K.transfer_source("MI300X") is None
+
+
+def test_a_moe_shape_missing_from_the_engines_table_comes_from_another_engines():
+    t = K.load_tables("H200")
+    shape = (7168, 2048, 8, 256)
+    tokens = np.array([64.0, 1024.0])
+    own = {b: t.moe[b] for b in t.moe}
+    # An engine's table without DeepSeek's shape falls back to the next engine's, not to None.
+    deepseek = own["sglang"]["hidden_size"] == 7168
+    stripped = {k: v[~deepseek] for k, v in own["sglang"].items()}
+    tables = K.KernelTables("H200", None, None, None, None, {**own, "sglang": stripped})
+    got, _ = K.moe_seconds(tables, "sglang", ("fp8_block",), shape, 8, 1, tokens)
+    vllm, _ = K.moe_seconds(t, "vllm", ("fp8_block",), shape, 8, 1, tokens)
+    assert np.array_equal(got, vllm)
+    assert K.moe_seconds(tables, "sglang", ("fp8_block",), (1, 2, 3, 4), 8, 1, tokens) is None
+
+
+def test_deepseeks_fp8_checkpoint_stays_block_scaled_when_fp8_is_named():
+    # The vLLM table also holds per-tensor FP8 rows of DeepSeek's shape (another kernel):
+    # naming the checkpoint's own dtype must not switch to them.
+    model, hw = load_model("deepseek-r1"), load_hardware("H200")
+    par = Parallelism(tp=8)
+    step = (np.full(64, 1), np.full(64, 2000))
+    moe = [
+        build_step_cost(model, hw, par, CostParams(kernel_tables=True, weight_dtype=w))
+        .step_time(*step)
+        .by_group["moe"]
+        for w in (None, "fp8")
+    ]
+    assert moe[0] == pytest.approx(moe[1], rel=1e-12)
+    t = K.load_tables("H200")
+    per_tensor, _ = K.moe_seconds(t, "vllm", ("fp8",), (7168, 2048, 8, 256), 8, 1, np.array([64.0]))
+    block, _ = K.moe_seconds(
+        t, "vllm", ("fp8_block",), (7168, 2048, 8, 256), 8, 1, np.array([64.0])
+    )
+    assert per_tensor[0] != pytest.approx(block[0], rel=0.05)

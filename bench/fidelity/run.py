@@ -243,6 +243,9 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
         # SGLang's DP attention: dp ranks (dp_size, default tp) of tp / dp GPUs each.
         dp = int(args.get("dp_size") or sc["tp"])
         sc.update(tp=sc["tp"] // dp, dp=dp)
+    ep = args.get("ep_size")
+    if isinstance(ep, int) and ep > 1:
+        sc["ep"] = ep  # (experts spread over the TP group: TensorRT-LLM's --ep_size)
     if case.get("engine") == "deepspeed-fastgen" or _before_cuda_graphs(case):
         sc["cuda_graphs"] = False
     wd = case.get("weight_dtype")

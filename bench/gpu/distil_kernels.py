@@ -11,7 +11,7 @@ writes compact CSVs:
     src/servesim/catalog/kernels/<gpu>/attention_prefill.csv
     src/servesim/catalog/kernels/<gpu>/attention_decode.csv
     src/servesim/catalog/kernels/<gpu>/allreduce.csv      (NVLink systems only)
-    src/servesim/catalog/kernels/<gpu>/moe_{vllm,sglang}.csv (vLLM's and SGLang's fused MoE)
+    src/servesim/catalog/kernels/<gpu>/moe_{vllm,sglang,trtllm}.csv (each engine's MoE kernels)
     src/servesim/catalog/kernels/README.md                 (columns, formulas, sources)
 
 Run it with servesim's environment (numpy, pyarrow) and either the ``aiconfigurator-core``
@@ -144,10 +144,21 @@ def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]
         for name, (op, table, reduce) in OUTPUTS.items()
         if name != "allreduce.csv" or gpu in NVLINK_GPUS
     ]
-    jobs += [
-        (f"moe_{b}.csv", "moe", "moe_perf", b, lambda t: aic.reduce_moe(t, MOE_SHAPES))
-        for b in MOE_BACKENDS
-    ]
+    for backend in MOE_BACKENDS:
+        # Each curve from the newest version that measured it (aic.newest_moe).
+        name = f"moe_{backend}.csv"
+        merged = aic.newest_moe(root, system, backend, MOE_SHAPES)
+        if merged is None:
+            missing.append(f"{gpu}: no moe/{backend} table with the catalog's MoE shapes")
+            continue
+        result, versions = merged
+        write_csv(result, out / gpu / name)
+        newest = aic.tables_newest_first(root, system, "moe", backend, "moe_perf")[0]
+        raw = aic.read_parquet(newest)
+        device = str(raw["device"][0]) if "device" in raw else ""
+        counts = (len(raw["latency"]), len(result["seconds"]))
+        version = " + ".join(versions)
+        sources.append(Source(gpu, name, system, "moe_perf", backend, version, device, *counts))
     for name, op, table, backend, reduce in jobs:
         path = aic.newest_table(root, system, op, backend, table)
         if path is None:
@@ -273,12 +284,14 @@ custom one-shot/two-shot kernels or NCCL, as it picks) of a bf16 tensor of `byte
 `busbw_gbps = 2·(num_gpus−1)/num_gpus · bytes / seconds / 1e9` (nccl-tests' bus bandwidth).
 All rows kept. NVLink systems only (L40S, PCIe-only, has none here).
 
-### `moe_vllm.csv`, `moe_sglang.csv`
+### `moe_vllm.csv`, `moe_sglang.csv`, `moe_trtllm.csv`
 
 Columns `dtype,num_tokens,hidden_size,inter_size,topk,num_experts,tp,ep,seconds`.
 One MoE layer's routed experts (the fused MoE kernels: grouped up/gate and down GEMMs, the
-activation and the weighted combine) for `num_tokens` tokens, as run by vLLM's and SGLang's MoE
-kernels (`moe/<backend>/<version>/moe_perf`). `inter_size` is the whole expert width; the layer
+activation and the weighted combine) for `num_tokens` tokens, as run by vLLM's, SGLang's and
+TensorRT-LLM's MoE kernels (`moe/<backend>/<version>/moe_perf`; each curve — dtype, shape and
+split — from the newest version that measured it, as a newer collection may cover fewer
+models). `inter_size` is the whole expert width; the layer
 is split `tp` ways inside each expert and `ep` ways across experts. `dtype`: `bf16`, `fp8`
 (per-tensor), `fp8_block` (block-scaled, DeepSeek checkpoints), `mxfp4` (4-bit weights, bf16
 activations: gpt-oss). Kept: the MoE shapes of servesim's catalog models (DeepSeek-V3/R1,
@@ -288,7 +301,7 @@ Qwen3-30B-A3B and -235B-A22B, Mixtral-8x7B, gpt-oss-120b), tp·ep <= 8, balanced
 ### Not distilled
 
 The same package also holds NCCL tables (`comm/nccl/<nccl version>/nccl_perf`: all_gather,
-all_reduce, alltoall, reduce_scatter; fp16/int8; 2-8 GPUs), TensorRT-LLM MoE tables, MLA,
+all_reduce, alltoall, reduce_scatter; fp16/int8; 2-8 GPUs), MLA,
 GDN/Mamba, FP8 block-scaled and NVFP4 GEMMs, and sliding-window attention. None is copied
 here.
 

@@ -100,8 +100,12 @@ class EngineProfile:
     above the largest size run eagerly, unpadded. Empty: a graph for every decode batch as it
     comes (no padding)."""
     moe_backend: str = "vllm"
-    """Whose measured MoE kernels price routed experts (``vllm`` or ``sglang``; the other
-    engines run the closest: vLLM's fused-MoE Triton/CUTLASS kernels)."""
+    """Whose measured MoE kernels price routed experts (``vllm``, ``sglang`` or ``trtllm``; the
+    other engines run the closest: vLLM's fused-MoE Triton kernels). NOTE: TensorRT-LLM stays
+    on vLLM's: the catalog's TensorRT-LLM MoE rows come from its 1.3 release candidates, whose
+    kernels run Mixtral's FP8 and DeepSeek's EP8 layers 2-3x faster than the 0.9-1.0 releases
+    of the published measurements (`bench/fidelity`: Mixtral FP8 prefill TTFT 37 ms predicted
+    against 90 ms measured on TensorRT-LLM 0.9 with them, 98 ms with vLLM's)."""
     kernel_backend: str | None = None
     """Whose measured GEMM, attention, all-reduce (and MoE) kernels price the step when the
     ``servesim[kernels]`` extra is installed: AIConfigurator's ``vllm``, ``sglang`` or

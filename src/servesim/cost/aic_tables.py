@@ -149,6 +149,46 @@ def newest_table(root: Path, system: str, op: str, backend: str, table: str) -> 
     return max(found, key=lambda d: version_key(d.name)) / f"{table}.parquet"
 
 
+def tables_newest_first(root: Path, system: str, op: str, backend: str, table: str) -> list[Path]:
+    """Every ``<op>/<backend>/<version>/<table>.parquet`` of ``system``, newest version first."""
+    base = root / system / op / backend
+    if not base.is_dir():
+        return []
+    found = [d for d in base.iterdir() if (d / f"{table}.parquet").is_file()]
+    return [d / f"{table}.parquet" for d in sorted(found, key=lambda d: version_key(d.name),
+                                                   reverse=True)]  # fmt: skip
+
+
+MOE_KEY = ("dtype", "hidden_size", "inter_size", "topk", "num_experts", "tp", "ep")
+"""What names one MoE curve of :func:`reduce_moe`'s output."""
+
+
+def newest_moe(
+    root: Path, system: str, backend: str, shapes: set[tuple[int, int, int, int]] | None
+) -> tuple[Columns, list[str]] | None:
+    """``backend``'s MoE rows of ``system`` (:func:`reduce_moe`), each curve (dtype, shape and
+    split) from the newest version that measured it, and those versions; None without any.
+
+    NOTE: a newer collection may cover fewer models than an older one (TensorRT-LLM 1.3.0rc23
+    holds none of the catalog's shapes, rc20 no bf16 DeepSeek-V3): one version alone would drop
+    curves another measured."""
+    merged: list[Columns] = []
+    seen: set[tuple] = set()
+    versions: list[str] = []
+    for path in tables_newest_first(root, system, "moe", backend, "moe_perf"):
+        cols = reduce_moe(read_parquet(path), shapes)
+        keys = list(zip(*(cols[k].tolist() for k in MOE_KEY), strict=True))
+        new = np.array([k not in seen for k in keys], dtype=bool)
+        if not new.any():
+            continue
+        seen.update(keys)
+        merged.append(_take(cols, new))
+        versions.append(path.parent.name)
+    if not merged:
+        return None
+    return {k: np.concatenate([m[k] for m in merged]) for k in merged[0]}, versions
+
+
 def read_parquet(path: Path) -> Columns:
     """Every column of a parquet file as a numpy array (strings as str arrays)."""
     import pyarrow.parquet as pq
@@ -377,8 +417,8 @@ _RUNTIME = {
         lambda t: reduce_decode(t, grid=False),
     ),
     "allreduce": ("comm", "custom_allreduce_perf", reduce_allreduce),
-    "moe": ("moe", "moe_perf", lambda t: reduce_moe(t, shapes=None)),
 }
+"""(The MoE tables are merged over versions: :func:`newest_moe`.)"""
 
 
 @functools.cache
@@ -407,6 +447,10 @@ def load_backend_tables(
                 continue
         parts[name] = cols if len(cols["seconds"]) else None
         versions.append(f"{op}/{backend}/{path.parent.name}")
+    moe = newest_moe(root, system, backend, shapes=None)
+    parts["moe"] = moe[0] if moe is not None else None
+    if moe is not None:
+        versions.append(f"moe/{backend}/" + "+".join(moe[1]))
     if parts["gemm"] is None:
         return None
     source = f"{package_version(root)}: {system} " + ", ".join(dict.fromkeys(versions))

@@ -282,9 +282,13 @@ def _moe_curve(
     moe = model.moe
     if moe is None or res.tables is None or res.tables.moe is None or res.tables_from is not None:
         return None
-    # NOTE: fp8 checkpoints in the catalog (DeepSeek) are block-scaled; fp8 chosen with
-    # --weight-dtype is per-tensor, as vLLM's on-the-fly quantisation is.
-    block = params.weight_dtype is None and normalize_dtype(model.dtype, field="dtype") == "fp8"
+    # NOTE: fp8 checkpoints in the catalog (DeepSeek) are block-scaled, also when fp8 is named
+    # with --weight-dtype; fp8 chosen for a bf16 checkpoint is per-tensor, as vLLM's
+    # on-the-fly quantisation is.
+    block = normalize_dtype(model.dtype, field="dtype") == "fp8" and params.weight_dtype in (
+        None,
+        "fp8",
+    )
     dtypes = kernels_mod.moe_table_dtype(res.expert_dtype, block)
     shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
              moe.num_experts)  # fmt: skip

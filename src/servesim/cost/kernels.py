@@ -82,7 +82,7 @@ class KernelTables:
     """Where the tables come from (the catalog folder, or the extra's package and versions)."""
 
 
-MOE_BACKENDS = ("vllm", "sglang")
+MOE_BACKENDS = ("vllm", "sglang", "trtllm")
 TABLE_SOURCE_ENV = "SERVESIM_KERNEL_TABLES"
 """Set to ``catalog`` to price from the shipped CSVs even when the ``servesim[kernels]`` extra
 is installed (reproducing a default install's figures)."""
@@ -297,26 +297,28 @@ def moe_seconds(
 ) -> tuple[np.ndarray, tuple[float, float]] | None:
     """Seconds of one MoE layer's routed experts for each token count, from the backend's table
     (``shape`` = hidden, expert width, top-k, experts; split ``tp`` inside and ``ep`` across
-    experts): tokens/s interpolated log-log, clamped outside; None without a matching table."""
+    experts): tokens/s interpolated log-log, clamped outside; None without a matching table.
+
+    A shape, split or dtype the backend's table lacks is taken from the other engines' tables
+    (in :data:`MOE_BACKENDS` order): another engine's kernels are closer than the roofline."""
     by_backend = tables.moe or {}
-    t = by_backend.get(backend) or next(iter(by_backend.values()), None)
-    if t is None:
-        return None
+    order = [backend] + [b for b in MOE_BACKENDS if b != backend]
     hidden, inter, topk, experts = shape
-    base = (
-        (t["hidden_size"] == hidden)
-        & (t["inter_size"] == inter)
-        & (t["topk"] == topk)
-        & (t["num_experts"] == experts)
-        & (t["tp"] == tp)
-        & (t["ep"] == ep)
-    )
-    for dtype in dtypes:
-        rows = base & (t["dtype"] == dtype)
-        if rows.sum() >= 2:
-            n, secs = t["num_tokens"][rows], t["seconds"][rows]
-            rate, lo, hi = _throughput_curve(n, _monotone_throughput(n, n, secs), tokens)
-            return tokens / rate, (lo, hi)
+    for t in (by_backend[b] for b in order if b in by_backend):
+        base = (
+            (t["hidden_size"] == hidden)
+            & (t["inter_size"] == inter)
+            & (t["topk"] == topk)
+            & (t["num_experts"] == experts)
+            & (t["tp"] == tp)
+            & (t["ep"] == ep)
+        )
+        for dtype in dtypes:
+            rows = base & (t["dtype"] == dtype)
+            if rows.sum() >= 2:
+                n, secs = t["num_tokens"][rows], t["seconds"][rows]
+                rate, lo, hi = _throughput_curve(n, _monotone_throughput(n, n, secs), tokens)
+                return tokens / rate, (lo, hi)
     return None
 
 

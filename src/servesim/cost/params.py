@@ -188,8 +188,9 @@ class CostParams:
     of its longest tiles. ``None``: fitted to the GPU's measured prefill-attention table (about
     3 blocks per SM on H100/H200/B200/A100), 0 (no limit) on the roofline rung."""
     moe_backend: str = "vllm"
-    """Whose MoE kernels price the routed experts from the measured tables: ``vllm`` or
-    ``sglang`` (the engine profile's)."""
+    """Whose MoE kernels price the routed experts from the measured tables: ``vllm``,
+    ``sglang`` or ``trtllm`` (the engine profile's; a shape its table lacks is priced from
+    another engine's, see ``kernels.moe_seconds``)."""
     kernel_backend: str | None = None
     """Whose measured GEMM, attention and all-reduce kernels price the step with
     ``kernel_tables``: ``trtllm``, ``vllm`` or ``sglang`` (the engine profile's) read that
