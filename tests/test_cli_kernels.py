@@ -119,6 +119,18 @@ def test_json_numbers_are_the_librarys():
         assert r["roofline_s"] == pytest.approx(_roofline_s(hw, r["n"], r["k"], r["m"]), rel=1e-12)
         assert r["error"] == pytest.approx(r["roofline_s"] / r["measured_s"] - 1.0)
     assert rows[4]["table_shape"] == [16384, 4096]  # 14336 × 4096 is priced from its neighbour
+    # The MoE tables of every engine, with the rows the cost model reads.
+    assert set(doc["moe"]) == set(tables.moe) == {"vllm", "sglang", "trtllm"}
+    for backend, moe in doc["moe"].items():
+        assert moe["rows"] == len(tables.moe[backend]["seconds"])
+        assert "fp8_block" in moe["dtypes"] and moe["shapes"] >= 4
+        assert "tp8 ep1" in moe["splits"] and moe["num_tokens"] == [1.0, 16384.0]
+
+
+def test_the_moe_tables_are_listed_per_engine():
+    out = _kernels("H200")
+    for backend in ("vllm", "sglang", "trtllm"):
+        assert f"moe_{backend}.csv" in out and f"{backend}'s MoE kernels" in out
 
 
 def test_check_uses_the_cost_models_own_numbers():

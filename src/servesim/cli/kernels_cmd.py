@@ -116,6 +116,13 @@ def _coverage_table(doc: dict[str, Any]) -> Table:
         if a
         else "none: the link model (roofline)",
     )
+    for backend, m in doc.get("moe", {}).items():
+        table.add_row(
+            f"moe_{backend}.csv",
+            str(m["rows"]),
+            f"{backend}'s MoE kernels: {', '.join(m['dtypes'])}; {m['shapes']} model shapes; "
+            f"{len(m['splits'])} TP×EP splits; tokens {_range(m['num_tokens'])}",
+        )
     return table
 
 

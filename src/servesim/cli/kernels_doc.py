@@ -61,6 +61,23 @@ def _coverage(t: KernelTables) -> dict[str, Any]:
             "num_gpus": sorted({int(x) for x in a["num_gpus"].tolist()}),
             "bytes": _span(a["bytes"]),
         }
+    out["moe"] = {}
+    for backend, m in sorted((t.moe or {}).items()):
+        shapes = zip(
+            m["hidden_size"].tolist(),
+            m["inter_size"].tolist(),
+            m["topk"].tolist(),
+            m["num_experts"].tolist(),
+            strict=True,
+        )
+        splits = zip(m["tp"].tolist(), m["ep"].tolist(), strict=True)
+        out["moe"][backend] = {
+            "rows": len(m["seconds"]),
+            "dtypes": sorted(set(m["dtype"].tolist())),
+            "shapes": len(set(shapes)),
+            "splits": sorted({f"tp{int(a)} ep{int(b)}" for a, b in splits}),
+            "num_tokens": _span(m["num_tokens"]),
+        }
     return out
 
 
@@ -102,6 +119,7 @@ def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
         "attention_prefill": None,
         "attention_decode": None,
         "allreduce": None,
+        "moe": {},
     }
     if tables is not None:
         doc["tables"] = tables.source
