@@ -238,9 +238,9 @@ def _moe_rows(shapes, latency_ms):
     return rows
 
 
-def test_moe_curves_come_from_the_newest_version_that_measured_each(fake_root):
+def test_moe_tables_keep_every_collection_and_each_curve_comes_from_the_nearest(fake_root):
     # The newer collection re-measures one curve and drops another (as TensorRT-LLM 1.3.0rc23
-    # holds none of the shapes rc20 has): each curve is kept from its newest version.
+    # holds none of the shapes rc20 has): every version's rows are kept, with their version.
     old = [("fp8_block", 7168, 256, 8), ("bfloat16", 7168, 256, 8)]
     new = [("fp8_block", 7168, 256, 8)]
     _write(fake_root, "h200_sxm", "moe", "trtllm", "1.3.0rc10", "moe_perf", _moe_rows(old, 2.0))
@@ -249,12 +249,30 @@ def test_moe_curves_come_from_the_newest_version_that_measured_each(fake_root):
     _write(fake_root, "h200_sxm", "moe", "trtllm", "1.3.0rc23", "moe_perf", other_model)
     paths = A.tables_newest_first(fake_root, "h200_sxm", "moe", "trtllm", "moe_perf")
     assert [p.parent.name for p in paths] == ["1.3.0rc23", "1.3.0rc20", "1.3.0rc10"]
-    merged, versions = A.newest_moe(fake_root, "h200_sxm", "trtllm", {(7168, 2048, 8, 256)})
+    table, versions = A.moe_by_version(fake_root, "h200_sxm", "trtllm", {(7168, 2048, 8, 256)})
     assert versions == ["1.3.0rc20", "1.3.0rc10"]  # (rc23 holds no kept shape)
-    block = merged["dtype"] == "fp8_block"
-    bf16 = merged["dtype"] == "bf16"
-    assert block.sum() == bf16.sum() == 3
-    # fp8_block from rc20 (1 ms scale), bf16 only in rc10 (2 ms scale).
-    assert merged["seconds"][block & (merged["num_tokens"] == 64)][0] == pytest.approx(2e-3)
-    assert merged["seconds"][bf16 & (merged["num_tokens"] == 64)][0] == pytest.approx(4e-3)
-    assert A.newest_moe(fake_root, "h200_sxm", "sglang", None) is None
+    assert sorted(table["version"].tolist()) == ["1.3.0rc10"] * 6 + ["1.3.0rc20"] * 3
+    tables = K.KernelTables("H200", None, None, None, None, {"trtllm": table})
+    shape, tokens = (7168, 2048, 8, 256), np.array([64.0])
+
+    def layer_ms(dtype, release):
+        secs, _ = K.moe_seconds(tables, "trtllm", (dtype,), shape, 8, 1, tokens, release)
+        return round(float(secs[0]) * 1e3, 9)
+
+    # fp8_block: the newest by default and for a later release, rc10 for an earlier one.
+    assert layer_ms("fp8_block", None) == layer_ms("fp8_block", "1.3.0rc20") == 2.0
+    assert layer_ms("fp8_block", "1.0.0") == layer_ms("fp8_block", "v1.3.0rc10") == 4.0
+    assert layer_ms("fp8_block", "2.0") == 2.0  # (after every collection: the newest)
+    # bf16 was measured in rc10 only: that is the curve whatever the release.
+    assert layer_ms("bf16", None) == layer_ms("bf16", "1.3.0rc20") == 4.0
+    assert A.moe_by_version(fake_root, "h200_sxm", "sglang", None) is None
+
+
+def test_nearest_version_is_the_oldest_collection_at_or_after_the_release():
+    have = ["0.5.14", "0.5.10", "0.5.6.post2"]
+    assert K.nearest_version(have, None) == "0.5.14"
+    assert K.nearest_version(have, "0.5.3") == "0.5.6.post2"
+    assert K.nearest_version(have, "0.5.7") == "0.5.10"
+    assert K.nearest_version(have, "v0.5.10") == "0.5.10"
+    assert K.nearest_version(have, "0.5.14.post1") == "0.5.14"
+    assert K.nearest_version(have, "0.4.3.post2") == "0.5.6.post2"

@@ -237,6 +237,7 @@ def test_config_file_and_flag_override(tmp_path):
         (["-n", "abc"], "error: --num-requests: 'abc' is not a valid int"),
         (["--bogus"], "No such option: --bogus"),
         (["--gpu-memory-utilization", "0.01"], "raise --gpu-memory-utilization to 0.25 or more"),
+        (["--engine-version", "latest"], "engine_version: 'latest' is not a release number"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):

@@ -124,6 +124,17 @@ def test_engine_releases_and_launch_flags_pick_their_profile_and_split():
           "engine_args": {"launch": launch, "ep_size": 8}}  # fmt: skip
     assert (fid.scenario_of(ep)["tp"], fid.scenario_of(ep)["ep"]) == (8, 8)
     assert "ep" not in fid.scenario_of({**ep, "engine_args": {}})
+    # The release the case names, for the kernels nearest to it.
+    assert fid.scenario_of(dp)["engine_version"] == "0.5.3"
+    for stated, release in (
+        ("0.4.3.post2 (lmsysorg/sglang:latest, Feb 2025)", "0.4.3.post2"),
+        ("0.7.4.dev181+gf35f8e22 (nightly wheel)", "0.7.4.dev181"),
+        ("v1.2.0rc1", "1.2.0rc1"),
+        ("NVIDIA NIM container 1.8.0", None),
+        ("main @ 2024-08-04 (between v0.5.3.post1 and v0.5.4)", None),
+        ("not stated (June 2023)", None),
+    ):
+        assert fid._release({"engine_version": stated}) == release
 
 
 def test_the_served_context_window_comes_from_the_launch():

@@ -121,3 +121,30 @@ def test_engines_run_attention_dp_ranks_their_own_way(
     assert inst.graph_batch(8 * largest_graph) == 8 * largest_graph
     assert inst.graph_batch(8 * largest_graph + 8) == 8 * largest_graph + 8  # (no graph: eager)
     assert group.params.host_overlap is overlap
+
+
+def test_the_engines_release_picks_its_moe_kernels_and_not_a_borrowed_engines():
+    def moe_ms(engine, version=None):
+        data = {"model": "deepseek-v3", "hardware": "H200", "tp": 8, "engine": engine,
+                "workload": {"num_requests": 4}}  # fmt: skip
+        if version is not None:
+            data["engine_version"] = version
+        (group,) = build_fleet(build_scenario(data), np.random.default_rng(0)).groups
+        cost = group.instances[0].cost
+        assert cost.params.engine_version == version
+        step = cost.step_time(np.ones(64), np.full(64, 2000))
+        return step.by_group["moe"] * 1e3
+
+    # SGLang 0.5.3 is priced from the 0.5.10 collection (the oldest at or after it), slower
+    # than 0.5.14's kernels at a 64-token decode; a later release gets the newest.
+    assert moe_ms("sglang", "0.5.3") > 1.3 * moe_ms("sglang")
+    assert moe_ms("sglang", "0.5.14") == moe_ms("sglang") == moe_ms("sglang", "0.6.0")
+    # TensorRT-LLM borrows vLLM's MoE table: its own release number says nothing about it.
+    assert moe_ms("trtllm", "0.9.0") == moe_ms("trtllm")
+
+
+def test_an_engine_version_must_be_a_release_number():
+    with pytest.raises(ServesimError) as err:
+        build_scenario({**SMALL, "engine_version": "latest"})
+    assert err.value.field == "engine_version" and "0.5.3" in str(err.value)
+    assert build_scenario({**SMALL, "engine_version": "v0.5.3.post3"}).engine_version

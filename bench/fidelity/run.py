@@ -217,6 +217,17 @@ def _trtllm_pytorch(case: dict[str, Any]) -> bool:
     return found is not None and int(found.group(1)) >= 1
 
 
+def _release(case: dict[str, Any]) -> str | None:
+    """The engine's release number as the case states it (``v0.5.3``, ``0.4.3.post2 (lmsysorg/
+    sglang:latest, ...)``, ``0.7.4.dev181+g...``), or None when it names none (a NIM container,
+    a date)."""
+    text = str(case.get("engine_version", "")).strip()
+    if text.lower().startswith(("nvidia", "nim", "main")):
+        return None
+    found = re.match(r"v?(\d+\.\d+(?:\.\d+)?(?:\.?(?:post|rc|dev)\d+)?)", text)
+    return found.group(1) if found else None
+
+
 def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     """The servesim scenario fields that rebuild ``case`` (Unmappable when they cannot)."""
     mode = case.get("mode")
@@ -243,6 +254,9 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
         # SGLang's DP attention: dp ranks (dp_size, default tp) of tp / dp GPUs each.
         dp = int(args.get("dp_size") or sc["tp"])
         sc.update(tp=sc["tp"] // dp, dp=dp)
+    release = _release(case)
+    if release is not None:
+        sc["engine_version"] = release  # (the kernels nearest to that release)
     ep = args.get("ep_size")
     if isinstance(ep, int) and ep > 1:
         sc["ep"] = ep  # (experts spread over the TP group: TensorRT-LLM's --ep_size)

@@ -145,9 +145,9 @@ def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]
         if name != "allreduce.csv" or gpu in NVLINK_GPUS
     ]
     for backend in MOE_BACKENDS:
-        # Each curve from the newest version that measured it (aic.newest_moe).
         name = f"moe_{backend}.csv"
-        merged = aic.newest_moe(root, system, backend, MOE_SHAPES)
+        # Every version's rows (aic.moe_by_version): the cost model picks per curve.
+        merged = aic.moe_by_version(root, system, backend, MOE_SHAPES)
         if merged is None:
             missing.append(f"{gpu}: no moe/{backend} table with the catalog's MoE shapes")
             continue
@@ -286,12 +286,13 @@ All rows kept. NVLink systems only (L40S, PCIe-only, has none here).
 
 ### `moe_vllm.csv`, `moe_sglang.csv`, `moe_trtllm.csv`
 
-Columns `dtype,num_tokens,hidden_size,inter_size,topk,num_experts,tp,ep,seconds`.
+Columns `dtype,num_tokens,hidden_size,inter_size,topk,num_experts,tp,ep,seconds,version`.
 One MoE layer's routed experts (the fused MoE kernels: grouped up/gate and down GEMMs, the
 activation and the weighted combine) for `num_tokens` tokens, as run by vLLM's, SGLang's and
-TensorRT-LLM's MoE kernels (`moe/<backend>/<version>/moe_perf`; each curve — dtype, shape and
-split — from the newest version that measured it, as a newer collection may cover fewer
-models). `inter_size` is the whole expert width; the layer
+TensorRT-LLM's MoE kernels (`moe/<backend>/<version>/moe_perf`), every collection's rows with
+its `version` (a newer collection may cover fewer models, and kernels change between releases:
+the cost model takes, curve by curve, the collection nearest to the engine's release, see
+`kernels.moe_seconds`). `inter_size` is the whole expert width; the layer
 is split `tp` ways inside each expert and `ep` ways across experts. `dtype`: `bf16`, `fp8`
 (per-tensor), `fp8_block` (block-scaled, DeepSeek checkpoints), `mxfp4` (4-bit weights, bf16
 activations: gpt-oss). Kept: the MoE shapes of servesim's catalog models (DeepSeek-V3/R1,

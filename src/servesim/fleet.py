@@ -163,6 +163,7 @@ def _cost_params(
         host_overlap=profile.host_overlap,
         moe_backend=profile.moe_backend,
         kernel_backend=profile.kernel_backend,
+        engine_version=scenario.engine_version,
         host_step_s=profile.host_step_s,
         host_per_seq_s=profile.host_per_seq_s,
         host_per_token_s=profile.host_per_token_s,

@@ -5,6 +5,7 @@ builds one from flags and/or a YAML file, the Python API takes one directly, and
 ``summary.json`` echoes it back.
 """
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,9 @@ from servesim.textfile import PARSE_ERRORS, parse_problem, read_text
 from servesim.validation import FieldError, Spec, convert, field_default, replace
 from servesim.workload import WorkloadSpec
 from servesim.workload.spec import MAX_REQUESTS, MAX_TOKENS, PRESET_NAMES
+
+VERSION_PATTERN = r"^v?\d+(\.\d+)*(\.?(dev|a|b|rc|post)\d*)?$"
+"""A release number as engines print them: 0.5.3, v1.0.0, 0.5.3.post3, 1.3.0rc20."""
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"
 DEFAULT_HARDWARE = "H100"
@@ -137,6 +141,17 @@ class Scenario(Spec):
         str,
         Meta(description=f"serving engine profile: {', '.join(ENGINES)} (see servesim.engines)"),
     ] = DEFAULT_ENGINE
+    engine_version: (
+        Annotated[
+            str,
+            Meta(
+                description="the engine's release (e.g. 0.5.3): measured tables that hold "
+                "several collections (the MoE kernels) price it from the one nearest to it; "
+                "default the newest",
+            ),
+        ]
+        | None
+    ) = None
     num_scheduler_steps: (
         Annotated[
             int,
@@ -226,6 +241,12 @@ class Scenario(Spec):
 
     def __post_init__(self) -> None:
         profile = engine_profile_of(self)
+        if self.engine_version is not None and not re.match(VERSION_PATTERN, self.engine_version):
+            raise FieldError(
+                "engine_version",
+                f"{self.engine_version!r} is not a release number; use one such as 0.5.3 or "
+                "1.0.0rc1",
+            )
         if (self.num_scheduler_steps or 1) > 1 and profile.name != "vllm-v0":
             raise FieldError(
                 "num_scheduler_steps",

@@ -139,6 +139,12 @@ def simulate_command(
         help="engine profile: vllm (V1, default) | vllm-v0 | sglang | sglang-0.4 | trtllm | "
         "trtllm-pytorch | lmdeploy | gpt-fast",
     ),
+    engine_version: str = typer.Option(
+        None,
+        "--engine-version",
+        help="the engine's release, e.g. 0.5.3: MoE kernels from the measured collection "
+        "nearest to it",
+    ),
     num_scheduler_steps: int = typer.Option(
         None, "--num-scheduler-steps", help="decode steps per scheduling round (vllm-v0)"
     ),
@@ -373,6 +379,7 @@ def _shown_defaults() -> dict[str, str]:
         kv_offload_gbps="the GPU's host link",
         spec_mode="cpu_verify for ngram, else self_verify",
         num_scheduler_steps="the engine's",
+        engine_version="the newest tables",
         max_model_len="the model's",
         burstiness="1 (Poisson)",
     )

@@ -163,30 +163,29 @@ MOE_KEY = ("dtype", "hidden_size", "inter_size", "topk", "num_experts", "tp", "e
 """What names one MoE curve of :func:`reduce_moe`'s output."""
 
 
-def newest_moe(
+def moe_by_version(
     root: Path, system: str, backend: str, shapes: set[tuple[int, int, int, int]] | None
 ) -> tuple[Columns, list[str]] | None:
-    """``backend``'s MoE rows of ``system`` (:func:`reduce_moe`), each curve (dtype, shape and
-    split) from the newest version that measured it, and those versions; None without any.
+    """``backend``'s MoE rows of ``system`` (:func:`reduce_moe`) from every collection, newest
+    first, with a ``version`` column; and the versions that had rows. None without any.
 
-    NOTE: a newer collection may cover fewer models than an older one (TensorRT-LLM 1.3.0rc23
-    holds none of the catalog's shapes, rc20 no bf16 DeepSeek-V3): one version alone would drop
-    curves another measured."""
-    merged: list[Columns] = []
-    seen: set[tuple] = set()
+    NOTE: every version is kept, not only the newest: a newer collection may cover fewer
+    models than an older one (TensorRT-LLM 1.3.0rc23 holds none of the catalog's shapes, rc20
+    no bf16 DeepSeek-V3), and kernels move between releases (SGLang's DeepSeek MoE at TP8 is
+    1.9x faster at 64 tokens in 0.5.14 than in 0.5.10): ``kernels.moe_seconds`` picks the
+    version nearest to the engine's release curve by curve."""
+    parts: list[Columns] = []
     versions: list[str] = []
     for path in tables_newest_first(root, system, "moe", backend, "moe_perf"):
         cols = reduce_moe(read_parquet(path), shapes)
-        keys = list(zip(*(cols[k].tolist() for k in MOE_KEY), strict=True))
-        new = np.array([k not in seen for k in keys], dtype=bool)
-        if not new.any():
+        if len(cols["seconds"]) == 0:
             continue
-        seen.update(keys)
-        merged.append(_take(cols, new))
+        cols["version"] = np.full(len(cols["seconds"]), path.parent.name)
+        parts.append(cols)
         versions.append(path.parent.name)
-    if not merged:
+    if not parts:
         return None
-    return {k: np.concatenate([m[k] for m in merged]) for k in merged[0]}, versions
+    return {k: np.concatenate([m[k] for m in parts]) for k in parts[0]}, versions
 
 
 def read_parquet(path: Path) -> Columns:
@@ -418,7 +417,7 @@ _RUNTIME = {
     ),
     "allreduce": ("comm", "custom_allreduce_perf", reduce_allreduce),
 }
-"""(The MoE tables are merged over versions: :func:`newest_moe`.)"""
+"""(The MoE tables keep every version: :func:`moe_by_version`.)"""
 
 
 @functools.cache
@@ -447,7 +446,7 @@ def load_backend_tables(
                 continue
         parts[name] = cols if len(cols["seconds"]) else None
         versions.append(f"{op}/{backend}/{path.parent.name}")
-    moe = newest_moe(root, system, backend, shapes=None)
+    moe = moe_by_version(root, system, backend, shapes=None)
     parts["moe"] = moe[0] if moe is not None else None
     if moe is not None:
         versions.append(f"moe/{backend}/" + "+".join(moe[1]))

@@ -293,8 +293,10 @@ def _moe_curve(
     shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
              moe.num_experts)  # fmt: skip
     backend = kernels_mod.moe_kernel_backend(params.moe_backend, dtypes)
+    # (A release names the engine's own kernels: not those of the engine it borrows from.)
+    release = params.engine_version if backend == params.kernel_backend else None
     return kernels_mod.moe_seconds(
-        res.tables, backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID
+        res.tables, backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID, release
     )
 
 

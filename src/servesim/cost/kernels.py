@@ -33,6 +33,7 @@ import csv
 import functools
 import math
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,10 @@ DECODE_MIN_KV_BYTES = 1e9
 runs of one small shape read from L2, faster than HBM (see catalog/kernels/README.md)."""
 
 
+TEXT_COLUMNS = frozenset({"dtype", "version"})
+"""Columns read as text even where every value looks like a number (a version ``1.0``)."""
+
+
 def _read(path: Path) -> dict[str, np.ndarray]:
     """A CSV file as columns: numbers as float64, text as str arrays."""
     with path.open(newline="") as f:
@@ -60,11 +65,34 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     cols: dict[str, np.ndarray] = {}
     for j, name in enumerate(header):
         values = [r[j] for r in body]
+        if name in TEXT_COLUMNS:
+            cols[name] = np.array(values)
+            continue
         try:
             cols[name] = np.array(values, dtype=np.float64)
         except ValueError:
             cols[name] = np.array(values)
     return cols
+
+
+class LazyTables(Mapping[str, dict[str, np.ndarray]]):
+    """Tables by name, each read from its CSV the first time it is asked for (the MoE tables
+    are most of a GPU's rows, and a dense model never reads them)."""
+
+    def __init__(self, paths: dict[str, Path]):
+        self._paths = paths
+        self._read: dict[str, dict[str, np.ndarray]] = {}
+
+    def __getitem__(self, name: str) -> dict[str, np.ndarray]:
+        if name not in self._read:
+            self._read[name] = _read(self._paths[name])
+        return self._read[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
 
 
 @dataclass(frozen=True)
@@ -76,8 +104,9 @@ class KernelTables:
     attention_prefill: dict[str, np.ndarray] | None
     attention_decode: dict[str, np.ndarray] | None
     allreduce: dict[str, np.ndarray] | None
-    moe: dict[str, dict[str, np.ndarray]] | None = None
-    """MoE layer tables by serving backend (``vllm``, ``sglang``, ``trtllm``)."""
+    moe: Mapping[str, dict[str, np.ndarray]] | None = None
+    """MoE layer tables by serving backend (``vllm``, ``sglang``, ``trtllm``); empty (falsy)
+    when the GPU has none."""
     source: str = ""
     """Where the tables come from (the catalog folder, or the extra's package and versions)."""
 
@@ -101,7 +130,8 @@ def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
         path = folder / f"{name}.csv"
         return _read(path) if path.is_file() else None
 
-    moe = {b: t for b in MOE_BACKENDS if (t := part(f"moe_{b}")) is not None}
+    paths = {b: folder / f"moe_{b}.csv" for b in MOE_BACKENDS}
+    moe = LazyTables({b: path for b, path in paths.items() if path.is_file()})
     return KernelTables(
         gpu_name,
         part("gemm"),
@@ -286,6 +316,21 @@ def moe_kernel_backend(backend: str, dtypes: tuple[str, ...]) -> str:
     return "vllm" if "mxfp4" in dtypes else backend
 
 
+def nearest_version(available: list[str], release: str | None) -> str:
+    """Of the collections ``available`` (version names), the one that prices an engine at
+    ``release``: the oldest measured at or after it (the nearest kernels that release could
+    have had or improved into), else the newest; the newest when ``release`` is None."""
+    from servesim.cost.aic_tables import version_key
+
+    ordered = sorted(available, key=version_key)
+    if release is not None:
+        want = version_key(release.lstrip("vV"))
+        for v in ordered:
+            if version_key(v) >= want:
+                return v
+    return ordered[-1]
+
+
 def moe_seconds(
     tables: KernelTables,
     backend: str,
@@ -294,17 +339,22 @@ def moe_seconds(
     tp: int,
     ep: int,
     tokens: np.ndarray,
+    release: str | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]] | None:
     """Seconds of one MoE layer's routed experts for each token count, from the backend's table
     (``shape`` = hidden, expert width, top-k, experts; split ``tp`` inside and ``ep`` across
     experts): tokens/s interpolated log-log, clamped outside; None without a matching table.
 
-    A shape, split or dtype the backend's table lacks is taken from the other engines' tables
-    (in :data:`MOE_BACKENDS` order): another engine's kernels are closer than the roofline."""
+    A table holding several collections (a ``version`` column) gives the curve of the one
+    :func:`nearest_version` picks for the engine's ``release`` (None: the newest that measured
+    this curve). A shape, split or dtype the backend's table lacks is taken from the other
+    engines' tables (in :data:`MOE_BACKENDS` order, newest collection: their releases are not
+    the engine's): another engine's kernels are closer than the roofline."""
     by_backend = tables.moe or {}
     order = [backend] + [b for b in MOE_BACKENDS if b != backend]
     hidden, inter, topk, experts = shape
-    for t in (by_backend[b] for b in order if b in by_backend):
+    for b in (b for b in order if b in by_backend):
+        t = by_backend[b]
         base = (
             (t["hidden_size"] == hidden)
             & (t["inter_size"] == inter)
@@ -315,6 +365,13 @@ def moe_seconds(
         )
         for dtype in dtypes:
             rows = base & (t["dtype"] == dtype)
+            if rows.sum() < 2:
+                continue
+            if "version" in t:
+                measured = t["version"][rows].tolist()
+                versions = sorted({v for v in measured if measured.count(v) >= 2})
+                pick = nearest_version(versions, release if b == backend else None)
+                rows &= t["version"] == pick
             if rows.sum() >= 2:
                 n, secs = t["num_tokens"][rows], t["seconds"][rows]
                 rate, lo, hi = _throughput_curve(n, _monotone_throughput(n, n, secs), tokens)

@@ -196,6 +196,10 @@ class CostParams:
     ``kernel_tables``: ``trtllm``, ``vllm`` or ``sglang`` (the engine profile's) read that
     backend's full AIConfigurator tables when the ``servesim[kernels]`` extra is installed;
     None, or without the extra: the catalog's CSVs (TensorRT-LLM kernels on a grid)."""
+    engine_version: str | None = None
+    """The serving engine's release (``0.5.3``): where a measured table of ``kernel_backend``
+    holds several collections (the MoE tables), each curve comes from the one nearest to it
+    (``kernels.nearest_version``). None: the newest."""
     kernel_tables: bool = False
     """Price operators from the GPU's measured kernel tables where they exist (``catalog/
     kernels/``; see ``servesim.cost.kernels``). ``False`` (the library default): the roofline
