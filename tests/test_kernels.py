@@ -284,3 +284,41 @@ def test_deepseeks_fp8_checkpoint_stays_block_scaled_when_fp8_is_named():
         t, "vllm", ("fp8_block",), (7168, 2048, 8, 256), 8, 1, np.array([64.0])
     )
     assert per_tensor[0] != pytest.approx(block[0], rel=0.05)
+
+
+def test_a_gpu_without_moe_rows_borrows_the_nearest_ridges_measured_moe_utilisation():
+    from servesim.cost import build as B
+    from servesim.cost.resolve import resolve_params
+
+    model, par = load_model("deepseek-r1"), Parallelism(tp=8)
+    params = CostParams(kernel_tables=True)
+    mi300x, h200 = load_hardware("MI300X"), load_hardware("H200")
+    res = resolve_params(model, mi300x, params)
+    assert res.tables is None  # (no measured table of its own)
+    # The H200's roofline ridge is the nearest to the MI300X's among the GPUs with tables.
+    ridges = {n: B._ridge(load_hardware(n), res) for n in K.gpus_with_tables()}
+    mine = B._ridge(mi300x, res)
+    assert min(ridges, key=lambda n: abs(np.log(ridges[n] / mine))) == "h200"
+    # Hand-check on the grid: H200's measured layer × MI300X roofline / H200 roofline.
+    h200_layer, _ = B._moe_curve(model, par, params, res, K.load_tables("H200"))
+    theirs = B._expert_roofline_seconds(model, h200, par, params)
+    ours = B._expert_roofline_seconds(model, mi300x, par, params)
+    borrowed, _ = B._borrowed_moe_curve(model, mi300x, par, params, res)
+    assert np.allclose(borrowed, h200_layer / theirs * ours, rtol=1e-12)
+    # A big prefill's fused-MoE layers run far below the roofline on the H200, so on the MI300X.
+    i = int(np.argmin(abs(K.M_GRID - 8192)))
+    assert borrowed[i] > 2 * ours[i]
+    cost = build_step_cost(model, mi300x, par, params)
+    f = cost.features(np.array([8192]), np.array([0]))
+    rungs = cost.rung_seconds_from_features(f)
+    assert rungs["measured"][0] == 0 and rungs["fitted"][0] > 0.4 * sum(
+        float(v[0]) for v in rungs.values()
+    )
+    experts = [j for j, op in enumerate(cost.operators) if op.rate == "gemm_expert"]
+    assert K.M_GRID[i] == 8192
+    assert cost._ops.seconds(f[None, :])[0][experts].sum() == pytest.approx(
+        borrowed[i] * model.num_moe_layers, rel=1e-9
+    )
+    # Without kernel tables, the roofline throughout (nothing borrowed).
+    off = build_step_cost(model, mi300x, par, CostParams(kernel_tables=False))
+    assert off.rung_seconds_from_features(f)["fitted"][0] == 0

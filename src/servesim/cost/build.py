@@ -10,7 +10,8 @@ All the work here happens once per (model, hardware, parallelism, params).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from servesim.cost.params import CostParams, Parallelism
 from servesim.cost.resolve import ResolvedParams, resolve_params
 from servesim.cost.stages import StageLayers, pipeline_stages
 from servesim.cost.step import OperatorSides, StepCostModel
-from servesim.hardware import Hardware
+from servesim.hardware import Hardware, load_hardware
 from servesim.model import ModelSpec
 
 
@@ -207,13 +208,19 @@ def _measured_curves(
     routed experts of an MoE layer (by tokens; the first expert operator carries the whole
     measured layer, the others are part of it)."""
     tables = res.tables
-    if tables is None:
+    # (Wide EP's all-to-all puts a skewed share of pairs on each GPU: no table row for that.)
+    moe_curve, moe_borrowed = None, False
+    if model.moe is not None and params.kernel_tables and not par.all_to_all:
+        if res.tables_from is None:
+            moe_curve = _moe_curve(model, par, params, res)
+        if moe_curve is None:
+            moe_curve = _borrowed_moe_curve(model, hw, par, params, res)
+            moe_borrowed = moe_curve is not None
+    if tables is None and moe_curve is None:
         return None
     grid = kernels_mod.M_GRID
-    columns, features, curves, ranges = [], [], [], []
+    columns, features, curves, ranges, borrowed = [], [], [], [], []
     act = dtype_bytes(res.act_dtype)
-    # (Wide EP's all-to-all puts a skewed share of pairs on each GPU: no table row for that.)
-    moe_curve = _moe_curve(model, par, params, res) if not par.all_to_all else None
     for i, op in enumerate(operators):
         got = None
         # Under attention DP a global-scope operator sees every rank's tokens: the features'
@@ -226,6 +233,9 @@ def _measured_curves(
             features.append(_F.T + block)
             curves.append(seconds * op.count if first else np.zeros_like(seconds))
             ranges.append(measured)
+            borrowed.append(moe_borrowed or res.tables_from is not None)
+            continue
+        if tables is None:
             continue
         if op.shape is not None and op.rate in (ops_mod.RATE_GEMM, ops_mod.RATE_GEMM_ACT):
             dtype = res.weight_dtype if op.rate == ops_mod.RATE_GEMM else res.act_dtype
@@ -239,7 +249,7 @@ def _measured_curves(
                 theirs = _roofline_gemm_seconds(res.tables_from, params, res, dtype, n, k, grid)
                 got = (got[0] * mine / theirs, got[1])
         elif res.tables_from is not None or block:
-            continue  # all-reduce and MoE tables do not transfer between GPUs
+            continue  # all-reduce tables do not transfer between GPUs
         elif op.name == "all_reduce" and params.custom_allreduce and par.tp <= hw.gpus_per_node:
             per_token = model.hidden_size * act
             got = kernels_mod.allreduce_seconds(tables, par.tp, grid * per_token)
@@ -252,6 +262,7 @@ def _measured_curves(
         features.append((op.m_feature if op.shape is not None else _F.T) + block)
         curves.append(seconds * op.count)
         ranges.append(measured)
+        borrowed.append(res.tables_from is not None)
     if not columns:
         return None
     return kernels_mod.MeasuredCurves(
@@ -259,6 +270,7 @@ def _measured_curves(
         features=np.array(features, dtype=np.intp),
         table=np.stack(curves, axis=1),
         measured_range=np.array(ranges, dtype=np.float64),
+        borrowed=np.array(borrowed, dtype=bool),
     )
 
 
@@ -275,12 +287,18 @@ def _roofline_gemm_seconds(
 
 
 def _moe_curve(
-    model: ModelSpec, par: Parallelism, params: CostParams, res: ResolvedParams
+    model: ModelSpec,
+    par: Parallelism,
+    params: CostParams,
+    res: ResolvedParams,
+    tables: kernels_mod.KernelTables | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]] | None:
     """Seconds of one MoE layer's routed experts on ``M_GRID`` tokens, from the measured table
-    of the engine's MoE kernels (None: no table for this shape, split or dtype)."""
+    of the engine's MoE kernels on ``res``'s GPU, or in ``tables`` (another GPU's); None: no
+    table for this shape, split or dtype."""
     moe = model.moe
-    if moe is None or res.tables is None or res.tables.moe is None or res.tables_from is not None:
+    tables = tables if tables is not None else res.tables
+    if moe is None or tables is None or not tables.moe:
         return None
     # NOTE: fp8 checkpoints in the catalog (DeepSeek) are block-scaled, also when fp8 is named
     # with --weight-dtype; fp8 chosen for a bf16 checkpoint is per-tensor, as vLLM's
@@ -296,8 +314,56 @@ def _moe_curve(
     # (A release names the engine's own kernels: not those of the engine it borrows from.)
     release = params.engine_version if backend == params.kernel_backend else None
     return kernels_mod.moe_seconds(
-        res.tables, backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID, release
+        tables, backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID, release
     )
+
+
+def _expert_roofline_seconds(
+    model: ModelSpec, hw: Hardware, par: Parallelism, params: CostParams
+) -> np.ndarray:
+    """The roofline rung's seconds of one MoE layer's routed experts on ``hw`` for each of
+    ``M_GRID`` tokens (the expert operators of a roofline cost model, one layer)."""
+    roofline = build_step_cost(model, hw, par, replace(params, kernel_tables=False))
+    experts = [i for i, op in enumerate(roofline.operators) if op.rate == ops_mod.RATE_GEMM_EXPERT]
+    rows = np.stack([roofline.features(np.array([t]), np.zeros(1)) for t in kernels_mod.M_GRID])
+    per_step = roofline._ops.seconds(rows)[:, experts].sum(axis=1)
+    return per_step / model.num_moe_layers
+
+
+def _borrowed_moe_curve(
+    model: ModelSpec, hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """One MoE layer's routed experts on ``M_GRID`` tokens for a GPU without a measured row of
+    its own (the fitted rung): another GPU's measured *utilisation* — its measured time over
+    its roofline, token count by token count — applied to this GPU's roofline.
+
+    A GPU of the same architecture borrows its source's (``res.tables_from``, as its GEMMs do).
+    Any other borrows from the GPU with a row for this shape, split and dtype whose roofline
+    ridge (compute over memory rate, for the experts' dtype) is nearest its own: where the
+    ridge sits decides how far below its roofline a fused-MoE layer runs at a token count (an
+    MI300X borrows from the H200, whose ridge is within 25% of its own; an L40S's is twice
+    as far out). None when no GPU has a row."""
+    if res.tables_from is not None:
+        sources = [res.tables_from]
+    else:
+        others = [load_hardware(n) for n in kernels_mod.gpus_with_tables() if n != hw.name.lower()]
+        mine = math.log(_ridge(hw, res))
+        sources = sorted(others, key=lambda other: abs(math.log(_ridge(other, res)) - mine))
+    for other in sources:
+        tables = kernels_mod.load_tables(other.name, params.kernel_backend)
+        got = _moe_curve(model, par, params, res, tables)
+        if got is None:
+            continue
+        utilisation = got[0] / _expert_roofline_seconds(model, other, par, params)
+        return utilisation * _expert_roofline_seconds(model, hw, par, params), got[1]
+    return None
+
+
+def _ridge(hw: Hardware, res: ResolvedParams) -> float:
+    """FLOPs per byte where ``hw``'s roofline turns from memory- to compute-bound for the
+    routed experts' dtype (its efficiencies included)."""
+    peak = tensor_core_peak(hw.peak_flops, res.expert_dtype, res.act_dtype) * hw.compute_efficiency
+    return peak / (hw.hbm_bandwidth * hw.memory_efficiency)
 
 
 def _sides(
@@ -353,8 +419,9 @@ def _sides(
         # from another GPU of the same architecture are fitted, not measured, on this one.
         compute[curves.columns] = 0.0
         memory[curves.columns] = 0.0
-        borrowed = res is not None and res.tables_from is not None
-        rung[curves.columns] = RUNGS.index("fitted" if borrowed else "measured")
+        rung[curves.columns] = RUNGS.index("measured")
+        if curves.borrowed is not None:
+            rung[curves.columns[curves.borrowed]] = RUNGS.index("fitted")
     scopes = [op.scope for op in operators]
 
     def widen(mat: np.ndarray) -> np.ndarray:

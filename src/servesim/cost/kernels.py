@@ -573,6 +573,9 @@ class MeasuredCurves:
     """(len(M_GRID), curves) seconds."""
     measured_range: np.ndarray
     """(curves, 2): smallest and largest x measured; outside it the throughput is clamped."""
+    borrowed: np.ndarray | None = None
+    """Per curve, whether it is another GPU's measured utilisation on this GPU's roofline (the
+    fitted rung) rather than this GPU's own measurement; None: all its own."""
 
     def __post_init__(self) -> None:
         # The hot path needs only the sum over curves: one summed table per feature, kept as
