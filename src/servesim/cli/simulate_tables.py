@@ -53,6 +53,7 @@ def summary_tables(
     t1.add_row(
         "engine",
         f"{sc.engine}"
+        + (f" {sc.engine_version}" if sc.engine_version else "")
         + (f", {steps} scheduler steps" if steps > 1 else "")
         + (", API server" if sc.api_server else ", in-process (no API server)"),
     )
