@@ -378,3 +378,10 @@ def test_attention_data_parallel_ranks_from_the_command_line():
     assert s["scenario"]["dp"] == 8
     bad = run("--dp", "2", "-n", "5")  # a dense model has no experts to gather to
     assert bad.returncode == 2 and "dp" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_summary_table_names_the_engines_release():
+    args = ["-m", "qwen3-30b-a3b", "-g", "H100", "--engine", "sglang", "-n", "3"]
+    p = run(*args, "--engine-version", "0.5.3")
+    assert p.returncode == 0, p.stderr
+    assert "sglang 0.5.3, API server" in p.stdout

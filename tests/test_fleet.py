@@ -148,13 +148,3 @@ def test_an_engine_version_must_be_a_release_number():
         build_scenario({**SMALL, "engine_version": "latest"})
     assert err.value.field == "engine_version" and "0.5.3" in str(err.value)
     assert build_scenario({**SMALL, "engine_version": "v0.5.3.post3"}).engine_version
-
-
-def test_the_summary_table_names_the_engines_release():
-    import subprocess
-    import sys
-
-    args = ["-m", "qwen3-30b-a3b", "-g", "H100", "--engine", "sglang", "-n", "3"]
-    cmd = [sys.executable, "-m", "servesim", "simulate", *args, "--engine-version", "0.5.3"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    assert "sglang 0.5.3, API server" in out
