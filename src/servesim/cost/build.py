@@ -210,7 +210,9 @@ def _measured_curves(
     tables = res.tables
     # (Wide EP's all-to-all puts a skewed share of pairs on each GPU: no table row for that.)
     moe_curve, moe_borrowed = None, False
-    if model.moe is not None and params.kernel_tables and not par.all_to_all:
+    # (A calibration fits the efficiencies to the user's own GPU: nothing is borrowed then.)
+    use_tables = params.kernel_tables and params.fidelity != "calibrated"
+    if model.moe is not None and use_tables and not par.all_to_all:
         if res.tables_from is None:
             moe_curve = _moe_curve(model, par, params, res)
         if moe_curve is None:
