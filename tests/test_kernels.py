@@ -319,6 +319,11 @@ def test_a_gpu_without_moe_rows_borrows_the_nearest_ridges_measured_moe_utilisat
     assert cost._ops.seconds(f[None, :])[0][experts].sum() == pytest.approx(
         borrowed[i] * model.num_moe_layers, rel=1e-9
     )
+    # Attention DP (the experts' global block) and pipeline stages borrow the same way.
+    for split in (Parallelism(tp=1, dp=8), Parallelism(tp=4, pp=2)):
+        other = build_step_cost(model, mi300x, split, params)
+        g = other.features(np.ones(64), np.full(64, 3000))
+        assert other.rung_seconds_from_features(g)["fitted"][0] > 0
     # Without kernel tables, or calibrated to the user's own GPU, nothing is borrowed.
     for params in (CostParams(), CostParams(kernel_tables=True, fidelity="calibrated")):
         off = build_step_cost(model, mi300x, par, params)

@@ -206,7 +206,9 @@ def _measured_curves(
     """Curves for the operators a measured table prices: dense GEMMs (by rows), the TP
     all-reduce (by tokens) when the engine runs a custom all-reduce inside one node, and the
     routed experts of an MoE layer (by tokens; the first expert operator carries the whole
-    measured layer, the others are part of it)."""
+    measured layer, the others are part of it). Curves from another GPU's measurements
+    (:func:`_borrowed_moe_curve`, or a same-architecture GPU's GEMMs) are marked borrowed: the
+    fitted rung."""
     tables = res.tables
     # (Wide EP's all-to-all puts a skewed share of pairs on each GPU: no table row for that.)
     moe_curve, moe_borrowed = None, False
@@ -324,12 +326,14 @@ def _expert_roofline_seconds(
     model: ModelSpec, hw: Hardware, par: Parallelism, params: CostParams
 ) -> np.ndarray:
     """The roofline rung's seconds of one MoE layer's routed experts on ``hw`` for each of
-    ``M_GRID`` tokens (the expert operators of a roofline cost model, one layer)."""
-    roofline = build_step_cost(model, hw, par, replace(params, kernel_tables=False))
+    ``M_GRID`` tokens (the expert operators of a roofline cost model, one layer; one pipeline
+    stage, as the measured curves see a micro-batch's tokens)."""
+    one_stage = replace(par, pp=1)
+    roofline = build_step_cost(model, hw, one_stage, replace(params, kernel_tables=False))
     experts = [i for i, op in enumerate(roofline.operators) if op.rate == ops_mod.RATE_GEMM_EXPERT]
     rows = np.stack([roofline.features(np.array([t]), np.zeros(1)) for t in kernels_mod.M_GRID])
-    per_step = roofline._ops.seconds(rows)[:, experts].sum(axis=1)
-    return per_step / model.num_moe_layers
+    per_operator = roofline._gpu(rows)[4]  # (with attention DP: the experts' global block)
+    return per_operator[:, experts].sum(axis=1) / model.num_moe_layers
 
 
 def _borrowed_moe_curve(
@@ -418,7 +422,7 @@ def _sides(
         rung[[op.rate == ops_mod.RATE_ATTENTION for op in operators]] = RUNGS.index("fitted")
     if curves is not None:
         # Priced by their curves: the linear sides of these operators are zero. Curves borrowed
-        # from another GPU of the same architecture are fitted, not measured, on this one.
+        # from another GPU's measurements are fitted, not measured, on this one.
         compute[curves.columns] = 0.0
         memory[curves.columns] = 0.0
         rung[curves.columns] = RUNGS.index("measured")
