@@ -163,6 +163,7 @@ def test_a_gpu_without_tables_says_so_and_names_the_fallback():
     out = " ".join(_kernels("MI300X").split())
     assert "MI300X ships no measured kernel tables" in out
     assert "roofline GEMMs" in out and "median of the fits of" in out
+    assert "MoE layers at the measured utilisation of the GPU with tables whose roofline" in out
     doc = json.loads(_kernels("mi300x", "--json"))
     assert doc["tables"] is None and "gemm_check" not in doc
     assert (

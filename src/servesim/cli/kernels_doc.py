@@ -138,16 +138,18 @@ def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
 def _fallback_text(attention: dict[str, Any] | None, borrowed: str | None = None) -> str:
     if borrowed is not None:
         return (
-            f"GEMMs and attention borrow {borrowed}'s measured utilisation (same architecture: "
-            f"its measured time over its roofline, applied to this GPU's roofline); roofline "
-            f"all-reduce and MoE"
+            f"GEMMs, attention and MoE layers borrow {borrowed}'s measured utilisation (same "
+            f"architecture: its measured time over its roofline, applied to this GPU's "
+            f"roofline); roofline all-reduce"
         )
     if attention is None:
         return "roofline throughout (no bf16 peak to scale a fitted curve)"
     return (
         f"roofline GEMMs and all-reduce; attention from the {attention['source']} "
         f"(prefill {attention['efficiency']:.2f} of peak, half at {attention['half_tokens']:.0f}"
-        f" keys; decode KV reads at {attention['memory_efficiency']:.2f} of HBM bandwidth)"
+        f" keys; decode KV reads at {attention['memory_efficiency']:.2f} of HBM bandwidth); "
+        f"MoE layers at the measured utilisation of the GPU with tables whose roofline ridge "
+        f"is nearest"
     )
 
 
