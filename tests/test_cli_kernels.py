@@ -72,12 +72,15 @@ def test_list_json_matches_the_tables():
     assert h100["attention_prefill"]["rows"] == len(t.attention_prefill["batch"])
     assert h100["attention_decode"]["context_len"] == [64, 131072]
     assert h100["allreduce"]["num_gpus"] == [2, 4, 8]
-    assert h100["rungs"] == {"gemm": "measured", "allreduce": "measured", "attention": "fitted"}
+    assert h100["rungs"] == {
+        "gemm": "measured", "allreduce": "measured", "attention": "fitted", "moe": "measured"
+    }  # fmt: skip
     assert h100["fallback"] is None
     assert by["A100-80GB"]["gemm"]["dtypes"] == ["bf16"]
     assert by["L40S"]["allreduce"] is None and by["L40S"]["rungs"]["allreduce"] == "roofline"
     mi = by["MI300X"]
     assert mi["tables"] is None and mi["gemm"] is None and mi["rungs"]["gemm"] == "roofline"
+    assert mi["rungs"]["moe"] == "fitted"  # (the nearest-ridge GPU's MoE utilisation)
     assert mi["attention_fit"]["prefill_error"] is None  # a median has no error of its own
 
 

@@ -129,6 +129,8 @@ def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
         "gemm": "measured" if doc["gemm"] else ("fitted" if borrowed else "roofline"),
         "allreduce": "measured" if doc["allreduce"] else "roofline",
         "attention": "fitted" if attention else "roofline",
+        # (Shapes a GPU's own MoE table lacks borrow another GPU's utilisation: fitted.)
+        "moe": "measured" if doc["moe"] and not borrowed else "fitted",
     }
     doc["attention_fit"] = attention
     doc["fallback"] = None if tables is not None else _fallback_text(attention, borrowed)
