@@ -171,3 +171,21 @@ def test_sglang_static_fraction_holds_weights_and_kv_only():
     assert sgl.kv_cache_bytes - vllm.kv_cache_bytes == pytest.approx(
         vllm.activation_reserve_bytes + 0.165 * runtime
     )
+
+
+def test_mxfp4_experts_served_weight_only_hold_16_bit_scales():
+    from servesim.cost.resolve import MXFP4_WEIGHT_ONLY_BYTES, expert_weight_bytes
+    from servesim.hardware import load_hardware
+    from servesim.model import load_model
+
+    h100, b200 = load_hardware("H100"), load_hardware("B200")
+    assert expert_weight_bytes("mxfp4", b200) == 4.25 / 8  # (FP4 tensor cores: as shipped)
+    assert expert_weight_bytes("mxfp4", h100) == MXFP4_WEIGHT_ONLY_BYTES == 4.5 / 8
+    assert expert_weight_bytes("bf16", h100) == 2.0
+    oss = load_model("openai/gpt-oss-120b")
+    on_h100 = plan_memory(oss, h100).weights_bytes_per_gpu
+    on_b200 = plan_memory(oss, b200).weights_bytes_per_gpu
+    experts = 36 * 128 * 3 * 2880 * 2880  # routed-expert weights (biases aside)
+    assert on_h100 - on_b200 == pytest.approx(experts * (4.5 - 4.25) / 8, rel=1e-3)
+    # vLLM's own log on an H100: "Model loading took 64.38 GiB" (vllm#33155).
+    assert on_h100 / 2**30 == pytest.approx(64.38, rel=0.01)

@@ -45,7 +45,7 @@ def model_operators(
         model,
         par,
         weight_bytes=dtype_bytes(resolved.weight_dtype),
-        expert_bytes=dtype_bytes(resolved.expert_dtype),
+        expert_bytes=resolved.expert_bytes or dtype_bytes(resolved.expert_dtype),
         kv_bytes=dtype_bytes(resolved.kv_dtype),
         act_bytes=dtype_bytes(resolved.act_dtype),
         head=head,

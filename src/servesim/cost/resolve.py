@@ -13,6 +13,7 @@ from servesim.cost.dtypes import (
     activation_dtype,
     check_kv_dtype,
     check_weight_dtype,
+    dtype_bytes,
     normalize_dtype,
 )
 from servesim.cost.params import CostParams
@@ -49,6 +50,9 @@ class ResolvedParams:
     tables_from: Hardware | None = None
     """When ``tables`` belong to another GPU of the same architecture: that GPU (its GEMM times
     are rescaled by the two rooflines; see ``kernels.SAME_ARCHITECTURE``)."""
+    expert_bytes: float = 0.0
+    """Bytes one routed-expert weight occupies in GPU memory and is read as (0: the expert
+    dtype's own size; see :func:`expert_weight_bytes`)."""
 
 
 def given_efficiencies(hw: Hardware, params: CostParams) -> tuple[float, float, float, float]:
@@ -131,7 +135,25 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         attention_source=source,
         tables=tables,
         tables_from=tables_from,
+        expert_bytes=expert_weight_bytes(expert, hw),
     )
 
 
-__all__ = ["ResolvedParams", "given_efficiencies", "resolve_params"]
+MXFP4_WEIGHT_ONLY_BYTES = (4 + 16 / 32) / 8
+"""Bytes per MXFP4 weight on a GPU without FP4 tensor cores: the 4-bit values and their
+block-of-32 scales held as 16-bit numbers by the dequantising kernels (4.5 bits; the
+checkpoint's E8M0 scales are 8-bit, 4.25). The engines' own logs: vLLM loads gpt-oss-120b on an
+H100 in 64.38 GiB (vllm-project/vllm#33155, its Triton MXFP4 backend; 65.97 GiB with Marlin in
+0.10.1, #23278) against the checkpoint's 60.7 GiB; this size gives 64.1 GiB."""
+
+
+def expert_weight_bytes(expert_dtype: str, hw: Hardware) -> float:
+    """Bytes per routed-expert weight as ``hw`` holds and reads it: the dtype's size, except
+    MXFP4 served weight-only (no ``fp4`` tensor-core peak), which the dequantising kernels keep
+    with 16-bit block scales (:data:`MXFP4_WEIGHT_ONLY_BYTES`)."""
+    if expert_dtype == "mxfp4" and "fp4" not in hw.peak_flops:
+        return MXFP4_WEIGHT_ONLY_BYTES
+    return dtype_bytes(expert_dtype)
+
+
+__all__ = ["ResolvedParams", "expert_weight_bytes", "given_efficiencies", "resolve_params"]
