@@ -45,7 +45,7 @@ def model_operators(
         model,
         par,
         weight_bytes=dtype_bytes(resolved.weight_dtype),
-        expert_bytes=resolved.expert_bytes or dtype_bytes(resolved.expert_dtype),
+        expert_bytes=resolved.expert_bytes,
         kv_bytes=dtype_bytes(resolved.kv_dtype),
         act_bytes=dtype_bytes(resolved.act_dtype),
         head=head,
@@ -213,8 +213,7 @@ def _measured_curves(
     # (Wide EP's all-to-all puts a skewed share of pairs on each GPU: no table row for that.)
     moe_curve, moe_borrowed = None, False
     # (A calibration fits the efficiencies to the user's own GPU: nothing is borrowed then.)
-    use_tables = params.kernel_tables and params.fidelity != "calibrated"
-    if model.moe is not None and use_tables and not par.all_to_all:
+    if model.moe is not None and res.uses_tables and not par.all_to_all:
         if res.tables_from is None:
             moe_curve = _moe_curve(model, par, params, res)
         if moe_curve is None:

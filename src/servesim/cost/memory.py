@@ -242,8 +242,7 @@ def stage_weight_bytes(
 ) -> float:
     """Weight bytes one GPU of a pipeline stage holds: its ``layers``, the embedding on the
     first stage, the final norm and head on the last (the vocabulary split ``tp`` ways)."""
-    w_bytes = dtype_bytes(res.weight_dtype)
-    e_bytes = res.expert_bytes or dtype_bytes(res.expert_dtype)
+    w_bytes, e_bytes = dtype_bytes(res.weight_dtype), res.expert_bytes
     act_bytes = dtype_bytes(res.act_dtype)
     d, vocab_rows = model.hidden_size, model.vocab_size / par.tp
     weights = sum(layer_weight_bytes(model, par, i, w_bytes, act_bytes, e_bytes) for i in layers)

@@ -51,8 +51,11 @@ class ResolvedParams:
     """When ``tables`` belong to another GPU of the same architecture: that GPU (its GEMM times
     are rescaled by the two rooflines; see ``kernels.SAME_ARCHITECTURE``)."""
     expert_bytes: float = 0.0
-    """Bytes one routed-expert weight occupies in GPU memory and is read as (0: the expert
-    dtype's own size; see :func:`expert_weight_bytes`)."""
+    """Bytes one routed-expert weight occupies in GPU memory and is read as
+    (:func:`expert_weight_bytes`)."""
+    uses_tables: bool = False
+    """Whether measured kernel tables price this model (asked for, and not calibrated): also
+    the rule for borrowing another GPU's measurements."""
 
 
 def given_efficiencies(hw: Hardware, params: CostParams) -> tuple[float, float, float, float]:
@@ -136,6 +139,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         tables=tables,
         tables_from=tables_from,
         expert_bytes=expert_weight_bytes(expert, hw),
+        uses_tables=use_tables,
     )
 
 
