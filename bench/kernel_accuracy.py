@@ -12,7 +12,16 @@ median absolute relative error against the measured rows of:
   curves refitted with each head shape left out (leave-one-shape-out) and scored on that shape.
 
 Rows are bf16, head_dim 128, GEMM m 1–16384, prefill s >= 64, decode KV >= 1 GB (smaller working
-sets are read from L2 in the tables). Prints a Markdown table (the README quotes it).
+sets are read from L2 in the tables).
+
+A second table scores the routed experts of the catalog's MoE models (Mixtral-8x7B, Qwen3-30B-A3B,
+Qwen3-235B-A22B, DeepSeek-V3, gpt-oss-120b in their checkpoints' dtypes, TP 1/2/4/8) against each
+GPU's measured MoE curve at its measured token counts: the roofline; the table with each token
+count left out (interpolated from its neighbours); and the **fitted** rung a GPU without MoE rows
+gets — another GPU's measured utilisation on this GPU's roofline
+(``build._borrowed_moe_curve``), scored here with the GPU's own rows left out (leave-one-GPU-out).
+
+Prints Markdown tables (the README quotes them).
 """
 
 from __future__ import annotations
@@ -21,9 +30,21 @@ import math
 
 import numpy as np
 
-from servesim.cost import CostParams
+from servesim.cost import CostParams, Parallelism
+from servesim.cost import build as B
 from servesim.cost import kernels as K
+from servesim.cost.resolve import resolve_params
+from servesim.errors import ServesimError
 from servesim.hardware import load_hardware
+from servesim.model import load_model
+
+MOE_MODELS = (
+    "mistralai/Mixtral-8x7B-v0.1",
+    "Qwen/Qwen3-30B-A3B",
+    "Qwen/Qwen3-235B-A22B",
+    "deepseek-ai/DeepSeek-V3",
+    "openai/gpt-oss-120b",
+)
 
 
 def _median_abs(pred: np.ndarray, true: np.ndarray) -> float:
@@ -108,6 +129,56 @@ def allreduce_errors(hw, t) -> tuple[float, float] | None:
     return float(np.median(roof_err)), float(np.median(held))
 
 
+def _held_out_interpolation(x: np.ndarray, secs: np.ndarray) -> list[float]:
+    """|error| of each interior point of a measured curve predicted log-log from the others."""
+    rate = np.log(x / secs)
+    errors = []
+    for i in range(1, len(x) - 1):
+        keep = np.arange(len(x)) != i
+        got = np.exp(np.interp(math.log(x[i]), np.log(x[keep]), rate[keep]))
+        errors.append(abs((x[i] / got) / secs[i] - 1.0))
+    return errors
+
+
+def moe_errors(hw) -> tuple[float, float, float, int] | None:
+    """Median |error| of one MoE layer's routed experts on ``hw``: roofline, own table held out
+    (leave-one-token-count-out), borrowed from other GPUs (leave-one-GPU-out); and the number of
+    measured points. None when ``hw`` has no MoE rows for the catalog's MoE models."""
+    params = CostParams(kernel_tables=True)
+    grid = K.M_GRID
+    powers = np.arange(0, len(grid), 8)  # the grid's powers of two: the tables' token counts
+    roof_e, held_e, borrowed_e = [], [], []
+    for name in MOE_MODELS:
+        model = load_model(name)
+        for tp in (1, 2, 4, 8):
+            par = Parallelism(tp=tp)
+            try:
+                par.check(model)
+                res = resolve_params(model, hw, params)
+            except ServesimError:
+                continue
+            own = B._moe_curve(model, par, params, res)
+            if own is None:
+                continue
+            secs, (lo, hi) = own
+            pick = powers[(grid[powers] >= lo) & (grid[powers] <= hi)]
+            true = secs[pick]
+            roof = B._expert_roofline_seconds(model, hw, par, params)[pick]
+            roof_e += np.abs(roof / true - 1.0).tolist()
+            held_e += _held_out_interpolation(grid[pick], true)
+            borrowed = B._borrowed_moe_curve(model, hw, par, params, res)  # other GPUs only
+            if borrowed is not None:
+                borrowed_e += np.abs(borrowed[0][pick] / true - 1.0).tolist()
+    if not roof_e:
+        return None
+    return (
+        float(np.median(roof_e)),
+        float(np.median(held_e)),
+        float(np.median(borrowed_e)) if borrowed_e else float("nan"),
+        len(roof_e),
+    )
+
+
 def main() -> None:
     print("| GPU | GEMM roofline | GEMM table (held out) | prefill attn roofline | prefill "
           "fitted (held out) | decode attn roofline | decode fitted (held out) | all-reduce "
@@ -121,6 +192,18 @@ def main() -> None:
         cells += list(ar) if ar else [float("nan")] * 2
         text = " | ".join("–" if math.isnan(c) else f"{c:.0%}" for c in cells)
         print(f"| {hw.name} | {text} |")
+    print()
+    print("| GPU | MoE points | MoE roofline | MoE table (held out) | MoE borrowed from other GPUs "
+          "(fitted rung, own rows held out) |")  # fmt: skip
+    print("|---|" + "---:|" * 4)
+    for name in K.gpus_with_tables():
+        hw = load_hardware(name)
+        got = moe_errors(hw)
+        if got is None:
+            continue
+        roof, held, borrowed, n = got
+        text = " | ".join("–" if math.isnan(c) else f"{c:.0%}" for c in (roof, held, borrowed))
+        print(f"| {hw.name} | {n} | {text} |")
 
 
 if __name__ == "__main__":
