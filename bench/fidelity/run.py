@@ -18,6 +18,7 @@ Nothing here is fitted to the cases: the engine profiles and the cost model run 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -434,27 +435,14 @@ def aggregate(rows: list[dict[str, Any]], key) -> dict[str, dict[str, float]]:
     return out
 
 
-MODEL_FAMILIES = (
-    ("deepseek", "DeepSeek-V3/R1 (MoE, MLA)"),
-    ("mixtral", "Mixtral (MoE)"),
-    ("qwen3-235b", "Qwen3 MoE"),
-    ("qwen3-30b", "Qwen3 MoE"),
-    ("gpt-oss", "gpt-oss (MoE, MXFP4)"),
-    ("405b", "dense >= 100B"),
-    ("70b", "dense 30-100B"),
-    ("72b", "dense 30-100B"),
-    ("34b", "dense 30-100B"),
-    ("32b", "dense 30-100B"),
-    ("14b", "dense 10-30B"),
-    ("20b", "dense 10-30B"),
-    ("13b", "dense 10-30B"),
-)
-
-
+@functools.cache
 def model_family(model: str) -> str:
-    """A short family name for grouping (dense by size, the MoE models by name)."""
-    m = model.lower()
-    return next((name for key, name in MODEL_FAMILIES if key in m), "dense < 10B")
+    """The model's class for grouping (``track_record.model_class``: MoE by kind, dense by
+    total parameters)."""
+    from servesim.model import load_model
+    from servesim.track_record import model_class_of
+
+    return model_class_of(load_model(model))
 
 
 def tables(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -569,6 +557,25 @@ def markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_track_record(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """Condense the scored metrics into the package's track record (see
+    ``servesim.track_record``): grouped by the real engine, GPU and model class."""
+    from servesim.track_record import TRACK_RECORD_PATH, build_table
+
+    scored = [
+        ({"engine": r["engine"], "gpu": r["gpu"], "model_class": model_family(r["model"])},
+         m["error"], m["speed_bias"])
+        for r in rows for m in r["metrics"]
+    ]  # fmt: skip
+    source = (
+        f"servesim {summary['servesim_version']} accuracy suite (bench/fidelity): "
+        f"{summary['metrics_scored']:,} metrics of {summary['cases_scored']} published runs"
+    )
+    table = build_table(scored, source)
+    TRACK_RECORD_PATH.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {TRACK_RECORD_PATH} ({len(table['groups'])} groups)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="processes (default 2)")
@@ -582,6 +589,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--roofline", action="store_true", help="the roofline rung only (no kernel tables)"
+    )
+    parser.add_argument(
+        "--write-track-record",
+        action="store_true",
+        help="also write the package's track record (src/servesim/catalog/track_record.json)",
     )
     args = parser.parse_args(argv)
 
@@ -620,6 +632,11 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({"summary": summary, "cases": rows}, indent=1)
     )
     (args.out / "results.md").write_text(markdown(summary, rows))
+    if args.write_track_record:
+        if args.only or args.baseline or args.roofline:
+            print("--write-track-record needs the full default run", file=sys.stderr)
+            return 2
+        write_track_record(rows, summary)
 
     if not args.quiet:
         for row in rows:

@@ -100,7 +100,21 @@ def run_summary(
         warning = extrapolation_warning(scenario.calibration, steps)
         if warning:
             summary["calibration_warning"] = warning
+    record = _track_record(scenario, runtimes, model)
+    if record is not None:
+        summary["track_record"] = record
     return summary, step_extra
+
+
+def _track_record(scenario: Scenario, runtimes, model) -> dict[str, Any] | None:
+    """How close servesim's default cost model came to published runs like this one (see
+    :mod:`servesim.track_record`); None for a calibrated or roofline-only cost model, which
+    the published runs did not score."""
+    if scenario.calibration is not None or not scenario.kernel_tables:
+        return None
+    from servesim.track_record import lookup, model_class_of
+
+    return lookup(scenario.engine, runtimes[0].hardware.name, model_class_of(model))
 
 
 def _api_summary(api: ApiLatency | None, requests, summary) -> dict[str, float]:

@@ -1,0 +1,117 @@
+"""servesim's track record on published runs (servesim.track_record, catalog/track_record.json)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from servesim import track_record as tr
+from servesim.model import load_model
+from servesim.run import simulate
+from servesim.scenario import build_scenario
+
+
+@pytest.mark.parametrize(
+    ("model", "cls"),
+    [
+        ("meta-llama/Llama-3.1-8B", "dense < 10B"),
+        ("Qwen/Qwen2.5-14B", "dense 10-30B"),
+        ("meta-llama/Llama-3.1-70B", "dense 30-100B"),
+        ("meta-llama/Llama-3.1-405B", "dense >= 100B"),
+        ("mistralai/Mixtral-8x7B-v0.1", "MoE"),
+        ("Qwen/Qwen3-30B-A3B", "MoE"),
+        ("deepseek-ai/DeepSeek-V3", "MoE + MLA (DeepSeek-V3)"),
+        ("openai/gpt-oss-120b", "MoE + MXFP4 (gpt-oss)"),
+    ],
+)
+def test_models_fall_in_their_class(model, cls):
+    assert tr.model_class_of(load_model(model)) == cls
+
+
+def _rows(engine, gpu, cls, errors):
+    return [({"engine": engine, "gpu": gpu, "model_class": cls}, e, -e) for e in errors]
+
+
+def test_the_table_holds_every_level_with_hand_checked_medians():
+    rows = _rows("vllm", "H100", "dense < 10B", [0.1, -0.3, 0.2]) + _rows(
+        "sglang", "H100", "MoE", [-0.5]
+    )
+    table = tr.build_table(rows, "test")
+    g = table["groups"]
+    assert g["engine=vllm|gpu=H100|model_class=dense < 10B"]["metrics"] == 3
+    # |error| 0.1, 0.3, 0.2 -> median 0.2; speed bias (here -error) -0.1, 0.3, -0.2 -> -0.1
+    assert g["engine=vllm|gpu=H100|model_class=dense < 10B"]["median_abs_error"] == 0.2
+    assert g["engine=vllm|gpu=H100|model_class=dense < 10B"]["speed_bias"] == -0.1
+    assert g["gpu=H100"]["metrics"] == 4
+    assert g["all"]["metrics"] == 4
+    assert g["all"]["too_fast_share"] == 0.5  # biases -0.1, 0.3, -0.2, 0.5
+
+
+def test_lookup_takes_the_most_specific_group_with_enough_metrics():
+    n = tr.MIN_METRICS
+    rows = (
+        _rows("vllm", "H100", "dense < 10B", [0.05] * n)
+        + _rows("vllm", "H100", "MoE", [0.4] * (n - 1))  # too few on its own
+        + _rows("sglang", "H200", "MoE", [0.3] * n)
+    )
+    table = tr.build_table(rows, "test")
+    got = tr.lookup("vllm", "H100", "dense < 10B", table)
+    assert got["group"] == {"engine": "vllm", "gpu": "H100", "model_class": "dense < 10B"}
+    assert got["median_abs_error"] == pytest.approx(0.05)
+    assert got["source"] == "test"
+    # Too few MoE runs on vLLM/H100: all vLLM runs on the H100 stand for it.
+    got = tr.lookup("vllm", "H100", "MoE", table)
+    assert got["group"] == {"engine": "vllm", "gpu": "H100"}
+    assert got["metrics"] == 2 * n - 1
+    # A group that leaves the GPU (or the engine) open says so.
+    assert tr.describe(tr.lookup("vllm", "B200", "MoE", table)).startswith(
+        "vllm (any GPU): 59 metrics"
+    )
+    # A profile scores against its engine's runs (sglang-0.4 -> sglang).
+    assert tr.lookup("sglang-0.4", "H200", "MoE", table)["group"]["engine"] == "sglang"
+    # No runs of the engine: the GPU's; an unknown GPU too: all runs.
+    assert tr.lookup("lmdeploy", "H200", "MoE", table)["group"] == {
+        "gpu": "H200", "model_class": "MoE"}  # fmt: skip
+    assert tr.lookup("lmdeploy", "B200", "MoE", table)["group"] == {}
+    assert tr.describe(tr.lookup("lmdeploy", "B200", "MoE", table)).startswith(
+        "all published runs: 89 metrics"
+    )
+
+
+def test_the_shipped_table_counts_every_metric_once_per_level():
+    table = tr.shipped_table()
+    assert table is not None, "run: python bench/fidelity/run.py --write-track-record"
+    groups = table["groups"]
+    total = groups["all"]["metrics"]
+    assert total >= 1000
+    for level in tr.LEVELS[:-1]:
+        if len(level) == 1:
+            keys = [k for k in groups if k.count("=") == 1 and k.startswith(level[0] + "=")]
+            assert sum(groups[k]["metrics"] for k in keys) == total, level
+    for stats in groups.values():
+        assert 0 <= stats["median_abs_error"] and 0 <= stats["too_fast_share"] <= 1
+    assert f"{total:,} metrics" in table["source"]
+
+
+def test_a_simulation_reports_its_track_record_unless_calibrated_or_roofline():
+    on = simulate(build_scenario({"workload": {"num_requests": 10}})).summary
+    record = on["track_record"]
+    assert record["group"] == {"engine": "vllm", "gpu": "H100", "model_class": "dense < 10B"}
+    assert record["metrics"] >= tr.MIN_METRICS
+    off = build_scenario({"workload": {"num_requests": 10}, "kernel_tables": False})
+    assert "track_record" not in simulate(off).summary
+
+
+def test_the_summary_table_shows_the_track_record():
+    out = subprocess.run(
+        [sys.executable, "-m", "servesim", "simulate", "-n", "10", "-m", "openai/gpt-oss-120b",
+         "-g", "H200", "--tp", "2", "--engine", "sglang"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "track record on published runs" in out
+    js = subprocess.run(
+        [sys.executable, "-m", "servesim", "simulate", "-n", "10", "--json"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert json.loads(js)["track_record"]["group"]["engine"] == "vllm"
