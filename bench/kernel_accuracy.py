@@ -10,6 +10,9 @@ median absolute relative error against the measured rows of:
 - the **table** rungs, held out: GEMMs and all-reduce interpolated with each measured row left
   out (leave-one-point-out: the row is predicted from its neighbours in m / bytes); attention
   curves refitted with each head shape left out (leave-one-shape-out) and scored on that shape.
+- GEMM weight shapes held out whole, with their grid row and column (so that the shape sits
+  between measured ones in n and in k, as a model's layer shapes do): priced from the nearest
+  remaining shape, and interpolated in (log n, log k) as the cost model does.
 
 Rows are bf16, head_dim 128, GEMM m 1–16384, prefill s >= 64, decode KV >= 1 GB (smaller working
 sets are read from L2 in the tables).
@@ -73,6 +76,50 @@ def gemm_errors(hw, t) -> tuple[float, float]:
             rate = np.exp(np.interp(math.log(ms[i]), np.log(ms[keep]), np.log(ms[keep] / ss[keep])))
             held.append(abs((ms[i] / rate) / ss[i] - 1.0))
     return _median_abs(roof, secs), float(np.median(held))
+
+
+def gemm_shape_errors(t) -> tuple[float, float]:
+    """Median |error| of a weight shape's time held out of the table with its grid row and
+    column (interior grid shapes, every measured m, bf16 and fp8): from the nearest remaining
+    shape (the rule before) and as ``kernels.gemm_seconds`` prices it now, interpolated in
+    (log n, log k) between the four measured shapes around it."""
+    g = t.gemm
+    nearest, interpolated = [], []
+    for dtype in ("bf16", "fp8"):
+        rows = g["dtype"] == dtype
+        if not rows.any():
+            continue
+        ns, ks = np.unique(g["n"][rows]), np.unique(g["k"][rows])
+        for n in ns[1:-1]:
+            for k in ks[1:-1]:
+                held = rows & (g["n"] == n) & (g["k"] == k)
+                if not held.any():
+                    continue
+                # Its whole grid row and column go too: the shape then sits between measured
+                # shapes in both n and k, as a model's layer shapes do.
+                gone = rows & ((g["n"] == n) | (g["k"] == k))
+                keep = {c: v[~gone] for c, v in g.items()}
+                rest = K.KernelTables("held out", keep, None, None, None)
+                m, secs = g["m"][held], g["seconds"][held]
+                got, _ = K.gemm_seconds(rest, dtype, float(n), float(k), m)
+                interpolated += np.abs(got / secs - 1.0).tolist()
+                kr = keep["dtype"] == dtype
+                dist = (np.log(keep["n"][kr]) - math.log(n)) ** 2 + (
+                    np.log(keep["k"][kr]) - math.log(k)
+                ) ** 2
+                best = int(np.argmin(dist))
+                near_n, near_k = keep["n"][kr][best], keep["k"][kr][best]
+                pick = kr & (keep["n"] == near_n) & (keep["k"] == near_k)
+                order = np.argsort(keep["m"][pick])
+                rate = np.exp(
+                    np.interp(
+                        np.log(m),
+                        np.log(keep["m"][pick][order]),
+                        np.log(keep["tflops"][pick][order]),
+                    )
+                )
+                nearest += np.abs(2 * m * n * k / (rate * 1e12) / secs - 1.0).tolist()
+    return float(np.median(nearest)), float(np.median(interpolated))
 
 
 def prefill_errors(hw, t) -> tuple[float, float]:
@@ -192,6 +239,14 @@ def main() -> None:
         cells += list(ar) if ar else [float("nan")] * 2
         text = " | ".join("–" if math.isnan(c) else f"{c:.0%}" for c in cells)
         print(f"| {hw.name} | {text} |")
+    print()
+    print("| GPU | GEMM shape held out: nearest shape | GEMM shape held out: interpolated "
+          "in (log n, log k) |")  # fmt: skip
+    print("|---|---:|---:|")
+    for name in K.gpus_with_tables():
+        hw = load_hardware(name)
+        near, interp = gemm_shape_errors(K.load_tables(hw.name))
+        print(f"| {hw.name} | {near:.0%} | {interp:.0%} |")
     print()
     print("| GPU | MoE points | MoE roofline | MoE table (held out) | MoE borrowed from other GPUs "
           "(fitted rung, own rows held out) |")  # fmt: skip

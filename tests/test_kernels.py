@@ -1,5 +1,7 @@
 """Measured kernel tables: interpolation, clamping, fitted attention curves, rung shares."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -55,11 +57,18 @@ def test_a_layer_gemm_costs_its_measured_time_times_its_count():
     cost = build_step_cost(model, hw, params=CostParams(kernel_tables=True))
     names = [op.name for op in cost.operators]
     down = cost.operators[names.index("down_proj")]
-    # down_proj of Llama-3.1-8B: n = 4096 outputs, k = 14336 inputs; nearest table shape
-    # (4096, 16384); at a measured m the curve is the table's time scaled by n·k.
+    # down_proj of Llama-3.1-8B: n = 4096 outputs, k = 14336 inputs, between the table's
+    # shapes (4096, 8192) and (4096, 16384): at a measured m, their achieved TFLOP/s
+    # interpolated in log k on log TFLOP/s (k = 14336 is log2(1.75) = 0.807 of the way).
     g = H100.gemm
-    row = (g["dtype"] == "bf16") & (g["n"] == 4096) & (g["k"] == 16384) & (g["m"] == 256)
-    by_hand = g["seconds"][row][0] * (4096 * 14336) / (4096 * 16384) * down.count
+
+    def tflops(k):
+        row = (g["dtype"] == "bf16") & (g["n"] == 4096) & (g["k"] == k) & (g["m"] == 256)
+        return 2 * 256 * 4096 * k / g["seconds"][row][0]
+
+    w = math.log2(14336 / 8192)
+    rate = math.exp((1 - w) * math.log(tflops(8192)) + w * math.log(tflops(16384)))
+    by_hand = 2 * 256 * 4096 * 14336 / rate * down.count
     f = cost.features(np.ones(256), np.full(256, 100))
     per_op = cost._ops.seconds(f[None, :])[0]
     assert per_op[names.index("down_proj")] == pytest.approx(by_hand, rel=1e-9)
@@ -89,6 +98,46 @@ def test_a_tiny_hand_made_table_prices_a_step_exactly():
     t = tiny.gemm["tflops"]
     assert seconds[0] == pytest.approx(1e-5) and seconds[2] == pytest.approx(2e-5)
     assert seconds[1] == pytest.approx(2 * 32 * 1000 * 500 / (np.sqrt(t[0] * t[1]) * 1e12))
+
+
+def _grid_table(shapes: dict[tuple[float, float], float]) -> K.KernelTables:
+    """A GEMM table of the given (n, k) shapes, each at m = 1 and 1024 with the given TFLOP/s."""
+    rows = [(m, n, k, 2 * m * n * k / (tf * 1e12)) for (n, k), tf in shapes.items()
+            for m in (1.0, 1024.0)]  # fmt: skip
+    m, n, k, secs = (np.array(c) for c in zip(*rows, strict=True))
+    gemm = {"dtype": np.array(["bf16"] * len(m)), "m": m, "n": n, "k": k, "seconds": secs,
+            "tflops": 2 * m * n * k / secs / 1e12}  # fmt: skip
+    return K.KernelTables("grid", gemm, None, None, None)
+
+
+def test_gemm_shapes_between_measured_ones_interpolate_in_log_n_and_log_k():
+    # A 2 × 2 grid: n in {1024, 4096}, k in {1024, 4096}, 100 / 200 / 300 / 400 TFLOP/s.
+    table = _grid_table({(1024, 1024): 100.0, (4096, 1024): 200.0, (1024, 4096): 300.0,
+                         (4096, 4096): 400.0})  # fmt: skip
+    m = np.array([1.0, 1024.0])
+
+    def rate(n, k):
+        seconds, _ = K.gemm_seconds(table, "bf16", n, k, m)
+        return 2 * m * n * k / seconds / 1e12
+
+    # Exact on the measured shapes (no log/exp round trip).
+    assert rate(4096, 1024).tolist() == pytest.approx([200.0, 200.0], rel=1e-12)
+    # Halfway in log n and log k (2048, 2048): the geometric mean of the four corners.
+    assert rate(2048, 2048)[1] == pytest.approx((100 * 200 * 300 * 400) ** 0.25, rel=1e-12)
+    # Along an edge: between its two corners only, monotone in between.
+    edge = [rate(n, 1024)[1] for n in (1024, 1500, 2048, 3000, 4096)]
+    assert edge == sorted(edge) and edge[2] == pytest.approx((100 * 200) ** 0.5, rel=1e-12)
+    # Past the grid: clamped to its edge shape's throughput.
+    assert rate(65536, 4096)[1] == pytest.approx(400.0, rel=1e-12)
+    assert rate(16, 16)[1] == pytest.approx(100.0, rel=1e-12)
+
+
+def test_gemm_shapes_off_a_grid_take_the_nearest_measured_shape():
+    # (4096, 4096) missing: the grid around (2048, 2048) is incomplete.
+    table = _grid_table({(1024, 1024): 100.0, (4096, 1024): 200.0, (1024, 4096): 300.0})
+    m = np.array([1024.0])
+    seconds, _ = K.gemm_seconds(table, "bf16", 1200, 1100, m)
+    assert (2 * 1024 * 1200 * 1100 / seconds / 1e12)[0] == pytest.approx(100.0, rel=1e-12)
 
 
 def test_allreduce_curve_is_the_measured_bus_bandwidth():

@@ -13,8 +13,8 @@ if TYPE_CHECKING:  # numpy and the tables load when the command runs, not for --
 
 CHECK_SHAPES = ((4096, 4096), (14336, 4096))
 """Weight shapes ``(n, k)`` of the operator-level check: a 4096² projection and a Llama-3-8B
-MLP up-projection (not a measured shape: priced from the nearest measured one, as the cost
-model does)."""
+MLP up-projection (not a measured shape: interpolated between the measured ones around it, as
+the cost model does)."""
 CHECK_ROWS = (1, 16, 256, 4096)
 
 

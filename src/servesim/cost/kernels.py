@@ -10,7 +10,9 @@ what each file holds and where it comes from). Two rungs stand on them:
   throughput* (FLOP/s, bus bandwidth) is interpolated log-log in ``m`` (bytes), so the
   analytic work carries the shape; outside the measured range the throughput is clamped at its
   last measured value (time then grows linearly with the work) and the step is flagged.
-  A weight shape between measured ones takes the nearest measured ``(n, k)`` in log space.
+  A weight shape between measured ones is interpolated in ``(log n, log k)`` between the four
+  measured shapes around it (log throughput; clamped to the grid's edges), or takes the nearest
+  measured ``(n, k)`` where the table is not a grid around it.
 - **fitted** — attention depends on every row's lengths, not on one number, so its table is
   reduced to a curve the linear cost model can carry: prefill attention reaches ``e ·
   s / (s + h)`` of the tensor-core peak at ``s`` keys per query (fitted ``e`` and ``h``, from
@@ -253,8 +255,15 @@ def table_dtype(weight_dtype: str) -> str | None:
 def gemm_seconds(
     tables: KernelTables, dtype: str, n: float, k: float, m: np.ndarray
 ) -> tuple[np.ndarray, tuple[float, float]] | None:
-    """Seconds of one ``m × k`` by ``k × n`` GEMM for each ``m``, from the nearest measured
-    weight shape (log distance), or None when the table has no such dtype.
+    """Seconds of one ``m × k`` by ``k × n`` GEMM for each ``m``, or None when the table has no
+    such dtype.
+
+    Each measured weight shape gives a TFLOP/s curve in ``m`` (log-log between measured rows);
+    the curves of the four measured shapes around ``(n, k)`` are interpolated bilinearly in
+    ``(log n, log k)`` on log TFLOP/s (:func:`_grid_weights`): exact on a measured shape, and an
+    ``(n, k)`` outside the measured grid takes its edge (clamped). Where the table is not a grid
+    around ``(n, k)`` (the engines' own tables hold the shapes their collectors chose), the
+    nearest measured shape's curve (log distance) prices it.
 
     Returns (seconds, (smallest, largest) measured m)."""
     g = tables.gemm
@@ -264,13 +273,62 @@ def gemm_seconds(
     if not rows.any():
         return None
     ns, ks = g["n"][rows], g["k"][rows]
-    dist = (np.log(ns) - math.log(n)) ** 2 + (np.log(ks) - math.log(k)) ** 2
-    best = dist == dist.min()
-    pick = (ns == ns[best][0]) & (ks == ks[best][0])
-    ms, secs = g["m"][rows][pick], g["seconds"][rows][pick]
-    measured = _monotone_throughput(ms, 2e-12 * ms * ns[best][0] * ks[best][0], secs)
-    tflops, lo, hi = _throughput_curve(ms, measured, m)
+    ms_all, secs_all = g["m"][rows], g["seconds"][rows]
+
+    def curve(shape_n: float, shape_k: float) -> tuple[np.ndarray, float, float]:
+        pick = (ns == shape_n) & (ks == shape_k)
+        ms, secs = ms_all[pick], secs_all[pick]
+        measured = _monotone_throughput(ms, 2e-12 * ms * shape_n * shape_k, secs)
+        return _throughput_curve(ms, measured, m)
+
+    corners = _grid_weights(ns, ks, n, k)
+    if corners is None:
+        dist = (np.log(ns) - math.log(n)) ** 2 + (np.log(ks) - math.log(k)) ** 2
+        best = int(np.argmin(dist))
+        corners = [(float(ns[best]), float(ks[best]), 1.0)]
+    if len(corners) == 1:
+        tflops, lo, hi = curve(corners[0][0], corners[0][1])
+    else:
+        log_tflops = np.zeros(len(m))
+        lo, hi = 0.0, math.inf
+        for shape_n, shape_k, weight in corners:
+            values, c_lo, c_hi = curve(shape_n, shape_k)
+            log_tflops += weight * np.log(values)
+            lo, hi = max(lo, c_lo), min(hi, c_hi)
+        tflops = np.exp(log_tflops)
     return 2.0 * m * n * k / (tflops * 1e12), (lo, hi)
+
+
+def _grid_weights(
+    ns: np.ndarray, ks: np.ndarray, n: float, k: float
+) -> list[tuple[float, float, float]] | None:
+    """The measured shapes around ``(n, k)`` and their bilinear weights in ``(log n, log k)``
+    (shapes of weight 0 left out; one shape of weight 1 on a grid point), with ``n`` and ``k``
+    clamped to the measured range; None when a needed corner was not measured."""
+    grid_n, grid_k = np.unique(ns), np.unique(ks)
+    measured = set(zip(ns.tolist(), ks.tolist(), strict=True))
+    out = []
+    for shape_n, w_n in _bracket(grid_n, n):
+        for shape_k, w_k in _bracket(grid_k, k):
+            if (shape_n, shape_k) not in measured:
+                return None
+            out.append((shape_n, shape_k, w_n * w_k))
+    return out
+
+
+def _bracket(grid: np.ndarray, x: float) -> list[tuple[float, float]]:
+    """``[(grid value, weight)]``: the one or two grid values around ``x`` (clamped to the
+    grid) with linear weights in log x; one value of weight 1 on a grid point or past an end."""
+    if x <= grid[0]:
+        return [(float(grid[0]), 1.0)]
+    if x >= grid[-1]:
+        return [(float(grid[-1]), 1.0)]
+    i = int(np.searchsorted(grid, x, side="right")) - 1
+    lo, hi = float(grid[i]), float(grid[i + 1])
+    if x == lo:
+        return [(lo, 1.0)]
+    w = (math.log(x) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return [(lo, 1.0 - w), (hi, w)]
 
 
 def allreduce_seconds(
