@@ -34,6 +34,7 @@ import math
 import numpy as np
 
 from servesim.cost import CostParams, Parallelism
+from servesim.cost import attention_fit as AF
 from servesim.cost import build as B
 from servesim.cost import kernels as K
 from servesim.cost.resolve import resolve_params
@@ -132,15 +133,15 @@ def prefill_errors(hw, t) -> tuple[float, float]:
     shape = p["num_heads"] * 1000 + p["num_kv_heads"]
     errors = []
     for held in np.unique(shape[base]):
-        e, h, fill, _ = K.fit_prefill(p, peak, launch, rows=shape != held)
-        errors.append(K.prefill_error(p, peak, launch, e, h, base & (shape == held), fill))
+        e, h, fill, _ = AF.fit_prefill(p, peak, launch, rows=shape != held)
+        errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill))
     return _median_abs(roof, secs), float(np.median(errors))
 
 
 def decode_errors(hw, t) -> tuple[float, float]:
     d = t.attention_decode
     kv = d["gbps"] * 1e9 * d["seconds"]
-    rows = (kv >= K.DECODE_MIN_KV_BYTES) & (d["dtype"] == "bf16")
+    rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == "bf16")
     secs, kv = d["seconds"][rows], kv[rows]
     launch = hw.kernel_launch_s
     roof = kv / (hw.hbm_bandwidth * hw.memory_efficiency) + 2 * launch
@@ -148,7 +149,7 @@ def decode_errors(hw, t) -> tuple[float, float]:
     errors = []
     for held in np.unique(shape):
         train = {c: v[rows][shape != held] for c, v in d.items()}
-        e, _ = K.fit_decode(train, hw.hbm_bandwidth, launch)
+        e, _ = AF.fit_decode(train, hw.hbm_bandwidth, launch)
         pred = launch + kv[shape == held] / (hw.hbm_bandwidth * e)
         errors.append(_median_abs(pred, secs[shape == held]))
     return _median_abs(roof, secs), float(np.median(errors))

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from servesim.cost import aic_tables as A
+from servesim.cost import attention_fit as AF
 from servesim.cost import kernels as K
 
 
@@ -70,11 +71,11 @@ def fake_root(tmp_path, monkeypatch):
     monkeypatch.setenv(A.DATA_ROOT_ENV, str(root))
     A.load_backend_tables.cache_clear()
     K.load_tables.cache_clear()
-    K.attention_fit.cache_clear()
+    AF.attention_fit.cache_clear()
     yield root
     A.load_backend_tables.cache_clear()
     K.load_tables.cache_clear()
-    K.attention_fit.cache_clear()
+    AF.attention_fit.cache_clear()
 
 
 def test_version_folders_sort_as_releases():

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 import servesim.cli.commands  # noqa: F401  (registers every command on the app)
 from servesim.cli.app import app
 from servesim.cost import CostParams, Parallelism, build_step_cost
+from servesim.cost.attention_fit import attention_fit_for
 from servesim.cost.kernels import (
     KERNELS_DIR,
-    attention_fit_for,
     gemm_seconds,
     gpus_with_tables,
     load_tables,

@@ -9,7 +9,7 @@ import pytest
 from cost_factories import h100, llama_3_1_8b, llama_3_1_70b
 
 from servesim.cost import CostParams, Parallelism, build_step_cost
-from servesim.cost import kernels as K
+from servesim.cost import attention_fit as AF
 from servesim.cost.step import QUERY_TILE, occupancy_factor
 from servesim.hardware import load_hardware
 
@@ -82,14 +82,14 @@ def test_the_fit_recovers_a_known_occupancy_limit():
     seconds = launch + flops / (peak * e_true) * (1 + h_true / s) * occupied
     table["seconds"] = seconds
     table["tflops"] = flops / seconds / 1e12
-    e, half, fill, err = K.fit_prefill(table, peak, launch)
+    e, half, fill, err = AF.fit_prefill(table, peak, launch)
     assert err < 0.02
     assert e == pytest.approx(e_true, abs=0.02)
     assert fill == pytest.approx(fill_true, rel=0.15)
 
 
 def test_gpus_with_tables_fit_an_occupancy_limit_and_the_given_knob_wins():
-    fit, _ = K.attention_fit_for(load_hardware("H200"))
+    fit, _ = AF.attention_fit_for(load_hardware("H200"))
     assert fit.fill_ctas > 0
     cost = build_step_cost(llama_3_1_8b(), h100(), params=CostParams(attention_fill_ctas=123.0))
     assert cost.resolved.attention_fill_ctas == 123.0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from servesim.cost import CostParams, Parallelism, build_step_cost
+from servesim.cost import attention_fit as AF
 from servesim.cost import kernels as K
 from servesim.cost.accounting import RUNGS
 from servesim.hardware import load_hardware
@@ -151,7 +152,7 @@ def test_allreduce_curve_is_the_measured_bus_bandwidth():
 @pytest.mark.parametrize("gpu", ["H100", "H200", "A100-80GB", "B200", "L40S"])
 def test_fitted_attention_curves_match_their_tables(gpu):
     hw = load_hardware(gpu)
-    fit, source = K.attention_fit_for(hw)
+    fit, source = AF.attention_fit_for(hw)
     assert "catalog/kernels" in source
     assert 0.3 < fit.efficiency < 0.8 and 100 < fit.half_tokens < 10000
     assert fit.prefill_error < 0.10 and fit.decode_error < 0.15
@@ -167,17 +168,17 @@ def test_prefill_curve_holds_out_of_sample_leave_one_head_shape_out():
     peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
     errors = []
     for held in np.unique(shape[p["head_dim"] == 128]):
-        e, h, fill, _ = K.fit_prefill(p, peak, launch, rows=shape != held)
+        e, h, fill, _ = AF.fit_prefill(p, peak, launch, rows=shape != held)
         test = (shape == held) & (p["head_dim"] == 128) & (p["dtype"] == "bf16")
         test &= p["seq_len"] >= 64
-        errors.append(K.prefill_error(p, peak, launch, e, h, test, fill))
+        errors.append(AF.prefill_error(p, peak, launch, e, h, test, fill))
     assert np.median(errors) < 0.10  # (14% without the occupancy term)
 
 
 def test_a_gpu_without_tables_takes_the_median_fitted_attention_curve():
-    fit, source = K.attention_fit_for(load_hardware("MI300X"))
+    fit, source = AF.attention_fit_for(load_hardware("MI300X"))
     assert source.startswith("median of the fits")
-    fits = [K.attention_fit_for(load_hardware(g))[0] for g in K.gpus_with_tables()]
+    fits = [AF.attention_fit_for(load_hardware(g))[0] for g in K.gpus_with_tables()]
     assert fit.efficiency == pytest.approx(np.median([f.efficiency for f in fits]))
 
 

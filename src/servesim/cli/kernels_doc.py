@@ -87,7 +87,7 @@ def _number(x: float) -> float | None:
 
 
 def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | None:
-    from servesim.cost.kernels import attention_fit_for
+    from servesim.cost.attention_fit import attention_fit_for
 
     got = attention_fit_for(hw, backend)
     if got is None:

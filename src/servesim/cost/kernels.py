@@ -14,19 +14,15 @@ what each file holds and where it comes from). Two rungs stand on them:
   measured shapes around it (log throughput; clamped to the grid's edges), or takes the nearest
   measured ``(n, k)`` where the table is not a grid around it.
 - **fitted** — attention depends on every row's lengths, not on one number, so its table is
-  reduced to a curve the linear cost model can carry: prefill attention reaches ``e ·
-  s / (s + h)`` of the tensor-core peak at ``s`` keys per query (fitted ``e`` and ``h``, from
-  ``attention_prefill.csv``), and decode attention reads the KV cache at a fitted fraction of
-  HBM bandwidth (``attention_decode.csv``, rows with at least 1 GB of KV: smaller working sets
-  sit in L2 and read faster than HBM allows). GPUs without tables take the median fitted
-  fractions of the GPUs that have them, times their own datasheet peaks.
+  reduced to a curve the linear cost model can carry (:mod:`servesim.cost.attention_fit`);
+  MoE layers on a GPU without rows of their own borrow another GPU's measured utilisation
+  (``build._borrowed_moe_curve``).
 
 Everything is loaded once per GPU (``functools.cache``) and reduced to small arrays when a cost
 model is built; the hot path only interpolates on a fixed grid.
 
-(~520 lines, over the project's ~500: the tables, their interpolation and the attention fits
-are one rung of the ladder and change together; reading AIConfigurator's parquet files lives
-apart, in :mod:`servesim.cost.aic_tables`.)
+(Reading AIConfigurator's parquet files lives apart, in :mod:`servesim.cost.aic_tables`; the
+attention fits in :mod:`servesim.cost.attention_fit`.)
 """
 
 from __future__ import annotations
@@ -49,10 +45,6 @@ M_GRID = 2.0 ** (np.arange(GRID_OCTAVES * GRID_PER_OCTAVE + 1) / GRID_PER_OCTAVE
 """Step quantities (rows, message elements) the measured curves are tabulated at: 1 … 2^21,
 eight points per octave."""
 LOG_M_GRID = np.log(M_GRID)
-
-DECODE_MIN_KV_BYTES = 1e9
-"""Decode-attention rows with less KV than this are left out of the bandwidth fit: repeated
-runs of one small shape read from L2, faster than HBM (see catalog/kernels/README.md)."""
 
 
 TEXT_COLUMNS = frozenset({"dtype", "version"})
@@ -435,179 +427,6 @@ def moe_seconds(
                 rate, lo, hi = _throughput_curve(n, _monotone_throughput(n, n, secs), tokens)
                 return tokens / rate, (lo, hi)
     return None
-
-
-# --- fitted attention curves -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AttentionFit:
-    """Attention efficiency fitted to a GPU's measured tables (fractions of its peaks)."""
-
-    efficiency: float
-    """Prefill: the fraction of tensor-core peak long prompts approach."""
-    half_tokens: float
-    """Prefill: keys per query at which half of ``efficiency`` is reached."""
-    memory_efficiency: float
-    """Decode: fraction of HBM bandwidth the KV-cache reads reach."""
-    prefill_error: float
-    """Median absolute relative error of the fitted prefill curve on the table's rows."""
-    decode_error: float
-    """The same for decode attention."""
-    fill_ctas: float = 0.0
-    """Prefill: thread blocks (heads × 128-query tiles) that fill the GPU (0: no limit)."""
-
-
-PREFILL_QUERY_TILE = 128
-"""Queries per thread block of the measured prefill kernels (the step model's ``QUERY_TILE``)."""
-
-
-def prefill_seconds(
-    p: dict[str, np.ndarray], rows: np.ndarray, peak: float, launch_s: float,
-    e: float, h: float, fill: float,
-) -> np.ndarray:  # fmt: skip
-    """The fitted prefill curve at the table's ``rows``: ``launch + FLOPs / (peak · e) · (1 +
-    h / s) · max(1, fill / blocks)``, with ``blocks = heads · batch · (s / 128 + 1)`` (the step
-    model's estimate of the kernel's thread blocks, see ``step.occupancy_factor``)."""
-    s, t = p["seq_len"][rows], p["seconds"][rows]
-    flops = p["tflops"][rows] * 1e12 * t
-    blocks = p["num_heads"][rows] * p["batch"][rows] * (s / PREFILL_QUERY_TILE + 1.0)
-    return launch_s + flops / (peak * e) * (1.0 + h / s) * np.maximum(1.0, fill / blocks)
-
-
-_FIT_EFFICIENCY = np.linspace(0.2, 1.0, 17)
-_FIT_HALF_TOKENS = np.geomspace(1.0, 1e6, 31)
-_FIT_FILL = np.concatenate(([0.0], np.geomspace(16.0, 4096.0, 17)))
-"""Coarse grids of the prefill fit; a finer search follows around the best point."""
-_FIT_MEAN_WEIGHT = 0.25
-"""The prefill fit minimises the median absolute log error (robust to rows a launch
-dominates) plus this share of the mean (so that a minority of under-occupied rows still
-counts)."""
-
-
-def fit_prefill(
-    p: dict[str, np.ndarray], peak: float, launch_s: float, rows: np.ndarray | None = None
-) -> tuple[float, float, float, float]:
-    """(efficiency, half_tokens, fill_ctas, median abs. error) of :func:`prefill_seconds` over
-    the bf16 rows with head_dim 128 (s >= 64 keys per query, every batch and head count):
-    ``e``, ``h`` and ``fill`` searched on a coarse grid, then a fine one around its best,
-    minimising the median absolute log error (robust to the few rows a launch dominates)."""
-    # head_dim 128: the head size of nearly every model in the catalog (64 runs differently).
-    use = (p["seq_len"] >= 64) & (p["dtype"] == "bf16") & (p["head_dim"] == 128)
-    if rows is not None:
-        use &= rows
-    s, t = p["seq_len"][use], p["seconds"][use]
-    flops = p["tflops"][use] * 1e12 * t
-    blocks = p["num_heads"][use] * p["batch"][use] * (s / PREFILL_QUERY_TILE + 1.0)
-
-    def search(effs, halves, fills, best):
-        stretch = 1.0 + halves[:, None] / s
-        for fill in fills:
-            work = flops * np.maximum(1.0, fill / blocks) / peak
-            for e in effs:
-                dev = np.abs(np.log((launch_s + (work / e) * stretch) / t))
-                err = np.median(dev, axis=1) + _FIT_MEAN_WEIGHT * dev.mean(axis=1)
-                i = int(err.argmin())
-                if err[i] < best[0]:
-                    best = (float(err[i]), float(e), float(halves[i]), float(fill))
-        return best
-
-    _, e, h, fill = search(_FIT_EFFICIENCY, _FIT_HALF_TOKENS, _FIT_FILL, (math.inf, 1.0, 0.0, 0.0))
-    fine_fill = [0.0] if fill == 0.0 else fill * np.geomspace(0.7, 1.4, 9)
-    effs = np.clip(e + np.arange(-0.05, 0.0501, 0.01), 0.05, 1.0)
-    best = search(effs, h * np.geomspace(0.5, 2.0, 21), fine_fill, (math.inf, e, h, fill))
-    _, e, h, fill = best
-    return e, h, fill, prefill_error(p, peak, launch_s, e, h, use, fill)
-
-
-def prefill_error(
-    p, peak: float, launch_s: float, e: float, h: float, rows: np.ndarray, fill: float = 0.0
-) -> float:
-    """Median absolute relative error of the prefill curve ``(e, h, fill)`` on ``rows``."""
-    pred = prefill_seconds(p, rows, peak, launch_s, e, h, fill)
-    return float(np.median(np.abs(pred / p["seconds"][rows] - 1.0)))
-
-
-def fit_decode(d: dict[str, np.ndarray], bandwidth: float, launch_s: float) -> tuple[float, float]:
-    """(fraction of HBM bandwidth, median abs. error) of ``time = launch + KV bytes / (BW ·
-    e)`` over decode rows with at least ``DECODE_MIN_KV_BYTES`` of KV."""
-    kv_bytes = d["gbps"] * 1e9 * d["seconds"]
-    rows = kv_bytes >= DECODE_MIN_KV_BYTES
-    if not rows.any():
-        return float("nan"), float("nan")
-    # Least squares on relative error: e = Σ(b/t') / Σ(b/t')²·... solved in closed form for
-    # 1/e: minimise Σ ((launch + b·u/BW)/t − 1)², u = 1/e.
-    t, b = d["seconds"][rows], kv_bytes[rows]
-    x, y = b / (bandwidth * t), 1.0 - launch_s / t
-    u = float((x * y).sum() / (x * x).sum())
-    e = min(1.0, 1.0 / u)
-    pred = launch_s + b / (bandwidth * e)
-    return e, float(np.median(np.abs(pred / t - 1.0)))
-
-
-@functools.cache
-def attention_fit(
-    gpu_name: str, peak: float, bandwidth: float, launch_s: float, backend: str | None = None
-) -> AttentionFit | None:
-    """The attention curves fitted to ``gpu_name``'s own tables (``backend``'s with the
-    extra, see :func:`load_tables`), or None without them."""
-    t = load_tables(gpu_name, backend)
-    if t is None or t.attention_prefill is None or t.attention_decode is None:
-        return None
-    e, h, fill, perr = fit_prefill(t.attention_prefill, peak, launch_s)
-    em, derr = fit_decode(t.attention_decode, bandwidth, launch_s)
-    if not math.isfinite(em):
-        return None
-    return AttentionFit(e, h, em, perr, derr, fill)
-
-
-@functools.cache
-def _all_fits() -> tuple[AttentionFit, ...]:
-    """The attention fits of every GPU that ships tables."""
-    from servesim.hardware import load_hardware
-
-    fits = []
-    for name in gpus_with_tables():
-        hw = load_hardware(name)
-        fit = attention_fit(hw.name, hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
-        if fit is not None:
-            fits.append(fit)
-    return tuple(fits)
-
-
-def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str] | None:
-    """The attention curve for ``hw`` and where it comes from: its own tables (``backend``'s
-    with the extra), else the median fractions of the GPUs with tables (None when no GPU
-    ships any)."""
-    peak = hw.peak_flops.get("bf16") or hw.peak_flops.get("fp16")
-    if peak is None:
-        return None
-    own = attention_fit(hw.name, peak, hw.hbm_bandwidth, hw.kernel_launch_s, backend)
-    if own is not None:
-        tables = load_tables(hw.name, backend)
-        return own, "fitted to " + (tables.source if tables else hw.name.lower())
-    source = transfer_source(hw.name)
-    if source is not None:
-        from servesim.hardware import load_hardware
-
-        src = load_hardware(source)
-        fit = attention_fit(
-            src.name, src.peak_flops["bf16"], src.hbm_bandwidth, src.kernel_launch_s
-        )
-        if fit is not None:
-            return fit, f"fitted to catalog/kernels/{source.lower()} (same architecture)"
-    fits = _all_fits()
-    if not fits:
-        return None
-    med = AttentionFit(
-        efficiency=float(np.median([f.efficiency for f in fits])),
-        half_tokens=float(np.median([f.half_tokens for f in fits])),
-        memory_efficiency=float(np.median([f.memory_efficiency for f in fits])),
-        prefill_error=float("nan"),
-        decode_error=float("nan"),
-        fill_ctas=float(np.median([f.fill_ctas for f in fits])),
-    )
-    return med, "median of the fits of " + ", ".join(gpus_with_tables())
 
 
 # --- measured operator curves ----------------------------------------------------------------

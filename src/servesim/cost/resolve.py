@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servesim.cost import kernels as kernels_mod
+from servesim.cost.attention_fit import attention_fit_for
 from servesim.cost.dtypes import (
     activation_dtype,
     check_kv_dtype,
@@ -99,7 +100,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     # tables of other machines must not override it.
     use_tables = params.kernel_tables and params.fidelity != "calibrated"
     backend = params.kernel_backend
-    fit = kernels_mod.attention_fit_for(hw, backend) if use_tables else None
+    fit = attention_fit_for(hw, backend) if use_tables else None
     attn, attn_mem, half, fill, source = ce, me, 0.0, 0.0, "roofline"
     tables = kernels_mod.load_tables(hw.name, backend) if use_tables else None
     tables_from = None
