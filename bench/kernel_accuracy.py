@@ -22,7 +22,10 @@ Qwen3-235B-A22B, DeepSeek-V3, gpt-oss-120b in their checkpoints' dtypes, TP 1/2/
 GPU's measured MoE curve at its measured token counts: the roofline; the table with each token
 count left out (interpolated from its neighbours); and the **fitted** rung a GPU without MoE rows
 gets — another GPU's measured utilisation on this GPU's roofline
-(``build._borrowed_moe_curve``), scored here with the GPU's own rows left out (leave-one-GPU-out).
+(``build._borrowed_moe_curve``), scored here with the GPU's own rows left out (leave-one-GPU-out);
+and the fitted rung an MoE shape no table measured gets on a GPU with tables — the nearest
+measured shape's utilisation on this GPU (``build._reshaped_moe_curve``), scored with the
+model's own shape left out of every table (leave-one-shape-out).
 
 Prints Markdown tables (the README quotes them).
 """
@@ -30,6 +33,7 @@ Prints Markdown tables (the README quotes them).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -195,7 +199,7 @@ def moe_errors(hw) -> tuple[float, float, float, int] | None:
     params = CostParams(kernel_tables=True)
     grid = K.M_GRID
     powers = np.arange(0, len(grid), 8)  # the grid's powers of two: the tables' token counts
-    roof_e, held_e, borrowed_e = [], [], []
+    roof_e, held_e, borrowed_e, reshaped_e = [], [], [], []
     for name in MOE_MODELS:
         model = load_model(name)
         for tp in (1, 2, 4, 8):
@@ -217,14 +221,35 @@ def moe_errors(hw) -> tuple[float, float, float, int] | None:
             borrowed = B._borrowed_moe_curve(model, hw, par, params, res)  # other GPUs only
             if borrowed is not None:
                 borrowed_e += np.abs(borrowed[0][pick] / true - 1.0).tolist()
+            reshaped = B._reshaped_moe_curve(model, hw, par, params, _without_shape(res, model))
+            if reshaped is not None:
+                reshaped_e += np.abs(reshaped[0][pick] / true - 1.0).tolist()
     if not roof_e:
         return None
     return (
         float(np.median(roof_e)),
         float(np.median(held_e)),
         float(np.median(borrowed_e)) if borrowed_e else float("nan"),
+        float(np.median(reshaped_e)) if reshaped_e else float("nan"),
         len(roof_e),
     )
+
+
+def _without_shape(res, model):
+    """``res`` with every MoE row of ``model``'s expert shape removed from its tables."""
+    moe = model.moe
+    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
+             moe.num_experts)  # fmt: skip
+    tables = {}
+    for backend, t in res.tables.moe.items():
+        same = (
+            (t["hidden_size"] == shape[0])
+            & (t["inter_size"] == shape[1])
+            & (t["topk"] == shape[2])
+            & (t["num_experts"] == shape[3])
+        )
+        tables[backend] = {c: v[~same] for c, v in t.items()}
+    return replace(res, tables=replace(res.tables, moe=tables))
 
 
 def main() -> None:
@@ -250,15 +275,16 @@ def main() -> None:
         print(f"| {hw.name} | {near:.0%} | {interp:.0%} |")
     print()
     print("| GPU | MoE points | MoE roofline | MoE table (held out) | MoE borrowed from other GPUs "
-          "(fitted rung, own rows held out) |")  # fmt: skip
-    print("|---|" + "---:|" * 4)
+          "(fitted rung, own rows held out) | MoE from this GPU's other shapes (fitted rung, "
+          "own shape held out) |")  # fmt: skip
+    print("|---|" + "---:|" * 5)
     for name in K.gpus_with_tables():
         hw = load_hardware(name)
         got = moe_errors(hw)
         if got is None:
             continue
-        roof, held, borrowed, n = got
-        text = " | ".join("–" if math.isnan(c) else f"{c:.0%}" for c in (roof, held, borrowed))
+        *cells, n = got
+        text = " | ".join("–" if math.isnan(c) else f"{c:.0%}" for c in cells)
         print(f"| {hw.name} | {n} | {text} |")
 
 

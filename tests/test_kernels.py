@@ -378,3 +378,41 @@ def test_a_gpu_without_moe_rows_borrows_the_nearest_ridges_measured_moe_utilisat
     for params in (CostParams(), CostParams(kernel_tables=True, fidelity="calibrated")):
         off = build_step_cost(model, mi300x, par, params)
         assert off.rung_seconds_from_features(f)["fitted"][0] == 0
+
+
+def test_an_moe_shape_no_table_measured_takes_the_nearest_measured_shapes_utilisation(tmp_path):
+    import json
+
+    from servesim.cost import build as B
+    from servesim.cost.resolve import resolve_params
+
+    # Mixtral-8x22B's shape (hidden 6,144, expert width 16,384, top-2 of 8): in no table.
+    base = json.loads(
+        (K.KERNELS_DIR.parent / "models" / "mistralai--Mixtral-8x7B-v0.1.json").read_text()
+    )
+    base.update(hidden_size=6144, intermediate_size=16384, num_attention_heads=48,
+                num_hidden_layers=56, vocab_size=32768)  # fmt: skip
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(base))
+    big, small = load_model(str(path)), load_model("mistralai/Mixtral-8x7B-v0.1")
+    h100, par, params = load_hardware("H100"), Parallelism(tp=4), CostParams(kernel_tables=True)
+    res = resolve_params(big, h100, params)
+    assert B._moe_curve(big, par, params, res) is None  # (not measured anywhere)
+    assert B._borrowed_moe_curve(big, h100, par, params, res) is None
+    # The nearest bf16 shape by expert size is Mixtral-8x7B's (4,096 × 14,336), at the same
+    # tokens per expert (top-2 of 8 both): its measured layer over its roofline, on this one's.
+    measured, _ = B._moe_curve(small, par, params, resolve_params(small, h100, params))
+    theirs = B._expert_roofline_seconds(small, h100, par, params)
+    ours = B._expert_roofline_seconds(big, h100, par, params)
+    got, (lo, hi) = B._reshaped_moe_curve(big, h100, par, params, res)
+    assert np.allclose(got, measured / theirs * ours, rtol=1e-9)
+    assert lo == 1.0 and hi > 1000
+    # It is the fitted rung; the catalog's own shapes stay measured.
+    cost = build_step_cost(big, h100, par, params)
+    f = cost.features(np.ones(64), np.full(64, 1000))
+    rungs = cost.rung_seconds_from_features(f)
+    assert rungs["fitted"][0] > 0.5 * sum(float(v[0]) for v in rungs.values())
+    own = build_step_cost(small, h100, par, params).rung_seconds_from_features(
+        build_step_cost(small, h100, par, params).features(np.ones(64), np.full(64, 1000))
+    )
+    assert own["fitted"][0] < own["measured"][0]

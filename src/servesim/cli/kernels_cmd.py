@@ -156,8 +156,10 @@ def _check_table(check: dict[str, Any]) -> Table:
         if (row["n"], row["k"]) != shape:
             shape = (row["n"], row["k"])
             label = f"{row['n']} × {row['k']}"
-            if row["table_shape"] != [row["n"], row["k"]]:
-                label += f"\n(from {row['table_shape'][0]} × {row['table_shape'][1]})"
+            sources = row["table_shapes"]
+            if [s[:2] for s in sources] != [[row["n"], row["k"]]]:
+                shapes = " and ".join(f"{s[0]} × {s[1]}" for s in sources)
+                label += f"\n({'between' if len(sources) > 1 else 'from'} {shapes})"
         table.add_row(
             label,
             str(row["m"]),

@@ -129,7 +129,8 @@ def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
         "gemm": "measured" if doc["gemm"] else ("fitted" if borrowed else "roofline"),
         "allreduce": "measured" if doc["allreduce"] else "roofline",
         "attention": "fitted" if attention else "roofline",
-        # (Shapes a GPU's own MoE table lacks borrow another GPU's utilisation: fitted.)
+        # (Shapes a GPU's own MoE table lacks borrow another GPU's utilisation, or, where no
+        # table measured the shape, the nearest measured shape's on this GPU: fitted.)
         "moe": "measured" if doc["moe"] and not borrowed else "fitted",
     }
     doc["attention_fit"] = attention
@@ -151,7 +152,7 @@ def _fallback_text(attention: dict[str, Any] | None, borrowed: str | None = None
         f"(prefill {attention['efficiency']:.2f} of peak, half at {attention['half_tokens']:.0f}"
         f" keys; decode KV reads at {attention['memory_efficiency']:.2f} of HBM bandwidth); "
         f"MoE layers at the measured utilisation of the GPU with tables whose roofline ridge "
-        f"is nearest"
+        f"is nearest (an MoE shape no table measured: the roofline)"
     )
 
 
@@ -182,16 +183,17 @@ def roofline_gemm_seconds(r: dict[str, float], n: float, k: float, m):
     return max(flops / rate, memory) + r["kernel_launch_s"]
 
 
-def _nearest_shape(tables: KernelTables, n: float, k: float) -> tuple[int, int]:
-    """The measured bf16 weight shape ``gemm_seconds`` prices ``(n, k)`` from."""
-    import numpy as np
+def _source_shapes(tables: KernelTables, n: float, k: float) -> list[list[float]]:
+    """``[[n, k, weight]]``: the measured bf16 weight shapes ``gemm_seconds`` prices ``(n, k)``
+    from (interpolated between them in log TFLOP/s)."""
+    from servesim.cost.kernels import gemm_source_shapes
 
     g = tables.gemm
     rows = g["dtype"] == "bf16"
-    ns, ks = g["n"][rows], g["k"][rows]
-    dist = (np.log(ns) - math.log(n)) ** 2 + (np.log(ks) - math.log(k)) ** 2
-    i = int(dist.argmin())
-    return int(ns[i]), int(ks[i])
+    return [
+        [int(sn), int(sk), round(w, 4)]
+        for sn, sk, w in gemm_source_shapes(g["n"][rows], g["k"][rows], n, k)
+    ]
 
 
 def gemm_check(hw: Hardware, tables: KernelTables) -> dict[str, Any] | None:
@@ -215,7 +217,7 @@ def gemm_check(hw: Hardware, tables: KernelTables) -> dict[str, Any] | None:
                     "n": n,
                     "k": k,
                     "m": m,
-                    "table_shape": list(_nearest_shape(tables, n, k)),
+                    "table_shapes": _source_shapes(tables, n, k),
                     "measured_s": got,
                     "roofline_s": roof,
                     "error": roof / got - 1.0,

@@ -207,8 +207,8 @@ def _measured_curves(
     all-reduce (by tokens) when the engine runs a custom all-reduce inside one node, and the
     routed experts of an MoE layer (by tokens; the first expert operator carries the whole
     measured layer, the others are part of it). Curves from another GPU's measurements
-    (:func:`_borrowed_moe_curve`, or a same-architecture GPU's GEMMs) are marked borrowed: the
-    fitted rung."""
+    (:func:`_borrowed_moe_curve`, or a same-architecture GPU's GEMMs) or from another MoE
+    shape (:func:`_reshaped_moe_curve`) are marked borrowed: the fitted rung."""
     tables = res.tables
     # (Wide EP's all-to-all puts a skewed share of pairs on each GPU: no table row for that.)
     moe_curve, moe_borrowed = None, False
@@ -218,6 +218,8 @@ def _measured_curves(
             moe_curve = _moe_curve(model, par, params, res)
         if moe_curve is None:
             moe_curve = _borrowed_moe_curve(model, hw, par, params, res)
+            if moe_curve is None:
+                moe_curve = _reshaped_moe_curve(model, hw, par, params, res)
             moe_borrowed = moe_curve is not None
     if tables is None and moe_curve is None:
         return None
@@ -303,6 +305,13 @@ def _moe_curve(
     tables = tables if tables is not None else res.tables
     if moe is None or tables is None or not tables.moe:
         return None
+    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
+             moe.num_experts)  # fmt: skip
+    return _table_moe_seconds(model, par, params, res, tables, shape)
+
+
+def _moe_dtypes(model: ModelSpec, params: CostParams, res: ResolvedParams) -> tuple[str, ...]:
+    """The MoE table dtypes that time ``model``'s routed experts, best match first."""
     # NOTE: fp8 checkpoints in the catalog (DeepSeek) are block-scaled, also when fp8 is named
     # with --weight-dtype; fp8 chosen for a bf16 checkpoint is per-tensor, as vLLM's
     # on-the-fly quantisation is.
@@ -310,9 +319,20 @@ def _moe_curve(
         None,
         "fp8",
     )
-    dtypes = kernels_mod.moe_table_dtype(res.expert_dtype, block)
-    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
-             moe.num_experts)  # fmt: skip
+    return kernels_mod.moe_table_dtype(res.expert_dtype, block)
+
+
+def _table_moe_seconds(
+    model: ModelSpec,
+    par: Parallelism,
+    params: CostParams,
+    res: ResolvedParams,
+    tables: kernels_mod.KernelTables,
+    shape: tuple[int, int, int, int],
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """``kernels.moe_seconds`` of ``shape`` in ``tables`` for ``model``'s expert dtype, split
+    and engine (its release names the engine's own kernels only)."""
+    dtypes = _moe_dtypes(model, params, res)
     backend = kernels_mod.moe_kernel_backend(params.moe_backend, dtypes)
     # (A release names the engine's own kernels: not those of the engine it borrows from.)
     release = params.engine_version if backend == params.kernel_backend else None
@@ -362,6 +382,49 @@ def _borrowed_moe_curve(
         utilisation = got[0] / _expert_roofline_seconds(model, other, par, params)
         return utilisation * _expert_roofline_seconds(model, hw, par, params), got[1]
     return None
+
+
+def _reshaped_moe_curve(
+    model: ModelSpec, hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """One MoE layer's routed experts on ``M_GRID`` tokens for an MoE shape no table measured
+    (a model outside the catalog), on a GPU whose tables hold other shapes (the fitted rung):
+    the measured *utilisation* (layer time over its roofline) of the measured shape of the same
+    dtype and split whose experts are nearest in size (hidden × expert width, in log), read at
+    the same tokens per expert (T · top-k / experts), applied to this model's roofline.
+
+    Held out on the catalog's shapes (``bench/kernel_accuracy.py``) this is about half the
+    roofline's error on Hopper. None without such a shape (or without tables)."""
+    tables = res.tables
+    moe = model.moe
+    if moe is None or tables is None or not tables.moe:
+        return None
+    shapes = kernels_mod.moe_shapes(tables, _moe_dtypes(model, params, res), par.expert_tp, par.ep)
+    if not shapes:
+        return None
+    size = math.log(model.hidden_size * moe.expert_intermediate_size)
+    source = min(shapes, key=lambda s: (abs(math.log(s[0] * s[1]) - size), s))
+    got = _table_moe_seconds(model, par, params, res, tables, source)
+    if got is None:
+        return None
+    hidden, width, topk, experts = source
+    proxy = replace(
+        model,
+        hidden_size=hidden,
+        moe=replace(
+            moe, expert_intermediate_size=width, experts_per_token=topk, num_experts=experts
+        ),
+    )
+    # The utilisation is the tables' GPU's (a same-architecture GPU's when borrowed).
+    utilisation = got[0] / _expert_roofline_seconds(proxy, res.tables_from or hw, par, params)
+    # This model's T tokens meet its experts as the source's T · ratio tokens meet its own.
+    ratio = (moe.experts_per_token / moe.num_experts) / (topk / experts)
+    grid = kernels_mod.M_GRID
+    at_same_load = np.exp(
+        np.interp(np.log(grid * ratio), kernels_mod.LOG_M_GRID, np.log(utilisation))
+    )
+    lo, hi = got[1]
+    return at_same_load * _expert_roofline_seconds(model, hw, par, params), (lo / ratio, hi / ratio)
 
 
 def _ridge(hw: Hardware, res: ResolvedParams) -> float:

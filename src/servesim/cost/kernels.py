@@ -273,11 +273,7 @@ def gemm_seconds(
         measured = _monotone_throughput(ms, 2e-12 * ms * shape_n * shape_k, secs)
         return _throughput_curve(ms, measured, m)
 
-    corners = _grid_weights(ns, ks, n, k)
-    if corners is None:
-        dist = (np.log(ns) - math.log(n)) ** 2 + (np.log(ks) - math.log(k)) ** 2
-        best = int(np.argmin(dist))
-        corners = [(float(ns[best]), float(ks[best]), 1.0)]
+    corners = gemm_source_shapes(ns, ks, n, k)
     if len(corners) == 1:
         tflops, lo, hi = curve(corners[0][0], corners[0][1])
     else:
@@ -289,6 +285,20 @@ def gemm_seconds(
             lo, hi = max(lo, c_lo), min(hi, c_hi)
         tflops = np.exp(log_tflops)
     return 2.0 * m * n * k / (tflops * 1e12), (lo, hi)
+
+
+def gemm_source_shapes(
+    ns: np.ndarray, ks: np.ndarray, n: float, k: float
+) -> list[tuple[float, float, float]]:
+    """``[(n, k, weight)]``: the measured weight shapes (of the table's ``ns``, ``ks``) that
+    price a GEMM of weight ``n × k``, with their weights in log TFLOP/s (summing to 1): the
+    grid shapes around it (:func:`_grid_weights`), else the nearest one (log distance)."""
+    corners = _grid_weights(ns, ks, n, k)
+    if corners is not None:
+        return corners
+    dist = (np.log(ns) - math.log(n)) ** 2 + (np.log(ks) - math.log(k)) ** 2
+    best = int(np.argmin(dist))
+    return [(float(ns[best]), float(ks[best]), 1.0)]
 
 
 def _grid_weights(
@@ -379,6 +389,25 @@ def nearest_version(available: list[str], release: str | None) -> str:
             if version_key(v) >= want:
                 return v
     return ordered[-1]
+
+
+def moe_shapes(
+    tables: KernelTables, dtypes: tuple[str, ...], tp: int, ep: int
+) -> list[tuple[int, int, int, int]]:
+    """The MoE shapes (hidden, expert width, top-k, experts) some engine's table measured in
+    one of ``dtypes`` at the split ``tp`` × ``ep`` (at least two token counts), sorted."""
+    found = set()
+    for t in (tables.moe or {}).values():
+        rows = (t["tp"] == tp) & (t["ep"] == ep) & np.isin(t["dtype"], list(dtypes))
+        if rows.sum() < 2:
+            continue
+        cols = ("hidden_size", "inter_size", "topk", "num_experts")
+        shapes = zip(*(t[c][rows].astype(int).tolist() for c in cols), strict=True)
+        counts: dict[tuple[int, ...], int] = {}
+        for shape in shapes:
+            counts[shape] = counts.get(shape, 0) + 1
+        found |= {shape for shape, n in counts.items() if n >= 2}
+    return sorted(found)
 
 
 def moe_seconds(
