@@ -27,6 +27,9 @@ and the fitted rung an MoE shape no table measured gets on a GPU with tables —
 measured shape's utilisation on this GPU (``build._reshaped_moe_curve``), scored with the
 model's own shape left out of every table (leave-one-shape-out).
 
+FP8 GEMMs (all rows) on the roofline and with the FP8 factors of ``cost/fp8_fit.py`` fitted to
+the other GPUs' tables (leave-one-GPU-out: the fitted rung a GPU without an FP8 table gets).
+
 Prints Markdown tables (the README quotes them).
 """
 
@@ -40,6 +43,7 @@ import numpy as np
 from servesim.cost import CostParams, Parallelism
 from servesim.cost import attention_fit as AF
 from servesim.cost import build as B
+from servesim.cost import fp8_fit as FP8
 from servesim.cost import kernels as K
 from servesim.cost.resolve import resolve_params
 from servesim.errors import ServesimError
@@ -125,6 +129,39 @@ def gemm_shape_errors(t) -> tuple[float, float]:
                 )
                 nearest += np.abs(2 * m * n * k / (rate * 1e12) / secs - 1.0).tolist()
     return float(np.median(nearest)), float(np.median(interpolated))
+
+
+def fp8_errors(hw, t) -> tuple[float, float] | None:
+    """Median |error| of the FP8 GEMM rows on the roofline, and with the FP8 factors fitted to
+    the *other* GPUs' tables (leave-one-GPU-out: what a GPU without an FP8 table gets)."""
+    g = t.gemm
+    rows = g["dtype"] == "fp8"
+    if not rows.any() or "fp8" not in hw.peak_flops:
+        return None
+    others = []
+    for name in K.gpus_with_tables():
+        other = load_hardware(name)
+        if other.name == hw.name or "fp8" not in other.peak_flops:
+            continue
+        got = FP8.gpu_fp8_factors(
+            K.load_tables(other.name).gemm, other.peak_flops["bf16"], other.peak_flops["fp8"]
+        )
+        if got is not None:
+            others.append(got)
+    compute = float(np.median([c for c, _ in others]))
+    memory = float(np.median([mem for _, mem in others]))
+    m, n, k, secs = g["m"][rows], g["n"][rows], g["k"][rows], g["seconds"][rows]
+    half = CostParams().gemm_half_tokens
+    peak = hw.peak_flops["fp8"] * hw.compute_efficiency
+    bw = hw.hbm_bandwidth * hw.memory_efficiency
+    nbytes = n * k + 2.0 * m * (n + k)
+
+    def priced(c: float, mem: float) -> np.ndarray:
+        return np.maximum(2.0 * (m + half) * n * k / (peak * c), nbytes / (bw * mem))
+
+    roof = priced(1.0, 1.0) + hw.kernel_launch_s
+    fitted = priced(compute, memory) + hw.kernel_launch_s
+    return _median_abs(roof, secs), _median_abs(fitted, secs)
 
 
 def prefill_errors(hw, t) -> tuple[float, float]:
@@ -273,6 +310,14 @@ def main() -> None:
         hw = load_hardware(name)
         near, interp = gemm_shape_errors(K.load_tables(hw.name))
         print(f"| {hw.name} | {near:.0%} | {interp:.0%} |")
+    print()
+    print("| GPU | FP8 GEMM roofline | FP8 GEMM, factors fitted to the other GPUs (fitted rung) |")
+    print("|---|---:|---:|")
+    for name in K.gpus_with_tables():
+        hw = load_hardware(name)
+        got = fp8_errors(hw, K.load_tables(hw.name))
+        if got is not None:
+            print(f"| {hw.name} | {got[0]:.0%} | {got[1]:.0%} |")
     print()
     print("| GPU | MoE points | MoE roofline | MoE table (held out) | MoE borrowed from other GPUs "
           "(fitted rung, own rows held out) | MoE from this GPU's other shapes (fitted rung, "

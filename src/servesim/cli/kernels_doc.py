@@ -151,8 +151,9 @@ def _fallback_text(attention: dict[str, Any] | None, borrowed: str | None = None
         f"roofline GEMMs and all-reduce; attention from the {attention['source']} "
         f"(prefill {attention['efficiency']:.2f} of peak, half at {attention['half_tokens']:.0f}"
         f" keys; decode KV reads at {attention['memory_efficiency']:.2f} of HBM bandwidth); "
-        f"MoE layers at the measured utilisation of the GPU with tables whose roofline ridge "
-        f"is nearest (an MoE shape no table measured: the roofline)"
+        f"FP8 GEMMs at the efficiency FP8 kernels reach relative to BF16's on the GPUs with "
+        f"tables; MoE layers at the measured utilisation of the GPU with tables whose roofline "
+        f"ridge is nearest (an MoE shape no table measured: the roofline)"
     )
 
 

@@ -19,7 +19,13 @@ from servesim.cost import features as _F  # feature indices: _F.T, _F.P, ...
 from servesim.cost import kernels as kernels_mod
 from servesim.cost import operator as ops_mod
 from servesim.cost.accounting import RUNGS
-from servesim.cost.dtypes import dtype_bytes, normalize_dtype, tensor_core_peak, vector_peak
+from servesim.cost.dtypes import (
+    dtype_bytes,
+    normalize_dtype,
+    tensor_core_dtype,
+    tensor_core_peak,
+    vector_peak,
+)
 from servesim.cost.features import INDICATOR, NUM_FEATURES, FeatureMap
 from servesim.cost.operator import GROUPS, Operator
 from servesim.cost.operators import build_operators
@@ -155,6 +161,11 @@ class _Rates:
     kernel_launch_s: float
     eager_launch_s: float | None
     """CPU seconds per kernel issue without CUDA graphs; None with graphs."""
+    sec_per_byte_rate: dict[str, float]
+    """Seconds per byte of the compute rates that read at their own rate (FP8 GEMMs on the
+    fitted rung); the others read at ``sec_per_byte_hbm``."""
+    fitted_rates: frozenset[str]
+    """Compute rates scaled by factors fitted to other GPUs' tables (the fitted rung)."""
 
 
 def _rates(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams) -> _Rates:
@@ -174,10 +185,27 @@ def _rates(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedPara
         ops_mod.RATE_LINK_EP: ep_link.bandwidth_among(min(ep_group, node)),
     }
     attn_mem = res.attention_memory_efficiency or res.memory_efficiency
+    sec_per_byte_hbm = 1.0 / (hw.hbm_bandwidth * res.memory_efficiency)
+    # FP8 GEMMs without a measured FP8 table: the efficiency FP8 kernels reach relative to BF16's
+    # on the GPUs with tables (fp8_fit).
+    compute_scale, byte_rate = {}, {}
+    if res.fp8_factors is not None:
+        on_compute, on_memory = res.fp8_factors
+        for rate, dtype in (
+            (ops_mod.RATE_GEMM, res.weight_dtype),
+            (ops_mod.RATE_GEMM_EXPERT, res.expert_dtype),
+        ):
+            if tensor_core_dtype(hw.peak_flops, dtype, res.act_dtype) == "fp8":
+                compute_scale[rate] = on_compute
+                byte_rate[rate] = sec_per_byte_hbm / on_memory
     return _Rates(
         flop_rate={
-            ops_mod.RATE_GEMM: peak_gemm * res.compute_efficiency,
-            ops_mod.RATE_GEMM_EXPERT: peak_expert * res.compute_efficiency,
+            ops_mod.RATE_GEMM: peak_gemm
+            * res.compute_efficiency
+            * compute_scale.get(ops_mod.RATE_GEMM, 1.0),
+            ops_mod.RATE_GEMM_EXPERT: peak_expert
+            * res.compute_efficiency
+            * compute_scale.get(ops_mod.RATE_GEMM_EXPERT, 1.0),
             ops_mod.RATE_GEMM_ACT: peak_act * res.compute_efficiency,
             ops_mod.RATE_ATTENTION: peak_act * res.attention_efficiency,
             ops_mod.RATE_VECTOR: vector_peak(hw.peak_flops, res.act_dtype) * res.compute_efficiency,
@@ -188,10 +216,12 @@ def _rates(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedPara
             ops_mod.RATE_LINK_PP: pp_link.latency_s,
             ops_mod.RATE_LINK_EP: ep_link.latency_s,
         },
-        sec_per_byte_hbm=1.0 / (hw.hbm_bandwidth * res.memory_efficiency),
+        sec_per_byte_hbm=sec_per_byte_hbm,
         sec_per_byte_attention=1.0 / (hw.hbm_bandwidth * attn_mem),
         kernel_launch_s=res.kernel_launch_s,
         eager_launch_s=None if params.cuda_graphs else params.eager_launch_s,
+        sec_per_byte_rate=byte_rate,
+        fitted_rates=frozenset(compute_scale),
     )
 
 
@@ -468,7 +498,7 @@ def _sides(
             per_byte = (
                 rates.sec_per_byte_attention
                 if op.rate == ops_mod.RATE_ATTENTION
-                else rates.sec_per_byte_hbm
+                else rates.sec_per_byte_rate.get(op.rate, rates.sec_per_byte_hbm)
             )
             sec_per_byte[i] = per_byte
             launch[i, on] = op.count * op.kernels * rates.kernel_launch_s
@@ -482,6 +512,8 @@ def _sides(
     rung = np.full(nops, RUNGS.index("calibrated" if calibrated else "roofline"), dtype=np.intp)
     if res is not None and res.attention_source not in ("roofline", "given") and not calibrated:
         rung[[op.rate == ops_mod.RATE_ATTENTION for op in operators]] = RUNGS.index("fitted")
+    if rates.fitted_rates and not calibrated:
+        rung[[op.rate in rates.fitted_rates for op in operators]] = RUNGS.index("fitted")
     if curves is not None:
         # Priced by their curves: the linear sides of these operators are zero. Curves borrowed
         # from another GPU's measurements are fitted, not measured, on this one.

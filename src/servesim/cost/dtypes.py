@@ -80,10 +80,16 @@ def tensor_core_peak(peak_flops: dict[str, float], weight_dtype: str, act_dtype:
     Falls back to the activation dtype's peak (weight-only dequantisation) when the GPU has no
     tensor-core path for the weight format (fp8 on A100, fp4 on H100).
     """
+    return peak_flops[tensor_core_dtype(peak_flops, weight_dtype, act_dtype)]
+
+
+def tensor_core_dtype(peak_flops: dict[str, float], weight_dtype: str, act_dtype: str) -> str:
+    """The tensor-core format (a ``peak_flops`` key) a GEMM with ``weight_dtype`` weights runs
+    in: the weights' own, else the activations' (weight-only), else bf16/fp16."""
     wanted = _TENSOR_CORE_DTYPE[normalize_dtype(weight_dtype, field="weight_dtype")]
     for key in (wanted, act_dtype, "bf16", "fp16"):
         if key in peak_flops:
-            return peak_flops[key]
+            return key
     raise ServesimError(
         "the hardware lists no bf16/fp16 peak FLOP/s",
         field="peak_flops",

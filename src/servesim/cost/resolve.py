@@ -17,6 +17,7 @@ from servesim.cost.dtypes import (
     dtype_bytes,
     normalize_dtype,
 )
+from servesim.cost.fp8_fit import fp8_gemm_factors
 from servesim.cost.params import CostParams
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
@@ -54,6 +55,9 @@ class ResolvedParams:
     expert_bytes: float = 0.0
     """Bytes one routed-expert weight occupies in GPU memory and is read as
     (:func:`expert_weight_bytes`)."""
+    fp8_factors: tuple[float, float] | None = None
+    """(compute, memory) factors on the FP8 GEMM rates of a GPU whose tables hold no FP8 GEMMs
+    (the fitted rung, :func:`servesim.cost.fp8_fit.fp8_gemm_factors`); None: none apply."""
     uses_tables: bool = False
     """Whether measured kernel tables price this model (asked for, and not calibrated): also
     the rule for borrowing another GPU's measurements."""
@@ -110,6 +114,9 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
 
         tables_from = load_hardware(borrowed)
         tables = kernels_mod.load_tables(tables_from.name, backend)
+    fp8 = None
+    if use_tables and (tables is None or tables.gemm is None or "fp8" not in tables.gemm["dtype"]):
+        fp8 = fp8_gemm_factors()
     if fit is not None:
         curve, source = fit
         attn, attn_mem, half = curve.efficiency, curve.memory_efficiency, curve.half_tokens
@@ -140,6 +147,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         tables=tables,
         tables_from=tables_from,
         expert_bytes=expert_weight_bytes(expert, hw),
+        fp8_factors=fp8,
         uses_tables=use_tables,
     )
 
