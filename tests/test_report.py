@@ -227,6 +227,7 @@ def test_cli_report_of_a_fresh_run(real_run, tmp_path):
     assert "No such command" not in done.stderr, _UNREGISTERED
     assert done.returncode == 0, done.stderr
     assert (run_dir / "report.html").stat().st_size > 10_000
+    assert "track record on published runs" in (run_dir / "report.html").read_text()
     assert len(list((run_dir / "plots").glob("*.png"))) == 4
     done = _servesim("report", str(run_dir), "-o", str(tmp_path / "elsewhere" / "r.html"))
     assert done.returncode == 0 and (tmp_path / "elsewhere" / "r.html").exists()
