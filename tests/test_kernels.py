@@ -416,3 +416,19 @@ def test_an_moe_shape_no_table_measured_takes_the_nearest_measured_shapes_utilis
         build_step_cost(small, h100, par, params).features(np.ones(64), np.full(64, 1000))
     )
     assert own["fitted"][0] < own["measured"][0]
+
+
+def test_a_same_architecture_gpu_borrows_the_all_reduce_as_a_share_of_its_link():
+    model, par = load_model("llama-3.1-70b"), Parallelism(tp=4)
+    params = CostParams(kernel_tables=True, custom_allreduce=True)
+    seconds = {}
+    for gpu in ("H100", "H800", "H20"):
+        cost = build_step_cost(model, load_hardware(gpu), par, params)
+        names = [op.name for op in cost.operators]
+        f = cost.features(np.ones(64), np.full(64, 1000))
+        seconds[gpu] = cost._ops.seconds(f[None, :])[0][names.index("all_reduce")]
+        rung = RUNGS[cost._ops.rung[names.index("all_reduce")]]
+        assert rung == ("measured" if gpu == "H100" else "fitted")
+    # The H20's NVLink is the H100's (450 GB/s a direction), the H800's 200 GB/s.
+    assert seconds["H20"] == pytest.approx(seconds["H100"], rel=1e-12)
+    assert seconds["H800"] == pytest.approx(seconds["H100"] * 450 / 200, rel=1e-12)

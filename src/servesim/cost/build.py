@@ -283,13 +283,19 @@ def _measured_curves(
                 mine = _roofline_gemm_seconds(hw, params, res, dtype, n, k, grid)
                 theirs = _roofline_gemm_seconds(res.tables_from, params, res, dtype, n, k, grid)
                 got = (got[0] * mine / theirs, got[1])
-        elif res.tables_from is not None or block:
-            continue  # all-reduce tables do not transfer between GPUs
+        elif block:
+            continue
         elif op.name == "all_reduce" and params.custom_allreduce and par.tp <= hw.gpus_per_node:
             per_token = model.hidden_size * act
             got = kernels_mod.allreduce_seconds(tables, par.tp, grid * per_token)
             if got is not None:
                 got = (got[0], (got[1][0] / per_token, got[1][1] / per_token))
+            if got is not None and res.tables_from is not None:
+                # A same-architecture GPU's measured bus bandwidth as a share of its link's,
+                # on this GPU's link (an H800's NVLink carries 400 GB/s, an H100's 900).
+                theirs = res.tables_from.intra_node.bandwidth_among(par.tp)
+                mine = hw.intra_node.bandwidth_among(par.tp)
+                got = (got[0] * theirs / mine, got[1])
         if got is None:
             continue
         seconds, measured = got
