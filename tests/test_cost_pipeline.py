@@ -9,7 +9,7 @@ from cost_factories import decode, h100, llama_3_1_8b, llama_3_1_70b
 
 from servesim.cost import CostParams, Parallelism, build_step_cost, plan_memory
 from servesim.cost import operators as ops
-from servesim.cost.build import coefficient_matrices
+from servesim.cost.coefficients import coefficient_matrices
 from servesim.cost.pipeline import bubble_fraction, pipeline_seconds
 from servesim.hardware import load_hardware
 from servesim.model import load_model

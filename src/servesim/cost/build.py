@@ -1,228 +1,39 @@
 """Building a step cost model: fold a model's operators on a GPU into coefficient tables.
 
-``build_step_cost`` resolves the params (``resolve.py``), lists the operators
-(``operators.py``), turns each operator's FLOPs and bytes into seconds per feature unit at the
-rates the hardware reaches (compute and memory sides, launch latencies, the GEMM and attention
-efficiency curves), swaps in measured-table curves where ``catalog/kernels`` has them, and
-hands the tables to :class:`servesim.cost.step.StepCostModel`, which evaluates them per step.
-All the work here happens once per (model, hardware, parallelism, params).
+``build_step_cost`` resolves the params (``resolve.py``), lists the operators and turns each
+one's FLOPs and bytes into seconds per feature unit at the rates the hardware reaches
+(``coefficients.py``: compute and memory sides, launch latencies, the GEMM and attention
+efficiency curves), swaps in the measured-table curves where ``catalog/kernels`` has them (this
+module: GEMMs, the custom all-reduce, MoE layers — measured, or borrowed from another GPU or
+another MoE shape: the fitted rung), and hands the tables to
+:class:`servesim.cost.step.StepCostModel`, which evaluates them per step. All the work here
+happens once per (model, hardware, parallelism, params).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from servesim.cost import features as _F  # feature indices: _F.T, _F.P, ...
 from servesim.cost import kernels as kernels_mod
 from servesim.cost import operator as ops_mod
-from servesim.cost.accounting import RUNGS
+from servesim.cost.coefficients import hot_matrix, model_operators, operator_sides, rates_of
 from servesim.cost.dtypes import (
     dtype_bytes,
     normalize_dtype,
-    tensor_core_dtype,
     tensor_core_peak,
-    vector_peak,
 )
-from servesim.cost.features import INDICATOR, NUM_FEATURES, FeatureMap
+from servesim.cost.features import NUM_FEATURES, FeatureMap
 from servesim.cost.operator import GROUPS, Operator
-from servesim.cost.operators import build_operators
 from servesim.cost.params import CostParams, Parallelism
 from servesim.cost.resolve import ResolvedParams, resolve_params
-from servesim.cost.stages import StageLayers, pipeline_stages
+from servesim.cost.stages import pipeline_stages
 from servesim.cost.step import OperatorSides, StepCostModel
 from servesim.hardware import Hardware, load_hardware
 from servesim.model import ModelSpec
-
-
-def model_operators(
-    model: ModelSpec,
-    par: Parallelism,
-    resolved: ResolvedParams,
-    head: str,
-    stage: StageLayers | None = None,
-    moe_load: float = 1.0,
-    custom_allreduce: bool = False,
-) -> tuple[Operator, ...]:
-    """The operator list for ``model`` with the resolved dtypes (one ``stage`` or all)."""
-    return build_operators(
-        model,
-        par,
-        weight_bytes=dtype_bytes(resolved.weight_dtype),
-        expert_bytes=resolved.expert_bytes,
-        kv_bytes=dtype_bytes(resolved.kv_dtype),
-        act_bytes=dtype_bytes(resolved.act_dtype),
-        head=head,
-        stage=stage,
-        moe_load=moe_load,
-        custom_allreduce=custom_allreduce,
-    )
-
-
-def coefficient_matrices(operators: tuple[Operator, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(FLOPs, bytes) coefficient matrices, shape (operators, features), times each count.
-
-    Constant terms (weights) are charged on the indicator of the operator's ``active`` feature,
-    so an operator that does not run in a step moves nothing.
-    """
-    flops = np.zeros((len(operators), NUM_FEATURES))
-    nbytes = np.zeros((len(operators), NUM_FEATURES))
-    for i, op in enumerate(operators):
-        for feat, value in op.flops:
-            flops[i, INDICATOR[op.active] if feat == _F.ONE else feat] += value * op.count
-        for feat, value in op.bytes:
-            nbytes[i, INDICATOR[op.active] if feat == _F.ONE else feat] += value * op.count
-    return flops, nbytes
-
-
-def padding_flops(
-    operators: tuple[Operator, ...],
-    flops: np.ndarray,
-    half_tokens: float,
-    moe: tuple[float, float, float] | None,
-    moe_load: float = 1.0,
-) -> np.ndarray:
-    """Extra FLOP-equivalents the GEMM efficiency curve adds, as feature coefficients.
-
-    A GEMM over ``m`` rows at efficiency ``eff·m/(m + h)`` takes as long as one over ``m + h``
-    rows at ``eff``: the padding is ``h`` rows of that GEMM, paid once when it runs. For routed
-    experts ``m`` is the tokens per hit expert, so each hit expert's GEMM is padded: ``h`` rows
-    per hit expert, a term in ``D_EXP``.
-    """
-    pad = np.zeros_like(flops)
-    for i, op in enumerate(operators):
-        if op.m_feature == _F.ONE or half_tokens == 0.0 or op.rate == ops_mod.RATE_ATTENTION:
-            continue
-        if op.m_feature == _F.M_EXP:
-            assert moe is not None
-            _, top_k, ep = moe
-            # FLOPs = c·L·T (L = moe_load) with m = L·T·k/hit and D = hit/ep:
-            # c·L·T·h/m = c·h·D·ep/k.
-            pad[i, _F.D_EXP] = flops[i, _F.T] / moe_load * half_tokens * ep / top_k
-        else:
-            pad[i, INDICATOR[op.active]] = flops[i, op.m_feature] * half_tokens
-    return pad
-
-
-def attention_padding(
-    operators: tuple[Operator, ...], flops: np.ndarray, half_tokens: float
-) -> np.ndarray:
-    """Extra FLOP-equivalents of prefill attention's length curve, as feature coefficients.
-
-    Attention over ``s`` keys per query reaches ``e·s/(s + h)`` of the peak, so it takes as
-    long as its FLOPs times ``1 + h/s`` at ``e``. A prompt of ``n`` new tokens has ``n²/2``
-    (query, key) pairs over ``s ≈ n`` keys: ``h·n/2`` extra pairs, a term in the row's tokens.
-    (A decode row gets ``h/2`` extra pairs; decode attention is memory-bound, so that
-    compute-side term does not show.)
-    """
-    pad = np.zeros_like(flops)
-    if half_tokens <= 0.0:
-        return pad
-    tokens_of = {_F.P: _F.T_R, _F.P_SW: _F.T, _F.P_A: _F.T_A}
-    for i, op in enumerate(operators):
-        if op.rate != ops_mod.RATE_ATTENTION or not op.flops:
-            continue
-        pair = op.flops[0][0]
-        pad[i, tokens_of[pair]] += flops[i, pair] * half_tokens / 2.0
-    return pad
-
-
-def _occupancy(
-    operators: tuple[Operator, ...], res: ResolvedParams | None, heads_per_gpu: float
-) -> tuple[np.ndarray, float] | None:
-    """(columns of the attention operators on the regular and sliding-window paths, query tiles
-    per head that fill the GPU) when the fitted prefill curve has an occupancy limit. MLA's
-    absorbed path is a decode kernel: it splits the KV sequence and is left alone."""
-    if res is None or res.attention_fill_ctas <= 0.0:
-        return None
-    cols = [
-        i
-        for i, op in enumerate(operators)
-        if op.rate == ops_mod.RATE_ATTENTION and op.flops and op.flops[0][0] in (_F.P, _F.P_SW)
-    ]
-    if not cols:
-        return None
-    return np.array(cols, dtype=np.intp), res.attention_fill_ctas / max(heads_per_gpu, 1.0)
-
-
-@dataclass(frozen=True)
-class _Rates:
-    """What an operator's rate resolves to on the hardware."""
-
-    flop_rate: dict[str, float]
-    """FLOP/s (peak × efficiency) per compute rate."""
-    link_bw: dict[str, float]
-    """Achievable bytes/s per link rate (comm efficiency included)."""
-    link_latency: dict[str, float]
-    sec_per_byte_hbm: float
-    sec_per_byte_attention: float
-    kernel_launch_s: float
-    eager_launch_s: float | None
-    """CPU seconds per kernel issue without CUDA graphs; None with graphs."""
-    sec_per_byte_rate: dict[str, float]
-    """Seconds per byte of the compute rates that read at their own rate (FP8 GEMMs on the
-    fitted rung); the others read at ``sec_per_byte_hbm``."""
-    fitted_rates: frozenset[str]
-    """Compute rates scaled by factors fitted to other GPUs' tables (the fitted rung)."""
-
-
-def _rates(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams) -> _Rates:
-    peak_gemm = tensor_core_peak(hw.peak_flops, res.weight_dtype, res.act_dtype)
-    peak_expert = tensor_core_peak(hw.peak_flops, res.expert_dtype, res.act_dtype)
-    peak_act = tensor_core_peak(hw.peak_flops, res.act_dtype, res.act_dtype)
-    node = hw.gpus_per_node
-    tp_link = hw.inter_node if par.tp > node else hw.intra_node
-    pp_link = hw.inter_node if par.gpus > node else hw.intra_node
-    ep_link = hw.inter_node if par.tp * par.dp > node else hw.intra_node
-    # The GPUs the experts' collectives span: the EP group, or all tp·dp under attention DP.
-    ep_group = par.tp * par.dp if par.dp > 1 else par.ep
-    # On a full mesh (MI300X) a collective over few GPUs uses only that many direct links.
-    bandwidth = {
-        ops_mod.RATE_LINK_TP: tp_link.bandwidth_among(min(par.tp, node)),
-        ops_mod.RATE_LINK_PP: pp_link.bandwidth_among(2),
-        ops_mod.RATE_LINK_EP: ep_link.bandwidth_among(min(ep_group, node)),
-    }
-    attn_mem = res.attention_memory_efficiency or res.memory_efficiency
-    sec_per_byte_hbm = 1.0 / (hw.hbm_bandwidth * res.memory_efficiency)
-    # FP8 GEMMs without a measured FP8 table: the efficiency FP8 kernels reach relative to BF16's
-    # on the GPUs with tables (fp8_fit).
-    compute_scale, byte_rate = {}, {}
-    if res.fp8_factors is not None:
-        on_compute, on_memory = res.fp8_factors
-        for rate, dtype in (
-            (ops_mod.RATE_GEMM, res.weight_dtype),
-            (ops_mod.RATE_GEMM_EXPERT, res.expert_dtype),
-        ):
-            if tensor_core_dtype(hw.peak_flops, dtype, res.act_dtype) == "fp8":
-                compute_scale[rate] = on_compute
-                byte_rate[rate] = sec_per_byte_hbm / on_memory
-    return _Rates(
-        flop_rate={
-            ops_mod.RATE_GEMM: peak_gemm
-            * res.compute_efficiency
-            * compute_scale.get(ops_mod.RATE_GEMM, 1.0),
-            ops_mod.RATE_GEMM_EXPERT: peak_expert
-            * res.compute_efficiency
-            * compute_scale.get(ops_mod.RATE_GEMM_EXPERT, 1.0),
-            ops_mod.RATE_GEMM_ACT: peak_act * res.compute_efficiency,
-            ops_mod.RATE_ATTENTION: peak_act * res.attention_efficiency,
-            ops_mod.RATE_VECTOR: vector_peak(hw.peak_flops, res.act_dtype) * res.compute_efficiency,
-        },
-        link_bw={k: v * params.comm_efficiency for k, v in bandwidth.items()},
-        link_latency={
-            ops_mod.RATE_LINK_TP: tp_link.latency_s,
-            ops_mod.RATE_LINK_PP: pp_link.latency_s,
-            ops_mod.RATE_LINK_EP: ep_link.latency_s,
-        },
-        sec_per_byte_hbm=sec_per_byte_hbm,
-        sec_per_byte_attention=1.0 / (hw.hbm_bandwidth * attn_mem),
-        kernel_launch_s=res.kernel_launch_s,
-        eager_launch_s=None if params.cuda_graphs else params.eager_launch_s,
-        sec_per_byte_rate=byte_rate,
-        fitted_rates=frozenset(compute_scale),
-    )
 
 
 def _measured_curves(
@@ -470,92 +281,6 @@ def _ridge(hw: Hardware, res: ResolvedParams) -> float:
     return peak / (hw.hbm_bandwidth * hw.memory_efficiency)
 
 
-def _sides(
-    operators: tuple[Operator, ...],
-    rates: _Rates,
-    half_tokens: float,
-    feature_map: FeatureMap,
-    dp: int,
-    res: ResolvedParams | None = None,
-    curves: kernels_mod.MeasuredCurves | None = None,
-    calibrated: bool = False,
-    heads_per_gpu: float = 1.0,
-) -> OperatorSides:
-    """Coefficient matrices of ``operators`` (transposed: features' × operators)."""
-    flops, nbytes = coefficient_matrices(operators)
-    pad = padding_flops(operators, flops, half_tokens, feature_map.moe, feature_map.moe_load)
-    if res is not None:
-        pad = pad + attention_padding(operators, flops, res.attention_half_tokens)
-    nops = len(operators)
-    sec_per_flop = np.zeros(nops)
-    sec_per_byte = np.zeros(nops)
-    launch = np.zeros((nops, NUM_FEATURES))
-    issue = np.zeros((nops, NUM_FEATURES))
-    is_link = np.zeros(nops, dtype=bool)
-    for i, op in enumerate(operators):
-        on = INDICATOR[op.active]
-        if op.rate in rates.link_bw:
-            is_link[i] = True
-            sec_per_byte[i] = 1.0 / rates.link_bw[op.rate]
-            launch[i, on] = op.count * op.hops * rates.link_latency[op.rate]
-            kernels = 1.0  # a collective is one call for the CPU to issue
-        else:
-            sec_per_flop[i] = 1.0 / rates.flop_rate[op.rate]
-            per_byte = (
-                rates.sec_per_byte_attention
-                if op.rate == ops_mod.RATE_ATTENTION
-                else rates.sec_per_byte_rate.get(op.rate, rates.sec_per_byte_hbm)
-            )
-            sec_per_byte[i] = per_byte
-            launch[i, on] = op.count * op.kernels * rates.kernel_launch_s
-            kernels = op.kernels
-        if rates.eager_launch_s is not None:
-            issue[i, on] = op.count * kernels * rates.eager_launch_s
-    busy_c = (flops + pad) * sec_per_flop[:, None]
-    busy_m = np.where(is_link[:, None], 0.0, nbytes * sec_per_byte[:, None])
-    compute = busy_c + launch
-    memory = nbytes * sec_per_byte[:, None] + launch
-    rung = np.full(nops, RUNGS.index("calibrated" if calibrated else "roofline"), dtype=np.intp)
-    if res is not None and res.attention_source not in ("roofline", "given") and not calibrated:
-        rung[[op.rate == ops_mod.RATE_ATTENTION for op in operators]] = RUNGS.index("fitted")
-    if rates.fitted_rates and not calibrated:
-        rung[[op.rate in rates.fitted_rates for op in operators]] = RUNGS.index("fitted")
-    if curves is not None:
-        # Priced by their curves: the linear sides of these operators are zero. Curves borrowed
-        # from another GPU's measurements are fitted, not measured, on this one.
-        compute[curves.columns] = 0.0
-        memory[curves.columns] = 0.0
-        rung[curves.columns] = RUNGS.index("measured")
-        if curves.borrowed is not None:
-            rung[curves.columns[curves.borrowed]] = RUNGS.index("fitted")
-    scopes = [op.scope for op in operators]
-
-    def widen(mat: np.ndarray) -> np.ndarray:
-        """(operators, features) -> (features', operators); global-scope operators read the
-        second block of the features when dp > 1."""
-        if dp == 1:
-            return np.ascontiguousarray(mat.T)
-        out = np.zeros((2 * NUM_FEATURES, nops))
-        for i, scope in enumerate(scopes):
-            block = NUM_FEATURES if scope == ops_mod.SCOPE_GLOBAL else 0
-            out[block : block + NUM_FEATURES, i] = mat[i]
-        return out
-
-    return OperatorSides(
-        occupancy=_occupancy(operators, res, heads_per_gpu),
-        compute=widen(compute),
-        memory=widen(memory),
-        eager=widen(issue) if rates.eager_launch_s is not None else None,
-        busy_compute=widen(busy_c),
-        busy_memory=widen(busy_m),
-        flops=widen(flops),
-        nbytes=widen(nbytes),
-        is_link=is_link,
-        curves=curves,
-        rung=rung,
-    )
-
-
 def build_step_cost(
     model: ModelSpec,
     hw: Hardware,
@@ -576,14 +301,14 @@ def build_step_cost(
     operators = model_operators(
         model, par, res, params.head, moe_load=load, custom_allreduce=custom
     )
-    rates = _rates(hw, par, params, res)
+    rates = rates_of(hw, par, params, res)
     half = params.gemm_half_tokens
     calibrated = params.fidelity == "calibrated"
 
     def sides(ops: tuple[Operator, ...]) -> OperatorSides:
         curves = _measured_curves(ops, model, hw, par, params, res)
         heads = model.num_attention_heads / par.tp
-        return _sides(ops, rates, half, feature_map, par.dp, res, curves, calibrated, heads)
+        return operator_sides(ops, rates, half, feature_map, par.dp, res, curves, calibrated, heads)
 
     whole = sides(operators)
 
@@ -624,26 +349,8 @@ def build_step_cost(
         _groups=tuple(g for g in GROUPS if g in present),
         _microbatches=(params.pp_microbatches or par.pp) if par.pp > 1 else 1,
         _simple=simple,
-        _hot=_hot_matrix(whole, fixed) if simple else None,
+        _hot=hot_matrix(whole, fixed) if simple else None,
     )
 
 
-def _hot_matrix(whole: OperatorSides, fixed: np.ndarray) -> np.ndarray:
-    """[compute | memory | kernel issue (no CUDA graphs) | busy compute of the
-    occupancy-limited operators | fixed]: the hot path's one product (see
-    ``StepCostModel.seconds_from_features``)."""
-    parts = [whole.compute, whole.memory]
-    if whole.eager is not None:
-        parts.append(whole.eager)
-    if whole.occupancy is not None:
-        parts.append(whole.busy_compute[:, whole.occupancy[0]])
-    return np.concatenate([*parts, fixed], axis=1)
-
-
-__all__ = [
-    "attention_padding",
-    "build_step_cost",
-    "coefficient_matrices",
-    "model_operators",
-    "padding_flops",
-]
+__all__ = ["build_step_cost"]

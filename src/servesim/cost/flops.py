@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from servesim.cost.build import coefficient_matrices
+from servesim.cost.coefficients import coefficient_matrices
 from servesim.cost.dtypes import activation_dtype, dtype_bytes
 from servesim.cost.features import FeatureMap
 from servesim.cost.operator import GROUPS

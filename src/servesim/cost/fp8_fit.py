@@ -11,7 +11,7 @@ loads: 0.77–1.03× BF16's *time* for half the bytes on H100/H200/B200). The ro
 :func:`fp8_gemm_factors` fits both ratios on every GPU that ships BF16 and FP8 GEMM tables
 (the median over GPUs, each GPU's own ratio relative to its own BF16 rows, so that the BF16
 roofline's calibration is kept); the cost model scales a GPU's FP8 GEMM rates by them where no
-measured FP8 table prices its GEMMs (``build._rates``).
+measured FP8 table prices its GEMMs (``coefficients.rates_of``).
 """
 
 from __future__ import annotations

@@ -132,10 +132,10 @@ class StepCostModel(StepAccounting):
 
     Every operator's time is ``max(compute · f, memory · f)`` for the step's feature vector
     ``f`` (see ``operators.py``): compute and memory seconds are linear in the features (the GEMM
-    efficiency curve included, see ``build.padding_flops``), and the fixed launch/latency seconds
-    are added to both sides (``max(a + L, b + L) = max(a, b) + L``). The GPU part of a step is
-    the sum over the operators (pipelined under PP); host and overhead are combined with it as
-    the module docstring says.
+    efficiency curve included, see ``coefficients.padding_flops``), and the fixed
+    launch/latency seconds are added to both sides (``max(a + L, b + L) = max(a, b) + L``). The
+    GPU part of a step is the sum over the operators (pipelined under PP); host and overhead are
+    combined with it as the module docstring says.
 
     ``*_from_features`` methods take one feature vector or rows of them; a row may also be the
     sum of a decode span's per-step features (``ONE`` = steps), as the engine records them.
