@@ -103,7 +103,58 @@ def run_summary(
     record = _track_record(scenario, runtimes, model)
     if record is not None:
         summary["track_record"] = record
+    fragile = _kv_memory_sensitivity(runtimes, summary["kv_cache_peak_usage"])
+    if fragile is not None:
+        summary["kv_memory_sensitivity"] = fragile
     return summary, step_extra
+
+
+KV_BOUND_USAGE = 0.95
+"""KV-cache peak usage from which a run counts as bound by its KV cache."""
+KV_SENSITIVE_PER_GIB = 0.10
+"""Share of the KV cache one GiB of memory is, from which a KV-bound run's prediction is
+flagged as only as sure as the memory plan."""
+
+
+def _kv_memory_sensitivity(runtimes, peak_usage: float) -> dict[str, float] | None:
+    """For a run its KV cache bounds (peak usage >= :data:`KV_BOUND_USAGE`), when one GiB per GPU
+    is a large share of that cache (>= :data:`KV_SENSITIVE_PER_GIB`): the memory plan of the
+    GPU with the smallest cache and that share. A GiB more or less of weights, activations or
+    runtime reserve than the engine really takes then moves the run's capacity, and its
+    throughput and queueing, by about that share (a GPT-OSS-120B run on one H100 has ~3.7 GiB
+    of KV: 3% more weight bytes swings its metrics from 31% fast to 31% slow). None otherwise."""
+    if peak_usage < KV_BOUND_USAGE:
+        return None
+    from servesim.cost.memory import GiB
+
+    plans = [g.memory for g in runtimes if g.memory.kv_cache_bytes > 0]
+    if not plans:
+        return None
+    plan = min(plans, key=lambda p: p.kv_cache_bytes)
+    share = GiB / plan.kv_cache_bytes
+    if share < KV_SENSITIVE_PER_GIB:
+        return None
+    return {
+        "kv_cache_gib_per_gpu": plan.kv_cache_bytes / GiB,
+        "capacity_change_per_gib": share,
+        "usable_gib_per_gpu": plan.usable_bytes / GiB,
+        "weights_gib_per_gpu": plan.weights_bytes_per_gpu / GiB,
+        "activation_reserve_gib_per_gpu": plan.activation_reserve_bytes / GiB,
+        "runtime_reserve_gib_per_gpu": plan.runtime_reserve_bytes / GiB,
+    }
+
+
+def kv_sensitivity_warning(fragile: Mapping[str, float]) -> str:
+    """The one-line warning the CLI prints for ``summary["kv_memory_sensitivity"]``."""
+    return (
+        f"the KV cache bounds this run and holds {fragile['kv_cache_gib_per_gpu']:.1f} GiB a GPU "
+        f"(of {fragile['usable_gib_per_gpu']:.1f} usable: weights "
+        f"{fragile['weights_gib_per_gpu']:.1f}, activations "
+        f"{fragile['activation_reserve_gib_per_gpu']:.1f}, runtime "
+        f"{fragile['runtime_reserve_gib_per_gpu']:.1f}); each GiB the real engine takes more or "
+        f"less moves its capacity by {fragile['capacity_change_per_gib']:.0%}: the prediction is "
+        "only as sure as that memory plan (compare the engine's logged KV cache size)"
+    )
 
 
 def _track_record(scenario: Scenario, runtimes, model) -> dict[str, Any] | None:

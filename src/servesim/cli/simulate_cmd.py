@@ -328,6 +328,10 @@ def simulate_command(
         )
     if "calibration_warning" in result.summary:
         _stderr_print(f"warning: {result.summary['calibration_warning']}")
+    if "kv_memory_sensitivity" in result.summary:
+        from servesim.summary import kv_sensitivity_warning
+
+        _stderr_print(f"warning: {kv_sensitivity_warning(result.summary['kv_memory_sensitivity'])}")
     if as_json:
         sys.stdout.write(json.dumps(summary_document(result), indent=2) + "\n")
         return
