@@ -32,6 +32,7 @@ from servesim.cost.params import CostParams, Parallelism
 from servesim.cost.resolve import ResolvedParams, resolve_params
 from servesim.cost.stages import pipeline_stages
 from servesim.cost.step import OperatorSides, StepCostModel
+from servesim.errors import ServesimError
 from servesim.hardware import Hardware, load_hardware
 from servesim.model import ModelSpec
 
@@ -255,15 +256,19 @@ def _reshaped_moe_curve(
     if got is None:
         return None
     hidden, width, topk, experts = source
-    proxy = replace(
-        model,
-        hidden_size=hidden,
-        moe=replace(
-            moe, expert_intermediate_size=width, experts_per_token=topk, num_experts=experts
-        ),
-    )
-    # The utilisation is the tables' GPU's (a same-architecture GPU's when borrowed).
-    utilisation = got[0] / _expert_roofline_seconds(proxy, res.tables_from or hw, par, params)
+    try:
+        proxy = replace(
+            model,
+            hidden_size=hidden,
+            moe=replace(
+                moe, expert_intermediate_size=width, experts_per_token=topk, num_experts=experts
+            ),
+        )
+        # The utilisation is the tables' GPU's (a same-architecture GPU's when borrowed).
+        theirs = _expert_roofline_seconds(proxy, res.tables_from or hw, par, params)
+    except ServesimError:
+        return None  # (the measured shape does not fit this model's split: the roofline)
+    utilisation = got[0] / theirs
     # This model's T tokens meet its experts as the source's T · ratio tokens meet its own.
     ratio = (moe.experts_per_token / moe.num_experts) / (topk / experts)
     grid = kernels_mod.M_GRID
