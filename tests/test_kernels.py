@@ -416,6 +416,15 @@ def test_an_moe_shape_no_table_measured_takes_the_nearest_measured_shapes_utilis
         build_step_cost(small, h100, par, params).features(np.ones(64), np.full(64, 1000))
     )
     assert own["fitted"][0] < own["measured"][0]
+    # A GPU without tables (MI300X) takes the nearest-ridge GPU's nearest shape: for bf16
+    # experts the A100's ridge is the nearest to the MI300X's.
+    mi300x, a100 = load_hardware("MI300X"), load_hardware("A100-80GB")
+    res_amd = resolve_params(big, mi300x, params)
+    got, _ = B._borrowed_moe_curve(big, mi300x, par, params, res_amd)
+    measured, _ = B._moe_curve(small, par, params, resolve_params(small, a100, params))
+    theirs = B._expert_roofline_seconds(small, a100, par, params)
+    ours = B._expert_roofline_seconds(big, mi300x, par, params)
+    assert np.allclose(got, measured / theirs * ours, rtol=1e-9)
 
 
 def test_a_same_architecture_gpu_borrows_the_all_reduce_as_a_share_of_its_link():
@@ -432,3 +441,7 @@ def test_a_same_architecture_gpu_borrows_the_all_reduce_as_a_share_of_its_link()
     # The H20's NVLink is the H100's (450 GB/s a direction), the H800's 200 GB/s.
     assert seconds["H20"] == pytest.approx(seconds["H100"], rel=1e-12)
     assert seconds["H800"] == pytest.approx(seconds["H100"] * 450 / 200, rel=1e-12)
+    # An A10G borrows the A100's GEMMs, but its PCIe is not the A100's NVLink: ring roofline.
+    a10g = build_step_cost(load_model("llama-3.1-8b"), load_hardware("A10G"), par, params)
+    names = [op.name for op in a10g.operators]
+    assert RUNGS[a10g._ops.rung[names.index("all_reduce")]] == "roofline"

@@ -153,7 +153,7 @@ def _fallback_text(attention: dict[str, Any] | None, borrowed: str | None = None
         f" keys; decode KV reads at {attention['memory_efficiency']:.2f} of HBM bandwidth); "
         f"FP8 GEMMs at the efficiency FP8 kernels reach relative to BF16's on the GPUs with "
         f"tables; MoE layers at the measured utilisation of the GPU with tables whose roofline "
-        f"ridge is nearest (an MoE shape no table measured: the roofline)"
+        f"ridge is nearest (an MoE shape no table measured: that GPU's nearest measured shape)"
     )
 
 

@@ -103,11 +103,7 @@ def _measured_curves(
             if got is not None:
                 got = (got[0], (got[1][0] / per_token, got[1][1] / per_token))
             if got is not None and res.tables_from is not None:
-                # A same-architecture GPU's measured bus bandwidth as a share of its link's,
-                # on this GPU's link (an H800's NVLink carries 400 GB/s, an H100's 900).
-                theirs = res.tables_from.intra_node.bandwidth_among(par.tp)
-                mine = hw.intra_node.bandwidth_among(par.tp)
-                got = (got[0] * theirs / mine, got[1])
+                got = _borrowed_allreduce(got, res.tables_from, hw, par.tp)
         if got is None:
             continue
         seconds, measured = got
@@ -125,6 +121,20 @@ def _measured_curves(
         measured_range=np.array(ranges, dtype=np.float64),
         borrowed=np.array(borrowed, dtype=bool),
     )
+
+
+def _borrowed_allreduce(
+    got: tuple[np.ndarray, tuple[float, float]], source: Hardware, hw: Hardware, tp: int
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """A same-architecture GPU's measured all-reduce on ``hw``: its bus bandwidth as a share of
+    its link's, on ``hw``'s link (an H800's NVLink carries 400 GB/s, an H100's 900); None when
+    the two links are not the same interconnect (an A10G's PCIe is not an A100's NVLink)."""
+    same_kind = source.intra_node.name.split()[:1] == hw.intra_node.name.split()[:1]
+    if not same_kind:
+        return None
+    theirs = source.intra_node.bandwidth_among(tp)
+    mine = hw.intra_node.bandwidth_among(tp)
+    return got[0] * theirs / mine, got[1]
 
 
 def _roofline_gemm_seconds(
@@ -215,7 +225,9 @@ def _borrowed_moe_curve(
     ridge (compute over memory rate, for the experts' dtype) is nearest its own: where the
     ridge sits decides how far below its roofline a fused-MoE layer runs at a token count (an
     MI300X borrows from the H200, whose ridge is within 25% of its own; an L40S's is twice
-    as far out). None when no GPU has a row."""
+    as far out). A shape no GPU measured, on a GPU without tables, takes the nearest-ridge
+    GPU's nearest measured shape (:func:`_reshaped_moe_curve` on that GPU's tables). None when
+    no GPU has a row."""
     if res.tables_from is not None:
         sources = [res.tables_from]
     else:
@@ -229,6 +241,14 @@ def _borrowed_moe_curve(
             continue
         utilisation = got[0] / _expert_roofline_seconds(model, other, par, params)
         return utilisation * _expert_roofline_seconds(model, hw, par, params), got[1]
+    if res.tables is None and sources:
+        # No GPU measured this shape and this GPU has no tables (an MI300X serving a model
+        # outside the catalog): the nearest ridge's measured shape nearest this one.
+        nearest = sources[0]
+        tables = kernels_mod.load_tables(nearest.name, params.kernel_backend)
+        return _reshaped_moe_curve(
+            model, hw, par, params, replace(res, tables=tables, tables_from=nearest)
+        )
     return None
 
 
