@@ -445,3 +445,22 @@ def test_a_same_architecture_gpu_borrows_the_all_reduce_as_a_share_of_its_link()
     a10g = build_step_cost(load_model("llama-3.1-8b"), load_hardware("A10G"), par, params)
     names = [op.name for op in a10g.operators]
     assert RUNGS[a10g._ops.rung[names.index("all_reduce")]] == "roofline"
+
+
+def test_one_rows_curve_seconds_are_the_rows_path_to_the_bit():
+    cost = build_step_cost(
+        load_model("llama-3.1-8b"),
+        load_hardware("H100"),
+        params=CostParams(kernel_tables=True, cuda_graphs=False),
+    )
+    curves = cost._ops.curves
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 40))
+        f = cost.features(rng.integers(1, 3000, size=n), rng.integers(0, 9000, size=n))
+        assert np.array_equal(curves.seconds(f[None, :])[0], np.array(curves.seconds_one(f)))
+    # A span's summed features (several steps in ONE) and an empty step too.
+    span = cost.feature_map.decode(np.array([100, 2000]), 7).sum(axis=0)
+    assert np.array_equal(curves.seconds(span[None, :])[0], np.array(curves.seconds_one(span)))
+    empty = np.zeros_like(span)
+    assert curves.seconds_one(empty) == [0.0] * len(curves.columns)

@@ -214,7 +214,7 @@ class StepCostModel(StepAccounting):
                     # Without CUDA graphs each operator takes at least its kernels' issue
                     # time, the measured ones too: their seconds go in before the max.
                     if curves is not None:
-                        sec[curves.columns] = curves.seconds(f[None, :])[0]
+                        sec[curves.columns] = curves.seconds_one(f)
                     gpu = float(np.maximum(sec, x[2 * k : 3 * k], out=sec).sum())
                 return self._combine(gpu, float(x[-2]), float(x[-1]))
             comp = x[:, :k]
