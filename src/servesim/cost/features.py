@@ -225,7 +225,7 @@ class FeatureMap:
         f = np.empty((num_steps, NUM_FEATURES))
         f[:] = first
         # A decode row attends to (and reads) its c + j + 1 keys.
-        span = c.sum() + rows * j1
+        span = np.add.reduce(c) + rows * j1
         pairs, keys = (P_A, K_A) if absorbed else (P, K)
         f[:, pairs] = span
         f[:, keys] = span

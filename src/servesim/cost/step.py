@@ -57,6 +57,8 @@ from servesim.model import ModelSpec
 QUERY_TILE = 128
 """Queries per thread block of the FlashAttention-style prefill kernels (FA2/FA3, FlashInfer)."""
 
+_sum = np.add.reduce  # (ndarray.sum without its Python layer: the same sums)
+
 
 def occupancy_factor(a: np.ndarray, fill_tiles: float) -> np.ndarray:
     """How much longer prefill attention runs than its FLOPs say because its thread blocks
@@ -207,7 +209,7 @@ class StepCostModel(StepAccounting):
                         comp[cols] += x[occ : occ + len(cols)] * stretch
                 sec = np.maximum(comp, x[k : 2 * k])
                 if ops.eager is None:
-                    gpu = float(sec.sum())
+                    gpu = float(_sum(sec))
                     if curves is not None:
                         gpu += curves.total(f)
                 else:
@@ -215,7 +217,7 @@ class StepCostModel(StepAccounting):
                     # time, the measured ones too: their seconds go in before the max.
                     if curves is not None:
                         sec[curves.columns] = curves.seconds_one(f)
-                    gpu = float(np.maximum(sec, x[2 * k : 3 * k], out=sec).sum())
+                    gpu = float(_sum(np.maximum(sec, x[2 * k : 3 * k], out=sec)))
                 return self._combine(gpu, float(x[-2]), float(x[-1]))
             comp = x[:, :k]
             if occupancy is not None and not decode_span and (f[:, _F.T_R] > f[:, _F.B]).any():
@@ -225,13 +227,13 @@ class StepCostModel(StepAccounting):
                 comp[:, cols] += x[:, occ : occ + len(cols)] * stretch[:, None]
             sec = np.maximum(comp, x[:, k : 2 * k])
             if ops.eager is None:
-                gpu = sec.sum(axis=1)
+                gpu = _sum(sec, axis=1)
                 if curves is not None:
                     gpu = gpu + (curves.total(f[0]) if decode_span else curves.totals(f))
             else:
                 if curves is not None:
                     sec[:, curves.columns] = curves.seconds(f)
-                gpu = np.maximum(sec, x[:, 2 * k : 3 * k], out=sec).sum(axis=1)
+                gpu = _sum(np.maximum(sec, x[:, 2 * k : 3 * k], out=sec), axis=1)
             return self._combine(gpu, x[:, -2], x[:, -1])
         rows = np.atleast_2d(f)
         gpu = self._gpu(rows, per_operator=False)[0]

@@ -214,7 +214,7 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     admits = not knobs.admit_only_when_idle or len(running) == 0
     admits = admits and not (knobs.prefill_first and not speculating)
     if state.waiting and num_preempted == 0 and admits:
-        budget = knobs.budget - int(new_tokens.sum())
+        budget = knobs.budget - int(_sum(new_tokens))
         extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool((new_tokens > 1).any()))
         num_admitted = len(extra)
         if extra:
@@ -248,7 +248,7 @@ def _prompt_step(
         new_tokens, num_preempted = _reserve_blocks(state, new_tokens, None)
     num_admitted = 0
     if state.waiting and num_preempted == 0:
-        budget = knobs.budget - int(new_tokens.sum())
+        budget = knobs.budget - int(_sum(new_tokens))
         extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool(new_tokens.any()))
         num_admitted = len(extra)
         if extra:
