@@ -63,6 +63,18 @@ def _median_abs(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.median(np.abs(pred / true - 1.0)))
 
 
+def _held_out_interpolation(x: np.ndarray, secs: np.ndarray) -> list[float]:
+    """|error| of each interior point of a measured curve (``x`` ascending) predicted log-log
+    from the others (interpolation, not extrapolation)."""
+    rate = np.log(x / secs)
+    errors = []
+    for i in range(1, len(x) - 1):
+        keep = np.arange(len(x)) != i
+        got = np.exp(np.interp(math.log(x[i]), np.log(x[keep]), rate[keep]))
+        errors.append(abs((x[i] / got) / secs[i] - 1.0))
+    return errors
+
+
 def gemm_errors(hw, t) -> tuple[float, float]:
     g = t.gemm
     rows = g["dtype"] == "bf16"
@@ -77,13 +89,8 @@ def gemm_errors(hw, t) -> tuple[float, float]:
     held = []
     for nn, kk in set(zip(n.tolist(), k.tolist(), strict=True)):
         pick = (n == nn) & (k == kk)
-        ms, ss = m[pick], secs[pick]
-        order = np.argsort(ms)
-        ms, ss = ms[order], ss[order]
-        for i in range(1, len(ms) - 1):  # interior points: interpolation, not extrapolation
-            keep = np.arange(len(ms)) != i
-            rate = np.exp(np.interp(math.log(ms[i]), np.log(ms[keep]), np.log(ms[keep] / ss[keep])))
-            held.append(abs((ms[i] / rate) / ss[i] - 1.0))
+        order = np.argsort(m[pick])
+        held += _held_out_interpolation(m[pick][order], secs[pick][order])
     return _median_abs(roof, secs), float(np.median(held))
 
 
@@ -138,18 +145,8 @@ def fp8_errors(hw, t) -> tuple[float, float] | None:
     rows = g["dtype"] == "fp8"
     if not rows.any() or "fp8" not in hw.peak_flops:
         return None
-    others = []
-    for name in K.gpus_with_tables():
-        other = load_hardware(name)
-        if other.name == hw.name or "fp8" not in other.peak_flops:
-            continue
-        got = FP8.gpu_fp8_factors(
-            K.load_tables(other.name).gemm, other.peak_flops["bf16"], other.peak_flops["fp8"]
-        )
-        if got is not None:
-            others.append(got)
-    compute = float(np.median([c for c, _ in others]))
-    memory = float(np.median([mem for _, mem in others]))
+    others = [n for n in K.gpus_with_tables() if n != hw.name.lower()]
+    compute, memory = FP8.factors_over(others)
     m, n, k, secs = g["m"][rows], g["n"][rows], g["k"][rows], g["seconds"][rows]
     half = CostParams().gemm_half_tokens
     peak = hw.peak_flops["fp8"] * hw.compute_efficiency
@@ -210,23 +207,8 @@ def allreduce_errors(hw, t) -> tuple[float, float] | None:
         roof = roof + 2.0 * link.latency_s  # servesim's custom all-reduce: two link latencies
         roof_err.extend(np.abs(roof / s - 1.0).tolist())
         order = np.argsort(b)
-        b, s = b[order], s[order]
-        for i in range(1, len(b) - 1):
-            keep = np.arange(len(b)) != i
-            rate = np.exp(np.interp(math.log(b[i]), np.log(b[keep]), np.log(b[keep] / s[keep])))
-            held.append(abs((b[i] / rate) / s[i] - 1.0))
+        held += _held_out_interpolation(b[order], s[order])
     return float(np.median(roof_err)), float(np.median(held))
-
-
-def _held_out_interpolation(x: np.ndarray, secs: np.ndarray) -> list[float]:
-    """|error| of each interior point of a measured curve predicted log-log from the others."""
-    rate = np.log(x / secs)
-    errors = []
-    for i in range(1, len(x) - 1):
-        keep = np.arange(len(x)) != i
-        got = np.exp(np.interp(math.log(x[i]), np.log(x[keep]), rate[keep]))
-        errors.append(abs((x[i] / got) / secs[i] - 1.0))
-    return errors
 
 
 def moe_errors(hw) -> tuple[float, float, float, int] | None:

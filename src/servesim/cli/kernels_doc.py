@@ -62,14 +62,10 @@ def _coverage(t: KernelTables) -> dict[str, Any]:
             "bytes": _span(a["bytes"]),
         }
     out["moe"] = {}
+    from servesim.cost.aic_tables import moe_shape_tuples
+
     for backend, m in sorted((t.moe or {}).items()):
-        shapes = zip(
-            m["hidden_size"].tolist(),
-            m["inter_size"].tolist(),
-            m["topk"].tolist(),
-            m["num_experts"].tolist(),
-            strict=True,
-        )
+        shapes = moe_shape_tuples(m)
         splits = zip(m["tp"].tolist(), m["ep"].tolist(), strict=True)
         out["moe"][backend] = {
             "rows": len(m["seconds"]),

@@ -339,6 +339,12 @@ def reduce_allreduce(t: Columns) -> Columns:
     return out
 
 
+def moe_shape_tuples(t: Columns) -> list[tuple[int, int, int, int]]:
+    """Each row's MoE shape (hidden, expert width, top-k, experts), as ints."""
+    cols = ("hidden_size", "inter_size", "topk", "num_experts")
+    return list(zip(*(t[c].astype(int).tolist() for c in cols), strict=True))
+
+
 def reduce_moe(t: Columns, shapes: set[tuple[int, int, int, int]] | None) -> Columns:
     """``dtype,num_tokens,hidden_size,inter_size,topk,num_experts,tp,ep,seconds``: one MoE
     layer's routed experts (fused grouped GEMMs, activation, combine), up to 8 GPUs, under the
@@ -347,14 +353,7 @@ def reduce_moe(t: Columns, shapes: set[tuple[int, int, int, int]] | None) -> Col
     keep = _isin(t["moe_dtype"], MOE_DTYPES)
     keep &= t["moe_tp_size"] * t["moe_ep_size"] <= MOE_MAX_GPUS
     if shapes is not None:
-        shape = zip(
-            t["hidden_size"].tolist(),
-            t["inter_size"].tolist(),
-            t["topk"].tolist(),
-            t["num_experts"].tolist(),
-            strict=True,
-        )
-        keep &= np.array([s in shapes for s in shape], dtype=bool)
+        keep &= np.array([s in shapes for s in moe_shape_tuples(t)], dtype=bool)
     t = _take(t, keep)
     for dist in MOE_DISTRIBUTIONS:
         rows = t["distribution"] == dist

@@ -61,10 +61,16 @@ def fp8_gemm_factors() -> tuple[float, float] | None:
     """(compute, memory) factors for FP8 GEMMs, the median of the GPUs with both tables (None
     when no GPU ships them): FP8's efficiency relative to BF16's, and its weight-read rate
     relative to BF16's."""
+    return factors_over(gpus_with_tables())
+
+
+def factors_over(gpu_names: list[str]) -> tuple[float, float] | None:
+    """:func:`fp8_gemm_factors` over the tables of ``gpu_names`` only (the GPUs among them
+    without both tables count for nothing)."""
     from servesim.hardware import load_hardware
 
     found = []
-    for name in gpus_with_tables():
+    for name in gpu_names:
         hw = load_hardware(name)
         tables = load_tables(hw.name)
         if tables is None or tables.gemm is None or "fp8" not in hw.peak_flops:

@@ -31,6 +31,7 @@ import csv
 import functools
 import math
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,16 +398,12 @@ def moe_shapes(
 ) -> list[tuple[int, int, int, int]]:
     """The MoE shapes (hidden, expert width, top-k, experts) some engine's table measured in
     one of ``dtypes`` at the split ``tp`` × ``ep`` (at least two token counts), sorted."""
+    from servesim.cost.aic_tables import moe_shape_tuples
+
     found = set()
     for t in (tables.moe or {}).values():
         rows = (t["tp"] == tp) & (t["ep"] == ep) & np.isin(t["dtype"], list(dtypes))
-        if rows.sum() < 2:
-            continue
-        cols = ("hidden_size", "inter_size", "topk", "num_experts")
-        shapes = zip(*(t[c][rows].astype(int).tolist() for c in cols), strict=True)
-        counts: dict[tuple[int, ...], int] = {}
-        for shape in shapes:
-            counts[shape] = counts.get(shape, 0) + 1
+        counts = Counter(moe_shape_tuples({c: v[rows] for c, v in t.items()}))
         found |= {shape for shape, n in counts.items() if n >= 2}
     return sorted(found)
 

@@ -16,6 +16,7 @@ from servesim.cost.dtypes import (
     check_weight_dtype,
     dtype_bytes,
     normalize_dtype,
+    tensor_core_dtype,
 )
 from servesim.cost.fp8_fit import fp8_gemm_factors
 from servesim.cost.params import CostParams
@@ -115,7 +116,9 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         tables_from = load_hardware(borrowed)
         tables = kernels_mod.load_tables(tables_from.name, backend)
     fp8 = None
-    if use_tables and (tables is None or tables.gemm is None or "fp8" not in tables.gemm["dtype"]):
+    runs_fp8 = any(tensor_core_dtype(hw.peak_flops, d, act) == "fp8" for d in (block, expert))
+    no_fp8_table = tables is None or tables.gemm is None or "fp8" not in tables.gemm["dtype"]
+    if use_tables and runs_fp8 and no_fp8_table:
         fp8 = fp8_gemm_factors()
     if fit is not None:
         curve, source = fit
