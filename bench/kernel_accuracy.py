@@ -215,7 +215,8 @@ def moe_errors(hw) -> tuple[float, float, float, int] | None:
     """Median |error| of one MoE layer's routed experts on ``hw``: roofline, own table held out
     (leave-one-token-count-out), borrowed from other GPUs (leave-one-GPU-out); and the number of
     measured points. None when ``hw`` has no MoE rows for the catalog's MoE models."""
-    params = CostParams(kernel_tables=True)
+    # (vLLM's kernels: GPT-OSS's experts are Marlin's on Ada, triton_kernels on Hopper.)
+    params = CostParams(kernel_tables=True, kernel_backend="vllm")
     grid = K.M_GRID
     powers = np.arange(0, len(grid), 8)  # the grid's powers of two: the tables' token counts
     roof_e, held_e, borrowed_e, reshaped_e = [], [], [], []

@@ -157,6 +157,21 @@ def test_fp8_and_fp4_only_where_the_silicon_has_them():
     assert [hw.name for hw in list_hardware() if "fp4" in hw.peak_flops] == ["B200"]
 
 
+def test_every_shipped_gpu_names_its_generation_and_it_agrees_with_its_dtypes():
+    by_arch: dict[str, set[str]] = {}
+    for hw in list_hardware():
+        by_arch.setdefault(str(hw.architecture), set()).add(hw.name)
+    assert by_arch == {
+        "ampere": {"A100-40GB", "A100-80GB", "A10G"},
+        "ada": {"L4", "L40", "L40S"},
+        "hopper": {"H100", "H100-PCIe", "H200", "H800", "H20"},
+        "blackwell": {"B200"},
+        "cdna3": {"MI300X"},
+    }
+    # (FP8 tensor cores from Ada and Hopper on, FP4 from Blackwell: none on Ampere.)
+    assert not any("fp8" in hw.peak_flops for hw in list_hardware() if hw.architecture == "ampere")
+
+
 @pytest.mark.parametrize("hw", list_hardware(), ids=lambda hw: hw.name)
 def test_ridge_point_is_plausible(hw: Hardware):
     # Dense bf16 FLOP per byte of HBM: ~120 (A10G) to ~420 (L40S) for this generation; the H20,
@@ -295,6 +310,7 @@ def test_a_user_file_is_reread_after_an_edit(tmp_path: Path):
         ({"intra_node": 5}, "intra_node", "must be a mapping"),
         ({"hbm_bandwith": 1e12}, "hbm_bandwith", "did you mean hbm_bandwidth"),
         ({"confidence": "vibes"}, "confidence", "must be 'datasheet', 'estimated' or 'measured'"),
+        ({"architecture": "hoper"}, "architecture", "must be 'ada', 'ampere', 'blackwell'"),
         ({"name": "My GPU"}, "name", "without spaces"),
         ({"idle_w": 800.0, "tdp_w": 300.0}, "idle_w", "must not exceed tdp_w"),
         ({"sources": {"hbm_bandwith": "x"}}, "sources", "did you mean hbm_bandwidth"),

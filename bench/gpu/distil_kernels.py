@@ -68,6 +68,10 @@ MOE_SHAPES = {
     (4096, 1536, 8, 128),  # Qwen3-235B-A22B
     (4096, 14336, 2, 8),  # Mixtral-8x7B
     (2880, 2880, 4, 128),  # gpt-oss-120b
+    # The one shape AIConfigurator times Marlin's MXFP4 kernels on Hopper (its vLLM and SGLang
+    # tables, kernel_source "...marlin..."): the source the cost model reshapes Marlin MXFP4
+    # curves from (vLLM before 0.11.1 on Hopper, and before Hopper, runs GPT-OSS with Marlin).
+    (3584, 3072, 16, 896),
 }
 
 
@@ -295,9 +299,14 @@ the cost model takes, curve by curve, the collection nearest to the engine's rel
 `kernels.moe_seconds`). `inter_size` is the whole expert width; the layer
 is split `tp` ways inside each expert and `ep` ways across experts. `dtype`: `bf16`, `fp8`
 (per-tensor), `fp8_block` (block-scaled, DeepSeek checkpoints), `mxfp4` (4-bit weights, bf16
-activations: gpt-oss). Kept: the MoE shapes of servesim's catalog models (DeepSeek-V3/R1,
-Qwen3-30B-A3B and -235B-A22B, Mixtral-8x7B, gpt-oss-120b), tp·ep <= 8, balanced routing
-(A100's vLLM table only has power-law routing 1.01, the mildest skew).
+activations: gpt-oss), `mxfp4_marlin` (MXFP4 weights timed with the Marlin kernels, as the
+source's `kernel_source` column names them: every L40S vLLM MXFP4 row, and Hopper's and
+Blackwell's rows of the 3584/3072/16/896 shape; SGLang's MXFP4 rows timed with its generic
+`fused_moe_triton` kernel, which no default launch runs, are left out). Kept: the MoE shapes of servesim's catalog
+models (DeepSeek-V3/R1, Qwen3-30B-A3B and -235B-A22B, Mixtral-8x7B, gpt-oss-120b) and
+3584/3072/16/896 (hidden/expert width/top-k/experts: the one shape with Marlin MXFP4 rows on
+Hopper), tp·ep <= 8, balanced routing (A100's vLLM table only has power-law routing 1.01, the
+mildest skew).
 
 ### Not distilled
 

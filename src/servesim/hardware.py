@@ -102,6 +102,10 @@ class Hardware:
     """Where each figure comes from (field name -> citation)."""
     description: str = ""
     """Full product name, e.g. "NVIDIA H100 SXM5 80GB HBM3"."""
+    architecture: str | None = None
+    """GPU generation (``ampere``, ``ada``, ``hopper``, ``blackwell``, ``cdna3``), which decides
+    the kernels an engine picks where they differ by generation (vLLM's MXFP4 MoE: Marlin
+    before Hopper, see ``servesim.cost.kernels.vllm_mxfp4_kernel``); None: not given."""
     confidence_by_field: dict[str, str] = field(default_factory=dict)
     """Grade of one figure (field name -> datasheet/measured/estimated) where it differs from
     ``confidence``."""
@@ -160,6 +164,7 @@ _DEFAULT = {f.name: f.default for f in dataclasses.fields(Hardware)}
 
 Grade = Literal["datasheet", "measured", "estimated"]
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
+Architecture = Literal["ampere", "ada", "hopper", "blackwell", "cdna3"]
 
 
 class _LinkFile(Spec):
@@ -185,6 +190,7 @@ class _HardwareFile(Spec, kw_only=True):
     name: Annotated[str, Meta(min_length=1, pattern=r"^\S+$")]
     vendor: Annotated[str, Meta(min_length=1)]
     description: str = ""
+    architecture: Architecture | None = None
     aliases: list[str] = []
     peak_flops: Annotated[dict[DType, PositiveFloat], Meta(min_length=1)]
     hbm_bytes: PositiveFloat
@@ -256,6 +262,7 @@ def _build(data: Any, where: str) -> Hardware:
         name=spec.name,
         vendor=spec.vendor,
         description=spec.description,
+        architecture=spec.architecture,
         aliases=tuple(spec.aliases),
         peak_flops=dict(spec.peak_flops),
         hbm_bytes=spec.hbm_bytes,

@@ -77,6 +77,11 @@ PREFILL_SEQ = tuple(2**i for i in range(4, 15))  # 16 .. 16384 tokens
 DECODE_CONTEXT = (64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 ALLREDUCE_ELEMENT_BYTES = {"bfloat16": 2, "float16": 2}
 MOE_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block", "w4a16_mxfp4": "mxfp4"}
+MXFP4_MARLIN = "mxfp4_marlin"
+"""The label of MXFP4 rows timed with the Marlin kernels (``kernel_source`` names them): a
+kernel of its own, which vLLM runs before Hopper and on Hopper before 0.11.1
+(``kernels.vllm_mxfp4_kernel``), beside the default ``mxfp4`` kernels (``triton_kernels``
+on Hopper, FlashInfer's TensorRT-LLM kernels on Blackwell)."""
 MOE_MAX_GPUS = 8
 MOE_DISTRIBUTIONS = ("balanced", "power_law_1.01")
 """Routing distributions, most balanced first; A100's vLLM table has only power-law 1.01."""
@@ -352,6 +357,13 @@ def reduce_moe(t: Columns, shapes: set[tuple[int, int, int, int]] | None) -> Col
     limits the models kept (None: every shape)."""
     keep = _isin(t["moe_dtype"], MOE_DTYPES)
     keep &= t["moe_tp_size"] * t["moe_ep_size"] <= MOE_MAX_GPUS
+    if "kernel_source" in t:
+        # NOTE: SGLang's generic fused-MoE Triton kernel on MXFP4 weights (its Hopper and Ada
+        # rows) is no kernel a default launch runs: SGLang picks triton_kernels for GPT-OSS
+        # before Blackwell (``kernels.moe_kernel_backend``). Kept, it would stand in for the
+        # default kernels wherever another table lacks them, about 3x slower at decode.
+        generic = np.char.find(t["kernel_source"].astype(str), "fused_moe_triton") >= 0
+        keep &= ~(generic & (t["moe_dtype"] == "w4a16_mxfp4"))
     if shapes is not None:
         keep &= np.array([s in shapes for s in moe_shape_tuples(t)], dtype=bool)
     t = _take(t, keep)
@@ -360,7 +372,11 @@ def reduce_moe(t: Columns, shapes: set[tuple[int, int, int, int]] | None) -> Col
         if rows.any():
             t = _take(t, rows)
             break
-    keys = {"dtype": _label(t["moe_dtype"], MOE_DTYPES)}
+    dtype = _label(t["moe_dtype"], MOE_DTYPES)
+    if "kernel_source" in t:
+        marlin = np.char.find(t["kernel_source"].astype(str), "marlin") >= 0
+        dtype = np.where(marlin & (dtype == "mxfp4"), MXFP4_MARLIN, dtype)
+    keys = {"dtype": dtype}
     keys |= {
         "num_tokens": t["num_tokens"].astype(np.float64),
         "hidden_size": t["hidden_size"].astype(np.float64),

@@ -56,13 +56,18 @@ def _measured_curves(
     moe_curve, moe_borrowed = None, False
     # (A calibration fits the efficiencies to the user's own GPU: nothing is borrowed then.)
     if model.moe is not None and res.uses_tables and not par.all_to_all:
+        own_row = None
         if res.tables_from is None:
-            moe_curve = _moe_curve(model, par, params, res)
+            moe_curve = own_row = _moe_curve(model, par, params, res)
+            if moe_curve is None:
+                # NOTE: this GPU's own measurements of the engine's kernel (on another shape)
+                # come before another GPU's: what a kernel reaches depends on the GPU's memory
+                # system and instruction path first (Marlin runs Hopper's mma.sync far below
+                # its wgmma peak, which no Ada or Ampere table shows), the expert shape second.
+                moe_curve = _reshaped_moe_curve(model, hw, par, params, res)
         if moe_curve is None:
             moe_curve = _borrowed_moe_curve(model, hw, par, params, res)
-            if moe_curve is None:
-                moe_curve = _reshaped_moe_curve(model, hw, par, params, res)
-            moe_borrowed = moe_curve is not None
+        moe_borrowed = moe_curve is not None and own_row is None
     if tables is None and moe_curve is None:
         return None
     grid = kernels_mod.M_GRID
@@ -177,7 +182,7 @@ def _moe_dtypes(model: ModelSpec, params: CostParams, res: ResolvedParams) -> tu
         None,
         "fp8",
     )
-    return kernels_mod.moe_table_dtype(res.expert_dtype, block)
+    return kernels_mod.moe_table_dtype(res.expert_dtype, block, res.mxfp4_kernel)
 
 
 def _table_moe_seconds(
@@ -221,13 +226,16 @@ def _borrowed_moe_curve(
     its roofline, token count by token count — applied to this GPU's roofline.
 
     A GPU of the same architecture borrows its source's (``res.tables_from``, as its GEMMs do).
-    Any other borrows from the GPU with a row for this shape, split and dtype whose roofline
-    ridge (compute over memory rate, for the experts' dtype) is nearest its own: where the
-    ridge sits decides how far below its roofline a fused-MoE layer runs at a token count (an
-    MI300X borrows from the H200, whose ridge is within 25% of its own; an L40S's is twice
-    as far out). A shape no GPU measured, on a GPU without tables, takes the nearest-ridge
-    GPU's nearest measured shape (:func:`_reshaped_moe_curve` on that GPU's tables). None when
-    no GPU has a row."""
+    Any other borrows from the GPUs with tables in order of their roofline ridge (compute over
+    memory rate, for the experts' dtype), nearest its own first: where the ridge sits decides
+    how far below its roofline a fused-MoE layer runs at a token count (an MI300X borrows from
+    the H200, whose ridge is within 25% of its own; an L40S's is twice as far out). From each
+    in turn, its row for this shape, split and dtype, else its measured shape nearest this one
+    (:func:`_reshaped_moe_curve` on that GPU's tables): a GPU's own measurements of the kernel
+    before a farther GPU's (an A100 serving GPT-OSS with vLLM's Marlin kernels takes the
+    H200's Marlin MXFP4 rows of another shape, not the L40S's of this one: Marlin's share of
+    an Ada GPU's roofline, reached partly from its 96 MB L2, is about twice an A100's on the
+    Marlin INT4 MoE rows both measured). None when no GPU has a row of the kernel."""
     if res.tables_from is not None:
         sources = [res.tables_from]
     else:
@@ -237,18 +245,14 @@ def _borrowed_moe_curve(
     for other in sources:
         tables = kernels_mod.load_tables(other.name, params.kernel_backend)
         got = _moe_curve(model, par, params, res, tables)
-        if got is None:
-            continue
-        utilisation = got[0] / _expert_roofline_seconds(model, other, par, params)
-        return utilisation * _expert_roofline_seconds(model, hw, par, params), got[1]
-    if res.tables is None and sources:
-        # No GPU measured this shape and this GPU has no tables (an MI300X serving a model
-        # outside the catalog): the nearest ridge's measured shape nearest this one.
-        nearest = sources[0]
-        tables = kernels_mod.load_tables(nearest.name, params.kernel_backend)
-        return _reshaped_moe_curve(
-            model, hw, par, params, replace(res, tables=tables, tables_from=nearest)
+        if got is not None:
+            utilisation = got[0] / _expert_roofline_seconds(model, other, par, params)
+            return utilisation * _expert_roofline_seconds(model, hw, par, params), got[1]
+        reshaped = _reshaped_moe_curve(
+            model, hw, par, params, replace(res, tables=tables, tables_from=other)
         )
+        if reshaped is not None:
+            return reshaped
     return None
 
 

@@ -353,14 +353,43 @@ def allreduce_seconds(
     return ring * nbytes / (busbw * 1e9), (lo, hi)
 
 
-def moe_table_dtype(expert_dtype: str, checkpoint_block_fp8: bool) -> tuple[str, ...]:
-    """MoE table dtypes to try for an expert dtype, best match first."""
+VLLM_MXFP4_TRITON_ON_HOPPER = "0.11.1"
+"""The first vLLM release whose MXFP4 MoE runs OpenAI's ``triton_kernels`` on Hopper by
+default: the package became a dependency (vllm-project/vllm#27370, merged 2025-10-22, after
+0.11.0); before, without it installed, Hopper fell back to Marlin (vLLM 0.10.1's log on an
+H100: "Weight-only FP4 compression will be used leveraging the Marlin kernel",
+vllm-project/vllm#23278; vllm-project/vllm#27523 measured the two on Hopper)."""
+
+
+def vllm_mxfp4_kernel(architecture: str | None, release: str | None) -> str:
+    """The MoE table dtype timing the kernels vLLM runs MXFP4 experts with on a GPU of
+    ``architecture`` at ``release`` (None: the newest): ``mxfp4_marlin`` (weight-only Marlin:
+    4-bit weights dequantised into BF16 ``mma.sync``) on Ampere and Ada, which have no FP4
+    path (vLLM's GPT-OSS recipe: "Ampere ... TRITON_ATTN attention backend and Marlin MXFP4
+    MoE"), and on Hopper before :data:`VLLM_MXFP4_TRITON_ON_HOPPER`; ``mxfp4`` otherwise
+    (``triton_kernels`` on Hopper, FlashInfer's TensorRT-LLM kernels on Blackwell, what the
+    tables' ``mxfp4`` rows time)."""
+    from servesim.cost.aic_tables import MXFP4_MARLIN, version_key
+
+    if architecture in ("ampere", "ada"):
+        return MXFP4_MARLIN
+    if architecture == "hopper" and release is not None:
+        if version_key(release.lstrip("vV")) < version_key(VLLM_MXFP4_TRITON_ON_HOPPER):
+            return MXFP4_MARLIN
+    return "mxfp4"
+
+
+def moe_table_dtype(
+    expert_dtype: str, checkpoint_block_fp8: bool, mxfp4_kernel: str = "mxfp4"
+) -> tuple[str, ...]:
+    """MoE table dtypes to try for an expert dtype, best match first (``mxfp4_kernel``: the
+    label of the MXFP4 kernel the engine runs, :func:`vllm_mxfp4_kernel`)."""
     if expert_dtype in ("bf16", "fp16"):
         return ("bf16",)
     if expert_dtype == "fp8":
         return ("fp8_block", "fp8") if checkpoint_block_fp8 else ("fp8", "fp8_block")
     if expert_dtype in ("fp4", "mxfp4"):
-        return ("mxfp4",)
+        return (mxfp4_kernel,)
     return ()
 
 
@@ -370,12 +399,13 @@ def moe_kernel_backend(backend: str, dtypes: tuple[str, ...]) -> str:
     GPT-OSS's MXFP4 experts run OpenAI's ``triton_kernels`` in vLLM (``OAITritonExperts``)
     and, on GPUs before Blackwell, in SGLang too: its ``server_args`` sets
     ``moe_runner_backend = "triton_kernel"`` for GPT-OSS whenever the runner is left on auto.
-    On Hopper the sglang table's MXFP4 rows time SGLang's generic ``fused_moe_triton`` (about
-    3× slower at decode batch sizes), which no default launch runs: the vllm table prices MXFP4
-    for both. (On Blackwell both tables time FlashInfer's TRT-LLM MXFP4 kernels, which both
+    On Hopper and Ada AIConfigurator's SGLang MXFP4 rows time SGLang's generic
+    ``fused_moe_triton`` (about 3× slower at decode batch sizes), which no default launch runs:
+    they are not distilled (``aic_tables.reduce_moe``), and the vllm table prices MXFP4 for
+    both. (On Blackwell both tables time FlashInfer's TRT-LLM MXFP4 kernels, which both
     engines pick there: the rows agree within 1%.)
     """
-    return "vllm" if "mxfp4" in dtypes else backend
+    return "vllm" if any(d.startswith("mxfp4") for d in dtypes) else backend
 
 
 def nearest_version(available: list[str], release: str | None) -> str:

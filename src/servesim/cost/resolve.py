@@ -62,6 +62,9 @@ class ResolvedParams:
     uses_tables: bool = False
     """Whether measured kernel tables price this model (asked for, and not calibrated): also
     the rule for borrowing another GPU's measurements."""
+    mxfp4_kernel: str = "mxfp4"
+    """The MoE table dtype of the kernels MXFP4 experts run on: ``mxfp4_marlin`` where vLLM
+    runs Marlin (:func:`servesim.cost.kernels.vllm_mxfp4_kernel`), else ``mxfp4``."""
 
 
 def given_efficiencies(hw: Hardware, params: CostParams) -> tuple[float, float, float, float]:
@@ -152,6 +155,11 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         expert_bytes=expert_weight_bytes(expert, hw),
         fp8_factors=fp8,
         uses_tables=use_tables,
+        mxfp4_kernel=(
+            kernels_mod.vllm_mxfp4_kernel(hw.architecture, params.engine_version)
+            if backend == "vllm"
+            else "mxfp4"
+        ),
     )
 
 
