@@ -302,8 +302,9 @@ is split `tp` ways inside each expert and `ep` ways across experts. `dtype`: `bf
 activations: gpt-oss), `mxfp4_marlin` (MXFP4 weights timed with the Marlin kernels, as the
 source's `kernel_source` column names them: every L40S vLLM MXFP4 row, and Hopper's and
 Blackwell's rows of the 3584/3072/16/896 shape; SGLang's MXFP4 rows timed with its generic
-`fused_moe_triton` kernel, which no default launch runs, are left out). Kept: the MoE shapes of servesim's catalog
-models (DeepSeek-V3/R1, Qwen3-30B-A3B and -235B-A22B, Mixtral-8x7B, gpt-oss-120b) and
+`fused_moe_triton` kernel, which no default launch runs, are left out). Kept: the MoE shapes
+of servesim's catalog models (DeepSeek-V3/R1, Qwen3-30B-A3B and -235B-A22B, Mixtral-8x7B,
+gpt-oss-120b) and
 3584/3072/16/896 (hidden/expert width/top-k/experts: the one shape with Marlin MXFP4 rows on
 Hopper), tp·ep <= 8, balanced routing (A100's vLLM table only has power-law routing 1.01, the
 mildest skew).
