@@ -275,7 +275,12 @@ def test_vllm_runs_mxfp4_experts_with_marlin_before_hopper_and_on_hopper_before_
     assert kernel(h100, "vllm", "0.10.2") == marlin
     assert kernel(h100, "vllm", "0.12.0") == "mxfp4"
     assert kernel(h100, "sglang", "0.5.3") == "mxfp4"
+    assert kernel(h100, "trtllm", "1.0.0") == "mxfp4"
     assert kernel(a100, "vllm", None) == marlin
+    # The default parameters (`estimate`, the library) price as vLLM does, as `simulate` does.
+    assert resolve_params(model, a100, CostParams(kernel_tables=True)).mxfp4_kernel == marlin
+    sglang = CostParams(kernel_tables=True, moe_backend="sglang")
+    assert resolve_params(model, a100, sglang).mxfp4_kernel == "mxfp4"
 
 
 def test_marlin_mxfp4_experts_on_hopper_come_from_hoppers_marlin_rows_of_another_shape():

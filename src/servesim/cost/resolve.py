@@ -155,9 +155,10 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         expert_bytes=expert_weight_bytes(expert, hw),
         fp8_factors=fp8,
         uses_tables=use_tables,
+        # (vLLM's kernels: its profile, or the default parameters, which price as vLLM does.)
         mxfp4_kernel=(
             kernels_mod.vllm_mxfp4_kernel(hw.architecture, params.engine_version)
-            if backend == "vllm"
+            if params.moe_backend == "vllm" and backend in (None, "vllm")
             else "mxfp4"
         ),
     )
