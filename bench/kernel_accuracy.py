@@ -255,6 +255,57 @@ def moe_errors(hw) -> tuple[float, float, float, int] | None:
     )
 
 
+MARLIN_MXFP4_SHAPES = {
+    "H100": (3584, 3072, 16, 896),  # (Hopper's only Marlin MXFP4 shape)
+    "H200": (3584, 3072, 16, 896),
+    "L40S": (2880, 2880, 4, 128),  # (gpt-oss-120b's: the L40S's vLLM rows are Marlin)
+}
+
+
+def marlin_family_errors(hw) -> tuple[float, float, int] | None:
+    """Median |error| of Marlin's MXFP4 MoE rows on ``hw`` priced from the same GPU's Marlin
+    INT4 rows of another shape (what a GPU without Marlin MXFP4 rows gets, ``_reshaped_moe_curve``
+    with the MXFP4 shape held out), and of the roofline; with the number of measured points.
+    None where ``hw`` has no Marlin MXFP4 rows."""
+    shape = MARLIN_MXFP4_SHAPES.get(hw.name)
+    if shape is None:
+        return None
+    base = load_model("openai/gpt-oss-120b")
+    hidden, width, topk, experts = shape
+    model = replace(
+        base,
+        hidden_size=hidden,
+        moe=replace(base.moe, expert_intermediate_size=width, experts_per_token=topk,
+                    num_experts=experts),  # fmt: skip
+    )
+    # vLLM 0.10 on Hopper, any vLLM on Ada: Marlin's MXFP4 kernels.
+    params = CostParams(kernel_tables=True, kernel_backend="vllm", engine_version="0.10.2")
+    grid = K.M_GRID
+    powers = np.arange(0, len(grid), 8)
+    roof_e, int4_e = [], []
+    for tp in (1, 2, 4, 8):
+        par = Parallelism(tp=tp)
+        try:
+            par.check(model)
+            res = resolve_params(model, hw, params)
+        except ServesimError:
+            continue
+        own = B._moe_curve(model, par, params, res)
+        if own is None:
+            continue
+        secs, (lo, hi) = own
+        pick = powers[(grid[powers] >= lo) & (grid[powers] <= hi)]
+        true = secs[pick]
+        roof = B._expert_roofline_seconds(model, hw, par, params)[pick]
+        roof_e += np.abs(roof / true - 1.0).tolist()
+        got = B._reshaped_moe_curve(model, hw, par, params, _without_shape(res, model))
+        if got is not None:
+            int4_e += np.abs(got[0][pick] / true - 1.0).tolist()
+    if not int4_e:
+        return None
+    return float(np.median(roof_e)), float(np.median(int4_e)), len(int4_e)
+
+
 def _without_shape(res, model):
     """``res`` with every MoE row of ``model``'s expert shape removed from its tables."""
     moe = model.moe
@@ -314,6 +365,15 @@ def main() -> None:
         *cells, n = got
         text = " | ".join("–" if math.isnan(c) else f"{c:.0%}" for c in cells)
         print(f"| {hw.name} | {n} | {text} |")
+    print()
+    print("| GPU | Marlin MXFP4 points | roofline | from this GPU's Marlin INT4 rows of another "
+          "shape (fitted rung, MXFP4 shape held out) |")  # fmt: skip
+    print("|---|---:|---:|---:|")
+    for name in K.gpus_with_tables():
+        hw = load_hardware(name)
+        got = marlin_family_errors(hw)
+        if got is not None:
+            print(f"| {hw.name} | {got[2]} | {got[0]:.0%} | {got[1]:.0%} |")
 
 
 if __name__ == "__main__":

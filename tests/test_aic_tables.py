@@ -269,20 +269,29 @@ def test_moe_tables_keep_every_collection_and_each_curve_comes_from_the_nearest(
     assert A.moe_by_version(fake_root, "h200_sxm", "sglang", None) is None
 
 
-def test_mxfp4_rows_timed_with_marlin_get_a_dtype_of_their_own(fake_root):
+def test_marlin_rows_get_dtypes_of_their_own(fake_root):
     # The kernel_source column names the kernel: Marlin's MXFP4 rows are another kernel than
     # the default MXFP4 ones (triton_kernels on Hopper), whatever the shape.
     triton = [dict(r, kernel_source="vllm_gptossmxfp4moe_triton_oaitritonmxfp4experts")
               for r in _moe_rows([("w4a16_mxfp4", 2880, 128, 1)], 1.0)]  # fmt: skip
     marlin = [dict(r, kernel_source="vllm_compressedtensorsw4a4mxfp4moe_marlin_marlinexperts")
               for r in _moe_rows([("w4a16_mxfp4", 3584, 896, 1)], 3.0)]  # fmt: skip
-    int4 = [dict(r, kernel_source="vllm_marlin_int4_moe")
-            for r in _moe_rows([("int4_wo", 3584, 896, 1)], 3.0)]  # fmt: skip
-    _write(fake_root, "h100_sxm", "moe", "vllm", "0.24.0", "moe_perf", triton + marlin + int4)
+    int4 = [dict(r, kernel_source="vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts")
+            for r in _moe_rows([("int4_wo", 7168, 384, 1)], 3.0)]  # fmt: skip
+    machete = [dict(r, kernel_source="vllm_machete_int4_moe")
+               for r in _moe_rows([("int4_wo", 6144, 160, 1)], 3.0)]  # fmt: skip
+    # (vLLM 0.19's INT4 collection is left out: A.MOE_KERNELS_LEFT_OUT says why.)
+    left_out = [dict(r, kernel_source="vllm_marlin_int4_moe")
+                for r in _moe_rows([("int4_wo", 4096, 128, 1)], 9.0)]  # fmt: skip
+    rows = triton + marlin + int4 + machete + left_out
+    _write(fake_root, "h100_sxm", "moe", "vllm", "0.24.0", "moe_perf", rows)
     table, _ = A.moe_by_version(fake_root, "h100_sxm", "vllm", None)
     by_hidden = dict(zip(table["hidden_size"].tolist(), table["dtype"].tolist(), strict=False))
-    assert by_hidden == {2880.0: "mxfp4", 3584.0: A.MXFP4_MARLIN}  # (int4 is not kept)
-    assert sorted(table["dtype"].tolist()) == ["mxfp4"] * 3 + [A.MXFP4_MARLIN] * 3
+    # (INT4 weight-only rows are kept when Marlin timed them: the same kernel family.)
+    assert by_hidden == {2880.0: "mxfp4", 3584.0: A.MXFP4_MARLIN, 7168.0: A.INT4_MARLIN}
+    assert sorted(table["dtype"].tolist()) == (
+        [A.INT4_MARLIN] * 3 + ["mxfp4"] * 3 + [A.MXFP4_MARLIN] * 3
+    )
 
 
 def test_nearest_version_is_the_oldest_collection_at_or_after_the_release():

@@ -259,7 +259,9 @@ def test_vllm_runs_mxfp4_experts_with_marlin_before_hopper_and_on_hopper_before_
     assert K.vllm_mxfp4_kernel("hopper", None) == "mxfp4"  # (the newest release)
     for arch in ("blackwell", "cdna3", None):
         assert K.vllm_mxfp4_kernel(arch, "0.10.2") == "mxfp4"
-    assert K.moe_table_dtype("mxfp4", False, marlin) == (marlin,)
+    # (Marlin's INT4 rows are the same kernel family: the stand-in where no MXFP4 row exists.)
+    assert K.moe_table_dtype("mxfp4", False, marlin) == (marlin, "int4_marlin")
+    assert K.moe_table_dtype("int4", False) == ("int4_marlin",)
     assert K.moe_kernel_backend("sglang", (marlin,)) == "vllm"
     # Resolved per engine: only vLLM's release and the GPU's generation decide.
     from servesim.cost.resolve import resolve_params
@@ -311,27 +313,54 @@ def test_marlin_mxfp4_experts_on_hopper_come_from_hoppers_marlin_rows_of_another
     assert fitted_old[0] - fitted_new[0] == pytest.approx(layers * marlin[prefill], rel=1e-6)
 
 
-def test_an_a100_takes_marlin_from_the_nearest_ridge_gpu_that_timed_it_not_an_ada_table():
-    from dataclasses import replace
-
+def test_an_a100_prices_marlin_mxfp4_from_its_own_marlin_int4_rows(monkeypatch):
     from servesim.cost import build as B
     from servesim.cost.resolve import resolve_params
 
-    model, a100, h200 = (load_model("openai/gpt-oss-120b"), load_hardware("A100-80GB"),
-                         load_hardware("H200"))  # fmt: skip
+    model, a100 = load_model("openai/gpt-oss-120b"), load_hardware("A100-80GB")
     par, params = Parallelism(), CostParams(kernel_tables=True, kernel_backend="vllm")
     res = resolve_params(model, a100, params)
-    got, _ = B._borrowed_moe_curve(model, a100, par, params, res)
-    h200_tables = K.load_tables("H200")
-    via_h200, _ = B._reshaped_moe_curve(
-        model, a100, par, params, replace(res, tables=h200_tables, tables_from=h200)
-    )
-    assert np.array_equal(got, via_h200)
-    # The L40S's Marlin rows are GPT-OSS's own shape, but a farther ridge (and L2-fed): at one
-    # token its layer reads 53 MB of experts at ~1.3 TB/s, above its 864 GB/s GDDR6.
-    l40s_rows, _ = B._moe_curve(model, par, params, res, K.load_tables("L40S"))
-    assert 4 * 2880 * 2880 * 3 * 4.5 / 8 / l40s_rows[0] > 1.2e12
-    assert not np.allclose(got, l40s_rows)
+    tables = K.load_tables("A100-80GB")
+    # No Marlin MXFP4 row on the A100; Marlin INT4 (GPTQ/AWQ) rows of five shapes.
+    assert K.moe_shapes(tables, ("mxfp4_marlin",), 1, 1) == []
+    assert (4096, 1536, 8, 128) in K.moe_shapes(tables, ("int4_marlin",), 1, 1)
+    assert B._moe_curve(model, par, params, res) is None
+    got, _ = B._reshaped_moe_curve(model, a100, par, params, res)
+    # The nearest INT4 shape by expert size (Qwen3-235B's 4,096 x 1,536 against 2,880 x 2,880):
+    # an INT4 Qwen3-235B is priced from exactly those rows.
+    qwen = load_model("Qwen/Qwen3-235B-A22B")
+    int4 = CostParams(kernel_tables=True, kernel_backend="vllm", weight_dtype="int4")
+    qwen_res = resolve_params(qwen, a100, int4)
+    assert qwen_res.expert_dtype == "int4"
+    assert B._moe_curve(qwen, par, int4, qwen_res) is not None
+    at = list(K.M_GRID).index(1024.0)
+    # The build takes this GPU's own curve: it never reads another GPU's MoE table.
+
+    def no_borrowing(*args):
+        raise AssertionError("another GPU's MoE table was read")
+
+    monkeypatch.setattr(B, "_borrowed_moe_curve", no_borrowing)
+    cost = build_step_cost(model, a100, par, params)
+    f = cost.features(np.full(1, 1024.0), np.zeros(1))
+    fitted = cost.rung_seconds_from_features(f)["fitted"][0]
+    assert fitted >= model.num_moe_layers * got[at] * (1 - 1e-9)
+
+
+def test_gptq_awq_experts_are_priced_from_marlins_int4_rows():
+    model = load_model("Qwen/Qwen3-30B-A3B")
+    decode = (np.ones(32), np.full(32, 1000))
+    for gpu in ("H100", "A100-80GB"):
+        hw = load_hardware(gpu)
+        gptq = CostParams(kernel_tables=True, weight_dtype="int4")
+        int4 = build_step_cost(model, hw, params=gptq)
+        bf16 = build_step_cost(model, hw, params=CostParams(kernel_tables=True))
+        assert int4.resolved.expert_dtype == "int4"
+        rungs = int4.rung_seconds_from_features(int4.features(*decode))
+        # The experts stand on the measured rung (Marlin INT4 rows of this very shape) ...
+        assert rungs["measured"][0] > rungs["roofline"][0]
+        # ... and read a quarter of bf16's weight bytes: a decode step's MoE is far shorter.
+        moe_int4 = int4.step_time(*decode).by_group["moe"]
+        assert moe_int4 < 0.5 * bf16.step_time(*decode).by_group["moe"]
 
 
 def test_gpt_oss_mxfp4_experts_are_priced_from_openais_triton_kernels_under_every_engine():

@@ -72,6 +72,9 @@ MOE_SHAPES = {
     # tables, kernel_source "...marlin..."): the source the cost model reshapes Marlin MXFP4
     # curves from (vLLM before 0.11.1 on Hopper, and before Hopper, runs GPT-OSS with Marlin).
     (3584, 3072, 16, 896),
+    # The one shape with Marlin INT4 MoE rows on every GPU that has them (Hopper, Ada): the
+    # Marlin family's stand-in for MXFP4 where a GPU has no Marlin MXFP4 rows.
+    (7168, 2048, 8, 384),
 }
 
 
@@ -302,12 +305,15 @@ is split `tp` ways inside each expert and `ep` ways across experts. `dtype`: `bf
 activations: gpt-oss), `mxfp4_marlin` (MXFP4 weights timed with the Marlin kernels, as the
 source's `kernel_source` column names them: every L40S vLLM MXFP4 row, and Hopper's and
 Blackwell's rows of the 3584/3072/16/896 shape; SGLang's MXFP4 rows timed with its generic
-`fused_moe_triton` kernel, which no default launch runs, are left out). Kept: the MoE shapes
-of servesim's catalog models (DeepSeek-V3/R1, Qwen3-30B-A3B and -235B-A22B, Mixtral-8x7B,
-gpt-oss-120b) and
-3584/3072/16/896 (hidden/expert width/top-k/experts: the one shape with Marlin MXFP4 rows on
-Hopper), tp·ep <= 8, balanced routing (A100's vLLM table only has power-law routing 1.01, the
-mildest skew).
+`fused_moe_triton` kernel, which no default launch runs, are left out), `int4_marlin` (INT4
+weight-only GPTQ/AWQ experts timed with Marlin; other INT4 kernels left out, and vLLM 0.19's
+`vllm_marlin_int4_moe` rows, 2–6× slower than vLLM 0.24's and SGLang's Marlin INT4 rows of the
+same shapes on the same GPUs). Kept: the MoE
+shapes of servesim's catalog models (DeepSeek-V3/R1, Qwen3-30B-A3B and -235B-A22B,
+Mixtral-8x7B, gpt-oss-120b), 3584/3072/16/896 (hidden/expert width/top-k/experts: the one shape
+with Marlin MXFP4 rows on Hopper) and 7168/2048/8/384 (the one shape with Marlin INT4 rows on
+Hopper and Ada), tp·ep <= 8, balanced routing (A100's vLLM table only has power-law routing
+1.01, the mildest skew).
 
 ### Not distilled
 

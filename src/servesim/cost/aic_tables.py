@@ -76,7 +76,23 @@ ATTN_HEADS = (
 PREFILL_SEQ = tuple(2**i for i in range(4, 15))  # 16 .. 16384 tokens
 DECODE_CONTEXT = (64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 ALLREDUCE_ELEMENT_BYTES = {"bfloat16": 2, "float16": 2}
-MOE_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block", "w4a16_mxfp4": "mxfp4"}
+MOE_DTYPES = {
+    "bfloat16": "bf16",
+    "fp8": "fp8",
+    "fp8_block": "fp8_block",
+    "w4a16_mxfp4": "mxfp4",
+    "int4_wo": "int4_marlin",
+}
+INT4_MARLIN = "int4_marlin"
+"""The label of INT4 weight-only (GPTQ/AWQ) rows, kept only where ``kernel_source`` names
+Marlin: the same kernel family as :data:`MXFP4_MARLIN` (4-bit weights dequantised into BF16
+``mma.sync``), which stands in for it on a GPU without Marlin MXFP4 rows."""
+MOE_KERNELS_LEFT_OUT = {
+    "vllm_marlin_int4_moe": "vLLM 0.19's INT4 collection (H200, B200): 2-6x slower than vLLM "
+    "0.24's and SGLang's Marlin INT4 rows of the same shapes on the same GPUs, which agree "
+    "within ~15% (DeepSeek-V3's shape at 256 tokens on an H200: 12.2 ms against 2.3-2.8 ms)",
+}
+"""MoE kernel sources whose rows are not distilled, with why (``kernel_source`` values)."""
 MXFP4_MARLIN = "mxfp4_marlin"
 """The label of MXFP4 rows timed with the Marlin kernels (``kernel_source`` names them): a
 kernel of its own, which vLLM runs before Hopper and on Hopper before 0.11.1
@@ -364,6 +380,13 @@ def reduce_moe(t: Columns, shapes: set[tuple[int, int, int, int]] | None) -> Col
         # default kernels wherever another table lacks them, about 3x slower at decode.
         generic = np.char.find(t["kernel_source"].astype(str), "fused_moe_triton") >= 0
         keep &= ~(generic & (t["moe_dtype"] == "w4a16_mxfp4"))
+        # (INT4 weight-only rows of another kernel than Marlin have no use here.)
+        source = t["kernel_source"].astype(str)
+        marlin = np.char.find(source, "marlin") >= 0
+        keep &= marlin | (t["moe_dtype"] != "int4_wo")
+        keep &= ~np.isin(source, list(MOE_KERNELS_LEFT_OUT))
+    else:
+        keep &= t["moe_dtype"] != "int4_wo"
     if shapes is not None:
         keep &= np.array([s in shapes for s in moe_shape_tuples(t)], dtype=bool)
     t = _take(t, keep)

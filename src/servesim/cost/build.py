@@ -271,8 +271,13 @@ def _reshaped_moe_curve(
     moe = model.moe
     if moe is None or tables is None or not tables.moe:
         return None
-    shapes = kernels_mod.moe_shapes(tables, _moe_dtypes(model, params, res), par.expert_tp, par.ep)
-    if not shapes:
+    # The best-matching dtype (kernel) with any measured shape: Marlin's MXFP4 rows of another
+    # shape before its INT4 rows of a nearer one.
+    for dtype in _moe_dtypes(model, params, res):
+        shapes = kernels_mod.moe_shapes(tables, (dtype,), par.expert_tp, par.ep)
+        if shapes:
+            break
+    else:
         return None
     size = math.log(model.hidden_size * moe.expert_intermediate_size)
     source = min(shapes, key=lambda s: (abs(math.log(s[0] * s[1]) - size), s))
