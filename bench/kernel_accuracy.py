@@ -211,39 +211,48 @@ def allreduce_errors(hw, t) -> tuple[float, float] | None:
     return float(np.median(roof_err)), float(np.median(held))
 
 
+def _moe_points(model, hw, params):
+    """For each TP split (1, 2, 4, 8) where ``hw``'s table measured ``model``'s MoE layer:
+    (split, resolved parameters, grid indices of the measured token counts, measured seconds
+    there, roofline seconds there)."""
+    grid = K.M_GRID
+    powers = np.arange(0, len(grid), 8)  # the grid's powers of two: the tables' token counts
+    for tp in (1, 2, 4, 8):
+        par = Parallelism(tp=tp)
+        try:
+            par.check(model)
+            res = resolve_params(model, hw, params)
+        except ServesimError:
+            continue
+        own = B._moe_curve(model, par, params, res)
+        if own is None:
+            continue
+        secs, (lo, hi) = own
+        pick = powers[(grid[powers] >= lo) & (grid[powers] <= hi)]
+        roof = B._expert_roofline_seconds(model, hw, par, params)[pick]
+        yield par, res, pick, secs[pick], roof
+
+
+def _errors(got, pick, true) -> list[float]:
+    return [] if got is None else np.abs(got[0][pick] / true - 1.0).tolist()
+
+
 def moe_errors(hw) -> tuple[float, float, float, int] | None:
     """Median |error| of one MoE layer's routed experts on ``hw``: roofline, own table held out
     (leave-one-token-count-out), borrowed from other GPUs (leave-one-GPU-out); and the number of
     measured points. None when ``hw`` has no MoE rows for the catalog's MoE models."""
     # (vLLM's kernels: GPT-OSS's experts are Marlin's on Ada, triton_kernels on Hopper.)
     params = CostParams(kernel_tables=True, kernel_backend="vllm")
-    grid = K.M_GRID
-    powers = np.arange(0, len(grid), 8)  # the grid's powers of two: the tables' token counts
     roof_e, held_e, borrowed_e, reshaped_e = [], [], [], []
     for name in MOE_MODELS:
         model = load_model(name)
-        for tp in (1, 2, 4, 8):
-            par = Parallelism(tp=tp)
-            try:
-                par.check(model)
-                res = resolve_params(model, hw, params)
-            except ServesimError:
-                continue
-            own = B._moe_curve(model, par, params, res)
-            if own is None:
-                continue
-            secs, (lo, hi) = own
-            pick = powers[(grid[powers] >= lo) & (grid[powers] <= hi)]
-            true = secs[pick]
-            roof = B._expert_roofline_seconds(model, hw, par, params)[pick]
+        for par, res, pick, true, roof in _moe_points(model, hw, params):
             roof_e += np.abs(roof / true - 1.0).tolist()
-            held_e += _held_out_interpolation(grid[pick], true)
+            held_e += _held_out_interpolation(K.M_GRID[pick], true)
             borrowed = B._borrowed_moe_curve(model, hw, par, params, res)  # other GPUs only
-            if borrowed is not None:
-                borrowed_e += np.abs(borrowed[0][pick] / true - 1.0).tolist()
+            borrowed_e += _errors(borrowed, pick, true)
             reshaped = B._reshaped_moe_curve(model, hw, par, params, _without_shape(res, model))
-            if reshaped is not None:
-                reshaped_e += np.abs(reshaped[0][pick] / true - 1.0).tolist()
+            reshaped_e += _errors(reshaped, pick, true)
     if not roof_e:
         return None
     return (
@@ -280,27 +289,11 @@ def marlin_family_errors(hw) -> tuple[float, float, int] | None:
     )
     # vLLM 0.10 on Hopper, any vLLM on Ada: Marlin's MXFP4 kernels.
     params = CostParams(kernel_tables=True, kernel_backend="vllm", engine_version="0.10.2")
-    grid = K.M_GRID
-    powers = np.arange(0, len(grid), 8)
     roof_e, int4_e = [], []
-    for tp in (1, 2, 4, 8):
-        par = Parallelism(tp=tp)
-        try:
-            par.check(model)
-            res = resolve_params(model, hw, params)
-        except ServesimError:
-            continue
-        own = B._moe_curve(model, par, params, res)
-        if own is None:
-            continue
-        secs, (lo, hi) = own
-        pick = powers[(grid[powers] >= lo) & (grid[powers] <= hi)]
-        true = secs[pick]
-        roof = B._expert_roofline_seconds(model, hw, par, params)[pick]
+    for par, res, pick, true, roof in _moe_points(model, hw, params):
         roof_e += np.abs(roof / true - 1.0).tolist()
         got = B._reshaped_moe_curve(model, hw, par, params, _without_shape(res, model))
-        if got is not None:
-            int4_e += np.abs(got[0][pick] / true - 1.0).tolist()
+        int4_e += _errors(got, pick, true)
     if not int4_e:
         return None
     return float(np.median(roof_e)), float(np.median(int4_e)), len(int4_e)
