@@ -77,6 +77,8 @@ def test_one_gpu_shows_every_figure_with_its_source():
     for text in ("MI300X", "1,307.4 TFLOP/s", "5.3 TB/s", "64 GB/s to each peer", "Sources",
                  "compute_efficiency (measured)", "price_per_gpu_hour (estimated)"):  # fmt: skip
         assert text in result.output, text
+    row = next(line for line in result.output.splitlines() if "architecture" in line)
+    assert "cdna3" in row
 
 
 def test_one_gpu_as_json_round_trips_to_the_same_spec():

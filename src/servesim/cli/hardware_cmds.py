@@ -63,7 +63,8 @@ def _link_text(link: Link) -> str:
 
 def _spec_rows(hw: Hardware) -> list[tuple[str, str, str]]:
     """(field, value with units, confidence) for every figure, in reading order."""
-    rows = [
+    rows = [("architecture", hw.architecture)] if hw.architecture else []
+    rows += [
         (f"peak_flops.{dtype}", f"{value / 1e12:,.1f} T{'OP' if dtype == 'int8' else 'FLOP'}/s")
         for dtype, value in hw.peak_flops.items()
     ]
