@@ -374,16 +374,15 @@ def reduce_moe(t: Columns, shapes: set[tuple[int, int, int, int]] | None) -> Col
     keep = _isin(t["moe_dtype"], MOE_DTYPES)
     keep &= t["moe_tp_size"] * t["moe_ep_size"] <= MOE_MAX_GPUS
     if "kernel_source" in t:
+        source = t["kernel_source"].astype(str)
         # NOTE: SGLang's generic fused-MoE Triton kernel on MXFP4 weights (its Hopper and Ada
         # rows) is no kernel a default launch runs: SGLang picks triton_kernels for GPT-OSS
         # before Blackwell (``kernels.moe_kernel_backend``). Kept, it would stand in for the
         # default kernels wherever another table lacks them, about 3x slower at decode.
-        generic = np.char.find(t["kernel_source"].astype(str), "fused_moe_triton") >= 0
+        generic = np.char.find(source, "fused_moe_triton") >= 0
         keep &= ~(generic & (t["moe_dtype"] == "w4a16_mxfp4"))
         # (INT4 weight-only rows of another kernel than Marlin have no use here.)
-        source = t["kernel_source"].astype(str)
-        marlin = np.char.find(source, "marlin") >= 0
-        keep &= marlin | (t["moe_dtype"] != "int4_wo")
+        keep &= (np.char.find(source, "marlin") >= 0) | (t["moe_dtype"] != "int4_wo")
         keep &= ~np.isin(source, list(MOE_KERNELS_LEFT_OUT))
     else:
         keep &= t["moe_dtype"] != "int4_wo"

@@ -232,10 +232,9 @@ def _borrowed_moe_curve(
     the H200, whose ridge is within 25% of its own; an L40S's is twice as far out). From each
     in turn, its row for this shape, split and dtype, else its measured shape nearest this one
     (:func:`_reshaped_moe_curve` on that GPU's tables): a GPU's own measurements of the kernel
-    before a farther GPU's (an A100 serving GPT-OSS with vLLM's Marlin kernels takes the
-    H200's Marlin MXFP4 rows of another shape, not the L40S's of this one: Marlin's share of
-    an Ada GPU's roofline, reached partly from its 96 MB L2, is about twice an A100's on the
-    Marlin INT4 MoE rows both measured). None when no GPU has a row of the kernel."""
+    before a farther GPU's (a GPU's share of its roofline does not carry far: the L40S's on
+    the Marlin INT4 MoE rows it and the A100 both measured is about twice the A100's, reached
+    partly from its 96 MB L2). None when no GPU has a row of the kernel."""
     if res.tables_from is not None:
         sources = [res.tables_from]
     else:

@@ -389,8 +389,8 @@ def moe_table_dtype(
     if expert_dtype == "fp8":
         return ("fp8_block", "fp8") if checkpoint_block_fp8 else ("fp8", "fp8_block")
     if expert_dtype in ("fp4", "mxfp4"):
-        # Marlin's MXFP4 rows, else its INT4 ones: the same kernel family, whose share of the
-        # roofline matches within 4-7% where a GPU measured both (bench/kernel_accuracy.py).
+        # Marlin's MXFP4 rows, else its INT4 ones: the same kernel family, which prices the
+        # MXFP4 rows within 8-11% where a GPU measured both (bench/kernel_accuracy.py).
         return (mxfp4_kernel, "int4_marlin") if mxfp4_kernel == "mxfp4_marlin" else (mxfp4_kernel,)
     if expert_dtype == "int4":
         return ("int4_marlin",)  # (GPTQ/AWQ experts: Marlin in vLLM and SGLang)
