@@ -316,57 +316,66 @@ def _without_shape(res, model):
     return replace(res, tables=replace(res.tables, moe=tables))
 
 
+def _pct(x: float) -> str:
+    return "–" if math.isnan(x) else f"{x:.0%}"
+
+
+def _table(header: str, columns: int, row_of) -> None:
+    """One markdown table, a row per GPU with tables: ``row_of(hw)`` gives its cells after the
+    GPU's name (None: no row)."""
+    print(header)
+    print("|---|" + "---:|" * columns)
+    for name in K.gpus_with_tables():
+        hw = load_hardware(name)
+        cells = row_of(hw)
+        if cells is not None:
+            print(f"| {hw.name} | {' | '.join(cells)} |")
+
+
+def _kernel_row(hw) -> list[str]:
+    t = K.load_tables(hw.name)
+    cells = [*gemm_errors(hw, t), *prefill_errors(hw, t), *decode_errors(hw, t)]
+    ar = allreduce_errors(hw, t)
+    cells += list(ar) if ar else [float("nan")] * 2
+    return [_pct(c) for c in cells]
+
+
+def _fp8_row(hw) -> list[str] | None:
+    got = fp8_errors(hw, K.load_tables(hw.name))
+    return None if got is None else [_pct(got[0]), _pct(got[1])]
+
+
+def _moe_row(hw) -> list[str] | None:
+    got = moe_errors(hw)
+    if got is None:
+        return None
+    *cells, n = got
+    return [str(n), *(_pct(c) for c in cells)]
+
+
+def _marlin_row(hw) -> list[str] | None:
+    got = marlin_family_errors(hw)
+    return None if got is None else [str(got[2]), _pct(got[0]), _pct(got[1])]
+
+
 def main() -> None:
-    print("| GPU | GEMM roofline | GEMM table (held out) | prefill attn roofline | prefill "
-          "fitted (held out) | decode attn roofline | decode fitted (held out) | all-reduce "
-          "roofline | all-reduce table (held out) |")  # fmt: skip
-    print("|---|" + "---:|" * 8)
-    for name in K.gpus_with_tables():
-        hw = load_hardware(name)
-        t = K.load_tables(hw.name)
-        cells = [*gemm_errors(hw, t), *prefill_errors(hw, t), *decode_errors(hw, t)]
-        ar = allreduce_errors(hw, t)
-        cells += list(ar) if ar else [float("nan")] * 2
-        text = " | ".join("–" if math.isnan(c) else f"{c:.0%}" for c in cells)
-        print(f"| {hw.name} | {text} |")
+    _table("| GPU | GEMM roofline | GEMM table (held out) | prefill attn roofline | prefill "
+           "fitted (held out) | decode attn roofline | decode fitted (held out) | all-reduce "
+           "roofline | all-reduce table (held out) |", 8, _kernel_row)  # fmt: skip
     print()
-    print("| GPU | GEMM shape held out: nearest shape | GEMM shape held out: interpolated "
-          "in (log n, log k) |")  # fmt: skip
-    print("|---|---:|---:|")
-    for name in K.gpus_with_tables():
-        hw = load_hardware(name)
-        near, interp = gemm_shape_errors(K.load_tables(hw.name))
-        print(f"| {hw.name} | {near:.0%} | {interp:.0%} |")
+    _table("| GPU | GEMM shape held out: nearest shape | GEMM shape held out: interpolated "
+           "in (log n, log k) |", 2,
+           lambda hw: [_pct(c) for c in gemm_shape_errors(K.load_tables(hw.name))])  # fmt: skip
     print()
-    print("| GPU | FP8 GEMM roofline | FP8 GEMM, factors fitted to the other GPUs (fitted rung) |")
-    print("|---|---:|---:|")
-    for name in K.gpus_with_tables():
-        hw = load_hardware(name)
-        got = fp8_errors(hw, K.load_tables(hw.name))
-        if got is not None:
-            print(f"| {hw.name} | {got[0]:.0%} | {got[1]:.0%} |")
+    _table("| GPU | FP8 GEMM roofline | FP8 GEMM, factors fitted to the other GPUs (fitted rung) |",
+           2, _fp8_row)  # fmt: skip
     print()
-    print("| GPU | MoE points | MoE roofline | MoE table (held out) | MoE borrowed from other GPUs "
-          "(fitted rung, own rows held out) | MoE from this GPU's other shapes (fitted rung, "
-          "own shape held out) |")  # fmt: skip
-    print("|---|" + "---:|" * 5)
-    for name in K.gpus_with_tables():
-        hw = load_hardware(name)
-        got = moe_errors(hw)
-        if got is None:
-            continue
-        *cells, n = got
-        text = " | ".join("–" if math.isnan(c) else f"{c:.0%}" for c in cells)
-        print(f"| {hw.name} | {n} | {text} |")
+    _table("| GPU | MoE points | MoE roofline | MoE table (held out) | MoE borrowed from other "
+           "GPUs (fitted rung, own rows held out) | MoE from this GPU's other shapes (fitted "
+           "rung, own shape held out) |", 5, _moe_row)  # fmt: skip
     print()
-    print("| GPU | Marlin MXFP4 points | roofline | from this GPU's Marlin INT4 rows of another "
-          "shape (fitted rung, MXFP4 shape held out) |")  # fmt: skip
-    print("|---|---:|---:|---:|")
-    for name in K.gpus_with_tables():
-        hw = load_hardware(name)
-        got = marlin_family_errors(hw)
-        if got is not None:
-            print(f"| {hw.name} | {got[2]} | {got[0]:.0%} | {got[1]:.0%} |")
+    _table("| GPU | Marlin MXFP4 points | roofline | from this GPU's Marlin INT4 rows of another "
+           "shape (fitted rung, MXFP4 shape held out) |", 3, _marlin_row)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -384,6 +384,8 @@ def moe_table_dtype(
 ) -> tuple[str, ...]:
     """MoE table dtypes to try for an expert dtype, best match first (``mxfp4_kernel``: the
     label of the MXFP4 kernel the engine runs, :func:`vllm_mxfp4_kernel`)."""
+    from servesim.cost.aic_tables import INT4_MARLIN, MXFP4_MARLIN
+
     if expert_dtype in ("bf16", "fp16"):
         return ("bf16",)
     if expert_dtype == "fp8":
@@ -391,9 +393,9 @@ def moe_table_dtype(
     if expert_dtype in ("fp4", "mxfp4"):
         # Marlin's MXFP4 rows, else its INT4 ones: the same kernel family, which prices the
         # MXFP4 rows within 8-11% where a GPU measured both (bench/kernel_accuracy.py).
-        return (mxfp4_kernel, "int4_marlin") if mxfp4_kernel == "mxfp4_marlin" else (mxfp4_kernel,)
+        return (mxfp4_kernel, INT4_MARLIN) if mxfp4_kernel == MXFP4_MARLIN else (mxfp4_kernel,)
     if expert_dtype == "int4":
-        return ("int4_marlin",)  # (GPTQ/AWQ experts: Marlin in vLLM and SGLang)
+        return (INT4_MARLIN,)  # (GPTQ/AWQ experts: Marlin in vLLM and SGLang)
     return ()
 
 
