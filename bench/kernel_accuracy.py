@@ -141,23 +141,17 @@ def gemm_shape_errors(t) -> tuple[float, float]:
 def fp8_errors(hw, t) -> tuple[float, float] | None:
     """Median |error| of the FP8 GEMM rows on the roofline, and with the FP8 factors fitted to
     the *other* GPUs' tables (leave-one-GPU-out: what a GPU without an FP8 table gets)."""
-    g = t.gemm
-    rows = g["dtype"] == "fp8"
-    if not rows.any() or "fp8" not in hw.peak_flops:
+    if "fp8" not in hw.peak_flops or not (t.gemm["dtype"] == "fp8").any():
         return None
     others = [n for n in K.gpus_with_tables() if n != hw.name.lower()]
-    compute, memory = FP8.factors_over(others)
-    m, n, k, secs = g["m"][rows], g["n"][rows], g["k"][rows], g["seconds"][rows]
-    half = CostParams().gemm_half_tokens
-    peak = hw.peak_flops["fp8"] * hw.compute_efficiency
-    bw = hw.hbm_bandwidth * hw.memory_efficiency
-    nbytes = n * k + 2.0 * m * (n + k)
-
-    def priced(c: float, mem: float) -> np.ndarray:
-        return np.maximum(2.0 * (m + half) * n * k / (peak * c), nbytes / (bw * mem))
-
-    roof = priced(1.0, 1.0) + hw.kernel_launch_s
-    fitted = priced(compute, memory) + hw.kernel_launch_s
+    compute, memory, secs = FP8.fp8_roofline_sides(
+        t.gemm,
+        hw.peak_flops["fp8"] * hw.compute_efficiency,
+        hw.hbm_bandwidth * hw.memory_efficiency,
+        CostParams().gemm_half_tokens,
+    )
+    roof = np.maximum(compute, memory) + hw.kernel_launch_s
+    fitted = FP8.fp8_gemm_seconds(compute, memory, FP8.factors_over(others), hw.kernel_launch_s)
     return _median_abs(roof, secs), _median_abs(fitted, secs)
 
 

@@ -160,6 +160,9 @@ class Rates:
     fitted rung); the others read at ``sec_per_byte_hbm``."""
     fitted_rates: frozenset[str]
     """Compute rates scaled by factors fitted to other GPUs' tables (the fitted rung)."""
+    call_overhead_s: dict[str, float]
+    """Seconds each kernel of these compute rates adds beyond its launch (FP8 GEMMs on the
+    fitted rung: activation quantisation and scales); the others add none."""
 
 
 def rates_of(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams) -> Rates:
@@ -182,16 +185,20 @@ def rates_of(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedPa
     sec_per_byte_hbm = 1.0 / (hw.hbm_bandwidth * res.memory_efficiency)
     # FP8 GEMMs without a measured FP8 table: the efficiency FP8 kernels reach relative to BF16's
     # on the GPUs with tables (fp8_fit).
-    compute_scale, byte_rate = {}, {}
+    compute_scale, byte_rate, overhead = {}, {}, {}
     if res.fp8_factors is not None:
-        on_compute, on_memory = res.fp8_factors
+        fp8 = res.fp8_factors
         for rate, dtype in (
             (ops_mod.RATE_GEMM, res.weight_dtype),
             (ops_mod.RATE_GEMM_EXPERT, res.expert_dtype),
         ):
             if tensor_core_dtype(hw.peak_flops, dtype, res.act_dtype) == "fp8":
-                compute_scale[rate] = on_compute
-                byte_rate[rate] = sec_per_byte_hbm / on_memory
+                compute_scale[rate] = fp8.compute
+                byte_rate[rate] = sec_per_byte_hbm / fp8.memory
+        # The fixed cost was fitted on dense GEMMs, one per call; a grouped expert GEMM's
+        # quantisation runs once for all its experts and is left to the MoE tables.
+        if ops_mod.RATE_GEMM in compute_scale:
+            overhead[ops_mod.RATE_GEMM] = fp8.overhead_s
     return Rates(
         flop_rate={
             ops_mod.RATE_GEMM: peak_gemm
@@ -216,6 +223,7 @@ def rates_of(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedPa
         eager_launch_s=None if params.cuda_graphs else params.eager_launch_s,
         sec_per_byte_rate=byte_rate,
         fitted_rates=frozenset(compute_scale),
+        call_overhead_s=overhead,
     )
 
 
@@ -256,7 +264,8 @@ def operator_sides(
                 else rates.sec_per_byte_rate.get(op.rate, rates.sec_per_byte_hbm)
             )
             sec_per_byte[i] = per_byte
-            launch[i, on] = op.count * op.kernels * rates.kernel_launch_s
+            per_call = rates.kernel_launch_s + rates.call_overhead_s.get(op.rate, 0.0)
+            launch[i, on] = op.count * op.kernels * per_call
             kernels = op.kernels
         if rates.eager_launch_s is not None:
             issue[i, on] = op.count * kernels * rates.eager_launch_s

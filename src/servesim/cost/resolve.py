@@ -18,7 +18,7 @@ from servesim.cost.dtypes import (
     normalize_dtype,
     tensor_core_dtype,
 )
-from servesim.cost.fp8_fit import fp8_gemm_factors
+from servesim.cost.fp8_fit import Fp8Factors, fp8_gemm_factors
 from servesim.cost.params import CostParams
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
@@ -56,9 +56,10 @@ class ResolvedParams:
     expert_bytes: float = 0.0
     """Bytes one routed-expert weight occupies in GPU memory and is read as
     (:func:`expert_weight_bytes`)."""
-    fp8_factors: tuple[float, float] | None = None
-    """(compute, memory) factors on the FP8 GEMM rates of a GPU whose tables hold no FP8 GEMMs
-    (the fitted rung, :func:`servesim.cost.fp8_fit.fp8_gemm_factors`); None: none apply."""
+    fp8_factors: Fp8Factors | None = None
+    """Compute and memory factors and the per-GEMM overhead of the FP8 GEMMs of a GPU whose
+    tables hold no FP8 GEMMs (the fitted rung, :func:`servesim.cost.fp8_fit.fp8_gemm_factors`);
+    None: none apply."""
     uses_tables: bool = False
     """Whether measured kernel tables price this model (asked for, and not calibrated): also
     the rule for borrowing another GPU's measurements."""
