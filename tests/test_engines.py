@@ -9,7 +9,13 @@ from engine_factories import LinearCost, by_request, make_session, run_sessions
 
 from servesim.cost import CostParams, Parallelism, build_step_cost
 from servesim.engine.loop import ApiLatency
-from servesim.engines import ENGINES, PROFILES, engine_profile, scheduler_defaults
+from servesim.engines import (
+    ENGINES,
+    PROFILES,
+    engine_profile,
+    host_overlap_of,
+    scheduler_defaults,
+)
 from servesim.errors import ServesimError
 from servesim.hardware import load_hardware
 from servesim.model import load_model
@@ -225,6 +231,26 @@ def test_vllm_v0_is_slower_per_token_than_v1_and_multi_step_recovers_most_of_it(
     # Tokens arrive in bursts: the median gap is zero, the p99 gap a whole round.
     assert v0_steps["median_itl_ms"] == 0.0
     assert v0_steps["p99_itl_ms"] > 4 * v0_steps["mean_tpot_ms"]
+
+
+def test_vllm_overlaps_host_work_from_0_14_or_with_async_scheduling():
+    vllm, sglang = engine_profile("vllm"), engine_profile("sglang")
+    # Async scheduling: a flag from 0.10, the default from 0.14 (vllm#27614).
+    assert not host_overlap_of(vllm, "0.10.2", None)
+    assert not host_overlap_of(vllm, "0.13.0", None)
+    assert not host_overlap_of(vllm, "0.14.0rc1", None)
+    assert host_overlap_of(vllm, "0.14", None) and host_overlap_of(vllm, "v0.15.1", None)
+    assert host_overlap_of(vllm, None, None)  # the newest release
+    assert host_overlap_of(vllm, "0.10.2", True) and not host_overlap_of(vllm, "0.14.0", False)
+    assert host_overlap_of(sglang, "0.4.3", None)  # (no release rule: the profile's)
+    # Through the simulator: every decode step of 0.11.0 pays the host's time on top.
+    sync, flagged = _run("vllm", engine_version="0.11.0"), _run(
+        "vllm", engine_version="0.11.0", async_scheduling=True
+    )
+    newest = _run("vllm")
+    assert flagged["mean_tpot_ms"] == newest["mean_tpot_ms"]
+    host_ms = 1e3 * (CostParams().host_step_s + CostParams().host_per_seq_s)
+    assert sync["median_itl_ms"] - flagged["median_itl_ms"] > host_ms
 
 
 def test_cpp_runtimes_have_less_host_overhead_than_python_engines():

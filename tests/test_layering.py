@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         # Lowest first. A module may import modules of its own layer and of the layers above it
         # in this list, never of the layers below it. Names are the top-level parts of the
         # package (``servesim.<part>``); "servesim" is the package's own ``__init__``.
-        ("base", "errors textfile validation paths interrupts profile knobs formatting"),
+        ("base", "errors textfile validation paths interrupts profile knobs formatting versions"),
         ("specs", "catalog model hf_config hardware engines workload"),
         ("cost", "cost"),
         ("engine", "engine"),

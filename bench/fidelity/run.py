@@ -258,6 +258,8 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     release = _release(case)
     if release is not None:
         sc["engine_version"] = release  # (the kernels nearest to that release)
+    if args.get("async_scheduling") is True or "--async-scheduling" in str(args.get("launch")):
+        sc["async_scheduling"] = True  # (vLLM 0.10-0.13: host work overlaps only with it)
     ep = args.get("ep_size")
     if isinstance(ep, int) and ep > 1:
         sc["ep"] = ep  # (experts spread over the TP group: TensorRT-LLM's --ep_size)

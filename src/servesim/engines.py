@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from servesim import knobs
+from servesim.versions import release_before
 
 DEFAULT_ENGINE = "vllm"
 
@@ -78,7 +79,8 @@ class EngineProfile:
     host_overlap: bool
     """The host prepares step n+1 while the GPU runs step n (async scheduling / overlap
     scheduler / a C++ runtime): step = max(gpu, host) + overhead. False: host work runs
-    between GPU steps: step = gpu + host + overhead."""
+    between GPU steps: step = gpu + host + overhead. (From ``host_overlap_from`` on, where
+    that is set; see :func:`host_overlap_of`.)"""
     host_step_s: float
     host_per_seq_s: float
     host_per_token_s: float
@@ -119,6 +121,10 @@ class EngineProfile:
     piecewise graphs); 0: only pure-decode steps of a captured size do (vLLM V0, SGLang: a
     step with prompt tokens runs eagerly, each kernel issued by the CPU); None: every step
     runs without per-kernel CPU issue (a C++ runtime: TensorRT-LLM, TurboMind)."""
+    host_overlap_from: str | None = None
+    """The release from which ``host_overlap`` is the engine's default; before it the host
+    work runs between steps unless the scenario turns the overlap on (vLLM: 0.14.0, when
+    async scheduling became the default). None: ``host_overlap`` at every release."""
     kv_of_free: bool = False
     """``gpu_memory_utilization`` is the share of the memory the weights, activations and runtime
     leave free that the KV cache takes (TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``);
@@ -293,6 +299,11 @@ _PYTHON_API_SERVER = dict(api_request_s=3e-3, api_per_input_token_s=1e-6, api_st
 """An OpenAI-compatible Python API server's costs (see ``_API_SOURCE``): vLLM V1, SGLang,
 trtllm-serve."""
 
+VLLM_ASYNC_SCHEDULING_DEFAULT = "0.14.0"
+"""The vLLM release that turned async scheduling on by default (vllm-project/vllm#27614; its
+release notes: "Async scheduling is now enabled by default"). 0.10.0-0.13 have it behind
+``--async-scheduling``."""
+
 _PYTHON_EXECUTOR_HOST = dict(host_step_s=5e-4, host_per_seq_s=2e-5, host_per_token_s=5e-8)
 """Host time of a Python engine loop per step (vLLM V1's engine core; TensorRT-LLM's
 PyExecutor): see ``CostParams.host_step_s``."""
@@ -316,6 +327,7 @@ PROFILES: dict[str, EngineProfile] = {
         enable_chunked_prefill=knobs.ENABLE_CHUNKED_PREFILL,
         enable_prefix_caching=knobs.ENABLE_PREFIX_CACHING,
         host_overlap=True,
+        host_overlap_from=VLLM_ASYNC_SCHEDULING_DEFAULT,
         **_PYTHON_EXECUTOR_HOST,
         **_PYTHON_API_SERVER,
         cuda_graph_sizes=_vllm_graph_sizes(512),
@@ -333,6 +345,11 @@ PROFILES: dict[str, EngineProfile] = {
             "the scenario does not name), chunked prefill and prefix caching on",
             "host": "see CostParams.host_step_s / host_per_seq_s / host_per_token_s "
             "(vllm-project/vllm#17866; a public profile of Scheduler.schedule)",
+            "host_overlap": "async scheduling (the engine core schedules step n+1 while the "
+            "GPU runs step n): behind --async-scheduling from 0.10.0 (vllm-project/vllm#19970), "
+            "the default from 0.14.0 (release notes: 'Async scheduling is now enabled by "
+            "default', vllm-project/vllm#27614); before, the V1 engine core's loop schedules, "
+            "runs the step and processes its outputs one after another",
             "cuda_graph_sizes": "vLLM CompilationConfig.cudagraph_capture_sizes default "
             "(1, 2, 4, multiples of 8 to 256, of 16 to 512)",
             "api": _API_SOURCE,
@@ -562,6 +579,20 @@ PROFILES["sglang-0.4"] = replace(
 )
 
 ENGINES = tuple(PROFILES)
+
+
+def host_overlap_of(
+    profile: EngineProfile, engine_version: str | None, async_scheduling: bool | None
+) -> bool:
+    """Whether the engine's host work overlaps its GPU steps: the scenario's
+    ``async_scheduling`` when given, else the profile's default at ``engine_version`` (None:
+    the newest release), off before ``profile.host_overlap_from``."""
+    if async_scheduling is not None:
+        return async_scheduling
+    start = profile.host_overlap_from
+    if start is not None and engine_version is not None and release_before(engine_version, start):
+        return False
+    return profile.host_overlap
 
 
 def engine_profile(name: str) -> EngineProfile:

@@ -41,7 +41,7 @@ from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.loop import ApiLatency
 from servesim.engine.request import Request
 from servesim.engine.scheduler import SchedulerConfig
-from servesim.engines import EngineProfile
+from servesim.engines import EngineProfile, host_overlap_of
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware, Link, load_hardware
 from servesim.model import ModelSpec, load_model
@@ -160,7 +160,7 @@ def _cost_params(
         kv_dtype=group.kv_dtype,
         cuda_graphs=scenario.cuda_graphs,
         kernel_tables=scenario.kernel_tables,
-        host_overlap=profile.host_overlap,
+        host_overlap=host_overlap_of(profile, scenario.engine_version, scenario.async_scheduling),
         moe_backend=profile.moe_backend,
         kernel_backend=profile.kernel_backend,
         engine_version=scenario.engine_version,

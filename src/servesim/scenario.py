@@ -185,6 +185,18 @@ class Scenario(Spec):
     cuda_graphs: Annotated[
         bool, Meta(description="CUDA graphs / async scheduling hide host time behind the GPU")
     ] = True
+    async_scheduling: (
+        Annotated[
+            bool,
+            Meta(
+                description="the host schedules step n+1 while the GPU runs step n (vLLM "
+                "--async-scheduling, SGLang's and TensorRT-LLM's overlap schedulers); false: "
+                "host work runs between steps; default the engine's at engine_version (vLLM: "
+                "on from 0.14)"
+            ),
+        ]
+        | None
+    ) = None
     instances: Annotated[
         list[InstanceGroup] | None,
         Meta(description="heterogeneous fleet; replaces hardware/tp/pp/ep/replicas"),

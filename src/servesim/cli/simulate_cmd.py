@@ -106,6 +106,11 @@ def simulate_command(
     cuda_graphs: bool = typer.Option(
         None, "--cuda-graphs/--no-cuda-graphs", help="host time hidden behind the GPU"
     ),
+    async_scheduling: bool = typer.Option(
+        None,
+        "--async-scheduling/--no-async-scheduling",
+        help="host schedules step n+1 during step n (default: the engine's at its version)",
+    ),
     speculative: str = typer.Option(None, "--speculative", help="draft:MODEL | ngram | eagle"),
     num_speculative_tokens: int = typer.Option(
         None, "--num-speculative-tokens", help="k drafts per step"

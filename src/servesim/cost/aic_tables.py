@@ -26,13 +26,13 @@ import functools
 import importlib.metadata
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from servesim.cost.params import KERNEL_BACKENDS
+from servesim.versions import version_key
 
 DATA_ROOT_ENV = "SERVESIM_AIC_DATA"
 """Environment variable naming a ``systems/data`` folder to read instead of the installed
@@ -140,19 +140,6 @@ def package_version(root: Path | None = None) -> str:
     return f"tables under {root}" if root is not None else "aiconfigurator (version unknown)"
 
 
-_VERSION = re.compile(r"^(\d+(?:\.\d+)*)(?:\.?(dev|a|b|rc|post)(\d*))?")
-_SUFFIX_RANK = {"dev": -3, "a": -2, "b": -1, "rc": -1, "": 0, "post": 1}
-
-
-def version_key(name: str) -> tuple:
-    """Sort key of a version folder name (``1.3.0rc20``, ``0.5.6.post2``, ``0.1.dev19262``):
-    release numbers, then dev < rc < final < post. Unparsable names sort first."""
-    m = _VERSION.match(name)
-    if m is None:
-        return ((), -9, 0)
-    release = tuple(int(x) for x in m.group(1).split("."))
-    suffix = m.group(2) or ""
-    return (release, _SUFFIX_RANK[suffix], int(m.group(3) or 0))
 
 
 def newest_table(root: Path, system: str, op: str, backend: str, table: str) -> Path | None:

@@ -369,7 +369,8 @@ def vllm_mxfp4_kernel(architecture: str | None, release: str | None) -> str:
     MoE"), and on Hopper before :data:`VLLM_MXFP4_TRITON_ON_HOPPER`; ``mxfp4`` otherwise
     (``triton_kernels`` on Hopper, FlashInfer's TensorRT-LLM kernels on Blackwell, what the
     tables' ``mxfp4`` rows time)."""
-    from servesim.cost.aic_tables import MXFP4_MARLIN, version_key
+    from servesim.cost.aic_tables import MXFP4_MARLIN
+    from servesim.versions import version_key
 
     if architecture in ("ampere", "ada"):
         return MXFP4_MARLIN
@@ -418,7 +419,7 @@ def nearest_version(available: list[str], release: str | None) -> str:
     """Of the collections ``available`` (version names), the one that prices an engine at
     ``release``: the oldest measured at or after it (the nearest kernels that release could
     have had or improved into), else the newest; the newest when ``release`` is None."""
-    from servesim.cost.aic_tables import version_key
+    from servesim.versions import version_key
 
     ordered = sorted(available, key=version_key)
     if release is not None:
