@@ -154,6 +154,18 @@ def test_fp16_weights_from_the_flag_and_from_a_scenario_file(tmp_path):
     assert "fp16" in help_text
 
 
+def test_vllm_before_0_14_runs_host_work_between_steps_unless_async_scheduling():
+    sync = run("-n", "40", "--engine-version", "0.11.0")
+    assert sync.returncode == 0, sync.stderr
+    assert "host work between steps" in sync.stdout
+    flagged = run("-n", "40", "--engine-version", "0.11.0", "--async-scheduling", "--json")
+    assert flagged.returncode == 0, flagged.stderr
+    assert json.loads(flagged.stdout)["scenario"]["async_scheduling"] is True
+    slow = json.loads(run("-n", "40", "--engine-version", "0.11.0", "--json").stdout)
+    assert slow["mean_tpot_ms"] > json.loads(flagged.stdout)["mean_tpot_ms"]
+    assert "host work between steps" not in run("-n", "40").stdout
+
+
 @pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces not present")
 def test_replay_of_the_azure_trace(tmp_path):
     p = run("--replay", str(TRACES / "azure_llm_2023_conv.csv"), "-n", "200", "--json")

@@ -55,6 +55,7 @@ def summary_tables(
         f"{sc.engine}"
         + (f" {sc.engine_version}" if sc.engine_version else "")
         + (f", {steps} scheduler steps" if steps > 1 else "")
+        + (", host work between steps" if not _host_overlaps(sc) else "")
         + (", API server" if sc.api_server else ", in-process (no API server)"),
     )
     t1.add_row(
@@ -141,3 +142,13 @@ def summary_tables(
 
         t4.add_row("track record on published runs", describe(s["track_record"]))
     return [t1, t2, t3, t4]
+
+
+def _host_overlaps(sc) -> bool:
+    """Whether the scenario's engine runs its host work beside the GPU steps."""
+    from servesim.engines import host_overlap_of
+    from servesim.scenario import engine_profile_of
+
+    return sc.cuda_graphs and host_overlap_of(
+        engine_profile_of(sc), sc.engine_version, sc.async_scheduling
+    )
