@@ -256,12 +256,13 @@ class CostParams:
     (``eager_launch_s``), which slows small decode batches most."""
     host_overlap: bool = True
     """With ``cuda_graphs``: whether the host's per-step work overlaps the GPU step (async
-    scheduling, an overlap scheduler, a C++ runtime) or runs between steps (vLLM V0:
-    ``gpu + host + overhead`` even with CUDA graphs). Without CUDA graphs it never overlaps."""
+    scheduling, an overlap scheduler, a C++ runtime) or runs between steps (vLLM V0, and V1
+    before 0.14 without ``--async-scheduling``: ``gpu + host + overhead`` even with CUDA
+    graphs; ``engines.host_overlap_of``). Without CUDA graphs it never overlaps."""
     host_step_s: float = 5e-4
-    """Host seconds per step that overlap the GPU under ``cuda_graphs``: scheduler pass, batch
-    bookkeeping, output processing and engine IPC (estimate for vLLM V1: a public V1 run of
-    Llama-3.2-1B decodes at 2.7 ms TPOT where the kernels take ~1.2 ms, vllm-project/vllm#17866)."""
+    """Host seconds per step: scheduler pass, batch bookkeeping, output processing and engine
+    IPC (estimate for vLLM V1: a public V1 run of Llama-3.2-1B, before async scheduling,
+    decodes at 2.7 ms TPOT where the kernels take ~1.2 ms, vllm-project/vllm#17866)."""
     host_per_seq_s: float = 2e-5
     """Host seconds per sequence per step: scheduling (a public profile of vLLM's step loop
     measured 12.7 µs per running request in ``Scheduler.schedule``), per-request sampling
