@@ -17,6 +17,7 @@ import servesim.cli.commands  # noqa: F401  (registers every command on the app)
 from servesim.cli.app import app
 from servesim.cost import CostParams, Parallelism, build_step_cost
 from servesim.cost.attention_fit import attention_fit_for
+from servesim.cost.fp8_fit import fp8_gemm_factors
 from servesim.cost.kernels import (
     KERNELS_DIR,
     gemm_seconds,
@@ -167,7 +168,9 @@ def test_a_gpu_without_tables_says_so_and_names_the_fallback():
     out = " ".join(_kernels("MI300X").split())
     assert "MI300X ships no measured kernel tables" in out
     assert "roofline GEMMs" in out and "median of the fits of" in out
-    assert "MoE layers at the measured utilisation of the GPU with tables whose roofline" in out
+    assert "MoE layers at the measured utilisation of the GPU with tables whose" in out
+    fp8 = fp8_gemm_factors()
+    assert f"plus {fp8.overhead_s * 1e6:.1f} µs each (activation quantisation" in out
     doc = json.loads(_kernels("mi300x", "--json"))
     assert doc["tables"] is None and "gemm_check" not in doc
     assert (

@@ -143,13 +143,23 @@ def _fallback_text(attention: dict[str, Any] | None, borrowed: str | None = None
         )
     if attention is None:
         return "roofline throughout (no bf16 peak to scale a fitted curve)"
+    from servesim.cost.fp8_fit import fp8_gemm_factors
+
+    fp8 = fp8_gemm_factors()
+    fp8_text = (
+        "FP8 GEMMs on the roofline"
+        if fp8 is None
+        else f"FP8 GEMMs at {fp8.compute:.2f} of the FP8 roofline's FLOP rate and "
+        f"{fp8.memory:.2f} of its read rate, plus {fp8.overhead_s * 1e6:.1f} µs each "
+        "(activation quantisation; medians of the GPUs with FP8 tables)"
+    )
     return (
         f"roofline GEMMs and all-reduce; attention from the {attention['source']} "
         f"(prefill {attention['efficiency']:.2f} of peak, half at {attention['half_tokens']:.0f}"
         f" keys; decode KV reads at {attention['memory_efficiency']:.2f} of HBM bandwidth); "
-        f"FP8 GEMMs at the efficiency FP8 kernels reach relative to BF16's on the GPUs with "
-        f"tables; MoE layers at the measured utilisation of the GPU with tables whose roofline "
-        f"ridge is nearest (an MoE shape no table measured: that GPU's nearest measured shape)"
+        f"{fp8_text}; MoE layers at the measured utilisation of the GPU with tables whose "
+        f"roofline ridge is nearest (an MoE shape no table measured: that GPU's nearest "
+        f"measured shape)"
     )
 
 
