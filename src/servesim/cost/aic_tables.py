@@ -140,8 +140,6 @@ def package_version(root: Path | None = None) -> str:
     return f"tables under {root}" if root is not None else "aiconfigurator (version unknown)"
 
 
-
-
 def newest_table(root: Path, system: str, op: str, backend: str, table: str) -> Path | None:
     """The newest ``<op>/<backend>/<version>/<table>.parquet`` of ``system``, or None.
 

@@ -12,7 +12,7 @@ FP8 tables say three things differ (AIConfigurator's GEMM tables, ``catalog/kern
   FP8 GEMM of one token takes 13-14 µs on the H100, H200 and B200, ~3x a BF16 one.
 
 Without the fixed term the small shapes look like a slow weight read; the earlier two-factor
-fit (compute and weight-read rate only) was 26-41% off held-out tables, this one 5-14%
+fit (compute and weight-read rate only) was 26-41% off held-out tables, this one 5-15%
 (``bench/kernel_accuracy.py``).
 
 :func:`gpu_fp8_factors` fits the three numbers to one GPU's FP8 rows (least median relative
@@ -72,8 +72,8 @@ def fp8_gemm_seconds(
 def _grid_fit(
     compute: np.ndarray, memory: np.ndarray, measured: np.ndarray, launch_s: float
 ) -> Fp8Factors:
-    """The factors of least median relative error: a coarse grid, then a fine one around its
-    best (vectorised over the overhead)."""
+    """The factors of least median relative error: a coarse grid, then two finer ones around
+    the best so far (each vectorised over the overhead)."""
 
     def search(ratios_c, ratios_m, overheads):
         best = (np.inf, 1.0, 1.0, 0.0)

@@ -370,12 +370,12 @@ def vllm_mxfp4_kernel(architecture: str | None, release: str | None) -> str:
     (``triton_kernels`` on Hopper, FlashInfer's TensorRT-LLM kernels on Blackwell, what the
     tables' ``mxfp4`` rows time)."""
     from servesim.cost.aic_tables import MXFP4_MARLIN
-    from servesim.versions import version_key
+    from servesim.versions import release_before
 
     if architecture in ("ampere", "ada"):
         return MXFP4_MARLIN
     if architecture == "hopper" and release is not None:
-        if version_key(release.lstrip("vV")) < version_key(VLLM_MXFP4_TRITON_ON_HOPPER):
+        if release_before(release, VLLM_MXFP4_TRITON_ON_HOPPER):
             return MXFP4_MARLIN
     return "mxfp4"
 
