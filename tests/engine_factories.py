@@ -85,6 +85,7 @@ def run_sessions(
     num_scheduler_steps=1,
     graph_batch=None,
     api=None,
+    schedule_ahead=False,
     **sched,
 ):
     """Run ``sessions`` to completion; returns (records, instances, simulation)."""
@@ -100,6 +101,7 @@ def run_sessions(
             kv_load_seconds_per_block=load_seconds,
             num_scheduler_steps=num_scheduler_steps,
             graph_batch=graph_batch,
+            schedule_ahead=schedule_ahead,
         )
         for i in range(num_instances)
     ]

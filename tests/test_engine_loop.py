@@ -48,6 +48,34 @@ def test_arrival_at_a_step_boundary_joins_the_step_that_starts_then():
     assert steps["batch_size"][1] == 2
 
 
+@pytest.mark.parametrize("fast_forward", [True, False])
+def test_an_engine_that_schedules_ahead_admits_an_arrival_one_step_later(fast_forward):
+    # Steps of 10 ms; request 0 decodes from t = 0.01 on. Request 1 arrives at 0.025, inside
+    # the step [0.02, 0.03]. Step by step it joins the step starting at 0.03 (first token at
+    # 0.04); an engine that formed that step when [0.02, 0.03] began (vLLM async scheduling)
+    # admits it to the step after, first token at 0.05.
+    cost = LinearCost(base=0.01, per_token=0, per_context=0)
+    sessions = [make_session(0, 0.0, 10, 8), make_session(1, 0.025, 10, 2)]
+    for ahead, first_token in ((False, 0.04), (True, 0.05)):
+        recs, _, _ = run_sessions(
+            sessions, cost=cost, fast_forward=fast_forward, schedule_ahead=ahead
+        )
+        r = by_request(recs)
+        assert r["first_token_s"][1] == pytest.approx(first_token)
+        assert r["first_scheduled_s"][1] == pytest.approx(first_token - 0.01)
+        assert r["finish_s"][0] == pytest.approx(0.08)  # (request 0 is not held up)
+    # An idle engine has nothing in flight: it reads its queue at once.
+    recs, _, _ = run_sessions(
+        [make_session(0, 0.5, 10, 2)], cost=cost, fast_forward=fast_forward, schedule_ahead=True
+    )
+    assert by_request(recs)["first_token_s"][0] == pytest.approx(0.51)
+    # Nothing was left to form ahead of [0.01, 0.02] (request 0 ends with it): at 0.02 the
+    # engine is idle and takes request 1, which came at 0.015, straight away.
+    sessions = [make_session(0, 0.0, 10, 2), make_session(1, 0.015, 10, 2)]
+    recs, _, _ = run_sessions(sessions, cost=cost, fast_forward=fast_forward, schedule_ahead=True)
+    assert by_request(recs)["first_token_s"][1] == pytest.approx(0.03)
+
+
 def test_events_at_one_instant_run_arrivals_then_wakeups_then_step_ends():
     # The heap key is (time, the kind's priority, push order).
     sim = Simulation([], None, iter(()), None)
@@ -80,7 +108,10 @@ def _random_sessions(seed, n=300, rate=50.0, multi_turn=False, shared=False, thi
 @pytest.mark.parametrize("policy", ["vllm", "sarathi", "orca", "static"])
 @pytest.mark.parametrize("num_blocks", [20_000, 300])  # roomy, and tight enough to preempt
 @pytest.mark.parametrize("cpu_blocks", [0, 200])  # with and without a CPU tier
-def test_fast_forward_gives_the_same_results_as_step_by_step(policy, num_blocks, cpu_blocks):
+@pytest.mark.parametrize("schedule_ahead", [False, True])
+def test_fast_forward_gives_the_same_results_as_step_by_step(
+    policy, num_blocks, cpu_blocks, schedule_ahead
+):
     sessions = _random_sessions(1, multi_turn=True, shared=True)
     kw = dict(
         policy=policy,
@@ -88,6 +119,7 @@ def test_fast_forward_gives_the_same_results_as_step_by_step(policy, num_blocks,
         max_num_batched_tokens=1024,
         cpu_blocks=cpu_blocks,
         load_seconds=1e-4,
+        schedule_ahead=schedule_ahead,
     )
     a, _, sim_a = run_sessions(sessions, fast_forward=True, **kw)
     b, _, sim_b = run_sessions(sessions, fast_forward=False, **kw)
@@ -162,8 +194,9 @@ def test_multiple_instances_share_the_load():
     budget=st.integers(64, 2048),
     ff=st.booleans(),
     cpu_blocks=st.sampled_from([0, 0, 40]),
+    ahead=st.booleans(),
 )
-def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks):
+def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead):
     rng = np.random.default_rng(seed)
     t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
     max_len = num_blocks * block_size // 2  # every request fits the cache on its own
@@ -182,6 +215,7 @@ def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff, 
         fast_forward=ff,
         cpu_blocks=cpu_blocks,
         load_seconds=1e-4,
+        schedule_ahead=ahead,
     )
     r = by_request(recs)
     # Every request finishes exactly once, with exactly the tokens it asked for.

@@ -17,6 +17,7 @@ from servesim.engines import (
     scheduler_defaults,
 )
 from servesim.errors import ServesimError
+from servesim.fleet import build_fleet
 from servesim.hardware import load_hardware
 from servesim.model import load_model
 from servesim.run import simulate
@@ -456,3 +457,30 @@ def test_vllm_v0_chunks_the_prompts_of_long_context_models_by_default():
     assert (budget.enable_chunked_prefill, budget.max_num_batched_tokens) == (True, 2048)
     v1 = build_scenario({"engine": "vllm", "model": "llama-3.1-8b"}).scheduler
     assert v1.policy == "vllm" and v1.max_num_batched_tokens == 8192
+
+
+def _schedules_ahead(engine, **fields) -> bool:
+    scenario = build_scenario({"engine": engine, **fields})
+    return build_fleet(scenario, np.random.default_rng(0)).instances[0].schedule_ahead
+
+
+def test_engines_that_overlap_by_scheduling_a_step_ahead_admit_arrivals_a_step_later(
+    monkeypatch,
+):
+    # vLLM's async scheduling (0.14 on, or the flag), SGLang's and TensorRT-LLM's PyTorch
+    # overlap schedulers form step n+1 as step n starts; the C++ runtimes do not.
+    assert _schedules_ahead("vllm")
+    assert not _schedules_ahead("vllm", engine_version="0.11.0")
+    assert _schedules_ahead("vllm", engine_version="0.11.0", async_scheduling=True)
+    assert _schedules_ahead("sglang") and _schedules_ahead("trtllm-pytorch")
+    assert not _schedules_ahead("trtllm") and not _schedules_ahead("vllm-v0")
+    assert not _schedules_ahead("vllm", cuda_graphs=False)  # (eager: no overlap)
+    # Through the simulator: the same load waits about one more decode step for its first
+    # token; the decode steps themselves are alike.
+    ahead = _run("vllm")
+    monkeypatch.setitem(PROFILES, "vllm", replace(PROFILES["vllm"], schedules_ahead=False))
+    assert not _schedules_ahead("vllm")
+    same_time = _run("vllm")
+    extra_ms = ahead["mean_ttft_ms"] - same_time["mean_ttft_ms"]
+    assert 0.5 * ahead["mean_tpot_ms"] < extra_ms < 1.5 * ahead["mean_tpot_ms"]
+    assert ahead["mean_tpot_ms"] == pytest.approx(same_time["mean_tpot_ms"], rel=0.05)

@@ -11,7 +11,8 @@ it. Real measurements come from ``bench/gpu/measure_steps.py`` (pending: no GPU 
 - ``steps_rows.jsonl``: 12 steps of the same kind with the per-row arrays;
 - ``ops.csv``: ``op,tokens,context,batch,seconds`` rows (whole steps and operators);
 - ``vllm_bench_serve.json``: a ``vllm bench serve --save-result --save-detailed`` document
-  of 48 requests at 4 req/s (Poisson), simulated with the true parameters;
+  of 48 requests at 4 req/s (Poisson), simulated with the true parameters (on the roofline
+  rung, ``kernel_tables: false``, so that they time every operator, as a calibration does);
 - ``sglang_bench_serving.jsonl``: an SGLang ``bench_serving --output-details`` line of 64
   requests at 6 req/s (Poisson).
 """
@@ -100,6 +101,7 @@ def main() -> None:
             "model": MODEL,
             "hardware": HARDWARE,
             "seed": 7,
+            "kernel_tables": False,
             "workload": {**workload, "num_requests": 48, "arrival": {"kind": "poisson", "rate": 4}},
         }
     )
@@ -111,6 +113,7 @@ def main() -> None:
             "model": MODEL,
             "hardware": HARDWARE,
             "seed": 8,
+            "kernel_tables": False,
             "workload": {**workload, "num_requests": 64, "arrival": {"kind": "poisson", "rate": 6}},
         }
     )

@@ -125,6 +125,11 @@ class EngineProfile:
     """The release from which ``host_overlap`` is the engine's default; before it the host
     work runs between steps unless the scenario turns the overlap on (vLLM: 0.14.0, when
     async scheduling became the default). None: ``host_overlap`` at every release."""
+    schedules_ahead: bool = False
+    """The host overlap comes from forming step n+1 as step n starts (vLLM's async
+    scheduling, SGLang's and TensorRT-LLM's PyTorch-backend overlap schedulers): a request that
+    reaches the engine while step n runs joins step n+2, not n+1, so TTFT holds one more step.
+    Applies only where the host overlaps (:func:`host_overlap_of`, CUDA graphs on)."""
     kv_of_free: bool = False
     """``gpu_memory_utilization`` is the share of the memory the weights, activations and runtime
     leave free that the KV cache takes (TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``);
@@ -328,6 +333,7 @@ PROFILES: dict[str, EngineProfile] = {
         enable_prefix_caching=knobs.ENABLE_PREFIX_CACHING,
         host_overlap=True,
         host_overlap_from=VLLM_ASYNC_SCHEDULING_DEFAULT,
+        schedules_ahead=True,
         **_PYTHON_EXECUTOR_HOST,
         **_PYTHON_API_SERVER,
         cuda_graph_sizes=_vllm_graph_sizes(512),
@@ -350,6 +356,10 @@ PROFILES: dict[str, EngineProfile] = {
             "the default from 0.14.0 (release notes: 'Async scheduling is now enabled by "
             "default', vllm-project/vllm#27614); before, the V1 engine core's loop schedules, "
             "runs the step and processes its outputs one after another",
+            "schedules_ahead": "vLLM v1/engine/core.py step_with_batch_queue: with async "
+            "scheduling the batch queue holds two steps; the next one is scheduled as soon as "
+            "the one before it is taken off the queue, i.e. as the step in between starts, "
+            "and requests that arrive later wait for the one after",
             "cuda_graph_sizes": "vLLM CompilationConfig.cudagraph_capture_sizes default "
             "(1, 2, 4, multiples of 8 to 256, of 16 to 512)",
             "api": _API_SOURCE,
@@ -413,6 +423,7 @@ PROFILES: dict[str, EngineProfile] = {
         enable_prefix_caching=True,
         admission="reserve",
         host_overlap=True,
+        schedules_ahead=True,
         host_step_s=3e-4,
         host_per_seq_s=1e-5,
         host_per_token_s=5e-8,
@@ -436,6 +447,10 @@ PROFILES: dict[str, EngineProfile] = {
             "remaining outputs (schedule_policy.py, global_config.py)",
             "host": "estimate: SGLang 0.4's overlap ('zero-overhead') scheduler runs CPU "
             "scheduling of batch n+1 beside the GPU step of batch n",
+            "schedules_ahead": "SGLang managers/scheduler.py event_loop_overlap: each "
+            "iteration receives requests, forms and launches the next batch, then waits for "
+            "the previous batch's result; a request received after a batch was formed waits "
+            "for the batch after it",
             "cuda_graph_sizes": "SGLang ServerArgs default cuda_graph_bs (1, 2, 4, 8, 12, "
             "16, 24, multiples of 8 to 160)",
             "attention_dp": "SGLang server_args.py, --enable-dp-attention: "
@@ -549,6 +564,7 @@ PROFILES["trtllm-pytorch"] = replace(
     graph_max_tokens=0,
     cuda_graph_sizes=(*range(1, 32), 32, 64, 128),
     graph_padding=False,
+    schedules_ahead=True,
     **_PYTHON_EXECUTOR_HOST,
     **_PYTHON_API_SERVER,
     sources={
@@ -559,6 +575,9 @@ PROFILES["trtllm-pytorch"] = replace(
         "batch size runs eagerly, as every step with context requests does",
         "host": "estimate: the Python PyExecutor loop (scheduling, resource management) with "
         "the overlap scheduler on (disable_overlap_scheduler False), as vLLM V1's",
+        "schedules_ahead": "TensorRT-LLM pyexecutor/py_executor.py _executor_loop_overlap: "
+        "fetches new requests, schedules and launches batch n+1, then processes batch n's "
+        "results",
         "api": _API_SOURCE,
     },
 )

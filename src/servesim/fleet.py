@@ -250,6 +250,9 @@ def _build_groups(
                     admission_conservativeness=(
                         profile.attention_dp.conservativeness if par.dp > 1 else 1.0
                     ),
+                    schedule_ahead=(
+                        profile.schedules_ahead and params.cuda_graphs and params.host_overlap
+                    ),
                 )  # fmt: skip
             )
             next_id += 1

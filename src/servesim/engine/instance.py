@@ -24,6 +24,7 @@ first step boundary after the arrival, exactly where a step-by-step run would fi
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ class Instance:
         eager_cost: StepCost | None = None,
         graphed: Callable[[bool, int, int], bool] | None = None,
         admission_conservativeness: float = 1.0,
+        schedule_ahead: bool = False,
     ):
         if role not in ("mixed", "prefill", "decode"):
             raise ValueError(f"unknown instance role {role!r}")
@@ -136,6 +138,12 @@ class Instance:
         """Cost of the steps no CUDA graph covers (None: ``cost`` times every step)."""
         self.graphed = graphed
         """``graphed(decode_only, tokens, sequences)``: whether a step runs under a graph."""
+        self.schedule_ahead = schedule_ahead
+        """The engine forms step n+1 while step n starts (vLLM's async scheduling, SGLang's and
+        TensorRT-LLM's overlap schedulers): a request queued during step n joins step n+2."""
+        self._visible_until: float | None = None
+        """With ``schedule_ahead``: the start of the step that just ended, when the queue the
+        next step was formed from was read (None: the instance was idle, it reads it now)."""
         self.rng = rng if rng is not None else np.random.default_rng(instance_id)
         self.instance_id = instance_id
         self.config = config
@@ -172,6 +180,7 @@ class Instance:
     def enqueue(self, req: Request, now: float) -> float | None:
         """Queue ``req``. Returns a new end time for the in-flight step if it was truncated."""
         req.instance_id = self.instance_id
+        req.queued_s = now
         self.waiting.append(req)
         self.num_outstanding += 1
         span = self.in_flight
@@ -184,6 +193,8 @@ class Instance:
         keep = 1
         if now > span.start_s:
             keep += int(np.searchsorted(span.ends_s[:-1], now, side="left"))
+        if self.schedule_ahead:
+            keep += 1  # (the step after those started was formed before the request came)
         if keep >= span.num_steps:
             return None
         span.ends_s = span.ends_s[:keep]
@@ -195,11 +206,20 @@ class Instance:
     def start_step(self, now: float) -> float | None:
         """Schedule the next step at ``now``; return its end time, or None when idle."""
         self.wake_pending = False
-        batch = schedule(self.state, self.config, now)
+        state = self.state
+        visible_until = self._visible_until
+        self._visible_until = None
+        state.visible_until = math.inf if visible_until is None else visible_until
+        batch = schedule(state, self.config, now)
         num_tokens = int(_sum(batch.new_tokens))
         if num_tokens == 0 and batch.num_preempted:
             # Everything runnable was preempted this step; the queue head goes next.
-            batch = schedule(self.state, self.config, now)
+            batch = schedule(state, self.config, now)
+            num_tokens = int(_sum(batch.new_tokens))
+        if num_tokens == 0 and visible_until is not None and self.waiting:
+            # Nothing was formed ahead: the engine is idle now and reads its queue at once.
+            state.visible_until = math.inf
+            batch = schedule(state, self.config, now)
             num_tokens = int(_sum(batch.new_tokens))
         if num_tokens == 0:
             self.in_flight = None
@@ -216,6 +236,8 @@ class Instance:
             num_steps = self._kv_steps(self.num_scheduler_steps)
         elif self.fast_forward and outputs is not None:
             num_steps, first_finish = self._span_length(outputs)
+            if num_steps > 1 and self.waiting and self.waiting[-1].queued_s > state.visible_until:
+                num_steps = 1  # (requests held back from this step join the next one)
         else:
             num_steps = 1
         context = self.running.computed[rows]
@@ -354,6 +376,9 @@ class Instance:
         span = self.in_flight
         assert span is not None
         self.in_flight = None
+        if self.schedule_ahead:
+            ends = span.ends_s
+            self._visible_until = float(ends[-2]) if len(ends) > 1 else span.start_s
         running, kv = self.running, self.kv
         n = len(running)
         # NOTE: local views of the table's columns; in-place updates write through.

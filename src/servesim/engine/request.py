@@ -47,6 +47,9 @@ class Request:
     """Leading full blocks already registered in the prefix cache."""
     session: Any = None
     """The workload session this request is a turn of (its later turns follow it)."""
+    queued_s: float = 0.0
+    """When the request last joined its instance's waiting queue (an engine that schedules a
+    step ahead sees it only in steps scheduled after this)."""
 
     @property
     def num_tokens(self) -> int:

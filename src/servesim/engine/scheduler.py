@@ -34,6 +34,7 @@ output tokens (``reserve``: SGLang; ``guaranteed``: TensorRT-LLM), see
 from __future__ import annotations
 
 import functools
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -182,6 +183,10 @@ class SchedulerState:
     """Draft tokens proposed per decoding request per step (0 = no speculative decoding)."""
     admission: Admission | None = None
     """Look-ahead admission and its state (None: ``greedy``, the prompt's blocks only)."""
+    visible_until: float = math.inf
+    """Waiting requests queued after this time are not admitted this step: an engine that
+    schedules one step ahead (vLLM's async scheduling, SGLang's and TensorRT-LLM's overlap
+    schedulers) formed the step while the previous one started, before they came."""
 
 
 def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> ScheduledBatch:
@@ -410,6 +415,8 @@ def _admit(
         room = kv.num_free_blocks * bs - look_ahead.reserved(running.columns(), bs)
     while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
         req = waiting[0]
+        if req.queued_s > state.visible_until:
+            break
         hits = kv.find_cached_prefix(req)
         cached = hits.num_blocks * kv.block_size
         computed = max(cached, req.num_external_tokens)
