@@ -209,6 +209,11 @@ class Instance:
         state = self.state
         visible_until = self._visible_until
         self._visible_until = None
+        waiting = self.waiting
+        if visible_until is not None and (
+            not waiting or (len(self.running) == 0 and waiting[0].queued_s > visible_until)
+        ):
+            visible_until = None  # (nothing held back, or nothing was formed ahead: idle now)
         state.visible_until = math.inf if visible_until is None else visible_until
         batch = schedule(state, self.config, now)
         num_tokens = int(_sum(batch.new_tokens))
