@@ -244,6 +244,18 @@ def test_vllm_overlaps_host_work_from_0_14_or_with_async_scheduling():
     assert host_overlap_of(vllm, None, None)  # the newest release
     assert host_overlap_of(vllm, "0.10.2", True) and not host_overlap_of(vllm, "0.14.0", False)
     assert host_overlap_of(sglang, "0.4.3", None)  # (no release rule: the profile's)
+    # 0.14 leaves it off under pipeline parallelism and non-EAGLE speculative decoding, unless
+    # the deployment turns it on (vLLM config/vllm.py).
+    assert not host_overlap_of(vllm, None, None, pp=2)
+    assert not host_overlap_of(vllm, "0.15.0", None, speculative_method="ngram")
+    assert not host_overlap_of(vllm, None, None, speculative_method="draft:meta-llama/Llama-3.2-1B")
+    assert host_overlap_of(vllm, None, None, speculative_method="eagle")
+    assert host_overlap_of(vllm, None, True, pp=2)
+    assert host_overlap_of(sglang, None, None, pp=2)  # (a vLLM rule)
+    assert _schedules_ahead("vllm") and not _schedules_ahead("vllm", pp=2)
+    assert not _schedules_ahead(
+        "vllm", speculative={"method": "ngram", "num_speculative_tokens": 3}
+    )
     # Through the simulator: every decode step of 0.11.0 pays the host's time on top.
     sync, flagged = _run("vllm", engine_version="0.11.0"), _run(
         "vllm", engine_version="0.11.0", async_scheduling=True

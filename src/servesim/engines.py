@@ -125,6 +125,11 @@ class EngineProfile:
     """The release from which ``host_overlap`` is the engine's default; before it the host
     work runs between steps unless the scenario turns the overlap on (vLLM: 0.14.0, when
     async scheduling became the default). None: ``host_overlap`` at every release."""
+    overlap_off_with: tuple[str, ...] = ()
+    """Deployments for which the engine leaves its overlap off by default, from
+    :data:`OVERLAP_BLOCKERS`: ``pipeline`` (pipeline parallelism), ``draft_speculation``
+    (speculative decoding other than EAGLE-style drafting). A scenario that sets
+    ``async_scheduling`` decides for itself."""
     schedules_ahead: bool = False
     """The host overlap comes from forming step n+1 as step n starts (vLLM's async
     scheduling, SGLang's and TensorRT-LLM's PyTorch-backend overlap schedulers): a request that
@@ -309,6 +314,13 @@ VLLM_ASYNC_SCHEDULING_DEFAULT = "0.14.0"
 release notes: "Async scheduling is now enabled by default"). 0.10.0-0.13 have it behind
 ``--async-scheduling``."""
 
+OVERLAP_BLOCKERS = ("pipeline", "draft_speculation")
+"""Deployment traits an engine may leave its host overlap off for (``overlap_off_with``)."""
+
+EAGLE_METHODS = ("eagle",)
+"""servesim's speculative methods that draft EAGLE-style (what vLLM keeps async scheduling
+on for)."""
+
 _PYTHON_EXECUTOR_HOST = dict(host_step_s=5e-4, host_per_seq_s=2e-5, host_per_token_s=5e-8)
 """Host time of a Python engine loop per step (vLLM V1's engine core; TensorRT-LLM's
 PyExecutor): see ``CostParams.host_step_s``."""
@@ -333,6 +345,7 @@ PROFILES: dict[str, EngineProfile] = {
         enable_prefix_caching=knobs.ENABLE_PREFIX_CACHING,
         host_overlap=True,
         host_overlap_from=VLLM_ASYNC_SCHEDULING_DEFAULT,
+        overlap_off_with=OVERLAP_BLOCKERS,
         schedules_ahead=True,
         **_PYTHON_EXECUTOR_HOST,
         **_PYTHON_API_SERVER,
@@ -356,6 +369,9 @@ PROFILES: dict[str, EngineProfile] = {
             "the default from 0.14.0 (release notes: 'Async scheduling is now enabled by "
             "default', vllm-project/vllm#27614); before, the V1 engine core's loop schedules, "
             "runs the step and processes its outputs one after another",
+            "overlap_off_with": "vLLM config/vllm.py (0.14): async scheduling left unset is "
+            "turned off with pipeline_parallel_size > 1 and with speculative methods outside "
+            "EagleModelTypes (EAGLE, EAGLE-3, MTP), with a warning",
             "schedules_ahead": "vLLM v1/engine/core.py step_with_batch_queue: with async "
             "scheduling the batch queue holds two steps; the next one is scheduled as soon as "
             "the one before it is taken off the queue, i.e. as the step in between starts, "
@@ -601,15 +617,27 @@ ENGINES = tuple(PROFILES)
 
 
 def host_overlap_of(
-    profile: EngineProfile, engine_version: str | None, async_scheduling: bool | None
+    profile: EngineProfile,
+    engine_version: str | None,
+    async_scheduling: bool | None,
+    *,
+    pp: int = 1,
+    speculative_method: str | None = None,
 ) -> bool:
     """Whether the engine's host work overlaps its GPU steps: the scenario's
     ``async_scheduling`` when given, else the profile's default at ``engine_version`` (None:
-    the newest release), off before ``profile.host_overlap_from``."""
+    the newest release), off before ``profile.host_overlap_from`` and for the deployments of
+    ``profile.overlap_off_with`` (``pp`` pipeline stages; ``speculative_method``: the
+    scenario's ``speculative.method``, ``draft:MODEL``, ``ngram`` or ``eagle``)."""
     if async_scheduling is not None:
         return async_scheduling
     start = profile.host_overlap_from
     if start is not None and engine_version is not None and release_before(engine_version, start):
+        return False
+    blockers = profile.overlap_off_with
+    if "pipeline" in blockers and pp > 1:
+        return False
+    if "draft_speculation" in blockers and speculative_method not in (None, *EAGLE_METHODS):
         return False
     return profile.host_overlap
 

@@ -150,5 +150,9 @@ def _host_overlaps(sc) -> bool:
     from servesim.scenario import engine_profile_of
 
     return sc.cuda_graphs and host_overlap_of(
-        engine_profile_of(sc), sc.engine_version, sc.async_scheduling
+        engine_profile_of(sc),
+        sc.engine_version,
+        sc.async_scheduling,
+        pp=sc.pp,
+        speculative_method=sc.speculative.method if sc.speculative else None,
     )
