@@ -251,7 +251,10 @@ def test_vllm_overlaps_host_work_from_0_14_or_with_async_scheduling():
     assert not host_overlap_of(vllm, None, None, speculative_method="draft:meta-llama/Llama-3.2-1B")
     assert host_overlap_of(vllm, None, None, speculative_method="eagle")
     assert host_overlap_of(vllm, None, True, pp=2)
-    assert host_overlap_of(sglang, None, None, pp=2)  # (a vLLM rule)
+    # SGLang's overlap scheduler is off under PP and with any speculative decoding.
+    assert not host_overlap_of(sglang, None, None, pp=2)
+    assert not host_overlap_of(sglang, None, None, speculative_method="eagle")
+    assert host_overlap_of(engine_profile("trtllm"), None, None, pp=2)
     assert _schedules_ahead("vllm") and not _schedules_ahead("vllm", pp=2)
     assert not _schedules_ahead(
         "vllm", speculative={"method": "ngram", "num_speculative_tokens": 3}

@@ -127,9 +127,9 @@ class EngineProfile:
     async scheduling became the default). None: ``host_overlap`` at every release."""
     overlap_off_with: tuple[str, ...] = ()
     """Deployments for which the engine leaves its overlap off by default, from
-    :data:`OVERLAP_BLOCKERS`: ``pipeline`` (pipeline parallelism), ``draft_speculation``
-    (speculative decoding other than EAGLE-style drafting). A scenario that sets
-    ``async_scheduling`` decides for itself."""
+    :data:`OVERLAP_BLOCKERS`: ``pipeline`` (pipeline parallelism), ``speculation`` (any
+    speculative decoding), ``draft_speculation`` (speculative decoding other than EAGLE-style
+    drafting). A scenario that sets ``async_scheduling`` decides for itself."""
     schedules_ahead: bool = False
     """The host overlap comes from forming step n+1 as step n starts (vLLM's async
     scheduling, SGLang's and TensorRT-LLM's PyTorch-backend overlap schedulers): a request that
@@ -314,7 +314,7 @@ VLLM_ASYNC_SCHEDULING_DEFAULT = "0.14.0"
 release notes: "Async scheduling is now enabled by default"). 0.10.0-0.13 have it behind
 ``--async-scheduling``."""
 
-OVERLAP_BLOCKERS = ("pipeline", "draft_speculation")
+OVERLAP_BLOCKERS = ("pipeline", "speculation", "draft_speculation")
 """Deployment traits an engine may leave its host overlap off for (``overlap_off_with``)."""
 
 EAGLE_METHODS = ("eagle",)
@@ -345,7 +345,7 @@ PROFILES: dict[str, EngineProfile] = {
         enable_prefix_caching=knobs.ENABLE_PREFIX_CACHING,
         host_overlap=True,
         host_overlap_from=VLLM_ASYNC_SCHEDULING_DEFAULT,
-        overlap_off_with=OVERLAP_BLOCKERS,
+        overlap_off_with=("pipeline", "draft_speculation"),
         schedules_ahead=True,
         **_PYTHON_EXECUTOR_HOST,
         **_PYTHON_API_SERVER,
@@ -439,6 +439,7 @@ PROFILES: dict[str, EngineProfile] = {
         enable_prefix_caching=True,
         admission="reserve",
         host_overlap=True,
+        overlap_off_with=("pipeline", "speculation"),
         schedules_ahead=True,
         host_step_s=3e-4,
         host_per_seq_s=1e-5,
@@ -463,6 +464,10 @@ PROFILES: dict[str, EngineProfile] = {
             "remaining outputs (schedule_policy.py, global_config.py)",
             "host": "estimate: SGLang 0.4's overlap ('zero-overhead') scheduler runs CPU "
             "scheduling of batch n+1 beside the GPU step of batch n",
+            "overlap_off_with": "SGLang server_args.py: _handle_pipeline_parallelism "
+            "('Pipeline parallelism is incompatible with overlap schedule') and "
+            "_handle_speculative_decoding ('Overlap scheduler is disabled because of using "
+            "eagle speculative decoding') set disable_overlap_schedule",
             "schedules_ahead": "SGLang managers/scheduler.py event_loop_overlap: each "
             "iteration receives requests, forms and launches the next batch, then waits for "
             "the previous batch's result; a request received after a batch was formed waits "
@@ -636,6 +641,8 @@ def host_overlap_of(
         return False
     blockers = profile.overlap_off_with
     if "pipeline" in blockers and pp > 1:
+        return False
+    if "speculation" in blockers and speculative_method is not None:
         return False
     if "draft_speculation" in blockers and speculative_method not in (None, *EAGLE_METHODS):
         return False
