@@ -126,9 +126,10 @@ def _sessions(seed, n=60):
 @pytest.mark.parametrize("admission", ["reserve", "guaranteed"])
 @pytest.mark.parametrize("policy", ["vllm", "prefill_first"])
 @pytest.mark.parametrize("num_blocks", [5_000, 200])  # roomy, and tight enough to matter
-def test_fast_forward_gives_the_same_results_as_step_by_step(admission, policy, num_blocks):
+@pytest.mark.parametrize("ahead", [False, True])  # (SGLang's overlap scheduler: True)
+def test_fast_forward_gives_the_same_results_as_step_by_step(admission, policy, num_blocks, ahead):
     kw = dict(admission=admission, policy=policy, num_blocks=num_blocks,
-              max_num_batched_tokens=512)  # fmt: skip
+              max_num_batched_tokens=512, schedule_ahead=ahead)  # fmt: skip
     a, _, _ = run_sessions(_sessions(1), fast_forward=True, **kw)
     b, _, _ = run_sessions(_sessions(1), fast_forward=False, **kw)
     ra, rb = by_request(a), by_request(b)
