@@ -126,6 +126,17 @@ def test_engine_releases_and_launch_flags_pick_their_profile_and_split():
     assert "ep" not in fid.scenario_of({**ep, "engine_args": {}})
     # The release the case names, for the kernels nearest to it.
     assert fid.scenario_of(dp)["engine_version"] == "0.5.3"
+    # Overlap switches: vLLM's --async-scheduling / --no-async-scheduling, SGLang's
+    # --disable-overlap-schedule; nothing said: the engine's default.
+    assert "async_scheduling" not in sc
+    vllm = {**base, "engine": "vllm", "engine_version": "v0.11.0"}
+    for launch, expected in (("vllm serve m --async-scheduling", True),
+                             ("vllm serve m --no-async-scheduling", False)):  # fmt: skip
+        got = fid.scenario_of({**vllm, "engine_args": {"launch": launch}})
+        assert got["async_scheduling"] is expected
+    sglang = "python3 -m sglang.launch_server --tp 8 --disable-overlap-schedule"
+    off = fid.scenario_of({**dp, "engine_args": {"launch": sglang}})
+    assert off["async_scheduling"] is False
     for stated, release in (
         ("0.4.3.post2 (lmsysorg/sglang:latest, Feb 2025)", "0.4.3.post2"),
         ("0.7.4.dev181+gf35f8e22 (nightly wheel)", "0.7.4.dev181"),
