@@ -278,11 +278,11 @@ GOLDEN: dict[str, dict[str, str]] = {
         "summary": "a7902c9c1d6fd892",
     },
     "speculative": {
-        "requests": "224760ea966baa26",
-        "steps": "ae906ab7bd429702",
-        "features": "59860aaef0c1699d",
-        "itl": "15f19bda3c59575c",
-        "summary": "e727630a2aa2f055",
+        "requests": "c587a7bdea77e2ab",
+        "steps": "0a9971b5cf86345d",
+        "features": "b4feeb7d58173404",
+        "itl": "1f46d383d085bac1",
+        "summary": "42fd0d35d9ecb7e8",
     },
     "kv_offload": {
         "requests": "c4277710fdd8bc42",
