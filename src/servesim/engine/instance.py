@@ -20,6 +20,12 @@ budget, the sequence slots or the KV cache say no, and that only gets worse whil
 the next steps differ only in context length. The instance then times many steps in one
 vectorised call and completes them together. An arrival during such a span truncates it at the
 first step boundary after the arrival, exactly where a step-by-step run would first see it.
+
+Scheduling a step ahead (``schedule_ahead``: vLLM's async scheduling, SGLang's and TensorRT-LLM's
+overlap schedulers): the engine forms step n+1 as step n starts, so the step formed at a
+boundary admits only requests queued before the step that just ended began, and an arrival
+truncates a span one step later. An idle engine, or one that had nothing to form ahead, reads
+its queue at once.
 """
 
 from __future__ import annotations
