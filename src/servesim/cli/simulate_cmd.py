@@ -109,7 +109,8 @@ def simulate_command(
     async_scheduling: bool = typer.Option(
         None,
         "--async-scheduling/--no-async-scheduling",
-        help="host schedules step n+1 during step n (default: the engine's at its version)",
+        help="host schedules step n+1 during step n, so arrivals join step n+2 (default: the "
+        "engine's at its version)",
     ),
     speculative: str = typer.Option(None, "--speculative", help="draft:MODEL | ngram | eagle"),
     num_speculative_tokens: int = typer.Option(
