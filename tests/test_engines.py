@@ -499,3 +499,8 @@ def test_engines_that_overlap_by_scheduling_a_step_ahead_admit_arrivals_a_step_l
     extra_ms = ahead["mean_ttft_ms"] - same_time["mean_ttft_ms"]
     assert 0.5 * ahead["mean_tpot_ms"] < extra_ms < 1.5 * ahead["mean_tpot_ms"]
     assert ahead["mean_tpot_ms"] == pytest.approx(same_time["mean_tpot_ms"], rel=0.05)
+
+
+def test_a_profile_names_only_known_overlap_blockers():
+    with pytest.raises(ValueError, match="overlap_off_with"):
+        replace(engine_profile("vllm"), overlap_off_with=("pipelines",))

@@ -166,6 +166,11 @@ class EngineProfile:
     """How the engine runs attention data-parallel ranks."""
     sources: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        unknown = set(self.overlap_off_with) - set(OVERLAP_BLOCKERS)
+        if unknown:
+            raise ValueError(f"overlap_off_with: unknown {sorted(unknown)}; use {OVERLAP_BLOCKERS}")
+
     def for_gpu(self, hbm_bytes: float, tp: int, dp: int = 1) -> "EngineProfile":
         """This profile as it runs on a GPU of ``hbm_bytes`` with ``tp`` GPUs in its TP group
         (SGLang's ``--tp``: with DP attention, every rank's GPUs) and ``dp`` attention
