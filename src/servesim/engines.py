@@ -127,9 +127,11 @@ class EngineProfile:
     async scheduling became the default). None: ``host_overlap`` at every release."""
     overlap_off_with: tuple[str, ...] = ()
     """Deployments for which the engine leaves its overlap off by default, from
-    :data:`OVERLAP_BLOCKERS`: ``pipeline`` (pipeline parallelism), ``speculation`` (any
-    speculative decoding), ``draft_speculation`` (speculative decoding other than EAGLE-style
-    drafting). A scenario that sets ``async_scheduling`` decides for itself."""
+    :data:`OVERLAP_BLOCKERS`: ``speculation`` (any speculative decoding), ``draft_speculation``
+    (speculative decoding other than EAGLE-style drafting). A scenario that sets
+    ``async_scheduling`` decides for itself. (Pipeline parallelism is not one: vLLM turns async
+    scheduling off under it, but keeps ``pp`` batches in flight in its batch queue, and SGLang's
+    pipeline loop likewise, so host work still runs beside the GPU.)"""
     schedules_ahead: bool = False
     """The host overlap comes from forming step n+1 as step n starts (vLLM's async
     scheduling, SGLang's and TensorRT-LLM's PyTorch-backend overlap schedulers): a request that
@@ -319,7 +321,7 @@ VLLM_ASYNC_SCHEDULING_DEFAULT = "0.14.0"
 release notes: "Async scheduling is now enabled by default"). 0.10.0-0.13 have it behind
 ``--async-scheduling``."""
 
-OVERLAP_BLOCKERS = ("pipeline", "speculation", "draft_speculation")
+OVERLAP_BLOCKERS = ("speculation", "draft_speculation")
 """Deployment traits an engine may leave its host overlap off for (``overlap_off_with``)."""
 
 EAGLE_METHODS = ("eagle",)
@@ -350,7 +352,7 @@ PROFILES: dict[str, EngineProfile] = {
         enable_prefix_caching=knobs.ENABLE_PREFIX_CACHING,
         host_overlap=True,
         host_overlap_from=VLLM_ASYNC_SCHEDULING_DEFAULT,
-        overlap_off_with=("pipeline", "draft_speculation"),
+        overlap_off_with=("draft_speculation",),
         schedules_ahead=True,
         **_PYTHON_EXECUTOR_HOST,
         **_PYTHON_API_SERVER,
@@ -375,8 +377,10 @@ PROFILES: dict[str, EngineProfile] = {
             "default', vllm-project/vllm#27614); before, the V1 engine core's loop schedules, "
             "runs the step and processes its outputs one after another",
             "overlap_off_with": "vLLM config/vllm.py (0.14): async scheduling left unset is "
-            "turned off with pipeline_parallel_size > 1 and with speculative methods outside "
-            "EagleModelTypes (EAGLE, EAGLE-3, MTP), with a warning",
+            "turned off with speculative methods outside EagleModelTypes (EAGLE, EAGLE-3, MTP), "
+            "with a warning; also with pipeline_parallel_size > 1, but max_concurrent_batches "
+            "is then the PP size ('PP requires PP-size concurrent batches to fill the "
+            "pipeline'): the batch queue still schedules beside the GPU",
             "schedules_ahead": "vLLM v1/engine/core.py step_with_batch_queue: with async "
             "scheduling the batch queue holds two steps; the next one is scheduled as soon as "
             "the one before it is taken off the queue, i.e. as the step in between starts, "
@@ -444,7 +448,7 @@ PROFILES: dict[str, EngineProfile] = {
         enable_prefix_caching=True,
         admission="reserve",
         host_overlap=True,
-        overlap_off_with=("pipeline", "speculation"),
+        overlap_off_with=("speculation",),
         schedules_ahead=True,
         host_step_s=3e-4,
         host_per_seq_s=1e-5,
@@ -469,10 +473,10 @@ PROFILES: dict[str, EngineProfile] = {
             "remaining outputs (schedule_policy.py, global_config.py)",
             "host": "estimate: SGLang 0.4's overlap ('zero-overhead') scheduler runs CPU "
             "scheduling of batch n+1 beside the GPU step of batch n",
-            "overlap_off_with": "SGLang server_args.py: _handle_pipeline_parallelism "
-            "('Pipeline parallelism is incompatible with overlap schedule') and "
-            "_handle_speculative_decoding ('Overlap scheduler is disabled because of using "
-            "eagle speculative decoding') set disable_overlap_schedule",
+            "overlap_off_with": "SGLang server_args.py _handle_speculative_decoding ('Overlap "
+            "scheduler is disabled because of using eagle speculative decoding') sets "
+            "disable_overlap_schedule (so does _handle_pipeline_parallelism, but the pipeline "
+            "loop keeps micro-batches in flight)",
             "schedules_ahead": "SGLang managers/scheduler.py event_loop_overlap: each "
             "iteration receives requests, forms and launches the next batch, then waits for "
             "the previous batch's result; a request received after a batch was formed waits "
@@ -631,22 +635,19 @@ def host_overlap_of(
     engine_version: str | None,
     async_scheduling: bool | None,
     *,
-    pp: int = 1,
     speculative_method: str | None = None,
 ) -> bool:
     """Whether the engine's host work overlaps its GPU steps: the scenario's
     ``async_scheduling`` when given, else the profile's default at ``engine_version`` (None:
     the newest release), off before ``profile.host_overlap_from`` and for the deployments of
-    ``profile.overlap_off_with`` (``pp`` pipeline stages; ``speculative_method``: the
-    scenario's ``speculative.method``, ``draft:MODEL``, ``ngram`` or ``eagle``)."""
+    ``profile.overlap_off_with`` (``speculative_method``: the scenario's
+    ``speculative.method``, ``draft:MODEL``, ``ngram`` or ``eagle``)."""
     if async_scheduling is not None:
         return async_scheduling
     start = profile.host_overlap_from
     if start is not None and engine_version is not None and release_before(engine_version, start):
         return False
     blockers = profile.overlap_off_with
-    if "pipeline" in blockers and pp > 1:
-        return False
     if "speculation" in blockers and speculative_method is not None:
         return False
     if "draft_speculation" in blockers and speculative_method not in (None, *EAGLE_METHODS):

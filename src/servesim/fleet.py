@@ -164,7 +164,6 @@ def _cost_params(
             profile,
             scenario.engine_version,
             scenario.async_scheduling,
-            pp=par.pp,
             speculative_method=scenario.speculative.method if scenario.speculative else None,
         ),
         moe_backend=profile.moe_backend,
@@ -256,8 +255,13 @@ def _build_groups(
                     admission_conservativeness=(
                         profile.attention_dp.conservativeness if par.dp > 1 else 1.0
                     ),
+                    # (Under PP the next micro-batch, not the next whole step, is what a
+                    # request waits for: the pipeline model keeps admission at the boundary.)
                     schedule_ahead=(
-                        profile.schedules_ahead and params.cuda_graphs and params.host_overlap
+                        profile.schedules_ahead
+                        and params.cuda_graphs
+                        and params.host_overlap
+                        and par.pp == 1
                     ),
                 )  # fmt: skip
             )

@@ -192,8 +192,8 @@ class Scenario(Spec):
                 description="the host schedules step n+1 while the GPU runs step n (vLLM "
                 "--async-scheduling, SGLang's and TensorRT-LLM's overlap schedulers; an arrival "
                 "during step n then joins step n+2); false: host work runs between steps; "
-                "default the engine's at engine_version (vLLM: on from 0.14, not with pp > 1 "
-                "or ngram/draft speculation)"
+                "default the engine's at engine_version (vLLM: on from 0.14, not with ngram/draft "
+                "speculation)"
             ),
         ]
         | None

@@ -153,6 +153,5 @@ def _host_overlaps(sc) -> bool:
         engine_profile_of(sc),
         sc.engine_version,
         sc.async_scheduling,
-        pp=sc.pp,
         speculative_method=sc.speculative.method if sc.speculative else None,
     )
