@@ -258,11 +258,11 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     release = _release(case)
     if release is not None:
         sc["engine_version"] = release  # (the kernels nearest to that release)
-    launch = str(args.get("launch", ""))
-    if args.get("async_scheduling") is True or "--async-scheduling" in launch.split():
+    flags = str(args.get("launch", "")).split()
+    if args.get("async_scheduling") is True or "--async-scheduling" in flags:
         sc["async_scheduling"] = True  # (vLLM 0.10-0.13: host work overlaps only with it)
     off = ("--no-async-scheduling", "--disable-overlap-schedule")  # (vLLM, SGLang)
-    if args.get("async_scheduling") is False or any(flag in launch.split() for flag in off):
+    if args.get("async_scheduling") is False or any(flag in flags for flag in off):
         sc["async_scheduling"] = False
     ep = args.get("ep_size")
     if isinstance(ep, int) and ep > 1:

@@ -122,6 +122,18 @@ def scheduler_config(spec: SchedulerSpec) -> SchedulerConfig:
     )
 
 
+def host_overlaps(scenario: Scenario, profile: EngineProfile) -> bool:
+    """Whether ``profile``'s host work runs beside its GPU steps in ``scenario`` (its release,
+    ``async_scheduling`` and speculative method; see :func:`engines.host_overlap_of`)."""
+    spec = scenario.speculative
+    return host_overlap_of(
+        profile,
+        scenario.engine_version,
+        scenario.async_scheduling,
+        speculative_method=spec.method if spec else None,
+    )
+
+
 def api_latency(profile: EngineProfile) -> ApiLatency:
     """The latency an engine's API server adds outside the GPU step."""
     return ApiLatency(profile.api_request_s, profile.api_per_input_token_s, profile.api_stream_s)
@@ -160,12 +172,7 @@ def _cost_params(
         kv_dtype=group.kv_dtype,
         cuda_graphs=scenario.cuda_graphs,
         kernel_tables=scenario.kernel_tables,
-        host_overlap=host_overlap_of(
-            profile,
-            scenario.engine_version,
-            scenario.async_scheduling,
-            speculative_method=scenario.speculative.method if scenario.speculative else None,
-        ),
+        host_overlap=host_overlaps(scenario, profile),
         moe_backend=profile.moe_backend,
         kernel_backend=profile.kernel_backend,
         engine_version=scenario.engine_version,

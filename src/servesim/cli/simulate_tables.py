@@ -146,12 +146,7 @@ def summary_tables(
 
 def _host_overlaps(sc) -> bool:
     """Whether the scenario's engine runs its host work beside the GPU steps."""
-    from servesim.engines import host_overlap_of
+    from servesim.fleet import host_overlaps
     from servesim.scenario import engine_profile_of
 
-    return sc.cuda_graphs and host_overlap_of(
-        engine_profile_of(sc),
-        sc.engine_version,
-        sc.async_scheduling,
-        speculative_method=sc.speculative.method if sc.speculative else None,
-    )
+    return sc.cuda_graphs and host_overlaps(sc, engine_profile_of(sc))

@@ -245,10 +245,13 @@ class Instance:
         first_finish = 1
         if is_round:
             num_steps = self._kv_steps(self.num_scheduler_steps)
-        elif self.fast_forward and outputs is not None:
+        elif (
+            self.fast_forward
+            and outputs is not None
+            and not (self.waiting and self.waiting[-1].queued_s > state.visible_until)
+        ):
+            # (Requests held back from this step join the next one: then no span.)
             num_steps, first_finish = self._span_length(outputs)
-            if num_steps > 1 and self.waiting and self.waiting[-1].queued_s > state.visible_until:
-                num_steps = 1  # (requests held back from this step join the next one)
         else:
             num_steps = 1
         context = self.running.computed[rows]
