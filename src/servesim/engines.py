@@ -375,7 +375,10 @@ PROFILES: dict[str, EngineProfile] = {
             "GPU runs step n): behind --async-scheduling from 0.10.0 (vllm-project/vllm#19970), "
             "the default from 0.14.0 (release notes: 'Async scheduling is now enabled by "
             "default', vllm-project/vllm#27614); before, the V1 engine core's loop schedules, "
-            "runs the step and processes its outputs one after another",
+            "runs the step and processes its outputs one after another. 0.10.0-0.10.1 "
+            "overlapped the scheduler only; input preparation and sampling overlap from 0.10.2 "
+            "(vllm-project/vllm#23569, 'Fully overlap model execution'): servesim overlaps "
+            "all host work whenever the flag is on",
             "overlap_off_with": "vLLM config/vllm.py (0.14): async scheduling left unset is "
             "turned off with speculative methods outside EagleModelTypes (EAGLE, EAGLE-3, MTP), "
             "with a warning; also with pipeline_parallel_size > 1, but max_concurrent_batches "
