@@ -52,11 +52,15 @@ def _roofline_s(hw, n: float, k: float, m: float) -> float:
 
 def test_list_names_every_gpu_with_its_tables_or_fallback():
     out = _kernels()
-    for name in ("H100", "H200", "A100-80GB", "B200", "L40S", "MI300X", "A10G"):
+    names = ("H100", "H200", "A100-80GB", "B200", "B300", "GB200", "GB300", "RTX-PRO-6000")
+    for name in (*names, "L40S", "MI300X", "A10G"):
         assert name in out
     assert "median fit" in out and "roofline" in out
     assert "m 1–16k" in out and "1200 rows" in out  # H100's GEMM coverage
-    assert "median of the fits of a100-80gb, b200, h100, h200, l40s" in " ".join(out.split())
+    assert (
+        "median of the fits of a100-80gb, b200, b300, gb200, gb300, h100, h200, l40s, "
+        "rtx-pro-6000" in " ".join(out.split())
+    )
     assert "from H100" in out and "same architecture" in " ".join(out.split())  # H800, H20
 
 

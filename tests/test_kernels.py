@@ -20,6 +20,30 @@ def test_tables_ship_for_the_main_gpus():
     assert K.load_tables("MI300X") is None
 
 
+BLACKWELL_TABLES = {"B300": 0.81, "GB200": 0.76, "GB300": 0.83, "RTX-PRO-6000": 0.93}
+"""The Blackwell GPUs distilled from AIConfigurator 0.12.0, with the compute efficiency their
+hardware files take from their own GEMM tables (the largest BF16 GEMM's share of peak)."""
+
+
+@pytest.mark.parametrize(("name", "efficiency"), BLACKWELL_TABLES.items())
+def test_blackwell_tables_ship_and_back_their_hardware_files(name, efficiency):
+    hw, t = load_hardware(name), K.load_tables(name)
+    assert t is not None and name.lower() in K.gpus_with_tables()
+    for part in (t.gemm, t.attention_prefill, t.attention_decode):
+        assert part is not None and len(part["seconds"]) > 1000
+    assert set(t.moe) == {"vllm", "sglang", "trtllm"}
+    # NVLink GPUs carry the custom all-reduce; the PCIe card none (left out on purpose).
+    assert (t.allreduce is None) == (name == "RTX-PRO-6000")
+    g = t.gemm
+    best = g["tflops"][g["dtype"] == "bf16"].max() * 1e12
+    assert best / hw.peak_flops["bf16"] == pytest.approx(efficiency, abs=0.005)
+    assert hw.compute_efficiency == pytest.approx(efficiency)
+    # Decode attention never reads >= 1 GB of KV faster than the GPU's memory allows.
+    d = t.attention_decode
+    big = d["gbps"] * 1e9 * d["seconds"] >= 1e9
+    assert (d["gbps"][big] * 1e9 < hw.hbm_bandwidth).all()
+
+
 def test_gemm_interpolation_is_exact_on_measured_points():
     g = H100.gemm
     rows = (g["dtype"] == "bf16") & (g["n"] == 8192) & (g["k"] == 8192)

@@ -51,9 +51,11 @@ HARDWARE = REPO / "src" / "servesim" / "catalog" / "hardware"
 BACKEND = "trtllm"
 
 # servesim hardware id (lower-cased ``name`` of catalog/hardware/*.yaml) -> AIConfigurator system.
-GPUS = {gpu: aic.SYSTEMS[gpu] for gpu in ("h100", "h200", "a100-80gb", "b200", "l40s")}
-# NOTE: L40S has no NVLink (PCIe only); its all-reduce table exists but is left out on purpose.
-NVLINK_GPUS = {"h100", "h200", "a100-80gb", "b200"}
+DISTILLED = ("h100", "h200", "a100-80gb", "b200", "l40s", "b300", "gb200", "gb300", "rtx-pro-6000")
+GPUS = {gpu: aic.SYSTEMS[gpu] for gpu in DISTILLED}
+# NOTE: L40S and RTX PRO 6000 have no NVLink (PCIe only); their all-reduce tables exist but are
+# left out on purpose.
+NVLINK_GPUS = {"h100", "h200", "a100-80gb", "b200", "b300", "gb200", "gb300"}
 # (gpu, output file) -> backend read instead of BACKEND.
 # NOTE: a100_sxm's trtllm 1.0.0 decode table (provenance "legacy") reaches ~3.3 TB/s of KV
 # reads at 2 GB working sets, 1.6x the A100's 2.04 TB/s HBM, and is faster than H100 on the

@@ -46,6 +46,10 @@ SYSTEMS = {
     "l40s": "l40s",
     "h100-pcie": "h100_pcie",
     "l4": "l4",
+    "b300": "b300_sxm",
+    "gb200": "gb200",
+    "gb300": "gb300",
+    "rtx-pro-6000": "rtx_pro_6000_server",
 }
 """servesim GPU id (lower-cased hardware ``name``) → AIConfigurator system folder: the same
 device only (a cut-down or different-memory part borrows through ``kernels.SAME_ARCHITECTURE``)."""
