@@ -28,7 +28,8 @@ measured shape's utilisation on this GPU (``build._reshaped_moe_curve``), scored
 model's own shape left out of every table (leave-one-shape-out).
 
 FP8 GEMMs (all rows) on the roofline and with the FP8 factors of ``cost/fp8_fit.py`` fitted to
-the other GPUs' tables (leave-one-GPU-out: the fitted rung a GPU without an FP8 table gets).
+the other GPUs' tables, all of them and those of its architecture (leave-one-GPU-out: the fitted
+rung a GPU without an FP8 table gets takes the latter where its architecture has any).
 
 Prints Markdown tables (the README quotes them).
 """
@@ -138,9 +139,10 @@ def gemm_shape_errors(t) -> tuple[float, float]:
     return float(np.median(nearest)), float(np.median(interpolated))
 
 
-def fp8_errors(hw, t) -> tuple[float, float] | None:
-    """Median |error| of the FP8 GEMM rows on the roofline, and with the FP8 factors fitted to
-    the *other* GPUs' tables (leave-one-GPU-out: what a GPU without an FP8 table gets)."""
+def fp8_errors(hw, t) -> tuple[float, float, float] | None:
+    """Median |error| of the FP8 GEMM rows on the roofline, with the FP8 factors fitted to every
+    *other* GPU's tables, and with those of the other GPUs of its architecture (leave-one-GPU-out:
+    what a GPU without an FP8 table gets, ``fp8_fit.fp8_gemm_factors(architecture)``)."""
     if "fp8" not in hw.peak_flops or not (t.gemm["dtype"] == "fp8").any():
         return None
     others = [n for n in K.gpus_with_tables() if n != hw.name.lower()]
@@ -151,8 +153,13 @@ def fp8_errors(hw, t) -> tuple[float, float] | None:
         CostParams().gemm_half_tokens,
     )
     roof = np.maximum(compute, memory) + hw.kernel_launch_s
-    fitted = FP8.fp8_gemm_seconds(compute, memory, FP8.factors_over(others), hw.kernel_launch_s)
-    return _median_abs(roof, secs), _median_abs(fitted, secs)
+    every = FP8.fp8_gemm_seconds(compute, memory, FP8.factors_over(others), hw.kernel_launch_s)
+    # What fp8_gemm_factors(architecture) gives a GPU of this one's architecture without an
+    # FP8 table: the other GPUs of the architecture that have FP8 rows, else every other GPU.
+    same = [n for n in others if FP8._architecture(n) == hw.architecture]
+    same = [n for n in same if FP8._factors_of_gpu(n) is not None] or others
+    own_arch = FP8.fp8_gemm_seconds(compute, memory, FP8.factors_over(same), hw.kernel_launch_s)
+    return _median_abs(roof, secs), _median_abs(every, secs), _median_abs(own_arch, secs)
 
 
 def prefill_errors(hw, t) -> tuple[float, float]:
@@ -336,7 +343,7 @@ def _kernel_row(hw) -> list[str]:
 
 def _fp8_row(hw) -> list[str] | None:
     got = fp8_errors(hw, K.load_tables(hw.name))
-    return None if got is None else [_pct(got[0]), _pct(got[1])]
+    return None if got is None else [_pct(x) for x in got]
 
 
 def _moe_row(hw) -> list[str] | None:
@@ -361,8 +368,9 @@ def main() -> None:
            "in (log n, log k) |", 2,
            lambda hw: [_pct(c) for c in gemm_shape_errors(K.load_tables(hw.name))])  # fmt: skip
     print()
-    _table("| GPU | FP8 GEMM roofline | FP8 GEMM, factors fitted to the other GPUs (fitted rung) |",
-           2, _fp8_row)  # fmt: skip
+    _table("| GPU | FP8 GEMM roofline | FP8 GEMM, factors fitted to every other GPU | FP8 GEMM, "
+           "factors fitted to the other GPUs of its architecture (fitted rung) |",
+           3, _fp8_row)  # fmt: skip
     print()
     _table("| GPU | MoE points | MoE roofline | MoE table (held out) | MoE borrowed from other "
            "GPUs (fitted rung, own rows held out) | MoE from this GPU's other shapes (fitted "

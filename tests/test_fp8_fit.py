@@ -82,3 +82,25 @@ def test_fp8_gemms_on_a_gpu_without_fp8_tables_stand_on_the_fitted_rung():
     assert bf16.rung_seconds_from_features(big[0])["fitted"][0] < 0.5 * float(
         bf16.step_seconds(np.array([8192]), np.array([0]))
     )
+
+
+def test_a_gpu_takes_the_fp8_factors_of_its_own_architecture_where_any_gpu_of_it_has_tables(
+    tmp_path,
+):
+    from servesim.cost.fp8_fit import factors_over
+    from servesim.cost.kernels import gpus_with_tables
+
+    blackwell = ["b200", "b300", "gb200", "gb300"]
+    assert set(blackwell) <= set(gpus_with_tables())
+    assert fp8_gemm_factors("blackwell") == factors_over(blackwell)
+    assert fp8_gemm_factors("hopper") == factors_over(["h100", "h200"])
+    # An architecture with no FP8 table (CDNA 3, or none given): every GPU's medians.
+    assert fp8_gemm_factors("cdna3") == fp8_gemm_factors() == factors_over(gpus_with_tables())
+    # Blackwell's FP8 GEMMs pay more per call than Hopper's (quantisation and set-up).
+    assert fp8_gemm_factors("blackwell").overhead_s > fp8_gemm_factors("hopper").overhead_s
+    # A hardware file of one's own picks them up through its `architecture`.
+    model = load_model("llama-3.1-70b")
+    on = CostParams(kernel_tables=True, weight_dtype="fp8")
+    for arch, want in (("blackwell", "blackwell"), ("hopper", "hopper"), (None, None)):
+        hw = load_hardware("MI300X").with_overrides(architecture=arch)
+        assert resolve_params(model, hw, on).fp8_factors == fp8_gemm_factors(want)

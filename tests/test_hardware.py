@@ -156,7 +156,7 @@ def test_mi300x_figures_and_its_mesh():
 
 def test_fp8_and_fp4_only_where_the_silicon_has_them():
     with_fp8 = {hw.name for hw in list_hardware() if "fp8" in hw.peak_flops}
-    blackwell = {"B200", "B300", "GB200", "GB300", "RTX-PRO-6000"}
+    blackwell = {"B200", "B300", "GB200", "GB300", "RTX-PRO-6000"}  # (GB20x too)
     assert with_fp8 == {
         "H100", "H100-PCIe", "H200", "H800", "H20", "L40S", "L40", "L4", "MI300X"
     } | blackwell  # fmt: skip
@@ -171,7 +171,8 @@ def test_every_shipped_gpu_names_its_generation_and_it_agrees_with_its_dtypes():
         "ampere": {"A100-40GB", "A100-80GB", "A10G"},
         "ada": {"L4", "L40", "L40S"},
         "hopper": {"H100", "H100-PCIe", "H200", "H800", "H20"},
-        "blackwell": {"B200", "B300", "GB200", "GB300", "RTX-PRO-6000"},
+        "blackwell": {"B200", "B300", "GB200", "GB300"},
+        "blackwell-rtx": {"RTX-PRO-6000"},
         "cdna3": {"MI300X"},
     }
     # (FP8 tensor cores from Ada and Hopper on, FP4 from Blackwell: none on Ampere.)

@@ -44,6 +44,23 @@ def test_blackwell_tables_ship_and_back_their_hardware_files(name, efficiency):
     assert (d["gbps"][big] * 1e9 < hw.hbm_bandwidth).all()
 
 
+def test_gpt_oss_on_an_rtx_pro_6000_stands_on_its_own_marlin_rows():
+    """vLLM runs GPT-OSS's MXFP4 experts with Marlin on the GB20x Blackwells (the RTX PRO 6000's
+    table has only Marlin MXFP4 rows): the layer is measured there, not borrowed from the B200's
+    FlashInfer MXFP4 kernels."""
+    from servesim.cost.resolve import resolve_params
+
+    hw, model = load_hardware("RTX-PRO-6000"), load_model("openai/gpt-oss-120b")
+    assert hw.architecture == "blackwell-rtx"
+    params = CostParams(kernel_tables=True)
+    assert resolve_params(model, hw, params).mxfp4_kernel == "mxfp4_marlin"
+    cost = build_step_cost(model, hw, Parallelism(), params)
+    f = cost.features(np.full(16, 1), np.full(16, 1000))
+    rungs = cost.rung_seconds_from_features(f)
+    total = sum(float(v[0]) for v in rungs.values())
+    assert rungs["measured"][0] > 0.8 * total and rungs["fitted"][0] < 0.1 * total
+
+
 def test_gemm_interpolation_is_exact_on_measured_points():
     g = H100.gemm
     rows = (g["dtype"] == "bf16") & (g["n"] == 8192) & (g["k"] == 8192)
@@ -274,7 +291,7 @@ def test_moe_layers_of_catalog_models_are_priced_from_the_engines_moe_kernels():
 
 def test_vllm_runs_mxfp4_experts_with_marlin_before_hopper_and_on_hopper_before_0_11_1():
     marlin = "mxfp4_marlin"
-    for arch in ("ampere", "ada"):
+    for arch in ("ampere", "ada", "blackwell-rtx"):
         assert K.vllm_mxfp4_kernel(arch, None) == marlin
         assert K.vllm_mxfp4_kernel(arch, "0.24.0") == marlin
     assert K.vllm_mxfp4_kernel("hopper", "0.10.2") == marlin

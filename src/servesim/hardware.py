@@ -103,9 +103,13 @@ class Hardware:
     description: str = ""
     """Full product name, e.g. "NVIDIA H100 SXM5 80GB HBM3"."""
     architecture: str | None = None
-    """GPU generation (``ampere``, ``ada``, ``hopper``, ``blackwell``, ``cdna3``), which decides
-    the kernels an engine picks where they differ by generation (vLLM's MXFP4 MoE: Marlin
-    before Hopper, see ``servesim.cost.kernels.vllm_mxfp4_kernel``); None: not given."""
+    """GPU generation (``ampere``, ``ada``, ``hopper``, ``blackwell``: the datacentre B200/B300
+    family, compute capability 10.x; ``blackwell-rtx``: the GB20x parts of the RTX PRO and
+    GeForce RTX 50 lines, 12.x, without the datacentre parts' ``tcgen05`` tensor-memory
+    instructions; ``cdna3``), which decides the kernels an engine picks where they differ by
+    generation (vLLM's MXFP4 MoE: Marlin before Hopper and on GB20x, see
+    ``servesim.cost.kernels.vllm_mxfp4_kernel``; the FP8 factors of the fitted rung,
+    ``servesim.cost.fp8_fit``); None: not given."""
     confidence_by_field: dict[str, str] = field(default_factory=dict)
     """Grade of one figure (field name -> datasheet/measured/estimated) where it differs from
     ``confidence``."""
@@ -164,7 +168,7 @@ _DEFAULT = {f.name: f.default for f in dataclasses.fields(Hardware)}
 
 Grade = Literal["datasheet", "measured", "estimated"]
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
-Architecture = Literal["ampere", "ada", "hopper", "blackwell", "cdna3"]
+Architecture = Literal["ampere", "ada", "hopper", "blackwell", "blackwell-rtx", "cdna3"]
 
 
 class _LinkFile(Spec):

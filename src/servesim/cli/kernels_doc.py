@@ -130,11 +130,15 @@ def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
         "moe": "measured" if doc["moe"] and not borrowed else "fitted",
     }
     doc["attention_fit"] = attention
-    doc["fallback"] = None if tables is not None else _fallback_text(attention, borrowed)
+    doc["fallback"] = (
+        None if tables is not None else _fallback_text(attention, borrowed, hw.architecture)
+    )
     return doc
 
 
-def _fallback_text(attention: dict[str, Any] | None, borrowed: str | None = None) -> str:
+def _fallback_text(
+    attention: dict[str, Any] | None, borrowed: str | None = None, architecture: str | None = None
+) -> str:
     if borrowed is not None:
         return (
             f"GEMMs, attention and MoE layers borrow {borrowed}'s measured utilisation (same "
@@ -145,13 +149,15 @@ def _fallback_text(attention: dict[str, Any] | None, borrowed: str | None = None
         return "roofline throughout (no bf16 peak to scale a fitted curve)"
     from servesim.cost.fp8_fit import fp8_gemm_factors
 
-    fp8 = fp8_gemm_factors()
+    fp8 = fp8_gemm_factors(architecture)
+    same = fp8 is not None and architecture is not None and fp8 != fp8_gemm_factors()
     fp8_text = (
         "FP8 GEMMs on the roofline"
         if fp8 is None
         else f"FP8 GEMMs at {fp8.compute:.2f} of the FP8 roofline's FLOP rate and "
         f"{fp8.memory:.2f} of its read rate, plus {fp8.overhead_s * 1e6:.1f} µs each "
-        "(activation quantisation; medians of the GPUs with FP8 tables)"
+        "(activation quantisation; medians of the GPUs with FP8 tables"
+        + (f" of its architecture, {architecture})" if same else ")")
     )
     return (
         f"roofline GEMMs and all-reduce; attention from the {attention['source']} "

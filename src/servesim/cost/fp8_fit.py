@@ -132,10 +132,29 @@ def _factors_of_gpu(name: str) -> Fp8Factors | None:
 
 
 @functools.cache
-def fp8_gemm_factors() -> Fp8Factors | None:
+def fp8_gemm_factors(architecture: str | None = None) -> Fp8Factors | None:
     """The factors for FP8 GEMMs on a GPU without an FP8 table: each one's median over the GPUs
-    that ship FP8 GEMM tables (None when none does)."""
-    return factors_over(gpus_with_tables())
+    of its ``architecture`` that ship FP8 GEMM tables, else over all that do (None when none
+    does).
+
+    FP8 GEMM kernels are built per architecture (Hopper's ``wgmma``, Blackwell's ``tcgen05``
+    CUTLASS/cuBLASLt kernels), and so are their fixed costs: Blackwell's FP8 GEMMs pay 10-12 µs
+    beyond the launch, Hopper's 8.5-8.75, Ada's 6. Held out GPU by GPU
+    (``bench/kernel_accuracy.py``), the same architecture's medians price a B200's, B300's,
+    GB200's and GB300's FP8 rows within 8% and an H100's and H200's within 5%, against 8-14%
+    with every GPU's medians."""
+    names = gpus_with_tables()
+    if architecture is not None:
+        same = [n for n in names if _architecture(n) == architecture and _factors_of_gpu(n)]
+        if same:
+            return factors_over(same)
+    return factors_over(names)
+
+
+def _architecture(name: str) -> str | None:
+    from servesim.hardware import load_hardware
+
+    return load_hardware(name).architecture
 
 
 def factors_over(gpu_names: list[str]) -> Fp8Factors | None:

@@ -366,13 +366,16 @@ def vllm_mxfp4_kernel(architecture: str | None, release: str | None) -> str:
     ``architecture`` at ``release`` (None: the newest): ``mxfp4_marlin`` (weight-only Marlin:
     4-bit weights dequantised into BF16 ``mma.sync``) on Ampere and Ada, which have no FP4
     path (vLLM's GPT-OSS recipe: "Ampere ... TRITON_ATTN attention backend and Marlin MXFP4
-    MoE"), and on Hopper before :data:`VLLM_MXFP4_TRITON_ON_HOPPER`; ``mxfp4`` otherwise
-    (``triton_kernels`` on Hopper, FlashInfer's TensorRT-LLM kernels on Blackwell, what the
-    tables' ``mxfp4`` rows time)."""
+    MoE"), on the GB20x Blackwells (``blackwell-rtx``: AIConfigurator's vLLM 0.24.0 rows on an
+    RTX PRO 6000 time GPT-OSS's MXFP4 experts with ``vllm_gptossmxfp4moe_marlin_marlinexperts``,
+    FlashInfer's TensorRT-LLM MXFP4 kernels being built for the datacentre parts), and on Hopper
+    before :data:`VLLM_MXFP4_TRITON_ON_HOPPER`; ``mxfp4`` otherwise (``triton_kernels`` on
+    Hopper, FlashInfer's TensorRT-LLM kernels on the datacentre Blackwells, what the tables'
+    ``mxfp4`` rows time)."""
     from servesim.cost.aic_tables import MXFP4_MARLIN
     from servesim.versions import release_before
 
-    if architecture in ("ampere", "ada"):
+    if architecture in ("ampere", "ada", "blackwell-rtx"):
         return MXFP4_MARLIN
     if architecture == "hopper" and release is not None:
         if release_before(release, VLLM_MXFP4_TRITON_ON_HOPPER):

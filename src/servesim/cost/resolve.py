@@ -123,7 +123,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     runs_fp8 = any(tensor_core_dtype(hw.peak_flops, d, act) == "fp8" for d in (block, expert))
     no_fp8_table = tables is None or tables.gemm is None or "fp8" not in tables.gemm["dtype"]
     if use_tables and runs_fp8 and no_fp8_table:
-        fp8 = fp8_gemm_factors()
+        fp8 = fp8_gemm_factors(hw.architecture)
     if fit is not None:
         curve, source = fit
         attn, attn_mem, half = curve.efficiency, curve.memory_efficiency, curve.half_tokens
