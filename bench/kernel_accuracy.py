@@ -25,7 +25,9 @@ gets — another GPU's measured utilisation on this GPU's roofline
 (``build._borrowed_moe_curve``), scored here with the GPU's own rows left out (leave-one-GPU-out);
 and the fitted rung an MoE shape no table measured gets on a GPU with tables — the nearest
 measured shape's utilisation on this GPU (``build._reshaped_moe_curve``), scored with the
-model's own shape left out of every table (leave-one-shape-out).
+model's own shape left out of every table (leave-one-shape-out); and the fitted rung an expert
+TP split no table measured gets — the nearest measured split's utilisation of the same shape
+(``build._resplit_moe_curve``), scored with each split left out (leave-one-split-out).
 
 FP8 GEMMs (all rows) on the roofline and with the FP8 factors of ``cost/fp8_fit.py`` fitted to
 the other GPUs' tables, all of them and those of its architecture (leave-one-GPU-out: the fitted
@@ -238,13 +240,15 @@ def _errors(got, pick, true) -> list[float]:
     return [] if got is None else np.abs(got[0][pick] / true - 1.0).tolist()
 
 
-def moe_errors(hw) -> tuple[float, float, float, int] | None:
+def moe_errors(hw) -> tuple[float, float, float, float, float, int] | None:
     """Median |error| of one MoE layer's routed experts on ``hw``: roofline, own table held out
-    (leave-one-token-count-out), borrowed from other GPUs (leave-one-GPU-out); and the number of
-    measured points. None when ``hw`` has no MoE rows for the catalog's MoE models."""
+    (leave-one-token-count-out), borrowed from other GPUs (leave-one-GPU-out), from this GPU's
+    other shapes (leave-one-shape-out), from this GPU's other expert TP splits of the shape
+    (leave-one-split-out); and the number of measured points. None when ``hw`` has no MoE rows
+    for the catalog's MoE models."""
     # (vLLM's kernels: GPT-OSS's experts are Marlin's on Ada, triton_kernels on Hopper.)
     params = CostParams(kernel_tables=True, kernel_backend="vllm")
-    roof_e, held_e, borrowed_e, reshaped_e = [], [], [], []
+    roof_e, held_e, borrowed_e, reshaped_e, resplit_e = [], [], [], [], []
     for name in MOE_MODELS:
         model = load_model(name)
         for par, res, pick, true, roof in _moe_points(model, hw, params):
@@ -254,6 +258,8 @@ def moe_errors(hw) -> tuple[float, float, float, int] | None:
             borrowed_e += _errors(borrowed, pick, true)
             reshaped = B._reshaped_moe_curve(model, hw, par, params, _without_shape(res, model))
             reshaped_e += _errors(reshaped, pick, true)
+            resplit = B._resplit_moe_curve(model, hw, par, params, _without_split(res, model, par))
+            resplit_e += _errors(resplit, pick, true)
     if not roof_e:
         return None
     return (
@@ -261,6 +267,7 @@ def moe_errors(hw) -> tuple[float, float, float, int] | None:
         float(np.median(held_e)),
         float(np.median(borrowed_e)) if borrowed_e else float("nan"),
         float(np.median(reshaped_e)) if reshaped_e else float("nan"),
+        float(np.median(resplit_e)) if resplit_e else float("nan"),
         len(roof_e),
     )
 
@@ -298,6 +305,26 @@ def marlin_family_errors(hw) -> tuple[float, float, int] | None:
     if not int4_e:
         return None
     return float(np.median(roof_e)), float(np.median(int4_e)), len(int4_e)
+
+
+def _without_split(res, model, par):
+    """``res`` with the MoE rows of ``model``'s expert shape at ``par``'s split removed from its
+    tables (the other splits of the shape stay)."""
+    moe = model.moe
+    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
+             moe.num_experts)  # fmt: skip
+    tables = {}
+    for backend, t in res.tables.moe.items():
+        same = (
+            (t["hidden_size"] == shape[0])
+            & (t["inter_size"] == shape[1])
+            & (t["topk"] == shape[2])
+            & (t["num_experts"] == shape[3])
+            & (t["tp"] == par.expert_tp)
+            & (t["ep"] == par.ep)
+        )
+        tables[backend] = {c: v[~same] for c, v in t.items()}
+    return replace(res, tables=replace(res.tables, moe=tables))
 
 
 def _without_shape(res, model):
@@ -374,7 +401,8 @@ def main() -> None:
     print()
     _table("| GPU | MoE points | MoE roofline | MoE table (held out) | MoE borrowed from other "
            "GPUs (fitted rung, own rows held out) | MoE from this GPU's other shapes (fitted "
-           "rung, own shape held out) |", 5, _moe_row)  # fmt: skip
+           "rung, own shape held out) | MoE from this GPU's other expert TP splits (fitted "
+           "rung, own split held out) |", 6, _moe_row)  # fmt: skip
     print()
     _table("| GPU | Marlin MXFP4 points | roofline | from this GPU's Marlin INT4 rows of another "
            "shape (fitted rung, MXFP4 shape held out) |", 3, _marlin_row)  # fmt: skip

@@ -1,5 +1,6 @@
 """Measured kernel tables: interpolation, clamping, fitted attention curves, rung shares."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -667,3 +668,48 @@ def test_one_rows_curve_seconds_are_the_rows_path_to_the_bit():
     assert np.array_equal(curves.seconds(span[None, :])[0], np.array(curves.seconds_one(span)))
     empty = np.zeros_like(span)
     assert curves.seconds_one(empty) == [0.0] * len(curves.columns)
+
+
+def test_an_expert_split_no_table_measured_takes_the_nearest_measured_splits_utilisation():
+    """TP 16 on an NVL72 rack (or SGLang's DP attention over 16 GPUs) splits each expert 16
+    ways; the tables stop at 8. The nearest measured split's utilisation (measured layer over
+    its roofline) on this split's roofline prices it: the fitted rung, not the roofline."""
+    from servesim.cost import build as B
+    from servesim.cost.resolve import resolve_params
+
+    model, hw = load_model("deepseek-r1"), load_hardware("GB200")
+    params = CostParams(kernel_tables=True)
+    res = resolve_params(model, hw, params)
+    tp8, tp16, dp_attn = Parallelism(tp=8), Parallelism(tp=16), Parallelism(tp=4, dp=4)
+    assert dp_attn.expert_tp == tp16.expert_tp == 16
+    assert B._moe_curve(model, tp16, params, res) is None  # (no TP-16 rows)
+    measured, (lo, hi) = B._moe_curve(model, tp8, params, res)
+    theirs = B._expert_roofline_seconds(model, hw, tp8, params)
+    ours = B._expert_roofline_seconds(model, hw, tp16, params)
+    got, measured_range = B._resplit_moe_curve(model, hw, tp16, params, res)
+    assert np.allclose(got, measured / theirs * ours, rtol=1e-12)
+    assert measured_range == (lo, hi)
+    # Half as wide an expert per GPU: faster than TP 8's layer wherever tokens are few enough
+    # for the split to matter, never slower.
+    i = int(np.argmin(abs(K.M_GRID - 256)))
+    assert got[i] < 0.7 * measured[i] and (got <= measured * (1 + 1e-9)).all()
+    dp_got, _ = B._resplit_moe_curve(model, hw, dp_attn, params, res)
+    assert np.allclose(dp_got, got, rtol=1e-12)  # (the same experts, the same tokens)
+    # In a step: the routed experts stand on the fitted rung.
+    cost = build_step_cost(model, hw, tp16, params)
+    f = cost.features(np.full(64, 1), np.full(64, 1000))
+    experts = [j for j, op in enumerate(cost.operators) if op.rate == "gemm_expert"]
+    assert cost._ops.curves is not None and set(experts) <= set(cost._ops.curves.columns)
+    rungs = cost.rung_seconds_from_features(f)
+    assert rungs["fitted"][0] > 0.2 * sum(float(v[0]) for v in rungs.values())
+    # Held out: H100's own TP-8 rows of Qwen3-30B-A3B priced from its other splits.
+    model, hw = load_model("Qwen/Qwen3-30B-A3B"), load_hardware("H100")
+    res = resolve_params(model, hw, params)
+    truth, _ = B._moe_curve(model, tp8, params, res)
+    tables = {
+        b: {c: v[t["tp"] != 8] for c, v in t.items()} for b, t in res.tables.moe.items()
+    }
+    held = dataclasses.replace(res, tables=dataclasses.replace(res.tables, moe=tables))
+    priced, (lo, hi) = B._resplit_moe_curve(model, hw, tp8, params, held)
+    inside = (K.M_GRID >= lo) & (K.M_GRID <= hi)
+    assert np.median(np.abs(priced[inside] / truth[inside] - 1)) < 0.25

@@ -65,6 +65,8 @@ def _measured_curves(
                 # system and instruction path first (Marlin runs Hopper's mma.sync far below
                 # its wgmma peak, which no Ada or Ampere table shows), the expert shape second.
                 moe_curve = _reshaped_moe_curve(model, hw, par, params, res)
+            if moe_curve is None:
+                moe_curve = _resplit_moe_curve(model, hw, par, params, res)
         if moe_curve is None:
             moe_curve = _borrowed_moe_curve(model, hw, par, params, res)
         moe_borrowed = moe_curve is not None and own_row is None
@@ -305,6 +307,68 @@ def _reshaped_moe_curve(
     )
     lo, hi = got[1]
     return at_same_load * _expert_roofline_seconds(model, hw, par, params), (lo / ratio, hi / ratio)
+
+
+def _measured_splits(
+    tables: kernels_mod.KernelTables, dtypes: tuple[str, ...], shape: tuple[int, int, int, int],
+    ep: int,
+) -> list[int]:
+    """The expert TP sizes some engine's table measured ``shape`` at with ``ep`` in one of
+    ``dtypes`` (at least two token counts), sorted."""
+    hidden, width, topk, experts = shape
+    found: set[int] = set()
+    for t in (tables.moe or {}).values():
+        rows = (
+            (t["hidden_size"] == hidden)
+            & (t["inter_size"] == width)
+            & (t["topk"] == topk)
+            & (t["num_experts"] == experts)
+            & (t["ep"] == ep)
+            & np.isin(t["dtype"], list(dtypes))
+        )
+        tps, counts = np.unique(t["tp"][rows], return_counts=True)
+        found |= {int(tp) for tp, n in zip(tps, counts, strict=True) if n >= 2}
+    return sorted(found)
+
+
+def _resplit_moe_curve(
+    model: ModelSpec, hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """One MoE layer's routed experts on ``M_GRID`` tokens for an expert split no table
+    measured (an expert TP beyond the tables' 8: TP 16 on an NVL72 rack, SGLang's DP attention
+    over 16 GPUs), on a GPU whose tables hold this model's shape at other splits (the fitted
+    rung): the measured *utilisation* (layer time over its roofline) of the nearest measured
+    expert TP (in log; the larger of two as near) with the same EP, applied to this split's
+    roofline at the same tokens (a TP split narrows each expert; the tokens per expert stay).
+
+    Held out on the catalog's shapes (each measured split priced from the others,
+    ``bench/kernel_accuracy.py``). None without such a split (or without tables)."""
+    tables, moe = res.tables, model.moe
+    if moe is None or tables is None or not tables.moe or res.tables_from is not None:
+        return None
+    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
+             moe.num_experts)  # fmt: skip
+    ep = par.ep if par.dp == 1 else 1
+    want = par.expert_tp
+    for dtype in _moe_dtypes(model, params, res):
+        splits = [tp for tp in _measured_splits(tables, (dtype,), shape, ep) if tp != want]
+        if splits:
+            break
+    else:
+        return None
+    source_tp = min(splits, key=lambda tp: (abs(math.log(tp / want)), -tp))
+    # The measured split as a parallelism of this model (one DP rank: expert TP = tp // ep).
+    source = Parallelism(tp=source_tp * ep, ep=ep)
+    try:
+        source.check(model)
+        got = _table_moe_seconds(model, source, params, res, tables, shape)
+        if got is None:
+            return None
+        theirs = _expert_roofline_seconds(model, hw, source, params)
+        ours = _expert_roofline_seconds(model, hw, par, params)
+    except ServesimError:
+        return None  # (the measured split does not fit this model: the roofline)
+    return got[0] / theirs * ours, got[1]
 
 
 def _ridge(hw: Hardware, res: ResolvedParams) -> float:
