@@ -307,41 +307,27 @@ def marlin_family_errors(hw) -> tuple[float, float, int] | None:
     return float(np.median(roof_e)), float(np.median(int4_e)), len(int4_e)
 
 
-def _without_split(res, model, par):
-    """``res`` with the MoE rows of ``model``'s expert shape at ``par``'s split removed from its
-    tables (the other splits of the shape stay)."""
-    moe = model.moe
-    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
-             moe.num_experts)  # fmt: skip
+def _without_rows(res, model, par=None):
+    """``res`` with the MoE rows of ``model``'s expert shape removed from its tables: every
+    split of it, or only ``par``'s split (the other splits of the shape stay)."""
+    shape = K.moe_model_shape(model)
     tables = {}
     for backend, t in res.tables.moe.items():
-        same = (
-            (t["hidden_size"] == shape[0])
-            & (t["inter_size"] == shape[1])
-            & (t["topk"] == shape[2])
-            & (t["num_experts"] == shape[3])
-            & (t["tp"] == par.expert_tp)
-            & (t["ep"] == par.ep)
-        )
+        same = K.moe_shape_rows(t, shape)
+        if par is not None:
+            same &= (t["tp"] == par.expert_tp) & (t["ep"] == par.ep)
         tables[backend] = {c: v[~same] for c, v in t.items()}
     return replace(res, tables=replace(res.tables, moe=tables))
+
+
+def _without_split(res, model, par):
+    """``res`` without the MoE rows of ``model``'s shape at ``par``'s split."""
+    return _without_rows(res, model, par)
 
 
 def _without_shape(res, model):
-    """``res`` with every MoE row of ``model``'s expert shape removed from its tables."""
-    moe = model.moe
-    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
-             moe.num_experts)  # fmt: skip
-    tables = {}
-    for backend, t in res.tables.moe.items():
-        same = (
-            (t["hidden_size"] == shape[0])
-            & (t["inter_size"] == shape[1])
-            & (t["topk"] == shape[2])
-            & (t["num_experts"] == shape[3])
-        )
-        tables[backend] = {c: v[~same] for c, v in t.items()}
-    return replace(res, tables=replace(res.tables, moe=tables))
+    """``res`` without any MoE row of ``model``'s expert shape."""
+    return _without_rows(res, model)
 
 
 def _pct(x: float) -> str:

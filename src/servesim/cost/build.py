@@ -166,13 +166,10 @@ def _moe_curve(
     """Seconds of one MoE layer's routed experts on ``M_GRID`` tokens, from the measured table
     of the engine's MoE kernels on ``res``'s GPU, or in ``tables`` (another GPU's); None: no
     table for this shape, split or dtype."""
-    moe = model.moe
     tables = tables if tables is not None else res.tables
-    if moe is None or tables is None or not tables.moe:
+    if model.moe is None or tables is None or not tables.moe:
         return None
-    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
-             moe.num_experts)  # fmt: skip
-    return _table_moe_seconds(model, par, params, res, tables, shape)
+    return _table_moe_seconds(model, par, params, res, tables, kernels_mod.moe_model_shape(model))
 
 
 def _moe_dtypes(model: ModelSpec, params: CostParams, res: ResolvedParams) -> tuple[str, ...]:
@@ -315,17 +312,10 @@ def _measured_splits(
 ) -> list[int]:
     """The expert TP sizes some engine's table measured ``shape`` at with ``ep`` in one of
     ``dtypes`` (at least two token counts), sorted."""
-    hidden, width, topk, experts = shape
     found: set[int] = set()
     for t in (tables.moe or {}).values():
-        rows = (
-            (t["hidden_size"] == hidden)
-            & (t["inter_size"] == width)
-            & (t["topk"] == topk)
-            & (t["num_experts"] == experts)
-            & (t["ep"] == ep)
-            & np.isin(t["dtype"], list(dtypes))
-        )
+        rows = kernels_mod.moe_shape_rows(t, shape) & (t["ep"] == ep)
+        rows &= np.isin(t["dtype"], list(dtypes))
         tps, counts = np.unique(t["tp"][rows], return_counts=True)
         found |= {int(tp) for tp, n in zip(tps, counts, strict=True) if n >= 2}
     return sorted(found)
@@ -346,8 +336,7 @@ def _resplit_moe_curve(
     tables, moe = res.tables, model.moe
     if moe is None or tables is None or not tables.moe or res.tables_from is not None:
         return None
-    shape = (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
-             moe.num_experts)  # fmt: skip
+    shape = kernels_mod.moe_model_shape(model)
     ep = par.ep if par.dp == 1 else 1
     want = par.expert_tp
     for dtype in _moe_dtypes(model, params, res):

@@ -448,6 +448,25 @@ def moe_shapes(
     return sorted(found)
 
 
+def moe_model_shape(model) -> tuple[int, int, int, int]:
+    """An MoE model's layer shape as the tables key it: (hidden, expert width, top-k, experts)."""
+    moe = model.moe
+    return (model.hidden_size, moe.expert_intermediate_size, moe.experts_per_token,
+            moe.num_experts)  # fmt: skip
+
+
+def moe_shape_rows(t: dict[str, np.ndarray], shape: tuple[int, int, int, int]) -> np.ndarray:
+    """Which rows of one MoE table measured ``shape`` (hidden, expert width, top-k, experts),
+    at any split and dtype."""
+    hidden, inter, topk, experts = shape
+    return (
+        (t["hidden_size"] == hidden)
+        & (t["inter_size"] == inter)
+        & (t["topk"] == topk)
+        & (t["num_experts"] == experts)
+    )
+
+
 def moe_seconds(
     tables: KernelTables,
     backend: str,
@@ -469,17 +488,9 @@ def moe_seconds(
     the engine's): another engine's kernels are closer than the roofline."""
     by_backend = tables.moe or {}
     order = [backend] + [b for b in MOE_BACKENDS if b != backend]
-    hidden, inter, topk, experts = shape
     for b in (b for b in order if b in by_backend):
         t = by_backend[b]
-        base = (
-            (t["hidden_size"] == hidden)
-            & (t["inter_size"] == inter)
-            & (t["topk"] == topk)
-            & (t["num_experts"] == experts)
-            & (t["tp"] == tp)
-            & (t["ep"] == ep)
-        )
+        base = moe_shape_rows(t, shape) & (t["tp"] == tp) & (t["ep"] == ep)
         for dtype in dtypes:
             rows = base & (t["dtype"] == dtype)
             if rows.sum() < 2:
