@@ -713,3 +713,27 @@ def test_an_expert_split_no_table_measured_takes_the_nearest_measured_splits_uti
     priced, (lo, hi) = B._resplit_moe_curve(model, hw, tp8, params, held)
     inside = (K.M_GRID >= lo) & (K.M_GRID <= hi)
     assert np.median(np.abs(priced[inside] / truth[inside] - 1)) < 0.25
+
+
+def test_fp4_weights_on_blackwell_stand_on_the_measured_nvfp4_gemms():
+    """NVFP4 GEMMs (W4A4) from the tables on every Blackwell GPU: they reach about half the FP4
+    peak (B200: 4,441 of 9,000 dense TFLOP/s at best), far below the roofline's rate."""
+    assert K.table_dtype("fp4") == K.table_dtype("nvfp4") == "fp4"
+    assert K.table_dtype("int4") is None  # (weight-only: no table)
+    for name in ("B200", "B300", "GB200", "GB300", "RTX-PRO-6000"):
+        g = K.load_tables(name).gemm
+        assert (g["dtype"] == "fp4").sum() == 600
+    assert not (K.load_tables("H100").gemm["dtype"] == "fp4").any()
+    hw, model = load_hardware("B200"), load_model("llama-3.1-70b")
+    g = K.load_tables("B200").gemm
+    best = g["tflops"][g["dtype"] == "fp4"].max() * 1e12
+    assert 0.4 < best / hw.peak_flops["fp4"] < 0.6
+    params = CostParams(kernel_tables=True, weight_dtype="fp4")
+    par = Parallelism(tp=4)
+    tables = build_step_cost(model, hw, par, params)
+    roofline = build_step_cost(model, hw, par, dataclasses.replace(params, kernel_tables=False))
+    new, ctx = np.array([8192]), np.array([0])
+    f = tables.features(new, ctx)
+    rungs = tables.rung_seconds_from_features(f)
+    assert rungs["measured"][0] > 0.4 * sum(float(v[0]) for v in rungs.values())
+    assert tables.step_seconds(new, ctx) > 1.3 * roofline.step_seconds(new, ctx)

@@ -253,11 +253,12 @@ call on one GPU; 1 TFLOP/s = 1e12 FLOP/s, 1 GB/s = 1e9 bytes/s. Floats have 4 si
 ### `gemm.csv` — `dtype,m,n,k,seconds,tflops`
 
 `C[m,n] = A[m,k] · B[k,n]` as run by TensorRT-LLM's linear layer (`m` = tokens).
-`dtype`: `bf16`, or `fp8` (per-tensor scaled FP8 inputs; absent on A100).
+`dtype`: `bf16`, `fp8` (per-tensor scaled FP8 inputs; absent on A100), or `fp4` (NVFP4: FP4
+inputs with one FP8 scale per 16 values; Blackwell only).
 `tflops = 2·m·n·k / seconds / 1e12`.
 Kept: `m` = 1, 2, 4, …, 16384; `n` ∈ {gemm_n}; `k` ∈ {gemm_k}
 (40 pairs; those present in the source: A100's legacy table stops at m = 8192).
-Left out: other m/n/k, `fp8_block`, `nvfp4` (B200), and A100's `int8_wo`, `int4_wo`, `sq`.
+Left out: other m/n/k, `fp8_block`, and A100's `int8_wo`, `int4_wo`, `sq`.
 
 ### `attention_prefill.csv` — `dtype,batch,seq_len,num_heads,num_kv_heads,head_dim,seconds,tflops`
 

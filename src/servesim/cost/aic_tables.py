@@ -58,7 +58,9 @@ BACKENDS = KERNEL_BACKENDS
 """AIConfigurator's serving backends, as servesim engine profiles name them."""
 
 # --- the grid the catalog keeps (bench/gpu/distil_kernels.py) -------------------------------
-GEMM_DTYPES = {"bfloat16": "bf16", "fp8": "fp8"}  # fp8 = per-tensor scaled FP8
+GEMM_DTYPES = {"bfloat16": "bf16", "fp8": "fp8", "nvfp4": "fp4"}
+"""AIConfigurator GEMM dtypes kept, and their names in the catalog: ``fp8`` is per-tensor
+scaled FP8 (W8A8), ``fp4`` NVFP4 (W4A4, one FP8 scale per 16 values; Blackwell only)."""
 GEMM_M = tuple(2**i for i in range(15))  # 1 .. 16384 tokens
 GEMM_N = (1024, 2048, 4096, 6144, 8192, 12288, 16384, 65536)
 GEMM_K = (1024, 2048, 4096, 8192, 16384)

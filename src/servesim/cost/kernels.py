@@ -238,11 +238,15 @@ def _throughput_curve(x_measured, y_measured, x_grid) -> tuple[np.ndarray, float
 
 
 def table_dtype(weight_dtype: str) -> str | None:
-    """The GEMM table a weight dtype runs on (None: no table, e.g. weight-only int4)."""
+    """The GEMM table a weight dtype runs on (None: no table, e.g. weight-only int4): bf16,
+    per-tensor FP8, and NVFP4 for FP4 weights (W4A4 on Blackwell's FP4 tensor cores; a GPU
+    without FP4 rows, which has no FP4 path either, finds none and stays on the roofline)."""
     if weight_dtype in ("bf16", "fp16"):
         return "bf16"
     if weight_dtype == "fp8":
         return "fp8"
+    if weight_dtype in ("fp4", "nvfp4"):
+        return "fp4"
     return None
 
 
