@@ -737,3 +737,31 @@ def test_fp4_weights_on_blackwell_stand_on_the_measured_nvfp4_gemms():
     rungs = tables.rung_seconds_from_features(f)
     assert rungs["measured"][0] > 0.4 * sum(float(v[0]) for v in rungs.values())
     assert tables.step_seconds(new, ctx) > 1.3 * roofline.step_seconds(new, ctx)
+
+
+def test_nvfp4_experts_on_blackwell_stand_on_the_measured_nvfp4_moe_rows():
+    """FP4 experts (W4A4: --weight-dtype fp4, NVFP4 checkpoints) run FlashInfer's NVFP4 MoE
+    kernels, which the Blackwell tables time (dtype fp4); MXFP4 (weight-only) rows are only
+    the fallback."""
+    from servesim.cost import build as B
+    from servesim.cost.resolve import resolve_params
+
+    assert K.moe_table_dtype("fp4", False) == K.moe_table_dtype("nvfp4", False) == (
+        "fp4",
+        "mxfp4",
+    )
+    assert K.moe_table_dtype("mxfp4", False) == ("mxfp4",)  # (GPT-OSS: unchanged)
+    model, hw = load_model("deepseek-r1"), load_hardware("B200")
+    params = CostParams(kernel_tables=True, weight_dtype="fp4")
+    res = resolve_params(model, hw, params)
+    assert res.expert_dtype == "fp4"
+    par = Parallelism(tp=8)
+    got, _ = B._moe_curve(model, par, params, res)
+    shape = (7168, 2048, 8, 256)
+    direct, _ = K.moe_seconds(K.load_tables("B200"), "vllm", ("fp4",), shape, 8, 1, K.M_GRID)
+    assert np.allclose(got, direct, rtol=1e-12)
+    # Four-bit experts read half the bytes of the FP8 ones: a decode step's layer is faster.
+    fp8 = resolve_params(model, hw, CostParams(kernel_tables=True))
+    fp8_layer, _ = B._moe_curve(model, par, CostParams(kernel_tables=True), fp8)
+    i = int(np.argmin(abs(K.M_GRID - 64)))
+    assert got[i] < fp8_layer[i]

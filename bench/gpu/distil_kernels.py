@@ -311,7 +311,8 @@ Blackwell's rows of the 3584/3072/16/896 shape; SGLang's MXFP4 rows timed with i
 `fused_moe_triton` kernel, which no default launch runs, are left out), `int4_marlin` (INT4
 weight-only GPTQ/AWQ experts timed with Marlin; other INT4 kernels left out, and vLLM 0.19's
 `vllm_marlin_int4_moe` rows, 2–6× slower than vLLM 0.24's and SGLang's Marlin INT4 rows of the
-same shapes on the same GPUs). Kept: the MoE
+same shapes on the same GPUs), `fp4` (NVFP4 weights and activations, the source's `nvfp4`:
+FlashInfer's TensorRT-LLM and CUTLASS NVFP4 MoE kernels on the Blackwell GPUs). Kept: the MoE
 shapes of servesim's catalog models (DeepSeek-V3/R1, Qwen3-30B-A3B and -235B-A22B,
 Mixtral-8x7B, gpt-oss-120b), 3584/3072/16/896 (hidden/expert width/top-k/experts: the one shape
 with Marlin MXFP4 rows on Hopper) and 7168/2048/8/384 (the one shape with Marlin INT4 rows on

@@ -88,6 +88,7 @@ MOE_DTYPES = {
     "fp8_block": "fp8_block",
     "w4a16_mxfp4": "mxfp4",
     "int4_wo": "int4_marlin",
+    "nvfp4": "fp4",  # (W4A4 NVFP4 experts: FlashInfer's TensorRT-LLM/CUTLASS kernels, Blackwell)
 }
 INT4_MARLIN = "int4_marlin"
 """The label of INT4 weight-only (GPTQ/AWQ) rows, kept only where ``kernel_source`` names

@@ -398,7 +398,12 @@ def moe_table_dtype(
         return ("bf16",)
     if expert_dtype == "fp8":
         return ("fp8_block", "fp8") if checkpoint_block_fp8 else ("fp8", "fp8_block")
-    if expert_dtype in ("fp4", "mxfp4"):
+    if expert_dtype in ("fp4", "nvfp4"):
+        # NVFP4 experts (FP4 weights and activations: --weight-dtype fp4, ModelOpt and
+        # compressed-tensors NVFP4 checkpoints) run the W4A4 NVFP4 MoE kernels; a shape only
+        # the MXFP4 (weight-only) kernels measured is closer than the roofline.
+        return ("fp4", mxfp4_kernel)
+    if expert_dtype == "mxfp4":
         # Marlin's MXFP4 rows, else its INT4 ones: the same kernel family, which prices the
         # MXFP4 rows within 8-11% where a GPU measured both (bench/kernel_accuracy.py).
         return (mxfp4_kernel, INT4_MARLIN) if mxfp4_kernel == MXFP4_MARLIN else (mxfp4_kernel,)
