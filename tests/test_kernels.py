@@ -702,6 +702,19 @@ def test_an_expert_split_no_table_measured_takes_the_nearest_measured_splits_uti
     assert cost._ops.curves is not None and set(experts) <= set(cost._ops.curves.columns)
     rungs = cost.rung_seconds_from_features(f)
     assert rungs["fitted"][0] > 0.2 * sum(float(v[0]) for v in rungs.values())
+    # A GPU that borrows its architecture's tables (H800 from the H100) splits them the same
+    # way, against the source GPU's roofline.
+    h800, h100 = load_hardware("H800"), load_hardware("H100")
+    res800 = resolve_params(model, h800, params)
+    assert res800.tables_from is not None and res800.tables_from.name == "H100"
+    got800, _ = B._borrowed_moe_curve(model, h800, tp16, params, res800)
+    h100_tp8, _ = B._moe_curve(model, tp8, params, resolve_params(model, h100, params))
+    want = (
+        h100_tp8
+        / B._expert_roofline_seconds(model, h100, tp8, params)
+        * B._expert_roofline_seconds(model, h800, tp16, params)
+    )
+    assert np.allclose(got800, want, rtol=1e-12)
     # Held out: H100's own TP-8 rows of Qwen3-30B-A3B priced from its other splits.
     model, hw = load_model("Qwen/Qwen3-30B-A3B"), load_hardware("H100")
     res = resolve_params(model, hw, params)
