@@ -194,6 +194,32 @@ def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]
     return sources, missing
 
 
+def write_gpu_fits(out: Path, gpu: str) -> None:
+    """Store the fits of ``gpu``'s freshly written tables beside them (``fits.json``, see
+    ``servesim.cost.shipped_fits``): its attention curve and, with FP8 rows, its FP8 factors,
+    each under the hardware-file figures it was fitted with."""
+    from dataclasses import asdict
+
+    from servesim.cost import attention_fit as AF
+    from servesim.cost import fp8_fit as FP8
+    from servesim.cost.kernels import read_tables
+    from servesim.cost.shipped_fits import write_fits
+    from servesim.hardware import load_hardware
+
+    hw, t = load_hardware(gpu), read_tables(out / gpu, gpu)
+    attention_inputs = AF.fit_inputs(hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
+    attention = AF.fit_tables(t, *attention_inputs.values())
+    fits = {"attention": None, "fp8": None}
+    if attention is not None:
+        fits["attention"] = {"inputs": attention_inputs, "fit": asdict(attention)}
+    if "fp8" in hw.peak_flops and t.gemm is not None:
+        fp8_inputs = FP8.fit_inputs(hw)
+        factors = FP8.gpu_fp8_factors(t.gemm, **fp8_inputs)
+        if factors is not None:
+            fits["fp8"] = {"inputs": fp8_inputs, "fit": asdict(factors)}
+    write_fits(out / gpu, fits)
+
+
 def summary(out: Path, gpu: str) -> str:
     """A few headline figures of one GPU's files, to compare with datasheets."""
     from servesim.cost.kernels import read_tables
@@ -367,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     missing: list[str] = []
     for gpu in GPUS:
         got, lacking = distil_gpu(root, gpu, args.out)
+        write_gpu_fits(args.out, gpu)
         sources += got
         missing += lacking
     write_readme(root, args.out, sources, missing)

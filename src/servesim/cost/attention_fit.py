@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from servesim.cost.kernels import gpus_with_tables, load_tables, transfer_source
+from servesim.cost.kernels import catalog_source, gpus_with_tables, load_tables, transfer_source
+from servesim.cost.shipped_fits import shipped_fit
 
 DECODE_MIN_KV_BYTES = 1e9
 """Decode-attention rows with less KV than this are left out of the bandwidth fit: repeated
@@ -41,6 +42,12 @@ class AttentionFit:
     """The same for decode attention."""
     fill_ctas: float = 0.0
     """Prefill: thread blocks (heads × 128-query tiles) that fill the GPU (0: no limit)."""
+
+
+def fit_inputs(peak: float, bandwidth: float, launch_s: float) -> dict[str, float]:
+    """What a GPU's attention fit depends on besides its tables (bf16 peak FLOP/s, HBM bytes/s,
+    launch seconds): the key its shipped fit is stored under."""
+    return {"peak": float(peak), "bandwidth": float(bandwidth), "launch_s": float(launch_s)}
 
 
 PREFILL_QUERY_TILE = 128
@@ -132,12 +139,30 @@ def fit_decode(d: dict[str, np.ndarray], bandwidth: float, launch_s: float) -> t
 
 @functools.cache
 def attention_fit(
-    gpu_name: str, peak: float, bandwidth: float, launch_s: float, backend: str | None = None
+    gpu_name: str,
+    peak: float,
+    bandwidth: float,
+    launch_s: float,
+    backend: str | None = None,
+    shipped: bool = True,
 ) -> AttentionFit | None:
     """The attention curves fitted to ``gpu_name``'s own tables (``backend``'s with the
-    extra, see :func:`load_tables`), or None without them."""
+    extra, see :func:`load_tables`), or None without them. The catalog's tables come with
+    their fits (``shipped_fits``), read back when fitted with these very inputs (``shipped``:
+    False always fits afresh)."""
     t = load_tables(gpu_name, backend)
     if t is None or t.attention_prefill is None or t.attention_decode is None:
+        return None
+    if shipped and t.source == catalog_source(gpu_name):
+        stored = shipped_fit(gpu_name, "attention", fit_inputs(peak, bandwidth, launch_s))
+        if stored is not None:
+            return AttentionFit(**stored)
+    return fit_tables(t, peak, bandwidth, launch_s)
+
+
+def fit_tables(t, peak: float, bandwidth: float, launch_s: float) -> AttentionFit | None:
+    """The attention curves of one GPU's tables ``t`` (a ``KernelTables``), fitted afresh."""
+    if t.attention_prefill is None or t.attention_decode is None:
         return None
     e, h, fill, perr = fit_prefill(t.attention_prefill, peak, launch_s)
     em, derr = fit_decode(t.attention_decode, bandwidth, launch_s)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from servesim.cost.kernels import gpus_with_tables, load_tables
+from servesim.cost.kernels import catalog_source, gpus_with_tables, load_tables
+from servesim.cost.shipped_fits import shipped_fit
 
 _RATIO_GRID = np.arange(0.3, 1.3001, 0.1)
 """Coarse grid of the compute and memory factors (refined twice around the best, to 0.0125)."""
@@ -113,22 +114,35 @@ def gpu_fp8_factors(
     return _grid_fit(compute, memory, measured, launch_s)
 
 
-@functools.cache
-def _factors_of_gpu(name: str) -> Fp8Factors | None:
+def fit_inputs(hw) -> dict[str, float]:
+    """What a GPU's FP8 factors depend on besides its table (:func:`gpu_fp8_factors`'s other
+    arguments, from its hardware file): the key its shipped fit is stored under."""
     from servesim.cost.params import CostParams
+
+    return {
+        "fp8_flop_rate": hw.peak_flops["fp8"] * hw.compute_efficiency,
+        "hbm_rate": hw.hbm_bandwidth * hw.memory_efficiency,
+        "launch_s": hw.kernel_launch_s,
+        "half_tokens": CostParams().gemm_half_tokens,
+    }
+
+
+@functools.cache
+def _factors_of_gpu(name: str, shipped: bool = True) -> Fp8Factors | None:
+    """One catalog GPU's factors (its shipped fit when made with its current hardware file's
+    figures, see ``shipped_fits``; ``shipped`` False: fitted afresh)."""
     from servesim.hardware import load_hardware
 
     hw = load_hardware(name)
     tables = load_tables(hw.name)
     if tables is None or tables.gemm is None or "fp8" not in hw.peak_flops:
         return None
-    return gpu_fp8_factors(
-        tables.gemm,
-        hw.peak_flops["fp8"] * hw.compute_efficiency,
-        hw.hbm_bandwidth * hw.memory_efficiency,
-        hw.kernel_launch_s,
-        CostParams().gemm_half_tokens,
-    )
+    inputs = fit_inputs(hw)
+    if shipped and tables.source == catalog_source(hw.name):
+        stored = shipped_fit(hw.name, "fp8", inputs)
+        if stored is not None:
+            return Fp8Factors(**stored)
+    return gpu_fp8_factors(tables.gemm, **inputs)
 
 
 @functools.cache

@@ -117,6 +117,11 @@ def table_folder(gpu_name: str) -> Path:
     return KERNELS_DIR / gpu_name.lower()
 
 
+def catalog_source(gpu_name: str) -> str:
+    """The ``KernelTables.source`` of ``gpu_name``'s shipped tables."""
+    return f"catalog/kernels/{table_folder(gpu_name).name}"
+
+
 def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
     """The CSV tables in ``folder`` (catalog layout), or None when it has none."""
     if not folder.is_dir():
@@ -135,7 +140,7 @@ def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
         part("attention_decode"),
         part("allreduce"),
         moe or None,
-        source=f"catalog/kernels/{folder.name}",
+        source=f"catalog/kernels/{folder.name}",  # (catalog_source for the catalog's folders)
     )
 
 

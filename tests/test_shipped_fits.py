@@ -1,0 +1,43 @@
+"""The fits stored beside the catalog's tables are the fits of those tables, and only read back
+under the inputs they were made with."""
+
+import pytest
+
+from servesim.cost import attention_fit as AF
+from servesim.cost import fp8_fit as FP8
+from servesim.cost import kernels as K
+from servesim.cost import shipped_fits as SF
+from servesim.hardware import load_hardware
+
+
+@pytest.mark.parametrize("gpu", K.gpus_with_tables())
+def test_every_shipped_fit_is_the_fit_of_its_tables(gpu):
+    hw = load_hardware(gpu)
+    assert (K.table_folder(gpu) / SF.FILE_NAME).is_file(), "rerun bench/gpu/distil_kernels.py"
+    tables = K.read_tables(K.table_folder(gpu), hw.name)
+    inputs = AF.fit_inputs(hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
+    stored = SF.shipped_fit(hw.name, "attention", inputs)
+    assert stored is not None
+    assert AF.AttentionFit(**stored) == AF.fit_tables(tables, *inputs.values())
+    if "fp8" in hw.peak_flops and (tables.gemm["dtype"] == "fp8").any():
+        fp8_inputs = FP8.fit_inputs(hw)
+        stored = SF.shipped_fit(hw.name, "fp8", fp8_inputs)
+        assert FP8.Fp8Factors(**stored) == FP8.gpu_fp8_factors(tables.gemm, **fp8_inputs)
+        assert FP8._factors_of_gpu(gpu) == FP8._factors_of_gpu(gpu, shipped=False)
+    else:
+        assert SF.shipped_fit(hw.name, "fp8", {}) is None
+
+
+def test_a_fit_is_read_back_only_under_its_own_inputs():
+    hw = load_hardware("H100")
+    inputs = AF.fit_inputs(hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
+    assert SF.shipped_fit("H100", "attention", inputs) is not None
+    # Another peak (an edited hardware file): no stored fit; the curve is fitted afresh.
+    other = dict(inputs, peak=inputs["peak"] * 0.9)
+    assert SF.shipped_fit("H100", "attention", other) is None
+    fresh = AF.attention_fit("H100", other["peak"], hw.hbm_bandwidth, hw.kernel_launch_s)
+    stored = AF.attention_fit("H100", inputs["peak"], hw.hbm_bandwidth, hw.kernel_launch_s)
+    assert fresh != stored and fresh == AF.attention_fit(
+        "H100", other["peak"], hw.hbm_bandwidth, hw.kernel_launch_s, shipped=False
+    )
+    assert SF.shipped_fit("MI300X", "attention", inputs) is None  # (no tables, no fits)
