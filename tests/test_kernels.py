@@ -778,3 +778,34 @@ def test_nvfp4_experts_on_blackwell_stand_on_the_measured_nvfp4_moe_rows():
     fp8_layer, _ = B._moe_curve(model, par, CostParams(kernel_tables=True), fp8)
     i = int(np.argmin(abs(K.M_GRID - 64)))
     assert got[i] < fp8_layer[i]
+
+
+def test_a_gpu_without_moe_rows_borrows_its_own_architecture_first():
+    from servesim.cost import build as B
+    from servesim.cost.resolve import resolve_params
+
+    model, params = load_model("deepseek-r1"), CostParams(kernel_tables=True)
+    mi300x = load_hardware("MI300X")
+    for arch, first in ((None, "H200"), ("ada", "L40S"), ("hopper", "H200")):
+        hw = mi300x.with_overrides(architecture=arch)
+        order = B._borrowing_order(hw, resolve_params(model, hw, params))
+        assert order[0].name == first, (arch, [o.name for o in order])
+        if arch is not None:
+            same = [o.architecture == arch for o in order]
+            assert same == sorted(same, reverse=True)  # (its architecture's GPUs come first)
+    blackwell = mi300x.with_overrides(architecture="blackwell")
+    order = B._borrowing_order(blackwell, resolve_params(model, blackwell, params))
+    assert {o.name for o in order[:4]} == {"B200", "B300", "GB200", "GB300"}
+
+
+def test_a_gpu_without_tables_takes_its_architectures_median_attention_curve():
+    mi300x = load_hardware("MI300X")
+    fit, source = AF.attention_fit_for(mi300x)
+    assert source.startswith("median of the fits of a100-80gb, b200")  # (CDNA 3: every GPU)
+    hopper = mi300x.with_overrides(architecture="hopper")
+    fit_h, source_h = AF.attention_fit_for(hopper)
+    assert source_h == "median of the fits of h100, h200"
+    fits = [AF.attention_fit_for(load_hardware(n))[0] for n in ("H100", "H200")]
+    assert fit_h.efficiency == pytest.approx(np.median([f.efficiency for f in fits]))
+    assert fit_h.half_tokens == pytest.approx(np.median([f.half_tokens for f in fits]))
+    assert fit_h != fit

@@ -225,21 +225,12 @@ def _borrowed_moe_curve(
     its roofline, token count by token count — applied to this GPU's roofline.
 
     A GPU of the same architecture borrows its source's (``res.tables_from``, as its GEMMs do).
-    Any other borrows from the GPUs with tables in order of their roofline ridge (compute over
-    memory rate, for the experts' dtype), nearest its own first: where the ridge sits decides
-    how far below its roofline a fused-MoE layer runs at a token count (an MI300X borrows from
-    the H200, whose ridge is within 25% of its own; an L40S's is twice as far out). From each
-    in turn, its row for this shape, split and dtype, else its measured shape nearest this one
-    (:func:`_reshaped_moe_curve` on that GPU's tables): a GPU's own measurements of the kernel
-    before a farther GPU's (a GPU's share of its roofline does not carry far: the L40S's on
-    the Marlin INT4 MoE rows it and the A100 both measured is about twice the A100's, reached
-    partly from its 96 MB L2). None when no GPU has a row of the kernel."""
-    if res.tables_from is not None:
-        sources = [res.tables_from]
-    else:
-        others = [load_hardware(n) for n in kernels_mod.gpus_with_tables() if n != hw.name.lower()]
-        mine = math.log(_ridge(hw, res))
-        sources = sorted(others, key=lambda other: abs(math.log(_ridge(other, res)) - mine))
+    Any other borrows from the GPUs with tables in :func:`_borrowing_order`. From each in turn,
+    its row for this shape, split and dtype, else its measured shape nearest this one
+    (:func:`_reshaped_moe_curve` on that GPU's tables), else its nearest measured split of this
+    shape (:func:`_resplit_moe_curve`): a GPU's own measurements of the kernel before a farther
+    GPU's. None when no GPU has a row of the kernel."""
+    sources = [res.tables_from] if res.tables_from is not None else _borrowing_order(hw, res)
     for other in sources:
         tables = kernels_mod.load_tables(other.name, params.kernel_backend)
         got = _moe_curve(model, par, params, res, tables)
@@ -253,6 +244,27 @@ def _borrowed_moe_curve(
         if reshaped is not None:
             return reshaped
     return None
+
+
+def _borrowing_order(hw: Hardware, res: ResolvedParams) -> list[Hardware]:
+    """The GPUs with tables a GPU without MoE rows borrows from, in order: those of its own
+    ``architecture`` first (the same fused-MoE kernels: held out, a Blackwell datacentre GPU
+    borrowing another's is within 1-4% of its own rows, a Hopper one 9%), then by roofline ridge
+    (compute over memory rate, for the experts' dtype), nearest its own first: where the ridge
+    sits decides how far below its roofline a fused-MoE layer runs at a token count (an MI300X,
+    alone in CDNA 3, borrows from the H200, whose ridge is within 25% of its own). A GPU's
+    share of its roofline does not carry far across architectures: the L40S's on the Marlin INT4
+    MoE rows it and the A100 both measured is about twice the A100's, reached partly from its
+    96 MB L2."""
+    others = [load_hardware(n) for n in kernels_mod.gpus_with_tables() if n != hw.name.lower()]
+    mine = math.log(_ridge(hw, res))
+    return sorted(
+        others,
+        key=lambda other: (
+            hw.architecture is None or other.architecture != hw.architecture,
+            abs(math.log(_ridge(other, res)) - mine),
+        ),
+    )
 
 
 def _reshaped_moe_curve(
