@@ -99,8 +99,12 @@ def test_a_gpu_takes_the_fp8_factors_of_its_own_architecture_where_any_gpu_of_it
     # Blackwell's FP8 GEMMs pay more per call than Hopper's (quantisation and set-up).
     assert fp8_gemm_factors("blackwell").overhead_s > fp8_gemm_factors("hopper").overhead_s
     # A hardware file of one's own picks them up through its `architecture`.
+    # A hardware file of one's own: an architecture with tables borrows them (FP8 rows and
+    # all, ``kernels.transfer_source_for``); one without takes every GPU's medians.
     model = load_model("llama-3.1-70b")
     on = CostParams(kernel_tables=True, weight_dtype="fp8")
-    for arch, want in (("blackwell", "blackwell"), ("hopper", "hopper"), (None, None)):
-        hw = load_hardware("MI300X").with_overrides(architecture=arch)
-        assert resolve_params(model, hw, on).fp8_factors == fp8_gemm_factors(want)
+    for arch in ("blackwell", "hopper"):
+        res = resolve_params(model, load_hardware("MI300X").with_overrides(architecture=arch), on)
+        assert res.fp8_factors is None and res.tables_from.architecture == arch
+    res = resolve_params(model, load_hardware("MI300X").with_overrides(architecture=None), on)
+    assert res.tables_from is None and res.fp8_factors == fp8_gemm_factors()

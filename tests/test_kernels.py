@@ -798,14 +798,25 @@ def test_a_gpu_without_moe_rows_borrows_its_own_architecture_first():
     assert {o.name for o in order[:4]} == {"B200", "B300", "GB200", "GB300"}
 
 
-def test_a_gpu_without_tables_takes_its_architectures_median_attention_curve():
+def test_a_gpu_file_of_a_covered_architecture_borrows_that_architectures_nearest_tables():
+    """A hardware file naming an architecture some GPU with tables shares borrows that GPU's
+    tables outright (as the catalog's H800 borrows the H100's): GEMMs, attention, MoE and FP8
+    as utilisation on its own roofline. An architecture no table covers keeps the medians."""
+    from servesim.cost.resolve import resolve_params
+
     mi300x = load_hardware("MI300X")
-    fit, source = AF.attention_fit_for(mi300x)
-    assert source.startswith("median of the fits of a100-80gb, b200")  # (CDNA 3: every GPU)
-    hopper = mi300x.with_overrides(architecture="hopper")
-    fit_h, source_h = AF.attention_fit_for(hopper)
-    assert source_h == "median of the fits of h100, h200"
-    fits = [AF.attention_fit_for(load_hardware(n))[0] for n in ("H100", "H200")]
-    assert fit_h.efficiency == pytest.approx(np.median([f.efficiency for f in fits]))
-    assert fit_h.half_tokens == pytest.approx(np.median([f.half_tokens for f in fits]))
-    assert fit_h != fit
+    assert K.transfer_source_for(mi300x) is None  # (CDNA 3: no tables)
+    _, source = AF.attention_fit_for(mi300x)
+    assert source.startswith("median of the fits of a100-80gb, b200")
+    mine = load_hardware("H100").with_overrides(name="MyHopper", peak_flops={"bf16": 900e12})
+    assert K.load_tables("MyHopper") is None and mine.architecture == "hopper"
+    assert K.transfer_source_for(mine) == "H100"  # (the nearest ridge of its architecture)
+    _, source = AF.attention_fit_for(mine)
+    assert source == "fitted to catalog/kernels/h100 (same architecture)"
+    res = resolve_params(load_model("llama-3.1-8b"), mine, CostParams(kernel_tables=True))
+    assert res.tables_from is not None and res.tables_from.name == "H100"
+    for name in ("H100", "B200", "L4", "H800"):
+        hw = load_hardware(name)
+        assert K.transfer_source_for(hw) == K.transfer_source(name)  # (the catalog: unchanged)
+    ada = mi300x.with_overrides(architecture="ada")
+    assert K.transfer_source_for(ada) == "L40S"

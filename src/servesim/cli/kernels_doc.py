@@ -103,10 +103,10 @@ def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | Non
 def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
     """What ``servesim kernels`` knows of one GPU: coverage, rungs, attention curve (the
     tables of ``backend`` when the ``servesim[kernels]`` extra is installed)."""
-    from servesim.cost.kernels import load_tables, transfer_source
+    from servesim.cost.kernels import load_tables, transfer_source_for
 
     tables = load_tables(hw.name, backend)
-    borrowed = transfer_source(hw.name)
+    borrowed = transfer_source_for(hw)
     attention = _attention(hw, backend)
     doc: dict[str, Any] = {
         "gpu": hw.name,

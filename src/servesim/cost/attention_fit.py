@@ -18,7 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from servesim.cost.kernels import catalog_source, gpus_with_tables, load_tables, transfer_source
+from servesim.cost.kernels import (
+    catalog_source,
+    gpus_with_tables,
+    load_tables,
+    transfer_source_for,
+)
 from servesim.cost.shipped_fits import shipped_fit
 
 DECODE_MIN_KV_BYTES = 1e9
@@ -187,9 +192,8 @@ def _all_fits() -> tuple[tuple[str, str | None, AttentionFit], ...]:
 
 def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str] | None:
     """The attention curve for ``hw`` and where it comes from: its own tables (``backend``'s
-    with the extra), else its same-architecture source's (``kernels.SAME_ARCHITECTURE``), else
-    the median fractions of the GPUs with tables of its ``architecture``, else of all of them
-    (None when no GPU ships any)."""
+    with the extra), else its same-architecture source's (``kernels.transfer_source_for``),
+    else the median fractions of the GPUs with tables (None when no GPU ships any)."""
     peak = hw.peak_flops.get("bf16") or hw.peak_flops.get("fp16")
     if peak is None:
         return None
@@ -197,7 +201,7 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
     if own is not None:
         tables = load_tables(hw.name, backend)
         return own, "fitted to " + (tables.source if tables else hw.name.lower())
-    source = transfer_source(hw.name)
+    source = transfer_source_for(hw)
     if source is not None:
         from servesim.hardware import load_hardware
 
@@ -207,12 +211,9 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
         )
         if fit is not None:
             return fit, f"fitted to catalog/kernels/{source.lower()} (same architecture)"
-    # The GPUs of its own architecture (the same attention kernels), else every GPU: held out
-    # GPU by GPU, the same architecture's medians price a Blackwell GPU's prefill-attention
-    # rows 16-22% off against 31-42% with every GPU's, a Hopper one's 8-9% against 16-18%.
-    every = _all_fits()
-    same = [f for f in every if hw.architecture is not None and f[1] == hw.architecture]
-    chosen = same or list(every)
+    # (A GPU of an architecture some GPU with tables shares took that GPU's fit above,
+    # ``transfer_source_for``: the median is for the architectures no table covers.)
+    chosen = list(_all_fits())
     if not chosen:
         return None
     fits = [f for _, _, f in chosen]

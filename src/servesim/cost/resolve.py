@@ -113,7 +113,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     attn, attn_mem, half, fill, source = ce, me, 0.0, 0.0, "roofline"
     tables = kernels_mod.load_tables(hw.name, backend) if use_tables else None
     tables_from = None
-    borrowed = kernels_mod.transfer_source(hw.name) if use_tables else None
+    borrowed = kernels_mod.transfer_source_for(hw) if use_tables else None
     if borrowed is not None:
         from servesim.hardware import load_hardware
 
