@@ -143,7 +143,8 @@ def _fallback_text(
         return (
             f"GEMMs, attention and MoE layers borrow {borrowed}'s measured utilisation (same "
             f"architecture: its measured time over its roofline, applied to this GPU's "
-            f"roofline); roofline all-reduce"
+            f"roofline); its all-reduce as the same share of the link where both links are the "
+            f"same interconnect, else the ring roofline"
         )
     if attention is None:
         return "roofline throughout (no bf16 peak to scale a fitted curve)"
