@@ -33,6 +33,10 @@ FP8 GEMMs (all rows) on the roofline and with the FP8 factors of ``cost/fp8_fit.
 the other GPUs' tables, all of them and those of its architecture (leave-one-GPU-out: the fitted
 rung a GPU without an FP8 table gets takes the latter where its architecture has any).
 
+Last, what a GPU would get without tables of its own, scored on its own rows (leave-one-GPU-out):
+its bf16 GEMMs as its architecture's nearest GPU's utilisation (``kernels.transfer_source_for``),
+and its prefill attention with the median curve of every other GPU and of its architecture's.
+
 Prints Markdown tables (the README quotes them).
 """
 
@@ -372,6 +376,65 @@ def _marlin_row(hw) -> list[str] | None:
     return None if got is None else [str(got[2]), _pct(got[0]), _pct(got[1])]
 
 
+def borrowed_errors(hw) -> list[str]:
+    """What ``hw`` would get without tables of its own, scored on its own rows (leave-one-GPU-
+    out): its bf16 GEMMs as the utilisation of the nearest-ridge other GPU of its architecture
+    (``kernels.transfer_source_for``; "–" when it is alone in it), and its bf16 prefill-attention
+    rows with the median curve of every other GPU and of the other GPUs of its architecture."""
+    others = [load_hardware(n) for n in K.gpus_with_tables() if n != hw.name.lower()]
+    same = [o for o in others if o.architecture == hw.architecture]
+    t = K.load_tables(hw.name)
+    g = t.gemm
+    rows = g["dtype"] == "bf16"
+    m, n, k, secs = g["m"][rows], g["n"][rows], g["k"][rows], g["seconds"][rows]
+
+    def roof(gpu):
+        peak = gpu.peak_flops["bf16"] * gpu.compute_efficiency
+        half = CostParams().gemm_half_tokens
+        memory = (2.0 * n * k + 2.0 * m * (n + k)) / (gpu.hbm_bandwidth * gpu.memory_efficiency)
+        return np.maximum(2.0 * (m + half) * n * k / peak, memory) + gpu.kernel_launch_s
+
+    gemm = "–"
+    if same:
+        ridge = hw.peak_flops["bf16"] / hw.hbm_bandwidth
+        src = min(same, key=lambda o: abs(math.log(o.peak_flops["bf16"] / o.hbm_bandwidth / ridge)))
+        theirs = K.load_tables(src.name).gemm
+        keyed = {
+            (a, b, c): s
+            for a, b, c, s, d in zip(
+                theirs["m"], theirs["n"], theirs["k"], theirs["seconds"], theirs["dtype"],
+                strict=True,
+            )
+            if d == "bf16"
+        }
+        src_secs = np.array([keyed.get((a, b, c), np.nan) for a, b, c in zip(m, n, k, strict=True)])
+        pred = src_secs / roof(src) * roof(hw)  # (its utilisation on this GPU's roofline)
+        ok = np.isfinite(pred)
+        gemm = _pct(float(np.median(np.abs(pred[ok] / secs[ok] - 1.0))))
+
+    p = t.attention_prefill
+    base = (p["dtype"] == "bf16") & (p["head_dim"] == 128) & (p["seq_len"] >= 64)
+
+    def prefill_median(gpus) -> str:
+        fits = [
+            AF.attention_fit(o.name, o.peak_flops["bf16"], o.hbm_bandwidth, o.kernel_launch_s)
+            for o in gpus
+        ]
+        e, h, fill = (
+            float(np.median([getattr(f, a) for f in fits]))
+            for a in ("efficiency", "half_tokens", "fill_ctas")
+        )
+        peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
+        return _pct(AF.prefill_error(p, peak, launch, e, h, base, fill))
+
+    return [
+        _pct(_median_abs(roof(hw), secs)),
+        gemm,
+        prefill_median(others),
+        prefill_median(same) if same else "–",
+    ]
+
+
 def main() -> None:
     _table("| GPU | GEMM roofline | GEMM table (held out) | prefill attn roofline | prefill "
            "fitted (held out) | decode attn roofline | decode fitted (held out) | all-reduce "
@@ -392,6 +455,10 @@ def main() -> None:
     print()
     _table("| GPU | Marlin MXFP4 points | roofline | from this GPU's Marlin INT4 rows of another "
            "shape (fitted rung, MXFP4 shape held out) |", 3, _marlin_row)  # fmt: skip
+    print()
+    _table("| GPU | GEMM roofline | GEMM borrowed from its architecture's nearest GPU (own "
+           "tables held out) | prefill attn, median of every other GPU | prefill attn, median "
+           "of its architecture's other GPUs |", 4, borrowed_errors)  # fmt: skip
 
 
 if __name__ == "__main__":
