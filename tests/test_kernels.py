@@ -719,9 +719,7 @@ def test_an_expert_split_no_table_measured_takes_the_nearest_measured_splits_uti
     model, hw = load_model("Qwen/Qwen3-30B-A3B"), load_hardware("H100")
     res = resolve_params(model, hw, params)
     truth, _ = B._moe_curve(model, tp8, params, res)
-    tables = {
-        b: {c: v[t["tp"] != 8] for c, v in t.items()} for b, t in res.tables.moe.items()
-    }
+    tables = {b: {c: v[t["tp"] != 8] for c, v in t.items()} for b, t in res.tables.moe.items()}
     held = dataclasses.replace(res, tables=dataclasses.replace(res.tables, moe=tables))
     priced, (lo, hi) = B._resplit_moe_curve(model, hw, tp8, params, held)
     inside = (K.M_GRID >= lo) & (K.M_GRID <= hi)
@@ -759,10 +757,8 @@ def test_nvfp4_experts_on_blackwell_stand_on_the_measured_nvfp4_moe_rows():
     from servesim.cost import build as B
     from servesim.cost.resolve import resolve_params
 
-    assert K.moe_table_dtype("fp4", False) == K.moe_table_dtype("nvfp4", False) == (
-        "fp4",
-        "mxfp4",
-    )
+    assert K.moe_table_dtype("fp4", False) == ("fp4", "mxfp4")
+    assert K.moe_table_dtype("nvfp4", False) == ("fp4", "mxfp4")
     assert K.moe_table_dtype("mxfp4", False) == ("mxfp4",)  # (GPT-OSS: unchanged)
     model, hw = load_model("deepseek-r1"), load_hardware("B200")
     params = CostParams(kernel_tables=True, weight_dtype="fp4")
@@ -820,3 +816,21 @@ def test_a_gpu_file_of_a_covered_architecture_borrows_that_architectures_nearest
         assert K.transfer_source_for(hw) == K.transfer_source(name)  # (the catalog: unchanged)
     ada = mi300x.with_overrides(architecture="ada")
     assert K.transfer_source_for(ada) == "L40S"
+
+
+def test_the_leave_one_gpu_out_table_scores_a_borrowing_gpu_below_its_roofline():
+    """bench/kernel_accuracy.py's last table (the README quotes it): an H100 priced from the
+    H200's GEMM utilisation is closer to its own GEMMs than the roofline, and its architecture's
+    attention median closer than every GPU's."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "kernel_accuracy.py"
+    spec = importlib.util.spec_from_file_location("kernel_accuracy", path)
+    ka = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ka)
+    roof, borrowed, every, same = (float(c.rstrip("%")) for c in ka.borrowed_errors(
+        load_hardware("H100")
+    ))  # fmt: skip
+    assert borrowed < roof and same < every
+    assert ka.borrowed_errors(load_hardware("A100-80GB"))[1] == "–"  # (alone in Ampere)
