@@ -82,17 +82,20 @@ def _held_out_interpolation(x: np.ndarray, secs: np.ndarray) -> list[float]:
     return errors
 
 
+def _bf16_gemm_roofline(hw, m, n, k) -> np.ndarray:
+    """The roofline rung's seconds of bf16 ``m × k`` by ``k × n`` GEMMs on ``hw``."""
+    half = CostParams().gemm_half_tokens
+    peak = hw.peak_flops["bf16"] * hw.compute_efficiency
+    nbytes = 2.0 * (n * k + m * (n + k))
+    memory = nbytes / (hw.hbm_bandwidth * hw.memory_efficiency)
+    return np.maximum(2.0 * (m + half) * n * k / peak, memory) + hw.kernel_launch_s
+
+
 def gemm_errors(hw, t) -> tuple[float, float]:
     g = t.gemm
     rows = g["dtype"] == "bf16"
     m, n, k, secs = g["m"][rows], g["n"][rows], g["k"][rows], g["seconds"][rows]
-    half = CostParams().gemm_half_tokens
-    peak = hw.peak_flops["bf16"] * hw.compute_efficiency
-    nbytes = 2.0 * (n * k + m * (n + k))
-    roof = np.maximum(
-        2.0 * (m + half) * n * k / peak, nbytes / (hw.hbm_bandwidth * hw.memory_efficiency)
-    )
-    roof = roof + hw.kernel_launch_s
+    roof = _bf16_gemm_roofline(hw, m, n, k)
     held = []
     for nn, kk in set(zip(n.tolist(), k.tolist(), strict=True)):
         pick = (n == nn) & (k == kk)
@@ -389,15 +392,11 @@ def borrowed_errors(hw) -> list[str]:
     m, n, k, secs = g["m"][rows], g["n"][rows], g["k"][rows], g["seconds"][rows]
 
     def roof(gpu):
-        peak = gpu.peak_flops["bf16"] * gpu.compute_efficiency
-        half = CostParams().gemm_half_tokens
-        memory = (2.0 * n * k + 2.0 * m * (n + k)) / (gpu.hbm_bandwidth * gpu.memory_efficiency)
-        return np.maximum(2.0 * (m + half) * n * k / peak, memory) + gpu.kernel_launch_s
+        return _bf16_gemm_roofline(gpu, m, n, k)
 
     gemm = "–"
     if same:
-        ridge = hw.peak_flops["bf16"] / hw.hbm_bandwidth
-        src = min(same, key=lambda o: abs(math.log(o.peak_flops["bf16"] / o.hbm_bandwidth / ridge)))
+        src = min(same, key=lambda o: abs(math.log(o.ridge_point() / hw.ridge_point())))
         theirs = K.load_tables(src.name).gemm
         keyed = {
             (a, b, c): s

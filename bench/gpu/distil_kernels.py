@@ -208,7 +208,7 @@ def write_gpu_fits(out: Path, gpu: str) -> None:
 
     hw, t = load_hardware(gpu), read_tables(out / gpu, gpu)
     attention_inputs = AF.fit_inputs(hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
-    attention = AF.fit_tables(t, *attention_inputs.values())
+    attention = AF.fit_tables(t, **attention_inputs)
     fits = {"attention": None, "fp8": None}
     if attention is not None:
         fits["attention"] = {"inputs": attention_inputs, "fit": asdict(attention)}

@@ -177,8 +177,8 @@ def fit_tables(t, peak: float, bandwidth: float, launch_s: float) -> AttentionFi
 
 
 @functools.cache
-def _all_fits() -> tuple[tuple[str, str | None, AttentionFit], ...]:
-    """(name, architecture, fit) of every GPU that ships tables."""
+def _all_fits() -> tuple[tuple[str, AttentionFit], ...]:
+    """(name, fit) of every GPU that ships tables."""
     from servesim.hardware import load_hardware
 
     fits = []
@@ -186,7 +186,7 @@ def _all_fits() -> tuple[tuple[str, str | None, AttentionFit], ...]:
         hw = load_hardware(name)
         fit = attention_fit(hw.name, hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
         if fit is not None:
-            fits.append((name, hw.architecture, fit))
+            fits.append((name, fit))
     return tuple(fits)
 
 
@@ -213,10 +213,10 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
             return fit, f"fitted to catalog/kernels/{source.lower()} (same architecture)"
     # (A GPU of an architecture some GPU with tables shares took that GPU's fit above,
     # ``transfer_source_for``: the median is for the architectures no table covers.)
-    chosen = list(_all_fits())
+    chosen = _all_fits()
     if not chosen:
         return None
-    fits = [f for _, _, f in chosen]
+    fits = [f for _, f in chosen]
     med = AttentionFit(
         efficiency=float(np.median([f.efficiency for f in fits])),
         half_tokens=float(np.median([f.half_tokens for f in fits])),
@@ -225,4 +225,4 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
         decode_error=float("nan"),
         fill_ctas=float(np.median([f.fill_ctas for f in fits])),
     )
-    return med, "median of the fits of " + ", ".join(name for name, _, _ in chosen)
+    return med, "median of the fits of " + ", ".join(name for name, _ in chosen)

@@ -140,7 +140,7 @@ def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
         part("attention_decode"),
         part("allreduce"),
         moe or None,
-        source=f"catalog/kernels/{folder.name}",  # (catalog_source for the catalog's folders)
+        source=f"catalog/kernels/{folder.name}",
     )
 
 
