@@ -73,3 +73,21 @@ def test_importing_the_package_loads_no_heavy_dependency():
     code = "import sys, servesim; print(sorted({'numpy', 'msgspec', 'yaml'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_closed_loop_keeps_sending_after_a_refused_request():
+    # Half the prompts exceed the served window: each refusal is counted, and the user who
+    # sent it goes on with its next request (before, a refusal silently ended the user).
+    fields = {
+        "max_model_len": 2048,
+        "workload": {
+            "num_requests": 40,
+            "input_len": {"kind": "uniform", "lo": 100, "hi": 4000},
+            "output_len": 16,
+            "arrival": {"kind": "closed", "concurrency": 4},
+        },
+    }
+    s = run_simulate(build_scenario(fields)).summary
+    assert s["num_skipped"] > 5
+    assert s["completed"] + s["num_skipped"] == 40
+    assert set(s["skipped_reasons"]) == {"longer_than_context"}

@@ -9,7 +9,14 @@ from engine_factories import LinearCost, by_request, make_session, run_sessions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from servesim.engine.concurrency import CappedSimulation
+from servesim.engine.instance import Instance
+from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.loop import Event, EventKind, Simulation
+from servesim.engine.records import RunRecords
+from servesim.engine.router import make_router
+from servesim.engine.scheduler import SchedulerConfig
+from servesim.errors import ServesimError
 from servesim.metrics import summarize
 from servesim.workload.session import RequestSpec, Session
 
@@ -258,3 +265,63 @@ def test_a_prompt_with_one_token_left_is_not_fast_forwarded_as_a_decode():
     ra, rb = by_request(a), by_request(b)
     assert ra["first_token_s"][0] == pytest.approx(rb["first_token_s"][0], rel=1e-12)
     assert ra["finish_s"][0] == pytest.approx(rb["finish_s"][0], rel=1e-12)
+
+
+def _refusing_long_prompts(limit):
+    return lambda req: "larger_than_kv_cache" if req.prompt_tokens > limit else None
+
+
+def _run_with_refusals(sessions, limit=1000, cap=None):
+    cfg = SchedulerConfig(block_size=16)
+    inst = Instance(0, cfg, KVBlockManager(10_000, 16, False, 0), LinearCost())
+    records = RunRecords()
+    router = make_router("round_robin", np.random.default_rng(0))
+    args = ([inst], router, iter(sessions), records)
+    check = _refusing_long_prompts(limit)
+    if cap is None:
+        sim = Simulation(*args, admission_check=check)
+    else:
+        sim = CappedSimulation(*args, admission_check=check, max_concurrency=cap)
+    sim.run()
+    return records
+
+
+def test_a_refused_turn_ends_its_conversation_but_a_closed_loop_user_sends_the_next_one():
+    ok, long = RequestSpec(64, 4), RequestSpec(5000, 4)
+    # One closed-loop user: conversation [ok], then [long, ok, ok] (a 3-turn conversation),
+    # then [ok]. The long turn is refused; the two turns after it needed its answer.
+    user = Session(0, 0.0, (ok, long, ok, ok, ok), (0.5, 1.0, 1.0, 0.25), (1, 4))
+    recs = _run_with_refusals([user])
+    assert recs.num_skipped == 3
+    assert recs.skipped_reasons == {"larger_than_kv_cache": 1, "earlier_turn_skipped": 2}
+    r = by_request(recs)
+    assert len(r["request_id"]) == 2  # the first and the last conversation were served
+    # The refusal is immediate (no API server): the last conversation is sent one pause after
+    # the refused turn arrived, which was one pause after the first turn finished.
+    assert r["arrival_s"][1] == pytest.approx(r["finish_s"][0] + 0.5 + 0.25)
+
+
+def test_a_refused_turn_drops_the_rest_of_a_one_conversation_session():
+    ok, long = RequestSpec(64, 4), RequestSpec(5000, 4)
+    recs = _run_with_refusals([Session(0, 0.0, (long, ok, ok), (1.0, 1.0))])
+    assert recs.num_skipped == 3
+    assert recs.skipped_reasons == {"larger_than_kv_cache": 1, "earlier_turn_skipped": 2}
+    assert len(by_request(recs)["request_id"]) == 0
+
+
+def test_a_refused_request_frees_one_concurrency_slot():
+    ok, long = RequestSpec(64, 4), RequestSpec(5000, 4)
+    sessions = [Session(0, 0.0, (long,)), Session(1, 0.0, (ok,)), Session(2, 0.0, (ok,))]
+    recs = _run_with_refusals(sessions, cap=1)
+    r = by_request(recs)
+    assert recs.num_skipped == 1 and len(r["request_id"]) == 2
+    # One slot: the second request is sent at once, the third when the second finishes.
+    assert r["arrival_s"][0] == 0.0
+    assert r["arrival_s"][1] == pytest.approx(r["finish_s"][0])
+
+
+@pytest.mark.parametrize("starts", [(0,), (2, 1), (3,), (1, 1)])
+def test_conversation_starts_must_be_ascending_turn_indices_after_the_first(starts):
+    turns = (RequestSpec(8, 2),) * 3
+    with pytest.raises(ServesimError, match="conversation_starts"):
+        Session(0, 0.0, turns, (), starts)

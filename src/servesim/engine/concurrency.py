@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 
 class _SlotRecords:
-    """The run's records, noting when a session ends (its last turn done, or a turn skipped:
-    the rest of the session is dropped with it)."""
+    """The run's records, noting when a session ends (its last turn done, or a skipped turn
+    with no later conversation in its session)."""
 
     def __init__(self, records: Any):
         self._records = records
@@ -37,9 +37,10 @@ class _SlotRecords:
         if req.turn == len(req.session.turns) - 1:
             self.freed_at.append(req.finish_s)
 
-    def request_skipped(self, reason: str) -> None:
-        self._records.request_skipped(reason)
-        self.freed_at.append(None)
+    def request_skipped(self, reason: str, dropped: int = 0, ends_session: bool = True) -> None:
+        self._records.request_skipped(reason, dropped, ends_session)
+        if ends_session:
+            self.freed_at.append(None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._records, name)

@@ -242,10 +242,21 @@ class Simulation:
         self._next_request_id += 1
         reason = self.admission_check(req) if self.admission_check else None
         if reason is not None:
-            # The rest of the session depended on this turn's answer; it is dropped too.
-            self.records.request_skipped(reason)
-            return []
+            return self._skip(session, turn_index, reason)
         return self._deliver(req, self.router(req, self.instances))
+
+    def _skip(self, session: Session, turn_index: int, reason: str) -> list[Event]:
+        """A turn the server refuses. The later turns of its conversation needed its answer:
+        they are never sent (counted as skipped, ``earlier_turn_skipped``). A session with a
+        later conversation (a closed-loop user) sends that one's first turn after its think
+        time, as a benchmark client sends its next request after a failed one."""
+        end = session.conversation_end(turn_index)
+        following = end < len(session.turns)
+        dropped = end - turn_index - 1
+        self.records.request_skipped(reason, dropped, ends_session=not following)
+        if not following:
+            return []
+        return [self._arrival(session, end, self.now + session.think_times_s[end - 1])]
 
     def _deliver(self, req: Request, instance: Instance) -> list[Event]:
         """Queue ``req`` on ``instance``: wake it if idle, or cut its decode span short."""

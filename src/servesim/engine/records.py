@@ -14,6 +14,9 @@ import numpy as np
 
 from servesim.engine.request import Request
 
+DROPPED_TURNS = "earlier_turn_skipped"
+"""Skip reason of the turns a conversation never sent because an earlier turn was refused."""
+
 REQUEST_COLUMNS = (
     "request_id",
     "session_id",
@@ -160,9 +163,15 @@ class RunRecords:
         self.num_kv_transfers += 1
         self.kv_transfer_seconds += seconds
 
-    def request_skipped(self, reason: str) -> None:
-        self.num_skipped += 1
-        self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
+    def request_skipped(self, reason: str, dropped: int = 0, ends_session: bool = True) -> None:
+        """A request the server refused for ``reason``, and the ``dropped`` later turns of its
+        conversation that were never sent (``earlier_turn_skipped``). ``ends_session``: no
+        turn of its session follows (a concurrency cap frees the session's slot)."""
+        reasons = self.skipped_reasons
+        reasons[reason] = reasons.get(reason, 0) + 1
+        if dropped:
+            reasons[DROPPED_TURNS] = reasons.get(DROPPED_TURNS, 0) + dropped
+        self.num_skipped += 1 + dropped
 
     def step_done(self, rec: StepRecord, features: np.ndarray | None = None) -> None:
         if features is not None:

@@ -370,15 +370,17 @@ def _closed_loop(
         last = user == len(quotas) - 1
         turns: list[RequestSpec] = []
         thinks: list[float] = []
+        starts: list[int] = []
         for c in conversations:
             if turns:
                 thinks.append(next(pauses))
+                starts.append(len(turns))
             turns.extend(c.turns)
             thinks.extend(c.think_times_s)
             if len(turns) >= quota and not last:
                 break
         if turns:
-            yield Session(user, 0.0, tuple(turns), tuple(thinks))
+            yield Session(user, 0.0, tuple(turns), tuple(thinks), tuple(starts))
 
 
 # --------------------------------------------------------------------------- public API

@@ -77,12 +77,18 @@ class Session:
         think_times_s: ``len(turns) - 1`` delays, seconds: turn ``i + 1`` arrives
             ``think_times_s[i]`` after turn ``i`` finishes. An empty tuple means no think time
             (it is filled with zeros).
+        conversation_starts: indices of the turns that begin a new, independent conversation
+            (a closed-loop user's next one), ascending, each in ``1 .. len(turns) - 1``. A turn
+            the server refuses ends its conversation (the later turns need its answer); the
+            session goes on with its next conversation, as a benchmark client sends its next
+            request after a failed one. Empty: the turns are one conversation.
     """
 
     session_id: int
     start_s: float
     turns: tuple[RequestSpec, ...]
     think_times_s: tuple[float, ...] = ()
+    conversation_starts: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.turns:
@@ -103,6 +109,19 @@ class Session:
             raise ServesimError(
                 f"{self.think_times_s} has a negative or non-finite value", field="think_times_s"
             )
+        starts = self.conversation_starts
+        if starts and (
+            list(starts) != sorted(set(starts)) or starts[0] < 1 or starts[-1] >= len(self.turns)
+        ):
+            raise ServesimError(
+                f"{starts} for {len(self.turns)} turns",
+                field="conversation_starts",
+                fix="give ascending turn indices between 1 and the number of turns - 1",
+            )
+
+    def conversation_end(self, turn: int) -> int:
+        """Index one past the last turn of the conversation ``turn`` belongs to."""
+        return next((s for s in self.conversation_starts if s > turn), len(self.turns))
 
     @property
     def num_turns(self) -> int:
