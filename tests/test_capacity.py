@@ -133,3 +133,38 @@ def test_real_capacity_passes_at_the_answer_and_fails_just_above():
     assert above[f"slo_{b}"] > getattr(slo, b)
     # One H100 serving Llama-3.1-8B conversations: between 5 and 40 req/s.
     assert 5 < cap.rate < 40
+
+
+def test_capacity_takes_the_scenario_files_slo_and_a_flag_overrides_one_metric():
+    from servesim.cli.sweep_cmds import _slo
+
+    file_slo = make_scenario(slo={"ttft_ms": 500, "tpot_ms": 30}).slo
+    assert _slo(None, None, None, base=file_slo) == SLO(ttft_ms=500, tpot_ms=30)
+    assert _slo(None, 20.0, None, base=file_slo) == SLO(ttft_ms=500, tpot_ms=20)
+    assert _slo(None, None, None, base=make_scenario().slo) == SLO()
+
+
+def test_capacity_command_reads_the_slo_block_of_the_scenario_file(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "sc.yaml"
+    path.write_text(
+        "workload: {num_requests: 60, arrival: {kind: poisson, rate: 5}}\n"
+        "slo: {ttft_ms: 400, tpot_ms: 40}\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "servesim", "capacity", str(path), "--json", "--tolerance", "0.2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["slo"]["ttft_ms"] == 400 and doc["slo"]["tpot_ms"] == 40
+    no_slo = tmp_path / "bare.yaml"
+    no_slo.write_text("workload: {num_requests: 60, arrival: {kind: poisson, rate: 5}}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "servesim", "capacity", str(no_slo)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 2 and "slo: block" in run.stderr

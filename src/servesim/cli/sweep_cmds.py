@@ -196,13 +196,19 @@ def sweep_command(
 # --------------------------------------------------------------------------- capacity
 
 
-def _slo(ttft: float | None, tpot: float | None, e2el: float | None):
+def _slo(ttft: float | None, tpot: float | None, e2el: float | None, base=None):
+    """The SLO of the ``--slo-*`` flags; a metric without a flag takes ``base``'s (the scenario
+    file's ``slo:``)."""
     from servesim.metrics import SLO
 
     for flag, v in (("--slo-ttft-ms", ttft), ("--slo-tpot-ms", tpot), ("--slo-e2el-ms", e2el)):
         if v is not None and not v > 0:
             raise ServesimError(f"must be > 0 ms, got {v}", field=flag)
-    return SLO(ttft, tpot, e2el)
+
+    def pick(flag: float | None, metric: str) -> float | None:
+        return flag if flag is not None or base is None else getattr(base, metric)
+
+    return SLO(pick(ttft, "ttft_ms"), pick(tpot, "tpot_ms"), pick(e2el, "e2el_ms"))
 
 
 def _deployment(sc) -> str:
@@ -225,9 +231,15 @@ def capacity_command(
         metavar="SCENARIO.yaml",
         help="the deployment and workload (its arrival rate is varied)",
     ),
-    slo_ttft_ms: float = typer.Option(None, "--slo-ttft-ms", help="TTFT target, ms"),
-    slo_tpot_ms: float = typer.Option(None, "--slo-tpot-ms", help="TPOT target, ms"),
-    slo_e2el_ms: float = typer.Option(None, "--slo-e2el-ms", help="end-to-end latency target, ms"),
+    slo_ttft_ms: float = typer.Option(
+        None, "--slo-ttft-ms", help="TTFT target, ms (default: the scenario's slo.ttft_ms)"
+    ),
+    slo_tpot_ms: float = typer.Option(
+        None, "--slo-tpot-ms", help="TPOT target, ms (default: the scenario's slo.tpot_ms)"
+    ),
+    slo_e2el_ms: float = typer.Option(
+        None, "--slo-e2el-ms", help="end-to-end latency target, ms (default: slo.e2el_ms)"
+    ),
     percentile: float = typer.Option(
         99.0, "--percentile", "-p", help="SLO percentile over requests"
     ),
@@ -274,7 +286,7 @@ def capacity_command(
     if workload is not None:
         data["workload"] = named_workload(workload, num_requests)
     scenario = build_scenario(data, source=str(scenario_file))
-    slo = _slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms)
+    slo = _slo(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms, base=scenario.slo)
     err = Console(stderr=True, soft_wrap=True)
 
     lines = None if err.is_terminal else ProgressLines("capacity", None, "probes simulated")

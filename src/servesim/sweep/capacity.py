@@ -159,7 +159,9 @@ def check_slo(slo: SLO, percentile: float, tolerance: float) -> None:
     """Raise ServesimError for a search that cannot be run."""
     if not slo.any:
         raise ServesimError(
-            "no SLO given", field="--slo-ttft-ms", fix="give --slo-ttft-ms and/or --slo-tpot-ms"
+            "no SLO given",
+            field="--slo-ttft-ms",
+            fix="give --slo-ttft-ms and/or --slo-tpot-ms, or an slo: block in the scenario file",
         )
     if not 0 < percentile <= 100:
         raise ServesimError(f"must be in (0, 100], got {percentile}", field="--percentile")
