@@ -217,3 +217,65 @@ def test_calibrated_compare_closes_the_gap(tmp_path):
     assert abs(before["mean_tpot_ms"]) > 10 and abs(after["mean_tpot_ms"]) < 2
     assert abs(before["mean_e2el_ms"]) > 10 and abs(after["mean_e2el_ms"]) < 3
     assert np.nanmax(np.abs([after[k] for k in after if "ttft" not in k])) < 3
+
+
+SGLANG_RANDOM = {
+    "backend": "sglang",
+    "dataset_name": "random",
+    "random_input_len": 1000,
+    "random_output_len": 100,
+    "random_range_ratio": 0.5,
+    "request_rate": "inf",
+    "max_concurrency": None,
+    "duration": 20.0,
+    "completed": 40,
+    "total_input_tokens": 30_000,
+    "total_output_tokens": 3_000,
+    "output_throughput": 150.0,
+    "median_ttft_ms": 900.0,
+    "mean_e2e_latency_ms": 5000.0,
+}
+
+
+def test_sglang_random_dataset_lengths_are_drawn_as_its_client_draws_them(tmp_path):
+    path = tmp_path / "sg.jsonl"
+    path.write_text(json.dumps(SGLANG_RANDOM) + "\n")
+    bench = read_bench_result(path)
+    assert bench.backend == "sglang" and bench.random_lengths == (1000, 100, 0.5)
+    cmp = compare(bench, DEPLOY)
+    assert cmp.scenario.engine == "sglang"  # from the file's backend
+    text = " ".join(cmp.notes)
+    assert "random dataset" in text and "from the benchmarked backend 'sglang'" in text
+    from servesim.calibrate.compare import _lengths
+
+    inputs, outputs, _ = _lengths(bench, seed=0)
+    assert len(inputs) == 40 and inputs.min() >= 500 and inputs.max() <= 1000
+    assert outputs.min() >= 50 and outputs.max() <= 100
+    assert len(set(inputs.tolist())) > 10  # drawn, not all at the mean
+
+
+def test_an_openai_backend_selects_no_engine_and_the_scenario_or_flag_wins(tmp_path):
+    from servesim.calibrate.compare import ENGINE_OF_BACKEND
+
+    assert "openai" not in ENGINE_OF_BACKEND and "openai-chat" not in ENGINE_OF_BACKEND
+    path = tmp_path / "sg.jsonl"
+    path.write_text(json.dumps({**SGLANG_RANDOM, "backend": "openai"}) + "\n")
+    assert compare(read_bench_result(path), DEPLOY).scenario.engine == "vllm"
+    path.write_text(json.dumps(SGLANG_RANDOM) + "\n")
+    cmp = compare(read_bench_result(path), {**DEPLOY, "engine": "sglang-0.4"})
+    assert cmp.scenario.engine == "sglang-0.4"
+    assert not any("benchmarked backend" in n for n in cmp.notes)
+
+
+def test_compare_command_takes_an_engine_flag(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "sg.jsonl"
+    path.write_text(json.dumps(SGLANG_RANDOM) + "\n")
+    args = [sys.executable, "-m", "servesim", "compare", str(path), "-m", "llama-3.1-8b",
+            "-g", "h100", "--engine", "vllm", "--json"]  # fmt: skip
+    run = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert not any("benchmarked backend" in n for n in doc["notes"])

@@ -62,6 +62,14 @@ class BenchResult:
     itls_s: tuple[np.ndarray, ...] | None
     metrics: dict[str, float]
     """Summary metrics as written in the file (vLLM names)."""
+    backend: str | None = None
+    """The server API the client benchmarked, as the file names it (``backend``: ``vllm``,
+    ``sglang``, ``openai``, ``lmdeploy``...); None when the file does not say."""
+    random_lengths: tuple[int, int, float] | None = None
+    """SGLang's random dataset as the run was configured (``random_input_len``,
+    ``random_output_len``, ``random_range_ratio``): lengths drawn uniformly in
+    ``[ratio · len, len]``. None for other datasets, and for vLLM's files, which do not save
+    the dataset's settings."""
 
 
 def _load_objects(path: Path) -> list[dict[str, Any]]:
@@ -205,6 +213,7 @@ def read_bench_result(path: str | Path, run: int | None = None) -> BenchResult:
     tin = _number(obj, "total_input_tokens", where, required=False)
     tout = _number(obj, "total_output_tokens", where, required=False)
     num_prompts = _number(obj, "num_prompts", where, required=False)
+    backend = obj.get("backend") if isinstance(obj.get("backend"), str) else None
     return BenchResult(
         source=path.name,
         tool=tool,
@@ -222,7 +231,24 @@ def read_bench_result(path: str | Path, run: int | None = None) -> BenchResult:
         ttfts_s=ttfts,
         itls_s=None if itls is None else tuple(itls),
         metrics=_summary_metrics(obj, tool),
+        backend=backend,
+        random_lengths=_random_lengths(obj, where),
     )
+
+
+def _random_lengths(obj: dict[str, Any], where: str) -> tuple[int, int, float] | None:
+    """SGLang's ``random`` dataset settings of a run, or None for another dataset."""
+    if obj.get("dataset_name") not in ("random", "random-ids"):
+        return None
+    inp = _number(obj, "random_input_len", where, required=False)
+    out = _number(obj, "random_output_len", where, required=False)
+    ratio = _number(obj, "random_range_ratio", where, required=False)
+    if inp is None or out is None or not (inp >= 1 and out >= 1):
+        return None
+    ratio = 0.0 if ratio is None else ratio
+    if not 0 <= ratio <= 1:
+        raise ServesimError(f"random_range_ratio is {ratio}; expected 0..1", field=where)
+    return int(inp), int(out), ratio
 
 
 def _stats_ms(prefix: str, values_s: np.ndarray) -> dict[str, float]:

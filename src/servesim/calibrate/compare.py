@@ -12,7 +12,9 @@ output tokens, in send order — with the benchmark's traffic:
 
 A finite rate together with ``max_concurrency`` caps concurrency in the benchmark but not in
 the simulation (noted in the output). Without per-request lengths (vLLM without
-``--save-detailed``) every request gets the mean lengths (also noted).
+``--save-detailed``) every request gets the mean lengths, or, for SGLang's random dataset, lengths
+drawn as it draws them (also noted). The engine profile follows the file's ``backend`` when
+neither the scenario nor ``--engine`` names one (:data:`ENGINE_OF_BACKEND`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ from servesim.calibrate.bench_results import COMPARE_METRICS, BenchResult, measu
 from servesim.errors import ServesimError
 from servesim.scenario import Scenario, build_scenario
 from servesim.validation import field_names
+
+ENGINE_OF_BACKEND = {
+    "sglang": "sglang",
+    "sglang-native": "sglang",
+    "sglang-oai": "sglang",
+    "sglang-oai-chat": "sglang",
+    "vllm": "vllm",
+    "vllm-chat": "vllm",
+    "lmdeploy": "lmdeploy",
+    "lmdeploy-chat": "lmdeploy",
+    "tensorrt-llm": "trtllm-pytorch",
+    "trt": "trtllm-pytorch",
+}
+"""Engine profile of a benchmark's ``backend`` (vLLM's and SGLang's client names). OpenAI-API
+backends (``openai``, ``openai-chat``) could be any server: they select nothing."""
 
 
 @dataclass(frozen=True)
@@ -83,12 +100,25 @@ class Comparison:
         }
 
 
-def _lengths(bench: BenchResult) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _lengths(bench: BenchResult, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if bench.input_lens is not None and bench.output_lens is not None:
         sent = bench.num_prompts or len(bench.input_lens)
         failed = sent - len(bench.input_lens)
         notes = [f"{failed} of the {sent} requests failed in the benchmark and are left out"]
         return bench.input_lens, bench.output_lens, notes if failed > 0 else []
+    if bench.random_lengths is not None:
+        # SGLang bench_serving's random dataset: lengths uniform in [ratio · len, len].
+        inp, out, ratio = bench.random_lengths
+        rng = np.random.default_rng(seed)
+        n = bench.completed
+        inputs = rng.integers(max(1, int(inp * ratio)), inp + 1, size=n)
+        outputs = rng.integers(max(1, int(out * ratio)), out + 1, size=n)
+        note = (
+            f"no per-request lengths in {bench.source}: lengths drawn as its random dataset "
+            f"draws them (uniform in [{ratio:g} × {inp}, {inp}] in, [{ratio:g} × {out}, {out}] "
+            "out), not the benchmark's own draws"
+        )
+        return inputs, outputs, [note]
     if bench.total_input_tokens is None or bench.total_output_tokens is None:
         raise ServesimError(
             f"{bench.source} has neither per-request lengths (input_lens, output_lens) nor "
@@ -131,10 +161,12 @@ def _arrival(bench: BenchResult) -> tuple[dict[str, Any], list[str]]:
     return {"kind": "gamma", "rate": bench.request_rate, "burstiness": bench.burstiness}, notes
 
 
-def benchmark_workload(bench: BenchResult, trace_path: Path) -> tuple[dict[str, Any], list[str]]:
+def benchmark_workload(
+    bench: BenchResult, trace_path: Path, seed: int = 0
+) -> tuple[dict[str, Any], list[str]]:
     """Write the benchmark's requests to ``trace_path`` (CSV) and return the workload mapping
     that replays them with the benchmark's traffic, plus notes on what differs."""
-    inputs, outputs, notes = _lengths(bench)
+    inputs, outputs, notes = _lengths(bench, seed)
     with trace_path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["timestamp", "input_tokens", "output_tokens"])
@@ -164,6 +196,13 @@ def compare(
 
     data = dict(scenario)
     notes: list[str] = []
+    engine = ENGINE_OF_BACKEND.get((bench.backend or "").lower())
+    if "engine" not in data and engine is not None:
+        data["engine"] = engine
+        notes.append(
+            f"engine profile {engine!r}, from the benchmarked backend {bench.backend!r} (its "
+            "release is not in the file; set engine / engine_version in --scenario or --engine)"
+        )
     if "workload" in data:
         notes.append("the scenario's workload is replaced by the benchmark's requests")
     if calibration is not None:
@@ -175,7 +214,8 @@ def compare(
             )
         data["calibration"] = str(calibration)
     with tempfile.TemporaryDirectory(prefix="servesim-compare-") as tmp:
-        workload, more = benchmark_workload(bench, Path(tmp) / "requests.csv")
+        seed = data.get("seed", 0)
+        workload, more = benchmark_workload(bench, Path(tmp) / "requests.csv", seed)
         notes.extend(more)
         data["workload"] = workload
         result = simulate(build_scenario(data, source="scenario"))

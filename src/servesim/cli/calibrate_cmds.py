@@ -222,6 +222,11 @@ def compare_cmd(
         None, "--calibration", help="Calibration file for the simulation."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Simulation seed (arrival draws)."),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="Engine profile; default: the scenario's, else the file's backend, else vllm.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     csv_path: Path | None = typer.Option(
         None,
@@ -236,7 +241,9 @@ def compare_cmd(
 
     bench = read_bench_result(measured, run)
     data: dict[str, Any] = load_scenario_file(scenario, field="--scenario") if scenario else {}
-    for key, value in (("model", model), ("hardware", hardware), ("tp", tp), ("seed", seed)):
+    flags = (("model", model), ("hardware", hardware), ("tp", tp), ("seed", seed),
+             ("engine", engine))  # fmt: skip
+    for key, value in flags:
         if value is not None:
             data[key] = value
     if "model" not in data:
