@@ -314,6 +314,18 @@ def test_dtypes():
         parse(quantization_config={"quant_method": "gptq", "bits": 3})
 
 
+@pytest.mark.parametrize("key", ["modules_to_not_convert", "ignore", "exclude_modules"])
+def test_a_checkpoint_that_leaves_attention_unquantised_has_expert_scope(key):
+    # ModelOpt's NVFP4 DeepSeek-R1 checkpoints keep the MLA projections in bf16
+    # (exclude_modules); compressed-tensors names its skips "ignore".
+    quant = {"quant_method": "modelopt", "quant_algo": "NVFP4",
+             key: ["lm_head", "model.layers.*.self_attn*"]}  # fmt: skip
+    got = parse(quantization_config=quant)
+    assert (got.dtype, got.quant_scope) == ("nvfp4", "experts")
+    only_head = {"quant_method": "modelopt", "quant_algo": "NVFP4", key: ["lm_head"]}
+    assert parse(quantization_config=only_head).quant_scope == "linear"
+
+
 def test_multimodal_configs_use_their_text_config():
     outer = {"architectures": ["SomeVLM"], "torch_dtype": "float16", "text_config": llama_like()}
     spec = ModelSpec.from_hf_config(outer, "vlm")

@@ -336,7 +336,12 @@ def _parse_dtype(read: _Reader) -> tuple[str, str, str]:
     if not isinstance(quant, dict):
         raise read.error("quantization_config", "must be an object")
     dtype = _quant_dtype(read, quant)
-    skipped = quant.get("modules_to_not_convert") or []
+    # The modules left in the base dtype: transformers' key, compressed-tensors' and ModelOpt's.
+    skipped = [
+        m
+        for key in ("modules_to_not_convert", "ignore", "exclude_modules")
+        for m in (quant.get(key) or [])
+    ]
     attention_skipped = any("attn" in str(m) for m in skipped)
     return dtype, base, "experts" if attention_skipped else "linear"
 
