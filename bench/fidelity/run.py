@@ -145,6 +145,8 @@ def _from_totals(w: dict[str, Any], ilen: Any) -> tuple[Any, Any] | None:
 
 def _fixed_lengths(w: dict[str, Any]) -> tuple[Any, Any]:
     ilen, olen = w.get("input_len"), w.get("output_len")
+    if isinstance(ilen, dict) and isinstance(olen, dict):
+        return ilen, olen  # (servesim length distributions, as the source's client drew them)
     totals = _from_totals(w, ilen)
     if totals is not None:
         return totals
@@ -229,6 +231,16 @@ def _release(case: dict[str, Any]) -> str | None:
     return found.group(1) if found else None
 
 
+MODELS = HERE / "models"
+"""Configs of checkpoints the catalog does not ship (``models/<org>--<name>.json``, each an HF
+``config.json`` as the case's notes describe it): a case naming one runs it."""
+
+
+def _model_of(model_id: str) -> str:
+    local = MODELS / (model_id.replace("/", "--") + ".json")
+    return str(local) if local.is_file() else model_id
+
+
 def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     """The servesim scenario fields that rebuild ``case`` (Unmappable when they cannot)."""
     mode = case.get("mode")
@@ -243,7 +255,7 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     args = case.get("engine_args") or {}
     w = case.get("workload") or {}
     sc: dict[str, Any] = {
-        "model": case["model"],
+        "model": _model_of(case["model"]),
         "hardware": case["gpu"],
         "tp": int(case.get("tp") or 1),
         "pp": int(case.get("pp") or 1),
@@ -448,7 +460,7 @@ def model_family(model: str) -> str:
     from servesim.model import load_model
     from servesim.track_record import model_class_of
 
-    return model_class_of(load_model(model))
+    return model_class_of(load_model(_model_of(model)))
 
 
 def tables(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
