@@ -202,8 +202,11 @@ def test_multiple_instances_share_the_load():
     ff=st.booleans(),
     cpu_blocks=st.sampled_from([0, 0, 40]),
     ahead=st.booleans(),
+    recv=st.sampled_from([1, 1, 3]),
 )
-def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead):
+def test_engine_invariants(
+    n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead, recv
+):  # fmt: skip
     rng = np.random.default_rng(seed)
     t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
     max_len = num_blocks * block_size // 2  # every request fits the cache on its own
@@ -223,6 +226,7 @@ def test_engine_invariants(n, seed, num_blocks, block_size, policy, budget, ff, 
         cpu_blocks=cpu_blocks,
         load_seconds=1e-4,
         schedule_ahead=ahead,
+        recv_interval=recv,
     )
     r = by_request(recs)
     # Every request finishes exactly once, with exactly the tokens it asked for.
@@ -325,3 +329,38 @@ def test_conversation_starts_must_be_ascending_turn_indices_after_the_first(star
     turns = (RequestSpec(8, 2),) * 3
     with pytest.raises(ServesimError, match="conversation_starts"):
         Session(0, 0.0, turns, (), starts)
+
+
+@pytest.mark.parametrize("ahead", [False, True])
+def test_a_read_interval_delays_an_arrival_to_the_next_read(ahead):
+    # A decodes alone; B arrives at 0.105 s, between the starts of steps 10 and 11. With a
+    # read every 4 decode steps (SGLang's --scheduler-recv-interval 4), the prefill step of
+    # A forces a read before step 1, then reads come before steps 5, 9 and 13: B is prefilled
+    # in step 13, two steps later than with a read every step (step 11).
+    sessions = [make_session(0, 0.0, 32, 50), make_session(1, 0.105, 32, 5)]
+    starts = {}
+    for recv in (1, 4):
+        recs, _, _ = run_sessions(
+            sessions, recv_interval=recv, fast_forward=False, schedule_ahead=ahead
+        )
+        steps = recs.step_columns()
+        prefills = np.flatnonzero(steps["prefill_tokens"] > 0).tolist()
+        starts[recv] = prefills
+        assert len(by_request(recs)["request_id"]) == 2
+    # (An engine that forms step n+1 while step n runs admits B one step later, step 12; the
+    # read before step 13 comes after that anyway.)
+    assert starts[1] == [0, 12 if ahead else 11] and starts[4] == [0, 13]
+    # An idle engine reads at once: B alone is prefilled at its arrival.
+    recs, _, _ = run_sessions([make_session(0, 0.5, 32, 5)], recv_interval=4)
+    assert recs.step_columns()["start_s"][0] == 0.5
+
+
+def test_a_read_interval_keeps_what_a_burst_sees_and_only_adds_latency():
+    sessions = _random_sessions(11, n=60)
+    base, _, _ = run_sessions(sessions)
+    slow, _, _ = run_sessions(sessions, recv_interval=8)
+    a, b = by_request(base), by_request(slow)
+    assert b["output_tokens"].tolist() == a["output_tokens"].tolist()
+    ttft_a = a["first_token_s"] - a["arrival_s"]
+    ttft_b = b["first_token_s"] - b["arrival_s"]
+    assert ttft_b.mean() > ttft_a.mean()

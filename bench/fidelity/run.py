@@ -313,6 +313,9 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     for key in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization"):
         if isinstance(args.get(key), (int, float)):
             sched[key] = args[key]
+    found = re.search(r"--scheduler-recv-interval[ =](\d+)", str(args.get("launch", "")))
+    if found:
+        sched["recv_interval"] = int(found.group(1))  # (SGLang reads new requests every N steps)
     if isinstance(args.get("enable_chunked_prefill"), bool):
         sched["enable_chunked_prefill"] = args["enable_chunked_prefill"]
     steps = args.get("num_scheduler_steps")

@@ -119,6 +119,7 @@ def scheduler_config(spec: SchedulerSpec) -> SchedulerConfig:
         enable_chunked_prefill=spec.enable_chunked_prefill,
         long_prefill_token_threshold=spec.long_prefill_token_threshold,
         admission=spec.admission,
+        recv_interval=spec.recv_interval,
     )
 
 

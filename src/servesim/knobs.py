@@ -32,6 +32,9 @@ MAX_NUM_BATCHED_TOKENS = 8192
 """Token budget of one step (prefill chunks + decodes)."""
 MAX_NUM_SEQS = 256
 """Most requests running at once on one instance."""
+RECV_INTERVAL = 1
+"""Decode steps between two reads of newly arrived requests (SGLang's
+``--scheduler-recv-interval``; a step with prompt work, and an idle engine, read at once)."""
 BLOCK_SIZE = 16
 """Tokens per KV block."""
 ENABLE_PREFIX_CACHING = True

@@ -60,6 +60,9 @@ class SchedulerSpec(Spec):
         Meta(description=f"when a waiting request's KV fits: one of {', '.join(knobs.ADMISSIONS)}"),
     ] = knobs.ADMISSION
     gpu_memory_utilization: Annotated[float, Meta(gt=0, le=1)] = knobs.GPU_MEMORY_UTILIZATION
+    recv_interval: Annotated[
+        int, Meta(ge=1, le=10_000, description="decode steps between reads of new requests")
+    ] = knobs.RECV_INTERVAL
 
 
 class InstanceGroup(Spec):

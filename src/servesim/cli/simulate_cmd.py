@@ -181,6 +181,11 @@ def simulate_command(
         "--chunked-prefill/--no-chunked-prefill",
         help="chunked prefill (vllm policy)",
     ),
+    recv_interval: int = typer.Option(
+        None,
+        "--scheduler-recv-interval",
+        help="decode steps between reads of new requests (SGLang's flag; default 1)",
+    ),
     gpu_memory_utilization: float = typer.Option(
         None, "--gpu-memory-utilization", help="fraction of HBM for weights + KV"
     ),
@@ -375,7 +380,8 @@ def _shown_defaults() -> dict[str, str]:
     sched = {"scheduler": "policy", "prefix_caching": "enable_prefix_caching",
              "chunked_prefill": "enable_chunked_prefill"}  # fmt: skip
     for name in ("max_num_batched_tokens", "max_num_seqs", "block_size", "admission",
-                 "gpu_memory_utilization", "scheduler", "prefix_caching", "chunked_prefill"):  # fmt: skip
+                 "gpu_memory_utilization", "scheduler", "prefix_caching", "chunked_prefill",
+                 "recv_interval"):  # fmt: skip
         shown[name] = text(field_default(SchedulerSpec, sched.get(name, name)))
     for name in ("num_speculative_tokens", "acceptance_rate"):
         shown[name] = text(field_default(SpeculativeSpec, name))

@@ -155,8 +155,18 @@ class Instance:
         self.config = config
         self.kv = kv
         self.cost = cost
-        # NOTE: speculative steps emit a random number of tokens, so spans are not fast-forwarded.
-        self.fast_forward = fast_forward and speculation is None
+        # NOTE: speculative steps emit a random number of tokens, so spans are not fast-forwarded;
+        # with a read interval, which step reads new requests is counted step by step.
+        self.fast_forward = fast_forward and speculation is None and config.recv_interval == 1
+        self.recv_interval = config.recv_interval
+        """Decode steps between reads of new requests (SGLang's ``--scheduler-recv-interval``):
+        a step with prompt work, or an idle engine, reads at once (SGLang's
+        ``SchedulerRecvSkipper`` weighs a decode step 1 and any other forward the threshold)."""
+        self._recv_count = 0
+        """Weight of the steps since the last read."""
+        self._read_at = 0.0
+        """When new requests were last read; those queued later are not seen yet."""
+        self._idle = True
         self.waiting: deque[Request] = deque()
         self.running = RunningTable()
         self.state = SchedulerState(
@@ -221,20 +231,28 @@ class Instance:
         ):
             visible_until = None  # (nothing held back, or nothing was formed ahead: idle now)
         state.visible_until = math.inf if visible_until is None else visible_until
+        if self.recv_interval > 1:
+            if self._idle or self._recv_count >= self.recv_interval:
+                self._recv_count, self._read_at = 0, now
+            state.visible_until = min(state.visible_until, self._read_at)
         batch = schedule(state, self.config, now)
         num_tokens = int(_sum(batch.new_tokens))
         if num_tokens == 0 and batch.num_preempted:
             # Everything runnable was preempted this step; the queue head goes next.
             batch = schedule(state, self.config, now)
             num_tokens = int(_sum(batch.new_tokens))
-        if num_tokens == 0 and visible_until is not None and self.waiting:
-            # Nothing was formed ahead: the engine is idle now and reads its queue at once.
+        if num_tokens == 0 and state.visible_until < math.inf and self.waiting:
+            # Nothing was formed ahead or read yet: the engine is idle now and reads its queue
+            # at once.
             state.visible_until = math.inf
+            self._recv_count, self._read_at = 0, now
             batch = schedule(state, self.config, now)
             num_tokens = int(_sum(batch.new_tokens))
         if num_tokens == 0:
             self.in_flight = None
+            self._idle = True
             return None
+        self._idle = False
         new_tokens = batch.new_tokens
         num_rows = int(np.count_nonzero(new_tokens))
         # NOTE: most steps schedule every running row; they skip the gather.
@@ -390,6 +408,9 @@ class Instance:
         span = self.in_flight
         assert span is not None
         self.in_flight = None
+        if self.recv_interval > 1:
+            # (Steps run one at a time here: a decode step weighs 1, any other forces a read.)
+            self._recv_count += 1 if span.pure_decode else self.recv_interval
         if self.schedule_ahead:
             ends = span.ends_s
             self._visible_until = float(ends[-2]) if len(ends) > 1 else span.start_s

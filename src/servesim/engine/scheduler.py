@@ -55,6 +55,7 @@ from servesim.knobs import (
     MAX_NUM_SEQS,
     POLICIES,
     POLICY,
+    RECV_INTERVAL,
     check_positive_ints,
 )
 
@@ -89,6 +90,8 @@ class SchedulerConfig:
     admission: str = ADMISSION
     """When a waiting request's KV fits: one of :data:`~servesim.knobs.ADMISSIONS` (see
     :mod:`servesim.engine.admission`)."""
+    recv_interval: int = RECV_INTERVAL
+    """Decode steps between reads of new requests (:data:`~servesim.knobs.RECV_INTERVAL`)."""
 
     def __post_init__(self) -> None:
         from servesim.errors import ServesimError
@@ -109,6 +112,7 @@ class SchedulerConfig:
             max_num_batched_tokens=self.max_num_batched_tokens,
             max_num_seqs=self.max_num_seqs,
             block_size=self.block_size,
+            recv_interval=self.recv_interval,
         )
         thr = self.long_prefill_token_threshold
         if thr is not None and thr <= 0:
