@@ -203,9 +203,10 @@ def test_multiple_instances_share_the_load():
     cpu_blocks=st.sampled_from([0, 0, 40]),
     ahead=st.booleans(),
     recv=st.sampled_from([1, 1, 3]),
+    stream=st.sampled_from([1, 1, 4]),
 )
 def test_engine_invariants(
-    n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead, recv
+    n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead, recv, stream
 ):  # fmt: skip
     rng = np.random.default_rng(seed)
     t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
@@ -227,6 +228,7 @@ def test_engine_invariants(
         load_seconds=1e-4,
         schedule_ahead=ahead,
         recv_interval=recv,
+        stream_interval=stream,
     )
     r = by_request(recs)
     # Every request finishes exactly once, with exactly the tokens it asked for.
@@ -364,3 +366,32 @@ def test_a_read_interval_keeps_what_a_burst_sees_and_only_adds_latency():
     ttft_a = a["first_token_s"] - a["arrival_s"]
     ttft_b = b["first_token_s"] - b["arrival_s"]
     assert ttft_b.mean() > ttft_a.mean()
+
+
+def test_a_stream_interval_sends_chunks_and_the_gaps_are_the_chunks():
+    # One request, 24 decode steps after its prefill. Streaming every 4 decode steps (SGLang's
+    # --stream-interval 4): the first token at once, then chunks after decode steps 4, 8, ...,
+    # 24 (the last coincides with the finish): 6 gaps of 4 steps, where every-token streaming
+    # records 24 gaps of one step. TTFT, the finish and the tokens are unchanged.
+    sessions = [make_session(0, 0.0, 32, 25)]
+    every, _, _ = run_sessions(sessions, fast_forward=False)
+    chunked, _, _ = run_sessions(sessions, fast_forward=False, stream_interval=4)
+    a, b = by_request(every), by_request(chunked)
+    for col in ("first_token_s", "finish_s", "output_tokens"):
+        assert a[col].tolist() == b[col].tolist()
+    ga, wa = every.itl_pairs()
+    gb, wb = chunked.itl_pairs()
+    assert int(wa.sum()) == 24 and int(wb.sum()) == 6
+    step = float(np.average(ga, weights=wa))
+    assert float(np.average(gb, weights=wb)) == pytest.approx(4 * step, rel=1e-6)
+    # A request finishing between two chunks sends its last tokens at once.
+    odd, _, _ = run_sessions([make_session(0, 0.0, 32, 23)], fast_forward=False, stream_interval=4)
+    assert int(odd.itl_pairs()[1].sum()) == 6  # chunks after steps 4..20, then the finish (22)
+
+
+def test_a_stream_interval_with_speculative_decoding_is_refused():
+    import servesim
+
+    with pytest.raises(ServesimError, match="stream_interval"):
+        servesim.simulate({"scheduler": {"stream_interval": 4}, "speculative": {"method": "ngram"},
+                           "workload": {"num_requests": 4}})  # fmt: skip

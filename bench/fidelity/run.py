@@ -316,6 +316,9 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     found = re.search(r"--scheduler-recv-interval[ =](\d+)", str(args.get("launch", "")))
     if found:
         sched["recv_interval"] = int(found.group(1))  # (SGLang reads new requests every N steps)
+    found = re.search(r"--stream-interval[ =](\d+)", str(args.get("launch", "")))
+    if found:
+        sched["stream_interval"] = int(found.group(1))  # (tokens reach the client in chunks)
     if isinstance(args.get("enable_chunked_prefill"), bool):
         sched["enable_chunked_prefill"] = args["enable_chunked_prefill"]
     steps = args.get("num_scheduler_steps")

@@ -120,6 +120,7 @@ def scheduler_config(spec: SchedulerSpec) -> SchedulerConfig:
         long_prefill_token_threshold=spec.long_prefill_token_threshold,
         admission=spec.admission,
         recv_interval=spec.recv_interval,
+        stream_interval=spec.stream_interval,
     )
 
 
@@ -198,6 +199,13 @@ def _build_groups(
     sched = scenario.scheduler
     base_profile = engine_profile_of(scenario)
     steps_per_round = scheduler_steps(scenario)
+    if sched.stream_interval > 1 and (scenario.speculative or steps_per_round > 1):
+        raise ServesimError(
+            f"is {sched.stream_interval} with "
+            + ("speculative decoding" if scenario.speculative else "multi-step rounds"),
+            field="scheduler.stream_interval",
+            fix="stream every token (1) with speculative decoding or num_scheduler_steps > 1",
+        )
     runtimes: list[InstanceGroupRuntime] = []
     next_id = 0
     for group in instance_groups(scenario):

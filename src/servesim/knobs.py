@@ -35,6 +35,9 @@ MAX_NUM_SEQS = 256
 RECV_INTERVAL = 1
 """Decode steps between two reads of newly arrived requests (SGLang's
 ``--scheduler-recv-interval``; a step with prompt work, and an idle engine, read at once)."""
+STREAM_INTERVAL = 1
+"""Decode steps between two streamed chunks of a request's tokens (SGLang's ``--stream-interval``):
+the first token and the last are sent at once; a benchmark client's ITL is per chunk."""
 BLOCK_SIZE = 16
 """Tokens per KV block."""
 ENABLE_PREFIX_CACHING = True

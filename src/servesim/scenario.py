@@ -63,6 +63,9 @@ class SchedulerSpec(Spec):
     recv_interval: Annotated[
         int, Meta(ge=1, le=10_000, description="decode steps between reads of new requests")
     ] = knobs.RECV_INTERVAL
+    stream_interval: Annotated[
+        int, Meta(ge=1, le=10_000, description="decode steps between streamed chunks")
+    ] = knobs.STREAM_INTERVAL
 
 
 class InstanceGroup(Spec):

@@ -44,6 +44,7 @@ SECTION_OPTIONS: dict[str, dict[str, str]] = {
         "chunked_prefill": "enable_chunked_prefill",
         "gpu_memory_utilization": "gpu_memory_utilization",
         "recv_interval": "recv_interval",
+        "stream_interval": "stream_interval",
     },
     "slo": {"slo_ttft_ms": "ttft_ms", "slo_tpot_ms": "tpot_ms", "slo_e2el_ms": "e2el_ms"},
     "speculative": {

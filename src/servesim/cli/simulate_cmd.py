@@ -186,6 +186,11 @@ def simulate_command(
         "--scheduler-recv-interval",
         help="decode steps between reads of new requests (SGLang's flag; default 1)",
     ),
+    stream_interval: int = typer.Option(
+        None,
+        "--stream-interval",
+        help="decode steps between streamed chunks; ITL is per chunk (SGLang's flag; default 1)",
+    ),
     gpu_memory_utilization: float = typer.Option(
         None, "--gpu-memory-utilization", help="fraction of HBM for weights + KV"
     ),
@@ -381,7 +386,7 @@ def _shown_defaults() -> dict[str, str]:
              "chunked_prefill": "enable_chunked_prefill"}  # fmt: skip
     for name in ("max_num_batched_tokens", "max_num_seqs", "block_size", "admission",
                  "gpu_memory_utilization", "scheduler", "prefix_caching", "chunked_prefill",
-                 "recv_interval"):  # fmt: skip
+                 "recv_interval", "stream_interval"):  # fmt: skip
         shown[name] = text(field_default(SchedulerSpec, sched.get(name, name)))
     for name in ("num_speculative_tokens", "acceptance_rate"):
         shown[name] = text(field_default(SpeculativeSpec, name))

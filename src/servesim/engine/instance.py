@@ -157,7 +157,17 @@ class Instance:
         self.cost = cost
         # NOTE: speculative steps emit a random number of tokens, so spans are not fast-forwarded;
         # with a read interval, which step reads new requests is counted step by step.
-        self.fast_forward = fast_forward and speculation is None and config.recv_interval == 1
+        self.fast_forward = (
+            fast_forward
+            and speculation is None
+            and config.recv_interval == 1
+            and config.stream_interval == 1
+        )
+        self.stream_interval = config.stream_interval
+        """Decode steps between streamed chunks (SGLang's ``--stream-interval``: a request's
+        tokens reach the client when the engine's decode-step count is a multiple of it, and
+        its first and last token at once); the inter-token gaps recorded are the chunks'."""
+        self._decode_count = 0
         self.recv_interval = config.recv_interval
         """Decode steps between reads of new requests (SGLang's ``--scheduler-recv-interval``):
         a step with prompt work, or an idle engine, reads at once (SGLang's
@@ -336,6 +346,26 @@ class Instance:
             seconds += self.kv.take_pending_loads() * self.kv_load_seconds_per_block
         return np.array([now + seconds]), np.array([seconds]), features[None, :]
 
+    def _chunked_gaps(
+        self, sent_at: np.ndarray, end: float, span: InFlight
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """With a stream interval, the inter-token gaps the client sees after a (single) step:
+        one per chunk sent. ``sent_at``: each row's last send before the step (the rows'
+        ``last_token`` then); rows that emitted but send nothing keep it."""
+        running = self.running
+        last = running.last_token
+        ints = running.columns()
+        outputs = ints[TOKENS] - ints[PROMPT]
+        emitted = (last == end) & (sent_at != end)
+        first = emitted & (outputs == 1)
+        if span.pure_decode:
+            self._decode_count += 1
+        tick = span.pure_decode and self._decode_count % self.stream_interval == 0
+        sends = emitted if tick else emitted & (first | (outputs >= ints[MAX_OUT]))
+        held = emitted & ~sends
+        last[held] = sent_at[held]
+        return _fold_gaps(end - sent_at[sends & ~first], end - span.start_s)
+
     def _pure_decode(self, batch: ScheduledBatch, num_tokens: int) -> np.ndarray | None:
         """Every row's output tokens so far if every running row decodes exactly one token
         this step, nothing joins or leaves, and every row has emitted its first token already;
@@ -424,6 +454,7 @@ class Instance:
         m = span.num_steps
         end = float(span.ends_s[-1])
         bs = kv.block_size
+        sent_at = last_token.copy() if self.stream_interval > 1 else None
         if m > 1 and self.state.admission is not None:
             self.state.admission.decode_steps(m - 1)  # (the scheduler counted the first)
         # Rows holding shared blocks publish those that fill up (a row has some from its
@@ -513,6 +544,8 @@ class Instance:
             _grow_to_computed(running, kv, ints)
             last_token[:] = end
 
+        if sent_at is not None:
+            itl_values, itl_weights = self._chunked_gaps(sent_at, end, span)
         if old_blocks_full is not None:
             # Only shared blocks are published; rows with none skip the Python work.
             fills = (computed // bs > old_blocks_full) & (old_blocks_full < ints[NSHARED])

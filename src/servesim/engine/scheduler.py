@@ -56,6 +56,7 @@ from servesim.knobs import (
     POLICIES,
     POLICY,
     RECV_INTERVAL,
+    STREAM_INTERVAL,
     check_positive_ints,
 )
 
@@ -92,6 +93,8 @@ class SchedulerConfig:
     :mod:`servesim.engine.admission`)."""
     recv_interval: int = RECV_INTERVAL
     """Decode steps between reads of new requests (:data:`~servesim.knobs.RECV_INTERVAL`)."""
+    stream_interval: int = STREAM_INTERVAL
+    """Decode steps between streamed chunks (:data:`~servesim.knobs.STREAM_INTERVAL`)."""
 
     def __post_init__(self) -> None:
         from servesim.errors import ServesimError
@@ -113,6 +116,7 @@ class SchedulerConfig:
             max_num_seqs=self.max_num_seqs,
             block_size=self.block_size,
             recv_interval=self.recv_interval,
+            stream_interval=self.stream_interval,
         )
         thr = self.long_prefill_token_threshold
         if thr is not None and thr <= 0:
