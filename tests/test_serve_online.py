@@ -38,7 +38,15 @@ class FakeClock:
         return self.t
 
 
-@pytest.mark.parametrize("extra", [{}, {"replicas": 2}, {"disaggregate": "1:1"}])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"replicas": 2},
+        {"disaggregate": "1:1"},
+        {"engine": "sglang", "scheduler": {"stream_interval": 8}},
+    ],
+)
 def test_online_engine_reproduces_the_offline_run_exactly(extra):
     scenario = _scenario(**extra)
     offline = simulate(scenario).records.request_columns()
@@ -59,6 +67,11 @@ def test_online_engine_reproduces_the_offline_run_exactly(extra):
         assert times == sorted(times)
         first.append(times[0])
         finish.append(times[-1])
+        if "scheduler" in extra:
+            # Streamed in chunks: the first token alone, then at most 8 tokens an emission
+            # (SGLang's prefill steps decode nothing, so 8 decode steps make a chunk).
+            assert emissions[0].num_tokens == 1 and len(emissions) < OSL
+            assert max(e.num_tokens for e in emissions) <= 8
     order = np.argsort(offline["request_id"])
     np.testing.assert_allclose(first, offline["first_token_s"][order], rtol=0, atol=1e-9)
     np.testing.assert_allclose(finish, offline["finish_s"][order], rtol=0, atol=1e-9)

@@ -168,6 +168,8 @@ class Instance:
         tokens reach the client when the engine's decode-step count is a multiple of it, and
         its first and last token at once); the inter-token gaps recorded are the chunks'."""
         self._decode_count = 0
+        self.last_end = 0.0
+        """When the last completed step ended (rows whose ``last_token`` is this sent then)."""
         self.recv_interval = config.recv_interval
         """Decode steps between reads of new requests (SGLang's ``--scheduler-recv-interval``):
         a step with prompt work, or an idle engine, reads at once (SGLang's
@@ -455,6 +457,7 @@ class Instance:
         end = float(span.ends_s[-1])
         bs = kv.block_size
         sent_at = last_token.copy() if self.stream_interval > 1 else None
+        self.last_end = end
         if m > 1 and self.state.admission is not None:
             self.state.admission.decode_steps(m - 1)  # (the scheduler counted the first)
         # Rows holding shared blocks publish those that fill up (a row has some from its

@@ -162,8 +162,11 @@ class OnlineEngine:
         at = self.sim.now + self.stream_delay_s
         running = instance.running
         outputs = (running.tokens - running.prompt).tolist()
-        for req, produced in zip(running.reqs, outputs, strict=True):
-            self._emit(req, produced, at, finished=False)
+        # (With a stream interval a row sends only in some steps: those that set its last send.)
+        sent = (running.last_token == instance.last_end).tolist()
+        for req, produced, now in zip(running.reqs, outputs, sent, strict=True):
+            if now:
+                self._emit(req, produced, at, finished=False)
         for req in outcome.finished:
             self._emit(req, req.num_output_tokens, at, finished=True)
 
