@@ -506,6 +506,32 @@ def test_a_moe_shape_missing_from_the_engines_table_comes_from_another_engines()
     assert K.moe_seconds(tables, "sglang", ("fp8_block",), (1, 2, 3, 4), 8, 1, tokens) is None
 
 
+def _measured_moe_row(t, backend, shape, tp, ep, tokens):
+    rows = t.moe[backend]
+    pick = (K.moe_shape_rows(rows, shape) & (rows["tp"] == tp) & (rows["ep"] == ep)
+            & (rows["dtype"] == "fp8_block"))  # fmt: skip
+    newest = K.nearest_version(sorted(set(rows["version"][pick].tolist())), None)
+    pick &= (rows["version"] == newest) & (rows["num_tokens"] == tokens)
+    return float(rows["seconds"][pick][0])
+
+
+def test_expert_parallel_rows_are_read_per_rank_where_the_engine_counts_tokens_so():
+    t = K.load_tables("H200")
+    shape = (7168, 2048, 8, 256)
+    for backend in ("vllm", "sglang"):
+        # A layer of 4,096 tokens over EP 8 is the row measured at 512 tokens per rank...
+        got, (lo, _) = K.moe_seconds(t, backend, ("fp8_block",), shape, 1, 8, np.array([4096.0]))
+        assert got[0] == pytest.approx(_measured_moe_row(t, backend, shape, 1, 8, 512))
+        assert lo == 8  # (the smallest row, one token per rank, is a layer of 8)
+        # ...within 2x of what the same GPUs' tensor split costs (as 4,096 per rank: 2-3x).
+        tp8, _ = K.moe_seconds(t, backend, ("fp8_block",), shape, 8, 1, np.array([4096.0]))
+        assert got[0] < 2.0 * tp8[0]
+        assert _measured_moe_row(t, backend, shape, 1, 8, 4096) > 2.0 * tp8[0]
+    # TensorRT-LLM's rows count the layer's tokens: read as they are.
+    trt, _ = K.moe_seconds(t, "trtllm", ("fp8_block",), shape, 1, 8, np.array([4096.0]))
+    assert trt[0] == pytest.approx(_measured_moe_row(t, "trtllm", shape, 1, 8, 4096))
+
+
 def test_deepseeks_fp8_checkpoint_stays_block_scaled_when_fp8_is_named():
     # The vLLM table also holds per-tensor FP8 rows of DeepSeek's shape (another kernel):
     # naming the checkpoint's own dtype must not switch to them.

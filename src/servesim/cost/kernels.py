@@ -108,6 +108,16 @@ class KernelTables:
 
 
 MOE_BACKENDS = ("vllm", "sglang", "trtllm")
+EP_ROWS_PER_RANK = frozenset({"vllm", "sglang"})
+"""Engines whose expert-parallel MoE rows count tokens per EP rank (AIConfigurator's collectors
+for them time the rank of an attention-DP deployment, whose own tokens are one rank's share of
+those the experts see): ``num_tokens`` T at EP e is a layer of e·T tokens. The FLOP rates say so:
+vLLM 0.24's block-FP8 DeepSeek layer at EP 8 and 4,096 tokens on an H200 takes 3.0 ms, ~960
+TFLOP/s for e·T tokens where T alone would be 120 (6% of peak at a large batch); SGLang 0.5.14's
+NVFP4 rows on a B200 at EP 2 equal its EP 1 rows at every T up to 256 (the same token-expert
+pairs per rank). TensorRT-LLM's rows count the layer's tokens: its EP 8 row at 4,096 tokens,
+0.73 ms, would otherwise be ~4,000 TFLOP/s per rank, twice the H200's peak. A layer of T tokens
+reads a per-rank table at T / e."""
 TABLE_SOURCE_ENV = "SERVESIM_KERNEL_TABLES"
 """Set to ``catalog`` to price from the shipped CSVs even when the ``servesim[kernels]`` extra
 is installed (reproducing a default install's figures)."""
@@ -525,7 +535,9 @@ def moe_seconds(
     :func:`nearest_version` picks for the engine's ``release`` (None: the newest that measured
     this curve). A shape, split or dtype the backend's table lacks is taken from the other
     engines' tables (in :data:`MOE_BACKENDS` order, newest collection: their releases are not
-    the engine's): another engine's kernels are closer than the roofline."""
+    the engine's): another engine's kernels are closer than the roofline. ``tokens`` are the
+    layer's; an expert-parallel table that counts them per rank is read at ``tokens / ep``
+    (:data:`EP_ROWS_PER_RANK`)."""
     by_backend = tables.moe or {}
     order = [backend] + [b for b in MOE_BACKENDS if b != backend]
     for b in (b for b in order if b in by_backend):
@@ -542,8 +554,10 @@ def moe_seconds(
                 rows &= t["version"] == pick
             if rows.sum() >= 2:
                 n, secs = t["num_tokens"][rows], t["seconds"][rows]
-                rate, lo, hi = _throughput_curve(n, _monotone_throughput(n, n, secs), tokens)
-                return tokens / rate, (lo, hi)
+                per_rank = ep if ep > 1 and b in EP_ROWS_PER_RANK else 1
+                query = tokens / per_rank
+                rate, lo, hi = _throughput_curve(n, _monotone_throughput(n, n, secs), query)
+                return query / rate, (lo * per_rank, hi * per_rank)
     return None
 
 
