@@ -56,7 +56,7 @@ def test_list_names_every_gpu_with_its_tables_or_fallback():
     for name in (*names, "L40S", "MI300X", "A10G"):
         assert name in out
     assert "median fit" in out and "roofline" in out
-    assert "m 1–16k" in out and "1200 rows" in out  # H100's GEMM coverage
+    assert "m 1–16k" in out and "1800 rows" in out  # H100's GEMM coverage
     assert (
         "median of the fits of a100-80gb, b200, b300, gb200, gb300, h100, h200, l40s, "
         "rtx-pro-6000" in " ".join(out.split())
@@ -72,8 +72,11 @@ def test_list_json_matches_the_tables():
     by = {d["gpu"]: d for d in docs}
     t = load_tables("h100")
     h100 = by["H100"]
-    assert h100["gemm"]["rows"] == len(t.gemm["m"]) == 1200
-    assert h100["gemm"]["dtypes"] == ["bf16", "fp8"] and h100["gemm"]["m"] == [1, 16384]
+    assert h100["gemm"]["rows"] == len(t.gemm["m"]) == 1800
+    assert h100["gemm"]["dtypes"] == ["bf16", "fp8", "fp8_block"] and h100["gemm"]["m"] == [
+        1,
+        16384,
+    ]
     assert h100["attention_prefill"]["rows"] == len(t.attention_prefill["batch"])
     assert h100["attention_decode"]["context_len"] == [64, 131072]
     assert h100["allreduce"]["num_gpus"] == [2, 4, 8]

@@ -755,8 +755,8 @@ def test_an_expert_split_no_table_measured_takes_the_nearest_measured_splits_uti
 def test_fp4_weights_on_blackwell_stand_on_the_measured_nvfp4_gemms():
     """NVFP4 GEMMs (W4A4) from the tables on every Blackwell GPU: they reach about half the FP4
     peak (B200: 4,441 of 9,000 dense TFLOP/s at best), far below the roofline's rate."""
-    assert K.table_dtype("fp4") == K.table_dtype("nvfp4") == "fp4"
-    assert K.table_dtype("int4") is None  # (weight-only: no table)
+    assert K.table_dtypes("fp4") == K.table_dtypes("nvfp4") == ("fp4",)
+    assert K.table_dtypes("int4") == ()  # (weight-only: no table)
     for name in ("B200", "B300", "GB200", "GB300", "RTX-PRO-6000"):
         g = K.load_tables(name).gemm
         assert (g["dtype"] == "fp4").sum() == 600
@@ -860,3 +860,77 @@ def test_the_leave_one_gpu_out_table_scores_a_borrowing_gpu_below_its_roofline()
     ))  # fmt: skip
     assert borrowed < roof and same < every
     assert ka.borrowed_errors(load_hardware("A100-80GB"))[1] == "–"  # (alone in Ampere)
+
+
+def test_block_scaled_fp8_gemms_stand_on_the_block_fp8_rows_and_fall_back_to_per_tensor():
+    """DeepSeek's FP8 checkpoint is block-scaled: its linear layers are priced from the
+    measured block-FP8 rows (DeepGEMM), not the per-tensor rows, whose timed call includes a
+    dynamic activation quantisation (~10 µs at small m on a B200). FP8 named for a bf16
+    checkpoint is per-tensor; a table without block rows falls back to the per-tensor ones."""
+    from servesim.cost import build as B
+    from servesim.cost import operator as ops_mod
+    from servesim.cost.coefficients import model_operators
+    from servesim.cost.resolve import resolve_params
+
+    assert K.table_dtypes("fp8", block_scaled=True) == ("fp8_block", "fp8")
+    assert K.table_dtypes("fp8") == ("fp8",)
+    model, hw, par = load_model("deepseek-r1"), load_hardware("B200"), Parallelism(tp=8)
+    params = CostParams(kernel_tables=True)
+    res = resolve_params(model, hw, params)
+    assert res.fp8_block_scaled
+    bf16 = dataclasses.replace(params, weight_dtype="bf16")
+    assert not resolve_params(model, hw, bf16).fp8_block_scaled
+    llama_fp8 = CostParams(kernel_tables=True, weight_dtype="fp8")
+    assert not resolve_params(load_model("llama-3.1-8b"), hw, llama_fp8).fp8_block_scaled
+    g = K.load_tables("B200").gemm
+    assert (g["dtype"] == "fp8_block").sum() == 600
+    assert not (K.load_tables("A100-80GB").gemm["dtype"] == "fp8_block").any()
+
+    ops = model_operators(model, par, res, params.head, moe_load=1.0, custom_allreduce=True)
+    curves = B._measured_curves(ops, model, hw, par, params, res)
+    q_b = next(i for i, op in enumerate(ops) if op.name == "q_b_proj")
+    n, k = ops[q_b].shape
+    col = list(curves.columns).index(q_b)
+    block, _ = K.gemm_seconds(K.load_tables("B200"), "fp8_block", n, k, K.M_GRID)
+    per_tensor, _ = K.gemm_seconds(K.load_tables("B200"), "fp8", n, k, K.M_GRID)
+    assert np.allclose(curves.table[:, col], block * ops[q_b].count, rtol=1e-12)
+    small = K.M_GRID <= 8
+    assert (per_tensor[small] - block[small]).min() > 3e-6  # the quantisation kernel
+    # The LM head and router stay bf16 (activation-dtype rate): not on FP8 rows.
+    assert all(op.rate != ops_mod.RATE_GEMM or op.name != "lm_head" for op in ops)
+
+    # A table with only per-tensor FP8 rows prices the same layers from those.
+    full = K.load_tables("B200")
+    keep = full.gemm["dtype"] != "fp8_block"
+    only_per_tensor = dataclasses.replace(full, gemm={c: v[keep] for c, v in full.gemm.items()})
+    res_pt = dataclasses.replace(res, tables=only_per_tensor)
+    curves_pt = B._measured_curves(ops, model, hw, par, params, res_pt)
+    col = list(curves_pt.columns).index(q_b)
+    assert np.allclose(curves_pt.table[:, col], per_tensor * ops[q_b].count, rtol=1e-12)
+
+    # End to end: a decode step of 4 rows is faster on the block rows than on per-tensor ones.
+    step = build_step_cost(model, hw, par, params)
+    per_tensor_model = dataclasses.replace(model, weight_block_scaled=False)
+    step_pt = build_step_cost(per_tensor_model, hw, par, params)
+    new, ctx = np.ones(4, dtype=np.int64), np.full(4, 1024)
+    assert step.step_seconds(new, ctx) < step_pt.step_seconds(new, ctx) - 1e-3
+
+
+def test_vllm_block_fp8_gemm_rows_are_left_out_of_the_full_tables():
+    """vLLM 0.24's block-FP8 GEMM rows cost the same from 1 to 1,024 tokens and ~13x the
+    other collections' (aic_tables.GEMM_LEFT_OUT): a vLLM block-FP8 layer falls back to its
+    per-tensor rows."""
+    from servesim.cost import aic_tables as A
+
+    rows = {
+        "framework": np.array(["VLLM", "VLLM", "SGLang", "VLLM"]),
+        "gemm_dtype": np.array(["fp8_block", "fp8", "fp8_block", "bfloat16"]),
+        "m": np.array([1, 1, 1, 1]),
+        "n": np.array([4096, 4096, 4096, 4096]),
+        "k": np.array([7168, 7168, 7168, 7168]),
+        "latency": np.array([0.278, 0.013, 0.013, 0.012]),
+    }
+    out = A.reduce_gemm(rows, grid=False)
+    assert sorted(out["dtype"].tolist()) == ["bf16", "fp8", "fp8_block"]
+    assert out["seconds"][out["dtype"] == "fp8_block"][0] == pytest.approx(13e-6)
+    assert ("vllm", "fp8_block") in A.GEMM_LEFT_OUT

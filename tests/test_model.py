@@ -314,6 +314,23 @@ def test_dtypes():
         parse(quantization_config={"quant_method": "gptq", "bits": 3})
 
 
+def test_block_scaled_fp8_checkpoints_are_told_apart_from_per_tensor_ones():
+    # DeepSeek-V3/R1 and Qwen3 FP8: fp8 with 128x128 weight blocks; compressed-tensors says
+    # "block"; a per-tensor or per-channel FP8 checkpoint has neither.
+    deepseek = {"quant_method": "fp8", "activation_scheme": "dynamic",
+                "weight_block_size": [128, 128]}  # fmt: skip
+    assert parse(quantization_config=deepseek).weight_block_scaled
+    per_tensor = {"quant_method": "fp8", "activation_scheme": "static"}
+    assert not parse(quantization_config=per_tensor).weight_block_scaled
+    weights = {"num_bits": 8, "type": "float", "strategy": "block"}
+    ct = {"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": weights}}}
+    assert parse(quantization_config=ct).weight_block_scaled
+    weights["strategy"] = "channel"
+    assert not parse(quantization_config=ct).weight_block_scaled
+    assert not parse().weight_block_scaled
+    assert load_model("deepseek-r1").weight_block_scaled
+
+
 @pytest.mark.parametrize("key", ["modules_to_not_convert", "ignore", "exclude_modules"])
 def test_a_checkpoint_that_leaves_attention_unquantised_has_expert_scope(key):
     # ModelOpt's NVFP4 DeepSeek-R1 checkpoints keep the MLA projections in bf16

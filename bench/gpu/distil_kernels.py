@@ -279,12 +279,15 @@ call on one GPU; 1 TFLOP/s = 1e12 FLOP/s, 1 GB/s = 1e9 bytes/s. Floats have 4 si
 ### `gemm.csv` — `dtype,m,n,k,seconds,tflops`
 
 `C[m,n] = A[m,k] · B[k,n]` as run by TensorRT-LLM's linear layer (`m` = tokens).
-`dtype`: `bf16`, `fp8` (per-tensor scaled FP8 inputs; absent on A100), or `fp4` (NVFP4: FP4
-inputs with one FP8 scale per 16 values; Blackwell only).
+`dtype`: `bf16`, `fp8` (per-tensor scaled FP8 inputs, the activation quantised in the timed
+call; absent on A100), `fp8_block` (block-scaled FP8: 128×128 weight blocks and 1×128
+activation groups, as DeepSeek-V3/R1's and Qwen3's FP8 checkpoints store them; DeepGEMM where
+the GPU runs it; absent on A100), or `fp4` (NVFP4: FP4 inputs with one FP8 scale per 16
+values; Blackwell only).
 `tflops = 2·m·n·k / seconds / 1e12`.
 Kept: `m` = 1, 2, 4, …, 16384; `n` ∈ {gemm_n}; `k` ∈ {gemm_k}
 (40 pairs; those present in the source: A100's legacy table stops at m = 8192).
-Left out: other m/n/k, `fp8_block`, and A100's `int8_wo`, `int4_wo`, `sq`.
+Left out: other m/n/k, and A100's `int8_wo`, `int4_wo`, `sq`.
 
 ### `attention_prefill.csv` — `dtype,batch,seq_len,num_heads,num_kv_heads,head_dim,seconds,tflops`
 

@@ -194,6 +194,7 @@ def read_hf_config(cfg: Any, source: str = "config.json") -> dict[str, Any]:
         mlp_bias=read.flag("mlp_bias", default=False),
         base_dtype=base_dtype,
         quant_scope=scope,
+        weight_block_scaled=_block_scaled(read.cfg.get("quantization_config")),
         num_mtp_layers=read.integer("num_nextn_predict_layers", default=0, minimum=0),
     )
 
@@ -344,6 +345,21 @@ def _parse_dtype(read: _Reader) -> tuple[str, str, str]:
     ]
     attention_skipped = any("attn" in str(m) for m in skipped)
     return dtype, base, "experts" if attention_skipped else "linear"
+
+
+def _block_scaled(quant: object) -> bool:
+    """Whether a ``quantization_config`` stores one scale per block of weights: the ``fp8``
+    method's ``weight_block_size`` (DeepSeek-V3, Qwen3 FP8), compressed-tensors' ``block``
+    strategy."""
+    if not isinstance(quant, dict):
+        return False
+    if quant.get("weight_block_size"):
+        return True
+    groups = quant.get("config_groups") or {}
+    return any(
+        str(((g or {}).get("weights") or {}).get("strategy", "")).lower() == "block"
+        for g in (groups.values() if isinstance(groups, dict) else ())
+    )
 
 
 def _quant_dtype(read: _Reader, quant: dict) -> str:

@@ -118,6 +118,11 @@ class ModelSpec:
     """Which weights are stored in ``dtype`` when it is a quantized format: ``"none"`` (not
     quantized: everything is ``dtype``), ``"linear"`` (every linear layer but the router and the
     LM head, e.g. DeepSeek-V3 fp8) or ``"experts"`` (only routed-expert weights, gpt-oss mxfp4)."""
+    weight_block_scaled: bool = False
+    """The quantised weights carry one scale per block of weights (``quantization_config``'s
+    ``weight_block_size``, or compressed-tensors' ``block`` strategy: DeepSeek-V3/R1's and
+    Qwen3's FP8 checkpoints, 128×128 blocks), not one per tensor or channel: their GEMMs run
+    block-scaled FP8 kernels (DeepGEMM and kin)."""
     num_mtp_layers: int = 0
     """Multi-token-prediction modules shipped with the checkpoint (DeepSeek-V3: 1). They are
     not part of the serving model and are NOT counted in the parameter counts."""

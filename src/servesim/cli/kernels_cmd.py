@@ -39,6 +39,11 @@ def _bytes(x: float) -> str:
     return f"{x:g} B"
 
 
+def _pairs(names: list[str]) -> list[str]:
+    """``names`` two to a line (the list table's columns stay narrow)."""
+    return [", ".join(names[i : i + 2]) for i in range(0, len(names), 2)]
+
+
 def _cells(doc: dict[str, Any]) -> tuple[str, str, str, str]:
     """(GEMM, prefill, decode, all-reduce) cells of the list table, one fact a line."""
     g, p, d, a = (doc[k] for k in ("gemm", "attention_prefill", "attention_decode", "allreduce"))
@@ -48,7 +53,7 @@ def _cells(doc: dict[str, Any]) -> tuple[str, str, str, str]:
         fitted = gemm = f"from {doc['borrows']}"
     if g:
         gemm = "\n".join(
-            (", ".join(g["dtypes"]), f"{g['weight_shapes']} shapes", f"m {_range(g['m'])}")
+            (*_pairs(g["dtypes"]), f"{g['weight_shapes']} shapes", f"m {_range(g['m'])}")
             + (f"{g['rows']} rows",)
         )
     prefill = decode = fitted

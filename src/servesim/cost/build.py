@@ -23,7 +23,6 @@ from servesim.cost import operator as ops_mod
 from servesim.cost.coefficients import hot_matrix, model_operators, operator_sides, rates_of
 from servesim.cost.dtypes import (
     dtype_bytes,
-    normalize_dtype,
     tensor_core_peak,
 )
 from servesim.cost.features import NUM_FEATURES, FeatureMap
@@ -93,9 +92,11 @@ def _measured_curves(
             continue
         if op.shape is not None and op.rate in (ops_mod.RATE_GEMM, ops_mod.RATE_GEMM_ACT):
             dtype = res.weight_dtype if op.rate == ops_mod.RATE_GEMM else res.act_dtype
-            table = kernels_mod.table_dtype(dtype)
-            if table is not None:
+            block_scaled = res.fp8_block_scaled and op.rate == ops_mod.RATE_GEMM
+            for table in kernels_mod.table_dtypes(dtype, block_scaled):
                 got = kernels_mod.gemm_seconds(tables, table, op.shape[0], op.shape[1], grid)
+                if got is not None:
+                    break
             if got is not None and res.tables_from is not None:
                 # Another GPU's measured utilisation, applied to this GPU's roofline.
                 n, k = op.shape
@@ -174,14 +175,7 @@ def _moe_curve(
 
 def _moe_dtypes(model: ModelSpec, params: CostParams, res: ResolvedParams) -> tuple[str, ...]:
     """The MoE table dtypes that time ``model``'s routed experts, best match first."""
-    # NOTE: fp8 checkpoints in the catalog (DeepSeek) are block-scaled, also when fp8 is named
-    # with --weight-dtype; fp8 chosen for a bf16 checkpoint is per-tensor, as vLLM's
-    # on-the-fly quantisation is.
-    block = normalize_dtype(model.dtype, field="dtype") == "fp8" and params.weight_dtype in (
-        None,
-        "fp8",
-    )
-    return kernels_mod.moe_table_dtype(res.expert_dtype, block, res.mxfp4_kernel)
+    return kernels_mod.moe_table_dtype(res.expert_dtype, res.fp8_block_scaled, res.mxfp4_kernel)
 
 
 def _table_moe_seconds(

@@ -278,17 +278,19 @@ def _throughput_curve(x_measured, y_measured, x_grid) -> tuple[np.ndarray, float
     return values, float(x_measured.min()), float(x_measured.max())
 
 
-def table_dtype(weight_dtype: str) -> str | None:
-    """The GEMM table a weight dtype runs on (None: no table, e.g. weight-only int4): bf16,
-    per-tensor FP8, and NVFP4 for FP4 weights (W4A4 on Blackwell's FP4 tensor cores; a GPU
-    without FP4 rows, which has no FP4 path either, finds none and stays on the roofline)."""
+def table_dtypes(weight_dtype: str, block_scaled: bool = False) -> tuple[str, ...]:
+    """The GEMM table rows a weight dtype runs on, best match first (empty: no table, e.g.
+    weight-only int4): bf16; FP8 per-tensor, or block-scaled (``block_scaled``: DeepGEMM-style
+    128×128 weight blocks) falling back to per-tensor where a table has no block-scaled rows;
+    NVFP4 for FP4 weights (W4A4 on Blackwell's FP4 tensor cores; a GPU without FP4 rows, which
+    has no FP4 path either, finds none and stays on the roofline)."""
     if weight_dtype in ("bf16", "fp16"):
-        return "bf16"
+        return ("bf16",)
     if weight_dtype == "fp8":
-        return "fp8"
+        return ("fp8_block", "fp8") if block_scaled else ("fp8",)
     if weight_dtype in ("fp4", "nvfp4"):
-        return "fp4"
-    return None
+        return ("fp4",)
+    return ()
 
 
 def gemm_seconds(

@@ -63,6 +63,11 @@ class ResolvedParams:
     uses_tables: bool = False
     """Whether measured kernel tables price this model (asked for, and not calibrated): also
     the rule for borrowing another GPU's measurements."""
+    fp8_block_scaled: bool = False
+    """Whether the FP8 weights are block-scaled (the checkpoint's own FP8 format, ``model.
+    weight_block_scaled``; FP8 named with ``--weight-dtype`` for a checkpoint of another dtype
+    is per-tensor, as vLLM's on-the-fly quantisation is): their GEMMs and MoE layers are priced
+    from the block-scaled FP8 rows where a table has them."""
     mxfp4_kernel: str = "mxfp4"
     """The MoE table dtype of the kernels MXFP4 experts run on: ``mxfp4_marlin`` where vLLM
     runs Marlin (:func:`servesim.cost.kernels.vllm_mxfp4_kernel`), else ``mxfp4``."""
@@ -156,6 +161,11 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         expert_bytes=expert_weight_bytes(expert, hw),
         fp8_factors=fp8,
         uses_tables=use_tables,
+        fp8_block_scaled=(
+            model.weight_block_scaled
+            and normalize_dtype(model.dtype, field="dtype") == "fp8"
+            and params.weight_dtype in (None, "fp8")
+        ),
         # (vLLM's kernels: its profile, or the default parameters, which price as vLLM does.)
         mxfp4_kernel=(
             kernels_mod.vllm_mxfp4_kernel(hw.architecture, params.engine_version)
