@@ -8,6 +8,7 @@ from cost_factories import deepseek_v3, gpt_oss_20b, h100, llama_3_1_8b
 
 from servesim.cost import CostParams, build_step_cost, flops_breakdown
 from servesim.errors import ServesimError
+from servesim.hardware import load_hardware
 
 LINEAR = ("qkv_o", "mlp", "moe", "head")
 
@@ -48,6 +49,33 @@ def test_moe_and_mla_decode_follow_the_two_n_rule(factory):
     sinks = m.num_layers * m.num_attention_heads if m.attention_sinks else 0
     linear = b["attention"] - sinks + b["mlp"] + b["moe_experts"] + b["router"] + b["lm_head"]
     assert _linear_flops(step) == pytest.approx(2 * linear, rel=1e-12)
+
+
+def test_fused_mla_down_projection_is_one_gemm_with_the_same_flops_and_bytes():
+    """q_a and kv_a stacked (SGLang 0.4.6+, vLLM 0.10+, TensorRT-LLM): one operator of
+    7168 × (1536 + 576) weights, the same FLOPs and weight bytes as the two, one launch fewer."""
+    m, hw = deepseek_v3(), h100()
+    two = build_step_cost(m, hw, params=CostParams(kernel_tables=False))
+    one = build_step_cost(m, hw, params=CostParams(kernel_tables=False, mla_fused_down_proj=True))
+    names = {op.name: op for op in one.operators}
+    assert "q_a_proj" not in names and "kv_a_proj" not in names
+    assert names["qkv_a_proj"].shape == (1536 + 576, 7168)
+    assert {"q_a_proj", "kv_a_proj"} <= {op.name for op in two.operators}
+    new, ctx = np.array([4]), np.array([1000])
+    a, b = two.step_time(new, ctx), one.step_time(new, ctx)
+    assert b.flops_by_group["qkv_o"] == a.flops_by_group["qkv_o"]
+    # The same weights; the hidden states (4 rows × 7168, bf16) are read once, not twice.
+    once = 61 * 4 * 7168 * 2
+    assert b.bytes_by_group["qkv_o"] == a.bytes_by_group["qkv_o"] - once
+    # One launch (and one small-m fixed cost) fewer per layer.
+    assert 0 < a.total_s - b.total_s
+    measured = CostParams(kernel_tables=True)
+    fused_measured = CostParams(kernel_tables=True, mla_fused_down_proj=True)
+    b200 = load_hardware("B200")
+    saved = build_step_cost(m, b200, params=measured).step_seconds(new, ctx) - build_step_cost(
+        m, b200, params=fused_measured
+    ).step_seconds(new, ctx)
+    assert 61 * 3e-6 < saved < 61 * 20e-6  # a small-m GEMM's fixed cost, once a layer
 
 
 def test_prefill_attention_flops_of_one_1024_token_prompt():

@@ -14,6 +14,7 @@ from servesim.engines import (
     PROFILES,
     engine_profile,
     host_overlap_of,
+    mla_fused_down_proj,
     scheduler_defaults,
 )
 from servesim.errors import ServesimError
@@ -259,8 +260,9 @@ def test_vllm_overlaps_host_work_from_0_14_or_with_async_scheduling():
         "vllm", speculative={"method": "ngram", "num_speculative_tokens": 3}
     )
     # Through the simulator: every decode step of 0.11.0 pays the host's time on top.
-    sync, flagged = _run("vllm", engine_version="0.11.0"), _run(
-        "vllm", engine_version="0.11.0", async_scheduling=True
+    sync, flagged = (
+        _run("vllm", engine_version="0.11.0"),
+        _run("vllm", engine_version="0.11.0", async_scheduling=True),
     )
     newest = _run("vllm")
     assert flagged["mean_tpot_ms"] == newest["mean_tpot_ms"]
@@ -503,3 +505,29 @@ def test_engines_that_overlap_by_scheduling_a_step_ahead_admit_arrivals_a_step_l
 def test_a_profile_names_only_known_overlap_blockers():
     with pytest.raises(ValueError, match="overlap_off_with"):
         replace(engine_profile("vllm"), overlap_off_with=("pipelines",))
+
+
+def test_mla_down_projections_fuse_from_the_release_that_fused_them():
+    """SGLang 0.4.6 (sgl-project/sglang#5619), vLLM 0.10.0 (vllm-project/vllm#21116) and
+    TensorRT-LLM's PyTorch MLA run q_a and kv_a as one GEMM; earlier releases and engines not
+    known to do it run two. The scenario's engine and release reach the cost model."""
+    sglang, vllm = engine_profile("sglang"), engine_profile("vllm")
+    assert not mla_fused_down_proj(sglang, "0.4.5.post3")
+    assert mla_fused_down_proj(sglang, "0.4.6") and mla_fused_down_proj(sglang, None)
+    assert not mla_fused_down_proj(engine_profile("sglang-0.4"), "0.4.3.post2")
+    assert not mla_fused_down_proj(vllm, "0.9.2") and mla_fused_down_proj(vllm, "0.10.0")
+    assert not mla_fused_down_proj(engine_profile("vllm-v0"), "0.7.3")
+    assert mla_fused_down_proj(engine_profile("trtllm-pytorch"), "1.0.0")
+    assert not mla_fused_down_proj(engine_profile("lmdeploy"), None)
+    from servesim.fleet import build_fleet
+
+    def fused(engine: str, version: str) -> bool:
+        sc = {"model": "deepseek-r1", "hardware": "H200", "tp": 8, "engine": engine,
+              "engine_version": version, "workload": {"num_requests": 2}}  # fmt: skip
+        fleet = build_fleet(build_scenario(sc), np.random.default_rng(0))
+        params = fleet.groups[0].params
+        names = {op.name for op in fleet.instances[0].cost.operators}
+        assert ("qkv_a_proj" in names) == params.mla_fused_down_proj
+        return params.mla_fused_down_proj
+
+    assert fused("sglang", "0.5.9") and not fused("sglang-0.4", "0.4.3.post2")

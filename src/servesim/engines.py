@@ -125,6 +125,10 @@ class EngineProfile:
     """The release from which ``host_overlap`` is the engine's default; before it the host
     work runs between steps unless the scenario turns the overlap on (vLLM: 0.14.0, when
     async scheduling became the default). None: ``host_overlap`` at every release."""
+    mla_fused_down_proj_from: str | None = None
+    """The release from which the engine runs MLA's two down-projections (``q_a_proj``,
+    ``kv_a_proj_with_mqa``: both read the hidden states) as one GEMM (``CostParams.
+    mla_fused_down_proj``); ``"0"``: every release; None: as two GEMMs (no such fusion known)."""
     overlap_off_with: tuple[str, ...] = ()
     """Deployments for which the engine leaves its overlap off by default, from
     :data:`OVERLAP_BLOCKERS`: ``speculation`` (any speculative decoding), ``draft_speculation``
@@ -337,9 +341,15 @@ _ENGINE_PER_RANK = AttentionDP(budget_divisor=1, seqs_per_rank=True)
 with its own scheduler, token budget and running requests (vLLM docs, "Data Parallel
 Deployment"; TensorRT-LLM ``enable_attention_dp``)."""
 
+_VLLM_FUSED_MLA = (
+    "vLLM 0.10.0 deepseek_v2.py (first release with vllm-project/vllm#21116, checked in the "
+    "0.9.2 and 0.10.0 wheels): fused_qkv_a_proj, one MergedReplicatedLinear for q_a and kv_a"
+)
+
 PROFILES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm",
+        mla_fused_down_proj_from="0.10.0",
         kernel_backend="vllm",
         description="vLLM V1 engine: continuous batching with chunked prefill, engine core "
         "in its own process, host work overlapped with the GPU",
@@ -364,6 +374,7 @@ PROFILES: dict[str, EngineProfile] = {
             "graphs": "vLLM V1 piecewise CUDA graphs (CompilationConfig): captured for token "
             "counts up to 512, mixed batches included; larger steps run the compiled model "
             "without graphs",
+            "mla_fused_down_proj": _VLLM_FUSED_MLA,
             "custom_allreduce": "vLLM's custom all-reduce (csrc/custom_all_reduce.cu, on by "
             "default for TP 2-8 over NVLink or XGMI; disable_custom_all_reduce=False)",
             "scheduler": "vLLM engine/arg_utils.py (V1 defaults by GPU and usage context, "
@@ -395,6 +406,7 @@ PROFILES: dict[str, EngineProfile] = {
     ),
     "vllm-v0": EngineProfile(
         name="vllm-v0",
+        mla_fused_down_proj_from="0.10.0",
         kernel_backend="vllm",
         description="vLLM 0.5/0.6 (V0 engine): prompts run in their own steps (decodes "
         "wait), host work synchronous with the GPU step; --num-scheduler-steps N runs N "
@@ -425,6 +437,7 @@ PROFILES: dict[str, EngineProfile] = {
             "max_num_batched_tokens=512')",
             "graphs": "vLLM V0 model runner: CUDA graphs for decode batches only "
             "(enforce_eager=False); prefill and chunked steps run eagerly",
+            "mla_fused_down_proj": _VLLM_FUSED_MLA,
             "custom_allreduce": "vLLM custom all-reduce, default since 0.3",
             "scheduler": "vLLM 0.5/0.6 docs, engine arguments: max_num_seqs 256, chunked "
             "prefill and prefix caching off by default; the V0 scheduler runs a prefill "
@@ -439,6 +452,7 @@ PROFILES: dict[str, EngineProfile] = {
     ),
     "sglang": EngineProfile(
         name="sglang",
+        mla_fused_down_proj_from="0.4.6",
         kernel_backend="sglang",
         description="SGLang: prefill batches before decode batches (prompts chunked by GPU "
         "memory), overlap scheduler (host work beside the GPU), radix prefix cache, look-ahead "
@@ -467,6 +481,9 @@ PROFILES: dict[str, EngineProfile] = {
         sources={
             "graphs": "SGLang CudaGraphRunner: decode batches up to cuda_graph_max_bs; "
             "prefill (extend) batches run eagerly",
+            "mla_fused_down_proj": "SGLang 0.4.6 deepseek_v2.py (sgl-project/sglang#5619, "
+            "merged 2025-04-22; absent in the 0.4.5.post3 wheel): fused_qkv_a_proj_with_mqa, one "
+            "ReplicatedLinear for q_a and kv_a",
             "custom_allreduce": "SGLang reuses vLLM's custom all-reduce kernels (sgl-kernel)",
             "scheduler": "SGLang server arguments: chunked_prefill_size 8192, prefill "
             "prioritised over decode (schedule_policy / scheduler.get_next_batch_to_run), "
@@ -495,6 +512,7 @@ PROFILES: dict[str, EngineProfile] = {
     ),
     "trtllm": EngineProfile(
         name="trtllm",
+        mla_fused_down_proj_from="0",
         kernel_backend="trtllm",
         description="TensorRT-LLM: C++ runtime with in-flight batching (context and "
         "generation in one batch), negligible host overhead per step",
@@ -517,6 +535,9 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=5e-4,
         sources={
             "graphs": "TensorRT engines run from C++: no per-kernel Python issue in any step",
+            "mla_fused_down_proj": "TensorRT-LLM _torch/modules/attention.py MLA: "
+            "kv_a_proj_with_mqa is one Linear of q_lora_rank + kv_lora_rank + qk_rope_head_dim "
+            "outputs (DeepSeek runs on the PyTorch flow)",
             "custom_allreduce": "TensorRT-LLM AllReduce plugin (one-shot / two-shot custom "
             "kernels for NVLink, use_custom_all_reduce)",
             "scheduler": "TensorRT-LLM build/runtime defaults: max_batch_size 2048 "
@@ -656,6 +677,15 @@ def host_overlap_of(
     if "draft_speculation" in blockers and speculative_method not in (None, *EAGLE_METHODS):
         return False
     return profile.host_overlap
+
+
+def mla_fused_down_proj(profile: EngineProfile, engine_version: str | None) -> bool:
+    """Whether the engine at ``engine_version`` (None: its newest release) runs MLA's
+    down-projections as one GEMM (``profile.mla_fused_down_proj_from``)."""
+    start = profile.mla_fused_down_proj_from
+    if start is None:
+        return False
+    return engine_version is None or not release_before(engine_version, start)
 
 
 def engine_profile(name: str) -> EngineProfile:

@@ -41,7 +41,7 @@ from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.loop import ApiLatency
 from servesim.engine.request import Request
 from servesim.engine.scheduler import SchedulerConfig
-from servesim.engines import EngineProfile, host_overlap_of
+from servesim.engines import EngineProfile, host_overlap_of, mla_fused_down_proj
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware, Link, load_hardware
 from servesim.model import ModelSpec, load_model
@@ -183,6 +183,7 @@ def _cost_params(
         host_per_token_s=profile.host_per_token_s,
         # Custom all-reduce kernels work through peer memory inside one node only.
         custom_allreduce=profile.custom_allreduce and par.tp <= hardware.gpus_per_node,
+        mla_fused_down_proj=mla_fused_down_proj(profile, scenario.engine_version),
     )
     if scenario.calibration is None:
         return params

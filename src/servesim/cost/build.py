@@ -314,7 +314,9 @@ def _reshaped_moe_curve(
 
 
 def _measured_splits(
-    tables: kernels_mod.KernelTables, dtypes: tuple[str, ...], shape: tuple[int, int, int, int],
+    tables: kernels_mod.KernelTables,
+    dtypes: tuple[str, ...],
+    shape: tuple[int, int, int, int],
     ep: int,
 ) -> list[int]:
     """The expert TP sizes some engine's table measured ``shape`` at with ``ep`` in one of
@@ -393,8 +395,15 @@ def build_step_cost(
     feature_map = FeatureMap.for_model(model, par, params)
     load = feature_map.moe_load
     custom = params.custom_allreduce
+    fused = params.mla_fused_down_proj
     operators = model_operators(
-        model, par, res, params.head, moe_load=load, custom_allreduce=custom
+        model,
+        par,
+        res,
+        params.head,
+        moe_load=load,
+        custom_allreduce=custom,
+        mla_fused_down_proj=fused,
     )
     rates = rates_of(hw, par, params, res)
     half = params.gemm_half_tokens
@@ -411,7 +420,14 @@ def build_step_cost(
     if par.pp > 1:
         stage_ops = [
             model_operators(
-                model, par, res, params.head, stage=st, moe_load=load, custom_allreduce=custom
+                model,
+                par,
+                res,
+                params.head,
+                stage=st,
+                moe_load=load,
+                custom_allreduce=custom,
+                mla_fused_down_proj=fused,
             )
             for st in pipeline_stages(model, par.pp)
         ]

@@ -39,6 +39,7 @@ def model_operators(
     stage: StageLayers | None = None,
     moe_load: float = 1.0,
     custom_allreduce: bool = False,
+    mla_fused_down_proj: bool = False,
 ) -> tuple[Operator, ...]:
     """The operator list for ``model`` with the resolved dtypes (one ``stage`` or all)."""
     return build_operators(
@@ -52,6 +53,7 @@ def model_operators(
         stage=stage,
         moe_load=moe_load,
         custom_allreduce=custom_allreduce,
+        mla_fused_down_proj=mla_fused_down_proj,
     )
 
 

@@ -33,6 +33,7 @@ from servesim.cost.operator import (
 from servesim.cost.params import Parallelism
 from servesim.cost.stages import StageLayers
 from servesim.cost.weights import (
+    Matrix,
     attention_matrices,
     dense_mlp_matrices,
     expert_matrices,
@@ -99,17 +100,26 @@ def attention_operators(
 
 
 def mla_attention_operators(
-    model: ModelSpec, par: Parallelism, st: StageLayers, nb: ElementBytes
+    model: ModelSpec,
+    par: Parallelism,
+    st: StageLayers,
+    nb: ElementBytes,
+    fused_down_proj: bool = False,
 ) -> list[Operator]:
     """Projections, latent norms, rope and both attention paths of MLA layers (see the module
-    docstring: the regular path for prefill chunks, the absorbed path for decodes)."""
+    docstring: the regular path for prefill chunks, the absorbed path for decodes).
+    ``fused_down_proj``: ``q_a_proj`` and ``kv_a_proj`` (both read the hidden states, both
+    replicated) run as one GEMM of their stacked weights, ``qkv_a_proj``."""
     L, hq = st.layers, model.num_attention_heads / par.tp
     weight_bytes, kv_bytes, act_bytes = nb.weight, nb.kv, nb.act
     ops: list[Operator] = []
     m = model.mla
     r, rope, nope, v = m.kv_lora_rank, m.qk_rope_head_dim, m.qk_nope_head_dim, m.v_head_dim
     mats = {x.name: x for x in attention_matrices(model, par)}
-    for name in ("q_a_proj", "q_b_proj", "q_proj", "kv_a_proj"):
+    if fused_down_proj and "q_a_proj" in mats:
+        q_a, kv_a = mats.pop("q_a_proj"), mats.pop("kv_a_proj")
+        mats["qkv_a_proj"] = Matrix("qkv_a_proj", q_a.k, q_a.n + kv_a.n, q_a.bias + kv_a.bias)
+    for name in ("q_a_proj", "qkv_a_proj", "q_b_proj", "q_proj", "kv_a_proj"):
         if name in mats:
             ops.append(gemm(mats[name], "qkv_o", L, T, weight_bytes, act_bytes))
     ops.append(gemm(mats["o_proj"], "qkv_o", L, T, weight_bytes, act_bytes))

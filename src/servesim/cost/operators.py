@@ -56,6 +56,7 @@ def build_operators(
     stage: StageLayers | None = None,
     moe_load: float = 1.0,
     custom_allreduce: bool = False,
+    mla_fused_down_proj: bool = False,
 ) -> tuple[Operator, ...]:
     """All operators of one forward step of ``model`` split as ``par``, per GPU.
 
@@ -65,8 +66,8 @@ def build_operators(
     block weights (attention, dense MLP, shared experts), the routed experts (default: as the
     block weights), the KV cache and activations (also the embedding, LM head, router and norm
     weights). ``moe_load``: token-expert pairs the busiest EP rank receives, relative to the
-    mean (``1 + CostParams.moe_skew`` when ``ep > 1``). ``custom_allreduce``: see
-    ``CostParams.custom_allreduce``.
+    mean (``1 + CostParams.moe_skew`` when ``ep > 1``). ``custom_allreduce``,
+    ``mla_fused_down_proj``: see ``CostParams``.
     """
     st = stage or whole_model(model, par.pp)
     nb = ElementBytes(
@@ -85,7 +86,7 @@ def build_operators(
     if model.mla is None:
         ops += attention_operators(model, par, st, nb)
     else:
-        ops += mla_attention_operators(model, par, st, nb)
+        ops += mla_attention_operators(model, par, st, nb, mla_fused_down_proj)
     ops += feed_forward_operators(model, par, st, nb, moe_load)
     ops += _once_per_step(model, par, st, head, act_bytes, custom_allreduce)
     return tuple(op for op in ops if op.count > 0)

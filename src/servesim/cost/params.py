@@ -221,6 +221,12 @@ class CostParams:
     two link latencies each, instead of the 2(tp − 1) steps of NCCL's ring. Bytes are the same
     (the two-shot form is a reduce-scatter and an all-gather). Small-message all-reduces of
     decode steps are latency-bound, so this matters most at TP 4–8 and small batches."""
+    mla_fused_down_proj: bool = False
+    """MLA's two down-projections of the hidden states (``q_a_proj``, ``kv_a_proj_with_mqa``)
+    run as one GEMM of their stacked weights (SGLang from 0.4.6, vLLM from 0.10.0, TensorRT-LLM's
+    PyTorch MLA; see the engine profiles' ``mla_fused_down_proj_from``): one launch and one
+    fixed cost instead of two, the same FLOPs and bytes. No effect on models without a
+    ``q_lora_rank``."""
     comm_efficiency: float = 0.8
     """Fraction of link bandwidth collectives reach (NCCL all-reduce bus bandwidth on 8×H100
     NVLink is about 360 of 450 GB/s)."""
