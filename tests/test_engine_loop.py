@@ -389,6 +389,17 @@ def test_a_stream_interval_sends_chunks_and_the_gaps_are_the_chunks():
     assert int(odd.itl_pairs()[1].sum()) == 6  # chunks after steps 4..20, then the finish (22)
 
 
+@pytest.mark.parametrize("arrival", [0.0, 0.013, 0.031, 0.05])
+def test_a_stream_interval_counts_each_requests_own_tokens(arrival):
+    # SGLang 0.5.9 sends a request's 1st, 5th, 9th ... token (len(output_ids) % 4 == 1) and its
+    # last, however its steps line up with another request's: 40 tokens -> sends at 1, 5, ...,
+    # 37 and 40 (10 gaps); 13 tokens -> 1, 5, 9, 13 (3 gaps). An engine-wide step count would
+    # cut the later request's chunks where the other's fall (14 gaps when it arrives 13 ms in).
+    sessions = [make_session(0, 0.0, 32, 40), make_session(1, arrival, 32, 13)]
+    recs, _, _ = run_sessions(sessions, fast_forward=False, stream_interval=4)
+    assert int(recs.itl_pairs()[1].sum()) == 10 + 3
+
+
 def test_a_stream_interval_with_speculative_decoding_is_refused():
     import servesim
 

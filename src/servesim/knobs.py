@@ -36,8 +36,9 @@ RECV_INTERVAL = 1
 """Decode steps between two reads of newly arrived requests (SGLang's
 ``--scheduler-recv-interval``; a step with prompt work, and an idle engine, read at once)."""
 STREAM_INTERVAL = 1
-"""Decode steps between two streamed chunks of a request's tokens (SGLang's ``--stream-interval``):
-the first token and the last are sent at once; a benchmark client's ITL is per chunk."""
+"""Tokens between two streamed chunks of a request's tokens (SGLang's ``--stream-interval``): its
+1st, (N+1)th, (2N+1)th ... and last token are sent, each with those held since (SGLang 0.5.9); a
+benchmark client's ITL is per chunk."""
 BLOCK_SIZE = 16
 """Tokens per KV block."""
 ENABLE_PREFIX_CACHING = True

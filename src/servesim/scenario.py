@@ -64,7 +64,7 @@ class SchedulerSpec(Spec):
         int, Meta(ge=1, le=10_000, description="decode steps between reads of new requests")
     ] = knobs.RECV_INTERVAL
     stream_interval: Annotated[
-        int, Meta(ge=1, le=10_000, description="decode steps between streamed chunks")
+        int, Meta(ge=1, le=10_000, description="tokens between streamed chunks")
     ] = knobs.STREAM_INTERVAL
 
 

@@ -189,7 +189,7 @@ def simulate_command(
     stream_interval: int = typer.Option(
         None,
         "--stream-interval",
-        help="decode steps between streamed chunks; ITL is per chunk (SGLang's flag; default 1)",
+        help="tokens between streamed chunks; ITL is per chunk (SGLang's flag; default 1)",
     ),
     gpu_memory_utilization: float = typer.Option(
         None, "--gpu-memory-utilization", help="fraction of HBM for weights + KV"

@@ -164,10 +164,11 @@ class Instance:
             and config.stream_interval == 1
         )
         self.stream_interval = config.stream_interval
-        """Decode steps between streamed chunks (SGLang's ``--stream-interval``: a request's
-        tokens reach the client when the engine's decode-step count is a multiple of it, and
-        its first and last token at once); the inter-token gaps recorded are the chunks'."""
-        self._decode_count = 0
+        """Tokens between streamed chunks (SGLang's ``--stream-interval`` N: a request's tokens
+        reach the client when it has emitted 1, N + 1, 2N + 1, ... of them, and at its last,
+        as SGLang 0.5.9's ``scheduler_output_processor_mixin`` sends them:
+        ``len(req.output_ids) % stream_interval == 1``); the inter-token gaps recorded are the
+        chunks'."""
         self.last_end = 0.0
         """When the last completed step ended (rows whose ``last_token`` is this sent then)."""
         self.recv_interval = config.recv_interval
@@ -360,10 +361,8 @@ class Instance:
         outputs = ints[TOKENS] - ints[PROMPT]
         emitted = (last == end) & (sent_at != end)
         first = emitted & (outputs == 1)
-        if span.pure_decode:
-            self._decode_count += 1
-        tick = span.pure_decode and self._decode_count % self.stream_interval == 0
-        sends = emitted if tick else emitted & (first | (outputs >= ints[MAX_OUT]))
+        due = (outputs % self.stream_interval == 1) | (outputs >= ints[MAX_OUT])
+        sends = emitted & due
         held = emitted & ~sends
         last[held] = sent_at[held]
         return _fold_gaps(end - sent_at[sends & ~first], end - span.start_s)
