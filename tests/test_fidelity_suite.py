@@ -75,6 +75,24 @@ def test_stated_token_totals_set_the_mean_lengths():
     assert "api_server" not in sc  # online runs go through the API server (the default)
 
 
+def test_a_chat_endpoint_client_adds_the_templates_tokens_as_a_shared_prefix():
+    # vllm bench serve --backend openai-chat counts the messages' content; the server renders
+    # the chat template around each (gpt-oss: harmony's system and developer messages).
+    w = {"dataset": "random", "input_len": 128, "output_len": 4, "num_prompts": 10}
+    case = {"mode": "online", "engine": "vllm", "model": "openai/gpt-oss-120b", "gpu": "H100",
+            "workload": w, "load": {"request_rate": "inf"},
+            "notes": "Client `vllm bench serve --backend openai-chat --endpoint "
+                     "/v1/chat/completions`"}  # fmt: skip
+    sc = fid.scenario_of(case)
+    assert sc["workload"]["input_len"] == 128
+    assert (sc["workload"]["prefix_groups"], sc["workload"]["prefix_len"]) == (1, 67)
+    qwen = fid.scenario_of({**case, "model": "Qwen/Qwen3-8B"})
+    assert qwen["workload"]["prefix_len"] == 8
+    completions = fid.scenario_of({**case, "notes": "vllm bench serve --backend vllm"})
+    assert "prefix_len" not in completions["workload"]
+    assert fid._chat_template_tokens({**case, "model": "meta-llama/Llama-3.1-8B"}) == 0
+
+
 def test_scoring_a_case_gives_signed_errors_and_the_too_fast_direction():
     case = {"id": "t", "engine": "gpt-fast", "model": "meta-llama/Llama-3.1-8B", "gpu": "H100",
             "tp": 1, "mode": "latency", "weight_dtype": "bf16", "source": "test",

@@ -110,6 +110,20 @@ class Unmappable(Exception):
     """The case cannot be rebuilt as a servesim scenario (the reason is reported)."""
 
 
+CHAT_TEMPLATE_TOKENS = {
+    "gpt-oss": 67,
+    "qwen3": 8,
+    "deepseek-r1": 3,
+}
+"""Tokens a server's chat template adds around one user message, by model family (a case's
+model id contains the key). gpt-oss: the harmony rendering vLLM 0.10.2 builds for a chat request
+(serving_chat ``_make_request_with_harmony``, checked in the wheel: a system message — model
+identity, knowledge cutoff, current date, reasoning effort, valid channels — an empty developer
+message, the user message's header and end, the assistant header); a public log of a vLLM
+0.26.0 server answering ``[{"role": "user", "content": "Reply only with OK"}]`` for
+openai/gpt-oss-120b reports 71 prompt tokens, 67 around the message's 4. Qwen3 (ChatML):
+``<|im_start|>user\n`` … ``<|im_end|>\n<|im_start|>assistant\n``, 8. DeepSeek-R1-0528:
+``<｜begin▁of▁sentence｜><｜User｜>`` … ``<｜Assistant｜>``, 3."""
 SHAREGPT_SIGMA = 0.9
 """Spread (std of ln tokens) of ShareGPT prompt and answer lengths when a case states only
 their totals: the lengths are then lognormal with the stated mean, clipped as vLLM's sampler
@@ -141,6 +155,17 @@ def _from_totals(w: dict[str, Any], ilen: Any) -> tuple[Any, Any] | None:
         return {"kind": "lognormal", "median": median, "sigma": SHAREGPT_SIGMA, "max": cap}
 
     return lognormal(mean_in, 1024), lognormal(mean_out, 1024)
+
+
+def _chat_template_tokens(case: dict[str, Any]) -> int:
+    """Tokens the server's chat template added to each prompt, when the case's client was
+    ``vllm bench serve --backend openai-chat`` (its token totals and random lengths count the
+    messages' content only; the server renders the template around them), else 0."""
+    text = str(case.get("notes", "")) + " " + json.dumps(case.get("engine_args") or {})
+    if "--backend openai-chat" not in text:
+        return 0
+    model = str(case.get("model", "")).lower()
+    return next((n for key, n in CHAT_TEMPLATE_TOKENS.items() if key in model), 0)
 
 
 def _fixed_lengths(w: dict[str, Any]) -> tuple[Any, Any]:
@@ -359,6 +384,11 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
             workload["arrival"] = {"kind": "burst"}
     else:
         raise Unmappable(f"mode {mode!r} is not an end-to-end run")
+    template = _chat_template_tokens(case)
+    if template:
+        # The template is the same text in front of every message (its few tokens after the
+        # message are counted with it): one shared prefix, which a prefix cache keeps.
+        workload.update(prefix_groups=1, prefix_len=template)
     sc["scheduler"] = sched
     sc["workload"] = workload
     return sc
