@@ -279,3 +279,48 @@ def test_compare_command_takes_an_engine_flag(tmp_path):
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
     assert not any("benchmarked backend" in n for n in doc["notes"])
+
+
+def test_chat_template_tokens_go_in_front_of_every_prompt_as_one_shared_prefix(tmp_path):
+    """A chat benchmark (openai-chat) counts the messages only; the server's template adds N
+    tokens to each prompt. Without N the comparison says so; with N the replayed prompts are
+    N longer and share the template's full 16-token blocks."""
+    from servesim.calibrate.compare import _prompt_hash_ids, benchmark_workload
+
+    doc = {**vllm_result_from_run(simulated("burst"), request_rate=math.inf),
+           "backend": "openai-chat"}  # fmt: skip
+    bench = read_bench_result(write(tmp_path, doc))
+    plain = compare(bench, DEPLOY)
+    assert any("--chat-template-tokens" in n for n in plain.notes)
+    templated = compare(bench, DEPLOY, chat_template_tokens=67)
+    assert not any("--chat-template-tokens" in n for n in templated.notes)
+    assert any("67 chat-template tokens" in n for n in templated.notes)
+    assert templated.predicted["total_input_tokens"] == plain.predicted["total_input_tokens"] + (
+        67 * bench.completed
+    )
+    # The template's 4 full blocks are shared ids 0-3; the rest of each prompt is its own:
+    # 167 tokens = 10 full blocks (4 shared + 6 own, ids 4-9); 77 tokens = the template's 4.
+    ids = _prompt_hash_ids(np.array([67 + 100, 67 + 10]), 67)
+    assert ids == ["0 1 2 3 4 5 6 7 8 9", "0 1 2 3"]
+    _, notes = benchmark_workload(bench, tmp_path / "r.csv", 0, 67)
+    rows = (tmp_path / "r.csv").read_text().splitlines()
+    assert rows[0] == "timestamp,input_tokens,output_tokens,hash_ids"
+    with pytest.raises(ServesimError, match="chat-template-tokens"):
+        compare(bench, DEPLOY, chat_template_tokens=-1)
+
+
+def test_compare_command_takes_chat_template_tokens(tmp_path):
+    import subprocess
+    import sys
+
+    doc = {**vllm_result_from_run(simulated("burst"), request_rate=math.inf),
+           "backend": "openai-chat"}  # fmt: skip
+    path = write(tmp_path, doc)
+    base = [sys.executable, "-m", "servesim", "compare", str(path), "-g", "h100", "--json"]
+    run = subprocess.run([*base, "--chat-template-tokens", "8"], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert any("8 chat-template tokens" in n for n in json.loads(run.stdout)["notes"])
+    bad = subprocess.run([*base, "--chat-template-tokens", "-3"], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "chat-template-tokens" in bad.stderr

@@ -47,6 +47,12 @@ ENGINE_OF_BACKEND = {
 }
 """Engine profile of a benchmark's ``backend`` (vLLM's and SGLang's client names). OpenAI-API
 backends (``openai``, ``openai-chat``) could be any server: they select nothing."""
+CHAT_BACKENDS = frozenset({"openai-chat", "vllm-chat", "sglang-oai-chat", "lmdeploy-chat"})
+"""Client backends that send chat requests: the benchmark counts the messages' content, the
+server renders its chat template around each (tokens the benchmark's lengths leave out)."""
+TEMPLATE_BLOCK = 16
+"""Tokens per hash id of the replayed prompts (a prefix cache shares the template's full
+blocks)."""
 
 
 @dataclass(frozen=True)
@@ -161,16 +167,54 @@ def _arrival(bench: BenchResult) -> tuple[dict[str, Any], list[str]]:
     return {"kind": "gamma", "rate": bench.request_rate, "burstiness": bench.burstiness}, notes
 
 
+def _template_note(bench: BenchResult, template_tokens: int) -> list[str]:
+    chat = (bench.backend or "").lower() in CHAT_BACKENDS
+    if template_tokens:
+        return [
+            f"{template_tokens} chat-template tokens added in front of every prompt (one shared "
+            "prefix: a prefix cache keeps its full blocks)"
+        ]
+    if chat:
+        return [
+            f"the benchmark sent chat requests ({bench.backend}): its lengths count the "
+            "messages only, and the server's chat template adds tokens to each "
+            "(--chat-template-tokens N; e.g. 8 for Qwen3's, ~67 for gpt-oss's harmony format)"
+        ]
+    return []
+
+
+def _prompt_hash_ids(inputs: np.ndarray, template_tokens: int) -> list[str]:
+    """Each prompt's block ids: the template's full blocks shared by every prompt (ids from
+    0), then ids of the prompt's own (unique content)."""
+    shared = template_tokens // TEMPLATE_BLOCK
+    head = list(range(shared))
+    cells, next_id = [], shared
+    for n in inputs.tolist():
+        own = max(0, int(n) // TEMPLATE_BLOCK - shared)
+        cells.append(" ".join(map(str, head + list(range(next_id, next_id + own)))))
+        next_id += own
+    return cells
+
+
 def benchmark_workload(
-    bench: BenchResult, trace_path: Path, seed: int = 0
+    bench: BenchResult, trace_path: Path, seed: int = 0, template_tokens: int = 0
 ) -> tuple[dict[str, Any], list[str]]:
     """Write the benchmark's requests to ``trace_path`` (CSV) and return the workload mapping
-    that replays them with the benchmark's traffic, plus notes on what differs."""
+    that replays them with the benchmark's traffic, plus notes on what differs.
+    ``template_tokens``: tokens the server's chat template adds in front of every prompt."""
     inputs, outputs, notes = _lengths(bench, seed)
+    notes = notes + _template_note(bench, template_tokens)
     with trace_path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["timestamp", "input_tokens", "output_tokens"])
-        w.writerows((0, int(i), int(o)) for i, o in zip(inputs, outputs, strict=True))
+        if template_tokens:
+            inputs = np.asarray(inputs) + template_tokens
+            ids = _prompt_hash_ids(inputs, template_tokens)
+            w.writerow(["timestamp", "input_tokens", "output_tokens", "hash_ids"])
+            rows = zip(inputs.tolist(), np.asarray(outputs).tolist(), ids, strict=True)
+            w.writerows((0, int(i), int(o), h) for i, o, h in rows)
+        else:
+            w.writerow(["timestamp", "input_tokens", "output_tokens"])
+            w.writerows((0, int(i), int(o)) for i, o in zip(inputs, outputs, strict=True))
     arrival, more = _arrival(bench)
     workload = {
         "name": bench.source,
@@ -185,13 +229,21 @@ def compare(
     bench: BenchResult,
     scenario: dict[str, Any],
     calibration: str | Path | None = None,
+    chat_template_tokens: int = 0,
 ) -> Comparison:
     """Simulate ``bench``'s requests on the deployment of ``scenario`` (a scenario mapping:
     model, hardware, tp, scheduler...; its workload is replaced) and compare the metrics.
 
     ``calibration``: a calibration file for the simulation (needs a servesim whose
-    ``Scenario`` has a ``calibration`` field).
+    ``Scenario`` has a ``calibration`` field). ``chat_template_tokens``: tokens the server's
+    chat template added to every prompt (a chat benchmark's lengths count the messages only).
     """
+    if chat_template_tokens < 0:
+        raise ServesimError(
+            f"is {chat_template_tokens}",
+            field="--chat-template-tokens",
+            fix="give the tokens the chat template adds to each prompt (0 or more)",
+        )
     from servesim.run import simulate  # NOTE: the engine is only needed here
 
     data = dict(scenario)
@@ -215,7 +267,8 @@ def compare(
         data["calibration"] = str(calibration)
     with tempfile.TemporaryDirectory(prefix="servesim-compare-") as tmp:
         seed = data.get("seed", 0)
-        workload, more = benchmark_workload(bench, Path(tmp) / "requests.csv", seed)
+        trace = Path(tmp) / "requests.csv"
+        workload, more = benchmark_workload(bench, trace, seed, chat_template_tokens)
         notes.extend(more)
         data["workload"] = workload
         result = simulate(build_scenario(data, source="scenario"))

@@ -227,6 +227,13 @@ def compare_cmd(
         "--engine",
         help="Engine profile; default: the scenario's, else the file's backend, else vllm.",
     ),
+    chat_template_tokens: int = typer.Option(
+        0,
+        "--chat-template-tokens",
+        min=0,
+        help="Tokens the server's chat template adds to each prompt (chat benchmarks count "
+        "the messages only; Qwen3 8, gpt-oss ~67).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     csv_path: Path | None = typer.Option(
         None,
@@ -260,7 +267,7 @@ def compare_cmd(
         )
     if csv_path is not None:
         writable_file(csv_path, "--csv")  # before the simulation, not after it
-    result = compare(bench, data, calibration)
+    result = compare(bench, data, calibration, chat_template_tokens)
     if csv_path is not None:
         write_comparison_csv(result, csv_path)
     if as_json:
