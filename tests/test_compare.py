@@ -285,16 +285,26 @@ def test_chat_template_tokens_go_in_front_of_every_prompt_as_one_shared_prefix(t
     """A chat benchmark (openai-chat) counts the messages only; the server's template adds N
     tokens to each prompt. Without N the comparison says so; with N the replayed prompts are
     N longer and share the template's full 16-token blocks."""
-    from servesim.calibrate.compare import _prompt_hash_ids, benchmark_workload
+    from servesim.calibrate.compare import (
+        _prompt_hash_ids,
+        benchmark_workload,
+        template_tokens_of,
+    )
 
     doc = {**vllm_result_from_run(simulated("burst"), request_rate=math.inf),
            "backend": "openai-chat"}  # fmt: skip
     bench = read_bench_result(write(tmp_path, doc))
-    plain = compare(bench, DEPLOY)
-    assert any("--chat-template-tokens" in n for n in plain.notes)
+    plain = compare(bench, DEPLOY)  # (Llama 3.1: no template count shipped)
+    assert any("knows none for this model" in n for n in plain.notes)
     templated = compare(bench, DEPLOY, chat_template_tokens=67)
-    assert not any("--chat-template-tokens" in n for n in templated.notes)
-    assert any("67 chat-template tokens" in n for n in templated.notes)
+    assert any(n.startswith("67 chat-template tokens") for n in templated.notes)
+    # A model family servesim knows gets its template by default; 0 turns it off, silently.
+    tokens, notes = template_tokens_of(bench, "Qwen/Qwen3-8B", None)
+    assert tokens == 8 and "model family's chat template" in notes[0]
+    assert template_tokens_of(bench, "openai/gpt-oss-120b", None)[0] == 67
+    assert template_tokens_of(bench, "Qwen/Qwen3-8B", 0) == (0, [])
+    completions = read_bench_result(write(tmp_path, {**doc, "backend": "vllm"}, "c.json"))
+    assert template_tokens_of(completions, "Qwen/Qwen3-8B", None) == (0, [])
     assert templated.predicted["total_input_tokens"] == plain.predicted["total_input_tokens"] + (
         67 * bench.completed
     )

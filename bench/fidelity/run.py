@@ -110,20 +110,6 @@ class Unmappable(Exception):
     """The case cannot be rebuilt as a servesim scenario (the reason is reported)."""
 
 
-CHAT_TEMPLATE_TOKENS = {
-    "gpt-oss": 67,
-    "qwen3": 8,
-    "deepseek-r1": 3,
-}
-"""Tokens a server's chat template adds around one user message, by model family (a case's
-model id contains the key). gpt-oss: the harmony rendering vLLM 0.10.2 builds for a chat request
-(serving_chat ``_make_request_with_harmony``, checked in the wheel: a system message — model
-identity, knowledge cutoff, current date, reasoning effort, valid channels — an empty developer
-message, the user message's header and end, the assistant header); a public log of a vLLM
-0.26.0 server answering ``[{"role": "user", "content": "Reply only with OK"}]`` for
-openai/gpt-oss-120b reports 71 prompt tokens, 67 around the message's 4. Qwen3 (ChatML):
-``<|im_start|>user\n`` … ``<|im_end|>\n<|im_start|>assistant\n``, 8. DeepSeek-R1-0528:
-``<｜begin▁of▁sentence｜><｜User｜>`` … ``<｜Assistant｜>``, 3."""
 SHAREGPT_SIGMA = 0.9
 """Spread (std of ln tokens) of ShareGPT prompt and answer lengths when a case states only
 their totals: the lengths are then lognormal with the stated mean, clipped as vLLM's sampler
@@ -164,8 +150,9 @@ def _chat_template_tokens(case: dict[str, Any]) -> int:
     text = str(case.get("notes", "")) + " " + json.dumps(case.get("engine_args") or {})
     if "--backend openai-chat" not in text:
         return 0
-    model = str(case.get("model", "")).lower()
-    return next((n for key, n in CHAT_TEMPLATE_TOKENS.items() if key in model), 0)
+    from servesim.chat_templates import chat_template_tokens
+
+    return chat_template_tokens(str(case.get("model", ""))) or 0
 
 
 def _fixed_lengths(w: dict[str, Any]) -> tuple[Any, Any]:

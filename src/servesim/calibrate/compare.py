@@ -167,20 +167,31 @@ def _arrival(bench: BenchResult) -> tuple[dict[str, Any], list[str]]:
     return {"kind": "gamma", "rate": bench.request_rate, "burstiness": bench.burstiness}, notes
 
 
-def _template_note(bench: BenchResult, template_tokens: int) -> list[str]:
+def template_tokens_of(bench: BenchResult, model: str, given: int | None) -> tuple[int, list[str]]:
+    """The chat-template tokens to add to each replayed prompt, and a note: ``given`` when set;
+    else, for a chat benchmark, the model family's (:mod:`servesim.chat_templates`), or 0 with
+    a note that the template is left out."""
+    from servesim.chat_templates import chat_template_tokens
+
     chat = (bench.backend or "").lower() in CHAT_BACKENDS
-    if template_tokens:
-        return [
-            f"{template_tokens} chat-template tokens added in front of every prompt (one shared "
-            "prefix: a prefix cache keeps its full blocks)"
+    tokens = given
+    known = chat_template_tokens(model) if chat and given is None else None
+    if known is not None:
+        tokens = known
+    if tokens:
+        whose = " (the model family's chat template)" if known is not None else ""
+        return tokens, [
+            f"{tokens} chat-template tokens added in front of every prompt{whose} as one "
+            "shared prefix (a prefix cache keeps its full blocks); --chat-template-tokens "
+            "sets another count"
         ]
-    if chat:
-        return [
+    if chat and given is None:
+        return 0, [
             f"the benchmark sent chat requests ({bench.backend}): its lengths count the "
-            "messages only, and the server's chat template adds tokens to each "
-            "(--chat-template-tokens N; e.g. 8 for Qwen3's, ~67 for gpt-oss's harmony format)"
+            "messages only, and the server's chat template adds tokens to each; servesim "
+            "knows none for this model (--chat-template-tokens N adds them)"
         ]
-    return []
+    return 0, []
 
 
 def _prompt_hash_ids(inputs: np.ndarray, template_tokens: int) -> list[str]:
@@ -203,7 +214,6 @@ def benchmark_workload(
     that replays them with the benchmark's traffic, plus notes on what differs.
     ``template_tokens``: tokens the server's chat template adds in front of every prompt."""
     inputs, outputs, notes = _lengths(bench, seed)
-    notes = notes + _template_note(bench, template_tokens)
     with trace_path.open("w", newline="") as f:
         w = csv.writer(f)
         if template_tokens:
@@ -229,16 +239,17 @@ def compare(
     bench: BenchResult,
     scenario: dict[str, Any],
     calibration: str | Path | None = None,
-    chat_template_tokens: int = 0,
+    chat_template_tokens: int | None = None,
 ) -> Comparison:
     """Simulate ``bench``'s requests on the deployment of ``scenario`` (a scenario mapping:
     model, hardware, tp, scheduler...; its workload is replaced) and compare the metrics.
 
     ``calibration``: a calibration file for the simulation (needs a servesim whose
     ``Scenario`` has a ``calibration`` field). ``chat_template_tokens``: tokens the server's
-    chat template added to every prompt (a chat benchmark's lengths count the messages only).
+    chat template added to every prompt (a chat benchmark's lengths count the messages only);
+    None: the model family's for a chat benchmark (:func:`template_tokens_of`), else 0.
     """
-    if chat_template_tokens < 0:
+    if chat_template_tokens is not None and chat_template_tokens < 0:
         raise ServesimError(
             f"is {chat_template_tokens}",
             field="--chat-template-tokens",
@@ -267,8 +278,10 @@ def compare(
         data["calibration"] = str(calibration)
     with tempfile.TemporaryDirectory(prefix="servesim-compare-") as tmp:
         seed = data.get("seed", 0)
+        template, more = template_tokens_of(bench, str(data.get("model", "")), chat_template_tokens)
+        notes.extend(more)
         trace = Path(tmp) / "requests.csv"
-        workload, more = benchmark_workload(bench, trace, seed, chat_template_tokens)
+        workload, more = benchmark_workload(bench, trace, seed, template)
         notes.extend(more)
         data["workload"] = workload
         result = simulate(build_scenario(data, source="scenario"))

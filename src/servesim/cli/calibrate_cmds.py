@@ -227,12 +227,12 @@ def compare_cmd(
         "--engine",
         help="Engine profile; default: the scenario's, else the file's backend, else vllm.",
     ),
-    chat_template_tokens: int = typer.Option(
-        0,
+    chat_template_tokens: int | None = typer.Option(
+        None,
         "--chat-template-tokens",
         min=0,
         help="Tokens the server's chat template adds to each prompt (chat benchmarks count "
-        "the messages only; Qwen3 8, gpt-oss ~67).",
+        "the messages only); default: the model family's for a chat benchmark, else 0.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     csv_path: Path | None = typer.Option(
