@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         # in this list, never of the layers below it. Names are the top-level parts of the
         # package (``servesim.<part>``); "servesim" is the package's own ``__init__``.
         ("base", "errors textfile validation paths interrupts profile knobs formatting versions"),
-        ("specs", "catalog model hf_config hardware engines workload"),
+        ("specs", "catalog model hf_config hardware engines chat_templates workload"),
         ("cost", "cost"),
         ("engine", "engine"),
         (
