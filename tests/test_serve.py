@@ -421,3 +421,15 @@ def test_client_measured_medians_match_the_offline_simulation():
           f"TPOT median {tpot:.2f} ms vs offline {offline['median_tpot_ms']:.2f} ms")  # fmt: skip
     assert ttft == pytest.approx(offline["median_ttft_ms"], rel=0.05)
     assert tpot == pytest.approx(offline["median_tpot_ms"], rel=0.05)
+
+
+def test_a_chat_request_to_gpt_oss_counts_its_harmony_template():
+    # servesim.chat_templates: gpt-oss's harmony system and developer messages around one user
+    # message, 67 tokens; the message itself ("<|user|>\n" + 40 chars) is 12 by estimate.
+    with serve("--model", "openai/gpt-oss-120b", "--time-scale", "100") as server:
+        r = server.client().chat.completions.create(
+            model="openai/gpt-oss-120b",
+            messages=[{"role": "user", "content": "x" * 40}],
+            max_tokens=1,
+        )
+    assert r.usage.prompt_tokens == 12 + 67

@@ -115,8 +115,16 @@ def test_prompts_count_token_ids_exactly_and_estimate_text():
     assert other.hash_ids[0] != p.hash_ids[0] and other.hash_ids[1] != p.hash_ids[1]
     text = counter.text("x" * 400)
     assert (text.num_tokens, text.exact) == (100, False)
-    chat = counter.chat([{"role": "user", "content": "x" * 40}])
-    assert chat.num_tokens > 10
+    one = [{"role": "user", "content": "x" * 40}]
+    # The messages as text ("<|user|>\n" + 40 chars: 49 chars, 12 tokens by estimate), then
+    # Llama-3-style wrappers (5) and priming (4).
+    assert counter.chat(one).num_tokens == 12 + 5 + 4
+    # A model family servesim knows: its template around the first message (gpt-oss: 67),
+    # 5 for each further one. Two messages: 9 + 40 + 1 + 14 + 40 = 104 chars, 26 tokens.
+    harmony = PromptCounter(block_size=16, template_tokens=67)
+    assert harmony.chat(one).num_tokens == 12 + 67
+    two = [*one, {"role": "assistant", "content": "y" * 40}]
+    assert harmony.chat(two).num_tokens == 26 + 67 + 5
 
 
 def test_filler_text_is_deterministic_one_word_a_token():

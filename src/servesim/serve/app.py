@@ -27,6 +27,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
+from servesim.chat_templates import chat_template_tokens
 from servesim.run import Prepared, prepare, summarize_run
 from servesim.scenario import Scenario
 from servesim.serve.metrics import ServeMetrics
@@ -102,7 +103,8 @@ def build_served(
     sched = scenario.scheduler
     metrics = ServeMetrics(name, instances, prepared.max_model_len, sched.max_num_batched_tokens)
     engine = OnlineEngine(prepared, time_scale, listener=metrics)
-    counter = PromptCounter(sched.block_size, tokenizer)
+    template = chat_template_tokens(prepared.model.name)
+    counter = PromptCounter(sched.block_size, tokenizer, template)
     draw = None
     if scenario.workload.trace is None:
         from servesim.workload.lengths import length_sampler

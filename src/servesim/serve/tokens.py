@@ -5,10 +5,13 @@ Token ids count exactly. Text is tokenised with the ``tokenizer.json`` the user 
 *estimated*: one token per 4 characters (OpenAI's rule of thumb for English; code and other
 languages tokenise denser), at least one.
 
-Chat messages: the content of every message, plus :data:`CHAT_TOKENS_PER_MESSAGE` for the role
-header and end-of-turn markers a chat template adds around it (Llama 3: ``<|start_header_id|>``
-role ``<|end_header_id|>`` ``\\n\\n`` … ``<|eot_id|>``), plus :data:`CHAT_TOKENS_PRIMING` for the
-BOS token and the assistant header that opens the reply.
+Chat messages: the content of every message, plus the tokens the model's chat template adds:
+for a model family :mod:`servesim.chat_templates` knows, its count around one user message
+(gpt-oss's harmony system and developer messages: 67) and :data:`CHAT_TOKENS_PER_MESSAGE` for
+each further message; otherwise :data:`CHAT_TOKENS_PER_MESSAGE` for the role header and
+end-of-turn markers around every message (Llama 3: ``<|start_header_id|>`` role
+``<|end_header_id|>`` ``\\n\\n`` … ``<|eot_id|>``) plus :data:`CHAT_TOKENS_PRIMING` for the BOS
+token and the assistant header that opens the reply.
 
 Prefix caching sees content: the prompt's full ``block_size``-token blocks get chained content
 hashes (a block's id depends on every token before it, as vLLM's block hashes do), so two
@@ -55,8 +58,16 @@ class Prompt:
 class PromptCounter:
     """Counts prompt tokens, with a tokenizer or by estimate (see the module docstring)."""
 
-    def __init__(self, block_size: int, tokenizer_path: str | Path | None = None):
+    def __init__(
+        self,
+        block_size: int,
+        tokenizer_path: str | Path | None = None,
+        template_tokens: int | None = None,
+    ):
         self.block_size = block_size
+        self.template_tokens = template_tokens
+        """The model family's chat-template tokens around one user message (None: unknown;
+        see the module docstring)."""
         self.tokenizer = None
         if tokenizer_path is not None:
             from tokenizers import Tokenizer
@@ -82,7 +93,10 @@ class PromptCounter:
             f"<|{m.get('role', 'user')}|>\n{_content_text(m.get('content'))}" for m in messages
         ]
         body = self.text("\n".join(parts)) if parts else Prompt(0, (), True)
-        extra = CHAT_TOKENS_PER_MESSAGE * len(messages) + CHAT_TOKENS_PRIMING
+        if self.template_tokens is not None and messages:
+            extra = self.template_tokens + CHAT_TOKENS_PER_MESSAGE * (len(messages) - 1)
+        else:
+            extra = CHAT_TOKENS_PER_MESSAGE * len(messages) + CHAT_TOKENS_PRIMING
         return Prompt(body.num_tokens + extra, body.hash_ids, body.exact)
 
 
