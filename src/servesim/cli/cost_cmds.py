@@ -130,18 +130,21 @@ def estimate_cmd(
     import numpy as np
 
     from servesim.cost import CostParams, Parallelism, build_step_cost, plan_memory
+    from servesim.engines import engine_profile, mla_fused_down_proj
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 
     spec = load_model(positional_or_option(model, model_option, "--model"))
     hw = load_hardware(hardware)
     par = Parallelism(tp=tp, pp=pp, ep=ep, dp=dp)
-    # As `simulate` prices a step under its default engine (vLLM: custom all-reduce).
+    # As `simulate` prices a step under its default engine (vLLM, newest release: custom
+    # all-reduce, MLA's down-projections as one GEMM).
     params = CostParams(
         weight_dtype=weight_dtype,
         kv_dtype=kv_dtype,
         kernel_tables=kernel_tables,
         custom_allreduce=tp <= hw.gpus_per_node,
+        mla_fused_down_proj=mla_fused_down_proj(engine_profile("vllm"), None),
     )
     plan = plan_memory(spec, hw, par, params, gpu_memory_utilization=gpu_memory_utilization)
     cost = build_step_cost(spec, hw, par, params)
