@@ -32,6 +32,7 @@ from servesim.calibrate.bench_results import COMPARE_METRICS, BenchResult, measu
 from servesim.errors import ServesimError
 from servesim.scenario import Scenario, build_scenario
 from servesim.validation import field_names
+from servesim.workload.build import DEFAULT_HASH_BLOCK_SIZE
 
 ENGINE_OF_BACKEND = {
     "sglang": "sglang",
@@ -50,9 +51,6 @@ backends (``openai``, ``openai-chat``) could be any server: they select nothing.
 CHAT_BACKENDS = frozenset({"openai-chat", "vllm-chat", "sglang-oai-chat", "lmdeploy-chat"})
 """Client backends that send chat requests: the benchmark counts the messages' content, the
 server renders its chat template around each (tokens the benchmark's lengths leave out)."""
-TEMPLATE_BLOCK = 16
-"""Tokens per hash id of the replayed prompts (a prefix cache shares the template's full
-blocks)."""
 
 
 @dataclass(frozen=True)
@@ -174,10 +172,8 @@ def template_tokens_of(bench: BenchResult, model: str, given: int | None) -> tup
     from servesim.chat_templates import chat_template_tokens
 
     chat = (bench.backend or "").lower() in CHAT_BACKENDS
-    tokens = given
     known = chat_template_tokens(model) if chat and given is None else None
-    if known is not None:
-        tokens = known
+    tokens = given if given is not None else (known or 0)
     if tokens:
         whose = " (the model family's chat template)" if known is not None else ""
         return tokens, [
@@ -197,11 +193,11 @@ def template_tokens_of(bench: BenchResult, model: str, given: int | None) -> tup
 def _prompt_hash_ids(inputs: np.ndarray, template_tokens: int) -> list[str]:
     """Each prompt's block ids: the template's full blocks shared by every prompt (ids from
     0), then ids of the prompt's own (unique content)."""
-    shared = template_tokens // TEMPLATE_BLOCK
+    shared = template_tokens // DEFAULT_HASH_BLOCK_SIZE
     head = list(range(shared))
     cells, next_id = [], shared
     for n in inputs.tolist():
-        own = max(0, int(n) // TEMPLATE_BLOCK - shared)
+        own = max(0, int(n) // DEFAULT_HASH_BLOCK_SIZE - shared)
         cells.append(" ".join(map(str, head + list(range(next_id, next_id + own)))))
         next_id += own
     return cells
@@ -214,17 +210,17 @@ def benchmark_workload(
     that replays them with the benchmark's traffic, plus notes on what differs.
     ``template_tokens``: tokens the server's chat template adds in front of every prompt."""
     inputs, outputs, notes = _lengths(bench, seed)
+    inputs = np.asarray(inputs) + template_tokens
+    columns = ["timestamp", "input_tokens", "output_tokens"]
+    rows = [[0, int(i), int(o)] for i, o in zip(inputs.tolist(), outputs, strict=True)]
+    if template_tokens:
+        columns.append("hash_ids")
+        for row, ids in zip(rows, _prompt_hash_ids(inputs, template_tokens), strict=True):
+            row.append(ids)
     with trace_path.open("w", newline="") as f:
         w = csv.writer(f)
-        if template_tokens:
-            inputs = np.asarray(inputs) + template_tokens
-            ids = _prompt_hash_ids(inputs, template_tokens)
-            w.writerow(["timestamp", "input_tokens", "output_tokens", "hash_ids"])
-            rows = zip(inputs.tolist(), np.asarray(outputs).tolist(), ids, strict=True)
-            w.writerows((0, int(i), int(o), h) for i, o, h in rows)
-        else:
-            w.writerow(["timestamp", "input_tokens", "output_tokens"])
-            w.writerows((0, int(i), int(o)) for i, o in zip(inputs, outputs, strict=True))
+        w.writerow(columns)
+        w.writerows(rows)
     arrival, more = _arrival(bench)
     workload = {
         "name": bench.source,
@@ -232,6 +228,8 @@ def benchmark_workload(
         "trace_format": "csv",
         "arrival": arrival,
     }
+    if template_tokens:
+        workload["hash_block_size"] = DEFAULT_HASH_BLOCK_SIZE  # (the ids' block, stated)
     return workload, notes + more
 
 
