@@ -1,6 +1,8 @@
 """The fits stored beside the catalog's tables are the fits of those tables, and only read back
 under the inputs they were made with."""
 
+import dataclasses
+
 import pytest
 
 from servesim.cost import attention_fit as AF
@@ -18,11 +20,15 @@ def test_every_shipped_fit_is_the_fit_of_its_tables(gpu):
     inputs = AF.fit_inputs(hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
     stored = SF.shipped_fit(hw.name, "attention", inputs)
     assert stored is not None
-    assert AF.AttentionFit(**stored) == AF.fit_tables(tables, *inputs.values())
+    # (The fit's last bits depend on the CPU's SIMD paths in numpy's reductions: a stored fit
+    # equals a fresh one to rounding, not to the bit, on another machine.)
+    fresh = dataclasses.asdict(AF.fit_tables(tables, *inputs.values()))
+    assert dataclasses.asdict(AF.AttentionFit(**stored)) == pytest.approx(fresh, rel=1e-9)
     if "fp8" in hw.peak_flops and (tables.gemm["dtype"] == "fp8").any():
         fp8_inputs = FP8.fit_inputs(hw)
         stored = SF.shipped_fit(hw.name, "fp8", fp8_inputs)
-        assert FP8.Fp8Factors(**stored) == FP8.gpu_fp8_factors(tables.gemm, **fp8_inputs)
+        fresh = dataclasses.asdict(FP8.gpu_fp8_factors(tables.gemm, **fp8_inputs))
+        assert dataclasses.asdict(FP8.Fp8Factors(**stored)) == pytest.approx(fresh, rel=1e-9)
         assert FP8._factors_of_gpu(gpu) == FP8._factors_of_gpu(gpu, shipped=False)
     else:
         assert SF.shipped_fit(hw.name, "fp8", {}) is None
