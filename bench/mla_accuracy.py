@@ -1,34 +1,40 @@
 """DeepSeek-V3's MLA block against AIConfigurator's whole-module measurements, per GPU.
 
     pip install 'servesim[kernels]'     # aiconfigurator-core: its module tables
-    python bench/mla_accuracy.py
+    python bench/mla_accuracy.py [--write]
 
-AIConfigurator times the attention block of DeepSeek-V3 as one module
+AIConfigurator times the attention block of DeepSeek-V3 as one module, under a CUDA graph
 (``mla/<backend>/<version>/mla_context_module_perf`` and ``mla_generation_module_perf``: the
 fused q_a/kv_a down-projection, the latent norms, q_b_proj, RoPE, kv_b_proj and attention on the
 regular path for prompts, the absorbed path for decodes, and o_proj; FP8 block-scaled GEMMs,
 BF16 KV cache). servesim prices the same operators one by one (GEMMs from its measured GEMM
-tables, attention from the fitted attention curve, norms and RoPE on the roofline); no servesim
-rung reads these module tables, so they are held out whole. This script sums servesim's
-operators of one layer (``StepCostModel.operator_breakdown``) on AIConfigurator's grid —
-heads per GPU 128 / 64 / 32 / 16 (TP 1 / 2 / 4 / 8), prompts of 128–16,384 tokens in batches of
-1–64, decodes of 1–256 sequences at 1,024–16,384 tokens of context — and prints, per GPU and
-module table, the median absolute error and the median ratio servesim / measured (below 1:
-servesim is faster). Two servesim columns: the default install (the catalog's distilled tables)
-and the ``servesim[kernels]`` extra (the engine's own GEMM and attention tables).
+tables, attention from the fitted attention curve, norms and RoPE on the roofline). This script
+sums servesim's operators of one layer (``StepCostModel.operator_breakdown``, default install:
+the catalog's tables) on AIConfigurator's grid — heads per GPU 128 / 64 / 32 / 16 (TP 1 / 2 /
+4 / 8), prompts of 128–16,384 tokens in batches of 1–64, decodes of 1–256 sequences at
+1,024–16,384 tokens of context — and prints, per GPU and engine, the median ratio servesim ÷
+measured of each phase and its median absolute error: for the bare sum of kernels, and with the
+engine's block scale (``kernels.mla_block_scale``: the geometric mean of the two phases'
+measured ÷ summed, kept where it brings both phases closer, else 1), which the cost model
+applies to the block for that engine on that GPU.
 
-SGLang's module tables are of its wide-EP layout (``wideep_*``: the down-projection outside
-the module, attention-TP collectives inside) and are left out.
+``--write`` stores the scales in ``src/servesim/catalog/kernels/mla_block.json`` (rerun it
+when the MLA operators' pricing changes). SGLang's module tables are of its wide-EP layout
+(``wideep_*``: the down-projection outside the module, attention-TP collectives inside) and are
+left out.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 
 import numpy as np
 
 from servesim.cost import CostParams, Parallelism, build_step_cost
 from servesim.cost import aic_tables as A
+from servesim.cost import kernels as K
 from servesim.errors import ServesimError
 from servesim.hardware import load_hardware
 from servesim.model import load_model
@@ -47,12 +53,15 @@ DECODE_OPS = {"q_a_proj", "kv_a_proj", "qkv_a_proj", "q_b_proj", "kv_b_absorbed_
               "attention_absorbed", "kv_b_absorbed_o", "o_proj", "q_a_layernorm",
               "kv_a_layernorm", "rope"}  # fmt: skip
 """... and on the absorbed (decode) path."""
+PHASES = {"prefill": "context", "decode": "generation"}
 
 
 def module_seconds(cost, layers: int, names: set[str], new_tokens, context) -> float:
-    """Seconds of one layer's MLA block in a step of ``new_tokens`` over ``context``."""
+    """Seconds of one layer's MLA block in a step of ``new_tokens`` over ``context``, as the
+    bare sum of its kernels (the cost model's block scale taken back out)."""
     ops = cost.operator_breakdown(np.asarray(new_tokens), np.asarray(context))
-    return sum(o.seconds for o in ops if o.name in names) / layers
+    summed = sum(o.seconds for o in ops if o.name in names) / layers
+    return summed / cost.resolved.mla_block_scale
 
 
 def measured_rows(cols, heads: int, decode: bool) -> dict[tuple[int, int], float]:
@@ -72,69 +81,107 @@ def measured_rows(cols, heads: int, decode: bool) -> dict[tuple[int, int], float
     return {k: float(np.median(v)) for k, v in out.items()}
 
 
-def score(gpu: str, backend: str, system: str, root) -> list[str] | None:
-    """One table row: GPU, module table, and each servesim column's prefill and decode error."""
+def phase_ratios(gpu: str, backend: str, system: str, root) -> dict | None:
+    """servesim's bare kernel sum ÷ the measured module, per phase, over the grid; None when
+    the GPU has no module table of ``backend``."""
     spec = load_model(MODEL)
     hw = load_hardware(gpu)
     tables = {}
-    for phase in ("context", "generation"):
-        path = A.newest_table(root, system, "mla", backend, f"mla_{phase}_module_perf")
+    for phase, name in PHASES.items():
+        path = A.newest_table(root, system, "mla", backend, f"mla_{name}_module_perf")
         if path is None:
             return None
         tables[phase] = (A.read_parquet(path), path.parent.name)
-    cells = [hw.name, f"{backend} {tables['context'][1]}"]
-    for kernel_backend in (None, backend):
-        errs: dict[str, list[float]] = {"context": [], "generation": []}
-        for tp in TPS:
-            params = CostParams(
-                kernel_tables=True,
-                kernel_backend=kernel_backend,
-                custom_allreduce=True,
-                mla_fused_down_proj=True,
-            )
-            try:
-                cost = build_step_cost(spec, hw, Parallelism(tp=tp), params)
-            except ServesimError:
-                continue
-            L = spec.num_layers
-            heads = spec.num_attention_heads // tp
-            got = measured_rows(tables["context"][0], heads, decode=False)
-            for b, s in PREFILL:
-                if (b, s) in got:
-                    mine = module_seconds(cost, L, PREFILL_OPS, np.full(b, s), np.zeros(b, int))
-                    errs["context"].append(mine / got[(b, s)])
-            got = measured_rows(tables["generation"][0], heads, decode=True)
-            for b, c in DECODE:
-                if (b, c) in got:
-                    mine = module_seconds(cost, L, DECODE_OPS, np.ones(b, int), np.full(b, c))
-                    errs["generation"].append(mine / got[(b, c)])
-        for phase in ("context", "generation"):
-            r = np.array(errs[phase])
-            if not len(r):
-                cells.append("–")
-                continue
-            cells.append(f"{np.median(np.abs(r - 1)):.0%} ({np.median(r):.2f}×, n={len(r)})")
-    return cells
+    ratios: dict[str, list[float]] = {"prefill": [], "decode": []}
+    for tp in TPS:
+        params = CostParams(kernel_tables=True, custom_allreduce=True, mla_fused_down_proj=True)
+        try:
+            cost = build_step_cost(spec, hw, Parallelism(tp=tp), params)
+        except ServesimError:
+            continue
+        L, heads = spec.num_layers, spec.num_attention_heads // tp
+        got = measured_rows(tables["prefill"][0], heads, decode=False)
+        for b, s in PREFILL:
+            if (b, s) in got:
+                mine = module_seconds(cost, L, PREFILL_OPS, np.full(b, s), np.zeros(b, int))
+                ratios["prefill"].append(mine / got[(b, s)])
+        got = measured_rows(tables["decode"][0], heads, decode=True)
+        for b, c in DECODE:
+            if (b, c) in got:
+                mine = module_seconds(cost, L, DECODE_OPS, np.ones(b, int), np.full(b, c))
+                ratios["decode"].append(mine / got[(b, c)])
+    if not ratios["prefill"] or not ratios["decode"]:
+        return None
+    out = {"table": f"{backend} {tables['prefill'][1]}"}
+    for phase, r in ratios.items():
+        out[phase] = np.array(r)
+    # The scale: measured ÷ summed, the geometric mean of the two phases' medians; kept only
+    # where it brings both phases closer (one factor cannot serve phases that disagree).
+    mean = 1.0 / math.sqrt(float(np.median(out["prefill"]) * np.median(out["decode"])))
+    closer = all(_error(out[p] * mean) < _error(out[p]) for p in ("prefill", "decode"))
+    out["geometric_mean"] = mean
+    out["scale"] = mean if closer else 1.0
+    return out
+
+
+def _error(r: np.ndarray) -> float:
+    return float(np.median(np.abs(r - 1)))
+
+
+def _cell(r: np.ndarray) -> str:
+    return f"{_error(r):.0%} ({np.median(r):.2f}×)"
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help=f"write {K.MLA_BLOCK_FILE.name}")
+    args = ap.parse_args()
     root = A.data_root()
     if root is None:
         raise SystemExit("aiconfigurator-core is not installed: pip install 'servesim[kernels]'")
-    print(f"MLA block of {MODEL}, one layer: servesim against {A.package_version(root)}'s "
-          "module tables")  # fmt: skip
+    version = A.package_version(root)
+    print(f"MLA block of {MODEL}, one layer, default install, against {version}")
     print()
-    print("| GPU | module table | prefill, default install | decode, default install "
-          "| prefill, `[kernels]` extra | decode, `[kernels]` extra |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|")
+    print("| GPU | module table | rows (prefill / decode) | prefill, kernel sum | decode, kernel "
+          "sum | geometric mean | block scale | prefill, scaled | decode, scaled |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    stored: dict[str, dict[str, dict]] = {}
     for gpu, system in A.SYSTEMS.items():
         for backend in BACKENDS:
-            row = score(gpu, backend, system, root)
-            if row is not None:
-                print("| " + " | ".join(row) + " |")
+            got = phase_ratios(gpu, backend, system, root)
+            if got is None:
+                continue
+            hw_name = load_hardware(gpu).name
+            scale = got["scale"]
+            cells = [hw_name, got["table"], f"{len(got['prefill'])} / {len(got['decode'])}",
+                     _cell(got["prefill"]), _cell(got["decode"]),
+                     f"{got['geometric_mean']:.2f}", f"{scale:.2f}",
+                     _cell(got["prefill"] * scale), _cell(got["decode"] * scale)]  # fmt: skip
+            print("| " + " | ".join(cells) + " |")
+            stored.setdefault(backend, {})[gpu] = {
+                "table": got["table"],
+                "prefill_sum_over_measured": round(float(np.median(got["prefill"])), 4),
+                "decode_sum_over_measured": round(float(np.median(got["decode"])), 4),
+                "rows": [len(got["prefill"]), len(got["decode"])],
+                "geometric_mean": round(got["geometric_mean"], 4),
+                "scale": round(scale, 4),
+            }
     print()
-    print("Cells: median |servesim / measured − 1| (median servesim / measured, rows scored).")
+    print("Cells: median |servesim ÷ measured − 1| (median servesim ÷ measured).")
+    if args.write:
+        doc = {
+            "what": f"{MODEL}'s MLA attention block measured whole against the sum of its "
+            "operators as servesim prices them (default install); scale = measured / summed, "
+            "the geometric mean of the prompt and decode phases' medians where it brings both "
+            "closer, else 1. Written by "
+            "bench/mla_accuracy.py --write.",
+            "source": f"{version}: systems/data/<system>/mla/<backend>/<version>/"
+            "mla_context_module_perf and mla_generation_module_perf (Apache-2.0, NVIDIA; see "
+            "NOTICE), FP8 block-scaled GEMMs, BF16 KV cache, heads per GPU 128/64/32/16",
+            "backends": stored,
+        }
+        K.MLA_BLOCK_FILE.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {K.MLA_BLOCK_FILE}")
 
 
 if __name__ == "__main__":

@@ -101,19 +101,25 @@ def test_estimate_json_matches_the_library():
 
 
 def test_estimate_prices_mla_as_simulates_default_engine():
-    # simulate's default engine (vLLM, newest release) runs MLA's q_a and kv_a as one GEMM;
-    # estimate prices the same step.
+    # simulate's default engine (vLLM, newest release) runs MLA's q_a and kv_a as one GEMM,
+    # and its MLA block as vLLM's module tables measure it; estimate prices the same step.
     out = _json(["estimate", "deepseek-v3", "-g", "H200", "--tp", "8", "--batch", "4",
                  "--input-len", "1000", "--output-len", "10", "--json"])  # fmt: skip
     model, hw, par = load_model("deepseek-v3"), load_hardware("H200"), Parallelism(tp=8)
 
-    def decode(fused: bool) -> float:
-        params = CostParams(kernel_tables=True, custom_allreduce=True, mla_fused_down_proj=fused)
+    def decode(fused: bool, backend: str | None = "vllm") -> float:
+        params = CostParams(
+            kernel_tables=True,
+            kernel_backend=backend,
+            custom_allreduce=True,
+            mla_fused_down_proj=fused,
+        )
         cost = build_step_cost(model, hw, par, params)
         return cost.step_seconds(np.ones(4), np.full(4, 1000))
 
     assert out["decode_step_s"]["start"] == pytest.approx(decode(True), rel=1e-12)
     assert decode(True) < decode(False)
+    assert decode(True, backend=None) < decode(True)  # (the bare kernel sum)
 
 
 def test_estimate_table_with_tp():

@@ -934,3 +934,57 @@ def test_vllm_block_fp8_gemm_rows_are_left_out_of_the_full_tables():
     assert sorted(out["dtype"].tolist()) == ["bf16", "fp8", "fp8_block"]
     assert out["seconds"][out["dtype"] == "fp8_block"][0] == pytest.approx(13e-6)
     assert ("vllm", "fp8_block") in A.GEMM_LEFT_OUT
+
+
+def test_an_engines_mla_block_runs_as_its_module_tables_measure_it():
+    # vLLM's MLA block, timed whole by AIConfigurator on an H200, runs ~1.36x the sum of its
+    # kernels as the tables price them (catalog/kernels/mla_block.json): every MLA operator's
+    # time stretches by that scale under vLLM's kernels; the rest of the step, and its work,
+    # do not move.
+    model, hw, par = load_model("deepseek-v3"), load_hardware("H200"), Parallelism(tp=8)
+
+    def cost(backend, **kw):
+        params = CostParams(
+            kernel_tables=True,
+            kernel_backend=backend,
+            custom_allreduce=True,
+            mla_fused_down_proj=True,
+            **kw,
+        )
+        return build_step_cost(model, hw, par, params)
+
+    scale = K.mla_block_scale("H200", "vllm")
+    assert 1.3 < scale < 1.45
+    vllm, bare = cost("vllm"), cost(None)
+    assert vllm.resolved.mla_block_scale == scale and bare.resolved.mla_block_scale == 1.0
+    mla = {
+        "qkv_a_proj",
+        "q_b_proj",
+        "o_proj",
+        "q_a_layernorm",
+        "kv_a_layernorm",
+        "rope",
+        "kv_b_proj",
+        "attention",
+        "kv_b_absorbed_q",
+        "attention_absorbed",
+        "kv_b_absorbed_o",
+    }
+    for new, ctx in ((np.ones(8), np.full(8, 2048)), (np.full(2, 1024), np.zeros(2))):
+        mine = {o.name: o.seconds for o in vllm.operator_breakdown(new, ctx)}
+        base = {o.name: o.seconds for o in bare.operator_breakdown(new, ctx)}
+        assert set(mine) == set(base) and mla <= set(mine)
+        for name, seconds in base.items():
+            want = seconds * scale if name in mla else seconds
+            assert mine[name] == pytest.approx(want, rel=1e-9, abs=1e-15), name
+        assert vllm.step_time(new, ctx).flops == bare.step_time(new, ctx).flops
+        assert vllm.step_seconds(new, ctx) > bare.step_seconds(new, ctx)
+    # No comparable module table of SGLang's (wide-EP layout): its block is the kernel sum; a
+    # calibration fits its own efficiencies; a model without MLA has no block.
+    assert cost("sglang").resolved.mla_block_scale == 1.0
+    assert K.mla_block_scale("A100-80GB", "vllm") == 1.0
+    llama = build_step_cost(
+        load_model("llama-3.1-8b"), hw, Parallelism(), CostParams(kernel_tables=True,
+                                                                  kernel_backend="vllm")
+    )  # fmt: skip
+    assert llama.resolved.mla_block_scale == 1.0

@@ -138,13 +138,15 @@ def estimate_cmd(
     hw = load_hardware(hardware)
     par = Parallelism(tp=tp, pp=pp, ep=ep, dp=dp)
     # As `simulate` prices a step under its default engine (vLLM, newest release: custom
-    # all-reduce, MLA's down-projections as one GEMM).
+    # all-reduce, MLA's down-projections as one GEMM, its kernels' tables and MLA block).
+    vllm = engine_profile("vllm")
     params = CostParams(
         weight_dtype=weight_dtype,
         kv_dtype=kv_dtype,
         kernel_tables=kernel_tables,
+        kernel_backend=vllm.kernel_backend,
         custom_allreduce=tp <= hw.gpus_per_node,
-        mla_fused_down_proj=mla_fused_down_proj(engine_profile("vllm"), None),
+        mla_fused_down_proj=mla_fused_down_proj(vllm, None),
     )
     plan = plan_memory(spec, hw, par, params, gpu_memory_utilization=gpu_memory_utilization)
     cost = build_step_cost(spec, hw, par, params)

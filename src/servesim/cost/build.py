@@ -84,7 +84,7 @@ def _measured_curves(
             seconds, measured = moe_curve
             columns.append(i)
             features.append(_F.T + block)
-            curves.append(seconds * op.count if first else np.zeros_like(seconds))
+            curves.append(seconds * op.count * op.time_scale if first else np.zeros_like(seconds))
             ranges.append(measured)
             borrowed.append(moe_borrowed or res.tables_from is not None)
             continue
@@ -117,7 +117,7 @@ def _measured_curves(
         seconds, measured = got
         columns.append(i)
         features.append((op.m_feature if op.shape is not None else _F.T) + block)
-        curves.append(seconds * op.count)
+        curves.append(seconds * op.count * op.time_scale)
         ranges.append(measured)
         borrowed.append(res.tables_from is not None)
     if not columns:

@@ -54,6 +54,7 @@ def model_operators(
         moe_load=moe_load,
         custom_allreduce=custom_allreduce,
         mla_fused_down_proj=mla_fused_down_proj,
+        mla_block_scale=resolved.mla_block_scale,
     )
 
 
@@ -271,10 +272,14 @@ def operator_sides(
             kernels = op.kernels
         if rates.eager_launch_s is not None:
             issue[i, on] = op.count * kernels * rates.eager_launch_s
-    busy_c = (flops + pad) * sec_per_flop[:, None]
-    busy_m = np.where(is_link[:, None], 0.0, nbytes * sec_per_byte[:, None])
+    # (An operator's time scale stretches its time, not its work: flops and nbytes stay.)
+    scale = np.array([op.time_scale for op in operators])[:, None]
+    launch *= scale
+    issue *= scale
+    busy_c = (flops + pad) * sec_per_flop[:, None] * scale
+    busy_m = np.where(is_link[:, None], 0.0, nbytes * sec_per_byte[:, None] * scale)
     compute = busy_c + launch
-    memory = nbytes * sec_per_byte[:, None] + launch
+    memory = nbytes * sec_per_byte[:, None] * scale + launch
     rung = np.full(nops, RUNGS.index("calibrated" if calibrated else "roofline"), dtype=np.intp)
     if res is not None and res.attention_source not in ("roofline", "given") and not calibrated:
         rung[[op.rate == ops_mod.RATE_ATTENTION for op in operators]] = RUNGS.index("fitted")

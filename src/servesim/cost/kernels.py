@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import math
 import os
 from collections import Counter
@@ -121,6 +122,29 @@ reads a per-rank table at T / e."""
 TABLE_SOURCE_ENV = "SERVESIM_KERNEL_TABLES"
 """Set to ``catalog`` to price from the shipped CSVs even when the ``servesim[kernels]`` extra
 is installed (reproducing a default install's figures)."""
+
+
+MLA_BLOCK_FILE = KERNELS_DIR / "mla_block.json"
+"""Per engine backend and GPU: DeepSeek-V3's MLA block measured whole (AIConfigurator's
+``mla_{context,generation}_module_perf`` tables) against the sum of its operators as servesim
+prices them; written by ``python bench/mla_accuracy.py --write``."""
+
+
+@functools.cache
+def _mla_blocks() -> dict:
+    if not MLA_BLOCK_FILE.is_file():
+        return {}
+    return json.loads(MLA_BLOCK_FILE.read_text())
+
+
+def mla_block_scale(gpu_name: str, backend: str) -> float:
+    """How much longer ``backend``'s MLA attention block runs on ``gpu_name`` than the sum of
+    its kernels as the tables price them: the geometric mean, over its prompt and decode
+    phases, of measured ÷ summed (the median over the measured grid of each); 1 where no
+    module table of that engine and GPU exists. One factor serves both phases because the
+    block's projections run on a step's prompt and decode tokens together."""
+    entry = _mla_blocks().get("backends", {}).get(backend, {}).get(gpu_name.lower())
+    return float(entry["scale"]) if entry else 1.0
 
 
 def table_folder(gpu_name: str) -> Path:

@@ -105,11 +105,13 @@ def mla_attention_operators(
     st: StageLayers,
     nb: ElementBytes,
     fused_down_proj: bool = False,
+    block_scale: float = 1.0,
 ) -> list[Operator]:
     """Projections, latent norms, rope and both attention paths of MLA layers (see the module
     docstring: the regular path for prefill chunks, the absorbed path for decodes).
     ``fused_down_proj``: ``q_a_proj`` and ``kv_a_proj`` (both read the hidden states, both
-    replicated) run as one GEMM of their stacked weights, ``qkv_a_proj``."""
+    replicated) run as one GEMM of their stacked weights, ``qkv_a_proj``. ``block_scale``: the
+    engine's measured MLA block over the sum of these operators (``Operator.time_scale``)."""
     L, hq = st.layers, model.num_attention_heads / par.tp
     weight_bytes, kv_bytes, act_bytes = nb.weight, nb.kv, nb.act
     ops: list[Operator] = []
@@ -195,6 +197,8 @@ def mla_attention_operators(
             active=T_A,
         )
     )
+    if block_scale != 1.0:
+        ops = [dataclasses.replace(op, time_scale=block_scale) for op in ops]
     return ops
 
 

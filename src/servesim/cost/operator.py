@@ -67,6 +67,10 @@ class Operator:
     (routed experts under wide EP). The same thing when ``dp = 1``."""
     shape: tuple[int, int] | None = None
     """GEMMs: (n, k) of the weight on one GPU, so a measured GEMM table can price it."""
+    time_scale: float = 1.0
+    """Measured time of the block this operator belongs to over the sum of its operators'
+    own prices (an engine's MLA block: ``ResolvedParams.mla_block_scale``). Scales the time
+    (compute and memory sides, launches, measured curves), not the FLOPs and bytes."""
 
 
 @dataclass(frozen=True)

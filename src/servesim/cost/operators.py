@@ -57,6 +57,7 @@ def build_operators(
     moe_load: float = 1.0,
     custom_allreduce: bool = False,
     mla_fused_down_proj: bool = False,
+    mla_block_scale: float = 1.0,
 ) -> tuple[Operator, ...]:
     """All operators of one forward step of ``model`` split as ``par``, per GPU.
 
@@ -67,7 +68,8 @@ def build_operators(
     block weights), the KV cache and activations (also the embedding, LM head, router and norm
     weights). ``moe_load``: token-expert pairs the busiest EP rank receives, relative to the
     mean (``1 + CostParams.moe_skew`` when ``ep > 1``). ``custom_allreduce``,
-    ``mla_fused_down_proj``: see ``CostParams``.
+    ``mla_fused_down_proj``: see ``CostParams``; ``mla_block_scale``: see
+    ``ResolvedParams.mla_block_scale``.
     """
     st = stage or whole_model(model, par.pp)
     nb = ElementBytes(
@@ -86,7 +88,9 @@ def build_operators(
     if model.mla is None:
         ops += attention_operators(model, par, st, nb)
     else:
-        ops += mla_attention_operators(model, par, st, nb, mla_fused_down_proj)
+        ops += mla_attention_operators(
+            model, par, st, nb, mla_fused_down_proj, block_scale=mla_block_scale
+        )
     ops += feed_forward_operators(model, par, st, nb, moe_load)
     ops += _once_per_step(model, par, st, head, act_bytes, custom_allreduce)
     return tuple(op for op in ops if op.count > 0)

@@ -68,6 +68,10 @@ class ResolvedParams:
     weight_block_scaled``; FP8 named with ``--weight-dtype`` for a checkpoint of another dtype
     is per-tensor, as vLLM's on-the-fly quantisation is): their GEMMs and MoE layers are priced
     from the block-scaled FP8 rows where a table has them."""
+    mla_block_scale: float = 1.0
+    """An MLA model's attention block, measured whole as the engine runs it, over the sum of
+    its kernels as the tables price them (``kernels.mla_block_scale``: the engine backend's
+    module tables on this GPU; 1 without tables, a backend or a measurement)."""
     mxfp4_kernel: str = "mxfp4"
     """The MoE table dtype of the kernels MXFP4 experts run on: ``mxfp4_marlin`` where vLLM
     runs Marlin (:func:`servesim.cost.kernels.vllm_mxfp4_kernel`), else ``mxfp4``."""
@@ -165,6 +169,11 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
             model.weight_block_scaled
             and normalize_dtype(model.dtype, field="dtype") == "fp8"
             and params.weight_dtype in (None, "fp8")
+        ),
+        mla_block_scale=(
+            kernels_mod.mla_block_scale(hw.name, backend)
+            if use_tables and model.mla is not None and backend is not None
+            else 1.0
         ),
         # (vLLM's kernels: its profile, or the default parameters, which price as vLLM does.)
         mxfp4_kernel=(
