@@ -348,6 +348,14 @@ with Marlin MXFP4 rows on Hopper) and 7168/2048/8/384 (the one shape with Marlin
 Hopper and Ada), tp·ep <= 8, balanced routing (A100's vLLM table only has power-law routing
 1.01, the mildest skew).
 
+### `mla_block.json` (beside the GPU folders)
+
+Not a table: per engine backend and GPU, DeepSeek-V3's MLA attention block as AIConfigurator's
+whole-module tables time it (`mla/<backend>/<version>/mla_{context,generation}_module_perf`)
+over the sum of its operators as servesim prices them, and the block scale the cost model
+applies (`kernels.mla_block_scale`). Written by `bench/mla_accuracy.py --write`, not by this
+script; see the main README ("DeepSeek-V3's whole MLA block").
+
 ### Not distilled
 
 The same package also holds NCCL tables (`comm/nccl/<nccl version>/nccl_perf`: all_gather,
