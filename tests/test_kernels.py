@@ -983,6 +983,11 @@ def test_an_engines_mla_block_runs_as_its_module_tables_measure_it():
     # calibration fits its own efficiencies; a model without MLA has no block.
     assert cost("sglang").resolved.mla_block_scale == 1.0
     assert K.mla_block_scale("A100-80GB", "vllm") == 1.0
+    # A GPU that borrows the H100's tables (same die) borrows its MLA block as well.
+    h800 = build_step_cost(
+        model, load_hardware("H800"), par, CostParams(kernel_tables=True, kernel_backend="vllm")
+    )
+    assert h800.resolved.mla_block_scale == K.mla_block_scale("H100", "vllm") > 1.3
     llama = build_step_cost(
         load_model("llama-3.1-8b"), hw, Parallelism(), CostParams(kernel_tables=True,
                                                                   kernel_backend="vllm")

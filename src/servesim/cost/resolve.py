@@ -71,7 +71,8 @@ class ResolvedParams:
     mla_block_scale: float = 1.0
     """An MLA model's attention block, measured whole as the engine runs it, over the sum of
     its kernels as the tables price them (``kernels.mla_block_scale``: the engine backend's
-    module tables on this GPU; 1 without tables, a backend or a measurement)."""
+    module tables on this GPU, or on the GPU whose tables it borrows; 1 without tables, a
+    backend or a measurement)."""
     mxfp4_kernel: str = "mxfp4"
     """The MoE table dtype of the kernels MXFP4 experts run on: ``mxfp4_marlin`` where vLLM
     runs Marlin (:func:`servesim.cost.kernels.vllm_mxfp4_kernel`), else ``mxfp4``."""
@@ -170,8 +171,9 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
             and normalize_dtype(model.dtype, field="dtype") == "fp8"
             and params.weight_dtype in (None, "fp8")
         ),
+        # (A GPU borrowing another's tables takes its MLA block too: same kernels.)
         mla_block_scale=(
-            kernels_mod.mla_block_scale(hw.name, backend)
+            kernels_mod.mla_block_scale((tables_from or hw).name, backend)
             if use_tables and model.mla is not None and backend is not None
             else 1.0
         ),
