@@ -301,3 +301,19 @@ def test_measure_without_torch_says_so(measure, tmp_path):
         pytest.skip("torch is installed here")
     with pytest.raises(SystemExit, match="needs torch"):
         measure.main(["--out", str(tmp_path / "k")])
+
+
+def test_one_gpu_names_its_engines_mla_block_scales():
+    from servesim.cost.kernels import mla_block_scale
+
+    def doc(gpu: str) -> dict:
+        result = runner.invoke(app, ["kernels", gpu, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    assert doc("H200")["mla_block"] == {"vllm": mla_block_scale("H200", "vllm")}
+    assert set(doc("H100")["mla_block"]) == {"trtllm", "vllm"}
+    assert doc("A100-80GB")["mla_block"] == {}
+    assert doc("H800")["mla_block"] == doc("H100")["mla_block"]  # (borrowed with the tables)
+    text = runner.invoke(app, ["kernels", "H200"], env={"COLUMNS": "200"}).output
+    assert f"vllm × {mla_block_scale('H200', 'vllm'):.2f}" in text

@@ -276,6 +276,13 @@ def kernels_cmd(
     console.print(_coverage_table(doc))
     for line in _attention_lines(doc["attention_fit"]):
         console.print(line, highlight=False)
+    if doc["mla_block"]:
+        scales = ", ".join(f"{b} × {s:.2f}" for b, s in doc["mla_block"].items())
+        console.print(
+            f"MLA block (DeepSeek-style models): the engine's whole block measured over its "
+            f"kernels summed: {scales}; other engines: the sum (catalog/kernels/mla_block.json)",
+            highlight=False,
+        )
     if doc["gemm_check"] is not None:
         console.print()
         console.print(_check_table(doc["gemm_check"]))

@@ -100,6 +100,15 @@ def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | Non
     }
 
 
+def _mla_block(hw: Hardware, borrowed: str | None) -> dict[str, float]:
+    """Engine backend → the MLA block scale on this GPU (``kernels.mla_block_scale``; a GPU
+    that borrows another's tables borrows its scales), for the backends measured."""
+    from servesim.cost.kernels import MOE_BACKENDS, mla_block_scale
+
+    gpu = borrowed or hw.name
+    return {b: mla_block_scale(gpu, b) for b in MOE_BACKENDS if mla_block_scale(gpu, b) != 1.0}
+
+
 def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
     """What ``servesim kernels`` knows of one GPU: coverage, rungs, attention curve (the
     tables of ``backend`` when the ``servesim[kernels]`` extra is installed)."""
@@ -130,6 +139,7 @@ def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
         "moe": "measured" if doc["moe"] and not borrowed else "fitted",
     }
     doc["attention_fit"] = attention
+    doc["mla_block"] = _mla_block(hw, borrowed)
     doc["fallback"] = (
         None if tables is not None else _fallback_text(attention, borrowed, hw.architecture)
     )
