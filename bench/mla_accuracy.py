@@ -14,7 +14,8 @@ the catalog's tables) on AIConfigurator's grid — heads per GPU 128 / 64 / 32 /
 4 / 8), prompts of 128–16,384 tokens in batches of 1–64, decodes of 1–256 sequences at
 1,024–16,384 tokens of context — and prints, per GPU and engine, the median ratio servesim ÷
 measured of each phase and its median absolute error: for the bare sum of kernels, and with the
-engine's block scale (``kernels.mla_block_scale``: the geometric mean of the two phases'
+engine's block scale, in sample and with each TP split's rows held out of its fit
+(``kernels.mla_block_scale``: the geometric mean of the two phases'
 measured ÷ summed, kept where it brings both phases closer, else 1), which the cost model
 applies to the block for that engine on that GPU.
 
@@ -93,6 +94,7 @@ def phase_ratios(gpu: str, backend: str, system: str, root) -> dict | None:
             return None
         tables[phase] = (A.read_parquet(path), path.parent.name)
     ratios: dict[str, list[float]] = {"prefill": [], "decode": []}
+    tp_of: dict[str, list[int]] = {"prefill": [], "decode": []}
     for tp in TPS:
         params = CostParams(kernel_tables=True, custom_allreduce=True, mla_fused_down_proj=True)
         try:
@@ -105,11 +107,13 @@ def phase_ratios(gpu: str, backend: str, system: str, root) -> dict | None:
             if (b, s) in got:
                 mine = module_seconds(cost, L, PREFILL_OPS, np.full(b, s), np.zeros(b, int))
                 ratios["prefill"].append(mine / got[(b, s)])
+                tp_of["prefill"].append(tp)
         got = measured_rows(tables["decode"][0], heads, decode=True)
         for b, c in DECODE:
             if (b, c) in got:
                 mine = module_seconds(cost, L, DECODE_OPS, np.ones(b, int), np.full(b, c))
                 ratios["decode"].append(mine / got[(b, c)])
+                tp_of["decode"].append(tp)
     if not ratios["prefill"] or not ratios["decode"]:
         return None
     out = {"table": f"{backend} {tables['prefill'][1]}"}
@@ -121,7 +125,24 @@ def phase_ratios(gpu: str, backend: str, system: str, root) -> dict | None:
     closer = all(_error(out[p] * mean) < _error(out[p]) for p in ("prefill", "decode"))
     out["geometric_mean"] = mean
     out["scale"] = mean if closer else 1.0
+    out["held_out"] = _tp_held_out(out, {p: np.array(t) for p, t in tp_of.items()})
     return out
+
+
+def _tp_held_out(out: dict, tp_of: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each phase's ratios with the block scale fitted to the other TP splits' rows (leave one
+    TP out: the scale priced on heads per GPU it did not see)."""
+    held = {p: np.empty_like(out[p]) for p in ("prefill", "decode")}
+    for tp in TPS:
+        rest = {p: out[p][tp_of[p] != tp] for p in held}
+        if not all(len(r) for r in rest.values()):
+            continue
+        mean = 1.0 / math.sqrt(float(np.median(rest["prefill"]) * np.median(rest["decode"])))
+        closer = all(_error(rest[p] * mean) < _error(rest[p]) for p in held)
+        for p in held:
+            mine = tp_of[p] == tp
+            held[p][mine] = out[p][mine] * (mean if closer else 1.0)
+    return held
 
 
 def _error(r: np.ndarray) -> float:
@@ -143,8 +164,9 @@ def main() -> None:
     print(f"MLA block of {MODEL}, one layer, default install, against {version}")
     print()
     print("| GPU | module table | rows (prefill / decode) | prefill, kernel sum | decode, kernel "
-          "sum | geometric mean | block scale | prefill, scaled | decode, scaled |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "sum | geometric mean | block scale | prefill, scaled | decode, scaled | prefill, "
+          "scaled, TP held out | decode, scaled, TP held out |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     stored: dict[str, dict[str, dict]] = {}
     for gpu, system in A.SYSTEMS.items():
         for backend in BACKENDS:
@@ -156,7 +178,9 @@ def main() -> None:
             cells = [hw_name, got["table"], f"{len(got['prefill'])} / {len(got['decode'])}",
                      _cell(got["prefill"]), _cell(got["decode"]),
                      f"{got['geometric_mean']:.2f}", f"{scale:.2f}",
-                     _cell(got["prefill"] * scale), _cell(got["decode"] * scale)]  # fmt: skip
+                     _cell(got["prefill"] * scale), _cell(got["decode"] * scale),
+                     _cell(got["held_out"]["prefill"]),
+                     _cell(got["held_out"]["decode"])]  # fmt: skip
             print("| " + " | ".join(cells) + " |")
             stored.setdefault(backend, {})[gpu] = {
                 "table": got["table"],
