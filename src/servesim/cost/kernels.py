@@ -142,7 +142,9 @@ def mla_block_scale(gpu_name: str, backend: str) -> float:
     its kernels as the tables price them: the geometric mean, over its prompt and decode
     phases, of measured ÷ summed (the median over the measured grid of each); 1 where no
     module table of that engine and GPU exists. One factor serves both phases because the
-    block's projections run on a step's prompt and decode tokens together."""
+    block's projections run on a step's prompt and decode tokens together. Measured on
+    DeepSeek-V3's block (the only MLA model the tables time); other MLA models (Kimi K2,
+    DeepSeek-V2) take the same factor."""
     entry = _mla_blocks().get("backends", {}).get(backend, {}).get(gpu_name.lower())
     return float(entry["scale"]) if entry else 1.0
 

@@ -70,7 +70,8 @@ class Operator:
     time_scale: float = 1.0
     """Measured time of the block this operator belongs to over the sum of its operators'
     own prices (an engine's MLA block: ``ResolvedParams.mla_block_scale``). Scales the time
-    (compute and memory sides, launches, measured curves), not the FLOPs and bytes."""
+    (compute and memory sides, launches, measured curves, the CPU's kernel issue without CUDA
+    graphs), not the FLOPs and bytes."""
 
 
 @dataclass(frozen=True)
