@@ -55,6 +55,7 @@ DECODE_OPS = {"q_a_proj", "kv_a_proj", "qkv_a_proj", "q_b_proj", "kv_b_absorbed_
               "kv_a_layernorm", "rope"}  # fmt: skip
 """... and on the absorbed (decode) path."""
 PHASES = {"prefill": "context", "decode": "generation"}
+GRIDS = {"prefill": (PREFILL, PREFILL_OPS), "decode": (DECODE, DECODE_OPS)}
 
 
 def module_seconds(cost, layers: int, names: set[str], new_tokens, context) -> float:
@@ -102,29 +103,19 @@ def phase_ratios(gpu: str, backend: str, system: str, root) -> dict | None:
         except ServesimError:
             continue
         L, heads = spec.num_layers, spec.num_attention_heads // tp
-        got = measured_rows(tables["prefill"][0], heads, decode=False)
-        for b, s in PREFILL:
-            if (b, s) in got:
-                mine = module_seconds(cost, L, PREFILL_OPS, np.full(b, s), np.zeros(b, int))
-                ratios["prefill"].append(mine / got[(b, s)])
-                tp_of["prefill"].append(tp)
-        got = measured_rows(tables["decode"][0], heads, decode=True)
-        for b, c in DECODE:
-            if (b, c) in got:
-                mine = module_seconds(cost, L, DECODE_OPS, np.ones(b, int), np.full(b, c))
-                ratios["decode"].append(mine / got[(b, c)])
-                tp_of["decode"].append(tp)
+        for phase, (grid, names) in GRIDS.items():
+            got = measured_rows(tables[phase][0], heads, decode=phase == "decode")
+            for b, n in grid:
+                if (b, n) in got:
+                    new, ctx = _step(phase, b, n)
+                    ratios[phase].append(module_seconds(cost, L, names, new, ctx) / got[(b, n)])
+                    tp_of[phase].append(tp)
     if not ratios["prefill"] or not ratios["decode"]:
         return None
     out = {"table": f"{backend} {tables['prefill'][1]}"}
     for phase, r in ratios.items():
         out[phase] = np.array(r)
-    # The scale: measured ÷ summed, the geometric mean of the two phases' medians; kept only
-    # where it brings both phases closer (one factor cannot serve phases that disagree).
-    mean = 1.0 / math.sqrt(float(np.median(out["prefill"]) * np.median(out["decode"])))
-    closer = all(_error(out[p] * mean) < _error(out[p]) for p in ("prefill", "decode"))
-    out["geometric_mean"] = mean
-    out["scale"] = mean if closer else 1.0
+    out["geometric_mean"], out["scale"] = _block_scale(out)
     out["held_out"] = _tp_held_out(out, {p: np.array(t) for p, t in tp_of.items()})
     return out
 
@@ -132,17 +123,33 @@ def phase_ratios(gpu: str, backend: str, system: str, root) -> dict | None:
 def _tp_held_out(out: dict, tp_of: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each phase's ratios with the block scale fitted to the other TP splits' rows (leave one
     TP out: the scale priced on heads per GPU it did not see)."""
-    held = {p: np.empty_like(out[p]) for p in ("prefill", "decode")}
+    held = {p: out[p].copy() for p in GRIDS}
     for tp in TPS:
         rest = {p: out[p][tp_of[p] != tp] for p in held}
         if not all(len(r) for r in rest.values()):
             continue
-        mean = 1.0 / math.sqrt(float(np.median(rest["prefill"]) * np.median(rest["decode"])))
-        closer = all(_error(rest[p] * mean) < _error(rest[p]) for p in held)
+        _, scale = _block_scale(rest)
         for p in held:
             mine = tp_of[p] == tp
-            held[p][mine] = out[p][mine] * (mean if closer else 1.0)
+            held[p][mine] = out[p][mine] * scale
     return held
+
+
+def _block_scale(ratios: dict) -> tuple[float, float]:
+    """(geometric mean, block scale) of per-phase servesim ÷ measured ratios: measured ÷
+    summed, the geometric mean of the two phases' medians; the scale keeps it only where it
+    brings both phases closer (one factor cannot serve phases that disagree), else 1."""
+    mean = 1.0 / math.sqrt(float(np.median(ratios["prefill"]) * np.median(ratios["decode"])))
+    closer = all(_error(ratios[p] * mean) < _error(ratios[p]) for p in GRIDS)
+    return mean, (mean if closer else 1.0)
+
+
+def _step(phase: str, batch: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(new tokens, context) of a step of ``batch`` fresh ``n``-token prompts (prefill) or
+    ``batch`` decodes at ``n`` tokens of context."""
+    if phase == "prefill":
+        return np.full(batch, n), np.zeros(batch, int)
+    return np.ones(batch, int), np.full(batch, n)
 
 
 def _error(r: np.ndarray) -> float:

@@ -103,10 +103,11 @@ def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | Non
 def _mla_block(hw: Hardware, borrowed: str | None) -> dict[str, float]:
     """Engine backend → the MLA block scale on this GPU (``kernels.mla_block_scale``; a GPU
     that borrows another's tables borrows its scales), for the backends measured."""
-    from servesim.cost.kernels import MOE_BACKENDS, mla_block_scale
+    from servesim.cost.kernels import mla_block_scale
+    from servesim.cost.params import KERNEL_BACKENDS
 
-    gpu = borrowed or hw.name
-    return {b: mla_block_scale(gpu, b) for b in MOE_BACKENDS if mla_block_scale(gpu, b) != 1.0}
+    scales = {b: mla_block_scale(borrowed or hw.name, b) for b in KERNEL_BACKENDS}
+    return {b: s for b, s in scales.items() if s != 1.0}
 
 
 def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
