@@ -299,8 +299,9 @@ def marlin_family_errors(hw) -> tuple[float, float, int] | None:
     model = replace(
         base,
         hidden_size=hidden,
-        moe=replace(base.moe, expert_intermediate_size=width, experts_per_token=topk,
-                    num_experts=experts),  # fmt: skip
+        moe=replace(
+            base.moe, expert_intermediate_size=width, experts_per_token=topk, num_experts=experts
+        ),  # fmt: skip
     )
     # vLLM 0.10 on Hopper, any vLLM on Ada: Marlin's MXFP4 kernels.
     params = CostParams(kernel_tables=True, kernel_backend="vllm", engine_version="0.10.2")
@@ -401,7 +402,11 @@ def borrowed_errors(hw) -> list[str]:
         keyed = {
             (a, b, c): s
             for a, b, c, s, d in zip(
-                theirs["m"], theirs["n"], theirs["k"], theirs["seconds"], theirs["dtype"],
+                theirs["m"],
+                theirs["n"],
+                theirs["k"],
+                theirs["seconds"],
+                theirs["dtype"],
                 strict=True,
             )
             if d == "bf16"

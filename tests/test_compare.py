@@ -305,8 +305,14 @@ def test_chat_template_tokens_go_in_front_of_every_prompt_as_one_shared_prefix(t
     assert template_tokens_of(bench, "Qwen/Qwen3-8B", 0) == (0, [])
     completions = read_bench_result(write(tmp_path, {**doc, "backend": "vllm"}, "c.json"))
     assert template_tokens_of(completions, "Qwen/Qwen3-8B", None) == (0, [])
-    assert templated.predicted["total_input_tokens"] == plain.predicted["total_input_tokens"] + (
-        67 * bench.completed
+    # The simulated prompts carry the template; the totals count as the client counts, its
+    # messages only (vLLM bench's "Total input tokens", total token throughput).
+    assert templated.predicted["template_input_tokens"] == 67 * bench.completed
+    assert templated.predicted["total_input_tokens"] == plain.predicted["total_input_tokens"]
+    total = {r.metric: r for r in templated.rows}["total_token_throughput"]
+    p = templated.predicted
+    assert total.predicted == pytest.approx(
+        (p["total_input_tokens"] + p["total_output_tokens"]) / p["duration"], rel=1e-12
     )
     # The template's 4 full blocks are shared ids 0-3; the rest of each prompt is its own:
     # 167 tokens = 10 full blocks (4 shared + 6 own, ids 4-9); 77 tokens = the template's 4.

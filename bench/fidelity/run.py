@@ -414,6 +414,7 @@ def score_case(
             fields.pop("num_scheduler_steps", None)
             if fields["scheduler"].get("policy") != "static":
                 fields["scheduler"] = {**fields["scheduler"], "policy": "vllm"}
+        from servesim.calibrate.compare import as_client_counts
         from servesim.errors import ServesimError
         from servesim.run import simulate
         from servesim.scenario import build_scenario
@@ -428,6 +429,8 @@ def score_case(
         out["skipped"] = f"servesim: {err}"
         return out
     out["scenario"] = fields
+    # (The client's token totals leave the server's chat template out.)
+    summary = as_client_counts(summary, _chat_template_tokens(case))
     for metric, measured in (case.get("metrics") or {}).items():
         if family(metric) not in FAMILIES or not isinstance(measured, (int, float)):
             continue

@@ -190,6 +190,27 @@ def template_tokens_of(bench: BenchResult, model: str, given: int | None) -> tup
     return 0, []
 
 
+def as_client_counts(summary: dict[str, Any], template_tokens: int) -> dict[str, Any]:
+    """``summary`` with its input-token totals as a chat benchmark's client counts them: the
+    messages' tokens only (vLLM bench's "Total input tokens" and total token throughput leave
+    out the ``template_tokens`` the server rendered around each prompt; the simulated prompts
+    carry them, counted apart as ``template_input_tokens``). Unchanged when
+    ``template_tokens`` is 0."""
+    if not template_tokens:
+        return summary
+    template = template_tokens * summary["completed"]
+    counted = summary["total_input_tokens"] - template
+    duration = summary["duration"]
+    return {
+        **summary,
+        "total_input_tokens": counted,
+        "template_input_tokens": template,
+        "total_token_throughput": (
+            (counted + summary["total_output_tokens"]) / duration if duration > 0 else math.nan
+        ),
+    }
+
+
 def _prompt_hash_ids(inputs: np.ndarray, template_tokens: int) -> list[str]:
     """Each prompt's block ids: the template's full blocks shared by every prompt (ids from
     0), then ids of the prompt's own (unique content)."""
@@ -283,7 +304,7 @@ def compare(
         notes.extend(more)
         data["workload"] = workload
         result = simulate(build_scenario(data, source="scenario"))
-    predicted = result.summary
+    predicted = as_client_counts(result.summary, template)
     measured = measured_metrics(bench)
     if predicted["completed"] != bench.completed:
         notes.append(
