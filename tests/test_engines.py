@@ -449,7 +449,7 @@ def test_tensorrt_llm_pytorch_backend_graphs_only_exact_decode_batches():
 
 
 def test_vllm_v0_chunks_the_prompts_of_long_context_models_by_default():
-    # vLLM 0.5.4-0.7 (V0): max_model_len > 32,000 turns chunked prefill on with V0's
+    # vLLM 0.5.4-0.7 (V0): max_model_len > 32,768 turns chunked prefill on with V0's
     # chunked budget (2048 from 0.6.5), unless the scenario says otherwise; without chunked
     # prefill a step holds one whole prompt: max(window, 2048) tokens.
     from servesim.scenario import build_scenario
@@ -473,6 +473,29 @@ def test_vllm_v0_chunks_the_prompts_of_long_context_models_by_default():
     assert (budget.enable_chunked_prefill, budget.max_num_batched_tokens) == (True, 2048)
     v1 = build_scenario({"engine": "vllm", "model": "llama-3.1-8b"}).scheduler
     assert v1.policy == "vllm" and v1.max_num_batched_tokens == 8192
+    # vLLM's test is max_model_len > 32768 (0.5.4-0.7.3 wheels): a 32,768-token window is
+    # not long context; one token more is.
+    at = sched(model="llama-3.1-8b", max_model_len=32768)
+    assert (at.enable_chunked_prefill, at.max_num_batched_tokens) == (False, 32768)
+    assert sched(model="llama-3.1-8b", max_model_len=32769).enable_chunked_prefill is True
+
+
+def test_vllm_v0_leaves_rocm_out_of_long_context_chunking_from_0_6_5():
+    # vLLM 0.6.5 added `not current_platform.is_rocm()` to the long-context default (0.6.4's
+    # wheel lacks it): an AMD GPU runs one whole prompt a step; an NVIDIA GPU still chunks.
+    from servesim.scenario import build_scenario
+
+    def sched(**fields):
+        return build_scenario({"engine": "vllm-v0", "model": "llama-3.1-8b", **fields}).scheduler
+
+    amd = sched(hardware="MI300X")
+    assert (amd.enable_chunked_prefill, amd.max_num_batched_tokens) == (False, 131072)
+    assert sched(hardware="MI300X", engine_version="0.6.5").enable_chunked_prefill is False
+    assert sched(hardware="MI300X", engine_version="0.6.4").enable_chunked_prefill is True
+    assert sched(hardware="H100", engine_version="0.7.3").enable_chunked_prefill is True
+    # Only V0 has the rule: vLLM V1 always chunks.
+    v1 = build_scenario({"engine": "vllm", "model": "llama-3.1-8b", "hardware": "MI300X"})
+    assert v1.scheduler.enable_chunked_prefill is True
 
 
 def _schedules_ahead(engine, **fields) -> bool:

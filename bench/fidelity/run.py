@@ -315,8 +315,9 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     if isinstance(window, int):
         sc["max_model_len"] = window  # (the served context window, as the server was started)
     if engine == "vllm-v0" and _long_context(sc, args):
-        if _mla(sc) and _version_before(case, (0, 7, 3)):
-            # (MLA models ran without chunked prefill in V0 before 0.7.3, vllm#12639.)
+        if _mla(sc) and _version_before(case, (0, 7, 4)):
+            # (MLA models ran without chunked prefill in V0 until vllm#12639, after 0.7.3:
+            # the 0.7.3 wheel still turns it off for them.)
             sched["enable_chunked_prefill"] = False
         elif _version_before(case, (0, 6, 5)):
             # vLLM V0 before 0.6.5 chunked long-context prompts 512 tokens at a time (the

@@ -320,6 +320,12 @@ _PYTHON_API_SERVER = dict(api_request_s=3e-3, api_per_input_token_s=1e-6, api_st
 """An OpenAI-compatible Python API server's costs (see ``_API_SOURCE``): vLLM V1, SGLang,
 trtllm-serve."""
 
+VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING = "0.6.5"
+"""From this vLLM release the long-context default (``EngineProfile.long_context_chunking``)
+leaves ROCm GPUs out: ``create_engine_config`` adds ``not current_platform.is_rocm()`` to its
+conditions (present in the 0.6.5, 0.6.6 and 0.7.x wheels, absent from 0.6.4's), so an AMD GPU
+runs without chunked prefill, one whole prompt a step."""
+
 VLLM_ASYNC_SCHEDULING_DEFAULT = "0.14.0"
 """The vLLM release that turned async scheduling on by default (vllm-project/vllm#27614; its
 release notes: "Async scheduling is now enabled by default"). 0.10.0-0.13 have it behind
@@ -426,12 +432,14 @@ PROFILES: dict[str, EngineProfile] = {
         api_stream_s=1e-3,
         cuda_graph_sizes=_vllm_graph_sizes(256),
         attention_dp=_ENGINE_PER_RANK,
-        long_context_chunking=(32000, 2048),
+        long_context_chunking=(32768, 2048),
         window_budget=True,
         sources={
             "long_context": "vLLM EngineArgs.create_engine_config (0.5.4 - 0.7, "
-            "vllm-project/vllm#6666): max_model_len > 32000 turns chunked prefill on by "
-            "default (no sliding window, speculative decoding or LoRA), and V0's "
+            "vllm-project/vllm#6666): max_model_len > 32768 (checked in the 0.5.4, 0.6.0, "
+            "0.6.3, 0.6.4, 0.6.5, 0.6.6, 0.7.0 and 0.7.3 wheels) turns chunked prefill on by "
+            "default (no sliding window, speculative decoding or LoRA; not on ROCm from "
+            "0.6.5, see VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING), and V0's "
             "SchedulerConfig then defaults max_num_batched_tokens to 2048 from 0.6.5 "
             "(vllm-project/vllm#10544; 512 before, its log: 'Chunked prefill is enabled with "
             "max_num_batched_tokens=512')",
