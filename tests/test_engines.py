@@ -480,6 +480,40 @@ def test_vllm_v0_chunks_the_prompts_of_long_context_models_by_default():
     assert sched(model="llama-3.1-8b", max_model_len=32769).enable_chunked_prefill is True
 
 
+def test_vllm_v0_decodes_eagerly_past_its_graph_sequence_length():
+    # vLLM V0 runs a decode batch's CUDA graph only while its longest sequence, the new token
+    # included, is within max_seq_len_to_capture (8192): an 8,000-token prompt decodes 192
+    # steps under the graph, then eagerly. A fast-forwarded span stops at the boundary, so
+    # spans and single steps give the same records.
+    from servesim.run import simulate
+    from servesim.scenario import build_scenario
+
+    def steps(engine: str, fast_forward: bool):
+        scenario = build_scenario({
+            "engine": engine, "model": "llama-3.1-8b", "api_server": False,
+            "fast_forward": fast_forward,
+            "workload": {"num_requests": 1, "input_len": 8000, "output_len": 400,
+                         "arrival": {"kind": "burst"}},
+        })  # fmt: skip
+        cols = simulate(scenario).records.step_columns()
+        return {k: np.asarray(v) for k, v in cols.items()}
+
+    stepped = steps("vllm-v0", False)
+    decode = stepped["prefill_tokens"] == 0
+    seconds = stepped["duration_s"][decode]
+    context = stepped["context_tokens"][decode]
+    graphed, eager = seconds[context < 8192], seconds[context >= 8192]
+    assert len(graphed) == 192 and len(eager) == 207
+    assert eager.min() > 1.3 * graphed.max()  # (each kernel issued by the CPU)
+    spans = steps("vllm-v0", True)
+    assert spans["num_steps"][spans["prefill_tokens"] == 0].tolist() == [192, 207]
+    assert np.isclose(spans["duration_s"].sum(), stepped["duration_s"].sum(), rtol=1e-12)
+    # vLLM V1's piecewise graphs leave attention outside the graph: no such limit.
+    v1 = steps("vllm", False)
+    v1_seconds = v1["duration_s"][v1["prefill_tokens"] == 0]
+    assert v1_seconds.max() < 1.05 * v1_seconds.min()
+
+
 def test_vllm_v0_leaves_rocm_out_of_long_context_chunking_from_0_6_5():
     # vLLM 0.6.5 added `not current_platform.is_rocm()` to the long-context default (0.6.4's
     # wheel lacks it): an AMD GPU runs one whole prompt a step; an NVIDIA GPU still chunks.

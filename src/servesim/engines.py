@@ -121,6 +121,10 @@ class EngineProfile:
     piecewise graphs); 0: only pure-decode steps of a captured size do (vLLM V0, SGLang: a
     step with prompt tokens runs eagerly, each kernel issued by the CPU); None: every step
     runs without per-kernel CPU issue (a C++ runtime: TensorRT-LLM, TurboMind)."""
+    graph_max_seq_len: int | None = None
+    """A pure-decode step whose longest sequence (its tokens so far, the one being decoded
+    included) exceeds this many tokens runs eagerly, whatever its batch (vLLM V0's
+    ``max_seq_len_to_capture``); None: no such limit."""
     host_overlap_from: str | None = None
     """The release from which ``host_overlap`` is the engine's default; before it the host
     work runs between steps unless the scenario turns the overlap on (vLLM: 0.14.0, when
@@ -431,6 +435,7 @@ PROFILES: dict[str, EngineProfile] = {
         api_per_input_token_s=1e-6,
         api_stream_s=1e-3,
         cuda_graph_sizes=_vllm_graph_sizes(256),
+        graph_max_seq_len=8192,
         attention_dp=_ENGINE_PER_RANK,
         long_context_chunking=(32768, 2048),
         window_budget=True,
@@ -455,6 +460,10 @@ PROFILES: dict[str, EngineProfile] = {
             "(vllm-project/vllm#7000) reports ~1.3x throughput at 8 steps for 8B models on "
             "H100, which a few ms of synchronous host work per step explains",
             "cuda_graph_sizes": "vLLM 0.6 _BATCH_SIZES_TO_CAPTURE (1, 2, 4, multiples of 8 to 256)",
+            "graph_max_seq_len": "vLLM V0 EngineArgs.max_seq_len_to_capture = 8192 (capped at "
+            "max_model_len); ModelInputForGPUBuilder._use_captured_graph runs a decode batch's "
+            "graph only if max_decode_seq_len <= it, else eagerly (checked in the 0.6.3 and "
+            "0.7.3 wheels)",
             "api": _API_SOURCE,
         },
     ),

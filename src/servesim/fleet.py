@@ -269,6 +269,7 @@ def _build_groups(
                     graph_batch=graph_batch,
                     eager_cost=eager_cost,
                     graphed=graphed if eager_cost is not None else None,
+                    graph_max_seq_len=profile.graph_max_seq_len,
                     admission_conservativeness=(
                         profile.attention_dp.conservativeness if par.dp > 1 else 1.0
                     ),

@@ -126,6 +126,7 @@ class Instance:
         graph_batch: Callable[[int], int] | None = None,
         eager_cost: StepCost | None = None,
         graphed: Callable[[bool, int, int], bool] | None = None,
+        graph_max_seq_len: int | None = None,
         admission_conservativeness: float = 1.0,
         schedule_ahead: bool = False,
     ):
@@ -144,6 +145,9 @@ class Instance:
         """Cost of the steps no CUDA graph covers (None: ``cost`` times every step)."""
         self.graphed = graphed
         """``graphed(decode_only, tokens, sequences)``: whether a step runs under a graph."""
+        self.graph_max_seq_len = graph_max_seq_len if graphed is not None else None
+        """A decode step whose longest sequence, its new token included, is longer runs
+        eagerly (``EngineProfile.graph_max_seq_len``); spans stop where one would cross it."""
         self.schedule_ahead = schedule_ahead
         """The engine forms step n+1 while step n starts (vLLM's async scheduling, SGLang's and
         TensorRT-LLM's overlap schedulers): a request queued during step n joins step n+2."""
@@ -325,7 +329,10 @@ class Instance:
         decode_only = batch.drafts is None and num_tokens == num_rows
         cost = self.cost
         if self.eager_cost is not None and self.graphed is not None:
-            if not self.graphed(decode_only, num_tokens, num_rows):
+            limit = self.graph_max_seq_len
+            if not self.graphed(decode_only, num_tokens, num_rows) or (
+                decode_only and limit is not None and int(_max(context)) >= limit
+            ):
                 cost = self.eager_cost
         if self.graph_batch is not None and decode_only and cost is self.cost:
             pad = self.graph_batch(num_rows) - num_rows
@@ -396,6 +403,13 @@ class Instance:
         if longest <= 1:
             return 1, longest
         span = self._kv_steps(longest)
+        limit = self.graph_max_seq_len
+        if limit is not None and span > 1:
+            # Step j of the span decodes sequences of up to top + j tokens: it keeps the
+            # graph while that is within the limit, so the span ends where it would cross.
+            top = int(_max(self.running.computed)) + 1
+            if top <= limit:
+                span = min(span, limit - top + 1)
         look_ahead = self.state.admission
         if look_ahead is not None and self.waiting and span > 1:
             # The look-ahead test loosens as outputs are decoded and the ratio falls: stop
