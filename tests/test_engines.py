@@ -514,6 +514,31 @@ def test_vllm_v0_decodes_eagerly_past_its_graph_sequence_length():
     assert v1_seconds.max() < 1.05 * v1_seconds.min()
 
 
+def test_vllm_v1_sizes_its_cuda_graphs_by_release_and_scheduler_limits():
+    # (wheel-checked) before 0.10: 1, 2, 4, multiples of 8 to 512; from 0.10 up to
+    # min(2 x max_num_seqs, 512); from 0.12 by 16 from 256; never past the token budget.
+    from servesim.engines import vllm_v1_graph_sizes
+
+    assert vllm_v1_graph_sizes("0.9.2", 64, 8192) == (1, 2, 4, *range(8, 513, 8))
+    assert vllm_v1_graph_sizes("0.10.2", 64, 8192) == (1, 2, 4, *range(8, 129, 8))
+    assert vllm_v1_graph_sizes("0.11.0", 1024, 8192) == (1, 2, 4, *range(8, 513, 8))
+    newest = (1, 2, 4, *range(8, 256, 8), *range(256, 513, 16))
+    assert vllm_v1_graph_sizes("0.12.0", 1024, 8192) == newest
+    assert vllm_v1_graph_sizes(None, 256, 2048) == newest
+    assert vllm_v1_graph_sizes(None, 1024, 100)[-1] == 96
+
+    # A step of up to the largest size runs under the piecewise graphs: with 64 sequences a
+    # 200-token mixed step runs eagerly from 0.10, under a graph before (and at 1,024).
+    def graphed(**fields) -> bool:
+        scenario = build_scenario({"engine": "vllm", "hardware": "H100", **fields})
+        instance = build_fleet(scenario, np.random.default_rng(0)).instances[0]
+        return instance.graphed(False, 200, 10)
+
+    assert not graphed(engine_version="0.10.2", scheduler={"max_num_seqs": 64})
+    assert graphed(engine_version="0.9.2", scheduler={"max_num_seqs": 64})
+    assert graphed(engine_version="0.10.2")
+
+
 def test_vllm_v0_leaves_rocm_out_of_long_context_chunking_from_0_6_5():
     # vLLM 0.6.5 added `not current_platform.is_rocm()` to the long-context default (0.6.4's
     # wheel lacks it): an AMD GPU runs one whole prompt a step; an NVIDIA GPU still chunks.

@@ -172,6 +172,10 @@ class EngineProfile:
     graph_sizes_by_gpu: Callable[[float, int], tuple[int, ...]] | None = None
     """When the engine picks its CUDA-graph batch sizes by the GPU: ``(hbm_bytes, tp)`` →
     the sizes (None: ``cuda_graph_sizes`` everywhere)."""
+    graph_sizes_by_batch: Callable[[str | None, int, int], tuple[int, ...]] | None = None
+    """When the engine sizes its CUDA graphs by its scheduler limits: ``(release,
+    max_num_seqs, max_num_batched_tokens)`` → the captured sizes, whose largest is then also
+    ``graph_max_tokens`` (None: ``cuda_graph_sizes`` as given)."""
     attention_dp: AttentionDP = AttentionDP()
     """How the engine runs attention data-parallel ranks."""
     sources: dict[str, str] = field(default_factory=dict)
@@ -196,6 +200,21 @@ class EngineProfile:
             out = replace(out, host_overlap=rules.host_overlap)
         return out
 
+    def for_batch(
+        self, release: str | None, max_num_seqs: int, max_num_batched_tokens: int
+    ) -> "EngineProfile":
+        """This profile's CUDA graphs under a scheduler of ``max_num_seqs`` sequences and
+        ``max_num_batched_tokens`` tokens a step, at ``release`` (None: the newest)."""
+        if self.graph_sizes_by_batch is None:
+            return self
+        sizes = self.graph_sizes_by_batch(release, max_num_seqs, max_num_batched_tokens)
+        top = self.graph_max_tokens
+        return replace(
+            self,
+            cuda_graph_sizes=sizes,
+            graph_max_tokens=sizes[-1] if top and sizes else top,
+        )
+
     def graphed(self, decode_only: bool, tokens: int, batch: int) -> bool:
         """Whether a step of ``tokens`` tokens over ``batch`` sequences (``decode_only``: one
         token each) runs without per-kernel CPU issue."""
@@ -216,6 +235,25 @@ class EngineProfile:
             if size >= batch:
                 return size
         return batch
+
+
+def vllm_v1_graph_sizes(
+    release: str | None, max_num_seqs: int, max_num_batched_tokens: int
+) -> tuple[int, ...]:
+    """The batch sizes vLLM V1 captures CUDA graphs for by default (checked in the 0.8.0,
+    0.9.0, 0.9.2, 0.10.0, 0.10.2, 0.11.0 and 0.12.0 wheels): 1, 2, 4 and multiples of 8 up to
+    512 before 0.10; from 0.10 up to min(2 × ``max_num_seqs``, 512) (``SchedulerConfig``'s
+    ``cuda_graph_sizes`` default); from 0.12 by 16 from 256 on. Always at most
+    ``max_num_batched_tokens``. ``release`` None: the newest."""
+    top = 512
+    if release is None or not release_before(release, "0.10.0"):
+        top = min(2 * max_num_seqs, top)
+    top = min(top, max_num_batched_tokens)
+    if release is not None and release_before(release, "0.12.0"):
+        sizes = [1, 2, 4, *range(8, top + 1, 8)]
+    else:
+        sizes = [1, 2, 4, *range(8, min(top + 1, 256), 8), *range(256, top + 1, 16)]
+    return tuple(size for size in sizes if size <= top)
 
 
 def _vllm_graph_sizes(max_size: int) -> tuple[int, ...]:
@@ -378,6 +416,7 @@ PROFILES: dict[str, EngineProfile] = {
         **_PYTHON_API_SERVER,
         cuda_graph_sizes=_vllm_graph_sizes(512),
         graph_max_tokens=512,
+        graph_sizes_by_batch=vllm_v1_graph_sizes,
         batch_defaults=vllm_v1_batch_defaults,
         attention_dp=_ENGINE_PER_RANK,
         sources={
@@ -410,7 +449,8 @@ PROFILES: dict[str, EngineProfile] = {
             "the one before it is taken off the queue, i.e. as the step in between starts, "
             "and requests that arrive later wait for the one after",
             "cuda_graph_sizes": "vLLM CompilationConfig.cudagraph_capture_sizes default "
-            "(1, 2, 4, multiples of 8 to 256, of 16 to 512)",
+            "(1, 2, 4, multiples of 8 to 256, of 16 to 512), by release and scheduler limits: "
+            "see vllm_v1_graph_sizes",
             "api": _API_SOURCE,
         },
     ),

@@ -214,6 +214,10 @@ def _build_groups(
         par = parallelism_of(group)
         # (its graph sizes on this GPU; with attention DP, per rank, and its host)
         profile = base_profile.for_gpu(hardware.hbm_bytes, par.tp * par.dp, par.dp)
+        # (and as its scheduler limits size them)
+        profile = profile.for_batch(
+            scenario.engine_version, config.max_num_seqs, config.max_num_batched_tokens
+        )
         graph_batch = (
             profile.graph_batch if scenario.cuda_graphs and profile.cuda_graph_sizes else None
         )
