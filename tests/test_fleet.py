@@ -94,23 +94,29 @@ def test_ep_beyond_tp_still_means_wide_ep_over_dp_ranks():
 
 
 @pytest.mark.parametrize(
-    "engine, budget, threshold, seqs, ratio, largest_graph, overlap",
+    "engine, release, budget, threshold, seqs, ratio, largest_graph, overlap",
     [
         # SGLang 0.5: chunked_prefill_size // dp per rank, schedule_conservativeness × 0.3.
-        ("sglang", 8192, 1024, 4096, 0.7 * 0.3, 512, True),
-        # SGLang 0.4: chunk // 2 per rank, graphs up to 96 per rank, no overlap scheduler.
-        ("sglang-0.4", 8 * 4096, 4096, 4096, 0.7 * 0.3, 96, False),
+        ("sglang", None, 8192, 1024, 4096, 0.7 * 0.3, 512, True),
+        # SGLang 0.4 by release (server_args.py, 0.4.0-0.4.9 wheels): 0.4.0 chunk // 2 per
+        # rank, graphs up to 96 per rank, no overlap scheduler; 0.4.1 lifts the graph cap,
+        # 0.4.2 keeps the overlap scheduler on, 0.4.5 divides the chunk by dp.
+        ("sglang-0.4", "0.4.0", 8 * 4096, 4096, 4096, 0.7 * 0.3, 96, False),
+        ("sglang-0.4", "0.4.1", 8 * 4096, 4096, 4096, 0.7 * 0.3, 160, False),
+        ("sglang-0.4", "0.4.3.post2", 8 * 4096, 4096, 4096, 0.7 * 0.3, 160, True),
+        ("sglang-0.4", None, 8192, 1024, 4096, 0.7 * 0.3, 160, True),
         # vLLM: an engine per rank, each with vLLM V1's H200 server defaults (8192, 1024).
-        ("vllm", 8 * 8192, 8192, 8 * 1024, None, 512, True),
+        ("vllm", None, 8 * 8192, 8192, 8 * 1024, None, 512, True),
     ],
 )
 def test_engines_run_attention_dp_ranks_their_own_way(
-    engine, budget, threshold, seqs, ratio, largest_graph, overlap
+    engine, release, budget, threshold, seqs, ratio, largest_graph, overlap
 ):
-    scenario = build_scenario(
-        {"model": "deepseek-v3", "hardware": "H200", "tp": 1, "dp": 8, "engine": engine,
-         "workload": {"num_requests": 4}}
-    )  # fmt: skip
+    data = {"model": "deepseek-v3", "hardware": "H200", "tp": 1, "dp": 8, "engine": engine,
+            "workload": {"num_requests": 4}}  # fmt: skip
+    if release is not None:
+        data["engine_version"] = release
+    scenario = build_scenario(data)
     (group,) = build_fleet(scenario, np.random.default_rng(0)).groups
     inst = group.instances[0]
     cfg = inst.config

@@ -44,8 +44,22 @@ class AttentionDP:
     graph_max_per_rank: int | None = None
     """Largest decode CUDA graph per rank (SGLang 0.4: ``cuda_graph_max_bs`` capped at 96)."""
     host_overlap: bool | None = None
-    """The host's work overlaps the GPU under DP attention (None: as without; SGLang 0.4 turns
-    its overlap scheduler off)."""
+    """The host's work overlaps the GPU under DP attention (None: as without; SGLang 0.4.0-0.4.1
+    turn the overlap scheduler off)."""
+    before: tuple[tuple[str, str, Any], ...] = ()
+    """``(release, field, value)``: releases before ``release`` had ``value`` for ``field``
+    (the fields above hold the newest release's rules; :meth:`at_release` applies these)."""
+
+    def at_release(self, release: str | None) -> "AttentionDP":
+        """These rules as ``release`` ran them (None: the newest)."""
+        if release is None or not self.before:
+            return self
+        older = {
+            name: value
+            for threshold, name, value in self.before
+            if release_before(release, threshold)
+        }
+        return replace(self, **older) if older else self
 
     def rank_budget(self, budget: int, dp: int) -> int:
         """Tokens one rank schedules per step out of the instance's ``budget``."""
@@ -199,6 +213,12 @@ class EngineProfile:
         if dp > 1 and rules.host_overlap is not None:
             out = replace(out, host_overlap=rules.host_overlap)
         return out
+
+    def at_release(self, release: str | None) -> "EngineProfile":
+        """This profile as ``release`` ran it (None: the newest it describes): its attention-DP
+        rules (``AttentionDP.before``)."""
+        rules = self.attention_dp.at_release(release)
+        return self if rules is self.attention_dp else replace(self, attention_dp=rules)
 
     def for_batch(
         self, release: str | None, max_num_seqs: int, max_num_batched_tokens: int
@@ -698,13 +718,21 @@ PROFILES["sglang-0.4"] = replace(
     name="sglang-0.4",
     description="SGLang 0.4 (late 2024 - spring 2025): as `sglang`, with that release's fixed "
     "defaults: prompts chunked at 8192 tokens and decode CUDA graphs up to 160 sequences on "
-    "every GPU",
+    "every GPU; DP attention's rules by release",
     versions="0.4.x",
     batch_defaults=None,
     graph_sizes_by_gpu=None,
     memory_fraction=sglang04_mem_fraction_static,
+    # (server_args.py under --enable-dp-attention, checked in the 0.4.0-0.4.9 wheels: the
+    # prefill chunk // 2, then // dp_size from 0.4.5; conservativeness x 0.3 throughout; CUDA
+    # graphs capped at 96 sequences in 0.4.0 only; the overlap scheduler off in 0.4.0-0.4.1.)
     attention_dp=AttentionDP(
-        budget_divisor=2, conservativeness=0.3, graph_max_per_rank=96, host_overlap=False
+        conservativeness=0.3,
+        before=(
+            ("0.4.1", "graph_max_per_rank", 96),
+            ("0.4.2", "host_overlap", False),
+            ("0.4.5", "budget_divisor", 2),
+        ),
     ),
 )
 

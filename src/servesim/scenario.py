@@ -290,7 +290,7 @@ def engine_profile_of(sc: "Scenario"):
     if sc.engine not in ENGINES:
         valid = ", ".join(ENGINES)
         raise FieldError("engine", f"unknown engine {sc.engine!r} (use one of: {valid})")
-    return engine_profile(sc.engine)
+    return engine_profile(sc.engine).at_release(sc.engine_version)
 
 
 def scheduler_steps(sc: "Scenario") -> int:
