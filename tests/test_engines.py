@@ -388,12 +388,17 @@ def test_sglang_captures_decode_graphs_by_gpu_memory_and_tp():
     assert sglang_graph_sizes_by_gpu(180 * gib, 1)[-1] == 512
     assert sglang_graph_sizes_by_gpu(22 * gib, 1)[-1] == 8
     assert sglang_graph_sizes_by_gpu(22 * gib, 4)[-1] == 80
-    # The 0.4 profile keeps that release's sizes (up to 160) and 8192-token chunks everywhere.
+    # The 0.4 profile keeps that release's sizes (1, 2, 4, multiples of 8 up to 160; 8 or 80
+    # under 25,000 MiB) and 8192-token chunks (2048 under 25,000 MiB): 0.4.0-0.4.9 wheels.
     old = engine_profile("sglang-0.4")
-    assert old.for_gpu(80 * gib, 8).cuda_graph_sizes[-1] == 160
+    assert old.for_gpu(80 * gib, 8).cuda_graph_sizes == (1, 2, 4, *range(8, 161, 8))
+    assert old.for_gpu(22 * gib, 1).cuda_graph_sizes == (1, 2, 4, 8)
+    assert old.for_gpu(22 * gib, 4).cuda_graph_sizes[-1] == 80
     assert engine_profile("sglang").for_gpu(80 * gib, 8).cuda_graph_sizes[-1] == 512
     b200 = build_scenario({"engine": "sglang-0.4", "hardware": "B200"}).scheduler
     assert b200.max_num_batched_tokens == 8192
+    l4 = build_scenario({"engine": "sglang-0.4", "hardware": "L4"}).scheduler
+    assert l4.max_num_batched_tokens == 2048
 
 
 def test_sglang_picks_its_memory_fraction_by_release_gpu_and_split():

@@ -360,6 +360,28 @@ def sglang_mem_fraction_static(
     return round((mib - reserved) / mib, 3)
 
 
+SGLANG04_SMALL_GPU_MIB = 25_000
+"""SGLang 0.4's threshold for its small-GPU defaults (``server_args.py``: ``gpu_mem < 25_000``,
+the GPU's memory in MiB): the A10G and L4 (about 23,000 MiB) fall under it."""
+
+
+def sglang04_graph_sizes_by_gpu(hbm_bytes: float, tp: int) -> tuple[int, ...]:
+    """SGLang 0.4's decode CUDA-graph batch sizes (checked in the 0.4.0-0.4.9 wheels): 1, 2, 4
+    and multiples of 8 up to ``cuda_graph_max_bs``, 160, or on a GPU under 25,000 MiB 8 (TP < 4)
+    or 80 (0.4.1 on)."""
+    top = 160
+    if hbm_bytes / 2**20 < SGLANG04_SMALL_GPU_MIB:
+        top = 8 if tp < 4 else 80
+    return tuple(s for s in (1, 2, 4, *range(8, 161, 8)) if s <= top)
+
+
+def sglang04_batch_defaults(hbm_bytes: float, gpu_name: str, api_server: bool) -> tuple[int, int]:
+    """(chunked_prefill_size, max_running_requests) of SGLang 0.4: 8,192 tokens, 2,048 on a
+    GPU under 25,000 MiB (0.4.0-0.4.9 wheels); the requests stay the profile's 4,096."""
+    small = hbm_bytes / 2**20 < SGLANG04_SMALL_GPU_MIB
+    return (2048 if small else 8192), 4096
+
+
 def sglang04_mem_fraction_static(
     hbm_bytes: float, chunk: int, graph_max_bs: int, tp: int, pp: int, dp: int
 ) -> float:
@@ -716,12 +738,13 @@ PROFILES["trtllm-pytorch"] = replace(
 PROFILES["sglang-0.4"] = replace(
     PROFILES["sglang"],
     name="sglang-0.4",
-    description="SGLang 0.4 (late 2024 - spring 2025): as `sglang`, with that release's fixed "
-    "defaults: prompts chunked at 8192 tokens and decode CUDA graphs up to 160 sequences on "
-    "every GPU; DP attention's rules by release",
+    description="SGLang 0.4 (late 2024 - spring 2025): as `sglang`, with that release's "
+    "defaults: prompts chunked at 8192 tokens and decode CUDA graphs up to 160 sequences (2048 "
+    "and 8 or 80 on GPUs under 25,000 MiB); DP attention's rules by release",
     versions="0.4.x",
-    batch_defaults=None,
-    graph_sizes_by_gpu=None,
+    cuda_graph_sizes=sglang04_graph_sizes_by_gpu(80e9, 1),
+    batch_defaults=sglang04_batch_defaults,
+    graph_sizes_by_gpu=sglang04_graph_sizes_by_gpu,
     memory_fraction=sglang04_mem_fraction_static,
     # (server_args.py under --enable-dp-attention, checked in the 0.4.0-0.4.9 wheels: the
     # prefill chunk // 2, then // dp_size from 0.4.5; conservativeness x 0.3 throughout; CUDA
