@@ -993,3 +993,21 @@ def test_an_engines_mla_block_runs_as_its_module_tables_measure_it():
                                                                   kernel_backend="vllm")
     )  # fmt: skip
     assert llama.resolved.mla_block_scale == 1.0
+
+
+def test_a_missing_mla_block_file_fails_loudly_instead_of_pricing_the_kernel_sum(
+    monkeypatch, tmp_path
+):
+    # The file ships with the package: without it, vLLM's DeepSeek block would quietly price
+    # 1.36x faster on an H200, so a broken install raises, naming the file and the fix.
+    import servesim.cost.kernels as K
+
+    K._mla_blocks.cache_clear()
+    monkeypatch.setattr(K, "MLA_BLOCK_FILE", tmp_path / "mla_block.json")
+    try:
+        with pytest.raises(FileNotFoundError, match="mla_block.json is missing"):
+            K.mla_block_scale("H200", "vllm")
+    finally:
+        K._mla_blocks.cache_clear()
+    monkeypatch.undo()
+    assert K.mla_block_scale("H200", "vllm") > 1.3

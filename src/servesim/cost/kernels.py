@@ -132,8 +132,13 @@ prices them; written by ``python bench/mla_accuracy.py --write``."""
 
 @functools.cache
 def _mla_blocks() -> dict:
+    # NOTE: the file ships with the package; without it every MLA model would silently price
+    # its block at the kernel sum, so a broken install fails here instead.
     if not MLA_BLOCK_FILE.is_file():
-        return {}
+        raise FileNotFoundError(
+            f"{MLA_BLOCK_FILE} is missing from this servesim install (reinstall servesim, or "
+            "write it with `python bench/mla_accuracy.py --write`)"
+        )
     return json.loads(MLA_BLOCK_FILE.read_text())
 
 
