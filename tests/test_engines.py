@@ -246,8 +246,14 @@ def test_vllm_overlaps_host_work_from_0_14_or_with_async_scheduling():
     assert host_overlap_of(vllm, "0.10.2", True) and not host_overlap_of(vllm, "0.14.0", False)
     assert host_overlap_of(sglang, "0.4.3", None)  # (no release rule: the profile's)
     # 0.14 leaves it off for non-EAGLE speculative decoding, unless the deployment turns it on
-    # (vLLM config/vllm.py); under pipeline parallelism its batch queue keeps the host beside
-    # the GPU anyway.
+    # (vLLM config/vllm.py). Under pipeline parallelism it runs only from 0.15.0 (vllm#32359;
+    # 0.10.2 and 0.14.0 refuse --async-scheduling with pp > 1): before, the host never
+    # overlaps, whatever the flag says; the newest release (None) overlaps.
+    assert not host_overlap_of(vllm, "0.14.0", None, pp=2)
+    assert not host_overlap_of(vllm, "0.10.2", True, pp=2)
+    assert host_overlap_of(vllm, "0.15.0", None, pp=2) and host_overlap_of(vllm, None, None, pp=4)
+    assert host_overlap_of(vllm, "0.14.0", None, pp=1)
+    assert host_overlap_of(sglang, "0.4.3", None, pp=2)  # (no such rule)
     assert not host_overlap_of(vllm, "0.15.0", None, speculative_method="ngram")
     assert not host_overlap_of(vllm, None, None, speculative_method="draft:meta-llama/Llama-3.2-1B")
     assert host_overlap_of(vllm, None, None, speculative_method="eagle")

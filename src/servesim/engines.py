@@ -151,9 +151,14 @@ class EngineProfile:
     """Deployments for which the engine leaves its overlap off by default, from
     :data:`OVERLAP_BLOCKERS`: ``speculation`` (any speculative decoding), ``draft_speculation``
     (speculative decoding other than EAGLE-style drafting). A scenario that sets
-    ``async_scheduling`` decides for itself. (Pipeline parallelism is not one: vLLM turns async
-    scheduling off under it, but keeps ``pp`` batches in flight in its batch queue, and SGLang's
-    pipeline loop likewise, so host work still runs beside the GPU.)"""
+    ``async_scheduling`` decides for itself. (Pipeline parallelism: ``pipeline_overlap_from``.)"""
+    pipeline_overlap_from: str | None = None
+    """The release from which the host work overlaps under pipeline parallelism (``pp`` > 1) as
+    it does without; before it, with ``pp`` > 1, each micro-batch's host work runs between its
+    steps whatever ``async_scheduling`` says (vLLM: 0.15.0, vllm-project/vllm#32359 and #32618;
+    the 0.10.2 and 0.14.0 wheels refuse ``--async-scheduling`` with ``pp`` > 1, and #32618
+    measured PP4 decode 31.8% faster once it overlapped, the batch queue's ``pp`` micro-batches
+    in flight notwithstanding). None: no such rule (SGLang's pipeline loop)."""
     schedules_ahead: bool = False
     """The host overlap comes from forming step n+1 as step n starts (vLLM's async
     scheduling, SGLang's and TensorRT-LLM's PyTorch-backend overlap schedulers): a request that
@@ -415,6 +420,11 @@ VLLM_ASYNC_SCHEDULING_DEFAULT = "0.14.0"
 release notes: "Async scheduling is now enabled by default"). 0.10.0-0.13 have it behind
 ``--async-scheduling``."""
 
+VLLM_PIPELINE_ASYNC_SCHEDULING = "0.15.0"
+"""The first vLLM release that runs async scheduling with pipeline parallelism (the 0.14.0
+wheel's ``VllmConfig`` still refuses or disables it for ``pipeline_parallel_size > 1``; the
+0.15.0 wheel's does not: vllm-project/vllm#32359, #32618)."""
+
 OVERLAP_BLOCKERS = ("speculation", "draft_speculation")
 """Deployment traits an engine may leave its host overlap off for (``overlap_off_with``)."""
 
@@ -452,6 +462,7 @@ PROFILES: dict[str, EngineProfile] = {
         enable_prefix_caching=knobs.ENABLE_PREFIX_CACHING,
         host_overlap=True,
         host_overlap_from=VLLM_ASYNC_SCHEDULING_DEFAULT,
+        pipeline_overlap_from=VLLM_PIPELINE_ASYNC_SCHEDULING,
         overlap_off_with=("draft_speculation",),
         schedules_ahead=True,
         **_PYTHON_EXECUTOR_HOST,
@@ -483,9 +494,13 @@ PROFILES: dict[str, EngineProfile] = {
             "all host work whenever the flag is on",
             "overlap_off_with": "vLLM config/vllm.py (0.14): async scheduling left unset is "
             "turned off with speculative methods outside EagleModelTypes (EAGLE, EAGLE-3, MTP), "
-            "with a warning; also with pipeline_parallel_size > 1, but max_concurrent_batches "
-            "is then the PP size ('PP requires PP-size concurrent batches to fill the "
-            "pipeline'): the batch queue still schedules beside the GPU",
+            "with a warning; also with pipeline_parallel_size > 1 until 0.15.0 (an explicit "
+            "--async-scheduling with PP is refused: 0.10.2 and 0.14.0 wheels), see "
+            "pipeline_overlap_from",
+            "pipeline_overlap_from": "vllm-project/vllm#32359 and #32618 (Jan 2026, in the "
+            "0.15.0 wheel): async scheduling with PP; #32618, Qwen3-30B-A3B FP8 at PP4, "
+            "--async-scheduling against --no-async-scheduling: TPOT 31.8% lower, throughput "
+            "30.8% higher, so the batch queue's micro-batches did not hide the host work",
             "schedules_ahead": "vLLM v1/engine/core.py step_with_batch_queue: with async "
             "scheduling the batch queue holds two steps; the next one is scheduled as soon as "
             "the one before it is taken off the queue, i.e. as the step in between starts, "
@@ -768,12 +783,18 @@ def host_overlap_of(
     async_scheduling: bool | None,
     *,
     speculative_method: str | None = None,
+    pp: int = 1,
 ) -> bool:
-    """Whether the engine's host work overlaps its GPU steps: the scenario's
+    """Whether the engine's host work overlaps its GPU steps: never under pipeline
+    parallelism (``pp`` > 1) before ``profile.pipeline_overlap_from``; else the scenario's
     ``async_scheduling`` when given, else the profile's default at ``engine_version`` (None:
     the newest release), off before ``profile.host_overlap_from`` and for the deployments of
     ``profile.overlap_off_with`` (``speculative_method``: the scenario's
     ``speculative.method``, ``draft:MODEL``, ``ngram`` or ``eagle``)."""
+    piped = profile.pipeline_overlap_from
+    if pp > 1 and piped is not None and engine_version is not None:
+        if release_before(engine_version, piped):
+            return False
     if async_scheduling is not None:
         return async_scheduling
     start = profile.host_overlap_from

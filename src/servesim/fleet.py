@@ -124,15 +124,17 @@ def scheduler_config(spec: SchedulerSpec) -> SchedulerConfig:
     )
 
 
-def host_overlaps(scenario: Scenario, profile: EngineProfile) -> bool:
+def host_overlaps(scenario: Scenario, profile: EngineProfile, pp: int | None = None) -> bool:
     """Whether ``profile``'s host work runs beside its GPU steps in ``scenario`` (its release,
-    ``async_scheduling`` and speculative method; see :func:`engines.host_overlap_of`)."""
+    ``async_scheduling``, speculative method and pipeline stages, ``pp``: the scenario's when
+    None; see :func:`engines.host_overlap_of`)."""
     spec = scenario.speculative
     return host_overlap_of(
         profile,
         scenario.engine_version,
         scenario.async_scheduling,
         speculative_method=spec.method if spec else None,
+        pp=scenario.pp if pp is None else pp,
     )
 
 
@@ -174,7 +176,7 @@ def _cost_params(
         kv_dtype=group.kv_dtype,
         cuda_graphs=scenario.cuda_graphs,
         kernel_tables=scenario.kernel_tables,
-        host_overlap=host_overlaps(scenario, profile),
+        host_overlap=host_overlaps(scenario, profile, par.pp),
         moe_backend=profile.moe_backend,
         kernel_backend=profile.kernel_backend,
         engine_version=scenario.engine_version,
