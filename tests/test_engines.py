@@ -366,6 +366,16 @@ def test_vllm_v1_sizes_its_batch_by_the_gpu_and_the_usage_context():
     assert offline.max_num_batched_tokens == 16384
     given = build_scenario({"hardware": "A100-80GB", "scheduler": {"max_num_seqs": 64}}).scheduler
     assert (given.max_num_batched_tokens, given.max_num_seqs) == (2048, 64)
+    # By release (0.8.0-0.8.5, 0.9.0 wheels): 0.8.5 gave the 80 GB A100 the larger values;
+    # 0.8.0-0.8.4 only GPUs named H100/H200 (a B200 took 2048), 1024 sequences everywhere
+    # before 0.8.4.
+    assert vllm_v1_batch_defaults(80 * gib, "A100-80GB", True, "0.8.5") == (8192, 1024)
+    assert vllm_v1_batch_defaults(80 * gib, "A100-80GB", True, "0.9.0") == (2048, 256)
+    assert vllm_v1_batch_defaults(178 * gib, "B200", True, "0.8.3") == (2048, 1024)
+    assert vllm_v1_batch_defaults(178 * gib, "B200", True, "0.8.4") == (2048, 256)
+    assert vllm_v1_batch_defaults(79.6 * gib, "H100-PCIe", True, "0.8.0") == (8192, 1024)
+    old = build_scenario({"hardware": "A100-80GB", "engine_version": "0.8.5"}).scheduler
+    assert (old.max_num_batched_tokens, old.max_num_seqs) == (8192, 1024)
     # Engines with fixed defaults keep them on any GPU.
     v0 = build_scenario({"hardware": "A100-80GB", "engine": "vllm-v0", "max_model_len": 8192})
     v0 = v0.scheduler  # (a short window: see the long-context rule below)

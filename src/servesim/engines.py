@@ -184,10 +184,11 @@ class EngineProfile:
     """When the engine picks its memory fraction itself: ``(hbm_bytes, prefill chunk, largest
     decode CUDA graph, tp, pp, dp)`` → the ``gpu_memory_utilization`` a scenario that leaves it
     out gets (None: the knob's default)."""
-    batch_defaults: Callable[[float, str, bool], tuple[int, int]] | None = None
-    """When the engine sizes its step by the GPU: ``(hbm_bytes, gpu name, api_server)`` →
-    ``(max_num_batched_tokens, max_num_seqs)`` for the fields the user leaves out (None: the
-    profile's ``max_num_batched_tokens`` and ``max_num_seqs`` everywhere)."""
+    batch_defaults: Callable[[float, str, bool, str | None], tuple[int, int]] | None = None
+    """When the engine sizes its step by the GPU: ``(hbm_bytes, gpu name, api_server,
+    release)`` → ``(max_num_batched_tokens, max_num_seqs)`` for the fields the user leaves out
+    (``release`` None: the newest; None: the profile's ``max_num_batched_tokens`` and
+    ``max_num_seqs`` everywhere)."""
     graph_sizes_by_gpu: Callable[[float, int], tuple[int, ...]] | None = None
     """When the engine picks its CUDA-graph batch sizes by the GPU: ``(hbm_bytes, tp)`` →
     the sizes (None: ``cuda_graph_sizes`` everywhere)."""
@@ -321,22 +322,35 @@ LARGE_GPU_BYTES = 70 * 2**30
 """vLLM V1's threshold for its larger batch defaults (``device_memory >= 70 * GiB_bytes``)."""
 
 
-def vllm_v1_batch_defaults(hbm_bytes: float, gpu_name: str, api_server: bool) -> tuple[int, int]:
+def vllm_v1_batch_defaults(
+    hbm_bytes: float, gpu_name: str, api_server: bool, release: str | None = None
+) -> tuple[int, int]:
     """(max_num_batched_tokens, max_num_seqs) vLLM V1 takes when neither is given.
 
-    GPUs with at least 70 GiB that are not an A100 (H100, H200, B200, MI300X, H20): 8,192
-    tokens a step behind the OpenAI server (16,384 for the offline ``LLM`` class) and 1,024
-    sequences; every other GPU (A100, L40S, A10G, L4): 2,048 (8,192 offline) and 256. Source:
-    vLLM ``engine/arg_utils.py`` (``_set_default_args_v1``, later ``get_batch_defaults``),
-    checked by ``tests/engine/test_arg_utils.py::test_defaults_with_usage_context``; vLLM 0.8-0.9
-    gave the larger values to the 80 GB A100 too (the A100 was excluded later)."""
-    large = hbm_bytes >= LARGE_GPU_BYTES and "a100" not in gpu_name.lower()
+    From 0.9.0, GPUs with at least 70 GiB that are not an A100 (H100, H200, B200, MI300X,
+    H20): 8,192 tokens a step behind the OpenAI server (16,384 for the offline ``LLM`` class)
+    and 1,024 sequences; every other GPU (A100, L40S, A10G, L4): 2,048 (8,192 offline) and 256.
+    Earlier (``release``; None: the newest): 0.8.5 gave the larger values to every GPU of at
+    least 70 GiB, the 80 GB A100 included; 0.8.0-0.8.4 to GPUs named H100 or H200 only, and
+    1,024 sequences to every GPU before 0.8.4. Source: vLLM ``engine/arg_utils.py``
+    (``_set_default_args_v1``, later ``get_batch_defaults``), checked in the 0.8.0-0.8.5,
+    0.9.0 and 0.10.2 wheels."""
+    name = gpu_name.lower()
+    if release is not None and release_before(release, "0.8.5"):
+        large = "h100" in name or "h200" in name
+        small_seqs = 1024 if release_before(release, "0.8.4") else 256
+    elif release is not None and release_before(release, "0.9.0"):
+        large, small_seqs = hbm_bytes >= LARGE_GPU_BYTES, 256
+    else:
+        large, small_seqs = hbm_bytes >= LARGE_GPU_BYTES and "a100" not in name, 256
     if large:
         return (8192 if api_server else 16384), 1024
-    return (2048 if api_server else 8192), 256
+    return (2048 if api_server else 8192), small_seqs
 
 
-def sglang_batch_defaults(hbm_bytes: float, gpu_name: str, api_server: bool) -> tuple[int, int]:
+def sglang_batch_defaults(
+    hbm_bytes: float, gpu_name: str, api_server: bool, release: str | None = None
+) -> tuple[int, int]:
     """(chunked_prefill_size, max_running_requests) SGLang takes when neither is given: the
     prefill chunk by GPU memory, 2,048 tokens under 35 GiB (A10G, L4, RTX 4090), 8,192 under
     160 GiB (A100, H100, H200, H20, L40S), 16,384 above (B200, MI300X) — SGLang
@@ -380,7 +394,9 @@ def sglang04_graph_sizes_by_gpu(hbm_bytes: float, tp: int) -> tuple[int, ...]:
     return tuple(s for s in (1, 2, 4, *range(8, 161, 8)) if s <= top)
 
 
-def sglang04_batch_defaults(hbm_bytes: float, gpu_name: str, api_server: bool) -> tuple[int, int]:
+def sglang04_batch_defaults(
+    hbm_bytes: float, gpu_name: str, api_server: bool, release: str | None = None
+) -> tuple[int, int]:
     """(chunked_prefill_size, max_running_requests) of SGLang 0.4: 8,192 tokens, 2,048 on a
     GPU under 25,000 MiB (0.4.0-0.4.9 wheels); the requests stay the profile's 4,096."""
     small = hbm_bytes / 2**20 < SGLANG04_SMALL_GPU_MIB
@@ -837,6 +853,7 @@ def scheduler_defaults(
     split: tuple[int, int, int] = (1, 1, 1),
     context_window: int | None = None,
     long_context_ok: bool = True,
+    release: str | None = None,
 ) -> dict[str, Any]:
     """The scheduler section ``given`` (fields the user set) completed with the profile's
     defaults. An explicit field always wins; turning chunked prefill on under a
@@ -848,10 +865,11 @@ def scheduler_defaults(
     model's ``context_window`` (None: not known), the chunked prefill of an engine that turns
     it on for long-context models (``EngineProfile.long_context_chunking``; not for a model
     with a sliding window or a speculative scenario: ``long_context_ok`` False) and the budget
-    of one that fits a whole prompt per step (``EngineProfile.window_budget``)."""
+    of one that fits a whole prompt per step (``EngineProfile.window_budget``); ``release``:
+    the engine's, for batch defaults that changed between releases (None: the newest)."""
     tokens, seqs = profile.max_num_batched_tokens, profile.max_num_seqs
     if profile.batch_defaults is not None and gpu is not None:
-        tokens, seqs = profile.batch_defaults(gpu[0], gpu[1], api_server)
+        tokens, seqs = profile.batch_defaults(gpu[0], gpu[1], api_server, release)
     rule = profile.long_context_chunking
     if (
         rule is not None

@@ -381,9 +381,18 @@ def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
             window, long_ok = context_window_of(data)
         data = {
             **data,
-            "scheduler": scheduler_defaults(profile, sched, gpu, api, split, window, long_ok),
+            "scheduler": scheduler_defaults(
+                profile, sched, gpu, api, split, window, long_ok, release=_release_of(data)
+            ),
         }
     return convert(data, Scenario, source)
+
+
+def _release_of(data: dict[str, Any]) -> str | None:
+    """The scenario's ``engine_version`` when it reads as a release (validation reports a bad
+    one later)."""
+    release = data.get("engine_version")
+    return release if isinstance(release, str) and re.match(VERSION_PATTERN, release) else None
 
 
 def context_window_of(data: dict[str, Any]) -> tuple[int | None, bool]:
@@ -424,10 +433,8 @@ def _rocm_without_long_context_chunking(data: dict[str, Any]) -> bool:
         vendor = load_hardware(hardware).vendor
     except ServesimError:
         return False
-    release = data.get("engine_version")
-    before = isinstance(release, str) and release_before(
-        release, VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING
-    )
+    release = _release_of(data)
+    before = release is not None and release_before(release, VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING)
     return vendor.upper() == "AMD" and not before
 
 
