@@ -132,10 +132,17 @@ def test_engine_releases_and_launch_flags_pick_their_profile_and_split():
     launch = "python3 -m sglang.launch_server --tp 8 --enable-dp-attention"
     dp = {**base, "engine": "sglang", "engine_version": "v0.5.3",
           "engine_args": {"launch": launch}}  # fmt: skip
+    # SGLang's --enable-dp-attention (server_args.py, 0.4.0-0.4.9, 0.5.3, 0.5.9 wheels): the
+    # ranks are the TP size before 0.4.5; from then on --dp must name them, and 0.5 turns
+    # the flag off when it does not (dp_size 1): a plain TP8 server.
     sc = fid.scenario_of(dp)
-    assert (sc["engine"], sc["tp"], sc["dp"]) == ("sglang", 1, 8)
+    assert (sc["engine"], sc["tp"], sc.get("dp", 1)) == ("sglang", 8, 1)
+    ranked = fid.scenario_of({**dp, "engine_args": {"launch": launch + " --dp 8"}})
+    assert (ranked["tp"], ranked["dp"]) == (1, 8)
+    four = fid.scenario_of({**dp, "engine_args": {"launch": launch, "dp_size": 4}})
+    assert (four["tp"], four["dp"]) == (2, 4)
     old = fid.scenario_of({**dp, "engine_version": "0.4.3.post2"})
-    assert old["engine"] == "sglang-0.4"
+    assert (old["engine"], old["tp"], old["dp"]) == ("sglang-0.4", 1, 8)
     # TensorRT-LLM's --ep_size spreads the experts over the TP group.
     launch = "trtllm-serve m --tp_size 8 --ep_size 8"
     ep = {**base, "engine": "trtllm", "engine_version": "v1.0.0", "tp": 8,

@@ -253,6 +253,29 @@ def _model_of(model_id: str) -> str:
     return str(local) if local.is_file() else model_id
 
 
+SGLANG_DP_NEEDS_DP_SIZE = (0, 4, 5)
+"""From SGLang 0.4.5 ``--enable-dp-attention`` no longer sets ``dp_size`` to ``tp_size``: 0.4.5
+-0.4.9 assert ``--dp`` > 1, and 0.5 turns DP attention off when ``dp_size`` is 1, its default
+(``server_args.py``, checked in the 0.4.0-0.4.9, 0.5.3 and 0.5.9 wheels)."""
+
+
+def _dp_attention_ranks(args: dict[str, Any], tp: int, release: str | None) -> int:
+    """SGLang's attention data-parallel ranks as the case's server ran them (1: none):
+    ``--dp``/``dp_size`` when given with ``--enable-dp-attention``; without it the TP size
+    before 0.4.5, none from then on (see :data:`SGLANG_DP_NEEDS_DP_SIZE`)."""
+    launch = str(args.get("launch", ""))
+    if not (args.get("enable_dp_attention") or "--enable-dp-attention" in launch):
+        return 1
+    found = re.search(r"--dp(?:-size)?[ =](\d+)", launch)
+    given = args.get("dp_size") or (int(found.group(1)) if found else None)
+    if isinstance(given, int):
+        return given
+    forced = release is not None and _version_before(
+        {"engine_version": release}, SGLANG_DP_NEEDS_DP_SIZE
+    )
+    return tp if forced else 1
+
+
 def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     """The servesim scenario fields that rebuild ``case`` (Unmappable when they cannot)."""
     mode = case.get("mode")
@@ -275,11 +298,10 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
         "engine": engine,
         "seed": 0,
     }
-    if args.get("enable_dp_attention") or "--enable-dp-attention" in str(args.get("launch", "")):
-        # SGLang's DP attention: dp ranks (dp_size, default tp) of tp / dp GPUs each.
-        dp = int(args.get("dp_size") or sc["tp"])
-        sc.update(tp=sc["tp"] // dp, dp=dp)
     release = _release(case)
+    dp = _dp_attention_ranks(args, sc["tp"], release)
+    if dp > 1:
+        sc.update(tp=sc["tp"] // dp, dp=dp)
     if release is not None:
         sc["engine_version"] = release  # (the kernels nearest to that release)
     flags = str(args.get("launch", "")).split()
