@@ -253,7 +253,7 @@ def _model_of(model_id: str) -> str:
     return str(local) if local.is_file() else model_id
 
 
-SGLANG_DP_NEEDS_DP_SIZE = (0, 4, 5)
+SGLANG_DP_NEEDS_DP_SIZE = "0.4.5"
 """From SGLang 0.4.5 ``--enable-dp-attention`` no longer sets ``dp_size`` to ``tp_size``: 0.4.5
 -0.4.9 assert ``--dp`` > 1, and 0.5 turns DP attention off when ``dp_size`` is 1, its default
 (``server_args.py``, checked in the 0.4.0-0.4.9, 0.5.3 and 0.5.9 wheels)."""
@@ -270,9 +270,9 @@ def _dp_attention_ranks(args: dict[str, Any], tp: int, release: str | None) -> i
     given = args.get("dp_size") or (int(found.group(1)) if found else None)
     if isinstance(given, int):
         return given
-    forced = release is not None and _version_before(
-        {"engine_version": release}, SGLANG_DP_NEEDS_DP_SIZE
-    )
+    from servesim.versions import release_before
+
+    forced = release is not None and release_before(release, SGLANG_DP_NEEDS_DP_SIZE)
     return tp if forced else 1
 
 

@@ -176,6 +176,10 @@ class EngineProfile:
     """``(context, budget)``: a model whose context window exceeds ``context`` tokens gets
     chunked prefill with a ``budget``-token step unless the scenario says otherwise (vLLM V0
     from 0.5.4); None: no such rule."""
+    long_context_vendor_from: tuple[str, str] | None = None
+    """``(vendor, release)``: from ``release`` on (and when the scenario names none), GPUs of
+    ``vendor`` are left out of ``long_context_chunking`` (vLLM V0 and ROCm:
+    :data:`VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING`)."""
     kv_of_static: bool = False
     """``gpu_memory_utilization`` is SGLang's ``mem_fraction_static``: the share of the memory
     the runtime leaves that holds the weights and the KV cache (activations and CUDA graphs
@@ -551,6 +555,7 @@ PROFILES: dict[str, EngineProfile] = {
         graph_max_seq_len=8192,
         attention_dp=_ENGINE_PER_RANK,
         long_context_chunking=(32768, 2048),
+        long_context_vendor_from=("AMD", VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING),
         window_budget=True,
         sources={
             "long_context": "vLLM EngineArgs.create_engine_config (0.5.4 - 0.7, "
@@ -848,7 +853,7 @@ def engine_profile(name: str) -> EngineProfile:
 def scheduler_defaults(
     profile: EngineProfile,
     given: dict[str, Any],
-    gpu: tuple[float, str] | None = None,
+    gpu: tuple[float, str, str] | None = None,
     api_server: bool = True,
     split: tuple[int, int, int] = (1, 1, 1),
     context_window: int | None = None,
@@ -858,19 +863,25 @@ def scheduler_defaults(
     """The scheduler section ``given`` (fields the user set) completed with the profile's
     defaults. An explicit field always wins; turning chunked prefill on under a
     prefill-first engine (vLLM V0) without naming a policy selects ``sarathi``, V0's
-    chunked-prefill scheduler (decodes first, then prompt chunks). ``gpu`` (HBM bytes, name)
-    and ``api_server`` pick the batch defaults of an engine that sizes them by the GPU
+    chunked-prefill scheduler (decodes first, then prompt chunks). ``gpu`` (HBM bytes, name,
+    vendor) and ``api_server`` pick the batch defaults of an engine that sizes them by the GPU
     (``EngineProfile.batch_defaults``); with ``split`` (tp, pp, dp) they also pick the memory
     fraction of an engine that sizes it itself (``EngineProfile.memory_fraction``); with the
     model's ``context_window`` (None: not known), the chunked prefill of an engine that turns
     it on for long-context models (``EngineProfile.long_context_chunking``; not for a model
-    with a sliding window or a speculative scenario: ``long_context_ok`` False) and the budget
+    with a sliding window or a speculative scenario: ``long_context_ok`` False; nor on the GPUs
+    of ``EngineProfile.long_context_vendor_from``) and the budget
     of one that fits a whole prompt per step (``EngineProfile.window_budget``); ``release``:
     the engine's, for batch defaults that changed between releases (None: the newest)."""
     tokens, seqs = profile.max_num_batched_tokens, profile.max_num_seqs
     if profile.batch_defaults is not None and gpu is not None:
         tokens, seqs = profile.batch_defaults(gpu[0], gpu[1], api_server, release)
     rule = profile.long_context_chunking
+    left_out = profile.long_context_vendor_from
+    if left_out is not None and gpu is not None and gpu[2].upper() == left_out[0]:
+        long_context_ok = long_context_ok and (
+            release is not None and release_before(release, left_out[1])
+        )
     if (
         rule is not None
         and long_context_ok

@@ -399,7 +399,7 @@ def context_window_of(data: dict[str, Any]) -> tuple[int | None, bool]:
     """(The context window a scenario's model serves with: its own, or ``max_model_len`` when
     smaller — None when the model does not load here, validation reports that later; whether
     vLLM V0's long-context chunking may apply: not with a sliding window or speculative
-    decoding, nor on an AMD GPU from vLLM 0.6.5, ``VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING``)."""
+    decoding)."""
     from servesim.model import load_model
 
     name = data.get("model", DEFAULT_MODEL)
@@ -412,34 +412,11 @@ def context_window_of(data: dict[str, Any]) -> tuple[int | None, bool]:
     window = model.max_position_embeddings
     given = data.get("max_model_len")
     window = min(window, given) if isinstance(given, int) and given > 0 else window
-    eligible = model.sliding_window is None and not data.get("speculative")
-    return window, eligible and not _rocm_without_long_context_chunking(data)
+    return window, model.sliding_window is None and not data.get("speculative")
 
 
-def _rocm_without_long_context_chunking(data: dict[str, Any]) -> bool:
-    """Whether the scenario runs vLLM V0 on an AMD GPU at a release that leaves ROCm out of its
-    long-context chunked prefill (0.6.5 on, or no release named)."""
-    from servesim.engines import VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING
-    from servesim.versions import release_before
-
-    if data.get("engine", DEFAULT_ENGINE) != "vllm-v0":
-        return False
-    hardware = data.get("hardware", DEFAULT_HARDWARE)
-    if not isinstance(hardware, str):
-        return False
-    from servesim.hardware import load_hardware
-
-    try:
-        vendor = load_hardware(hardware).vendor
-    except ServesimError:
-        return False
-    release = _release_of(data)
-    before = release is not None and release_before(release, VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING)
-    return vendor.upper() == "AMD" and not before
-
-
-def _gpu_of(hardware: Any) -> tuple[float, str] | None:
-    """(HBM bytes, name) of the scenario's GPU for the engine's batch defaults; None when the
+def _gpu_of(hardware: Any) -> tuple[float, str, str] | None:
+    """(HBM bytes, name, vendor) of the scenario's GPU for the engine's defaults; None when the
     name does not resolve (validation names that field later)."""
     if not isinstance(hardware, str):
         return None
@@ -449,7 +426,7 @@ def _gpu_of(hardware: Any) -> tuple[float, str] | None:
         hw = load_hardware(hardware)
     except ServesimError:
         return None
-    return float(hw.hbm_bytes), hw.name
+    return float(hw.hbm_bytes), hw.name, hw.vendor
 
 
 def read_yaml_file(path: str | Path, what: str, field: str) -> Any:
