@@ -109,7 +109,8 @@ def build_fleet(scenario: Scenario, rng: np.random.Generator) -> Fleet:
 
 def scheduler_config(spec: SchedulerSpec) -> SchedulerConfig:
     """The engine's scheduler config for the scenario's scheduler section, knob by knob
-    (``gpu_memory_utilization`` is the memory plan's, not the scheduler's)."""
+    (``gpu_memory_utilization`` and ``kv_cache_tokens`` are the memory plan's, not the
+    scheduler's)."""
     return SchedulerConfig(
         policy=spec.policy,
         max_num_batched_tokens=spec.max_num_batched_tokens,
@@ -237,6 +238,7 @@ def _build_groups(
             max_num_seqs=group_config.max_num_seqs,
             kv_of_free=profile.kv_of_free,
             kv_of_static=profile.kv_of_static,
+            kv_cache_tokens=sched.kv_cache_tokens,
         )  # fmt: skip
         cost = build_step_cost(model, hardware, par, params)
         # Steps no CUDA graph covers (prompts under vLLM V0 / SGLang, big batches) run eagerly.
@@ -401,7 +403,8 @@ def _with_drafter(memory: MemoryPlan, drafter: DraftCost, block_size: int) -> Me
     """The KV budget left once a drafter's weights are loaded and its KV cache grows beside
     the target's (a draft model caches every token too)."""
     extra_kv = drafter.kv_bytes_per_token
-    if drafter.weights_bytes_per_gpu == 0 and extra_kv == 0:
+    if memory.kv_pinned or (drafter.weights_bytes_per_gpu == 0 and extra_kv == 0):
+        # (A pinned size is the engine's logged one, which already counts the drafter's KV.)
         return memory
     cache = memory.kv_cache_bytes - drafter.weights_bytes_per_gpu
     per_block = block_size * (memory.kv_bytes_per_token + extra_kv)

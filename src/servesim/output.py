@@ -67,6 +67,7 @@ def summary_document(result) -> dict[str, Any]:
         "kv_bytes_per_token": mem.kv_bytes_per_token,
         "num_kv_blocks": mem.num_kv_blocks,
         "kv_capacity_tokens": mem.kv_capacity_tokens,
+        "kv_pinned": mem.kv_pinned,
     }
     return _clean(doc)
 

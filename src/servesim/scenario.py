@@ -32,6 +32,9 @@ AtLeastOne = Annotated[int, Meta(ge=1)]
 MAX_INSTANCES = 10_000
 """Most instances a fleet may have (each one is simulated; a larger count is a typo)."""
 
+MAX_KV_CACHE_TOKENS = 1_000_000_000
+"""Largest pinned KV cache, tokens (a billion: beyond any GPU's memory, a larger one is a typo)."""
+
 MAX_SCHEDULER_STEPS = 1024
 """Most decode steps per scheduling round (vLLM V0 multi-step used 8 to 16)."""
 
@@ -60,6 +63,19 @@ class SchedulerSpec(Spec):
         Meta(description=f"when a waiting request's KV fits: one of {', '.join(knobs.ADMISSIONS)}"),
     ] = knobs.ADMISSION
     gpu_memory_utilization: Annotated[float, Meta(gt=0, le=1)] = knobs.GPU_MEMORY_UTILIZATION
+    kv_cache_tokens: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=MAX_KV_CACHE_TOKENS,
+                description="KV cache size in tokens, pinned to what the engine logs (vLLM "
+                "'GPU KV cache size: N tokens', SGLang max_total_num_tokens); per engine, so "
+                "per rank under attention DP. Default: the memory plan's",
+            ),
+        ]
+        | None
+    ) = None
     recv_interval: Annotated[
         int, Meta(ge=1, le=10_000, description="decode steps between reads of new requests")
     ] = knobs.RECV_INTERVAL

@@ -43,6 +43,7 @@ SECTION_OPTIONS: dict[str, dict[str, str]] = {
         "prefix_caching": "enable_prefix_caching",
         "chunked_prefill": "enable_chunked_prefill",
         "gpu_memory_utilization": "gpu_memory_utilization",
+        "kv_cache_tokens": "kv_cache_tokens",
         "recv_interval": "recv_interval",
         "stream_interval": "stream_interval",
     },

@@ -128,6 +128,8 @@ def _kv_memory_sensitivity(runtimes, peak_usage: float) -> dict[str, float] | No
     from servesim.cost.memory import GiB
 
     plans = [g.memory for g in runtimes if g.memory.kv_cache_bytes > 0]
+    if any(p.kv_pinned for p in plans):
+        return None  # (the scenario pinned the cache: no memory plan decides it)
     if not plans:
         return None
     plan = min(plans, key=lambda p: p.kv_cache_bytes)
@@ -153,7 +155,8 @@ def kv_sensitivity_warning(fragile: Mapping[str, float]) -> str:
         f"{fragile['activation_reserve_gib_per_gpu']:.1f}, runtime "
         f"{fragile['runtime_reserve_gib_per_gpu']:.1f}); each GiB the real engine takes more or "
         f"less moves its capacity by {fragile['capacity_change_per_gib']:.0%}: the prediction is "
-        "only as sure as that memory plan (compare the engine's logged KV cache size)"
+        "only as sure as that memory plan (compare the engine's logged KV cache size, and pin "
+        "it with --kv-cache-tokens)"
     )
 
 

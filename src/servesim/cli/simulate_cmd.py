@@ -194,6 +194,11 @@ def simulate_command(
     gpu_memory_utilization: float = typer.Option(
         None, "--gpu-memory-utilization", help="fraction of HBM for weights + KV"
     ),
+    kv_cache_tokens: int = typer.Option(
+        None,
+        "--kv-cache-tokens",
+        help="pin the KV cache to the engine's logged size, tokens (vLLM 'GPU KV cache size')",
+    ),
     workload: str = typer.Option(
         None,
         "--workload",
@@ -385,8 +390,8 @@ def _shown_defaults() -> dict[str, str]:
     sched = {"scheduler": "policy", "prefix_caching": "enable_prefix_caching",
              "chunked_prefill": "enable_chunked_prefill"}  # fmt: skip
     for name in ("max_num_batched_tokens", "max_num_seqs", "block_size", "admission",
-                 "gpu_memory_utilization", "scheduler", "prefix_caching", "chunked_prefill",
-                 "recv_interval", "stream_interval"):  # fmt: skip
+                 "gpu_memory_utilization", "kv_cache_tokens", "scheduler", "prefix_caching",
+                 "chunked_prefill", "recv_interval", "stream_interval"):  # fmt: skip
         shown[name] = text(field_default(SchedulerSpec, sched.get(name, name)))
     for name in ("num_speculative_tokens", "acceptance_rate"):
         shown[name] = text(field_default(SpeculativeSpec, name))
@@ -402,6 +407,7 @@ def _shown_defaults() -> dict[str, str]:
         num_scheduler_steps="the engine's",
         engine_version="the newest tables",
         max_model_len="the model's",
+        kv_cache_tokens="the memory plan's",
         burstiness="1 (Poisson)",
     )
     return shown

@@ -69,7 +69,8 @@ def summary_tables(
     t1.add_row(
         "KV cache",
         f"{result.memory.kv_capacity_tokens:,} tokens "
-        f"({result.memory.num_kv_blocks:,} blocks of {sc.scheduler.block_size})",
+        f"({result.memory.num_kv_blocks:,} blocks of {sc.scheduler.block_size})"
+        + (", pinned" if result.memory.kv_pinned else ""),
     )
 
     t2 = Table(title="Throughput", show_header=False, title_justify="left")

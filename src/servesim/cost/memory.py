@@ -18,6 +18,7 @@ CPU memory, ``Hardware.host_link``; or a NIC for disaggregation).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -69,6 +70,9 @@ class MemoryPlan:
     """``hbm_bytes × gpu_memory_utilization``."""
     block_size: int
     gpu_memory_utilization: float
+    kv_pinned: bool = False
+    """Whether the scenario pinned the KV cache's size (``scheduler.kv_cache_tokens``) instead
+    of the plan deriving it from the memory left."""
 
     def max_concurrent_seqs(self, seq_len: int) -> int:
         """Sequences of ``seq_len`` tokens whose KV fits at once (block-granular; ignores the
@@ -319,9 +323,11 @@ def plan_memory(
     max_num_seqs: int = knobs.MAX_NUM_SEQS,
     kv_of_free: bool = False,
     kv_of_static: bool = False,
+    kv_cache_tokens: int | None = None,
 ) -> MemoryPlan:
     """Memory budget of ``model`` on ``hw`` split as ``par`` (pure arithmetic, no I/O); the
-    knobs' defaults are :mod:`servesim.knobs`'s.
+    knobs' defaults are :mod:`servesim.knobs`'s. ``kv_cache_tokens`` pins the KV cache of each
+    engine (attention-DP rank) to that many tokens instead (:func:`pin_kv_cache`).
 
     ``gpu_memory_utilization`` is vLLM's fraction of all HBM for weights, activations and KV;
     with ``kv_of_free`` it is TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``: the KV cache
@@ -352,6 +358,8 @@ def plan_memory(
         kv_of_static,
     )  # fmt: skip
     plan = _stage_plans(model, hw, par, params, res, *args)
+    if kv_cache_tokens is not None:
+        return pin_kv_cache(plan, kv_cache_tokens, hw, par.dp)
     if plan.num_kv_blocks >= 1:
         return plan
     fix = _suggest_fit(model, hw, par, params, res, args)
@@ -365,6 +373,43 @@ def plan_memory(
         "runtime reserves)",
         field="model",
         fix=fix,
+    )
+
+
+def pin_kv_cache(plan: MemoryPlan, tokens: int, hw: Hardware, dp: int = 1) -> MemoryPlan:
+    """``plan`` with its KV cache pinned to ``tokens`` per engine (each of ``dp`` attention-DP
+    ranks holds its own): ``tokens // block_size`` blocks, as the engine logs its size (vLLM's
+    "GPU KV cache size: N tokens", SGLang's ``max_total_num_tokens``).
+
+    The reserves no longer decide the size, but the cache must still fit beside the weights:
+    raises ServesimError (field ``scheduler.kv_cache_tokens``) when it would not, or when it is
+    smaller than one block.
+    """
+    bs = plan.block_size
+    blocks = tokens // bs
+    if blocks < 1:
+        raise ServesimError(
+            f"{tokens:,} tokens is less than one KV block of {bs}",
+            field="scheduler.kv_cache_tokens",
+            fix=f"pin at least {bs} tokens, or leave it out to use the memory plan",
+        )
+    cache = blocks * bs * plan.kv_bytes_per_token
+    room = hw.hbm_bytes - plan.weights_bytes_per_gpu
+    if cache > room:
+        most = int(room // (bs * plan.kv_bytes_per_token)) * bs if plan.kv_bytes_per_token else 0
+        raise ServesimError(
+            f"{tokens:,} tokens of KV take {cache / GiB:.1f} GiB a GPU, but only "
+            f"{max(room, 0.0) / GiB:.1f} GiB of {hw.name}'s {hw.hbm_bytes / GiB:.1f} GiB are left "
+            f"beside {plan.weights_bytes_per_gpu / GiB:.1f} GiB of weights",
+            field="scheduler.kv_cache_tokens",
+            fix=f"pin at most {max(most, 0):,} tokens, the most that fit beside the weights",
+        )
+    return dataclasses.replace(
+        plan,
+        kv_cache_bytes=cache,
+        num_kv_blocks=blocks * dp,
+        kv_capacity_tokens=blocks * dp * bs,
+        kv_pinned=True,
     )
 
 
