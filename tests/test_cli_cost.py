@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -238,3 +239,11 @@ def test_installed_script_bad_values_are_one_line(args, line):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Usage" not in proc.stderr, proc.stderr
     assert line in proc.stderr
+
+
+def test_estimate_pins_the_kv_cache_to_a_logged_size():
+    args = ["estimate", "llama-3.1-8b", "-g", "H100", "--batch", "4", "--input-len", "2048",
+            "--output-len", "128", "--json"]  # fmt: skip
+    out = _json([*args, "--kv-cache-tokens", "40000"])
+    assert out["kv_capacity_tokens"] == 40_000  # 2,500 blocks of 16
+    assert out["max_concurrent_seqs"] == 2_500 // math.ceil((2048 + 128) / 16)

@@ -116,6 +116,12 @@ def estimate_cmd(
         "--gpu-memory-utilization",
         help="Fraction of HBM the server may use.",
     ),
+    kv_cache_tokens: int | None = typer.Option(
+        None,
+        "--kv-cache-tokens",
+        min=1,
+        help="Pin the KV cache to the engine's logged size, tokens (default: the memory plan's).",
+    ),
     kernel_tables: bool = typer.Option(
         True,
         "--kernel-tables/--no-kernel-tables",
@@ -148,7 +154,10 @@ def estimate_cmd(
         custom_allreduce=tp <= hw.gpus_per_node,
         mla_fused_down_proj=mla_fused_down_proj(vllm, None),
     )
-    plan = plan_memory(spec, hw, par, params, gpu_memory_utilization=gpu_memory_utilization)
+    plan = plan_memory(
+        spec, hw, par, params,
+        gpu_memory_utilization=gpu_memory_utilization, kv_cache_tokens=kv_cache_tokens,
+    )  # fmt: skip
     cost = build_step_cost(spec, hw, par, params)
 
     prompts = np.full(batch, input_len)
