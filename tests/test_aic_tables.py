@@ -125,6 +125,24 @@ def test_allreduce_keeps_the_cuda_graph_rows(fake_root):
     assert a["seconds"][row][0] == pytest.approx(0.01 * (1 + 1024 / 1e6) / 1e3)
 
 
+def test_an_engines_allreduce_keeps_both_modes_of_every_collection(fake_root):
+    got = A.allreduce_by_version(fake_root, "h200_sxm", "vllm")
+    assert got is not None
+    a, versions = got
+    assert versions == ["0.24.0"] and set(a["version"].tolist()) == {"0.24.0"}
+    for mode, lat in (("graph", 0.01), ("eager", 0.05)):
+        row = (a["mode"] == mode) & (a["num_gpus"] == 4) & (a["bytes"] == 2 * (1 << 20))
+        assert a["seconds"][row][0] == pytest.approx(lat * (1 + (1 << 20) / 1e6) / 1e3)
+        want = 2 * 3 / 4 * 2 * (1 << 20) / a["seconds"][row][0] / 1e9
+        assert a["busbw_gbps"][row][0] == pytest.approx(want)
+    # Another engine's kernel in the table (SGLang 0.5.6 timed TensorRT-LLM's) is no mode.
+    trt = {"allreduce_dtype": ["bfloat16"], "num_gpus": [2], "message_size": [1024],
+           "latency": [0.01], "backend": ["trtllm"]}  # fmt: skip
+    cols = {k: np.array(v) for k, v in trt.items()}
+    assert len(A.reduce_engine_allreduce(cols)["seconds"]) == 0
+    assert A.allreduce_by_version(fake_root, "h200_sxm", "sglang") is None
+
+
 def test_backend_tables_replace_the_catalog_and_fall_back_per_table(fake_root):
     catalog = K.load_tables("H200")
     vllm = K.load_tables("H200", "vllm")

@@ -145,6 +145,21 @@ def test_the_moe_tables_are_listed_per_engine():
         assert f"moe_{backend}.csv" in out and f"{backend}'s MoE kernels" in out
 
 
+def test_the_engines_allreduce_tables_are_listed_with_their_modes_and_versions():
+    out = _kernels("H100")
+    assert "allreduce_vllm.csv" in out and "vllm's custom all-reduce, eager and graph" in out
+    doc = json.loads(_kernels("h100", "--json"))["engine_allreduce"]
+    tables = load_tables("h100").engine_allreduce
+    assert set(doc) == set(tables) == {"vllm", "sglang"}
+    assert doc["vllm"]["versions"] == ["0.14.0", "0.19.0", "0.24.0"]
+    assert doc["vllm"]["rows"] == len(tables["vllm"]["seconds"]) and doc["vllm"]["num_gpus"] == [
+        2,
+        4,
+        8,
+    ]
+    assert "allreduce_vllm.csv" not in _kernels("L40S")  # (PCIe: no all-reduce table at all)
+
+
 def test_check_uses_the_cost_models_own_numbers():
     # o_proj of Llama-3.1-8B is a 4096 × 4096 GEMM: the command's roofline and measured
     # seconds are what the cost model charges it, on each rung.

@@ -339,7 +339,8 @@ def test_prompt_steps_pay_the_cpu_kernel_issue_under_eager_engines():
     p = PROFILES["vllm-v0"]
     params = Params(kernel_tables=True, custom_allreduce=True, host_overlap=False,
                     host_step_s=p.host_step_s, host_per_seq_s=p.host_per_seq_s,
-                    host_per_token_s=p.host_per_token_s)  # fmt: skip
+                    host_per_token_s=p.host_per_token_s,
+                    kernel_backend=p.kernel_backend)  # fmt: skip
     eager = build_step_cost(model, hw, Parallelism(tp=4), replace(params, cuda_graphs=False))
     graph = build_step_cost(model, hw, Parallelism(tp=4), params)
     prompt, empty = np.array([200]), np.array([0])

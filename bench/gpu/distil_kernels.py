@@ -12,6 +12,8 @@ writes compact CSVs:
     src/servesim/catalog/kernels/<gpu>/attention_decode.csv
     src/servesim/catalog/kernels/<gpu>/allreduce.csv      (NVLink systems only)
     src/servesim/catalog/kernels/<gpu>/moe_{vllm,sglang,trtllm}.csv (each engine's MoE kernels)
+    src/servesim/catalog/kernels/<gpu>/allreduce_{vllm,sglang}.csv (each engine's custom
+                                                          all-reduce, in a graph and eager)
     src/servesim/catalog/kernels/README.md                 (columns, formulas, sources)
 
 Run it with servesim's environment (numpy, pyarrow) and either the ``aiconfigurator-core``
@@ -61,6 +63,9 @@ NVLINK_GPUS = {"h100", "h200", "a100-80gb", "b200", "b300", "gb200", "gb300"}
 # reads at 2 GB working sets, 1.6x the A100's 2.04 TB/s HBM, and is faster than H100 on the
 # same shapes: not physical. Its vLLM table (flash-attn, ~1.7 TB/s at best) is used instead.
 BACKEND_OVERRIDES = {("a100-80gb", "attention_decode.csv"): "vllm"}
+
+# Engines whose own custom all-reduce AIConfigurator times in a CUDA graph and eagerly.
+ENGINE_ALLREDUCE_BACKENDS = ("vllm", "sglang")
 
 # MoE layers (routed experts: grouped GEMMs, activation and combine) of the catalog's MoE models:
 # (hidden_size, moe inter_size, top-k, routed experts).
@@ -168,6 +173,23 @@ def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]
         counts = (len(raw["latency"]), len(result["seconds"]))
         version = " + ".join(versions)
         sources.append(Source(gpu, name, system, "moe_perf", backend, version, device, *counts))
+    for backend in ENGINE_ALLREDUCE_BACKENDS if gpu in NVLINK_GPUS else ():
+        name = f"allreduce_{backend}.csv"
+        # Every version's rows: the cost model picks the one nearest the engine's release.
+        merged = aic.allreduce_by_version(root, system, backend)
+        if merged is None:
+            missing.append(f"{gpu}: no comm/{backend} custom all-reduce table")
+            continue
+        result, versions = merged
+        write_csv(result, out / gpu / name)
+        newest = aic.tables_newest_first(root, system, "comm", backend, "custom_allreduce_perf")
+        raw = aic.read_parquet(newest[0])
+        device = str(raw["device"][0]) if "device" in raw else ""
+        rows_in = sum(len(aic.read_parquet(p)["latency"]) for p in newest)
+        sources.append(
+            Source(gpu, name, system, "custom_allreduce_perf", backend, " + ".join(versions),
+                   device, rows_in, len(result["seconds"]))
+        )  # fmt: skip
     for name, op, table, backend, reduce in jobs:
         path = aic.newest_table(root, system, op, backend, table)
         if path is None:
@@ -323,6 +345,16 @@ custom one-shot/two-shot kernels or NCCL, as it picks) of a bf16 tensor of `byte
 `busbw_gbps = 2·(num_gpus−1)/num_gpus · bytes / seconds / 1e9` (nccl-tests' bus bandwidth).
 All rows kept. NVLink systems only (L40S, PCIe-only, has none here).
 
+### `allreduce_vllm.csv`, `allreduce_sglang.csv` — `mode,num_gpus,bytes,seconds,busbw_gbps,version`
+
+vLLM's and SGLang's own custom all-reduce kernels (AIConfigurator's `comm/<engine>/<version>/
+custom_allreduce_perf`, kernel sources `vLLM_custom_*` and `SGLang_CustomAllReduce_*`), bf16,
+`mode` `graph` (replayed inside a CUDA graph) or `eager` (issued from Python: the launch, the
+copy into the peer-registered buffer and the cross-GPU flags, ~20 µs on a few KB where the
+graph replay takes ~5), every collection's rows with its `version` (the cost model takes the
+one nearest the engine's release). Columns otherwise as `allreduce.csv`. Left out: SGLang
+0.5.6's table, which times TensorRT-LLM's kernel. NVLink systems only.
+
 ### `moe_vllm.csv`, `moe_sglang.csv`, `moe_trtllm.csv`
 
 Columns `dtype,num_tokens,hidden_size,inter_size,topk,num_experts,tp,ep,seconds,version`.
@@ -351,7 +383,7 @@ Hopper and Ada), tp·ep <= 8, balanced routing (A100's vLLM table only has power
 ### `mla_block.json` (beside the GPU folders)
 
 Not a table: per engine backend and GPU, DeepSeek-V3's MLA attention block as AIConfigurator's
-whole-module tables time it (`mla/<backend>/<version>/mla_{context,generation}_module_perf`)
+whole-module tables time it (`mla/<backend>/<version>/mla_{{context,generation}}_module_perf`)
 over the sum of its operators as servesim prices them, and the block scale the cost model
 applies (`kernels.mla_block_scale`). Written by `bench/mla_accuracy.py --write`, not by this
 script; see the main README ("DeepSeek-V3's whole MLA block").

@@ -121,6 +121,13 @@ def _coverage_table(doc: dict[str, Any]) -> Table:
         if a
         else "none: the link model (roofline)",
     )
+    for backend, e in doc.get("engine_allreduce", {}).items():
+        table.add_row(
+            f"allreduce_{backend}.csv",
+            str(e["rows"]),
+            f"{backend}'s custom all-reduce, {' and '.join(e['modes'])}; "
+            f"{', '.join(e['versions'])}; {', '.join(str(n) for n in e['num_gpus'])} GPUs",
+        )
     for backend, m in doc.get("moe", {}).items():
         table.add_row(
             f"moe_{backend}.csv",

@@ -61,6 +61,17 @@ def _coverage(t: KernelTables) -> dict[str, Any]:
             "num_gpus": sorted({int(x) for x in a["num_gpus"].tolist()}),
             "bytes": _span(a["bytes"]),
         }
+    from servesim.versions import version_key
+
+    out["engine_allreduce"] = {}
+    for backend, e in sorted((t.engine_allreduce or {}).items()):
+        out["engine_allreduce"][backend] = {
+            "rows": len(e["bytes"]),
+            "modes": sorted(set(e["mode"].tolist())),
+            "versions": sorted(set(e["version"].tolist()), key=version_key),
+            "num_gpus": sorted({int(x) for x in e["num_gpus"].tolist()}),
+            "bytes": _span(e["bytes"]),
+        }
     out["moe"] = {}
     from servesim.cost.aic_tables import moe_shape_tuples
 

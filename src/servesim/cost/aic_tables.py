@@ -26,6 +26,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,10 +199,21 @@ def moe_by_version(
     no bf16 DeepSeek-V3), and kernels move between releases (SGLang's DeepSeek MoE at TP8 is
     1.9x faster at 64 tokens in 0.5.14 than in 0.5.10): ``kernels.moe_seconds`` picks the
     version nearest to the engine's release curve by curve."""
+    return _every_version(
+        tables_newest_first(root, system, "moe", backend, "moe_perf"),
+        lambda t: reduce_moe(t, shapes),
+    )
+
+
+def _every_version(
+    paths: list[Path], reduce: Callable[[Columns], Columns]
+) -> tuple[Columns, list[str]] | None:
+    """The rows of every table in ``paths`` (newest first) reduced, with a ``version`` column
+    (the folder's name); and the versions that had rows. None without any."""
     parts: list[Columns] = []
     versions: list[str] = []
-    for path in tables_newest_first(root, system, "moe", backend, "moe_perf"):
-        cols = reduce_moe(read_parquet(path), shapes)
+    for path in paths:
+        cols = reduce(read_parquet(path))
         if len(cols["seconds"]) == 0:
             continue
         cols["version"] = np.full(len(cols["seconds"]), path.parent.name)
@@ -356,8 +368,14 @@ def reduce_allreduce(t: Columns) -> Columns:
         raise ValueError(f"all-reduce dtype(s) of unknown size: {sorted(unknown)}")
     if "backend" in t and np.char.endswith(t["backend"].astype(str), "_graph").any():
         t = _take(t, np.char.endswith(t["backend"].astype(str), "_graph"))
+    return _allreduce_medians(t, {})
+
+
+def _allreduce_medians(t: Columns, keys: dict[str, np.ndarray]) -> Columns:
+    """``keys`` + ``num_gpus,bytes,seconds,busbw_gbps``: the median latency of each message
+    size (AIConfigurator's ``message_size`` in elements of ``allreduce_dtype``)."""
     element = np.array([ALLREDUCE_ELEMENT_BYTES[d] for d in t["allreduce_dtype"].tolist()])
-    keys = {
+    keys = keys | {
         "num_gpus": t["num_gpus"].astype(np.float64),
         "bytes": t["message_size"] * element.astype(np.float64),
     }
@@ -366,6 +384,34 @@ def reduce_allreduce(t: Columns) -> Columns:
     n = out["num_gpus"]
     out["busbw_gbps"] = 2.0 * (n - 1) / n * out["bytes"] / out["seconds"] / 1e9
     return out
+
+
+ALLREDUCE_MODES = ("graph", "eager")
+"""How an engine's custom all-reduce was timed (AIConfigurator's ``backend`` column: ``vllm_graph``,
+``SGLang_CustomAllReduce_eager``, ...): captured in a CUDA graph, or issued eagerly."""
+
+
+def reduce_engine_allreduce(t: Columns) -> Columns:
+    """``mode,num_gpus,bytes,seconds,busbw_gbps`` of an engine's own custom all-reduce (vLLM's,
+    SGLang's), timed inside a CUDA graph (``graph``) and eagerly (``eager``: the launch, the
+    copy into the peer-registered buffer and the cross-GPU flags, ~20 µs even for a few KB).
+    Rows of another kernel (SGLang 0.5.6's table times TensorRT-LLM's) are left out."""
+    backend = np.char.lower(t["backend"].astype(str)) if "backend" in t else None
+    if backend is None:
+        return {k: v[:0] for k, v in reduce_allreduce(t).items()} | {"mode": np.array([], str)}
+    mode = np.full(len(backend), "", dtype=object)
+    for m in ALLREDUCE_MODES:
+        mode[np.char.endswith(backend, "_" + m)] = m
+    t = _take(t, mode != "")
+    return _allreduce_medians(t, {"mode": mode[mode != ""].astype(str)})
+
+
+def allreduce_by_version(root: Path, system: str, backend: str) -> tuple[Columns, list[str]] | None:
+    """``backend``'s own all-reduce rows of ``system`` (:func:`reduce_engine_allreduce`) from
+    every collection, newest first, with a ``version`` column; and the versions that had rows.
+    None without any (TensorRT-LLM's tables have no graph/eager split: ``allreduce.csv``)."""
+    paths = tables_newest_first(root, system, "comm", backend, "custom_allreduce_perf")
+    return _every_version(paths, reduce_engine_allreduce)
 
 
 def moe_shape_tuples(t: Columns) -> list[tuple[int, int, int, int]]:

@@ -107,7 +107,10 @@ def _measured_curves(
             continue
         elif op.name == "all_reduce" and params.custom_allreduce and par.tp <= hw.gpus_per_node:
             per_token = model.hidden_size * act
-            got = kernels_mod.allreduce_seconds(tables, par.tp, grid * per_token)
+            got = kernels_mod.allreduce_seconds(
+                tables, par.tp, grid * per_token, params.kernel_backend,
+                eager=not params.cuda_graphs, release=params.engine_version,
+            )  # fmt: skip
             if got is not None:
                 got = (got[0], (got[1][0] / per_token, got[1][1] / per_token))
             if got is not None and res.tables_from is not None:

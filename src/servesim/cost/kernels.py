@@ -50,7 +50,7 @@ LOG_M_GRID = np.log(M_GRID)
 _GRID_INDEX = np.arange(len(M_GRID), dtype=np.float64)
 
 
-TEXT_COLUMNS = frozenset({"dtype", "version"})
+TEXT_COLUMNS = frozenset({"dtype", "version", "mode"})
 """Columns read as text even where every value looks like a number (a version ``1.0``)."""
 
 
@@ -106,9 +106,15 @@ class KernelTables:
     when the GPU has none."""
     source: str = ""
     """Where the tables come from (the catalog folder, or the extra's package and versions)."""
+    engine_allreduce: Mapping[str, dict[str, np.ndarray]] | None = None
+    """Engines' own custom all-reduce tables by serving backend (``vllm``, ``sglang``), timed
+    in a CUDA graph and eagerly (``mode``), every collection (``version``); ``allreduce`` is
+    TensorRT-LLM's, the fallback."""
 
 
 MOE_BACKENDS = ("vllm", "sglang", "trtllm")
+ENGINE_ALLREDUCE_BACKENDS = ("vllm", "sglang")
+"""Engines whose own custom all-reduce has tables (``allreduce_<engine>.csv``)."""
 EP_ROWS_PER_RANK = frozenset({"vllm", "sglang"})
 """Engines whose expert-parallel MoE rows count tokens per EP rank (AIConfigurator's collectors
 for them time the rank of an attention-DP deployment, whose own tokens are one rank's share of
@@ -174,6 +180,8 @@ def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
 
     paths = {b: folder / f"moe_{b}.csv" for b in MOE_BACKENDS}
     moe = LazyTables({b: path for b, path in paths.items() if path.is_file()})
+    paths = {b: folder / f"allreduce_{b}.csv" for b in ENGINE_ALLREDUCE_BACKENDS}
+    engine_allreduce = LazyTables({b: path for b, path in paths.items() if path.is_file()})
     return KernelTables(
         gpu_name,
         part("gemm"),
@@ -182,6 +190,7 @@ def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
         part("allreduce"),
         moe or None,
         source=f"catalog/kernels/{folder.name}",
+        engine_allreduce=engine_allreduce or None,
     )
 
 
@@ -221,6 +230,8 @@ def load_tables(gpu_name: str, backend: str | None = None) -> KernelTables | Non
         pick("allreduce"),
         moe or None,
         source=full.source,
+        # (The catalog keeps every row of the engines' all-reduce tables: nothing to add.)
+        engine_allreduce=catalog.engine_allreduce if catalog is not None else None,
     )
 
 
@@ -414,21 +425,49 @@ def _bracket(grid: np.ndarray, x: float) -> list[tuple[float, float]]:
 
 
 def allreduce_seconds(
-    tables: KernelTables, num_gpus: int, nbytes: np.ndarray
+    tables: KernelTables,
+    num_gpus: int,
+    nbytes: np.ndarray,
+    backend: str | None = None,
+    eager: bool = False,
+    release: str | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]] | None:
     """Seconds of one all-reduce of ``nbytes`` over ``num_gpus`` GPUs of one node (the
-    measured bus bandwidth interpolated in log bytes), or None without a table for them."""
-    a = tables.allreduce
+    measured bus bandwidth interpolated in log bytes), or None without a table for them.
+
+    ``backend``'s own custom all-reduce when the GPU has its table (vLLM's, SGLang's), replayed
+    in a CUDA graph or, ``eager``, issued from Python (~20 µs on a small message where the graph
+    takes ~5), from the collection :func:`nearest_version` picks for ``release``; otherwise
+    TensorRT-LLM's (timed in a graph)."""
+    a, rows = _engine_allreduce_rows(tables, backend, num_gpus, eager, release)
     if a is None:
-        return None
-    rows = a["num_gpus"] == num_gpus
-    if not rows.any():
-        return None
+        a = tables.allreduce
+        if a is None:
+            return None
+        rows = a["num_gpus"] == num_gpus
+        if not rows.any():
+            return None
     ring = 2.0 * (num_gpus - 1) / num_gpus
     sizes, secs = a["bytes"][rows], a["seconds"][rows]
     measured = _monotone_throughput(sizes, ring * sizes / 1e9, secs)
     busbw, lo, hi = _throughput_curve(sizes, measured, nbytes)
     return ring * nbytes / (busbw * 1e9), (lo, hi)
+
+
+def _engine_allreduce_rows(
+    tables: KernelTables, backend: str | None, num_gpus: int, eager: bool, release: str | None
+) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
+    """(``backend``'s all-reduce table, its rows for ``num_gpus`` GPUs in the mode asked for,
+    of one collection), or (None, None) when it has no such rows."""
+    if backend is None or not tables.engine_allreduce or backend not in tables.engine_allreduce:
+        return None, None
+    t = tables.engine_allreduce[backend]
+    rows = (t["mode"] == ("eager" if eager else "graph")) & (t["num_gpus"] == num_gpus)
+    versions = sorted(set(t["version"][rows].tolist()))
+    if not versions:
+        return None, None
+    rows &= t["version"] == nearest_version(versions, release)
+    return (t, rows) if rows.sum() >= 2 else (None, None)
 
 
 VLLM_MXFP4_TRITON_ON_HOPPER = "0.11.1"
