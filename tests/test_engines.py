@@ -403,8 +403,18 @@ def test_sglang_captures_decode_graphs_by_gpu_memory_and_tp():
     assert h100_tp1[:6] == (1, 2, 4, 8, 12, 16) and h100_tp1[-1] == 256
     assert sglang_graph_sizes_by_gpu(80 * gib, 8)[-1] == 512
     assert sglang_graph_sizes_by_gpu(180 * gib, 1)[-1] == 512
-    assert sglang_graph_sizes_by_gpu(22 * gib, 1)[-1] == 8
+    # Five tiers from 0.5.3 (0.5.3-0.5.9 wheels): T4 8; A10G/L4 24 (16 before 0.5.5), 80 from
+    # TP 4; A100-40GB/L40S 32, 160; then 256/512 and 512.
+    assert sglang_graph_sizes_by_gpu(15 * gib, 1)[-1] == 8
+    assert sglang_graph_sizes_by_gpu(22 * gib, 1)[-1] == 24
+    assert sglang_graph_sizes_by_gpu(22 * gib, 1, "0.5.4")[-1] == 16
     assert sglang_graph_sizes_by_gpu(22 * gib, 4)[-1] == 80
+    assert sglang_graph_sizes_by_gpu(45 * gib, 1)[-1] == 32
+    assert sglang_graph_sizes_by_gpu(45 * gib, 4)[-1] == 160
+    # 0.5.0-0.5.2 (0.5.2 wheel): 1, 2, 4, 8, 16…160 by 8, to 256 over 90 GiB, 8 or 80 under 35.
+    assert sglang_graph_sizes_by_gpu(80 * gib, 8, "0.5.2") == (1, 2, 4, 8, *range(16, 161, 8))
+    assert sglang_graph_sizes_by_gpu(140 * gib, 1, "0.5.2")[-1] == 256
+    assert sglang_graph_sizes_by_gpu(22 * gib, 1, "0.5.2") == (1, 2, 4, 8)
     # The 0.4 profile keeps that release's sizes (1, 2, 4, multiples of 8 up to 160; 8 or 80
     # under 25,000 MiB) and 8192-token chunks (2048 under 25,000 MiB): 0.4.0-0.4.9 wheels.
     old = engine_profile("sglang-0.4")
@@ -412,6 +422,11 @@ def test_sglang_captures_decode_graphs_by_gpu_memory_and_tp():
     assert old.for_gpu(22 * gib, 1).cuda_graph_sizes == (1, 2, 4, 8)
     assert old.for_gpu(22 * gib, 4).cuda_graph_sizes[-1] == 80
     assert engine_profile("sglang").for_gpu(80 * gib, 8).cuda_graph_sizes[-1] == 512
+    # The prefill chunk of 0.5.3 on: 4,096 tokens on a 35-60 GiB GPU (8,192 before).
+    l40s = build_scenario({"engine": "sglang", "hardware": "L40S"}).scheduler
+    assert l40s.max_num_batched_tokens == 4096
+    old_l40s = {"engine": "sglang", "engine_version": "0.5.2", "hardware": "L40S"}
+    assert build_scenario(old_l40s).scheduler.max_num_batched_tokens == 8192
     b200 = build_scenario({"engine": "sglang-0.4", "hardware": "B200"}).scheduler
     assert b200.max_num_batched_tokens == 8192
     l4 = build_scenario({"engine": "sglang-0.4", "hardware": "L4"}).scheduler
@@ -432,6 +447,13 @@ def test_sglang_picks_its_memory_fraction_by_release_gpu_and_split():
     assert sglang_mem_fraction_static(h200, 8192, 512, 8, 1, 8) == round(1 - dp / 143771, 3)
     # A big GPU keeps at least 10 GiB back.
     assert sglang_mem_fraction_static(h200, 2048, 8, 1, 1, 1) == round(1 - 10240 / 143771, 3)
+    # 0.5.0-0.5.2 and 0.5.3rc0 (their wheels): (9.5 + p/2) GiB under 90 GiB, (12 + p/2) under
+    # 160, 4 GiB more under DP attention; whatever the chunk and graphs.
+    old = "0.5.3rc0"
+    assert sglang_mem_fraction_static(h100, 8192, 160, 1, 1, 1, old) == round(1 - 10240 / 81559, 3)
+    assert sglang_mem_fraction_static(h200, 8192, 256, 8, 1, 8, old) == round(
+        1 - 20 * 1024 / 143771, 3
+    )
     assert [sglang04_mem_fraction_static(h200, 8192, 160, tp, 1, 1) for tp in (1, 2, 4, 8, 16)] == [
         0.88, 0.87, 0.85, 0.81, 0.79
     ]  # fmt: skip

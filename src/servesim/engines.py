@@ -184,18 +184,19 @@ class EngineProfile:
     """``gpu_memory_utilization`` is SGLang's ``mem_fraction_static``: the share of the memory
     the runtime leaves that holds the weights and the KV cache (activations and CUDA graphs
     live in the rest)."""
-    memory_fraction: Callable[[float, int, int, int, int, int], float] | None = None
+    memory_fraction: Callable[[float, int, int, int, int, int, str | None], float] | None = None
     """When the engine picks its memory fraction itself: ``(hbm_bytes, prefill chunk, largest
-    decode CUDA graph, tp, pp, dp)`` → the ``gpu_memory_utilization`` a scenario that leaves it
-    out gets (None: the knob's default)."""
+    decode CUDA graph, tp, pp, dp, release)`` → the ``gpu_memory_utilization`` a scenario that
+    leaves it out gets (None: the knob's default)."""
     batch_defaults: Callable[[float, str, bool, str | None], tuple[int, int]] | None = None
     """When the engine sizes its step by the GPU: ``(hbm_bytes, gpu name, api_server,
     release)`` → ``(max_num_batched_tokens, max_num_seqs)`` for the fields the user leaves out
     (``release`` None: the newest; None: the profile's ``max_num_batched_tokens`` and
     ``max_num_seqs`` everywhere)."""
-    graph_sizes_by_gpu: Callable[[float, int], tuple[int, ...]] | None = None
-    """When the engine picks its CUDA-graph batch sizes by the GPU: ``(hbm_bytes, tp)`` →
-    the sizes (None: ``cuda_graph_sizes`` everywhere)."""
+    graph_sizes_by_gpu: Callable[[float, int, str | None], tuple[int, ...]] | None = None
+    """When the engine picks its CUDA-graph batch sizes by the GPU: ``(hbm_bytes, tp,
+    release)`` → the sizes (``release`` None: the newest; None: ``cuda_graph_sizes``
+    everywhere)."""
     graph_sizes_by_batch: Callable[[str | None, int, int], tuple[int, ...]] | None = None
     """When the engine sizes its CUDA graphs by its scheduler limits: ``(release,
     max_num_seqs, max_num_batched_tokens)`` → the captured sizes, whose largest is then also
@@ -209,13 +210,16 @@ class EngineProfile:
         if unknown:
             raise ValueError(f"overlap_off_with: unknown {sorted(unknown)}; use {OVERLAP_BLOCKERS}")
 
-    def for_gpu(self, hbm_bytes: float, tp: int, dp: int = 1) -> "EngineProfile":
-        """This profile as it runs on a GPU of ``hbm_bytes`` with ``tp`` GPUs in its TP group
-        (SGLang's ``--tp``: with DP attention, every rank's GPUs) and ``dp`` attention
-        data-parallel ranks (its CUDA graphs per rank, its host)."""
+    def for_gpu(
+        self, hbm_bytes: float, tp: int, dp: int = 1, release: str | None = None
+    ) -> "EngineProfile":
+        """This profile as ``release`` (None: the newest) runs on a GPU of ``hbm_bytes`` with
+        ``tp`` GPUs in its TP group (SGLang's ``--tp``: with DP attention, every rank's GPUs)
+        and ``dp`` attention data-parallel ranks (its CUDA graphs per rank, its host)."""
         out = self
         if self.graph_sizes_by_gpu is not None:
-            out = replace(out, cuda_graph_sizes=self.graph_sizes_by_gpu(hbm_bytes, tp))
+            sizes = self.graph_sizes_by_gpu(hbm_bytes, tp, release)
+            out = replace(out, cuda_graph_sizes=sizes)
         rules = self.attention_dp
         if dp > 1 and rules.graph_max_per_rank is not None:
             sizes = tuple(s for s in out.cuda_graph_sizes if s <= rules.graph_max_per_rank)
@@ -298,28 +302,57 @@ def _sglang_graph_sizes() -> tuple[int, ...]:
     return (1, 2, 4, 8, 12, 16, 24, *range(32, 161, 8))
 
 
-def _sglang_memory_tier(hbm_bytes: float) -> int:
-    """SGLang's GPU-memory tiers for its defaults (``server_args.py``): 0 under 35 GiB (A10G,
-    L4), 1 under 160 GiB (A100, H100, H200, H20, L40S), 2 above (B200, MI300X)."""
+SGLANG_GPU_TIERS = "0.5.3"
+"""The first SGLang release whose defaults step by five GPU-memory tiers (``server_args.py``
+``_handle_gpu_memory_settings``, sgl-project/sglang#10975): under 20 GiB (T4), 35 GiB (A10G,
+L4), 60 GiB (A100-40GB, L40S), 160 GiB (A100-80GB, H100, H200), and above (B200, MI300X).
+0.5.0-0.5.2 chunk by three (35 and 160 GiB) and capture decode graphs up to 160 sequences
+(256 over 90 GiB, 512 over 160,000 MiB), 8 or 80 under 35 GiB (the 0.5.2 wheel's
+``cuda_graph_runner.get_batch_sizes_to_capture``)."""
+
+SGLANG_SMALL_TP_GRAPHS_24 = "0.5.5"
+"""From this SGLang release a 20-35 GiB GPU (A10G, L4) captures decode graphs up to 24
+sequences under TP 1-3 (16 in the 0.5.3 and 0.5.4 wheels)."""
+
+
+def _sglang_tier(hbm_bytes: float, release: str | None) -> int:
+    """SGLang's GPU-memory tier (``server_args.py``, GPU memory in MiB): 0 under 20 GiB, 1
+    under 35, 2 under 60, 3 under 160, 4 above; before 0.5.3, 20-35 GiB counts as 0 and
+    35-60 GiB as 3 (that release had no such tiers)."""
     mib = hbm_bytes / 2**20
-    return 0 if mib < 35 * 1024 else (1 if mib < 160 * 1024 else 2)
+    tier = sum(mib >= gib * 1024 for gib in (20, 35, 60, 160))
+    if release is not None and release_before(release, SGLANG_GPU_TIERS):
+        return {1: 0, 2: 3}.get(tier, tier)
+    return tier
 
 
-def sglang_graph_sizes_by_gpu(hbm_bytes: float, tp: int) -> tuple[int, ...]:
-    """SGLang's decode CUDA-graph batch sizes by GPU memory and TP (``server_args.py``,
-    ``_handle_gpu_memory_settings`` and ``_generate_cuda_graph_batch_sizes``, SGLang 0.5):
-    ``cuda_graph_max_bs`` 8 (TP < 4) or 80 under 35 GiB, 256 (TP < 4) or 512 up to 160 GiB, 512
-    above; sizes 1, 2, 4, 8, 12, 16…256 by 8, 272…496 by 16, 512… by 32, up to that max.
-    (SGLang 0.4 captured up to 160 on every large GPU: ``_sglang_graph_sizes``.)"""
-    tier = _sglang_memory_tier(hbm_bytes)
-    if tier == 0:
-        max_bs = 8 if tp < 4 else 80
-    elif tier == 1:
-        max_bs = 256 if tp < 4 else 512
-    else:
-        max_bs = 512
+def sglang_graph_sizes_by_gpu(
+    hbm_bytes: float, tp: int, release: str | None = None
+) -> tuple[int, ...]:
+    """SGLang's decode CUDA-graph batch sizes by GPU memory, TP and release (``release`` None:
+    the newest; ``server_args.py`` ``_handle_gpu_memory_settings`` and
+    ``_generate_cuda_graph_batch_sizes``, checked in the 0.5.2-0.5.9 wheels). From 0.5.3:
+    ``cuda_graph_max_bs`` 8 under 20 GiB; 24 (16 before 0.5.5) under TP 4, else 80, under 35
+    GiB; 32 or 160 under 60 GiB; 256 or 512 under 160 GiB; 512 above; sizes 1, 2, 4, 8, 12,
+    16…256 by 8, 272…496 by 16, 512… by 32, up to that max. 0.5.0-0.5.2: see
+    :data:`SGLANG_GPU_TIERS`. (SGLang 0.4 captured up to 160 on every large GPU:
+    ``sglang04_graph_sizes_by_gpu``.)"""
+    mib = hbm_bytes / 2**20
+    if release is not None and release_before(release, SGLANG_GPU_TIERS):
+        sizes = [1, 2, 4, 8, *range(16, 161, 8)]
+        if mib > 90 * 1024:
+            sizes += range(168, 257, 8)
+        if mib > 160 * 1000:
+            sizes += range(272, 513, 16)
+        if mib < 35 * 1024:
+            return tuple(x for x in sizes if x <= (8 if tp < 4 else 80))
+        return tuple(sizes)
+    tier = _sglang_tier(hbm_bytes, release)
+    before_24 = release is not None and release_before(release, SGLANG_SMALL_TP_GRAPHS_24)
+    small_tp = 16 if before_24 else 24
+    max_bs = (8, small_tp, 32, 256, 512)[tier] if tp < 4 else (8, 80, 160, 512, 512)[tier]
     sizes = [1, 2, 4, 8, 12, *range(16, 257, 8), *range(272, 512, 16), *range(512, max_bs + 1, 32)]
-    return tuple(s for s in sizes if s <= max_bs)
+    return tuple(x for x in sizes if x <= max_bs)
 
 
 LARGE_GPU_BYTES = 70 * 2**30
@@ -356,23 +389,44 @@ def sglang_batch_defaults(
     hbm_bytes: float, gpu_name: str, api_server: bool, release: str | None = None
 ) -> tuple[int, int]:
     """(chunked_prefill_size, max_running_requests) SGLang takes when neither is given: the
-    prefill chunk by GPU memory, 2,048 tokens under 35 GiB (A10G, L4, RTX 4090), 8,192 under
-    160 GiB (A100, H100, H200, H20, L40S), 16,384 above (B200, MI300X) — SGLang
-    ``server_args.py`` (``_handle_gpu_memory_settings`` / ``_handle_chunked_prefill_size``);
-    the requests stay the profile's 4,096 (the KV pool bounds them first)."""
-    return (2048, 8192, 16384)[_sglang_memory_tier(hbm_bytes)], 4096
+    prefill chunk by GPU memory, 2,048 tokens under 35 GiB (T4, A10G, L4, RTX 4090), 4,096
+    under 60 GiB (A100-40GB, L40S; 8,192 before 0.5.3, see :data:`SGLANG_GPU_TIERS`), 8,192
+    under 160 GiB (A100-80GB, H100, H200, H20), 16,384 above (B200, MI300X) — SGLang
+    ``server_args.py`` (``_handle_gpu_memory_settings``; 0.5.2: the chunk's own rule); the
+    requests stay the profile's 4,096 (the KV pool bounds them first)."""
+    return (2048, 2048, 4096, 8192, 16384)[_sglang_tier(hbm_bytes, release)], 4096
 
 
 def sglang_mem_fraction_static(
-    hbm_bytes: float, chunk: int, graph_max_bs: int, tp: int, pp: int, dp: int
+    hbm_bytes: float,
+    chunk: int,
+    graph_max_bs: int,
+    tp: int,
+    pp: int,
+    dp: int,
+    release: str | None = None,
 ) -> float:
     """SGLang's default ``mem_fraction_static`` from 0.5.3 on (``server_args.py``,
     ``_handle_gpu_memory_settings``, sgl-project/sglang#10975): reserve (MiB) 512 + 1.5 ×
     max(chunk, 2048) + 2 × cuda_graph_max_bs + 1024 × tp·pp / 8, under DP attention also
     3 × cuda_graph_max_bs × dp (and 1.5 × more above 300), at least 10 GiB on GPUs over 60 GiB;
     the fraction is (memory − reserve) / memory, rounded to 3 decimals. ``tp`` is SGLang's
-    ``--tp`` (every GPU of the replica's TP group, DP-attention ranks included)."""
+    ``--tp`` (every GPU of the replica's TP group, DP-attention ranks included).
+
+    Before 0.5.3 (0.5.0rc0-0.5.3rc0 wheels) the reserve (MiB) stepped by GPU memory with the
+    GPUs of the replica p = tp·pp: (2.8 + p/10) GiB under 35 GiB, (9.5 + p/2) GiB under 90,
+    (12 + p/2) GiB under 160, 32 GiB above, plus 4 GiB under DP attention."""
     mib = hbm_bytes / 2**20
+    if release is not None and release_before(release, SGLANG_GPU_TIERS):
+        p = tp * pp
+        if mib < 35 * 1024:
+            gib = 2.8 + p / 10
+        elif mib < 160 * 1024:
+            gib = (9.5 if mib < 90 * 1024 else 12.0) + p / 2
+        else:
+            gib = 32.0
+        gib += 4.0 if dp > 1 else 0.0
+        return round((mib - gib * 1024) / mib, 3)
     reserved = 512 + 1.5 * max(chunk, 2048) + 2 * graph_max_bs + tp * pp / 8 * 1024
     if dp > 1:
         reserved += 3 * graph_max_bs * dp
@@ -388,7 +442,9 @@ SGLANG04_SMALL_GPU_MIB = 25_000
 the GPU's memory in MiB): the A10G and L4 (about 23,000 MiB) fall under it."""
 
 
-def sglang04_graph_sizes_by_gpu(hbm_bytes: float, tp: int) -> tuple[int, ...]:
+def sglang04_graph_sizes_by_gpu(
+    hbm_bytes: float, tp: int, release: str | None = None
+) -> tuple[int, ...]:
     """SGLang 0.4's decode CUDA-graph batch sizes (checked in the 0.4.0-0.4.9 wheels): 1, 2, 4
     and multiples of 8 up to ``cuda_graph_max_bs``, 160, or on a GPU under 25,000 MiB 8 (TP < 4)
     or 80 (0.4.1 on)."""
@@ -408,7 +464,13 @@ def sglang04_batch_defaults(
 
 
 def sglang04_mem_fraction_static(
-    hbm_bytes: float, chunk: int, graph_max_bs: int, tp: int, pp: int, dp: int
+    hbm_bytes: float,
+    chunk: int,
+    graph_max_bs: int,
+    tp: int,
+    pp: int,
+    dp: int,
+    release: str | None = None,
 ) -> float:
     """SGLang 0.4's default ``mem_fraction_static`` by ``--tp`` (``server_args.py``): 0.88 on
     one GPU, 0.87 from 2, 0.85 from 4, 0.81 from 8, 0.79 from 16."""
@@ -898,10 +960,10 @@ def scheduler_defaults(
     if profile.memory_fraction is not None and gpu is not None:
         tp, pp, dp = split
         chunk = given.get("max_num_batched_tokens", tokens)
-        sizes = profile.for_gpu(gpu[0], tp * dp).cuda_graph_sizes
+        sizes = profile.for_gpu(gpu[0], tp * dp, release=release).cuda_graph_sizes
         if isinstance(chunk, int):
             extra["gpu_memory_utilization"] = profile.memory_fraction(
-                gpu[0], chunk, sizes[-1] if sizes else 0, tp * dp, pp, dp
+                gpu[0], chunk, sizes[-1] if sizes else 0, tp * dp, pp, dp, release
             )
     out = {
         "policy": profile.policy,

@@ -216,7 +216,9 @@ def _build_groups(
         hardware = load_hardware(group.hardware or scenario.hardware)
         par = parallelism_of(group)
         # (its graph sizes on this GPU; with attention DP, per rank, and its host)
-        profile = base_profile.for_gpu(hardware.hbm_bytes, par.tp * par.dp, par.dp)
+        profile = base_profile.for_gpu(
+            hardware.hbm_bytes, par.tp * par.dp, par.dp, scenario.engine_version
+        )
         # (and as its scheduler limits size them)
         profile = profile.for_batch(
             scenario.engine_version, config.max_num_seqs, config.max_num_batched_tokens
