@@ -325,3 +325,27 @@ def test_nearest_version_is_the_oldest_collection_at_or_after_the_release():
     assert K.nearest_version(have, "v0.5.10") == "0.5.10"
     assert K.nearest_version(have, "0.5.14.post1") == "0.5.14"
     assert K.nearest_version(have, "0.4.3.post2") == "0.5.6.post2"
+
+
+def test_the_distil_script_writes_the_catalog_from_a_package_tree(fake_root, tmp_path):
+    # (Its README template once held a brace the formatter read as a field: the script no
+    # longer ran. Every GPU the fake tree lacks is listed as missing, not an error.)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu" / "distil_kernels.py"
+    out = tmp_path / "kernels"
+    done = subprocess.run(
+        [sys.executable, str(script), "--data-root", str(fake_root), "--out", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    table = K._read(out / "h200" / "allreduce_vllm.csv")
+    assert set(table["mode"].tolist()) == {"graph", "eager"}
+    assert set(table["version"].tolist()) == {"0.24.0"}
+    readme = (out / "README.md").read_text()
+    row = "| h200 | allreduce_vllm.csv | h200_sxm | custom_allreduce_perf | vllm | 0.24.0 |"
+    assert row in readme
+    assert "mla_{context,generation}_module_perf" in readme
+    assert "missing: h100: no comm/vllm custom all-reduce table" in done.stderr
