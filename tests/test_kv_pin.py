@@ -15,7 +15,7 @@ from servesim.hardware import load_hardware
 from servesim.model import load_model
 from servesim.run import simulate
 from servesim.scenario import build_scenario
-from servesim.sweep.plan import parse_plan, search_plan
+from servesim.sweep.plan import parse_plan
 
 SMALL = {"workload": {"input_len": 500, "output_len": 100, "num_requests": 40}}
 
@@ -109,17 +109,15 @@ def test_the_cli_pins_it_and_rejects_a_bad_pin():
 
 
 def test_a_plan_refuses_a_pinned_cache():
-    spec = parse_plan(
-        {
-            "model": "meta-llama/Llama-3.1-8B",
-            "workload": {"preset": "conversation", "num_requests": 50},
-            "rate": 5,
-            "slo": {"ttft_ms": 500},
-            "hardware": ["H100"],
-            "max_gpus": 1,
-            "base": {"scheduler": {"kv_cache_tokens": 10_000}},
-        }
-    )
+    data = {
+        "model": "meta-llama/Llama-3.1-8B",
+        "workload": {"preset": "conversation", "num_requests": 50},
+        "rate": 5,
+        "slo": {"ttft_ms": 500},
+        "hardware": ["H100"],
+        "max_gpus": 1,
+        "base": {"scheduler": {"kv_cache_tokens": 10_000}},
+    }
     with pytest.raises(ServesimError) as err:
-        search_plan(spec, lambda scenarios: [])
+        parse_plan(data)  # (refused as the plan is read, before any deployment is sized)
     assert err.value.field == "scheduler.kv_cache_tokens"

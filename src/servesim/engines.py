@@ -271,6 +271,11 @@ class EngineProfile:
         return batch
 
 
+def _older(release: str | None, threshold: str) -> bool:
+    """Whether a named ``release`` comes before ``threshold`` (None, the newest, never does)."""
+    return release is not None and release_before(release, threshold)
+
+
 def vllm_v1_graph_sizes(
     release: str | None, max_num_seqs: int, max_num_batched_tokens: int
 ) -> tuple[int, ...]:
@@ -280,10 +285,10 @@ def vllm_v1_graph_sizes(
     ``cuda_graph_sizes`` default); from 0.12 by 16 from 256 on. Always at most
     ``max_num_batched_tokens``. ``release`` None: the newest."""
     top = 512
-    if release is None or not release_before(release, "0.10.0"):
+    if not _older(release, "0.10.0"):
         top = min(2 * max_num_seqs, top)
     top = min(top, max_num_batched_tokens)
-    if release is not None and release_before(release, "0.12.0"):
+    if _older(release, "0.12.0"):
         sizes = [1, 2, 4, *range(8, top + 1, 8)]
     else:
         sizes = [1, 2, 4, *range(8, min(top + 1, 256), 8), *range(256, top + 1, 16)]
@@ -321,7 +326,7 @@ def _sglang_tier(hbm_bytes: float, release: str | None) -> int:
     35-60 GiB as 3 (that release had no such tiers)."""
     mib = hbm_bytes / 2**20
     tier = sum(mib >= gib * 1024 for gib in (20, 35, 60, 160))
-    if release is not None and release_before(release, SGLANG_GPU_TIERS):
+    if _older(release, SGLANG_GPU_TIERS):
         return {1: 0, 2: 3}.get(tier, tier)
     return tier
 
@@ -338,7 +343,7 @@ def sglang_graph_sizes_by_gpu(
     :data:`SGLANG_GPU_TIERS`. (SGLang 0.4 captured up to 160 on every large GPU:
     ``sglang04_graph_sizes_by_gpu``.)"""
     mib = hbm_bytes / 2**20
-    if release is not None and release_before(release, SGLANG_GPU_TIERS):
+    if _older(release, SGLANG_GPU_TIERS):
         sizes = [1, 2, 4, 8, *range(16, 161, 8)]
         if mib > 90 * 1024:
             sizes += range(168, 257, 8)
@@ -348,8 +353,7 @@ def sglang_graph_sizes_by_gpu(
             return tuple(x for x in sizes if x <= (8 if tp < 4 else 80))
         return tuple(sizes)
     tier = _sglang_tier(hbm_bytes, release)
-    before_24 = release is not None and release_before(release, SGLANG_SMALL_TP_GRAPHS_24)
-    small_tp = 16 if before_24 else 24
+    small_tp = 16 if _older(release, SGLANG_SMALL_TP_GRAPHS_24) else 24
     max_bs = (8, small_tp, 32, 256, 512)[tier] if tp < 4 else (8, 80, 160, 512, 512)[tier]
     sizes = [1, 2, 4, 8, 12, *range(16, 257, 8), *range(272, 512, 16), *range(512, max_bs + 1, 32)]
     return tuple(x for x in sizes if x <= max_bs)
@@ -373,10 +377,10 @@ def vllm_v1_batch_defaults(
     (``_set_default_args_v1``, later ``get_batch_defaults``), checked in the 0.8.0-0.8.5,
     0.9.0 and 0.10.2 wheels."""
     name = gpu_name.lower()
-    if release is not None and release_before(release, "0.8.5"):
+    if _older(release, "0.8.5"):
         large = "h100" in name or "h200" in name
         small_seqs = 1024 if release_before(release, "0.8.4") else 256
-    elif release is not None and release_before(release, "0.9.0"):
+    elif _older(release, "0.9.0"):
         large, small_seqs = hbm_bytes >= LARGE_GPU_BYTES, 256
     else:
         large, small_seqs = hbm_bytes >= LARGE_GPU_BYTES and "a100" not in name, 256
@@ -417,7 +421,7 @@ def sglang_mem_fraction_static(
     GPUs of the replica p = tp·pp: (2.8 + p/10) GiB under 35 GiB, (9.5 + p/2) GiB under 90,
     (12 + p/2) GiB under 160, 32 GiB above, plus 4 GiB under DP attention."""
     mib = hbm_bytes / 2**20
-    if release is not None and release_before(release, SGLANG_GPU_TIERS):
+    if _older(release, SGLANG_GPU_TIERS):
         p = tp * pp
         if mib < 35 * 1024:
             gib = 2.8 + p / 10
@@ -875,13 +879,12 @@ def host_overlap_of(
     ``profile.overlap_off_with`` (``speculative_method``: the scenario's
     ``speculative.method``, ``draft:MODEL``, ``ngram`` or ``eagle``)."""
     piped = profile.pipeline_overlap_from
-    if pp > 1 and piped is not None and engine_version is not None:
-        if release_before(engine_version, piped):
-            return False
+    if pp > 1 and piped is not None and _older(engine_version, piped):
+        return False
     if async_scheduling is not None:
         return async_scheduling
     start = profile.host_overlap_from
-    if start is not None and engine_version is not None and release_before(engine_version, start):
+    if start is not None and _older(engine_version, start):
         return False
     blockers = profile.overlap_off_with
     if "speculation" in blockers and speculative_method is not None:
@@ -897,7 +900,7 @@ def mla_fused_down_proj(profile: EngineProfile, engine_version: str | None) -> b
     start = profile.mla_fused_down_proj_from
     if start is None:
         return False
-    return engine_version is None or not release_before(engine_version, start)
+    return not _older(engine_version, start)
 
 
 def engine_profile(name: str) -> EngineProfile:
@@ -941,9 +944,7 @@ def scheduler_defaults(
     rule = profile.long_context_chunking
     left_out = profile.long_context_vendor_from
     if left_out is not None and gpu is not None and gpu[2].upper() == left_out[0]:
-        long_context_ok = long_context_ok and (
-            release is not None and release_before(release, left_out[1])
-        )
+        long_context_ok = long_context_ok and _older(release, left_out[1])
     if (
         rule is not None
         and long_context_ok

@@ -117,6 +117,13 @@ def parse_plan(data: dict[str, Any]) -> PlanSpec:
         raise ServesimError(
             "no SLO given", field="--slo-ttft-ms", fix="give --slo-ttft-ms and/or --slo-tpot-ms"
         )
+    base = spec.base if isinstance(spec.base, dict) else {}
+    if (base.get("scheduler") or {}).get("kv_cache_tokens") is not None:
+        raise ServesimError(
+            "pins one deployment's KV cache, but the plan compares deployments whose caches differ",
+            field="scheduler.kv_cache_tokens",
+            fix="leave it out of the plan's base scenario (each deployment's memory plan sizes it)",
+        )
     return spec
 
 
@@ -238,13 +245,6 @@ def scenario_for(spec: PlanSpec, dep: Deployment, rate: float) -> Scenario:
 
 def _shapes(spec: PlanSpec) -> tuple[list[Deployment], list[str]]:
     """Every (hardware, TP, knobs) with one replica that fits in memory; notes on the rest."""
-    base = spec.base if isinstance(spec.base, dict) else {}
-    if (base.get("scheduler") or {}).get("kv_cache_tokens") is not None:
-        raise ServesimError(
-            "pins one deployment's KV cache, but the plan compares deployments whose caches differ",
-            field="scheduler.kv_cache_tokens",
-            fix="leave it out of the plan's base scenario (each deployment's memory plan sizes it)",
-        )
     model = load_model(spec.model)
     shapes: list[Deployment] = []
     notes: list[str] = []
