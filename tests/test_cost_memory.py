@@ -63,6 +63,30 @@ def test_plan_capacity_arithmetic_for_llama_8b_on_h100():
     assert plan.max_concurrent_seqs(1) == 27848
 
 
+def test_a_chunked_fused_moe_holds_its_caches_for_one_chunk_of_the_profiling_step():
+    # DeepSeek-V3 at TP8 profiled with a 163,840-token step (vLLM V0 without chunked prefill):
+    # the fused-MoE caches, k·(3·I_e/8 + d) = 8·(768 + 7168) per token, are held for a
+    # 32,768-token chunk (VLLM_FUSED_MOE_CHUNK_SIZE) alongside 4·d hidden states for all.
+    m, hw, par = deepseek_v3(), h100(hbm_bytes=141 * GiB), Parallelism(tp=8)
+    tokens, chunk, d = 163840, 32768, 7168
+    experts, shared = 8 * (3 * 2048 / 8 + d), 3 * 2048 / 8
+    sampler = 256 * m.vocab_size * 8
+
+    def reserve(chunk_tokens):
+        params = CostParams(moe_chunk_tokens=chunk_tokens)
+        plan = plan_memory(m, hw, par, params, max_num_batched_tokens=tokens, max_num_seqs=256)
+        return plan.activation_reserve_bytes
+
+    whole = tokens * 2 * (4 * d + experts + shared) + sampler
+    chunked = tokens * 2 * 4 * d + chunk * 2 * experts + tokens * 2 * shared + sampler
+    assert reserve(None) == pytest.approx(whole, rel=1e-12)
+    assert reserve(chunk) == pytest.approx(chunked, rel=1e-12)
+    assert whole - chunked == pytest.approx(15.5 * GiB, rel=1e-3)
+    # A step within one chunk is unchanged.
+    small = CostParams(moe_chunk_tokens=chunk)
+    assert plan_memory(m, hw, par, small) == plan_memory(m, hw, par)
+
+
 def test_tp2_halves_the_weights_but_not_the_norms():
     m, hw = llama_3_1_8b(), h100()
     one = plan_memory(m, hw, Parallelism(tp=1))

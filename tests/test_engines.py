@@ -583,6 +583,51 @@ def test_vllm_v1_sizes_its_cuda_graphs_by_release_and_scheduler_limits():
     assert graphed(engine_version="0.10.2")
 
 
+def test_vllm_v0_runs_mla_models_without_chunked_prefill_from_0_7_1():
+    # 0.7.1-0.7.3 force chunked prefill off for MLA (vllm#12642); after MLA could chunk
+    # (vllm#12639) V0's defaults still leave it off (0.8.0's _set_default_args_v0): one whole
+    # prompt a step, the budget the 163,840-token window of DeepSeek-R1.
+    from servesim.scenario import build_scenario
+
+    def sched(**fields):
+        sc = {"engine": "vllm-v0", "model": "deepseek-ai/DeepSeek-R1", "hardware": "H200",
+              "tp": 8, **fields}  # fmt: skip
+        return build_scenario(sc).scheduler
+
+    for release in ("0.7.1", "0.7.4.dev181", "0.8.5", None):
+        mla = sched(engine_version=release) if release else sched()
+        assert (mla.enable_chunked_prefill, mla.policy, mla.max_num_batched_tokens) == (
+            False, "prefill_first", 163840
+        )  # fmt: skip
+    # Before 0.7.1 (no MLA in vLLM) the long-context rule chunks it like any model.
+    older = sched(engine_version="0.6.6")
+    assert (older.enable_chunked_prefill, older.max_num_batched_tokens) == (True, 2048)
+    # The scenario's choice wins; a model without MLA still chunks at 0.8.5.
+    assert sched(scheduler={"enable_chunked_prefill": True}).enable_chunked_prefill is True
+    llama = build_scenario({"engine": "vllm-v0", "model": "llama-3.1-8b",
+                            "engine_version": "0.8.5"}).scheduler  # fmt: skip
+    assert llama.enable_chunked_prefill is True
+
+
+def test_vllm_sizes_fused_moe_chunks_by_release():
+    # VLLM_FUSED_MOE_CHUNK_SIZE's default (wheel-checked): 65,536 in 0.5.4, 32,768 from 0.6.0,
+    # 16,384 from 0.12.0; engines without the rule hold a whole step.
+    from servesim.engines import moe_chunk_tokens
+
+    v0, v1 = engine_profile("vllm-v0"), engine_profile("vllm")
+    assert moe_chunk_tokens(v0, "0.5.4") == 65536
+    assert moe_chunk_tokens(v0, "0.7.4.dev181") == 32768
+    assert moe_chunk_tokens(v1, "0.11.0") == 32768
+    assert moe_chunk_tokens(v1, "0.12.0") == moe_chunk_tokens(v1, None) == 16384
+    assert moe_chunk_tokens(engine_profile("sglang"), "0.5.3") is None
+    # Through the fleet: DeepSeek-R1 under V0 gets the chunked caches in its memory plan.
+    scenario = build_scenario({"engine": "vllm-v0", "engine_version": "0.7.4",
+                               "model": "deepseek-ai/DeepSeek-R1", "hardware": "H200",
+                               "tp": 8, "workload": {"num_requests": 2}})  # fmt: skip
+    instance = build_fleet(scenario, np.random.default_rng(0)).instances[0]
+    assert instance.cost.params.moe_chunk_tokens == 32768
+
+
 def test_vllm_v0_leaves_rocm_out_of_long_context_chunking_from_0_6_5():
     # vLLM 0.6.5 added `not current_platform.is_rocm()` to the long-context default (0.6.4's
     # wheel lacks it): an AMD GPU runs one whole prompt a step; an NVIDIA GPU still chunks.

@@ -206,19 +206,9 @@ def _long_context(sc: dict[str, Any], args: dict[str, Any]) -> bool:
 
     if "enable_chunked_prefill" in args:
         return False
-    window, eligible = context_window_of(sc)
+    window, eligible, _ = context_window_of(sc)
     threshold, _ = engine_profile("vllm-v0").long_context_chunking
     return eligible and window is not None and window > threshold
-
-
-def _mla(sc: dict[str, Any]) -> bool:
-    from servesim.errors import ServesimError
-    from servesim.model import load_model
-
-    try:
-        return load_model(sc["model"]).mla is not None
-    except ServesimError:
-        return False
 
 
 def _trtllm_pytorch(case: dict[str, Any]) -> bool:
@@ -336,12 +326,10 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     window = int(found.group(1)) if found and not isinstance(window, int) else window
     if isinstance(window, int):
         sc["max_model_len"] = window  # (the served context window, as the server was started)
+    # (MLA models run V0 without chunked prefill from 0.7.1: the engine profile's rule,
+    # engines.VLLM_V0_MLA_NO_CHUNKING.)
     if engine == "vllm-v0" and _long_context(sc, args):
-        if _mla(sc) and _version_before(case, (0, 7, 4)):
-            # (MLA models ran without chunked prefill in V0 until vllm#12639, after 0.7.3:
-            # the 0.7.3 wheel still turns it off for them.)
-            sched["enable_chunked_prefill"] = False
-        elif _version_before(case, (0, 6, 5)):
+        if _version_before(case, (0, 6, 5)):
             # vLLM V0 before 0.6.5 chunked long-context prompts 512 tokens at a time (the
             # profile's rule has 0.6.5's 2048, vllm#10544).
             sched.update(enable_chunked_prefill=True, max_num_batched_tokens=512)

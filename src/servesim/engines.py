@@ -180,6 +180,15 @@ class EngineProfile:
     """``(vendor, release)``: from ``release`` on (and when the scenario names none), GPUs of
     ``vendor`` are left out of ``long_context_chunking`` (vLLM V0 and ROCm:
     :data:`VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING`)."""
+    long_context_mla_from: str | None = None
+    """From this release (and when the scenario names none) a model with MLA is left out of
+    ``long_context_chunking``: it runs without chunked prefill unless the scenario turns it on,
+    one whole prompt a step (vLLM V0: :data:`VLLM_V0_MLA_NO_CHUNKING`). None: no such rule."""
+    moe_chunk_tokens: tuple[tuple[str, int], ...] = ()
+    """``(release, tokens)`` steps, ascending: from each release on, the fused-MoE kernel runs
+    a step's tokens at most this many at a time, so its intermediate caches (and the profiling
+    run's activation peak) hold that many tokens' worth (vLLM's ``VLLM_FUSED_MOE_CHUNK_SIZE``,
+    :data:`VLLM_FUSED_MOE_CHUNKS`). Empty: the whole step at once."""
     kv_of_static: bool = False
     """``gpu_memory_utilization`` is SGLang's ``mem_fraction_static``: the share of the memory
     the runtime leaves that holds the weights and the KV cache (activations and CUDA graphs
@@ -501,6 +510,29 @@ leaves ROCm GPUs out: ``create_engine_config`` adds ``not current_platform.is_ro
 conditions (present in the 0.6.5, 0.6.6 and 0.7.x wheels, absent from 0.6.4's), so an AMD GPU
 runs without chunked prefill, one whole prompt a step."""
 
+VLLM_V0_MLA_NO_CHUNKING = "0.7.1"
+"""From this vLLM release V0 runs a model with MLA (DeepSeek-V2/V3/R1) without chunked prefill
+by default, so the long-context rule does not apply: 0.7.1-0.7.3 force it off after the
+scheduler is configured (vllm-project/vllm#12642; the 0.7.3 wheel's ``VllmConfig.__post_init__``:
+"MLA is enabled; forcing chunked prefill and prefix caching to be disabled"), and once MLA
+could chunk (vllm-project/vllm#12639, 0.7.4.dev) V0's defaults still leave it off (the 0.8.0
+wheel's ``EngineArgs._set_default_args_v0``: "Chunked prefill not supported for Multimodal or
+MLA in V0"). The step budget is then the whole context window, ``max(max_model_len, 2048)``
+(163,840 tokens for DeepSeek-R1), and vLLM's profiling run sizes the activation peak, and so
+the KV cache, by it. NOTE: 0.7.1-0.7.3 with a context window over 32,768 tokens kept the
+2,048-token budget of the long-context default and refused longer prompts
+(vllm-project/vllm#13370); servesim gives them the whole-window budget of the releases after."""
+
+VLLM_FUSED_MOE_CHUNKS: tuple[tuple[str, int], ...] = (
+    ("0", 65536),
+    ("0.6.0", 32768),
+    ("0.12.0", 16384),
+)
+"""vLLM's ``VLLM_FUSED_MOE_CHUNK_SIZE`` default by release: the fused-MoE Triton kernel runs
+at most this many tokens at a time and sizes its intermediate caches for them (``envs.py``
+and ``fused_moe.py``, ``M = min(num_tokens, CHUNK_SIZE)``: 65,536 in the 0.5.4 wheel; 32,768
+in 0.6.0, 0.6.6, 0.7.3, 0.8.5, 0.10.0 and 0.11.0; 16,384 in 0.12.0-0.15.0)."""
+
 VLLM_ASYNC_SCHEDULING_DEFAULT = "0.14.0"
 """The vLLM release that turned async scheduling on by default (vllm-project/vllm#27614; its
 release notes: "Async scheduling is now enabled by default"). 0.10.0-0.13 have it behind
@@ -558,7 +590,9 @@ PROFILES: dict[str, EngineProfile] = {
         graph_sizes_by_batch=vllm_v1_graph_sizes,
         batch_defaults=vllm_v1_batch_defaults,
         attention_dp=_ENGINE_PER_RANK,
+        moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
         sources={
+            "moe_chunk_tokens": "VLLM_FUSED_MOE_CHUNK_SIZE (see VLLM_FUSED_MOE_CHUNKS)",
             "graphs": "vLLM V1 piecewise CUDA graphs (CompilationConfig): captured for token "
             "counts up to 512, mixed batches included; larger steps run the compiled model "
             "without graphs",
@@ -622,6 +656,8 @@ PROFILES: dict[str, EngineProfile] = {
         attention_dp=_ENGINE_PER_RANK,
         long_context_chunking=(32768, 2048),
         long_context_vendor_from=("AMD", VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING),
+        long_context_mla_from=VLLM_V0_MLA_NO_CHUNKING,
+        moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
         window_budget=True,
         sources={
             "long_context": "vLLM EngineArgs.create_engine_config (0.5.4 - 0.7, "
@@ -632,6 +668,9 @@ PROFILES: dict[str, EngineProfile] = {
             "SchedulerConfig then defaults max_num_batched_tokens to 2048 from 0.6.5 "
             "(vllm-project/vllm#10544; 512 before, its log: 'Chunked prefill is enabled with "
             "max_num_batched_tokens=512')",
+            "long_context_mla": "MLA models run V0 without chunked prefill by default from "
+            "0.7.1 (see VLLM_V0_MLA_NO_CHUNKING)",
+            "moe_chunk_tokens": "VLLM_FUSED_MOE_CHUNK_SIZE (see VLLM_FUSED_MOE_CHUNKS)",
             "graphs": "vLLM V0 model runner: CUDA graphs for decode batches only "
             "(enforce_eager=False); prefill and chunked steps run eagerly",
             "mla_fused_down_proj": _VLLM_FUSED_MLA,
@@ -894,6 +933,16 @@ def host_overlap_of(
     return profile.host_overlap
 
 
+def moe_chunk_tokens(profile: EngineProfile, engine_version: str | None) -> int | None:
+    """Tokens the engine's fused-MoE kernel runs at a time at ``engine_version`` (None: its
+    newest release), from ``profile.moe_chunk_tokens``; None: a step's tokens all at once."""
+    chunk = None
+    for start, tokens in profile.moe_chunk_tokens:
+        if not _older(engine_version, start):
+            chunk = tokens
+    return chunk
+
+
 def mla_fused_down_proj(profile: EngineProfile, engine_version: str | None) -> bool:
     """Whether the engine at ``engine_version`` (None: its newest release) runs MLA's
     down-projections as one GEMM (``profile.mla_fused_down_proj_from``)."""
@@ -924,6 +973,7 @@ def scheduler_defaults(
     context_window: int | None = None,
     long_context_ok: bool = True,
     release: str | None = None,
+    mla: bool = False,
 ) -> dict[str, Any]:
     """The scheduler section ``given`` (fields the user set) completed with the profile's
     defaults. An explicit field always wins; turning chunked prefill on under a
@@ -935,7 +985,8 @@ def scheduler_defaults(
     model's ``context_window`` (None: not known), the chunked prefill of an engine that turns
     it on for long-context models (``EngineProfile.long_context_chunking``; not for a model
     with a sliding window or a speculative scenario: ``long_context_ok`` False; nor on the GPUs
-    of ``EngineProfile.long_context_vendor_from``) and the budget
+    of ``EngineProfile.long_context_vendor_from``; nor, with ``mla`` (the model has MLA), from
+    ``EngineProfile.long_context_mla_from``) and the budget
     of one that fits a whole prompt per step (``EngineProfile.window_budget``); ``release``:
     the engine's, for batch defaults that changed between releases (None: the newest)."""
     tokens, seqs = profile.max_num_batched_tokens, profile.max_num_seqs
@@ -945,6 +996,9 @@ def scheduler_defaults(
     left_out = profile.long_context_vendor_from
     if left_out is not None and gpu is not None and gpu[2].upper() == left_out[0]:
         long_context_ok = long_context_ok and _older(release, left_out[1])
+    mla_from = profile.long_context_mla_from
+    if mla and mla_from is not None:
+        long_context_ok = long_context_ok and _older(release, mla_from)
     if (
         rule is not None
         and long_context_ok

@@ -41,7 +41,12 @@ from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.loop import ApiLatency
 from servesim.engine.request import Request
 from servesim.engine.scheduler import SchedulerConfig
-from servesim.engines import EngineProfile, host_overlap_of, mla_fused_down_proj
+from servesim.engines import (
+    EngineProfile,
+    host_overlap_of,
+    mla_fused_down_proj,
+    moe_chunk_tokens,
+)
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware, Link, load_hardware
 from servesim.model import ModelSpec, load_model
@@ -187,6 +192,7 @@ def _cost_params(
         # Custom all-reduce kernels work through peer memory inside one node only.
         custom_allreduce=profile.custom_allreduce and par.tp <= hardware.gpus_per_node,
         mla_fused_down_proj=mla_fused_down_proj(profile, scenario.engine_version),
+        moe_chunk_tokens=moe_chunk_tokens(profile, scenario.engine_version),
     )
     if scenario.calibration is None:
         return params

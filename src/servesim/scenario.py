@@ -392,13 +392,21 @@ def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
         split = tuple(data.get(k, 1) for k in ("tp", "pp", "dp"))
         split = split if all(isinstance(v, int) and v >= 1 for v in split) else (1, 1, 1)
         profile = engine_profile(engine)
-        window, long_ok = None, True
+        window, long_ok, mla = None, True, False
         if profile.long_context_chunking is not None or profile.window_budget:
-            window, long_ok = context_window_of(data)
+            window, long_ok, mla = context_window_of(data)
         data = {
             **data,
             "scheduler": scheduler_defaults(
-                profile, sched, gpu, api, split, window, long_ok, release=_release_of(data)
+                profile,
+                sched,
+                gpu,
+                api,
+                split,
+                window,
+                long_ok,
+                release=_release_of(data),
+                mla=mla,
             ),
         }
     return convert(data, Scenario, source)
@@ -411,24 +419,25 @@ def _release_of(data: dict[str, Any]) -> str | None:
     return release if isinstance(release, str) and re.match(VERSION_PATTERN, release) else None
 
 
-def context_window_of(data: dict[str, Any]) -> tuple[int | None, bool]:
+def context_window_of(data: dict[str, Any]) -> tuple[int | None, bool, bool]:
     """(The context window a scenario's model serves with: its own, or ``max_model_len`` when
     smaller — None when the model does not load here, validation reports that later; whether
     vLLM V0's long-context chunking may apply: not with a sliding window or speculative
-    decoding)."""
+    decoding; whether the model has MLA)."""
     from servesim.model import load_model
 
     name = data.get("model", DEFAULT_MODEL)
     if not isinstance(name, str):
-        return None, False
+        return None, False, False
     try:
         model = load_model(name)
     except ServesimError:
-        return None, False
+        return None, False, False
     window = model.max_position_embeddings
     given = data.get("max_model_len")
     window = min(window, given) if isinstance(given, int) and given > 0 else window
-    return window, model.sliding_window is None and not data.get("speculative")
+    long_ok = model.sliding_window is None and not data.get("speculative")
+    return window, long_ok, model.mla is not None
 
 
 def _gpu_of(hardware: Any) -> tuple[float, str, str] | None:

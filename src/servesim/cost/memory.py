@@ -137,14 +137,16 @@ def activation_reserve(
     *,
     last_stage: bool = True,
     head: str = "lm",
+    moe_chunk_tokens: int | None = None,
 ) -> float:
     """Peak activation bytes of a ``max_num_batched_tokens`` step (what vLLM's profiling run sees).
 
     ``tokens × act_bytes × (4·d + widest)`` where ``4·d`` covers hidden states and residual in
     and out, and ``widest`` is the widest per-token intermediate per GPU: the QKV+attention
     output, the dense MLP (gate+up and activation output: 3·I/tp gated, 2·I/tp otherwise), or the
-    fused MoE caches (k·(3·I_e/expert_tp + d)) plus the shared experts. The last stage adds the
-    sampler: ``max_num_seqs × vocab × 8`` (fp32 logits and probabilities).
+    fused MoE caches (k·(3·I_e/expert_tp + d)) plus the shared experts. A fused-MoE kernel that
+    runs ``moe_chunk_tokens`` at a time holds its caches for that many tokens only. The last
+    stage adds the sampler: ``max_num_seqs × vocab × 8`` (fp32 logits and probabilities).
     """
     d, tp = model.hidden_size, par.tp
     gated = 3.0 if model.gated_mlp else 2.0
@@ -156,6 +158,9 @@ def activation_reserve(
         assert moe is not None
         experts = moe.experts_per_token * (gated * moe.expert_intermediate_size / par.expert_tp + d)
         shared = gated * moe.num_shared_experts * moe.shared_expert_intermediate_size / tp
+        if moe_chunk_tokens is not None and max_num_batched_tokens > moe_chunk_tokens:
+            # (the routed experts' caches hold one chunk; count them as that share of a step)
+            experts *= moe_chunk_tokens / max_num_batched_tokens
         widest = max(widest, experts + shared)
     reserve = max_num_batched_tokens * act_bytes * (4.0 * d + widest)
     if last_stage and head == "lm":
@@ -207,6 +212,7 @@ def _stage_plans(
             rank_seqs,
             last_stage=last,
             head=params.head,
+            moe_chunk_tokens=params.moe_chunk_tokens,
         )
         kv_token = kv_layer * len(layers)
         kv_cache = usable - weights if kv_of_static else usable - weights - act - runtime

@@ -236,6 +236,10 @@ class CostParams:
     """MLA rows with at most this many new tokens use the weight-absorbed (decode) path."""
     head: str = "lm"
     """``lm``: vocabulary logits and sampling; ``value``: a d×d + d×1 scoring head."""
+    moe_chunk_tokens: int | None = None
+    """The fused-MoE kernel runs a step's tokens at most this many at a time, so its
+    intermediate caches in the profiling run hold this many tokens' worth (vLLM's
+    ``VLLM_FUSED_MOE_CHUNK_SIZE``; the engine profile's ``moe_chunk_tokens``); None: all."""
     runtime_reserve_bytes: float | None = None
     """Memory the runtime keeps outside weights, KV and activations; ``None``: see
     ``servesim.cost.memory.default_runtime_reserve``."""
