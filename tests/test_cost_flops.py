@@ -78,6 +78,33 @@ def test_fused_mla_down_projection_is_one_gemm_with_the_same_flops_and_bytes():
     assert 61 * 3e-6 < saved < 61 * 20e-6  # a small-m GEMM's fixed cost, once a layer
 
 
+def test_materialized_mla_absorption_moves_decode_rows_onto_the_absorbed_weights():
+    """vLLM 0.7.x: a decode row multiplies q_c (1536) by W_Q_UK (1536 × 128·512) and W_QR
+    (1536 × 128·64, bf16) and the latent output (128·512) by W_UV_O (→ 7168); prompt rows keep
+    q_b_proj and o_proj. Hand-counted at TP1, one decode row, zero context."""
+    m, hw = deepseek_v3(), h100()
+    plain = build_step_cost(m, hw, params=CostParams(kernel_tables=False))
+    mat = build_step_cost(m, hw, params=CostParams(kernel_tables=False, mla_materialized=True))
+    names = {op.name for op in mat.operators}
+    assert {"w_q_uk", "w_qr", "w_uv_o"} <= names
+    assert not {"kv_b_absorbed_q", "kv_b_absorbed_o"} & names
+    decode = (np.array([1]), np.array([0]))
+    a, b = plain.step_time(*decode), mat.step_time(*decode)
+    # Per layer: plain q_b (1536·128·192) + W_UK (128·128·512) + W_UV (128·512·128) + o_proj
+    # (128·128·7168); materialized W_Q_UK (1536·128·512) + W_QR (1536·128·64) + W_UV_O
+    # (128·512·7168).
+    plain_layer = 1536 * 128 * 192 + 2 * 128 * 128 * 512 + 128 * 128 * 7168
+    mat_layer = 1536 * 128 * 576 + 128 * 512 * 7168
+    diff = 2 * 61 * (mat_layer - plain_layer)
+    assert b.flops_by_group["qkv_o"] - a.flops_by_group["qkv_o"] == pytest.approx(diff, rel=1e-12)
+    assert b.total_s > a.total_s
+    # A prompt-only step runs the same operators' work either way.
+    prompt = (np.array([512]), np.array([0]))
+    pa, pb = plain.step_time(*prompt), mat.step_time(*prompt)
+    assert pb.flops_by_group == pytest.approx(pa.flops_by_group, rel=1e-12)
+    assert pb.total_s == pytest.approx(pa.total_s, rel=1e-9)
+
+
 def test_prefill_attention_flops_of_one_1024_token_prompt():
     cost = build_step_cost(llama_3_1_8b(), h100())
     step = cost.step_time(np.array([1024]), np.array([0]))

@@ -87,6 +87,18 @@ def test_a_chunked_fused_moe_holds_its_caches_for_one_chunk_of_the_profiling_ste
     assert plan_memory(m, hw, par, small) == plan_memory(m, hw, par)
 
 
+def test_materialized_mla_absorption_holds_the_absorbed_weights_beside_the_originals():
+    # DeepSeek-V3 in FP8 at TP8 (16 heads a GPU): W_Q_UK 1536 × 16·512 and W_UV_O 16·512 × 7168
+    # in FP8, W_QR 1536 × 16·64 in bf16, in each of 61 layers: 4.54 GB more a GPU.
+    m, hw, par = deepseek_v3(), h100(hbm_bytes=141 * GiB), Parallelism(tp=8)
+    plain = plan_memory(m, hw, par, CostParams(weight_dtype="fp8"))
+    mat = plan_memory(m, hw, par, CostParams(weight_dtype="fp8", mla_materialized=True))
+    extra = 61 * ((1536 * 16 * 512 + 16 * 512 * 7168) * 1 + 1536 * 16 * 64 * 2)
+    assert extra == 4_541_382_656
+    assert mat.weights_bytes_per_gpu - plain.weights_bytes_per_gpu == pytest.approx(extra)
+    assert mat.kv_cache_bytes == pytest.approx(plain.kv_cache_bytes - extra)
+
+
 def test_tp2_halves_the_weights_but_not_the_norms():
     m, hw = llama_3_1_8b(), h100()
     one = plan_memory(m, hw, Parallelism(tp=1))

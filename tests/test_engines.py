@@ -609,6 +609,24 @@ def test_vllm_v0_runs_mla_models_without_chunked_prefill_from_0_7_1():
     assert llama.enable_chunked_prefill is True
 
 
+def test_vllm_v0_materializes_the_absorbed_mla_weights_in_0_7():
+    # 0.7.1 (MLA's first release) until vllm#14770: the 0.7.3 wheel builds W_Q_UK/W_UV_O, the
+    # 0.8.0 wheel does not; vLLM V1 never did; an unnamed release is the newest.
+    from servesim.engines import mla_materialized
+
+    v0 = engine_profile("vllm-v0")
+    assert [mla_materialized(v0, r) for r in ("0.6.6", "0.7.1", "0.7.3", "0.7.4.dev181")] == [
+        False, True, True, True
+    ]  # fmt: skip
+    assert not mla_materialized(v0, "0.8.0") and not mla_materialized(v0, None)
+    assert not mla_materialized(engine_profile("vllm"), "0.7.3")
+    scenario = build_scenario({"engine": "vllm-v0", "engine_version": "0.7.3",
+                               "model": "deepseek-ai/DeepSeek-R1", "hardware": "H200",
+                               "tp": 8, "workload": {"num_requests": 2}})  # fmt: skip
+    instance = build_fleet(scenario, np.random.default_rng(0)).instances[0]
+    assert instance.cost.params.mla_materialized is True
+
+
 def test_vllm_sizes_fused_moe_chunks_by_release():
     # VLLM_FUSED_MOE_CHUNK_SIZE's default (wheel-checked): 65,536 in 0.5.4, 32,768 from 0.6.0,
     # 16,384 from 0.12.0; engines without the rule hold a whole step.

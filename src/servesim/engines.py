@@ -184,6 +184,10 @@ class EngineProfile:
     """From this release (and when the scenario names none) a model with MLA is left out of
     ``long_context_chunking``: it runs without chunked prefill unless the scenario turns it on,
     one whole prompt a step (vLLM V0: :data:`VLLM_V0_MLA_NO_CHUNKING`). None: no such rule."""
+    mla_materialized_releases: tuple[str, str] | None = None
+    """``(first, until)``: releases from ``first`` and before ``until`` run MLA decodes through
+    materialized absorbed weights (``CostParams.mla_materialized``; vLLM V0:
+    :data:`VLLM_MLA_MATERIALIZED`). None: never."""
     moe_chunk_tokens: tuple[tuple[str, int], ...] = ()
     """``(release, tokens)`` steps, ascending: from each release on, the fused-MoE kernel runs
     a step's tokens at most this many at a time, so its intermediate caches (and the profiling
@@ -523,6 +527,17 @@ the KV cache, by it. NOTE: 0.7.1-0.7.3 with a context window over 32,768 tokens 
 2,048-token budget of the long-context default and refused longer prompts
 (vllm-project/vllm#13370); servesim gives them the whole-window budget of the releases after."""
 
+VLLM_MLA_MATERIALIZED = ("0.7.1", "0.8.0")
+"""vLLM releases whose MLA backends materialize the absorbed decode weights: 0.7.1 (MLA's
+first release, vllm-project/vllm#12528) until vllm-project/vllm#14770 ("MLA get rid of
+materialization", opened 2025-03-13; the 0.8.0 wheel keeps only bf16 ``W_UK_T``/``W_UV``).
+The 0.7.3 wheel's ``mla/utils.py`` (``VLLM_MLA_PERFORM_MATRIX_ABSORPTION`` on by default)
+builds ``W_Q_UK`` and ``W_UV_O``, requantized to FP8 when the weights are, and ``W_QR`` in
+bf16, beside the original weights, which prefills keep using: DeepSeek-R1 holds ~4.5 GB more
+per GPU at TP8, and every decode step reads ``W_UV_O`` (heads·512 × 7168) instead of
+``o_proj`` (heads·128 × 7168). NOTE: the 0.7.4 nightlies after #14770 no longer do; a
+scenario's dev release is taken as before it."""
+
 VLLM_FUSED_MOE_CHUNKS: tuple[tuple[str, int], ...] = (
     ("0", 65536),
     ("0.6.0", 32768),
@@ -657,6 +672,7 @@ PROFILES: dict[str, EngineProfile] = {
         long_context_chunking=(32768, 2048),
         long_context_vendor_from=("AMD", VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING),
         long_context_mla_from=VLLM_V0_MLA_NO_CHUNKING,
+        mla_materialized_releases=VLLM_MLA_MATERIALIZED,
         moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
         window_budget=True,
         sources={
@@ -670,6 +686,8 @@ PROFILES: dict[str, EngineProfile] = {
             "max_num_batched_tokens=512')",
             "long_context_mla": "MLA models run V0 without chunked prefill by default from "
             "0.7.1 (see VLLM_V0_MLA_NO_CHUNKING)",
+            "mla_materialized": "absorbed MLA decode weights materialized in 0.7.1-0.7.x "
+            "(see VLLM_MLA_MATERIALIZED)",
             "moe_chunk_tokens": "VLLM_FUSED_MOE_CHUNK_SIZE (see VLLM_FUSED_MOE_CHUNKS)",
             "graphs": "vLLM V0 model runner: CUDA graphs for decode batches only "
             "(enforce_eager=False); prefill and chunked steps run eagerly",
@@ -941,6 +959,15 @@ def moe_chunk_tokens(profile: EngineProfile, engine_version: str | None) -> int 
         if not _older(engine_version, start):
             chunk = tokens
     return chunk
+
+
+def mla_materialized(profile: EngineProfile, engine_version: str | None) -> bool:
+    """Whether the engine at ``engine_version`` (None: its newest release) materializes MLA's
+    absorbed decode weights (``profile.mla_materialized_releases``)."""
+    span = profile.mla_materialized_releases
+    if span is None or engine_version is None:
+        return False
+    return not _older(engine_version, span[0]) and _older(engine_version, span[1])
 
 
 def mla_fused_down_proj(profile: EngineProfile, engine_version: str | None) -> bool:

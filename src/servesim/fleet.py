@@ -45,6 +45,7 @@ from servesim.engines import (
     EngineProfile,
     host_overlap_of,
     mla_fused_down_proj,
+    mla_materialized,
     moe_chunk_tokens,
 )
 from servesim.errors import ServesimError
@@ -193,6 +194,7 @@ def _cost_params(
         custom_allreduce=profile.custom_allreduce and par.tp <= hardware.gpus_per_node,
         mla_fused_down_proj=mla_fused_down_proj(profile, scenario.engine_version),
         moe_chunk_tokens=moe_chunk_tokens(profile, scenario.engine_version),
+        mla_materialized=mla_materialized(profile, scenario.engine_version),
     )
     if scenario.calibration is None:
         return params

@@ -407,6 +407,7 @@ def build_step_cost(
         moe_load=load,
         custom_allreduce=custom,
         mla_fused_down_proj=fused,
+        mla_materialized=params.mla_materialized,
     )
     rates = rates_of(hw, par, params, res)
     half = params.gemm_half_tokens
@@ -431,6 +432,7 @@ def build_step_cost(
                 moe_load=load,
                 custom_allreduce=custom,
                 mla_fused_down_proj=fused,
+                mla_materialized=params.mla_materialized,
             )
             for st in pipeline_stages(model, par.pp)
         ]

@@ -40,6 +40,7 @@ def model_operators(
     moe_load: float = 1.0,
     custom_allreduce: bool = False,
     mla_fused_down_proj: bool = False,
+    mla_materialized: bool = False,
 ) -> tuple[Operator, ...]:
     """The operator list for ``model`` with the resolved dtypes (one ``stage`` or all)."""
     return build_operators(
@@ -55,6 +56,7 @@ def model_operators(
         custom_allreduce=custom_allreduce,
         mla_fused_down_proj=mla_fused_down_proj,
         mla_block_scale=resolved.mla_block_scale,
+        mla_materialized=mla_materialized,
     )
 
 

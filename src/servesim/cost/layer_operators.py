@@ -37,6 +37,7 @@ from servesim.cost.weights import (
     attention_matrices,
     dense_mlp_matrices,
     expert_matrices,
+    materialized_mla_matrices,
     router_matrix,
     shared_expert_matrices,
 )
@@ -106,12 +107,16 @@ def mla_attention_operators(
     nb: ElementBytes,
     fused_down_proj: bool = False,
     block_scale: float = 1.0,
+    materialized: bool = False,
 ) -> list[Operator]:
     """Projections, latent norms, rope and both attention paths of MLA layers (see the module
     docstring: the regular path for prefill chunks, the absorbed path for decodes).
     ``fused_down_proj``: ``q_a_proj`` and ``kv_a_proj`` (both read the hidden states, both
     replicated) run as one GEMM of their stacked weights, ``qkv_a_proj``. ``block_scale``: the
-    engine's measured MLA block over the sum of these operators (``Operator.time_scale``)."""
+    engine's measured MLA block over the sum of these operators (``Operator.time_scale``).
+    ``materialized``: decode rows multiply by the materialized ``W_Q_UK``/``W_QR`` and
+    ``W_UV_O`` instead of the query up-projection, ``W_UK``, ``W_UV`` and ``o_proj``, which
+    only prompt rows run (``CostParams.mla_materialized``)."""
     L, hq = st.layers, model.num_attention_heads / par.tp
     weight_bytes, kv_bytes, act_bytes = nb.weight, nb.kv, nb.act
     ops: list[Operator] = []
@@ -121,10 +126,13 @@ def mla_attention_operators(
     if fused_down_proj and "q_a_proj" in mats:
         q_a, kv_a = mats.pop("q_a_proj"), mats.pop("kv_a_proj")
         mats["qkv_a_proj"] = Matrix("qkv_a_proj", q_a.k, q_a.n + kv_a.n, q_a.bias + kv_a.bias)
+    # (Materialized: the query up-projection and o_proj run on prompt rows only.)
+    up_rows = T_R if materialized else T
     for name in ("q_a_proj", "qkv_a_proj", "q_b_proj", "q_proj", "kv_a_proj"):
         if name in mats:
-            ops.append(gemm(mats[name], "qkv_o", L, T, weight_bytes, act_bytes))
-    ops.append(gemm(mats["o_proj"], "qkv_o", L, T, weight_bytes, act_bytes))
+            rows = up_rows if name in ("q_b_proj", "q_proj") else T
+            ops.append(gemm(mats[name], "qkv_o", L, rows, weight_bytes, act_bytes))
+    ops.append(gemm(mats["o_proj"], "qkv_o", L, up_rows, weight_bytes, act_bytes))
     if m.q_lora_rank:
         ops.append(vector("q_a_layernorm", L, 4.0 * m.q_lora_rank, 2.0 * m.q_lora_rank * act_bytes))
     ops.append(vector("kv_a_layernorm", L, 4.0 * r, 2.0 * r * act_bytes))
@@ -161,18 +169,22 @@ def mla_attention_operators(
         )
     )
     # Absorbed path: W_UK on the queries, MQA over the latent, W_UV on the output.
-    ops.append(
-        Operator(
-            "kv_b_absorbed_q",
-            "qkv_o",
-            L,
-            ((T_A, 2.0 * hq * nope * r),),
-            ((ONE, hq * nope * r * weight_bytes), (T_A, hq * (nope + r) * act_bytes)),
-            RATE_GEMM,
-            m_feature=T_A,
-            active=T_A,
+    if materialized:
+        q_in = mats["q_b_proj"].k if "q_b_proj" in mats else mats["q_proj"].k
+        ops += _materialized_absorption(model, q_in, hq, L, nb)
+    else:
+        ops.append(
+            Operator(
+                "kv_b_absorbed_q",
+                "qkv_o",
+                L,
+                ((T_A, 2.0 * hq * nope * r),),
+                ((ONE, hq * nope * r * weight_bytes), (T_A, hq * (nope + r) * act_bytes)),
+                RATE_GEMM,
+                m_feature=T_A,
+                active=T_A,
+            )
         )
-    )
     ops.append(
         Operator(
             "attention_absorbed",
@@ -185,21 +197,36 @@ def mla_attention_operators(
             active=T_A,
         )
     )
-    ops.append(
-        Operator(
-            "kv_b_absorbed_o",
-            "qkv_o",
-            L,
-            ((T_A, 2.0 * hq * r * v),),
-            ((ONE, hq * r * v * weight_bytes), (T_A, hq * (r + v) * act_bytes)),
-            RATE_GEMM,
-            m_feature=T_A,
-            active=T_A,
+    if not materialized:
+        ops.append(
+            Operator(
+                "kv_b_absorbed_o",
+                "qkv_o",
+                L,
+                ((T_A, 2.0 * hq * r * v),),
+                ((ONE, hq * r * v * weight_bytes), (T_A, hq * (r + v) * act_bytes)),
+                RATE_GEMM,
+                m_feature=T_A,
+                active=T_A,
+            )
         )
-    )
     if block_scale != 1.0:
         ops = [dataclasses.replace(op, time_scale=block_scale) for op in ops]
     return ops
+
+
+def _materialized_absorption(
+    model: ModelSpec, q_in: int, hq: float, layers: int, nb: ElementBytes
+) -> list[Operator]:
+    """Decode rows' query and output projections through the materialized absorbed weights
+    (:func:`materialized_mla_matrices`): ``W_QR`` stays in the activation dtype (vLLM does not
+    requantize it)."""
+    w_q_uk, w_qr, w_uv_o = materialized_mla_matrices(model, q_in, hq)
+    return [
+        gemm(w_q_uk, "qkv_o", layers, T_A, nb.weight, nb.act),
+        gemm(w_qr, "qkv_o", layers, T_A, nb.act, nb.act),
+        gemm(w_uv_o, "qkv_o", layers, T_A, nb.weight, nb.act),
+    ]
 
 
 # --- feed-forward ----------------------------------------------------------------------------

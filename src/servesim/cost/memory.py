@@ -33,6 +33,7 @@ from servesim.cost.weights import (
     attention_matrices,
     dense_mlp_matrices,
     expert_matrices,
+    materialized_mla_matrices,
     norm_elements_per_layer,
     router_matrix,
     shared_expert_matrices,
@@ -97,11 +98,19 @@ def layer_weight_bytes(
     w_bytes: float,
     act_bytes: float,
     expert_bytes: float | None = None,
+    mla_materialized: bool = False,
 ) -> float:
     """Bytes of weights of layer ``layer`` held by one GPU: block weights in ``w_bytes``, routed
-    experts in ``expert_bytes`` (default ``w_bytes``), router and norms in ``act_bytes``."""
+    experts in ``expert_bytes`` (default ``w_bytes``), router and norms in ``act_bytes``;
+    ``mla_materialized``: MLA's absorbed decode weights too (``CostParams.mla_materialized``)."""
     expert_bytes = w_bytes if expert_bytes is None else expert_bytes
     total = sum(m.elements for m in attention_matrices(model, par)) * w_bytes
+    if mla_materialized and model.mla is not None:
+        q_in = model.mla.q_lora_rank or model.hidden_size
+        w_q_uk, w_qr, w_uv_o = materialized_mla_matrices(
+            model, q_in, model.num_attention_heads / par.tp
+        )
+        total += (w_q_uk.elements + w_uv_o.elements) * w_bytes + w_qr.elements * act_bytes
     total += norm_elements_per_layer(model, par) * act_bytes
     if model.is_moe_layer(layer):
         moe = model.moe
@@ -203,7 +212,9 @@ def _stage_plans(
     rank_seqs = math.ceil(max_num_seqs / par.dp)
     for s, layers in enumerate(stages):
         first, last = s == 0, s == len(stages) - 1
-        weights = stage_weight_bytes(model, par, res, layers, first, last, params.head)
+        weights = stage_weight_bytes(
+            model, par, res, layers, first, last, params.head, params.mla_materialized
+        )
         act = activation_reserve(
             model,
             par,
@@ -249,13 +260,17 @@ def stage_weight_bytes(
     first: bool,
     last: bool,
     head: str = "lm",
+    mla_materialized: bool = False,
 ) -> float:
     """Weight bytes one GPU of a pipeline stage holds: its ``layers``, the embedding on the
     first stage, the final norm and head on the last (the vocabulary split ``tp`` ways)."""
     w_bytes, e_bytes = dtype_bytes(res.weight_dtype), res.expert_bytes
     act_bytes = dtype_bytes(res.act_dtype)
     d, vocab_rows = model.hidden_size, model.vocab_size / par.tp
-    weights = sum(layer_weight_bytes(model, par, i, w_bytes, act_bytes, e_bytes) for i in layers)
+    weights = sum(
+        layer_weight_bytes(model, par, i, w_bytes, act_bytes, e_bytes, mla_materialized)
+        for i in layers
+    )
     if first:
         weights += vocab_rows * d * act_bytes  # embedding, split by vocabulary rows
     if last:
@@ -282,7 +297,16 @@ def weights_bytes_per_gpu(
     res = resolve_params(model, hw, params)
     stages = stage_layers(model.num_layers, par.pp)
     return max(
-        stage_weight_bytes(model, par, res, layers, s == 0, s == len(stages) - 1, params.head)
+        stage_weight_bytes(
+            model,
+            par,
+            res,
+            layers,
+            s == 0,
+            s == len(stages) - 1,
+            params.head,
+            params.mla_materialized,
+        )
         for s, layers in enumerate(stages)
     )
 

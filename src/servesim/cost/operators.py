@@ -58,6 +58,7 @@ def build_operators(
     custom_allreduce: bool = False,
     mla_fused_down_proj: bool = False,
     mla_block_scale: float = 1.0,
+    mla_materialized: bool = False,
 ) -> tuple[Operator, ...]:
     """All operators of one forward step of ``model`` split as ``par``, per GPU.
 
@@ -68,7 +69,7 @@ def build_operators(
     block weights), the KV cache and activations (also the embedding, LM head, router and norm
     weights). ``moe_load``: token-expert pairs the busiest EP rank receives, relative to the
     mean (``1 + CostParams.moe_skew`` when ``ep > 1``). ``custom_allreduce``,
-    ``mla_fused_down_proj``: see ``CostParams``; ``mla_block_scale``: see
+    ``mla_fused_down_proj``, ``mla_materialized``: see ``CostParams``; ``mla_block_scale``: see
     ``ResolvedParams.mla_block_scale``.
     """
     st = stage or whole_model(model, par.pp)
@@ -89,7 +90,13 @@ def build_operators(
         ops += attention_operators(model, par, st, nb)
     else:
         ops += mla_attention_operators(
-            model, par, st, nb, mla_fused_down_proj, block_scale=mla_block_scale
+            model,
+            par,
+            st,
+            nb,
+            mla_fused_down_proj,
+            block_scale=mla_block_scale,
+            materialized=mla_materialized,
         )
     ops += feed_forward_operators(model, par, st, nb, moe_load)
     ops += _once_per_step(model, par, st, head, act_bytes, custom_allreduce)

@@ -227,6 +227,13 @@ class CostParams:
     PyTorch MLA; see the engine profiles' ``mla_fused_down_proj_from``): one launch and one
     fixed cost instead of two, the same FLOPs and bytes. No effect on models without a
     ``q_lora_rank``."""
+    mla_materialized: bool = False
+    """Decode rows run MLA through materialized absorbed weights (vLLM 0.7.1-0.7.x V0,
+    ``VLLM_MLA_PERFORM_MATRIX_ABSORPTION``): ``W_Q_UK`` (the query up-projection times
+    ``W_UK``, q_lora × heads·kv_lora) and ``W_UV_O`` (``W_UV`` times ``o_proj``, heads·kv_lora ×
+    d) in the weight dtype, with the rope part ``W_QR`` in the activation dtype, held beside
+    the original weights, which prompt rows keep using. False: ``q_b_proj`` and ``o_proj`` on
+    every row, ``W_UK``/``W_UV`` as small per-head products (the later form)."""
     comm_efficiency: float = 0.8
     """Fraction of link bandwidth collectives reach (NCCL all-reduce bus bandwidth on 8×H100
     NVLink is about 360 of 450 GB/s)."""
