@@ -86,6 +86,8 @@ def run_sessions(
     graph_batch=None,
     api=None,
     schedule_ahead=False,
+    sliding_groups=0,
+    window_blocks=0,
     **sched,
 ):
     """Run ``sessions`` to completion; returns (records, instances, simulation)."""
@@ -95,7 +97,14 @@ def run_sessions(
         Instance(
             i,
             cfg,
-            KVBlockManager(num_blocks, block_size, cfg.enable_prefix_caching, cpu_blocks),
+            KVBlockManager(
+                num_blocks,
+                block_size,
+                cfg.enable_prefix_caching,
+                cpu_blocks,
+                sliding_groups=sliding_groups,
+                window_blocks=window_blocks,
+            ),  # fmt: skip
             cost,
             fast_forward=fast_forward,
             kv_load_seconds_per_block=load_seconds,

@@ -225,3 +225,58 @@ def test_mxfp4_experts_served_weight_only_hold_16_bit_scales():
     assert on_h100 - on_b200 == pytest.approx(experts * (4.5 - 4.25) / 8, rel=1e-3)
     # vLLM's own log on an H100: "Model loading took 64.38 GiB" (vllm#33155).
     assert on_h100 / 2**30 == pytest.approx(64.38, rel=0.01)
+
+
+def test_hybrid_layout_pages_sliding_window_layers_apart():
+    # gpt-oss-20b: 24 layers, 12 with a 128-token window. vLLM's hybrid manager groups them 12
+    # at a time: one full-attention group and one sliding group, pages of 16 tokens of 12
+    # layers; a request keeps cdiv(127, 16) + 1 = 9 pages of its window.
+    from servesim.cost.memory import kv_layout
+
+    m, hw = gpt_oss_20b(), h100()
+    assert kv_layout(m, Parallelism(), 16) == (12, 2, 9)
+    assert kv_layout(m, Parallelism(pp=2), 16) == (24, 1, 0)  # (not modelled under PP)
+    assert kv_layout(llama_3_1_8b(), Parallelism(), 16) == (32, 1, 0)
+    uniform = plan_memory(m, hw)
+    hybrid = plan_memory(m, hw, params=CostParams(hybrid_kv=True))
+    assert hybrid.kv_bytes_per_token == uniform.kv_bytes_per_token / 2
+    assert hybrid.kv_cache_bytes == uniform.kv_cache_bytes
+    assert hybrid.num_kv_blocks == pytest.approx(2 * uniform.num_kv_blocks, abs=1)
+    # vLLM logs pages over groups: the same size as the uniform layout's.
+    assert hybrid.kv_capacity_tokens == pytest.approx(uniform.kv_capacity_tokens, abs=16)
+    assert (hybrid.kv_groups, hybrid.kv_window_blocks) == (2, 9)
+    # A 32k-token sequence takes 2,000 + 9 pages instead of 2,000 two-group blocks' worth.
+    blocks = hybrid.num_kv_blocks
+    assert hybrid.max_concurrent_seqs(32000) == blocks // 2009
+    assert uniform.max_concurrent_seqs(32000) == uniform.num_kv_blocks // 2000
+    assert hybrid.max_concurrent_seqs(32000) >= 2 * uniform.max_concurrent_seqs(32000) - 1
+    # Pinned to a logged size: that many tokens' slots of both groups.
+    pinned = plan_memory(m, hw, params=CostParams(hybrid_kv=True), kv_cache_tokens=16000)
+    assert pinned.num_kv_blocks == 2000 and pinned.kv_capacity_tokens == 16000
+
+
+def test_vllm_marlin_mxfp4_experts_are_held_padded():
+    # vLLM's Marlin MXFP4 MoE (before Hopper; on Hopper before 0.11.1) pads the hidden size to
+    # 256 and each GPU's expert width to 128: gpt-oss-120b's 2880 → 3072 and 2944 (1536 at TP2),
+    # 4-bit weights with 8-bit block-of-32 scales and bf16 biases — 65.9 GiB at TP1, as vLLM
+    # 0.10.1 logged on an H100 ("Model loading took 65.97 GiB", vllm-project/vllm#23278).
+    from servesim.cost.memory import marlin_mxfp4_expert_bytes
+    from servesim.hardware import load_hardware
+    from servesim.model import load_model
+
+    m = load_model("openai/gpt-oss-120b")
+    one = 3 * 2944 * 3072 * (0.5 + 1 / 32) + (2 * 2944 + 3072) * 2
+    assert marlin_mxfp4_expert_bytes(m, Parallelism()) == one == 14_431_744
+    two = 3 * 1536 * 3072 * (0.5 + 1 / 32) + (2 * 1536 + 3072) * 2
+    assert marlin_mxfp4_expert_bytes(m, Parallelism(tp=2)) == two
+
+    def weights(gpu, release, tp=1):
+        params = CostParams(engine_version=release, kernel_backend="vllm")
+        plan = plan_memory(m, load_hardware(gpu), Parallelism(tp=tp), params)
+        return plan.weights_bytes_per_gpu / GiB
+
+    assert weights("H100", "0.10.2") == pytest.approx(65.97, abs=0.1)
+    assert weights("A100-80GB", "0.11.0") == pytest.approx(65.97, abs=0.1)
+    # Hopper's triton_kernels layout from 0.11.1 (unpadded, the 4.5-bit size: 64.1 GiB).
+    assert weights("H100", "0.11.1") == pytest.approx(64.05, abs=0.05)
+    assert weights("H100", "0.10.2", tp=2) > weights("H100", "0.11.1", tp=2) + 2.0

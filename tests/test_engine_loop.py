@@ -204,9 +204,10 @@ def test_multiple_instances_share_the_load():
     ahead=st.booleans(),
     recv=st.sampled_from([1, 1, 3]),
     stream=st.sampled_from([1, 1, 4]),
+    sliding=st.sampled_from([0, 0, 1, 2]),
 )
 def test_engine_invariants(
-    n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead, recv, stream
+    n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead, recv, stream, sliding
 ):  # fmt: skip
     rng = np.random.default_rng(seed)
     t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
@@ -229,6 +230,9 @@ def test_engine_invariants(
         schedule_ahead=ahead,
         recv_interval=recv,
         stream_interval=stream,
+        # (the hybrid layout: sliding-window groups of 3 pages each)
+        sliding_groups=sliding if cpu_blocks == 0 else 0,
+        window_blocks=3,
     )
     r = by_request(recs)
     # Every request finishes exactly once, with exactly the tokens it asked for.
@@ -261,6 +265,19 @@ def test_follow_up_turns_with_zero_think_time_match_step_by_step(policy):
     ra, rb = by_request(a), by_request(b)
     np.testing.assert_allclose(ra["finish_s"], rb["finish_s"], rtol=1e-9, atol=1e-9)
     assert len(ra["finish_s"]) == 150
+
+
+@pytest.mark.parametrize("policy", ["vllm", "sarathi"])
+def test_hybrid_kv_spans_match_step_by_step(policy):
+    # Decode spans stop where the KV cache (pages of both groups) would run out, exactly as
+    # single steps find it; a tight cache makes them preempt too.
+    sessions = _random_sessions(7, n=80)
+    kw = dict(policy=policy, num_blocks=400, sliding_groups=1, window_blocks=4)
+    a, _, _ = run_sessions(sessions, fast_forward=True, **kw)
+    b, insts, _ = run_sessions(sessions, fast_forward=False, **kw)
+    ra, rb = by_request(a), by_request(b)
+    np.testing.assert_allclose(ra["finish_s"], rb["finish_s"], rtol=1e-9, atol=1e-9)
+    assert insts[0].kv.num_free_blocks == 400
 
 
 def test_a_prompt_with_one_token_left_is_not_fast_forwarded_as_a_decode():

@@ -720,3 +720,52 @@ def test_mla_down_projections_fuse_from_the_release_that_fused_them():
         return params.mla_fused_down_proj
 
     assert fused("sglang", "0.5.9") and not fused("sglang-0.4", "0.4.3.post2")
+
+
+def test_vllm_v1_pages_sliding_window_layers_apart_from_0_9_2():
+    # The hybrid KV cache manager (first in the 0.9.2 wheel) for gpt-oss: one full-attention
+    # group, one sliding group; off before 0.9.2, with KV offload, disaggregation or
+    # speculative decoding, and on engines without it.
+    def kv_of(**fields):
+        sc = {"engine": "vllm", "model": "openai/gpt-oss-120b", "hardware": "H100",
+              "workload": {"num_requests": 2}, **fields}  # fmt: skip
+        fleet = build_fleet(build_scenario(sc), np.random.default_rng(0))
+        return fleet.instances[0].kv, fleet.groups[0].memory
+
+    assert kv_of()[0].sliding_groups == 1
+    kv, memory = kv_of(engine_version="0.10.2")
+    assert (kv.sliding_groups, kv.window_blocks) == (1, 9)
+    assert (memory.kv_groups, memory.kv_window_blocks) == (2, 9)
+    old, old_memory = kv_of(engine_version="0.9.0")
+    assert old.sliding_groups == 0
+    # (Both run Marlin's MXFP4 layout on Hopper.) Twice the pages of half the layers: the
+    # same logged size.
+    assert kv.num_blocks == pytest.approx(2 * old.num_blocks, abs=2)
+    assert memory.kv_capacity_tokens == pytest.approx(old_memory.kv_capacity_tokens, abs=32)
+    assert kv_of(kv_offload=True)[0].sliding_groups == 0
+    assert kv_of(engine="sglang")[0].sliding_groups == 0
+    llama = build_fleet(build_scenario({"engine": "vllm", "model": "llama-3.1-8b"}),
+                        np.random.default_rng(0))  # fmt: skip
+    assert llama.instances[0].kv.sliding_groups == 0
+
+
+def test_hybrid_kv_runs_more_long_requests_at_once_and_keeps_its_invariants():
+    # 12k-token prompts of gpt-oss-120b on one H100 (Marlin's layout, ~1.9 GiB of KV): the
+    # uniform layout fits two at a time; the hybrid layout four, so more decodes share steps
+    # with the next prompts.
+    from servesim.run import simulate
+
+    def run(version):
+        sc = build_scenario({
+            "engine": "vllm", "engine_version": version, "model": "openai/gpt-oss-120b",
+            "hardware": "H100", "max_model_len": 32768,
+            "workload": {"num_requests": 8, "input_len": 12000, "output_len": 100,
+                         "arrival": {"kind": "burst"}},
+        })  # fmt: skip
+        return simulate(sc)
+
+    hybrid, uniform = run("0.10.2"), run("0.9.0")
+    assert hybrid.summary["completed"] == uniform.summary["completed"] == 8
+    assert hybrid.summary["kv_cache_peak_usage"] <= 1.0
+    assert hybrid.summary["duration"] < uniform.summary["duration"]
+    assert hybrid.summary["median_tpot_ms"] > 1.5 * uniform.summary["median_tpot_ms"]

@@ -211,3 +211,44 @@ def test_preempted_segment_spills_and_comes_back_from_the_cpu_tier():
     assert a.num_private_blocks == 3 and kv.take_pending_loads() == 3
     assert kv.num_cpu_used == 0  # the stale 4th block is dropped
     kv.check_invariants()
+
+
+def test_hybrid_layout_holds_a_window_of_pages_per_sliding_group():
+    # vLLM's hybrid manager, gpt-oss-like: one full-attention group, one sliding group of a
+    # 128-token window in 16-token pages: at most cdiv(127, 16) + 1 = 9 pages a request.
+    import numpy as np
+
+    kv = KVBlockManager(100, 16, sliding_groups=1, window_blocks=9)
+    assert [kv.blocks_for(t) for t in (1, 16, 17, 144, 145, 1000)] == [2, 2, 4, 18, 19, 72]
+    assert kv.blocks_for(np.array([1, 17, 1000])).tolist() == [2, 4, 72]
+    assert KVBlockManager(100, 16).blocks_for(1000) == 63  # (uniform: one block a 16 tokens)
+    r = make_request(prompt=1000)
+    assert kv.can_admit(r, kv.find_cached_prefix(r), 1000)
+    assert kv.allocate(r, 1000)
+    assert r.num_private_blocks == 72 and kv.num_free_blocks == 28
+    assert kv.allocate(r, 1008) and r.num_blocks == 72  # (the window's pages are recycled)
+    assert kv.allocate(r, 1009) and r.num_blocks == 73
+    other = make_request(rid=1, prompt=500)
+    assert not kv.can_admit(other, kv.find_cached_prefix(other), 500)  # 32 + 9 > 27 pages
+    kv.free(r)
+    assert kv.num_free_blocks == 100
+    kv.check_invariants()
+
+
+def test_hybrid_layout_shares_only_full_attention_pages():
+    # Named prompt content is shared through the full-attention group; the sliding group's
+    # pages stay the request's own.
+    kv = KVBlockManager(64, 4, sliding_groups=1, window_blocks=2)
+    a = make_request(prompt=12, hash_ids=(1, 2, 3), hbs=4)
+    assert kv.allocate(a, 12)
+    assert len(a.block_ids) == 3 and a.num_private_blocks == 2
+    registered(kv, a, 12)
+    b = make_request(rid=1, prompt=14, hash_ids=(1, 2, 3), hbs=4)
+    hits = kv.find_cached_prefix(b)
+    assert hits.num_blocks == 3
+    kv.take_cached(b, hits)
+    assert kv.allocate(b, 14)
+    # b: 3 shared + 1 private full page, 2 sliding pages.
+    assert b.block_ids == a.block_ids and b.num_private_blocks == 3
+    assert kv.num_held == 5 + 3
+    kv.check_invariants()

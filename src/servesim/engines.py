@@ -188,6 +188,10 @@ class EngineProfile:
     """``(first, until)``: releases from ``first`` and before ``until`` run MLA decodes through
     materialized absorbed weights (``CostParams.mla_materialized``; vLLM V0:
     :data:`VLLM_MLA_MATERIALIZED`). None: never."""
+    hybrid_kv_from: str | None = None
+    """From this release the engine lays its KV cache out by layer kind (``CostParams.
+    hybrid_kv``: vLLM V1's hybrid KV cache manager, :data:`VLLM_HYBRID_KV_CACHE`). None:
+    never."""
     moe_chunk_tokens: tuple[tuple[str, int], ...] = ()
     """``(release, tokens)`` steps, ascending: from each release on, the fused-MoE kernel runs
     a step's tokens at most this many at a time, so its intermediate caches (and the profiling
@@ -538,6 +542,17 @@ per GPU at TP8, and every decode step reads ``W_UV_O`` (heads·512 × 7168) inst
 ``o_proj`` (heads·128 × 7168). NOTE: the 0.7.4 nightlies after #14770 no longer do; a
 scenario's dev release is taken as before it."""
 
+VLLM_HYBRID_KV_CACHE = "0.9.2"
+"""The first vLLM release whose V1 engine pages the KV cache of a model mixing full-attention
+and sliding-window layers by kind (vllm-project/vllm#17996's hybrid allocator;
+``kv_cache_utils._get_kv_cache_config_uniform_page_size`` first in the 0.9.2 wheel, absent from
+0.9.0's; on unless ``--disable-hybrid-kv-cache-manager``, and turned off with a KV connector or
+KV events: servesim leaves it off for disaggregated serving, KV offload and speculative
+decoding). gpt-oss's 18 sliding-window layers (128 tokens) then hold 9 pages of 16 tokens a
+request, whatever its length, instead of one a block: about twice the KV capacity at long
+contexts. vLLM's log divides its pages by the groups ("GPU KV cache size" counts one page of
+every group per token slot), so the logged size is that of the uniform layout."""
+
 VLLM_FUSED_MOE_CHUNKS: tuple[tuple[str, int], ...] = (
     ("0", 65536),
     ("0.6.0", 32768),
@@ -606,8 +621,10 @@ PROFILES: dict[str, EngineProfile] = {
         batch_defaults=vllm_v1_batch_defaults,
         attention_dp=_ENGINE_PER_RANK,
         moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
+        hybrid_kv_from=VLLM_HYBRID_KV_CACHE,
         sources={
             "moe_chunk_tokens": "VLLM_FUSED_MOE_CHUNK_SIZE (see VLLM_FUSED_MOE_CHUNKS)",
+            "hybrid_kv": "vLLM V1's hybrid KV cache manager from 0.9.2 (see VLLM_HYBRID_KV_CACHE)",
             "graphs": "vLLM V1 piecewise CUDA graphs (CompilationConfig): captured for token "
             "counts up to 512, mixed batches included; larger steps run the compiled model "
             "without graphs",
@@ -959,6 +976,13 @@ def moe_chunk_tokens(profile: EngineProfile, engine_version: str | None) -> int 
         if not _older(engine_version, start):
             chunk = tokens
     return chunk
+
+
+def hybrid_kv(profile: EngineProfile, engine_version: str | None) -> bool:
+    """Whether the engine at ``engine_version`` (None: its newest release) pages the KV cache
+    by layer kind (``profile.hybrid_kv_from``)."""
+    start = profile.hybrid_kv_from
+    return start is not None and not _older(engine_version, start)
 
 
 def mla_materialized(profile: EngineProfile, engine_version: str | None) -> bool:

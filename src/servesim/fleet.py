@@ -44,6 +44,7 @@ from servesim.engine.scheduler import SchedulerConfig
 from servesim.engines import (
     EngineProfile,
     host_overlap_of,
+    hybrid_kv,
     mla_fused_down_proj,
     mla_materialized,
     moe_chunk_tokens,
@@ -99,8 +100,16 @@ class Fleet:
 
     @property
     def kv_tokens(self) -> int:
-        """Tokens the smallest instance's KV cache holds."""
-        return min(g.memory.num_kv_blocks for g in self.groups) * self.config.block_size
+        """Tokens of one request the smallest instance's KV cache holds (in the hybrid layout,
+        what its full-attention pages hold beside the sliding-window groups' pages)."""
+        return min(_request_kv_tokens(g.memory) for g in self.groups)
+
+
+def _request_kv_tokens(memory: MemoryPlan) -> int:
+    """The longest request ``memory``'s KV cache holds alone: every block, less (hybrid layout)
+    the pages its sliding-window groups keep."""
+    sliding = (memory.kv_groups - 1) * memory.kv_window_blocks
+    return max(memory.num_kv_blocks - sliding, 0) * memory.block_size
 
 
 def build_fleet(scenario: Scenario, rng: np.random.Generator) -> Fleet:
@@ -195,6 +204,13 @@ def _cost_params(
         mla_fused_down_proj=mla_fused_down_proj(profile, scenario.engine_version),
         moe_chunk_tokens=moe_chunk_tokens(profile, scenario.engine_version),
         mla_materialized=mla_materialized(profile, scenario.engine_version),
+        # (vLLM turns its hybrid KV cache manager off with a KV connector: offload,
+        # disaggregation; servesim also with speculative decoding and a look-ahead admission.)
+        hybrid_kv=hybrid_kv(profile, scenario.engine_version)
+        and group.role == "mixed"
+        and not scenario.kv_offload
+        and scenario.speculative is None
+        and scenario.scheduler.admission == "greedy",
     )
     if scenario.calibration is None:
         return params
@@ -266,8 +282,9 @@ def _build_groups(
         instances = []
         for _ in range(group.count):
             kv = KVBlockManager(
-                memory.num_kv_blocks, config.block_size, config.enable_prefix_caching, cpu_blocks
-            )
+                memory.num_kv_blocks, config.block_size, config.enable_prefix_caching, cpu_blocks,
+                sliding_groups=memory.kv_groups - 1, window_blocks=memory.kv_window_blocks,
+            )  # fmt: skip
             label = f"{group.role} {hardware.name} TP{par.tp}" + (
                 f" PP{par.pp}" if par.pp > 1 else ""
             )

@@ -67,6 +67,8 @@ def summary_document(result) -> dict[str, Any]:
         "kv_bytes_per_token": mem.kv_bytes_per_token,
         "num_kv_blocks": mem.num_kv_blocks,
         "kv_capacity_tokens": mem.kv_capacity_tokens,
+        "kv_groups": mem.kv_groups,
+        "kv_window_blocks": mem.kv_window_blocks,
         "kv_pinned": mem.kv_pinned,
     }
     return _clean(doc)

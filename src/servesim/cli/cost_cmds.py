@@ -136,7 +136,7 @@ def estimate_cmd(
     import numpy as np
 
     from servesim.cost import CostParams, Parallelism, build_step_cost, plan_memory
-    from servesim.engines import engine_profile, mla_fused_down_proj
+    from servesim.engines import engine_profile, hybrid_kv, mla_fused_down_proj
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 
@@ -153,6 +153,7 @@ def estimate_cmd(
         kernel_backend=vllm.kernel_backend,
         custom_allreduce=tp <= hw.gpus_per_node,
         mla_fused_down_proj=mla_fused_down_proj(vllm, None),
+        hybrid_kv=hybrid_kv(vllm, None),
     )
     plan = plan_memory(
         spec, hw, par, params,
@@ -208,6 +209,8 @@ def estimate_cmd(
         "runtime_reserve_bytes": plan.runtime_reserve_bytes,
         "kv_cache_bytes": plan.kv_cache_bytes,
         "kv_capacity_tokens": plan.kv_capacity_tokens,
+        "kv_groups": plan.kv_groups,
+        "kv_window_tokens": plan.kv_window_blocks * plan.block_size,
         "max_concurrent_seqs": max_seqs,
         "batch_fits": batch <= max_seqs,
         "context_window": spec.max_position_embeddings,
@@ -262,7 +265,17 @@ def _print_estimate(r: dict, gpu: str) -> None:
     rows += [
         ("decode MBU (first step)", f"{100 * r['decode_mbu']:.0f}%"),
         ("weights per GPU", f"{r['weights_bytes_per_gpu'] / GiB:.2f} GiB"),
-        ("KV cache per token (per GPU)", f"{r['kv_bytes_per_token'] / 1024:.1f} KiB"),
+        (
+            "KV cache per token (per GPU)"
+            if r["kv_groups"] == 1
+            else "KV per token, full-attention layers",
+            f"{r['kv_bytes_per_token'] / 1024:.1f} KiB",
+        ),
+        *(
+            [("sliding-window layers", f"{r['kv_window_tokens']:,} tokens a request (hybrid)")]
+            if r["kv_groups"] > 1
+            else []
+        ),
         (
             "activation + runtime reserve",
             _gib(r["activation_reserve_bytes"] + r["runtime_reserve_bytes"]),

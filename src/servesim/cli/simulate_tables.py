@@ -66,11 +66,18 @@ def summary_tables(
         + (f", admission {sc.scheduler.admission}" if sc.scheduler.admission != "greedy" else ""),
     )
     t1.add_row("workload", result.workload_description)
+    memory = result.memory
+    blocks = (
+        f"{memory.num_kv_blocks:,} blocks of {sc.scheduler.block_size}"
+        if memory.kv_groups == 1
+        else f"hybrid: {memory.num_kv_blocks:,} pages of {sc.scheduler.block_size} over "
+        f"{memory.kv_groups} layer groups, {memory.kv_window_blocks * sc.scheduler.block_size} "
+        "sliding-window tokens a request"
+    )
     t1.add_row(
         "KV cache",
-        f"{result.memory.kv_capacity_tokens:,} tokens "
-        f"({result.memory.num_kv_blocks:,} blocks of {sc.scheduler.block_size})"
-        + (", pinned" if result.memory.kv_pinned else ""),
+        f"{memory.kv_capacity_tokens:,} tokens ({blocks})"
+        + (", pinned" if memory.kv_pinned else ""),
     )
 
     t2 = Table(title="Throughput", show_header=False, title_justify="left")

@@ -74,15 +74,44 @@ class MemoryPlan:
     kv_pinned: bool = False
     """Whether the scenario pinned the KV cache's size (``scheduler.kv_cache_tokens``) instead
     of the plan deriving it from the memory left."""
+    kv_groups: int = 1
+    """Groups of layers sharing the cache's pages: 1 (uniform), or the hybrid layout's
+    full-attention group plus its sliding-window groups (:func:`kv_layout`). A block is then
+    one page of one group: ``kv_bytes_per_token`` is a group's, and ``kv_capacity_tokens``
+    is ``num_kv_blocks // kv_groups × block_size``, the size vLLM logs."""
+    kv_window_blocks: int = 0
+    """Hybrid layout: the most pages a request holds in each sliding-window group."""
 
     def max_concurrent_seqs(self, seq_len: int) -> int:
         """Sequences of ``seq_len`` tokens whose KV fits at once (block-granular; ignores the
-        scheduler's ``max_num_seqs``)."""
+        scheduler's ``max_num_seqs``; in the hybrid layout each also holds its sliding-window
+        groups' pages)."""
         if seq_len < 1:
             raise ServesimError(
                 f"must be >= 1, got {seq_len}", field="seq_len", fix="use a positive length"
             )
-        return self.num_kv_blocks // math.ceil(seq_len / self.block_size)
+        full = math.ceil(seq_len / self.block_size)
+        sliding = (self.kv_groups - 1) * min(full, self.kv_window_blocks)
+        return self.num_kv_blocks // (full + sliding)
+
+
+def kv_layout(model: ModelSpec, par: Parallelism, block_size: int) -> tuple[int, int, int]:
+    """(Layers per group, groups, pages a request holds at most in a sliding-window group) of
+    vLLM's hybrid KV cache manager for ``model`` (``kv_cache_utils.
+    _get_kv_cache_config_uniform_page_size``, wheel-checked in 0.9.2-0.11): layers are grouped
+    ``min(full, sliding)`` at a time, the last group of a kind padded, every page holding
+    ``block_size`` tokens of one group; a sliding group frees the pages its window has passed
+    (``SlidingWindowManager.remove_skipped_blocks``), keeping ``cdiv(window - 1, block_size) +
+    1``. ``(num_layers, 1, 0)`` — one uniform group — for a model without sliding-window
+    layers, with more full-attention than sliding ones (servesim's page accounting assumes one
+    full-attention group), only sliding ones, or under pipeline parallelism."""
+    sliding = model.num_sliding_layers if model.sliding_window else 0
+    full = model.num_layers - sliding
+    if not 0 < full <= sliding or par.pp > 1:
+        return model.num_layers, 1, 0
+    assert model.sliding_window is not None
+    window_blocks = (model.sliding_window - 1 + block_size - 1) // block_size + 1
+    return full, 1 + math.ceil(sliding / full), window_blocks
 
 
 def default_runtime_reserve(par: Parallelism) -> float:
@@ -99,10 +128,13 @@ def layer_weight_bytes(
     act_bytes: float,
     expert_bytes: float | None = None,
     mla_materialized: bool = False,
+    marlin_mxfp4: bool = False,
 ) -> float:
     """Bytes of weights of layer ``layer`` held by one GPU: block weights in ``w_bytes``, routed
     experts in ``expert_bytes`` (default ``w_bytes``), router and norms in ``act_bytes``;
-    ``mla_materialized``: MLA's absorbed decode weights too (``CostParams.mla_materialized``)."""
+    ``mla_materialized``: MLA's absorbed decode weights too (``CostParams.mla_materialized``);
+    ``marlin_mxfp4``: MXFP4 experts laid out for vLLM's Marlin kernel
+    (:func:`marlin_mxfp4_expert_bytes`) instead of ``expert_bytes`` each."""
     expert_bytes = w_bytes if expert_bytes is None else expert_bytes
     total = sum(m.elements for m in attention_matrices(model, par)) * w_bytes
     if mla_materialized and model.mla is not None:
@@ -117,11 +149,39 @@ def layer_weight_bytes(
         assert moe is not None
         total += router_matrix(model).elements * act_bytes
         local_experts = moe.num_experts / par.ep
-        total += local_experts * sum(m.elements for m in expert_matrices(model, par)) * expert_bytes
+        if marlin_mxfp4:
+            total += local_experts * marlin_mxfp4_expert_bytes(model, par)
+        else:
+            per_expert = sum(m.elements for m in expert_matrices(model, par))
+            total += local_experts * per_expert * expert_bytes
         total += sum(m.elements for m in shared_expert_matrices(model, par)) * w_bytes
     else:
         total += sum(m.elements for m in dense_mlp_matrices(model, par)) * w_bytes
     return total
+
+
+MARLIN_MXFP4_PAD = (256, 128)
+"""vLLM's MXFP4 MoE on its Marlin backend pads the hidden size to a multiple of 256 and each
+GPU's expert intermediate size to a multiple of 128 ("the moe marlin kernel requires that
+for each linear n % 256 == 0 and k % 128 == 0": ``Mxfp4MoEMethod.create_weights``, checked in
+the 0.10.2 wheel): gpt-oss's 2,880 becomes 3,072 and 2,944 (1,536 a GPU at TP2)."""
+
+
+def marlin_mxfp4_expert_bytes(model: ModelSpec, par: Parallelism) -> float:
+    """Bytes one routed expert takes on one GPU as vLLM's Marlin MXFP4 backend holds it: the
+    padded (:data:`MARLIN_MXFP4_PAD`) gate/up and down weights at 4 bits, one 8-bit scale a 32
+    weights, and the bf16 biases of models that have them. gpt-oss-120b at TP1: 14.43 MB an
+    expert, 65.9 GiB of weights in all — vLLM 0.10.1's log on an H100, "Model loading took
+    65.97 GiB" (vllm-project/vllm#23278), where the unpadded 4.5-bit size gives 64.1 GiB."""
+    moe = model.moe
+    assert moe is not None
+    hidden_pad, inter_pad = MARLIN_MXFP4_PAD
+    hidden = math.ceil(model.hidden_size / hidden_pad) * hidden_pad
+    inter = math.ceil(moe.expert_intermediate_size / par.expert_tp / inter_pad) * inter_pad
+    gated = 2 if model.gated_mlp else 1
+    weights = (gated + 1) * inter * hidden * (0.5 + 1 / 32)
+    bias = (gated * inter + hidden) * 2.0 if moe.expert_bias else 0.0
+    return weights + bias
 
 
 def kv_bytes_per_token_per_layer(model: ModelSpec, par: Parallelism, kv_bytes: float) -> float:
@@ -129,8 +189,8 @@ def kv_bytes_per_token_per_layer(model: ModelSpec, par: Parallelism, kv_bytes: f
 
     GQA/MHA: K and V of the GPU's KV heads (split by TP, one replicated head per GPU when TP
     exceeds the KV heads). MLA: the latent plus the rope key, the same on every TP rank.
-    NOTE: sliding-window layers are counted in full (vLLM without the hybrid allocator), which
-    is conservative for models such as gpt-oss.
+    NOTE: sliding-window layers are counted like the others here; vLLM's hybrid KV cache
+    manager (``CostParams.hybrid_kv``, :func:`kv_layout`) pages them apart.
     """
     if model.mla is not None:
         return (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * kv_bytes
@@ -225,7 +285,10 @@ def _stage_plans(
             head=params.head,
             moe_chunk_tokens=params.moe_chunk_tokens,
         )
-        kv_token = kv_layer * len(layers)
+        group_layers, groups, window_blocks = len(layers), 1, 0
+        if params.hybrid_kv and kv_layout(model, par, block_size)[1] > 1:
+            group_layers, groups, window_blocks = kv_layout(model, par, block_size)
+        kv_token = kv_layer * group_layers
         kv_cache = usable - weights if kv_of_static else usable - weights - act - runtime
         if kv_of_free:
             kv_cache *= util
@@ -238,10 +301,12 @@ def _stage_plans(
             runtime_reserve_bytes=runtime,
             kv_cache_bytes=kv_cache,
             num_kv_blocks=blocks,
-            kv_capacity_tokens=blocks * block_size,
+            kv_capacity_tokens=blocks // groups * block_size,
             usable_bytes=usable,
             block_size=block_size,
             gpu_memory_utilization=util,
+            kv_groups=groups,
+            kv_window_blocks=window_blocks,
         )
         if best is None or (plan.num_kv_blocks, -plan.weights_bytes_per_gpu) < (
             best.num_kv_blocks,
@@ -267,8 +332,11 @@ def stage_weight_bytes(
     w_bytes, e_bytes = dtype_bytes(res.weight_dtype), res.expert_bytes
     act_bytes = dtype_bytes(res.act_dtype)
     d, vocab_rows = model.hidden_size, model.vocab_size / par.tp
+    from servesim.cost.aic_tables import MXFP4_MARLIN  # (loaded by the kernels anyway)
+
+    marlin = res.mxfp4_kernel == MXFP4_MARLIN and res.expert_dtype == "mxfp4"
     weights = sum(
-        layer_weight_bytes(model, par, i, w_bytes, act_bytes, e_bytes, mla_materialized)
+        layer_weight_bytes(model, par, i, w_bytes, act_bytes, e_bytes, mla_materialized, marlin)
         for i in layers
     )
     if first:
@@ -409,7 +477,8 @@ def plan_memory(
 def pin_kv_cache(plan: MemoryPlan, tokens: int, hw: Hardware, dp: int = 1) -> MemoryPlan:
     """``plan`` with its KV cache pinned to ``tokens`` per engine (each of ``dp`` attention-DP
     ranks holds its own): ``tokens // block_size`` blocks, as the engine logs its size (vLLM's
-    "GPU KV cache size: N tokens", SGLang's ``max_total_num_tokens``).
+    "GPU KV cache size: N tokens", SGLang's ``max_total_num_tokens``); in the hybrid layout
+    ``kv_groups`` pages per such token slot, as vLLM's log divides them.
 
     The reserves no longer decide the size, but the cache must still fit beside the weights:
     raises ServesimError (field ``scheduler.kv_cache_tokens``) when it would not, or when it is
@@ -423,10 +492,12 @@ def pin_kv_cache(plan: MemoryPlan, tokens: int, hw: Hardware, dp: int = 1) -> Me
             field="scheduler.kv_cache_tokens",
             fix=f"pin at least {bs} tokens, or leave it out to use the memory plan",
         )
-    cache = blocks * bs * plan.kv_bytes_per_token
+    groups = plan.kv_groups
+    cache = blocks * groups * bs * plan.kv_bytes_per_token
     room = hw.hbm_bytes - plan.weights_bytes_per_gpu
     if cache > room:
-        most = int(room // (bs * plan.kv_bytes_per_token)) * bs if plan.kv_bytes_per_token else 0
+        slot = groups * bs * plan.kv_bytes_per_token
+        most = int(room // slot) * bs if plan.kv_bytes_per_token else 0
         raise ServesimError(
             f"{tokens:,} tokens of KV take {cache / GiB:.1f} GiB a GPU, but only "
             f"{max(room, 0.0) / GiB:.1f} GiB of {hw.name}'s {hw.hbm_bytes / GiB:.1f} GiB are left "
@@ -437,7 +508,7 @@ def pin_kv_cache(plan: MemoryPlan, tokens: int, hw: Hardware, dp: int = 1) -> Me
     return dataclasses.replace(
         plan,
         kv_cache_bytes=cache,
-        num_kv_blocks=blocks * dp,
+        num_kv_blocks=blocks * groups * dp,
         kv_capacity_tokens=blocks * dp * bs,
         kv_pinned=True,
     )

@@ -243,6 +243,11 @@ class CostParams:
     """MLA rows with at most this many new tokens use the weight-absorbed (decode) path."""
     head: str = "lm"
     """``lm``: vocabulary logits and sampling; ``value``: a d×d + d×1 scoring head."""
+    hybrid_kv: bool = False
+    """The KV cache is laid out by vLLM's hybrid KV cache manager: a model mixing full-attention
+    and sliding-window layers (no more full than sliding ones) keeps each kind in its own group
+    of pages, and a request holds in a sliding-window group only the pages its window reads
+    (``memory.kv_layout``). False: every layer's KV for every token."""
     moe_chunk_tokens: int | None = None
     """The fused-MoE kernel runs a step's tokens at most this many at a time, so its
     intermediate caches in the profiling run hold this many tokens' worth (vLLM's

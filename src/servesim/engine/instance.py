@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from servesim.engine.admission import Admission
-from servesim.engine.kv_cache import KVBlockManager, cdiv
+from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.pricing import Speculation, StepCost
 from servesim.engine.records import StepRecord
 from servesim.engine.request import Request
@@ -430,12 +430,12 @@ class Instance:
         fit (at least 1: the scheduler already reserved the first step's)."""
         running = self.running
         # Until the KV cache would run out: blocks needed to hold computed + m tokens.
-        bs = self.kv.block_size
-        free = self.kv.num_free_blocks
+        kv = self.kv
+        free = kv.num_free_blocks
         computed, nblocks = running.computed, running.nblocks
 
         def extra_blocks(m: int) -> int:
-            return int(_sum(np.maximum(cdiv(computed + m, bs) - nblocks, 0)))
+            return int(_sum(np.maximum(kv.blocks_for(computed + m) - nblocks, 0)))
 
         if extra_blocks(longest) <= free:
             return longest
@@ -600,8 +600,8 @@ class Instance:
 
 def _grow_to_computed(running: RunningTable, kv: KVBlockManager, ints: np.ndarray) -> None:
     """Give every running row the KV blocks its computed tokens fill."""
-    computed, bs = ints[COMPUTED], kv.block_size
-    grow_blocks(running, kv, np.maximum(cdiv(computed, bs) - ints[NBLOCKS], 0), computed)
+    computed = ints[COMPUTED]
+    grow_blocks(running, kv, np.maximum(kv.blocks_for(computed) - ints[NBLOCKS], 0), computed)
 
 
 def _fold_gaps(gaps: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray]:

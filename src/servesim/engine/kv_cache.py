@@ -24,6 +24,15 @@ back over the host link, and the blocks loaded are counted in ``pending_load_blo
 instance to charge to the step that needs them. Spilling itself runs in the background and is
 only counted.
 
+Hybrid layout (vLLM's hybrid KV cache manager, models mixing full-attention and
+sliding-window layers): a block is then one *page* of ``block_size`` tokens of one group of
+layers; a request holds ``cdiv(t, block_size)`` pages of the full-attention group and, in each
+of ``sliding_groups`` sliding-window groups, only the pages its window still reads — at most
+``window_blocks`` (:meth:`KVBlockManager.blocks_for`). The sliding groups' pages are private;
+prefix sharing works on the full-attention group's. NOTE: vLLM's sliding groups also hold a
+prompt chunk's own pages for the step that computes it (``window + chunk`` tokens, freed at
+the next step); those transient pages are not counted.
+
 NOTE: vLLM keeps one free queue in which never-used, content-less and cached blocks mix in
 free order. Here clean blocks are always used before any cached block is evicted; cached blocks
 are evicted in LRU order. The difference only lets cached prefixes live slightly longer.
@@ -34,12 +43,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import count
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
+
+import numpy as np
 
 from servesim.engine.request import Request
-
-if TYPE_CHECKING:
-    import numpy as np
 
 _Count = TypeVar("_Count", int, "np.ndarray")
 
@@ -122,6 +130,8 @@ class KVBlockManager:
         block_size: int,
         enable_prefix_caching: bool = True,
         cpu_blocks: int = 0,
+        sliding_groups: int = 0,
+        window_blocks: int = 0,
     ):
         if num_blocks <= 0:
             raise ValueError("num_blocks must be positive")
@@ -129,6 +139,10 @@ class KVBlockManager:
             raise ValueError("block_size must be positive")
         self.num_blocks = num_blocks
         self.block_size = block_size
+        self.sliding_groups = sliding_groups
+        """Sliding-window groups of the hybrid layout (0: one uniform group)."""
+        self.window_blocks = window_blocks
+        """Pages a request holds at most in each sliding-window group."""
         self.enable_prefix_caching = enable_prefix_caching
         self.num_held = 0
         self.num_cached = 0
@@ -151,6 +165,18 @@ class KVBlockManager:
         self.pending_load_blocks = 0
 
     # --- queries ------------------------------------------------------------------------
+
+    def blocks_for(self, tokens: _Count) -> _Count:
+        """Blocks a request holding ``tokens`` tokens of KV takes (ints, or numpy arrays
+        element-wise): ``cdiv(tokens, block_size)``, plus in the hybrid layout the pages of
+        its sliding-window groups, ``sliding_groups × min(cdiv(tokens, block_size),
+        window_blocks)``."""
+        full = cdiv(tokens, self.block_size)
+        if not self.sliding_groups:
+            return full
+        if isinstance(full, int):
+            return full + self.sliding_groups * min(full, self.window_blocks)
+        return full + self.sliding_groups * np.minimum(full, self.window_blocks)
 
     @property
     def num_free_blocks(self) -> int:
@@ -207,13 +233,13 @@ class KVBlockManager:
     def can_admit(self, req: Request, prefix: CachedPrefix, num_tokens: int) -> bool:
         """Whether ``req`` can take ``prefix`` and fresh blocks up to ``num_tokens`` tokens."""
         if prefix is _NO_HITS:
-            return cdiv(num_tokens, self.block_size) <= self.num_blocks - self.num_held
+            return self.blocks_for(num_tokens) <= self.num_blocks - self.num_held
         revived = (
             sum(1 for b in prefix.block_ids if self.ref_counts[b] == 0)
             + prefix.num_private
             + prefix.num_to_load
         )
-        fresh = max(0, cdiv(num_tokens, self.block_size) - prefix.num_blocks)
+        fresh = max(0, self.blocks_for(num_tokens) - prefix.num_blocks)
         return fresh + revived <= self.num_blocks - self.num_held
 
     # --- mutations ----------------------------------------------------------------------
@@ -267,7 +293,7 @@ class KVBlockManager:
     def allocate(self, req: Request, num_tokens: int) -> bool:
         """Grow ``req``'s blocks to hold ``num_tokens`` tokens; False (and no change) if full."""
         held = req.num_blocks
-        needed = cdiv(num_tokens, self.block_size) - held
+        needed = self.blocks_for(num_tokens) - held
         if needed <= 0:
             return True
         if needed > self.num_blocks - self.num_held:
@@ -278,7 +304,9 @@ class KVBlockManager:
         self.num_held += needed
         shared = 0
         if self.enable_prefix_caching:
-            shared = max(0, min(needed, shareable_blocks(req, self.block_size) - held))
+            # (Shared blocks come first, so the ones held are the leading named blocks.)
+            named = shareable_blocks(req, self.block_size)
+            shared = max(0, min(needed, named - len(req.block_ids)))
         for _ in range(shared):
             block = next(self._ids)
             self.ref_counts[block] = 1

@@ -42,9 +42,9 @@ from typing import NamedTuple
 import numpy as np
 
 from servesim.engine.admission import Admission
-from servesim.engine.kv_cache import KVBlockManager, cdiv, shareable_blocks
+from servesim.engine.kv_cache import KVBlockManager, shareable_blocks
 from servesim.engine.request import Request
-from servesim.engine.running import NBLOCKS, SHAREABLE, RunningTable
+from servesim.engine.running import NBLOCKS, NSHARED, SHAREABLE, RunningTable
 from servesim.knobs import (
     ADMISSION,
     ADMISSIONS,
@@ -305,10 +305,9 @@ def _reserve_blocks(
 ) -> tuple[np.ndarray, int]:
     """Allocate KV blocks for the scheduled running rows, preempting the newest on shortage."""
     running, kv = state.running, state.kv
-    bs = kv.block_size
     target = running.computed + new_tokens
     # Unscheduled rows (no new tokens) need nothing: their blocks already hold every computed token.
-    extra = np.maximum(cdiv(target, bs) - running.nblocks, 0)
+    extra = np.maximum(kv.blocks_for(target) - running.nblocks, 0)
     total = int(_sum(extra))
     if total <= kv.num_free_blocks:
         grow_blocks(running, kv, extra, target, total)
@@ -380,10 +379,10 @@ def grow_blocks(
     if not total:
         return
     cols = running.columns()
-    nblocks = cols[NBLOCKS]
+    nblocks, nshared = cols[NBLOCKS], cols[NSHARED]
     # (Without prefix caching, or once every row holds its named blocks, none is named.)
-    if kv.enable_prefix_caching and _max(cols[SHAREABLE] - nblocks) > 0:
-        named = (extra > 0) & (nblocks < cols[SHAREABLE])
+    if kv.enable_prefix_caching and _max(cols[SHAREABLE] - nshared) > 0:
+        named = (extra > 0) & (nshared < cols[SHAREABLE])
         rows = np.flatnonzero(named).tolist()
         if rows:
             for i in rows:
