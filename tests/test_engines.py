@@ -769,3 +769,41 @@ def test_hybrid_kv_runs_more_long_requests_at_once_and_keeps_its_invariants():
     assert hybrid.summary["kv_cache_peak_usage"] <= 1.0
     assert hybrid.summary["duration"] < uniform.summary["duration"]
     assert hybrid.summary["median_tpot_ms"] > 1.5 * uniform.summary["median_tpot_ms"]
+
+
+def test_the_hybrid_kv_cache_manager_follows_the_scenario_when_it_says():
+    # scheduler.hybrid_kv_cache: false is vLLM's --disable-hybrid-kv-cache-manager; true turns
+    # it on for a release before 0.9.2 (the layout still needs a sliding-window model).
+    def layout(**sched):
+        sc = {"engine": "vllm", "engine_version": "0.9.0", "model": "openai/gpt-oss-120b",
+              "hardware": "H100", "workload": {"num_requests": 2}, "scheduler": sched}  # fmt: skip
+        kv = build_fleet(build_scenario(sc), np.random.default_rng(0)).instances[0].kv
+        return kv.sliding_groups
+
+    assert layout() == 0 and layout(hybrid_kv_cache=True) == 1
+    sc = {"engine": "vllm", "model": "openai/gpt-oss-120b", "hardware": "H100",
+          "workload": {"num_requests": 2}, "scheduler": {"hybrid_kv_cache": False}}  # fmt: skip
+    assert (
+        build_fleet(build_scenario(sc), np.random.default_rng(0)).instances[0].kv.sliding_groups
+        == 0
+    )
+
+
+def test_the_cli_turns_the_hybrid_kv_cache_manager_off():
+    import json
+    import subprocess
+    import sys
+
+    def memory(*flags):
+        done = subprocess.run(
+            [sys.executable, "-m", "servesim", "simulate", "-m", "openai/gpt-oss-120b",
+             "--num-requests", "10", "--json", *flags],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return json.loads(done.stdout)["memory"]
+
+    on, off = memory(), memory("--no-hybrid-kv-cache")
+    assert (on["kv_groups"], on["kv_window_blocks"]) == (2, 9)
+    assert (off["kv_groups"], off["kv_window_blocks"]) == (1, 0)
+    assert on["num_kv_blocks"] == pytest.approx(2 * off["num_kv_blocks"], abs=2)
+    assert on["kv_capacity_tokens"] == pytest.approx(off["kv_capacity_tokens"], abs=32)

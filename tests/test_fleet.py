@@ -24,7 +24,8 @@ def test_the_scheduler_config_takes_every_scheduler_knob_but_the_memory_ones():
         gpu_memory_utilization=0.5,
     )
     config = scheduler_config(spec)
-    spec_fields = set(msgspec.structs.asdict(spec)) - {"gpu_memory_utilization", "kv_cache_tokens"}
+    memory_knobs = {"gpu_memory_utilization", "kv_cache_tokens", "hybrid_kv_cache"}
+    spec_fields = set(msgspec.structs.asdict(spec)) - memory_knobs
     assert spec_fields == set(SchedulerConfig.__dataclass_fields__)
     for name in spec_fields:
         assert getattr(config, name) == getattr(spec, name), name

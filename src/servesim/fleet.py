@@ -206,7 +206,11 @@ def _cost_params(
         mla_materialized=mla_materialized(profile, scenario.engine_version),
         # (vLLM turns its hybrid KV cache manager off with a KV connector: offload,
         # disaggregation; servesim also with speculative decoding and a look-ahead admission.)
-        hybrid_kv=hybrid_kv(profile, scenario.engine_version)
+        hybrid_kv=(
+            hybrid_kv(profile, scenario.engine_version)
+            if scenario.scheduler.hybrid_kv_cache is None
+            else scenario.scheduler.hybrid_kv_cache
+        )
         and group.role == "mixed"
         and not scenario.kv_offload
         and scenario.speculative is None

@@ -76,6 +76,17 @@ class SchedulerSpec(Spec):
         ]
         | None
     ) = None
+    hybrid_kv_cache: (
+        Annotated[
+            bool,
+            Meta(
+                description="vLLM's hybrid KV cache manager: sliding-window layers keep only "
+                "their window's pages (false: vLLM's --disable-hybrid-kv-cache-manager). "
+                "Default: the engine's (vLLM V1 from 0.9.2)",
+            ),
+        ]
+        | None
+    ) = None
     recv_interval: Annotated[
         int, Meta(ge=1, le=10_000, description="decode steps between reads of new requests")
     ] = knobs.RECV_INTERVAL

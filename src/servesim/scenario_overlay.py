@@ -44,6 +44,7 @@ SECTION_OPTIONS: dict[str, dict[str, str]] = {
         "chunked_prefill": "enable_chunked_prefill",
         "gpu_memory_utilization": "gpu_memory_utilization",
         "kv_cache_tokens": "kv_cache_tokens",
+        "hybrid_kv_cache": "hybrid_kv_cache",
         "recv_interval": "recv_interval",
         "stream_interval": "stream_interval",
     },

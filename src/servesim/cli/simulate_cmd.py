@@ -199,6 +199,12 @@ def simulate_command(
         "--kv-cache-tokens",
         help="pin the KV cache to the engine's logged size, tokens (vLLM 'GPU KV cache size')",
     ),
+    hybrid_kv_cache: bool = typer.Option(
+        None,
+        "--hybrid-kv-cache/--no-hybrid-kv-cache",
+        help="vLLM's hybrid KV cache manager for sliding-window models "
+        "(--no-: vLLM's --disable-hybrid-kv-cache-manager)",
+    ),
     workload: str = typer.Option(
         None,
         "--workload",
@@ -408,6 +414,7 @@ def _shown_defaults() -> dict[str, str]:
         engine_version="the newest tables",
         max_model_len="the model's",
         kv_cache_tokens="the memory plan's",
+        hybrid_kv_cache="the engine's (vLLM V1 from 0.9.2)",
         burstiness="1 (Poisson)",
     )
     return shown
