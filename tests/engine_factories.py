@@ -88,6 +88,7 @@ def run_sessions(
     schedule_ahead=False,
     sliding_groups=0,
     window_blocks=0,
+    window_tokens=0,
     **sched,
 ):
     """Run ``sessions`` to completion; returns (records, instances, simulation)."""
@@ -104,7 +105,8 @@ def run_sessions(
                 cpu_blocks,
                 sliding_groups=sliding_groups,
                 window_blocks=window_blocks,
-            ),  # fmt: skip
+                window_tokens=window_tokens,
+            ),
             cost,
             fast_forward=fast_forward,
             kv_load_seconds_per_block=load_seconds,

@@ -211,11 +211,14 @@ def test_engine_invariants(
 ):  # fmt: skip
     rng = np.random.default_rng(seed)
     t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
-    max_len = num_blocks * block_size // 2  # every request fits the cache on its own
+    # Every request fits the cache on its own (as the oversized-request check sees to): with
+    # sliding-window groups, even while it recomputes all its tokens in one step after a
+    # preemption, each group then holding their pages too.
+    max_len = num_blocks * block_size // (2 + 4 * sliding)
     sessions = []
     for i in range(n):
         lin = int(rng.integers(1, max(2, min(600, max_len - 60))))
-        lout = int(rng.integers(1, 60))
+        lout = int(rng.integers(1, 60 if not sliding else max(2, min(60, max_len - lin))))
         hashes = (int(rng.integers(0, 3)),) if rng.random() < 0.5 else ()
         sessions.append(make_session(i, float(t[i]), lin, lout, hashes, hbs=32))
     recs, insts, _ = run_sessions(
@@ -230,9 +233,11 @@ def test_engine_invariants(
         schedule_ahead=ahead,
         recv_interval=recv,
         stream_interval=stream,
-        # (the hybrid layout: sliding-window groups of 3 pages each)
+        # (the hybrid layout: sliding-window groups of a 2-block window, 3 pages each between
+        # steps, more while a prompt chunk computes)
         sliding_groups=sliding if cpu_blocks == 0 else 0,
         window_blocks=3,
+        window_tokens=2 * block_size,
     )
     r = by_request(recs)
     # Every request finishes exactly once, with exactly the tokens it asked for.
@@ -272,7 +277,7 @@ def test_hybrid_kv_spans_match_step_by_step(policy):
     # Decode spans stop where the KV cache (pages of both groups) would run out, exactly as
     # single steps find it; a tight cache makes them preempt too.
     sessions = _random_sessions(7, n=80)
-    kw = dict(policy=policy, num_blocks=400, sliding_groups=1, window_blocks=4)
+    kw = dict(policy=policy, num_blocks=400, sliding_groups=1, window_blocks=4, window_tokens=64)
     a, _, _ = run_sessions(sessions, fast_forward=True, **kw)
     b, insts, _ = run_sessions(sessions, fast_forward=False, **kw)
     ra, rb = by_request(a), by_request(b)

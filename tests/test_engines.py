@@ -807,3 +807,20 @@ def test_the_cli_turns_the_hybrid_kv_cache_manager_off():
     assert (off["kv_groups"], off["kv_window_blocks"]) == (1, 0)
     assert on["num_kv_blocks"] == pytest.approx(2 * off["num_kv_blocks"], abs=2)
     assert on["kv_capacity_tokens"] == pytest.approx(off["kv_capacity_tokens"], abs=32)
+
+
+def test_the_longest_request_leaves_room_for_its_last_chunks_sliding_pages():
+    # fleet.kv_tokens (what the oversized-request check uses): under the hybrid layout the
+    # longest prompt whose pages fit while its last budget-sized chunk computes, as vLLM
+    # checks at start-up (SlidingWindowSpec.max_memory_usage_bytes).
+    from servesim.engine.kv_cache import KVBlockManager
+    from servesim.engine.scheduler import SchedulerConfig
+    from servesim.fleet import request_kv_tokens
+
+    kv = KVBlockManager(3408, 16, sliding_groups=1, window_blocks=9, window_tokens=128)
+    chunked = SchedulerConfig(max_num_batched_tokens=8192)
+    # 8,192-token chunks: cdiv(127 + 8192, 16) + 1 = 521 window pages → 2,887 full pages.
+    assert request_kv_tokens(kv, chunked) == (3408 - 521) * 16
+    whole = SchedulerConfig(policy="orca", enable_chunked_prefill=False)
+    assert request_kv_tokens(kv, whole) == 1704 * 16  # (a whole prompt: both groups in full)
+    assert request_kv_tokens(KVBlockManager(3408, 16), chunked) == 3408 * 16

@@ -252,3 +252,23 @@ def test_hybrid_layout_shares_only_full_attention_pages():
     assert b.block_ids == a.block_ids and b.num_private_blocks == 3
     assert kv.num_held == 5 + 3
     kv.check_invariants()
+
+
+def test_a_prompt_chunk_holds_its_own_sliding_window_pages_for_its_step():
+    # vLLM frees the pages a sliding group's window has passed only at the request's next
+    # step: while a 1,000-token chunk computes, a 128-token window needs cdiv(127 + 1000, 16)
+    # + 1 = 72 pages, not 9. Decode steps (one new token) hold the 9.
+    import numpy as np
+
+    kv = KVBlockManager(400, 16, sliding_groups=1, window_blocks=9, window_tokens=128)
+    assert kv.blocks_for(2000, 1000) == 125 + 72
+    assert kv.blocks_for(2000, 1) == kv.blocks_for(2000) == 125 + 9
+    assert kv.blocks_for(100, 100) == 7 + 7  # (never more pages than the tokens fill)
+    assert kv.blocks_for(np.array([2000, 2000]), np.array([1000, 1])).tolist() == [197, 134]
+    r = make_request(prompt=2000)
+    assert kv.allocate(r, 1000, 1000) and r.num_blocks == 63 + 63
+    assert kv.allocate(r, 2000, 1000) and r.num_blocks == 197
+    kv.release_private(197 - kv.blocks_for(2000))  # (the instance does this as the step ends)
+    assert kv.num_held == 134
+    # Without the window's length (0), chunks hold no more than the steady window.
+    assert KVBlockManager(400, 16, sliding_groups=1, window_blocks=9).blocks_for(2000, 1000) == 134

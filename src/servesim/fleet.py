@@ -40,7 +40,7 @@ from servesim.engine.instance import Instance, Speculation
 from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.loop import ApiLatency
 from servesim.engine.request import Request
-from servesim.engine.scheduler import SchedulerConfig
+from servesim.engine.scheduler import SchedulerConfig, policy_knobs
 from servesim.engines import (
     EngineProfile,
     host_overlap_of,
@@ -102,14 +102,28 @@ class Fleet:
     def kv_tokens(self) -> int:
         """Tokens of one request the smallest instance's KV cache holds (in the hybrid layout,
         what its full-attention pages hold beside the sliding-window groups' pages)."""
-        return min(_request_kv_tokens(g.memory) for g in self.groups)
+        return min(request_kv_tokens(i.kv, self.config) for i in self.instances)
 
 
-def _request_kv_tokens(memory: MemoryPlan) -> int:
-    """The longest request ``memory``'s KV cache holds alone: every block, less (hybrid layout)
-    the pages its sliding-window groups keep."""
-    sliding = (memory.kv_groups - 1) * memory.kv_window_blocks
-    return max(memory.num_kv_blocks - sliding, 0) * memory.block_size
+def request_kv_tokens(kv: KVBlockManager, config: SchedulerConfig) -> int:
+    """The longest request ``kv`` holds alone: every block, or in the hybrid layout the most
+    tokens whose pages fit beside those of its sliding-window groups while its last prompt step
+    computes (the token budget's worth when prompts are chunked, else the whole prompt: the
+    check vLLM makes at start-up, ``SlidingWindowSpec.max_memory_usage_bytes``)."""
+    if not kv.sliding_groups:
+        return kv.num_blocks * kv.block_size
+    knobs = policy_knobs(config)
+
+    def fits(blocks: int) -> bool:
+        tokens = blocks * kv.block_size
+        step = min(tokens, int(knobs.budget)) if knobs.chunked else tokens
+        return kv.blocks_for(tokens, step) <= kv.num_blocks
+
+    lo, hi = 0, kv.num_blocks  # fits(lo); the answer is at most every block
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo * kv.block_size
 
 
 def build_fleet(scenario: Scenario, rng: np.random.Generator) -> Fleet:
@@ -288,6 +302,7 @@ def _build_groups(
             kv = KVBlockManager(
                 memory.num_kv_blocks, config.block_size, config.enable_prefix_caching, cpu_blocks,
                 sliding_groups=memory.kv_groups - 1, window_blocks=memory.kv_window_blocks,
+                window_tokens=(model.sliding_window or 0) if memory.kv_groups > 1 else 0,
             )  # fmt: skip
             label = f"{group.role} {hardware.name} TP{par.tp}" + (
                 f" PP{par.pp}" if par.pp > 1 else ""

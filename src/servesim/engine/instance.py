@@ -577,6 +577,8 @@ class Instance:
             req.finish_s = end
             kv.free(req)
         self.num_outstanding -= len(finished)
+        if kv.window_tokens and not span.pure_decode:
+            _release_chunk_pages(running, kv)
 
         record = StepRecord(
             self.instance_id,
@@ -596,6 +598,19 @@ class Instance:
         )
         features = _sum(span.features[:m], axis=0) if m > 1 else span.features[0]
         return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, features)
+
+
+def _release_chunk_pages(running: RunningTable, kv: KVBlockManager) -> None:
+    """Give back the sliding-window pages the step's prompt chunks held for their own tokens
+    beyond the window (hybrid layout, ``KVBlockManager.blocks_for``): what vLLM's sliding
+    groups free at each request's next step."""
+    ints = running.columns()
+    nblocks = ints[NBLOCKS]
+    excess = np.maximum(nblocks - kv.blocks_for(ints[COMPUTED]), 0)
+    total = int(_sum(excess))
+    if total:
+        kv.release_private(total)
+        nblocks -= excess
 
 
 def _grow_to_computed(running: RunningTable, kv: KVBlockManager, ints: np.ndarray) -> None:

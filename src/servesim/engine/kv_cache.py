@@ -29,9 +29,11 @@ sliding-window layers): a block is then one *page* of ``block_size`` tokens of o
 layers; a request holds ``cdiv(t, block_size)`` pages of the full-attention group and, in each
 of ``sliding_groups`` sliding-window groups, only the pages its window still reads — at most
 ``window_blocks`` (:meth:`KVBlockManager.blocks_for`). The sliding groups' pages are private;
-prefix sharing works on the full-attention group's. NOTE: vLLM's sliding groups also hold a
-prompt chunk's own pages for the step that computes it (``window + chunk`` tokens, freed at
-the next step); those transient pages are not counted.
+prefix sharing works on the full-attention group's. A prompt chunk of ``n`` tokens holds, for
+the step that computes it, the pages of ``window - 1 + n`` tokens in each sliding group
+(vLLM frees the ones its window has passed at the request's next step,
+``SlidingWindowManager.remove_skipped_blocks``; here the instance releases them as the step
+completes).
 
 NOTE: vLLM keeps one free queue in which never-used, content-less and cached blocks mix in
 free order. Here clean blocks are always used before any cached block is evicted; cached blocks
@@ -132,6 +134,7 @@ class KVBlockManager:
         cpu_blocks: int = 0,
         sliding_groups: int = 0,
         window_blocks: int = 0,
+        window_tokens: int = 0,
     ):
         if num_blocks <= 0:
             raise ValueError("num_blocks must be positive")
@@ -142,7 +145,10 @@ class KVBlockManager:
         self.sliding_groups = sliding_groups
         """Sliding-window groups of the hybrid layout (0: one uniform group)."""
         self.window_blocks = window_blocks
-        """Pages a request holds at most in each sliding-window group."""
+        """Pages a request holds at most in each sliding-window group between steps."""
+        self.window_tokens = window_tokens
+        """The sliding window (tokens), for the pages a prompt chunk holds during its step (0:
+        none beyond ``window_blocks``)."""
         self.enable_prefix_caching = enable_prefix_caching
         self.num_held = 0
         self.num_cached = 0
@@ -166,17 +172,26 @@ class KVBlockManager:
 
     # --- queries ------------------------------------------------------------------------
 
-    def blocks_for(self, tokens: _Count) -> _Count:
+    def blocks_for(self, tokens: _Count, new_tokens: _Count | None = None) -> _Count:
         """Blocks a request holding ``tokens`` tokens of KV takes (ints, or numpy arrays
         element-wise): ``cdiv(tokens, block_size)``, plus in the hybrid layout the pages of
-        its sliding-window groups, ``sliding_groups × min(cdiv(tokens, block_size),
-        window_blocks)``."""
-        full = cdiv(tokens, self.block_size)
+        its sliding-window groups, ``sliding_groups × min(cdiv(tokens, block_size), window)``
+        where ``window`` is ``window_blocks`` — or, while a step computes ``new_tokens`` > 1
+        of them (a prompt chunk), the pages of ``window_tokens - 1 + new_tokens`` tokens."""
+        bs = self.block_size
+        full = cdiv(tokens, bs)
         if not self.sliding_groups:
             return full
-        if isinstance(full, int):
-            return full + self.sliding_groups * min(full, self.window_blocks)
-        return full + self.sliding_groups * np.minimum(full, self.window_blocks)
+        window = self.window_blocks
+        if new_tokens is not None and self.window_tokens:
+            chunk = cdiv(self.window_tokens - 1 + new_tokens, bs) + 1
+            if isinstance(new_tokens, int):
+                window = chunk if new_tokens > 1 else window
+            else:
+                window = np.where(new_tokens > 1, chunk, window)
+        if isinstance(full, int) and isinstance(window, int):
+            return full + self.sliding_groups * min(full, window)
+        return full + self.sliding_groups * np.minimum(full, window)
 
     @property
     def num_free_blocks(self) -> int:
@@ -230,16 +245,19 @@ class KVBlockManager:
             on_cpu = min(self.cpu_lru.get((1, req.request_id), 0), room - on_gpu)
         return CachedPrefix(hits, on_gpu, on_cpu)
 
-    def can_admit(self, req: Request, prefix: CachedPrefix, num_tokens: int) -> bool:
-        """Whether ``req`` can take ``prefix`` and fresh blocks up to ``num_tokens`` tokens."""
+    def can_admit(
+        self, req: Request, prefix: CachedPrefix, num_tokens: int, new_tokens: int | None = None
+    ) -> bool:
+        """Whether ``req`` can take ``prefix`` and fresh blocks up to ``num_tokens`` tokens
+        (``new_tokens`` of them computed in the step: see :meth:`blocks_for`)."""
         if prefix is _NO_HITS:
-            return self.blocks_for(num_tokens) <= self.num_blocks - self.num_held
+            return self.blocks_for(num_tokens, new_tokens) <= self.num_blocks - self.num_held
         revived = (
             sum(1 for b in prefix.block_ids if self.ref_counts[b] == 0)
             + prefix.num_private
             + prefix.num_to_load
         )
-        fresh = max(0, self.blocks_for(num_tokens) - prefix.num_blocks)
+        fresh = max(0, self.blocks_for(num_tokens, new_tokens) - prefix.num_blocks)
         return fresh + revived <= self.num_blocks - self.num_held
 
     # --- mutations ----------------------------------------------------------------------
@@ -290,10 +308,11 @@ class KVBlockManager:
         self.pending_load_blocks += prefix.num_to_load
         self.num_loaded_blocks += prefix.num_to_load
 
-    def allocate(self, req: Request, num_tokens: int) -> bool:
-        """Grow ``req``'s blocks to hold ``num_tokens`` tokens; False (and no change) if full."""
+    def allocate(self, req: Request, num_tokens: int, new_tokens: int | None = None) -> bool:
+        """Grow ``req``'s blocks to hold ``num_tokens`` tokens (``new_tokens`` of them computed
+        in the step: see :meth:`blocks_for`); False (and no change) if full."""
         held = req.num_blocks
-        needed = self.blocks_for(num_tokens) - held
+        needed = self.blocks_for(num_tokens, new_tokens) - held
         if needed <= 0:
             return True
         if needed > self.num_blocks - self.num_held:
@@ -324,6 +343,12 @@ class KVBlockManager:
             self._evict(n - clean)
         self.num_held += n
         return True
+
+    def release_private(self, n: int) -> None:
+        """Give back ``n`` private blocks in bulk (the caller records which request held them):
+        they hold nothing reusable, so they become clean."""
+        assert 0 <= n <= self.num_held
+        self.num_held -= n
 
     def _evict(self, n: int) -> None:
         """Drop ``n`` cached blocks, least recently freed first."""

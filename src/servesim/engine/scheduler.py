@@ -307,10 +307,10 @@ def _reserve_blocks(
     running, kv = state.running, state.kv
     target = running.computed + new_tokens
     # Unscheduled rows (no new tokens) need nothing: their blocks already hold every computed token.
-    extra = np.maximum(kv.blocks_for(target) - running.nblocks, 0)
+    extra = np.maximum(kv.blocks_for(target, new_tokens) - running.nblocks, 0)
     total = int(_sum(extra))
     if total <= kv.num_free_blocks:
-        grow_blocks(running, kv, extra, target, total)
+        grow_blocks(running, kv, extra, target, total, new_tokens)
         return new_tokens, 0
 
     # Shortage: walk rows in scheduling order; while a row cannot grow, preempt the newest.
@@ -325,7 +325,7 @@ def _reserve_blocks(
             rows = walk[pos : pos + fits]
             bulk = np.zeros_like(extra)
             bulk[rows] = extra[rows]
-            grow_blocks(running, kv, bulk, target)
+            grow_blocks(running, kv, bulk, target, new=new_tokens)
             extra[rows] = 0
             pos += fits
             continue
@@ -334,7 +334,7 @@ def _reserve_blocks(
         if i >= len(running) or new_tokens[i] == 0:
             continue
         req = running.sync(i)
-        while not kv.allocate(req, int(target[i])):
+        while not kv.allocate(req, int(target[i]), int(new_tokens[i])):
             victim = running.pop_last()
             new_tokens = new_tokens[: len(running)]
             _preempt(state, victim)
@@ -367,9 +367,11 @@ def grow_blocks(
     extra: np.ndarray,
     target: np.ndarray,
     total: int | None = None,
+    new: np.ndarray | None = None,
 ) -> None:
     """Give each running row ``extra[i]`` more blocks (known to fit) to hold ``target[i]`` tokens
-    (``total``: ``extra``'s sum, if the caller has it).
+    (``total``: ``extra``'s sum, if the caller has it; ``new``: the tokens each computes in
+    the step, for a hybrid layout's chunk pages, see ``KVBlockManager.blocks_for``).
 
     Rows growing only into private blocks are counted in bulk; rows that still need shared
     (content-named) blocks go through the block manager one by one.
@@ -386,7 +388,7 @@ def grow_blocks(
         rows = np.flatnonzero(named).tolist()
         if rows:
             for i in rows:
-                kv.allocate(running.sync(i), int(target[i]))
+                kv.allocate(running.sync(i), int(target[i]), None if new is None else int(new[i]))
                 running.refresh_blocks(i)
             extra = np.where(named, 0, extra)
             total = int(_sum(extra))
@@ -436,7 +438,7 @@ def _admit(
             # NOTE: without chunking a prompt larger than the whole budget still runs, alone
             # in its step's prefill; otherwise it would wait forever.
             break
-        if not kv.can_admit(req, hits, computed + n):
+        if not kv.can_admit(req, hits, computed + n, n):
             break
         if look_ahead is not None:
             need = look_ahead.need(
@@ -447,7 +449,7 @@ def _admit(
             room -= need
         waiting.popleft()
         kv.take_cached(req, hits)
-        kv.allocate(req, computed + n)
+        kv.allocate(req, computed + n, n)
         req.num_computed_tokens = computed
         req.num_external_tokens = 0  # the KV is here now; a preemption recomputes it
         if req.first_scheduled_s is None:
