@@ -170,8 +170,7 @@ def mla_attention_operators(
     )
     # Absorbed path: W_UK on the queries, MQA over the latent, W_UV on the output.
     if materialized:
-        q_in = mats["q_b_proj"].k if "q_b_proj" in mats else mats["q_proj"].k
-        ops += _materialized_absorption(model, q_in, hq, L, nb)
+        ops += _materialized_absorption(model, hq, L, nb)
     else:
         ops.append(
             Operator(
@@ -216,12 +215,12 @@ def mla_attention_operators(
 
 
 def _materialized_absorption(
-    model: ModelSpec, q_in: int, hq: float, layers: int, nb: ElementBytes
+    model: ModelSpec, hq: float, layers: int, nb: ElementBytes
 ) -> list[Operator]:
     """Decode rows' query and output projections through the materialized absorbed weights
     (:func:`materialized_mla_matrices`): ``W_QR`` stays in the activation dtype (vLLM does not
     requantize it)."""
-    w_q_uk, w_qr, w_uv_o = materialized_mla_matrices(model, q_in, hq)
+    w_q_uk, w_qr, w_uv_o = materialized_mla_matrices(model, hq)
     return [
         gemm(w_q_uk, "qkv_o", layers, T_A, nb.weight, nb.act),
         gemm(w_qr, "qkv_o", layers, T_A, nb.act, nb.act),

@@ -138,10 +138,7 @@ def layer_weight_bytes(
     expert_bytes = w_bytes if expert_bytes is None else expert_bytes
     total = sum(m.elements for m in attention_matrices(model, par)) * w_bytes
     if mla_materialized and model.mla is not None:
-        q_in = model.mla.q_lora_rank or model.hidden_size
-        w_q_uk, w_qr, w_uv_o = materialized_mla_matrices(
-            model, q_in, model.num_attention_heads / par.tp
-        )
+        w_q_uk, w_qr, w_uv_o = materialized_mla_matrices(model, model.num_attention_heads / par.tp)
         total += (w_q_uk.elements + w_uv_o.elements) * w_bytes + w_qr.elements * act_bytes
     total += norm_elements_per_layer(model, par) * act_bytes
     if model.is_moe_layer(layer):
@@ -286,8 +283,10 @@ def _stage_plans(
             moe_chunk_tokens=params.moe_chunk_tokens,
         )
         group_layers, groups, window_blocks = len(layers), 1, 0
-        if params.hybrid_kv and kv_layout(model, par, block_size)[1] > 1:
-            group_layers, groups, window_blocks = kv_layout(model, par, block_size)
+        if params.hybrid_kv:
+            layout = kv_layout(model, par, block_size)
+            if layout[1] > 1:  # (a uniform layout keeps the stage's own layers)
+                group_layers, groups, window_blocks = layout
         kv_token = kv_layer * group_layers
         kv_cache = usable - weights if kv_of_static else usable - weights - act - runtime
         if kv_of_free:

@@ -114,15 +114,16 @@ def norm_elements_per_layer(model: ModelSpec, par: Parallelism) -> float:
     return n
 
 
-def materialized_mla_matrices(model: ModelSpec, q_in: int, hq: float) -> tuple[Matrix, ...]:
-    """The absorbed decode weights one GPU holds when MLA's absorption is materialized (vLLM
-    0.7.1-0.7.x, ``mla/utils.py``): ``W_Q_UK`` (``q_in`` × hq·kv_lora, the query
-    up-projection's no-rope part times ``W_UK``), ``W_QR`` (its rope part, ``q_in`` ×
+def materialized_mla_matrices(model: ModelSpec, hq: float) -> tuple[Matrix, ...]:
+    """The absorbed decode weights one GPU (``hq`` query heads) holds when MLA's absorption is
+    materialized (vLLM 0.7.1-0.7.x, ``mla/utils.py``): ``W_Q_UK`` (``q_in`` × hq·kv_lora, the
+    query up-projection's no-rope part times ``W_UK``), ``W_QR`` (its rope part, ``q_in`` ×
     hq·rope, kept in the activation dtype) and ``W_UV_O`` (hq·kv_lora × d, ``W_UV`` times
-    ``o_proj``). ``q_in``: the query up-projection's input (q_lora_rank, or d without one)."""
+    ``o_proj``), where ``q_in`` is the query up-projection's input: q_lora_rank, or d."""
     m = model.mla
     assert m is not None
     r = m.kv_lora_rank
+    q_in = m.q_lora_rank or model.hidden_size
     return (
         Matrix("w_q_uk", q_in, hq * r),
         Matrix("w_qr", q_in, hq * m.qk_rope_head_dim),
