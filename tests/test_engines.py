@@ -824,3 +824,24 @@ def test_the_longest_request_leaves_room_for_its_last_chunks_sliding_pages():
     whole = SchedulerConfig(policy="orca", enable_chunked_prefill=False)
     assert request_kv_tokens(kv, whole) == 1704 * 16  # (a whole prompt: both groups in full)
     assert request_kv_tokens(KVBlockManager(3408, 16), chunked) == 3408 * 16
+
+
+def test_vllm_v0_admits_a_prompt_only_above_its_block_watermark():
+    # 100 blocks of 16 (watermark int(0.01 x 100) = 1): two 792-token prompts with 8 outputs
+    # need 50 blocks each. Without the watermark both run at once; vLLM V0 holds the second
+    # back until the first has finished (100 - 50 - 50 = 0 < 1).
+    fields = {
+        "engine": "vllm-v0", "api_server": False,
+        "scheduler": {"kv_cache_tokens": 1600},
+        "workload": {"num_requests": 2, "input_len": 792, "output_len": 8,
+                     "arrival": {"kind": "burst"}},
+    }  # fmt: skip
+    result = simulate(build_scenario(fields))
+    assert result.groups[0].instances[0].kv.watermark_blocks == 1
+    cols = result.records.request_columns()
+    first, second = np.sort(cols["first_token_s"]), np.sort(cols["finish_s"])
+    assert first[1] > second[0]  # the second prompt ran after the first request finished
+    together = simulate(build_scenario({**fields, "engine": "vllm"}))
+    cols = together.records.request_columns()
+    assert together.groups[0].instances[0].kv.watermark_blocks == 0
+    assert cols["first_token_s"].max() < cols["finish_s"].min()

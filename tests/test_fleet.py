@@ -155,3 +155,15 @@ def test_an_engine_version_must_be_a_release_number():
         build_scenario({**SMALL, "engine_version": "latest"})
     assert err.value.field == "engine_version" and "0.5.3" in str(err.value)
     assert build_scenario({**SMALL, "engine_version": "v0.5.3.post3"}).engine_version
+
+
+def test_vllm_v0_instances_keep_the_block_managers_watermark():
+    # 1% of the blocks (int, as vLLM V0's BlockSpaceManager): admission leaves them free and a
+    # request needing them too is never served; other engines have none.
+    v0 = build_fleet(build_scenario({**SMALL, "engine": "vllm-v0"}), np.random.default_rng(0))
+    blocks = v0.groups[0].memory.num_kv_blocks
+    kv = v0.instances[0].kv
+    assert kv.watermark_blocks == int(0.01 * blocks) > 0
+    assert v0.kv_tokens == (blocks - kv.watermark_blocks) * kv.block_size
+    v1 = build_fleet(build_scenario(SMALL), np.random.default_rng(0))
+    assert v1.instances[0].kv.watermark_blocks == 0

@@ -1,8 +1,9 @@
 """KV block manager: exact accounting, LRU eviction, prefix hits, preemption segments."""
 
+import pytest
 from engine_factories import make_request
 
-from servesim.engine.kv_cache import KVBlockManager
+from servesim.engine.kv_cache import _NO_HITS, KVBlockManager
 
 
 def registered(kv, req, computed):
@@ -272,3 +273,19 @@ def test_a_prompt_chunk_holds_its_own_sliding_window_pages_for_its_step():
     assert kv.num_held == 134
     # Without the window's length (0), chunks hold no more than the steady window.
     assert KVBlockManager(400, 16, sliding_groups=1, window_blocks=9).blocks_for(2000, 1000) == 134
+
+
+def test_the_admission_watermark_keeps_blocks_free_for_running_requests():
+    # vLLM V0: a waiting request is admitted only if int(0.01 x blocks) blocks stay free after
+    # its own; a running request may still grow into them.
+    kv = KVBlockManager(200, 16, watermark_blocks=2)
+    a = make_request(prompt=16 * 197)
+    assert kv.can_admit(a, kv.find_cached_prefix(a), 16 * 197)  # 200 - 197 = 3 >= 2
+    b = make_request(rid=1, prompt=16 * 199)
+    assert not kv.can_admit(b, kv.find_cached_prefix(b), 16 * 199)  # 1 left < 2
+    assert KVBlockManager(200, 16).can_admit(b, _NO_HITS, 16 * 199)
+    assert kv.allocate(a, 16 * 197)
+    assert kv.allocate(a, 16 * 199) and kv.num_free_blocks == 1  # (growing ignores it)
+    kv.check_invariants()
+    with pytest.raises(ValueError, match="watermark_blocks"):
+        KVBlockManager(10, 16, watermark_blocks=10)

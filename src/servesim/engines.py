@@ -172,6 +172,11 @@ class EngineProfile:
     window_budget: bool = False
     """Without chunked prefill the token budget is ``max(context window, 2048)``, so that one
     whole prompt fits a step (vLLM V0's ``SchedulerConfig`` default)."""
+    admission_watermark: float = 0.0
+    """Share of the KV blocks a waiting request must leave free to be admitted (vLLM V0's
+    block manager ``watermark``, :data:`VLLM_V0_WATERMARK`): it runs only if free blocks −
+    its blocks ≥ ``int(watermark × blocks)``, and a request needing more than the rest is never
+    served. Growing running requests ignore it (0: no watermark)."""
     long_context_chunking: tuple[int, int] | None = None
     """``(context, budget)``: a model whose context window exceeds ``context`` tokens gets
     chunked prefill with a ``budget``-token step unless the scenario says otherwise (vLLM V0
@@ -512,6 +517,13 @@ _PYTHON_API_SERVER = dict(api_request_s=3e-3, api_per_input_token_s=1e-6, api_st
 """An OpenAI-compatible Python API server's costs (see ``_API_SOURCE``): vLLM V1, SGLang,
 trtllm-serve."""
 
+VLLM_V0_WATERMARK = 0.01
+"""vLLM V0's block manager admits a waiting request only while ``watermark_blocks =
+int(0.01 × num_gpu_blocks)`` blocks stay free after its prompt's ("Use watermark to avoid
+frequent cache eviction": ``BlockSpaceManager.can_allocate``, the ``watermark=0.01`` default
+the scheduler never overrides; checked in the 0.5.4 wheel's block managers v1 and v2 and in
+0.7.3's); appending a decode token (``can_append_slots``) does not look at it."""
+
 VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING = "0.6.5"
 """From this vLLM release the long-context default (``EngineProfile.long_context_chunking``)
 leaves ROCm GPUs out: ``create_engine_config`` adds ``not current_platform.is_rocm()`` to its
@@ -692,7 +704,10 @@ PROFILES: dict[str, EngineProfile] = {
         mla_materialized_releases=VLLM_MLA_MATERIALIZED,
         moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
         window_budget=True,
+        admission_watermark=VLLM_V0_WATERMARK,
         sources={
+            "admission_watermark": "vLLM V0 BlockSpaceManager.can_allocate, watermark 0.01 "
+            "(see VLLM_V0_WATERMARK)",
             "long_context": "vLLM EngineArgs.create_engine_config (0.5.4 - 0.7, "
             "vllm-project/vllm#6666): max_model_len > 32768 (checked in the 0.5.4, 0.6.0, "
             "0.6.3, 0.6.4, 0.6.5, 0.6.6, 0.7.0 and 0.7.3 wheels) turns chunked prefill on by "

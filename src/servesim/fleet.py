@@ -106,20 +106,23 @@ class Fleet:
 
 
 def request_kv_tokens(kv: KVBlockManager, config: SchedulerConfig) -> int:
-    """The longest request ``kv`` holds alone: every block, or in the hybrid layout the most
-    tokens whose pages fit beside those of its sliding-window groups while its last prompt step
-    computes (the token budget's worth when prompts are chunked, else the whole prompt: the
-    check vLLM makes at start-up, ``SlidingWindowSpec.max_memory_usage_bytes``)."""
+    """The longest request ``kv`` holds alone: every block but the admission watermark's
+    (vLLM V0 never admits a request needing more, ``AllocStatus.NEVER``), or in the hybrid
+    layout the most tokens whose pages fit beside those of its sliding-window groups while its
+    last prompt step computes (the token budget's worth when prompts are chunked, else the
+    whole prompt: the check vLLM makes at start-up,
+    ``SlidingWindowSpec.max_memory_usage_bytes``)."""
+    usable = kv.num_blocks - kv.watermark_blocks
     if not kv.sliding_groups:
-        return kv.num_blocks * kv.block_size
+        return usable * kv.block_size
     knobs = policy_knobs(config)
 
     def fits(blocks: int) -> bool:
         tokens = blocks * kv.block_size
         step = min(tokens, int(knobs.budget)) if knobs.chunked else tokens
-        return kv.blocks_for(tokens, step) <= kv.num_blocks
+        return kv.blocks_for(tokens, step) <= usable
 
-    lo, hi = 0, kv.num_blocks  # fits(lo); the answer is at most every block
+    lo, hi = 0, usable  # fits(lo); the answer is at most every usable block
     while lo < hi:
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
@@ -303,6 +306,7 @@ def _build_groups(
                 memory.num_kv_blocks, config.block_size, config.enable_prefix_caching, cpu_blocks,
                 sliding_groups=memory.kv_groups - 1, window_blocks=memory.kv_window_blocks,
                 window_tokens=(model.sliding_window or 0) if memory.kv_groups > 1 else 0,
+                watermark_blocks=int(profile.admission_watermark * memory.num_kv_blocks),
             )  # fmt: skip
             label = f"{group.role} {hardware.name} TP{par.tp}" + (
                 f" PP{par.pp}" if par.pp > 1 else ""

@@ -135,6 +135,7 @@ class KVBlockManager:
         sliding_groups: int = 0,
         window_blocks: int = 0,
         window_tokens: int = 0,
+        watermark_blocks: int = 0,
     ):
         if num_blocks <= 0:
             raise ValueError("num_blocks must be positive")
@@ -149,6 +150,11 @@ class KVBlockManager:
         self.window_tokens = window_tokens
         """The sliding window (tokens), for the pages a prompt chunk holds during its step (0:
         none beyond ``window_blocks``)."""
+        if not 0 <= watermark_blocks < num_blocks:
+            raise ValueError("watermark_blocks must be in [0, num_blocks)")
+        self.watermark_blocks = watermark_blocks
+        """Blocks a waiting request must leave free to be admitted (vLLM V0's watermark,
+        ``EngineProfile.admission_watermark``); growing running requests may use them."""
         self.enable_prefix_caching = enable_prefix_caching
         self.num_held = 0
         self.num_cached = 0
@@ -249,16 +255,18 @@ class KVBlockManager:
         self, req: Request, prefix: CachedPrefix, num_tokens: int, new_tokens: int | None = None
     ) -> bool:
         """Whether ``req`` can take ``prefix`` and fresh blocks up to ``num_tokens`` tokens
-        (``new_tokens`` of them computed in the step: see :meth:`blocks_for`)."""
+        (``new_tokens`` of them computed in the step: see :meth:`blocks_for`), leaving the
+        :attr:`watermark_blocks` free."""
+        room = self.num_blocks - self.num_held - self.watermark_blocks
         if prefix is _NO_HITS:
-            return self.blocks_for(num_tokens, new_tokens) <= self.num_blocks - self.num_held
+            return self.blocks_for(num_tokens, new_tokens) <= room
         revived = (
             sum(1 for b in prefix.block_ids if self.ref_counts[b] == 0)
             + prefix.num_private
             + prefix.num_to_load
         )
         fresh = max(0, self.blocks_for(num_tokens, new_tokens) - prefix.num_blocks)
-        return fresh + revived <= self.num_blocks - self.num_held
+        return fresh + revived <= room
 
     # --- mutations ----------------------------------------------------------------------
 
