@@ -89,6 +89,7 @@ def run_sessions(
     sliding_groups=0,
     window_blocks=0,
     window_tokens=0,
+    full_groups=1,
     **sched,
 ):
     """Run ``sessions`` to completion; returns (records, instances, simulation)."""
@@ -106,6 +107,7 @@ def run_sessions(
                 sliding_groups=sliding_groups,
                 window_blocks=window_blocks,
                 window_tokens=window_tokens,
+                full_groups=full_groups,
             ),
             cost,
             fast_forward=fast_forward,

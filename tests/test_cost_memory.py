@@ -280,3 +280,35 @@ def test_vllm_marlin_mxfp4_experts_are_held_padded():
     # Hopper's triton_kernels layout from 0.11.1 (unpadded, the 4.5-bit size: 64.1 GiB).
     assert weights("H100", "0.11.1") == pytest.approx(64.05, abs=0.05)
     assert weights("H100", "0.10.2", tp=2) > weights("H100", "0.11.1", tp=2) + 2.0
+
+
+def test_a_sliding_window_only_model_holds_its_window_per_request():
+    # Mistral-7B-v0.1: all 32 layers slide over 4,096 tokens. vLLM V1's SlidingWindowManager
+    # keeps cdiv(4095, 16) + 1 = 257 pages of a request; V0's BlockSpaceManagerV1 ceil(4096 /
+    # 16) = 256 blocks, V2 4096 // 16 + 2 = 258; a prompt chunk's step adds its own pages
+    # (V1 only).
+    from servesim.cost.memory import SLIDING_WINDOW_PAGES, sliding_only_layout
+    from servesim.model import load_model
+
+    m, hw = load_model("mistralai/Mistral-7B-v0.1"), h100()
+    assert (m.sliding_window, m.num_sliding_layers, m.num_layers) == (4096, 32, 32)
+    assert sliding_only_layout(m, Parallelism(), 16, "vllm") == (257, 4096)
+    assert sliding_only_layout(m, Parallelism(), 16, "vllm-v0") == (256, 0)
+    assert sliding_only_layout(m, Parallelism(), 16, "vllm-v0-v2") == (258, 0)
+    assert sliding_only_layout(m, Parallelism(pp=2), 16, "vllm") is None
+    assert sliding_only_layout(gpt_oss_20b(), Parallelism(), 16, "vllm") is None  # (mixed)
+    assert sliding_only_layout(llama_3_1_8b(), Parallelism(), 16, "vllm") is None
+    assert set(SLIDING_WINDOW_PAGES) == {"vllm", "vllm-v0", "vllm-v0-v2"}
+    uniform = plan_memory(m, hw)
+    sliding = plan_memory(m, hw, params=CostParams(sliding_kv="vllm"))
+    # The same pages of the same layers; a 32k-token request holds 257 of them, not 2,000.
+    assert sliding.num_kv_blocks == uniform.num_kv_blocks
+    assert sliding.kv_capacity_tokens == uniform.kv_capacity_tokens
+    assert (sliding.kv_full_groups, sliding.kv_window_blocks) == (0, 257)
+    assert sliding.kv_step_window_tokens == 4096
+    assert (uniform.kv_full_groups, uniform.kv_window_blocks) == (1, 0)
+    assert sliding.max_concurrent_seqs(32000) == sliding.num_kv_blocks // 257
+    assert uniform.max_concurrent_seqs(32000) == uniform.num_kv_blocks // 2000
+    assert sliding.max_concurrent_seqs(1000) == uniform.max_concurrent_seqs(1000)  # (63 pages)
+    with pytest.raises(ServesimError, match="sliding_kv"):
+        CostParams(sliding_kv="lmdeploy")

@@ -204,7 +204,7 @@ def test_multiple_instances_share_the_load():
     ahead=st.booleans(),
     recv=st.sampled_from([1, 1, 3]),
     stream=st.sampled_from([1, 1, 4]),
-    sliding=st.sampled_from([0, 0, 1, 2]),
+    sliding=st.sampled_from([0, 0, 1, 2, -1]),  # (-1: every layer slides)
 )
 def test_engine_invariants(
     n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead, recv, stream, sliding
@@ -214,6 +214,8 @@ def test_engine_invariants(
     # Every request fits the cache on its own (as the oversized-request check sees to): with
     # sliding-window groups, even while it recomputes all its tokens in one step after a
     # preemption, each group then holding their pages too.
+    only = sliding == -1
+    sliding = 1 if only else sliding
     max_len = num_blocks * block_size // (2 + 4 * sliding)
     sessions = []
     for i in range(n):
@@ -238,6 +240,9 @@ def test_engine_invariants(
         sliding_groups=sliding if cpu_blocks == 0 else 0,
         window_blocks=3,
         window_tokens=2 * block_size,
+        # (a model whose every layer slides: its one group, no prefix sharing)
+        full_groups=0 if only and cpu_blocks == 0 else 1,
+        enable_prefix_caching=not (only and cpu_blocks == 0),
     )
     r = by_request(recs)
     # Every request finishes exactly once, with exactly the tokens it asked for.
@@ -283,6 +288,21 @@ def test_hybrid_kv_spans_match_step_by_step(policy):
     ra, rb = by_request(a), by_request(b)
     np.testing.assert_allclose(ra["finish_s"], rb["finish_s"], rtol=1e-9, atol=1e-9)
     assert insts[0].kv.num_free_blocks == 400
+
+
+@pytest.mark.parametrize("policy", ["vllm", "sarathi"])
+def test_sliding_window_only_spans_match_step_by_step(policy):
+    # One sliding group, no full-attention pages: a request holds at most its window's pages,
+    # so a tight cache still runs long requests side by side; spans stop where steps would.
+    sessions = _random_sessions(11, n=80)
+    kw = dict(policy=policy, num_blocks=120, sliding_groups=1, window_blocks=4, window_tokens=64,
+              full_groups=0, enable_prefix_caching=False)  # fmt: skip
+    a, _, _ = run_sessions(sessions, fast_forward=True, **kw)
+    b, insts, _ = run_sessions(sessions, fast_forward=False, **kw)
+    ra, rb = by_request(a), by_request(b)
+    np.testing.assert_allclose(ra["finish_s"], rb["finish_s"], rtol=1e-9, atol=1e-9)
+    assert len(ra["finish_s"]) == 80 and insts[0].kv.num_free_blocks == 120
+    insts[0].kv.check_invariants()
 
 
 def test_a_prompt_with_one_token_left_is_not_fast_forwarded_as_a_decode():

@@ -753,16 +753,10 @@ def test_hybrid_kv_runs_more_long_requests_at_once_and_keeps_its_invariants():
     # 12k-token prompts of gpt-oss-120b on one H100 (Marlin's layout, ~1.9 GiB of KV): the
     # uniform layout fits two at a time; the hybrid layout four, so more decodes share steps
     # with the next prompts.
-    from servesim.run import simulate
-
     def run(version):
-        sc = build_scenario({
-            "engine": "vllm", "engine_version": version, "model": "openai/gpt-oss-120b",
-            "hardware": "H100", "max_model_len": 32768,
-            "workload": {"num_requests": 8, "input_len": 12000, "output_len": 100,
-                         "arrival": {"kind": "burst"}},
-        })  # fmt: skip
-        return simulate(sc)
+        return _long_prompt_burst(
+            version, "openai/gpt-oss-120b", 8, 100, hardware="H100", max_model_len=32768
+        )
 
     hybrid, uniform = run("0.10.2"), run("0.9.0")
     assert hybrid.summary["completed"] == uniform.summary["completed"] == 8
@@ -845,3 +839,82 @@ def test_vllm_v0_admits_a_prompt_only_above_its_block_watermark():
     cols = together.records.request_columns()
     assert together.groups[0].instances[0].kv.watermark_blocks == 0
     assert cols["first_token_s"].max() < cols["finish_s"].min()
+
+
+def test_vllm_pages_a_sliding_window_only_model_by_its_window():
+    # Mistral-7B-v0.1 (every layer slides over 4,096 tokens): vLLM V1's SlidingWindowManager
+    # from 0.8.3, V0's block managers at every release; not with prefix caching on (servesim's
+    # prefix cache keeps a request's shared pages), nor on engines that page every token.
+    import sys
+
+    from servesim.engines import sliding_kv
+
+    v1, v0 = PROFILES["vllm"], PROFILES["vllm-v0"]
+    assert [sliding_kv(v1, r) for r in ("0.8.2", "0.8.3", None)] == [None, "vllm", "vllm"]
+    assert [sliding_kv(v0, r) for r in ("0.5.4", "0.6.3", None)] == [
+        "vllm-v0", "vllm-v0-v2", "vllm-v0-v2",
+    ]  # fmt: skip
+    assert sliding_kv(PROFILES["sglang"], None) is None
+
+    def fleet_of(**fields):
+        sc = {"model": "mistralai/Mistral-7B-v0.1", "workload": {"num_requests": 2}, **fields}
+        return build_fleet(build_scenario(sc), np.random.default_rng(0))
+
+    old = fleet_of(engine="vllm-v0", engine_version="0.5.4")
+    kv = old.instances[0].kv
+    assert (kv.full_groups, kv.sliding_groups, kv.window_blocks, kv.window_tokens) == (
+        0, 1, 256, 0,
+    )  # fmt: skip
+    assert old.kv_tokens == sys.maxsize  # (any length fits: it holds its window)
+    kv = fleet_of(engine="vllm", scheduler={"enable_prefix_caching": False}).instances[0].kv
+    assert (kv.full_groups, kv.window_blocks, kv.window_tokens) == (0, 257, 4096)
+    assert fleet_of(engine="vllm").instances[0].kv.sliding_groups == 0  # (prefix caching on)
+    assert fleet_of(engine="sglang").instances[0].kv.sliding_groups == 0
+
+
+def test_a_sliding_window_only_model_runs_long_prompts_side_by_side():
+    # 12k-token prompts in a 20,000-token cache: paged by every token one runs at a time
+    # (vLLM 0.8.2); by the window (0.8.3 on) several at once: sooner done, same work.
+    def run(version):
+        return _long_prompt_burst(
+            version, "mistralai/Mistral-7B-v0.1", 6, 200, api_server=False,
+            scheduler={"enable_prefix_caching": False, "kv_cache_tokens": 20000},
+        )  # fmt: skip
+
+    window, every = run("0.8.3"), run("0.8.2")
+    assert window.summary["completed"] == every.summary["completed"] == 6
+    assert window.summary["kv_cache_peak_usage"] <= 1.0
+    assert window.summary["duration"] < 0.8 * every.summary["duration"]
+    assert window.memory.kv_full_groups == 0 and every.memory.kv_full_groups == 1
+
+
+def test_the_cli_reports_a_sliding_window_only_cache():
+    # Through the real command: summary.json's memory says one group without full-attention
+    # pages and the window a request holds; the table says it in words.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "servesim", "simulate", "-m", "mistralai/Mistral-7B-v0.1",
+            "--engine", "vllm-v0", "--num-requests", "5"]  # fmt: skip
+    done = subprocess.run([*args, "--json"], capture_output=True, text=True, check=True)
+    memory = json.loads(done.stdout)["memory"]
+    assert (memory["kv_groups"], memory["kv_full_groups"], memory["kv_window_blocks"]) == (
+        1,
+        0,
+        258,
+    )
+    wide = {**os.environ, "COLUMNS": "200"}
+    table = subprocess.run(args, capture_output=True, text=True, check=True, env=wide).stdout
+    assert "sliding window: at most 258 a request" in table
+
+
+def _long_prompt_burst(version, model, num_requests, output_len, **fields):
+    """A burst of 12,000-token prompts on vLLM ``version``, simulated."""
+    from servesim.run import simulate
+
+    workload = {"num_requests": num_requests, "input_len": 12000, "output_len": output_len,
+                "arrival": {"kind": "burst"}}  # fmt: skip
+    sc = {"engine": "vllm", "engine_version": version, "model": model, "workload": workload}
+    return simulate(build_scenario({**sc, **fields}))

@@ -289,3 +289,25 @@ def test_the_admission_watermark_keeps_blocks_free_for_running_requests():
     kv.check_invariants()
     with pytest.raises(ValueError, match="watermark_blocks"):
         KVBlockManager(10, 16, watermark_blocks=10)
+
+
+def test_a_sliding_window_only_layout_holds_a_requests_window_whatever_its_length():
+    # Every layer slides (full_groups 0): one group whose requests hold min(cdiv(t, 16), 257)
+    # pages, and while a prompt chunk of n tokens computes, cdiv(4095 + n, 16) + 1.
+    import numpy as np
+
+    kv = KVBlockManager(
+        2000, 16, enable_prefix_caching=False, sliding_groups=1, window_blocks=257,
+        window_tokens=4096, full_groups=0,
+    )  # fmt: skip
+    assert [kv.blocks_for(t) for t in (1, 16, 4096, 4112, 32000)] == [1, 1, 256, 257, 257]
+    assert kv.blocks_for(32000, 2048) == 385 and kv.blocks_for(1000, 1000) == 63
+    assert kv.blocks_for(np.array([17, 32000])).tolist() == [2, 257]
+    r = make_request(prompt=32000)
+    assert kv.can_admit(r, _NO_HITS, 8192, 8192) and kv.allocate(r, 8192, 8192)
+    assert r.num_blocks == 512  # (the chunk's own pages, until the step ends)
+    assert kv.allocate(r, 32000) and r.num_blocks == 512
+    kv.free(r)
+    assert kv.num_free_blocks == 2000
+    with pytest.raises(ValueError, match="full_groups"):
+        KVBlockManager(100, 16, full_groups=0)

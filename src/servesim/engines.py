@@ -197,6 +197,12 @@ class EngineProfile:
     """From this release the engine lays its KV cache out by layer kind (``CostParams.
     hybrid_kv``: vLLM V1's hybrid KV cache manager, :data:`VLLM_HYBRID_KV_CACHE`). None:
     never."""
+    sliding_kv: tuple[tuple[str, str], ...] = ()
+    """``(release, rule)`` steps, ascending: from each release on, the engine pages the KV
+    cache of a model whose every layer uses a sliding window by ``rule``
+    (``CostParams.sliding_kv``, ``memory.SLIDING_WINDOW_PAGES``: a request holds only its
+    window's pages; vLLM: :data:`VLLM_SLIDING_WINDOW_KV`). Empty, or before the first
+    release: every token's KV."""
     moe_chunk_tokens: tuple[tuple[str, int], ...] = ()
     """``(release, tokens)`` steps, ascending: from each release on, the fused-MoE kernel runs
     a step's tokens at most this many at a time, so its intermediate caches (and the profiling
@@ -565,6 +571,24 @@ request, whatever its length, instead of one a block: about twice the KV capacit
 contexts. vLLM's log divides its pages by the groups ("GPU KV cache size" counts one page of
 every group per token slot), so the logged size is that of the uniform layout."""
 
+VLLM_SLIDING_WINDOW_KV: tuple[tuple[str, str], ...] = (("0.8.3", "vllm"),)
+"""vLLM V1 pages a model whose every layer uses a sliding window (Mistral-7B-v0.1, Starcoder2)
+with its ``SlidingWindowManager`` from 0.8.3 (``SlidingWindowSpec`` from the model runner, the
+manager in ``v1/core/specialized_manager.py``; both absent from the 0.8.2 wheel, where V1 pages
+every token): ``remove_skipped_blocks`` frees the pages the window has passed, so a request
+holds ``cdiv(window - 1, 16) + 1`` pages (257 for a 4,096-token window), whatever its length."""
+
+VLLM_V0_SLIDING_WINDOW_KV: tuple[tuple[str, str], ...] = (
+    ("0", "vllm-v0"),
+    ("0.6.3", "vllm-v0-v2"),
+)
+"""vLLM V0's block managers reuse a sliding-window model's blocks cyclically: a request holds
+``ceil(window / block_size)`` blocks with ``BlockSpaceManagerV1`` (the default until 0.6.3:
+``use_v2_block_manager`` False in the 0.5.4 and 0.6.0 wheels, True in 0.6.3's) and
+``window // block_size + 2`` with V2 (0.6.3 on; the only one in 0.7.3). V0 refuses prefix
+caching with a sliding window, so the rule always applies. (0.6.0-0.6.2 with multi-step ran
+V2 already; servesim gives those releases V1's count, one or two blocks fewer.)"""
+
 VLLM_FUSED_MOE_CHUNKS: tuple[tuple[str, int], ...] = (
     ("0", 65536),
     ("0.6.0", 32768),
@@ -634,7 +658,9 @@ PROFILES: dict[str, EngineProfile] = {
         attention_dp=_ENGINE_PER_RANK,
         moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
         hybrid_kv_from=VLLM_HYBRID_KV_CACHE,
+        sliding_kv=VLLM_SLIDING_WINDOW_KV,
         sources={
+            "sliding_kv": "vLLM V1's SlidingWindowManager from 0.8.3 (see VLLM_SLIDING_WINDOW_KV)",
             "moe_chunk_tokens": "VLLM_FUSED_MOE_CHUNK_SIZE (see VLLM_FUSED_MOE_CHUNKS)",
             "hybrid_kv": "vLLM V1's hybrid KV cache manager from 0.9.2 (see VLLM_HYBRID_KV_CACHE)",
             "graphs": "vLLM V1 piecewise CUDA graphs (CompilationConfig): captured for token "
@@ -705,7 +731,10 @@ PROFILES: dict[str, EngineProfile] = {
         moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
         window_budget=True,
         admission_watermark=VLLM_V0_WATERMARK,
+        sliding_kv=VLLM_V0_SLIDING_WINDOW_KV,
         sources={
+            "sliding_kv": "vLLM V0 block managers' block_sliding_window / "
+            "max_block_sliding_window (see VLLM_V0_SLIDING_WINDOW_KV)",
             "admission_watermark": "vLLM V0 BlockSpaceManager.can_allocate, watermark 0.01 "
             "(see VLLM_V0_WATERMARK)",
             "long_context": "vLLM EngineArgs.create_engine_config (0.5.4 - 0.7, "
@@ -998,6 +1027,16 @@ def hybrid_kv(profile: EngineProfile, engine_version: str | None) -> bool:
     by layer kind (``profile.hybrid_kv_from``)."""
     start = profile.hybrid_kv_from
     return start is not None and not _older(engine_version, start)
+
+
+def sliding_kv(profile: EngineProfile, engine_version: str | None) -> str | None:
+    """The page rule by which the engine at ``engine_version`` (None: its newest release) holds
+    the KV of an all-sliding-window model (``profile.sliding_kv``); None: every token's."""
+    rule = None
+    for start, name in profile.sliding_kv:
+        if not _older(engine_version, start):
+            rule = name
+    return rule
 
 
 def mla_materialized(profile: EngineProfile, engine_version: str | None) -> bool:

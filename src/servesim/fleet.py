@@ -20,6 +20,7 @@ drafts (:func:`servesim.cost.speculative.draft_cost`):
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ from servesim.engines import (
     mla_fused_down_proj,
     mla_materialized,
     moe_chunk_tokens,
+    sliding_kv,
 )
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware, Link, load_hardware
@@ -111,7 +113,8 @@ def request_kv_tokens(kv: KVBlockManager, config: SchedulerConfig) -> int:
     layout the most tokens whose pages fit beside those of its sliding-window groups while its
     last prompt step computes (the token budget's worth when prompts are chunked, else the
     whole prompt: the check vLLM makes at start-up,
-    ``SlidingWindowSpec.max_memory_usage_bytes``)."""
+    ``SlidingWindowSpec.max_memory_usage_bytes``); ``sys.maxsize`` when a model whose every
+    layer slides holds its window's pages in the cache, whatever the request's length."""
     usable = kv.num_blocks - kv.watermark_blocks
     if not kv.sliding_groups:
         return usable * kv.block_size
@@ -121,6 +124,9 @@ def request_kv_tokens(kv: KVBlockManager, config: SchedulerConfig) -> int:
         tokens = blocks * kv.block_size
         step = min(tokens, int(knobs.budget)) if knobs.chunked else tokens
         return kv.blocks_for(tokens, step) <= usable
+
+    if not kv.full_groups and fits(usable):
+        return sys.maxsize  # (a sliding-window-only request holds its window, whatever its length)
 
     lo, hi = 0, usable  # fits(lo); the answer is at most every usable block
     while lo < hi:
@@ -204,6 +210,12 @@ def _cost_params(
     terms (``profile``: the engine as it runs this group), or the scenario's calibration fitted
     over them."""
     profile = profile or engine_profile_of(scenario)
+    paged_by_kind = (
+        group.role == "mixed"
+        and not scenario.kv_offload
+        and scenario.speculative is None
+        and scenario.scheduler.admission == "greedy"
+    )
     params = CostParams(
         weight_dtype=group.weight_dtype,
         kv_dtype=group.kv_dtype,
@@ -228,10 +240,14 @@ def _cost_params(
             if scenario.scheduler.hybrid_kv_cache is None
             else scenario.scheduler.hybrid_kv_cache
         )
-        and group.role == "mixed"
-        and not scenario.kv_offload
-        and scenario.speculative is None
-        and scenario.scheduler.admission == "greedy",
+        and paged_by_kind,
+        # (servesim's prefix cache keeps every shared page a request took: with prefix caching
+        # on, a sliding-window-only model is paged as every token's KV, see README.)
+        sliding_kv=(
+            sliding_kv(profile, scenario.engine_version)
+            if paged_by_kind and not scenario.scheduler.enable_prefix_caching
+            else None
+        ),
     )
     if scenario.calibration is None:
         return params
@@ -304,8 +320,10 @@ def _build_groups(
         for _ in range(group.count):
             kv = KVBlockManager(
                 memory.num_kv_blocks, config.block_size, config.enable_prefix_caching, cpu_blocks,
-                sliding_groups=memory.kv_groups - 1, window_blocks=memory.kv_window_blocks,
-                window_tokens=(model.sliding_window or 0) if memory.kv_groups > 1 else 0,
+                sliding_groups=memory.kv_groups - memory.kv_full_groups,
+                window_blocks=memory.kv_window_blocks,
+                window_tokens=memory.kv_step_window_tokens,
+                full_groups=memory.kv_full_groups,
                 watermark_blocks=int(profile.admission_watermark * memory.num_kv_blocks),
             )  # fmt: skip
             label = f"{group.role} {hardware.name} TP{par.tp}" + (

@@ -69,6 +69,7 @@ def summary_document(result) -> dict[str, Any]:
         "kv_capacity_tokens": mem.kv_capacity_tokens,
         "kv_groups": mem.kv_groups,
         "kv_window_blocks": mem.kv_window_blocks,
+        "kv_full_groups": mem.kv_full_groups,
         "kv_pinned": mem.kv_pinned,
     }
     return _clean(doc)

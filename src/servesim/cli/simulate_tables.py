@@ -67,13 +67,19 @@ def summary_tables(
     )
     t1.add_row("workload", result.workload_description)
     memory = result.memory
-    blocks = (
-        f"{memory.num_kv_blocks:,} blocks of {sc.scheduler.block_size}"
-        if memory.kv_groups == 1
-        else f"hybrid: {memory.num_kv_blocks:,} pages of {sc.scheduler.block_size} over "
-        f"{memory.kv_groups} layer groups, {memory.kv_window_blocks * sc.scheduler.block_size} "
-        "sliding-window tokens a request"
-    )
+    bs = sc.scheduler.block_size
+    if memory.kv_full_groups == 0:
+        blocks = (
+            f"{memory.num_kv_blocks:,} blocks of {bs}, sliding window: at most "
+            f"{memory.kv_window_blocks:,} a request"
+        )
+    elif memory.kv_groups == 1:
+        blocks = f"{memory.num_kv_blocks:,} blocks of {bs}"
+    else:
+        blocks = (
+            f"hybrid: {memory.num_kv_blocks:,} pages of {bs} over {memory.kv_groups} layer "
+            f"groups, {memory.kv_window_blocks * bs} sliding-window tokens a request"
+        )
     t1.add_row(
         "KV cache",
         f"{memory.kv_capacity_tokens:,} tokens ({blocks})"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,19 +81,28 @@ class MemoryPlan:
     one page of one group: ``kv_bytes_per_token`` is a group's, and ``kv_capacity_tokens``
     is ``num_kv_blocks // kv_groups × block_size``, the size vLLM logs."""
     kv_window_blocks: int = 0
-    """Hybrid layout: the most pages a request holds in each sliding-window group."""
+    """The most pages a request holds in each sliding-window group (hybrid layout, or a model
+    whose every layer slides: ``kv_full_groups`` 0); 0: no such group."""
+    kv_full_groups: int = 1
+    """Full-attention groups among ``kv_groups``: 1, or 0 when every layer uses a sliding
+    window and the engine pages it so (``CostParams.sliding_kv``): one group whose requests
+    hold ``kv_window_blocks`` pages at most."""
+    kv_step_window_tokens: int = 0
+    """The window (tokens) whose pages a prompt chunk of ``n`` tokens holds during its step in
+    each sliding-window group, ``cdiv(window - 1 + n, block_size) + 1`` (vLLM V1 frees those
+    the window has passed at the request's next step); 0: never more than ``kv_window_blocks``."""
 
     def max_concurrent_seqs(self, seq_len: int) -> int:
         """Sequences of ``seq_len`` tokens whose KV fits at once (block-granular; ignores the
-        scheduler's ``max_num_seqs``; in the hybrid layout each also holds its sliding-window
-        groups' pages)."""
+        scheduler's ``max_num_seqs``; a sliding-window group holds ``kv_window_blocks`` pages of
+        each at most)."""
         if seq_len < 1:
             raise ServesimError(
                 f"must be >= 1, got {seq_len}", field="seq_len", fix="use a positive length"
             )
         full = math.ceil(seq_len / self.block_size)
-        sliding = (self.kv_groups - 1) * min(full, self.kv_window_blocks)
-        return self.num_kv_blocks // (full + sliding)
+        sliding = (self.kv_groups - self.kv_full_groups) * min(full, self.kv_window_blocks)
+        return self.num_kv_blocks // (self.kv_full_groups * full + sliding)
 
 
 def kv_layout(model: ModelSpec, par: Parallelism, block_size: int) -> tuple[int, int, int]:
@@ -112,6 +122,38 @@ def kv_layout(model: ModelSpec, par: Parallelism, block_size: int) -> tuple[int,
     assert model.sliding_window is not None
     window_blocks = (model.sliding_window - 1 + block_size - 1) // block_size + 1
     return full, 1 + math.ceil(sliding / full), window_blocks
+
+
+SLIDING_WINDOW_PAGES: dict[str, tuple[Callable[[int, int], int], bool]] = {
+    # vLLM V1's SlidingWindowManager (0.8.3 on; one group of every layer): the pages of the
+    # window's last ``window - 1`` tokens, plus one for a window that starts mid-page; a prompt
+    # chunk holds ``window - 1 + n`` tokens' pages during its step (``SlidingWindowSpec``).
+    "vllm": (lambda window, bs: (window - 1 + bs - 1) // bs + 1, True),
+    # vLLM V0's BlockSpaceManagerV1 (the default before 0.6.3): a block table that wraps
+    # around after ``ceil(window / block_size)`` blocks (``block_sliding_window``).
+    "vllm-v0": (lambda window, bs: -(-window // bs), False),
+    # vLLM V0's BlockSpaceManagerV2 / SelfAttnBlockSpaceManager (0.6.3 on, and with
+    # multi-step): ``window // block_size + 1`` blocks, + 1 for a window that starts mid-block
+    # (``max_block_sliding_window``).
+    "vllm-v0-v2": (lambda window, bs: window // bs + 2, False),
+}
+"""Per engine rule (``CostParams.sliding_kv``, checked in the 0.5.4, 0.7.3, 0.8.3 and 0.10.2
+wheels): (the most pages a request holds, whether a prompt chunk holds its own pages beside the
+window's during its step)."""
+
+
+def sliding_only_layout(
+    model: ModelSpec, par: Parallelism, block_size: int, rule: str
+) -> tuple[int, int] | None:
+    """(Pages a request holds at most, window tokens a prompt chunk's step adds pages for: 0
+    for none) when every layer of ``model`` uses a sliding window and ``rule``'s engine pages
+    it so; None for any other model, or under pipeline parallelism (servesim's per-stage page
+    accounting is uniform)."""
+    window = model.sliding_window
+    if window is None or model.num_sliding_layers < model.num_layers or par.pp > 1:
+        return None
+    pages, chunks = SLIDING_WINDOW_PAGES[rule]
+    return pages(window, block_size), window if chunks else 0
 
 
 def default_runtime_reserve(par: Parallelism) -> float:
@@ -282,11 +324,16 @@ def _stage_plans(
             head=params.head,
             moe_chunk_tokens=params.moe_chunk_tokens,
         )
-        group_layers, groups, window_blocks = len(layers), 1, 0
+        group_layers, groups, window_blocks, full_groups, step_window = len(layers), 1, 0, 1, 0
         if params.hybrid_kv:
             layout = kv_layout(model, par, block_size)
             if layout[1] > 1:  # (a uniform layout keeps the stage's own layers)
                 group_layers, groups, window_blocks = layout
+                step_window = model.sliding_window or 0
+        if params.sliding_kv is not None:
+            only = sliding_only_layout(model, par, block_size, params.sliding_kv)
+            if only is not None:
+                (window_blocks, step_window), full_groups = only, 0
         kv_token = kv_layer * group_layers
         kv_cache = usable - weights if kv_of_static else usable - weights - act - runtime
         if kv_of_free:
@@ -306,6 +353,8 @@ def _stage_plans(
             gpu_memory_utilization=util,
             kv_groups=groups,
             kv_window_blocks=window_blocks,
+            kv_full_groups=full_groups,
+            kv_step_window_tokens=step_window,
         )
         if best is None or (plan.num_kv_blocks, -plan.weights_bytes_per_gpu) < (
             best.num_kv_blocks,

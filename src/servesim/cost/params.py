@@ -12,6 +12,9 @@ HEADS = ("lm", "value")
 
 
 KERNEL_BACKENDS = ("trtllm", "vllm", "sglang")
+SLIDING_KV_RULES = ("vllm", "vllm-v0", "vllm-v0-v2")
+"""Engines' rules for the pages a request of an all-sliding-window model holds (their formulas:
+``memory.SLIDING_WINDOW_PAGES``)."""
 """Serving backends whose measured kernel tables the ``servesim[kernels]`` extra can read."""
 
 
@@ -248,6 +251,11 @@ class CostParams:
     and sliding-window layers (no more full than sliding ones) keeps each kind in its own group
     of pages, and a request holds in a sliding-window group only the pages its window reads
     (``memory.kv_layout``). False: every layer's KV for every token."""
+    sliding_kv: str | None = None
+    """How the engine holds the KV cache of a model whose every attention layer uses a sliding
+    window (Mistral-7B-v0.1, Starcoder2, Phi-3-4k): the name of its page rule in
+    ``memory.SLIDING_WINDOW_PAGES`` — a request then holds only the pages its window still
+    reads. None: every token's KV (the engine ignores the window when paging)."""
     moe_chunk_tokens: int | None = None
     """The fused-MoE kernel runs a step's tokens at most this many at a time, so its
     intermediate caches in the profiling run hold this many tokens' worth (vLLM's
@@ -352,6 +360,12 @@ class CostParams:
                 f"unknown fidelity {self.fidelity!r}",
                 field="fidelity",
                 fix="use one of: " + ", ".join(FIDELITIES),
+            )
+        if self.sliding_kv is not None and self.sliding_kv not in SLIDING_KV_RULES:
+            raise ServesimError(
+                f"unknown sliding-window page rule {self.sliding_kv!r}",
+                field="sliding_kv",
+                fix="use one of: " + ", ".join(SLIDING_KV_RULES),
             )
         if self.kernel_backend not in (None, *KERNEL_BACKENDS):
             raise ServesimError(

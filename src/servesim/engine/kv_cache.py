@@ -136,6 +136,7 @@ class KVBlockManager:
         window_blocks: int = 0,
         window_tokens: int = 0,
         watermark_blocks: int = 0,
+        full_groups: int = 1,
     ):
         if num_blocks <= 0:
             raise ValueError("num_blocks must be positive")
@@ -143,8 +144,13 @@ class KVBlockManager:
             raise ValueError("block_size must be positive")
         self.num_blocks = num_blocks
         self.block_size = block_size
+        if full_groups not in (0, 1) or (full_groups == 0 and sliding_groups != 1):
+            raise ValueError("full_groups must be 1, or 0 with one sliding group")
         self.sliding_groups = sliding_groups
         """Sliding-window groups of the hybrid layout (0: one uniform group)."""
+        self.full_groups = full_groups
+        """Full-attention groups: 1, or 0 for a model whose every layer slides (one sliding
+        group then holds all of them)."""
         self.window_blocks = window_blocks
         """Pages a request holds at most in each sliding-window group between steps."""
         self.window_tokens = window_tokens
@@ -183,7 +189,8 @@ class KVBlockManager:
         element-wise): ``cdiv(tokens, block_size)``, plus in the hybrid layout the pages of
         its sliding-window groups, ``sliding_groups × min(cdiv(tokens, block_size), window)``
         where ``window`` is ``window_blocks`` — or, while a step computes ``new_tokens`` > 1
-        of them (a prompt chunk), the pages of ``window_tokens - 1 + new_tokens`` tokens."""
+        of them (a prompt chunk), the pages of ``window_tokens - 1 + new_tokens`` tokens. A
+        model whose every layer slides (``full_groups`` 0) holds the sliding group's only."""
         bs = self.block_size
         full = cdiv(tokens, bs)
         if not self.sliding_groups:
@@ -196,8 +203,8 @@ class KVBlockManager:
             else:
                 window = np.where(new_tokens > 1, chunk, window)
         if isinstance(full, int) and isinstance(window, int):
-            return full + self.sliding_groups * min(full, window)
-        return full + self.sliding_groups * np.minimum(full, window)
+            return self.full_groups * full + self.sliding_groups * min(full, window)
+        return self.full_groups * full + self.sliding_groups * np.minimum(full, window)
 
     @property
     def num_free_blocks(self) -> int:
