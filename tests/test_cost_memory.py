@@ -312,3 +312,23 @@ def test_a_sliding_window_only_model_holds_its_window_per_request():
     assert sliding.max_concurrent_seqs(1000) == uniform.max_concurrent_seqs(1000)  # (63 pages)
     with pytest.raises(ServesimError, match="sliding_kv"):
         CostParams(sliding_kv="lmdeploy")
+
+
+def test_sglangs_swa_pool_prices_a_cache_token_by_the_full_layers_and_a_share_of_the_rest():
+    # SGLang's hybrid SWA memory (swa_full_tokens_ratio r = 0.8): gpt-oss-20b's 12 full and 12
+    # sliding layers; T tokens of every layer become F = 24 T / (0.8 x 12 + 12) = 1.11 T
+    # full-pool tokens, so a cache token costs (12 + 0.8 x 12) / 24 of every layer's KV.
+    m, hw = gpt_oss_20b(), h100()
+    uniform = plan_memory(m, hw)
+    pooled = plan_memory(m, hw, params=CostParams(swa_pool_ratio=0.8))
+    assert pooled.kv_bytes_per_token == pytest.approx(uniform.kv_bytes_per_token * 21.6 / 24)
+    assert pooled.kv_cache_bytes == uniform.kv_cache_bytes
+    assert pooled.kv_capacity_tokens / uniform.kv_capacity_tokens == pytest.approx(
+        24 / 21.6, rel=1e-3
+    )
+    assert (pooled.kv_swa_pool_ratio, uniform.kv_swa_pool_ratio) == (0.8, 0.0)
+    # A model without sliding-window layers keeps one pool.
+    llama = plan_memory(llama_3_1_8b(), hw, params=CostParams(swa_pool_ratio=0.8))
+    assert llama == plan_memory(llama_3_1_8b(), hw) and llama.kv_swa_pool_ratio == 0.0
+    with pytest.raises(ServesimError, match="swa_pool_ratio"):
+        CostParams(swa_pool_ratio=0.0)

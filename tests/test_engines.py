@@ -918,3 +918,30 @@ def _long_prompt_burst(version, model, num_requests, output_len, **fields):
                 "arrival": {"kind": "burst"}}  # fmt: skip
     sc = {"engine": "vllm", "engine_version": version, "model": model, "workload": workload}
     return simulate(build_scenario({**sc, **fields}))
+
+
+def test_sglang_pools_gpt_oss_sliding_window_layers_apart_from_0_5_8():
+    # 0.5.0rc0-0.5.7 disable SGLang's hybrid SWA memory for GPT-OSS outright; 0.5.8 on keep it
+    # but for the trtllm_mha attention of the datacentre Blackwells and speculative decoding.
+    from servesim.engines import swa_pool_ratio
+
+    sg = PROFILES["sglang"]
+    assert swa_pool_ratio(sg, "0.5.7", "gpt_oss", "hopper", False) is None
+    assert swa_pool_ratio(sg, "0.5.8", "gpt_oss", "hopper", False) == 0.8
+    assert swa_pool_ratio(sg, None, "gpt_oss", "ampere", False) == 0.8
+    assert swa_pool_ratio(sg, None, "gpt_oss", "blackwell-rtx", False) == 0.8  # (triton)
+    assert swa_pool_ratio(sg, None, "gpt_oss", "blackwell", False) is None
+    assert swa_pool_ratio(sg, None, "gpt_oss", "hopper", True) is None
+    assert swa_pool_ratio(sg, None, "llama", "hopper", False) is None
+    assert swa_pool_ratio(PROFILES["vllm"], None, "gpt_oss", "hopper", False) is None
+
+    def memory(**fields):
+        sc = {"engine": "sglang", "model": "openai/gpt-oss-120b", "hardware": "H200",
+              "workload": {"num_requests": 2}, **fields}  # fmt: skip
+        return build_fleet(build_scenario(sc), np.random.default_rng(0)).groups[0].memory
+
+    new, old = memory(), memory(engine_version="0.5.7")
+    assert (new.kv_swa_pool_ratio, old.kv_swa_pool_ratio) == (0.8, 0.0)
+    # 18 full + 18 sliding layers: 36 / (18 + 0.8 x 18) = 1.11x the tokens.
+    assert new.kv_capacity_tokens / old.kv_capacity_tokens == pytest.approx(36 / 32.4, rel=1e-3)
+    assert memory(hardware="B200").kv_swa_pool_ratio == 0.0

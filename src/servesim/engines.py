@@ -208,6 +208,10 @@ class EngineProfile:
     a step's tokens at most this many at a time, so its intermediate caches (and the profiling
     run's activation peak) hold that many tokens' worth (vLLM's ``VLLM_FUSED_MOE_CHUNK_SIZE``,
     :data:`VLLM_FUSED_MOE_CHUNKS`). Empty: the whole step at once."""
+    swa_pool_from: str | None = None
+    """From this release the engine keeps the sliding-window layers of the models in
+    :data:`SGLANG_HYBRID_SWA_MODEL_TYPES` in a pool of their own (SGLang's hybrid SWA memory,
+    ``CostParams.swa_pool_ratio``, :func:`swa_pool_ratio`). None: never."""
     kv_of_static: bool = False
     """``gpu_memory_utilization`` is SGLang's ``mem_fraction_static``: the share of the memory
     the runtime leaves that holds the weights and the KV cache (activations and CUDA graphs
@@ -589,6 +593,24 @@ VLLM_V0_SLIDING_WINDOW_KV: tuple[tuple[str, str], ...] = (
 caching with a sliding window, so the rule always applies. (0.6.0-0.6.2 with multi-step ran
 V2 already; servesim gives those releases V1's count, one or two blocks fewer.)"""
 
+SGLANG_SWA_POOL = "0.5.8"
+"""The first SGLang release that keeps GPT-OSS's sliding-window layers in their own memory
+pool: 0.5.0rc0-0.5.7 set ``disable_hybrid_swa_memory`` for ``GptOssForCausalLM``
+unconditionally (``server_args.py``, checked in the 0.5.0rc0-0.5.7 wheels); 0.5.8 and 0.5.9
+only with the ``trtllm_mha`` attention backend (GPT-OSS's default on SM100, the datacentre
+Blackwells) or speculative decoding. The pool (``model_runner_kv_cache_mixin.
+set_num_tokens_hybrid_swa``): the memory of ``T`` tokens of every layer becomes ``F = T × L /
+(r × S + F_l)`` tokens of the ``F_l`` full-attention layers and ``r × F`` of the ``S``
+sliding ones (``swa_full_tokens_ratio`` r = 0.8); requests are bounded by the full pool, so
+GPT-OSS (18 + 18 layers) holds 36 / 32.4 = 1.11× the tokens."""
+
+SGLANG_SWA_FULL_TOKENS_RATIO = 0.8
+"""SGLang's ``--swa-full-tokens-ratio`` default (0.5.3-0.5.9 wheels)."""
+
+SGLANG_HYBRID_SWA_MODEL_TYPES = ("gpt_oss",)
+"""``model_type`` of the catalog models SGLang's ``is_hybrid_swa_model`` names
+(``GptOssForCausalLM``; also Llama 4 and MiMo-V2-Flash, which servesim does not ship)."""
+
 VLLM_FUSED_MOE_CHUNKS: tuple[tuple[str, int], ...] = (
     ("0", 65536),
     ("0.6.0", 32768),
@@ -797,7 +819,10 @@ PROFILES: dict[str, EngineProfile] = {
         kv_of_static=True,
         memory_fraction=sglang_mem_fraction_static,
         attention_dp=AttentionDP(conservativeness=0.3),
+        swa_pool_from=SGLANG_SWA_POOL,
         sources={
+            "swa_pool": "SGLang's hybrid SWA memory pool for GPT-OSS from 0.5.8 (see "
+            "SGLANG_SWA_POOL)",
             "graphs": "SGLang CudaGraphRunner: decode batches up to cuda_graph_max_bs; "
             "prefill (extend) batches run eagerly",
             "mla_fused_down_proj": "SGLang 0.4.6 deepseek_v2.py (sgl-project/sglang#5619, "
@@ -1027,6 +1052,26 @@ def hybrid_kv(profile: EngineProfile, engine_version: str | None) -> bool:
     by layer kind (``profile.hybrid_kv_from``)."""
     start = profile.hybrid_kv_from
     return start is not None and not _older(engine_version, start)
+
+
+def swa_pool_ratio(
+    profile: EngineProfile,
+    engine_version: str | None,
+    model_type: str,
+    architecture: str | None,
+    speculative: bool,
+) -> float | None:
+    """SGLang's ``swa_full_tokens_ratio`` when the engine at ``engine_version`` (None: its
+    newest release) keeps the model's sliding-window layers in their own pool
+    (:data:`SGLANG_SWA_POOL`); None when it pages every layer alike: other models, datacentre
+    Blackwell GPUs (``architecture`` "blackwell": their ``trtllm_mha`` attention), speculative
+    decoding, or releases before ``profile.swa_pool_from``."""
+    start = profile.swa_pool_from
+    if start is None or _older(engine_version, start):
+        return None
+    if model_type not in SGLANG_HYBRID_SWA_MODEL_TYPES or architecture == "blackwell":
+        return None
+    return None if speculative else SGLANG_SWA_FULL_TOKENS_RATIO
 
 
 def sliding_kv(profile: EngineProfile, engine_version: str | None) -> str | None:

@@ -50,6 +50,7 @@ from servesim.engines import (
     mla_materialized,
     moe_chunk_tokens,
     sliding_kv,
+    swa_pool_ratio,
 )
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware, Link, load_hardware
@@ -248,6 +249,15 @@ def _cost_params(
             if paged_by_kind and not scenario.scheduler.enable_prefix_caching
             else None
         ),
+        swa_pool_ratio=swa_pool_ratio(
+            profile,
+            scenario.engine_version,
+            model.model_type,
+            hardware.architecture,
+            speculative=scenario.speculative is not None,
+        )
+        if group.role == "mixed" and not scenario.kv_offload
+        else None,
     )
     if scenario.calibration is None:
         return params

@@ -70,6 +70,7 @@ def summary_document(result) -> dict[str, Any]:
         "kv_groups": mem.kv_groups,
         "kv_window_blocks": mem.kv_window_blocks,
         "kv_full_groups": mem.kv_full_groups,
+        "kv_swa_pool_ratio": mem.kv_swa_pool_ratio,
         "kv_pinned": mem.kv_pinned,
     }
     return _clean(doc)

@@ -73,6 +73,11 @@ def summary_tables(
             f"{memory.num_kv_blocks:,} blocks of {bs}, sliding window: at most "
             f"{memory.kv_window_blocks:,} a request"
         )
+    elif memory.kv_swa_pool_ratio:
+        blocks = (
+            f"{memory.num_kv_blocks:,} blocks of {bs}; sliding-window layers in a pool of "
+            f"{memory.kv_swa_pool_ratio:g}× as many tokens"
+        )
     elif memory.kv_groups == 1:
         blocks = f"{memory.num_kv_blocks:,} blocks of {bs}"
     else:

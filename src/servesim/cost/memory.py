@@ -87,6 +87,11 @@ class MemoryPlan:
     """Full-attention groups among ``kv_groups``: 1, or 0 when every layer uses a sliding
     window and the engine pages it so (``CostParams.sliding_kv``): one group whose requests
     hold ``kv_window_blocks`` pages at most."""
+    kv_swa_pool_ratio: float = 0.0
+    """SGLang's hybrid SWA memory (``CostParams.swa_pool_ratio``): the sliding-window layers'
+    own pool holds this many tokens per token of the cache (the full-attention layers' pool,
+    whose tokens ``kv_capacity_tokens`` counts and ``kv_bytes_per_token`` prices with this
+    share of the sliding layers' KV); 0: one pool of every layer."""
     kv_step_window_tokens: int = 0
     """The window (tokens) whose pages a prompt chunk of ``n`` tokens holds during its step in
     each sliding-window group, ``cdiv(window - 1 + n, block_size) + 1`` (vLLM V1 frees those
@@ -335,6 +340,14 @@ def _stage_plans(
             if only is not None:
                 (window_blocks, step_window), full_groups = only, 0
         kv_token = kv_layer * group_layers
+        swa_ratio = 0.0
+        if params.swa_pool_ratio is not None and groups == 1 and full_groups == 1:
+            sliding = model.num_sliding_layers if model.sliding_window else 0
+            if 0 < sliding < model.num_layers:
+                # (SGLang splits every layer's tokens as the whole model's layers do)
+                swa_ratio = params.swa_pool_ratio
+                full = model.num_layers - sliding
+                kv_token *= (full + swa_ratio * sliding) / model.num_layers
         kv_cache = usable - weights if kv_of_static else usable - weights - act - runtime
         if kv_of_free:
             kv_cache *= util
@@ -354,6 +367,7 @@ def _stage_plans(
             kv_groups=groups,
             kv_window_blocks=window_blocks,
             kv_full_groups=full_groups,
+            kv_swa_pool_ratio=swa_ratio,
             kv_step_window_tokens=step_window,
         )
         if best is None or (plan.num_kv_blocks, -plan.weights_bytes_per_gpu) < (

@@ -256,6 +256,12 @@ class CostParams:
     window (Mistral-7B-v0.1, Starcoder2, Phi-3-4k): the name of its page rule in
     ``memory.SLIDING_WINDOW_PAGES`` — a request then holds only the pages its window still
     reads. None: every token's KV (the engine ignores the window when paging)."""
+    swa_pool_ratio: float | None = None
+    """SGLang's hybrid SWA memory (``swa_full_tokens_ratio``): the sliding-window layers of a
+    model mixing them with full-attention ones keep their KV in a pool of this many tokens per
+    token of the full-attention layers' pool. A token of the cache (the full pool, which bounds
+    the requests: the other frees what a window has passed) then costs the full layers' KV
+    plus this share of the sliding layers'. None: one pool of every layer."""
     moe_chunk_tokens: int | None = None
     """The fused-MoE kernel runs a step's tokens at most this many at a time, so its
     intermediate caches in the profiling run hold this many tokens' worth (vLLM's
@@ -360,6 +366,12 @@ class CostParams:
                 f"unknown fidelity {self.fidelity!r}",
                 field="fidelity",
                 fix="use one of: " + ", ".join(FIDELITIES),
+            )
+        if self.swa_pool_ratio is not None and not self.swa_pool_ratio > 0:
+            raise ServesimError(
+                f"must be positive, got {self.swa_pool_ratio}",
+                field="swa_pool_ratio",
+                fix="use SGLang's swa_full_tokens_ratio (0.8 by default), or leave it out",
             )
         if self.sliding_kv is not None and self.sliding_kv not in SLIDING_KV_RULES:
             raise ServesimError(
