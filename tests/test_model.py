@@ -529,3 +529,49 @@ def test_parse_param_count():
     assert parse_param_count(12) == 12
     with pytest.raises(ServesimError):
         parse_param_count("eight billion")
+
+
+def _llama4_text(**overrides) -> dict:
+    """Llama 4 Scout's text_config (meta-llama/Llama-4-Scout-17B-16E, config.json), nested as
+    the multimodal config nests it; overrides replace its fields."""
+    text = {
+        "model_type": "llama4_text", "attention_chunk_size": 8192, "head_dim": 128,
+        "hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+        "max_position_embeddings": 10485760, "num_attention_heads": 40,
+        "num_experts_per_tok": 1, "num_hidden_layers": 48, "num_key_value_heads": 8,
+        "num_local_experts": 16, "interleave_moe_layer_step": 1, "use_qk_norm": True,
+        "vocab_size": 202048, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    }  # fmt: skip
+    text.update(overrides)
+    return {"architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4",
+            "text_config": text, "vision_config": {"hidden_size": 1408}}  # fmt: skip
+
+
+def test_llama_4_counts_its_shared_expert_dense_width_and_chunked_layers():
+    # Meta: Scout 17B active of 109B (the text model 107.8B, the rest its vision encoder),
+    # Maverick 17B active of 400B. Every MoE layer runs one shared expert as wide as a routed
+    # one (transformers' Llama4TextMoe); without it the active count was 11.1B.
+    scout = ModelSpec.from_hf_config(_llama4_text(), "scout")
+    assert scout.moe.num_shared_experts == 1 and scout.moe.shared_expert_intermediate_size == 8192
+    assert not scout.moe.shared_expert_gate and scout.num_moe_layers == 48
+    assert scout.params_active == pytest.approx(17e9, rel=0.02)
+    assert scout.params_total == pytest.approx(107.8e9, rel=0.01)
+    # 3 of every 4 layers attend within 8,192-token chunks (no_rope_layers), taken as a window.
+    assert (scout.sliding_window, scout.num_sliding_layers) == (8192, 36)
+    # Maverick: MoE on every other layer (1, 3, ...), dense layers intermediate_size_mlp wide.
+    maverick = ModelSpec.from_hf_config(
+        _llama4_text(num_local_experts=128, interleave_moe_layer_step=2), "maverick"
+    )
+    assert [maverick.is_moe_layer(i) for i in range(4)] == [False, True, False, True]
+    assert maverick.intermediate_size == 16384
+    assert maverick.params_active == pytest.approx(17e9, rel=0.02)
+    assert maverick.params_total == pytest.approx(400e9, rel=0.01)
+    # An explicit moe_layers list, and no_rope_layers, are read as given.
+    listed = ModelSpec.from_hf_config(_llama4_text(moe_layers=[0, 47]), "listed")
+    assert listed.num_moe_layers == 2 and listed.is_moe_layer(47)
+    flags = [1] * 40 + [0] * 8
+    assert (
+        ModelSpec.from_hf_config(_llama4_text(no_rope_layers=flags), "x").num_sliding_layers == 40
+    )
+    with pytest.raises(ServesimError, match="no_rope_layers"):
+        ModelSpec.from_hf_config(_llama4_text(no_rope_layers=[1, 0]), "x")

@@ -19,6 +19,11 @@ from servesim.errors import ServesimError
 _QKV_BIAS_TYPES = frozenset({"qwen2", "qwen2_moe"})
 _QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe"})
 _SINK_TYPES = frozenset({"gpt_oss"})
+_LLAMA4_TYPES = frozenset({"llama4", "llama4_text"})
+"""Llama 4: every MoE layer also runs one shared expert as wide as a routed one (transformers'
+``Llama4TextMoe.shared_expert = Llama4TextMLP(config)``), dense layers are
+``intermediate_size_mlp`` wide, and layers with RoPE attend within ``attention_chunk_size``-token
+chunks (``no_rope_layers``: 3 of every 4)."""
 _UNGATED_MLP_TYPES = frozenset({"gpt2", "gpt_neox", "gptj", "opt", "falcon", "phi", "starcoder2"})
 # NOTE: GPT-2 and GPT-J configs write `n_inner: null` for their default MLP width, 4 x n_embd
 # (transformers GPT2Config / GPTJConfig).
@@ -153,8 +158,10 @@ def read_hf_config(cfg: Any, source: str = "config.json") -> dict[str, Any]:
     all_moe = moe is not None and moe["first_dense_layers"] == 0 and moe["layer_freq"] == 1
     all_moe = all_moe and not moe["mlp_only_layers"]
     default_width = 4 * hidden if model_type in _NULL_WIDTH_IS_4X_TYPES else None
+    # (Llama 4's dense layers have a width of their own; intermediate_size is its experts')
+    dense_key = "intermediate_size_mlp" if model_type in _LLAMA4_TYPES else "intermediate_size"
     intermediate = read.integer(
-        "intermediate_size",
+        dense_key,
         aliases=("ffn_hidden_size", "n_inner"),
         # an all-MoE model may omit the dense width: no layer uses it
         default=0 if all_moe else default_width,
@@ -262,8 +269,20 @@ def _parse_moe(read: _Reader, model_type: str, layers: int) -> dict[str, Any] | 
         # Qwen-MoE: one shared expert of its own width, scaled by a sigmoid gate
         num_shared, shared_gate = 1, True
         shared_width = read.integer("shared_expert_intermediate_size")
+    elif model_type in _LLAMA4_TYPES:
+        # Llama 4: one ungated shared expert, as wide as a routed one (not in the config)
+        num_shared, shared_width = 1, width
     first_dense, freq = _moe_layer_pattern(read)
     only_dense = read.cfg.get("mlp_only_layers") or []
+    moe_layers = read.cfg.get("moe_layers") if model_type in _LLAMA4_TYPES else None
+    if moe_layers is not None:
+        # Llama 4 may list its MoE layers; the rest are dense
+        if not isinstance(moe_layers, list) or not all(
+            isinstance(i, int) and 0 <= i < layers for i in moe_layers
+        ):
+            raise read.error("moe_layers", f"must list layer indices below {layers}")
+        first_dense, freq = 0, 1
+        only_dense = [i for i in range(layers) if i not in set(moe_layers)]
     if not isinstance(only_dense, list) or not all(
         isinstance(i, int) and 0 <= i < layers for i in only_dense
     ):
@@ -287,10 +306,11 @@ def _parse_moe(read: _Reader, model_type: str, layers: int) -> dict[str, Any] | 
 
 def _moe_layer_pattern(read: _Reader) -> tuple[int, int]:
     """``(first_dense_layers, layer_freq)`` reproducing the config's MoE layer pattern."""
-    if read.has("decoder_sparse_step"):
-        # Qwen-MoE: layer i is MoE when (i + 1) % step == 0, i.e. layers step-1, 2*step-1, ...
-        step = read.integer("decoder_sparse_step")
-        return step - 1, step
+    for key in ("decoder_sparse_step", "interleave_moe_layer_step"):
+        if read.has(key):
+            # Qwen-MoE, Llama 4: layer i is MoE when (i + 1) % step == 0 (step-1, 2*step-1, ...)
+            step = read.integer(key)
+            return step - 1, step
     # DeepSeek: layer i is MoE when i >= first_k_dense_replace and i % moe_layer_freq == 0
     first_k = read.integer("first_k_dense_replace", default=0, minimum=0)
     freq = read.integer("moe_layer_freq", default=1)
@@ -300,11 +320,24 @@ def _moe_layer_pattern(read: _Reader) -> tuple[int, int]:
 def _parse_sliding(read: _Reader, layers: int, context: int) -> tuple[int | None, int]:
     """``(sliding_window, num_sliding_layers)`` from whichever convention the config uses."""
     window = read.integer("sliding_window", default=0, minimum=0) or None
+    chunk = read.integer("attention_chunk_size", default=0, minimum=0) or None
     layer_types = read.cfg.get("layer_types")
+    if chunk is not None and window is None:
+        # Llama 4's chunked local attention, taken as a window of one chunk: the same KV held
+        # (the current chunk's), up to twice the attention work of long prompts on those layers
+        # (a token attends to its chunk so far, not a whole chunk back).
+        window = chunk
+        if layer_types is None:
+            no_rope = read.cfg.get("no_rope_layers") or []
+            if not isinstance(no_rope, list) or (no_rope and len(no_rope) != layers):
+                raise read.error("no_rope_layers", f"must list one flag per layer ({layers})")
+            interval = read.integer("no_rope_layer_interval", default=4, minimum=1)
+            flags = no_rope or [int((i + 1) % interval != 0) for i in range(layers)]
+            layer_types = ["chunked_attention" if f else "full_attention" for f in flags]
     if layer_types is not None:
         if not isinstance(layer_types, list) or len(layer_types) != layers:
             raise read.error("layer_types", f"must list one attention type per layer ({layers})")
-        count = sum(t == "sliding_attention" for t in layer_types)
+        count = sum(t in ("sliding_attention", "chunked_attention") for t in layer_types)
         if count and window is None:
             raise read.error("sliding_window", "is missing but layer_types has sliding layers")
         sliding = count
