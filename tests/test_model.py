@@ -575,3 +575,69 @@ def test_llama_4_counts_its_shared_expert_dense_width_and_chunked_layers():
     )
     with pytest.raises(ServesimError, match="no_rope_layers"):
         ModelSpec.from_hf_config(_llama4_text(no_rope_layers=[1, 0]), "x")
+
+
+def test_gemma_layouts_follow_their_config_classes():
+    # Gemma 2 alternates sliding and full layers, Gemma 3 keeps one full layer in six
+    # (transformers' layer_types: sliding when (i + 1) % pattern != 0), and both tie the LM head
+    # to the embedding by default, which their config.json files leave out. Google: Gemma 2 9B
+    # 9.24B; Gemma 3 27B 27.4B with its 0.4B vision encoder.
+    gemma2 = parse(
+        architectures=["Gemma2ForCausalLM"], model_type="gemma2", hidden_size=3584,
+        intermediate_size=14336, num_hidden_layers=42, num_attention_heads=16,
+        num_key_value_heads=8, head_dim=256, sliding_window=4096, vocab_size=256000,
+        max_position_embeddings=8192, tie_word_embeddings=...,
+    )  # fmt: skip
+    assert (gemma2.sliding_window, gemma2.num_sliding_layers) == (4096, 21)
+    assert gemma2.tie_word_embeddings
+    assert gemma2.params_total == pytest.approx(9.24e9, rel=0.01)
+    text = {
+        "model_type": "gemma3_text", "hidden_size": 5376, "intermediate_size": 21504,
+        "num_hidden_layers": 62, "num_attention_heads": 32, "num_key_value_heads": 16,
+        "head_dim": 128, "sliding_window": 1024, "sliding_window_pattern": 6,
+        "vocab_size": 262208, "max_position_embeddings": 131072,
+    }  # fmt: skip
+    gemma3 = ModelSpec.from_hf_config(
+        {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+         "text_config": text}, "gemma-3-27b",
+    )  # fmt: skip
+    assert (gemma3.sliding_window, gemma3.num_sliding_layers) == (1024, 52)
+    assert gemma3.tie_word_embeddings and gemma3.qk_norm
+    assert gemma3.params_total == pytest.approx(27.4e9 - 0.4e9, rel=0.01)
+    # Without the key, Gemma 3's class default (6); an explicit pattern wins (Cohere 2: 4).
+    no_key = {k: v for k, v in text.items() if k != "sliding_window_pattern"}
+    assert ModelSpec.from_hf_config(no_key, "x").num_sliding_layers == 52
+    assert parse(sliding_window=1024, sliding_window_pattern=4).num_sliding_layers == 3
+    # A Llama says nothing and is untied; a Gemma that says untied is untied.
+    assert not parse().tie_word_embeddings
+    assert not ModelSpec.from_hf_config(
+        {**text, "tie_word_embeddings": False}, "x"
+    ).tie_word_embeddings
+
+
+def test_linear_attention_and_state_space_layers_are_named_as_unmodelled():
+    # Qwen3-Next: 3 of every 4 layers are Gated DeltaNet (full_attention_interval 4, or
+    # layer_types), which servesim prices as attention; a run reports it. Mamba hybrids too.
+    by_interval = parse(model_type="qwen3_next", full_attention_interval=4)
+    assert len(by_interval.unmodelled) == 1 and "3 of its 4 layers" in by_interval.unmodelled[0]
+    types = ["linear_attention"] * 3 + ["full_attention"]
+    assert "3 of its 4" in parse(model_type="qwen3_next", layer_types=types).unmodelled[0]
+    assert "state-space" in parse(model_type="nemotron_h").unmodelled[0]
+    assert parse().unmodelled == () and load_model("llama-3.1-8b").unmodelled == ()
+
+
+def test_a_run_reports_the_models_unmodelled_layers(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    config = llama_like(model_type="qwen3_next", full_attention_interval=4)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "servesim", "simulate", "-m", str(path), "--num-requests", "3",
+         "--json"], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    caveats = json.loads(done.stdout)["model_caveats"]
+    assert caveats and "linear attention" in caveats[0]
+    assert "warning:" in done.stderr and "linear attention" in " ".join(done.stderr.split())

@@ -17,8 +17,18 @@ from servesim.errors import ServesimError
 # --- architecture facts not spelled out in configs -----------------------------------------
 
 _QKV_BIAS_TYPES = frozenset({"qwen2", "qwen2_moe"})
-_QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe"})
+_QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3", "gemma3_text"})
 _SINK_TYPES = frozenset({"gpt_oss"})
+_TIED_BY_DEFAULT_TYPES = frozenset({"gpt2", "gemma", "gemma2", "gemma3", "gemma3_text", "cohere"})
+"""Families whose transformers config class ties the LM head to the input embedding unless told
+otherwise (``tie_word_embeddings=True``: ``GPT2Config`` by inheritance, ``GemmaConfig``,
+``Gemma2Config``, ``Gemma3TextConfig``, ``CohereConfig``), so their config.json files leave the
+key out; every other family's class defaults to untied."""
+_SLIDING_PATTERN_DEFAULTS = {"gemma2": 2, "gemma3": 6, "gemma3_text": 6}
+"""Families whose every ``pattern``-th layer attends to the full context and the others to the
+window, with the pattern their config class assumes when config.json does not say
+(``sliding_window_pattern``): Gemma 2 alternates (``Gemma2Config.layer_types``), Gemma 3 keeps
+one full layer in six (``Gemma3TextConfig``)."""
 _LLAMA4_TYPES = frozenset({"llama4", "llama4_text"})
 """Llama 4: every MoE layer also runs one shared expert as wide as a routed one (transformers'
 ``Llama4TextMoe.shared_expert = Llama4TextMLP(config)``), dense layers are
@@ -170,7 +180,7 @@ def read_hf_config(cfg: Any, source: str = "config.json") -> dict[str, Any]:
     context = read.integer(
         "max_position_embeddings", aliases=("n_positions", "max_sequence_length", "seq_length")
     )
-    window, sliding_layers = _parse_sliding(read, layers, context)
+    window, sliding_layers = _parse_sliding(read, layers, context, model_type)
     dtype, base_dtype, scope = _parse_dtype(read)
     attention_bias = read.flag("attention_bias", default=False)
     return dict(
@@ -183,7 +193,9 @@ def read_hf_config(cfg: Any, source: str = "config.json") -> dict[str, Any]:
         intermediate_size=intermediate,
         vocab_size=read.integer("vocab_size"),
         max_position_embeddings=context,
-        tie_word_embeddings=read.flag("tie_word_embeddings", default=False),
+        tie_word_embeddings=read.flag(
+            "tie_word_embeddings", default=model_type in _TIED_BY_DEFAULT_TYPES
+        ),
         dtype=dtype,
         gated_mlp=model_type not in _UNGATED_MLP_TYPES,
         # Qwen2's q/k/v projections always carry a bias; its config has no flag for it
@@ -203,6 +215,7 @@ def read_hf_config(cfg: Any, source: str = "config.json") -> dict[str, Any]:
         quant_scope=scope,
         weight_block_scaled=_block_scaled(read.cfg.get("quantization_config")),
         num_mtp_layers=read.integer("num_nextn_predict_layers", default=0, minimum=0),
+        unmodelled=_unmodelled_layers(read, model_type, layers),
     )
 
 
@@ -317,7 +330,9 @@ def _moe_layer_pattern(read: _Reader) -> tuple[int, int]:
     return -(-first_k // freq) * freq, freq
 
 
-def _parse_sliding(read: _Reader, layers: int, context: int) -> tuple[int | None, int]:
+def _parse_sliding(
+    read: _Reader, layers: int, context: int, model_type: str = ""
+) -> tuple[int | None, int]:
     """``(sliding_window, num_sliding_layers)`` from whichever convention the config uses."""
     window = read.integer("sliding_window", default=0, minimum=0) or None
     chunk = read.integer("attention_chunk_size", default=0, minimum=0) or None
@@ -349,6 +364,11 @@ def _parse_sliding(read: _Reader, layers: int, context: int) -> tuple[int | None
             sliding = max(0, layers - read.integer("max_window_layers", default=0, minimum=0))
         else:
             sliding = 0
+    elif read.has("sliding_window_pattern") or model_type in _SLIDING_PATTERN_DEFAULTS:
+        # Gemma 2/3, Cohere 2: layer i attends to the full context when (i + 1) % pattern == 0
+        default = _SLIDING_PATTERN_DEFAULTS.get(model_type)
+        pattern = read.integer("sliding_window_pattern", default=default, minimum=1)
+        sliding = layers - layers // pattern
     else:
         # Mistral style: a window in the config applies to every layer
         sliding = layers
@@ -356,6 +376,38 @@ def _parse_sliding(read: _Reader, layers: int, context: int) -> tuple[int | None
     if window is None or window >= context or sliding == 0:
         return None, 0
     return window, sliding
+
+
+_STATE_SPACE_TYPES = frozenset(
+    {"jamba", "nemotron_h", "falcon_h1", "bamba", "granitemoehybrid", "zamba2", "lfm2"}
+)
+"""Families mixing state-space (Mamba-style) layers with attention."""
+
+
+def _unmodelled_layers(read: _Reader, model_type: str, layers: int) -> tuple[str, ...]:
+    """Sentences naming the layers of the config servesim prices as attention although they are
+    not: linear attention (Qwen3-Next's Gated DeltaNet, ``layer_types`` ``linear_attention`` or
+    ``full_attention_interval``) and state-space layers."""
+    types = read.cfg.get("layer_types")
+    linear = 0
+    if isinstance(types, list):
+        linear = sum(t == "linear_attention" for t in types)
+    elif read.has("full_attention_interval"):
+        interval = read.integer("full_attention_interval", minimum=1)
+        linear = layers - layers // interval
+    out = []
+    if linear:
+        out.append(
+            f"{linear} of its {layers} layers are linear attention, which servesim prices as "
+            "full attention: their KV cache (a fixed state per request in the engine) and the "
+            "attention work of long contexts are overestimated"
+        )
+    if model_type in _STATE_SPACE_TYPES or read.has("hybrid_override_pattern"):
+        out.append(
+            "its state-space (Mamba) layers are not modelled: servesim prices every layer as "
+            "attention, so its KV cache and long-context attention work are overestimated"
+        )
+    return tuple(out)
 
 
 def _parse_dtype(read: _Reader) -> tuple[str, str, str]:

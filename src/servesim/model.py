@@ -126,6 +126,9 @@ class ModelSpec:
     num_mtp_layers: int = 0
     """Multi-token-prediction modules shipped with the checkpoint (DeepSeek-V3: 1). They are
     not part of the serving model and are NOT counted in the parameter counts."""
+    unmodelled: tuple[str, ...] = ()
+    """What the config describes that servesim does not model, a sentence each (linear-attention
+    or state-space layers priced as attention): runs report them as warnings."""
 
     # --- layer layout -------------------------------------------------------------------
 

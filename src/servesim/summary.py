@@ -103,6 +103,8 @@ def run_summary(
     record = _track_record(scenario, runtimes, model)
     if record is not None:
         summary["track_record"] = record
+    if model.unmodelled:
+        summary["model_caveats"] = list(model.unmodelled)
     fragile = _kv_memory_sensitivity(runtimes, summary["kv_cache_peak_usage"])
     if fragile is not None:
         summary["kv_memory_sensitivity"] = fragile

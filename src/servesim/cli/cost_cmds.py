@@ -141,6 +141,8 @@ def estimate_cmd(
     from servesim.model import load_model
 
     spec = load_model(positional_or_option(model, model_option, "--model"))
+    for caveat in spec.unmodelled:
+        Console(stderr=True).print(f"warning: {spec.name}: {caveat}")
     hw = load_hardware(hardware)
     par = Parallelism(tp=tp, pp=pp, ep=ep, dp=dp)
     # As `simulate` prices a step under its default engine (vLLM, newest release: custom

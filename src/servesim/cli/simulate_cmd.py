@@ -353,6 +353,8 @@ def simulate_command(
         written += (["trace.json"] if trace or trace_limit is not None else []) + (
             ["report.html"] if report else []
         )
+    for caveat in result.summary.get("model_caveats", ()):
+        _stderr_print(f"warning: {result.model.name}: {caveat}")
     if "calibration_warning" in result.summary:
         _stderr_print(f"warning: {result.summary['calibration_warning']}")
     if "kv_memory_sensitivity" in result.summary:
