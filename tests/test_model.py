@@ -623,6 +623,7 @@ def test_linear_attention_and_state_space_layers_are_named_as_unmodelled():
     types = ["linear_attention"] * 3 + ["full_attention"]
     assert "3 of its 4" in parse(model_type="qwen3_next", layer_types=types).unmodelled[0]
     assert "state-space" in parse(model_type="nemotron_h").unmodelled[0]
+    assert "2048 tokens a query" in parse(model_type="deepseek_v32", index_topk=2048).unmodelled[0]
     assert parse().unmodelled == () and load_model("llama-3.1-8b").unmodelled == ()
 
 

@@ -385,9 +385,10 @@ _STATE_SPACE_TYPES = frozenset(
 
 
 def _unmodelled_layers(read: _Reader, model_type: str, layers: int) -> tuple[str, ...]:
-    """Sentences naming the layers of the config servesim prices as attention although they are
-    not: linear attention (Qwen3-Next's Gated DeltaNet, ``layer_types`` ``linear_attention`` or
-    ``full_attention_interval``) and state-space layers."""
+    """Sentences naming what the config's layers do that servesim prices as dense attention:
+    linear attention (Qwen3-Next's Gated DeltaNet, ``layer_types`` ``linear_attention`` or
+    ``full_attention_interval``), sparse attention (DeepSeek-V3.2's ``index_topk``) and
+    state-space layers."""
     types = read.cfg.get("layer_types")
     linear = 0
     if isinstance(types, list):
@@ -401,6 +402,12 @@ def _unmodelled_layers(read: _Reader, model_type: str, layers: int) -> tuple[str
             f"{linear} of its {layers} layers are linear attention, which servesim prices as "
             "full attention: their KV cache (a fixed state per request in the engine) and the "
             "attention work of long contexts are overestimated"
+        )
+    if read.has("index_topk"):
+        out.append(
+            f"its sparse attention (an indexer picks {read.integer('index_topk')} tokens a "
+            "query: DeepSeek-V3.2's DSA) is priced as dense attention over the whole context, "
+            "so long-context attention work is overestimated"
         )
     if model_type in _STATE_SPACE_TYPES or read.has("hybrid_override_pattern"):
         out.append(
