@@ -72,6 +72,17 @@ def test_model_text_output():
     assert "moe_experts" in result.output and "46,702,792,704" in result.output
 
 
+def test_model_names_what_it_does_not_model(tmp_path):
+    # A Qwen3-Next-style config (3 of 4 layers linear attention): the text says so, the JSON too.
+    src = json.loads(next(e for e in list_models() if e.id == "Qwen/Qwen3-8B").path.read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**src, "full_attention_interval": 4}))
+    text = invoke("model", str(tmp_path))
+    assert text.exit_code == 0 and "not modelled:" in text.output
+    payload = json.loads(invoke("model", str(tmp_path), "--json").output)
+    assert len(payload["unmodelled"]) == 1 and "linear attention" in payload["unmodelled"][0]
+    assert json.loads(invoke("model", "qwen3-8b", "--json").output)["unmodelled"] == []
+
+
 def test_unknown_model_raises_a_user_error_in_process():
     result = invoke("model", "no-such-model")
     assert isinstance(result.exception, ServesimError)

@@ -70,6 +70,7 @@ def _spec_json(spec: ModelSpec) -> dict:
         "context_length": spec.max_position_embeddings,
         "dtype": spec.dtype,
         "tie_word_embeddings": spec.tie_word_embeddings,
+        "unmodelled": list(spec.unmodelled),
     }
 
 
@@ -161,3 +162,5 @@ def model(
         table.add_row(component, f"{count:,}", f"{active[component]:,}")
     table.add_row("[bold]sum[/bold]", f"{spec.params_total:,}", f"{spec.params_active:,}")
     print_table(table, console)
+    for caveat in spec.unmodelled:
+        console.print(f"[yellow]not modelled:[/yellow] {caveat}")
