@@ -933,6 +933,9 @@ def test_sglang_pools_gpt_oss_sliding_window_layers_apart_from_0_5_8():
     assert swa_pool_ratio(sg, None, "gpt_oss", "blackwell", False) is None
     assert swa_pool_ratio(sg, None, "gpt_oss", "hopper", True) is None
     assert swa_pool_ratio(sg, None, "llama", "hopper", False) is None
+    # Llama 4's chunked-attention layers are pooled too, on every GPU (opt-in before 0.5.8).
+    assert swa_pool_ratio(sg, None, "llama4_text", "blackwell", True) == 0.8
+    assert swa_pool_ratio(sg, "0.5.7", "llama4_text", "hopper", False) is None
     assert swa_pool_ratio(PROFILES["vllm"], None, "gpt_oss", "hopper", False) is None
 
     def memory(**fields):

@@ -607,9 +607,12 @@ GPT-OSS (18 + 18 layers) holds 36 / 32.4 = 1.11× the tokens."""
 SGLANG_SWA_FULL_TOKENS_RATIO = 0.8
 """SGLang's ``--swa-full-tokens-ratio`` default (0.5.3-0.5.9 wheels)."""
 
-SGLANG_HYBRID_SWA_MODEL_TYPES = ("gpt_oss",)
-"""``model_type`` of the catalog models SGLang's ``is_hybrid_swa_model`` names
-(``GptOssForCausalLM``; also Llama 4 and MiMo-V2-Flash, which servesim does not ship)."""
+SGLANG_HYBRID_SWA_MODEL_TYPES = ("gpt_oss", "llama4", "llama4_text")
+"""``model_type`` of the models SGLang's ``is_hybrid_swa_model`` names from 0.5.8
+(``GptOssForCausalLM``, ``Llama4ForConditionalGeneration``, whose chunked-attention layers it
+pools like sliding-window ones; also MiMo-V2-Flash). Before 0.5.8 Llama 4's pool took
+``--hybrid-kvcache-ratio`` (off by default: ``model_config.is_hybrid_model`` in the 0.4.9-0.5.7
+wheels), and GPT-OSS's was disabled outright."""
 
 VLLM_FUSED_MOE_CHUNKS: tuple[tuple[str, int], ...] = (
     ("0", 65536),
@@ -1063,15 +1066,18 @@ def swa_pool_ratio(
 ) -> float | None:
     """SGLang's ``swa_full_tokens_ratio`` when the engine at ``engine_version`` (None: its
     newest release) keeps the model's sliding-window layers in their own pool
-    (:data:`SGLANG_SWA_POOL`); None when it pages every layer alike: other models, datacentre
-    Blackwell GPUs (``architecture`` "blackwell": their ``trtllm_mha`` attention), speculative
-    decoding, or releases before ``profile.swa_pool_from``."""
+    (:data:`SGLANG_SWA_POOL`); None when it pages every layer alike: other models, releases
+    before ``profile.swa_pool_from``, and for GPT-OSS datacentre Blackwell GPUs
+    (``architecture`` "blackwell": its ``trtllm_mha`` attention there) and speculative
+    decoding (``server_args.py`` 0.5.8-0.5.9 turns the pool off for GPT-OSS only)."""
     start = profile.swa_pool_from
     if start is None or _older(engine_version, start):
         return None
-    if model_type not in SGLANG_HYBRID_SWA_MODEL_TYPES or architecture == "blackwell":
+    if model_type not in SGLANG_HYBRID_SWA_MODEL_TYPES:
         return None
-    return None if speculative else SGLANG_SWA_FULL_TOKENS_RATIO
+    if model_type == "gpt_oss" and (architecture == "blackwell" or speculative):
+        return None
+    return SGLANG_SWA_FULL_TOKENS_RATIO
 
 
 def sliding_kv(profile: EngineProfile, engine_version: str | None) -> str | None:
