@@ -936,6 +936,7 @@ def test_sglang_pools_gpt_oss_sliding_window_layers_apart_from_0_5_8():
     # Llama 4's chunked-attention layers are pooled too, on every GPU (opt-in before 0.5.8).
     assert swa_pool_ratio(sg, None, "llama4_text", "blackwell", True) == 0.8
     assert swa_pool_ratio(sg, "0.5.7", "llama4_text", "hopper", False) is None
+
     assert swa_pool_ratio(PROFILES["vllm"], None, "gpt_oss", "hopper", False) is None
 
     def memory(**fields):
@@ -948,3 +949,13 @@ def test_sglang_pools_gpt_oss_sliding_window_layers_apart_from_0_5_8():
     # 18 full + 18 sliding layers: 36 / (18 + 0.8 x 18) = 1.11x the tokens.
     assert new.kv_capacity_tokens / old.kv_capacity_tokens == pytest.approx(36 / 32.4, rel=1e-3)
     assert memory(hardware="B200").kv_swa_pool_ratio == 0.0
+
+
+def test_vllm_pages_llama_4s_chunked_layers_apart_from_0_10_0():
+    # The hybrid manager's ChunkedLocalAttentionSpec first ships in 0.10.0 (not in 0.9.2).
+    from servesim.engines import hybrid_kv
+
+    v1 = PROFILES["vllm"]
+    assert hybrid_kv(v1, "0.9.2", "gpt_oss") and not hybrid_kv(v1, "0.9.2", "llama4_text")
+    assert hybrid_kv(v1, "0.10.0", "llama4_text") and hybrid_kv(v1, None, "llama4")
+    assert not hybrid_kv(PROFILES["sglang"], None, "llama4_text")

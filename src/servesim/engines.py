@@ -1050,11 +1050,25 @@ def moe_chunk_tokens(profile: EngineProfile, engine_version: str | None) -> int 
     return chunk
 
 
-def hybrid_kv(profile: EngineProfile, engine_version: str | None) -> bool:
+VLLM_CHUNKED_LOCAL_KV = "0.10.0"
+"""The first vLLM release that pages Llama 4's chunked local-attention layers apart
+(``ChunkedLocalAttentionSpec`` and ``ChunkedLocalAttentionManager``: absent from the 0.9.2
+wheel, present in 0.10.0's): before it, the hybrid manager saw every Llama 4 layer as full
+attention."""
+
+_CHUNKED_ATTENTION_TYPES = ("llama4", "llama4_text")
+
+
+def hybrid_kv(profile: EngineProfile, engine_version: str | None, model_type: str = "") -> bool:
     """Whether the engine at ``engine_version`` (None: its newest release) pages the KV cache
-    by layer kind (``profile.hybrid_kv_from``)."""
+    by layer kind (``profile.hybrid_kv_from``; for Llama 4's chunked attention, vLLM from
+    :data:`VLLM_CHUNKED_LOCAL_KV`)."""
     start = profile.hybrid_kv_from
-    return start is not None and not _older(engine_version, start)
+    if start is None:
+        return False
+    if model_type in _CHUNKED_ATTENTION_TYPES and release_before(start, VLLM_CHUNKED_LOCAL_KV):
+        start = VLLM_CHUNKED_LOCAL_KV
+    return not _older(engine_version, start)
 
 
 def swa_pool_ratio(

@@ -237,7 +237,7 @@ def _cost_params(
         # (vLLM turns its hybrid KV cache manager off with a KV connector: offload,
         # disaggregation; servesim also with speculative decoding and a look-ahead admission.)
         hybrid_kv=(
-            hybrid_kv(profile, scenario.engine_version)
+            hybrid_kv(profile, scenario.engine_version, model.model_type)
             if scenario.scheduler.hybrid_kv_cache is None
             else scenario.scheduler.hybrid_kv_cache
         )
