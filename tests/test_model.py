@@ -608,8 +608,10 @@ def test_gemma_layouts_follow_their_config_classes():
     no_key = {k: v for k, v in text.items() if k != "sliding_window_pattern"}
     assert ModelSpec.from_hf_config(no_key, "x").num_sliding_layers == 52
     assert parse(sliding_window=1024, sliding_window_pattern=4).num_sliding_layers == 3
-    # A Llama says nothing and is untied; a Gemma that says untied is untied.
+    # A Llama says nothing and is untied (Cohere's families are tied); a Gemma that says
+    # untied is untied.
     assert not parse().tie_word_embeddings
+    assert parse(model_type="cohere2", tie_word_embeddings=...).tie_word_embeddings
     assert not ModelSpec.from_hf_config(
         {**text, "tie_word_embeddings": False}, "x"
     ).tie_word_embeddings

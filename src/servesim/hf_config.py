@@ -19,10 +19,13 @@ from servesim.errors import ServesimError
 _QKV_BIAS_TYPES = frozenset({"qwen2", "qwen2_moe"})
 _QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3", "gemma3_text"})
 _SINK_TYPES = frozenset({"gpt_oss"})
-_TIED_BY_DEFAULT_TYPES = frozenset({"gpt2", "gemma", "gemma2", "gemma3", "gemma3_text", "cohere"})
+_TIED_BY_DEFAULT_TYPES = frozenset(
+    {"gpt2", "gemma", "gemma2", "gemma3", "gemma3_text", "cohere", "cohere2"}
+)
 """Families whose transformers config class ties the LM head to the input embedding unless told
 otherwise (``tie_word_embeddings=True``: ``GPT2Config`` by inheritance, ``GemmaConfig``,
-``Gemma2Config``, ``Gemma3TextConfig``, ``CohereConfig``), so their config.json files leave the
+``Gemma2Config``, ``Gemma3TextConfig``, ``CohereConfig``, ``Cohere2Config``), so their
+config.json files leave the
 key out; every other family's class defaults to untied."""
 _SLIDING_PATTERN_DEFAULTS = {"gemma2": 2, "gemma3": 6, "gemma3_text": 6}
 """Families whose every ``pattern``-th layer attends to the full context and the others to the
