@@ -163,7 +163,7 @@ def test_vllm_v0_instances_keep_the_block_managers_watermark():
     v0 = build_fleet(build_scenario({**SMALL, "engine": "vllm-v0"}), np.random.default_rng(0))
     blocks = v0.groups[0].memory.num_kv_blocks
     kv = v0.instances[0].kv
-    assert kv.watermark_blocks == int(0.01 * blocks) > 0
+    assert kv.watermark_blocks == int(0.01 * blocks) > 0 and kv.admit_whole_prompt
     assert v0.kv_tokens == (blocks - kv.watermark_blocks) * kv.block_size
     v1 = build_fleet(build_scenario(SMALL), np.random.default_rng(0))
-    assert v1.instances[0].kv.watermark_blocks == 0
+    assert v1.instances[0].kv.watermark_blocks == 0 and not v1.instances[0].kv.admit_whole_prompt

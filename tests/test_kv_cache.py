@@ -311,3 +311,18 @@ def test_a_sliding_window_only_layout_holds_a_requests_window_whatever_its_lengt
     assert kv.num_free_blocks == 2000
     with pytest.raises(ValueError, match="full_groups"):
         KVBlockManager(100, 16, full_groups=0)
+
+
+def test_admitting_the_whole_prompt_asks_room_for_its_cached_hits_too():
+    # vLLM V0's can_allocate counts every block of a waiting prompt, prefix hits included;
+    # V1 only the blocks the hits leave to allocate.
+    for whole, admitted in ((False, True), (True, False)):
+        kv = KVBlockManager(10, 4, admit_whole_prompt=whole)
+        a = make_request(prompt=24, hash_ids=(7,), hbs=24)  # 6 named blocks
+        assert kv.allocate(a, 24)
+        registered(kv, a, 24)
+        b = make_request(rid=1, prompt=28, hash_ids=(7,), hbs=24)
+        hits = kv.find_cached_prefix(b)
+        assert hits.num_blocks == 6  # (held by a: shared, not fresh)
+        # 7 blocks of tokens, 6 of them hits: 1 fresh block fits the 4 free, 7 do not.
+        assert kv.can_admit(b, hits, 28) is admitted

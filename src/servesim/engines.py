@@ -177,6 +177,10 @@ class EngineProfile:
     block manager ``watermark``, :data:`VLLM_V0_WATERMARK`): it runs only if free blocks −
     its blocks ≥ ``int(watermark × blocks)``, and a request needing more than the rest is never
     served. Growing running requests ignore it (0: no watermark)."""
+    admission_counts_hits: bool = False
+    """Admission asks room for every block of a waiting prompt, its prefix-cache hits included
+    (vLLM V0's ``can_allocate``, :data:`VLLM_V0_WATERMARK`'s check); False: only for the blocks
+    the hits leave to allocate (vLLM V1's ``allocate_slots``)."""
     long_context_chunking: tuple[int, int] | None = None
     """``(context, budget)``: a model whose context window exceeds ``context`` tokens gets
     chunked prefill with a ``budget``-token step unless the scenario says otherwise (vLLM V0
@@ -532,7 +536,9 @@ VLLM_V0_WATERMARK = 0.01
 int(0.01 × num_gpu_blocks)`` blocks stay free after its prompt's ("Use watermark to avoid
 frequent cache eviction": ``BlockSpaceManager.can_allocate``, the ``watermark=0.01`` default
 the scheduler never overrides; checked in the 0.5.4 wheel's block managers v1 and v2 and in
-0.7.3's); appending a decode token (``can_append_slots``) does not look at it."""
+0.7.3's); appending a decode token (``can_append_slots``) does not look at it. The same check
+counts every block of the prompt (``get_num_required_blocks`` of all its token ids), cached
+prefix hits included (``EngineProfile.admission_counts_hits``)."""
 
 VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING = "0.6.5"
 """From this vLLM release the long-context default (``EngineProfile.long_context_chunking``)
@@ -756,6 +762,7 @@ PROFILES: dict[str, EngineProfile] = {
         moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
         window_budget=True,
         admission_watermark=VLLM_V0_WATERMARK,
+        admission_counts_hits=True,
         sliding_kv=VLLM_V0_SLIDING_WINDOW_KV,
         sources={
             "sliding_kv": "vLLM V0 block managers' block_sliding_window / "

@@ -335,6 +335,7 @@ def _build_groups(
                 window_tokens=memory.kv_step_window_tokens,
                 full_groups=memory.kv_full_groups,
                 watermark_blocks=int(profile.admission_watermark * memory.num_kv_blocks),
+                admit_whole_prompt=profile.admission_counts_hits,
             )  # fmt: skip
             label = f"{group.role} {hardware.name} TP{par.tp}" + (
                 f" PP{par.pp}" if par.pp > 1 else ""

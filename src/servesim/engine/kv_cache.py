@@ -137,6 +137,7 @@ class KVBlockManager:
         window_tokens: int = 0,
         watermark_blocks: int = 0,
         full_groups: int = 1,
+        admit_whole_prompt: bool = False,
     ):
         if num_blocks <= 0:
             raise ValueError("num_blocks must be positive")
@@ -159,6 +160,9 @@ class KVBlockManager:
         if not 0 <= watermark_blocks < num_blocks:
             raise ValueError("watermark_blocks must be in [0, num_blocks)")
         self.watermark_blocks = watermark_blocks
+        self.admit_whole_prompt = admit_whole_prompt
+        """Admission asks room for every block of the tokens, cached hits included (vLLM V0's
+        ``can_allocate``), not only for the blocks the hits leave to allocate."""
         """Blocks a waiting request must leave free to be admitted (vLLM V0's watermark,
         ``EngineProfile.admission_watermark``); growing running requests may use them."""
         self.enable_prefix_caching = enable_prefix_caching
@@ -263,9 +267,10 @@ class KVBlockManager:
     ) -> bool:
         """Whether ``req`` can take ``prefix`` and fresh blocks up to ``num_tokens`` tokens
         (``new_tokens`` of them computed in the step: see :meth:`blocks_for`), leaving the
-        :attr:`watermark_blocks` free."""
+        :attr:`watermark_blocks` free; with :attr:`admit_whole_prompt`, room for every block
+        of the tokens, hits or not."""
         room = self.num_blocks - self.num_held - self.watermark_blocks
-        if prefix is _NO_HITS:
+        if prefix is _NO_HITS or self.admit_whole_prompt:
             return self.blocks_for(num_tokens, new_tokens) <= room
         revived = (
             sum(1 for b in prefix.block_ids if self.ref_counts[b] == 0)
