@@ -27,6 +27,7 @@ import numpy as np
 
 from servesim import knobs
 from servesim.cost.dtypes import dtype_bytes
+from servesim.cost.features import sliding_layers
 from servesim.cost.params import CostParams, Parallelism, valid_tps
 from servesim.cost.resolve import ResolvedParams, resolve_params
 from servesim.cost.stages import stage_layers
@@ -120,7 +121,7 @@ def kv_layout(model: ModelSpec, par: Parallelism, block_size: int) -> tuple[int,
     1``. ``(num_layers, 1, 0)`` — one uniform group — for a model without sliding-window
     layers, with more full-attention than sliding ones (servesim's page accounting assumes one
     full-attention group), only sliding ones, or under pipeline parallelism."""
-    sliding = model.num_sliding_layers if model.sliding_window else 0
+    sliding = sliding_layers(model)
     full = model.num_layers - sliding
     if not 0 < full <= sliding or par.pp > 1:
         return model.num_layers, 1, 0
@@ -342,7 +343,7 @@ def _stage_plans(
         kv_token = kv_layer * group_layers
         swa_ratio = 0.0
         if params.swa_pool_ratio is not None and groups == 1 and full_groups == 1:
-            sliding = model.num_sliding_layers if model.sliding_window else 0
+            sliding = sliding_layers(model)
             if 0 < sliding < model.num_layers:
                 # (SGLang splits every layer's tokens as the whole model's layers do)
                 swa_ratio = params.swa_pool_ratio
