@@ -25,9 +25,12 @@ gets — another GPU's measured utilisation on this GPU's roofline
 (``build._borrowed_moe_curve``), scored here with the GPU's own rows left out (leave-one-GPU-out);
 and the fitted rung an MoE shape no table measured gets on a GPU with tables — the nearest
 measured shape's utilisation on this GPU (``build._reshaped_moe_curve``), scored with the
-model's own shape left out of every table (leave-one-shape-out); and the fitted rung an expert
-TP split no table measured gets — the nearest measured split's utilisation of the same shape
-(``build._resplit_moe_curve``), scored with each split left out (leave-one-split-out).
+model's own shape left out of every table (leave-one-shape-out); the fitted rung a shape this
+GPU lacks but a GPU of its architecture measured gets — that GPU's rows, carried over by how the
+two compare on the reshape's rows (``build._sibling_moe_curve``), scored with the shape left out
+of this GPU's tables only; and the fitted rung an expert TP split no table measured gets — the
+nearest measured split's utilisation of the same shape (``build._resplit_moe_curve``), scored
+with each split left out (leave-one-split-out).
 
 FP8 GEMMs (all rows) on the roofline and with the FP8 factors of ``cost/fp8_fit.py`` fitted to
 the other GPUs' tables, all of them and those of its architecture (leave-one-GPU-out: the fitted
@@ -247,15 +250,17 @@ def _errors(got, pick, true) -> list[float]:
     return [] if got is None else np.abs(got[0][pick] / true - 1.0).tolist()
 
 
-def moe_errors(hw) -> tuple[float, float, float, float, float, int] | None:
+def moe_errors(hw) -> tuple[float, float, float, float, float, float, int] | None:
     """Median |error| of one MoE layer's routed experts on ``hw``: roofline, own table held out
     (leave-one-token-count-out), borrowed from other GPUs (leave-one-GPU-out), from this GPU's
-    other shapes (leave-one-shape-out), from this GPU's other expert TP splits of the shape
+    other shapes (leave-one-shape-out), from a same-architecture GPU's rows of the shape with
+    this GPU's held out (``build._sibling_moe_curve``, leave-one-shape-out on this GPU only;
+    NaN without such a GPU), from this GPU's other expert TP splits of the shape
     (leave-one-split-out); and the number of measured points. None when ``hw`` has no MoE rows
     for the catalog's MoE models."""
     # (vLLM's kernels: GPT-OSS's experts are Marlin's on Ada, triton_kernels on Hopper.)
     params = CostParams(kernel_tables=True, kernel_backend="vllm")
-    roof_e, held_e, borrowed_e, reshaped_e, resplit_e = [], [], [], [], []
+    roof_e, held_e, borrowed_e, reshaped_e, sibling_e, resplit_e = [], [], [], [], [], []
     for name in MOE_MODELS:
         model = load_model(name)
         for par, res, pick, true, roof in _moe_points(model, hw, params):
@@ -263,8 +268,9 @@ def moe_errors(hw) -> tuple[float, float, float, float, float, int] | None:
             held_e += _held_out_interpolation(K.M_GRID[pick], true)
             borrowed = B._borrowed_moe_curve(model, hw, par, params, res)  # other GPUs only
             borrowed_e += _errors(borrowed, pick, true)
-            reshaped = B._reshaped_moe_curve(model, hw, par, params, _without_shape(res, model))
-            reshaped_e += _errors(reshaped, pick, true)
+            held = _without_shape(res, model)
+            reshaped_e += _errors(B._reshaped_moe_curve(model, hw, par, params, held), pick, true)
+            sibling_e += _errors(B._sibling_moe_curve(model, hw, par, params, held), pick, true)
             resplit = B._resplit_moe_curve(model, hw, par, params, _without_split(res, model, par))
             resplit_e += _errors(resplit, pick, true)
     if not roof_e:
@@ -274,6 +280,7 @@ def moe_errors(hw) -> tuple[float, float, float, float, float, int] | None:
         float(np.median(held_e)),
         float(np.median(borrowed_e)) if borrowed_e else float("nan"),
         float(np.median(reshaped_e)) if reshaped_e else float("nan"),
+        float(np.median(sibling_e)) if sibling_e else float("nan"),
         float(np.median(resplit_e)) if resplit_e else float("nan"),
         len(roof_e),
     )
@@ -454,8 +461,9 @@ def main() -> None:
     print()
     _table("| GPU | MoE points | MoE roofline | MoE table (held out) | MoE borrowed from other "
            "GPUs (fitted rung, own rows held out) | MoE from this GPU's other shapes (fitted "
-           "rung, own shape held out) | MoE from this GPU's other expert TP splits (fitted "
-           "rung, own split held out) |", 6, _moe_row)  # fmt: skip
+           "rung, own shape held out) | MoE from a same-architecture GPU's rows of the shape "
+           "(fitted rung, own shape held out) | MoE from this GPU's other expert TP splits "
+           "(fitted rung, own split held out) |", 7, _moe_row)  # fmt: skip
     print()
     _table("| GPU | Marlin MXFP4 points | roofline | from this GPU's Marlin INT4 rows of another "
            "shape (fitted rung, MXFP4 shape held out) |", 3, _marlin_row)  # fmt: skip

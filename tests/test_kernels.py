@@ -1065,3 +1065,96 @@ def test_a_missing_mla_block_file_fails_loudly_instead_of_pricing_the_kernel_sum
         K._mla_blocks.cache_clear()
     monkeypatch.undo()
     assert K.mla_block_scale("H200", "vllm") > 1.3
+
+
+def test_a_shape_only_a_same_architecture_gpu_measured_comes_from_its_rows():
+    """The GB200's tables lack DeepSeek-V3's bf16 experts; the B200's (vLLM 0.24) have them:
+    the GB200 prices them from the B200's rows, carried over by how the two GPUs compare on
+    the shape the GB200's own reshape starts from, not from its own other shapes alone."""
+    from servesim.cost import build as B
+    from servesim.cost.resolve import resolve_params
+
+    model, par = load_model("deepseek-ai/DeepSeek-V3"), Parallelism(tp=8)
+    gb200, b200 = load_hardware("GB200"), load_hardware("B200")
+    params = CostParams(kernel_tables=True, kernel_backend="vllm", weight_dtype="bf16")
+    res, theirs = resolve_params(model, gb200, params), resolve_params(model, b200, params)
+    assert B._moe_curve(model, par, params, res) is None  # (in none of the GB200's tables)
+    measured = B._moe_curve(model, par, params, theirs)
+    assert measured is not None
+    source = B._reshape_source(model, par, params, res)
+    assert source is not None and source[1] != K.moe_model_shape(model)
+    # Both reshapes read the same engine's rows of that shape, from the same collection.
+    dtype, shape = source
+    engine, rows = K.moe_rows(res.tables, "vllm", (dtype,), shape, 8, 1)
+    version = res.tables.moe[engine]["version"][rows][0]
+    assert version in set(theirs.tables.moe[engine]["version"].tolist())
+    cut = {name: K.moe_collection(r.tables, engine, version) for name, r in (("mine", res),
+           ("theirs", theirs))}  # fmt: skip
+    mine = B._reshaped_moe_curve(
+        model, gb200, par, params, dataclasses.replace(res, tables=cut["mine"]), source
+    )
+    reference = B._reshaped_moe_curve(
+        model, b200, par, params, dataclasses.replace(res, tables=cut["theirs"]), source
+    )
+    got, measured_range = B._sibling_moe_curve(model, gb200, par, params, res)
+    assert np.allclose(got, mine[0] * measured[0] / reference[0], rtol=1e-12)
+    assert measured_range == measured[1]
+    assert not np.allclose(got, mine[0], rtol=0.01)  # (the correction does something)
+    # The build prices the routed experts with it (the fitted rung), not with the reshape.
+    cost = build_step_cost(model, gb200, par, params)
+    f = cost.features(np.full(1, 1024.0), np.zeros(1))
+    names = [op.name for op in cost.operators]
+    experts = cost._ops.seconds(f[None, :])[0][names.index("experts_gate_up")]
+    at = list(K.M_GRID).index(1024.0)
+    assert experts == pytest.approx(model.num_moe_layers * got[at], rel=1e-9)
+    assert cost.rung_seconds_from_features(f)["fitted"][0] >= experts * (1 - 1e-9)
+
+
+def _without_moe_shape(res, shape):
+    """``res`` with every MoE row of ``shape`` removed from its (own) tables."""
+    moe = {}
+    for backend, t in res.tables.moe.items():
+        keep = ~K.moe_shape_rows(t, shape)
+        moe[backend] = {c: v[keep] for c, v in t.items()}
+    return dataclasses.replace(res, tables=dataclasses.replace(res.tables, moe=moe))
+
+
+@pytest.mark.parametrize(
+    ("gpu", "name", "tp"),
+    [("H100", "Qwen/Qwen3-30B-A3B", 4), ("GB200", "mistralai/Mixtral-8x7B-v0.1", 1),
+     ("H200", "deepseek-ai/DeepSeek-V3", 4)],
+)  # fmt: skip
+def test_a_same_architecture_gpus_rows_beat_this_gpus_other_shapes_held_out(gpu, name, tp):
+    """With a model's MoE rows removed from this GPU's tables only, pricing them from the
+    same-architecture GPU that measured them comes closer to the removed rows than reshaping
+    this GPU's other shapes does (bench/kernel_accuracy.py scores every shape and split)."""
+    from servesim.cost import build as B
+    from servesim.cost.resolve import resolve_params
+
+    model, hw, par = load_model(name), load_hardware(gpu), Parallelism(tp=tp)
+    params = CostParams(kernel_tables=True, kernel_backend="vllm")
+    res = resolve_params(model, hw, params)
+    own, (lo, hi) = B._moe_curve(model, par, params, res)
+    held = _without_moe_shape(res, K.moe_model_shape(model))
+    sibling, _ = B._sibling_moe_curve(model, hw, par, params, held)
+    reshaped, _ = B._reshaped_moe_curve(model, hw, par, params, held)
+    pick = (K.M_GRID >= lo) & (K.M_GRID <= hi)
+    sibling_error = np.median(np.abs(sibling[pick] / own[pick] - 1))
+    reshape_error = np.median(np.abs(reshaped[pick] / own[pick] - 1))
+    assert sibling_error < 0.1 and sibling_error < reshape_error
+
+
+def test_no_gpu_of_another_architecture_lends_an_moe_shape_as_a_sibling():
+    """The A100 (Ampere) and L40S (Ada) have no same-architecture GPU with tables: nothing is
+    carried over, though the L40S measured gpt-oss's Marlin MXFP4 layer and the A100 did not."""
+    from servesim.cost import build as B
+    from servesim.cost.resolve import resolve_params
+
+    model, par = load_model("openai/gpt-oss-120b"), Parallelism()
+    params = CostParams(kernel_tables=True, kernel_backend="vllm")
+    a100 = load_hardware("A100-80GB")
+    res = resolve_params(model, a100, params)
+    assert B._moe_curve(model, par, params, res) is None
+    l40s = load_hardware("L40S")
+    assert B._moe_curve(model, par, params, resolve_params(model, l40s, params)) is not None
+    assert B._sibling_moe_curve(model, a100, par, params, res) is None

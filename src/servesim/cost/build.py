@@ -48,8 +48,9 @@ def _measured_curves(
     all-reduce (by tokens) when the engine runs a custom all-reduce inside one node, and the
     routed experts of an MoE layer (by tokens; the first expert operator carries the whole
     measured layer, the others are part of it). Curves from another GPU's measurements
-    (:func:`_borrowed_moe_curve`, or a same-architecture GPU's GEMMs) or from another MoE
-    shape (:func:`_reshaped_moe_curve`) are marked borrowed: the fitted rung."""
+    (:func:`_sibling_moe_curve`, :func:`_borrowed_moe_curve`, or a same-architecture GPU's
+    GEMMs) or from another MoE shape (:func:`_reshaped_moe_curve`) are marked borrowed: the
+    fitted rung."""
     tables = res.tables
     # (Wide EP's all-to-all puts a skewed share of pairs on each GPU: no table row for that.)
     moe_curve, moe_borrowed = None, False
@@ -59,10 +60,14 @@ def _measured_curves(
         if res.tables_from is None:
             moe_curve = own_row = _moe_curve(model, par, params, res)
             if moe_curve is None:
+                # A GPU of the same architecture that measured this very shape comes first.
+                moe_curve = _sibling_moe_curve(model, hw, par, params, res)
+            if moe_curve is None:
                 # NOTE: this GPU's own measurements of the engine's kernel (on another shape)
-                # come before another GPU's: what a kernel reaches depends on the GPU's memory
-                # system and instruction path first (Marlin runs Hopper's mma.sync far below
-                # its wgmma peak, which no Ada or Ampere table shows), the expert shape second.
+                # come before another architecture's: what a kernel reaches depends on the
+                # GPU's memory system and instruction path first (Marlin runs Hopper's
+                # mma.sync far below its wgmma peak, which no Ada or Ampere table shows), the
+                # expert shape second.
                 moe_curve = _reshaped_moe_curve(model, hw, par, params, res)
             if moe_curve is None:
                 moe_curve = _resplit_moe_curve(model, hw, par, params, res)
@@ -188,16 +193,24 @@ def _table_moe_seconds(
     res: ResolvedParams,
     tables: kernels_mod.KernelTables,
     shape: tuple[int, int, int, int],
+    dtypes: tuple[str, ...] | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]] | None:
-    """``kernels.moe_seconds`` of ``shape`` in ``tables`` for ``model``'s expert dtype, split
-    and engine (its release names the engine's own kernels only)."""
-    dtypes = _moe_dtypes(model, params, res)
-    backend = kernels_mod.moe_kernel_backend(params.moe_backend, dtypes)
-    # (A release names the engine's own kernels: not those of the engine it borrows from.)
-    release = params.engine_version if backend == params.kernel_backend else None
+    """``kernels.moe_seconds`` of ``shape`` in ``tables`` for ``model``'s expert dtype (or the
+    table dtypes ``dtypes``), split and engine (its release names the engine's own kernels
+    only)."""
+    dtypes = dtypes or _moe_dtypes(model, params, res)
+    backend, release = _moe_backend_release(params, dtypes)
     return kernels_mod.moe_seconds(
         tables, backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID, release
     )
+
+
+def _moe_backend_release(params: CostParams, dtypes: tuple[str, ...]) -> tuple[str, str | None]:
+    """The engine whose MoE table is read first for ``dtypes``, and the release that picks its
+    collection."""
+    backend = kernels_mod.moe_kernel_backend(params.moe_backend, dtypes)
+    # (A release names the engine's own kernels: not those of the engine it borrows from.)
+    return backend, params.engine_version if backend == params.kernel_backend else None
 
 
 def _expert_roofline_seconds(
@@ -243,6 +256,58 @@ def _borrowed_moe_curve(
     return None
 
 
+def _sibling_moe_curve(
+    model: ModelSpec, hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """One MoE layer's routed experts on ``M_GRID`` tokens for a shape and split this GPU's
+    tables lack but a GPU of the same ``architecture`` measured (the fitted rung): that GPU's
+    measured layer, carried over by how the two GPUs compare on the rows this GPU's own reshape
+    starts from (:func:`_reshape_source`; the same engine collection on both) — this GPU's
+    reshaped curve times theirs measured over theirs reshaped from the same rows — else,
+    without such shared rows, their measured utilisation on this GPU's roofline.
+
+    Held out (each catalog shape removed from one GPU's tables only, ``bench/kernel_accuracy.py``)
+    this brings the Hopper and datacentre-Blackwell GPUs much closer to their own rows than
+    their own other shapes do (:func:`_reshaped_moe_curve`); across architectures the same
+    correction does worse than the reshape, so only a same-architecture GPU is asked. None
+    without one that measured the shape."""
+    if hw.architecture is None or res.tables_from is not None:
+        return None
+    source = _reshape_source(model, par, params, res)
+    shared = None  # (the engine table and collection of the reshape's rows)
+    if source is not None:
+        backend, release = _moe_backend_release(params, (source[0],))
+        found = kernels_mod.moe_rows(
+            res.tables, backend, (source[0],), source[1], par.expert_tp, par.ep, release
+        )
+        if found is not None:
+            table = res.tables.moe[found[0]]
+            version = table["version"][found[1]][0] if "version" in table else None
+            shared = found[0], version
+    for other in _borrowing_order(hw, res):
+        if other.architecture != hw.architecture:
+            return None  # (the order puts the same architecture first)
+        tables = kernels_mod.load_tables(other.name, params.kernel_backend)
+        got = _moe_curve(model, par, params, res, tables)
+        if got is None:
+            continue
+        if shared is not None:
+            mine_rows = kernels_mod.moe_collection(res.tables, *shared)
+            their_rows = kernels_mod.moe_collection(tables, *shared)
+            if mine_rows is not None and their_rows is not None:
+                mine = _reshaped_moe_curve(
+                    model, hw, par, params, replace(res, tables=mine_rows), source
+                )
+                reference = _reshaped_moe_curve(
+                    model, other, par, params, replace(res, tables=their_rows), source
+                )
+                if mine is not None and reference is not None:
+                    return mine[0] * got[0] / reference[0], got[1]
+        utilisation = got[0] / _expert_roofline_seconds(model, other, par, params)
+        return utilisation * _expert_roofline_seconds(model, hw, par, params), got[1]
+    return None
+
+
 def _borrowing_order(hw: Hardware, res: ResolvedParams) -> list[Hardware]:
     """The GPUs with tables a GPU without MoE rows borrows from, in order: those of its own
     ``architecture`` first (the same fused-MoE kernels: held out, a Blackwell datacentre GPU
@@ -264,23 +329,20 @@ def _borrowing_order(hw: Hardware, res: ResolvedParams) -> list[Hardware]:
     )
 
 
-def _reshaped_moe_curve(
-    model: ModelSpec, hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams
-) -> tuple[np.ndarray, tuple[float, float]] | None:
-    """One MoE layer's routed experts on ``M_GRID`` tokens for an MoE shape no table measured
-    (a model outside the catalog), on a GPU whose tables hold other shapes (the fitted rung):
-    the measured *utilisation* (layer time over its roofline) of the measured shape of the same
-    dtype and split whose experts are nearest in size (hidden × expert width, in log), read at
-    the same tokens per expert (T · top-k / experts), applied to this model's roofline.
+MoeSource = tuple[str, tuple[int, int, int, int]]
+"""A measured MoE table row set: (table dtype, (hidden, expert width, top-k, experts))."""
 
-    Held out on the catalog's shapes (``bench/kernel_accuracy.py``) this is about half the
-    roofline's error on Hopper. None without such a shape (or without tables)."""
-    tables = res.tables
-    moe = model.moe
+
+def _reshape_source(
+    model: ModelSpec, par: Parallelism, params: CostParams, res: ResolvedParams
+) -> MoeSource | None:
+    """The measured shape :func:`_reshaped_moe_curve` prices ``model``'s experts from in
+    ``res.tables``: of the best-matching dtype (kernel) with any shape at this split — Marlin's
+    MXFP4 rows of another shape before its INT4 rows of a nearer one — the shape whose experts
+    are nearest in size (hidden × expert width, in log). None without one."""
+    tables, moe = res.tables, model.moe
     if moe is None or tables is None or not tables.moe:
         return None
-    # The best-matching dtype (kernel) with any measured shape: Marlin's MXFP4 rows of another
-    # shape before its INT4 rows of a nearer one.
     for dtype in _moe_dtypes(model, params, res):
         shapes = kernels_mod.moe_shapes(tables, (dtype,), par.expert_tp, par.ep)
         if shapes:
@@ -288,11 +350,34 @@ def _reshaped_moe_curve(
     else:
         return None
     size = math.log(model.hidden_size * moe.expert_intermediate_size)
-    source = min(shapes, key=lambda s: (abs(math.log(s[0] * s[1]) - size), s))
-    got = _table_moe_seconds(model, par, params, res, tables, source)
+    return dtype, min(shapes, key=lambda s: (abs(math.log(s[0] * s[1]) - size), s))
+
+
+def _reshaped_moe_curve(
+    model: ModelSpec,
+    hw: Hardware,
+    par: Parallelism,
+    params: CostParams,
+    res: ResolvedParams,
+    source: MoeSource | None = None,
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """One MoE layer's routed experts on ``M_GRID`` tokens for an MoE shape no table measured
+    (a model outside the catalog), on a GPU whose tables hold other shapes (the fitted rung):
+    the measured *utilisation* (layer time over its roofline) of the measured shape of the same
+    dtype and split whose experts are nearest in size (:func:`_reshape_source`, or ``source``),
+    read at the same tokens per expert (T · top-k / experts), applied to this model's roofline.
+
+    Held out on the catalog's shapes (``bench/kernel_accuracy.py``) this is about half the
+    roofline's error on Hopper. None without such a shape (or without tables)."""
+    moe = model.moe
+    source = source or _reshape_source(model, par, params, res)
+    if moe is None or source is None or res.tables is None:
+        return None
+    dtype, shape = source
+    got = _table_moe_seconds(model, par, params, res, res.tables, shape, (dtype,))
     if got is None:
         return None
-    hidden, width, topk, experts = source
+    hidden, width, topk, experts = shape
     try:
         proxy = replace(
             model,

@@ -34,7 +34,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -610,6 +610,29 @@ def moe_seconds(
     the engine's): another engine's kernels are closer than the roofline. ``tokens`` are the
     layer's; an expert-parallel table that counts them per rank is read at ``tokens / ep``
     (:data:`EP_ROWS_PER_RANK`)."""
+    found = moe_rows(tables, backend, dtypes, shape, tp, ep, release)
+    if found is None:
+        return None
+    b, rows = found
+    t = tables.moe[b]
+    n, secs = t["num_tokens"][rows], t["seconds"][rows]
+    per_rank = ep if ep > 1 and b in EP_ROWS_PER_RANK else 1
+    query = tokens / per_rank
+    rate, lo, hi = _throughput_curve(n, _monotone_throughput(n, n, secs), query)
+    return query / rate, (lo * per_rank, hi * per_rank)
+
+
+def moe_rows(
+    tables: KernelTables,
+    backend: str,
+    dtypes: tuple[str, ...],
+    shape: tuple[int, int, int, int],
+    tp: int,
+    ep: int,
+    release: str | None = None,
+) -> tuple[str, np.ndarray] | None:
+    """The rows :func:`moe_seconds` reads for these arguments: (the engine whose table holds
+    them, a mask over that table's rows), or None when no table measured them."""
     by_backend = tables.moe or {}
     order = [backend] + [b for b in MOE_BACKENDS if b != backend]
     for b in (b for b in order if b in by_backend):
@@ -625,12 +648,21 @@ def moe_seconds(
                 pick = nearest_version(versions, release if b == backend else None)
                 rows &= t["version"] == pick
             if rows.sum() >= 2:
-                n, secs = t["num_tokens"][rows], t["seconds"][rows]
-                per_rank = ep if ep > 1 and b in EP_ROWS_PER_RANK else 1
-                query = tokens / per_rank
-                rate, lo, hi = _throughput_curve(n, _monotone_throughput(n, n, secs), query)
-                return query / rate, (lo * per_rank, hi * per_rank)
+                return b, rows
     return None
+
+
+def moe_collection(tables: KernelTables, backend: str, version: str | None) -> KernelTables | None:
+    """``tables`` with only the MoE rows of ``backend``'s table from one collection (engine
+    release ``version``; None: a table without versions): one engine's kernels as measured at
+    one time, for comparing two GPUs on the same rows. None when the GPU has no such table."""
+    t = (tables.moe or {}).get(backend)
+    if t is None:
+        return None
+    keep = np.ones(len(t["dtype"]), dtype=bool)
+    if "version" in t:
+        keep = t["version"] == version
+    return replace(tables, moe={backend: {c: v[keep] for c, v in t.items()}})
 
 
 # --- measured operator curves ----------------------------------------------------------------
