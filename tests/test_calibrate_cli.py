@@ -50,7 +50,7 @@ def test_calibrate_json(tmp_path, capsys):
     ("args", "message"),
     [
         (["calibrate", "FEW", *MODEL], "only 5 measured step(s); a fit needs at least 12"),
-        (["calibrate", str(EXAMPLES / "nope.jsonl"), *MODEL], "file not found"),
+        (["calibrate", str(EXAMPLES / "nope.jsonl"), *MODEL], "does not exist"),
         (["calibrate", STEPS, "--model", "llama-3.1-8b", "--hardware", "tpu9"], "hardware"),
         (["calibrate", STEPS, *MODEL, "--tp", "3"], "tp=3"),
         # A value typer checks itself: one line too, not its usage box.

@@ -102,7 +102,7 @@ def test_missing_fields_and_bad_json(tmp_path):
         read_step_log(write(tmp_path / "b.jsonl", ["{oops", step()]))
     with pytest.raises(ServesimError, match="no step records"):
         read_step_log(write(tmp_path / "c.jsonl", [{"type": "meta"}]))
-    with pytest.raises(ServesimError, match="file not found"):
+    with pytest.raises(ServesimError, match="does not exist"):
         read_step_log(tmp_path / "missing.jsonl")
 
 

@@ -305,3 +305,12 @@ def test_csv_rows_bound_a_quoted_field_across_lines_and_read_lone_cr_line_ends(t
         list(csv_rows(path, "trace", "t.csv"))
     path.write_bytes(b"a,b\r1,2\r3,4\r")
     assert [row for _, row in csv_rows(path)] == [["a", "b"], ["1", "2"], ["3", "4"]]
+
+
+def test_a_folder_given_for_an_input_file_is_named_as_not_a_file(tmp_path):
+    for args in (("simulate", "-c", tmp_path), ("sweep", tmp_path), ("compare", tmp_path),
+                 ("simulate", "--replay", tmp_path), ("simulate", "--workload", tmp_path),
+                 ("simulate", "--calibration", tmp_path)):  # fmt: skip
+        p = servesim(*args)
+        assert_one_line_error(p, f"{tmp_path} is not a file")
+        assert "does not exist" not in p.stderr

@@ -245,7 +245,7 @@ def test_sessions_file_explicit_ids(tmp_path):
 
 def test_missing_file_names_the_path(tmp_path):
     missing = tmp_path / "nope.csv"
-    with pytest.raises(ServesimError, match=f"file not found: {missing}"):
+    with pytest.raises(ServesimError, match=f"{missing} does not exist"):
         replay(trace=str(missing))
 
 

@@ -16,7 +16,7 @@ from msgspec import Meta
 from servesim import knobs
 from servesim.engines import DEFAULT_ENGINE, ENGINES, engine_profile, scheduler_defaults
 from servesim.errors import ServesimError
-from servesim.textfile import PARSE_ERRORS, parse_problem, read_text
+from servesim.textfile import PARSE_ERRORS, not_a_file, parse_problem, read_text
 from servesim.validation import FieldError, Spec, convert, field_default, replace
 from servesim.workload import WorkloadSpec
 from servesim.workload.spec import MAX_REQUESTS, MAX_TOKENS, PRESET_NAMES
@@ -470,7 +470,7 @@ def read_yaml_file(path: str | Path, what: str, field: str) -> Any:
     error a missing file or bad YAML raises."""
     p = Path(path)
     if not p.is_file():
-        raise ServesimError(f"{what} {p} does not exist", field=field)
+        raise ServesimError(f"{what} {p} {not_a_file(p)}", field=field)
     text = read_text(p, field=field)
     try:
         return yaml.safe_load(text)
@@ -508,7 +508,7 @@ def workload_fields(text: str, field: str, relative_to: Path | None = None) -> d
         path = relative_to / path
     if not path.is_file():
         raise ServesimError(
-            f"workload file {path} does not exist",
+            f"workload file {path} {not_a_file(path)}",
             field=field,
             fix=f"give a workload YAML or a preset ({', '.join(PRESET_NAMES)})",
         )

@@ -21,6 +21,7 @@ from typing import Any
 
 from servesim.errors import ServesimError
 from servesim.scenario import merge, workload_fields
+from servesim.textfile import not_a_file
 from servesim.workload.spec import PRESET_NAMES
 
 SCENARIO_OPTIONS = (
@@ -134,7 +135,8 @@ def workload_flags(options: Mapping[str, Any]) -> dict[str, Any]:
     w: dict[str, Any] = {}
     if replay is not None:
         if not Path(replay).is_file():
-            raise ServesimError(f"trace file {replay} does not exist", field="--replay")
+            problem = not_a_file(replay)
+            raise ServesimError(f"trace file {replay} {problem}", field="--replay")
         w["trace"] = str(replay)
         if workload is not None:
             raise ServesimError(

@@ -41,6 +41,12 @@ _LONE_CR = re.compile(r"(?<=\r)(?!\n|$)")
 _FIX_ENCODING = "check that it is the right file; save it as UTF-8"
 
 
+def not_a_file(path: str | Path) -> str:
+    """Why ``path`` is no readable file, for an error message: "does not exist", or "is not a
+    file" (a folder, a device)."""
+    return "is not a file" if Path(path).exists() else "does not exist"
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:g} MiB"
 

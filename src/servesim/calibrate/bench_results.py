@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from servesim.errors import ServesimError
+from servesim.textfile import not_a_file
 
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el")
 STATS = ("mean", "median", "p99")
@@ -167,7 +168,7 @@ def read_bench_result(path: str | Path, run: int | None = None) -> BenchResult:
     (0-based; default the last). Raises ServesimError naming a missing or bad field."""
     path = Path(path)
     if not path.is_file():
-        raise ServesimError(f"file not found: {path}", field="MEASURED", fix="check the path")
+        raise ServesimError(f"{path} {not_a_file(path)}", field="MEASURED", fix="check the path")
     objs = _load_objects(path)
     index = len(objs) - 1 if run is None else run
     if not 0 <= index < len(objs):

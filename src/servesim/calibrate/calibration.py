@@ -39,7 +39,7 @@ from servesim.cost.resolve import resolve_params
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
-from servesim.textfile import PARSE_ERRORS, parse_problem, read_text
+from servesim.textfile import PARSE_ERRORS, not_a_file, parse_problem, read_text
 from servesim.validation import FieldError, Spec, convert, to_data
 
 FORMAT_VERSION = 1
@@ -134,7 +134,7 @@ def read_calibration(path: str | Path) -> Calibration:
     path = Path(path)
     if not path.is_file():
         raise ServesimError(
-            f"calibration file {path} does not exist",
+            f"calibration file {path} {not_a_file(path)}",
             field="calibration",
             fix="write one with servesim calibrate LOGS ... -o FILE",
         )

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from servesim.errors import ServesimError
-from servesim.textfile import PARSE_ERRORS, csv_rows, text_lines
+from servesim.textfile import PARSE_ERRORS, csv_rows, not_a_file, text_lines
 
 STEP_FIELDS = ("duration_s", "batch_size", "prefill_tokens", "decode_tokens", "context_tokens")
 CSV_FIELDS = ("op", "tokens", "context", "batch", "seconds")
@@ -260,7 +260,7 @@ def _phases(rec: dict[str, Any], where: str) -> dict[str, float]:
 
 def _need_file(path: Path, flag: str) -> None:
     if not path.is_file():
-        raise ServesimError(f"file not found: {path}", field=flag, fix="check the path")
+        raise ServesimError(f"{path} {not_a_file(path)}", field=flag, fix="check the path")
 
 
 def read_step_log(path: str | Path) -> Measurements:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from servesim.errors import ServesimError
-from servesim.textfile import PARSE_ERRORS, csv_rows, parse_problem, text_lines
+from servesim.textfile import PARSE_ERRORS, csv_rows, not_a_file, parse_problem, text_lines
 from servesim.workload.spec import MAX_TOKENS
 
 _UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
@@ -23,7 +23,7 @@ _UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 def _need_file(path: Path) -> None:
     if not path.is_file():
         raise ServesimError(
-            f"file not found: {path}",
+            f"{path} {not_a_file(path)}",
             field="trace",
             fix="check the path (relative paths are resolved from the working directory)",
         )

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from servesim.errors import ServesimError
-from servesim.textfile import csv_rows
+from servesim.textfile import csv_rows, not_a_file
 from servesim.workload.sessions_file import (  # noqa: F401  (the readers' public names)
     SessionLine,
     SessionTurnLine,
@@ -369,7 +369,7 @@ def read_lengths_file(path: str | Path, column: str | None = None) -> np.ndarray
     path = Path(path)
     if not path.is_file():
         raise ServesimError(
-            f"file not found: {path}",
+            f"{path} {not_a_file(path)}",
             field="empirical.path",
             fix="check the path of the lengths file",
         )
