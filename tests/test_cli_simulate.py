@@ -397,3 +397,13 @@ def test_the_summary_table_names_the_engines_release():
     p = run(*args, "--engine-version", "0.5.3")
     assert p.returncode == 0, p.stderr
     assert "sglang 0.5.3, API server" in p.stdout
+
+
+def test_requests_too_long_for_a_pinned_cache_name_the_pin_in_the_fix():
+    p = run("-n", "5", "--input-len", "100", "--kv-cache-tokens", "16")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.count("\n") == 1
+    assert "larger_than_kv_cache" in p.stderr and "raise --kv-cache-tokens" in p.stderr
+    # Without a pin the memory plan decides: the fix does not mention one.
+    q = run("-n", "2", "--input-len", "200000")
+    assert q.returncode == 2 and "--kv-cache-tokens" not in q.stderr

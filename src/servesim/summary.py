@@ -44,12 +44,14 @@ def run_summary(
 
     requests = records.request_columns()
     if len(requests["request_id"]) == 0:
+        pinned = any(g.memory.kv_pinned for g in runtimes)
         raise ServesimError(
             f"no request could be served ({records.num_skipped} skipped: "
             f"{records.skipped_reasons})",
             field="workload",
             fix="shorten the requests, "
             + ("raise --max-model-len, " if max_model_len < model.max_position_embeddings else "")
+            + ("raise --kv-cache-tokens, " if pinned else "")
             + "or use more GPUs",
         )
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2el_ms)
