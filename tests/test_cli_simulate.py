@@ -407,3 +407,12 @@ def test_requests_too_long_for_a_pinned_cache_name_the_pin_in_the_fix():
     # Without a pin the memory plan decides: the fix does not mention one.
     q = run("-n", "2", "--input-len", "200000")
     assert q.returncode == 2 and "--kv-cache-tokens" not in q.stderr
+
+
+def test_a_release_outside_the_engine_profile_warns_and_still_runs():
+    p = run("-n", "3", "--engine", "vllm", "--engine-version", "0.5.4", "--json")
+    assert p.returncode == 0, p.stderr
+    assert "warning: engine: vllm 0.5.4 predates the vllm profile" in p.stderr
+    assert "--engine vllm-v0" in json.loads(p.stdout)["engine_warning"]
+    q = run("-n", "3", "--engine", "vllm", "--engine-version", "0.10.2", "--json")
+    assert "engine_warning" not in json.loads(q.stdout) and "warning: engine" not in q.stderr

@@ -959,3 +959,33 @@ def test_vllm_pages_llama_4s_chunked_layers_apart_from_0_10_0():
     assert hybrid_kv(v1, "0.9.2", "gpt_oss") and not hybrid_kv(v1, "0.9.2", "llama4_text")
     assert hybrid_kv(v1, "0.10.0", "llama4_text") and hybrid_kv(v1, None, "llama4")
     assert not hybrid_kv(PROFILES["sglang"], None, "llama4_text")
+
+
+@pytest.mark.parametrize(
+    ("name", "release", "names"),
+    [
+        ("vllm", "0.5.4", "vllm-v0"),
+        ("vllm", "v0.7.4.dev181+gf35f8e22", "vllm-v0"),
+        ("vllm-v0", "0.11.0", "--engine vllm"),
+        ("sglang", "0.4.3.post2", "sglang-0.4"),
+        ("sglang-0.4", "0.5.3", "--engine sglang"),
+        ("sglang-0.4", "0.3.6", "0.4.x only"),
+    ],
+)
+def test_a_release_outside_its_profile_is_warned_about(name, release, names):
+    from servesim.engines import release_outside_profile
+
+    got = release_outside_profile(name, release)
+    assert got is not None and names in got and release in got
+
+
+@pytest.mark.parametrize(
+    ("name", "release"),
+    [("vllm", "0.8.0"), ("vllm", "0.8.0rc1"), ("vllm", "0.15.0"), ("vllm-v0", "0.10.2"),
+     ("vllm-v0", "0.5.4"), ("sglang", "0.5.0rc0"), ("sglang", "0.5.9"), ("sglang-0.4", "0.4.6"),
+     ("trtllm", "0.5.0"), ("vllm", None)],
+)  # fmt: skip
+def test_a_release_inside_its_profile_is_not(name, release):
+    from servesim.engines import release_outside_profile
+
+    assert release_outside_profile(name, release) is None

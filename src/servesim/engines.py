@@ -1129,6 +1129,45 @@ def mla_fused_down_proj(profile: EngineProfile, engine_version: str | None) -> b
     return not _older(engine_version, start)
 
 
+RELEASE_SPANS: dict[str, tuple[str | None, str | None, str, str]] = {
+    "vllm": (
+        "0.8.0rc0", None,
+        "vLLM ran its V0 engine by default before 0.8.0 (V1 only with VLLM_USE_V1=1): "
+        "`--engine vllm-v0` models it", "",
+    ),
+    "vllm-v0": (
+        None, "0.11.0rc0", "",
+        "vLLM 0.11.0 removed the V0 engine: `--engine vllm` models its V1 engine",
+    ),
+    "sglang": ("0.5.0rc0", None, "`--engine sglang-0.4` models SGLang 0.4", ""),
+    "sglang-0.4": (
+        "0.4.0", "0.5.0rc0", "the sglang-0.4 profile describes SGLang 0.4.x only",
+        "`--engine sglang` models SGLang 0.5 and later",
+    ),
+}  # fmt: skip
+"""Per profile: (first release it describes, first release it no longer does, what to use below,
+what to use from the second on): vLLM's V1 engine became the default in 0.8.0 and the only one
+in 0.11.0; SGLang 0.4 and 0.5 are separate profiles here."""
+
+
+def release_outside_profile(name: str, release: str | None) -> str | None:
+    """Why ``release`` of the engine falls outside the releases profile ``name`` describes (a
+    warning: the run goes on with the profile's rules), or None (None release: the newest)."""
+    first, after, below, above = RELEASE_SPANS.get(name, (None, None, "", ""))
+    if release is None:
+        return None
+    if first is not None and _older(release, first):
+        return f"{name} {release} predates the {name} profile (from {_shown(first)}); {below}"
+    if after is not None and not _older(release, after):
+        return f"{name} {release} is past the {name} profile (before {_shown(after)}); {above}"
+    return None
+
+
+def _shown(threshold: str) -> str:
+    # (a span starts at a release's first candidate, "0.8.0rc0": shown as the release)
+    return threshold.removesuffix("rc0")
+
+
 def engine_profile(name: str) -> EngineProfile:
     """The profile called ``name``; ServesimError naming the valid ones otherwise."""
     try:

@@ -17,6 +17,7 @@ import numpy as np
 from servesim.cost.dtypes import tensor_core_peak
 from servesim.engine.loop import ApiLatency
 from servesim.engine.records import RunRecords
+from servesim.engines import release_outside_profile
 from servesim.errors import ServesimError
 from servesim.fleet import Fleet, InstanceGroupRuntime
 from servesim.metrics import SLO, pairwise_sum, summarize
@@ -107,6 +108,9 @@ def run_summary(
         summary["track_record"] = record
     if model.unmodelled:
         summary["model_caveats"] = list(model.unmodelled)
+    outside = release_outside_profile(scenario.engine, scenario.engine_version)
+    if outside is not None:
+        summary["engine_warning"] = outside
     fragile = _kv_memory_sensitivity(runtimes, summary["kv_cache_peak_usage"])
     if fragile is not None:
         summary["kv_memory_sensitivity"] = fragile

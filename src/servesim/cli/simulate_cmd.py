@@ -355,6 +355,8 @@ def simulate_command(
         )
     for caveat in result.summary.get("model_caveats", ()):
         _stderr_print(f"warning: {result.model.name}: {caveat}")
+    if "engine_warning" in result.summary:
+        _stderr_print(f"warning: engine: {result.summary['engine_warning']}")
     if "calibration_warning" in result.summary:
         _stderr_print(f"warning: {result.summary['calibration_warning']}")
     if "kv_memory_sensitivity" in result.summary:
