@@ -989,3 +989,43 @@ def test_a_release_inside_its_profile_is_not(name, release):
     from servesim.engines import release_outside_profile
 
     assert release_outside_profile(name, release) is None
+
+
+@pytest.mark.parametrize(
+    ("release", "block", "share_of_total"),
+    [("0.1.0", 128, True), ("0.2.0", 128, True), ("0.2.2", 128, False), ("0.3.0", 64, False),
+     (None, 64, False)],
+)  # fmt: skip
+def test_lmdeploys_kv_cache_follows_its_release(release, block, share_of_total):
+    """TurboMind's BlockManager: cache_max_entry_count (0.5) x all HBM before 0.2.2, 0.8 x the
+    free memory from it; 128-token blocks before 0.3.0, 64 from it."""
+    from servesim.cost.memory import plan_memory
+    from servesim.engines import engine_profile, scheduler_defaults
+    from servesim.hardware import load_hardware
+    from servesim.model import load_model
+    from servesim.run import simulate
+    from servesim.scenario import build_scenario
+
+    model, a100 = load_model("meta-llama/Llama-2-7b-hf"), load_hardware("A100-80GB")
+    fields = {"model": "meta-llama/Llama-2-7b-hf", "hardware": "A100-80GB", "engine": "lmdeploy",
+              "workload": {"num_requests": 2, "input_len": 100, "output_len": 5}}  # fmt: skip
+    if release is not None:
+        fields["engine_version"] = release
+    memory = simulate(build_scenario(fields)).memory
+    profile = engine_profile("lmdeploy")
+    gpu = (a100.hbm_bytes, a100.name, a100.vendor)
+    defaults = scheduler_defaults(profile, {}, gpu=gpu, release=release)
+    assert defaults["block_size"] == block
+    assert defaults["gpu_memory_utilization"] == (0.5 if share_of_total else 0.8)
+    kv_token = memory.kv_bytes_per_token
+    assert kv_token == 32 * 2 * 4096 * 2  # (Llama-2-7B fp16: 512 KiB a token)
+    if share_of_total:
+        expected = int(0.5 * a100.hbm_bytes) // (block * kv_token) * block
+    else:
+        plan = plan_memory(model, a100, gpu_memory_utilization=0.8, block_size=block,
+                           max_num_batched_tokens=defaults["max_num_batched_tokens"],
+                           max_num_seqs=defaults["max_num_seqs"], kv_of_free=True)  # fmt: skip
+        expected = plan.kv_capacity_tokens
+        usable = a100.hbm_bytes - plan.weights_bytes_per_gpu - plan.activation_reserve_bytes
+        assert plan.kv_cache_bytes == pytest.approx(0.8 * (usable - plan.runtime_reserve_bytes))
+    assert memory.kv_capacity_tokens == expected

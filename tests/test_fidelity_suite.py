@@ -184,3 +184,18 @@ def test_the_served_context_window_comes_from_the_launch():
     launch = {"launch": "vllm serve m --max-model-len 32768"}
     assert fid.scenario_of({**base, "engine_args": launch})["max_model_len"] == 32768
     assert "max_model_len" not in fid.scenario_of(base)
+
+
+def test_lmdeploys_cache_max_entry_count_is_a_block_count_from_one_on_else_a_share():
+    base = {"id": "x", "engine": "lmdeploy", "engine_version": "v0.2.0",
+            "model": "meta-llama/Llama-2-7b-hf", "gpu": "A100-80GB", "tp": 1, "mode": "offline",
+            "workload": {"input_len": 1000, "output_len": 100, "num_prompts": 10},
+            "load": {"max_concurrency": 8}, "metrics": {"output_throughput": 1.0}}  # fmt: skip
+    blocks = {"cache_max_entry_count": 1000, "cache_block_seq_len": 128}
+    sched = fid.scenario_of({**base, "engine_args": blocks})["scheduler"]
+    assert sched["kv_cache_tokens"] == 128_000 and sched["block_size"] == 128
+    share = fid.scenario_of({**base, "engine_args": {"cache_max_entry_count": 0.9}})["scheduler"]
+    assert share["gpu_memory_utilization"] == 0.9 and "kv_cache_tokens" not in share
+    # The LMDeploy benchmark runs pin their caches as their configs did (1,000 blocks for 7B).
+    pinned = [c for c in CASES if c["engine"] == "lmdeploy"]
+    assert pinned and all(c["engine_args"]["cache_max_entry_count"] >= 500 for c in pinned)

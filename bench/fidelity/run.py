@@ -336,6 +336,17 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     for key in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization"):
         if isinstance(args.get(key), (int, float)):
             sched[key] = args[key]
+    if engine == "lmdeploy":
+        # TurboMind's KV knobs: cache_max_entry_count below 1 is a share of the memory
+        # (engines.LMDEPLOY_KV_OF_FREE), from 1 on a count of cache_block_seq_len-token blocks.
+        block = args.get("cache_block_seq_len")
+        if isinstance(block, int):
+            sched["block_size"] = block
+        entries = args.get("cache_max_entry_count")
+        if isinstance(entries, (int, float)) and entries >= 1:
+            sched["kv_cache_tokens"] = int(entries) * (block if isinstance(block, int) else 128)
+        elif isinstance(entries, float):
+            sched["gpu_memory_utilization"] = entries
     found = re.search(r"--scheduler-recv-interval[ =](\d+)", str(args.get("launch", "")))
     if found:
         sched["recv_interval"] = int(found.group(1))  # (SGLang reads new requests every N steps)

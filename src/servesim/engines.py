@@ -220,6 +220,16 @@ class EngineProfile:
     """``gpu_memory_utilization`` is SGLang's ``mem_fraction_static``: the share of the memory
     the runtime leaves that holds the weights and the KV cache (activations and CUDA graphs
     live in the rest)."""
+    kv_of_total_before: str | None = None
+    """Before this release ``gpu_memory_utilization`` is the share of *all* HBM the KV cache
+    takes, whatever the weights hold (LMDeploy TurboMind before 0.2.2, see
+    :data:`LMDEPLOY_KV_OF_FREE`); from it on, ``kv_of_free``'s rule. None: never."""
+    block_size: int | None = None
+    """The engine's KV block (page) in tokens when the scenario names none (None: servesim's
+    ``knobs.BLOCK_SIZE``, vLLM's and SGLang's 16)."""
+    block_size_before: tuple[tuple[str, int], ...] = ()
+    """``(release, tokens)`` steps, ascending: releases before each ``release`` used ``tokens``
+    a block instead of ``block_size`` (LMDeploy: 128 before 0.3.0)."""
     memory_fraction: Callable[[float, int, int, int, int, int, str | None], float] | None = None
     """When the engine picks its memory fraction itself: ``(hbm_bytes, prefill chunk, largest
     decode CUDA graph, tp, pp, dp, release)`` → the ``gpu_memory_utilization`` a scenario that
@@ -263,6 +273,26 @@ class EngineProfile:
         if dp > 1 and rules.host_overlap is not None:
             out = replace(out, host_overlap=rules.host_overlap)
         return out
+
+    def kv_memory(self, release: str | None) -> dict[str, bool]:
+        """How ``gpu_memory_utilization`` sizes the KV cache at ``release`` (None: the newest):
+        :func:`servesim.cost.memory.plan_memory`'s ``kv_of_free``, ``kv_of_static`` and
+        ``kv_of_total``."""
+        before = self.kv_of_total_before
+        total = before is not None and _older(release, before)
+        return {
+            "kv_of_free": self.kv_of_free and not total,
+            "kv_of_static": self.kv_of_static,
+            "kv_of_total": total,
+        }
+
+    def block_size_at(self, release: str | None) -> int | None:
+        """The engine's default KV block in tokens at ``release`` (None: the newest); None:
+        servesim's knob."""
+        for threshold, tokens in self.block_size_before:
+            if _older(release, threshold):
+                return tokens
+        return self.block_size
 
     def at_release(self, release: str | None) -> "EngineProfile":
         """This profile as ``release`` ran it (None: the newest it describes): its attention-DP
@@ -526,6 +556,25 @@ _API_SOURCE = (
     "process) costs a few ms per request before scheduling and ~1 ms per streamed token "
     "after it; scored on the TTFT cases of bench/fidelity (leave-one-source-out)"
 )
+
+LMDEPLOY_KV_OF_FREE = "0.2.2"
+"""The first LMDeploy release whose TurboMind sizes the KV cache as a share of the *free*
+memory: ``BlockManager::GetBlockCount`` returns ``total × ratio / block_size`` (cudaMemGetInfo's
+total) in v0.1.0a1-v0.2.1 and ``free × ratio / block_size`` from v0.2.2, where
+``cache_max_entry_count``'s default also went from 0.5 to 0.8 (``lmdeploy/messages.py``,
+``turbomind/deploy/target_model/base.py``; InternLM/lmdeploy tags)."""
+LMDEPLOY_BLOCK_64 = "0.3.0"
+"""The first LMDeploy release whose ``cache_block_seq_len`` default is 64 tokens (128 before,
+v0.1.0a1-v0.2.6)."""
+
+
+def lmdeploy_cache_max_entry_count(
+    hbm_bytes: float, chunk: int, graph_max_bs: int, tp: int, pp: int, dp: int, release: str | None
+) -> float:
+    """LMDeploy's default ``cache_max_entry_count`` at ``release`` (None: the newest): 0.5 of
+    all memory before :data:`LMDEPLOY_KV_OF_FREE`, 0.8 of the free memory from it."""
+    return 0.5 if _older(release, LMDEPLOY_KV_OF_FREE) else 0.8
+
 
 _PYTHON_API_SERVER = dict(api_request_s=3e-3, api_per_input_token_s=1e-6, api_stream_s=1e-3)
 """An OpenAI-compatible Python API server's costs (see ``_API_SOURCE``): vLLM V1, SGLang,
@@ -913,6 +962,11 @@ PROFILES: dict[str, EngineProfile] = {
         max_num_batched_tokens=8192,
         enable_chunked_prefill=True,
         enable_prefix_caching=False,
+        kv_of_free=True,
+        kv_of_total_before=LMDEPLOY_KV_OF_FREE,
+        memory_fraction=lmdeploy_cache_max_entry_count,
+        block_size=64,
+        block_size_before=((LMDEPLOY_BLOCK_64, 128),),
         host_overlap=True,
         host_step_s=2e-4,
         host_per_seq_s=5e-6,
@@ -927,6 +981,10 @@ PROFILES: dict[str, EngineProfile] = {
             "custom kernels over NVLink)",
             "scheduler": "LMDeploy TurbomindEngineConfig defaults: max_batch_size 256 (A100 "
             "class), max_prefill_token_num 8192 (long prompts split across iterations)",
+            "memory": "LMDeploy TurboMind BlockManager::GetBlockCount: cache_max_entry_count × "
+            "cudaMemGetInfo total before 0.2.2 (default 0.5), × free memory from 0.2.2 "
+            "(default 0.8); cache_block_seq_len 128 before 0.3.0, 64 from it (see "
+            "LMDEPLOY_KV_OF_FREE)",
             "host": "estimate: TurboMind's C++ request loop runs beside the GPU",
             "api": _API_SOURCE,
         },
@@ -1245,6 +1303,9 @@ def scheduler_defaults(
         "admission": profile.admission,
         **extra,
     }
+    block = profile.block_size_at(release)
+    if block is not None:
+        out["block_size"] = block
     if (
         "policy" not in given
         and profile.name == "vllm-v0"

@@ -309,9 +309,8 @@ def _build_groups(
             block_size=config.block_size,
             max_num_batched_tokens=group_config.max_num_batched_tokens,
             max_num_seqs=group_config.max_num_seqs,
-            kv_of_free=profile.kv_of_free,
-            kv_of_static=profile.kv_of_static,
             kv_cache_tokens=sched.kv_cache_tokens,
+            **profile.kv_memory(scenario.engine_version),
         )  # fmt: skip
         cost = build_step_cost(model, hardware, par, params)
         # Steps no CUDA graph covers (prompts under vLLM V0 / SGLang, big batches) run eagerly.

@@ -294,6 +294,7 @@ def _stage_plans(
     max_num_seqs: int,
     kv_of_free: bool = False,
     kv_of_static: bool = False,
+    kv_of_total: bool = False,
 ) -> MemoryPlan:
     act_bytes = dtype_bytes(res.act_dtype)
     kv_layer = kv_bytes_per_token_per_layer(model, par, dtype_bytes(res.kv_dtype))
@@ -302,7 +303,7 @@ def _stage_plans(
         if params.runtime_reserve_bytes is None
         else params.runtime_reserve_bytes
     )
-    if kv_of_free:
+    if kv_of_free or kv_of_total:
         usable = hw.hbm_bytes
     elif kv_of_static:
         # SGLang's mem_fraction_static: a share of what the runtime leaves, for weights and KV;
@@ -352,6 +353,10 @@ def _stage_plans(
         kv_cache = usable - weights if kv_of_static else usable - weights - act - runtime
         if kv_of_free:
             kv_cache *= util
+        elif kv_of_total:
+            # A share of all HBM whatever the weights take, allocated chunk by chunk as
+            # requests need it: never more than the weights, activations and runtime leave.
+            kv_cache = min(usable * util, kv_cache)
         blocks = max(0, math.floor(kv_cache / (block_size * kv_token))) if kv_token else 0
         blocks *= par.dp  # every rank holds its own cache
         plan = MemoryPlan(
@@ -485,6 +490,7 @@ def plan_memory(
     kv_of_free: bool = False,
     kv_of_static: bool = False,
     kv_cache_tokens: int | None = None,
+    kv_of_total: bool = False,
 ) -> MemoryPlan:
     """Memory budget of ``model`` on ``hw`` split as ``par`` (pure arithmetic, no I/O); the
     knobs' defaults are :mod:`servesim.knobs`'s. ``kv_cache_tokens`` pins the KV cache of each
@@ -495,7 +501,9 @@ def plan_memory(
     takes that fraction of what the weights, activations and runtime leave free; with
     ``kv_of_static`` it is SGLang's ``mem_fraction_static``: the fraction of the memory the
     runtime leaves that holds the weights and the KV cache (activations and CUDA graphs live
-    in the rest, so no activation reserve is taken from it).
+    in the rest, so no activation reserve is taken from it); with ``kv_of_total`` it is LMDeploy
+    TurboMind's ``cache_max_entry_count`` before 0.2.2: the KV cache takes that share of all
+    HBM, whatever the weights hold (at most what they, the activations and the runtime leave).
 
     Raises ServesimError when not even one KV block fits, naming the smallest TP that fits.
     """
@@ -516,7 +524,7 @@ def plan_memory(
     res = resolve_params(model, hw, params)
     args = (
         gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, kv_of_free,
-        kv_of_static,
+        kv_of_static, kv_of_total,
     )  # fmt: skip
     plan = _stage_plans(model, hw, par, params, res, *args)
     if kv_cache_tokens is not None:

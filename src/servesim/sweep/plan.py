@@ -266,8 +266,7 @@ def _shapes(spec: PlanSpec) -> tuple[list[Deployment], list[str]]:
                         gpu_memory_utilization=sc.scheduler.gpu_memory_utilization,
                         block_size=sc.scheduler.block_size,
                         max_num_batched_tokens=mnbt, max_num_seqs=mns,
-                        kv_of_free=engine_profile(sc.engine).kv_of_free,
-                        kv_of_static=engine_profile(sc.engine).kv_of_static,
+                        **engine_profile(sc.engine).kv_memory(sc.engine_version),
                     )  # fmt: skip
                 except ServesimError as err:
                     if (display, tp) not in misfits:  # one note, whichever knobs
