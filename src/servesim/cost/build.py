@@ -274,16 +274,18 @@ def _sibling_moe_curve(
     if hw.architecture is None or res.tables_from is not None:
         return None
     source = _reshape_source(model, par, params, res)
-    shared = None  # (the engine table and collection of the reshape's rows)
+    mine = collection = None  # (this GPU's reshape, and the engine collection it reads)
     if source is not None:
         backend, release = _moe_backend_release(params, (source[0],))
         found = kernels_mod.moe_rows(
             res.tables, backend, (source[0],), source[1], par.expert_tp, par.ep, release
         )
         if found is not None:
-            table = res.tables.moe[found[0]]
-            version = table["version"][found[1]][0] if "version" in table else None
-            shared = found[0], version
+            engine, rows = found
+            table = res.tables.moe[engine]
+            collection = engine, (table["version"][rows][0] if "version" in table else None)
+            own = kernels_mod.moe_collection(res.tables, *collection)
+            mine = _reshaped_moe_curve(model, hw, par, params, replace(res, tables=own), source)
     for other in _borrowing_order(hw, res):
         if other.architecture != hw.architecture:
             return None  # (the order puts the same architecture first)
@@ -291,18 +293,12 @@ def _sibling_moe_curve(
         got = _moe_curve(model, par, params, res, tables)
         if got is None:
             continue
-        if shared is not None:
-            mine_rows = kernels_mod.moe_collection(res.tables, *shared)
-            their_rows = kernels_mod.moe_collection(tables, *shared)
-            if mine_rows is not None and their_rows is not None:
-                mine = _reshaped_moe_curve(
-                    model, hw, par, params, replace(res, tables=mine_rows), source
-                )
-                reference = _reshaped_moe_curve(
-                    model, other, par, params, replace(res, tables=their_rows), source
-                )
-                if mine is not None and reference is not None:
-                    return mine[0] * got[0] / reference[0], got[1]
+        theirs = None if mine is None else kernels_mod.moe_collection(tables, *collection)
+        if theirs is not None:
+            theirs_res = replace(res, tables=theirs)
+            reference = _reshaped_moe_curve(model, other, par, params, theirs_res, source)
+            if reference is not None:
+                return mine[0] * got[0] / reference[0], got[1]
         utilisation = got[0] / _expert_roofline_seconds(model, other, par, params)
         return utilisation * _expert_roofline_seconds(model, hw, par, params), got[1]
     return None
