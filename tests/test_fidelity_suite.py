@@ -75,6 +75,27 @@ def test_stated_token_totals_set_the_mean_lengths():
     assert "api_server" not in sc  # online runs go through the API server (the default)
 
 
+def test_sglangs_client_draws_random_lengths_up_to_the_given_ones_below_ratio_one():
+    # sglang.bench_serving's random dataset: prompts in [max(r·len, 1), len], answers in
+    # [r·len, len]; the default r = 0.0 draws lengths up to the given value, not equal to it.
+    w = {"dataset": "random", "input_len": 8192, "output_len": 1024, "range_ratio": 0.0,
+         "num_prompts": 200}  # fmt: skip
+    case = {"mode": "online", "engine": "sglang", "model": "meta-llama/Llama-3.1-8B",
+            "gpu": "H200", "workload": w, "load": {"request_rate": 16.0},
+            "notes": "Client: python3 -m sglang.bench_serving --backend sglang"}  # fmt: skip
+    sc = fid.scenario_of(case)
+    assert sc["workload"]["input_len"] == {"kind": "uniform", "lo": 1, "hi": 8192}
+    assert sc["workload"]["output_len"] == {"kind": "uniform", "lo": 1, "hi": 1024}
+    half = fid.scenario_of({**case, "workload": {**w, "range_ratio": 0.5}})
+    assert half["workload"]["input_len"] == {"kind": "uniform", "lo": 4096, "hi": 8192}
+    assert half["workload"]["output_len"] == {"kind": "uniform", "lo": 512, "hi": 1024}
+    fixed = fid.scenario_of({**case, "workload": {**w, "range_ratio": 1.0}})
+    assert (fixed["workload"]["input_len"], fixed["workload"]["output_len"]) == (8192, 1024)
+    # vLLM's client reads a ratio of 0 as fixed lengths ([len·(1 − r), len·(1 + r)]).
+    vllm = fid.scenario_of({**case, "notes": "vllm bench serve --backend vllm"})
+    assert (vllm["workload"]["input_len"], vllm["workload"]["output_len"]) == (8192, 1024)
+
+
 def test_a_chat_endpoint_client_adds_the_templates_tokens_as_a_shared_prefix():
     # vllm bench serve --backend openai-chat counts the messages' content; the server renders
     # the chat template around each (gpt-oss: harmony's system and developer messages).

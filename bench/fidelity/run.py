@@ -155,13 +155,40 @@ def _chat_template_tokens(case: dict[str, Any]) -> int:
     return chat_template_tokens(str(case.get("model", ""))) or 0
 
 
-def _fixed_lengths(w: dict[str, Any]) -> tuple[Any, Any]:
+def _sglang_client(case: dict[str, Any]) -> bool:
+    """Whether the case's client was SGLang's ``sglang.bench_serving`` (as its notes or launch
+    arguments name it)."""
+    text = str(case.get("notes", "")) + " " + json.dumps(case.get("engine_args") or {})
+    return "sglang.bench_serving" in text
+
+
+def _sglang_random_lengths(w: dict[str, Any]) -> tuple[Any, Any] | None:
+    """Lengths of SGLang's random dataset at the case's ``range_ratio`` r below 1: prompts
+    uniform in [max(⌊r·len⌋, 1), len], answers in [⌊r·len⌋, len] (``sample_random_requests`` in
+    the 0.4.5-0.5.3 wheels' ``bench_serving.py``, r = 0.0 by default: lengths up to the given
+    value, not equal to it). An answer of 0 tokens is taken as 1 (the server's first token)."""
+    ilen, olen, ratio = w.get("input_len"), w.get("output_len"), w.get("range_ratio")
+    if not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        return None
+    if not isinstance(ilen, int) or not isinstance(olen, int):
+        return None
+    lo_in, lo_out = max(int(ilen * ratio), 1), max(int(olen * ratio), 1)
+    return (
+        {"kind": "uniform", "lo": lo_in, "hi": ilen},
+        {"kind": "uniform", "lo": lo_out, "hi": olen},
+    )
+
+
+def _fixed_lengths(w: dict[str, Any], sglang_client: bool = False) -> tuple[Any, Any]:
     ilen, olen = w.get("input_len"), w.get("output_len")
     if isinstance(ilen, dict) and isinstance(olen, dict):
         return ilen, olen  # (servesim length distributions, as the source's client drew them)
     totals = _from_totals(w, ilen)
     if totals is not None:
         return totals
+    sglang = _sglang_random_lengths(w) if sglang_client else None
+    if sglang is not None:
+        return sglang
     if w.get("dataset") in ("sharegpt", "ShareGPT") and not isinstance(ilen, int):
         return "sharegpt", "sharegpt"
     if not isinstance(ilen, (int, float)) or not isinstance(olen, (int, float)):
@@ -358,7 +385,7 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     steps = args.get("num_scheduler_steps")
     if isinstance(steps, int) and steps > 1 and engine == "vllm-v0":
         sc["num_scheduler_steps"] = steps
-    ilen, olen = _fixed_lengths(w)
+    ilen, olen = _fixed_lengths(w, _sglang_client(case))
     workload: dict[str, Any] = {"input_len": ilen, "output_len": olen}
     if mode in ("static", "latency"):
         batch = int(load.get("batch_size") or 1)
