@@ -143,12 +143,16 @@ def _from_totals(w: dict[str, Any], ilen: Any) -> tuple[Any, Any] | None:
     return lognormal(mean_in, 1024), lognormal(mean_out, 1024)
 
 
+def _client_text(case: dict[str, Any]) -> str:
+    """The case's notes and launch arguments, where it names the benchmark client it ran."""
+    return str(case.get("notes", "")) + " " + json.dumps(case.get("engine_args") or {})
+
+
 def _chat_template_tokens(case: dict[str, Any]) -> int:
     """Tokens the server's chat template added to each prompt, when the case's client was
     ``vllm bench serve --backend openai-chat`` (its token totals and random lengths count the
     messages' content only; the server renders the template around them), else 0."""
-    text = str(case.get("notes", "")) + " " + json.dumps(case.get("engine_args") or {})
-    if "--backend openai-chat" not in text:
+    if "--backend openai-chat" not in _client_text(case):
         return 0
     from servesim.chat_templates import chat_template_tokens
 
@@ -158,8 +162,7 @@ def _chat_template_tokens(case: dict[str, Any]) -> int:
 def _sglang_client(case: dict[str, Any]) -> bool:
     """Whether the case's client was SGLang's ``sglang.bench_serving`` (as its notes or launch
     arguments name it)."""
-    text = str(case.get("notes", "")) + " " + json.dumps(case.get("engine_args") or {})
-    return "sglang.bench_serving" in text
+    return "sglang.bench_serving" in _client_text(case)
 
 
 def _sglang_random_lengths(w: dict[str, Any]) -> tuple[Any, Any] | None:
