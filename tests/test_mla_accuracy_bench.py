@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from bench_scripts import load_bench_script
 
 from servesim.cost import CostParams, Parallelism, build_step_cost
 from servesim.hardware import load_hardware
 from servesim.model import load_model
 
-SCRIPT = Path(__file__).parent.parent / "bench" / "mla_accuracy.py"
-
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("mla_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("mla_accuracy.py")
 
 
 def test_measured_rows_key_prompts_by_length_and_decodes_by_context(script):
