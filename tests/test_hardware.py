@@ -480,3 +480,12 @@ def test_tiers_can_be_overridden():
     hw = load_hardware("H100").with_overrides(host_link=Link("PCIe Gen6 x16", 121e9, 1e-5))
     assert hw.host_link.bandwidth == 121e9
     assert hw.cpu_memory_bytes == load_hardware("H100").cpu_memory_bytes
+
+
+def test_l2_cache_is_an_optional_positive_figure_with_its_source():
+    from servesim.hardware import load_hardware
+
+    h100 = load_hardware("H100")
+    assert h100.l2_bytes == 50 * 2**20 and "50 MB" in h100.sources["l2_bytes"]
+    assert load_hardware("RTX-PRO-6000").l2_bytes == 128 * 2**20
+    assert load_hardware("B200").l2_bytes is None

@@ -54,7 +54,9 @@ def test_a_vidur_profile_is_set_against_the_tables(script, tmp_path):
         w.writerow(row)
     points = script.vidur_points(tmp_path, "h100")
     assert [(p[0], p[1]) for p in points] == [("org/model", 1024)] * 4
+    # (an H100's rows at 1,024 tokens are compute-bound: servesim prices them as the table)
     assert [p[2] for p in points] == pytest.approx([1.25] * 4)
+    assert [p[3] for p in points] == pytest.approx([1.25] * 4)
 
 
 def test_llmservingsims_layers_split_k_and_v_from_the_large_projections(script, tmp_path):
@@ -78,10 +80,32 @@ def test_llmservingsims_layers_split_k_and_v_from_the_large_projections(script, 
     assert [p[2] for p in small] == pytest.approx([2.0] * 2, rel=1e-4)
 
 
+def test_the_rtx_pro_6000s_small_gemms_are_set_against_the_l2_floor(script, tmp_path):
+    # Llama-3.1-8B's o_proj at one token: its 32 MB of weights sit in the RTX PRO 6000's L2 in
+    # the table's benchmark, so servesim prices it at the HBM roofline instead: a profile at
+    # that time is 1 against servesim and more than 1 against the table.
+    model = "meta-llama/Llama-3.1-8B"
+    n, k = script.rtx_shapes(model, 1)["o_proj"]
+    pricer = script.Pricer("RTX-PRO-6000")
+    m = np.array([1.0])
+    floor = (n * k * 2 + (n + k) * 2) / (pricer.hw.hbm_bandwidth * pricer.hw.memory_efficiency)
+    folder = tmp_path / "profiler" / "perf" / "RTXPRO6000" / model / "bf16" / "tp1"
+    folder.mkdir(parents=True)
+    (folder / "dense.csv").write_text(f"layer,tokens,time_us\no_proj,1,{floor * 1e6}\n")
+    [(name, tokens, to_table, to_servesim)] = script.rtx_points(tmp_path)
+    assert (name, tokens) == (model, 1)
+    assert to_servesim == pytest.approx(1.0, rel=1e-6)
+    table = K.gemm_seconds(pricer.tables, "bf16", n, k, m)[0][0]
+    assert to_table == pytest.approx(floor / table) and to_table > 1.2
+
+
 def test_octaves_are_medians_per_power_of_two(script):
-    points = [("a", 40, 0.9), ("a", 50, 1.1), ("b", 300, 1.3), ("b", 400, 1.1), ("a", 500, 1.2)]
+    points = [("a", 40, 0.9, 1.0), ("a", 50, 1.1, 1.0), ("b", 300, 1.3, 1.1),
+              ("b", 400, 1.1, 1.1), ("a", 500, 1.2, 1.1)]  # fmt: skip
     bins = script.octaves(points)
     assert [b["tokens"] for b in bins] == [(32, 64), (256, 512)]
     assert [b["points"] for b in bins] == [2, 3]
     assert [b["median"] for b in bins] == pytest.approx([1.0, 1.2])
+    assert [b["median"] for b in script.octaves(points, 3)] == pytest.approx([1.0, 1.1])
     assert script.median_abs_error(points) == pytest.approx(0.1)
+    assert script.median_abs_error(points, 3) == pytest.approx(0.1)

@@ -91,6 +91,10 @@ class Hardware:
     """Typical achievable fraction of peak HBM bandwidth for streaming reads."""
     kernel_launch_s: float = 4e-6
     """Fixed latency per kernel (launch + tail), seconds."""
+    l2_bytes: float | None = None
+    """Last-level (L2) cache, bytes: a measured GEMM table row whose weights fit in it was read
+    from L2 by the benchmark's repeats (``servesim.cost.build``: no faster than HBM allows
+    inside a forward pass). None: not given (no such floor)."""
     tdp_w: float = 700.0
     idle_w: float = 100.0
     price_per_gpu_hour: float = 0.0
@@ -205,6 +209,7 @@ class _HardwareFile(Spec, kw_only=True):
     compute_efficiency: Fraction = _DEFAULT["compute_efficiency"]
     memory_efficiency: Fraction = _DEFAULT["memory_efficiency"]
     kernel_launch_s: NonNegative = _DEFAULT["kernel_launch_s"]
+    l2_bytes: PositiveFloat | None = None
     tdp_w: PositiveFloat = _DEFAULT["tdp_w"]
     idle_w: NonNegative = _DEFAULT["idle_w"]
     price_per_gpu_hour: NonNegative = _DEFAULT["price_per_gpu_hour"]
@@ -277,6 +282,7 @@ def _build(data: Any, where: str) -> Hardware:
         compute_efficiency=spec.compute_efficiency,
         memory_efficiency=spec.memory_efficiency,
         kernel_launch_s=spec.kernel_launch_s,
+        l2_bytes=spec.l2_bytes,
         tdp_w=spec.tdp_w,
         idle_w=spec.idle_w,
         price_per_gpu_hour=spec.price_per_gpu_hour,

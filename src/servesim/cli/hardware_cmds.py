@@ -80,6 +80,10 @@ def _spec_rows(hw: Hardware) -> list[tuple[str, str, str]]:
         ("compute_efficiency", f"{hw.compute_efficiency:.2f} of peak"),
         ("memory_efficiency", f"{hw.memory_efficiency:.2f} of peak"),
         ("kernel_launch_s", f"{hw.kernel_launch_s * 1e6:g} µs"),
+    ]
+    if hw.l2_bytes is not None:
+        rows.append(("l2_bytes", f"{hw.l2_bytes / 2**20:g} MB"))
+    rows += [
         ("tdp_w", f"{hw.tdp_w:g} W"),
         ("idle_w", f"{hw.idle_w:g} W"),
         ("price_per_gpu_hour", f"${hw.price_per_gpu_hour:.2f} (default, override)"),
