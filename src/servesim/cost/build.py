@@ -174,7 +174,7 @@ def l2_floor_seconds(
     small-batch rows beat the HBM (the L40S's by up to 3.8×, the RTX PRO 6000's 3.1×). Inside a
     forward pass every layer's weights come from HBM (LLMServingSim's vLLM 0.19 profile of
     Llama-3.1-8B and Qwen3-32B on an RTX PRO 6000 runs them 1.2-1.4× the table below 256 tokens,
-    1.02-1.07× with this floor: ``bench/in_model_gemm.py``). Weights larger than L2 keep their
+    1.06-1.18× with this floor: ``bench/in_model_gemm.py``). Weights larger than L2 keep their
     measured rows, which may beat the roofline's memory efficiency honestly."""
     source = res.tables_from if res.tables_from is not None else hw
     l2 = source.l2_bytes
