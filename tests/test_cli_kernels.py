@@ -332,3 +332,17 @@ def test_one_gpu_names_its_engines_mla_block_scales():
     assert doc("H800")["mla_block"] == doc("H100")["mla_block"]  # (borrowed with the tables)
     text = runner.invoke(app, ["kernels", "H200"], env={"COLUMNS": "200"}).output
     assert f"vllm × {mla_block_scale('H200', 'vllm'):.2f}" in text
+
+
+def test_one_gpu_counts_the_gemm_rows_its_benchmark_served_from_l2():
+    def doc(gpu: str) -> dict:
+        result = runner.invoke(app, ["kernels", gpu, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    l40s = doc("L40S")["l2_floor"]
+    assert l40s["l2_bytes"] == 96 * 2**20 and l40s["floored"] > 100 and l40s["largest_speedup"] > 3
+    assert doc("H100")["l2_floor"]["floored"] == 0  # (its fast rows are weights beyond L2)
+    assert doc("B200")["l2_floor"] is None  # (no L2 size in the catalog)
+    text = runner.invoke(app, ["kernels", "L40S"], env={"COLUMNS": "200"}).output
+    assert f"{l40s['floored']} of the {l40s['rows']} bf16 GEMM rows beat the HBM roofline" in text

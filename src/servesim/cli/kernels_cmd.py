@@ -290,6 +290,15 @@ def kernels_cmd(
             f"kernels summed: {scales}; other engines: the sum (catalog/kernels/mla_block.json)",
             highlight=False,
         )
+    l2 = doc["l2_floor"]
+    if l2 is not None and l2["floored"]:
+        console.print(
+            f"L2 ({l2['l2_bytes'] / 2**20:g} MB): {l2['floored']} of the {l2['rows']} bf16 GEMM "
+            f"rows beat the HBM roofline on weights that fit in L2 (up to "
+            f"{l2['largest_speedup']:.1f}×: served from L2 by the benchmark's repeats); priced "
+            "at that floor, as inside a forward pass",
+            highlight=False,
+        )
     if doc["gemm_check"] is not None:
         console.print()
         console.print(_check_table(doc["gemm_check"]))

@@ -121,6 +121,24 @@ def _mla_block(hw: Hardware, borrowed: str | None) -> dict[str, float]:
     return {b: s for b, s in scales.items() if s != 1.0}
 
 
+def _l2_rows(hw: Hardware, tables) -> dict[str, Any] | None:
+    """This GPU's bf16 GEMM rows whose weights fit in its L2 and that beat the HBM roofline
+    (served from L2 by the benchmark; ``build.l2_floor_seconds`` prices them at that floor)."""
+    if tables is None or tables.gemm is None or hw.l2_bytes is None:
+        return None
+    g = tables.gemm
+    bf16 = g["dtype"] == "bf16"
+    m, n, k, seconds = g["m"][bf16], g["n"][bf16], g["k"][bf16], g["seconds"][bf16]
+    memory = (2.0 * n * k + 2.0 * m * (n + k)) / (hw.hbm_bandwidth * hw.memory_efficiency)
+    floored = (2.0 * n * k <= hw.l2_bytes) & (seconds < memory)
+    return {
+        "l2_bytes": hw.l2_bytes,
+        "rows": int(bf16.sum()),
+        "floored": int(floored.sum()),
+        "largest_speedup": float((memory / seconds)[floored].max()) if floored.any() else 1.0,
+    }
+
+
 def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
     """What ``servesim kernels`` knows of one GPU: coverage, rungs, attention curve (the
     tables of ``backend`` when the ``servesim[kernels]`` extra is installed)."""
@@ -152,6 +170,7 @@ def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
     }
     doc["attention_fit"] = attention
     doc["mla_block"] = _mla_block(hw, borrowed)
+    doc["l2_floor"] = _l2_rows(hw, tables)
     doc["fallback"] = (
         None if tables is not None else _fallback_text(attention, borrowed, hw.architecture)
     )
