@@ -1163,28 +1163,25 @@ def test_no_gpu_of_another_architecture_lends_an_moe_shape_as_a_sibling():
 def test_gemm_rows_a_benchmark_served_from_l2_are_priced_at_the_hbm_roofline():
     # The L40S's table times a 4096x4096 GEMM (32 MB of weights, inside its 96 MB L2) at one
     # token faster than its GDDR6 could deliver the weights (1024x1024's 2 MB: 3.8x faster):
-    # servesim prices it at the
-    # roofline's memory time (bandwidth × memory efficiency). A GEMM whose weights exceed L2
-    # keeps its measured rows, as does a GPU whose L2 the catalog does not give.
+    # servesim prices it at the roofline's memory time (bandwidth × memory efficiency). A GEMM
+    # whose weights exceed L2 keeps its measured rows, as does a GPU whose L2 the catalog does
+    # not give.
     from servesim.cost.build import l2_floor_seconds
-    from servesim.cost.resolve import resolve_params
 
     m = np.array([1.0, 16.0, 4096.0])
     l40s = load_hardware("L40S")
-    res = resolve_params(load_model("llama-3.1-8b"), l40s, CostParams(kernel_tables=True))
     assert l40s.l2_bytes == 96 * 2**20
     tables = K.load_tables("L40S")
     table = K.gemm_seconds(tables, "bf16", 4096, 4096, m)[0]
     floor = (4096 * 4096 * 2 + m * 8192 * 2) / (l40s.hbm_bandwidth * l40s.memory_efficiency)
-    priced = l2_floor_seconds(table, l40s, res, "bf16", 4096, 4096, m)
+    priced = l2_floor_seconds(table, l40s, l40s, 2.0, 2.0, 4096, 4096, m)
     assert table[0] < 0.95 * floor[0]  # (served from L2 in the benchmark)
     assert priced[:2] == pytest.approx(floor[:2]) and priced[2] == table[2]  # (compute-bound)
     big = K.gemm_seconds(tables, "bf16", 28672, 8192, m)[0]  # 448 MB: never in L2
-    assert (l2_floor_seconds(big, l40s, res, "bf16", 28672, 8192, m) == big).all()
+    assert (l2_floor_seconds(big, l40s, l40s, 2.0, 2.0, 28672, 8192, m) == big).all()
     b200 = load_hardware("B200")
     assert b200.l2_bytes is None
-    res_b = resolve_params(load_model("llama-3.1-8b"), b200, CostParams(kernel_tables=True))
-    assert (l2_floor_seconds(table, b200, res_b, "bf16", 4096, 4096, m) == table).all()
+    assert (l2_floor_seconds(table, b200, b200, 2.0, 2.0, 4096, 4096, m) == table).all()
     # The step as simulate prices it: a one-token decode of Llama-3.1-8B on an L40S is slower
     # than the tables alone, a 4,096-token prompt is not.
     model = load_model("llama-3.1-8b")

@@ -126,16 +126,18 @@ def _l2_rows(hw: Hardware, tables) -> dict[str, Any] | None:
     (served from L2 by the benchmark; ``build.l2_floor_seconds`` prices them at that floor)."""
     if tables is None or tables.gemm is None or hw.l2_bytes is None:
         return None
+    from servesim.cost.build import l2_floor_seconds
+
     g = tables.gemm
     bf16 = g["dtype"] == "bf16"
     m, n, k, seconds = g["m"][bf16], g["n"][bf16], g["k"][bf16], g["seconds"][bf16]
-    memory = (2.0 * n * k + 2.0 * m * (n + k)) / (hw.hbm_bandwidth * hw.memory_efficiency)
-    floored = (2.0 * n * k <= hw.l2_bytes) & (seconds < memory)
+    priced = l2_floor_seconds(seconds, hw, hw, 2.0, 2.0, n, k, m)
+    floored = priced > seconds
     return {
         "l2_bytes": hw.l2_bytes,
         "rows": int(bf16.sum()),
         "floored": int(floored.sum()),
-        "largest_speedup": float((memory / seconds)[floored].max()) if floored.any() else 1.0,
+        "largest_speedup": float((priced / seconds)[floored].max()) if floored.any() else 1.0,
     }
 
 

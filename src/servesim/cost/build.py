@@ -109,7 +109,10 @@ def _measured_curves(
                 theirs = _roofline_gemm_seconds(res.tables_from, params, res, dtype, n, k, grid)
                 got = (got[0] * mine / theirs, got[1])
             if got is not None:
-                got = (l2_floor_seconds(got[0], hw, res, dtype, *op.shape, grid), got[1])
+                n, k = op.shape
+                source = res.tables_from if res.tables_from is not None else hw
+                weight, act = dtype_bytes(dtype), dtype_bytes(res.act_dtype)
+                got = (l2_floor_seconds(got[0], hw, source, weight, act, n, k, grid), got[1])
         elif block:
             continue
         elif op.name == "all_reduce" and params.custom_allreduce and par.tp <= hw.gpus_per_node:
@@ -155,17 +158,15 @@ def _borrowed_allreduce(
     return got[0] * theirs / mine, got[1]
 
 
-def _gemm_memory_seconds(
-    hw: Hardware, res: ResolvedParams, dtype: str, n: float, k: float, m
-) -> np.ndarray:
-    """Seconds one ``m × k`` by ``k × n`` GEMM takes to move its weights and activations
-    through HBM at the roofline's rate (the bandwidth × the GPU's memory efficiency)."""
-    nbytes = n * k * dtype_bytes(dtype) + m * (n + k) * dtype_bytes(res.act_dtype)
-    return nbytes / (hw.hbm_bandwidth * hw.memory_efficiency)
+def _gemm_memory_seconds(hw: Hardware, weight: float, act: float, n, k, m) -> np.ndarray:
+    """Seconds one ``m × k`` by ``k × n`` GEMM takes to move its weights (``weight`` bytes an
+    element) and activations (``act``) through HBM at the roofline's rate (the bandwidth × the
+    GPU's memory efficiency)."""
+    return (n * k * weight + m * (n + k) * act) / (hw.hbm_bandwidth * hw.memory_efficiency)
 
 
 def l2_floor_seconds(
-    seconds: np.ndarray, hw: Hardware, res: ResolvedParams, dtype: str, n: float, k: float, m
+    seconds: np.ndarray, hw: Hardware, table_gpu: Hardware, weight: float, act: float, n, k, m
 ) -> np.ndarray:
     """A measured GEMM curve with its L2-served rows raised to the roofline's memory time.
 
@@ -175,12 +176,16 @@ def l2_floor_seconds(
     forward pass every layer's weights come from HBM (LLMServingSim's vLLM 0.19 profile of
     Llama-3.1-8B and Qwen3-32B on an RTX PRO 6000 runs them 1.2-1.4× the table below 256 tokens,
     1.06-1.18× with this floor: ``bench/in_model_gemm.py``). Weights larger than L2 keep their
-    measured rows, which may beat the roofline's memory efficiency honestly."""
-    source = res.tables_from if res.tables_from is not None else hw
-    l2 = source.l2_bytes
-    if l2 is None or n * k * dtype_bytes(dtype) > l2:
+    measured rows, which may beat the roofline's memory efficiency honestly.
+
+    ``table_gpu``: the GPU that measured the table (``hw`` itself, or the GPU a borrowed table
+    comes from); ``weight``, ``act``: bytes an element; ``n``, ``k``, ``m``: numbers or arrays
+    of one length."""
+    l2 = table_gpu.l2_bytes
+    if l2 is None:
         return seconds
-    return np.maximum(seconds, _gemm_memory_seconds(hw, res, dtype, n, k, m))
+    memory = _gemm_memory_seconds(hw, weight, act, n, k, m)
+    return np.where(n * k * weight <= l2, np.maximum(seconds, memory), seconds)
 
 
 def _roofline_gemm_seconds(
@@ -190,7 +195,7 @@ def _roofline_gemm_seconds(
     peak and MAMF efficiency, the GEMM efficiency curve, one launch)."""
     peak = tensor_core_peak(hw.peak_flops, dtype, res.act_dtype) * hw.compute_efficiency
     flops = 2.0 * (m + params.gemm_half_tokens) * n * k
-    memory = _gemm_memory_seconds(hw, res, dtype, n, k, m)
+    memory = _gemm_memory_seconds(hw, dtype_bytes(dtype), dtype_bytes(res.act_dtype), n, k, m)
     return np.maximum(flops / peak, memory) + hw.kernel_launch_s
 
 
