@@ -128,6 +128,41 @@ def test_scoring_a_case_gives_signed_errors_and_the_too_fast_direction():
     assert table["throughput"]["too_fast_share"] == 1.0
 
 
+def test_cases_are_grouped_by_how_they_load_the_server():
+    def regime(mode, load):
+        return fid.load_regime({"mode": mode, "load": load})
+
+    assert regime("online", {"concurrency": 1}) == "closed loop, <= 4 streams"
+    assert regime("online", {"concurrency": 4}) == "closed loop, <= 4 streams"
+    assert regime("online", {"concurrency": 5}) == "closed loop, > 4 streams"
+    assert regime("online", {"request_rate": "inf"}) == "burst (rate inf)"
+    assert regime("online", {"request_rate": 2.5}) == "open loop (finite rate)"
+    assert regime("static", {"batch_size": 8}) == "static"
+    # Every online case of the dataset falls in one of the four online regimes.
+    online = {fid.load_regime(c) for c in CASES if c.get("mode") == "online"}
+    assert online <= {"closed loop, <= 4 streams", "closed loop, > 4 streams",
+                      "burst (rate inf)", "open loop (finite rate)"}  # fmt: skip
+    assert len(online) == 4
+
+
+def test_the_ttft_table_by_load_counts_only_ttft_metrics():
+    def metric(fam, err):
+        return {"family": fam, "error": err, "too_fast": err < 0, "speed_bias": -err}
+
+    common = {"gpu": "H100", "engine": "vllm", "model": "meta-llama/Llama-3.1-8B"}
+    rows = [
+        {**common, "mode": "online", "load": "burst (rate inf)",
+         "metrics": [metric("TTFT", -0.5), metric("E2E", 0.1)]},
+        {**common, "mode": "static", "load": "static", "metrics": [metric("throughput", 0.2)]},
+    ]  # fmt: skip
+    tables = fid.tables(rows)
+    assert tables["load"]["static"]["n"] == 1 and tables["load"]["burst (rate inf)"]["n"] == 2
+    by_load = tables["TTFT by load"]
+    assert list(by_load) == ["burst (rate inf)"]
+    assert by_load["burst (rate inf)"]["n"] == 1
+    assert by_load["burst (rate inf)"]["median_abs_error"] == 0.5
+
+
 @pytest.mark.parametrize("mode", ["kernel", "unknown"])
 def test_cases_that_are_not_end_to_end_runs_are_skipped_with_a_reason(mode):
     case = {"id": "k", "engine": "vllm", "model": "m", "gpu": "H100", "mode": mode,

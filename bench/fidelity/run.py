@@ -85,6 +85,29 @@ def higher_is_faster(metric: str) -> bool:
     return family(metric) in ("throughput", "kernel")
 
 
+CLOSED_LOOP_FEW = 4
+"""Closed loops of at most this many streams count as lightly loaded (``load_regime``)."""
+
+
+def load_regime(case: dict[str, Any]) -> str:
+    """How the case loads its server, for grouping: an online run is a closed loop of at most
+    :data:`CLOSED_LOOP_FEW` streams (a request rarely waits: TTFT is the API server, the step
+    in flight and the prefill), a closed loop of more, a burst (``request_rate`` inf: every
+    request sent at once, TTFT mostly queueing) or an open loop at a finite rate; other modes
+    (``static``, ``latency``, ``offline``) are their own regime."""
+    mode = case.get("mode") or "?"
+    if mode != "online":
+        return mode
+    load = case.get("load") or {}
+    streams = load.get("concurrency")
+    if isinstance(streams, int):
+        few = streams <= CLOSED_LOOP_FEW
+        return f"closed loop, {'<=' if few else '>'} {CLOSED_LOOP_FEW} streams"
+    if str(load.get("request_rate")).lower() == "inf":
+        return "burst (rate inf)"
+    return "open loop (finite rate)"
+
+
 def load_cases(folder: Path = CASES) -> list[dict[str, Any]]:
     """Every case of every ``*.json`` file in ``folder``, in file then list order."""
     cases: list[dict[str, Any]] = []
@@ -450,6 +473,7 @@ def score_case(
         "engine": case.get("engine"),
         "gpu": case.get("gpu"),
         "mode": case.get("mode"),
+        "load": load_regime(case),
         "model": case.get("model", ""),
         "source": source_key(case),
         "metrics": [],
@@ -512,11 +536,14 @@ def score_case(
 
 
 def aggregate(rows: list[dict[str, Any]], key) -> dict[str, dict[str, float]]:
-    """Median / mean absolute error, count and share too fast, grouped by ``key(row, metric)``."""
+    """Median / mean absolute error, count and share too fast, grouped by ``key(row, metric)``
+    (metrics whose key is None are left out)."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         for m in row["metrics"]:
-            groups[key(row, m)].append(m)
+            name = key(row, m)
+            if name is not None:
+                groups[name].append(m)
     out = {}
     for name, ms in sorted(groups.items()):
         errs = [abs(m["error"]) for m in ms]
@@ -547,6 +574,10 @@ def tables(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]
         "gpu": aggregate(rows, lambda r, m: r["gpu"]),
         "engine": aggregate(rows, lambda r, m: r["engine"]),
         "mode": aggregate(rows, lambda r, m: r["mode"]),
+        "load": aggregate(rows, lambda r, m: r["load"]),
+        # (TTFT is the family furthest off; by load it separates the fixed latency a lone
+        # request sees from queueing.)
+        "TTFT by load": aggregate(rows, lambda r, m: r["load"] if m["family"] == "TTFT" else None),
         "model": aggregate(rows, lambda r, m: model_family(r["model"])),
         "all": aggregate(rows, lambda r, m: "all"),
     }
