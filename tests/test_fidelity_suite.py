@@ -128,21 +128,20 @@ def test_scoring_a_case_gives_signed_errors_and_the_too_fast_direction():
     assert table["throughput"]["too_fast_share"] == 1.0
 
 
-def test_cases_are_grouped_by_how_they_load_the_server():
-    def regime(mode, load):
-        return fid.load_regime({"mode": mode, "load": load})
+def test_every_online_case_gets_one_of_the_online_loads():
+    # (The regimes themselves: tests/test_track_record.py.)
+    from servesim.scenario import build_scenario
+    from servesim.track_record import LOADS, load_regime
 
-    assert regime("online", {"concurrency": 1}) == "closed loop, <= 4 streams"
-    assert regime("online", {"concurrency": 4}) == "closed loop, <= 4 streams"
-    assert regime("online", {"concurrency": 5}) == "closed loop, > 4 streams"
-    assert regime("online", {"request_rate": "inf"}) == "burst (rate inf)"
-    assert regime("online", {"request_rate": 2.5}) == "open loop (finite rate)"
-    assert regime("static", {"batch_size": 8}) == "static"
-    # Every online case of the dataset falls in one of the four online regimes.
-    online = {fid.load_regime(c) for c in CASES if c.get("mode") == "online"}
-    assert online <= {"closed loop, <= 4 streams", "closed loop, > 4 streams",
-                      "burst (rate inf)", "open loop (finite rate)"}  # fmt: skip
-    assert len(online) == 4
+    found = set()
+    for case in CASES:
+        if case.get("mode") != "online" or case.get("skip"):
+            continue
+        try:
+            found.add(load_regime(build_scenario(fid.scenario_of(case))))
+        except fid.Unmappable:
+            continue
+    assert found == set(LOADS[2:])
 
 
 def test_the_ttft_table_by_load_counts_only_ttft_metrics():
@@ -157,7 +156,7 @@ def test_the_ttft_table_by_load_counts_only_ttft_metrics():
     ]  # fmt: skip
     tables = fid.tables(rows)
     assert tables["load"]["static"]["n"] == 1 and tables["load"]["burst (rate inf)"]["n"] == 2
-    by_load = tables["TTFT by load"]
+    by_load = tables["load (TTFT only)"]
     assert list(by_load) == ["burst (rate inf)"]
     assert by_load["burst (rate inf)"]["n"] == 1
     assert by_load["burst (rate inf)"]["median_abs_error"] == 0.5

@@ -79,6 +79,70 @@ def test_lookup_takes_the_most_specific_group_with_enough_metrics():
     )
 
 
+@pytest.mark.parametrize(
+    ("fields", "regime"),
+    [
+        ({"scheduler": {"policy": "static"}, "api_server": False,
+          "workload": {"arrival": {"kind": "burst"}}}, "static batch"),
+        ({"api_server": False, "workload": {"arrival": {"kind": "burst"}}}, "in process"),
+        ({"workload": {"arrival": {"kind": "closed", "concurrency": 4}}},
+         "closed loop, <= 4 streams"),
+        ({"workload": {"arrival": {"kind": "closed", "concurrency": 5}}},
+         "closed loop, > 4 streams"),
+        ({"workload": {"arrival": {"kind": "burst"}, "max_concurrency": 2}},
+         "closed loop, <= 4 streams"),
+        ({"workload": {"arrival": {"kind": "burst"}}}, "burst (rate inf)"),
+        ({"workload": {"arrival": {"kind": "poisson", "rate": 2.0}}}, "open loop"),
+        ({}, "open loop"),
+    ],
+)  # fmt: skip
+def test_a_scenario_has_one_load_regime(fields, regime):
+    assert tr.load_regime(build_scenario(fields)) == regime
+
+
+def test_each_group_and_load_has_its_metric_families_with_hand_checked_medians():
+    def row(fam, load, err):
+        group = {"engine": "vllm", "gpu": "H100", "model_class": "dense < 10B"}
+        return ({**group, "family": fam, "load": load}, err, -err)
+
+    few = "closed loop, <= 4 streams"
+    rows = [row("TTFT", few, -0.5), row("TTFT", few, -0.3), row("TTFT", "open loop", -0.1),
+            row("throughput", few, 0.2)]  # fmt: skip
+    table = tr.build_table(rows, "test")
+    whole = table["groups"]["all"]
+    assert whole["metrics"] == 4
+    assert list(whole["families"]) == ["TTFT", "throughput"]  # (FAMILIES order)
+    assert whole["families"]["TTFT"]["metrics"] == 3
+    # TTFT errors -0.5, -0.3, -0.1: median |error| 0.3, speed bias (-error) 0.3, all too fast.
+    assert whole["families"]["TTFT"]["median_abs_error"] == pytest.approx(0.3)
+    assert whole["families"]["TTFT"]["speed_bias"] == pytest.approx(0.3)
+    assert whole["families"]["TTFT"]["too_fast_share"] == 1.0
+    assert list(table["loads"]) == [few, "open loop"]  # (LOADS order)
+    assert table["loads"][few]["metrics"] == 3
+    assert table["loads"][few]["families"]["TTFT"]["median_abs_error"] == pytest.approx(0.4)
+
+
+def test_lookup_adds_the_runs_of_the_scenarios_load_when_there_are_enough():
+    n = tr.MIN_METRICS
+    few, many = "closed loop, <= 4 streams", "closed loop, > 4 streams"
+    group = {"engine": "vllm", "gpu": "H100", "model_class": "dense < 10B"}
+    rows = [({**group, "family": "TTFT", "load": few}, -0.3, 0.4)] * n
+    rows += [({**group, "family": "E2E", "load": many}, 0.1, -0.1)] * (n - 1)
+    table = tr.build_table(rows, "test")
+    got = tr.lookup("vllm", "H100", "dense < 10B", table, load=few)
+    assert got["load"]["regime"] == few and got["load"]["metrics"] == n
+    assert tr.describe_load(got) == (
+        f"{few}: {n} metrics, median |error| 30%, 40% optimistic; TTFT 30% (40% optimistic)"
+    )
+    assert tr.describe_families(got) == "TTFT 30% (40% optimistic) · E2E 10% (10% pessimistic)"
+    # Too few runs of that load: no load line; no load asked: none either.
+    assert "load" not in tr.lookup("vllm", "H100", "dense < 10B", table, load=many)
+    assert "load" not in tr.lookup("vllm", "H100", "dense < 10B", table)
+    labels = [label for label, _ in tr.summary_rows(got)]
+    assert labels == ["track record on published runs", "  by metric (median |error|, bias)",
+                      "  all runs of this load"]  # fmt: skip
+
+
 def test_the_shipped_table_counts_every_metric_once_per_level():
     table = tr.shipped_table()
     assert table is not None, "run: python bench/fidelity/run.py --write-track-record"
@@ -91,7 +155,10 @@ def test_the_shipped_table_counts_every_metric_once_per_level():
             assert sum(groups[k]["metrics"] for k in keys) == total, level
     for stats in groups.values():
         assert 0 <= stats["median_abs_error"] and 0 <= stats["too_fast_share"] <= 1
+        assert sum(f["metrics"] for f in stats["families"].values()) == stats["metrics"]
     assert f"{total:,} metrics" in table["source"]
+    assert sum(load["metrics"] for load in table["loads"].values()) == total
+    assert set(table["loads"]) <= set(tr.LOADS)
 
 
 def test_a_simulation_reports_its_track_record_unless_calibrated_or_roofline():
@@ -110,8 +177,12 @@ def test_the_summary_table_shows_the_track_record():
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "track record on published runs" in out
+    assert "by metric" in out and "TTFT" in out
     js = subprocess.run(
         [sys.executable, "-m", "servesim", "simulate", "-n", "10", "--json"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    assert json.loads(js)["track_record"]["group"]["engine"] == "vllm"
+    record = json.loads(js)["track_record"]
+    assert record["group"]["engine"] == "vllm"
+    assert record["load"]["regime"] == "open loop"  # (the default: Poisson arrivals)
+    assert "TTFT" in record["families"]

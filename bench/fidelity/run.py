@@ -85,29 +85,6 @@ def higher_is_faster(metric: str) -> bool:
     return family(metric) in ("throughput", "kernel")
 
 
-CLOSED_LOOP_FEW = 4
-"""Closed loops of at most this many streams count as lightly loaded (``load_regime``)."""
-
-
-def load_regime(case: dict[str, Any]) -> str:
-    """How the case loads its server, for grouping: an online run is a closed loop of at most
-    :data:`CLOSED_LOOP_FEW` streams (a request rarely waits: TTFT is the API server, the step
-    in flight and the prefill), a closed loop of more, a burst (``request_rate`` inf: every
-    request sent at once, TTFT mostly queueing) or an open loop at a finite rate; other modes
-    (``static``, ``latency``, ``offline``) are their own regime."""
-    mode = case.get("mode") or "?"
-    if mode != "online":
-        return mode
-    load = case.get("load") or {}
-    streams = load.get("concurrency")
-    if isinstance(streams, int):
-        few = streams <= CLOSED_LOOP_FEW
-        return f"closed loop, {'<=' if few else '>'} {CLOSED_LOOP_FEW} streams"
-    if str(load.get("request_rate")).lower() == "inf":
-        return "burst (rate inf)"
-    return "open loop (finite rate)"
-
-
 def load_cases(folder: Path = CASES) -> list[dict[str, Any]]:
     """Every case of every ``*.json`` file in ``folder``, in file then list order."""
     cases: list[dict[str, Any]] = []
@@ -473,7 +450,6 @@ def score_case(
         "engine": case.get("engine"),
         "gpu": case.get("gpu"),
         "mode": case.get("mode"),
-        "load": load_regime(case),
         "model": case.get("model", ""),
         "source": source_key(case),
         "metrics": [],
@@ -494,10 +470,13 @@ def score_case(
         from servesim.errors import ServesimError
         from servesim.run import simulate
         from servesim.scenario import build_scenario
+        from servesim.track_record import load_regime
 
         started = time.perf_counter()
-        summary = simulate(build_scenario(fields)).summary
+        scenario = build_scenario(fields)
+        summary = simulate(scenario).summary
         out["sim_s"] = time.perf_counter() - started
+        out["load"] = load_regime(scenario)
     except Unmappable as err:
         out["skipped"] = str(err)
         return out
@@ -577,7 +556,9 @@ def tables(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]
         "load": aggregate(rows, lambda r, m: r["load"]),
         # (TTFT is the family furthest off; by load it separates the fixed latency a lone
         # request sees from queueing.)
-        "TTFT by load": aggregate(rows, lambda r, m: r["load"] if m["family"] == "TTFT" else None),
+        "load (TTFT only)": aggregate(
+            rows, lambda r, m: r["load"] if m["family"] == "TTFT" else None
+        ),
         "model": aggregate(rows, lambda r, m: model_family(r["model"])),
         "all": aggregate(rows, lambda r, m: "all"),
     }
@@ -686,11 +667,13 @@ def markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 def write_track_record(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """Condense the scored metrics into the package's track record (see
-    ``servesim.track_record``): grouped by the real engine, GPU and model class."""
+    ``servesim.track_record``): grouped by the real engine, GPU and model class, each group
+    also by metric family, and by load regime."""
     from servesim.track_record import TRACK_RECORD_PATH, build_table
 
     scored = [
-        ({"engine": r["engine"], "gpu": r["gpu"], "model_class": model_family(r["model"])},
+        ({"engine": r["engine"], "gpu": r["gpu"], "model_class": model_family(r["model"]),
+          "family": m["family"], "load": r["load"]},
          m["error"], m["speed_bias"])
         for r in rows for m in r["metrics"]
     ]  # fmt: skip

@@ -174,9 +174,14 @@ def _track_record(scenario: Scenario, runtimes, model) -> dict[str, Any] | None:
     the published runs did not score."""
     if scenario.calibration is not None or not scenario.kernel_tables:
         return None
-    from servesim.track_record import lookup, model_class_of
+    from servesim.track_record import load_regime, lookup, model_class_of
 
-    return lookup(scenario.engine, runtimes[0].hardware.name, model_class_of(model))
+    return lookup(
+        scenario.engine,
+        runtimes[0].hardware.name,
+        model_class_of(model),
+        load=load_regime(scenario),
+    )
 
 
 def _api_summary(api: ApiLatency | None, requests, summary) -> dict[str, float]:

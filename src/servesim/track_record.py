@@ -7,11 +7,14 @@ throughput). ``python bench/fidelity/run.py --write-track-record`` condenses its
 ``catalog/track_record.json``: for each group of runs — the real engine, the GPU, the model's
 class (:func:`model_class`) — the metrics scored, their median absolute relative error and
 their median *speed bias* (how much faster than measured servesim predicted: +0.2 = 20%
-optimistic). A simulation looks up the most specific group with at least
-:data:`MIN_METRICS` metrics (:func:`lookup`) and reports it beside its own numbers
-(``summary.json`` ``track_record``, a line of the summary table), so a prediction comes with how
-close servesim has been to real GPUs on that kind of deployment — and where it has not been
-checked at all.
+optimistic), overall and per metric family (TTFT, TPOT/ITL, E2E, throughput); and for each
+way a run loads its server (:func:`load_regime`: a static batch, in process, a closed loop of
+few or many streams, a burst, an open loop) the same figures over every run of that load. A
+simulation looks up the most specific group with at least :data:`MIN_METRICS` metrics
+(:func:`lookup`) and its own load's figures, and reports them beside its own numbers
+(``summary.json`` ``track_record``, lines of the summary table), so a prediction comes with how
+close servesim has been to real GPUs on that kind of deployment — metric by metric — and where
+it has not been checked at all.
 """
 
 from __future__ import annotations
@@ -27,6 +30,27 @@ TRACK_RECORD_PATH = Path(__file__).parent / "catalog" / "track_record.json"
 
 MIN_METRICS = 30
 """Fewest scored metrics a group needs to stand for a scenario (else a broader group does)."""
+
+MIN_FAMILY_METRICS = 10
+"""Fewest scored metrics of one family (TTFT, ...) a group needs for the summary table to show
+that family's figures (``summary.json`` has every family with its count)."""
+
+FAMILIES = ("TTFT", "TPOT/ITL", "E2E", "throughput")
+"""The metric families scored, in the order they are shown."""
+
+CLOSED_LOOP_FEW = 4
+"""Closed loops of at most this many streams are lightly loaded (:func:`load_regime`): a request
+rarely waits, so its TTFT is what it meets outside its prefill step plus that step."""
+
+LOADS = (
+    "static batch",
+    "in process",
+    f"closed loop, <= {CLOSED_LOOP_FEW} streams",
+    f"closed loop, > {CLOSED_LOOP_FEW} streams",
+    "burst (rate inf)",
+    "open loop",
+)
+"""How a run loads its server (:func:`load_regime`)."""
 
 ENGINE_FAMILY = {
     "vllm": "vllm",
@@ -80,32 +104,80 @@ def model_class_of(model: Any) -> str:
     )
 
 
+def load_regime(scenario: Any) -> str:
+    """How ``scenario`` (a :class:`~servesim.scenario.Scenario`) loads its server, one of
+    :data:`LOADS`: a ``static`` batch; ``in process`` (no API server: offline benchmarks);
+    a closed loop of at most :data:`CLOSED_LOOP_FEW` streams or of more (``closed`` arrivals, or
+    a burst capped by ``max_concurrency``); a ``burst`` (every request at t=0); else an open
+    loop (Poisson, gamma, constant rate, a trace's timestamps)."""
+    if scenario.scheduler.policy == "static":
+        return LOADS[0]
+    if not scenario.api_server:
+        return LOADS[1]
+    workload = scenario.workload
+    arrival = workload.arrival
+    kind = arrival.kind if arrival is not None else None
+    streams = arrival.concurrency if kind == "closed" else None
+    if kind == "burst" and workload.max_concurrency is not None:
+        streams = workload.max_concurrency
+    if streams is not None:
+        return LOADS[2] if streams <= CLOSED_LOOP_FEW else LOADS[3]
+    return LOADS[4] if kind == "burst" else LOADS[5]
+
+
 def group_key(level: Iterable[str], group: Mapping[str, str]) -> str:
     """The table key of ``group`` at ``level``: ``"engine=vllm|gpu=H100"``, ``"all"``."""
     parts = [f"{name}={group[name]}" for name in level]
     return "|".join(parts) if parts else "all"
 
 
+def _stats(scored: list[tuple[float, float]]) -> dict[str, Any]:
+    """Count, median |error|, median speed bias and share too fast of ``(error, bias)`` pairs."""
+    # (Four decimals: a tenth of a percentage point is more than the figures can carry.)
+    return {
+        "metrics": len(scored),
+        "median_abs_error": round(statistics.median(abs(e) for e, _ in scored), 4),
+        "speed_bias": round(statistics.median(b for _, b in scored), 4),
+        "too_fast_share": round(sum(b > 0 for _, b in scored) / len(scored), 4),
+    }
+
+
+def _stats_by_family(scored: list[tuple[str | None, float, float]]) -> dict[str, Any]:
+    """:func:`_stats` of ``(family, error, bias)`` triples, with ``families``: the same per
+    family (in :data:`FAMILIES` order; rows without a family count only in the whole)."""
+    out = _stats([(e, b) for _, e, b in scored])
+    families = {}
+    for fam in FAMILIES:
+        mine = [(e, b) for f, e, b in scored if f == fam]
+        if mine:
+            families[fam] = _stats(mine)
+    if families:
+        out["families"] = families
+    return out
+
+
 def build_table(
     rows: Iterable[tuple[Mapping[str, str], float, float]], source: str
 ) -> dict[str, Any]:
     """The track-record table from scored metrics: ``(group, error, speed_bias)`` rows, where
-    ``group`` names the run's ``engine``, ``gpu`` and ``model_class``, ``error`` is
+    ``group`` names the run's ``engine``, ``gpu`` and ``model_class`` (and optionally the
+    metric's ``family`` and the run's ``load``, see :func:`load_regime`), ``error`` is
     predicted / measured − 1 and ``speed_bias`` how much faster than measured the prediction
-    was (both fractions)."""
-    by_key: dict[str, list[tuple[float, float]]] = {}
+    was (both fractions). ``groups`` holds every level of :data:`LEVELS`, ``loads`` every
+    load regime the rows name."""
+    by_key: dict[str, list[tuple[str | None, float, float]]] = {}
+    by_load: dict[str, list[tuple[str | None, float, float]]] = {}
     for group, error, bias in rows:
+        row = (group.get("family"), error, bias)
         for level in LEVELS:
-            by_key.setdefault(group_key(level, group), []).append((error, bias))
-    groups = {}
-    for key, scored in sorted(by_key.items()):
-        groups[key] = {
-            "metrics": len(scored),
-            "median_abs_error": statistics.median(abs(e) for e, _ in scored),
-            "speed_bias": statistics.median(b for _, b in scored),
-            "too_fast_share": sum(b > 0 for _, b in scored) / len(scored),
-        }
-    return {"source": source, "min_metrics": MIN_METRICS, "groups": groups}
+            by_key.setdefault(group_key(level, group), []).append(row)
+        if group.get("load") is not None:
+            by_load.setdefault(group["load"], []).append(row)
+    groups = {key: _stats_by_family(scored) for key, scored in sorted(by_key.items())}
+    table: dict[str, Any] = {"source": source, "min_metrics": MIN_METRICS, "groups": groups}
+    if by_load:
+        table["loads"] = {n: _stats_by_family(by_load[n]) for n in LOADS if n in by_load}
+    return table
 
 
 @cache
@@ -117,11 +189,17 @@ def shipped_table() -> dict[str, Any] | None:
 
 
 def lookup(
-    engine_profile: str, gpu: str, model_cls: str, table: Mapping[str, Any] | None = None
+    engine_profile: str,
+    gpu: str,
+    model_cls: str,
+    table: Mapping[str, Any] | None = None,
+    load: str | None = None,
 ) -> dict[str, Any] | None:
     """The most specific group of published runs like this deployment with at least
     :data:`MIN_METRICS` scored metrics: ``{"group": {...}, "metrics": n, "median_abs_error": x,
-    "speed_bias": y, "too_fast_share": z, "source": ...}``; None without a table.
+    "speed_bias": y, "too_fast_share": z, "families": {...}, "source": ...}``; None without a
+    table. With ``load`` (:func:`load_regime` of the scenario) and enough runs of that load,
+    ``"load"`` holds their figures too: ``{"regime": load, "metrics": ..., "families": ...}``.
 
     ``engine_profile`` is the scenario's engine profile (``sglang-0.4`` scores against SGLang's
     runs); a profile without published runs of its own engine falls through to the GPU's and
@@ -136,7 +214,11 @@ def lookup(
             continue
         stats = groups.get(group_key(level, group))
         if stats is not None and stats["metrics"] >= MIN_METRICS:
-            return {"group": {n: group[n] for n in level}, **stats, "source": table["source"]}
+            found = {"group": {n: group[n] for n in level}, **stats, "source": table["source"]}
+            at_load = (table.get("loads") or {}).get(load) if load is not None else None
+            if at_load is not None and at_load["metrics"] >= MIN_METRICS:
+                found["load"] = {"regime": load, **at_load}
+            return found
     return None
 
 
@@ -149,9 +231,53 @@ def describe(record: Mapping[str, Any]) -> str:
     unmatched = [name for name in ("engine", "GPU") if group and name.lower() not in group]
     if unmatched:
         where += f" (any {' or '.join(unmatched)})"
-    bias = record["speed_bias"]
-    lean = f"{abs(bias):.0%} {'optimistic' if bias > 0 else 'pessimistic'}"
     return (
         f"{where}: {record['metrics']:,} metrics, median |error| "
-        f"{record['median_abs_error']:.0%}, {lean}"
+        f"{record['median_abs_error']:.0%}, {_lean(record['speed_bias'])}"
     )
+
+
+def _lean(bias: float) -> str:
+    """A median speed bias in words: ``30% optimistic`` (faster than measured)."""
+    return f"{abs(bias):.0%} {'optimistic' if bias > 0 else 'pessimistic'}"
+
+
+def describe_families(stats: Mapping[str, Any]) -> str | None:
+    """The families of ``stats`` (a :func:`lookup` result or its ``load``) with at least
+    :data:`MIN_FAMILY_METRICS` metrics: ``TTFT 25% (30% optimistic) · TPOT/ITL 16% (12%
+    optimistic) · ...`` (median |error|, then the median speed bias); None when none has."""
+    parts = []
+    families = stats.get("families") or {}
+    for fam in FAMILIES:  # (the stored table's keys are sorted)
+        t = families.get(fam)
+        if t is None or t["metrics"] < MIN_FAMILY_METRICS:
+            continue
+        parts.append(f"{fam} {t['median_abs_error']:.0%} ({_lean(t['speed_bias'])})")
+    return " · ".join(parts) or None
+
+
+def describe_load(record: Mapping[str, Any]) -> str | None:
+    """One line for the runs of the scenario's load (``record["load"]``): ``closed loop, <= 4
+    streams: 279 metrics, median |error| 12%, 1% pessimistic; TTFT 31% (45% optimistic) ...``;
+    None when the record has none."""
+    load = record.get("load")
+    if load is None:
+        return None
+    line = f"{load['regime']}: {load['metrics']:,} metrics, median |error| "
+    line += f"{load['median_abs_error']:.0%}, {_lean(load['speed_bias'])}"
+    families = describe_families(load)
+    return f"{line}; {families}" if families else line
+
+
+def summary_rows(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) rows for a summary table or report: the matched group
+    (:func:`describe`), its metric families (:func:`describe_families`) and the runs of the
+    scenario's load (:func:`describe_load`), the last two where there are enough metrics."""
+    rows = [("track record on published runs", describe(record))]
+    families = describe_families(record)
+    if families:
+        rows.append(("  by metric (median |error|, bias)", families))
+    at_load = describe_load(record)
+    if at_load:
+        rows.append(("  all runs of this load", at_load))
+    return rows

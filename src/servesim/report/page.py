@@ -134,9 +134,9 @@ def _scenario_section(run: RunData) -> str:
         ("seed", sc.get("seed", "")),
     ]
     if s.get("track_record"):
-        from servesim.track_record import describe
+        from servesim.track_record import summary_rows
 
-        rows.append(("track record on published runs", describe(s["track_record"])))
+        rows.extend(summary_rows(s["track_record"]))
     table = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     raw = json.dumps(sc, indent=2)
     return (f"<h2>Scenario</h2><table>{table}</table>"
