@@ -69,23 +69,30 @@ def test_long_prompts_and_decode_steps_are_unchanged():
 def test_the_fit_recovers_a_known_occupancy_limit():
     hw = load_hardware("H100")
     peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
-    b, s, h = np.meshgrid([1.0, 4.0, 32.0], [128.0, 512.0, 2048.0, 8192.0], [8.0, 32.0, 64.0])
-    b, s, h = b.ravel(), s.ravel(), h.ravel()
+    b, s, h, share = np.meshgrid(
+        [1.0, 4.0, 32.0], [128.0, 512.0, 2048.0, 8192.0], [8.0, 32.0, 64.0], [0.125, 1.0]
+    )
+    b, s, h, kv = b.ravel(), s.ravel(), h.ravel(), (h * share).ravel()
     flops = 4.0 * b * h * 128 * s * s / 2
     table = {
-        "seq_len": s, "batch": b, "num_heads": h, "head_dim": np.full_like(s, 128.0),
-        "dtype": np.full(len(s), "bf16"), "tflops": np.ones_like(s),
+        "seq_len": s, "batch": b, "num_heads": h, "num_kv_heads": kv,
+        "head_dim": np.full_like(s, 128.0), "dtype": np.full(len(s), "bf16"),
+        "tflops": np.ones_like(s),
     }  # fmt: skip
     e_true, h_true, fill_true = 0.6, 1000.0, 300.0
     blocks = h * b * (s / 128 + 1)
     occupied = np.maximum(1, fill_true / blocks)
-    seconds = launch + flops / (peak * e_true) * (1 + h_true / s) * occupied
+    # (Multi-head rows, 1 KV head per query head, stretch 1.5× as far: KV_HEAD_WEIGHT 0.5.)
+    stretch = 1 + h_true * (1 + AF.KV_HEAD_WEIGHT * kv / h) / s
+    seconds = launch + flops / (peak * e_true) * stretch * occupied
     table["seconds"] = seconds
     table["tflops"] = flops / seconds / 1e12
     e, half, fill, err = AF.fit_prefill(table, peak, launch)
     assert err < 0.02
     assert e == pytest.approx(e_true, abs=0.02)
+    assert half == pytest.approx(h_true, rel=0.15)
     assert fill == pytest.approx(fill_true, rel=0.15)
+    assert np.allclose(AF.length_stretch(h_true, h, kv, s), stretch)
 
 
 def test_gpus_with_tables_fit_an_occupancy_limit_and_the_given_knob_wins():
@@ -95,3 +102,26 @@ def test_gpus_with_tables_fit_an_occupancy_limit_and_the_given_knob_wins():
     assert cost.resolved.attention_fill_ctas == 123.0
     roofline = build_step_cost(llama_3_1_8b(), h100(), params=CostParams(kernel_tables=False))
     assert roofline.resolved.attention_fill_ctas == 0.0
+
+
+def test_kv_heads_lengthen_the_prefill_attention_curve_by_hand():
+    # One prompt of n tokens: n(n + 1)/2 causal (query, key) pairs at e of peak, plus the
+    # length term's h'·n/2 pairs, h' = h·(1 + 0.5·kv/heads) (attention_fit.length_stretch):
+    # the attention takes c·(n + 1 + h'). Same model, 32 query heads: 32 KV heads (MHA,
+    # h' = 1.5·h) against 8 (h' = 1.0625·h).
+    from dataclasses import replace
+
+    e, h, n = 0.5, 1000.0, 2048
+    params = CostParams(
+        attention_efficiency=e, attention_half_tokens=h, attention_fill_ctas=0.0, **BASE
+    )
+    gqa = llama_3_1_8b()
+    mha = replace(gqa, num_kv_heads=gqa.num_attention_heads)
+    t_gqa = _attention_seconds(build_step_cost(gqa, h100(), params=params), n)
+    t_mha = _attention_seconds(build_step_cost(mha, h100(), params=params), n)
+    c = t_gqa / (n + 1 + h * (1 + AF.KV_HEAD_WEIGHT * 8 / 32))
+    assert t_mha == pytest.approx(c * (n + 1 + 1.5 * h), rel=1e-9)
+    # Without the length term both take c·(n + 1).
+    flat = replace(params, attention_half_tokens=0.0)
+    t_flat = _attention_seconds(build_step_cost(mha, h100(), params=flat), n)
+    assert t_flat == pytest.approx(c * (n + 1), rel=1e-9)

@@ -17,12 +17,12 @@ def test_every_shipped_fit_is_the_fit_of_its_tables(gpu):
     hw = load_hardware(gpu)
     assert (K.table_folder(gpu) / SF.FILE_NAME).is_file(), "rerun bench/gpu/distil_kernels.py"
     tables = K.read_tables(K.table_folder(gpu), hw.name)
-    inputs = AF.fit_inputs(hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
-    stored = SF.shipped_fit(hw.name, "attention", inputs)
+    figures = (hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
+    stored = SF.shipped_fit(hw.name, "attention", AF.fit_inputs(*figures))
     assert stored is not None
     # (The fit's last bits depend on the CPU's SIMD paths in numpy's reductions: a stored fit
     # equals a fresh one to rounding, not to the bit, on another machine.)
-    fresh = dataclasses.asdict(AF.fit_tables(tables, *inputs.values()))
+    fresh = dataclasses.asdict(AF.fit_tables(tables, *figures))
     assert dataclasses.asdict(AF.AttentionFit(**stored)) == pytest.approx(fresh, rel=1e-9)
     if "fp8" in hw.peak_flops and (tables.gemm["dtype"] == "fp8").any():
         fp8_inputs = FP8.fit_inputs(hw)
@@ -41,6 +41,8 @@ def test_a_fit_is_read_back_only_under_its_own_inputs():
     # Another peak (an edited hardware file): no stored fit; the curve is fitted afresh.
     other = dict(inputs, peak=inputs["peak"] * 0.9)
     assert SF.shipped_fit("H100", "attention", other) is None
+    # Nor one fitted with another form of the length curve (the KV-head weight is keyed too).
+    assert SF.shipped_fit("H100", "attention", dict(inputs, kv_head_weight=0.0)) is None
     fresh = AF.attention_fit("H100", other["peak"], hw.hbm_bandwidth, hw.kernel_launch_s)
     stored = AF.attention_fit("H100", inputs["peak"], hw.hbm_bandwidth, hw.kernel_launch_s)
     assert fresh != stored and fresh == AF.attention_fit(

@@ -229,8 +229,9 @@ def write_gpu_fits(out: Path, gpu: str) -> None:
     from servesim.hardware import load_hardware
 
     hw, t = load_hardware(gpu), read_tables(out / gpu, gpu)
-    attention_inputs = AF.fit_inputs(hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
-    attention = AF.fit_tables(t, **attention_inputs)
+    figures = (hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
+    attention_inputs = AF.fit_inputs(*figures)
+    attention = AF.fit_tables(t, *figures)
     fits = {"attention": None, "fp8": None}
     if attention is not None:
         fits["attention"] = {"inputs": attention_inputs, "fit": asdict(attention)}

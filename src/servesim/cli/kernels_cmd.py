@@ -16,6 +16,7 @@ from rich.table import Table
 
 from servesim.cli.app import OUTPUT_PATH, app, positional_or_option
 from servesim.cli.kernels_doc import gemm_check, gpu_doc
+from servesim.cost.attention_fit import KV_HEAD_WEIGHT
 
 # --- text ---------------------------------------------------------------------------------------
 
@@ -147,8 +148,9 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
 
     return [
         f"attention curve (fitted rung): {fit['source']}",
-        f"  prefill: e·s/(s + h) of bf16 peak at s keys per query, e = {fit['efficiency']:.2f}, "
-        f"h = {fit['half_tokens']:.0f}; under C = {fit['fill_ctas']:.0f} thread blocks "
+        f"  prefill: e·s/(s + h') of bf16 peak at s keys per query, e = {fit['efficiency']:.2f}, "
+        f"h' = h·(1 + {KV_HEAD_WEIGHT:g}·KV heads / heads), h = {fit['half_tokens']:.0f}; "
+        f"under C = {fit['fill_ctas']:.0f} thread blocks "
         f"(heads × 128-query tiles) the GPU is not filled and the time stretches by "
         f"C / blocks{err(fit['prefill_error'])}",
         f"  decode: KV-cache reads at {fit['memory_efficiency']:.3f} of HBM bandwidth"

@@ -27,6 +27,8 @@ def plot_kernels(hw: Hardware, tables: KernelTables, doc: dict[str, Any], path: 
     import numpy as np
     from matplotlib.figure import Figure
 
+    from servesim.cost.attention_fit import length_stretch
+
     r = roofline_params(hw)
     colors = matplotlib.colormaps["tab10"].colors
     fig = Figure(figsize=(11, 4.4), dpi=110, layout="constrained")
@@ -75,9 +77,10 @@ def plot_kernels(hw: Hardware, tables: KernelTables, doc: dict[str, Any], path: 
         e, h, fill = fit["efficiency"], fit["half_tokens"], fit["fill_ctas"]
         blocks = heads * batch * (ss / 128 + 1.0)  # (the step model's estimate)
         stretch = np.maximum(1.0, fill / blocks)
-        t = r["kernel_launch_s"] + flops / (peak * e) * (1.0 + h / ss) * stretch
+        length = length_stretch(h, heads, kv_heads, ss)
+        t = r["kernel_launch_s"] + flops / (peak * e) * length * stretch
         right.plot(ss, flops / t / 1e12, "-", color=c, lw=1)
-    right.plot([], [], "-", color="grey", lw=1, label="fitted e·s/(s+h), occupancy")
+    right.plot([], [], "-", color="grey", lw=1, label="fitted e·s/(s+h'), occupancy")
     right.axhline(
         peak * r["compute_efficiency"] / 1e12, color="black", ls="--", lw=1, label="roofline"
     )

@@ -1,9 +1,10 @@
 """Attention curves fitted to the measured kernel tables: the *fitted* rung.
 
 Attention depends on every row's lengths, not on one number, so its measured table is reduced to
-a curve the linear cost model can carry: prefill attention reaches ``e · s / (s + h)`` of the
-tensor-core peak at ``s`` keys per query and runs longer when its thread blocks cannot fill the
-GPU (fitted ``e``, ``h`` and ``fill``, from ``attention_prefill.csv``); decode attention reads
+a curve the linear cost model can carry: prefill attention reaches ``e · s / (s + h')`` of the
+tensor-core peak at ``s`` keys per query, with ``h' = h · (1 + KV_HEAD_WEIGHT · kv_heads /
+heads)``, and runs longer when its thread blocks cannot fill the GPU (fitted ``e``, ``h`` and
+``fill``, from ``attention_prefill.csv``); decode attention reads
 the KV cache at a fitted fraction of HBM bandwidth (``attention_decode.csv``, rows with at least
 :data:`DECODE_MIN_KV_BYTES` of KV: smaller working sets sit in L2 and read faster than HBM
 allows). A GPU without tables takes its same-architecture GPU's fit, else the median fitted
@@ -38,7 +39,8 @@ class AttentionFit:
     efficiency: float
     """Prefill: the fraction of tensor-core peak long prompts approach."""
     half_tokens: float
-    """Prefill: keys per query at which half of ``efficiency`` is reached."""
+    """Prefill: keys per query at which half of ``efficiency`` is reached, for a kernel with
+    few KV heads per query head (``h`` of :func:`length_stretch`; more KV heads move it up)."""
     memory_efficiency: float
     """Decode: fraction of HBM bandwidth the KV-cache reads reach."""
     prefill_error: float
@@ -49,10 +51,37 @@ class AttentionFit:
     """Prefill: thread blocks (heads × 128-query tiles) that fill the GPU (0: no limit)."""
 
 
+KV_HEAD_WEIGHT = 0.5
+"""What a key/value head adds to prefill attention's length term, relative to a query head.
+
+A prefill kernel's time beyond its FLOPs at the plateau rate grows with the tokens: partly per
+128-query tile (each tile's softmax bookkeeping and epilogue: query heads) and partly the Q, K,
+V and O traffic (query and KV heads). The length term is therefore ``h · (1 + w · kv_heads /
+heads) / s`` (:func:`length_stretch`) with one ``w`` for every GPU, fitted jointly to the nine
+GPUs' tables (each GPU's ``e``, ``h``, ``fill`` refitted for each ``w``; the summed fit
+objective is flat between 0.375 and 0.5 and rises to either side: +16% at 0, +10% at 1).
+Without it (``w`` = 0) the multi-head rows (32 KV heads of 32) ran 17–23% slower than the
+curve on the Blackwells and the H100, and the held-out error (``bench/kernel_accuracy.py``,
+each head shape left out) reached 12% (B300) and 11% (GB200); with it every GPU is within 9%."""
+
+
+def length_stretch(
+    half_tokens: float, heads: np.ndarray | float, kv_heads: np.ndarray | float, s
+) -> np.ndarray | float:
+    """Prefill attention's time over its plateau time at ``s`` keys per query: ``1 + h · (1 +
+    KV_HEAD_WEIGHT · kv_heads / heads) / s`` (``heads`` query heads, ``kv_heads`` KV heads)."""
+    return 1.0 + half_tokens * (1.0 + KV_HEAD_WEIGHT * kv_heads / heads) / s
+
+
 def fit_inputs(peak: float, bandwidth: float, launch_s: float) -> dict[str, float]:
     """What a GPU's attention fit depends on besides its tables (bf16 peak FLOP/s, HBM bytes/s,
-    launch seconds): the key its shipped fit is stored under."""
-    return {"peak": float(peak), "bandwidth": float(bandwidth), "launch_s": float(launch_s)}
+    launch seconds, the curve's KV-head weight): the key its shipped fit is stored under."""
+    return {
+        "peak": float(peak),
+        "bandwidth": float(bandwidth),
+        "launch_s": float(launch_s),
+        "kv_head_weight": KV_HEAD_WEIGHT,
+    }
 
 
 PREFILL_QUERY_TILE = 128
@@ -63,13 +92,16 @@ def prefill_seconds(
     p: dict[str, np.ndarray], rows: np.ndarray, peak: float, launch_s: float,
     e: float, h: float, fill: float,
 ) -> np.ndarray:  # fmt: skip
-    """The fitted prefill curve at the table's ``rows``: ``launch + FLOPs / (peak · e) · (1 +
-    h / s) · max(1, fill / blocks)``, with ``blocks = heads · batch · (s / 128 + 1)`` (the step
-    model's estimate of the kernel's thread blocks, see ``step.occupancy_factor``)."""
+    """The fitted prefill curve at the table's ``rows``: ``launch + FLOPs / (peak · e) ·
+    length_stretch(h, …, s) · max(1, fill / blocks)``, with ``blocks = heads · batch · (s / 128 +
+    1)`` (the step model's estimate of the kernel's thread blocks, see
+    ``step.occupancy_factor``)."""
     s, t = p["seq_len"][rows], p["seconds"][rows]
     flops = p["tflops"][rows] * 1e12 * t
-    blocks = p["num_heads"][rows] * p["batch"][rows] * (s / PREFILL_QUERY_TILE + 1.0)
-    return launch_s + flops / (peak * e) * (1.0 + h / s) * np.maximum(1.0, fill / blocks)
+    heads = p["num_heads"][rows]
+    blocks = heads * p["batch"][rows] * (s / PREFILL_QUERY_TILE + 1.0)
+    stretch = length_stretch(h, heads, p["num_kv_heads"][rows], s)
+    return launch_s + flops / (peak * e) * stretch * np.maximum(1.0, fill / blocks)
 
 
 _FIT_EFFICIENCY = np.linspace(0.2, 1.0, 17)
@@ -95,10 +127,12 @@ def fit_prefill(
         use &= rows
     s, t = p["seq_len"][use], p["seconds"][use]
     flops = p["tflops"][use] * 1e12 * t
-    blocks = p["num_heads"][use] * p["batch"][use] * (s / PREFILL_QUERY_TILE + 1.0)
+    heads = p["num_heads"][use]
+    blocks = heads * p["batch"][use] * (s / PREFILL_QUERY_TILE + 1.0)
+    kv_share = 1.0 + KV_HEAD_WEIGHT * p["num_kv_heads"][use] / heads  # (length_stretch's)
 
     def search(effs, halves, fills, best):
-        stretch = 1.0 + halves[:, None] / s
+        stretch = 1.0 + halves[:, None] * kv_share / s
         for fill in fills:
             work = flops * np.maximum(1.0, fill / blocks) / peak
             for e in effs:

@@ -531,7 +531,10 @@ def build_step_cost(
     def sides(ops: tuple[Operator, ...]) -> OperatorSides:
         curves = _measured_curves(ops, model, hw, par, params, res)
         heads = model.num_attention_heads / par.tp
-        return operator_sides(ops, rates, half, feature_map, par.dp, res, curves, calibrated, heads)
+        kv_share = model.num_kv_heads / model.num_attention_heads
+        return operator_sides(
+            ops, rates, half, feature_map, par.dp, res, curves, calibrated, heads, kv_share
+        )
 
     whole = sides(operators)
 

@@ -19,6 +19,7 @@ from servesim.cost import features as _F  # feature indices: _F.T, _F.P, ...
 from servesim.cost import kernels as kernels_mod
 from servesim.cost import operator as ops_mod
 from servesim.cost.accounting import RUNGS
+from servesim.cost.attention_fit import KV_HEAD_WEIGHT
 from servesim.cost.dtypes import dtype_bytes, tensor_core_dtype, tensor_core_peak, vector_peak
 from servesim.cost.features import INDICATOR, NUM_FEATURES, FeatureMap
 from servesim.cost.operator import Operator
@@ -106,19 +107,24 @@ def padding_flops(
 
 
 def attention_padding(
-    operators: tuple[Operator, ...], flops: np.ndarray, half_tokens: float
+    operators: tuple[Operator, ...],
+    flops: np.ndarray,
+    half_tokens: float,
+    kv_heads_per_head: float = 0.0,
 ) -> np.ndarray:
     """Extra FLOP-equivalents of prefill attention's length curve, as feature coefficients.
 
-    Attention over ``s`` keys per query reaches ``e·s/(s + h)`` of the peak, so it takes as
-    long as its FLOPs times ``1 + h/s`` at ``e``. A prompt of ``n`` new tokens has ``n²/2``
-    (query, key) pairs over ``s ≈ n`` keys: ``h·n/2`` extra pairs, a term in the row's tokens.
-    (A decode row gets ``h/2`` extra pairs; decode attention is memory-bound, so that
-    compute-side term does not show.)
+    Attention over ``s`` keys per query reaches ``e·s/(s + h')`` of the peak, so it takes as
+    long as its FLOPs times ``1 + h'/s`` at ``e``, where ``h' = h · (1 + w · kv_heads_per_head)``
+    (``attention_fit.length_stretch``). A prompt of ``n`` new tokens has ``n²/2`` (query, key)
+    pairs over ``s ≈ n`` keys: ``h'·n/2`` extra pairs, a term in the row's tokens. (A decode row
+    gets ``h'/2`` extra pairs; decode attention is memory-bound, so that compute-side term does
+    not show.)
     """
     pad = np.zeros_like(flops)
     if half_tokens <= 0.0:
         return pad
+    half_tokens *= 1.0 + KV_HEAD_WEIGHT * kv_heads_per_head
     tokens_of = {_F.P: _F.T_R, _F.P_SW: _F.T, _F.P_A: _F.T_A}
     for i, op in enumerate(operators):
         if op.rate != ops_mod.RATE_ATTENTION or not op.flops:
@@ -242,12 +248,16 @@ def operator_sides(
     curves: kernels_mod.MeasuredCurves | None = None,
     calibrated: bool = False,
     heads_per_gpu: float = 1.0,
+    kv_heads_per_head: float = 0.0,
 ) -> OperatorSides:
-    """Coefficient matrices of ``operators`` (transposed: features' × operators)."""
+    """Coefficient matrices of ``operators`` (transposed: features' × operators);
+    ``kv_heads_per_head``: the model's KV heads over its query heads (prefill attention's
+    length curve, ``attention_fit.length_stretch``)."""
     flops, nbytes = coefficient_matrices(operators)
     pad = padding_flops(operators, flops, half_tokens, feature_map.moe, feature_map.moe_load)
     if res is not None:
-        pad = pad + attention_padding(operators, flops, res.attention_half_tokens)
+        half = res.attention_half_tokens
+        pad = pad + attention_padding(operators, flops, half, kv_heads_per_head)
     nops = len(operators)
     sec_per_flop = np.zeros(nops)
     sec_per_byte = np.zeros(nops)
