@@ -183,8 +183,10 @@ class CostParams:
     ``memory_efficiency``. Calibration fits it apart: paged KV reads are not weight streams."""
     attention_half_tokens: float | None = None
     """Keys per query at which prefill attention reaches half its efficiency (the FlashAttention
-    kernels of the tables reach ~15% of peak at 512 tokens and ~50% at 8k); ``None``: fitted to
-    the GPU's measured prefill-attention table, 0 (flat) on the roofline rung."""
+    kernels of the tables reach ~15% of peak at 512 tokens and ~50% at 8k), for a model with few
+    KV heads per query head: the model's own is ``h · (1 + 0.5 · KV heads / query heads)``
+    (``attention_fit.length_stretch``); ``None``: fitted to the GPU's measured prefill-attention
+    table, 0 (flat) on the roofline rung."""
     attention_fill_ctas: float | None = None
     """Thread blocks (heads × 128-query tiles) prefill attention needs to fill the GPU; with
     fewer (a short prompt over few heads per GPU) it takes as long as this many would, one wave
