@@ -231,15 +231,20 @@ def describe(record: Mapping[str, Any]) -> str:
     unmatched = [name for name in ("engine", "GPU") if group and name.lower() not in group]
     if unmatched:
         where += f" (any {' or '.join(unmatched)})"
-    return (
-        f"{where}: {record['metrics']:,} metrics, median |error| "
-        f"{record['median_abs_error']:.0%}, {_lean(record['speed_bias'])}"
-    )
+    return f"{where}: {_figures(record)}"
 
 
 def _lean(bias: float) -> str:
     """A median speed bias in words: ``30% optimistic`` (faster than measured)."""
     return f"{abs(bias):.0%} {'optimistic' if bias > 0 else 'pessimistic'}"
+
+
+def _figures(stats: Mapping[str, Any]) -> str:
+    """``52 metrics, median |error| 8%, 3% pessimistic`` of a group's or a load's figures."""
+    return (
+        f"{stats['metrics']:,} metrics, median |error| {stats['median_abs_error']:.0%}, "
+        f"{_lean(stats['speed_bias'])}"
+    )
 
 
 def describe_families(stats: Mapping[str, Any]) -> str | None:
@@ -263,8 +268,7 @@ def describe_load(record: Mapping[str, Any]) -> str | None:
     load = record.get("load")
     if load is None:
         return None
-    line = f"{load['regime']}: {load['metrics']:,} metrics, median |error| "
-    line += f"{load['median_abs_error']:.0%}, {_lean(load['speed_bias'])}"
+    line = f"{load['regime']}: {_figures(load)}"
     families = describe_families(load)
     return f"{line}; {families}" if families else line
 

@@ -65,12 +65,19 @@ curve on the Blackwells and the H100, and the held-out error (``bench/kernel_acc
 each head shape left out) reached 12% (B300) and 11% (GB200); with it every GPU is within 9%."""
 
 
+def kv_head_factor(kv_heads_per_head: np.ndarray | float) -> np.ndarray | float:
+    """How far KV heads move prefill attention's half point: ``h' = h · (1 + KV_HEAD_WEIGHT ·
+    kv_heads / heads)``, given ``kv_heads / heads``."""
+    return 1.0 + KV_HEAD_WEIGHT * kv_heads_per_head
+
+
 def length_stretch(
     half_tokens: float, heads: np.ndarray | float, kv_heads: np.ndarray | float, s
 ) -> np.ndarray | float:
-    """Prefill attention's time over its plateau time at ``s`` keys per query: ``1 + h · (1 +
-    KV_HEAD_WEIGHT · kv_heads / heads) / s`` (``heads`` query heads, ``kv_heads`` KV heads)."""
-    return 1.0 + half_tokens * (1.0 + KV_HEAD_WEIGHT * kv_heads / heads) / s
+    """Prefill attention's time over its plateau time at ``s`` keys per query: ``1 + h' / s``
+    with ``h' = half_tokens · kv_head_factor(kv_heads / heads)`` (``heads`` query heads,
+    ``kv_heads`` KV heads)."""
+    return 1.0 + half_tokens * kv_head_factor(kv_heads / heads) / s
 
 
 def fit_inputs(peak: float, bandwidth: float, launch_s: float) -> dict[str, float]:
@@ -129,7 +136,7 @@ def fit_prefill(
     flops = p["tflops"][use] * 1e12 * t
     heads = p["num_heads"][use]
     blocks = heads * p["batch"][use] * (s / PREFILL_QUERY_TILE + 1.0)
-    kv_share = 1.0 + KV_HEAD_WEIGHT * p["num_kv_heads"][use] / heads  # (length_stretch's)
+    kv_share = kv_head_factor(p["num_kv_heads"][use] / heads)
 
     def search(effs, halves, fills, best):
         stretch = 1.0 + halves[:, None] * kv_share / s

@@ -19,7 +19,7 @@ from servesim.cost import features as _F  # feature indices: _F.T, _F.P, ...
 from servesim.cost import kernels as kernels_mod
 from servesim.cost import operator as ops_mod
 from servesim.cost.accounting import RUNGS
-from servesim.cost.attention_fit import KV_HEAD_WEIGHT
+from servesim.cost.attention_fit import kv_head_factor
 from servesim.cost.dtypes import dtype_bytes, tensor_core_dtype, tensor_core_peak, vector_peak
 from servesim.cost.features import INDICATOR, NUM_FEATURES, FeatureMap
 from servesim.cost.operator import Operator
@@ -124,7 +124,7 @@ def attention_padding(
     pad = np.zeros_like(flops)
     if half_tokens <= 0.0:
         return pad
-    half_tokens *= 1.0 + KV_HEAD_WEIGHT * kv_heads_per_head
+    half_tokens *= kv_head_factor(kv_heads_per_head)
     tokens_of = {_F.P: _F.T_R, _F.P_SW: _F.T, _F.P_A: _F.T_A}
     for i, op in enumerate(operators):
         if op.rate != ops_mod.RATE_ATTENTION or not op.flops:
