@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from cost_factories import deepseek_v3, gpt_oss_20b, h100, llama_3_1_8b
 
 from servesim.cost import CostParams, build_step_cost, flops_breakdown
+from servesim.cost import features as _F
 from servesim.errors import ServesimError
 from servesim.hardware import load_hardware
 
@@ -143,6 +146,62 @@ def test_mla_uses_its_own_widths_absorbed_for_decode_and_regular_for_prefill():
     prefill = cost.step_time(np.array([1000]), np.array([0]))
     # Regular: per pair and head 2·(128 + 64) for QKᵀ and 2·128 for PV.
     assert prefill.flops_by_group["attention"] == 61 * 128 * (1000 * 1001 // 2) * 2 * (192 + 128)
+
+
+def _absorbed_pairs_flops(pairs: int) -> int:
+    return 61 * 128 * pairs * 2 * (576 + 512)
+
+
+def _regular_pairs_flops(pairs: int) -> int:
+    return 61 * 128 * pairs * 2 * (192 + 128)
+
+
+def test_sglang_runs_a_prompt_batch_with_a_short_prefix_absorbed():
+    """SGLang picks one MLA form per prompt batch from its rows' cached prefix: absorbed when
+    the sum is above 0 and below the threshold (FA3: 8192), regular otherwise; a decode row
+    is absorbed either way. Pairs by hand: a 512-token chunk after 1,000 cached tokens has
+    512·1000 + 512·513/2 (query, key) pairs."""
+    m = deepseek_v3()
+    fa3 = build_step_cost(m, h100(), params=CostParams(mla_prompt_absorb_below=8192.0))
+    chunk_pairs = 512 * 1000 + 512 * 513 // 2
+    step = fa3.step_time(np.array([512]), np.array([1000]))
+    assert step.flops_by_group["attention"] == _absorbed_pairs_flops(chunk_pairs)
+    # No prefix at all: the regular form (and the same as without the rule).
+    fresh = fa3.step_time(np.array([512, 300]), np.array([0, 0]))
+    fresh_pairs = 512 * 513 // 2 + 300 * 301 // 2
+    assert fresh.flops_by_group["attention"] == _regular_pairs_flops(fresh_pairs)
+    # At the threshold the prefix is up-projected in chunks: regular again.
+    long = fa3.step_time(np.array([512]), np.array([8192]))
+    assert long.flops_by_group["attention"] == _regular_pairs_flops(512 * 8192 + 512 * 513 // 2)
+    # Triton (no upper bound): absorbed at any prefix; every row of the batch goes with it,
+    # the prompt without a prefix too.
+    triton = build_step_cost(m, h100(), params=CostParams(mla_prompt_absorb_below=float("inf")))
+    both = triton.step_time(np.array([512, 300]), np.array([8192, 0]))
+    pairs = 512 * 8192 + 512 * 513 // 2 + 300 * 301 // 2
+    assert both.flops_by_group["attention"] == _absorbed_pairs_flops(pairs)
+    # Without the rule (vLLM, TensorRT-LLM) each row goes by its own new tokens.
+    plain = build_step_cost(m, h100())
+    mixed = plain.step_time(np.array([512, 1]), np.array([1000, 999]))
+    assert mixed.flops_by_group["attention"] == _regular_pairs_flops(
+        chunk_pairs
+    ) + _absorbed_pairs_flops(1000)
+
+
+def test_a_token_granular_prefix_cache_counts_every_prompt_as_cached():
+    """SGLang's radix cache matches the first token every prompt shares: with the floor a
+    batch of fresh prompts holds a prefix (absorbed under FA3's rule), without it none; under
+    attention data parallelism the test is per rank (the sum over the ranks / dp)."""
+    m = deepseek_v3()
+    n, c = np.array([200, 100]), np.array([0, 0])
+    pairs = 200 * 201 // 2 + 100 * 101 // 2
+    floor = CostParams(mla_prompt_absorb_below=8192.0, mla_prompt_prefix_floor=1.0)
+    step = build_step_cost(m, h100(), params=floor).step_time(n, c)
+    assert step.flops_by_group["attention"] == _absorbed_pairs_flops(pairs)
+    feature_map = build_step_cost(m, h100(), params=floor).feature_map
+    rank_share = replace(feature_map, dp=8.0)
+    # 8 ranks holding 60,000 cached tokens: 7,500 a rank, under the threshold; 70,000: over.
+    assert rank_share.step(np.array([100]), np.array([60_000]))[_F.T_A] == 100
+    assert rank_share.step(np.array([100]), np.array([70_000]))[_F.T_A] == 0
 
 
 def test_flops_breakdown_of_a_request():

@@ -15,6 +15,7 @@ from servesim.engines import (
     engine_profile,
     host_overlap_of,
     mla_fused_down_proj,
+    mla_prompt_absorb,
     scheduler_defaults,
 )
 from servesim.errors import ServesimError
@@ -720,6 +721,45 @@ def test_mla_down_projections_fuse_from_the_release_that_fused_them():
         return params.mla_fused_down_proj
 
     assert fused("sglang", "0.5.9") and not fused("sglang-0.4", "0.4.3.post2")
+
+
+def test_sglang_absorbs_mla_prompt_batches_by_its_default_backend():
+    """SGLang's default MLA attention backend by release and GPU (the wheels'
+    ``model_specific_adjustment`` / ``_handle_model_specific_adjustments``) sets when a prompt
+    batch runs absorbed: Triton at any prefix (before 0.4.6 everywhere, then off Hopper),
+    FA3 on Hopper from 0.4.6 below 8,192 cached tokens, FlashInfer on SM100 (any prefix in
+    0.5.0rc0-rc2, FA3's rule from 0.5.1), never with trtllm_mla (SM100 from 0.5.4) or aiter
+    (ROCm from 0.4.7); vLLM and TensorRT-LLM never pick one form per batch."""
+    inf = float("inf")
+    old, new = engine_profile("sglang-0.4"), engine_profile("sglang")
+    assert mla_prompt_absorb(old, "0.4.3.post2", "hopper") == inf
+    assert mla_prompt_absorb(old, "0.4.5", "hopper") == inf
+    assert mla_prompt_absorb(old, "0.4.6", "hopper") == 8192
+    assert mla_prompt_absorb(old, None, "hopper") == 8192
+    assert mla_prompt_absorb(old, "0.4.2.post4", "cdna3") == inf
+    assert mla_prompt_absorb(old, "0.4.9", "cdna3") is None
+    assert mla_prompt_absorb(old, "0.4.9", "ampere") == inf
+    assert mla_prompt_absorb(new, "0.5.3", "hopper") == 8192
+    assert mla_prompt_absorb(new, "0.5.0rc0", "blackwell") == inf
+    assert mla_prompt_absorb(new, "0.5.3", "blackwell") == 8192
+    assert mla_prompt_absorb(new, "0.5.4", "blackwell") is None
+    assert mla_prompt_absorb(new, None, "blackwell") is None
+    assert mla_prompt_absorb(new, None, "blackwell-rtx") == inf
+    assert mla_prompt_absorb(new, None, "cdna3") is None
+    for engine in ("vllm", "vllm-v0", "trtllm", "trtllm-pytorch", "lmdeploy"):
+        assert mla_prompt_absorb(engine_profile(engine), None, "hopper") is None
+
+    def params(engine: str, version: str, caching: bool):
+        sc = {"model": "deepseek-r1", "hardware": "H200", "tp": 8, "engine": engine,
+              "engine_version": version, "workload": {"num_requests": 2},
+              "scheduler": {"enable_prefix_caching": caching}}  # fmt: skip
+        return build_fleet(build_scenario(sc), np.random.default_rng(0)).groups[0].params
+
+    sglang = params("sglang", "0.5.3", True)
+    assert sglang.mla_prompt_absorb_below == 8192 and sglang.mla_prompt_prefix_floor == 1.0
+    assert params("sglang", "0.5.3", False).mla_prompt_prefix_floor == 0.0
+    assert params("sglang-0.4", "0.4.3.post2", True).mla_prompt_absorb_below == inf
+    assert params("vllm", "0.11.0", True).mla_prompt_absorb_below is None
 
 
 def test_vllm_v1_pages_sliding_window_layers_apart_from_0_9_2():

@@ -241,6 +241,25 @@ def test_the_served_context_window_comes_from_the_launch():
     assert "max_model_len" not in fid.scenario_of(base)
 
 
+def test_prefix_caching_is_on_where_the_engine_had_it_on_by_default():
+    """vLLM V1's prefix cache and SGLang's radix cache are on unless the launch turned them
+    off (--disable-radix-cache, or the case's own engine_args); the other engines' are off."""
+    base = {"id": "x", "model": "deepseek-ai/DeepSeek-R1", "gpu": "H200", "tp": 8,
+            "mode": "online", "workload": {"input_len": 1000, "output_len": 100,
+            "num_prompts": 10}, "load": {"request_rate": "inf"},
+            "metrics": {"output_throughput": 1.0}}  # fmt: skip
+
+    def caching(engine: str, version: str, **args) -> bool:
+        case = {**base, "engine": engine, "engine_version": version, "engine_args": args}
+        return fid.scenario_of(case)["scheduler"]["enable_prefix_caching"]
+
+    assert caching("sglang", "v0.5.3", launch="python3 -m sglang.launch_server --tp 8")
+    assert not caching("sglang", "v0.5.3", launch="sglang.launch_server --disable-radix-cache")
+    assert not caching("sglang", "v0.5.3", enable_prefix_caching=False)
+    assert caching("vllm", "v0.10.2", launch="vllm serve m")
+    assert not caching("trtllm", "v1.0.0", launch="trtllm-serve m")
+
+
 def test_lmdeploys_cache_max_entry_count_is_a_block_count_from_one_on_else_a_share():
     base = {"id": "x", "engine": "lmdeploy", "engine_version": "v0.2.0",
             "model": "meta-llama/Llama-2-7b-hf", "gpu": "A100-80GB", "tp": 1, "mode": "offline",

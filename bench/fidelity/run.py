@@ -344,8 +344,13 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     if kv:
         sc["kv_dtype"] = "fp8" if kv in ("fp8", "int8") else kv
     # Prefix caching as the source states it; vLLM V1 has it on by default (a preempted
-    # request then finds its prompt's blocks again instead of recomputing them).
-    caching = args.get("enable_prefix_caching", case.get("engine") == "vllm")
+    # request then finds its prompt's blocks again instead of recomputing them), and so has
+    # SGLang's radix cache unless the server was started with --disable-radix-cache.
+    default_on = case.get("engine") == "vllm" or (
+        case.get("engine") == "sglang"
+        and "--disable-radix-cache" not in str(args.get("launch", ""))
+    )
+    caching = args.get("enable_prefix_caching", default_on)
     sched: dict[str, Any] = {"enable_prefix_caching": bool(caching)}
     if engine == "vllm" and case.get("engine") != "vllm":
         # Engines run on the vLLM profile keep its fixed budget, not vLLM V1's GPU-dependent

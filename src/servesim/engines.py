@@ -147,6 +147,10 @@ class EngineProfile:
     """The release from which the engine runs MLA's two down-projections (``q_a_proj``,
     ``kv_a_proj_with_mqa``: both read the hidden states) as one GEMM (``CostParams.
     mla_fused_down_proj``); ``"0"``: every release; None: as two GEMMs (no such fusion known)."""
+    mla_prompt_absorb: Callable[[str | None, str | None], float | None] | None = None
+    """When the engine runs every row of an MLA prompt batch through the weight-absorbed form
+    (``CostParams.mla_prompt_absorb_below``): ``(release, GPU architecture)`` → the cached
+    prefix below which it does (None: never). None: never (each row by its own new tokens)."""
     overlap_off_with: tuple[str, ...] = ()
     """Deployments for which the engine leaves its overlap off by default, from
     :data:`OVERLAP_BLOCKERS`: ``speculation`` (any speculative decoding), ``draft_speculation``
@@ -568,6 +572,49 @@ LMDEPLOY_BLOCK_64 = "0.3.0"
 v0.1.0a1-v0.2.6)."""
 
 
+SGLANG_MLA_CHUNKED_PREFIX = 8192.0
+"""SGLang's ``SGL_CHUNKED_PREFIX_CACHE_THRESHOLD`` default (``DeepseekV2AttentionMLA``, the
+same in the 0.4.6-0.5.9 wheels): from this many cached prefix tokens in a prompt batch the FA3
+and FlashInfer backends up-project the prefix in chunks (``MHA_CHUNKED_KV``, the regular form)
+instead of absorbing."""
+
+_ANY_PREFIX = float("inf")
+
+
+def sglang04_mla_prompt_absorb(release: str | None, architecture: str | None) -> float | None:
+    """SGLang 0.4's MLA form for a prompt (extend) batch, by its default attention backend
+    (``ModelRunner.model_specific_adjustment``; ``release`` None: 0.4.9): the Triton backend
+    everywhere through 0.4.5 runs the regular form only for a batch without any cached prefix
+    and absorbs otherwise (``DeepseekV2AttentionMLA.forward`` in the 0.4.3 wheel, ``no_absorb``
+    in 0.4.5's); Hopper's FA3 default from 0.4.6 absorbs only below
+    :data:`SGLANG_MLA_CHUNKED_PREFIX` (``dispatch_attn_forward_method``, 0.4.6-0.4.9); ROCm's
+    aiter default from 0.4.7 (16 or 128 heads a GPU) never absorbs a prompt batch."""
+    if architecture == "hopper" and not _older(release, "0.4.6"):
+        return SGLANG_MLA_CHUNKED_PREFIX
+    if architecture == "cdna3" and not _older(release, "0.4.7"):
+        return None
+    return _ANY_PREFIX
+
+
+def sglang_mla_prompt_absorb(release: str | None, architecture: str | None) -> float | None:
+    """SGLang 0.5's MLA form for a prompt batch, by its default attention backend (``release``
+    None: the newest): FA3 on Hopper absorbs below :data:`SGLANG_MLA_CHUNKED_PREFIX` (the
+    0.5.3 wheel's ``_handle_attention_backend``); FlashInfer, SM100's default, absorbs whenever
+    there is a prefix in 0.5.0rc0-rc2 and as FA3 from 0.5.1, until ``trtllm_mla`` becomes
+    SM100's default for DeepSeek-V3 models in 0.5.4 (``ServerArgs.
+    _handle_model_specific_adjustments``), which like ROCm's aiter never absorbs a prompt
+    batch; Triton elsewhere (Ampere, Ada, the RTX Blackwells) absorbs whenever there is one."""
+    if architecture == "hopper":
+        return SGLANG_MLA_CHUNKED_PREFIX
+    if architecture == "blackwell":
+        if not _older(release, "0.5.4"):
+            return None
+        return SGLANG_MLA_CHUNKED_PREFIX if not _older(release, "0.5.1") else _ANY_PREFIX
+    if architecture == "cdna3":
+        return None
+    return _ANY_PREFIX
+
+
 def lmdeploy_cache_max_entry_count(
     hbm_bytes: float, chunk: int, graph_max_bs: int, tp: int, pp: int, dp: int, release: str | None
 ) -> float:
@@ -853,6 +900,7 @@ PROFILES: dict[str, EngineProfile] = {
     "sglang": EngineProfile(
         name="sglang",
         mla_fused_down_proj_from="0.4.6",
+        mla_prompt_absorb=sglang_mla_prompt_absorb,
         kernel_backend="sglang",
         description="SGLang: prefill batches before decode batches (prompts chunked by GPU "
         "memory), overlap scheduler (host work beside the GPU), radix prefix cache, look-ahead "
@@ -884,6 +932,9 @@ PROFILES: dict[str, EngineProfile] = {
             "SGLANG_SWA_POOL)",
             "graphs": "SGLang CudaGraphRunner: decode batches up to cuda_graph_max_bs; "
             "prefill (extend) batches run eagerly",
+            "mla_prompt_absorb": "SGLang DeepseekV2AttentionMLA picks the MLA form of an "
+            "extend batch from sum(extend_prefix_lens) by attention backend (the 0.4.3, 0.4.5, "
+            "0.4.6-0.4.9, 0.5.0rc0-0.5.9 wheels; see sglang_mla_prompt_absorb)",
             "mla_fused_down_proj": "SGLang 0.4.6 deepseek_v2.py (sgl-project/sglang#5619, "
             "merged 2025-04-22; absent in the 0.4.5.post3 wheel): fused_qkv_a_proj_with_mqa, one "
             "ReplicatedLinear for q_a and kv_a",
@@ -1059,6 +1110,7 @@ PROFILES["sglang-0.4"] = replace(
     batch_defaults=sglang04_batch_defaults,
     graph_sizes_by_gpu=sglang04_graph_sizes_by_gpu,
     memory_fraction=sglang04_mem_fraction_static,
+    mla_prompt_absorb=sglang04_mla_prompt_absorb,
     # (server_args.py under --enable-dp-attention, checked in the 0.4.0-0.4.9 wheels: the
     # prefill chunk // 2, then // dp_size from 0.4.5; conservativeness x 0.3 throughout; CUDA
     # graphs capped at 96 sequences in 0.4.0 only; the overlap scheduler off in 0.4.0-0.4.1.)
@@ -1176,6 +1228,16 @@ def mla_materialized(profile: EngineProfile, engine_version: str | None) -> bool
     if span is None or engine_version is None:
         return False
     return not _older(engine_version, span[0]) and _older(engine_version, span[1])
+
+
+def mla_prompt_absorb(
+    profile: EngineProfile, engine_version: str | None, architecture: str | None
+) -> float | None:
+    """The cached prefix below which the engine at ``engine_version`` (None: its newest
+    release) runs an MLA prompt batch absorbed on ``architecture`` (``profile.
+    mla_prompt_absorb``); None: it never does."""
+    rule = profile.mla_prompt_absorb
+    return None if rule is None else rule(engine_version, architecture)
 
 
 def mla_fused_down_proj(profile: EngineProfile, engine_version: str | None) -> bool:

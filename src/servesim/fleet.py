@@ -48,6 +48,7 @@ from servesim.engines import (
     hybrid_kv,
     mla_fused_down_proj,
     mla_materialized,
+    mla_prompt_absorb,
     moe_chunk_tokens,
     sliding_kv,
     swa_pool_ratio,
@@ -234,6 +235,12 @@ def _cost_params(
         mla_fused_down_proj=mla_fused_down_proj(profile, scenario.engine_version),
         moe_chunk_tokens=moe_chunk_tokens(profile, scenario.engine_version),
         mla_materialized=mla_materialized(profile, scenario.engine_version),
+        mla_prompt_absorb_below=mla_prompt_absorb(
+            profile, scenario.engine_version, hardware.architecture
+        ),
+        # (SGLang's radix cache matches prompts token by token: every prompt's shared first
+        # token is a cached prefix.)
+        mla_prompt_prefix_floor=1.0 if scenario.scheduler.enable_prefix_caching else 0.0,
         # (vLLM turns its hybrid KV cache manager off with a KV connector: offload,
         # disaggregation; servesim also with speculative decoding and a look-ahead admission.)
         hybrid_kv=(

@@ -8,7 +8,9 @@ tokens, ``c_i`` tokens already cached):
 ONE         1 (constant terms: weights)
 B           rows (sequences) in the step; the LM head and sampler run once per row
 T           Σ n_i, tokens computed this step
-T_A         tokens on MLA's weight-absorbed (decode) path (0 for non-MLA models)
+T_A         tokens on MLA's weight-absorbed (decode) path (0 for non-MLA models): rows with
+            at most ``absorb_max`` new tokens, or every row of a prompt step an engine runs
+            absorbed (``prompt_absorb_below``)
 T_R         T − T_A, tokens on the regular path
 P           attention (query, key) pairs of full-attention layers on the regular path:
             Σ n_i·c_i + n_i(n_i+1)/2 (causal inside the chunk)
@@ -92,6 +94,13 @@ class FeatureMap:
     """Sliding window in tokens; 0 when the model has no sliding-window layers."""
     absorb_max: float = -1.0
     """MLA rows with at most this many new tokens take the absorbed path; < 1: none do."""
+    prompt_absorb_below: float = 0.0
+    """MLA engines that pick one form per prompt step (``CostParams.mla_prompt_absorb_below``):
+    a step with rows on the regular path runs every row absorbed when its rows' cached prefix
+    per attention-DP rank is above 0 and below this; 0: no such rule."""
+    prompt_prefix_floor: float = 0.0
+    """Cached tokens each row counts at least in that test (``CostParams.
+    mla_prompt_prefix_floor``)."""
     moe: tuple[float, float, float] | None = None
     """(routed experts, top-k, ep) when the model has MoE layers."""
     moe_load: float = 1.0
@@ -106,6 +115,12 @@ class FeatureMap:
         return cls(
             window=float(model.sliding_window) if sliding_layers(model) else 0.0,
             absorb_max=float(params.mla_absorb_max_new_tokens) if model.mla is not None else -1.0,
+            prompt_absorb_below=(
+                float(params.mla_prompt_absorb_below)
+                if model.mla is not None and params.mla_prompt_absorb_below is not None
+                else 0.0
+            ),
+            prompt_prefix_floor=float(params.mla_prompt_prefix_floor),
             moe=(float(moe.num_experts), float(moe.experts_per_token), float(par.ep))
             if moe
             else None,
@@ -179,8 +194,11 @@ class FeatureMap:
         if absorb:
             ga, gna = g[-2], g[-1]  # Σ over absorbed rows of (·) and of n·(·)
             t_a = gna[2]
-            f[T_A], f[P_A], f[K_A] = t_a, gna[1] + 0.5 * (gna[0] + t_a), ga[1] + t_a
-            f[T_R], f[P], f[K] = tokens - t_a, pairs - f[P_A], kv - f[K_A]
+            if t_a < tokens and self._absorbs_prompt_step(sum_c, rows):
+                f[T_A], f[P_A], f[K_A] = tokens, pairs, kv
+            else:
+                f[T_A], f[P_A], f[K_A] = t_a, gna[1] + 0.5 * (gna[0] + t_a), ga[1] + t_a
+            f[T_R], f[P], f[K] = tokens - f[T_A], pairs - f[P_A], kv - f[K_A]
         else:
             f[T_R], f[P], f[K] = tokens, pairs, kv
         f[I_TA] = 1.0 if f[T_A] > 0 else 0.0
@@ -202,6 +220,17 @@ class FeatureMap:
         if self.dp > 1.0:
             f[T_MAX] = max(tokens / self.dp, float(new_tokens.max()))
         return f
+
+    def _absorbs_prompt_step(self, cached: float, rows: int) -> bool:
+        """Whether a step with prompt rows holding ``cached`` tokens of KV (Σ context) runs
+        every row on MLA's absorbed path (:attr:`prompt_absorb_below`): its prefix per
+        attention-DP rank, each row counting at least :attr:`prompt_prefix_floor`, is above 0
+        and below the threshold. (``rows × floor`` also counts the floor for rows that have
+        more context: a few tokens against a threshold of thousands.)"""
+        if self.prompt_absorb_below <= 0.0:
+            return False
+        prefix = (cached + rows * self.prompt_prefix_floor) / self.dp
+        return 0.0 < prefix < self.prompt_absorb_below
 
     def decode(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
         """Features of ``num_steps`` decode steps, shape (num_steps, NUM_FEATURES): in step ``j``

@@ -246,6 +246,20 @@ class CostParams:
     """Tokens at which a GEMM reaches half its large-batch efficiency (see ``gemm_efficiency``)."""
     mla_absorb_max_new_tokens: int = 1
     """MLA rows with at most this many new tokens use the weight-absorbed (decode) path."""
+    mla_prompt_absorb_below: float | None = None
+    """Engines that pick one MLA form per prompt batch (SGLang: ``DeepseekV2AttentionMLA``'s
+    forward-method dispatch on ``sum(extend_prefix_lens)``): a step with prompt rows runs
+    *every* row on the absorbed path when the cached prefix its rows hold (per attention-DP
+    rank) is above 0 and below this many tokens — ``inf`` for the Triton and pre-0.5.1
+    FlashInfer backends (absorbed whenever any row has a prefix), 8192 for FA3 and later
+    FlashInfer (``SGL_CHUNKED_PREFIX_CACHE_THRESHOLD``: at or above it the prefix is
+    up-projected in chunks, the regular form); see ``engines.sglang_mla_prompt_absorb``.
+    None: each row by its own new tokens (``mla_absorb_max_new_tokens``: vLLM, TensorRT-LLM,
+    SGLang's ``trtllm_mla`` and ``aiter`` backends)."""
+    mla_prompt_prefix_floor: float = 0.0
+    """Cached tokens every prompt row counts at least when ``mla_prompt_absorb_below`` tests
+    a step's prefix: 1 under a token-granular prefix cache (SGLang's radix cache matches the
+    first token every prompt shares: BOS or the chat template's opening), 0 without one."""
     head: str = "lm"
     """``lm``: vocabulary logits and sampling; ``value``: a d×d + d×1 scoring head."""
     hybrid_kv: bool = False
@@ -358,6 +372,18 @@ class CostParams:
         if self.mla_absorb_max_new_tokens < 0:
             raise ServesimError(
                 "must be >= 0", field="mla_absorb_max_new_tokens", fix="use 1 (vLLM's default)"
+            )
+        if self.mla_prompt_absorb_below is not None and not self.mla_prompt_absorb_below > 0:
+            raise ServesimError(
+                f"must be positive, got {self.mla_prompt_absorb_below}",
+                field="mla_prompt_absorb_below",
+                fix="use 8192 (SGLang's FA3 threshold), inf, or leave it out",
+            )
+        if self.mla_prompt_prefix_floor < 0:
+            raise ServesimError(
+                f"must be >= 0, got {self.mla_prompt_prefix_floor}",
+                field="mla_prompt_prefix_floor",
+                fix="use 1 with a token-granular prefix cache, else 0",
             )
         if self.head not in HEADS:
             raise ServesimError(
