@@ -746,6 +746,7 @@ def test_sglang_absorbs_mla_prompt_batches_by_its_default_backend():
     assert mla_prompt_absorb(new, None, "blackwell") is None
     assert mla_prompt_absorb(new, None, "blackwell-rtx") == inf
     assert mla_prompt_absorb(new, None, "cdna3") is None
+    assert mla_prompt_absorb(new, None, "cdna4") is None
     for engine in ("vllm", "vllm-v0", "trtllm", "trtllm-pytorch", "lmdeploy"):
         assert mla_prompt_absorb(engine_profile(engine), None, "hopper") is None
 

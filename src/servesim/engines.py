@@ -581,6 +581,12 @@ instead of absorbing."""
 _ANY_PREFIX = float("inf")
 
 
+def _amd_instinct(architecture: str | None) -> bool:
+    """Whether ``architecture`` names an AMD Instinct (CDNA) GPU, where SGLang runs ROCm's
+    aiter attention backend."""
+    return architecture is not None and architecture.startswith("cdna")
+
+
 def sglang04_mla_prompt_absorb(release: str | None, architecture: str | None) -> float | None:
     """SGLang 0.4's MLA form for a prompt (extend) batch, by its default attention backend
     (``ModelRunner.model_specific_adjustment``; ``release`` None: 0.4.9): the Triton backend
@@ -591,7 +597,7 @@ def sglang04_mla_prompt_absorb(release: str | None, architecture: str | None) ->
     aiter default from 0.4.7 (16 or 128 heads a GPU) never absorbs a prompt batch."""
     if architecture == "hopper" and not _older(release, "0.4.6"):
         return SGLANG_MLA_CHUNKED_PREFIX
-    if architecture == "cdna3" and not _older(release, "0.4.7"):
+    if _amd_instinct(architecture) and not _older(release, "0.4.7"):
         return None
     return _ANY_PREFIX
 
@@ -610,7 +616,7 @@ def sglang_mla_prompt_absorb(release: str | None, architecture: str | None) -> f
         if not _older(release, "0.5.4"):
             return None
         return SGLANG_MLA_CHUNKED_PREFIX if not _older(release, "0.5.1") else _ANY_PREFIX
-    if architecture == "cdna3":
+    if _amd_instinct(architecture):
         return None
     return _ANY_PREFIX
 
