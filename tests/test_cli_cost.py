@@ -121,6 +121,24 @@ def test_estimate_prices_mla_as_simulates_default_engine():
     assert out["decode_step_s"]["start"] == pytest.approx(decode(True), rel=1e-12)
     assert decode(True) < decode(False)
     assert decode(True, backend=None) < decode(True)  # (the bare kernel sum)
+    # vLLM's newest release on Hopper takes rows of up to 512 new tokens as decodes: a batch
+    # of 400-token prompts prefills absorbed, as simulate's default engine would run it.
+    short = _json(["estimate", "deepseek-v3", "-g", "H200", "--tp", "8", "--batch", "4",
+                   "--input-len", "400", "--output-len", "10", "--json"])  # fmt: skip
+
+    def prefill(absorb_max: int) -> float:
+        params = CostParams(
+            kernel_tables=True,
+            kernel_backend="vllm",
+            custom_allreduce=True,
+            mla_fused_down_proj=True,
+            mla_absorb_max_new_tokens=absorb_max,
+        )
+        cost = build_step_cost(model, hw, par, params)
+        return cost.step_seconds(np.full(4, 400), np.zeros(4))
+
+    assert short["prefill_s"] == pytest.approx(prefill(512), rel=1e-12)
+    assert prefill(512) != pytest.approx(prefill(1), rel=1e-3)
 
 
 def test_estimate_table_with_tp():

@@ -187,6 +187,19 @@ def test_sglang_runs_a_prompt_batch_with_a_short_prefix_absorbed():
     ) + _absorbed_pairs_flops(1000)
 
 
+def test_short_prompt_rows_run_absorbed_under_a_wider_decode_threshold():
+    """vLLM's FlashAttention MLA backend takes rows of up to 512 new tokens as decodes: a
+    300-token chunk after 700 cached tokens runs absorbed, a 600-token one regular, in the
+    same step (row by row, unlike SGLang's per-batch rule)."""
+    m = deepseek_v3()
+    cost = build_step_cost(m, h100(), params=CostParams(mla_absorb_max_new_tokens=512))
+    step = cost.step_time(np.array([300, 600]), np.array([700, 0]))
+    short = 300 * 700 + 300 * 301 // 2
+    assert step.flops_by_group["attention"] == _absorbed_pairs_flops(short) + _regular_pairs_flops(
+        600 * 601 // 2
+    )
+
+
 def test_a_token_granular_prefix_cache_counts_every_prompt_as_cached():
     """SGLang's radix cache matches the first token every prompt shares: with the floor a
     batch of fresh prompts holds a prefix (absorbed under FA3's rule), without it none; under

@@ -14,6 +14,7 @@ from servesim.engines import (
     PROFILES,
     engine_profile,
     host_overlap_of,
+    mla_decode_rows,
     mla_fused_down_proj,
     mla_prompt_absorb,
     scheduler_defaults,
@@ -761,6 +762,29 @@ def test_sglang_absorbs_mla_prompt_batches_by_its_default_backend():
     assert params("sglang", "0.5.3", False).mla_prompt_prefix_floor == 0.0
     assert params("sglang-0.4", "0.4.3.post2", True).mla_prompt_absorb_below == inf
     assert params("vllm", "0.11.0", True).mla_prompt_absorb_below is None
+
+
+def test_vllm_runs_short_mla_prompts_as_decodes_on_hopper_from_0_12():
+    """vLLM 0.12 picks the FlashAttention MLA backend first on Hopper, whose builder sends rows
+    of up to 512 new tokens down the decode (absorbed) pathway; 0.11 picked FlashMLA first
+    (single-token decodes), and Blackwell's CUTLASS MLA and Triton MLA elsewhere take
+    single-token rows only. Other engines' decode rows are single tokens."""
+    vllm = engine_profile("vllm")
+    assert mla_decode_rows(vllm, "0.12.0", "hopper") == 512
+    assert mla_decode_rows(vllm, None, "hopper") == 512
+    assert mla_decode_rows(vllm, "0.11.0", "hopper") == 1
+    assert mla_decode_rows(vllm, None, "blackwell") == 1
+    assert mla_decode_rows(vllm, None, "ampere") == 1
+    for engine in ("vllm-v0", "sglang", "sglang-0.4", "trtllm", "trtllm-pytorch"):
+        assert mla_decode_rows(engine_profile(engine), None, "hopper") == 1
+
+    def params(version: str):
+        sc = {"model": "deepseek-r1", "hardware": "H200", "tp": 8, "engine": "vllm",
+              "engine_version": version, "workload": {"num_requests": 2}}  # fmt: skip
+        return build_fleet(build_scenario(sc), np.random.default_rng(0)).groups[0].params
+
+    assert params("0.12.0").mla_absorb_max_new_tokens == 512
+    assert params("0.8.4").mla_absorb_max_new_tokens == 1
 
 
 def test_vllm_v1_pages_sliding_window_layers_apart_from_0_9_2():

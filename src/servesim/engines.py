@@ -147,6 +147,10 @@ class EngineProfile:
     """The release from which the engine runs MLA's two down-projections (``q_a_proj``,
     ``kv_a_proj_with_mqa``: both read the hidden states) as one GEMM (``CostParams.
     mla_fused_down_proj``); ``"0"``: every release; None: as two GEMMs (no such fusion known)."""
+    mla_decode_rows: Callable[[str | None, str | None], int] | None = None
+    """When the engine's MLA backend takes rows of more than one new token down its decode
+    (weight-absorbed) pathway: ``(release, GPU architecture)`` → the most new tokens such a
+    row has (``CostParams.mla_absorb_max_new_tokens``). None: one (only decode rows)."""
     mla_prompt_absorb: Callable[[str | None, str | None], float | None] | None = None
     """When the engine runs every row of an MLA prompt batch through the weight-absorbed form
     (``CostParams.mla_prompt_absorb_below``): ``(release, GPU architecture)`` → the cached
@@ -672,6 +676,28 @@ per GPU at TP8, and every decode step reads ``W_UV_O`` (heads·512 × 7168) inst
 ``o_proj`` (heads·128 × 7168). NOTE: the 0.7.4 nightlies after #14770 no longer do; a
 scenario's dev release is taken as before it."""
 
+VLLM_FLASH_ATTN_MLA = "0.12.0"
+"""The first vLLM release whose V1 engine picks the FlashAttention MLA backend first on Hopper
+(``_get_backend_priorities`` in the 0.12.0 wheel's ``platforms/cuda.py``: FLASH_ATTN_MLA,
+then FLASHMLA; the 0.11.0 wheel tries FlashMLA first). Its metadata builder sends every row
+of at most :data:`VLLM_FLASH_ATTN_MLA_DECODE_ROWS` new tokens down the decode pathway
+(``FlashAttnMLAMetadataBuilder.reorder_batch_threshold`` 512, "process small prefills with
+decode pathway", ``QueryLenSupport.VARLEN``; ``split_decodes_and_prefills``): short prompts
+and prompt chunks run MLA absorbed, as decodes do. Blackwell's default (CUTLASS MLA) and the
+Triton MLA backend of other GPUs take single-token rows only."""
+
+VLLM_FLASH_ATTN_MLA_DECODE_ROWS = 512
+
+
+def vllm_mla_decode_rows(release: str | None, architecture: str | None) -> int:
+    """The most new tokens a row vLLM V1's default MLA backend runs as a decode (absorbed) at
+    ``release`` (None: the newest) on ``architecture``: :data:`VLLM_FLASH_ATTN_MLA_DECODE_ROWS`
+    on Hopper from :data:`VLLM_FLASH_ATTN_MLA`, else 1."""
+    if architecture == "hopper" and not _older(release, VLLM_FLASH_ATTN_MLA):
+        return VLLM_FLASH_ATTN_MLA_DECODE_ROWS
+    return 1
+
+
 VLLM_HYBRID_KV_CACHE = "0.9.2"
 """The first vLLM release whose V1 engine pages the KV cache of a model mixing full-attention
 and sliding-window layers by kind (vllm-project/vllm#17996's hybrid allocator;
@@ -767,6 +793,7 @@ PROFILES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm",
         mla_fused_down_proj_from="0.10.0",
+        mla_decode_rows=vllm_mla_decode_rows,
         kernel_backend="vllm",
         description="vLLM V1 engine: continuous batching with chunked prefill, engine core "
         "in its own process, host work overlapped with the GPU",
@@ -799,6 +826,8 @@ PROFILES: dict[str, EngineProfile] = {
             "graphs": "vLLM V1 piecewise CUDA graphs (CompilationConfig): captured for token "
             "counts up to 512, mixed batches included; larger steps run the compiled model "
             "without graphs",
+            "mla_decode_rows": "vLLM V1 MLA backends' reorder_batch_threshold (see "
+            "VLLM_FLASH_ATTN_MLA)",
             "mla_fused_down_proj": _VLLM_FUSED_MLA,
             "custom_allreduce": "vLLM's custom all-reduce (csrc/custom_all_reduce.cu, on by "
             "default for TP 2-8 over NVLink or XGMI; disable_custom_all_reduce=False)",
@@ -1234,6 +1263,16 @@ def mla_materialized(profile: EngineProfile, engine_version: str | None) -> bool
     if span is None or engine_version is None:
         return False
     return not _older(engine_version, span[0]) and _older(engine_version, span[1])
+
+
+def mla_decode_rows(
+    profile: EngineProfile, engine_version: str | None, architecture: str | None
+) -> int:
+    """The most new tokens of a row the engine at ``engine_version`` (None: its newest
+    release) runs through MLA's absorbed (decode) form on ``architecture``
+    (``profile.mla_decode_rows``; 1 without one)."""
+    rule = profile.mla_decode_rows
+    return 1 if rule is None else rule(engine_version, architecture)
 
 
 def mla_prompt_absorb(

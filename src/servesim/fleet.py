@@ -46,6 +46,7 @@ from servesim.engines import (
     EngineProfile,
     host_overlap_of,
     hybrid_kv,
+    mla_decode_rows,
     mla_fused_down_proj,
     mla_materialized,
     mla_prompt_absorb,
@@ -235,6 +236,9 @@ def _cost_params(
         mla_fused_down_proj=mla_fused_down_proj(profile, scenario.engine_version),
         moe_chunk_tokens=moe_chunk_tokens(profile, scenario.engine_version),
         mla_materialized=mla_materialized(profile, scenario.engine_version),
+        mla_absorb_max_new_tokens=mla_decode_rows(
+            profile, scenario.engine_version, hardware.architecture
+        ),
         mla_prompt_absorb_below=mla_prompt_absorb(
             profile, scenario.engine_version, hardware.architecture
         ),

@@ -136,7 +136,7 @@ def estimate_cmd(
     import numpy as np
 
     from servesim.cost import CostParams, Parallelism, build_step_cost, plan_memory
-    from servesim.engines import engine_profile, hybrid_kv, mla_fused_down_proj
+    from servesim.engines import engine_profile, hybrid_kv, mla_decode_rows, mla_fused_down_proj
     from servesim.hardware import load_hardware
     from servesim.model import load_model
 
@@ -146,7 +146,8 @@ def estimate_cmd(
     hw = load_hardware(hardware)
     par = Parallelism(tp=tp, pp=pp, ep=ep, dp=dp)
     # As `simulate` prices a step under its default engine (vLLM, newest release: custom
-    # all-reduce, MLA's down-projections as one GEMM, its kernels' tables and MLA block).
+    # all-reduce, MLA's down-projections as one GEMM, short MLA prompts on the decode pathway
+    # on Hopper, its kernels' tables and MLA block).
     vllm = engine_profile("vllm")
     params = CostParams(
         weight_dtype=weight_dtype,
@@ -155,6 +156,7 @@ def estimate_cmd(
         kernel_backend=vllm.kernel_backend,
         custom_allreduce=tp <= hw.gpus_per_node,
         mla_fused_down_proj=mla_fused_down_proj(vllm, None),
+        mla_absorb_max_new_tokens=mla_decode_rows(vllm, None, hw.architecture),
         hybrid_kv=hybrid_kv(vllm, None),
     )
     plan = plan_memory(
