@@ -189,6 +189,33 @@ def prefill_errors(hw, t) -> tuple[float, float]:
     return _median_abs(roof, secs), float(np.median(errors))
 
 
+def narrow_prefill_errors(hw, t) -> tuple[float, float, float] | None:
+    """Prefill attention of 64-wide heads (GPT-OSS, Llama-3.2-1B): median |error| of the
+    table's bf16 head_dim-64 rows (s >= 64) under the 128-wide curve (what priced them before
+    ``AttentionFit.prefill_curve``), under their own curve fitted with each head shape held
+    out, and the number of rows; None without such rows."""
+    p = t.attention_prefill
+    base = (p["dtype"] == "bf16") & (p["head_dim"] == AF.NARROW_HEAD_DIM) & (p["seq_len"] >= 64)
+    if not base.any():
+        return None
+    peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
+    e, h, fill, _ = AF.fit_prefill(p, peak, launch)
+    wide = AF.prefill_error(p, peak, launch, e, h, base, fill)
+    shape = p["num_heads"] * 1000 + p["num_kv_heads"]
+    errors = []
+    for held in np.unique(shape[base]):
+        e, h, fill, _ = AF.fit_prefill(
+            p, peak, launch, rows=shape != held, head_dim=AF.NARROW_HEAD_DIM
+        )
+        errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill))
+    return wide, float(np.median(errors)), int(base.sum())
+
+
+def _narrow_row(hw) -> list[str] | None:
+    got = narrow_prefill_errors(hw, K.load_tables(hw.name))
+    return None if got is None else [str(got[2]), _pct(got[0]), _pct(got[1])]
+
+
 def decode_errors(hw, t) -> tuple[float, float]:
     d = t.attention_decode
     kv = d["gbps"] * 1e9 * d["seconds"]
@@ -450,6 +477,9 @@ def main() -> None:
     _table("| GPU | GEMM roofline | GEMM table (held out) | prefill attn roofline | prefill "
            "fitted (held out) | decode attn roofline | decode fitted (held out) | all-reduce "
            "roofline | all-reduce table (held out) |", 8, _kernel_row)  # fmt: skip
+    print()
+    _table("| GPU | head_dim-64 prefill rows | under the 128-wide curve | own curve (held out "
+           "by head shape) |", 3, _narrow_row)  # fmt: skip
     print()
     _table("| GPU | GEMM shape held out: nearest shape | GEMM shape held out: interpolated "
            "in (log n, log k) |", 2,

@@ -269,11 +269,42 @@ def test_prefill_curve_holds_out_of_sample_leave_one_head_shape_out():
     assert np.median(errors) < 0.10  # (14% without the occupancy term)
 
 
+def test_narrow_heads_take_the_prefill_curve_of_their_own_rows():
+    """64-wide heads run FlashAttention-3 at a lower share of the H100's peak than 128-wide
+    ones: the table's head_dim-64 rows have a curve of their own, fitted like the 128-wide one,
+    which a 64-wide model (GPT-OSS) is priced with and a 128-wide one (Llama) is not; a GPU
+    whose table has no such rows (the A100's) prices them with its 128-wide curve."""
+    hw = load_hardware("H100")
+    fit, _ = AF.attention_fit_for(hw)
+    peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
+    p = H100.attention_prefill
+    narrow = (p["head_dim"] == 64) & (p["dtype"] == "bf16") & (p["seq_len"] >= 64)
+    own = AF.prefill_error(
+        p, peak, launch, fit.efficiency_hd64, fit.half_tokens_hd64, narrow, fit.fill_ctas_hd64
+    )
+    wide = AF.prefill_error(p, peak, launch, fit.efficiency, fit.half_tokens, narrow, fit.fill_ctas)
+    assert own < 0.10 < 0.25 < wide
+    assert fit.efficiency_hd64 < fit.efficiency  # (a lower share of the peak)
+    assert fit.prefill_curve(64) == (fit.efficiency_hd64, fit.half_tokens_hd64, fit.fill_ctas_hd64)
+    assert fit.prefill_curve(128) == (fit.efficiency, fit.half_tokens, fit.fill_ctas)
+    assert fit.prefill_curve(192) == fit.prefill_curve(128)  # (MLA's 192-wide QK heads)
+    tables = CostParams(kernel_tables=True)
+    gpt_oss = build_step_cost(load_model("openai/gpt-oss-120b"), hw, params=tables).resolved
+    llama = build_step_cost(load_model("llama-3.1-8b"), hw, params=tables).resolved
+    assert gpt_oss.attention_efficiency == fit.efficiency_hd64
+    assert gpt_oss.attention_half_tokens == fit.half_tokens_hd64
+    assert llama.attention_efficiency == fit.efficiency
+    a100, _ = AF.attention_fit_for(load_hardware("A100-80GB"))
+    assert a100.efficiency_hd64 == 0.0 and a100.prefill_curve(64) == a100.prefill_curve(128)
+
+
 def test_a_gpu_without_tables_takes_the_median_fitted_attention_curve():
     fit, source = AF.attention_fit_for(load_hardware("MI300X"))
     assert source.startswith("median of the fits")
     fits = [AF.attention_fit_for(load_hardware(g))[0] for g in K.gpus_with_tables()]
     assert fit.efficiency == pytest.approx(np.median([f.efficiency for f in fits]))
+    narrow = [f.efficiency_hd64 for f in fits if f.efficiency_hd64 > 0]
+    assert fit.efficiency_hd64 == pytest.approx(np.median(narrow))
 
 
 def test_short_prompts_run_attention_far_below_the_flat_roofline():

@@ -49,6 +49,32 @@ class AttentionFit:
     """The same for decode attention."""
     fill_ctas: float = 0.0
     """Prefill: thread blocks (heads × 128-query tiles) that fill the GPU (0: no limit)."""
+    efficiency_hd64: float = 0.0
+    """Prefill of 64-wide heads (GPT-OSS, Llama-3.2-1B, Qwen2.5-0.5B): ``efficiency`` fitted
+    to the table's head_dim-64 rows alone (each tile does half the work per byte of Q, K and V
+    a 128-wide head does); 0: the table has no such rows, the 128-wide curve prices them."""
+    half_tokens_hd64: float = 0.0
+    """``half_tokens`` of the head_dim-64 curve."""
+    fill_ctas_hd64: float = 0.0
+    """``fill_ctas`` of the head_dim-64 curve."""
+    prefill_error_hd64: float = 0.0
+    """``prefill_error`` of the head_dim-64 curve on its rows (0 without such rows)."""
+
+    def prefill_curve(self, head_dim: float) -> tuple[float, float, float]:
+        """(efficiency, half_tokens, fill_ctas) of the prefill curve for heads ``head_dim``
+        wide: the head_dim-64 curve for heads of at most :data:`NARROW_HEAD_DIM` when the
+        table had such rows, else the 128-wide one."""
+        if head_dim <= NARROW_HEAD_DIM and self.efficiency_hd64 > 0.0:
+            return self.efficiency_hd64, self.half_tokens_hd64, self.fill_ctas_hd64
+        return self.efficiency, self.half_tokens, self.fill_ctas
+
+
+NARROW_HEAD_DIM = 64
+"""Heads at most this wide take the prefill curve fitted to the head_dim-64 rows. On the
+datacentre Hopper and Blackwell GPUs those rows run 1.25-1.6× longer per FLOP than the 128-wide
+curve says (FlashAttention-3 and TensorRT-LLM's kernels reach a lower share of the tensor-core
+peak at 64: half the MMA work per byte of Q, K and V tiles); on the GDDR parts (L40S, RTX PRO
+6000) about the same (``bench/kernel_accuracy.py``)."""
 
 
 KV_HEAD_WEIGHT = 0.5
@@ -88,6 +114,7 @@ def fit_inputs(peak: float, bandwidth: float, launch_s: float) -> dict[str, floa
         "bandwidth": float(bandwidth),
         "launch_s": float(launch_s),
         "kv_head_weight": KV_HEAD_WEIGHT,
+        "narrow_head_dim": float(NARROW_HEAD_DIM),
     }
 
 
@@ -122,16 +149,24 @@ counts)."""
 
 
 def fit_prefill(
-    p: dict[str, np.ndarray], peak: float, launch_s: float, rows: np.ndarray | None = None
+    p: dict[str, np.ndarray],
+    peak: float,
+    launch_s: float,
+    rows: np.ndarray | None = None,
+    head_dim: int = 128,
 ) -> tuple[float, float, float, float]:
     """(efficiency, half_tokens, fill_ctas, median abs. error) of :func:`prefill_seconds` over
-    the bf16 rows with head_dim 128 (s >= 64 keys per query, every batch and head count):
+    the bf16 rows with ``head_dim`` (s >= 64 keys per query, every batch and head count):
     ``e``, ``h`` and ``fill`` searched on a coarse grid, then a fine one around its best,
-    minimising the median absolute log error (robust to the few rows a launch dominates)."""
-    # head_dim 128: the head size of nearly every model in the catalog (64 runs differently).
-    use = (p["seq_len"] >= 64) & (p["dtype"] == "bf16") & (p["head_dim"] == 128)
+    minimising the median absolute log error (robust to the few rows a launch dominates).
+    Raises ValueError when the table has no such rows."""
+    # head_dim 128: the head size of nearly every model in the catalog; 64 runs differently
+    # and has a curve of its own (NARROW_HEAD_DIM).
+    use = (p["seq_len"] >= 64) & (p["dtype"] == "bf16") & (p["head_dim"] == head_dim)
     if rows is not None:
         use &= rows
+    if not use.any():
+        raise ValueError(f"no bf16 prefill rows of head_dim {head_dim}")
     s, t = p["seq_len"][use], p["seconds"][use]
     flops = p["tflops"][use] * 1e12 * t
     heads = p["num_heads"][use]
@@ -210,11 +245,19 @@ def fit_tables(t, peak: float, bandwidth: float, launch_s: float) -> AttentionFi
     """The attention curves of one GPU's tables ``t`` (a ``KernelTables``), fitted afresh."""
     if t.attention_prefill is None or t.attention_decode is None:
         return None
-    e, h, fill, perr = fit_prefill(t.attention_prefill, peak, launch_s)
+    p = t.attention_prefill
+    e, h, fill, perr = fit_prefill(p, peak, launch_s)
     em, derr = fit_decode(t.attention_decode, bandwidth, launch_s)
     if not math.isfinite(em):
         return None
-    return AttentionFit(e, h, em, perr, derr, fill)
+    narrow = {}
+    if ((p["head_dim"] == NARROW_HEAD_DIM) & (p["dtype"] == "bf16") & (p["seq_len"] >= 64)).any():
+        e64, h64, fill64, err64 = fit_prefill(p, peak, launch_s, head_dim=NARROW_HEAD_DIM)
+        narrow = dict(
+            efficiency_hd64=e64, half_tokens_hd64=h64, fill_ctas_hd64=fill64,
+            prefill_error_hd64=err64,
+        )  # fmt: skip
+    return AttentionFit(e, h, em, perr, derr, fill, **narrow)
 
 
 @functools.cache
@@ -258,6 +301,7 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
     if not chosen:
         return None
     fits = [f for _, f in chosen]
+    narrow = [f for f in fits if f.efficiency_hd64 > 0.0]
     med = AttentionFit(
         efficiency=float(np.median([f.efficiency for f in fits])),
         half_tokens=float(np.median([f.half_tokens for f in fits])),
@@ -265,5 +309,8 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
         prefill_error=float("nan"),
         decode_error=float("nan"),
         fill_ctas=float(np.median([f.fill_ctas for f in fits])),
+        efficiency_hd64=float(np.median([f.efficiency_hd64 for f in narrow])) if narrow else 0.0,
+        half_tokens_hd64=float(np.median([f.half_tokens_hd64 for f in narrow])) if narrow else 0.0,
+        fill_ctas_hd64=float(np.median([f.fill_ctas_hd64 for f in narrow])) if narrow else 0.0,
     )
     return med, "median of the fits of " + ", ".join(name for name, _ in chosen)

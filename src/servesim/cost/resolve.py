@@ -136,8 +136,8 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         fp8 = fp8_gemm_factors(hw.architecture)
     if fit is not None:
         curve, source = fit
-        attn, attn_mem, half = curve.efficiency, curve.memory_efficiency, curve.half_tokens
-        fill = curve.fill_ctas
+        attn, half, fill = curve.prefill_curve(model.head_dim)
+        attn_mem = curve.memory_efficiency
     if params.attention_efficiency is not None:
         attn, source = params.attention_efficiency, "given"
     if params.attention_memory_efficiency is not None:
