@@ -118,8 +118,13 @@ def test_json_numbers_are_the_librarys():
         "memory_efficiency": fit.memory_efficiency,
         "prefill_error": fit.prefill_error,
         "decode_error": fit.decode_error,
+        "efficiency_hd64": fit.efficiency_hd64,
+        "half_tokens_hd64": fit.half_tokens_hd64,
+        "fill_ctas_hd64": fit.fill_ctas_hd64,
+        "prefill_error_hd64": fit.prefill_error_hd64,
         "source": source,
     }
+    assert "heads at most 64 wide (own rows): e = 0.48" in _kernels("h100")
     rows = doc["gemm_check"]["rows"]
     assert [(r["n"], r["k"], r["m"]) for r in rows] == [
         (n, k, m) for n, k in ((4096, 4096), (14336, 4096)) for m in (1, 16, 256, 4096)

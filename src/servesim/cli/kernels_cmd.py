@@ -146,6 +146,13 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
     def err(x: float | None) -> str:
         return "" if x is None else f"\n    median error {x:.1%} on the table's rows"
 
+    narrow = []
+    if fit.get("efficiency_hd64"):
+        narrow = [
+            f"  prefill of heads at most 64 wide (own rows): e = {fit['efficiency_hd64']:.2f}, "
+            f"h = {fit['half_tokens_hd64']:.0f}, C = {fit['fill_ctas_hd64']:.0f}"
+            f"{err(fit.get('prefill_error_hd64') or None)}"
+        ]
     return [
         f"attention curve (fitted rung): {fit['source']}",
         f"  prefill: e·s/(s + h') of bf16 peak at s keys per query, e = {fit['efficiency']:.2f}, "
@@ -153,6 +160,7 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         f"under C = {fit['fill_ctas']:.0f} thread blocks "
         f"(heads × 128-query tiles) the GPU is not filled and the time stretches by "
         f"C / blocks{err(fit['prefill_error'])}",
+        *narrow,
         f"  decode: KV-cache reads at {fit['memory_efficiency']:.3f} of HBM bandwidth"
         f"{err(fit['decode_error'])}",
     ]

@@ -107,6 +107,10 @@ def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | Non
         "memory_efficiency": fit.memory_efficiency,
         "prefill_error": _number(fit.prefill_error),
         "decode_error": _number(fit.decode_error),
+        "efficiency_hd64": fit.efficiency_hd64,
+        "half_tokens_hd64": fit.half_tokens_hd64,
+        "fill_ctas_hd64": fit.fill_ctas_hd64,
+        "prefill_error_hd64": _number(fit.prefill_error_hd64),
         "source": source,
     }
 
