@@ -216,10 +216,12 @@ def _narrow_row(hw) -> list[str] | None:
     return None if got is None else [str(got[2]), _pct(got[0]), _pct(got[1])]
 
 
-def decode_errors(hw, t) -> tuple[float, float]:
+def decode_errors(hw, t, kv_dtype: str = "bf16") -> tuple[float, float]:
+    """Median |error| of ``kv_dtype``'s decode rows (>= 1 GB of KV) on the roofline and under
+    the fraction fitted to that dtype's rows of the other head shapes."""
     d = t.attention_decode
     kv = d["gbps"] * 1e9 * d["seconds"]
-    rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == "bf16")
+    rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == kv_dtype)
     secs, kv = d["seconds"][rows], kv[rows]
     launch = hw.kernel_launch_s
     roof = kv / (hw.hbm_bandwidth * hw.memory_efficiency) + 2 * launch
@@ -231,6 +233,22 @@ def decode_errors(hw, t) -> tuple[float, float]:
         pred = launch + kv[shape == held] / (hw.hbm_bandwidth * e)
         errors.append(_median_abs(pred, secs[shape == held]))
     return _median_abs(roof, secs), float(np.median(errors))
+
+
+def _fp8_decode_row(hw) -> list[str] | None:
+    """FP8 KV-cache decode rows: their count, under the bf16 rows' fraction (what priced them
+    before ``AttentionFit.decode_fraction``), and under their own held out by head shape."""
+    t = K.load_tables(hw.name)
+    d = t.attention_decode
+    kv = d["gbps"] * 1e9 * d["seconds"]
+    rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == "fp8")
+    if not rows.any():
+        return None
+    launch = hw.kernel_launch_s
+    bf16, _ = AF.fit_decode(d, hw.hbm_bandwidth, launch, "bf16")
+    pred = launch + kv[rows] / (hw.hbm_bandwidth * bf16)
+    _, held = decode_errors(hw, t, "fp8")
+    return [str(int(rows.sum())), _pct(_median_abs(pred, d["seconds"][rows])), _pct(held)]
 
 
 def allreduce_errors(hw, t) -> tuple[float, float] | None:
@@ -477,6 +495,9 @@ def main() -> None:
     _table("| GPU | GEMM roofline | GEMM table (held out) | prefill attn roofline | prefill "
            "fitted (held out) | decode attn roofline | decode fitted (held out) | all-reduce "
            "roofline | all-reduce table (held out) |", 8, _kernel_row)  # fmt: skip
+    print()
+    _table("| GPU | FP8 KV decode rows | under the bf16 fraction | own fraction (held out by "
+           "head shape) |", 3, _fp8_decode_row)  # fmt: skip
     print()
     _table("| GPU | head_dim-64 prefill rows | under the 128-wide curve | own curve (held out "
            "by head shape) |", 3, _narrow_row)  # fmt: skip

@@ -298,6 +298,31 @@ def test_narrow_heads_take_the_prefill_curve_of_their_own_rows():
     assert a100.efficiency_hd64 == 0.0 and a100.prefill_curve(64) == a100.prefill_curve(128)
 
 
+def test_an_fp8_kv_cache_is_read_at_the_fraction_of_its_own_rows():
+    """The decode tables time bf16 and FP8 KV caches; on Hopper the FP8 rows read their KV at
+    a lower share of HBM bandwidth (the kernels dequantise what they read): each has its own
+    fraction, and a scenario's KV dtype picks it; a GPU without FP8 rows (the A100) reads an
+    FP8 cache at its bf16 fraction."""
+    hw = load_hardware("H200")
+    fit, _ = AF.attention_fit_for(hw)
+    d = K.load_tables("H200").attention_decode
+    bf16, _ = AF.fit_decode(d, hw.hbm_bandwidth, hw.kernel_launch_s, "bf16")
+    fp8, _ = AF.fit_decode(d, hw.hbm_bandwidth, hw.kernel_launch_s, "fp8")
+    assert (fit.memory_efficiency, fit.memory_efficiency_fp8) == (bf16, fp8)
+    assert fp8 < 0.7 < 0.8 < bf16
+    assert fit.decode_fraction("fp8") == fp8 and fit.decode_fraction("bf16") == bf16
+    model = load_model("llama-3.1-8b")
+
+    def resolved(kv_dtype):
+        params = CostParams(kernel_tables=True, kv_dtype=kv_dtype)
+        return build_step_cost(model, hw, params=params).resolved.attention_memory_efficiency
+
+    assert (resolved("fp8"), resolved(None)) == (fp8, bf16)
+    a100, _ = AF.attention_fit_for(load_hardware("A100-80GB"))
+    assert a100.memory_efficiency_fp8 == 0.0
+    assert a100.decode_fraction("fp8") == a100.memory_efficiency
+
+
 def test_a_gpu_without_tables_takes_the_median_fitted_attention_curve():
     fit, source = AF.attention_fit_for(load_hardware("MI300X"))
     assert source.startswith("median of the fits")

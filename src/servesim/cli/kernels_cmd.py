@@ -153,6 +153,12 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
             f"h = {fit['half_tokens_hd64']:.0f}, C = {fit['fill_ctas_hd64']:.0f}"
             f"{err(fit.get('prefill_error_hd64') or None)}"
         ]
+    fp8 = []
+    if fit.get("memory_efficiency_fp8"):
+        fp8 = [
+            f"  decode with an FP8 KV cache: reads at {fit['memory_efficiency_fp8']:.3f} of HBM "
+            f"bandwidth{err(fit.get('decode_error_fp8') or None)}"
+        ]
     return [
         f"attention curve (fitted rung): {fit['source']}",
         f"  prefill: e·s/(s + h') of bf16 peak at s keys per query, e = {fit['efficiency']:.2f}, "
@@ -163,6 +169,7 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         *narrow,
         f"  decode: KV-cache reads at {fit['memory_efficiency']:.3f} of HBM bandwidth"
         f"{err(fit['decode_error'])}",
+        *fp8,
     ]
 
 

@@ -111,6 +111,8 @@ def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | Non
         "half_tokens_hd64": fit.half_tokens_hd64,
         "fill_ctas_hd64": fit.fill_ctas_hd64,
         "prefill_error_hd64": _number(fit.prefill_error_hd64),
+        "memory_efficiency_fp8": fit.memory_efficiency_fp8,
+        "decode_error_fp8": _number(fit.decode_error_fp8),
         "source": source,
     }
 

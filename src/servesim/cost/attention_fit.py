@@ -4,10 +4,11 @@ Attention depends on every row's lengths, not on one number, so its measured tab
 a curve the linear cost model can carry: prefill attention reaches ``e · s / (s + h')`` of the
 tensor-core peak at ``s`` keys per query, with ``h' = h · (1 + KV_HEAD_WEIGHT · kv_heads /
 heads)``, and runs longer when its thread blocks cannot fill the GPU (fitted ``e``, ``h`` and
-``fill``, from ``attention_prefill.csv``); decode attention reads
-the KV cache at a fitted fraction of HBM bandwidth (``attention_decode.csv``, rows with at least
-:data:`DECODE_MIN_KV_BYTES` of KV: smaller working sets sit in L2 and read faster than HBM
-allows). A GPU without tables takes its same-architecture GPU's fit, else the median fitted
+``fill``, from ``attention_prefill.csv``; one curve for 128-wide heads and one for heads of at
+most 64, :data:`NARROW_HEAD_DIM`); decode attention reads the KV cache at a fitted fraction of
+HBM bandwidth, one for a bf16 and one for an FP8 KV cache (``attention_decode.csv``, rows with
+at least :data:`DECODE_MIN_KV_BYTES` of KV: smaller working sets sit in L2 and read faster than
+HBM allows). A GPU without tables takes its same-architecture GPU's fit, else the median fitted
 fractions of the GPUs that have tables, times its own datasheet peaks.
 """
 
@@ -59,6 +60,12 @@ class AttentionFit:
     """``fill_ctas`` of the head_dim-64 curve."""
     prefill_error_hd64: float = 0.0
     """``prefill_error`` of the head_dim-64 curve on its rows (0 without such rows)."""
+    memory_efficiency_fp8: float = 0.0
+    """Decode with an FP8 KV cache: the fraction of HBM bandwidth the table's fp8 rows read
+    their (half-size) KV at — lower than bf16's on Hopper (H200 0.62 against 0.85: the kernels
+    dequantise every element they read); 0: no fp8 rows, ``memory_efficiency`` prices them."""
+    decode_error_fp8: float = 0.0
+    """``decode_error`` of the fp8 fraction on its rows (0 without such rows)."""
 
     def prefill_curve(self, head_dim: float) -> tuple[float, float, float]:
         """(efficiency, half_tokens, fill_ctas) of the prefill curve for heads ``head_dim``
@@ -67,6 +74,14 @@ class AttentionFit:
         if head_dim <= NARROW_HEAD_DIM and self.efficiency_hd64 > 0.0:
             return self.efficiency_hd64, self.half_tokens_hd64, self.fill_ctas_hd64
         return self.efficiency, self.half_tokens, self.fill_ctas
+
+    def decode_fraction(self, kv_dtype: str) -> float:
+        """The fraction of HBM bandwidth decode attention reads a ``kv_dtype`` KV cache at: the
+        fp8 rows' own fraction for an fp8 cache when the table had such rows, else the bf16
+        rows'."""
+        if kv_dtype == "fp8" and self.memory_efficiency_fp8 > 0.0:
+            return self.memory_efficiency_fp8
+        return self.memory_efficiency
 
 
 NARROW_HEAD_DIM = 64
@@ -115,6 +130,7 @@ def fit_inputs(peak: float, bandwidth: float, launch_s: float) -> dict[str, floa
         "launch_s": float(launch_s),
         "kv_head_weight": KV_HEAD_WEIGHT,
         "narrow_head_dim": float(NARROW_HEAD_DIM),
+        "decode_by_kv_dtype": 1.0,
     }
 
 
@@ -201,11 +217,16 @@ def prefill_error(
     return float(np.median(np.abs(pred / p["seconds"][rows] - 1.0)))
 
 
-def fit_decode(d: dict[str, np.ndarray], bandwidth: float, launch_s: float) -> tuple[float, float]:
+def fit_decode(
+    d: dict[str, np.ndarray], bandwidth: float, launch_s: float, kv_dtype: str | None = None
+) -> tuple[float, float]:
     """(fraction of HBM bandwidth, median abs. error) of ``time = launch + KV bytes / (BW ·
-    e)`` over decode rows with at least ``DECODE_MIN_KV_BYTES`` of KV."""
+    e)`` over decode rows with at least ``DECODE_MIN_KV_BYTES`` of KV (of ``kv_dtype``'s rows
+    when given: an FP8 cache is read at a fraction of its own); (nan, nan) without rows."""
     kv_bytes = d["gbps"] * 1e9 * d["seconds"]
     rows = kv_bytes >= DECODE_MIN_KV_BYTES
+    if kv_dtype is not None:
+        rows &= d["dtype"] == kv_dtype
     if not rows.any():
         return float("nan"), float("nan")
     # Least squares on relative error: e = Σ(b/t') / Σ(b/t')²·... solved in closed form for
@@ -245,11 +266,13 @@ def fit_tables(t, peak: float, bandwidth: float, launch_s: float) -> AttentionFi
     """The attention curves of one GPU's tables ``t`` (a ``KernelTables``), fitted afresh."""
     if t.attention_prefill is None or t.attention_decode is None:
         return None
-    p = t.attention_prefill
+    p, d = t.attention_prefill, t.attention_decode
     e, h, fill, perr = fit_prefill(p, peak, launch_s)
-    em, derr = fit_decode(t.attention_decode, bandwidth, launch_s)
+    em, derr = fit_decode(d, bandwidth, launch_s, "bf16")
     if not math.isfinite(em):
         return None
+    em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8")
+    fp8 = dict(memory_efficiency_fp8=em8, decode_error_fp8=derr8) if math.isfinite(em8) else {}
     narrow = {}
     if ((p["head_dim"] == NARROW_HEAD_DIM) & (p["dtype"] == "bf16") & (p["seq_len"] >= 64)).any():
         e64, h64, fill64, err64 = fit_prefill(p, peak, launch_s, head_dim=NARROW_HEAD_DIM)
@@ -257,7 +280,7 @@ def fit_tables(t, peak: float, bandwidth: float, launch_s: float) -> AttentionFi
             efficiency_hd64=e64, half_tokens_hd64=h64, fill_ctas_hd64=fill64,
             prefill_error_hd64=err64,
         )  # fmt: skip
-    return AttentionFit(e, h, em, perr, derr, fill, **narrow)
+    return AttentionFit(e, h, em, perr, derr, fill, **narrow, **fp8)
 
 
 @functools.cache
@@ -302,6 +325,7 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
         return None
     fits = [f for _, f in chosen]
     narrow = [f for f in fits if f.efficiency_hd64 > 0.0]
+    fp8 = [f for f in fits if f.memory_efficiency_fp8 > 0.0]
     med = AttentionFit(
         efficiency=float(np.median([f.efficiency for f in fits])),
         half_tokens=float(np.median([f.half_tokens for f in fits])),
@@ -312,5 +336,8 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
         efficiency_hd64=float(np.median([f.efficiency_hd64 for f in narrow])) if narrow else 0.0,
         half_tokens_hd64=float(np.median([f.half_tokens_hd64 for f in narrow])) if narrow else 0.0,
         fill_ctas_hd64=float(np.median([f.fill_ctas_hd64 for f in narrow])) if narrow else 0.0,
+        memory_efficiency_fp8=(
+            float(np.median([f.memory_efficiency_fp8 for f in fp8])) if fp8 else 0.0
+        ),
     )
     return med, "median of the fits of " + ", ".join(name for name, _ in chosen)

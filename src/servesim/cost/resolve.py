@@ -137,7 +137,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     if fit is not None:
         curve, source = fit
         attn, half, fill = curve.prefill_curve(model.head_dim)
-        attn_mem = curve.memory_efficiency
+        attn_mem = curve.decode_fraction(kv)
     if params.attention_efficiency is not None:
         attn, source = params.attention_efficiency, "given"
     if params.attention_memory_efficiency is not None:
