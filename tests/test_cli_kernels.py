@@ -122,11 +122,16 @@ def test_json_numbers_are_the_librarys():
         "half_tokens_hd64": fit.half_tokens_hd64,
         "fill_ctas_hd64": fit.fill_ctas_hd64,
         "prefill_error_hd64": fit.prefill_error_hd64,
+        "efficiency_fp8": fit.efficiency_fp8,
+        "half_tokens_fp8": fit.half_tokens_fp8,
+        "fill_ctas_fp8": fit.fill_ctas_fp8,
+        "prefill_error_fp8": fit.prefill_error_fp8,
         "memory_efficiency_fp8": fit.memory_efficiency_fp8,
         "decode_error_fp8": fit.decode_error_fp8,
         "source": source,
     }
     assert "decode with an FP8 KV cache: reads at 0.746" in _kernels("h100")
+    assert "prefill in FP8" in _kernels("h100")
     assert "heads at most 64 wide (own rows): e = 0.48" in _kernels("h100")
     rows = doc["gemm_check"]["rows"]
     assert [(r["n"], r["k"], r["m"]) for r in rows] == [

@@ -10,8 +10,10 @@ from servesim.cost import CostParams, Parallelism, build_step_cost
 from servesim.cost import attention_fit as AF
 from servesim.cost import kernels as K
 from servesim.cost.accounting import RUNGS
+from servesim.fleet import build_fleet
 from servesim.hardware import load_hardware
 from servesim.model import load_model
+from servesim.scenario import build_scenario
 
 H100 = K.load_tables("H100")
 
@@ -321,6 +323,36 @@ def test_an_fp8_kv_cache_is_read_at_the_fraction_of_its_own_rows():
     a100, _ = AF.attention_fit_for(load_hardware("A100-80GB"))
     assert a100.memory_efficiency_fp8 == 0.0
     assert a100.decode_fraction("fp8") == a100.memory_efficiency
+
+
+def test_fp8_attention_takes_the_prefill_curve_of_the_fp8_rows():
+    """FlashAttention-3 runs attention in FP8 over an FP8 KV cache in vLLM V1 and SGLang (0.4.6+)
+    on Hopper: their prefill takes the curve fitted to the tables' fp8 rows (a larger share of
+    the bf16 peak); a bf16 cache, TensorRT-LLM, the A100, 64-wide heads and MLA keep the bf16
+    curves."""
+    hw = load_hardware("H100")
+    fit, _ = AF.attention_fit_for(hw)
+    p = H100.attention_prefill
+    e8, h8, fill8, _ = AF.fit_prefill(p, hw.peak_flops["bf16"], hw.kernel_launch_s, dtype="fp8")
+    assert (fit.efficiency_fp8, fit.half_tokens_fp8, fit.fill_ctas_fp8) == (e8, h8, fill8)
+    assert fit.efficiency_fp8 > 0.75 > 0.6 > fit.efficiency
+    assert fit.prefill_curve(128, fp8=True) == (e8, h8, fill8)
+    assert fit.prefill_curve(64, fp8=True) == fit.prefill_curve(64)
+
+    def efficiency(engine: str, model: str, hardware: str = "H100", kv: str = "fp8", **sc):
+        spec = {"model": model, "hardware": hardware, "engine": engine, "kv_dtype": kv}
+        scenario = build_scenario({**spec, "workload": {"num_requests": 2}, **sc})
+        fleet = build_fleet(scenario, np.random.default_rng(0))
+        return fleet.instances[0].cost.resolved.attention_efficiency
+
+    assert efficiency("vllm", "llama-3.1-8b") == e8
+    assert efficiency("sglang", "llama-3.1-8b", engine_version="0.5.3") == e8
+    assert efficiency("sglang-0.4", "llama-3.1-8b", engine_version="0.4.3") == fit.efficiency
+    assert efficiency("vllm", "llama-3.1-8b", kv="bf16") == fit.efficiency
+    assert efficiency("trtllm", "llama-3.1-8b") == fit.efficiency
+    assert efficiency("vllm", "openai/gpt-oss-120b") == fit.efficiency_hd64
+    a100, _ = AF.attention_fit_for(load_hardware("A100-80GB"))
+    assert efficiency("vllm", "llama-3.1-8b", hardware="A100-80GB") == a100.efficiency
 
 
 def test_a_gpu_without_tables_takes_the_median_fitted_attention_curve():

@@ -147,6 +147,10 @@ class EngineProfile:
     """The release from which the engine runs MLA's two down-projections (``q_a_proj``,
     ``kv_a_proj_with_mqa``: both read the hidden states) as one GEMM (``CostParams.
     mla_fused_down_proj``); ``"0"``: every release; None: as two GEMMs (no such fusion known)."""
+    fp8_attention: Callable[[str | None, str | None], bool] | None = None
+    """Whether the engine runs attention in FP8 over an FP8 KV cache: ``(release, GPU
+    architecture)`` → True where its default attention kernel quantises Q to the cache's
+    format (``CostParams.fp8_attention``). None: never."""
     mla_decode_rows: Callable[[str | None, str | None], int] | None = None
     """When the engine's MLA backend takes rows of more than one new token down its decode
     (weight-absorbed) pathway: ``(release, GPU architecture)`` → the most new tokens such a
@@ -676,6 +680,23 @@ per GPU at TP8, and every decode step reads ``W_UV_O`` (heads·512 × 7168) inst
 ``o_proj`` (heads·128 × 7168). NOTE: the 0.7.4 nightlies after #14770 no longer do; a
 scenario's dev release is taken as before it."""
 
+
+def vllm_fp8_attention(release: str | None, architecture: str | None) -> bool:
+    """vLLM V1's FlashAttention backend on Hopper (FlashAttention-3) casts the queries to the
+    FP8 KV cache's format and passes ``q/k/v_descale``, so attention runs in FP8 (``FlashAttention
+    Impl.forward``: ``ops.scaled_fp8_quant(query, ...)`` when ``kv_cache_dtype`` is fp8, in the
+    0.8.4, 0.9.0, 0.9.2 and 0.10.2 wheels; ``flash_attn_supports_fp8``: FA3 on SM90 only)."""
+    return architecture == "hopper"
+
+
+def sglang_fp8_attention(release: str | None, architecture: str | None) -> bool:
+    """SGLang's FA3 attention backend, Hopper's default for non-MLA models from 0.4.6, casts
+    ``q`` to the FP8 KV cache's dtype (``FlashAttentionBackend.forward_extend`` and
+    ``forward_decode`` in the 0.5.3 wheel, "only use kv scaling if fp8 kv is explicitly
+    enabled"); before 0.4.6 (FlashInfer) attention ran in bf16."""
+    return architecture == "hopper" and not _older(release, "0.4.6")
+
+
 VLLM_FLASH_ATTN_MLA = "0.12.0"
 """The first vLLM release whose V1 engine picks the FlashAttention MLA backend first on Hopper
 (``_get_backend_priorities`` in the 0.12.0 wheel's ``platforms/cuda.py``: FLASH_ATTN_MLA,
@@ -794,6 +815,7 @@ PROFILES: dict[str, EngineProfile] = {
         name="vllm",
         mla_fused_down_proj_from="0.10.0",
         mla_decode_rows=vllm_mla_decode_rows,
+        fp8_attention=vllm_fp8_attention,
         kernel_backend="vllm",
         description="vLLM V1 engine: continuous batching with chunked prefill, engine core "
         "in its own process, host work overlapped with the GPU",
@@ -936,6 +958,7 @@ PROFILES: dict[str, EngineProfile] = {
         name="sglang",
         mla_fused_down_proj_from="0.4.6",
         mla_prompt_absorb=sglang_mla_prompt_absorb,
+        fp8_attention=sglang_fp8_attention,
         kernel_backend="sglang",
         description="SGLang: prefill batches before decode batches (prompts chunked by GPU "
         "memory), overlap scheduler (host work beside the GPU), radix prefix cache, look-ahead "
@@ -1263,6 +1286,15 @@ def mla_materialized(profile: EngineProfile, engine_version: str | None) -> bool
     if span is None or engine_version is None:
         return False
     return not _older(engine_version, span[0]) and _older(engine_version, span[1])
+
+
+def fp8_attention(
+    profile: EngineProfile, engine_version: str | None, architecture: str | None
+) -> bool:
+    """Whether the engine at ``engine_version`` (None: its newest release) runs attention in
+    FP8 over an FP8 KV cache on ``architecture`` (``profile.fp8_attention``)."""
+    rule = profile.fp8_attention
+    return rule is not None and rule(engine_version, architecture)
 
 
 def mla_decode_rows(

@@ -44,6 +44,7 @@ from servesim.engine.request import Request
 from servesim.engine.scheduler import SchedulerConfig, policy_knobs
 from servesim.engines import (
     EngineProfile,
+    fp8_attention,
     host_overlap_of,
     hybrid_kv,
     mla_decode_rows,
@@ -236,6 +237,7 @@ def _cost_params(
         mla_fused_down_proj=mla_fused_down_proj(profile, scenario.engine_version),
         moe_chunk_tokens=moe_chunk_tokens(profile, scenario.engine_version),
         mla_materialized=mla_materialized(profile, scenario.engine_version),
+        fp8_attention=fp8_attention(profile, scenario.engine_version, hardware.architecture),
         mla_absorb_max_new_tokens=mla_decode_rows(
             profile, scenario.engine_version, hardware.architecture
         ),

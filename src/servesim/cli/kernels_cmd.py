@@ -153,6 +153,12 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
             f"h = {fit['half_tokens_hd64']:.0f}, C = {fit['fill_ctas_hd64']:.0f}"
             f"{err(fit.get('prefill_error_hd64') or None)}"
         ]
+    if fit.get("efficiency_fp8"):
+        narrow.append(
+            f"  prefill in FP8 (FP8 KV cache, FlashAttention-3 engines on Hopper): e = "
+            f"{fit['efficiency_fp8']:.2f} of the bf16 peak, h = {fit['half_tokens_fp8']:.0f}, "
+            f"C = {fit['fill_ctas_fp8']:.0f}{err(fit.get('prefill_error_fp8') or None)}"
+        )
     fp8 = []
     if fit.get("memory_efficiency_fp8"):
         fp8 = [

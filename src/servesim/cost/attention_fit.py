@@ -60,6 +60,16 @@ class AttentionFit:
     """``fill_ctas`` of the head_dim-64 curve."""
     prefill_error_hd64: float = 0.0
     """``prefill_error`` of the head_dim-64 curve on its rows (0 without such rows)."""
+    efficiency_fp8: float = 0.0
+    """Prefill in FP8 (FlashAttention-3 with an FP8 KV cache quantises Q too): ``efficiency``
+    fitted to the table's fp8 rows of 128-wide heads, as a share of the *bf16* peak (H100 0.80
+    against 0.57 in bf16); 0: no such rows, the bf16 curve prices them."""
+    half_tokens_fp8: float = 0.0
+    """``half_tokens`` of the FP8 prefill curve."""
+    fill_ctas_fp8: float = 0.0
+    """``fill_ctas`` of the FP8 prefill curve."""
+    prefill_error_fp8: float = 0.0
+    """``prefill_error`` of the FP8 prefill curve on its rows (0 without such rows)."""
     memory_efficiency_fp8: float = 0.0
     """Decode with an FP8 KV cache: the fraction of HBM bandwidth the table's fp8 rows read
     their (half-size) KV at — lower than bf16's on Hopper (H200 0.62 against 0.85: the kernels
@@ -67,12 +77,16 @@ class AttentionFit:
     decode_error_fp8: float = 0.0
     """``decode_error`` of the fp8 fraction on its rows (0 without such rows)."""
 
-    def prefill_curve(self, head_dim: float) -> tuple[float, float, float]:
+    def prefill_curve(self, head_dim: float, fp8: bool = False) -> tuple[float, float, float]:
         """(efficiency, half_tokens, fill_ctas) of the prefill curve for heads ``head_dim``
-        wide: the head_dim-64 curve for heads of at most :data:`NARROW_HEAD_DIM` when the
-        table had such rows, else the 128-wide one."""
+        wide (``fp8``: attention runs in FP8): the head_dim-64 curve for heads of at most
+        :data:`NARROW_HEAD_DIM` when the table had such rows (in bf16 also under ``fp8``: its
+        FP8 rows are not fitted apart), the FP8 curve of 128-wide heads under ``fp8`` when it
+        had fp8 rows, else the bf16 128-wide one."""
         if head_dim <= NARROW_HEAD_DIM and self.efficiency_hd64 > 0.0:
             return self.efficiency_hd64, self.half_tokens_hd64, self.fill_ctas_hd64
+        if fp8 and head_dim > NARROW_HEAD_DIM and self.efficiency_fp8 > 0.0:
+            return self.efficiency_fp8, self.half_tokens_fp8, self.fill_ctas_fp8
         return self.efficiency, self.half_tokens, self.fill_ctas
 
     def decode_fraction(self, kv_dtype: str) -> float:
@@ -131,6 +145,7 @@ def fit_inputs(peak: float, bandwidth: float, launch_s: float) -> dict[str, floa
         "kv_head_weight": KV_HEAD_WEIGHT,
         "narrow_head_dim": float(NARROW_HEAD_DIM),
         "decode_by_kv_dtype": 1.0,
+        "fp8_prefill": 1.0,
     }
 
 
@@ -170,19 +185,20 @@ def fit_prefill(
     launch_s: float,
     rows: np.ndarray | None = None,
     head_dim: int = 128,
+    dtype: str = "bf16",
 ) -> tuple[float, float, float, float]:
     """(efficiency, half_tokens, fill_ctas, median abs. error) of :func:`prefill_seconds` over
-    the bf16 rows with ``head_dim`` (s >= 64 keys per query, every batch and head count):
+    the ``dtype`` rows with ``head_dim`` (s >= 64 keys per query, every batch and head count):
     ``e``, ``h`` and ``fill`` searched on a coarse grid, then a fine one around its best,
     minimising the median absolute log error (robust to the few rows a launch dominates).
     Raises ValueError when the table has no such rows."""
     # head_dim 128: the head size of nearly every model in the catalog; 64 runs differently
     # and has a curve of its own (NARROW_HEAD_DIM).
-    use = (p["seq_len"] >= 64) & (p["dtype"] == "bf16") & (p["head_dim"] == head_dim)
+    use = (p["seq_len"] >= 64) & (p["dtype"] == dtype) & (p["head_dim"] == head_dim)
     if rows is not None:
         use &= rows
     if not use.any():
-        raise ValueError(f"no bf16 prefill rows of head_dim {head_dim}")
+        raise ValueError(f"no {dtype} prefill rows of head_dim {head_dim}")
     s, t = p["seq_len"][use], p["seconds"][use]
     flops = p["tflops"][use] * 1e12 * t
     heads = p["num_heads"][use]
@@ -271,16 +287,28 @@ def fit_tables(t, peak: float, bandwidth: float, launch_s: float) -> AttentionFi
     em, derr = fit_decode(d, bandwidth, launch_s, "bf16")
     if not math.isfinite(em):
         return None
-    em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8")
-    fp8 = dict(memory_efficiency_fp8=em8, decode_error_fp8=derr8) if math.isfinite(em8) else {}
-    narrow = {}
-    if ((p["head_dim"] == NARROW_HEAD_DIM) & (p["dtype"] == "bf16") & (p["seq_len"] >= 64)).any():
+    extra: dict[str, float] = {}
+
+    def has_rows(head_dim: int, dtype: str) -> bool:
+        return bool(
+            ((p["head_dim"] == head_dim) & (p["dtype"] == dtype) & (p["seq_len"] >= 64)).any()
+        )
+
+    if has_rows(NARROW_HEAD_DIM, "bf16"):
         e64, h64, fill64, err64 = fit_prefill(p, peak, launch_s, head_dim=NARROW_HEAD_DIM)
-        narrow = dict(
+        extra.update(
             efficiency_hd64=e64, half_tokens_hd64=h64, fill_ctas_hd64=fill64,
             prefill_error_hd64=err64,
         )  # fmt: skip
-    return AttentionFit(e, h, em, perr, derr, fill, **narrow, **fp8)
+    if has_rows(128, "fp8"):
+        e8, h8, fill8, err8 = fit_prefill(p, peak, launch_s, dtype="fp8")
+        extra.update(
+            efficiency_fp8=e8, half_tokens_fp8=h8, fill_ctas_fp8=fill8, prefill_error_fp8=err8
+        )
+    em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8")
+    if math.isfinite(em8):
+        extra.update(memory_efficiency_fp8=em8, decode_error_fp8=derr8)
+    return AttentionFit(e, h, em, perr, derr, fill, **extra)
 
 
 @functools.cache
@@ -326,6 +354,7 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
     fits = [f for _, f in chosen]
     narrow = [f for f in fits if f.efficiency_hd64 > 0.0]
     fp8 = [f for f in fits if f.memory_efficiency_fp8 > 0.0]
+    fp8p = [f for f in fits if f.efficiency_fp8 > 0.0]
     med = AttentionFit(
         efficiency=float(np.median([f.efficiency for f in fits])),
         half_tokens=float(np.median([f.half_tokens for f in fits])),
@@ -339,5 +368,8 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
         memory_efficiency_fp8=(
             float(np.median([f.memory_efficiency_fp8 for f in fp8])) if fp8 else 0.0
         ),
+        efficiency_fp8=float(np.median([f.efficiency_fp8 for f in fp8p])) if fp8p else 0.0,
+        half_tokens_fp8=float(np.median([f.half_tokens_fp8 for f in fp8p])) if fp8p else 0.0,
+        fill_ctas_fp8=float(np.median([f.fill_ctas_fp8 for f in fp8p])) if fp8p else 0.0,
     )
     return med, "median of the fits of " + ", ".join(name for name, _ in chosen)

@@ -246,6 +246,11 @@ class CostParams:
     """Tokens at which a GEMM reaches half its large-batch efficiency (see ``gemm_efficiency``)."""
     mla_absorb_max_new_tokens: int = 1
     """MLA rows with at most this many new tokens use the weight-absorbed (decode) path."""
+    fp8_attention: bool = False
+    """With an FP8 KV cache the attention kernels run in FP8 (FlashAttention-3 on Hopper in vLLM
+    V1 and SGLang quantise Q to the cache's format): prefill attention takes the FP8 curve of
+    the kernel tables (``AttentionFit.efficiency_fp8``; not MLA models, whose prompts attend over
+    up-projected bf16 keys). False: bf16 attention over a dequantised cache."""
     mla_prompt_absorb_below: float | None = None
     """Engines that pick one MLA form per prompt batch (SGLang: ``DeepseekV2AttentionMLA``'s
     forward-method dispatch on ``sum(extend_prefix_lens)``): a step with prompt rows runs

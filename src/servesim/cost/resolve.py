@@ -136,7 +136,9 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         fp8 = fp8_gemm_factors(hw.architecture)
     if fit is not None:
         curve, source = fit
-        attn, half, fill = curve.prefill_curve(model.head_dim)
+        # (MLA's prompts attend over up-projected bf16 keys, whatever the cache holds.)
+        fp8_attention = params.fp8_attention and kv == "fp8" and model.mla is None
+        attn, half, fill = curve.prefill_curve(model.head_dim, fp8_attention)
         attn_mem = curve.decode_fraction(kv)
     if params.attention_efficiency is not None:
         attn, source = params.attention_efficiency, "given"
