@@ -352,24 +352,31 @@ def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str
     if not chosen:
         return None
     fits = [f for _, f in chosen]
-    narrow = [f for f in fits if f.efficiency_hd64 > 0.0]
-    fp8 = [f for f in fits if f.memory_efficiency_fp8 > 0.0]
-    fp8p = [f for f in fits if f.efficiency_fp8 > 0.0]
+
+    def median(field: str) -> float:
+        """The median of ``field`` over the fits that have it (the optional curves are 0 where
+        a GPU's table had no such rows), 0 when none does."""
+        values = [getattr(f, field) for f in fits if getattr(f, field) > 0.0]
+        return float(np.median(values)) if values else 0.0
+
     med = AttentionFit(
-        efficiency=float(np.median([f.efficiency for f in fits])),
-        half_tokens=float(np.median([f.half_tokens for f in fits])),
-        memory_efficiency=float(np.median([f.memory_efficiency for f in fits])),
+        efficiency=median("efficiency"),
+        half_tokens=median("half_tokens"),
+        memory_efficiency=median("memory_efficiency"),
         prefill_error=float("nan"),
         decode_error=float("nan"),
         fill_ctas=float(np.median([f.fill_ctas for f in fits])),
-        efficiency_hd64=float(np.median([f.efficiency_hd64 for f in narrow])) if narrow else 0.0,
-        half_tokens_hd64=float(np.median([f.half_tokens_hd64 for f in narrow])) if narrow else 0.0,
-        fill_ctas_hd64=float(np.median([f.fill_ctas_hd64 for f in narrow])) if narrow else 0.0,
-        memory_efficiency_fp8=(
-            float(np.median([f.memory_efficiency_fp8 for f in fp8])) if fp8 else 0.0
-        ),
-        efficiency_fp8=float(np.median([f.efficiency_fp8 for f in fp8p])) if fp8p else 0.0,
-        half_tokens_fp8=float(np.median([f.half_tokens_fp8 for f in fp8p])) if fp8p else 0.0,
-        fill_ctas_fp8=float(np.median([f.fill_ctas_fp8 for f in fp8p])) if fp8p else 0.0,
+        **{
+            field: median(field)
+            for field in (
+                "efficiency_hd64",
+                "half_tokens_hd64",
+                "fill_ctas_hd64",
+                "efficiency_fp8",
+                "half_tokens_fp8",
+                "fill_ctas_fp8",
+                "memory_efficiency_fp8",
+            )
+        },
     )
     return med, "median of the fits of " + ", ".join(name for name, _ in chosen)
