@@ -146,15 +146,15 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
     def err(x: float | None) -> str:
         return "" if x is None else f"\n    median error {x:.1%} on the table's rows"
 
-    narrow = []
+    prefill_curves = []
     if fit.get("efficiency_hd64"):
-        narrow = [
+        prefill_curves = [
             f"  prefill of heads at most 64 wide (own rows): e = {fit['efficiency_hd64']:.2f}, "
             f"h = {fit['half_tokens_hd64']:.0f}, C = {fit['fill_ctas_hd64']:.0f}"
             f"{err(fit.get('prefill_error_hd64') or None)}"
         ]
     if fit.get("efficiency_fp8"):
-        narrow.append(
+        prefill_curves.append(
             f"  prefill in FP8 (FP8 KV cache, FlashAttention-3 engines on Hopper): e = "
             f"{fit['efficiency_fp8']:.2f} of the bf16 peak, h = {fit['half_tokens_fp8']:.0f}, "
             f"C = {fit['fill_ctas_fp8']:.0f}{err(fit.get('prefill_error_fp8') or None)}"
@@ -172,7 +172,7 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         f"under C = {fit['fill_ctas']:.0f} thread blocks "
         f"(heads × 128-query tiles) the GPU is not filled and the time stretches by "
         f"C / blocks{err(fit['prefill_error'])}",
-        *narrow,
+        *prefill_curves,
         f"  decode: KV-cache reads at {fit['memory_efficiency']:.3f} of HBM bandwidth"
         f"{err(fit['decode_error'])}",
         *fp8,
