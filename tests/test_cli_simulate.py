@@ -166,6 +166,20 @@ def test_vllm_before_0_14_runs_host_work_between_steps_unless_async_scheduling()
     assert "host work between steps" not in run("-n", "40").stdout
 
 
+def test_sglang_before_0_4_6_runs_flashinfer_attention_unless_told_fa3():
+    base = ("-n", "40", "-g", "H200", "--engine", "sglang-0.4", "--engine-version", "0.4.0")
+    default = run(*base)
+    assert default.returncode == 0, default.stderr
+    assert "FlashInfer attention" in default.stdout
+    fa3 = json.loads(run(*base, "--attention-backend", "fa3", "--json").stdout)
+    assert fa3["scenario"]["attention_backend"] == "fa3"
+    assert json.loads(run(*base, "--json").stdout)["mean_tpot_ms"] > fa3["mean_tpot_ms"]
+    assert "FlashInfer attention" not in run(*base, "--attention-backend", "fa3").stdout
+    bad = run(*base, "--attention-backend", "triton")
+    assert bad.returncode == 2
+    assert "attention_backend" in bad.stderr + bad.stdout and "Traceback" not in bad.stderr
+
+
 @pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces not present")
 def test_replay_of_the_azure_trace(tmp_path):
     p = run("--replay", str(TRACES / "azure_llm_2023_conv.csv"), "-n", "200", "--json")

@@ -12,6 +12,7 @@ from servesim.engine.loop import ApiLatency
 from servesim.engines import (
     ENGINES,
     PROFILES,
+    attention_backend,
     engine_profile,
     host_overlap_of,
     mla_decode_rows,
@@ -762,6 +763,46 @@ def test_sglang_absorbs_mla_prompt_batches_by_its_default_backend():
     assert params("sglang", "0.5.3", False).mla_prompt_prefix_floor == 0.0
     assert params("sglang-0.4", "0.4.3.post2", True).mla_prompt_absorb_below == inf
     assert params("vllm", "0.11.0", True).mla_prompt_absorb_below is None
+
+
+def test_sglang_attention_backend_by_release_gpu_and_model_class():
+    """SGLang's default attention backend for non-MLA models (the wheels'
+    ``model_specific_adjustment`` / ``_handle_attention_backend``): FlashInfer before 0.4.6;
+    from 0.4.6 FA3 on Hopper for the classes of that release's ``is_fa3_default_architecture``
+    list (Mistral only in 0.4.6, Qwen3 from 0.4.7), FlashInfer for the others; FA3 for GPT-OSS
+    and, from 0.5.8, for every class. Off Hopper none is named (nothing to price it by); other
+    engines name none."""
+    old, new = engine_profile("sglang-0.4"), engine_profile("sglang")
+    assert attention_backend(old, "0.4.0", "hopper", "LlamaForCausalLM") == "flashinfer"
+    assert attention_backend(old, "0.4.5", "hopper", "LlamaForCausalLM") == "flashinfer"
+    assert attention_backend(old, "0.4.6", "hopper", "LlamaForCausalLM") == "fa3"
+    assert attention_backend(old, "0.4.6", "hopper", "MistralForCausalLM") == "fa3"
+    assert attention_backend(old, "0.4.7", "hopper", "MistralForCausalLM") == "flashinfer"
+    assert attention_backend(old, "0.4.6", "hopper", "Qwen3ForCausalLM") == "flashinfer"
+    assert attention_backend(old, "0.4.7", "hopper", "Qwen3ForCausalLM") == "fa3"
+    assert attention_backend(new, "0.5.3", "hopper", "MixtralForCausalLM") == "flashinfer"
+    assert attention_backend(new, "0.5.8", "hopper", "MixtralForCausalLM") == "fa3"
+    assert attention_backend(new, None, "hopper", "GPTJForCausalLM") == "fa3"
+    assert attention_backend(new, "0.5.3", "hopper", "GptOssForCausalLM") == "fa3"
+    assert attention_backend(old, "0.4.0", "ampere", "LlamaForCausalLM") is None
+    assert attention_backend(new, "0.5.3", "blackwell", "MixtralForCausalLM") is None
+    for engine in ("vllm", "vllm-v0", "trtllm", "trtllm-pytorch", "lmdeploy"):
+        assert (
+            attention_backend(engine_profile(engine), "0.4.0", "hopper", "LlamaForCausalLM") is None
+        )
+
+    def backend(engine: str, version: str, model: str = "llama-3.1-8b", **sc):
+        spec = {"model": model, "hardware": "H200", "engine": engine, "engine_version": version}
+        scenario = build_scenario({**spec, "workload": {"num_requests": 2}, **sc})
+        return build_fleet(scenario, np.random.default_rng(0)).groups[0].params.attention_backend
+
+    assert backend("sglang-0.4", "0.4.0") == "flashinfer"
+    assert backend("sglang", "0.5.3") == "fa3"
+    assert backend("sglang", "0.5.3", attention_backend="flashinfer") == "flashinfer"
+    assert backend("sglang-0.4", "0.4.0", attention_backend="fa3") == "fa3"
+    # (MLA models keep their engines' own MLA rules.)
+    assert backend("sglang-0.4", "0.4.0", model="deepseek-r1", tp=8) is None
+    assert backend("vllm", "0.11.0") is None
 
 
 def test_vllm_runs_short_mla_prompts_as_decodes_on_hopper_from_0_12():

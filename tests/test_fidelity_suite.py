@@ -260,6 +260,23 @@ def test_prefix_caching_is_on_where_the_engine_had_it_on_by_default():
     assert not caching("trtllm", "v1.0.0", launch="trtllm-serve m")
 
 
+def test_an_attention_backend_the_launch_named_is_the_scenarios():
+    """SGLang's A/B benchmark of its attention backends names ``attention_backend`` in its
+    engine_args: the scenario takes the two servesim prices apart (fa3, flashinfer) and
+    leaves the others (trtllm_mla, triton) to the engine's default."""
+    case = {"id": "x", "engine": "sglang", "engine_version": "v0.5.3",
+            "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "H200", "mode": "online",
+            "workload": {"input_len": 1000, "output_len": 100, "num_prompts": 10},
+            "load": {"request_rate": "inf"}, "metrics": {"output_throughput": 1.0}}  # fmt: skip
+
+    def backend(name: str) -> str | None:
+        args = {"attention_backend": name}
+        return fid.scenario_of({**case, "engine_args": args}).get("attention_backend")
+
+    assert backend("flashinfer") == "flashinfer" and backend("fa3") == "fa3"
+    assert backend("triton") is None and backend("trtllm_mla") is None
+
+
 def test_lmdeploys_cache_max_entry_count_is_a_block_count_from_one_on_else_a_share():
     base = {"id": "x", "engine": "lmdeploy", "engine_version": "v0.2.0",
             "model": "meta-llama/Llama-2-7b-hf", "gpu": "A100-80GB", "tp": 1, "mode": "offline",

@@ -325,6 +325,50 @@ def test_an_fp8_kv_cache_is_read_at_the_fraction_of_its_own_rows():
     assert a100.decode_fraction("fp8") == a100.memory_efficiency
 
 
+def test_flashinfer_reads_the_kv_cache_at_its_share_of_the_tables_rate_on_hopper():
+    """SGLang's FlashInfer backend (page size 1) reads the KV cache in decode at
+    ``FLASHINFER_DECODE_SHARE`` of the measured tables' rate on Hopper: a pure-decode step's
+    attention time is the FA3 step's over the share (hand-checked: the KV bytes are the same);
+    off Hopper, for MLA models and for other backends the tables' rate stands."""
+    share = AF.FLASHINFER_DECODE_SHARE["hopper"]
+    assert 0.3 < share < 0.9
+    assert AF.decode_backend_share("flashinfer", "hopper") == share
+    assert AF.decode_backend_share("flashinfer", "ampere") == 1.0
+    assert AF.decode_backend_share("fa3", "hopper") == 1.0
+    assert AF.decode_backend_share(None, "hopper") == 1.0
+    model = load_model("llama-3.1-8b")
+
+    def cost(hardware: str, backend: str | None, mdl=model):
+        params = CostParams(kernel_tables=True, attention_backend=backend)
+        return build_step_cost(mdl, load_hardware(hardware), params=params)
+
+    fa3, flashinfer = cost("H200", "fa3"), cost("H200", "flashinfer")
+    assert flashinfer.resolved.attention_memory_efficiency == pytest.approx(
+        share * fa3.resolved.attention_memory_efficiency, rel=1e-12
+    )
+    rows, context = np.ones(64, dtype=np.int64), np.full(64, 8192, dtype=np.int64)
+
+    def attention_seconds(cost) -> float:
+        return {o.name: o.seconds for o in cost.operator_breakdown(rows, context)}["attention"]
+
+    # (64 rows over 8k tokens each: the KV reads dwarf the kernels' fixed cost.)
+    assert attention_seconds(flashinfer) / attention_seconds(fa3) == pytest.approx(
+        1.0 / share, rel=0.02
+    )
+    a100 = [
+        cost("A100-80GB", b).resolved.attention_memory_efficiency for b in ("fa3", "flashinfer")
+    ]
+    assert a100[0] == a100[1]
+    mla = load_model("deepseek-r1")
+    pair = [
+        cost("H200", b, mla).resolved.attention_memory_efficiency for b in ("fa3", "flashinfer")
+    ]
+    assert pair[0] == pair[1]
+    roofline = CostParams(kernel_tables=False, attention_backend="flashinfer")
+    plain = build_step_cost(model, load_hardware("H200"), params=roofline)
+    assert plain.resolved.attention_memory_efficiency == plain.resolved.memory_efficiency
+
+
 def test_fp8_attention_takes_the_prefill_curve_of_the_fp8_rows():
     """FlashAttention-3 runs attention in FP8 over an FP8 KV cache in vLLM V1 and SGLang (0.4.6+)
     on Hopper: their prefill takes the curve fitted to the tables' fp8 rows (a larger share of

@@ -330,6 +330,8 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     off = ("--no-async-scheduling", "--disable-overlap-schedule")  # (vLLM, SGLang)
     if args.get("async_scheduling") is False or any(flag in flags for flag in off):
         sc["async_scheduling"] = False
+    if args.get("attention_backend") in ("fa3", "flashinfer"):
+        sc["attention_backend"] = args["attention_backend"]  # (SGLang --attention-backend)
     ep = args.get("ep_size")
     if isinstance(ep, int) and ep > 1:
         sc["ep"] = ep  # (experts spread over the TP group: TensorRT-LLM's --ep_size)

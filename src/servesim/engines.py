@@ -151,6 +151,11 @@ class EngineProfile:
     """Whether the engine runs attention in FP8 over an FP8 KV cache: ``(release, GPU
     architecture)`` → True where its default attention kernel quantises Q to the cache's
     format (``CostParams.fp8_attention``). None: never."""
+    attention_backend: Callable[[str | None, str | None, str], str | None] | None = None
+    """The engine's default attention backend for a model without MLA: ``(release, GPU
+    architecture, the model's HF architecture class)`` → a backend name where it changes the
+    price (``CostParams.attention_backend``; see :func:`sglang_attention_backend`). None: the
+    measured tables' kernels."""
     mla_decode_rows: Callable[[str | None, str | None], int] | None = None
     """When the engine's MLA backend takes rows of more than one new token down its decode
     (weight-absorbed) pathway: ``(release, GPU architecture)`` → the most new tokens such a
@@ -697,6 +702,74 @@ def sglang_fp8_attention(release: str | None, architecture: str | None) -> bool:
     return architecture == "hopper" and not _older(release, "0.4.6")
 
 
+SGLANG_FA3_HOPPER = "0.4.6"
+"""The first SGLang release that runs FlashAttention-3 by default on Hopper for the non-MLA
+models of :data:`SGLANG_FA3_ARCHITECTURES` (``ModelRunner.model_specific_adjustment`` with
+``is_fa3_default_architecture`` in the 0.4.6 wheel); before it FlashInfer on every GPU."""
+
+SGLANG_FA3_EVERY_MHA = "0.5.8"
+"""The first SGLang release that runs FA3 by default on Hopper for every non-MLA model
+(``ServerArgs._handle_attention_backend`` in the 0.5.8 wheel, "flashinfer 0.6.1 caused
+performance regression on Hopper", sgl-project/sglang#17411)."""
+
+_SGLANG_FA3_046 = frozenset(
+    {
+        "Qwen2ForCausalLM",
+        "Llama4ForConditionalGeneration",
+        "LlamaForCausalLM",
+        "MistralForCausalLM",
+        "Gemma2ForCausalLM",
+        "Gemma3ForConditionalGeneration",
+    }
+)
+_SGLANG_FA3_047 = _SGLANG_FA3_046 - {"MistralForCausalLM"} | {
+    "Qwen3ForCausalLM",
+    "Qwen3MoeForCausalLM",
+}
+SGLANG_FA3_ARCHITECTURES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("0.4.6", _SGLANG_FA3_046),
+    ("0.4.7", _SGLANG_FA3_047),
+    (
+        "0.5.0rc0",
+        _SGLANG_FA3_047
+        | {
+            "Glm4MoeForCausalLM",
+            "Glm4vMoeForConditionalGeneration",
+            "Step3VLForConditionalGeneration",
+            "Olmo2ForCausalLM",
+            "Glm4vForConditionalGeneration",
+            "Qwen3VLForConditionalGeneration",
+            "Qwen3VLMoeForConditionalGeneration",
+        },
+    ),
+)
+"""``is_fa3_default_architecture``'s list from each release on (the 0.4.6-0.5.7 wheels; 0.5.x
+only adds classes — GLM-4.5, Step3-VL, OLMo 2, Qwen3-VL — so one set covers the series). GPT-OSS
+has its own rule: FA3 on Hopper from its first release."""
+
+
+def sglang_attention_backend(
+    release: str | None, architecture: str | None, model_architecture: str
+) -> str | None:
+    """SGLang's default attention backend for a non-MLA model at ``release`` (None: the newest)
+    on a GPU of ``architecture``, where it changes the price: ``flashinfer`` on Hopper before
+    :data:`SGLANG_FA3_HOPPER`, and from it for the models outside that release's
+    :data:`SGLANG_FA3_ARCHITECTURES` until :data:`SGLANG_FA3_EVERY_MHA`; ``fa3`` otherwise on
+    Hopper (the tables' kernels). None off Hopper: FlashInfer there has no measured pair to
+    price it by (``attention_fit.FLASHINFER_DECODE_SHARE``)."""
+    if architecture != "hopper":
+        return None
+    if _older(release, SGLANG_FA3_HOPPER):
+        return "flashinfer"
+    if model_architecture == "GptOssForCausalLM" or not _older(release, SGLANG_FA3_EVERY_MHA):
+        return "fa3"
+    listed = frozenset[str]()
+    for start, names in SGLANG_FA3_ARCHITECTURES:
+        if not _older(release, start):
+            listed = names
+    return "fa3" if model_architecture in listed else "flashinfer"
+
+
 VLLM_FLASH_ATTN_MLA = "0.12.0"
 """The first vLLM release whose V1 engine picks the FlashAttention MLA backend first on Hopper
 (``_get_backend_priorities`` in the 0.12.0 wheel's ``platforms/cuda.py``: FLASH_ATTN_MLA,
@@ -959,6 +1032,7 @@ PROFILES: dict[str, EngineProfile] = {
         mla_fused_down_proj_from="0.4.6",
         mla_prompt_absorb=sglang_mla_prompt_absorb,
         fp8_attention=sglang_fp8_attention,
+        attention_backend=sglang_attention_backend,
         kernel_backend="sglang",
         description="SGLang: prefill batches before decode batches (prompts chunked by GPU "
         "memory), overlap scheduler (host work beside the GPU), radix prefix cache, look-ahead "
@@ -1295,6 +1369,19 @@ def fp8_attention(
     FP8 over an FP8 KV cache on ``architecture`` (``profile.fp8_attention``)."""
     rule = profile.fp8_attention
     return rule is not None and rule(engine_version, architecture)
+
+
+def attention_backend(
+    profile: EngineProfile,
+    engine_version: str | None,
+    architecture: str | None,
+    model_architecture: str,
+) -> str | None:
+    """The engine's default attention backend at ``engine_version`` (None: its newest release)
+    on ``architecture`` for a non-MLA model of HF class ``model_architecture``, where it
+    changes the price (``profile.attention_backend``); None: the measured tables' kernels."""
+    rule = profile.attention_backend
+    return None if rule is None else rule(engine_version, architecture, model_architecture)
 
 
 def mla_decode_rows(

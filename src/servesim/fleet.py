@@ -44,6 +44,7 @@ from servesim.engine.request import Request
 from servesim.engine.scheduler import SchedulerConfig, policy_knobs
 from servesim.engines import (
     EngineProfile,
+    attention_backend,
     fp8_attention,
     host_overlap_of,
     hybrid_kv,
@@ -206,6 +207,27 @@ def _max_model_len(scenario: Scenario, model: ModelSpec) -> int:
     return scenario.max_model_len
 
 
+def _attention_backend(
+    scenario: Scenario, profile: EngineProfile, model: ModelSpec, hardware: Hardware
+) -> str | None:
+    """The attention backend that prices a non-MLA model's attention: the scenario's, else the
+    engine's default at its release (None for MLA models: their engines' rules stand apart)."""
+    if model.mla is not None:
+        return None
+    if scenario.attention_backend is not None:
+        return scenario.attention_backend
+    return attention_backend(
+        profile, scenario.engine_version, hardware.architecture, model.architecture
+    )
+
+
+def attention_backend_of(scenario: Scenario, model: ModelSpec) -> str | None:
+    """The attention backend pricing ``model`` in ``scenario``'s first instance group (see
+    :func:`_attention_backend`)."""
+    hardware = load_hardware(instance_groups(scenario)[0].hardware)
+    return _attention_backend(scenario, engine_profile_of(scenario), model, hardware)
+
+
 def _cost_params(
     scenario: Scenario, group: InstanceGroup, model: ModelSpec, hardware: Hardware,
     par: Parallelism, profile: EngineProfile | None = None,
@@ -238,6 +260,7 @@ def _cost_params(
         moe_chunk_tokens=moe_chunk_tokens(profile, scenario.engine_version),
         mla_materialized=mla_materialized(profile, scenario.engine_version),
         fp8_attention=fp8_attention(profile, scenario.engine_version, hardware.architecture),
+        attention_backend=_attention_backend(scenario, profile, model, hardware),
         mla_absorb_max_new_tokens=mla_decode_rows(
             profile, scenario.engine_version, hardware.architecture
         ),

@@ -231,6 +231,19 @@ class Scenario(Spec):
         ]
         | None
     ) = None
+    attention_backend: (
+        Annotated[
+            Literal["fa3", "flashinfer"],
+            Meta(
+                description="the engine's attention backend for models without MLA, where it "
+                "changes the price (SGLang --attention-backend): flashinfer reads the KV cache "
+                "in decode at 0.57 of the measured FA3 rate on Hopper; fa3: the measured tables; "
+                "default the engine's at engine_version (SGLang: FlashInfer on Hopper before "
+                "0.4.6 and, until 0.5.8, for models outside its FA3 list)"
+            ),
+        ]
+        | None
+    ) = None
     instances: Annotated[
         list[InstanceGroup] | None,
         Meta(description="heterogeneous fleet; replaces hardware/tp/pp/ep/replicas"),

@@ -112,6 +112,12 @@ def simulate_command(
         help="host schedules step n+1 during step n, so arrivals join step n+2 (default: the "
         "engine's at its version)",
     ),
+    attention_backend: str = typer.Option(
+        None,
+        "--attention-backend",
+        help="fa3 | flashinfer: the engine's attention backend for models without MLA "
+        "(default: the engine's at its version)",
+    ),
     speculative: str = typer.Option(None, "--speculative", help="draft:MODEL | ngram | eagle"),
     num_speculative_tokens: int = typer.Option(
         None, "--num-speculative-tokens", help="k drafts per step"

@@ -56,6 +56,7 @@ def summary_tables(
         + (f" {sc.engine_version}" if sc.engine_version else "")
         + (f", {steps} scheduler steps" if steps > 1 else "")
         + (", host work between steps" if not _host_overlaps(sc) else "")
+        + (", FlashInfer attention" if _flashinfer(result) else "")
         + (", API server" if sc.api_server else ", in-process (no API server)"),
     )
     t1.add_row(
@@ -162,6 +163,14 @@ def summary_tables(
         for label, text in summary_rows(s["track_record"]):
             t4.add_row(label, text)
     return [t1, t2, t3, t4]
+
+
+def _flashinfer(result) -> bool:
+    """Whether the run's attention is priced as FlashInfer's (the scenario's or the engine's
+    default backend at its release, on the first instance group's GPU)."""
+    from servesim.fleet import attention_backend_of
+
+    return attention_backend_of(result.scenario, result.model) == "flashinfer"
 
 
 def _host_overlaps(sc) -> bool:

@@ -33,6 +33,27 @@ DECODE_MIN_KV_BYTES = 1e9
 runs of one small shape read from L2, faster than HBM (see catalog/kernels/README.md)."""
 
 
+FLASHINFER_DECODE_SHARE = {"hopper": 0.57}
+"""Decode attention of FlashInfer's paged kernels (as SGLang runs them before FlashAttention-3
+became its Hopper default: page size 1, ``BatchDecodeWithPagedKVCache``) as a share of the KV-read
+rate of the measured tables' kernels, by GPU architecture. Hopper only: fitted
+(``bench/fidelity/fit_flashinfer_decode.py``) to SGLang's own A/B benchmark of its attention
+backends on one H200 (``benchmark/attention_backend/NVIDIA_H200.md``: Llama-3.1-8B, the same
+three workloads under ``--attention-backend fa3`` and ``flashinfer``; FlashInfer's output
+throughput 0.92, 0.79 and 0.68 of FA3's at 1k/1k, 8k/1k and 8k/8k tokens), the share at which
+the simulated FlashInfer/FA3 ratios come closest. Other architectures have no such pair: their
+tables' rate stands."""
+
+
+def decode_backend_share(backend: str | None, architecture: str) -> float:
+    """The share of the measured tables' decode-attention KV-read rate the attention
+    ``backend`` reaches on a GPU of ``architecture``: :data:`FLASHINFER_DECODE_SHARE` for
+    ``flashinfer``, else 1 (the tables' kernels: FlashAttention-3, TensorRT-LLM's)."""
+    if backend == "flashinfer":
+        return FLASHINFER_DECODE_SHARE.get(architecture, 1.0)
+    return 1.0
+
+
 @dataclass(frozen=True)
 class AttentionFit:
     """Attention efficiency fitted to a GPU's measured tables (fractions of its peaks)."""

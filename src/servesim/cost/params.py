@@ -251,6 +251,11 @@ class CostParams:
     V1 and SGLang quantise Q to the cache's format): prefill attention takes the FP8 curve of
     the kernel tables (``AttentionFit.efficiency_fp8``; not MLA models, whose prompts attend over
     up-projected bf16 keys). False: bf16 attention over a dequantised cache."""
+    attention_backend: str | None = None
+    """The engine's attention backend for non-MLA models where it changes the price:
+    ``flashinfer`` reads the KV cache in decode at ``attention_fit.decode_backend_share`` of the
+    measured tables' rate (Hopper); None or another backend: the tables' rate (see
+    ``engines.sglang_attention_backend``). Only with the kernel tables (the fitted rung)."""
     mla_prompt_absorb_below: float | None = None
     """Engines that pick one MLA form per prompt batch (SGLang: ``DeepseekV2AttentionMLA``'s
     forward-method dispatch on ``sum(extend_prefix_lens)``): a step with prompt rows runs

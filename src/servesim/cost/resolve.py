@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servesim.cost import kernels as kernels_mod
-from servesim.cost.attention_fit import attention_fit_for
+from servesim.cost.attention_fit import attention_fit_for, decode_backend_share
 from servesim.cost.dtypes import (
     activation_dtype,
     check_kv_dtype,
@@ -140,6 +140,8 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         fp8_attention = params.fp8_attention and kv == "fp8" and model.mla is None
         attn, half, fill = curve.prefill_curve(model.head_dim, fp8_attention)
         attn_mem = curve.decode_fraction(kv)
+        if model.mla is None:
+            attn_mem *= decode_backend_share(params.attention_backend, hw.architecture)
     if params.attention_efficiency is not None:
         attn, source = params.attention_efficiency, "given"
     if params.attention_memory_efficiency is not None:
