@@ -392,6 +392,13 @@ def test_fp8_attention_takes_the_prefill_curve_of_the_fp8_rows():
     assert efficiency("vllm", "llama-3.1-8b") == e8
     assert efficiency("sglang", "llama-3.1-8b", engine_version="0.5.3") == e8
     assert efficiency("sglang-0.4", "llama-3.1-8b", engine_version="0.4.3") == fit.efficiency
+    # (FlashInfer, SGLang's backend for the classes outside its FA3 list, attends in bf16.)
+    assert (
+        efficiency("sglang", "llama-3.1-8b", engine_version="0.5.3", attention_backend="flashinfer")
+        == fit.efficiency
+    )
+    assert efficiency("sglang", "mixtral-8x7b", engine_version="0.5.3", tp=2) == fit.efficiency
+    assert efficiency("sglang", "mixtral-8x7b", engine_version="0.5.8", tp=2) == e8
     assert efficiency("vllm", "llama-3.1-8b", kv="bf16") == fit.efficiency
     assert efficiency("trtllm", "llama-3.1-8b") == fit.efficiency
     assert efficiency("vllm", "openai/gpt-oss-120b") == fit.efficiency_hd64

@@ -242,6 +242,7 @@ def _cost_params(
         and scenario.speculative is None
         and scenario.scheduler.admission == "greedy"
     )
+    backend = _attention_backend(scenario, profile, model, hardware)
     params = CostParams(
         weight_dtype=group.weight_dtype,
         kv_dtype=group.kv_dtype,
@@ -259,8 +260,10 @@ def _cost_params(
         mla_fused_down_proj=mla_fused_down_proj(profile, scenario.engine_version),
         moe_chunk_tokens=moe_chunk_tokens(profile, scenario.engine_version),
         mla_materialized=mla_materialized(profile, scenario.engine_version),
-        fp8_attention=fp8_attention(profile, scenario.engine_version, hardware.architecture),
-        attention_backend=_attention_backend(scenario, profile, model, hardware),
+        # (FlashInfer's prefill runs bf16 attention over a dequantised FP8 cache.)
+        fp8_attention=backend != "flashinfer"
+        and fp8_attention(profile, scenario.engine_version, hardware.architecture),
+        attention_backend=backend,
         mla_absorb_max_new_tokens=mla_decode_rows(
             profile, scenario.engine_version, hardware.architecture
         ),
