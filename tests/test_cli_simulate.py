@@ -101,6 +101,8 @@ def test_the_scenario_echoed_in_summary_json_reruns_the_same_scenario(tmp_path):
 
 def test_fixed_lengths_single_request_ttft_equals_the_prefill_estimate():
     s = json.loads(run("-n", "1", "--input-len", "1024", "--output-len", "2", "--json").stdout)
+    from dataclasses import replace
+
     import numpy as np
 
     from servesim.cost import CostParams, Parallelism, build_step_cost
@@ -109,11 +111,11 @@ def test_fixed_lengths_single_request_ttft_equals_the_prefill_estimate():
 
     # simulate prices operators from the measured kernel tables (scenario kernel_tables); a
     # 1,024-token step is above vLLM V1's largest CUDA graph (512 tokens): it runs eagerly.
+    # (vLLM's own decode-attention kernels: kernel_backend.)
     model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
-    cost = build_step_cost(model, hw, Parallelism(), CostParams(kernel_tables=True))
-    eager = build_step_cost(
-        model, hw, Parallelism(), CostParams(kernel_tables=True, cuda_graphs=False)
-    )
+    params = CostParams(kernel_tables=True, kernel_backend="vllm")
+    cost = build_step_cost(model, hw, Parallelism(), params)
+    eager = build_step_cost(model, hw, Parallelism(), replace(params, cuda_graphs=False))
     prefill = eager.step_seconds(np.array([1024]), np.array([0]))
     decode = cost.step_seconds(np.array([1]), np.array([1024]))
     # The API server's time (vllm profile): before scheduling, and after the token's step.

@@ -1328,3 +1328,37 @@ def test_gemm_rows_a_benchmark_served_from_l2_are_priced_at_the_hbm_roofline():
     ops = {o.name: o.seconds for o in cost.operator_breakdown(np.ones(1), np.full(1, 512))}
     o_proj = K.gemm_seconds(tables, "bf16", 4096, 4096, np.array([1.0]))[0][0]
     assert ops["o_proj"] > 1.05 * o_proj * model.num_layers
+
+
+def test_an_engine_reads_the_kv_cache_at_its_own_decode_tables_rate():
+    # attention_decode_<engine>.csv: SGLang's FlashAttention-3 reads an FP8 cache on an H200 at
+    # about half of HBM bandwidth, TensorRT-LLM's kernels at ~0.62 (the catalog's table); on
+    # the A100 SGLang's decode kernel reads ~0.57 where vLLM's FlashAttention-2 reads ~0.73.
+    from servesim.cost.resolve import resolve_params
+
+    def fraction(gpu, backend, kv, model="llama-3.1-8b"):
+        params = CostParams(kernel_tables=True, kernel_backend=backend, kv_dtype=kv)
+        return resolve_params(load_model(model), load_hardware(gpu), params)
+
+    h200 = load_hardware("H200")
+    tables = K.load_tables("H200")
+    for engine in ("vllm", "sglang"):
+        own = AF.fit_tables(
+            tables, h200.peak_flops["bf16"], h200.hbm_bandwidth, h200.kernel_launch_s, engine
+        )
+        for kv in ("bf16", "fp8"):
+            got = fraction("H200", engine, kv).attention_memory_efficiency
+            assert got == pytest.approx(own.decode_fraction(kv), rel=1e-12)
+    trt = fraction("H200", "trtllm", "fp8").attention_memory_efficiency
+    assert trt == fraction("H200", None, "fp8").attention_memory_efficiency
+    sglang = fraction("H200", "sglang", "fp8").attention_memory_efficiency
+    assert 0.45 < sglang < 0.55 < 0.6 < trt < 0.65
+    a100_vllm = fraction("A100-80GB", "vllm", "bf16").attention_memory_efficiency
+    a100_sglang = fraction("A100-80GB", "sglang", "bf16").attention_memory_efficiency
+    assert a100_sglang < 0.8 * a100_vllm
+    # MLA decode runs no MHA kernel (and its block scale was measured against the catalog's
+    # fraction): DeepSeek keeps the TensorRT-LLM table's.
+    mla = fraction("H200", "sglang", "fp8", "deepseek-v3").attention_memory_efficiency
+    assert mla == fraction("H200", None, "fp8", "deepseek-v3").attention_memory_efficiency
+    # Where it comes from, as `servesim kernels --engine` shows it.
+    assert AF.attention_fit_for(h200, "sglang")[1].endswith("(decode: attention_decode_sglang.csv)")

@@ -60,11 +60,11 @@ def test_disaggregated_ttft_is_prefill_plus_transfer_plus_one_decode_step():
         )
     )
     model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
-    cost = build_step_cost(model, hw, Parallelism(), CostParams(kernel_tables=True))
+    # (vLLM's own decode-attention kernels: kernel_backend.)
+    params = CostParams(kernel_tables=True, kernel_backend="vllm")
+    cost = build_step_cost(model, hw, Parallelism(), params)
     # A 2,048-token prefill is above vLLM V1's largest CUDA graph: it runs eagerly.
-    eager = build_step_cost(
-        model, hw, Parallelism(), CostParams(kernel_tables=True, cuda_graphs=False)
-    )
+    eager = build_step_cost(model, hw, Parallelism(), replace(params, cuda_graphs=False))
     prefill = eager.step_seconds(np.array([2048]), np.array([0]))
     per_token = model.num_layers * model.kv_elements_per_token_per_layer * 2  # bf16
     # 85% of the NIC's rate is achievable, plus one latency.

@@ -24,6 +24,12 @@ def test_every_shipped_fit_is_the_fit_of_its_tables(gpu):
     # equals a fresh one to rounding, not to the bit, on another machine.)
     fresh = dataclasses.asdict(AF.fit_tables(tables, *figures))
     assert dataclasses.asdict(AF.AttentionFit(**stored)) == pytest.approx(fresh, rel=1e-9)
+    # Each engine's own decode table has its fit stored too (decode fractions its own).
+    assert set(tables.engine_decode or ()) == set(K.ENGINE_DECODE_BACKENDS)
+    for engine in tables.engine_decode:
+        stored = SF.shipped_fit(hw.name, AF.fit_kind(engine), AF.fit_inputs(*figures))
+        fresh = dataclasses.asdict(AF.fit_tables(tables, *figures, engine=engine))
+        assert dataclasses.asdict(AF.AttentionFit(**stored)) == pytest.approx(fresh, rel=1e-9)
     if "fp8" in hw.peak_flops and (tables.gemm["dtype"] == "fp8").any():
         fp8_inputs = FP8.fit_inputs(hw)
         stored = SF.shipped_fit(hw.name, "fp8", fp8_inputs)

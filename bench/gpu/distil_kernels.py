@@ -14,6 +14,8 @@ writes compact CSVs:
     src/servesim/catalog/kernels/<gpu>/moe_{vllm,sglang,trtllm}.csv (each engine's MoE kernels)
     src/servesim/catalog/kernels/<gpu>/allreduce_{vllm,sglang}.csv (each engine's custom
                                                           all-reduce, in a graph and eager)
+    src/servesim/catalog/kernels/<gpu>/attention_decode_{vllm,sglang}.csv (each engine's own
+                                                          decode attention)
     src/servesim/catalog/kernels/README.md                 (columns, formulas, sources)
 
 Run it with servesim's environment (numpy, pyarrow) and either the ``aiconfigurator-core``
@@ -46,7 +48,7 @@ sys.path.insert(0, str(REPO / "src"))
 # once, in servesim.cost.aic_tables (run-time reading with the servesim[kernels] extra uses them
 # too); this script only picks the grid and the backend kept in the catalog, and writes it.
 from servesim.cost import aic_tables as aic  # noqa: E402
-from servesim.cost.kernels import MOE_BACKENDS  # noqa: E402
+from servesim.cost.kernels import ENGINE_DECODE_BACKENDS, MOE_BACKENDS  # noqa: E402
 
 DEFAULT_OUT = REPO / "src" / "servesim" / "catalog" / "kernels"
 HARDWARE = REPO / "src" / "servesim" / "catalog" / "hardware"
@@ -146,6 +148,28 @@ def write_csv(cols: aic.Columns, path: Path) -> None:
         writer.writerows(zip(*text, strict=True))
 
 
+ENGINE_DECODE_FILES = {f"attention_decode_{b}.csv" for b in ENGINE_DECODE_BACKENDS}
+
+
+def default_kernel_rows(raw: aic.Columns) -> aic.Columns:
+    """The rows of the kernel the engine runs by default: an engine's table times several
+    backends (SGLang on Blackwell: TensorRT-LLM's MHA kernels and FlashInfer's; on Ada FlashInfer
+    and Triton; head dims FlashAttention-3 lacks on Triton), and the median of a shape timed by
+    two kernels would be neither. The most-timed kernel on the catalog's head shapes is the
+    default one, for each KV dtype (vLLM on Ada runs a bf16 cache on FlashAttention-2 and an
+    FP8 one on FlashInfer; the collectors time the other kernels on their own shapes)."""
+    if "kernel_source" not in raw:
+        return raw
+    on_grid = aic.reduce_decode_mask(raw)
+    source, kv = raw["kernel_source"], raw["kv_cache_dtype"]
+    keep = np.zeros(len(source), dtype=bool)
+    for dtype in np.unique(kv):
+        names, counts = np.unique(source[on_grid & (kv == dtype)], return_counts=True)
+        if len(names):
+            keep |= (kv == dtype) & (source == names[np.argmax(counts)])
+    return {k: v[keep] for k, v in raw.items()}
+
+
 def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]]:
     """Write every output file of one GPU; return its sources and what was missing."""
     system = GPUS[gpu]
@@ -158,6 +182,10 @@ def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]
         for name, (op, table, reduce) in OUTPUTS.items()
         if name != "allreduce.csv" or gpu in NVLINK_GPUS
     ]
+    # Each engine's own decode attention (the newest collection): on Hopper their FP8-KV
+    # kernels read the cache at different rates (SGLang's ~20% below TensorRT-LLM's).
+    op, table, reduce = OUTPUTS["attention_decode.csv"]
+    jobs += [(f"attention_decode_{b}.csv", op, table, b, reduce) for b in ENGINE_DECODE_BACKENDS]
     for backend in MOE_BACKENDS:
         name = f"moe_{backend}.csv"
         # Every version's rows (aic.moe_by_version): the cost model picks per curve.
@@ -197,11 +225,13 @@ def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]
             continue
         raw = aic.read_parquet(path)
         version = path.parent.name
+        if name in ENGINE_DECODE_FILES:
+            raw = default_kernel_rows(raw)
         result = reduce(raw)
         if len(result["seconds"]) == 0:
             missing.append(f"{gpu}: {table} {backend} {version} has no row on the kept grid")
             continue
-        if name == "attention_decode.csv" and hbm is not None:
+        if name.startswith("attention_decode") and hbm is not None:
             fast = aic.decode_beats_hbm(result, hbm)
             if fast is not None:
                 missing.append(
@@ -235,6 +265,10 @@ def write_gpu_fits(out: Path, gpu: str) -> None:
     fits = {"attention": None, "fp8": None}
     if attention is not None:
         fits["attention"] = {"inputs": attention_inputs, "fit": asdict(attention)}
+    for engine in t.engine_decode or ():
+        own = AF.fit_tables(t, *figures, engine=engine)
+        if own is not None:
+            fits[AF.fit_kind(engine)] = {"inputs": attention_inputs, "fit": asdict(own)}
     if "fp8" in hw.peak_flops and t.gemm is not None:
         fp8_inputs = FP8.fit_inputs(hw)
         factors = FP8.gpu_fp8_factors(t.gemm, **fp8_inputs)
@@ -337,6 +371,17 @@ NOTE: the source times the same kernel over and over, so a KV working set that f
 of MB) is read from a hot L2: e.g. L40S shows up to ~3.6 TB/s for ≤ 67 MB of KV against 864 GB/s
 of GDDR6. In a real step other layers evict it; a cost model should cap small-working-set rows at
 the large-working-set bandwidth (or ignore them).
+
+### `attention_decode_vllm.csv`, `attention_decode_sglang.csv`
+
+Columns as `attention_decode.csv`: the same grid of vLLM's and SGLang's own decode attention
+(`attention/<engine>/<version>/generation_attention_perf`, the newest collection; on Hopper
+FlashAttention-3 as both engines run it, on the A100 vLLM's FlashAttention-2 and SGLang's
+FlashInfer, on Blackwell and Ada each engine's default). bf16 and FP8 KV caches read at about
+the same rate as TensorRT-LLM's kernels do, except FP8 caches on Hopper (SGLang ~20% slower)
+and SGLang on the A100 (FlashInfer, ~25% below vLLM's FlashAttention-2). The cost model fits a
+decode fraction to the engine profile's own table where it has one (`attention_fit.fit_tables`,
+`engine=`).
 
 ### `allreduce.csv` — `num_gpus,bytes,seconds,busbw_gbps`
 

@@ -122,20 +122,24 @@ def _coverage_table(doc: dict[str, Any]) -> Table:
         if a
         else "none: the link model (roofline)",
     )
-    for backend, e in doc.get("engine_allreduce", {}).items():
-        table.add_row(
-            f"allreduce_{backend}.csv",
-            str(e["rows"]),
-            f"{backend}'s custom all-reduce, {' and '.join(e['modes'])}; "
-            f"{', '.join(e['versions'])}; {', '.join(str(n) for n in e['num_gpus'])} GPUs",
-        )
-    for backend, m in doc.get("moe", {}).items():
-        table.add_row(
-            f"moe_{backend}.csv",
-            str(m["rows"]),
-            f"{backend}'s MoE kernels: {', '.join(m['dtypes'])}; {m['shapes']} model shapes; "
-            f"{len(m['splits'])} TP×EP splits; tokens {_range(m['num_tokens'])}",
-        )
+    # The engines' own tables: (doc key, file prefix, what one covers).
+    per_engine = (
+        ("engine_allreduce", "allreduce", lambda b, e: (
+            f"{b}'s custom all-reduce, {' and '.join(e['modes'])}; "
+            f"{', '.join(e['versions'])}; {', '.join(str(n) for n in e['num_gpus'])} GPUs"
+        )),
+        ("engine_decode", "attention_decode", lambda b, e: (
+            f"{b}'s decode attention: {', '.join(e['dtypes'])} KV; {e['head_shapes']} head "
+            f"shapes; batch {_range(e['batch'])}; context_len {_range(e['context_len'])}"
+        )),
+        ("moe", "moe", lambda b, m: (
+            f"{b}'s MoE kernels: {', '.join(m['dtypes'])}; {m['shapes']} model shapes; "
+            f"{len(m['splits'])} TP×EP splits; tokens {_range(m['num_tokens'])}"
+        )),
+    )  # fmt: skip
+    for key, prefix, covers in per_engine:
+        for backend, part in doc.get(key, {}).items():
+            table.add_row(f"{prefix}_{backend}.csv", str(part["rows"]), covers(backend, part))
     return table
 
 

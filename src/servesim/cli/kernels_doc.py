@@ -22,6 +22,21 @@ def _span(values) -> list[float]:
     return [float(values.min()), float(values.max())]
 
 
+def _attention_coverage(p, length: str) -> dict[str, Any]:
+    """Rows, dtypes, head shapes and ranges of one attention table (``length``: its length
+    column)."""
+    heads = zip(
+        p["num_heads"].tolist(), p["num_kv_heads"].tolist(), p["head_dim"].tolist(), strict=True
+    )
+    return {
+        "rows": len(p["batch"]),
+        "dtypes": sorted(set(p["dtype"].tolist())),
+        "head_shapes": len(set(heads)),
+        "batch": _span(p["batch"]),
+        length: _span(p[length]),
+    }
+
+
 def _coverage(t: KernelTables) -> dict[str, Any]:
     """Rows and ranges of each table (None: the table is absent)."""
     out: dict[str, Any] = {}
@@ -38,21 +53,11 @@ def _coverage(t: KernelTables) -> dict[str, Any]:
         }
     for name, length in (("attention_prefill", "seq_len"), ("attention_decode", "context_len")):
         p = getattr(t, name)
-        out[name] = None
-        if p is not None:
-            heads = zip(
-                p["num_heads"].tolist(),
-                p["num_kv_heads"].tolist(),
-                p["head_dim"].tolist(),
-                strict=True,
-            )
-            out[name] = {
-                "rows": len(p["batch"]),
-                "dtypes": sorted(set(p["dtype"].tolist())),
-                "head_shapes": len(set(heads)),
-                "batch": _span(p["batch"]),
-                length: _span(p[length]),
-            }
+        out[name] = None if p is None else _attention_coverage(p, length)
+    out["engine_decode"] = {
+        backend: _attention_coverage(d, "context_len")
+        for backend, d in sorted((t.engine_decode or {}).items())
+    }
     a = t.allreduce
     out["allreduce"] = None
     if a is not None:

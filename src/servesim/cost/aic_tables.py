@@ -337,14 +337,22 @@ def reduce_prefill(t: Columns, grid: bool) -> Columns:
     return out
 
 
+def reduce_decode_mask(t: Columns, grid: bool = True) -> np.ndarray:
+    """The rows of a generation-attention table :func:`reduce_decode` keeps: full-window rows
+    of the KV dtypes it knows, on the catalog's grid of contexts and head shapes (``grid``)."""
+    keep = _isin(t["kv_cache_dtype"], DECODE_DTYPES) & _full_window(t)
+    if grid:
+        context = (t["isl"] + t["step"]).astype(np.float64)
+        keep &= _isin(context, DECODE_CONTEXT) & _heads_kept(t)
+    return keep
+
+
 def reduce_decode(t: Columns, grid: bool) -> Columns:
     """``dtype,batch,context_len,num_heads,num_kv_heads,head_dim,seconds,gbps``: one new query
     token per sequence over ``context_len = isl + step`` cached tokens; ``dtype`` is the KV-cache
     dtype; ``gbps = 2·b·ctx·kv_heads·d·bytes / seconds / 1e9`` (K and V read once)."""
-    keep = _isin(t["kv_cache_dtype"], DECODE_DTYPES) & _full_window(t)
+    keep = reduce_decode_mask(t, grid)
     context = (t["isl"] + t["step"]).astype(np.float64)
-    if grid:
-        keep &= _isin(context, DECODE_CONTEXT) & _heads_kept(t)
     t = _take(t, keep)
     dtype = _label(t["kv_cache_dtype"], {k: v[0] for k, v in DECODE_DTYPES.items()})
     keys = _attention_keys(t, dtype, "context_len", context[keep])

@@ -284,6 +284,7 @@ def attention_fit(
     launch_s: float,
     backend: str | None = None,
     shipped: bool = True,
+    engine_decode: bool = True,
 ) -> AttentionFit | None:
     """The attention curves fitted to ``gpu_name``'s own tables (``backend``'s with the
     extra, see :func:`load_tables`), or None without them. The catalog's tables come with
@@ -292,18 +293,31 @@ def attention_fit(
     t = load_tables(gpu_name, backend)
     if t is None or t.attention_prefill is None or t.attention_decode is None:
         return None
+    engine = backend if engine_decode and backend in (t.engine_decode or ()) else None
     if shipped and t.source == catalog_source(gpu_name):
-        stored = shipped_fit(gpu_name, "attention", fit_inputs(peak, bandwidth, launch_s))
+        inputs = fit_inputs(peak, bandwidth, launch_s)
+        stored = shipped_fit(gpu_name, fit_kind(engine), inputs)
         if stored is not None:
             return AttentionFit(**stored)
-    return fit_tables(t, peak, bandwidth, launch_s)
+    return fit_tables(t, peak, bandwidth, launch_s, engine)
 
 
-def fit_tables(t, peak: float, bandwidth: float, launch_s: float) -> AttentionFit | None:
-    """The attention curves of one GPU's tables ``t`` (a ``KernelTables``), fitted afresh."""
+def fit_kind(engine: str | None) -> str:
+    """The ``fits.json`` entry of the attention fit whose decode fractions are ``engine``'s own
+    (``attention``: the tables' TensorRT-LLM kernels)."""
+    return "attention" if engine is None else f"attention_{engine}"
+
+
+def fit_tables(
+    t, peak: float, bandwidth: float, launch_s: float, engine: str | None = None
+) -> AttentionFit | None:
+    """The attention curves of one GPU's tables ``t`` (a ``KernelTables``), fitted afresh;
+    with ``engine`` (a key of ``t.engine_decode``), the decode fractions are fitted to that
+    engine's own decode table (its kernels, not TensorRT-LLM's, read the KV cache)."""
     if t.attention_prefill is None or t.attention_decode is None:
         return None
-    p, d = t.attention_prefill, t.attention_decode
+    p = t.attention_prefill
+    d = t.engine_decode[engine] if engine is not None else t.attention_decode
     e, h, fill, perr = fit_prefill(p, peak, launch_s)
     em, derr = fit_decode(d, bandwidth, launch_s, "bf16")
     if not math.isfinite(em):
@@ -346,25 +360,36 @@ def _all_fits() -> tuple[tuple[str, AttentionFit], ...]:
     return tuple(fits)
 
 
-def attention_fit_for(hw, backend: str | None = None) -> tuple[AttentionFit, str] | None:
+def attention_fit_for(
+    hw, backend: str | None = None, engine_decode: bool = True
+) -> tuple[AttentionFit, str] | None:
     """The attention curve for ``hw`` and where it comes from: its own tables (``backend``'s
-    with the extra), else its same-architecture source's (``kernels.transfer_source_for``),
-    else the median fractions of the GPUs with tables (None when no GPU ships any)."""
+    with the extra; without it, with ``engine_decode``, decode fitted to ``backend``'s own
+    decode table where the catalog has one), else its same-architecture source's
+    (``kernels.transfer_source_for``), else the median fractions of the GPUs with tables (None
+    when no GPU ships any). (``engine_decode`` False: MLA models, whose decode kernels are not
+    the engine's MHA ones and whose block scale was measured against the catalog's fraction.)"""
     peak = hw.peak_flops.get("bf16") or hw.peak_flops.get("fp16")
     if peak is None:
         return None
-    own = attention_fit(hw.name, peak, hw.hbm_bandwidth, hw.kernel_launch_s, backend)
+    own = attention_fit(
+        hw.name, peak, hw.hbm_bandwidth, hw.kernel_launch_s, backend, engine_decode=engine_decode
+    )
     if own is not None:
         tables = load_tables(hw.name, backend)
-        return own, "fitted to " + (tables.source if tables else hw.name.lower())
+        where = "fitted to " + (tables.source if tables else hw.name.lower())
+        if engine_decode and tables is not None and backend in (tables.engine_decode or ()):
+            where += f" (decode: attention_decode_{backend}.csv)"
+        return own, where
     source = transfer_source_for(hw)
     if source is not None:
         from servesim.hardware import load_hardware
 
         src = load_hardware(source)
         fit = attention_fit(
-            src.name, src.peak_flops["bf16"], src.hbm_bandwidth, src.kernel_launch_s
-        )
+            src.name, src.peak_flops["bf16"], src.hbm_bandwidth, src.kernel_launch_s, backend,
+            engine_decode=engine_decode,
+        )  # fmt: skip
         if fit is not None:
             return fit, f"fitted to catalog/kernels/{source.lower()} (same architecture)"
     # (A GPU of an architecture some GPU with tables shares took that GPU's fit above,

@@ -110,11 +110,17 @@ class KernelTables:
     """Engines' own custom all-reduce tables by serving backend (``vllm``, ``sglang``), timed
     in a CUDA graph and eagerly (``mode``), every collection (``version``); ``allreduce`` is
     TensorRT-LLM's, the fallback."""
+    engine_decode: Mapping[str, dict[str, np.ndarray]] | None = None
+    """Engines' own decode-attention tables by serving backend (``vllm``, ``sglang``; columns as
+    ``attention_decode``, which is TensorRT-LLM's): the decode fractions of an engine profile
+    that has one are fitted to it (``attention_fit.fit_tables``)."""
 
 
 MOE_BACKENDS = ("vllm", "sglang", "trtllm")
 ENGINE_ALLREDUCE_BACKENDS = ("vllm", "sglang")
 """Engines whose own custom all-reduce has tables (``allreduce_<engine>.csv``)."""
+ENGINE_DECODE_BACKENDS = ("vllm", "sglang")
+"""Engines whose own decode attention has tables (``attention_decode_<engine>.csv``)."""
 EP_ROWS_PER_RANK = frozenset({"vllm", "sglang"})
 """Engines whose expert-parallel MoE rows count tokens per EP rank (AIConfigurator's collectors
 for them time the rank of an attention-DP deployment, whose own tokens are one rank's share of
@@ -182,6 +188,8 @@ def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
     moe = LazyTables({b: path for b, path in paths.items() if path.is_file()})
     paths = {b: folder / f"allreduce_{b}.csv" for b in ENGINE_ALLREDUCE_BACKENDS}
     engine_allreduce = LazyTables({b: path for b, path in paths.items() if path.is_file()})
+    paths = {b: folder / f"attention_decode_{b}.csv" for b in ENGINE_DECODE_BACKENDS}
+    engine_decode = LazyTables({b: path for b, path in paths.items() if path.is_file()})
     return KernelTables(
         gpu_name,
         part("gemm"),
@@ -191,6 +199,7 @@ def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
         moe or None,
         source=f"catalog/kernels/{folder.name}",
         engine_allreduce=engine_allreduce or None,
+        engine_decode=engine_decode or None,
     )
 
 
@@ -232,6 +241,10 @@ def load_tables(gpu_name: str, backend: str | None = None) -> KernelTables | Non
         source=full.source,
         # (The catalog keeps every row of the engines' all-reduce tables: nothing to add.)
         engine_allreduce=catalog.engine_allreduce if catalog is not None else None,
+        # (The backend's own decode table is ``attention_decode`` here, unless it had none.)
+        engine_decode=(
+            catalog.engine_decode if catalog is not None and full.attention_decode is None else None
+        ),
     )
 
 

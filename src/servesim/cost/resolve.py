@@ -119,7 +119,8 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     # tables of other machines must not override it.
     use_tables = params.kernel_tables and params.fidelity != "calibrated"
     backend = params.kernel_backend
-    fit = attention_fit_for(hw, backend) if use_tables else None
+    # (MLA decode runs no MHA kernel: the engine's own decode table does not apply.)
+    fit = attention_fit_for(hw, backend, engine_decode=model.mla is None) if use_tables else None
     attn, attn_mem, half, fill, source = ce, me, 0.0, 0.0, "roofline"
     tables = kernels_mod.load_tables(hw.name, backend) if use_tables else None
     tables_from = None
