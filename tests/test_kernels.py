@@ -1362,3 +1362,8 @@ def test_an_engine_reads_the_kv_cache_at_its_own_decode_tables_rate():
     assert mla == fraction("H200", None, "fp8", "deepseek-v3").attention_memory_efficiency
     # Where it comes from, as `servesim kernels --engine` shows it.
     assert AF.attention_fit_for(h200, "sglang")[1].endswith("(decode: attention_decode_sglang.csv)")
+    # A GPU that borrows its architecture's tables borrows the engine's decode table too.
+    h800, where = AF.attention_fit_for(load_hardware("H800"), "sglang")
+    h100 = AF.attention_fit_for(load_hardware("H100"), "sglang")[0]
+    assert h800.memory_efficiency_fp8 == h100.memory_efficiency_fp8
+    assert where.endswith("(same architecture) (decode: attention_decode_sglang.csv)")

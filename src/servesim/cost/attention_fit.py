@@ -372,15 +372,21 @@ def attention_fit_for(
     peak = hw.peak_flops.get("bf16") or hw.peak_flops.get("fp16")
     if peak is None:
         return None
+
+    def decode_note(gpu_name: str) -> str:
+        """Where the decode fractions come from, when not the catalog's main table."""
+        tables = load_tables(gpu_name, backend)
+        if engine_decode and tables is not None and backend in (tables.engine_decode or ()):
+            return f" (decode: attention_decode_{backend}.csv)"
+        return ""
+
     own = attention_fit(
         hw.name, peak, hw.hbm_bandwidth, hw.kernel_launch_s, backend, engine_decode=engine_decode
     )
     if own is not None:
         tables = load_tables(hw.name, backend)
         where = "fitted to " + (tables.source if tables else hw.name.lower())
-        if engine_decode and tables is not None and backend in (tables.engine_decode or ()):
-            where += f" (decode: attention_decode_{backend}.csv)"
-        return own, where
+        return own, where + decode_note(hw.name)
     source = transfer_source_for(hw)
     if source is not None:
         from servesim.hardware import load_hardware
@@ -391,7 +397,8 @@ def attention_fit_for(
             engine_decode=engine_decode,
         )  # fmt: skip
         if fit is not None:
-            return fit, f"fitted to catalog/kernels/{source.lower()} (same architecture)"
+            where = f"fitted to catalog/kernels/{source.lower()} (same architecture)"
+            return fit, where + decode_note(source)
     # (A GPU of an architecture some GPU with tables shares took that GPU's fit above,
     # ``transfer_source_for``: the median is for the architectures no table covers.)
     chosen = _all_fits()
