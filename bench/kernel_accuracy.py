@@ -216,24 +216,63 @@ def _narrow_row(hw) -> list[str] | None:
     return None if got is None else [str(got[2]), _pct(got[0]), _pct(got[1])]
 
 
-def decode_errors(hw, t, kv_dtype: str = "bf16", d=None) -> tuple[float, float]:
-    """Median |error| of ``kv_dtype``'s decode rows (>= 1 GB of KV) on the roofline and under
-    the fraction fitted to that dtype's rows of the other head shapes (of the decode table
-    ``d``, by default ``t``'s TensorRT-LLM one)."""
+def decode_model(hw, d, kv_dtype: str, floor: bool = True) -> tuple[float, float]:
+    """(fixed seconds per call, fraction of HBM bandwidth) fitted to decode table ``d``'s rows
+    of ``kv_dtype`` as the cost model fits them: the table's floor (``floor``; else one launch)
+    and the fraction of its rows of at least 1 GB under it."""
+    launch = hw.kernel_launch_s
+    fixed = AF.decode_floor(d, hw.hbm_bandwidth, launch, kv_dtype) if floor else None
+    fixed = launch if fixed is None else fixed
+    e, _ = AF.fit_decode(d, hw.hbm_bandwidth, launch, kv_dtype, fixed)
+    return fixed, e
+
+
+def decode_errors(
+    hw, t, kv_dtype: str = "bf16", d=None, kv_range=(AF.DECODE_MIN_KV_BYTES, math.inf),
+    floor: bool = True,
+) -> tuple[float, float]:  # fmt: skip
+    """Median |error| of ``kv_dtype``'s decode rows reading ``kv_range`` bytes of KV (>= 1 GB
+    by default) on the roofline and under the model fitted to that dtype's rows of the other
+    head shapes (:func:`decode_model`; of the decode table ``d``, by default ``t``'s
+    TensorRT-LLM one)."""
     d = t.attention_decode if d is None else d
     kv = d["gbps"] * 1e9 * d["seconds"]
-    rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == kv_dtype)
-    secs, kv = d["seconds"][rows], kv[rows]
+    rows = (kv >= kv_range[0]) & (kv < kv_range[1]) & (d["dtype"] == kv_dtype)
+    if not rows.any():
+        return math.nan, math.nan
     launch = hw.kernel_launch_s
-    roof = kv / (hw.hbm_bandwidth * hw.memory_efficiency) + 2 * launch
-    shape = (d["num_heads"] * 1000 + d["num_kv_heads"])[rows]
+    roof = kv[rows] / (hw.hbm_bandwidth * hw.memory_efficiency) + 2 * launch
+    shape = d["num_heads"] * 1000 + d["num_kv_heads"]
     errors = []
-    for held in np.unique(shape):
-        train = {c: v[rows][shape != held] for c, v in d.items()}
-        e, _ = AF.fit_decode(train, hw.hbm_bandwidth, launch)
-        pred = launch + kv[shape == held] / (hw.hbm_bandwidth * e)
-        errors.append(_median_abs(pred, secs[shape == held]))
-    return _median_abs(roof, secs), float(np.median(errors))
+    for held in np.unique(shape[rows]):
+        train = {c: v[shape != held] for c, v in d.items()}
+        fixed, e = decode_model(hw, train, kv_dtype, floor)
+        test = rows & (shape == held)
+        pred = fixed + kv[test] / (hw.hbm_bandwidth * e)
+        errors.append(_median_abs(pred, d["seconds"][test]))
+    return _median_abs(roof, d["seconds"][rows]), float(np.median(errors))
+
+
+DECODE_RANGES = (
+    (0.0, AF.DECODE_FLOOR_MAX_KV_BYTES),
+    (6.4e7, 2.56e8),
+    (2.56e8, 1e9),
+    (1e9, math.inf),
+)
+"""Working sets (KV bytes one decode-attention call reads) of the by-size table: the floor's
+rows, 64-256 MB (above Hopper's and Blackwell's L2), 256 MB-1 GB, and the fraction's rows."""
+
+
+def _decode_by_size_row(hw) -> list[str]:
+    """bf16 decode rows by working set, held out by head shape: under one launch and the
+    fraction of the >= 1 GB rows (before the floor), and under the floor and its fraction."""
+    t = K.load_tables(hw.name)
+    cells = []
+    for kv_range in DECODE_RANGES:
+        _, before = decode_errors(hw, t, kv_range=kv_range, floor=False)
+        _, now = decode_errors(hw, t, kv_range=kv_range)
+        cells.append(f"{_pct(before)} → {_pct(now)}")
+    return cells
 
 
 def _fp8_decode_row(hw) -> list[str] | None:
@@ -245,9 +284,8 @@ def _fp8_decode_row(hw) -> list[str] | None:
     rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == "fp8")
     if not rows.any():
         return None
-    launch = hw.kernel_launch_s
-    bf16, _ = AF.fit_decode(d, hw.hbm_bandwidth, launch, "bf16")
-    pred = launch + kv[rows] / (hw.hbm_bandwidth * bf16)
+    fixed, bf16 = decode_model(hw, d, "bf16")
+    pred = fixed + kv[rows] / (hw.hbm_bandwidth * bf16)
     _, held = decode_errors(hw, t, "fp8")
     return [str(int(rows.sum())), _pct(_median_abs(pred, d["seconds"][rows])), _pct(held)]
 
@@ -413,10 +451,11 @@ def _engine_decode_rows() -> None:
                 if not rows.any():
                     cells += ["0", "–", "–"]
                     continue
-                fraction = AF.attention_fit(
+                fit = AF.attention_fit(
                     hw.name, hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s
-                ).decode_fraction(dtype)
-                pred = hw.kernel_launch_s + kv[rows] / (hw.hbm_bandwidth * fraction)
+                )
+                fraction, fixed = fit.decode_fraction(dtype), fit.decode_fixed(dtype)
+                pred = fixed + kv[rows] / (hw.hbm_bandwidth * fraction)
                 _, held = decode_errors(hw, t, dtype, d)
                 cells += [str(int(rows.sum())), _pct(_median_abs(pred, d["seconds"][rows]))]
                 cells.append(_pct(held))
@@ -533,6 +572,9 @@ def main() -> None:
            "head shape) |", 3, _fp8_decode_row)  # fmt: skip
     print()
     _engine_decode_rows()
+    print()
+    _table("| GPU | bf16 decode < 4 MB of KV | 64–256 MB | 256 MB–1 GB | ≥ 1 GB |", 4,
+           _decode_by_size_row)  # fmt: skip
     print()
     _table("| GPU | head_dim-64 prefill rows | under the 128-wide curve | own curve (held out "
            "by head shape) |", 3, _narrow_row)  # fmt: skip

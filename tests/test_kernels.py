@@ -308,9 +308,11 @@ def test_an_fp8_kv_cache_is_read_at_the_fraction_of_its_own_rows():
     hw = load_hardware("H200")
     fit, _ = AF.attention_fit_for(hw)
     d = K.load_tables("H200").attention_decode
-    bf16, _ = AF.fit_decode(d, hw.hbm_bandwidth, hw.kernel_launch_s, "bf16")
-    fp8, _ = AF.fit_decode(d, hw.hbm_bandwidth, hw.kernel_launch_s, "fp8")
+    floors = [AF.decode_floor(d, hw.hbm_bandwidth, hw.kernel_launch_s, x) for x in ("bf16", "fp8")]
+    bf16, _ = AF.fit_decode(d, hw.hbm_bandwidth, hw.kernel_launch_s, "bf16", floors[0])
+    fp8, _ = AF.fit_decode(d, hw.hbm_bandwidth, hw.kernel_launch_s, "fp8", floors[1])
     assert (fit.memory_efficiency, fit.memory_efficiency_fp8) == (bf16, fp8)
+    assert (fit.decode_fixed("bf16"), fit.decode_fixed("fp8")) == tuple(floors)
     assert fp8 < 0.7 < 0.8 < bf16
     assert fit.decode_fraction("fp8") == fp8 and fit.decode_fraction("bf16") == bf16
     model = load_model("llama-3.1-8b")
@@ -1367,3 +1369,30 @@ def test_an_engine_reads_the_kv_cache_at_its_own_decode_tables_rate():
     h100 = AF.attention_fit_for(load_hardware("H100"), "sglang")[0]
     assert h800.memory_efficiency_fp8 == h100.memory_efficiency_fp8
     assert where.endswith("(same architecture) (decode: attention_decode_sglang.csv)")
+
+
+def test_a_decode_attention_call_takes_the_tables_floor_before_its_reads():
+    """The decode tables' small rows take ~10 µs however little they read (KV-cache write,
+    launch, split-KV combine): a call is that floor plus its bytes at the fitted fraction, so
+    the fraction is fitted under the floor, not under one launch."""
+    bw, launch, floor, e = 4.8e12, 4e-6, 10e-6, 0.8
+    kv = np.array([1e5, 5e5, 1e6, 2e6, 3e6, 1.5e9, 2e9, 4e9])
+    seconds = np.where(kv < AF.DECODE_FLOOR_MAX_KV_BYTES, floor + kv / bw, floor + kv / (bw * e))
+    d = {"dtype": np.array(["bf16"] * len(kv)), "seconds": seconds, "gbps": kv / seconds / 1e9}
+    assert AF.decode_floor(d, bw, launch, "bf16") == pytest.approx(floor, rel=1e-9)
+    assert AF.decode_floor(d, bw, launch, "fp8") is None  # (no such rows)
+    got, err = AF.fit_decode(d, bw, launch, "bf16", floor)
+    assert got == pytest.approx(e, rel=1e-9) and err == pytest.approx(0.0, abs=1e-9)
+    # Under one launch the fraction absorbs the floor: the reads come out slower than they are.
+    assert AF.fit_decode(d, bw, launch, "bf16")[0] < e
+    # The cost model: a one-token decode over one cached token spends the floor per layer in
+    # its attention calls (the shipped H100 fit), the KV-cache write included.
+    model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
+    cost = build_step_cost(model, hw, params=CostParams(kernel_tables=True))
+    fixed = cost.resolved.attention_decode_fixed_s
+    assert fixed == AF.attention_fit_for(hw)[0].decode_fixed_s and 9e-6 < fixed < 13e-6
+    ops = {o.name: o.seconds for o in cost.operator_breakdown(np.ones(1), np.ones(1))}
+    assert ops["attention"] == pytest.approx(model.num_layers * fixed, rel=0.01)
+    # The roofline rung keeps the launches alone.
+    bare = build_step_cost(model, hw, params=CostParams())
+    assert bare.resolved.attention_decode_fixed_s == 0.0

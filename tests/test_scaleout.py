@@ -262,7 +262,8 @@ def test_a_draft_model_prefills_the_prompt_too():
         )
     )
     model, hw = load_model("llama-3.1-8b"), load_hardware("H100")
-    params = CostParams(kernel_tables=True)  # as simulate prices them
+    # As simulate prices them: the vllm profile's kernels (its own decode-attention table).
+    params = CostParams(kernel_tables=True, kernel_backend="vllm")
     target = build_step_cost(model, hw, Parallelism(), params)
     drafter = draft_cost(
         "draft", model, hw, Parallelism(), params, draft_model=load_model("llama-3.2-1b")

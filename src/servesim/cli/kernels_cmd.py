@@ -163,11 +163,18 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
             f"{fit['efficiency_fp8']:.2f} of the bf16 peak, h = {fit['half_tokens_fp8']:.0f}, "
             f"C = {fit['fill_ctas_fp8']:.0f}{err(fit.get('prefill_error_fp8') or None)}"
         )
+
+    def after_floor(key: str) -> str:
+        """The fixed time a decode-attention call takes before its reads, when fitted."""
+        floor = fit.get(key) or 0.0
+        return f" after {floor * 1e6:.1f} µs per call" if floor else ""
+
     fp8 = []
     if fit.get("memory_efficiency_fp8"):
         fp8 = [
             f"  decode with an FP8 KV cache: reads at {fit['memory_efficiency_fp8']:.3f} of HBM "
-            f"bandwidth{err(fit.get('decode_error_fp8') or None)}"
+            f"bandwidth{after_floor('decode_fixed_s_fp8') or after_floor('decode_fixed_s')}"
+            f"{err(fit.get('decode_error_fp8') or None)}"
         ]
     return [
         f"attention curve (fitted rung): {fit['source']}",
@@ -178,6 +185,7 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         f"C / blocks{err(fit['prefill_error'])}",
         *prefill_curves,
         f"  decode: KV-cache reads at {fit['memory_efficiency']:.3f} of HBM bandwidth"
+        f"{after_floor('decode_fixed_s')} (the KV-cache write and the kernel's fixed cost)"
         f"{err(fit['decode_error'])}",
         *fp8,
     ]

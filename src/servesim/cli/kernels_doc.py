@@ -122,6 +122,8 @@ def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | Non
         "prefill_error_fp8": _number(fit.prefill_error_fp8),
         "memory_efficiency_fp8": fit.memory_efficiency_fp8,
         "decode_error_fp8": _number(fit.decode_error_fp8),
+        "decode_fixed_s": fit.decode_fixed_s,
+        "decode_fixed_s_fp8": fit.decode_fixed_s_fp8,
         "source": source,
     }
 

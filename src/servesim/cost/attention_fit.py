@@ -8,8 +8,9 @@ heads)``, and runs longer when its thread blocks cannot fill the GPU (fitted ``e
 most 64, :data:`NARROW_HEAD_DIM`); decode attention reads the KV cache at a fitted fraction of
 HBM bandwidth, one for a bf16 and one for an FP8 KV cache (``attention_decode.csv``, rows with
 at least :data:`DECODE_MIN_KV_BYTES` of KV: smaller working sets sit in L2 and read faster than
-HBM allows). A GPU without tables takes its same-architecture GPU's fit, else the median fitted
-fractions of the GPUs that have tables, times its own datasheet peaks.
+HBM allows), after a fixed time per call, the table's floor (its rows under
+:data:`DECODE_FLOOR_MAX_KV_BYTES`). A GPU without tables takes its same-architecture GPU's fit,
+else the median fitted fractions of the GPUs that have tables, times its own datasheet peaks.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ from servesim.cost.shipped_fits import shipped_fit
 DECODE_MIN_KV_BYTES = 1e9
 """Decode-attention rows with less KV than this are left out of the bandwidth fit: repeated
 runs of one small shape read from L2, faster than HBM (see catalog/kernels/README.md)."""
+
+
+DECODE_FLOOR_MAX_KV_BYTES = 4e6
+"""Decode-attention rows reading less KV than this time the call's fixed cost (KV-cache write,
+launch, split-KV combine): the bytes add well under a microsecond at HBM rate. Their median
+time, less their bytes at full bandwidth, is the fit's ``decode_fixed_s``: ~10-12 µs on Hopper
+and Blackwell, ~15-18 µs on the A100, where a kernel launch alone is 4 µs."""
 
 
 FLASHINFER_DECODE_SHARE = {"hopper": 0.57}
@@ -78,6 +86,12 @@ class AttentionFit:
     half_tokens_hd64: float = 0.0
     """``half_tokens`` of the head_dim-64 curve."""
     fill_ctas_hd64: float = 0.0
+    decode_fixed_s: float = 0.0
+    """Decode: seconds one attention call takes however little KV it reads (the KV-cache write
+    and the attention kernel as the tables time them together; :func:`decode_floor`), before
+    the bytes at ``memory_efficiency``; 0: the kernels' launches only."""
+    decode_fixed_s_fp8: float = 0.0
+    """``decode_fixed_s`` of an FP8 KV cache (0: the bf16 one)."""
     """``fill_ctas`` of the head_dim-64 curve."""
     prefill_error_hd64: float = 0.0
     """``prefill_error`` of the head_dim-64 curve on its rows (0 without such rows)."""
@@ -109,6 +123,13 @@ class AttentionFit:
         if fp8 and head_dim > NARROW_HEAD_DIM and self.efficiency_fp8 > 0.0:
             return self.efficiency_fp8, self.half_tokens_fp8, self.fill_ctas_fp8
         return self.efficiency, self.half_tokens, self.fill_ctas
+
+    def decode_fixed(self, kv_dtype: str) -> float:
+        """Seconds per decode-attention call before its KV reads (:attr:`decode_fixed_s`; an
+        FP8 cache's own floor when the table had such rows)."""
+        if kv_dtype == "fp8" and self.decode_fixed_s_fp8 > 0.0:
+            return self.decode_fixed_s_fp8
+        return self.decode_fixed_s
 
     def decode_fraction(self, kv_dtype: str) -> float:
         """The fraction of HBM bandwidth decode attention reads a ``kv_dtype`` KV cache at: the
@@ -167,6 +188,7 @@ def fit_inputs(peak: float, bandwidth: float, launch_s: float) -> dict[str, floa
         "narrow_head_dim": float(NARROW_HEAD_DIM),
         "decode_by_kv_dtype": 1.0,
         "fp8_prefill": 1.0,
+        "decode_floor": DECODE_FLOOR_MAX_KV_BYTES,
     }
 
 
@@ -255,25 +277,44 @@ def prefill_error(
 
 
 def fit_decode(
-    d: dict[str, np.ndarray], bandwidth: float, launch_s: float, kv_dtype: str | None = None
+    d: dict[str, np.ndarray],
+    bandwidth: float,
+    launch_s: float,
+    kv_dtype: str | None = None,
+    fixed_s: float | None = None,
 ) -> tuple[float, float]:
-    """(fraction of HBM bandwidth, median abs. error) of ``time = launch + KV bytes / (BW ·
+    """(fraction of HBM bandwidth, median abs. error) of ``time = fixed + KV bytes / (BW ·
     e)`` over decode rows with at least ``DECODE_MIN_KV_BYTES`` of KV (of ``kv_dtype``'s rows
-    when given: an FP8 cache is read at a fraction of its own); (nan, nan) without rows."""
+    when given: an FP8 cache is read at a fraction of its own); ``fixed``: ``fixed_s``, else
+    one launch. (nan, nan) without rows."""
     kv_bytes = d["gbps"] * 1e9 * d["seconds"]
     rows = kv_bytes >= DECODE_MIN_KV_BYTES
     if kv_dtype is not None:
         rows &= d["dtype"] == kv_dtype
     if not rows.any():
         return float("nan"), float("nan")
+    fixed = launch_s if fixed_s is None else fixed_s
     # Least squares on relative error: e = Σ(b/t') / Σ(b/t')²·... solved in closed form for
-    # 1/e: minimise Σ ((launch + b·u/BW)/t − 1)², u = 1/e.
+    # 1/e: minimise Σ ((fixed + b·u/BW)/t − 1)², u = 1/e.
     t, b = d["seconds"][rows], kv_bytes[rows]
-    x, y = b / (bandwidth * t), 1.0 - launch_s / t
+    x, y = b / (bandwidth * t), 1.0 - fixed / t
     u = float((x * y).sum() / (x * x).sum())
     e = min(1.0, 1.0 / u)
-    pred = launch_s + b / (bandwidth * e)
+    pred = fixed + b / (bandwidth * e)
     return e, float(np.median(np.abs(pred / t - 1.0)))
+
+
+def decode_floor(
+    d: dict[str, np.ndarray], bandwidth: float, launch_s: float, kv_dtype: str
+) -> float | None:
+    """Seconds one decode-attention call of ``kv_dtype``'s rows takes however little it reads:
+    the median, over rows under :data:`DECODE_FLOOR_MAX_KV_BYTES`, of their time less their
+    bytes at full HBM bandwidth (at least one launch); None with fewer than three such rows."""
+    kv_bytes = d["gbps"] * 1e9 * d["seconds"]
+    rows = (kv_bytes < DECODE_FLOOR_MAX_KV_BYTES) & (d["dtype"] == kv_dtype)
+    if rows.sum() < 3:
+        return None
+    return max(launch_s, float(np.median(d["seconds"][rows] - kv_bytes[rows] / bandwidth)))
 
 
 @functools.cache
@@ -319,10 +360,13 @@ def fit_tables(
     p = t.attention_prefill
     d = t.engine_decode[engine] if engine is not None else t.attention_decode
     e, h, fill, perr = fit_prefill(p, peak, launch_s)
-    em, derr = fit_decode(d, bandwidth, launch_s, "bf16")
+    floor = decode_floor(d, bandwidth, launch_s, "bf16")
+    em, derr = fit_decode(d, bandwidth, launch_s, "bf16", floor)
     if not math.isfinite(em):
         return None
     extra: dict[str, float] = {}
+    if floor is not None:
+        extra["decode_fixed_s"] = floor
 
     def has_rows(head_dim: int, dtype: str) -> bool:
         return bool(
@@ -340,9 +384,12 @@ def fit_tables(
         extra.update(
             efficiency_fp8=e8, half_tokens_fp8=h8, fill_ctas_fp8=fill8, prefill_error_fp8=err8
         )
-    em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8")
+    floor8 = decode_floor(d, bandwidth, launch_s, "fp8")
+    em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8", floor8 if floor8 is not None else floor)
     if math.isfinite(em8):
         extra.update(memory_efficiency_fp8=em8, decode_error_fp8=derr8)
+        if floor8 is not None:
+            extra["decode_fixed_s_fp8"] = floor8
     return AttentionFit(e, h, em, perr, derr, fill, **extra)
 
 
@@ -429,6 +476,8 @@ def attention_fit_for(
                 "half_tokens_fp8",
                 "fill_ctas_fp8",
                 "memory_efficiency_fp8",
+                "decode_fixed_s",
+                "decode_fixed_s_fp8",
             )
         },
     )

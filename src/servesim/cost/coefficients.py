@@ -173,7 +173,8 @@ class Rates:
     """Compute rates scaled by factors fitted to other GPUs' tables (the fitted rung)."""
     call_overhead_s: dict[str, float]
     """Seconds each kernel of these compute rates adds beyond its launch (FP8 GEMMs on the
-    fitted rung: activation quantisation and scales); the others add none."""
+    fitted rung: activation quantisation and scales; attention on the fitted rung: the decode
+    tables' floor); the others add none."""
 
 
 def rates_of(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedParams) -> Rates:
@@ -210,6 +211,11 @@ def rates_of(hw: Hardware, par: Parallelism, params: CostParams, res: ResolvedPa
         # quantisation runs once for all its experts and is left to the MoE tables.
         if ops_mod.RATE_GEMM in compute_scale:
             overhead[ops_mod.RATE_GEMM] = fp8.overhead_s
+    # The decode tables time an attention call's two kernels (KV-cache write, attention)
+    # together: their floor is the pair's fixed cost, launches included.
+    fixed = res.attention_decode_fixed_s
+    if fixed > ops_mod.ATTENTION_KERNELS * res.kernel_launch_s:
+        overhead[ops_mod.RATE_ATTENTION] = fixed / ops_mod.ATTENTION_KERNELS - res.kernel_launch_s
     return Rates(
         flop_rate={
             ops_mod.RATE_GEMM: peak_gemm

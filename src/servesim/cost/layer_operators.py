@@ -18,6 +18,7 @@ import dataclasses
 
 from servesim.cost.features import D_EXP, K_A, K_SW, M_EXP, ONE, P_A, P_SW, T_A, T_R, K, P, T
 from servesim.cost.operator import (
+    ATTENTION_KERNELS,
     RATE_ATTENTION,
     RATE_GEMM,
     RATE_GEMM_ACT,
@@ -82,7 +83,7 @@ def attention_operators(
                 ((P, 4.0 * hq * hd),),
                 ((K, kv_tok), (T, per_token)),
                 RATE_ATTENTION,
-                kernels=2.0,
+                kernels=ATTENTION_KERNELS,
             )
         )
     if n_sw:
@@ -94,7 +95,7 @@ def attention_operators(
                 ((P_SW, 4.0 * hq * hd),),
                 ((K_SW, kv_tok), (T, per_token)),
                 RATE_ATTENTION,
-                kernels=2.0,
+                kernels=ATTENTION_KERNELS,
             )
         )
     return ops
@@ -164,7 +165,7 @@ def mla_attention_operators(
                 (T_R, hq * (nope + rope + v) * act_bytes + latent),
             ),
             RATE_ATTENTION,
-            kernels=2.0,
+            kernels=ATTENTION_KERNELS,
             active=T_R,
         )
     )
@@ -192,7 +193,7 @@ def mla_attention_operators(
             ((P_A, 2.0 * hq * (2 * r + rope)),),
             ((K_A, latent), (T_A, hq * (2 * r + rope) * act_bytes + latent)),
             RATE_ATTENTION,
-            kernels=2.0,
+            kernels=ATTENTION_KERNELS,
             active=T_A,
         )
     )

@@ -33,6 +33,8 @@ RATE_GEMM_EXPERT = "gemm_expert"  # tensor cores at the routed experts' dtype pe
 RATE_GEMM_ACT = "gemm_act"  # tensor cores at the activation dtype (LM head, router)
 RATE_ATTENTION = "attention"  # tensor cores at the activation dtype, attention efficiency
 RATE_VECTOR = "vector"  # elementwise: CUDA cores
+ATTENTION_KERNELS = 2.0
+"""Kernels of one attention call: the KV-cache write and the attention kernel."""
 RATE_LINK_TP = "link_tp"  # the TP group's link
 RATE_LINK_PP = "link_pp"  # the link between pipeline stages
 RATE_LINK_EP = "link_ep"  # the expert-parallel group's link (all-to-all)

@@ -42,6 +42,10 @@ class ResolvedParams:
     kernel_launch_s: float
     attention_memory_efficiency: float = 0.0
     """Fraction of HBM bandwidth attention reaches reading the KV cache."""
+    attention_decode_fixed_s: float = 0.0
+    """Seconds an attention call takes before its KV reads, its KV-cache write and launches
+    included (the decode tables' floor, ``AttentionFit.decode_fixed``); 0: the kernels'
+    launches alone (the roofline rung, MLA models)."""
     attention_half_tokens: float = 0.0
     """Keys per query at which prefill attention reaches half its efficiency (0: flat)."""
     attention_fill_ctas: float = 0.0
@@ -122,6 +126,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     # (MLA decode runs no MHA kernel: the engine's own decode table does not apply.)
     fit = attention_fit_for(hw, backend, engine_decode=model.mla is None) if use_tables else None
     attn, attn_mem, half, fill, source = ce, me, 0.0, 0.0, "roofline"
+    decode_fixed = 0.0
     tables = kernels_mod.load_tables(hw.name, backend) if use_tables else None
     tables_from = None
     borrowed = kernels_mod.transfer_source_for(hw) if use_tables else None
@@ -143,6 +148,8 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         attn_mem = curve.decode_fraction(kv)
         if model.mla is None:
             attn_mem *= decode_backend_share(params.attention_backend, hw.architecture)
+            # (MLA's block scale was measured against the launches alone: it holds its glue.)
+            decode_fixed = curve.decode_fixed(kv)
     if params.attention_efficiency is not None:
         attn, source = params.attention_efficiency, "given"
     if params.attention_memory_efficiency is not None:
@@ -163,6 +170,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
             hw.kernel_launch_s if params.kernel_launch_s is None else params.kernel_launch_s
         ),
         attention_memory_efficiency=attn_mem,
+        attention_decode_fixed_s=decode_fixed,
         attention_half_tokens=half,
         attention_fill_ctas=fill,
         attention_source=source,
