@@ -86,12 +86,6 @@ class AttentionFit:
     half_tokens_hd64: float = 0.0
     """``half_tokens`` of the head_dim-64 curve."""
     fill_ctas_hd64: float = 0.0
-    decode_fixed_s: float = 0.0
-    """Decode: seconds one attention call takes however little KV it reads (the KV-cache write
-    and the attention kernel as the tables time them together; :func:`decode_floor`), before
-    the bytes at ``memory_efficiency``; 0: the kernels' launches only."""
-    decode_fixed_s_fp8: float = 0.0
-    """``decode_fixed_s`` of an FP8 KV cache (0: the bf16 one)."""
     """``fill_ctas`` of the head_dim-64 curve."""
     prefill_error_hd64: float = 0.0
     """``prefill_error`` of the head_dim-64 curve on its rows (0 without such rows)."""
@@ -111,6 +105,12 @@ class AttentionFit:
     dequantise every element they read); 0: no fp8 rows, ``memory_efficiency`` prices them."""
     decode_error_fp8: float = 0.0
     """``decode_error`` of the fp8 fraction on its rows (0 without such rows)."""
+    decode_fixed_s: float = 0.0
+    """Decode: seconds one attention call takes however little KV it reads (the KV-cache write
+    and the attention kernel as the tables time them together; :func:`decode_floor`), before
+    the bytes at ``memory_efficiency``; 0: the kernels' launches only."""
+    decode_fixed_s_fp8: float = 0.0
+    """``decode_fixed_s`` of an FP8 KV cache (0: the bf16 one)."""
 
     def prefill_curve(self, head_dim: float, fp8: bool = False) -> tuple[float, float, float]:
         """(efficiency, half_tokens, fill_ctas) of the prefill curve for heads ``head_dim``
