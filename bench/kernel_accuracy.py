@@ -443,6 +443,8 @@ def _engine_decode_rows() -> None:
     for name in K.gpus_with_tables():
         hw = load_hardware(name)
         t = K.load_tables(hw.name)
+        # (The catalog's main table's fit: what every engine read at before its own.)
+        fit = AF.attention_fit(hw.name, hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
         for engine, d in sorted((t.engine_decode or {}).items()):
             kv = d["gbps"] * 1e9 * d["seconds"]
             cells = []
@@ -451,9 +453,6 @@ def _engine_decode_rows() -> None:
                 if not rows.any():
                     cells += ["0", "–", "–"]
                     continue
-                fit = AF.attention_fit(
-                    hw.name, hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s
-                )
                 fraction, fixed = fit.decode_fraction(dtype), fit.decode_fixed(dtype)
                 pred = fixed + kv[rows] / (hw.hbm_bandwidth * fraction)
                 _, held = decode_errors(hw, t, dtype, d)

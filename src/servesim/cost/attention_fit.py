@@ -334,13 +334,20 @@ def attention_fit(
     t = load_tables(gpu_name, backend)
     if t is None or t.attention_prefill is None or t.attention_decode is None:
         return None
-    engine = backend if engine_decode and backend in (t.engine_decode or ()) else None
+    engine = decode_engine(t, backend, engine_decode)
     if shipped and t.source == catalog_source(gpu_name):
         inputs = fit_inputs(peak, bandwidth, launch_s)
         stored = shipped_fit(gpu_name, fit_kind(engine), inputs)
         if stored is not None:
             return AttentionFit(**stored)
     return fit_tables(t, peak, bandwidth, launch_s, engine)
+
+
+def decode_engine(t, backend: str | None, engine_decode: bool = True) -> str | None:
+    """The engine whose own decode table ``t`` (a ``KernelTables``) prices decode attention
+    for ``backend``: the backend itself when ``engine_decode`` and ``t`` has its table, else
+    None (the tables' main decode table)."""
+    return backend if engine_decode and backend in (t.engine_decode or ()) else None
 
 
 def fit_kind(engine: str | None) -> str:
@@ -423,7 +430,7 @@ def attention_fit_for(
     def decode_note(gpu_name: str) -> str:
         """Where the decode fractions come from, when not the catalog's main table."""
         tables = load_tables(gpu_name, backend)
-        if engine_decode and tables is not None and backend in (tables.engine_decode or ()):
+        if tables is not None and decode_engine(tables, backend, engine_decode) is not None:
             return f" (decode: attention_decode_{backend}.csv)"
         return ""
 
