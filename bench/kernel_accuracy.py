@@ -216,20 +216,29 @@ def _narrow_row(hw) -> list[str] | None:
     return None if got is None else [str(got[2]), _pct(got[0]), _pct(got[1])]
 
 
-def decode_model(hw, d, kv_dtype: str, floor: bool = True) -> tuple[float, float]:
-    """(fixed seconds per call, fraction of HBM bandwidth) fitted to decode table ``d``'s rows
-    of ``kv_dtype`` as the cost model fits them: the table's floor (``floor``; else one launch)
-    and the fraction of its rows of at least 1 GB under it."""
+def decode_model(hw, d, kv_dtype: str, floor: bool = True, ramp: bool = True):
+    """(fixed seconds per call, fraction of HBM bandwidth, ramp) fitted to decode table ``d``'s
+    rows of ``kv_dtype`` as the cost model fits them: the table's floor (``floor``; else one
+    launch), the fraction of its rows of at least 1 GB under it, and the ramp between them
+    (``ramp``, with the floor; else none)."""
     launch = hw.kernel_launch_s
     fixed = AF.decode_floor(d, hw.hbm_bandwidth, launch, kv_dtype) if floor else None
     fixed = launch if fixed is None else fixed
     e, _ = AF.fit_decode(d, hw.hbm_bandwidth, launch, kv_dtype, fixed)
-    return fixed, e
+    curve = AF.decode_ramp(d, hw.hbm_bandwidth, fixed, e, kv_dtype) if floor and ramp else ()
+    return fixed, e, curve
+
+
+def decode_seconds(hw, model, kv_bytes: np.ndarray) -> np.ndarray:
+    """Seconds of decode calls reading ``kv_bytes`` under ``model`` (:func:`decode_model`)."""
+    fixed, e, curve = model
+    base = fixed + kv_bytes / (hw.hbm_bandwidth * e)
+    return base * AF.ramp_ratio(np.log10(kv_bytes), curve) if curve and curve[0] else base
 
 
 def decode_errors(
     hw, t, kv_dtype: str = "bf16", d=None, kv_range=(AF.DECODE_MIN_KV_BYTES, math.inf),
-    floor: bool = True,
+    floor: bool = True, ramp: bool = True,
 ) -> tuple[float, float]:  # fmt: skip
     """Median |error| of ``kv_dtype``'s decode rows reading ``kv_range`` bytes of KV (>= 1 GB
     by default) on the roofline and under the model fitted to that dtype's rows of the other
@@ -246,33 +255,41 @@ def decode_errors(
     errors = []
     for held in np.unique(shape[rows]):
         train = {c: v[shape != held] for c, v in d.items()}
-        fixed, e = decode_model(hw, train, kv_dtype, floor)
         test = rows & (shape == held)
-        pred = fixed + kv[test] / (hw.hbm_bandwidth * e)
+        pred = decode_seconds(hw, decode_model(hw, train, kv_dtype, floor, ramp), kv[test])
         errors.append(_median_abs(pred, d["seconds"][test]))
     return _median_abs(roof, d["seconds"][rows]), float(np.median(errors))
 
 
 DECODE_RANGES = (
     (0.0, AF.DECODE_FLOOR_MAX_KV_BYTES),
+    (AF.DECODE_FLOOR_MAX_KV_BYTES, 6.4e7),
     (6.4e7, 2.56e8),
     (2.56e8, 1e9),
     (1e9, math.inf),
 )
 """Working sets (KV bytes one decode-attention call reads) of the by-size table: the floor's
-rows, 64-256 MB (above Hopper's and Blackwell's L2), 256 MB-1 GB, and the fraction's rows."""
+rows, 4-64 MB (around Hopper's and Blackwell's 50-126 MB L2), 64-256 MB, 256 MB-1 GB, and the
+fraction's rows."""
 
 
-def _decode_by_size_row(hw) -> list[str]:
-    """bf16 decode rows by working set, held out by head shape: under one launch and the
-    fraction of the >= 1 GB rows (before the floor), and under the floor and its fraction."""
+def _decode_by_size_cells(hw, d=None) -> list[str]:
+    """bf16 rows of decode table ``d`` (the catalog's TensorRT-LLM one by default) by working
+    set, held out by head shape: under one launch and the fraction of the >= 1 GB rows (before
+    the floor), under the floor and its fraction, and with the ramp between them too."""
     t = K.load_tables(hw.name)
     cells = []
     for kv_range in DECODE_RANGES:
-        _, before = decode_errors(hw, t, kv_range=kv_range, floor=False)
-        _, now = decode_errors(hw, t, kv_range=kv_range)
-        cells.append(f"{_pct(before)} → {_pct(now)}")
+        _, launch = decode_errors(hw, t, d=d, kv_range=kv_range, floor=False)
+        _, floor = decode_errors(hw, t, d=d, kv_range=kv_range, ramp=False)
+        _, now = decode_errors(hw, t, d=d, kv_range=kv_range)
+        cells.append(f"{_pct(launch)} → {_pct(floor)} → {_pct(now)}")
     return cells
+
+
+def _decode_by_size_row(hw) -> list[str]:
+    """:func:`_decode_by_size_cells` of the catalog's decode table."""
+    return _decode_by_size_cells(hw)
 
 
 def _fp8_decode_row(hw) -> list[str] | None:
@@ -284,7 +301,7 @@ def _fp8_decode_row(hw) -> list[str] | None:
     rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == "fp8")
     if not rows.any():
         return None
-    fixed, bf16 = decode_model(hw, d, "bf16")
+    fixed, bf16, _ = decode_model(hw, d, "bf16")
     pred = fixed + kv[rows] / (hw.hbm_bandwidth * bf16)
     _, held = decode_errors(hw, t, "fp8")
     return [str(int(rows.sum())), _pct(_median_abs(pred, d["seconds"][rows])), _pct(held)]
@@ -429,36 +446,73 @@ def _without_shape(res, model):
     return _without_rows(res, model)
 
 
+def _decode_table_rows(header: str, tables_of, kv_range, cells_of) -> None:
+    """A markdown table of a row per GPU and decode table (``tables_of(t)``: name -> table of
+    the GPU's ``KernelTables`` ``t``) with, per KV dtype, the count of rows reading
+    ``kv_range`` bytes and ``cells_of(hw, t, d, dtype, rows, kv)``'s cells ("0", "–"... without
+    such rows)."""
+    print(header)
+    print("|---|---|" + "---:|" * 6)
+    for name in K.gpus_with_tables():
+        hw = load_hardware(name)
+        t = K.load_tables(hw.name)
+        for engine, d in tables_of(t).items():
+            kv = d["gbps"] * 1e9 * d["seconds"]
+            cells = []
+            for dtype in ("bf16", "fp8"):
+                rows = (kv >= kv_range[0]) & (kv < kv_range[1]) & (d["dtype"] == dtype)
+                if not rows.any():
+                    cells += ["0", "–", "–"]
+                    continue
+                cells += [str(int(rows.sum())), *cells_of(hw, t, d, dtype, rows, kv)]
+            print(f"| {hw.name} | {engine} | {' | '.join(cells)} |")
+
+
 def _engine_decode_rows() -> None:
     """Each engine's own decode table (``attention_decode_<engine>.csv``), per KV dtype: priced
     at the fraction of the catalog's ``attention_decode.csv`` (TensorRT-LLM's kernels; the
     A100's is vLLM's: what every engine got before its own table shipped)
     and at a fraction fitted to the engine's own rows of the other head shapes."""
-    print(
-        "| GPU | engine | bf16 rows | bf16: catalog table's fraction | bf16: own (held out by "
-        "head shape) | FP8 rows | FP8: catalog table's fraction | FP8: own (held out by head "
-        "shape) |"
-    )
-    print("|---|---|" + "---:|" * 6)
-    for name in K.gpus_with_tables():
-        hw = load_hardware(name)
-        t = K.load_tables(hw.name)
+
+    def cells(hw, t, d, dtype, rows, kv) -> list[str]:
         # (The catalog's main table's fit: what every engine read at before its own.)
         fit = AF.attention_fit(hw.name, hw.peak_flops["bf16"], hw.hbm_bandwidth, hw.kernel_launch_s)
-        for engine, d in sorted((t.engine_decode or {}).items()):
-            kv = d["gbps"] * 1e9 * d["seconds"]
-            cells = []
-            for dtype in ("bf16", "fp8"):
-                rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == dtype)
-                if not rows.any():
-                    cells += ["0", "–", "–"]
-                    continue
-                fraction, fixed = fit.decode_fraction(dtype), fit.decode_fixed(dtype)
-                pred = fixed + kv[rows] / (hw.hbm_bandwidth * fraction)
-                _, held = decode_errors(hw, t, dtype, d)
-                cells += [str(int(rows.sum())), _pct(_median_abs(pred, d["seconds"][rows]))]
-                cells.append(_pct(held))
-            print(f"| {hw.name} | {engine} | {' | '.join(cells)} |")
+        fraction, fixed = fit.decode_fraction(dtype), fit.decode_fixed(dtype)
+        pred = fixed + kv[rows] / (hw.hbm_bandwidth * fraction)
+        _, held = decode_errors(hw, t, dtype, d)
+        return [_pct(_median_abs(pred, d["seconds"][rows])), _pct(held)]
+
+    _decode_table_rows(
+        "| GPU | engine | bf16 rows | bf16: catalog table's fraction | bf16: own (held out by "
+        "head shape) | FP8 rows | FP8: catalog table's fraction | FP8: own (held out by head "
+        "shape) |",
+        lambda t: dict(sorted((t.engine_decode or {}).items())),
+        (AF.DECODE_MIN_KV_BYTES, math.inf),
+        cells,
+    )
+
+
+RAMP_RANGE = (AF.DECODE_FLOOR_MAX_KV_BYTES, AF.DECODE_MIN_KV_BYTES)
+"""The working sets the decode ramp covers (4 MB-1 GB of KV a call)."""
+
+
+def _ramp_rows() -> None:
+    """Every decode table's rows of :data:`RAMP_RANGE` per KV dtype, held out by head shape:
+    under the floor and the fraction alone, and with the ramp (fitted to the other shapes)."""
+
+    def cells(hw, t, d, dtype, rows, kv) -> list[str]:
+        _, floor = decode_errors(hw, t, dtype, d, RAMP_RANGE, ramp=False)
+        _, now = decode_errors(hw, t, dtype, d, RAMP_RANGE)
+        return [_pct(floor), _pct(now)]
+
+    _decode_table_rows(
+        "| GPU | decode table | bf16 rows, 4 MB–1 GB | floor + fraction | with the ramp | "
+        "FP8 rows | floor + fraction | with the ramp |",
+        # (``catalog``: attention_decode.csv, TensorRT-LLM's kernels; the A100's is vLLM's.)
+        lambda t: {"catalog": t.attention_decode, **(t.engine_decode or {})},
+        RAMP_RANGE,
+        cells,
+    )
 
 
 def _pct(x: float) -> str:
@@ -572,8 +626,10 @@ def main() -> None:
     print()
     _engine_decode_rows()
     print()
-    _table("| GPU | bf16 decode < 4 MB of KV | 64–256 MB | 256 MB–1 GB | ≥ 1 GB |", 4,
+    _table("| GPU | bf16 decode < 4 MB of KV | 4–64 MB | 64–256 MB | 256 MB–1 GB | ≥ 1 GB |", 5,
            _decode_by_size_row)  # fmt: skip
+    print()
+    _ramp_rows()
     print()
     _table("| GPU | head_dim-64 prefill rows | under the 128-wide curve | own curve (held out "
            "by head shape) |", 3, _narrow_row)  # fmt: skip

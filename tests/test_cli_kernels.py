@@ -130,9 +130,14 @@ def test_json_numbers_are_the_librarys():
         "decode_error_fp8": fit.decode_error_fp8,
         "decode_fixed_s": fit.decode_fixed_s,
         "decode_fixed_s_fp8": fit.decode_fixed_s_fp8,
+        "decode_ramp_log_bytes": list(fit.decode_ramp_log_bytes),
+        "decode_ramp": list(fit.decode_ramp),
+        "decode_ramp_log_bytes_fp8": list(fit.decode_ramp_log_bytes_fp8),
+        "decode_ramp_fp8": list(fit.decode_ramp_fp8),
         "source": source,
     }
     text = " ".join(_kernels("h100").split())  # (whatever the terminal wraps)
+    assert f"decode ramp: calls of 4 MB–1 GB of KV take up to {max(fit.decode_ramp):.2f}×" in text
     fp8 = f"decode with an FP8 KV cache: reads at {fit.memory_efficiency_fp8:.3f}"
     assert fp8 in text and f"after {fit.decode_fixed_s_fp8 * 1e6:.1f} µs per call" in text
     assert "prefill in FP8" in _kernels("h100")

@@ -1396,3 +1396,82 @@ def test_a_decode_attention_call_takes_the_tables_floor_before_its_reads():
     # The roofline rung keeps the launches alone.
     bare = build_step_cost(model, hw, params=CostParams())
     assert bare.resolved.attention_decode_fixed_s == 0.0
+
+
+def _ramp_table(bw: float, floor: float, e: float, stretch) -> dict[str, np.ndarray]:
+    """A decode table of two head shapes: the floor's rows, a mid-size ramp ``stretch(kv)``
+    times the line, and the fraction's rows on the line."""
+    kv = np.geomspace(1e5, 4e9, 60)
+    line = floor + kv / (bw * e)
+    seconds = np.where(kv < AF.DECODE_FLOOR_MAX_KV_BYTES, floor + kv / bw, line * stretch(kv))
+    kv, seconds = np.concatenate([kv, kv]), np.concatenate([seconds, seconds])
+    return {
+        "dtype": np.array(["bf16"] * len(kv)),
+        "seconds": seconds,
+        "gbps": kv / seconds / 1e9,
+        "num_heads": np.repeat([32, 8], len(kv) // 2),
+        "num_kv_heads": np.repeat([8, 8], len(kv) // 2),
+    }
+
+
+def test_the_decode_ramp_is_the_measured_stretch_between_the_floor_and_the_fraction():
+    """Calls of 4 MB-1 GB run longer than floor plus fraction (the H200's TensorRT-LLM table:
+    up to 1.55× at ~60 MB): the ramp is each bin's median of measured over the line, never
+    below 1 (an L2-resident row's speed), 1 at both ends."""
+    bw, floor, e = 4.8e12, 10e-6, 0.85
+
+    def bump(kv):  # 1.5× at 100 MB, back to 1 at 4 MB and 1 GB (in log bytes)
+        x = (np.log10(kv) - 8.0) / 1.0
+        return 1.0 + 0.5 * np.clip(1.0 - np.abs(x), 0.0, None)
+
+    d = _ramp_table(bw, floor, e, bump)
+    xs, ys = AF.decode_ramp(d, bw, floor, e, "bf16")
+    lo, hi = math.log10(AF.DECODE_FLOOR_MAX_KV_BYTES), math.log10(AF.DECODE_MIN_KV_BYTES)
+    assert xs[0] == lo and xs[-1] == hi and ys[0] == ys[-1] == 1.0
+    assert list(xs) == sorted(xs) and min(ys) >= 1.0
+    # Each bin's point is the stretch at its rows' median size (two shapes, same rows).
+    inner = np.array(xs[1:-1])
+    assert np.array(ys[1:-1]) == pytest.approx(bump(10**inner), rel=0.02)
+    assert max(ys) == pytest.approx(1.5, rel=0.05)
+    # Interpolated in log bytes: exact at the points, 1 outside the range.
+    assert AF.ramp_ratio(inner, (xs, ys)) == pytest.approx(np.array(ys[1:-1]))
+    assert AF.ramp_ratio(np.array([5.0, 9.5]), (xs, ys)).tolist() == [1.0, 1.0]
+    # Rows faster than the line (a working set in the benchmark's L2) give no point below 1.
+    fast = _ramp_table(bw, floor, e, lambda kv: np.full_like(kv, 0.8))
+    assert set(AF.decode_ramp(fast, bw, floor, e, "bf16")[1]) == {1.0}
+    assert AF.decode_ramp(d, bw, floor, e, "fp8") == ((), ())  # (no such rows)
+
+
+def test_the_cost_model_stretches_decode_attention_by_the_ramp():
+    """A decode step's attention calls take the shipped ramp's ratio at the KV bytes one call
+    reads times what the floor and the fraction give; the float path of one step, the rows of a
+    decode span and the per-operator breakdown agree."""
+    model, hw = load_model("llama-3.1-8b"), load_hardware("H200")
+    cost = build_step_cost(model, hw, params=CostParams(kernel_tables=True))
+    ramp = cost._ops.ramp
+    fit = AF.attention_fit_for(hw)[0]
+    assert ramp is not None and ramp.log_bytes == fit.decode_ramp_log_bytes
+    flat = dataclasses.replace(cost, _ops=dataclasses.replace(cost._ops, ramp=None), _hot=None)
+    kv_token = 2 * model.num_kv_heads * model.head_dim * 2  # bf16 K and V, one layer
+    for batch in (1, 32, 128):
+        ctx, new = np.full(batch, 1000), np.ones(batch)
+        per_call = batch * 1001 * kv_token  # (each row's new token is read too)
+        ratio = float(AF.ramp_ratio(math.log10(per_call), fit.decode_ramp_curve("bf16")))
+        ops = {o.name: o.seconds for o in cost.operator_breakdown(new, ctx)}
+        base = {o.name: o.seconds for o in flat.operator_breakdown(new, ctx)}
+        assert ops["attention"] == pytest.approx(base["attention"] * ratio, rel=1e-9)
+        assert ops["qkv_proj"] == base["qkv_proj"]
+        one = cost.step_seconds(new, ctx)
+        assert cost.decode_span_seconds(ctx, 2)[0] == pytest.approx(one, rel=1e-12)
+    # 32 sequences of 1,000 tokens read 131 MB a layer: in the H200's ramp, ~1.4×.
+    assert (
+        1.2
+        < float(AF.ramp_ratio(math.log10(32 * 1001 * kv_token), (ramp.log_bytes, ramp.ratio)))
+        < 1.6
+    )
+    # Without tables (the roofline rung) and for MLA models there is no ramp.
+    assert build_step_cost(model, hw, params=CostParams())._ops.ramp is None
+    mla = build_step_cost(
+        load_model("deepseek-v3"), hw, Parallelism(tp=8), CostParams(kernel_tables=True)
+    )
+    assert mla._ops.ramp is None

@@ -169,6 +169,17 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         floor = fit.get(key) or 0.0
         return f" after {floor * 1e6:.1f} µs per call" if floor else ""
 
+    def ramp(suffix: str, what: str) -> list[str]:
+        """The decode ramp's line, when the table has one."""
+        xs, ys = fit.get(f"decode_ramp_log_bytes{suffix}") or (), fit.get(f"decode_ramp{suffix}")
+        if not xs or max(ys) <= 1.0:
+            return []
+        top = max(range(len(ys)), key=ys.__getitem__)
+        return [
+            f"  decode ramp{what}: calls of 4 MB–1 GB of KV take up to {ys[top]:.2f}× floor plus "
+            f"reads (at {10 ** xs[top] / 1e6:.0f} MB a call; measured, interpolated in log bytes)"
+        ]
+
     fp8 = []
     if fit.get("memory_efficiency_fp8"):
         fp8 = [
@@ -187,7 +198,9 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         f"  decode: KV-cache reads at {fit['memory_efficiency']:.3f} of HBM bandwidth"
         f"{after_floor('decode_fixed_s')} (the KV-cache write and the kernel's fixed cost)"
         f"{err(fit['decode_error'])}",
+        *ramp("", ""),
         *fp8,
+        *(ramp("_fp8", " (FP8 KV cache)") if fit.get("memory_efficiency_fp8") else []),
     ]
 
 

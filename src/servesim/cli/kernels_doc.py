@@ -124,6 +124,10 @@ def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | Non
         "decode_error_fp8": _number(fit.decode_error_fp8),
         "decode_fixed_s": fit.decode_fixed_s,
         "decode_fixed_s_fp8": fit.decode_fixed_s_fp8,
+        "decode_ramp_log_bytes": list(fit.decode_ramp_log_bytes),
+        "decode_ramp": list(fit.decode_ramp),
+        "decode_ramp_log_bytes_fp8": list(fit.decode_ramp_log_bytes_fp8),
+        "decode_ramp_fp8": list(fit.decode_ramp_fp8),
         "source": source,
     }
 

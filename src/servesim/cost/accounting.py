@@ -89,7 +89,7 @@ class StepAccounting:
         """
         rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
         a, m, steps = self._split(rows)
-        comp, mem = self._ops.compute_seconds(a), a @ self._ops.memory
+        comp, mem = self._ops.compute_seconds(a), self._ops.memory_seconds(a)
         if self._ops.eager is not None:
             issue = a @ self._ops.eager
             comp, mem = np.maximum(comp, issue), np.maximum(mem, issue)
@@ -244,7 +244,7 @@ class StepAccounting:
         gpu, a, _, _, sec, _ = self._gpu(rows)
         scale = float(_ratio(gpu, sec.sum(axis=1))[0]) if not self._simple else 1.0
         ops = self._ops
-        comp, mem = ops.compute_seconds(a)[0], (a @ ops.memory)[0]
+        comp, mem = ops.compute_seconds(a)[0], ops.memory_seconds(a)[0]
         issue = (a @ ops.eager)[0] if ops.eager is not None else np.zeros_like(comp)
         w = self._work_features(rows)[0]
         flops, nbytes = ops.flops.T @ w, ops.nbytes.T @ w

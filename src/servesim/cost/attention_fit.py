@@ -9,7 +9,8 @@ most 64, :data:`NARROW_HEAD_DIM`); decode attention reads the KV cache at a fitt
 HBM bandwidth, one for a bf16 and one for an FP8 KV cache (``attention_decode.csv``, rows with
 at least :data:`DECODE_MIN_KV_BYTES` of KV: smaller working sets sit in L2 and read faster than
 HBM allows), after a fixed time per call, the table's floor (its rows under
-:data:`DECODE_FLOOR_MAX_KV_BYTES`). A GPU without tables takes its same-architecture GPU's fit,
+:data:`DECODE_FLOOR_MAX_KV_BYTES`), stretched between the two by the measured ramp
+(:func:`decode_ramp`). A GPU without tables takes its same-architecture GPU's fit,
 else the median fitted fractions of the GPUs that have tables, times its own datasheet peaks.
 """
 
@@ -111,6 +112,23 @@ class AttentionFit:
     the bytes at ``memory_efficiency``; 0: the kernels' launches only."""
     decode_fixed_s_fp8: float = 0.0
     """``decode_fixed_s`` of an FP8 KV cache (0: the bf16 one)."""
+    decode_ramp_log_bytes: tuple[float, ...] = ()
+    """Decode: the measured ramp between the floor and the fraction's rows (:func:`decode_ramp`):
+    log10 of the KV bytes one call reads, ascending, the ends at :data:`DECODE_FLOOR_MAX_KV_BYTES`
+    and :data:`DECODE_MIN_KV_BYTES`; empty: no ramp."""
+    decode_ramp: tuple[float, ...] = ()
+    """The measured time over ``decode_fixed_s + bytes / (BW · memory_efficiency)`` at each of
+    ``decode_ramp_log_bytes`` (at least 1; 1 at both ends)."""
+    decode_ramp_log_bytes_fp8: tuple[float, ...] = ()
+    """``decode_ramp_log_bytes`` of an FP8 KV cache (empty: the bf16 ramp)."""
+    decode_ramp_fp8: tuple[float, ...] = ()
+    """``decode_ramp`` of an FP8 KV cache."""
+
+    @classmethod
+    def from_stored(cls, stored: dict) -> AttentionFit:
+        """The fit ``dataclasses.asdict`` stored as JSON (``fits.json``; its lists are the
+        ramps' tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
 
     def prefill_curve(self, head_dim: float, fp8: bool = False) -> tuple[float, float, float]:
         """(efficiency, half_tokens, fill_ctas) of the prefill curve for heads ``head_dim``
@@ -130,6 +148,13 @@ class AttentionFit:
         if kv_dtype == "fp8" and self.decode_fixed_s_fp8 > 0.0:
             return self.decode_fixed_s_fp8
         return self.decode_fixed_s
+
+    def decode_ramp_curve(self, kv_dtype: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(log10 KV bytes per call, time ratio) of the decode ramp for a ``kv_dtype`` cache:
+        an FP8 cache's own when the table had such rows, else the bf16 one; empty: none."""
+        if kv_dtype == "fp8" and self.decode_ramp_fp8:
+            return self.decode_ramp_log_bytes_fp8, self.decode_ramp_fp8
+        return self.decode_ramp_log_bytes, self.decode_ramp
 
     def decode_fraction(self, kv_dtype: str) -> float:
         """The fraction of HBM bandwidth decode attention reads a ``kv_dtype`` KV cache at: the
@@ -317,6 +342,75 @@ def decode_floor(
     return max(launch_s, float(np.median(d["seconds"][rows] - kv_bytes[rows] / bandwidth)))
 
 
+DECODE_RAMP_STEP = 0.25
+"""Width of the decode ramp's bins, in decades of KV bytes per call."""
+
+DECODE_RAMP_MIN_ROWS = 3
+"""Rows a bin of the decode ramp needs to give a point."""
+
+
+def decode_ramp(
+    d: dict[str, np.ndarray], bandwidth: float, fixed_s: float, efficiency: float, kv_dtype: str
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(log10 KV bytes per call, time ratio) of ``kv_dtype``'s decode rows between the floor's
+    rows and the fraction's: what the floor (``fixed_s``) and the fraction (``efficiency``)
+    leave out of a call of mid-size working set. Bins of :data:`DECODE_RAMP_STEP` decades from
+    :data:`DECODE_FLOOR_MAX_KV_BYTES` to :data:`DECODE_MIN_KV_BYTES`; each bin with at least
+    :data:`DECODE_RAMP_MIN_ROWS` rows gives a point at its rows' median log bytes and the
+    median of their measured time over ``fixed_s + bytes / (bandwidth · efficiency)``, at
+    least 1 (rows that fit the benchmark's L2 read faster than a serving step's evicted cache
+    can); both ends are 1 (the floor and the fraction hold there). Empty without such rows.
+
+    On the H200's TensorRT-LLM table the ratio climbs from ~1.1 at 6 MB to ~1.55 at 56 MB and
+    back to 1.06 at 316 MB, and at each size the head shapes agree within ~0.1: the call's cost
+    is a function of its working set (split-KV partitions, waves of thread blocks), which two
+    numbers cannot carry."""
+    kv = d["gbps"] * 1e9 * d["seconds"]
+    lo, hi = math.log10(DECODE_FLOOR_MAX_KV_BYTES), math.log10(DECODE_MIN_KV_BYTES)
+    rows = (d["dtype"] == kv_dtype) & (kv >= DECODE_FLOOR_MAX_KV_BYTES) & (kv < DECODE_MIN_KV_BYTES)
+    if not rows.any():
+        return (), ()
+    log_bytes = np.log10(kv[rows])
+    ratio = d["seconds"][rows] / (fixed_s + kv[rows] / (bandwidth * efficiency))
+    xs, ys = [lo], [1.0]
+    edges = np.arange(lo, hi, DECODE_RAMP_STEP)
+    for left in edges:
+        in_bin = (log_bytes >= left) & (log_bytes < min(left + DECODE_RAMP_STEP, hi))
+        if in_bin.sum() >= DECODE_RAMP_MIN_ROWS:
+            xs.append(float(np.median(log_bytes[in_bin])))
+            ys.append(max(1.0, float(np.median(ratio[in_bin]))))
+    if len(xs) == 1:
+        return (), ()
+    xs.append(hi)
+    ys.append(1.0)
+    return tuple(xs), tuple(ys)
+
+
+def median_ramp(
+    curves: list[tuple[tuple[float, ...], tuple[float, ...]]], suffix: str
+) -> dict[str, tuple[float, ...]]:
+    """The decode ramp fields (``decode_ramp_log_bytes<suffix>``, ``decode_ramp<suffix>``) of
+    the median of ``curves`` (:func:`decode_ramp`), taken on one grid of the bins' edges;
+    empty when no curve has points."""
+    curves = [c for c in curves if c[0]]
+    if not curves:
+        return {}
+    lo, hi = math.log10(DECODE_FLOOR_MAX_KV_BYTES), math.log10(DECODE_MIN_KV_BYTES)
+    grid = np.linspace(lo, hi, round((hi - lo) / DECODE_RAMP_STEP) + 1)
+    ratio = np.median([ramp_ratio(grid, c) for c in curves], axis=0)
+    return {
+        f"decode_ramp_log_bytes{suffix}": tuple(float(x) for x in grid),
+        f"decode_ramp{suffix}": tuple(float(y) for y in ratio),
+    }
+
+
+def ramp_ratio(log_bytes, curve: tuple[tuple[float, ...], tuple[float, ...]]):
+    """The decode ramp ``curve`` (:func:`decode_ramp`) at ``log_bytes`` (a float or an array),
+    linear in log bytes between its points and 1 outside them."""
+    xs, ys = curve
+    return np.interp(log_bytes, xs, ys, left=1.0, right=1.0)
+
+
 @functools.cache
 def attention_fit(
     gpu_name: str,
@@ -339,7 +433,7 @@ def attention_fit(
         inputs = fit_inputs(peak, bandwidth, launch_s)
         stored = shipped_fit(gpu_name, fit_kind(engine), inputs)
         if stored is not None:
-            return AttentionFit(**stored)
+            return AttentionFit.from_stored(stored)
     return fit_tables(t, peak, bandwidth, launch_s, engine)
 
 
@@ -371,9 +465,13 @@ def fit_tables(
     em, derr = fit_decode(d, bandwidth, launch_s, "bf16", floor)
     if not math.isfinite(em):
         return None
-    extra: dict[str, float] = {}
+    extra: dict[str, float | tuple[float, ...]] = {}
     if floor is not None:
         extra["decode_fixed_s"] = floor
+    fixed = launch_s if floor is None else floor
+    extra["decode_ramp_log_bytes"], extra["decode_ramp"] = decode_ramp(
+        d, bandwidth, fixed, em, "bf16"
+    )
 
     def has_rows(head_dim: int, dtype: str) -> bool:
         return bool(
@@ -397,6 +495,10 @@ def fit_tables(
         extra.update(memory_efficiency_fp8=em8, decode_error_fp8=derr8)
         if floor8 is not None:
             extra["decode_fixed_s_fp8"] = floor8
+        fixed8 = floor8 if floor8 is not None else fixed
+        extra["decode_ramp_log_bytes_fp8"], extra["decode_ramp_fp8"] = decode_ramp(
+            d, bandwidth, fixed8, em8, "fp8"
+        )
     return AttentionFit(e, h, em, perr, derr, fill, **extra)
 
 
@@ -487,5 +589,7 @@ def attention_fit_for(
                 "decode_fixed_s_fp8",
             )
         },
+        **median_ramp([f.decode_ramp_curve("bf16") for f in fits], ""),
+        **median_ramp([f.decode_ramp_curve("fp8") for f in fits if f.decode_ramp_fp8], "_fp8"),
     )
     return med, "median of the fits of " + ", ".join(name for name, _ in chosen)

@@ -27,7 +27,7 @@ from servesim.cost.operators import build_operators
 from servesim.cost.params import CostParams, Parallelism
 from servesim.cost.resolve import ResolvedParams
 from servesim.cost.stages import StageLayers
-from servesim.cost.step import OperatorSides
+from servesim.cost.step import DecodeRamp, OperatorSides
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
 
@@ -150,6 +150,34 @@ def _occupancy(
     if not cols:
         return None
     return np.array(cols, dtype=np.intp), res.attention_fill_ctas / max(heads_per_gpu, 1.0)
+
+
+def decode_ramp(operators: tuple[Operator, ...], res: ResolvedParams | None) -> DecodeRamp | None:
+    """The decode tables' ramp (``ResolvedParams.attention_decode_ramp``) on the attention
+    operators of the regular and sliding-window paths, each with the KV bytes one call reads
+    per KV token; None without a ramp (MLA's attention keeps its block scale alone)."""
+    if res is None or not res.attention_decode_ramp[0]:
+        return None
+    cols, feats, per_token = [], [], []
+    for i, op in enumerate(operators):
+        regular = op.flops and op.flops[0][0] in (_F.P, _F.P_SW)
+        if op.rate != ops_mod.RATE_ATTENTION or not regular:
+            continue
+        kv = [(f, b) for f, b in op.bytes if f in (_F.K, _F.K_SW)]
+        if kv:
+            cols.append(i)
+            feats.append(kv[0][0])
+            per_token.append(kv[0][1])
+    if not cols:
+        return None
+    log_bytes, ratio = res.attention_decode_ramp
+    return DecodeRamp(
+        columns=np.array(cols, dtype=np.intp),
+        kv_feature=np.array(feats, dtype=np.intp),
+        bytes_per_token=np.array(per_token),
+        log_bytes=tuple(log_bytes),
+        ratio=tuple(ratio),
+    )
 
 
 @dataclass(frozen=True)
@@ -328,6 +356,7 @@ def operator_sides(
 
     return OperatorSides(
         occupancy=_occupancy(operators, res, heads_per_gpu),
+        ramp=None if calibrated else decode_ramp(operators, res),
         compute=widen(compute),
         memory=widen(memory),
         eager=widen(issue) if rates.eager_launch_s is not None else None,
@@ -357,6 +386,7 @@ __all__ = [
     "Rates",
     "attention_padding",
     "coefficient_matrices",
+    "decode_ramp",
     "hot_matrix",
     "model_operators",
     "operator_sides",

@@ -46,6 +46,11 @@ class ResolvedParams:
     """Seconds an attention call takes before its KV reads, its KV-cache write and launches
     included (the decode tables' floor, ``AttentionFit.decode_fixed``); 0: the kernels'
     launches alone (the roofline rung, MLA models)."""
+    attention_decode_ramp: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+    """The decode tables' ramp between the floor and the fraction's rows (log10 KV bytes one
+    call reads, time ratio; ``AttentionFit.decode_ramp_curve``): the attention call's memory
+    side is stretched by it (``coefficients.decode_ramp``); empty: none (the roofline rung, MLA
+    models, a given ``attention_memory_efficiency``)."""
     attention_half_tokens: float = 0.0
     """Keys per query at which prefill attention reaches half its efficiency (0: flat)."""
     attention_fill_ctas: float = 0.0
@@ -126,7 +131,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     # (MLA decode runs no MHA kernel: the engine's own decode table does not apply.)
     fit = attention_fit_for(hw, backend, engine_decode=model.mla is None) if use_tables else None
     attn, attn_mem, half, fill, source = ce, me, 0.0, 0.0, "roofline"
-    decode_fixed = 0.0
+    decode_fixed, decode_ramp = 0.0, ((), ())
     tables = kernels_mod.load_tables(hw.name, backend) if use_tables else None
     tables_from = None
     borrowed = kernels_mod.transfer_source_for(hw) if use_tables else None
@@ -150,10 +155,11 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
             attn_mem *= decode_backend_share(params.attention_backend, hw.architecture)
             # (MLA's block scale was measured against the launches alone: it holds its glue.)
             decode_fixed = curve.decode_fixed(kv)
+            decode_ramp = curve.decode_ramp_curve(kv)
     if params.attention_efficiency is not None:
         attn, source = params.attention_efficiency, "given"
     if params.attention_memory_efficiency is not None:
-        attn_mem = params.attention_memory_efficiency
+        attn_mem, decode_ramp = params.attention_memory_efficiency, ((), ())
     if params.attention_half_tokens is not None:
         half = params.attention_half_tokens
     if params.attention_fill_ctas is not None:
@@ -171,6 +177,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         ),
         attention_memory_efficiency=attn_mem,
         attention_decode_fixed_s=decode_fixed,
+        attention_decode_ramp=decode_ramp,
         attention_half_tokens=half,
         attention_fill_ctas=fill,
         attention_source=source,

@@ -39,6 +39,9 @@ rank) summed over all pipeline stages; with ``tp = pp = dp = 1`` they are the wh
 
 from __future__ import annotations
 
+import bisect
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +79,69 @@ def occupancy_factor(a: np.ndarray, fill_tiles: float) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
+class DecodeRamp:
+    """The decode tables' ramp on the attention operators' memory side: a call reading ``b``
+    bytes of KV takes ``ratio(log10 b)`` times the floor plus its bytes at the fitted fraction
+    (``attention_fit.decode_ramp``; 1 below 4 MB and from 1 GB, where the floor and the
+    fraction were measured)."""
+
+    columns: np.ndarray
+    """Columns of the attention operators (regular and sliding-window paths), intp."""
+    kv_feature: np.ndarray
+    """The feature counting each one's KV tokens read (``K`` or ``K_SW``), intp."""
+    bytes_per_token: np.ndarray
+    """KV bytes one call of each reads per KV token (one layer, one GPU)."""
+    log_bytes: tuple[float, ...]
+    ratio: tuple[float, ...]
+
+    def factors(self, a: np.ndarray) -> np.ndarray:
+        """Stretch of each column for feature rows ``a`` (n, features'): shape (n, columns).
+        A row summing a span's steps (``ONE`` = steps) reads its mean per call."""
+        steps = np.maximum(a[:, _F.ONE], 1.0)
+        per_call = a[:, self.kv_feature] / steps[:, None] * self.bytes_per_token
+        return np.interp(np.log10(np.maximum(per_call, 1.0)), self.log_bytes, self.ratio, 1.0, 1.0)
+
+    @functools.cached_property
+    def _columns(self) -> tuple[tuple[int, int, float], ...]:
+        """(column, KV feature, bytes per token) of each column, as Python numbers."""
+        return tuple(
+            zip(
+                self.columns.tolist(),
+                self.kv_feature.tolist(),
+                self.bytes_per_token.tolist(),
+                strict=True,
+            )
+        )
+
+    def stretch_one(self, mem: np.ndarray, f: np.ndarray) -> np.ndarray:
+        """``mem`` (one row's memory-side seconds per operator) with the ramp applied for the
+        feature vector ``f``: a copy when any column stretches, else ``mem`` itself."""
+        factors = self.factors_one(f)
+        if all(v == 1.0 for v in factors):
+            return mem
+        mem = mem.copy()
+        for (col, _, _), factor in zip(self._columns, factors, strict=True):
+            mem[col] *= factor
+        return mem
+
+    def factors_one(self, f: np.ndarray) -> list[float]:
+        """:meth:`factors` of one feature vector, in floats (no numpy calls on the hot path)."""
+        xs, ys = self.log_bytes, self.ratio
+        steps = max(float(f[_F.ONE]), 1.0)
+        out = []
+        for _, feature, per_token in self._columns:
+            b = float(f[feature]) / steps * per_token
+            x = math.log10(b) if b > 1.0 else 0.0
+            if x <= xs[0] or x >= xs[-1]:
+                out.append(1.0)
+                continue
+            j = bisect.bisect_right(xs, x)
+            w = (x - xs[j - 1]) / (xs[j] - xs[j - 1])
+            out.append(ys[j - 1] + w * (ys[j] - ys[j - 1]))
+        return out
+
+
+@dataclass(frozen=True, eq=False)
 class OperatorSides:
     """Per-operator coefficient matrices of one operator list, shape (features', operators)
     where ``features'`` is ``NUM_FEATURES`` (or twice that with ``dp > 1``: rank block, then
@@ -101,6 +167,8 @@ class OperatorSides:
     occupancy: tuple[np.ndarray, float] | None = None
     """(columns of the prefill-attention operators, query tiles that fill the GPU): see
     :func:`occupancy_factor`; None: no occupancy limit (roofline rung, or no such operator)."""
+    ramp: DecodeRamp | None = None
+    """The decode tables' ramp on the attention operators' memory side; None: none."""
 
     def compute_seconds(self, a: np.ndarray) -> np.ndarray:
         """Compute-side seconds of every operator for feature rows ``a``, shape (n, operators):
@@ -113,9 +181,17 @@ class OperatorSides:
             comp[:, cols] += (a @ self.busy_compute[:, cols]) * stretch[:, None]
         return comp
 
+    def memory_seconds(self, a: np.ndarray) -> np.ndarray:
+        """Memory-side seconds of every operator for feature rows ``a``, shape (n, operators):
+        the linear side, with the attention calls stretched by the decode ramp."""
+        mem = a @ self.memory
+        if self.ramp is not None:
+            mem[:, self.ramp.columns] *= self.ramp.factors(a)
+        return mem
+
     def seconds(self, a: np.ndarray) -> np.ndarray:
         """Per-operator seconds for feature rows ``a`` (n, features'): shape (n, operators)."""
-        sec = np.maximum(self.compute_seconds(a), a @ self.memory)
+        sec = np.maximum(self.compute_seconds(a), self.memory_seconds(a))
         if self.curves is not None:
             sec[:, self.curves.columns] = self.curves.seconds(a)
         if self.eager is not None:
@@ -207,7 +283,10 @@ class StepCostModel(StepAccounting):
                     if stretch > 0.0:
                         comp = comp.copy()
                         comp[cols] += x[occ : occ + len(cols)] * stretch
-                sec = np.maximum(comp, x[k : 2 * k])
+                mem = x[k : 2 * k]
+                if ops.ramp is not None:
+                    mem = ops.ramp.stretch_one(mem, f)
+                sec = np.maximum(comp, mem)
                 if ops.eager is None:
                     gpu = float(_sum(sec))
                     if curves is not None:
@@ -225,7 +304,11 @@ class StepCostModel(StepAccounting):
                 stretch = occupancy_factor(f, fill) - 1.0
                 comp = comp.copy()
                 comp[:, cols] += x[:, occ : occ + len(cols)] * stretch[:, None]
-            sec = np.maximum(comp, x[:, k : 2 * k])
+            mem = x[:, k : 2 * k]
+            if ops.ramp is not None:
+                mem = mem.copy()
+                mem[:, ops.ramp.columns] *= ops.ramp.factors(f)
+            sec = np.maximum(comp, mem)
             if ops.eager is None:
                 gpu = _sum(sec, axis=1)
                 if curves is not None:
