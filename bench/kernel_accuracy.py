@@ -184,8 +184,8 @@ def prefill_errors(hw, t) -> tuple[float, float]:
     shape = p["num_heads"] * 1000 + p["num_kv_heads"]
     errors = []
     for held in np.unique(shape[base]):
-        e, h, fill, _ = AF.fit_prefill(p, peak, launch, rows=shape != held)
-        errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill))
+        e, h, fill, n, _ = AF.fit_prefill(p, peak, launch, rows=shape != held)
+        errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill, n))
     return _median_abs(roof, secs), float(np.median(errors))
 
 
@@ -199,15 +199,15 @@ def narrow_prefill_errors(hw, t) -> tuple[float, float, float] | None:
     if not base.any():
         return None
     peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
-    e, h, fill, _ = AF.fit_prefill(p, peak, launch)
-    wide = AF.prefill_error(p, peak, launch, e, h, base, fill)
+    e, h, fill, n, _ = AF.fit_prefill(p, peak, launch)
+    wide = AF.prefill_error(p, peak, launch, e, h, base, fill, n)
     shape = p["num_heads"] * 1000 + p["num_kv_heads"]
     errors = []
     for held in np.unique(shape[base]):
-        e, h, fill, _ = AF.fit_prefill(
+        e, h, fill, n, _ = AF.fit_prefill(
             p, peak, launch, rows=shape != held, head_dim=AF.NARROW_HEAD_DIM
         )
-        errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill))
+        errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill, n))
     return wide, float(np.median(errors)), int(base.sum())
 
 
@@ -601,12 +601,11 @@ def borrowed_errors(hw) -> list[str]:
             AF.attention_fit(o.name, o.peak_flops["bf16"], o.hbm_bandwidth, o.kernel_launch_s)
             for o in gpus
         ]
-        e, h, fill = (
-            float(np.median([getattr(f, a) for f in fits]))
-            for a in ("efficiency", "half_tokens", "fill_ctas")
-        )
+        e, h = (float(np.median([getattr(f, a) for f in fits])) for a in AF.PLATEAU_FIELDS)
+        occupancy = AF.median_occupancy(fits, "", every=True)
+        fill, n = occupancy["fill_ctas"], occupancy["fill_power"]
         peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
-        return _pct(AF.prefill_error(p, peak, launch, e, h, base, fill))
+        return _pct(AF.prefill_error(p, peak, launch, e, h, base, fill, n))
 
     return [
         _pct(_median_abs(roof(hw), secs)),

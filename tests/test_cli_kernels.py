@@ -115,16 +115,19 @@ def test_json_numbers_are_the_librarys():
         "efficiency": fit.efficiency,
         "half_tokens": fit.half_tokens,
         "fill_ctas": fit.fill_ctas,
+        "fill_power": fit.fill_power,
         "memory_efficiency": fit.memory_efficiency,
         "prefill_error": fit.prefill_error,
         "decode_error": fit.decode_error,
         "efficiency_hd64": fit.efficiency_hd64,
         "half_tokens_hd64": fit.half_tokens_hd64,
         "fill_ctas_hd64": fit.fill_ctas_hd64,
+        "fill_power_hd64": fit.fill_power_hd64,
         "prefill_error_hd64": fit.prefill_error_hd64,
         "efficiency_fp8": fit.efficiency_fp8,
         "half_tokens_fp8": fit.half_tokens_fp8,
         "fill_ctas_fp8": fit.fill_ctas_fp8,
+        "fill_power_fp8": fit.fill_power_fp8,
         "prefill_error_fp8": fit.prefill_error_fp8,
         "memory_efficiency_fp8": fit.memory_efficiency_fp8,
         "decode_error_fp8": fit.decode_error_fp8,
@@ -141,7 +144,9 @@ def test_json_numbers_are_the_librarys():
     fp8 = f"decode with an FP8 KV cache: reads at {fit.memory_efficiency_fp8:.3f}"
     assert fp8 in text and f"after {fit.decode_fixed_s_fp8 * 1e6:.1f} µs per call" in text
     assert "prefill in FP8" in _kernels("h100")
-    assert "heads at most 64 wide (own rows): e = 0.48" in _kernels("h100")
+    narrow = f"heads at most 64 wide (own rows): e = {fit.efficiency_hd64:.2f}"
+    assert narrow in _kernels("h100") and 0.5 < fit.efficiency_hd64 < fit.efficiency
+    assert "the last wave's tail" in text  # (the H100's curves add the tail: fill_power 1)
     rows = doc["gemm_check"]["rows"]
     assert [(r["n"], r["k"], r["m"]) for r in rows] == [
         (n, k, m) for n, k in ((4096, 4096), (14336, 4096)) for m in (1, 16, 256, 4096)

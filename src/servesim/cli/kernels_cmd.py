@@ -150,18 +150,24 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
     def err(x: float | None) -> str:
         return "" if x is None else f"\n    median error {x:.1%} on the table's rows"
 
+    def occupancy(suffix: str) -> str:
+        """The occupancy stretch's form: the hard limit (power 0) or the added tail (1)."""
+        power = fit.get(f"fill_power{suffix}") or 0.0
+        return " (limit)" if power == 0.0 else f" (tail, power {power:g})"
+
     prefill_curves = []
     if fit.get("efficiency_hd64"):
         prefill_curves = [
             f"  prefill of heads at most 64 wide (own rows): e = {fit['efficiency_hd64']:.2f}, "
             f"h = {fit['half_tokens_hd64']:.0f}, C = {fit['fill_ctas_hd64']:.0f}"
-            f"{err(fit.get('prefill_error_hd64') or None)}"
+            f"{occupancy('_hd64')}{err(fit.get('prefill_error_hd64') or None)}"
         ]
     if fit.get("efficiency_fp8"):
         prefill_curves.append(
             f"  prefill in FP8 (FP8 KV cache, FlashAttention-3 engines on Hopper): e = "
             f"{fit['efficiency_fp8']:.2f} of the bf16 peak, h = {fit['half_tokens_fp8']:.0f}, "
-            f"C = {fit['fill_ctas_fp8']:.0f}{err(fit.get('prefill_error_fp8') or None)}"
+            f"C = {fit['fill_ctas_fp8']:.0f}{occupancy('_fp8')}"
+            f"{err(fit.get('prefill_error_fp8') or None)}"
         )
 
     def after_floor(key: str) -> str:
@@ -191,9 +197,13 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         f"attention curve (fitted rung): {fit['source']}",
         f"  prefill: e·s/(s + h') of bf16 peak at s keys per query, e = {fit['efficiency']:.2f}, "
         f"h' = h·(1 + {KV_HEAD_WEIGHT:g}·KV heads / heads), h = {fit['half_tokens']:.0f}; "
-        f"under C = {fit['fill_ctas']:.0f} thread blocks "
-        f"(heads × 128-query tiles) the GPU is not filled and the time stretches by "
-        f"C / blocks{err(fit['prefill_error'])}",
+        f"C = {fit['fill_ctas']:.0f} thread blocks (heads × 128-query tiles) fill the GPU: "
+        + (
+            "under C the time stretches by C / blocks"
+            if not fit.get("fill_power")
+            else "the time adds C / blocks of itself, the last wave's tail"
+        )
+        + err(fit["prefill_error"]),
         *prefill_curves,
         f"  decode: KV-cache reads at {fit['memory_efficiency']:.3f} of HBM bandwidth"
         f"{after_floor('decode_fixed_s')} (the KV-cache write and the kernel's fixed cost)"

@@ -27,7 +27,7 @@ def plot_kernels(hw: Hardware, tables: KernelTables, doc: dict[str, Any], path: 
     import numpy as np
     from matplotlib.figure import Figure
 
-    from servesim.cost.attention_fit import length_stretch
+    from servesim.cost.attention_fit import length_stretch, occupancy_stretch
 
     r = roofline_params(hw)
     colors = matplotlib.colormaps["tab10"].colors
@@ -76,7 +76,7 @@ def plot_kernels(hw: Hardware, tables: KernelTables, doc: dict[str, Any], path: 
         flops = 2.0 * batch * ss**2 * heads * head_dim  # causal: half of 4·b·s²·H·d
         e, h, fill = fit["efficiency"], fit["half_tokens"], fit["fill_ctas"]
         blocks = heads * batch * (ss / 128 + 1.0)  # (the step model's estimate)
-        stretch = np.maximum(1.0, fill / blocks)
+        stretch = occupancy_stretch(fill / blocks, fit.get("fill_power") or 0.0)
         length = length_stretch(h, heads, kv_heads, ss)
         t = r["kernel_launch_s"] + flops / (peak * e) * length * stretch
         right.plot(ss, flops / t / 1e12, "-", color=c, lw=1)

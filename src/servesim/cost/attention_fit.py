@@ -80,6 +80,9 @@ class AttentionFit:
     """The same for decode attention."""
     fill_ctas: float = 0.0
     """Prefill: thread blocks (heads × 128-query tiles) that fill the GPU (0: no limit)."""
+    fill_power: float = 0.0
+    """Prefill: the shape of the occupancy stretch (:func:`occupancy_stretch`; 0 the hard
+    limit)."""
     efficiency_hd64: float = 0.0
     """Prefill of 64-wide heads (GPT-OSS, Llama-3.2-1B, Qwen2.5-0.5B): ``efficiency`` fitted
     to the table's head_dim-64 rows alone (each tile does half the work per byte of Q, K and V
@@ -88,6 +91,8 @@ class AttentionFit:
     """``half_tokens`` of the head_dim-64 curve."""
     fill_ctas_hd64: float = 0.0
     """``fill_ctas`` of the head_dim-64 curve."""
+    fill_power_hd64: float = 0.0
+    """``fill_power`` of the head_dim-64 curve."""
     prefill_error_hd64: float = 0.0
     """``prefill_error`` of the head_dim-64 curve on its rows (0 without such rows)."""
     efficiency_fp8: float = 0.0
@@ -98,6 +103,8 @@ class AttentionFit:
     """``half_tokens`` of the FP8 prefill curve."""
     fill_ctas_fp8: float = 0.0
     """``fill_ctas`` of the FP8 prefill curve."""
+    fill_power_fp8: float = 0.0
+    """``fill_power`` of the FP8 prefill curve."""
     prefill_error_fp8: float = 0.0
     """``prefill_error`` of the FP8 prefill curve on its rows (0 without such rows)."""
     memory_efficiency_fp8: float = 0.0
@@ -130,17 +137,27 @@ class AttentionFit:
         ramps' tuples)."""
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
 
-    def prefill_curve(self, head_dim: float, fp8: bool = False) -> tuple[float, float, float]:
-        """(efficiency, half_tokens, fill_ctas) of the prefill curve for heads ``head_dim``
-        wide (``fp8``: attention runs in FP8): the head_dim-64 curve for heads of at most
-        :data:`NARROW_HEAD_DIM` when the table had such rows (in bf16 also under ``fp8``: its
-        FP8 rows are not fitted apart), the FP8 curve of 128-wide heads under ``fp8`` when it
-        had fp8 rows, else the bf16 128-wide one."""
+    def prefill_curve(
+        self, head_dim: float, fp8: bool = False
+    ) -> tuple[float, float, float, float]:
+        """(efficiency, half_tokens, fill_ctas, fill_power) of the prefill curve for heads
+        ``head_dim`` wide (``fp8``: attention runs in FP8): the head_dim-64 curve for heads of
+        at most :data:`NARROW_HEAD_DIM` when the table had such rows (in bf16 also under
+        ``fp8``: its FP8 rows are not fitted apart), the FP8 curve of 128-wide heads under
+        ``fp8`` when it had fp8 rows, else the bf16 128-wide one."""
         if head_dim <= NARROW_HEAD_DIM and self.efficiency_hd64 > 0.0:
-            return self.efficiency_hd64, self.half_tokens_hd64, self.fill_ctas_hd64
+            return (
+                self.efficiency_hd64, self.half_tokens_hd64, self.fill_ctas_hd64,
+                self.fill_power_hd64,
+            )  # fmt: skip
         if fp8 and head_dim > NARROW_HEAD_DIM and self.efficiency_fp8 > 0.0:
-            return self.efficiency_fp8, self.half_tokens_fp8, self.fill_ctas_fp8
-        return self.efficiency, self.half_tokens, self.fill_ctas
+            return (
+                self.efficiency_fp8,
+                self.half_tokens_fp8,
+                self.fill_ctas_fp8,
+                self.fill_power_fp8,
+            )
+        return self.efficiency, self.half_tokens, self.fill_ctas, self.fill_power
 
     def decode_fixed(self, kv_dtype: str) -> float:
         """Seconds per decode-attention call before its KV reads (:attr:`decode_fixed_s`; an
@@ -214,6 +231,7 @@ def fit_inputs(peak: float, bandwidth: float, launch_s: float) -> dict[str, floa
         "decode_by_kv_dtype": 1.0,
         "fp8_prefill": 1.0,
         "decode_floor": DECODE_FLOOR_MAX_KV_BYTES,
+        "occupancy_powers": float(len(OCCUPANCY_POWERS)),
     }
 
 
@@ -221,20 +239,43 @@ PREFILL_QUERY_TILE = 128
 """Queries per thread block of the measured prefill kernels (the step model's ``QUERY_TILE``)."""
 
 
+OCCUPANCY_POWERS = (0.0, 1.0)
+"""Shapes of the occupancy stretch the prefill fit chooses among (:func:`occupancy_stretch`):
+0 the hard limit ``max(1, fill / blocks)``, 1 an added tail ``1 + fill / blocks``. (Power 2,
+between them, was tried: chosen on some GPUs' training rows, it held out worse — head_dim-64
+on the B300 15% against 9%, the RTX PRO 6000 14% against 8%.)"""
+
+
+def occupancy_stretch(x, power: float):
+    """Prefill attention's time over its FLOP time for ``x = fill / blocks`` (a float or an
+    array): ``max(1, x)`` for ``power`` 0 (no time lost until the blocks cannot fill the GPU,
+    then one wave of the longest blocks), else ``(1 + x^power)^(1/power)`` — a smooth limit,
+    ``1 + x`` at power 1: the plateau time plus the tail of the last wave, one block's work at
+    one block's rate.
+
+    Which fits a GPU's table best is chosen per curve (:func:`fit_prefill`). The tables say the
+    hard limit is wrong in both directions on the datacentre GPUs: with few blocks (8 heads, one
+    prompt of 256-2,048 tokens) the kernels run 1.3-2.2× faster than ``fill / blocks`` says,
+    and just above the limit 20-40% slower than the plateau (H100, head_dim 128)."""
+    if power == 0.0:
+        return np.maximum(1.0, x)
+    return (1.0 + x**power) ** (1.0 / power)
+
+
 def prefill_seconds(
     p: dict[str, np.ndarray], rows: np.ndarray, peak: float, launch_s: float,
-    e: float, h: float, fill: float,
+    e: float, h: float, fill: float, power: float = 0.0,
 ) -> np.ndarray:  # fmt: skip
     """The fitted prefill curve at the table's ``rows``: ``launch + FLOPs / (peak · e) ·
-    length_stretch(h, …, s) · max(1, fill / blocks)``, with ``blocks = heads · batch · (s / 128 +
-    1)`` (the step model's estimate of the kernel's thread blocks, see
+    length_stretch(h, …, s) · occupancy_stretch(fill / blocks, power)``, with ``blocks = heads ·
+    batch · (s / 128 + 1)`` (the step model's estimate of the kernel's thread blocks, see
     ``step.occupancy_factor``)."""
     s, t = p["seq_len"][rows], p["seconds"][rows]
     flops = p["tflops"][rows] * 1e12 * t
     heads = p["num_heads"][rows]
     blocks = heads * p["batch"][rows] * (s / PREFILL_QUERY_TILE + 1.0)
     stretch = length_stretch(h, heads, p["num_kv_heads"][rows], s)
-    return launch_s + flops / (peak * e) * stretch * np.maximum(1.0, fill / blocks)
+    return launch_s + flops / (peak * e) * stretch * occupancy_stretch(fill / blocks, power)
 
 
 _FIT_EFFICIENCY = np.linspace(0.2, 1.0, 17)
@@ -254,12 +295,13 @@ def fit_prefill(
     rows: np.ndarray | None = None,
     head_dim: int = 128,
     dtype: str = "bf16",
-) -> tuple[float, float, float, float]:
-    """(efficiency, half_tokens, fill_ctas, median abs. error) of :func:`prefill_seconds` over
-    the ``dtype`` rows with ``head_dim`` (s >= 64 keys per query, every batch and head count):
-    ``e``, ``h`` and ``fill`` searched on a coarse grid, then a fine one around its best,
-    minimising the median absolute log error (robust to the few rows a launch dominates).
-    Raises ValueError when the table has no such rows."""
+) -> tuple[float, float, float, float, float]:
+    """(efficiency, half_tokens, fill_ctas, fill_power, median abs. error) of
+    :func:`prefill_seconds` over the ``dtype`` rows with ``head_dim`` (s >= 64 keys per query,
+    every batch and head count): for each of :data:`OCCUPANCY_POWERS`, ``e``, ``h`` and
+    ``fill`` searched on a coarse grid, then a fine one around its best, minimising the median
+    absolute log error (robust to the few rows a launch dominates) plus a share of the mean;
+    the power whose best is lowest. Raises ValueError when the table has no such rows."""
     # head_dim 128: the head size of nearly every model in the catalog; 64 runs differently
     # and has a curve of its own (NARROW_HEAD_DIM).
     use = (p["seq_len"] >= 64) & (p["dtype"] == dtype) & (p["head_dim"] == head_dim)
@@ -273,10 +315,10 @@ def fit_prefill(
     blocks = heads * p["batch"][use] * (s / PREFILL_QUERY_TILE + 1.0)
     kv_share = kv_head_factor(p["num_kv_heads"][use] / heads)
 
-    def search(effs, halves, fills, best):
+    def search(effs, halves, fills, power, best):
         stretch = 1.0 + halves[:, None] * kv_share / s
         for fill in fills:
-            work = flops * np.maximum(1.0, fill / blocks) / peak
+            work = flops * occupancy_stretch(fill / blocks, power) / peak
             for e in effs:
                 dev = np.abs(np.log((launch_s + (work / e) * stretch) / t))
                 err = np.median(dev, axis=1) + _FIT_MEAN_WEIGHT * dev.mean(axis=1)
@@ -285,19 +327,27 @@ def fit_prefill(
                     best = (float(err[i]), float(e), float(halves[i]), float(fill))
         return best
 
-    _, e, h, fill = search(_FIT_EFFICIENCY, _FIT_HALF_TOKENS, _FIT_FILL, (math.inf, 1.0, 0.0, 0.0))
-    fine_fill = [0.0] if fill == 0.0 else fill * np.geomspace(0.7, 1.4, 9)
-    effs = np.clip(e + np.arange(-0.05, 0.0501, 0.01), 0.05, 1.0)
-    best = search(effs, h * np.geomspace(0.5, 2.0, 21), fine_fill, (math.inf, e, h, fill))
-    _, e, h, fill = best
-    return e, h, fill, prefill_error(p, peak, launch_s, e, h, use, fill)
+    found = []
+    for power in OCCUPANCY_POWERS:
+        start = (math.inf, 1.0, 0.0, 0.0)
+        _, e, h, fill = search(_FIT_EFFICIENCY, _FIT_HALF_TOKENS, _FIT_FILL, power, start)
+        fine_fill = [0.0] if fill == 0.0 else fill * np.geomspace(0.7, 1.4, 9)
+        effs = np.clip(e + np.arange(-0.05, 0.0501, 0.01), 0.05, 1.0)
+        halves = h * np.geomspace(0.5, 2.0, 21)
+        found.append((*search(effs, halves, fine_fill, power, (math.inf, e, h, fill)), power))
+    # (Without an occupancy limit, fill 0, every power is the same curve: the first stands.)
+    _, e, h, fill, power = min(found, key=lambda f: f[0])
+    power = power if fill > 0.0 else 0.0
+    return e, h, fill, power, prefill_error(p, peak, launch_s, e, h, use, fill, power)
 
 
 def prefill_error(
-    p, peak: float, launch_s: float, e: float, h: float, rows: np.ndarray, fill: float = 0.0
-) -> float:
-    """Median absolute relative error of the prefill curve ``(e, h, fill)`` on ``rows``."""
-    pred = prefill_seconds(p, rows, peak, launch_s, e, h, fill)
+    p, peak: float, launch_s: float, e: float, h: float, rows: np.ndarray, fill: float = 0.0,
+    power: float = 0.0,
+) -> float:  # fmt: skip
+    """Median absolute relative error of the prefill curve ``(e, h, fill, power)`` on
+    ``rows``."""
+    pred = prefill_seconds(p, rows, peak, launch_s, e, h, fill, power)
     return float(np.median(np.abs(pred / p["seconds"][rows] - 1.0)))
 
 
@@ -404,6 +454,27 @@ def median_ramp(
     }
 
 
+PLATEAU_FIELDS = ("efficiency", "half_tokens")
+"""The bf16 128-wide prefill curve's plateau and length term (the median curve takes each's
+median)."""
+
+
+def median_occupancy(fits: list[AttentionFit], suffix: str, every: bool = False) -> dict:
+    """The occupancy fields (``fill_ctas<suffix>``, ``fill_power<suffix>``) of the median curve:
+    the power most of ``fits`` chose (the smaller on a tie) and the median fill of the fits that
+    chose it (a fill means a different limit under another power). Over the fits that have the
+    curve (its efficiency above 0), or all of them with ``every``; empty when none has it."""
+    have = [f for f in fits if every or getattr(f, f"efficiency{suffix}") > 0.0]
+    if not have:
+        return {}
+    powers = [getattr(f, f"fill_power{suffix}") for f in have]
+    power = min(set(powers), key=lambda n: (-powers.count(n), n))
+    fills = [
+        getattr(f, f"fill_ctas{suffix}") for f in have if getattr(f, f"fill_power{suffix}") == power
+    ]
+    return {f"fill_ctas{suffix}": float(np.median(fills)), f"fill_power{suffix}": power}
+
+
 def ramp_ratio(log_bytes, curve: tuple[tuple[float, ...], tuple[float, ...]]):
     """The decode ramp ``curve`` (:func:`decode_ramp`) at ``log_bytes`` (a float or an array),
     linear in log bytes between its points and 1 outside them."""
@@ -460,7 +531,7 @@ def fit_tables(
         return None
     p = t.attention_prefill
     d = t.engine_decode[engine] if engine is not None else t.attention_decode
-    e, h, fill, perr = fit_prefill(p, peak, launch_s)
+    e, h, fill, power, perr = fit_prefill(p, peak, launch_s)
     floor = decode_floor(d, bandwidth, launch_s, "bf16")
     em, derr = fit_decode(d, bandwidth, launch_s, "bf16", floor)
     if not math.isfinite(em):
@@ -479,16 +550,17 @@ def fit_tables(
         )
 
     if has_rows(NARROW_HEAD_DIM, "bf16"):
-        e64, h64, fill64, err64 = fit_prefill(p, peak, launch_s, head_dim=NARROW_HEAD_DIM)
+        e64, h64, fill64, n64, err64 = fit_prefill(p, peak, launch_s, head_dim=NARROW_HEAD_DIM)
         extra.update(
             efficiency_hd64=e64, half_tokens_hd64=h64, fill_ctas_hd64=fill64,
-            prefill_error_hd64=err64,
+            fill_power_hd64=n64, prefill_error_hd64=err64,
         )  # fmt: skip
     if has_rows(128, "fp8"):
-        e8, h8, fill8, err8 = fit_prefill(p, peak, launch_s, dtype="fp8")
+        e8, h8, fill8, n8, err8 = fit_prefill(p, peak, launch_s, dtype="fp8")
         extra.update(
-            efficiency_fp8=e8, half_tokens_fp8=h8, fill_ctas_fp8=fill8, prefill_error_fp8=err8
-        )
+            efficiency_fp8=e8, half_tokens_fp8=h8, fill_ctas_fp8=fill8, fill_power_fp8=n8,
+            prefill_error_fp8=err8,
+        )  # fmt: skip
     floor8 = decode_floor(d, bandwidth, launch_s, "fp8")
     em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8", floor8 if floor8 is not None else floor)
     if math.isfinite(em8):
@@ -499,7 +571,7 @@ def fit_tables(
         extra["decode_ramp_log_bytes_fp8"], extra["decode_ramp_fp8"] = decode_ramp(
             d, bandwidth, fixed8, em8, "fp8"
         )
-    return AttentionFit(e, h, em, perr, derr, fill, **extra)
+    return AttentionFit(e, h, em, perr, derr, fill, fill_power=power, **extra)
 
 
 @functools.cache
@@ -574,16 +646,16 @@ def attention_fit_for(
         memory_efficiency=median("memory_efficiency"),
         prefill_error=float("nan"),
         decode_error=float("nan"),
-        fill_ctas=float(np.median([f.fill_ctas for f in fits])),
+        **median_occupancy(fits, "", every=True),
+        **median_occupancy(fits, "_hd64"),
+        **median_occupancy(fits, "_fp8"),
         **{
             field: median(field)
             for field in (
                 "efficiency_hd64",
                 "half_tokens_hd64",
-                "fill_ctas_hd64",
                 "efficiency_fp8",
                 "half_tokens_fp8",
-                "fill_ctas_fp8",
                 "memory_efficiency_fp8",
                 "decode_fixed_s",
                 "decode_fixed_s_fp8",

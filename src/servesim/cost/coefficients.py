@@ -136,9 +136,10 @@ def attention_padding(
 
 def _occupancy(
     operators: tuple[Operator, ...], res: ResolvedParams | None, heads_per_gpu: float
-) -> tuple[np.ndarray, float] | None:
+) -> tuple[np.ndarray, float, float] | None:
     """(columns of the attention operators on the regular and sliding-window paths, query tiles
-    per head that fill the GPU) when the fitted prefill curve has an occupancy limit. MLA's
+    per head that fill the GPU, the stretch's power) when the fitted prefill curve has an
+    occupancy limit. MLA's
     absorbed path is a decode kernel: it splits the KV sequence and is left alone."""
     if res is None or res.attention_fill_ctas <= 0.0:
         return None
@@ -149,7 +150,8 @@ def _occupancy(
     ]
     if not cols:
         return None
-    return np.array(cols, dtype=np.intp), res.attention_fill_ctas / max(heads_per_gpu, 1.0)
+    fill = res.attention_fill_ctas / max(heads_per_gpu, 1.0)
+    return np.array(cols, dtype=np.intp), fill, res.attention_fill_power
 
 
 def decode_ramp(operators: tuple[Operator, ...], res: ResolvedParams | None) -> DecodeRamp | None:

@@ -55,6 +55,9 @@ class ResolvedParams:
     """Keys per query at which prefill attention reaches half its efficiency (0: flat)."""
     attention_fill_ctas: float = 0.0
     """Thread blocks prefill attention needs to fill the GPU (0: no occupancy limit)."""
+    attention_fill_power: float = 0.0
+    """The shape of prefill attention's occupancy stretch (``attention_fit.occupancy_stretch``;
+    0: the hard limit)."""
     attention_source: str = "roofline"
     """Where the attention efficiencies come from (``roofline``: the GEMM figures)."""
     tables: kernels_mod.KernelTables | None = None
@@ -131,6 +134,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     # (MLA decode runs no MHA kernel: the engine's own decode table does not apply.)
     fit = attention_fit_for(hw, backend, engine_decode=model.mla is None) if use_tables else None
     attn, attn_mem, half, fill, source = ce, me, 0.0, 0.0, "roofline"
+    fill_power = 0.0
     decode_fixed, decode_ramp = 0.0, ((), ())
     tables = kernels_mod.load_tables(hw.name, backend) if use_tables else None
     tables_from = None
@@ -149,7 +153,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         curve, source = fit
         # (MLA's prompts attend over up-projected bf16 keys, whatever the cache holds.)
         fp8_attention = params.fp8_attention and kv == "fp8" and model.mla is None
-        attn, half, fill = curve.prefill_curve(model.head_dim, fp8_attention)
+        attn, half, fill, fill_power = curve.prefill_curve(model.head_dim, fp8_attention)
         attn_mem = curve.decode_fraction(kv)
         if model.mla is None:
             attn_mem *= decode_backend_share(params.attention_backend, hw.architecture)
@@ -180,6 +184,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         attention_decode_ramp=decode_ramp,
         attention_half_tokens=half,
         attention_fill_ctas=fill,
+        attention_fill_power=fill_power,
         attention_source=source,
         tables=tables,
         tables_from=tables_from,

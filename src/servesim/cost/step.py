@@ -49,6 +49,7 @@ import numpy as np
 from servesim.cost import features as _F  # feature indices: _F.T, _F.P, ...
 from servesim.cost import kernels as kernels_mod
 from servesim.cost.accounting import StepAccounting
+from servesim.cost.attention_fit import occupancy_stretch
 from servesim.cost.features import FeatureMap
 from servesim.cost.operator import Operator
 from servesim.cost.params import CostParams, Parallelism
@@ -63,18 +64,19 @@ QUERY_TILE = 128
 _sum = np.add.reduce  # (ndarray.sum without its Python layer: the same sums)
 
 
-def occupancy_factor(a: np.ndarray, fill_tiles: float) -> np.ndarray:
+def occupancy_factor(a: np.ndarray, fill_tiles: float, power: float = 0.0) -> np.ndarray:
     """How much longer prefill attention runs than its FLOPs say because its thread blocks
-    cannot fill the GPU, for feature rows ``a`` (n, features'), shape (n,): ``max(1, fill /
-    tiles)`` with ``tiles ≈ T_R / 128 + B`` query tiles per head (each row adds one partial
-    tile) and ``fill`` the tiles per head that fill every SM (fitted to the measured prefill
-    table). Under that, the kernel takes as long as one wave of its longest tiles: the time
-    grows with the prompt, not its square. Steps without prompt work (every row one token)
-    are 1: decode kernels split the KV sequence instead."""
+    cannot fill the GPU, for feature rows ``a`` (n, features'), shape (n,):
+    ``attention_fit.occupancy_stretch(fill / tiles, power)`` — ``max(1, fill / tiles)`` at
+    power 0, ``1 + fill / tiles`` at 1 — with ``tiles ≈ T_R / 128 + B`` query tiles per head
+    (each row adds one partial tile) and ``fill`` the tiles per head that fill every SM (both
+    fitted to the measured prefill table). Under the limit the kernel takes about one wave of
+    its longest tiles: the time grows with the prompt, not its square. Steps without prompt
+    work (every row one token) are 1: decode kernels split the KV sequence instead."""
     steps = np.maximum(a[:, _F.ONE], 1.0)
     tokens, rows = a[:, _F.T_R] / steps, a[:, _F.B] / steps
     tiles = tokens / QUERY_TILE + rows
-    out = np.maximum(fill_tiles / np.maximum(tiles, 1.0), 1.0)
+    out = occupancy_stretch(fill_tiles / np.maximum(tiles, 1.0), power)
     return np.where(tokens > rows, out, 1.0)
 
 
@@ -164,9 +166,10 @@ class OperatorSides:
     """Operators priced from measured tables (their linear coefficients are zero)."""
     rung: np.ndarray | None = None
     """Index into ``RUNGS`` of each operator."""
-    occupancy: tuple[np.ndarray, float] | None = None
-    """(columns of the prefill-attention operators, query tiles that fill the GPU): see
-    :func:`occupancy_factor`; None: no occupancy limit (roofline rung, or no such operator)."""
+    occupancy: tuple[np.ndarray, float, float] | None = None
+    """(columns of the prefill-attention operators, query tiles that fill the GPU, the
+    stretch's power): see :func:`occupancy_factor`; None: no occupancy limit (roofline rung, or
+    no such operator)."""
     ramp: DecodeRamp | None = None
     """The decode tables' ramp on the attention operators' memory side; None: none."""
 
@@ -176,8 +179,8 @@ class OperatorSides:
         cannot fill the GPU."""
         comp = a @ self.compute
         if self.occupancy is not None and (a[:, _F.T_R] > a[:, _F.B]).any():
-            cols, fill = self.occupancy
-            stretch = occupancy_factor(a, fill) - 1.0
+            cols, fill, power = self.occupancy
+            stretch = occupancy_factor(a, fill, power) - 1.0
             comp[:, cols] += (a @ self.busy_compute[:, cols]) * stretch[:, None]
         return comp
 
@@ -275,11 +278,15 @@ class StepCostModel(StepAccounting):
             if f.ndim == 1:
                 comp = x[:k]
                 if occupancy is not None and f[_F.T_R] > f[_F.B]:
-                    cols, fill = occupancy
+                    cols, fill, power = occupancy
                     # (occupancy_factor for one row, in floats: no numpy calls on the hot path)
                     steps = max(f[_F.ONE], 1.0)
                     tiles = f[_F.T_R] / steps / QUERY_TILE + f[_F.B] / steps
-                    stretch = max(fill / max(tiles, 1.0), 1.0) - 1.0
+                    short = float(fill / max(tiles, 1.0))  # (fill / tiles)
+                    if power == 0.0:
+                        stretch = max(short, 1.0) - 1.0
+                    else:
+                        stretch = (1.0 + short**power) ** (1.0 / power) - 1.0
                     if stretch > 0.0:
                         comp = comp.copy()
                         comp[cols] += x[occ : occ + len(cols)] * stretch
@@ -300,8 +307,8 @@ class StepCostModel(StepAccounting):
                 return self._combine(gpu, float(x[-2]), float(x[-1]))
             comp = x[:, :k]
             if occupancy is not None and not decode_span and (f[:, _F.T_R] > f[:, _F.B]).any():
-                cols, fill = occupancy
-                stretch = occupancy_factor(f, fill) - 1.0
+                cols, fill, power = occupancy
+                stretch = occupancy_factor(f, fill, power) - 1.0
                 comp = comp.copy()
                 comp[:, cols] += x[:, occ : occ + len(cols)] * stretch[:, None]
             mem = x[:, k : 2 * k]
