@@ -115,16 +115,12 @@ class DecodeRamp:
             )
         )
 
-    def stretch_one(self, mem: np.ndarray, f: np.ndarray) -> np.ndarray:
-        """``mem`` (one row's memory-side seconds per operator) with the ramp applied for the
-        feature vector ``f``: a copy when any column stretches, else ``mem`` itself."""
-        factors = self.factors_one(f)
-        if all(v == 1.0 for v in factors):
-            return mem
-        mem = mem.copy()
-        for (col, _, _), factor in zip(self._columns, factors, strict=True):
-            mem[col] *= factor
-        return mem
+    def stretch_one(self, mem: np.ndarray, f: np.ndarray) -> None:
+        """Apply the ramp to ``mem`` (one row's memory-side seconds per operator, changed in
+        place) for the feature vector ``f``."""
+        for (col, _, _), factor in zip(self._columns, self.factors_one(f), strict=True):
+            if factor != 1.0:
+                mem[col] *= factor
 
     def factors_one(self, f: np.ndarray) -> list[float]:
         """:meth:`factors` of one feature vector, in floats (no numpy calls on the hot path)."""
@@ -290,9 +286,9 @@ class StepCostModel(StepAccounting):
                     if stretch > 0.0:
                         comp = comp.copy()
                         comp[cols] += x[occ : occ + len(cols)] * stretch
-                mem = x[k : 2 * k]
+                mem = x[k : 2 * k]  # (a view of this call's product: stretched in place)
                 if ops.ramp is not None:
-                    mem = ops.ramp.stretch_one(mem, f)
+                    ops.ramp.stretch_one(mem, f)
                 sec = np.maximum(comp, mem)
                 if ops.eager is None:
                     gpu = float(_sum(sec))
@@ -311,9 +307,8 @@ class StepCostModel(StepAccounting):
                 stretch = occupancy_factor(f, fill, power) - 1.0
                 comp = comp.copy()
                 comp[:, cols] += x[:, occ : occ + len(cols)] * stretch[:, None]
-            mem = x[:, k : 2 * k]
+            mem = x[:, k : 2 * k]  # (a view of this call's product: stretched in place)
             if ops.ramp is not None:
-                mem = mem.copy()
                 mem[:, ops.ramp.columns] *= ops.ramp.factors(f)
             sec = np.maximum(comp, mem)
             if ops.eager is None:
