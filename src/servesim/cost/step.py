@@ -99,9 +99,32 @@ class DecodeRamp:
     def factors(self, a: np.ndarray) -> np.ndarray:
         """Stretch of each column for feature rows ``a`` (n, features'): shape (n, columns).
         A row summing a span's steps (``ONE`` = steps) reads its mean per call."""
-        steps = np.maximum(a[:, _F.ONE], 1.0)
-        per_call = a[:, self.kv_feature] / steps[:, None] * self.bytes_per_token
-        return np.interp(np.log10(np.maximum(per_call, 1.0)), self.log_bytes, self.ratio, 1.0, 1.0)
+        out = np.ones((len(a), len(self.columns)))
+        for j in range(len(self.columns)):
+            out[:, j] = self._column_factors(a, j)
+        return out
+
+    def _column_factors(self, a: np.ndarray, j: int) -> np.ndarray:
+        """Column ``j``'s stretch for feature rows ``a``, shape (n,)."""
+        xs, ys = self._curve
+        _, feature, per_token = self._columns[j]
+        per_call = a[:, feature] * per_token
+        one = a[:, _F.ONE]
+        if one.max() > 1.0:  # (rows summing a span's steps: the mean per call)
+            per_call /= np.maximum(one, 1.0)
+        np.log10(np.maximum(per_call, 1.0, out=per_call), out=per_call)
+        return np.interp(per_call, xs, ys, 1.0, 1.0)
+
+    def stretch(self, mem: np.ndarray, a: np.ndarray) -> None:
+        """Apply the ramp to ``mem`` (memory-side seconds, rows × operators, changed in place)
+        for feature rows ``a``: a column at a time, by plain indexing (one or two columns)."""
+        for j, (col, _, _) in enumerate(self._columns):
+            mem[:, col] *= self._column_factors(a, j)
+
+    @functools.cached_property
+    def _curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ramp's points as arrays (``np.interp`` would convert the tuples every call)."""
+        return np.array(self.log_bytes), np.array(self.ratio)
 
     @functools.cached_property
     def _columns(self) -> tuple[tuple[int, int, float], ...]:
@@ -185,7 +208,7 @@ class OperatorSides:
         the linear side, with the attention calls stretched by the decode ramp."""
         mem = a @ self.memory
         if self.ramp is not None:
-            mem[:, self.ramp.columns] *= self.ramp.factors(a)
+            self.ramp.stretch(mem, a)
         return mem
 
     def seconds(self, a: np.ndarray) -> np.ndarray:
@@ -309,7 +332,7 @@ class StepCostModel(StepAccounting):
                 comp[:, cols] += x[:, occ : occ + len(cols)] * stretch[:, None]
             mem = x[:, k : 2 * k]  # (a view of this call's product: stretched in place)
             if ops.ramp is not None:
-                mem[:, ops.ramp.columns] *= ops.ramp.factors(f)
+                ops.ramp.stretch(mem, f)
             sec = np.maximum(comp, mem)
             if ops.eager is None:
                 gpu = _sum(sec, axis=1)
