@@ -1489,3 +1489,30 @@ def test_the_cost_model_stretches_decode_attention_by_the_ramp():
         load_model("deepseek-v3"), hw, Parallelism(tp=8), CostParams(kernel_tables=True)
     )
     assert mla._ops.ramp is None
+
+
+def test_the_decode_ramp_is_the_same_in_floats_and_in_numpy():
+    """The one-step path prices the ramp in Python floats, span rows and the breakdown in numpy:
+    the same stretch for single steps and for rows summing a span's steps (ONE > 1), inside,
+    below and above the ramp's range."""
+    model, hw = load_model("llama-3.1-8b"), load_hardware("H200")
+    cost = build_step_cost(model, hw, params=CostParams(kernel_tables=True))
+    ramp = cost._ops.ramp
+    rows = []
+    for batch, ctx, steps in [
+        (1, 10, 1),
+        (8, 900, 1),
+        (32, 1000, 1),
+        (64, 3000, 5),
+        (512, 8000, 3),
+    ]:
+        f = cost.feature_map.decode(np.full(batch, ctx), steps).sum(axis=0)
+        rows.append(f)
+    rows = np.array(rows)
+    mem = np.ones((len(rows), len(cost.operators)))
+    ramp.stretch(mem, rows)
+    col = int(ramp.columns[0])
+    got = mem[:, col]
+    one = [ramp.factors_one(f)[0] for f in rows]
+    np.testing.assert_allclose(got, one, rtol=1e-12)
+    assert got[0] == 1.0 and got[-1] == 1.0 and max(got) > 1.2  # (< 4 MB, >= 1 GB, inside)

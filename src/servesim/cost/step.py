@@ -96,14 +96,6 @@ class DecodeRamp:
     log_bytes: tuple[float, ...]
     ratio: tuple[float, ...]
 
-    def factors(self, a: np.ndarray) -> np.ndarray:
-        """Stretch of each column for feature rows ``a`` (n, features'): shape (n, columns).
-        A row summing a span's steps (``ONE`` = steps) reads its mean per call."""
-        out = np.ones((len(a), len(self.columns)))
-        for j in range(len(self.columns)):
-            out[:, j] = self._column_factors(a, j)
-        return out
-
     def _column_factors(self, a: np.ndarray, j: int) -> np.ndarray:
         """Column ``j``'s stretch for feature rows ``a``, shape (n,)."""
         xs, ys = self._curve
@@ -146,7 +138,8 @@ class DecodeRamp:
                 mem[col] *= factor
 
     def factors_one(self, f: np.ndarray) -> list[float]:
-        """:meth:`factors` of one feature vector, in floats (no numpy calls on the hot path)."""
+        """Each column's stretch for one feature vector ``f``, in floats (no numpy calls on the
+        hot path): what :meth:`stretch` applies to a row."""
         xs, ys = self.log_bytes, self.ratio
         steps = max(float(f[_F.ONE]), 1.0)
         out = []
