@@ -1516,3 +1516,34 @@ def test_the_decode_ramp_is_the_same_in_floats_and_in_numpy():
     one = [ramp.factors_one(f)[0] for f in rows]
     np.testing.assert_allclose(got, one, rtol=1e-12)
     assert got[0] == 1.0 and got[-1] == 1.0 and max(got) > 1.2  # (< 4 MB, >= 1 GB, inside)
+
+
+def test_an_unmeasured_split_between_two_measured_ones_interpolates_their_utilisation():
+    """Qwen3-30B-A3B's TP-4 rows held out on the H100: priced from the TP-2 and TP-8 rows, the
+    utilisations met halfway in log TP (geometric mean), on TP 4's own roofline; closer to the
+    measured layer than the nearest split alone (TP 2 or TP 8)."""
+    from servesim.cost import build as B
+    from servesim.cost.resolve import resolve_params
+
+    params = CostParams(kernel_tables=True, kernel_backend="vllm")
+    model, hw = load_model("Qwen/Qwen3-30B-A3B"), load_hardware("H100")
+    res = resolve_params(model, hw, params)
+    tp2, tp4, tp8 = Parallelism(tp=2), Parallelism(tp=4), Parallelism(tp=8)
+    truth, _ = B._moe_curve(model, tp4, params, res)
+    tables = {b: {c: v[t["tp"] != 4] for c, v in t.items()} for b, t in res.tables.moe.items()}
+    held = dataclasses.replace(res, tables=dataclasses.replace(res.tables, moe=tables))
+    priced, (lo, hi) = B._resplit_moe_curve(model, hw, tp4, params, held)
+
+    def utilisation(par):
+        secs, _ = B._moe_curve(model, par, params, held)
+        return secs / B._expert_roofline_seconds(model, hw, par, params)
+
+    want = np.sqrt(utilisation(tp2) * utilisation(tp8)) * B._expert_roofline_seconds(
+        model, hw, tp4, params
+    )
+    inside = (K.M_GRID >= lo) & (K.M_GRID <= hi)
+    np.testing.assert_allclose(priced[inside], want[inside], rtol=1e-9)
+    err = np.median(np.abs(priced[inside] / truth[inside] - 1))
+    for near in (tp2, tp8):
+        nearest = utilisation(near) * B._expert_roofline_seconds(model, hw, tp4, params)
+        assert err < np.median(np.abs(nearest[inside] / truth[inside] - 1))

@@ -454,14 +454,17 @@ def _resplit_moe_curve(
     """One MoE layer's routed experts on ``M_GRID`` tokens for an expert split no table
     measured (an expert TP beyond the tables' 8: TP 16 on an NVL72 rack, SGLang's DP attention
     over 16 GPUs), on a GPU whose tables hold this model's shape at other splits (the fitted
-    rung): the measured *utilisation* (layer time over its roofline) of the nearest measured
-    expert TP (in log; the larger of two as near) with the same EP, applied to this split's
-    roofline at the same tokens (a TP split narrows each expert; the tokens per expert stay).
+    rung): the measured *utilisation* (layer time over its roofline) with the same EP, applied
+    to this split's roofline at the same tokens (a TP split narrows each expert; the tokens per
+    expert stay) — between two measured expert TPs, their utilisations interpolated in log TP
+    (geometrically), over the tokens both measured; outside them, the nearest one's (in log;
+    the larger of two as near).
 
     Held out on the catalog's shapes, each measured split priced from the others
-    (``bench/kernel_accuracy.py``), it is 5-11% off the measured layers (median per GPU), the
-    roofline 19-38%. ``res.tables_from``: the tables are that GPU's (borrowed), whose roofline
-    the utilisation is taken against. None without such a split (or without tables)."""
+    (``bench/kernel_accuracy.py``), it is 3-7% off the measured layers (median per GPU; 5-11%
+    with the nearest split alone), the roofline 19-38%. ``res.tables_from``: the tables are that
+    GPU's (borrowed), whose roofline the utilisation is taken against. None without such a
+    split (or without tables)."""
     tables, moe = res.tables, model.moe
     if moe is None or tables is None or not tables.moe:
         return None
@@ -474,19 +477,32 @@ def _resplit_moe_curve(
             break
     else:
         return None
-    source_tp = min(splits, key=lambda tp: (abs(math.log(tp / want)), -tp))
-    # The measured split as a parallelism of this model (one DP rank: expert TP = tp // ep).
-    source = Parallelism(tp=source_tp * ep, ep=ep)
-    try:
+
+    def utilisation(tp: int) -> tuple[np.ndarray, tuple[float, float]] | None:
+        """The measured split ``tp``'s utilisation on ``M_GRID`` and its measured tokens."""
+        # (The measured split as a parallelism of this model: one DP rank, expert TP = tp.)
+        source = Parallelism(tp=tp * ep, ep=ep)
         source.check(model)
         got = _table_moe_seconds(model, source, params, res, tables, shape)
         if got is None:
             return None
         theirs = _expert_roofline_seconds(model, res.tables_from or hw, source, params)
+        return got[0] / theirs, got[1]
+
+    below, above = [tp for tp in splits if tp < want], [tp for tp in splits if tp > want]
+    try:
         ours = _expert_roofline_seconds(model, hw, par, params)
+        if below and above:
+            lo_tp, hi_tp = max(below), min(above)
+            lo, hi = utilisation(lo_tp), utilisation(hi_tp)
+            tokens = (max(lo[1][0], hi[1][0]), min(lo[1][1], hi[1][1])) if lo and hi else None
+            if tokens is not None and tokens[0] <= tokens[1]:
+                w = math.log(want / lo_tp) / math.log(hi_tp / lo_tp)
+                return np.exp((1.0 - w) * np.log(lo[0]) + w * np.log(hi[0])) * ours, tokens
+        got = utilisation(min(splits, key=lambda tp: (abs(math.log(tp / want)), -tp)))
     except ServesimError:
-        return None  # (the measured split does not fit this model: the roofline)
-    return got[0] / theirs * ours, got[1]
+        return None  # (a measured split does not fit this model: the roofline)
+    return None if got is None else (got[0] * ours, got[1])
 
 
 def _ridge(hw: Hardware, res: ResolvedParams) -> float:
