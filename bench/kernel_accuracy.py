@@ -189,13 +189,16 @@ def prefill_errors(hw, t) -> tuple[float, float]:
     return _median_abs(roof, secs), float(np.median(errors))
 
 
-def narrow_prefill_errors(hw, t) -> tuple[float, float, float] | None:
-    """Prefill attention of 64-wide heads (GPT-OSS, Llama-3.2-1B): median |error| of the
-    table's bf16 head_dim-64 rows (s >= 64) under the 128-wide curve (what priced them before
+def own_curve_prefill_errors(
+    hw, t, head_dim: int = AF.NARROW_HEAD_DIM, dtype: str = "bf16"
+) -> tuple[float, float, int] | None:
+    """Prefill attention rows with their own curve (64-wide heads: GPT-OSS, Llama-3.2-1B; or
+    FP8 attention of 128-wide heads): median |error| of the table's ``dtype`` rows of
+    ``head_dim`` (s >= 64) under the bf16 128-wide curve (what priced them before
     ``AttentionFit.prefill_curve``), under their own curve fitted with each head shape held
     out, and the number of rows; None without such rows."""
     p = t.attention_prefill
-    base = (p["dtype"] == "bf16") & (p["head_dim"] == AF.NARROW_HEAD_DIM) & (p["seq_len"] >= 64)
+    base = (p["dtype"] == dtype) & (p["head_dim"] == head_dim) & (p["seq_len"] >= 64)
     if not base.any():
         return None
     peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
@@ -205,14 +208,14 @@ def narrow_prefill_errors(hw, t) -> tuple[float, float, float] | None:
     errors = []
     for held in np.unique(shape[base]):
         e, h, fill, n, _ = AF.fit_prefill(
-            p, peak, launch, rows=shape != held, head_dim=AF.NARROW_HEAD_DIM
+            p, peak, launch, rows=shape != held, head_dim=head_dim, dtype=dtype
         )
         errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill, n))
     return wide, float(np.median(errors)), int(base.sum())
 
 
-def _narrow_row(hw) -> list[str] | None:
-    got = narrow_prefill_errors(hw, K.load_tables(hw.name))
+def _own_curve_row(hw, head_dim: int = AF.NARROW_HEAD_DIM, dtype: str = "bf16"):
+    got = own_curve_prefill_errors(hw, K.load_tables(hw.name), head_dim, dtype)
     return None if got is None else [str(got[2]), _pct(got[0]), _pct(got[1])]
 
 
@@ -631,7 +634,10 @@ def main() -> None:
     _ramp_rows()
     print()
     _table("| GPU | head_dim-64 prefill rows | under the 128-wide curve | own curve (held out "
-           "by head shape) |", 3, _narrow_row)  # fmt: skip
+           "by head shape) |", 3, _own_curve_row)  # fmt: skip
+    print()
+    _table("| GPU | FP8 prefill rows (128-wide heads) | under the bf16 curve | own curve (held out "
+           "by head shape) |", 3, lambda hw: _own_curve_row(hw, 128, "fp8"))  # fmt: skip
     print()
     _table("| GPU | GEMM shape held out: nearest shape | GEMM shape held out: interpolated "
            "in (log n, log k) |", 2,
