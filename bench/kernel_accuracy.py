@@ -610,7 +610,8 @@ def borrowed_errors(hw) -> list[str]:
             AF.attention_fit(o.name, o.peak_flops["bf16"], o.hbm_bandwidth, o.kernel_launch_s)
             for o in gpus
         ]
-        e, h = (float(np.median([getattr(f, a) for f in fits])) for a in AF.PLATEAU_FIELDS)
+        e = float(np.median([f.efficiency for f in fits]))
+        h = float(np.median([f.half_tokens for f in fits]))
         occupancy = AF.median_occupancy(fits, "", every=True)
         fill, n = occupancy["fill_ctas"], occupancy["fill_power"]
         peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s

@@ -1511,7 +1511,7 @@ def test_the_decode_ramp_is_the_same_in_floats_and_in_numpy():
     rows = np.array(rows)
     mem = np.ones((len(rows), len(cost.operators)))
     ramp.stretch(mem, rows)
-    col = int(ramp.columns[0])
+    col = ramp.columns[0][0]
     got = mem[:, col]
     one = [ramp.factors_one(f)[0] for f in rows]
     np.testing.assert_allclose(got, one, rtol=1e-12)

@@ -4,6 +4,7 @@ servesim's roofline rung compares with the measured GEMMs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -105,34 +106,12 @@ def _attention(hw: Hardware, backend: str | None = None) -> dict[str, Any] | Non
     if got is None:
         return None
     fit, source = got
-    return {
-        "efficiency": fit.efficiency,
-        "half_tokens": fit.half_tokens,
-        "fill_ctas": fit.fill_ctas,
-        "fill_power": fit.fill_power,
-        "memory_efficiency": fit.memory_efficiency,
-        "prefill_error": _number(fit.prefill_error),
-        "decode_error": _number(fit.decode_error),
-        "efficiency_hd64": fit.efficiency_hd64,
-        "half_tokens_hd64": fit.half_tokens_hd64,
-        "fill_ctas_hd64": fit.fill_ctas_hd64,
-        "fill_power_hd64": fit.fill_power_hd64,
-        "prefill_error_hd64": _number(fit.prefill_error_hd64),
-        "efficiency_fp8": fit.efficiency_fp8,
-        "half_tokens_fp8": fit.half_tokens_fp8,
-        "fill_ctas_fp8": fit.fill_ctas_fp8,
-        "fill_power_fp8": fit.fill_power_fp8,
-        "prefill_error_fp8": _number(fit.prefill_error_fp8),
-        "memory_efficiency_fp8": fit.memory_efficiency_fp8,
-        "decode_error_fp8": _number(fit.decode_error_fp8),
-        "decode_fixed_s": fit.decode_fixed_s,
-        "decode_fixed_s_fp8": fit.decode_fixed_s_fp8,
-        "decode_ramp_log_bytes": list(fit.decode_ramp_log_bytes),
-        "decode_ramp": list(fit.decode_ramp),
-        "decode_ramp_log_bytes_fp8": list(fit.decode_ramp_log_bytes_fp8),
-        "decode_ramp_fp8": list(fit.decode_ramp_fp8),
-        "source": source,
+    # Every field of the fit (JSON: the ramps' tuples as lists, a median fit's NaN errors null).
+    doc = {
+        k: list(v) if isinstance(v, tuple) else _number(v) if isinstance(v, float) else v
+        for k, v in dataclasses.asdict(fit).items()
     }
+    return {**doc, "source": source}
 
 
 def _mla_block(hw: Hardware, borrowed: str | None) -> dict[str, float]:

@@ -454,11 +454,6 @@ def median_ramp(
     }
 
 
-PLATEAU_FIELDS = ("efficiency", "half_tokens")
-"""The bf16 128-wide prefill curve's plateau and length term (the median curve takes each's
-median)."""
-
-
 def median_occupancy(fits: list[AttentionFit], suffix: str, every: bool = False) -> dict:
     """The occupancy fields (``fill_ctas<suffix>``, ``fill_power<suffix>``) of the median curve:
     the power most of ``fits`` chose (the smaller on a tie) and the median fill of the fits that

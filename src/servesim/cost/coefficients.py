@@ -134,20 +134,23 @@ def attention_padding(
     return pad
 
 
+def _regular_attention(op: Operator) -> bool:
+    """Whether ``op`` is the attention kernel of the regular or sliding-window path (not MLA's
+    absorbed one, a decode kernel that splits the KV sequence)."""
+    return (
+        op.rate == ops_mod.RATE_ATTENTION and bool(op.flops) and op.flops[0][0] in (_F.P, _F.P_SW)
+    )
+
+
 def _occupancy(
     operators: tuple[Operator, ...], res: ResolvedParams | None, heads_per_gpu: float
 ) -> tuple[np.ndarray, float, float] | None:
     """(columns of the attention operators on the regular and sliding-window paths, query tiles
     per head that fill the GPU, the stretch's power) when the fitted prefill curve has an
-    occupancy limit. MLA's
-    absorbed path is a decode kernel: it splits the KV sequence and is left alone."""
+    occupancy limit (:func:`_regular_attention`: MLA's absorbed path is left alone)."""
     if res is None or res.attention_fill_ctas <= 0.0:
         return None
-    cols = [
-        i
-        for i, op in enumerate(operators)
-        if op.rate == ops_mod.RATE_ATTENTION and op.flops and op.flops[0][0] in (_F.P, _F.P_SW)
-    ]
+    cols = [i for i, op in enumerate(operators) if _regular_attention(op)]
     if not cols:
         return None
     fill = res.attention_fill_ctas / max(heads_per_gpu, 1.0)
@@ -160,23 +163,16 @@ def decode_ramp(operators: tuple[Operator, ...], res: ResolvedParams | None) -> 
     per KV token; None without a ramp (MLA's attention keeps its block scale alone)."""
     if res is None or not res.attention_decode_ramp[0]:
         return None
-    cols, feats, per_token = [], [], []
+    columns = []
     for i, op in enumerate(operators):
-        regular = op.flops and op.flops[0][0] in (_F.P, _F.P_SW)
-        if op.rate != ops_mod.RATE_ATTENTION or not regular:
-            continue
         kv = [(f, b) for f, b in op.bytes if f in (_F.K, _F.K_SW)]
-        if kv:
-            cols.append(i)
-            feats.append(kv[0][0])
-            per_token.append(kv[0][1])
-    if not cols:
+        if _regular_attention(op) and kv:
+            columns.append((i, kv[0][0], float(kv[0][1])))
+    if not columns:
         return None
     log_bytes, ratio = res.attention_decode_ramp
     return DecodeRamp(
-        columns=np.array(cols, dtype=np.intp),
-        kv_feature=np.array(feats, dtype=np.intp),
-        bytes_per_token=np.array(per_token),
+        columns=tuple(columns),
         log_bytes=tuple(log_bytes),
         ratio=tuple(ratio),
     )

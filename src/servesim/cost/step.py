@@ -87,19 +87,17 @@ class DecodeRamp:
     (``attention_fit.decode_ramp``; 1 below 4 MB and from 1 GB, where the floor and the
     fraction were measured)."""
 
-    columns: np.ndarray
-    """Columns of the attention operators (regular and sliding-window paths), intp."""
-    kv_feature: np.ndarray
-    """The feature counting each one's KV tokens read (``K`` or ``K_SW``), intp."""
-    bytes_per_token: np.ndarray
-    """KV bytes one call of each reads per KV token (one layer, one GPU)."""
+    columns: tuple[tuple[int, int, float], ...]
+    """Per attention operator (regular and sliding-window paths): its column, the feature
+    counting its KV tokens read (``K`` or ``K_SW``) and the KV bytes one call reads per KV token
+    (one layer, one GPU)."""
     log_bytes: tuple[float, ...]
     ratio: tuple[float, ...]
 
     def _column_factors(self, a: np.ndarray, j: int) -> np.ndarray:
         """Column ``j``'s stretch for feature rows ``a``, shape (n,)."""
         xs, ys = self._curve
-        _, feature, per_token = self._columns[j]
+        _, feature, per_token = self.columns[j]
         per_call = a[:, feature] * per_token
         one = a[:, _F.ONE]
         if one.max() > 1.0:  # (rows summing a span's steps: the mean per call)
@@ -110,7 +108,7 @@ class DecodeRamp:
     def stretch(self, mem: np.ndarray, a: np.ndarray) -> None:
         """Apply the ramp to ``mem`` (memory-side seconds, rows × operators, changed in place)
         for feature rows ``a``: a column at a time, by plain indexing (one or two columns)."""
-        for j, (col, _, _) in enumerate(self._columns):
+        for j, (col, _, _) in enumerate(self.columns):
             mem[:, col] *= self._column_factors(a, j)
 
     @functools.cached_property
@@ -118,22 +116,10 @@ class DecodeRamp:
         """The ramp's points as arrays (``np.interp`` would convert the tuples every call)."""
         return np.array(self.log_bytes), np.array(self.ratio)
 
-    @functools.cached_property
-    def _columns(self) -> tuple[tuple[int, int, float], ...]:
-        """(column, KV feature, bytes per token) of each column, as Python numbers."""
-        return tuple(
-            zip(
-                self.columns.tolist(),
-                self.kv_feature.tolist(),
-                self.bytes_per_token.tolist(),
-                strict=True,
-            )
-        )
-
     def stretch_one(self, mem: np.ndarray, f: np.ndarray) -> None:
         """Apply the ramp to ``mem`` (one row's memory-side seconds per operator, changed in
         place) for the feature vector ``f``."""
-        for (col, _, _), factor in zip(self._columns, self.factors_one(f), strict=True):
+        for (col, _, _), factor in zip(self.columns, self.factors_one(f), strict=True):
             if factor != 1.0:
                 mem[col] *= factor
 
@@ -143,7 +129,7 @@ class DecodeRamp:
         xs, ys = self.log_bytes, self.ratio
         steps = max(float(f[_F.ONE]), 1.0)
         out = []
-        for _, feature, per_token in self._columns:
+        for _, feature, per_token in self.columns:
             b = float(f[feature]) / steps * per_token
             x = math.log10(b) if b > 1.0 else 0.0
             if x <= xs[0] or x >= xs[-1]:
