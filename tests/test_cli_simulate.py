@@ -177,9 +177,12 @@ def test_sglang_before_0_4_6_runs_flashinfer_attention_unless_told_fa3():
     assert fa3["scenario"]["attention_backend"] == "fa3"
     assert json.loads(run(*base, "--json").stdout)["mean_tpot_ms"] > fa3["mean_tpot_ms"]
     assert "FlashInfer attention" not in run(*base, "--attention-backend", "fa3").stdout
-    bad = run(*base, "--attention-backend", "triton")
+    bad = run(*base, "--attention-backend", "xformers")
     assert bad.returncode == 2
     assert "attention_backend" in bad.stderr + bad.stdout and "Traceback" not in bad.stderr
+    gpt_oss = ("-n", "8", "-m", "gpt-oss-120b", "--engine-version", "0.11.0")
+    assert "Triton attention" in run(*gpt_oss, "-g", "A100-80GB").stdout
+    assert "Triton attention" not in run(*gpt_oss, "-g", "H100").stdout
 
 
 @pytest.mark.skipif(not TRACES.is_dir(), reason="shared traces not present")

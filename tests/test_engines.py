@@ -1135,3 +1135,25 @@ def test_lmdeploys_kv_cache_follows_its_release(release, block, share_of_total):
         usable = a100.hbm_bytes - plan.weights_bytes_per_gpu - plan.activation_reserve_bytes
         assert plan.kv_cache_bytes == pytest.approx(0.8 * (usable - plan.runtime_reserve_bytes))
     assert memory.kv_capacity_tokens == expected
+
+
+def test_vllm_runs_gpt_oss_on_triton_attention_before_hopper():
+    """vLLM V1 has no FlashAttention-2 kernel with attention sinks: GPT-OSS runs on its Triton
+    backend on Ampere, Ada and RTX Blackwell, FlashAttention-3 on Hopper and FlashInfer on
+    datacentre Blackwell (the tables' kernels); other models keep the tables' kernels."""
+    vllm = engine_profile("vllm")
+    for arch in ("ampere", "ada", "blackwell-rtx"):
+        assert attention_backend(vllm, "0.11.0", arch, "GptOssForCausalLM") == "triton"
+    for arch in ("hopper", "blackwell", "cdna3"):
+        assert attention_backend(vllm, "0.11.0", arch, "GptOssForCausalLM") is None
+    assert attention_backend(vllm, None, "ampere", "LlamaForCausalLM") is None
+
+    def backend(hardware: str, **sc):
+        spec = {"model": "gpt-oss-120b", "hardware": hardware, "engine": "vllm",
+                "engine_version": "0.11.0", "workload": {"num_requests": 2}, **sc}  # fmt: skip
+        return build_fleet(build_scenario(spec), np.random.default_rng(0)).groups[0].params
+
+    a100 = backend("A100-80GB")
+    assert a100.attention_backend == "triton" and not a100.fp8_attention
+    assert backend("H100").attention_backend is None
+    assert backend("A100-80GB", attention_backend="fa3").attention_backend == "fa3"

@@ -770,6 +770,26 @@ def sglang_attention_backend(
     return "fa3" if model_architecture in listed else "flashinfer"
 
 
+VLLM_TRITON_SINK_ARCHITECTURES = frozenset({"ampere", "ada", "blackwell-rtx"})
+"""GPU architectures on which vLLM's V1 engine runs a model with attention sinks (GPT-OSS) on
+its Triton backend: FlashAttention-2 has no sinks, FlashAttention-3 (Hopper) and FlashInfer's
+TensorRT-LLM kernels (datacentre Blackwell) do (``CudaPlatform.get_attn_backend_cls`` in the
+0.10.2 and 0.11.0 wheels: "if has_sink and not cls.is_device_capability(90)" after the SM100
+FlashInfer branch; vLLM's GPT-OSS recipe: "Ampere ... TRITON_ATTN attention backend")."""
+
+
+def vllm_attention_backend(
+    release: str | None, architecture: str | None, model_architecture: str
+) -> str | None:
+    """vLLM V1's default attention backend for a non-MLA model on a GPU of ``architecture``,
+    where it changes the price: ``triton`` for GPT-OSS (attention sinks) on
+    :data:`VLLM_TRITON_SINK_ARCHITECTURES` (every release that serves it); None otherwise (the
+    measured tables' FlashAttention-class kernels)."""
+    if model_architecture == "GptOssForCausalLM" and architecture in VLLM_TRITON_SINK_ARCHITECTURES:
+        return "triton"
+    return None
+
+
 VLLM_FLASH_ATTN_MLA = "0.12.0"
 """The first vLLM release whose V1 engine picks the FlashAttention MLA backend first on Hopper
 (``_get_backend_priorities`` in the 0.12.0 wheel's ``platforms/cuda.py``: FLASH_ATTN_MLA,
@@ -889,6 +909,7 @@ PROFILES: dict[str, EngineProfile] = {
         mla_fused_down_proj_from="0.10.0",
         mla_decode_rows=vllm_mla_decode_rows,
         fp8_attention=vllm_fp8_attention,
+        attention_backend=vllm_attention_backend,
         kernel_backend="vllm",
         description="vLLM V1 engine: continuous batching with chunked prefill, engine core "
         "in its own process, host work overlapped with the GPU",
@@ -924,6 +945,10 @@ PROFILES: dict[str, EngineProfile] = {
             "mla_decode_rows": "vLLM V1 MLA backends' reorder_batch_threshold (see "
             "VLLM_FLASH_ATTN_MLA)",
             "mla_fused_down_proj": _VLLM_FUSED_MLA,
+            "attention_backend": "vLLM platforms/cuda.py: TRITON_ATTN for attention sinks "
+            "(GPT-OSS) off Hopper and datacentre Blackwell (see "
+            "VLLM_TRITON_SINK_ARCHITECTURES); its prompt cost from AIConfigurator's vLLM rows "
+            "that time it beside FlashAttention-2 (catalog/kernels/triton_prefill.json)",
             "custom_allreduce": "vLLM's custom all-reduce (csrc/custom_all_reduce.cu, on by "
             "default for TP 2-8 over NVLink or XGMI; disable_custom_all_reduce=False)",
             "scheduler": "vLLM engine/arg_utils.py (V1 defaults by GPU and usage context, "

@@ -233,13 +233,16 @@ class Scenario(Spec):
     ) = None
     attention_backend: (
         Annotated[
-            Literal["fa3", "flashinfer"],
+            Literal["fa3", "flashinfer", "triton"],
             Meta(
                 description="the engine's attention backend for models without MLA, where it "
-                "changes the price (SGLang --attention-backend): flashinfer reads the KV cache "
-                "in decode at 0.57 of the measured FA3 rate on Hopper; fa3: the measured tables; "
-                "default the engine's at engine_version (SGLang: FlashInfer on Hopper before "
-                "0.4.6 and, until 0.5.8, for models outside its FA3 list)"
+                "changes the price (SGLang --attention-backend, vLLM VLLM_ATTENTION_BACKEND): "
+                "flashinfer reads the KV cache in decode at 0.57 of the measured FA3 rate on "
+                "Hopper; triton (vLLM's TRITON_ATTN) runs prompts at 1/2.8 of the measured "
+                "curve's plateau (~2x FlashAttention-2's time at 1k keys per query, ~2.6x at "
+                "16k); fa3: the measured tables; default the engine's at engine_version (SGLang: "
+                "FlashInfer on Hopper before 0.4.6 and, until 0.5.8, for models outside its FA3 "
+                "list; vLLM: Triton for GPT-OSS before Hopper and on RTX Blackwell)"
             ),
         ]
         | None

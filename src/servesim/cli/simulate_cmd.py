@@ -115,8 +115,8 @@ def simulate_command(
     attention_backend: str = typer.Option(
         None,
         "--attention-backend",
-        help="fa3 | flashinfer: the engine's attention backend for models without MLA "
-        "(default: the engine's at its version)",
+        help="fa3 | flashinfer | triton: the engine's attention backend for models without "
+        "MLA (default: the engine's at its version)",
     ),
     speculative: str = typer.Option(None, "--speculative", help="draft:MODEL | ngram | eagle"),
     num_speculative_tokens: int = typer.Option(

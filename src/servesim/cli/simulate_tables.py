@@ -56,7 +56,7 @@ def summary_tables(
         + (f" {sc.engine_version}" if sc.engine_version else "")
         + (f", {steps} scheduler steps" if steps > 1 else "")
         + (", host work between steps" if not _host_overlaps(sc) else "")
-        + (", FlashInfer attention" if _flashinfer(result) else "")
+        + _attention_note(result)
         + (", API server" if sc.api_server else ", in-process (no API server)"),
     )
     t1.add_row(
@@ -165,12 +165,16 @@ def summary_tables(
     return [t1, t2, t3, t4]
 
 
-def _flashinfer(result) -> bool:
-    """Whether the run's attention is priced as FlashInfer's (the scenario's or the engine's
-    default backend at its release, on the first instance group's GPU)."""
+ATTENTION_NOTES = {"flashinfer": ", FlashInfer attention", "triton": ", Triton attention"}
+"""The engine line's note for an attention backend priced apart from the measured tables."""
+
+
+def _attention_note(result) -> str:
+    """The engine line's note on the run's attention backend where it is priced apart (the
+    scenario's or the engine's default at its release, on the first instance group's GPU)."""
     from servesim.fleet import attention_backend_of
 
-    return attention_backend_of(result.scenario, result.model) == "flashinfer"
+    return ATTENTION_NOTES.get(attention_backend_of(result.scenario, result.model) or "", "")
 
 
 def _host_overlaps(sc) -> bool:

@@ -63,6 +63,23 @@ def decode_backend_share(backend: str | None, architecture: str) -> float:
     return 1.0
 
 
+TRITON = "triton"
+"""The attention backend name of vLLM's Triton kernels (``TRITON_ATTN``)."""
+
+
+def triton_prefill(efficiency: float, half_tokens: float) -> tuple[float, float]:
+    """A FlashAttention-class prefill curve ``(efficiency, half_tokens)`` as vLLM's Triton
+    attention runs it: the plateau efficiency over the measured slowdown ``A``, the
+    half-length times ``ρ`` (``kernels.triton_prefill_factors``, distilled from the
+    AIConfigurator rows that time both kernels on the same shapes). The time ratio at ``s``
+    keys per query is then ``A · (s + ρ·h') / (s + h')``: ~0.9 for 16-token prompts, ~2 at 1k,
+    ~2.6 at 16k (L40S and RTX PRO 6000, vLLM 0.24.0)."""
+    from servesim.cost.kernels import triton_prefill_factors
+
+    slowdown, half_scale = triton_prefill_factors()
+    return efficiency / slowdown, half_tokens * half_scale
+
+
 @dataclass(frozen=True)
 class AttentionFit:
     """Attention efficiency fitted to a GPU's measured tables (fractions of its peaks)."""

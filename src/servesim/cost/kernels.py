@@ -154,6 +154,26 @@ def _mla_blocks() -> dict:
     return json.loads(MLA_BLOCK_FILE.read_text())
 
 
+TRITON_PREFILL_FILE = KERNELS_DIR / "triton_prefill.json"
+"""vLLM's Triton prefill attention against FlashAttention-2 on the same shapes
+(AIConfigurator's vLLM context-attention tables that time both); written by ``python
+bench/gpu/distil_triton_prefill.py --write``."""
+
+
+@functools.cache
+def triton_prefill_factors() -> tuple[float, float]:
+    """(slowdown ``A``, half-length scale ``ρ``) of vLLM's Triton prefill attention over a
+    FlashAttention-class curve: its plateau efficiency is ``1/A`` of the curve's and its
+    half-length ``ρ`` times the curve's (``attention_fit.triton_prefill``)."""
+    if not TRITON_PREFILL_FILE.is_file():
+        raise FileNotFoundError(
+            f"{TRITON_PREFILL_FILE} is missing from this servesim install (reinstall servesim, "
+            "or write it with `python bench/gpu/distil_triton_prefill.py --write`)"
+        )
+    stored = json.loads(TRITON_PREFILL_FILE.read_text())
+    return float(stored["slowdown"]), float(stored["half_scale"])
+
+
 def mla_block_scale(gpu_name: str, backend: str) -> float:
     """How much longer ``backend``'s MLA attention block runs on ``gpu_name`` than the sum of
     its kernels as the tables price them: the geometric mean, over its prompt and decode

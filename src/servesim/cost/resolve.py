@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servesim.cost import kernels as kernels_mod
-from servesim.cost.attention_fit import attention_fit_for, decode_backend_share
+from servesim.cost.attention_fit import (
+    TRITON,
+    attention_fit_for,
+    decode_backend_share,
+    triton_prefill,
+)
 from servesim.cost.dtypes import (
     activation_dtype,
     check_kv_dtype,
@@ -154,6 +159,8 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         # (MLA's prompts attend over up-projected bf16 keys, whatever the cache holds.)
         fp8_attention = params.fp8_attention and kv == "fp8" and model.mla is None
         attn, half, fill, fill_power = curve.prefill_curve(model.head_dim, fp8_attention)
+        if params.attention_backend == TRITON and model.mla is None:
+            attn, half = triton_prefill(attn, half)
         attn_mem = curve.decode_fraction(kv)
         if model.mla is None:
             attn_mem *= decode_backend_share(params.attention_backend, hw.architecture)
