@@ -434,6 +434,17 @@ over the sum of its operators as servesim prices them, and the block scale the c
 applies (`kernels.mla_block_scale`). Written by `bench/mla_accuracy.py --write`, not by this
 script; see the main README ("DeepSeek-V3's whole MLA block").
 
+### `triton_prefill.json` (beside the GPU folders)
+
+Not a table: how much slower vLLM's Triton attention (`TRITON_ATTN`, which vLLM runs for
+attention sinks — GPT-OSS — before Hopper and on RTX Blackwell) runs a prompt than
+FlashAttention-2, from the vLLM context-attention rows that time both on the same shapes
+(`kernel_source` `vllm_triton_attn` and `vllm_flash_attn_fa2`; L40S and RTX PRO 6000): the
+fitted slowdown `A` and half-length scale `ρ` the cost model applies to a GPU's prefill curve
+(`attention_fit.triton_prefill`), the per-GPU median ratios by prompt length and the fit's
+errors. Written by `bench/gpu/distil_triton_prefill.py --write`, not by this script; see the
+main README ("vLLM's Triton attention").
+
 ### Not distilled
 
 The same package also holds NCCL tables (`comm/nccl/<nccl version>/nccl_perf`: all_gather,
