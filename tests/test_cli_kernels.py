@@ -389,3 +389,19 @@ def test_the_engines_decode_attention_tables_are_listed():
     sglang = json.loads(_kernels("h200", "--engine", "sglang", "--json"))
     assert sglang["attention_fit"]["source"].endswith("(decode: attention_decode_sglang.csv)")
     assert sglang["attention_fit"]["memory_efficiency_fp8"] < 0.55
+
+
+def test_a_gpu_where_vllm_runs_triton_shows_its_prefill_curve():
+    """Before Hopper (and on RTX Blackwell) vLLM serves GPT-OSS on Triton attention: the GPU's
+    page names the Triton prefill curve — the fitted plateau over the slowdown, the half-length
+    times the scale — and Hopper's does not."""
+    from servesim.cost.kernels import triton_prefill_factors
+
+    slowdown, half_scale = triton_prefill_factors()
+    doc = json.loads(_kernels("A100-80GB", "--json"))
+    fit, triton = doc["attention_fit"], doc["triton_prefill"]
+    assert triton["efficiency"] == pytest.approx(fit["efficiency"] / slowdown)
+    assert triton["half_tokens"] == pytest.approx(fit["half_tokens"] * half_scale)
+    assert "vLLM's Triton attention" in " ".join(_kernels("A100-80GB").split())
+    assert json.loads(_kernels("H100", "--json"))["triton_prefill"] is None
+    assert "Triton attention" not in _kernels("H100")

@@ -341,6 +341,15 @@ def kernels_cmd(
     console.print(_coverage_table(doc))
     for line in _attention_lines(doc["attention_fit"]):
         console.print(line, highlight=False)
+    if doc["triton_prefill"]:
+        t = doc["triton_prefill"]
+        console.print(
+            f"  prefill on vLLM's Triton attention (GPT-OSS here: no FlashAttention-2 kernel has "
+            f"sinks): e = {t['efficiency']:.2f}, h = {t['half_tokens']:.0f} (the curve's plateau "
+            f"/ {t['slowdown']:.2f}, its half-length × {t['half_scale']:.2f}; "
+            "catalog/kernels/triton_prefill.json)",
+            highlight=False,
+        )
     if doc["mla_block"]:
         scales = ", ".join(f"{b} × {s:.2f}" for b, s in doc["mla_block"].items())
         console.print(

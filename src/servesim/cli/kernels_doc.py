@@ -124,6 +124,21 @@ def _mla_block(hw: Hardware, borrowed: str | None) -> dict[str, float]:
     return {b: s for b, s in scales.items() if s != 1.0}
 
 
+def _triton_prefill(hw: Hardware, attention: dict[str, Any] | None) -> dict[str, Any] | None:
+    """vLLM's Triton prefill on this GPU (``attention_fit.triton_prefill``), where vLLM runs it
+    by default (GPT-OSS on ``engines.VLLM_TRITON_SINK_ARCHITECTURES``); None elsewhere."""
+    from servesim.cost.attention_fit import triton_prefill
+    from servesim.cost.kernels import triton_prefill_factors
+    from servesim.engines import VLLM_TRITON_SINK_ARCHITECTURES
+
+    if attention is None or hw.architecture not in VLLM_TRITON_SINK_ARCHITECTURES:
+        return None
+    slowdown, half_scale = triton_prefill_factors()
+    efficiency, half = triton_prefill(attention["efficiency"], attention["half_tokens"])
+    return {"slowdown": slowdown, "half_scale": half_scale, "efficiency": efficiency,
+            "half_tokens": half}  # fmt: skip
+
+
 def _l2_rows(hw: Hardware, tables) -> dict[str, Any] | None:
     """This GPU's bf16 GEMM rows whose weights fit in its L2 and that beat the HBM roofline
     (served from L2 by the benchmark; ``build.l2_floor_seconds`` prices them at that floor)."""
@@ -175,6 +190,7 @@ def gpu_doc(hw: Hardware, backend: str | None = None) -> dict[str, Any]:
     }
     doc["attention_fit"] = attention
     doc["mla_block"] = _mla_block(hw, borrowed)
+    doc["triton_prefill"] = _triton_prefill(hw, attention)
     doc["l2_floor"] = _l2_rows(hw, tables)
     doc["fallback"] = (
         None if tables is not None else _fallback_text(attention, borrowed, hw.architecture)
