@@ -17,6 +17,7 @@ paths on one machine is what the fast-forward equivalence tests check.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -206,7 +207,8 @@ def figures(name: str) -> dict:
     # (the multiset of gaps: total weight, weighted sum, and its weighted quantiles)
     picks = np.searchsorted(cum, QUANTILES[1:-1] * cum[-1]) if len(cum) else []
     itl = [float(cum[-1]) if len(cum) else 0.0, float(np.dot(values, weights.astype(np.float64)))]
-    itl += [float(values[order][i]) for i in picks]
+    ordered = values[order]
+    itl += [float(ordered[i]) for i in picks]
     summary = summarize(rec.request_columns(), values, weights, SLO(300.0, 40.0, 20_000.0))
     return {
         "requests": _columns(rec.request_columns()),
@@ -238,10 +240,14 @@ def _assert_close(got, want, where: str) -> None:
 GOLDEN_FILE = Path(__file__).with_name("engine_golden.json")
 
 
+@functools.cache
+def _golden() -> dict:
+    return json.loads(GOLDEN_FILE.read_text())
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_outputs_match_the_recorded_figures(name):
-    golden = json.loads(GOLDEN_FILE.read_text())
-    _assert_close(figures(name), golden[name], name)
+    _assert_close(figures(name), _golden()[name], name)
 
 
 if __name__ == "__main__":

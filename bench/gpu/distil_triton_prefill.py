@@ -149,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     for gpu, rows in by_gpu.items():
         others = [r for g, r in by_gpu.items() if g != gpu]
         held = _errors(rows, *fit(_join(others))) if others else {}
-        lengths = {int(n): round(float(np.median(rows["ratio"][(rows["isl"] == n)
-                                                               & (rows["window_size"] == 0)])), 3)
-                   for n in np.unique(rows["isl"])}  # fmt: skip
+        full = rows["window_size"] == 0
+        lengths = {
+            int(n): round(float(np.median(rows["ratio"][full & (rows["isl"] == n)])), 3)
+            for n in np.unique(rows["isl"][full])
+        }
         entry["gpus"][gpu] = {
             "table": f"vllm {rows['version'][0]}",
             "rows": int(len(rows["ratio"])),
