@@ -75,6 +75,39 @@ def test_stated_token_totals_set_the_mean_lengths():
     assert "api_server" not in sc  # online runs go through the API server (the default)
 
 
+def test_sharegpt_totals_set_the_level_of_sharegpts_shape():
+    from servesim.workload.presets import PRESET_TABLES, quantile_table_mean
+
+    w = {"dataset": "sharegpt", "num_prompts": 1000,
+         "total_input_tokens": 215_312, "total_output_tokens": 150_000}  # fmt: skip
+    ilen, olen = fid._fixed_lengths(w)
+    assert ilen["kind"] == olen["kind"] == "quantiles"
+    assert quantile_table_mean(tuple(ilen["values"])) == pytest.approx(215.312, rel=1e-3)
+    assert quantile_table_mean(tuple(olen["values"])) == pytest.approx(150.0, rel=1e-3)
+    # the preset's shape: the same quantile ratios (up to rounding)
+    shape = PRESET_TABLES[("sharegpt", "output")].values
+    ratios = [v / s for v, s in zip(olen["values"], shape, strict=True) if s >= 100]
+    assert max(ratios) / min(ratios) < 1.02
+    assert max(olen["values"]) <= 2044 and max(ilen["values"]) <= 1024
+
+
+def test_published_per_request_lengths_are_replayed_as_sent():
+    (case,) = [c for c in CASES if c["id"] == "vllmv054_lambda_llama3_8b_h100_tp1_sharegpt320_inf"]
+    sc = fid.scenario_of(case)
+    w = sc["workload"]
+    assert w["trace_format"] == "csv" and w["arrival"] == {"kind": "burst"}
+    assert set(w) == {"trace", "trace_format", "arrival"}
+    rows = Path(w["trace"]).read_text().splitlines()
+    assert rows[0] == "timestamp,input_tokens,output_tokens" and len(rows) == 321
+    requests = case["workload"]["requests"]
+    assert rows[1] == f"0,{requests['input_lens'][0]},{requests['output_lens'][0]}"
+    assert sum(int(r.split(",")[1]) for r in rows[1:]) == case["workload"]["total_input_tokens"]
+    # a source listing each request is replayed for a burst only
+    closed = {**case, "load": {"concurrency": 4}}
+    with pytest.raises(fid.Unmappable, match="bursts only"):
+        fid.scenario_of(closed)
+
+
 def test_sglangs_client_draws_random_lengths_up_to_the_given_ones_below_ratio_one():
     # sglang.bench_serving's random dataset: prompts in [max(r·len, 1), len], answers in
     # [r·len, len]; the default r = 0.0 draws lengths up to the given value, not equal to it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from servesim.workload.lengths import duration_sampler, length_sampler
 from servesim.workload.presets import PRESET_TABLES, QUANTILE_PROBS, fit_quantile_table
 from servesim.workload.spec import parse_duration, parse_length
 
-TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
+ROOT = Path(__file__).resolve().parents[1]
+TRACES = ROOT.parent / "shared" / "traces"
 N = 200_000
 
 
@@ -195,15 +197,30 @@ def test_sharegpt_preset_matches_the_published_means_and_the_filter(role, total,
     # a 1,000-request draw, as the benchmark sends, lands near the published total too
     thousand = draw(f"sharegpt.{role}", 1000, seed=0)
     assert thousand.sum() == pytest.approx(total, rel=0.10)
-    # heavy-tailed like the dataset: the median is well under the mean (assumed shape)
-    assert np.median(x) < 0.7 * x.mean()
+
+
+def _lambda_sharegpt_run() -> tuple[np.ndarray, np.ndarray]:
+    """Each request's prompt and generated tokens in the published 320-prompt run the preset's
+    shape comes from (stored with its accuracy-suite case)."""
+    cases = json.loads((ROOT / "bench/fidelity/cases/collected_b.json").read_text())
+    (case,) = [c for c in cases if c["id"] == "vllmv054_lambda_llama3_8b_h100_tp1_sharegpt320_inf"]
+    requests = case["workload"]["requests"]
+    return np.array(requests["input_lens"]), np.array(requests["output_lens"])
+
+
+def test_the_sharegpt_run_is_the_published_one():
+    prompts, answers = _lambda_sharegpt_run()
+    assert len(prompts) == len(answers) == 320
+    assert prompts.sum() == 65_578 and answers.sum() == 65_331  # the file's printed totals
+    assert (answers == 0).sum() == 17
 
 
 def test_sharegpt_tables_are_the_documented_fit():
     from servesim.workload.presets import (
         SHAREGPT_BOUNDS,
         SHAREGPT_MEAN_TOKENS,
-        SHAREGPT_SIGMA,
+        SHAREGPT_OUTPUT_SIGMA,
+        fit_table_to_mean,
         fit_truncated_lognormal_table,
         quantile_table_mean,
     )
@@ -212,13 +229,42 @@ def test_sharegpt_tables_are_the_documented_fit():
         "input": SHAREGPT_TOTAL_INPUT_TOKENS / 1000,
         "output": SHAREGPT_TOTAL_OUTPUT_TOKENS / 1000,
     }
-    for role in ("input", "output"):
-        fitted = fit_truncated_lognormal_table(
-            SHAREGPT_MEAN_TOKENS[role], SHAREGPT_SIGMA[role], *SHAREGPT_BOUNDS[role]
-        )
-        assert PRESET_TABLES[("sharegpt", role)].values == fitted
+    prompts, _ = _lambda_sharegpt_run()
+    fitted = {
+        "input": fit_table_to_mean(
+            fit_quantile_table(prompts), SHAREGPT_MEAN_TOKENS["input"], *SHAREGPT_BOUNDS["input"]
+        ),
+        "output": fit_truncated_lognormal_table(
+            SHAREGPT_MEAN_TOKENS["output"], SHAREGPT_OUTPUT_SIGMA, *SHAREGPT_BOUNDS["output"]
+        ),
+    }
+    for role, table in fitted.items():
+        assert PRESET_TABLES[("sharegpt", role)].values == table
         assert PRESET_TABLES[("sharegpt", role)].probs == QUANTILE_PROBS
-        assert quantile_table_mean(fitted) == pytest.approx(SHAREGPT_MEAN_TOKENS[role], rel=1e-3)
+        assert quantile_table_mean(table) == pytest.approx(SHAREGPT_MEAN_TOKENS[role], rel=1e-3)
+
+
+def test_the_sharegpt_preset_keeps_the_runs_shape():
+    # The prompts are bimodal: many one-line questions, a block of pasted texts (run: quartiles
+    # 22 / 77 / 338 tokens); the preset's draws keep the quartiles within the x1.06 rescaling.
+    prompts, _ = _lambda_sharegpt_run()
+    x = draw("sharegpt.input")
+    for q in (25, 50, 75):
+        assert np.percentile(x, q) == pytest.approx(1.06 * np.percentile(prompts, q), rel=0.15)
+    assert np.median(x) < 0.5 * x.mean()
+    # the first 200 prompts are those of vLLM issue #12315's run: 213.4 tokens on average there
+    assert prompts[:200].mean() == pytest.approx(213.4, abs=0.2)
+
+
+def test_fitting_a_table_to_a_mean_keeps_its_shape():
+    from servesim.workload.presets import fit_table_to_mean, quantile_table_mean
+
+    table = PRESET_TABLES[("conversation", "output")].values
+    doubled = fit_table_to_mean(table, 2 * quantile_table_mean(table), 1, 10_000)
+    # (unclipped, a table times 2 has twice the mean; rounding moves values by < 1 token)
+    assert max(abs(d - 2 * v) for d, v in zip(doubled, table, strict=True)) <= 1
+    clipped = fit_table_to_mean(table, 300.0, 1, 600)
+    assert max(clipped) == 600 and quantile_table_mean(clipped) == pytest.approx(300.0, rel=1e-2)
 
 
 def test_quantile_table_mean_is_the_sampled_mean():

@@ -24,6 +24,7 @@ import math
 import re
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -110,15 +111,10 @@ class Unmappable(Exception):
     """The case cannot be rebuilt as a servesim scenario (the reason is reported)."""
 
 
-SHAREGPT_SIGMA = 0.9
-"""Spread (std of ln tokens) of ShareGPT prompt and answer lengths when a case states only
-their totals: the lengths are then lognormal with the stated mean, clipped as vLLM's sampler
-clips them (prompt <= 1024, prompt + answer <= 2048)."""
-
-
 def _from_totals(w: dict[str, Any], ilen: Any) -> tuple[Any, Any] | None:
     """Length distributions matching a case's stated token totals (the benchmark's printed
-    "Total input tokens" / "Total generated tokens"), or None without them."""
+    "Total input tokens" / "Total generated tokens"), or None without them: a random dataset's
+    uniform ranges, or the sharegpt preset's shape at the case's mean lengths."""
     n = w.get("num_prompts")
     tin, tout = w.get("total_input_tokens"), w.get("total_output_tokens")
     if not (
@@ -136,11 +132,18 @@ def _from_totals(w: dict[str, Any], ilen: Any) -> tuple[Any, Any] | None:
 
         return uniform(mean_in, ilen), uniform(mean_out, w["output_len"])
 
-    def lognormal(mean: float, cap: int) -> Any:
-        median = mean / math.exp(SHAREGPT_SIGMA**2 / 2)
-        return {"kind": "lognormal", "median": median, "sigma": SHAREGPT_SIGMA, "max": cap}
+    if w.get("dataset") not in ("sharegpt", "ShareGPT"):
+        return None
+    from servesim.workload.presets import PRESET_TABLES, SHAREGPT_BOUNDS, fit_table_to_mean
 
-    return lognormal(mean_in, 1024), lognormal(mean_out, 1024)
+    def table(role: str, mean: float) -> dict[str, Any]:
+        # The sharegpt preset's shape (prompts as measured, answers assumed), at the level of
+        # the case's own totals (its tokenizer and EOS stops set them).
+        shape = PRESET_TABLES[("sharegpt", role)]
+        values = fit_table_to_mean(shape.values, mean, *SHAREGPT_BOUNDS[role])
+        return {"kind": "quantiles", "probs": list(shape.probs), "values": list(values)}
+
+    return table("input", mean_in), table("output", mean_out)
 
 
 def _client_text(case: dict[str, Any]) -> str:
@@ -206,6 +209,25 @@ def _fixed_lengths(w: dict[str, Any], sglang_client: bool = False) -> tuple[Any,
             {"kind": "uniform", "lo": max(1, olo), "hi": max(1, ohi)},
         )
     return int(ilen), max(1, int(olen))
+
+
+def _requests_trace(case: dict[str, Any]) -> Path | None:
+    """A CSV trace (``timestamp,input_tokens,output_tokens``, every request at t=0 in the order
+    sent) of the case's ``workload.requests`` lists, when its source published each request's
+    lengths (``benchmark_serving.py --save-result``'s ``input_lens`` / ``output_lens``); else
+    None. Written under the system's temporary folder, one file per case."""
+    requests = (case.get("workload") or {}).get("requests")
+    if not requests:
+        return None
+    ilens, olens = requests["input_lens"], requests["output_lens"]
+    if len(ilens) != len(olens):
+        raise Unmappable("workload.requests: input_lens and output_lens differ in length")
+    folder = Path(tempfile.gettempdir()) / "servesim-fidelity-traces"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{case['id']}.csv"
+    rows = "".join(f"0,{i},{o}\n" for i, o in zip(ilens, olens, strict=True))
+    path.write_text("timestamp,input_tokens,output_tokens\n" + rows)
+    return path
 
 
 def _before_cuda_graphs(case: dict[str, Any]) -> bool:
@@ -430,6 +452,12 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
             workload["arrival"] = {"kind": "burst"}
     else:
         raise Unmappable(f"mode {mode!r} is not an end-to-end run")
+    trace = _requests_trace(case)
+    if trace is not None:
+        # The source lists every request's lengths: replay them as sent (all at t=0).
+        if workload.get("arrival") != {"kind": "burst"}:
+            raise Unmappable("per-request lengths are replayed for bursts only")
+        workload = {"trace": str(trace), "trace_format": "csv", "arrival": {"kind": "burst"}}
     template = _chat_template_tokens(case)
     if template:
         # The template is the same text in front of every message (its few tokens after the
@@ -490,6 +518,11 @@ def score_case(
     except ServesimError as err:
         out["skipped"] = f"servesim: {err}"
         return out
+    if "trace" in fields["workload"]:
+        # (The trace file is a temporary copy of the case's own lists: name them instead.)
+        count = len(case["workload"]["requests"]["input_lens"])
+        trace = f"workload.requests of the case ({count} requests)"
+        fields = {**fields, "workload": {**fields["workload"], "trace": trace}}
     out["scenario"] = fields
     # (The client's token totals leave the server's chat template out.)
     summary = as_client_counts(summary, _chat_template_tokens(case))

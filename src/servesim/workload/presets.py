@@ -19,13 +19,15 @@ Fitted with (from the repository root, with the public trace copies next to it):
 Trace facts for picking a rate: conversation 19,366 requests in 3,502 s (5.5 req/s, inter-arrival
 CV 1.09, close to Poisson); code 8,819 requests in 3,436 s (2.6 req/s, CV 13: very bursty).
 
-``sharegpt``: see :data:`SHAREGPT_DOC` (no data file is shipped or needed: the table is fitted to
-published means of vLLM's sample).
+``sharegpt``: see :data:`SHAREGPT_DOC` (prompts shaped as a published 320-request run of vLLM's
+sample, answers an assumed lognormal, both at the published 1,000-request means; no data file is
+shipped or needed).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -54,10 +56,12 @@ _CODE_OUTPUT = (
     6, 6, 6, 6, 6, 7, 7, 8, 9, 9, 10, 11, 12, 13, 14, 16,
     18, 20, 24, 29, 39, 46, 55, 69, 90, 105, 128, 171, 251, 359, 825, 1899,
 )
-# Truncated-lognormal quantiles at QUANTILE_PROBS (fit_truncated_lognormal_table, see below).
+# Prompts: quantiles at QUANTILE_PROBS of a published run of vLLM's ShareGPT sample, scaled to
+# the published mean (fit_quantile_table, then fit_table_to_mean). Answers: a truncated
+# lognormal at the published mean (fit_truncated_lognormal_table). See SHAREGPT_DOC.
 _SHAREGPT_INPUT = (
-    4, 7, 10, 15, 20, 24, 33, 43, 54, 66, 79, 94, 111, 131, 154, 180,
-    212, 250, 298, 359, 440, 492, 553, 629, 725, 770, 822, 880, 947, 984, 1016, 1024,
+    4, 5, 7, 8, 10, 11, 13, 17, 23, 29, 37, 48, 62, 81, 129, 188,
+    256, 323, 357, 414, 507, 545, 647, 697, 731, 790, 812, 812, 814, 831, 942, 986,
 )
 _SHAREGPT_OUTPUT = (
     4, 12, 18, 24, 29, 34, 44, 53, 63, 73, 84, 96, 109, 124, 140, 159,
@@ -86,15 +90,26 @@ share it), 1,000 prompts, seed 0:
   tokens: 215196 / Total num output tokens: 198343"). Serving runs that stop at EOS generate
   fewer (196,961-197,328 in PR #17004).
 
-No median or percentile of this sample was found published, so the shape is an assumption:
-each length is a lognormal truncated to the filter's bounds (prompt 4-1,024; output 4-2,044,
-the most a 4-token prompt leaves under 2,048), with sigma 1.4 for prompts (short questions and
-pasted documents) and 1.0 for outputs, and its median chosen so the sampled mean equals the
-published mean. The fitted tables sample to means 215.1 / 198.4 tokens (medians ~131 / ~124,
-p99 ~948 / ~1,177). Input and output are drawn independently: the joint prompt + output <= 2,048
-rule of the real sample is not enforced (about 0.2% of drawn pairs break it). A Llama 2
-tokenizer cuts the same text into more tokens; refit with :func:`fit_truncated_lognormal_table`
-for other figures."""
+The prompts' shape is measured: LambdaLabsML/vllm-benchmark
+``results/prompt_320/1xH100-80GB-SXM/Meta-Llama-3-8B-Instruct_tp1_len2048.json`` @a4f9f437
+(vLLM's ``benchmark_serving.py --save-result``, ShareGPT, seed 0, 320 prompts: the first 320 of the
+1,000, same tokenizer) lists each request's prompt tokens (``input_lens``, total 65,578; its first
+200 average 213.3 tokens, as vLLM issue #12315's 200-prompt ``benchmark_throughput.py`` run of the
+same sample implies: 213.4). The input table is their quantiles (:func:`fit_quantile_table`) times
+the one factor, x1.06, that brings its sampled mean to the published 1,000-prompt mean
+(:func:`fit_table_to_mean`), clipped to the filter's 4-1,024 tokens. The sample is bimodal: a
+quarter of the prompts are under 22 tokens, a quarter over 338 (median 77, mean 205 in the run).
+
+The answers' shape is still an assumption: a lognormal of sigma 1.0 truncated to 4-2,044 tokens
+(the most a 4-token prompt leaves under 2,048), its median chosen so the sampled mean is the
+published mean (:func:`fit_truncated_lognormal_table`). Published runs only show generated
+lengths, which stop at the model's EOS: Lambda's Llama-3-8B and -70B runs of these prompts
+generate the same length for 76% of them (the ShareGPT length, where both ran to the cap), but
+none longer than 780 tokens, while issue #12315's EOS-ignoring run of the first 200 implies 217.8
+answer tokens on average against 207.3 for the longest of Lambda's three runs: the long answers
+are cut short by EOS, so their tail is not measured. Input and output are drawn independently. A
+Llama 2 or Mistral tokenizer cuts the same text into more tokens (Mistral-7B's runs of these
+prompts: 73,671 prompt tokens); refit for other figures."""
 
 SHAREGPT_MEAN_TOKENS: dict[str, float] = {"input": 215.196, "output": 198.343}
 """Published mean prompt and output lengths of vLLM's ShareGPT sample (see SHAREGPT_DOC)."""
@@ -102,8 +117,9 @@ SHAREGPT_MEAN_TOKENS: dict[str, float] = {"input": 215.196, "output": 198.343}
 SHAREGPT_BOUNDS: dict[str, tuple[int, int]] = {"input": (4, 1024), "output": (4, 2044)}
 """Token bounds vLLM's filter leaves each length."""
 
-SHAREGPT_SIGMA: dict[str, float] = {"input": 1.4, "output": 1.0}
-"""Assumed lognormal spreads (no published percentile to fit them to)."""
+SHAREGPT_OUTPUT_SIGMA = 1.0
+"""Assumed lognormal spread of the answers (no measured shape of the sample's answer lengths, see
+SHAREGPT_DOC)."""
 
 PRESET_TABLES: dict[tuple[str, str], QuantileLength] = {
     ("conversation", "input"): QuantileLength(probs=QUANTILE_PROBS, values=_CONVERSATION_INPUT),
@@ -154,13 +170,47 @@ def truncated_lognormal_table(median: float, sigma: float, lo: int, hi: int) -> 
 
 def fit_truncated_lognormal_table(mean: float, sigma: float, lo: int, hi: int) -> tuple[int, ...]:
     """The :func:`truncated_lognormal_table` whose sampled mean is ``mean`` tokens (bisection on
-    the median). ``fit_truncated_lognormal_table(215.196, 1.4, 4, 1024)`` is the ShareGPT input
+    the median). ``fit_truncated_lognormal_table(198.343, 1.0, 4, 2044)`` is the ShareGPT output
     table."""
-    low, high = float(lo), float(hi)
-    for _ in range(100):
-        median = math.sqrt(low * high)
-        if quantile_table_mean(truncated_lognormal_table(median, sigma, lo, hi)) < mean:
-            low = median
+
+    def table(median: float) -> tuple[int, ...]:
+        return truncated_lognormal_table(median, sigma, lo, hi)
+
+    low, high = _bisect_to_mean(table, mean, float(lo), float(hi), 100)
+    return table(math.sqrt(low * high))
+
+
+def _bisect_to_mean(
+    table: Callable[[float], tuple[int, ...]], mean: float, low: float, high: float, steps: int
+) -> tuple[float, float]:
+    """The bracket ``(low, high)`` of the parameter at which ``table(parameter)``'s sampled mean
+    reaches ``mean`` tokens, after ``steps`` geometric bisections (the mean grows with it)."""
+    for _ in range(steps):
+        middle = math.sqrt(low * high)
+        if quantile_table_mean(table(middle)) < mean:
+            low = middle
         else:
-            high = median
-    return truncated_lognormal_table(math.sqrt(low * high), sigma, lo, hi)
+            high = middle
+    return low, high
+
+
+def scaled_quantile_table(
+    values: tuple[float, ...], factor: float, lo: int, hi: int
+) -> tuple[int, ...]:
+    """A quantile table's ``values`` times ``factor``, rounded to whole tokens and clipped to
+    ``[lo, hi]``."""
+    scaled = np.clip(np.rint(np.asarray(values, dtype=np.float64) * factor), lo, hi)
+    return tuple(int(v) for v in scaled)
+
+
+def fit_table_to_mean(values: tuple[float, ...], mean: float, lo: int, hi: int) -> tuple[int, ...]:
+    """:func:`scaled_quantile_table` of ``values`` by the factor whose sampled mean
+    (:func:`quantile_table_mean`) is nearest ``mean`` tokens (bisection on the factor: the shape
+    is kept, the level set). ``fit_table_to_mean(fit_quantile_table(lambda_prompts), 215.196, 4,
+    1024)`` is the ShareGPT input table."""
+
+    def table(factor: float) -> tuple[int, ...]:
+        return scaled_quantile_table(values, factor, lo, hi)
+
+    bracket = _bisect_to_mean(table, mean, 1e-3, 1e3, 200)
+    return min(map(table, bracket), key=lambda t: abs(quantile_table_mean(t) - mean))
