@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,12 +101,39 @@ def test_published_per_request_lengths_are_replayed_as_sent():
     rows = Path(w["trace"]).read_text().splitlines()
     assert rows[0] == "timestamp,input_tokens,output_tokens" and len(rows) == 321
     requests = case["workload"]["requests"]
-    assert rows[1] == f"0,{requests['input_lens'][0]},{requests['output_lens'][0]}"
+    assert rows[1] == f"0.0,{requests['input_lens'][0]},{requests['output_lens'][0]}"
     assert sum(int(r.split(",")[1]) for r in rows[1:]) == case["workload"]["total_input_tokens"]
-    # a source listing each request is replayed for a burst only
+    # a source listing each request is replayed for a burst or a Poisson run only
     closed = {**case, "load": {"concurrency": 4}}
-    with pytest.raises(fid.Unmappable, match="bursts only"):
+    with pytest.raises(fid.Unmappable, match="bursts and Poisson runs only"):
         fid.scenario_of(closed)
+
+
+def test_sglangs_client_draws_are_redrawn_and_checked_against_its_totals():
+    # DataCrunch's H200 runs: sglang.bench_serving, seed 1, random 1024/1024, range ratio 0.
+    (case,) = [
+        c for c in CASES if c["id"] == "sglang_h200_dc_llama_70b_bf16_tp4_random1024_1024_n300_rps1"
+    ]
+    requests = fid._sglang_client_requests(case)
+    sent, prompts, answers = (np.array(x) for x in zip(*requests, strict=True))
+    assert len(prompts) == 300 and prompts.sum() == case["workload"]["total_input_tokens"]
+    assert answers.sum() == case["workload"]["total_output_tokens"]
+    assert sent[0] == 0.0 and (np.diff(sent) > 0).all()
+    assert 299 / sent[-1] == pytest.approx(1.0, rel=0.15)  # one request a second
+    sc = fid.scenario_of(case)
+    assert set(sc["workload"]) == {"trace", "trace_format"}  # the recorded send times
+    # another seed, or totals the client did not print, is not taken for the client's draws
+    other = {**case, "workload": {**case["workload"], "total_input_tokens": 152_613}}
+    assert fid._sglang_client_requests(other) is None
+    assert "trace" not in fid.scenario_of(other)["workload"]
+    seeded = {**case, "notes": case["notes"] + " --seed 7"}
+    assert fid._sglang_client_requests(seeded) is None
+    # at rate inf every request is sent at t=0: a burst
+    (burst,) = [
+        c for c in CASES if c["id"] == "sglang_h200_dc_llama_70b_bf16_tp4_random1024_1024_n3000_inf"
+    ]
+    assert {t for t, _, _ in fid._sglang_client_requests(burst)} == {0.0}
+    assert fid.scenario_of(burst)["workload"]["arrival"] == {"kind": "burst"}
 
 
 def test_sglangs_client_draws_random_lengths_up_to_the_given_ones_below_ratio_one():

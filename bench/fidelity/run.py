@@ -211,21 +211,73 @@ def _fixed_lengths(w: dict[str, Any], sglang_client: bool = False) -> tuple[Any,
     return int(ilen), max(1, int(olen))
 
 
-def _requests_trace(case: dict[str, Any]) -> Path | None:
-    """A CSV trace (``timestamp,input_tokens,output_tokens``, every request at t=0 in the order
-    sent) of the case's ``workload.requests`` lists, when its source published each request's
-    lengths (``benchmark_serving.py --save-result``'s ``input_lens`` / ``output_lens``); else
-    None. Written under the system's temporary folder, one file per case."""
+SGLANG_CLIENT_SEED = 1
+"""``sglang.bench_serving``'s default ``--seed``: it seeds Python's ``random`` and NumPy's global
+generator with it (``run_benchmark`` in the 0.4.0 wheel)."""
+
+
+def _sglang_client_requests(case: dict[str, Any]) -> list[tuple[float, int, int]] | None:
+    """(send time s, prompt tokens, answer tokens) of each request as ``sglang.bench_serving``
+    drew them for a random-dataset case, checked against the case's stated token totals; else
+    None.
+
+    The client seeds NumPy's global generator (:data:`SGLANG_CLIENT_SEED` unless the case names
+    ``--seed``), draws every prompt length, then every answer length
+    (``sample_random_requests``: ``randint(max(int(len·r), 1), len + 1)``, then
+    ``randint(int(len·r), len + 1)``), then, at a finite rate, one exponential interval after
+    sending each request (``get_request``); at rate inf all are sent at t=0 (0.4.0 wheel). The
+    totals the client printed (``np.sum`` of those draws) must match exactly, which tells that the
+    version and seed drew as assumed."""
+    w = case.get("workload") or {}
+    load = case.get("load") or {}
+    ilen, olen, n = w.get("input_len"), w.get("output_len"), w.get("num_prompts")
+    tin, tout = w.get("total_input_tokens"), w.get("total_output_tokens")
+    if not (_sglang_client(case) and w.get("dataset") == "random"):
+        return None
+    if not all(isinstance(x, int) for x in (ilen, olen, n, tin, tout)):
+        return None
+    ratio = float(w.get("range_ratio") or 0.0)
+    found = re.search(r"--seed[ =](\d+)", _client_text(case))
+    import numpy as np
+
+    rng = np.random.RandomState(int(found.group(1)) if found else SGLANG_CLIENT_SEED)
+    prompts = rng.randint(max(int(ilen * ratio), 1), ilen + 1, size=n)
+    answers = rng.randint(int(olen * ratio), olen + 1, size=n)
+    if int(prompts.sum()) != tin or int(answers.sum()) != tout:
+        return None
+    rate = load.get("request_rate")
+    if isinstance(rate, (int, float)) and math.isfinite(rate):
+        intervals = [rng.exponential(1.0 / rate) for _ in range(n - 1)]
+        sent = np.concatenate(([0.0], np.cumsum(intervals)))
+    else:
+        sent = np.zeros(n)
+    return list(zip(sent.tolist(), prompts.tolist(), answers.tolist(), strict=True))
+
+
+def _request_list(case: dict[str, Any]) -> list[tuple[float, int, int]] | None:
+    """(send time s, prompt tokens, answer tokens) of each request, when they are known: listed
+    by the source (``workload.requests``, as ``benchmark_serving.py --save-result`` writes
+    ``input_lens`` / ``output_lens``; a burst, so all at t=0) or re-drawn as the source's client
+    drew them (:func:`_sglang_client_requests`); else None."""
     requests = (case.get("workload") or {}).get("requests")
     if not requests:
-        return None
+        return _sglang_client_requests(case)
     ilens, olens = requests["input_lens"], requests["output_lens"]
     if len(ilens) != len(olens):
         raise Unmappable("workload.requests: input_lens and output_lens differ in length")
+    return [(0.0, i, o) for i, o in zip(ilens, olens, strict=True)]
+
+
+def _requests_trace(case: dict[str, Any]) -> Path | None:
+    """A CSV trace (``timestamp,input_tokens,output_tokens``) of :func:`_request_list`, or None;
+    written under the system's temporary folder, one file per case."""
+    requests = _request_list(case)
+    if requests is None:
+        return None
     folder = Path(tempfile.gettempdir()) / "servesim-fidelity-traces"
     folder.mkdir(exist_ok=True)
     path = folder / f"{case['id']}.csv"
-    rows = "".join(f"0,{i},{o}\n" for i, o in zip(ilens, olens, strict=True))
+    rows = "".join(f"{t!r},{i},{o}\n" for t, i, o in requests)
     path.write_text("timestamp,input_tokens,output_tokens\n" + rows)
     return path
 
@@ -454,10 +506,13 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
         raise Unmappable(f"mode {mode!r} is not an end-to-end run")
     trace = _requests_trace(case)
     if trace is not None:
-        # The source lists every request's lengths: replay them as sent (all at t=0).
-        if workload.get("arrival") != {"kind": "burst"}:
-            raise Unmappable("per-request lengths are replayed for bursts only")
-        workload = {"trace": str(trace), "trace_format": "csv", "arrival": {"kind": "burst"}}
+        # Every request's lengths (and send time) are known: replay them as sent.
+        arrival = workload.get("arrival")
+        workload = {"trace": str(trace), "trace_format": "csv"}
+        if arrival == {"kind": "burst"}:
+            workload["arrival"] = arrival  # (all at t=0: a burst, as the load regime says)
+        elif (arrival or {}).get("kind") != "poisson":
+            raise Unmappable("per-request lengths are replayed for bursts and Poisson runs only")
     template = _chat_template_tokens(case)
     if template:
         # The template is the same text in front of every message (its few tokens after the
@@ -519,9 +574,10 @@ def score_case(
         out["skipped"] = f"servesim: {err}"
         return out
     if "trace" in fields["workload"]:
-        # (The trace file is a temporary copy of the case's own lists: name them instead.)
-        count = len(case["workload"]["requests"]["input_lens"])
-        trace = f"workload.requests of the case ({count} requests)"
+        # (The trace file is a temporary copy of the case's requests: name them instead.)
+        count = len(_request_list(case) or ())
+        listed = "workload.requests" if case["workload"].get("requests") else "the client's draws"
+        trace = f"{listed} of the case ({count} requests)"
         fields = {**fields, "workload": {**fields["workload"], "trace": trace}}
     out["scenario"] = fields
     # (The client's token totals leave the server's chat template out.)
