@@ -103,10 +103,10 @@ def test_published_per_request_lengths_are_replayed_as_sent():
     requests = case["workload"]["requests"]
     assert rows[1] == f"0.0,{requests['input_lens'][0]},{requests['output_lens'][0]}"
     assert sum(int(r.split(",")[1]) for r in rows[1:]) == case["workload"]["total_input_tokens"]
-    # a source listing each request is replayed for a burst or a Poisson run only
-    closed = {**case, "load": {"concurrency": 4}}
-    with pytest.raises(fid.Unmappable, match="bursts and Poisson runs only"):
-        fid.scenario_of(closed)
+    # a source's lists carry no send times: they are replayed for a burst only
+    for load in ({"concurrency": 4}, {"request_rate": 2.0}):
+        with pytest.raises(fid.Unmappable, match="replayed for bursts"):
+            fid.scenario_of({**case, "load": load})
 
 
 def test_sglangs_client_draws_are_redrawn_and_checked_against_its_totals():

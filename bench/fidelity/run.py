@@ -508,11 +508,15 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     if trace is not None:
         # Every request's lengths (and send time) are known: replay them as sent.
         arrival = workload.get("arrival")
+        listed = bool(w.get("requests"))  # (published lists carry no send times: a burst's)
         workload = {"trace": str(trace), "trace_format": "csv"}
         if arrival == {"kind": "burst"}:
             workload["arrival"] = arrival  # (all at t=0: a burst, as the load regime says)
-        elif (arrival or {}).get("kind") != "poisson":
-            raise Unmappable("per-request lengths are replayed for bursts and Poisson runs only")
+        elif listed or (arrival or {}).get("kind") != "poisson":
+            raise Unmappable(
+                "per-request lengths are replayed for bursts (and the client's "
+                "draws for Poisson runs) only"
+            )
     template = _chat_template_tokens(case)
     if template:
         # The template is the same text in front of every message (its few tokens after the
