@@ -268,15 +268,12 @@ def _request_list(case: dict[str, Any]) -> list[tuple[float, int, int]] | None:
     return [(0.0, i, o) for i, o in zip(ilens, olens, strict=True)]
 
 
-def _requests_trace(case: dict[str, Any]) -> Path | None:
-    """A CSV trace (``timestamp,input_tokens,output_tokens``) of :func:`_request_list`, or None;
-    written under the system's temporary folder, one file per case."""
-    requests = _request_list(case)
-    if requests is None:
-        return None
+def _write_trace(case_id: str, requests: list[tuple[float, int, int]]) -> Path:
+    """``requests`` (:func:`_request_list`) as a CSV trace (``timestamp,input_tokens,
+    output_tokens``) under the system's temporary folder, one file per case."""
     folder = Path(tempfile.gettempdir()) / "servesim-fidelity-traces"
     folder.mkdir(exist_ok=True)
-    path = folder / f"{case['id']}.csv"
+    path = folder / f"{case_id}.csv"
     rows = "".join(f"{t!r},{i},{o}\n" for t, i, o in requests)
     path.write_text("timestamp,input_tokens,output_tokens\n" + rows)
     return path
@@ -504,19 +501,19 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
             workload["arrival"] = {"kind": "burst"}
     else:
         raise Unmappable(f"mode {mode!r} is not an end-to-end run")
-    trace = _requests_trace(case)
-    if trace is not None:
+    requests = _request_list(case)
+    if requests is not None:
         # Every request's lengths (and send time) are known: replay them as sent.
         arrival = workload.get("arrival")
         listed = bool(w.get("requests"))  # (published lists carry no send times: a burst's)
-        workload = {"trace": str(trace), "trace_format": "csv"}
-        if arrival == {"kind": "burst"}:
-            workload["arrival"] = arrival  # (all at t=0: a burst, as the load regime says)
-        elif listed or (arrival or {}).get("kind") != "poisson":
+        if arrival != {"kind": "burst"} and (listed or (arrival or {}).get("kind") != "poisson"):
             raise Unmappable(
                 "per-request lengths are replayed for bursts (and the client's "
                 "draws for Poisson runs) only"
             )
+        workload = {"trace": str(_write_trace(case["id"], requests)), "trace_format": "csv"}
+        if arrival == {"kind": "burst"}:
+            workload["arrival"] = arrival  # (all at t=0: a burst, as the load regime says)
     template = _chat_template_tokens(case)
     if template:
         # The template is the same text in front of every message (its few tokens after the
@@ -579,7 +576,7 @@ def score_case(
         return out
     if "trace" in fields["workload"]:
         # (The trace file is a temporary copy of the case's requests: name them instead.)
-        count = len(_request_list(case) or ())
+        count = case["workload"]["num_prompts"]
         listed = "workload.requests" if case["workload"].get("requests") else "the client's draws"
         trace = f"{listed} of the case ({count} requests)"
         fields = {**fields, "workload": {**fields["workload"], "trace": trace}}
