@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import servesim.cli.commands  # noqa: F401  (registers every command on the app)
 from servesim.cli.app import app
 from servesim.cost import CostParams, Parallelism, build_step_cost, flops_breakdown, plan_memory
+from servesim.engines import engine_profile
 from servesim.errors import ServesimError
 from servesim.hardware import load_hardware
 from servesim.model import load_model
@@ -95,7 +96,8 @@ def test_estimate_json_matches_the_library():
     assert out["decode_step_s"]["end"] == pytest.approx(
         cost.step_seconds(np.ones(4), np.full(4, 2048 + 126)), rel=1e-12
     )
-    plan = plan_memory(model, hw)
+    # (estimate models the newest vLLM: its profiled budget)
+    plan = plan_memory(model, hw, **engine_profile("vllm").kv_memory(None))
     assert out["weights_bytes_per_gpu"] == plan.weights_bytes_per_gpu
     assert out["kv_bytes_per_token"] == 131072
     assert out["max_concurrent_seqs"] == plan.max_concurrent_seqs(2048 + 128)
@@ -175,7 +177,8 @@ def test_estimate_with_attention_dp_ranks():
     spec, hw = load_model("deepseek-v3"), load_hardware("H200")
     par = Parallelism(tp=1, dp=8)
     assert (out["dp"], out["gpus"]) == (8, 8)
-    assert out["kv_capacity_tokens"] == plan_memory(spec, hw, par).kv_capacity_tokens
+    vllm = engine_profile("vllm").kv_memory(None)
+    assert out["kv_capacity_tokens"] == plan_memory(spec, hw, par, **vllm).kv_capacity_tokens
     bad = runner.invoke(app, ["estimate", "llama-3.1-8b", "-g", "H100", "--dp", "2",
                               "--input-len", "10", "--output-len", "10"])  # fmt: skip
     assert isinstance(bad.exception, ServesimError) and bad.exception.field == "dp"

@@ -39,9 +39,10 @@ def test_the_spec_the_engine_and_the_memory_plan_share_the_defaults():
             assert config[name] == value, name
         if name in plan:
             assert plan[name] == value, name
-    # (kv_of_free / kv_of_static / kv_of_total say how an engine reads gpu_memory_utilization:
-    # the profile's, not knobs.)
-    modes = {"kv_of_free", "kv_of_static", "kv_of_total"}
+    # (kv_of_free / kv_of_static / kv_of_total / profiled / sampler say how an engine reads
+    # gpu_memory_utilization: the profile's, not knobs; strict is the caller's.)
+    modes = {"kv_of_free", "kv_of_static", "kv_of_total", "profiled", "sampler", "strict",
+             "graph_reserve"}  # fmt: skip
     assert set(plan) - modes == {"gpu_memory_utilization", "block_size",
                                  "max_num_batched_tokens", "max_num_seqs"}  # fmt: skip
 

@@ -233,6 +233,17 @@ class EngineProfile:
     """From this release the engine keeps the sliding-window layers of the models in
     :data:`SGLANG_HYBRID_SWA_MODEL_TYPES` in a pool of their own (SGLang's hybrid SWA memory,
     ``CostParams.swa_pool_ratio``, :func:`swa_pool_ratio`). None: never."""
+    profiled_memory: bool = False
+    """The engine sizes its KV cache from a profiling run (vLLM): ``gpu_memory_utilization``
+    × the total CUDA reports, less the weights, the larger of the run's forward and sampler
+    peaks and the non-torch memory it sees (``plan_memory``'s ``profiled``); the CUDA context
+    and CUDA graphs live in the rest."""
+    graph_reserve_from: str | None = None
+    """From this release the profiled budget also takes out the CUDA graphs' memory
+    (``plan_memory``'s ``graph_reserve``); None: never (they live in the rest)."""
+    sampler_at: Callable[[str | None], str] | None = None
+    """How the profiling run's sampler holds its logits at a release (a key of
+    ``servesim.cost.memory.SAMPLER_BYTES_PER_VOCAB_ENTRY``); None: ``"logits"``."""
     kv_of_static: bool = False
     """``gpu_memory_utilization`` is SGLang's ``mem_fraction_static``: the share of the memory
     the runtime leaves that holds the weights and the KV cache (activations and CUDA graphs
@@ -291,16 +302,20 @@ class EngineProfile:
             out = replace(out, host_overlap=rules.host_overlap)
         return out
 
-    def kv_memory(self, release: str | None) -> dict[str, bool]:
+    def kv_memory(self, release: str | None) -> dict[str, Any]:
         """How ``gpu_memory_utilization`` sizes the KV cache at ``release`` (None: the newest):
-        :func:`servesim.cost.memory.plan_memory`'s ``kv_of_free``, ``kv_of_static`` and
-        ``kv_of_total``."""
+        :func:`servesim.cost.memory.plan_memory`'s ``kv_of_free``, ``kv_of_static``,
+        ``kv_of_total``, ``profiled``, ``sampler`` and ``graph_reserve``."""
         before = self.kv_of_total_before
         total = before is not None and _older(release, before)
         return {
             "kv_of_free": self.kv_of_free and not total,
             "kv_of_static": self.kv_of_static,
             "kv_of_total": total,
+            "profiled": self.profiled_memory,
+            "sampler": "logits" if self.sampler_at is None else self.sampler_at(release),
+            "graph_reserve": self.graph_reserve_from is not None
+            and not _older(release, self.graph_reserve_from),
         }
 
     def block_size_at(self, release: str | None) -> int | None:
@@ -352,6 +367,51 @@ class EngineProfile:
             if size >= batch:
                 return size
         return batch
+
+
+VLLM_FLASHINFER_SAMPLER_OPT_IN = "0.11.1"
+"""The first vLLM release whose V1 sampler leaves FlashInfer's top-k/top-p kernel off unless
+``VLLM_USE_FLASHINFER_SAMPLER=1`` (vllm-project/vllm#26859; checked in the 0.11.1 and 0.11.2
+wheels). From vllm-project/vllm#11394 (Dec 2024) until then V1 used it wherever FlashInfer
+was installed (``VLLM_USE_FLASHINFER_SAMPLER is not False``: the 0.8.4, 0.9.0, 0.10.2 and
+0.11.0 wheels), as in the official Docker images; a pip install without FlashInfer sorted."""
+VLLM_TRITON_TOP_K_TOP_P = "0.17.0"
+"""The first vLLM release whose PyTorch-native sampler masks top-k/top-p in place with a
+Triton kernel (``apply_top_k_top_p_triton``, batches of 8 rows or more) instead of sorting
+(checked: absent in the 0.16.0 wheel, present in 0.17.0 and 0.19.0)."""
+VLLM_FLASHINFER_SAMPLER_DEFAULT = "0.21.0"
+"""The first vLLM release that turns FlashInfer's sampler back on by default
+(vllm-project/vllm#40376; ``VLLM_USE_FLASHINFER_SAMPLER`` unset reads True in the 0.21.0
+wheel, False in 0.20.0)."""
+VLLM_CUDA_GRAPH_PROFILING = "0.20.0"
+"""The first vLLM release whose memory profile also takes the CUDA graphs' estimated memory
+out of the KV cache (``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`` defaults to 1 in the 0.20.0
+and 0.21.0 wheels, 0 in 0.19.0; a 0.31.0 log: "CUDA graph memory profiling is enabled")."""
+
+
+def vllm_v1_sampler(release: str | None) -> str:
+    """How vLLM V1's profiling run samples at ``release`` (None: the newest), a key of
+    ``servesim.cost.memory.SAMPLER_BYTES_PER_VOCAB_ENTRY``: ``flashinfer`` before
+    :data:`VLLM_FLASHINFER_SAMPLER_OPT_IN` and from :data:`VLLM_FLASHINFER_SAMPLER_DEFAULT`;
+    ``sort`` (PyTorch's sort-based top-k and top-p) in between until
+    :data:`VLLM_TRITON_TOP_K_TOP_P`, then ``triton``. Public logs agree: vLLM 0.10.1.1 on
+    A100 80GB, Qwen2-7B, 256 sequences ("Using FlashInfer for top-p & top-k sampling"): 0.59
+    GiB of activations and non-torch memory (FlashInfer's 0.51 + 0.08; sorting would hold
+    1.4); vLLM 0.11.2 on H200, Llama-3-8B, 1,024 sequences: 105.97 GiB of KV cache, as
+    sorting's 4.6 GiB peak leaves (bench/fidelity/memory.py)."""
+    if _older(release, VLLM_FLASHINFER_SAMPLER_OPT_IN):
+        return "flashinfer"
+    if _older(release, VLLM_TRITON_TOP_K_TOP_P):
+        return "sort"
+    if _older(release, VLLM_FLASHINFER_SAMPLER_DEFAULT):
+        return "triton"
+    return "flashinfer"
+
+
+def _vllm_v0_sampler(release: str | None) -> str:
+    """vLLM V0's sampler sorts: it used FlashInfer only with ``VLLM_USE_FLASHINFER_SAMPLER=1``
+    (vllm-project/vllm#7137)."""
+    return "sort"
 
 
 def _older(release: str | None, threshold: str) -> bool:
@@ -898,6 +958,14 @@ _ENGINE_PER_RANK = AttentionDP(budget_divisor=1, seqs_per_rank=True)
 with its own scheduler, token budget and running requests (vLLM docs, "Data Parallel
 Deployment"; TensorRT-LLM ``enable_attention_dp``)."""
 
+_VLLM_PROFILED_MEMORY = (
+    "vLLM gpu_worker.determine_available_memory / utils.memory_profiling (the 0.10.2 and "
+    "0.11.2 wheels; V0's worker since 0.6.4): KV = total x gpu_memory_utilization - weights - "
+    "the profile's torch peak (a max_num_batched_tokens forward pass, then the sampler on "
+    "max_num_seqs rows) - the non-torch increase; scored against public start-up logs in "
+    "bench/fidelity/memory.py"
+)
+
 _VLLM_FUSED_MLA = (
     "vLLM 0.10.0 deepseek_v2.py (first release with vllm-project/vllm#21116, checked in the "
     "0.9.2 and 0.10.0 wheels): fused_qkv_a_proj, one MergedReplicatedLinear for q_a and kv_a"
@@ -931,6 +999,9 @@ PROFILES: dict[str, EngineProfile] = {
         graph_max_tokens=512,
         graph_sizes_by_batch=vllm_v1_graph_sizes,
         batch_defaults=vllm_v1_batch_defaults,
+        profiled_memory=True,
+        sampler_at=vllm_v1_sampler,
+        graph_reserve_from=VLLM_CUDA_GRAPH_PROFILING,
         attention_dp=_ENGINE_PER_RANK,
         moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
         hybrid_kv_from=VLLM_HYBRID_KV_CACHE,
@@ -939,6 +1010,7 @@ PROFILES: dict[str, EngineProfile] = {
             "sliding_kv": "vLLM V1's SlidingWindowManager from 0.8.3 (see VLLM_SLIDING_WINDOW_KV)",
             "moe_chunk_tokens": "VLLM_FUSED_MOE_CHUNK_SIZE (see VLLM_FUSED_MOE_CHUNKS)",
             "hybrid_kv": "vLLM V1's hybrid KV cache manager from 0.9.2 (see VLLM_HYBRID_KV_CACHE)",
+            "memory": _VLLM_PROFILED_MEMORY,
             "graphs": "vLLM V1 piecewise CUDA graphs (CompilationConfig): captured for token "
             "counts up to 512, mixed batches included; larger steps run the compiled model "
             "without graphs",
@@ -1006,6 +1078,8 @@ PROFILES: dict[str, EngineProfile] = {
         cuda_graph_sizes=_vllm_graph_sizes(256),
         graph_max_seq_len=8192,
         attention_dp=_ENGINE_PER_RANK,
+        profiled_memory=True,
+        sampler_at=_vllm_v0_sampler,
         long_context_chunking=(32768, 2048),
         long_context_vendor_from=("AMD", VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING),
         long_context_mla_from=VLLM_V0_MLA_NO_CHUNKING,
@@ -1018,6 +1092,7 @@ PROFILES: dict[str, EngineProfile] = {
         sources={
             "sliding_kv": "vLLM V0 block managers' block_sliding_window / "
             "max_block_sliding_window (see VLLM_V0_SLIDING_WINDOW_KV)",
+            "memory": _VLLM_PROFILED_MEMORY,
             "admission_watermark": "vLLM V0 BlockSpaceManager.can_allocate, watermark 0.01 "
             "(see VLLM_V0_WATERMARK)",
             "long_context": "vLLM EngineArgs.create_engine_config (0.5.4 - 0.7, "

@@ -342,6 +342,8 @@ def _build_groups(
             graph_batch, graphed = _per_rank_graphs(graph_batch, graphed, par.dp)
             group_config = _attention_dp_config(config, profile, par.dp)
         params = _cost_params(scenario, group, model, hardware, par, profile)
+        rules = profile.kv_memory(scenario.engine_version)
+        rules["graph_reserve"] &= scenario.cuda_graphs  # (eager mode captures none)
         memory = plan_memory(
             model, hardware, par, params,
             gpu_memory_utilization=sched.gpu_memory_utilization,
@@ -349,7 +351,7 @@ def _build_groups(
             max_num_batched_tokens=group_config.max_num_batched_tokens,
             max_num_seqs=group_config.max_num_seqs,
             kv_cache_tokens=sched.kv_cache_tokens,
-            **profile.kv_memory(scenario.engine_version),
+            **rules,
         )  # fmt: skip
         cost = build_step_cost(model, hardware, par, params)
         # Steps no CUDA graph covers (prompts under vLLM V0 / SGLang, big batches) run eagerly.

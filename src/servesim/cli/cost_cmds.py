@@ -162,6 +162,7 @@ def estimate_cmd(
     plan = plan_memory(
         spec, hw, par, params,
         gpu_memory_utilization=gpu_memory_utilization, kv_cache_tokens=kv_cache_tokens,
+        **vllm.kv_memory(None),
     )  # fmt: skip
     cost = build_step_cost(spec, hw, par, params)
 

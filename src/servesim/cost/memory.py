@@ -54,6 +54,47 @@ RUNTIME_RESERVE_MULTI_GPU_BYTES = 0.5 * GiB
 LOGITS_BYTES_PER_VOCAB_ENTRY = 8.0
 """Sampler peak per sequence and vocabulary entry: fp32 logits plus an fp32 probability copy."""
 
+SAMPLER_BYTES_PER_VOCAB_ENTRY: dict[str, float] = {
+    # Persistent logits buffers (fp32 logits and probabilities), beside the activations.
+    "logits": LOGITS_BYTES_PER_VOCAB_ENTRY,
+    # vLLM's profiling run samples every row with top-k (vocab − 1) and top-p (0.9). Sorting
+    # the logits holds, per entry: the model's bf16 logits (2), their fp32 copy (4), the sorted
+    # values (4) and int64 indices (8), the index input (8) and the radix sort's double
+    # buffers (4 + 8) = 38 bytes. A public vLLM 0.6 (V0) log agrees: Phi-4 (GPTQ), 256
+    # sequences x 100,352 entries, a 2,048-token step: "PyTorch activation peak memory takes
+    # 0.94GiB" = 39 B an entry, the forward pass needing ~0.3 GiB (github xinyuwei-david/
+    # david-share, Deep-Learning/Phi4/readme.md).
+    "sort": 38.0,
+    # FlashInfer's top_k_top_p_sampling_from_logits (vLLM V1 where FlashInfer is installed,
+    # until the sampler became opt-in): bf16 logits (2), fp32 copy (4), top-k-masked logits
+    # (4) and probabilities (4).
+    "flashinfer": 14.0,
+    # vLLM 0.17-0.20's Triton top-k/top-p masks the fp32 logits in place: bf16 logits (2),
+    # fp32 copy (4), then the probabilities (4) and the exponential draws (4) of the sampling.
+    "triton": 14.0,
+}
+"""Sampler peak bytes per sampled row and vocabulary entry, by how the engine samples."""
+
+CUDA_TOTAL_SHORTFALL_BYTES = 0.5 * GiB
+"""How much less total memory CUDA reports (``cudaMemGetInfo``, which vLLM multiplies by
+``gpu_memory_utilization``) than nvidia-smi's ``memory.total`` (the catalog's ``hbm_bytes``):
+public vLLM logs print total_gpu_memory 79.11-79.19 GiB on H100 80GB HBM3 (79.65 GiB in
+nvidia-smi) and 39.49 GiB on A100-SXM4-40GB (40.0)."""
+PROFILED_NON_TORCH_BYTES = 0.2 * GiB
+"""What vLLM's memory profile counts outside PyTorch's allocator on one GPU (cuBLAS and
+attention workspaces): public logs print ``non_torch_memory takes`` 0.03-0.35 GiB. The CUDA
+context and the CUDA graphs are not counted: the context predates the profile's baseline and
+the graphs are captured after the KV cache is sized, both in the ``1 − gpu_memory_utilization``
+the engine leaves."""
+PROFILED_NON_TORCH_MULTI_GPU_BYTES = 0.2 * GiB
+"""Extra non-torch memory per GPU of a multi-GPU replica (NCCL communicators, custom
+all-reduce buffers)."""
+PROFILED_CUDA_GRAPH_BYTES = 0.5 * GiB
+"""The CUDA graphs' memory a profiled budget takes out where the engine estimates it before
+sizing the cache (vLLM from 0.20.0): vLLM logs "Graph capturing finished ..., took" 0.38-0.65
+GiB for 7B-8B models at TP 1-2 on one node (0.10-0.11), and a 0.31.0 log estimates 0.35 GiB
+for a 1.5B model."""
+
 
 @dataclass(frozen=True)
 class MemoryPlan:
@@ -162,8 +203,17 @@ def sliding_only_layout(
     return pages(window, block_size), window if chunks else 0
 
 
-def default_runtime_reserve(par: Parallelism) -> float:
-    """Bytes the runtime keeps per GPU: 1.5 GiB, plus 0.5 GiB when the replica spans GPUs."""
+def default_runtime_reserve(
+    par: Parallelism, profiled: bool = False, graph_reserve: bool = False
+) -> float:
+    """Bytes the runtime keeps per GPU: 1.5 GiB, plus 0.5 GiB when the replica spans GPUs;
+    under a profiled budget (vLLM, ``plan_memory``'s ``profiled``) only the non-torch memory the
+    profile sees: 0.2 GiB, plus 0.2 GiB across GPUs, plus the CUDA graphs' 0.5 GiB where the
+    profile estimates them (``graph_reserve``)."""
+    if profiled:
+        extra = PROFILED_NON_TORCH_MULTI_GPU_BYTES if par.gpus > 1 else 0.0
+        graphs = PROFILED_CUDA_GRAPH_BYTES if graph_reserve else 0.0
+        return PROFILED_NON_TORCH_BYTES + extra + graphs
     extra = RUNTIME_RESERVE_MULTI_GPU_BYTES if par.gpus > 1 else 0.0
     return RUNTIME_RESERVE_BASE_BYTES + extra
 
@@ -252,6 +302,8 @@ def activation_reserve(
     last_stage: bool = True,
     head: str = "lm",
     moe_chunk_tokens: int | None = None,
+    profiled: bool = False,
+    sampler: str = "logits",
 ) -> float:
     """Peak activation bytes of a ``max_num_batched_tokens`` step (what vLLM's profiling run sees).
 
@@ -260,7 +312,10 @@ def activation_reserve(
     output, the dense MLP (gate+up and activation output: 3·I/tp gated, 2·I/tp otherwise), or the
     fused MoE caches (k·(3·I_e/expert_tp + d)) plus the shared experts. A fused-MoE kernel that
     runs ``moe_chunk_tokens`` at a time holds its caches for that many tokens only. The last
-    stage adds the sampler: ``max_num_seqs × vocab × 8`` (fp32 logits and probabilities).
+    stage adds the sampler: ``rows × vocab × SAMPLER_BYTES_PER_VOCAB_ENTRY[sampler]``, with
+    ``max_num_seqs`` rows. ``profiled``: a profiling run (vLLM) runs the forward pass, frees its
+    activations, then samples ``min(max_num_seqs, max_num_batched_tokens)`` rows (one per
+    dummy request), so the peak is the larger of the two, not their sum.
     """
     d, tp = model.hidden_size, par.tp
     gated = 3.0 if model.gated_mlp else 2.0
@@ -276,10 +331,14 @@ def activation_reserve(
             # (the routed experts' caches hold one chunk; count them as that share of a step)
             experts *= moe_chunk_tokens / max_num_batched_tokens
         widest = max(widest, experts + shared)
-    reserve = max_num_batched_tokens * act_bytes * (4.0 * d + widest)
-    if last_stage and head == "lm":
-        reserve += max_num_seqs * model.vocab_size * LOGITS_BYTES_PER_VOCAB_ENTRY
-    return reserve
+    forward = max_num_batched_tokens * act_bytes * (4.0 * d + widest)
+    if not (last_stage and head == "lm"):
+        return forward
+    per_entry = SAMPLER_BYTES_PER_VOCAB_ENTRY[sampler]
+    if profiled:
+        rows = min(max_num_seqs, max_num_batched_tokens)
+        return max(forward, rows * model.vocab_size * per_entry)
+    return forward + max_num_seqs * model.vocab_size * per_entry
 
 
 def _stage_plans(
@@ -295,11 +354,14 @@ def _stage_plans(
     kv_of_free: bool = False,
     kv_of_static: bool = False,
     kv_of_total: bool = False,
+    profiled: bool = False,
+    sampler: str = "logits",
+    graph_reserve: bool = False,
 ) -> MemoryPlan:
     act_bytes = dtype_bytes(res.act_dtype)
     kv_layer = kv_bytes_per_token_per_layer(model, par, dtype_bytes(res.kv_dtype))
     runtime = (
-        default_runtime_reserve(par)
+        default_runtime_reserve(par, profiled, graph_reserve)
         if params.runtime_reserve_bytes is None
         else params.runtime_reserve_bytes
     )
@@ -309,6 +371,8 @@ def _stage_plans(
         # SGLang's mem_fraction_static: a share of what the runtime leaves, for weights and KV;
         # activations and CUDA graphs live in the rest.
         usable = (hw.hbm_bytes - runtime) * util
+    elif profiled:
+        usable = (hw.hbm_bytes - CUDA_TOTAL_SHORTFALL_BYTES) * util
     else:
         usable = hw.hbm_bytes * util
     stages = stage_layers(model.num_layers, par.pp)
@@ -330,6 +394,8 @@ def _stage_plans(
             last_stage=last,
             head=params.head,
             moe_chunk_tokens=params.moe_chunk_tokens,
+            profiled=profiled,
+            sampler=sampler,
         )
         group_layers, groups, window_blocks, full_groups, step_window = len(layers), 1, 0, 1, 0
         if params.hybrid_kv:
@@ -491,6 +557,10 @@ def plan_memory(
     kv_of_static: bool = False,
     kv_cache_tokens: int | None = None,
     kv_of_total: bool = False,
+    profiled: bool = False,
+    sampler: str = "logits",
+    strict: bool = True,
+    graph_reserve: bool = False,
 ) -> MemoryPlan:
     """Memory budget of ``model`` on ``hw`` split as ``par`` (pure arithmetic, no I/O); the
     knobs' defaults are :mod:`servesim.knobs`'s. ``kv_cache_tokens`` pins the KV cache of each
@@ -504,8 +574,16 @@ def plan_memory(
     in the rest, so no activation reserve is taken from it); with ``kv_of_total`` it is LMDeploy
     TurboMind's ``cache_max_entry_count`` before 0.2.2: the KV cache takes that share of all
     HBM, whatever the weights hold (at most what they, the activations and the runtime leave).
+    ``profiled``: vLLM's profiled budget, ``gpu_memory_utilization`` × the total CUDA reports
+    (:data:`CUDA_TOTAL_SHORTFALL_BYTES` under ``hbm_bytes``) less the weights, the larger of
+    the profiling run's forward and sampler peaks (:func:`activation_reserve`) and the non-torch
+    memory the profile sees (:func:`default_runtime_reserve`); ``sampler`` names how the
+    sampler's peak is counted (:data:`SAMPLER_BYTES_PER_VOCAB_ENTRY`); ``graph_reserve``: the
+    profile also takes out the CUDA graphs' memory (:data:`PROFILED_CUDA_GRAPH_BYTES`).
 
-    Raises ServesimError when not even one KV block fits, naming the smallest TP that fits.
+    Raises ServesimError when not even one KV block fits, naming the smallest TP that fits;
+    with ``strict`` False it returns that plan instead (no blocks; ``kv_cache_bytes`` says by
+    how much the budget falls short, as the engine's log would).
     """
     par = par or Parallelism()
     params = params or CostParams()
@@ -524,12 +602,12 @@ def plan_memory(
     res = resolve_params(model, hw, params)
     args = (
         gpu_memory_utilization, block_size, max_num_batched_tokens, max_num_seqs, kv_of_free,
-        kv_of_static, kv_of_total,
+        kv_of_static, kv_of_total, profiled, sampler, graph_reserve,
     )  # fmt: skip
     plan = _stage_plans(model, hw, par, params, res, *args)
     if kv_cache_tokens is not None:
         return pin_kv_cache(plan, kv_cache_tokens, hw, par.dp)
-    if plan.num_kv_blocks >= 1:
+    if plan.num_kv_blocks >= 1 or not strict:
         return plan
     fix = _suggest_fit(model, hw, par, params, res, args)
     reserves = plan.activation_reserve_bytes + plan.runtime_reserve_bytes
