@@ -7,6 +7,7 @@ import importlib.util
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cost_factories import GiB, h100, llama_3_1_8b
 
@@ -145,7 +146,7 @@ def test_failed_starts_are_predicted_to_fail():
 
 def test_simulations_use_the_same_plan():
     for case in CASES:
-        if case["logged"]["kv_cache_tokens"] is None or case.get("sampler"):
+        if case["logged"]["kv_cache_tokens"] is None:
             continue
         plan, _, fleet_plan = bench.plans(case)
         assert fleet_plan is not None
@@ -158,3 +159,22 @@ def test_generic_engines_keep_their_rule():
     plan = plan_memory(model, hw, Parallelism(), CostParams())
     assert plan.runtime_reserve_bytes == 1.5 * GiB
     assert plan.usable_bytes == pytest.approx(hw.hbm_bytes * 0.9)
+
+
+def test_a_scenario_names_the_sampler_of_its_install():
+    from servesim.fleet import build_fleet
+    from servesim.scenario import build_scenario
+
+    def kv_gib(**extra):
+        data = {"model": "meta-llama/Llama-3.1-8B", "hardware": "H100", "engine": "vllm",
+                "engine_version": "0.10.2", **extra}  # fmt: skip
+        fleet = build_fleet(build_scenario(data), np.random.default_rng(0))
+        return fleet.groups[0].memory.kv_cache_bytes / GiB
+
+    docker, pip = kv_gib(), kv_gib(sampler="sort")
+    # 1,024 dummy rows x 128,256 entries: 38 bytes sorted, 14 with FlashInfer (both above the
+    # 8,192-token forward pass's 0.91 GiB).
+    assert docker - pip == pytest.approx(1024 * 128256 * (38 - 14) / GiB, abs=1e-6)
+    assert kv_gib(engine="sglang", engine_version=None) == kv_gib(
+        engine="sglang", engine_version=None, sampler="sort"
+    )

@@ -50,7 +50,9 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
     for knob in ("max_num_batched_tokens", "max_num_seqs"):
         if case.get(knob) is not None:
             scheduler[knob] = case[knob]
+    extra = {"sampler": case["sampler"]} if case.get("sampler") is not None else {}
     return {
+        **extra,
         "model": case["model"],
         "hardware": case["gpu"],
         "tp": case["tp"],
@@ -68,7 +70,7 @@ def plans(case: dict[str, Any]) -> tuple[MemoryPlan, MemoryPlan, MemoryPlan | No
     The plans are recomputed from the fleet's model, GPU, parallelism, cost parameters and
     scheduler limits with ``strict`` off, so a server that failed to start (a negative KV
     budget in its log) still gets its numbers; a case naming its ``sampler`` (a pip install
-    without FlashInfer) overrides the release's. The fleet's own plan (None when the fleet
+    without FlashInfer) sets the scenario's ``sampler``. The fleet's own plan (None when the fleet
     had to be built with a pinned cache) is what a simulation of the scenario uses.
     """
     scenario = scenario_of(case)

@@ -344,6 +344,8 @@ def _build_groups(
         params = _cost_params(scenario, group, model, hardware, par, profile)
         rules = profile.kv_memory(scenario.engine_version)
         rules["graph_reserve"] &= scenario.cuda_graphs  # (eager mode captures none)
+        if scenario.sampler is not None and rules["profiled"]:
+            rules["sampler"] = scenario.sampler
         memory = plan_memory(
             model, hardware, par, params,
             gpu_memory_utilization=sched.gpu_memory_utilization,

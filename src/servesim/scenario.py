@@ -247,6 +247,21 @@ class Scenario(Spec):
         ]
         | None
     ) = None
+    sampler: (
+        Annotated[
+            Literal["flashinfer", "sort", "triton"],
+            Meta(
+                description="how vLLM's memory-profiling run samples its dummy rows, which sets "
+                "the activation peak taken out of the KV cache (per row and vocabulary entry: "
+                "sort 38 bytes, flashinfer and triton 14): flashinfer (FlashInfer's top-k/top-p "
+                "kernel: the Docker images before 0.11.1, and every install from 0.21), sort "
+                "(PyTorch: 0.11.1-0.16, and pip installs without FlashInfer before 0.11.1), "
+                "triton (0.17-0.20); default the release's with FlashInfer installed; other "
+                "engines ignore it"
+            ),
+        ]
+        | None
+    ) = None
     instances: Annotated[
         list[InstanceGroup] | None,
         Meta(description="heterogeneous fleet; replaces hardware/tp/pp/ep/replicas"),

@@ -27,7 +27,7 @@ from servesim.workload.spec import PRESET_NAMES
 SCENARIO_OPTIONS = (
     "model", "hardware", "tp", "pp", "ep", "dp", "replicas", "disaggregate", "prefill_tp",
     "decode_tp", "weight_dtype", "kv_dtype", "cuda_graphs", "async_scheduling", "attention_backend",
-    "kv_offload",
+    "sampler", "kv_offload",
     "calibration",
     "cpu_kv_cache_gib", "kv_offload_gbps", "router", "engine", "engine_version",
     "num_scheduler_steps",

@@ -118,6 +118,12 @@ def simulate_command(
         help="fa3 | flashinfer | triton: the engine's attention backend for models without "
         "MLA (default: the engine's at its version)",
     ),
+    sampler: str = typer.Option(
+        None,
+        "--sampler",
+        help="flashinfer | sort | triton: how vLLM's memory profile samples (sort: a pip "
+        "install without FlashInfer; default the release's Docker image)",
+    ),
     speculative: str = typer.Option(None, "--speculative", help="draft:MODEL | ngram | eagle"),
     num_speculative_tokens: int = typer.Option(
         None, "--num-speculative-tokens", help="k drafts per step"
