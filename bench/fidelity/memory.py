@@ -2,27 +2,30 @@
 
     python bench/fidelity/memory.py [--json]
 
-Each case in ``memory_logs.json`` is one published vLLM start-up log (a file committed to a
-public repository, cited with its commit): the server's launch settings and the three numbers
-vLLM prints once it has profiled the GPU, quoted in ``log_lines``:
+Each case in ``memory_logs.json`` is one published start-up log (a file committed to a public
+repository, cited with its commit, or a log pasted in an issue): the server's launch settings
+and the three numbers the engine prints as it sizes its cache, quoted in ``log_lines``:
 
-- ``Model loading took X GiB``: the weights on one GPU;
-- ``Available KV cache memory: Y GiB``: the KV cache of one GPU;
-- ``GPU KV cache size: N tokens``: the tokens the replica's cache holds.
+- the weights on one GPU (vLLM "Model loading took X GiB"; SGLang "Load weight end. ... mem
+  usage=X GB");
+- the KV cache of one GPU (vLLM "Available KV cache memory: Y GiB"; SGLang "KV Cache is
+  allocated. ... K size: A GB, V size: B GB", A + B);
+- the tokens the replica's cache holds (vLLM "GPU KV cache size: N tokens"; SGLang "#tokens:
+  N").
 
 The script builds each case's scenario (engine ``vllm`` at the logged release, the same model,
 GPU, TP and scheduler settings), takes the first instance group's memory plan and prints the
 signed error of each number (the KV cache's GiB as a difference: a server that failed to
 start logs a budget near or below zero), with the median over the cases. ``generic`` is the
-same plan under the engine-agnostic rule (``gpu_memory_utilization`` × nvidia-smi's total, the
-forward pass and the sampler's logits counted together, a 1.5 GiB runtime reserve), what every
-vLLM scenario used before the profiled rule (``servesim.cost.memory.plan_memory``'s
-``profiled``).
+same plan under the rule servesim used before the engines' own (a 1.5 GiB runtime reserve,
++0.5 GiB across GPUs, in the engine's reading of the knob; for vLLM also nvidia-smi's total and
+the forward and sampler peaks added; ``servesim.cost.memory.plan_memory``'s ``profiled``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -31,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from servesim.cost.memory import GiB, MemoryPlan, plan_memory
+from servesim.cost.memory import GiB, MemoryPlan, default_runtime_reserve, plan_memory
 from servesim.engines import engine_profile
 from servesim.fleet import build_fleet
 from servesim.scenario import build_scenario
@@ -45,7 +48,8 @@ def load_cases(path: Path = CASES) -> list[dict[str, Any]]:
 
 
 def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
-    """The scenario of a case's server: its engine release, model, GPU, TP and settings."""
+    """The scenario of a case's server: its engine release, model, GPU, TP and settings
+    (``gpu_memory_utilization`` is SGLang's ``mem_fraction_static`` for an SGLang case)."""
     scheduler: dict[str, Any] = {"gpu_memory_utilization": case["gpu_memory_utilization"]}
     for knob in ("max_num_batched_tokens", "max_num_seqs"):
         if case.get(knob) is not None:
@@ -89,9 +93,15 @@ def plans(case: dict[str, Any]) -> tuple[MemoryPlan, MemoryPlan, MemoryPlan | No
         "max_num_seqs": fleet.config.max_num_seqs,
         "strict": False,
     }
-    args = (fleet.model, group.hardware, group.parallelism, group.params)
-    plan = plan_memory(*args, **common, **rules)
-    generic = plan_memory(*args, **common)
+    args = (fleet.model, group.hardware, group.parallelism)
+    plan = plan_memory(*args, group.params, **common, **rules)
+    # The generic rule: the 1.5 GiB runtime reserve (+0.5 GiB across GPUs) in the engine's
+    # reading of the knob, no profiled peak (vLLM: the engine-agnostic budget).
+    old = dataclasses.replace(
+        group.params, runtime_reserve_bytes=default_runtime_reserve(group.parallelism)
+    )
+    kinds = {k: rules[k] for k in ("kv_of_free", "kv_of_static", "kv_of_total")}
+    generic = plan_memory(*args, old, **common, **kinds)
     return plan, generic, None if pinned else group.memory
 
 

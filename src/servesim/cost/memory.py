@@ -89,6 +89,12 @@ the engine leaves."""
 PROFILED_NON_TORCH_MULTI_GPU_BYTES = 0.2 * GiB
 """Extra non-torch memory per GPU of a multi-GPU replica (NCCL communicators, custom
 all-reduce buffers)."""
+STATIC_FRACTION_SHORTFALL_BYTES = 1.0 * GiB
+"""How far the memory SGLang's ``mem_fraction_static`` is a share of — what CUDA reports free
+once the context and the distributed groups are up ("Load weight begin. avail mem=", or its
+"avail mem" plus the weights' "mem usage") — falls short of nvidia-smi's total, whatever the
+TP: public logs print 21.63 GiB of an L4's 22.49 at TP4, 23.08 of an RTX 4090's 23.99 at TP4
+and 78.47 of an H100's 79.65 at TP1 (bench/fidelity/memory.py)."""
 PROFILED_CUDA_GRAPH_BYTES = 0.5 * GiB
 """The CUDA graphs' memory a profiled budget takes out where the engine estimates it before
 sizing the cache (vLLM from 0.20.0): vLLM logs "Graph capturing finished ..., took" 0.38-0.65
@@ -360,16 +366,17 @@ def _stage_plans(
 ) -> MemoryPlan:
     act_bytes = dtype_bytes(res.act_dtype)
     kv_layer = kv_bytes_per_token_per_layer(model, par, dtype_bytes(res.kv_dtype))
-    runtime = (
-        default_runtime_reserve(par, profiled, graph_reserve)
-        if params.runtime_reserve_bytes is None
-        else params.runtime_reserve_bytes
-    )
+    if params.runtime_reserve_bytes is not None:
+        runtime = params.runtime_reserve_bytes
+    elif kv_of_static:
+        runtime = STATIC_FRACTION_SHORTFALL_BYTES
+    else:
+        runtime = default_runtime_reserve(par, profiled, graph_reserve)
     if kv_of_free or kv_of_total:
         usable = hw.hbm_bytes
     elif kv_of_static:
-        # SGLang's mem_fraction_static: a share of what the runtime leaves, for weights and KV;
-        # activations and CUDA graphs live in the rest.
+        # SGLang's mem_fraction_static: a share of what CUDA reports free after start-up, for
+        # weights and KV; activations and CUDA graphs live in the rest.
         usable = (hw.hbm_bytes - runtime) * util
     elif profiled:
         usable = (hw.hbm_bytes - CUDA_TOTAL_SHORTFALL_BYTES) * util
