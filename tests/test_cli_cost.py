@@ -96,8 +96,7 @@ def test_estimate_json_matches_the_library():
     assert out["decode_step_s"]["end"] == pytest.approx(
         cost.step_seconds(np.ones(4), np.full(4, 2048 + 126)), rel=1e-12
     )
-    # (estimate models the newest vLLM: its profiled budget)
-    plan = plan_memory(model, hw, **engine_profile("vllm").kv_memory(None))
+    plan = plan_memory(model, hw, **_vllm_serve_memory(hw))
     assert out["weights_bytes_per_gpu"] == plan.weights_bytes_per_gpu
     assert out["kv_bytes_per_token"] == 131072
     assert out["max_concurrent_seqs"] == plan.max_concurrent_seqs(2048 + 128)
@@ -167,6 +166,13 @@ def test_estimate_table_with_tp():
     assert "4× H100" in result.output and "comm" in result.output
 
 
+def _vllm_serve_memory(hw):
+    """estimate sizes memory as `vllm serve` (newest) on ``hw``: its budgets, its profiled rule."""
+    vllm = engine_profile("vllm")
+    budget, seqs = vllm.batch_defaults(hw.hbm_bytes, hw.name, True, None)
+    return {"max_num_batched_tokens": budget, "max_num_seqs": seqs, **vllm.kv_memory(None)}
+
+
 def test_estimate_with_attention_dp_ranks():
     args = ["estimate", "deepseek-v3", "-g", "H200", "--tp", "1", "--dp", "8", "--batch", "64",
             "--input-len", "1000", "--output-len", "100"]  # fmt: skip
@@ -177,8 +183,8 @@ def test_estimate_with_attention_dp_ranks():
     spec, hw = load_model("deepseek-v3"), load_hardware("H200")
     par = Parallelism(tp=1, dp=8)
     assert (out["dp"], out["gpus"]) == (8, 8)
-    vllm = engine_profile("vllm").kv_memory(None)
-    assert out["kv_capacity_tokens"] == plan_memory(spec, hw, par, **vllm).kv_capacity_tokens
+    plan = plan_memory(spec, hw, par, **_vllm_serve_memory(hw))
+    assert out["kv_capacity_tokens"] == plan.kv_capacity_tokens
     bad = runner.invoke(app, ["estimate", "llama-3.1-8b", "-g", "H100", "--dp", "2",
                               "--input-len", "10", "--output-len", "10"])  # fmt: skip
     assert isinstance(bad.exception, ServesimError) and bad.exception.field == "dp"

@@ -159,10 +159,13 @@ def estimate_cmd(
         mla_absorb_max_new_tokens=mla_decode_rows(vllm, None, hw.architecture),
         hybrid_kv=hybrid_kv(vllm, None),
     )
+    # (and sizes its memory as `vllm serve` on this GPU: its step budgets, its profiled rule)
+    assert vllm.batch_defaults is not None
+    budget, seqs = vllm.batch_defaults(hw.hbm_bytes, hw.name, True, None)
     plan = plan_memory(
         spec, hw, par, params,
         gpu_memory_utilization=gpu_memory_utilization, kv_cache_tokens=kv_cache_tokens,
-        **vllm.kv_memory(None),
+        max_num_batched_tokens=budget, max_num_seqs=seqs, **vllm.kv_memory(None),
     )  # fmt: skip
     cost = build_step_cost(spec, hw, par, params)
 
@@ -281,10 +284,10 @@ def _print_estimate(r: dict, gpu: str) -> None:
             if r["kv_groups"] > 1
             else []
         ),
-        (
-            "activation + runtime reserve",
-            _gib(r["activation_reserve_bytes"] + r["runtime_reserve_bytes"]),
-        ),
+        # (vLLM's profiled budget: the larger of the forward and sampler peaks, then what the
+        # profile sees outside PyTorch; see plan_memory's ``profiled``)
+        ("activation peak (profiling run)", _gib(r["activation_reserve_bytes"])),
+        ("non-torch memory (and CUDA graphs)", _gib(r["runtime_reserve_bytes"])),
         (
             "KV cache",
             f"{_gib(r['kv_cache_bytes'])} = {r['kv_capacity_tokens']:,} tokens"
