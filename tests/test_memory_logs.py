@@ -181,3 +181,21 @@ def test_a_scenario_names_the_sampler_of_its_install():
     assert kv_gib(engine="sglang", engine_version=None) == kv_gib(
         engine="sglang", engine_version=None, sampler="sort"
     )
+
+
+def test_summary_json_shows_the_budget_as_the_engine_logs_it():
+    from servesim.output import summary_document
+    from servesim.run import simulate
+    from servesim.scenario import build_scenario
+
+    result = simulate(build_scenario({"workload": {"num_requests": 5}}))
+    memory = summary_document(result)["memory"]
+    kv = memory["kv_cache_bytes_per_gpu"]
+    assert kv == pytest.approx(
+        memory["usable_bytes_per_gpu"]
+        - memory["weights_bytes_per_gpu"]
+        - memory["activation_reserve_bytes_per_gpu"]
+        - memory["runtime_reserve_bytes_per_gpu"]
+    )
+    blocks = int(kv // (16 * memory["kv_bytes_per_token"]))
+    assert memory["kv_capacity_tokens"] == blocks * 16 == result.memory.kv_capacity_tokens

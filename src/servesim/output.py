@@ -63,7 +63,11 @@ def summary_document(result) -> dict[str, Any]:
     }
     doc["hardware_info"] = {"name": result.hardware.name}
     doc["memory"] = {
+        "usable_bytes_per_gpu": mem.usable_bytes,
         "weights_bytes_per_gpu": mem.weights_bytes_per_gpu,
+        "activation_reserve_bytes_per_gpu": mem.activation_reserve_bytes,
+        "runtime_reserve_bytes_per_gpu": mem.runtime_reserve_bytes,
+        "kv_cache_bytes_per_gpu": mem.kv_cache_bytes,
         "kv_bytes_per_token": mem.kv_bytes_per_token,
         "num_kv_blocks": mem.num_kv_blocks,
         "kv_capacity_tokens": mem.kv_capacity_tokens,
