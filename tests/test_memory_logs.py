@@ -199,3 +199,20 @@ def test_summary_json_shows_the_budget_as_the_engine_logs_it():
     )
     blocks = int(kv // (16 * memory["kv_bytes_per_token"]))
     assert memory["kv_capacity_tokens"] == blocks * 16 == result.memory.kv_capacity_tokens
+
+
+def test_a_sampler_bound_misfit_names_the_max_num_seqs_that_fits():
+    from servesim.errors import ServesimError
+    from servesim.fleet import build_fleet
+    from servesim.scenario import build_scenario
+
+    # GPT-OSS-120B on one H100 under vLLM 0.12 (sorted sampler, 1,024 dummy rows of 201,088
+    # logits: 7.3 GiB): no room for the cache, as pip installs of that era report.
+    data = {"model": "openai/gpt-oss-120b", "hardware": "H100", "engine": "vllm",
+            "engine_version": "0.12.0"}  # fmt: skip
+    with pytest.raises(ServesimError) as err:
+        build_fleet(build_scenario(data), np.random.default_rng(0))
+    assert "lower --max-num-seqs to 512 or fewer" in str(err.value)
+    fits = {**data, "scheduler": {"max_num_seqs": 512}}
+    fleet = build_fleet(build_scenario(fits), np.random.default_rng(0))
+    assert fleet.groups[0].memory.num_kv_blocks >= 1

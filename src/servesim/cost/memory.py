@@ -678,7 +678,9 @@ def _dtypes(res: ResolvedParams) -> str:
 
 def _suggest_fit(model, hw, par, params, res, args) -> str:
     """A CLI hint: the smallest ``gpu_memory_utilization`` up to the default that makes room
-    for one KV block (when the user lowered it), else the smallest TP (at the same PP)."""
+    for one KV block (when the user lowered it); under a profiled budget whose sampler peak
+    binds, the most ``max_num_seqs`` (halving) that does; else the smallest TP (at the same
+    PP)."""
     utilization, *rest = args
     for step in range(1, round(knobs.GPU_MEMORY_UTILIZATION / 0.05) + 1):  # 0.05 .. 0.90
         candidate_util = round(step * 0.05, 2)
@@ -687,6 +689,16 @@ def _suggest_fit(model, hw, par, params, res, args) -> str:
         plan = _stage_plans(model, hw, par, params, res, candidate_util, *rest)
         if plan.num_kv_blocks >= 1:
             return f"raise --gpu-memory-utilization to {candidate_util:g} or more"
+    budget, seqs, profiled = args[2], args[3], args[7]
+    while profiled and seqs > 1:
+        seqs //= 2
+        fewer = (*args[:3], seqs, *args[4:])
+        if _stage_plans(model, hw, par, params, res, *fewer).num_kv_blocks >= 1:
+            rows = min(seqs, budget)
+            return (
+                f"lower --max-num-seqs to {seqs} or fewer (the engine's profiling run samples "
+                f"{rows} dummy rows), or use more GPUs"
+            )
     for tp in valid_tps(model, limit=64):
         if tp <= par.tp:
             continue
