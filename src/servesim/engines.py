@@ -960,10 +960,11 @@ Deployment"; TensorRT-LLM ``enable_attention_dp``)."""
 
 _VLLM_PROFILED_MEMORY = (
     "vLLM gpu_worker.determine_available_memory / utils.memory_profiling (the 0.10.2 and "
-    "0.11.2 wheels; V0's worker since 0.6.4): KV = total x gpu_memory_utilization - weights - "
-    "the profile's torch peak (a max_num_batched_tokens forward pass, then the sampler on "
-    "max_num_seqs rows) - the non-torch increase; scored against public start-up logs in "
-    "bench/fidelity/memory.py"
+    "0.11.2 wheels; V0's worker from 0.6.4, while 0.5.4's counts the free memory the profile "
+    "lost, the same peak held by PyTorch's cache): KV = total x gpu_memory_utilization - "
+    "weights - the profile's torch peak (a max_num_batched_tokens forward pass, then the "
+    "sampler on min(max_num_seqs, max_num_batched_tokens) rows) - the non-torch increase; "
+    "scored against public start-up logs in bench/fidelity/memory.py"
 )
 
 _VLLM_FUSED_MLA = (
