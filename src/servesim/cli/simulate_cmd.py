@@ -28,9 +28,10 @@ from servesim.workload.spec import DEFAULT_NUM_REQUESTS, DEFAULT_RATE_RPS
 
 COMMAND_OPTIONS = (
     "config", "percentile_metrics", "metric_percentiles", "trace", "trace_limit", "report", "out",
-    "as_json",
+    "as_json", "engine_log",
 )  # fmt: skip
-"""Options that are no scenario field: the file under the flags, and what to write and print.
+"""Options that are no scenario field: the file under the flags, the engine log whose KV cache
+size it pins (``scheduler.kv_cache_tokens``), and what to write and print.
 Every other option is the overlay's (:data:`servesim.scenario_overlay.OPTIONS`; a test checks)."""
 
 
@@ -211,6 +212,12 @@ def simulate_command(
         "--kv-cache-tokens",
         help="pin the KV cache to the engine's logged size, tokens (vLLM 'GPU KV cache size')",
     ),
+    engine_log: Path = typer.Option(
+        None,
+        "--engine-log",
+        help="pin the KV cache to the size a vLLM, SGLang or TensorRT-LLM start-up log prints "
+        "(and say how far servesim's own plan is from it)",
+    ),
     hybrid_kv_cache: bool = typer.Option(
         None,
         "--hybrid-kv-cache/--no-hybrid-kv-cache",
@@ -339,6 +346,9 @@ def simulate_command(
     metrics = parse_percentile_metrics(percentile_metrics)
     percentiles = parse_metric_percentiles(metric_percentiles) if metric_percentiles else None
     data = overlay(base, options)
+    logged = None
+    if engine_log is not None:
+        logged, data = _pin_to_engine_log(engine_log, data, str(config) if config else "")
     scenario = build_scenario(data, source=str(config) if config else "")
     if out is not None:
         writable_dir(out)  # before the run, not after it
@@ -365,6 +375,8 @@ def simulate_command(
         written += (["trace.json"] if trace or trace_limit is not None else []) + (
             ["report.html"] if report else []
         )
+    if logged is not None:
+        _stderr_print(logged)
     for caveat in result.summary.get("model_caveats", ()):
         _stderr_print(f"warning: {result.model.name}: {caveat}")
     if "engine_warning" in result.summary:
@@ -385,6 +397,35 @@ def simulate_command(
         console.print(table)
     if out is not None:
         console.print(f"wrote {out}/: {', '.join(written)}")
+
+
+def _pin_to_engine_log(path: Path, data: dict[str, Any], source: str) -> tuple[str, dict[str, Any]]:
+    """(A note for stderr, ``data`` with its KV cache pinned to what the start-up log at
+    ``path`` prints); the note compares the size with servesim's own plan."""
+    import numpy as np
+
+    from servesim.calibrate.engine_log import read_engine_log
+    from servesim.fleet import build_fleet
+    from servesim.scenario import build_scenario
+
+    facts = read_engine_log(path)
+    scheduler = dict(data.get("scheduler") or {})
+    if scheduler.get("kv_cache_tokens") is not None:
+        raise ServesimError(
+            "--engine-log and --kv-cache-tokens (or scheduler.kv_cache_tokens) both pin the KV "
+            "cache",
+            field="--engine-log",
+            fix="give one of them",
+        )
+    fleet = build_fleet(build_scenario(data, source=source), np.random.default_rng(0))
+    own = min(g.memory.kv_capacity_tokens // max(g.parallelism.dp, 1) for g in fleet.groups)
+    scheduler["kv_cache_tokens"] = facts.kv_cache_tokens
+    release = f" {facts.version}" if facts.version else ""
+    note = (
+        f"engine log: {facts.engine}{release}, KV cache {facts.kv_cache_tokens:,} tokens "
+        f"(pinned; servesim's own plan: {own:,}, {own / facts.kv_cache_tokens - 1:+.1%})"
+    )
+    return note, {**data, "scheduler": scheduler}
 
 
 def _shown_defaults() -> dict[str, str]:
