@@ -340,3 +340,25 @@ def test_compare_command_takes_chat_template_tokens(tmp_path):
     bad = subprocess.run([*base, "--chat-template-tokens", "-3"], capture_output=True, text=True,
                          timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "chat-template-tokens" in bad.stderr
+
+
+def test_compare_command_pins_the_cache_an_engine_log_prints(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "sg.jsonl"
+    path.write_text(json.dumps(SGLANG_RANDOM) + "\n")
+    log = tmp_path / "server.log"
+    log.write_text(
+        "[2025-03-08 12:29:29 TP0] max_total_num_tokens=46611, chunked_prefill_size=2048\n"
+    )
+    args = [sys.executable, "-m", "servesim", "compare", str(path), "-m", "llama-3.1-8b",
+            "-g", "h100", "--engine-log", str(log), "--json"]  # fmt: skip
+    run = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["kv_cache_tokens_pinned"] == 46_611
+    note = " ".join(run.stderr.split())
+    # (the plan compared is the engine compare simulates: SGLang's, from the file's backend)
+    assert doc["engine"] == "sglang"
+    assert "engine log: sglang, KV cache 46,611 tokens (pinned; servesim's own plan:" in note

@@ -90,6 +90,8 @@ class Comparison:
             "model": self.model,
             "hardware": self.hardware,
             "tp": self.scenario.tp,
+            "engine": self.scenario.engine,
+            "kv_cache_tokens_pinned": self.scenario.scheduler.kv_cache_tokens,
             "fidelity": self.predicted.get("fidelity"),
             "rows": [
                 {

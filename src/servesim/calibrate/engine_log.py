@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from servesim.errors import ServesimError
 from servesim.textfile import not_a_file, text_lines
@@ -121,3 +122,38 @@ def read_engine_log(path: str | Path) -> EngineLogMemory:
             fix="give the log of a server that started",
         )
     return EngineLogMemory(engine, count, version, weights, kv_gib)
+
+
+def pin_to_engine_log(
+    path: str | Path, data: dict[str, Any], source: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """(A one-line note, scenario ``data`` with its KV cache pinned to what the start-up log at
+    ``path`` prints: ``scheduler.kv_cache_tokens``). The note names the engine and release the
+    log printed and compares the size with servesim's own plan for ``data``.
+
+    Raises ServesimError (field ``--engine-log``) when ``data`` pins the cache already, or the
+    log cannot be read (:func:`read_engine_log`)."""
+    import numpy as np
+
+    from servesim.fleet import build_fleet
+    from servesim.scenario import build_scenario
+
+    facts = read_engine_log(path)
+    scheduler = dict(data.get("scheduler") or {})
+    if scheduler.get("kv_cache_tokens") is not None:
+        raise ServesimError(
+            "--engine-log and --kv-cache-tokens (or scheduler.kv_cache_tokens) both pin the KV "
+            "cache",
+            field="--engine-log",
+            fix="give one of them",
+        )
+    fleet = build_fleet(build_scenario(data, source=source), np.random.default_rng(0))
+    # (per engine, as the log counts it: one attention-DP rank's share)
+    own = min(g.memory.kv_capacity_tokens // g.parallelism.dp for g in fleet.groups)
+    scheduler["kv_cache_tokens"] = facts.kv_cache_tokens
+    release = f" {facts.version}" if facts.version else ""
+    note = (
+        f"engine log: {facts.engine}{release}, KV cache {facts.kv_cache_tokens:,} tokens "
+        f"(pinned; servesim's own plan: {own:,}, {own / facts.kv_cache_tokens - 1:+.1%})"
+    )
+    return note, {**data, "scheduler": scheduler}

@@ -234,6 +234,12 @@ def compare_cmd(
         help="Tokens the server's chat template adds to each prompt (chat benchmarks count "
         "the messages only); default: the model family's for a chat benchmark, else 0.",
     ),
+    engine_log: Path | None = typer.Option(
+        None,
+        "--engine-log",
+        help="The server's start-up log: pin the KV cache to the size it prints (vLLM, SGLang, "
+        "TensorRT-LLM).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     csv_path: Path | None = typer.Option(
         None,
@@ -267,7 +273,21 @@ def compare_cmd(
         )
     if csv_path is not None:
         writable_file(csv_path, "--csv")  # before the simulation, not after it
+    logged = None
+    if engine_log is not None:
+        from servesim.calibrate.compare import ENGINE_OF_BACKEND
+        from servesim.calibrate.engine_log import pin_to_engine_log
+
+        # (the plan compared with the log is the engine's that `compare` will simulate)
+        pinned = dict(data)
+        backend = ENGINE_OF_BACKEND.get((bench.backend or "").lower())
+        if "engine" not in pinned and backend is not None:
+            pinned["engine"] = backend
+        logged, pinned = pin_to_engine_log(engine_log, pinned, str(scenario) if scenario else "")
+        data = {**data, "scheduler": pinned["scheduler"]}
     result = compare(bench, data, calibration, chat_template_tokens)
+    if logged is not None:
+        Console(stderr=True).print(logged, highlight=False)
     if csv_path is not None:
         write_comparison_csv(result, csv_path)
     if as_json:

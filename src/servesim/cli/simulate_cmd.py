@@ -348,7 +348,9 @@ def simulate_command(
     data = overlay(base, options)
     logged = None
     if engine_log is not None:
-        logged, data = _pin_to_engine_log(engine_log, data, str(config) if config else "")
+        from servesim.calibrate.engine_log import pin_to_engine_log
+
+        logged, data = pin_to_engine_log(engine_log, data, str(config) if config else "")
     scenario = build_scenario(data, source=str(config) if config else "")
     if out is not None:
         writable_dir(out)  # before the run, not after it
@@ -397,35 +399,6 @@ def simulate_command(
         console.print(table)
     if out is not None:
         console.print(f"wrote {out}/: {', '.join(written)}")
-
-
-def _pin_to_engine_log(path: Path, data: dict[str, Any], source: str) -> tuple[str, dict[str, Any]]:
-    """(A note for stderr, ``data`` with its KV cache pinned to what the start-up log at
-    ``path`` prints); the note compares the size with servesim's own plan."""
-    import numpy as np
-
-    from servesim.calibrate.engine_log import read_engine_log
-    from servesim.fleet import build_fleet
-    from servesim.scenario import build_scenario
-
-    facts = read_engine_log(path)
-    scheduler = dict(data.get("scheduler") or {})
-    if scheduler.get("kv_cache_tokens") is not None:
-        raise ServesimError(
-            "--engine-log and --kv-cache-tokens (or scheduler.kv_cache_tokens) both pin the KV "
-            "cache",
-            field="--engine-log",
-            fix="give one of them",
-        )
-    fleet = build_fleet(build_scenario(data, source=source), np.random.default_rng(0))
-    own = min(g.memory.kv_capacity_tokens // max(g.parallelism.dp, 1) for g in fleet.groups)
-    scheduler["kv_cache_tokens"] = facts.kv_cache_tokens
-    release = f" {facts.version}" if facts.version else ""
-    note = (
-        f"engine log: {facts.engine}{release}, KV cache {facts.kv_cache_tokens:,} tokens "
-        f"(pinned; servesim's own plan: {own:,}, {own / facts.kv_cache_tokens - 1:+.1%})"
-    )
-    return note, {**data, "scheduler": scheduler}
 
 
 def _shown_defaults() -> dict[str, str]:
