@@ -92,3 +92,11 @@ def test_the_cli_pins_the_logged_size_and_compares_its_own_plan(tmp_path):
                           capture_output=True, text=True)  # fmt: skip
     assert both.returncode == 2 and "Traceback" not in both.stderr
     assert "--engine-log" in both.stderr and "both pin" in both.stderr
+
+
+def test_serve_pins_the_logged_cache_too(tmp_path):
+    from servesim.cli.serve_cmd import scenario_from_options
+
+    log = write(tmp_path, ["(EngineCore_0 pid=1) INFO GPU KV cache size: 200,000 tokens"])
+    scenario = scenario_from_options({"engine_log": log})
+    assert scenario.scheduler.kv_cache_tokens == 200_000

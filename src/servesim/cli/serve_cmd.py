@@ -36,7 +36,7 @@ SCENARIO_FIELDS = SCENARIO_OPTIONS
 SECTIONS = SECTION_OPTIONS
 """Options that set a field of a scenario section: section → {option → field}."""
 
-OTHER_OPTIONS = ("config", "out", "workload", "input_len", "output_len")
+OTHER_OPTIONS = ("config", "out", "workload", "input_len", "output_len", "engine_log")
 """``simulate`` options the server reads besides the scenario fields and sections above."""
 
 PIP_EXTRA = "pip install 'servesim[serve]'"
@@ -78,12 +78,18 @@ def _server_options(
 
 def scenario_from_options(options: dict[str, Any]):
     """The scenario ``simulate``'s options describe: ``--config`` overlaid by the flags given
-    (the same overlay as ``simulate``'s)."""
+    (the same overlay as ``simulate``'s), its KV cache pinned to ``--engine-log``'s size."""
     from servesim.scenario import build_scenario, load_scenario_file
 
     config = options.get("config")
+    source = str(config) if config else ""
     data = overlay(load_scenario_file(config) if config else {}, options)
-    return build_scenario(data, source=str(config) if config else "")
+    if options.get("engine_log") is not None:
+        from servesim.calibrate.engine_log import pin_to_engine_log
+
+        note, data = pin_to_engine_log(options["engine_log"], data, source)
+        sys.stderr.write(note + "\n")
+    return build_scenario(data, source=source)
 
 
 def serve_command(**options: Any) -> None:
