@@ -35,9 +35,8 @@ from typing import Any
 import numpy as np
 
 from servesim.cost.memory import GiB, MemoryPlan, default_runtime_reserve, plan_memory
-from servesim.engines import engine_profile
-from servesim.fleet import build_fleet
-from servesim.scenario import build_scenario
+from servesim.fleet import build_fleet, memory_rules
+from servesim.scenario import build_scenario, engine_profile_of
 
 CASES = Path(__file__).with_name("memory_logs.json")
 
@@ -71,21 +70,21 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
 def plans(case: dict[str, Any]) -> tuple[MemoryPlan, MemoryPlan, MemoryPlan | None]:
     """(servesim's plan, the generic rule's plan, the fleet's own plan) for ``case``.
 
-    The plans are recomputed from the fleet's model, GPU, parallelism, cost parameters and
-    scheduler limits with ``strict`` off, so a server that failed to start (a negative KV
-    budget in its log) still gets its numbers; a case naming its ``sampler`` (a pip install
-    without FlashInfer) sets the scenario's ``sampler``. The fleet's own plan (None when the fleet
-    had to be built with a pinned cache) is what a simulation of the scenario uses.
+    The plans are recomputed from the fleet's model, GPU, parallelism, cost parameters,
+    scheduler limits and memory rules (:func:`servesim.fleet.memory_rules`) with ``strict``
+    off, so a server that failed to start (a negative KV budget in its log) still gets its
+    numbers; a case naming its ``sampler`` (a pip install without FlashInfer) sets the
+    scenario's ``sampler``. The fleet's own plan (None when the fleet had to be built with a
+    pinned cache) is what a simulation of the scenario uses.
     """
     scenario = scenario_of(case)
     pinned = case["logged"]["kv_cache_tokens"] is None
     if pinned:
         scenario["scheduler"]["kv_cache_tokens"] = 1024  # (builds whatever the budget)
-    fleet = build_fleet(build_scenario(scenario), np.random.default_rng(0))
+    built = build_scenario(scenario)
+    fleet = build_fleet(built, np.random.default_rng(0))
     group = fleet.groups[0]
-    rules = engine_profile(case["engine"]).kv_memory(case["engine_version"])
-    if case.get("sampler") is not None:
-        rules["sampler"] = case["sampler"]
+    rules = memory_rules(built, engine_profile_of(built))
     common = {
         "gpu_memory_utilization": case["gpu_memory_utilization"],
         "block_size": fleet.config.block_size,

@@ -23,6 +23,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -138,6 +139,18 @@ def request_kv_tokens(kv: KVBlockManager, config: SchedulerConfig) -> int:
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
     return lo * kv.block_size
+
+
+def memory_rules(scenario: Scenario, profile: EngineProfile) -> dict[str, Any]:
+    """How ``profile``'s engine sizes its KV cache for ``scenario``: ``plan_memory``'s
+    ``kv_of_*``, ``profiled``, ``sampler`` and ``graph_reserve`` at the scenario's release, the
+    scenario's ``sampler`` taking the release's place (a profiled budget only) and no CUDA-graph
+    reserve when the scenario runs eagerly (it captures none)."""
+    rules = profile.kv_memory(scenario.engine_version)
+    rules["graph_reserve"] &= scenario.cuda_graphs
+    if scenario.sampler is not None and rules["profiled"]:
+        rules["sampler"] = scenario.sampler
+    return rules
 
 
 def build_fleet(scenario: Scenario, rng: np.random.Generator) -> Fleet:
@@ -342,10 +355,6 @@ def _build_groups(
             graph_batch, graphed = _per_rank_graphs(graph_batch, graphed, par.dp)
             group_config = _attention_dp_config(config, profile, par.dp)
         params = _cost_params(scenario, group, model, hardware, par, profile)
-        rules = profile.kv_memory(scenario.engine_version)
-        rules["graph_reserve"] &= scenario.cuda_graphs  # (eager mode captures none)
-        if scenario.sampler is not None and rules["profiled"]:
-            rules["sampler"] = scenario.sampler
         memory = plan_memory(
             model, hardware, par, params,
             gpu_memory_utilization=sched.gpu_memory_utilization,
@@ -353,7 +362,7 @@ def _build_groups(
             max_num_batched_tokens=group_config.max_num_batched_tokens,
             max_num_seqs=group_config.max_num_seqs,
             kv_cache_tokens=sched.kv_cache_tokens,
-            **rules,
+            **memory_rules(scenario, profile),
         )  # fmt: skip
         cost = build_step_cost(model, hardware, par, params)
         # Steps no CUDA graph covers (prompts under vLLM V0 / SGLang, big batches) run eagerly.

@@ -256,6 +256,16 @@ def benchmark_workload(
     return workload, notes + more
 
 
+def with_benchmarked_engine(scenario: dict[str, Any], bench: BenchResult) -> dict[str, Any]:
+    """``scenario`` (a copy) with the engine profile of the benchmarked server the file names
+    (:data:`ENGINE_OF_BACKEND`) where it names none."""
+    data = dict(scenario)
+    engine = ENGINE_OF_BACKEND.get((bench.backend or "").lower())
+    if "engine" not in data and engine is not None:
+        data["engine"] = engine
+    return data
+
+
 def compare(
     bench: BenchResult,
     scenario: dict[str, Any],
@@ -278,14 +288,13 @@ def compare(
         )
     from servesim.run import simulate  # NOTE: the engine is only needed here
 
-    data = dict(scenario)
+    data = with_benchmarked_engine(scenario, bench)
     notes: list[str] = []
-    engine = ENGINE_OF_BACKEND.get((bench.backend or "").lower())
-    if "engine" not in data and engine is not None:
-        data["engine"] = engine
+    if "engine" not in scenario and "engine" in data:
         notes.append(
-            f"engine profile {engine!r}, from the benchmarked backend {bench.backend!r} (its "
-            "release is not in the file; set engine / engine_version in --scenario or --engine)"
+            f"engine profile {data['engine']!r}, from the benchmarked backend {bench.backend!r} "
+            "(its release is not in the file; set engine / engine_version in --scenario or "
+            "--engine)"
         )
     if "workload" in data:
         notes.append("the scenario's workload is replaced by the benchmark's requests")

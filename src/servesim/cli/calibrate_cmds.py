@@ -275,14 +275,11 @@ def compare_cmd(
         writable_file(csv_path, "--csv")  # before the simulation, not after it
     logged = None
     if engine_log is not None:
-        from servesim.calibrate.compare import ENGINE_OF_BACKEND
+        from servesim.calibrate.compare import with_benchmarked_engine
         from servesim.calibrate.engine_log import pin_to_engine_log
 
         # (the plan compared with the log is the engine's that `compare` will simulate)
-        pinned = dict(data)
-        backend = ENGINE_OF_BACKEND.get((bench.backend or "").lower())
-        if "engine" not in pinned and backend is not None:
-            pinned["engine"] = backend
+        pinned = with_benchmarked_engine(data, bench)
         logged, pinned = pin_to_engine_log(engine_log, pinned, str(scenario) if scenario else "")
         data = {**data, "scheduler": pinned["scheduler"]}
     result = compare(bench, data, calibration, chat_template_tokens)

@@ -689,10 +689,10 @@ def _suggest_fit(model, hw, par, params, res, args) -> str:
         plan = _stage_plans(model, hw, par, params, res, candidate_util, *rest)
         if plan.num_kv_blocks >= 1:
             return f"raise --gpu-memory-utilization to {candidate_util:g} or more"
-    budget, seqs, profiled = args[2], args[3], args[7]
+    _, block_size, budget, seqs, *kinds, profiled, sampler, graphs = args
     while profiled and seqs > 1:
         seqs //= 2
-        fewer = (*args[:3], seqs, *args[4:])
+        fewer = (utilization, block_size, budget, seqs, *kinds, profiled, sampler, graphs)
         if _stage_plans(model, hw, par, params, res, *fewer).num_kv_blocks >= 1:
             rows = min(seqs, budget)
             return (
