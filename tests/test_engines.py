@@ -42,11 +42,14 @@ def test_a_round_runs_n_decode_steps_and_delivers_its_tokens_together():
     assert steps["num_steps"].tolist() == [1, 4, 4]
     values, weights = records.itl_pairs()
     gaps = np.repeat(values, weights)
-    # Per round: one gap of the whole round, then three tokens arriving with it (gap 0).
-    assert np.count_nonzero(gaps == 0.0) == 6
-    assert len(gaps) == 8
-    assert np.median(gaps) == 0.0
-    assert gaps.max() == pytest.approx(steps["duration_s"][1:].max(), rel=1e-12)
+    # The engine makes the request's output once per round: its 4 tokens reach the client as
+    # one chunk, so the client records one gap per round (vLLM 0.6.0 with 10-step rounds:
+    # median ITL ~10 x TPOT, LambdaLabsML/vllm-benchmark benchmark_v0.md), none of zero.
+    assert len(gaps) == 2
+    assert gaps.tolist() == pytest.approx(steps["duration_s"][1:].tolist(), rel=1e-12)
+    r = by_request(records)
+    # TPOT still counts every token: (E2E - TTFT) / 8 is a quarter of a round.
+    assert r["output_tokens"][0] == 9
 
 
 def test_a_request_arriving_mid_round_waits_for_the_round_to_end():
@@ -233,9 +236,9 @@ def test_vllm_v0_is_slower_per_token_than_v1_and_multi_step_recovers_most_of_it(
     # V0's synchronous host work (~3 ms a step) adds to every decode step of an 8B on H100.
     assert v0["mean_tpot_ms"] > 1.2 * v1["mean_tpot_ms"]
     assert v0_steps["mean_tpot_ms"] < v0["mean_tpot_ms"]
-    # Tokens arrive in bursts: the median gap is zero, the p99 gap a whole round.
-    assert v0_steps["median_itl_ms"] == 0.0
-    assert v0_steps["p99_itl_ms"] > 4 * v0_steps["mean_tpot_ms"]
+    # Tokens arrive a round at a time: the client's median gap is a whole round of 8 steps.
+    assert v0_steps["median_itl_ms"] > 4 * v0_steps["median_tpot_ms"]
+    assert v0["median_itl_ms"] < 1.5 * v0["median_tpot_ms"]
 
 
 def test_vllm_overlaps_host_work_from_0_14_or_with_async_scheduling():

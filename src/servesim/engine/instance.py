@@ -5,9 +5,10 @@ end; ``complete_step`` commits its tokens and returns the requests that finished
 
 Multi-step scheduling (``num_scheduler_steps`` N > 1, vLLM 0.6): a pure-decode batch runs a
 *round* of N decode steps back to back, every row for every step (a row that reaches its last
-token mid-round still occupies its slot until the round ends). The round's tokens reach the
-client together at its end (one long inter-token gap, then gaps of zero), and a request that
-arrives mid-round waits for the round to end.
+token mid-round still occupies its slot until the round ends). The engine makes a request's
+output once per round, so its tokens reach the client as one streamed chunk at the round's end
+(one inter-token gap per round, as a benchmark client records it), and a request that arrives
+mid-round waits for the round to end.
 
 CUDA-graph padding (``graph_batch``): a pure-decode step of b sequences runs the graph
 captured for the next size up, and pays for the padded rows. Steps no graph covers (``graphed``
@@ -532,17 +533,14 @@ class Instance:
                 req.first_token_s = end
                 first_tokens.append(req)
         elif span.is_round:
-            # A multi-step round: every row computed m steps; each emits until its last token,
-            # and the client receives a row's tokens together at the round's end.
+            # A multi-step round: every row computed m steps; each emits until its last token.
+            # vLLM makes a request's output once per round (LLMEngine.step returns none while
+            # steps remain), so the client receives a row's tokens as one chunk at the round's
+            # end: one inter-token gap per row, whatever the tokens it carries.
             emitted = np.minimum(m, ints[MAX_OUT] - (tokens - prompt))
             computed += emitted
             tokens += emitted
-            bursts = int((emitted - 1).sum())
-            itl_values = end - last_token
-            itl_weights = np.ones(n, dtype=np.int64)
-            if bursts:
-                itl_values = np.concatenate((itl_values, [0.0]))
-                itl_weights = np.concatenate((itl_weights, [bursts]))
+            itl_values, itl_weights = _fold_gaps(end - last_token, end - span.start_s)
             prefill_tokens = 0
             decode_tokens = int(emitted.sum())
             _grow_to_computed(running, kv, ints)
