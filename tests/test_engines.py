@@ -48,7 +48,7 @@ def test_a_round_runs_n_decode_steps_and_delivers_its_tokens_together():
     assert len(gaps) == 2
     assert gaps.tolist() == pytest.approx(steps["duration_s"][1:].tolist(), rel=1e-12)
     r = by_request(records)
-    # TPOT still counts every token: (E2E - TTFT) / 8 is a quarter of a round.
+    # Every token is still delivered and counted (TPOT divides by them, not by the chunks).
     assert r["output_tokens"][0] == 9
 
 
