@@ -185,6 +185,59 @@ def test_the_api_server_takes_a_burst_one_request_at_a_time():
     assert reached == pytest.approx([0.004, 0.004, 0.008, 0.008], abs=1e-9)
 
 
+def test_an_asyncio_server_begins_every_request_of_a_burst_before_it_finishes_one():
+    # 0.4 of each request's 10 ms before the handler's first await: for a burst of 5 the
+    # first request reaches the scheduler after 5 x 4 ms + 6 ms, the next ones 6 ms apart.
+    api = ApiLatency(request_s=0.010, before_await_share=0.4)
+    burst = [make_session(i, 0.0, 16, 1) for i in range(5)]
+    records, _, _ = run_sessions(burst, api=api, cost=_tiny_cost())
+    reached = by_request(records)["first_scheduled_s"]
+    assert reached == pytest.approx([0.026, 0.032, 0.038, 0.044, 0.050], abs=1e-9)
+    # The last one reaches it when it would in one piece (the work is the same) ...
+    one_piece, _, _ = run_sessions(burst, api=ApiLatency(request_s=0.010), cost=_tiny_cost())
+    assert by_request(one_piece)["first_scheduled_s"][-1] == pytest.approx(0.050, abs=1e-9)
+    # ... and two servers split the burst: 3 begun by one (12 ms), 2 by the other (8 ms),
+    # then each finishes its own 6 ms apart.
+    records, _, _ = run_sessions(burst, api=api, cost=_tiny_cost(), num_instances=2)
+    reached = np.sort(by_request(records)["first_scheduled_s"])
+    assert reached == pytest.approx([0.014, 0.018, 0.020, 0.024, 0.030], abs=1e-9)
+
+
+def test_requests_sent_one_at_a_time_see_no_staging():
+    api = ApiLatency(request_s=0.010, before_await_share=0.4)
+    spread = [make_session(i, 0.1 * i, 16, 1) for i in range(4)]
+    records, _, _ = run_sessions(spread, api=api, cost=_tiny_cost())
+    r = by_request(records)
+    assert r["first_scheduled_s"] - r["arrival_s"] == pytest.approx([0.010] * 4, abs=1e-9)
+
+
+def test_a_send_during_a_burst_waits_behind_the_begun_requests():
+    from servesim.workload.session import RequestSpec, Session
+
+    api = ApiLatency(request_s=0.010, before_await_share=0.4)
+    burst = [make_session(i, 0.0, 16, 1) for i in range(3)]
+    # Sent at 15 ms, while the server finishes the burst's begun requests (first at 18 ms).
+    late = Session(3, 0.015, (RequestSpec(16, 1, (), 16),))
+    records, _, _ = run_sessions([*burst, late], api=api, cost=_tiny_cost())
+    r = by_request(records)
+    order = np.argsort(r["session_id"])
+    reached = r["first_scheduled_s"][order]
+    assert reached == pytest.approx([0.018, 0.024, 0.030, 0.040], abs=1e-9)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, 1.5])
+def test_the_share_before_the_first_await_is_a_fraction(share):
+    with pytest.raises(ValueError, match="before_await_share"):
+        ApiLatency(request_s=0.01, before_await_share=share)
+
+
+def test_python_api_servers_stage_a_burst_and_the_others_do_not():
+    for name in ("vllm", "vllm-v0", "sglang", "trtllm-pytorch", "lmdeploy"):
+        assert PROFILES[name].api_before_await_share == pytest.approx(0.4), name
+    for name in ("trtllm", "gpt-fast"):
+        assert PROFILES[name].api_before_await_share == 0.0, name
+
+
 def test_a_later_send_does_not_hold_up_an_earlier_one_at_the_api_server():
     from servesim.workload.session import RequestSpec, Session
 

@@ -101,6 +101,11 @@ class EngineProfile:
     api_request_s: float
     api_per_input_token_s: float
     api_stream_s: float
+    api_before_await_share: float = 0.0
+    """Share of a request's API-server work done before its handler first yields to the
+    server's event loop: an asyncio server does that part of every request of a burst before
+    it finishes any (see ``servesim.engine.loop.ApiLatency``; :data:`ASYNCIO_BEFORE_AWAIT_SHARE`
+    for the Python servers). 0: one request's work in one piece."""
     admission: str = knobs.ADMISSION
     """When a waiting request's KV fits (``greedy``, ``reserve``, ``guaranteed``: see
     ``servesim.engine.admission``)."""
@@ -631,8 +636,26 @@ _API_SOURCE = (
     "estimate: an OpenAI-compatible Python API server (FastAPI/uvicorn request handling, chat "
     "template and HF fast-tokenizer encoding at ~1 µs/token, one IPC hop to the engine "
     "process) costs a few ms per request before scheduling and ~1 ms per streamed token "
-    "after it; scored on the TTFT cases of bench/fidelity (leave-one-source-out)"
+    "after it; scored on the TTFT cases of bench/fidelity (leave-one-source-out). A burst's "
+    "requests do the part before their handler's first await all together first: see "
+    "ASYNCIO_BEFORE_AWAIT_SHARE"
 )
+
+ASYNCIO_BEFORE_AWAIT_SHARE = 0.4
+"""Share of a request's work an asyncio (FastAPI/uvicorn) API server does before the handler
+first yields (HTTP parsing, request validation, the chat template, up to handing the prompt to
+the tokenizer's thread), for vLLM, SGLang, trtllm-serve and LMDeploy's servers.
+
+Measured from a public run outside the accuracy suite: Lambda Labs' vLLM 0.5.4 run of 320
+ShareGPT prompts sent at once to one H100 (LambdaLabsML/vllm-benchmark
+``results/prompt_320/1xH100-80GB-SXM/Mistral-7B-Instruct-v0.3_tp1_len2000.json`` @de55d46,
+per-request ``ttfts``): no request had its first token before 0.564 s, where taking requests
+one at a time would give the first one within a step (servesim before: 0.02 s). vLLM V0's
+request cost (4 ms + 1 µs a prompt token, ~4.2 ms here) with a 0.4 share puts it at 0.56 s
+(``bench/fidelity/api_burst_check.py``). The mechanism is asyncio's: the event loop runs ready
+callbacks in the order they became ready, so each request of a burst runs its handler up to
+its first ``await`` before the first one resumes."""
+
 
 LMDEPLOY_KV_OF_FREE = "0.2.2"
 """The first LMDeploy release whose TurboMind sizes the KV cache as a share of the *free*
@@ -702,7 +725,12 @@ def lmdeploy_cache_max_entry_count(
     return 0.5 if _older(release, LMDEPLOY_KV_OF_FREE) else 0.8
 
 
-_PYTHON_API_SERVER = dict(api_request_s=3e-3, api_per_input_token_s=1e-6, api_stream_s=1e-3)
+_PYTHON_API_SERVER = dict(
+    api_request_s=3e-3,
+    api_per_input_token_s=1e-6,
+    api_stream_s=1e-3,
+    api_before_await_share=ASYNCIO_BEFORE_AWAIT_SHARE,
+)
 """An OpenAI-compatible Python API server's costs (see ``_API_SOURCE``): vLLM V1, SGLang,
 trtllm-serve."""
 
@@ -1076,6 +1104,7 @@ PROFILES: dict[str, EngineProfile] = {
         api_request_s=4e-3,
         api_per_input_token_s=1e-6,
         api_stream_s=1e-3,
+        api_before_await_share=ASYNCIO_BEFORE_AWAIT_SHARE,
         cuda_graph_sizes=_vllm_graph_sizes(256),
         graph_max_seq_len=8192,
         attention_dp=_ENGINE_PER_RANK,
@@ -1259,6 +1288,7 @@ PROFILES: dict[str, EngineProfile] = {
         api_request_s=2e-3,
         api_per_input_token_s=1e-6,
         api_stream_s=1e-3,
+        api_before_await_share=ASYNCIO_BEFORE_AWAIT_SHARE,
         sources={
             "graphs": "TurboMind runs its kernels from C++: no per-kernel Python issue",
             "custom_allreduce": "LMDeploy TurboMind custom all-reduce (src/turbomind/comm, "

@@ -197,7 +197,12 @@ def host_overlaps(scenario: Scenario, profile: EngineProfile, pp: int | None = N
 
 def api_latency(profile: EngineProfile) -> ApiLatency:
     """The latency an engine's API server adds outside the GPU step."""
-    return ApiLatency(profile.api_request_s, profile.api_per_input_token_s, profile.api_stream_s)
+    return ApiLatency(
+        profile.api_request_s,
+        profile.api_per_input_token_s,
+        profile.api_stream_s,
+        profile.api_before_await_share,
+    )
 
 
 def _max_model_len(scenario: Scenario, model: ModelSpec) -> int:

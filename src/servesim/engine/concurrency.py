@@ -74,5 +74,5 @@ class CappedSimulation(Simulation):
                 # NOTE: at the client's time of the finish (after streaming), never before now.
                 sent = self.now if at is None else max(at, self.now)
                 self._in_flight += 1
-                events.append(self._arrival(self._waiting.popleft(), 0, sent))
+                events.extend(self._arrival(self._waiting.popleft(), 0, sent))
         return events

@@ -12,12 +12,14 @@ gaps) to a :class:`RunRecords`; everything users see is computed from those reco
 
 Times in the records are what the benchmark client sees: with an API server in front of the
 engine (:class:`ApiLatency`), a request reaches the scheduler ``ApiLatency.request_seconds``
-after the client sent it, and every token reaches the client ``stream_s`` after its step ends.
+of API-server work after the client sent it (later when the server is busy with others), and
+every token reaches the client ``stream_s`` after its step ends.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -54,6 +56,7 @@ class EventKind(Enum):
     SEND = 0, "a client sends a turn (with an API server: it queues for the server)"
     ARRIVAL = 0, "a turn reaches the scheduler"
     KV_ARRIVAL = 0, "a prefilled request's KV cache reaches its decode instance"
+    API_TAKE = 1, "idle API servers take the turns sent this instant (all of them queued)"
     WAKEUP = 1, "an idle instance with queued work schedules a step"
     STEP_DONE = 2, "an instance's step (or decode span) ends"
 
@@ -82,7 +85,8 @@ class Event(NamedTuple):
 
 _HANDLERS: dict[EventKind, Callable[[Simulation, Event], list[Event]]] = {
     EventKind.SESSION: lambda sim, ev: sim._on_session(ev.payload),
-    EventKind.SEND: lambda sim, ev: [sim._arrival(*ev.payload)],
+    EventKind.SEND: lambda sim, ev: sim._arrival(*ev.payload),
+    EventKind.API_TAKE: lambda sim, ev: sim._api_take(),
     EventKind.ARRIVAL: lambda sim, ev: sim._on_arrival(*ev.payload),
     EventKind.KV_ARRIVAL: lambda sim, ev: sim._on_kv_arrival(*ev.payload),
     EventKind.WAKEUP: lambda sim, ev: sim._on_wakeup(ev.payload),
@@ -100,12 +104,27 @@ class ApiLatency:
     token's step end to the client (detokenisation, streaming).
 
     The API server is one process per instance taking new requests, and does that work one
-    request at a time: a burst of N requests reaches the scheduler spread over N request times
-    (the loop keeps when each server is next free)."""
+    request at a time: a burst of N requests reaches the scheduler spread over N request times.
+
+    ``before_await_share`` is the part of a request's work its handler does before it first
+    yields to the server's event loop (HTTP parsing, request validation, the chat template,
+    up to handing the prompt to the tokenizer). An asyncio server runs whatever is ready in
+    the order it became ready: every request of a burst does that part before the first one
+    resumes for the rest, so the first request reaches the scheduler only after
+    ``N × before_await_share`` request times, and the others follow one request time apart
+    minus that share. Requests that come one at a time see no difference. 0: each request's
+    work in one piece, in the order sent."""
 
     request_s: float = 0.0
     per_input_token_s: float = 0.0
     stream_s: float = 0.0
+    before_await_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.before_await_share < 1.0:
+            raise ValueError(
+                f"before_await_share must be in [0, 1) (got {self.before_await_share})"
+            )
 
     def request_seconds(self, prompt_tokens: int) -> float:
         return self.request_s + self.per_input_token_s * prompt_tokens
@@ -144,8 +163,20 @@ class Simulation:
         self.on_progress = on_progress
         self.on_step = on_step
         self.now = 0.0
-        self._api_free = [0.0] * len(self.instances) if api is not None else []
-        """When each API server (one per instance taking new requests) is next free (a heap)."""
+        servers = len(self.instances) if api is not None else 0
+        self._api_free = [0.0] * servers
+        """When each API server (one per instance taking new requests) is next free (a heap;
+        requests taken in one piece, ``before_await_share`` 0)."""
+        self._api_sent: deque[tuple[Session, int, float]] = deque()
+        """Turns sent and not yet begun by an API server, in the order sent (staged intake)."""
+        self._api_begun: list[deque[tuple[Session, int, float, float]]] = [
+            deque() for _ in range(servers)
+        ]
+        """Each server's turns whose first part is done: (turn..., seconds of work left)."""
+        self._api_taking = [False] * servers
+        """Whether each server is finishing a turn (its ARRIVAL event pending)."""
+        self._api_busy = [0.0] * servers
+        """When each server's work in hand ends (staged intake)."""
         self._heap: list[tuple[float, int, int, Event]] = []
         self._seq = 0
         self._next_request_id = 0
@@ -185,7 +216,7 @@ class Simulation:
 
     def submit(self, session: Session) -> None:
         """A client sends ``session``'s first turn now (``session.start_s`` is not read)."""
-        self._push_all([self._arrival(session, 0, self.now)])
+        self._push_all(self._arrival(session, 0, self.now))
 
     def _handle(self, event: Event) -> list[Event]:
         return _HANDLERS[event.kind](self, event)
@@ -207,26 +238,78 @@ class Simulation:
     def _on_session(self, session: Session) -> list[Event]:
         # The next session is pulled only now, so the workload streams in bounded memory.
         events = self._next_session()
-        events.append(self._arrival(session, 0, self.now))
+        events.extend(self._arrival(session, 0, self.now))
         return events
 
-    def _arrival(self, session: Session, turn_index: int, sent_s: float) -> Event:
-        """The event of a turn the client sends at ``sent_s``: it reaches the scheduler when
+    def _arrival(self, session: Session, turn_index: int, sent_s: float) -> list[Event]:
+        """The events of a turn the client sends at ``sent_s``: it reaches the scheduler when
         an API server has done its request work (one event, not two: cost grows with events).
 
         API servers take requests in the order they are sent, so a turn sent later than now
         (a follow-up after think time, a request held by a client-side cap) first becomes a
-        ``SEND`` event at its send time."""
-        if self.api is None:
-            return Event(sent_s, EventKind.ARRIVAL, (session, turn_index, sent_s))
+        ``SEND`` event at its send time. With a staged intake (``before_await_share`` > 0) the
+        turn joins the sent queue, which idle servers take once every send of this instant
+        is in it (an ``API_TAKE`` event)."""
+        api = self.api
+        if api is None:
+            return [Event(sent_s, EventKind.ARRIVAL, (session, turn_index, sent_s, -1))]
         if sent_s > self.now:
-            return Event(sent_s, EventKind.SEND, (session, turn_index, sent_s))
+            return [Event(sent_s, EventKind.SEND, (session, turn_index, sent_s))]
+        if api.before_await_share:
+            self._api_sent.append((session, turn_index, sent_s))
+            if len(self._api_sent) > 1:
+                return []  # an API_TAKE is due, or every server is busy and takes it later
+            return [Event(self.now, EventKind.API_TAKE)]
         start = max(sent_s, heapq.heappop(self._api_free))
-        ready = start + self.api.request_seconds(session.turns[turn_index].input_tokens)
+        ready = start + api.request_seconds(session.turns[turn_index].input_tokens)
         heapq.heappush(self._api_free, ready)
-        return Event(ready, EventKind.ARRIVAL, (session, turn_index, sent_s))
+        return [Event(ready, EventKind.ARRIVAL, (session, turn_index, sent_s, -1))]
 
-    def _on_arrival(self, session: Session, turn_index: int, sent_s: float) -> list[Event]:
+    def _api_take(self) -> list[Event]:
+        """Idle API servers begin the turns sent and finish the next begun one each.
+
+        A server with no begun turns left does the first part of its share of every turn sent
+        (in the order sent) before it finishes any of them; turns sent while it finishes
+        begun ones wait behind those. A finished turn is an ``ARRIVAL`` event that frees its
+        server (:meth:`_on_arrival` calls back here)."""
+        api = self.api
+        assert api is not None
+        share = api.before_await_share
+        sent, taking, busy = self._api_sent, self._api_taking, self._api_busy
+        idle = [s for s, t in enumerate(taking) if not t]
+        events: list[Event] = []
+        for rank, server in enumerate(idle):
+            begun = self._api_begun[server]
+            if not begun and sent:
+                # The idle servers split what was sent (the first ones take one more).
+                count = -(-len(sent) // (len(idle) - rank))
+                t = max(self.now, busy[server])
+                for _ in range(count):
+                    session, turn_index, sent_s = sent.popleft()
+                    work = api.request_seconds(session.turns[turn_index].input_tokens)
+                    if count == 1:  # alone: its work in one piece (the same sum, unrounded)
+                        begun.append((session, turn_index, sent_s, work))
+                        break
+                    t += share * work
+                    begun.append((session, turn_index, sent_s, (1.0 - share) * work))
+                busy[server] = t
+            if begun:
+                session, turn_index, sent_s, left = begun.popleft()
+                busy[server] = max(self.now, busy[server]) + left
+                taking[server] = True
+                events.append(
+                    Event(busy[server], EventKind.ARRIVAL, (session, turn_index, sent_s, server))
+                )
+        return events
+
+    def _on_arrival(
+        self, session: Session, turn_index: int, sent_s: float, server: int
+    ) -> list[Event]:
+        """``server``: the API server that finished the turn (staged intake), else -1."""
+        events: list[Event] = []
+        if server >= 0:
+            self._api_taking[server] = False
+            events = self._api_take()
         turn = session.turns[turn_index]
         req = Request(
             request_id=self._next_request_id,
@@ -242,8 +325,10 @@ class Simulation:
         self._next_request_id += 1
         reason = self.admission_check(req) if self.admission_check else None
         if reason is not None:
-            return self._skip(session, turn_index, reason)
-        return self._deliver(req, self.router(req, self.instances))
+            events.extend(self._skip(session, turn_index, reason))
+        else:
+            events.extend(self._deliver(req, self.router(req, self.instances)))
+        return events
 
     def _skip(self, session: Session, turn_index: int, reason: str) -> list[Event]:
         """A turn the server refuses. The later turns of its conversation needed its answer:
@@ -256,7 +341,7 @@ class Simulation:
         self.records.request_skipped(reason, dropped, ends_session=not following)
         if not following:
             return []
-        return [self._arrival(session, end, self.now + session.think_times_s[end - 1])]
+        return self._arrival(session, end, self.now + session.think_times_s[end - 1])
 
     def _deliver(self, req: Request, instance: Instance) -> list[Event]:
         """Queue ``req`` on ``instance``: wake it if idle, or cut its decode span short."""
@@ -296,7 +381,7 @@ class Simulation:
             nxt = req.turn + 1
             if nxt < len(session.turns):
                 think = session.think_times_s[req.turn] if session.think_times_s else 0.0
-                events.append(self._arrival(session, nxt, req.finish_s + think))
+                events.extend(self._arrival(session, nxt, req.finish_s + think))
         if outcome.finished and self.on_progress is not None:
             self.on_progress(len(outcome.finished))
         events.extend(self._start_step(instance))
