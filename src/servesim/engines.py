@@ -654,7 +654,9 @@ one at a time would give the first one within a step (servesim before: 0.02 s). 
 request cost (4 ms + 1 µs a prompt token, ~4.2 ms here) with a 0.4 share puts it at 0.56 s
 (``bench/fidelity/api_burst_check.py``). The mechanism is asyncio's: the event loop runs ready
 callbacks in the order they became ready, so each request of a burst runs its handler up to
-its first ``await`` before the first one resumes."""
+its first ``await`` before the first one resumes. The benchmark client (``benchmark_serving.py``,
+asyncio too) does its own part for every request first as well; the two runs cannot separate
+it from the server's, so the share holds both."""
 
 
 LMDEPLOY_KV_OF_FREE = "0.2.2"
