@@ -238,10 +238,14 @@ class Simulation:
     def _on_session(self, session: Session) -> list[Event]:
         # The next session is pulled only now, so the workload streams in bounded memory.
         events = self._next_session()
-        events.extend(self._arrival(session, 0, self.now))
+        # A session starting now is part of this instant's burst: the take waits for it.
+        alone = not events or events[0].time > self.now
+        events.extend(self._arrival(session, 0, self.now, take_now=alone))
         return events
 
-    def _arrival(self, session: Session, turn_index: int, sent_s: float) -> list[Event]:
+    def _arrival(
+        self, session: Session, turn_index: int, sent_s: float, take_now: bool = False
+    ) -> list[Event]:
         """The events of a turn the client sends at ``sent_s``: it reaches the scheduler when
         an API server has done its request work (one event, not two: cost grows with events).
 
@@ -249,7 +253,8 @@ class Simulation:
         (a follow-up after think time, a request held by a client-side cap) first becomes a
         ``SEND`` event at its send time. With a staged intake (``before_await_share`` > 0) the
         turn joins the sent queue, which idle servers take once every send of this instant
-        is in it (an ``API_TAKE`` event)."""
+        is in it (an ``API_TAKE`` event; at once when the caller knows no other send is due
+        now, ``take_now``)."""
         api = self.api
         if api is None:
             return [Event(sent_s, EventKind.ARRIVAL, (session, turn_index, sent_s, -1))]
@@ -259,7 +264,7 @@ class Simulation:
             self._api_sent.append((session, turn_index, sent_s))
             if len(self._api_sent) > 1:
                 return []  # an API_TAKE is due, or every server is busy and takes it later
-            return [Event(self.now, EventKind.API_TAKE)]
+            return self._api_take() if take_now else [Event(self.now, EventKind.API_TAKE)]
         start = max(sent_s, heapq.heappop(self._api_free))
         ready = start + api.request_seconds(session.turns[turn_index].input_tokens)
         heapq.heappush(self._api_free, ready)
@@ -276,7 +281,10 @@ class Simulation:
         assert api is not None
         share = api.before_await_share
         sent, taking, busy = self._api_sent, self._api_taking, self._api_busy
-        idle = [s for s, t in enumerate(taking) if not t]
+        if len(taking) == 1:  # (most runs: one instance takes requests)
+            idle = [] if taking[0] else [0]
+        else:
+            idle = [s for s, t in enumerate(taking) if not t]
         events: list[Event] = []
         for rank, server in enumerate(idle):
             begun = self._api_begun[server]
@@ -309,7 +317,8 @@ class Simulation:
         events: list[Event] = []
         if server >= 0:
             self._api_taking[server] = False
-            events = self._api_take()
+            if self._api_sent or self._api_begun[server]:
+                events = self._api_take()
         turn = session.turns[turn_index]
         req = Request(
             request_id=self._next_request_id,
