@@ -656,7 +656,9 @@ request cost (4 ms + 1 µs a prompt token, ~4.2 ms here) with a 0.4 share puts i
 callbacks in the order they became ready, so each request of a burst runs its handler up to
 its first ``await`` before the first one resumes. The benchmark client (``benchmark_serving.py``,
 asyncio too) does its own part for every request first as well; the two runs cannot separate
-it from the server's, so the share holds both."""
+it from the server's, so the share holds both. SGLang's own part is smaller (its tokenizer
+manager tokenizes and hands a request to the scheduler before it first waits), but its bursts
+in the accuracy suite move the same way; one share serves every Python server."""
 
 
 LMDEPLOY_KV_OF_FREE = "0.2.2"
