@@ -21,6 +21,7 @@ same repository); the prompts are those of the suite's case, and so are the answ
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as suite  # noqa: E402
 
 from servesim import fleet  # noqa: E402
-from servesim.engine.loop import ApiLatency  # noqa: E402
 from servesim.run import simulate  # noqa: E402
 from servesim.scenario import build_scenario  # noqa: E402
 
@@ -65,9 +65,7 @@ def _predict(tp: int, max_model_len: int) -> tuple[float, float, float, float, f
 
 def main() -> None:
     staged = fleet.api_latency
-    one_piece = lambda profile: ApiLatency(  # noqa: E731
-        profile.api_request_s, profile.api_per_input_token_s, profile.api_stream_s
-    )
+    one_piece = lambda profile: replace(staged(profile), before_await_share=0.0)  # noqa: E731
     header = "min TTFT s · median / mean / p99 TTFT ms · output tok/s"
     print(f"{'run':20s} {'':14s} {header}")
     for label, tp, max_len, measured in RUNS:
