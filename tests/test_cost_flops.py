@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from cost_factories import decode as decode_batch
 from cost_factories import deepseek_v3, gpt_oss_20b, h100, llama_3_1_8b
 
 from servesim.cost import CostParams, build_step_cost, flops_breakdown
@@ -106,6 +107,37 @@ def test_materialized_mla_absorption_moves_decode_rows_onto_the_absorbed_weights
     pa, pb = plain.step_time(*prompt), mat.step_time(*prompt)
     assert pb.flops_by_group == pytest.approx(pa.flops_by_group, rel=1e-12)
     assert pb.total_s == pytest.approx(pa.total_s, rel=1e-9)
+
+
+def test_deepseek_glue_kernels_cost_their_launches_only():
+    """(10, 5) glue kernels on DeepSeek-V3 (61 MLA layers, 58 MoE layers): a CUDA-graph decode
+    step grows by (10·61 + 5·58) kernels × 4 µs = 3.6 ms, with the same FLOPs and bytes; a step
+    without CUDA graphs also pays the CPU's 30 µs issue per kernel; a model without MLA gets
+    none."""
+    m, hw = deepseek_v3(), h100()
+    base = dict(kernel_tables=False, cuda_graphs=True)
+    plain = build_step_cost(m, hw, params=CostParams(**base))
+    glued = build_step_cost(m, hw, params=CostParams(**base, deepseek_glue_kernels=(10, 5)))
+    a, b = plain.step_time(*decode_batch(4)), glued.step_time(*decode_batch(4))
+    kernels = 10 * 61 + 5 * 58
+    assert b.total_s - a.total_s == pytest.approx(kernels * hw.kernel_launch_s, rel=1e-9)
+    assert b.flops_by_group == a.flops_by_group
+    assert b.bytes_by_group == a.bytes_by_group
+    eager = dict(kernel_tables=False, cuda_graphs=False)
+    pe = build_step_cost(m, hw, params=CostParams(**eager)).step_time(*decode_batch(4))
+    ge = build_step_cost(
+        m, hw, params=CostParams(**eager, deepseek_glue_kernels=(10, 5))
+    ).step_time(*decode_batch(4))
+    issue = CostParams().eager_launch_s
+    assert ge.total_s - pe.total_s == pytest.approx(
+        kernels * max(hw.kernel_launch_s, issue), rel=0.05
+    )
+    llama = llama_3_1_8b()
+    lp = build_step_cost(llama, hw, params=CostParams(**base))
+    lg = build_step_cost(llama, hw, params=CostParams(**base, deepseek_glue_kernels=(10, 5)))
+    assert lg.step_time(*decode_batch(4)).total_s == lp.step_time(*decode_batch(4)).total_s
+    with pytest.raises(ServesimError, match="deepseek_glue_kernels"):
+        CostParams(deepseek_glue_kernels=(1.0, -1.0))
 
 
 def test_prefill_attention_flops_of_one_1024_token_prompt():

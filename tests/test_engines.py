@@ -686,6 +686,34 @@ def test_vllm_v0_materializes_the_absorbed_mla_weights_in_0_7():
     assert instance.cost.params.mla_materialized is True
 
 
+def test_deepseek_glue_kernels_by_engine_and_release():
+    # Census of the unfused DeepSeek kernels (engines.py: rope 14, top-k 16 eager / 8 compiled,
+    # SGLang's input_to_float8 pair 22 and copies 3, shared expert 5, scale and add 2).
+    from servesim.engines import deepseek_glue_kernels
+
+    sg, v0, v1 = engine_profile("sglang-0.4"), engine_profile("vllm-v0"), engine_profile("vllm")
+    assert deepseek_glue_kernels(sg, "0.4.2") == (39.0, 23.0)
+    assert deepseek_glue_kernels(sg, "0.4.2.post1") == deepseek_glue_kernels(sg, "0.4.5.post3")
+    assert deepseek_glue_kernels(sg, "0.4.3.post2") == (39.0, 15.0)
+    assert deepseek_glue_kernels(sg, "0.4.6") == deepseek_glue_kernels(sg, None) == (0.0, 0.0)
+    assert deepseek_glue_kernels(engine_profile("sglang"), "0.4.3") == (39.0, 15.0)
+    # V0 never compiles the model: the rope glue stays in every release.
+    assert deepseek_glue_kernels(v0, "0.7.1") == (15.0, 18.0)
+    assert deepseek_glue_kernels(v0, "0.7.4.dev181") == deepseek_glue_kernels(v0, None) == (
+        15.0, 10.0
+    )  # fmt: skip
+    assert deepseek_glue_kernels(v1, "0.8.4") == (0.0, 8.0)
+    assert deepseek_glue_kernels(v1, "0.10.2") == deepseek_glue_kernels(v1, None) == (0.0, 0.0)
+    assert deepseek_glue_kernels(engine_profile("trtllm"), "0.17.0") == (0.0, 0.0)
+    # Through the fleet: the scenario's release reaches the cost model.
+    scenario = build_scenario({"engine": "sglang-0.4", "engine_version": "0.4.3.post2",
+                               "model": "deepseek-ai/DeepSeek-R1", "hardware": "H200",
+                               "tp": 8, "workload": {"num_requests": 2}})  # fmt: skip
+    instance = build_fleet(scenario, np.random.default_rng(0)).instances[0]
+    assert instance.cost.params.deepseek_glue_kernels == (39.0, 15.0)
+    assert {"mla_glue", "moe_glue"} <= {op.name for op in instance.cost.operators}
+
+
 def test_vllm_sizes_fused_moe_chunks_by_release():
     # VLLM_FUSED_MOE_CHUNK_SIZE's default (wheel-checked): 65,536 in 0.5.4, 32,768 from 0.6.0,
     # 16,384 from 0.12.0; engines without the rule hold a whole step.

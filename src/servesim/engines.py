@@ -219,6 +219,12 @@ class EngineProfile:
     """``(first, until)``: releases from ``first`` and before ``until`` run MLA decodes through
     materialized absorbed weights (``CostParams.mla_materialized``; vLLM V0:
     :data:`VLLM_MLA_MATERIALIZED`). None: never."""
+    deepseek_glue: tuple[tuple[str | None, int, int], ...] = ()
+    """``(until, per MLA layer, per MoE layer)`` steps, ascending: before ``until`` (None:
+    every release) the engine launches that many small kernels in each MLA attention layer and
+    each MoE layer of a DeepSeek-style model beyond what servesim prices
+    (``CostParams.deepseek_glue_kernels``; :data:`VLLM_V0_DEEPSEEK_GLUE`,
+    :data:`VLLM_DEEPSEEK_GLUE`, :data:`SGLANG_DEEPSEEK_GLUE`). Empty: none."""
     hybrid_kv_from: str | None = None
     """From this release the engine lays its KV cache out by layer kind (``CostParams.
     hybrid_kv``: vLLM V1's hybrid KV cache manager, :data:`VLLM_HYBRID_KV_CACHE`). None:
@@ -778,6 +784,64 @@ per GPU at TP8, and every decode step reads ``W_UV_O`` (heads·512 × 7168) inst
 scenario's dev release is taken as before it."""
 
 
+DEEPSEEK_ROPE_GLUE = 14
+"""Kernels of DeepSeek's YaRN rope run as PyTorch ops, less the one fused rope kernel servesim
+prices: ``DeepseekScalingRotaryEmbedding.forward`` (vLLM 0.7.3 wheel; forward_cuda still falls
+back to forward_native in the 0.10.2 and 0.11.0 wheels; SGLang until 0.4.5) gathers cos/sin
+(1), interleaves each (2 + 2), and for queries and keys multiplies, rotates (a negation and a
+stack) and adds (5 + 5): 15 kernels."""
+
+DEEPSEEK_TOPK_COMPILED_GLUE = 8
+"""Kernels of DeepSeek-V3's biased grouped top-k routing under ``torch.compile`` (vLLM from
+0.7.2, vllm-project/vllm#12637; SGLang from 0.4.2.post1, sgl-project/sglang#3236), less the
+one fused routing kernel of later releases: Inductor fuses the elementwise steps but not the
+three ``topk`` calls, the group scatter and the reductions between them (~9 kernels). The
+eager form (:data:`DEEPSEEK_TOPK_EAGER_GLUE`) runs each op as its own kernel."""
+
+DEEPSEEK_TOPK_EAGER_GLUE = 16
+"""Kernels of the eager biased grouped top-k (``grouped_topk`` in the vLLM 0.7.x
+``fused_moe.py``, ``biased_grouped_topk`` in the SGLang 0.4.2 ``topk.py``): sigmoid, bias
+add, per-group top-2, sum, group top-k, zeros, scatter, mask expand, bool, not, masked fill,
+top-k, gather, sum, divide and two casts, 17 kernels, less the one of a fused routing kernel."""
+
+VLLM_V0_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int], ...] = (
+    ("0.7.2", DEEPSEEK_ROPE_GLUE + 1, DEEPSEEK_TOPK_EAGER_GLUE + 2),
+    (None, DEEPSEEK_ROPE_GLUE + 1, DEEPSEEK_TOPK_COMPILED_GLUE + 2),
+)
+"""vLLM V0's unfused DeepSeek kernels (:attr:`EngineProfile.deepseek_glue`): V0 never compiles
+the model, so the native rope (:data:`DEEPSEEK_ROPE_GLUE`) and the ``kv_c.contiguous()`` copy
+before ``kv_a_layernorm`` run per MLA layer (``DeepseekV2MLAAttention.forward``, 0.7.3 wheel),
+and per MoE layer the grouped top-k (eager before 0.7.2) and the routed-scaling multiply and
+shared-expert add of ``DeepseekV2MoE.forward``."""
+
+VLLM_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int], ...] = (
+    ("0.10.2", 0, DEEPSEEK_TOPK_COMPILED_GLUE),
+)
+"""vLLM V1's unfused DeepSeek kernels: its compiled graph fuses the rope and the elementwise
+glue, but the grouped top-k stays a chain of ``topk`` kernels until the fused
+``grouped_topk`` CUDA kernel (vllm-project/vllm#23274; ``VLLM_USE_FUSED_MOE_GROUPED_TOPK``
+on by default in the 0.10.2 wheel, absent from the 0.9.0 wheel)."""
+
+SGLANG_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int], ...] = (
+    ("0.4.2.post1", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_EAGER_GLUE + 5 + 2),
+    ("0.4.6", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_COMPILED_GLUE + 5 + 2),
+)
+"""SGLang's unfused DeepSeek kernels before 0.4.6, the release that replaced them
+(``DeepseekV2AttentionMLA.forward_absorb`` and ``DeepseekV2MoE`` in the 0.4.2-0.4.5 wheels
+against 0.4.6): per MLA layer the native rope (:data:`DEEPSEEK_ROPE_GLUE`; sgl-kernel's
+``apply_rope_with_cos_sin_cache_inplace`` from 0.4.6), the per-tensor FP8 quantisation of the
+inputs to the two absorbed-weight ``bmm_fp8`` calls as ``input_to_float8`` (12 PyTorch ops
+each, against one ``per_tensor_quant_mla_fp8`` kernel from 0.4.6: 2 × 11) and three more
+copies assembling ``q_input``/``k_input``; per MoE layer the grouped top-k (compiled from
+0.4.2.post1, ``moe_fused_gate`` from 0.4.6), the shared expert's own five kernels (two
+quantisations, two GEMMs and the activation; fused into the routed experts as a 257th expert
+from 0.4.6 on Hopper) and the scaling multiply and add. Checked against SGLang's own figures
+for DeepSeek-V3 at batch 1 on 8 H200s (sgl-project/sglang#3236, 2025-01-31, ``bench_one_batch``
+input 128): 27.1 ms a decode step with the eager top-k, 25.7 ms compiled, and 169 ms for the
+128-token prefill; servesim 25.0, 23.0 and 183 ms with these counts (10.2, 10.2 and 75 ms
+without)."""
+
+
 def vllm_fp8_attention(release: str | None, architecture: str | None) -> bool:
     """vLLM V1's FlashAttention backend on Hopper (FlashAttention-3) casts the queries to the
     FP8 KV cache's format and passes ``q/k/v_descale``, so attention runs in FP8 (``FlashAttention
@@ -1036,6 +1100,7 @@ PROFILES: dict[str, EngineProfile] = {
         sampler_at=vllm_v1_sampler,
         graph_reserve_from=VLLM_CUDA_GRAPH_PROFILING,
         attention_dp=_ENGINE_PER_RANK,
+        deepseek_glue=VLLM_DEEPSEEK_GLUE,
         moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
         hybrid_kv_from=VLLM_HYBRID_KV_CACHE,
         sliding_kv=VLLM_SLIDING_WINDOW_KV,
@@ -1118,6 +1183,7 @@ PROFILES: dict[str, EngineProfile] = {
         long_context_vendor_from=("AMD", VLLM_V0_ROCM_NO_LONG_CONTEXT_CHUNKING),
         long_context_mla_from=VLLM_V0_MLA_NO_CHUNKING,
         mla_materialized_releases=VLLM_MLA_MATERIALIZED,
+        deepseek_glue=VLLM_V0_DEEPSEEK_GLUE,
         moe_chunk_tokens=VLLM_FUSED_MOE_CHUNKS,
         window_budget=True,
         admission_watermark=VLLM_V0_WATERMARK,
@@ -1164,6 +1230,7 @@ PROFILES: dict[str, EngineProfile] = {
     "sglang": EngineProfile(
         name="sglang",
         mla_fused_down_proj_from="0.4.6",
+        deepseek_glue=SGLANG_DEEPSEEK_GLUE,
         mla_prompt_absorb=sglang_mla_prompt_absorb,
         fp8_attention=sglang_fp8_attention,
         attention_backend=sglang_attention_backend,
@@ -1495,6 +1562,18 @@ def mla_materialized(profile: EngineProfile, engine_version: str | None) -> bool
     if span is None or engine_version is None:
         return False
     return not _older(engine_version, span[0]) and _older(engine_version, span[1])
+
+
+def deepseek_glue_kernels(
+    profile: EngineProfile, engine_version: str | None
+) -> tuple[float, float]:
+    """Unfused kernels per MLA layer and per MoE layer of a DeepSeek-style model that the
+    engine at ``engine_version`` (None: its newest release) launches beyond servesim's
+    operators (``profile.deepseek_glue``)."""
+    for until, per_attention, per_moe in profile.deepseek_glue:
+        if until is None or _older(engine_version, until):
+            return float(per_attention), float(per_moe)
+    return 0.0, 0.0
 
 
 def fp8_attention(

@@ -539,6 +539,7 @@ def build_step_cost(
         custom_allreduce=custom,
         mla_fused_down_proj=fused,
         mla_materialized=params.mla_materialized,
+        deepseek_glue_kernels=params.deepseek_glue_kernels,
     )
     rates = rates_of(hw, par, params, res)
     half = params.gemm_half_tokens
@@ -567,6 +568,7 @@ def build_step_cost(
                 custom_allreduce=custom,
                 mla_fused_down_proj=fused,
                 mla_materialized=params.mla_materialized,
+                deepseek_glue_kernels=params.deepseek_glue_kernels,
             )
             for st in pipeline_stages(model, par.pp)
         ]

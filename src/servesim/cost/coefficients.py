@@ -42,6 +42,7 @@ def model_operators(
     custom_allreduce: bool = False,
     mla_fused_down_proj: bool = False,
     mla_materialized: bool = False,
+    deepseek_glue_kernels: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[Operator, ...]:
     """The operator list for ``model`` with the resolved dtypes (one ``stage`` or all)."""
     return build_operators(
@@ -58,6 +59,7 @@ def model_operators(
         mla_fused_down_proj=mla_fused_down_proj,
         mla_block_scale=resolved.mla_block_scale,
         mla_materialized=mla_materialized,
+        deepseek_glue_kernels=deepseek_glue_kernels,
     )
 
 

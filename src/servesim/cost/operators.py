@@ -59,6 +59,7 @@ def build_operators(
     mla_fused_down_proj: bool = False,
     mla_block_scale: float = 1.0,
     mla_materialized: bool = False,
+    deepseek_glue_kernels: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[Operator, ...]:
     """All operators of one forward step of ``model`` split as ``par``, per GPU.
 
@@ -69,8 +70,8 @@ def build_operators(
     block weights), the KV cache and activations (also the embedding, LM head, router and norm
     weights). ``moe_load``: token-expert pairs the busiest EP rank receives, relative to the
     mean (``1 + CostParams.moe_skew`` when ``ep > 1``). ``custom_allreduce``,
-    ``mla_fused_down_proj``, ``mla_materialized``: see ``CostParams``; ``mla_block_scale``: see
-    ``ResolvedParams.mla_block_scale``.
+    ``mla_fused_down_proj``, ``mla_materialized``, ``deepseek_glue_kernels``: see
+    ``CostParams``; ``mla_block_scale``: see ``ResolvedParams.mla_block_scale``.
     """
     st = stage or whole_model(model, par.pp)
     nb = ElementBytes(
@@ -99,8 +100,24 @@ def build_operators(
             materialized=mla_materialized,
         )
     ops += feed_forward_operators(model, par, st, nb, moe_load)
+    if model.mla is not None:
+        ops += _deepseek_glue(st, deepseek_glue_kernels)
     ops += _once_per_step(model, par, st, head, act_bytes, custom_allreduce)
     return tuple(op for op in ops if op.count > 0)
+
+
+def _deepseek_glue(st: StageLayers, kernels: tuple[float, float]) -> list[Operator]:
+    """An engine release's unfused glue kernels in the stage's MLA layers and MoE layers
+    (``CostParams.deepseek_glue_kernels``): launches only, no modelled FLOPs or bytes, and
+    outside the MLA block's measured time scale (the block was measured on a release
+    without them)."""
+    per_attention, per_moe = kernels
+    ops = []
+    if per_attention:
+        ops.append(vector("mla_glue", st.layers, 0.0, 0.0, kernels=per_attention))
+    if per_moe and st.moe:
+        ops.append(vector("moe_glue", st.moe, 0.0, 0.0, kernels=per_moe))
+    return ops
 
 
 # --- once per step ---------------------------------------------------------------------------

@@ -239,6 +239,14 @@ class CostParams:
     d) in the weight dtype, with the rope part ``W_QR`` in the activation dtype, held beside
     the original weights, which prompt rows keep using. False: ``q_b_proj`` and ``o_proj`` on
     every row, ``W_UK``/``W_UV`` as small per-head products (the later form)."""
+    deepseek_glue_kernels: tuple[float, float] = (0.0, 0.0)
+    """Small kernels an engine release launches per layer of a DeepSeek-style model beyond
+    the operators servesim prices: ``(per MLA attention layer, per MoE layer)``. They are
+    PyTorch-native glue that later releases fuse or replace (the YaRN rope as a dozen
+    elementwise ops, a per-tensor FP8 quantisation of the absorbed-weight inputs as a dozen
+    more, grouped top-k routing); each costs one kernel's fixed time (``kernel_launch_s``; in a
+    step without CUDA graphs also ``eager_launch_s``) and moves no modelled bytes. The engine
+    profiles' ``deepseek_glue`` give the counts by release. No effect on models without MLA."""
     comm_efficiency: float = 0.8
     """Fraction of link bandwidth collectives reach (NCCL all-reduce bus bandwidth on 8×H100
     NVLink is about 360 of 450 GB/s)."""
@@ -379,6 +387,12 @@ class CostParams:
                 raise ServesimError(
                     f"must be >= 0, got {getattr(self, name)}", field=name, fix="use 0 or more"
                 )
+        if len(self.deepseek_glue_kernels) != 2 or min(self.deepseek_glue_kernels) < 0:
+            raise ServesimError(
+                f"must be two counts >= 0, got {self.deepseek_glue_kernels!r}",
+                field="deepseek_glue_kernels",
+                fix="use (kernels per MLA layer, kernels per MoE layer), e.g. (0, 0)",
+            )
         if self.mla_absorb_max_new_tokens < 0:
             raise ServesimError(
                 "must be >= 0", field="mla_absorb_max_new_tokens", fix="use 1 (vLLM's default)"
