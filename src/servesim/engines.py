@@ -838,8 +838,8 @@ quantisations, two GEMMs and the activation; fused into the routed experts as a 
 from 0.4.6 on Hopper) and the scaling multiply and add. Checked against SGLang's own figures
 for DeepSeek-V3 at batch 1 on 8 H200s (sgl-project/sglang#3236, 2025-01-31, ``bench_one_batch``
 input 128): 27.1 ms a decode step with the eager top-k, 25.7 ms compiled, and 169 ms for the
-128-token prefill; servesim 25.0, 23.0 and 183 ms with these counts (10.2, 10.2 and 75 ms
-without)."""
+128-token prefill; servesim 25.0, 23.2 and 186 ms with these counts (10.2, 10.2 and 75 ms
+without: ``python bench/fidelity/deepseek_glue_check.py``)."""
 
 
 def vllm_fp8_attention(release: str | None, architecture: str | None) -> bool:
