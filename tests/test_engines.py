@@ -697,6 +697,10 @@ def test_deepseek_glue_kernels_by_engine_and_release():
     assert deepseek_glue_kernels(sg, "0.4.3.post2") == (39.0, 15.0)
     assert deepseek_glue_kernels(sg, "0.4.6") == deepseek_glue_kernels(sg, None) == (0.0, 0.0)
     assert deepseek_glue_kernels(engine_profile("sglang"), "0.4.3") == (39.0, 15.0)
+    # ROCm's fnuz path casts the absorbed weights instead of quantising the inputs.
+    assert deepseek_glue_kernels(sg, "0.4.2.post4", "AMD") == (21.0, 15.0)
+    assert deepseek_glue_kernels(sg, "0.4.2.post4", "NVIDIA") == (39.0, 15.0)
+    assert deepseek_glue_kernels(v0, "0.7.3", "AMD") == deepseek_glue_kernels(v0, "0.7.3")
     # V0 never compiles the model: the rope glue stays in every release.
     assert deepseek_glue_kernels(v0, "0.7.1") == (15.0, 18.0)
     assert deepseek_glue_kernels(v0, "0.7.4.dev181") == deepseek_glue_kernels(v0, None) == (

@@ -219,12 +219,13 @@ class EngineProfile:
     """``(first, until)``: releases from ``first`` and before ``until`` run MLA decodes through
     materialized absorbed weights (``CostParams.mla_materialized``; vLLM V0:
     :data:`VLLM_MLA_MATERIALIZED`). None: never."""
-    deepseek_glue: tuple[tuple[str | None, int, int], ...] = ()
-    """``(until, per MLA layer, per MoE layer)`` steps, ascending: before ``until`` (None:
-    every release) the engine launches that many small kernels in each MLA attention layer and
-    each MoE layer of a DeepSeek-style model beyond what servesim prices
+    deepseek_glue: tuple[tuple[str | None, int, int, int], ...] = ()
+    """``(until, per MLA layer, per MoE layer, of which CUDA only)`` steps, ascending: before
+    ``until`` (None: every release) the engine launches that many small kernels in each MLA
+    attention layer and each MoE layer of a DeepSeek-style model beyond what servesim prices
     (``CostParams.deepseek_glue_kernels``; :data:`VLLM_V0_DEEPSEEK_GLUE`,
-    :data:`VLLM_DEEPSEEK_GLUE`, :data:`SGLANG_DEEPSEEK_GLUE`). Empty: none."""
+    :data:`VLLM_DEEPSEEK_GLUE`, :data:`SGLANG_DEEPSEEK_GLUE`); the last count of the MLA
+    layer's runs on NVIDIA GPUs only (ROCm takes another path there). Empty: none."""
     hybrid_kv_from: str | None = None
     """From this release the engine lays its KV cache out by layer kind (``CostParams.
     hybrid_kv``: vLLM V1's hybrid KV cache manager, :data:`VLLM_HYBRID_KV_CACHE`). None:
@@ -804,9 +805,9 @@ DEEPSEEK_TOPK_EAGER_GLUE = 16
 add, per-group top-2, sum, group top-k, zeros, scatter, mask expand, bool, not, masked fill,
 top-k, gather, sum, divide and two casts, 17 kernels, less the one of a fused routing kernel."""
 
-VLLM_V0_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int], ...] = (
-    ("0.7.2", DEEPSEEK_ROPE_GLUE + 1, DEEPSEEK_TOPK_EAGER_GLUE + 2),
-    (None, DEEPSEEK_ROPE_GLUE + 1, DEEPSEEK_TOPK_COMPILED_GLUE + 2),
+VLLM_V0_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int, int], ...] = (
+    ("0.7.2", DEEPSEEK_ROPE_GLUE + 1, DEEPSEEK_TOPK_EAGER_GLUE + 2, 0),
+    (None, DEEPSEEK_ROPE_GLUE + 1, DEEPSEEK_TOPK_COMPILED_GLUE + 2, 0),
 )
 """vLLM V0's unfused DeepSeek kernels (:attr:`EngineProfile.deepseek_glue`): V0 never compiles
 the model, so the native rope (:data:`DEEPSEEK_ROPE_GLUE`) and the ``kv_c.contiguous()`` copy
@@ -814,17 +815,17 @@ before ``kv_a_layernorm`` run per MLA layer (``DeepseekV2MLAAttention.forward``,
 and per MoE layer the grouped top-k (eager before 0.7.2) and the routed-scaling multiply and
 shared-expert add of ``DeepseekV2MoE.forward``."""
 
-VLLM_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int], ...] = (
-    ("0.10.2", 0, DEEPSEEK_TOPK_COMPILED_GLUE),
+VLLM_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int, int], ...] = (
+    ("0.10.2", 0, DEEPSEEK_TOPK_COMPILED_GLUE, 0),
 )
 """vLLM V1's unfused DeepSeek kernels: its compiled graph fuses the rope and the elementwise
 glue, but the grouped top-k stays a chain of ``topk`` kernels until the fused
 ``grouped_topk`` CUDA kernel (vllm-project/vllm#23274; ``VLLM_USE_FUSED_MOE_GROUPED_TOPK``
 on by default in the 0.10.2 wheel, absent from the 0.9.0 wheel)."""
 
-SGLANG_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int], ...] = (
-    ("0.4.2.post1", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_EAGER_GLUE + 5 + 2),
-    ("0.4.6", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_COMPILED_GLUE + 5 + 2),
+SGLANG_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int, int], ...] = (
+    ("0.4.2.post1", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_EAGER_GLUE + 5 + 2, 18),
+    ("0.4.6", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_COMPILED_GLUE + 5 + 2, 18),
 )
 """SGLang's unfused DeepSeek kernels before 0.4.6, the release that replaced them
 (``DeepseekV2AttentionMLA.forward_absorb`` and ``DeepseekV2MoE`` in the 0.4.2-0.4.5 wheels
@@ -835,7 +836,10 @@ each, against one ``per_tensor_quant_mla_fp8`` kernel from 0.4.6: 2 × 11) and t
 copies assembling ``q_input``/``k_input``; per MoE layer the grouped top-k (compiled from
 0.4.2.post1, ``moe_fused_gate`` from 0.4.6), the shared expert's own five kernels (two
 quantisations, two GEMMs and the activation; fused into the routed experts as a 257th expert
-from 0.4.6 on Hopper) and the scaling multiply and add. Checked against SGLang's own figures
+from 0.4.6 on Hopper) and the scaling multiply and add. On ROCm the absorbed weights are
+FP8-fnuz, which ``forward_absorb`` casts to bf16 and rescales (two kernels) before a plain
+``bmm`` instead of quantising the input: 2 × 2 kernels where NVIDIA GPUs run 2 × 11, 18 fewer.
+Checked against SGLang's own figures
 for DeepSeek-V3 at batch 1 on 8 H200s (sgl-project/sglang#3236, 2025-01-31, ``bench_one_batch``
 input 128): 27.1 ms a decode step with the eager top-k, 25.7 ms compiled, and 169 ms for the
 128-token prefill; servesim 25.0, 23.2 and 186 ms with these counts (10.2, 10.2 and 75 ms
@@ -1565,13 +1569,15 @@ def mla_materialized(profile: EngineProfile, engine_version: str | None) -> bool
 
 
 def deepseek_glue_kernels(
-    profile: EngineProfile, engine_version: str | None
+    profile: EngineProfile, engine_version: str | None, vendor: str | None = None
 ) -> tuple[float, float]:
     """Unfused kernels per MLA layer and per MoE layer of a DeepSeek-style model that the
     engine at ``engine_version`` (None: its newest release) launches beyond servesim's
-    operators (``profile.deepseek_glue``)."""
-    for until, per_attention, per_moe in profile.deepseek_glue:
+    operators on a GPU of ``vendor`` (``profile.deepseek_glue``; None: NVIDIA's count)."""
+    for until, per_attention, per_moe, cuda_only in profile.deepseek_glue:
         if until is None or _older(engine_version, until):
+            if vendor not in (None, "NVIDIA"):
+                per_attention -= cuda_only
             return float(per_attention), float(per_moe)
     return 0.0, 0.0
 

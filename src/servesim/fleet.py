@@ -279,7 +279,9 @@ def _cost_params(
         mla_fused_down_proj=mla_fused_down_proj(profile, scenario.engine_version),
         moe_chunk_tokens=moe_chunk_tokens(profile, scenario.engine_version),
         mla_materialized=mla_materialized(profile, scenario.engine_version),
-        deepseek_glue_kernels=deepseek_glue_kernels(profile, scenario.engine_version),
+        deepseek_glue_kernels=deepseek_glue_kernels(
+            profile, scenario.engine_version, hardware.vendor
+        ),
         # (FlashInfer's prefill runs bf16 attention over a dequantised FP8 cache.)
         fp8_attention=backend != "flashinfer"
         and fp8_attention(profile, scenario.engine_version, hardware.architecture),
