@@ -706,7 +706,8 @@ def test_deepseek_glue_kernels_by_engine_and_release():
     assert deepseek_glue_kernels(v0, "0.7.4.dev181") == deepseek_glue_kernels(v0, None) == (
         15.0, 10.0
     )  # fmt: skip
-    assert deepseek_glue_kernels(v1, "0.8.4") == (0.0, 8.0)
+    assert deepseek_glue_kernels(v1, "0.8.4") == (3.0, 8.0)
+    assert deepseek_glue_kernels(v1, "0.9.0") == (0.0, 8.0)
     assert deepseek_glue_kernels(v1, "0.10.2") == deepseek_glue_kernels(v1, None) == (0.0, 0.0)
     assert deepseek_glue_kernels(engine_profile("trtllm"), "0.17.0") == (0.0, 0.0)
     # Through the fleet: the scenario's release reaches the cost model.

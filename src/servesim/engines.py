@@ -816,10 +816,15 @@ and per MoE layer the grouped top-k (eager before 0.7.2) and the routed-scaling 
 shared-expert add of ``DeepseekV2MoE.forward``."""
 
 VLLM_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int, int], ...] = (
+    ("0.9.0", 3, DEEPSEEK_TOPK_COMPILED_GLUE, 0),
     ("0.10.2", 0, DEEPSEEK_TOPK_COMPILED_GLUE, 0),
 )
-"""vLLM V1's unfused DeepSeek kernels: its compiled graph fuses the rope and the elementwise
-glue, but the grouped top-k stays a chain of ``topk`` kernels until the fused
+"""vLLM V1's unfused DeepSeek kernels: its compiled graph fuses the elementwise glue, but in
+0.8.x the MLA attention op, outside that graph, applies the rope itself (one fused CUDA kernel,
+``rotary_emb.forward_cuda`` in the 0.8.4 wheel's ``v1/attention/backends/mla/common.py``) after
+a ``contiguous()`` copy of the query's rope part and writes both results back: 3 kernels per MLA
+layer until 0.9.0, whose MLA op no longer holds the rope. The grouped top-k stays a chain of
+``topk`` kernels until the fused
 ``grouped_topk`` CUDA kernel (vllm-project/vllm#23274; ``VLLM_USE_FUSED_MOE_GROUPED_TOPK``
 on by default in the 0.10.2 wheel, absent from the 0.9.0 wheel)."""
 
