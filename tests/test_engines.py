@@ -693,7 +693,8 @@ def test_deepseek_glue_kernels_by_engine_and_release():
 
     sg, v0, v1 = engine_profile("sglang-0.4"), engine_profile("vllm-v0"), engine_profile("vllm")
     assert deepseek_glue_kernels(sg, "0.4.2") == (39.0, 23.0)
-    assert deepseek_glue_kernels(sg, "0.4.2.post1") == deepseek_glue_kernels(sg, "0.4.5.post3")
+    assert deepseek_glue_kernels(sg, "0.4.2.post1") == (39.0, 23.0)  # (compiled top-k: post2)
+    assert deepseek_glue_kernels(sg, "0.4.2.post2") == deepseek_glue_kernels(sg, "0.4.5.post3")
     assert deepseek_glue_kernels(sg, "0.4.3.post2") == (39.0, 15.0)
     assert deepseek_glue_kernels(sg, "0.4.6") == deepseek_glue_kernels(sg, None) == (0.0, 0.0)
     assert deepseek_glue_kernels(engine_profile("sglang"), "0.4.3") == (39.0, 15.0)

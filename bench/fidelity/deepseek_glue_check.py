@@ -7,7 +7,7 @@ the 0.4.2 release (DeepSeek-V3 in FP8 needs eight GPUs of more than 80 GB: eight
 GPUs of the same authors' DeepSeek-V3 pull requests that month, e.g. sgl-project/sglang#2735).
 Main, with the grouped top-k run op by op: a 27.11 ms median decode step and a 169.21 ms
 128-token prefill (the second, warm run). With the top-k under ``torch.compile`` (the PR,
-released as 0.4.2.post1): "2 token/s faster", 36.88 → about 38.9 tokens/s, a ~25.7 ms step.
+released in 0.4.2.post2): "2 token/s faster", 36.88 → about 38.9 tokens/s, a ~25.7 ms step.
 A month earlier the 0.4.1.post2 release notes (sgl-project/sglang#2643, 2024-12-29) gave 30.29
 tokens/s for the same batch-1 run, a 33.0 ms step: the January work in between (a faster
 ``moe_align_block_size``, sgl-project/sglang#2735, and FP8 GEMM tuning) is not in the census,
@@ -32,7 +32,7 @@ RUNS = (
     # (label, SGLang release the build corresponds to, measured decode step ms, prefill ms)
     ("0.4.1.post2 release notes", "0.4.1.post2", 1000.0 / 30.29, None),
     ("main 2025-01-31, eager top-k", "0.4.2", 27.11, 169.21),
-    ("sglang#3236, compiled top-k", "0.4.2.post1", 1000.0 / (36.88 + 2.0), None),
+    ("sglang#3236, compiled top-k", "0.4.2.post2", 1000.0 / (36.88 + 2.0), None),
 )
 
 
@@ -60,7 +60,7 @@ def predict(release: str, glue: bool) -> tuple[float, float]:
     """servesim's (median decode step ms, TTFT ms) for the run, with or without the census."""
     census = fleet.deepseek_glue_kernels
     if not glue:
-        fleet.deepseek_glue_kernels = lambda profile, version: (0.0, 0.0)
+        fleet.deepseek_glue_kernels = lambda *_: (0.0, 0.0)
     try:
         summary = simulate(build_scenario(scenario(release))).summary
     finally:

@@ -794,7 +794,8 @@ stack) and adds (5 + 5): 15 kernels."""
 
 DEEPSEEK_TOPK_COMPILED_GLUE = 8
 """Kernels of DeepSeek-V3's biased grouped top-k routing under ``torch.compile`` (vLLM from
-0.7.2, vllm-project/vllm#12637; SGLang from 0.4.2.post1, sgl-project/sglang#3236), less the
+0.7.2, vllm-project/vllm#12637; SGLang from 0.4.2.post2, sgl-project/sglang#3236: the decorator
+is in that wheel's ``topk.py`` and not in 0.4.2.post1's), less the
 one fused routing kernel of later releases: Inductor fuses the elementwise steps but not the
 three ``topk`` calls, the group scatter and the reductions between them (~9 kernels). The
 eager form (:data:`DEEPSEEK_TOPK_EAGER_GLUE`) runs each op as its own kernel."""
@@ -829,7 +830,7 @@ layer until 0.9.0, whose MLA op no longer holds the rope. The grouped top-k stay
 on by default in the 0.10.2 wheel, absent from the 0.9.0 wheel)."""
 
 SGLANG_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int, int], ...] = (
-    ("0.4.2.post1", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_EAGER_GLUE + 5 + 2, 18),
+    ("0.4.2.post2", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_EAGER_GLUE + 5 + 2, 18),
     ("0.4.6", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_COMPILED_GLUE + 5 + 2, 18),
 )
 """SGLang's unfused DeepSeek kernels before 0.4.6, the release that replaced them
@@ -839,7 +840,7 @@ against 0.4.6): per MLA layer the native rope (:data:`DEEPSEEK_ROPE_GLUE`; sgl-k
 inputs to the two absorbed-weight ``bmm_fp8`` calls as ``input_to_float8`` (12 PyTorch ops
 each, against one ``per_tensor_quant_mla_fp8`` kernel from 0.4.6: 2 × 11) and three more
 copies assembling ``q_input``/``k_input``; per MoE layer the grouped top-k (compiled from
-0.4.2.post1, ``moe_fused_gate`` from 0.4.6), the shared expert's own five kernels (two
+0.4.2.post2, ``moe_fused_gate`` from 0.4.6), the shared expert's own five kernels (two
 quantisations, two GEMMs and the activation; fused into the routed experts as a 257th expert
 from 0.4.6 on Hopper) and the scaling multiply and add. On ROCm the absorbed weights are
 FP8-fnuz, which ``forward_absorb`` casts to bf16 and rescales (two kernels) before a plain
