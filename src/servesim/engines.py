@@ -27,6 +27,11 @@ from servesim.versions import release_before
 DEFAULT_ENGINE = "vllm"
 
 
+DeepSeekGlue = tuple[tuple[str | None, int, int, int], ...]
+"""``(until, per MLA layer, per MoE layer, of which CUDA only)`` steps
+(:attr:`EngineProfile.deepseek_glue`)."""
+
+
 @dataclass(frozen=True)
 class AttentionDP:
     """How an engine runs attention data-parallel ranks (scenario ``dp`` > 1)."""
@@ -219,7 +224,7 @@ class EngineProfile:
     """``(first, until)``: releases from ``first`` and before ``until`` run MLA decodes through
     materialized absorbed weights (``CostParams.mla_materialized``; vLLM V0:
     :data:`VLLM_MLA_MATERIALIZED`). None: never."""
-    deepseek_glue: tuple[tuple[str | None, int, int, int], ...] = ()
+    deepseek_glue: DeepSeekGlue = ()
     """``(until, per MLA layer, per MoE layer, of which CUDA only)`` steps, ascending: before
     ``until`` (None: every release) the engine launches that many small kernels in each MLA
     attention layer and each MoE layer of a DeepSeek-style model beyond what servesim prices
@@ -795,10 +800,10 @@ stack) and adds (5 + 5): 15 kernels."""
 DEEPSEEK_TOPK_COMPILED_GLUE = 8
 """Kernels of DeepSeek-V3's biased grouped top-k routing under ``torch.compile`` (vLLM from
 0.7.2, vllm-project/vllm#12637; SGLang from 0.4.2.post2, sgl-project/sglang#3236: the decorator
-is in that wheel's ``topk.py`` and not in 0.4.2.post1's), less the
-one fused routing kernel of later releases: Inductor fuses the elementwise steps but not the
-three ``topk`` calls, the group scatter and the reductions between them (~9 kernels). The
-eager form (:data:`DEEPSEEK_TOPK_EAGER_GLUE`) runs each op as its own kernel."""
+is in that wheel's ``topk.py`` and not in 0.4.2.post1's), less the one fused routing kernel of
+later releases: Inductor fuses the elementwise steps but not the three ``topk`` calls, the
+group scatter and the reductions between them (~9 kernels). The eager form
+(:data:`DEEPSEEK_TOPK_EAGER_GLUE`) runs each op as its own kernel."""
 
 DEEPSEEK_TOPK_EAGER_GLUE = 16
 """Kernels of the eager biased grouped top-k (``grouped_topk`` in the vLLM 0.7.x
@@ -806,9 +811,12 @@ DEEPSEEK_TOPK_EAGER_GLUE = 16
 add, per-group top-2, sum, group top-k, zeros, scatter, mask expand, bool, not, masked fill,
 top-k, gather, sum, divide and two casts, 17 kernels, less the one of a fused routing kernel."""
 
-VLLM_V0_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int, int], ...] = (
-    ("0.7.2", DEEPSEEK_ROPE_GLUE + 1, DEEPSEEK_TOPK_EAGER_GLUE + 2, 0),
-    (None, DEEPSEEK_ROPE_GLUE + 1, DEEPSEEK_TOPK_COMPILED_GLUE + 2, 0),
+_VLLM_V0_MLA_GLUE = DEEPSEEK_ROPE_GLUE + 1  # (+ kv_c.contiguous())
+_SCALE_AND_ADD = 2  # (routed-scaling multiply, shared-expert add)
+
+VLLM_V0_DEEPSEEK_GLUE: DeepSeekGlue = (
+    ("0.7.2", _VLLM_V0_MLA_GLUE, DEEPSEEK_TOPK_EAGER_GLUE + _SCALE_AND_ADD, 0),
+    (None, _VLLM_V0_MLA_GLUE, DEEPSEEK_TOPK_COMPILED_GLUE + _SCALE_AND_ADD, 0),
 )
 """vLLM V0's unfused DeepSeek kernels (:attr:`EngineProfile.deepseek_glue`): V0 never compiles
 the model, so the native rope (:data:`DEEPSEEK_ROPE_GLUE`) and the ``kv_c.contiguous()`` copy
@@ -816,7 +824,7 @@ before ``kv_a_layernorm`` run per MLA layer (``DeepseekV2MLAAttention.forward``,
 and per MoE layer the grouped top-k (eager before 0.7.2) and the routed-scaling multiply and
 shared-expert add of ``DeepseekV2MoE.forward``."""
 
-VLLM_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int, int], ...] = (
+VLLM_DEEPSEEK_GLUE: DeepSeekGlue = (
     ("0.9.0", 3, DEEPSEEK_TOPK_COMPILED_GLUE, 0),
     ("0.10.2", 0, DEEPSEEK_TOPK_COMPILED_GLUE, 0),
 )
@@ -825,13 +833,28 @@ VLLM_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int, int], ...] = (
 ``rotary_emb.forward_cuda`` in the 0.8.4 wheel's ``v1/attention/backends/mla/common.py``) after
 a ``contiguous()`` copy of the query's rope part and writes both results back: 3 kernels per MLA
 layer until 0.9.0, whose MLA op no longer holds the rope. The grouped top-k stays a chain of
-``topk`` kernels until the fused
-``grouped_topk`` CUDA kernel (vllm-project/vllm#23274; ``VLLM_USE_FUSED_MOE_GROUPED_TOPK``
-on by default in the 0.10.2 wheel, absent from the 0.9.0 wheel)."""
+``topk`` kernels until the fused ``grouped_topk`` CUDA kernel (vllm-project/vllm#23274;
+``VLLM_USE_FUSED_MOE_GROUPED_TOPK`` on by default in the 0.10.2 wheel, absent from the 0.9.0
+wheel)."""
 
-SGLANG_DEEPSEEK_GLUE: tuple[tuple[str | None, int, int, int], ...] = (
-    ("0.4.2.post2", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_EAGER_GLUE + 5 + 2, 18),
-    ("0.4.6", DEEPSEEK_ROPE_GLUE + 22 + 3, DEEPSEEK_TOPK_COMPILED_GLUE + 5 + 2, 18),
+_SGLANG_MLA_QUANT_GLUE = 2 * 11  # (input_to_float8 twice, 12 ops each, against 1 kernel)
+_SGLANG_MLA_GLUE = DEEPSEEK_ROPE_GLUE + _SGLANG_MLA_QUANT_GLUE + 3  # (+ q/k assembly copies)
+_SGLANG_SHARED_EXPERT = 5  # (two quantisations, two GEMMs, the activation)
+_SGLANG_ROCM_FEWER = _SGLANG_MLA_QUANT_GLUE - 2 * 2  # (ROCm: cast and rescale, 2 per bmm)
+
+SGLANG_DEEPSEEK_GLUE: DeepSeekGlue = (
+    (
+        "0.4.2.post2",
+        _SGLANG_MLA_GLUE,
+        DEEPSEEK_TOPK_EAGER_GLUE + _SGLANG_SHARED_EXPERT + _SCALE_AND_ADD,
+        _SGLANG_ROCM_FEWER,
+    ),
+    (
+        "0.4.6",
+        _SGLANG_MLA_GLUE,
+        DEEPSEEK_TOPK_COMPILED_GLUE + _SGLANG_SHARED_EXPERT + _SCALE_AND_ADD,
+        _SGLANG_ROCM_FEWER,
+    ),
 )
 """SGLang's unfused DeepSeek kernels before 0.4.6, the release that replaced them
 (``DeepseekV2AttentionMLA.forward_absorb`` and ``DeepseekV2MoE`` in the 0.4.2-0.4.5 wheels
@@ -845,11 +868,11 @@ quantisations, two GEMMs and the activation; fused into the routed experts as a 
 from 0.4.6 on Hopper) and the scaling multiply and add. On ROCm the absorbed weights are
 FP8-fnuz, which ``forward_absorb`` casts to bf16 and rescales (two kernels) before a plain
 ``bmm`` instead of quantising the input: 2 × 2 kernels where NVIDIA GPUs run 2 × 11, 18 fewer.
-Checked against SGLang's own figures
-for DeepSeek-V3 at batch 1 on 8 H200s (sgl-project/sglang#3236, 2025-01-31, ``bench_one_batch``
-input 128): 27.1 ms a decode step with the eager top-k, 25.7 ms compiled, and 169 ms for the
-128-token prefill; servesim 25.0, 23.2 and 186 ms with these counts (10.2, 10.2 and 75 ms
-without: ``python bench/fidelity/deepseek_glue_check.py``)."""
+Checked against SGLang's own figures for DeepSeek-V3 at batch 1 on 8 H200s
+(sgl-project/sglang#3236, 2025-01-31, ``bench_one_batch`` input 128): 27.1 ms a decode step
+with the eager top-k, 25.7 ms compiled, and 169 ms for the 128-token prefill; servesim 25.0,
+23.2 and 186 ms with these counts (10.2, 10.2 and 75 ms without: ``python
+bench/fidelity/deepseek_glue_check.py``)."""
 
 
 def vllm_fp8_attention(release: str | None, architecture: str | None) -> bool:
