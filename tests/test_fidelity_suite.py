@@ -136,6 +136,36 @@ def test_sglangs_client_draws_are_redrawn_and_checked_against_its_totals():
     assert fid.scenario_of(burst)["workload"]["arrival"] == {"kind": "burst"}
 
 
+def test_sglangs_client_draws_are_checked_against_the_printed_throughput_ratio():
+    # SGLang's H200 attention-backend runs print input and output tok/s but no totals: the
+    # seed-1 draws give 817,757 / 105,408 tokens, the printed rates' ratio to 5 digits.
+    (case,) = [
+        c
+        for c in CASES
+        if c["id"] == "sglang_attnbench_h200_llama31_8b_tp1_fa3_random8192_1024_n200_rps16"
+    ]
+    assert "total_input_tokens" not in case["workload"]
+    requests = fid._sglang_client_requests(case)
+    sent, prompts, answers = (np.array(x) for x in zip(*requests, strict=True))
+    assert (prompts.sum(), answers.sum()) == (817_757, 105_408)
+    assert prompts.sum() / answers.sum() == pytest.approx(17652.56 / 2275.4, rel=1e-5)
+    assert sent[0] == 0.0 and 199 / sent[-1] == pytest.approx(16.0, rel=0.2)
+    assert fid._published_token_rates(case) == (17652.56, 2275.4)
+    # the ratio from the metrics when the printed rates are not kept (total − output)
+    bare = {**case, "metrics_as_published": {}}
+    assert fid._published_token_rates(bare) == pytest.approx((17652.56, 2275.4))
+    assert fid._sglang_client_requests(bare) == requests
+    # printed rates of another ratio, or another seed, are not the client's draws
+    off = {**case, "metrics_as_published": {**case["metrics_as_published"],
+           "output_token_throughput_tok_s": 2276.4}}  # fmt: skip
+    assert fid._sglang_client_requests(off) is None
+    assert fid._sglang_client_requests({**case, "notes": case["notes"] + " --seed 7"}) is None
+    # fixed lengths (range ratio 1) match any ratio: nothing confirms the seed
+    fixed = {**case, "workload": {**case["workload"], "range_ratio": 1.0}}
+    assert fid._sglang_client_requests(fixed) is None
+    assert not fid._same_token_ratio(817_757, 0, 17652.56, 2275.4)
+
+
 def test_sglangs_client_draws_random_lengths_up_to_the_given_ones_below_ratio_one():
     # sglang.bench_serving's random dataset: prompts in [max(r·len, 1), len], answers in
     # [r·len, len]; the default r = 0.0 draws lengths up to the given value, not equal to it.

@@ -218,32 +218,42 @@ generator with it (``run_benchmark`` in the 0.4.0 wheel)."""
 
 def _sglang_client_requests(case: dict[str, Any]) -> list[tuple[float, int, int]] | None:
     """(send time s, prompt tokens, answer tokens) of each request as ``sglang.bench_serving``
-    drew them for a random-dataset case, checked against the case's stated token totals; else
-    None.
+    drew them for a random-dataset case, checked against the case's stated token totals (or,
+    where it states none, against the ratio of the input and output token throughputs it
+    printed, :func:`_same_token_ratio`); else None.
 
     The client seeds NumPy's global generator (:data:`SGLANG_CLIENT_SEED` unless the case names
     ``--seed``), draws every prompt length, then every answer length
     (``sample_random_requests``: ``randint(max(int(len·r), 1), len + 1)``, then
     ``randint(int(len·r), len + 1)``), then, at a finite rate, one exponential interval after
     sending each request (``get_request``); at rate inf all are sent at t=0 (0.4.0 wheel). The
-    totals the client printed (``np.sum`` of those draws) must match exactly, which tells that the
-    version and seed drew as assumed."""
+    totals the client printed (``np.sum`` of those draws) must match exactly, or their ratio the
+    printed throughputs' to the figures' rounding, which tells that the version and seed drew as
+    assumed."""
     w = case.get("workload") or {}
     load = case.get("load") or {}
     ilen, olen, n = w.get("input_len"), w.get("output_len"), w.get("num_prompts")
     tin, tout = w.get("total_input_tokens"), w.get("total_output_tokens")
     if not (_sglang_client(case) and w.get("dataset") == "random"):
         return None
-    if not all(isinstance(x, int) for x in (ilen, olen, n, tin, tout)):
+    if not all(isinstance(x, int) for x in (ilen, olen, n)):
         return None
     ratio = float(w.get("range_ratio") or 0.0)
+    totals = isinstance(tin, int) and isinstance(tout, int)
+    # (Fixed lengths, r = 1, agree with any ratio: only varying draws can confirm the seed.)
+    rates = None if totals or ratio >= 1 else _published_token_rates(case)
+    if not totals and rates is None:
+        return None
     found = re.search(r"--seed[ =](\d+)", _client_text(case))
     import numpy as np
 
     rng = np.random.RandomState(int(found.group(1)) if found else SGLANG_CLIENT_SEED)
     prompts = rng.randint(max(int(ilen * ratio), 1), ilen + 1, size=n)
     answers = rng.randint(int(olen * ratio), olen + 1, size=n)
-    if int(prompts.sum()) != tin or int(answers.sum()) != tout:
+    drawn_in, drawn_out = int(prompts.sum()), int(answers.sum())
+    if totals and (drawn_in != tin or drawn_out != tout):
+        return None
+    if rates is not None and not _same_token_ratio(drawn_in, drawn_out, *rates):
         return None
     rate = load.get("request_rate")
     if isinstance(rate, (int, float)) and math.isfinite(rate):
@@ -252,6 +262,41 @@ def _sglang_client_requests(case: dict[str, Any]) -> list[tuple[float, int, int]
     else:
         sent = np.zeros(n)
     return list(zip(sent.tolist(), prompts.tolist(), answers.tolist(), strict=True))
+
+
+def _published_token_rates(case: dict[str, Any]) -> tuple[float, float] | None:
+    """(Input, output) token throughputs (tok/s) the client printed, when the case keeps them
+    (``metrics_as_published``) or its input rate follows from its metrics (total − output);
+    else None. Over one run their ratio is the ratio of the run's token totals."""
+    shown = case.get("metrics_as_published") or {}
+    rate_in, rate_out = (
+        shown.get("input_token_throughput_tok_s"),
+        shown.get("output_token_throughput_tok_s"),
+    )
+    if not (isinstance(rate_in, (int, float)) and isinstance(rate_out, (int, float))):
+        metrics = case.get("metrics") or {}
+        total, rate_out = metrics.get("total_token_throughput"), metrics.get("output_throughput")
+        if not (isinstance(total, (int, float)) and isinstance(rate_out, (int, float))):
+            return None
+        rate_in = total - rate_out
+    if rate_in <= 0 or rate_out <= 0:
+        return None
+    return float(rate_in), float(rate_out)
+
+
+PRINTED_RATE_STEP = 0.01
+"""The step of a throughput as ``sglang.bench_serving`` prints it (tok/s, two decimals)."""
+
+
+def _same_token_ratio(total_in: int, total_out: int, rate_in: float, rate_out: float) -> bool:
+    """Whether drawn token totals have the ratio of the printed throughputs, to the rounding
+    of the printed figures (one step of each, twice over for a rate taken as a difference): a
+    redraw that is not the client's misses it by far (the ratio of 200 uniform draws varies by
+    ~3%)."""
+    if total_out <= 0:
+        return False
+    tolerance = 2 * PRINTED_RATE_STEP * (1 / rate_in + 1 / rate_out)
+    return abs((total_in / total_out) / (rate_in / rate_out) - 1.0) <= tolerance
 
 
 def _request_list(case: dict[str, Any]) -> list[tuple[float, int, int]] | None:
