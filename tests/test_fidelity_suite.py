@@ -103,10 +103,13 @@ def test_published_per_request_lengths_are_replayed_as_sent():
     requests = case["workload"]["requests"]
     assert rows[1] == f"0.0,{requests['input_lens'][0]},{requests['output_lens'][0]}"
     assert sum(int(r.split(",")[1]) for r in rows[1:]) == case["workload"]["total_input_tokens"]
-    # a source's lists carry no send times: they are replayed for a burst only
-    for load in ({"concurrency": 4}, {"request_rate": 2.0}):
-        with pytest.raises(fid.Unmappable, match="replayed for bursts"):
-            fid.scenario_of({**case, "load": load})
+    # a source's lists carry no send times: they are replayed for a burst only, or behind a
+    # client's N slots (every request due at once, sent in the list's order as slots free)
+    with pytest.raises(fid.Unmappable, match="replayed for bursts"):
+        fid.scenario_of({**case, "load": {"request_rate": 2.0}})
+    capped = fid.scenario_of({**case, "load": {"concurrency": 4}})["workload"]
+    assert capped["arrival"] == {"kind": "burst"} and capped["max_concurrency"] == 4
+    assert Path(capped["trace"]).read_text().splitlines() == rows
 
 
 def test_sglangs_client_draws_are_redrawn_and_checked_against_its_totals():
@@ -233,6 +236,39 @@ def test_every_online_case_gets_one_of_the_online_loads():
         except fid.Unmappable:
             continue
     assert found == set(LOADS[2:])
+
+
+def test_a_clients_concurrency_is_a_cap_over_one_queue_not_users_with_shares(tmp_path):
+    # vllm bench serve / sglang.bench_serving --max-concurrency N, lmdeploy's N threads on one
+    # queue: every request due at once, the next one sent when any of the N finishes.
+    base = {"id": "x", "engine": "vllm", "engine_version": "0.11.0", "model": "Qwen/Qwen3-8B",
+            "gpu": "H100", "tp": 1, "mode": "online",
+            "workload": {"input_len": 200, "output_len": 100, "num_prompts": 40},
+            "load": {"concurrency": 4}, "metrics": {"output_throughput": 1.0}}  # fmt: skip
+    w = fid.scenario_of(base)["workload"]
+    assert w["arrival"] == {"kind": "burst"} and w["max_concurrency"] == 4
+    offline = fid.scenario_of({**base, "mode": "offline", "load": {"concurrency": 8}})
+    assert offline["workload"]["arrival"] == {"kind": "burst"}
+    assert offline["workload"]["max_concurrency"] == 8
+    rated = fid.scenario_of({**base, "load": {"request_rate": 2.0, "max_concurrency": 3}})
+    assert rated["workload"]["arrival"] == {"kind": "poisson", "rate": 2.0}
+    assert rated["workload"]["max_concurrency"] == 3
+    # The difference: one long answer (1,000 tokens) then 99 short ones (10) over 2 slots. One
+    # queue runs the long one on one slot and every short one on the other; two users with 50
+    # requests each leave the long one's user 49 short ones after it.
+    from servesim.run import simulate
+    from servesim.scenario import build_scenario
+
+    trace = tmp_path / "t.csv"
+    rows = ["0.0,100,1000"] + ["0.0,100,10"] * 99
+    trace.write_text("timestamp,input_tokens,output_tokens\n" + "\n".join(rows) + "\n")
+    replay = {"trace": str(trace), "trace_format": "csv"}
+    queue = {**replay, "arrival": {"kind": "burst"}, "max_concurrency": 2}
+    users = {**replay, "arrival": {"kind": "closed", "concurrency": 2}}
+    one = simulate(build_scenario({"engine": "vllm", "workload": queue})).summary
+    two = simulate(build_scenario({"engine": "vllm", "workload": users})).summary
+    assert one["completed"] == two["completed"] == 100
+    assert one["duration"] < 0.8 * two["duration"]
 
 
 def test_the_ttft_table_by_load_counts_only_ttft_metrics():

@@ -527,21 +527,25 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
         n = int(w.get("num_prompts") or 1000)
         workload["num_requests"] = n
         cap = load.get("max_concurrency") or load.get("concurrency")
+        workload["arrival"] = {"kind": "burst"}
         if cap:
-            workload["arrival"] = {"kind": "closed", "concurrency": int(cap)}
-        else:
-            workload["arrival"] = {"kind": "burst"}
+            workload["max_concurrency"] = int(cap)  # (N slots over one queue, as online)
         sc["api_server"] = False
     elif mode == "online":
         n = int(w.get("num_prompts") or 1000)
         workload["num_requests"] = n
         rate, conc = load.get("request_rate"), load.get("concurrency")
         if isinstance(conc, (int, float)) and not isinstance(rate, (int, float)):
-            workload["arrival"] = {"kind": "closed", "concurrency": int(conc)}
+            # The clients (vllm bench serve and benchmark_serving.py, sglang.bench_serving:
+            # --max-concurrency) make every request due at once and hold a semaphore of N
+            # around each: the next request in the list goes out when any slot frees. Not N
+            # users with an equal share each (a closed loop), whose tails finish unevenly.
+            workload["arrival"] = {"kind": "burst"}
+            workload["max_concurrency"] = int(conc)
         elif isinstance(rate, (int, float)) and math.isfinite(rate):
             workload["arrival"] = {"kind": "poisson", "rate": float(rate)}
             if isinstance(load.get("max_concurrency"), int):
-                raise Unmappable("rate with a concurrency cap (not modelled)")
+                workload["max_concurrency"] = int(load["max_concurrency"])
         else:
             workload["arrival"] = {"kind": "burst"}
     else:
@@ -556,9 +560,12 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
                 "per-request lengths are replayed for bursts (and the client's "
                 "draws for Poisson runs) only"
             )
+        cap = workload.get("max_concurrency")
         workload = {"trace": str(_write_trace(case["id"], requests)), "trace_format": "csv"}
         if arrival == {"kind": "burst"}:
             workload["arrival"] = arrival  # (all at t=0: a burst, as the load regime says)
+        if cap is not None:
+            workload["max_concurrency"] = cap  # (sent in the list's order as slots free)
     template = _chat_template_tokens(case)
     if template:
         # The template is the same text in front of every message (its few tokens after the

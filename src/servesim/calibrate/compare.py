@@ -3,15 +3,14 @@
 The simulated run replays the benchmark's requests — each successful request's prompt and
 output tokens, in send order — with the benchmark's traffic:
 
-- ``request_rate: inf`` and ``max_concurrency: N``: a closed loop of N users (vLLM sends every
-  request at once behind a semaphore of N, so N are in flight until the queue drains; servesim
-  shares the requests out among the users up front, so the tail differs — noted);
-- ``request_rate: inf`` alone: a burst, every request at t = 0;
+- ``request_rate: inf``: a burst, every request due at t = 0;
 - a finite rate: Poisson (``burstiness`` 1) or gamma inter-arrivals at that rate, with
-  servesim's seed — the benchmark's own arrival times are not saved, so the draws differ.
+  servesim's seed — the benchmark's own arrival times are not saved, so the draws differ;
+- with ``max_concurrency: N`` on top of either, the same cap in the simulation (the workload's
+  ``max_concurrency``): the benchmark holds a semaphore of N around each request, so a request
+  due while N are in flight waits and goes out, in order, when any one finishes.
 
-A finite rate together with ``max_concurrency`` caps concurrency in the benchmark but not in
-the simulation (noted in the output). Without per-request lengths (vLLM without
+Without per-request lengths (vLLM without
 ``--save-detailed``) every request gets the mean lengths, or, for SGLang's random dataset, lengths
 drawn as it draws them (also noted). The engine profile follows the file's ``backend`` when
 neither the scenario nor ``--engine`` names one (:data:`ENGINE_OF_BACKEND`).
@@ -143,28 +142,20 @@ def _lengths(bench: BenchResult, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
 
 
 def _arrival(bench: BenchResult) -> tuple[dict[str, Any], list[str]]:
+    """The benchmark's traffic as workload fields (``arrival``, and ``max_concurrency`` when it
+    capped the requests in flight), with notes on what differs."""
+    cap = {"max_concurrency": bench.max_concurrency} if bench.max_concurrency else {}
     if math.isinf(bench.request_rate):
-        if bench.max_concurrency:
-            note = (
-                f"servesim's closed loop gives each of the {bench.max_concurrency} users an "
-                "equal share of the requests up front, where the benchmark hands the next "
-                "request to whichever slot frees first: the tail of the run differs, more so "
-                "with few requests per user"
-            )
-            return {"kind": "closed", "concurrency": bench.max_concurrency}, [note]
-        return {"kind": "burst"}, []
+        return {"arrival": {"kind": "burst"}, **cap}, []
     notes = [
         "arrival times are drawn anew with the simulation's seed (benchmarks do not save "
         "theirs), so queueing differs run to run"
     ]
-    if bench.max_concurrency:
-        notes.append(
-            f"the benchmark also capped concurrency at {bench.max_concurrency}; the simulation "
-            "sends at the rate without a cap"
-        )
     if bench.burstiness == 1.0:
-        return {"kind": "poisson", "rate": bench.request_rate}, notes
-    return {"kind": "gamma", "rate": bench.request_rate, "burstiness": bench.burstiness}, notes
+        arrival = {"kind": "poisson", "rate": bench.request_rate}
+    else:
+        arrival = {"kind": "gamma", "rate": bench.request_rate, "burstiness": bench.burstiness}
+    return {"arrival": arrival, **cap}, notes
 
 
 def template_tokens_of(bench: BenchResult, model: str, given: int | None) -> tuple[int, list[str]]:
@@ -244,12 +235,12 @@ def benchmark_workload(
         w = csv.writer(f)
         w.writerow(columns)
         w.writerows(rows)
-    arrival, more = _arrival(bench)
+    traffic, more = _arrival(bench)
     workload = {
         "name": bench.source,
         "trace": str(trace_path),
         "trace_format": "csv",
-        "arrival": arrival,
+        **traffic,
     }
     if template_tokens:
         workload["hash_block_size"] = DEFAULT_HASH_BLOCK_SIZE  # (the ids' block, stated)
