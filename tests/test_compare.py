@@ -289,8 +289,8 @@ def test_chat_template_tokens_go_in_front_of_every_prompt_as_one_shared_prefix(t
     tokens to each prompt. Without N the comparison says so; with N the replayed prompts are
     N longer and share the template's full 16-token blocks."""
     from servesim.calibrate.compare import (
-        _prompt_hash_ids,
         benchmark_workload,
+        prompt_hash_ids,
         template_tokens_of,
     )
 
@@ -319,7 +319,7 @@ def test_chat_template_tokens_go_in_front_of_every_prompt_as_one_shared_prefix(t
     )
     # The template's 4 full blocks are shared ids 0-3; the rest of each prompt is its own:
     # 167 tokens = 10 full blocks (4 shared + 6 own, ids 4-9); 77 tokens = the template's 4.
-    ids = _prompt_hash_ids(np.array([67 + 100, 67 + 10]), 67)
+    ids = prompt_hash_ids(np.array([67 + 100, 67 + 10]), 67)
     assert ids == ["0 1 2 3 4 5 6 7 8 9", "0 1 2 3"]
     _, notes = benchmark_workload(bench, tmp_path / "r.csv", 0, 67)
     rows = (tmp_path / "r.csv").read_text().splitlines()

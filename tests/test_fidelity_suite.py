@@ -69,11 +69,39 @@ def test_stated_token_totals_set_the_mean_lengths():
     ilen, olen = fid._fixed_lengths(w)
     assert ilen == {"kind": "uniform", "lo": 0 + 1, "hi": 1024}  # mean 512: uniform [0, 1024]
     assert olen == 1024
-    case = {"mode": "online", "engine": "vllm", "model": "m", "gpu": "H100", "workload": w,
-            "load": {"request_rate": 4.0}}  # fmt: skip
+    case = {"id": "t", "mode": "online", "engine": "vllm", "model": "m", "gpu": "H100",
+            "workload": w, "load": {"request_rate": 4.0}}  # fmt: skip
     sc = fid.scenario_of(case)
     assert sc["workload"]["arrival"] == {"kind": "poisson", "rate": 4.0}
     assert "api_server" not in sc  # online runs go through the API server (the default)
+    # The run's requests: the uniform shape at exactly the stated total, the fixed length as it
+    # is, in a shuffled order.
+    rows = [r.split(",") for r in Path(sc["workload"]["trace"]).read_text().splitlines()[1:]]
+    prompts = np.array([int(r[1]) for r in rows])
+    assert len(rows) == 100 and prompts.sum() == 51200 and {int(r[2]) for r in rows} == {1024}
+    assert 1 <= prompts.min() <= 10 and prompts.max() >= 1015  # (the midpoints of 1..1024)
+    assert (np.diff(prompts) < 0).any()  # (not sorted)
+
+
+def test_lengths_at_a_total_keep_the_shape_and_hit_the_total_exactly():
+    table = {"kind": "quantiles", "probs": [0.0, 0.5, 1.0], "values": [10, 100, 1000]}
+    lengths = fid._lengths_at_total(table, 101, 20_000, seed=0)
+    assert lengths.sum() == 20_000 and lengths.min() >= 1
+    # the midpoints' quantiles, scaled: the median is the table's median times the level
+    shape = np.exp(np.interp((np.arange(101) + 0.5) / 101, [0, 0.5, 1], np.log([10, 100, 1000])))
+    scale = 20_000 / shape.sum()
+    assert np.median(lengths) == pytest.approx(100 * scale, abs=1)
+    assert np.sort(lengths) == pytest.approx(shape * scale, abs=1)
+    same = fid._lengths_at_total(table, 101, 20_000, seed=0)
+    assert (same == lengths).all()  # (deterministic)
+    # a level so low that the floor of 1 token binds still sums exactly
+    assert fid._lengths_at_total(table, 101, 150, seed=0).sum() == 150
+    assert fid._lengths_at_total(1024, 10, 10_000, seed=0) is None  # (no shape)
+    # no stated totals, or no distribution: the runner keeps its distributions
+    assert fid._requests_at_totals({"workload": {"num_prompts": 10}}, table, table) is None
+    both_fixed = {"workload": {"num_prompts": 10, "total_input_tokens": 99,
+                  "total_output_tokens": 100}}  # fmt: skip
+    assert fid._requests_at_totals(both_fixed, 10, 10) is None
 
 
 def test_sharegpt_totals_set_the_level_of_sharegpts_shape():
@@ -128,7 +156,12 @@ def test_sglangs_client_draws_are_redrawn_and_checked_against_its_totals():
     # another seed, or totals the client did not print, is not taken for the client's draws
     other = {**case, "workload": {**case["workload"], "total_input_tokens": 152_613}}
     assert fid._sglang_client_requests(other) is None
-    assert "trace" not in fid.scenario_of(other)["workload"]
+    # (then the uniform shapes at the stated totals, sent at servesim's Poisson times)
+    w = fid.scenario_of(other)["workload"]
+    assert w["arrival"] == {"kind": "poisson", "rate": 1.0}
+    rows = Path(w["trace"]).read_text().splitlines()[1:]
+    assert sum(int(r.split(",")[1]) for r in rows) == 152_613
+    assert {r.split(",")[0] for r in rows} == {"0.0"}
     seeded = {**case, "notes": case["notes"] + " --seed 7"}
     assert fid._sglang_client_requests(seeded) is None
     # at rate inf every request is sent at t=0: a burst

@@ -313,14 +313,97 @@ def _request_list(case: dict[str, Any]) -> list[tuple[float, int, int]] | None:
     return [(0.0, i, o) for i, o in zip(ilens, olens, strict=True)]
 
 
-def _write_trace(case_id: str, requests: list[tuple[float, int, int]]) -> Path:
+def _quantiles(dist: Any, probs: Any) -> Any:
+    """The quantiles at ``probs`` of a length distribution as the runner writes them: a
+    ``quantiles`` table (interpolated in log space, as servesim's sampler draws it) or a
+    ``uniform`` range; None for anything else (a fixed length: see :func:`_requests_at_totals`)."""
+    import numpy as np
+
+    kind = dist.get("kind") if isinstance(dist, dict) else None
+    if kind == "quantiles":
+        values = np.asarray(dist["values"], dtype=np.float64)
+        return np.exp(np.interp(probs, dist["probs"], np.log(values)))
+    if kind == "uniform":
+        return dist["lo"] + probs * (dist["hi"] - dist["lo"])
+    return None
+
+
+def _lengths_at_total(dist: Any, n: int, total: int, seed: int) -> Any:
+    """``n`` token lengths with the shape of ``dist`` (:func:`_quantiles`) that sum to exactly
+    ``total``: its quantiles at the midpoints (i + ½)/n, scaled to the total and rounded by
+    largest remainders (each at least 1 token), in an order shuffled with ``seed``; None when
+    ``dist`` has no shape.
+
+    A run's printed token totals are facts of that run, and the runner fits the distributions'
+    level to them (:func:`_from_totals`); ``n`` random draws from those then miss the totals by
+    sampling noise alone (100 ShareGPT-shaped answers: ~5%), which moves every throughput and
+    the load. The midpoints keep the fitted shape without the noise."""
+    import numpy as np
+
+    shape = _quantiles(dist, (np.arange(n) + 0.5) / n)
+    if shape is None:
+        return None
+    scaled = np.maximum(shape * (total / shape.sum()), 1.0)
+    lengths = np.floor(scaled).astype(np.int64)
+    short = int(total - lengths.sum())
+    if short > 0:
+        lengths[np.argsort(lengths - scaled, kind="stable")[:short]] += 1
+    elif short < 0:
+        # (only where the floor of 1 token lifted some: take back from the longest)
+        lengths[np.argsort(-lengths, kind="stable")[:-short]] -= 1
+    return np.random.default_rng(seed).permutation(lengths)
+
+
+def _requests_at_totals(case: dict[str, Any], ilen: Any, olen: Any) -> list | None:
+    """(0, prompt tokens, answer tokens) of each request: those of the case's two lengths that
+    are distributions (uniform ranges, quantile tables) at their shapes and exactly its stated
+    token totals (:func:`_lengths_at_total`), a fixed one as it is; None without stated totals
+    or without a distribution."""
+    w = case.get("workload") or {}
+    n, tin, tout = w.get("num_prompts"), w.get("total_input_tokens"), w.get("total_output_tokens")
+    if not all(isinstance(x, int) and x > 0 for x in (n, tin, tout)):
+        return None
+    prompts = _lengths_at_total(ilen, n, tin, seed=1)
+    answers = _lengths_at_total(olen, n, tout, seed=2)
+    if prompts is None and answers is None:
+        return None
+    # A fixed length stays as it is: within 3% of its total (_from_totals), and where outputs
+    # stopped early at EOS, how many and where is unknown (a few much shorter, not all 1%).
+    if prompts is None:
+        if not isinstance(ilen, int):
+            return None
+        prompts = [ilen] * n
+    if answers is None:
+        if not isinstance(olen, int):
+            return None
+        answers = [olen] * n
+    return [(0.0, int(i), int(o)) for i, o in zip(prompts, answers, strict=True)]
+
+
+def _write_trace(case_id: str, requests: list[tuple[float, int, int]], template: int = 0) -> Path:
     """``requests`` (:func:`_request_list`) as a CSV trace (``timestamp,input_tokens,
-    output_tokens``) under the system's temporary folder, one file per case."""
+    output_tokens``) under the system's temporary folder, one file per case. With a chat
+    template of ``template`` tokens each prompt carries them in front, and a ``hash_ids``
+    column shares the template's full blocks among all prompts (as ``servesim compare``
+    writes its traces: ``calibrate.compare.prompt_hash_ids``)."""
     folder = Path(tempfile.gettempdir()) / "servesim-fidelity-traces"
     folder.mkdir(exist_ok=True)
     path = folder / f"{case_id}.csv"
-    rows = "".join(f"{t!r},{i},{o}\n" for t, i, o in requests)
-    path.write_text("timestamp,input_tokens,output_tokens\n" + rows)
+    if not template:
+        rows = "".join(f"{t!r},{i},{o}\n" for t, i, o in requests)
+        path.write_text("timestamp,input_tokens,output_tokens\n" + rows)
+        return path
+    import numpy as np
+
+    from servesim.calibrate.compare import prompt_hash_ids
+
+    prompts = np.array([i for _, i, _ in requests], dtype=np.int64) + template
+    ids = prompt_hash_ids(prompts, template)
+    rows = "".join(
+        f"{t!r},{i},{o},{h}\n"
+        for (t, _, o), i, h in zip(requests, prompts.tolist(), ids, strict=True)
+    )
+    path.write_text("timestamp,input_tokens,output_tokens,hash_ids\n" + rows)
     return path
 
 
@@ -566,8 +649,20 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
             workload["arrival"] = arrival  # (all at t=0: a burst, as the load regime says)
         if cap is not None:
             workload["max_concurrency"] = cap  # (sent in the list's order as slots free)
+    elif mode in ("online", "offline"):
+        matched = _requests_at_totals(case, ilen, olen)
+        if matched is not None:
+            # The lengths' shapes at exactly the run's totals, sent as the load says.
+            traffic = {k: v for k, v in workload.items() if k in ("arrival", "max_concurrency")}
+            template = _chat_template_tokens(case)
+            path = _write_trace(case["id"], matched, template)
+            workload = {"trace": str(path), "trace_format": "csv", **traffic}
+            if template:
+                from servesim.workload.build import DEFAULT_HASH_BLOCK_SIZE
+
+                workload["hash_block_size"] = DEFAULT_HASH_BLOCK_SIZE  # (the ids' block)
     template = _chat_template_tokens(case)
-    if template:
+    if template and "trace" not in workload:
         # The template is the same text in front of every message (its few tokens after the
         # message are counted with it): one shared prefix, which a prefix cache keeps.
         workload.update(prefix_groups=1, prefix_len=template)
@@ -629,8 +724,12 @@ def score_case(
     if "trace" in fields["workload"]:
         # (The trace file is a temporary copy of the case's requests: name them instead.)
         count = case["workload"]["num_prompts"]
-        listed = "workload.requests" if case["workload"].get("requests") else "the client's draws"
-        trace = f"{listed} of the case ({count} requests)"
+        if case["workload"].get("requests"):
+            trace = f"workload.requests of the case ({count} requests)"
+        elif _request_list(case) is not None:
+            trace = f"the client's draws of the case ({count} requests)"
+        else:
+            trace = f"{count} requests: the lengths' shapes at the case's token totals"
         fields = {**fields, "workload": {**fields["workload"], "trace": trace}}
     out["scenario"] = fields
     # (The client's token totals leave the server's chat template out.)

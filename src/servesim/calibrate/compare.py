@@ -204,7 +204,7 @@ def as_client_counts(summary: dict[str, Any], template_tokens: int) -> dict[str,
     }
 
 
-def _prompt_hash_ids(inputs: np.ndarray, template_tokens: int) -> list[str]:
+def prompt_hash_ids(inputs: np.ndarray, template_tokens: int) -> list[str]:
     """Each prompt's block ids: the template's full blocks shared by every prompt (ids from
     0), then ids of the prompt's own (unique content)."""
     shared = template_tokens // DEFAULT_HASH_BLOCK_SIZE
@@ -229,7 +229,7 @@ def benchmark_workload(
     rows = [[0, int(i), int(o)] for i, o in zip(inputs.tolist(), outputs, strict=True)]
     if template_tokens:
         columns.append("hash_ids")
-        for row, ids in zip(rows, _prompt_hash_ids(inputs, template_tokens), strict=True):
+        for row, ids in zip(rows, prompt_hash_ids(inputs, template_tokens), strict=True):
             row.append(ids)
     with trace_path.open("w", newline="") as f:
         w = csv.writer(f)
