@@ -83,6 +83,29 @@ def test_stated_token_totals_set_the_mean_lengths():
     assert (np.diff(prompts) < 0).any()  # (not sorted)
 
 
+def test_a_runs_rates_give_its_token_totals_when_it_prints_none():
+    # LMDeploy's profile_throughput prints RPS, output and total tok/s over one elapsed time:
+    # 3,000 Llama-2 ShareGPT requests averaged 246.9 prompt and 232.7 output tokens.
+    (case,) = [
+        c
+        for c in CASES
+        if c["id"] == "lmdeploy_v020_reqtput_llama2_7b_a100_tp1_conc256_sharegpt3000"
+    ]
+    assert "total_output_tokens" not in case["workload"]
+    w = fid._with_rate_totals(case)
+    assert w["total_output_tokens"] == round(3000 * 3387.419 / 14.556)
+    assert w["total_input_tokens"] == round(3000 * (6981.159 - 3387.419) / 14.556)
+    rows = Path(fid.scenario_of(case)["workload"]["trace"]).read_text().splitlines()[1:]
+    assert sum(int(r.split(",")[2]) for r in rows) == w["total_output_tokens"]
+    # stated totals, stated lengths, or missing rates: the workload as it is
+    stated = {**case, "workload": {**case["workload"], "total_input_tokens": 1}}
+    assert fid._with_rate_totals(stated) is stated["workload"]
+    fixed = {**case, "workload": {**case["workload"], "input_len": 200, "output_len": 100}}
+    assert fid._with_rate_totals(fixed) is fixed["workload"]
+    bare = {**case, "metrics": {"request_throughput": 14.556}}
+    assert fid._with_rate_totals(bare) is case["workload"]
+
+
 def test_lengths_at_a_total_keep_the_shape_and_hit_the_total_exactly():
     table = {"kind": "quantiles", "probs": [0.0, 0.5, 1.0], "values": [10, 100, 1000]}
     lengths = fid._lengths_at_total(table, 101, 20_000, seed=0)

@@ -354,12 +354,43 @@ def _lengths_at_total(dist: Any, n: int, total: int, seed: int) -> Any:
     return np.random.default_rng(seed).permutation(lengths)
 
 
+def _with_rate_totals(case: dict[str, Any]) -> dict[str, Any]:
+    """The case's workload, with the token totals its throughputs imply when it states none:
+    a run that completed its ``num_prompts`` printed request, output and total token rates over
+    one duration, so output tokens per request = output ÷ request rate and prompt tokens per
+    request = (total − output) ÷ request rate (LMDeploy's profile_throughput prints no totals:
+    its Llama-2 ShareGPT sample of 3,000 averages 246.9 in / 232.7 out, where servesim's
+    ShareGPT shape has ~197 out). Only for a dataset without stated lengths (ShareGPT): a
+    source that normalised its rates differently (per GPU, per node) cannot move those."""
+    w = case.get("workload") or {}
+    metrics = case.get("metrics") or {}
+    n = w.get("num_prompts")
+    rates = [metrics.get(k) for k in ("request_throughput", "output_throughput")]
+    total = metrics.get("total_token_throughput")
+    if isinstance(w.get("total_input_tokens"), (int, float)) or not isinstance(n, int):
+        return w
+    if isinstance(w.get("input_len"), (int, float)) or isinstance(
+        w.get("output_len"), (int, float)
+    ):
+        return w  # (stated lengths: nothing to level)
+    if not all(isinstance(x, (int, float)) and x > 0 for x in (*rates, total)):
+        return w
+    requests, output = rates
+    if total <= output:
+        return w
+    return {
+        **w,
+        "total_input_tokens": round(n * (total - output) / requests),
+        "total_output_tokens": round(n * output / requests),
+    }
+
+
 def _requests_at_totals(case: dict[str, Any], ilen: Any, olen: Any) -> list | None:
     """(0, prompt tokens, answer tokens) of each request: those of the case's two lengths that
     are distributions (uniform ranges, quantile tables) at their shapes and exactly its stated
     token totals (:func:`_lengths_at_total`), a fixed one as it is; None without stated totals
     or without a distribution."""
-    w = case.get("workload") or {}
+    w = _with_rate_totals(case)
     n, tin, tout = w.get("num_prompts"), w.get("total_input_tokens"), w.get("total_output_tokens")
     if not all(isinstance(x, int) and x > 0 for x in (n, tin, tout)):
         return None
@@ -507,7 +538,7 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
         engine = "trtllm-pytorch"  # (1.x's default backend)
     load = case.get("load") or {}
     args = case.get("engine_args") or {}
-    w = case.get("workload") or {}
+    w = _with_rate_totals(case)
     sc: dict[str, Any] = {
         "model": _model_of(case["model"]),
         "hardware": case["gpu"],
