@@ -16,6 +16,12 @@ CASES = fid.load_cases()
 REQUIRED = ("id", "source", "engine", "model", "gpu", "tp", "mode", "workload", "metrics")
 
 
+def case_by_id(case_id: str) -> dict:
+    """The suite's one case of that id."""
+    (case,) = [c for c in CASES if c["id"] == case_id]
+    return case
+
+
 def test_the_dataset_is_large_and_varied():
     live = [c for c in CASES if not c.get("skip")]
     assert len(live) >= 150
@@ -86,11 +92,7 @@ def test_stated_token_totals_set_the_mean_lengths():
 def test_a_runs_rates_give_its_token_totals_when_it_prints_none():
     # LMDeploy's profile_throughput prints RPS, output and total tok/s over one elapsed time:
     # 3,000 Llama-2 ShareGPT requests averaged 246.9 prompt and 232.7 output tokens.
-    (case,) = [
-        c
-        for c in CASES
-        if c["id"] == "lmdeploy_v020_reqtput_llama2_7b_a100_tp1_conc256_sharegpt3000"
-    ]
+    case = case_by_id("lmdeploy_v020_reqtput_llama2_7b_a100_tp1_conc256_sharegpt3000")
     assert "total_output_tokens" not in case["workload"]
     w = fid._with_rate_totals(case)
     assert w["total_output_tokens"] == round(3000 * 3387.419 / 14.556)
@@ -198,11 +200,7 @@ def test_sglangs_client_draws_are_redrawn_and_checked_against_its_totals():
 def test_sglangs_client_draws_are_checked_against_the_printed_throughput_ratio():
     # SGLang's H200 attention-backend runs print input and output tok/s but no totals: the
     # seed-1 draws give 817,757 / 105,408 tokens, the printed rates' ratio to 5 digits.
-    (case,) = [
-        c
-        for c in CASES
-        if c["id"] == "sglang_attnbench_h200_llama31_8b_tp1_fa3_random8192_1024_n200_rps16"
-    ]
+    case = case_by_id("sglang_attnbench_h200_llama31_8b_tp1_fa3_random8192_1024_n200_rps16")
     assert "total_input_tokens" not in case["workload"]
     requests = fid._sglang_client_requests(case)
     sent, prompts, answers = (np.array(x) for x in zip(*requests, strict=True))
