@@ -217,9 +217,15 @@ def test_sglangs_client_draws_are_checked_against_the_printed_throughput_ratio()
            "output_token_throughput_tok_s": 2276.4}}  # fmt: skip
     assert fid._sglang_client_requests(off) is None
     assert fid._sglang_client_requests({**case, "notes": case["notes"] + " --seed 7"}) is None
-    # fixed lengths (range ratio 1) match any ratio: nothing confirms the seed
+    # fixed lengths (range ratio 1) match any ratio, so nothing checks the seed; their one-value
+    # draws leave NumPy's legacy stream alone: the send times are the seed's first exponentials
     fixed = {**case, "workload": {**case["workload"], "range_ratio": 1.0}}
-    assert fid._sglang_client_requests(fixed) is None
+    sent, prompts, answers = (
+        np.array(x) for x in zip(*fid._sglang_client_requests(fixed), strict=True)
+    )
+    assert set(prompts) == {8192} and set(answers) == {1024}
+    gaps = np.random.RandomState(1).exponential(1 / 16, size=199)
+    assert np.diff(sent) == pytest.approx(gaps)
     assert not fid._same_token_ratio(817_757, 0, 17652.56, 2275.4)
 
 
@@ -237,8 +243,10 @@ def test_sglangs_client_draws_random_lengths_up_to_the_given_ones_below_ratio_on
     half = fid.scenario_of({**case, "workload": {**w, "range_ratio": 0.5}})
     assert half["workload"]["input_len"] == {"kind": "uniform", "lo": 4096, "hi": 8192}
     assert half["workload"]["output_len"] == {"kind": "uniform", "lo": 512, "hi": 1024}
-    fixed = fid.scenario_of({**case, "workload": {**w, "range_ratio": 1.0}})
-    assert (fixed["workload"]["input_len"], fixed["workload"]["output_len"]) == (8192, 1024)
+    # fixed lengths: the client's send times replayed (see the ratio test), lengths as given
+    fixed = fid.scenario_of({**case, "id": "t", "workload": {**w, "range_ratio": 1.0}})
+    rows = Path(fixed["workload"]["trace"]).read_text().splitlines()[1:]
+    assert {tuple(r.split(",")[1:]) for r in rows} == {("8192", "1024")}
     # vLLM's client reads a ratio of 0 as fixed lengths ([len·(1 − r), len·(1 + r)]).
     vllm = fid.scenario_of({**case, "notes": "vllm bench serve --backend vllm"})
     assert (vllm["workload"]["input_len"], vllm["workload"]["output_len"]) == (8192, 1024)

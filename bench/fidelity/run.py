@@ -220,7 +220,7 @@ def _sglang_client_requests(case: dict[str, Any]) -> list[tuple[float, int, int]
     """(send time s, prompt tokens, answer tokens) of each request as ``sglang.bench_serving``
     drew them for a random-dataset case, checked against the case's stated token totals (or,
     where it states none, against the ratio of the input and output token throughputs it
-    printed, :func:`_same_token_ratio`); else None.
+    printed, :func:`_same_token_ratio`; with fixed lengths, unchecked, see below); else None.
 
     The client seeds NumPy's global generator (:data:`SGLANG_CLIENT_SEED` unless the case names
     ``--seed``), draws every prompt length, then every answer length
@@ -229,7 +229,9 @@ def _sglang_client_requests(case: dict[str, Any]) -> list[tuple[float, int, int]
     sending each request (``get_request``); at rate inf all are sent at t=0 (0.4.0 wheel). The
     totals the client printed (``np.sum`` of those draws) must match exactly, or their ratio the
     printed throughputs' to the figures' rounding, which tells that the version and seed drew as
-    assumed."""
+    assumed. Fixed lengths (range ratio 1) cannot be checked so; their send times are taken as
+    the seed's draws all the same (the 0.4.5-0.5.1 wheels' client draws nothing else from
+    NumPy before them), no worse than a Poisson draw of servesim's own."""
     w = case.get("workload") or {}
     load = case.get("load") or {}
     ilen, olen, n = w.get("input_len"), w.get("output_len"), w.get("num_prompts")
@@ -240,9 +242,12 @@ def _sglang_client_requests(case: dict[str, Any]) -> list[tuple[float, int, int]
         return None
     ratio = float(w.get("range_ratio") or 0.0)
     totals = isinstance(tin, int) and isinstance(tout, int)
-    # (Fixed lengths, r = 1, agree with any ratio: only varying draws can confirm the seed.)
-    rates = None if totals or ratio >= 1 else _published_token_rates(case)
-    if not totals and rates is None:
+    # Fixed lengths (r = 1) agree with any ratio, so nothing checks the seed; but their draws
+    # are one-value ranges, which NumPy's legacy generator answers without consuming its
+    # stream, so the send times are the seed's first exponentials whatever the lengths.
+    fixed = ratio >= 1
+    rates = None if totals or fixed else _published_token_rates(case)
+    if not (totals or fixed or rates is not None):
         return None
     found = re.search(r"--seed[ =](\d+)", _client_text(case))
     import numpy as np
