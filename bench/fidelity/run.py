@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import math
 import re
@@ -260,13 +261,36 @@ def _sglang_client_requests(case: dict[str, Any]) -> list[tuple[float, int, int]
         return None
     if rates is not None and not _same_token_ratio(drawn_in, drawn_out, *rates):
         return None
-    rate = load.get("request_rate")
-    if isinstance(rate, (int, float)) and math.isfinite(rate):
-        intervals = [rng.exponential(1.0 / rate) for _ in range(n - 1)]
-        sent = np.concatenate(([0.0], np.cumsum(intervals)))
-    else:
-        sent = np.zeros(n)
-    return list(zip(sent.tolist(), prompts.tolist(), answers.tolist(), strict=True))
+    sent = _sglang_send_times(rng, n, load.get("request_rate"))
+    return list(zip(sent, prompts.tolist(), answers.tolist(), strict=True))
+
+
+def _sglang_send_times(rng: Any, n: int, rate: Any) -> list[float]:
+    """``sglang.bench_serving``'s send times of ``n`` requests: 0, then one exponential interval
+    of mean 1/rate from ``rng`` (its NumPy global generator) after each send (``get_request``,
+    the same in the 0.4.0-0.5.1 wheels); all at t=0 at rate inf."""
+    if not (isinstance(rate, (int, float)) and math.isfinite(rate)):
+        return [0.0] * n
+    intervals = [rng.exponential(1.0 / rate) for _ in range(n - 1)]
+    return [0.0, *itertools.accumulate(intervals)]
+
+
+def _sglang_sharegpt_send_times(case: dict[str, Any]) -> list[float] | None:
+    """The send times of a ``sglang.bench_serving`` ShareGPT run at a finite rate: its ShareGPT
+    sampler shuffles with Python's ``random`` and draws nothing from NumPy, so the intervals
+    are the seed's first exponentials (:func:`_sglang_send_times`); else None. The prompts and
+    answers it picked stay unknown (the runner writes them at the run's totals)."""
+    w, load = case.get("workload") or {}, case.get("load") or {}
+    rate, n = load.get("request_rate"), w.get("num_prompts")
+    if not (_sglang_client(case) and w.get("dataset") in ("sharegpt", "ShareGPT")):
+        return None
+    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and isinstance(n, int)):
+        return None
+    import numpy as np
+
+    found = re.search(r"--seed[ =](\d+)", _client_text(case))
+    rng = np.random.RandomState(int(found.group(1)) if found else SGLANG_CLIENT_SEED)
+    return _sglang_send_times(rng, n, rate)
 
 
 def _published_token_rates(case: dict[str, Any]) -> tuple[float, float] | None:
@@ -687,6 +711,11 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
             workload["max_concurrency"] = cap  # (sent in the list's order as slots free)
     elif mode in ("online", "offline"):
         matched = _requests_at_totals(case, ilen, olen)
+        sent = _sglang_sharegpt_send_times(case) if matched is not None else None
+        if sent is not None and workload.get("max_concurrency") is None:
+            # (the client's own send times: the trace's, in place of a Poisson draw)
+            matched = [(t, i, o) for t, (_, i, o) in zip(sent, matched, strict=True)]
+            workload.pop("arrival", None)
         if matched is not None:
             # The lengths' shapes at exactly the run's totals, sent as the load says.
             traffic = {k: v for k, v in workload.items() if k in ("arrival", "max_concurrency")}
