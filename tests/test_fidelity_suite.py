@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("fidelity_run", ROOT / "bench/fidelity/run.py")
 fid = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fid)
+import workloads as wl  # noqa: E402  (bench/fidelity, on the path once run.py is loaded)
 
 CASES = fid.load_cases()
 REQUIRED = ("id", "source", "engine", "model", "gpu", "tp", "mode", "workload", "metrics")
@@ -72,7 +73,7 @@ def test_a_static_batch_case_is_one_burst_of_the_batch_in_process():
 def test_stated_token_totals_set_the_mean_lengths():
     w = {"dataset": "random", "input_len": 1024, "output_len": 1024, "num_prompts": 100,
          "total_input_tokens": 51200, "total_output_tokens": 102400}  # fmt: skip
-    ilen, olen = fid._fixed_lengths(w)
+    ilen, olen = wl.fixed_lengths(w)
     assert ilen == {"kind": "uniform", "lo": 0 + 1, "hi": 1024}  # mean 512: uniform [0, 1024]
     assert olen == 1024
     case = {"id": "t", "mode": "online", "engine": "vllm", "model": "m", "gpu": "H100",
@@ -94,39 +95,39 @@ def test_a_runs_rates_give_its_token_totals_when_it_prints_none():
     # 3,000 Llama-2 ShareGPT requests averaged 246.9 prompt and 232.7 output tokens.
     case = case_by_id("lmdeploy_v020_reqtput_llama2_7b_a100_tp1_conc256_sharegpt3000")
     assert "total_output_tokens" not in case["workload"]
-    w = fid._with_rate_totals(case)
+    w = wl.with_rate_totals(case)
     assert w["total_output_tokens"] == round(3000 * 3387.419 / 14.556)
     assert w["total_input_tokens"] == round(3000 * (6981.159 - 3387.419) / 14.556)
     rows = Path(fid.scenario_of(case)["workload"]["trace"]).read_text().splitlines()[1:]
     assert sum(int(r.split(",")[2]) for r in rows) == w["total_output_tokens"]
     # stated totals, stated lengths, or missing rates: the workload as it is
     stated = {**case, "workload": {**case["workload"], "total_input_tokens": 1}}
-    assert fid._with_rate_totals(stated) is stated["workload"]
+    assert wl.with_rate_totals(stated) is stated["workload"]
     fixed = {**case, "workload": {**case["workload"], "input_len": 200, "output_len": 100}}
-    assert fid._with_rate_totals(fixed) is fixed["workload"]
+    assert wl.with_rate_totals(fixed) is fixed["workload"]
     bare = {**case, "metrics": {"request_throughput": 14.556}}
-    assert fid._with_rate_totals(bare) is case["workload"]
+    assert wl.with_rate_totals(bare) is case["workload"]
 
 
 def test_lengths_at_a_total_keep_the_shape_and_hit_the_total_exactly():
     table = {"kind": "quantiles", "probs": [0.0, 0.5, 1.0], "values": [10, 100, 1000]}
-    lengths = fid._lengths_at_total(table, 101, 20_000, seed=0)
+    lengths = wl.lengths_at_total(table, 101, 20_000, seed=0)
     assert lengths.sum() == 20_000 and lengths.min() >= 1
     # the midpoints' quantiles, scaled: the median is the table's median times the level
     shape = np.exp(np.interp((np.arange(101) + 0.5) / 101, [0, 0.5, 1], np.log([10, 100, 1000])))
     scale = 20_000 / shape.sum()
     assert np.median(lengths) == pytest.approx(100 * scale, abs=1)
     assert np.sort(lengths) == pytest.approx(shape * scale, abs=1)
-    same = fid._lengths_at_total(table, 101, 20_000, seed=0)
+    same = wl.lengths_at_total(table, 101, 20_000, seed=0)
     assert (same == lengths).all()  # (deterministic)
     # a level so low that the floor of 1 token binds still sums exactly
-    assert fid._lengths_at_total(table, 101, 150, seed=0).sum() == 150
-    assert fid._lengths_at_total(1024, 10, 10_000, seed=0) is None  # (no shape)
+    assert wl.lengths_at_total(table, 101, 150, seed=0).sum() == 150
+    assert wl.lengths_at_total(1024, 10, 10_000, seed=0) is None  # (no shape)
     # no stated totals, or no distribution: the runner keeps its distributions
-    assert fid._requests_at_totals({"workload": {"num_prompts": 10}}, table, table) is None
+    assert wl.requests_at_totals({"workload": {"num_prompts": 10}}, table, table) is None
     both_fixed = {"workload": {"num_prompts": 10, "total_input_tokens": 99,
                   "total_output_tokens": 100}}  # fmt: skip
-    assert fid._requests_at_totals(both_fixed, 10, 10) is None
+    assert wl.requests_at_totals(both_fixed, 10, 10) is None
 
 
 def test_sharegpt_totals_set_the_level_of_sharegpts_shape():
@@ -134,7 +135,7 @@ def test_sharegpt_totals_set_the_level_of_sharegpts_shape():
 
     w = {"dataset": "sharegpt", "num_prompts": 1000,
          "total_input_tokens": 215_312, "total_output_tokens": 150_000}  # fmt: skip
-    ilen, olen = fid._fixed_lengths(w)
+    ilen, olen = wl.fixed_lengths(w)
     assert ilen["kind"] == olen["kind"] == "quantiles"
     assert quantile_table_mean(tuple(ilen["values"])) == pytest.approx(215.312, rel=1e-3)
     assert quantile_table_mean(tuple(olen["values"])) == pytest.approx(150.0, rel=1e-3)
@@ -170,7 +171,7 @@ def test_sglangs_client_draws_are_redrawn_and_checked_against_its_totals():
     (case,) = [
         c for c in CASES if c["id"] == "sglang_h200_dc_llama_70b_bf16_tp4_random1024_1024_n300_rps1"
     ]
-    requests = fid._sglang_client_requests(case)
+    requests = wl.sglang_client_requests(case)
     sent, prompts, answers = (np.array(x) for x in zip(*requests, strict=True))
     assert len(prompts) == 300 and prompts.sum() == case["workload"]["total_input_tokens"]
     assert answers.sum() == case["workload"]["total_output_tokens"]
@@ -180,7 +181,7 @@ def test_sglangs_client_draws_are_redrawn_and_checked_against_its_totals():
     assert set(sc["workload"]) == {"trace", "trace_format"}  # the recorded send times
     # another seed, or totals the client did not print, is not taken for the client's draws
     other = {**case, "workload": {**case["workload"], "total_input_tokens": 152_613}}
-    assert fid._sglang_client_requests(other) is None
+    assert wl.sglang_client_requests(other) is None
     # (then the uniform shapes at the stated totals, sent at servesim's Poisson times)
     w = fid.scenario_of(other)["workload"]
     assert w["arrival"] == {"kind": "poisson", "rate": 1.0}
@@ -188,12 +189,12 @@ def test_sglangs_client_draws_are_redrawn_and_checked_against_its_totals():
     assert sum(int(r.split(",")[1]) for r in rows) == 152_613
     assert {r.split(",")[0] for r in rows} == {"0.0"}
     seeded = {**case, "notes": case["notes"] + " --seed 7"}
-    assert fid._sglang_client_requests(seeded) is None
+    assert wl.sglang_client_requests(seeded) is None
     # at rate inf every request is sent at t=0: a burst
     (burst,) = [
         c for c in CASES if c["id"] == "sglang_h200_dc_llama_70b_bf16_tp4_random1024_1024_n3000_inf"
     ]
-    assert {t for t, _, _ in fid._sglang_client_requests(burst)} == {0.0}
+    assert {t for t, _, _ in wl.sglang_client_requests(burst)} == {0.0}
     assert fid.scenario_of(burst)["workload"]["arrival"] == {"kind": "burst"}
 
 
@@ -202,38 +203,38 @@ def test_sglangs_client_draws_are_checked_against_the_printed_throughput_ratio()
     # seed-1 draws give 817,757 / 105,408 tokens, the printed rates' ratio to 5 digits.
     case = case_by_id("sglang_attnbench_h200_llama31_8b_tp1_fa3_random8192_1024_n200_rps16")
     assert "total_input_tokens" not in case["workload"]
-    requests = fid._sglang_client_requests(case)
+    requests = wl.sglang_client_requests(case)
     sent, prompts, answers = (np.array(x) for x in zip(*requests, strict=True))
     assert (prompts.sum(), answers.sum()) == (817_757, 105_408)
     assert prompts.sum() / answers.sum() == pytest.approx(17652.56 / 2275.4, rel=1e-5)
     assert sent[0] == 0.0 and 199 / sent[-1] == pytest.approx(16.0, rel=0.2)
-    assert fid._published_token_rates(case) == (17652.56, 2275.4)
+    assert wl.published_token_rates(case) == (17652.56, 2275.4)
     # the ratio from the metrics when the printed rates are not kept (total − output)
     bare = {**case, "metrics_as_published": {}}
-    assert fid._published_token_rates(bare) == pytest.approx((17652.56, 2275.4))
-    assert fid._sglang_client_requests(bare) == requests
+    assert wl.published_token_rates(bare) == pytest.approx((17652.56, 2275.4))
+    assert wl.sglang_client_requests(bare) == requests
     # printed rates of another ratio, or another seed, are not the client's draws
     off = {**case, "metrics_as_published": {**case["metrics_as_published"],
            "output_token_throughput_tok_s": 2276.4}}  # fmt: skip
-    assert fid._sglang_client_requests(off) is None
-    assert fid._sglang_client_requests({**case, "notes": case["notes"] + " --seed 7"}) is None
+    assert wl.sglang_client_requests(off) is None
+    assert wl.sglang_client_requests({**case, "notes": case["notes"] + " --seed 7"}) is None
     # fixed lengths (range ratio 1) match any ratio, so nothing checks the seed; their one-value
     # draws leave NumPy's legacy stream alone: the send times are the seed's first exponentials
     fixed = {**case, "workload": {**case["workload"], "range_ratio": 1.0}}
     sent, prompts, answers = (
-        np.array(x) for x in zip(*fid._sglang_client_requests(fixed), strict=True)
+        np.array(x) for x in zip(*wl.sglang_client_requests(fixed), strict=True)
     )
     assert set(prompts) == {8192} and set(answers) == {1024}
     gaps = np.random.RandomState(1).exponential(1 / 16, size=199)
     assert np.diff(sent) == pytest.approx(gaps)
-    assert not fid._same_token_ratio(817_757, 0, 17652.56, 2275.4)
+    assert not wl.same_token_ratio(817_757, 0, 17652.56, 2275.4)
 
 
 def test_sglangs_sharegpt_runs_replay_the_clients_send_times():
     # sglang.bench_serving's ShareGPT sampler shuffles with Python's random: the NumPy seed's
     # first exponentials are the send times (DataCrunch, 1,200 requests at 4 req/s).
     case = case_by_id("sglang_h200_dc_llama_405b_bf16_tp8_sharegpt_n1200_rps4")
-    sent = fid._sglang_sharegpt_send_times(case)
+    sent = wl.sglang_sharegpt_send_times(case)
     gaps = np.random.RandomState(1).exponential(1 / 4, size=1199)
     assert sent[0] == 0.0 and np.diff(sent) == pytest.approx(gaps)
     assert sent[-1] < case["metrics"]["duration"]  # (296.7 s, before the run's 321.8 s end)
@@ -243,10 +244,10 @@ def test_sglangs_sharegpt_runs_replay_the_clients_send_times():
     assert [float(r.split(",")[0]) for r in rows] == pytest.approx(sent)
     assert sum(int(r.split(",")[2]) for r in rows) == case["workload"]["total_output_tokens"]
     # not for another client, a burst, or a random dataset
-    assert fid._sglang_sharegpt_send_times({**case, "notes": "vllm bench serve"}) is None
-    assert fid._sglang_sharegpt_send_times({**case, "load": {"request_rate": "inf"}}) is None
+    assert wl.sglang_sharegpt_send_times({**case, "notes": "vllm bench serve"}) is None
+    assert wl.sglang_sharegpt_send_times({**case, "load": {"request_rate": "inf"}}) is None
     random = {**case, "workload": {**case["workload"], "dataset": "random"}}
-    assert fid._sglang_sharegpt_send_times(random) is None
+    assert wl.sglang_sharegpt_send_times(random) is None
 
 
 def test_sglangs_client_draws_random_lengths_up_to_the_given_ones_below_ratio_one():
@@ -287,7 +288,7 @@ def test_a_chat_endpoint_client_adds_the_templates_tokens_as_a_shared_prefix():
     assert qwen["workload"]["prefix_len"] == 8
     completions = fid.scenario_of({**case, "notes": "vllm bench serve --backend vllm"})
     assert "prefix_len" not in completions["workload"]
-    assert fid._chat_template_tokens({**case, "model": "meta-llama/Llama-3.1-8B"}) == 0
+    assert wl.chat_template_tokens({**case, "model": "meta-llama/Llama-3.1-8B"}) == 0
 
 
 def test_scoring_a_case_gives_signed_errors_and_the_too_fast_direction():
