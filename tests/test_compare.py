@@ -251,10 +251,41 @@ def test_sglang_random_dataset_lengths_are_drawn_as_its_client_draws_them(tmp_pa
     assert "random dataset" in text and "from the benchmarked backend 'sglang'" in text
     from servesim.calibrate.compare import _lengths
 
-    inputs, outputs, _ = _lengths(bench, seed=0)
+    inputs, outputs, sent, _ = _lengths(bench, seed=0)
     assert len(inputs) == 40 and inputs.min() >= 500 and inputs.max() <= 1000
     assert outputs.min() >= 50 and outputs.max() <= 100
     assert len(set(inputs.tolist())) > 10  # drawn, not all at the mean
+    assert sent is None and "not the benchmark's own draws" in text
+
+
+def test_sglang_random_runs_replay_the_clients_own_draws_when_they_give_its_totals(tmp_path):
+    # sglang.bench_serving, seed 1: 40 prompts of 500-1000 tokens at 4 req/s draw 31,338 prompt
+    # and 2,841 answer tokens, then the send times (servesim.calibrate.clients).
+    from servesim.calibrate.clients import sglang_random_draws
+    from servesim.calibrate.compare import _lengths
+
+    doc = {**SGLANG_RANDOM, "num_prompts": 40, "request_rate": 4.0,
+           "total_input_tokens": 31_338, "total_output_tokens": 2_841}  # fmt: skip
+    path = tmp_path / "sg.jsonl"
+    path.write_text(json.dumps(doc) + "\n")
+    bench = read_bench_result(path)
+    inputs, outputs, sent, notes = _lengths(bench)
+    draws = sglang_random_draws(1000, 100, 40, 0.5, 4.0)
+    assert (inputs == draws.prompt_tokens).all() and (outputs == draws.answer_tokens).all()
+    assert sent is not None and sent[0] == 0.0 and sent[-1] == pytest.approx(9.6755, abs=1e-3)
+    assert "client's own random draws" in notes[0]
+    from servesim.calibrate.compare import benchmark_workload
+
+    workload, notes = benchmark_workload(bench, tmp_path / "t.csv")
+    assert "arrival" not in workload  # (the trace's send times)
+    rows = (tmp_path / "t.csv").read_text().splitlines()[1:]
+    assert [float(r.split(",")[0]) for r in rows] == pytest.approx(sent.tolist())
+    assert not any("drawn anew" in n for n in notes)
+    assert compare(bench, DEPLOY).scenario.workload.arrival is None
+    # totals the default seed does not give: servesim's own draws, as before
+    other = tmp_path / "o.jsonl"
+    other.write_text(json.dumps({**doc, "total_output_tokens": 2_842}) + "\n")
+    assert _lengths(read_bench_result(other))[2] is None
 
 
 def test_an_openai_backend_selects_no_engine_and_the_scenario_or_flag_wins(tmp_path):

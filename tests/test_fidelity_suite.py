@@ -234,7 +234,7 @@ def test_sglangs_sharegpt_runs_replay_the_clients_send_times():
     # sglang.bench_serving's ShareGPT sampler shuffles with Python's random: the NumPy seed's
     # first exponentials are the send times (DataCrunch, 1,200 requests at 4 req/s).
     case = case_by_id("sglang_h200_dc_llama_405b_bf16_tp8_sharegpt_n1200_rps4")
-    sent = wl.sglang_sharegpt_send_times(case)
+    sent = wl.sglang_sharegpt_send_times_of(case)
     gaps = np.random.RandomState(1).exponential(1 / 4, size=1199)
     assert sent[0] == 0.0 and np.diff(sent) == pytest.approx(gaps)
     assert sent[-1] < case["metrics"]["duration"]  # (296.7 s, before the run's 321.8 s end)
@@ -244,10 +244,10 @@ def test_sglangs_sharegpt_runs_replay_the_clients_send_times():
     assert [float(r.split(",")[0]) for r in rows] == pytest.approx(sent)
     assert sum(int(r.split(",")[2]) for r in rows) == case["workload"]["total_output_tokens"]
     # not for another client, a burst, or a random dataset
-    assert wl.sglang_sharegpt_send_times({**case, "notes": "vllm bench serve"}) is None
-    assert wl.sglang_sharegpt_send_times({**case, "load": {"request_rate": "inf"}}) is None
+    assert wl.sglang_sharegpt_send_times_of({**case, "notes": "vllm bench serve"}) is None
+    assert wl.sglang_sharegpt_send_times_of({**case, "load": {"request_rate": "inf"}}) is None
     random = {**case, "workload": {**case["workload"], "dataset": "random"}}
-    assert wl.sglang_sharegpt_send_times(random) is None
+    assert wl.sglang_sharegpt_send_times_of(random) is None
 
 
 def test_sglangs_client_draws_random_lengths_up_to_the_given_ones_below_ratio_one():

@@ -42,7 +42,7 @@ from workloads import (  # noqa: E402  (the case -> workload half of the suite)
     request_list,
     requests_at_totals,
     sglang_client,
-    sglang_sharegpt_send_times,
+    sglang_sharegpt_send_times_of,
     with_rate_totals,
     write_trace,
 )
@@ -363,7 +363,7 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
             workload["max_concurrency"] = cap  # (sent in the list's order as slots free)
     elif mode in ("online", "offline"):
         matched = requests_at_totals(case, ilen, olen)
-        sent = sglang_sharegpt_send_times(case) if matched is not None else None
+        sent = sglang_sharegpt_send_times_of(case) if matched is not None else None
         if sent is not None and workload.get("max_concurrency") is None:
             # (the client's own send times: the trace's, in place of a Poisson draw)
             matched = [(t, i, o) for t, (_, i, o) in zip(sent, matched, strict=True)]

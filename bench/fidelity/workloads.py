@@ -11,13 +11,18 @@ messages' tokens only: the server's chat template goes in front of every prompt.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from servesim.calibrate.clients import (
+    SGLANG_CLIENT_SEED,
+    sglang_random_draws,
+    sglang_sharegpt_send_times,
+)
 
 
 class Unmappable(Exception):
@@ -124,27 +129,23 @@ def fixed_lengths(w: dict[str, Any], sglang_client: bool = False) -> tuple[Any, 
     return int(ilen), max(1, int(olen))
 
 
-SGLANG_CLIENT_SEED = 1
-"""``sglang.bench_serving``'s default ``--seed``: it seeds Python's ``random`` and NumPy's global
-generator with it (``run_benchmark`` in the 0.4.0 wheel)."""
+def client_seed(case: dict[str, Any]) -> int:
+    """The ``--seed`` the case's client was run with (its notes or launch arguments), else
+    ``sglang.bench_serving``'s default."""
+    found = re.search(r"--seed[ =](\d+)", client_text(case))
+    return int(found.group(1)) if found else SGLANG_CLIENT_SEED
 
 
 def sglang_client_requests(case: dict[str, Any]) -> list[tuple[float, int, int]] | None:
     """(send time s, prompt tokens, answer tokens) of each request as ``sglang.bench_serving``
-    drew them for a random-dataset case, checked against the case's stated token totals (or,
-    where it states none, against the ratio of the input and output token throughputs it
-    printed, :func:`same_token_ratio`; with fixed lengths, unchecked, see below); else None.
-
-    The client seeds NumPy's global generator (:data:`SGLANG_CLIENT_SEED` unless the case names
-    ``--seed``), draws every prompt length, then every answer length
-    (``sample_random_requests``: ``randint(max(int(len·r), 1), len + 1)``, then
-    ``randint(int(len·r), len + 1)``), then, at a finite rate, one exponential interval after
-    sending each request (``get_request``); at rate inf all are sent at t=0 (0.4.0 wheel). The
-    totals the client printed (``np.sum`` of those draws) must match exactly, or their ratio the
-    printed throughputs' to the figures' rounding, which tells that the version and seed drew as
-    assumed. Fixed lengths (range ratio 1) cannot be checked so; their send times are taken as
-    the seed's draws all the same (the 0.4.5-0.5.1 wheels' client draws nothing else from
-    NumPy before them), no worse than a Poisson draw of servesim's own."""
+    drew them for a random-dataset case (``servesim.calibrate.clients.sglang_random_draws``),
+    checked against the case's stated token totals (or, where it states none, against the
+    ratio of the input and output token throughputs it printed, :func:`same_token_ratio`);
+    else None. The totals must match exactly, or their ratio the printed throughputs' to the
+    figures' rounding, which tells that the version and seed drew as assumed. Fixed lengths
+    (range ratio 1) cannot be checked so; their send times are taken as the seed's draws all
+    the same (their one-value length draws leave NumPy's legacy stream alone), no worse than a
+    Poisson draw of servesim's own."""
     w = case.get("workload") or {}
     load = case.get("load") or {}
     ilen, olen, n = w.get("input_len"), w.get("output_len"), w.get("num_prompts")
@@ -155,42 +156,31 @@ def sglang_client_requests(case: dict[str, Any]) -> list[tuple[float, int, int]]
         return None
     ratio = float(w.get("range_ratio") or 0.0)
     totals = isinstance(tin, int) and isinstance(tout, int)
-    # Fixed lengths (r = 1) agree with any ratio, so nothing checks the seed; but their draws
-    # are one-value ranges, which NumPy's legacy generator answers without consuming its
-    # stream, so the send times are the seed's first exponentials whatever the lengths.
     fixed = ratio >= 1
     rates = None if totals or fixed else published_token_rates(case)
     if not (totals or fixed or rates is not None):
         return None
-    found = re.search(r"--seed[ =](\d+)", client_text(case))
-    import numpy as np
-
-    rng = np.random.RandomState(int(found.group(1)) if found else SGLANG_CLIENT_SEED)
-    prompts = rng.randint(max(int(ilen * ratio), 1), ilen + 1, size=n)
-    answers = rng.randint(int(olen * ratio), olen + 1, size=n)
-    drawn_in, drawn_out = int(prompts.sum()), int(answers.sum())
+    rate = load.get("request_rate")
+    rate = float(rate) if isinstance(rate, (int, float)) else math.inf
+    draws = sglang_random_draws(ilen, olen, n, ratio, rate, client_seed(case))
+    drawn_in, drawn_out = int(draws.prompt_tokens.sum()), int(draws.answer_tokens.sum())
     if totals and (drawn_in != tin or drawn_out != tout):
         return None
     if rates is not None and not same_token_ratio(drawn_in, drawn_out, *rates):
         return None
-    sent = sglang_send_times(rng, n, load.get("request_rate"))
-    return list(zip(sent, prompts.tolist(), answers.tolist(), strict=True))
+    return list(
+        zip(
+            draws.sent_s.tolist(),
+            draws.prompt_tokens.tolist(),
+            draws.answer_tokens.tolist(),
+            strict=True,
+        )
+    )
 
 
-def sglang_send_times(rng: Any, n: int, rate: Any) -> list[float]:
-    """``sglang.bench_serving``'s send times of ``n`` requests: 0, then one exponential interval
-    of mean 1/rate from ``rng`` (its NumPy global generator) after each send (``get_request``,
-    the same in the 0.4.0-0.5.1 wheels); all at t=0 at rate inf."""
-    if not (isinstance(rate, (int, float)) and math.isfinite(rate)):
-        return [0.0] * n
-    intervals = [rng.exponential(1.0 / rate) for _ in range(n - 1)]
-    return [0.0, *itertools.accumulate(intervals)]
-
-
-def sglang_sharegpt_send_times(case: dict[str, Any]) -> list[float] | None:
-    """The send times of a ``sglang.bench_serving`` ShareGPT run at a finite rate: its ShareGPT
-    sampler shuffles with Python's ``random`` and draws nothing from NumPy, so the intervals
-    are the seed's first exponentials (:func:`sglang_send_times`); else None. The prompts and
+def sglang_sharegpt_send_times_of(case: dict[str, Any]) -> list[float] | None:
+    """The send times of a ``sglang.bench_serving`` ShareGPT run at a finite rate
+    (``servesim.calibrate.clients.sglang_sharegpt_send_times``); else None. The prompts and
     answers it picked stay unknown (the runner writes them at the run's totals)."""
     w, load = case.get("workload") or {}, case.get("load") or {}
     rate, n = load.get("request_rate"), w.get("num_prompts")
@@ -198,11 +188,7 @@ def sglang_sharegpt_send_times(case: dict[str, Any]) -> list[float] | None:
         return None
     if not (isinstance(rate, (int, float)) and math.isfinite(rate) and isinstance(n, int)):
         return None
-    import numpy as np
-
-    found = re.search(r"--seed[ =](\d+)", client_text(case))
-    rng = np.random.RandomState(int(found.group(1)) if found else SGLANG_CLIENT_SEED)
-    return sglang_send_times(rng, n, rate)
+    return sglang_sharegpt_send_times(n, float(rate), client_seed(case)).tolist()
 
 
 def published_token_rates(case: dict[str, Any]) -> tuple[float, float] | None:

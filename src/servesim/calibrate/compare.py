@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from servesim.calibrate.bench_results import COMPARE_METRICS, BenchResult, measured_metrics
+from servesim.calibrate.clients import SGLANG_CLIENT_SEED, ClientDraws, sglang_random_draws
 from servesim.errors import ServesimError
 from servesim.scenario import Scenario, build_scenario
 from servesim.validation import field_names
@@ -105,12 +106,42 @@ class Comparison:
         }
 
 
-def _lengths(bench: BenchResult, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _client_draws(bench: BenchResult) -> ClientDraws | None:
+    """SGLang's random-dataset requests as its client drew them with its default seed
+    (``calibrate.clients``), when their token totals are exactly the file's: what the client
+    sent, send times included; else None."""
+    if bench.random_lengths is None or bench.num_prompts != bench.completed:
+        return None
+    if bench.total_input_tokens is None or bench.total_output_tokens is None:
+        return None
+    inp, out, ratio = bench.random_lengths
+    draws = sglang_random_draws(inp, out, bench.completed, ratio, bench.request_rate)
+    if int(draws.prompt_tokens.sum()) != bench.total_input_tokens:
+        return None
+    if int(draws.answer_tokens.sum()) != bench.total_output_tokens:
+        return None
+    return draws
+
+
+def _lengths(
+    bench: BenchResult, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+    """(Prompt tokens, answer tokens, send times or None, notes) of each request replayed."""
     if bench.input_lens is not None and bench.output_lens is not None:
         sent = bench.num_prompts or len(bench.input_lens)
         failed = sent - len(bench.input_lens)
         notes = [f"{failed} of the {sent} requests failed in the benchmark and are left out"]
-        return bench.input_lens, bench.output_lens, notes if failed > 0 else []
+        return bench.input_lens, bench.output_lens, None, notes if failed > 0 else []
+    draws = _client_draws(bench)
+    if draws is not None:
+        note = (
+            f"no per-request lengths in {bench.source}: its client's own random draws "
+            f"(sglang.bench_serving, seed {SGLANG_CLIENT_SEED}), which give exactly its token "
+            "totals" + (", sent at the client's times" if np.isfinite(bench.request_rate) else "")
+        )
+        answers = np.maximum(draws.answer_tokens, 1)  # (a 0-token answer still emits one)
+        times = draws.sent_s if np.isfinite(bench.request_rate) else None
+        return draws.prompt_tokens, answers, times, [note]
     if bench.random_lengths is not None:
         # SGLang bench_serving's random dataset: lengths uniform in [ratio · len, len].
         inp, out, ratio = bench.random_lengths
@@ -121,9 +152,9 @@ def _lengths(bench: BenchResult, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
         note = (
             f"no per-request lengths in {bench.source}: lengths drawn as its random dataset "
             f"draws them (uniform in [{ratio:g} × {inp}, {inp}] in, [{ratio:g} × {out}, {out}] "
-            "out), not the benchmark's own draws"
+            "out), not the benchmark's own draws (its default seed's do not give its totals)"
         )
-        return inputs, outputs, [note]
+        return inputs, outputs, None, [note]
     if bench.total_input_tokens is None or bench.total_output_tokens is None:
         raise ServesimError(
             f"{bench.source} has neither per-request lengths (input_lens, output_lens) nor "
@@ -138,7 +169,7 @@ def _lengths(bench: BenchResult, seed: int = 0) -> tuple[np.ndarray, np.ndarray,
         f"no per-request lengths in {bench.source} (vLLM saves them with --save-detailed): "
         f"every request simulated at the mean, {inp} in / {out} out"
     )
-    return np.full(n, inp), np.full(n, out), [note]
+    return np.full(n, inp), np.full(n, out), None, [note]
 
 
 def _arrival(bench: BenchResult) -> tuple[dict[str, Any], list[str]]:
@@ -223,10 +254,14 @@ def benchmark_workload(
     """Write the benchmark's requests to ``trace_path`` (CSV) and return the workload mapping
     that replays them with the benchmark's traffic, plus notes on what differs.
     ``template_tokens``: tokens the server's chat template adds in front of every prompt."""
-    inputs, outputs, notes = _lengths(bench, seed)
+    inputs, outputs, sent, notes = _lengths(bench, seed)
     inputs = np.asarray(inputs) + template_tokens
     columns = ["timestamp", "input_tokens", "output_tokens"]
-    rows = [[0, int(i), int(o)] for i, o in zip(inputs.tolist(), outputs, strict=True)]
+    times = [0] * len(inputs) if sent is None else sent.tolist()
+    rows = [
+        [t, int(i), int(o)]
+        for t, i, o in zip(times, inputs.tolist(), np.asarray(outputs).tolist(), strict=True)
+    ]
     if template_tokens:
         columns.append("hash_ids")
         for row, ids in zip(rows, prompt_hash_ids(inputs, template_tokens), strict=True):
@@ -236,6 +271,10 @@ def benchmark_workload(
         w.writerow(columns)
         w.writerows(rows)
     traffic, more = _arrival(bench)
+    if sent is not None:
+        # The client's own send times are the trace's: no arrival process drawn anew.
+        traffic.pop("arrival")
+        more = [n for n in more if "drawn anew" not in n]
     workload = {
         "name": bench.source,
         "trace": str(trace_path),
