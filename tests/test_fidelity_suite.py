@@ -124,9 +124,9 @@ def test_lengths_at_a_total_keep_the_shape_and_hit_the_total_exactly():
     assert wl.lengths_at_total(table, 101, 150, seed=0).sum() == 150
     assert wl.lengths_at_total(1024, 10, 10_000, seed=0) is None  # (no shape)
     # no stated totals, or no distribution: the runner keeps its distributions
-    assert wl.requests_at_totals({"workload": {"num_prompts": 10}}, table, table) is None
-    both_fixed = {"workload": {"num_prompts": 10, "total_input_tokens": 99,
-                  "total_output_tokens": 100}}  # fmt: skip
+    assert wl.requests_at_totals({"num_prompts": 10}, table, table) is None
+    both_fixed = {"num_prompts": 10, "total_input_tokens": 99,
+                  "total_output_tokens": 100}  # fmt: skip
     assert wl.requests_at_totals(both_fixed, 10, 10) is None
 
 

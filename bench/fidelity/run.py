@@ -345,6 +345,7 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
             workload["arrival"] = {"kind": "burst"}
     else:
         raise Unmappable(f"mode {mode!r} is not an end-to-end run")
+    template = chat_template_tokens(case)
     requests = request_list(case)
     if requests is not None:
         # Every request's lengths (and send time) are known: replay them as sent.
@@ -355,37 +356,40 @@ def scenario_of(case: dict[str, Any]) -> dict[str, Any]:
                 "per-request lengths are replayed for bursts (and the client's "
                 "draws for Poisson runs) only"
             )
-        cap = workload.get("max_concurrency")
-        workload = {"trace": str(write_trace(case["id"], requests)), "trace_format": "csv"}
-        if arrival == {"kind": "burst"}:
-            workload["arrival"] = arrival  # (all at t=0: a burst, as the load regime says)
-        if cap is not None:
-            workload["max_concurrency"] = cap  # (sent in the list's order as slots free)
+        if arrival != {"kind": "burst"}:
+            workload.pop("arrival")  # (the client's draws: the trace's send times)
     elif mode in ("online", "offline"):
-        matched = requests_at_totals(case, ilen, olen)
-        sent = sglang_sharegpt_send_times_of(case) if matched is not None else None
+        # The lengths' shapes at exactly the run's totals, sent as the load says.
+        requests = requests_at_totals(w, ilen, olen)
+        sent = sglang_sharegpt_send_times_of(case) if requests is not None else None
         if sent is not None and workload.get("max_concurrency") is None:
             # (the client's own send times: the trace's, in place of a Poisson draw)
-            matched = [(t, i, o) for t, (_, i, o) in zip(sent, matched, strict=True)]
+            requests = [(t, i, o) for t, (_, i, o) in zip(sent, requests, strict=True)]
             workload.pop("arrival", None)
-        if matched is not None:
-            # The lengths' shapes at exactly the run's totals, sent as the load says.
-            traffic = {k: v for k, v in workload.items() if k in ("arrival", "max_concurrency")}
-            template = chat_template_tokens(case)
-            path = write_trace(case["id"], matched, template)
-            workload = {"trace": str(path), "trace_format": "csv", **traffic}
-            if template:
-                from servesim.workload.build import DEFAULT_HASH_BLOCK_SIZE
-
-                workload["hash_block_size"] = DEFAULT_HASH_BLOCK_SIZE  # (the ids' block)
-    template = chat_template_tokens(case)
-    if template and "trace" not in workload:
+    if requests is not None:
+        workload = _trace_workload(case["id"], requests, template, workload)
+    elif template:
         # The template is the same text in front of every message (its few tokens after the
         # message are counted with it): one shared prefix, which a prefix cache keeps.
         workload.update(prefix_groups=1, prefix_len=template)
     sc["scheduler"] = sched
     sc["workload"] = workload
     return sc
+
+
+def _trace_workload(
+    case_id: str, requests: list[tuple[float, int, int]], template: int, traffic: dict[str, Any]
+) -> dict[str, Any]:
+    """The workload that replays ``requests`` as a trace (:func:`write_trace`, a chat template
+    of ``template`` tokens in front of each prompt as shared blocks), with the ``arrival`` and
+    ``max_concurrency`` of ``traffic`` (no arrival: the trace's send times)."""
+    workload = {"trace": str(write_trace(case_id, requests, template)), "trace_format": "csv"}
+    workload.update({k: v for k, v in traffic.items() if k in ("arrival", "max_concurrency")})
+    if template:
+        from servesim.workload.build import DEFAULT_HASH_BLOCK_SIZE
+
+        workload["hash_block_size"] = DEFAULT_HASH_BLOCK_SIZE  # (the ids' block)
+    return workload
 
 
 def predicted(summary: dict[str, Any], metric: str) -> float | None:

@@ -312,12 +312,11 @@ def with_rate_totals(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def requests_at_totals(case: dict[str, Any], ilen: Any, olen: Any) -> list | None:
-    """(0, prompt tokens, answer tokens) of each request: those of the case's two lengths that
-    are distributions (uniform ranges, quantile tables) at their shapes and exactly its stated
-    token totals (:func:`lengths_at_total`), a fixed one as it is; None without stated totals
-    or without a distribution."""
-    w = with_rate_totals(case)
+def requests_at_totals(w: dict[str, Any], ilen: Any, olen: Any) -> list | None:
+    """(0, prompt tokens, answer tokens) of each request: those of the two lengths that are
+    distributions (uniform ranges, quantile tables) at their shapes and exactly the token totals
+    workload ``w`` states (with those its rates imply: :func:`with_rate_totals`), a fixed one
+    as it is; None without stated totals or without a distribution."""
     n, tin, tout = w.get("num_prompts"), w.get("total_input_tokens"), w.get("total_output_tokens")
     if not all(isinstance(x, int) and x > 0 for x in (n, tin, tout)):
         return None

@@ -11,8 +11,9 @@ output tokens, in send order — with the benchmark's traffic:
   due while N are in flight waits and goes out, in order, when any one finishes.
 
 Without per-request lengths (vLLM without
-``--save-detailed``) every request gets the mean lengths, or, for SGLang's random dataset, lengths
-drawn as it draws them (also noted). The engine profile follows the file's ``backend`` when
+``--save-detailed``) every request gets the mean lengths, or, for SGLang's random dataset, its
+client's own draws and send times where they give the file's totals (``calibrate.clients``),
+else lengths drawn the same way anew (noted). The engine profile follows the file's ``backend`` when
 neither the scenario nor ``--engine`` names one (:data:`ENGINE_OF_BACKEND`).
 """
 
@@ -172,10 +173,13 @@ def _lengths(
     return np.full(n, inp), np.full(n, out), None, [note]
 
 
-def _arrival(bench: BenchResult) -> tuple[dict[str, Any], list[str]]:
+def _arrival(bench: BenchResult, recorded: bool = False) -> tuple[dict[str, Any], list[str]]:
     """The benchmark's traffic as workload fields (``arrival``, and ``max_concurrency`` when it
-    capped the requests in flight), with notes on what differs."""
+    capped the requests in flight), with notes on what differs. ``recorded``: the trace holds
+    the client's own send times, so no arrival process is drawn."""
     cap = {"max_concurrency": bench.max_concurrency} if bench.max_concurrency else {}
+    if recorded:
+        return cap, []
     if math.isinf(bench.request_rate):
         return {"arrival": {"kind": "burst"}, **cap}, []
     notes = [
@@ -270,11 +274,7 @@ def benchmark_workload(
         w = csv.writer(f)
         w.writerow(columns)
         w.writerows(rows)
-    traffic, more = _arrival(bench)
-    if sent is not None:
-        # The client's own send times are the trace's: no arrival process drawn anew.
-        traffic.pop("arrival")
-        more = [n for n in more if "drawn anew" not in n]
+    traffic, more = _arrival(bench, recorded=sent is not None)
     workload = {
         "name": bench.source,
         "trace": str(trace_path),
