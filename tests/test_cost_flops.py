@@ -219,6 +219,35 @@ def test_sglang_runs_a_prompt_batch_with_a_short_prefix_absorbed():
     ) + _absorbed_pairs_flops(1000)
 
 
+def test_a_slower_absorbed_prompt_kernel_stretches_only_the_prompt_rows():
+    """SGLang 0.4's Triton extend kernel (``mla_prompt_attention_scale`` s): the prompt rows'
+    absorbed (query, key) pairs beyond the KV tokens they read take s times their FLOP time at
+    the attention rate; decode rows (as many pairs as KV tokens read) and the FLOPs themselves
+    are unchanged. By hand: a step of a 512-token chunk after 1,000 cached tokens and a decode
+    row over 999 has 512·1000 + 512·513/2 prompt pairs, 1,000 decode pairs."""
+    m = deepseek_v3()
+    rule = dict(mla_prompt_absorb_below=float("inf"), kernel_tables=False)
+    base = build_step_cost(m, h100(), params=CostParams(**rule))
+    slow = build_step_cost(m, h100(), params=CostParams(**rule, mla_prompt_attention_scale=4.0))
+    decode = (np.ones(8, dtype=np.int64), np.full(8, 3000))
+    assert slow.step_time(*decode).total_s == base.step_time(*decode).total_s
+    span = np.full(5, 3000)
+    # (Equal up to rounding: x·P_A − x·K_A cancels in floats to within a few ulps.)
+    np.testing.assert_allclose(
+        slow.decode_span_seconds(span, 20), base.decode_span_seconds(span, 20), rtol=1e-12
+    )
+    n, c = np.array([512, 1]), np.array([1000, 999])
+    before, after = base.step_time(n, c), slow.step_time(n, c)
+    assert after.flops_by_group["attention"] == before.flops_by_group["attention"]
+    # The stretch covers P_A − K_A: the prompt row's pairs beyond the 1,000 + 512 KV tokens
+    # it reads (the decode row's 1,000 pairs and 1,000 KV tokens cancel).
+    excess_pairs = 512 * 1000 + 512 * 513 // 2 - (1000 + 512)
+    rate = 989.4e12 * base.resolved.attention_efficiency  # (H100 bf16 dense peak)
+    extra = (4.0 - 1.0) * _absorbed_pairs_flops(excess_pairs) / rate
+    grew = after.by_group["attention"] - before.by_group["attention"]
+    assert grew == pytest.approx(extra, rel=1e-9)
+
+
 def test_short_prompt_rows_run_absorbed_under_a_wider_decode_threshold():
     """vLLM's FlashAttention MLA backend takes rows of up to 512 new tokens as decodes: a
     300-token chunk after 700 cached tokens runs absorbed, a 600-token one regular, in the

@@ -12,12 +12,14 @@ from servesim.engine.loop import ApiLatency
 from servesim.engines import (
     ENGINES,
     PROFILES,
+    SGLANG04_TRITON_MLA_PROMPT_SCALE,
     attention_backend,
     engine_profile,
     host_overlap_of,
     mla_decode_rows,
     mla_fused_down_proj,
     mla_prompt_absorb,
+    mla_prompt_attention_scale,
     scheduler_defaults,
 )
 from servesim.errors import ServesimError
@@ -853,6 +855,26 @@ def test_sglang_absorbs_mla_prompt_batches_by_its_default_backend():
     assert params("sglang", "0.5.3", False).mla_prompt_prefix_floor == 0.0
     assert params("sglang-0.4", "0.4.3.post2", True).mla_prompt_absorb_below == inf
     assert params("vllm", "0.11.0", True).mla_prompt_absorb_below is None
+
+
+def test_sglang_04s_triton_mla_prompt_kernel_is_slower_on_hopper_through_045():
+    """SGLang 0.4.0-0.4.5 run MLA prompt rows on the absorbed path through the Triton extend
+    kernel (sgl-project/sglang#3550 measured it against FlashInfer MLA on 8×H200); from 0.4.6
+    Hopper's default is FA3, and off Hopper nothing measured it: the tables' rate there."""
+    old, new = engine_profile("sglang-0.4"), engine_profile("sglang")
+    scale = SGLANG04_TRITON_MLA_PROMPT_SCALE
+    assert scale > 1.0
+    assert mla_prompt_attention_scale(old, "0.4.3.post2", "hopper") == scale
+    assert mla_prompt_attention_scale(old, "0.4.5", "hopper") == scale
+    assert mla_prompt_attention_scale(old, "0.4.6", "hopper") == 1.0
+    assert mla_prompt_attention_scale(old, None, "hopper") == 1.0
+    assert mla_prompt_attention_scale(old, "0.4.3", "ampere") == 1.0
+    for profile in (new, engine_profile("vllm-v0"), engine_profile("trtllm")):
+        assert mla_prompt_attention_scale(profile, "0.4.3", "hopper") == 1.0
+    sc = {"model": "deepseek-r1", "hardware": "H200", "tp": 8, "engine": "sglang-0.4",
+          "engine_version": "0.4.3.post2", "workload": {"num_requests": 2}}  # fmt: skip
+    fleet = build_fleet(build_scenario(sc), np.random.default_rng(0))
+    assert fleet.groups[0].params.mla_prompt_attention_scale == scale
 
 
 def test_sglang_attention_backend_by_release_gpu_and_model_class():

@@ -174,6 +174,10 @@ class EngineProfile:
     """When the engine runs every row of an MLA prompt batch through the weight-absorbed form
     (``CostParams.mla_prompt_absorb_below``): ``(release, GPU architecture)`` → the cached
     prefix below which it does (None: never). None: never (each row by its own new tokens)."""
+    mla_prompt_kernel_scale: Callable[[str | None, str | None], float] | None = None
+    """How many times its FLOP time at the kernel tables' rate the engine's kernel takes for
+    MLA prompt rows on the absorbed path (``CostParams.mla_prompt_attention_scale``):
+    ``(release, GPU architecture)`` → the scale. None: 1 (the tables' rate)."""
     overlap_off_with: tuple[str, ...] = ()
     """Deployments for which the engine leaves its overlap off by default, from
     :data:`OVERLAP_BLOCKERS`: ``speculation`` (any speculative decoding), ``draft_speculation``
@@ -712,6 +716,30 @@ def sglang04_mla_prompt_absorb(release: str | None, architecture: str | None) ->
     if _amd_instinct(architecture) and not _older(release, "0.4.7"):
         return None
     return _ANY_PREFIX
+
+
+SGLANG04_TRITON_MLA_PROMPT_SCALE = 6.5
+"""How many times their FLOP time at the kernel tables' attention rate MLA prompt rows on the
+absorbed path take on Hopper under SGLang 0.4.0-0.4.5's Triton extend kernel (MQA over the
+576-wide latent, one query head per program, 32-query tiles, one pipeline stage:
+``extend_attention_fwd`` in the 0.4.3 wheel). Fitted to the one public measurement of that
+kernel against another on the same server, sgl-project/sglang#3550 (DeepSeek-V3 TP8 on 8 GPUs
+the PR does not name: H200 assumed, as the FP8 weights do not fit 8×H100;
+``--disable-radix-cache``; 60 random prompts of up to 32,000 tokens at 1 req/s): the Triton
+backend's run reached 0.2545 of the FlashInfer MLA backend's throughput (2,679 against 10,527
+tok/s), which absorbs no prompt rows; servesim's ratio is 0.2561 at 6.5 (the scale that matches
+it: 6.55; ``python bench/fidelity/fit_sglang_triton_mla.py``). Only the ratio is fitted: servesim
+prices both runs ~30% fast (3,499 and 13,664 tok/s)."""
+
+
+def sglang04_mla_prompt_kernel_scale(release: str | None, architecture: str | None) -> float:
+    """SGLang 0.4's kernel for MLA prompt rows on the absorbed path, over the tables' rate
+    (``CostParams.mla_prompt_attention_scale``): the Triton extend kernel, the default MLA
+    backend through 0.4.5, on Hopper (:data:`SGLANG04_TRITON_MLA_PROMPT_SCALE`); FA3 from 0.4.6
+    and other GPUs (no measurement of the Triton kernel there) at the tables' rate."""
+    if architecture == "hopper" and _older(release, "0.4.6"):
+        return SGLANG04_TRITON_MLA_PROMPT_SCALE
+    return 1.0
 
 
 def sglang_mla_prompt_absorb(release: str | None, architecture: str | None) -> float | None:
@@ -1478,6 +1506,7 @@ PROFILES["sglang-0.4"] = replace(
     graph_sizes_by_gpu=sglang04_graph_sizes_by_gpu,
     memory_fraction=sglang04_mem_fraction_static,
     mla_prompt_absorb=sglang04_mla_prompt_absorb,
+    mla_prompt_kernel_scale=sglang04_mla_prompt_kernel_scale,
     # (server_args.py under --enable-dp-attention, checked in the 0.4.0-0.4.9 wheels: the
     # prefill chunk // 2, then // dp_size from 0.4.5; conservativeness x 0.3 throughout; CUDA
     # graphs capped at 96 sequences in 0.4.0 only; the overlap scheduler off in 0.4.0-0.4.1.)
@@ -1651,6 +1680,16 @@ def mla_prompt_absorb(
     mla_prompt_absorb``); None: it never does."""
     rule = profile.mla_prompt_absorb
     return None if rule is None else rule(engine_version, architecture)
+
+
+def mla_prompt_attention_scale(
+    profile: EngineProfile, engine_version: str | None, architecture: str | None
+) -> float:
+    """How many times the tables' time the engine at ``engine_version`` (None: its newest
+    release) takes for MLA prompt rows on the absorbed path on ``architecture`` (``profile.
+    mla_prompt_kernel_scale``)."""
+    rule = profile.mla_prompt_kernel_scale
+    return 1.0 if rule is None else rule(engine_version, architecture)
 
 
 def mla_fused_down_proj(profile: EngineProfile, engine_version: str | None) -> bool:

@@ -54,6 +54,7 @@ from servesim.engines import (
     mla_fused_down_proj,
     mla_materialized,
     mla_prompt_absorb,
+    mla_prompt_attention_scale,
     moe_chunk_tokens,
     sliding_kv,
     swa_pool_ratio,
@@ -290,6 +291,9 @@ def _cost_params(
             profile, scenario.engine_version, hardware.architecture
         ),
         mla_prompt_absorb_below=mla_prompt_absorb(
+            profile, scenario.engine_version, hardware.architecture
+        ),
+        mla_prompt_attention_scale=mla_prompt_attention_scale(
             profile, scenario.engine_version, hardware.architecture
         ),
         # (SGLang's radix cache matches prompts token by token: every prompt's shared first

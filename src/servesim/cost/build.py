@@ -539,6 +539,7 @@ def build_step_cost(
         custom_allreduce=custom,
         mla_fused_down_proj=fused,
         mla_materialized=params.mla_materialized,
+        mla_prompt_attention_scale=params.mla_prompt_attention_scale,
         deepseek_glue_kernels=params.deepseek_glue_kernels,
     )
     rates = rates_of(hw, par, params, res)
@@ -568,6 +569,7 @@ def build_step_cost(
                 custom_allreduce=custom,
                 mla_fused_down_proj=fused,
                 mla_materialized=params.mla_materialized,
+                mla_prompt_attention_scale=params.mla_prompt_attention_scale,
                 deepseek_glue_kernels=params.deepseek_glue_kernels,
             )
             for st in pipeline_stages(model, par.pp)

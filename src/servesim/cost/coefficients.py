@@ -42,6 +42,7 @@ def model_operators(
     custom_allreduce: bool = False,
     mla_fused_down_proj: bool = False,
     mla_materialized: bool = False,
+    mla_prompt_attention_scale: float = 1.0,
     deepseek_glue_kernels: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[Operator, ...]:
     """The operator list for ``model`` with the resolved dtypes (one ``stage`` or all)."""
@@ -59,6 +60,7 @@ def model_operators(
         mla_fused_down_proj=mla_fused_down_proj,
         mla_block_scale=resolved.mla_block_scale,
         mla_materialized=mla_materialized,
+        mla_prompt_attention_scale=mla_prompt_attention_scale,
         deepseek_glue_kernels=deepseek_glue_kernels,
     )
 
@@ -133,6 +135,20 @@ def attention_padding(
             continue
         pair = op.flops[0][0]
         pad[i, tokens_of[pair]] += flops[i, pair] * half_tokens / 2.0
+    return pad
+
+
+def prompt_kernel_padding(operators: tuple[Operator, ...], flops: np.ndarray) -> np.ndarray:
+    """Extra FLOP-equivalents of MLA prompt rows run absorbed on a slower kernel, as feature
+    coefficients: ``(s − 1)`` times the FLOPs of their pairs, ``P_A − K_A`` (a decode row has
+    as many pairs as KV tokens), for an operator of ``prompt_scale`` s. Time, not work: the
+    FLOPs stay, and the operator keeps one compute side against its memory side."""
+    pad = np.zeros_like(flops)
+    for i, op in enumerate(operators):
+        if op.prompt_scale != 1.0:
+            excess = (op.prompt_scale - 1.0) * flops[i, _F.P_A]
+            pad[i, _F.P_A] += excess
+            pad[i, _F.K_A] -= excess
     return pad
 
 
@@ -289,6 +305,7 @@ def operator_sides(
     length curve, ``attention_fit.length_stretch``)."""
     flops, nbytes = coefficient_matrices(operators)
     pad = padding_flops(operators, flops, half_tokens, feature_map.moe, feature_map.moe_load)
+    pad += prompt_kernel_padding(operators, flops)
     if res is not None:
         half = res.attention_half_tokens
         pad = pad + attention_padding(operators, flops, half, kv_heads_per_head)

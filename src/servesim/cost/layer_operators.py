@@ -109,6 +109,7 @@ def mla_attention_operators(
     fused_down_proj: bool = False,
     block_scale: float = 1.0,
     materialized: bool = False,
+    prompt_scale: float = 1.0,
 ) -> list[Operator]:
     """Projections, latent norms, rope and both attention paths of MLA layers (see the module
     docstring: the regular path for prefill chunks, the absorbed path for decodes).
@@ -117,7 +118,9 @@ def mla_attention_operators(
     engine's measured MLA block over the sum of these operators (``Operator.time_scale``).
     ``materialized``: decode rows multiply by the materialized ``W_Q_UK``/``W_QR`` and
     ``W_UV_O`` instead of the query up-projection, ``W_UK``, ``W_UV`` and ``o_proj``, which
-    only prompt rows run (``CostParams.mla_materialized``)."""
+    only prompt rows run (``CostParams.mla_materialized``). ``prompt_scale``: how many times
+    its FLOP time the engine's kernel takes for the prompt rows on the absorbed path
+    (``CostParams.mla_prompt_attention_scale``); decode rows keep the tables' rate."""
     L, hq = st.layers, model.num_attention_heads / par.tp
     weight_bytes, kv_bytes, act_bytes = nb.weight, nb.kv, nb.act
     ops: list[Operator] = []
@@ -195,6 +198,7 @@ def mla_attention_operators(
             RATE_ATTENTION,
             kernels=ATTENTION_KERNELS,
             active=T_A,
+            prompt_scale=prompt_scale,
         )
     )
     if not materialized:
@@ -211,7 +215,7 @@ def mla_attention_operators(
             )
         )
     if block_scale != 1.0:
-        ops = [dataclasses.replace(op, time_scale=block_scale) for op in ops]
+        ops = [dataclasses.replace(op, time_scale=op.time_scale * block_scale) for op in ops]
     return ops
 
 

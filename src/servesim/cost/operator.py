@@ -69,6 +69,12 @@ class Operator:
     (routed experts under wide EP). The same thing when ``dp = 1``."""
     shape: tuple[int, int] | None = None
     """GEMMs: (n, k) of the weight on one GPU, so a measured GEMM table can price it."""
+    prompt_scale: float = 1.0
+    """MLA's absorbed attention: how many times their FLOP time the prompt rows' (query, key)
+    pairs take, where the engine runs them on a slower kernel than the tables time
+    (``CostParams.mla_prompt_attention_scale``). A decode row has as many pairs as KV tokens
+    read, so the prompt rows' pairs are ``P_A − K_A``; the excess is time, not work (FLOP
+    padding: ``coefficients.prompt_kernel_padding``)."""
     time_scale: float = 1.0
     """Measured time of the block this operator belongs to over the sum of its operators'
     own prices (an engine's MLA block: ``ResolvedParams.mla_block_scale``). Scales the time

@@ -59,6 +59,7 @@ def build_operators(
     mla_fused_down_proj: bool = False,
     mla_block_scale: float = 1.0,
     mla_materialized: bool = False,
+    mla_prompt_attention_scale: float = 1.0,
     deepseek_glue_kernels: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[Operator, ...]:
     """All operators of one forward step of ``model`` split as ``par``, per GPU.
@@ -70,7 +71,8 @@ def build_operators(
     block weights), the KV cache and activations (also the embedding, LM head, router and norm
     weights). ``moe_load``: token-expert pairs the busiest EP rank receives, relative to the
     mean (``1 + CostParams.moe_skew`` when ``ep > 1``). ``custom_allreduce``,
-    ``mla_fused_down_proj``, ``mla_materialized``, ``deepseek_glue_kernels``: see
+    ``mla_fused_down_proj``, ``mla_materialized``, ``mla_prompt_attention_scale``,
+    ``deepseek_glue_kernels``: see
     ``CostParams``; ``mla_block_scale``: see ``ResolvedParams.mla_block_scale``.
     """
     st = stage or whole_model(model, par.pp)
@@ -98,6 +100,7 @@ def build_operators(
             mla_fused_down_proj,
             block_scale=mla_block_scale,
             materialized=mla_materialized,
+            prompt_scale=mla_prompt_attention_scale,
         )
     ops += feed_forward_operators(model, par, st, nb, moe_load)
     if model.mla is not None:

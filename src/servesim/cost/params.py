@@ -278,6 +278,11 @@ class CostParams:
     """Cached tokens every prompt row counts at least when ``mla_prompt_absorb_below`` tests
     a step's prefix: 1 under a token-granular prefix cache (SGLang's radix cache matches the
     first token every prompt shares: BOS or the chat template's opening), 0 without one."""
+    mla_prompt_attention_scale: float = 1.0
+    """How many times its FLOP time at the kernel tables' attention rate an MLA prompt row on
+    the absorbed path takes, where the engine runs it on a slower kernel than the tables time
+    (SGLang 0.4.0-0.4.5's Triton extend kernel on Hopper: ``engines.
+    SGLANG04_TRITON_MLA_PROMPT_SCALE``); decode rows keep the tables' rate. 1: the tables'."""
     head: str = "lm"
     """``lm``: vocabulary logits and sampling; ``value``: a d×d + d×1 scoring head."""
     hybrid_kv: bool = False
@@ -402,6 +407,12 @@ class CostParams:
                 f"must be positive, got {self.mla_prompt_absorb_below}",
                 field="mla_prompt_absorb_below",
                 fix="use 8192 (SGLang's FA3 threshold), inf, or leave it out",
+            )
+        if not self.mla_prompt_attention_scale > 0:
+            raise ServesimError(
+                f"must be positive, got {self.mla_prompt_attention_scale}",
+                field="mla_prompt_attention_scale",
+                fix="use 1 (the kernel tables' attention rate)",
             )
         if self.mla_prompt_prefix_floor < 0:
             raise ServesimError(
