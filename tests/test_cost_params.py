@@ -64,6 +64,7 @@ def test_ep_rules():
         dict(mla_prompt_absorb_below=0.0),
         dict(mla_prompt_prefix_floor=-1.0),
         dict(mla_prompt_attention_scale=0.0),
+        dict(flashinfer_cuda_core_group=-1),
     ],
 )
 def test_cost_params_are_validated(kwargs):

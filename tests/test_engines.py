@@ -15,6 +15,7 @@ from servesim.engines import (
     SGLANG04_TRITON_MLA_PROMPT_SCALE,
     attention_backend,
     engine_profile,
+    flashinfer_decode_cuda_cores,
     host_overlap_of,
     mla_decode_rows,
     mla_fused_down_proj,
@@ -875,6 +876,34 @@ def test_sglang_04s_triton_mla_prompt_kernel_is_slower_on_hopper_through_045():
           "engine_version": "0.4.3.post2", "workload": {"num_requests": 2}}  # fmt: skip
     fleet = build_fleet(build_scenario(sc), np.random.default_rng(0))
     assert fleet.groups[0].params.mla_prompt_attention_scale == scale
+
+
+def test_flashinfer_decodes_on_cuda_cores_by_release_group_and_cache():
+    """SGLang's FlashInfer backend decodes on FlashInfer's CUDA-core kernel or its tensor-core
+    one (``should_use_tensor_core``): before 0.4.3 (FlashInfer 0.1.6) CUDA cores for the groups
+    0.1.6 built, 1, 2, 4 and 8; from 0.4.3 (FlashInfer 0.2) for groups up to 4 over a 16-bit
+    cache. The fleet passes the group of one GPU's heads to the cost model, 0 for tensor
+    cores: Llama-3.1-70B on 4 H200s has 16 query heads over 2 KV heads."""
+    old = engine_profile("sglang-0.4")
+    assert flashinfer_decode_cuda_cores(old, "0.4.0", 8, None)
+    assert flashinfer_decode_cuda_cores(old, "0.4.2.post4", 4, "fp8")
+    assert not flashinfer_decode_cuda_cores(old, "0.4.0", 16, None)
+    assert not flashinfer_decode_cuda_cores(old, "0.4.0", 6, None)
+    assert not flashinfer_decode_cuda_cores(old, "0.4.3", 8, None)
+    assert flashinfer_decode_cuda_cores(old, "0.4.3", 4, None)
+    assert not flashinfer_decode_cuda_cores(old, "0.4.3", 4, "fp8")
+    assert flashinfer_decode_cuda_cores(engine_profile("sglang"), None, 2, None)
+
+    def group(model: str, tp: int, version: str) -> int:
+        sc = {"model": model, "hardware": "H200", "tp": tp, "engine": "sglang-0.4",
+              "engine_version": version, "workload": {"num_requests": 2}}  # fmt: skip
+        fleet = build_fleet(build_scenario(sc), np.random.default_rng(0))
+        return fleet.groups[0].params.flashinfer_cuda_core_group
+
+    assert group("llama-3.1-70b", 4, "0.4.0") == 8
+    assert group("llama-3.1-70b", 4, "0.4.3") == 0
+    assert group("llama-3.1-8b", 1, "0.4.3") == 4
+    assert group("llama-3.1-8b", 1, "0.4.6") == 0  # (FA3 from 0.4.6 on Hopper)
 
 
 def test_sglang_attention_backend_by_release_gpu_and_model_class():

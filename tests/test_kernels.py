@@ -385,6 +385,31 @@ def test_flashinfer_reads_the_kv_cache_at_its_share_of_the_tables_rate_on_hopper
     assert plain.resolved.attention_memory_efficiency == plain.resolved.memory_efficiency
 
 
+def test_flashinfers_cuda_core_decode_slows_with_the_gqa_group_beyond_the_measured_one():
+    """FlashInfer's CUDA-core decode kernel is compute-bound for GQA (its work per KV byte
+    grows with the group): the share measured at a group of 4 (Llama-3.1-8B) falls as 4/g for
+    larger groups on that kernel, and stays for smaller ones and the tensor-core kernel (g 0).
+    By hand: a group of 8 (Llama-3.1-70B on 4 GPUs: 16 query heads over 2 KV heads) reads the
+    cache at half the measured share."""
+    share = AF.FLASHINFER_DECODE_SHARE["hopper"]
+    assert AF.FLASHINFER_MEASURED_GROUP == 4
+    assert AF.decode_backend_share("flashinfer", "hopper", 8) == pytest.approx(share / 2)
+    assert AF.decode_backend_share("flashinfer", "hopper", 16) == pytest.approx(share / 4)
+    for group in (0, 1, 2, 4):
+        assert AF.decode_backend_share("flashinfer", "hopper", group) == share
+    assert AF.decode_backend_share("flashinfer", "ampere", 8) == 1.0
+    assert AF.decode_backend_share("fa3", "hopper", 8) == 1.0
+    model, h200 = load_model("llama-3.1-70b"), load_hardware("H200")
+
+    def memory_efficiency(group: int) -> float:
+        params = CostParams(
+            kernel_tables=True, attention_backend="flashinfer", flashinfer_cuda_core_group=group
+        )
+        return build_step_cost(model, h200, params=params).resolved.attention_memory_efficiency
+
+    assert memory_efficiency(8) == pytest.approx(memory_efficiency(0) / 2, rel=1e-12)
+
+
 def test_fp8_attention_takes_the_prefill_curve_of_the_fp8_rows():
     """FlashAttention-3 runs attention in FP8 over an FP8 KV cache in vLLM V1 and SGLang (0.4.6+)
     on Hopper: their prefill takes the curve fitted to the tables' fp8 rows (a larger share of

@@ -174,6 +174,10 @@ class EngineProfile:
     """When the engine runs every row of an MLA prompt batch through the weight-absorbed form
     (``CostParams.mla_prompt_absorb_below``): ``(release, GPU architecture)`` → the cached
     prefix below which it does (None: never). None: never (each row by its own new tokens)."""
+    flashinfer_01_before: str | None = None
+    """The first release on FlashInfer 0.2: earlier ones ran FlashInfer 0.1.6, whose decode
+    takes the tensor-core kernel only for GQA groups it has no CUDA-core build for
+    (:func:`flashinfer_decode_cuda_cores`). None: FlashInfer 0.2's rule throughout."""
     mla_prompt_kernel_scale: Callable[[str | None, str | None], float] | None = None
     """How many times its FLOP time at the kernel tables' rate the engine's kernel takes for
     MLA prompt rows on the absorbed path (``CostParams.mla_prompt_attention_scale``):
@@ -924,6 +928,32 @@ SGLANG_FA3_HOPPER = "0.4.6"
 models of :data:`SGLANG_FA3_ARCHITECTURES` (``ModelRunner.model_specific_adjustment`` with
 ``is_fa3_default_architecture`` in the 0.4.6 wheel); before it FlashInfer on every GPU."""
 
+SGLANG_FLASHINFER_02 = "0.4.3"
+"""The first SGLang release on FlashInfer 0.2 (``flashinfer_python>=0.2.1.post1``); 0.4.0 to
+0.4.2.post4 pin ``flashinfer==0.1.6`` (the wheels' METADATA)."""
+FLASHINFER_01_DECODE_GROUPS = (1, 2, 4, 8)
+"""The GQA groups FlashInfer 0.1.6 built its CUDA-core decode kernels for: SGLang before 0.4.3
+decodes these on CUDA cores and any other on the tensor-core prefill kernel (``should_use_tensor_
+core`` with ``_grouped_size_compiled_for_decode_kernels``, 0.4.2 wheel)."""
+FLASHINFER_TENSOR_CORE_ABOVE = 4
+"""From FlashInfer 0.2, SGLang (``should_use_tensor_core``, 0.4.3 wheel) and vLLM decode a GQA
+group above this on FlashInfer's tensor-core kernel, and any group over an FP8 cache."""
+
+
+def flashinfer_decode_cuda_cores(
+    profile: EngineProfile, release: str | None, group: int, kv_dtype: str | None
+) -> bool:
+    """Whether the engine at ``release`` (None: its newest) decodes a GQA group of ``group``
+    query heads per KV head (one GPU's) on FlashInfer's CUDA-core kernel rather than its
+    tensor-core one: on FlashInfer 0.1.6 (before ``profile.flashinfer_01_before``) for the
+    groups of :data:`FLASHINFER_01_DECODE_GROUPS`; from 0.2 for groups up to
+    :data:`FLASHINFER_TENSOR_CORE_ABOVE` over a 16-bit cache."""
+    start = profile.flashinfer_01_before
+    if start is not None and _older(release, start):
+        return group in FLASHINFER_01_DECODE_GROUPS
+    return group <= FLASHINFER_TENSOR_CORE_ABOVE and kv_dtype != "fp8"
+
+
 SGLANG_FA3_EVERY_MHA = "0.5.8"
 """The first SGLang release that runs FA3 by default on Hopper for every non-MLA model
 (``ServerArgs._handle_attention_backend`` in the 0.5.8 wheel, "flashinfer 0.6.1 caused
@@ -1321,6 +1351,7 @@ PROFILES: dict[str, EngineProfile] = {
         memory_fraction=sglang_mem_fraction_static,
         attention_dp=AttentionDP(conservativeness=0.3),
         swa_pool_from=SGLANG_SWA_POOL,
+        flashinfer_01_before=SGLANG_FLASHINFER_02,
         sources={
             "swa_pool": "SGLang's hybrid SWA memory pool for GPT-OSS from 0.5.8 (see "
             "SGLANG_SWA_POOL)",

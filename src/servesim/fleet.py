@@ -47,6 +47,7 @@ from servesim.engines import (
     EngineProfile,
     attention_backend,
     deepseek_glue_kernels,
+    flashinfer_decode_cuda_cores,
     fp8_attention,
     host_overlap_of,
     hybrid_kv,
@@ -241,6 +242,24 @@ def _attention_backend(
     )
 
 
+def _flashinfer_cuda_core_group(
+    backend: str | None,
+    profile: EngineProfile,
+    release: str | None,
+    model: ModelSpec,
+    par: Parallelism,
+    kv_dtype: str | None,
+) -> int:
+    """The GQA group (query heads per KV head on one GPU, KV heads replicated when TP exceeds
+    them) FlashInfer decodes on its CUDA-core kernel, or 0 (another backend, or its tensor-core
+    kernel: ``engines.flashinfer_decode_cuda_cores``)."""
+    if backend != "flashinfer" or model.mla is not None:
+        return 0
+    heads = max(model.num_attention_heads // par.tp, 1)
+    group = max(heads // max(model.num_kv_heads // par.tp, 1), 1)
+    return group if flashinfer_decode_cuda_cores(profile, release, group, kv_dtype) else 0
+
+
 def attention_backend_of(scenario: Scenario, model: ModelSpec) -> str | None:
     """The attention backend pricing ``model`` in ``scenario``'s first instance group (see
     :func:`_attention_backend`)."""
@@ -287,6 +306,9 @@ def _cost_params(
         fp8_attention=backend != "flashinfer"
         and fp8_attention(profile, scenario.engine_version, hardware.architecture),
         attention_backend=backend,
+        flashinfer_cuda_core_group=_flashinfer_cuda_core_group(
+            backend, profile, scenario.engine_version, model, par, group.kv_dtype
+        ),
         mla_absorb_max_new_tokens=mla_decode_rows(
             profile, scenario.engine_version, hardware.architecture
         ),

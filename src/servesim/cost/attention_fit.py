@@ -51,16 +51,33 @@ backends on one H200 (``benchmark/attention_backend/NVIDIA_H200.md``: Llama-3.1-
 three workloads under ``--attention-backend fa3`` and ``flashinfer``; FlashInfer's output
 throughput 0.92, 0.79 and 0.68 of FA3's at 1k/1k, 8k/1k and 8k/8k tokens), the share at which
 the simulated FlashInfer/FA3 ratios come closest. Other architectures have no such pair: their
-tables' rate stands."""
+tables' rate stands. Llama-3.1-8B has 4 query heads per KV head, which FlashInfer decodes on
+its CUDA-core kernel: :data:`FLASHINFER_MEASURED_GROUP`."""
+FLASHINFER_MEASURED_GROUP = 4
+"""The GQA group (query heads per KV head on one GPU) of the runs that set
+:data:`FLASHINFER_DECODE_SHARE`. FlashInfer's CUDA-core decode kernel does every query head's
+dot products and weighted sums for each KV element it loads on the CUDA cores, ``group`` times
+the work per byte, and on A100/H100-class GPUs that is compute-bound ("GPUs such as A100/H100
+has low non-tensor cores performance, and thus traditional implementation of Grouped Query
+Attention is compute-bound", FlashInfer's introduction, 2024-02-02, which is why it decodes
+larger groups with its tensor-core prefill kernel): a CUDA-core decode of a larger group reads
+the cache at ``FLASHINFER_MEASURED_GROUP / group`` of the measured share (time per byte
+proportional to the group); smaller groups and the tensor-core path keep the share."""
 
 
-def decode_backend_share(backend: str | None, architecture: str) -> float:
+def decode_backend_share(backend: str | None, architecture: str, cuda_core_group: int = 0) -> float:
     """The share of the measured tables' decode-attention KV-read rate the attention
     ``backend`` reaches on a GPU of ``architecture``: :data:`FLASHINFER_DECODE_SHARE` for
-    ``flashinfer``, else 1 (the tables' kernels: FlashAttention-3, TensorRT-LLM's)."""
-    if backend == "flashinfer":
-        return FLASHINFER_DECODE_SHARE.get(architecture, 1.0)
-    return 1.0
+    ``flashinfer``, times ``FLASHINFER_MEASURED_GROUP / cuda_core_group`` when its CUDA-core
+    kernel decodes a larger GQA group (``cuda_core_group``: query heads per KV head on one GPU,
+    0 when the decode runs on tensor cores); else 1 (the tables' kernels: FlashAttention-3,
+    TensorRT-LLM's)."""
+    if backend != "flashinfer":
+        return 1.0
+    share = FLASHINFER_DECODE_SHARE.get(architecture, 1.0)
+    if architecture in FLASHINFER_DECODE_SHARE and cuda_core_group > FLASHINFER_MEASURED_GROUP:
+        share *= FLASHINFER_MEASURED_GROUP / cuda_core_group
+    return share
 
 
 TRITON = "triton"

@@ -264,6 +264,11 @@ class CostParams:
     ``flashinfer`` reads the KV cache in decode at ``attention_fit.decode_backend_share`` of the
     measured tables' rate (Hopper); None or another backend: the tables' rate (see
     ``engines.sglang_attention_backend``). Only with the kernel tables (the fitted rung)."""
+    flashinfer_cuda_core_group: int = 0
+    """With ``attention_backend`` ``flashinfer``: the GQA group (query heads per KV head on one
+    GPU) its decode runs on FlashInfer's CUDA-core kernel, whose KV-read rate falls as the group
+    grows beyond the measured one (``attention_fit.FLASHINFER_MEASURED_GROUP``); 0 when the decode
+    runs on its tensor-core kernel (``engines.flashinfer_decode_cuda_cores``)."""
     mla_prompt_absorb_below: float | None = None
     """Engines that pick one MLA form per prompt batch (SGLang: ``DeepseekV2AttentionMLA``'s
     forward-method dispatch on ``sum(extend_prefix_lens)``): a step with prompt rows runs
@@ -407,6 +412,12 @@ class CostParams:
                 f"must be positive, got {self.mla_prompt_absorb_below}",
                 field="mla_prompt_absorb_below",
                 fix="use 8192 (SGLang's FA3 threshold), inf, or leave it out",
+            )
+        if self.flashinfer_cuda_core_group < 0:
+            raise ServesimError(
+                f"must be >= 0, got {self.flashinfer_cuda_core_group}",
+                field="flashinfer_cuda_core_group",
+                fix="use the query heads per KV head on one GPU, or 0 (tensor cores)",
             )
         if not self.mla_prompt_attention_scale > 0:
             raise ServesimError(

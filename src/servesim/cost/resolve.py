@@ -163,7 +163,9 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
             attn, half = triton_prefill(attn, half)
         attn_mem = curve.decode_fraction(kv)
         if model.mla is None:
-            attn_mem *= decode_backend_share(params.attention_backend, hw.architecture)
+            attn_mem *= decode_backend_share(
+                params.attention_backend, hw.architecture, params.flashinfer_cuda_core_group
+            )
             # (MLA's block scale was measured against the launches alone: it holds its glue.)
             decode_fixed = curve.decode_fixed(kv)
             decode_ramp = curve.decode_ramp_curve(kv)
