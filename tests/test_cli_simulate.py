@@ -180,6 +180,10 @@ def test_sglang_before_0_4_6_runs_flashinfer_attention_unless_told_fa3():
     bad = run(*base, "--attention-backend", "xformers")
     assert bad.returncode == 2
     assert "attention_backend" in bad.stderr + bad.stdout and "Traceback" not in bad.stderr
+    assert "CUDA-core decode" not in default.stdout  # (Llama-3.1-8B: 4 query heads per KV head)
+    grouped = run("-n", "8", "-g", "H200", "-m", "llama-3.1-70b", "--tp", "4", *base[4:])
+    assert grouped.returncode == 0, grouped.stderr
+    assert "CUDA-core decode of 8" in grouped.stdout  # (the table may wrap the rest)
     gpt_oss = ("-n", "8", "-m", "gpt-oss-120b", "--engine-version", "0.11.0")
     assert "Triton attention" in run(*gpt_oss, "-g", "A100-80GB").stdout
     assert "Triton attention" not in run(*gpt_oss, "-g", "H100").stdout

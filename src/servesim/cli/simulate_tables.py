@@ -172,9 +172,15 @@ ATTENTION_NOTES = {"flashinfer": ", FlashInfer attention", "triton": ", Triton a
 def _attention_note(result) -> str:
     """The engine line's note on the run's attention backend where it is priced apart (the
     scenario's or the engine's default at its release, on the first instance group's GPU)."""
+    from servesim.cost.attention_fit import FLASHINFER_MEASURED_GROUP
     from servesim.fleet import attention_backend_of
 
-    return ATTENTION_NOTES.get(attention_backend_of(result.scenario, result.model) or "", "")
+    note = ATTENTION_NOTES.get(attention_backend_of(result.scenario, result.model) or "", "")
+    group = result.groups[0].params.flashinfer_cuda_core_group if result.groups else 0
+    if note and group > FLASHINFER_MEASURED_GROUP:
+        # (Priced slower than the measured share: say why, it is a release's kernel choice.)
+        note += f" (CUDA-core decode of {group} query heads per KV head)"
+    return note
 
 
 def _host_overlaps(sc) -> bool:
