@@ -700,6 +700,10 @@ instead of absorbing."""
 
 _ANY_PREFIX = float("inf")
 
+SGLANG_MLA_FA3_HOPPER = "0.4.6"
+"""The first SGLang release whose default MLA backend on Hopper is FA3; before it Triton on
+every GPU (``ModelRunner.model_specific_adjustment``, 0.4.3-0.4.6 wheels)."""
+
 
 def _amd_instinct(architecture: str | None) -> bool:
     """Whether ``architecture`` names an AMD Instinct (CDNA) GPU, where SGLang runs ROCm's
@@ -715,7 +719,7 @@ def sglang04_mla_prompt_absorb(release: str | None, architecture: str | None) ->
     in 0.4.5's); Hopper's FA3 default from 0.4.6 absorbs only below
     :data:`SGLANG_MLA_CHUNKED_PREFIX` (``dispatch_attn_forward_method``, 0.4.6-0.4.9); ROCm's
     aiter default from 0.4.7 (16 or 128 heads a GPU) never absorbs a prompt batch."""
-    if architecture == "hopper" and not _older(release, "0.4.6"):
+    if architecture == "hopper" and not _older(release, SGLANG_MLA_FA3_HOPPER):
         return SGLANG_MLA_CHUNKED_PREFIX
     if _amd_instinct(architecture) and not _older(release, "0.4.7"):
         return None
@@ -741,7 +745,7 @@ def sglang04_mla_prompt_kernel_scale(release: str | None, architecture: str | No
     (``CostParams.mla_prompt_attention_scale``): the Triton extend kernel, the default MLA
     backend through 0.4.5, on Hopper (:data:`SGLANG04_TRITON_MLA_PROMPT_SCALE`); FA3 from 0.4.6
     and other GPUs (no measurement of the Triton kernel there) at the tables' rate."""
-    if architecture == "hopper" and _older(release, "0.4.6"):
+    if architecture == "hopper" and _older(release, SGLANG_MLA_FA3_HOPPER):
         return SGLANG04_TRITON_MLA_PROMPT_SCALE
     return 1.0
 

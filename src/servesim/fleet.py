@@ -256,7 +256,7 @@ def _flashinfer_cuda_core_group(
     if backend != "flashinfer" or model.mla is not None:
         return 0
     heads = max(model.num_attention_heads // par.tp, 1)
-    group = max(heads // max(model.num_kv_heads // par.tp, 1), 1)
+    group = max(heads // par.kv_heads_per_gpu(model), 1)
     return group if flashinfer_decode_cuda_cores(profile, release, group, kv_dtype) else 0
 
 
