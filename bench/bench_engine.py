@@ -3,6 +3,7 @@ Llama-3.1-8B on one H100 (target: < 5 s wall). Prints simulated steps/s, request
 engine's cost per step record (event loop ÷ records, cost model included).
 
     python bench/bench_engine.py [--num-requests N] [--rate R] [--no-fast-forward]
+                                 [--compiled on|off|auto]
 
 ``--rate 5`` is the low-load variant (small batches, about three records per request).
 """
@@ -22,6 +23,12 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=40.0, help="req/s (40 saturates 8B on H100)")
     ap.add_argument("--no-fast-forward", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--compiled",
+        choices=("auto", "on", "off"),
+        default="off",
+        help="step pricing: numba-compiled kernels (on) or the reference path (off, default)",
+    )
     args = ap.parse_args()
     scenario = build_scenario(
         {
@@ -32,6 +39,7 @@ def main() -> None:
                 "arrival": {"kind": "poisson", "rate": args.rate},
             },
             "fast_forward": not args.no_fast_forward,
+            "compiled": args.compiled,
         }
     )
     walls, loops = [], []

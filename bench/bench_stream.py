@@ -3,6 +3,7 @@
 kept as compact columns (8 bytes a value); the workload is generated lazily in chunks.
 
     python bench/bench_stream.py [--num-requests N] [--load high|low] [--rate R]
+                                 [--compiled auto|on|off]
 
 ``--load high`` (default) sends 30 req/s (a busy instance: large batches, few records per
 request); ``--load low`` sends 5 req/s (small batches: most records are decode spans cut by an
@@ -15,6 +16,7 @@ import argparse
 import resource
 import time
 
+from servesim.fleet import compiled_pricing
 from servesim.run import simulate
 from servesim.scenario import build_scenario
 
@@ -26,6 +28,12 @@ def main() -> None:
     ap.add_argument("--num-requests", type=int, default=1_000_000)
     ap.add_argument("--load", choices=sorted(RATES), default="high")
     ap.add_argument("--rate", type=float, default=None, help="req/s (overrides --load)")
+    ap.add_argument(
+        "--compiled",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="step pricing: auto (compiled from 50,000 requests when numba is installed), on, off",
+    )
     args = ap.parse_args()
     rate = args.rate if args.rate is not None else RATES[args.load]
     scenario = build_scenario(
@@ -36,6 +44,7 @@ def main() -> None:
                 "output_len": {"kind": "lognormal", "median": 100, "sigma": 1.0, "max": 2000},
                 "arrival": {"kind": "poisson", "rate": rate},
             },
+            "compiled": args.compiled,
         }
     )
     t0 = time.perf_counter()
@@ -45,6 +54,7 @@ def main() -> None:
     s = result.summary
     records = s["num_step_records"]
     print(f"rate         {rate:g} req/s")
+    print(f"pricing      {'compiled' if compiled_pricing(scenario) else 'reference'}")
     print(f"requests     {s['completed']:,}")
     print(f"steps        {s['num_steps']:,} ({records:,} records)")
     loop_s = s["sim_wall_s"]

@@ -197,9 +197,10 @@ def _columns(cols: dict[str, np.ndarray]) -> dict:
     return out
 
 
-def figures(name: str) -> dict:
-    """One scenario's outputs, reduced to what the golden file keeps."""
-    result = simulate(build_scenario(SCENARIOS[name]))
+def figures(name: str, compiled: str = "off") -> dict:
+    """One scenario's outputs, reduced to what the golden file keeps (``compiled``: the
+    scenario's step pricing, the reference path by default)."""
+    result = simulate(build_scenario({**SCENARIOS[name], "compiled": compiled}))
     rec = result.records
     values, weights = rec.itl_pairs()
     order = np.argsort(values, kind="stable")

@@ -35,6 +35,7 @@ from servesim.cost import (
     build_step_cost,
     plan_memory,
 )
+from servesim.cost.compiled import compiled_step_cost, numba_available
 from servesim.cost.dtypes import dtype_bytes
 from servesim.cost.memory import kv_transfer_seconds
 from servesim.cost.speculative import DraftCost, draft_cost
@@ -355,6 +356,24 @@ def _cost_params(
     return load_calibration(scenario.calibration, model, hardware, par.tp, base=params)
 
 
+COMPILED_MIN_REQUESTS = 50_000
+"""``compiled: auto`` prices steps with the compiled kernels from this many requests on: below
+it a run takes seconds, and loading the kernels from numba's cache (~0.3 s; compiling them the
+first time, ~5 s) would cost more than they save."""
+
+
+def compiled_pricing(scenario: Scenario) -> bool:
+    """Whether the instances price their steps with the compiled kernels
+    (:mod:`servesim.cost.compiled`): ``compiled: on``; or ``auto``, numba installed and the
+    workload at least :data:`COMPILED_MIN_REQUESTS` requests (a synthetic workload's count, or
+    a trace's ``max_requests``)."""
+    if scenario.compiled != "auto":
+        return scenario.compiled == "on"
+    workload = scenario.workload
+    count = workload.num_requests if workload.trace is None else workload.max_requests
+    return count is not None and count >= COMPILED_MIN_REQUESTS and numba_available()
+
+
 def _build_groups(
     scenario: Scenario, model: ModelSpec, config: SchedulerConfig, rng: np.random.Generator
 ) -> list[InstanceGroupRuntime]:
@@ -370,6 +389,7 @@ def _build_groups(
         )
     runtimes: list[InstanceGroupRuntime] = []
     next_id = 0
+    compiled = compiled_pricing(scenario)
     for group in instance_groups(scenario):
         hardware = load_hardware(group.hardware or scenario.hardware)
         par = parallelism_of(group)
@@ -405,6 +425,12 @@ def _build_groups(
         if scenario.cuda_graphs and profile.graph_max_tokens is not None:
             eager_params = dataclasses.replace(params, cuda_graphs=False)
             eager_cost = build_step_cost(model, hardware, par, eager_params)
+        # (The group's runtime keeps the model itself: accounting reads it.)
+        engine_cost, engine_eager_cost = cost, eager_cost
+        if compiled:
+            engine_cost = compiled_step_cost(cost) or cost
+            if eager_cost is not None:
+                engine_eager_cost = compiled_step_cost(eager_cost) or eager_cost
         speculation = None
         if scenario.speculative is not None and group.role != "prefill":
             built = build_speculation(scenario.speculative, model, hardware, par, params)
@@ -431,7 +457,7 @@ def _build_groups(
                     next_id,
                     group_config,
                     kv,
-                    cost,
+                    engine_cost,
                     fast_forward=scenario.fast_forward,
                     role=group.role,
                     speculation=speculation,
@@ -440,7 +466,7 @@ def _build_groups(
                     kv_load_seconds_per_block=load_s,
                     num_scheduler_steps=steps_per_round,
                     graph_batch=graph_batch,
-                    eager_cost=eager_cost,
+                    eager_cost=engine_eager_cost,
                     graphed=graphed if eager_cost is not None else None,
                     graph_max_seq_len=profile.graph_max_seq_len,
                     admission_conservativeness=(

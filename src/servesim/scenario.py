@@ -5,6 +5,7 @@ builds one from flags and/or a YAML file, the Python API takes one directly, and
 ``summary.json`` echoes it back.
 """
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -305,6 +306,13 @@ class Scenario(Spec):
     slo: SLOSpec = SLOSpec()
     seed: Annotated[int, Meta(ge=0, description="random seed (numpy accepts only >= 0)")] = 0
     fast_forward: bool = True
+    compiled: Annotated[
+        Literal["auto", "on", "off"],
+        Meta(
+            description="price steps with numba-compiled kernels (the fast extra): auto = for "
+            "workloads of at least 50,000 requests when numba is installed; same results"
+        ),
+    ] = "auto"
     max_model_len: (
         Annotated[int, Meta(ge=1, description="context window; default the model's")] | None
     ) = None
@@ -318,6 +326,12 @@ class Scenario(Spec):
 
     def __post_init__(self) -> None:
         profile = engine_profile_of(self)
+        if self.compiled == "on" and importlib.util.find_spec("numba") is None:
+            raise FieldError(
+                "compiled",
+                "'on' needs numba, which is not installed; install it with "
+                "pip install 'servesim[fast]', or use compiled: auto (or --compiled auto)",
+            )
         if self.engine_version is not None and not re.match(VERSION_PATTERN, self.engine_version):
             raise FieldError(
                 "engine_version",

@@ -31,7 +31,7 @@ SCENARIO_OPTIONS = (
     "calibration",
     "cpu_kv_cache_gib", "kv_offload_gbps", "router", "engine", "engine_version",
     "num_scheduler_steps",
-    "api_server", "seed", "max_model_len", "on_oversized", "fast_forward",
+    "api_server", "seed", "max_model_len", "on_oversized", "fast_forward", "compiled",
 )  # fmt: skip
 """Options that set the scenario field of the same name."""
 

@@ -25,9 +25,11 @@ NOT_SERVED = (
     "num_requests", "rate", "burstiness", "concurrency", "replay", "trace_format", "rate_scale",
     "time_window", "max_concurrency", "trace", "trace_limit", "report", "as_json",
     "percentile_metrics", "metric_percentiles", "goodput", "fast_forward", "on_oversized",
+    "compiled",
 )  # fmt: skip
 """``simulate`` options that have no meaning for a server: arrivals (clients send them),
-printed outputs, fast-forward (it runs step by step) and ``--on-oversized`` (a request too long
+printed outputs, fast-forward (it runs step by step), ``--compiled`` (a server prices one step at
+a time, as it comes, on the reference path) and ``--on-oversized`` (a request too long
 for the context or the KV cache gets vLLM's 400)."""
 
 SCENARIO_FIELDS = SCENARIO_OPTIONS

@@ -304,6 +304,12 @@ def simulate_command(
         "--fast-forward/--no-fast-forward",
         help="jump over stable decode spans (same results, faster)",
     ),
+    compiled: str = typer.Option(
+        None,
+        "--compiled",
+        help="auto | on | off: price steps with numba-compiled kernels (pip install "
+        "'servesim[fast]'; same results); auto = from 50,000 requests when numba is installed",
+    ),
     config: Path = typer.Option(
         None, "--config", "-c", help="scenario YAML; flags override its fields"
     ),
@@ -422,7 +428,7 @@ def _shown_defaults() -> dict[str, str]:
 
     shown = {name: text(field_default(Scenario, name)) for name in (
         "tp", "pp", "ep", "dp", "replicas", "cuda_graphs", "kv_offload", "cpu_kv_cache_gib", "router",
-        "api_server", "seed", "on_oversized", "fast_forward")}  # fmt: skip
+        "api_server", "seed", "on_oversized", "fast_forward", "compiled")}  # fmt: skip
     sched = {"scheduler": "policy", "prefix_caching": "enable_prefix_caching",
              "chunked_prefill": "enable_chunked_prefill"}  # fmt: skip
     for name in ("max_num_batched_tokens", "max_num_seqs", "block_size", "admission",

@@ -1,0 +1,301 @@
+"""The numba-compiled functions behind :mod:`servesim.cost.compiled` (imported only from there,
+once numba is known to be installed). Each mirrors a piece of ``step.py`` / ``features.py`` /
+``kernels.py``; the comments name which."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from servesim.cost import features as _F
+from servesim.cost.kernels import GRID_PER_OCTAVE as _GRID_PER_OCTAVE
+from servesim.cost.step import QUERY_TILE as _QUERY_TILE
+
+ONE, B, T, T_A, T_R, P, K = _F.ONE, _F.B, _F.T, _F.T_A, _F.T_R, _F.P, _F.K
+P_A, K_A, D_EXP, M_EXP = _F.P_A, _F.K_A, _F.D_EXP, _F.M_EXP
+I_B, I_T, I_TA, I_TR = _F.I_B, _F.I_T, _F.I_TA, _F.I_TR
+NUM_FEATURES = _F.NUM_FEATURES
+QUERY_TILE = float(_QUERY_TILE)
+GRID_PER_OCTAVE = float(_GRID_PER_OCTAVE)
+
+
+@njit(cache=True)
+def _numpy_sum(a):
+    """``np.add.reduce`` of a contiguous 1-D float array of at most ``compiled.MAX_SUMMED``
+    values, in numpy's order: its pairwise sum (eight partial sums, then the rest one by one),
+    started from the identity."""
+    n = a.shape[0]
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return 0.0 + res
+    r0, r1, r2, r3, r4, r5, r6, r7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+    i = 8
+    end8 = n - n % 8
+    while i < end8:
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[i]
+        i += 1
+    return 0.0 + res
+
+
+@njit(cache=True)
+def _moe(tokens, floats, f):
+    """``FeatureMap.moe_features`` of ``tokens`` into ``f`` (D_EXP, M_EXP)."""
+    experts, k, ep, moe_load = floats[2], floats[3], floats[4], floats[5]
+    load = tokens * moe_load
+    hit = experts * (1.0 - (1.0 - k / experts) ** load)
+    if hit <= 0.0:
+        f[D_EXP] = 0.0
+        f[M_EXP] = 0.0
+    else:
+        f[D_EXP] = hit / ep
+        f[M_EXP] = load * k / hit
+
+
+@njit(cache=True)
+def _step_features(new_tokens, context, has_moe, floats):
+    """``FeatureMap.step`` of a model without sliding windows or MLA absorption."""
+    nn = 0.0
+    nc = 0.0
+    tokens = 0.0
+    sum_c = 0.0
+    for i in range(new_tokens.shape[0]):
+        n = float(new_tokens[i])
+        c = float(context[i])
+        nn += n * n
+        nc += n * c
+        tokens += n
+        sum_c += c
+    f = np.zeros(NUM_FEATURES)
+    f[ONE] = 1.0
+    f[B] = float(new_tokens.shape[0])
+    f[T] = tokens
+    f[I_B] = 1.0
+    f[I_T] = 1.0 if tokens > 0 else 0.0
+    f[T_R] = tokens
+    f[P] = nc + 0.5 * (nn + tokens)
+    f[K] = sum_c + tokens
+    f[I_TR] = 1.0 if tokens > 0 else 0.0
+    if has_moe:
+        _moe(tokens, floats, f)
+    return f
+
+
+@njit(cache=True)
+def _product(f, hot):
+    """``f @ hot`` for one feature vector (a plain loop: BLAS's order is its own)."""
+    cols = hot.shape[1]
+    x = np.zeros(cols)
+    for i in range(hot.shape[0]):
+        fi = f[i]
+        if fi != 0.0:
+            for j in range(cols):
+                x[j] += fi * hot[i, j]
+    return x
+
+
+@njit(cache=True)
+def _ramp_factor_one(f, feature, per_token, xs, ys):
+    """``DecodeRamp.factors_one`` for one column."""
+    steps = max(f[ONE], 1.0)
+    b = f[feature] / steps * per_token
+    x = math.log10(b) if b > 1.0 else 0.0
+    n = xs.shape[0]
+    if x <= xs[0] or x >= xs[n - 1]:
+        return 1.0
+    j = np.searchsorted(xs, x, side="right")
+    w = (x - xs[j - 1]) / (xs[j] - xs[j - 1])
+    return ys[j - 1] + w * (ys[j] - ys[j - 1])
+
+
+@njit(cache=True)
+def _curves_total(f, sum_features, sum_tables):
+    """``MeasuredCurves.total``."""
+    last = sum_tables.shape[1] - 1
+    steps = max(f[ONE], 1.0)
+    out = 0.0
+    for s in range(sum_features.shape[0]):
+        x = f[sum_features[s]] / steps
+        if x <= 0.0:
+            continue
+        pos = min(max(math.log2(x) * GRID_PER_OCTAVE, 0.0), float(last))
+        i = min(int(pos), last - 1)
+        w = pos - i
+        out += sum_tables[s, i] * (1.0 - w) + sum_tables[s, i + 1] * w
+    return out * steps
+
+
+@njit(cache=True)
+def _curve_seconds(f, sec, curve_cols, curve_features, curve_table, grid):
+    """``sec[curve_cols] = MeasuredCurves.seconds_one(f)`` (and ``seconds`` of one row)."""
+    steps = max(f[ONE], 1.0)
+    last = curve_table.shape[0] - 2
+    index = np.arange(grid.shape[0]).astype(np.float64)
+    for c in range(curve_cols.shape[0]):
+        x = f[curve_features[c]] / steps
+        if x > 0:
+            p = np.interp(math.log(max(x, 1.0)), grid, index)
+            i = min(int(p), last)
+            w = p - i
+            sec[curve_cols[c]] = (curve_table[i, c] * (1.0 - w) + curve_table[i + 1, c] * w) * steps
+        else:
+            sec[curve_cols[c]] = 0.0 * steps
+
+
+@njit(cache=True)
+def seconds_one(
+    f, hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys, sum_features, sum_tables,
+    curve_cols, curve_features, curve_table, grid,
+):  # fmt: skip
+    """``StepCostModel.seconds_from_features`` of one feature vector on the hot path."""
+    k, occ, eager, overlap, has_occ, has_curves = (
+        ints[0], ints[1], ints[2], ints[3], ints[4], ints[5]
+    )  # fmt: skip
+    x = _product(f, hot)
+    comp = x[:k].copy()
+    if has_occ and f[T_R] > f[B]:
+        fill, power = floats[0], floats[1]
+        steps = max(f[ONE], 1.0)
+        tiles = f[T_R] / steps / QUERY_TILE + f[B] / steps
+        short = fill / max(tiles, 1.0)
+        if power == 0.0:
+            stretch = max(short, 1.0) - 1.0
+        else:
+            stretch = (1.0 + short**power) ** (1.0 / power) - 1.0
+        if stretch > 0.0:
+            for j in range(occ_cols.shape[0]):
+                comp[occ_cols[j]] += x[occ + j] * stretch
+    mem = x[k : 2 * k].copy()
+    for r in range(ramp.shape[0]):
+        factor = _ramp_factor_one(f, int(ramp[r, 1]), ramp[r, 2], ramp_xs, ramp_ys)
+        if factor != 1.0:
+            mem[int(ramp[r, 0])] *= factor
+    sec = np.maximum(comp, mem)
+    total = _curves_total(f, sum_features, sum_tables) if has_curves and not eager else 0.0
+    return _finish(
+        f, x, sec, k, eager, overlap, has_curves, total, curve_cols, curve_features, curve_table,
+        grid,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _finish(
+    f, x, sec, k, eager, overlap, has_curves, curves_total, curve_cols, curve_features,
+    curve_table, grid,
+):  # fmt: skip
+    """A step's seconds from its operators' ``max(compute, memory)`` seconds ``sec`` (changed
+    in place) and its product ``x``: the measured curves (their sum ``curves_total`` with CUDA
+    graphs; without, each curve in its operator's place, then the kernel-issue floor), the GPU
+    sum, and the host terms (``StepCostModel._combine``)."""
+    if not eager:
+        gpu = _numpy_sum(sec)
+        if has_curves:
+            gpu += curves_total
+    else:
+        if has_curves:
+            _curve_seconds(f, sec, curve_cols, curve_features, curve_table, grid)
+        for j in range(k):
+            sec[j] = max(sec[j], x[2 * k + j])
+        gpu = _numpy_sum(sec)
+    over, host = x[x.shape[0] - 2], x[x.shape[0] - 1]
+    if overlap:
+        return max(gpu, host) + over
+    return gpu + host + over
+
+
+@njit(cache=True)
+def step_seconds_features(
+    new_tokens, context, has_moe, hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys,
+    sum_features, sum_tables, curve_cols, curve_features, curve_table, grid,
+):  # fmt: skip
+    """(seconds, features) of one step: ``StepCostModel.step_with_features``."""
+    f = _step_features(new_tokens, context, has_moe, floats)
+    sec = seconds_one(
+        f, hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys, sum_features, sum_tables,
+        curve_cols, curve_features, curve_table, grid,
+    )  # fmt: skip
+    return sec, f
+
+
+@njit(cache=True)
+def _interp_ramp(v, xs, ys):
+    """``np.interp(v, xs, ys, 1.0, 1.0)`` for one value."""
+    n = xs.shape[0]
+    if v < xs[0] or v > xs[n - 1]:
+        return 1.0
+    return np.interp(v, xs, ys)
+
+
+@njit(cache=True)
+def span_seconds_features(
+    context, num_steps, given, absorbed, has_moe, hot, ints, floats, occ_cols, ramp, ramp_xs,
+    ramp_ys, sum_features, sum_tables, curve_cols, curve_features, curve_table, grid,
+):  # fmt: skip
+    """(seconds of each step, features of each step) of a decode span:
+    ``StepCostModel.decode_span_with_features`` (``given``: the features when the caller
+    computed them, a sliding-window model; else empty and computed here)."""
+    k, eager, overlap, has_curves = ints[0], ints[2], ints[3], ints[5]
+    rows = float(context.shape[0])
+    if given.shape[0] > 0:
+        f = given
+    else:
+        f = np.zeros((num_steps, NUM_FEATURES))
+        sum_c = 0.0
+        for i in range(context.shape[0]):
+            sum_c += float(context[i])
+        for j in range(num_steps):
+            f[j, ONE] = 1.0
+            f[j, I_B] = 1.0
+            f[j, I_T] = 1.0
+            f[j, B] = rows
+            f[j, T] = rows
+            span = sum_c + rows * (j + 1.0)
+            if absorbed:
+                f[j, T_A] = rows
+                f[j, I_TA] = 1.0
+                f[j, P_A] = span
+                f[j, K_A] = span
+            else:
+                f[j, T_R] = rows
+                f[j, I_TR] = 1.0
+                f[j, P] = span
+                f[j, K] = span
+            if has_moe:
+                _moe(rows, floats, f[j])
+    seconds = np.empty(num_steps)
+    total = _curves_total(f[0], sum_features, sum_tables) if has_curves and not eager else 0.0
+    sec = np.empty(k)
+    for j in range(num_steps):
+        fj = f[j]
+        x = _product(fj, hot)
+        for c in range(k):
+            sec[c] = x[c]
+        mem = x[k : 2 * k].copy()
+        for r in range(ramp.shape[0]):
+            per_call = fj[int(ramp[r, 1])] * ramp[r, 2]
+            one = fj[ONE]
+            if one > 1.0:
+                per_call /= max(one, 1.0)
+            factor = _interp_ramp(math.log10(max(per_call, 1.0)), ramp_xs, ramp_ys)
+            mem[int(ramp[r, 0])] *= factor
+        for c in range(k):
+            sec[c] = max(sec[c], mem[c])
+        seconds[j] = _finish(
+            fj, x, sec, k, eager, overlap, has_curves, total, curve_cols, curve_features,
+            curve_table, grid,
+        )  # fmt: skip
+    return seconds, f

@@ -1,0 +1,203 @@
+"""Step pricing compiled with numba (optional): the same seconds as ``step.py``'s hot path in one
+machine-code call per step instead of ~20 numpy and Python calls.
+
+A step on the hot path (no PP, no attention DP) is priced by ``StepCostModel.seconds_from_features``
+as: features, one product with the ``_hot`` matrix, the occupancy stretch of prefill attention,
+the decode ramp, ``max(compute, memory)`` per operator, the measured curves, and the host terms.
+:class:`CompiledStepCost` does the same arithmetic in the same order inside numba-compiled
+functions; the model's arrays are handed over once, at construction. It implements the engine's
+``StepCost`` protocol and answers everything else (accounting, breakdowns) from the model it
+wraps, so a run priced through it records the same features and reports the same totals.
+
+What is identical and what is not: the features are sums of integers in float64, exact in any
+order, so they are the same bit for bit; every sum over operators is taken in numpy's pairwise
+order (``_numpy_sum``), and the interpolations are numpy's formulas. The one difference is the
+product with ``_hot``: numpy hands it to BLAS, whose kernels pick their own summation order (they
+differ between CPUs too, see the README's golden-output note), while here it is a plain loop, so
+a step's seconds can differ from the reference in the last bit or two (≤ 1e-15 relative).
+``tests/test_compiled.py`` checks single steps, spans and whole runs against the reference.
+
+numba is an optional extra (``pip install 'servesim[fast]'``); it is imported only when a
+:class:`CompiledStepCost` is built (the run layer does so for large runs: ``servesim.fleet``), and
+its functions are compiled on first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from typing import Any
+
+import numpy as np
+
+from servesim.cost import features as _F
+from servesim.cost.kernels import LOG_M_GRID
+from servesim.cost.step import StepCostModel
+
+MAX_SUMMED = 128
+"""Most operators a compiled model may have: its sums over operators are taken in numpy's
+pairwise order, whose first block is 128 values (longer arrays numpy splits recursively, and
+numba's cache does not take recursive functions; a model has 12-40 operators)."""
+
+
+def numba_available() -> bool:
+    """Whether numba can be imported (without importing it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+@functools.cache
+def _kernels() -> Any:
+    """The compiled functions (numba imported and the module compiled on first call)."""
+    from servesim.cost import _compiled_kernels
+
+    return _compiled_kernels
+
+
+class CompiledStepCost:
+    """A :class:`~servesim.cost.step.StepCostModel` whose step pricing runs compiled (see the
+    module docstring). Build with :func:`compiled_step_cost`; attribute reads it does not
+    define go to the wrapped model."""
+
+    def __init__(self, model: StepCostModel):
+        ops = model._ops
+        hot = model._hot
+        assert hot is not None, "only models on the hot path (no PP, no attention DP)"
+        self.model = model
+        k = len(model.operators)
+        fm = model.feature_map
+        self._hot = np.ascontiguousarray(hot, dtype=np.float64)
+        occupancy = ops.occupancy
+        ramp = ops.ramp
+        curves = ops.curves
+        eager = ops.eager is not None
+        # Integer switches: operators, first busy-compute column, eager, host overlaps,
+        # features computed here (no sliding window, no MLA absorption).
+        self._ints = np.array(
+            [
+                k,
+                3 * k if eager else 2 * k,
+                int(eager),
+                int(model.host_overlaps),
+                int(occupancy is not None),
+                int(curves is not None),
+            ],
+            dtype=np.int64,
+        )
+        self._plain_features = not fm.window and not fm.absorb_max >= 1.0
+        moe = fm.moe
+        self._floats = np.array(
+            [
+                occupancy[1] if occupancy is not None else 0.0,
+                occupancy[2] if occupancy is not None else 0.0,
+                float(moe[0]) if moe is not None else 0.0,
+                float(moe[1]) if moe is not None else 0.0,
+                float(moe[2]) if moe is not None else 0.0,
+                fm.moe_load,
+                fm.dp,
+            ],
+            dtype=np.float64,
+        )
+        self._occ_cols = (
+            np.asarray(occupancy[0], dtype=np.int64)
+            if occupancy is not None
+            else np.zeros(0, np.int64)
+        )
+        if ramp is not None:
+            self._ramp = np.array([[c, f, p] for c, f, p in ramp.columns], dtype=np.float64)
+            self._ramp_xs = np.array(ramp.log_bytes, dtype=np.float64)
+            self._ramp_ys = np.array(ramp.ratio, dtype=np.float64)
+        else:
+            self._ramp = np.zeros((0, 3))
+            self._ramp_xs = self._ramp_ys = np.zeros(2)
+        if curves is not None:
+            sums = curves._sums
+            self._sum_features = np.array([f for f, _, _ in sums], dtype=np.int64)
+            self._sum_tables = np.ascontiguousarray(np.array([t for _, t, _ in sums]))
+            self._curve_cols = np.asarray(curves.columns, dtype=np.int64)
+            self._curve_features = np.asarray(curves.features, dtype=np.int64)
+            self._curve_table = np.ascontiguousarray(curves.table, dtype=np.float64)
+        else:
+            self._sum_features = self._curve_cols = self._curve_features = np.zeros(0, np.int64)
+            self._sum_tables = np.zeros((0, 2))
+            self._curve_table = np.zeros((2, 0))
+        self._grid = np.ascontiguousarray(LOG_M_GRID, dtype=np.float64)
+        self._has_moe = moe is not None
+        kernels = _kernels()
+        self._step = kernels.step_seconds_features
+        self._seconds_one = kernels.seconds_one
+        self._span = kernels.span_seconds_features
+        self._args = (
+            self._hot,
+            self._ints,
+            self._floats,
+            self._occ_cols,
+            self._ramp,
+            self._ramp_xs,
+            self._ramp_ys,
+            self._sum_features,
+            self._sum_tables,
+            self._curve_cols,
+            self._curve_features,
+            self._curve_table,
+            self._grid,
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    def step_with_features(
+        self, new_tokens: np.ndarray, context_lens: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        """(seconds, features) of one step, as ``StepCostModel.step_with_features``."""
+        if self._plain_features:
+            return self._step(
+                new_tokens.astype(np.int64, copy=False),
+                context_lens.astype(np.int64, copy=False),
+                self._has_moe,
+                *self._args,
+            )
+        f = self.model.feature_map.step(new_tokens, context_lens)
+        return self._seconds_one(f, *self._args), f
+
+    def decode_span_with_features(
+        self, context_lens: np.ndarray, num_steps: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds, features) of each step of a decode span, as the model's."""
+        fm = self.model.feature_map
+        if fm.window:
+            f = fm.decode(context_lens, num_steps)
+        else:
+            f = None
+        return self._span(
+            context_lens.astype(np.int64, copy=False),
+            num_steps,
+            f if f is not None else np.zeros((0, _F.NUM_FEATURES)),
+            fm.absorb_max >= 1.0,
+            self._has_moe,
+            *self._args,
+        )
+
+    def decode_round_with_features(
+        self, context_lens: np.ndarray, num_steps: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A multi-step round: the model's own (rare; its host term needs the GPU time)."""
+        return self.model.decode_round_with_features(context_lens, num_steps)
+
+
+def compiled_step_cost(model: StepCostModel) -> CompiledStepCost | None:
+    """``model`` with compiled step pricing, or None where it does not apply: numba is not
+    installed, or the model is off the one-product hot path (PP or attention DP), or has more
+    operators than :data:`MAX_SUMMED`.
+
+    The kernels are compiled (or loaded from numba's cache) here, by pricing a one-row step and
+    a two-step span, so a run does not stop to compile in its middle."""
+    if model._hot is None or len(model.operators) > MAX_SUMMED or not numba_available():
+        return None
+    compiled = CompiledStepCost(model)
+    one = np.ones(1, dtype=np.int64)
+    compiled.step_with_features(one, one)
+    compiled.decode_span_with_features(one, 2)
+    return compiled
+
+
+__all__ = ["CompiledStepCost", "compiled_step_cost", "numba_available"]

@@ -1,0 +1,151 @@
+"""The compiled step pricing (``servesim.cost.compiled``, numba) against the reference path:
+the same features bit for bit, the same seconds to the last bits of rounding, and whole runs
+with the same records."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from test_engine_golden import SCENARIOS, _assert_close, _golden, figures  # noqa: E402
+
+from servesim.cost.compiled import CompiledStepCost  # noqa: E402
+from servesim.errors import ServesimError  # noqa: E402
+from servesim.fleet import COMPILED_MIN_REQUESTS, build_fleet, compiled_pricing  # noqa: E402
+from servesim.run import simulate  # noqa: E402
+from servesim.scenario import build_scenario  # noqa: E402
+
+REL = 1e-13
+"""Seconds may differ from the reference in their last bits (the reference's product goes
+through BLAS, whose summation order is its own); 1e-13 relative is ~500 ulps."""
+
+MODELS = {
+    # dense GQA on an H100 with kernel tables: curves, occupancy, decode ramp, CUDA graphs
+    "dense": {"model": "llama3.1-8b"},
+    # an MoE model: the expert features
+    "moe": {"model": "mistralai/Mixtral-8x7B-v0.1", "tp": 2},
+    # sliding-window layers and attention sinks: the features come from the reference
+    "window": {"model": "openai/gpt-oss-120b"},
+    # MLA with weight absorption (DeepSeek-V3 on 8 H200s): the reference's features too
+    "mla": {"model": "deepseek-ai/DeepSeek-V3", "hardware": "H200", "tp": 8},
+    # a GPU without kernel tables: the roofline and borrowed rungs
+    "no_tables": {"model": "llama3.1-8b", "hardware": "MI300X"},
+    # vLLM V0 (host work between steps, no overlap)
+    "vllm_v0": {"model": "llama3.1-8b", "engine": "vllm-v0"},
+}
+
+
+def _costs(name: str) -> list[CompiledStepCost]:
+    """The compiled costs of one instance of the scenario (its graphed and eager ones)."""
+    scenario = build_scenario({**MODELS[name], "compiled": "on"})
+    instance = build_fleet(scenario, np.random.default_rng(0)).instances[0]
+    costs = [instance.cost] + ([instance.eager_cost] if instance.eager_cost is not None else [])
+    assert all(isinstance(c, CompiledStepCost) for c in costs), name
+    return costs
+
+
+def _batches(rng: np.random.Generator, n: int = 60):
+    """Mixed batches: decodes over short and long contexts, prompt chunks, a lone prompt."""
+    for _ in range(n):
+        rows = int(rng.integers(1, 300))
+        new = np.ones(rows, dtype=np.int64)
+        prompts = rng.random(rows) < rng.random()
+        new[prompts] = rng.integers(1, 4096, int(prompts.sum()))
+        context = rng.integers(0, 32_000, rows).astype(np.int64)
+        context[prompts] = rng.integers(0, 3, int(prompts.sum())) * rng.integers(0, 8192)
+        yield new, context
+    yield np.array([5000], dtype=np.int64), np.array([0], dtype=np.int64)
+    yield np.array([1], dtype=np.int64), np.array([0], dtype=np.int64)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_step_is_priced_as_the_reference_prices_it(name):
+    rng = np.random.default_rng(7)
+    for cost in _costs(name):
+        for new, context in _batches(rng):
+            got, got_f = cost.step_with_features(new, context)
+            want, want_f = cost.model.step_with_features(new, context)
+            np.testing.assert_array_equal(got_f, want_f)
+            assert got == pytest.approx(want, rel=REL), (name, len(new))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_decode_span_is_priced_as_the_reference_prices_it(name):
+    rng = np.random.default_rng(11)
+    for cost in _costs(name):
+        for rows, steps in ((1, 1), (1, 40), (7, 3), (64, 200), (256, 17)):
+            context = rng.integers(1, 20_000, rows).astype(np.int64)
+            got, got_f = cost.decode_span_with_features(context, steps)
+            want, want_f = cost.model.decode_span_with_features(context, steps)
+            np.testing.assert_array_equal(got_f, want_f)
+            np.testing.assert_allclose(got, want, rtol=REL, atol=0)
+
+
+def test_the_compiled_seconds_differ_from_the_reference_only_in_rounding():
+    """Not a tautology: a compiled model of another GPU prices the same batch differently."""
+    h100 = _costs("dense")[0]
+    mi300x = _costs("no_tables")[0]
+    new, context = np.ones(32, dtype=np.int64), np.full(32, 2000, dtype=np.int64)
+    assert h100.step_with_features(new, context)[0] != pytest.approx(
+        mi300x.step_with_features(new, context)[0], rel=1e-3
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_whole_runs_give_the_golden_figures(name):
+    """The golden scenarios (every integer column exactly, floats to the golden test's 1e-9)
+    priced by the compiled kernels."""
+    _assert_close(figures(name, compiled="on"), _golden()[name], name)
+
+
+def test_a_run_keeps_its_records_bit_for_bit_in_the_integer_columns():
+    spec = {
+        "workload": {
+            "num_requests": 400,
+            "input_len": {"kind": "lognormal", "median": 1000, "sigma": 1.0, "max": 16000},
+            "output_len": {"kind": "lognormal", "median": 200, "sigma": 1.0, "max": 4000},
+            "arrival": {"kind": "poisson", "rate": 30.0},
+        },
+        "scheduler": {"gpu_memory_utilization": 0.4},
+    }
+    ref = simulate(build_scenario({**spec, "compiled": "off"}))
+    fast = simulate(build_scenario({**spec, "compiled": "on"}))
+    assert ref.summary["num_preemptions"] > 0  # (the run reaches the preempting paths)
+    for table in ("step_columns", "request_columns"):
+        a, b = getattr(ref.records, table)(), getattr(fast.records, table)()
+        assert sorted(a) == sorted(b)
+        for column in a:
+            if a[column].dtype.kind in "iub":
+                np.testing.assert_array_equal(a[column], b[column], err_msg=column)
+            else:
+                np.testing.assert_allclose(a[column], b[column], rtol=1e-12, err_msg=column)
+    np.testing.assert_array_equal(ref.records.step_features(), fast.records.step_features())
+
+
+def test_auto_compiles_only_large_workloads(monkeypatch):
+    small = build_scenario({"workload": {"num_requests": 1000}})
+    large = build_scenario({"workload": {"num_requests": COMPILED_MIN_REQUESTS}})
+    assert not compiled_pricing(small)
+    assert compiled_pricing(large)
+    assert not compiled_pricing(
+        build_scenario({"workload": {"num_requests": 10**6}, "compiled": "off"})
+    )
+    assert compiled_pricing(build_scenario({"workload": {"num_requests": 10}, "compiled": "on"}))
+    monkeypatch.setattr("servesim.fleet.numba_available", lambda: False)
+    assert not compiled_pricing(large)
+
+
+def test_on_without_numba_is_a_field_error(monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "numba" else find_spec(name, *a),
+    )
+    with pytest.raises(ServesimError) as err:
+        build_scenario({"compiled": "on"})
+    assert "compiled" in str(err.value) and "servesim[fast]" in str(err.value)
