@@ -102,19 +102,40 @@ def test_whole_runs_give_the_golden_figures(name):
     _assert_close(figures(name, compiled="on"), _golden()[name], name)
 
 
-def test_a_run_keeps_its_records_bit_for_bit_in_the_integer_columns():
-    spec = {
+LOGNORMAL_WORKLOAD = {
+    "num_requests": 400,
+    "input_len": {"kind": "lognormal", "median": 1000, "sigma": 1.0, "max": 16000},
+    "output_len": {"kind": "lognormal", "median": 200, "sigma": 1.0, "max": 4000},
+    "arrival": {"kind": "poisson", "rate": 30.0},
+}
+
+RUNS = {
+    # the KV cache fills: preemptions, admissions every step
+    "saturating": {"workload": LOGNORMAL_WORKLOAD, "scheduler": {"gpu_memory_utilization": 0.4}},
+    # sliding-window layers: the hybrid KV layout's pages grow through the block manager
+    "sliding_window": {
+        "model": "openai/gpt-oss-120b",
         "workload": {
-            "num_requests": 400,
-            "input_len": {"kind": "lognormal", "median": 1000, "sigma": 1.0, "max": 16000},
-            "output_len": {"kind": "lognormal", "median": 200, "sigma": 1.0, "max": 4000},
-            "arrival": {"kind": "poisson", "rate": 30.0},
+            **LOGNORMAL_WORKLOAD,
+            "num_requests": 200,
+            "arrival": {"kind": "poisson", "rate": 5.0},
         },
-        "scheduler": {"gpu_memory_utilization": 0.4},
-    }
+    },
+    # no prefix caching: every new block is private
+    "no_prefix_caching": {
+        "workload": {**LOGNORMAL_WORKLOAD, "arrival": {"kind": "poisson", "rate": 3.0}},
+        "scheduler": {"enable_prefix_caching": False},
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_a_run_keeps_its_records_bit_for_bit_in_the_integer_columns(name):
+    spec = RUNS[name]
     ref = simulate(build_scenario({**spec, "compiled": "off"}))
     fast = simulate(build_scenario({**spec, "compiled": "on"}))
-    assert ref.summary["num_preemptions"] > 0  # (the run reaches the preempting paths)
+    if name == "saturating":
+        assert ref.summary["num_preemptions"] > 0  # (the run reaches the preempting paths)
     for table in ("step_columns", "request_columns"):
         a, b = getattr(ref.records, table)(), getattr(fast.records, table)()
         assert sorted(a) == sorted(b)
@@ -149,3 +170,22 @@ def test_on_without_numba_is_a_field_error(monkeypatch):
     with pytest.raises(ServesimError) as err:
         build_scenario({"compiled": "on"})
     assert "compiled" in str(err.value) and "servesim[fast]" in str(err.value)
+
+
+def test_the_compiled_gap_folding_is_the_reference_folding():
+    from servesim.engine._commit_kernels import fold_gaps
+    from servesim.engine.instance import _fold_gaps
+
+    rng = np.random.default_rng(3)
+    step = 0.0125
+    for gaps in (
+        np.full(5, step),
+        rng.random(7),
+        np.where(rng.random(40) < 0.5, step, rng.random(40)),
+        np.array([step]),
+        np.zeros(0),
+    ):
+        got, want = fold_gaps(gaps, step), _fold_gaps(gaps, step)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+            assert g.dtype == w.dtype

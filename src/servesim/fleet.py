@@ -480,6 +480,7 @@ def _build_groups(
                         and params.host_overlap
                         and par.pp == 1
                     ),
+                    compiled=compiled,
                 )  # fmt: skip
             )
             next_id += 1

@@ -130,6 +130,7 @@ class Instance:
         graph_max_seq_len: int | None = None,
         admission_conservativeness: float = 1.0,
         schedule_ahead: bool = False,
+        compiled: bool = False,
     ):
         if role not in ("mixed", "prefill", "decode"):
             raise ValueError(f"unknown instance role {role!r}")
@@ -152,6 +153,9 @@ class Instance:
         self.schedule_ahead = schedule_ahead
         """The engine forms step n+1 while step n starts (vLLM's async scheduling, SGLang's and
         TensorRT-LLM's overlap schedulers): a request queued during step n joins step n+2."""
+        self._commit = _commit_kernels() if compiled else None
+        """The compiled token commits (``engine._commit_kernels``, numba), or None: the numpy
+        path below, the reference they are tested against."""
         self._visible_until: float | None = None
         """With ``schedule_ahead``: the start of the step that just ended, when the queue the
         next step was formed from was read (None: the instance was idle, it reads it now)."""
@@ -481,7 +485,36 @@ class Instance:
         first_tokens = []
 
         spec_proposed = spec_accepted = spec_rows = 0
-        if m == 1 and span.pure_decode and span.batch.drafts is None:
+        commit = self._commit
+        done = None  # (the finished rows, where a compiled commit found them)
+        if commit is not None and m == 1 and span.batch.drafts is None:
+            table, last = running.arrays()
+            if span.pure_decode:
+                itl_values, itl_weights, done, any_done = commit.commit_decode_step(
+                    table, last, n, end, span.start_s
+                )
+                prefill_tokens, decode_tokens = 0, n
+            else:
+                itl_values, itl_weights, decode_tokens, first, done, any_done = (
+                    commit.commit_mixed_step(table, last, n, new_tokens, end, span.start_s)
+                )
+                prefill_tokens = span.num_tokens - decode_tokens
+                for i in first.tolist():
+                    req = running.reqs[i]
+                    req.first_token_s = end
+                    first_tokens.append(req)
+        elif commit is not None and m > 1 and not span.is_round:
+            table, last = running.arrays()
+            itl_values, itl_weights, grown, done, any_done = commit.commit_span(
+                table, last, n, m, float(span.ends_s[0]), span.durations, end, bs,
+                _grow_mode(commit, kv),
+            )  # fmt: skip
+            if grown < 0:
+                _grow_to_computed(running, kv, ints)
+            elif grown:
+                assert kv.allocate_private(grown), "blocks were checked to fit"
+            prefill_tokens, decode_tokens = 0, n * m
+        elif m == 1 and span.pure_decode and span.batch.drafts is None:
             # One decode step of every row (the general case below, without its masks).
             itl_values, itl_weights = _fold_gaps(end - last_token, end - span.start_s)
             ints[COMPUTED : TOKENS + 1] += 1
@@ -568,8 +601,10 @@ class Instance:
 
         finished = []
         if m >= span.first_finish:  # (requests can finish in this step)
-            done = (tokens - prompt) >= ints[MAX_OUT]
-            if _max(done):
+            if done is None:
+                done = (tokens - prompt) >= ints[MAX_OUT]
+                any_done = _max(done)
+            if any_done:
                 finished = running.remove(done)
         for req in finished:
             req.finish_s = end
@@ -596,6 +631,20 @@ class Instance:
         )
         features = _sum(span.features[:m], axis=0) if m > 1 else span.features[0]
         return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, features)
+
+
+def _commit_kernels():
+    """The compiled token commits (numba imported here, on first use)."""
+    from servesim.engine import _commit_kernels as kernels
+
+    return kernels
+
+
+def _grow_mode(kernels, kv: KVBlockManager) -> int:
+    """How ``kernels.commit_span`` grows the rows' blocks in ``kv`` (see ``GROW_PRIVATE``)."""
+    if kv.sliding_groups:
+        return kernels.GROW_IN_PYTHON
+    return kernels.GROW_UNLESS_NAMED if kv.enable_prefix_caching else kernels.GROW_PRIVATE
 
 
 def _release_chunk_pages(running: RunningTable, kv: KVBlockManager) -> None:

@@ -30,6 +30,11 @@ class RunningTable:
     def __len__(self) -> int:
         return len(self.reqs)
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(integer table, last-token times) over the whole capacity, the first ``len(self)``
+        columns live: what the compiled commits (``engine._commit_kernels``) update in place."""
+        return self._ints, self._last_token
+
     def columns(self) -> np.ndarray:
         """The integer columns of the live rows, shape (columns, rows), indexed by
         ``COMPUTED`` … ``SHAREABLE``: one view for code that reads several columns."""
