@@ -53,6 +53,42 @@ def _numpy_sum(a):
 
 
 @njit(cache=True)
+def _bisect_right(xs, x):
+    """``bisect.bisect_right`` (the first index whose value is above ``x``)."""
+    lo, hi = 0, xs.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < xs[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(cache=True)
+def _interp(x, xp, fp, left, right):
+    """``np.interp(x, xp, fp, left, right)`` for one float ``x``, numpy's arithmetic: its
+    slope between the two points around ``x``, and its exact-hit and last-point cases."""
+    n = xp.shape[0]
+    if x < xp[0]:
+        return left
+    if x > xp[n - 1]:
+        return right
+    j = _bisect_right(xp, x) - 1
+    if j >= n - 1:
+        return fp[n - 1]
+    if xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    out = slope * (x - xp[j]) + fp[j]
+    if out != out:  # (numpy's second try from the right, for infinite slopes)
+        out = slope * (x - xp[j + 1]) + fp[j + 1]
+        if out != out and fp[j] == fp[j + 1]:
+            out = fp[j]
+    return out
+
+
+@njit(cache=True)
 def _moe(tokens, floats, f):
     """``FeatureMap.moe_features`` of ``tokens`` into ``f`` (D_EXP, M_EXP)."""
     experts, k, ep, moe_load = floats[2], floats[3], floats[4], floats[5]
@@ -117,7 +153,7 @@ def _ramp_factor_one(f, feature, per_token, xs, ys):
     n = xs.shape[0]
     if x <= xs[0] or x >= xs[n - 1]:
         return 1.0
-    j = np.searchsorted(xs, x, side="right")
+    j = _bisect_right(xs, x)
     w = (x - xs[j - 1]) / (xs[j] - xs[j - 1])
     return ys[j - 1] + w * (ys[j] - ys[j - 1])
 
@@ -141,14 +177,14 @@ def _curves_total(f, sum_features, sum_tables):
 
 @njit(cache=True)
 def _curve_seconds(f, sec, curve_cols, curve_features, curve_table, grid):
-    """``sec[curve_cols] = MeasuredCurves.seconds_one(f)`` (and ``seconds`` of one row)."""
+    """``sec[curve_cols] = MeasuredCurves.seconds_one(f)`` (and ``seconds`` of one row);
+    ``grid``: ``LOG_M_GRID`` over the grid's indices (the curve position's interpolation)."""
     steps = max(f[ONE], 1.0)
     last = curve_table.shape[0] - 2
-    index = np.arange(grid.shape[0]).astype(np.float64)
     for c in range(curve_cols.shape[0]):
         x = f[curve_features[c]] / steps
         if x > 0:
-            p = np.interp(math.log(max(x, 1.0)), grid, index)
+            p = _interp(math.log(max(x, 1.0)), grid[0], grid[1], 0.0, last + 1.0)
             i = min(int(p), last)
             w = p - i
             sec[curve_cols[c]] = (curve_table[i, c] * (1.0 - w) + curve_table[i + 1, c] * w) * steps
@@ -232,15 +268,6 @@ def step_seconds_features(
 
 
 @njit(cache=True)
-def _interp_ramp(v, xs, ys):
-    """``np.interp(v, xs, ys, 1.0, 1.0)`` for one value."""
-    n = xs.shape[0]
-    if v < xs[0] or v > xs[n - 1]:
-        return 1.0
-    return np.interp(v, xs, ys)
-
-
-@njit(cache=True)
 def span_seconds_features(
     context, num_steps, given, absorbed, has_moe, hot, ints, floats, occ_cols, ramp, ramp_xs,
     ramp_ys, sum_features, sum_tables, curve_cols, curve_features, curve_table, grid,
@@ -279,18 +306,32 @@ def span_seconds_features(
     seconds = np.empty(num_steps)
     total = _curves_total(f[0], sum_features, sum_tables) if has_curves and not eager else 0.0
     sec = np.empty(k)
+    mem = np.empty(k)
+    # Only the pairs and KV-token features change from step to step: the product of the
+    # others is taken once, and each step adds those few columns' terms.
+    last_row = f[num_steps - 1]
+    varying = np.array([i for i in range(NUM_FEATURES) if last_row[i] != f[0, i]], np.int64)
+    fixed = f[0].copy()
+    for i in varying:
+        fixed[i] = 0.0
+    base = _product(fixed, hot)
+    x = np.empty(base.shape[0])
     for j in range(num_steps):
         fj = f[j]
-        x = _product(fj, hot)
+        x[:] = base
+        for i in varying:
+            fi = fj[i]
+            for c in range(x.shape[0]):
+                x[c] += fi * hot[i, c]
         for c in range(k):
             sec[c] = x[c]
-        mem = x[k : 2 * k].copy()
+            mem[c] = x[k + c]
         for r in range(ramp.shape[0]):
             per_call = fj[int(ramp[r, 1])] * ramp[r, 2]
             one = fj[ONE]
             if one > 1.0:
                 per_call /= max(one, 1.0)
-            factor = _interp_ramp(math.log10(max(per_call, 1.0)), ramp_xs, ramp_ys)
+            factor = _interp(math.log10(max(per_call, 1.0)), ramp_xs, ramp_ys, 1.0, 1.0)
             mem[int(ramp[r, 0])] *= factor
         for c in range(k):
             sec[c] = max(sec[c], mem[c])

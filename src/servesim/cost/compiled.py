@@ -120,7 +120,10 @@ class CompiledStepCost:
             self._sum_features = self._curve_cols = self._curve_features = np.zeros(0, np.int64)
             self._sum_tables = np.zeros((0, 2))
             self._curve_table = np.zeros((2, 0))
-        self._grid = np.ascontiguousarray(LOG_M_GRID, dtype=np.float64)
+        # (the curves' grid, log of tokens, above each point's index: where a row falls)
+        self._grid = np.ascontiguousarray(
+            np.vstack([LOG_M_GRID, np.arange(len(LOG_M_GRID), dtype=np.float64)])
+        )
         self._has_moe = moe is not None
         kernels = _kernels()
         self._step = kernels.step_seconds_features

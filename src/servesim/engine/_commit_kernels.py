@@ -103,6 +103,13 @@ caching); private unless a row is still short of its named (shared) blocks, whic
 manager can give; never (a hybrid layout's sliding-window pages: ``KVBlockManager.blocks_for``)."""
 
 
+def grow_mode(kv) -> int:
+    """How the kernels grow the rows' blocks in the ``KVBlockManager`` ``kv``."""
+    if kv.sliding_groups:
+        return GROW_IN_PYTHON
+    return GROW_UNLESS_NAMED if kv.enable_prefix_caching else GROW_PRIVATE
+
+
 @njit(cache=True)
 def commit_span(table, last, n, m, first_end, durations, end, block_size, grow):
     """A decode span of ``m`` steps (``complete_step``'s last branch): (gap values, weights,
@@ -133,3 +140,85 @@ def commit_span(table, last, n, m, first_end, durations, end, block_size, grow):
                 grown += extra
     done, any_done = _finished(table, n)
     return values, weights, grown, done, any_done
+
+
+@njit(cache=True)
+def _extra_blocks(table, n, m, block_size):
+    """Blocks the rows need beyond those they hold to keep ``m`` more tokens each."""
+    total = 0
+    for i in range(n):
+        extra = (table[COMPUTED, i] + m + block_size - 1) // block_size - table[NBLOCKS, i]
+        if extra > 0:
+            total += extra
+    return total
+
+
+@njit(cache=True)
+def span_steps(table, n, free, block_size, seq_limit):
+    """``Instance._span_length`` before its look-ahead test, for a pure-decode batch: (steps
+    the batch can run unchanged, steps until its first request finishes) — until a request
+    finishes, the KV cache runs out (``_kv_steps``'s search) or, with ``seq_limit`` > 0, a
+    sequence outgrows the CUDA graphs."""
+    longest = table[MAX_OUT, 0] - (table[TOKENS, 0] - table[PROMPT, 0])
+    for i in range(1, n):
+        left = table[MAX_OUT, i] - (table[TOKENS, i] - table[PROMPT, i])
+        if left < longest:
+            longest = left
+    if longest <= 1:
+        return 1, longest
+    span = longest
+    if _extra_blocks(table, n, longest, block_size) > free:
+        lo, hi = 1, longest
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if _extra_blocks(table, n, mid, block_size) <= free:
+                lo = mid
+            else:
+                hi = mid
+        span = lo
+    if seq_limit > 0 and span > 1:
+        top = table[COMPUTED, 0]
+        for i in range(1, n):
+            top = max(top, table[COMPUTED, i])
+        top += 1
+        if top <= seq_limit:
+            span = min(span, seq_limit - top + 1)
+    return span, longest
+
+
+@njit(cache=True)
+def reserve_running(table, n, need, need_total, budget, block_size, free, grow):
+    """The running rows' part of ``scheduler.schedule`` without speculation, a per-request
+    token cap or decodes first: each row's tokens (``_share_budget`` in row order) and their KV
+    blocks (``_reserve_blocks`` when every block fits). Returns (new tokens per row, blocks
+    grown); the blocks grown are -1 where the rows' blocks are left to the caller: a shortage
+    (a preemption), or named blocks still to take (``grow`` as :func:`commit_span`'s)."""
+    new_tokens = np.empty(n, dtype=np.int64)
+    if need_total <= budget:
+        for i in range(n):
+            new_tokens[i] = need[i]
+    else:
+        start = 0
+        for i in range(n):
+            got = min(max(budget - start, 0), need[i])
+            new_tokens[i] = int(got)
+            start += need[i]
+    if grow == GROW_IN_PYTHON:
+        return new_tokens, -1
+    total = 0
+    named = False
+    for i in range(n):
+        extra = (table[COMPUTED, i] + new_tokens[i] + block_size - 1) // block_size
+        extra -= table[NBLOCKS, i]
+        if extra > 0:
+            total += extra
+            if grow == GROW_UNLESS_NAMED and table[NSHARED, i] < table[SHAREABLE, i]:
+                named = True
+    if total > free or named:
+        return new_tokens, -1
+    for i in range(n):
+        extra = (table[COMPUTED, i] + new_tokens[i] + block_size - 1) // block_size
+        extra -= table[NBLOCKS, i]
+        if extra > 0:
+            table[NBLOCKS, i] += extra
+    return new_tokens, total

@@ -200,6 +200,7 @@ class Instance:
             admission=None
             if config.admission == "greedy"
             else Admission(config.admission, admission_conservativeness),
+            compiled=self._commit,
         )
         self.in_flight: InFlight | None = None
         self.generation = 0
@@ -403,18 +404,31 @@ class Instance:
     def _span_length(self, outputs: np.ndarray) -> tuple[int, int]:
         """(Steps the current pure-decode batch can run unchanged (1 = no fast-forward),
         steps until its first request finishes), given each row's ``outputs`` so far."""
+        commit, kv, limit = self._commit, self.kv, self.graph_max_seq_len
+        if commit is not None and not kv.sliding_groups:
+            table = self.running.arrays()[0]
+            span, longest = commit.span_steps(
+                table, len(self.running), kv.num_free_blocks, kv.block_size, limit or 0
+            )
+            if longest <= 1:
+                return 1, longest
+            return self._look_ahead_steps(span), longest
         # Until the first request finishes (its finishing step is the span's last).
         longest = int(_min(self.running.max_out - outputs))
         if longest <= 1:
             return 1, longest
         span = self._kv_steps(longest)
-        limit = self.graph_max_seq_len
         if limit is not None and span > 1:
             # Step j of the span decodes sequences of up to top + j tokens: it keeps the
             # graph while that is within the limit, so the span ends where it would cross.
             top = int(_max(self.running.computed)) + 1
             if top <= limit:
                 span = min(span, limit - top + 1)
+        return self._look_ahead_steps(span), longest
+
+    def _look_ahead_steps(self, span: int) -> int:
+        """``span`` decode steps, or fewer where the queue's head would first pass a look-ahead
+        admission test (SGLang's, TensorRT-LLM's)."""
         look_ahead = self.state.admission
         if look_ahead is not None and self.waiting and span > 1:
             # The look-ahead test loosens as outputs are decoded and the ratio falls: stop
@@ -428,7 +442,7 @@ class Instance:
             span = look_ahead.steps_until_fit(
                 self.running.columns(), self.kv.num_free_blocks, self.kv.block_size, need, span
             )
-        return span, longest
+        return span
 
     def _kv_steps(self, longest: int) -> int:
         """The most decode steps, up to ``longest``, for which every running row's KV blocks
@@ -507,7 +521,7 @@ class Instance:
             table, last = running.arrays()
             itl_values, itl_weights, grown, done, any_done = commit.commit_span(
                 table, last, n, m, float(span.ends_s[0]), span.durations, end, bs,
-                _grow_mode(commit, kv),
+                commit.grow_mode(kv),
             )  # fmt: skip
             if grown < 0:
                 _grow_to_computed(running, kv, ints)
@@ -638,13 +652,6 @@ def _commit_kernels():
     from servesim.engine import _commit_kernels as kernels
 
     return kernels
-
-
-def _grow_mode(kernels, kv: KVBlockManager) -> int:
-    """How ``kernels.commit_span`` grows the rows' blocks in ``kv`` (see ``GROW_PRIVATE``)."""
-    if kv.sliding_groups:
-        return kernels.GROW_IN_PYTHON
-    return kernels.GROW_UNLESS_NAMED if kv.enable_prefix_caching else kernels.GROW_PRIVATE
 
 
 def _release_chunk_pages(running: RunningTable, kv: KVBlockManager) -> None:

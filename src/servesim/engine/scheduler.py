@@ -37,7 +37,7 @@ import functools
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -195,6 +195,9 @@ class SchedulerState:
     """Waiting requests queued after this time are not admitted this step: an engine that
     schedules one step ahead (vLLM's async scheduling, SGLang's and TensorRT-LLM's overlap
     schedulers) formed the step while the previous one started, before they came."""
+    compiled: Any = None
+    """The compiled kernels (``engine._commit_kernels``) when the instance runs them: the
+    running rows' budget and blocks in one call (:func:`_running_tokens`); None: numpy."""
 
 
 def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> ScheduledBatch:
@@ -220,8 +223,7 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
         if batch is not None:
             return batch
     order = np.argsort(need > 1, kind="stable") if knobs.decodes_first else None
-    new_tokens = _share_budget(need, knobs.budget, order, need_total)
-    new_tokens, num_preempted = _reserve_blocks(state, new_tokens, order)
+    new_tokens, num_preempted = _running_tokens(state, knobs, need, need_total, order)
     num_admitted = 0
     # (prefill_first admits only in its prompt step, which just found nothing to admit.)
     admits = not knobs.admit_only_when_idle or len(running) == 0
@@ -242,6 +244,33 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     # A decode row squeezed by the budget verifies fewer draft tokens.
     drafts = np.minimum(drafts, np.maximum(new_tokens - 1, 0))
     return ScheduledBatch(new_tokens, num_preempted, num_admitted, drafts, one_each)
+
+
+def _running_tokens(
+    state: SchedulerState,
+    knobs: PolicyKnobs,
+    need: np.ndarray,
+    need_total: int | None,
+    order: np.ndarray | None,
+) -> tuple[np.ndarray, int]:
+    """(New tokens per running row, rows preempted): the budget shared in ``order`` and the
+    rows' KV blocks reserved. Compiled in one call for rows in table order whose blocks all fit
+    (``_commit_kernels.reserve_running``); otherwise, or where it leaves them, in numpy."""
+    kernels, kv = state.compiled, state.kv
+    if kernels is not None and order is None and need_total is not None:
+        grow = kernels.grow_mode(kv)
+        table = state.running.arrays()[0]
+        new_tokens, grown = kernels.reserve_running(
+            table, len(need), need, need_total, knobs.budget, kv.block_size,
+            kv.num_free_blocks, grow,
+        )  # fmt: skip
+        if grown >= 0:
+            if grown:
+                assert kv.allocate_private(grown), "blocks were checked to fit"
+            return new_tokens, 0
+    else:
+        new_tokens = _share_budget(need, knobs.budget, order, need_total)
+    return _reserve_blocks(state, new_tokens, order)
 
 
 def _prompt_step(
