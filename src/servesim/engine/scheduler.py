@@ -33,7 +33,6 @@ output tokens (``reserve``: SGLang; ``guaranteed``: TensorRT-LLM), see
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -132,9 +131,18 @@ class PolicyKnobs:
     prefill_first: bool = False
 
 
-@functools.cache
 def policy_knobs(cfg: SchedulerConfig) -> PolicyKnobs:
-    """The handful of switches that make up each policy."""
+    """The handful of switches that make up each policy (worked out once per config: the
+    scheduler reads them every step, and a cache keyed by the frozen config would hash and
+    compare its eleven fields each time)."""
+    knobs = cfg.__dict__.get("_knobs")
+    if knobs is None:
+        knobs = _policy_knobs(cfg)
+        object.__setattr__(cfg, "_knobs", knobs)
+    return knobs
+
+
+def _policy_knobs(cfg: SchedulerConfig) -> PolicyKnobs:
     if cfg.policy == "vllm":
         return PolicyKnobs(cfg.max_num_batched_tokens, cfg.enable_chunked_prefill, False, False)
     if cfg.policy == "sarathi":
