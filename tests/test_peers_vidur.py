@@ -193,7 +193,10 @@ def test_markdown_table_lists_every_workload():
         "servesim_repeats": 3,
     }
     text = rc.render_markdown([row], lss, meta)
-    assert "| fixed-low-1k | 1,000 | 5 | 10.00 | 0.50 | 0.100 | 20× |" in text
+    assert "| fixed-low-1k | 1,000 | 5 | 10.00 | 0.50 | 0.100 | 20× | – | – |" in text
+    compiled = {**row, "servesim_compiled_wall_s": 0.25, "speedup_compiled": 40.0}
+    text = rc.render_markdown([compiled], lss, meta)
+    assert "| fixed-low-1k | 1,000 | 5 | 10.00 | 0.50 | 0.100 | 20× | 0.25 | 40× |" in text
     assert "| 2 x 64/32 | 0.58 |" in text
 
 

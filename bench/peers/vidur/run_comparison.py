@@ -33,6 +33,7 @@ import csv
 import glob
 import importlib.util
 import json
+import math
 import os
 import platform
 import shutil
@@ -197,8 +198,11 @@ def servesim_executable() -> str:
     return str(script) if script.exists() else (shutil.which("servesim") or "servesim")
 
 
-def servesim_command(trace: Path, out_dir: Path, chunked_prefill: bool = True) -> list[str]:
-    """``servesim simulate`` replaying ``trace`` with the shared knobs."""
+def servesim_command(
+    trace: Path, out_dir: Path, chunked_prefill: bool = True, compiled: str = "off"
+) -> list[str]:
+    """``servesim simulate`` replaying ``trace`` with the shared knobs (``compiled``: its
+    ``--compiled``; off, the reference path, unless a run asks for the numba kernels)."""
     return [
         servesim_executable(), "simulate",
         "--model", "llama-3.1-8b",
@@ -214,6 +218,7 @@ def servesim_command(trace: Path, out_dir: Path, chunked_prefill: bool = True) -
         "--replay", str(trace),
         "--trace-format", "csv",
         "--out", str(out_dir),
+        "--compiled", compiled,
     ]  # fmt: skip
 
 
@@ -320,7 +325,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = 
     return wall
 
 
-def run_workload(w: Workload, venv: Path, servesim_repeats: int) -> dict:
+def run_workload(w: Workload, venv: Path, servesim_repeats: int, compiled: bool = True) -> dict:
     req = make_requests(w)
     with tempfile.TemporaryDirectory(prefix=f"peers-{w.name}-") as tmp:
         tmp_path = Path(tmp)
@@ -334,6 +339,17 @@ def run_workload(w: Workload, venv: Path, servesim_repeats: int) -> dict:
             s_walls.append(timed(servesim_command(s_trace, out)))
         summary = json.loads((tmp_path / "servesim-0" / "summary.json").read_text())
         s_metrics = metrics(read_servesim_requests(tmp_path / "servesim-0" / "requests.csv"))
+        # The numba kernels (the fast extra), with their cache warm (a first run fills it).
+        c_walls = []
+        if compiled:
+            warm = tmp_path / "servesim-compiled-warm"
+            timed(servesim_command(s_trace, warm, compiled="on"))
+            for k in range(servesim_repeats):
+                out = tmp_path / f"servesim-compiled-{k}"
+                c_walls.append(timed(servesim_command(s_trace, out, compiled="on")))
+            c_metrics = metrics(read_servesim_requests(out / "requests.csv"))
+            for key, value in s_metrics.items():  # (the same run, to the last bits of rounding)
+                assert math.isclose(c_metrics[key], value, rel_tol=1e-9), key
         timed(servesim_command(s_trace, tmp_path / "servesim-nochunk", chunked_prefill=False))
         s_nochunk = metrics(read_servesim_requests(tmp_path / "servesim-nochunk" / "requests.csv"))
 
@@ -352,6 +368,8 @@ def run_workload(w: Workload, venv: Path, servesim_repeats: int) -> dict:
         "servesim_wall_s_runs": s_walls,
         "servesim_sim_wall_s": float(summary["sim_wall_s"]),
         "speedup": v_wall / s_wall,
+        "servesim_compiled_wall_s": statistics.median(c_walls) if c_walls else None,
+        "speedup_compiled": v_wall / statistics.median(c_walls) if c_walls else None,
         "vidur": v_metrics,
         "servesim": s_metrics,
         "servesim_no_chunked_prefill": s_nochunk,
@@ -421,15 +439,17 @@ def render_markdown(results: list[dict], lss: list[dict], meta: dict) -> str:
         f"{meta['servesim_repeats']} runs, Vidur one run with its predictors cached)",
         "",
         "| workload | requests | rate req/s | Vidur s | servesim s | servesim in-process s "
-        "| speed-up |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| speed-up | servesim `--compiled on` s | speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         w = r["workload"]
+        compiled = r.get("servesim_compiled_wall_s")
         lines.append(
             f"| {w['name']} | {w['num_requests']:,} | {w['rate']:g} | {_f(r['vidur_wall_s'], 2)} "
             f"| {_f(r['servesim_wall_s'], 2)} | {_f(r['servesim_sim_wall_s'], 3)} "
-            f"| {_f(r['speedup'], 0)}× |"
+            f"| {_f(r['speedup'], 0)}× | {_f(compiled, 2) if compiled else '–'} "
+            f"| {_f(r['speedup_compiled'], 0) + '×' if compiled else '–'} |"
         )
     lines += [
         "",
@@ -510,6 +530,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="servesim runs per workload")
     ap.add_argument("--no-lss", action="store_true", help="skip the LLMServingSim workloads")
     ap.add_argument("--no-save", action="store_true", help="print only; keep results/ as is")
+    ap.add_argument(
+        "--no-compiled", action="store_true", help="skip the runs with --compiled on (numba)"
+    )
     args = ap.parse_args()
     if not (args.venv / "bin" / "python").exists() or not (args.venv / "vidur_cache").exists():
         sys.exit(f"no Vidur environment at {args.venv}: run bash bench/peers/vidur/setup_vidur.sh")
@@ -518,7 +541,8 @@ def main() -> None:
     results = []
     for w in chosen:
         print(f"{w.name}: running ...", file=sys.stderr, flush=True)
-        results.append(run_workload(w, args.venv, args.repeats))
+        compiled = not args.no_compiled and importlib.util.find_spec("numba") is not None
+        results.append(run_workload(w, args.venv, args.repeats, compiled))
         r = results[-1]
         print(
             f"{w.name}: Vidur {r['vidur_wall_s']:.1f} s, servesim {r['servesim_wall_s']:.2f} s "
