@@ -189,3 +189,16 @@ def test_the_compiled_gap_folding_is_the_reference_folding():
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
             assert g.dtype == w.dtype
+
+
+def test_kernels_that_cannot_load_fall_back_under_auto_and_stop_a_run_that_asked(monkeypatch):
+    """numba pins the numpy releases it supports: an install where it imports but its kernels
+    do not load must not crash a large run (auto) and must say why when asked for (on)."""
+    monkeypatch.setattr(
+        "servesim.fleet._compiled_kernels_problem", lambda: "ImportError: Numba needs NumPy 2.3"
+    )
+    large = build_scenario({"workload": {"num_requests": COMPILED_MIN_REQUESTS}})
+    assert not compiled_pricing(large)
+    with pytest.raises(ServesimError) as err:
+        compiled_pricing(build_scenario({"compiled": "on"}))
+    assert "Numba needs NumPy" in str(err.value) and "compiled: off" in str(err.value)

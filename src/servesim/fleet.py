@@ -20,6 +20,7 @@ drafts (:func:`servesim.cost.speculative.draft_cost`):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -363,15 +364,39 @@ first time, ~5 s) would cost more than they save."""
 
 
 def compiled_pricing(scenario: Scenario) -> bool:
-    """Whether the instances price their steps with the compiled kernels
-    (:mod:`servesim.cost.compiled`): ``compiled: on``; or ``auto``, numba installed and the
-    workload at least :data:`COMPILED_MIN_REQUESTS` requests (a synthetic workload's count, or
-    a trace's ``max_requests``)."""
-    if scenario.compiled != "auto":
-        return scenario.compiled == "on"
-    workload = scenario.workload
-    count = workload.num_requests if workload.trace is None else workload.max_requests
-    return count is not None and count >= COMPILED_MIN_REQUESTS and numba_available()
+    """Whether the instances run the compiled kernels (:mod:`servesim.cost.compiled`,
+    ``servesim.engine._commit_kernels``): ``compiled: on`` (an error naming the problem when
+    they cannot load); or ``auto``, the workload at least :data:`COMPILED_MIN_REQUESTS`
+    requests (a synthetic workload's count, or a trace's ``max_requests``) and the kernels
+    loadable (else the reference path, silently: it gives the same results)."""
+    if scenario.compiled == "off":
+        return False
+    if scenario.compiled == "auto":
+        workload = scenario.workload
+        count = workload.num_requests if workload.trace is None else workload.max_requests
+        if count is None or count < COMPILED_MIN_REQUESTS or not numba_available():
+            return False
+    problem = _compiled_kernels_problem()
+    if problem is not None and scenario.compiled == "on":
+        raise ServesimError(
+            f"the compiled kernels cannot load: {problem}",
+            field="compiled",
+            fix="reinstall numba for this numpy (pip install -U 'servesim[fast]'), or use "
+            "compiled: off",
+        )
+    return problem is None
+
+
+@functools.cache
+def _compiled_kernels_problem() -> str | None:
+    """Why numba's kernels cannot be imported (numba missing or broken: it pins the numpy
+    releases it supports; no writable cache), or None when they can."""
+    try:
+        import servesim.cost._compiled_kernels  # noqa: F401
+        import servesim.engine._commit_kernels  # noqa: F401
+    except Exception as err:  # (ImportError, numba's errors at decoration: any means "no")
+        return f"{type(err).__name__}: {err}".splitlines()[0]
+    return None
 
 
 def _build_groups(
