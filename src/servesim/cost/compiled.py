@@ -125,6 +125,7 @@ class CompiledStepCost:
             np.vstack([LOG_M_GRID, np.arange(len(LOG_M_GRID), dtype=np.float64)])
         )
         self._has_moe = moe is not None
+        self._no_features = np.zeros((0, _F.NUM_FEATURES))
         kernels = _kernels()
         self._step = kernels.step_seconds_features
         self._seconds_one = kernels.seconds_one
@@ -167,14 +168,12 @@ class CompiledStepCost:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(seconds, features) of each step of a decode span, as the model's."""
         fm = self.model.feature_map
-        if fm.window:
-            f = fm.decode(context_lens, num_steps)
-        else:
-            f = None
+        # (A sliding window's features come from the reference; the others are made inside.)
+        given = fm.decode(context_lens, num_steps) if fm.window else self._no_features
         return self._span(
             context_lens.astype(np.int64, copy=False),
             num_steps,
-            f if f is not None else np.zeros((0, _F.NUM_FEATURES)),
+            given,
             fm.absorb_max >= 1.0,
             self._has_moe,
             *self._args,
