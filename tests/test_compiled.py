@@ -202,3 +202,22 @@ def test_kernels_that_cannot_load_fall_back_under_auto_and_stop_a_run_that_asked
     with pytest.raises(ServesimError) as err:
         compiled_pricing(build_scenario({"compiled": "on"}))
     assert "Numba needs NumPy" in str(err.value) and "compiled: off" in str(err.value)
+
+
+def test_the_cli_runs_compiled_and_says_so():
+    """Through the real command: ``--compiled on`` runs the kernels, the table's wall-time row
+    and summary.json say so, and the figures are the reference run's."""
+    import json as _json
+
+    from test_cli_simulate import run
+
+    table = run("-n", "200", "--compiled", "on")
+    assert table.returncode == 0, table.stderr
+    assert "(compiled kernels)" in table.stdout
+    on = _json.loads(run("-n", "200", "--compiled", "on", "--json").stdout)
+    off = _json.loads(run("-n", "200", "--compiled", "off", "--json").stdout)
+    assert on["compiled_kernels"] is True and off["compiled_kernels"] is False
+    for key in ("median_ttft_ms", "p99_itl_ms", "output_throughput", "num_steps"):
+        assert on[key] == pytest.approx(off[key], rel=1e-9), key
+    bad = run("-n", "200", "--compiled", "sometimes")
+    assert bad.returncode == 2 and "compiled" in bad.stderr and "Traceback" not in bad.stderr

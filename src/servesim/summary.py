@@ -73,6 +73,7 @@ def run_summary(
             "num_gpus": sum(g.gpus_per_instance * len(g.instances) for g in runtimes),
             "num_events": num_events,
             "sim_wall_s": wall,
+            "compiled_kernels": any(i.compiled for g in runtimes for i in g.instances),
         }
     )
     summary.update(_api_summary(api, requests, summary))

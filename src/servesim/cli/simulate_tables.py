@@ -156,7 +156,11 @@ def summary_tables(
     t4.add_row("GPUs", number(s["num_gpus"]))
     t4.add_row("average power (W, all GPUs)", number(s["avg_power_w"], 0))
     t4.add_row("energy per output token (J)", number(s["energy_per_output_token_j"], 3))
-    t4.add_row("simulation wall time (s)", number(s["sim_wall_s"], 3))
+    wall = number(s["sim_wall_s"], 3)
+    t4.add_row(
+        "simulation wall time (s)",
+        wall + (" (compiled kernels)" if s.get("compiled_kernels") else ""),
+    )
     if "track_record" in s:
         from servesim.track_record import summary_rows
 

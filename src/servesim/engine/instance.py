@@ -214,6 +214,11 @@ class Instance:
     def busy(self) -> bool:
         return self.in_flight is not None
 
+    @property
+    def compiled(self) -> bool:
+        """Whether this instance runs the compiled kernels (``compiled`` on)."""
+        return self._commit is not None
+
     # --- arrivals -----------------------------------------------------------------------
 
     def enqueue(self, req: Request, now: float) -> float | None:
