@@ -9,7 +9,7 @@ import pytest
 
 import servesim.metrics as metrics
 import servesim.summary as summary
-from servesim.engine.records import RunRecords
+from servesim.engine.records import RunRecords, StepRecord
 from servesim.run import simulate
 from servesim.scenario import build_scenario
 
@@ -111,3 +111,21 @@ def test_itl_weights_are_four_bytes_and_widen_when_one_does_not_fit():
     assert weights.dtype == np.int64
     assert weights.tolist() == [3, 2**40]
     assert values.tolist() == [0.1, 0.2]
+
+
+def test_step_features_keep_only_the_columns_some_record_uses():
+    """The features are stored a column per feature some record has non-zero (a dense model
+    leaves half of them zero); reads give back every column, a late one back-filled."""
+    records = RunRecords()
+    rng = np.random.default_rng(0)
+    dense = np.zeros((5000, 18))
+    dense[:, [0, 1, 2, 5]] = rng.integers(1, 1000, (5000, 4))
+    dense[3000:, 7] = 2.5  # a column first non-zero after two flushes
+    for i, row in enumerate(dense):
+        records.step_done(StepRecord(0, float(i), 1.0, 1, 1, 0, 1, 0, 0, 0, 0.5), row.copy())
+    records.freeze()
+    np.testing.assert_array_equal(records.step_features(), dense)
+    picks = rng.integers(0, 5000, 300)
+    np.testing.assert_array_equal(records.step_feature_rows(picks), dense[picks])
+    np.testing.assert_array_equal(records.step_feature_rows(slice(2000, 4100)), dense[2000:4100])
+    assert sorted(records._feature_columns) == [0, 1, 2, 5, 7]

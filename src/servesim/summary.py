@@ -283,7 +283,6 @@ def _step_work(
     (:func:`~servesim.metrics.pairwise_sum`, so they equal whole-array sums bit for bit), and
     the per-step extras are only computed if something reads them (steps.csv).
     """
-    features = records.step_features()
     instance, durations = steps["instance"], steps["duration_s"]
     total_flops = total_bytes = peak_flops = peak_bytes = energy = 0.0
     host_bound_total = busy_total = 0.0
@@ -297,7 +296,7 @@ def _step_work(
 
         def block_sums(a: int, b: int, cost=cost, take=take, rung_names=rung_names) -> np.ndarray:
             rows = slice(a, b) if isinstance(take, slice) else take[a:b]
-            sub, dur = features[rows], durations[rows]
+            sub, dur = records.step_feature_rows(rows), durations[rows]
             flops, hbm = cost.work_from_features(sub)
             power = cost.power_from_features(sub, dur)
             rungs = cost.rung_seconds_from_features(sub)
@@ -380,7 +379,6 @@ class StepExtra(Mapping[str, np.ndarray]):
 
 def _step_extra(runtimes, records: RunRecords, steps) -> dict[str, np.ndarray]:
     """The columns of :class:`StepExtra`, a block of records at a time."""
-    features = records.step_features()
     instance, durations = steps["instance"], steps["duration_s"]
     n = len(instance)
     extra: dict[str, np.ndarray] = {"flops": np.zeros(n), "hbm_bytes": np.zeros(n)}
@@ -390,7 +388,7 @@ def _step_extra(runtimes, records: RunRecords, steps) -> dict[str, np.ndarray]:
             take = np.arange(n)
         for a in range(0, max(len(take), 1), _BLOCK):
             rows = take[a : a + _BLOCK]
-            sub, dur = features[rows], durations[rows]
+            sub, dur = records.step_feature_rows(rows), durations[rows]
             extra["flops"][rows], extra["hbm_bytes"][rows] = g.cost.work_from_features(sub)
             groups = g.cost.group_seconds_from_features(sub)
             total = sum(groups.values())

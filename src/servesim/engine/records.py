@@ -120,8 +120,12 @@ class RunRecords:
     def __init__(self) -> None:
         self.requests = {c: array("q" if c in _REQUEST_INT else "d") for c in REQUEST_COLUMNS}
         self.steps = {c: array("q" if c in _STEP_INT else "d") for c in STEP_COLUMNS}
-        # Cost-model features of every step record, flattened (see StepCost).
-        self.step_feature_values = array("d")
+        # Cost-model features of every step record (see StepCost), a column each, kept only
+        # for the features some record has non-zero: a dense model never uses the MLA,
+        # sliding-window, expert and DP ones (half of them), and a long run has millions of
+        # records. A column first seen non-zero is back-filled with zeros.
+        self._feature_columns: dict[int, array] = {}
+        self._num_feature_rows = 0
         self.num_step_features = 0
         # Pooled inter-token gaps as (value, weight) pairs: every token gap of every request,
         # with identical gaps of one step folded into one weighted entry. The weights are
@@ -200,8 +204,14 @@ class RunRecords:
                 buf.extend(column)
             self._pending_steps = []
         if self._pending_features:
-            rows = np.concatenate(self._pending_features, axis=None)
-            self.step_feature_values.frombytes(rows.astype(np.float64, copy=False).tobytes())
+            block = np.array(self._pending_features, dtype=np.float64)  # (records, features)
+            columns = self._feature_columns
+            for j in np.flatnonzero(np.logical_or.reduce(block != 0.0, axis=0)).tolist():
+                if j not in columns:
+                    columns[j] = array("d", bytes(8 * self._num_feature_rows))
+            for j, column in columns.items():
+                column.frombytes(np.ascontiguousarray(block[:, j]).tobytes())
+            self._num_feature_rows += len(block)
             self._pending_features = []
         if self._pending_itl:
             values = np.concatenate([v for v, _ in self._pending_itl], axis=None)
@@ -239,8 +249,18 @@ class RunRecords:
 
     def step_features(self) -> np.ndarray:
         """Features of every step record, shape (records, features)."""
-        values = self._np(self.step_feature_values)
-        return values.reshape(-1, max(self.num_step_features, 1))
+        self._flush()
+        return self.step_feature_rows(slice(0, self._num_feature_rows))
+
+    def step_feature_rows(self, rows: slice | np.ndarray) -> np.ndarray:
+        """Features of the step records ``rows`` (a slice or indices), shape (rows,
+        features): a block at a time, without holding every record's features at once."""
+        self._flush()
+        n = len(range(self._num_feature_rows)[rows]) if isinstance(rows, slice) else len(rows)
+        out = np.zeros((n, max(self.num_step_features, 1)))
+        for j, column in self._feature_columns.items():
+            out[:, j] = np.frombuffer(column, dtype=np.float64)[rows]
+        return out
 
     def itl_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         return self._np(self.itl_values), self._np(self.itl_weights)
