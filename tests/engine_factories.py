@@ -90,9 +90,11 @@ def run_sessions(
     window_blocks=0,
     window_tokens=0,
     full_groups=1,
+    compiled=False,
     **sched,
 ):
-    """Run ``sessions`` to completion; returns (records, instances, simulation)."""
+    """Run ``sessions`` to completion; returns (records, instances, simulation)
+    (``compiled``: the instances run the engine's numba kernels)."""
     cfg = SchedulerConfig(block_size=block_size, **sched)
     cost = cost or LinearCost()
     instances = [
@@ -115,6 +117,7 @@ def run_sessions(
             num_scheduler_steps=num_scheduler_steps,
             graph_batch=graph_batch,
             schedule_ahead=schedule_ahead,
+            compiled=compiled,
         )
         for i in range(num_instances)
     ]

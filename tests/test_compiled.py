@@ -8,6 +8,8 @@ import importlib.util
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
@@ -221,3 +223,50 @@ def test_the_cli_runs_compiled_and_says_so():
         assert on[key] == pytest.approx(off[key], rel=1e-9), key
     bad = run("-n", "200", "--compiled", "sometimes")
     assert bad.returncode == 2 and "compiled" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 40),
+    seed=st.integers(0, 10_000),
+    num_blocks=st.integers(70, 400),
+    block_size=st.sampled_from([1, 4, 16]),
+    policy=st.sampled_from(["vllm", "sarathi", "orca", "static", "prefill_first"]),
+    budget=st.integers(64, 2048),
+    ff=st.booleans(),
+    ahead=st.booleans(),
+    prefix=st.booleans(),
+    sliding=st.sampled_from([0, 0, 1]),
+)
+def test_the_engine_kernels_keep_every_record(
+    n, seed, num_blocks, block_size, policy, budget, ff, ahead, prefix, sliding
+):  # fmt: skip
+    """Random small runs (the engine-invariants test's space): the compiled commits, span
+    lengths and budgets give the numpy path's records exactly, every column and gap."""
+    from engine_factories import make_session, run_sessions
+
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
+    max_len = num_blocks * block_size // (2 + 4 * sliding)
+    sessions = []
+    for i in range(n):
+        lin = int(rng.integers(1, max(2, min(600, max_len - 60))))
+        lout = int(rng.integers(1, 60 if not sliding else max(2, min(60, max_len - lin))))
+        hashes = (int(rng.integers(0, 3)),) if rng.random() < 0.5 else ()
+        sessions.append(make_session(i, float(t[i]), lin, lout, hashes, hbs=32))
+    kw = dict(
+        num_blocks=num_blocks, block_size=block_size, policy=policy,
+        max_num_batched_tokens=budget, fast_forward=ff, schedule_ahead=ahead,
+        enable_prefix_caching=prefix, sliding_groups=sliding, window_blocks=3,
+        window_tokens=2 * block_size,
+    )  # fmt: skip
+    ref, _, _ = run_sessions(sessions, **kw)
+    fast, insts, _ = run_sessions(sessions, compiled=True, **kw)
+    for table in ("request_columns", "step_columns"):
+        a, b = getattr(ref, table)(), getattr(fast, table)()
+        for column in a:
+            np.testing.assert_array_equal(a[column], b[column], err_msg=column)
+    for x, y in zip(ref.itl_pairs(), fast.itl_pairs(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    insts[0].kv.check_invariants()
+    assert insts[0].kv.num_free_blocks == insts[0].kv.num_blocks

@@ -197,7 +197,7 @@ def test_multiple_instances_share_the_load():
     seed=st.integers(0, 10_000),
     num_blocks=st.integers(70, 400),
     block_size=st.sampled_from([1, 4, 16]),
-    policy=st.sampled_from(["vllm", "sarathi", "orca", "static"]),
+    policy=st.sampled_from(["vllm", "sarathi", "orca", "static", "prefill_first"]),
     budget=st.integers(64, 2048),
     ff=st.booleans(),
     cpu_blocks=st.sampled_from([0, 0, 40]),
@@ -448,3 +448,23 @@ def test_a_stream_interval_with_speculative_decoding_is_refused():
     with pytest.raises(ServesimError, match="stream_interval"):
         servesim.simulate({"scheduler": {"stream_interval": 4}, "speculative": {"method": "ngram"},
                            "workload": {"num_requests": 4}})  # fmt: skip
+
+
+def test_a_prompts_first_engine_under_kv_pressure_finishes():
+    """Prompts first, chunked, greedy admission, a cache the decodes crowd: a prompt admitted
+    for its first chunk alone preempted itself at its next chunk, was admitted again, and the
+    run never ended (found by a property test). Admitted only when the whole prompt fits, as
+    vLLM V0 and SGLang admit one, it finishes."""
+    rng = np.random.default_rng(9017)
+    t = np.sort(rng.uniform(0, 2, 26))
+    sessions = []
+    for i in range(26):
+        lin, lout = int(rng.integers(1, 600)), int(rng.integers(1, 60))
+        hashes = (int(rng.integers(0, 3)),) if rng.random() < 0.5 else ()
+        sessions.append(make_session(i, float(t[i]), lin, lout, hashes, hbs=32))
+    recs, insts, _ = run_sessions(
+        sessions, num_blocks=215, block_size=16, policy="prefill_first",
+        max_num_batched_tokens=234, schedule_ahead=True, enable_prefix_caching=False,
+    )  # fmt: skip
+    assert len(by_request(recs)["request_id"]) == 26
+    assert insts[0].kv.num_free_blocks == 215

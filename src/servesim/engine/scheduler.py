@@ -475,7 +475,14 @@ def _admit(
             # NOTE: without chunking a prompt larger than the whole budget still runs, alone
             # in its step's prefill; otherwise it would wait forever.
             break
-        if not kv.can_admit(req, hits, computed + n, n):
+        # A prompts-first engine admits a prompt it will chunk only when the whole of it fits
+        # (vLLM V0's BlockSpaceManager.can_allocate takes every prompt block at admission;
+        # SGLang's PrefillAdder checks the whole extend length against the tokens left):
+        # admitted for its first chunk alone, a prompt that the decodes' blocks crowd out
+        # would preempt itself at its next chunk, be admitted again, and never finish, since
+        # the decodes never run while a prompt step can.
+        upto = req.num_tokens if knobs.prefill_first and look_ahead is None else computed + n
+        if not kv.can_admit(req, hits, upto, n):
             break
         if look_ahead is not None:
             need = look_ahead.need(
