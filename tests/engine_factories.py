@@ -132,3 +132,19 @@ def by_request(records: RunRecords) -> dict[str, np.ndarray]:
     cols = records.request_columns()
     order = np.argsort(cols["request_id"])
     return {k: v[order] for k, v in cols.items()}
+
+
+def property_sessions(n, seed, num_blocks, block_size, sliding=0):
+    """The engine property tests' requests: ``n`` single-turn sessions, all at t = 0 (even
+    ``seed``) or spread over 2 s, each short enough to fit the cache alone (with ``sliding``
+    window groups too), half of them sharing one of three prefixes."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
+    max_len = num_blocks * block_size // (2 + 4 * sliding)
+    sessions = []
+    for i in range(n):
+        lin = int(rng.integers(1, max(2, min(600, max_len - 60))))
+        lout = int(rng.integers(1, 60 if not sliding else max(2, min(60, max_len - lin))))
+        hashes = (int(rng.integers(0, 3)),) if rng.random() < 0.5 else ()
+        sessions.append(make_session(i, float(t[i]), lin, lout, hashes, hbs=32))
+    return sessions

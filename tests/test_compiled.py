@@ -243,17 +243,9 @@ def test_the_engine_kernels_keep_every_record(
 ):  # fmt: skip
     """Random small runs (the engine-invariants test's space): the compiled commits, span
     lengths and budgets give the numpy path's records exactly, every column and gap."""
-    from engine_factories import make_session, run_sessions
+    from engine_factories import property_sessions, run_sessions
 
-    rng = np.random.default_rng(seed)
-    t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
-    max_len = num_blocks * block_size // (2 + 4 * sliding)
-    sessions = []
-    for i in range(n):
-        lin = int(rng.integers(1, max(2, min(600, max_len - 60))))
-        lout = int(rng.integers(1, 60 if not sliding else max(2, min(60, max_len - lin))))
-        hashes = (int(rng.integers(0, 3)),) if rng.random() < 0.5 else ()
-        sessions.append(make_session(i, float(t[i]), lin, lout, hashes, hbs=32))
+    sessions = property_sessions(n, seed, num_blocks, block_size, sliding)
     kw = dict(
         num_blocks=num_blocks, block_size=block_size, policy=policy,
         max_num_batched_tokens=budget, fast_forward=ff, schedule_ahead=ahead,

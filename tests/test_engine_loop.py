@@ -5,7 +5,7 @@ import heapq
 
 import numpy as np
 import pytest
-from engine_factories import LinearCost, by_request, make_session, run_sessions
+from engine_factories import LinearCost, by_request, make_session, property_sessions, run_sessions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -209,20 +209,12 @@ def test_multiple_instances_share_the_load():
 def test_engine_invariants(
     n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead, recv, stream, sliding
 ):  # fmt: skip
-    rng = np.random.default_rng(seed)
-    t = np.sort(rng.uniform(0, 2, n)) if seed % 2 else np.zeros(n)
     # Every request fits the cache on its own (as the oversized-request check sees to): with
     # sliding-window groups, even while it recomputes all its tokens in one step after a
     # preemption, each group then holding their pages too.
     only = sliding == -1
     sliding = 1 if only else sliding
-    max_len = num_blocks * block_size // (2 + 4 * sliding)
-    sessions = []
-    for i in range(n):
-        lin = int(rng.integers(1, max(2, min(600, max_len - 60))))
-        lout = int(rng.integers(1, 60 if not sliding else max(2, min(60, max_len - lin))))
-        hashes = (int(rng.integers(0, 3)),) if rng.random() < 0.5 else ()
-        sessions.append(make_session(i, float(t[i]), lin, lout, hashes, hbs=32))
+    sessions = property_sessions(n, seed, num_blocks, block_size, sliding)
     recs, insts, _ = run_sessions(
         sessions,
         num_blocks=num_blocks,
@@ -455,13 +447,7 @@ def test_a_prompts_first_engine_under_kv_pressure_finishes():
     for its first chunk alone preempted itself at its next chunk, was admitted again, and the
     run never ended (found by a property test). Admitted only when the whole prompt fits, as
     vLLM V0 and SGLang admit one, it finishes."""
-    rng = np.random.default_rng(9017)
-    t = np.sort(rng.uniform(0, 2, 26))
-    sessions = []
-    for i in range(26):
-        lin, lout = int(rng.integers(1, 600)), int(rng.integers(1, 60))
-        hashes = (int(rng.integers(0, 3)),) if rng.random() < 0.5 else ()
-        sessions.append(make_session(i, float(t[i]), lin, lout, hashes, hbs=32))
+    sessions = property_sessions(26, 9017, num_blocks=215, block_size=16)
     recs, insts, _ = run_sessions(
         sessions, num_blocks=215, block_size=16, policy="prefill_first",
         max_num_batched_tokens=234, schedule_ahead=True, enable_prefix_caching=False,
