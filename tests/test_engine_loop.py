@@ -205,9 +205,13 @@ def test_multiple_instances_share_the_load():
     recv=st.sampled_from([1, 1, 3]),
     stream=st.sampled_from([1, 1, 4]),
     sliding=st.sampled_from([0, 0, 1, 2, -1]),  # (-1: every layer slides)
+    admission=st.sampled_from(["greedy", "greedy", "reserve", "guaranteed"]),
+    chunked=st.booleans(),
+    max_seqs=st.sampled_from([256, 256, 4]),
 )
 def test_engine_invariants(
-    n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead, recv, stream, sliding
+    n, seed, num_blocks, block_size, policy, budget, ff, cpu_blocks, ahead, recv, stream, sliding,
+    admission, chunked, max_seqs,
 ):  # fmt: skip
     # Every request fits the cache on its own (as the oversized-request check sees to): with
     # sliding-window groups, even while it recomputes all its tokens in one step after a
@@ -235,6 +239,9 @@ def test_engine_invariants(
         # (a model whose every layer slides: its one group, no prefix sharing)
         full_groups=0 if only and cpu_blocks == 0 else 1,
         enable_prefix_caching=not (only and cpu_blocks == 0),
+        admission=admission,
+        enable_chunked_prefill=chunked,
+        max_num_seqs=max_seqs,
     )
     r = by_request(recs)
     # Every request finishes exactly once, with exactly the tokens it asked for.
