@@ -3,7 +3,7 @@ course, hand-checked admissions, fast-forward equivalence, and no eviction when 
 
 import numpy as np
 import pytest
-from engine_factories import LinearCost, by_request, make_session, run_sessions
+from engine_factories import LinearCost, by_request, make_session, property_sessions, run_sessions
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -196,3 +196,23 @@ def test_conservativeness_scales_the_whole_ratio_course():
     a.idle()
     assert a.ratio == pytest.approx(0.21)
     assert Admission("reserve").ratio == INIT_NEW_TOKEN_RATIO  # (the default: unchanged)
+
+
+def test_a_preempted_request_asks_room_only_for_the_outputs_it_has_left():
+    """A request preempted after 42 of its 49 outputs recomputes 43 tokens and then emits 7:
+    it asked room for all 49 outputs again (92 tokens in an 85-token cache) and waited
+    forever in an idle engine (found by a random-run test). SGLang counts max_new_tokens
+    minus the outputs already emitted."""
+    sessions = property_sessions(10, 3978, num_blocks=85, block_size=1)
+    recs, insts, _ = run_sessions(
+        sessions, num_blocks=85, block_size=1, policy="sarathi", admission="reserve",
+        max_num_batched_tokens=1033, max_num_seqs=4, enable_prefix_caching=False,
+        schedule_ahead=True, fast_forward=False,
+    )  # fmt: skip
+    r = by_request(recs)
+    assert r["request_id"].tolist() == list(range(10))
+    assert r["preemptions"].sum() > 0  # (the run does preempt)
+    look_ahead = Admission("reserve")
+    req = make_request(0, 1, 49)
+    req.num_output_tokens = 42  # (as a preempted request comes back to the queue)
+    assert look_ahead.need_of(req, computed=0) == 43 + 7

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from servesim.engine.kv_cache import cdiv
+from servesim.engine.request import Request
 from servesim.engine.running import COMPUTED, MAX_OUT, NBLOCKS, PROMPT, TOKENS
 
 CLIP_MAX_NEW_TOKENS = 4096
@@ -128,6 +129,20 @@ class Admission:
             total = cached_tokens + prompt_tokens + max_output_tokens
             return float((cdiv(total, block_size) - cached_tokens // block_size) * block_size)
         return prompt_tokens + min(max_output_tokens, self.clip)
+
+    def need_of(self, req: Request, computed: int, block_size: int = 1) -> float:
+        """:meth:`need` of the waiting request ``req`` with ``computed`` tokens of its KV in
+        hand: the rest of its tokens to compute, and the outputs it has still to emit. (A
+        preempted request recomputes the outputs it emitted and asks room for the rest only,
+        as SGLang's ``PrefillAdder`` counts ``max_new_tokens - len(output_ids)``; counting
+        all of them again, one near its end could ask more than the whole cache and wait
+        forever in an idle engine.)"""
+        return self.need(
+            req.num_tokens - computed,
+            req.max_output_tokens - req.num_output_tokens,
+            computed,
+            block_size,
+        )
 
     def reserved(self, cols: np.ndarray, block_size: int = 1) -> float:
         """Tokens held back for the running requests (``cols``: the table's columns): the

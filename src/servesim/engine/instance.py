@@ -441,9 +441,7 @@ class Instance:
             head = self.waiting[0]
             hits = self.kv.find_cached_prefix(head)
             computed = max(hits.num_blocks * self.kv.block_size, head.num_external_tokens)
-            need = look_ahead.need(
-                head.num_tokens - computed, head.max_output_tokens, computed, self.kv.block_size
-            )
+            need = look_ahead.need_of(head, computed, self.kv.block_size)
             span = look_ahead.steps_until_fit(
                 self.running.columns(), self.kv.num_free_blocks, self.kv.block_size, need, span
             )

@@ -485,9 +485,7 @@ def _admit(
         if not kv.can_admit(req, hits, upto, n):
             break
         if look_ahead is not None:
-            need = look_ahead.need(
-                req.num_tokens - computed, req.max_output_tokens, computed, kv.block_size
-            )
+            need = look_ahead.need_of(req, computed, kv.block_size)
             if not look_ahead.fits(need, room):
                 break
             room -= need
