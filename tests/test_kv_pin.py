@@ -121,3 +121,15 @@ def test_a_plan_refuses_a_pinned_cache():
     with pytest.raises(ServesimError) as err:
         parse_plan(data)  # (refused as the plan is read, before any deployment is sized)
     assert err.value.field == "scheduler.kv_cache_tokens"
+
+
+def test_weights_that_fill_the_gpu_are_the_models_error_whatever_is_pinned():
+    """Mixtral-8x7B's 87 GiB of bf16 weights on one H100: the fix is more GPUs, not a smaller
+    pin (the pin's error said "pin at most 0 tokens")."""
+    spec = {"model": "mistralai/Mixtral-8x7B-v0.1", "hardware": "H100", "tp": 1,
+            "scheduler": {"kv_cache_tokens": 9000}, "workload": {"num_requests": 3}}  # fmt: skip
+    with pytest.raises(ServesimError) as err:
+        simulate(build_scenario(spec))
+    assert err.value.field == "model" and "--tp 2" in str(err.value)
+    memory = fleet_of({**spec, "tp": 2}).groups[0].memory
+    assert memory.kv_pinned and memory.kv_capacity_tokens == 9000 // 16 * 16  # (whole blocks)

@@ -613,8 +613,11 @@ def plan_memory(
     )  # fmt: skip
     plan = _stage_plans(model, hw, par, params, res, *args)
     if kv_cache_tokens is not None:
-        return pin_kv_cache(plan, kv_cache_tokens, hw, par.dp)
-    if plan.num_kv_blocks >= 1 or not strict:
+        # (Weights that fill the GPU by themselves are the model's problem, whatever is pinned:
+        # the fix is more GPUs, not fewer KV tokens.)
+        if plan.weights_bytes_per_gpu < hw.hbm_bytes or not strict:
+            return pin_kv_cache(plan, kv_cache_tokens, hw, par.dp)
+    elif plan.num_kv_blocks >= 1 or not strict:
         return plan
     fix = _suggest_fit(model, hw, par, params, res, args)
     reserves = plan.activation_reserve_bytes + plan.runtime_reserve_bytes
