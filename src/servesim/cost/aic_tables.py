@@ -23,7 +23,6 @@ start-up time beyond the parquet files of the GPU asked for.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import importlib.util
 import os
 from collections.abc import Callable
@@ -151,6 +150,8 @@ def package_version(root: Path | None = None) -> str:
         site = root.parent.parent.parent
         for info in sorted(site.glob("aiconfigurator_core-*.dist-info")):
             return "aiconfigurator-core " + info.name.split("-")[1].removesuffix(".dist")
+    import importlib.metadata  # (~15 ms: only here, not for every run that reads the tables)
+
     for dist in ("aiconfigurator-core", "aiconfigurator"):
         try:
             return f"{dist} {importlib.metadata.version(dist)}"

@@ -431,7 +431,8 @@ def _grid_weights(
     """The measured shapes around ``(n, k)`` and their bilinear weights in ``(log n, log k)``
     (shapes of weight 0 left out; one shape of weight 1 on a grid point), with ``n`` and ``k``
     clamped to the measured range; None when a needed corner was not measured."""
-    grid_n, grid_k = np.unique(ns), np.unique(ks)
+    # (sorted sets, not np.unique: its first call imports numpy.ma, 7-10 ms of a small run)
+    grid_n, grid_k = np.array(sorted(set(ns.tolist()))), np.array(sorted(set(ks.tolist())))
     measured = set(zip(ns.tolist(), ks.tolist(), strict=True))
     out = []
     for shape_n, w_n in _bracket(grid_n, n):
@@ -727,7 +728,7 @@ class MeasuredCurves:
         # The hot path needs only the sum over curves: one summed table per feature, kept as
         # Python lists (a step is then a few float operations per feature, no numpy calls).
         sums = []
-        for feat in np.unique(self.features):
+        for feat in sorted(set(self.features.tolist())):  # (not np.unique: see _grid_weights)
             table = self.table[:, self.features == feat].sum(axis=1)
             sums.append((int(feat), table, table.tolist()))
         object.__setattr__(self, "_sums", tuple(sums))
