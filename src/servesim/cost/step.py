@@ -265,7 +265,11 @@ class StepCostModel(StepAccounting):
 
         ``decode_span``: the rows are the steps of one decode span, whose rows and tokens do
         not change from step to step: the measured curves, which read only those, are
-        evaluated once (as for a single step) rather than per row."""
+        evaluated once (as for a single step) rather than per row.
+
+        NOTE: ``cost/_compiled_kernels.py`` mirrors this hot path term by term (the
+        ``compiled`` option); a term added here goes there too (``tests/test_compiled.py``
+        compares the two on six models)."""
         f = np.asarray(features, dtype=np.float64)
         if self._hot is not None:  # the hot path: one small product
             x = f @ self._hot

@@ -471,7 +471,11 @@ class Instance:
         return lo
 
     def complete_step(self) -> StepOutcome:
-        """Commit the in-flight step's tokens; free and return the finished requests."""
+        """Commit the in-flight step's tokens; free and return the finished requests.
+
+        (With ``compiled`` on, the three common branches run in ``engine/_commit_kernels.py``,
+        which mirrors them: a change to one goes to the other; ``tests/test_compiled.py``
+        compares whole runs record by record.)"""
         span = self.in_flight
         assert span is not None
         self.in_flight = None
