@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import strategies as st
 
 from servesim.engine.instance import Instance
 from servesim.engine.kv_cache import KVBlockManager
@@ -132,6 +133,20 @@ def by_request(records: RunRecords) -> dict[str, np.ndarray]:
     cols = records.request_columns()
     order = np.argsort(cols["request_id"])
     return {k: v[order] for k, v in cols.items()}
+
+
+PROPERTY_RUN = dict(
+    n=st.integers(1, 40),
+    seed=st.integers(0, 10_000),
+    num_blocks=st.integers(70, 400),
+    block_size=st.sampled_from([1, 4, 16]),
+    policy=st.sampled_from(["vllm", "sarathi", "orca", "static", "prefill_first"]),
+    budget=st.integers(64, 2048),
+    ff=st.booleans(),
+    ahead=st.booleans(),
+)
+"""The engine property tests' common draws (hypothesis strategies): requests
+(:func:`property_sessions`), cache, policy, step budget, fast-forward, scheduling ahead."""
 
 
 def property_sessions(n, seed, num_blocks, block_size, sliding=0):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
+from engine_factories import PROPERTY_RUN  # noqa: E402
 from test_engine_golden import SCENARIOS, _assert_close, _golden, figures  # noqa: E402
 
 from servesim.cost.compiled import CompiledStepCost  # noqa: E402
@@ -227,14 +228,7 @@ def test_the_cli_runs_compiled_and_says_so():
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    n=st.integers(1, 40),
-    seed=st.integers(0, 10_000),
-    num_blocks=st.integers(70, 400),
-    block_size=st.sampled_from([1, 4, 16]),
-    policy=st.sampled_from(["vllm", "sarathi", "orca", "static", "prefill_first"]),
-    budget=st.integers(64, 2048),
-    ff=st.booleans(),
-    ahead=st.booleans(),
+    **PROPERTY_RUN,
     prefix=st.booleans(),
     sliding=st.sampled_from([0, 0, 1]),
 )

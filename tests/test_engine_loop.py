@@ -5,7 +5,14 @@ import heapq
 
 import numpy as np
 import pytest
-from engine_factories import LinearCost, by_request, make_session, property_sessions, run_sessions
+from engine_factories import (
+    PROPERTY_RUN,
+    LinearCost,
+    by_request,
+    make_session,
+    property_sessions,
+    run_sessions,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -193,15 +200,8 @@ def test_multiple_instances_share_the_load():
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    n=st.integers(1, 40),
-    seed=st.integers(0, 10_000),
-    num_blocks=st.integers(70, 400),
-    block_size=st.sampled_from([1, 4, 16]),
-    policy=st.sampled_from(["vllm", "sarathi", "orca", "static", "prefill_first"]),
-    budget=st.integers(64, 2048),
-    ff=st.booleans(),
+    **PROPERTY_RUN,
     cpu_blocks=st.sampled_from([0, 0, 40]),
-    ahead=st.booleans(),
     recv=st.sampled_from([1, 1, 3]),
     stream=st.sampled_from([1, 1, 4]),
     sliding=st.sampled_from([0, 0, 1, 2, -1]),  # (-1: every layer slides)

@@ -65,14 +65,16 @@ class CompiledStepCost:
         self.model = model
         k = len(model.operators)
         fm = model.feature_map
-        self._hot = np.ascontiguousarray(hot, dtype=np.float64)
-        occupancy = ops.occupancy
-        ramp = ops.ramp
-        curves = ops.curves
+        occupancy, ramp, curves = ops.occupancy, ops.ramp, ops.curves
         eager = ops.eager is not None
+        moe = fm.moe
+        self._plain_features = not fm.window and not fm.absorb_max >= 1.0
+        """Features made inside the kernels (no sliding window, no MLA absorption)."""
+        self._has_moe = moe is not None
+        self._no_features = np.zeros((0, _F.NUM_FEATURES))
         # Integer switches: operators, first busy-compute column, eager, host overlaps,
-        # features computed here (no sliding window, no MLA absorption).
-        self._ints = np.array(
+        # occupancy stretch, measured curves.
+        ints = np.array(
             [
                 k,
                 3 * k if eager else 2 * k,
@@ -83,68 +85,47 @@ class CompiledStepCost:
             ],
             dtype=np.int64,
         )
-        self._plain_features = not fm.window and not fm.absorb_max >= 1.0
-        moe = fm.moe
-        self._floats = np.array(
+        # The occupancy stretch's fill and power, the experts' count, top-k, EP and load.
+        floats = np.array(
             [
                 occupancy[1] if occupancy is not None else 0.0,
                 occupancy[2] if occupancy is not None else 0.0,
-                float(moe[0]) if moe is not None else 0.0,
-                float(moe[1]) if moe is not None else 0.0,
-                float(moe[2]) if moe is not None else 0.0,
+                *((float(moe[0]), float(moe[1]), float(moe[2])) if moe else (0.0, 0.0, 0.0)),
                 fm.moe_load,
-                fm.dp,
             ],
             dtype=np.float64,
         )
-        self._occ_cols = (
-            np.asarray(occupancy[0], dtype=np.int64)
-            if occupancy is not None
-            else np.zeros(0, np.int64)
-        )
+        occ_cols = np.asarray(occupancy[0] if occupancy is not None else (), dtype=np.int64)
         if ramp is not None:
-            self._ramp = np.array([[c, f, p] for c, f, p in ramp.columns], dtype=np.float64)
-            self._ramp_xs = np.array(ramp.log_bytes, dtype=np.float64)
-            self._ramp_ys = np.array(ramp.ratio, dtype=np.float64)
+            ramp_rows = np.array([[c, f, p] for c, f, p in ramp.columns], dtype=np.float64)
+            ramp_xs = np.array(ramp.log_bytes, dtype=np.float64)
+            ramp_ys = np.array(ramp.ratio, dtype=np.float64)
         else:
-            self._ramp = np.zeros((0, 3))
-            self._ramp_xs = self._ramp_ys = np.zeros(2)
+            ramp_rows, ramp_xs, ramp_ys = np.zeros((0, 3)), np.zeros(2), np.zeros(2)
         if curves is not None:
             sums = curves._sums
-            self._sum_features = np.array([f for f, _, _ in sums], dtype=np.int64)
-            self._sum_tables = np.ascontiguousarray(np.array([t for _, t, _ in sums]))
-            self._curve_cols = np.asarray(curves.columns, dtype=np.int64)
-            self._curve_features = np.asarray(curves.features, dtype=np.int64)
-            self._curve_table = np.ascontiguousarray(curves.table, dtype=np.float64)
+            sum_features = np.array([f for f, _, _ in sums], dtype=np.int64)
+            sum_tables = np.ascontiguousarray(np.array([t for _, t, _ in sums]))
+            curve_cols = np.asarray(curves.columns, dtype=np.int64)
+            curve_features = np.asarray(curves.features, dtype=np.int64)
+            curve_table = np.ascontiguousarray(curves.table, dtype=np.float64)
         else:
-            self._sum_features = self._curve_cols = self._curve_features = np.zeros(0, np.int64)
-            self._sum_tables = np.zeros((0, 2))
-            self._curve_table = np.zeros((2, 0))
+            sum_features = curve_cols = curve_features = np.zeros(0, np.int64)
+            sum_tables, curve_table = np.zeros((0, 2)), np.zeros((2, 0))
         # (the curves' grid, log of tokens, above each point's index: where a row falls)
-        self._grid = np.ascontiguousarray(
+        grid = np.ascontiguousarray(
             np.vstack([LOG_M_GRID, np.arange(len(LOG_M_GRID), dtype=np.float64)])
         )
-        self._has_moe = moe is not None
-        self._no_features = np.zeros((0, _F.NUM_FEATURES))
+        self._args = (
+            np.ascontiguousarray(hot, dtype=np.float64), ints, floats, occ_cols, ramp_rows,
+            ramp_xs, ramp_ys, sum_features, sum_tables, curve_cols, curve_features, curve_table,
+            grid,
+        )  # fmt: skip
+        """The model's arrays, in the order every kernel takes them after its own."""
         kernels = _kernels()
         self._step = kernels.step_seconds_features
         self._seconds_one = kernels.seconds_one
         self._span = kernels.span_seconds_features
-        self._args = (
-            self._hot,
-            self._ints,
-            self._floats,
-            self._occ_cols,
-            self._ramp,
-            self._ramp_xs,
-            self._ramp_ys,
-            self._sum_features,
-            self._sum_tables,
-            self._curve_cols,
-            self._curve_features,
-            self._curve_table,
-            self._grid,
-        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
