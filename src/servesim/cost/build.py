@@ -28,7 +28,7 @@ from servesim.cost.dtypes import (
 from servesim.cost.features import NUM_FEATURES, FeatureMap
 from servesim.cost.operator import GROUPS, Operator
 from servesim.cost.params import CostParams, Parallelism
-from servesim.cost.resolve import ResolvedParams, resolve_params
+from servesim.cost.resolve import ResolvedParams, expert_weight_bytes, resolve_params
 from servesim.cost.stages import pipeline_stages
 from servesim.cost.step import OperatorSides, StepCostModel
 from servesim.errors import ServesimError
@@ -234,9 +234,47 @@ def _table_moe_seconds(
     only)."""
     dtypes = dtypes or _moe_dtypes(model, params, res)
     backend, release = _moe_backend_release(params, dtypes)
-    return kernels_mod.moe_seconds(
+    got = kernels_mod.moe_seconds(
         tables, backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID, release
     )
+    if got is None:
+        return None
+    table_gpu = load_hardware(tables.gpu)
+    weight = expert_weight_bytes(res.expert_dtype, table_gpu)
+    return expert_read_floor(got[0], table_gpu, shape, par, weight), got[1]
+
+
+def expert_read_floor(
+    seconds: np.ndarray,
+    table_gpu: Hardware,
+    shape: tuple[int, int, int, int],
+    par: Parallelism,
+    weight: float,
+) -> np.ndarray:
+    """A measured MoE layer curve on ``M_GRID`` tokens with each row raised to the time its GPU
+    takes to read the weights of the experts the tokens hit under balanced routing (the
+    expected distinct experts per GPU, ``features.expected_distinct_experts`` / EP, each
+    ``3 × hidden × width / expert TP`` elements of ``weight`` bytes).
+
+    A row can beat that only where the benchmark did not read what a serving step reads: the
+    collector's routing hit fewer experts (AIConfigurator's block-FP8 and NVFP4 DeepSeek-V3
+    rows of vLLM 0.24 and SGLang 0.5.14 read 256 experts' 11.3 GB in 2.0 ms at 64-256 tokens
+    on an H100, 5.7 TB/s against its 3.35 TB/s HBM, where TensorRT-LLM's rows of the same shape
+    take 3.7 ms), or the experts stayed in L2 between repeats (an L40S's 96 MB). A set larger
+    than the GPU's L2 is floored at its HBM peak (no kernel reads faster); one that fits, at
+    the roofline's memory rate, as :func:`l2_floor_seconds` floors a GEMM's.
+
+    ``table_gpu``: the GPU that measured the curve; ``shape``: (hidden, expert width, top-k,
+    experts); ``par``: the split the curve is of."""
+    hidden, width, topk, experts = shape
+    tokens = kernels_mod.M_GRID
+    hit = _F.expected_distinct_experts(tokens, experts, topk) / par.ep
+    read = hit * 3.0 * hidden * (width / par.expert_tp) * weight
+    l2 = table_gpu.l2_bytes or 0.0
+    rate = np.where(
+        read > l2, table_gpu.hbm_bandwidth, table_gpu.hbm_bandwidth * table_gpu.memory_efficiency
+    )
+    return np.maximum(seconds, read / rate)
 
 
 def _moe_backend_release(params: CostParams, dtypes: tuple[str, ...]) -> tuple[str, str | None]:
