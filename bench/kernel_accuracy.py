@@ -403,11 +403,11 @@ MARLIN_MXFP4_SHAPES = {
 }
 
 
-def marlin_family_errors(hw) -> tuple[float, float, int] | None:
-    """Median |error| of Marlin's MXFP4 MoE rows on ``hw`` priced from the same GPU's Marlin
-    INT4 rows of another shape (what a GPU without Marlin MXFP4 rows gets, ``_reshaped_moe_curve``
-    with the MXFP4 shape held out), and of the roofline; with the number of measured points.
-    None where ``hw`` has no Marlin MXFP4 rows."""
+def _marlin_log_ratios(hw, factor: float) -> tuple[list[float], list[float]] | None:
+    """Marlin's MXFP4 MoE rows on ``hw`` against the same GPU's Marlin INT4 rows of another
+    shape as they stand in for them (``_reshaped_moe_curve`` with the MXFP4 shape held out),
+    with ``factor`` in place of ``kernels.MARLIN_MXFP4_OVER_INT4``: log(measured / stand-in)
+    per point, and log(measured / roofline). None where ``hw`` has no Marlin MXFP4 rows."""
     shape = MARLIN_MXFP4_SHAPES.get(hw.name)
     if shape is None:
         return None
@@ -422,14 +422,46 @@ def marlin_family_errors(hw) -> tuple[float, float, int] | None:
     )
     # vLLM 0.10 on Hopper, any vLLM on Ada: Marlin's MXFP4 kernels.
     params = CostParams(kernel_tables=True, kernel_backend="vllm", engine_version="0.10.2")
-    roof_e, int4_e = [], []
-    for par, res, pick, true, roof in _moe_points(model, hw, params):
-        roof_e += np.abs(roof / true - 1.0).tolist()
-        got = B._reshaped_moe_curve(model, hw, par, params, _without_shape(res, model))
-        int4_e += _errors(got, pick, true)
-    if not int4_e:
+    stand_in, roofline = [], []
+    shipped = K.MARLIN_MXFP4_OVER_INT4
+    K.MARLIN_MXFP4_OVER_INT4 = factor  # (read by kernels.stand_in_factor at each call)
+    try:
+        for par, res, pick, true, roof in _moe_points(model, hw, params):
+            roofline += np.log(true / roof).tolist()
+            got = B._reshaped_moe_curve(model, hw, par, params, _without_shape(res, model))
+            if got is not None:
+                stand_in += np.log(true / got[0][pick]).tolist()
+    finally:
+        K.MARLIN_MXFP4_OVER_INT4 = shipped
+    return (stand_in, roofline) if stand_in else None
+
+
+def marlin_mxfp4_factor(exclude: str | None = None) -> float:
+    """The MXFP4-over-INT4 Marlin time factor fitted to the GPUs that time both kernels (all but
+    ``exclude``): exp of the median log(measured MXFP4 / INT4 stand-in) over their points
+    (``kernels.MARLIN_MXFP4_OVER_INT4`` is the fit to all of them)."""
+    logs: list[float] = []
+    for name in MARLIN_MXFP4_SHAPES:
+        got = _marlin_log_ratios(load_hardware(name), 1.0) if name != exclude else None
+        logs += got[0] if got else []
+    return float(np.exp(np.median(logs)))
+
+
+def marlin_family_errors(hw) -> tuple[float, float, float, int] | None:
+    """Median |error| of Marlin's MXFP4 MoE rows on ``hw``: the roofline; the same GPU's Marlin
+    INT4 rows of another shape as they are (a GPU without Marlin MXFP4 rows, without the
+    factor); those times the factor fitted to the other GPUs (leave-one-GPU-out); and the
+    number of points. None where ``hw`` has no Marlin MXFP4 rows."""
+    raw = _marlin_log_ratios(hw, 1.0)
+    if raw is None:
         return None
-    return float(np.median(roof_e)), float(np.median(int4_e)), len(int4_e)
+    held = _marlin_log_ratios(hw, marlin_mxfp4_factor(exclude=hw.name))
+    assert held is not None
+
+    def median_error(log_ratio: list[float]) -> float:
+        return float(np.median(np.abs(np.exp(-np.asarray(log_ratio)) - 1.0)))
+
+    return median_error(raw[1]), median_error(raw[0]), median_error(held[0]), len(raw[0])
 
 
 def _without_rows(res, model, par=None):
@@ -563,7 +595,7 @@ def _moe_row(hw) -> list[str] | None:
 
 def _marlin_row(hw) -> list[str] | None:
     got = marlin_family_errors(hw)
-    return None if got is None else [str(got[2]), _pct(got[0]), _pct(got[1])]
+    return None if got is None else [str(got[3]), *(_pct(c) for c in got[:3])]
 
 
 def borrowed_errors(hw) -> list[str]:
@@ -662,7 +694,11 @@ def main() -> None:
            "(fitted rung, own split held out) |", 7, _moe_row)  # fmt: skip
     print()
     _table("| GPU | Marlin MXFP4 points | roofline | from this GPU's Marlin INT4 rows of another "
-           "shape (fitted rung, MXFP4 shape held out) |", 3, _marlin_row)  # fmt: skip
+           "shape (MXFP4 shape held out) | the same x the MXFP4/INT4 factor of the other GPUs "
+           "(fitted rung) |", 4, _marlin_row)  # fmt: skip
+    print(f"MXFP4/INT4 Marlin factor fitted to every GPU that times both: "
+          f"{marlin_mxfp4_factor():.3f} (kernels.MARLIN_MXFP4_OVER_INT4 = "
+          f"{K.MARLIN_MXFP4_OVER_INT4})")  # fmt: skip
     print()
     _table("| GPU | GEMM roofline | GEMM borrowed from its architecture's nearest GPU (own "
            "tables held out) | prefill attn, median of every other GPU | prefill attn, median "

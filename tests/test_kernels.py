@@ -1667,3 +1667,32 @@ def test_moe_rows_faster_than_reading_their_routed_experts_are_floored():
     split = expert_read_floor(seconds, h100, shape, Parallelism(tp=4, ep=2), 1.0)
     whole = expert_read_floor(seconds, h100, shape, par, 1.0)
     assert split[at64] == pytest.approx(whole[at64] / 4)
+
+
+def test_marlin_int4_rows_standing_in_for_mxfp4_are_scaled_by_the_kernels_ratio():
+    # The A100 has Marlin INT4 rows (SGLang 0.5.10, of other shapes than GPT-OSS-120b's) and no
+    # Marlin MXFP4 rows. vLLM runs GPT-OSS's MXFP4 experts through Marlin there, so the INT4
+    # rows stand in, times the MXFP4/INT4 ratio the H100, H200 and L40S measured
+    # (1.093): the measured curve of the same rows read for an INT4 (GPTQ) model is unscaled.
+    from servesim.cost.aic_tables import INT4_MARLIN, MXFP4_MARLIN
+    from servesim.cost.build import _table_moe_seconds
+    from servesim.cost.resolve import resolve_params
+
+    assert K.stand_in_factor(MXFP4_MARLIN, INT4_MARLIN) == K.MARLIN_MXFP4_OVER_INT4 == 1.093
+    assert K.stand_in_factor(MXFP4_MARLIN, MXFP4_MARLIN) == 1.0
+    assert K.stand_in_factor(INT4_MARLIN, INT4_MARLIN) == 1.0
+    assert K.stand_in_factor("fp4", MXFP4_MARLIN) == 1.0  # (no measured ratio: as measured)
+
+    a100 = load_hardware("A100-80GB")
+    model = load_model("openai/gpt-oss-120b")
+    params = CostParams(kernel_tables=True, kernel_backend="vllm", engine_version="0.11.0")
+    res = resolve_params(model, a100, params)
+    assert res.mxfp4_kernel == MXFP4_MARLIN
+    shape = (4096, 1536, 8, 128)  # (a shape the A100's INT4 Marlin rows measured)
+    raw = K.moe_seconds(res.tables, "sglang", (INT4_MARLIN,), shape, 1, 1, K.M_GRID)[0]
+    priced = _table_moe_seconds(model, Parallelism(), params, res, res.tables, shape)[0]
+    at8k = int(np.flatnonzero(K.M_GRID == 8192)[0])  # (compute-bound: above the read floor)
+    assert priced[at8k] == pytest.approx(1.093 * raw[at8k], rel=1e-9)
+    gptq = dataclasses.replace(res, expert_dtype="int4", mxfp4_kernel="mxfp4")
+    as_int4 = _table_moe_seconds(model, Parallelism(), params, gptq, res.tables, shape)[0]
+    assert as_int4[at8k] == pytest.approx(raw[at8k], rel=1e-9)

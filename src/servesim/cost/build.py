@@ -239,9 +239,15 @@ def _table_moe_seconds(
     )
     if got is None:
         return None
+    # (The rows moe_seconds read: a stand-in kernel's are scaled to the experts' own kernel.)
+    engine, rows = kernels_mod.moe_rows(
+        tables, backend, dtypes, shape, par.expert_tp, par.ep, release
+    ) or (None, None)
+    used = str(tables.moe[engine]["dtype"][rows][0]) if engine is not None else ""
+    seconds = got[0] * kernels_mod.stand_in_factor(_moe_dtypes(model, params, res)[0], used)
     table_gpu = load_hardware(tables.gpu)
     weight = expert_weight_bytes(res.expert_dtype, table_gpu)
-    return expert_read_floor(got[0], table_gpu, shape, par, weight), got[1]
+    return expert_read_floor(seconds, table_gpu, shape, par, weight), got[1]
 
 
 def expert_read_floor(

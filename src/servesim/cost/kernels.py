@@ -559,6 +559,32 @@ def moe_table_dtype(
     return ()
 
 
+MARLIN_MXFP4_OVER_INT4 = 1.093
+"""How much longer Marlin's MXFP4 MoE kernel takes than its INT4 one where the INT4 rows stand
+in for MXFP4 ones (:func:`moe_table_dtype`; a GPU without Marlin MXFP4 rows, such as the A100
+under vLLM's GPT-OSS): the median of measured MXFP4 over INT4-derived time on the 180 Marlin
+MXFP4 points of the three GPUs that time both kernels (AIConfigurator's vLLM 0.24 and SGLang
+0.5.14 rows on the H100 and H200, vLLM 0.24's on the L40S), each MXFP4 shape priced from the
+same GPU's INT4 rows of another shape (1.0929: ``bench/kernel_accuracy.py``,
+``marlin_mxfp4_factor``). The INT4-derived curves were fast on every GPU (H100 1.08, H200 1.12,
+L40S 1.10 by their own points), where reshaping other dtypes' shapes has no common sign (bf16:
+-16% to +28% by model): MXFP4 unpacks E2M1 values and applies a scale every 32 weights, INT4
+one every 128. Held out by GPU (the factor fitted to the other two) it takes the INT4 stand-in
+from 7.9 / 11.4 / 9.7% to 6.2 / 7.4 / 6.6% median |error| (the Marlin MXFP4 table of
+``python bench/kernel_accuracy.py``)."""
+
+
+def stand_in_factor(wanted: str, used: str) -> float:
+    """Time factor for a MoE curve measured with table dtype ``used`` that prices experts whose
+    own kernel's label is ``wanted`` (the first of :func:`moe_table_dtype`): 1 for the kernel
+    itself or a stand-in without a measured ratio."""
+    from servesim.cost.aic_tables import INT4_MARLIN, MXFP4_MARLIN
+
+    if wanted == MXFP4_MARLIN and used == INT4_MARLIN:
+        return MARLIN_MXFP4_OVER_INT4
+    return 1.0
+
+
 def moe_kernel_backend(backend: str, dtypes: tuple[str, ...]) -> str:
     """Whose MoE table times an engine's routed experts (``backend``: the engine profile's).
 
