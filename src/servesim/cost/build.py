@@ -234,20 +234,18 @@ def _table_moe_seconds(
     only)."""
     dtypes = dtypes or _moe_dtypes(model, params, res)
     backend, release = _moe_backend_release(params, dtypes)
+    # (A stand-in kernel's rows, those of another shape's dtype included, are scaled to the
+    # experts' own kernel: ``wanted``.)
+    wanted = next(iter(_moe_dtypes(model, params, res)), None)
     got = kernels_mod.moe_seconds(
-        tables, backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID, release
-    )
+        tables, backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID, release,
+        wanted,
+    )  # fmt: skip
     if got is None:
         return None
-    # (The rows moe_seconds read: a stand-in kernel's are scaled to the experts' own kernel.)
-    engine, rows = kernels_mod.moe_rows(
-        tables, backend, dtypes, shape, par.expert_tp, par.ep, release
-    ) or (None, None)
-    used = str(tables.moe[engine]["dtype"][rows][0]) if engine is not None else ""
-    seconds = got[0] * kernels_mod.stand_in_factor(_moe_dtypes(model, params, res)[0], used)
     table_gpu = load_hardware(tables.gpu)
     weight = expert_weight_bytes(res.expert_dtype, table_gpu)
-    return expert_read_floor(seconds, table_gpu, shape, par, weight), got[1]
+    return expert_read_floor(got[0], table_gpu, shape, par, weight), got[1]
 
 
 def expert_read_floor(

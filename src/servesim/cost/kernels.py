@@ -658,10 +658,13 @@ def moe_seconds(
     ep: int,
     tokens: np.ndarray,
     release: str | None = None,
+    wanted: str | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]] | None:
     """Seconds of one MoE layer's routed experts for each token count, from the backend's table
     (``shape`` = hidden, expert width, top-k, experts; split ``tp`` inside and ``ep`` across
     experts): tokens/s interpolated log-log, clamped outside; None without a matching table.
+    Rows of a stand-in kernel are scaled to ``wanted``'s (the experts' own kernel label;
+    default ``dtypes[0]``) by :func:`stand_in_factor`.
 
     A table holding several collections (a ``version`` column) gives the curve of the one
     :func:`nearest_version` picks for the engine's ``release`` (None: the newest that measured
@@ -679,7 +682,8 @@ def moe_seconds(
     per_rank = ep if ep > 1 and b in EP_ROWS_PER_RANK else 1
     query = tokens / per_rank
     rate, lo, hi = _throughput_curve(n, _monotone_throughput(n, n, secs), query)
-    return query / rate, (lo * per_rank, hi * per_rank)
+    factor = stand_in_factor(wanted or dtypes[0], str(t["dtype"][rows][0]))
+    return query / rate * factor, (lo * per_rank, hi * per_rank)
 
 
 def moe_rows(
