@@ -45,6 +45,7 @@ Prints Markdown tables (the README quotes them).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 
@@ -442,9 +443,16 @@ def marlin_mxfp4_factor(exclude: str | None = None) -> float:
     (``kernels.MARLIN_MXFP4_OVER_INT4`` is the fit to all of them)."""
     logs: list[float] = []
     for name in MARLIN_MXFP4_SHAPES:
-        got = _marlin_log_ratios(load_hardware(name), 1.0) if name != exclude else None
+        got = _marlin_raw_log_ratios(name) if name != exclude else None
         logs += got[0] if got else []
     return float(np.exp(np.median(logs)))
+
+
+@functools.cache
+def _marlin_raw_log_ratios(name: str) -> tuple[list[float], list[float]] | None:
+    """:func:`_marlin_log_ratios` of GPU ``name`` without the factor (each GPU's are read by
+    every other GPU's leave-one-out fit and its own row: computed once)."""
+    return _marlin_log_ratios(load_hardware(name), 1.0)
 
 
 def marlin_family_errors(hw) -> tuple[float, float, float, int] | None:
@@ -452,7 +460,7 @@ def marlin_family_errors(hw) -> tuple[float, float, float, int] | None:
     INT4 rows of another shape as they are (a GPU without Marlin MXFP4 rows, without the
     factor); those times the factor fitted to the other GPUs (leave-one-GPU-out); and the
     number of points. None where ``hw`` has no Marlin MXFP4 rows."""
-    raw = _marlin_log_ratios(hw, 1.0)
+    raw = _marlin_raw_log_ratios(hw.name)
     if raw is None:
         return None
     held = _marlin_log_ratios(hw, marlin_mxfp4_factor(exclude=hw.name))

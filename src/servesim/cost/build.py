@@ -232,11 +232,12 @@ def _table_moe_seconds(
     """``kernels.moe_seconds`` of ``shape`` in ``tables`` for ``model``'s expert dtype (or the
     table dtypes ``dtypes``), split and engine (its release names the engine's own kernels
     only)."""
-    dtypes = dtypes or _moe_dtypes(model, params, res)
+    own = _moe_dtypes(model, params, res)
+    dtypes = dtypes or own
     backend, release = _moe_backend_release(params, dtypes)
     # (A stand-in kernel's rows, those of another shape's dtype included, are scaled to the
     # experts' own kernel: ``wanted``.)
-    wanted = next(iter(_moe_dtypes(model, params, res)), None)
+    wanted = own[0] if own else None
     got = kernels_mod.moe_seconds(
         tables, backend, dtypes, shape, par.expert_tp, par.ep, kernels_mod.M_GRID, release,
         wanted,
