@@ -226,24 +226,77 @@ def _own_curve_row(hw, head_dim: int = AF.NARROW_HEAD_DIM, dtype: str = "bf16"):
     return None if got is None else [str(got[2]), _pct(got[0]), _pct(got[1])]
 
 
-def decode_model(hw, d, kv_dtype: str, floor: bool = True, ramp: bool = True):
-    """(fixed seconds per call, fraction of HBM bandwidth, ramp) fitted to decode table ``d``'s
-    rows of ``kv_dtype`` as the cost model fits them: the table's floor (``floor``; else one
-    launch), the fraction of its rows of at least 1 GB under it, and the ramp between them
-    (``ramp``, with the floor; else none)."""
+def decode_model(
+    hw, d, kv_dtype: str, floor: bool = True, ramp: bool = True, serial_rate: float | None = None
+):
+    """(fixed seconds per call, fraction of HBM bandwidth, ramp, serial-walk block rate) fitted
+    to decode table ``d``'s rows of ``kv_dtype`` as the cost model fits them: the table's floor
+    (``floor``; else one launch), the fraction of its rows of at least 1 GB under it, the ramp
+    between them (``ramp``, with the floor; else none), and the rate one thread block walks a
+    sequence's KV at where ``d``'s kernel does not split it (``AF.fit_decode_serial_rate``, its
+    rows left out of the fraction and the ramp; ``serial_rate``: that rate as given, e.g. the
+    other GPUs' where ``d`` holds no multi-head rows)."""
     launch = hw.kernel_launch_s
     fixed = AF.decode_floor(d, hw.hbm_bandwidth, launch, kv_dtype) if floor else None
     fixed = launch if fixed is None else fixed
     e, _ = AF.fit_decode(d, hw.hbm_bandwidth, launch, kv_dtype, fixed)
-    curve = AF.decode_ramp(d, hw.hbm_bandwidth, fixed, e, kv_dtype) if floor and ramp else ()
-    return fixed, e, curve
+    if serial_rate is None:
+        # (An FP8 cache is not FlashAttention-2's: vLLM reads it with another backend.)
+        serial_rate = (
+            0.0 if kv_dtype == "fp8" else AF.fit_decode_serial_rate(d, hw.hbm_bandwidth, fixed)
+        )
+    walked = AF.serial_rows(d, serial_rate, hw.hbm_bandwidth, e)
+    if walked.any():
+        e, _ = AF.fit_decode(d, hw.hbm_bandwidth, launch, kv_dtype, fixed, exclude=walked)
+    curve = (
+        AF.decode_ramp(d, hw.hbm_bandwidth, fixed, e, kv_dtype, exclude=walked)
+        if floor and ramp
+        else ()
+    )
+    return fixed, e, curve, serial_rate
 
 
-def decode_seconds(hw, model, kv_bytes: np.ndarray) -> np.ndarray:
-    """Seconds of decode calls reading ``kv_bytes`` under ``model`` (:func:`decode_model`)."""
-    fixed, e, curve = model
+def decode_seconds(hw, model, kv_bytes: np.ndarray, blocks: np.ndarray | None = None) -> np.ndarray:
+    """Seconds of decode calls reading ``kv_bytes`` under ``model`` (:func:`decode_model`);
+    ``blocks``: each call's thread blocks where its kernel walks each sequence serially (batch ×
+    KV heads of multi-head rows, 0 elsewhere), at least that walk."""
+    fixed, e, curve, serial_rate = model
     base = fixed + kv_bytes / (hw.hbm_bandwidth * e)
-    return base * AF.ramp_ratio(np.log10(kv_bytes), curve) if curve and curve[0] else base
+    if curve and curve[0]:
+        base = base * AF.ramp_ratio(np.log10(kv_bytes), curve)
+    if blocks is not None and serial_rate > 0.0:
+        walk = fixed + kv_bytes / (np.maximum(blocks, 1) * serial_rate)
+        base = np.where(blocks > 0, np.maximum(base, walk), base)
+    return base
+
+
+def walk_blocks(d, rows: np.ndarray) -> np.ndarray:
+    """Thread blocks of decode table ``d``'s ``rows`` that walk serially where the kernel does
+    not split: ``batch × KV heads`` of the multi-head rows, 0 for the grouped ones (split)."""
+    mha = d["num_heads"][rows] == d["num_kv_heads"][rows]
+    return np.where(mha, d["batch"][rows] * d["num_kv_heads"][rows], 0)
+
+
+@functools.cache
+def serial_rates() -> dict[str, float]:
+    """Each GPU's serial-walk block rate on the decode table its vLLM engine reads (0 where
+    that table's kernels split): what a held-out multi-head shape borrows from the others."""
+    out = {}
+    for name in K.gpus_with_tables():
+        hw = load_hardware(name)
+        t = K.load_tables(hw.name, "vllm")
+        d = t.engine_decode.get("vllm") if t.engine_decode else None
+        d = t.attention_decode if d is None else d
+        fixed = AF.decode_floor(d, hw.hbm_bandwidth, hw.kernel_launch_s, "bf16")
+        fixed = hw.kernel_launch_s if fixed is None else fixed
+        out[name] = AF.fit_decode_serial_rate(d, hw.hbm_bandwidth, fixed)
+    return out
+
+
+def borrowed_serial_rate(hw) -> float:
+    """The median serial-walk block rate of the *other* GPUs whose vLLM tables show one."""
+    rates = [r for n, r in serial_rates().items() if n != hw.name.lower() and r > 0.0]
+    return float(np.median(rates)) if rates else 0.0
 
 
 def decode_errors(
@@ -263,10 +316,22 @@ def decode_errors(
     roof = kv[rows] / (hw.hbm_bandwidth * hw.memory_efficiency) + 2 * launch
     shape = d["num_heads"] * 1000 + d["num_kv_heads"]
     errors = []
+    # (Whether the table's kernel walks sequences serially shows in its multi-head rows: a
+    # held-out multi-head shape takes the rate of the other GPUs whose kernels do.)
+    own_rate = (
+        0.0
+        if kv_dtype == "fp8"
+        else AF.fit_decode_serial_rate(
+            d, hw.hbm_bandwidth, AF.decode_floor(d, hw.hbm_bandwidth, launch, kv_dtype) or launch
+        )
+    )
     for held in np.unique(shape[rows]):
         train = {c: v[shape != held] for c, v in d.items()}
         test = rows & (shape == held)
-        pred = decode_seconds(hw, decode_model(hw, train, kv_dtype, floor, ramp), kv[test])
+        model = decode_model(hw, train, kv_dtype, floor, ramp)
+        if own_rate > 0.0 and model[3] <= 0.0:
+            model = decode_model(hw, train, kv_dtype, floor, ramp, borrowed_serial_rate(hw))
+        pred = decode_seconds(hw, model, kv[test], walk_blocks(d, test))
         errors.append(_median_abs(pred, d["seconds"][test]))
     return _median_abs(roof, d["seconds"][rows]), float(np.median(errors))
 
@@ -311,7 +376,7 @@ def _fp8_decode_row(hw) -> list[str] | None:
     rows = (kv >= AF.DECODE_MIN_KV_BYTES) & (d["dtype"] == "fp8")
     if not rows.any():
         return None
-    fixed, bf16, _ = decode_model(hw, d, "bf16")
+    fixed, bf16, _, _ = decode_model(hw, d, "bf16")
     pred = fixed + kv[rows] / (hw.hbm_bandwidth * bf16)
     _, held = decode_errors(hw, t, "fp8")
     return [str(int(rows.sum())), _pct(_median_abs(pred, d["seconds"][rows])), _pct(held)]

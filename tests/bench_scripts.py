@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,5 +15,7 @@ def load_bench_script(relative: str) -> ModuleType:
     path = BENCH / relative
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    # (Registered while it runs: a dataclass looks its module up in sys.modules.)
+    sys.modules.setdefault(spec.name, module)
     spec.loader.exec_module(module)
     return module

@@ -137,6 +137,7 @@ def test_json_numbers_are_the_librarys():
         "decode_ramp": list(fit.decode_ramp),
         "decode_ramp_log_bytes_fp8": list(fit.decode_ramp_log_bytes_fp8),
         "decode_ramp_fp8": list(fit.decode_ramp_fp8),
+        "decode_serial_rate": fit.decode_serial_rate,
         "source": source,
     }
     text = " ".join(_kernels("h100").split())  # (whatever the terminal wraps)
@@ -147,6 +148,12 @@ def test_json_numbers_are_the_librarys():
     narrow = f"heads at most 64 wide (own rows): e = {fit.efficiency_hd64:.2f}"
     assert narrow in _kernels("h100") and 0.5 < fit.efficiency_hd64 < fit.efficiency
     assert "the last wave's tail" in text  # (the H100's curves add the tail: fill_power 1)
+    # The serial walk shows where the engine's decode table has one (vLLM's A100 table), not
+    # on the H100's.
+    assert "decode serial walk" not in text
+    a100 = " ".join(_kernels("A100-80GB", "--engine", "vllm").split())
+    assert "decode serial walk: where the kernel walks each sequence's KV" in a100
+    assert "one block reads 22.4 GB/s" in a100
     rows = doc["gemm_check"]["rows"]
     assert [(r["n"], r["k"], r["m"]) for r in rows] == [
         (n, k, m) for n, k in ((4096, 4096), (14336, 4096)) for m in (1, 16, 256, 4096)

@@ -39,6 +39,10 @@ MODELS = {
     "no_tables": {"model": "llama3.1-8b", "hardware": "MI300X"},
     # vLLM V0 (host work between steps, no overlap)
     "vllm_v0": {"model": "llama3.1-8b", "engine": "vllm-v0"},
+    # vLLM V1's FlashAttention-2 walks each sequence serially: a multi-head model in every
+    # step (an A100), a grouped-query model in steps with a prompt chunk (an L40S)
+    "walk_mha": {"model": "meta-llama/Llama-2-7b-hf", "hardware": "A100-80GB"},
+    "walk_gqa": {"model": "llama3.1-8b", "hardware": "L40S"},
 }
 
 

@@ -1549,6 +1549,122 @@ def test_the_decode_ramp_is_the_same_in_floats_and_in_numpy():
     assert got[0] == 1.0 and got[-1] == 1.0 and max(got) > 1.2  # (< 4 MB, >= 1 GB, inside)
 
 
+def _walk_table(bw: float, floor: float, e: float, rate: float) -> dict[str, np.ndarray]:
+    """A decode table of a kernel that walks each multi-head sequence in one thread block per
+    head at ``rate`` bytes/s (the 8/8 shape) and splits the grouped one (32/8): every row
+    takes ``floor + kv / min(fraction · bw, blocks · rate)``."""
+    batch = np.array([1, 2, 4, 8, 16, 32, 64])
+    context = 262144 // batch  # (1 GB of KV a call: the fraction's rows)
+    rows = []
+    for heads, kv_heads in ((8, 8), (32, 8)):
+        kv = batch * context * kv_heads * 128 * 2 * 2
+        blocks = batch * kv_heads if heads == kv_heads else np.full(len(batch), 10**6)
+        seconds = floor + kv / np.minimum(e * bw, blocks * rate)
+        rows.append((heads, kv_heads, batch, kv, seconds))
+    cat = lambda i: np.concatenate([r[i] for r in rows])  # noqa: E731
+    n = len(cat(3))
+    return {
+        "dtype": np.array(["bf16"] * n),
+        "seconds": cat(4),
+        "gbps": cat(3) / cat(4) / 1e9,
+        "num_heads": np.concatenate([np.full(len(batch), r[0]) for r in rows]),
+        "num_kv_heads": np.concatenate([np.full(len(batch), r[1]) for r in rows]),
+        "batch": cat(2),
+    }
+
+
+def test_a_kernel_that_walks_each_sequence_serially_is_fitted_apart():
+    """FlashAttention-2's varlen kernel (vLLM V1 on Ampere, Ada and the RTX PRO 6000) walks a
+    multi-head sequence's KV in one thread block per head: its one-sequence rows read at
+    blocks × a fixed rate, far under the fraction. The rate is fitted from those rows, they are
+    left out of the fraction, and a kernel that splits (every row at the fraction) gives 0."""
+    bw, floor, e, rate = 2.0e12, 15e-6, 0.8, 22e9
+    d = _walk_table(bw, floor, e, rate)
+    assert AF.fit_decode_serial_rate(d, bw, floor) == pytest.approx(rate, rel=1e-9)
+    walked = AF.serial_rows(d, rate, bw, e)
+    mha = d["num_heads"] == d["num_kv_heads"]
+    # The multi-head rows of 1-4 sequences (8-32 blocks × 22 GB/s < 1.6 TB/s), no other.
+    assert walked.tolist() == (mha & (d["batch"] * 8 * rate < e * bw)).tolist()
+    assert walked.sum() == 4
+    got, err = AF.fit_decode(d, bw, 4e-6, "bf16", floor, exclude=walked)
+    assert got == pytest.approx(e, rel=1e-9) and err == pytest.approx(0.0, abs=1e-9)
+    assert AF.fit_decode(d, bw, 4e-6, "bf16", floor)[0] < 0.97 * e  # (dragged down with them)
+    # A splitting kernel (every row on the fraction) shows no walk, nor does a slow shape whose
+    # rate per block does not hold as its blocks double.
+    assert AF.fit_decode_serial_rate(_walk_table(bw, floor, e, 1e15), bw, floor) == 0.0
+    slow = dict(d, seconds=np.where(mha, 3e-3, d["seconds"]))
+    slow["gbps"] = (d["gbps"] * d["seconds"]) / slow["seconds"]
+    assert AF.fit_decode_serial_rate(slow, bw, floor) == 0.0
+    assert AF.serial_rows(d, 0.0, bw, e).sum() == 0
+
+
+def test_the_shipped_tables_walk_serially_only_under_vllms_flash_attention_2():
+    """vLLM's decode tables of the A100, L40S and RTX PRO 6000 (FlashAttention-2) read one
+    sequence of 8 heads at 8 blocks × 22-27 GB/s; its Hopper and Blackwell datacentre tables
+    (FlashAttention-3, FlashInfer) and SGLang's everywhere split."""
+    rates = {}
+    for gpu in ("A100-80GB", "L40S", "RTX-PRO-6000", "H100", "H200", "B200"):
+        for engine in ("vllm", "sglang"):
+            fit = AF.attention_fit_for(load_hardware(gpu), engine)[0]
+            rates[gpu, engine] = fit.decode_serial_rate
+    assert rates["A100-80GB", "vllm"] == pytest.approx(22.4e9, rel=0.03)
+    assert 24e9 < rates["L40S", "vllm"] < 29e9 and 24e9 < rates["RTX-PRO-6000", "vllm"] < 29e9
+    assert {k: v for k, v in rates.items() if v > 0} == {
+        k: rates[k] for k in (("A100-80GB", "vllm"), ("L40S", "vllm"), ("RTX-PRO-6000", "vllm"))
+    }
+    # A GPU of an architecture no table covers gets no walk from the median fit.
+    assert AF.attention_fit_for(load_hardware("MI300X"), "vllm")[0].decode_serial_rate == 0.0
+    # One of the same architecture borrows it (the A10G from the A100).
+    a10g = AF.attention_fit_for(load_hardware("A10G"), "vllm")[0]
+    assert a10g.decode_serial_rate == rates["A100-80GB", "vllm"]
+
+
+def _attention_ms(scenario: dict, new, context) -> float:
+    cost = build_fleet(build_scenario(scenario), np.random.default_rng(0)).instances[0].cost
+    step = cost.step_time(np.asarray(new), np.asarray(context))
+    return step.by_group["attention"] * 1e3
+
+
+def test_a_serial_walk_sets_a_small_batchs_decode_attention_under_vllm_on_an_a100():
+    """Llama-2-7B (32 heads, 32 KV heads) decoding one sequence of 4,000 tokens on an A100
+    under vLLM V1: each of its 32 layers' calls walks 4,000 tokens × 512 bytes of K and V per
+    head in one thread block at 22.4 GB/s, 91 µs, 2.9 ms a step (the fraction alone would read
+    the 2.1 GB in 1.3 ms). Four sequences fill the GPU: no walk. SGLang (FlashInfer, split)
+    never walks."""
+    mha = {"model": "meta-llama/Llama-2-7b-hf", "hardware": "A100-80GB", "engine": "vllm"}
+    walk = 32 * 4001 * 128 * 2 * 2 / 22.4e9 * 1e3
+    one = _attention_ms(mha, [1], [4000])
+    assert walk < one < walk + 32 * 30e-3  # (plus each call's floor, ~15-20 µs)
+    off = {**mha, "engine": "sglang"}
+    assert _attention_ms(off, [1], [4000]) < 0.8 * one
+    flag = dataclasses.replace(
+        build_fleet(build_scenario(mha), np.random.default_rng(0)).instances[0].cost.params,
+        decode_serial_walk=False,
+    )
+    unwalked = build_step_cost(
+        load_model("meta-llama/Llama-2-7b-hf"), load_hardware("A100-80GB"), params=flag
+    )
+    plain = unwalked.step_time(np.ones(1), np.array([4000])).by_group["attention"] * 1e3
+    assert plain < 0.65 * one
+    four = _attention_ms(mha, [1] * 4, [4000] * 4)
+    four_plain = unwalked.step_time(np.ones(4), np.full(4, 4000)).by_group["attention"] * 1e3
+    assert four == pytest.approx(four_plain, rel=1e-12)
+
+
+def test_a_grouped_query_model_walks_only_in_steps_with_a_prompt_chunk():
+    """Llama-3.1-8B (8 KV heads) under vLLM on an A100: a pure decode step is split (the kernel
+    folds the 4 query heads of a group), a step that also holds a prompt chunk is not: its
+    decode row of 30,000 tokens walks. On an H100 (FlashAttention-3) neither walks."""
+    gqa = {"model": "llama-3.1-8b", "hardware": "A100-80GB", "engine": "vllm"}
+    decode = _attention_ms(gqa, [1, 1], [30000, 30000])
+    mixed = _attention_ms(gqa, [1, 512], [30000, 0])
+    sglang = {**gqa, "engine": "sglang"}
+    assert mixed > 1.8 * _attention_ms(sglang, [1, 512], [30000, 0])
+    assert decode < 1.3 * _attention_ms(sglang, [1, 1], [30000, 30000])
+    h100 = {**gqa, "hardware": "H100"}
+    assert _attention_ms(h100, [1, 512], [30000, 0]) < 0.5 * mixed
+
+
 def test_an_unmeasured_split_between_two_measured_ones_interpolates_their_utilisation():
     """Qwen3-30B-A3B's TP-4 rows held out on the H100: priced from the TP-2 and TP-8 rows, the
     utilisations met halfway in log TP (geometric mean), on TP 4's own roofline; closer to the

@@ -72,3 +72,32 @@ def test_a_fit_is_read_back_only_under_its_own_inputs():
         "H100", other["peak"], hw.hbm_bandwidth, hw.kernel_launch_s, shipped=False
     )
     assert SF.shipped_fit("MI300X", "attention", inputs) is None  # (no tables, no fits)
+
+
+def test_fits_only_rewrites_a_folders_fits_from_its_tables(tmp_path):
+    """``distil_kernels.py --fits-only`` refits the tables already in the output folder (no
+    aiconfigurator-core needed): from the shipped L40S tables it writes the shipped fits, and a
+    folder without a GPU's tables is left alone."""
+    import json
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(K.table_folder("l40s").parents[4] / "tests"))
+    from bench_scripts import load_bench_script
+
+    distil = load_bench_script("gpu/distil_kernels.py")
+    folder = tmp_path / "l40s"
+    shutil.copytree(K.table_folder("l40s"), folder)
+    (folder / SF.FILE_NAME).unlink()
+    assert distil.main(["--out", str(tmp_path), "--fits-only"]) == 0
+    written = json.loads((folder / SF.FILE_NAME).read_text())
+    shipped = json.loads((K.table_folder("l40s") / SF.FILE_NAME).read_text())
+    assert written.keys() == shipped.keys() >= {"attention", "attention_vllm", "fp8"}
+    for kind in written:
+        assert written[kind]["inputs"] == shipped[kind]["inputs"]
+        assert written[kind]["fit"].keys() == shipped[kind]["fit"].keys()
+    walk = written["attention_vllm"]["fit"]["decode_serial_rate"]
+    assert walk > 0 and walk == pytest.approx(
+        shipped["attention_vllm"]["fit"]["decode_serial_rate"], rel=1e-9
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l40s"]

@@ -485,7 +485,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=None, help="systems/data folder")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="catalog/kernels folder")
+    parser.add_argument(
+        "--fits-only",
+        action="store_true",
+        help="refit the tables already in --out and rewrite their fits.json (after a change to "
+        "the fits; needs no aiconfigurator-core)",
+    )
     args = parser.parse_args(argv)
+    if args.fits_only:
+        for gpu in GPUS:
+            if (args.out / gpu).is_dir():
+                write_gpu_fits(args.out, gpu)
+        return 0
     root = args.data_root or aic.data_root()
     if root is None:
         parser.error("aiconfigurator-core is not installed; pass --data-root")

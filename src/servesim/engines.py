@@ -161,6 +161,13 @@ class EngineProfile:
     """Whether the engine runs attention in FP8 over an FP8 KV cache: ``(release, GPU
     architecture)`` → True where its default attention kernel quantises Q to the cache's
     format (``CostParams.fp8_attention``). None: never."""
+    decode_serial_walk: bool = False
+    """The engine's attention runs FlashAttention-2's varlen kernel where the GPU has no
+    FlashAttention-3 or FlashInfer/TensorRT-LLM kernels for it (vLLM V1: Ampere, Ada, the
+    Blackwell workstation parts), which walks a sequence's KV in one thread block per query
+    head except for one-token rows of a grouped-query model (``CostParams.
+    decode_serial_walk``; the GPU's decode table says whether and how fast: vLLM's Hopper and
+    Blackwell datacentre tables show no such walk)."""
     attention_backend: Callable[[str | None, str | None, str], str | None] | None = None
     """The engine's default attention backend for a model without MLA: ``(release, GPU
     architecture, the model's HF architecture class)`` → a backend name where it changes the
@@ -1170,6 +1177,7 @@ PROFILES: dict[str, EngineProfile] = {
         mla_decode_rows=vllm_mla_decode_rows,
         fp8_attention=vllm_fp8_attention,
         attention_backend=vllm_attention_backend,
+        decode_serial_walk=True,
         kernel_backend="vllm",
         description="vLLM V1 engine: continuous batching with chunked prefill, engine core "
         "in its own process, host work overlapped with the GPU",

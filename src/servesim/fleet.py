@@ -308,6 +308,7 @@ def _cost_params(
         fp8_attention=backend != "flashinfer"
         and fp8_attention(profile, scenario.engine_version, hardware.architecture),
         attention_backend=backend,
+        decode_serial_walk=profile.decode_serial_walk,
         flashinfer_cuda_core_group=_flashinfer_cuda_core_group(
             backend, profile, scenario.engine_version, model, par, group.kv_dtype
         ),

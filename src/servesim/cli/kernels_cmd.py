@@ -209,6 +209,15 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         f"{after_floor('decode_fixed_s')} (the KV-cache write and the kernel's fixed cost)"
         f"{err(fit['decode_error'])}",
         *ramp("", ""),
+        *(
+            [
+                f"  decode serial walk: where the kernel walks each sequence's KV in one thread "
+                f"block per query head (FlashAttention-2 under vLLM V1), one block reads "
+                f"{fit['decode_serial_rate'] / 1e9:.1f} GB/s"
+            ]
+            if fit.get("decode_serial_rate")
+            else []
+        ),
         *fp8,
         *(ramp("_fp8", " (FP8 KV cache)") if fit.get("memory_efficiency_fp8") else []),
     ]

@@ -159,6 +159,19 @@ def _ramp_factor_one(f, feature, per_token, xs, ys):
 
 
 @njit(cache=True)
+def _serial_extra(f, row, factor):
+    """Seconds ``DecodeRamp.stretch_one`` adds to a column for its serial walk (``row``: the
+    column's ramp row, ``factor``: its ramp stretch); 0 where it does not walk."""
+    mode = row[3]
+    if mode == 0.0 or (mode == 1.0 and f[T] <= f[B]):
+        return 0.0
+    walk = row[4] / max(f[B], 1.0) * max(f[ONE], 1.0)
+    if walk <= factor:
+        return 0.0
+    return f[int(row[1])] * row[5] * (walk - factor)
+
+
+@njit(cache=True)
 def _curves_total(f, sum_features, sum_tables):
     """``MeasuredCurves.total``."""
     last = sum_tables.shape[1] - 1
@@ -220,6 +233,7 @@ def seconds_one(
         factor = _ramp_factor_one(f, int(ramp[r, 1]), ramp[r, 2], ramp_xs, ramp_ys)
         if factor != 1.0:
             mem[int(ramp[r, 0])] *= factor
+        mem[int(ramp[r, 0])] += _serial_extra(f, ramp[r], factor)
     sec = np.maximum(comp, mem)
     total = _curves_total(f, sum_features, sum_tables) if has_curves and not eager else 0.0
     return _finish(
@@ -333,6 +347,7 @@ def span_seconds_features(
                 per_call /= max(one, 1.0)
             factor = _interp(math.log10(max(per_call, 1.0)), ramp_xs, ramp_ys, 1.0, 1.0)
             mem[int(ramp[r, 0])] *= factor
+            mem[int(ramp[r, 0])] += _serial_extra(fj, ramp[r], factor)
         for c in range(k):
             sec[c] = max(sec[c], mem[c])
         seconds[j] = _finish(

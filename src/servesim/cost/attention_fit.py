@@ -10,8 +10,11 @@ HBM bandwidth, one for a bf16 and one for an FP8 KV cache (``attention_decode.cs
 at least :data:`DECODE_MIN_KV_BYTES` of KV: smaller working sets sit in L2 and read faster than
 HBM allows), after a fixed time per call, the table's floor (its rows under
 :data:`DECODE_FLOOR_MAX_KV_BYTES`), stretched between the two by the measured ramp
-(:func:`decode_ramp`). A GPU without tables takes its same-architecture GPU's fit,
-else the median fitted fractions of the GPUs that have tables, times its own datasheet peaks.
+(:func:`decode_ramp`). Where a decode kernel walks each sequence's KV in one thread block per
+query head (FlashAttention-2's varlen kernel, :func:`fit_decode_serial_rate`), a call also takes
+at least its longest walk at the rate one thread block reads. A GPU without tables takes its
+same-architecture GPU's fit, else the median fitted fractions of the GPUs that have tables,
+times its own datasheet peaks.
 """
 
 from __future__ import annotations
@@ -40,6 +43,17 @@ DECODE_FLOOR_MAX_KV_BYTES = 4e6
 launch, split-KV combine): the bytes add well under a microsecond at HBM rate. Their median
 time, less their bytes at full bandwidth, is the fit's ``decode_fixed_s``: ~10-12 µs on Hopper
 and Blackwell, ~15-18 µs on the A100, where a kernel launch alone is 4 µs."""
+
+
+SERIAL_MIN_KV_BYTES = 2.56e8
+"""Decode rows reading less KV than this are left out of the serial-walk fit
+(:func:`fit_decode_serial_rate`): their fixed cost, L2 hits and the ramp blur one thread
+block's rate."""
+
+SERIAL_MAX_SHARE = 0.5
+"""A multi-head decode row reading its KV at under this share of the HBM peak counts as
+serial-walk limited in :func:`fit_decode_serial_rate` (the A100's, L40S's and RTX PRO 6000's
+vLLM rows of one sequence read at 0.09-0.26 of it, their eight-sequence rows at 0.66-0.85)."""
 
 
 FLASHINFER_DECODE_SHARE = {"hopper": 0.57}
@@ -164,6 +178,11 @@ class AttentionFit:
     """``decode_ramp_log_bytes`` of an FP8 KV cache (empty: the bf16 ramp)."""
     decode_ramp_fp8: tuple[float, ...] = ()
     """``decode_ramp`` of an FP8 KV cache."""
+    decode_serial_rate: float = 0.0
+    """Decode: bytes per second one thread block reads when the kernel walks a sequence's KV
+    serially, one block per (row, query head) (:func:`fit_decode_serial_rate`: 22 GB/s on the
+    A100, 26-28 GB/s on the L40S and RTX PRO 6000 under vLLM's FlashAttention-2); 0: the
+    table's kernels split every long KV sequence."""
 
     @classmethod
     def from_stored(cls, stored: dict) -> AttentionFit:
@@ -391,13 +410,17 @@ def fit_decode(
     launch_s: float,
     kv_dtype: str | None = None,
     fixed_s: float | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """(fraction of HBM bandwidth, median abs. error) of ``time = fixed + KV bytes / (BW ·
     e)`` over decode rows with at least ``DECODE_MIN_KV_BYTES`` of KV (of ``kv_dtype``'s rows
     when given: an FP8 cache is read at a fraction of its own); ``fixed``: ``fixed_s``, else
-    one launch. (nan, nan) without rows."""
+    one launch; ``exclude``: rows left out (the serial walk's, :func:`serial_rows`). (nan,
+    nan) without rows."""
     kv_bytes = d["gbps"] * 1e9 * d["seconds"]
     rows = kv_bytes >= DECODE_MIN_KV_BYTES
+    if exclude is not None:
+        rows &= ~exclude
     if kv_dtype is not None:
         rows &= d["dtype"] == kv_dtype
     if not rows.any():
@@ -411,6 +434,72 @@ def fit_decode(
     e = min(1.0, 1.0 / u)
     pred = fixed + b / (bandwidth * e)
     return e, float(np.median(np.abs(pred / t - 1.0)))
+
+
+def fit_decode_serial_rate(
+    d: dict[str, np.ndarray], bandwidth: float, fixed_s: float, kv_dtype: str = "bf16"
+) -> float:
+    """Bytes per second one thread block reads the KV cache at when a decode kernel walks each
+    sequence's KV serially: the median, over ``kv_dtype``'s multi-head rows (as many KV heads
+    as query heads) of at least :data:`SERIAL_MIN_KV_BYTES` that read under
+    :data:`SERIAL_MAX_SHARE` of the HBM peak, of their KV bytes over their time beyond
+    ``fixed_s``, per thread block (``batch × KV heads``); 0 with fewer than two such rows.
+
+    FlashAttention-2's varlen kernel, which vLLM V1 runs on Ampere, Ada and the Blackwell
+    workstation parts, splits a sequence's KV across thread blocks only when it can fold a
+    group of query heads into one (``set_params_splitkv`` runs only under
+    ``seqlenq_ngroups_swapped``: every row one query token, more query than KV heads, no
+    sliding window; vllm-project/flash-attention#190, vllm-project/vllm#51320). A multi-head
+    model's decode, a step with a prompt chunk or draft tokens, and a sliding-window layer get
+    one thread block per (row, query head), each reading its whole sequence at a fixed rate
+    whatever the HBM could give: vLLM's tables read one 131,072-token sequence of 8 heads at
+    178 GB/s on the A100 (8 blocks at 22 GB/s), two at 355, four at 700, eight at 1,350, where
+    the grouped shapes read at ~1,500 from one sequence on. TensorRT-LLM's, SGLang's and the
+    Hopper and Blackwell datacentre kernels split: their tables give 0.
+
+    A slow row alone is not the sign (a kernel may read some shape slowly however it is cut):
+    the rate per thread block must hold as the blocks double, the smallest two block counts
+    among those rows within :data:`SERIAL_RATE_SPREAD` of each other; the rate is then the
+    median over the rows of the block counts that hold it."""
+    kv = d["gbps"] * 1e9 * d["seconds"]
+    rows = (
+        (d["dtype"] == kv_dtype)
+        & (d["num_heads"] == d["num_kv_heads"])
+        & (kv >= SERIAL_MIN_KV_BYTES)
+        & (d["gbps"] * 1e9 < SERIAL_MAX_SHARE * bandwidth)
+    )
+    blocks = (d["batch"] * d["num_kv_heads"])[rows]
+    per_block = kv[rows] / np.maximum(d["seconds"][rows] - fixed_s, 1e-9) / blocks
+    counts = np.unique(blocks)
+    if len(counts) < 2 or counts[1] < 2 * counts[0]:
+        return 0.0
+    first = float(np.median(per_block[blocks == counts[0]]))
+    held = [c for c in counts if _within(np.median(per_block[blocks == c]), first)]
+    if len(held) < 2 or held[1] != counts[1]:
+        return 0.0
+    return float(np.median(per_block[np.isin(blocks, held)]))
+
+
+SERIAL_RATE_SPREAD = 0.25
+"""How far (relative) the per-block rate of a larger block count may stray from the smallest
+count's and still count as the same serial walk (:func:`fit_decode_serial_rate`)."""
+
+
+def _within(x: float, ref: float) -> bool:
+    return abs(x / ref - 1.0) <= SERIAL_RATE_SPREAD
+
+
+def serial_rows(
+    d: dict[str, np.ndarray], rate: float, bandwidth: float, efficiency: float
+) -> np.ndarray:
+    """The multi-head decode rows a serial walk at ``rate`` bytes/s per thread block reads
+    slower than the fraction ``efficiency`` of ``bandwidth`` (``batch × KV heads × rate`` below
+    it): the rows :func:`fit_decode` and :func:`decode_ramp` leave out. None selected when
+    ``rate`` is 0."""
+    if rate <= 0.0:
+        return np.zeros(len(d["seconds"]), dtype=bool)
+    blocks = d["batch"] * d["num_kv_heads"]
+    return (d["num_heads"] == d["num_kv_heads"]) & (blocks * rate < efficiency * bandwidth)
 
 
 def decode_floor(
@@ -434,7 +523,12 @@ DECODE_RAMP_MIN_ROWS = 3
 
 
 def decode_ramp(
-    d: dict[str, np.ndarray], bandwidth: float, fixed_s: float, efficiency: float, kv_dtype: str
+    d: dict[str, np.ndarray],
+    bandwidth: float,
+    fixed_s: float,
+    efficiency: float,
+    kv_dtype: str,
+    exclude: np.ndarray | None = None,
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(log10 KV bytes per call, time ratio) of ``kv_dtype``'s decode rows between the floor's
     rows and the fraction's: what the floor (``fixed_s``) and the fraction (``efficiency``)
@@ -448,10 +542,12 @@ def decode_ramp(
     On the H200's TensorRT-LLM table the ratio climbs from ~1.1 at 6 MB to ~1.55 at 56 MB and
     back to 1.06 at 316 MB, and at each size the head shapes agree within ~0.1: the call's cost
     is a function of its working set (split-KV partitions, waves of thread blocks), which two
-    numbers cannot carry."""
+    numbers cannot carry. ``exclude``: rows left out (the serial walk's, :func:`serial_rows`)."""
     kv = d["gbps"] * 1e9 * d["seconds"]
     lo, hi = math.log10(DECODE_FLOOR_MAX_KV_BYTES), math.log10(DECODE_MIN_KV_BYTES)
     rows = (d["dtype"] == kv_dtype) & (kv >= DECODE_FLOOR_MAX_KV_BYTES) & (kv < DECODE_MIN_KV_BYTES)
+    if exclude is not None:
+        rows &= ~exclude
     if not rows.any():
         return (), ()
     log_bytes = np.log10(kv[rows])
@@ -562,15 +658,21 @@ def fit_tables(
     d = t.engine_decode[engine] if engine is not None else t.attention_decode
     e, h, fill, power, perr = fit_prefill(p, peak, launch_s)
     floor = decode_floor(d, bandwidth, launch_s, "bf16")
+    fixed = launch_s if floor is None else floor
     em, derr = fit_decode(d, bandwidth, launch_s, "bf16", floor)
     if not math.isfinite(em):
         return None
     extra: dict[str, float | tuple[float, ...]] = {}
+    # (The serial walk's rows read slower than the fraction: fitted apart, then left out of it.)
+    serial = fit_decode_serial_rate(d, bandwidth, fixed)
+    walked = serial_rows(d, serial, bandwidth, em)
+    if walked.any():
+        em, derr = fit_decode(d, bandwidth, launch_s, "bf16", floor, exclude=walked)
+        extra["decode_serial_rate"] = serial
     if floor is not None:
         extra["decode_fixed_s"] = floor
-    fixed = launch_s if floor is None else floor
     extra["decode_ramp_log_bytes"], extra["decode_ramp"] = decode_ramp(
-        d, bandwidth, fixed, em, "bf16"
+        d, bandwidth, fixed, em, "bf16", exclude=walked
     )
 
     def has_rows(head_dim: int, dtype: str) -> bool:
@@ -657,7 +759,8 @@ def attention_fit_for(
             where = f"fitted to catalog/kernels/{source.lower()} (same architecture)"
             return fit, where + decode_note(source)
     # (A GPU of an architecture some GPU with tables shares took that GPU's fit above,
-    # ``transfer_source_for``: the median is for the architectures no table covers.)
+    # ``transfer_source_for``: the median is for the architectures no table covers. Their
+    # decode kernels are unknown: no serial walk, ``decode_serial_rate`` stays 0.)
     chosen = _all_fits()
     if not chosen:
         return None

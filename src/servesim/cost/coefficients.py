@@ -27,7 +27,7 @@ from servesim.cost.operators import build_operators
 from servesim.cost.params import CostParams, Parallelism
 from servesim.cost.resolve import ResolvedParams
 from servesim.cost.stages import StageLayers
-from servesim.cost.step import DecodeRamp, OperatorSides
+from servesim.cost.step import SERIAL_ALWAYS, SERIAL_MULTI_TOKEN, DecodeRamp, OperatorSides
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
 
@@ -175,25 +175,60 @@ def _occupancy(
     return np.array(cols, dtype=np.intp), fill, res.attention_fill_power
 
 
-def decode_ramp(operators: tuple[Operator, ...], res: ResolvedParams | None) -> DecodeRamp | None:
+def decode_ramp(
+    operators: tuple[Operator, ...],
+    res: ResolvedParams | None,
+    kv_seconds: np.ndarray | None = None,
+    kv_rate: float = 0.0,
+    kv_heads_per_gpu: float = 1.0,
+    multi_head: bool = False,
+) -> DecodeRamp | None:
     """The decode tables' ramp (``ResolvedParams.attention_decode_ramp``) on the attention
     operators of the regular and sliding-window paths, each with the KV bytes one call reads
-    per KV token; None without a ramp (MLA's attention keeps its block scale alone)."""
-    if res is None or not res.attention_decode_ramp[0]:
+    per KV token; None without a ramp or a serial walk (MLA's attention keeps its block scale
+    alone).
+
+    With ``res.attention_serial_rate`` (a kernel that walks each sequence's KV serially) each
+    column also carries its walk (``DecodeRamp.serial``): ``kv_seconds`` is the memory side's
+    HBM seconds per operator and feature (operators × features, no launches), ``kv_rate`` the
+    bytes per second the KV reads reach at the fitted fraction, ``kv_heads_per_gpu`` the KV
+    heads each GPU holds, ``multi_head`` whether the model has as many KV heads as query heads
+    (its decode walks in every step; a grouped-query model's only in steps with a
+    multi-token row; a sliding-window layer's always)."""
+    serial_rate = 0.0 if res is None else res.attention_serial_rate
+    if res is None or (not res.attention_decode_ramp[0] and serial_rate <= 0.0):
         return None
-    columns = []
+    columns, serial = [], []
     for i, op in enumerate(operators):
         kv = [(f, b) for f, b in op.bytes if f in (_F.K, _F.K_SW)]
         if _regular_attention(op) and kv:
-            columns.append((i, kv[0][0], float(kv[0][1])))
+            feature = kv[0][0]
+            columns.append((i, feature, float(kv[0][1])))
+            if serial_rate > 0.0 and kv_seconds is not None:
+                always = multi_head or feature == _F.K_SW
+                rows_limit = kv_rate / (serial_rate * max(kv_heads_per_gpu, 1.0))
+                serial.append(
+                    (
+                        SERIAL_ALWAYS if always else SERIAL_MULTI_TOKEN,
+                        rows_limit,
+                        float(kv_seconds[i, feature]),
+                    )
+                )
     if not columns:
         return None
-    log_bytes, ratio = res.attention_decode_ramp
+    # (A serial walk without a measured ramp: a flat one, ratio 1 everywhere.)
+    log_bytes, ratio = res.attention_decode_ramp if res.attention_decode_ramp[0] else FLAT_RAMP
     return DecodeRamp(
         columns=tuple(columns),
         log_bytes=tuple(log_bytes),
         ratio=tuple(ratio),
+        serial=tuple(serial),
     )
+
+
+FLAT_RAMP = ((6.0, 9.0), (1.0, 1.0))
+"""A ramp of ratio 1 (log10 KV bytes, ratio): what a serial walk's columns carry where the
+decode table has no ramp."""
 
 
 @dataclass(frozen=True)
@@ -373,7 +408,16 @@ def operator_sides(
 
     return OperatorSides(
         occupancy=_occupancy(operators, res, heads_per_gpu),
-        ramp=None if calibrated else decode_ramp(operators, res),
+        ramp=None
+        if calibrated
+        else decode_ramp(
+            operators,
+            res,
+            busy_m,
+            1.0 / rates.sec_per_byte_attention,
+            heads_per_gpu * kv_heads_per_head,
+            kv_heads_per_head == 1.0,
+        ),
         compute=widen(compute),
         memory=widen(memory),
         eager=widen(issue) if rates.eager_launch_s is not None else None,

@@ -264,6 +264,15 @@ class CostParams:
     ``flashinfer`` reads the KV cache in decode at ``attention_fit.decode_backend_share`` of the
     measured tables' rate (Hopper); None or another backend: the tables' rate (see
     ``engines.sglang_attention_backend``). Only with the kernel tables (the fitted rung)."""
+    decode_serial_walk: bool = False
+    """The engine's attention calls FlashAttention-2's varlen kernel for every row (vLLM V1 on
+    the GPUs it has no FlashAttention-3 or FlashInfer/TensorRT-LLM kernels for), which splits a
+    sequence's KV across thread blocks only for one-token rows of a grouped-query model: a
+    multi-head model's decode, every row of a step holding a prompt chunk or draft tokens, and
+    every sliding-window layer walk each sequence's KV in one thread block per query head, at
+    the rate the engine's decode table measured for one block (``AttentionFit.
+    decode_serial_rate``; 0 where its kernels split, e.g. every Hopper and datacentre Blackwell
+    table). Only with the kernel tables; not MLA, not the Triton backend."""
     flashinfer_cuda_core_group: int = 0
     """With ``attention_backend`` ``flashinfer``: the GQA group (query heads per KV head on one
     GPU) its decode runs on FlashInfer's CUDA-core kernel, whose KV-read rate falls as the group

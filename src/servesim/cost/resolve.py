@@ -56,6 +56,10 @@ class ResolvedParams:
     call reads, time ratio; ``AttentionFit.decode_ramp_curve``): the attention call's memory
     side is stretched by it (``coefficients.decode_ramp``); empty: none (the roofline rung, MLA
     models, a given ``attention_memory_efficiency``)."""
+    attention_serial_rate: float = 0.0
+    """Bytes per second one thread block reads a sequence's KV at where the engine's decode
+    kernel walks it serially (``CostParams.decode_serial_walk``, ``AttentionFit.
+    decode_serial_rate``); 0: its kernels split the KV (or no tables price attention)."""
     attention_half_tokens: float = 0.0
     """Keys per query at which prefill attention reaches half its efficiency (0: flat)."""
     attention_fill_ctas: float = 0.0
@@ -140,7 +144,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     fit = attention_fit_for(hw, backend, engine_decode=model.mla is None) if use_tables else None
     attn, attn_mem, half, fill, source = ce, me, 0.0, 0.0, "roofline"
     fill_power = 0.0
-    decode_fixed, decode_ramp = 0.0, ((), ())
+    decode_fixed, decode_ramp, serial_rate = 0.0, ((), ()), 0.0
     tables = kernels_mod.load_tables(hw.name, backend) if use_tables else None
     tables_from = None
     borrowed = kernels_mod.transfer_source_for(hw) if use_tables else None
@@ -169,10 +173,13 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
             # (MLA's block scale was measured against the launches alone: it holds its glue.)
             decode_fixed = curve.decode_fixed(kv)
             decode_ramp = curve.decode_ramp_curve(kv)
+            # (FlashAttention-2 reads no FP8 cache: vLLM takes another backend for one.)
+            if params.decode_serial_walk and params.attention_backend != TRITON and kv != "fp8":
+                serial_rate = curve.decode_serial_rate
     if params.attention_efficiency is not None:
         attn, source = params.attention_efficiency, "given"
     if params.attention_memory_efficiency is not None:
-        attn_mem, decode_ramp = params.attention_memory_efficiency, ((), ())
+        attn_mem, decode_ramp, serial_rate = params.attention_memory_efficiency, ((), ()), 0.0
     if params.attention_half_tokens is not None:
         half = params.attention_half_tokens
     if params.attention_fill_ctas is not None:
@@ -191,6 +198,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         attention_memory_efficiency=attn_mem,
         attention_decode_fixed_s=decode_fixed,
         attention_decode_ramp=decode_ramp,
+        attention_serial_rate=serial_rate,
         attention_half_tokens=half,
         attention_fill_ctas=fill,
         attention_fill_power=fill_power,

@@ -80,12 +80,27 @@ def occupancy_factor(a: np.ndarray, fill_tiles: float, power: float = 0.0) -> np
     return np.where(tokens > rows, out, 1.0)
 
 
+SERIAL_NEVER, SERIAL_MULTI_TOKEN, SERIAL_ALWAYS = 0, 1, 2
+"""When an attention column's decode walks each sequence's KV serially (``DecodeRamp.serial``):
+never, in steps where some row computes more than one token (a prompt chunk, draft tokens:
+FlashAttention-2's varlen kernel splits only one-token rows of grouped-query heads), or in
+every step (a multi-head model, a sliding-window layer)."""
+
+
 @dataclass(frozen=True, eq=False)
 class DecodeRamp:
     """The decode tables' ramp on the attention operators' memory side: a call reading ``b``
     bytes of KV takes ``ratio(log10 b)`` times the floor plus its bytes at the fitted fraction
     (``attention_fit.decode_ramp``; 1 below 4 MB and from 1 GB, where the floor and the
-    fraction were measured)."""
+    fraction were measured).
+
+    With ``serial`` (a kernel that walks a sequence's KV in one thread block per query head,
+    ``CostParams.decode_serial_walk``) a call also takes at least its mean row's walk: the KV
+    bytes at the fitted fraction times ``rows_limit / rows``, where ``rows_limit`` is the
+    number of rows whose walks together read at the fraction (``fraction × HBM bandwidth /
+    (block rate × KV heads per GPU)``); a step of fewer rows runs that much longer. (The
+    longest row sets the real kernel's time; the mean row is what the step's features
+    carry.)"""
 
     columns: tuple[tuple[int, int, float], ...]
     """Per attention operator (regular and sliding-window paths): its column, the feature
@@ -93,6 +108,10 @@ class DecodeRamp:
     (one layer, one GPU)."""
     log_bytes: tuple[float, ...]
     ratio: tuple[float, ...]
+    serial: tuple[tuple[int, float, float], ...] = ()
+    """Per column of ``columns`` (empty: none walks serially): when it walks (``SERIAL_*``),
+    ``rows_limit``, and the seconds its KV reads take per KV token at the fitted fraction (all
+    its layers: the memory side's ``K`` or ``K_SW`` coefficient)."""
 
     def _column_factors(self, a: np.ndarray, j: int) -> np.ndarray:
         """Column ``j``'s stretch for feature rows ``a``, shape (n,)."""
@@ -108,8 +127,21 @@ class DecodeRamp:
     def stretch(self, mem: np.ndarray, a: np.ndarray) -> None:
         """Apply the ramp to ``mem`` (memory-side seconds, rows × operators, changed in place)
         for feature rows ``a``: a column at a time, by plain indexing (one or two columns)."""
-        for j, (col, _, _) in enumerate(self.columns):
-            mem[:, col] *= self._column_factors(a, j)
+        for j, (col, feature, _) in enumerate(self.columns):
+            factor = self._column_factors(a, j)
+            mem[:, col] *= factor
+            if self.serial and self.serial[j][0] != SERIAL_NEVER:
+                walk = self._walk_factors(a, j)
+                mem[:, col] += a[:, feature] * self.serial[j][2] * np.maximum(walk - factor, 0.0)
+
+    def _walk_factors(self, a: np.ndarray, j: int) -> np.ndarray:
+        """Column ``j``'s serial walk over its fraction time for feature rows ``a`` (0 where
+        it does not walk), shape (n,)."""
+        mode, rows_limit, _ = self.serial[j]
+        walk = rows_limit / np.maximum(a[:, _F.B], 1.0) * np.maximum(a[:, _F.ONE], 1.0)
+        if mode == SERIAL_MULTI_TOKEN:
+            walk = np.where(a[:, _F.T] > a[:, _F.B], walk, 0.0)
+        return walk
 
     @functools.cached_property
     def _curve(self) -> tuple[np.ndarray, np.ndarray]:
@@ -119,9 +151,18 @@ class DecodeRamp:
     def stretch_one(self, mem: np.ndarray, f: np.ndarray) -> None:
         """Apply the ramp to ``mem`` (one row's memory-side seconds per operator, changed in
         place) for the feature vector ``f``."""
-        for (col, _, _), factor in zip(self.columns, self.factors_one(f), strict=True):
+        for j, ((col, feature, _), factor) in enumerate(
+            zip(self.columns, self.factors_one(f), strict=True)
+        ):
             if factor != 1.0:
                 mem[col] *= factor
+            if self.serial:
+                mode, rows_limit, kv_seconds = self.serial[j]
+                if mode == SERIAL_NEVER or (mode == SERIAL_MULTI_TOKEN and f[_F.T] <= f[_F.B]):
+                    continue
+                walk = rows_limit / max(float(f[_F.B]), 1.0) * max(float(f[_F.ONE]), 1.0)
+                if walk > factor:
+                    mem[col] += float(f[feature]) * kv_seconds * (walk - factor)
 
     def factors_one(self, f: np.ndarray) -> list[float]:
         """Each column's stretch for one feature vector ``f``, in floats (no numpy calls on the
