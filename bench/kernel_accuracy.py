@@ -58,6 +58,7 @@ from servesim.cost import fp8_fit as FP8
 from servesim.cost import kernels as K
 from servesim.cost.dtypes import dtype_bytes
 from servesim.cost.resolve import resolve_params
+from servesim.cost.step import walk_factor
 from servesim.errors import ServesimError
 from servesim.hardware import load_hardware
 from servesim.model import load_model
@@ -256,25 +257,37 @@ def decode_model(
     return fixed, e, curve, serial_rate
 
 
-def decode_seconds(hw, model, kv_bytes: np.ndarray, blocks: np.ndarray | None = None) -> np.ndarray:
+def decode_seconds(
+    hw, model, kv_bytes: np.ndarray, walks: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Seconds of decode calls reading ``kv_bytes`` under ``model`` (:func:`decode_model`);
-    ``blocks``: each call's thread blocks where its kernel walks each sequence serially (batch ×
-    KV heads of multi-head rows, 0 elsewhere), at least that walk."""
+    ``walks``: each call's (rows, KV heads) where its kernel walks each sequence serially (the
+    multi-head rows; 0 rows elsewhere), at least that walk in waves of the GPU's SMs as the
+    cost model prices it (``step.walk_factor``)."""
     fixed, e, curve, serial_rate = model
-    base = fixed + kv_bytes / (hw.hbm_bandwidth * e)
+    rate = hw.hbm_bandwidth * e
+    base = fixed + kv_bytes / rate
     if curve and curve[0]:
         base = base * AF.ramp_ratio(np.log10(kv_bytes), curve)
-    if blocks is not None and serial_rate > 0.0:
-        walk = fixed + kv_bytes / (np.maximum(blocks, 1) * serial_rate)
-        base = np.where(blocks > 0, np.maximum(base, walk), base)
+    if walks is not None and serial_rate > 0.0:
+        rows, heads = walks
+        wave = float(hw.multiprocessors or 0)
+        factor = np.array(
+            [
+                walk_factor(float(r), rate / serial_rate, float(h), wave) if r > 0 else 1.0
+                for r, h in zip(rows.tolist(), heads.tolist(), strict=True)
+            ]
+        )
+        base = np.maximum(base, fixed + kv_bytes / rate * factor)
     return base
 
 
-def walk_blocks(d, rows: np.ndarray) -> np.ndarray:
-    """Thread blocks of decode table ``d``'s ``rows`` that walk serially where the kernel does
-    not split: ``batch × KV heads`` of the multi-head rows, 0 for the grouped ones (split)."""
+def walk_rows(d, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, KV heads) of decode table ``d``'s ``rows`` that walk serially where the kernel
+    does not split: the multi-head rows' batch and heads, 0 rows for the grouped ones
+    (split)."""
     mha = d["num_heads"][rows] == d["num_kv_heads"][rows]
-    return np.where(mha, d["batch"][rows] * d["num_kv_heads"][rows], 0)
+    return np.where(mha, d["batch"][rows], 0), d["num_kv_heads"][rows]
 
 
 @functools.cache
@@ -331,7 +344,7 @@ def decode_errors(
         model = decode_model(hw, train, kv_dtype, floor, ramp)
         if own_rate > 0.0 and model[3] <= 0.0:
             model = decode_model(hw, train, kv_dtype, floor, ramp, borrowed_serial_rate(hw))
-        pred = decode_seconds(hw, model, kv[test], walk_blocks(d, test))
+        pred = decode_seconds(hw, model, kv[test], walk_rows(d, test))
         errors.append(_median_abs(pred, d["seconds"][test]))
     return _median_abs(roof, d["seconds"][rows]), float(np.median(errors))
 

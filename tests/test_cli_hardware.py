@@ -81,6 +81,13 @@ def test_one_gpu_shows_every_figure_with_its_source():
     assert "cdna3" in row
 
 
+def test_an_sm_count_shows_where_the_catalog_gives_one():
+    a100 = run("A100-80GB")
+    row = next(line for line in a100.output.splitlines() if "multiprocessors" in line)
+    assert "108 SMs" in row and "datasheet" in row
+    assert "multiprocessors" not in run("H100").output
+
+
 def test_one_gpu_as_json_round_trips_to_the_same_spec():
     result = run("H100", "--json")
     assert result.exit_code == 0, result.output
@@ -94,6 +101,7 @@ def test_yaml_prints_a_template_that_loads(tmp_path: Path):
     path.write_text(result.output.replace("name: L4", "name: MyL4"))
     mine = load_hardware(str(path))
     assert mine.name == "MyL4" and mine.peak_flops == load_hardware("L4").peak_flops
+    assert mine.multiprocessors == 58  # (the serial decode walk's waves)
     assert yaml.safe_load(result.output)["vendor"] == "NVIDIA"
 
 

@@ -1646,9 +1646,30 @@ def test_a_serial_walk_sets_a_small_batchs_decode_attention_under_vllm_on_an_a10
     )
     plain = unwalked.step_time(np.ones(1), np.array([4000])).by_group["attention"] * 1e3
     assert plain < 0.65 * one
-    four = _attention_ms(mha, [1] * 4, [4000] * 4)
-    four_plain = unwalked.step_time(np.ones(4), np.full(4, 4000)).by_group["attention"] * 1e3
-    assert four == pytest.approx(four_plain, rel=1e-12)
+    # Three sequences (96 blocks) read at the fraction: no walk. Four (128 blocks on 108 SMs)
+    # run in two waves; sixteen (512) in five that read at the fraction.
+    for batch, walks in ((3, False), (4, True), (16, False)):
+        got = _attention_ms(mha, [1] * batch, [4000] * batch)
+        plain = unwalked.step_time(np.ones(batch), np.full(batch, 4000)).by_group["attention"] * 1e3
+        assert (got > 1.1 * plain) if walks else got == pytest.approx(plain, rel=1e-12), batch
+
+
+def test_a_serial_walk_runs_its_blocks_in_waves_of_the_gpus_sms():
+    """``walk_factor`` by hand: 70 blocks read at the fraction (the A100's 1,568 GB/s over 22.4
+    GB/s a block), 32 heads a row, 108 SMs."""
+    from servesim.cost.step import walk_factor
+
+    assert walk_factor(1, 70.0, 32.0, 108.0) == pytest.approx(70 / 32)  # one wave, 32 blocks
+    assert walk_factor(2, 70.0, 32.0, 108.0) == pytest.approx(70 / 64)
+    assert walk_factor(3, 70.0, 32.0, 108.0) == 1.0  # 96 blocks: the fraction
+    # 128 blocks: a wave of 108 at the fraction, then 20 at one block's rate each.
+    assert walk_factor(4, 70.0, 32.0, 108.0) == pytest.approx((108 + 70) / 128)
+    assert walk_factor(8, 70.0, 32.0, 108.0) == pytest.approx((2 * 108 + 70) / 256)
+    assert walk_factor(16, 70.0, 32.0, 108.0) == pytest.approx((4 * 108 + 80) / 512)
+    assert walk_factor(4, 70.0, 32.0, 0.0) == 1.0  # (no SM count: one wave)
+    assert walk_factor(0.5, 70.0, 32.0, 108.0) == walk_factor(1, 70.0, 32.0, 108.0)
+    assert load_hardware("A100-80GB").multiprocessors == 108
+    assert load_hardware("H100").multiprocessors is None  # (its kernels split: not needed)
 
 
 def test_a_grouped_query_model_walks_only_in_steps_with_a_prompt_chunk():

@@ -95,6 +95,11 @@ class Hardware:
     """Last-level (L2) cache, bytes: a measured GEMM table row whose weights fit in it was read
     from L2 by the benchmark's repeats (``servesim.cost.build``: no faster than HBM allows
     inside a forward pass). None: not given (no such floor)."""
+    multiprocessors: int | None = None
+    """Streaming multiprocessors: how many thread blocks of a kernel that runs one block per
+    SM execute at once. A decode kernel that walks each sequence's KV in one block per head
+    runs more blocks than this in waves (``servesim.cost.step.DecodeRamp``, FlashAttention-2
+    under vLLM V1). None: not given (one wave whatever the blocks)."""
     tdp_w: float = 700.0
     idle_w: float = 100.0
     price_per_gpu_hour: float = 0.0
@@ -210,6 +215,7 @@ class _HardwareFile(Spec, kw_only=True):
     memory_efficiency: Fraction = _DEFAULT["memory_efficiency"]
     kernel_launch_s: NonNegative = _DEFAULT["kernel_launch_s"]
     l2_bytes: PositiveFloat | None = None
+    multiprocessors: Annotated[int, Meta(ge=1)] | None = None
     tdp_w: PositiveFloat = _DEFAULT["tdp_w"]
     idle_w: NonNegative = _DEFAULT["idle_w"]
     price_per_gpu_hour: NonNegative = _DEFAULT["price_per_gpu_hour"]
@@ -283,6 +289,7 @@ def _build(data: Any, where: str) -> Hardware:
         memory_efficiency=spec.memory_efficiency,
         kernel_launch_s=spec.kernel_launch_s,
         l2_bytes=spec.l2_bytes,
+        multiprocessors=spec.multiprocessors,
         tdp_w=spec.tdp_w,
         idle_w=spec.idle_w,
         price_per_gpu_hour=spec.price_per_gpu_hour,

@@ -83,6 +83,8 @@ def _spec_rows(hw: Hardware) -> list[tuple[str, str, str]]:
     ]
     if hw.l2_bytes is not None:
         rows.append(("l2_bytes", f"{hw.l2_bytes / 2**20:g} MB"))
+    if hw.multiprocessors is not None:
+        rows.append(("multiprocessors", f"{hw.multiprocessors} SMs"))
     rows += [
         ("tdp_w", f"{hw.tdp_w:g} W"),
         ("idle_w", f"{hw.idle_w:g} W"),

@@ -12,6 +12,7 @@ from numba import njit
 from servesim.cost import features as _F
 from servesim.cost.kernels import GRID_PER_OCTAVE as _GRID_PER_OCTAVE
 from servesim.cost.step import QUERY_TILE as _QUERY_TILE
+from servesim.cost.step import walk_factor as _step_walk_factor
 
 ONE, B, T, T_A, T_R, P, K = _F.ONE, _F.B, _F.T, _F.T_A, _F.T_R, _F.P, _F.K
 P_A, K_A, D_EXP, M_EXP = _F.P_A, _F.K_A, _F.D_EXP, _F.M_EXP
@@ -158,6 +159,10 @@ def _ramp_factor_one(f, feature, per_token, xs, ys):
     return ys[j - 1] + w * (ys[j] - ys[j - 1])
 
 
+_walk_factor = njit(cache=True)(_step_walk_factor)
+"""``step.walk_factor``, compiled from the reference's own code (plain float arithmetic)."""
+
+
 @njit(cache=True)
 def _serial_extra(f, row, factor):
     """Seconds ``DecodeRamp.stretch_one`` adds to a column for its serial walk (``row``: the
@@ -165,10 +170,10 @@ def _serial_extra(f, row, factor):
     mode = row[3]
     if mode == 0.0 or (mode == 1.0 and f[T] <= f[B]):
         return 0.0
-    walk = row[4] / max(f[B], 1.0) * max(f[ONE], 1.0)
+    walk = _walk_factor(f[B] / max(f[ONE], 1.0), row[4], row[5], row[6])
     if walk <= factor:
         return 0.0
-    return f[int(row[1])] * row[5] * (walk - factor)
+    return f[int(row[1])] * row[7] * (walk - factor)
 
 
 @njit(cache=True)

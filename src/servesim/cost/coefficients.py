@@ -182,6 +182,7 @@ def decode_ramp(
     kv_rate: float = 0.0,
     kv_heads_per_gpu: float = 1.0,
     multi_head: bool = False,
+    wave_blocks: int = 0,
 ) -> DecodeRamp | None:
     """The decode tables' ramp (``ResolvedParams.attention_decode_ramp``) on the attention
     operators of the regular and sliding-window paths, each with the KV bytes one call reads
@@ -194,7 +195,9 @@ def decode_ramp(
     bytes per second the KV reads reach at the fitted fraction, ``kv_heads_per_gpu`` the KV
     heads each GPU holds, ``multi_head`` whether the model has as many KV heads as query heads
     (its decode walks in every step; a grouped-query model's only in steps with a
-    multi-token row; a sliding-window layer's always)."""
+    multi-token row; a sliding-window layer's always), ``wave_blocks`` the blocks that run at
+    once (the GPU's SMs, 0: one wave; a multi-head model's walk only: a grouped model's
+    blocks share their KV heads through L2, which one block count does not carry)."""
     serial_rate = 0.0 if res is None else res.attention_serial_rate
     if res is None or (not res.attention_decode_ramp[0] and serial_rate <= 0.0):
         return None
@@ -206,11 +209,12 @@ def decode_ramp(
             columns.append((i, feature, float(kv[0][1])))
             if serial_rate > 0.0 and kv_seconds is not None:
                 always = multi_head or feature == _F.K_SW
-                rows_limit = kv_rate / (serial_rate * max(kv_heads_per_gpu, 1.0))
                 serial.append(
                     (
                         SERIAL_ALWAYS if always else SERIAL_MULTI_TOKEN,
-                        rows_limit,
+                        kv_rate / serial_rate,
+                        max(kv_heads_per_gpu, 1.0),
+                        float(wave_blocks) if multi_head else 0.0,
                         float(kv_seconds[i, feature]),
                     )
                 )
@@ -417,6 +421,7 @@ def operator_sides(
             1.0 / rates.sec_per_byte_attention,
             heads_per_gpu * kv_heads_per_head,
             kv_heads_per_head == 1.0,
+            res.attention_serial_wave if res is not None else 0,
         ),
         compute=widen(compute),
         memory=widen(memory),

@@ -60,6 +60,9 @@ class ResolvedParams:
     """Bytes per second one thread block reads a sequence's KV at where the engine's decode
     kernel walks it serially (``CostParams.decode_serial_walk``, ``AttentionFit.
     decode_serial_rate``); 0: its kernels split the KV (or no tables price attention)."""
+    attention_serial_wave: int = 0
+    """Thread blocks of that serial walk that run at once (the GPU's SMs, ``Hardware.
+    multiprocessors``); 0: one wave whatever the blocks."""
     attention_half_tokens: float = 0.0
     """Keys per query at which prefill attention reaches half its efficiency (0: flat)."""
     attention_fill_ctas: float = 0.0
@@ -199,6 +202,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         attention_decode_fixed_s=decode_fixed,
         attention_decode_ramp=decode_ramp,
         attention_serial_rate=serial_rate,
+        attention_serial_wave=(hw.multiprocessors or 0) if serial_rate > 0.0 else 0,
         attention_half_tokens=half,
         attention_fill_ctas=fill,
         attention_fill_power=fill_power,

@@ -87,6 +87,28 @@ FlashAttention-2's varlen kernel splits only one-token rows of grouped-query hea
 every step (a multi-head model, a sliding-window layer)."""
 
 
+def walk_factor(rows: float, saturating: float, heads: float, wave: float) -> float:
+    """How much longer a decode call whose kernel walks each row's KV in one thread block per
+    KV head takes than its bytes at the fitted fraction (1: no longer), for ``rows`` rows of
+    about the same length (the step's mean row).
+
+    ``N = rows × heads`` blocks each read ``1/N`` of the call's KV at one block's rate; the
+    fraction's rate takes ``saturating`` blocks. Up to ``wave`` blocks (the GPU's SMs; 0: no
+    limit) run at once, the rest in further waves, each as long as its blocks' walk at the
+    slower of one block's rate and their share of the fraction: ``((W − 1) · max(saturating,
+    wave) + max(saturating, last)) / N`` for ``W`` waves, the last of ``last`` blocks —
+    ``max(saturating / N, 1)`` in one wave. (vLLM's A100 decode table: one 8-head sequence
+    reads at 8 blocks × 22 GB/s, 2 and 4 sequences at twice and four times that; 16 and 32
+    sequences — 128 and 256 blocks on 108 SMs, 2 and 3 waves — at ~1,340 GB/s where 64
+    sequences and more read at ~1,600.)"""
+    blocks = max(rows, 1.0) * heads
+    if wave <= 0.0 or blocks <= wave:
+        return max(saturating, blocks) / blocks
+    waves = math.ceil(blocks / wave)
+    last = blocks - (waves - 1) * wave
+    return ((waves - 1) * max(saturating, wave) + max(saturating, last)) / blocks
+
+
 @dataclass(frozen=True, eq=False)
 class DecodeRamp:
     """The decode tables' ramp on the attention operators' memory side: a call reading ``b``
@@ -95,12 +117,10 @@ class DecodeRamp:
     fraction were measured).
 
     With ``serial`` (a kernel that walks a sequence's KV in one thread block per query head,
-    ``CostParams.decode_serial_walk``) a call also takes at least its mean row's walk: the KV
-    bytes at the fitted fraction times ``rows_limit / rows``, where ``rows_limit`` is the
-    number of rows whose walks together read at the fraction (``fraction × HBM bandwidth /
-    (block rate × KV heads per GPU)``); a step of fewer rows runs that much longer. (The
-    longest row sets the real kernel's time; the mean row is what the step's features
-    carry.)"""
+    ``CostParams.decode_serial_walk``) a call also takes at least its mean row's walk
+    (:func:`walk_factor`): the KV bytes at the fitted fraction times the walk's factor, for
+    ``rows × KV heads per GPU`` blocks. (The longest row sets the real kernel's time; the mean
+    row is what the step's features carry.)"""
 
     columns: tuple[tuple[int, int, float], ...]
     """Per attention operator (regular and sliding-window paths): its column, the feature
@@ -108,10 +128,12 @@ class DecodeRamp:
     (one layer, one GPU)."""
     log_bytes: tuple[float, ...]
     ratio: tuple[float, ...]
-    serial: tuple[tuple[int, float, float], ...] = ()
+    serial: tuple[tuple[int, float, float, float, float], ...] = ()
     """Per column of ``columns`` (empty: none walks serially): when it walks (``SERIAL_*``),
-    ``rows_limit``, and the seconds its KV reads take per KV token at the fitted fraction (all
-    its layers: the memory side's ``K`` or ``K_SW`` coefficient)."""
+    the blocks whose walks together read at the fitted fraction (``fraction × HBM bandwidth /
+    block rate``), the KV heads per GPU (blocks per row), the blocks that run at once (the
+    GPU's SMs; 0: one wave), and the seconds its KV reads take per KV token at the fitted
+    fraction (all its layers: the memory side's ``K`` or ``K_SW`` coefficient)."""
 
     def _column_factors(self, a: np.ndarray, j: int) -> np.ndarray:
         """Column ``j``'s stretch for feature rows ``a``, shape (n,)."""
@@ -132,13 +154,14 @@ class DecodeRamp:
             mem[:, col] *= factor
             if self.serial and self.serial[j][0] != SERIAL_NEVER:
                 walk = self._walk_factors(a, j)
-                mem[:, col] += a[:, feature] * self.serial[j][2] * np.maximum(walk - factor, 0.0)
+                mem[:, col] += a[:, feature] * self.serial[j][4] * np.maximum(walk - factor, 0.0)
 
     def _walk_factors(self, a: np.ndarray, j: int) -> np.ndarray:
         """Column ``j``'s serial walk over its fraction time for feature rows ``a`` (0 where
         it does not walk), shape (n,)."""
-        mode, rows_limit, _ = self.serial[j]
-        walk = rows_limit / np.maximum(a[:, _F.B], 1.0) * np.maximum(a[:, _F.ONE], 1.0)
+        mode, saturating, heads, wave, _ = self.serial[j]
+        rows = a[:, _F.B] / np.maximum(a[:, _F.ONE], 1.0)
+        walk = np.array([walk_factor(r, saturating, heads, wave) for r in rows.tolist()])
         if mode == SERIAL_MULTI_TOKEN:
             walk = np.where(a[:, _F.T] > a[:, _F.B], walk, 0.0)
         return walk
@@ -157,10 +180,11 @@ class DecodeRamp:
             if factor != 1.0:
                 mem[col] *= factor
             if self.serial:
-                mode, rows_limit, kv_seconds = self.serial[j]
+                mode, saturating, heads, wave, kv_seconds = self.serial[j]
                 if mode == SERIAL_NEVER or (mode == SERIAL_MULTI_TOKEN and f[_F.T] <= f[_F.B]):
                     continue
-                walk = rows_limit / max(float(f[_F.B]), 1.0) * max(float(f[_F.ONE]), 1.0)
+                rows = float(f[_F.B]) / max(float(f[_F.ONE]), 1.0)
+                walk = walk_factor(rows, saturating, heads, wave)
                 if walk > factor:
                     mem[col] += float(f[feature]) * kv_seconds * (walk - factor)
 
