@@ -1657,7 +1657,7 @@ def test_a_serial_walk_sets_a_small_batchs_decode_attention_under_vllm_on_an_a10
 def test_a_serial_walk_runs_its_blocks_in_waves_of_the_gpus_sms():
     """``walk_factor`` by hand: 70 blocks read at the fraction (the A100's 1,568 GB/s over 22.4
     GB/s a block), 32 heads a row, 108 SMs."""
-    from servesim.cost.step import walk_factor
+    from servesim.cost.step import walk_factor, walk_factors
 
     assert walk_factor(1, 70.0, 32.0, 108.0) == pytest.approx(70 / 32)  # one wave, 32 blocks
     assert walk_factor(2, 70.0, 32.0, 108.0) == pytest.approx(70 / 64)
@@ -1668,6 +1668,11 @@ def test_a_serial_walk_runs_its_blocks_in_waves_of_the_gpus_sms():
     assert walk_factor(16, 70.0, 32.0, 108.0) == pytest.approx((4 * 108 + 80) / 512)
     assert walk_factor(4, 70.0, 32.0, 0.0) == 1.0  # (no SM count: one wave)
     assert walk_factor(0.5, 70.0, 32.0, 108.0) == walk_factor(1, 70.0, 32.0, 108.0)
+    # The vectorised form (span rows, a run's breakdowns) is the same arithmetic.
+    rows = np.array([0.5, 1, 2, 3, 4, 7, 8, 16, 100])
+    for wave in (0.0, 108.0):
+        want = [walk_factor(float(r), 70.0, 32.0, wave) for r in rows]
+        assert walk_factors(rows, 70.0, 32.0, wave).tolist() == want
     assert load_hardware("A100-80GB").multiprocessors == 108
     assert load_hardware("H100").multiprocessors is None  # (its kernels split: not needed)
 

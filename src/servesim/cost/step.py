@@ -109,6 +109,18 @@ def walk_factor(rows: float, saturating: float, heads: float, wave: float) -> fl
     return ((waves - 1) * max(saturating, wave) + max(saturating, last)) / blocks
 
 
+def walk_factors(rows: np.ndarray, saturating: float, heads: float, wave: float) -> np.ndarray:
+    """:func:`walk_factor` of each of ``rows`` (the same arithmetic, vectorised)."""
+    blocks = np.maximum(rows, 1.0) * heads
+    one_wave = np.maximum(saturating, blocks) / blocks
+    if wave <= 0.0:
+        return one_wave
+    waves = np.ceil(blocks / wave)
+    last = blocks - (waves - 1) * wave
+    more = ((waves - 1) * max(saturating, wave) + np.maximum(saturating, last)) / blocks
+    return np.where(blocks <= wave, one_wave, more)
+
+
 @dataclass(frozen=True, eq=False)
 class DecodeRamp:
     """The decode tables' ramp on the attention operators' memory side: a call reading ``b``
@@ -160,8 +172,7 @@ class DecodeRamp:
         """Column ``j``'s serial walk over its fraction time for feature rows ``a`` (0 where
         it does not walk), shape (n,)."""
         mode, saturating, heads, wave, _ = self.serial[j]
-        rows = a[:, _F.B] / np.maximum(a[:, _F.ONE], 1.0)
-        walk = np.array([walk_factor(r, saturating, heads, wave) for r in rows.tolist()])
+        walk = walk_factors(a[:, _F.B] / np.maximum(a[:, _F.ONE], 1.0), saturating, heads, wave)
         if mode == SERIAL_MULTI_TOKEN:
             walk = np.where(a[:, _F.T] > a[:, _F.B], walk, 0.0)
         return walk
