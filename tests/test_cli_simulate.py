@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -439,3 +440,25 @@ def test_a_release_outside_the_engine_profile_warns_and_still_runs():
     assert "--engine vllm-v0" in json.loads(p.stdout)["engine_warning"]
     q = run("-n", "3", "--engine", "vllm", "--engine-version", "0.10.2", "--json")
     assert "engine_warning" not in json.loads(q.stdout) and "warning: engine" not in q.stderr
+
+
+def test_the_engine_line_says_where_vllms_decode_walks_each_sequence_serially():
+    """vLLM V1 on an A100 runs FlashAttention-2, which walks a multi-head model's sequences in
+    every step and a grouped model's in steps with a prompt chunk; the engine line says which.
+    SGLang (FlashInfer) and vLLM on an H100 (FlashAttention-3) split: no note."""
+    note = "FlashAttention-2 decode walks each sequence serially"
+
+    def line(*args: str) -> str:
+        out = subprocess.run(
+            [SERVESIM, "simulate", "-n", "8", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "250"},  # (the engine line on one table row)
+        )
+        assert out.returncode == 0, out.stderr
+        return next(row for row in out.stdout.splitlines() if "│ engine" in row)
+
+    assert f"{note} (every step)" in line("-g", "A100-80GB", "-m", "meta-llama/Llama-2-7b-hf")
+    assert f"{note} (steps with a prompt chunk or drafts)" in line("-g", "A100-80GB")
+    assert note not in line("-g", "A100-80GB", "--engine", "sglang")
+    assert note not in line()

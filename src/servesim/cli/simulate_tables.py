@@ -184,6 +184,13 @@ def _attention_note(result) -> str:
     if note and group > FLASHINFER_MEASURED_GROUP:
         # (Priced slower than the measured share: say why, it is a release's kernel choice.)
         note += f" (CUDA-core decode of {group} query heads per KV head)"
+    if result.groups and result.groups[0].cost.resolved.attention_serial_rate > 0.0:
+        # (Long contexts at small batches pay for it: say where a run's slowness comes from.)
+        model = result.model
+        every = model.num_kv_heads == model.num_attention_heads or model.sliding_window
+        note += ", FlashAttention-2 decode walks each sequence serially" + (
+            " (every step)" if every else " (steps with a prompt chunk or drafts)"
+        )
     return note
 
 
