@@ -306,6 +306,33 @@ def serial_rates() -> dict[str, float]:
     return out
 
 
+def _serial_row(hw) -> list[str] | None:
+    """vLLM's decode rows of ``hw`` that its FlashAttention-2 walks serially (multi-head rows
+    the fit leaves out of the fraction): their count, their error under the fraction alone (no
+    walk), under the walk at this GPU's own block rate, and at the other GPUs' median rate (what
+    a GPU without a table borrows); None where the table shows no walk."""
+    own = serial_rates().get(hw.name.lower(), 0.0)
+    if own <= 0.0:
+        return None
+    t = K.load_tables(hw.name, "vllm")
+    d = t.engine_decode["vllm"]
+    model = decode_model(hw, d, "bf16")
+    kv = d["gbps"] * 1e9 * d["seconds"]
+    rows = AF.serial_rows(d, own, hw.hbm_bandwidth, model[1]) & (kv >= AF.SERIAL_MIN_KV_BYTES)
+    true = d["seconds"][rows]
+    flat = decode_seconds(hw, model, kv[rows])
+    walks = walk_rows(d, rows)
+    mine = decode_seconds(hw, model, kv[rows], walks)
+    borrowed = decode_seconds(hw, (*model[:3], borrowed_serial_rate(hw)), kv[rows], walks)
+    return [
+        str(int(rows.sum())),
+        f"{own / 1e9:.1f}",
+        _pct(_median_abs(flat, true)),
+        _pct(_median_abs(mine, true)),
+        _pct(_median_abs(borrowed, true)),
+    ]
+
+
 def borrowed_serial_rate(hw) -> float:
     """The median serial-walk block rate of the *other* GPUs whose vLLM tables show one."""
     rates = [r for n, r in serial_rates().items() if n != hw.name.lower() and r > 0.0]
@@ -785,6 +812,10 @@ def main() -> None:
     print(f"MXFP4/INT4 Marlin factor fitted to every GPU that times both: "
           f"{marlin_mxfp4_factor():.3f} (kernels.MARLIN_MXFP4_OVER_INT4 = "
           f"{K.MARLIN_MXFP4_OVER_INT4})")  # fmt: skip
+    print()
+    _table("| GPU | vLLM decode rows walked serially (≥ 256 MB) | block rate (GB/s) | under "
+           "the fraction alone | under the walk, own rate | under the walk, the other GPUs' "
+           "median rate |", 5, _serial_row)  # fmt: skip
     print()
     _table("| GPU | GEMM roofline | GEMM borrowed from its architecture's nearest GPU (own "
            "tables held out) | prefill attn, median of every other GPU | prefill attn, median "
