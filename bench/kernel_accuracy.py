@@ -58,7 +58,7 @@ from servesim.cost import fp8_fit as FP8
 from servesim.cost import kernels as K
 from servesim.cost.dtypes import dtype_bytes
 from servesim.cost.resolve import resolve_params
-from servesim.cost.step import walk_factor
+from servesim.cost.step import walk_factors
 from servesim.errors import ServesimError
 from servesim.hardware import load_hardware
 from servesim.model import load_model
@@ -240,15 +240,14 @@ def decode_model(
     launch = hw.kernel_launch_s
     fixed = AF.decode_floor(d, hw.hbm_bandwidth, launch, kv_dtype) if floor else None
     fixed = launch if fixed is None else fixed
-    e, _ = AF.fit_decode(d, hw.hbm_bandwidth, launch, kv_dtype, fixed)
     if serial_rate is None:
         # (An FP8 cache is not FlashAttention-2's: vLLM reads it with another backend.)
         serial_rate = (
             0.0 if kv_dtype == "fp8" else AF.fit_decode_serial_rate(d, hw.hbm_bandwidth, fixed)
         )
-    walked = AF.serial_rows(d, serial_rate, hw.hbm_bandwidth, e)
-    if walked.any():
-        e, _ = AF.fit_decode(d, hw.hbm_bandwidth, launch, kv_dtype, fixed, exclude=walked)
+    e, _, walked = AF.fit_decode_outside_walk(
+        d, hw.hbm_bandwidth, launch, kv_dtype, fixed, serial_rate
+    )
     curve = (
         AF.decode_ramp(d, hw.hbm_bandwidth, fixed, e, kv_dtype, exclude=walked)
         if floor and ramp
@@ -272,12 +271,7 @@ def decode_seconds(
     if walks is not None and serial_rate > 0.0:
         rows, heads = walks
         wave = float(hw.multiprocessors or 0)
-        factor = np.array(
-            [
-                walk_factor(float(r), rate / serial_rate, float(h), wave) if r > 0 else 1.0
-                for r, h in zip(rows.tolist(), heads.tolist(), strict=True)
-            ]
-        )
+        factor = np.where(rows > 0, walk_factors(rows, rate / serial_rate, heads, wave), 1.0)
         base = np.maximum(base, fixed + kv_bytes / rate * factor)
     return base
 
@@ -292,18 +286,13 @@ def walk_rows(d, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.cache
 def serial_rates() -> dict[str, float]:
-    """Each GPU's serial-walk block rate on the decode table its vLLM engine reads (0 where
-    that table's kernels split): what a held-out multi-head shape borrows from the others."""
-    out = {}
-    for name in K.gpus_with_tables():
-        hw = load_hardware(name)
-        t = K.load_tables(hw.name, "vllm")
-        d = t.engine_decode.get("vllm") if t.engine_decode else None
-        d = t.attention_decode if d is None else d
-        fixed = AF.decode_floor(d, hw.hbm_bandwidth, hw.kernel_launch_s, "bf16")
-        fixed = hw.kernel_launch_s if fixed is None else fixed
-        out[name] = AF.fit_decode_serial_rate(d, hw.hbm_bandwidth, fixed)
-    return out
+    """Each GPU's serial-walk block rate on the decode table its vLLM engine reads (its shipped
+    fit's ``decode_serial_rate``; 0 where that table's kernels split): what a held-out
+    multi-head shape borrows from the others."""
+    return {
+        name: AF.attention_fit_for(load_hardware(name), "vllm")[0].decode_serial_rate
+        for name in K.gpus_with_tables()
+    }
 
 
 def _serial_row(hw) -> list[str] | None:

@@ -489,6 +489,24 @@ def _within(x: float, ref: float) -> bool:
     return abs(x / ref - 1.0) <= SERIAL_RATE_SPREAD
 
 
+def fit_decode_outside_walk(
+    d: dict[str, np.ndarray],
+    bandwidth: float,
+    launch_s: float,
+    kv_dtype: str,
+    fixed_s: float | None,
+    serial_rate: float,
+) -> tuple[float, float, np.ndarray]:
+    """(fraction, median abs. error, walked rows) of :func:`fit_decode` over the rows a serial
+    walk at ``serial_rate`` does not govern: fitted once, the rows that walk under that fraction
+    (:func:`serial_rows`) left out, fitted again (none walk at rate 0)."""
+    em, err = fit_decode(d, bandwidth, launch_s, kv_dtype, fixed_s)
+    walked = serial_rows(d, serial_rate, bandwidth, em)
+    if walked.any():
+        em, err = fit_decode(d, bandwidth, launch_s, kv_dtype, fixed_s, exclude=walked)
+    return em, err, walked
+
+
 def serial_rows(
     d: dict[str, np.ndarray], rate: float, bandwidth: float, efficiency: float
 ) -> np.ndarray:
@@ -659,15 +677,13 @@ def fit_tables(
     e, h, fill, power, perr = fit_prefill(p, peak, launch_s)
     floor = decode_floor(d, bandwidth, launch_s, "bf16")
     fixed = launch_s if floor is None else floor
-    em, derr = fit_decode(d, bandwidth, launch_s, "bf16", floor)
+    # (The serial walk's rows read slower than the fraction: fitted apart, then left out of it.)
+    serial = fit_decode_serial_rate(d, bandwidth, fixed)
+    em, derr, walked = fit_decode_outside_walk(d, bandwidth, launch_s, "bf16", floor, serial)
     if not math.isfinite(em):
         return None
     extra: dict[str, float | tuple[float, ...]] = {}
-    # (The serial walk's rows read slower than the fraction: fitted apart, then left out of it.)
-    serial = fit_decode_serial_rate(d, bandwidth, fixed)
-    walked = serial_rows(d, serial, bandwidth, em)
     if walked.any():
-        em, derr = fit_decode(d, bandwidth, launch_s, "bf16", floor, exclude=walked)
         extra["decode_serial_rate"] = serial
     if floor is not None:
         extra["decode_fixed_s"] = floor
