@@ -249,7 +249,10 @@ def test_estimate_warns_past_the_context_window():
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["--input-len", "0", "--output-len", "4"], "--input-len: 0 is not in the range x>=1"),
+        (
+            ["--input-len", "0", "--output-len", "4"],
+            "--input-len: 0 is not in the range 1<=x<=100000000",
+        ),
         (["--output-len", "4"], "error: Missing option '--input-len'"),
         (
             ["--input-len", "8", "--output-len", "4", "--gpu-memory-utilization", "0.01"],

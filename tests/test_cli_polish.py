@@ -209,7 +209,9 @@ def test_percentile_options_choose_the_table_and_the_summary(tmp_path):
 
 def test_simulate_help_shows_the_defaults():
     p = ok("simulate", "--help", env={"COLUMNS": "200"})
-    shown = ("(meta-llama/Llama-3.1-8B)", "(8192)", "(256)", "(0.9)", "(conversation)",
+    # (Batch sizes are the engine's for the GPU: vLLM's by HBM and A100 or not.)
+    shown = ("(meta-llama/Llama-3.1-8B)", "vLLM 8192, 2048 on an A100", "vLLM 1024, 256 on an",
+             "vLLM 0.9)", "(conversation)",
              "(1000)", "(20)", "--request-rate", "--num-prompts", "--max-concurrency")  # fmt: skip
     for text in shown:
         assert text in p.stdout, text

@@ -335,6 +335,13 @@ def test_bad_user_yaml_names_the_field_and_the_file(
     assert "\n" not in str(err)
 
 
+@pytest.mark.parametrize("field", ["hbm_bandwidth", "hbm_bytes", "tdp_w"])
+def test_an_infinite_figure_is_refused(tmp_path: Path, field: str):
+    err = load_error(tmp_path, minimal_spec(**{field: float("inf")}))
+    assert err.field == field
+    assert f"{field} must be a finite number (got inf)" in str(err)
+
+
 def test_every_bad_field_is_reported_at_once(tmp_path: Path):
     err = load_error(tmp_path, minimal_spec(vendor=None, hbm_bytes=-1.0))
     assert "vendor is required" in str(err) and "hbm_bytes must be > 0" in str(err)
@@ -352,7 +359,7 @@ def test_broken_yaml_syntax_names_the_line(tmp_path: Path):
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(ServesimError, match="not found"):
+    with pytest.raises(ServesimError, match="does not exist"):
         load_hardware(str(tmp_path / "nope.yaml"))
 
 

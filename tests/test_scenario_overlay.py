@@ -60,12 +60,23 @@ def test_flags_set_the_fields_of_the_same_name_over_the_base():
 
 
 def test_section_flags_merge_field_by_field():
-    base = {"scheduler": {"policy": "sarathi", "max_num_seqs": 64}}
+    base = {"scheduler": {"policy": "sarathi", "max_num_seqs": 64},
+            "speculative": {"method": "ngram"}}  # fmt: skip
     got = overlay(base, {"max_num_seqs": 128, "prefix_caching": False, "spec_mode": "baseline"})
     assert got == {
         "scheduler": {"policy": "sarathi", "max_num_seqs": 128, "enable_prefix_caching": False},
-        "speculative": {"mode": "baseline"},
+        "speculative": {"method": "ngram", "mode": "baseline"},
     }
+
+
+def test_a_speculative_flag_without_a_method_names_speculative():
+    assert error({"spec_mode": "cpu_verify"}) == (
+        "--speculative: --spec-mode shapes speculative decoding, which is off (add "
+        "--speculative ngram, eagle or draft:MODEL)"
+    )
+    assert error({"goodput": ["ttft:500", "ttft:100"]}) == (
+        "--goodput: ttft is given twice (500 and 100 ms) (give each target once)"
+    )
 
 
 def test_goodput_is_the_slo_section_in_vllms_spelling():

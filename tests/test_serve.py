@@ -329,6 +329,33 @@ def test_sigint_drains_an_open_stream(tmp_path):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["completed"] == 1
 
 
+def test_a_stream_longer_than_the_drain_ends_with_abort_quietly():
+    # (Wall-time 1: 3,000 tokens of an 8B take ~20 s, far past the 0.5 s drain.)
+    with serve("--drain-s", "0.5") as server:
+        body = {"prompt": [1] * 10, "max_tokens": 3000, "stream": True,
+                "stream_options": {"include_usage": True}}  # fmt: skip
+        with httpx.stream("POST", f"{server.url}/v1/completions", json=body) as r:
+            lines = r.iter_lines()
+            assert next(lines).startswith("data: ")
+            server.proc.send_signal(signal.SIGINT)
+            events = [json.loads(e[6:]) for e in lines if e and e != "data: [DONE]"]
+        reasons = [c["finish_reason"] for e in events for c in e["choices"]]
+        assert reasons[-1] == "abort" and "length" not in reasons
+        sent = sum(len(c["text"].split()) for e in events for c in e["choices"]) + 1
+        assert 1 < sent < 3000
+        assert events[-1]["usage"]["completion_tokens"] == sent
+        _, err = server.proc.communicate(timeout=30)
+    assert server.proc.returncode == 0, err
+    assert "Traceback" not in err and "ERROR" not in err, err
+
+
+@pytest.mark.parametrize("flag", ["--time-scale", "--drain-s"])
+def test_a_non_finite_server_option_is_one_line_and_exit_2(flag):
+    p = subprocess.run([SERVESIM, "serve", flag, "nan"], capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip() == f"error: {flag}: must be a finite number (got nan)"
+
+
 def test_speculative_decoding_streams_several_tokens_a_chunk():
     with serve("--time-scale", "100", "--speculative", "eagle") as server:
         client = server.client()

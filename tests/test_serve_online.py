@@ -144,3 +144,15 @@ def test_every_simulate_option_is_served_or_named_as_not():
     handled |= {option for fields in serve_cmd.SECTIONS.values() for option in fields}
     served = set(inspect.signature(simulate_command).parameters) - set(serve_cmd.NOT_SERVED)
     assert served <= handled, sorted(served - handled)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "words"),
+    [([], "prompt cannot be empty"), ([5, -1, 3], "token ids must be >= 0 (got -1)")],
+)
+def test_an_empty_or_negative_token_prompt_is_a_400_naming_it(prompt, words):
+    from servesim.serve.protocol import ApiError, parse_generation
+
+    with pytest.raises(ApiError, match=words.replace("(", r"\(").replace(")", r"\)")) as err:
+        parse_generation({"prompt": prompt, "max_tokens": 4}, False, PromptCounter(16))
+    assert err.value.status == 400

@@ -212,8 +212,15 @@ class EngineProfile:
     False: the share of all HBM for everything (vLLM's ``gpu_memory_utilization``, SGLang's
     ``mem_fraction_static``)."""
     window_budget: bool = False
-    """Without chunked prefill the token budget is ``max(context window, 2048)``, so that one
-    whole prompt fits a step (vLLM V0's ``SchedulerConfig`` default)."""
+    """Without chunked prefill the default token budget is ``max(context window, 2048)``, so
+    that one whole prompt fits a step (vLLM V0's ``SchedulerConfig`` default; V1's
+    ``EngineArgs`` sets the context window)."""
+    unchunked_budget_floor: bool = False
+    """Without chunked prefill a token budget below the context window is refused, as vLLM V1
+    refuses to start ("max_num_batched_tokens ... is smaller than max_model_len",
+    ``SchedulerConfig._verify_args``). (Not on the V0 profile: the published V0 runs give
+    budgets below the model's window without the ``max_model_len`` they ran with; there a
+    longer prompt runs alone in its step.)"""
     admission_watermark: float = 0.0
     """Share of the KV blocks a waiting request must leave free to be admitted (vLLM V0's
     block manager ``watermark``, :data:`VLLM_V0_WATERMARK`): it runs only if free blocks −
@@ -1173,6 +1180,8 @@ _VLLM_FUSED_MLA = (
 PROFILES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm",
+        window_budget=True,
+        unchunked_budget_floor=True,
         mla_fused_down_proj_from="0.10.0",
         mla_decode_rows=vllm_mla_decode_rows,
         fp8_attention=vllm_fp8_attention,
@@ -1870,4 +1879,22 @@ def scheduler_defaults(
     ):
         out["policy"] = "sarathi"
     out.update(given)
+    budget = out.get("max_num_batched_tokens")
+    if (
+        profile.unchunked_budget_floor
+        and out.get("enable_chunked_prefill") is False
+        and context_window is not None
+        and isinstance(budget, int)
+        and 0 < budget < context_window
+    ):
+        from servesim.errors import ServesimError
+
+        raise ServesimError(
+            f"is {budget:,}, below the {context_window:,}-token context window with chunked "
+            f"prefill off: {profile.name} refuses to start (vLLM's SchedulerConfig: "
+            "max_num_batched_tokens is smaller than max_model_len)",
+            field="max_num_batched_tokens",
+            fix=f"use at least {context_window:,}, lower --max-model-len, or turn chunked "
+            "prefill on",
+        )
     return out

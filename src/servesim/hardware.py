@@ -27,8 +27,8 @@ import yaml
 from msgspec import Meta
 
 from servesim.errors import ServesimError
-from servesim.textfile import PARSE_ERRORS, parse_problem, read_text
-from servesim.validation import Problem, Spec, all_problems, field_names
+from servesim.textfile import PARSE_ERRORS, not_a_file, parse_problem, read_text, yaml_loader
+from servesim.validation import Problem, Spec, all_problems, field_names, non_finite, to_data
 
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
 """Dtypes a ``peak_flops`` table may list (int8 in OP/s)."""
@@ -268,6 +268,9 @@ def _build(data: Any, where: str) -> Hardware:
     except msgspec.ValidationError:
         # Only a bad file pays for checking field by field, to report every mistake at once.
         raise _as_servesim_error(all_problems(data, _HardwareFile), where) from None
+    infinite = non_finite(to_data(spec))
+    if infinite is not None:
+        raise _as_servesim_error([infinite], where)
     _check_consistency(spec, where)
     grades = dict(spec.confidence_by_field)
     for key, src in spec.sources.items():
@@ -340,7 +343,7 @@ def _plain(value: Any) -> Any:
 
 # NOTE: libyaml's C parser (when PyYAML was built with it) reads the catalog ~10× faster than the
 # pure-Python one; the safe constructor and our resolver below are the same either way.
-_SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeBase = yaml_loader()  # (duplicate keys refused, as in every user file)
 
 
 class _Loader(_SafeBase):  # type: ignore[misc,valid-type]
@@ -458,7 +461,7 @@ def load_hardware(name_or_path: str) -> Hardware:
         return _build(_parse_yaml(read_text(path, field="hardware", name=text), text), where=text)
     if _looks_like_path(text):
         raise ServesimError(
-            f"hardware file {text} not found",
+            f"hardware file {text} {not_a_file(path)}",
             field="hardware",
             fix="check the path; `servesim hardware` lists the shipped ids",
         )

@@ -424,7 +424,11 @@ def _parse_dtype(read: _Reader) -> tuple[str, str, str]:
     """``(dtype, base_dtype, quant_scope)``: the stored weight format and what it covers."""
     raw = read.cfg.get("torch_dtype") or read.cfg.get("dtype") or "bfloat16"
     if not isinstance(raw, str) or raw.removeprefix("torch.") not in _TORCH_DTYPES:
-        raise read.error("torch_dtype", f"is not a floating-point dtype: {_shown(raw)}")
+        raise read.error(
+            "torch_dtype",
+            f"is {_shown(raw)}, not a dtype servesim serves weights in (bfloat16, float16 or "
+            "float32)",
+        )
     base = _TORCH_DTYPES[raw.removeprefix("torch.")]
     quant = read.cfg.get("quantization_config")
     if quant is None:

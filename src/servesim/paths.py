@@ -8,9 +8,13 @@ option. Missing parent folders are created (as the writers would), and removed a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from servesim.errors import ServesimError
 
@@ -102,3 +106,21 @@ def _try_create(out: Path, where: Path, option: str) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=f".{out.resolve().name}.", dir=where))
     except OSError as err:
         raise cannot_write(out, err, option) from None
+
+
+@contextlib.contextmanager
+def atomic_text(path: str | Path) -> Iterator[TextIO]:
+    """A text file that appears at ``path`` whole or not at all: written beside it, then
+    renamed over it; removed on any error or interrupt.
+
+    NOTE: not ``tempfile.mkstemp``, which makes the file private (0600): an output is meant to
+    be shared, so it takes the process umask as any other file the CLI writes."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with tmp.open("x", encoding="utf-8") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -17,7 +17,7 @@ from msgspec import Meta
 from servesim import knobs
 from servesim.engines import DEFAULT_ENGINE, ENGINES, engine_profile, scheduler_defaults
 from servesim.errors import ServesimError
-from servesim.textfile import PARSE_ERRORS, not_a_file, parse_problem, read_text
+from servesim.textfile import PARSE_ERRORS, load_yaml, not_a_file, parse_problem, read_text
 from servesim.validation import FieldError, Spec, convert, field_default, replace
 from servesim.workload import WorkloadSpec
 from servesim.workload.spec import MAX_REQUESTS, MAX_TOKENS, PRESET_NAMES
@@ -518,9 +518,10 @@ def read_yaml_file(path: str | Path, what: str, field: str) -> Any:
         raise ServesimError(f"{what} {p} {not_a_file(p)}", field=field)
     text = read_text(p, field=field)
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except (yaml.YAMLError, *PARSE_ERRORS) as err:
-        raise ServesimError(f"{p}: not valid YAML ({parse_problem(err)})") from None
+        kind = "JSON" if p.suffix.lower() == ".json" else "YAML"
+        raise ServesimError(f"{p}: not valid {kind} ({parse_problem(err)})") from None
 
 
 def load_scenario_file(path: str | Path, field: str = "--config") -> dict[str, Any]:

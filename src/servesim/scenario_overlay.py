@@ -105,6 +105,19 @@ def overlay(base: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
         workload = None
     w = workload_flags({**options, "workload": workload})
     data = merge(base, flags)
+    spec = data.get("speculative")
+    if "speculative" in flags and isinstance(spec, Mapping) and "method" not in spec:
+        named = [
+            "--" + option.replace("_", "-")
+            for option in SECTION_OPTIONS["speculative"]
+            if options.get(option) is not None
+        ]
+        raise ServesimError(
+            f"{' and '.join(named)} {'shapes' if len(named) == 1 else 'shape'} speculative "
+            "decoding, which is off",
+            field="--speculative",
+            fix="add --speculative ngram, eagle or draft:MODEL",
+        )
     if file_workload is not None:
         data["workload"] = file_workload
     if w:
@@ -315,6 +328,12 @@ def parse_goodput(values: list[str]) -> dict[str, float]:
                 f"{item!r} is not METRIC:MS",
                 field="--goodput",
                 fix="e.g. ttft:500 tpot:50 e2el:2000 (milliseconds > 0)",
+            )
+        if slo.get(key, ms) != ms:
+            raise ServesimError(
+                f"{name.strip().lower()} is given twice ({slo[key]:g} and {ms:g} ms)",
+                field="--goodput",
+                fix="give each target once",
             )
         slo[key] = ms
     return slo

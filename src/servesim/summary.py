@@ -46,14 +46,19 @@ def run_summary(
     requests = records.request_columns()
     if len(requests["request_id"]) == 0:
         pinned = any(g.memory.kv_pinned for g in runtimes)
+        reasons = records.skipped_reasons
+        # (More GPUs hold more KV cache; they do not lengthen the model's context window.)
+        fixes = ["shorten the requests"]
+        if max_model_len < model.max_position_embeddings:
+            fixes.append("raise --max-model-len")
+        if pinned:
+            fixes.append("raise --kv-cache-tokens")
+        if set(reasons) - {"longer_than_context"}:
+            fixes.append("use more GPUs")
         raise ServesimError(
-            f"no request could be served ({records.num_skipped} skipped: "
-            f"{records.skipped_reasons})",
+            f"no request could be served ({records.num_skipped} skipped: {reasons})",
             field="workload",
-            fix="shorten the requests, "
-            + ("raise --max-model-len, " if max_model_len < model.max_position_embeddings else "")
-            + ("raise --kv-cache-tokens, " if pinned else "")
-            + "or use more GPUs",
+            fix=", ".join(fixes[:-1]) + (" or " if len(fixes) > 1 else "") + fixes[-1],
         )
     slo = SLO(scenario.slo.ttft_ms, scenario.slo.tpot_ms, scenario.slo.e2el_ms)
     summary: dict[str, Any] = summarize(requests, *records.itl_pairs(), slo=slo)

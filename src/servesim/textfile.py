@@ -202,3 +202,51 @@ def parse_problem(err: BaseException) -> str:
     if line is None and isinstance(getattr(err, "position", None), int):
         return f"{text} at character {err.position + 1}"  # type: ignore[attr-defined]
     return f"{text} at line {line}" if line is not None else text
+
+
+def _strict_loader() -> type:
+    """PyYAML's safe loader (libyaml's parser when built with it) that refuses a mapping
+    naming one key twice: YAML says keys are unique, and PyYAML would silently keep the last
+    (``model:`` twice in a scenario runs the second model without a word)."""
+    import yaml
+    from yaml.constructor import ConstructorError
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class StrictLoader(base):  # type: ignore[misc,valid-type]
+        def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[object, object] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue  # (``<<:`` merges are overridden by design)
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.setdefault(key, key_node)
+                    except TypeError:  # an unhashable key: the constructor reports it
+                        continue
+                    if first is not key_node:
+                        raise ConstructorError(
+                            None, None, f"the key {key!r} is given twice", key_node.start_mark
+                        )
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
+_LOADER: list[type] = []
+
+
+def yaml_loader() -> type:
+    """The YAML loader every user file is read with (:func:`_strict_loader`), made once."""
+    if not _LOADER:
+        _LOADER.append(_strict_loader())
+    return _LOADER[0]
+
+
+def load_yaml(text: str):  # type: ignore[no-untyped-def]
+    """``yaml.safe_load`` of a user's document, refusing duplicate keys (the YAML errors as
+    ``yaml.safe_load`` raises them)."""
+    import yaml
+
+    return yaml.load(text, Loader=yaml_loader())  # a SafeLoader subclass: no arbitrary objects

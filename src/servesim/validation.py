@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -372,18 +373,50 @@ def _convert(data: Any, cls: type[T], strict: bool = False) -> T:
     return msgspec.convert(data, cls, strict=strict, dec_hook=_decode_extra)
 
 
+INFINITE_OK = frozenset({"rate"})
+"""Fields where ``inf`` means something (an arrival ``rate: inf`` is a burst at t = 0)."""
+
+
+def non_finite(data: Any, path: tuple[str | int, ...] = ()) -> Problem | None:
+    """The first number in ``data`` (converted spec data: dicts, lists, numbers) that is NaN or
+    infinite, as a Problem; None when every number is finite.
+
+    A range check (``Meta(gt=0)``) lets ``inf`` through and the arithmetic downstream then
+    fails far from the input (a KV cache of ``inf`` GiB, a bandwidth of ``inf``): no spec
+    field takes one, except ``+inf`` where :data:`INFINITE_OK` names it."""
+    if isinstance(data, float) and not math.isfinite(data):
+        if data > 0 and path and path[-1] in INFINITE_OK:
+            return None
+        return Problem(path, f"must be a finite number (got {data})")
+    if isinstance(data, Mapping):
+        items: Any = data.items()
+    elif isinstance(data, (list, tuple)):
+        items = enumerate(data)
+    else:
+        return None
+    for key, value in items:
+        found = non_finite(value, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
 def convert(data: Any, cls: type[T], source: str = "", prefix: str = "") -> T:
     """Validate ``data`` (a mapping from YAML, JSON or flags) into ``cls``.
 
     Numbers written as strings are read (``rate: inf`` in YAML is the string "inf"), as are
-    0/1 for booleans. The first problem raises ServesimError:
-    ``"{source}: {prefix}.{field}: {what} (got X)"``.
+    0/1 for booleans; NaN and infinities are refused (:func:`non_finite`). The first problem
+    raises ServesimError: ``"{source}: {prefix}.{field}: {what} (got X)"``.
     """
     try:
-        return _convert(data, cls)
+        spec = _convert(data, cls)
     except msgspec.ValidationError as err:
         problem = problem_of(err, cls, data)
         raise error_of(problem, source, prefix) from None
+    problem = non_finite(to_data(spec)) if isinstance(spec, msgspec.Struct) else None
+    if problem is not None:
+        raise error_of(problem, source, prefix)
+    return spec
 
 
 def error_of(problem: Problem, source: str = "", prefix: str = "") -> ServesimError:

@@ -20,8 +20,6 @@ outside what was measured. YAML, validated at the boundary (a
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -39,7 +37,8 @@ from servesim.cost.resolve import resolve_params
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware
 from servesim.model import ModelSpec
-from servesim.textfile import PARSE_ERRORS, not_a_file, parse_problem, read_text
+from servesim.paths import atomic_text
+from servesim.textfile import PARSE_ERRORS, load_yaml, not_a_file, parse_problem, read_text
 from servesim.validation import FieldError, Spec, convert, to_data
 
 FORMAT_VERSION = 1
@@ -118,14 +117,8 @@ def write_calibration(cal: Calibration, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(_rounded(to_data(cal)), sort_keys=False, width=100, allow_unicode=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_text(path) as f:
+        f.write(text)
     return path
 
 
@@ -140,7 +133,7 @@ def read_calibration(path: str | Path) -> Calibration:
         )
     text = read_text(path, field="calibration")
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except (yaml.YAMLError, *PARSE_ERRORS) as err:
         raise ServesimError(
             f"{path}: not valid YAML ({parse_problem(err)})", field="calibration"

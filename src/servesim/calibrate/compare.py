@@ -345,6 +345,7 @@ def compare(
         notes.extend(more)
         data["workload"] = workload
         result = simulate(build_scenario(data, source="scenario"))
+    notes.extend(_model_note(bench.model_id, result.model.name))
     predicted = as_client_counts(result.summary, template)
     measured = measured_metrics(bench)
     if predicted["completed"] != bench.completed:
@@ -364,6 +365,23 @@ def compare(
         notes=tuple(notes),
         predicted=predicted,
     )
+
+
+def _model_note(benchmarked: str | None, simulated: str) -> list[str]:
+    """A note when the file names a model other than the one simulated (an id, an alias or a
+    local path: its last part is compared when it does not resolve here)."""
+    if not benchmarked:
+        return []
+    from servesim.model import load_model
+
+    try:
+        same = load_model(benchmarked).name == simulated
+    except ServesimError:
+        tail = benchmarked.rstrip("/").rsplit("/", 1)[-1].lower()
+        same = tail == simulated.rsplit("/", 1)[-1].lower()
+    if same:
+        return []
+    return [f"the benchmark ran {benchmarked!r}; the simulation runs {simulated!r}"]
 
 
 def write_comparison_csv(cmp: Comparison, path: str | Path) -> Path:

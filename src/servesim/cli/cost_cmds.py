@@ -12,6 +12,7 @@ from rich.table import Table
 
 from servesim.cli.app import app, positional_or_option
 from servesim.knobs import GPU_MEMORY_UTILIZATION
+from servesim.workload.spec import MAX_TOKENS
 
 # NOTE: numpy and the cost model are imported inside the commands: `servesim --help` loads
 # every command module, and should not pay for them.
@@ -38,8 +39,10 @@ def flops_cmd(
     model_option: str | None = typer.Option(
         None, "--model", "-m", help="The model, as an option (the same as MODEL)."
     ),
-    input_len: int = typer.Option(..., "--input-len", min=1, help="Prompt tokens."),
-    output_len: int = typer.Option(..., "--output-len", min=1, help="Generated tokens."),
+    input_len: int = typer.Option(..., "--input-len", min=1, max=MAX_TOKENS, help="Prompt tokens."),
+    output_len: int = typer.Option(
+        ..., "--output-len", min=1, max=MAX_TOKENS, help="Generated tokens."
+    ),
     head: str = typer.Option("lm", "--head", help="lm (vocabulary logits) or value (d×d + d×1)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -52,6 +55,12 @@ def flops_cmd(
     from servesim.model import load_model
 
     spec = load_model(positional_or_option(model, model_option, "--model"))
+    if input_len + output_len > spec.max_position_embeddings:
+        Console(stderr=True).print(
+            f"[yellow]warning:[/yellow] {input_len + output_len:,} tokens per sequence exceed "
+            f"the model's context window ({spec.max_position_embeddings:,}); a server would "
+            "refuse the request"
+        )
     result = flops_breakdown(spec, input_len, output_len, head=head)
     result = {
         "params_total": spec.params_total,
@@ -105,8 +114,12 @@ def estimate_cmd(
         1, "--dp", min=1, help="Attention data-parallel ranks, --tp GPUs each (MoE models)."
     ),
     batch: int = typer.Option(1, "--batch", min=1, help="Sequences decoded together."),
-    input_len: int = typer.Option(..., "--input-len", min=1, help="Prompt tokens per sequence."),
-    output_len: int = typer.Option(..., "--output-len", min=1, help="Generated tokens per seq."),
+    input_len: int = typer.Option(
+        ..., "--input-len", min=1, max=MAX_TOKENS, help="Prompt tokens per sequence."
+    ),
+    output_len: int = typer.Option(
+        ..., "--output-len", min=1, max=MAX_TOKENS, help="Generated tokens per seq."
+    ),
     weight_dtype: str | None = typer.Option(
         None, "--weight-dtype", help="Serve the weights as bf16/fp8/int4...; default: checkpoint."
     ),
@@ -144,6 +157,10 @@ def estimate_cmd(
     for caveat in spec.unmodelled:
         Console(stderr=True).print(f"warning: {spec.name}: {caveat}")
     hw = load_hardware(hardware)
+    if ep > 1 and spec.moe is None:  # (before the split's own rules, which assume experts)
+        from servesim.errors import ServesimError
+
+        raise ServesimError(f"{spec.name} has no experts to spread", field="ep", fix="use --ep 1")
     par = Parallelism(tp=tp, pp=pp, ep=ep, dp=dp)
     # As `simulate` prices a step under its default engine (vLLM, newest release: custom
     # all-reduce, MLA's down-projections as one GEMM, short MLA prompts on the decode pathway

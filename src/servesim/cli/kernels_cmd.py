@@ -276,7 +276,7 @@ def kernels_cmd(
         None,
         "--engine",
         help="Show the tables this engine profile prices with (its own AIConfigurator tables "
-        "with the servesim[kernels] extra; the catalog's otherwise).",
+        "with the servesim\\[kernels] extra; the catalog's otherwise).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     plot: Path | None = typer.Option(

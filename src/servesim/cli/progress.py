@@ -7,6 +7,7 @@ tell the user, not what is simulated.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -21,11 +22,14 @@ overrides it)."""
 
 
 def line_every_s() -> float:
+    """The interval: ``SERVESIM_PROGRESS_EVERY_S`` when it is a number >= 0 (0: a line at every
+    update), else :data:`LINE_EVERY_S`."""
     value = os.environ.get("SERVESIM_PROGRESS_EVERY_S")
     try:
-        return float(value) if value else LINE_EVERY_S
+        every = float(value) if value else LINE_EVERY_S
     except ValueError:
         return LINE_EVERY_S
+    return every if 0.0 <= every < math.inf else LINE_EVERY_S
 
 
 def bar_columns(label: str) -> tuple:

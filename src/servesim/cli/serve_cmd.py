@@ -8,6 +8,7 @@ arrivals (clients send the requests) or offline outputs; plus the server's optio
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import typing
 from pathlib import Path
@@ -111,6 +112,10 @@ def serve_command(**options: Any) -> None:
             raise ServesimError(
                 f"needs the server's dependencies ({err.name} is missing)", fix=PIP_EXTRA
             ) from None
+    for flag, name in (("--time-scale", "time_scale"), ("--drain-s", "drain_s")):
+        # (typer's min/max let NaN through: every comparison with it is false)
+        if not math.isfinite(options[name]):
+            raise ServesimError(f"must be a finite number (got {options[name]})", field=flag)
     scenario = scenario_from_options(options)
     out = options.get("out")
     if out is not None:

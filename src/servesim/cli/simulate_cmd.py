@@ -308,7 +308,7 @@ def simulate_command(
         None,
         "--compiled",
         help="auto | on | off: price steps with numba-compiled kernels (pip install "
-        "'servesim[fast]'; same results); auto = from 50,000 requests when numba is installed",
+        "'servesim\\[fast]'; same results); auto = from 50,000 requests when numba is installed",
     ),
     config: Path = typer.Option(
         None, "--config", "-c", help="scenario YAML; flags override its fields"
@@ -350,7 +350,9 @@ def simulate_command(
         check_limit(trace_limit)
     base = load_scenario_file(config) if config else {}
     metrics = parse_percentile_metrics(percentile_metrics)
-    percentiles = parse_metric_percentiles(metric_percentiles) if metric_percentiles else None
+    percentiles = (
+        None if metric_percentiles is None else parse_metric_percentiles(metric_percentiles)
+    )
     data = overlay(base, options)
     logged = None
     if engine_log is not None:
@@ -452,6 +454,11 @@ def _shown_defaults() -> dict[str, str]:
         kv_cache_tokens="the memory plan's",
         hybrid_kv_cache="the engine's (vLLM V1 from 0.9.2)",
         burstiness="1 (Poisson)",
+        # (vLLM's defaults by GPU, the engine profile's batch_defaults)
+        max_num_batched_tokens="the engine's for the GPU; vLLM 8192, 2048 on an A100 or under "
+        "70 GB",
+        max_num_seqs="the engine's for the GPU; vLLM 1024, 256 on an A100 or under 70 GB",
+        gpu_memory_utilization="the engine's; vLLM 0.9",
     )
     return shown
 

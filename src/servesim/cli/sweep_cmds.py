@@ -69,6 +69,19 @@ def _rows_table(rows: list[dict[str, Any]], axes: list[str], title: str = "Resul
     return table
 
 
+def _planned(point) -> dict[str, Any]:
+    """A dry run's row: the scenario's fleet built as the run would build it (its deployment
+    checked: the split, the memory plan), nothing simulated."""
+    from servesim.run import prepare
+
+    row = {"index": point.index, **point.axes, "status": "planned"}
+    try:
+        prepare(point.scenario, sessions=iter(()))
+    except ServesimError as err:
+        row.update(status="invalid", error=str(err))
+    return row
+
+
 def _error_lines(rows: list[dict[str, Any]], limit: int = 3) -> list[str]:
     bad = [r for r in rows if r["status"] != "ok"]
     lines = [f"scenario {r['index']} ({r['status']}): {r['error']}" for r in bad[:limit]]
@@ -122,9 +135,17 @@ def sweep_command(
     axes = axis_names(spec)
     console = Console(soft_wrap=True)
     if dry_run:
-        # Nothing ran: the table is the plan, each row a scenario that would run.
-        rows = [{"index": p.index, **p.axes, "status": "planned"} for p in points]
+        # Nothing ran: the table is the plan, each row a scenario that would run, or why not.
+        rows = [_planned(p) for p in points]
         console.print(_rows_table(rows, axes, title="Plan (dry run: nothing simulated)"))
+        bad = [r for r in rows if r["status"] != "planned"]
+        if bad:
+            raise ServesimError(
+                f"{len(bad)} of {len(points)} scenarios cannot run (scenario {bad[0]['index']}: "
+                f"{bad[0]['error']})",
+                field="SWEEP",
+                fix="the status column marks them; fix or drop those axis values",
+            )
         console.print(f"{len(points)} scenarios, all valid; none run (--dry-run)")
         return
     out = writable_dir(out or Path(f"{spec.name or sweep_file.stem}-results"))
@@ -185,6 +206,13 @@ def sweep_command(
         highlight=False,
         soft_wrap=True,
     )
+    if outcome.rows and outcome.errors == len(outcome.rows):
+        raise ServesimError(
+            f"all {outcome.errors} scenarios failed (scenario {outcome.rows[0]['index']}: "
+            f"{outcome.rows[0]['error']})",
+            field="SWEEP",
+            fix="see the error column; fix the base scenario or the axes",
+        )
     if outcome.crashes:
         err.print(
             f"{outcome.crashes} scenarios hit a servesim bug (status crash; not journaled, so "

@@ -58,7 +58,7 @@ class Parallelism:
             raise ServesimError(
                 f"ep={self.ep} must divide tp={self.tp} (experts are spread inside the TP group)",
                 field="ep",
-                fix=f"use --ep {self.tp} or --ep 1"
+                fix=(f"use --ep {self.tp} or --ep 1" if self.tp > 1 else "use --ep 1")
                 + (
                     f", or --dp {self.ep // self.tp} for wide expert parallelism (ep = tp·dp)"
                     if self.ep % self.tp == 0

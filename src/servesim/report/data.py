@@ -85,7 +85,13 @@ def read_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.ndarray]:
             pass  # raises, naming the line that is not UTF-8
         raise ServesimError(f"{path} is not UTF-8 text", field="RUN_DIR") from None
     except ValueError as err:
-        raise ServesimError(f"{path} is not a numeric table: {err}", field="RUN_DIR") from None
+        # (numpy's message goes on with advice for its own callers: "use `usecols`...")
+        problem = str(err).split(";")[0].strip()
+        raise ServesimError(
+            f"{path} is not a numeric table: {problem}",
+            field="RUN_DIR",
+            fix="write the run again (`servesim simulate --out`), or restore the file",
+        ) from None
     if table.size == 0:
         table = np.zeros((0, len(header)))
     return {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(header)}

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -256,14 +254,9 @@ def write_report(
         png_dir = Path(png_dir)
         with sigterm_raises(), staged_folder(png_dir.parent, (png_dir.name,)) as tmp:
             text = build_report(run_dir, tmp / png_dir.name)
+    from servesim.paths import atomic_text
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    # NOTE: not mkstemp, which makes the file private (0600); a report is meant to be shared.
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with tmp.open("x", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_text(out_path) as f:
+        f.write(text)
     return out_path

@@ -174,7 +174,8 @@ def create_app(served: Served, out: Path | None = None) -> FastAPI:
         emission = None
         while emission is None or not emission.finished:
             emission = await stream.emissions.get()
-        await engine.until(emission.time_s)
+        if not emission.aborted:
+            await engine.until(emission.time_s)
         text = filler_text(stream.index, 0, stream.sent)
         return _json(reply.full(text, stream.finish_reason, stream.sent))
 
@@ -228,14 +229,27 @@ def listen(host: str, port: int) -> socket.socket:
         ) from None
 
 
+DRAIN_BACKSTOP_S = 1.0
+"""Seconds after the drain's end at which uvicorn cancels connections still open (the aborted
+streams have ended by then)."""
+
+
 def run_server(
     served: Served, sock: socket.socket, out: Path | None = None, drain_s: float = 5.0
 ) -> None:
     """Serve on ``sock`` until SIGINT or SIGTERM; then let open streams finish for up to
-    ``drain_s`` seconds, close the rest, and write ``out`` (the process then exits normally)."""
+    ``drain_s`` seconds, end the rest with finish reason ``abort`` (a last chunk and ``[DONE]``,
+    as vLLM aborts the requests in flight), and write ``out`` (the process then exits
+    normally)."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:  # (the first signal: a second one forces the exit)
+                loop = asyncio.get_running_loop()
+                loop.call_later(drain_s, served.engine.abort_open)
+            super().handle_exit(sig, frame)
+
         @contextlib.contextmanager
         def capture_signals(self):
             # NOTE: uvicorn's own capture re-raises the signal once it has shut down, which
@@ -250,8 +264,9 @@ def run_server(
                     loop.remove_signal_handler(sig)
 
     app = create_app(served, out)
+    # (uvicorn's own deadline only backs ours up: at it, it cancels what is still open.)
     config = uvicorn.Config(app, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=drain_s)  # fmt: skip
+                            timeout_graceful_shutdown=drain_s + DRAIN_BACKSTOP_S)  # fmt: skip
     Server(config).run(sockets=[sock])
 
 
@@ -262,6 +277,9 @@ async def _sse(engine: OnlineEngine, stream: Stream, reply: Reply) -> AsyncItera
     produced = 0
     while True:
         emission = await stream.emissions.get()
+        if emission.aborted:
+            yield _event(reply.chunk("", "abort"))
+            break
         await engine.until(emission.time_s)
         text = filler_text(stream.index, produced, emission.num_tokens)
         produced += emission.num_tokens

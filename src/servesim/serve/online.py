@@ -42,6 +42,9 @@ class Emission(NamedTuple):
     time_s: float
     num_tokens: int
     finished: bool
+    aborted: bool = False
+    """The server is shutting down: the stream ends now, its finish reason ``abort`` (no
+    tokens, ``time_s`` not waited for)."""
 
 
 @dataclass
@@ -53,7 +56,8 @@ class Stream:
     max_tokens: int
     arrival_s: float
     finish_reason: str
-    """``length`` (stopped at ``max_tokens``) or ``stop`` (a drawn length: the model ended)."""
+    """``length`` (stopped at ``max_tokens``), ``stop`` (a drawn length: the model ended) or
+    ``abort`` (cut by a shutdown, :meth:`OnlineEngine.abort_open`)."""
     emissions: asyncio.Queue[Emission] = field(default_factory=asyncio.Queue)
     sent: int = 0
     """Output tokens emitted so far."""
@@ -219,6 +223,15 @@ class OnlineEngine:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except asyncio.TimeoutError:
                 pass
+
+    def abort_open(self) -> None:
+        """End every open stream now, as vLLM aborts the requests in flight when it shuts
+        down: each handler gets a last emission with finish reason ``abort`` (the simulation
+        keeps the requests unfinished)."""
+        for stream in self.streams.values():
+            stream.finish_reason = "abort"
+            stream.emissions.put_nowait(Emission(stream.last_s, 0, True, aborted=True))
+        self.streams.clear()
 
     def stop(self) -> None:
         """End :meth:`run` (requests still in flight stay unfinished)."""

@@ -106,15 +106,17 @@ def _completion_prompt(prompt: Any, counter: PromptCounter) -> Prompt:
     """A completion's ``prompt``: text, token ids, or a list holding one of them."""
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
         prompt = prompt[0]
-    if isinstance(prompt, str):
+    if isinstance(prompt, str) or prompt == []:
         if not prompt:
             raise ApiError("prompt cannot be empty", param="prompt")
         return counter.text(prompt)
-    if (
-        isinstance(prompt, list)
-        and prompt
-        and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)
+    if isinstance(prompt, list) and all(
+        isinstance(t, int) and not isinstance(t, bool) for t in prompt
     ):
+        if min(prompt) < 0:
+            raise ApiError(
+                f"token ids must be >= 0 (got {min(prompt)})", param="prompt"
+            )  # (vLLM: "Token id ... is out of vocabulary")
         return counter.token_ids(prompt)
     if isinstance(prompt, list) and len(prompt) > 1:
         raise ApiError("batched prompts are not supported by servesim serve: send one request "

@@ -23,10 +23,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from servesim.paths import atomic_text
 
 #: Phases :func:`validate_trace` knows; ``n`` (async instant) and ``I`` (old instant) are accepted.
 KNOWN_PHASES = frozenset("XBEbenCMiI")
@@ -200,23 +201,17 @@ def write_trace(
     Perfetto rejects the file). ``displayTimeUnit`` is never written.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write('{"traceEvents": [\n')
-            first = True
-            for event in events:
-                if not first:
-                    out.write(",\n")
-                out.write(json.dumps(event, separators=(",", ":"), allow_nan=False))
-                first = False
-            out.write('\n],\n"otherData": ')
-            out.write(json.dumps(dict(metadata or {}), allow_nan=False, default=str))
-            out.write("}\n")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_text(path) as out:
+        out.write('{"traceEvents": [\n')
+        first = True
+        for event in events:
+            if not first:
+                out.write(",\n")
+            out.write(json.dumps(event, separators=(",", ":"), allow_nan=False))
+            first = False
+        out.write('\n],\n"otherData": ')
+        out.write(json.dumps(dict(metadata or {}), allow_nan=False, default=str))
+        out.write("}\n")
     return path.stat().st_size
 
 

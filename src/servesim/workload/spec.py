@@ -49,6 +49,12 @@ MAX_REQUESTS = 10_000_000
 """Most requests (or closed-loop users) a workload may have. Ten million takes about an hour
 and gigabytes of records to simulate; a larger count is a typo or an unset limit."""
 
+MAX_SECONDS = 1e10
+"""Latest simulated instant a workload may reach, s (~317 years). A trace timestamp beyond it
+is a wrong ``timestamp_unit`` or a corrupt cell; arrivals spread further (a synthetic rate of
+1e-300 requests/s) would run the clock where a float64 no longer resolves a decode step (its
+spacing near 1e10 s is 2e-6 s, near 1e300 s far more than a step)."""
+
 MAX_TOKENS = 100_000_000
 """Most tokens a length may have: far past every model's context window (a larger value is a
 typo, and would overflow the int64 token arrays)."""
@@ -516,6 +522,15 @@ class WorkloadSpec(Spec):
             force_setattr(self, "preset", DEFAULT_PRESET)
         if self.arrival is None:
             force_setattr(self, "arrival", PoissonArrival(rate=DEFAULT_RATE_RPS))
+        rate = getattr(self.arrival, "rate", math.inf)
+        if self.num_requests / rate > MAX_SECONDS:
+            raise FieldError(
+                "arrival",
+                f"rate {rate:g} requests/s spreads {self.num_requests:,} requests over "
+                f"{self.num_requests / rate:.3g} s, past the {MAX_SECONDS:.0e} s a simulation "
+                f"resolves; use a rate of at least {self.num_requests / MAX_SECONDS:.3g} "
+                "requests/s",
+            )
         replay_only = (
             "time_window",
             "max_requests",

@@ -15,7 +15,7 @@ import numpy as np
 
 from servesim.errors import ServesimError
 from servesim.textfile import PARSE_ERRORS, csv_rows, not_a_file, parse_problem, text_lines
-from servesim.workload.spec import MAX_TOKENS
+from servesim.workload.spec import MAX_SECONDS, MAX_TOKENS
 
 _UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
@@ -97,10 +97,6 @@ class _Where:
 def _bad(where: _Where, i: int, column: str, problem: str, fix: str | None = None) -> ServesimError:
     return ServesimError(f"{where.at(i)}: {column} {problem}", field="trace", fix=fix)
 
-
-MAX_SECONDS = 1e10
-"""Largest timestamp, in seconds after its unit (~317 years: Unix seconds, ms or us of any
-real trace are far below; a larger one is a wrong ``timestamp_unit`` or a corrupt cell)."""
 
 _FIRST_DATETIME, _END_DATETIME = np.datetime64("1900-01-01"), np.datetime64("2170-01-01")
 """Date-times must fall in these 270 years: nanosecond stamps wrap silently beyond ~1678 and
