@@ -37,6 +37,14 @@ SHAPES = ((64, 128), (128, 8192), (256, 1024))
 """(head_dim, window) of the windowed rows the tables hold."""
 
 
+def window_pairs(s: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """(query, key) pairs of a fresh causal prompt of ``s`` tokens whose queries each reach at
+    most ``window`` keys (0: no window), as ``FeatureMap.step`` counts ``P_SW``."""
+    span = np.where(window > 0, window, s)
+    m = np.minimum(s, span)
+    return m * (m + 1) / 2 + (s - m) * span
+
+
 def priced_seconds(hw, fit, rows: dict[str, np.ndarray], head_dim: int) -> np.ndarray:
     """The cost model's seconds for attention rows (batch of fresh prompts of ``isl`` tokens,
     a window or none), on ``hw``'s fitted prefill curve."""
@@ -46,9 +54,7 @@ def priced_seconds(hw, fit, rows: dict[str, np.ndarray], head_dim: int) -> np.nd
     window = rows["window_size"].astype(float)
     e, h, fill, power = fit.prefill_curve(head_dim)
     half = h * AF.kv_head_factor(hk / hq)
-    span = np.where(window > 0, window, s)
-    m = np.minimum(s, span)
-    pairs = m * (m + 1) / 2 + (s - m) * span  # query q reaches min(q, window) keys
+    pairs = window_pairs(s, window)
     blocks = hq * b * (s / AF.PREFILL_QUERY_TILE + 1.0)
     occupancy = AF.occupancy_stretch(fill / blocks, power)
     flop_seconds = 4.0 * head_dim * hq * b / (hw.peak_flops["bf16"] * e)
