@@ -78,6 +78,37 @@ def test_gemm_interpolation_is_exact_on_measured_points():
     assert (lo, hi) == (1.0, 16384.0)
 
 
+def test_the_envelope_drops_a_lone_spike_keeps_rising_rows_and_lifts_dips():
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    rising = np.array([3.0, 3.5, 4.0, 6.0, 9.0, 15.0])
+    assert K.monotone_seconds(x, rising).tolist() == rising.tolist()
+    # One row 10x its neighbours (SGLang 0.5.14's 1 KiB all-reduce on 8 H100s) is noise.
+    spike = np.array([3.0, 38.0, 3.5, 3.6, 4.1, 6.4])
+    assert K.monotone_seconds(x, spike).tolist() == [3.0, 3.5, 3.5, 3.6, 4.1, 6.4]
+    # A dip is lifted to the rows before it; a step up that stays is kept (below 1.5x its
+    # right neighbour's time it is not a spike).
+    dip = np.array([3.0, 4.0, 2.0, 4.5, 6.0, 9.0])
+    assert K.monotone_seconds(x, dip).tolist() == [3.0, 4.0, 4.0, 4.5, 6.0, 9.0]
+    step = np.array([3.0, 3.0, 6.0, 5.0, 6.0, 9.0])
+    assert K.monotone_seconds(x, step).tolist() == [3.0, 3.0, 6.0, 6.0, 6.0, 9.0]
+    # A first row's warm-up is dropped only where asked (collectives), not for a GEMM's m = 1.
+    first = np.array([41.0, 21.0, 21.1, 21.2, 26.0, 48.0])
+    assert K.monotone_seconds(x, first, warm_up=True)[:4].tolist() == [21.0, 21.0, 21.1, 21.2]
+    assert K.monotone_seconds(x, first)[:4].tolist() == [41.0] * 4
+    # The order of the input rows does not matter.
+    shuffled = np.array([3, 0, 5, 1, 4, 2])
+    np.testing.assert_array_equal(
+        K.monotone_seconds(x[shuffled], spike[shuffled]), K.monotone_seconds(x, spike)[shuffled]
+    )
+
+
+def test_sglang_tp8_all_reduce_on_h100_is_not_priced_at_a_spikes_time():
+    sizes = np.array([8192.0, 65536.0, 1048576.0])
+    seconds, _ = K.allreduce_seconds(H100, 8, sizes, backend="sglang", release="0.5.14")
+    # (The 1 KiB row reads 38 us; its neighbours 3.3-3.5 us, 8 KiB 3.6 us.)
+    assert seconds[0] < 5e-6 and seconds[1] < 6e-6 and seconds[2] < 15e-6
+
+
 def test_gemm_time_grows_monotonically_between_measured_points():
     m = np.geomspace(1, 16384, 400)
     seconds, _ = K.gemm_seconds(H100, "bf16", 14336, 4096, m)

@@ -334,13 +334,45 @@ def gpus_with_tables() -> list[str]:
 # --- measured curves -------------------------------------------------------------------------
 
 
-def _monotone_throughput(x: np.ndarray, work: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-    """Throughputs (work / time) of measured points after making time non-decreasing in ``x``:
-    more rows (bytes) never run faster on one kernel; a dip is measurement noise."""
-    order = np.argsort(x)
-    envelope = np.empty_like(seconds)
-    envelope[order] = np.maximum.accumulate(seconds[order])
-    return work / envelope
+SPIKE_FACTOR = 1.5
+"""A measured row this many times slower than both its neighbours (in rows, or bytes) is a
+spike: noise, not the kernel (:func:`monotone_seconds`). A genuine step to a slower kernel
+stays at the larger sizes too, so it is above its right neighbour by less than this."""
+
+
+def monotone_seconds(x: np.ndarray, seconds: np.ndarray, warm_up: bool = False) -> np.ndarray:
+    """Measured times made non-decreasing in ``x`` (more rows or bytes never run faster on one
+    kernel), robust to a single spike.
+
+    A row above both neighbours (in ``x`` order) by more than :data:`SPIKE_FACTOR` takes the
+    larger of the two (and, with ``warm_up``, the first row above the second by as much takes
+    the second's: a collective benchmark's first size pays its warm-up; not a GEMM's, whose
+    one-row GEMV kernel can be slower than two rows); then the running maximum lifts every
+    dip. (The running maximum alone let
+    one spike set every larger size: SGLang 0.5.14's 1 KiB all-reduce on eight H100s reads
+    38 µs between rows of 3-5 µs, and priced every message up to 4 MiB at 38 µs, TP8 decode
+    50% slower than TP4's; vLLM 0.14's eager one's first row, 41 µs before rows of 21, every
+    message up to 4 MiB.) A step down to a faster algorithm at larger sizes (eager all-reduces
+    on some GPUs) is still lifted to the smaller sizes' time."""
+    order = np.argsort(x, kind="stable")
+    t = np.asarray(seconds, dtype=np.float64)[order]
+    if len(t) >= 3:
+        sides = np.maximum(t[:-2], t[2:])
+        middle = t[1:-1]
+        first = t[1] if warm_up and t[0] > SPIKE_FACTOR * t[1] else t[0]
+        t = np.concatenate(
+            ([first], np.where(middle > SPIKE_FACTOR * sides, sides, middle), t[-1:])
+        )
+    envelope = np.empty(len(t))
+    envelope[order] = np.maximum.accumulate(t)
+    return envelope
+
+
+def _monotone_throughput(
+    x: np.ndarray, work: np.ndarray, seconds: np.ndarray, warm_up: bool = False
+) -> np.ndarray:
+    """Throughputs (work / time) of measured points on :func:`monotone_seconds`."""
+    return work / monotone_seconds(x, seconds, warm_up)
 
 
 def _throughput_curve(x_measured, y_measured, x_grid) -> tuple[np.ndarray, float, float]:
@@ -483,7 +515,7 @@ def allreduce_seconds(
             return None
     ring = 2.0 * (num_gpus - 1) / num_gpus
     sizes, secs = a["bytes"][rows], a["seconds"][rows]
-    measured = _monotone_throughput(sizes, ring * sizes / 1e9, secs)
+    measured = _monotone_throughput(sizes, ring * sizes / 1e9, secs, warm_up=True)
     busbw, lo, hi = _throughput_curve(sizes, measured, nbytes)
     return ring * nbytes / (busbw * 1e9), (lo, hi)
 
