@@ -46,3 +46,22 @@ def test_int4_weights_speed_up_small_batch_decode_only():
     assert int4.step_seconds(*decode(1)) < 0.5 * bf16.step_seconds(*decode(1))
     prefill = np.array([4096]), np.array([0])
     assert int4.step_seconds(*prefill) == pytest.approx(bf16.step_seconds(*prefill), rel=0.01)
+
+
+def test_int8_gemms_stand_on_the_fp8_rows_where_the_gpu_has_them():
+    # No table times INT8 GEMMs; vLLM runs INT8 and FP8 W8A8 through the same CUTLASS kernels
+    # and the peaks match on Hopper: the same bytes, the same rows (the fitted rung).
+    m, rows = llama_3_1_8b(), (np.full(8, 1), np.full(8, 1000))
+
+    def step(dtype: str, gpu: str = "H100"):
+        params = CostParams(kernel_tables=True, weight_dtype=dtype)
+        cost = build_step_cost(m, load_hardware(gpu), params=params)
+        f = cost.features(*rows)
+        return float(cost.seconds_from_features(f)), cost.rung_seconds_from_features(f)
+
+    (int8, rungs), (fp8, _) = step("int8"), step("fp8")
+    assert int8 == pytest.approx(fp8, rel=1e-9)
+    assert rungs["fitted"][0] > rungs["measured"][0]  # (the attention stays measured)
+    # Without FP8 rows (A100: INT8 tensor cores, no FP8) INT8 stays on the roofline.
+    (_, a100), (_, a100_bf16) = step("int8", "A100"), step("bf16", "A100")
+    assert a100["roofline"][0] > 0.0 and a100["fitted"][0] == a100_bf16["fitted"][0]

@@ -80,7 +80,7 @@ def _measured_curves(
     columns, features, curves, ranges, borrowed = [], [], [], [], []
     act = dtype_bytes(res.act_dtype)
     for i, op in enumerate(operators):
-        got = None
+        got, stand_in = None, False  # (stand_in: another dtype's rows, the fitted rung)
         # Under attention DP a global-scope operator sees every rank's tokens: the features'
         # second block.
         block = NUM_FEATURES if op.scope == ops_mod.SCOPE_GLOBAL else 0
@@ -101,7 +101,14 @@ def _measured_curves(
             for table in kernels_mod.table_dtypes(dtype, block_scaled):
                 got = kernels_mod.gemm_seconds(tables, table, op.shape[0], op.shape[1], grid)
                 if got is not None:
+                    stand_in = table in kernels_mod.INT8_STAND_IN and dtype == "int8"
                     break
+            if got is not None and stand_in:
+                peaks = (res.tables_from or hw).peak_flops
+                if "int8" not in peaks or "fp8" not in peaks:
+                    got = None
+                else:
+                    got = (got[0] * peaks["fp8"] / peaks["int8"], got[1])
             if got is not None and res.tables_from is not None:
                 # Another GPU's measured utilisation, applied to this GPU's roofline.
                 n, k = op.shape
@@ -132,7 +139,7 @@ def _measured_curves(
         features.append((op.m_feature if op.shape is not None else _F.T) + block)
         curves.append(seconds * op.count * op.time_scale)
         ranges.append(measured)
-        borrowed.append(res.tables_from is not None)
+        borrowed.append(res.tables_from is not None or stand_in)
     if not columns:
         return None
     return kernels_mod.MeasuredCurves(
