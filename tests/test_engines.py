@@ -1298,3 +1298,22 @@ def test_vllm_runs_gpt_oss_on_triton_attention_before_hopper():
     assert a100.attention_backend == "triton" and not a100.fp8_attention
     assert backend("H100").attention_backend is None
     assert backend("A100-80GB", attention_backend="fa3").attention_backend == "fa3"
+
+
+def test_engines_that_keep_micro_batches_in_flight_do_not_drain_the_pipeline_each_step():
+    from servesim.engines import engine_profile
+    from servesim.fleet import build_fleet
+    from servesim.scenario import build_scenario
+
+    assert engine_profile("vllm").pipeline_batch_queue
+    assert engine_profile("sglang").pipeline_batch_queue
+    assert not engine_profile("trtllm").pipeline_batch_queue
+
+    def pp_step(engine: str, pp: int) -> float:
+        sc = build_scenario({"engine": engine, "pp": pp, "workload": {"num_requests": 1}})
+        cost = build_fleet(sc, np.random.default_rng(0)).instances[0].cost
+        return cost.step_time(np.ones(64, dtype=int), np.full(64, 1000)).total_s
+
+    # A decode step over two stages: with steps overlapping, no slower than one GPU's.
+    assert pp_step("vllm", 2) <= pp_step("vllm", 1)
+    assert pp_step("trtllm", 2) > pp_step("trtllm", 1)

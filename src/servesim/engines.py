@@ -161,6 +161,12 @@ class EngineProfile:
     """Whether the engine runs attention in FP8 over an FP8 KV cache: ``(release, GPU
     architecture)`` → True where its default attention kernel quantises Q to the cache's
     format (``CostParams.fp8_attention``). None: never."""
+    pipeline_batch_queue: bool = False
+    """Under pipeline parallelism the engine keeps its ``pp`` micro-batches in flight across
+    steps, so the pipeline does not fill and drain at every step (``CostParams.
+    pp_overlap_steps``): vLLM V1's batch queue (``max_concurrent_batches`` = pp), V0's ``pp``
+    virtual engines each scheduling its own batch, SGLang's pipeline event loop. False: every
+    step fills and drains the pipeline (GPipe)."""
     decode_serial_walk: bool = False
     """The engine's attention runs FlashAttention-2's varlen kernel where the GPU has no
     FlashAttention-3 or FlashInfer/TensorRT-LLM kernels for it (vLLM V1: Ampere, Ada, the
@@ -1180,6 +1186,7 @@ _VLLM_FUSED_MLA = (
 PROFILES: dict[str, EngineProfile] = {
     "vllm": EngineProfile(
         name="vllm",
+        pipeline_batch_queue=True,
         window_budget=True,
         unchunked_budget_floor=True,
         mla_fused_down_proj_from="0.10.0",
@@ -1267,6 +1274,7 @@ PROFILES: dict[str, EngineProfile] = {
     ),
     "vllm-v0": EngineProfile(
         name="vllm-v0",
+        pipeline_batch_queue=True,
         mla_fused_down_proj_from="0.10.0",
         kernel_backend="vllm",
         description="vLLM 0.5/0.6 (V0 engine): prompts run in their own steps (decodes "
@@ -1341,6 +1349,7 @@ PROFILES: dict[str, EngineProfile] = {
     ),
     "sglang": EngineProfile(
         name="sglang",
+        pipeline_batch_queue=True,
         mla_fused_down_proj_from="0.4.6",
         deepseek_glue=SGLANG_DEEPSEEK_GLUE,
         mla_prompt_absorb=sglang_mla_prompt_absorb,

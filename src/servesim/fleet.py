@@ -309,6 +309,7 @@ def _cost_params(
         and fp8_attention(profile, scenario.engine_version, hardware.architecture),
         attention_backend=backend,
         decode_serial_walk=profile.decode_serial_walk,
+        pp_overlap_steps=profile.pipeline_batch_queue,
         flashinfer_cuda_core_group=_flashinfer_cuda_core_group(
             backend, profile, scenario.engine_version, model, par, group.kv_dtype
         ),
