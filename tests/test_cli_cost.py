@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -86,8 +87,10 @@ def test_estimate_json_matches_the_library():
     shares = out["fidelity_shares"]
     assert sum(shares["prefill"].values()) == pytest.approx(1.0)
     assert shares["decode"]["measured"] > 0.5
+    # (8,192 prompt tokens are past vLLM's 512-token CUDA graphs: an eager step, as simulate's.)
+    eager = build_step_cost(model, hw, params=dataclasses.replace(params, cuda_graphs=False))
     assert out["prefill_s"] == pytest.approx(
-        cost.step_seconds(np.full(4, 2048), np.zeros(4)), rel=1e-12
+        eager.step_seconds(np.full(4, 2048), np.zeros(4)), rel=1e-12
     )
     # First decode step: context 2048; last (127th): 2048 + 126.
     assert out["decode_step_s"]["start"] == pytest.approx(
@@ -102,6 +105,18 @@ def test_estimate_json_matches_the_library():
     assert out["max_concurrent_seqs"] == plan.max_concurrent_seqs(2048 + 128)
     assert out["batch_fits"] is True
     assert out["fidelity"] == "measured"  # most of the prefill stands on measured GEMMs
+
+
+@pytest.mark.parametrize(
+    ("model", "prompt"), [("llama-3.1-8b", "256"), ("Qwen/Qwen3-30B-A3B", "2048")]
+)
+def test_estimate_prefill_is_simulates_ttft_graphed_or_eager(model: str, prompt: str):
+    # A prompt within vLLM's CUDA-graph tokens runs graphed, a longer one eagerly, in both.
+    est = _json(["estimate", model, "-g", "h100", "--input-len", prompt, "--output-len", "2",
+                 "--json"])  # fmt: skip
+    sim = _json(["simulate", "-m", model, "-g", "h100", "-n", "1", "--input-len", prompt,
+                 "--output-len", "2", "--no-api-server", "--json"])  # fmt: skip
+    assert est["prefill_s"] * 1e3 == pytest.approx(sim["mean_ttft_ms"], rel=1e-9)
 
 
 def test_estimate_prices_mla_as_simulates_default_engine():
@@ -136,6 +151,7 @@ def test_estimate_prices_mla_as_simulates_default_engine():
             custom_allreduce=True,
             mla_fused_down_proj=True,
             mla_absorb_max_new_tokens=absorb_max,
+            cuda_graphs=False,  # (1,600 prompt tokens: past the graphs, eager)
         )
         cost = build_step_cost(model, hw, par, params)
         return cost.step_seconds(np.full(4, 400), np.zeros(4))

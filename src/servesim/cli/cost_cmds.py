@@ -146,6 +146,8 @@ def estimate_cmd(
 
     The batch's prompts run as one prefill step, then every sequence decodes together.
     """
+    import dataclasses
+
     import numpy as np
 
     from servesim.cost import CostParams, Parallelism, build_step_cost, plan_memory
@@ -185,9 +187,15 @@ def estimate_cmd(
         max_num_batched_tokens=budget, max_num_seqs=seqs, **vllm.kv_memory(None),
     )  # fmt: skip
     cost = build_step_cost(spec, hw, par, params)
+    # A prompt step past vLLM's CUDA-graph sizes on this GPU runs without one, as `simulate`
+    # prices it (the eager cost model: every kernel's CPU issue time).
+    graphs = vllm.for_gpu(hw.hbm_bytes, tp * dp, dp, None).for_batch(None, seqs, budget)
+    prompt_cost = cost
+    if graphs.graph_max_tokens is not None and not graphs.graphed(False, batch * input_len, batch):
+        prompt_cost = build_step_cost(spec, hw, par, dataclasses.replace(params, cuda_graphs=False))
 
     prompts = np.full(batch, input_len)
-    prefill = cost.step_time(prompts, np.zeros(batch, dtype=np.int64))
+    prefill = prompt_cost.step_time(prompts, np.zeros(batch, dtype=np.int64))
     steps = output_len - 1
     # A sequence of output_len tokens needs output_len − 1 decode steps after the prefill.
     span = cost.decode_span_seconds(prompts, max(steps, 1))
@@ -212,7 +220,7 @@ def estimate_cmd(
         "kv_dtype": cost.resolved.kv_dtype,
         "fidelity": prefill.fidelity,
         "fidelity_shares": {
-            "prefill": _rung_shares(cost, prompts, np.zeros(batch, dtype=np.int64)),
+            "prefill": _rung_shares(prompt_cost, prompts, np.zeros(batch, dtype=np.int64)),
             "decode": _rung_shares(cost, np.ones(batch, dtype=np.int64), prompts),
         },
         "prefill_s": prefill.total_s,
