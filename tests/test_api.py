@@ -91,3 +91,17 @@ def test_a_closed_loop_keeps_sending_after_a_refused_request():
     assert s["num_skipped"] > 5
     assert s["completed"] + s["num_skipped"] == 40
     assert set(s["skipped_reasons"]) == {"longer_than_context"}
+
+
+def test_numpy_numbers_read_as_the_numbers_they_hold():
+    # (a sweep written with np.arange / np.linspace passes numpy scalars)
+    import numpy as np
+
+    data = {"tp": np.int64(1), "workload": {"num_requests": np.int64(20),
+            "arrival": {"kind": "poisson", "rate": np.float64(20.0)}}}  # fmt: skip
+    simulate = servesim.simulate
+    got, want = simulate(data).summary, simulate({"workload": {"num_requests": 20}}).summary
+    got.pop("sim_wall_s"), want.pop("sim_wall_s")
+    assert got == want
+    built = servesim.Scenario(tp=np.int64(1), workload=build_scenario(data).workload)
+    assert simulate(built).summary["completed"] == 20

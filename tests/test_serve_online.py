@@ -156,3 +156,58 @@ def test_an_empty_or_negative_token_prompt_is_a_400_naming_it(prompt, words):
     with pytest.raises(ApiError, match=words.replace("(", r"\(").replace(")", r"\)")) as err:
         parse_generation({"prompt": prompt, "max_tokens": 4}, False, PromptCounter(16))
     assert err.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "words"),
+    [
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+         "messages", "messages[0].content must be a string or a list"),
+        ({"messages": [{"role": "user", "content": 7}]}, "messages", "messages[0].content"),
+        ({"prompt": [9223372036854775808]}, "prompt", "is out of vocabulary"),
+        ({"prompt": [10**12]}, "prompt", "Token id 1000000000000 is out of vocabulary"),
+        ({"prompt": [1.5, 2]}, "prompt", "prompt must be a string or a list of token ids"),
+        ({"prompt": [1], "temperature": -1}, "temperature", "at least 0"),
+        ({"prompt": [1], "temperature": "hot"}, "temperature", "must be a number"),
+        ({"prompt": [1], "top_p": 2}, "top_p", "in (0, 1.0]"),
+        ({"prompt": [1], "model": 5}, "model", "model must be a string"),
+        ({"prompt": [1], "stream": True, "stream_options": "x"}, "stream_options", "object"),
+    ],
+)  # fmt: skip
+def test_bodies_vllm_refuses_are_a_400_naming_the_field(body, param, words):
+    from servesim.serve.protocol import ApiError, parse_generation
+
+    counter = PromptCounter(16, vocab_size=128256)
+    with pytest.raises(ApiError) as err:
+        parse_generation({"max_tokens": 4, **body}, "messages" in body, counter)
+    assert err.value.status == 400 and err.value.param == param
+    assert words in str(err.value)
+
+
+def test_min_tokens_past_the_context_is_a_400_and_a_draw_cut_there_stops_for_length():
+    from servesim.serve.app import build_served
+    from servesim.serve.protocol import ApiError, parse_generation
+
+    served = build_served(_scenario(max_model_len=2048))
+    near = {"prompt": list(range(2000)), "min_tokens": 100}
+    with pytest.raises(ApiError, match="min_tokens must be less than or equal to max_tokens=48"):
+        served.output_length(parse_generation(near, False, served.counter))
+    # (a draw of at least 48 tokens is cut at the window: "length", as vLLM's max_tokens)
+    tokens, reason = served.output_length(
+        parse_generation({**near, "min_tokens": 48}, False, served.counter)
+    )
+    assert (tokens, reason) == (48, "length")
+
+
+def test_metrics_series_exist_at_zero_before_any_request():
+    pytest.importorskip("prometheus_client")
+    from servesim.serve.app import build_served
+
+    text = build_served(_scenario()).metrics.exposition().decode()
+    for line in (
+        'vllm:prompt_tokens_total{engine="0",model_name="meta-llama/Llama-3.1-8B"} 0.0',
+        'vllm:num_preemptions_total{engine="0",model_name="meta-llama/Llama-3.1-8B"} 0.0',
+        'vllm:request_success_total{engine="0",finished_reason="abort",'
+        'model_name="meta-llama/Llama-3.1-8B"} 0.0',
+    ):
+        assert line in text, text

@@ -65,7 +65,28 @@ def _decode_extra(kind: type, value: Any) -> Any:
 def _encode_extra(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
+    if _is_numpy_scalar(value):
+        return value.item()
     raise TypeError(f"cannot write a {type(value).__name__}")
+
+
+def _is_numpy_scalar(value: Any) -> bool:
+    """A numpy number (``np.int64(2)`` from ``np.arange``): read as the Python number it
+    holds, as a sweep written in numpy passes them."""
+    return type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0
+
+
+def _python_numbers(data: Any) -> Any:
+    """``data`` with numpy scalars as Python numbers (containers copied only where one is)."""
+    if _is_numpy_scalar(data):
+        return data.item()
+    if isinstance(data, Mapping):
+        items = {k: _python_numbers(v) for k, v in data.items()}
+        return items if any(items[k] is not v for k, v in data.items()) else data
+    if isinstance(data, (list, tuple)):
+        values = [_python_numbers(v) for v in data]
+        return values if any(a is not b for a, b in zip(values, data, strict=True)) else data
+    return data
 
 
 def _lists(obj: Any) -> Any:
@@ -408,6 +429,7 @@ def convert(data: Any, cls: type[T], source: str = "", prefix: str = "") -> T:
     0/1 for booleans; NaN and infinities are refused (:func:`non_finite`). The first problem
     raises ServesimError: ``"{source}: {prefix}.{field}: {what} (got X)"``.
     """
+    data = _python_numbers(data)
     try:
         spec = _convert(data, cls)
     except msgspec.ValidationError as err:

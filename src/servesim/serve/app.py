@@ -68,10 +68,18 @@ class Served:
         prompt = gen.prompt.num_tokens
         if gen.max_tokens is not None:
             return gen.max_tokens, "length"
-        # Room left by the context window and by the KV cache (prompt + output − 1 tokens).
+        # Room left by the context window and by the KV cache (prompt + output − 1 tokens):
+        # vLLM's default max_tokens, so a draw cut there stops for "length".
         room = min(self.max_model_len - prompt, self.prepared.kv_tokens - prompt + 1)
+        if gen.min_tokens > room:
+            raise ApiError(
+                f"min_tokens must be less than or equal to max_tokens={room}, got "
+                f"{gen.min_tokens}.",
+                param="min_tokens",
+            )
         drawn = self.draw_output_len() if self.draw_output_len is not None else room
-        return max(1, min(room, max(gen.min_tokens, drawn))), "stop"
+        tokens = max(1, min(room, max(gen.min_tokens, drawn)))
+        return tokens, "length" if tokens == room else "stop"
 
     def submit(self, gen: Generation, received: float | None = None) -> Stream:
         if gen.model and gen.model != self.model_name:
@@ -104,7 +112,7 @@ def build_served(
     metrics = ServeMetrics(name, instances, prepared.max_model_len, sched.max_num_batched_tokens)
     engine = OnlineEngine(prepared, time_scale, listener=metrics)
     template = chat_template_tokens(prepared.model.name)
-    counter = PromptCounter(sched.block_size, tokenizer, template)
+    counter = PromptCounter(sched.block_size, tokenizer, template, prepared.model.vocab_size)
     draw = None
     if scenario.workload.trace is None:
         from servesim.workload.lengths import length_sampler

@@ -90,6 +90,10 @@ class TokenSeries:
         self.sum += value
 
 
+FINISHED_REASONS = ("stop", "length", "abort")
+"""The ``finished_reason`` labels of ``vllm:request_success`` (vLLM's, which includes abort)."""
+
+
 class ServeMetrics(StepListener):
     """The Prometheus registry of one server, fed by the online engine."""
 
@@ -201,6 +205,15 @@ class ServeMetrics(StepListener):
             registry,
         ).labels(model_name)
         self._per_token: dict[tuple[str, str], tuple] = {}
+        # Every engine's series exist from the start at 0, as vLLM creates them: a rate() over
+        # a counter no request has touched yet reads 0, not "no data".
+        for inst in instances:
+            key = (model_name, str(inst.instance_id))
+            for series in (self.prompt_tokens, self.generation_tokens, self.preemptions,
+                           self.prefix_queries, self.prefix_hits):  # fmt: skip
+                series.labels(*key)
+            for reason in FINISHED_REASONS:
+                self.success.labels(*key, reason)
 
     def _key(self, stream: Stream) -> tuple[str, str]:
         req = stream.request

@@ -77,6 +77,7 @@ def parse_generation(body: Any, chat: bool, counter: PromptCounter) -> Generatio
             raise ApiError("messages must be a non-empty list", param="messages")
         if not all(isinstance(m, dict) for m in messages):
             raise ApiError("each message must be an object", param="messages")
+        _check_contents(messages)
         prompt = counter.chat(messages)
     else:
         prompt = _completion_prompt(body.get("prompt"), counter)
@@ -92,14 +93,50 @@ def parse_generation(body: Any, chat: bool, counter: PromptCounter) -> Generatio
             f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}.",
             param="min_tokens",
         )
+    _check_sampling(body)
     stream = bool(body.get("stream", False))
     options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise ApiError(f"stream_options must be an object, got {options!r}", param="stream_options")
     if options and not stream:
         raise ApiError("Stream options can only be defined when `stream=True`.")
-    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+    include_usage = bool(options.get("include_usage"))
     model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ApiError(f"model must be a string, got {model!r}", param="model")
     return Generation(chat, model if isinstance(model, str) else "", prompt, max_tokens,
                       min_tokens, stream, include_usage)  # fmt: skip
+
+
+def _check_contents(messages: list[dict[str, Any]]) -> None:
+    """Each message's ``content``: a string, null, or a list of content parts whose text parts
+    hold strings (vLLM's request validation answers 400 otherwise)."""
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        if content is None or isinstance(content, str):
+            continue
+        parts = content if isinstance(content, list) else None
+        if parts is None or not all(
+            isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in parts
+        ):
+            raise ApiError(
+                f"messages[{i}].content must be a string or a list of content parts with "
+                f"string text, got {content!r}",
+                param="messages",
+            )
+
+
+def _check_sampling(body: dict[str, Any]) -> None:
+    """The sampling fields vLLM checks (servesim ignores their values, not their mistakes)."""
+    for name, low, high in (("temperature", 0.0, None), ("top_p", 0.0, 1.0)):
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ApiError(f"{name} must be a number, got {value!r}", param=name)
+        if value < low or (high is not None and value > high) or (name == "top_p" and value == 0):
+            bound = f"in (0, {high}]" if name == "top_p" else f"at least {low:g}"
+            raise ApiError(f"{name} must be {bound}, got {value}", param=name)
 
 
 def _completion_prompt(prompt: Any, counter: PromptCounter) -> Prompt:
@@ -114,11 +151,12 @@ def _completion_prompt(prompt: Any, counter: PromptCounter) -> Prompt:
         isinstance(t, int) and not isinstance(t, bool) for t in prompt
     ):
         if min(prompt) < 0:
-            raise ApiError(
-                f"token ids must be >= 0 (got {min(prompt)})", param="prompt"
-            )  # (vLLM: "Token id ... is out of vocabulary")
+            raise ApiError(f"token ids must be >= 0 (got {min(prompt)})", param="prompt")
+        vocab = counter.vocab_size
+        if vocab is not None and max(prompt) >= vocab:
+            raise ApiError(f"Token id {max(prompt)} is out of vocabulary", param="prompt")
         return counter.token_ids(prompt)
-    if isinstance(prompt, list) and len(prompt) > 1:
+    if isinstance(prompt, list) and all(isinstance(p, (str, list)) for p in prompt):
         raise ApiError("batched prompts are not supported by servesim serve: send one request "
                        "per prompt", param="prompt")  # fmt: skip
     raise ApiError("prompt must be a string or a list of token ids", param="prompt")

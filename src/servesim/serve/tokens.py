@@ -63,8 +63,11 @@ class PromptCounter:
         block_size: int,
         tokenizer_path: str | Path | None = None,
         template_tokens: int | None = None,
+        vocab_size: int | None = None,
     ):
         self.block_size = block_size
+        self.vocab_size = vocab_size
+        """Token ids a prompt may hold are below this (None: not checked)."""
         self.template_tokens = template_tokens
         """The model family's chat-template tokens around one user message (None: unknown;
         see the module docstring)."""
@@ -108,7 +111,7 @@ def _content_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content)
+    raise TypeError(f"content must be a string or a list of content parts, got {content!r}")
 
 
 def _chained_ids(data: bytes, block_bytes: int) -> tuple[int, ...]:
