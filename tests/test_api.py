@@ -105,3 +105,15 @@ def test_numpy_numbers_read_as_the_numbers_they_hold():
     assert got == want
     built = servesim.Scenario(tp=np.int64(1), workload=build_scenario(data).workload)
     assert simulate(built).summary["completed"] == 20
+
+
+def test_on_progress_adds_up_to_every_request_refused_ones_included():
+    done: list[int] = []
+    lengths = {"kind": "uniform", "lo": 200, "hi": 2000}
+    data = {"max_model_len": 1200,
+            "workload": {"num_requests": 50, "input_len": lengths, "output_len": 20}}  # fmt: skip
+    result = servesim.simulate(data, on_progress=done.append)
+    assert 0 < result.summary["num_skipped"] < 50
+    assert sum(done) == 50 == result.summary["completed"] + result.summary["num_skipped"]
+    with pytest.raises(ServesimError, match="on_progress: must be callable"):
+        servesim.simulate({"workload": {"num_requests": 2}}, on_progress=5)

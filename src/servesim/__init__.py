@@ -37,7 +37,8 @@ def simulate(
     scenario YAML/JSON file. Each is validated (a Scenario built in code too: its constructor
     checks cross-field rules, not ranges); invalid input raises
     :class:`~servesim.errors.ServesimError` naming the field. ``on_progress`` is called with
-    the number of finished requests.
+    the number of requests done since its last call (finished, or refused as too long): its
+    calls add up to the requests the workload sends.
 
     A workload that leaves fields out takes the same defaults as the CLI
     (:data:`~servesim.workload.spec.DEFAULT_NUM_REQUESTS` requests of the
@@ -63,6 +64,14 @@ def simulate(
             f"cannot simulate a {type(scenario).__name__}",
             field="scenario",
             fix="pass a Scenario, a dict of scenario fields or a scenario file path",
+        )
+    if on_progress is not None and not callable(on_progress):
+        from servesim.errors import ServesimError
+
+        raise ServesimError(
+            f"must be callable, got {type(on_progress).__name__}",
+            field="on_progress",
+            fix="pass a function of one int (the requests done since its last call)",
         )
     return run_scenario(scenario, on_progress=on_progress)
 

@@ -348,6 +348,8 @@ class Simulation:
         following = end < len(session.turns)
         dropped = end - turn_index - 1
         self.records.request_skipped(reason, dropped, ends_session=not following)
+        if self.on_progress is not None:
+            self.on_progress(1 + dropped)  # (done too: a progress bar of the requests ends full)
         if not following:
             return []
         return self._arrival(session, end, self.now + session.think_times_s[end - 1])
