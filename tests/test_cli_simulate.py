@@ -230,7 +230,7 @@ def test_config_file_and_flag_override(tmp_path):
     [
         (["--model", "llama-9b"], "unknown model"),
         (["--hardware", "H999"], "unknown GPU"),
-        (["--scheduler", "fifo"], "unknown scheduler"),
+        (["--scheduler", "fifo"], "scheduler.policy: 'fifo' is not one of vllm, sarathi"),
         (["--rate", "0"], "--rate"),
         (["--rate", "-2"], "--rate"),
         (["--block-size", "0"], "block_size"),

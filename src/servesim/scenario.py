@@ -18,7 +18,7 @@ from servesim import knobs
 from servesim.engines import DEFAULT_ENGINE, ENGINES, engine_profile, scheduler_defaults
 from servesim.errors import ServesimError
 from servesim.textfile import PARSE_ERRORS, load_yaml, not_a_file, parse_problem, read_text
-from servesim.validation import FieldError, Spec, convert, field_default, replace
+from servesim.validation import FieldError, Spec, convert, did_you_mean, field_default, replace
 from servesim.workload import WorkloadSpec
 from servesim.workload.spec import MAX_REQUESTS, MAX_TOKENS, PRESET_NAMES
 
@@ -94,6 +94,16 @@ class SchedulerSpec(Spec):
     stream_interval: Annotated[
         int, Meta(ge=1, le=10_000, description="tokens between streamed chunks")
     ] = knobs.STREAM_INTERVAL
+
+    def __post_init__(self) -> None:
+        # (here, so that a file's or a dict's mistake names scheduler.policy at validation,
+        # not the run's engine later)
+        for name, choices in (("policy", knobs.POLICIES), ("admission", knobs.ADMISSIONS)):
+            value = getattr(self, name)
+            if value not in choices:
+                hint = did_you_mean(value, choices)
+                close = f" ({hint})" if hint.startswith("did you mean") else ""
+                raise FieldError(name, f"{value!r} is not one of {', '.join(choices)}{close}")
 
 
 class InstanceGroup(Spec):
