@@ -97,6 +97,40 @@ def commit_mixed_step(table, last, n, new_tokens, end, start):
     return values, weights, decode_tokens, first[:num_first], done, any_done
 
 
+@njit(cache=True)
+def running_need(table, n):
+    """``scheduler.schedule``'s first lines: the tokens each running row needs (tokens −
+    computed) and their sum."""
+    need = np.empty(n, dtype=np.int64)
+    total = 0
+    for i in range(n):
+        need[i] = table[TOKENS, i] - table[COMPUTED, i]
+        total += need[i]
+    return need, total
+
+
+@njit(cache=True)
+def batch_shape(table, n, new_tokens):
+    """What ``Instance.start_step`` reads of a scheduled batch (``new_tokens`` aligned with
+    the table's ``n`` rows): (tokens scheduled, rows scheduled, KV context those rows read,
+    fewest output tokens of any row, 0 without rows)."""
+    num_tokens = 0
+    num_rows = 0
+    context = 0
+    for i in range(min(n, new_tokens.shape[0])):
+        t = new_tokens[i]
+        if t != 0:
+            num_tokens += t
+            num_rows += 1
+            context += table[COMPUTED, i]
+    fewest = 0
+    for i in range(n):
+        outputs = table[TOKENS, i] - table[PROMPT, i]
+        if i == 0 or outputs < fewest:
+            fewest = outputs
+    return num_tokens, num_rows, context, fewest
+
+
 GROW_PRIVATE, GROW_UNLESS_NAMED, GROW_IN_PYTHON = 0, 1, 2
 """How :func:`commit_span` grows the rows' KV blocks: every new block is private (no prefix
 caching); private unless a row is still short of its named (shared) blocks, which only the block

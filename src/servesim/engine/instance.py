@@ -97,6 +97,18 @@ class InFlight:
         return len(self.ends_s)
 
 
+class BatchShape(NamedTuple):
+    """What ``Instance.start_step`` reads of a scheduled batch."""
+
+    num_tokens: int
+    num_rows: int
+    """Rows with new tokens."""
+    context_tokens: int | None = None
+    """KV context the scheduled rows read, summed (None: not read yet)."""
+    fewest_outputs: int | None = None
+    """Fewest output tokens of any running row (None: not read yet)."""
+
+
 class StepOutcome(NamedTuple):
     """What completing a step produced. (A named tuple: one is built every step.)"""
 
@@ -264,40 +276,39 @@ class Instance:
                 self._recv_count, self._read_at = 0, now
             state.visible_until = min(state.visible_until, self._read_at)
         batch = schedule(state, self.config, now)
-        num_tokens = int(_sum(batch.new_tokens))
-        if num_tokens == 0 and batch.num_preempted:
+        shape = self._batch_shape(batch)
+        if shape.num_tokens == 0 and batch.num_preempted:
             # Everything runnable was preempted this step; the queue head goes next.
             batch = schedule(state, self.config, now)
-            num_tokens = int(_sum(batch.new_tokens))
-        if num_tokens == 0 and state.visible_until < math.inf and self.waiting:
+            shape = self._batch_shape(batch)
+        if shape.num_tokens == 0 and state.visible_until < math.inf and self.waiting:
             # Nothing was formed ahead or read yet: the engine is idle now and reads its queue
             # at once.
             state.visible_until = math.inf
             self._recv_count, self._read_at = 0, now
             batch = schedule(state, self.config, now)
-            num_tokens = int(_sum(batch.new_tokens))
+            shape = self._batch_shape(batch)
+        num_tokens, num_rows = shape.num_tokens, shape.num_rows
         if num_tokens == 0:
             self.in_flight = None
             self._idle = True
             return None
         self._idle = False
         new_tokens = batch.new_tokens
-        num_rows = int(np.count_nonzero(new_tokens))
         # NOTE: most steps schedule every running row; they skip the gather.
         rows = slice(None) if num_rows == len(new_tokens) else np.flatnonzero(new_tokens)
-        outputs = self._pure_decode(batch, num_tokens)
-        pure_decode = outputs is not None
+        pure_decode = self._pure_decode(batch, num_tokens, shape.fewest_outputs)
         is_round = self.num_scheduler_steps > 1 and pure_decode
         first_finish = 1
         if is_round:
             num_steps = self._kv_steps(self.num_scheduler_steps)
         elif (
             self.fast_forward
-            and outputs is not None
+            and pure_decode
             and not (self.waiting and self.waiting[-1].queued_s > state.visible_until)
         ):
             # (Requests held back from this step join the next one: then no span.)
-            num_steps, first_finish = self._span_length(outputs)
+            num_steps, first_finish = self._span_length()
         else:
             num_steps = 1
         context = self.running.computed[rows]
@@ -309,7 +320,7 @@ class Instance:
             now,
             ends,
             durations,
-            int(_sum(context)),
+            int(_sum(context)) if shape.context_tokens is None else shape.context_tokens,
             num_rows,
             features,
             is_round=is_round and num_steps > 1,
@@ -385,30 +396,44 @@ class Instance:
         last[held] = sent_at[held]
         return _fold_gaps(end - sent_at[sends & ~first], end - span.start_s)
 
-    def _pure_decode(self, batch: ScheduledBatch, num_tokens: int) -> np.ndarray | None:
-        """Every row's output tokens so far if every running row decodes exactly one token
-        this step, nothing joins or leaves, and every row has emitted its first token already;
-        otherwise None."""
+    def _batch_shape(self, batch: ScheduledBatch) -> BatchShape:
+        """What ``start_step`` reads of a scheduled batch: one compiled call, or numpy (the
+        rows' context and outputs then read where they are needed)."""
+        commit = self._commit
+        if commit is not None:
+            return BatchShape(
+                *commit.batch_shape(self.running.arrays()[0], len(self.running), batch.new_tokens)
+            )
+        new_tokens = batch.new_tokens
+        return BatchShape(int(_sum(new_tokens)), int(np.count_nonzero(new_tokens)))
+
+    def _pure_decode(
+        self, batch: ScheduledBatch, num_tokens: int, fewest_outputs: int | None
+    ) -> bool:
+        """Whether every running row decodes exactly one token this step, nothing joins or
+        leaves, and every row has emitted its first token already (``fewest_outputs``: the
+        fewest output tokens of any row, if known)."""
         new_tokens = batch.new_tokens
         if batch.num_admitted or batch.num_preempted or len(new_tokens) == 0:
-            return None
+            return False
         # Every row got exactly one token and needed only that.
         if not batch.one_token_each:
-            return None
+            return False
         if batch.drafts is None:
             if num_tokens != len(new_tokens):
-                return None
+                return False
         elif new_tokens.min() != 1:
-            return None
+            return False
         # A prompt with one token left also needs exactly one token, but its step emits the
         # request's first token: only rows already decoding make a span.
-        running = self.running
-        outputs = running.tokens - running.prompt
-        return outputs if _min(outputs) > 0 else None
+        if fewest_outputs is None:
+            running = self.running
+            fewest_outputs = int(_min(running.tokens - running.prompt))
+        return fewest_outputs > 0
 
-    def _span_length(self, outputs: np.ndarray) -> tuple[int, int]:
+    def _span_length(self) -> tuple[int, int]:
         """(Steps the current pure-decode batch can run unchanged (1 = no fast-forward),
-        steps until its first request finishes), given each row's ``outputs`` so far."""
+        steps until its first request finishes)."""
         commit, kv, limit = self._commit, self.kv, self.graph_max_seq_len
         if commit is not None and not kv.sliding_groups:
             table = self.running.arrays()[0]
@@ -419,7 +444,8 @@ class Instance:
                 return 1, longest
             return self._look_ahead_steps(span), longest
         # Until the first request finishes (its finishing step is the span's last).
-        longest = int(_min(self.running.max_out - outputs))
+        running = self.running
+        longest = int(_min(running.max_out - (running.tokens - running.prompt)))
         if longest <= 1:
             return 1, longest
         span = self._kv_steps(longest)

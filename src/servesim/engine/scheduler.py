@@ -214,9 +214,12 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     running = state.running
     if state.admission is not None and len(running) == 0:
         state.admission.idle()
-    need = running.tokens - running.computed
     # (Every running row needs at least one token: a step leaves computed = tokens − 1.)
-    need_total = int(_sum(need))
+    if state.compiled is not None:
+        need, need_total = state.compiled.running_need(running.arrays()[0], len(running))
+    else:
+        need = running.tokens - running.computed
+        need_total = int(_sum(need))
     one_each = need_total == len(need)
     speculating = state.num_speculative_tokens > 0
     if speculating:
