@@ -28,11 +28,16 @@ class LinearCost:
             + self.per_context * float(np.sum(context_lens))
         )
 
-    def step_with_features(self, new_tokens, context_lens):
+    def step_with_features(self, new_tokens, context_lens, pad=0):
+        if pad:
+            new_tokens = np.concatenate((new_tokens, np.ones(pad, dtype=new_tokens.dtype)))
+            context_lens = np.concatenate((context_lens, np.zeros(pad, dtype=context_lens.dtype)))
         seconds = self.step_seconds(new_tokens, context_lens)
         return seconds, np.array([1.0, float(np.sum(new_tokens)), float(np.sum(context_lens))])
 
-    def decode_span_with_features(self, context_lens, num_steps):
+    def decode_span_with_features(self, context_lens, num_steps, pad=0):
+        if pad:
+            context_lens = np.concatenate((context_lens, np.zeros(pad, dtype=context_lens.dtype)))
         b = len(context_lens)
         j = np.arange(num_steps)
         features = np.stack(
@@ -41,8 +46,8 @@ class LinearCost:
         )
         return self.decode_span_seconds(context_lens, num_steps), features
 
-    def decode_round_with_features(self, context_lens, num_steps):
-        return self.decode_span_with_features(context_lens, num_steps)
+    def decode_round_with_features(self, context_lens, num_steps, pad=0):
+        return self.decode_span_with_features(context_lens, num_steps, pad)
 
     def decode_span_seconds(self, context_lens, num_steps):
         j = np.arange(num_steps)

@@ -17,6 +17,7 @@ from engine_factories import PROPERTY_RUN  # noqa: E402
 from test_engine_golden import SCENARIOS, _assert_close, _golden, figures  # noqa: E402
 
 from servesim.cost.compiled import CompiledStepCost  # noqa: E402
+from servesim.cost.features import B  # noqa: E402
 from servesim.errors import ServesimError  # noqa: E402
 from servesim.fleet import COMPILED_MIN_REQUESTS, build_fleet, compiled_pricing  # noqa: E402
 from servesim.run import simulate  # noqa: E402
@@ -90,6 +91,31 @@ def test_a_decode_span_is_priced_as_the_reference_prices_it(name):
             want, want_f = cost.model.decode_span_with_features(context, steps)
             np.testing.assert_array_equal(got_f, want_f)
             np.testing.assert_allclose(got, want, rtol=REL, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_padded_rows_price_as_the_rows_appended(name):
+    """A CUDA graph's padding (``pad`` rows of one token over an empty context), counted in
+    the kernels, prices as the padded arrays do: compiled, reference, step and span."""
+    rng = np.random.default_rng(5)
+    pad = 5
+    for cost in _costs(name):
+        for rows, steps in ((1, 1), (3, 40), (61, 7)):
+            context = rng.integers(1, 20_000, rows).astype(np.int64)
+            new = np.ones(rows, dtype=np.int64)
+            padded_new = np.concatenate((new, np.ones(pad, dtype=np.int64)))
+            padded = np.concatenate((context, np.zeros(pad, dtype=np.int64)))
+            for priced in (cost, cost.model):
+                got, got_f = priced.step_with_features(new, context, pad)
+                want, want_f = priced.step_with_features(padded_new, padded)
+                np.testing.assert_array_equal(got_f, want_f)
+                assert got == want
+                got, got_f = priced.decode_span_with_features(context, steps, pad)
+                want, want_f = priced.decode_span_with_features(padded, steps)
+                np.testing.assert_array_equal(got_f, want_f)
+                np.testing.assert_array_equal(got, want)
+            assert cost.step_with_features(new, context, pad)[1][B] == rows + pad
+            assert cost.step_with_features(new, context)[1][B] == rows
 
 
 def test_the_compiled_seconds_differ_from_the_reference_only_in_rounding():

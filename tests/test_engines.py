@@ -140,6 +140,9 @@ def test_graph_batch_rounds_up_to_the_captured_sizes():
     ]  # fmt: skip
     assert PROFILES["sglang"].graph_batch(10) == 12
     assert PROFILES["trtllm"].graph_batch(37) == 37
+    # The sizes are searched by bisection: a profile must list them ascending.
+    with pytest.raises(ValueError, match="must ascend"):
+        replace(v, cuda_graph_sizes=(1, 8, 4))
 
 
 # --- API-server latency ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ This module is data and two small functions; it imports nothing heavy (the CLI l
 start-up through the scenario).
 """
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -328,6 +329,9 @@ class EngineProfile:
         unknown = set(self.overlap_off_with) - set(OVERLAP_BLOCKERS)
         if unknown:
             raise ValueError(f"overlap_off_with: unknown {sorted(unknown)}; use {OVERLAP_BLOCKERS}")
+        sizes = self.cuda_graph_sizes
+        if any(a >= b for a, b in zip(sizes, sizes[1:], strict=False)):
+            raise ValueError(f"cuda_graph_sizes must ascend (got {sizes})")
 
     def for_gpu(
         self, hbm_bytes: float, tp: int, dp: int = 1, release: str | None = None
@@ -408,10 +412,9 @@ class EngineProfile:
         was captured at or above it, or the engine does not pad)."""
         if not self.graph_padding:
             return batch
-        for size in self.cuda_graph_sizes:
-            if size >= batch:
-                return size
-        return batch
+        sizes = self.cuda_graph_sizes
+        i = bisect.bisect_left(sizes, batch)  # (ascending: checked when the profile is made)
+        return sizes[i] if i < len(sizes) else batch
 
 
 VLLM_FLASHINFER_SAMPLER_OPT_IN = "0.11.1"

@@ -104,11 +104,12 @@ def _moe(tokens, floats, f):
 
 
 @njit(cache=True)
-def _step_features(new_tokens, context, has_moe, floats):
-    """``FeatureMap.step`` of a model without sliding windows or MLA absorption."""
-    nn = 0.0
+def _step_features(new_tokens, context, pad, has_moe, floats):
+    """``FeatureMap.step`` of a model without sliding windows or MLA absorption, with ``pad``
+    more rows of one token over an empty context (integer sums: exact in any order)."""
+    nn = float(pad)
     nc = 0.0
-    tokens = 0.0
+    tokens = float(pad)
     sum_c = 0.0
     for i in range(new_tokens.shape[0]):
         n = float(new_tokens[i])
@@ -119,7 +120,7 @@ def _step_features(new_tokens, context, has_moe, floats):
         sum_c += c
     f = np.zeros(NUM_FEATURES)
     f[ONE] = 1.0
-    f[B] = float(new_tokens.shape[0])
+    f[B] = float(new_tokens.shape[0] + pad)
     f[T] = tokens
     f[I_B] = 1.0
     f[I_T] = 1.0 if tokens > 0 else 0.0
@@ -274,11 +275,11 @@ def _finish(
 
 @njit(cache=True)
 def step_seconds_features(
-    new_tokens, context, has_moe, hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys,
+    new_tokens, context, pad, has_moe, hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys,
     sum_features, sum_tables, curve_cols, curve_features, curve_table, grid,
 ):  # fmt: skip
     """(seconds, features) of one step: ``StepCostModel.step_with_features``."""
-    f = _step_features(new_tokens, context, has_moe, floats)
+    f = _step_features(new_tokens, context, pad, has_moe, floats)
     sec = seconds_one(
         f, hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys, sum_features, sum_tables,
         curve_cols, curve_features, curve_table, grid,
@@ -288,14 +289,15 @@ def step_seconds_features(
 
 @njit(cache=True)
 def span_seconds_features(
-    context, num_steps, given, absorbed, has_moe, hot, ints, floats, occ_cols, ramp, ramp_xs,
+    context, num_steps, pad, given, absorbed, has_moe, hot, ints, floats, occ_cols, ramp, ramp_xs,
     ramp_ys, sum_features, sum_tables, curve_cols, curve_features, curve_table, grid,
 ):  # fmt: skip
     """(seconds of each step, features of each step) of a decode span:
     ``StepCostModel.decode_span_with_features`` (``given``: the features when the caller
-    computed them, a sliding-window model; else empty and computed here)."""
+    computed them, a sliding-window model; else empty and computed here; ``pad`` more rows
+    over an empty context)."""
     k, eager, overlap, has_curves = ints[0], ints[2], ints[3], ints[5]
-    rows = float(context.shape[0])
+    rows = float(context.shape[0] + pad)
     if given.shape[0] > 0:
         f = given
     else:

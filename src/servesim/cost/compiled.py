@@ -32,7 +32,7 @@ import numpy as np
 
 from servesim.cost import features as _F
 from servesim.cost.kernels import LOG_M_GRID
-from servesim.cost.step import StepCostModel
+from servesim.cost.step import StepCostModel, padded_context, padded_rows
 
 MAX_SUMMED = 128
 """Most operators a compiled model may have: its sums over operators are taken in numpy's
@@ -138,29 +138,39 @@ class CompiledStepCost:
         return getattr(self.model, name)
 
     def step_with_features(
-        self, new_tokens: np.ndarray, context_lens: np.ndarray
+        self, new_tokens: np.ndarray, context_lens: np.ndarray, pad: int = 0
     ) -> tuple[float, np.ndarray]:
         """(seconds, features) of one step, as ``StepCostModel.step_with_features``."""
         if self._plain_features:
             return self._step(
                 new_tokens.astype(np.int64, copy=False),
                 context_lens.astype(np.int64, copy=False),
+                pad,
                 self._has_moe,
                 *self._args,
             )
+        if pad:
+            new_tokens, context_lens = padded_rows(new_tokens, context_lens, pad)
         f = self.model.feature_map.step(new_tokens, context_lens)
         return self._seconds_one(f, *self._args), f
 
     def decode_span_with_features(
-        self, context_lens: np.ndarray, num_steps: int
+        self, context_lens: np.ndarray, num_steps: int, pad: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         """(seconds, features) of each step of a decode span, as the model's."""
         fm = self.model.feature_map
         # (A sliding window's features come from the reference; the others are made inside.)
-        given = fm.decode(context_lens, num_steps) if fm.window else self._no_features
+        if fm.window:
+            if pad:
+                context_lens = padded_context(context_lens, pad)
+                pad = 0
+            given = fm.decode(context_lens, num_steps)
+        else:
+            given = self._no_features
         return self._span(
             context_lens.astype(np.int64, copy=False),
             num_steps,
+            pad,
             given,
             fm.absorb_max >= 1.0,
             self._has_moe,
@@ -168,10 +178,10 @@ class CompiledStepCost:
         )
 
     def decode_round_with_features(
-        self, context_lens: np.ndarray, num_steps: int
+        self, context_lens: np.ndarray, num_steps: int, pad: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         """A multi-step round: the model's own (rare; its host term needs the GPU time)."""
-        return self.model.decode_round_with_features(context_lens, num_steps)
+        return self.model.decode_round_with_features(context_lens, num_steps, pad)
 
 
 def compiled_step_cost(model: StepCostModel) -> CompiledStepCost | None:

@@ -276,6 +276,21 @@ class OperatorSides:
         return sec
 
 
+def padded_context(context_lens: np.ndarray, pad: int) -> np.ndarray:
+    """``context_lens`` with ``pad`` more rows over an empty context (a CUDA graph's padded
+    rows, tokens)."""
+    return np.concatenate((context_lens, np.zeros(pad, dtype=context_lens.dtype)))
+
+
+def padded_rows(
+    new_tokens: np.ndarray, context_lens: np.ndarray, pad: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A step's rows with ``pad`` more of one token over an empty context (what a captured
+    CUDA graph runs for the sizes between the batch and the graph's)."""
+    ones = np.ones(pad, dtype=new_tokens.dtype)
+    return np.concatenate((new_tokens, ones)), padded_context(context_lens, pad)
+
+
 @dataclass(frozen=True, eq=False)
 class StepCostModel(StepAccounting):
     """Times forward steps of one model replica. Build with :func:`build_step_cost`.
@@ -409,27 +424,33 @@ class StepCostModel(StepAccounting):
         return float(out[0]) if f.ndim == 1 else out
 
     def step_with_features(
-        self, new_tokens: np.ndarray, context_lens: np.ndarray
+        self, new_tokens: np.ndarray, context_lens: np.ndarray, pad: int = 0
     ) -> tuple[float, np.ndarray]:
-        """(seconds, features) of one step; seconds equal :meth:`step_seconds`."""
+        """(seconds, features) of one step; seconds equal :meth:`step_seconds`. ``pad``: more
+        rows of one token over an empty context (a CUDA graph's padding)."""
+        if pad:
+            new_tokens, context_lens = padded_rows(new_tokens, context_lens, pad)
         f = self.feature_map.step(new_tokens, context_lens)
         return float(self.seconds_from_features(f)), f
 
     def decode_span_with_features(
-        self, context_lens: np.ndarray, num_steps: int
+        self, context_lens: np.ndarray, num_steps: int, pad: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         """(seconds of each step, features of each step, shape (num_steps, features)) of a
-        decode span; the seconds equal :meth:`decode_span_seconds`."""
+        decode span; the seconds equal :meth:`decode_span_seconds`. ``pad``: more rows over
+        an empty context (a CUDA graph's padding), growing as the others do."""
+        if pad:
+            context_lens = padded_context(context_lens, pad)
         f = self.feature_map.decode(context_lens, num_steps)
         return self.seconds_from_features(f, decode_span=True), f
 
     def decode_round_with_features(
-        self, context_lens: np.ndarray, num_steps: int
+        self, context_lens: np.ndarray, num_steps: int, pad: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`decode_span_with_features` for a multi-step scheduling round: the host
         schedules and prepares inputs once for the whole round, so the host time a step
         exposes (:meth:`host_bound_seconds_from_features`) is paid by its first step only."""
-        seconds, f = self.decode_span_with_features(context_lens, num_steps)
+        seconds, f = self.decode_span_with_features(context_lens, num_steps, pad)
         if num_steps > 1:
             seconds = np.array(seconds, dtype=np.float64)
             seconds[1:] -= self.host_bound_seconds_from_features(f[1:])

@@ -356,19 +356,17 @@ class Instance:
                 decode_only and limit is not None and int(_max(context)) >= limit
             ):
                 cost = self.eager_cost
+        pad = 0
         if self.graph_batch is not None and decode_only and cost is self.cost:
-            pad = self.graph_batch(num_rows) - num_rows
-            if pad > 0:
-                # Padded rows: one token over an empty context (what the captured graph runs).
-                new_tokens = np.concatenate((new_tokens, np.ones(pad, dtype=new_tokens.dtype)))
-                context = np.concatenate((context, np.zeros(pad, dtype=context.dtype)))
+            # Padded rows: one token over an empty context (what the captured graph runs).
+            pad = max(self.graph_batch(num_rows) - num_rows, 0)
         if num_steps > 1:
             if is_round:
-                durations, features = cost.decode_round_with_features(context, num_steps)
+                durations, features = cost.decode_round_with_features(context, num_steps, pad)
             else:
-                durations, features = cost.decode_span_with_features(context, num_steps)
+                durations, features = cost.decode_span_with_features(context, num_steps, pad)
             return now + np.add.accumulate(durations), durations, features
-        seconds, features = cost.step_with_features(new_tokens, context)
+        seconds, features = cost.step_with_features(new_tokens, context, pad)
         if self.speculation is not None and batch.drafts is not None:
             prompt = self.running.prompt[rows]
             drafts = batch.drafts[rows]

@@ -24,21 +24,23 @@ class StepCost(Protocol):
     """
 
     def step_with_features(
-        self, new_tokens: np.ndarray, context_lens: np.ndarray
+        self, new_tokens: np.ndarray, context_lens: np.ndarray, pad: int = 0
     ) -> tuple[float, np.ndarray]:
         """Seconds of one step computing ``new_tokens[i]`` tokens over ``context_lens[i]``
-        tokens already in the KV cache, per row; and its features."""
+        tokens already in the KV cache, per row, and ``pad`` more rows of one token over an
+        empty context (a CUDA graph's padding); and its features."""
         ...
 
     def decode_span_with_features(
-        self, context_lens: np.ndarray, num_steps: int
+        self, context_lens: np.ndarray, num_steps: int, pad: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Seconds and features of each of ``num_steps`` decode steps of every row, the
-        contexts growing by one token a step (a fast-forwarded span)."""
+        """Seconds and features of each of ``num_steps`` decode steps of every row (and of
+        ``pad`` padded rows over an empty context), the contexts growing by one token a step
+        (a fast-forwarded span)."""
         ...
 
     def decode_round_with_features(
-        self, context_lens: np.ndarray, num_steps: int
+        self, context_lens: np.ndarray, num_steps: int, pad: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`decode_span_with_features`, for a multi-step scheduling round."""
         ...
