@@ -224,6 +224,40 @@ def test_the_compiled_gap_folding_is_the_reference_folding():
             assert g.dtype == w.dtype
 
 
+def test_the_compiled_reads_of_a_batch_are_numpy_s():
+    """A span's features summed (numpy's row-by-row order for a C-contiguous array, not the
+    pairwise order of a contiguous axis: the float features of MoE models would differ), and
+    a scheduled batch's shape, against the numpy expressions they replace."""
+    from servesim.engine._commit_kernels import batch_shape, holds_shared, running_need, sum_steps
+    from servesim.engine.running import COMPUTED, NSHARED, PROMPT, TOKENS
+
+    rng = np.random.default_rng(4)
+    for m in (2, 3, 17, 200, 513):
+        features = rng.random((m + 3, 18)) * rng.choice([1.0, 1e3, 1e9], size=(m + 3, 18))
+        np.testing.assert_array_equal(sum_steps(features, m), np.add.reduce(features[:m], axis=0))
+    table = np.zeros((7, 64), dtype=np.int64)
+    n = 9
+    table[PROMPT, :n] = rng.integers(1, 500, n)
+    table[TOKENS, :n] = table[PROMPT, :n] + rng.integers(0, 40, n)
+    table[COMPUTED, :n] = table[TOKENS, :n] - rng.integers(1, 3, n)
+    new_tokens = np.where(rng.random(n) < 0.3, 0, table[TOKENS, :n] - table[COMPUTED, :n])
+    need, total = running_need(table, n)
+    np.testing.assert_array_equal(need, table[TOKENS, :n] - table[COMPUTED, :n])
+    assert total == need.sum()
+    rows = new_tokens > 0
+    assert batch_shape(table, n, new_tokens) == (
+        new_tokens.sum(),
+        rows.sum(),
+        table[COMPUTED, :n][rows].sum(),
+        (table[TOKENS, :n] - table[PROMPT, :n]).min(),
+    )
+    assert not holds_shared(table, n)
+    table[NSHARED, n] = 2  # (past the live rows: not read)
+    assert not holds_shared(table, n)
+    table[NSHARED, n - 1] = 2
+    assert holds_shared(table, n)
+
+
 def test_kernels_that_cannot_load_fall_back_under_auto_and_stop_a_run_that_asked(monkeypatch):
     """numba pins the numpy releases it supports: an install where it imports but its kernels
     do not load must not crash a large run (auto) and must say why when asked for (on)."""

@@ -131,6 +131,26 @@ def batch_shape(table, n, new_tokens):
     return num_tokens, num_rows, context, fewest
 
 
+@njit(cache=True)
+def holds_shared(table, n):
+    """Whether any of the ``n`` rows holds shared (content-named) KV blocks."""
+    for i in range(n):
+        if table[NSHARED, i] > 0:
+            return True
+    return False
+
+
+@njit(cache=True)
+def sum_steps(features, m):
+    """The features of a span's first ``m`` steps summed, in the order numpy's
+    ``np.add.reduce(features[:m], axis=0)`` adds them for a C-contiguous array: row by row."""
+    out = features[0].copy()
+    for j in range(1, m):
+        for i in range(out.shape[0]):
+            out[i] += features[j, i]
+    return out
+
+
 GROW_PRIVATE, GROW_UNLESS_NAMED, GROW_IN_PYTHON = 0, 1, 2
 """How :func:`commit_span` grows the rows' KV blocks: every new block is private (no prefix
 caching); private unless a row is still short of its named (shared) blocks, which only the block

@@ -525,12 +525,17 @@ class Instance:
             self.state.admission.decode_steps(m - 1)  # (the scheduler counted the first)
         # Rows holding shared blocks publish those that fill up (a row has some from its
         # first block on if any, so a batch without any gets none during the step).
-        publishes = kv.enable_prefix_caching and _max(ints[NSHARED]) > 0
+        commit = self._commit
+        if not kv.enable_prefix_caching:
+            publishes = False
+        elif commit is not None:
+            publishes = commit.holds_shared(running.arrays()[0], n)
+        else:
+            publishes = _max(ints[NSHARED]) > 0
         old_blocks_full = computed // bs if publishes else None
         first_tokens = []
 
         spec_proposed = spec_accepted = spec_rows = 0
-        commit = self._commit
         done = None  # (the finished rows, where a compiled commit found them)
         if commit is not None and m == 1 and span.batch.drafts is None:
             table, last = running.arrays()
@@ -674,7 +679,13 @@ class Instance:
             spec_accepted,
             spec_rows,
         )
-        features = _sum(span.features[:m], axis=0) if m > 1 else span.features[0]
+        features = span.features
+        if m == 1:
+            features = features[0]
+        elif commit is not None and features.flags.c_contiguous:
+            features = commit.sum_steps(features, m)
+        else:
+            features = _sum(features[:m], axis=0)
         return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, features)
 
 
