@@ -228,7 +228,12 @@ def test_the_compiled_reads_of_a_batch_are_numpy_s():
     """A span's features summed (numpy's row-by-row order for a C-contiguous array, not the
     pairwise order of a contiguous axis: the float features of MoE models would differ), and
     a scheduled batch's shape, against the numpy expressions they replace."""
-    from servesim.engine._commit_kernels import batch_shape, holds_shared, running_need, sum_steps
+    from servesim.engine._commit_kernels import (
+        batch_shape,
+        holds_shared,
+        reserve_running,
+        sum_steps,
+    )
     from servesim.engine.running import COMPUTED, NSHARED, PROMPT, TOKENS
 
     rng = np.random.default_rng(4)
@@ -241,9 +246,14 @@ def test_the_compiled_reads_of_a_batch_are_numpy_s():
     table[TOKENS, :n] = table[PROMPT, :n] + rng.integers(0, 40, n)
     table[COMPUTED, :n] = table[TOKENS, :n] - rng.integers(1, 3, n)
     new_tokens = np.where(rng.random(n) < 0.3, 0, table[TOKENS, :n] - table[COMPUTED, :n])
-    need, total = running_need(table, n)
-    np.testing.assert_array_equal(need, table[TOKENS, :n] - table[COMPUTED, :n])
-    assert total == need.sum()
+    need = table[TOKENS, :n] - table[COMPUTED, :n]
+    budget = int(need.sum()) - 3  # (the last rows get fewer)
+    new, need_total, scheduled, several, grown = reserve_running(table, n, budget, 16, 0, 2)
+    assert need_total == need.sum() and grown == -1  # (blocks left to Python: grow mode 2)
+    np.testing.assert_array_equal(
+        new, np.minimum(np.maximum(budget - (need.cumsum() - need), 0), need)
+    )
+    assert scheduled == new.sum() == budget and several == (new > 1).any()
     rows = new_tokens > 0
     assert batch_shape(table, n, new_tokens) == (
         new_tokens.sum(),

@@ -98,18 +98,6 @@ def commit_mixed_step(table, last, n, new_tokens, end, start):
 
 
 @njit(cache=True)
-def running_need(table, n):
-    """``scheduler.schedule``'s first lines: the tokens each running row needs (tokens −
-    computed) and their sum."""
-    need = np.empty(n, dtype=np.int64)
-    total = 0
-    for i in range(n):
-        need[i] = table[TOKENS, i] - table[COMPUTED, i]
-        total += need[i]
-    return need, total
-
-
-@njit(cache=True)
 def batch_shape(table, n, new_tokens):
     """What ``Instance.start_step`` reads of a scheduled batch (``new_tokens`` aligned with
     the table's ``n`` rows): (tokens scheduled, rows scheduled, KV context those rows read,
@@ -241,24 +229,37 @@ def span_steps(table, n, free, block_size, seq_limit):
 
 
 @njit(cache=True)
-def reserve_running(table, n, need, need_total, budget, block_size, free, grow):
+def reserve_running(table, n, budget, block_size, free, grow):
     """The running rows' part of ``scheduler.schedule`` without speculation, a per-request
-    token cap or decodes first: each row's tokens (``_share_budget`` in row order) and their KV
-    blocks (``_reserve_blocks`` when every block fits). Returns (new tokens per row, blocks
-    grown); the blocks grown are -1 where the rows' blocks are left to the caller: a shortage
-    (a preemption), or named blocks still to take (``grow`` as :func:`commit_span`'s)."""
+    token cap or decodes first: each row's need (tokens − computed), its tokens (``_share_budget``
+    in row order) and their KV blocks (``_reserve_blocks`` when every block fits). Returns (new
+    tokens per row, needed tokens summed, scheduled tokens summed, whether a row takes more than
+    one, blocks grown); the blocks grown are -1 where the rows' blocks are left to the caller: a
+    shortage (a preemption), or named blocks still to take (``grow`` as :func:`commit_span`'s)."""
+    need_total = 0
+    for i in range(n):
+        need_total += table[TOKENS, i] - table[COMPUTED, i]
     new_tokens = np.empty(n, dtype=np.int64)
+    scheduled = 0
+    several = False
     if need_total <= budget:
         for i in range(n):
-            new_tokens[i] = need[i]
+            new_tokens[i] = table[TOKENS, i] - table[COMPUTED, i]
+        scheduled = need_total
     else:
         start = 0
         for i in range(n):
-            got = min(max(budget - start, 0), need[i])
+            need = table[TOKENS, i] - table[COMPUTED, i]
+            got = min(max(budget - start, 0), need)
             new_tokens[i] = int(got)
-            start += need[i]
+            start += need
+            scheduled += new_tokens[i]
+    for i in range(n):
+        if new_tokens[i] > 1:
+            several = True
+            break
     if grow == GROW_IN_PYTHON:
-        return new_tokens, -1
+        return new_tokens, need_total, scheduled, several, -1
     total = 0
     named = False
     for i in range(n):
@@ -269,10 +270,10 @@ def reserve_running(table, n, need, need_total, budget, block_size, free, grow):
             if grow == GROW_UNLESS_NAMED and table[NSHARED, i] < table[SHAREABLE, i]:
                 named = True
     if total > free or named:
-        return new_tokens, -1
+        return new_tokens, need_total, scheduled, several, -1
     for i in range(n):
         extra = (table[COMPUTED, i] + new_tokens[i] + block_size - 1) // block_size
         extra -= table[NBLOCKS, i]
         if extra > 0:
             table[NBLOCKS, i] += extra
-    return new_tokens, total
+    return new_tokens, need_total, scheduled, several, total

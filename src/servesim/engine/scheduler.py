@@ -215,33 +215,43 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     if state.admission is not None and len(running) == 0:
         state.admission.idle()
     # (Every running row needs at least one token: a step leaves computed = tokens − 1.)
-    if state.compiled is not None:
-        need, need_total = state.compiled.running_need(running.arrays()[0], len(running))
+    speculating = state.num_speculative_tokens > 0
+    scheduled = several = None  # (the running rows' tokens, summed, and any above one)
+    if (
+        state.compiled is not None
+        and not speculating
+        and cfg.long_prefill_token_threshold is None
+        and not knobs.decodes_first
+        and not knobs.prefill_first
+    ):
+        # The rows' need, budget and blocks in one compiled call (the common case).
+        one_each, new_tokens, num_preempted, scheduled, several = _running_compiled(state, knobs)
     else:
         need = running.tokens - running.computed
         need_total = int(_sum(need))
-    one_each = need_total == len(need)
-    speculating = state.num_speculative_tokens > 0
-    if speculating:
-        drafts = speculative_tokens(state, need)
-        need = need + drafts
-        need_total = None
-    if cfg.long_prefill_token_threshold is not None:
-        need = np.minimum(need, cfg.long_prefill_token_threshold)
-        need_total = None
-    if knobs.prefill_first and not speculating:
-        batch = _prompt_step(state, cfg, knobs, need, now)
-        if batch is not None:
-            return batch
-    order = np.argsort(need > 1, kind="stable") if knobs.decodes_first else None
-    new_tokens, num_preempted = _running_tokens(state, knobs, need, need_total, order)
+        one_each = need_total == len(need)
+        if speculating:
+            drafts = speculative_tokens(state, need)
+            need = need + drafts
+            need_total = None
+        if cfg.long_prefill_token_threshold is not None:
+            need = np.minimum(need, cfg.long_prefill_token_threshold)
+            need_total = None
+        if knobs.prefill_first and not speculating:
+            batch = _prompt_step(state, cfg, knobs, need, now)
+            if batch is not None:
+                return batch
+        order = np.argsort(need > 1, kind="stable") if knobs.decodes_first else None
+        new_tokens, num_preempted = _running_tokens(state, knobs, need, need_total, order)
     num_admitted = 0
     # (prefill_first admits only in its prompt step, which just found nothing to admit.)
     admits = not knobs.admit_only_when_idle or len(running) == 0
     admits = admits and not (knobs.prefill_first and not speculating)
     if state.waiting and num_preempted == 0 and admits:
-        budget = knobs.budget - int(_sum(new_tokens))
-        extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool((new_tokens > 1).any()))
+        if scheduled is None:
+            scheduled, several = int(_sum(new_tokens)), bool((new_tokens > 1).any())
+        budget = knobs.budget - scheduled
+        extra = _admit(state, cfg, knobs, budget, now, has_prefill=several)
         num_admitted = len(extra)
         if extra:
             new_tokens = np.concatenate([new_tokens, np.asarray(extra, dtype=np.int64)])
@@ -257,6 +267,30 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     return ScheduledBatch(new_tokens, num_preempted, num_admitted, drafts, one_each)
 
 
+def _running_compiled(
+    state: SchedulerState, knobs: PolicyKnobs
+) -> tuple[bool, np.ndarray, int, int | None, bool | None]:
+    """(Every row needed one token, new tokens per running row, rows preempted, the tokens
+    summed and whether a row takes more than one — None after a preemption): the rows' need
+    (tokens − computed), the budget shared in row order and their KV blocks reserved, in one
+    compiled call (``_commit_kernels.reserve_running``) when every block fits; a shortage or
+    named blocks go through :func:`_reserve_blocks`."""
+    kv, running = state.kv, state.running
+    n = len(running)
+    new_tokens, need_total, scheduled, several, grown = state.compiled.reserve_running(
+        running.arrays()[0], n, knobs.budget, kv.block_size, kv.num_free_blocks,
+        state.compiled.grow_mode(kv),
+    )  # fmt: skip
+    if grown >= 0:
+        if grown:
+            assert kv.allocate_private(grown), "blocks were checked to fit"
+        return need_total == n, new_tokens, 0, scheduled, several
+    new_tokens, num_preempted = _reserve_blocks(state, new_tokens, None)
+    if num_preempted:
+        return need_total == n, new_tokens, num_preempted, None, None
+    return need_total == n, new_tokens, 0, scheduled, several
+
+
 def _running_tokens(
     state: SchedulerState,
     knobs: PolicyKnobs,
@@ -266,14 +300,14 @@ def _running_tokens(
 ) -> tuple[np.ndarray, int]:
     """(New tokens per running row, rows preempted): the budget shared in ``order`` and the
     rows' KV blocks reserved. Compiled in one call for rows in table order whose blocks all fit
-    (``_commit_kernels.reserve_running``); otherwise, or where it leaves them, in numpy."""
+    (``_commit_kernels.reserve_running``: the rows' need is ``need`` when nothing changed it);
+    otherwise, or where it leaves them, in numpy."""
     kernels, kv = state.compiled, state.kv
     if kernels is not None and order is None and need_total is not None:
-        grow = kernels.grow_mode(kv)
         table = state.running.arrays()[0]
-        new_tokens, grown = kernels.reserve_running(
-            table, len(need), need, need_total, knobs.budget, kv.block_size,
-            kv.num_free_blocks, grow,
+        new_tokens, _, _, _, grown = kernels.reserve_running(
+            table, len(need), knobs.budget, kv.block_size, kv.num_free_blocks,
+            kernels.grow_mode(kv),
         )  # fmt: skip
         if grown >= 0:
             if grown:
