@@ -7,6 +7,7 @@ requests and their steps fit in a few hundred MB.
 
 from __future__ import annotations
 
+import struct
 from array import array
 from typing import NamedTuple
 
@@ -73,6 +74,18 @@ _STEP_INT = {
 }
 
 
+def _packing(columns: tuple[str, ...], ints: set[str]) -> tuple[struct.Struct, np.dtype]:
+    """A record of ``columns`` as packed bytes (8 bytes a value, little-endian) and the numpy
+    record type that reads a run of them back as columns."""
+    codes = ["q" if c in ints else "d" for c in columns]
+    dtype = np.dtype(
+        [(c, "<" + ("i8" if k == "q" else "f8")) for c, k in zip(columns, codes, strict=True)]
+    )
+    return struct.Struct("<" + "".join(codes)), dtype
+
+
+_REQUEST_PACKING = _packing(REQUEST_COLUMNS, _REQUEST_INT)
+_STEP_PACKING = _packing(STEP_COLUMNS, _STEP_INT)
 _INT32_MAX = np.iinfo(np.int32).max
 _max = np.maximum.reduce
 
@@ -105,6 +118,10 @@ class StepRecord(NamedTuple):
 
 
 assert StepRecord._fields == STEP_COLUMNS  # records are moved into columns by position
+_PACK_REQUEST = _REQUEST_PACKING[0].pack
+_PACK_STEP = _STEP_PACKING[0].pack
+"""A record packed as it arrives (one bytes object instead of a tuple of 12-14 objects kept
+until the next flush, which reads a run of them back as columns in numpy)."""
 
 
 class RunRecords:
@@ -137,15 +154,15 @@ class RunRecords:
         self.kv_transfer_seconds = 0.0
         self.num_skipped = 0
         self.skipped_reasons: dict[str, int] = {}
-        self._pending_requests: list[tuple] = []
-        self._pending_steps: list[StepRecord] = []
-        self._pending_features: list[np.ndarray] = []
+        self._pending_requests: list[bytes] = []
+        self._pending_steps: list[bytes] = []
+        self._pending_features: list[bytes] = []
         self._pending_itl: list[tuple[np.ndarray, np.ndarray]] = []
 
     def request_done(self, req: Request) -> None:
         pending = self._pending_requests
         pending.append(
-            (
+            _PACK_REQUEST(
                 req.request_id,
                 req.session_id,
                 req.turn,
@@ -180,9 +197,9 @@ class RunRecords:
     def step_done(self, rec: StepRecord, features: np.ndarray | None = None) -> None:
         if features is not None:
             self.num_step_features = len(features)
-            self._pending_features.append(features)
+            self._pending_features.append(features.astype(np.float64, copy=False).tobytes())
         pending = self._pending_steps
-        pending.append(rec)
+        pending.append(_PACK_STEP(*rec))
         if len(pending) >= self._FLUSH_EVERY:
             self._flush()
 
@@ -194,17 +211,14 @@ class RunRecords:
     def _flush(self) -> None:
         """Move the pending records into the column buffers."""
         if self._pending_requests:
-            columns = zip(*self._pending_requests, strict=True)
-            for buf, column in zip(self.requests.values(), columns, strict=True):
-                buf.extend(column)
+            _unpack_into(self.requests, self._pending_requests, _REQUEST_PACKING[1])
             self._pending_requests = []
         if self._pending_steps:
-            columns = zip(*self._pending_steps, strict=True)
-            for buf, column in zip(self.steps.values(), columns, strict=True):
-                buf.extend(column)
+            _unpack_into(self.steps, self._pending_steps, _STEP_PACKING[1])
             self._pending_steps = []
         if self._pending_features:
-            block = np.array(self._pending_features, dtype=np.float64)  # (records, features)
+            block = np.frombuffer(b"".join(self._pending_features), dtype=np.float64)
+            block = block.reshape(-1, self.num_step_features)  # (records, features)
             columns = self._feature_columns
             for j in np.flatnonzero(np.logical_or.reduce(block != 0.0, axis=0)).tolist():
                 if j not in columns:
@@ -268,6 +282,13 @@ class RunRecords:
     @property
     def num_completed(self) -> int:
         return len(self.requests["request_id"]) + len(self._pending_requests)
+
+
+def _unpack_into(buffers: dict[str, array], packed: list[bytes], dtype: np.dtype) -> None:
+    """Append records packed as ``dtype`` to their column buffers."""
+    block = np.frombuffer(b"".join(packed), dtype=dtype)
+    for name, buf in buffers.items():
+        buf.frombytes(block[name].astype(buf.typecode).tobytes())
 
 
 def _as_numpy(buf: array) -> np.ndarray:
