@@ -232,6 +232,7 @@ def test_the_compiled_reads_of_a_batch_are_numpy_s():
         batch_shape,
         holds_shared,
         reserve_running,
+        span_ends,
         sum_steps,
     )
     from servesim.engine.running import COMPUTED, NSHARED, PROMPT, TOKENS
@@ -240,6 +241,11 @@ def test_the_compiled_reads_of_a_batch_are_numpy_s():
     for m in (2, 3, 17, 200, 513):
         features = rng.random((m + 3, 18)) * rng.choice([1.0, 1e3, 1e9], size=(m + 3, 18))
         np.testing.assert_array_equal(sum_steps(features, m), np.add.reduce(features[:m], axis=0))
+        durations = rng.random(m) * 0.05
+        start = float(rng.random() * 1e4)
+        np.testing.assert_array_equal(
+            span_ends(start, durations), start + np.add.accumulate(durations)
+        )
     table = np.zeros((7, 64), dtype=np.int64)
     n = 9
     table[PROMPT, :n] = rng.integers(1, 500, n)

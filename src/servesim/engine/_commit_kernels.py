@@ -120,6 +120,18 @@ def batch_shape(table, n, new_tokens):
 
 
 @njit(cache=True)
+def span_ends(start, durations):
+    """When each step of a span starting at ``start`` ends: ``start + np.add.accumulate
+    (durations)``, the same additions in the same order."""
+    ends = np.empty(durations.shape[0])
+    total = 0.0
+    for j in range(durations.shape[0]):
+        total = durations[j] if j == 0 else total + durations[j]
+        ends[j] = start + total
+    return ends
+
+
+@njit(cache=True)
 def holds_shared(table, n):
     """Whether any of the ``n`` rows holds shared (content-named) KV blocks."""
     for i in range(n):

@@ -97,18 +97,6 @@ class InFlight:
         return len(self.ends_s)
 
 
-class BatchShape(NamedTuple):
-    """What ``Instance.start_step`` reads of a scheduled batch."""
-
-    num_tokens: int
-    num_rows: int
-    """Rows with new tokens."""
-    context_tokens: int | None = None
-    """KV context the scheduled rows read, summed (None: not read yet)."""
-    fewest_outputs: int | None = None
-    """Fewest output tokens of any running row (None: not read yet)."""
-
-
 class StepOutcome(NamedTuple):
     """What completing a step produced. (A named tuple: one is built every step.)"""
 
@@ -248,7 +236,9 @@ class Instance:
         # step, as step-by-step would see it.
         keep = 1
         if now > span.start_s:
-            keep += int(np.searchsorted(span.ends_s[:-1], now, side="left"))
+            # (ends[:-1].searchsorted(now): the last step's end never counts)
+            ends = span.ends_s
+            keep += min(int(ends.searchsorted(now, side="left")), len(ends) - 1)
         if self.schedule_ahead:
             keep += 1  # (the step after those started was formed before the request came)
         if keep >= span.num_steps:
@@ -276,19 +266,18 @@ class Instance:
                 self._recv_count, self._read_at = 0, now
             state.visible_until = min(state.visible_until, self._read_at)
         batch = schedule(state, self.config, now)
-        shape = self._batch_shape(batch)
-        if shape.num_tokens == 0 and batch.num_preempted:
+        num_tokens, num_rows, context_tokens, fewest_outputs = self._batch_shape(batch)
+        if num_tokens == 0 and batch.num_preempted:
             # Everything runnable was preempted this step; the queue head goes next.
             batch = schedule(state, self.config, now)
-            shape = self._batch_shape(batch)
-        if shape.num_tokens == 0 and state.visible_until < math.inf and self.waiting:
+            num_tokens, num_rows, context_tokens, fewest_outputs = self._batch_shape(batch)
+        if num_tokens == 0 and state.visible_until < math.inf and self.waiting:
             # Nothing was formed ahead or read yet: the engine is idle now and reads its queue
             # at once.
             state.visible_until = math.inf
             self._recv_count, self._read_at = 0, now
             batch = schedule(state, self.config, now)
-            shape = self._batch_shape(batch)
-        num_tokens, num_rows = shape.num_tokens, shape.num_rows
+            num_tokens, num_rows, context_tokens, fewest_outputs = self._batch_shape(batch)
         if num_tokens == 0:
             self.in_flight = None
             self._idle = True
@@ -297,7 +286,7 @@ class Instance:
         new_tokens = batch.new_tokens
         # NOTE: most steps schedule every running row; they skip the gather.
         rows = slice(None) if num_rows == len(new_tokens) else np.flatnonzero(new_tokens)
-        pure_decode = self._pure_decode(batch, num_tokens, shape.fewest_outputs)
+        pure_decode = self._pure_decode(batch, num_tokens, fewest_outputs)
         is_round = self.num_scheduler_steps > 1 and pure_decode
         first_finish = 1
         if is_round:
@@ -320,7 +309,7 @@ class Instance:
             now,
             ends,
             durations,
-            int(_sum(context)) if shape.context_tokens is None else shape.context_tokens,
+            int(_sum(context)) if context_tokens is None else context_tokens,
             num_rows,
             features,
             is_round=is_round and num_steps > 1,
@@ -365,6 +354,9 @@ class Instance:
                 durations, features = cost.decode_round_with_features(context, num_steps, pad)
             else:
                 durations, features = cost.decode_span_with_features(context, num_steps, pad)
+            commit = self._commit
+            if commit is not None:
+                return commit.span_ends(now, durations), durations, features
             return now + np.add.accumulate(durations), durations, features
         seconds, features = cost.step_with_features(new_tokens, context, pad)
         if self.speculation is not None and batch.drafts is not None:
@@ -394,16 +386,15 @@ class Instance:
         last[held] = sent_at[held]
         return _fold_gaps(end - sent_at[sends & ~first], end - span.start_s)
 
-    def _batch_shape(self, batch: ScheduledBatch) -> BatchShape:
-        """What ``start_step`` reads of a scheduled batch: one compiled call, or numpy (the
-        rows' context and outputs then read where they are needed)."""
+    def _batch_shape(self, batch: ScheduledBatch) -> tuple[int, int, int | None, int | None]:
+        """What ``start_step`` reads of a scheduled batch: (tokens, rows with tokens, KV
+        context those rows read, fewest output tokens of any running row). One compiled call,
+        or numpy, which leaves the last two None (read where they are needed)."""
         commit = self._commit
         if commit is not None:
-            return BatchShape(
-                *commit.batch_shape(self.running.arrays()[0], len(self.running), batch.new_tokens)
-            )
+            return commit.batch_shape(self.running.arrays()[0], len(self.running), batch.new_tokens)
         new_tokens = batch.new_tokens
-        return BatchShape(int(_sum(new_tokens)), int(np.count_nonzero(new_tokens)))
+        return int(_sum(new_tokens)), int(np.count_nonzero(new_tokens)), None, None
 
     def _pure_decode(
         self, batch: ScheduledBatch, num_tokens: int, fewest_outputs: int | None
