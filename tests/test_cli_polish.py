@@ -217,6 +217,41 @@ def test_simulate_help_shows_the_defaults():
         assert text in p.stdout, text
 
 
+LONG_OPTIONS = (
+    "--num-scheduler-steps",
+    "--scheduler-recv-interval",
+    "--max-num-batched-tokens",
+    "--gpu-memory-utilization",
+    "--num-speculative-tokens",
+    "--no-async-scheduling",
+)
+
+
+def test_help_in_a_narrow_terminal_shows_every_option_whole():
+    """Rich's panels cut long option names at 80 columns (``--num-scheduler-st…``); narrow
+    terminals get click's plain layout, which wraps the descriptions instead."""
+    p = ok("simulate", "--help", env={"COLUMNS": "80"})
+    assert "…" not in p.stdout and "╭" not in p.stdout
+    for name in LONG_OPTIONS:
+        assert name in p.stdout, name
+    # A group named alone prints its help (click's exit status for it, 2), plain too.
+    alone = servesim_cli(env={"COLUMNS": "80"})
+    assert alone.returncode == 2 and "Usage: servesim" in alone.stdout + alone.stderr
+    assert "simulate" in alone.stdout + alone.stderr and "Traceback" not in alone.stderr
+    wide = ok("simulate", "--help", env={"COLUMNS": "200"})
+    assert "╭" in wide.stdout  # (the rich panels where they fit)
+
+
+def test_no_command_s_rich_help_is_cut_at_the_narrowest_width_that_gets_it():
+    from servesim.cli import COMMAND_MODULES, RICH_HELP_MIN_COLUMNS
+
+    width = {"COLUMNS": str(RICH_HELP_MIN_COLUMNS)}
+    for command in [*sorted(set(COMMAND_MODULES) - {"version", "trace"}), "trace merge"]:
+        p = ok(*command.split(), "--help", env=width)
+        assert "╭" in p.stdout, command
+        assert "…" not in p.stdout, f"{command}: raise RICH_HELP_MIN_COLUMNS"
+
+
 def test_model_and_gpu_are_options_everywhere_and_words_where_they_were():
     by_word = ok("estimate", "llama-3.1-8b", "--hardware", "h100", "--input-len", "100",
                  "--output-len", "10", "--json").stdout  # fmt: skip

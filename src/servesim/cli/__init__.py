@@ -67,6 +67,27 @@ def importing() -> Iterator[None]:
             gc.enable()
 
 
+RICH_HELP_MIN_COLUMNS = 130
+"""Narrowest terminal that gets typer's rich help panels. Narrower, rich shrinks the option
+column and cuts long names (``--num-scheduler-st…`` at 80 columns), so click's plain help,
+which wraps the descriptions instead, is printed (a test checks that no command's rich help is
+cut at this width)."""
+
+
+def plain_help_when_narrow(app, columns: int | None = None) -> None:
+    """Use click's plain help layout for ``app`` and its sub-apps when the terminal (``columns``,
+    default: its width, 80 when output is not a terminal) is narrower than
+    :data:`RICH_HELP_MIN_COLUMNS`."""
+    import shutil
+
+    width = shutil.get_terminal_size().columns if columns is None else columns
+    if width >= RICH_HELP_MIN_COLUMNS:
+        return
+    app.rich_markup_mode = None
+    for group in app.registered_groups:
+        group.typer_instance.rich_markup_mode = None
+
+
 def load_commands(args: list[str]) -> None:
     """Register the command ``args`` invokes, or every command when it names none."""
     module = COMMAND_MODULES.get(args[0]) if args else None
@@ -120,6 +141,7 @@ def _run(args: list[str]) -> int:
             from servesim.cli.app import app
 
             load_commands(args)
+            plain_help_when_narrow(app)
         # NOTE: not standalone: click would print its usage errors (a bad --tp, an option
         # out of range) as a boxed usage message; they are user mistakes like any other.
         # Every command returns None, so an int is the status of a typer.Exit.
@@ -139,10 +161,15 @@ def _run(args: list[str]) -> int:
         import typer
         from typer._click import exceptions as click_errors
 
-        if isinstance(err, click_errors.NoArgsIsHelpError):
+        if isinstance(err, click_errors.NoArgsIsHelpError):  # a group named alone: its help
             from typer import rich_utils
 
-            rich_utils.rich_format_error(err)  # a group named alone: its help
+            from servesim.cli.app import app
+
+            if app.rich_markup_mode is None:
+                err.show()  # (plain help: a narrow terminal, see plain_help_when_narrow)
+            else:
+                rich_utils.rich_format_error(err)
             return err.exit_code
         if isinstance(err, click_errors.ClickException):
             sys.stderr.write(f"error: {click_error_line(err)}\n")
