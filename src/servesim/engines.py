@@ -180,6 +180,11 @@ class EngineProfile:
     architecture, the model's HF architecture class)`` → a backend name where it changes the
     price (``CostParams.attention_backend``; see :func:`sglang_attention_backend`). None: the
     measured tables' kernels."""
+    allreduce_norm_fusion: Callable[[str | None, str | None, str, str], bool] | None = None
+    """Whether the engine fuses each TP all-reduce with the residual add and RMSNorm after it
+    (one kernel): ``(release, GPU architecture, GPU name, the model's HF architecture class)``
+    (``CostParams.allreduce_norm_fusion``; see :func:`sglang_allreduce_norm_fusion`). None:
+    never."""
     mla_decode_rows: Callable[[str | None, str | None], int] | None = None
     """When the engine's MLA backend takes rows of more than one new token down its decode
     (weight-absorbed) pathway: ``(release, GPU architecture)`` → the most new tokens such a
@@ -1044,6 +1049,52 @@ def sglang_attention_backend(
     return "fa3" if model_architecture in listed else "flashinfer"
 
 
+_SGLANG_FUSED_MOE_ARCHITECTURES = frozenset(
+    {"DeepseekV3ForCausalLM", "GptOssForCausalLM", "Glm4MoeForCausalLM", "Qwen3MoeForCausalLM"}
+)
+SGLANG_ALLREDUCE_FUSION: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = (
+    ("0.5.1", frozenset({"GptOssForCausalLM"}), frozenset({"blackwell"})),
+    ("0.5.4", frozenset({"GptOssForCausalLM", "DeepseekV3ForCausalLM"}), frozenset({"blackwell"})),
+    ("0.5.7", _SGLANG_FUSED_MOE_ARCHITECTURES, frozenset({"hopper", "blackwell"})),
+    (
+        "0.5.8",
+        _SGLANG_FUSED_MOE_ARCHITECTURES | {"Glm4MoeLiteForCausalLM"},
+        frozenset({"hopper", "blackwell"}),
+    ),
+    (
+        "0.5.9",
+        _SGLANG_FUSED_MOE_ARCHITECTURES
+        | {"Glm4MoeLiteForCausalLM", "KimiK25ForConditionalGeneration"},
+        frozenset({"hopper", "blackwell"}),
+    ),
+)
+"""From each SGLang release on, the model classes and GPU architectures for which
+``ServerArgs`` turns ``enable_flashinfer_allreduce_fusion`` on by itself (without DP attention,
+on one node; from 0.5.7 also not on an H20 and without an all-to-all MoE backend), read in the
+0.4.10 and 0.5.1-0.5.9 wheels: none in 0.4.10; GPT-OSS on SM100 from 0.5.1; DeepSeek-V3's class
+too from 0.5.4; from 0.5.7 one list (DeepSeek-V3, GPT-OSS, GLM-4.5, Qwen3-MoE; GLM-4.7-Flash's
+class from 0.5.8, Kimi-K2.5's from 0.5.9) on SM90 or SM100. The model's ``LayerCommunicator``
+then replaces each all-reduce and the residual add + RMSNorm after it by FlashInfer's fused
+kernel (``forward_with_allreduce_fusion``) in steps of at most 2,048 tokens on SM90/SM100."""
+
+
+def sglang_allreduce_norm_fusion(
+    release: str | None, architecture: str | None, gpu: str, model_architecture: str
+) -> bool:
+    """Whether SGLang at ``release`` (None: the newest) fuses its TP all-reduces with the
+    residual add and RMSNorm after them for a model of HF class ``model_architecture`` on the
+    GPU ``gpu`` of ``architecture`` (:data:`SGLANG_ALLREDUCE_FUSION`; the caller checks the
+    split: TP > 1, no DP attention, one node, no all-to-all)."""
+    rule = None
+    for start, classes, architectures in SGLANG_ALLREDUCE_FUSION:
+        if not _older(release, start):
+            rule = classes, architectures
+    if rule is None or architecture not in rule[1] or model_architecture not in rule[0]:
+        return False
+    # (0.5.7 on: "there is currently a bug on H20 device specifically", flashinfer#2204)
+    return not (architecture == "hopper" and gpu.upper() == "H20")
+
+
 VLLM_TRITON_SINK_ARCHITECTURES = frozenset({"ampere", "ada", "blackwell-rtx"})
 """GPU architectures on which vLLM's V1 engine runs a model with attention sinks (GPT-OSS) on
 its Triton backend: FlashAttention-2 has no sinks, FlashAttention-3 (Hopper) and FlashInfer's
@@ -1358,6 +1409,7 @@ PROFILES: dict[str, EngineProfile] = {
         mla_prompt_absorb=sglang_mla_prompt_absorb,
         fp8_attention=sglang_fp8_attention,
         attention_backend=sglang_attention_backend,
+        allreduce_norm_fusion=sglang_allreduce_norm_fusion,
         kernel_backend="sglang",
         description="SGLang: prefill batches before decode batches (prompts chunked by GPU "
         "memory), overlap scheduler (host work beside the GPU), radix prefix cache, look-ahead "
@@ -1571,6 +1623,7 @@ PROFILES["sglang-0.4"] = replace(
     memory_fraction=sglang04_mem_fraction_static,
     mla_prompt_absorb=sglang04_mla_prompt_absorb,
     mla_prompt_kernel_scale=sglang04_mla_prompt_kernel_scale,
+    allreduce_norm_fusion=None,  # (no 0.4 release turns it on: SGLANG_ALLREDUCE_FUSION)
     # (server_args.py under --enable-dp-attention, checked in the 0.4.0-0.4.9 wheels: the
     # prefill chunk // 2, then // dp_size from 0.4.5; conservativeness x 0.3 throughout; CUDA
     # graphs capped at 96 sequences in 0.4.0 only; the overlap scheduler off in 0.4.0-0.4.1.)
@@ -1724,6 +1777,21 @@ def attention_backend(
     changes the price (``profile.attention_backend``); None: the measured tables' kernels."""
     rule = profile.attention_backend
     return None if rule is None else rule(engine_version, architecture, model_architecture)
+
+
+def allreduce_norm_fusion(
+    profile: EngineProfile,
+    engine_version: str | None,
+    architecture: str | None,
+    gpu: str,
+    model_architecture: str,
+) -> bool:
+    """Whether the engine at ``engine_version`` (None: its newest release) fuses each TP
+    all-reduce with the residual add and RMSNorm after it on the GPU ``gpu`` of
+    ``architecture`` for a model of HF class ``model_architecture``
+    (``profile.allreduce_norm_fusion``)."""
+    rule = profile.allreduce_norm_fusion
+    return rule is not None and rule(engine_version, architecture, gpu, model_architecture)
 
 
 def mla_decode_rows(

@@ -47,6 +47,7 @@ from servesim.engine.request import Request
 from servesim.engine.scheduler import SchedulerConfig, policy_knobs
 from servesim.engines import (
     EngineProfile,
+    allreduce_norm_fusion,
     attention_backend,
     deepseek_glue_kernels,
     flashinfer_decode_cuda_cores,
@@ -313,6 +314,18 @@ def _cost_params(
         flashinfer_cuda_core_group=_flashinfer_cuda_core_group(
             backend, profile, scenario.engine_version, model, par, group.kv_dtype
         ),
+        # (SGLang turns the fusion on only without DP attention, on one node, and without an
+        # all-to-all MoE backend.)
+        allreduce_norm_fusion=par.tp > 1
+        and par.dp == 1
+        and par.gpus <= hardware.gpus_per_node
+        and allreduce_norm_fusion(
+            profile,
+            scenario.engine_version,
+            hardware.architecture,
+            hardware.name,
+            model.architecture,
+        ),  # fmt: skip
         mla_absorb_max_new_tokens=mla_decode_rows(
             profile, scenario.engine_version, hardware.architecture
         ),

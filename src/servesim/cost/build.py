@@ -591,6 +591,7 @@ def build_step_cost(
         mla_materialized=params.mla_materialized,
         mla_prompt_attention_scale=params.mla_prompt_attention_scale,
         deepseek_glue_kernels=params.deepseek_glue_kernels,
+        allreduce_norm_fusion=params.allreduce_norm_fusion,
     )
     rates = rates_of(hw, par, params, res)
     half = params.gemm_half_tokens
@@ -621,6 +622,7 @@ def build_step_cost(
                 mla_materialized=params.mla_materialized,
                 mla_prompt_attention_scale=params.mla_prompt_attention_scale,
                 deepseek_glue_kernels=params.deepseek_glue_kernels,
+                allreduce_norm_fusion=params.allreduce_norm_fusion,
             )
             for st in pipeline_stages(model, par.pp)
         ]

@@ -44,6 +44,7 @@ def model_operators(
     mla_materialized: bool = False,
     mla_prompt_attention_scale: float = 1.0,
     deepseek_glue_kernels: tuple[float, float] = (0.0, 0.0),
+    allreduce_norm_fusion: bool = False,
 ) -> tuple[Operator, ...]:
     """The operator list for ``model`` with the resolved dtypes (one ``stage`` or all)."""
     return build_operators(
@@ -62,6 +63,7 @@ def model_operators(
         mla_materialized=mla_materialized,
         mla_prompt_attention_scale=mla_prompt_attention_scale,
         deepseek_glue_kernels=deepseek_glue_kernels,
+        allreduce_norm_fusion=allreduce_norm_fusion,
     )
 
 

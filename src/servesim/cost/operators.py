@@ -61,6 +61,7 @@ def build_operators(
     mla_materialized: bool = False,
     mla_prompt_attention_scale: float = 1.0,
     deepseek_glue_kernels: tuple[float, float] = (0.0, 0.0),
+    allreduce_norm_fusion: bool = False,
 ) -> tuple[Operator, ...]:
     """All operators of one forward step of ``model`` split as ``par``, per GPU.
 
@@ -72,7 +73,7 @@ def build_operators(
     weights). ``moe_load``: token-expert pairs the busiest EP rank receives, relative to the
     mean (``1 + CostParams.moe_skew`` when ``ep > 1``). ``custom_allreduce``,
     ``mla_fused_down_proj``, ``mla_materialized``, ``mla_prompt_attention_scale``,
-    ``deepseek_glue_kernels``: see
+    ``deepseek_glue_kernels``, ``allreduce_norm_fusion``: see
     ``CostParams``; ``mla_block_scale``: see ``ResolvedParams.mla_block_scale``.
     """
     st = stage or whole_model(model, par.pp)
@@ -84,10 +85,22 @@ def build_operators(
     )
     d = model.hidden_size
     # Norms: vLLM fuses the residual add into the RMSNorm: reads x and residual, writes both.
+    # With the all-reduce fusion every norm that follows a TP all-reduce (all but the stage's
+    # first pre-attention norm) runs inside the all-reduce's kernel: its bytes, no launch.
+    norms = 2 * st.layers
+    fused = norms - 1 if allreduce_norm_fusion and par.tp > 1 else 0
     ops = [
         vector(
-            "add_rmsnorm", 2 * st.layers, 5.0 * d, 4.0 * d * act_bytes, const_bytes=d * act_bytes
-        )
+            "add_rmsnorm", norms - fused, 5.0 * d, 4.0 * d * act_bytes, const_bytes=d * act_bytes
+        ),
+        vector(
+            "allreduce_rmsnorm",
+            fused,
+            5.0 * d,
+            4.0 * d * act_bytes,
+            kernels=0.0,
+            const_bytes=d * act_bytes,
+        ),
     ]
     if model.mla is None:
         ops += attention_operators(model, par, st, nb)

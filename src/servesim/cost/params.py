@@ -247,6 +247,13 @@ class CostParams:
     more, grouped top-k routing); each costs one kernel's fixed time (``kernel_launch_s``; in a
     step without CUDA graphs also ``eager_launch_s``) and moves no modelled bytes. The engine
     profiles' ``deepseek_glue`` give the counts by release. No effect on models without MLA."""
+    allreduce_norm_fusion: bool = False
+    """Each TP all-reduce runs fused with the residual add and RMSNorm after it, one kernel
+    (SGLang's FlashInfer all-reduce fusion, ``engines.SGLANG_ALLREDUCE_FUSION``): the norms
+    that follow an all-reduce (every layer's but the first one's pre-attention norm) keep their
+    bytes but launch no kernel of their own. SGLang fuses only in steps of at most 2,048
+    tokens; longer prompt steps are priced fused too (~2 x layers kernel fixed times, well
+    under 1% of such a step). No effect without TP."""
     comm_efficiency: float = 0.8
     """Fraction of link bandwidth collectives reach (NCCL all-reduce bus bandwidth on 8×H100
     NVLink is about 360 of 450 GB/s)."""
