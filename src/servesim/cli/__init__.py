@@ -74,14 +74,12 @@ which wraps the descriptions instead, is printed (a test checks that no command'
 cut at this width)."""
 
 
-def plain_help_when_narrow(app, columns: int | None = None) -> None:
-    """Use click's plain help layout for ``app`` and its sub-apps when the terminal (``columns``,
-    default: its width, 80 when output is not a terminal) is narrower than
-    :data:`RICH_HELP_MIN_COLUMNS`."""
+def plain_help_when_narrow(app) -> None:
+    """Use click's plain help layout for ``app`` and its sub-apps when the terminal (80 columns
+    when output is not a terminal) is narrower than :data:`RICH_HELP_MIN_COLUMNS`."""
     import shutil
 
-    width = shutil.get_terminal_size().columns if columns is None else columns
-    if width >= RICH_HELP_MIN_COLUMNS:
+    if shutil.get_terminal_size().columns >= RICH_HELP_MIN_COLUMNS:
         return
     app.rich_markup_mode = None
     for group in app.registered_groups:

@@ -89,18 +89,10 @@ def build_operators(
     # first pre-attention norm) runs inside the all-reduce's kernel: its bytes, no launch.
     norms = 2 * st.layers
     fused = norms - 1 if allreduce_norm_fusion and par.tp > 1 else 0
+    norm = {"flops_per_token": 5.0 * d, "bytes_per_token": 4.0 * d * act_bytes}
     ops = [
-        vector(
-            "add_rmsnorm", norms - fused, 5.0 * d, 4.0 * d * act_bytes, const_bytes=d * act_bytes
-        ),
-        vector(
-            "allreduce_rmsnorm",
-            fused,
-            5.0 * d,
-            4.0 * d * act_bytes,
-            kernels=0.0,
-            const_bytes=d * act_bytes,
-        ),
+        vector("add_rmsnorm", norms - fused, **norm, const_bytes=d * act_bytes),
+        vector("allreduce_rmsnorm", fused, **norm, kernels=0.0, const_bytes=d * act_bytes),
     ]
     if model.mla is None:
         ops += attention_operators(model, par, st, nb)

@@ -205,7 +205,7 @@ class SchedulerState:
     schedulers) formed the step while the previous one started, before they came."""
     compiled: Any = None
     """The compiled kernels (``engine._commit_kernels``) when the instance runs them: the
-    running rows' budget and blocks in one call (:func:`_running_tokens`); None: numpy."""
+    running rows' budget and blocks in one call (:func:`_running_compiled`); None: numpy."""
 
 
 def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> ScheduledBatch:
@@ -299,22 +299,12 @@ def _running_tokens(
     order: np.ndarray | None,
 ) -> tuple[np.ndarray, int]:
     """(New tokens per running row, rows preempted): the budget shared in ``order`` and the
-    rows' KV blocks reserved. Compiled in one call for rows in table order whose blocks all fit
-    (``_commit_kernels.reserve_running``: the rows' need is ``need`` when nothing changed it);
-    otherwise, or where it leaves them, in numpy."""
-    kernels, kv = state.compiled, state.kv
-    if kernels is not None and order is None and need_total is not None:
-        table = state.running.arrays()[0]
-        new_tokens, _, _, _, grown = kernels.reserve_running(
-            table, len(need), knobs.budget, kv.block_size, kv.num_free_blocks,
-            kernels.grow_mode(kv),
-        )  # fmt: skip
-        if grown >= 0:
-            if grown:
-                assert kv.allocate_private(grown), "blocks were checked to fit"
-            return new_tokens, 0
-    else:
-        new_tokens = _share_budget(need, knobs.budget, order, need_total)
+    rows' KV blocks reserved. Compiled for rows in table order whose need nothing changed
+    (:func:`_running_compiled`); otherwise in numpy."""
+    if state.compiled is not None and order is None and need_total is not None:
+        _, new_tokens, num_preempted, _, _ = _running_compiled(state, knobs)
+        return new_tokens, num_preempted
+    new_tokens = _share_budget(need, knobs.budget, order, need_total)
     return _reserve_blocks(state, new_tokens, order)
 
 
