@@ -455,17 +455,38 @@ def _errors(got, pick, true) -> list[float]:
     return [] if got is None else np.abs(got[0][pick] / true - 1.0).tolist()
 
 
-def moe_errors(hw) -> tuple[float, float, float, float, float, float, int] | None:
+def _best_other_shape_errors(model, hw, par, params, held, pick, true) -> list[float]:
+    """The |errors| of ``model``'s measured MoE layer (split ``par``) priced as
+    ``build._reshaped_moe_curve`` prices it from each other measured shape of the kernel it
+    picks (``held``: the tables without this shape), keeping the shape whose median |error|
+    is smallest: chosen with hindsight, the ceiling of pricing a shape from one other shape."""
+    source = B._reshape_source(model, par, params, held)
+    if source is None:
+        return []
+    dtype = source[0]
+    best: list[float] = []
+    for shape in K.moe_shapes(held.tables, (dtype,), par.expert_tp, par.ep):
+        errors = _errors(
+            B._reshaped_moe_curve(model, hw, par, params, held, source=(dtype, shape)), pick, true
+        )
+        if errors and (not best or np.median(errors) < np.median(best)):
+            best = errors
+    return best
+
+
+def moe_errors(hw) -> tuple[float, float, float, float, float, float, float, int] | None:
     """Median |error| of one MoE layer's routed experts on ``hw``: roofline, own table held out
     (leave-one-token-count-out), borrowed from other GPUs (leave-one-GPU-out), from this GPU's
-    other shapes (leave-one-shape-out), from a same-architecture GPU's rows of the shape with
-    this GPU's held out (``build._sibling_moe_curve``, leave-one-shape-out on this GPU only;
-    NaN without such a GPU), from this GPU's other expert TP splits of the shape
+    other shapes (leave-one-shape-out), the same from the other shape that fits best (chosen
+    with hindsight: :func:`_best_other_shape_errors`), from a same-architecture GPU's rows of
+    the shape with this GPU's held out (``build._sibling_moe_curve``, leave-one-shape-out on
+    this GPU only; NaN without such a GPU), from this GPU's other expert TP splits of the shape
     (leave-one-split-out); and the number of measured points. None when ``hw`` has no MoE rows
     for the catalog's MoE models."""
     # (vLLM's kernels: GPT-OSS's experts are Marlin's on Ada, triton_kernels on Hopper.)
     params = CostParams(kernel_tables=True, kernel_backend="vllm")
     roof_e, held_e, borrowed_e, reshaped_e, sibling_e, resplit_e = [], [], [], [], [], []
+    best_shape_e: list[float] = []
     for name in MOE_MODELS:
         model = load_model(name)
         for par, res, pick, true, roof in _moe_points(model, hw, params):
@@ -475,6 +496,7 @@ def moe_errors(hw) -> tuple[float, float, float, float, float, float, int] | Non
             borrowed_e += _errors(borrowed, pick, true)
             held = _without_shape(res, model)
             reshaped_e += _errors(B._reshaped_moe_curve(model, hw, par, params, held), pick, true)
+            best_shape_e += _best_other_shape_errors(model, hw, par, params, held, pick, true)
             sibling_e += _errors(B._sibling_moe_curve(model, hw, par, params, held), pick, true)
             resplit = B._resplit_moe_curve(model, hw, par, params, _without_split(res, model, par))
             resplit_e += _errors(resplit, pick, true)
@@ -485,6 +507,7 @@ def moe_errors(hw) -> tuple[float, float, float, float, float, float, int] | Non
         float(np.median(held_e)),
         float(np.median(borrowed_e)) if borrowed_e else float("nan"),
         float(np.median(reshaped_e)) if reshaped_e else float("nan"),
+        float(np.median(best_shape_e)) if best_shape_e else float("nan"),
         float(np.median(sibling_e)) if sibling_e else float("nan"),
         float(np.median(resplit_e)) if resplit_e else float("nan"),
         len(roof_e),
@@ -791,9 +814,10 @@ def main() -> None:
     print()
     _table("| GPU | MoE points | MoE roofline | MoE table (held out) | MoE borrowed from other "
            "GPUs (fitted rung, own rows held out) | MoE from this GPU's other shapes (fitted "
-           "rung, own shape held out) | MoE from a same-architecture GPU's rows of the shape "
-           "(fitted rung, own shape held out) | MoE from this GPU's other expert TP splits "
-           "(fitted rung, own split held out) |", 7, _moe_row)  # fmt: skip
+           "rung, own shape held out) | the same from the other shape that fits best (chosen "
+           "with hindsight) | MoE from a same-architecture GPU's rows of the shape (fitted rung, "
+           "own shape held out) | MoE from this GPU's other expert TP splits (fitted rung, own "
+           "split held out) |", 8, _moe_row)  # fmt: skip
     print()
     _table("| GPU | Marlin MXFP4 points | roofline | from this GPU's Marlin INT4 rows of another "
            "shape (MXFP4 shape held out) | the same x the MXFP4/INT4 factor of the other GPUs "
