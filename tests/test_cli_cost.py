@@ -196,11 +196,15 @@ def test_estimate_with_attention_dp_ranks():
     assert table.exit_code == 0, table.output
     assert "8× H200 (tp=1 dp=8" in table.output and "over 8 ranks" in table.output
     out = json.loads(runner.invoke(app, [*args, "--json"]).output)
-    spec, hw = load_model("deepseek-v3"), load_hardware("H200")
-    par = Parallelism(tp=1, dp=8)
     assert (out["dp"], out["gpus"]) == (8, 8)
-    plan = plan_memory(spec, hw, par, **_vllm_serve_memory(hw))
-    assert out["kv_capacity_tokens"] == plan.kv_capacity_tokens
+    # Sized as simulate sizes the same deployment (its step budgets under DP attention), which
+    # the single-rank vLLM plan estimate used before did not (4,150,272 tokens there).
+    sim = _json(["simulate", "-m", "deepseek-v3", "-g", "H200", "--tp", "1", "--dp", "8",
+                 "-n", "1", "--input-len", "10", "--output-len", "2", "--json"])  # fmt: skip
+    assert out["kv_capacity_tokens"] == sim["memory"]["kv_capacity_tokens"]
+    spec, hw = load_model("deepseek-v3"), load_hardware("H200")
+    whole_budget = plan_memory(spec, hw, Parallelism(tp=1, dp=8), **_vllm_serve_memory(hw))
+    assert out["kv_capacity_tokens"] != whole_budget.kv_capacity_tokens
     bad = runner.invoke(app, ["estimate", "llama-3.1-8b", "-g", "H100", "--dp", "2",
                               "--input-len", "10", "--output-len", "10"])  # fmt: skip
     assert isinstance(bad.exception, ServesimError) and bad.exception.field == "dp"
@@ -295,3 +299,40 @@ def test_estimate_pins_the_kv_cache_to_a_logged_size():
     out = _json([*args, "--kv-cache-tokens", "40000"])
     assert out["kv_capacity_tokens"] == 40_000  # 2,500 blocks of 16
     assert out["max_concurrent_seqs"] == 2_500 // math.ceil((2048 + 128) / 16)
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        ["--engine", "sglang"],
+        ["--engine", "trtllm"],
+        ["--engine", "vllm-v0"],
+        ["--engine", "vllm", "--engine-version", "0.10.2"],
+        ["--engine", "lmdeploy"],
+    ],
+)
+def test_estimate_prices_each_engine_as_simulate(engine: list[str]):
+    # One request alone: simulate's TTFT (no API server) is the prefill step, its E2EL the
+    # prefill and the decode steps, each under the engine's graphs, kernels and host terms.
+    lengths = ["--input-len", "700", "--output-len", "6"]
+    est = _json(["estimate", "llama-3.1-8b", "-g", "H100", *lengths, *engine, "--json"])
+    sim = _json(["simulate", "-m", "llama-3.1-8b", "-g", "H100", "-n", "1", *lengths, *engine,
+                 "--no-api-server", "--json"])  # fmt: skip
+    assert est["engine"] == engine[1]
+    assert est["prefill_s"] * 1e3 == pytest.approx(sim["mean_ttft_ms"], rel=1e-9)
+    assert est["total_s"] * 1e3 == pytest.approx(sim["mean_e2el_ms"], rel=1e-9)
+
+
+def test_estimate_decodes_eagerly_past_the_longest_captured_sequence():
+    # vLLM V0 captures decode graphs for sequences up to 8,192 tokens: the steps whose longest
+    # sequence passes it run eagerly, in simulate's spans and in estimate's decode.
+    lengths = ["--input-len", "8188", "--output-len", "9", "--batch", "1"]
+    est = _json(["estimate", "llama-3.1-8b", "-g", "H100", *lengths, "--engine", "vllm-v0",
+                 "--json"])  # fmt: skip
+    sim = _json(["simulate", "-m", "llama-3.1-8b", "-g", "H100", "-n", "1", *lengths[:4],
+                 "--engine", "vllm-v0", "--no-api-server", "--json"])  # fmt: skip
+    # (The engine chunks the 8,188-token prompt, 2,048 tokens a step; estimate's prefill is one
+    # step by definition: the decode steps are compared.)
+    decode_ms = (est["total_s"] - est["prefill_s"]) * 1e3
+    assert decode_ms == pytest.approx(sim["mean_e2el_ms"] - sim["mean_ttft_ms"], rel=1e-9)
+    assert est["decode_step_s"]["end"] > 1.05 * est["decode_step_s"]["start"]  # (eager: slower)

@@ -140,73 +140,87 @@ def estimate_cmd(
         "--kernel-tables/--no-kernel-tables",
         help="Price operators from measured kernel tables where the GPU has them.",
     ),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="Engine profile pricing the steps, as in simulate: vllm (V1, default) | vllm-v0 | "
+        "sglang | sglang-0.4 | trtllm | trtllm-pytorch | lmdeploy | gpt-fast",
+    ),
+    engine_version: str | None = typer.Option(
+        None, "--engine-version", help="The engine's release, e.g. 0.10.2 (default: newest)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Latency and memory of one batch from the analytical cost model (no queueing).
 
-    The batch's prompts run as one prefill step, then every sequence decodes together.
+    The batch's prompts run as one prefill step, then every sequence decodes together, each
+    step priced as `simulate` prices it under the same engine (--engine, --engine-version).
     """
-    import dataclasses
-
     import numpy as np
 
-    from servesim.cost import CostParams, Parallelism, build_step_cost, plan_memory
-    from servesim.engines import engine_profile, hybrid_kv, mla_decode_rows, mla_fused_down_proj
-    from servesim.hardware import load_hardware
-    from servesim.model import load_model
+    from servesim.engines import release_outside_profile
+    from servesim.fleet import build_fleet
+    from servesim.scenario import build_scenario
 
-    spec = load_model(positional_or_option(model, model_option, "--model"))
+    model_name = positional_or_option(model, model_option, "--model")
+    given = {
+        "engine": engine,
+        "engine_version": engine_version,
+        "weight_dtype": weight_dtype,
+        "kv_dtype": kv_dtype,
+    }
+    scheduler = {"gpu_memory_utilization": gpu_memory_utilization}
+    if kv_cache_tokens is not None:
+        scheduler["kv_cache_tokens"] = kv_cache_tokens
+    scenario = build_scenario(
+        {
+            "model": model_name,
+            "hardware": hardware,
+            "tp": tp,
+            "pp": pp,
+            "ep": ep,
+            "dp": dp,
+            **{key: value for key, value in given.items() if value is not None},
+            "kernel_tables": kernel_tables,
+            "compiled": "off",
+            "scheduler": scheduler,
+            # (The fleet is built for this scenario's engine and GPUs; no request is run.)
+            "workload": {"num_requests": 1, "input_len": 1, "output_len": 1},
+        },
+        source="",  # (errors name the option's field alone, as simulate's do)
+    )
+    fleet = build_fleet(scenario, np.random.default_rng(scenario.seed))
+    spec = fleet.model
     for caveat in spec.unmodelled:
         Console(stderr=True).print(f"warning: {spec.name}: {caveat}")
-    hw = load_hardware(hardware)
-    if ep > 1 and spec.moe is None:  # (before the split's own rules, which assume experts)
-        from servesim.errors import ServesimError
-
-        raise ServesimError(f"{spec.name} has no experts to spread", field="ep", fix="use --ep 1")
-    par = Parallelism(tp=tp, pp=pp, ep=ep, dp=dp)
-    # As `simulate` prices a step under its default engine (vLLM, newest release: custom
-    # all-reduce, MLA's down-projections as one GEMM, short MLA prompts on the decode pathway
-    # on Hopper, its kernels' tables and MLA block).
-    vllm = engine_profile("vllm")
-    params = CostParams(
-        weight_dtype=weight_dtype,
-        kv_dtype=kv_dtype,
-        kernel_tables=kernel_tables,
-        kernel_backend=vllm.kernel_backend,
-        custom_allreduce=tp <= hw.gpus_per_node,
-        mla_fused_down_proj=mla_fused_down_proj(vllm, None),
-        mla_absorb_max_new_tokens=mla_decode_rows(vllm, None, hw.architecture),
-        hybrid_kv=hybrid_kv(vllm, None),
-    )
-    # (and sizes its memory as `vllm serve` on this GPU: its step budgets, its profiled rule)
-    assert vllm.batch_defaults is not None
-    budget, seqs = vllm.batch_defaults(hw.hbm_bytes, hw.name, True, None)
-    plan = plan_memory(
-        spec, hw, par, params,
-        gpu_memory_utilization=gpu_memory_utilization, kv_cache_tokens=kv_cache_tokens,
-        max_num_batched_tokens=budget, max_num_seqs=seqs, **vllm.kv_memory(None),
-    )  # fmt: skip
-    cost = build_step_cost(spec, hw, par, params)
-    # A prompt step past vLLM's CUDA-graph sizes on this GPU runs without one, as `simulate`
-    # prices it (the eager cost model: every kernel's CPU issue time).
-    graphs = vllm.for_gpu(hw.hbm_bytes, tp * dp, dp, None).for_batch(None, seqs, budget)
-    prompt_cost = cost
-    if graphs.graph_max_tokens is not None and not graphs.graphed(False, batch * input_len, batch):
-        prompt_cost = build_step_cost(spec, hw, par, dataclasses.replace(params, cuda_graphs=False))
-
+    outside = release_outside_profile(scenario.engine, scenario.engine_version)
+    if outside is not None:
+        Console(stderr=True).print(f"warning: engine: {outside}")
+    group = fleet.groups[0]
+    instance, plan, par = group.instances[0], group.memory, group.parallelism
+    cost = group.cost
     prompts = np.full(batch, input_len)
-    prefill = prompt_cost.step_time(prompts, np.zeros(batch, dtype=np.int64))
+    fresh = np.zeros(batch, dtype=np.int64)
+    # Each step under the cost model simulate's instance would run it with: the CUDA graph's
+    # (a decode batch padded to the captured size) or the eager one past the captured sizes.
+    prompt_cost, _ = instance.step_cost(False, batch * input_len, batch, fresh)
+    prefill = prompt_cost.step_time(prompts, fresh)
     steps = output_len - 1
     # A sequence of output_len tokens needs output_len − 1 decode steps after the prefill.
-    span = cost.decode_span_seconds(prompts, max(steps, 1))
-    decode_start = cost.step_time(np.ones(batch, dtype=np.int64), prompts)
+    span = _decode_seconds(instance, prompts, max(steps, 1))
+    decode_cost, pad = instance.step_cost(True, batch, batch, prompts)
+    ones = np.ones(batch, dtype=np.int64)
+    decode_start = decode_cost.step_time(*_padded(ones, prompts, pad))
     total_s = prefill.total_s + (float(span.sum()) if steps else 0.0)
     seq_len = input_len + output_len
     max_seqs = plan.max_concurrent_seqs(seq_len)
+    hw = group.hardware
     peak = hw.peak_flops.get(cost.resolved.act_dtype, 0.0)
     result = {
         "model": spec.name,
-        "hardware": hw.name,
+        "hardware": group.hardware.name,
+        "engine": scenario.engine,
+        "engine_version": scenario.engine_version,
         "tp": tp,
         "pp": pp,
         "ep": ep,
@@ -220,8 +234,8 @@ def estimate_cmd(
         "kv_dtype": cost.resolved.kv_dtype,
         "fidelity": prefill.fidelity,
         "fidelity_shares": {
-            "prefill": _rung_shares(prompt_cost, prompts, np.zeros(batch, dtype=np.int64)),
-            "decode": _rung_shares(cost, np.ones(batch, dtype=np.int64), prompts),
+            "prefill": _rung_shares(prompt_cost, prompts, fresh),
+            "decode": _rung_shares(decode_cost, *_padded(ones, prompts, pad)),
         },
         "prefill_s": prefill.total_s,
         "decode_step_s": {
@@ -249,10 +263,40 @@ def estimate_cmd(
         "context_window": spec.max_position_embeddings,
         "fits_context": seq_len <= spec.max_position_embeddings,
     }
+    if outside is not None:
+        result["engine_warning"] = outside
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     _print_estimate(result, cost.hardware.name)
+
+
+def _padded(new_tokens, context, pad: int):
+    """(new tokens, context) of a step with ``pad`` CUDA-graph padding rows appended."""
+    from servesim.cost.step import padded_rows
+
+    return padded_rows(new_tokens, context, pad) if pad else (new_tokens, context)
+
+
+def _decode_seconds(instance, context, num_steps: int):
+    """Seconds of ``num_steps`` decode steps of every row from ``context``, each under the
+    cost model ``instance`` would run it with (``Instance.step_cost``): a graph's padded rows,
+    and, past its longest captured sequence, the eager steps, as the engine's spans split."""
+    import numpy as np
+
+    limit = instance.graph_max_seq_len
+    first = num_steps
+    if limit is not None:
+        # (step j reads context + j; it runs eagerly once its longest reaches the limit)
+        first = int(min(max(limit - int(context.max()), 0), num_steps))
+    parts = []
+    for start, count in ((0, first), (first, num_steps - first)):
+        if count <= 0:
+            continue
+        rows = len(context)
+        cost, pad = instance.step_cost(True, rows, rows, context + start)
+        parts.append(cost.decode_span_with_features(context + start, count, pad)[0])
+    return np.concatenate(parts)
 
 
 def _rung_shares(cost, new_tokens, context) -> dict[str, float]:
@@ -271,7 +315,8 @@ def _print_estimate(r: dict, gpu: str) -> None:
     if r["expert_dtype"] != r["weight_dtype"]:
         dtypes += f", experts {r['expert_dtype']}"
     head = Table(
-        title=f"{r['model']} on {r['gpus']}× {gpu} ({split}, {dtypes}, KV {r['kv_dtype']}): "
+        title=f"{r['model']} on {r['gpus']}× {gpu} ({split}, {dtypes}, KV {r['kv_dtype']}) "
+        f"under {r['engine']}{' ' + r['engine_version'] if r['engine_version'] else ''}: "
         f"batch {r['batch']}, {r['input_len']} in / {r['output_len']} out",
         caption="fidelity (share of operator time): "
         + "; ".join(

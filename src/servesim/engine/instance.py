@@ -320,6 +320,28 @@ class Instance:
         self.generation += 1
         return float(ends[-1])
 
+    def step_cost(
+        self, decode_only: bool, num_tokens: int, num_rows: int, context: np.ndarray
+    ) -> tuple[StepCost, int]:
+        """(The cost model a step runs under, the CUDA graph's padded rows) for a step of
+        ``num_tokens`` new tokens over ``num_rows`` rows reading ``context`` (KV tokens before
+        the step, one per row): the graphed cost, or the eager one (``eager_cost``) for a step
+        no captured graph covers or, decoding, whose longest sequence passes
+        ``graph_max_seq_len``; a graphed decode step pads its rows to the captured batch size
+        (``graph_batch``: one token over an empty context each). ``servesim estimate`` prices
+        with it too, so a batch costs there what it costs here."""
+        cost = self.cost
+        if self.eager_cost is not None and self.graphed is not None:
+            limit = self.graph_max_seq_len
+            if not self.graphed(decode_only, num_tokens, num_rows) or (
+                decode_only and limit is not None and int(_max(context)) >= limit
+            ):
+                cost = self.eager_cost
+        pad = 0
+        if self.graph_batch is not None and decode_only and cost is self.cost:
+            pad = max(self.graph_batch(num_rows) - num_rows, 0)
+        return cost, pad
+
     def _price(
         self,
         batch: ScheduledBatch,
@@ -338,17 +360,7 @@ class Instance:
         new_tokens = batch.new_tokens[rows]
         num_rows = len(new_tokens)
         decode_only = batch.drafts is None and num_tokens == num_rows
-        cost = self.cost
-        if self.eager_cost is not None and self.graphed is not None:
-            limit = self.graph_max_seq_len
-            if not self.graphed(decode_only, num_tokens, num_rows) or (
-                decode_only and limit is not None and int(_max(context)) >= limit
-            ):
-                cost = self.eager_cost
-        pad = 0
-        if self.graph_batch is not None and decode_only and cost is self.cost:
-            # Padded rows: one token over an empty context (what the captured graph runs).
-            pad = max(self.graph_batch(num_rows) - num_rows, 0)
+        cost, pad = self.step_cost(decode_only, num_tokens, num_rows, context)
         if num_steps > 1:
             if is_round:
                 durations, features = cost.decode_round_with_features(context, num_steps, pad)
