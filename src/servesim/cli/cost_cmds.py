@@ -158,6 +158,7 @@ def estimate_cmd(
     """
     import numpy as np
 
+    from servesim.cost.step import padded_rows
     from servesim.engines import release_outside_profile
     from servesim.fleet import build_fleet
     from servesim.scenario import build_scenario
@@ -209,8 +210,9 @@ def estimate_cmd(
     # A sequence of output_len tokens needs output_len − 1 decode steps after the prefill.
     span = _decode_seconds(instance, prompts, max(steps, 1))
     decode_cost, pad = instance.step_cost(True, batch, batch, prompts)
-    ones = np.ones(batch, dtype=np.int64)
-    decode_start = decode_cost.step_time(*_padded(ones, prompts, pad))
+    # (the first decode step's rows, a CUDA graph's padding included)
+    decode_rows = padded_rows(np.ones(batch, dtype=np.int64), prompts, pad)
+    decode_start = decode_cost.step_time(*decode_rows)
     total_s = prefill.total_s + (float(span.sum()) if steps else 0.0)
     seq_len = input_len + output_len
     max_seqs = plan.max_concurrent_seqs(seq_len)
@@ -218,7 +220,7 @@ def estimate_cmd(
     peak = hw.peak_flops.get(cost.resolved.act_dtype, 0.0)
     result = {
         "model": spec.name,
-        "hardware": group.hardware.name,
+        "hardware": hw.name,
         "engine": scenario.engine,
         "engine_version": scenario.engine_version,
         "tp": tp,
@@ -235,7 +237,7 @@ def estimate_cmd(
         "fidelity": prefill.fidelity,
         "fidelity_shares": {
             "prefill": _rung_shares(prompt_cost, prompts, fresh),
-            "decode": _rung_shares(decode_cost, *_padded(ones, prompts, pad)),
+            "decode": _rung_shares(decode_cost, *decode_rows),
         },
         "prefill_s": prefill.total_s,
         "decode_step_s": {
@@ -271,13 +273,6 @@ def estimate_cmd(
     _print_estimate(result, cost.hardware.name)
 
 
-def _padded(new_tokens, context, pad: int):
-    """(new tokens, context) of a step with ``pad`` CUDA-graph padding rows appended."""
-    from servesim.cost.step import padded_rows
-
-    return padded_rows(new_tokens, context, pad) if pad else (new_tokens, context)
-
-
 def _decode_seconds(instance, context, num_steps: int):
     """Seconds of ``num_steps`` decode steps of every row from ``context``, each under the
     cost model ``instance`` would run it with (``Instance.step_cost``): a graph's padded rows,
@@ -289,11 +284,10 @@ def _decode_seconds(instance, context, num_steps: int):
     if limit is not None:
         # (step j reads context + j; it runs eagerly once its longest reaches the limit)
         first = int(min(max(limit - int(context.max()), 0), num_steps))
-    parts = []
+    rows, parts = len(context), []
     for start, count in ((0, first), (first, num_steps - first)):
         if count <= 0:
             continue
-        rows = len(context)
         cost, pad = instance.step_cost(True, rows, rows, context + start)
         parts.append(cost.decode_span_with_features(context + start, count, pad)[0])
     return np.concatenate(parts)
