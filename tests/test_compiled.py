@@ -91,6 +91,12 @@ def test_a_decode_span_is_priced_as_the_reference_prices_it(name):
             want, want_f = cost.model.decode_span_with_features(context, steps)
             np.testing.assert_array_equal(got_f, want_f)
             np.testing.assert_allclose(got, want, rtol=REL, atol=0)
+            # The engine's call: the same steps, and their ends summed as numpy sums them.
+            start = float(rng.random() * 1e4)
+            ends, seconds, features = cost.decode_span_ends(context, steps, 0, start)
+            np.testing.assert_array_equal(seconds, got)
+            np.testing.assert_array_equal(features, got_f)
+            np.testing.assert_array_equal(ends, start + np.add.accumulate(got))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -229,13 +235,15 @@ def test_the_compiled_reads_of_a_batch_are_numpy_s():
     pairwise order of a contiguous axis: the float features of MoE models would differ), and
     a scheduled batch's shape, against the numpy expressions they replace."""
     from servesim.engine._commit_kernels import (
+        GROW_PRIVATE,
         batch_shape,
+        commit_span,
         holds_shared,
         reserve_running,
         span_ends,
         sum_steps,
     )
-    from servesim.engine.running import COMPUTED, NSHARED, PROMPT, TOKENS
+    from servesim.engine.running import COMPUTED, MAX_OUT, NSHARED, PROMPT, TOKENS
 
     rng = np.random.default_rng(4)
     for m in (2, 3, 17, 200, 513):
@@ -246,6 +254,17 @@ def test_the_compiled_reads_of_a_batch_are_numpy_s():
         np.testing.assert_array_equal(
             span_ends(start, durations), start + np.add.accumulate(durations)
         )
+        # A span's commit sums its features too (none given: it leaves them to numpy).
+        rows = np.zeros((7, 4), dtype=np.int64)
+        rows[MAX_OUT] = 10**6
+        for table_f, want in (
+            (features, np.add.reduce(features[:m], axis=0)),
+            (np.zeros((0, 0)), []),
+        ):
+            summed = commit_span(
+                rows.copy(), np.zeros(4), 4, m, 1.0, durations, 2.0, 16, GROW_PRIVATE, table_f
+            )[-1]
+            np.testing.assert_array_equal(summed, want)
     table = np.zeros((7, 64), dtype=np.int64)
     n = 9
     table[PROMPT, :n] = rng.integers(1, 500, n)

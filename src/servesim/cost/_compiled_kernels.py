@@ -289,13 +289,14 @@ def step_seconds_features(
 
 @njit(cache=True)
 def span_seconds_features(
-    context, num_steps, pad, given, absorbed, has_moe, hot, ints, floats, occ_cols, ramp, ramp_xs,
-    ramp_ys, sum_features, sum_tables, curve_cols, curve_features, curve_table, grid,
+    context, num_steps, pad, start, given, absorbed, has_moe, hot, ints, floats, occ_cols, ramp,
+    ramp_xs, ramp_ys, sum_features, sum_tables, curve_cols, curve_features, curve_table, grid,
 ):  # fmt: skip
-    """(seconds of each step, features of each step) of a decode span:
-    ``StepCostModel.decode_span_with_features`` (``given``: the features when the caller
-    computed them, a sliding-window model; else empty and computed here; ``pad`` more rows
-    over an empty context)."""
+    """(seconds of each step, features of each step, end of each step) of a decode span
+    starting at ``start``: ``StepCostModel.decode_span_with_features`` (``given``: the features
+    when the caller computed them, a sliding-window model; else empty and computed here;
+    ``pad`` more rows over an empty context), and ``start + np.add.accumulate(seconds)``, the
+    same additions in the same order."""
     k, eager, overlap, has_curves = ints[0], ints[2], ints[3], ints[5]
     rows = float(context.shape[0] + pad)
     if given.shape[0] > 0:
@@ -330,13 +331,19 @@ def span_seconds_features(
     mem = np.empty(k)
     # Only the pairs and KV-token features change from step to step: the product of the
     # others is taken once, and each step adds those few columns' terms.
-    last_row = f[num_steps - 1]
-    varying = np.array([i for i in range(NUM_FEATURES) if last_row[i] != f[0, i]], np.int64)
+    if given.shape[0] == 0:
+        varying = np.empty(2, np.int64)  # (P and K, or their absorbed pair: nothing else)
+        varying[0], varying[1] = (P_A, K_A) if absorbed else (P, K)
+    else:
+        last_row = f[num_steps - 1]
+        varying = np.array([i for i in range(NUM_FEATURES) if last_row[i] != f[0, i]], np.int64)
     fixed = f[0].copy()
     for i in varying:
         fixed[i] = 0.0
     base = _product(fixed, hot)
     x = np.empty(base.shape[0])
+    ends = np.empty(num_steps)
+    elapsed = 0.0
     for j in range(num_steps):
         fj = f[j]
         x[:] = base
@@ -361,4 +368,6 @@ def span_seconds_features(
             fj, x, sec, k, eager, overlap, has_curves, total, curve_cols, curve_features,
             curve_table, grid,
         )  # fmt: skip
-    return seconds, f
+        elapsed = seconds[j] if j == 0 else elapsed + seconds[j]
+        ends[j] = start + elapsed
+    return seconds, f, ends

@@ -158,6 +158,20 @@ class CompiledStepCost:
         self, context_lens: np.ndarray, num_steps: int, pad: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         """(seconds, features) of each step of a decode span, as the model's."""
+        seconds, features, _ = self._span_call(context_lens, num_steps, pad, 0.0)
+        return seconds, features
+
+    def decode_span_ends(
+        self, context_lens: np.ndarray, num_steps: int, pad: int, start: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(end times, seconds, features) of each step of a decode span starting at
+        ``start``: the ends are ``start + np.add.accumulate(seconds)``, taken in the same call."""
+        seconds, features, ends = self._span_call(context_lens, num_steps, pad, start)
+        return ends, seconds, features
+
+    def _span_call(
+        self, context_lens: np.ndarray, num_steps: int, pad: int, start: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fm = self.model.feature_map
         # (A sliding window's features come from the reference; the others are made inside.)
         if fm.window:
@@ -168,14 +182,9 @@ class CompiledStepCost:
         else:
             given = self._no_features
         return self._span(
-            context_lens.astype(np.int64, copy=False),
-            num_steps,
-            pad,
-            given,
-            fm.absorb_max >= 1.0,
-            self._has_moe,
-            *self._args,
-        )
+            context_lens.astype(np.int64, copy=False), num_steps, pad, start, given,
+            fm.absorb_max >= 1.0, self._has_moe, *self._args,
+        )  # fmt: skip
 
     def decode_round_with_features(
         self, context_lens: np.ndarray, num_steps: int, pad: int = 0

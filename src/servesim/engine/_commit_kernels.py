@@ -165,10 +165,12 @@ def grow_mode(kv) -> int:
 
 
 @njit(cache=True)
-def commit_span(table, last, n, m, first_end, durations, end, block_size, grow):
+def commit_span(table, last, n, m, first_end, durations, end, block_size, grow, features):
     """A decode span of ``m`` steps (``complete_step``'s last branch): (gap values, weights,
-    KV blocks the rows grew by, finished rows, any finished). The rows' block counts grow here
-    as ``grow`` says; where they do not, the blocks grown are -1 and the caller grows them."""
+    KV blocks the rows grew by, finished rows, any finished, the span's ``features`` summed
+    over its ``m`` steps as :func:`sum_steps`; empty when ``features`` is). The rows' block
+    counts grow here as ``grow`` says; where they do not, the blocks grown are -1 and the
+    caller grows them."""
     values = np.empty(n + m - 1)
     weights = np.empty(n + m - 1, dtype=np.int32)
     for i in range(n):
@@ -193,7 +195,8 @@ def commit_span(table, last, n, m, first_end, durations, end, block_size, grow):
                 table[NBLOCKS, i] += extra
                 grown += extra
     done, any_done = _finished(table, n)
-    return values, weights, grown, done, any_done
+    summed = sum_steps(features, m) if features.shape[0] else np.empty(0)
+    return values, weights, grown, done, any_done, summed
 
 
 @njit(cache=True)

@@ -61,6 +61,9 @@ from servesim.engine.scheduler import (
     schedule,
 )
 
+_NO_ROWS = np.zeros((0, 0))
+"""An empty feature table (a compiled span commit then leaves the sum to numpy)."""
+
 _sum, _min, _max = np.add.reduce, np.minimum.reduce, np.maximum.reduce
 """Reductions as the ufuncs themselves (``ndarray.sum`` adds a Python layer per call)."""
 
@@ -164,6 +167,12 @@ class Instance:
         self.config = config
         self.kv = kv
         self.cost = cost
+        # Where the cost model prices a decode span's end times in the same call (the compiled
+        # one): that method, for ``cost`` and for ``eager_cost``.
+        self._span_ends = (
+            getattr(cost, "decode_span_ends", None),
+            getattr(eager_cost, "decode_span_ends", None),
+        )
         # NOTE: speculative steps emit a random number of tokens, so spans are not fast-forwarded;
         # with a read interval, which step reads new requests is counted step by step.
         self.fast_forward = (
@@ -365,6 +374,9 @@ class Instance:
             if is_round:
                 durations, features = cost.decode_round_with_features(context, num_steps, pad)
             else:
+                span_ends = self._span_ends[0 if cost is self.cost else 1]
+                if span_ends is not None:
+                    return span_ends(context, num_steps, pad, now)
                 durations, features = cost.decode_span_with_features(context, num_steps, pad)
             commit = self._commit
             if commit is not None:
@@ -540,6 +552,7 @@ class Instance:
 
         spec_proposed = spec_accepted = spec_rows = 0
         done = None  # (the finished rows, where a compiled commit found them)
+        summed = None  # (the span's features summed, where a compiled commit summed them)
         if commit is not None and m == 1 and span.batch.drafts is None:
             table, last = running.arrays()
             if span.pure_decode:
@@ -558,9 +571,10 @@ class Instance:
                     first_tokens.append(req)
         elif commit is not None and m > 1 and not span.is_round:
             table, last = running.arrays()
-            itl_values, itl_weights, grown, done, any_done = commit.commit_span(
+            features = span.features
+            itl_values, itl_weights, grown, done, any_done, summed = commit.commit_span(
                 table, last, n, m, float(span.ends_s[0]), span.durations, end, bs,
-                commit.grow_mode(kv),
+                commit.grow_mode(kv), features if features.flags.c_contiguous else _NO_ROWS,
             )  # fmt: skip
             if grown < 0:
                 _grow_to_computed(running, kv, ints)
@@ -685,6 +699,8 @@ class Instance:
         features = span.features
         if m == 1:
             features = features[0]
+        elif summed is not None and len(summed):
+            features = summed
         elif commit is not None and features.flags.c_contiguous:
             features = commit.sum_steps(features, m)
         else:
