@@ -186,6 +186,67 @@ def test_a_run_keeps_its_records_bit_for_bit_in_the_integer_columns(name):
     np.testing.assert_array_equal(ref.records.step_features(), fast.records.step_features())
 
 
+def test_a_decode_span_plan_is_the_scheduler_s_reservation_and_span_length():
+    """``decode_span_plan`` against the calls it replaces when every row decodes (the
+    reservation of one token a row, the batch's shape, the span's length), and refusing,
+    with the table untouched, where they would not all apply."""
+    from servesim.engine._commit_kernels import (
+        GROW_PRIVATE,
+        GROW_UNLESS_NAMED,
+        batch_shape,
+        decode_span_plan,
+        reserve_running,
+        span_steps,
+    )
+    from servesim.engine.running import (
+        COMPUTED,
+        MAX_OUT,
+        NBLOCKS,
+        NSHARED,
+        PROMPT,
+        SHAREABLE,
+        TOKENS,
+    )
+
+    rng = np.random.default_rng(8)
+    bs = 16
+    planned = refused = 0
+    for trial in range(300):
+        n = int(rng.integers(1, 12))
+        table = np.zeros((7, 16), dtype=np.int64)
+        table[PROMPT, :n] = rng.integers(1, 300, n)
+        table[TOKENS, :n] = table[PROMPT, :n] + rng.integers(1, 50, n)
+        table[COMPUTED, :n] = table[TOKENS, :n] - 1
+        table[MAX_OUT, :n] = (table[TOKENS, :n] - table[PROMPT, :n]) + rng.integers(0, 80, n)
+        table[NBLOCKS, :n] = -(-table[COMPUTED, :n] // bs)
+        if trial % 5 == 1:  # a prompt still being computed, or one with no output yet
+            i = int(rng.integers(0, n))
+            table[COMPUTED, i] -= 3 if trial % 2 else 0
+            table[TOKENS, i] = table[PROMPT, i] if not trial % 2 else table[TOKENS, i]
+            table[COMPUTED, i] = min(table[COMPUTED, i], table[TOKENS, i] - 1)
+        grow = GROW_UNLESS_NAMED if trial % 3 == 0 else GROW_PRIVATE
+        if grow == GROW_UNLESS_NAMED:
+            table[SHAREABLE, :n] = table[NBLOCKS, :n] + rng.integers(0, 2, n)
+            table[NSHARED, :n] = table[NBLOCKS, :n]
+        free = int(rng.integers(0, 40))
+        mine, theirs = table.copy(), table.copy()
+        steps, first, grown, context = decode_span_plan(mine, n, free, bs, grow)
+        new, need_total, _, _, reserved = reserve_running(theirs, n, 10**6, bs, free, grow)
+        shape = batch_shape(theirs, n, new)
+        decoding = need_total == n and shape[3] > 0
+        if steps < 0:
+            refused += 1
+            np.testing.assert_array_equal(mine, table)  # (nothing changed)
+            assert not decoding or reserved < 0
+            continue
+        planned += 1
+        assert decoding and reserved == grown >= 0
+        np.testing.assert_array_equal(mine, theirs)  # (the same blocks reserved)
+        assert context == shape[2] == table[COMPUTED, :n].sum()
+        assert (steps, first) == span_steps(theirs, n, free - grown, bs, 0)
+    assert planned > 50 and refused > 20
+
+
 def test_auto_compiles_only_large_workloads(monkeypatch):
     small = build_scenario({"workload": {"num_requests": 1000}})
     large = build_scenario({"workload": {"num_requests": COMPILED_MIN_REQUESTS}})

@@ -244,6 +244,38 @@ def span_steps(table, n, free, block_size, seq_limit):
 
 
 @njit(cache=True)
+def decode_span_plan(table, n, free, block_size, grow):
+    """A step at which every one of the ``n`` running rows decodes (nothing waits to be
+    admitted), in one call: ``scheduler.schedule``'s reservation of each row's token and KV
+    blocks (:func:`reserve_running` with one token a row), ``Instance._batch_shape`` and
+    ``_pure_decode``'s test, and ``_span_length`` (:func:`span_steps`, no CUDA-graph length
+    limit) on the blocks left. Returns (steps of the span, steps until its first request
+    finishes, blocks grown, KV context the first step reads); -1 steps, with nothing changed,
+    where that does not apply: a row needs more than one token or has emitted none, or its
+    blocks are short (a preemption) or named (``grow``: :func:`commit_span`'s)."""
+    total = 0
+    context = 0
+    for i in range(n):
+        if table[TOKENS, i] - table[COMPUTED, i] != 1 or table[TOKENS, i] <= table[PROMPT, i]:
+            return -1, 0, 0, 0
+        context += table[COMPUTED, i]
+        extra = (table[COMPUTED, i] + block_size) // block_size - table[NBLOCKS, i]
+        if extra > 0:
+            if grow == GROW_UNLESS_NAMED and table[NSHARED, i] < table[SHAREABLE, i]:
+                return -1, 0, 0, 0
+            total += extra
+    if grow == GROW_IN_PYTHON or total > free:
+        return -1, 0, 0, 0
+    if total:
+        for i in range(n):
+            extra = (table[COMPUTED, i] + block_size) // block_size - table[NBLOCKS, i]
+            if extra > 0:
+                table[NBLOCKS, i] += extra
+    span, longest = span_steps(table, n, free - total, block_size, 0)
+    return span, longest, total, context
+
+
+@njit(cache=True)
 def reserve_running(table, n, budget, block_size, free, grow):
     """The running rows' part of ``scheduler.schedule`` without speculation, a per-request
     token cap or decodes first: each row's need (tokens − computed), its tokens (``_share_budget``

@@ -58,6 +58,7 @@ from servesim.engine.scheduler import (
     SchedulerConfig,
     SchedulerState,
     grow_blocks,
+    policy_knobs,
     schedule,
 )
 
@@ -212,6 +213,24 @@ class Instance:
             compiled=self._commit,
         )
         self.in_flight: InFlight | None = None
+        knobs = policy_knobs(config)
+        self._plans_spans = (
+            self._commit is not None
+            and self.fast_forward
+            and num_scheduler_steps == 1
+            and self.graph_max_seq_len is None
+            and role != "prefill"
+            and config.long_prefill_token_threshold is None
+            and not knobs.decodes_first
+            and not knobs.prefill_first
+            and not kv.sliding_groups
+        )
+        """Whether a step with nothing waiting is first tried as a decode span planned in one
+        compiled call (:meth:`_start_decode_span`): the compiled kernels, spans fast-forwarded,
+        no multi-step rounds, no CUDA-graph length limit and the scheduler's compiled
+        reservation (``scheduler._running_compiled``) applying."""
+        self._budget = knobs.budget
+        self._grow_mode = self._commit.grow_mode(kv) if self._commit is not None else 0
         self.generation = 0
         """Bumped whenever the end time of the in-flight step changes (events of an older
         generation are stale and ignored)."""
@@ -274,6 +293,10 @@ class Instance:
             if self._idle or self._recv_count >= self.recv_interval:
                 self._recv_count, self._read_at = 0, now
             state.visible_until = min(state.visible_until, self._read_at)
+        if self._plans_spans and not waiting and not self.kv.pending_load_blocks:
+            end = self._start_decode_span(now)
+            if end is not None:
+                return end
         batch = schedule(state, self.config, now)
         num_tokens, num_rows, context_tokens, fewest_outputs = self._batch_shape(batch)
         if num_tokens == 0 and batch.num_preempted:
@@ -325,6 +348,45 @@ class Instance:
             pure_decode=pure_decode,
             first_finish=first_finish,
             num_tokens=num_tokens,
+        )
+        self.generation += 1
+        return float(ends[-1])
+
+    def _start_decode_span(self, now: float) -> float | None:
+        """Start a step (or span) in which every running row decodes, nothing waiting: what
+        ``schedule``, ``_batch_shape``, ``_pure_decode`` and ``_span_length`` do for it, in
+        one compiled call (``_commit_kernels.decode_span_plan``). Returns its end, or None,
+        with nothing changed, where it is not such a step (the general path decides)."""
+        running, kv = self.running, self.kv
+        n = len(running)
+        if n == 0 or n > self._budget:
+            return None
+        assert self._commit is not None
+        num_steps, first_finish, grown, context_tokens = self._commit.decode_span_plan(
+            running.arrays()[0], n, kv.num_free_blocks, kv.block_size, self._grow_mode
+        )
+        if num_steps < 0:
+            return None
+        if grown:
+            assert kv.allocate_private(grown), "blocks were checked to fit"
+        if self.state.admission is not None:
+            self.state.admission.decode_steps(1)  # (as ``schedule`` counts a decode step)
+        batch = ScheduledBatch(np.ones(n, dtype=np.int64), 0, 0, one_token_each=True)
+        self._idle = False
+        ends, durations, features = self._price(
+            batch, slice(None), running.computed, n, num_steps, False, now
+        )
+        self.in_flight = InFlight(
+            batch,
+            now,
+            ends,
+            durations,
+            context_tokens,
+            n,
+            features,
+            pure_decode=True,
+            first_finish=first_finish,
+            num_tokens=n,
         )
         self.generation += 1
         return float(ends[-1])
