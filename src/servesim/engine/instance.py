@@ -603,7 +603,8 @@ class Instance:
         # Rows holding shared blocks publish those that fill up (a row has some from its
         # first block on if any, so a batch without any gets none during the step).
         commit = self._commit
-        if not kv.enable_prefix_caching:
+        if not kv.enable_prefix_caching or not kv.ref_counts:
+            # (A row holding a shared block holds one the cache counts: none counted, none held.)
             publishes = False
         elif commit is not None:
             publishes = commit.holds_shared(running.arrays()[0], n)
