@@ -247,6 +247,40 @@ def test_a_decode_span_plan_is_the_scheduler_s_reservation_and_span_length():
     assert planned > 50 and refused > 20
 
 
+def test_the_compiled_row_removal_is_the_numpy_one():
+    """``RunningTable.remove`` with the compiled compaction leaves the table, the token times
+    and the requests as the numpy path does, for one row leaving and for several."""
+    from servesim.engine._commit_kernels import remove_rows
+    from servesim.engine.request import Request
+    from servesim.engine.running import RunningTable
+
+    rng = np.random.default_rng(12)
+    for trial in range(40):
+        n = int(rng.integers(1, 40))
+        prompts = rng.integers(1, 500, n)
+        computed = (rng.random(n) * prompts).astype(int)
+        tables = []
+        for _ in range(2):
+            table = RunningTable()
+            for i in range(n):
+                req = Request(i, i, 0, 0.0, int(prompts[i]), 100)
+                req.num_computed_tokens = int(computed[i])
+                req.last_token_s = float(i) if i % 3 else None
+                table.append(req)
+            tables.append(table)
+        drop = np.zeros(n, dtype=bool)
+        drop[rng.choice(n, size=1 if trial % 2 else int(rng.integers(1, n + 1)), replace=False)] = (
+            True
+        )
+        gone_numpy = tables[0].remove(drop)
+        gone_compiled = tables[1].remove(drop, remove_rows)
+        assert [r.request_id for r in gone_numpy] == [r.request_id for r in gone_compiled]
+        np.testing.assert_array_equal(tables[0].columns(), tables[1].columns())
+        np.testing.assert_array_equal(tables[0].last_token, tables[1].last_token)
+        assert [r.request_id for r in tables[0].reqs] == [r.request_id for r in tables[1].reqs]
+        assert len(tables[1].reqs) == n - int(drop.sum())
+
+
 def test_auto_compiles_only_large_workloads(monkeypatch):
     small = build_scenario({"workload": {"num_requests": 1000}})
     large = build_scenario({"workload": {"num_requests": COMPILED_MIN_REQUESTS}})

@@ -132,6 +132,21 @@ def span_ends(start, durations):
 
 
 @njit(cache=True)
+def remove_rows(table, last, n, drop):
+    """``RunningTable.remove``'s compaction: the first ``n`` columns of ``table`` and ``last``
+    without those where ``drop`` is True, the others moved up in order."""
+    kept = 0
+    for i in range(n):
+        if drop[i]:
+            continue
+        if kept != i:
+            for c in range(table.shape[0]):
+                table[c, kept] = table[c, i]
+            last[kept] = last[i]
+        kept += 1
+
+
+@njit(cache=True)
 def holds_shared(table, n):
     """Whether any of the ``n`` rows holds shared (content-named) KV blocks."""
     for i in range(n):

@@ -735,7 +735,7 @@ class Instance:
                 done = (tokens - prompt) >= ints[MAX_OUT]
                 any_done = _max(done)
             if any_done:
-                finished = running.remove(done)
+                finished = running.remove(done, commit.remove_rows if commit else None)
         for req in finished:
             req.finish_s = end
             kv.free(req)

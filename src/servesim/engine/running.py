@@ -9,6 +9,8 @@ back by :meth:`RunningTable.sync` whenever Python code needs to look at one requ
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from servesim.engine.request import Request
@@ -146,14 +148,17 @@ class RunningTable:
         self._ints[NBLOCKS, i] = req.num_blocks
         self._ints[NSHARED, i] = len(req.block_ids)
 
-    def remove(self, drop: np.ndarray) -> list[Request]:
-        """Remove the rows where ``drop`` is True (synced) and return their Requests in order."""
+    def remove(self, drop: np.ndarray, compact: Callable[..., None] | None = None) -> list[Request]:
+        """Remove the rows where ``drop`` is True (synced) and return their Requests in order.
+        ``compact``: the compiled compaction (``_commit_kernels.remove_rows``), else numpy."""
         n = len(self.reqs)
         idx = drop.nonzero()[0].tolist()
         if not idx:
             return []
         removed = [self.sync(i) for i in idx]
-        if len(idx) == 1:
+        if compact is not None:
+            compact(self._ints, self._last_token, n, drop)
+        elif len(idx) == 1:
             # One row leaves (the usual case): the rows after it move up one.
             i = idx[0]
             self._ints[:, i : n - 1] = self._ints[:, i + 1 : n]
