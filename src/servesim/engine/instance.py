@@ -59,6 +59,7 @@ from servesim.engine.scheduler import (
     SchedulerState,
     grow_blocks,
     policy_knobs,
+    reserves_compiled,
     schedule,
 )
 
@@ -215,20 +216,16 @@ class Instance:
         self.in_flight: InFlight | None = None
         knobs = policy_knobs(config)
         self._plans_spans = (
-            self._commit is not None
+            reserves_compiled(self.state, config, knobs)
             and self.fast_forward
             and num_scheduler_steps == 1
             and self.graph_max_seq_len is None
             and role != "prefill"
-            and config.long_prefill_token_threshold is None
-            and not knobs.decodes_first
-            and not knobs.prefill_first
             and not kv.sliding_groups
         )
         """Whether a step with nothing waiting is first tried as a decode span planned in one
-        compiled call (:meth:`_start_decode_span`): the compiled kernels, spans fast-forwarded,
-        no multi-step rounds, no CUDA-graph length limit and the scheduler's compiled
-        reservation (``scheduler._running_compiled``) applying."""
+        compiled call (:meth:`_start_decode_span`): the scheduler's compiled reservation
+        applying, spans fast-forwarded, no multi-step rounds, no CUDA-graph length limit."""
         self._budget = knobs.budget
         self._grow_mode = self._commit.grow_mode(kv) if self._commit is not None else 0
         self.generation = 0
@@ -637,7 +634,7 @@ class Instance:
             features = span.features
             itl_values, itl_weights, grown, done, any_done, summed = commit.commit_span(
                 table, last, n, m, float(span.ends_s[0]), span.durations, end, bs,
-                commit.grow_mode(kv), features if features.flags.c_contiguous else _NO_ROWS,
+                self._grow_mode, features if features.flags.c_contiguous else _NO_ROWS,
             )  # fmt: skip
             if grown < 0:
                 _grow_to_computed(running, kv, ints)

@@ -217,13 +217,7 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     # (Every running row needs at least one token: a step leaves computed = tokens − 1.)
     speculating = state.num_speculative_tokens > 0
     scheduled = several = None  # (the running rows' tokens, summed, and any above one)
-    if (
-        state.compiled is not None
-        and not speculating
-        and cfg.long_prefill_token_threshold is None
-        and not knobs.decodes_first
-        and not knobs.prefill_first
-    ):
+    if reserves_compiled(state, cfg, knobs):
         # The rows' need, budget and blocks in one compiled call (the common case).
         one_each, new_tokens, num_preempted, scheduled, several = _running_compiled(state, knobs)
     else:
@@ -265,6 +259,19 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     # A decode row squeezed by the budget verifies fewer draft tokens.
     drafts = np.minimum(drafts, np.maximum(new_tokens - 1, 0))
     return ScheduledBatch(new_tokens, num_preempted, num_admitted, drafts, one_each)
+
+
+def reserves_compiled(state: SchedulerState, cfg: SchedulerConfig, knobs: PolicyKnobs) -> bool:
+    """Whether the running rows' need, budget share and blocks are reserved in one compiled
+    call (:func:`_running_compiled`): the compiled kernels, no speculation, no per-request
+    token cap, rows in table order and no prompt-only steps."""
+    return (
+        state.compiled is not None
+        and state.num_speculative_tokens == 0
+        and cfg.long_prefill_token_threshold is None
+        and not knobs.decodes_first
+        and not knobs.prefill_first
+    )
 
 
 def _running_compiled(
