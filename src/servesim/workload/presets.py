@@ -19,9 +19,8 @@ Fitted with (from the repository root, with the public trace copies next to it):
 Trace facts for picking a rate: conversation 19,366 requests in 3,502 s (5.5 req/s, inter-arrival
 CV 1.09, close to Poisson); code 8,819 requests in 3,436 s (2.6 req/s, CV 13: very bursty).
 
-``sharegpt``: see :data:`SHAREGPT_DOC` (prompts shaped as a published 320-request run of vLLM's
-sample, answers an assumed lognormal, both at the published 1,000-request means; no data file is
-shipped or needed).
+``sharegpt``: see :data:`SHAREGPT_DOC` (prompts and answers shaped as published 320-request runs
+of vLLM's sample, both at the published 1,000-request means; no data file is shipped or needed).
 """
 
 from __future__ import annotations
@@ -57,15 +56,16 @@ _CODE_OUTPUT = (
     18, 20, 24, 29, 39, 46, 55, 69, 90, 105, 128, 171, 251, 359, 825, 1899,
 )
 # Prompts: quantiles at QUANTILE_PROBS of a published run of vLLM's ShareGPT sample, scaled to
-# the published mean (fit_quantile_table, then fit_table_to_mean). Answers: a truncated
-# lognormal at the published mean (fit_truncated_lognormal_table). See SHAREGPT_DOC.
+# the published mean (fit_quantile_table, then fit_table_to_mean). Answers: quantiles of the
+# longest answer each request got in three published runs, the top 1% stretched to the filter's
+# bound (tail_to_bound), scaled to the published mean. See SHAREGPT_DOC.
 _SHAREGPT_INPUT = (
     4, 5, 7, 8, 10, 11, 13, 17, 23, 29, 37, 48, 62, 81, 129, 188,
     256, 323, 357, 414, 507, 545, 647, 697, 731, 790, 812, 812, 814, 831, 942, 986,
 )
 _SHAREGPT_OUTPUT = (
-    4, 12, 18, 24, 29, 34, 44, 53, 63, 73, 84, 96, 109, 124, 140, 159,
-    182, 209, 242, 286, 347, 388, 442, 516, 629, 696, 787, 922, 1168, 1412, 1834, 2044,
+    4, 4, 5, 7, 9, 11, 15, 20, 23, 38, 59, 96, 133, 167, 194, 223,
+    258, 290, 317, 349, 392, 422, 438, 464, 510, 539, 558, 623, 659, 1095, 1643, 1818,
 )
 # fmt: on
 
@@ -100,16 +100,32 @@ the one factor, x1.06, that brings its sampled mean to the published 1,000-promp
 (:func:`fit_table_to_mean`), clipped to the filter's 4-1,024 tokens. The sample is bimodal: a
 quarter of the prompts are under 22 tokens, a quarter over 338 (median 77, mean 205 in the run).
 
-The answers' shape is still an assumption: a lognormal of sigma 1.0 truncated to 4-2,044 tokens
-(the most a 4-token prompt leaves under 2,048), its median chosen so the sampled mean is the
-published mean (:func:`fit_truncated_lognormal_table`). Published runs only show generated
-lengths, which stop at the model's EOS: Lambda's Llama-3-8B and -70B runs of these prompts
-generate the same length for 76% of them (the ShareGPT length, where both ran to the cap), but
-none longer than 780 tokens, while issue #12315's EOS-ignoring run of the first 200 implies 217.8
-answer tokens on average against 207.3 for the longest of Lambda's three runs: the long answers
-are cut short by EOS, so their tail is not measured. Input and output are drawn independently. A
-Llama 2 or Mistral tokenizer cuts the same text into more tokens (Mistral-7B's runs of these
-prompts: 73,671 prompt tokens); refit for other figures."""
+The answers' shape is measured too, as far as published runs show it: each request's answer cap
+(the ShareGPT reply's length, sent as ``max_tokens``) is at least the longest answer any run of
+it generated, and exactly that where two models stopped at the same length. Three Lambda runs
+of the same 320 prompts with Llama 3 tokenizers (LambdaLabsML/vllm-benchmark ``results/
+prompt_320/``: ``1xH100-80GB-SXM/Meta-Llama-3-8B-Instruct_tp1_len2048.json`` and
+``4xA100-80GB-SXM/Meta-Llama-3-70B-Instruct_tp4_len2000.json``, ``1xA100-80GB-SXM/
+Meta-Llama-3-8B-Instruct_tp1_len2000.json``; ``output_lens``) give each request's longest
+answer; 17 requests failed in every run and are left out. The 8B and the 70B model stopped at the
+same length for 187 of the 242 requests both answered: there the cap is known; elsewhere one
+model ran to the cap and the other stopped sooner, or both stopped at EOS. The table is the
+quantiles of those 303 longest answers (none over 780 tokens) up to the 99th percentile; the
+top 1% is spread from there to the filter's bound (:func:`tail_to_bound`, 0.99 →
+2,044 tokens), then the whole table is scaled x0.89 to the published mean
+(:func:`fit_table_to_mean`).
+
+Why a thin tail: vLLM issue #12315's EOS-ignoring run of the first 200 prompts (its
+``benchmark_throughput.py`` totals: 714.48 output tok/s at 3.28 req/s) generated 217.8 tokens a
+request, 43,566 in all, while the longest answers of those 200 in the Lambda runs already sum to
+41,455 (10 of them failed everywhere): 2,111 tokens are left for the ten failed requests and every
+answer longer than any run wrote. A lognormal of sigma 1.0 at the published mean (the shape
+assumed before) puts 3.1% of answers above 780 tokens, six of every 200, with 2,070 tokens
+beyond 780 (almost the whole 2,111 before the failed requests' own answers, and more beyond
+what the runs show for those six); this table puts 0.83% there (1.7 per 200, 745 tokens beyond
+780). Input and output are drawn independently. A Llama 2 or Mistral tokenizer cuts the same
+text into more tokens (Mistral-7B's runs of these prompts: 73,671 prompt tokens); refit for
+other figures."""
 
 SHAREGPT_MEAN_TOKENS: dict[str, float] = {"input": 215.196, "output": 198.343}
 """Published mean prompt and output lengths of vLLM's ShareGPT sample (see SHAREGPT_DOC)."""
@@ -117,9 +133,10 @@ SHAREGPT_MEAN_TOKENS: dict[str, float] = {"input": 215.196, "output": 198.343}
 SHAREGPT_BOUNDS: dict[str, tuple[int, int]] = {"input": (4, 1024), "output": (4, 2044)}
 """Token bounds vLLM's filter leaves each length."""
 
-SHAREGPT_OUTPUT_SIGMA = 1.0
-"""Assumed lognormal spread of the answers (no measured shape of the sample's answer lengths, see
-SHAREGPT_DOC)."""
+SHAREGPT_TAIL_FROM = 0.99
+"""Quantile from which the ShareGPT answer table runs to the filter's bound (:func:`tail_to_bound`):
+answers longer than any published run generated, bounded by the EOS-ignoring 200-prompt total
+(see SHAREGPT_DOC)."""
 
 PRESET_TABLES: dict[tuple[str, str], QuantileLength] = {
     ("conversation", "input"): QuantileLength(probs=QUANTILE_PROBS, values=_CONVERSATION_INPUT),
@@ -154,30 +171,19 @@ def quantile_table_mean(values: tuple[int, ...]) -> float:
     return float(np.sum(np.diff(QUANTILE_PROBS) * segment))
 
 
-def truncated_lognormal_table(median: float, sigma: float, lo: int, hi: int) -> tuple[int, ...]:
-    """Quantiles at :data:`QUANTILE_PROBS` of a lognormal (``median``, ``sigma``) truncated to
-    ``[lo, hi]`` tokens, rounded to whole tokens."""
-    from statistics import NormalDist  # NOTE: only fitting needs it; keep it off the import path
-
-    dist = NormalDist(math.log(median), sigma)
-    a, b = dist.cdf(math.log(lo)), dist.cdf(math.log(hi))
-    values = []
-    for p in QUANTILE_PROBS:
-        q = min(max(a + p * (b - a), 1e-15), 1 - 1e-15)
-        values.append(min(max(math.exp(dist.inv_cdf(q)), lo), hi))
-    return tuple(int(v) for v in np.rint(values))
-
-
-def fit_truncated_lognormal_table(mean: float, sigma: float, lo: int, hi: int) -> tuple[int, ...]:
-    """The :func:`truncated_lognormal_table` whose sampled mean is ``mean`` tokens (bisection on
-    the median). ``fit_truncated_lognormal_table(198.343, 1.0, 4, 2044)`` is the ShareGPT output
-    table."""
-
-    def table(median: float) -> tuple[int, ...]:
-        return truncated_lognormal_table(median, sigma, lo, hi)
-
-    low, high = _bisect_to_mean(table, mean, float(lo), float(hi), 100)
-    return table(math.sqrt(low * high))
+def tail_to_bound(values: tuple[int, ...], from_prob: float, hi: int) -> tuple[int, ...]:
+    """A quantile table's ``values`` with every quantile above ``from_prob`` replaced by the
+    geometric line from the quantile at ``from_prob`` to ``hi`` tokens at probability 1 (the
+    sampler's own interpolation between the two), rounded to whole tokens: the share
+    ``1 - from_prob`` spread from the longest observed lengths to the bound."""
+    i = QUANTILE_PROBS.index(from_prob)
+    start = float(values[i])
+    head = tuple(int(v) for v in values[: i + 1])
+    tail = (
+        round(math.exp(math.log(start) + (p - from_prob) / (1 - from_prob) * math.log(hi / start)))
+        for p in QUANTILE_PROBS[i + 1 :]
+    )
+    return head + tuple(int(v) for v in tail)
 
 
 def _bisect_to_mean(
