@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
 
@@ -208,11 +209,16 @@ LAMBDA_LLAMA3_RUNS = (
 prompts in each), stored with their accuracy-suite cases."""
 
 
+@functools.cache
 def _lambda_requests(case_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt tokens, generated tokens) of each request of one stored Lambda run."""
     cases = json.loads((ROOT / "bench/fidelity/cases/collected_b.json").read_text())
     (case,) = [c for c in cases if c["id"] == case_id]
     requests = case["workload"]["requests"]
-    return np.array(requests["input_lens"]), np.array(requests["output_lens"])
+    arrays = np.array(requests["input_lens"]), np.array(requests["output_lens"])
+    for a in arrays:
+        a.flags.writeable = False  # (cached: shared by every test)
+    return arrays
 
 
 def _lambda_sharegpt_run() -> tuple[np.ndarray, np.ndarray]:
