@@ -1,4 +1,4 @@
-"""Run the peer estimators (NVIDIA AIConfigurator, llm-analysis) on the fidelity cases.
+"""Run the peer estimators (NVIDIA AIConfigurator, llm-analysis, GenZ) on the fidelity cases.
 
     bash bench/fidelity/peers/setup_peers.sh                 # once: each tool in its own venv
     .venv/bin/python bench/fidelity/peers/run_peers.py       # all cases -> peers/results.json
@@ -6,8 +6,9 @@
 
 Reads every case of ``bench/fidelity/cases/*.json`` (SCHEMA.md), skips those that carry a
 ``skip`` key, maps each case onto each tool's inputs where the tool can represent it, runs the
-tool in a subprocess of its own venv (``aic_runner.py`` / ``llma_runner.py``, with a timeout)
-and writes ``results.json``::
+tool in a subprocess of its own venv (``aic_runner.py`` / ``llma_runner.py`` /
+``genz_runner.py``, with a timeout) and writes ``results.json`` (with ``--only``, the other
+tools' entries already there are kept)::
 
     {"tool":    {tool: {"name", "version", "how_invoked", "defaults"}},
      "cases":   {case_id: {tool: {metric: value}}},   # servesim metric names, whole deployment,
@@ -50,7 +51,11 @@ VENVS = Path(os.environ.get("PEER_VENVS", "/work/peer-venvs"))
 
 AIC = "aiconfigurator"
 LLMA = "llm-analysis"
-TOOLS = (AIC, LLMA)
+GENZ = "genz"
+TOOLS = (AIC, LLMA, GENZ)
+RUNNERS = {AIC: "aic_runner.py", LLMA: "llma_runner.py", GENZ: "genz_runner.py"}
+DISTRIBUTIONS = {AIC: "aiconfigurator", LLMA: "llm-analysis", GENZ: "genz-llm"}
+VENV_NAMES = {AIC: "aic", LLMA: "llma", GENZ: "genz"}
 
 # --- what each tool has ------------------------------------------------------------------------
 
@@ -109,6 +114,21 @@ LLMA_SHIPPED = {
     "meta-llama/llama-2-70b-hf": "upstage_Llama-2-70b-instruct-v2",
     "eleutherai/gpt-j-6b": "EleutherAI_gpt-j-6b",
 }
+
+# servesim gpu id -> GenZ system (its shipped Systems/system_configs.py: datasheet peak FLOP/s,
+# HBM bandwidth and size, link bandwidth). H200, B200, L40S, L4, A10G, H800, H20: not shipped.
+GENZ_SYSTEMS = {
+    "H100": "H100_GPU",
+    "A100-80GB": "A100_80GB_GPU",
+    "A100-40GB": "A100_40GB_GPU",
+    "MI300X": "MI300X",
+}
+# weight dtype -> GenZ ``bits``: one precision for weights, activations and KV cache (its
+# System.compute_multiplier / mem_multiplier: fp8 and int8 compute at 2x, int4/fp4 at 4x the
+# bf16 rate).
+GENZ_BITS = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8", "int8": "int8", "int4": "int4",
+             "fp4": "fp4"}  # fmt: skip
+GENZ_KV_BYTES = {"bf16": 2, "fp8": 1, "int8": 1, "int4": 0.5, "fp4": 0.5}
 
 # Batch caps when a case states none (offline runs), as servesim's engine profiles give them;
 # used only if servesim.engines cannot be imported.
@@ -380,6 +400,55 @@ def llma_shipped(name: str, site: Path | None) -> str | None:
     return by_lower.get(shipped.lower())
 
 
+def genz_model(cfg: dict, label: str) -> tuple[dict | None, str]:
+    """Keyword arguments of a GenZ ``ModelConfig`` for a Hugging Face config.json, named as
+    GenZ's own presets name them (its ``Models/Model_sets/``: Llama-3.1-8B is hidden 4096, 32
+    heads, 8 KV heads, ``num_ffi`` 2, intermediate 14336, 32 decoder layers). Returns None with
+    the reason when its model cannot describe the network."""
+    hidden, heads = cfg.get("hidden_size"), cfg.get("num_attention_heads")
+    if not (isinstance(hidden, int) and isinstance(heads, int)):
+        return None, "config.json lacks hidden_size / num_attention_heads"
+    if cfg.get("kv_lora_rank"):
+        return None, "multi-head latent attention: GenZ's attention is MHA/GQA"
+    if len(set(cfg.get("layer_types") or ())) > 1:
+        return None, "layers of different attention types (sliding and full): GenZ has one"
+    mixed = cfg.get("first_k_dense_replace") or cfg.get("mlp_only_layers")
+    if mixed or cfg.get("decoder_sparse_step", 1) not in (1, None):
+        return None, "dense and MoE layers mixed: GenZ's ModelConfig repeats one layer"
+    gated = cfg.get("hidden_act") in ("silu", "swiglu") or any(
+        "Gemma" in a for a in cfg.get("architectures") or ()
+    )
+    spec: dict = {
+        "model": label,
+        "vocab_size": cfg["vocab_size"],
+        "max_model_len": cfg.get("max_position_embeddings") or 128 * 1024,
+        "hidden_size": hidden,
+        "intermediate_size": cfg.get("intermediate_size") or 4 * hidden,
+        "num_ffi": 2 if gated else 1,
+        "num_decoder_layers": cfg["num_hidden_layers"],
+        "num_attention_heads": heads,
+        "num_key_value_heads": cfg.get("num_key_value_heads") or heads,
+        "head_dim": cfg.get("head_dim") or hidden // heads,
+        "hidden_act": cfg.get("hidden_act") or "gelu",
+    }
+    if cfg.get("sliding_window") and cfg.get("use_sliding_window", True):
+        spec["sliding_window"] = cfg["sliding_window"]
+    if is_moe(cfg):
+        experts = next(
+            cfg[k] for k in ("num_local_experts", "num_experts", "n_routed_experts") if cfg.get(k)
+        )
+        shared = cfg.get("shared_expert_intermediate_size")
+        spec.update(
+            num_experts=experts,
+            expert_top_k=cfg["num_experts_per_tok"],
+            moe_intermediate_size=cfg.get("moe_intermediate_size") or spec["intermediate_size"],
+            n_shared_experts=cfg.get("n_shared_experts") or (1 if shared else 0),
+        )
+        if shared:
+            spec["shared_expert_intermediate_size"] = shared
+    return spec, ""
+
+
 # --- mapping a case onto each tool ------------------------------------------------------------
 
 
@@ -397,6 +466,8 @@ class Job:
 
     def shown(self) -> tuple[dict, str]:
         """kwargs and CLI with the temporary model file named by where it came from."""
+        if self.tool == GENZ:  # (the model travels in the job itself, no file)
+            return self.kwargs, self.cli
         key = "model_path" if self.tool == AIC else "model_name"
         path = str(self.kwargs[key])
         if not path.startswith("/") or "servesim-peers-" not in path:
@@ -538,11 +609,70 @@ def map_llma(case: dict, shape: Shape, model: Model, site: Path | None, tmp: Pat
     return Job(case["id"], LLMA, kwargs, cli, shape, source, notes, spec)
 
 
+GENZ_SYSTEM_EFF = 1.0
+"""GenZ's ``system_eff`` (its compute and memory efficiency, one number): the tool's default,
+1.0; ``--genz-system-eff`` sets another for a sensitivity run."""
+
+
+def map_genz(
+    case: dict,
+    shape: Shape,
+    model: Model,
+    site: Path | None,
+    tmp: Path,
+    system_eff: float = GENZ_SYSTEM_EFF,
+) -> Job | str:
+    if shape.kind == "steady":
+        return (
+            "online closed loop: GenZ prices a prefill, a decode step or one given mixed step "
+            "(chunked_moddeling), with no continuous-batching or queueing model to run a loop"
+        )
+    system = GENZ_SYSTEMS.get(case.get("gpu"))
+    if system is None:
+        return f"gpu {case.get('gpu')!r}: GenZ ships no system for it"
+    wdt, kvdt = case.get("weight_dtype"), case.get("kv_dtype")
+    if wdt not in GENZ_BITS:
+        return f"weight dtype {wdt!r} has no GenZ precision"
+    if model.config is None:
+        return f"no config.json: {model.source}"
+    spec, why = genz_model(model.config, model.servesim_id or model.case_model)
+    if spec is None:
+        return why
+    notes = []
+    kv_bytes = {None: 2, "fp8": 1, "int8": 1}.get(kvdt)
+    if kv_bytes != GENZ_KV_BYTES[GENZ_BITS[wdt]]:
+        notes.append(
+            f"KV cache in {GENZ_BITS[wdt]} (GenZ's one precision), the case's is {kvdt or 'bf16'}"
+        )
+    kwargs = {
+        "model": spec,
+        "system_name": system,
+        "bits": GENZ_BITS[wdt],
+        "batch_size": shape.batch,
+        "input_tokens": shape.isl,
+        "output_tokens": shape.osl,
+        "tensor_parallel": int(case.get("tp") or 1),
+        "pipeline_parallel": int(case.get("pp") or 1),
+        "system_eff": system_eff,
+    }
+    cli = (
+        f"GenZ.prefill_moddeling / decode_moddeling(model=ModelConfig(**model), "
+        f"system_name={system!r}, bits={kwargs['bits']!r}, batch_size={shape.batch}, "
+        f"input_tokens={shape.isl}, output_tokens={shape.osl} (and {shape.osl // 2}), Bb=1, "
+        f"tensor_parallel={kwargs['tensor_parallel']}, "
+        f"pipeline_parallel={kwargs['pipeline_parallel']}, system_eff={system_eff})"
+    )
+    if shape.kind == "throughput":
+        notes.append("backlog taken as back-to-back static batches of the in-flight count")
+    source = f"{model.source}, translated (genz_model in run_peers.py)"
+    return Job(case["id"], GENZ, kwargs, cli, shape, source, notes, spec)
+
+
 # --- running and converting --------------------------------------------------------------------
 
 
 def run_job(job: Job, python: Path, timeout: float) -> dict:
-    runner = HERE / ("aic_runner.py" if job.tool == AIC else "llma_runner.py")
+    runner = HERE / RUNNERS[job.tool]
     env = dict(os.environ, AICONFIGURATOR_LOG_LEVEL="ERROR", HF_HUB_OFFLINE="1")
     env.pop("PYTHONPATH", None)
     try:
@@ -603,6 +733,12 @@ def ran_shape(job: Job, raw: dict) -> Shape:
 
 
 def metrics_of(job: Job, raw: dict, shape: Shape) -> dict[str, float]:
+    if job.tool == GENZ:
+        # A lock-step batch: TTFT = its prefill, then OSL - 1 decode steps (an engine's count).
+        ttft, tpot = raw["prefill_ms"], raw["decode_ms"]
+        e2el = ttft + (shape.osl - 1) * tpot
+        per_s = shape.batch / (e2el / 1e3)
+        return to_metrics(shape, ttft, tpot, e2el, per_s, per_s * shape.osl)
     if job.tool == AIC:
         return to_metrics(
             shape,
@@ -665,7 +801,41 @@ TOOL_INFO = {
             "ds_zero 0"
         ),
     },
+    GENZ: {
+        "name": "GenZ (PyPI genz-llm, abhibambhaniya/GenZ-LLM-Analyzer)",
+        "how_invoked": (
+            "GenZ.prefill_moddeling and GenZ.decode_moddeling (Bb=1) in its own venv, one "
+            "subprocess per case (genz_runner.py); the model as a GenZ.ModelConfig translated "
+            "from servesim's config.json (details[case][genz].model_config)"
+        ),
+        "defaults": (
+            "system_eff 1 (compute and memory efficiency 1.0: datasheet peaks of its "
+            "Systems/system_configs.py), collective_strategy 'GenZ' (its analytic ring "
+            "all-reduce), no offload; decode timed at ISL + OSL/2 of KV (the mean step), "
+            "memory checked at ISL + OSL"
+        ),
+    },
 }
+
+
+def merged_results(old: dict, new: dict, tools: tuple[str, ...]) -> dict:
+    """``new`` (a run of ``tools`` only) with the other tools' entries of ``old`` kept: per
+    tool under ``tool`` and ``summary``, per case and tool under ``cases``, ``details``,
+    ``skipped`` and ``failed``; ``case_files`` lists the files either run read."""
+    out = dict(new)
+    out["case_files"] = sorted(set(old.get("case_files", [])) | set(new.get("case_files", [])))
+    for key in ("tool", "summary"):
+        out[key] = {t: v for t, v in old.get(key, {}).items() if t not in tools} | new[key]
+    for key in ("cases", "details", "skipped", "failed"):
+        merged: dict[str, dict] = {}
+        for case_id, by_tool in old.get(key, {}).items():
+            kept = {t: v for t, v in by_tool.items() if t not in tools}
+            if kept:
+                merged[case_id] = kept
+        for case_id, by_tool in new[key].items():
+            merged.setdefault(case_id, {}).update(by_tool)
+        out[key] = merged
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -674,13 +844,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--aic-python", type=Path, default=VENVS / "aic" / "bin" / "python")
     ap.add_argument("--llma-python", type=Path, default=VENVS / "llma" / "bin" / "python")
+    ap.add_argument("--genz-python", type=Path, default=VENVS / "genz" / "bin" / "python")
+    ap.add_argument(
+        "--genz-system-eff",
+        type=float,
+        default=GENZ_SYSTEM_EFF,
+        help="GenZ's system_eff (default: the tool's own, 1.0; another for a sensitivity run)",
+    )
     ap.add_argument("--only", choices=TOOLS, action="append", help="run only this tool")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per tool run")
     ap.add_argument("--jobs", type=int, default=2, help="tool runs in parallel")
     args = ap.parse_args(argv)
     tools = tuple(args.only or TOOLS)
-    pythons = {AIC: args.aic_python, LLMA: args.llma_python}
-    dists = {AIC: "aiconfigurator", LLMA: "llm-analysis"}
+    mappers = {
+        AIC: map_aic,
+        LLMA: map_llma,
+        GENZ: functools.partial(map_genz, system_eff=args.genz_system_eff),
+    }
+    pythons = {AIC: args.aic_python, LLMA: args.llma_python, GENZ: args.genz_python}
+    dists = DISTRIBUTIONS
 
     files = sorted({f for pattern in args.cases for f in glob.glob(pattern)})
     cases = []
@@ -711,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
                 if versions[tool] is None:
                     skipped.setdefault(cid, {})[tool] = f"{tool} not installed at {pythons[tool]}"
                     continue
-                mapper = map_aic if tool == AIC else map_llma
+                mapper = mappers[tool]
                 job = mapper(case, shape, models[name], sites[tool], tmp)
                 if isinstance(job, str):
                     skipped.setdefault(cid, {})[tool] = job
@@ -739,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
             "notes": job.notes,
             "raw": raw,
         }
-        if job.tool == LLMA and job.model_config is not None:
+        if job.tool in (LLMA, GENZ) and job.model_config is not None:
             record["model_config"] = job.model_config
         details.setdefault(job.case_id, {})[job.tool] = record
         if "error" in raw:
@@ -777,6 +959,8 @@ def main(argv: list[str] | None = None) -> int:
         "failed": failed,
         "summary": summary,
     }
+    if args.only and args.out.is_file():
+        result = merged_results(json.loads(args.out.read_text()), result, tools)
     args.out.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")
     print(json.dumps(summary), file=sys.stderr)
     print(f"wrote {args.out}", file=sys.stderr)
