@@ -57,7 +57,7 @@ def test_index_and_files_agree():
     listed = {row["file"] for row in index["models"]}
     shipped = {p.name for p in CATALOG_DIR.glob("*.json")}
     assert listed == shipped
-    assert len(IDS) == len(set(IDS)) == 30
+    assert len(IDS) == len(set(IDS)) == 32
     for entry in ENTRIES:
         org, name = entry.id.split("/")
         assert entry.path.name == f"{org}--{name}.json"
