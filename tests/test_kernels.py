@@ -1708,6 +1708,90 @@ def test_a_serial_walk_runs_its_blocks_in_waves_of_the_gpus_sms():
     assert load_hardware("H100").multiprocessors is None  # (its kernels split: not needed)
 
 
+def test_a_grouped_walks_later_query_heads_reread_a_kv_head_the_l2_no_longer_holds():
+    """``reread_miss`` by hand (L2 filled by 1,000 tokens of one KV head): nothing re-read up
+    to it, all from twice it, linear between; and the ramp's column by hand: a grouped column
+    (4 query heads per KV head beyond the first) reading 2,500 tokens a call in a step with a
+    prompt chunk takes its KV seconds once more per further query head; a pure decode step
+    (split, no walk), a multi-head column and an unknown L2 take none."""
+    from servesim.cost.features import NUM_FEATURES, ONE, B, K, T
+    from servesim.cost.step import SERIAL_MULTI_TOKEN, DecodeRamp, reread_miss, reread_misses
+
+    assert [reread_miss(t, 1000.0) for t in (500, 1000, 1500, 2000, 3000)] == [
+        0.0,
+        0.0,
+        0.5,
+        1.0,
+        1.0,
+    ]
+    assert reread_miss(5000.0, 0.0) == 0.0
+    tokens = np.array([0.0, 999.0, 1234.5, 1999.0, 1e6])
+    want = [reread_miss(float(t), 1000.0) for t in tokens]
+    assert reread_misses(tokens, 1000.0).tolist() == want
+
+    kv_s = 1e-9  # seconds per KV token (all layers) at the fraction
+
+    def ramp(rereads: float, reread_tokens: float) -> DecodeRamp:
+        return DecodeRamp(
+            columns=((0, K, 256.0),), log_bytes=(6.0, 9.0), ratio=(1.0, 1.0),
+            serial=((SERIAL_MULTI_TOKEN, 1.0, 8.0, 0.0, kv_s, rereads, reread_tokens),),
+        )  # fmt: skip
+
+    def mem(r: DecodeRamp, rows: int, tokens: int, kv: float) -> tuple[float, float]:
+        f = np.zeros(NUM_FEATURES)
+        f[ONE], f[B], f[T], f[K] = 1.0, rows, tokens, kv
+        one = np.array([7.0])
+        r.stretch_one(one, f)
+        many = np.array([[7.0]])
+        r.stretch(many, f[None, :])
+        return float(one[0]), float(many[0, 0])
+
+    grouped = ramp(4.0, 1000.0)
+    mixed = mem(grouped, 65, 65 + 1984, 2500.0)
+    assert mixed == (7.0 + 2500.0 * kv_s * 4.0,) * 2
+    assert mem(grouped, 65, 65 + 1984, 1500.0) == (7.0 + 1500.0 * kv_s * 4.0 * 0.5,) * 2
+    assert mem(grouped, 65, 65, 2500.0) == (7.0, 7.0)  # (a pure decode step splits)
+    assert mem(ramp(0.0, 1000.0), 65, 2049, 2500.0) == (7.0, 7.0)  # (multi-head: no re-reads)
+    assert mem(ramp(4.0, 0.0), 65, 2049, 2500.0) == (7.0, 7.0)  # (L2 unknown)
+
+
+def test_qwen3_14b_mixed_steps_on_an_a100_reread_their_kv_under_vllm():
+    """Qwen3-14B (40 query heads over 8 KV heads) on an A100 under vLLM V1: a step of 64 decode
+    rows of 4,000 tokens and a 1,984-token prompt chunk sweeps 64 × 4,001 + 3,984 KV tokens of
+    each KV head between two of its query heads, 256 bytes each (66.6 MB), past twice the
+    40 MB L2: the four further query heads read it again, the attention column's memory side
+    four times its KV seconds at the fraction more (the call's ramp is 1 at that size). The
+    same step's decodes alone (split) and SGLang (FlashInfer, split) read it once."""
+    cfg = {"model": "Qwen/Qwen3-14B", "hardware": "A100-80GB", "engine": "vllm"}
+    new, ctx = np.array([1] * 64 + [1984]), np.array([4000] * 64 + [2000])
+    cost = build_fleet(build_scenario(cfg), np.random.default_rng(0)).instances[0].cost
+    ramp = cost._ops.ramp
+    (col, _, per_token), serial = ramp.columns[0], ramp.serial[0]
+    assert serial[5] == 4.0  # (40 / 8 - 1)
+    assert serial[6] == pytest.approx(41943040 * 8 / per_token)  # L2 over bytes a token a head
+    kv = 64 * 4001 + 2000 + 1984
+    assert kv / serial[6] >= 2.0
+    f = cost.features(new, ctx)
+    once = dataclasses.replace(ramp, serial=(serial[:5] + (0.0, serial[6]),) + ramp.serial[1:])
+    got = []
+    for r in (ramp, once):
+        mem = f @ cost._ops.memory
+        r.stretch_one(mem, f)
+        got.append(mem[col])
+    assert got[0] - got[1] == pytest.approx(kv * serial[4] * 4.0, rel=1e-12)
+    # Decodes alone split: no re-read (the same column time as the once-read ramp).
+    d = cost.features(new[:64], ctx[:64])
+    mems = []
+    for r in (ramp, once):
+        mem = d @ cost._ops.memory
+        r.stretch_one(mem, d)
+        mems.append(mem[col])
+    assert mems[0] == mems[1]
+    sglang = {**cfg, "engine": "sglang"}
+    ours = cost.step_time(new, ctx).by_group["attention"] * 1e3
+    assert _attention_ms(sglang, list(new), list(ctx)) < 0.7 * ours
+
+
 def test_a_grouped_query_model_walks_only_in_steps_with_a_prompt_chunk():
     """Llama-3.1-8B (8 KV heads) under vLLM on an A100: a pure decode step is split (the kernel
     folds the 4 query heads of a group), a step that also holds a prompt chunk is not: its

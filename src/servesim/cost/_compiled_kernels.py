@@ -12,6 +12,7 @@ from numba import njit
 from servesim.cost import features as _F
 from servesim.cost.kernels import GRID_PER_OCTAVE as _GRID_PER_OCTAVE
 from servesim.cost.step import QUERY_TILE as _QUERY_TILE
+from servesim.cost.step import reread_miss as _step_reread_miss
 from servesim.cost.step import walk_factor as _step_walk_factor
 
 ONE, B, T, T_A, T_R, P, K = _F.ONE, _F.B, _F.T, _F.T_A, _F.T_R, _F.P, _F.K
@@ -163,6 +164,9 @@ def _ramp_factor_one(f, feature, per_token, xs, ys):
 _walk_factor = njit(cache=True)(_step_walk_factor)
 """``step.walk_factor``, compiled from the reference's own code (plain float arithmetic)."""
 
+_reread_miss = njit(cache=True)(_step_reread_miss)
+"""``step.reread_miss``, compiled from the reference's own code."""
+
 
 @njit(cache=True)
 def _serial_extra(f, row, factor):
@@ -171,10 +175,13 @@ def _serial_extra(f, row, factor):
     mode = row[3]
     if mode == 0.0 or (mode == 1.0 and f[T] <= f[B]):
         return 0.0
-    walk = _walk_factor(f[B] / max(f[ONE], 1.0), row[4], row[5], row[6])
-    if walk <= factor:
+    steps = max(f[ONE], 1.0)
+    walk = _walk_factor(f[B] / steps, row[4], row[5], row[6])
+    misses = row[8] * _reread_miss(f[int(row[1])] / steps, row[9])
+    extra = max(walk - factor, misses)
+    if extra <= 0.0:
         return 0.0
-    return f[int(row[1])] * row[7] * (walk - factor)
+    return f[int(row[1])] * row[7] * extra
 
 
 @njit(cache=True)

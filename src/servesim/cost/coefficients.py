@@ -185,6 +185,7 @@ def decode_ramp(
     kv_heads_per_gpu: float = 1.0,
     multi_head: bool = False,
     wave_blocks: int = 0,
+    query_heads_per_kv_head: float = 1.0,
 ) -> DecodeRamp | None:
     """The decode tables' ramp (``ResolvedParams.attention_decode_ramp``) on the attention
     operators of the regular and sliding-window paths, each with the KV bytes one call reads
@@ -199,7 +200,10 @@ def decode_ramp(
     (its decode walks in every step; a grouped-query model's only in steps with a
     multi-token row; a sliding-window layer's always), ``wave_blocks`` the blocks that run at
     once (the GPU's SMs, 0: one wave; a multi-head model's walk only: a grouped model's
-    blocks share their KV heads through L2, which one block count does not carry)."""
+    blocks share their KV heads through L2, which one block count does not carry), and
+    ``query_heads_per_kv_head`` the reads a walk may make of each KV head: its query heads
+    after the first read it again once it has left the L2 (``res.attention_serial_l2_bytes``,
+    ``step.reread_miss``)."""
     serial_rate = 0.0 if res is None else res.attention_serial_rate
     if res is None or (not res.attention_decode_ramp[0] and serial_rate <= 0.0):
         return None
@@ -211,13 +215,17 @@ def decode_ramp(
             columns.append((i, feature, float(kv[0][1])))
             if serial_rate > 0.0 and kv_seconds is not None:
                 always = multi_head or feature == _F.K_SW
+                heads = max(kv_heads_per_gpu, 1.0)
+                l2 = res.attention_serial_l2_bytes
                 serial.append(
                     (
                         SERIAL_ALWAYS if always else SERIAL_MULTI_TOKEN,
                         kv_rate / serial_rate,
-                        max(kv_heads_per_gpu, 1.0),
+                        heads,
                         float(wave_blocks) if multi_head else 0.0,
                         float(kv_seconds[i, feature]),
+                        max(query_heads_per_kv_head - 1.0, 0.0),
+                        l2 * heads / float(kv[0][1]) if l2 > 0.0 and kv[0][1] > 0 else 0.0,
                     )
                 )
     if not columns:
@@ -424,6 +432,7 @@ def operator_sides(
             heads_per_gpu * kv_heads_per_head,
             kv_heads_per_head == 1.0,
             res.attention_serial_wave if res is not None else 0,
+            1.0 / kv_heads_per_head if kv_heads_per_head > 0.0 else 1.0,
         ),
         compute=widen(compute),
         memory=widen(memory),

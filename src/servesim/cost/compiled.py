@@ -98,9 +98,9 @@ class CompiledStepCost:
         occ_cols = np.asarray(occupancy[0] if occupancy is not None else (), dtype=np.int64)
         if ramp is not None:
             # (Per column: operator, KV feature, bytes per KV token, then its serial walk:
-            # when, saturating blocks, KV heads, blocks per wave, KV seconds per token; 0s
-            # without one.)
-            walks = ramp.serial or ((0, 0.0, 0.0, 0.0, 0.0),) * len(ramp.columns)
+            # when, saturating blocks, KV heads, blocks per wave, KV seconds per token,
+            # re-reads per KV head, L2-filling KV tokens; 0s without one.)
+            walks = ramp.serial or ((0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),) * len(ramp.columns)
             ramp_rows = np.array(
                 [[c, f, p, *w] for (c, f, p), w in zip(ramp.columns, walks, strict=True)],
                 dtype=np.float64,
@@ -108,7 +108,7 @@ class CompiledStepCost:
             ramp_xs = np.array(ramp.log_bytes, dtype=np.float64)
             ramp_ys = np.array(ramp.ratio, dtype=np.float64)
         else:
-            ramp_rows, ramp_xs, ramp_ys = np.zeros((0, 8)), np.zeros(2), np.zeros(2)
+            ramp_rows, ramp_xs, ramp_ys = np.zeros((0, 10)), np.zeros(2), np.zeros(2)
         if curves is not None:
             sums = curves._sums
             sum_features = np.array([f for f, _, _ in sums], dtype=np.int64)

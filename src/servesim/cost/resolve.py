@@ -63,6 +63,10 @@ class ResolvedParams:
     attention_serial_wave: int = 0
     """Thread blocks of that serial walk that run at once (the GPU's SMs, ``Hardware.
     multiprocessors``); 0: one wave whatever the blocks."""
+    attention_serial_l2_bytes: float = 0.0
+    """The GPU's L2 bytes where the decode kernel walks serially (``Hardware.l2_bytes``), which
+    decide whether a grouped-query walk's query heads find their KV head there
+    (``step.reread_misses``); 0: unknown, taken as always found."""
     attention_half_tokens: float = 0.0
     """Keys per query at which prefill attention reaches half its efficiency (0: flat)."""
     attention_fill_ctas: float = 0.0
@@ -203,6 +207,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         attention_decode_ramp=decode_ramp,
         attention_serial_rate=serial_rate,
         attention_serial_wave=(hw.multiprocessors or 0) if serial_rate > 0.0 else 0,
+        attention_serial_l2_bytes=(hw.l2_bytes or 0.0) if serial_rate > 0.0 else 0.0,
         attention_half_tokens=half,
         attention_fill_ctas=fill,
         attention_fill_power=fill_power,

@@ -121,6 +121,30 @@ def walk_factors(rows: np.ndarray, saturating: float, heads: float, wave: float)
     return np.where(blocks <= wave, one_wave, more)
 
 
+def reread_miss(tokens: float, reread_tokens: float) -> float:
+    """The share of a serially walked call's KV that its grouped query heads after the first
+    read again from HBM: 0 while the KV the walk sweeps between two query heads of one KV head
+    fits the GPU's L2, all of it from twice that, linear between (``tokens``: KV tokens the
+    call reads; ``reread_tokens``: the tokens whose bytes per KV head fill the L2; 0: unknown,
+    none re-read).
+
+    FlashAttention-2's forward grid is (query tiles, sequences, query heads), query heads
+    slowest: a row's blocks for two query heads of one KV head start a whole sweep of every
+    row's blocks apart, so the KV head is still in L2 only when that sweep's KV is (a cyclic
+    pattern larger than the cache misses under LRU). Plain float arithmetic: the compiled
+    kernels compile this function itself."""
+    if reread_tokens <= 0.0:
+        return 0.0
+    return min(max(tokens / reread_tokens - 1.0, 0.0), 1.0)
+
+
+def reread_misses(tokens: np.ndarray, reread_tokens: float) -> np.ndarray:
+    """:func:`reread_miss` of each of ``tokens`` (the same arithmetic, vectorised)."""
+    if reread_tokens <= 0.0:
+        return np.zeros_like(tokens)
+    return np.minimum(np.maximum(tokens / reread_tokens - 1.0, 0.0), 1.0)
+
+
 @dataclass(frozen=True, eq=False)
 class DecodeRamp:
     """The decode tables' ramp on the attention operators' memory side: a call reading ``b``
@@ -132,7 +156,10 @@ class DecodeRamp:
     ``CostParams.decode_serial_walk``) a call also takes at least its mean row's walk
     (:func:`walk_factor`): the KV bytes at the fitted fraction times the walk's factor, for
     ``rows × KV heads per GPU`` blocks. (The longest row sets the real kernel's time; the mean
-    row is what the step's features carry.)"""
+    row is what the step's features carry.) A grouped-query walk also reads its KV once more
+    for each further query head of a KV head whose KV has left the L2 (:func:`reread_miss`):
+    the call takes the longer of its walk and its bytes, ``1 + rereads × miss`` times the
+    fraction's."""
 
     columns: tuple[tuple[int, int, float], ...]
     """Per attention operator (regular and sliding-window paths): its column, the feature
@@ -140,12 +167,14 @@ class DecodeRamp:
     (one layer, one GPU)."""
     log_bytes: tuple[float, ...]
     ratio: tuple[float, ...]
-    serial: tuple[tuple[int, float, float, float, float], ...] = ()
+    serial: tuple[tuple[int, float, float, float, float, float, float], ...] = ()
     """Per column of ``columns`` (empty: none walks serially): when it walks (``SERIAL_*``),
     the blocks whose walks together read at the fitted fraction (``fraction × HBM bandwidth /
     block rate``), the KV heads per GPU (blocks per row), the blocks that run at once (the
-    GPU's SMs; 0: one wave), and the seconds its KV reads take per KV token at the fitted
-    fraction (all its layers: the memory side's ``K`` or ``K_SW`` coefficient)."""
+    GPU's SMs; 0: one wave), the seconds its KV reads take per KV token at the fitted
+    fraction (all its layers: the memory side's ``K`` or ``K_SW`` coefficient), the reads
+    each KV head may take beyond the first (query heads per KV head − 1), and the KV tokens a
+    call reads when its bytes per KV head fill the L2 (0: unknown)."""
 
     def _column_factors(self, a: np.ndarray, j: int) -> np.ndarray:
         """Column ``j``'s stretch for feature rows ``a``, shape (n,)."""
@@ -165,17 +194,20 @@ class DecodeRamp:
             factor = self._column_factors(a, j)
             mem[:, col] *= factor
             if self.serial and self.serial[j][0] != SERIAL_NEVER:
-                walk = self._walk_factors(a, j)
-                mem[:, col] += a[:, feature] * self.serial[j][4] * np.maximum(walk - factor, 0.0)
+                extra = self._serial_extras(a, j, factor)
+                mem[:, col] += a[:, feature] * self.serial[j][4] * extra
 
-    def _walk_factors(self, a: np.ndarray, j: int) -> np.ndarray:
-        """Column ``j``'s serial walk over its fraction time for feature rows ``a`` (0 where
-        it does not walk), shape (n,)."""
-        mode, saturating, heads, wave, _ = self.serial[j]
-        walk = walk_factors(a[:, _F.B] / np.maximum(a[:, _F.ONE], 1.0), saturating, heads, wave)
+    def _serial_extras(self, a: np.ndarray, j: int, factor: np.ndarray) -> np.ndarray:
+        """Column ``j``'s serial walk and re-reads beyond its ramped fraction time (``factor``)
+        for feature rows ``a``, in fraction times (0 where it does not walk), shape (n,)."""
+        mode, saturating, heads, wave, _, rereads, reread_tokens = self.serial[j]
+        steps = np.maximum(a[:, _F.ONE], 1.0)
+        walk = walk_factors(a[:, _F.B] / steps, saturating, heads, wave)
+        misses = rereads * reread_misses(a[:, self.columns[j][1]] / steps, reread_tokens)
+        extra = np.maximum(np.maximum(walk - factor, misses), 0.0)
         if mode == SERIAL_MULTI_TOKEN:
-            walk = np.where(a[:, _F.T] > a[:, _F.B], walk, 0.0)
-        return walk
+            extra = np.where(a[:, _F.T] > a[:, _F.B], extra, 0.0)
+        return extra
 
     @functools.cached_property
     def _curve(self) -> tuple[np.ndarray, np.ndarray]:
@@ -191,13 +223,15 @@ class DecodeRamp:
             if factor != 1.0:
                 mem[col] *= factor
             if self.serial:
-                mode, saturating, heads, wave, kv_seconds = self.serial[j]
+                mode, saturating, heads, wave, kv_seconds, rereads, reread_tokens = self.serial[j]
                 if mode == SERIAL_NEVER or (mode == SERIAL_MULTI_TOKEN and f[_F.T] <= f[_F.B]):
                     continue
-                rows = float(f[_F.B]) / max(float(f[_F.ONE]), 1.0)
-                walk = walk_factor(rows, saturating, heads, wave)
-                if walk > factor:
-                    mem[col] += float(f[feature]) * kv_seconds * (walk - factor)
+                steps = max(float(f[_F.ONE]), 1.0)
+                walk = walk_factor(float(f[_F.B]) / steps, saturating, heads, wave)
+                misses = rereads * reread_miss(float(f[feature]) / steps, reread_tokens)
+                extra = max(walk - factor, misses)
+                if extra > 0.0:
+                    mem[col] += float(f[feature]) * kv_seconds * extra
 
     def factors_one(self, f: np.ndarray) -> list[float]:
         """Each column's stretch for one feature vector ``f``, in floats (no numpy calls on the
