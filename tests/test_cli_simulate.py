@@ -458,7 +458,9 @@ def test_the_engine_line_says_where_vllms_decode_walks_each_sequence_serially():
         assert out.returncode == 0, out.stderr
         return next(row for row in out.stdout.splitlines() if "│ engine" in row)
 
-    assert f"{note} (every step)" in line("-g", "A100-80GB", "-m", "meta-llama/Llama-2-7b-hf")
-    assert f"{note} (steps with a prompt chunk or drafts)" in line("-g", "A100-80GB")
+    reread = "re-reading a KV head per query head once a step's KV outgrows the L2"
+    mha = line("-g", "A100-80GB", "-m", "meta-llama/Llama-2-7b-hf")
+    assert f"{note} (every step)" in mha and reread not in mha  # (nothing to re-read)
+    assert f"{note} (steps with a prompt chunk or drafts), {reread}" in line("-g", "A100-80GB")
     assert note not in line("-g", "A100-80GB", "--engine", "sglang")
     assert note not in line()

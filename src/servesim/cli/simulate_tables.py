@@ -191,6 +191,8 @@ def _attention_note(result) -> str:
         note += ", FlashAttention-2 decode walks each sequence serially" + (
             " (every step)" if every else " (steps with a prompt chunk or drafts)"
         )
+        if model.num_kv_heads < model.num_attention_heads:
+            note += ", re-reading a KV head per query head once a step's KV outgrows the L2"
     if result.groups and result.groups[0].params.allreduce_norm_fusion:
         note += ", all-reduces fused with the RMSNorm after them (FlashInfer)"
     return note
