@@ -23,8 +23,9 @@ GPU's measured MoE curve at its measured token counts: the roofline; the table w
 count left out (interpolated from its neighbours); and the **fitted** rung a GPU without MoE rows
 gets — another GPU's measured utilisation on this GPU's roofline
 (``build._borrowed_moe_curve``), scored here with the GPU's own rows left out (leave-one-GPU-out);
-and the fitted rung an MoE shape no table measured gets on a GPU with tables — the nearest
-measured shape's utilisation on this GPU (``build._reshaped_moe_curve``), scored with the
+and the fitted rung an MoE shape no table measured gets on a GPU with tables — the measured
+shape and split nearest in per-GPU expert size, its utilisation on this GPU
+(``build._reshaped_moe_curve``), scored with the
 model's own shape left out of every table (leave-one-shape-out); the fitted rung a shape this
 GPU lacks but a GPU of its architecture measured gets — that GPU's rows, carried over by how the
 two compare on the reshape's rows (``build._sibling_moe_curve``), scored with the shape left out
@@ -457,20 +458,21 @@ def _errors(got, pick, true) -> list[float]:
 
 def _best_other_shape_errors(model, hw, par, params, held, pick, true) -> list[float]:
     """The |errors| of ``model``'s measured MoE layer (split ``par``) priced as
-    ``build._reshaped_moe_curve`` prices it from each other measured shape of the kernel it
-    picks (``held``: the tables without this shape), keeping the shape whose median |error|
-    is smallest: chosen with hindsight, the ceiling of pricing a shape from one other shape."""
+    ``build._reshaped_moe_curve`` prices it from each other measured shape and split of the
+    kernel it picks (``held``: the tables without this shape), keeping the one whose median
+    |error| is smallest: chosen with hindsight, the ceiling of pricing a shape from one other
+    (shape, split)."""
     source = B._reshape_source(model, par, params, held)
     if source is None:
         return []
     dtype = source[0]
     best: list[float] = []
-    for shape in K.moe_shapes(held.tables, (dtype,), par.expert_tp, par.ep):
-        errors = _errors(
-            B._reshaped_moe_curve(model, hw, par, params, held, source=(dtype, shape)), pick, true
-        )
-        if errors and (not best or np.median(errors) < np.median(best)):
-            best = errors
+    for tp in (1, 2, 4, 8):
+        for shape in K.moe_shapes(held.tables, (dtype,), tp, par.ep):
+            got = B._reshaped_moe_curve(model, hw, par, params, held, source=(dtype, shape, tp))
+            errors = _errors(got, pick, true)
+            if errors and (not best or np.median(errors) < np.median(best)):
+                best = errors
     return best
 
 

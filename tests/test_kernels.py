@@ -886,10 +886,13 @@ def test_an_moe_shape_no_table_measured_takes_the_nearest_measured_shapes_utilis
     h100, par, params = load_hardware("H100"), Parallelism(tp=4), CostParams(kernel_tables=True)
     res = resolve_params(big, h100, params)
     assert B._moe_curve(big, par, params, res) is None  # (not measured anywhere)
-    # The nearest bf16 shape by expert size is Mixtral-8x7B's (4,096 × 14,336), at the same
-    # tokens per expert (top-2 of 8 both): its measured layer over its roofline, on this one's.
-    measured, _ = B._moe_curve(small, par, params, resolve_params(small, h100, params))
-    theirs = B._expert_roofline_seconds(small, h100, par, params)
+    # Its experts on one GPU at TP 4 (6,144 × 16,384 / 4) are nearest in size to Mixtral-8x7B's
+    # at TP 2 (4,096 × 14,336 / 2; at TP 4 they are half as large), at the same tokens per
+    # expert (top-2 of 8 both): that split's measured layer over its roofline, on this one's.
+    two = Parallelism(tp=2)
+    assert B._reshape_source(big, par, params, res) == ("bf16", (4096, 14336, 2, 8), 2)
+    measured, _ = B._moe_curve(small, two, params, resolve_params(small, h100, params))
+    theirs = B._expert_roofline_seconds(small, h100, two, params)
     ours = B._expert_roofline_seconds(big, h100, par, params)
     got, (lo, hi) = B._reshaped_moe_curve(big, h100, par, params, res)
     assert np.allclose(got, measured / theirs * ours, rtol=1e-9)
@@ -915,15 +918,54 @@ def test_an_moe_shape_no_table_measured_takes_the_nearest_measured_shapes_utilis
     again = build_step_cost(big, h100, par, params).rung_seconds_from_features(f)
     assert np.allclose(again["fitted"], rungs["fitted"], rtol=1e-12)
     monkeypatch.undo()
-    # A GPU without tables (MI300X) takes the nearest-ridge GPU's nearest shape: for bf16
-    # experts the A100's ridge is the nearest to the MI300X's.
+    # A GPU without tables (MI300X) takes the nearest-ridge GPU's nearest shape (the same
+    # split of it as above): for bf16 experts the A100's ridge is the nearest to the MI300X's.
     mi300x, a100 = load_hardware("MI300X"), load_hardware("A100-80GB")
     res_amd = resolve_params(big, mi300x, params)
     got, _ = B._borrowed_moe_curve(big, mi300x, par, params, res_amd)
-    measured, _ = B._moe_curve(small, par, params, resolve_params(small, a100, params))
-    theirs = B._expert_roofline_seconds(small, a100, par, params)
+    measured, _ = B._moe_curve(small, two, params, resolve_params(small, a100, params))
+    theirs = B._expert_roofline_seconds(small, a100, two, params)
     ours = B._expert_roofline_seconds(big, mi300x, par, params)
     assert np.allclose(got, measured / theirs * ours, rtol=1e-9)
+
+
+def test_a_held_out_moe_shape_is_priced_from_the_split_of_equal_expert_size():
+    """Qwen3-30B-A3B's experts held out of the H100's tables: at TP 1 (2,048 × 768 a GPU) the
+    source is Qwen3-235B-A22B at TP 4 (4,096 × 1,536 / 4: the same size, the same top-8 of
+    128), not its TP-1 rows (four times larger); that split's utilisation on this model's TP-1
+    roofline, at the same tokens (the same tokens per expert). Closer to the held-out rows than
+    the same split's nearest shape."""
+    from servesim.cost import build as B
+    from servesim.cost.resolve import resolve_params
+
+    params = CostParams(kernel_tables=True, kernel_backend="vllm")
+    model, big, h100 = load_model("Qwen/Qwen3-30B-A3B"), load_model("Qwen/Qwen3-235B-A22B"), \
+        load_hardware("H100")  # fmt: skip
+    one, four = Parallelism(tp=1), Parallelism(tp=4)
+    res = resolve_params(model, h100, params)
+    truth, (lo, hi) = B._moe_curve(model, one, params, res)
+    shape = K.moe_model_shape(model)
+    tables = {b: {c: v[~K.moe_shape_rows(t, shape)] for c, v in t.items()}
+              for b, t in res.tables.moe.items()}  # fmt: skip
+    held = dataclasses.replace(res, tables=dataclasses.replace(res.tables, moe=tables))
+    assert B._reshape_source(model, one, params, held) == ("bf16", (4096, 1536, 8, 128), 4)
+    got, _ = B._reshaped_moe_curve(model, h100, one, params, held)
+    measured, _ = B._moe_curve(big, four, params, resolve_params(big, h100, params))
+    proxy = dataclasses.replace(
+        model, hidden_size=4096, moe=dataclasses.replace(model.moe, expert_intermediate_size=1536)
+    )
+    want = (
+        measured
+        / B._expert_roofline_seconds(proxy, h100, four, params)
+        * B._expert_roofline_seconds(model, h100, one, params)
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    same_split = B._reshaped_moe_curve(
+        model, h100, one, params, held, source=("bf16", (4096, 1536, 8, 128), 1)
+    )[0]
+    inside = (K.M_GRID >= lo) & (K.M_GRID <= hi)
+    err = np.median(np.abs(got[inside] / truth[inside] - 1))
+    assert err < 0.05 < np.median(np.abs(same_split[inside] / truth[inside] - 1))
 
 
 def test_a_same_architecture_gpu_borrows_the_all_reduce_as_a_share_of_its_link():
@@ -1300,9 +1342,9 @@ def test_a_shape_only_a_same_architecture_gpu_measured_comes_from_its_rows():
     assert measured is not None
     source = B._reshape_source(model, par, params, res)
     assert source is not None and source[1] != K.moe_model_shape(model)
-    # Both reshapes read the same engine's rows of that shape, from the same collection.
-    dtype, shape = source
-    engine, rows = K.moe_rows(res.tables, "vllm", (dtype,), shape, 8, 1)
+    # Both reshapes read the same engine's rows of that shape and split, from one collection.
+    dtype, shape, split = source
+    engine, rows = K.moe_rows(res.tables, "vllm", (dtype,), shape, split, 1)
     version = res.tables.moe[engine]["version"][rows][0]
     assert version in set(theirs.tables.moe[engine]["version"].tolist())
     cut = {name: K.moe_collection(r.tables, engine, version) for name, r in (("mine", res),
