@@ -55,7 +55,6 @@ GENZ = "genz"
 TOOLS = (AIC, LLMA, GENZ)
 RUNNERS = {AIC: "aic_runner.py", LLMA: "llma_runner.py", GENZ: "genz_runner.py"}
 DISTRIBUTIONS = {AIC: "aiconfigurator", LLMA: "llm-analysis", GENZ: "genz-llm"}
-VENV_NAMES = {AIC: "aic", LLMA: "llma", GENZ: "genz"}
 
 # --- what each tool has ------------------------------------------------------------------------
 
@@ -103,7 +102,8 @@ LLMA_DTYPES = {
     "int4": "w4a16e16",
     "fp4": "w4a4e16",
 }
-LLMA_KV_BYTES = {None: 2, "fp8": 1, "int8": 1}
+KV_BYTES = {None: 2, "fp8": 1, "int8": 1}
+"""Bytes of a KV-cache element for a case's ``kv_dtype`` (null: the activations' 16 bits)."""
 # Hub ids of models llm-analysis ships a config for (its model_configs/*.json), used only when
 # servesim's catalog does not resolve the model. Keys are lower-case base ids (-chat/-instruct
 # dropped, as servesim does).
@@ -574,7 +574,7 @@ def map_llma(case: dict, shape: Shape, model: Model, site: Path | None, tmp: Pat
     if int(case.get("pp") or 1) > 1:
         return "pipeline parallel: llm-analysis's inference latency covers one pipeline stage"
     wdt, kvdt = case.get("weight_dtype"), case.get("kv_dtype")
-    if wdt not in LLMA_DTYPES or kvdt not in LLMA_KV_BYTES:
+    if wdt not in LLMA_DTYPES or kvdt not in KV_BYTES:
         return f"dtype weight={wdt!r} kv={kvdt!r} has no llm-analysis dtype config"
     spec = None
     if model.config is not None:
@@ -598,7 +598,7 @@ def map_llma(case: dict, shape: Shape, model: Model, site: Path | None, tmp: Pat
         "seq_len": shape.isl,
         "num_tokens_to_generate": shape.osl,
         "tp_size": int(case.get("tp") or 1),
-        "kv_cache_dtype_bytes": LLMA_KV_BYTES[kvdt],
+        "kv_cache_dtype_bytes": KV_BYTES[kvdt],
     }
     cli = "python -m llm_analysis.analysis infer " + " ".join(
         f"--{k} {shlex.quote(str(v))}" for k, v in kwargs.items()
@@ -639,7 +639,7 @@ def map_genz(
     if spec is None:
         return why
     notes = []
-    kv_bytes = {None: 2, "fp8": 1, "int8": 1}.get(kvdt)
+    kv_bytes = KV_BYTES.get(kvdt)
     if kv_bytes != GENZ_KV_BYTES[GENZ_BITS[wdt]]:
         notes.append(
             f"KV cache in {GENZ_BITS[wdt]} (GenZ's one precision), the case's is {kvdt or 'bf16'}"
@@ -862,14 +862,13 @@ def main(argv: list[str] | None = None) -> int:
         GENZ: functools.partial(map_genz, system_eff=args.genz_system_eff),
     }
     pythons = {AIC: args.aic_python, LLMA: args.llma_python, GENZ: args.genz_python}
-    dists = DISTRIBUTIONS
 
     files = sorted({f for pattern in args.cases for f in glob.glob(pattern)})
     cases = []
     for f in files:
         for case in json.loads(Path(f).read_text()):
             cases.append(case)
-    versions = {t: tool_version(pythons[t], dists[t]) for t in tools}
+    versions = {t: tool_version(pythons[t], DISTRIBUTIONS[t]) for t in tools}
     sites = {t: site_packages(pythons[t]) for t in tools}
 
     skipped: dict[str, dict[str, str]] = {}
