@@ -331,13 +331,17 @@ def borrowed_serial_rate(hw) -> float:
 
 def decode_errors(
     hw, t, kv_dtype: str = "bf16", d=None, kv_range=(AF.DECODE_MIN_KV_BYTES, math.inf),
-    floor: bool = True, ramp: bool = True,
+    floor: bool = True, ramp: bool = True, regimes: bool | None = None,
 ) -> tuple[float, float]:  # fmt: skip
     """Median |error| of ``kv_dtype``'s decode rows reading ``kv_range`` bytes of KV (>= 1 GB
     by default) on the roofline and under the model fitted to that dtype's rows of the other
     head shapes (:func:`decode_model`; of the decode table ``d``, by default ``t``'s
-    TensorRT-LLM one)."""
+    TensorRT-LLM one); ``regimes`` (default: an FP8 cache read by an engine's own table, as the
+    cost model does): each row at the fraction of its kernel regime fitted to those other
+    shapes (``AF.fit_decode_cells``, ``AF.cell_fraction``)."""
     d = t.attention_decode if d is None else d
+    if regimes is None:
+        regimes = kv_dtype == "fp8" and d is not t.attention_decode
     kv = d["gbps"] * 1e9 * d["seconds"]
     rows = (kv >= kv_range[0]) & (kv < kv_range[1]) & (d["dtype"] == kv_dtype)
     if not rows.any():
@@ -362,8 +366,30 @@ def decode_errors(
         if own_rate > 0.0 and model[3] <= 0.0:
             model = decode_model(hw, train, kv_dtype, floor, ramp, borrowed_serial_rate(hw))
         pred = decode_seconds(hw, model, kv[test], walk_rows(d, test))
+        if regimes:
+            pred = _regime_seconds(hw, train, d, test, kv, model, kv_dtype, pred)
         errors.append(_median_abs(pred, d["seconds"][test]))
     return _median_abs(roof, d["seconds"][rows]), float(np.median(errors))
+
+
+def _regime_seconds(hw, train, d, test, kv, model, kv_dtype: str, pred) -> np.ndarray:
+    """``pred`` (the seconds of decode table ``d``'s ``test`` rows under ``model``) with each
+    row at its kernel regime's fraction, the regimes fitted to the ``train`` rows as
+    ``AF.fit_tables`` fits them (the model's floor as the fixed cost)."""
+    cells = AF.fit_decode_cells(train, hw.hbm_bandwidth, hw.kernel_launch_s, kv_dtype, model[0])
+    if not cells:
+        return pred
+    grouped = d["num_heads"][test] > d["num_kv_heads"][test]
+    narrow = d["head_dim"][test] <= AF.NARROW_HEAD_DIM
+    out = pred.copy()
+    for g in (False, True):
+        for n in (False, True):
+            sel = (grouped == g) & (narrow == n)
+            if sel.any():
+                e = AF.cell_fraction(cells, g, n, model[1])
+                sub = np.flatnonzero(test)[sel]
+                out[sel] = decode_seconds(hw, (model[0], e, *model[2:]), kv[sub])
+    return out
 
 
 DECODE_RANGES = (

@@ -372,6 +372,70 @@ def test_an_fp8_kv_cache_is_read_at_the_fraction_of_its_own_rows():
     assert a100.decode_fraction("fp8") == a100.memory_efficiency
 
 
+def _decode_rows(cells: dict[tuple[int, int, int], float], bandwidth: float) -> dict:
+    """A decode table of 2 GB calls, four rows per (query heads, KV heads, head_dim) shape, each
+    read at the given fraction of ``bandwidth`` in FP8 (no fixed cost)."""
+    cols = {c: [] for c in ("dtype", "batch", "context_len", "num_heads", "num_kv_heads")}
+    cols |= {"head_dim": [], "seconds": [], "gbps": []}
+    for (heads, kv_heads, width), fraction in cells.items():
+        for batch in (8, 16, 32, 64):
+            cols["dtype"].append("fp8")
+            names = ("batch", "context_len", "num_heads", "num_kv_heads", "head_dim")
+            values = (batch, 2e9 / batch, heads, kv_heads, width)
+            for c, v in zip(names, values, strict=True):
+                cols[c].append(v)
+            cols["seconds"].append(2e9 / (bandwidth * fraction))
+            cols["gbps"].append(bandwidth * fraction / 1e9)
+    return {c: np.array(v) for c, v in cols.items()}
+
+
+def test_decode_regimes_are_fitted_apart_and_an_unmeasured_one_takes_its_nearest():
+    """An engine's FP8 decode rows are fitted per kernel regime (grouped or multi-head, 64- or
+    128-wide heads): each regime's fraction recovered exactly from a table without fixed cost;
+    a regime no row measured takes the same width's other grouping times how the other
+    grouping's widths compare, else a neighbour, else the pooled fraction."""
+    bw = 3.35e12
+    d = _decode_rows({(8, 8, 128): 0.8, (8, 8, 64): 0.7, (32, 8, 128): 0.84}, bw)
+    cells = AF.fit_decode_cells(d, bw, 0.0, "fp8", 0.0)
+    assert cells == pytest.approx((0.8, 0.7, 0.84, 0.0), rel=1e-12)
+    assert AF.cell_fraction(cells, True, False, 0.5) == cells[2]
+    assert AF.cell_fraction(cells, True, True, 0.5) == pytest.approx(0.84 * 0.7 / 0.8)
+    one_width = (0.8, 0.0, 0.84, 0.0)
+    assert AF.cell_fraction(one_width, True, True, 0.5) == 0.84  # (its grouping's other width)
+    assert AF.cell_fraction((0.0, 0.7, 0.84, 0.0), False, False, 0.5) == 0.7
+    assert AF.cell_fraction((), True, True, 0.5) == 0.5
+    # (One regime only, or too few rows of the others: no cells, one fraction.)
+    assert AF.fit_decode_cells(_decode_rows({(8, 8, 128): 0.8}, bw), bw, 0.0, "fp8", 0.0) == ()
+    few = {c: v[:7] for c, v in d.items()}  # (four 128-wide rows, three 64-wide)
+    assert AF.fit_decode_cells(few, bw, 0.0, "fp8", 0.0) == ()
+
+
+def test_vllm_reads_an_fp8_cache_of_narrow_heads_slower_on_hopper():
+    """vLLM's H100 table reads an FP8 cache of 64-wide heads at 0.71 of HBM bandwidth and of
+    128-wide grouped heads at 0.86 (bf16: within 1%): the resolved fraction is the model's
+    regime's; gpt-oss (grouped, 64-wide: a regime the table lacks) takes the factored one;
+    TensorRT-LLM (the catalog's table) and an MLA model keep one fraction."""
+    hw = load_hardware("H100")
+    fit, _ = AF.attention_fit_for(hw, "vllm")
+    mha128, mha64, gqa128, gqa64 = fit.decode_cells_fp8
+    assert gqa64 == 0.0 and 0.65 < mha64 < 0.75 < mha128 < gqa128 < 0.9
+
+    def fraction(model, backend="vllm"):
+        params = CostParams(kernel_tables=True, kv_dtype="fp8", kernel_backend=backend)
+        return build_step_cost(load_model(model), hw, params=params).resolved
+
+    assert fraction("llama-3.1-8b").attention_memory_efficiency == gqa128
+    gpt_oss = fraction("openai/gpt-oss-20b").attention_memory_efficiency
+    assert gpt_oss == pytest.approx(gqa128 * mha64 / mha128)
+    trtllm, _ = AF.attention_fit_for(hw)
+    assert trtllm.decode_cells_fp8 == ()
+    assert fraction("llama-3.1-8b", None).attention_memory_efficiency == (
+        trtllm.memory_efficiency_fp8
+    )
+    assert fit.decode_fraction("fp8") == fit.memory_efficiency_fp8  # (MLA: no regime)
+    assert fit.decode_fraction("bf16", True, True) == fit.memory_efficiency
+
+
 def test_flashinfer_reads_the_kv_cache_at_its_share_of_the_tables_rate_on_hopper():
     """SGLang's FlashInfer backend (page size 1) reads the KV cache in decode at
     ``FLASHINFER_DECODE_SHARE`` of the measured tables' rate on Hopper: a pure-decode step's
@@ -1468,7 +1532,9 @@ def test_an_engine_reads_the_kv_cache_at_its_own_decode_tables_rate():
         )
         for kv in ("bf16", "fp8"):
             got = fraction("H200", engine, kv).attention_memory_efficiency
-            assert got == pytest.approx(own.decode_fraction(kv), rel=1e-12)
+            # (Llama-3.1-8B: grouped 128-wide heads, the regime an FP8 cache is read at.)
+            want = own.decode_fraction(kv, grouped=True, narrow=False)
+            assert got == pytest.approx(want, rel=1e-12)
     trt = fraction("H200", "trtllm", "fp8").attention_memory_efficiency
     assert trt == fraction("H200", None, "fp8").attention_memory_efficiency
     sglang = fraction("H200", "sglang", "fp8").attention_memory_efficiency

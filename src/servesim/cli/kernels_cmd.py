@@ -18,6 +18,14 @@ from servesim.cli.app import OUTPUT_PATH, app, positional_or_option
 from servesim.cli.kernels_doc import gemm_check, gpu_doc
 from servesim.cost.attention_fit import KV_HEAD_WEIGHT
 
+DECODE_REGIMES = (
+    "multi-head 128-wide",
+    "multi-head 64-wide",
+    "grouped 128-wide",
+    "grouped 64-wide",
+)
+"""The decode regimes in ``AttentionFit.decode_cells_fp8``'s order (``attention_fit.decode_cell``)."""
+
 # --- text ---------------------------------------------------------------------------------------
 
 
@@ -193,6 +201,14 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
             f"bandwidth{after_floor('decode_fixed_s_fp8') or after_floor('decode_fixed_s')}"
             f"{err(fit.get('decode_error_fp8') or None)}"
         ]
+        cells = fit.get("decode_cells_fp8") or ()
+        if cells:
+            named = zip(DECODE_REGIMES, cells, strict=True)
+            regimes = ", ".join(f"{name} {value:.3f}" for name, value in named if value > 0.0)
+            fp8.append(
+                f"  the same by kernel regime (the engine picks a kernel by head shape): {regimes}; "
+                "a regime not measured takes its nearest"
+            )
     return [
         f"attention curve (fitted rung): {fit['source']}",
         f"  prefill: e·s/(s + h') of bf16 peak at s keys per query, e = {fit['efficiency']:.2f}, "

@@ -178,6 +178,13 @@ class AttentionFit:
     """``decode_ramp_log_bytes`` of an FP8 KV cache (empty: the bf16 ramp)."""
     decode_ramp_fp8: tuple[float, ...] = ()
     """``decode_ramp`` of an FP8 KV cache."""
+    decode_cells_fp8: tuple[float, ...] = ()
+    """Decode with an FP8 KV cache, an engine's own decode table only: the fraction of HBM
+    bandwidth of each kernel regime its fp8 rows show, in the order of :func:`decode_cell`
+    (multi-head 128-wide, multi-head 64-wide, grouped 128-wide, grouped 64-wide), 0 for a
+    regime with under :data:`DECODE_CELL_MIN_ROWS` rows (vLLM's on the H100: 64-wide heads
+    0.70, 128-wide 0.80-0.84); empty: fewer than two regimes measured, or the catalog's
+    TensorRT-LLM table, ``memory_efficiency_fp8`` prices every shape."""
     decode_serial_rate: float = 0.0
     """Decode: bytes per second one thread block reads when the kernel walks a sequence's KV
     serially, one block per (row, query head) (:func:`fit_decode_serial_rate`: 22 GB/s on the
@@ -226,13 +233,87 @@ class AttentionFit:
             return self.decode_ramp_log_bytes_fp8, self.decode_ramp_fp8
         return self.decode_ramp_log_bytes, self.decode_ramp
 
-    def decode_fraction(self, kv_dtype: str) -> float:
-        """The fraction of HBM bandwidth decode attention reads a ``kv_dtype`` KV cache at: the
-        fp8 rows' own fraction for an fp8 cache when the table had such rows, else the bf16
-        rows'."""
+    def decode_fraction(
+        self, kv_dtype: str, grouped: bool | None = None, narrow: bool | None = None
+    ) -> float:
+        """The fraction of HBM bandwidth decode attention reads a ``kv_dtype`` KV cache at, for
+        heads ``grouped`` (more query heads than KV heads) and ``narrow`` (at most
+        :data:`NARROW_HEAD_DIM` wide): the fp8 rows' own for an fp8 cache when the table had
+        such rows, else the bf16 rows'; with an FP8 cache, of the shape's kernel regime where
+        an engine's table measured several (:func:`cell_fraction`; no shape given: the one
+        fraction of every row)."""
         if kv_dtype == "fp8" and self.memory_efficiency_fp8 > 0.0:
-            return self.memory_efficiency_fp8
+            if grouped is None or narrow is None:
+                return self.memory_efficiency_fp8
+            return cell_fraction(self.decode_cells_fp8, grouped, narrow, self.memory_efficiency_fp8)
         return self.memory_efficiency
+
+
+DECODE_CELL_MIN_ROWS = 4
+"""Rows (of at least :data:`DECODE_MIN_KV_BYTES`) a decode regime needs for a fraction of its
+own (:func:`fit_decode_cells`)."""
+
+
+def decode_cell(grouped: bool, narrow: bool) -> int:
+    """Index of a decode regime in ``AttentionFit.decode_cells_fp8``: grouped-query heads (more
+    query heads than KV heads) or not, times narrow heads (at most :data:`NARROW_HEAD_DIM`) or
+    not."""
+    return 2 * int(grouped) + int(narrow)
+
+
+def fit_decode_cells(
+    d: dict[str, np.ndarray],
+    bandwidth: float,
+    launch_s: float,
+    kv_dtype: str,
+    fixed_s: float | None,
+) -> tuple[float, ...]:
+    """The fraction of HBM bandwidth (:func:`fit_decode`) of each decode regime of
+    ``kv_dtype``'s rows in the order of :func:`decode_cell`, 0 for a regime with fewer than
+    :data:`DECODE_CELL_MIN_ROWS` rows; empty when fewer than two regimes have a fraction.
+
+    The engines pick decode kernels by head shape, and with an FP8 cache the picks read at
+    different shares of the bandwidth where bf16's do not (within 4%): vLLM's reads 64-wide
+    heads slower than 128-wide ones (H100 0.70 against 0.80-0.84, H200 0.51 against 0.64),
+    TensorRT-LLM's grouped-query kernel reads the H200's at 0.88 where its multi-head kernel
+    reads 0.57 (the H100 0.90 and 0.73). One fraction for every shape was 13-16% off vLLM's
+    Hopper rows of a held-out head shape (``bench/kernel_accuracy.py``)."""
+    kv_bytes = d["gbps"] * 1e9 * d["seconds"]
+    rows = (kv_bytes >= DECODE_MIN_KV_BYTES) & (d["dtype"] == kv_dtype)
+    grouped = d["num_heads"] > d["num_kv_heads"]
+    narrow = d["head_dim"] <= NARROW_HEAD_DIM
+    cells = [0.0] * 4
+    for g in (False, True):
+        for n in (False, True):
+            sel = rows & (grouped == g) & (narrow == n)
+            if sel.sum() >= DECODE_CELL_MIN_ROWS:
+                sub = {c: v[sel] for c, v in d.items()}
+                fraction, _ = fit_decode(sub, bandwidth, launch_s, kv_dtype, fixed_s)
+                cells[decode_cell(g, n)] = fraction
+    return tuple(cells) if sum(c > 0.0 for c in cells) >= 2 else ()
+
+
+def cell_fraction(cells: tuple[float, ...], grouped: bool, narrow: bool, pooled: float) -> float:
+    """The decode fraction of the regime (``grouped``, ``narrow``) from a fit's ``cells``: its
+    own where measured; else the same head width's other grouping times how the other
+    grouping's two widths compare, when all three were measured; else the same grouping's
+    other width, else the same width's other grouping; else ``pooled`` (one fraction for every
+    row, also what a fit without cells gives)."""
+    if not cells:
+        return pooled
+    g, n = int(grouped), int(narrow)
+
+    def c(gi: int, ni: int) -> float:
+        return cells[decode_cell(bool(gi), bool(ni))]
+
+    if c(g, n) > 0.0:
+        return c(g, n)
+    if c(g, 1 - n) > 0.0 and c(1 - g, n) > 0.0 and c(1 - g, 1 - n) > 0.0:
+        return c(g, 1 - n) * c(1 - g, n) / c(1 - g, 1 - n)
+    for other in (c(g, 1 - n), c(1 - g, n)):
+        if other > 0.0:
+            return other
+    return pooled
 
 
 NARROW_HEAD_DIM = 64
@@ -712,6 +793,13 @@ def fit_tables(
     em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8", floor8 if floor8 is not None else floor)
     if math.isfinite(em8):
         extra.update(memory_efficiency_fp8=em8, decode_error_fp8=derr8)
+        if engine is not None:
+            # (The catalog's TensorRT-LLM table splits too, grouped 128-wide heads reading the
+            # H200's cache at 0.88 against 0.57, but TensorRT-LLM 0.5-0.9's published FP8 runs
+            # move the wrong way on both sides under that split: kept one fraction, README.)
+            extra["decode_cells_fp8"] = fit_decode_cells(
+                d, bandwidth, launch_s, "fp8", floor8 if floor8 is not None else floor
+            )
         if floor8 is not None:
             extra["decode_fixed_s_fp8"] = floor8
         fixed8 = floor8 if floor8 is not None else fixed

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from servesim.cost import kernels as kernels_mod
 from servesim.cost.attention_fit import (
+    NARROW_HEAD_DIM,
     TRITON,
     attention_fit_for,
     decode_backend_share,
@@ -174,6 +175,12 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
             attn, half = triton_prefill(attn, half)
         attn_mem = curve.decode_fraction(kv)
         if model.mla is None:
+            # (The engines pick a decode kernel by head shape: the fraction of its regime.)
+            attn_mem = curve.decode_fraction(
+                kv,
+                grouped=model.num_attention_heads > model.num_kv_heads,
+                narrow=model.head_dim <= NARROW_HEAD_DIM,
+            )
             attn_mem *= decode_backend_share(
                 params.attention_backend, hw.architecture, params.flashinfer_cuda_core_group
             )
