@@ -379,16 +379,15 @@ def _regime_seconds(hw, train, d, test, kv, model, kv_dtype: str, pred) -> np.nd
     cells = AF.fit_decode_cells(train, hw.hbm_bandwidth, hw.kernel_launch_s, kv_dtype, model[0])
     if not cells:
         return pred
-    grouped = d["num_heads"][test] > d["num_kv_heads"][test]
-    narrow = d["head_dim"][test] <= AF.NARROW_HEAD_DIM
+    grouped, narrow = (x[test] for x in AF.decode_regimes(d))
+    rows = np.flatnonzero(test)
     out = pred.copy()
     for g in (False, True):
         for n in (False, True):
             sel = (grouped == g) & (narrow == n)
             if sel.any():
                 e = AF.cell_fraction(cells, g, n, model[1])
-                sub = np.flatnonzero(test)[sel]
-                out[sel] = decode_seconds(hw, (model[0], e, *model[2:]), kv[sub])
+                out[sel] = decode_seconds(hw, (model[0], e, *model[2:]), kv[rows[sel]])
     return out
 
 

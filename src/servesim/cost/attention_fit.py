@@ -261,6 +261,12 @@ def decode_cell(grouped: bool, narrow: bool) -> int:
     return 2 * int(grouped) + int(narrow)
 
 
+def decode_regimes(d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of decode table ``d``: (grouped-query heads, heads at most
+    :data:`NARROW_HEAD_DIM` wide), the two halves of its regime (:func:`decode_cell`)."""
+    return d["num_heads"] > d["num_kv_heads"], d["head_dim"] <= NARROW_HEAD_DIM
+
+
 def fit_decode_cells(
     d: dict[str, np.ndarray],
     bandwidth: float,
@@ -280,8 +286,7 @@ def fit_decode_cells(
     Hopper rows of a held-out head shape (``bench/kernel_accuracy.py``)."""
     kv_bytes = d["gbps"] * 1e9 * d["seconds"]
     rows = (kv_bytes >= DECODE_MIN_KV_BYTES) & (d["dtype"] == kv_dtype)
-    grouped = d["num_heads"] > d["num_kv_heads"]
-    narrow = d["head_dim"] <= NARROW_HEAD_DIM
+    grouped, narrow = decode_regimes(d)
     cells = [0.0] * 4
     for g in (False, True):
         for n in (False, True):
@@ -790,16 +795,15 @@ def fit_tables(
             prefill_error_fp8=err8,
         )  # fmt: skip
     floor8 = decode_floor(d, bandwidth, launch_s, "fp8")
-    em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8", floor8 if floor8 is not None else floor)
+    floor_fp8 = floor8 if floor8 is not None else floor
+    em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8", floor_fp8)
     if math.isfinite(em8):
         extra.update(memory_efficiency_fp8=em8, decode_error_fp8=derr8)
         if engine is not None:
             # (The catalog's TensorRT-LLM table splits too, grouped 128-wide heads reading the
             # H200's cache at 0.88 against 0.57, but TensorRT-LLM 0.5-0.9's published FP8 runs
             # move the wrong way on both sides under that split: kept one fraction, README.)
-            extra["decode_cells_fp8"] = fit_decode_cells(
-                d, bandwidth, launch_s, "fp8", floor8 if floor8 is not None else floor
-            )
+            extra["decode_cells_fp8"] = fit_decode_cells(d, bandwidth, launch_s, "fp8", floor_fp8)
         if floor8 is not None:
             extra["decode_fixed_s_fp8"] = floor8
         fixed8 = floor8 if floor8 is not None else fixed

@@ -173,8 +173,9 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         attn, half, fill, fill_power = curve.prefill_curve(model.head_dim, fp8_attention)
         if params.attention_backend == TRITON and model.mla is None:
             attn, half = triton_prefill(attn, half)
-        attn_mem = curve.decode_fraction(kv)
-        if model.mla is None:
+        if model.mla is not None:
+            attn_mem = curve.decode_fraction(kv)
+        else:
             # (The engines pick a decode kernel by head shape: the fraction of its regime.)
             attn_mem = curve.decode_fraction(
                 kv,
