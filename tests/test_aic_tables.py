@@ -317,6 +317,33 @@ def test_marlin_rows_get_dtypes_of_their_own(fake_root):
     )
 
 
+def test_flashinfer_cutlass_fp8_rows_get_a_dtype_of_their_own(fake_root):
+    # vLLM 0.24's per-tensor FP8 rows on Hopper time FlashInfer's CUTLASS MoE, 2-7x its Triton
+    # fused MoE: a kernel of their own, not what Triton's per-tensor experts run.
+    cutlass = [dict(r, kernel_source="vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts")
+               for r in _moe_rows([("fp8", 4096, 128, 4)], 5.0)]  # fmt: skip
+    triton = [dict(r, kernel_source="vllm_fp8moe_triton_tritonexperts")
+              for r in _moe_rows([("fp8_block", 4096, 128, 4)], 1.0)]  # fmt: skip
+    _write(fake_root, "h200_sxm", "moe", "vllm", "0.24.0", "moe_perf", cutlass + triton)
+    old = [dict(r, kernel_source="vllm_fused_moe") for r in _moe_rows([("fp8", 4096, 128, 4)], 1.0)]
+    _write(fake_root, "h200_sxm", "moe", "vllm", "0.19.0", "moe_perf", old)
+    table, _ = A.moe_by_version(fake_root, "h200_sxm", "vllm", None)
+    by_version = sorted(set(zip(table["version"].tolist(), table["dtype"].tolist(), strict=True)))
+    assert by_version == [("0.19.0", "fp8"), ("0.24.0", "fp8_block"), ("0.24.0", A.FP8_CUTLASS)]
+    tables = K.KernelTables("H200", None, None, None, None, {"vllm": table})
+    shape, tokens = (4096, 2048, 8, 128), np.array([64.0])
+
+    def layer_ms(dtypes):
+        secs, _ = K.moe_seconds(tables, "vllm", dtypes, shape, 4, 1, tokens, None)
+        return round(float(secs[0]) * 1e3, 9)
+
+    # Triton's per-tensor experts read the 0.19 rows (the newest of their kernel), TensorRT-LLM's
+    # the CUTLASS rows: each engine's dtypes in order (kernels.moe_table_dtype).
+    assert layer_ms(K.moe_table_dtype("fp8", False)) == 2.0
+    assert layer_ms(K.moe_table_dtype("fp8", False, fp8_kernel=K.fp8_moe_kernel("trtllm"))) == 10.0
+    assert layer_ms(K.moe_table_dtype("fp8", True)) == 2.0  # (block-FP8 rows: 1 ms x 2)
+
+
 def test_nearest_version_is_the_oldest_collection_at_or_after_the_release():
     have = ["0.5.14", "0.5.10", "0.5.6.post2"]
     assert K.nearest_version(have, None) == "0.5.14"

@@ -2061,3 +2061,42 @@ def test_marlin_int4_rows_standing_in_for_mxfp4_are_scaled_by_the_kernels_ratio(
     gptq = dataclasses.replace(res, expert_dtype="int4", mxfp4_kernel="mxfp4")
     as_int4 = _table_moe_seconds(model, Parallelism(), params, gptq, res.tables, shape)[0]
     assert as_int4[at8k] == pytest.approx(raw[at8k], rel=1e-9)
+
+
+def test_per_tensor_fp8_experts_read_the_kernel_their_engine_runs():
+    """Per-tensor FP8 experts run the Triton fused MoE under vLLM and SGLang and TensorRT-LLM's
+    CUTLASS MoE under TensorRT-LLM: each reads its own kernel's rows first. On the H200 the
+    CUTLASS rows (vLLM 0.24's, FlashInfer's build of them) take 2-7x the Triton ones; read for
+    SGLang's FP8 GLM-4.6 they priced its MoE 4x slower than bf16, where the published runs
+    serve FP8 13% faster (bench/fidelity: 18.97 against 16.84 requests/s at TP8)."""
+    from pathlib import Path
+
+    from servesim.cost import build as B
+    from servesim.cost.aic_tables import FP8_CUTLASS
+    from servesim.cost.resolve import resolve_params
+
+    assert K.moe_table_dtype("fp8", False) == ("fp8", "fp8_block", FP8_CUTLASS)
+    assert K.moe_table_dtype("fp8", True) == ("fp8_block", "fp8", FP8_CUTLASS)
+    assert K.moe_table_dtype("fp8", False, fp8_kernel=FP8_CUTLASS) == (
+        FP8_CUTLASS, "fp8", "fp8_block"
+    )  # fmt: skip
+    assert K.fp8_moe_kernel("trtllm") == FP8_CUTLASS
+    assert K.fp8_moe_kernel("sglang") == K.fp8_moe_kernel("vllm") == K.fp8_moe_kernel(None) == "fp8"
+    glm = Path(__file__).resolve().parents[1] / "bench/fidelity/models/zai-org--GLM-4.6.json"
+    model, hw, par = load_model(str(glm)), load_hardware("H200"), Parallelism(tp=8)
+
+    def moe_ms(weight_dtype: str) -> float:
+        params = CostParams(
+            kernel_tables=True, moe_backend="sglang", engine_version="0.5.3",
+            weight_dtype=weight_dtype,
+        )  # fmt: skip
+        res = resolve_params(model, hw, params)
+        assert B._moe_curve(model, par, params, res) is None  # (a shape no table measured)
+        curve, _ = B._reshaped_moe_curve(model, hw, par, params, res)
+        return float(np.interp(64, K.M_GRID, curve)) * 1e3
+
+    fp8, bf16 = moe_ms("fp8"), moe_ms("bf16")
+    assert 0.4 < fp8 / bf16 < 1.0
+    # (The TensorRT-LLM profile reads the CUTLASS rows first.)
+    res = resolve_params(model, hw, CostParams(kernel_tables=True, kernel_backend="trtllm"))
+    assert res.fp8_moe_kernel == FP8_CUTLASS

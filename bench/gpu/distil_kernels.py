@@ -418,13 +418,25 @@ Blackwell's rows of the 3584/3072/16/896 shape; SGLang's MXFP4 rows timed with i
 `fused_moe_triton` kernel, which no default launch runs, are left out), `int4_marlin` (INT4
 weight-only GPTQ/AWQ experts timed with Marlin; other INT4 kernels left out, and vLLM 0.19's
 `vllm_marlin_int4_moe` rows, 2–6× slower than vLLM 0.24's and SGLang's Marlin INT4 rows of the
-same shapes on the same GPUs), `fp4` (NVFP4 weights and activations, the source's `nvfp4`:
+same shapes on the same GPUs), `fp8_cutlass` (per-tensor FP8 rows timed with FlashInfer's
+CUTLASS MoE, as the source's `kernel_source` names them: vLLM 0.24's on the H100, H200 and RTX
+PRO 6000, 2–7× vLLM 0.19's Triton per-tensor rows on the H200; TensorRT-LLM prices its
+per-tensor FP8 experts from them, vLLM and SGLang from the `fp8` rows first), `fp4` (NVFP4
+weights and activations, the source's `nvfp4`:
 FlashInfer's TensorRT-LLM and CUTLASS NVFP4 MoE kernels on the Blackwell GPUs). Kept: the MoE
 shapes of servesim's catalog models (DeepSeek-V3/R1, Qwen3-30B-A3B and -235B-A22B,
 Mixtral-8x7B, gpt-oss-120b), 3584/3072/16/896 (hidden/expert width/top-k/experts: the one shape
 with Marlin MXFP4 rows on Hopper) and 7168/2048/8/384 (the one shape with Marlin INT4 rows on
 Hopper and Ada), tp·ep <= 8, balanced routing (A100's vLLM table only has power-law routing
 1.01, the mildest skew).
+
+NOTE: some rows are faster than reading the weights of the experts their tokens hit allows:
+vLLM 0.24's and SGLang 0.5.14's block-FP8 and NVFP4 DeepSeek-V3 rows (7168/2048/8/256) on the
+Hopper and Blackwell GPUs stay flat from 32 to 256 tokens at about half the full weight read
+(H100: 2.0 ms, where 256 experts' 11.3 GB take 3.4 ms at its 3.35 TB/s peak; TensorRT-LLM's
+rows of the shape, 3.7 ms), and small sets inside a GDDR GPU's L2 read from a hot L2. The rows
+are kept as measured; the cost model floors each MoE curve at that weight read
+(`build.expert_read_floor`; see the main README, "MoE rows that beat their weight read").
 
 ### `mla_block.json` (beside the GPU folders)
 

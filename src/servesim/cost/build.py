@@ -226,7 +226,9 @@ def _moe_curve(
 
 def _moe_dtypes(model: ModelSpec, params: CostParams, res: ResolvedParams) -> tuple[str, ...]:
     """The MoE table dtypes that time ``model``'s routed experts, best match first."""
-    return kernels_mod.moe_table_dtype(res.expert_dtype, res.fp8_block_scaled, res.mxfp4_kernel)
+    return kernels_mod.moe_table_dtype(
+        res.expert_dtype, res.fp8_block_scaled, res.mxfp4_kernel, res.fp8_moe_kernel
+    )
 
 
 def _table_moe_seconds(

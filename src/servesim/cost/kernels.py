@@ -579,16 +579,25 @@ def vllm_mxfp4_kernel(architecture: str | None, release: str | None) -> str:
 
 
 def moe_table_dtype(
-    expert_dtype: str, checkpoint_block_fp8: bool, mxfp4_kernel: str = "mxfp4"
+    expert_dtype: str,
+    checkpoint_block_fp8: bool,
+    mxfp4_kernel: str = "mxfp4",
+    fp8_kernel: str = "fp8",
 ) -> tuple[str, ...]:
     """MoE table dtypes to try for an expert dtype, best match first (``mxfp4_kernel``: the
-    label of the MXFP4 kernel the engine runs, :func:`vllm_mxfp4_kernel`)."""
-    from servesim.cost.aic_tables import INT4_MARLIN, MXFP4_MARLIN
+    label of the MXFP4 kernel the engine runs, :func:`vllm_mxfp4_kernel`; ``fp8_kernel``: of
+    its per-tensor FP8 kernel, :func:`fp8_moe_kernel`)."""
+    from servesim.cost.aic_tables import FP8_CUTLASS, INT4_MARLIN, MXFP4_MARLIN
 
     if expert_dtype in ("bf16", "fp16"):
         return ("bf16",)
     if expert_dtype == "fp8":
-        return ("fp8_block", "fp8") if checkpoint_block_fp8 else ("fp8", "fp8_block")
+        if checkpoint_block_fp8:
+            return ("fp8_block", "fp8", FP8_CUTLASS)
+        if fp8_kernel == FP8_CUTLASS:
+            return (FP8_CUTLASS, "fp8", "fp8_block")
+        # (Triton's per-tensor rows, else its block-FP8 rows: the same fused-MoE kernel.)
+        return ("fp8", "fp8_block", FP8_CUTLASS)
     if expert_dtype in ("fp4", "nvfp4"):
         # NVFP4 experts (FP4 weights and activations: --weight-dtype fp4, ModelOpt and
         # compressed-tensors NVFP4 checkpoints) run the W4A4 NVFP4 MoE kernels; a shape only
@@ -601,6 +610,17 @@ def moe_table_dtype(
     if expert_dtype == "int4":
         return (INT4_MARLIN,)  # (GPTQ/AWQ experts: Marlin in vLLM and SGLang)
     return ()
+
+
+def fp8_moe_kernel(kernel_backend: str | None) -> str:
+    """The MoE table dtype timing the kernels an engine runs per-tensor FP8 experts with
+    (``kernel_backend``: the engine profile's): ``fp8_cutlass`` for TensorRT-LLM (its own
+    CUTLASS MoE kernels, which FlashInfer ships as the kernels those rows time; the catalog's
+    TensorRT-LLM MoE rows are its 1.3 release candidates', see ``EngineProfile.moe_backend``),
+    ``fp8`` (the Triton fused MoE) for vLLM, SGLang and the engines priced as vLLM."""
+    from servesim.cost.aic_tables import FP8_CUTLASS
+
+    return FP8_CUTLASS if kernel_backend == "trtllm" else "fp8"
 
 
 MARLIN_MXFP4_OVER_INT4 = 1.093

@@ -102,6 +102,9 @@ class ResolvedParams:
     its kernels as the tables price them (``kernels.mla_block_scale``: the engine backend's
     module tables on this GPU, or on the GPU whose tables it borrows; 1 without tables, a
     backend or a measurement)."""
+    fp8_moe_kernel: str = "fp8"
+    """The MoE table dtype of the kernels per-tensor FP8 experts run on: ``fp8_cutlass``
+    under TensorRT-LLM (:func:`servesim.cost.kernels.fp8_moe_kernel`), else ``fp8``."""
     mxfp4_kernel: str = "mxfp4"
     """The MoE table dtype of the kernels MXFP4 experts run on: ``mxfp4_marlin`` where vLLM
     runs Marlin (:func:`servesim.cost.kernels.vllm_mxfp4_kernel`), else ``mxfp4``."""
@@ -236,6 +239,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
             if use_tables and model.mla is not None and backend is not None
             else 1.0
         ),
+        fp8_moe_kernel=kernels_mod.fp8_moe_kernel(backend),
         # (vLLM's kernels: its profile, or the default parameters, which price as vLLM does.)
         mxfp4_kernel=(
             kernels_mod.vllm_mxfp4_kernel(hw.architecture, params.engine_version)
