@@ -336,12 +336,12 @@ def decode_errors(
     """Median |error| of ``kv_dtype``'s decode rows reading ``kv_range`` bytes of KV (>= 1 GB
     by default) on the roofline and under the model fitted to that dtype's rows of the other
     head shapes (:func:`decode_model`; of the decode table ``d``, by default ``t``'s
-    TensorRT-LLM one); ``regimes`` (default: an FP8 cache read by an engine's own table, as the
-    cost model does): each row at the fraction of its kernel regime fitted to those other
-    shapes (``AF.fit_decode_cells``, ``AF.cell_fraction``)."""
+    TensorRT-LLM one); ``regimes`` (default: an FP8 cache, as the cost model reads a table for
+    its own engine, TensorRT-LLM's from 1.0 included): each row at the fraction of its kernel
+    regime fitted to those other shapes (``AF.fit_decode_cells``, ``AF.cell_fraction``)."""
     d = t.attention_decode if d is None else d
     if regimes is None:
-        regimes = kv_dtype == "fp8" and d is not t.attention_decode
+        regimes = kv_dtype == "fp8"
     kv = d["gbps"] * 1e9 * d["seconds"]
     rows = (kv >= kv_range[0]) & (kv < kv_range[1]) & (d["dtype"] == kv_dtype)
     if not rows.any():

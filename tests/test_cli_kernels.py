@@ -138,6 +138,7 @@ def test_json_numbers_are_the_librarys():
         "decode_ramp_log_bytes_fp8": list(fit.decode_ramp_log_bytes_fp8),
         "decode_ramp_fp8": list(fit.decode_ramp_fp8),
         "decode_cells_fp8": list(fit.decode_cells_fp8),
+        "decode_engine": fit.decode_engine,
         "decode_serial_rate": fit.decode_serial_rate,
         "source": source,
     }
@@ -155,14 +156,19 @@ def test_json_numbers_are_the_librarys():
     a100 = " ".join(_kernels("A100-80GB", "--engine", "vllm").split())
     assert "decode serial walk: where the kernel walks each sequence's KV" in a100
     assert "one block reads 22.4 GB/s" in a100
-    # vLLM's H100 table reads an FP8 cache per kernel regime; TensorRT-LLM's keeps one fraction.
+    # vLLM's H100 table reads an FP8 cache per kernel regime; so does the catalog's table, for
+    # TensorRT-LLM from 1.0 only.
     vllm_fit, _ = attention_fit_for(load_hardware("h100"), "vllm")
     mha128, mha64, gqa128, _ = vllm_fit.decode_cells_fp8
     vllm = " ".join(_kernels("h100", "--engine", "vllm").split())
     regimes = f"multi-head 128-wide {mha128:.3f}, multi-head 64-wide {mha64:.3f}, grouped "
     assert f"kernel regime (the engine picks a kernel by head shape): {regimes}" in vllm
     assert f"grouped 128-wide {gqa128:.3f};" in vllm and "grouped 64-wide" not in vllm
-    assert "kernel regime" not in text
+    trt_cells = attention_fit_for(load_hardware("h100"))[0].decode_cells_fp8
+    assert (
+        "kernel regime (TensorRT-LLM from 1.0 picks a kernel by head shape; other engines "
+        f"read at the one fraction): multi-head 128-wide {trt_cells[0]:.3f}" in text
+    )
     rows = doc["gemm_check"]["rows"]
     assert [(r["n"], r["k"], r["m"]) for r in rows] == [
         (n, k, m) for n, k in ((4096, 4096), (14336, 4096)) for m in (1, 16, 256, 4096)

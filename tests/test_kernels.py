@@ -428,7 +428,8 @@ def test_vllm_reads_an_fp8_cache_of_narrow_heads_slower_on_hopper():
     gpt_oss = fraction("openai/gpt-oss-20b").attention_memory_efficiency
     assert gpt_oss == pytest.approx(gqa128 * mha64 / mha128)
     trtllm, _ = AF.attention_fit_for(hw)
-    assert trtllm.decode_cells_fp8 == ()
+    assert trtllm.decode_engine is None and fit.decode_engine == "vllm"
+    # (No engine: the catalog table's one fraction, whatever its regimes.)
     assert fraction("llama-3.1-8b", None).attention_memory_efficiency == (
         trtllm.memory_efficiency_fp8
     )
@@ -1516,12 +1517,15 @@ def test_gemm_rows_a_benchmark_served_from_l2_are_priced_at_the_hbm_roofline():
 
 def test_an_engine_reads_the_kv_cache_at_its_own_decode_tables_rate():
     # attention_decode_<engine>.csv: SGLang's FlashAttention-3 reads an FP8 cache on an H200 at
-    # about half of HBM bandwidth, TensorRT-LLM's kernels at ~0.62 (the catalog's table); on
-    # the A100 SGLang's decode kernel reads ~0.57 where vLLM's FlashAttention-2 reads ~0.73.
+    # about half of HBM bandwidth, TensorRT-LLM 0.9's kernels at ~0.62 (the catalog's table's
+    # one fraction); on the A100 SGLang's decode kernel reads ~0.57 where vLLM's
+    # FlashAttention-2 reads ~0.73.
     from servesim.cost.resolve import resolve_params
 
-    def fraction(gpu, backend, kv, model="llama-3.1-8b"):
-        params = CostParams(kernel_tables=True, kernel_backend=backend, kv_dtype=kv)
+    def fraction(gpu, backend, kv, model="llama-3.1-8b", release=None):
+        params = CostParams(
+            kernel_tables=True, kernel_backend=backend, kv_dtype=kv, engine_version=release
+        )
         return resolve_params(load_model(model), load_hardware(gpu), params)
 
     h200 = load_hardware("H200")
@@ -1535,7 +1539,7 @@ def test_an_engine_reads_the_kv_cache_at_its_own_decode_tables_rate():
             # (Llama-3.1-8B: grouped 128-wide heads, the regime an FP8 cache is read at.)
             want = own.decode_fraction(kv, grouped=True, narrow=False)
             assert got == pytest.approx(want, rel=1e-12)
-    trt = fraction("H200", "trtllm", "fp8").attention_memory_efficiency
+    trt = fraction("H200", "trtllm", "fp8", release="0.9.0").attention_memory_efficiency
     assert trt == fraction("H200", None, "fp8").attention_memory_efficiency
     sglang = fraction("H200", "sglang", "fp8").attention_memory_efficiency
     assert 0.45 < sglang < 0.55 < 0.6 < trt < 0.65
@@ -2100,3 +2104,38 @@ def test_per_tensor_fp8_experts_read_the_kernel_their_engine_runs():
     # (The TensorRT-LLM profile reads the CUTLASS rows first.)
     res = resolve_params(model, hw, CostParams(kernel_tables=True, kernel_backend="trtllm"))
     assert res.fp8_moe_kernel == FP8_CUTLASS
+
+
+def test_tensorrt_llm_reads_an_fp8_cache_by_regime_from_1_0():
+    """The catalog's decode table (TensorRT-LLM 1.3.0rc20's kernels) reads an H200's FP8 cache
+    at 0.91 of HBM for grouped 128-wide heads and 0.55 for multi-head ones (one fraction:
+    0.63). TensorRT-LLM from 1.0 reads each model at its regime's; 0.5-0.9, whose published
+    FP8-cache runs contradict the split, and engines priced from another's table at the one
+    fraction."""
+    from servesim.cost.resolve import decode_regimes_apply, resolve_params
+
+    assert decode_regimes_apply(None, "trtllm", None)
+    assert decode_regimes_apply(None, "trtllm", "1.2.0rc1")
+    assert not decode_regimes_apply(None, "trtllm", "0.9.0")
+    assert not decode_regimes_apply(None, "lmdeploy", None)
+    assert not decode_regimes_apply(None, None, None)
+    assert decode_regimes_apply("vllm", "vllm", "0.6.0")
+    assert not decode_regimes_apply("vllm", "sglang", None)
+    hw = load_hardware("H200")
+    fit, _ = AF.attention_fit_for(hw)
+    mha128, _, gqa128, _ = fit.decode_cells_fp8
+    assert 0.5 < mha128 < fit.memory_efficiency_fp8 < 0.7 < 0.85 < gqa128 < 0.95
+
+    def fraction(model: str, release: str | None) -> float:
+        params = CostParams(
+            kernel_tables=True, kernel_backend="trtllm", kv_dtype="fp8", engine_version=release
+        )
+        return resolve_params(load_model(model), hw, params).attention_memory_efficiency
+
+    assert fraction("llama-3.1-8b", "1.0.0") == gqa128
+    assert fraction("llama-2-7b", "1.0.0") == mha128
+    assert (
+        fraction("llama-3.1-8b", "0.9.0")
+        == fraction("llama-2-7b", "0.9.0")
+        == (fit.memory_efficiency_fp8)
+    )

@@ -17,12 +17,19 @@ def _flat(fit: dict) -> dict:
     ``pytest.approx``, which compares no nested sequences."""
     out = {}
     for key, value in fit.items():
+        if value is None or isinstance(value, str):
+            continue  # (a label, decode_engine: compared exactly, ``_labels``)
         if isinstance(value, tuple):
             out[f"{key}.len"] = len(value)
             out.update({f"{key}[{i}]": v for i, v in enumerate(value)})
         else:
             out[key] = value
     return out
+
+
+def _labels(fit: dict) -> dict:
+    """``fit``'s fields that are labels, not numbers (which tables' kernels it was fitted to)."""
+    return {k: v for k, v in fit.items() if v is None or isinstance(v, str)}
 
 
 @pytest.mark.parametrize("gpu", K.gpus_with_tables())
@@ -36,17 +43,17 @@ def test_every_shipped_fit_is_the_fit_of_its_tables(gpu):
     # (The fit's last bits depend on the CPU's SIMD paths in numpy's reductions: a stored fit
     # equals a fresh one to rounding, not to the bit, on another machine.)
     fresh = dataclasses.asdict(AF.fit_tables(tables, *figures))
-    assert _flat(dataclasses.asdict(AF.AttentionFit.from_stored(stored))) == pytest.approx(
-        _flat(fresh), rel=1e-9
-    )
+    shipped = dataclasses.asdict(AF.AttentionFit.from_stored(stored))
+    assert _flat(shipped) == pytest.approx(_flat(fresh), rel=1e-9)
+    assert _labels(shipped) == _labels(fresh) == {"decode_engine": None}
     # Each engine's own decode table has its fit stored too (decode fractions its own).
     assert set(tables.engine_decode or ()) == set(K.ENGINE_DECODE_BACKENDS)
     for engine in tables.engine_decode:
         stored = SF.shipped_fit(hw.name, AF.fit_kind(engine), AF.fit_inputs(*figures))
         fresh = dataclasses.asdict(AF.fit_tables(tables, *figures, engine=engine))
-        assert _flat(dataclasses.asdict(AF.AttentionFit.from_stored(stored))) == pytest.approx(
-            _flat(fresh), rel=1e-9
-        )
+        shipped = dataclasses.asdict(AF.AttentionFit.from_stored(stored))
+        assert _flat(shipped) == pytest.approx(_flat(fresh), rel=1e-9)
+        assert _labels(shipped) == _labels(fresh) == {"decode_engine": engine}
     if "fp8" in hw.peak_flops and (tables.gemm["dtype"] == "fp8").any():
         fp8_inputs = FP8.fit_inputs(hw)
         stored = SF.shipped_fit(hw.name, "fp8", fp8_inputs)

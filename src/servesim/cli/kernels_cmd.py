@@ -17,6 +17,7 @@ from rich.table import Table
 from servesim.cli.app import OUTPUT_PATH, app, positional_or_option
 from servesim.cli.kernels_doc import gemm_check, gpu_doc
 from servesim.cost.attention_fit import KV_HEAD_WEIGHT
+from servesim.cost.resolve import TRTLLM_FP8_DECODE_REGIMES_FROM
 
 DECODE_REGIMES = (
     "multi-head 128-wide",
@@ -205,8 +206,15 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         if cells:
             named = zip(DECODE_REGIMES, cells, strict=True)
             regimes = ", ".join(f"{name} {value:.3f}" for name, value in named if value > 0.0)
+            # (The catalog's main table: TensorRT-LLM's kernels, read by regime from its 1.0.)
+            who = (
+                "the engine picks a kernel by head shape"
+                if fit.get("decode_engine")
+                else f"TensorRT-LLM from {TRTLLM_FP8_DECODE_REGIMES_FROM} picks a kernel by head "
+                "shape; other engines read at the one fraction"
+            )
             fp8.append(
-                f"  the same by kernel regime (the engine picks a kernel by head shape): {regimes}; "
+                f"  the same by kernel regime ({who}): {regimes}; "
                 "a regime not measured takes its nearest"
             )
     return [

@@ -179,12 +179,17 @@ class AttentionFit:
     decode_ramp_fp8: tuple[float, ...] = ()
     """``decode_ramp`` of an FP8 KV cache."""
     decode_cells_fp8: tuple[float, ...] = ()
-    """Decode with an FP8 KV cache, an engine's own decode table only: the fraction of HBM
-    bandwidth of each kernel regime its fp8 rows show, in the order of :func:`decode_cell`
-    (multi-head 128-wide, multi-head 64-wide, grouped 128-wide, grouped 64-wide), 0 for a
-    regime with under :data:`DECODE_CELL_MIN_ROWS` rows (vLLM's on the H100: 64-wide heads
-    0.70, 128-wide 0.80-0.84); empty: fewer than two regimes measured, or the catalog's
-    TensorRT-LLM table, ``memory_efficiency_fp8`` prices every shape."""
+    """Decode with an FP8 KV cache: the fraction of HBM bandwidth of each kernel regime the
+    table's fp8 rows show, in the order of :func:`decode_cell` (multi-head 128-wide, multi-head
+    64-wide, grouped 128-wide, grouped 64-wide), 0 for a regime with under
+    :data:`DECODE_CELL_MIN_ROWS` rows (vLLM's on the H100: 64-wide heads 0.70, 128-wide
+    0.80-0.84; TensorRT-LLM 1.3's on the H200: grouped 128-wide 0.88, multi-head 0.57); empty:
+    fewer than two regimes measured, ``memory_efficiency_fp8`` prices every shape. Which
+    engines read them: :func:`servesim.cost.resolve.decode_regimes_apply`."""
+    decode_engine: str | None = None
+    """Whose decode kernels the decode fractions were fitted to: an engine's own decode table
+    (``vllm``, ``sglang``); None: the catalog's main table (TensorRT-LLM's kernels, 1.3.0rc20;
+    the A100's, vLLM 0.14's)."""
     decode_serial_rate: float = 0.0
     """Decode: bytes per second one thread block reads when the kernel walks a sequence's KV
     serially, one block per (row, query head) (:func:`fit_decode_serial_rate`: 22 GB/s on the
@@ -799,18 +804,14 @@ def fit_tables(
     em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8", floor_fp8)
     if math.isfinite(em8):
         extra.update(memory_efficiency_fp8=em8, decode_error_fp8=derr8)
-        if engine is not None:
-            # (The catalog's TensorRT-LLM table splits too, grouped 128-wide heads reading the
-            # H200's cache at 0.88 against 0.57, but TensorRT-LLM 0.5-0.9's published FP8 runs
-            # move the wrong way on both sides under that split: kept one fraction, README.)
-            extra["decode_cells_fp8"] = fit_decode_cells(d, bandwidth, launch_s, "fp8", floor_fp8)
+        extra["decode_cells_fp8"] = fit_decode_cells(d, bandwidth, launch_s, "fp8", floor_fp8)
         if floor8 is not None:
             extra["decode_fixed_s_fp8"] = floor8
         fixed8 = floor8 if floor8 is not None else fixed
         extra["decode_ramp_log_bytes_fp8"], extra["decode_ramp_fp8"] = decode_ramp(
             d, bandwidth, fixed8, em8, "fp8"
         )
-    return AttentionFit(e, h, em, perr, derr, fill, fill_power=power, **extra)
+    return AttentionFit(e, h, em, perr, derr, fill, fill_power=power, decode_engine=engine, **extra)
 
 
 @functools.cache

@@ -122,6 +122,35 @@ def given_efficiencies(hw: Hardware, params: CostParams) -> tuple[float, float, 
     return ce, me, attn, attn_mem
 
 
+TRTLLM_FP8_DECODE_REGIMES_FROM = "1.0"
+"""From this TensorRT-LLM release an FP8 KV cache is read at the fraction of its kernel regime
+(``AttentionFit.decode_cells_fp8``) of the catalog's decode table, TensorRT-LLM 1.3.0rc20's
+(H200: grouped 128-wide heads at 0.88 of HBM, multi-head at 0.57). Its 0.5-0.9 releases read
+at one fraction: their published FP8-cache runs move the wrong way on both sides under that
+split (bench/fidelity: Llama-2-70B TP2 512x128/2048 +7% -> +17%, Llama-2-7B -16% -> -23%).
+1.0 is the first release after those runs: no published FP8-cache run of 1.0-1.2 says where
+between them the kernels changed."""
+
+
+def decode_regimes_apply(
+    decode_engine: str | None, backend: str | None, release: str | None
+) -> bool:
+    """Whether an FP8 KV cache is read at its kernel regime's fraction (``AttentionFit.
+    decode_cells_fp8``) rather than the table's one fraction: where the fit's decode table
+    times the engine's own kernels (``decode_engine``: the fit's; ``backend``: the engine
+    profile's kernel backend) — vLLM's and SGLang's own tables, and the catalog's
+    TensorRT-LLM table for TensorRT-LLM from :data:`TRTLLM_FP8_DECODE_REGIMES_FROM`
+    (``release`` None: the newest). Another engine priced from another's table reads at the
+    one fraction."""
+    from servesim.versions import release_before
+
+    if decode_engine is not None:
+        return decode_engine == backend
+    if backend != "trtllm":
+        return False
+    return release is None or not release_before(release, TRTLLM_FP8_DECODE_REGIMES_FROM)
+
+
 def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> ResolvedParams:
     """Fill the defaults of ``params`` from ``model`` and ``hw``.
 
@@ -180,10 +209,11 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
             attn_mem = curve.decode_fraction(kv)
         else:
             # (The engines pick a decode kernel by head shape: the fraction of its regime.)
+            split = decode_regimes_apply(curve.decode_engine, backend, params.engine_version)
             attn_mem = curve.decode_fraction(
                 kv,
-                grouped=model.num_attention_heads > model.num_kv_heads,
-                narrow=model.head_dim <= NARROW_HEAD_DIM,
+                grouped=model.num_attention_heads > model.num_kv_heads if split else None,
+                narrow=model.head_dim <= NARROW_HEAD_DIM if split else None,
             )
             attn_mem *= decode_backend_share(
                 params.attention_backend, hw.architecture, params.flashinfer_cuda_core_group
