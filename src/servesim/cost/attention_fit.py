@@ -183,7 +183,7 @@ class AttentionFit:
     table's fp8 rows show, in the order of :func:`decode_cell` (multi-head 128-wide, multi-head
     64-wide, grouped 128-wide, grouped 64-wide), 0 for a regime with under
     :data:`DECODE_CELL_MIN_ROWS` rows (vLLM's on the H100: 64-wide heads 0.70, 128-wide
-    0.80-0.84; TensorRT-LLM 1.3's on the H200: grouped 128-wide 0.88, multi-head 0.57); empty:
+    0.80-0.84; TensorRT-LLM 1.3's on the H200: grouped 128-wide 0.91, multi-head 0.55); empty:
     fewer than two regimes measured, ``memory_efficiency_fp8`` prices every shape. Which
     engines read them: :func:`servesim.cost.resolve.decode_regimes_apply`."""
     decode_engine: str | None = None

@@ -125,7 +125,7 @@ def given_efficiencies(hw: Hardware, params: CostParams) -> tuple[float, float, 
 TRTLLM_FP8_DECODE_REGIMES_FROM = "1.0"
 """From this TensorRT-LLM release an FP8 KV cache is read at the fraction of its kernel regime
 (``AttentionFit.decode_cells_fp8``) of the catalog's decode table, TensorRT-LLM 1.3.0rc20's
-(H200: grouped 128-wide heads at 0.88 of HBM, multi-head at 0.57). Its 0.5-0.9 releases read
+(H200: grouped 128-wide heads at 0.91 of HBM, multi-head at 0.55). Its 0.5-0.9 releases read
 at one fraction: their published FP8-cache runs move the wrong way on both sides under that
 split (bench/fidelity: Llama-2-70B TP2 512x128/2048 +7% -> +17%, Llama-2-7B -16% -> -23%).
 1.0 is the first release after those runs: no published FP8-cache run of 1.0-1.2 says where
