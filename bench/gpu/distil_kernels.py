@@ -16,6 +16,8 @@ writes compact CSVs:
                                                           all-reduce, in a graph and eager)
     src/servesim/catalog/kernels/<gpu>/attention_decode_{vllm,sglang}.csv (each engine's own
                                                           decode attention)
+    src/servesim/catalog/kernels/<gpu>/gemm_{vllm,sglang}.csv (each engine's own per-tensor
+                                                          FP8 GEMMs)
     src/servesim/catalog/kernels/README.md                 (columns, formulas, sources)
 
 Run it with servesim's environment (numpy, pyarrow) and either the ``aiconfigurator-core``
@@ -48,7 +50,12 @@ sys.path.insert(0, str(REPO / "src"))
 # once, in servesim.cost.aic_tables (run-time reading with the servesim[kernels] extra uses them
 # too); this script only picks the grid and the backend kept in the catalog, and writes it.
 from servesim.cost import aic_tables as aic  # noqa: E402
-from servesim.cost.kernels import ENGINE_DECODE_BACKENDS, MOE_BACKENDS  # noqa: E402
+from servesim.cost.kernels import (  # noqa: E402
+    ENGINE_DECODE_BACKENDS,
+    ENGINE_GEMM_BACKENDS,
+    ENGINE_GEMM_DTYPES,
+    MOE_BACKENDS,
+)
 
 DEFAULT_OUT = REPO / "src" / "servesim" / "catalog" / "kernels"
 HARDWARE = REPO / "src" / "servesim" / "catalog" / "hardware"
@@ -151,6 +158,13 @@ def write_csv(cols: aic.Columns, path: Path) -> None:
 ENGINE_DECODE_FILES = {f"attention_decode_{b}.csv" for b in ENGINE_DECODE_BACKENDS}
 
 
+def engine_gemm_rows(raw: aic.Columns) -> aic.Columns:
+    """An engine's GEMM table on the catalog grid, its rows of ``ENGINE_GEMM_DTYPES`` only."""
+    cols = aic.reduce_gemm(raw, grid=True)
+    keep = np.isin(cols["dtype"], list(ENGINE_GEMM_DTYPES))
+    return {k: v[keep] for k, v in cols.items()}
+
+
 def default_kernel_rows(raw: aic.Columns) -> aic.Columns:
     """The rows of the kernel the engine runs by default: an engine's table times several
     backends (SGLang on Blackwell: TensorRT-LLM's MHA kernels and FlashInfer's; on Ada FlashInfer
@@ -186,6 +200,11 @@ def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]
     # kernels read the cache at different rates (SGLang's ~20% below TensorRT-LLM's).
     op, table, reduce = OUTPUTS["attention_decode.csv"]
     jobs += [(f"attention_decode_{b}.csv", op, table, b, reduce) for b in ENGINE_DECODE_BACKENDS]
+    # Each engine's own GEMM kernels, of the dtypes where they differ from TensorRT-LLM's
+    # (kernels.ENGINE_GEMM_DTYPES: per-tensor FP8, CUTLASS scaled_mm in vLLM and SGLang).
+    jobs += [
+        (f"gemm_{b}.csv", "gemm", "gemm_perf", b, engine_gemm_rows) for b in ENGINE_GEMM_BACKENDS
+    ]
     for backend in MOE_BACKENDS:
         name = f"moe_{backend}.csv"
         # Every version's rows (aic.moe_by_version): the cost model picks per curve.
@@ -382,6 +401,17 @@ the same rate as TensorRT-LLM's kernels do, except FP8 caches on Hopper (SGLang 
 and SGLang on the A100 (FlashInfer, ~25% below vLLM's FlashAttention-2). The cost model fits a
 decode fraction to the engine profile's own table where it has one (`attention_fit.fit_tables`,
 `engine=`).
+
+### `gemm_vllm.csv`, `gemm_sglang.csv`
+
+Columns and grid as `gemm.csv`: vLLM's and SGLang's own per-tensor FP8 GEMMs
+(`gemm/<engine>/<version>/gemm_perf`, the newest collection; CUTLASS `scaled_mm` in both,
+`CutlassFP8ScaledMMLinearKernel` and `sgl_kernel.fp8_scaled_mm`), the `fp8` rows only
+(`kernels.ENGINE_GEMM_DTYPES`). At 1–64 rows they take 0.65–0.74× TensorRT-LLM 1.3's per-tensor
+FP8 GEMMs on the H100, H200 and B200 (median over the grid), 0.68–0.86× at 128–1,024, about the
+same from 2,048; on the L40S and RTX PRO 6000 within ±10% except SGLang's at 1–64 rows on the RTX
+PRO 6000 (1.4×). An engine profile's per-tensor FP8 GEMMs read its own file
+(`kernels.gemm_seconds`, `backend=`); its bf16 and block-FP8 GEMMs read `gemm.csv`.
 
 ### `allreduce.csv` — `num_gpus,bytes,seconds,busbw_gbps`
 

@@ -114,6 +114,10 @@ class KernelTables:
     """Engines' own decode-attention tables by serving backend (``vllm``, ``sglang``; columns as
     ``attention_decode``, which is TensorRT-LLM's): the decode fractions of an engine profile
     that has one are fitted to it (``attention_fit.fit_tables``)."""
+    engine_gemm: Mapping[str, dict[str, np.ndarray]] | None = None
+    """Engines' own GEMM rows by serving backend (``vllm``, ``sglang``; columns as ``gemm``,
+    which is TensorRT-LLM's), of :data:`ENGINE_GEMM_DTYPES` only: an engine profile's GEMMs of
+    those dtypes read them (:func:`gemm_seconds`)."""
 
 
 MOE_BACKENDS = ("vllm", "sglang", "trtllm")
@@ -121,6 +125,17 @@ ENGINE_ALLREDUCE_BACKENDS = ("vllm", "sglang")
 """Engines whose own custom all-reduce has tables (``allreduce_<engine>.csv``)."""
 ENGINE_DECODE_BACKENDS = ("vllm", "sglang")
 """Engines whose own decode attention has tables (``attention_decode_<engine>.csv``)."""
+ENGINE_GEMM_BACKENDS = ("vllm", "sglang")
+"""Engines whose own GEMM kernels have tables (``gemm_<engine>.csv``)."""
+ENGINE_GEMM_DTYPES = ("fp8",)
+"""The GEMM dtypes an engine's own rows price (``gemm_<engine>.csv``). Per-tensor FP8: vLLM
+and SGLang run CUTLASS ``scaled_mm`` kernels (``CutlassFP8ScaledMMLinearKernel``,
+``sgl_kernel.fp8_scaled_mm``), 26-35% faster than TensorRT-LLM 1.3's per-tensor FP8 GEMMs (the
+catalog's ``gemm.csv``) at 1-64 rows on the H100, H200 and B200 (median over the grid) and
+14-18% faster at 128-1,024, where TensorRT-LLM's take as long as its bf16 GEMMs (H200 0.97-1.07x)
+and the engines' 0.76-0.83x; level from 2,048 rows. Their bf16 GEMMs are TensorRT-LLM's
+(``torch`` linear, within a few per cent) and vLLM 0.24's block-FP8 rows time a kernel no
+release runs by default (``aic_tables.GEMM_LEFT_OUT``): the catalog's rows stand for those."""
 EP_ROWS_PER_RANK = frozenset({"vllm", "sglang"})
 """Engines whose expert-parallel MoE rows count tokens per EP rank (AIConfigurator's collectors
 for them time the rank of an attention-DP deployment, whose own tokens are one rank's share of
@@ -210,6 +225,8 @@ def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
     engine_allreduce = LazyTables({b: path for b, path in paths.items() if path.is_file()})
     paths = {b: folder / f"attention_decode_{b}.csv" for b in ENGINE_DECODE_BACKENDS}
     engine_decode = LazyTables({b: path for b, path in paths.items() if path.is_file()})
+    paths = {b: folder / f"gemm_{b}.csv" for b in ENGINE_GEMM_BACKENDS}
+    engine_gemm = LazyTables({b: path for b, path in paths.items() if path.is_file()})
     return KernelTables(
         gpu_name,
         part("gemm"),
@@ -220,6 +237,7 @@ def read_tables(folder: Path, gpu_name: str) -> KernelTables | None:
         source=f"catalog/kernels/{folder.name}",
         engine_allreduce=engine_allreduce or None,
         engine_decode=engine_decode or None,
+        engine_gemm=engine_gemm or None,
     )
 
 
@@ -413,10 +431,16 @@ against 5.7 ms a token)."""
 
 
 def gemm_seconds(
-    tables: KernelTables, dtype: str, n: float, k: float, m: np.ndarray
+    tables: KernelTables,
+    dtype: str,
+    n: float,
+    k: float,
+    m: np.ndarray,
+    backend: str | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]] | None:
     """Seconds of one ``m × k`` by ``k × n`` GEMM for each ``m``, or None when the table has no
-    such dtype.
+    such dtype. ``backend`` (the engine profile's kernel backend): its own rows of ``dtype``
+    where ``tables.engine_gemm`` has them (:data:`ENGINE_GEMM_DTYPES`), else ``tables.gemm``.
 
     Each measured weight shape gives a TFLOP/s curve in ``m`` (log-log between measured rows);
     the curves of the four measured shapes around ``(n, k)`` are interpolated bilinearly in
@@ -427,6 +451,9 @@ def gemm_seconds(
 
     Returns (seconds, (smallest, largest) measured m)."""
     g = tables.gemm
+    own = (tables.engine_gemm or {}).get(backend) if dtype in ENGINE_GEMM_DTYPES else None
+    if own is not None and (own["dtype"] == dtype).any():
+        g = own
     if g is None:
         return None
     rows = g["dtype"] == dtype
