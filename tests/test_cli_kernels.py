@@ -413,6 +413,18 @@ def test_the_engines_decode_attention_tables_are_listed():
     assert sglang["attention_fit"]["memory_efficiency_fp8"] < 0.55
 
 
+def test_the_engines_own_gemm_tables_are_listed():
+    out = _kernels("H200")
+    for backend in ("vllm", "sglang"):
+        assert f"gemm_{backend}.csv" in out and f"{backend}'s own fp8 GEMMs" in out
+    doc = json.loads(_kernels("h200", "--json"))
+    tables = load_tables("h200").engine_gemm
+    for backend in ("vllm", "sglang"):
+        got = doc["engine_gemm"][backend]
+        assert got["rows"] == len(tables[backend]["seconds"]) and got["dtypes"] == ["fp8"]
+    assert json.loads(_kernels("A100-80GB", "--json"))["engine_gemm"] == {}  # (no FP8 units)
+
+
 def test_a_gpu_where_vllm_runs_triton_shows_its_prefill_curve():
     """Before Hopper (and on RTX Blackwell) vLLM serves GPT-OSS on Triton attention: the GPU's
     page names the Triton prefill curve — the fitted plateau over the slowdown, the half-length

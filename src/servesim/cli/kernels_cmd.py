@@ -133,6 +133,10 @@ def _coverage_table(doc: dict[str, Any]) -> Table:
     )
     # The engines' own tables: (doc key, file prefix, what one covers).
     per_engine = (
+        ("engine_gemm", "gemm", lambda b, e: (
+            f"{b}'s own {', '.join(e['dtypes'])} GEMMs (the rest: gemm.csv); "
+            f"{e['weight_shapes']} weight shapes; m {_range(e['m'])}"
+        )),
         ("engine_allreduce", "allreduce", lambda b, e: (
             f"{b}'s custom all-reduce, {' and '.join(e['modes'])}; "
             f"{', '.join(e['versions'])}; {', '.join(str(n) for n in e['num_gpus'])} GPUs"

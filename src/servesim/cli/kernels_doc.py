@@ -38,20 +38,25 @@ def _attention_coverage(p, length: str) -> dict[str, Any]:
     }
 
 
+def _gemm_coverage(g: dict[str, Any]) -> dict[str, Any]:
+    """Rows, dtypes and ranges of one GEMM table."""
+    return {
+        "rows": len(g["m"]),
+        "dtypes": sorted(set(g["dtype"].tolist())),
+        "weight_shapes": len(set(zip(g["n"].tolist(), g["k"].tolist(), strict=True))),
+        "m": _span(g["m"]),
+        "n": _span(g["n"]),
+        "k": _span(g["k"]),
+    }
+
+
 def _coverage(t: KernelTables) -> dict[str, Any]:
     """Rows and ranges of each table (None: the table is absent)."""
     out: dict[str, Any] = {}
-    g = t.gemm
-    out["gemm"] = None
-    if g is not None:
-        out["gemm"] = {
-            "rows": len(g["m"]),
-            "dtypes": sorted(set(g["dtype"].tolist())),
-            "weight_shapes": len(set(zip(g["n"].tolist(), g["k"].tolist(), strict=True))),
-            "m": _span(g["m"]),
-            "n": _span(g["n"]),
-            "k": _span(g["k"]),
-        }
+    out["gemm"] = None if t.gemm is None else _gemm_coverage(t.gemm)
+    out["engine_gemm"] = {
+        backend: _gemm_coverage(g) for backend, g in sorted((t.engine_gemm or {}).items())
+    }
     for name, length in (("attention_prefill", "seq_len"), ("attention_decode", "context_len")):
         p = getattr(t, name)
         out[name] = None if p is None else _attention_coverage(p, length)
