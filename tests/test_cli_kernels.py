@@ -397,16 +397,22 @@ def test_one_gpu_counts_the_gemm_rows_its_benchmark_served_from_l2():
     assert f"{l40s['floored']} of the {l40s['rows']} bf16 GEMM rows beat the HBM roofline" in text
 
 
-def test_the_engines_decode_attention_tables_are_listed():
+def _engine_tables_listed(key: str, prefix: str, phrase: str) -> dict:
+    """The H200 page lists vLLM's and SGLang's own ``prefix`` tables (text and JSON ``key``,
+    their rows as the library reads them): the JSON entries by engine."""
     out = _kernels("H200")
+    doc = json.loads(_kernels("h200", "--json"))[key]
+    tables = getattr(load_tables("h200"), key)
     for backend in ("vllm", "sglang"):
-        assert f"attention_decode_{backend}.csv" in out and f"{backend}'s decode attention" in out
-    doc = json.loads(_kernels("h200", "--json"))
-    tables = load_tables("h200").engine_decode
+        assert f"{prefix}_{backend}.csv" in out and f"{backend}'s {phrase}" in out
+        assert doc[backend]["rows"] == len(tables[backend]["seconds"])
+    return doc
+
+
+def test_the_engines_decode_attention_tables_are_listed():
+    doc = _engine_tables_listed("engine_decode", "attention_decode", "decode attention")
     for backend in ("vllm", "sglang"):
-        got = doc["engine_decode"][backend]
-        assert got["rows"] == len(tables[backend]["seconds"])
-        assert got["dtypes"] == ["bf16", "fp8"] and got["context_len"][0] == 64.0
+        assert doc[backend]["dtypes"] == ["bf16", "fp8"] and doc[backend]["context_len"][0] == 64.0
     # The fit an engine prices with names its decode table.
     sglang = json.loads(_kernels("h200", "--engine", "sglang", "--json"))
     assert sglang["attention_fit"]["source"].endswith("(decode: attention_decode_sglang.csv)")
@@ -414,14 +420,8 @@ def test_the_engines_decode_attention_tables_are_listed():
 
 
 def test_the_engines_own_gemm_tables_are_listed():
-    out = _kernels("H200")
-    for backend in ("vllm", "sglang"):
-        assert f"gemm_{backend}.csv" in out and f"{backend}'s own fp8 GEMMs" in out
-    doc = json.loads(_kernels("h200", "--json"))
-    tables = load_tables("h200").engine_gemm
-    for backend in ("vllm", "sglang"):
-        got = doc["engine_gemm"][backend]
-        assert got["rows"] == len(tables[backend]["seconds"]) and got["dtypes"] == ["fp8"]
+    doc = _engine_tables_listed("engine_gemm", "gemm", "own fp8 GEMMs")
+    assert doc["vllm"]["dtypes"] == doc["sglang"]["dtypes"] == ["fp8"]
     assert json.loads(_kernels("A100-80GB", "--json"))["engine_gemm"] == {}  # (no FP8 units)
 
 
