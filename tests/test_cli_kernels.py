@@ -420,8 +420,8 @@ def test_the_engines_decode_attention_tables_are_listed():
 
 
 def test_the_engines_own_gemm_tables_are_listed():
-    doc = _engine_tables_listed("engine_gemm", "gemm", "own fp8 GEMMs")
-    assert doc["vllm"]["dtypes"] == doc["sglang"]["dtypes"] == ["fp8"]
+    doc = _engine_tables_listed("engine_gemm", "gemm", "own fp8")
+    assert doc["vllm"]["dtypes"] == ["fp8"] and doc["sglang"]["dtypes"] == ["fp8", "fp8_block"]
     assert json.loads(_kernels("A100-80GB", "--json"))["engine_gemm"] == {}  # (no FP8 units)
 
 

@@ -2147,7 +2147,9 @@ def test_vllm_and_sglang_price_per_tensor_fp8_gemms_from_their_own_rows():
     (gemm_<engine>.csv), TensorRT-LLM and every bf16 GEMM the catalog's gemm.csv."""
     tables = K.load_tables("H200")
     assert set(tables.engine_gemm) == set(K.ENGINE_GEMM_BACKENDS)
-    assert set(tables.engine_gemm["vllm"]["dtype"].tolist()) == set(K.ENGINE_GEMM_DTYPES)
+    # (vLLM 0.24's block-FP8 rows are left out: aic_tables.GEMM_LEFT_OUT.)
+    assert set(tables.engine_gemm["vllm"]["dtype"].tolist()) == {"fp8"}
+    assert set(tables.engine_gemm["sglang"]["dtype"].tolist()) == set(K.ENGINE_GEMM_DTYPES)
     m = np.array([16.0, 64.0])
     trt, _ = K.gemm_seconds(tables, "fp8", 4096, 4096, m)
     for engine in K.ENGINE_GEMM_BACKENDS:
@@ -2168,3 +2170,30 @@ def test_vllm_and_sglang_price_per_tensor_fp8_gemms_from_their_own_rows():
         return cost.step_seconds(np.ones(16, dtype=np.int64), np.full(16, 1024, dtype=np.int64))
 
     assert step("sglang") < 0.95 * step("trtllm")
+
+
+def test_sglang_prices_block_fp8_gemms_from_deepgemm_on_hopper_from_0_4_6():
+    """SGLang runs block-FP8 GEMMs on DeepGEMM by default from 0.4.6 (sgl-project/sglang#5628):
+    on Hopper its own rows (0.83-0.92x TensorRT-LLM's from 128 rows) price them; before 0.4.6,
+    on Blackwell (where a launch may turn DeepGEMM off) and under other engines, gemm.csv."""
+    assert K.engine_gemm_applies("fp8", "vllm", "0.6.0", "ampere")
+    assert K.engine_gemm_applies("fp8_block", "sglang", None, "hopper")
+    assert K.engine_gemm_applies("fp8_block", "sglang", "0.4.6", "hopper")
+    assert not K.engine_gemm_applies("fp8_block", "sglang", "0.4.3.post2", "hopper")
+    assert not K.engine_gemm_applies("fp8_block", "sglang", None, "blackwell")
+    assert not K.engine_gemm_applies("fp8_block", "vllm", None, "hopper")
+    assert not K.engine_gemm_applies("bf16", "sglang", None, "hopper")
+    model, hw = load_model("deepseek-v3"), load_hardware("H200")
+    new, ctx = np.array([4096]), np.array([0])
+
+    def prefill_ms(release: str) -> dict[str, float]:
+        params = CostParams(kernel_tables=True, kernel_backend="sglang", engine_version=release)
+        cost = build_step_cost(model, hw, Parallelism(tp=8), params)
+        return {o.name: o.seconds * 1e3 for o in cost.operator_breakdown(new, ctx)}
+
+    deepgemm, before = prefill_ms("0.5.3"), prefill_ms("0.4.3")
+    # (DeepGEMM is faster on the wide projections, slower on the narrow ones: q_a_proj's 1,536
+    # outputs and kv_a_proj's 576 run below TensorRT-LLM's kernels; the attention is the same.)
+    assert deepgemm["o_proj"] < 0.95 * before["o_proj"]
+    assert deepgemm["q_a_proj"] > 1.05 * before["q_a_proj"]
+    assert deepgemm["kv_b_proj"] == before["kv_b_proj"]  # (not priced from block-FP8 rows)

@@ -16,8 +16,7 @@ writes compact CSVs:
                                                           all-reduce, in a graph and eager)
     src/servesim/catalog/kernels/<gpu>/attention_decode_{vllm,sglang}.csv (each engine's own
                                                           decode attention)
-    src/servesim/catalog/kernels/<gpu>/gemm_{vllm,sglang}.csv (each engine's own per-tensor
-                                                          FP8 GEMMs)
+    src/servesim/catalog/kernels/<gpu>/gemm_{vllm,sglang}.csv (each engine's own FP8 GEMMs)
     src/servesim/catalog/kernels/README.md                 (columns, formulas, sources)
 
 Run it with servesim's environment (numpy, pyarrow) and either the ``aiconfigurator-core``
@@ -201,7 +200,8 @@ def distil_gpu(root: Path, gpu: str, out: Path) -> tuple[list[Source], list[str]
     op, table, reduce = OUTPUTS["attention_decode.csv"]
     jobs += [(f"attention_decode_{b}.csv", op, table, b, reduce) for b in ENGINE_DECODE_BACKENDS]
     # Each engine's own GEMM kernels, of the dtypes where they differ from TensorRT-LLM's
-    # (kernels.ENGINE_GEMM_DTYPES: per-tensor FP8, CUTLASS scaled_mm in vLLM and SGLang).
+    # (kernels.ENGINE_GEMM_DTYPES: per-tensor FP8, CUTLASS scaled_mm in vLLM and SGLang; block
+    # FP8, SGLang's DeepGEMM).
     jobs += [
         (f"gemm_{b}.csv", "gemm", "gemm_perf", b, engine_gemm_rows) for b in ENGINE_GEMM_BACKENDS
     ]
@@ -404,14 +404,16 @@ decode fraction to the engine profile's own table where it has one (`attention_f
 
 ### `gemm_vllm.csv`, `gemm_sglang.csv`
 
-Columns and grid as `gemm.csv`: vLLM's and SGLang's own per-tensor FP8 GEMMs
-(`gemm/<engine>/<version>/gemm_perf`, the newest collection; CUTLASS `scaled_mm` in both,
-`CutlassFP8ScaledMMLinearKernel` and `sgl_kernel.fp8_scaled_mm`), the `fp8` rows only
-(`kernels.ENGINE_GEMM_DTYPES`). At 1–64 rows they take 0.65–0.74× TensorRT-LLM 1.3's per-tensor
-FP8 GEMMs on the H100, H200 and B200 (median over the grid), 0.68–0.86× at 128–1,024, about the
-same from 2,048; on the L40S and RTX PRO 6000 within ±10% except SGLang's at 1–64 rows on the RTX
-PRO 6000 (1.4×). An engine profile's per-tensor FP8 GEMMs read its own file
-(`kernels.gemm_seconds`, `backend=`); its bf16 and block-FP8 GEMMs read `gemm.csv`.
+Columns and grid as `gemm.csv`: vLLM's and SGLang's own FP8 GEMMs
+(`gemm/<engine>/<version>/gemm_perf`, the newest collection), the `fp8` and `fp8_block` rows
+(`kernels.ENGINE_GEMM_DTYPES`; vLLM 0.24's block-FP8 rows are left out, see `GEMM_LEFT_OUT`).
+Per-tensor FP8 runs CUTLASS `scaled_mm` in both (`CutlassFP8ScaledMMLinearKernel`,
+`sgl_kernel.fp8_scaled_mm`): at 1–64 rows 0.65–0.74× TensorRT-LLM 1.3's per-tensor FP8 GEMMs on
+the H100, H200 and B200 (median over the grid), 0.68–0.86× at 128–1,024, about the same from
+2,048; on the L40S and RTX PRO 6000 within ±10% except SGLang's at 1–64 rows on the RTX PRO 6000
+(1.4×). SGLang's block-FP8 rows time DeepGEMM: 0.83–0.92× TensorRT-LLM's from 128 rows on the H100
+and H200, level on the Blackwell GPUs. Which rows price a step: `kernels.engine_gemm_applies`
+(per-tensor FP8 always; SGLang's block FP8 on Hopper from 0.4.6); bf16 GEMMs read `gemm.csv`.
 
 ### `allreduce.csv` — `num_gpus,bytes,seconds,busbw_gbps`
 

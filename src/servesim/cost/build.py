@@ -101,9 +101,14 @@ def _measured_curves(
             dtype = res.weight_dtype if op.rate == ops_mod.RATE_GEMM else res.act_dtype
             block_scaled = res.fp8_block_scaled and op.rate == ops_mod.RATE_GEMM
             for table in kernels_mod.table_dtypes(dtype, block_scaled):
+                own = kernels_mod.engine_gemm_applies(
+                    table, params.kernel_backend, params.engine_version,
+                    (res.tables_from or hw).architecture,
+                )  # fmt: skip
                 got = kernels_mod.gemm_seconds(
-                    tables, table, op.shape[0], op.shape[1], grid, params.kernel_backend
-                )
+                    tables, table, op.shape[0], op.shape[1], grid,
+                    params.kernel_backend if own else None,
+                )  # fmt: skip
                 if got is not None:
                     stand_in = table in kernels_mod.INT8_STAND_IN and dtype == "int8"
                     break

@@ -127,15 +127,44 @@ ENGINE_DECODE_BACKENDS = ("vllm", "sglang")
 """Engines whose own decode attention has tables (``attention_decode_<engine>.csv``)."""
 ENGINE_GEMM_BACKENDS = ("vllm", "sglang")
 """Engines whose own GEMM kernels have tables (``gemm_<engine>.csv``)."""
-ENGINE_GEMM_DTYPES = ("fp8",)
-"""The GEMM dtypes an engine's own rows price (``gemm_<engine>.csv``). Per-tensor FP8: vLLM
+ENGINE_GEMM_DTYPES = ("fp8", "fp8_block")
+"""The GEMM dtypes of an engine's own rows (``gemm_<engine>.csv``; which price a step:
+:func:`engine_gemm_applies`). Per-tensor FP8: vLLM
 and SGLang run CUTLASS ``scaled_mm`` kernels (``CutlassFP8ScaledMMLinearKernel``,
 ``sgl_kernel.fp8_scaled_mm``), 26-35% faster than TensorRT-LLM 1.3's per-tensor FP8 GEMMs (the
 catalog's ``gemm.csv``) at 1-64 rows on the H100, H200 and B200 (median over the grid) and
 14-18% faster at 128-1,024, where TensorRT-LLM's take as long as its bf16 GEMMs (H200 0.97-1.07x)
 and the engines' 0.76-0.83x; level from 2,048 rows. Their bf16 GEMMs are TensorRT-LLM's
 (``torch`` linear, within a few per cent) and vLLM 0.24's block-FP8 rows time a kernel no
-release runs by default (``aic_tables.GEMM_LEFT_OUT``): the catalog's rows stand for those."""
+release runs by default (``aic_tables.GEMM_LEFT_OUT``): the catalog's rows stand for those.
+Block FP8: SGLang's rows time DeepGEMM (``sglang_deepgemm_gemm_nt_f8f8bf16``), 0.83-0.92x
+TensorRT-LLM's from 128 rows on the H100 and H200 (median over the grid), level at 1-64 rows
+and on the Blackwell GPUs (0.94-1.03x)."""
+SGLANG_DEEPGEMM_FROM = "0.4.6"
+"""The first SGLang release that runs block-FP8 dense GEMMs on DeepGEMM by default on Hopper
+(sgl-project/sglang#5628, "Turn on DeepGemm By Default", merged 2025-04-22; 0.4.6 followed).
+Before it, SGLang's own block-FP8 kernels (its Triton and CUTLASS ones): the catalog's rows."""
+
+
+def engine_gemm_applies(
+    dtype: str, backend: str | None, release: str | None, architecture: str | None
+) -> bool:
+    """Whether an engine's own ``dtype`` GEMM rows (``KernelTables.engine_gemm``) price its
+    GEMMs: per-tensor FP8 always (CUTLASS ``scaled_mm`` in every vLLM and SGLang release the
+    tables could stand for); block FP8 for SGLang from :data:`SGLANG_DEEPGEMM_FROM` on Hopper
+    (``release`` None: the newest), where its DeepGEMM rows differ from TensorRT-LLM's. On
+    Blackwell the two agree (median 0.94-1.03x) and a launch may turn DeepGEMM off
+    (InferenceX's B200 DeepSeek-R1 runs set ``SGL_ENABLE_JIT_DEEPGEMM=false``), which no
+    scenario field says: the catalog's rows stand there."""
+    from servesim.versions import release_before
+
+    if dtype == "fp8":
+        return True
+    if dtype == "fp8_block" and backend == "sglang" and architecture == "hopper":
+        return release is None or not release_before(release, SGLANG_DEEPGEMM_FROM)
+    return False
+
+
 EP_ROWS_PER_RANK = frozenset({"vllm", "sglang"})
 """Engines whose expert-parallel MoE rows count tokens per EP rank (AIConfigurator's collectors
 for them time the rank of an attention-DP deployment, whose own tokens are one rank's share of
