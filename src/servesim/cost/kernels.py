@@ -129,9 +129,9 @@ ENGINE_GEMM_BACKENDS = ("vllm", "sglang")
 """Engines whose own GEMM kernels have tables (``gemm_<engine>.csv``)."""
 ENGINE_GEMM_DTYPES = ("fp8", "fp8_block")
 """The GEMM dtypes of an engine's own rows (``gemm_<engine>.csv``; which price a step:
-:func:`engine_gemm_applies`). Per-tensor FP8: vLLM
-and SGLang run CUTLASS ``scaled_mm`` kernels (``CutlassFP8ScaledMMLinearKernel``,
-``sgl_kernel.fp8_scaled_mm``), 26-35% faster than TensorRT-LLM 1.3's per-tensor FP8 GEMMs (the
+:func:`engine_gemm_applies`). Per-tensor FP8: vLLM and SGLang run CUTLASS ``scaled_mm``
+kernels (``CutlassFP8ScaledMMLinearKernel``, ``sgl_kernel.fp8_scaled_mm``), 26-35% faster
+than TensorRT-LLM 1.3's per-tensor FP8 GEMMs (the
 catalog's ``gemm.csv``) at 1-64 rows on the H100, H200 and B200 (median over the grid) and
 14-18% faster at 128-1,024, where TensorRT-LLM's take as long as its bf16 GEMMs (H200 0.97-1.07x)
 and the engines' 0.76-0.83x; level from 2,048 rows. Their bf16 GEMMs are TensorRT-LLM's
@@ -468,8 +468,9 @@ def gemm_seconds(
     backend: str | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]] | None:
     """Seconds of one ``m × k`` by ``k × n`` GEMM for each ``m``, or None when the table has no
-    such dtype. ``backend`` (the engine profile's kernel backend): its own rows of ``dtype``
-    where ``tables.engine_gemm`` has them (:data:`ENGINE_GEMM_DTYPES`), else ``tables.gemm``.
+    such dtype. ``backend`` (an engine profile's kernel backend, where
+    :func:`engine_gemm_applies`; None: the catalog's rows): its own rows of ``dtype`` where
+    ``tables.engine_gemm`` has them (:data:`ENGINE_GEMM_DTYPES`), else ``tables.gemm``.
 
     Each measured weight shape gives a TFLOP/s curve in ``m`` (log-log between measured rows);
     the curves of the four measured shapes around ``(n, k)`` are interpolated bilinearly in
