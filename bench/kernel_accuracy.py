@@ -374,21 +374,17 @@ def decode_errors(
 
 def _regime_seconds(hw, train, d, test, kv, model, kv_dtype: str, pred) -> np.ndarray:
     """``pred`` (the seconds of decode table ``d``'s ``test`` rows under ``model``) with each
-    row at its kernel regime's fraction, the regimes fitted to the ``train`` rows as
-    ``AF.fit_tables`` fits them (the model's floor as the fixed cost)."""
+    row at its kernel regime's fraction and the ramp over those fractions, both fitted to the
+    ``train`` rows as ``AF.fit_tables`` fits them (the model's floor as the fixed cost)."""
     cells = AF.fit_decode_cells(train, hw.hbm_bandwidth, hw.kernel_launch_s, kv_dtype, model[0])
     if not cells:
         return pred
-    grouped, narrow = (x[test] for x in AF.decode_regimes(d))
-    rows = np.flatnonzero(test)
-    out = pred.copy()
-    for g in (False, True):
-        for n in (False, True):
-            sel = (grouped == g) & (narrow == n)
-            if sel.any():
-                e = AF.cell_fraction(cells, g, n, model[1])
-                out[sel] = decode_seconds(hw, (model[0], e, *model[2:]), kv[rows[sel]])
-    return out
+    fixed, pooled, curve, serial_rate = model
+    if curve:
+        by_regime = AF.regime_fractions(train, cells, pooled)
+        curve = AF.decode_ramp(train, hw.hbm_bandwidth, fixed, by_regime, kv_dtype)
+    fractions = AF.regime_fractions(d, cells, pooled)[test]
+    return decode_seconds(hw, (fixed, fractions, curve, serial_rate), kv[test])
 
 
 DECODE_RANGES = (

@@ -138,6 +138,8 @@ def test_json_numbers_are_the_librarys():
         "decode_ramp_log_bytes_fp8": list(fit.decode_ramp_log_bytes_fp8),
         "decode_ramp_fp8": list(fit.decode_ramp_fp8),
         "decode_cells_fp8": list(fit.decode_cells_fp8),
+        "decode_ramp_log_bytes_cells_fp8": list(fit.decode_ramp_log_bytes_cells_fp8),
+        "decode_ramp_cells_fp8": list(fit.decode_ramp_cells_fp8),
         "decode_engine": fit.decode_engine,
         "decode_serial_rate": fit.decode_serial_rate,
         "source": source,

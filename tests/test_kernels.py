@@ -2197,3 +2197,47 @@ def test_sglang_prices_block_fp8_gemms_from_deepgemm_on_hopper_from_0_4_6():
     assert deepgemm["o_proj"] < 0.95 * before["o_proj"]
     assert deepgemm["q_a_proj"] > 1.05 * before["q_a_proj"]
     assert deepgemm["kv_b_proj"] == before["kv_b_proj"]  # (not priced from block-FP8 rows)
+
+
+def test_an_fp8_cache_read_by_regime_takes_the_ramp_fitted_over_the_regimes():
+    """The FP8 ramp (4 MB-1 GB of KV a call) is fitted twice: over the one fraction, and over
+    each row's regime fraction, which an engine that reads by regime takes (TensorRT-LLM from
+    1.0 on the catalog's table; vLLM and SGLang on their own). Hand-checked on a table: each
+    ramp point is the median of measured time over its base in that bin."""
+    from servesim.cost.resolve import resolve_params
+
+    hw = load_hardware("H200")
+    fit, _ = AF.attention_fit_for(hw)
+    assert fit.decode_ramp_cells_fp8 and fit.decode_ramp_cells_fp8 != fit.decode_ramp_fp8
+    assert fit.decode_ramp_curve("fp8", regimes=True) == (
+        fit.decode_ramp_log_bytes_cells_fp8, fit.decode_ramp_cells_fp8
+    )  # fmt: skip
+    assert fit.decode_ramp_curve("fp8") == (fit.decode_ramp_log_bytes_fp8, fit.decode_ramp_fp8)
+    assert fit.decode_ramp_curve("bf16", regimes=True) == (
+        fit.decode_ramp_log_bytes, fit.decode_ramp
+    )  # fmt: skip
+
+    def ramp(release):
+        params = CostParams(
+            kernel_tables=True, kernel_backend="trtllm", kv_dtype="fp8", engine_version=release
+        )
+        return resolve_params(load_model("llama-3.1-8b"), hw, params).attention_decode_ramp
+
+    assert ramp("1.0.0") == fit.decode_ramp_curve("fp8", regimes=True)
+    assert ramp("0.9.0") == fit.decode_ramp_curve("fp8")
+    # A two-regime table by hand: the ramp over per-row fractions divides by each row's own.
+    d = {
+        "dtype": np.array(["fp8"] * 8),
+        "num_heads": np.array([32, 32, 32, 32, 8, 8, 8, 8]),
+        "num_kv_heads": np.array([8, 8, 8, 8, 8, 8, 8, 8]),
+        "head_dim": np.full(8, 128),
+        "seconds": np.full(8, 3e-4),
+        "gbps": np.full(8, 1e8 / 3e-4 / 1e9),  # (100 MB of KV each)
+    }
+    fractions = AF.regime_fractions(d, (0.5, 0.0, 1.0, 0.0), 0.7)
+    assert fractions.tolist() == [1.0] * 4 + [0.5] * 4
+    # Bases at 1 TB/s: 0.1 ms (grouped, fraction 1) and 0.2 ms (multi-head, 0.5): ratios 3 and
+    # 1.5, median 2.25; over the one fraction (0.7) every row's ratio is 2.1.
+    _, ys = AF.decode_ramp(d, 1e12, 0.0, fractions, "fp8")
+    assert ys[1] == pytest.approx(2.25)
+    assert AF.decode_ramp(d, 1e12, 0.0, 0.7, "fp8")[1][1] == pytest.approx(2.1)

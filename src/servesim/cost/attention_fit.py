@@ -186,6 +186,14 @@ class AttentionFit:
     0.80-0.84; TensorRT-LLM 1.3's on the H200: grouped 128-wide 0.91, multi-head 0.55); empty:
     fewer than two regimes measured, ``memory_efficiency_fp8`` prices every shape. Which
     engines read them: :func:`servesim.cost.resolve.decode_regimes_apply`."""
+    decode_ramp_log_bytes_cells_fp8: tuple[float, ...] = ()
+    """``decode_ramp_log_bytes`` of an FP8 KV cache read by kernel regime (empty: without
+    ``decode_cells_fp8``)."""
+    decode_ramp_cells_fp8: tuple[float, ...] = ()
+    """The FP8 ramp over each row's regime fraction instead of the one fraction
+    (:func:`regime_fractions`): what an engine that reads by regime takes. Over the one
+    fraction the ramp carries the regimes' spread; held out by head shape the catalog's Hopper
+    FP8 rows of 4 MB-1 GB go from 14% / 17% (H100 / H200) to 7% / 9%."""
     decode_engine: str | None = None
     """Whose decode kernels the decode fractions were fitted to: an engine's own decode table
     (``vllm``, ``sglang``); None: the catalog's main table (TensorRT-LLM's kernels, 1.3.0rc20;
@@ -231,9 +239,14 @@ class AttentionFit:
             return self.decode_fixed_s_fp8
         return self.decode_fixed_s
 
-    def decode_ramp_curve(self, kv_dtype: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def decode_ramp_curve(
+        self, kv_dtype: str, regimes: bool = False
+    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(log10 KV bytes per call, time ratio) of the decode ramp for a ``kv_dtype`` cache:
-        an FP8 cache's own when the table had such rows, else the bf16 one; empty: none."""
+        an FP8 cache's own when the table had such rows (over the regime fractions with
+        ``regimes``, where the fit has them), else the bf16 one; empty: none."""
+        if kv_dtype == "fp8" and regimes and self.decode_ramp_cells_fp8:
+            return self.decode_ramp_log_bytes_cells_fp8, self.decode_ramp_cells_fp8
         if kv_dtype == "fp8" and self.decode_ramp_fp8:
             return self.decode_ramp_log_bytes_fp8, self.decode_ramp_fp8
         return self.decode_ramp_log_bytes, self.decode_ramp
@@ -324,6 +337,19 @@ def cell_fraction(cells: tuple[float, ...], grouped: bool, narrow: bool, pooled:
         if other > 0.0:
             return other
     return pooled
+
+
+def regime_fractions(
+    d: dict[str, np.ndarray], cells: tuple[float, ...], pooled: float
+) -> np.ndarray:
+    """Per row of decode table ``d``: the decode fraction of its kernel regime
+    (:func:`cell_fraction` of ``cells``; ``pooled`` for every row without cells)."""
+    grouped, narrow = decode_regimes(d)
+    out = np.full(len(d["seconds"]), pooled)
+    for g in (False, True):
+        for n in (False, True):
+            out[(grouped == g) & (narrow == n)] = cell_fraction(cells, g, n, pooled)
+    return out
 
 
 NARROW_HEAD_DIM = 64
@@ -635,13 +661,14 @@ def decode_ramp(
     d: dict[str, np.ndarray],
     bandwidth: float,
     fixed_s: float,
-    efficiency: float,
+    efficiency: float | np.ndarray,
     kv_dtype: str,
     exclude: np.ndarray | None = None,
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(log10 KV bytes per call, time ratio) of ``kv_dtype``'s decode rows between the floor's
-    rows and the fraction's: what the floor (``fixed_s``) and the fraction (``efficiency``)
-    leave out of a call of mid-size working set. Bins of :data:`DECODE_RAMP_STEP` decades from
+    rows and the fraction's: what the floor (``fixed_s``) and the fraction (``efficiency``; or
+    one per row of ``d``, its kernel regime's: :func:`regime_fractions`) leave out of a call of
+    mid-size working set. Bins of :data:`DECODE_RAMP_STEP` decades from
     :data:`DECODE_FLOOR_MAX_KV_BYTES` to :data:`DECODE_MIN_KV_BYTES`; each bin with at least
     :data:`DECODE_RAMP_MIN_ROWS` rows gives a point at its rows' median log bytes and the
     median of their measured time over ``fixed_s + bytes / (bandwidth · efficiency)``, at
@@ -660,7 +687,8 @@ def decode_ramp(
     if not rows.any():
         return (), ()
     log_bytes = np.log10(kv[rows])
-    ratio = d["seconds"][rows] / (fixed_s + kv[rows] / (bandwidth * efficiency))
+    fraction = efficiency[rows] if isinstance(efficiency, np.ndarray) else efficiency
+    ratio = d["seconds"][rows] / (fixed_s + kv[rows] / (bandwidth * fraction))
     xs, ys = [lo], [1.0]
     edges = np.arange(lo, hi, DECODE_RAMP_STEP)
     for left in edges:
@@ -804,13 +832,19 @@ def fit_tables(
     em8, derr8 = fit_decode(d, bandwidth, launch_s, "fp8", floor_fp8)
     if math.isfinite(em8):
         extra.update(memory_efficiency_fp8=em8, decode_error_fp8=derr8)
-        extra["decode_cells_fp8"] = fit_decode_cells(d, bandwidth, launch_s, "fp8", floor_fp8)
+        cells = fit_decode_cells(d, bandwidth, launch_s, "fp8", floor_fp8)
+        extra["decode_cells_fp8"] = cells
         if floor8 is not None:
             extra["decode_fixed_s_fp8"] = floor8
         fixed8 = floor8 if floor8 is not None else fixed
         extra["decode_ramp_log_bytes_fp8"], extra["decode_ramp_fp8"] = decode_ramp(
             d, bandwidth, fixed8, em8, "fp8"
         )
+        if cells:
+            by_regime = regime_fractions(d, cells, em8)
+            extra["decode_ramp_log_bytes_cells_fp8"], extra["decode_ramp_cells_fp8"] = decode_ramp(
+                d, bandwidth, fixed8, by_regime, "fp8"
+            )
     return AttentionFit(e, h, em, perr, derr, fill, fill_power=power, decode_engine=engine, **extra)
 
 

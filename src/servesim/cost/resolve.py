@@ -220,7 +220,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
             )
             # (MLA's block scale was measured against the launches alone: it holds its glue.)
             decode_fixed = curve.decode_fixed(kv)
-            decode_ramp = curve.decode_ramp_curve(kv)
+            decode_ramp = curve.decode_ramp_curve(kv, regimes=split)
             # (FlashAttention-2 reads no FP8 cache: vLLM takes another backend for one.)
             if params.decode_serial_walk and params.attention_backend != TRITON and kv != "fp8":
                 serial_rate = curve.decode_serial_rate
