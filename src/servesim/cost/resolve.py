@@ -210,10 +210,10 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         else:
             # (The engines pick a decode kernel by head shape: the fraction of its regime.)
             split = decode_regimes_apply(curve.decode_engine, backend, params.engine_version)
-            attn_mem = curve.decode_fraction(
-                kv,
-                grouped=model.num_attention_heads > model.num_kv_heads if split else None,
-                narrow=model.head_dim <= NARROW_HEAD_DIM if split else None,
+            grouped = model.num_attention_heads > model.num_kv_heads
+            narrow = model.head_dim <= NARROW_HEAD_DIM
+            attn_mem = (
+                curve.decode_fraction(kv, grouped, narrow) if split else curve.decode_fraction(kv)
             )
             attn_mem *= decode_backend_share(
                 params.attention_backend, hw.architecture, params.flashinfer_cuda_core_group
