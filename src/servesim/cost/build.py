@@ -430,16 +430,18 @@ def _reshape_source(
 ) -> MoeSource | None:
     """The measured shape and split :func:`_reshaped_moe_curve` prices ``model``'s experts from
     in ``res.tables``: of the best-matching dtype (kernel) with any shape at this EP — Marlin's
-    MXFP4 rows of another shape before its INT4 rows of a nearer one — the (shape, expert TP)
-    whose experts on one GPU are nearest in size to this split's (hidden × expert width / expert
-    TP, in log; where two are as near, the one whose tokens spread over their experts as this
-    model's do, then the same split). A fused
-    MoE kernel runs each expert as a GEMM of those dimensions, so a shape measured at another
-    split can be the nearest one: Qwen3-30B-A3B's experts at TP 1 (2,048 × 768) are as large as
-    Qwen3-235B-A22B's at TP 4 (4,096 × 1,536 / 4). Held out by shape (``bench/kernel_accuracy.py``)
-    this prices a shape 7-13% off its own rows (median per GPU), where the nearest shape at the
-    same split was 9-18%. A stand-in kernel's rows keep that older rule (below). None without a
-    measured shape."""
+    MXFP4 rows of another shape before its INT4 rows of a nearer one — first the shapes whose
+    tokens spread over their experts as this model's do (top-k / experts, nearest in log), then
+    the (shape, expert TP) whose experts on one GPU are nearest in (log hidden, log expert
+    width / expert TP), then the same split. A fused MoE kernel runs each expert as two GEMMs
+    of those dimensions, so another split of another shape can be the nearest one; the spread
+    comes first because the utilisation is read at equal tokens per expert, which carries the
+    kernels' per-token work only between shapes that route alike (Mixtral-8x7B's top-2 of 8
+    held out on the H100 at TP 2: 3% off from Qwen3-235B-A22B's top-8 of 128 at TP 1, 46% from
+    DeepSeek-V3's experts, nearest in size). Held out by shape (``bench/kernel_accuracy.py``)
+    this prices a shape 6-10% off its own rows (median per GPU), where the nearest whole-expert
+    size was 7-13% and the nearest shape at the same split 9-18%. A stand-in kernel's rows keep
+    the older rule (below). None without a measured shape."""
     tables, moe = res.tables, model.moe
     if moe is None or tables is None or not tables.moe:
         return None
@@ -467,13 +469,15 @@ def _reshape_source(
         size = math.log(model.hidden_size * moe.expert_intermediate_size)
         shape, tp = min(same, key=lambda c: (abs(math.log(c[0][0] * c[0][1]) - size), c))
         return dtype, shape, tp
-    want = math.log(model.hidden_size * moe.expert_intermediate_size / par.expert_tp)
+    want_hidden = math.log(model.hidden_size)
+    want_width = math.log(moe.expert_intermediate_size / par.expert_tp)
     load = math.log(moe.experts_per_token / moe.num_experts)
 
     def distance(c: tuple[tuple[int, int, int, int], int]) -> tuple:
         (hidden, width, topk, experts), tp = c
-        size = abs(math.log(hidden * width / tp) - want)
-        return round(size, 9), abs(math.log(topk / experts) - load), tp != par.expert_tp, c
+        spread = abs(math.log(topk / experts) - load)
+        gemm = math.hypot(math.log(hidden) - want_hidden, math.log(width / tp) - want_width)
+        return round(spread, 9), round(gemm, 9), tp != par.expert_tp, c
 
     shape, tp = min(found, key=distance)
     return dtype, shape, tp
@@ -504,7 +508,7 @@ def _reshaped_moe_curve(
     """One MoE layer's routed experts on ``M_GRID`` tokens for an MoE shape no table measured
     (a model outside the catalog), on a GPU whose tables hold other shapes (the fitted rung):
     the measured *utilisation* (layer time over its roofline, both at the measured split) of the
-    measured shape and split of the same dtype whose experts on one GPU are nearest in size
+    measured shape and split of the same dtype that routes and is shaped most like it
     (:func:`_reshape_source`, or ``source``), read at the same tokens per expert (T · top-k /
     experts), applied to this model's roofline at ``par``.
 
