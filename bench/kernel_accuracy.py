@@ -193,8 +193,8 @@ def prefill_errors(hw, t) -> tuple[float, float]:
     shape = p["num_heads"] * 1000 + p["num_kv_heads"]
     errors = []
     for held in np.unique(shape[base]):
-        e, h, fill, n, _ = AF.fit_prefill(p, peak, launch, rows=shape != held)
-        errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill, n))
+        e, h, fill, n, w, _ = AF.fit_prefill(p, peak, launch, rows=shape != held)
+        errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill, n, w))
     return _median_abs(roof, secs), float(np.median(errors))
 
 
@@ -211,15 +211,15 @@ def own_curve_prefill_errors(
     if not base.any():
         return None
     peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
-    e, h, fill, n, _ = AF.fit_prefill(p, peak, launch)
-    wide = AF.prefill_error(p, peak, launch, e, h, base, fill, n)
+    e, h, fill, n, w, _ = AF.fit_prefill(p, peak, launch)
+    wide = AF.prefill_error(p, peak, launch, e, h, base, fill, n, w)
     shape = p["num_heads"] * 1000 + p["num_kv_heads"]
     errors = []
     for held in np.unique(shape[base]):
-        e, h, fill, n, _ = AF.fit_prefill(
+        e, h, fill, n, w, _ = AF.fit_prefill(
             p, peak, launch, rows=shape != held, head_dim=head_dim, dtype=dtype
         )
-        errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill, n))
+        errors.append(AF.prefill_error(p, peak, launch, e, h, base & (shape == held), fill, n, w))
     return wide, float(np.median(errors)), int(base.sum())
 
 
@@ -794,8 +794,9 @@ def borrowed_errors(hw) -> list[str]:
         h = float(np.median([f.half_tokens for f in fits]))
         occupancy = AF.median_occupancy(fits, "", every=True)
         fill, n = occupancy["fill_ctas"], occupancy["fill_power"]
+        w = AF.median_kv_head_weights(fits)["kv_head_weight"]
         peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
-        return _pct(AF.prefill_error(p, peak, launch, e, h, base, fill, n))
+        return _pct(AF.prefill_error(p, peak, launch, e, h, base, fill, n, w))
 
     return [
         _pct(_median_abs(roof(hw), secs)),

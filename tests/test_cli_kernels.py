@@ -101,6 +101,8 @@ def test_h100_shows_its_fitted_attention_curve():
     assert source == "fitted to catalog/kernels/h100"
     assert source in out
     assert f"e = {fit.efficiency:.2f}," in out and f"h = {fit.half_tokens:.0f}" in out
+    text = " ".join(out.split())  # (whatever the terminal wraps)
+    assert f"h' = h·(1 + {fit.kv_head_weight:g}·KV heads / heads)" in text
     assert f"{fit.memory_efficiency:.3f} of HBM bandwidth" in out
     assert f"median error {fit.prefill_error:.1%}" in out
     assert "gemm.csv" in out and "allreduce.csv" in out
@@ -116,6 +118,7 @@ def test_json_numbers_are_the_librarys():
         "half_tokens": fit.half_tokens,
         "fill_ctas": fit.fill_ctas,
         "fill_power": fit.fill_power,
+        "kv_head_weight": fit.kv_head_weight,
         "memory_efficiency": fit.memory_efficiency,
         "prefill_error": fit.prefill_error,
         "decode_error": fit.decode_error,
@@ -123,11 +126,13 @@ def test_json_numbers_are_the_librarys():
         "half_tokens_hd64": fit.half_tokens_hd64,
         "fill_ctas_hd64": fit.fill_ctas_hd64,
         "fill_power_hd64": fit.fill_power_hd64,
+        "kv_head_weight_hd64": fit.kv_head_weight_hd64,
         "prefill_error_hd64": fit.prefill_error_hd64,
         "efficiency_fp8": fit.efficiency_fp8,
         "half_tokens_fp8": fit.half_tokens_fp8,
         "fill_ctas_fp8": fit.fill_ctas_fp8,
         "fill_power_fp8": fit.fill_power_fp8,
+        "kv_head_weight_fp8": fit.kv_head_weight_fp8,
         "prefill_error_fp8": fit.prefill_error_fp8,
         "memory_efficiency_fp8": fit.memory_efficiency_fp8,
         "decode_error_fp8": fit.decode_error_fp8,

@@ -66,10 +66,10 @@ def test_long_prompts_and_decode_steps_are_unchanged():
     np.testing.assert_array_equal(on.decode_span_seconds(ctx, 50), off.decode_span_seconds(ctx, 50))
 
 
-@pytest.mark.parametrize("power", [0.0, 1.0])
-def test_the_fit_recovers_a_known_occupancy_limit(power):
-    """A table made with the hard limit (power 0) or the added tail (power 1) gives back its
-    efficiency, length term, fill and power."""
+@pytest.mark.parametrize(("power", "weight"), [(0.0, 0.5), (1.0, 2.0)])
+def test_the_fit_recovers_a_known_occupancy_limit(power, weight):
+    """A table made with the hard limit (power 0) or the added tail (power 1), and a KV-head
+    weight, gives back its efficiency, length term, KV-head weight, fill and power."""
     hw = load_hardware("H100")
     peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
     b, s, h, share = np.meshgrid(
@@ -85,17 +85,17 @@ def test_the_fit_recovers_a_known_occupancy_limit(power):
     e_true, h_true, fill_true = 0.6, 1000.0, 300.0
     blocks = h * b * (s / 128 + 1)
     occupied = AF.occupancy_stretch(fill_true / blocks, power)
-    # (Multi-head rows, 1 KV head per query head, stretch 1.5× as far: KV_HEAD_WEIGHT 0.5.)
-    stretch = 1 + h_true * (1 + AF.KV_HEAD_WEIGHT * kv / h) / s
+    # (Multi-head rows, 1 KV head per query head, stretch 1 + weight as far as 1/8 of them.)
+    stretch = 1 + h_true * (1 + weight * kv / h) / s
     seconds = launch + flops / (peak * e_true) * stretch * occupied
     table["seconds"] = seconds
     table["tflops"] = flops / seconds / 1e12
-    e, half, fill, got_power, err = AF.fit_prefill(table, peak, launch)
-    assert err < 0.02 and got_power == power
+    e, half, fill, got_power, got_weight, err = AF.fit_prefill(table, peak, launch)
+    assert err < 0.02 and got_power == power and got_weight == weight
     assert e == pytest.approx(e_true, abs=0.02)
     assert half == pytest.approx(h_true, rel=0.15)
     assert fill == pytest.approx(fill_true, rel=0.15)
-    assert np.allclose(AF.length_stretch(h_true, h, kv, s), stretch)
+    assert np.allclose(AF.length_stretch(h_true, h, kv, s, weight), stretch)
 
 
 def test_gpus_with_tables_fit_an_occupancy_limit_and_the_given_knob_wins():

@@ -296,10 +296,10 @@ def test_prefill_curve_holds_out_of_sample_leave_one_head_shape_out():
     peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
     errors = []
     for held in np.unique(shape[p["head_dim"] == 128]):
-        e, h, fill, power, _ = AF.fit_prefill(p, peak, launch, rows=shape != held)
+        e, h, fill, power, weight, _ = AF.fit_prefill(p, peak, launch, rows=shape != held)
         test = (shape == held) & (p["head_dim"] == 128) & (p["dtype"] == "bf16")
         test &= p["seq_len"] >= 64
-        errors.append(AF.prefill_error(p, peak, launch, e, h, test, fill, power))
+        errors.append(AF.prefill_error(p, peak, launch, e, h, test, fill, power, weight))
     # (14% without the occupancy term, 8% with its hard limit, 5% with the added tail.)
     assert np.median(errors) < 0.07
 
@@ -327,12 +327,14 @@ def test_narrow_heads_take_the_prefill_curve_of_their_own_rows():
         fit.half_tokens_hd64,
         fit.fill_ctas_hd64,
         fit.fill_power_hd64,
+        fit.kv_head_weight_hd64,
     )
     assert fit.prefill_curve(128) == (
         fit.efficiency,
         fit.half_tokens,
         fit.fill_ctas,
         fit.fill_power,
+        fit.kv_head_weight,
     )
     assert fit.prefill_curve(192) == fit.prefill_curve(128)  # (MLA's 192-wide QK heads)
     tables = CostParams(kernel_tables=True)
@@ -514,10 +516,15 @@ def test_fp8_attention_takes_the_prefill_curve_of_the_fp8_rows():
     hw = load_hardware("H100")
     fit, _ = AF.attention_fit_for(hw)
     p = H100.attention_prefill
-    e8, h8, fill8, n8, _ = AF.fit_prefill(p, hw.peak_flops["bf16"], hw.kernel_launch_s, dtype="fp8")
-    curve8 = (fit.efficiency_fp8, fit.half_tokens_fp8, fit.fill_ctas_fp8, fit.fill_power_fp8)
+    e8, h8, fill8, n8, w8, _ = AF.fit_prefill(
+        p, hw.peak_flops["bf16"], hw.kernel_launch_s, dtype="fp8"
+    )
+    curve8 = (
+        fit.efficiency_fp8, fit.half_tokens_fp8, fit.fill_ctas_fp8, fit.fill_power_fp8,
+        fit.kv_head_weight_fp8,
+    )  # fmt: skip
     # (the stored fit against a fresh one: equal up to the last bits numpy's release may move)
-    assert curve8 == pytest.approx((e8, h8, fill8, n8), rel=1e-12)
+    assert curve8 == pytest.approx((e8, h8, fill8, n8, w8), rel=1e-12)
     assert fit.efficiency_fp8 > 0.75 > 0.65 > fit.efficiency
     assert fit.prefill_curve(128, fp8=True) == curve8
     assert fit.prefill_curve(64, fp8=True) == fit.prefill_curve(64)
@@ -1985,7 +1992,7 @@ def test_triton_prefill_runs_the_measured_curve_slower_by_the_distilled_factors(
         return {o.name: o.seconds for o in c.operator_breakdown(rows, context)}["attention"]
 
     h = r_fa.attention_half_tokens * AF.kv_head_factor(
-        model.num_kv_heads / model.num_attention_heads
+        model.num_kv_heads / model.num_attention_heads, r_fa.attention_kv_head_weight
     )
     expected = slowdown * (n + half_scale * h) / (n + h)
     # (the sliding-window layers' 128-token attention and the kernels' launches are a few

@@ -76,8 +76,9 @@ def paired_rows(root: Path, gpu: str, system: str) -> dict[str, np.ndarray] | No
     table = np.array(rows, dtype=float)
     cols = {c: table[:, j] for j, c in enumerate(SHAPE)}
     cols["ratio"] = table[:, -1]
-    _, half, _, _ = fit.prefill_curve(float(np.median(cols["head_dim"])))
-    cols["half"] = half * AF.kv_head_factor(cols["num_key_value_heads"] / cols["num_heads"])
+    _, half, _, _, weight = fit.prefill_curve(float(np.median(cols["head_dim"])))
+    ratio = cols["num_key_value_heads"] / cols["num_heads"]
+    cols["half"] = half * AF.kv_head_factor(ratio, weight)
     cols["version"] = np.full(len(table), path.parent.name)
     return cols
 

@@ -168,18 +168,23 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         power = fit.get(f"fill_power{suffix}") or 0.0
         return " (limit)" if power == 0.0 else f" (tail, power {power:g})"
 
+    def weight(suffix: str) -> str:
+        """A curve's KV-head weight (fits stored before they had one: the default)."""
+        return f"{fit.get(f'kv_head_weight{suffix}') or KV_HEAD_WEIGHT:g}"
+
     prefill_curves = []
     if fit.get("efficiency_hd64"):
         prefill_curves = [
             f"  prefill of heads at most 64 wide (own rows): e = {fit['efficiency_hd64']:.2f}, "
-            f"h = {fit['half_tokens_hd64']:.0f}, C = {fit['fill_ctas_hd64']:.0f}"
+            f"h = {fit['half_tokens_hd64']:.0f} (KV-head weight {weight('_hd64')}), "
+            f"C = {fit['fill_ctas_hd64']:.0f}"
             f"{occupancy('_hd64')}{err(fit.get('prefill_error_hd64') or None)}"
         ]
     if fit.get("efficiency_fp8"):
         prefill_curves.append(
             f"  prefill in FP8 (FP8 KV cache, FlashAttention-3 engines on Hopper): e = "
-            f"{fit['efficiency_fp8']:.2f} of the bf16 peak, h = {fit['half_tokens_fp8']:.0f}, "
-            f"C = {fit['fill_ctas_fp8']:.0f}{occupancy('_fp8')}"
+            f"{fit['efficiency_fp8']:.2f} of the bf16 peak, h = {fit['half_tokens_fp8']:.0f} "
+            f"(KV-head weight {weight('_fp8')}), C = {fit['fill_ctas_fp8']:.0f}{occupancy('_fp8')}"
             f"{err(fit.get('prefill_error_fp8') or None)}"
         )
 
@@ -224,7 +229,7 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
     return [
         f"attention curve (fitted rung): {fit['source']}",
         f"  prefill: e·s/(s + h') of bf16 peak at s keys per query, e = {fit['efficiency']:.2f}, "
-        f"h' = h·(1 + {KV_HEAD_WEIGHT:g}·KV heads / heads), h = {fit['half_tokens']:.0f}; "
+        f"h' = h·(1 + {weight('')}·KV heads / heads), h = {fit['half_tokens']:.0f}; "
         f"C = {fit['fill_ctas']:.0f} thread blocks (heads × 128-query tiles) fill the GPU: "
         + (
             "under C the time stretches by C / blocks"

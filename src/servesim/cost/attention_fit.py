@@ -2,9 +2,9 @@
 
 Attention depends on every row's lengths, not on one number, so its measured table is reduced to
 a curve the linear cost model can carry: prefill attention reaches ``e · s / (s + h')`` of the
-tensor-core peak at ``s`` keys per query, with ``h' = h · (1 + KV_HEAD_WEIGHT · kv_heads /
-heads)``, and runs longer when its thread blocks cannot fill the GPU (fitted ``e``, ``h`` and
-``fill``, from ``attention_prefill.csv``; one curve for 128-wide heads and one for heads of at
+tensor-core peak at ``s`` keys per query, with ``h' = h · (1 + w · kv_heads / heads)``, and runs
+longer when its thread blocks cannot fill the GPU (fitted ``e``, ``h``, ``w`` and ``fill``, from
+``attention_prefill.csv``; one curve for 128-wide heads and one for heads of at
 most 64, :data:`NARROW_HEAD_DIM`); decode attention reads the KV cache at a fitted fraction of
 HBM bandwidth, one for a bf16 and one for an FP8 KV cache (``attention_decode.csv``, rows with
 at least :data:`DECODE_MIN_KV_BYTES` of KV: smaller working sets sit in L2 and read faster than
@@ -111,6 +111,30 @@ def triton_prefill(efficiency: float, half_tokens: float) -> tuple[float, float]
     return efficiency / slowdown, half_tokens * half_scale
 
 
+KV_HEAD_WEIGHT = 0.5
+"""What a key/value head adds to prefill attention's length term, relative to a query head,
+where a curve has no weight of its own (a fit stored before session 50, a curve built by hand).
+
+A prefill kernel's time beyond its FLOPs at the plateau rate grows with the tokens: partly per
+128-query tile (each tile's softmax bookkeeping and epilogue: query heads) and partly the Q, K,
+V and O traffic (query and KV heads). The length term is therefore ``h · (1 + w · kv_heads /
+heads) / s`` (:func:`length_stretch`). 0.5 was the one ``w`` fitted jointly to the nine GPUs'
+tables (the summed fit objective flat between 0.375 and 0.5: +16% at 0, +10% at 1); since
+session 50 each curve fits its own (:data:`KV_HEAD_WEIGHTS`)."""
+
+KV_HEAD_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+"""The KV-head weights each prefill curve chooses among (:func:`fit_prefill`: the one whose best
+``e``, ``h`` and ``fill`` fit the curve's rows best). How much the Q, K, V and O traffic weighs
+against the per-tile work differs by kernel and memory system: fitted to each table's rows, the
+Hopper and Blackwell curves take 0.25-0.5 (every 64-wide one 0.25), the L40S's (GDDR6, 96 MB of
+L2) 2 — its multi-head FP8 rows otherwise ran 16% slower than the curve — and the RTX PRO 6000's
+1. Held out by head shape (``bench/kernel_accuracy.py``, the weight fitted to the other shapes'
+rows too) the 64-wide curves went from 8-9% to 4-6% on the Hopper and Blackwell GPUs (the B200's
+from 3% to 5%), the L40S's FP8 curve from 11% to 8%, every curve within 8%. (Weights of 1/16
+and 1/8 as well: the B200's and GB300's 64-wide curves 2 points better, the others within half
+a point, for half as much fitting again; a weight of 4 was never chosen.)"""
+
+
 @dataclass(frozen=True)
 class AttentionFit:
     """Attention efficiency fitted to a GPU's measured tables (fractions of its peaks)."""
@@ -131,6 +155,9 @@ class AttentionFit:
     fill_power: float = 0.0
     """Prefill: the shape of the occupancy stretch (:func:`occupancy_stretch`; 0 the hard
     limit)."""
+    kv_head_weight: float = KV_HEAD_WEIGHT
+    """Prefill: what a KV head adds to the length term relative to a query head (``w`` of
+    :func:`length_stretch`, one of :data:`KV_HEAD_WEIGHTS`)."""
     efficiency_hd64: float = 0.0
     """Prefill of 64-wide heads (GPT-OSS, Llama-3.2-1B, Qwen2.5-0.5B): ``efficiency`` fitted
     to the table's head_dim-64 rows alone (each tile does half the work per byte of Q, K and V
@@ -141,6 +168,8 @@ class AttentionFit:
     """``fill_ctas`` of the head_dim-64 curve."""
     fill_power_hd64: float = 0.0
     """``fill_power`` of the head_dim-64 curve."""
+    kv_head_weight_hd64: float = KV_HEAD_WEIGHT
+    """``kv_head_weight`` of the head_dim-64 curve."""
     prefill_error_hd64: float = 0.0
     """``prefill_error`` of the head_dim-64 curve on its rows (0 without such rows)."""
     efficiency_fp8: float = 0.0
@@ -153,6 +182,8 @@ class AttentionFit:
     """``fill_ctas`` of the FP8 prefill curve."""
     fill_power_fp8: float = 0.0
     """``fill_power`` of the FP8 prefill curve."""
+    kv_head_weight_fp8: float = KV_HEAD_WEIGHT
+    """``kv_head_weight`` of the FP8 prefill curve."""
     prefill_error_fp8: float = 0.0
     """``prefill_error`` of the FP8 prefill curve on its rows (0 without such rows)."""
     memory_efficiency_fp8: float = 0.0
@@ -212,8 +243,9 @@ class AttentionFit:
 
     def prefill_curve(
         self, head_dim: float, fp8: bool = False
-    ) -> tuple[float, float, float, float]:
-        """(efficiency, half_tokens, fill_ctas, fill_power) of the prefill curve for heads
+    ) -> tuple[float, float, float, float, float]:
+        """(efficiency, half_tokens, fill_ctas, fill_power, kv_head_weight) of the prefill
+        curve for heads
         ``head_dim`` wide (``fp8``: attention runs in FP8): the head_dim-64 curve for heads of
         at most :data:`NARROW_HEAD_DIM` when the table had such rows (in bf16 also under
         ``fp8``: its FP8 rows are not fitted apart), the FP8 curve of 128-wide heads under
@@ -221,7 +253,7 @@ class AttentionFit:
         if head_dim <= NARROW_HEAD_DIM and self.efficiency_hd64 > 0.0:
             return (
                 self.efficiency_hd64, self.half_tokens_hd64, self.fill_ctas_hd64,
-                self.fill_power_hd64,
+                self.fill_power_hd64, self.kv_head_weight_hd64,
             )  # fmt: skip
         if fp8 and head_dim > NARROW_HEAD_DIM and self.efficiency_fp8 > 0.0:
             return (
@@ -229,8 +261,12 @@ class AttentionFit:
                 self.half_tokens_fp8,
                 self.fill_ctas_fp8,
                 self.fill_power_fp8,
+                self.kv_head_weight_fp8,
             )
-        return self.efficiency, self.half_tokens, self.fill_ctas, self.fill_power
+        return (
+            self.efficiency, self.half_tokens, self.fill_ctas, self.fill_power,
+            self.kv_head_weight,
+        )  # fmt: skip
 
     def decode_fixed(self, kv_dtype: str) -> float:
         """Seconds per decode-attention call before its KV reads (:attr:`decode_fixed_s`; an
@@ -360,33 +396,26 @@ peak at 64: half the MMA work per byte of Q, K and V tiles); on the GDDR parts (
 6000) about the same (``bench/kernel_accuracy.py``)."""
 
 
-KV_HEAD_WEIGHT = 0.5
-"""What a key/value head adds to prefill attention's length term, relative to a query head.
-
-A prefill kernel's time beyond its FLOPs at the plateau rate grows with the tokens: partly per
-128-query tile (each tile's softmax bookkeeping and epilogue: query heads) and partly the Q, K,
-V and O traffic (query and KV heads). The length term is therefore ``h · (1 + w · kv_heads /
-heads) / s`` (:func:`length_stretch`) with one ``w`` for every GPU, fitted jointly to the nine
-GPUs' tables (each GPU's ``e``, ``h``, ``fill`` refitted for each ``w``; the summed fit
-objective is flat between 0.375 and 0.5 and rises to either side: +16% at 0, +10% at 1).
-Without it (``w`` = 0) the multi-head rows (32 KV heads of 32) ran 17–23% slower than the
-curve on the Blackwells and the H100, and the held-out error (``bench/kernel_accuracy.py``,
-each head shape left out) reached 12% (B300) and 11% (GB200); with it every GPU is within 9%."""
-
-
-def kv_head_factor(kv_heads_per_head: np.ndarray | float) -> np.ndarray | float:
-    """How far KV heads move prefill attention's half point: ``h' = h · (1 + KV_HEAD_WEIGHT ·
-    kv_heads / heads)``, given ``kv_heads / heads``."""
-    return 1.0 + KV_HEAD_WEIGHT * kv_heads_per_head
+def kv_head_factor(
+    kv_heads_per_head: np.ndarray | float, weight: float = KV_HEAD_WEIGHT
+) -> np.ndarray | float:
+    """How far KV heads move prefill attention's half point: ``h' = h · (1 + weight ·
+    kv_heads / heads)``, given ``kv_heads / heads`` (``weight``: the curve's
+    ``kv_head_weight``)."""
+    return 1.0 + weight * kv_heads_per_head
 
 
 def length_stretch(
-    half_tokens: float, heads: np.ndarray | float, kv_heads: np.ndarray | float, s
+    half_tokens: float,
+    heads: np.ndarray | float,
+    kv_heads: np.ndarray | float,
+    s,
+    weight: float = KV_HEAD_WEIGHT,
 ) -> np.ndarray | float:
     """Prefill attention's time over its plateau time at ``s`` keys per query: ``1 + h' / s``
-    with ``h' = half_tokens · kv_head_factor(kv_heads / heads)`` (``heads`` query heads,
-    ``kv_heads`` KV heads)."""
-    return 1.0 + half_tokens * kv_head_factor(kv_heads / heads) / s
+    with ``h' = half_tokens · kv_head_factor(kv_heads / heads, weight)`` (``heads`` query
+    heads, ``kv_heads`` KV heads)."""
+    return 1.0 + half_tokens * kv_head_factor(kv_heads / heads, weight) / s
 
 
 def fit_inputs(peak: float, bandwidth: float, launch_s: float) -> dict[str, float]:
@@ -396,7 +425,7 @@ def fit_inputs(peak: float, bandwidth: float, launch_s: float) -> dict[str, floa
         "peak": float(peak),
         "bandwidth": float(bandwidth),
         "launch_s": float(launch_s),
-        "kv_head_weight": KV_HEAD_WEIGHT,
+        "kv_head_weights": float(len(KV_HEAD_WEIGHTS)),
         "narrow_head_dim": float(NARROW_HEAD_DIM),
         "decode_by_kv_dtype": 1.0,
         "fp8_prefill": 1.0,
@@ -434,17 +463,17 @@ def occupancy_stretch(x, power: float):
 
 def prefill_seconds(
     p: dict[str, np.ndarray], rows: np.ndarray, peak: float, launch_s: float,
-    e: float, h: float, fill: float, power: float = 0.0,
+    e: float, h: float, fill: float, power: float = 0.0, weight: float = KV_HEAD_WEIGHT,
 ) -> np.ndarray:  # fmt: skip
     """The fitted prefill curve at the table's ``rows``: ``launch + FLOPs / (peak · e) ·
-    length_stretch(h, …, s) · occupancy_stretch(fill / blocks, power)``, with ``blocks = heads ·
-    batch · (s / 128 + 1)`` (the step model's estimate of the kernel's thread blocks, see
-    ``step.occupancy_factor``)."""
+    length_stretch(h, …, s, weight) · occupancy_stretch(fill / blocks, power)``, with ``blocks
+    = heads · batch · (s / 128 + 1)`` (the step model's estimate of the kernel's thread blocks,
+    see ``step.occupancy_factor``)."""
     s, t = p["seq_len"][rows], p["seconds"][rows]
     flops = p["tflops"][rows] * 1e12 * t
     heads = p["num_heads"][rows]
     blocks = heads * p["batch"][rows] * (s / PREFILL_QUERY_TILE + 1.0)
-    stretch = length_stretch(h, heads, p["num_kv_heads"][rows], s)
+    stretch = length_stretch(h, heads, p["num_kv_heads"][rows], s, weight)
     return launch_s + flops / (peak * e) * stretch * occupancy_stretch(fill / blocks, power)
 
 
@@ -465,13 +494,14 @@ def fit_prefill(
     rows: np.ndarray | None = None,
     head_dim: int = 128,
     dtype: str = "bf16",
-) -> tuple[float, float, float, float, float]:
-    """(efficiency, half_tokens, fill_ctas, fill_power, median abs. error) of
+) -> tuple[float, float, float, float, float, float]:
+    """(efficiency, half_tokens, fill_ctas, fill_power, kv_head_weight, median abs. error) of
     :func:`prefill_seconds` over the ``dtype`` rows with ``head_dim`` (s >= 64 keys per query,
-    every batch and head count): for each of :data:`OCCUPANCY_POWERS`, ``e``, ``h`` and
-    ``fill`` searched on a coarse grid, then a fine one around its best, minimising the median
-    absolute log error (robust to the few rows a launch dominates) plus a share of the mean;
-    the power whose best is lowest. Raises ValueError when the table has no such rows."""
+    every batch and head count): for each of :data:`KV_HEAD_WEIGHTS` and
+    :data:`OCCUPANCY_POWERS`, ``e``, ``h`` and ``fill`` searched on a coarse grid, then a fine
+    one around its best, minimising the median absolute log error (robust to the few rows a
+    launch dominates) plus a share of the mean; the (weight, power) whose best is lowest.
+    Raises ValueError when the table has no such rows."""
     # head_dim 128: the head size of nearly every model in the catalog; 64 runs differently
     # and has a curve of its own (NARROW_HEAD_DIM).
     use = (p["seq_len"] >= 64) & (p["dtype"] == dtype) & (p["head_dim"] == head_dim)
@@ -483,9 +513,9 @@ def fit_prefill(
     flops = p["tflops"][use] * 1e12 * t
     heads = p["num_heads"][use]
     blocks = heads * p["batch"][use] * (s / PREFILL_QUERY_TILE + 1.0)
-    kv_share = kv_head_factor(p["num_kv_heads"][use] / heads)
+    kv_ratio = p["num_kv_heads"][use] / heads
 
-    def search(effs, halves, fills, power, best):
+    def search(effs, halves, fills, power, best, kv_share):
         stretch = 1.0 + halves[:, None] * kv_share / s
         for fill in fills:
             work = flops * occupancy_stretch(fill / blocks, power) / peak
@@ -498,26 +528,32 @@ def fit_prefill(
         return best
 
     found = []
-    for power in OCCUPANCY_POWERS:
-        start = (math.inf, 1.0, 0.0, 0.0)
-        _, e, h, fill = search(_FIT_EFFICIENCY, _FIT_HALF_TOKENS, _FIT_FILL, power, start)
-        fine_fill = [0.0] if fill == 0.0 else fill * np.geomspace(0.7, 1.4, 9)
-        effs = np.clip(e + np.arange(-0.05, 0.0501, 0.01), 0.05, 1.0)
-        halves = h * np.geomspace(0.5, 2.0, 21)
-        found.append((*search(effs, halves, fine_fill, power, (math.inf, e, h, fill)), power))
+    for weight in KV_HEAD_WEIGHTS:
+        kv_share = kv_head_factor(kv_ratio, weight)
+        for power in OCCUPANCY_POWERS:
+            start = (math.inf, 1.0, 0.0, 0.0)
+            _, e, h, fill = search(
+                _FIT_EFFICIENCY, _FIT_HALF_TOKENS, _FIT_FILL, power, start, kv_share
+            )
+            fine_fill = [0.0] if fill == 0.0 else fill * np.geomspace(0.7, 1.4, 9)
+            effs = np.clip(e + np.arange(-0.05, 0.0501, 0.01), 0.05, 1.0)
+            halves = h * np.geomspace(0.5, 2.0, 21)
+            best = search(effs, halves, fine_fill, power, (math.inf, e, h, fill), kv_share)
+            found.append((*best, power, weight))
     # (Without an occupancy limit, fill 0, every power is the same curve: the first stands.)
-    _, e, h, fill, power = min(found, key=lambda f: f[0])
+    _, e, h, fill, power, weight = min(found, key=lambda f: f[0])
     power = power if fill > 0.0 else 0.0
-    return e, h, fill, power, prefill_error(p, peak, launch_s, e, h, use, fill, power)
+    err = prefill_error(p, peak, launch_s, e, h, use, fill, power, weight)
+    return e, h, fill, power, weight, err
 
 
 def prefill_error(
     p, peak: float, launch_s: float, e: float, h: float, rows: np.ndarray, fill: float = 0.0,
-    power: float = 0.0,
+    power: float = 0.0, weight: float = KV_HEAD_WEIGHT,
 ) -> float:  # fmt: skip
-    """Median absolute relative error of the prefill curve ``(e, h, fill, power)`` on
+    """Median absolute relative error of the prefill curve ``(e, h, fill, power, weight)`` on
     ``rows``."""
-    pred = prefill_seconds(p, rows, peak, launch_s, e, h, fill, power)
+    pred = prefill_seconds(p, rows, peak, launch_s, e, h, fill, power, weight)
     return float(np.median(np.abs(pred / p["seconds"][rows] - 1.0)))
 
 
@@ -737,6 +773,18 @@ def median_occupancy(fits: list[AttentionFit], suffix: str, every: bool = False)
     return {f"fill_ctas{suffix}": float(np.median(fills)), f"fill_power{suffix}": power}
 
 
+def median_kv_head_weights(fits: list[AttentionFit]) -> dict[str, float]:
+    """The KV-head weights of the median curve: each curve's median over the fits that have it
+    (the 128-wide bf16 curve: all of them)."""
+    out = {"kv_head_weight": float(np.median([f.kv_head_weight for f in fits]))}
+    for suffix in ("_hd64", "_fp8"):
+        have = [f for f in fits if getattr(f, f"efficiency{suffix}") > 0.0]
+        if have:
+            weights = [getattr(f, f"kv_head_weight{suffix}") for f in have]
+            out[f"kv_head_weight{suffix}"] = float(np.median(weights))
+    return out
+
+
 def ramp_ratio(log_bytes, curve: tuple[tuple[float, ...], tuple[float, ...]]):
     """The decode ramp ``curve`` (:func:`decode_ramp`) at ``log_bytes`` (a float or an array),
     linear in log bytes between its points and 1 outside them."""
@@ -793,7 +841,7 @@ def fit_tables(
         return None
     p = t.attention_prefill
     d = t.engine_decode[engine] if engine is not None else t.attention_decode
-    e, h, fill, power, perr = fit_prefill(p, peak, launch_s)
+    e, h, fill, power, weight, perr = fit_prefill(p, peak, launch_s)
     floor = decode_floor(d, bandwidth, launch_s, "bf16")
     fixed = launch_s if floor is None else floor
     # (The serial walk's rows read slower than the fraction: fitted apart, then left out of it.)
@@ -816,16 +864,16 @@ def fit_tables(
         )
 
     if has_rows(NARROW_HEAD_DIM, "bf16"):
-        e64, h64, fill64, n64, err64 = fit_prefill(p, peak, launch_s, head_dim=NARROW_HEAD_DIM)
+        e64, h64, fill64, n64, w64, err64 = fit_prefill(p, peak, launch_s, head_dim=NARROW_HEAD_DIM)
         extra.update(
             efficiency_hd64=e64, half_tokens_hd64=h64, fill_ctas_hd64=fill64,
-            fill_power_hd64=n64, prefill_error_hd64=err64,
+            fill_power_hd64=n64, kv_head_weight_hd64=w64, prefill_error_hd64=err64,
         )  # fmt: skip
     if has_rows(128, "fp8"):
-        e8, h8, fill8, n8, err8 = fit_prefill(p, peak, launch_s, dtype="fp8")
+        e8, h8, fill8, n8, w8, err8 = fit_prefill(p, peak, launch_s, dtype="fp8")
         extra.update(
             efficiency_fp8=e8, half_tokens_fp8=h8, fill_ctas_fp8=fill8, fill_power_fp8=n8,
-            prefill_error_fp8=err8,
+            kv_head_weight_fp8=w8, prefill_error_fp8=err8,
         )  # fmt: skip
     floor8 = decode_floor(d, bandwidth, launch_s, "fp8")
     floor_fp8 = floor8 if floor8 is not None else floor
@@ -845,7 +893,10 @@ def fit_tables(
             extra["decode_ramp_log_bytes_cells_fp8"], extra["decode_ramp_cells_fp8"] = decode_ramp(
                 d, bandwidth, fixed8, by_regime, "fp8"
             )
-    return AttentionFit(e, h, em, perr, derr, fill, fill_power=power, decode_engine=engine, **extra)
+    return AttentionFit(
+        e, h, em, perr, derr, fill, fill_power=power, kv_head_weight=weight,
+        decode_engine=engine, **extra,
+    )  # fmt: skip
 
 
 @functools.cache
@@ -924,6 +975,7 @@ def attention_fit_for(
         **median_occupancy(fits, "", every=True),
         **median_occupancy(fits, "_hd64"),
         **median_occupancy(fits, "_fp8"),
+        **median_kv_head_weights(fits),
         **{
             field: median(field)
             for field in (

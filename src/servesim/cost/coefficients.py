@@ -19,7 +19,7 @@ from servesim.cost import features as _F  # feature indices: _F.T, _F.P, ...
 from servesim.cost import kernels as kernels_mod
 from servesim.cost import operator as ops_mod
 from servesim.cost.accounting import RUNGS
-from servesim.cost.attention_fit import kv_head_factor
+from servesim.cost.attention_fit import KV_HEAD_WEIGHT, kv_head_factor
 from servesim.cost.dtypes import dtype_bytes, tensor_core_dtype, tensor_core_peak, vector_peak
 from servesim.cost.features import INDICATOR, NUM_FEATURES, FeatureMap
 from servesim.cost.operator import Operator
@@ -117,20 +117,21 @@ def attention_padding(
     flops: np.ndarray,
     half_tokens: float,
     kv_heads_per_head: float = 0.0,
+    kv_head_weight: float = KV_HEAD_WEIGHT,
 ) -> np.ndarray:
     """Extra FLOP-equivalents of prefill attention's length curve, as feature coefficients.
 
     Attention over ``s`` keys per query reaches ``e·s/(s + h')`` of the peak, so it takes as
     long as its FLOPs times ``1 + h'/s`` at ``e``, where ``h' = h · (1 + w · kv_heads_per_head)``
-    (``attention_fit.length_stretch``). A prompt of ``n`` new tokens has ``n²/2`` (query, key)
-    pairs over ``s ≈ n`` keys: ``h'·n/2`` extra pairs, a term in the row's tokens. (A decode row
-    gets ``h'/2`` extra pairs; decode attention is memory-bound, so that compute-side term does
-    not show.)
+    (``attention_fit.length_stretch``; ``w``: ``kv_head_weight``, the curve's). A prompt of
+    ``n`` new tokens has ``n²/2`` (query, key) pairs over ``s ≈ n`` keys: ``h'·n/2`` extra
+    pairs, a term in the row's tokens. (A decode row gets ``h'/2`` extra pairs; decode
+    attention is memory-bound, so that compute-side term does not show.)
     """
     pad = np.zeros_like(flops)
     if half_tokens <= 0.0:
         return pad
-    half_tokens *= kv_head_factor(kv_heads_per_head)
+    half_tokens *= kv_head_factor(kv_heads_per_head, kv_head_weight)
     tokens_of = {_F.P: _F.T_R, _F.P_SW: _F.T, _F.P_A: _F.T_A}
     for i, op in enumerate(operators):
         if op.rate != ops_mod.RATE_ATTENTION or not op.flops:
@@ -357,7 +358,8 @@ def operator_sides(
     pad += prompt_kernel_padding(operators, flops)
     if res is not None:
         half = res.attention_half_tokens
-        pad = pad + attention_padding(operators, flops, half, kv_heads_per_head)
+        weight = res.attention_kv_head_weight
+        pad = pad + attention_padding(operators, flops, half, kv_heads_per_head, weight)
     nops = len(operators)
     sec_per_flop = np.zeros(nops)
     sec_per_byte = np.zeros(nops)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from servesim.cost import kernels as kernels_mod
 from servesim.cost.attention_fit import (
+    KV_HEAD_WEIGHT,
     NARROW_HEAD_DIM,
     TRITON,
     attention_fit_for,
@@ -75,6 +76,9 @@ class ResolvedParams:
     attention_fill_power: float = 0.0
     """The shape of prefill attention's occupancy stretch (``attention_fit.occupancy_stretch``;
     0: the hard limit)."""
+    attention_kv_head_weight: float = KV_HEAD_WEIGHT
+    """What a KV head adds to prefill attention's length term relative to a query head (the
+    curve's ``kv_head_weight``, ``attention_fit.length_stretch``)."""
     attention_source: str = "roofline"
     """Where the attention efficiencies come from (``roofline``: the GEMM figures)."""
     tables: kernels_mod.KernelTables | None = None
@@ -183,7 +187,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
     # (MLA decode runs no MHA kernel: the engine's own decode table does not apply.)
     fit = attention_fit_for(hw, backend, engine_decode=model.mla is None) if use_tables else None
     attn, attn_mem, half, fill, source = ce, me, 0.0, 0.0, "roofline"
-    fill_power = 0.0
+    fill_power, kv_weight = 0.0, KV_HEAD_WEIGHT
     decode_fixed, decode_ramp, serial_rate = 0.0, ((), ()), 0.0
     tables = kernels_mod.load_tables(hw.name, backend) if use_tables else None
     tables_from = None
@@ -202,7 +206,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         curve, source = fit
         # (MLA's prompts attend over up-projected bf16 keys, whatever the cache holds.)
         fp8_attention = params.fp8_attention and kv == "fp8" and model.mla is None
-        attn, half, fill, fill_power = curve.prefill_curve(model.head_dim, fp8_attention)
+        attn, half, fill, fill_power, kv_weight = curve.prefill_curve(model.head_dim, fp8_attention)
         if params.attention_backend == TRITON and model.mla is None:
             attn, half = triton_prefill(attn, half)
         if model.mla is not None:
@@ -252,6 +256,7 @@ def resolve_params(model: ModelSpec, hw: Hardware, params: CostParams) -> Resolv
         attention_half_tokens=half,
         attention_fill_ctas=fill,
         attention_fill_power=fill_power,
+        attention_kv_head_weight=kv_weight,
         attention_source=source,
         tables=tables,
         tables_from=tables_from,
