@@ -66,15 +66,32 @@ def test_long_prompts_and_decode_steps_are_unchanged():
     np.testing.assert_array_equal(on.decode_span_seconds(ctx, 50), off.decode_span_seconds(ctx, 50))
 
 
-@pytest.mark.parametrize(("power", "weight"), [(0.0, 0.5), (1.0, 2.0)])
-def test_the_fit_recovers_a_known_occupancy_limit(power, weight):
+SMALL_GRID = ([1.0, 4.0, 32.0], [128.0, 512.0, 2048.0, 8192.0], [8.0, 32.0, 64.0], [0.125, 1.0])
+"""72 rows: the fit reads every row at every stage."""
+LARGE_GRID = (
+    [1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+    [64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0],
+    [8.0, 16.0, 32.0, 64.0],
+    [0.125, 0.25, 1.0],
+)
+"""576 rows, more than ``AF._FIT_COARSE_ROWS``: the curve is chosen on a subsample and refined
+on every row (an engine's own AIConfigurator table has ~4,400)."""
+
+
+@pytest.mark.parametrize(
+    ("power", "weight", "grid"),
+    [(0.0, 0.5, SMALL_GRID), (1.0, 2.0, SMALL_GRID), (1.0, 1.0, LARGE_GRID)],
+)
+def test_the_fit_recovers_a_known_occupancy_limit(power, weight, grid):
     """A table made with the hard limit (power 0) or the added tail (power 1), and a KV-head
-    weight, gives back its efficiency, length term, KV-head weight, fill and power."""
+    weight, gives back its efficiency, length term, KV-head weight, fill and power, also where
+    the table is larger than the grids read while choosing the curve."""
+    assert (len(grid[0]) * len(grid[1]) * len(grid[2]) * len(grid[3]) > AF._FIT_COARSE_ROWS) is (
+        grid is LARGE_GRID
+    )
     hw = load_hardware("H100")
     peak, launch = hw.peak_flops["bf16"], hw.kernel_launch_s
-    b, s, h, share = np.meshgrid(
-        [1.0, 4.0, 32.0], [128.0, 512.0, 2048.0, 8192.0], [8.0, 32.0, 64.0], [0.125, 1.0]
-    )
+    b, s, h, share = np.meshgrid(*grid)
     b, s, h, kv = b.ravel(), s.ravel(), h.ravel(), (h * share).ravel()
     flops = 4.0 * b * h * 128 * s * s / 2
     table = {

@@ -481,6 +481,12 @@ _FIT_EFFICIENCY = np.linspace(0.2, 1.0, 17)
 _FIT_HALF_TOKENS = np.geomspace(1.0, 1e6, 31)
 _FIT_FILL = np.concatenate(([0.0], np.geomspace(16.0, 4096.0, 17)))
 """Coarse grids of the prefill fit; a finer search follows around the best point."""
+_FIT_COARSE_ROWS = 512
+"""Rows the prefill fit's grids read at most while choosing the curve (evenly spaced; the chosen
+one is refined over every row). The catalog's curves have at most 444 rows, so their fits read
+all; an engine's own AIConfigurator table (``pip install 'servesim[kernels]'``) has ~4,400,
+which read whole for every KV-head weight and occupancy power took ~4 s a curve (a `simulate`
+8.5 s where it had taken 2.9 s; now 2.9 s again)."""
 _FIT_MEAN_WEIGHT = 0.25
 """The prefill fit minimises the median absolute log error (robust to rows a launch
 dominates) plus this share of the mean (so that a minority of under-occupied rows still
@@ -500,8 +506,10 @@ def fit_prefill(
     every batch and head count): for each of :data:`KV_HEAD_WEIGHTS` and
     :data:`OCCUPANCY_POWERS`, ``e``, ``h`` and ``fill`` searched on a coarse grid, then a fine
     one around its best, minimising the median absolute log error (robust to the few rows a
-    launch dominates) plus a share of the mean; the (weight, power) whose best is lowest.
-    Raises ValueError when the table has no such rows."""
+    launch dominates) plus a share of the mean; the (weight, power) whose best is lowest. (The
+    grids read at most :data:`_FIT_COARSE_ROWS` of the rows, evenly spaced, and the chosen
+    curve is then refined on the fine grid over every row.) Raises ValueError when the table
+    has no such rows."""
     # head_dim 128: the head size of nearly every model in the catalog; 64 runs differently
     # and has a curve of its own (NARROW_HEAD_DIM).
     use = (p["seq_len"] >= 64) & (p["dtype"] == dtype) & (p["head_dim"] == head_dim)
@@ -514,34 +522,41 @@ def fit_prefill(
     heads = p["num_heads"][use]
     blocks = heads * p["batch"][use] * (s / PREFILL_QUERY_TILE + 1.0)
     kv_ratio = p["num_kv_heads"][use] / heads
+    every = np.arange(len(s))
+    coarse = every if len(s) <= _FIT_COARSE_ROWS else np.linspace(0, len(s) - 1, _FIT_COARSE_ROWS)
+    coarse = coarse.astype(np.intp)
 
-    def search(effs, halves, fills, power, best, kv_share):
-        stretch = 1.0 + halves[:, None] * kv_share / s
+    def search(effs, halves, fills, power, best, weight, at):
+        stretch = 1.0 + halves[:, None] * kv_head_factor(kv_ratio[at], weight) / s[at]
         for fill in fills:
-            work = flops * occupancy_stretch(fill / blocks, power) / peak
+            work = flops[at] * occupancy_stretch(fill / blocks[at], power) / peak
             for e in effs:
-                dev = np.abs(np.log((launch_s + (work / e) * stretch) / t))
+                dev = np.abs(np.log((launch_s + (work / e) * stretch) / t[at]))
                 err = np.median(dev, axis=1) + _FIT_MEAN_WEIGHT * dev.mean(axis=1)
                 i = int(err.argmin())
                 if err[i] < best[0]:
                     best = (float(err[i]), float(e), float(halves[i]), float(fill))
         return best
 
+    def fine(e, h, fill, power, weight, at):
+        """The fine grid around (``e``, ``h``, ``fill``) on rows ``at``."""
+        fine_fill = [0.0] if fill == 0.0 else fill * np.geomspace(0.7, 1.4, 9)
+        effs = np.clip(e + np.arange(-0.05, 0.0501, 0.01), 0.05, 1.0)
+        halves = h * np.geomspace(0.5, 2.0, 21)
+        return search(effs, halves, fine_fill, power, (math.inf, e, h, fill), weight, at)
+
     found = []
     for weight in KV_HEAD_WEIGHTS:
-        kv_share = kv_head_factor(kv_ratio, weight)
         for power in OCCUPANCY_POWERS:
             start = (math.inf, 1.0, 0.0, 0.0)
             _, e, h, fill = search(
-                _FIT_EFFICIENCY, _FIT_HALF_TOKENS, _FIT_FILL, power, start, kv_share
+                _FIT_EFFICIENCY, _FIT_HALF_TOKENS, _FIT_FILL, power, start, weight, coarse
             )
-            fine_fill = [0.0] if fill == 0.0 else fill * np.geomspace(0.7, 1.4, 9)
-            effs = np.clip(e + np.arange(-0.05, 0.0501, 0.01), 0.05, 1.0)
-            halves = h * np.geomspace(0.5, 2.0, 21)
-            best = search(effs, halves, fine_fill, power, (math.inf, e, h, fill), kv_share)
-            found.append((*best, power, weight))
+            found.append((*fine(e, h, fill, power, weight, coarse), power, weight))
     # (Without an occupancy limit, fill 0, every power is the same curve: the first stands.)
     _, e, h, fill, power, weight = min(found, key=lambda f: f[0])
+    if len(coarse) < len(s):  # (the chosen curve refined on every row)
+        _, e, h, fill = fine(e, h, fill, power, weight, every)
     power = power if fill > 0.0 else 0.0
     err = prefill_error(p, peak, launch_s, e, h, use, fill, power, weight)
     return e, h, fill, power, weight, err
