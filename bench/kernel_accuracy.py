@@ -41,7 +41,10 @@ Last, what a GPU would get without tables of its own, scored on its own rows (le
 its bf16 GEMMs as its architecture's nearest GPU's utilisation (``kernels.transfer_source_for``),
 and its prefill attention with the median curve of every other GPU and of its architecture's.
 
-Prints Markdown tables (the README quotes them).
+Prints Markdown tables (the README quotes them; ``--readme README.md`` rewrites the README's
+tables of the same headers, ``bench/readme_tables.py``).
+
+    python bench/kernel_accuracy.py [--readme README.md]
 """
 
 from __future__ import annotations
@@ -859,5 +862,32 @@ def main() -> None:
            "of its architecture's other GPUs |", 4, borrowed_errors)  # fmt: skip
 
 
+def run(argv: list[str] | None = None) -> int:
+    """Print the tables; with ``--readme PATH``, also rewrite that file's tables of the same
+    headers (``bench/readme_tables.py``)."""
+    import argparse
+    import contextlib
+    import io
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--readme", type=Path, default=None, help="rewrite the tables of this Markdown file"
+    )
+    args = parser.parse_args(argv)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        main()
+    print(printed.getvalue(), end="")
+    if args.readme is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from readme_tables import update_readme
+
+        changed = update_readme(args.readme, printed.getvalue())
+        print(f"{args.readme}: {len(changed)} table(s) rewritten")
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run())

@@ -575,6 +575,38 @@ def peer_comparison(rows: list[dict[str, Any]], path: Path = PEERS) -> dict[str,
     return out
 
 
+README_TABLES = {
+    "family": "family",
+    "model": "model",
+    "gpu": "gpu",
+    "engine": "engine",
+    "mode": "mode",
+    "load": "load",
+    "TTFT, by load": "load (TTFT only)",
+}
+"""The README's accuracy tables (the first cell of the header) and the summary table each one
+quotes, whole percents (``--readme``)."""
+
+
+def readme_tables(summary: dict[str, Any]) -> str:
+    """The README's accuracy tables (:data:`README_TABLES`) from ``summary``, as Markdown."""
+    lines = []
+    for title, key in README_TABLES.items():
+        lines += [
+            f"| {title} | metrics | median abs. error | mean abs. error | median speed bias "
+            "| too fast |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, t in summary["tables"][key].items():
+            lines.append(
+                f"| {name} | {t['n']} | {t['median_abs_error'] * 100:.0f}% "
+                f"| {t['mean_abs_error'] * 100:.0f}% | {t['median_speed_bias'] * 100:+.0f}% "
+                f"| {t['too_fast_share'] * 100:.0f}% |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines = [
         "# servesim against published measurements",
@@ -674,6 +706,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also write the package's track record (src/servesim/catalog/track_record.json)",
     )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        help="rewrite the accuracy tables of this Markdown file (README.md) from the full run",
+    )
     args = parser.parse_args(argv)
 
     cases = load_cases()
@@ -716,6 +754,15 @@ def main(argv: list[str] | None = None) -> int:
             print("--write-track-record needs the full default run", file=sys.stderr)
             return 2
         write_track_record(rows, summary)
+    if args.readme is not None:
+        if args.only or args.baseline or args.roofline:
+            print("--readme needs the full default run", file=sys.stderr)
+            return 2
+        sys.path.insert(0, str(HERE.parent))
+        from readme_tables import update_readme
+
+        changed = update_readme(args.readme, readme_tables(summary))
+        print(f"{args.readme}: {len(changed)} table(s) rewritten")
 
     if not args.quiet:
         for row in rows:
