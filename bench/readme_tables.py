@@ -11,22 +11,26 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def markdown_tables(text: str) -> dict[str, list[str]]:
-    """The Markdown tables in ``text``: header line -> its body rows (the lines after the
-    ``|---`` separator that start with ``|``). A header seen twice keeps its last table."""
-    lines = text.split("\n")
-    tables: dict[str, list[str]] = {}
+def _table_spans(lines: list[str]):
+    """(header index, end index) of each Markdown table in ``lines``: a line starting with
+    ``|`` followed by a ``|---`` separator, its body the ``|`` lines after that."""
     i = 0
     while i < len(lines):
         if lines[i].startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
             j = i + 2
             while j < len(lines) and lines[j].startswith("|"):
                 j += 1
-            tables[lines[i]] = lines[i + 2 : j]
+            yield i, j
             i = j
         else:
             i += 1
-    return tables
+
+
+def markdown_tables(text: str) -> dict[str, list[str]]:
+    """The Markdown tables in ``text``: header line -> its body rows (the lines after the
+    ``|---`` separator that start with ``|``). A header seen twice keeps its last table."""
+    lines = text.split("\n")
+    return {lines[i]: lines[i + 2 : j] for i, j in _table_spans(lines)}
 
 
 def replace_tables(text: str, fresh: dict[str, list[str]]) -> tuple[str, list[str]]:
@@ -35,20 +39,16 @@ def replace_tables(text: str, fresh: dict[str, list[str]]) -> tuple[str, list[st
     lines = text.split("\n")
     out: list[str] = []
     changed: list[str] = []
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if line in fresh and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
-            j = i + 2
-            while j < len(lines) and lines[j].startswith("|"):
-                j += 1
-            if lines[i + 2 : j] != fresh[line]:
-                changed.append(line)
-            out += [line, lines[i + 1], *fresh[line]]
-            i = j
-        else:
-            out.append(line)
-            i += 1
+    done = 0
+    for i, j in _table_spans(lines):
+        header = lines[i]
+        if header not in fresh:
+            continue
+        if lines[i + 2 : j] != fresh[header]:
+            changed.append(header)
+        out += [*lines[done : i + 2], *fresh[header]]
+        done = j
+    out += lines[done:]
     return "\n".join(out), changed
 
 

@@ -588,22 +588,28 @@ README_TABLES = {
 quotes, whole percents (``--readme``)."""
 
 
+def summary_table(title: str, group: dict[str, dict[str, Any]], digits: int) -> list[str]:
+    """One summary table (``tables(rows)``'s ``group``) as Markdown lines, the errors and bias
+    as percents with ``digits`` decimals."""
+    lines = [
+        f"| {title} | metrics | median abs. error | mean abs. error | median speed bias "
+        "| too fast |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, t in group.items():
+        lines.append(
+            f"| {name} | {t['n']} | {t['median_abs_error']:.{digits}%} "
+            f"| {t['mean_abs_error']:.{digits}%} | {t['median_speed_bias']:+.{digits}%} "
+            f"| {t['too_fast_share']:.0%} |"
+        )
+    return lines
+
+
 def readme_tables(summary: dict[str, Any]) -> str:
     """The README's accuracy tables (:data:`README_TABLES`) from ``summary``, as Markdown."""
     lines = []
     for title, key in README_TABLES.items():
-        lines += [
-            f"| {title} | metrics | median abs. error | mean abs. error | median speed bias "
-            "| too fast |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for name, t in summary["tables"][key].items():
-            lines.append(
-                f"| {name} | {t['n']} | {t['median_abs_error'] * 100:.0f}% "
-                f"| {t['mean_abs_error'] * 100:.0f}% | {t['median_speed_bias'] * 100:+.0f}% "
-                f"| {t['too_fast_share'] * 100:.0f}% |"
-            )
-        lines.append("")
+        lines += [*summary_table(title, summary["tables"][key], 0), ""]
     return "\n".join(lines)
 
 
@@ -619,19 +625,7 @@ def markdown(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         "",
     ]
     for title, group in summary["tables"].items():
-        lines += [
-            f"## By {title}",
-            "",
-            f"| {title} | metrics | median abs. error | mean abs. error | median speed bias "
-            "| too fast |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for name, t in group.items():
-            lines.append(
-                f"| {name} | {t['n']} | {t['median_abs_error']:.1%} | {t['mean_abs_error']:.1%} "
-                f"| {t['median_speed_bias']:+.1%} | {t['too_fast_share']:.0%} |"
-            )
-        lines.append("")
+        lines += [f"## By {title}", "", *summary_table(title, group, 1), ""]
     for tool, cmp in summary.get("peers", {}).items():
         lines += [
             f"## Against {tool} {cmp['version']} on the rows it can represent",

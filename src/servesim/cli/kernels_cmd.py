@@ -16,7 +16,6 @@ from rich.table import Table
 
 from servesim.cli.app import OUTPUT_PATH, app, positional_or_option
 from servesim.cli.kernels_doc import gemm_check, gpu_doc
-from servesim.cost.attention_fit import KV_HEAD_WEIGHT
 from servesim.cost.resolve import TRTLLM_FP8_DECODE_REGIMES_FROM
 
 DECODE_REGIMES = (
@@ -169,8 +168,8 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
         return " (limit)" if power == 0.0 else f" (tail, power {power:g})"
 
     def weight(suffix: str) -> str:
-        """A curve's KV-head weight (fits stored before they had one: the default)."""
-        return f"{fit.get(f'kv_head_weight{suffix}') or KV_HEAD_WEIGHT:g}"
+        """A curve's KV-head weight."""
+        return f"{fit[f'kv_head_weight{suffix}']:g}"
 
     prefill_curves = []
     if fit.get("efficiency_hd64"):

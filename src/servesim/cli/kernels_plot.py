@@ -27,7 +27,7 @@ def plot_kernels(hw: Hardware, tables: KernelTables, doc: dict[str, Any], path: 
     import numpy as np
     from matplotlib.figure import Figure
 
-    from servesim.cost.attention_fit import KV_HEAD_WEIGHT, length_stretch, occupancy_stretch
+    from servesim.cost.attention_fit import length_stretch, occupancy_stretch
 
     r = roofline_params(hw)
     colors = matplotlib.colormaps["tab10"].colors
@@ -77,7 +77,7 @@ def plot_kernels(hw: Hardware, tables: KernelTables, doc: dict[str, Any], path: 
         e, h, fill = fit["efficiency"], fit["half_tokens"], fit["fill_ctas"]
         blocks = heads * batch * (ss / 128 + 1.0)  # (the step model's estimate)
         stretch = occupancy_stretch(fill / blocks, fit.get("fill_power") or 0.0)
-        length = length_stretch(h, heads, kv_heads, ss, fit.get("kv_head_weight") or KV_HEAD_WEIGHT)
+        length = length_stretch(h, heads, kv_heads, ss, fit["kv_head_weight"])
         t = r["kernel_launch_s"] + flops / (peak * e) * length * stretch
         right.plot(ss, flops / t / 1e12, "-", color=c, lw=1)
     right.plot([], [], "-", color="grey", lw=1, label="fitted e·s/(s+h'), occupancy")

@@ -522,9 +522,12 @@ def fit_prefill(
     heads = p["num_heads"][use]
     blocks = heads * p["batch"][use] * (s / PREFILL_QUERY_TILE + 1.0)
     kv_ratio = p["num_kv_heads"][use] / heads
-    every = np.arange(len(s))
-    coarse = every if len(s) <= _FIT_COARSE_ROWS else np.linspace(0, len(s) - 1, _FIT_COARSE_ROWS)
-    coarse = coarse.astype(np.intp)
+    every = slice(None)
+    coarse = (
+        every
+        if len(s) <= _FIT_COARSE_ROWS
+        else np.linspace(0, len(s) - 1, _FIT_COARSE_ROWS).astype(np.intp)
+    )
 
     def search(effs, halves, fills, power, best, weight, at):
         stretch = 1.0 + halves[:, None] * kv_head_factor(kv_ratio[at], weight) / s[at]
@@ -555,7 +558,7 @@ def fit_prefill(
             found.append((*fine(e, h, fill, power, weight, coarse), power, weight))
     # (Without an occupancy limit, fill 0, every power is the same curve: the first stands.)
     _, e, h, fill, power, weight = min(found, key=lambda f: f[0])
-    if len(coarse) < len(s):  # (the chosen curve refined on every row)
+    if coarse is not every:  # (the chosen curve refined on every row)
         _, e, h, fill = fine(e, h, fill, power, weight, every)
     power = power if fill > 0.0 else 0.0
     err = prefill_error(p, peak, launch_s, e, h, use, fill, power, weight)
