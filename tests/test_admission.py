@@ -216,3 +216,53 @@ def test_a_preempted_request_asks_room_only_for_the_outputs_it_has_left():
     req = make_request(0, 1, 49)
     req.num_output_tokens = 42  # (as a preempted request comes back to the queue)
     assert look_ahead.need_of(req, computed=0) == 43 + 7
+
+
+def test_admits_alone_is_the_test_an_empty_instance_makes():
+    """SGLang's test is strict and counts at most 4,096 outputs; a guaranteed one asks whole
+    blocks. A request failing it would head the queue of a drained instance for ever."""
+    reserve = Admission("reserve")
+    # (prompt + outputs must stay below the 4,000-token cache)
+    assert reserve.admits_alone(3900, 99, 4000, 16)
+    assert not reserve.admits_alone(3981, 19, 4000, 16)  # (exactly the cache: never)
+    assert not reserve.admits_alone(3981, 20, 4000, 16)
+    assert reserve.admits_alone(100, 10_000, 4200, 16)  # (counted as 4,096 outputs)
+    guaranteed = Admission("guaranteed")
+    assert guaranteed.admits_alone(3990, 10, 4000, 16)  # (250 blocks of 250)
+    assert not guaranteed.admits_alone(3990, 11, 4000, 16)  # (251 blocks)
+
+
+def test_a_request_no_admission_lets_in_is_refused_not_stranded():
+    """Found by the random-scenario test: a follow-up turn of 3,981 prompt and 20 output
+    tokens (4,000 of KV at its longest: within the cache) asked SGLang's test for 4,001 of a
+    4,000-token cache, headed the queue of the idle instance for ever and stranded 16
+    requests behind it; the run ended reporting 2 of 52 requests. It is refused now, as a
+    request larger than the KV cache, and the rest are served."""
+    spec = {
+        "model": "llama3.1-8b", "hardware": "H100", "engine": "vllm",
+        "workload": {
+            "num_requests": 52, "preset": "code", "arrival": {"kind": "poisson", "rate": 5.0},
+            "multi_turn": {"turns": 3},
+        },
+        "scheduler": {
+            "kv_cache_tokens": 4000, "admission": "reserve", "enable_prefix_caching": False,
+        },
+    }  # fmt: skip
+    summary = servesim.simulate(servesim.build_scenario(spec)).summary
+    assert summary["completed"] + summary["num_skipped"] == 52
+    assert summary["completed"] == 33
+    assert summary["skipped_reasons"]["larger_than_kv_cache"] == 10
+    with pytest.raises(ServesimError, match="look-ahead admission"):
+        servesim.simulate(servesim.build_scenario({**spec, "on_oversized": "error"}))
+
+
+def test_a_run_that_strands_a_request_stops_instead_of_reporting_the_rest():
+    """Without the refusal above, the stranded queue is an internal error naming the head,
+    not a summary of the requests that happened to finish."""
+    sessions = [make_session(0, 0.0, 50, 10), make_session(1, 0.1, 3981, 19)]
+    sessions.append(make_session(2, 0.2, 50, 10))  # (queued behind it: stranded too)
+    with pytest.raises(RuntimeError, match="2 request\\(s\\) never finished.*request 1,"):
+        run_sessions(
+            sessions, num_blocks=250, block_size=16, admission="reserve",
+            enable_prefix_caching=False,
+        )  # fmt: skip

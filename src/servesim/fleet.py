@@ -118,6 +118,22 @@ class Fleet:
         what its full-attention pages hold beside the sliding-window groups' pages)."""
         return min(request_kv_tokens(i.kv, self.config) for i in self.instances)
 
+    def admits_alone(self, prompt_tokens: int, max_output_tokens: int) -> bool:
+        """Whether every instance new requests reach (all but P/D's decode instances) admits a
+        request of these tokens once it has drained, under its look-ahead admission
+        (``reserve``, ``guaranteed``: :meth:`Admission.admits_alone` over its whole cache).
+        Greedy admission asks only for blocks, which :attr:`kv_tokens` covers."""
+        for inst in self.instances:
+            admission, kv = inst.state.admission, inst.kv
+            if inst.role == "decode" or admission is None:
+                continue
+            capacity = kv.num_blocks * kv.block_size
+            if not admission.admits_alone(
+                prompt_tokens, max_output_tokens, capacity, kv.block_size
+            ):
+                return False
+        return True
+
 
 def request_kv_tokens(kv: KVBlockManager, config: SchedulerConfig) -> int:
     """The longest request ``kv`` holds alone: every block but the admission watermark's

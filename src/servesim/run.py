@@ -108,7 +108,9 @@ def prepare(
         make_router(scenario.router, router_rng),
         sessions,
         RunRecords(),
-        admission_check=_oversized_check(scenario, fleet.max_model_len, fleet.kv_tokens),
+        admission_check=_oversized_check(
+            scenario, fleet.max_model_len, fleet.kv_tokens, fleet.admits_alone
+        ),
         on_progress=on_progress,
         handoff=handoff,
         api=fleet.api,
@@ -153,9 +155,15 @@ def summarize_run(run: Prepared, wall: float, compare_speculation: bool = True) 
 
 
 def _oversized_check(
-    scenario: Scenario, max_model_len: int, kv_tokens: int
+    scenario: Scenario,
+    max_model_len: int,
+    kv_tokens: int,
+    admits_alone: Callable[[int, int], bool] = lambda prompt, output: True,
 ) -> Callable[[Request], str | None]:
-    """Why a request can never be served here (None if it can)."""
+    """Why a request can never be served here (None if it can): longer than the context
+    window, more KV than the cache holds, or more than a look-ahead admission ever lets in
+    (``admits_alone(prompt, output)``, e.g. ``Fleet.admits_alone``: SGLang's test asks room
+    for the prompt and the whole output, strictly less than the cache)."""
 
     def check(req: Request) -> str | None:
         total = req.prompt_tokens + req.max_output_tokens
@@ -165,6 +173,13 @@ def _oversized_check(
         elif req.max_tokens > kv_tokens:
             reason = "larger_than_kv_cache"
             detail = f"the whole KV cache holds {kv_tokens} tokens"
+        elif not admits_alone(req.prompt_tokens, req.max_output_tokens):
+            reason = "larger_than_kv_cache"
+            detail = (
+                "the engine's look-ahead admission lets a request in only when its prompt and "
+                "its whole output fit in the KV cache with room to spare "
+                f"(the cache holds {kv_tokens} tokens)"
+            )
         else:
             return None
         if scenario.on_oversized == "error":

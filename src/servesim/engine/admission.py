@@ -162,6 +162,18 @@ class Admission:
         """Whether ``need`` tokens fit in ``room`` (free tokens less the reserve)."""
         return need <= room if self.mode == "guaranteed" else need < room
 
+    def admits_alone(
+        self, prompt_tokens: int, max_output_tokens: int, capacity_tokens: int, block_size: int
+    ) -> bool:
+        """Whether a request of ``prompt_tokens`` and ``max_output_tokens`` (none cached) passes
+        this test on an instance with nothing running, every one of its ``capacity_tokens``
+        free: what it needs to be admitted once the instance has drained. One that fails
+        would wait at the head of the queue for ever, and everything behind it too (SGLang's
+        test is strict: a request asking exactly the whole cache never joins; a
+        ``guaranteed`` one asks whole blocks)."""
+        need = self.need(prompt_tokens, max_output_tokens, 0, block_size)
+        return self.fits(need, capacity_tokens)
+
     def steps_until_fit(
         self, cols: np.ndarray, free_blocks: int, block_size: int, need: float, span: int
     ) -> int:

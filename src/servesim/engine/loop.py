@@ -193,8 +193,35 @@ class Simulation:
             self.now = time
             self.num_events += 1
             self._push_all(self._handle(event))
+        self._check_drained()
         self.records.freeze()
         return self.records
+
+    def _check_drained(self) -> None:
+        """With no event left, every request routed to an instance must have finished: one
+        still queued or running was stranded (a queue head that no admission lets in stops an
+        idle instance for ever), and a summary of the others would hide it. That is a defect
+        of the simulator, not of the scenario: stop rather than report partial figures."""
+        instances = list(self.instances)
+        if self.handoff is not None:
+            instances += self.handoff.decode_instances
+        stranded = [(inst, inst.num_outstanding) for inst in instances if inst.num_outstanding]
+        if stranded:
+            inst, count = stranded[0]
+            head = inst.waiting[0] if inst.waiting else None
+            about = (
+                f"; the queue head, request {head.request_id}, has {head.prompt_tokens} prompt "
+                f"and {head.max_output_tokens} output tokens"
+                if head is not None
+                else ""
+            )
+            raise RuntimeError(
+                f"internal error: the simulation ran out of events with "
+                f"{sum(n for _, n in stranded)} request(s) never finished (instance "
+                f"{inst.instance_id}: {len(inst.waiting)} waiting, {len(inst.running)} running, "
+                f"{inst.kv.num_free_blocks} of {inst.kv.num_blocks} KV blocks free{about}); "
+                "please report it with the scenario"
+            )
 
     # --- online use: advance to a time, inject arrivals ----------------------------------
     # NOTE: an online driver (``servesim serve``) interleaves these with the wall clock. The
