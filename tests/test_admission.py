@@ -266,3 +266,20 @@ def test_a_run_that_strands_a_request_stops_instead_of_reporting_the_rest():
             sessions, num_blocks=250, block_size=16, admission="reserve",
             enable_prefix_caching=False,
         )  # fmt: skip
+
+
+def test_a_capped_run_that_ends_with_sessions_unsent_stops_too():
+    """Under a client concurrency cap, sessions waiting for a slot when the events run out
+    are as lost as a stranded request (a slot never freed): the same internal error."""
+    from servesim.engine.concurrency import CappedSimulation
+    from servesim.engine.records import RunRecords
+    from servesim.engine.router import make_router
+
+    sim = CappedSimulation(
+        [], make_router("round_robin", np.random.default_rng(0)), iter([]), RunRecords(),
+        max_concurrency=2,
+    )  # fmt: skip
+    sim.run()  # (nothing waiting: a clean end)
+    sim._waiting.append(make_session(0, 0.0, 10, 10))
+    with pytest.raises(RuntimeError, match="1 session\\(s\\) never sent .* 2 concurrency"):
+        sim._check_drained()

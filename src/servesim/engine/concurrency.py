@@ -65,6 +65,15 @@ class CappedSimulation(Simulation):
         self._waiting.append(session)  # due now; sent when a slot frees
         return self._next_session()
 
+    def _check_drained(self) -> None:
+        super()._check_drained()
+        if self._waiting:  # (a slot never freed: as much a defect as a stranded request)
+            raise RuntimeError(
+                f"internal error: the simulation ran out of events with {len(self._waiting)} "
+                f"session(s) never sent (waiting for one of {self.max_concurrency} concurrency "
+                "slots); please report it with the scenario"
+            )
+
     def _handle(self, event: Event) -> list[Event]:
         events = super()._handle(event)
         freed, self._slots.freed_at[:] = list(self._slots.freed_at), []
