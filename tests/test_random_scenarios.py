@@ -1,6 +1,7 @@
 """Random valid scenarios through the whole stack (fleet, routers, engines, KV pressure,
-offload, speculation, P/D, PP, multi-turn): every run ends, every request is completed or
-skipped with a reason, and the compiled kernels give the reference path's figures.
+offload, speculation, P/D, PP, multi-turn, client concurrency caps, read and stream intervals):
+every run ends, every request is completed or skipped with a reason, and the compiled kernels
+give the reference path's figures.
 
 The engine's own property tests draw scheduler knobs on a stand-in cost model; this one draws
 what a user writes in a scenario. (A scenario the fleet refuses, e.g. weights that do not fit,
@@ -40,6 +41,8 @@ def scenarios(draw) -> dict:
     }
     if draw(st.booleans()):
         workload["multi_turn"] = {"turns": 3}
+    if arrival["kind"] != "closed" and draw(st.integers(0, 3)) == 0:
+        workload["max_concurrency"] = draw(st.integers(1, 8))  # (a client-side cap)
     scenario = {
         "model": draw(st.sampled_from(MODELS)),
         "hardware": draw(st.sampled_from(GPUS)),
@@ -56,6 +59,15 @@ def scenarios(draw) -> dict:
     }
     if scenario["scheduler"]["kv_cache_tokens"] is None:
         del scenario["scheduler"]["kv_cache_tokens"]
+    # (SGLang's read and stream intervals, a small token budget: spans stop, prompts chunk)
+    for knob, values in (
+        ("recv_interval", [1, 1, 1, 10]),
+        ("stream_interval", [1, 1, 1, 30]),
+        ("max_num_batched_tokens", [None, None, 64, 2048]),
+    ):
+        value = draw(st.sampled_from(values))
+        if value is not None:
+            scenario["scheduler"][knob] = value
     extra = draw(st.sampled_from(["none", "offload", "speculative", "pp", "disaggregate"]))
     if extra == "offload":
         scenario["kv_offload"] = True
