@@ -112,6 +112,21 @@ def test_with_rate_keeps_the_arrival_kind_and_refuses_a_closed_loop():
         with_rate(closed, 1.0)
 
 
+def test_with_rate_re_times_a_replay_sped_up_by_rate_scale():
+    """The shipped replay example (rate_scale 2) failed every probe: a re-timed replay keeps
+    its lengths and drops the speed-up of timestamps it no longer uses."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    replay = build_scenario(
+        {"workload": {"trace": str(root / "examples/workloads/azure_llm_2023_code_sample.csv"),
+                      "rate_scale": 2, "max_requests": 20}}
+    )  # fmt: skip
+    probe = with_rate(replay, 3.0).workload
+    assert (probe.arrival.kind, probe.arrival.rate, probe.rate_scale) == ("poisson", 3.0, 1.0)
+    assert simulate(with_rate(replay, 3.0)).summary["completed"] == 20
+
+
 def test_slo_values_match_the_summary_percentiles():
     result = simulate(make_scenario(n=60))
     for p, prefix in ((99, "p99"), (90, "p90"), (50, "median")):

@@ -143,8 +143,10 @@ def with_rate(scenario: Scenario, rate: float) -> Scenario:
     data = to_data(scenario)
     arrival = data["workload"].get("arrival")
     if arrival is None:
-        # A synthetic workload without arrival means Poisson; a replay gets re-timed as Poisson.
+        # A synthetic workload without arrival means Poisson; a replay gets re-timed as Poisson,
+        # its recorded timestamps (and any speed-up of them, rate_scale) left aside.
         arrival = {"kind": "poisson"}
+        data["workload"].pop("rate_scale", None)
     if arrival["kind"] not in ("poisson", "gamma", "constant"):
         raise ServesimError(
             f"the workload's arrival is {arrival['kind']!r}; capacity varies a request rate",
