@@ -154,6 +154,14 @@ def test_a_trace_given_as_a_workload_points_to_replay(tmp_path):
     assert_one_line_error(p, "--workload", "looks like a request trace", f"--replay {trace}")
 
 
+@pytest.mark.parametrize("command", [["simulate", "-c"], ["capacity"]])
+def test_a_sweep_file_given_as_a_scenario_points_to_sweep(command):
+    sweep = ROOT / "examples" / "sweeps" / "hardware_tp.yaml"
+    extra = ["--slo-ttft-ms", "100"] if command == ["capacity"] else []
+    p = servesim(*command, sweep, *extra)
+    assert_one_line_error(p, "is a sweep file", f"servesim sweep {sweep}")
+
+
 def test_capacity_names_it_too_rather_than_replacing_it_with_the_flag(tmp_path):
     config = tmp_path / "w.yaml"
     config.write_text("workload: 5\n")

@@ -543,6 +543,13 @@ def load_scenario_file(path: str | Path, field: str = "--config") -> dict[str, A
         return {}
     if not isinstance(data, dict):
         raise ServesimError(f"{p}: a scenario file must be a mapping of fields")
+    if "base" in data and ("grid" in data or "cases" in data):
+        # (a sweep's base scenario and its axes: one scenario of it is a sweep's job)
+        raise ServesimError(
+            f"{p} is a sweep file (base: with grid: or cases:), not a scenario",
+            field=field,
+            fix=f"run it with `servesim sweep {path}`, or give one scenario",
+        )
     if isinstance(data.get("workload"), str):
         where = f"{p}: workload"
         data = {**data, "workload": workload_fields(data["workload"], where, p.parent)}
