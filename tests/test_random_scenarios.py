@@ -10,6 +10,7 @@ is discarded: that path is the input-fuzzing tests'.)
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -96,3 +97,23 @@ def test_a_random_scenario_runs_to_the_end(spec):
     for key in ("duration", "mean_ttft_ms", "mean_tpot_ms"):
         if key in ref:
             assert fast[key] == pytest.approx(ref[key], rel=1e-9, nan_ok=True), key
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=scenarios())
+def test_a_random_scenario_fast_forwards_as_it_steps(spec):
+    """Fast-forwarded spans give the requests step-by-step simulation gives, through the whole
+    stack: the engine profiles' CUDA-graph padding (padded rows priced over an empty context
+    at every step of a span, as one step prices them), schedule-ahead (a follow-up sent at the
+    instant a span starts joins its second step), look-ahead admission, P/D, offload."""
+    try:
+        fast = simulate(build_scenario({**spec, "compiled": "off", "fast_forward": True}))
+    except ServesimError:
+        assume(False)
+    slow = simulate(build_scenario({**spec, "compiled": "off", "fast_forward": False}))
+    a, b = fast.records.request_columns(), slow.records.request_columns()
+    ia, ib = np.argsort(a["request_id"]), np.argsort(b["request_id"])
+    for column in ("request_id", "output_tokens", "cached_tokens", "preemptions", "instance"):
+        np.testing.assert_array_equal(a[column][ia], b[column][ib], err_msg=column)
+    for column in ("first_scheduled_s", "first_token_s", "finish_s"):
+        np.testing.assert_allclose(a[column][ia], b[column][ib], rtol=1e-9, err_msg=column)

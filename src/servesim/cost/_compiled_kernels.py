@@ -302,8 +302,8 @@ def span_seconds_features(
     """(seconds of each step, features of each step, end of each step) of a decode span
     starting at ``start``: ``StepCostModel.decode_span_with_features`` (``given``: the features
     when the caller computed them, a sliding-window model; else empty and computed here;
-    ``pad`` more rows over an empty context), and ``start + np.add.accumulate(seconds)``, the
-    same additions in the same order."""
+    ``pad`` more rows of one token over an empty context at every step), and
+    ``start + np.add.accumulate(seconds)``, the same additions in the same order."""
     k, eager, overlap, has_curves = ints[0], ints[2], ints[3], ints[5]
     rows = float(context.shape[0] + pad)
     if given.shape[0] > 0:
@@ -319,7 +319,7 @@ def span_seconds_features(
             f[j, I_T] = 1.0
             f[j, B] = rows
             f[j, T] = rows
-            span = sum_c + rows * (j + 1.0)
+            span = sum_c + float(context.shape[0]) * (j + 1.0) + float(pad)
             if absorbed:
                 f[j, T_A] = rows
                 f[j, I_TA] = 1.0

@@ -32,7 +32,7 @@ import numpy as np
 
 from servesim.cost import features as _F
 from servesim.cost.kernels import LOG_M_GRID
-from servesim.cost.step import StepCostModel, padded_context, padded_rows
+from servesim.cost.step import StepCostModel, padded_rows
 
 MAX_SUMMED = 128
 """Most operators a compiled model may have: its sums over operators are taken in numpy's
@@ -175,10 +175,7 @@ class CompiledStepCost:
         fm = self.model.feature_map
         # (A sliding window's features come from the reference; the others are made inside.)
         if fm.window:
-            if pad:
-                context_lens = padded_context(context_lens, pad)
-                pad = 0
-            given = fm.decode(context_lens, num_steps)
+            given = fm.decode(context_lens, num_steps, pad)
         else:
             given = self._no_features
         return self._span(

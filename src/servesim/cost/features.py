@@ -232,11 +232,14 @@ class FeatureMap:
         prefix = (cached + rows * self.prompt_prefix_floor) / self.dp
         return 0.0 < prefix < self.prompt_absorb_below
 
-    def decode(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
+    def decode(self, context_lens: np.ndarray, num_steps: int, pad: int = 0) -> np.ndarray:
         """Features of ``num_steps`` decode steps, shape (num_steps, NUM_FEATURES): in step ``j``
-        every row decodes one token with context ``context_lens + j``; rows must be non-empty."""
+        every row decodes one token with context ``context_lens + j``, and ``pad`` more rows
+        (a CUDA graph's padding) one token over an empty context at every step, as
+        :meth:`step` prices them one step at a time; rows must be non-empty."""
         c = np.asarray(context_lens, dtype=np.float64)
-        rows = float(c.shape[0])
+        real = float(c.shape[0])
+        rows = real + pad
         j1 = np.arange(1, num_steps + 1, dtype=np.float64)  # j + 1
         # The columns that do not change from step to step, as one row broadcast down.
         absorbed = self.absorb_max >= 1.0
@@ -253,8 +256,8 @@ class FeatureMap:
             first[T_MAX] = max(rows / self.dp, 1.0)
         f = np.empty((num_steps, NUM_FEATURES))
         f[:] = first
-        # A decode row attends to (and reads) its c + j + 1 keys.
-        span = np.add.reduce(c) + rows * j1
+        # A decode row attends to (and reads) its c + j + 1 keys; a padded row its one.
+        span = np.add.reduce(c) + real * j1 + pad
         pairs, keys = (P_A, K_A) if absorbed else (P, K)
         f[:, pairs] = span
         f[:, keys] = span
@@ -264,7 +267,7 @@ class FeatureMap:
             prefix = np.concatenate(([0.0], np.cumsum(cs)))
             # Rows with c + j + 1 <= w attend to all of it, the others to w keys.
             below = np.searchsorted(cs, w - j1, side="right")
-            windowed = prefix[below] + below * j1 + (rows - below) * w
+            windowed = prefix[below] + below * j1 + (real - below) * w + pad * min(1.0, w)
             f[:, P_SW] = windowed
             f[:, K_SW] = windowed
         return f

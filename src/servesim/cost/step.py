@@ -471,11 +471,10 @@ class StepCostModel(StepAccounting):
         self, context_lens: np.ndarray, num_steps: int, pad: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         """(seconds of each step, features of each step, shape (num_steps, features)) of a
-        decode span; the seconds equal :meth:`decode_span_seconds`. ``pad``: more rows over
-        an empty context (a CUDA graph's padding), growing as the others do."""
-        if pad:
-            context_lens = padded_context(context_lens, pad)
-        f = self.feature_map.decode(context_lens, num_steps)
+        decode span; the seconds equal :meth:`decode_span_seconds`. ``pad``: more rows of one
+        token over an empty context at every step (a CUDA graph's padding, as
+        :meth:`step_with_features` prices it step by step)."""
+        f = self.feature_map.decode(context_lens, num_steps, pad)
         return self.seconds_from_features(f, decode_span=True), f
 
     def decode_round_with_features(

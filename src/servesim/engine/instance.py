@@ -264,8 +264,11 @@ class Instance:
             # (ends[:-1].searchsorted(now): the last step's end never counts)
             ends = span.ends_s
             keep += min(int(ends.searchsorted(now, side="left")), len(ends) - 1)
-        if self.schedule_ahead:
-            keep += 1  # (the step after those started was formed before the request came)
+        if self.schedule_ahead and now > span.start_s:
+            # (The step after those started was formed before the request came. One arriving
+            # at the very instant the span started is read when its second step is formed,
+            # at that instant: step by step it joins that second step.)
+            keep += 1
         if keep >= span.num_steps:
             return None
         span.ends_s = span.ends_s[:keep]
