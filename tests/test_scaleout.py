@@ -158,6 +158,21 @@ def test_heterogeneous_fleet_reports_each_instance():
     assert h100["busy_fraction"] < a100["busy_fraction"]  # the faster GPU idles more
 
 
+def test_a_group_that_ran_no_step_is_summarised():
+    """One request on a fleet of two groups: the second group records no step. Its summary
+    (work, energy, rung shares) summed no rows; the decode ramp's mean-per-call test took the
+    maximum of an empty column and the run ended in a traceback (found by a random
+    heterogeneous-fleet test)."""
+    spec = {
+        "instances": [{"hardware": "H100", "count": 1}, {"hardware": "A100", "count": 1}],
+        "workload": {"num_requests": 1, "preset": "conversation"},
+    }
+    s = simulate(build_scenario(spec)).summary
+    assert s["completed"] == 1
+    assert [i["completed"] for i in s["per_instance"]] == [1, 0]
+    assert s["energy_j"] > 0 and 0 < s["mfu"] < 1
+
+
 def test_tensor_parallelism_speeds_up_decode_of_a_big_model():
     wl = {"num_requests": 20, "input_len": 512, "output_len": 64, "arrival": {"kind": "burst"}}
     tp4 = simulate(build_scenario({"model": "llama-3.1-70b", "tp": 4, "workload": wl})).summary

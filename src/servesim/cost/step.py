@@ -182,7 +182,7 @@ class DecodeRamp:
         _, feature, per_token = self.columns[j]
         per_call = a[:, feature] * per_token
         one = a[:, _F.ONE]
-        if one.max() > 1.0:  # (rows summing a span's steps: the mean per call)
+        if len(one) and one.max() > 1.0:  # (rows summing a span's steps: the mean per call)
             per_call /= np.maximum(one, 1.0)
         np.log10(np.maximum(per_call, 1.0, out=per_call), out=per_call)
         return np.interp(per_call, xs, ys, 1.0, 1.0)
