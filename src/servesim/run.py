@@ -158,7 +158,7 @@ def _oversized_check(
     scenario: Scenario,
     max_model_len: int,
     kv_tokens: int,
-    admits_alone: Callable[[int, int], bool] = lambda prompt, output: True,
+    admits_alone: Callable[[int, int], bool],
 ) -> Callable[[Request], str | None]:
     """Why a request can never be served here (None if it can): longer than the context
     window, more KV than the cache holds, or more than a look-ahead admission ever lets in

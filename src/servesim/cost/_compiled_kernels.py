@@ -305,7 +305,8 @@ def span_seconds_features(
     ``pad`` more rows of one token over an empty context at every step), and
     ``start + np.add.accumulate(seconds)``, the same additions in the same order."""
     k, eager, overlap, has_curves = ints[0], ints[2], ints[3], ints[5]
-    rows = float(context.shape[0] + pad)
+    real = float(context.shape[0])
+    rows = real + float(pad)
     if given.shape[0] > 0:
         f = given
     else:
@@ -319,7 +320,7 @@ def span_seconds_features(
             f[j, I_T] = 1.0
             f[j, B] = rows
             f[j, T] = rows
-            span = sum_c + float(context.shape[0]) * (j + 1.0) + float(pad)
+            span = sum_c + real * (j + 1.0) + float(pad)  # (a padded row reads its one key)
             if absorbed:
                 f[j, T_A] = rows
                 f[j, I_TA] = 1.0

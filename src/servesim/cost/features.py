@@ -267,7 +267,8 @@ class FeatureMap:
             prefix = np.concatenate(([0.0], np.cumsum(cs)))
             # Rows with c + j + 1 <= w attend to all of it, the others to w keys.
             below = np.searchsorted(cs, w - j1, side="right")
-            windowed = prefix[below] + below * j1 + (real - below) * w + pad * min(1.0, w)
+            # (A padded row's one key is inside any window.)
+            windowed = prefix[below] + below * j1 + (real - below) * w + pad
             f[:, P_SW] = windowed
             f[:, K_SW] = windowed
         return f

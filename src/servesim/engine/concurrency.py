@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from servesim.engine.loop import Event, Simulation
+from servesim.engine.loop import Event, Simulation, stranded_error
 
 if TYPE_CHECKING:
     from servesim.engine.request import Request
@@ -68,10 +68,9 @@ class CappedSimulation(Simulation):
     def _check_drained(self) -> None:
         super()._check_drained()
         if self._waiting:  # (a slot never freed: as much a defect as a stranded request)
-            raise RuntimeError(
-                f"internal error: the simulation ran out of events with {len(self._waiting)} "
-                f"session(s) never sent (waiting for one of {self.max_concurrency} concurrency "
-                "slots); please report it with the scenario"
+            raise stranded_error(
+                f"{len(self._waiting)} session(s) never sent (waiting for one of "
+                f"{self.max_concurrency} concurrency slots)"
             )
 
     def _handle(self, event: Event) -> list[Event]:

@@ -130,6 +130,14 @@ class ApiLatency:
         return self.request_s + self.per_input_token_s * prompt_tokens
 
 
+def stranded_error(what: str) -> RuntimeError:
+    """The internal error of a run that ran out of events with ``what`` left undone."""
+    return RuntimeError(
+        f"internal error: the simulation ran out of events with {what}; please report it with "
+        "the scenario"
+    )
+
+
 AdmissionCheck = Callable[[Request], str | None]
 """Returns why a request can never be served (too long for the context or the KV cache)."""
 
@@ -215,12 +223,10 @@ class Simulation:
                 if head is not None
                 else ""
             )
-            raise RuntimeError(
-                f"internal error: the simulation ran out of events with "
+            raise stranded_error(
                 f"{sum(n for _, n in stranded)} request(s) never finished (instance "
                 f"{inst.instance_id}: {len(inst.waiting)} waiting, {len(inst.running)} running, "
-                f"{inst.kv.num_free_blocks} of {inst.kv.num_blocks} KV blocks free{about}); "
-                "please report it with the scenario"
+                f"{inst.kv.num_free_blocks} of {inst.kv.num_blocks} KV blocks free{about})"
             )
 
     # --- online use: advance to a time, inject arrivals ----------------------------------
