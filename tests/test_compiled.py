@@ -5,6 +5,7 @@ with the same records."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from test_engine_golden import SCENARIOS, _assert_close, _golden, figures  # noq
 
 from servesim.cost.compiled import CompiledStepCost  # noqa: E402
 from servesim.cost.features import B  # noqa: E402
+from servesim.engine.instance import span_ends  # noqa: E402
 from servesim.errors import ServesimError  # noqa: E402
 from servesim.fleet import COMPILED_MIN_REQUESTS, build_fleet, compiled_pricing  # noqa: E402
 from servesim.run import simulate  # noqa: E402
@@ -91,12 +93,13 @@ def test_a_decode_span_is_priced_as_the_reference_prices_it(name):
             want, want_f = cost.model.decode_span_with_features(context, steps)
             np.testing.assert_array_equal(got_f, want_f)
             np.testing.assert_allclose(got, want, rtol=REL, atol=0)
-            # The engine's call: the same steps, and their ends summed as numpy sums them.
+            # The engine's call: the same steps, each end the previous plus the step, as the
+            # reference (and step-by-step simulation) adds them.
             start = float(rng.random() * 1e4)
             ends, seconds, features = cost.decode_span_ends(context, steps, 0, start)
             np.testing.assert_array_equal(seconds, got)
             np.testing.assert_array_equal(features, got_f)
-            np.testing.assert_array_equal(ends, start + np.add.accumulate(got))
+            np.testing.assert_array_equal(ends, span_ends(start, got))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -340,9 +343,9 @@ def test_the_compiled_reads_of_a_batch_are_numpy_s():
         commit_span,
         holds_shared,
         reserve_running,
-        span_ends,
         sum_steps,
     )
+    from servesim.engine._commit_kernels import span_ends as compiled_span_ends
     from servesim.engine.running import COMPUTED, MAX_OUT, NSHARED, PROMPT, TOKENS
 
     rng = np.random.default_rng(4)
@@ -351,9 +354,11 @@ def test_the_compiled_reads_of_a_batch_are_numpy_s():
         np.testing.assert_array_equal(sum_steps(features, m), np.add.reduce(features[:m], axis=0))
         durations = rng.random(m) * 0.05
         start = float(rng.random() * 1e4)
-        np.testing.assert_array_equal(
-            span_ends(start, durations), start + np.add.accumulate(durations)
-        )
+        # Each end the previous plus the step, as a step at a time adds them (a sum taken
+        # from zero and then added to the start differs in the last place for some).
+        stepped = list(itertools.accumulate(durations.tolist(), initial=start))[1:]
+        np.testing.assert_array_equal(compiled_span_ends(start, durations), stepped)
+        np.testing.assert_array_equal(span_ends(start, durations), stepped)
         # A span's commit sums its features too (none given: it leaves them to numpy).
         rows = np.zeros((7, 4), dtype=np.int64)
         rows[MAX_OUT] = 10**6

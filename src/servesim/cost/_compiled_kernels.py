@@ -351,7 +351,7 @@ def span_seconds_features(
     base = _product(fixed, hot)
     x = np.empty(base.shape[0])
     ends = np.empty(num_steps)
-    elapsed = 0.0
+    end = start
     for j in range(num_steps):
         fj = f[j]
         x[:] = base
@@ -376,6 +376,7 @@ def span_seconds_features(
             fj, x, sec, k, eager, overlap, has_curves, total, curve_cols, curve_features,
             curve_table, grid,
         )  # fmt: skip
-        elapsed = seconds[j] if j == 0 else elapsed + seconds[j]
-        ends[j] = start + elapsed
+        # (Each end the previous plus this step, as step-by-step simulation adds them.)
+        end += seconds[j]
+        ends[j] = end
     return seconds, f, ends

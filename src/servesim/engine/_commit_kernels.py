@@ -121,13 +121,13 @@ def batch_shape(table, n, new_tokens):
 
 @njit(cache=True)
 def span_ends(start, durations):
-    """When each step of a span starting at ``start`` ends: ``start + np.add.accumulate
-    (durations)``, the same additions in the same order."""
+    """When each step of a span starting at ``start`` ends: each the previous end plus its
+    duration, the additions step-by-step simulation makes (as ``instance.span_ends``)."""
     ends = np.empty(durations.shape[0])
-    total = 0.0
+    end = start
     for j in range(durations.shape[0]):
-        total = durations[j] if j == 0 else total + durations[j]
-        ends[j] = start + total
+        end += durations[j]
+        ends[j] = end
     return ends
 
 

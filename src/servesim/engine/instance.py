@@ -436,14 +436,14 @@ class Instance:
             if is_round:
                 durations, features = cost.decode_round_with_features(context, num_steps, pad)
             else:
-                span_ends = self._span_ends[0 if cost is self.cost else 1]
-                if span_ends is not None:
-                    return span_ends(context, num_steps, pad, now)
+                priced_ends = self._span_ends[0 if cost is self.cost else 1]
+                if priced_ends is not None:
+                    return priced_ends(context, num_steps, pad, now)
                 durations, features = cost.decode_span_with_features(context, num_steps, pad)
             commit = self._commit
             if commit is not None:
                 return commit.span_ends(now, durations), durations, features
-            return now + np.add.accumulate(durations), durations, features
+            return span_ends(now, durations), durations, features
         seconds, features = cost.step_with_features(new_tokens, context, pad)
         if self.speculation is not None and batch.drafts is not None:
             prompt = self.running.prompt[rows]
@@ -769,6 +769,14 @@ class Instance:
         else:
             features = _sum(features[:m], axis=0)
         return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, features)
+
+
+def span_ends(start: float, durations: np.ndarray) -> np.ndarray:
+    """When each step of a span starting at ``start`` (s) ends: each the previous end plus
+    its duration (s), the additions step-by-step simulation makes, so both give the same
+    bits (a sum taken from zero and added to ``start`` can differ in the last place and flip
+    a tie between lockstep replicas)."""
+    return np.add.accumulate(np.concatenate(([start], durations)))[1:]
 
 
 def _commit_kernels():

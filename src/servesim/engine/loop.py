@@ -1,10 +1,11 @@
 """The discrete-event loop. Read this file top to bottom to see how a simulation runs.
 
-Events sit on a heap keyed ``(time, priority, seq)``: time in simulated seconds, then the
-priority of the event's kind (:class:`EventKind`: arrivals before wake-ups before step
+Events sit on a heap keyed ``(time, priority, instance, seq)``: time in simulated seconds, then
+the priority of the event's kind (:class:`EventKind`: arrivals before wake-ups before step
 completions, so every request that arrives at time t is queued before a step that starts at t
-is scheduled), then the order events were pushed. That key makes same-time ordering explicit
-and runs reproducible.
+is scheduled), then the instance an instance's event is for (-1 for the others), then the order
+events were pushed. That key makes same-time ordering explicit and runs reproducible, and the
+same whether decode spans are fast-forwarded or stepped.
 
 Each kind has one handler (:data:`_HANDLERS`); it takes the event's payload and returns the
 events it causes; the loop pushes them. The loop emits records (requests, steps, inter-token
@@ -185,7 +186,7 @@ class Simulation:
         """Whether each server is finishing a turn (its ARRIVAL event pending)."""
         self._api_busy = [0.0] * servers
         """When each server's work in hand ends (staged intake)."""
-        self._heap: list[tuple[float, int, int, Event]] = []
+        self._heap: list[tuple[float, int, int, int, Event]] = []
         self._seq = 0
         self._next_request_id = 0
         self.num_events = 0
@@ -196,7 +197,7 @@ class Simulation:
         """Process events until none are left; return the records."""
         self._push_all(self._next_session())
         while self._heap:
-            time, _, _, event = heapq.heappop(self._heap)
+            time, _, _, _, event = heapq.heappop(self._heap)
             assert time >= self.now, "simulated time went backwards"
             self.now = time
             self.num_events += 1
@@ -241,7 +242,7 @@ class Simulation:
         """Process every event due at or before ``time``; then ``now`` is ``time``."""
         heap = self._heap
         while heap and heap[0][0] <= time:
-            event_time, _, _, event = heapq.heappop(heap)
+            event_time, _, _, _, event = heapq.heappop(heap)
             self.now = event_time
             self.num_events += 1
             self._push_all(self._handle(event))
@@ -256,7 +257,12 @@ class Simulation:
 
     def _push_all(self, events: list[Event]) -> None:
         for ev in events:
-            heapq.heappush(self._heap, (ev.time, ev.kind.priority, self._seq, ev))
+            # (An instance's events at one instant go in instance order, not push order: a
+            # fast-forwarded span pushes its end when it starts, steps one at a time push theirs
+            # a step before, and lockstep replicas' completions, routed follow-ups included,
+            # must be handled in the same order either way.)
+            owner = ev.payload.instance_id if isinstance(ev.payload, Instance) else -1
+            heapq.heappush(self._heap, (ev.time, ev.kind.priority, owner, self._seq, ev))
             self._seq += 1
 
     # --- handlers -----------------------------------------------------------------------
