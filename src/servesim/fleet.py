@@ -40,6 +40,7 @@ from servesim.cost.compiled import compiled_step_cost, numba_available
 from servesim.cost.dtypes import dtype_bytes
 from servesim.cost.memory import kv_transfer_seconds
 from servesim.cost.speculative import DraftCost, draft_cost
+from servesim.engine.admission import Admission
 from servesim.engine.instance import Instance, Speculation
 from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.loop import ApiLatency
@@ -123,16 +124,20 @@ class Fleet:
         request of these tokens once it has drained, under its look-ahead admission
         (``reserve``, ``guaranteed``: :meth:`Admission.admits_alone` over its whole cache).
         Greedy admission asks only for blocks, which :attr:`kv_tokens` covers."""
-        for inst in self.instances:
-            admission, kv = inst.state.admission, inst.kv
-            if inst.role == "decode" or admission is None:
-                continue
-            capacity = kv.num_blocks * kv.block_size
-            if not admission.admits_alone(
-                prompt_tokens, max_output_tokens, capacity, kv.block_size
-            ):
+        for admission, capacity, block_size in self._look_ahead_gates:
+            if not admission.admits_alone(prompt_tokens, max_output_tokens, capacity, block_size):
                 return False
         return True
+
+    @functools.cached_property
+    def _look_ahead_gates(self) -> tuple[tuple[Admission, int, int], ...]:
+        """(admission, cache tokens, block size) of each instance :meth:`admits_alone` asks:
+        found once, as it runs for every request."""
+        return tuple(
+            (inst.state.admission, inst.kv.num_blocks * inst.kv.block_size, inst.kv.block_size)
+            for inst in self.instances
+            if inst.role != "decode" and inst.state.admission is not None
+        )
 
 
 def request_kv_tokens(kv: KVBlockManager, config: SchedulerConfig) -> int:
