@@ -460,3 +460,23 @@ def test_a_chat_request_to_gpt_oss_counts_its_harmony_template():
             max_tokens=1,
         )
     assert r.usage.prompt_tokens == 12 + 67
+
+
+def test_a_client_gone_before_its_body_arrived_is_not_a_server_error():
+    """A client that sends a request's headers and part of its body, then disconnects (a
+    cancelled call, a gateway timeout): the server logs no traceback and serves on."""
+    import socket
+
+    with serve() as server:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.sendall(
+                    b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+                    b'{"prompt": [1, 2'
+                )
+        r = server.client().completions.create(model=MODEL, prompt=[1] * 8, max_tokens=2)
+        assert r.usage.completion_tokens == 2
+        code, err = server.stop()
+    assert code == 0, err
+    assert "Traceback" not in err and "Exception in ASGI" not in err, err

@@ -26,6 +26,7 @@ import msgspec
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from servesim.chat_templates import chat_template_tokens
 from servesim.run import Prepared, prepare, summarize_run
@@ -172,6 +173,10 @@ def create_app(served: Served, out: Path | None = None) -> FastAPI:
         received = engine.clock()
         try:
             body = msgspec.json.decode(await request.body())
+        except ClientDisconnect:
+            # (The client went away before its body arrived: nothing to serve, nobody to
+            # answer, and not the server's error: 499, as nginx logs it, sent to no one.)
+            return Response(status_code=499)
         except msgspec.DecodeError as err:
             raise ApiError(f"the request body is not valid JSON: {err}") from None
         gen = parse_generation(body, chat, served.counter)
