@@ -480,3 +480,39 @@ def test_a_client_gone_before_its_body_arrived_is_not_a_server_error():
         code, err = server.stop()
     assert code == 0, err
     assert "Traceback" not in err and "Exception in ASGI" not in err, err
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_disconnects_aborts_its_request(tmp_path, stream):
+    """As vLLM does: a client gone mid-request (streamed or not) has its request dropped at
+    the next step, its batch slot and KV blocks freed; the run folder counts it as skipped,
+    reason ``aborted``."""
+    import socket
+
+    def running(server: Server) -> float:
+        family = server.metrics()["vllm:num_requests_running"]
+        return sum(s.value for s in family.samples)
+
+    with serve("--out", str(tmp_path / "run")) as server:
+        body = json.dumps({"prompt": [1] * 10, "max_tokens": 3000, "stream": stream}).encode()
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+            deadline = time.monotonic() + 30
+            while running(server) < 1:  # (3,000 tokens at wall speed: ~20 s)
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while running(server) > 0:
+            assert time.monotonic() < deadline, "the abandoned request still runs"
+            time.sleep(0.05)
+        r = server.client().completions.create(model=MODEL, prompt=[1] * 8, max_tokens=2)
+        assert r.usage.completion_tokens == 2
+        code, err = server.stop()
+    assert code == 0, err
+    assert "Traceback" not in err, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["completed"] == 1
+    assert summary["num_skipped"] == 1 and summary["skipped_reasons"] == {"aborted": 1}

@@ -211,3 +211,90 @@ def test_metrics_series_exist_at_zero_before_any_request():
         'model_name="meta-llama/Llama-3.1-8B"} 0.0',
     ):
         assert line in text, text
+
+
+# --- a client that goes away (vLLM aborts its request) -----------------------------------
+
+
+def _online(**extra) -> tuple[OnlineEngine, FakeClock]:
+    clock = FakeClock()
+    engine = OnlineEngine(prepare(_scenario(**extra), sessions=iter(())), 1.0, clock=clock)
+    return engine, clock
+
+
+def _finish_times(streams) -> list[float]:
+    out = []
+    for s in streams:
+        emissions = [s.emissions.get_nowait() for _ in range(s.emissions.qsize())]
+        out.append(emissions[-1].time_s if emissions and emissions[-1].finished else None)
+    return out
+
+
+def test_an_aborted_waiting_request_leaves_no_trace_on_the_others():
+    """One sequence at a time: the second request waits; its client goes away before it is
+    scheduled. The first finishes as it does alone, the second never runs, and it is counted
+    as skipped (``aborted``)."""
+    alone, _ = _online(scheduler={"max_num_seqs": 1})
+    a = alone.submit(ISL, OSL)
+    alone._advance(1e9)
+    engine, _ = _online(scheduler={"max_num_seqs": 1})
+    first, second = engine.submit(ISL, OSL), engine.submit(ISL, OSL)
+    instance = engine.sim.instances[0]
+    while not (instance.waiting and instance.running):  # (both past the API server)
+        engine._advance(engine.sim.next_event_time())
+    assert len(instance.waiting) == 1 and len(instance.running) == 1
+    engine.abort(second)
+    assert len(instance.waiting) == 0 and instance.num_outstanding == 1
+    engine._advance(1e9)
+    assert _finish_times([first]) == _finish_times([a])
+    assert second.emissions.qsize() == 0 and second.finish_reason == "abort"
+    records = engine.sim.records
+    assert records.num_completed == 1 and records.skipped_reasons == {"aborted": 1}
+    assert instance.kv.num_held == 0
+
+
+def test_an_aborted_running_request_frees_its_room_after_the_step_in_flight():
+    """Two requests decode together; one client goes away mid-decode: the step in flight
+    completes with both, then the request leaves (its KV blocks freed), so the other decodes
+    alone, sooner than beside it."""
+    both, _ = _online()
+    kept_together = both.submit(ISL, OSL)
+    both.submit(ISL, OSL)
+    both._advance(1e9)
+    engine, clock = _online()
+    kept, gone = engine.submit(ISL, OSL), engine.submit(ISL, OSL)
+    instance = engine.sim.instances[0]
+    while gone.sent < 5:
+        engine._advance(engine.sim.next_event_time())
+    clock.t = engine.sim.now
+    assert instance.busy and len(instance.running) == 2
+    held = instance.kv.num_held
+    engine.abort(gone)
+    assert len(instance.running) == 2 and instance.aborting == {gone.index}  # (step in flight)
+    engine._advance(engine.sim.next_event_time())
+    assert len(instance.running) == 1 and instance.kv.num_held < held
+    engine._advance(1e9)
+    assert _finish_times([kept])[0] < _finish_times([kept_together])[0]
+    assert kept.sent == OSL and 5 <= gone.sent < OSL
+    assert engine.sim.records.skipped_reasons == {"aborted": 1}
+    assert instance.kv.num_held == 0 and instance.num_outstanding == 0
+
+
+def test_a_request_aborted_in_the_api_server_is_dropped_on_arrival():
+    engine, _ = _online()
+    stream = engine.submit(ISL, OSL)
+    assert not engine.sim.instances[0].waiting  # (the API server still has it)
+    engine.abort(stream)
+    engine._advance(1e9)
+    assert engine.sim.records.num_completed == 0
+    assert engine.sim.records.skipped_reasons == {"aborted": 1}
+    assert engine.sim.instances[0].num_outstanding == 0
+
+
+def test_an_abort_after_the_last_token_changes_nothing():
+    engine, _ = _online()
+    stream = engine.submit(ISL, 3)
+    engine._advance(1e9)
+    engine.abort(stream)
+    assert stream.finish_reason == "length"
+    assert engine.sim.records.num_completed == 1 and engine.sim.records.num_skipped == 0

@@ -111,6 +111,9 @@ class StepOutcome(NamedTuple):
     itl_values: np.ndarray
     itl_weights: np.ndarray
     features: np.ndarray
+    aborted: list[Request] = []
+    """Requests whose client went away during the step, dropped at its end (:meth:`Instance.
+    abort`); one that finished in the step is in ``finished`` instead."""
 
 
 class Instance:
@@ -202,6 +205,9 @@ class Instance:
         self._idle = True
         self.waiting: deque[Request] = deque()
         self.running = RunningTable()
+        self.aborting: set[int] = set()
+        """Sessions whose running request leaves when the step in flight completes
+        (:meth:`abort`)."""
         self.state = SchedulerState(
             self.waiting,
             self.running,
@@ -274,6 +280,42 @@ class Instance:
         span.ends_s = span.ends_s[:keep]
         self.generation += 1
         return float(span.ends_s[-1])
+
+    def abort(self, session_id: int) -> str:
+        """Drop the request of session ``session_id`` (its client went away: vLLM aborts the
+        request) and free its KV blocks. A waiting request leaves now; a running one now if
+        no step is in flight, else when that step completes (vLLM's engine core applies aborts
+        between steps: the step's work for it is done, its token discarded; it is then in
+        the step's ``StepOutcome.aborted``). Returns ``dropped`` (now), ``pending`` (at the
+        step's end) or ``""`` (not here). For step-by-step runs (``servesim serve``): a decode
+        span would carry the request to the span's end."""
+        for req in self.waiting:
+            if req.session_id == session_id:
+                self.waiting.remove(req)
+                self._drop(req)
+                return "dropped"
+        if not any(req.session_id == session_id for req in self.running.reqs):
+            return ""
+        self.aborting.add(session_id)
+        if self.in_flight is not None:
+            return "pending"
+        self._drop_aborting()
+        return "dropped"
+
+    def _drop_aborting(self) -> list[Request]:
+        """Remove the running rows of the sessions in :attr:`aborting` (and forget them)."""
+        aborting = self.aborting
+        running = self.running
+        drop = np.array([req.session_id in aborting for req in running.reqs], dtype=bool)
+        aborting.clear()
+        dropped = running.remove(drop, self._commit.remove_rows if self._commit else None)
+        for req in dropped:
+            self._drop(req)
+        return dropped
+
+    def _drop(self, req: Request) -> None:
+        self.kv.free(req)
+        self.num_outstanding -= 1
 
     # --- stepping -----------------------------------------------------------------------
 
@@ -740,6 +782,7 @@ class Instance:
             req.finish_s = end
             kv.free(req)
         self.num_outstanding -= len(finished)
+        aborted = self._drop_aborting() if self.aborting else []
         if kv.window_tokens and not span.pure_decode:
             _release_chunk_pages(running, kv)
 
@@ -768,7 +811,9 @@ class Instance:
             features = commit.sum_steps(features, m)
         else:
             features = _sum(features[:m], axis=0)
-        return StepOutcome(finished, first_tokens, record, itl_values, itl_weights, features)
+        return StepOutcome(
+            finished, first_tokens, record, itl_values, itl_weights, features, aborted
+        )
 
 
 def span_ends(start: float, durations: np.ndarray) -> np.ndarray:

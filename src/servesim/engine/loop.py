@@ -27,7 +27,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
 
 from servesim.engine.instance import Instance, StepOutcome
-from servesim.engine.records import RunRecords
+from servesim.engine.records import ABORTED, RunRecords
 from servesim.engine.request import Request
 from servesim.engine.router import Router
 
@@ -189,6 +189,8 @@ class Simulation:
         self._heap: list[tuple[float, int, int, int, Event]] = []
         self._seq = 0
         self._next_request_id = 0
+        self._aborted_sessions: set[int] = set()
+        """Sessions a client abandoned (:meth:`abort`): a turn of one is dropped where it is."""
         self.num_events = 0
 
     # --- the loop -----------------------------------------------------------------------
@@ -251,6 +253,27 @@ class Simulation:
     def submit(self, session: Session) -> None:
         """A client sends ``session``'s first turn now (``session.start_s`` is not read)."""
         self._push_all(self._arrival(session, 0, self.now))
+
+    def abort(self, session_id: int) -> None:
+        """The client of session ``session_id`` went away (online serving): its request is
+        dropped where it is, as vLLM aborts the request of a client that disconnects. Queued
+        or running on an instance, that instance frees it (:meth:`Instance.abort`); still in
+        the API server or in a KV transfer, it is dropped when it gets there. Counted as
+        skipped, reason ``aborted``; a request that finished first is not affected."""
+        self._aborted_sessions.add(session_id)
+        for instance in self.instances:
+            where = instance.abort(session_id)
+            if where == "dropped":
+                self.records.request_skipped(ABORTED)
+            if where:
+                return
+
+    def _dropped_if_aborted(self, req_or_session: Request | Session) -> bool:
+        """Whether this turn's client abandoned it before it reached an instance (counted)."""
+        if self._aborted_sessions and req_or_session.session_id in self._aborted_sessions:
+            self.records.request_skipped(ABORTED)
+            return True
+        return False
 
     def _handle(self, event: Event) -> list[Event]:
         return _HANDLERS[event.kind](self, event)
@@ -358,6 +381,8 @@ class Simulation:
             self._api_taking[server] = False
             if self._api_sent or self._api_begun[server]:
                 events = self._api_take()
+        if self._dropped_if_aborted(session):
+            return events
         turn = session.turns[turn_index]
         req = Request(
             request_id=self._next_request_id,
@@ -418,6 +443,8 @@ class Simulation:
         if len(outcome.itl_values):
             self.records.itl(outcome.itl_values, outcome.itl_weights)
         events: list[Event] = []
+        for _ in outcome.aborted:
+            self.records.request_skipped(ABORTED)
         for req in outcome.finished:
             if instance.role == "prefill" and self.handoff is not None:
                 events.append(self._start_transfer(req, instance))
@@ -446,6 +473,8 @@ class Simulation:
         return Event(self.now + seconds, EventKind.KV_ARRIVAL, (req, target))
 
     def _on_kv_arrival(self, req: Request, target: Instance) -> list[Event]:
+        if self._dropped_if_aborted(req):
+            return []
         req.receive_prompt_kv()
         return self._deliver(req, target)
 

@@ -16,6 +16,8 @@ import numpy as np
 from servesim.engine.request import Request
 
 DROPPED_TURNS = "earlier_turn_skipped"
+ABORTED = "aborted"
+"""Skip reason of a request whose client went away before it finished (online serving)."""
 """Skip reason of the turns a conversation never sent because an earlier turn was refused."""
 
 REQUEST_COLUMNS = (

@@ -184,11 +184,16 @@ def create_app(served: Served, out: Path | None = None) -> FastAPI:
         reply = Reply.new(gen, served.model_name)
         if gen.stream:
             return StreamingResponse(_sse(engine, stream, reply), media_type="text/event-stream")
-        emission = None
-        while emission is None or not emission.finished:
-            emission = await stream.emissions.get()
-        if not emission.aborted:
-            await engine.until(emission.time_s)
+        # (As vLLM's handlers, which race a request against its client's disconnect: a
+        # client gone before the answer aborts the request, freeing its room in the batch.)
+        answered = asyncio.ensure_future(_final_emission(engine, stream))
+        gone = asyncio.ensure_future(_disconnected(request))
+        await asyncio.wait((answered, gone), return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if not answered.done():
+            answered.cancel()
+            engine.abort(stream)
+            return Response(status_code=499)
         text = filler_text(stream.index, 0, stream.sent)
         return _json(reply.full(text, stream.finish_reason, stream.sent))
 
@@ -283,23 +288,46 @@ def run_server(
     Server(config).run(sockets=[sock])
 
 
-async def _sse(engine: OnlineEngine, stream: Stream, reply: Reply) -> AsyncIterator[bytes]:
-    """A streamed response: each emission's tokens at their simulated instant."""
-    if reply.gen.chat:
-        yield _event(reply.role_chunk())
-    produced = 0
-    while True:
+async def _final_emission(engine: OnlineEngine, stream: Stream) -> None:
+    """Wait for ``stream``'s last emission and its instant (a shutdown's abort: at once)."""
+    emission = None
+    while emission is None or not emission.finished:
         emission = await stream.emissions.get()
-        if emission.aborted:
-            yield _event(reply.chunk("", "abort"))
-            break
+    if not emission.aborted:
         await engine.until(emission.time_s)
-        text = filler_text(stream.index, produced, emission.num_tokens)
-        produced += emission.num_tokens
-        reason = stream.finish_reason if emission.finished else None
-        yield _event(reply.chunk(text, reason))
-        if emission.finished:
-            break
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client of ``request`` (its body read) disconnects."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _sse(engine: OnlineEngine, stream: Stream, reply: Reply) -> AsyncIterator[bytes]:
+    """A streamed response: each emission's tokens at their simulated instant. A client gone
+    mid-stream (the response cancelled, or closed at a write) aborts its request."""
+    finished = False
+    try:
+        if reply.gen.chat:
+            yield _event(reply.role_chunk())
+        produced = 0
+        while True:
+            emission = await stream.emissions.get()
+            if emission.aborted:
+                finished = True
+                yield _event(reply.chunk("", "abort"))
+                break
+            await engine.until(emission.time_s)
+            text = filler_text(stream.index, produced, emission.num_tokens)
+            produced += emission.num_tokens
+            reason = stream.finish_reason if emission.finished else None
+            finished = emission.finished
+            yield _event(reply.chunk(text, reason))
+            if emission.finished:
+                break
+    finally:
+        if not finished:
+            engine.abort(stream)
     if reply.gen.include_usage:
         yield _event(reply.usage_chunk(produced))
     yield b"data: [DONE]\n\n"

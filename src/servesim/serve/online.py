@@ -224,6 +224,17 @@ class OnlineEngine:
             except asyncio.TimeoutError:
                 pass
 
+    def abort(self, stream: Stream) -> None:
+        """The client of ``stream`` went away before its last token: the request is dropped
+        where it is (:meth:`Simulation.abort`), freeing its batch slot and KV blocks for the
+        others, as vLLM aborts a disconnected client's request. No-op once it finished."""
+        if self.streams.pop(stream.index, None) is None:
+            return
+        stream.finish_reason = "abort"
+        self._advance(max(self.sim.now, self.sim_now()))
+        self.sim.abort(stream.index)
+        self._wake.set()
+
     def abort_open(self) -> None:
         """End every open stream now, as vLLM aborts the requests in flight when it shuts
         down: each handler gets a last emission with finish reason ``abort`` (the simulation
