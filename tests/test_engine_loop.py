@@ -2,12 +2,14 @@
 fast-forward equivalence, determinism, and invariants under random workloads."""
 
 import heapq
+import math
 
 import numpy as np
 import pytest
 from engine_factories import (
     PROPERTY_RUN,
     LinearCost,
+    build_simulation,
     by_request,
     make_session,
     property_sessions,
@@ -16,10 +18,11 @@ from engine_factories import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from servesim.cost.compiled import numba_available
 from servesim.engine.concurrency import CappedSimulation
 from servesim.engine.instance import Instance
 from servesim.engine.kv_cache import KVBlockManager
-from servesim.engine.loop import Event, EventKind, Simulation
+from servesim.engine.loop import ApiLatency, Event, EventKind, Simulation
 from servesim.engine.records import RunRecords
 from servesim.engine.router import make_router
 from servesim.engine.scheduler import SchedulerConfig
@@ -263,6 +266,68 @@ def test_engine_invariants(
     assert np.all(steps["start_s"][1:] >= ends[:-1] - 1e-12)
     # Tokens are conserved: decode tokens + first tokens = output tokens.
     assert steps["decode_tokens"].sum() <= r["output_tokens"].sum()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 30),
+    seed=st.integers(0, 10_000),
+    num_blocks=st.integers(70, 400),
+    block_size=st.sampled_from([1, 4, 16]),
+    policy=st.sampled_from(["vllm", "sarathi", "orca", "static", "prefill_first"]),
+    budget=st.integers(64, 2048),
+    ahead=st.booleans(),
+    admission=st.sampled_from(["greedy", "reserve", "guaranteed"]),
+    cpu_blocks=st.sampled_from([0, 0, 40]),
+    instances=st.sampled_from([1, 1, 2]),
+    api=st.booleans(),
+    abort_share=st.floats(0.1, 1.0),
+    compiled=st.sampled_from([False, True] if numba_available() else [False]),
+)
+def test_aborted_requests_leave_the_engine_clean(
+    n, seed, num_blocks, block_size, policy, budget, ahead, admission, cpu_blocks, instances,
+    api, abort_share, compiled,
+):  # fmt: skip
+    """Clients going away at random instants, driven as the online server drives the engine
+    (``submit``, ``advance_to``, ``abort``): every request finishes once with its tokens or
+    is skipped as ``aborted``, never both; a request not abandoned always finishes; and the
+    instances end empty, every KV block returned."""
+    sessions = property_sessions(n, seed, num_blocks, block_size)
+    rng = np.random.default_rng(seed)
+    sim = build_simulation(
+        [], num_blocks=num_blocks, block_size=block_size, policy=policy,
+        max_num_batched_tokens=budget, fast_forward=False, schedule_ahead=ahead,
+        admission=admission, cpu_blocks=cpu_blocks, load_seconds=1e-4,
+        num_instances=instances, api=ApiLatency(request_s=0.004, stream_s=0.001) if api else None,
+        compiled=compiled,
+    )  # fmt: skip
+    abandoned = [s.session_id for s in sessions if rng.random() < abort_share]
+    actions = [(s.start_s, 0, s) for s in sessions]
+    actions += [(sessions[i].start_s + float(rng.exponential(0.3)), 1, i) for i in abandoned]
+    for at, kind, what in sorted(actions, key=lambda a: (a[0], a[1])):
+        sim.advance_to(at)
+        if kind == 0:
+            sim.submit(what)
+        else:
+            sim.abort(what)
+    sim.advance_to(math.inf)
+    assert sim.next_event_time() is None
+    records = sim.records
+    assert records.num_completed + records.num_skipped == n
+    assert set(records.skipped_reasons) <= {"aborted"}
+    done = by_request(records) if records.num_completed else {"session_id": np.array([])}
+    finished = done["session_id"].tolist()
+    assert len(set(finished)) == len(finished)  # (once each)
+    kept = set(range(n)) - set(abandoned)
+    assert kept <= set(finished)
+    assert records.num_skipped == len(set(range(n)) - set(finished))
+    for sid, out in zip(finished, done.get("output_tokens", []), strict=True):
+        assert out == sessions[sid].turns[0].output_tokens
+    for inst in sim.instances:
+        assert not inst.waiting and len(inst.running) == 0 and not inst.busy
+        assert inst.num_outstanding == 0 and not inst.aborting
+        inst.kv.check_invariants()
+        assert inst.kv.num_free_blocks == inst.kv.num_blocks
 
 
 @pytest.mark.parametrize("ahead", [False, True])
