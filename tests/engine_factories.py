@@ -77,39 +77,10 @@ def make_session(sid, start, input_tokens, output_tokens, hash_ids=(), hbs=16) -
     return Session(sid, start, (RequestSpec(input_tokens, output_tokens, tuple(hash_ids), hbs),))
 
 
-def run_sessions(
-    sessions,
-    *,
-    num_blocks=10_000,
-    block_size=16,
-    cost=None,
-    fast_forward=True,
-    num_instances=1,
-    router="round_robin",
-    cpu_blocks=0,
-    load_seconds=0.0,
-    num_scheduler_steps=1,
-    graph_batch=None,
-    api=None,
-    schedule_ahead=False,
-    sliding_groups=0,
-    window_blocks=0,
-    window_tokens=0,
-    full_groups=1,
-    compiled=False,
-    **sched,
-):
-    """Run ``sessions`` to completion; returns (records, instances, simulation)
-    (``compiled``: the instances run the engine's numba kernels)."""
-    sim = build_simulation(
-        sessions, num_blocks=num_blocks, block_size=block_size, cost=cost,
-        fast_forward=fast_forward, num_instances=num_instances, router=router,
-        cpu_blocks=cpu_blocks, load_seconds=load_seconds,
-        num_scheduler_steps=num_scheduler_steps, graph_batch=graph_batch, api=api,
-        schedule_ahead=schedule_ahead, sliding_groups=sliding_groups,
-        window_blocks=window_blocks, window_tokens=window_tokens, full_groups=full_groups,
-        compiled=compiled, **sched,
-    )  # fmt: skip
+def run_sessions(sessions, **kw):
+    """Run ``sessions`` to completion on :func:`build_simulation`'s simulation (its keyword
+    arguments); returns (records, instances, simulation)."""
+    sim = build_simulation(sessions, **kw)
     sim.run()
     return sim.records, sim.instances, sim
 
@@ -136,8 +107,10 @@ def build_simulation(
     compiled=False,
     **sched,
 ) -> Simulation:
-    """The simulation :func:`run_sessions` runs (not started: ``run()``, or ``submit`` and
-    ``advance_to`` as the online engine drives it)."""
+    """A simulation of ``sessions`` on ``num_instances`` instances with a stand-in cost model
+    (``LinearCost`` unless ``cost``), not started: ``run()``, or ``submit`` and ``advance_to``
+    as the online engine drives it (``compiled``: the instances run the engine's numba
+    kernels)."""
     cfg = SchedulerConfig(block_size=block_size, **sched)
     cost = cost or LinearCost()
     instances = [
