@@ -298,3 +298,42 @@ def test_an_abort_after_the_last_token_changes_nothing():
     engine.abort(stream)
     assert stream.finish_reason == "length"
     assert engine.sim.records.num_completed == 1 and engine.sim.records.num_skipped == 0
+
+
+def test_an_abort_at_any_instant_of_a_disaggregated_run_leaves_it_clean():
+    """Prefill/decode disaggregation: a request abandoned at each instant something happens
+    (in the API server, on the prefill instance, in the KV transfer, on the decode instance,
+    after it finished) is dropped where it is; the other request always finishes, every
+    instance (decode ones included) ends empty with all its KV blocks back."""
+    probe, _ = _online(disaggregate="1:1")
+    probe.submit(ISL, OSL)
+    probe.submit(ISL, OSL)
+    instants = []
+    while (t := probe.sim.next_event_time()) is not None:
+        instants.append(t)
+        probe._advance(t)
+    outcomes = set()
+    for t in instants:
+        engine, clock = _online(disaggregate="1:1")
+        kept, gone = engine.submit(ISL, OSL), engine.submit(ISL, OSL)
+        engine._advance(t)
+        clock.t = engine.sim.now
+        engine.abort(gone)
+        engine._advance(1e9)
+        records = engine.sim.records
+        assert kept.sent == OSL
+        assert records.num_completed + records.num_skipped == 2
+        outcome = (records.num_completed, gone.sent == OSL)
+        outcomes.add(outcome)
+        if outcome == (2, False):
+            # (Its last step was in flight when the client left: it finished in the engine,
+            # as in vLLM, whose engine core applies the abort after that step.)
+            cols = records.request_columns()
+            finish = cols["finish_s"][cols["session_id"] == gone.index]
+            assert len(finish) == 1 and finish[0] > t
+        for inst in engine.sim.all_instances():
+            assert not inst.waiting and len(inst.running) == 0 and inst.num_outstanding == 0
+            inst.kv.check_invariants()
+            assert inst.kv.num_free_blocks == inst.kv.num_blocks, inst.role
+    # (aborted on the way, and finished before the client left: both happened)
+    assert {(1, False), (2, True)} <= outcomes <= {(1, False), (2, True), (2, False)}

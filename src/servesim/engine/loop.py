@@ -208,15 +208,19 @@ class Simulation:
         self.records.freeze()
         return self.records
 
+    def all_instances(self) -> list[Instance]:
+        """Every instance: those new requests reach and, under disaggregation, the decode
+        instances behind them."""
+        if self.handoff is None:
+            return list(self.instances)
+        return [*self.instances, *self.handoff.decode_instances]
+
     def _check_drained(self) -> None:
         """With no event left, every request routed to an instance must have finished: one
         still queued or running was stranded (a queue head that no admission lets in stops an
         idle instance for ever), and a summary of the others would hide it. That is a defect
         of the simulator, not of the scenario: stop rather than report partial figures."""
-        instances = list(self.instances)
-        if self.handoff is not None:
-            instances += self.handoff.decode_instances
-        stranded = [(inst, inst.num_outstanding) for inst in instances if inst.num_outstanding]
+        stranded = [(i, i.num_outstanding) for i in self.all_instances() if i.num_outstanding]
         if stranded:
             inst, count = stranded[0]
             head = inst.waiting[0] if inst.waiting else None
@@ -259,9 +263,10 @@ class Simulation:
         dropped where it is, as vLLM aborts the request of a client that disconnects. Queued
         or running on an instance, that instance frees it (:meth:`Instance.abort`); still in
         the API server or in a KV transfer, it is dropped when it gets there. Counted as
-        skipped, reason ``aborted``; a request that finished first is not affected."""
+        skipped, reason ``aborted``; a request that finished first, or finishes in the step
+        in flight, is not affected (it completes in the engine; the client is gone)."""
         self._aborted_sessions.add(session_id)
-        for instance in self.instances:
+        for instance in self.all_instances():
             where = instance.abort(session_id)
             if where == "dropped":
                 self.records.request_skipped(ABORTED)
