@@ -283,23 +283,27 @@ def test_engine_invariants(
     api=st.booleans(),
     abort_share=st.floats(0.1, 1.0),
     compiled=st.sampled_from([False, True] if numba_available() else [False]),
+    sliding=st.sampled_from([0, 0, 1, -1]),  # (-1: every layer slides)
 )
 def test_aborted_requests_leave_the_engine_clean(
     n, seed, num_blocks, block_size, policy, budget, ahead, admission, cpu_blocks, instances,
-    api, abort_share, compiled,
+    api, abort_share, compiled, sliding,
 ):  # fmt: skip
     """Clients going away at random instants, driven as the online server drives the engine
-    (``submit``, ``advance_to``, ``abort``): every request finishes once with its tokens or
-    is skipped as ``aborted``, never both; a request not abandoned always finishes; and the
-    instances end empty, every KV block returned."""
-    sessions = property_sessions(n, seed, num_blocks, block_size)
+    (``submit``, ``advance_to``, ``abort``; sliding-window layouts too): every request
+    finishes once with its tokens or is skipped as ``aborted``, never both; a request not
+    abandoned always finishes; and the instances end empty, every KV block returned."""
+    only = sliding == -1 and cpu_blocks == 0
+    sliding = 1 if sliding and cpu_blocks == 0 else 0
+    sessions = property_sessions(n, seed, num_blocks, block_size, sliding)
     rng = np.random.default_rng(seed)
     sim = build_simulation(
         [], num_blocks=num_blocks, block_size=block_size, policy=policy,
         max_num_batched_tokens=budget, fast_forward=False, schedule_ahead=ahead,
         admission=admission, cpu_blocks=cpu_blocks, load_seconds=1e-4,
         num_instances=instances, api=ApiLatency(request_s=0.004, stream_s=0.001) if api else None,
-        compiled=compiled,
+        compiled=compiled, sliding_groups=sliding, window_blocks=3, window_tokens=2 * block_size,
+        full_groups=0 if only else 1, enable_prefix_caching=not only,
     )  # fmt: skip
     abandoned = [s.session_id for s in sessions if rng.random() < abort_share]
     actions = [(s.start_s, 0, s) for s in sessions]
