@@ -192,6 +192,14 @@ def test_a_run_keeps_its_records_bit_for_bit_in_the_integer_columns(name):
             else:
                 np.testing.assert_allclose(a[column], b[column], rtol=1e-12, err_msg=column)
     np.testing.assert_array_equal(ref.records.step_features(), fast.records.step_features())
+    # The inter-token gaps the compiled commits write straight into the run's log.
+    (ref_values, ref_weights), (values, weights) = ref.records.itl_pairs(), fast.records.itl_pairs()
+    np.testing.assert_array_equal(ref_weights, weights)
+    np.testing.assert_allclose(ref_values, values, rtol=1e-12)
+    # The decode batches' shared new-token buffer was read, never written.
+    from servesim.engine import instance
+
+    assert (instance._ones_buffer == 1).all()
 
 
 def test_a_decode_span_plan_is_the_scheduler_s_reservation_and_span_length():
@@ -327,10 +335,15 @@ def test_the_compiled_gap_folding_is_the_reference_folding():
         np.array([step]),
         np.zeros(0),
     ):
-        got, want = fold_gaps(gaps, step), _fold_gaps(gaps, step)
-        for g, w in zip(got, want, strict=True):
-            np.testing.assert_array_equal(g, w)
-            assert g.dtype == w.dtype
+        want = _fold_gaps(gaps, step)
+        # (Written into a log after what it held, from the position given: nothing else.)
+        values, weights = np.full(len(gaps) + 5, -1.0), np.full(len(gaps) + 5, -1)
+        end = fold_gaps(np.concatenate((gaps, [7.0])), len(gaps), step, values, weights, 2)
+        assert end == 2 + len(want[0])
+        np.testing.assert_array_equal(values[2:end], want[0])
+        np.testing.assert_array_equal(weights[2:end], want[1])
+        assert (values[:2] == -1).all() and (values[end:] == -1).all()
+        assert (weights[:2] == -1).all() and (weights[end:] == -1).all()
 
 
 def test_the_compiled_reads_of_a_batch_are_numpy_s():
@@ -366,10 +379,16 @@ def test_the_compiled_reads_of_a_batch_are_numpy_s():
             (features, np.add.reduce(features[:m], axis=0)),
             (np.zeros((0, 0)), []),
         ):
-            summed = commit_span(
-                rows.copy(), np.zeros(4), 4, m, 1.0, durations, 2.0, 16, GROW_PRIVATE, table_f
-            )[-1]
+            log, log_weights = np.zeros(m + 5), np.zeros(m + 5, dtype=np.int64)
+            end, _, _, summed = commit_span(
+                rows.copy(), np.zeros(4), 4, m, 1.0, durations, 2.0, 16, GROW_PRIVATE, table_f,
+                np.zeros(4, dtype=bool), log, log_weights, 2,
+            )  # fmt: skip
             np.testing.assert_array_equal(summed, want)
+            # Its gaps: each row's first (1 s after its last token at 0), then a step each.
+            assert end == 2 + 4 + m - 1
+            np.testing.assert_array_equal(log[2:end], [1.0] * 4 + durations[1:m].tolist())
+            np.testing.assert_array_equal(log_weights[2:end], [1] * 4 + [4] * (m - 1))
     table = np.zeros((7, 64), dtype=np.int64)
     n = 9
     table[PROMPT, :n] = rng.integers(1, 500, n)

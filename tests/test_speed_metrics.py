@@ -113,6 +113,31 @@ def test_itl_weights_are_four_bytes_and_widen_when_one_does_not_fit():
     assert values.tolist() == [0.1, 0.2]
 
 
+@pytest.mark.parametrize("compiled", ["on", "off"])
+def test_the_gap_log_moves_on_when_its_scratch_fills(monkeypatch, compiled):
+    """Inter-token pairs written into a scratch of 7 (moved into the buffers every few steps,
+    a span's pairs past it growing it) log exactly what the default scratch logs."""
+    if compiled == "on":
+        pytest.importorskip("numba")
+    scenario = build_scenario(
+        {
+            "workload": {
+                "num_requests": 60,
+                "input_len": {"kind": "lognormal", "median": 300, "sigma": 1.0, "max": 4000},
+                "output_len": {"kind": "lognormal", "median": 60, "sigma": 1.0, "max": 600},
+                "arrival": {"kind": "poisson", "rate": 4.0},
+            },
+            "compiled": compiled,
+        }
+    )
+    want = simulate(scenario).records.itl_pairs()
+    monkeypatch.setattr(RunRecords, "_ITL_SCRATCH", 7)
+    got = simulate(scenario).records.itl_pairs()
+    assert len(want[0]) > 100
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_step_features_keep_only_the_columns_some_record_uses():
     """The features are stored a column per feature some record has non-zero (a dense model
     leaves half of them zero); reads give back every column, a late one back-filled."""

@@ -14,67 +14,66 @@ from servesim.engine.running import COMPUTED, MAX_OUT, NBLOCKS, NSHARED, PROMPT,
 
 
 @njit(cache=True)
-def fold_gaps(gaps, step_s):
-    """``instance._fold_gaps``: gaps equal to the step share one (value, weight) pair, first."""
-    n = gaps.shape[0]
+def fold_gaps(gaps, num_gaps, step_s, values, weights, pos):
+    """``instance._fold_gaps`` of the first ``num_gaps`` of ``gaps``, written into ``values``
+    and ``weights`` from ``pos`` (the run's inter-token log, ``RunRecords.itl_room``, with
+    room for ``num_gaps``): gaps equal to the step share one pair, first. Returns the
+    position after the last pair written."""
     same = 0
-    for i in range(n):
+    for i in range(num_gaps):
         if gaps[i] == step_s:
             same += 1
-    if same == 0:
-        return gaps, np.ones(n, dtype=np.int64)
-    if same == n:
-        values = np.empty(1)
-        values[0] = step_s
-        weights = np.empty(1, dtype=np.int64)
-        weights[0] = same
-        return values, weights
-    values = np.empty(n - same + 1)
-    weights = np.ones(n - same + 1, dtype=np.int64)
-    values[0] = step_s
-    weights[0] = same
-    j = 1
-    for i in range(n):
+    if same:
+        values[pos] = step_s
+        weights[pos] = same
+        pos += 1
+    for i in range(num_gaps):
         if gaps[i] != step_s:
-            values[j] = gaps[i]
-            j += 1
-    return values, weights
+            values[pos] = gaps[i]
+            weights[pos] = 1
+            pos += 1
+    return pos
 
 
 @njit(cache=True)
-def _finished(table, n):
-    """Rows whose outputs reached their maximum, and whether there is any."""
-    done = np.empty(n, dtype=np.bool_)
+def _finished(table, n, done):
+    """Marks in ``done`` (a buffer of at least ``n``) the rows whose outputs reached their
+    maximum; returns whether there is any. (Written into the caller's buffer: an array
+    returned from a kernel costs ~0.5 µs to box.)"""
     any_done = False
     for i in range(n):
         done[i] = table[TOKENS, i] - table[PROMPT, i] >= table[MAX_OUT, i]
         any_done = any_done or done[i]
-    return done, any_done
+    return any_done
 
 
 @njit(cache=True)
-def commit_decode_step(table, last, n, end, start):
-    """One decode step of every row (``complete_step``'s first branch): (gap values, weights,
-    finished rows, any finished)."""
+def commit_decode_step(table, last, n, end, start, done, values, weights, pos):
+    """One decode step of every row (``complete_step``'s first branch): (the position after
+    its inter-token pairs, written from ``pos`` as :func:`fold_gaps` writes them, any
+    finished), the finished rows marked in ``done``'s first ``n``."""
     gaps = np.empty(n)
     for i in range(n):
         gaps[i] = end - last[i]
         table[COMPUTED, i] += 1
         table[TOKENS, i] += 1
         last[i] = end
-    values, weights = fold_gaps(gaps, end - start)
-    done, any_done = _finished(table, n)
-    return values, weights, done, any_done
+    pos = fold_gaps(gaps, n, end - start, values, weights, pos)
+    return pos, _finished(table, n, done)
 
 
 @njit(cache=True)
-def commit_mixed_step(table, last, n, new_tokens, end, start):
-    """One step with prompt work (``complete_step``'s second branch): (gap values, weights,
-    decode tokens, rows that emitted their first token, finished rows, any finished)."""
+def commit_mixed_step(
+    table, last, n, new_tokens, end, start, done, first, values, weights, pos
+):  # fmt: skip
+    """One step with prompt work (``complete_step``'s second branch): (the position after its
+    inter-token pairs, written from ``pos`` as :func:`fold_gaps` writes them, decode tokens,
+    rows that emitted their first token, any finished); those rows are the
+    first entries of ``first``, the finished rows marked in ``done``'s first ``n`` (buffers
+    of at least ``n``)."""
     gaps = np.empty(n)
     num_gaps = 0
     decode_tokens = 0
-    first = np.empty(n, dtype=np.int64)
     num_first = 0
     for i in range(n):
         need = table[TOKENS, i] - table[COMPUTED, i]
@@ -92,9 +91,8 @@ def commit_mixed_step(table, last, n, new_tokens, end, start):
             if not had_output:
                 first[num_first] = i
                 num_first += 1
-    values, weights = fold_gaps(gaps[:num_gaps].copy(), end - start)
-    done, any_done = _finished(table, n)
-    return values, weights, decode_tokens, first[:num_first], done, any_done
+    pos = fold_gaps(gaps, num_gaps, end - start, values, weights, pos)
+    return pos, decode_tokens, num_first, _finished(table, n, done)
 
 
 @njit(cache=True)
@@ -180,23 +178,25 @@ def grow_mode(kv) -> int:
 
 
 @njit(cache=True)
-def commit_span(table, last, n, m, first_end, durations, end, block_size, grow, features):
-    """A decode span of ``m`` steps (``complete_step``'s last branch): (gap values, weights,
-    KV blocks the rows grew by, finished rows, any finished, the span's ``features`` summed
-    over its ``m`` steps as :func:`sum_steps`; empty when ``features`` is). The rows' block
+def commit_span(
+    table, last, n, m, first_end, durations, end, block_size, grow, features, done, values,
+    weights, pos,
+):  # fmt: skip
+    """A decode span of ``m`` steps (``complete_step``'s last branch): (the position after
+    its ``n + m - 1`` inter-token pairs, written from ``pos``, KV blocks the rows grew by, any
+    finished, the span's ``features`` summed over its ``m`` steps as :func:`sum_steps`; empty
+    when ``features`` is), the finished rows marked in ``done``'s first ``n``. The rows' block
     counts grow here as ``grow`` says; where they do not, the blocks grown are -1 and the
     caller grows them."""
-    values = np.empty(n + m - 1)
-    weights = np.empty(n + m - 1, dtype=np.int32)
     for i in range(n):
-        values[i] = first_end - last[i]
-        weights[i] = 1
+        values[pos + i] = first_end - last[i]
+        weights[pos + i] = 1
         table[COMPUTED, i] += m
         table[TOKENS, i] += m
         last[i] = end
     for j in range(1, m):
-        values[n + j - 1] = durations[j]
-        weights[n + j - 1] = n
+        values[pos + n + j - 1] = durations[j]
+        weights[pos + n + j - 1] = n
     grown = -1 if grow == GROW_IN_PYTHON else 0
     if grow == GROW_UNLESS_NAMED:
         for i in range(n):
@@ -209,9 +209,9 @@ def commit_span(table, last, n, m, first_end, durations, end, block_size, grow, 
             if extra > 0:
                 table[NBLOCKS, i] += extra
                 grown += extra
-    done, any_done = _finished(table, n)
+    any_done = _finished(table, n, done)
     summed = sum_steps(features, m) if features.shape[0] else np.empty(0)
-    return values, weights, grown, done, any_done, summed
+    return pos + n + m - 1, grown, any_done, summed
 
 
 @njit(cache=True)

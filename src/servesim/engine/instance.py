@@ -42,7 +42,7 @@ import numpy as np
 from servesim.engine.admission import Admission
 from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.pricing import Speculation, StepCost
-from servesim.engine.records import StepRecord
+from servesim.engine.records import RunRecords, StepRecord
 from servesim.engine.request import Request
 from servesim.engine.running import (
     COMPUTED,
@@ -68,6 +68,17 @@ _NO_ROWS = np.zeros((0, 0))
 
 _sum, _min, _max = np.add.reduce, np.minimum.reduce, np.maximum.reduce
 """Reductions as the ufuncs themselves (``ndarray.sum`` adds a Python layer per call)."""
+
+_ones_buffer = np.ones(1024, dtype=np.int64)
+
+
+def _one_token_each(n: int) -> np.ndarray:
+    """``n`` ones (int64): a decode batch's new tokens, as a view of a shared buffer, which
+    nothing writes to (``np.ones`` cost ~1.4 µs, 3% of a low-load run's event loop)."""
+    global _ones_buffer
+    if n > len(_ones_buffer):
+        _ones_buffer = np.ones(2 * n, dtype=np.int64)
+    return _ones_buffer[:n]
 
 
 @dataclass(slots=True)
@@ -108,8 +119,6 @@ class StepOutcome(NamedTuple):
     finished: list[Request]
     first_tokens: list[Request]
     record: StepRecord
-    itl_values: np.ndarray
-    itl_weights: np.ndarray
     features: np.ndarray
     aborted: list[Request] = []
     """Requests whose client went away during the step, dropped at its end (:meth:`Instance.
@@ -413,7 +422,7 @@ class Instance:
             assert kv.allocate_private(grown), "blocks were checked to fit"
         if self.state.admission is not None:
             self.state.admission.decode_steps(1)  # (as ``schedule`` counts a decode step)
-        batch = ScheduledBatch(np.ones(n, dtype=np.int64), 0, 0, one_token_each=True)
+        batch = ScheduledBatch(_one_token_each(n), 0, 0, one_token_each=True)
         self._idle = False
         ends, durations, features = self._price(
             batch, slice(None), running.computed, n, num_steps, False, now
@@ -613,8 +622,9 @@ class Instance:
                 hi = mid
         return lo
 
-    def complete_step(self) -> StepOutcome:
-        """Commit the in-flight step's tokens; free and return the finished requests.
+    def complete_step(self, itl_log: RunRecords) -> StepOutcome:
+        """Commit the in-flight step's tokens; free and return the finished requests. The
+        inter-token gaps the step's tokens close go to ``itl_log`` (the run's records).
 
         (With ``compiled`` on, the three common branches run in ``engine/_commit_kernels.py``,
         which mirrors them: a change to one goes to the other; ``tests/test_compiled.py``
@@ -657,29 +667,37 @@ class Instance:
 
         spec_proposed = spec_accepted = spec_rows = 0
         done = None  # (the finished rows, where a compiled commit found them)
+        logged = None  # (where a compiled commit's gaps end in ``itl_log``)
         summed = None  # (the span's features summed, where a compiled commit summed them)
         if commit is not None and m == 1 and span.batch.drafts is None:
             table, last = running.arrays()
+            done, first = running.commit_buffers()
+            log, log_weights, pos = itl_log.itl_room(n)
             if span.pure_decode:
-                itl_values, itl_weights, done, any_done = commit.commit_decode_step(
-                    table, last, n, end, span.start_s
+                logged, any_done = commit.commit_decode_step(
+                    table, last, n, end, span.start_s, done, log, log_weights, pos
                 )
                 prefill_tokens, decode_tokens = 0, n
             else:
-                itl_values, itl_weights, decode_tokens, first, done, any_done = (
-                    commit.commit_mixed_step(table, last, n, new_tokens, end, span.start_s)
-                )
+                logged, decode_tokens, num_first, any_done = commit.commit_mixed_step(
+                    table, last, n, new_tokens, end, span.start_s, done, first, log,
+                    log_weights, pos,
+                )  # fmt: skip
                 prefill_tokens = span.num_tokens - decode_tokens
-                for i in first.tolist():
-                    req = running.reqs[i]
-                    req.first_token_s = end
-                    first_tokens.append(req)
+                if num_first:
+                    for i in first[:num_first].tolist():
+                        req = running.reqs[i]
+                        req.first_token_s = end
+                        first_tokens.append(req)
         elif commit is not None and m > 1 and not span.is_round:
             table, last = running.arrays()
+            done = running.commit_buffers()[0]
+            log, log_weights, pos = itl_log.itl_room(n + m - 1)
             features = span.features
-            itl_values, itl_weights, grown, done, any_done, summed = commit.commit_span(
+            logged, grown, any_done, summed = commit.commit_span(
                 table, last, n, m, float(span.ends_s[0]), span.durations, end, bs,
-                self._grow_mode, features if features.flags.c_contiguous else _NO_ROWS,
+                self._grow_mode, features if features.flags.c_contiguous else _NO_ROWS, done,
+                log, log_weights, pos,
             )  # fmt: skip
             if grown < 0:
                 _grow_to_computed(running, kv, ints)
@@ -764,7 +782,12 @@ class Instance:
             last_token[:] = end
 
         if sent_at is not None:
-            itl_values, itl_weights = self._chunked_gaps(sent_at, end, span)
+            # (The client sees a gap per chunk sent: those replace the step's own.)
+            itl_log.itl(*self._chunked_gaps(sent_at, end, span))
+        elif logged is not None:
+            itl_log.itl_written(logged)
+        else:
+            itl_log.itl(itl_values, itl_weights)
         if old_blocks_full is not None:
             # Only shared blocks are published; rows with none skip the Python work.
             fills = (computed // bs > old_blocks_full) & (old_blocks_full < ints[NSHARED])
@@ -777,7 +800,8 @@ class Instance:
                 done = (tokens - prompt) >= ints[MAX_OUT]
                 any_done = _max(done)
             if any_done:
-                finished = running.remove(done, commit.remove_rows if commit else None)
+                # (A compiled commit marked the first n entries of a longer buffer.)
+                finished = running.remove(done[:n], commit.remove_rows if commit else None)
         for req in finished:
             req.finish_s = end
             kv.free(req)
@@ -811,9 +835,7 @@ class Instance:
             features = commit.sum_steps(features, m)
         else:
             features = _sum(features[:m], axis=0)
-        return StepOutcome(
-            finished, first_tokens, record, itl_values, itl_weights, features, aborted
-        )
+        return StepOutcome(finished, first_tokens, record, features, aborted)
 
 
 def span_ends(start: float, durations: np.ndarray) -> np.ndarray:

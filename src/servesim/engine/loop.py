@@ -441,12 +441,10 @@ class Simulation:
     def _on_step_done(self, instance: Instance, generation: int) -> list[Event]:
         if generation != instance.generation or not instance.busy:
             return []  # superseded: the span was truncated and rescheduled
-        outcome = instance.complete_step()
+        outcome = instance.complete_step(self.records)
         if self.on_step is not None:
             self.on_step(instance, outcome)
         self.records.step_done(outcome.record, outcome.features)
-        if len(outcome.itl_values):
-            self.records.itl(outcome.itl_values, outcome.itl_weights)
         events: list[Event] = []
         for _ in outcome.aborted:
             self.records.request_skipped(ABORTED)

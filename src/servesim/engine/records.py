@@ -129,12 +129,15 @@ until the next flush, which reads a run of them back as columns in numpy)."""
 class RunRecords:
     """Collects request, step and inter-token-latency records of one run.
 
-    NOTE: records arrive as tuples and arrays and are moved into the column buffers a batch
-    at a time (:meth:`_flush`): one append per record instead of one per column. The arrays
-    passed in are kept until then, so callers must not change them afterwards.
+    NOTE: records arrive packed as bytes and are moved into the column buffers a batch at a
+    time (:meth:`_flush`): one append per record instead of one per column. Inter-token pairs
+    are written into a scratch log (:meth:`itl_room`; the compiled commits write there
+    directly) and moved the same way.
     """
 
     _FLUSH_EVERY = 2048
+    _ITL_SCRATCH = 1 << 16
+    """Inter-token pairs the scratch log holds before it is moved into the buffers."""
 
     def __init__(self) -> None:
         self.requests = {c: array("q" if c in _REQUEST_INT else "d") for c in REQUEST_COLUMNS}
@@ -159,7 +162,9 @@ class RunRecords:
         self._pending_requests: list[bytes] = []
         self._pending_steps: list[bytes] = []
         self._pending_features: list[bytes] = []
-        self._pending_itl: list[tuple[np.ndarray, np.ndarray]] = []
+        self._itl_scratch = np.empty(self._ITL_SCRATCH)
+        self._itl_scratch_weights = np.empty(self._ITL_SCRATCH, dtype=np.int64)
+        self._itl_used = 0
 
     def request_done(self, req: Request) -> None:
         pending = self._pending_requests
@@ -206,9 +211,42 @@ class RunRecords:
             self._flush()
 
     def itl(self, values: np.ndarray, weights: np.ndarray) -> None:
-        self._pending_itl.append((values, weights))
-        if len(self._pending_itl) >= self._FLUSH_EVERY:
-            self._flush()
+        """Log inter-token gaps (s) as (value, weight) pairs, after those logged before."""
+        k = len(values)
+        scratch, scratch_weights, used = self.itl_room(k)
+        scratch[used : used + k] = values
+        scratch_weights[used : used + k] = weights
+        self._itl_used = used + k
+
+    def itl_room(self, need: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(values, weights, position): where ``need`` more inter-token pairs can be written,
+        from that position on. A writer reports the position after its last pair with
+        :meth:`itl_written`; until then what it wrote is not logged (a step whose pairs are
+        replaced, as a stream interval's chunks replace its gaps, just does not report)."""
+        used = self._itl_used
+        if used + need > len(self._itl_scratch):
+            self._flush_itl()
+            used = 0
+            if need > len(self._itl_scratch):
+                self._itl_scratch = np.empty(2 * need)
+                self._itl_scratch_weights = np.empty(2 * need, dtype=np.int64)
+        return self._itl_scratch, self._itl_scratch_weights, used
+
+    def itl_written(self, position: int) -> None:
+        """The pairs written into :meth:`itl_room`'s arrays up to ``position`` are logged."""
+        self._itl_used = position
+
+    def _flush_itl(self) -> None:
+        used = self._itl_used
+        if not used:
+            return
+        self.itl_values.frombytes(self._itl_scratch[:used].tobytes())
+        weights = self._itl_scratch_weights[:used]
+        if self.itl_weights.typecode == "i" and _max(weights) > _INT32_MAX:
+            self.itl_weights = array("q", self.itl_weights)
+        dtype = np.dtype(self.itl_weights.typecode)
+        self.itl_weights.frombytes(weights.astype(dtype).tobytes())
+        self._itl_used = 0
 
     def _flush(self) -> None:
         """Move the pending records into the column buffers."""
@@ -229,15 +267,7 @@ class RunRecords:
                 column.frombytes(np.ascontiguousarray(block[:, j]).tobytes())
             self._num_feature_rows += len(block)
             self._pending_features = []
-        if self._pending_itl:
-            values = np.concatenate([v for v, _ in self._pending_itl], axis=None)
-            weights = np.concatenate([w for _, w in self._pending_itl], axis=None)
-            self.itl_values.frombytes(values.astype(np.float64, copy=False).tobytes())
-            if self.itl_weights.typecode == "i" and len(weights) and _max(weights) > _INT32_MAX:
-                self.itl_weights = array("q", self.itl_weights)
-            dtype = np.dtype(self.itl_weights.typecode)
-            self.itl_weights.frombytes(weights.astype(dtype, copy=False).tobytes())
-            self._pending_itl = []
+        self._flush_itl()
 
     # --- columnar views -----------------------------------------------------------------
 

@@ -28,6 +28,8 @@ class RunningTable:
         self._cap = capacity
         self._ints = np.zeros((_NUM_INT_COLUMNS, capacity), dtype=np.int64)
         self._last_token = np.zeros(capacity, dtype=np.float64)
+        self._done = np.zeros(capacity, dtype=np.bool_)
+        self._first = np.zeros(capacity, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.reqs)
@@ -36,6 +38,12 @@ class RunningTable:
         """(integer table, last-token times) over the whole capacity, the first ``len(self)``
         columns live: what the compiled commits (``engine._commit_kernels``) update in place."""
         return self._ints, self._last_token
+
+    def commit_buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """(finished-row marks, row indexes) of the table's capacity: where the compiled
+        commits write the rows that finished and those that emitted a first token (only
+        what they report as written is meaningful; the next commit overwrites it)."""
+        return self._done, self._first
 
     def columns(self) -> np.ndarray:
         """The integer columns of the live rows, shape (columns, rows), indexed by
@@ -108,6 +116,8 @@ class RunningTable:
         last = np.zeros(self._cap, dtype=np.float64)
         last[:n] = self._last_token
         self._ints, self._last_token = ints, last
+        self._done = np.zeros(self._cap, dtype=np.bool_)
+        self._first = np.zeros(self._cap, dtype=np.int64)
 
     def append(self, req: Request, shareable: int = 0, max_out: int | None = None) -> None:
         """Add ``req`` at the end (the newest request, first to be preempted).
