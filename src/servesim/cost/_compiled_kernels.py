@@ -280,37 +280,90 @@ def _finish(
     return gpu + host + over
 
 
-@njit(cache=True)
-def step_seconds_features(
-    new_tokens, context, pad, has_moe, hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys,
-    sum_features, sum_tables, curve_cols, curve_features, curve_table, grid,
-):  # fmt: skip
-    """(seconds, features) of one step: ``StepCostModel.step_with_features``."""
-    f = _step_features(new_tokens, context, pad, has_moe, floats)
-    sec = seconds_one(
-        f, hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys, sum_features, sum_tables,
-        curve_cols, curve_features, curve_table, grid,
-    )  # fmt: skip
-    return sec, f
+NUM_MODEL_ARRAYS = 13
+"""The model's arrays :func:`_model` unpacks: hot, ints, floats, occupancy columns, ramp rows,
+ramp xs, ramp ys, summed features, summed tables, curve columns, curve features, curve table,
+grid (``CompiledStepCost.__init__`` packs them)."""
 
 
 @njit(cache=True)
-def span_seconds_features(
-    context, num_steps, pad, start, given, absorbed, has_moe, hot, ints, floats, occ_cols, ramp,
-    ramp_xs, ramp_ys, sum_features, sum_tables, curve_cols, curve_features, curve_table, grid,
+def _floats_2d(packed, layout, j):
+    at, rows, cols = layout[3 * j], layout[3 * j + 1], layout[3 * j + 2]
+    return packed[at : at + rows * cols].reshape((rows, cols))
+
+
+@njit(cache=True)
+def _floats_1d(packed, layout, j):
+    at, rows = layout[3 * j], layout[3 * j + 1]
+    return packed[at : at + rows]
+
+
+@njit(cache=True)
+def _ints_1d(layout, j):
+    at, rows = layout[3 * j], layout[3 * j + 1]
+    return layout[at : at + rows]
+
+
+@njit(cache=True)
+def _model(packed, layout):
+    """The model's arrays (:data:`NUM_MODEL_ARRAYS`, in the order ``seconds_one`` takes them)
+    as views of ``packed`` (every float array, flat) and ``layout`` (each array's offset, rows
+    and columns, then every integer array): two arguments a call instead of thirteen, each
+    array argument costing a kernel call ~50 ns to check."""
+    return (
+        _floats_2d(packed, layout, 0),
+        _ints_1d(layout, 1),
+        _floats_1d(packed, layout, 2),
+        _ints_1d(layout, 3),
+        _floats_2d(packed, layout, 4),
+        _floats_1d(packed, layout, 5),
+        _floats_1d(packed, layout, 6),
+        _ints_1d(layout, 7),
+        _floats_2d(packed, layout, 8),
+        _ints_1d(layout, 9),
+        _ints_1d(layout, 10),
+        _floats_2d(packed, layout, 11),
+        _floats_2d(packed, layout, 12),
+    )
+
+
+@njit(cache=True)
+def seconds_packed(f, packed, layout):
+    """:func:`seconds_one` of the packed model (:func:`_model`)."""
+    return seconds_one(f, *_model(packed, layout))
+
+
+@njit(cache=True)
+def step_into(new_tokens, context, pad, has_moe, packed, layout, features):
+    """The seconds of one step (``StepCostModel.step_with_features``), its features written
+    into row 0 of ``features`` (the caller's buffer: an array returned costs ~0.5 µs to box)."""
+    model = _model(packed, layout)
+    f = features[0]
+    f[:] = _step_features(new_tokens, context, pad, has_moe, model[2])
+    return seconds_one(f, *model)
+
+
+@njit(cache=True)
+def span_into(
+    context, num_steps, pad, start, given, absorbed, has_moe, packed, layout, seconds, ends,
+    features,
 ):  # fmt: skip
-    """(seconds of each step, features of each step, end of each step) of a decode span
-    starting at ``start``: ``StepCostModel.decode_span_with_features`` (``given``: the features
-    when the caller computed them, a sliding-window model; else empty and computed here;
-    ``pad`` more rows of one token over an empty context at every step), and
-    ``start + np.add.accumulate(seconds)``, the same additions in the same order."""
+    """A decode span starting at ``start`` (``StepCostModel.decode_span_with_features``)
+    written into the caller's buffers (at least ``num_steps`` rows each): each step's seconds,
+    its end (``start`` plus the steps so far, added one at a time as step-by-step simulation
+    adds them) and its features (``given``: the features when the caller computed them, a
+    sliding-window model; else empty and computed here; ``pad`` more rows of one token over an
+    empty context at every step). Returns the last step's end."""
+    hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys, sum_features, sum_tables, curve_cols, \
+        curve_features, curve_table, grid = _model(packed, layout)  # fmt: skip
     k, eager, overlap, has_curves = ints[0], ints[2], ints[3], ints[5]
     real = float(context.shape[0])
     rows = real + float(pad)
+    f = features[:num_steps]
     if given.shape[0] > 0:
-        f = given
+        f[:] = given[:num_steps]
     else:
-        f = np.zeros((num_steps, NUM_FEATURES))
+        f[:] = 0.0
         sum_c = 0.0
         for i in range(context.shape[0]):
             sum_c += float(context[i])
@@ -333,7 +386,6 @@ def span_seconds_features(
                 f[j, K] = span
             if has_moe:
                 _moe(rows, floats, f[j])
-    seconds = np.empty(num_steps)
     total = _curves_total(f[0], sum_features, sum_tables) if has_curves and not eager else 0.0
     sec = np.empty(k)
     mem = np.empty(k)
@@ -350,7 +402,6 @@ def span_seconds_features(
         fixed[i] = 0.0
     base = _product(fixed, hot)
     x = np.empty(base.shape[0])
-    ends = np.empty(num_steps)
     end = start
     for j in range(num_steps):
         fj = f[j]
@@ -379,4 +430,4 @@ def span_seconds_features(
         # (Each end the previous plus this step, as step-by-step simulation adds them.)
         end += seconds[j]
         ends[j] = end
-    return seconds, f, ends
+    return end

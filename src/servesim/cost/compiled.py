@@ -71,6 +71,8 @@ class CompiledStepCost:
         self._plain_features = not fm.window and not fm.absorb_max >= 1.0
         """Features made inside the kernels (no sliding window, no MLA absorption)."""
         self._has_moe = moe is not None
+        self.num_features = _F.NUM_FEATURES
+        """Columns of the features the ``*_into`` methods write."""
         self._no_features = np.zeros((0, _F.NUM_FEATURES))
         # Integer switches: operators, first busy-compute column, eager, host overlaps,
         # occupancy stretch, measured curves.
@@ -123,71 +125,121 @@ class CompiledStepCost:
         grid = np.ascontiguousarray(
             np.vstack([LOG_M_GRID, np.arange(len(LOG_M_GRID), dtype=np.float64)])
         )
-        self._args = (
-            np.ascontiguousarray(hot, dtype=np.float64), ints, floats, occ_cols, ramp_rows,
-            ramp_xs, ramp_ys, sum_features, sum_tables, curve_cols, curve_features, curve_table,
-            grid,
+        self._model_arrays = _pack(
+            (
+                np.ascontiguousarray(hot, dtype=np.float64), ints, floats, occ_cols, ramp_rows,
+                ramp_xs, ramp_ys, sum_features, sum_tables, curve_cols, curve_features,
+                curve_table, grid,
+            )
         )  # fmt: skip
-        """The model's arrays, in the order every kernel takes them after its own."""
+        """The model's arrays packed in two (``_compiled_kernels._model`` unpacks them), the
+        last two arguments of every kernel."""
         kernels = _kernels()
-        self._step = kernels.step_seconds_features
-        self._seconds_one = kernels.seconds_one
-        self._span = kernels.span_seconds_features
+        self._step_into = kernels.step_into
+        self._seconds_packed = kernels.seconds_packed
+        self._span_into = kernels.span_into
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
+
+    def step_into(
+        self, new_tokens: np.ndarray, context_lens: np.ndarray, pad: int, features: np.ndarray
+    ) -> float:
+        """Seconds of one step, as ``StepCostModel.step_with_features``, its features written
+        into row 0 of ``features`` (a buffer of :data:`~servesim.cost.features.NUM_FEATURES`
+        columns)."""
+        if self._plain_features:
+            return self._step_into(
+                new_tokens.astype(np.int64, copy=False),
+                context_lens.astype(np.int64, copy=False),
+                pad,
+                self._has_moe,
+                *self._model_arrays,
+                features,
+            )
+        if pad:
+            new_tokens, context_lens = padded_rows(new_tokens, context_lens, pad)
+        f = self.model.feature_map.step(new_tokens, context_lens)
+        features[0] = f
+        return self._seconds_packed(f, *self._model_arrays)
 
     def step_with_features(
         self, new_tokens: np.ndarray, context_lens: np.ndarray, pad: int = 0
     ) -> tuple[float, np.ndarray]:
         """(seconds, features) of one step, as ``StepCostModel.step_with_features``."""
-        if self._plain_features:
-            return self._step(
-                new_tokens.astype(np.int64, copy=False),
-                context_lens.astype(np.int64, copy=False),
-                pad,
-                self._has_moe,
-                *self._args,
-            )
-        if pad:
-            new_tokens, context_lens = padded_rows(new_tokens, context_lens, pad)
-        f = self.model.feature_map.step(new_tokens, context_lens)
-        return self._seconds_one(f, *self._args), f
+        features = np.empty((1, _F.NUM_FEATURES))
+        return self.step_into(new_tokens, context_lens, pad, features), features[0]
 
-    def decode_span_with_features(
-        self, context_lens: np.ndarray, num_steps: int, pad: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(seconds, features) of each step of a decode span, as the model's."""
-        seconds, features, _ = self._span_call(context_lens, num_steps, pad, 0.0)
-        return seconds, features
-
-    def decode_span_ends(
-        self, context_lens: np.ndarray, num_steps: int, pad: int, start: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(end times, seconds, features) of each step of a decode span starting at
-        ``start``: the ends are ``start + np.add.accumulate(seconds)``, taken in the same call."""
-        seconds, features, ends = self._span_call(context_lens, num_steps, pad, start)
-        return ends, seconds, features
-
-    def _span_call(
-        self, context_lens: np.ndarray, num_steps: int, pad: int, start: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decode_span_into(
+        self,
+        context_lens: np.ndarray,
+        num_steps: int,
+        pad: int,
+        start: float,
+        seconds: np.ndarray,
+        ends: np.ndarray,
+        features: np.ndarray,
+    ) -> float:
+        """A decode span starting at ``start`` (s) written into the buffers (at least
+        ``num_steps`` rows): each step's seconds, its end (``start`` plus the steps so far,
+        added one at a time) and its features. Returns the last end."""
         fm = self.model.feature_map
         # (A sliding window's features come from the reference; the others are made inside.)
         if fm.window:
             given = fm.decode(context_lens, num_steps, pad)
         else:
             given = self._no_features
-        return self._span(
+        return self._span_into(
             context_lens.astype(np.int64, copy=False), num_steps, pad, start, given,
-            fm.absorb_max >= 1.0, self._has_moe, *self._args,
+            fm.absorb_max >= 1.0, self._has_moe, *self._model_arrays, seconds, ends, features,
         )  # fmt: skip
+
+    def decode_span_ends(
+        self, context_lens: np.ndarray, num_steps: int, pad: int, start: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(end times, seconds, features) of each step of a decode span starting at
+        ``start``: the ends are ``start`` plus each step in turn, taken in the same call."""
+        seconds, ends = np.empty(num_steps), np.empty(num_steps)
+        features = np.empty((num_steps, _F.NUM_FEATURES))
+        self.decode_span_into(context_lens, num_steps, pad, start, seconds, ends, features)
+        return ends, seconds, features
+
+    def decode_span_with_features(
+        self, context_lens: np.ndarray, num_steps: int, pad: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds, features) of each step of a decode span, as the model's."""
+        _, seconds, features = self.decode_span_ends(context_lens, num_steps, pad, 0.0)
+        return seconds, features
 
     def decode_round_with_features(
         self, context_lens: np.ndarray, num_steps: int, pad: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         """A multi-step round: the model's own (rare; its host term needs the GPU time)."""
         return self.model.decode_round_with_features(context_lens, num_steps, pad)
+
+
+def _pack(arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(floats, layout): every float array of ``arrays`` flat in one, and each array's
+    (offset, rows, columns: 0 for a vector) followed by every integer array, the offsets into
+    the floats or into the layout itself (``_compiled_kernels._model`` reads them back)."""
+    header = 3 * len(arrays)
+    floats: list[np.ndarray] = []
+    ints: list[np.ndarray] = []
+    layout: list[int] = []
+    float_at, int_at = 0, header
+    for a in arrays:
+        rows, cols = (a.shape[0], a.shape[1]) if a.ndim == 2 else (a.shape[0], 0)
+        if a.dtype.kind == "f":
+            layout += [float_at, rows, cols]
+            floats.append(a.ravel())
+            float_at += a.size
+        else:
+            assert a.ndim == 1
+            layout += [int_at, rows, 0]
+            ints.append(a.astype(np.int64))
+            int_at += a.size
+    packed = np.concatenate(floats) if floats else np.zeros(0)
+    return np.ascontiguousarray(packed), np.concatenate([np.array(layout, np.int64), *ints])
 
 
 def compiled_step_cost(model: StepCostModel) -> CompiledStepCost | None:

@@ -81,6 +81,26 @@ def _one_token_each(n: int) -> np.ndarray:
     return _ones_buffer[:n]
 
 
+class _PricedSteps(NamedTuple):
+    """The buffers the compiled pricing writes an instance's in-flight step (or span) into
+    (an array returned from a compiled call costs ~0.5 µs to box): each step's seconds, end
+    and cost-model features. The next step priced overwrites them."""
+
+    seconds: np.ndarray
+    ends: np.ndarray
+    features: np.ndarray
+
+    def reserve(self, num_steps: int) -> _PricedSteps:
+        """These buffers, or larger ones to take their place when they hold fewer steps."""
+        if num_steps <= len(self.seconds):
+            return self
+        return self.with_capacity(2 * num_steps, self.features.shape[1])
+
+    @classmethod
+    def with_capacity(cls, steps: int, num_features: int) -> _PricedSteps:
+        return cls(np.empty(steps), np.empty(steps), np.empty((steps, num_features)))
+
+
 @dataclass(slots=True)
 class InFlight:
     """The step (or decode span) an instance is executing."""
@@ -88,15 +108,18 @@ class InFlight:
     batch: ScheduledBatch
     start_s: float
     ends_s: np.ndarray
-    """End time of each step of the span (one entry for an ordinary step)."""
+    """End time of each step of the span, its first :attr:`num_steps` entries (the compiled
+    pricing's buffers hold more)."""
     durations: np.ndarray
-    """Seconds of each step (``ends_s`` may be truncated; this keeps its planned length)."""
+    """Seconds of each step (as planned: :attr:`num_steps` may be cut)."""
     context_tokens: int
     """KV context the first step reads, summed over the batch; each later step of a span
     reads ``batch_rows`` more (every row grew by one token)."""
     batch_rows: int
     features: np.ndarray
-    """Cost-model features of each step, shape (steps, features)."""
+    """Cost-model features of each step, shape (steps or more, features)."""
+    num_steps: int
+    """Steps of the span (1 for an ordinary step); an arrival cuts a span to fewer."""
     is_round: bool = False
     """A multi-step scheduling round: not cut by arrivals; rows emit up to one token a step,
     delivered together at the end."""
@@ -107,10 +130,6 @@ class InFlight:
     before; the span may stop earlier). Other steps: 1."""
     num_tokens: int = 0
     """Tokens the first step computes, summed over the batch."""
-
-    @property
-    def num_steps(self) -> int:
-        return len(self.ends_s)
 
 
 class StepOutcome(NamedTuple):
@@ -181,12 +200,20 @@ class Instance:
         self.config = config
         self.kv = kv
         self.cost = cost
-        # Where the cost model prices a decode span's end times in the same call (the compiled
-        # one): that method, for ``cost`` and for ``eager_cost``.
-        self._span_ends = (
-            getattr(cost, "decode_span_ends", None),
-            getattr(eager_cost, "decode_span_ends", None),
+        # Where the cost model prices into buffers (the compiled one: a span's end times in the
+        # same call, no arrays made): those methods, for ``cost`` and for ``eager_cost``.
+        self._span_into = (
+            getattr(cost, "decode_span_into", None),
+            getattr(eager_cost, "decode_span_into", None),
         )
+        self._step_into = (getattr(cost, "step_into", None), getattr(eager_cost, "step_into", None))
+        compiled_cost = next((c for c in (cost, eager_cost) if hasattr(c, "step_into")), None)
+        self._priced = (
+            None
+            if compiled_cost is None
+            else _PricedSteps.with_capacity(64, compiled_cost.num_features)
+        )
+        """The buffers the compiled pricing writes the in-flight step into."""
         # NOTE: speculative steps emit a random number of tokens, so spans are not fast-forwarded;
         # with a read interval, which step reads new requests is counted step by step.
         self.fast_forward = (
@@ -277,8 +304,8 @@ class Instance:
         keep = 1
         if now > span.start_s:
             # (ends[:-1].searchsorted(now): the last step's end never counts)
-            ends = span.ends_s
-            keep += min(int(ends.searchsorted(now, side="left")), len(ends) - 1)
+            m = span.num_steps
+            keep += min(int(span.ends_s[:m].searchsorted(now, side="left")), m - 1)
         if self.schedule_ahead and now > span.start_s:
             # (The step after those started was formed before the request came. One arriving
             # at the very instant the span started is read when its second step is formed,
@@ -286,9 +313,9 @@ class Instance:
             keep += 1
         if keep >= span.num_steps:
             return None
-        span.ends_s = span.ends_s[:keep]
+        span.num_steps = keep
         self.generation += 1
-        return float(span.ends_s[-1])
+        return float(span.ends_s[keep - 1])
 
     def abort(self, session_id: int) -> str:
         """Drop the request of session ``session_id`` (its client went away: vLLM aborts the
@@ -395,13 +422,14 @@ class Instance:
             int(_sum(context)) if context_tokens is None else context_tokens,
             num_rows,
             features,
+            num_steps,
             is_round=is_round and num_steps > 1,
             pure_decode=pure_decode,
             first_finish=first_finish,
             num_tokens=num_tokens,
         )
         self.generation += 1
-        return float(ends[-1])
+        return float(ends[num_steps - 1])
 
     def _start_decode_span(self, now: float) -> float | None:
         """Start a step (or span) in which every running row decodes, nothing waiting: what
@@ -435,12 +463,13 @@ class Instance:
             context_tokens,
             n,
             features,
+            num_steps,
             pure_decode=True,
             first_finish=first_finish,
             num_tokens=n,
         )
         self.generation += 1
-        return float(ends[-1])
+        return float(ends[num_steps - 1])
 
     def step_cost(
         self, decode_only: bool, num_tokens: int, num_rows: int, context: np.ndarray
@@ -475,7 +504,9 @@ class Instance:
         now: float,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(End times, seconds, cost-model features) of each of the ``num_steps`` steps of
-        ``batch`` starting at ``now``; ``rows`` are its scheduled rows, reading ``context``.
+        ``batch`` starting at ``now``, their first ``num_steps`` entries (the compiled pricing
+        writes them into the instance's buffers, which hold more); ``rows`` are its scheduled
+        rows, reading ``context``.
 
         The one place a step is priced: the cost model (the CUDA graph's, padded, or eager),
         and for a single step the drafter's work and the blocks loaded from the CPU tier."""
@@ -483,19 +514,27 @@ class Instance:
         num_rows = len(new_tokens)
         decode_only = batch.drafts is None and num_tokens == num_rows
         cost, pad = self.step_cost(decode_only, num_tokens, num_rows, context)
+        which = 0 if cost is self.cost else 1
         if num_steps > 1:
             if is_round:
                 durations, features = cost.decode_round_with_features(context, num_steps, pad)
             else:
-                priced_ends = self._span_ends[0 if cost is self.cost else 1]
-                if priced_ends is not None:
-                    return priced_ends(context, num_steps, pad, now)
+                span_into = self._span_into[which]
+                if span_into is not None:
+                    priced = self._priced = self._priced.reserve(num_steps)
+                    span_into(context, num_steps, pad, now, *priced)
+                    return priced.ends, priced.seconds, priced.features
                 durations, features = cost.decode_span_with_features(context, num_steps, pad)
             commit = self._commit
             if commit is not None:
                 return commit.span_ends(now, durations), durations, features
             return span_ends(now, durations), durations, features
-        seconds, features = cost.step_with_features(new_tokens, context, pad)
+        step_into = self._step_into[which]
+        if step_into is not None:
+            priced = self._priced
+            seconds = step_into(new_tokens, context, pad, priced.features)
+        else:
+            seconds, features = cost.step_with_features(new_tokens, context, pad)
         if self.speculation is not None and batch.drafts is not None:
             prompt = self.running.prompt[rows]
             drafts = batch.drafts[rows]
@@ -503,6 +542,10 @@ class Instance:
         # Blocks coming back from the CPU tier must land before the step can use them.
         if self.kv.pending_load_blocks:
             seconds += self.kv.take_pending_loads() * self.kv_load_seconds_per_block
+        if step_into is not None:
+            priced.seconds[0] = seconds
+            priced.ends[0] = now + seconds
+            return priced.ends, priced.seconds, priced.features
         return np.array([now + seconds]), np.array([seconds]), features[None, :]
 
     def _chunked_gaps(
@@ -635,9 +678,9 @@ class Instance:
         if self.recv_interval > 1:
             # (Steps run one at a time here: a decode step weighs 1, any other forces a read.)
             self._recv_count += 1 if span.pure_decode else self.recv_interval
+        m = span.num_steps
         if self.schedule_ahead:
-            ends = span.ends_s
-            self._visible_until = float(ends[-2]) if len(ends) > 1 else span.start_s
+            self._visible_until = float(span.ends_s[m - 2]) if m > 1 else span.start_s
         running, kv = self.running, self.kv
         n = len(running)
         # NOTE: local views of the table's columns; in-place updates write through.
@@ -645,8 +688,7 @@ class Instance:
         computed, tokens, prompt = ints[COMPUTED], ints[TOKENS], ints[PROMPT]
         last_token = running.last_token
         new_tokens = span.batch.new_tokens
-        m = span.num_steps
-        end = float(span.ends_s[-1])
+        end = float(span.ends_s[m - 1])
         bs = kv.block_size
         sent_at = last_token.copy() if self.stream_interval > 1 else None
         self.last_end = end

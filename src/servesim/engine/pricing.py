@@ -21,6 +21,12 @@ class StepCost(Protocol):
     Besides seconds, each call returns the step's *features* (a small vector the cost model
     is linear in); the engine records them so FLOPs, bytes and per-operator-group times can be
     computed for every step afterwards, in bulk, without slowing the loop.
+
+    A cost model may also price into buffers the instance owns (the compiled one,
+    ``servesim.cost.compiled.CompiledStepCost``: ``step_into(new_tokens, context_lens, pad,
+    features) -> seconds`` and ``decode_span_into(context_lens, num_steps, pad, start,
+    seconds, ends, features) -> last end``, with ``num_features``); the instance uses them
+    where they exist.
     """
 
     def step_with_features(
