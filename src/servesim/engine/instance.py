@@ -685,12 +685,10 @@ class Instance:
         n = len(running)
         # NOTE: local views of the table's columns; in-place updates write through.
         ints = running.columns()
-        computed, tokens, prompt = ints[COMPUTED], ints[TOKENS], ints[PROMPT]
-        last_token = running.last_token
         new_tokens = span.batch.new_tokens
         end = float(span.ends_s[m - 1])
         bs = kv.block_size
-        sent_at = last_token.copy() if self.stream_interval > 1 else None
+        sent_at = running.last_token.copy() if self.stream_interval > 1 else None
         self.last_end = end
         if m > 1 and self.state.admission is not None:
             self.state.admission.decode_steps(m - 1)  # (the scheduler counted the first)
@@ -704,8 +702,12 @@ class Instance:
             publishes = commit.holds_shared(running.arrays()[0], n)
         else:
             publishes = _max(ints[NSHARED]) > 0
-        old_blocks_full = computed // bs if publishes else None
+        old_blocks_full = ints[COMPUTED] // bs if publishes else None
         first_tokens = []
+        if commit is None or (m == 1 and span.batch.drafts is not None) or span.is_round:
+            # (The numpy branches below; a compiled commit reads the table itself.)
+            computed, tokens, prompt = ints[COMPUTED], ints[TOKENS], ints[PROMPT]
+            last_token = running.last_token
 
         spec_proposed = spec_accepted = spec_rows = 0
         done = None  # (the finished rows, where a compiled commit found them)
@@ -832,7 +834,7 @@ class Instance:
             itl_log.itl(itl_values, itl_weights)
         if old_blocks_full is not None:
             # Only shared blocks are published; rows with none skip the Python work.
-            fills = (computed // bs > old_blocks_full) & (old_blocks_full < ints[NSHARED])
+            fills = (ints[COMPUTED] // bs > old_blocks_full) & (old_blocks_full < ints[NSHARED])
             for i in np.flatnonzero(fills).tolist():
                 kv.register_full_blocks(running.sync(i))
 
