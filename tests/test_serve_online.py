@@ -278,6 +278,35 @@ def test_an_aborted_running_request_frees_its_room_after_the_step_in_flight():
     assert kept.sent == OSL and 5 <= gone.sent < OSL
     assert engine.sim.records.skipped_reasons == {"aborted": 1}
     assert instance.kv.num_held == 0 and instance.num_outstanding == 0
+    # The run's inter-token gaps are those the clients heard: none for the token the step in
+    # flight made for the request that was gone by its end (vLLM drops that output).
+    _, weights = engine.sim.records.itl_pairs()
+    assert weights.sum() == (OSL - 1) + (gone.sent - 1)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"engine": "sglang", "scheduler": {"stream_interval": 4}}],
+    ids=["vllm", "sglang-stream-interval-4"],
+)
+def test_an_aborted_request_s_gaps_end_with_what_its_client_heard(extra):
+    """The run's inter-token gaps are one per chunk a client received after its first: the
+    token the step in flight made for a request whose client left is never heard (vLLM's
+    output processor drops it; the stream gets nothing more), so it adds no gap, with a
+    stream interval too."""
+    for later in range(5):  # (abandoned at successive steps: some send a chunk, some not)
+        engine, _ = _online(**extra)
+        kept, gone = engine.submit(ISL, OSL), engine.submit(ISL, OSL)
+        while gone.sent < 9:
+            engine._advance(engine.sim.next_event_time())
+        for _ in range(later):
+            engine._advance(engine.sim.next_event_time())
+        engine.abort(gone)
+        engine._advance(1e9)
+        chunks = [s.emissions.qsize() for s in (kept, gone)]
+        assert kept.sent == OSL and gone.sent < OSL and min(chunks) > 2
+        _, weights = engine.sim.records.itl_pairs()
+        assert weights.sum() == (chunks[0] - 1) + (chunks[1] - 1), later
 
 
 def test_a_request_aborted_in_the_api_server_is_dropped_on_arrival():

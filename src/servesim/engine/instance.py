@@ -549,11 +549,12 @@ class Instance:
         return np.array([now + seconds]), np.array([seconds]), features[None, :]
 
     def _chunked_gaps(
-        self, sent_at: np.ndarray, end: float, span: InFlight
+        self, sent_at: np.ndarray, end: float, span: InFlight, heard: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """With a stream interval, the inter-token gaps the client sees after a (single) step:
         one per chunk sent. ``sent_at``: each row's last send before the step (the rows'
-        ``last_token`` then); rows that emitted but send nothing keep it."""
+        ``last_token`` then); rows that emitted but send nothing keep it. ``heard``: the rows
+        whose client is still there (None: all)."""
         running = self.running
         last = running.last_token
         ints = running.columns()
@@ -564,7 +565,10 @@ class Instance:
         sends = emitted & due
         held = emitted & ~sends
         last[held] = sent_at[held]
-        return _fold_gaps(end - sent_at[sends & ~first], end - span.start_s)
+        gaps_from = sends & ~first
+        if heard is not None:
+            gaps_from &= heard
+        return _fold_gaps(end - sent_at[gaps_from], end - span.start_s)
 
     def _batch_shape(self, batch: ScheduledBatch) -> tuple[int, int, int | None, int | None]:
         """What ``start_step`` reads of a scheduled batch: (tokens, rows with tokens, KV
@@ -695,6 +699,15 @@ class Instance:
         # Rows holding shared blocks publish those that fill up (a row has some from its
         # first block on if any, so a batch without any gets none during the step).
         commit = self._commit
+        heard = None  # (rows whose client hears this step's token: all, unless one went away)
+        if self.aborting:
+            # A request whose client went away during the step gets its token (the GPU made
+            # it), but nobody hears it: vLLM's output processor, which dropped the request,
+            # records no inter-token gap for it. Its rows' gaps are left out, in the numpy
+            # branches, which take the mask.
+            aborting = self.aborting
+            heard = np.array([req.session_id not in aborting for req in running.reqs])
+            commit = None
         if not kv.enable_prefix_caching or not kv.ref_counts:
             # (A row holding a shared block holds one the cache counts: none counted, none held.)
             publishes = False
@@ -750,7 +763,8 @@ class Instance:
             prefill_tokens, decode_tokens = 0, n * m
         elif m == 1 and span.pure_decode and span.batch.drafts is None:
             # One decode step of every row (the general case below, without its masks).
-            itl_values, itl_weights = _fold_gaps(end - last_token, end - span.start_s)
+            gaps = end - (last_token if heard is None else last_token[heard])
+            itl_values, itl_weights = _fold_gaps(gaps, end - span.start_s)
             ints[COMPUTED : TOKENS + 1] += 1
             last_token[:] = end
             prefill_tokens = 0
@@ -763,7 +777,8 @@ class Instance:
             emit = (new_tokens > 0) & (computed == tokens)
             had_output = tokens > prompt
             gaps_from = emit & had_output
-            itl_values, itl_weights = _fold_gaps(end - last_token[gaps_from], end - span.start_s)
+            gaps = end - last_token[gaps_from if heard is None else gaps_from & heard]
+            itl_values, itl_weights = _fold_gaps(gaps, end - span.start_s)
             decode_tokens = int(np.count_nonzero(gaps_from & (need == 1)))
             prefill_tokens = span.num_tokens - decode_tokens
             tokens += emit
@@ -779,7 +794,8 @@ class Instance:
             is_decode = (base == 1) & had_output & (tokens - computed == 1)
             computed += base
             emit = (new_tokens > 0) & (computed == tokens)
-            gaps = end - last_token[emit & had_output]
+            gaps_from = emit & had_output
+            gaps = end - last_token[gaps_from if heard is None else gaps_from & heard]
             itl_values, itl_weights = _fold_gaps(gaps, end - span.start_s)
             emitted = emit.astype(np.int64)
             verified = None if drafts is None else emit & (drafts > 0)
@@ -807,7 +823,8 @@ class Instance:
             emitted = np.minimum(m, ints[MAX_OUT] - (tokens - prompt))
             computed += emitted
             tokens += emitted
-            itl_values, itl_weights = _fold_gaps(end - last_token, end - span.start_s)
+            gaps = end - (last_token if heard is None else last_token[heard])
+            itl_values, itl_weights = _fold_gaps(gaps, end - span.start_s)
             prefill_tokens = 0
             decode_tokens = int(emitted.sum())
             _grow_to_computed(running, kv, ints)
@@ -815,10 +832,12 @@ class Instance:
         else:
             # A decode span: every row (all already decoding) emits one token per step.
             # Each row's gap to its previous token, then one entry per later step for all rows.
-            itl_values = np.concatenate((float(span.ends_s[0]) - last_token, span.durations[1:m]))
-            itl_weights = np.empty(n + m - 1, dtype=np.int32)  # (as the records keep them)
-            itl_weights[:n] = 1
-            itl_weights[n:] = n
+            first = float(span.ends_s[0]) - (last_token if heard is None else last_token[heard])
+            k = len(first)
+            itl_values = np.concatenate((first, span.durations[1:m] if k else first[:0]))
+            itl_weights = np.empty(len(itl_values), dtype=np.int32)  # (as the records keep them)
+            itl_weights[:k] = 1
+            itl_weights[k:] = k
             ints[COMPUTED : TOKENS + 1] += m
             prefill_tokens = 0
             decode_tokens = n * m
@@ -827,7 +846,7 @@ class Instance:
 
         if sent_at is not None:
             # (The client sees a gap per chunk sent: those replace the step's own.)
-            itl_log.itl(*self._chunked_gaps(sent_at, end, span))
+            itl_log.itl(*self._chunked_gaps(sent_at, end, span, heard))
         elif logged is not None:
             itl_log.itl_written(logged)
         else:
