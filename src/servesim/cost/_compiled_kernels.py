@@ -287,60 +287,52 @@ grid (``CompiledStepCost.__init__`` packs them)."""
 
 
 @njit(cache=True)
-def _floats_2d(packed, layout, j):
-    at, rows, cols = layout[3 * j], layout[3 * j + 1], layout[3 * j + 2]
-    return packed[at : at + rows * cols].reshape((rows, cols))
-
-
-@njit(cache=True)
-def _floats_1d(packed, layout, j):
-    at, rows = layout[3 * j], layout[3 * j + 1]
-    return packed[at : at + rows]
-
-
-@njit(cache=True)
-def _ints_1d(layout, j):
-    at, rows = layout[3 * j], layout[3 * j + 1]
-    return layout[at : at + rows]
-
-
-@njit(cache=True)
 def _model(packed, layout):
     """The model's arrays (:data:`NUM_MODEL_ARRAYS`, in the order ``seconds_one`` takes them)
     as views of ``packed`` (every float array, flat) and ``layout`` (each array's offset, rows
     and columns, then every integer array): two arguments a call instead of thirteen, each
     array argument costing a kernel call ~50 ns to check."""
+    o = layout  # (array j: offset o[3j], rows o[3j + 1], columns o[3j + 2])
     return (
-        _floats_2d(packed, layout, 0),
-        _ints_1d(layout, 1),
-        _floats_1d(packed, layout, 2),
-        _ints_1d(layout, 3),
-        _floats_2d(packed, layout, 4),
-        _floats_1d(packed, layout, 5),
-        _floats_1d(packed, layout, 6),
-        _ints_1d(layout, 7),
-        _floats_2d(packed, layout, 8),
-        _ints_1d(layout, 9),
-        _ints_1d(layout, 10),
-        _floats_2d(packed, layout, 11),
-        _floats_2d(packed, layout, 12),
+        packed[o[0] : o[0] + o[1] * o[2]].reshape((o[1], o[2])),
+        layout[o[3] : o[3] + o[4]],
+        packed[o[6] : o[6] + o[7]],
+        layout[o[9] : o[9] + o[10]],
+        packed[o[12] : o[12] + o[13] * o[14]].reshape((o[13], o[14])),
+        packed[o[15] : o[15] + o[16]],
+        packed[o[18] : o[18] + o[19]],
+        layout[o[21] : o[21] + o[22]],
+        packed[o[24] : o[24] + o[25] * o[26]].reshape((o[25], o[26])),
+        layout[o[27] : o[27] + o[28]],
+        layout[o[30] : o[30] + o[31]],
+        packed[o[33] : o[33] + o[34] * o[35]].reshape((o[34], o[35])),
+        packed[o[36] : o[36] + o[37] * o[38]].reshape((o[37], o[38])),
     )
 
 
 @njit(cache=True)
 def seconds_packed(f, packed, layout):
     """:func:`seconds_one` of the packed model (:func:`_model`)."""
-    return seconds_one(f, *_model(packed, layout))
+    hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys, sum_features, sum_tables, curve_cols, \
+        curve_features, curve_table, grid = _model(packed, layout)  # fmt: skip
+    return seconds_one(
+        f, hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys, sum_features, sum_tables,
+        curve_cols, curve_features, curve_table, grid,
+    )  # fmt: skip
 
 
 @njit(cache=True)
 def step_into(new_tokens, context, pad, has_moe, packed, layout, features):
     """The seconds of one step (``StepCostModel.step_with_features``), its features written
     into row 0 of ``features`` (the caller's buffer: an array returned costs ~0.5 µs to box)."""
-    model = _model(packed, layout)
+    hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys, sum_features, sum_tables, curve_cols, \
+        curve_features, curve_table, grid = _model(packed, layout)  # fmt: skip
     f = features[0]
-    f[:] = _step_features(new_tokens, context, pad, has_moe, model[2])
-    return seconds_one(f, *model)
+    f[:] = _step_features(new_tokens, context, pad, has_moe, floats)
+    return seconds_one(
+        f, hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys, sum_features, sum_tables,
+        curve_cols, curve_features, curve_table, grid,
+    )  # fmt: skip
 
 
 @njit(cache=True)
