@@ -280,18 +280,14 @@ def _finish(
     return gpu + host + over
 
 
-NUM_MODEL_ARRAYS = 13
-"""The model's arrays :func:`_model` unpacks: hot, ints, floats, occupancy columns, ramp rows,
-ramp xs, ramp ys, summed features, summed tables, curve columns, curve features, curve table,
-grid (``CompiledStepCost.__init__`` packs them)."""
-
-
 @njit(cache=True)
 def _model(packed, layout):
-    """The model's arrays (:data:`NUM_MODEL_ARRAYS`, in the order ``seconds_one`` takes them)
-    as views of ``packed`` (every float array, flat) and ``layout`` (each array's offset, rows
-    and columns, then every integer array): two arguments a call instead of thirteen, each
-    array argument costing a kernel call ~50 ns to check."""
+    """The model's 13 arrays, in the order ``seconds_one`` takes them (hot, ints, floats,
+    occupancy columns, ramp rows, ramp xs, ramp ys, summed features, summed tables, curve
+    columns, curve features, curve table, grid; ``compiled._pack`` packs them), as views of
+    ``packed`` (every float array, flat) and ``layout`` (each array's offset, rows and columns,
+    then every integer array): two arguments a call instead of thirteen, each array argument
+    costing a kernel call ~50 ns to check."""
     o = layout  # (array j: offset o[3j], rows o[3j + 1], columns o[3j + 2])
     return (
         packed[o[0] : o[0] + o[1] * o[2]].reshape((o[1], o[2])),

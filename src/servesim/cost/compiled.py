@@ -238,8 +238,7 @@ def _pack(arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
             layout += [int_at, rows, 0]
             ints.append(a.astype(np.int64))
             int_at += a.size
-    packed = np.concatenate(floats) if floats else np.zeros(0)
-    return np.ascontiguousarray(packed), np.concatenate([np.array(layout, np.int64), *ints])
+    return np.concatenate(floats), np.concatenate([np.array(layout, np.int64), *ints])
 
 
 def compiled_step_cost(model: StepCostModel) -> CompiledStepCost | None:

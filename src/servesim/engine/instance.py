@@ -832,9 +832,9 @@ class Instance:
         else:
             # A decode span: every row (all already decoding) emits one token per step.
             # Each row's gap to its previous token, then one entry per later step for all rows.
-            first = float(span.ends_s[0]) - (last_token if heard is None else last_token[heard])
-            k = len(first)
-            itl_values = np.concatenate((first, span.durations[1:m] if k else first[:0]))
+            row_gaps = float(span.ends_s[0]) - (last_token if heard is None else last_token[heard])
+            k = len(row_gaps)
+            itl_values = np.concatenate((row_gaps, span.durations[1:m] if k else row_gaps[:0]))
             itl_weights = np.empty(len(itl_values), dtype=np.int32)  # (as the records keep them)
             itl_weights[:k] = 1
             itl_weights[k:] = k
