@@ -171,6 +171,13 @@ def test_json_numbers_are_the_librarys():
     regimes = f"multi-head 128-wide {mha128:.3f}, multi-head 64-wide {mha64:.3f}, grouped "
     assert f"kernel regime (the engine picks a kernel by head shape): {regimes}" in vllm
     assert f"grouped 128-wide {gqa128:.3f};" in vllm and "grouped 64-wide" not in vllm
+    # (SGLang's table times 64-wide heads only grouped and below 1 GB: a ratio from there.)
+    mha128, mha64, gqa128, gqa64 = attention_fit_for(load_hardware("h100"), "sglang")[
+        0
+    ].decode_cells_fp8
+    sglang = " ".join(_kernels("h100", "--engine", "sglang").split())
+    assert mha64 == 0.0 and 0.5 < gqa64 < 0.9 * gqa128
+    assert f"grouped 128-wide {gqa128:.3f}, grouped 64-wide {gqa64:.3f}; a regime timed" in sglang
     trt_cells = attention_fit_for(load_hardware("h100"))[0].decode_cells_fp8
     assert (
         "kernel regime (TensorRT-LLM from 1.0 picks a kernel by head shape; other engines "

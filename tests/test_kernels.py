@@ -374,19 +374,22 @@ def test_an_fp8_kv_cache_is_read_at_the_fraction_of_its_own_rows():
     assert a100.decode_fraction("fp8") == a100.memory_efficiency
 
 
-def _decode_rows(cells: dict[tuple[int, int, int], float], bandwidth: float) -> dict:
-    """A decode table of 2 GB calls, four rows per (query heads, KV heads, head_dim) shape, each
-    read at the given fraction of ``bandwidth`` in FP8 (no fixed cost)."""
+def _decode_rows(
+    cells: dict[tuple[int, int, int], float], bandwidth: float, kv_bytes: float = 2e9
+) -> dict:
+    """A decode table of ``kv_bytes`` calls (2 GB), four rows per (query heads, KV heads,
+    head_dim) shape, each read at the given fraction of ``bandwidth`` in FP8 (no fixed
+    cost)."""
     cols = {c: [] for c in ("dtype", "batch", "context_len", "num_heads", "num_kv_heads")}
     cols |= {"head_dim": [], "seconds": [], "gbps": []}
     for (heads, kv_heads, width), fraction in cells.items():
         for batch in (8, 16, 32, 64):
             cols["dtype"].append("fp8")
             names = ("batch", "context_len", "num_heads", "num_kv_heads", "head_dim")
-            values = (batch, 2e9 / batch, heads, kv_heads, width)
+            values = (batch, kv_bytes / batch, heads, kv_heads, width)
             for c, v in zip(names, values, strict=True):
                 cols[c].append(v)
-            cols["seconds"].append(2e9 / (bandwidth * fraction))
+            cols["seconds"].append(kv_bytes / (bandwidth * fraction))
             cols["gbps"].append(bandwidth * fraction / 1e9)
     return {c: np.array(v) for c, v in cols.items()}
 
@@ -410,6 +413,41 @@ def test_decode_regimes_are_fitted_apart_and_an_unmeasured_one_takes_its_nearest
     assert AF.fit_decode_cells(_decode_rows({(8, 8, 128): 0.8}, bw), bw, 0.0, "fp8", 0.0) == ()
     few = {c: v[:7] for c, v in d.items()}  # (four 128-wide rows, three 64-wide)
     assert AF.fit_decode_cells(few, bw, 0.0, "fp8", 0.0) == ()
+
+
+def test_a_regime_timed_only_below_1_gb_reads_at_its_ratio_to_a_measured_one():
+    """A regime without rows of 1 GB (SGLang's Hopper tables time 64-wide heads only grouped and
+    only below it) takes a measured regime's fraction times how the two regimes' rows of 256 MB
+    to 1 GB compare: its grouping's first, else another measured regime with rows there; rows
+    under 256 MB say nothing; a regime the other three give by their product keeps that."""
+    bw = 3.35e12
+
+    def table(*parts: dict) -> dict:
+        return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+
+    def cells_of(d: dict) -> tuple[float, ...]:
+        return AF.fit_decode_cells(d, bw, 0.0, "fp8", 0.0)
+
+    large = _decode_rows({(8, 8, 128): 0.8, (32, 8, 128): 0.84}, bw)
+    band = _decode_rows({(32, 8, 128): 0.78, (64, 8, 64): 0.65, (8, 8, 128): 0.75}, bw, 5e8)
+    got = cells_of(table(large, band))
+    assert got == pytest.approx((0.8, 0.0, 0.84, 0.84 * 0.65 / 0.78), rel=1e-12)
+    # (Its grouping's 128-wide rows not in the band: the multi-head ones' ratio.)
+    no_gqa128 = _decode_rows({(64, 8, 64): 0.65, (8, 8, 128): 0.75}, bw, 5e8)
+    got = cells_of(table(large, no_gqa128))
+    assert got == pytest.approx((0.8, 0.0, 0.84, 0.8 * 0.65 / 0.75), rel=1e-12)
+    # (Only one regime measured from 1 GB: the band's rows give the others by their ratio.)
+    alone = cells_of(table(_decode_rows({(32, 8, 128): 0.84}, bw), band))
+    expected = (0.84 * 0.75 / 0.78, 0.0, 0.84, 0.84 * 0.65 / 0.78)
+    assert alone == pytest.approx(expected, rel=1e-12)
+    # (Under 256 MB: nothing.)
+    small = _decode_rows({(32, 8, 128): 0.78, (64, 8, 64): 0.65}, bw, 2e8)
+    assert cells_of(table(large, small)) == pytest.approx((0.8, 0.0, 0.84, 0.0), rel=1e-12)
+    # (All three others measured from 1 GB: the product, as cell_fraction gives it.)
+    three = _decode_rows({(8, 8, 128): 0.8, (8, 8, 64): 0.7, (32, 8, 128): 0.84}, bw)
+    got = cells_of(table(three, band))
+    assert got == pytest.approx((0.8, 0.7, 0.84, 0.0), rel=1e-12)
+    assert AF.cell_fraction(got, True, True, 0.5) == pytest.approx(0.84 * 0.7 / 0.8)
 
 
 def test_vllm_reads_an_fp8_cache_of_narrow_heads_slower_on_hopper():

@@ -223,7 +223,8 @@ def _attention_lines(fit: dict[str, Any] | None) -> list[str]:
             )
             fp8.append(
                 f"  the same by kernel regime ({who}): {regimes}; "
-                "a regime not measured takes its nearest"
+                "a regime timed only from 256 MB to 1 GB of KV a call is its ratio there to a "
+                "measured one; a regime not timed takes its nearest"
             )
     return [
         f"attention curve (fitted rung): {fit['source']}",

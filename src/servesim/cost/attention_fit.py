@@ -214,7 +214,8 @@ class AttentionFit:
     table's fp8 rows show, in the order of :func:`decode_cell` (multi-head 128-wide, multi-head
     64-wide, grouped 128-wide, grouped 64-wide), 0 for a regime with under
     :data:`DECODE_CELL_MIN_ROWS` rows (vLLM's on the H100: 64-wide heads 0.70, 128-wide
-    0.80-0.84; TensorRT-LLM 1.3's on the H200: grouped 128-wide 0.91, multi-head 0.55); empty:
+    0.80-0.84; TensorRT-LLM 1.3's on the H200: grouped 128-wide 0.91, multi-head 0.55; a regime
+    timed only below 1 GB: its ratio there to a measured one, :func:`fit_decode_cells`); empty:
     fewer than two regimes measured, ``memory_efficiency_fp8`` prices every shape. Which
     engines read them: :func:`servesim.cost.resolve.decode_regimes_apply`."""
     decode_ramp_log_bytes_cells_fp8: tuple[float, ...] = ()
@@ -321,6 +322,15 @@ def decode_regimes(d: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return d["num_heads"] > d["num_kv_heads"], d["head_dim"] <= NARROW_HEAD_DIM
 
 
+DECODE_CELL_BAND_MIN_KV_BYTES = 2.56e8
+"""Decode rows from this many bytes of KV up to :data:`DECODE_MIN_KV_BYTES` (past the largest
+L2, 126 MB, twice over; the ramp there is within ~6% of 1) tell how a kernel regime without rows
+of its own at :data:`DECODE_MIN_KV_BYTES` reads against a measured one
+(:func:`fit_decode_cells`): on vLLM's Hopper and Blackwell tables the ratio of two regimes in
+this band is within 1.5% of their ratio from 1 GB (64-wide over 128-wide multi-head heads: H100
+0.869 against 0.871, H200 0.814 against 0.802, B200 0.921 against 0.928)."""
+
+
 def fit_decode_cells(
     d: dict[str, np.ndarray],
     bandwidth: float,
@@ -329,8 +339,17 @@ def fit_decode_cells(
     fixed_s: float | None,
 ) -> tuple[float, ...]:
     """The fraction of HBM bandwidth (:func:`fit_decode`) of each decode regime of
-    ``kv_dtype``'s rows in the order of :func:`decode_cell`, 0 for a regime with fewer than
-    :data:`DECODE_CELL_MIN_ROWS` rows; empty when fewer than two regimes have a fraction.
+    ``kv_dtype``'s rows in the order of :func:`decode_cell`; empty when fewer than two regimes
+    have a fraction.
+
+    A regime with :data:`DECODE_CELL_MIN_ROWS` rows of at least :data:`DECODE_MIN_KV_BYTES`
+    takes the fraction of those rows. A regime without, whose fraction the other three cannot
+    give (:func:`cell_fraction`'s product), but with as many rows from
+    :data:`DECODE_CELL_BAND_MIN_KV_BYTES` takes a measured regime's fraction times how the two
+    regimes' rows of that band compare (a measured regime of its grouping first, then of its
+    width, then the other): SGLang's Hopper tables time 64-wide heads only grouped and only
+    below 1 GB, where they read at 0.79-0.84 of the 128-wide grouped rows. A regime with
+    neither is 0 (:func:`cell_fraction` picks a neighbour).
 
     The engines pick decode kernels by head shape, and with an FP8 cache the picks read at
     different shares of the bandwidth where bf16's do not (within 4%): vLLM's reads 64-wide
@@ -339,17 +358,40 @@ def fit_decode_cells(
     reads 0.57 (the H100 0.90 and 0.73). One fraction for every shape was 13-16% off vLLM's
     Hopper rows of a held-out head shape (``bench/kernel_accuracy.py``)."""
     kv_bytes = d["gbps"] * 1e9 * d["seconds"]
-    rows = (kv_bytes >= DECODE_MIN_KV_BYTES) & (d["dtype"] == kv_dtype)
+    of_dtype = d["dtype"] == kv_dtype
     grouped, narrow = decode_regimes(d)
-    cells = [0.0] * 4
-    for g in (False, True):
-        for n in (False, True):
-            sel = rows & (grouped == g) & (narrow == n)
-            if sel.sum() >= DECODE_CELL_MIN_ROWS:
-                sub = {c: v[sel] for c, v in d.items()}
-                fraction, _ = fit_decode(sub, bandwidth, launch_s, kv_dtype, fixed_s)
-                cells[decode_cell(g, n)] = fraction
+    regime = 2 * grouped.astype(int) + narrow.astype(int)
+    large = of_dtype & (kv_bytes >= DECODE_MIN_KV_BYTES)
+    band = of_dtype & (kv_bytes >= DECODE_CELL_BAND_MIN_KV_BYTES) & (kv_bytes < DECODE_MIN_KV_BYTES)
+    fixed = launch_s if fixed_s is None else fixed_s
+
+    def fraction(rows: np.ndarray) -> float:
+        if rows.sum() < DECODE_CELL_MIN_ROWS:
+            return 0.0
+        return read_fraction(d["seconds"][rows], kv_bytes[rows], bandwidth, fixed)
+
+    measured = tuple(fraction(large & (regime == cell)) for cell in range(4))
+    cells = list(measured)
+    for cell in range(4):
+        own_band = fraction(band & (regime == cell))
+        if measured[cell] > 0.0 or own_band <= 0.0 or _factored(measured, cell) > 0.0:
+            continue
+        for ref in (cell ^ 1, cell ^ 2, cell ^ 3):  # (its grouping, its width, the other)
+            ref_band = fraction(band & (regime == ref))
+            if measured[ref] > 0.0 and ref_band > 0.0:
+                cells[cell] = measured[ref] * own_band / ref_band
+                break
     return tuple(cells) if sum(c > 0.0 for c in cells) >= 2 else ()
+
+
+def _factored(cells: tuple[float, ...], cell: int) -> float:
+    """Regime ``cell``'s fraction as the same width's other grouping times how the other
+    grouping's two widths compare (:func:`decode_cell` order), when all three are in
+    ``cells``; else 0."""
+    same_width, same_grouping, other = cells[cell ^ 2], cells[cell ^ 1], cells[cell ^ 3]
+    if same_width > 0.0 and same_grouping > 0.0 and other > 0.0:
+        return same_width * same_grouping / other
+    return 0.0
 
 
 def cell_fraction(cells: tuple[float, ...], grouped: bool, narrow: bool, pooled: float) -> float:
@@ -360,16 +402,12 @@ def cell_fraction(cells: tuple[float, ...], grouped: bool, narrow: bool, pooled:
     row, also what a fit without cells gives)."""
     if not cells:
         return pooled
-    g, n = int(grouped), int(narrow)
-
-    def c(gi: int, ni: int) -> float:
-        return cells[decode_cell(bool(gi), bool(ni))]
-
-    if c(g, n) > 0.0:
-        return c(g, n)
-    if c(g, 1 - n) > 0.0 and c(1 - g, n) > 0.0 and c(1 - g, 1 - n) > 0.0:
-        return c(g, 1 - n) * c(1 - g, n) / c(1 - g, 1 - n)
-    for other in (c(g, 1 - n), c(1 - g, n)):
+    cell = decode_cell(grouped, narrow)
+    if cells[cell] > 0.0:
+        return cells[cell]
+    if (factored := _factored(cells, cell)) > 0.0:
+        return factored
+    for other in (cells[cell ^ 1], cells[cell ^ 2]):
         if other > 0.0:
             return other
     return pooled
@@ -597,14 +635,21 @@ def fit_decode(
     if not rows.any():
         return float("nan"), float("nan")
     fixed = launch_s if fixed_s is None else fixed_s
-    # Least squares on relative error: e = Σ(b/t') / Σ(b/t')²·... solved in closed form for
-    # 1/e: minimise Σ ((fixed + b·u/BW)/t − 1)², u = 1/e.
     t, b = d["seconds"][rows], kv_bytes[rows]
-    x, y = b / (bandwidth * t), 1.0 - fixed / t
-    u = float((x * y).sum() / (x * x).sum())
-    e = min(1.0, 1.0 / u)
+    e = read_fraction(t, b, bandwidth, fixed)
     pred = fixed + b / (bandwidth * e)
     return e, float(np.median(np.abs(pred / t - 1.0)))
+
+
+def read_fraction(seconds: np.ndarray, kv_bytes: np.ndarray, bandwidth: float, fixed_s: float):
+    """The fraction ``e`` (at most 1) of ``bandwidth`` (bytes/s) that best prices calls of
+    ``seconds`` reading ``kv_bytes`` as ``fixed_s + bytes / (bandwidth · e)``, in relative
+    error."""
+    # Least squares on relative error, in closed form for u = 1/e: minimise
+    # Σ ((fixed + b·u/BW)/t − 1)².
+    x, y = kv_bytes / (bandwidth * seconds), 1.0 - fixed_s / seconds
+    u = float((x * y).sum() / (x * x).sum())
+    return min(1.0, 1.0 / u)
 
 
 def fit_decode_serial_rate(
