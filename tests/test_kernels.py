@@ -448,6 +448,11 @@ def test_a_regime_timed_only_below_1_gb_reads_at_its_ratio_to_a_measured_one():
     got = cells_of(table(three, band))
     assert got == pytest.approx((0.8, 0.7, 0.84, 0.0), rel=1e-12)
     assert AF.cell_fraction(got, True, True, 0.5) == pytest.approx(0.84 * 0.7 / 0.8)
+    # (A regime whose rows take less than the fixed cost alone has no fraction, not a negative
+    # one: 0.603 ms rows under a 0.7 ms floor.)
+    fast = _decode_rows({(8, 8, 128): 0.8, (8, 8, 64): 0.99, (32, 8, 128): 0.84}, bw)
+    got = AF.fit_decode_cells(fast, bw, 0.0, "fp8", 7e-4)
+    assert got[1] == 0.0 and got[0] > 0.0 and got[2] > 0.0
 
 
 def test_vllm_reads_an_fp8_cache_of_narrow_heads_slower_on_hopper():

@@ -368,7 +368,10 @@ def fit_decode_cells(
     def fraction(rows: np.ndarray) -> float:
         if rows.sum() < DECODE_CELL_MIN_ROWS:
             return 0.0
-        return read_fraction(d["seconds"][rows], kv_bytes[rows], bandwidth, fixed)
+        got = read_fraction(d["seconds"][rows], kv_bytes[rows], bandwidth, fixed)
+        # (Rows faster than the fixed cost alone, a table that contradicts the floor, give a
+        # negative fraction: no fraction.)
+        return got if got > 0.0 else 0.0
 
     measured = tuple(fraction(large & (regime == cell)) for cell in range(4))
     cells = list(measured)
