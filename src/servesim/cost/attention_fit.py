@@ -644,7 +644,9 @@ def fit_decode(
     return e, float(np.median(np.abs(pred / t - 1.0)))
 
 
-def read_fraction(seconds: np.ndarray, kv_bytes: np.ndarray, bandwidth: float, fixed_s: float):
+def read_fraction(
+    seconds: np.ndarray, kv_bytes: np.ndarray, bandwidth: float, fixed_s: float
+) -> float:
     """The fraction ``e`` (at most 1) of ``bandwidth`` (bytes/s) that best prices calls of
     ``seconds`` reading ``kv_bytes`` as ``fixed_s + bytes / (bandwidth · e)``, in relative
     error."""
