@@ -300,6 +300,27 @@ def test_a_run_without_a_terminal_prints_progress_lines_on_stderr():
     assert "simulating" not in quiet.stderr
 
 
+def test_the_time_left_is_the_rate_since_the_first_request_finished(monkeypatch, capsys):
+    """A slow start (numba compiling its kernels, ~10 s on a machine's first compiled run) does
+    not stretch the estimate: 61 of 50,000 requests 13 s in, the first of them done at 10 s,
+    is 20 a second from then (about 2,497 s left), not 61 in 13 s (10,643 s); a second after
+    the first finish is too soon to say."""
+    from servesim.cli import progress
+
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setenv("SERVESIM_PROGRESS_EVERY_S", "0")
+    lines = progress.ProgressLines("simulating", 50_000, "requests")
+    for t, done in ((5.0, 0), (10.0, 1), (11.0, 21), (13.0, 61)):
+        clock[0] = t
+        lines(done)
+    out = capsys.readouterr().err.splitlines()
+    assert out[0] == "simulating: 0/50,000 requests (0%)"
+    assert out[1] == "simulating: 1/50,000 requests (0%), 10 s elapsed"  # (no rate yet)
+    assert out[2] == "simulating: 21/50,000 requests (0%), 11 s elapsed"  # (1 s of rate)
+    assert out[3] == "simulating: 61/50,000 requests (0%), 13 s elapsed, about 2,497 s left"
+
+
 def test_a_sweep_without_a_terminal_prints_progress_lines(tmp_path):
     sweep = tmp_path / "s.yaml"
     sweep.write_text("base:\n  workload: {num_requests: 5}\ngrid:\n  seed: [1, 2, 3]\n")
