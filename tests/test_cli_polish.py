@@ -321,6 +321,34 @@ def test_the_time_left_is_the_rate_since_the_first_request_finished(monkeypatch,
     assert out[3] == "simulating: 61/50,000 requests (0%), 13 s elapsed, about 2,497 s left"
 
 
+def test_the_bar_estimates_from_the_rate_since_the_first_request_too():
+    """On a terminal the bar's time left follows the same rule (rich's own estimate, over its
+    30 s window, would count the slow start): none before the rate spans 2 s, then 20 a second
+    since the first finish; a task without the field keeps rich's estimate."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from servesim.cli.progress import bar_columns
+
+    clock = [100.0]
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    bar = Progress(*bar_columns("simulating"), console=console, get_time=lambda: clock[0])
+    column = bar.columns[-1]
+    run = bar.add_task("run", total=50_000, first=None)
+    shown = []
+    for t, done, first in ((100.0, 0, None), (110.0, 1, (110.0, 1)), (113.0, 61, (110.0, 1))):
+        clock[0] = t
+        bar.update(run, completed=done, first=first)
+        shown.append(str(column.render(bar.tasks[0])))
+    assert shown == ["-:--:--", "-:--:--", "0:41:36"]  # (49,939 at 20/s: 2,496.95 s)
+    other = bar.add_task("sweep", total=10)
+    clock[0] = 120.0
+    bar.update(other, completed=5)
+    assert str(column.render(bar.tasks[1])) == str(super(type(column), column).render(bar.tasks[1]))
+
+
 def test_a_sweep_without_a_terminal_prints_progress_lines(tmp_path):
     sweep = tmp_path / "s.yaml"
     sweep.write_text("base:\n  workload: {num_requests: 5}\ngrid:\n  seed: [1, 2, 3]\n")

@@ -7,6 +7,7 @@ tell the user, not what is simulated.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -27,6 +28,18 @@ RATE_SHARE = 0.01
 spans :data:`RATE_WINDOW_S` seconds or this share of the units."""
 
 
+def time_left(first: tuple[float, int] | None, now: float, done: int, total: int) -> float | None:
+    """Seconds until ``total`` units at the rate since ``first`` (when, units done) — the first
+    update with a unit done — or None until that rate spans :data:`RATE_WINDOW_S` or
+    :data:`RATE_SHARE` of ``total``."""
+    if first is None:
+        return None
+    since, at = first
+    if done <= at or (now - since < RATE_WINDOW_S and done - at < RATE_SHARE * total):
+        return None
+    return (now - since) / (done - at) * (total - done)
+
+
 def line_every_s() -> float:
     """The interval: ``SERVESIM_PROGRESS_EVERY_S`` when it is a number >= 0 (0: a line at every
     update), else :data:`LINE_EVERY_S`."""
@@ -45,7 +58,6 @@ def bar_columns(label: str) -> tuple:
         MofNCompleteColumn,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
 
     return (
@@ -54,8 +66,32 @@ def bar_columns(label: str) -> tuple:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
-        TimeRemainingColumn(),
+        _remaining_column()(),
     )
+
+
+@functools.cache
+def _remaining_column() -> type:
+    """rich's time-remaining column, estimating from the rate since the first unit finished
+    (:func:`time_left`) for a task whose ``first`` field holds (when, units done) then — as
+    :class:`ProgressLines` does, so a slow start does not inflate the bar's estimate for the
+    30 s rich's own speed window holds it; other tasks keep rich's estimate."""
+    from types import SimpleNamespace
+
+    from rich.progress import TimeRemainingColumn
+
+    class SinceFirstRemainingColumn(TimeRemainingColumn):
+        def render(self, task):
+            first = task.fields.get("first")
+            if first is None or task.total is None or task.finished:
+                return super().render(task)
+            left = time_left(first, task.get_time(), int(task.completed), int(task.total))
+            shown = SimpleNamespace(
+                finished=False, finished_time=None, time_remaining=left, total=task.total
+            )
+            return super().render(shown)
+
+    return SinceFirstRemainingColumn
 
 
 class ProgressLines:
@@ -98,14 +134,8 @@ class ProgressLines:
         sys.stderr.flush()
 
     def seconds_left(self, now: float, done: int) -> float | None:
-        """Seconds until ``total`` at the rate since the first unit finished; None before a
-        rate exists."""
-        if self.first is None or self.total is None:
-            return None
-        since, at = self.first
-        if done <= at or (now - since < RATE_WINDOW_S and done - at < RATE_SHARE * self.total):
-            return None
-        return (now - since) / (done - at) * (self.total - done)
+        """Seconds until ``total`` at the rate since the first unit finished (:func:`time_left`)."""
+        return None if self.total is None else time_left(self.first, now, done, self.total)
 
 
 class LazyProgress:
@@ -124,12 +154,17 @@ class LazyProgress:
         )
         self.progress: Progress | None = None
         self.task = None
+        self.first: tuple[float, int] | None = None
+        """(time.monotonic, requests done) at the first request done: the bar's rate starts
+        there (rich's clock is ``time.monotonic``)."""
 
     def __call__(self, n: int) -> None:
         self.done += n
         if self.lines is not None:
             self.lines(self.done)
             return
+        if self.first is None and self.done > 0:
+            self.first = (time.monotonic(), self.done)
         if self.progress is None:
             if time.perf_counter() - self.started < 1.0:
                 return
@@ -139,8 +174,8 @@ class LazyProgress:
                 *bar_columns("simulating"), console=self.console, transient=True
             )
             self.progress.start()
-            self.task = self.progress.add_task("run", total=self.total)
-        self.progress.update(self.task, completed=self.done)
+            self.task = self.progress.add_task("run", total=self.total, first=None)
+        self.progress.update(self.task, completed=self.done, first=self.first)
 
     def close(self) -> None:
         if self.progress is not None:
