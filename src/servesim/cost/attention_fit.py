@@ -374,15 +374,14 @@ def fit_decode_cells(
         return got if got > 0.0 else 0.0
 
     measured = tuple(fraction(large & (regime == cell)) for cell in range(4))
+    banded = tuple(fraction(band & (regime == cell)) for cell in range(4))
     cells = list(measured)
     for cell in range(4):
-        own_band = fraction(band & (regime == cell))
-        if measured[cell] > 0.0 or own_band <= 0.0 or _factored(measured, cell) > 0.0:
+        if measured[cell] > 0.0 or banded[cell] <= 0.0 or _factored(measured, cell) > 0.0:
             continue
         for ref in (cell ^ 1, cell ^ 2, cell ^ 3):  # (its grouping, its width, the other)
-            ref_band = fraction(band & (regime == ref))
-            if measured[ref] > 0.0 and ref_band > 0.0:
-                cells[cell] = measured[ref] * own_band / ref_band
+            if measured[ref] > 0.0 and banded[ref] > 0.0:
+                cells[cell] = measured[ref] * banded[cell] / banded[ref]
                 break
     return tuple(cells) if sum(c > 0.0 for c in cells) >= 2 else ()
 
