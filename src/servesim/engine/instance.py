@@ -725,7 +725,7 @@ class Instance:
         spec_proposed = spec_accepted = spec_rows = 0
         done = None  # (the finished rows, where a compiled commit found them)
         logged = None  # (where a compiled commit's gaps end in ``itl_log``)
-        summed = None  # (the span's features summed, where a compiled commit summed them)
+        summed = False  # (whether a compiled commit summed the span's features into row 0)
         if commit is not None and m == 1 and span.batch.drafts is None:
             table, last = running.arrays()
             done, first = running.commit_buffers()
@@ -751,11 +751,12 @@ class Instance:
             done = running.commit_buffers()[0]
             log, log_weights, pos = itl_log.itl_room(n + m - 1)
             features = span.features
-            logged, grown, any_done, summed = commit.commit_span(
+            logged, grown, any_done = commit.commit_span(
                 table, last, n, m, float(span.ends_s[0]), span.durations, end, bs,
                 self._grow_mode, features if features.flags.c_contiguous else _NO_ROWS, done,
                 log, log_weights, pos,
             )  # fmt: skip
+            summed = features.flags.c_contiguous
             if grown < 0:
                 _grow_to_computed(running, kv, ints)
             elif grown:
@@ -890,10 +891,8 @@ class Instance:
             spec_rows,
         )
         features = span.features
-        if m == 1:
+        if m == 1 or summed:
             features = features[0]
-        elif summed is not None and len(summed):
-            features = summed
         elif commit is not None and features.flags.c_contiguous:
             features = commit.sum_steps(features, m)
         else:

@@ -30,6 +30,7 @@ class RunningTable:
         self._last_token = np.zeros(capacity, dtype=np.float64)
         self._done = np.zeros(capacity, dtype=np.bool_)
         self._first = np.zeros(capacity, dtype=np.int64)
+        self._new_tokens = np.zeros(capacity, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.reqs)
@@ -44,6 +45,12 @@ class RunningTable:
         commits write the rows that finished and those that emitted a first token (only
         what they report as written is meaningful; the next commit overwrites it)."""
         return self._done, self._first
+
+    def token_buffer(self) -> np.ndarray:
+        """A scratch of the table's capacity where the compiled scheduler writes a step's new
+        tokens per row (``ScheduledBatch.new_tokens`` is then a view of its head: valid until
+        the next step is scheduled)."""
+        return self._new_tokens
 
     def columns(self) -> np.ndarray:
         """The integer columns of the live rows, shape (columns, rows), indexed by
@@ -118,6 +125,8 @@ class RunningTable:
         self._ints, self._last_token = ints, last
         self._done = np.zeros(self._cap, dtype=np.bool_)
         self._first = np.zeros(self._cap, dtype=np.int64)
+        # (A new buffer: a batch scheduled into the old one keeps it.)
+        self._new_tokens = np.zeros(self._cap, dtype=np.int64)
 
     def append(self, req: Request, shareable: int = 0, max_out: int | None = None) -> None:
         """Add ``req`` at the end (the newest request, first to be preempted).

@@ -248,7 +248,7 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
         extra = _admit(state, cfg, knobs, budget, now, has_prefill=several)
         num_admitted = len(extra)
         if extra:
-            new_tokens = np.concatenate([new_tokens, np.asarray(extra, dtype=np.int64)])
+            new_tokens = _extended(new_tokens, extra, running)
     if state.admission is not None and num_admitted == 0 and one_each and len(new_tokens):
         state.admission.decode_steps(1)  # (a decode step: the look-ahead ratio falls)
     if not speculating:
@@ -259,6 +259,18 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     # A decode row squeezed by the budget verifies fewer draft tokens.
     drafts = np.minimum(drafts, np.maximum(new_tokens - 1, 0))
     return ScheduledBatch(new_tokens, num_preempted, num_admitted, drafts, one_each)
+
+
+def _extended(new_tokens: np.ndarray, extra: list[int], running: RunningTable) -> np.ndarray:
+    """``new_tokens`` followed by the admitted rows' ``extra``: written on in the running
+    table's token buffer where ``new_tokens`` is its head (the compiled reservation's), else a
+    new array."""
+    k, total = len(new_tokens), len(new_tokens) + len(extra)
+    buffer = running.token_buffer()
+    if new_tokens.base is buffer and total <= len(buffer):
+        buffer[k:total] = extra
+        return buffer[:total]
+    return np.concatenate([new_tokens, np.asarray(extra, dtype=np.int64)])
 
 
 def reserves_compiled(state: SchedulerState, cfg: SchedulerConfig, knobs: PolicyKnobs) -> bool:
@@ -284,10 +296,12 @@ def _running_compiled(
     named blocks go through :func:`_reserve_blocks`."""
     kv, running = state.kv, state.running
     n = len(running)
-    new_tokens, need_total, scheduled, several, grown = state.compiled.reserve_running(
+    new_tokens = running.token_buffer()
+    need_total, scheduled, several, grown = state.compiled.reserve_running(
         running.arrays()[0], n, knobs.budget, kv.block_size, kv.num_free_blocks,
-        state.compiled.grow_mode(kv),
+        state.compiled.grow_mode(kv), new_tokens,
     )  # fmt: skip
+    new_tokens = new_tokens[:n]
     if grown >= 0:
         if grown:
             assert kv.allocate_private(grown), "blocks were checked to fit"
@@ -336,7 +350,7 @@ def _prompt_step(
         extra = _admit(state, cfg, knobs, budget, now, has_prefill=bool(new_tokens.any()))
         num_admitted = len(extra)
         if extra:
-            new_tokens = np.concatenate([new_tokens, np.asarray(extra, dtype=np.int64)])
+            new_tokens = _extended(new_tokens, extra, running)
     if not new_tokens.any() and num_preempted == 0:
         return None
     # (A preemption changed the running table: the step stands as it is, even if empty.)
