@@ -269,6 +269,8 @@ class Instance:
         compiled call (:meth:`_start_decode_span`): the scheduler's compiled reservation
         applying, spans fast-forwarded, no multi-step rounds, no CUDA-graph length limit."""
         self._budget = knobs.budget
+        self._decode_shapes: dict[int, tuple[ScheduledBatch, int, int]] = {}
+        """:meth:`_decode_span_shape` by batch size."""
         self._grow_mode = self._commit.grow_mode(kv) if self._commit is not None else 0
         self.generation = 0
         """Bumped whenever the end time of the in-flight step changes (events of an older
@@ -450,11 +452,18 @@ class Instance:
             assert kv.allocate_private(grown), "blocks were checked to fit"
         if self.state.admission is not None:
             self.state.admission.decode_steps(1)  # (as ``schedule`` counts a decode step)
-        batch = ScheduledBatch(_one_token_each(n), 0, 0, one_token_each=True)
+        batch, which, pad = self._decode_span_shape(n)
         self._idle = False
-        ends, durations, features = self._price(
-            batch, slice(None), running.computed, n, num_steps, False, now
-        )
+        span_into = self._span_into[which]
+        if num_steps > 1 and span_into is not None:
+            # (What ``_price`` does for it, without working out the cost model again.)
+            priced = self._priced = self._priced.reserve(num_steps)
+            span_into(running.computed, num_steps, pad, now, *priced)
+            ends, durations, features = priced.ends, priced.seconds, priced.features
+        else:
+            ends, durations, features = self._price(
+                batch, slice(None), running.computed, n, num_steps, False, now
+            )
         self.in_flight = InFlight(
             batch,
             now,
@@ -470,6 +479,17 @@ class Instance:
         )
         self.generation += 1
         return float(ends[num_steps - 1])
+
+    def _decode_span_shape(self, n: int) -> tuple[ScheduledBatch, int, int]:
+        """(The batch, which cost model prices it: 0 ``cost``, 1 ``eager_cost``, the CUDA
+        graph's padded rows) of a planned decode span of ``n`` rows: fixed by ``n`` where spans
+        are planned (no graph sequence-length limit), so worked out once per batch size."""
+        shape = self._decode_shapes.get(n)
+        if shape is None:
+            batch = ScheduledBatch(_one_token_each(n), 0, 0, one_token_each=True)
+            cost, pad = self.step_cost(True, n, n, self.running.computed)
+            shape = self._decode_shapes[n] = (batch, 0 if cost is self.cost else 1, pad)
+        return shape
 
     def step_cost(
         self, decode_only: bool, num_tokens: int, num_rows: int, context: np.ndarray
