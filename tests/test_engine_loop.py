@@ -160,6 +160,52 @@ def test_fast_forward_gives_the_same_results_as_step_by_step(
         assert sim_a.num_events < sim_b.num_events  # it did fast-forward
 
 
+@pytest.mark.parametrize("num_instances", [1, 2])
+@pytest.mark.parametrize("schedule_ahead", [False, True])
+@pytest.mark.parametrize(
+    "compiled",
+    [False, pytest.param(True, marks=pytest.mark.skipif(not numba_available(), reason="numba"))],
+)
+def test_run_handles_events_in_the_order_the_heap_gives_them(
+    num_instances, schedule_ahead, compiled
+):
+    """``run`` handles an event due before everything on the heap without pushing it; the
+    records and the event count equal those of the same simulation driven through the heap
+    alone (``advance_to``), with lockstep replicas, a burst (ties at one instant) and follow-up
+    turns with no think time."""
+    # A burst of equal requests first (round robin gives replicas equal batches: their steps
+    # end at the same instants), then random traffic.
+    burst = [Session(1000 + i, 0.0, (RequestSpec(300, 40),)) for i in range(6)]
+    later = [
+        Session(s.session_id, 5.0 + s.start_s, s.turns, s.think_times_s)
+        for s in _random_sessions(3, n=120, multi_turn=True, think=0.0)
+    ]
+    sessions = [*burst, *later]
+    kw = dict(
+        num_instances=num_instances,
+        schedule_ahead=schedule_ahead,
+        compiled=compiled,
+        num_blocks=400,
+        max_num_batched_tokens=512,
+    )
+    fast = build_simulation(sessions, **kw)
+    fast.run()
+    heap_only = build_simulation(sessions, **kw)
+    heap_only._push_all(heap_only._next_session())
+    heap_only.advance_to(math.inf)
+    heap_only.records.freeze()
+    assert fast.num_events == heap_only.num_events
+    a, b = fast.records, heap_only.records
+    for cols_a, cols_b in (
+        (a.request_columns(), b.request_columns()),
+        (a.step_columns(), b.step_columns()),
+    ):
+        for name in cols_a:
+            np.testing.assert_array_equal(cols_a[name], cols_b[name], err_msg=name)
+    for x, y in zip(a.itl_pairs(), b.itl_pairs(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_preemption_happens_under_kv_pressure_and_everything_still_finishes():
     sessions = _random_sessions(2, n=200, rate=500.0)
     recs, insts, _ = run_sessions(sessions, num_blocks=150, max_num_batched_tokens=2048)
