@@ -158,10 +158,17 @@ def sum_steps(features, m):
     """The features of a span's first ``m`` steps summed, in the order numpy's
     ``np.add.reduce(features[:m], axis=0)`` adds them for a C-contiguous array: row by row."""
     out = features[0].copy()
+    _add_later_rows(out, features, m)
+    return out
+
+
+@njit(cache=True)
+def _add_later_rows(out, features, m):
+    """``out`` += rows 1 … ``m - 1`` of ``features``, one row after another (``out`` may be
+    row 0 itself)."""
     for j in range(1, m):
         for i in range(out.shape[0]):
             out[i] += features[j, i]
-    return out
 
 
 GROW_PRIVATE, GROW_UNLESS_NAMED, GROW_IN_PYTHON = 0, 1, 2
@@ -212,9 +219,7 @@ def commit_span(
                 grown += extra
     any_done = _finished(table, n, done)
     if features.shape[0]:
-        for j in range(1, m):
-            for i in range(features.shape[1]):
-                features[0, i] += features[j, i]
+        _add_later_rows(features[0], features, m)
     return pos + n + m - 1, grown, any_done
 
 

@@ -457,9 +457,9 @@ class Instance:
         span_into = self._span_into[which]
         if num_steps > 1 and span_into is not None:
             # (What ``_price`` does for it, without working out the cost model again.)
-            priced = self._priced = self._priced.reserve(num_steps)
-            span_into(running.computed, num_steps, pad, now, *priced)
-            ends, durations, features = priced.ends, priced.seconds, priced.features
+            ends, durations, features = self._span_priced(
+                span_into, running.computed, num_steps, pad, now
+            )
         else:
             ends, durations, features = self._price(
                 batch, slice(None), running.computed, n, num_steps, False, now
@@ -541,9 +541,7 @@ class Instance:
             else:
                 span_into = self._span_into[which]
                 if span_into is not None:
-                    priced = self._priced = self._priced.reserve(num_steps)
-                    span_into(context, num_steps, pad, now, *priced)
-                    return priced.ends, priced.seconds, priced.features
+                    return self._span_priced(span_into, context, num_steps, pad, now)
                 durations, features = cost.decode_span_with_features(context, num_steps, pad)
             commit = self._commit
             if commit is not None:
@@ -567,6 +565,20 @@ class Instance:
             priced.ends[0] = now + seconds
             return priced.ends, priced.seconds, priced.features
         return np.array([now + seconds]), np.array([seconds]), features[None, :]
+
+    def _span_priced(
+        self,
+        span_into: Callable[..., float],
+        context: np.ndarray,
+        num_steps: int,
+        pad: int,
+        now: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(End times, seconds, features) of a decode span starting at ``now``, priced by a
+        compiled ``decode_span_into`` straight into the instance's buffers."""
+        priced = self._priced = self._priced.reserve(num_steps)
+        span_into(context, num_steps, pad, now, *priced)
+        return priced.ends, priced.seconds, priced.features
 
     def _chunked_gaps(
         self, sent_at: np.ndarray, end: float, span: InFlight, heard: np.ndarray | None = None
