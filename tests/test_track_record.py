@@ -80,6 +80,58 @@ def test_lookup_takes_the_most_specific_group_with_enough_metrics():
 
 
 @pytest.mark.parametrize(
+    ("source", "who"),
+    [
+        ("github gpustack/gpustack docs/performance-lab/qwen3-8b/h100.md", "gpustack/gpustack"),
+        ("github NVIDIA/TensorRT-LLM docs/source/performance.md", "NVIDIA/TensorRT-LLM"),
+        ("https://github.com/vllm-project/vllm/issues/12315", "vllm-project/vllm"),
+        ("https://www.blogs.oracle.com/cloud-infrastructure/post/x", "blogs.oracle.com"),
+        ("https://docs.nvidia.com/nim/benchmarking/llm/1.0.0/performance", "docs.nvidia.com"),
+        ("a paper, table 3", "a paper, table 3"),
+    ],
+)  # fmt: skip
+def test_a_run_s_publisher_is_its_repository_or_site(source, who):
+    assert tr.publisher(source) == who
+
+
+def test_a_group_stands_only_with_runs_from_enough_publishers():
+    n = tr.MIN_METRICS
+
+    def rows(gpu, cls, publishers, bias):
+        return [
+            ({"engine": "vllm", "gpu": gpu, "model_class": cls, "family": "TTFT",
+              "source": publishers[i % len(publishers)]}, -bias, bias)
+            for i in range(n)
+        ]  # fmt: skip
+
+    table = tr.build_table(
+        rows("H100", "dense < 10B", ["one/page"], 2.0)
+        + rows("A100-80GB", "dense < 10B", ["two/a", "three/b"], 0.1),
+        "test",
+    )
+    groups = table["groups"]
+    assert groups["engine=vllm|gpu=H100|model_class=dense < 10B"]["sources"] == 1
+    assert groups["engine=vllm|model_class=dense < 10B"]["sources"] == 3
+    assert groups["engine=vllm|model_class=dense < 10B"]["families"]["TTFT"]["sources"] == 3
+    # One publisher's 30 metrics do not stand for the H100: vLLM's small dense runs on any GPU do.
+    got = tr.lookup("vllm", "H100", "dense < 10B", table)
+    assert got["group"] == {"engine": "vllm", "model_class": "dense < 10B"}
+    # (30 errors of 2.0 and 30 of 0.1: the median is their mean, 1.05.)
+    assert tr.describe(got) == (
+        "vllm · dense < 10B (any GPU): 60 metrics from 3 sources, median |error| 105%, "
+        "105% optimistic"
+    )
+    # Two publishers suffice; their TTFT family (10+ metrics, 2 sources) is shown.
+    got = tr.lookup("vllm", "A100-80GB", "dense < 10B", table)
+    assert got["group"]["gpu"] == "A100-80GB" and got["sources"] == 2
+    assert tr.describe_families(got) == "TTFT 10% (10% optimistic)"
+    # A family from one publisher is not shown, however many metrics it has.
+    single = tr.build_table(rows("H100", "MoE", ["one/page"], 0.3), "test")["groups"]["all"]
+    assert single["families"]["TTFT"]["metrics"] == n
+    assert tr.describe_families(single) is None
+
+
+@pytest.mark.parametrize(
     ("fields", "regime"),
     [
         ({"scheduler": {"policy": "static"}, "api_server": False,
@@ -164,8 +216,11 @@ def test_the_shipped_table_counts_every_metric_once_per_level():
 def test_a_simulation_reports_its_track_record_unless_calibrated_or_roofline():
     on = simulate(build_scenario({"workload": {"num_requests": 10}})).summary
     record = on["track_record"]
-    assert record["group"] == {"engine": "vllm", "gpu": "H100", "model_class": "dense < 10B"}
+    # (vLLM's runs of small dense models on the H100 come from one publisher: the class's
+    # runs on any GPU stand for it.)
+    assert record["group"] == {"engine": "vllm", "model_class": "dense < 10B"}
     assert record["metrics"] >= tr.MIN_METRICS
+    assert record["sources"] >= tr.MIN_SOURCES
     off = build_scenario({"workload": {"num_requests": 10}, "kernel_tables": False})
     assert "track_record" not in simulate(off).summary
 

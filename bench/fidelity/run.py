@@ -664,11 +664,11 @@ def write_track_record(rows: list[dict[str, Any]], summary: dict[str, Any]) -> N
     """Condense the scored metrics into the package's track record (see
     ``servesim.track_record``): grouped by the real engine, GPU and model class, each group
     also by metric family, and by load regime."""
-    from servesim.track_record import TRACK_RECORD_PATH, build_table
+    from servesim.track_record import TRACK_RECORD_PATH, build_table, publisher
 
     scored = [
         ({"engine": r["engine"], "gpu": r["gpu"], "model_class": model_family(r["model"]),
-          "family": m["family"], "load": r["load"]},
+          "family": m["family"], "load": r["load"], "source": publisher(r["source"])},
          m["error"], m["speed_bias"])
         for r in rows for m in r["metrics"]
     ]  # fmt: skip

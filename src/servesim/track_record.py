@@ -35,6 +35,12 @@ MIN_FAMILY_METRICS = 10
 """Fewest scored metrics of one family (TTFT, ...) a group needs for the summary table to show
 that family's figures (``summary.json`` has every family with its count)."""
 
+MIN_SOURCES = 2
+"""Fewest publishers (:func:`publisher`: a repository or a site) a group's metrics, or a
+family's, need to stand for a scenario or be shown: one publisher's runs share its setup (its
+benchmark client, gateway, engine flags), so on their own they say how servesim did on that
+setup, not on deployments like it."""
+
 FAMILIES = ("TTFT", "TPOT/ITL", "E2E", "throughput")
 """The metric families scored, in the order they are shown."""
 
@@ -125,30 +131,51 @@ def load_regime(scenario: Any) -> str:
     return LOADS[4] if kind == "burst" else LOADS[5]
 
 
+def publisher(source: str) -> str:
+    """Who published a run, from the accuracy suite's ``source``: the repository of
+    ``github owner/repo path`` or of a ``https://github.com/owner/repo/...`` link, else the
+    site of a link (``blogs.oracle.com``), else the text itself."""
+    words = source.split()
+    if len(words) >= 2 and words[0] == "github":
+        return "/".join(words[1].split("/")[:2])
+    if "://" in source:
+        site, _, path = source.split("://", 1)[1].partition("/")
+        site = site.removeprefix("www.")
+        if site == "github.com":
+            return "/".join(path.split("/")[:2])
+        return site
+    return source
+
+
 def group_key(level: Iterable[str], group: Mapping[str, str]) -> str:
     """The table key of ``group`` at ``level``: ``"engine=vllm|gpu=H100"``, ``"all"``."""
     parts = [f"{name}={group[name]}" for name in level]
     return "|".join(parts) if parts else "all"
 
 
-def _stats(scored: list[tuple[float, float]]) -> dict[str, Any]:
-    """Count, median |error|, median speed bias and share too fast of ``(error, bias)`` pairs."""
+def _stats(scored: list[tuple[float, float, str | None]]) -> dict[str, Any]:
+    """Count, median |error|, median speed bias and share too fast of ``(error, bias,
+    publisher)`` triples, and the publishers they come from (where the rows name them)."""
     # (Four decimals: a tenth of a percentage point is more than the figures can carry.)
-    return {
+    out = {
         "metrics": len(scored),
-        "median_abs_error": round(statistics.median(abs(e) for e, _ in scored), 4),
-        "speed_bias": round(statistics.median(b for _, b in scored), 4),
-        "too_fast_share": round(sum(b > 0 for _, b in scored) / len(scored), 4),
+        "median_abs_error": round(statistics.median(abs(e) for e, _, _ in scored), 4),
+        "speed_bias": round(statistics.median(b for _, b, _ in scored), 4),
+        "too_fast_share": round(sum(b > 0 for _, b, _ in scored) / len(scored), 4),
     }
+    sources = {p for _, _, p in scored if p is not None}
+    if sources:
+        out["sources"] = len(sources)
+    return out
 
 
-def _stats_by_family(scored: list[tuple[str | None, float, float]]) -> dict[str, Any]:
-    """:func:`_stats` of ``(family, error, bias)`` triples, with ``families``: the same per
-    family (in :data:`FAMILIES` order; rows without a family count only in the whole)."""
-    out = _stats([(e, b) for _, e, b in scored])
+def _stats_by_family(scored: list[tuple[str | None, float, float, str | None]]) -> dict[str, Any]:
+    """:func:`_stats` of ``(family, error, bias, publisher)`` rows, with ``families``: the same
+    per family (in :data:`FAMILIES` order; rows without a family count only in the whole)."""
+    out = _stats([(e, b, p) for _, e, b, p in scored])
     families = {}
     for fam in FAMILIES:
-        mine = [(e, b) for f, e, b in scored if f == fam]
+        mine = [(e, b, p) for f, e, b, p in scored if f == fam]
         if mine:
             families[fam] = _stats(mine)
     if families:
@@ -156,19 +183,26 @@ def _stats_by_family(scored: list[tuple[str | None, float, float]]) -> dict[str,
     return out
 
 
+def _enough(stats: Mapping[str, Any], metrics: int) -> bool:
+    """Whether ``stats`` has ``metrics`` scored metrics and :data:`MIN_SOURCES` publishers
+    (a table that does not count them passes that test)."""
+    return stats["metrics"] >= metrics and stats.get("sources", MIN_SOURCES) >= MIN_SOURCES
+
+
 def build_table(
     rows: Iterable[tuple[Mapping[str, str], float, float]], source: str
 ) -> dict[str, Any]:
     """The track-record table from scored metrics: ``(group, error, speed_bias)`` rows, where
     ``group`` names the run's ``engine``, ``gpu`` and ``model_class`` (and optionally the
-    metric's ``family`` and the run's ``load``, see :func:`load_regime`), ``error`` is
-    predicted / measured − 1 and ``speed_bias`` how much faster than measured the prediction
-    was (both fractions). ``groups`` holds every level of :data:`LEVELS`, ``loads`` every
-    load regime the rows name."""
-    by_key: dict[str, list[tuple[str | None, float, float]]] = {}
-    by_load: dict[str, list[tuple[str | None, float, float]]] = {}
+    metric's ``family``, the run's ``load``, see :func:`load_regime`, and its ``source``, its
+    :func:`publisher`), ``error`` is predicted / measured − 1 and ``speed_bias`` how much faster
+    than measured the prediction was (both fractions). ``groups`` holds every level of
+    :data:`LEVELS`, ``loads`` every load regime the rows name; with sources, each figure counts
+    its publishers (``sources``)."""
+    by_key: dict[str, list[tuple[str | None, float, float, str | None]]] = {}
+    by_load: dict[str, list[tuple[str | None, float, float, str | None]]] = {}
     for group, error, bias in rows:
-        row = (group.get("family"), error, bias)
+        row = (group.get("family"), error, bias, group.get("source"))
         for level in LEVELS:
             by_key.setdefault(group_key(level, group), []).append(row)
         if group.get("load") is not None:
@@ -196,10 +230,11 @@ def lookup(
     load: str | None = None,
 ) -> dict[str, Any] | None:
     """The most specific group of published runs like this deployment with at least
-    :data:`MIN_METRICS` scored metrics: ``{"group": {...}, "metrics": n, "median_abs_error": x,
-    "speed_bias": y, "too_fast_share": z, "families": {...}, "source": ...}``; None without a
-    table. With ``load`` (:func:`load_regime` of the scenario) and enough runs of that load,
-    ``"load"`` holds their figures too: ``{"regime": load, "metrics": ..., "families": ...}``.
+    :data:`MIN_METRICS` scored metrics from :data:`MIN_SOURCES` publishers: ``{"group": {...},
+    "metrics": n, "sources": k, "median_abs_error": x, "speed_bias": y, "too_fast_share": z,
+    "families": {...}, "source": ...}``; None without a table. With ``load``
+    (:func:`load_regime` of the scenario) and enough runs of that load, ``"load"`` holds their
+    figures too: ``{"regime": load, "metrics": ..., "families": ...}``.
 
     ``engine_profile`` is the scenario's engine profile (``sglang-0.4`` scores against SGLang's
     runs); a profile without published runs of its own engine falls through to the GPU's and
@@ -213,19 +248,19 @@ def lookup(
         if any(group[name] is None for name in level):
             continue
         stats = groups.get(group_key(level, group))
-        if stats is not None and stats["metrics"] >= MIN_METRICS:
+        if stats is not None and _enough(stats, MIN_METRICS):
             found = {"group": {n: group[n] for n in level}, **stats, "source": table["source"]}
             at_load = (table.get("loads") or {}).get(load) if load is not None else None
-            if at_load is not None and at_load["metrics"] >= MIN_METRICS:
+            if at_load is not None and _enough(at_load, MIN_METRICS):
                 found["load"] = {"regime": load, **at_load}
             return found
     return None
 
 
 def describe(record: Mapping[str, Any]) -> str:
-    """One line for the summary table: ``vllm · H100 · dense < 10B: 52 metrics, median |error|
-    6%, 5% optimistic``; a group that leaves the engine or the GPU open says so (``vllm ·
-    dense 30-100B (any GPU): ...``)."""
+    """One line for the summary table: ``vllm · dense < 10B (any GPU): 371 metrics from 6
+    sources, median |error| 6%, 5% optimistic``; a group that leaves the engine or the GPU
+    open says so."""
     group = record["group"]
     where = " · ".join(group.values()) or "all published runs"
     unmatched = [name for name in ("engine", "GPU") if group and name.lower() not in group]
@@ -240,22 +275,26 @@ def _lean(bias: float) -> str:
 
 
 def _figures(stats: Mapping[str, Any]) -> str:
-    """``52 metrics, median |error| 8%, 3% pessimistic`` of a group's or a load's figures."""
+    """``52 metrics from 3 sources, median |error| 8%, 3% pessimistic`` of a group's or a
+    load's figures (the sources where the table counts them)."""
+    sources = stats.get("sources")
+    sources_text = f" from {sources} sources" if sources is not None else ""
     return (
-        f"{stats['metrics']:,} metrics, median |error| {stats['median_abs_error']:.0%}, "
-        f"{_lean(stats['speed_bias'])}"
+        f"{stats['metrics']:,} metrics{sources_text}, median |error| "
+        f"{stats['median_abs_error']:.0%}, {_lean(stats['speed_bias'])}"
     )
 
 
 def describe_families(stats: Mapping[str, Any]) -> str | None:
     """The families of ``stats`` (a :func:`lookup` result or its ``load``) with at least
-    :data:`MIN_FAMILY_METRICS` metrics: ``TTFT 25% (30% optimistic) · TPOT/ITL 16% (12%
-    optimistic) · ...`` (median |error|, then the median speed bias); None when none has."""
+    :data:`MIN_FAMILY_METRICS` metrics from :data:`MIN_SOURCES` publishers: ``TTFT 25% (30%
+    optimistic) · TPOT/ITL 16% (12% optimistic) · ...`` (median |error|, then the median speed
+    bias); None when none has."""
     parts = []
     families = stats.get("families") or {}
     for fam in FAMILIES:  # (the stored table's keys are sorted)
         t = families.get(fam)
-        if t is None or t["metrics"] < MIN_FAMILY_METRICS:
+        if t is None or not _enough(t, MIN_FAMILY_METRICS):
             continue
         parts.append(f"{fam} {t['median_abs_error']:.0%} ({_lean(t['speed_bias'])})")
     return " · ".join(parts) or None
