@@ -65,6 +65,11 @@ class EventKind(Enum):
         self.priority = priority
         self.meaning = meaning
 
+    # NOTE: members are singletons compared by identity, so the identity hash agrees with
+    # equality; Enum's own hashes the name in Python, on every event's handler lookup.
+    # (Nothing iterates a set of kinds: no order depends on it.)
+    __hash__ = object.__hash__
+
 
 class Event(NamedTuple):
     """Something that happens at ``time``; its kind's priority orders events at one instant.
@@ -339,6 +344,18 @@ class Simulation:
         if sent_s > self.now:
             return [Event(sent_s, EventKind.SEND, (session, turn_index, sent_s))]
         if api.before_await_share:
+            taking = self._api_taking
+            if (
+                take_now
+                and len(taking) == 1
+                and not (taking[0] or self._api_sent or self._api_begun[0])
+            ):
+                # (The one server idle, nothing sent or begun: what _api_take does then, the
+                # turn's work in one piece from now.)
+                work = api.request_seconds(session.turns[turn_index].input_tokens)
+                busy = self._api_busy[0] = max(self.now, self._api_busy[0]) + work
+                taking[0] = True
+                return [Event(busy, EventKind.ARRIVAL, (session, turn_index, sent_s, 0))]
             self._api_sent.append((session, turn_index, sent_s))
             if len(self._api_sent) > 1:
                 return []  # an API_TAKE is due, or every server is busy and takes it later
@@ -397,7 +414,7 @@ class Simulation:
             self._api_taking[server] = False
             if self._api_sent or self._api_begun[server]:
                 events = self._api_take()
-        if self._dropped_if_aborted(session):
+        if self._aborted_sessions and self._dropped_if_aborted(session):
             return events
         turn = session.turns[turn_index]
         req = Request(
@@ -415,9 +432,14 @@ class Simulation:
         reason = self.admission_check(req) if self.admission_check else None
         if reason is not None:
             events.extend(self._skip(session, turn_index, reason))
-        else:
-            events.extend(self._deliver(req, self.router(req, self.instances)))
-        return events
+            return events
+        instances = self.instances
+        # (Every router sends a request to the one instance there is, and draws nothing.)
+        instance = instances[0] if len(instances) == 1 else self.router(req, instances)
+        if events:
+            events.extend(self._deliver(req, instance))
+            return events
+        return self._deliver(req, instance)
 
     def _skip(self, session: Session, turn_index: int, reason: str) -> list[Event]:
         """A turn the server refuses. The later turns of its conversation needed its answer:
