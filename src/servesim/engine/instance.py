@@ -48,7 +48,6 @@ from servesim.engine.running import (
     COMPUTED,
     MAX_OUT,
     NBLOCKS,
-    NSHARED,
     PROMPT,
     TOKENS,
     RunningTable,
@@ -719,8 +718,6 @@ class Instance:
             self._visible_until = float(span.ends_s[m - 2]) if m > 1 else span.start_s
         running, kv = self.running, self.kv
         n = len(running)
-        # NOTE: local views of the table's columns; in-place updates write through.
-        ints = running.columns()
         new_tokens = span.batch.new_tokens
         end = float(span.ends_s[m - 1])
         bs = kv.block_size
@@ -746,11 +743,13 @@ class Instance:
         elif commit is not None:
             publishes = commit.holds_shared(running.arrays()[0], n)
         else:
-            publishes = _max(ints[NSHARED]) > 0
-        old_blocks_full = ints[COMPUTED] // bs if publishes else None
+            publishes = _max(running.nshared) > 0
+        old_blocks_full = running.computed // bs if publishes else None
         first_tokens = []
         if commit is None or (m == 1 and span.batch.drafts is not None) or span.is_round:
             # (The numpy branches below; a compiled commit reads the table itself.)
+            # NOTE: local views of the table's columns; in-place updates write through.
+            ints = running.columns()
             computed, tokens, prompt = ints[COMPUTED], ints[TOKENS], ints[PROMPT]
             last_token = running.last_token
 
@@ -790,7 +789,7 @@ class Instance:
             )  # fmt: skip
             summed = features.flags.c_contiguous
             if grown < 0:
-                _grow_to_computed(running, kv, ints)
+                _grow_to_computed(running, kv, running.columns())
             elif grown:
                 assert kv.allocate_private(grown), "blocks were checked to fit"
             prefill_tokens, decode_tokens = 0, n * m
@@ -886,7 +885,7 @@ class Instance:
             itl_log.itl(itl_values, itl_weights)
         if old_blocks_full is not None:
             # Only shared blocks are published; rows with none skip the Python work.
-            fills = (ints[COMPUTED] // bs > old_blocks_full) & (old_blocks_full < ints[NSHARED])
+            fills = (running.computed // bs > old_blocks_full) & (old_blocks_full < running.nshared)
             for i in np.flatnonzero(fills).tolist():
                 kv.register_full_blocks(running.sync(i))
 
