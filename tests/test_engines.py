@@ -217,6 +217,33 @@ def test_requests_sent_one_at_a_time_see_no_staging():
     assert r["first_scheduled_s"] - r["arrival_s"] == pytest.approx([0.010] * 4, abs=1e-9)
 
 
+def test_a_lone_turn_taken_at_once_is_the_staged_take_of_it():
+    # A turn alone at an idle server (nothing sent or begun) skips the sent queue: the
+    # ARRIVAL event is the one the API_TAKE handler makes of it, to the bit, also after a
+    # busy spell (the server's clock past the send).
+    from engine_factories import build_simulation
+
+    from servesim.engine.loop import EventKind
+
+    api = ApiLatency(request_s=0.0123, per_input_token_s=3.1e-6, before_await_share=0.4)
+    for busy_until in (0.0, 0.7):
+        events = []
+        for take_now in (True, False):
+            session = make_session(0, 0.5, 333, 1)
+            sim = build_simulation([session], api=api, cost=_tiny_cost())
+            sim.now = 0.5
+            sim._api_busy[0] = busy_until
+            got = sim._arrival(session, 0, 0.5, take_now=take_now)
+            if not take_now:  # (the staged route: an API_TAKE event, then its handler)
+                assert [e.kind for e in got] == [EventKind.API_TAKE]
+                assert not sim._api_taking[0] and len(sim._api_sent) == 1
+                got = sim._api_take()
+            assert [e.kind for e in got] == [EventKind.ARRIVAL] and sim._api_taking[0]
+            events.append((got[0], sim._api_busy[0], len(sim._api_sent), len(sim._api_begun[0])))
+        assert events[0] == events[1]
+        assert events[0][0].time == max(0.5, busy_until) + api.request_seconds(333)
+
+
 def test_a_send_during_a_burst_waits_behind_the_begun_requests():
     from servesim.workload.session import RequestSpec, Session
 
