@@ -241,7 +241,7 @@ class KVBlockManager:
         if not self.enable_prefix_caching:
             return _NO_HITS
         max_blocks = (req.num_tokens - 1) // self.block_size
-        shareable = min(shareable_blocks(req, self.block_size), max_blocks) if req.hash_ids else 0
+        shareable = min(shareable_blocks(req, self.block_size), max_blocks)
         segment = (1, req.request_id)
         if shareable <= 0 and segment not in self.lru and segment not in self.cpu_lru:
             return _NO_HITS  # (the common case of a new prompt with no named content)
@@ -342,7 +342,7 @@ class KVBlockManager:
             self._evict(needed - clean)
         self.num_held += needed
         shared = 0
-        if self.enable_prefix_caching and req.hash_ids:
+        if self.enable_prefix_caching:
             # (Shared blocks come first, so the ones held are the leading named blocks.)
             named = shareable_blocks(req, self.block_size)
             shared = max(0, min(needed, named - len(req.block_ids)))

@@ -436,10 +436,8 @@ class Simulation:
         instances = self.instances
         # (Every router sends a request to the one instance there is, and draws nothing.)
         instance = instances[0] if len(instances) == 1 else self.router(req, instances)
-        if events:
-            events.extend(self._deliver(req, instance))
-            return events
-        return self._deliver(req, instance)
+        events.extend(self._deliver(req, instance))
+        return events
 
     def _skip(self, session: Session, turn_index: int, reason: str) -> list[Event]:
         """A turn the server refuses. The later turns of its conversation needed its answer:

@@ -545,8 +545,7 @@ def _admit(
         if req.first_scheduled_s is None:
             req.first_scheduled_s = now
             req.num_cached_tokens = cached
-        named = kv.enable_prefix_caching and req.hash_ids
-        shareable = shareable_blocks(req, kv.block_size) if named else 0
+        shareable = shareable_blocks(req, kv.block_size) if kv.enable_prefix_caching else 0
         running.append(req, shareable, max_out=1 if state.prefill_only else None)
         granted.append(n)
         budget -= n

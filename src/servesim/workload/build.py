@@ -159,19 +159,13 @@ def _single_turn_stream(
     ids: ContentIds,
 ) -> Iterator[_Conversation]:
     done = 0
-    bs = prefixes.block_size
     while done < n_total:
         m = min(CHUNK, n_total - done)
         ins = dists.input(rngs["input"], m).tolist()
         outs = dists.output(rngs["output"], m).tolist()
-        if prefixes.groups == 0:
-            # (No shared prefix: unique content, first_turn's last case, without the call.)
-            for inp, out in zip(ins, outs, strict=True):
-                yield _Conversation((RequestSpec(inp, out, (), bs),))
-        else:
-            groups = prefixes.draw(rngs["prefix"], m)
-            for inp, out, group in zip(ins, outs, groups, strict=True):
-                yield _Conversation((prefixes.first_turn(ids, inp, out, group, False),))
+        groups = prefixes.draw(rngs["prefix"], m)
+        for inp, out, group in zip(ins, outs, groups, strict=True):
+            yield _Conversation((prefixes.first_turn(ids, inp, out, group, False),))
         done += m
 
 
