@@ -266,6 +266,64 @@ def test_a_decode_span_plan_is_the_scheduler_s_reservation_and_span_length():
     assert planned > 50 and refused > 20
 
 
+@pytest.mark.parametrize("name", ["dense", "moe", "mla", "no_tables"])
+def test_a_planned_step_or_span_is_priced_as_the_instance_prices_it_apart(name):
+    """``fused_kernels.plan_priced_span``: ``decode_span_plan``'s plan, and what the instance
+    writes when it prices that plan apart, to the bit: a span as ``decode_span_into``, one
+    step as ``step_into`` (a token a row) ending at the start plus its seconds. A span longer
+    than the buffers, no plan, or one step of an MLA model (its features come from the
+    reference) leaves the buffers alone."""
+    from servesim.engine._commit_kernels import GROW_PRIVATE, decode_span_plan
+    from servesim.engine.running import COMPUTED, MAX_OUT, NBLOCKS, PROMPT, TOKENS
+    from servesim.fused_kernels import span_planner
+
+    cost = _costs(name)[0]
+    planner = span_planner(cost)
+    assert planner is not None
+    plan, arguments = planner
+    rng = np.random.default_rng(11)
+    bs, width = 16, cost.num_features
+    ones = np.ones(64, dtype=np.int64)
+    spans = steps_priced = unpriced = 0
+    for _ in range(200):
+        n = int(rng.integers(1, 20))
+        table = np.zeros((7, 32), dtype=np.int64)
+        table[PROMPT, :n] = rng.integers(1, 3000, n)
+        outputs = rng.integers(1, 200, n)
+        table[TOKENS, :n] = table[PROMPT, :n] + outputs
+        table[COMPUTED, :n] = table[TOKENS, :n] - 1
+        table[MAX_OUT, :n] = outputs + rng.integers(1, 60, n)
+        table[MAX_OUT, int(rng.integers(0, n))] -= int(rng.integers(0, 2)) * 59  # (ends soon)
+        table[NBLOCKS, :n] = -(-table[COMPUTED, :n] // bs)
+        free, capacity = int(rng.integers(0, 300)), int(rng.integers(1, 50))
+        pad, start = int(rng.integers(0, 8)), float(rng.random() * 100)
+        buffers = (np.full(capacity, np.nan), np.full(capacity, np.nan),
+                   np.full((capacity, width), np.nan))  # fmt: skip
+        mine, theirs = table.copy(), table.copy()
+        *planned, end = plan(mine, n, free, bs, GROW_PRIVATE, ones, pad, start, *arguments,
+                             *buffers)  # fmt: skip
+        assert tuple(planned) == decode_span_plan(theirs, n, free, bs, GROW_PRIVATE)
+        np.testing.assert_array_equal(mine, theirs)
+        steps = planned[0]
+        context = theirs[COMPUTED, :n]
+        want = np.empty(max(steps, 1)), np.empty(max(steps, 1)), np.empty((max(steps, 1), width))
+        if steps > 1 and steps <= capacity:
+            assert end == cost.decode_span_into(context, steps, pad, start, *want)
+            spans += 1
+        elif steps == 1 and name != "mla":
+            seconds = cost.step_into(ones[:n], context, pad, want[2])
+            want[0][0], want[1][0] = seconds, start + seconds
+            assert end == start + seconds
+            steps_priced += 1
+        else:
+            assert end == -1.0 and all(np.isnan(b).all() for b in buffers)
+            unpriced += 1
+            continue
+        for got, expected in zip(buffers, want, strict=True):
+            np.testing.assert_array_equal(got[:steps], expected)
+    assert spans > 30 and unpriced > 10 and (steps_priced > 10 or name == "mla")
+
+
 def test_the_compiled_row_removal_is_the_numpy_one():
     """``RunningTable.remove`` with the compiled compaction leaves the table, the token times
     and the requests as the numpy path does, for one row leaving and for several."""

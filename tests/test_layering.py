@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         (
             "assembly",
             "scenario scenario_overlay fleet metrics summary run output trace report "
-            "calibrate sweep track_record",
+            "calibrate sweep track_record fused_kernels",
         ),
         ("entry", "cli serve servesim __main__"),
     )

@@ -44,6 +44,7 @@ from servesim.engine.admission import Admission
 from servesim.engine.instance import Instance, Speculation
 from servesim.engine.kv_cache import KVBlockManager
 from servesim.engine.loop import ApiLatency
+from servesim.engine.pricing import SpanPlanner
 from servesim.engine.request import Request
 from servesim.engine.scheduler import SchedulerConfig, policy_knobs
 from servesim.engines import (
@@ -488,10 +489,14 @@ def _build_groups(
             eager_cost = build_step_cost(model, hardware, par, eager_params)
         # (The group's runtime keeps the model itself: accounting reads it.)
         engine_cost, engine_eager_cost = cost, eager_cost
+        span_planners: tuple[SpanPlanner | None, SpanPlanner | None] = (None, None)
         if compiled:
             engine_cost = compiled_step_cost(cost) or cost
             if eager_cost is not None:
                 engine_eager_cost = compiled_step_cost(eager_cost) or eager_cost
+            from servesim.fused_kernels import span_planner  # (numba: only when compiled)
+
+            span_planners = (span_planner(engine_cost), span_planner(engine_eager_cost))
         speculation = None
         if scenario.speculative is not None and group.role != "prefill":
             built = build_speculation(scenario.speculative, model, hardware, par, params)
@@ -542,6 +547,7 @@ def _build_groups(
                         and par.pp == 1
                     ),
                     compiled=compiled,
+                    span_planners=span_planners,
                 )  # fmt: skip
             )
             next_id += 1

@@ -375,8 +375,6 @@ def span_into(
             if has_moe:
                 _moe(rows, floats, f[j])
     total = _curves_total(f[0], sum_features, sum_tables) if has_curves and not eager else 0.0
-    sec = np.empty(k)
-    mem = np.empty(k)
     # Only the pairs and KV-token features change from step to step: the product of the
     # others is taken once, and each step adds those few columns' terms.
     if given.shape[0] == 0:
@@ -389,17 +387,38 @@ def span_into(
     for i in varying:
         fixed[i] = 0.0
     base = _product(fixed, hot)
-    x = np.empty(base.shape[0])
+    # The product's columns a varying feature reaches (a model has ~30, those few of them):
+    # the others keep ``base`` at every step (adding 0.0 leaves a sum the same bits).
+    width = base.shape[0]
+    reached = np.zeros(width, np.bool_)
+    for i in varying:
+        for c in range(width):
+            if hot[i, c] != 0.0:
+                reached[c] = True
+    touched = np.flatnonzero(reached)
+    # The operators whose seconds can change: a reached compute or memory column, or a ramp's.
+    live = np.zeros(k, np.bool_)
+    for c in range(k):
+        live[c] = reached[c] or reached[k + c]
+    for r in range(ramp.shape[0]):
+        live[int(ramp[r, 0])] = True
+    live_ops = np.flatnonzero(live)
+    steady = np.empty(k)  # (the seconds of the others, as every step finds them)
+    for c in range(k):
+        steady[c] = max(base[c], base[k + c])
+    sec = np.empty(k)
+    mem = np.empty(k)
+    x = base.copy()
     end = start
     for j in range(num_steps):
         fj = f[j]
-        x[:] = base
-        for i in varying:
-            fi = fj[i]
-            for c in range(x.shape[0]):
-                x[c] += fi * hot[i, c]
-        for c in range(k):
-            sec[c] = x[c]
+        for c in touched:
+            xc = base[c]
+            for i in varying:
+                xc += fj[i] * hot[i, c]
+            x[c] = xc
+        sec[:] = steady
+        for c in live_ops:
             mem[c] = x[k + c]
         for r in range(ramp.shape[0]):
             per_call = fj[int(ramp[r, 1])] * ramp[r, 2]
@@ -409,8 +428,8 @@ def span_into(
             factor = _interp(math.log10(max(per_call, 1.0)), ramp_xs, ramp_ys, 1.0, 1.0)
             mem[int(ramp[r, 0])] *= factor
             mem[int(ramp[r, 0])] += _serial_extra(fj, ramp[r], factor)
-        for c in range(k):
-            sec[c] = max(sec[c], mem[c])
+        for c in live_ops:
+            sec[c] = max(x[c], mem[c])
         seconds[j] = _finish(
             fj, x, sec, k, eager, overlap, has_curves, total, curve_cols, curve_features,
             curve_table, grid,

@@ -194,6 +194,16 @@ class CompiledStepCost:
             fm.absorb_max >= 1.0, self._has_moe, *self._model_arrays, seconds, ends, features,
         )  # fmt: skip
 
+    def span_arguments(self) -> tuple[Any, ...] | None:
+        """What ``_compiled_kernels.span_into`` takes after a span's start (the features given,
+        absorption, MoE, the model's packed arrays), for a kernel that prices a span it plans
+        (``servesim.fused_kernels``); None where a span's features come from the reference (a
+        sliding window)."""
+        fm = self.model.feature_map
+        if fm.window:
+            return None
+        return (self._no_features, fm.absorb_max >= 1.0, self._has_moe, *self._model_arrays)
+
     def decode_span_ends(
         self, context_lens: np.ndarray, num_steps: int, pad: int, start: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -41,7 +41,7 @@ import numpy as np
 
 from servesim.engine.admission import Admission
 from servesim.engine.kv_cache import KVBlockManager
-from servesim.engine.pricing import Speculation, StepCost
+from servesim.engine.pricing import SpanPlanner, Speculation, StepCost
 from servesim.engine.records import RunRecords, StepRecord
 from servesim.engine.request import Request
 from servesim.engine.running import (
@@ -166,6 +166,7 @@ class Instance:
         admission_conservativeness: float = 1.0,
         schedule_ahead: bool = False,
         compiled: bool = False,
+        span_planners: tuple[SpanPlanner | None, SpanPlanner | None] = (None, None),
     ):
         if role not in ("mixed", "prefill", "decode"):
             raise ValueError(f"unknown instance role {role!r}")
@@ -206,6 +207,10 @@ class Instance:
             getattr(eager_cost, "decode_span_into", None),
         )
         self._step_into = (getattr(cost, "step_into", None), getattr(eager_cost, "step_into", None))
+        self._span_planners = span_planners if compiled else (None, None)
+        """For ``cost`` and ``eager_cost``: a compiled call that plans a decode span and prices
+        it in one go (:data:`~servesim.engine.pricing.SpanPlanner`), or None: planned, then
+        priced apart."""
         compiled_cost = next((c for c in (cost, eager_cost) if hasattr(c, "step_into")), None)
         self._priced = (
             None
@@ -435,26 +440,39 @@ class Instance:
     def _start_decode_span(self, now: float) -> float | None:
         """Start a step (or span) in which every running row decodes, nothing waiting: what
         ``schedule``, ``_batch_shape``, ``_pure_decode`` and ``_span_length`` do for it, in
-        one compiled call (``_commit_kernels.decode_span_plan``). Returns its end, or None,
-        with nothing changed, where it is not such a step (the general path decides)."""
+        one compiled call (``_commit_kernels.decode_span_plan``), which also prices the span
+        where the cost model has a span planner (:attr:`_span_planners`). Returns its end, or
+        None, with nothing changed, where it is not such a step (the general path decides)."""
         running, kv = self.running, self.kv
         n = len(running)
         if n == 0 or n > self._budget:
             return None
         assert self._commit is not None
-        num_steps, first_finish, grown, context_tokens = self._commit.decode_span_plan(
-            running.arrays()[0], n, kv.num_free_blocks, kv.block_size, self._grow_mode
-        )
+        batch, which, pad = self._decode_span_shape(n)
+        planner = self._span_planners[which]
+        priced = self._priced
+        end = -1.0  # (not priced in the planning call)
+        if planner is not None:
+            plan, cost_arguments = planner
+            num_steps, first_finish, grown, context_tokens, end = plan(
+                running.arrays()[0], n, kv.num_free_blocks, kv.block_size, self._grow_mode,
+                batch.new_tokens, pad, now, *cost_arguments, *priced,
+            )  # fmt: skip
+        else:
+            num_steps, first_finish, grown, context_tokens = self._commit.decode_span_plan(
+                running.arrays()[0], n, kv.num_free_blocks, kv.block_size, self._grow_mode
+            )
         if num_steps < 0:
             return None
         if grown:
             assert kv.allocate_private(grown), "blocks were checked to fit"
         if self.state.admission is not None:
             self.state.admission.decode_steps(1)  # (as ``schedule`` counts a decode step)
-        batch, which, pad = self._decode_span_shape(n)
         self._idle = False
         span_into = self._span_into[which]
-        if num_steps > 1 and span_into is not None:
+        if end >= 0.0:
+            ends, durations, features = priced.ends, priced.seconds, priced.features
+        elif num_steps > 1 and span_into is not None:
             # (What ``_price`` does for it, without working out the cost model again.)
             ends, durations, features = self._span_priced(
                 span_into, running.computed, num_steps, pad, now
@@ -477,7 +495,7 @@ class Instance:
             num_tokens=n,
         )
         self.generation += 1
-        return float(ends[num_steps - 1])
+        return end if end >= 0.0 else float(ends[num_steps - 1])
 
     def _decode_span_shape(self, n: int) -> tuple[ScheduledBatch, int, int]:
         """(The batch, which cost model prices it: 0 ``cost``, 1 ``eager_cost``, the CUDA

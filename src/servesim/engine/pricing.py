@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -50,6 +50,17 @@ class StepCost(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`decode_span_with_features`, for a multi-step scheduling round."""
         ...
+
+
+SpanPlanner = tuple[Callable[..., tuple[int, int, int, int, float]], tuple[Any, ...]]
+"""A compiled call that plans a decode step or span and prices it in one go, and its cost
+model's arguments (``servesim.fused_kernels.span_planner``): ``plan(table, n, free_blocks,
+block_size, grow_mode, ones, pad, start, *cost_arguments, seconds, ends, features)`` does what
+``engine._commit_kernels.decode_span_plan`` does on the running table and returns its four
+values and the end (s) of what it planned, priced into the three buffers as ``step_into`` and
+``decode_span_into`` price it (``ones``: a step's new tokens, one a row), or -1.0 as the end
+where it left them alone. The run layer builds it: a kernel of the engine may not call one of
+the cost model."""
 
 
 @dataclass(frozen=True)
