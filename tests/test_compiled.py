@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+from collections import deque
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from test_engine_golden import SCENARIOS, _assert_close, _golden, figures  # noq
 from servesim.cost.compiled import CompiledStepCost  # noqa: E402
 from servesim.cost.features import B  # noqa: E402
 from servesim.engine.instance import span_ends  # noqa: E402
+from servesim.engine.kv_cache import KVBlockManager  # noqa: E402
 from servesim.errors import ServesimError  # noqa: E402
 from servesim.fleet import COMPILED_MIN_REQUESTS, build_fleet, compiled_pricing  # noqa: E402
 from servesim.run import simulate  # noqa: E402
@@ -356,6 +358,111 @@ def test_the_compiled_row_removal_is_the_numpy_one():
         np.testing.assert_array_equal(tables[0].last_token, tables[1].last_token)
         assert [r.request_id for r in tables[0].reqs] == [r.request_id for r in tables[1].reqs]
         assert len(tables[1].reqs) == n - int(drop.sum())
+
+
+def _short_state(seed: int):
+    """A scheduler state whose running rows' blocks fall short: prompts mid-chunk and decodes,
+    a block manager with prefix caching whose LRU holds preempted requests' segments (so
+    allocations evict), and the rows' new tokens as ``reserve_running`` shares a budget."""
+    from servesim.engine import _commit_kernels as kernels
+    from servesim.engine.request import Request
+    from servesim.engine.running import RunningTable
+    from servesim.engine.scheduler import SchedulerState
+
+    rng = np.random.default_rng(seed)
+    bs = 16
+    kv = KVBlockManager(int(rng.integers(40, 400)), bs, enable_prefix_caching=True)
+    running, waiting = RunningTable(), deque()
+    rid = 0
+    for _ in range(int(rng.integers(0, 4))):  # (segments cached by earlier preemptions)
+        req = Request(rid, rid, 0, 0.0, int(rng.integers(16, 200)), 50)
+        rid += 1
+        req.num_computed_tokens = req.prompt_tokens
+        if kv.allocate(req, req.num_computed_tokens):
+            kv.free(req, preempted=True)
+    for _ in range(int(rng.integers(1, 30))):
+        prompt = int(rng.integers(1, 600))
+        req = Request(rid, rid, 0, float(rid), prompt, int(rng.integers(1, 300)))
+        rid += 1
+        if rng.random() < 0.6:  # decoding: its prompt and some outputs computed
+            req.num_output_tokens = int(rng.integers(1, req.max_output_tokens + 1))
+            req.num_computed_tokens = req.num_tokens - 1
+        else:  # a prompt mid-chunk
+            req.num_computed_tokens = int(rng.integers(0, prompt))
+        if not kv.allocate(req, req.num_computed_tokens):
+            break
+        running.append(req)
+    state = SchedulerState(waiting, running, kv, compiled=kernels)
+    n = len(running)
+    new_tokens = running.token_buffer()
+    budget = int(rng.integers(n, 3000))
+    *_, grown = kernels.reserve_running(
+        running.arrays()[0], n, budget, bs, kv.num_free_blocks, kernels.grow_mode(kv), new_tokens
+    )
+    return state, new_tokens[:n], grown
+
+
+def test_a_compiled_shortage_preempts_as_the_numpy_walk_does():
+    """``_reserve_short_compiled`` (the kernel's plan replayed on the block manager) leaves the
+    running table, the queue, the block manager (held, cached, its LRU and evictions) and the
+    preempted requests as ``_reserve_blocks`` leaves them, on random shortages."""
+    from servesim.engine.scheduler import _reserve_blocks, _reserve_short_compiled
+
+    short = 0
+    for seed in range(300):
+        mine, new_mine, grown = _short_state(seed)
+        if grown >= 0:
+            continue  # (every block fits: no shortage to plan)
+        theirs, new_theirs, _ = _short_state(seed)
+        got = _reserve_short_compiled(mine, new_mine)
+        assert got is not None
+        want = _reserve_blocks(theirs, new_theirs, None)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1] == want[1] > 0
+        np.testing.assert_array_equal(mine.running.columns(), theirs.running.columns())
+        a, b = mine.kv, theirs.kv
+        assert (a.num_held, a.num_cached, a.num_evictions) == (
+            b.num_held,
+            b.num_cached,
+            b.num_evictions,
+        )
+        assert list(a.lru.items()) == list(b.lru.items())
+        for x, y in zip(mine.waiting, theirs.waiting, strict=True):
+            assert (x.request_id, x.num_computed_tokens, x.num_preemptions, x.num_blocks) == (
+                y.request_id, y.num_computed_tokens, y.num_preemptions, y.num_blocks
+            )  # fmt: skip
+        short += 1
+    assert short > 100
+
+
+def test_a_compiled_shortage_leaves_named_blocks_and_shared_holders_to_python():
+    """Where a row still to grow is short of its named blocks the kernel changes nothing and
+    says so; where a row holds a shared block the plan is not tried (a preempted row would
+    free fewer blocks than it counts)."""
+    from servesim.engine import _commit_kernels as kernels
+    from servesim.engine.running import NBLOCKS, NSHARED, SHAREABLE
+    from servesim.engine.scheduler import _reserve_short_compiled
+
+    for seed in range(300):
+        state, new_tokens, grown = _short_state(seed)
+        if grown < 0:
+            break
+    table = state.running.arrays()[0]
+    n = len(state.running)
+    table[SHAREABLE, :n] = table[NBLOCKS, :n] + 1  # (every row short of a named block)
+    before = table.copy()
+    ops = np.empty(3 * n, dtype=np.int64)
+    assert kernels.reserve_short(
+        table, n, new_tokens, 16, state.kv.num_free_blocks, kernels.GROW_UNLESS_NAMED, ops
+    ) == (-1, n)
+    np.testing.assert_array_equal(table, before)
+    table[SHAREABLE, :n] = table[NSHARED, :n]
+    before = table.copy()
+    held = state.kv.num_held
+    state.kv.ref_counts[10**9] = 1  # (a shared block held somewhere)
+    assert _reserve_short_compiled(state, new_tokens) is None
+    np.testing.assert_array_equal(table, before)  # (nothing grown or preempted)
+    assert not state.waiting and state.kv.num_held == held and len(state.running) == n
 
 
 def test_auto_compiles_only_large_workloads(monkeypatch):

@@ -348,3 +348,62 @@ def reserve_running(table, n, budget, block_size, free, grow, new_tokens):
         if extra > 0:
             table[NBLOCKS, i] += extra
     return need_total, scheduled, several, total
+
+
+@njit(cache=True)
+def reserve_short(table, n, new_tokens, block_size, free, grow, ops):
+    """``scheduler._reserve_blocks`` in row order when the rows' blocks do not all fit (the
+    shortage :func:`reserve_running` leaves to its caller), for private blocks only: walking
+    the rows, those that fit as they are grow in bulk, and a row that does not preempts the
+    newest rows until it fits or is itself preempted. The table's block counts grow here;
+    what the block manager must do, in order, is written into ``ops`` (at least ``3 n``
+    long): a positive count, that many private blocks allocated; -1, the newest row
+    preempted. Returns (ops written, rows kept), or (-1, n), with nothing changed, where a
+    row still to grow is short of its named blocks (``grow`` as :func:`commit_span`'s), which
+    only the block manager can give. (A preempted row frees its table block count: the
+    caller sees that no row holds a shared block.)"""
+    extra = np.empty(n, np.int64)
+    for i in range(n):
+        e = (table[COMPUTED, i] + new_tokens[i] + block_size - 1) // block_size
+        e -= table[NBLOCKS, i]
+        extra[i] = e if e > 0 else 0
+        if e > 0 and grow == GROW_UNLESS_NAMED and table[NSHARED, i] < table[SHAREABLE, i]:
+            return -1, n
+    m = n  # (rows left: preemption takes the newest)
+    k = 0
+    pos = 0
+    while pos < m:
+        # The leading rows whose blocks fit, grown together (``_leading_fit``).
+        total = 0
+        j = pos
+        while j < m and total + extra[j] <= free:
+            total += extra[j]
+            j += 1
+        if j > pos:
+            if total:
+                ops[k] = total
+                k += 1
+                free -= total
+                for r in range(pos, j):
+                    table[NBLOCKS, r] += extra[r]
+            pos = j
+            continue
+        i = pos
+        pos += 1
+        if new_tokens[i] == 0:
+            continue
+        fitted = True
+        while extra[i] > free:
+            m -= 1
+            ops[k] = -1
+            k += 1
+            free += table[NBLOCKS, m]
+            if m == i:
+                fitted = False
+                break
+        if fitted:
+            ops[k] = extra[i]
+            k += 1
+            free -= extra[i]
+            table[NBLOCKS, i] += extra[i]
+    return k, m

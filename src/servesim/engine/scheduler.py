@@ -306,10 +306,42 @@ def _running_compiled(
         if grown:
             assert kv.allocate_private(grown), "blocks were checked to fit"
         return need_total == n, new_tokens, 0, scheduled, several
-    new_tokens, num_preempted = _reserve_blocks(state, new_tokens, None)
+    short = _reserve_short_compiled(state, new_tokens)
+    new_tokens, num_preempted = short or _reserve_blocks(state, new_tokens, None)
     if num_preempted:
         return need_total == n, new_tokens, num_preempted, None, None
     return need_total == n, new_tokens, 0, scheduled, several
+
+
+def _reserve_short_compiled(
+    state: SchedulerState, new_tokens: np.ndarray
+) -> tuple[np.ndarray, int] | None:
+    """:func:`_reserve_blocks` for rows in table order whose blocks fall short, planned in one
+    compiled call (``_commit_kernels.reserve_short``) and replayed on the block manager in the
+    same order (its evictions depend on it); None, with nothing changed, where the plan does
+    not apply: a CPU tier (rows then grow one by one), a hybrid layout, a shared block held
+    (a preempted row would free fewer than its count) or named blocks still to take."""
+    running, kv, compiled = state.running, state.kv, state.compiled
+    if kv.cpu_blocks or kv.sliding_groups or kv.ref_counts:
+        return None
+    n = len(running)
+    ops = np.empty(3 * n, dtype=np.int64)
+    num_ops, kept = compiled.reserve_short(
+        running.arrays()[0], n, new_tokens, kv.block_size, kv.num_free_blocks,
+        compiled.grow_mode(kv), ops,
+    )  # fmt: skip
+    if num_ops < 0:
+        return None
+    num_preempted = 0
+    for op in ops[:num_ops].tolist():
+        if op < 0:
+            _preempt(state, running.pop_last())
+            num_preempted += 1
+        else:
+            assert kv.allocate_private(op), "blocks were checked to fit"
+    if num_preempted and state.admission is not None:
+        state.admission.preempted(running.columns())
+    return new_tokens[:kept], num_preempted
 
 
 def _running_tokens(
