@@ -396,8 +396,9 @@ def _cost_params(
 
 COMPILED_MIN_REQUESTS = 50_000
 """``compiled: auto`` prices steps with the compiled kernels from this many requests on: below
-it a run takes seconds, and loading the kernels from numba's cache (~0.3 s; compiling them the
-first time, ~5 s) would cost more than they save."""
+it a run takes seconds, and loading the kernels from numba's cache (~0.5 s with numba's import;
+compiling them the first time on a machine, ~16 s on a 2-core VM) would cost more than they
+save."""
 
 
 def compiled_pricing(scenario: Scenario) -> bool:
