@@ -138,6 +138,8 @@ class CompiledStepCost:
         self._step_into = kernels.step_into
         self._seconds_packed = kernels.seconds_packed
         self._span_into = kernels.span_into
+        self._span_model = (fm.absorb_max >= 1.0, self._has_moe, *self._model_arrays)
+        """What ``span_into`` takes after the features given: absorption, MoE, the model."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
@@ -191,7 +193,7 @@ class CompiledStepCost:
             given = self._no_features
         return self._span_into(
             context_lens.astype(np.int64, copy=False), num_steps, pad, start, given,
-            fm.absorb_max >= 1.0, self._has_moe, *self._model_arrays, seconds, ends, features,
+            *self._span_model, seconds, ends, features,
         )  # fmt: skip
 
     def span_arguments(self) -> tuple[Any, ...] | None:
@@ -199,10 +201,9 @@ class CompiledStepCost:
         absorption, MoE, the model's packed arrays), for a kernel that prices a span it plans
         (``servesim.fused_kernels``); None where a span's features come from the reference (a
         sliding window)."""
-        fm = self.model.feature_map
-        if fm.window:
+        if self.model.feature_map.window:
             return None
-        return (self._no_features, fm.absorb_max >= 1.0, self._has_moe, *self._model_arrays)
+        return (self._no_features, *self._span_model)
 
     def decode_span_ends(
         self, context_lens: np.ndarray, num_steps: int, pad: int, start: float

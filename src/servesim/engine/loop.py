@@ -414,7 +414,7 @@ class Simulation:
             self._api_taking[server] = False
             if self._api_sent or self._api_begun[server]:
                 events = self._api_take()
-        if self._aborted_sessions and self._dropped_if_aborted(session):
+        if self._dropped_if_aborted(session):
             return events
         turn = session.turns[turn_index]
         req = Request(
