@@ -312,3 +312,34 @@ def test_sigterm_handling_restores_the_previous_handler():
         time.sleep(5)  # the handler raises long before this ends
     assert term.received
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_run_folder_holds_one_table_format_and_reports_from_either(tmp_path):
+    run = tmp_path / "run"
+    first = servesim(*SMALL_RUN, "-n", "20", "--format", "parquet", "--trace", "--out", str(run),
+                     cwd=tmp_path)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert "requests.parquet, steps.parquet" in first.stdout
+    assert sorted(p.name for p in run.iterdir()) == [
+        "requests.parquet", "steps.parquet", "summary.json", "trace.json"
+    ]  # fmt: skip
+    assert json.loads((run / "trace.json").read_text())["traceEvents"]
+    assert servesim("report", str(run), cwd=tmp_path).returncode == 0
+    assert (run / "report.html").is_file()
+
+    second = servesim(*SMALL_RUN, "-n", "10", "--out", str(run), cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    # The parquet tables went with the run they described: one run, in one format.
+    assert sorted(p.name for p in run.iterdir()) == ["requests.csv", "steps.csv", "summary.json"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--format", "xml", "--out", "run"), "--format: unknown table format 'xml'"),
+    (("--format", "parquet"), "--format: needs --out DIR"),
+])  # fmt: skip
+def test_a_bad_table_format_is_one_line_and_exit_2(tmp_path, args, message):
+    p = servesim(*SMALL_RUN, "-n", "3", *args, cwd=tmp_path)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert p.stderr.strip().splitlines() == [f"error: {p.stderr.strip().split('error: ')[1]}"]
+    assert message in p.stderr and "Traceback" not in p.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written

@@ -115,3 +115,69 @@ def test_a_damaged_run_folder_is_a_user_error(tmp_path, damage, message):
 def test_a_missing_folder_is_a_user_error(tmp_path):
     with pytest.raises(ServesimError, match="not a folder"):
         read_run(tmp_path / "nowhere")
+
+
+# --- Parquet tables (``simulate --format parquet``) ---------------------------------------------
+
+
+def _written_both_ways(tmp_path: Path) -> tuple[Path, Path, object]:
+    from servesim.output import write_run
+    from servesim.run import simulate
+    from servesim.scenario import build_scenario
+
+    result = simulate(build_scenario({"workload": {"num_requests": 60}, "seed": 3}))
+    csv_dir = write_run(result, tmp_path / "csv")
+    parquet_dir = write_run(result, tmp_path / "parquet", table_format="parquet")
+    return csv_dir, parquet_dir, result
+
+
+def test_a_parquet_run_reads_back_as_its_csv_twin_and_as_the_records(tmp_path):
+    import pyarrow.parquet as pq
+
+    csv_dir, parquet_dir, result = _written_both_ways(tmp_path)
+    assert sorted(p.name for p in parquet_dir.iterdir()) == [
+        "requests.parquet", "steps.parquet", "summary.json"
+    ]  # fmt: skip
+    from_csv, from_parquet = read_run(csv_dir), read_run(parquet_dir)
+    for table in ("requests", "steps"):
+        a, b = getattr(from_csv, table), getattr(from_parquet, table)
+        assert list(a) == list(b)  # same columns, same order (the t_* ones included)
+        for name in a:
+            assert a[name].dtype == b[name].dtype == np.float64
+            assert np.array_equal(a[name], b[name], equal_nan=True), (table, name)
+    assert from_parquet.op_columns == from_csv.op_columns and from_csv.op_columns
+    # The file keeps each column's own type: integers as int64, floats bit for bit.
+    records = result.records.request_columns()
+    stored = pq.read_table(parquet_dir / "requests.parquet")
+    for name in REQUEST_COLUMNS:
+        column = stored.column(name).to_numpy()
+        assert column.dtype == records[name].dtype
+        assert column.tobytes() == np.ascontiguousarray(records[name]).tobytes(), name
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "steps.parquet").write_text("instance,start_s\n0,0\n"), "not a Parquet table"),
+    (lambda d: _rewrite(d / "requests.parquet", drop="finish_s"), "lacks the column"),
+    (lambda d: _rewrite(d / "steps.parquet", text="kv_usage"), "column kv_usage holds string"),
+])  # fmt: skip
+def test_a_damaged_parquet_table_is_a_user_error(tmp_path, damage, message):
+    _, parquet_dir, _ = _written_both_ways(tmp_path)
+    damage(parquet_dir)
+    with pytest.raises(ServesimError, match=message) as err:
+        read_run(parquet_dir)
+    assert err.value.field == "RUN_DIR"
+
+
+def _rewrite(path: Path, drop: str | None = None, text: str | None = None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if drop is not None:
+        table = table.drop_columns([drop])
+    if text is not None:
+        i = table.column_names.index(text)
+        table = table.set_column(
+            i, text, pa.array([str(v) for v in table.column(text).to_pylist()])
+        )
+    pq.write_table(table, path)

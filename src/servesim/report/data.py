@@ -1,9 +1,10 @@
-"""Reading a saved run folder (``summary.json``, ``requests.csv``, ``steps.csv``) into columns.
+"""Reading a saved run folder (``summary.json``, ``requests.csv``, ``steps.csv``, or the two
+tables as ``.parquet``) into columns.
 
 Shared by the HTML report and the trace writer, so both work on any run saved with
 ``servesim simulate --out DIR``, long after the simulation itself. Columns come back as numpy
-``float64`` arrays keyed by their CSV header: every integer a run writes (token counts, ids) is
-exact in a double, and one dtype keeps the reader a single vectorised ``np.loadtxt`` call.
+``float64`` arrays keyed by their header: every integer a run writes (token counts, ids) is
+exact in a double, and one dtype keeps the CSV reader a single vectorised ``np.loadtxt`` call.
 """
 
 from __future__ import annotations
@@ -56,8 +57,19 @@ class RunData:
         return int(seen.max()) + 1 if len(seen) else 1
 
 
+def _check_columns(path: Path, header: list[str], needs: tuple[str, ...]) -> None:
+    missing = [c for c in needs if c not in header]
+    if missing:
+        raise ServesimError(
+            f"{path} lacks the column(s) {', '.join(missing)}",
+            field="RUN_DIR",
+            fix="write the run again with this version of servesim",
+        )
+
+
 def read_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The columns of a numeric CSV file with a header row, as float64 arrays.
+    """The columns of a numeric CSV file with a header row, or of a Parquet file (a name
+    ending ``.parquet``), as float64 arrays.
 
     Raises ServesimError when the file is missing, a needed column is absent, or a cell is
     not a number.
@@ -66,14 +78,10 @@ def read_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.ndarray]:
         raise ServesimError(
             f"{path.parent} has no {path.name}", field="RUN_DIR", fix=_NOT_A_RUN_FIX
         )
+    if path.suffix == ".parquet":
+        return _read_parquet_columns(path, needs)
     header = next(csv_rows(path, "RUN_DIR"), (0, []))[1]
-    missing = [c for c in needs if c not in header]
-    if missing:
-        raise ServesimError(
-            f"{path} lacks the column(s) {', '.join(missing)}",
-            field="RUN_DIR",
-            fix="write the run again with this version of servesim",
-        )
+    _check_columns(path, header, needs)
     try:
         with warnings.catch_warnings():
             # A header-only file (a run with no steps) is valid: no "empty input" warning.
@@ -95,6 +103,42 @@ def read_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.ndarray]:
     if table.size == 0:
         table = np.zeros((0, len(header)))
     return {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(header)}
+
+
+def _read_parquet_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise ServesimError(
+            f"{path} is not a Parquet table: {err}",
+            field="RUN_DIR",
+            fix="write the run again (`servesim simulate --out --format parquet`), or restore "
+            "the file",
+        ) from None
+    _check_columns(path, table.column_names, needs)
+    columns = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            raise ServesimError(
+                f"{path} is not a numeric table: column {name} holds {column.type}",
+                field="RUN_DIR",
+                fix="write the run again (`servesim simulate --out --format parquet`), or "
+                "restore the file",
+            )
+        # (A null, which servesim never writes, reads as NaN.)
+        values = column.to_numpy(zero_copy_only=False)
+        columns[name] = np.ascontiguousarray(values, dtype=np.float64)
+    return columns
+
+
+def run_table(run_dir: Path, table: str) -> Path:
+    """The file of ``table`` (``requests`` or ``steps``) in a run folder: its ``.parquet``
+    where the run was written so, else its ``.csv``."""
+    parquet = run_dir / f"{table}.parquet"
+    return parquet if parquet.is_file() else run_dir / f"{table}.csv"
 
 
 def read_run(run_dir: str | Path) -> RunData:
@@ -121,8 +165,8 @@ def read_run(run_dir: str | Path) -> RunData:
     return RunData(
         run_dir=run_dir,
         summary=summary,
-        requests=read_columns(run_dir / "requests.csv", REQUEST_NEEDS),
-        steps=read_columns(run_dir / "steps.csv", STEP_NEEDS),
+        requests=read_columns(run_table(run_dir, "requests"), REQUEST_NEEDS),
+        steps=read_columns(run_table(run_dir, "steps"), STEP_NEEDS),
     )
 
 

@@ -145,8 +145,9 @@ def _scenario_section(run: RunData) -> str:
 def _breakdown_table(run: RunData) -> str:
     breakdown = series.op_breakdown(run)
     if not breakdown:
-        return ('<p class="note">steps.csv has no per-operator-group columns (<code>t_*</code>):'
-                " shown instead is the distribution of step times.</p>")  # fmt: skip
+        return ('<p class="note">The steps table has no per-operator-group columns '
+                "(<code>t_*</code>): shown instead is the distribution of step times.</p>"
+                )  # fmt: skip
     kinds = list(breakdown)
     groups = list(breakdown[kinds[0]])
     head = "".join(f"<th class=num>{_e(k)}</th>" for k in kinds)
@@ -225,7 +226,7 @@ def build_report(run_dir: str | Path, png_dir: str | Path | None = None) -> str:
                  "Running requests summed over instances; KV blocks in use, mean over instances "
                  "(time-weighted per bin; idle time counts as 0)."),
         _section("Step time by operator group", svg["step_breakdown"],
-                 "Predicted time of each operator group (t_* columns of steps.csv): mean per "
+                 "Predicted time of each operator group (t_* columns of the steps table): mean per "
                  "step by kind of step, and GPU-seconds per second over time."
                  if run.op_columns else "Step times (ms per step), by kind of step.",
                  _breakdown_table(run)),

@@ -1,9 +1,9 @@
 """The Chrome trace of a simulated run, built from its saved files, for Perfetto.
 
 :func:`write_simulated_trace` reads a run folder (``summary.json``, ``requests.csv``,
-``steps.csv``), so it works on any run saved with ``servesim simulate --out DIR``. Time is
-simulated time, in microseconds from the run's start. Layout, per instance ``N`` (pid ``N + 1``,
-named "instance N (model on hardware)"):
+``steps.csv``, or those tables as ``.parquet``), so it works on any run saved with ``servesim
+simulate --out DIR``. Time is simulated time, in microseconds from the run's start. Layout,
+per instance ``N`` (pid ``N + 1``, named "instance N (model on hardware)"):
 
 - thread 1, "steps": one ``X`` slice per step record, named by its batch composition,
   ``"P:2 D:61"`` = 2 requests in prefill and 61 decode tokens per step; a fast-forwarded span of
