@@ -53,3 +53,30 @@ def test_no_cuda_graphs_slows_small_batch_decode_and_large_batches_stay_gpu_boun
         graphs.seconds_from_features(f1), rel=1e-12
     )
     assert groups["overhead"][0] == pytest.approx(1e-4 + waits, rel=1e-9)
+
+
+@pytest.mark.parametrize("pp, graphs", [(1, True), (1, False), (2, True)])
+def test_a_runs_totals_read_rungs_groups_and_host_waits_as_the_single_calls_give_them(pp, graphs):
+    """The summary reads each record's rungs, groups and host waits in pairs worked out from
+    one evaluation of the operators: the same bits as asking for each alone."""
+    from servesim.cost import Parallelism
+
+    cost = build_step_cost(
+        load_model("llama-3.2-1b"), h100(), Parallelism(pp=pp), CostParams(cuda_graphs=graphs)
+    )
+    rng = np.random.default_rng(5)
+    # Decode batches (a 1B model's large ones wait for the host) and steps with prompt tokens.
+    rows = np.array([
+        cost.features(rng.integers(1, 300 if i % 2 else 2, size=b), rng.integers(0, 1000, size=b))
+        for i, b in enumerate(rng.integers(100, 300, size=40))
+    ])  # fmt: skip
+    waits = cost.host_bound_seconds_from_features(rows)
+    assert (waits > 0).any() or not graphs  # (a 1B model's small batches wait for the host)
+    rungs, rung_waits = cost.rungs_and_host_bound_from_features(rows)
+    groups, group_waits = cost.groups_and_host_bound_from_features(rows)
+    assert rung_waits.tobytes() == group_waits.tobytes() == waits.tobytes()
+    alone = cost.rung_seconds_from_features(rows)
+    assert list(rungs) == list(alone)
+    assert all(rungs[r].tobytes() == alone[r].tobytes() for r in rungs)
+    alone = cost.group_seconds_from_features(rows)
+    assert all(groups[g].tobytes() == alone[g].tobytes() for g in groups)

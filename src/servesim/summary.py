@@ -304,9 +304,9 @@ def _step_work(
             sub, dur = records.step_feature_rows(rows), durations[rows]
             flops, hbm = cost.work_from_features(sub)
             power = cost.power_from_features(sub, dur)
-            rungs = cost.rung_seconds_from_features(sub)
+            rungs, host_bound = cost.rungs_and_host_bound_from_features(sub)
             rung_names[:] = list(rungs)
-            sums = [flops, hbm, power * dur, dur, cost.host_bound_seconds_from_features(sub)]
+            sums = [flops, hbm, power * dur, dur, host_bound]
             sums += rungs.values()
             out = [np.add.reduce(x) for x in sums]
             return np.array([*out, float(np.count_nonzero(cost.extrapolated_from_features(sub)))])
@@ -395,13 +395,12 @@ def _step_extra(runtimes, records: RunRecords, steps) -> dict[str, np.ndarray]:
             rows = take[a : a + _BLOCK]
             sub, dur = records.step_feature_rows(rows), durations[rows]
             extra["flops"][rows], extra["hbm_bytes"][rows] = g.cost.work_from_features(sub)
-            groups = g.cost.group_seconds_from_features(sub)
+            groups, host_bound = g.cost.groups_and_host_bound_from_features(sub)
             total = sum(groups.values())
             # NOTE: exact for single steps; a span's groups are rescaled to its exact duration.
             scale = np.divide(dur, total, out=np.zeros_like(total), where=total > 0)
             for name, secs in groups.items():
                 extra.setdefault(f"t_{name}", np.zeros(n))[rows] = secs * scale
             extra.setdefault("power_w", np.zeros(n))[rows] = g.cost.power_from_features(sub, dur)
-            host_bound = g.cost.host_bound_seconds_from_features(sub)
             extra.setdefault("t_host_bound", np.zeros(n))[rows] = host_bound
     return extra

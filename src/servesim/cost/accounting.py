@@ -124,11 +124,20 @@ class StepAccounting:
         """GPU seconds per fidelity rung (``RUNGS``) for rows of step features, shape (rows,)
         per rung: which share of each step's operator time stands on measured tables, fitted
         curves, a calibration or the roofline (scaled to the pipelined time under PP)."""
+        return self.rungs_and_host_bound_from_features(features)[0]
+
+    def rungs_and_host_bound_from_features(
+        self, features: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(:meth:`rung_seconds_from_features`, ``host_bound_seconds_from_features``) of rows
+        of step features, the operators' seconds worked out once for both (a run's totals
+        read both of every record)."""
         rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
         gpu, _, _, steps, sec, _ = self._gpu(rows)
         scale = _ratio(gpu, sec.sum(axis=1))
         rung = self._ops.rung
-        return {r: sec[:, rung == j].sum(axis=1) * scale for j, r in enumerate(RUNGS)}
+        rungs = {r: sec[:, rung == j].sum(axis=1) * scale for j, r in enumerate(RUNGS)}
+        return rungs, self._host_bound(rows, gpu)
 
     def _dominant_rung(self, rows: np.ndarray) -> str:
         """The rung most of a step's operator time stands on."""
@@ -155,6 +164,14 @@ class StepAccounting:
         once over the sum, which differs from summing per step only where an operator flips
         between compute- and memory-bound inside the span.
         """
+        return self.groups_and_host_bound_from_features(features)[0]
+
+    def groups_and_host_bound_from_features(
+        self, features: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(:meth:`group_seconds_from_features`, ``host_bound_seconds_from_features``) of rows
+        of step features, the operators' seconds worked out once for both (the per-step
+        columns of steps.csv read both of every record)."""
         rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
         gpu, _, _, steps, sec, _ = self._gpu(rows)
         scale = _ratio(gpu, sec.sum(axis=1)) if not self._simple else np.ones(len(rows))
@@ -166,7 +183,7 @@ class StepAccounting:
                 out[g] = over + exposed
             else:
                 out[g] = sec[:, self._group_idx == GROUPS.index(g)].sum(axis=1) * scale
-        return out
+        return out, self._host_bound(rows, gpu)
 
     # --- energy ---------------------------------------------------------------------------------
 

@@ -572,10 +572,16 @@ class StepCostModel(StepAccounting):
         gpu)`` when it overlaps, all of ``host`` when it does not (plus, then, the kernel-issue
         stalls already inside the GPU time)."""
         rows = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        gpu = self._gpu(rows, per_operator=False)[0] if self.host_overlaps else None
+        return self._host_bound(rows, gpu)
+
+    def _host_bound(self, rows: np.ndarray, gpu: np.ndarray | None) -> np.ndarray:
+        """:meth:`host_bound_seconds_from_features` of feature rows whose GPU seconds are
+        ``gpu`` (read only when the host overlaps the GPU)."""
         host = rows @ self._fixed[:, 1]
         if not self.host_overlaps:
             return host
-        return np.maximum(host - self._gpu(rows, per_operator=False)[0], 0.0)
+        return np.maximum(host - gpu, 0.0)
 
     def pp_stage_seconds(self, features: np.ndarray) -> np.ndarray:
         """Seconds one micro-batch spends in each pipeline stage (its hand-off to the next
