@@ -315,7 +315,8 @@ def test_queueing_tokenizer_and_shutdown_writing_the_run_folder(tmp_path):
 
 
 def test_sigint_drains_an_open_stream(tmp_path):
-    with serve("--time-scale", "50", "--out", str(tmp_path / "run")) as server:
+    run = tmp_path / "run"
+    with serve("--time-scale", "50", "--out", str(run), "--format", "parquet") as server:
         body = {"prompt": [1] * 10, "max_tokens": 300, "stream": True}
         with httpx.stream("POST", f"{server.url}/v1/completions", json=body) as r:
             lines = r.iter_lines()
@@ -326,7 +327,11 @@ def test_sigint_drains_an_open_stream(tmp_path):
         assert len(events) == 300  # 299 more tokens, then [DONE]
         _, err = server.proc.communicate(timeout=30)
     assert server.proc.returncode == 0, err
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["completed"] == 1
+    assert json.loads((run / "summary.json").read_text())["completed"] == 1
+    assert "requests.parquet, steps.parquet (1 requests)" in err
+    assert sorted(p.name for p in run.iterdir()) == [
+        "requests.parquet", "steps.parquet", "summary.json"
+    ]  # fmt: skip
 
 
 def test_a_stream_longer_than_the_drain_ends_with_abort_quietly():
@@ -354,6 +359,18 @@ def test_a_non_finite_server_option_is_one_line_and_exit_2(flag):
     p = subprocess.run([SERVESIM, "serve", flag, "nan"], capture_output=True, text=True)
     assert p.returncode == 2
     assert p.stderr.strip() == f"error: {flag}: must be a finite number (got nan)"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--format", "parquet"), "error: --format: needs --out DIR to write into"),
+    (("--format", "xml", "--out", "run"),
+     "error: --format: unknown table format 'xml' (use one of: csv, parquet)"),
+])  # fmt: skip
+def test_a_bad_table_format_stops_the_server_before_it_listens(tmp_path, args, message):
+    p = subprocess.run([SERVESIM, "serve", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip() == message
+    assert not any(tmp_path.iterdir())
 
 
 def test_speculative_decoding_streams_several_tokens_a_chunk():

@@ -39,7 +39,9 @@ SCENARIO_FIELDS = SCENARIO_OPTIONS
 SECTIONS = SECTION_OPTIONS
 """Options that set a field of a scenario section: section → {option → field}."""
 
-OTHER_OPTIONS = ("config", "out", "workload", "input_len", "output_len", "engine_log")
+OTHER_OPTIONS = (
+    "config", "out", "table_format", "workload", "input_len", "output_len", "engine_log",
+)  # fmt: skip
 """``simulate`` options the server reads besides the scenario fields and sections above."""
 
 PIP_EXTRA = "pip install 'servesim[serve]'"
@@ -118,9 +120,14 @@ def serve_command(**options: Any) -> None:
             raise ServesimError(f"must be a finite number (got {options[name]})", field=flag)
     scenario = scenario_from_options(options)
     out = options.get("out")
+    table_format = options.get("table_format")
+    if table_format is not None and out is None:
+        raise ServesimError("needs --out DIR to write into", field="--format")
     if out is not None:
+        from servesim.output import check_table_format
         from servesim.paths import writable_dir
 
+        table_format = check_table_format(table_format or "csv")
         writable_dir(out)
     served = build_served(
         scenario, options["time_scale"], options.get("served_model_name"), options.get("tokenizer")
@@ -132,7 +139,7 @@ def serve_command(**options: Any) -> None:
         f"servesim serve: {served.model_name} at http://{host}:{port}/v1 "
         f"(time scale {options['time_scale']:g}; Ctrl-C stops)\n"
     )
-    run_server(served, sock, out, options["drain_s"])
+    run_server(served, sock, out, options["drain_s"], table_format or "csv")
 
 
 def _signature() -> tuple[inspect.Signature, dict[str, Any]]:

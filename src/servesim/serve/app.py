@@ -134,23 +134,26 @@ def served_result(served: Served):
     return result
 
 
-def write_served_run(served: Served, out: Path) -> str:
-    """Write the run folder of what was served; a line saying what happened."""
+def write_served_run(served: Served, out: Path, table_format: str = "csv") -> str:
+    """Write the run folder of what was served (its tables as ``table_format``); a line
+    saying what happened."""
     from servesim.errors import ServesimError
-    from servesim.output import write_run
+    from servesim.output import table_files, write_run
 
     done = served.prepared.sim.records.num_completed
     if done == 0:
         return f"no request finished: {out}/ not written"
     try:
-        write_run(served_result(served), out)
+        write_run(served_result(served), out, table_format=table_format)
     except ServesimError as err:
         return f"{out}/ not written: {err}"
-    return f"wrote {out}/: summary.json, requests.csv, steps.csv ({done} requests)"
+    files = ", ".join(["summary.json", *table_files(table_format)])
+    return f"wrote {out}/: {files} ({done} requests)"
 
 
-def create_app(served: Served, out: Path | None = None) -> FastAPI:
-    """The ASGI application serving ``served``; on shutdown it writes ``out`` (if given)."""
+def create_app(served: Served, out: Path | None = None, table_format: str = "csv") -> FastAPI:
+    """The ASGI application serving ``served``; on shutdown it writes ``out`` (if given; its
+    tables as ``table_format``)."""
     engine = served.engine
 
     @contextlib.asynccontextmanager
@@ -160,7 +163,7 @@ def create_app(served: Served, out: Path | None = None) -> FastAPI:
         engine.stop()
         await task
         if out is not None:
-            print(write_served_run(served, out), file=sys.stderr, flush=True)
+            print(write_served_run(served, out, table_format), file=sys.stderr, flush=True)
 
     app = FastAPI(title="servesim", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)  # fmt: skip
@@ -253,7 +256,11 @@ streams have ended by then)."""
 
 
 def run_server(
-    served: Served, sock: socket.socket, out: Path | None = None, drain_s: float = 5.0
+    served: Served,
+    sock: socket.socket,
+    out: Path | None = None,
+    drain_s: float = 5.0,
+    table_format: str = "csv",
 ) -> None:
     """Serve on ``sock`` until SIGINT or SIGTERM; then let open streams finish for up to
     ``drain_s`` seconds, end the rest with finish reason ``abort`` (a last chunk and ``[DONE]``,
@@ -281,7 +288,7 @@ def run_server(
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
 
-    app = create_app(served, out)
+    app = create_app(served, out, table_format)
     # (uvicorn's own deadline only backs ours up: at it, it cancels what is still open.)
     config = uvicorn.Config(app, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=drain_s + DRAIN_BACKSTOP_S)  # fmt: skip
