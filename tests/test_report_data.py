@@ -14,7 +14,7 @@ import pytest
 
 from servesim.engine.records import REQUEST_COLUMNS, STEP_COLUMNS
 from servesim.errors import ServesimError
-from servesim.report.data import prefill_rows, read_run, request_latencies
+from servesim.report.data import RunData, prefill_rows, read_run, request_latencies
 
 SERVESIM = Path(sys.executable).parent / "servesim"
 
@@ -181,3 +181,20 @@ def _rewrite(path: Path, drop: str | None = None, text: str | None = None) -> No
             i, text, pa.array([str(v) for v in table.column(text).to_pylist()])
         )
     pq.write_table(table, path)
+
+
+def test_the_outputs_benchmark_reads_both_formats_back_equal(monkeypatch, capsys):
+    """``bench/bench_outputs.py`` (timings, not checked here) runs end to end and finds the two
+    formats' tables equal; its comparison notices a changed value."""
+    import sys
+
+    from bench_scripts import load_bench_script
+
+    bench = load_bench_script("bench_outputs.py")
+    monkeypatch.setattr(sys, "argv", ["bench_outputs.py", "--num-requests", "40", "--repeats", "1"])
+    bench.main()
+    out = capsys.readouterr().out
+    assert "same values  yes" in out and "parquet      write" in out
+    run = RunData(Path("."), {}, {"a": np.array([1.0, np.nan])}, {"b": np.array([2.0])})
+    changed = RunData(Path("."), {}, {"a": np.array([1.0, np.nan])}, {"b": np.array([2.5])})
+    assert bench.same_tables(run, run) and not bench.same_tables(run, changed)
