@@ -198,3 +198,26 @@ def test_the_outputs_benchmark_reads_both_formats_back_equal(monkeypatch, capsys
     run = RunData(Path("."), {}, {"a": np.array([1.0, np.nan])}, {"b": np.array([2.0])})
     changed = RunData(Path("."), {}, {"a": np.array([1.0, np.nan])}, {"b": np.array([2.5])})
     assert bench.same_tables(run, run) and not bench.same_tables(run, changed)
+
+
+def test_a_csv_table_written_in_blocks_is_the_bytes_of_one_pass(tmp_path, monkeypatch):
+    """CSV tables are turned into Python values a block of rows at a time (a 1M-request run's
+    steps at once took gigabytes); the file is the same, whatever the block size."""
+    import servesim.output as output
+    from servesim.run import simulate
+    from servesim.scenario import build_scenario
+
+    result = simulate(build_scenario({"workload": {"num_requests": 40}}))
+    columns = result.records.step_columns()
+    columns.update(result.step_extra)
+    names = (*STEP_COLUMNS, *result.step_extra)
+    whole = tmp_path / "whole.csv"
+    with whole.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(names)
+        writer.writerows(zip(*(columns[n].tolist() for n in names), strict=True))
+    rows = len(columns["start_s"])
+    for block in (1, 7, rows - 1, rows, 65_536):
+        monkeypatch.setattr(output, "_CSV_ROWS", block)
+        output._write_columns(tmp_path / "blocks.csv", columns, names)
+        assert (tmp_path / "blocks.csv").read_bytes() == whole.read_bytes(), block

@@ -90,12 +90,21 @@ def summary_document(result) -> dict[str, Any]:
     return _clean(doc)
 
 
+_CSV_ROWS = 65_536
+"""Rows turned into Python values at a time when writing a CSV table: a million-request run's
+steps as Python floats at once would take gigabytes."""
+
+
 def _write_columns(path: Path, columns: dict[str, np.ndarray], names: tuple[str, ...]) -> None:
+    arrays = [columns[n] for n in names]
+    rows = len(arrays[0]) if arrays else 0
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(names)
-        # Floats as repr (shortest round-trip form): exact, and compact.
-        writer.writerows(zip(*(columns[n].tolist() for n in names), strict=True))
+        for start in range(0, rows, _CSV_ROWS):
+            block = slice(start, start + _CSV_ROWS)
+            # Floats as repr (shortest round-trip form): exact, and compact.
+            writer.writerows(zip(*(a[block].tolist() for a in arrays), strict=True))
 
 
 def _write_parquet(path: Path, columns: dict[str, np.ndarray], names: tuple[str, ...]) -> None:
