@@ -219,5 +219,36 @@ def test_a_csv_table_written_in_blocks_is_the_bytes_of_one_pass(tmp_path, monkey
     rows = len(columns["start_s"])
     for block in (1, 7, rows - 1, rows, 65_536):
         monkeypatch.setattr(output, "_CSV_ROWS", block)
-        output._write_columns(tmp_path / "blocks.csv", columns, names)
+        output._write_columns(tmp_path / "blocks.csv", names, [columns])
         assert (tmp_path / "blocks.csv").read_bytes() == whole.read_bytes(), block
+
+
+@pytest.mark.parametrize("scenario", [
+    {"workload": {"num_requests": 700}},  # one instance group: blocks worked out alone
+    {"workload": {"num_requests": 500}, "disaggregate": "1:1"},  # two: slices of the whole
+])  # fmt: skip
+def test_step_extras_a_block_at_a_time_are_the_whole_columns(tmp_path, monkeypatch, scenario):
+    """A run's step table is written a block of records at a time (its per-step extras never
+    all held at once): the blocks join into the columns worked out whole, to the bit, and the
+    Parquet file gets a row group per block."""
+    import pyarrow.parquet as pq
+
+    import servesim.summary as summary
+    from servesim.output import write_run
+    from servesim.run import simulate
+    from servesim.scenario import build_scenario
+
+    monkeypatch.setattr(summary, "_BLOCK", 256)  # (the writer's blocks: 4 × 256 records)
+    result = simulate(build_scenario(scenario))
+    out = write_run(result, tmp_path / "run", table_format="parquet")
+    parts = list(result.step_extra.row_blocks(blocks=2))
+    whole = dict(result.step_extra)  # (worked out after the blocks: nothing read it before)
+    n = len(result.records.step_columns()["start_s"])
+    assert [rows.start for rows, _ in parts] == list(range(0, n, 512)) and len(parts) > 2
+    for name, column in whole.items():
+        joined = np.concatenate([cols[name] for _, cols in parts])
+        assert joined.tobytes() == column.tobytes(), name
+    table = pq.ParquetFile(out / "steps.parquet")
+    assert table.metadata.num_row_groups == -(-n // 1024) > 1
+    for name, column in whole.items():
+        assert table.read([name]).column(0).to_numpy().tobytes() == column.tobytes(), name

@@ -12,12 +12,13 @@ servesim did not write are kept.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -94,26 +95,56 @@ _CSV_ROWS = 65_536
 """Rows turned into Python values at a time when writing a CSV table: a million-request run's
 steps as Python floats at once would take gigabytes."""
 
+Columns = Mapping[str, np.ndarray]
 
-def _write_columns(path: Path, columns: dict[str, np.ndarray], names: tuple[str, ...]) -> None:
-    arrays = [columns[n] for n in names]
-    rows = len(arrays[0]) if arrays else 0
+
+def _write_columns(path: Path, names: tuple[str, ...], blocks: Iterable[Columns]) -> None:
+    """A CSV table of ``names`` from consecutive blocks of rows (each holding every name)."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(names)
-        for start in range(0, rows, _CSV_ROWS):
-            block = slice(start, start + _CSV_ROWS)
-            # Floats as repr (shortest round-trip form): exact, and compact.
-            writer.writerows(zip(*(a[block].tolist() for a in arrays), strict=True))
+        for columns in blocks:
+            arrays = [columns[n] for n in names]
+            for start in range(0, len(arrays[0]) if arrays else 0, _CSV_ROWS):
+                rows = slice(start, start + _CSV_ROWS)
+                # Floats as repr (shortest round-trip form): exact, and compact.
+                writer.writerows(zip(*(a[rows].tolist() for a in arrays), strict=True))
 
 
-def _write_parquet(path: Path, columns: dict[str, np.ndarray], names: tuple[str, ...]) -> None:
+def _write_parquet(path: Path, names: tuple[str, ...], blocks: Iterable[Columns]) -> None:
+    """A Parquet table of ``names``, a row group per block of rows (each holding every name)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # (numpy's int64 and float64 columns as they are: no conversion, no rounding.)
-    table = pa.table({n: np.ascontiguousarray(columns[n]) for n in names})
-    pq.write_table(table, path)
+    writer = None
+    try:
+        for columns in blocks:
+            # (numpy's int64 and float64 columns as they are: no conversion, no rounding.)
+            table = pa.table({n: np.ascontiguousarray(columns[n]) for n in names})
+            if writer is None:
+                # Dictionary pages pay for counts and ids, not for measured seconds.
+                ints = [n for n in names if pa.types.is_integer(table.schema.field(n).type)]
+                writer = pq.ParquetWriter(path, table.schema, use_dictionary=ints)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _step_blocks(result) -> tuple[tuple[str, ...], Iterator[Columns]]:
+    """(The step table's columns, its rows a block at a time): the per-step extras worked out
+    a block at a time where they can be (``StepExtra.row_blocks``), so a long run's table is
+    written without holding them all."""
+    steps = result.records.step_columns()
+    extra = result.step_extra
+    if hasattr(extra, "row_blocks"):
+        parts = extra.row_blocks()
+    else:
+        parts = iter([(slice(None), dict(extra))])
+    blocks = ({**{n: c[rows] for n, c in steps.items()}, **cols} for rows, cols in parts)
+    first = next(blocks)
+    names = STEP_COLUMNS + tuple(n for n in first if n not in steps)
+    return names, itertools.chain([first], blocks)
 
 
 def check_table_format(table_format: str) -> str:
@@ -152,10 +183,8 @@ def write_run(
     requests_file, steps_file = table_files(table_format)
     with sigterm_raises(), staged_folder(out, RUN_FILES) as tmp:
         (tmp / "summary.json").write_text(json.dumps(summary_document(result), indent=2) + "\n")
-        write(tmp / requests_file, result.records.request_columns(), REQUEST_COLUMNS)
-        steps = result.records.step_columns()
-        steps.update(result.step_extra)
-        write(tmp / steps_file, steps, STEP_COLUMNS + tuple(result.step_extra))
+        write(tmp / requests_file, REQUEST_COLUMNS, [result.records.request_columns()])
+        write(tmp / steps_file, *_step_blocks(result))
         for name, writer in (extra or {}).items():
             writer(tmp / name)
     return out

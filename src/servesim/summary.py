@@ -360,7 +360,8 @@ def _group_rows(instance: np.ndarray, ids: list[int]) -> slice | np.ndarray:
 class StepExtra(Mapping[str, np.ndarray]):
     """Per step record: ``flops``, ``hbm_bytes`` (per GPU), ``t_<group>`` predicted seconds per
     operator group (summing to the step's duration), ``power_w`` and ``t_host_bound``;
-    computed from the recorded features when first read (a sweep never reads them)."""
+    computed from the recorded features when first read (a sweep never reads them), or a
+    block of records at a time (:meth:`row_blocks`: a writer need not hold them all)."""
 
     def __init__(self, runtimes, records: RunRecords, steps: dict[str, np.ndarray]):
         self._args: tuple | None = (runtimes, records, steps)
@@ -381,19 +382,43 @@ class StepExtra(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self._get())
 
+    def row_blocks(self, blocks: int = 4) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+        """(rows, the columns of those step records) for consecutive runs of ``blocks`` ×
+        65,536 records, at least one (empty for a run without steps). Where one instance group
+        runs every step and nothing read the columns yet, each run is worked out on its own
+        (in the same blocks as the whole columns: the same values to the bit); else they are
+        slices of the whole columns."""
+        size = blocks * _BLOCK
+        if self._args is None or len(self._args[0]) != 1:
+            columns = self._get()
+            n = len(next(iter(columns.values())))
+            for start in range(0, max(n, 1), size):
+                rows = slice(start, start + size)
+                yield rows, {name: column[rows] for name, column in columns.items()}
+            return
+        runtimes, records, steps = self._args
+        n = len(steps["instance"])
+        for start in range(0, max(n, 1), size):
+            stop = min(start + size, n)
+            yield slice(start, stop), _step_extra(runtimes, records, steps, start, stop)
 
-def _step_extra(runtimes, records: RunRecords, steps) -> dict[str, np.ndarray]:
-    """The columns of :class:`StepExtra`, a block of records at a time."""
+
+def _step_extra(
+    runtimes, records: RunRecords, steps, start: int = 0, stop: int | None = None
+) -> dict[str, np.ndarray]:
+    """The columns of :class:`StepExtra` for the step records ``start:stop`` (all by default),
+    a block of records at a time."""
     instance, durations = steps["instance"], steps["duration_s"]
-    n = len(instance)
+    stop = len(instance) if stop is None else stop
+    n = stop - start
     extra: dict[str, np.ndarray] = {"flops": np.zeros(n), "hbm_bytes": np.zeros(n)}
     for g in runtimes:
-        take = _group_rows(instance, [i.instance_id for i in g.instances])
+        take = _group_rows(instance[start:stop], [i.instance_id for i in g.instances])
         if isinstance(take, slice):
             take = np.arange(n)
         for a in range(0, max(len(take), 1), _BLOCK):
-            rows = take[a : a + _BLOCK]
-            sub, dur = records.step_feature_rows(rows), durations[rows]
+            rows = take[a : a + _BLOCK]  # (positions in start:stop)
+            sub, dur = records.step_feature_rows(rows + start), durations[rows + start]
             extra["flops"][rows], extra["hbm_bytes"][rows] = g.cost.work_from_features(sub)
             groups, host_bound = g.cost.groups_and_host_bound_from_features(sub)
             total = sum(groups.values())
