@@ -27,6 +27,7 @@ import numpy as np
 
 from servesim import __version__
 from servesim.engine.records import REQUEST_COLUMNS, STEP_COLUMNS
+from servesim.errors import ServesimError
 from servesim.interrupts import sigterm_raises
 from servesim.paths import cannot_write, writable_dir
 from servesim.validation import to_data
@@ -36,8 +37,14 @@ TABLE_FORMATS = ("csv", "parquet")
 their shortest round-trip form), or Parquet columns (the same values, bit for bit, typed; a
 large run writes and reads back many times faster)."""
 
+
+def table_files(table_format: str = "csv") -> list[str]:
+    """The request and step tables a run folder holds in ``table_format``."""
+    return [f"requests.{table_format}", f"steps.{table_format}"]
+
+
 RUN_FILES = (
-    "summary.json", *(f"{table}.{fmt}" for fmt in TABLE_FORMATS for table in ("requests", "steps")),
+    "summary.json", *(name for fmt in TABLE_FORMATS for name in table_files(fmt)),
     "trace.json", "report.html", "plots",
 )  # fmt: skip
 """What servesim writes into a run folder (``simulate --out``; ``report`` adds report.html and
@@ -150,19 +157,12 @@ def _step_blocks(result) -> tuple[tuple[str, ...], Iterator[Columns]]:
 def check_table_format(table_format: str) -> str:
     """``table_format`` if it is one of :data:`TABLE_FORMATS`; else ServesimError (``--format``)."""
     if table_format not in TABLE_FORMATS:
-        from servesim.errors import ServesimError
-
         raise ServesimError(
             f"unknown table format {table_format!r}",
             field="--format",
             fix=f"use one of: {', '.join(TABLE_FORMATS)}",
         )
     return table_format
-
-
-def table_files(table_format: str = "csv") -> list[str]:
-    """The request and step tables a run folder holds in ``table_format``."""
-    return [f"requests.{table_format}", f"steps.{table_format}"]
 
 
 def write_run(
