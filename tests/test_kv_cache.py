@@ -326,3 +326,61 @@ def test_admitting_the_whole_prompt_asks_room_for_its_cached_hits_too():
         assert hits.num_blocks == 6  # (held by a: shared, not fresh)
         # 7 blocks of tokens, 6 of them hits: 1 fresh block fits the 4 free, 7 do not.
         assert kv.can_admit(b, hits, 28) is admitted
+
+
+def _cache_state(kv, req):
+    return (
+        kv.num_held, kv.num_cached, kv.num_cpu_used, list(kv.lru.items()), dict(kv.cached),
+        dict(kv.ref_counts), req.num_private_blocks, req.num_registered_blocks,
+        list(req.block_ids),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_admitting_a_unique_request_in_one_call_is_the_general_path(seed):
+    """``admit_unique`` (the scheduler's one call for a request whose content is its own)
+    leaves the cache and the request as finding no hits, ``can_admit``, ``take_cached`` and
+    ``allocate`` do: the same refusals, evictions (LRU order) and counts, in layouts with a
+    watermark, sliding-window groups and a CPU tier."""
+    import copy
+    import random
+
+    rng = random.Random(seed)
+    layout = rng.choice([
+        {}, {"watermark_blocks": 3}, {"sliding_groups": 1, "window_blocks": 3, "window_tokens": 9},
+        {"cpu_blocks": 8}, {"enable_prefix_caching": False}, {"admit_whole_prompt": True},
+    ])  # fmt: skip
+    kv = KVBlockManager(rng.randint(12, 40), 4, **layout)
+    # Some cached content to evict: named prompts freed, a preempted request's segment.
+    for rid in range(1, rng.randint(2, 6)):
+        other = make_request(rid, prompt=rng.randint(4, 24), hash_ids=(rid * 10, rid * 10 + 1),
+                             hbs=4)  # fmt: skip
+        if kv.allocate(other, other.prompt_tokens):
+            registered(kv, other, other.prompt_tokens)
+            kv.free(other, preempted=rng.random() < 0.3)
+    for rid in range(50, 50 + rng.randint(0, 3)):  # requests running: less room
+        kv.allocate(make_request(rid, prompt=rng.randint(4, 40)), rng.randint(4, 40))
+    req = make_request(99, prompt=rng.randint(1, 80))
+    assert kv.is_unique(req)
+    n = rng.randint(1, req.prompt_tokens)
+    check = rng.choice([n, req.prompt_tokens])  # (a prompts-first engine checks the whole)
+    general = copy.deepcopy(kv), copy.deepcopy(req)
+    hits = general[0].find_cached_prefix(general[1])
+    fits = general[0].can_admit(general[1], hits, check, n)
+    if fits:
+        general[0].take_cached(general[1], hits)
+        assert general[0].allocate(general[1], n, n)
+    assert kv.admit_unique(req, check, n) == fits
+    assert _cache_state(kv, req) == _cache_state(*general)
+    kv.check_invariants()
+
+
+def test_a_request_with_named_content_or_a_cached_segment_is_not_unique():
+    kv = KVBlockManager(16, 4)
+    assert not kv.is_unique(make_request(1, prompt=8, hash_ids=(5,), hbs=4))
+    mine = make_request(2, prompt=12)
+    assert kv.allocate(mine, 12)
+    mine.num_computed_tokens = 12
+    kv.free(mine, preempted=True)  # (its computed blocks stay cached as its segment)
+    assert not kv.is_unique(mine)
+    assert KVBlockManager(16, 4, enable_prefix_caching=False).is_unique(mine)

@@ -280,7 +280,33 @@ class KVBlockManager:
         fresh = max(0, self.blocks_for(num_tokens, new_tokens) - prefix.num_blocks)
         return fresh + revived <= room
 
+    def is_unique(self, req: Request) -> bool:
+        """Whether none of ``req``'s blocks can be shared or found cached: no content named by
+        hash ids, no cached segment of its own on either tier (or no prefix caching). Such a
+        request (holding nothing, no KV from elsewhere) is admitted by :meth:`admit_unique`."""
+        if not self.enable_prefix_caching:
+            return True
+        segment = (1, req.request_id)
+        return not req.hash_ids and segment not in self.lru and segment not in self.cpu_lru
+
     # --- mutations ----------------------------------------------------------------------
+
+    def admit_unique(self, req: Request, check_tokens: int, new_tokens: int) -> bool:
+        """What :meth:`find_cached_prefix` (no hits), :meth:`can_admit` for ``check_tokens``
+        tokens, :meth:`take_cached` and :meth:`allocate` of ``new_tokens`` tokens, all computed
+        in the step, do for a request :meth:`is_unique` holding nothing, in one call: False,
+        with nothing changed, where its blocks do not fit."""
+        room = self.num_blocks - self.num_held - self.watermark_blocks
+        if self.blocks_for(check_tokens, new_tokens) > room:
+            return False
+        needed = self.blocks_for(new_tokens, new_tokens)
+        clean = self.num_blocks - self.num_held - self.num_cached
+        if needed > clean:
+            self._evict(needed - clean)
+        self.num_held += needed
+        req.num_private_blocks = needed
+        req.num_registered_blocks = 0
+        return True
 
     def take_cached(self, req: Request, prefix: CachedPrefix) -> None:
         """Give ``req`` (holding no blocks) the hits found by :meth:`find_cached_prefix`."""

@@ -543,8 +543,13 @@ def _admit(
         req = waiting[0]
         if req.queued_s > state.visible_until:
             break
-        hits = kv.find_cached_prefix(req)
-        cached = hits.num_blocks * kv.block_size
+        # (A request whose content is its own, the usual one, is admitted in one call.)
+        unique = look_ahead is None and not req.num_external_tokens and kv.is_unique(req)
+        if unique:
+            hits, cached = None, 0
+        else:
+            hits = kv.find_cached_prefix(req)
+            cached = hits.num_blocks * kv.block_size
         computed = max(cached, req.num_external_tokens)
         n = req.num_tokens - computed
         if knobs.chunked:
@@ -562,22 +567,28 @@ def _admit(
         # would preempt itself at its next chunk, be admitted again, and never finish, since
         # the decodes never run while a prompt step can.
         upto = req.num_tokens if knobs.prefill_first and look_ahead is None else computed + n
-        if not kv.can_admit(req, hits, upto, n):
-            break
-        if look_ahead is not None:
-            need = look_ahead.need_of(req, computed, kv.block_size)
-            if not look_ahead.fits(need, room):
+        if hits is None:
+            if not kv.admit_unique(req, upto, n):
                 break
-            room -= need
-        waiting.popleft()
-        kv.take_cached(req, hits)
-        kv.allocate(req, computed + n, n)
+            waiting.popleft()
+        else:
+            if not kv.can_admit(req, hits, upto, n):
+                break
+            if look_ahead is not None:
+                need = look_ahead.need_of(req, computed, kv.block_size)
+                if not look_ahead.fits(need, room):
+                    break
+                room -= need
+            waiting.popleft()
+            kv.take_cached(req, hits)
+            kv.allocate(req, computed + n, n)
         req.num_computed_tokens = computed
         req.num_external_tokens = 0  # the KV is here now; a preemption recomputes it
         if req.first_scheduled_s is None:
             req.first_scheduled_s = now
             req.num_cached_tokens = cached
-        shareable = shareable_blocks(req, kv.block_size) if kv.enable_prefix_caching else 0
+        unshared = unique or not kv.enable_prefix_caching
+        shareable = 0 if unshared else shareable_blocks(req, kv.block_size)
         running.append(req, shareable, max_out=1 if state.prefill_only else None)
         granted.append(n)
         budget -= n
