@@ -154,8 +154,11 @@ def _step_blocks(result) -> tuple[tuple[str, ...], Iterator[Columns]]:
     return names, itertools.chain([first], blocks)
 
 
-def check_table_format(table_format: str) -> str:
-    """``table_format`` if it is one of :data:`TABLE_FORMATS`; else ServesimError (``--format``)."""
+def check_table_format(table_format: str | None) -> str:
+    """``table_format`` if it is one of :data:`TABLE_FORMATS` (``csv`` where None, the flag left
+    out); else ServesimError (``--format``)."""
+    if table_format is None:
+        return "csv"
     if table_format not in TABLE_FORMATS:
         raise ServesimError(
             f"unknown table format {table_format!r}",

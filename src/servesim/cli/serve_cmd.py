@@ -123,11 +123,12 @@ def serve_command(**options: Any) -> None:
     table_format = options.get("table_format")
     if table_format is not None and out is None:
         raise ServesimError("needs --out DIR to write into", field="--format")
+    from servesim.output import check_table_format
+
+    table_format = check_table_format(table_format)
     if out is not None:
-        from servesim.output import check_table_format
         from servesim.paths import writable_dir
 
-        table_format = check_table_format(table_format or "csv")
         writable_dir(out)
     served = build_served(
         scenario, options["time_scale"], options.get("served_model_name"), options.get("tokenizer")
@@ -139,7 +140,7 @@ def serve_command(**options: Any) -> None:
         f"servesim serve: {served.model_name} at http://{host}:{port}/v1 "
         f"(time scale {options['time_scale']:g}; Ctrl-C stops)\n"
     )
-    run_server(served, sock, out, options["drain_s"], table_format or "csv")
+    run_server(served, sock, out, options["drain_s"], table_format)
 
 
 def _signature() -> tuple[inspect.Signature, dict[str, Any]]:

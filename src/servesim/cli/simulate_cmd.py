@@ -352,7 +352,7 @@ def simulate_command(
         raise ServesimError("needs --out DIR to write into", field="--trace/--report")
     if table_format is not None and out is None:
         raise ServesimError("needs --out DIR to write into", field="--format")
-    table_format = check_table_format("csv" if table_format is None else table_format)
+    table_format = check_table_format(table_format)
     if trace_limit is not None:
         from servesim.trace.simulated import check_limit
 

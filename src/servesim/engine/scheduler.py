@@ -546,7 +546,7 @@ def _admit(
         # (A request whose content is its own, the usual one, is admitted in one call.)
         unique = look_ahead is None and not req.num_external_tokens and kv.is_unique(req)
         if unique:
-            hits, cached = None, 0
+            cached = 0
         else:
             hits = kv.find_cached_prefix(req)
             cached = hits.num_blocks * kv.block_size
@@ -567,7 +567,7 @@ def _admit(
         # would preempt itself at its next chunk, be admitted again, and never finish, since
         # the decodes never run while a prompt step can.
         upto = req.num_tokens if knobs.prefill_first and look_ahead is None else computed + n
-        if hits is None:
+        if unique:
             if not kv.admit_unique(req, upto, n):
                 break
             waiting.popleft()

@@ -105,6 +105,11 @@ def read_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.ndarray]:
     return {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(header)}
 
 
+_REWRITE_PARQUET_FIX = (
+    "write the run again (`servesim simulate --out --format parquet`), or restore the file"
+)
+
+
 def _read_parquet_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.ndarray]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -113,10 +118,7 @@ def _read_parquet_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.nd
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as err:
         raise ServesimError(
-            f"{path} is not a Parquet table: {err}",
-            field="RUN_DIR",
-            fix="write the run again (`servesim simulate --out --format parquet`), or restore "
-            "the file",
+            f"{path} is not a Parquet table: {err}", field="RUN_DIR", fix=_REWRITE_PARQUET_FIX
         ) from None
     _check_columns(path, table.column_names, needs)
     columns = {}
@@ -125,8 +127,7 @@ def _read_parquet_columns(path: Path, needs: tuple[str, ...]) -> dict[str, np.nd
             raise ServesimError(
                 f"{path} is not a numeric table: column {name} holds {column.type}",
                 field="RUN_DIR",
-                fix="write the run again (`servesim simulate --out --format parquet`), or "
-                "restore the file",
+                fix=_REWRITE_PARQUET_FIX,
             )
         # (A null, which servesim never writes, reads as NaN.)
         values = column.to_numpy(zero_copy_only=False)
