@@ -32,9 +32,11 @@ its queue at once.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -141,6 +143,12 @@ class StepOutcome(NamedTuple):
     aborted: list[Request] = []
     """Requests whose client went away during the step, dropped at its end (:meth:`Instance.
     abort`); one that finished in the step is in ``finished`` instead."""
+
+
+_new_record = partial(tuple.__new__, StepRecord)
+_new_outcome = partial(tuple.__new__, StepOutcome)
+"""``StepRecord(...)`` and ``StepOutcome(...)`` from a tuple of every field, without the named
+tuples' Python-level ``__new__`` (built for every step record: 0.2 µs less each)."""
 
 
 class Instance:
@@ -309,9 +317,9 @@ class Instance:
         # step, as step-by-step would see it.
         keep = 1
         if now > span.start_s:
-            # (ends[:-1].searchsorted(now): the last step's end never counts)
-            m = span.num_steps
-            keep += min(int(span.ends_s[:m].searchsorted(now, side="left")), m - 1)
+            # (ends[:-1].searchsorted(now): the last step's end never counts; bisect, the same
+            # comparisons, costs a quarter of numpy's call on a span's few dozen ends)
+            keep += bisect_left(span.ends_s, now, 0, span.num_steps - 1)
         if self.schedule_ahead and now > span.start_s:
             # (The step after those started was formed before the request came. One arriving
             # at the very instant the span started is read when its second step is formed,
@@ -369,7 +377,7 @@ class Instance:
         self._visible_until = None
         waiting = self.waiting
         if visible_until is not None and (
-            not waiting or (len(self.running) == 0 and waiting[0].queued_s > visible_until)
+            not waiting or (not self.running.reqs and waiting[0].queued_s > visible_until)
         ):
             visible_until = None  # (nothing held back, or nothing was formed ahead: idle now)
         state.visible_until = math.inf if visible_until is None else visible_until
@@ -429,10 +437,10 @@ class Instance:
             num_rows,
             features,
             num_steps,
-            is_round=is_round and num_steps > 1,
-            pure_decode=pure_decode,
-            first_finish=first_finish,
-            num_tokens=num_tokens,
+            is_round and num_steps > 1,  # is_round
+            pure_decode,
+            first_finish,
+            num_tokens,  # (positional: keywords cost 0.17 µs a step)
         )
         self.generation += 1
         return float(ends[num_steps - 1])
@@ -444,7 +452,7 @@ class Instance:
         where the cost model has a span planner (:attr:`_span_planners`). Returns its end, or
         None, with nothing changed, where it is not such a step (the general path decides)."""
         running, kv = self.running, self.kv
-        n = len(running)
+        n = len(running.reqs)
         if n == 0 or n > self._budget:
             return None
         assert self._commit is not None
@@ -490,9 +498,10 @@ class Instance:
             n,
             features,
             num_steps,
-            pure_decode=True,
-            first_finish=first_finish,
-            num_tokens=n,
+            False,  # is_round
+            True,  # pure_decode
+            first_finish,
+            n,  # num_tokens
         )
         self.generation += 1
         return end if end >= 0.0 else float(ends[num_steps - 1])
@@ -625,7 +634,8 @@ class Instance:
         or numpy, which leaves the last two None (read where they are needed)."""
         commit = self._commit
         if commit is not None:
-            return commit.batch_shape(self.running.arrays()[0], len(self.running), batch.new_tokens)
+            table = self.running.arrays()[0]
+            return commit.batch_shape(table, len(self.running.reqs), batch.new_tokens)
         new_tokens = batch.new_tokens
         return int(_sum(new_tokens)), int(np.count_nonzero(new_tokens)), None, None
 
@@ -735,7 +745,7 @@ class Instance:
         if self.schedule_ahead:
             self._visible_until = float(span.ends_s[m - 2]) if m > 1 else span.start_s
         running, kv = self.running, self.kv
-        n = len(running)
+        n = len(running.reqs)
         new_tokens = span.batch.new_tokens
         end = float(span.ends_s[m - 1])
         bs = kv.block_size
@@ -923,7 +933,7 @@ class Instance:
         if kv.window_tokens and not span.pure_decode:
             _release_chunk_pages(running, kv)
 
-        record = StepRecord(
+        record = _new_record((
             self.instance_id,
             span.start_s,
             end - span.start_s,
@@ -938,7 +948,7 @@ class Instance:
             spec_proposed,
             spec_accepted,
             spec_rows,
-        )
+        ))  # fmt: skip
         features = span.features
         if m == 1 or summed:
             features = features[0]
@@ -946,7 +956,7 @@ class Instance:
             features = commit.sum_steps(features, m)
         else:
             features = _sum(features[:m], axis=0)
-        return StepOutcome(finished, first_tokens, record, features, aborted)
+        return _new_outcome((finished, first_tokens, record, features, aborted))
 
 
 def span_ends(start: float, durations: np.ndarray) -> np.ndarray:

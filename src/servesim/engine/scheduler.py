@@ -212,7 +212,7 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
     """Pick this step's batch (see the module docstring for the rule)."""
     knobs = policy_knobs(cfg)
     running = state.running
-    if state.admission is not None and len(running) == 0:
+    if state.admission is not None and not running.reqs:
         state.admission.idle()
     # (Every running row needs at least one token: a step leaves computed = tokens − 1.)
     speculating = state.num_speculative_tokens > 0
@@ -239,7 +239,7 @@ def schedule(state: SchedulerState, cfg: SchedulerConfig, now: float) -> Schedul
         new_tokens, num_preempted = _running_tokens(state, knobs, need, need_total, order)
     num_admitted = 0
     # (prefill_first admits only in its prompt step, which just found nothing to admit.)
-    admits = not knobs.admit_only_when_idle or len(running) == 0
+    admits = not knobs.admit_only_when_idle or not running.reqs
     admits = admits and not (knobs.prefill_first and not speculating)
     if state.waiting and num_preempted == 0 and admits:
         if scheduled is None:
@@ -295,7 +295,7 @@ def _running_compiled(
     compiled call (``_commit_kernels.reserve_running``) when every block fits; a shortage or
     named blocks go through :func:`_reserve_blocks`."""
     kv, running = state.kv, state.running
-    n = len(running)
+    n = len(running.reqs)
     new_tokens = running.token_buffer()
     need_total, scheduled, several, grown = state.compiled.reserve_running(
         running.arrays()[0], n, knobs.budget, kv.block_size, kv.num_free_blocks,
@@ -539,7 +539,7 @@ def _admit(
         # Tokens left once the running requests' future is held back (SGLang PrefillAdder).
         bs = kv.block_size
         room = kv.num_free_blocks * bs - look_ahead.reserved(running.columns(), bs)
-    while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
+    while waiting and budget > 0 and len(running.reqs) < cfg.max_num_seqs:
         req = waiting[0]
         if req.queued_s > state.visible_until:
             break
