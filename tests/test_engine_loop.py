@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servesim.cost.compiled import numba_available
+from servesim.engine import loop as loop_module
 from servesim.engine.concurrency import CappedSimulation
 from servesim.engine.instance import Instance
 from servesim.engine.kv_cache import KVBlockManager
@@ -196,6 +197,33 @@ def test_run_handles_events_in_the_order_the_heap_gives_them(
     heap_only.records.freeze()
     assert fast.num_events == heap_only.num_events
     a, b = fast.records, heap_only.records
+    for cols_a, cols_b in (
+        (a.request_columns(), b.request_columns()),
+        (a.step_columns(), b.step_columns()),
+    ):
+        for name in cols_a:
+            np.testing.assert_array_equal(cols_a[name], cols_b[name], err_msg=name)
+    for x, y in zip(a.itl_pairs(), b.itl_pairs(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("num_instances", [1, 3])
+@pytest.mark.parametrize("schedule_ahead", [False, True])
+def test_a_cut_spans_end_replaces_its_pending_event_with_the_same_records(
+    monkeypatch, num_instances, schedule_ahead
+):
+    """An arrival that cuts a decode span short replaces the span's pending ``STEP_DONE`` on
+    a short heap (``_moved_step_end``) instead of leaving it to be popped stale: the records
+    are those of the run that leaves it (a heap never short), with fewer events."""
+    sessions = _random_sessions(5, n=150, multi_turn=True, rate=4.0)
+    kw = dict(num_instances=num_instances, schedule_ahead=schedule_ahead, num_blocks=400)
+    replaced = build_simulation(sessions, **kw)
+    replaced.run()
+    monkeypatch.setattr(loop_module, "_SHORT_HEAP", -1)
+    left = build_simulation(sessions, **kw)
+    left.run()
+    assert replaced.num_events < left.num_events
+    a, b = replaced.records, left.records
     for cols_a, cols_b in (
         (a.request_columns(), b.request_columns()),
         (a.step_columns(), b.step_columns()),

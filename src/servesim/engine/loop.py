@@ -96,6 +96,11 @@ generation)`` without the named tuple's Python-level ``__new__`` (a third of the
 for every step and arrival)."""
 
 
+_SHORT_HEAP = 16
+"""Events on the heap up to which a cut span's pending end is replaced rather than left stale
+(a scan of the heap for it costs less than popping it later)."""
+
+
 _HANDLERS: dict[EventKind, Callable[[Simulation, Event], list[Event]]] = {
     EventKind.SESSION: lambda sim, ev: sim._on_session(ev.payload),
     EventKind.SEND: lambda sim, ev: sim._arrival(*ev.payload),
@@ -465,11 +470,36 @@ class Simulation:
         """Queue ``req`` on ``instance``: wake it if idle, or cut its decode span short."""
         new_end = instance.enqueue(req, self.now)
         if new_end is not None:
-            return [_new_event((new_end, EventKind.STEP_DONE, instance, instance.generation))]
+            return self._moved_step_end(instance, new_end)
         if not instance.busy and not instance.wake_pending:
             instance.wake_pending = True
             return [Event(self.now, EventKind.WAKEUP, instance)]
         return []
+
+    def _moved_step_end(self, instance: Instance, end: float) -> list[Event]:
+        """The ``STEP_DONE`` event of ``instance``'s span, cut short to end at ``end``. On a
+        short heap it takes the place of the pending one, with the sequence number pushing it
+        would have taken, so events come off in the same order; the pending one would
+        otherwise be popped later only to be found stale (a pop and a handler call; at low
+        load three arrivals in four cut a span). On a long heap it is pushed and the stale one
+        left."""
+        event = _new_event((end, EventKind.STEP_DONE, instance, instance.generation))
+        heap = self._heap
+        if len(heap) <= _SHORT_HEAP:
+            stale = instance.generation - 1
+            for i, entry in enumerate(heap):
+                pending = entry[4]
+                if (
+                    pending.payload is instance
+                    and pending.generation == stale
+                    and pending.kind is EventKind.STEP_DONE
+                ):
+                    heap[i] = (end, EventKind.STEP_DONE.priority, instance.instance_id,
+                               self._seq, event)  # fmt: skip
+                    self._seq += 1
+                    heapq.heapify(heap)
+                    return []
+        return [event]
 
     def _on_wakeup(self, instance: Instance) -> list[Event]:
         if instance.busy:
