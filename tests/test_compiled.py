@@ -394,10 +394,10 @@ def _short_state(seed: int):
         running.append(req)
     state = SchedulerState(waiting, running, kv, compiled=kernels)
     n = len(running)
-    new_tokens = running.token_buffer()
+    new_tokens = running.token_buffer
     budget = int(rng.integers(n, 3000))
     *_, grown = kernels.reserve_running(
-        running.arrays()[0], n, budget, bs, kv.num_free_blocks, kernels.grow_mode(kv), new_tokens
+        running.int_buffer, n, budget, bs, kv.num_free_blocks, kernels.grow_mode(kv), new_tokens
     )
     return state, new_tokens[:n], grown
 
@@ -447,7 +447,7 @@ def test_a_compiled_shortage_leaves_named_blocks_and_shared_holders_to_python():
         state, new_tokens, grown = _short_state(seed)
         if grown < 0:
             break
-    table = state.running.arrays()[0]
+    table = state.running.int_buffer
     n = len(state.running)
     table[SHAREABLE, :n] = table[NBLOCKS, :n] + 1  # (every row short of a named block)
     before = table.copy()

@@ -2,8 +2,8 @@
 <servesim.engine.instance.Instance.complete_step>` (the ``compiled`` option; imported only
 when it is on). Each function does, in one call on the running table, what one branch of
 ``complete_step`` does with ten to fifteen numpy calls: the same integers, the same gaps in the
-same order, the same ``_fold_gaps`` pairs. ``table`` is ``RunningTable._ints`` (all its
-capacity; the first ``n`` columns are live), ``last`` its ``_last_token``."""
+same order, the same ``_fold_gaps`` pairs. ``table`` is ``RunningTable.int_buffer`` (all its
+capacity; the first ``n`` columns are live), ``last`` its ``last_buffer``."""
 
 from __future__ import annotations
 

@@ -463,12 +463,12 @@ class Instance:
         if planner is not None:
             plan, cost_arguments = planner
             num_steps, first_finish, grown, context_tokens, end = plan(
-                running.arrays()[0], n, kv.num_free_blocks, kv.block_size, self._grow_mode,
+                running.int_buffer, n, kv.num_free_blocks, kv.block_size, self._grow_mode,
                 batch.new_tokens, pad, now, *cost_arguments, *priced,
             )  # fmt: skip
         else:
             num_steps, first_finish, grown, context_tokens = self._commit.decode_span_plan(
-                running.arrays()[0], n, kv.num_free_blocks, kv.block_size, self._grow_mode
+                running.int_buffer, n, kv.num_free_blocks, kv.block_size, self._grow_mode
             )
         if num_steps < 0:
             return None
@@ -634,7 +634,7 @@ class Instance:
         or numpy, which leaves the last two None (read where they are needed)."""
         commit = self._commit
         if commit is not None:
-            table = self.running.arrays()[0]
+            table = self.running.int_buffer
             return commit.batch_shape(table, len(self.running.reqs), batch.new_tokens)
         new_tokens = batch.new_tokens
         return int(_sum(new_tokens)), int(np.count_nonzero(new_tokens)), None, None
@@ -668,7 +668,7 @@ class Instance:
         steps until its first request finishes)."""
         commit, kv, limit = self._commit, self.kv, self.graph_max_seq_len
         if commit is not None and not kv.sliding_groups:
-            table = self.running.arrays()[0]
+            table = self.running.int_buffer
             span, longest = commit.span_steps(
                 table, len(self.running), kv.num_free_blocks, kv.block_size, limit or 0
             )
@@ -769,7 +769,7 @@ class Instance:
             # (A row holding a shared block holds one the cache counts: none counted, none held.)
             publishes = False
         elif commit is not None:
-            publishes = commit.holds_shared(running.arrays()[0], n)
+            publishes = commit.holds_shared(running.int_buffer, n)
         else:
             publishes = _max(running.nshared) > 0
         old_blocks_full = running.computed // bs if publishes else None
@@ -786,8 +786,8 @@ class Instance:
         logged = None  # (where a compiled commit's gaps end in ``itl_log``)
         summed = False  # (whether a compiled commit summed the span's features into row 0)
         if commit is not None and m == 1 and span.batch.drafts is None:
-            table, last = running.arrays()
-            done, first = running.commit_buffers()
+            table, last = running.int_buffer, running.last_buffer
+            done, first = running.done_buffer, running.first_buffer
             log, log_weights, pos = itl_log.itl_room(n)
             if span.pure_decode:
                 logged, any_done = commit.commit_decode_step(
@@ -806,8 +806,8 @@ class Instance:
                         req.first_token_s = end
                         first_tokens.append(req)
         elif commit is not None and m > 1 and not span.is_round:
-            table, last = running.arrays()
-            done = running.commit_buffers()[0]
+            table, last = running.int_buffer, running.last_buffer
+            done = running.done_buffer
             log, log_weights, pos = itl_log.itl_room(n + m - 1)
             features = span.features
             logged, grown, any_done = commit.commit_span(

@@ -507,7 +507,7 @@ class Simulation:
         return self._start_step(instance)
 
     def _on_step_done(self, instance: Instance, generation: int) -> list[Event]:
-        if generation != instance.generation or not instance.busy:
+        if generation != instance.generation or instance.in_flight is None:
             return []  # superseded: the span was truncated and rescheduled
         outcome = instance.complete_step(self.records)
         if self.on_step is not None:

@@ -26,109 +26,103 @@ class RunningTable:
     def __init__(self, capacity: int = 64):
         self.reqs: list[Request] = []
         self._cap = capacity
-        self._ints = np.zeros((_NUM_INT_COLUMNS, capacity), dtype=np.int64)
-        self._last_token = np.zeros(capacity, dtype=np.float64)
-        self._done = np.zeros(capacity, dtype=np.bool_)
-        self._first = np.zeros(capacity, dtype=np.int64)
-        self._new_tokens = np.zeros(capacity, dtype=np.int64)
+        # Buffers over the table's capacity (attributes, not accessors: the engine reads them
+        # several times a step); a buffer is replaced, not resized, when the table grows.
+        self.int_buffer = np.zeros((_NUM_INT_COLUMNS, capacity), dtype=np.int64)
+        """The integer columns (``COMPUTED`` … ``SHAREABLE``), the first ``len(self)`` rows
+        live: what the compiled commits (``engine._commit_kernels``) update in place."""
+        self.last_buffer = np.zeros(capacity, dtype=np.float64)
+        """Each row's last-token time (s; NaN: none yet), the first ``len(self)`` live."""
+        self.done_buffer = np.zeros(capacity, dtype=np.bool_)
+        """Where the compiled commits mark the rows that finished (only what they report as
+        written is meaningful; the next commit overwrites it)."""
+        self.first_buffer = np.zeros(capacity, dtype=np.int64)
+        """Where the compiled commits write the rows that emitted a first token."""
+        self.token_buffer = np.zeros(capacity, dtype=np.int64)
+        """Where the compiled scheduler writes a step's new tokens per row
+        (``ScheduledBatch.new_tokens`` is then a view of its head: valid until the next step is
+        scheduled)."""
 
     def __len__(self) -> int:
         # NOTE: the engine's per-step code reads ``len(table.reqs)`` instead: the same count
         # without this method's Python frame (~9 a request at low load).
         return len(self.reqs)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(integer table, last-token times) over the whole capacity, the first ``len(self)``
-        columns live: what the compiled commits (``engine._commit_kernels``) update in place."""
-        return self._ints, self._last_token
-
-    def commit_buffers(self) -> tuple[np.ndarray, np.ndarray]:
-        """(finished-row marks, row indexes) of the table's capacity: where the compiled
-        commits write the rows that finished and those that emitted a first token (only
-        what they report as written is meaningful; the next commit overwrites it)."""
-        return self._done, self._first
-
-    def token_buffer(self) -> np.ndarray:
-        """A scratch of the table's capacity where the compiled scheduler writes a step's new
-        tokens per row (``ScheduledBatch.new_tokens`` is then a view of its head: valid until
-        the next step is scheduled)."""
-        return self._new_tokens
-
     def columns(self) -> np.ndarray:
         """The integer columns of the live rows, shape (columns, rows), indexed by
         ``COMPUTED`` … ``SHAREABLE``: one view for code that reads several columns."""
-        return self._ints[:, : len(self.reqs)]
+        return self.int_buffer[:, : len(self.reqs)]
 
     # Views of the live rows; writes through them update the table.
     @property
     def computed(self) -> np.ndarray:
-        return self._ints[COMPUTED, : len(self.reqs)]
+        return self.int_buffer[COMPUTED, : len(self.reqs)]
 
     @computed.setter
     def computed(self, values: np.ndarray) -> None:
-        self._ints[COMPUTED, : len(self.reqs)] = values
+        self.int_buffer[COMPUTED, : len(self.reqs)] = values
 
     @property
     def tokens(self) -> np.ndarray:
-        return self._ints[TOKENS, : len(self.reqs)]
+        return self.int_buffer[TOKENS, : len(self.reqs)]
 
     @tokens.setter
     def tokens(self, values: np.ndarray) -> None:
-        self._ints[TOKENS, : len(self.reqs)] = values
+        self.int_buffer[TOKENS, : len(self.reqs)] = values
 
     @property
     def prompt(self) -> np.ndarray:
-        return self._ints[PROMPT, : len(self.reqs)]
+        return self.int_buffer[PROMPT, : len(self.reqs)]
 
     @prompt.setter
     def prompt(self, values: np.ndarray) -> None:
-        self._ints[PROMPT, : len(self.reqs)] = values
+        self.int_buffer[PROMPT, : len(self.reqs)] = values
 
     @property
     def max_out(self) -> np.ndarray:
-        return self._ints[MAX_OUT, : len(self.reqs)]
+        return self.int_buffer[MAX_OUT, : len(self.reqs)]
 
     @max_out.setter
     def max_out(self, values: np.ndarray) -> None:
-        self._ints[MAX_OUT, : len(self.reqs)] = values
+        self.int_buffer[MAX_OUT, : len(self.reqs)] = values
 
     @property
     def nblocks(self) -> np.ndarray:
-        return self._ints[NBLOCKS, : len(self.reqs)]
+        return self.int_buffer[NBLOCKS, : len(self.reqs)]
 
     @nblocks.setter
     def nblocks(self, values: np.ndarray) -> None:
-        self._ints[NBLOCKS, : len(self.reqs)] = values
+        self.int_buffer[NBLOCKS, : len(self.reqs)] = values
 
     @property
     def nshared(self) -> np.ndarray:
         """Shared (content-named) blocks held by each row."""
-        return self._ints[NSHARED, : len(self.reqs)]
+        return self.int_buffer[NSHARED, : len(self.reqs)]
 
     @property
     def shareable(self) -> np.ndarray:
-        return self._ints[SHAREABLE, : len(self.reqs)]
+        return self.int_buffer[SHAREABLE, : len(self.reqs)]
 
     @property
     def last_token(self) -> np.ndarray:
-        return self._last_token[: len(self.reqs)]
+        return self.last_buffer[: len(self.reqs)]
 
     @last_token.setter
     def last_token(self, values: np.ndarray) -> None:
-        self._last_token[: len(self.reqs)] = values
+        self.last_buffer[: len(self.reqs)] = values
 
     def _grow(self) -> None:
         n = self._cap
         self._cap *= 2
         ints = np.zeros((_NUM_INT_COLUMNS, self._cap), dtype=np.int64)
-        ints[:, :n] = self._ints
+        ints[:, :n] = self.int_buffer
         last = np.zeros(self._cap, dtype=np.float64)
-        last[:n] = self._last_token
-        self._ints, self._last_token = ints, last
-        self._done = np.zeros(self._cap, dtype=np.bool_)
-        self._first = np.zeros(self._cap, dtype=np.int64)
+        last[:n] = self.last_buffer
+        self.int_buffer, self.last_buffer = ints, last
+        self.done_buffer = np.zeros(self._cap, dtype=np.bool_)
+        self.first_buffer = np.zeros(self._cap, dtype=np.int64)
         # (A new buffer: a batch scheduled into the old one keeps it.)
-        self._new_tokens = np.zeros(self._cap, dtype=np.int64)
+        self.token_buffer = np.zeros(self._cap, dtype=np.int64)
 
     def append(self, req: Request, shareable: int = 0, max_out: int | None = None) -> None:
         """Add ``req`` at the end (the newest request, first to be preempted).
@@ -141,7 +135,7 @@ class RunningTable:
         if i == self._cap:
             self._grow()
         self.reqs.append(req)
-        self._ints[:, i] = (
+        self.int_buffer[:, i] = (
             req.num_computed_tokens,
             req.num_tokens,
             req.prompt_tokens,
@@ -150,24 +144,24 @@ class RunningTable:
             len(req.block_ids),
             shareable,
         )
-        self._last_token[i] = req.last_token_s if req.last_token_s is not None else np.nan
+        self.last_buffer[i] = req.last_token_s if req.last_token_s is not None else np.nan
 
     def sync(self, i: int) -> Request:
         """Write row ``i``'s counters back into its Request and return it."""
         req = self.reqs[i]
-        computed, tokens, prompt, _, nblocks, nshared, _ = self._ints[:, i].tolist()
+        computed, tokens, prompt, _, nblocks, nshared, _ = self.int_buffer[:, i].tolist()
         req.num_computed_tokens = computed
         req.num_output_tokens = tokens - prompt
         req.num_private_blocks = nblocks - nshared
-        last = float(self._last_token[i])
+        last = float(self.last_buffer[i])
         req.last_token_s = None if last != last else last  # (NaN: no token yet)
         return req
 
     def refresh_blocks(self, i: int) -> None:
         """Re-read row ``i``'s block count after its Request's block list changed."""
         req = self.reqs[i]
-        self._ints[NBLOCKS, i] = req.num_blocks
-        self._ints[NSHARED, i] = len(req.block_ids)
+        self.int_buffer[NBLOCKS, i] = req.num_blocks
+        self.int_buffer[NSHARED, i] = len(req.block_ids)
 
     def remove(self, drop: np.ndarray, compact: Callable[..., None] | None = None) -> list[Request]:
         """Remove the rows where ``drop`` is True (synced) and return their Requests in order.
@@ -178,17 +172,17 @@ class RunningTable:
             return []
         removed = [self.sync(i) for i in idx]
         if compact is not None:
-            compact(self._ints, self._last_token, n, drop)
+            compact(self.int_buffer, self.last_buffer, n, drop)
         elif len(idx) == 1:
             # One row leaves (the usual case): the rows after it move up one.
             i = idx[0]
-            self._ints[:, i : n - 1] = self._ints[:, i + 1 : n]
-            self._last_token[i : n - 1] = self._last_token[i + 1 : n]
+            self.int_buffer[:, i : n - 1] = self.int_buffer[:, i + 1 : n]
+            self.last_buffer[i : n - 1] = self.last_buffer[i + 1 : n]
         else:
             keep = ~drop
             m = n - len(idx)
-            self._ints[:, :m] = self._ints[:, :n][:, keep]
-            self._last_token[:m] = self._last_token[:n][keep]
+            self.int_buffer[:, :m] = self.int_buffer[:, :n][:, keep]
+            self.last_buffer[:m] = self.last_buffer[:n][keep]
         reqs = self.reqs
         for i in reversed(idx):  # a few rows leave a long list: delete in place
             del reqs[i]

@@ -266,7 +266,7 @@ def _extended(new_tokens: np.ndarray, extra: list[int], running: RunningTable) -
     table's token buffer where ``new_tokens`` is its head (the compiled reservation's), else a
     new array."""
     k, total = len(new_tokens), len(new_tokens) + len(extra)
-    buffer = running.token_buffer()
+    buffer = running.token_buffer
     if new_tokens.base is buffer and total <= len(buffer):
         buffer[k:total] = extra
         return buffer[:total]
@@ -296,9 +296,9 @@ def _running_compiled(
     named blocks go through :func:`_reserve_blocks`."""
     kv, running = state.kv, state.running
     n = len(running.reqs)
-    new_tokens = running.token_buffer()
+    new_tokens = running.token_buffer
     need_total, scheduled, several, grown = state.compiled.reserve_running(
-        running.arrays()[0], n, knobs.budget, kv.block_size, kv.num_free_blocks,
+        running.int_buffer, n, knobs.budget, kv.block_size, kv.num_free_blocks,
         state.compiled.grow_mode(kv), new_tokens,
     )  # fmt: skip
     new_tokens = new_tokens[:n]
@@ -327,7 +327,7 @@ def _reserve_short_compiled(
     n = len(running)
     ops = np.empty(3 * n, dtype=np.int64)
     num_ops, kept = compiled.reserve_short(
-        running.arrays()[0], n, new_tokens, kv.block_size, kv.num_free_blocks,
+        running.int_buffer, n, new_tokens, kv.block_size, kv.num_free_blocks,
         compiled.grow_mode(kv), ops,
     )  # fmt: skip
     if num_ops < 0:
