@@ -34,6 +34,8 @@ from servesim.cost import features as _F
 from servesim.cost.kernels import LOG_M_GRID
 from servesim.cost.step import StepCostModel, padded_rows
 
+_INT64 = np.dtype(np.int64)
+
 MAX_SUMMED = 128
 """Most operators a compiled model may have: its sums over operators are taken in numpy's
 pairwise order, whose first block is 128 values (longer arrays numpy splits recursively, and
@@ -151,9 +153,14 @@ class CompiledStepCost:
         into row 0 of ``features`` (a buffer of :data:`~servesim.cost.features.NUM_FEATURES`
         columns)."""
         if self._plain_features:
+            # (The engine's rows are int64 already: an astype call costs 4x the test.)
+            if new_tokens.dtype is not _INT64:
+                new_tokens = new_tokens.astype(np.int64)
+            if context_lens.dtype is not _INT64:
+                context_lens = context_lens.astype(np.int64)
             return self._step_into(
-                new_tokens.astype(np.int64, copy=False),
-                context_lens.astype(np.int64, copy=False),
+                new_tokens,
+                context_lens,
                 pad,
                 self._has_moe,
                 *self._model_arrays,
