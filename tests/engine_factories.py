@@ -142,6 +142,19 @@ def build_simulation(
     return Simulation(instances, make_router(router, rng), iter(sessions), records, api=api)
 
 
+def assert_same_records(a: RunRecords, b: RunRecords) -> None:
+    """Two runs' request and step records and inter-token pairs are equal, to the bit."""
+    for cols_a, cols_b in (
+        (a.request_columns(), b.request_columns()),
+        (a.step_columns(), b.step_columns()),
+    ):
+        assert list(cols_a) == list(cols_b)
+        for name in cols_a:
+            np.testing.assert_array_equal(cols_a[name], cols_b[name], err_msg=name)
+    for x, y in zip(a.itl_pairs(), b.itl_pairs(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def by_request(records: RunRecords) -> dict[str, np.ndarray]:
     cols = records.request_columns()
     order = np.argsort(cols["request_id"])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
-from engine_factories import PROPERTY_RUN  # noqa: E402
+from engine_factories import PROPERTY_RUN, assert_same_records  # noqa: E402
 from test_engine_golden import SCENARIOS, _assert_close, _golden, figures  # noqa: E402
 
 from servesim.cost.compiled import CompiledStepCost  # noqa: E402
@@ -277,16 +277,17 @@ def test_a_planned_step_or_span_is_priced_as_the_instance_prices_it_apart(name):
     reference) leaves the buffers alone."""
     from servesim.engine._commit_kernels import GROW_PRIVATE, decode_span_plan
     from servesim.engine.running import COMPUTED, MAX_OUT, NBLOCKS, PROMPT, TOKENS
+    from servesim.fused_kernels import HORIZON_EXTRA_STEPS as EXTRA
     from servesim.fused_kernels import span_planner
 
     cost = _costs(name)[0]
     planner = span_planner(cost)
     assert planner is not None
-    plan, arguments = planner
+    plan, resume, arguments = planner
     rng = np.random.default_rng(11)
     bs, width = 16, cost.num_features
     ones = np.ones(64, dtype=np.int64)
-    spans = steps_priced = unpriced = 0
+    spans = steps_priced = unpriced = parts = 0
     for _ in range(200):
         n = int(rng.integers(1, 20))
         table = np.zeros((7, 32), dtype=np.int64)
@@ -302,14 +303,28 @@ def test_a_planned_step_or_span_is_priced_as_the_instance_prices_it_apart(name):
         buffers = (np.full(capacity, np.nan), np.full(capacity, np.nan),
                    np.full((capacity, width), np.nan))  # fmt: skip
         mine, theirs = table.copy(), table.copy()
-        *planned, end = plan(mine, n, free, bs, GROW_PRIVATE, ones, pad, start, *arguments,
-                             *buffers)  # fmt: skip
+        # A horizon within the span (or none): the steps priced end a few past it, and
+        # pricing on from there, in one call or several, gives the one call's bits.
+        horizon = start + float(rng.random()) * 0.03 if rng.random() < 0.7 else np.inf
+        *planned, end, priced = plan(mine, n, free, bs, GROW_PRIVATE, ones, pad, start,
+                                     horizon, *arguments, *buffers)  # fmt: skip
         assert tuple(planned) == decode_span_plan(theirs, n, free, bs, GROW_PRIVATE)
         np.testing.assert_array_equal(mine, theirs)
         steps = planned[0]
         context = theirs[COMPUTED, :n]
         want = np.empty(max(steps, 1)), np.empty(max(steps, 1)), np.empty((max(steps, 1), width))
         if steps > 1 and steps <= capacity:
+            seconds, ends = buffers[0], buffers[1]
+            past = np.flatnonzero(ends[:priced] >= horizon)
+            assert priced == (steps if not len(past) else min(steps, past[0] + 1 + EXTRA))
+            assert end == ends[priced - 1]
+            while priced < steps:  # (a checkpoint: on to a later horizon)
+                later = ends[priced - 1] + float(rng.random()) * 0.02
+                end, priced_now = resume(mine, n, priced, steps, pad, later, *arguments,
+                                         *buffers)  # fmt: skip
+                assert priced < priced_now <= steps and end == ends[priced_now - 1]
+                priced = priced_now
+                parts += 1
             assert end == cost.decode_span_into(context, steps, pad, start, *want)
             spans += 1
         elif steps == 1 and name != "mla":
@@ -323,7 +338,49 @@ def test_a_planned_step_or_span_is_priced_as_the_instance_prices_it_apart(name):
             continue
         for got, expected in zip(buffers, want, strict=True):
             np.testing.assert_array_equal(got[:steps], expected)
-    assert spans > 30 and unpriced > 10 and (steps_priced > 10 or name == "mla")
+    assert spans > 30 and parts > 10 and unpriced > 10 and (steps_priced > 10 or name == "mla")
+
+
+@pytest.mark.parametrize("engine", ["vllm", "trtllm"])
+def test_spans_priced_in_parts_give_the_records_of_spans_priced_whole(engine, monkeypatch):
+    """A planned decode span is priced a few steps past the next event that could cut it;
+    where nothing does, its end event is a checkpoint that prices on. With the horizon at
+    each span's own start (a checkpoint every few steps, cuts landing past the steps
+    priced), a run's records are those of spans priced whole (no horizon), to the bit."""
+    from servesim.engine import loop
+    from servesim.engine.instance import Instance
+
+    spec = {
+        "model": "llama3.1-8b",
+        "engine": engine,  # (vLLM forms a step ahead: a cut can land past the steps priced)
+        "workload": {
+            "num_requests": 300,
+            "input_len": {"kind": "lognormal", "median": 400, "sigma": 1.0, "max": 4000},
+            "output_len": {"kind": "lognormal", "median": 120, "sigma": 1.0, "max": 1000},
+            "arrival": {"kind": "poisson", "rate": 4.0},
+        },
+        "compiled": "on",
+    }
+    whole = simulate(build_scenario(spec))
+    # (The heap's next event as the horizon, replaced by ``now``: spans priced in parts.)
+    start_step = Instance.start_step
+    monkeypatch.setattr(
+        Instance, "start_step", lambda self, now, horizon: start_step(self, now, now)
+    )
+    monkeypatch.setattr(loop.Simulation, "_horizon", lambda self: self.now)
+    price_on, calls = Instance._price_on, []
+
+    def counted(self, span, num_steps, horizon):
+        calls.append(horizon)
+        return price_on(self, span, num_steps, horizon)
+
+    monkeypatch.setattr(Instance, "_price_on", counted)
+    parts = simulate(build_scenario(spec))
+    assert parts.summary["num_events"] > whole.summary["num_events"] + 100  # (checkpoints)
+    if engine == "vllm":
+        assert np.inf in calls  # (a cut past the steps priced)
+    assert_same_records(whole.records, parts.records)
+    np.testing.assert_array_equal(whole.records.step_features(), parts.records.step_features())
 
 
 def test_the_compiled_row_removal_is_the_numpy_one():

@@ -9,6 +9,7 @@ import pytest
 from engine_factories import (
     PROPERTY_RUN,
     LinearCost,
+    assert_same_records,
     build_simulation,
     by_request,
     make_session,
@@ -196,15 +197,7 @@ def test_run_handles_events_in_the_order_the_heap_gives_them(
     heap_only.advance_to(math.inf)
     heap_only.records.freeze()
     assert fast.num_events == heap_only.num_events
-    a, b = fast.records, heap_only.records
-    for cols_a, cols_b in (
-        (a.request_columns(), b.request_columns()),
-        (a.step_columns(), b.step_columns()),
-    ):
-        for name in cols_a:
-            np.testing.assert_array_equal(cols_a[name], cols_b[name], err_msg=name)
-    for x, y in zip(a.itl_pairs(), b.itl_pairs(), strict=True):
-        np.testing.assert_array_equal(x, y)
+    assert_same_records(fast.records, heap_only.records)
 
 
 @pytest.mark.parametrize("num_instances", [1, 3])
@@ -223,15 +216,7 @@ def test_a_cut_spans_end_replaces_its_pending_event_with_the_same_records(
     left = build_simulation(sessions, **kw)
     left.run()
     assert replaced.num_events < left.num_events
-    a, b = replaced.records, left.records
-    for cols_a, cols_b in (
-        (a.request_columns(), b.request_columns()),
-        (a.step_columns(), b.step_columns()),
-    ):
-        for name in cols_a:
-            np.testing.assert_array_equal(cols_a[name], cols_b[name], err_msg=name)
-    for x, y in zip(a.itl_pairs(), b.itl_pairs(), strict=True):
-        np.testing.assert_array_equal(x, y)
+    assert_same_records(replaced.records, left.records)
 
 
 def test_preemption_happens_under_kv_pressure_and_everything_still_finishes():

@@ -342,48 +342,75 @@ def span_into(
     adds them) and its features (``given``: the features when the caller computed them, a
     sliding-window model; else empty and computed here; ``pad`` more rows of one token over an
     empty context at every step). Returns the last step's end."""
+    end, _ = span_steps_into(
+        context, 0, num_steps, pad, start, math.inf, 0, given, absorbed, has_moe, packed,
+        layout, seconds, ends, features,
+    )  # fmt: skip
+    return end
+
+
+@njit(cache=True)
+def _decode_row(f, j, sum_c, real, rows, pad, absorbed, has_moe, floats):
+    """Step ``j``'s features of a decode span (``StepCostModel.decode_span_with_features``'
+    row ``j``) into ``f``: ``real`` rows (``sum_c`` context tokens summed at the span's start)
+    and ``pad`` padded ones, ``rows`` in all."""
+    f[:] = 0.0
+    f[ONE] = 1.0
+    f[I_B] = 1.0
+    f[I_T] = 1.0
+    f[B] = rows
+    f[T] = rows
+    span = sum_c + real * (j + 1.0) + float(pad)  # (a padded row reads its one key)
+    if absorbed:
+        f[T_A] = rows
+        f[I_TA] = 1.0
+        f[P_A] = span
+        f[K_A] = span
+    else:
+        f[T_R] = rows
+        f[I_TR] = 1.0
+        f[P] = span
+        f[K] = span
+    if has_moe:
+        _moe(rows, floats, f)
+
+
+@njit(cache=True)
+def span_steps_into(
+    context, first, num_steps, pad, start, horizon, extra, given, absorbed, has_moe, packed,
+    layout, seconds, ends, features,
+):  # fmt: skip
+    """:func:`span_into` from step ``first`` on (``start``: when step ``first`` starts, the
+    end of step ``first - 1``, s), stopping ``extra`` steps after the first one that ends at
+    or after ``horizon`` (s; ``math.inf``: every step to ``num_steps``). Returns (the last
+    priced step's end, the steps priced from the span's first: ``num_steps`` or fewer). Steps
+    priced in several calls get the bits one call gives: each step's seconds depend on its
+    index alone, each end is the previous one plus its seconds."""
     hot, ints, floats, occ_cols, ramp, ramp_xs, ramp_ys, sum_features, sum_tables, curve_cols, \
         curve_features, curve_table, grid = _model(packed, layout)  # fmt: skip
     k, eager, overlap, has_curves = ints[0], ints[2], ints[3], ints[5]
     real = float(context.shape[0])
     rows = real + float(pad)
-    f = features[:num_steps]
-    if given.shape[0] > 0:
-        f[:] = given[:num_steps]
+    sum_c = 0.0
+    for i in range(context.shape[0]):
+        sum_c += float(context[i])
+    given_rows = given.shape[0] > 0
+    # (The first step's features: the curves' total and the steps' common product read them.)
+    f0 = np.empty(features.shape[1])
+    if given_rows:
+        f0[:] = given[0]
     else:
-        f[:] = 0.0
-        sum_c = 0.0
-        for i in range(context.shape[0]):
-            sum_c += float(context[i])
-        for j in range(num_steps):
-            f[j, ONE] = 1.0
-            f[j, I_B] = 1.0
-            f[j, I_T] = 1.0
-            f[j, B] = rows
-            f[j, T] = rows
-            span = sum_c + real * (j + 1.0) + float(pad)  # (a padded row reads its one key)
-            if absorbed:
-                f[j, T_A] = rows
-                f[j, I_TA] = 1.0
-                f[j, P_A] = span
-                f[j, K_A] = span
-            else:
-                f[j, T_R] = rows
-                f[j, I_TR] = 1.0
-                f[j, P] = span
-                f[j, K] = span
-            if has_moe:
-                _moe(rows, floats, f[j])
-    total = _curves_total(f[0], sum_features, sum_tables) if has_curves and not eager else 0.0
+        _decode_row(f0, 0, sum_c, real, rows, pad, absorbed, has_moe, floats)
+    total = _curves_total(f0, sum_features, sum_tables) if has_curves and not eager else 0.0
     # Only the pairs and KV-token features change from step to step: the product of the
     # others is taken once, and each step adds those few columns' terms.
-    if given.shape[0] == 0:
+    if not given_rows:
         varying = np.empty(2, np.int64)  # (P and K, or their absorbed pair: nothing else)
         varying[0], varying[1] = (P_A, K_A) if absorbed else (P, K)
     else:
-        last_row = f[num_steps - 1]
-        varying = np.array([i for i in range(NUM_FEATURES) if last_row[i] != f[0, i]], np.int64)
-    fixed = f[0].copy()
+        last_row = given[num_steps - 1]
+        varying = np.array([i for i in range(NUM_FEATURES) if last_row[i] != f0[i]], np.int64)
+    fixed = f0.copy()
     for i in varying:
         fixed[i] = 0.0
     base = _product(fixed, hot)
@@ -410,8 +437,12 @@ def span_into(
     mem = np.empty(k)
     x = base.copy()
     end = start
-    for j in range(num_steps):
-        fj = f[j]
+    for j in range(first, num_steps):
+        fj = features[j]
+        if given_rows:
+            fj[:] = given[j]
+        else:
+            _decode_row(fj, j, sum_c, real, rows, pad, absorbed, has_moe, floats)
         for c in touched:
             xc = base[c]
             for i in varying:
@@ -437,4 +468,8 @@ def span_into(
         # (Each end the previous plus this step, as step-by-step simulation adds them.)
         end += seconds[j]
         ends[j] = end
-    return end
+        if end >= horizon and j + 1 + extra < num_steps:
+            num_steps = j + 1 + extra
+        if j + 1 >= num_steps:
+            return end, j + 1
+    return end, num_steps

@@ -131,6 +131,10 @@ class InFlight:
     before; the span may stop earlier). Other steps: 1."""
     num_tokens: int = 0
     """Tokens the first step computes, summed over the batch."""
+    priced_steps: int = 0
+    """Steps whose ends are known (:attr:`ends_s`): :attr:`num_steps`, or fewer for a decode
+    span priced only a few steps past the next event that could cut it (its end event is
+    then a checkpoint: :meth:`Instance.resume_span` prices on). 0: all of them."""
 
 
 class StepOutcome(NamedTuple):
@@ -316,10 +320,13 @@ class Instance:
         # with no think time, pushed after the span was scheduled) is seen after the first
         # step, as step-by-step would see it.
         keep = 1
+        priced = span.priced_steps or span.num_steps
         if now > span.start_s:
             # (ends[:-1].searchsorted(now): the last step's end never counts; bisect, the same
-            # comparisons, costs a quarter of numpy's call on a span's few dozen ends)
-            keep += bisect_left(span.ends_s, now, 0, span.num_steps - 1)
+            # comparisons, costs a quarter of numpy's call on a span's few dozen ends. The
+            # steps priced reach past ``now``: their last end is an event due after it.)
+            assert not span.priced_steps or now <= span.ends_s[priced - 1], "checkpoint skipped"
+            keep += bisect_left(span.ends_s, now, 0, min(span.num_steps - 1, priced))
         if self.schedule_ahead and now > span.start_s:
             # (The step after those started was formed before the request came. One arriving
             # at the very instant the span started is read when its second step is formed,
@@ -327,7 +334,10 @@ class Instance:
             keep += 1
         if keep >= span.num_steps:
             return None
+        if keep > priced:  # (the step formed ahead is past those priced)
+            self._price_on(span, keep, math.inf)
         span.num_steps = keep
+        span.priced_steps = 0
         self.generation += 1
         return float(span.ends_s[keep - 1])
 
@@ -369,8 +379,10 @@ class Instance:
 
     # --- stepping -----------------------------------------------------------------------
 
-    def start_step(self, now: float) -> float | None:
-        """Schedule the next step at ``now``; return its end time, or None when idle."""
+    def start_step(self, now: float, horizon: float = math.inf) -> float | None:
+        """Schedule the next step at ``now``; return its end time, or None when idle. A
+        planned decode span is priced only a few steps past ``horizon`` (s), the next event
+        that could cut it short; its end event is then a checkpoint (:meth:`resume_span`)."""
         self.wake_pending = False
         state = self.state
         visible_until = self._visible_until
@@ -386,7 +398,7 @@ class Instance:
                 self._recv_count, self._read_at = 0, now
             state.visible_until = min(state.visible_until, self._read_at)
         if self._plans_spans and not waiting and not self.kv.pending_load_blocks:
-            end = self._start_decode_span(now)
+            end = self._start_decode_span(now, horizon)
             if end is not None:
                 return end
         batch = schedule(state, self.config, now)
@@ -445,12 +457,13 @@ class Instance:
         self.generation += 1
         return float(ends[num_steps - 1])
 
-    def _start_decode_span(self, now: float) -> float | None:
+    def _start_decode_span(self, now: float, horizon: float) -> float | None:
         """Start a step (or span) in which every running row decodes, nothing waiting: what
         ``schedule``, ``_batch_shape``, ``_pure_decode`` and ``_span_length`` do for it, in
         one compiled call (``_commit_kernels.decode_span_plan``), which also prices the span
-        where the cost model has a span planner (:attr:`_span_planners`). Returns its end, or
-        None, with nothing changed, where it is not such a step (the general path decides)."""
+        where the cost model has a span planner (:attr:`_span_planners`), up to a few steps
+        past ``horizon`` (s). Returns the end of its last step priced, or None, with nothing
+        changed, where it is not such a step (the general path decides)."""
         running, kv = self.running, self.kv
         n = len(running.reqs)
         if n == 0 or n > self._budget:
@@ -460,11 +473,12 @@ class Instance:
         planner = self._span_planners[which]
         priced = self._priced
         end = -1.0  # (not priced in the planning call)
+        priced_steps = 0  # (all of them)
         if planner is not None:
-            plan, cost_arguments = planner
-            num_steps, first_finish, grown, context_tokens, end = plan(
+            plan, _, cost_arguments = planner
+            num_steps, first_finish, grown, context_tokens, end, priced_steps = plan(
                 running.int_buffer, n, kv.num_free_blocks, kv.block_size, self._grow_mode,
-                batch.new_tokens, pad, now, *cost_arguments, *priced,
+                batch.new_tokens, pad, now, horizon, *cost_arguments, *priced,
             )  # fmt: skip
         else:
             num_steps, first_finish, grown, context_tokens = self._commit.decode_span_plan(
@@ -502,9 +516,33 @@ class Instance:
             True,  # pure_decode
             first_finish,
             n,  # num_tokens
+            priced_steps if priced_steps < num_steps else 0,
         )
         self.generation += 1
         return end if end >= 0.0 else float(ends[num_steps - 1])
+
+    def resume_span(self, horizon: float) -> float:
+        """Price on the in-flight decode span, whose priced steps ended with nothing cutting it
+        short (its end event was a checkpoint), up to a few steps past ``horizon`` (s);
+        returns the end (s) of its last step priced."""
+        span = self.in_flight
+        assert span is not None and span.priced_steps
+        return self._price_on(span, span.num_steps, horizon)
+
+    def _price_on(self, span: InFlight, num_steps: int, horizon: float) -> float:
+        """Price ``span``'s steps from its first unpriced one, up to ``num_steps`` or a few
+        past ``horizon`` (s), in its buffers; returns the end (s) of its last step priced."""
+        n = len(self.running.reqs)
+        _, which, pad = self._decode_span_shape(n)
+        planner = self._span_planners[which]
+        assert planner is not None, "only planned spans are priced in parts"
+        _, resume, cost_arguments = planner
+        end, priced = resume(
+            self.running.int_buffer, n, span.priced_steps, num_steps, pad, horizon,
+            *cost_arguments, span.durations, span.ends_s, span.features,
+        )  # fmt: skip
+        span.priced_steps = priced if priced < span.num_steps else 0
+        return end
 
     def _decode_span_shape(self, n: int) -> tuple[ScheduledBatch, int, int]:
         """(The batch, which cost model prices it: 0 ``cost``, 1 ``eager_cost``, the CUDA

@@ -20,6 +20,7 @@ every token reaches the client ``stream_s`` after its step ends.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -215,6 +216,9 @@ class Simulation:
         self._aborted_sessions: set[int] = set()
         """Sessions a client abandoned (:meth:`abort`): a turn of one is dropped where it is."""
         self.num_events = 0
+        self._horizons = len(self.instances) == 1 and handoff is None
+        """Whether decode spans are priced only a few steps past the next event
+        (:meth:`_horizon`)."""
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -516,8 +520,13 @@ class Simulation:
         return self._start_step(instance)
 
     def _on_step_done(self, instance: Instance, generation: int) -> list[Event]:
-        if generation != instance.generation or instance.in_flight is None:
+        span = instance.in_flight
+        if generation != instance.generation or span is None:
             return []  # superseded: the span was truncated and rescheduled
+        if span.priced_steps:
+            # A checkpoint: the span's priced steps ran out with nothing cutting it short.
+            end = instance.resume_span(self._horizon())
+            return [_new_event((end, EventKind.STEP_DONE, instance, instance.generation))]
         outcome = instance.complete_step(self.records)
         if self.on_step is not None:
             self.on_step(instance, outcome)
@@ -558,8 +567,18 @@ class Simulation:
         req.receive_prompt_kv()
         return self._deliver(req, target)
 
+    def _horizon(self) -> float:
+        """When the next event that could bring a request to an instance is due (s): a
+        decode span is priced only a few steps past it (its end event a checkpoint where
+        the steps priced run out). With one instance, the heap's next event; with several,
+        or a hand-off, ``inf`` (the next event is mostly another instance's step, which brings
+        none: a span would stop at a checkpoint every few steps)."""
+        heap = self._heap
+        return heap[0][0] if heap and self._horizons else math.inf
+
     def _start_step(self, instance: Instance) -> list[Event]:
-        end = instance.start_step(self.now)
+        heap = self._heap  # (:meth:`_horizon`, inline: every step starts here)
+        end = instance.start_step(self.now, heap[0][0] if heap and self._horizons else math.inf)
         if end is None:
             return []
         return [_new_event((end, EventKind.STEP_DONE, instance, instance.generation))]

@@ -52,15 +52,22 @@ class StepCost(Protocol):
         ...
 
 
-SpanPlanner = tuple[Callable[..., tuple[int, int, int, int, float]], tuple[Any, ...]]
-"""A compiled call that plans a decode step or span and prices it in one go, and its cost
+SpanPlanner = tuple[
+    Callable[..., tuple[int, int, int, int, float, int]],
+    Callable[..., tuple[float, int]],
+    tuple[Any, ...],
+]
+"""Compiled calls that plan a decode step or span and price it in one go, and its cost
 model's arguments (``servesim.fused_kernels.span_planner``): ``plan(table, n, free_blocks,
-block_size, grow_mode, ones, pad, start, *cost_arguments, seconds, ends, features)`` does what
-``engine._commit_kernels.decode_span_plan`` does on the running table and returns its four
-values and the end (s) of what it planned, priced into the three buffers as ``step_into`` and
-``decode_span_into`` price it (``ones``: a step's new tokens, one a row), or -1.0 as the end
-where it left them alone. The run layer builds it: a kernel of the engine may not call one of
-the cost model."""
+block_size, grow_mode, ones, pad, start, horizon, *cost_arguments, seconds, ends, features)``
+does what ``engine._commit_kernels.decode_span_plan`` does on the running table and returns
+its four values, the end (s) of the last step it priced into the three buffers as
+``step_into`` and ``decode_span_into`` price them (``ones``: a step's new tokens, one a row),
+or -1.0 where it left them alone, and the steps priced: all of them, or a few past
+``horizon`` (s), the next event that could cut the span short; ``resume(table, n, first,
+num_steps, pad, horizon, *cost_arguments, seconds, ends, features)`` prices on from step
+``first`` and returns (the last end, the steps priced). The run layer builds them: a kernel
+of the engine may not call one of the cost model."""
 
 
 @dataclass(frozen=True)
