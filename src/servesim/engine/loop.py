@@ -442,17 +442,19 @@ class Simulation:
         if self._dropped_if_aborted(session):
             return events
         turn = session.turns[turn_index]
+        # (The first eight fields in order, the session set after: a dataclass's keyword
+        # arguments cost three times its positional ones, 0.7 µs a request.)
         req = Request(
-            request_id=self._next_request_id,
-            session_id=session.session_id,
-            turn=turn_index,
-            arrival_s=sent_s,
-            prompt_tokens=turn.input_tokens,
-            max_output_tokens=turn.output_tokens,
-            hash_ids=tuple(turn.hash_ids),
-            hash_block_size=turn.hash_block_size,
-            session=session,
+            self._next_request_id,  # request_id
+            session.session_id,
+            turn_index,  # turn
+            sent_s,  # arrival_s
+            turn.input_tokens,  # prompt_tokens
+            turn.output_tokens,  # max_output_tokens
+            tuple(turn.hash_ids),
+            turn.hash_block_size,
         )
+        req.session = session
         self._next_request_id += 1
         reason = self.admission_check(req) if self.admission_check else None
         if reason is not None:

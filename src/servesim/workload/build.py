@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -73,6 +74,11 @@ class _Conversation(NamedTuple):
     think_times_s: tuple[float, ...] = ()
     start_s: float | None = None
     session_id: int | None = None
+
+
+_new_conversation = partial(tuple.__new__, _Conversation)
+"""``_Conversation(...)`` from a tuple of its four fields, without the named tuple's
+Python-level ``__new__``."""
 
 
 @dataclass(frozen=True)
@@ -159,13 +165,20 @@ def _single_turn_stream(
     ids: ContentIds,
 ) -> Iterator[_Conversation]:
     done = 0
+    bs = prefixes.block_size
     while done < n_total:
         m = min(CHUNK, n_total - done)
         ins = dists.input(rngs["input"], m).tolist()
         outs = dists.output(rngs["output"], m).tolist()
-        groups = prefixes.draw(rngs["prefix"], m)
-        for inp, out, group in zip(ins, outs, groups, strict=True):
-            yield _Conversation((prefixes.first_turn(ids, inp, out, group, False),))
+        if not prefixes.groups:
+            # (No shared prefix: each request's content is its own, what ``first_turn``
+            # makes then, built here directly: a session's share of a 1M-request run.)
+            for inp, out in zip(ins, outs, strict=True):
+                yield _new_conversation(((RequestSpec(inp, out, (), bs),), (), None, None))
+        else:
+            groups = prefixes.draw(rngs["prefix"], m)
+            for inp, out, group in zip(ins, outs, groups, strict=True):
+                yield _Conversation((prefixes.first_turn(ids, inp, out, group, False),))
         done += m
 
 
