@@ -493,11 +493,12 @@ class Simulation:
 
     def _moved_step_end(self, instance: Instance, end: float) -> list[Event]:
         """The ``STEP_DONE`` event of ``instance``'s span, cut short to end at ``end``. On a
-        short heap it takes the place of the pending one, with the sequence number pushing it
-        would have taken, so events come off in the same order; the pending one would
-        otherwise be popped later only to be found stale (a pop and a handler call; at low
-        load three arrivals in four cut a span). On a long heap it is pushed and the stale one
-        left."""
+        short heap it takes the place of the pending one, with a fresh sequence number (which
+        orders it only against events of the same instant, priority and instance: none, the
+        pending one gone), so events come off in the same order as when it is pushed; the
+        pending one would otherwise be popped later only to be found stale (a pop and a
+        handler call; at low load three arrivals in four cut a span). On a long heap it is
+        pushed and the stale one left."""
         event = _new_event((end, EventKind.STEP_DONE, instance, instance.generation))
         heap = self._heap
         if len(heap) <= _SHORT_HEAP:
