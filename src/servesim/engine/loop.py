@@ -580,8 +580,7 @@ class Simulation:
         return heap[0][0] if heap and self._horizons else math.inf
 
     def _start_step(self, instance: Instance) -> list[Event]:
-        heap = self._heap  # (:meth:`_horizon`, inline: every step starts here)
-        end = instance.start_step(self.now, heap[0][0] if heap and self._horizons else math.inf)
+        end = instance.start_step(self.now, self._horizon())
         if end is None:
             return []
         return [_new_event((end, EventKind.STEP_DONE, instance, instance.generation))]
