@@ -240,6 +240,12 @@ def test_help_in_a_narrow_terminal_shows_every_option_whole():
     assert "simulate" in alone.stdout + alone.stderr and "Traceback" not in alone.stderr
     wide = ok("simulate", "--help", env={"COLUMNS": "200"})
     assert "╭" in wide.stdout  # (the rich panels where they fit)
+    # Rich's markup escapes are not printed in the plain layout (a pip command copied from
+    # it must work), and the rich layout still shows the brackets.
+    for width in ("80", "200"):
+        for command, extra in (("simulate", "'servesim[fast]'"), ("kernels", "servesim[kernels]")):
+            text = " ".join(ok(command, "--help", env={"COLUMNS": width}).stdout.split())
+            assert extra in text.replace("│ ", "").replace(" │", "") and "\\[" not in text
 
 
 def test_no_command_s_rich_help_is_cut_at_the_narrowest_width_that_gets_it():

@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         (
             "assembly",
             "scenario scenario_overlay fleet metrics summary run output trace report "
-            "calibrate sweep track_record fused_kernels",
+            "calibrate sweep track_record fused_kernels kernel_cache",
         ),
         ("entry", "cli serve servesim __main__"),
     )

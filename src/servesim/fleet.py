@@ -67,6 +67,7 @@ from servesim.engines import (
 )
 from servesim.errors import ServesimError
 from servesim.hardware import Hardware, Link, load_hardware
+from servesim.kernel_cache import kernels_cached
 from servesim.model import ModelSpec, load_model
 from servesim.scenario import (
     InstanceGroup,
@@ -395,24 +396,34 @@ def _cost_params(
 
 
 COMPILED_MIN_REQUESTS = 50_000
-"""``compiled: auto`` prices steps with the compiled kernels from this many requests on: below
-it a run takes seconds, and loading the kernels from numba's cache (~0.5 s with numba's import;
-compiling them the first time on a machine, ~16 s on a 2-core VM) would cost more than they
-save."""
+"""``compiled: auto`` prices steps with the compiled kernels from this many requests on: a
+smaller run would not earn back compiling them (the first compiled run of an install: ~10-16 s
+on a 2-core VM)."""
+
+COMPILED_CACHED_MIN_REQUESTS = 5_000
+"""...and from this many where a compiled run already left them in numba's cache
+(:func:`servesim.kernel_cache.kernels_cached`): loading them then costs ~0.3 s a process
+(numba's import and the cached code), which the engine earns back from ~2,000 requests at
+5 req/s, ~4,000 at 20 and ~8,000 at 100 on a 2-core VM (whole `servesim simulate` processes,
+best of 3: 6,000 requests at 5 req/s 1.86 -> 1.03 s, at 20 req/s 1.11 -> 0.92 s, at 100 req/s
+0.74 -> 0.93 s)."""
 
 
 def compiled_pricing(scenario: Scenario) -> bool:
     """Whether the instances run the compiled kernels (:mod:`servesim.cost.compiled`,
     ``servesim.engine._commit_kernels``): ``compiled: on`` (an error naming the problem when
     they cannot load); or ``auto``, the workload at least :data:`COMPILED_MIN_REQUESTS`
-    requests (a synthetic workload's count, or a trace's ``max_requests``) and the kernels
-    loadable (else the reference path, silently: it gives the same results)."""
+    requests (a synthetic workload's count, or a trace's ``max_requests``), or at least
+    :data:`COMPILED_CACHED_MIN_REQUESTS` where numba's cache holds the kernels, and the
+    kernels loadable (else the reference path, silently: it gives the same results)."""
     if scenario.compiled == "off":
         return False
     if scenario.compiled == "auto":
         workload = scenario.workload
         count = workload.num_requests if workload.trace is None else workload.max_requests
-        if count is None or count < COMPILED_MIN_REQUESTS or not numba_available():
+        if count is None or count < COMPILED_CACHED_MIN_REQUESTS or not numba_available():
+            return False
+        if count < COMPILED_MIN_REQUESTS and not kernels_cached():
             return False
     problem = _compiled_kernels_problem()
     if problem is not None and scenario.compiled == "on":

@@ -25,6 +25,7 @@ from servesim.engine.router import make_router
 from servesim.errors import ServesimError
 from servesim.fleet import Fleet, InstanceGroupRuntime, build_fleet, kv_transfer
 from servesim.hardware import Hardware
+from servesim.kernel_cache import record_kernels_cached
 from servesim.model import ModelSpec
 from servesim.scenario import Scenario
 from servesim.summary import run_summary
@@ -124,7 +125,10 @@ def simulate(scenario: Scenario, on_progress: Callable[[int], None] | None = Non
     run = prepare(scenario, on_progress)
     started = time.perf_counter()
     run.sim.run()
-    return summarize_run(run, time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    if any(instance.compiled for instance in run.fleet.instances):
+        record_kernels_cached()  # (numba wrote what it compiled: later runs may load it)
+    return summarize_run(run, wall)
 
 
 def summarize_run(run: Prepared, wall: float, compare_speculation: bool = True) -> Result:

@@ -320,7 +320,8 @@ class Scenario(Spec):
         Literal["auto", "on", "off"],
         Meta(
             description="price steps with numba-compiled kernels (the fast extra): auto = for "
-            "workloads of at least 50,000 requests when numba is installed; same results"
+            "workloads of at least 50,000 requests when numba is installed (5,000 once a "
+            "compiled run left them in numba's cache); same results"
         ),
     ] = "auto"
     max_model_len: (

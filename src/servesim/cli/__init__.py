@@ -81,9 +81,26 @@ def plain_help_when_narrow(app) -> None:
 
     if shutil.get_terminal_size().columns >= RICH_HELP_MIN_COLUMNS:
         return
-    app.rich_markup_mode = None
-    for group in app.registered_groups:
-        group.typer_instance.rich_markup_mode = None
+    apps = [app, *(group.typer_instance for group in app.registered_groups)]
+    for each in apps:
+        each.rich_markup_mode = None
+        for command in each.registered_commands:
+            _unescape_markup(command.callback)
+
+
+def _unescape_markup(callback) -> None:
+    """Drop rich's markup escapes from the help of ``callback``'s options: plain help prints
+    them as they are, and ``pip install 'servesim\\[fast]'`` copied from it fails."""
+    import inspect
+
+    from typer.models import ParameterInfo
+
+    if callback is None:
+        return
+    for parameter in inspect.signature(callback).parameters.values():
+        info = parameter.default
+        if isinstance(info, ParameterInfo) and info.help and "\\[" in info.help:
+            info.help = info.help.replace("\\[", "[")
 
 
 def load_commands(args: list[str]) -> None:

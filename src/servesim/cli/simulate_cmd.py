@@ -308,7 +308,8 @@ def simulate_command(
         None,
         "--compiled",
         help="auto | on | off: price steps with numba-compiled kernels (pip install "
-        "'servesim\\[fast]'; same results); auto = from 50,000 requests when numba is installed",
+        "'servesim\\[fast]'; same results); auto = from 50,000 requests when numba is installed, "
+        "5,000 once a compiled run left the kernels in numba's cache",
     ),
     config: Path = typer.Option(
         None, "--config", "-c", help="scenario YAML; flags override its fields"
