@@ -8,11 +8,15 @@ behaviour re-records them:
 
     python tests/test_engine_golden.py    # rewrites tests/engine_golden.json
 
-Floats agree to :data:`RTOL` relative, not bit for bit: the cost model's matrix products run on
-BLAS kernels that the CPU picks and that round the last bits differently (digests recorded on one
-machine failed on another; ``OPENBLAS_CORETYPE=Sandybridge`` against ``Haswell`` on one machine
-moves the KV-offload scenario's step ends in their 15th digit). Bit-for-bit equality of two code
-paths on one machine is what the fast-forward equivalence tests check.
+Floats agree to :data:`RTOL` relative, not bit for bit: until session 60 the cost model's
+matrix products ran on BLAS kernels that the CPU picks and that round the last bits differently
+(digests recorded on one machine failed on another; ``OPENBLAS_CORETYPE=Sandybridge`` against
+``Haswell`` on one machine moved the KV-offload scenario's step ends in their 15th digit). The
+step pricing now sums in a fixed order and takes its logarithms from the C library
+(``cost.step.hot_product``, ``libm_log10``; ``tests/test_cost_step_order.py`` runs scenarios
+under other BLAS kernels and SIMD levels and finds the same bits), but the file was recorded
+before and other machines' C libraries may differ in an ulp: the tolerance stays. Bit-for-bit
+equality of two code paths on one machine is what the fast-forward equivalence tests check.
 """
 
 from __future__ import annotations
@@ -165,10 +169,10 @@ SCENARIOS: dict[str, dict] = {
 
 QUANTILES = np.linspace(0.0, 1.0, 21)
 RTOL = 1e-9
-"""Float figures must agree to 1e-9 relative: the cost model's matrix products go through BLAS,
-whose kernels (picked by the CPU: ``OPENBLAS_CORETYPE``) round the last bits differently, and
-an inter-token gap — a difference of two step ends — carries that into its ~12th digit. Any
-change of behaviour moves a sum or a quantile far more than that."""
+"""Float figures must agree to 1e-9 relative: a last-bit difference in a step (the C library
+of another machine, the recording's BLAS products) reaches an inter-token gap — a difference of
+two step ends — in its ~12th digit. Any change of behaviour moves a sum or a quantile far more
+than that."""
 
 
 def _float_profile(x: np.ndarray) -> list[float]:
@@ -207,7 +211,8 @@ def figures(name: str, compiled: str = "off") -> dict:
     cum = np.cumsum(weights[order].astype(np.float64))
     # (the multiset of gaps: total weight, weighted sum, and its weighted quantiles)
     picks = np.searchsorted(cum, QUANTILES[1:-1] * cum[-1]) if len(cum) else []
-    itl = [float(cum[-1]) if len(cum) else 0.0, float(np.dot(values, weights.astype(np.float64)))]
+    # (math.fsum, not np.dot: BLAS's dot sums in an order its CPU kernel picks)
+    itl = [float(cum[-1]) if len(cum) else 0.0, math.fsum(values * weights.astype(np.float64))]
     ordered = values[order]
     itl += [float(ordered[i]) for i in picks]
     summary = summarize(rec.request_columns(), values, weights, SLO(300.0, 40.0, 20_000.0))

@@ -9,13 +9,15 @@ functions; the model's arrays are handed over once, at construction. It implemen
 ``StepCost`` protocol and answers everything else (accounting, breakdowns) from the model it
 wraps, so a run priced through it records the same features and reports the same totals.
 
-What is identical and what is not: the features are sums of integers in float64, exact in any
-order, so they are the same bit for bit; every sum over operators is taken in numpy's pairwise
-order (``_numpy_sum``), and the interpolations are numpy's formulas. The one difference is the
-product with ``_hot``: numpy hands it to BLAS, whose kernels pick their own summation order (they
-differ between CPUs too, see the README's golden-output note), while here it is a plain loop, so
-a step's seconds can differ from the reference in the last bit or two (≤ 1e-15 relative).
-``tests/test_compiled.py`` checks single steps, spans and whole runs against the reference.
+Everything is identical, bit for bit: the features are sums of integers in float64, exact in
+any order; every sum over operators is taken in numpy's pairwise order (``_numpy_sum``); the
+interpolations are numpy's formulas; the product with ``_hot`` is summed feature by feature, as
+the reference sums it since session 60 (``step.hot_product``; a decode span's as its common
+part plus each step's varying terms, ``step.span_hot_product``), and the logarithms are the C
+library's, which the reference takes too (``step.libm_log10``). Before, the reference's product
+went through BLAS and its ramp through numpy's AVX-512 ``log10``, and a step could differ in
+its last bit. ``tests/test_compiled.py`` checks single steps, spans and whole runs against the
+reference, to the bit.
 
 numba is an optional extra (``pip install 'servesim[fast]'``); it is imported only when a
 :class:`CompiledStepCost` is built (the run layer does so for large runs: ``servesim.fleet``), and

@@ -42,6 +42,7 @@ from __future__ import annotations
 import bisect
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,63 @@ QUERY_TILE = 128
 """Queries per thread block of the FlashAttention-style prefill kernels (FA2/FA3, FlashInfer)."""
 
 _sum = np.add.reduce  # (ndarray.sum without its Python layer: the same sums)
+
+
+_SPAN_BASES = 4096
+"""Decode-span bases a cost model keeps (:meth:`StepCostModel._span_base`: one per batch)."""
+
+
+def libm_log10(x: np.ndarray) -> np.ndarray:
+    """``math.log10`` of each value of ``x`` (the C library's), shape ``x``'s.
+
+    NOTE: not always numpy's ``log10``: on CPUs with AVX-512 numpy computes it with vector code
+    that rounds ~1% of values one ulp away from the C library (which the compiled kernels
+    call), so a step's last bits would depend on the CPU. Where numpy's agrees with the C
+    library's (:func:`_numpy_log10_is_libm`), it is used: the same bits, 10x faster."""
+    if _numpy_log10_is_libm():
+        return np.log10(x)
+    return np.fromiter(map(math.log10, x.ravel().tolist()), np.float64, x.size).reshape(x.shape)
+
+
+@functools.cache
+def _numpy_log10_is_libm() -> bool:
+    """Whether numpy's ``log10`` gives the C library's bits on this machine: checked once on
+    4,099 values over twelve decades (vector code that rounds differently misses ~1% of
+    them; one that used the C library for a short array's tail and its own code elsewhere
+    would miss some too, and read as "no")."""
+    sample = np.geomspace(1.0, 1e12, 4099)
+    exact = np.fromiter(map(math.log10, sample.tolist()), np.float64, sample.size)
+    return bool(np.array_equal(np.log10(sample), exact))
+
+
+def hot_product(f: np.ndarray, hot: np.ndarray) -> np.ndarray:
+    """``f @ hot`` for one feature vector, summed over the features in their order, from 0.0.
+
+    NOTE: not ``f @ hot``: BLAS sums in an order of its own, which differs between CPUs (and
+    from the compiled kernels' loop, ``_compiled_kernels._product``), so a step's last bits
+    would depend on the machine. A fixed order gives the same bits everywhere, compiled or
+    not. (A zero feature's terms are 0.0 and leave a sum's bits as they are: the kernel skips
+    them.)"""
+    # (numpy reduces a non-contiguous axis row by row, in order: sequential where ``hot`` has
+    # two columns or more, as it always has: the host and overhead columns at least.)
+    return _sum(f[:, None] * hot, axis=0)
+
+
+def span_hot_product(
+    f: np.ndarray, hot: np.ndarray, varying: Sequence[int], base: np.ndarray
+) -> np.ndarray:
+    """``f @ hot`` for the rows of a decode span: ``base`` (:func:`hot_product` of the steps'
+    common features, the first row without the ``varying`` ones) plus each row's ``varying``
+    terms, added in that order: the compiled span kernel's arithmetic
+    (``_compiled_kernels.span_steps_into``), bit for bit."""
+    if len(varying) == 0:
+        return np.tile(base, (len(f), 1))
+    first, *others = varying
+    x = np.multiply.outer(f[:, first], hot[first])
+    x += base  # (term + base: the same bits as base + term)
+    for i in others:
+        x += np.multiply.outer(f[:, i], hot[i])
+    return x
 
 
 def occupancy_factor(a: np.ndarray, fill_tiles: float, power: float = 0.0) -> np.ndarray:
@@ -184,8 +242,8 @@ class DecodeRamp:
         one = a[:, _F.ONE]
         if len(one) and one.max() > 1.0:  # (rows summing a span's steps: the mean per call)
             per_call /= np.maximum(one, 1.0)
-        np.log10(np.maximum(per_call, 1.0, out=per_call), out=per_call)
-        return np.interp(per_call, xs, ys, 1.0, 1.0)
+        np.maximum(per_call, 1.0, out=per_call)
+        return np.interp(libm_log10(per_call), xs, ys, 1.0, 1.0)
 
     def stretch(self, mem: np.ndarray, a: np.ndarray) -> None:
         """Apply the ramp to ``mem`` (memory-side seconds, rows × operators, changed in place)
@@ -397,7 +455,13 @@ class StepCostModel(StepAccounting):
         compares the two on six models)."""
         f = np.asarray(features, dtype=np.float64)
         if self._hot is not None:  # the hot path: one small product
-            x = f @ self._hot
+            if f.ndim == 1:
+                x = hot_product(f, self._hot)
+            elif decode_span:
+                varying = self._span_varying(f)
+                x = span_hot_product(f, self._hot, varying, self._span_base(f[0], varying))
+            else:
+                x = f @ self._hot
             k = len(self.operators)
             ops = self._ops
             curves, occupancy = ops.curves, ops.occupancy
@@ -456,6 +520,35 @@ class StepCostModel(StepAccounting):
         over, host = (rows @ self._fixed).T
         out = self._combine(gpu, over, host)
         return float(out[0]) if f.ndim == 1 else out
+
+    def _span_base(self, first: np.ndarray, varying: Sequence[int]) -> np.ndarray:
+        """:func:`hot_product` of a decode span's common features (its first row ``first``
+        without the ``varying`` ones), which depend on its batch alone: kept per batch (up
+        to :data:`_SPAN_BASES` of them), a dictionary lookup instead of two numpy calls."""
+        fixed = first.copy()
+        for i in varying:
+            fixed[i] = 0.0
+        key = fixed.tobytes()
+        bases = self._span_bases
+        base = bases.get(key)
+        if base is None:
+            if len(bases) >= _SPAN_BASES:
+                bases.clear()
+            base = bases[key] = hot_product(fixed, self._hot)
+        return base
+
+    @functools.cached_property
+    def _span_bases(self) -> dict[bytes, np.ndarray]:
+        return {}
+
+    def _span_varying(self, f: np.ndarray) -> Sequence[int]:
+        """The features that change from step to step of a decode span's rows ``f``: the
+        pairs and KV tokens (their absorbed forms under MLA absorption), or, where a sliding
+        window shapes them, those whose last row differs from the first."""
+        fm = self.feature_map
+        if fm.window:
+            return np.flatnonzero(f[-1] != f[0])
+        return (_F.P_A, _F.K_A) if fm.absorb_max >= 1.0 else (_F.P, _F.K)
 
     def step_with_features(
         self, new_tokens: np.ndarray, context_lens: np.ndarray, pad: int = 0

@@ -1,0 +1,112 @@
+"""The step pricing's arithmetic in a fixed order (``servesim.cost.step``): the product with the
+hot matrix summed feature by feature, a decode span's product as its common part plus each
+step's varying terms, logarithms from the C library. That is the compiled kernels' arithmetic,
+so both give the same bits (``tests/test_compiled.py``), and none of it depends on which BLAS
+kernel or SIMD code the CPU picks (checked here in subprocesses that pick others)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from servesim.cost import features as _F
+from servesim.cost.step import hot_product, libm_log10, span_hot_product
+
+
+def _sequential(f: np.ndarray, hot: np.ndarray) -> np.ndarray:
+    """The product as the compiled kernel loops: from 0.0, the nonzero features in order."""
+    x = np.zeros(hot.shape[1])
+    for i in range(len(f)):
+        if f[i] != 0.0:
+            x = x + f[i] * hot[i]
+    return x
+
+
+def test_the_hot_product_sums_feature_by_feature():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        features, columns = int(rng.integers(2, 24)), int(rng.integers(2, 90))
+        f = rng.integers(0, 5000, features).astype(np.float64)
+        f[rng.random(features) < 0.4] = 0.0
+        hot = rng.random((features, columns)) * 10.0 ** rng.integers(-9, -3, (features, 1))
+        want = _sequential(f, hot)
+        np.testing.assert_array_equal(hot_product(f, hot), want)
+
+
+def test_a_span_s_product_is_its_common_part_plus_each_step_s_terms():
+    rng = np.random.default_rng(4)
+    hot = rng.random((_F.NUM_FEATURES, 40)) * 1e-6
+    hot[_F.P, ::3] = 0.0  # (columns a varying feature does not reach keep the common part)
+    steps = 25
+    f = np.tile(rng.integers(1, 100, _F.NUM_FEATURES).astype(np.float64), (steps, 1))
+    f[:, _F.P] += np.arange(steps) * 7.0
+    f[:, _F.K] += np.arange(steps) * 3.0
+    varying = (_F.P, _F.K)
+    fixed = f[0].copy()
+    fixed[list(varying)] = 0.0
+    base = hot_product(fixed, hot)
+    got = span_hot_product(f, hot, varying, base)
+    for j in range(steps):
+        want = base.copy()
+        for i in varying:
+            want = want + f[j, i] * hot[i]
+        np.testing.assert_array_equal(got[j], want)
+    np.testing.assert_array_equal(span_hot_product(f, hot, (), base), np.tile(base, (steps, 1)))
+
+
+def test_libm_log10_is_the_c_library_s():
+    x = np.random.default_rng(5).uniform(0.0, 12.0, 20_000)
+    x = 10.0**x
+    want = np.array([math.log10(v) for v in x.tolist()])
+    np.testing.assert_array_equal(libm_log10(x), want)
+    np.testing.assert_array_equal(libm_log10(x.reshape(100, 200)), want.reshape(100, 200))
+
+
+CHILD = r"""
+import hashlib, json, sys
+sys.path.insert(0, sys.argv[1])
+from test_engine_golden import figures
+from servesim.cost.step import _numpy_log10_is_libm
+names = sys.argv[2].split(",")
+digests = {n: hashlib.sha256(json.dumps(figures(n), sort_keys=True).encode()).hexdigest()
+           for n in names}
+print(json.dumps({"digests": digests, "numpy_log10_is_libm": _numpy_log10_is_libm()}))
+"""
+
+VARIANTS = {
+    "default": {},
+    # OpenBLAS's kernels for an older CPU (moved step ends in their 15th digit before session 60)
+    "older BLAS kernel": {"OPENBLAS_CORETYPE": "Sandybridge"},
+    # numpy without its AVX-512 code (its log10 then the C library's)
+    "no AVX-512 in numpy": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SKX AVX512F"},
+}
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 BLAS and SIMD")
+def test_the_records_are_the_same_under_other_blas_kernels_and_simd_levels():
+    tests = str(Path(__file__).parent)
+    names = "low_load,saturating,kv_offload,sarathi"
+    seen = {}
+    for variant, env in VARIANTS.items():
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, tests, names],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seen[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+    digests = {variant: got["digests"] for variant, got in seen.items()}
+    assert digests["older BLAS kernel"] == digests["default"]
+    assert digests["no AVX-512 in numpy"] == digests["default"]
+    # (Where numpy has AVX-512 code, the default run took the C library's log10 one value at a
+    # time and the run without it numpy's own, which then agrees: both paths were exercised.)
+    assert seen["no AVX-512 in numpy"]["numpy_log10_is_libm"]
