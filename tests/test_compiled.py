@@ -711,3 +711,30 @@ def test_the_engine_kernels_keep_every_record(
         np.testing.assert_array_equal(x, y)
     insts[0].kv.check_invariants()
     assert insts[0].kv.num_free_blocks == insts[0].kv.num_blocks
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model=st.sampled_from(sorted(MODELS)),
+    engine=st.sampled_from(["vllm", "sglang", "trtllm", "vllm-v0"]),
+    rate=st.sampled_from([1.0, 8.0, 60.0]),
+    turns=st.sampled_from([1, 3]),
+    seed=st.integers(0, 10_000),
+)
+def test_random_runs_give_the_reference_records_to_the_bit(model, engine, rate, turns, seed):
+    """Since the reference sums the hot product in the kernels' order and takes the C
+    library's logarithms: whole runs of the real cost models, any engine, load and
+    conversation shape, compiled and not, record for record, feature for feature."""
+    workload = {
+        "num_requests": 40,
+        "input_len": {"kind": "lognormal", "median": 600, "sigma": 1.0, "max": 6000},
+        "output_len": {"kind": "lognormal", "median": 80, "sigma": 1.0, "max": 800},
+        "arrival": {"kind": "poisson", "rate": rate},
+    }
+    if turns > 1:
+        workload["multi_turn"] = {"turns": turns}
+    spec = {**MODELS[model], "engine": engine, "workload": workload, "seed": seed}
+    ref = simulate(build_scenario({**spec, "compiled": "off"}))
+    fast = simulate(build_scenario({**spec, "compiled": "on"}))
+    assert_same_records(ref.records, fast.records)
+    np.testing.assert_array_equal(ref.records.step_features(), fast.records.step_features())

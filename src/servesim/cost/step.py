@@ -93,7 +93,7 @@ def _numpy_log10_is_libm() -> bool:
 
 
 def hot_product(f: np.ndarray, hot: np.ndarray) -> np.ndarray:
-    """``f @ hot`` for one feature vector, summed over the features in their order, from 0.0.
+    """``f @ hot`` for one feature vector, summed over the features in their order.
 
     NOTE: not ``f @ hot``: BLAS sums in an order of its own, which differs between CPUs (and
     from the compiled kernels' loop, ``_compiled_kernels._product``), so a step's last bits
@@ -452,7 +452,7 @@ class StepCostModel(StepAccounting):
 
         NOTE: ``cost/_compiled_kernels.py`` mirrors this hot path term by term (the
         ``compiled`` option); a term added here goes there too (``tests/test_compiled.py``
-        compares the two on six models)."""
+        compares the two on eight models, to the bit)."""
         f = np.asarray(features, dtype=np.float64)
         if self._hot is not None:  # the hot path: one small product
             if f.ndim == 1:
@@ -460,7 +460,7 @@ class StepCostModel(StepAccounting):
             elif decode_span:
                 varying = self._span_varying(f)
                 x = span_hot_product(f, self._hot, varying, self._span_base(f[0], varying))
-            else:
+            else:  # (rows of unrelated steps: a run's totals, which both paths take alike)
                 x = f @ self._hot
             k = len(self.operators)
             ops = self._ops
