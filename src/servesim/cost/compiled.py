@@ -14,7 +14,7 @@ any order; every sum over operators is taken in numpy's pairwise order (``_numpy
 interpolations are numpy's formulas; the product with ``_hot`` is summed feature by feature, as
 the reference sums it since session 60 (``step.hot_product``; a decode span's as its common
 part plus each step's varying terms, ``step.span_hot_product``), and the logarithms are the C
-library's, which the reference takes too (``step.libm_log10``). Before, the reference's product
+library's, which the reference takes too (``cost.libm.c_math``). Before, the reference's product
 went through BLAS and its ramp through numpy's AVX-512 ``log10``, and a step could differ in
 its last bit. ``tests/test_compiled.py`` checks single steps, spans and whole runs against the
 reference, to the bit.

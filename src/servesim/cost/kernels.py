@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from servesim.cost.libm import c_math
+
 KERNELS_DIR = Path(__file__).resolve().parent.parent / "catalog" / "kernels"
 
 GRID_PER_OCTAVE = 8
@@ -926,7 +928,7 @@ class MeasuredCurves:
         a handful of curves."""
         steps = max(float(f[0]), 1.0)
         x = f[self.features] / steps
-        pos = np.interp(np.log(np.maximum(x, 1.0)), LOG_M_GRID, _GRID_INDEX).tolist()
+        pos = np.interp(c_math(math.log, np.maximum(x, 1.0)), LOG_M_GRID, _GRID_INDEX).tolist()
         rows = self._rows
         last = len(M_GRID) - 2
         out = []
@@ -944,7 +946,7 @@ class MeasuredCurves:
         a = np.atleast_2d(a)
         steps = np.maximum(a[:, 0:1], 1.0)  # feature ONE
         x = a[:, self.features] / steps
-        pos = np.interp(np.log(np.maximum(x, 1.0)), LOG_M_GRID, np.arange(len(M_GRID)))
+        pos = np.interp(c_math(math.log, np.maximum(x, 1.0)), LOG_M_GRID, np.arange(len(M_GRID)))
         i = np.minimum(pos.astype(np.intp), len(M_GRID) - 2)
         w = pos - i
         cols = np.arange(len(self.columns))

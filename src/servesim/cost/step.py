@@ -52,6 +52,7 @@ from servesim.cost import kernels as kernels_mod
 from servesim.cost.accounting import StepAccounting
 from servesim.cost.attention_fit import occupancy_stretch
 from servesim.cost.features import FeatureMap
+from servesim.cost.libm import c_math
 from servesim.cost.operator import Operator
 from servesim.cost.params import CostParams, Parallelism
 from servesim.cost.pipeline import PipelineTime, bubble_fraction, pipeline_seconds
@@ -67,29 +68,6 @@ _sum = np.add.reduce  # (ndarray.sum without its Python layer: the same sums)
 
 _SPAN_BASES = 4096
 """Decode-span bases a cost model keeps (:meth:`StepCostModel._span_base`: one per batch)."""
-
-
-def libm_log10(x: np.ndarray) -> np.ndarray:
-    """``math.log10`` of each value of ``x`` (the C library's), shape ``x``'s.
-
-    NOTE: not always numpy's ``log10``: on CPUs with AVX-512 numpy computes it with vector code
-    that rounds ~1% of values one ulp away from the C library (which the compiled kernels
-    call), so a step's last bits would depend on the CPU. Where numpy's agrees with the C
-    library's (:func:`_numpy_log10_is_libm`), it is used: the same bits, 10x faster."""
-    if _numpy_log10_is_libm():
-        return np.log10(x)
-    return np.fromiter(map(math.log10, x.ravel().tolist()), np.float64, x.size).reshape(x.shape)
-
-
-@functools.cache
-def _numpy_log10_is_libm() -> bool:
-    """Whether numpy's ``log10`` gives the C library's bits on this machine: checked once on
-    4,099 values over twelve decades (vector code that rounds differently misses ~1% of
-    them; one that used the C library for a short array's tail and its own code elsewhere
-    would miss some too, and read as "no")."""
-    sample = np.geomspace(1.0, 1e12, 4099)
-    exact = np.fromiter(map(math.log10, sample.tolist()), np.float64, sample.size)
-    return bool(np.array_equal(np.log10(sample), exact))
 
 
 def hot_product(f: np.ndarray, hot: np.ndarray) -> np.ndarray:
@@ -243,7 +221,7 @@ class DecodeRamp:
         if len(one) and one.max() > 1.0:  # (rows summing a span's steps: the mean per call)
             per_call /= np.maximum(one, 1.0)
         np.maximum(per_call, 1.0, out=per_call)
-        return np.interp(libm_log10(per_call), xs, ys, 1.0, 1.0)
+        return np.interp(c_math(math.log10, per_call), xs, ys, 1.0, 1.0)
 
     def stretch(self, mem: np.ndarray, a: np.ndarray) -> None:
         """Apply the ramp to ``mem`` (memory-side seconds, rows × operators, changed in place)
