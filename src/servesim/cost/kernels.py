@@ -941,12 +941,16 @@ class MeasuredCurves:
                 out.append(0.0 * steps)
         return out
 
-    def seconds(self, a: np.ndarray) -> np.ndarray:
-        """Seconds of each curve for rows of feature vectors, shape (rows, curves)."""
+    def seconds(self, a: np.ndarray, c_library: bool = False) -> np.ndarray:
+        """Seconds of each curve for rows of feature vectors, shape (rows, curves).
+        ``c_library``: the positions' logarithms the C library's, as the engine's step
+        pricing takes them (:meth:`~servesim.cost.step.DecodeRamp.stretch`)."""
         a = np.atleast_2d(a)
         steps = np.maximum(a[:, 0:1], 1.0)  # feature ONE
         x = a[:, self.features] / steps
-        pos = np.interp(c_math(math.log, np.maximum(x, 1.0)), LOG_M_GRID, np.arange(len(M_GRID)))
+        at_least_one = np.maximum(x, 1.0)
+        log_x = c_math(math.log, at_least_one) if c_library else np.log(at_least_one)
+        pos = np.interp(log_x, LOG_M_GRID, np.arange(len(M_GRID)))
         i = np.minimum(pos.astype(np.intp), len(M_GRID) - 2)
         w = pos - i
         cols = np.arange(len(self.columns))

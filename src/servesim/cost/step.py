@@ -212,8 +212,9 @@ class DecodeRamp:
     each KV head may take beyond the first (query heads per KV head − 1), and the KV tokens a
     call reads when its bytes per KV head fill the L2 (0: unknown)."""
 
-    def _column_factors(self, a: np.ndarray, j: int) -> np.ndarray:
-        """Column ``j``'s stretch for feature rows ``a``, shape (n,)."""
+    def _column_factors(self, a: np.ndarray, j: int, c_library: bool = False) -> np.ndarray:
+        """Column ``j``'s stretch for feature rows ``a``, shape (n,); ``c_library``: see
+        :meth:`stretch`."""
         xs, ys = self._curve
         _, feature, per_token = self.columns[j]
         per_call = a[:, feature] * per_token
@@ -221,13 +222,19 @@ class DecodeRamp:
         if len(one) and one.max() > 1.0:  # (rows summing a span's steps: the mean per call)
             per_call /= np.maximum(one, 1.0)
         np.maximum(per_call, 1.0, out=per_call)
-        return np.interp(c_math(math.log10, per_call), xs, ys, 1.0, 1.0)
+        log_bytes = c_math(math.log10, per_call) if c_library else np.log10(per_call)
+        return np.interp(log_bytes, xs, ys, 1.0, 1.0)
 
-    def stretch(self, mem: np.ndarray, a: np.ndarray) -> None:
+    def stretch(self, mem: np.ndarray, a: np.ndarray, c_library: bool = False) -> None:
         """Apply the ramp to ``mem`` (memory-side seconds, rows × operators, changed in place)
-        for feature rows ``a``: a column at a time, by plain indexing (one or two columns)."""
+        for feature rows ``a``: a column at a time, by plain indexing (one or two columns).
+
+        ``c_library``: the logarithms the C library's (:func:`~servesim.cost.libm.c_math`),
+        as the engine's step pricing takes them (the compiled kernels' bits); else numpy's
+        vector code, which may round an ulp apart and is ~10x faster (a run's totals over
+        every step record, which both paths take alike)."""
         for j, (col, feature, _) in enumerate(self.columns):
-            factor = self._column_factors(a, j)
+            factor = self._column_factors(a, j, c_library)
             mem[:, col] *= factor
             if self.serial and self.serial[j][0] != SERIAL_NEVER:
                 extra = self._serial_extras(a, j, factor)
@@ -482,7 +489,7 @@ class StepCostModel(StepAccounting):
                 comp[:, cols] += x[:, occ : occ + len(cols)] * stretch[:, None]
             mem = x[:, k : 2 * k]  # (a view of this call's product: stretched in place)
             if ops.ramp is not None:
-                ops.ramp.stretch(mem, f)
+                ops.ramp.stretch(mem, f, c_library=decode_span)
             sec = np.maximum(comp, mem)
             if ops.eager is None:
                 gpu = _sum(sec, axis=1)
@@ -490,7 +497,7 @@ class StepCostModel(StepAccounting):
                     gpu = gpu + (curves.total(f[0]) if decode_span else curves.totals(f))
             else:
                 if curves is not None:
-                    sec[:, curves.columns] = curves.seconds(f)
+                    sec[:, curves.columns] = curves.seconds(f, c_library=decode_span)
                 gpu = _sum(np.maximum(sec, x[:, 2 * k : 3 * k], out=sec), axis=1)
             return self._combine(gpu, x[:, -2], x[:, -1])
         rows = np.atleast_2d(f)
