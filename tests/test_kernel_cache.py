@@ -7,6 +7,8 @@ import importlib.metadata
 import json
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,9 +28,17 @@ def package(tmp_path, monkeypatch):
         shutil.copy2(kernel_cache._PACKAGE / name, target)
     monkeypatch.setattr(kernel_cache, "_PACKAGE", root)
     monkeypatch.setattr(kernel_cache, "MARKER", root / "__pycache__" / "marker.json")
+    for name in KERNEL_SOURCES:  # (numba's index of one function of each, as it names them)
+        _index(root / name).touch()
     monkeypatch.delenv("NUMBA_DISABLE_JIT", raising=False)
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     return root
+
+
+def _index(source: Path) -> Path:
+    cache = source.parent / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    return cache / f"{source.stem}.kernel-10.{sys.implementation.cache_tag}.nbi"
 
 
 def _numba_installed() -> bool:
@@ -50,7 +60,7 @@ def test_a_recorded_marker_reads_as_cached_until_a_kernel_module_changes(package
     stamp = json.loads(kernel_cache.MARKER.read_text(encoding="utf-8"))
     assert stamp["numba"] == importlib.metadata.version("numba")
     assert set(stamp["sources"]) == set(KERNEL_SOURCES)
-    assert [p.name for p in kernel_cache.MARKER.parent.iterdir()] == ["marker.json"]
+    assert kernel_cache.MARKER.exists() and not list(package.rglob("*.tmp"))
     # numba recompiles a function whose source file's size or time changed: so must we
     source = package / "engine/_commit_kernels.py"
     source.write_text(source.read_text(encoding="utf-8") + "\n", encoding="utf-8")
@@ -60,6 +70,22 @@ def test_a_recorded_marker_reads_as_cached_until_a_kernel_module_changes(package
     stat = source.stat()
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert not kernels_cached()
+
+
+@needs_numba
+def test_a_kernel_module_s_cleaned_cache_folder_reads_as_not_cached(package, monkeypatch):
+    record_kernels_cached()
+    assert kernels_cached()
+    index = _index(package / "engine/_commit_kernels.py")
+    index.unlink()
+    assert not kernels_cached()
+    index.touch()
+    assert kernels_cached()
+    # (With NUMBA_CACHE_DIR numba's cache is elsewhere: the folders beside are not read.)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(package / "elsewhere"))
+    record_kernels_cached()
+    index.unlink()
+    assert kernels_cached()
 
 
 @needs_numba
@@ -104,8 +130,10 @@ def test_an_unwritable_place_writes_nothing_and_raises_nothing(package, monkeypa
     monkeypatch.setattr(kernel_cache, "MARKER", blocker / "marker.json")
     record_kernels_cached()
     assert not kernels_cached()
-    assert sorted(p.name for p in package.iterdir()) == ["cost", "engine", "fused_kernels.py",
-                                                          "not_a_directory"]  # fmt: skip
+    assert sorted(p.name for p in package.iterdir()) == [
+        "__pycache__", "cost", "engine", "fused_kernels.py", "not_a_directory"
+    ]  # fmt: skip
+    assert not list(package.rglob("*.tmp")) and not list(package.rglob("marker.json"))
 
 
 @needs_numba
