@@ -164,3 +164,19 @@ def test_auto_compiles_from_a_smaller_workload_once_the_kernels_are_cached(monke
     monkeypatch.setattr("servesim.fleet.numba_available", lambda: False)
     monkeypatch.setattr("servesim.fleet.kernels_cached", lambda: True)
     assert not auto(COMPILED_MIN_REQUESTS)
+
+
+@needs_numba
+def test_simulate_says_when_numba_is_likely_to_compile_first(monkeypatch, capsys):
+    """Through the command (in-process): a compiled run with no marker says why it may sit
+    silent for seconds; one with the marker, or a reference run, says nothing of it."""
+    from servesim.cli import _run
+
+    args = ["simulate", "-n", "3", "--input-len", "32", "--output-len", "4", "--json"]
+    for cached, compiled, says in (
+        (False, "on", True), (True, "on", False), (False, "off", False), (False, "auto", False)
+    ):  # fmt: skip
+        monkeypatch.setattr(kernel_cache, "kernels_cached", lambda c=cached: c)
+        assert _run([*args, "--compiled", compiled]) == 0
+        err = capsys.readouterr().err
+        assert ("numba compiles servesim's kernels" in err) is says, (cached, compiled)

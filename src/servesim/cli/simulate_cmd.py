@@ -373,6 +373,7 @@ def simulate_command(
     if out is not None:
         writable_dir(out)  # before the run, not after it
 
+    _say_if_compiling(scenario)
     progress = LazyProgress(_expected_requests(scenario))
     try:
         result = simulate(scenario, on_progress=progress)
@@ -499,6 +500,22 @@ def _extra_writers(trace: bool, limit: int | None, report: bool) -> dict[str, An
 
         extra["report.html"] = lambda path: write_report(path.parent, path)
     return extra
+
+
+def _say_if_compiling(scenario) -> None:
+    """A line on stderr before a run whose compiled kernels numba is likely to compile first
+    (no marker of a compiled run on this install: :mod:`servesim.kernel_cache`), so a first
+    run's silent 10-20 s reads as what it is."""
+    if scenario.compiled == "off":
+        return
+    from servesim.fleet import compiled_pricing
+    from servesim.kernel_cache import kernels_cached
+
+    if compiled_pricing(scenario) and not kernels_cached():
+        sys.stderr.write(
+            "note: numba compiles servesim's kernels on an install's first compiled run "
+            "(~10-20 s); later runs load them from its cache in ~0.3 s\n"
+        )
 
 
 def _expected_requests(scenario) -> int | None:
