@@ -10,6 +10,8 @@ is discarded: that path is the input-fuzzing tests'.)
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -93,11 +95,13 @@ def test_a_random_scenario_runs_to_the_end(spec):
     assert ref["completed"] + ref["num_skipped"] == requests
     assert ref["num_skipped"] == sum(ref.get("skipped_reasons", {}).values())
     fast = simulate(build_scenario({**spec, "compiled": "on"})).summary
-    for key in ("completed", "num_skipped", "num_steps", "num_preemptions"):
-        assert fast[key] == ref[key], key
-    for key in ("duration", "mean_ttft_ms", "mean_tpot_ms"):
-        if key in ref:
-            assert fast[key] == pytest.approx(ref[key], rel=1e-9, nan_ok=True), key
+    # Every figure to the bit (as text: NaN equal), all but the run's own: its wall time, its
+    # event count (the compiled path plans spans only a few steps past the next event: a
+    # checkpoint is an event) and whether it ran compiled.
+    own = {"sim_wall_s", "num_events", "compiled_kernels", "scenario"}
+    assert json.dumps({k: v for k, v in fast.items() if k not in own}, sort_keys=True) == (
+        json.dumps({k: v for k, v in ref.items() if k not in own}, sort_keys=True)
+    )
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
