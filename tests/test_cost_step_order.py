@@ -105,3 +105,40 @@ def test_the_records_are_the_same_under_other_blas_kernels_and_simd_levels():
         seen[variant] = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["older BLAS kernel"] == seen["default"]
     assert seen["no AVX-512 in numpy"] == seen["default"]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"model": "llama3.1-8b"},  # dense, kernel tables, CUDA graphs (padded)
+        {"model": "mistralai/Mixtral-8x7B-v0.1", "tp": 2},  # MoE
+        {"model": "openai/gpt-oss-120b"},  # sliding windows: four features vary
+        {"model": "deepseek-ai/DeepSeek-V3", "hardware": "H200", "tp": 8},  # MLA absorbed
+        {"model": "llama3.1-8b", "engine": "vllm-v0"},  # host work, eager steps' curves
+        {"model": "meta-llama/Llama-2-7b-hf", "hardware": "A100-80GB"},  # serial walk
+    ],
+    ids=["dense", "moe", "window", "mla", "vllm_v0", "walk"],
+)
+def test_a_decode_step_alone_is_priced_as_within_a_span(spec):
+    """One arithmetic for both (the product of a step's other features plus its varying
+    terms; the ramp's interpolation as ``np.interp`` takes it): fast-forwarding a span cannot
+    move a step's end by an ulp, so a run fast-forwarded is the run stepped, to the bit."""
+    from servesim.fleet import build_fleet
+    from servesim.scenario import build_scenario
+
+    instance = build_fleet(build_scenario(spec), np.random.default_rng(0)).instances[0]
+    rng = np.random.default_rng(8)
+    for cost in [instance.cost] + ([instance.eager_cost] if instance.eager_cost else []):
+        for _ in range(12):
+            rows, steps, pad = (
+                int(rng.integers(1, 40)),
+                int(rng.integers(2, 30)),
+                int(rng.integers(0, 6)),
+            )
+            context = rng.integers(1, 30_000, rows).astype(np.int64)
+            seconds, features = cost.decode_span_with_features(context, steps, pad)
+            ones = np.ones(rows, dtype=np.int64)
+            for j in range(steps):
+                alone, f = cost.step_with_features(ones, context + j, pad)
+                np.testing.assert_array_equal(f, features[j])
+                assert alone == seconds[j], (rows, steps, pad, j)

@@ -136,7 +136,7 @@ def _step_features(new_tokens, context, pad, has_moe, floats):
 
 @njit(cache=True)
 def _product(f, hot):
-    """``f @ hot`` for one feature vector (a plain loop: BLAS's order is its own)."""
+    """``f @ hot`` for one feature vector, feature by feature (``step.hot_product``)."""
     cols = hot.shape[1]
     x = np.zeros(cols)
     for i in range(hot.shape[0]):
@@ -148,17 +148,29 @@ def _product(f, hot):
 
 
 @njit(cache=True)
+def _step_product(f, hot, ints):
+    """A step's product with ``hot`` as ``StepCostModel.seconds_from_features`` takes it: the
+    product of its features but the ones a decode span varies (``ints[7:7 + ints[6]]``,
+    ascending), plus each of those terms in that order (``step.span_hot_product``)."""
+    num_varying = ints[6]
+    fixed = f.copy()
+    for v in range(num_varying):
+        fixed[ints[7 + v]] = 0.0
+    x = _product(fixed, hot)
+    for v in range(num_varying):
+        i = ints[7 + v]
+        fi = f[i]
+        for c in range(x.shape[0]):
+            x[c] += fi * hot[i, c]
+    return x
+
+
+@njit(cache=True)
 def _ramp_factor_one(f, feature, per_token, xs, ys):
     """``DecodeRamp.factors_one`` for one column."""
     steps = max(f[ONE], 1.0)
     b = f[feature] / steps * per_token
-    x = math.log10(b) if b > 1.0 else 0.0
-    n = xs.shape[0]
-    if x <= xs[0] or x >= xs[n - 1]:
-        return 1.0
-    j = _bisect_right(xs, x)
-    w = (x - xs[j - 1]) / (xs[j] - xs[j - 1])
-    return ys[j - 1] + w * (ys[j] - ys[j - 1])
+    return _interp(math.log10(b) if b > 1.0 else 0.0, xs, ys, 1.0, 1.0)
 
 
 _walk_factor = njit(cache=True)(_step_walk_factor)
@@ -227,7 +239,7 @@ def seconds_one(
     k, occ, eager, overlap, has_occ, has_curves = (
         ints[0], ints[1], ints[2], ints[3], ints[4], ints[5]
     )  # fmt: skip
-    x = _product(f, hot)
+    x = _step_product(f, hot, ints)
     comp = x[:k].copy()
     if has_occ and f[T_R] > f[B]:
         fill, power = floats[0], floats[1]
@@ -402,14 +414,10 @@ def span_steps_into(
     else:
         _decode_row(f0, 0, sum_c, real, rows, pad, absorbed, has_moe, floats)
     total = _curves_total(f0, sum_features, sum_tables) if has_curves and not eager else 0.0
-    # Only the pairs and KV-token features change from step to step: the product of the
-    # others is taken once, and each step adds those few columns' terms.
-    if not given_rows:
-        varying = np.empty(2, np.int64)  # (P and K, or their absorbed pair: nothing else)
-        varying[0], varying[1] = (P_A, K_A) if absorbed else (P, K)
-    else:
-        last_row = given[num_steps - 1]
-        varying = np.array([i for i in range(NUM_FEATURES) if last_row[i] != f0[i]], np.int64)
+    # Only the pairs and KV-token features (a sliding window's too) change from step to
+    # step: the product of the others is taken once, and each step adds those few columns'
+    # terms, as a step alone is priced (``_step_product``).
+    varying = ints[7 : 7 + ints[6]]
     fixed = f0.copy()
     for i in varying:
         fixed[i] = 0.0

@@ -31,6 +31,7 @@ from servesim.cost.kernels import (
     load_tables,
     transfer_source_for,
 )
+from servesim.cost.libm import c_math
 from servesim.cost.shipped_fits import shipped_fit
 
 DECODE_MIN_KV_BYTES = 1e9
@@ -789,7 +790,7 @@ def decode_ramp(
         rows &= ~exclude
     if not rows.any():
         return (), ()
-    log_bytes = np.log10(kv[rows])
+    log_bytes = c_math(math.log10, kv[rows])
     fraction = efficiency[rows] if isinstance(efficiency, np.ndarray) else efficiency
     ratio = d["seconds"][rows] / (fixed_s + kv[rows] / (bandwidth * fraction))
     xs, ys = [lo], [1.0]

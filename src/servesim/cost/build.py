@@ -26,6 +26,7 @@ from servesim.cost.dtypes import (
     tensor_core_peak,
 )
 from servesim.cost.features import NUM_FEATURES, FeatureMap
+from servesim.cost.libm import c_math
 from servesim.cost.operator import GROUPS, Operator
 from servesim.cost.params import CostParams, Parallelism
 from servesim.cost.resolve import ResolvedParams, expert_weight_bytes, resolve_params
@@ -542,8 +543,11 @@ def _reshaped_moe_curve(
     # This model's T tokens meet its experts as the source's T · ratio tokens meet its own.
     ratio = (moe.experts_per_token / moe.num_experts) / (topk / experts)
     grid = kernels_mod.M_GRID
-    at_same_load = np.exp(
-        np.interp(np.log(grid * ratio), kernels_mod.LOG_M_GRID, np.log(utilisation))
+    at_same_load = c_math(
+        math.exp,
+        np.interp(
+            c_math(math.log, grid * ratio), kernels_mod.LOG_M_GRID, c_math(math.log, utilisation)
+        ),
     )
     lo, hi = got[1]
     return at_same_load * _expert_roofline_seconds(model, hw, par, params), (lo / ratio, hi / ratio)
@@ -616,7 +620,8 @@ def _resplit_moe_curve(
             tokens = (max(lo[1][0], hi[1][0]), min(lo[1][1], hi[1][1])) if lo and hi else None
             if tokens is not None and tokens[0] <= tokens[1]:
                 w = math.log(want / lo_tp) / math.log(hi_tp / lo_tp)
-                return np.exp((1.0 - w) * np.log(lo[0]) + w * np.log(hi[0])) * ours, tokens
+                blend = (1.0 - w) * c_math(math.log, lo[0]) + w * c_math(math.log, hi[0])
+                return c_math(math.exp, blend) * ours, tokens
         got = utilisation(min(splits, key=lambda tp: (abs(math.log(tp / want)), -tp)))
     except ServesimError:
         return None  # (a measured split does not fit this model: the roofline)

@@ -79,7 +79,8 @@ class CompiledStepCost:
         """Columns of the features the ``*_into`` methods write."""
         self._no_features = np.zeros((0, _F.NUM_FEATURES))
         # Integer switches: operators, first busy-compute column, eager, host overlaps,
-        # occupancy stretch, measured curves.
+        # occupancy stretch, measured curves; then the features a decode span varies (their
+        # count, then each: a step's product adds their terms to the others', in order).
         ints = np.array(
             [
                 k,
@@ -88,6 +89,8 @@ class CompiledStepCost:
                 int(model.host_overlaps),
                 int(occupancy is not None),
                 int(curves is not None),
+                len(model._varying),
+                *model._varying,
             ],
             dtype=np.int64,
         )

@@ -45,10 +45,12 @@ KERNELS_DIR = Path(__file__).resolve().parent.parent / "catalog" / "kernels"
 
 GRID_PER_OCTAVE = 8
 GRID_OCTAVES = 21
-M_GRID = 2.0 ** (np.arange(GRID_OCTAVES * GRID_PER_OCTAVE + 1) / GRID_PER_OCTAVE)
+M_GRID = np.array([2.0 ** (i / GRID_PER_OCTAVE) for i in range(GRID_OCTAVES * GRID_PER_OCTAVE + 1)])
 """Step quantities (rows, message elements) the measured curves are tabulated at: 1 … 2^21,
 eight points per octave."""
-LOG_M_GRID = np.log(M_GRID)
+LOG_M_GRID = c_math(math.log, M_GRID)
+# (Both from the C library, as every logarithm and power the tables are built with: numpy's
+# AVX-512 code rounds some an ulp apart, which would make a step's last bits depend on the CPU.)
 _GRID_INDEX = np.arange(len(M_GRID), dtype=np.float64)
 
 
@@ -429,8 +431,8 @@ def _throughput_curve(x_measured, y_measured, x_grid) -> tuple[np.ndarray, float
     in x, so time stays monotone wherever the measured times are), clamped outside; returns
     (values, smallest x, largest x measured)."""
     order = np.argsort(x_measured)
-    xs, ys = np.log(x_measured[order]), np.log(y_measured[order])
-    values = np.exp(np.interp(np.log(x_grid), xs, ys))
+    xs, ys = c_math(math.log, x_measured[order]), c_math(math.log, y_measured[order])
+    values = c_math(math.exp, np.interp(c_math(math.log, x_grid), xs, ys))
     return values, float(x_measured.min()), float(x_measured.max())
 
 
@@ -508,9 +510,9 @@ def gemm_seconds(
         lo, hi = 0.0, math.inf
         for shape_n, shape_k, weight in corners:
             values, c_lo, c_hi = curve(shape_n, shape_k)
-            log_tflops += weight * np.log(values)
+            log_tflops += weight * c_math(math.log, values)
             lo, hi = max(lo, c_lo), min(hi, c_hi)
-        tflops = np.exp(log_tflops)
+        tflops = c_math(math.exp, log_tflops)
     return 2.0 * m * n * k / (tflops * 1e12), (lo, hi)
 
 
@@ -523,7 +525,7 @@ def gemm_source_shapes(
     corners = _grid_weights(ns, ks, n, k)
     if corners is not None:
         return corners
-    dist = (np.log(ns) - math.log(n)) ** 2 + (np.log(ks) - math.log(k)) ** 2
+    dist = (c_math(math.log, ns) - math.log(n)) ** 2 + (c_math(math.log, ks) - math.log(k)) ** 2
     best = int(np.argmin(dist))
     return [(float(ns[best]), float(ks[best]), 1.0)]
 

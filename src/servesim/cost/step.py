@@ -66,8 +66,30 @@ QUERY_TILE = 128
 _sum = np.add.reduce  # (ndarray.sum without its Python layer: the same sums)
 
 
+def interp_one(
+    x: float, xs: Sequence[float], ys: Sequence[float], left: float, right: float
+) -> float:
+    """``np.interp(x, xs, ys, left, right)`` for one float, in numpy's arithmetic (its slope
+    between the points around ``x``, times the distance from the left one, plus its value; its
+    exact-hit and last-point cases), without a numpy call: so a step priced alone and a step
+    of a span (``np.interp`` over the span's rows) get the same bits."""
+    n = len(xs)
+    if x < xs[0]:
+        return left
+    if x > xs[n - 1]:
+        return right
+    j = bisect.bisect_right(xs, x) - 1
+    if j >= n - 1:
+        return ys[n - 1]
+    if xs[j] == x:
+        return ys[j]
+    slope = (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
+    return slope * (x - xs[j]) + ys[j]
+
+
 _SPAN_BASES = 4096
-"""Decode-span bases a cost model keeps (:meth:`StepCostModel._span_base`: one per batch)."""
+"""Products of steps' common features a cost model keeps (:meth:`StepCostModel._base`: one per
+batch)."""
 
 
 def hot_product(f: np.ndarray, hot: np.ndarray) -> np.ndarray:
@@ -284,13 +306,7 @@ class DecodeRamp:
         out = []
         for _, feature, per_token in self.columns:
             b = float(f[feature]) / steps * per_token
-            x = math.log10(b) if b > 1.0 else 0.0
-            if x <= xs[0] or x >= xs[-1]:
-                out.append(1.0)
-                continue
-            j = bisect.bisect_right(xs, x)
-            w = (x - xs[j - 1]) / (xs[j] - xs[j - 1])
-            out.append(ys[j - 1] + w * (ys[j] - ys[j - 1]))
+            out.append(interp_one(math.log10(b) if b > 1.0 else 0.0, xs, ys, 1.0, 1.0))
         return out
 
 
@@ -440,11 +456,14 @@ class StepCostModel(StepAccounting):
         compares the two on eight models, to the bit)."""
         f = np.asarray(features, dtype=np.float64)
         if self._hot is not None:  # the hot path: one small product
-            if f.ndim == 1:
-                x = hot_product(f, self._hot)
-            elif decode_span:
-                varying = self._span_varying(f)
-                x = span_hot_product(f, self._hot, varying, self._span_base(f[0], varying))
+            if f.ndim == 1 or decode_span:
+                # (One arithmetic for a step alone and a span's steps: the features a decode
+                # span varies added to the product of the others, which is kept per batch.)
+                rows = f[None, :] if f.ndim == 1 else f
+                varying = self._varying
+                x = span_hot_product(rows, self._hot, varying, self._base(rows[0], varying))
+                if f.ndim == 1:
+                    x = x[0]
             else:  # (rows of unrelated steps: a run's totals, which both paths take alike)
                 x = f @ self._hot
             k = len(self.operators)
@@ -506,15 +525,16 @@ class StepCostModel(StepAccounting):
         out = self._combine(gpu, over, host)
         return float(out[0]) if f.ndim == 1 else out
 
-    def _span_base(self, first: np.ndarray, varying: Sequence[int]) -> np.ndarray:
-        """:func:`hot_product` of a decode span's common features (its first row ``first``
-        without the ``varying`` ones), which depend on its batch alone: kept per batch (up
-        to :data:`_SPAN_BASES` of them), a dictionary lookup instead of two numpy calls."""
+    def _base(self, first: np.ndarray, varying: Sequence[int]) -> np.ndarray:
+        """:func:`hot_product` of a step's features but the ``varying`` ones (a decode span's
+        common features, from its first row ``first``), which depend on its batch alone: kept
+        per batch (up to :data:`_SPAN_BASES` of them), a dictionary lookup instead of two
+        numpy calls."""
         fixed = first.copy()
         for i in varying:
             fixed[i] = 0.0
         key = fixed.tobytes()
-        bases = self._span_bases
+        bases = self._bases
         base = bases.get(key)
         if base is None:
             if len(bases) >= _SPAN_BASES:
@@ -523,17 +543,21 @@ class StepCostModel(StepAccounting):
         return base
 
     @functools.cached_property
-    def _span_bases(self) -> dict[bytes, np.ndarray]:
+    def _bases(self) -> dict[bytes, np.ndarray]:
         return {}
 
-    def _span_varying(self, f: np.ndarray) -> Sequence[int]:
-        """The features that change from step to step of a decode span's rows ``f``: the
-        pairs and KV tokens (their absorbed forms under MLA absorption), or, where a sliding
-        window shapes them, those whose last row differs from the first."""
+    @functools.cached_property
+    def _varying(self) -> tuple[int, ...]:
+        """The features that change from step to step of a decode span, ascending: the pairs
+        and KV tokens (their absorbed forms under MLA absorption), and with a sliding window
+        its pairs and KV tokens too (``FeatureMap.decode``). Every step's product is the
+        product of its other features plus these terms in this order (the compiled kernels
+        take them from ``CompiledStepCost``'s packed model)."""
         fm = self.feature_map
+        varying = [_F.P_A, _F.K_A] if fm.absorb_max >= 1.0 else [_F.P, _F.K]
         if fm.window:
-            return np.flatnonzero(f[-1] != f[0])
-        return (_F.P_A, _F.K_A) if fm.absorb_max >= 1.0 else (_F.P, _F.K)
+            varying += [_F.P_SW, _F.K_SW]
+        return tuple(sorted(varying))
 
     def step_with_features(
         self, new_tokens: np.ndarray, context_lens: np.ndarray, pad: int = 0
