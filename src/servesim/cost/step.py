@@ -456,14 +456,14 @@ class StepCostModel(StepAccounting):
         compares the two on eight models, to the bit)."""
         f = np.asarray(features, dtype=np.float64)
         if self._hot is not None:  # the hot path: one small product
-            if f.ndim == 1 or decode_span:
-                # (One arithmetic for a step alone and a span's steps: the features a decode
-                # span varies added to the product of the others, which is kept per batch.)
-                rows = f[None, :] if f.ndim == 1 else f
+            # (One arithmetic for a step alone and a span's steps: the product of the features
+            # a decode span does not vary, then those it varies, each in order.)
+            if f.ndim == 1:
+                order, hot_in_order = self._varying_last
+                x = hot_product(f[order], hot_in_order)
+            elif decode_span:
                 varying = self._varying
-                x = span_hot_product(rows, self._hot, varying, self._base(rows[0], varying))
-                if f.ndim == 1:
-                    x = x[0]
+                x = span_hot_product(f, self._hot, varying, self._base(f[0], varying))
             else:  # (rows of unrelated steps: a run's totals, which both paths take alike)
                 x = f @ self._hot
             k = len(self.operators)
@@ -545,6 +545,20 @@ class StepCostModel(StepAccounting):
     @functools.cached_property
     def _bases(self) -> dict[bytes, np.ndarray]:
         return {}
+
+    @functools.cached_property
+    def _varying_last(self) -> tuple[np.ndarray, np.ndarray]:
+        """(The features in the order a step's product sums them — those a decode span does
+        not vary, then :attr:`_varying` — and the hot matrix's rows in that order): summed
+        feature by feature (:func:`hot_product`), the common part first and the varying
+        terms added to it, as :func:`span_hot_product` adds them to a span's common part
+        (a zero feature's terms, 0.0, leave the sums' bits as they are)."""
+        varying = self._varying
+        order = np.array(
+            [i for i in range(_F.NUM_FEATURES) if i not in varying] + list(varying),
+            dtype=np.intp,
+        )
+        return order, np.ascontiguousarray(self._hot[order])
 
     @functools.cached_property
     def _varying(self) -> tuple[int, ...]:
