@@ -11,9 +11,10 @@ wraps, so a run priced through it records the same features and reports the same
 
 Everything is identical, bit for bit: the features are sums of integers in float64, exact in
 any order; every sum over operators is taken in numpy's pairwise order (``_numpy_sum``); the
-interpolations are numpy's formulas; the product with ``_hot`` is summed feature by feature, as
-the reference sums it since session 60 (``step.hot_product``; a decode span's as its common
-part plus each step's varying terms, ``step.span_hot_product``), and the logarithms are the C
+interpolations are numpy's formulas; the product with ``_hot`` is summed feature by feature,
+those a decode span varies last (``StepCostModel._varying_last``; a span's as its common part
+plus each step's varying terms, ``step.span_hot_product``: the same bits for a step alone and
+within a span), as the reference sums it since session 60, and the logarithms are the C
 library's, which the reference takes too (``cost.libm.c_math``). Before, the reference's product
 went through BLAS and its ramp through numpy's AVX-512 ``log10``, and a step could differ in
 its last bit. ``tests/test_compiled.py`` checks single steps, spans and whole runs against the
