@@ -956,11 +956,19 @@ class Instance:
                 kv.register_full_blocks(running.sync(i))
 
         finished = []
+        peak_held = 0  # (blocks held at the end of a span's step before its last, where read)
         if m >= span.first_finish:  # (requests can finish in this step)
             if done is None:
                 done = (tokens - prompt) >= ints[MAX_OUT]
                 any_done = _max(done)
             if any_done:
+                if m > 1 and not span.is_round:
+                    # Step by step, the span's next-to-last step ended with every row still
+                    # holding its blocks, all but those its last token opened: usage then was
+                    # higher than after the last step frees the finished rows. The record
+                    # keeps the higher, as a step-by-step run's highest would be.
+                    c = running.computed
+                    peak_held = kv.num_held - int(_sum(kv.blocks_for(c) - kv.blocks_for(c - 1)))
                 # (A compiled commit marked the first n entries of a longer buffer.)
                 finished = running.remove(done[:n], commit.remove_rows if commit else None)
         for req in finished:
@@ -982,7 +990,7 @@ class Instance:
             m * span.context_tokens + span.batch_rows * (m * (m - 1) // 2),
             span.batch.num_preempted,
             len(self.waiting),
-            kv.num_held / kv.num_blocks,
+            max(kv.num_held, peak_held) / kv.num_blocks,
             spec_proposed,
             spec_accepted,
             spec_rows,

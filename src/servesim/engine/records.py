@@ -98,7 +98,8 @@ class StepRecord(NamedTuple):
 
     ``context_tokens`` is the KV context the step's attention read, summed over the batch
     (for a span: summed over all its steps). ``kv_usage`` is the fraction of KV blocks in use
-    at the end of the step. (A named tuple: one is built per step record.)
+    at the end of the step (for a span: the highest at the end of any of its steps, as the
+    steps' own records would show it). (A named tuple: one is built per step record.)
     """
 
     instance: int
