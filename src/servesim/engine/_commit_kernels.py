@@ -224,6 +224,17 @@ def commit_span(
 
 
 @njit(cache=True)
+def last_token_blocks(table, n, block_size):
+    """Rows whose last computed token opened a KV block: ``cdiv(c, bs) - cdiv(c - 1, bs)``
+    summed over the rows' computed tokens ``c`` (no sliding-window pages)."""
+    count = 0
+    for i in range(n):
+        if (table[COMPUTED, i] - 1) % block_size == 0:
+            count += 1
+    return count
+
+
+@njit(cache=True)
 def _extra_blocks(table, n, m, block_size):
     """Blocks the rows need beyond those they hold to keep ``m`` more tokens each."""
     total = 0

@@ -766,6 +766,17 @@ class Instance:
                 hi = mid
         return lo
 
+    def _last_token_blocks(self, n: int) -> int:
+        """KV blocks the ``n`` running rows' last computed token opened (the blocks they hold
+        now less those they held a token before: ``KVBlockManager.blocks_for``)."""
+        kv = self.kv
+        if kv.sliding_groups:  # (a hybrid layout's window pages too)
+            c = self.running.computed
+            return int(_sum(kv.blocks_for(c) - kv.blocks_for(c - 1)))
+        if self._commit is not None:
+            return self._commit.last_token_blocks(self.running.int_buffer, n, kv.block_size)
+        return int(np.count_nonzero((self.running.computed - 1) % kv.block_size == 0))
+
     def complete_step(self, itl_log: RunRecords) -> StepOutcome:
         """Commit the in-flight step's tokens; free and return the finished requests. The
         inter-token gaps the step's tokens close go to ``itl_log`` (the run's records).
@@ -967,8 +978,7 @@ class Instance:
                     # holding its blocks, all but those its last token opened: usage then was
                     # higher than after the last step frees the finished rows. The record
                     # keeps the higher, as a step-by-step run's highest would be.
-                    c = running.computed
-                    peak_held = kv.num_held - int(_sum(kv.blocks_for(c) - kv.blocks_for(c - 1)))
+                    peak_held = kv.num_held - self._last_token_blocks(n)
                 # (A compiled commit marked the first n entries of a longer buffer.)
                 finished = running.remove(done[:n], commit.remove_rows if commit else None)
         for req in finished:
