@@ -4,8 +4,9 @@ On CPUs with AVX-512 numpy computes ``log10``, ``log``, ``log2`` and ``exp`` of 
 with vector code that rounds some values one ulp away from the C library (``log10`` ~1% of
 them, ``log`` and ``log2`` ~1 in 5,000, integers included): a step priced with them would
 depend in its last bits on the CPU, and differ from the compiled kernels, which call the C
-library. The step pricing takes its logarithms from here instead: one :mod:`math` call a value
-(~0.08 µs), on the few values a step or a span's steps need.
+library. The step pricing takes its logarithms from here instead (one :mod:`math` call a value,
+~0.08 µs, on the few values a step or a span's steps need), and so do the tables the cost model
+is built with (once per model).
 """
 
 from __future__ import annotations

@@ -770,12 +770,10 @@ class Instance:
         """KV blocks the ``n`` running rows' last computed token opened (the blocks they hold
         now less those they held a token before: ``KVBlockManager.blocks_for``)."""
         kv = self.kv
-        if kv.sliding_groups:  # (a hybrid layout's window pages too)
-            c = self.running.computed
-            return int(_sum(kv.blocks_for(c) - kv.blocks_for(c - 1)))
-        if self._commit is not None:
+        if self._commit is not None and not kv.sliding_groups:
             return self._commit.last_token_blocks(self.running.int_buffer, n, kv.block_size)
-        return int(np.count_nonzero((self.running.computed - 1) % kv.block_size == 0))
+        c = self.running.computed  # (a hybrid layout's window pages counted too)
+        return int(_sum(kv.blocks_for(c) - kv.blocks_for(c - 1)))
 
     def complete_step(self, itl_log: RunRecords) -> StepOutcome:
         """Commit the in-flight step's tokens; free and return the finished requests. The
