@@ -33,7 +33,11 @@ def test_bench_pair_times_two_trees_in_alternated_rounds():
 
 
 def test_bench_process_prints_a_row_per_size_and_rate_and_the_path_auto_took():
-    text = _run("bench_process.py", "--runs", "1", "--sizes", "60", "--rates", "5,50")
+    text = _run(
+        "bench_process.py", "--runs", "1", "--floor-runs", "1", "--sizes", "60", "--rates", "5,50"
+    )
+    floor = re.search(r"^floor .*: reference ([\d.]+) s, compiled ([\d.]+) s$", text, re.M)
+    assert floor is not None and 0 < float(floor[1]) and 0 < float(floor[2])
     rows = re.findall(r"^ +60 +(\d+) +[\d.]+ +[\d.]+ +[\d.]+  (reference|compiled)$", text, re.M)
     assert [rate for rate, _ in rows] == ["5", "50"]
     assert {path for _, path in rows} == {"reference"}  # (60 requests: below any threshold)
