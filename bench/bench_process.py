@@ -12,6 +12,7 @@ numba's import and the cached kernels' load) and almost nothing else. A run of N
 costs its path's floor plus its event loop and the summary's share that grows with N.
 
     python bench/bench_process.py [--runs 3] [--sizes 2000,5000,10000] [--rates 5,20,100]
+                                  [--floor-runs 5]
 """
 
 from __future__ import annotations
